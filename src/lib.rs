@@ -1,0 +1,38 @@
+//! Strata: an LSM-tree table access method (`lsm`), an HNSW index access method
+//! (`strata_hnsw`) and a pgvector-compatible `vector` type for PostgreSQL.
+//!
+//! Module map (see docs/architecture.md):
+//! * [`pg`]     — thin safe wrappers over `pg_sys`; the only home of raw FFI helpers.
+//! * [`vector`] — the `vector` type, its operators and SIMD distance kernels.
+//! * [`error`]  — the error contract between pure code and `ereport`.
+
+::pgrx::pg_module_magic!(name, version);
+
+pub mod error;
+pub mod pg;
+pub mod vector;
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn vector_round_trips_through_sql() {
+        let out = Spi::get_one::<String>("SELECT '[1, 2.5,-3e-2]'::vector::text").unwrap();
+        assert_eq!(out.as_deref(), Some("[1,2.5,-0.03]"));
+        let d = Spi::get_one::<f64>("SELECT '[1,2,3]'::vector <-> '[4,5,6]'").unwrap();
+        assert_eq!(d, Some(5.196152422706632));
+    }
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

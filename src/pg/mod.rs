@@ -1,0 +1,6 @@
+//! Thin, safe wrappers over `pg_sys`. This is the only module that holds raw FFI
+//! helpers; access-method glue builds on it.
+
+pub mod array;
+pub mod error;
+pub mod varlena;

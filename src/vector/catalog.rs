@@ -1,0 +1,97 @@
+//! Catalog objects of the `vector` type: the type itself, casts, operators, the
+//! btree operator class and the aggregates. Function bodies live in
+//! [`super::sql`]; this file only wires them into SQL.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+extension_sql!(
+    r#"
+-- The shell type lets the I/O functions name `vector` before it is complete.
+CREATE TYPE vector;
+"#,
+    name = "vector_shell_type",
+    bootstrap
+);
+
+extension_sql!(
+    r#"
+CREATE TYPE vector (
+    INPUT     = vector_in,
+    OUTPUT    = vector_out,
+    TYPMOD_IN = vector_typmod_in,
+    RECEIVE   = vector_recv,
+    SEND      = vector_send,
+    STORAGE   = external
+);
+"#,
+    name = "vector_type",
+    requires = [
+        vector::sql::vector_in,
+        vector::sql::vector_out,
+        vector::sql::vector_typmod_in,
+        vector::sql::vector_recv,
+        vector::sql::vector_send
+    ]
+);
+
+extension_sql!(
+    r#"
+CREATE CAST (vector AS vector) WITH FUNCTION vector(vector, integer, boolean) AS IMPLICIT;
+CREATE CAST (integer[] AS vector) WITH FUNCTION array_to_vector(integer[], integer, boolean) AS ASSIGNMENT;
+CREATE CAST (real[] AS vector) WITH FUNCTION array_to_vector(real[], integer, boolean) AS ASSIGNMENT;
+CREATE CAST (double precision[] AS vector) WITH FUNCTION array_to_vector(double precision[], integer, boolean) AS ASSIGNMENT;
+CREATE CAST (numeric[] AS vector) WITH FUNCTION array_to_vector(numeric[], integer, boolean) AS ASSIGNMENT;
+CREATE CAST (vector AS real[]) WITH FUNCTION vector_to_float4(vector, integer, boolean) AS IMPLICIT;
+
+CREATE AGGREGATE avg(vector) (
+    SFUNC = vector_accum, STYPE = double precision[], FINALFUNC = vector_avg,
+    COMBINEFUNC = vector_combine, INITCOND = '{0}', PARALLEL = SAFE
+);
+CREATE AGGREGATE sum(vector) (
+    SFUNC = vector_add, STYPE = vector, COMBINEFUNC = vector_add, PARALLEL = SAFE
+);
+
+CREATE OPERATOR <-> (LEFTARG = vector, RIGHTARG = vector, PROCEDURE = l2_distance, COMMUTATOR = '<->');
+CREATE OPERATOR <#> (LEFTARG = vector, RIGHTARG = vector, PROCEDURE = vector_negative_inner_product, COMMUTATOR = '<#>');
+CREATE OPERATOR <=> (LEFTARG = vector, RIGHTARG = vector, PROCEDURE = cosine_distance, COMMUTATOR = '<=>');
+CREATE OPERATOR <+> (LEFTARG = vector, RIGHTARG = vector, PROCEDURE = l1_distance, COMMUTATOR = '<+>');
+
+CREATE OPERATOR + (LEFTARG = vector, RIGHTARG = vector, PROCEDURE = vector_add, COMMUTATOR = +);
+CREATE OPERATOR - (LEFTARG = vector, RIGHTARG = vector, PROCEDURE = vector_sub);
+CREATE OPERATOR * (LEFTARG = vector, RIGHTARG = vector, PROCEDURE = vector_mul, COMMUTATOR = *);
+CREATE OPERATOR || (LEFTARG = vector, RIGHTARG = vector, PROCEDURE = vector_concat);
+
+CREATE OPERATOR < (LEFTARG = vector, RIGHTARG = vector, PROCEDURE = vector_lt,
+    COMMUTATOR = >, NEGATOR = >=, RESTRICT = scalarltsel, JOIN = scalarltjoinsel);
+CREATE OPERATOR <= (LEFTARG = vector, RIGHTARG = vector, PROCEDURE = vector_le,
+    COMMUTATOR = >=, NEGATOR = >, RESTRICT = scalarlesel, JOIN = scalarlejoinsel);
+CREATE OPERATOR = (LEFTARG = vector, RIGHTARG = vector, PROCEDURE = vector_eq,
+    COMMUTATOR = =, NEGATOR = <>, RESTRICT = eqsel, JOIN = eqjoinsel, MERGES);
+CREATE OPERATOR <> (LEFTARG = vector, RIGHTARG = vector, PROCEDURE = vector_ne,
+    COMMUTATOR = <>, NEGATOR = =, RESTRICT = neqsel, JOIN = neqjoinsel);
+CREATE OPERATOR >= (LEFTARG = vector, RIGHTARG = vector, PROCEDURE = vector_ge,
+    COMMUTATOR = <=, NEGATOR = <, RESTRICT = scalargesel, JOIN = scalargejoinsel);
+CREATE OPERATOR > (LEFTARG = vector, RIGHTARG = vector, PROCEDURE = vector_gt,
+    COMMUTATOR = <, NEGATOR = <=, RESTRICT = scalargtsel, JOIN = scalargtjoinsel);
+
+CREATE OPERATOR CLASS vector_ops DEFAULT FOR TYPE vector USING btree AS
+    OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >,
+    FUNCTION 1 vector_cmp(vector, vector);
+"#,
+    name = "vector_catalog",
+    finalize
+);
+
+/// OID of the `vector` type in this database (cached per backend).
+pub fn vector_type_oid() -> pg_sys::Oid {
+    static OID: AtomicU32 = AtomicU32::new(0);
+    let cached = OID.load(Ordering::Relaxed);
+    if cached != 0 {
+        return pg_sys::Oid::from(cached);
+    }
+    let oid = pgrx::regtypein("vector");
+    OID.store(oid.to_u32(), Ordering::Relaxed);
+    oid
+}

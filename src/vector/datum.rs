@@ -1,0 +1,153 @@
+//! `vector` datums: borrowing a detoasted argument and building a result.
+//!
+//! [`Vector`] borrows the elements of an argument for the duration of a function
+//! call; [`VectorBuf`] is a freshly palloc'd varlena returned to Postgres. Both
+//! map to the SQL type `vector`.
+
+use crate::pg::varlena::{self, VARHDRSZ};
+use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
+use pgrx::datum::Datum;
+use pgrx::nullable::Nullable;
+use pgrx::pg_sys;
+use pgrx::pgrx_sql_entity_graph::metadata::{
+    ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
+};
+use pgrx::{FromDatum, IntoDatum};
+use std::marker::PhantomData;
+
+/// Bytes before the first element: varlena header, dim (i16), unused (i16).
+pub const HEADER_SIZE: usize = VARHDRSZ + 4;
+
+/// Total varlena size of a vector with `dims` elements.
+pub const fn size_of(dims: usize) -> usize {
+    HEADER_SIZE + 4 * dims
+}
+
+/// A `vector` argument, detoasted and borrowed for the current call.
+#[derive(Clone, Copy)]
+pub struct Vector<'a> {
+    elements: &'a [f32],
+}
+
+impl<'a> Vector<'a> {
+    pub fn as_slice(&self) -> &'a [f32] {
+        self.elements
+    }
+
+    pub fn dims(&self) -> usize {
+        self.elements.len()
+    }
+
+    /// Reads a vector from a datum.
+    ///
+    /// # Safety
+    /// `datum` must be a non-null `vector` datum that outlives `'a`.
+    pub unsafe fn from_raw_datum(datum: pg_sys::Datum) -> Vector<'a> {
+        // SAFETY: caller guarantees a vector varlena; detoasting yields a
+        // 4-byte-header copy (or the original if already plain) that is at least
+        // int-aligned, so the f32 elements at offset 8 are aligned.
+        unsafe {
+            let ptr = varlena::detoast(datum) as *const u8;
+            let dims = (ptr.add(VARHDRSZ) as *const i16).read() as usize;
+            debug_assert!(varlena::varsize(ptr as *const pg_sys::varlena) >= size_of(dims));
+            let elements = std::slice::from_raw_parts(ptr.add(HEADER_SIZE) as *const f32, dims);
+            Vector { elements }
+        }
+    }
+}
+
+/// A newly built `vector` in palloc'd memory, ready to return.
+pub struct VectorBuf {
+    ptr: *mut pg_sys::varlena,
+    _not_send: PhantomData<*mut u8>,
+}
+
+impl VectorBuf {
+    /// Copies `elements` into a new varlena. Callers check dimensions first.
+    pub fn from_slice(elements: &[f32]) -> VectorBuf {
+        let ptr = varlena::alloc_zeroed(size_of(elements.len()));
+        // SAFETY: `ptr` was just allocated with room for the header and
+        // `elements.len()` floats; palloc memory is MAXALIGNed.
+        unsafe {
+            let base = ptr as *mut u8;
+            (base.add(VARHDRSZ) as *mut i16).write(elements.len() as i16);
+            std::ptr::copy_nonoverlapping(
+                elements.as_ptr(),
+                base.add(HEADER_SIZE) as *mut f32,
+                elements.len(),
+            );
+        }
+        VectorBuf { ptr, _not_send: PhantomData }
+    }
+
+    pub fn into_datum(self) -> pg_sys::Datum {
+        pg_sys::Datum::from(self.ptr)
+    }
+}
+
+impl<'a> FromDatum for Vector<'a> {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        _typoid: pg_sys::Oid,
+    ) -> Option<Self> {
+        if is_null || datum.is_null() {
+            None
+        } else {
+            // SAFETY: non-null datum of type vector, per the caller.
+            Some(unsafe { Vector::from_raw_datum(datum) })
+        }
+    }
+}
+
+// SAFETY: `Vector` is only declared for SQL arguments of type `vector`; the
+// datum is detoasted in the function's memory context, which outlives 'fcx.
+unsafe impl<'fcx> ArgAbi<'fcx> for Vector<'fcx> {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        let index = arg.index();
+        // SAFETY: the argument has SQL type vector (see SqlTranslatable below).
+        unsafe { arg.unbox_arg_using_from_datum() }
+            .unwrap_or_else(|| panic!("argument {index} must not be null"))
+    }
+
+    unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
+        // SAFETY: as above.
+        unsafe { arg.unbox_arg_using_from_datum() }.into()
+    }
+}
+
+impl IntoDatum for VectorBuf {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        Some(VectorBuf::into_datum(self))
+    }
+
+    fn type_oid() -> pg_sys::Oid {
+        crate::vector::catalog::vector_type_oid()
+    }
+}
+
+// SAFETY: returns a palloc'd varlena of type vector as a by-reference datum.
+unsafe impl BoxRet for VectorBuf {
+    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> Datum<'fcx> {
+        // SAFETY: the datum is a valid vector owned by the current memory context.
+        unsafe { fcinfo.return_raw_datum(VectorBuf::into_datum(self)) }
+    }
+}
+
+// SAFETY: both types are exactly the SQL type `vector` created in catalog.rs.
+unsafe impl<'a> SqlTranslatable for Vector<'a> {
+    const TYPE_IDENT: &'static str = "strata::vector::Vector";
+    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("vector"));
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
+        Ok(ReturnsRef::One(SqlMappingRef::literal("vector")));
+}
+
+// SAFETY: see above.
+unsafe impl SqlTranslatable for VectorBuf {
+    const TYPE_IDENT: &'static str = "strata::vector::VectorBuf";
+    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("vector"));
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
+        Ok(ReturnsRef::One(SqlMappingRef::literal("vector")));
+}

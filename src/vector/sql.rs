@@ -1,0 +1,280 @@
+//! SQL-callable functions of the `vector` type: I/O, typmod, casts, operators,
+//! distance functions and aggregate support. Each is a thin adapter from SQL
+//! arguments to the pure code in [`super::ops`], [`super::text`],
+//! [`super::binary`] and [`super::kernels`].
+
+use super::datum::{Vector, VectorBuf};
+use super::{binary, kernels, ops, text, VectorError};
+use crate::pg::array::ndim;
+use crate::pg::error::OrRaise;
+use pgrx::datum::{AnyNumeric, Array, Internal};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::cmp::Ordering;
+use std::ffi::{CStr, CString};
+
+/// Builds a result vector after the dimension checks every new vector gets.
+fn new_vector(elements: &[f32]) -> VectorBuf {
+    ops::check_dims(elements.len()).or_raise();
+    VectorBuf::from_slice(elements)
+}
+
+// ---------------------------------------------------------------- I/O
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_in(input: &CStr, _typoid: pg_sys::Oid, typmod: i32) -> VectorBuf {
+    let input = input.to_str().map_err(|_| VectorError::Syntax {
+        input: input.to_string_lossy().into_owned(),
+        detail: "",
+    });
+    let elements = text::parse(input.or_raise()).or_raise();
+    ops::check_typmod(typmod, elements.len()).or_raise();
+    new_vector(&elements)
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_out(v: Vector<'_>) -> CString {
+    CString::new(text::format(v.as_slice())).expect("formatted floats contain no NUL")
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_typmod_in(list: Array<'_, &CStr>) -> i32 {
+    let items: Vec<Option<&CStr>> = list.iter().collect();
+    let [Some(item)] = items[..] else { crate::pg::error::raise(&VectorError::TypmodInvalid) };
+    let dims: i32 = item
+        .to_str()
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or(VectorError::TypmodInvalid)
+        .or_raise();
+    ops::typmod_from_dims(dims).or_raise()
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_recv(mut buf: Internal, _typoid: pg_sys::Oid, typmod: i32) -> VectorBuf {
+    // SAFETY: the receive function's first argument is always a StringInfo.
+    let buf = unsafe { buf.get_mut::<pg_sys::StringInfoData>() }.expect("StringInfo argument");
+    let remaining: &[u8] = if buf.len > buf.cursor {
+        // SAFETY: `data[cursor..len]` is the unread part of the message.
+        unsafe {
+            std::slice::from_raw_parts(
+                buf.data.add(buf.cursor as usize) as *const u8,
+                (buf.len - buf.cursor) as usize,
+            )
+        }
+    } else {
+        &[]
+    };
+    let (elements, used) = binary::decode(remaining).or_raise();
+    buf.cursor += used as i32;
+    ops::check_typmod(typmod, elements.len()).or_raise();
+    new_vector(&elements)
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_send(v: Vector<'_>) -> Vec<u8> {
+    binary::encode(v.as_slice())
+}
+
+/// The length-coercion cast `vector -> vector(n)`.
+#[pg_extern(immutable, strict, parallel_safe, name = "vector")]
+fn vector_apply_typmod(v: Vector<'_>, typmod: i32, _explicit: bool) -> VectorBuf {
+    ops::check_typmod(typmod, v.dims()).or_raise();
+    VectorBuf::from_slice(v.as_slice())
+}
+
+// ---------------------------------------------------------------- casts
+
+fn from_array<T, F>(array: Array<'_, T>, typmod: i32, convert: F) -> VectorBuf
+where
+    T: pgrx::datum::UnboxDatum,
+    F: Fn(T::As<'_>) -> f32,
+{
+    let mut elements = Vec::with_capacity(array.len());
+    for item in array.iter() {
+        let Some(item) = item else { crate::pg::error::raise(&VectorError::ArrayNulls) };
+        let x = convert(item);
+        ops::check_element(x).or_raise();
+        elements.push(x);
+    }
+    if ndim(array) > 1 {
+        crate::pg::error::raise(&VectorError::ArrayNotOneDimensional);
+    }
+    ops::check_typmod(typmod, elements.len()).or_raise();
+    new_vector(&elements)
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "array_to_vector")]
+fn array_to_vector_int4(array: Array<'_, i32>, typmod: i32, _explicit: bool) -> VectorBuf {
+    from_array(array, typmod, |x| x as f32)
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "array_to_vector")]
+fn array_to_vector_float4(array: Array<'_, f32>, typmod: i32, _explicit: bool) -> VectorBuf {
+    from_array(array, typmod, |x| x)
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "array_to_vector")]
+fn array_to_vector_float8(array: Array<'_, f64>, typmod: i32, _explicit: bool) -> VectorBuf {
+    from_array(array, typmod, |x| {
+        let y = x as f32;
+        if y.is_infinite() && x.is_finite() {
+            crate::pg::error::raise(&VectorError::Overflow);
+        }
+        y
+    })
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "array_to_vector")]
+fn array_to_vector_numeric(array: Array<'_, AnyNumeric>, typmod: i32, _explicit: bool) -> VectorBuf {
+    from_array(array, typmod, |x| {
+        f32::try_from(x).map_err(|_| VectorError::Overflow).or_raise()
+    })
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_to_float4(v: Vector<'_>, _typmod: i32, _explicit: bool) -> Vec<f32> {
+    v.as_slice().to_vec()
+}
+
+// ---------------------------------------------------------------- distances
+
+fn check_same(a: Vector<'_>, b: Vector<'_>) {
+    ops::same_dims(a.as_slice(), b.as_slice()).or_raise();
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn l2_distance(a: Vector<'_>, b: Vector<'_>) -> f64 {
+    check_same(a, b);
+    (kernels::l2_squared(a.as_slice(), b.as_slice()) as f64).sqrt()
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_l2_squared_distance(a: Vector<'_>, b: Vector<'_>) -> f64 {
+    check_same(a, b);
+    kernels::l2_squared(a.as_slice(), b.as_slice()) as f64
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn inner_product(a: Vector<'_>, b: Vector<'_>) -> f64 {
+    check_same(a, b);
+    kernels::dot(a.as_slice(), b.as_slice()) as f64
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_negative_inner_product(a: Vector<'_>, b: Vector<'_>) -> f64 {
+    check_same(a, b);
+    -(kernels::dot(a.as_slice(), b.as_slice()) as f64)
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn cosine_distance(a: Vector<'_>, b: Vector<'_>) -> f64 {
+    check_same(a, b);
+    kernels::cosine_distance(a.as_slice(), b.as_slice())
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn l1_distance(a: Vector<'_>, b: Vector<'_>) -> f64 {
+    check_same(a, b);
+    kernels::l1(a.as_slice(), b.as_slice()) as f64
+}
+
+// ---------------------------------------------------------------- functions
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_dims(v: Vector<'_>) -> i32 {
+    v.dims() as i32
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_norm(v: Vector<'_>) -> f64 {
+    ops::norm(v.as_slice())
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn l2_normalize(v: Vector<'_>) -> VectorBuf {
+    new_vector(&ops::l2_normalize(v.as_slice()).or_raise())
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn subvector(v: Vector<'_>, start: i32, count: i32) -> VectorBuf {
+    new_vector(&ops::subvector(v.as_slice(), start, count).or_raise())
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_add(a: Vector<'_>, b: Vector<'_>) -> VectorBuf {
+    new_vector(&ops::add(a.as_slice(), b.as_slice()).or_raise())
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_sub(a: Vector<'_>, b: Vector<'_>) -> VectorBuf {
+    new_vector(&ops::sub(a.as_slice(), b.as_slice()).or_raise())
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_mul(a: Vector<'_>, b: Vector<'_>) -> VectorBuf {
+    new_vector(&ops::mul(a.as_slice(), b.as_slice()).or_raise())
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_concat(a: Vector<'_>, b: Vector<'_>) -> VectorBuf {
+    new_vector(&ops::concat(a.as_slice(), b.as_slice()).or_raise())
+}
+
+// ---------------------------------------------------------------- comparison
+
+fn cmp(a: Vector<'_>, b: Vector<'_>) -> Ordering {
+    ops::compare(a.as_slice(), b.as_slice())
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_lt(a: Vector<'_>, b: Vector<'_>) -> bool {
+    cmp(a, b) == Ordering::Less
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_le(a: Vector<'_>, b: Vector<'_>) -> bool {
+    cmp(a, b) != Ordering::Greater
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_eq(a: Vector<'_>, b: Vector<'_>) -> bool {
+    cmp(a, b) == Ordering::Equal
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_ne(a: Vector<'_>, b: Vector<'_>) -> bool {
+    cmp(a, b) != Ordering::Equal
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_ge(a: Vector<'_>, b: Vector<'_>) -> bool {
+    cmp(a, b) != Ordering::Less
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_gt(a: Vector<'_>, b: Vector<'_>) -> bool {
+    cmp(a, b) == Ordering::Greater
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_cmp(a: Vector<'_>, b: Vector<'_>) -> i32 {
+    cmp(a, b) as i32
+}
+
+// ---------------------------------------------------------------- aggregates
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_accum(state: Vec<f64>, v: Vector<'_>) -> Vec<f64> {
+    ops::accumulate(&state, v.as_slice()).or_raise()
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_combine(a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
+    ops::combine(&a, &b).or_raise()
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_avg(state: Vec<f64>) -> Option<VectorBuf> {
+    ops::average(&state).or_raise().map(|v| new_vector(&v))
+}
