@@ -1,0 +1,13 @@
+-- Demo objects created by `make run` (idempotent).
+CREATE EXTENSION IF NOT EXISTS strata;
+CREATE TABLE IF NOT EXISTS demo_items (
+    id        bigserial PRIMARY KEY,
+    name      text NOT NULL,
+    embedding vector(3) NOT NULL
+);
+INSERT INTO demo_items (name, embedding)
+SELECT v.name, v.embedding::vector
+FROM (VALUES ('apple',  '[1,0.2,0]'), ('banana', '[0.9,0.4,0.1]'),
+             ('carrot', '[0.1,1,0.3]'), ('potato', '[0,0.8,0.6]'),
+             ('salmon', '[0.2,0.1,1]')) AS v(name, embedding)
+WHERE NOT EXISTS (SELECT 1 FROM demo_items);

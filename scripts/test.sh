@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# `make test`: every test layer on PostgreSQL 15 and 18.
+#   1. cargo pgrx test  — pure unit tests (kernels, codecs, policies) and
+#                         #[pg_test] in-backend tests, per PostgreSQL version;
+#   2. pg_regress       — tests/pg_regress suites with asserted output;
+#   3. package smoke    — `cargo pgrx package` installed into PG18 + SQL smoke test.
+# Set STRATA_PG_VERSIONS="18" to limit the versions. Idempotent; fine as root.
+source "$(dirname "$0")/lib.sh"
+VERSIONS="${STRATA_PG_VERSIONS:-15 18}"
+
+ensure_all
+cd "$STRATA_ROOT"
+
+for v in $VERSIONS; do
+    pgdata="/tmp/strata-pgrx-test/pg$v"
+    as_root mkdir -p "$(dirname "$pgdata")"
+    as_root chown postgres: "$(dirname "$pgdata")"
+    log "cargo pgrx test pg$v"
+    cargo pgrx test "pg$v" --runas postgres --pgdata "$pgdata"
+
+    install_strata "$v" debug
+    "$STRATA_ROOT/tests/regress.sh" "$v"
+done
+
+case " $VERSIONS " in *" 18 "*) "$STRATA_ROOT/tests/package_smoke.sh" ;; esac
+log "all tests passed on PostgreSQL: $VERSIONS"
