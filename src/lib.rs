@@ -9,6 +9,7 @@
 ::pgrx::pg_module_magic!(name, version);
 
 pub mod error;
+pub mod lsm;
 pub mod pg;
 pub mod vector;
 

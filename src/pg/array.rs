@@ -1,8 +1,8 @@
 //! Helpers for Postgres arrays that pgrx's `Array` does not expose.
 
 use pgrx::datum::Array;
-use pgrx::pg_sys;
 use pgrx::datum::UnboxDatum;
+use pgrx::pg_sys;
 
 /// Number of dimensions of the array (`ARR_NDIM`).
 pub fn ndim<T: UnboxDatum>(array: Array<'_, T>) -> usize {

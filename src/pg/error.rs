@@ -9,17 +9,15 @@ use pgrx::PgLogLevel;
 pub fn sqlstate_code(state: &str) -> PgSqlErrorCode {
     let bytes = state.as_bytes();
     assert_eq!(bytes.len(), 5, "SQLSTATE must have 5 characters: {state}");
-    let code = bytes
-        .iter()
-        .enumerate()
-        .fold(0i32, |acc, (i, c)| acc | ((((*c as i32) - ('0' as i32)) & 0x3F) << (6 * i)));
+    let code = bytes.iter().enumerate().fold(0i32, |acc, (i, c)| {
+        acc | ((((*c as i32) - ('0' as i32)) & 0x3F) << (6 * i))
+    });
     PgSqlErrorCode::from(code)
 }
 
 /// Raises `error` as an ERROR; never returns.
 pub fn raise<E: SqlError + ?Sized>(error: &E) -> ! {
-    let mut report =
-        ErrorReport::new(sqlstate_code(error.sqlstate()), error.to_string(), "strata");
+    let mut report = ErrorReport::new(sqlstate_code(error.sqlstate()), error.to_string(), "strata");
     if let Some(detail) = error.detail() {
         report = report.set_detail(detail);
     }
@@ -27,6 +25,12 @@ pub fn raise<E: SqlError + ?Sized>(error: &E) -> ! {
         report = report.set_hint(hint);
     }
     report.report(PgLogLevel::ERROR);
+    unreachable!("ereport(ERROR) returned")
+}
+
+/// Raises an ERROR with a message and SQLSTATE; usable in expression position.
+pub fn error(code: PgSqlErrorCode, message: impl Into<String>) -> ! {
+    ErrorReport::new(code, message.into(), "strata").report(PgLogLevel::ERROR);
     unreachable!("ereport(ERROR) returned")
 }
 

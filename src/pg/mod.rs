@@ -2,5 +2,8 @@
 //! helpers; access-method glue builds on it.
 
 pub mod array;
+pub mod buffer;
 pub mod error;
+pub mod htup;
+pub mod page;
 pub mod varlena;

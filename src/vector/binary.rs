@@ -55,10 +55,19 @@ mod tests {
 
     #[test]
     fn rejects_bad_messages() {
-        assert_eq!(decode(&[0, 2, 0, 0, 0, 0]), Err(VectorError::BinaryTruncated(2)));
-        assert_eq!(decode(&[0, 1, 0, 1, 0, 0, 0, 0]), Err(VectorError::BinaryUnused(1)));
+        assert_eq!(
+            decode(&[0, 2, 0, 0, 0, 0]),
+            Err(VectorError::BinaryTruncated(2))
+        );
+        assert_eq!(
+            decode(&[0, 1, 0, 1, 0, 0, 0, 0]),
+            Err(VectorError::BinaryUnused(1))
+        );
         assert_eq!(decode(&[0, 0, 0, 0]), Err(VectorError::NoDimensions));
         let nan = f32::NAN.to_bits().to_be_bytes();
-        assert_eq!(decode(&[0, 1, 0, 0, nan[0], nan[1], nan[2], nan[3]]), Err(VectorError::NaN));
+        assert_eq!(
+            decode(&[0, 1, 0, 0, nan[0], nan[1], nan[2], nan[3]]),
+            Err(VectorError::NaN)
+        );
     }
 }

@@ -77,7 +77,10 @@ impl VectorBuf {
                 elements.len(),
             );
         }
-        VectorBuf { ptr, _not_send: PhantomData }
+        VectorBuf {
+            ptr,
+            _not_send: PhantomData,
+        }
     }
 
     pub fn into_datum(self) -> pg_sys::Datum {

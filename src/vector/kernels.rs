@@ -192,8 +192,11 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     fn cosine_parts_avx2(a: &[f32], b: &[f32]) -> (f32, f32, f32) {
         let n = a.len().min(b.len());
-        let (mut ab, mut aa, mut bb) =
-            (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
+        let (mut ab, mut aa, mut bb) = (
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+        );
         let mut i = 0;
         while i + 8 <= n {
             let (x, y) = (load(a, i), load(b, i));
@@ -257,11 +260,17 @@ mod tests {
         for len in 0..70 {
             let a = vectors(len as u64 + 1, len);
             let b = vectors(len as u64 + 1000, len);
-            assert!(close(l2_squared(&a, &b), scalar::l2_squared(&a, &b)), "l2 len {len}");
+            assert!(
+                close(l2_squared(&a, &b), scalar::l2_squared(&a, &b)),
+                "l2 len {len}"
+            );
             assert!(close(dot(&a, &b), scalar::dot(&a, &b)), "dot len {len}");
             assert!(close(l1(&a, &b), scalar::l1(&a, &b)), "l1 len {len}");
             let (p, q) = (cosine_parts(&a, &b), scalar::cosine_parts(&a, &b));
-            assert!(close(p.0, q.0) && close(p.1, q.1) && close(p.2, q.2), "cos len {len}");
+            assert!(
+                close(p.0, q.0) && close(p.1, q.1) && close(p.2, q.2),
+                "cos len {len}"
+            );
         }
     }
 

@@ -32,14 +32,20 @@ pub fn same_dims(a: &[f32], b: &[f32]) -> Result<(), VectorError> {
     if a.len() == b.len() {
         Ok(())
     } else {
-        Err(VectorError::DimensionMismatch { expected: a.len(), actual: b.len() })
+        Err(VectorError::DimensionMismatch {
+            expected: a.len(),
+            actual: b.len(),
+        })
     }
 }
 
 /// Checks a value against a `vector(n)` type modifier (`-1` = unconstrained).
 pub fn check_typmod(typmod: i32, dims: usize) -> Result<(), VectorError> {
     if typmod >= 0 && typmod as usize != dims {
-        Err(VectorError::DimensionMismatch { expected: typmod as usize, actual: dims })
+        Err(VectorError::DimensionMismatch {
+            expected: typmod as usize,
+            actual: dims,
+        })
     } else {
         Ok(())
     }
@@ -94,7 +100,10 @@ pub fn concat(a: &[f32], b: &[f32]) -> Result<Vec<f32>, VectorError> {
 
 /// Euclidean norm, accumulated in `f64`.
 pub fn norm(a: &[f32]) -> f64 {
-    a.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>().sqrt()
+    a.iter()
+        .map(|x| (*x as f64) * (*x as f64))
+        .sum::<f64>()
+        .sqrt()
 }
 
 /// Scales to unit length; the zero vector stays zero.
@@ -144,7 +153,10 @@ pub fn accumulate(state: &[f64], v: &[f32]) -> Result<Vec<f64>, VectorError> {
     }
     let dims = state.len() - 1;
     if dims != v.len() {
-        return Err(VectorError::DimensionMismatch { expected: dims, actual: v.len() });
+        return Err(VectorError::DimensionMismatch {
+            expected: dims,
+            actual: v.len(),
+        });
     }
     let mut out = Vec::with_capacity(state.len());
     out.push(state[0] + 1.0);
@@ -167,7 +179,10 @@ pub fn combine(a: &[f64], b: &[f64]) -> Result<Vec<f64>, VectorError> {
         return Ok(a.to_vec());
     }
     if a.len() != b.len() {
-        return Err(VectorError::DimensionMismatch { expected: a.len() - 1, actual: b.len() - 1 });
+        return Err(VectorError::DimensionMismatch {
+            expected: a.len() - 1,
+            actual: b.len() - 1,
+        });
     }
     let out: Vec<f64> = a.iter().zip(b).map(|(x, y)| x + y).collect();
     if out.iter().any(|x| x.is_infinite()) {
@@ -202,7 +217,10 @@ mod tests {
         assert_eq!(mul(&[1e-30], &[1e-30]), Err(VectorError::Underflow));
         assert_eq!(
             add(&[1.0], &[1.0, 2.0]),
-            Err(VectorError::DimensionMismatch { expected: 1, actual: 2 })
+            Err(VectorError::DimensionMismatch {
+                expected: 1,
+                actual: 2
+            })
         );
     }
 
@@ -216,7 +234,10 @@ mod tests {
         assert_eq!(subvector(&v, 6, 1), Err(VectorError::NoDimensions));
         assert_eq!(subvector(&v, 1, 0), Err(VectorError::NoDimensions));
         assert_eq!(subvector(&v, -5, 3), Err(VectorError::NoDimensions));
-        assert_eq!(subvector(&v, i32::MAX, i32::MAX), Err(VectorError::NoDimensions));
+        assert_eq!(
+            subvector(&v, i32::MAX, i32::MAX),
+            Err(VectorError::NoDimensions)
+        );
     }
 
     #[test]
@@ -240,7 +261,10 @@ mod tests {
         let s = accumulate(&s, &[3.0, 4.0]).unwrap();
         assert_eq!(average(&s).unwrap(), Some(vec![2.0, 3.0]));
         let t = accumulate(&[0.0], &[5.0, 6.0]).unwrap();
-        assert_eq!(average(&combine(&s, &t).unwrap()).unwrap(), Some(vec![3.0, 4.0]));
+        assert_eq!(
+            average(&combine(&s, &t).unwrap()).unwrap(),
+            Some(vec![3.0, 4.0])
+        );
         assert_eq!(average(&[0.0]).unwrap(), None);
         assert!(accumulate(&s, &[1.0]).is_err());
     }

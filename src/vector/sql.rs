@@ -40,7 +40,9 @@ fn vector_out(v: Vector<'_>) -> CString {
 #[pg_extern(immutable, strict, parallel_safe)]
 fn vector_typmod_in(list: Array<'_, &CStr>) -> i32 {
     let items: Vec<Option<&CStr>> = list.iter().collect();
-    let [Some(item)] = items[..] else { crate::pg::error::raise(&VectorError::TypmodInvalid) };
+    let [Some(item)] = items[..] else {
+        crate::pg::error::raise(&VectorError::TypmodInvalid)
+    };
     let dims: i32 = item
         .to_str()
         .ok()
@@ -92,7 +94,9 @@ where
 {
     let mut elements = Vec::with_capacity(array.len());
     for item in array.iter() {
-        let Some(item) = item else { crate::pg::error::raise(&VectorError::ArrayNulls) };
+        let Some(item) = item else {
+            crate::pg::error::raise(&VectorError::ArrayNulls)
+        };
         let x = convert(item);
         ops::check_element(x).or_raise();
         elements.push(x);
@@ -126,9 +130,15 @@ fn array_to_vector_float8(array: Array<'_, f64>, typmod: i32, _explicit: bool) -
 }
 
 #[pg_extern(immutable, strict, parallel_safe, name = "array_to_vector")]
-fn array_to_vector_numeric(array: Array<'_, AnyNumeric>, typmod: i32, _explicit: bool) -> VectorBuf {
+fn array_to_vector_numeric(
+    array: Array<'_, AnyNumeric>,
+    typmod: i32,
+    _explicit: bool,
+) -> VectorBuf {
     from_array(array, typmod, |x| {
-        f32::try_from(x).map_err(|_| VectorError::Overflow).or_raise()
+        f32::try_from(x)
+            .map_err(|_| VectorError::Overflow)
+            .or_raise()
     })
 }
 

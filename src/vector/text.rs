@@ -14,7 +14,10 @@ fn is_space(c: u8) -> bool {
 
 /// Parses the text form into its elements.
 pub fn parse(input: &str) -> Result<Vec<f32>, VectorError> {
-    let syntax = |detail: &'static str| VectorError::Syntax { input: input.to_string(), detail };
+    let syntax = |detail: &'static str| VectorError::Syntax {
+        input: input.to_string(),
+        detail,
+    };
     let bytes = input.as_bytes();
     let mut pos = 0;
     let skip_space = |pos: &mut usize| {
@@ -181,7 +184,9 @@ mod tests {
 
     #[test]
     fn parse_rejects_malformed_input() {
-        for bad in ["[1,,2]", "1,2", "[1,2] x", "[1 2]", "[1,2", "", "[", "[a]", "[1,]"] {
+        for bad in [
+            "[1,,2]", "1,2", "[1,2] x", "[1 2]", "[1,2", "", "[", "[a]", "[1,]",
+        ] {
             match parse(bad) {
                 Err(e) => assert_eq!(e.sqlstate(), "22P02", "{bad}: {e}"),
                 Ok(v) => panic!("{bad} parsed as {v:?}"),

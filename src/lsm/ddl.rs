@@ -1,0 +1,175 @@
+//! Relation lifecycle of `lsm` tables: new storage (CREATE/TRUNCATE), in-place
+//! truncation, copying for SET TABLESPACE, rewriting for CLUSTER/VACUUM FULL,
+//! sizes and planner estimates.
+
+use super::format::TAG_SIZE;
+use super::storage;
+use crate::pg::buffer;
+use crate::pg::htup;
+use crate::pg::page;
+use pgrx::pg_sys;
+
+#[cfg(feature = "pg15")]
+pub type Locator = pg_sys::RelFileNode;
+#[cfg(not(feature = "pg15"))]
+pub type Locator = pg_sys::RelFileLocator;
+
+fn persistence(rel: pg_sys::Relation) -> std::ffi::c_char {
+    // SAFETY: open relation.
+    unsafe { (*(*rel).rd_rel).relpersistence }
+}
+
+/// Creates empty storage (the metapage is written by the first insert, so an
+/// empty unlogged table's init fork is simply empty, like heap's).
+pub fn set_new_storage(
+    locator: *const Locator,
+    persistence: std::ffi::c_char,
+    freeze_xid: *mut pg_sys::TransactionId,
+    min_multi: *mut pg_sys::MultiXactId,
+) {
+    // SAFETY: pointers supplied by Postgres for this callback.
+    unsafe {
+        *freeze_xid = pg_sys::RecentXmin;
+        *min_multi = pg_sys::GetOldestMultiXactId();
+        let srel = pg_sys::RelationCreateStorage(*locator, persistence, true);
+        if persistence == pg_sys::RELPERSISTENCE_UNLOGGED as std::ffi::c_char {
+            pg_sys::smgrcreate(srel, pg_sys::ForkNumber::INIT_FORKNUM, false);
+            htup::log_smgrcreate(
+                locator as *const std::ffi::c_void,
+                pg_sys::ForkNumber::INIT_FORKNUM,
+            );
+        }
+        pg_sys::smgrclose(srel);
+    }
+}
+
+pub fn truncate(rel: pg_sys::Relation) {
+    // SAFETY: Postgres holds AccessExclusiveLock for non-transactional truncation.
+    unsafe { pg_sys::RelationTruncate(rel, 0) };
+}
+
+/// Copies all forks to new storage (ALTER TABLE ... SET TABLESPACE).
+pub fn copy_data(rel: pg_sys::Relation, locator: *const Locator) {
+    let pers = persistence(rel);
+    // SAFETY: Postgres holds AccessExclusiveLock; mirrors heap's copy_data.
+    unsafe {
+        pg_sys::FlushRelationBuffers(rel);
+        let dst = pg_sys::RelationCreateStorage(*locator, pers, true);
+        let src = pg_sys::RelationGetSmgr(rel);
+        pg_sys::RelationCopyStorage(src, dst, pg_sys::ForkNumber::MAIN_FORKNUM, pers);
+        for fork in [
+            pg_sys::ForkNumber::FSM_FORKNUM,
+            pg_sys::ForkNumber::VISIBILITYMAP_FORKNUM,
+            pg_sys::ForkNumber::INIT_FORKNUM,
+        ] {
+            if pg_sys::smgrexists(pg_sys::RelationGetSmgr(rel), fork) {
+                pg_sys::smgrcreate(dst, fork, false);
+                let permanent = pers == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char;
+                let unlogged_init = pers == pg_sys::RELPERSISTENCE_UNLOGGED as std::ffi::c_char
+                    && fork == pg_sys::ForkNumber::INIT_FORKNUM;
+                if permanent || unlogged_init {
+                    htup::log_smgrcreate(locator as *const std::ffi::c_void, fork);
+                }
+                pg_sys::RelationCopyStorage(pg_sys::RelationGetSmgr(rel), dst, fork, pers);
+            }
+        }
+        pg_sys::RelationDropStorage(rel);
+        pg_sys::smgrclose(dst);
+    }
+}
+
+/// CLUSTER / VACUUM FULL: copies every version not yet dead to all snapshots
+/// into the new relation, keeping xmin/xmax. Versions stay unfrozen, so the
+/// freeze cutoffs are not advanced past the old table's.
+#[allow(clippy::too_many_arguments)]
+pub fn copy_for_cluster(
+    old: pg_sys::Relation,
+    new: pg_sys::Relation,
+    oldest_xmin: pg_sys::TransactionId,
+    xid_cutoff: *mut pg_sys::TransactionId,
+    multi_cutoff: *mut pg_sys::MultiXactId,
+    num_tuples: *mut f64,
+    tups_vacuumed: *mut f64,
+    tups_recently_dead: *mut f64,
+) {
+    let nblocks = buffer::nblocks(old);
+    for block in 1..nblocks {
+        let buf = buffer::read(old, block);
+        buffer::lock_share(buf);
+        let p = buffer::page(buf);
+        if storage::page_kind(old, block, p) == Some(super::format::PageKind::L0) {
+            let vblock = storage::tag(p).map(|t| t.vblock).unwrap_or(block);
+            for off in 1..=page::max_offset(p) {
+                let Some((item, len)) = page::item(p, off) else {
+                    continue;
+                };
+                let mut t = pg_sys::HeapTupleData {
+                    t_len: len as u32,
+                    t_self: htup::make_tid(vblock, off),
+                    // SAFETY: open relation.
+                    t_tableOid: unsafe { (*old).rd_id },
+                    t_data: item as *mut htup::Header,
+                };
+                // SAFETY: share-locked page.
+                let status = unsafe { pg_sys::HeapTupleSatisfiesVacuum(&mut t, oldest_xmin, buf) };
+                // SAFETY: counters owned by the caller.
+                unsafe {
+                    match status {
+                        pg_sys::HTSV_Result::HEAPTUPLE_DEAD => {
+                            *tups_vacuumed += 1.0;
+                            continue;
+                        }
+                        pg_sys::HTSV_Result::HEAPTUPLE_RECENTLY_DEAD => *tups_recently_dead += 1.0,
+                        _ => *num_tuples += 1.0,
+                    }
+                }
+                // SAFETY: copies the version (header included) into palloc'd memory.
+                let copy = unsafe { pg_sys::heap_copytuple(&mut t) };
+                storage::append(new, copy, true);
+                // SAFETY: our copy.
+                unsafe { pg_sys::heap_freetuple(copy) };
+            }
+        }
+        buffer::unlock_release(buf);
+    }
+    // SAFETY: output pointers from the caller; old relation is open.
+    unsafe {
+        *xid_cutoff = (*(*old).rd_rel).relfrozenxid;
+        *multi_cutoff = (*(*old).rd_rel).relminmxid;
+    }
+}
+
+pub fn relation_size(rel: pg_sys::Relation, fork: pg_sys::ForkNumber::Type) -> u64 {
+    // SAFETY: block-based size of an open relation (all forks when fork is -1).
+    unsafe { pg_sys::table_block_relation_size(rel, fork) }
+}
+
+/// Like heap: a TOAST table is needed when some column is variable-length.
+pub fn needs_toast_table(rel: pg_sys::Relation) -> bool {
+    // SAFETY: open relation with a valid tuple descriptor that outlives this call.
+    let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att) };
+    desc.iter().any(|att| !att.attisdropped && att.attlen == -1)
+}
+
+pub fn estimate_size(
+    rel: pg_sys::Relation,
+    attr_widths: *mut i32,
+    pages: *mut pg_sys::BlockNumber,
+    tuples: *mut f64,
+    allvisfrac: *mut f64,
+) {
+    let overhead = 24 + page::ITEM_ID_SIZE; // MAXALIGN(SizeofHeapTupleHeader) + line pointer
+    let usable = page::BLCKSZ - page::PAGE_HEADER_SIZE - TAG_SIZE;
+    // SAFETY: output pointers from the planner.
+    unsafe {
+        pg_sys::table_block_relation_estimate_size(
+            rel,
+            attr_widths,
+            pages,
+            tuples,
+            allvisfrac,
+            overhead,
+            usable,
+        )
+    }
+}

@@ -1,0 +1,157 @@
+//! Point access by logical TID: index fetches, row-version fetches, TID
+//! validity, latest-version lookup along `t_ctid` chains, and snapshot checks
+//! of a slot's tuple.
+
+use super::format;
+use super::storage;
+use crate::pg::buffer;
+use crate::pg::htup;
+use pgrx::pg_sys;
+
+#[repr(C)]
+pub struct LsmIndexFetch {
+    pub base: pg_sys::IndexFetchTableData,
+    buf: pg_sys::Buffer,
+}
+
+pub fn begin(rel: pg_sys::Relation) -> *mut LsmIndexFetch {
+    // SAFETY: zeroed palloc memory is a valid initial state.
+    let f = unsafe { pg_sys::palloc0(std::mem::size_of::<LsmIndexFetch>()) } as *mut LsmIndexFetch;
+    // SAFETY: fresh allocation.
+    unsafe { (*f).base.rel = rel };
+    f
+}
+
+pub fn reset(f: &mut LsmIndexFetch) {
+    if f.buf != 0 {
+        buffer::release(f.buf);
+        f.buf = 0;
+    }
+}
+
+pub fn end(f: *mut LsmIndexFetch) {
+    // SAFETY: pointer from `begin`.
+    reset(unsafe { &mut *f });
+    // SAFETY: allocated in `begin`, unused afterwards.
+    unsafe { pg_sys::pfree(f as *mut std::ffi::c_void) };
+}
+
+/// Checks `tid` against `snapshot` on a pinned buffer and stores it into
+/// `slot` when visible. Takes and releases the share lock.
+fn check_and_store(
+    rel: pg_sys::Relation,
+    buf: pg_sys::Buffer,
+    tid: pg_sys::ItemPointerData,
+    snapshot: pg_sys::Snapshot,
+    slot: *mut pg_sys::TupleTableSlot,
+) -> bool {
+    buffer::lock_share(buf);
+    let visible = match storage::find_on_page(rel, buf, tid) {
+        Some(loc) => {
+            let mut t = loc.heap_tuple(rel);
+            // SAFETY: share-locked page, valid snapshot.
+            let v = unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot, buf) };
+            if v {
+                storage::store_in_slot(slot, t, buf);
+            }
+            v
+        }
+        None => false,
+    };
+    buffer::unlock(buf);
+    visible
+}
+
+pub fn index_fetch(
+    f: &mut LsmIndexFetch,
+    tid: pg_sys::ItemPointerData,
+    snapshot: pg_sys::Snapshot,
+    slot: *mut pg_sys::TupleTableSlot,
+) -> bool {
+    let rel = f.base.rel;
+    if !format::offset_in_range(htup::tid_offset(&tid)) {
+        return false;
+    }
+    let Some(block) = storage::locate(rel, htup::tid_block(&tid)) else {
+        return false;
+    };
+    if f.buf == 0 || buffer::block_number(f.buf) != block {
+        reset(f);
+        f.buf = buffer::read(rel, block);
+    }
+    check_and_store(rel, f.buf, tid, snapshot, slot)
+}
+
+pub fn fetch_row_version(
+    rel: pg_sys::Relation,
+    tid: pg_sys::ItemPointerData,
+    snapshot: pg_sys::Snapshot,
+    slot: *mut pg_sys::TupleTableSlot,
+) -> bool {
+    let Some(buf) = storage::pin_tid(rel, tid) else {
+        return false;
+    };
+    let found = check_and_store(rel, buf, tid, snapshot, slot);
+    buffer::release(buf);
+    found
+}
+
+pub fn tid_valid(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData) -> bool {
+    format::offset_in_range(htup::tid_offset(&tid))
+        && storage::locate(rel, htup::tid_block(&tid)).is_some()
+}
+
+/// Follows the update chain from `tid`; leaves in `tid` the newest version
+/// visible to `snapshot`.
+pub fn latest_tid(
+    rel: pg_sys::Relation,
+    snapshot: pg_sys::Snapshot,
+    tid: &mut pg_sys::ItemPointerData,
+) {
+    let mut cur = *tid;
+    let mut prior_xmax = pg_sys::InvalidTransactionId;
+    loop {
+        let Some(buf) = storage::pin_tid(rel, cur) else {
+            return;
+        };
+        buffer::lock_share(buf);
+        let Some(loc) = storage::find_on_page(rel, buf, cur) else {
+            buffer::unlock_release(buf);
+            return;
+        };
+        let xmin = htup::xmin(loc.header);
+        if prior_xmax != pg_sys::InvalidTransactionId && xmin != prior_xmax {
+            buffer::unlock_release(buf);
+            return; // chain broken (aborted updater's version)
+        }
+        let mut t = loc.heap_tuple(rel);
+        // SAFETY: share-locked page.
+        if unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot, buf) } {
+            *tid = cur;
+        }
+        let mask = htup::infomask(loc.header);
+        let next = htup::ctid(loc.header);
+        let ends = mask & pg_sys::HEAP_XMAX_INVALID != 0
+            || mask & pg_sys::HEAP_XMAX_LOCK_ONLY != 0
+            || htup::tid_eq(&next, &cur)
+            || !format::offset_in_range(htup::tid_offset(&next));
+        prior_xmax = htup::update_xid(loc.header);
+        buffer::unlock_release(buf);
+        if ends {
+            return;
+        }
+        cur = next;
+    }
+}
+
+pub fn satisfies_snapshot(slot: *mut pg_sys::TupleTableSlot, snapshot: pg_sys::Snapshot) -> bool {
+    let bslot = slot as *mut pg_sys::BufferHeapTupleTableSlot;
+    // SAFETY: lsm slots are BufferHeapTupleTableSlots holding a pinned buffer.
+    unsafe {
+        let buf = (*bslot).buffer;
+        buffer::lock_share(buf);
+        let r = pg_sys::HeapTupleSatisfiesVisibility((*bslot).base.tuple, snapshot, buf);
+        buffer::unlock(buf);
+        r
+    }
+}

@@ -1,0 +1,583 @@
+//! The `lsm` table access method's routine table. Callbacks are thin: each
+//! converts arguments and delegates to scan / fetch / modify / ddl /
+//! index_build. PG15 and PG18 differ in a few signatures (cfg-gated here).
+
+use super::{ddl, fetch, index_build, modify, scan};
+use crate::pg::htup;
+use pgrx::datum::Internal;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+#[pg_extern(sql = "
+CREATE FUNCTION lsm_tableam_handler(internal) RETURNS table_am_handler
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+CREATE ACCESS METHOD lsm TYPE TABLE HANDLER lsm_tableam_handler;
+COMMENT ON ACCESS METHOD lsm IS 'log-structured merge-tree table access method (Strata)';
+")]
+fn lsm_tableam_handler(_fcinfo: pg_sys::FunctionCallInfo) -> Internal {
+    Internal::from(Some(pg_sys::Datum::from(
+        &ROUTINE as *const pg_sys::TableAmRoutine,
+    )))
+}
+
+fn scan_of<'a>(s: pg_sys::TableScanDesc) -> &'a mut scan::LsmScan {
+    // SAFETY: every TableScanDesc handed to our callbacks was made by scan::begin.
+    unsafe { &mut *(s as *mut scan::LsmScan) }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn slot_callbacks(
+    _rel: pg_sys::Relation,
+) -> *const pg_sys::TupleTableSlotOps {
+    &raw const pg_sys::TTSOpsBufferHeapTuple
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn scan_begin(
+    rel: pg_sys::Relation,
+    snapshot: pg_sys::Snapshot,
+    nkeys: i32,
+    _key: *mut pg_sys::ScanKeyData,
+    pscan: pg_sys::ParallelTableScanDesc,
+    flags: u32,
+) -> pg_sys::TableScanDesc {
+    scan::begin(rel, snapshot, nkeys, pscan, flags) as pg_sys::TableScanDesc
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn scan_end(s: pg_sys::TableScanDesc) {
+    scan::end(s as *mut scan::LsmScan)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn scan_rescan(
+    s: pg_sys::TableScanDesc,
+    _key: *mut pg_sys::ScanKeyData,
+    _set_params: bool,
+    _allow_strat: bool,
+    _allow_sync: bool,
+    _allow_pagemode: bool,
+) {
+    scan::rescan(scan_of(s))
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn scan_getnextslot(
+    s: pg_sys::TableScanDesc,
+    direction: pg_sys::ScanDirection::Type,
+    slot: *mut pg_sys::TupleTableSlot,
+) -> bool {
+    scan::next(
+        scan_of(s),
+        direction != pg_sys::ScanDirection::BackwardScanDirection,
+        slot,
+    )
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn scan_set_tidrange(
+    s: pg_sys::TableScanDesc,
+    mintid: pg_sys::ItemPointer,
+    maxtid: pg_sys::ItemPointer,
+) {
+    // SAFETY: the executor passes valid item pointers.
+    scan::set_tid_range(scan_of(s), unsafe { *mintid }, unsafe { *maxtid })
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn parallelscan_estimate(rel: pg_sys::Relation) -> pg_sys::Size {
+    // SAFETY: block-based parallel scan state, as heap uses.
+    unsafe { pg_sys::table_block_parallelscan_estimate(rel) }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn parallelscan_initialize(
+    rel: pg_sys::Relation,
+    pscan: pg_sys::ParallelTableScanDesc,
+) -> pg_sys::Size {
+    // SAFETY: shared memory area sized by parallelscan_estimate.
+    unsafe { pg_sys::table_block_parallelscan_initialize(rel, pscan) }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn parallelscan_reinitialize(
+    rel: pg_sys::Relation,
+    pscan: pg_sys::ParallelTableScanDesc,
+) {
+    // SAFETY: as above.
+    unsafe { pg_sys::table_block_parallelscan_reinitialize(rel, pscan) }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn index_fetch_begin(
+    rel: pg_sys::Relation,
+) -> *mut pg_sys::IndexFetchTableData {
+    fetch::begin(rel) as *mut pg_sys::IndexFetchTableData
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn index_fetch_reset(f: *mut pg_sys::IndexFetchTableData) {
+    // SAFETY: made by fetch::begin.
+    fetch::reset(unsafe { &mut *(f as *mut fetch::LsmIndexFetch) })
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn index_fetch_end(f: *mut pg_sys::IndexFetchTableData) {
+    fetch::end(f as *mut fetch::LsmIndexFetch)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn index_fetch_tuple(
+    f: *mut pg_sys::IndexFetchTableData,
+    tid: pg_sys::ItemPointer,
+    snapshot: pg_sys::Snapshot,
+    slot: *mut pg_sys::TupleTableSlot,
+    call_again: *mut bool,
+    all_dead: *mut bool,
+) -> bool {
+    // SAFETY: executor-provided pointers; no HOT chains, so never call again.
+    unsafe {
+        *call_again = false;
+        if !all_dead.is_null() {
+            *all_dead = false;
+        }
+        fetch::index_fetch(&mut *(f as *mut fetch::LsmIndexFetch), *tid, snapshot, slot)
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn tuple_fetch_row_version(
+    rel: pg_sys::Relation,
+    tid: pg_sys::ItemPointer,
+    snapshot: pg_sys::Snapshot,
+    slot: *mut pg_sys::TupleTableSlot,
+) -> bool {
+    // SAFETY: valid item pointer.
+    fetch::fetch_row_version(rel, unsafe { *tid }, snapshot, slot)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn tuple_tid_valid(
+    s: pg_sys::TableScanDesc,
+    tid: pg_sys::ItemPointer,
+) -> bool {
+    // SAFETY: valid scan and item pointer.
+    fetch::tid_valid(unsafe { (*s).rs_rd }, unsafe { *tid })
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn tuple_get_latest_tid(
+    s: pg_sys::TableScanDesc,
+    tid: pg_sys::ItemPointer,
+) {
+    // SAFETY: valid scan and writable item pointer.
+    unsafe { fetch::latest_tid((*s).rs_rd, (*s).rs_snapshot, &mut *tid) }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn tuple_satisfies_snapshot(
+    _rel: pg_sys::Relation,
+    slot: *mut pg_sys::TupleTableSlot,
+    snapshot: pg_sys::Snapshot,
+) -> bool {
+    fetch::satisfies_snapshot(slot, snapshot)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn index_delete_tuples(
+    rel: pg_sys::Relation,
+    op: *mut pg_sys::TM_IndexDeleteOp,
+) -> pg_sys::TransactionId {
+    index_build::delete_tuples(rel, op)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn tuple_insert(
+    rel: pg_sys::Relation,
+    slot: *mut pg_sys::TupleTableSlot,
+    cid: pg_sys::CommandId,
+    options: i32,
+    _bistate: *mut pg_sys::BulkInsertStateData,
+) {
+    modify::insert(rel, slot, cid, options, None)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn tuple_insert_speculative(
+    rel: pg_sys::Relation,
+    slot: *mut pg_sys::TupleTableSlot,
+    cid: pg_sys::CommandId,
+    options: i32,
+    _bistate: *mut pg_sys::BulkInsertStateData,
+    token: u32,
+) {
+    modify::insert(rel, slot, cid, options, Some(token))
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn tuple_complete_speculative(
+    rel: pg_sys::Relation,
+    slot: *mut pg_sys::TupleTableSlot,
+    _token: u32,
+    succeeded: bool,
+) {
+    modify::complete_speculative(rel, slot, succeeded)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn multi_insert(
+    rel: pg_sys::Relation,
+    slots: *mut *mut pg_sys::TupleTableSlot,
+    nslots: i32,
+    cid: pg_sys::CommandId,
+    options: i32,
+    _bistate: *mut pg_sys::BulkInsertStateData,
+) {
+    for i in 0..nslots as usize {
+        // SAFETY: COPY passes nslots valid slots.
+        modify::insert(rel, unsafe { *slots.add(i) }, cid, options, None);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn tuple_delete(
+    rel: pg_sys::Relation,
+    tid: pg_sys::ItemPointer,
+    cid: pg_sys::CommandId,
+    _snapshot: pg_sys::Snapshot,
+    crosscheck: pg_sys::Snapshot,
+    wait: bool,
+    tmfd: *mut pg_sys::TM_FailureData,
+    changing_part: bool,
+) -> pg_sys::TM_Result::Type {
+    // SAFETY: valid item pointer.
+    modify::delete(
+        rel,
+        unsafe { *tid },
+        cid,
+        crosscheck,
+        wait,
+        tmfd,
+        changing_part,
+    )
+}
+
+#[cfg(feature = "pg15")]
+type UpdateIndexes = bool;
+#[cfg(not(feature = "pg15"))]
+type UpdateIndexes = pg_sys::TU_UpdateIndexes::Type;
+
+#[pg_guard]
+unsafe extern "C-unwind" fn tuple_update(
+    rel: pg_sys::Relation,
+    otid: pg_sys::ItemPointer,
+    slot: *mut pg_sys::TupleTableSlot,
+    cid: pg_sys::CommandId,
+    _snapshot: pg_sys::Snapshot,
+    crosscheck: pg_sys::Snapshot,
+    wait: bool,
+    tmfd: *mut pg_sys::TM_FailureData,
+    lockmode: *mut pg_sys::LockTupleMode::Type,
+    update_indexes: *mut UpdateIndexes,
+) -> pg_sys::TM_Result::Type {
+    // Every update gets a new rowid, so every index needs a new entry; key
+    // columns are conservatively treated as changed.
+    // SAFETY: executor-provided output pointers.
+    unsafe {
+        *lockmode = pg_sys::LockTupleMode::LockTupleExclusive;
+        #[cfg(feature = "pg15")]
+        {
+            *update_indexes = true;
+        }
+        #[cfg(not(feature = "pg15"))]
+        {
+            *update_indexes = pg_sys::TU_UpdateIndexes::TU_All;
+        }
+        let result = modify::update(rel, *otid, slot, cid, crosscheck, wait, tmfd);
+        if result != pg_sys::TM_Result::TM_Ok {
+            #[cfg(feature = "pg15")]
+            {
+                *update_indexes = false;
+            }
+            #[cfg(not(feature = "pg15"))]
+            {
+                *update_indexes = pg_sys::TU_UpdateIndexes::TU_None;
+            }
+        }
+        result
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn tuple_lock(
+    rel: pg_sys::Relation,
+    tid: pg_sys::ItemPointer,
+    _snapshot: pg_sys::Snapshot,
+    slot: *mut pg_sys::TupleTableSlot,
+    cid: pg_sys::CommandId,
+    mode: pg_sys::LockTupleMode::Type,
+    wait_policy: pg_sys::LockWaitPolicy::Type,
+    flags: u8,
+    tmfd: *mut pg_sys::TM_FailureData,
+) -> pg_sys::TM_Result::Type {
+    let follow = flags as u32 & pg_sys::TUPLE_LOCK_FLAG_FIND_LAST_VERSION != 0;
+    // SAFETY: valid, writable item pointer.
+    let (result, locked) = modify::lock(
+        rel,
+        unsafe { *tid },
+        slot,
+        cid,
+        mode,
+        wait_policy,
+        follow,
+        tmfd,
+    );
+    if result == pg_sys::TM_Result::TM_Ok {
+        // SAFETY: as above.
+        unsafe { *tid = locked };
+    }
+    result
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn relation_set_new_storage(
+    _rel: pg_sys::Relation,
+    locator: *const ddl::Locator,
+    persistence: std::ffi::c_char,
+    freeze_xid: *mut pg_sys::TransactionId,
+    min_multi: *mut pg_sys::MultiXactId,
+) {
+    ddl::set_new_storage(locator, persistence, freeze_xid, min_multi)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn relation_nontransactional_truncate(rel: pg_sys::Relation) {
+    ddl::truncate(rel)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn relation_copy_data(
+    rel: pg_sys::Relation,
+    locator: *const ddl::Locator,
+) {
+    ddl::copy_data(rel, locator)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn relation_copy_for_cluster(
+    old: pg_sys::Relation,
+    new: pg_sys::Relation,
+    _old_index: pg_sys::Relation,
+    _use_sort: bool,
+    oldest_xmin: pg_sys::TransactionId,
+    xid_cutoff: *mut pg_sys::TransactionId,
+    multi_cutoff: *mut pg_sys::MultiXactId,
+    num_tuples: *mut f64,
+    tups_vacuumed: *mut f64,
+    tups_recently_dead: *mut f64,
+) {
+    ddl::copy_for_cluster(
+        old,
+        new,
+        oldest_xmin,
+        xid_cutoff,
+        multi_cutoff,
+        num_tuples,
+        tups_vacuumed,
+        tups_recently_dead,
+    )
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn relation_vacuum(
+    _rel: pg_sys::Relation,
+    _params: *mut pg_sys::VacuumParams,
+    _strategy: pg_sys::BufferAccessStrategy,
+) {
+    // lsm never prunes pages in place; reclaiming space is compaction's job
+    // (levels, GC, freezing), which VACUUM will drive. Until then VACUUM leaves
+    // an lsm table unchanged (README: limitations).
+}
+
+#[cfg(feature = "pg15")]
+#[pg_guard]
+unsafe extern "C-unwind" fn scan_analyze_next_block(
+    s: pg_sys::TableScanDesc,
+    blockno: pg_sys::BlockNumber,
+    strategy: pg_sys::BufferAccessStrategy,
+) -> bool {
+    let sc = scan_of(s);
+    let buf = crate::pg::buffer::read_with(sc.base.rs_rd, blockno, strategy);
+    scan::analyze_begin_block(sc, buf);
+    true
+}
+
+#[cfg(not(feature = "pg15"))]
+#[pg_guard]
+unsafe extern "C-unwind" fn scan_analyze_next_block(
+    s: pg_sys::TableScanDesc,
+    stream: *mut pg_sys::ReadStream,
+) -> bool {
+    // SAFETY: ANALYZE's read stream over this relation's blocks.
+    let buf = unsafe { pg_sys::read_stream_next_buffer(stream, std::ptr::null_mut()) };
+    if buf == 0 {
+        return false;
+    }
+    scan::analyze_begin_block(scan_of(s), buf);
+    true
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn scan_analyze_next_tuple(
+    s: pg_sys::TableScanDesc,
+    oldest_xmin: pg_sys::TransactionId,
+    liverows: *mut f64,
+    deadrows: *mut f64,
+    slot: *mut pg_sys::TupleTableSlot,
+) -> bool {
+    scan::analyze_next_tuple(scan_of(s), oldest_xmin, liverows, deadrows, slot)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn index_build_range_scan(
+    table: pg_sys::Relation,
+    index: pg_sys::Relation,
+    info: *mut pg_sys::IndexInfo,
+    _allow_sync: bool,
+    anyvisible: bool,
+    _progress: bool,
+    start_block: pg_sys::BlockNumber,
+    numblocks: pg_sys::BlockNumber,
+    callback: pg_sys::IndexBuildCallback,
+    callback_state: *mut std::ffi::c_void,
+    scan: pg_sys::TableScanDesc,
+) -> f64 {
+    index_build::build_range_scan(
+        table,
+        index,
+        info,
+        anyvisible,
+        start_block,
+        numblocks,
+        callback,
+        callback_state,
+        scan,
+    )
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn index_validate_scan(
+    _table: pg_sys::Relation,
+    _index: pg_sys::Relation,
+    _info: *mut pg_sys::IndexInfo,
+    _snapshot: pg_sys::Snapshot,
+    _state: *mut pg_sys::ValidateIndexState,
+) {
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        "CREATE INDEX CONCURRENTLY is not supported on lsm tables yet",
+        "Use CREATE INDEX without CONCURRENTLY."
+    );
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn relation_size(
+    rel: pg_sys::Relation,
+    fork: pg_sys::ForkNumber::Type,
+) -> u64 {
+    ddl::relation_size(rel, fork)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn relation_needs_toast_table(rel: pg_sys::Relation) -> bool {
+    ddl::needs_toast_table(rel)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn relation_toast_am(_rel: pg_sys::Relation) -> pg_sys::Oid {
+    pg_sys::HEAP_TABLE_AM_OID // TOAST tables of lsm tables are ordinary heap tables
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn relation_estimate_size(
+    rel: pg_sys::Relation,
+    attr_widths: *mut i32,
+    pages: *mut pg_sys::BlockNumber,
+    tuples: *mut f64,
+    allvisfrac: *mut f64,
+) {
+    ddl::estimate_size(rel, attr_widths, pages, tuples, allvisfrac)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn scan_sample_next_block(
+    s: pg_sys::TableScanDesc,
+    state: *mut pg_sys::SampleScanState,
+) -> bool {
+    scan::sample_next_block(scan_of(s), state)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn scan_sample_next_tuple(
+    s: pg_sys::TableScanDesc,
+    state: *mut pg_sys::SampleScanState,
+    slot: *mut pg_sys::TupleTableSlot,
+) -> bool {
+    scan::sample_next_tuple(scan_of(s), state, slot)
+}
+
+static ROUTINE: pg_sys::TableAmRoutine = pg_sys::TableAmRoutine {
+    type_: pg_sys::NodeTag::T_TableAmRoutine,
+    slot_callbacks: Some(slot_callbacks),
+    scan_begin: Some(scan_begin),
+    scan_end: Some(scan_end),
+    scan_rescan: Some(scan_rescan),
+    scan_getnextslot: Some(scan_getnextslot),
+    scan_set_tidrange: Some(scan_set_tidrange),
+    scan_getnextslot_tidrange: Some(scan_getnextslot),
+    parallelscan_estimate: Some(parallelscan_estimate),
+    parallelscan_initialize: Some(parallelscan_initialize),
+    parallelscan_reinitialize: Some(parallelscan_reinitialize),
+    index_fetch_begin: Some(index_fetch_begin),
+    index_fetch_reset: Some(index_fetch_reset),
+    index_fetch_end: Some(index_fetch_end),
+    index_fetch_tuple: Some(index_fetch_tuple),
+    tuple_fetch_row_version: Some(tuple_fetch_row_version),
+    tuple_tid_valid: Some(tuple_tid_valid),
+    tuple_get_latest_tid: Some(tuple_get_latest_tid),
+    tuple_satisfies_snapshot: Some(tuple_satisfies_snapshot),
+    index_delete_tuples: Some(index_delete_tuples),
+    tuple_insert: Some(tuple_insert),
+    tuple_insert_speculative: Some(tuple_insert_speculative),
+    tuple_complete_speculative: Some(tuple_complete_speculative),
+    multi_insert: Some(multi_insert),
+    tuple_delete: Some(tuple_delete),
+    tuple_update: Some(tuple_update),
+    tuple_lock: Some(tuple_lock),
+    finish_bulk_insert: None,
+    #[cfg(feature = "pg15")]
+    relation_set_new_filenode: Some(relation_set_new_storage),
+    #[cfg(not(feature = "pg15"))]
+    relation_set_new_filelocator: Some(relation_set_new_storage),
+    relation_nontransactional_truncate: Some(relation_nontransactional_truncate),
+    relation_copy_data: Some(relation_copy_data),
+    relation_copy_for_cluster: Some(relation_copy_for_cluster),
+    relation_vacuum: Some(relation_vacuum),
+    scan_analyze_next_block: Some(scan_analyze_next_block),
+    scan_analyze_next_tuple: Some(scan_analyze_next_tuple),
+    index_build_range_scan: Some(index_build_range_scan),
+    index_validate_scan: Some(index_validate_scan),
+    relation_size: Some(relation_size),
+    relation_needs_toast_table: Some(relation_needs_toast_table),
+    relation_toast_am: Some(relation_toast_am),
+    relation_fetch_toast_slice: Some(htup::heap_fetch_toast_slice),
+    relation_estimate_size: Some(relation_estimate_size),
+    // Bitmap heap scans over logical TIDs come in a later slice; without these
+    // callbacks the planner never builds a bitmap scan on an lsm table.
+    #[cfg(feature = "pg15")]
+    scan_bitmap_next_block: None,
+    scan_bitmap_next_tuple: None,
+    scan_sample_next_block: Some(scan_sample_next_block),
+    scan_sample_next_tuple: Some(scan_sample_next_tuple),
+};

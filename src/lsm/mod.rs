@@ -1,0 +1,26 @@
+//! The `lsm` table access method.
+//!
+//! Rows live in the relation's own pages as `HeapTupleHeader` row versions, so
+//! Postgres's own visibility rules (xmin/xmax, CLOG, snapshots, combo CIDs)
+//! decide what each snapshot sees. Writes append to L0 pages; every page change
+//! is WAL-logged with GenericXLog. Row identity is a logical TID derived from a
+//! never-reused rowid (see [`format`]), so a row keeps its TID when compaction
+//! moves it into an immutable run.
+//!
+//! * [`format`]      — on-disk layout, version 1 (pure)
+//! * [`storage`]     — metapage, L0 append, TID → page
+//! * [`modify`]      — insert / delete / update / lock
+//! * [`scan`]        — seq, TID-range, parallel, sample, ANALYZE
+//! * [`fetch`]       — index fetch and point lookups
+//! * [`ddl`]         — storage lifecycle and estimates
+//! * [`index_build`] — index builds and index_delete_tuples
+//! * [`handler`]     — the TableAmRoutine
+
+pub mod ddl;
+pub mod fetch;
+pub mod format;
+pub mod handler;
+pub mod index_build;
+pub mod modify;
+pub mod scan;
+pub mod storage;

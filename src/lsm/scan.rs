@@ -1,0 +1,358 @@
+//! Sequential, TID-range, parallel, sample and ANALYZE scans of `lsm` tables.
+//!
+//! A scan walks the physical blocks in order and, on each L0 page, collects the
+//! offsets visible to the snapshot under a share lock (page-at-a-time, like
+//! heap's page mode); tuples are then returned from the pinned page. Pages
+//! never compact in place, so a pinned page's tuples stay where they are.
+//! Either scan direction may be taken at any time (SCROLL cursors).
+
+use super::format::{PageKind, ROWS_PER_VBLOCK};
+use super::storage::{self, META_BLOCK};
+use crate::pg::buffer::{self, INVALID_BLOCK};
+use crate::pg::htup;
+use crate::pg::page;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+#[repr(C)]
+pub struct LsmScan {
+    pub base: pg_sys::TableScanDescData,
+    pub pbscanwork: pg_sys::ParallelBlockTableScanWorkerData,
+    nblocks: pg_sys::BlockNumber,
+    block: pg_sys::BlockNumber,
+    buf: pg_sys::Buffer,
+    offsets: [u16; ROWS_PER_VBLOCK as usize],
+    count: usize,
+    /// Index into `offsets` of the tuple returned last (-1 before the first).
+    pos: isize,
+    tuple: pg_sys::HeapTupleData,
+    range: Option<(pg_sys::ItemPointerData, pg_sys::ItemPointerData)>,
+    /// Block and next offset of an ANALYZE or sample scan.
+    work_block: pg_sys::BlockNumber,
+    work_offset: u16,
+    started: bool,
+}
+
+pub fn begin(
+    rel: pg_sys::Relation,
+    snapshot: pg_sys::Snapshot,
+    nkeys: i32,
+    pscan: pg_sys::ParallelTableScanDesc,
+    flags: u32,
+) -> *mut LsmScan {
+    if nkeys > 0 {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "lsm scans do not take scan keys"
+        );
+    }
+    // SAFETY: palloc0 returns zeroed memory in the current (query) context,
+    // freed with the query; all-zero is a valid initial state for every field.
+    let scan = unsafe { pg_sys::palloc0(std::mem::size_of::<LsmScan>()) } as *mut LsmScan;
+    // SAFETY: freshly allocated and zeroed.
+    let s = unsafe { &mut *scan };
+    s.base.rs_rd = rel;
+    s.base.rs_snapshot = snapshot;
+    s.base.rs_nkeys = 0;
+    s.base.rs_flags = flags;
+    s.base.rs_parallel = pscan;
+    s.block = INVALID_BLOCK;
+    s.work_block = INVALID_BLOCK;
+    s.pos = -1;
+    s.nblocks = buffer::nblocks(rel);
+    scan
+}
+
+fn release_page(s: &mut LsmScan) {
+    if s.buf != 0 {
+        buffer::release(s.buf);
+        s.buf = 0;
+    }
+    s.count = 0;
+    s.pos = -1;
+}
+
+pub fn rescan(s: &mut LsmScan) {
+    release_page(s);
+    s.block = INVALID_BLOCK;
+    s.started = false;
+    s.nblocks = buffer::nblocks(s.base.rs_rd);
+}
+
+pub fn end(scan: *mut LsmScan) {
+    // SAFETY: the executor passes the pointer returned by `begin`.
+    let s = unsafe { &mut *scan };
+    release_page(s);
+    if s.base.rs_flags & pg_sys::ScanOptions::SO_TEMP_SNAPSHOT != 0 {
+        // SAFETY: with SO_TEMP_SNAPSHOT the scan owns its registered snapshot.
+        unsafe { pg_sys::UnregisterSnapshot(s.base.rs_snapshot) };
+    }
+    // SAFETY: allocated by palloc0 in `begin`, not used after this.
+    unsafe { pg_sys::pfree(scan as *mut std::ffi::c_void) };
+}
+
+pub fn set_tid_range(s: &mut LsmScan, min: pg_sys::ItemPointerData, max: pg_sys::ItemPointerData) {
+    s.range = Some((min, max));
+}
+
+fn tid_cmp(a: &pg_sys::ItemPointerData, b: &pg_sys::ItemPointerData) -> std::cmp::Ordering {
+    (htup::tid_block(a), a.ip_posid).cmp(&(htup::tid_block(b), b.ip_posid))
+}
+
+/// Pins `block` and records the visible offsets of its tuples.
+fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber) {
+    release_page(s);
+    let rel = s.base.rs_rd;
+    let buf = buffer::read(rel, block);
+    buffer::lock_share(buf);
+    let p = buffer::page(buf);
+    s.buf = buf;
+    s.block = block;
+    if storage::page_kind(rel, block, p) == Some(PageKind::L0) {
+        let vblock = storage::tag(p).map(|t| t.vblock).unwrap_or(block);
+        for off in 1..=page::max_offset(p).min(ROWS_PER_VBLOCK) {
+            let Some((item, len)) = page::item(p, off) else {
+                continue;
+            };
+            let tid = htup::make_tid(vblock, off);
+            if let Some((lo, hi)) = &s.range {
+                if tid_cmp(&tid, lo).is_lt() || tid_cmp(&tid, hi).is_gt() {
+                    continue;
+                }
+            }
+            let mut t = pg_sys::HeapTupleData {
+                t_len: len as u32,
+                t_self: tid,
+                // SAFETY: open relation.
+                t_tableOid: unsafe { (*rel).rd_id },
+                t_data: item as *mut htup::Header,
+            };
+            // SAFETY: tuple on a share-locked page; snapshot from the executor.
+            if unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, s.base.rs_snapshot, buf) } {
+                s.offsets[s.count] = off;
+                s.count += 1;
+            }
+        }
+    }
+    buffer::unlock(buf);
+}
+
+/// Next physical block in the scan direction, or None at the end.
+fn next_block(s: &mut LsmScan, forward: bool) -> Option<pg_sys::BlockNumber> {
+    if !s.base.rs_parallel.is_null() {
+        let pbscan = s.base.rs_parallel as pg_sys::ParallelBlockTableScanDesc;
+        let rel = s.base.rs_rd;
+        // SAFETY: parallel state set up by parallelscan_initialize; the worker
+        // struct lives in this scan.
+        let b = unsafe {
+            if !s.started {
+                pg_sys::table_block_parallelscan_startblock_init(rel, &mut s.pbscanwork, pbscan);
+            }
+            pg_sys::table_block_parallelscan_nextpage(rel, &mut s.pbscanwork, pbscan)
+        };
+        s.started = true;
+        return (b != INVALID_BLOCK).then_some(b);
+    }
+    let first = META_BLOCK + 1;
+    let b = match (s.started && s.block != INVALID_BLOCK, forward) {
+        (false, true) => first,
+        (false, false) => s.nblocks.checked_sub(1)?,
+        (true, true) => s.block + 1,
+        (true, false) => s.block.checked_sub(1)?,
+    };
+    s.started = true;
+    (b >= first && b < s.nblocks).then_some(b)
+}
+
+/// Stores the visible tuple at index `pos` of the current page into `slot`.
+fn emit(s: &mut LsmScan, pos: isize, slot: *mut pg_sys::TupleTableSlot) {
+    s.pos = pos;
+    let off = s.offsets[pos as usize];
+    let p = buffer::page(s.buf);
+    let (item, len) = page::item(p, off).expect("offset recorded as visible");
+    let vblock = storage::tag(p).map(|t| t.vblock).unwrap_or(s.block);
+    s.tuple = pg_sys::HeapTupleData {
+        t_len: len as u32,
+        t_self: htup::make_tid(vblock, off),
+        // SAFETY: open relation.
+        t_tableOid: unsafe { (*s.base.rs_rd).rd_id },
+        t_data: item as *mut htup::Header,
+    };
+    storage::store_in_slot(slot, s.tuple, s.buf);
+}
+
+/// Returns the next visible tuple in `direction` into `slot`.
+pub fn next(s: &mut LsmScan, forward: bool, slot: *mut pg_sys::TupleTableSlot) -> bool {
+    loop {
+        let next_pos = if forward { s.pos + 1 } else { s.pos - 1 };
+        if s.buf != 0 && next_pos >= 0 && (next_pos as usize) < s.count {
+            emit(s, next_pos, slot);
+            return true;
+        }
+        match next_block(s, forward) {
+            Some(b) => {
+                load_page(s, b);
+                s.pos = if forward { -1 } else { s.count as isize };
+            }
+            None => {
+                release_page(s);
+                s.block = INVALID_BLOCK;
+                s.started = false;
+                // SAFETY: valid slot.
+                unsafe { pg_sys::ExecClearTuple(slot) };
+                return false;
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------- TABLESAMPLE
+
+pub fn sample_next_block(s: &mut LsmScan, state: *mut pg_sys::SampleScanState) -> bool {
+    release_page(s);
+    // SAFETY: the executor passes a valid sample scan state with its routine.
+    let tsm = unsafe { (*state).tsmroutine };
+    let block = match unsafe { (*tsm).NextSampleBlock } {
+        // SAFETY: the TSM's own callback with its own state.
+        Some(f) => unsafe { f(state, s.nblocks) },
+        None => {
+            let b = if s.work_block == INVALID_BLOCK {
+                0
+            } else {
+                s.work_block + 1
+            };
+            if b < s.nblocks {
+                b
+            } else {
+                INVALID_BLOCK
+            }
+        }
+    };
+    if block == INVALID_BLOCK {
+        s.work_block = INVALID_BLOCK;
+        return false;
+    }
+    s.work_block = block;
+    load_page(s, block);
+    true
+}
+
+pub fn sample_next_tuple(
+    s: &mut LsmScan,
+    state: *mut pg_sys::SampleScanState,
+    slot: *mut pg_sys::TupleTableSlot,
+) -> bool {
+    if s.buf == 0 {
+        return false;
+    }
+    let p = buffer::page(s.buf);
+    let max = if storage::page_kind(s.base.rs_rd, s.block, p) == Some(PageKind::L0) {
+        page::max_offset(p)
+    } else {
+        0
+    };
+    // SAFETY: valid sample state and routine.
+    let tsm = unsafe { (*state).tsmroutine };
+    loop {
+        // SAFETY: the TSM's own callback.
+        let off =
+            unsafe { ((*tsm).NextSampleTuple.expect("NextSampleTuple"))(state, s.block, max) };
+        if off == 0 {
+            // SAFETY: valid slot.
+            unsafe { pg_sys::ExecClearTuple(slot) };
+            return false;
+        }
+        if let Some(i) = s.offsets[..s.count].iter().position(|o| *o == off) {
+            emit(s, i as isize, slot);
+            return true;
+        }
+    }
+}
+
+// ------------------------------------------------------------------ ANALYZE
+
+/// Pins and share-locks `buf` for ANALYZE's per-tuple pass.
+pub fn analyze_begin_block(s: &mut LsmScan, buf: pg_sys::Buffer) {
+    s.buf = buf;
+    s.block = buffer::block_number(buf);
+    s.work_offset = 1;
+    buffer::lock_share(buf);
+}
+
+pub fn analyze_next_tuple(
+    s: &mut LsmScan,
+    oldest_xmin: pg_sys::TransactionId,
+    liverows: *mut f64,
+    deadrows: *mut f64,
+    slot: *mut pg_sys::TupleTableSlot,
+) -> bool {
+    let rel = s.base.rs_rd;
+    let p = buffer::page(s.buf);
+    let max = if storage::page_kind(rel, s.block, p) == Some(PageKind::L0) {
+        page::max_offset(p)
+    } else {
+        0
+    };
+    let vblock = storage::tag(p).map(|t| t.vblock).unwrap_or(s.block);
+    while s.work_offset <= max {
+        let off = s.work_offset;
+        s.work_offset += 1;
+        let Some((item, len)) = page::item(p, off) else {
+            continue;
+        };
+        s.tuple = pg_sys::HeapTupleData {
+            t_len: len as u32,
+            t_self: htup::make_tid(vblock, off),
+            // SAFETY: open relation.
+            t_tableOid: unsafe { (*rel).rd_id },
+            t_data: item as *mut htup::Header,
+        };
+        // SAFETY: share-locked page.
+        let status = unsafe { pg_sys::HeapTupleSatisfiesVacuum(&mut s.tuple, oldest_xmin, s.buf) };
+        let sample = match status {
+            pg_sys::HTSV_Result::HEAPTUPLE_LIVE => {
+                // SAFETY: counters owned by ANALYZE.
+                unsafe { *liverows += 1.0 };
+                true
+            }
+            pg_sys::HTSV_Result::HEAPTUPLE_DEAD | pg_sys::HTSV_Result::HEAPTUPLE_RECENTLY_DEAD => {
+                // SAFETY: as above.
+                unsafe { *deadrows += 1.0 };
+                false
+            }
+            pg_sys::HTSV_Result::HEAPTUPLE_INSERT_IN_PROGRESS => {
+                // SAFETY: valid header.
+                let mine = unsafe {
+                    pg_sys::TransactionIdIsCurrentTransactionId(htup::xmin(s.tuple.t_data))
+                };
+                if mine {
+                    // SAFETY: as above.
+                    unsafe { *liverows += 1.0 };
+                }
+                mine
+            }
+            _ => {
+                // DELETE_IN_PROGRESS
+                let xmax = htup::update_xid(s.tuple.t_data);
+                // SAFETY: as above.
+                if unsafe { pg_sys::TransactionIdIsCurrentTransactionId(xmax) } {
+                    unsafe { *deadrows += 1.0 };
+                    false
+                } else {
+                    unsafe { *liverows += 1.0 };
+                    true
+                }
+            }
+        };
+        if sample {
+            storage::store_in_slot(slot, s.tuple, s.buf);
+            return true;
+        }
+    }
+    buffer::unlock_release(s.buf);
+    s.buf = 0;
+    // SAFETY: valid slot.
+    unsafe { pg_sys::ExecClearTuple(slot) };
+    false
+}

@@ -1,0 +1,155 @@
+//! Buffer-manager helpers and a GenericXLog guard.
+//!
+//! [`PageWrite`] follows pgvectorscale's rule: a WAL-logged page change is
+//! applied only when `commit()` is called explicitly; dropping the guard (early
+//! return, panic, ERROR unwinding through Rust) aborts it and leaves the page as
+//! it was.
+
+use pgrx::pg_sys;
+
+pub const INVALID_BLOCK: pg_sys::BlockNumber = pg_sys::InvalidBlockNumber;
+
+/// Number of blocks in the main fork.
+pub fn nblocks(rel: pg_sys::Relation) -> pg_sys::BlockNumber {
+    // SAFETY: `rel` is an open relation; the function raises on I/O error.
+    unsafe { pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) }
+}
+
+/// Pins block `blkno` of the main fork (no lock).
+pub fn read(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber) -> pg_sys::Buffer {
+    read_with(rel, blkno, std::ptr::null_mut())
+}
+
+/// Pins block `blkno` using a buffer access strategy (may be null).
+pub fn read_with(
+    rel: pg_sys::Relation,
+    blkno: pg_sys::BlockNumber,
+    strategy: pg_sys::BufferAccessStrategy,
+) -> pg_sys::Buffer {
+    // SAFETY: `rel` is open and `blkno` below its size (callers check); errors
+    // are raised by Postgres.
+    unsafe {
+        pg_sys::ReadBufferExtended(
+            rel,
+            pg_sys::ForkNumber::MAIN_FORKNUM,
+            blkno,
+            pg_sys::ReadBufferMode::RBM_NORMAL,
+            strategy,
+        )
+    }
+}
+
+pub fn lock_share(buf: pg_sys::Buffer) {
+    // SAFETY: `buf` is pinned by the caller.
+    unsafe { pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_SHARE as i32) }
+}
+
+pub fn lock_exclusive(buf: pg_sys::Buffer) {
+    // SAFETY: `buf` is pinned by the caller.
+    unsafe { pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32) }
+}
+
+pub fn unlock(buf: pg_sys::Buffer) {
+    // SAFETY: `buf` is pinned and locked by the caller.
+    unsafe { pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_UNLOCK as i32) }
+}
+
+pub fn release(buf: pg_sys::Buffer) {
+    // SAFETY: `buf` is pinned by the caller.
+    unsafe { pg_sys::ReleaseBuffer(buf) }
+}
+
+pub fn unlock_release(buf: pg_sys::Buffer) {
+    // SAFETY: `buf` is pinned and locked by the caller.
+    unsafe { pg_sys::UnlockReleaseBuffer(buf) }
+}
+
+pub fn page(buf: pg_sys::Buffer) -> pg_sys::Page {
+    // SAFETY: `buf` is pinned by the caller, so its page stays in memory.
+    unsafe { pg_sys::BufferGetPage(buf) }
+}
+
+pub fn block_number(buf: pg_sys::Buffer) -> pg_sys::BlockNumber {
+    // SAFETY: `buf` is pinned by the caller.
+    unsafe { pg_sys::BufferGetBlockNumber(buf) }
+}
+
+/// Adds a new block to the main fork and returns it pinned and exclusively
+/// locked. The page contents are zeroes until the caller initialises them.
+pub fn extend_locked(rel: pg_sys::Relation) -> pg_sys::Buffer {
+    #[cfg(feature = "pg15")]
+    {
+        // SAFETY: the relation extension lock serialises P_NEW extensions.
+        unsafe {
+            pg_sys::LockRelationForExtension(rel, pg_sys::ExclusiveLock as i32);
+            let buf = read(rel, INVALID_BLOCK);
+            lock_exclusive(buf);
+            pg_sys::UnlockRelationForExtension(rel, pg_sys::ExclusiveLock as i32);
+            buf
+        }
+    }
+    #[cfg(not(feature = "pg15"))]
+    {
+        let bmr = pg_sys::BufferManagerRelation {
+            rel,
+            smgr: std::ptr::null_mut(),
+            relpersistence: 0,
+        };
+        // SAFETY: ExtendBufferedRel takes the extension lock itself; with
+        // EB_LOCK_FIRST the new buffer comes back exclusively locked.
+        unsafe {
+            pg_sys::ExtendBufferedRel(
+                bmr,
+                pg_sys::ForkNumber::MAIN_FORKNUM,
+                std::ptr::null_mut(),
+                pg_sys::ExtendBufferedFlags::EB_LOCK_FIRST,
+            )
+        }
+    }
+}
+
+/// A GenericXLog record under construction. Pages returned by [`register`]
+/// are working copies; they reach the buffers only on [`commit`].
+///
+/// [`register`]: PageWrite::register
+/// [`commit`]: PageWrite::commit
+pub struct PageWrite {
+    state: *mut pg_sys::GenericXLogState,
+}
+
+impl PageWrite {
+    pub fn start(rel: pg_sys::Relation) -> PageWrite {
+        // SAFETY: `rel` is open; GenericXLogStart only allocates state.
+        PageWrite {
+            state: unsafe { pg_sys::GenericXLogStart(rel) },
+        }
+    }
+
+    /// Registers an exclusively locked buffer; `full_image` for new pages.
+    pub fn register(&mut self, buf: pg_sys::Buffer, full_image: bool) -> pg_sys::Page {
+        let flags = if full_image {
+            pg_sys::GENERIC_XLOG_FULL_IMAGE as i32
+        } else {
+            0
+        };
+        // SAFETY: the caller holds an exclusive lock on `buf`; at most
+        // MAX_GENERIC_XLOG_PAGES buffers are registered by our callers.
+        unsafe { pg_sys::GenericXLogRegisterBuffer(self.state, buf, flags) }
+    }
+
+    /// Applies the changes to the buffers and writes the WAL record.
+    pub fn commit(mut self) {
+        let state = std::mem::replace(&mut self.state, std::ptr::null_mut());
+        // SAFETY: `state` came from GenericXLogStart and was not finished yet.
+        unsafe { pg_sys::GenericXLogFinish(state) };
+    }
+}
+
+impl Drop for PageWrite {
+    fn drop(&mut self) {
+        if !self.state.is_null() {
+            // SAFETY: an unfinished state; abort discards the working copies.
+            unsafe { pg_sys::GenericXLogAbort(self.state) };
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Heap tuple header accessors (`htup_details.h` macros written out once for
+//! PG15 and PG18) and the heap TOAST entry points pgrx does not bind.
+
+use pgrx::pg_sys;
+
+pub type Header = pg_sys::HeapTupleHeaderData;
+
+extern "C-unwind" {
+    /// access/heaptoast.h
+    pub fn heap_toast_insert_or_update(
+        rel: pg_sys::Relation,
+        newtup: pg_sys::HeapTuple,
+        oldtup: pg_sys::HeapTuple,
+        options: i32,
+    ) -> pg_sys::HeapTuple;
+    /// access/heaptoast.h
+    pub fn heap_toast_delete(
+        rel: pg_sys::Relation,
+        oldtup: pg_sys::HeapTuple,
+        is_speculative: bool,
+    );
+    /// access/heaptoast.h — used for the toast relation's slices.
+    pub fn heap_fetch_toast_slice(
+        toastrel: pg_sys::Relation,
+        valueid: pg_sys::Oid,
+        attrsize: i32,
+        sliceoffset: i32,
+        slicelength: i32,
+        result: *mut pg_sys::varlena,
+    );
+    /// catalog/storage_xlog.h (argument is a RelFileNode / RelFileLocator).
+    pub fn log_smgrcreate(rlocator: *const std::ffi::c_void, fork: pg_sys::ForkNumber::Type);
+}
+
+/// `TOAST_TUPLE_THRESHOLD` for 8 kB pages.
+pub const TOAST_TUPLE_THRESHOLD: usize = 2032;
+
+/// Every function below takes a pointer to a valid tuple header that the
+/// caller may read (and, for setters, write: exclusive buffer lock or a
+/// private copy).
+fn h<'a>(t: *mut Header) -> &'a mut Header {
+    // SAFETY: see the note above; callers pass valid headers.
+    unsafe { &mut *t }
+}
+
+pub fn infomask(t: *mut Header) -> u32 {
+    h(t).t_infomask as u32
+}
+pub fn infomask2(t: *mut Header) -> u32 {
+    h(t).t_infomask2 as u32
+}
+pub fn set_infomask(t: *mut Header, mask: u32) {
+    h(t).t_infomask = mask as u16;
+}
+pub fn set_infomask2(t: *mut Header, mask: u32) {
+    h(t).t_infomask2 = mask as u16;
+}
+pub fn xmin(t: *mut Header) -> pg_sys::TransactionId {
+    // SAFETY: union field of a valid heap tuple header.
+    unsafe { h(t).t_choice.t_heap.t_xmin }
+}
+pub fn set_xmin(t: *mut Header, xid: pg_sys::TransactionId) {
+    h(t).t_choice.t_heap.t_xmin = xid;
+}
+pub fn raw_xmax(t: *mut Header) -> pg_sys::TransactionId {
+    // SAFETY: union field of a valid heap tuple header.
+    unsafe { h(t).t_choice.t_heap.t_xmax }
+}
+pub fn set_xmax(t: *mut Header, xid: pg_sys::TransactionId) {
+    h(t).t_choice.t_heap.t_xmax = xid;
+}
+pub fn set_cid(t: *mut Header, cid: pg_sys::CommandId, combo: bool) {
+    h(t).t_choice.t_heap.t_field3.t_cid = cid;
+    let m = infomask(t);
+    set_infomask(
+        t,
+        if combo {
+            m | pg_sys::HEAP_COMBOCID
+        } else {
+            m & !pg_sys::HEAP_COMBOCID
+        },
+    );
+}
+pub fn ctid(t: *mut Header) -> pg_sys::ItemPointerData {
+    h(t).t_ctid
+}
+pub fn set_ctid(t: *mut Header, tid: pg_sys::ItemPointerData) {
+    h(t).t_ctid = tid;
+}
+pub fn has_external(t: *mut Header) -> bool {
+    infomask(t) & pg_sys::HEAP_HASEXTERNAL != 0
+}
+pub fn xmax_is_multi(t: *mut Header) -> bool {
+    infomask(t) & pg_sys::HEAP_XMAX_IS_MULTI != 0
+}
+
+/// Cmax to store for `cid`, combining with cmin when this transaction also
+/// inserted the tuple (`HeapTupleHeaderAdjustCmax`).
+pub fn adjust_cmax(t: *mut Header, cid: pg_sys::CommandId) -> (pg_sys::CommandId, bool) {
+    let mut cid = cid;
+    let mut combo = false;
+    // SAFETY: valid header; the function may allocate a combo CID.
+    unsafe { pg_sys::HeapTupleHeaderAdjustCmax(t, &mut cid, &mut combo) };
+    (cid, combo)
+}
+
+/// The updating (not merely locking) xid of xmax (`HeapTupleHeaderGetUpdateXid`).
+pub fn update_xid(t: *mut Header) -> pg_sys::TransactionId {
+    if xmax_is_multi(t) && infomask(t) & pg_sys::HEAP_XMAX_INVALID == 0 {
+        // SAFETY: valid header with a multixact xmax.
+        unsafe { pg_sys::HeapTupleGetUpdateXid(t) }
+    } else {
+        raw_xmax(t)
+    }
+}
+
+pub fn make_tid(block: pg_sys::BlockNumber, offset: u16) -> pg_sys::ItemPointerData {
+    pg_sys::ItemPointerData {
+        ip_blkid: pg_sys::BlockIdData {
+            bi_hi: (block >> 16) as u16,
+            bi_lo: (block & 0xffff) as u16,
+        },
+        ip_posid: offset,
+    }
+}
+
+pub fn tid_block(tid: &pg_sys::ItemPointerData) -> pg_sys::BlockNumber {
+    ((tid.ip_blkid.bi_hi as u32) << 16) | tid.ip_blkid.bi_lo as u32
+}
+
+pub fn tid_offset(tid: &pg_sys::ItemPointerData) -> u16 {
+    tid.ip_posid
+}
+
+pub fn tid_eq(a: &pg_sys::ItemPointerData, b: &pg_sys::ItemPointerData) -> bool {
+    tid_block(a) == tid_block(b) && a.ip_posid == b.ip_posid
+}

@@ -1,0 +1,95 @@
+//! Standard-layout page access (`bufpage.h` macros, written out for PG15 and
+//! PG18 alike): line pointers, items, special space.
+
+use pgrx::pg_sys;
+
+pub const BLCKSZ: usize = pg_sys::BLCKSZ as usize;
+pub const PAGE_HEADER_SIZE: usize = std::mem::size_of::<pg_sys::PageHeaderData>();
+pub const ITEM_ID_SIZE: usize = std::mem::size_of::<pg_sys::ItemIdData>();
+pub const LP_NORMAL: u32 = pg_sys::LP_NORMAL;
+
+fn header(page: pg_sys::Page) -> *mut pg_sys::PageHeaderData {
+    page as *mut pg_sys::PageHeaderData
+}
+
+/// Initialises an empty page with `special` bytes of special space.
+pub fn init(page: pg_sys::Page, special: usize) {
+    // SAFETY: `page` points to a BLCKSZ buffer page (or working copy).
+    unsafe { pg_sys::PageInit(page, BLCKSZ, special) }
+}
+
+pub fn is_new(page: pg_sys::Page) -> bool {
+    // SAFETY: the header is always readable on a pinned page.
+    unsafe { (*header(page)).pd_upper == 0 }
+}
+
+/// Number of line pointers (`PageGetMaxOffsetNumber`).
+pub fn max_offset(page: pg_sys::Page) -> u16 {
+    // SAFETY: as above.
+    let lower = unsafe { (*header(page)).pd_lower } as usize;
+    if lower <= PAGE_HEADER_SIZE {
+        0
+    } else {
+        ((lower - PAGE_HEADER_SIZE) / ITEM_ID_SIZE) as u16
+    }
+}
+
+/// Bytes free between line pointers and tuples, minus one new line pointer.
+pub fn free_space_for_new_item(page: pg_sys::Page) -> usize {
+    // SAFETY: as above.
+    let (lower, upper) = unsafe { ((*header(page)).pd_lower, (*header(page)).pd_upper) };
+    (upper as usize)
+        .saturating_sub(lower as usize)
+        .saturating_sub(ITEM_ID_SIZE)
+}
+
+/// The line pointer for `offset` (1-based); caller checks `offset <= max_offset`.
+pub fn item_id(page: pg_sys::Page, offset: u16) -> *mut pg_sys::ItemIdData {
+    debug_assert!(offset >= 1 && offset <= max_offset(page));
+    // SAFETY: line pointers follow the header; offset is in range per caller.
+    let ptr =
+        unsafe { (page as *mut u8).add(PAGE_HEADER_SIZE + (offset as usize - 1) * ITEM_ID_SIZE) };
+    ptr as *mut pg_sys::ItemIdData
+}
+
+/// `(item pointer, length)` of a normal item, or `None` for unused/dead slots
+/// and offsets past the end.
+pub fn item(page: pg_sys::Page, offset: u16) -> Option<(*mut u8, usize)> {
+    if offset == 0 || offset > max_offset(page) {
+        return None;
+    }
+    let id = item_id(page, offset);
+    // SAFETY: `id` points at a line pointer inside the page.
+    let (flags, off, len) = unsafe { ((*id).lp_flags(), (*id).lp_off(), (*id).lp_len()) };
+    if flags != LP_NORMAL || off as usize + len as usize > BLCKSZ {
+        return None;
+    }
+    // SAFETY: lp_off/lp_len were checked to stay within the page.
+    Some((unsafe { (page as *mut u8).add(off as usize) }, len as usize))
+}
+
+/// Pointer to the special space.
+pub fn special(page: pg_sys::Page) -> *mut u8 {
+    // SAFETY: pd_special is an offset inside the page for initialised pages.
+    unsafe { (page as *mut u8).add((*header(page)).pd_special as usize) }
+}
+
+pub fn special_size(page: pg_sys::Page) -> usize {
+    // SAFETY: as above.
+    BLCKSZ - unsafe { (*header(page)).pd_special } as usize
+}
+
+/// Appends an item; returns its offset or `None` when it does not fit.
+pub fn add_item(page: pg_sys::Page, data: *const u8, len: usize) -> Option<u16> {
+    // SAFETY: `data` points to `len` readable bytes; PageAddItemExtended checks
+    // space and returns InvalidOffsetNumber (0) when full.
+    let off = unsafe { pg_sys::PageAddItemExtended(page, data as pg_sys::Item, len, 0, 0) };
+    (off != 0).then_some(off)
+}
+
+/// Sets `pd_lower` (metapages keep their struct below it so full-page images
+/// and GenericXLog deltas include it).
+pub fn set_lower(page: pg_sys::Page, lower: usize) {
+    // SAFETY: header is writable on an exclusively locked page / working copy.
+    unsafe { (*header(page)).pd_lower = lower as u16 };
+}
