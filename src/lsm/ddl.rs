@@ -98,17 +98,11 @@ pub fn copy_for_cluster(
         buffer::lock_share(buf);
         let p = buffer::page(buf);
         if storage::page_kind(old, block, p) == Some(super::format::PageKind::L0) {
-            let vblock = storage::tag(p).map(|t| t.vblock).unwrap_or(block);
+            let vblock = storage::vblock_of(p, block);
             for off in 1..=page::max_offset(p) {
-                let Some((item, len)) = page::item(p, off) else {
-                    continue;
-                };
-                let mut t = pg_sys::HeapTupleData {
-                    t_len: len as u32,
-                    t_self: htup::make_tid(vblock, off),
-                    // SAFETY: open relation.
-                    t_tableOid: unsafe { (*old).rd_id },
-                    t_data: item as *mut htup::Header,
+                let mut t = match storage::version_at(old, p, vblock, off) {
+                    Some(t) => t,
+                    None => continue,
                 };
                 // SAFETY: share-locked page.
                 let status = unsafe { pg_sys::HeapTupleSatisfiesVacuum(&mut t, oldest_xmin, buf) };

@@ -72,17 +72,11 @@ pub fn build_range_scan(
                 buffer::unlock(buf);
                 break 'classify picked;
             }
-            let vblock = storage::tag(p).map(|t| t.vblock).unwrap_or(block);
+            let vblock = storage::vblock_of(p, block);
             for off in 1..=page::max_offset(p) {
-                let Some((item, len)) = page::item(p, off) else {
-                    continue;
-                };
-                let mut t = pg_sys::HeapTupleData {
-                    t_len: len as u32,
-                    t_self: htup::make_tid(vblock, off),
-                    // SAFETY: open relation.
-                    t_tableOid: unsafe { (*table).rd_id },
-                    t_data: item as *mut htup::Header,
+                let mut t = match storage::version_at(table, p, vblock, off) {
+                    Some(t) => t,
+                    None => continue,
                 };
                 if mvcc || anyvisible && !snapshot.is_null() {
                     // SAFETY: share-locked page.
@@ -144,16 +138,9 @@ pub fn build_range_scan(
         };
 
         let p = buffer::page(buf);
-        let vblock = storage::tag(p).map(|t| t.vblock).unwrap_or(block);
+        let vblock = storage::vblock_of(p, block);
         for (off, alive) in picked {
-            let (item, len) = page::item(p, off).expect("classified item");
-            let t = pg_sys::HeapTupleData {
-                t_len: len as u32,
-                t_self: htup::make_tid(vblock, off),
-                // SAFETY: open relation.
-                t_tableOid: unsafe { (*table).rd_id },
-                t_data: item as *mut htup::Header,
-            };
+            let t = storage::version_at(table, p, vblock, off).expect("classified item");
             reltuples += 1.0;
             storage::store_in_slot(slot, t, buf);
             // SAFETY: executor scaffolding set up above; the page stays pinned.

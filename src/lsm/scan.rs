@@ -110,7 +110,7 @@ fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber) {
     s.buf = buf;
     s.block = block;
     if storage::page_kind(rel, block, p) == Some(PageKind::L0) {
-        let vblock = storage::tag(p).map(|t| t.vblock).unwrap_or(block);
+        let vblock = storage::vblock_of(p, block);
         for off in 1..=page::max_offset(p).min(ROWS_PER_VBLOCK) {
             let Some((item, len)) = page::item(p, off) else {
                 continue;
@@ -170,15 +170,9 @@ fn emit(s: &mut LsmScan, pos: isize, slot: *mut pg_sys::TupleTableSlot) {
     s.pos = pos;
     let off = s.offsets[pos as usize];
     let p = buffer::page(s.buf);
-    let (item, len) = page::item(p, off).expect("offset recorded as visible");
-    let vblock = storage::tag(p).map(|t| t.vblock).unwrap_or(s.block);
-    s.tuple = pg_sys::HeapTupleData {
-        t_len: len as u32,
-        t_self: htup::make_tid(vblock, off),
-        // SAFETY: open relation.
-        t_tableOid: unsafe { (*s.base.rs_rd).rd_id },
-        t_data: item as *mut htup::Header,
-    };
+    let vblock = storage::vblock_of(p, s.block);
+    s.tuple =
+        storage::version_at(s.base.rs_rd, p, vblock, off).expect("offset recorded as visible");
     storage::store_in_slot(slot, s.tuple, s.buf);
 }
 
@@ -294,20 +288,14 @@ pub fn analyze_next_tuple(
     } else {
         0
     };
-    let vblock = storage::tag(p).map(|t| t.vblock).unwrap_or(s.block);
+    let vblock = storage::vblock_of(p, s.block);
     while s.work_offset <= max {
         let off = s.work_offset;
         s.work_offset += 1;
-        let Some((item, len)) = page::item(p, off) else {
+        let Some(t) = storage::version_at(rel, p, vblock, off) else {
             continue;
         };
-        s.tuple = pg_sys::HeapTupleData {
-            t_len: len as u32,
-            t_self: htup::make_tid(vblock, off),
-            // SAFETY: open relation.
-            t_tableOid: unsafe { (*rel).rd_id },
-            t_data: item as *mut htup::Header,
-        };
+        s.tuple = t;
         // SAFETY: share-locked page.
         let status = unsafe { pg_sys::HeapTupleSatisfiesVacuum(&mut s.tuple, oldest_xmin, s.buf) };
         let sample = match status {

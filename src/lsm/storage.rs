@@ -210,6 +210,28 @@ pub fn locate(rel: pg_sys::Relation, vblock: pg_sys::BlockNumber) -> Option<pg_s
     (vblock != META_BLOCK && vblock < buffer::nblocks(rel)).then_some(vblock)
 }
 
+/// The row version in line pointer `offset` of an L0 page with virtual block
+/// `vblock`, as a `HeapTupleData` pointing into the (pinned) page.
+pub fn version_at(
+    rel: pg_sys::Relation,
+    p: pg_sys::Page,
+    vblock: pg_sys::BlockNumber,
+    offset: u16,
+) -> Option<pg_sys::HeapTupleData> {
+    let (item, len) = page::item(p, offset)?;
+    Some(pg_sys::HeapTupleData {
+        t_len: len as u32,
+        t_self: htup::make_tid(vblock, offset),
+        t_tableOid: relid(rel),
+        t_data: item as *mut htup::Header,
+    })
+}
+
+/// Virtual block of a page (its tag's, or `block` for untagged pages).
+pub fn vblock_of(p: pg_sys::Page, block: pg_sys::BlockNumber) -> pg_sys::BlockNumber {
+    tag(p).map(|t| t.vblock).unwrap_or(block)
+}
+
 /// A row version located on a pinned page: header pointer, length and TID.
 pub struct Located {
     pub buf: pg_sys::Buffer,
