@@ -142,6 +142,9 @@ pub enum FormatError {
     BadKind(u16),
 }
 
+/// Largest rowid: virtual blocks are 32-bit block numbers, 256 rows each.
+pub const MAX_ROWID: u64 = (u32::MAX as u64 + 1) * ROWS_PER_VBLOCK as u64 - 1;
+
 /// Rowid of line pointer `offset` (1-based) in virtual block `vblock`.
 pub fn rowid(vblock: u32, offset: u16) -> u64 {
     vblock as u64 * ROWS_PER_VBLOCK as u64 + (offset as u64 - 1)
@@ -166,7 +169,7 @@ mod tests {
 
     #[test]
     fn rowid_tid_round_trip() {
-        for r in [0u64, 1, 255, 256, 257, 1 << 40] {
+        for r in [0u64, 1, 255, 256, 257, MAX_ROWID] {
             let (v, o) = tid_of_rowid(r);
             assert!(offset_in_range(o));
             assert_eq!(rowid(v, o), r);
