@@ -117,11 +117,7 @@ pub fn copy_for_cluster(
                         _ => *num_tuples += 1.0,
                     }
                 }
-                // SAFETY: copies the version (header included) into palloc'd memory.
-                let copy = unsafe { pg_sys::heap_copytuple(&mut t) };
-                storage::append(new, copy, true);
-                // SAFETY: our copy.
-                unsafe { pg_sys::heap_freetuple(copy) };
+                storage::append(new, &mut t, true);
             }
         }
         buffer::unlock_release(buf);

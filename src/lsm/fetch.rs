@@ -98,7 +98,7 @@ pub fn fetch_row_version(
 
 pub fn tid_valid(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData) -> bool {
     format::offset_in_range(htup::tid_offset(&tid))
-        && storage::locate(rel, htup::tid_block(&tid)).is_some()
+        && storage::locate(rel, htup::tid_block(&tid)).is_some_and(|b| b < buffer::nblocks(rel))
 }
 
 /// Follows the update chain from `tid`; leaves in `tid` the newest version

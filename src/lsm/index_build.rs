@@ -97,21 +97,19 @@ pub fn build_range_scan(
                         None
                     }
                     pg_sys::HTSV_Result::HEAPTUPLE_DEAD => None,
-                    pg_sys::HTSV_Result::HEAPTUPLE_INSERT_IN_PROGRESS => {
-                        let x = htup::xmin(t.t_data);
-                        // SAFETY: transaction state lookup.
-                        if anyvisible || unsafe { pg_sys::TransactionIdIsCurrentTransactionId(x) } {
-                            picked.push((off, true));
-                            None
+                    in_progress => {
+                        // Inserted (alive) or deleted (not alive) by a running
+                        // transaction: index it when that is us, else wait.
+                        let inserting =
+                            in_progress == pg_sys::HTSV_Result::HEAPTUPLE_INSERT_IN_PROGRESS;
+                        let x = if inserting {
+                            htup::xmin(t.t_data)
                         } else {
-                            Some(x)
-                        }
-                    }
-                    _ => {
-                        let x = htup::update_xid(t.t_data);
+                            htup::update_xid(t.t_data)
+                        };
                         // SAFETY: transaction state lookup.
                         if anyvisible || unsafe { pg_sys::TransactionIdIsCurrentTransactionId(x) } {
-                            picked.push((off, false));
+                            picked.push((off, inserting));
                             None
                         } else {
                             Some(x)

@@ -183,13 +183,20 @@ fn lock_bits(mode: pg_sys::LockTupleMode::Type) -> (u32, u32) {
     }
 }
 
+/// Registers the located version's page in `w` and returns the version's
+/// header inside the working copy.
+fn header_in_copy(w: &mut PageWrite, loc: &Located) -> *mut Header {
+    let copy = w.register(loc.buf, false);
+    let offset = loc.header as usize - buffer::page(loc.buf) as usize;
+    // SAFETY: the working copy is a full image of the same page, so the
+    // header sits at the same offset.
+    unsafe { (copy as *mut u8).add(offset) as *mut Header }
+}
+
 /// Writes xmax (and cmax/ctid) into a located version; page stays locked.
 fn stamp(rel: pg_sys::Relation, loc: &Located, xid: pg_sys::TransactionId, what: Stamp) {
     let mut w = PageWrite::start(rel);
-    let copy = w.register(loc.buf, false);
-    let offset = loc.header as usize - buffer::page(loc.buf) as usize;
-    // SAFETY: same offset inside the working copy of the same page.
-    let t = unsafe { (copy as *mut u8).add(offset) } as *mut Header;
+    let t = header_in_copy(&mut w, loc);
     let mut mask = htup::infomask(t) & !(pg_sys::HEAP_XMAX_BITS | HEAP_MOVED);
     let mut mask2 = htup::infomask2(t) & !pg_sys::HEAP_KEYS_UPDATED;
     match what {
@@ -328,10 +335,7 @@ pub fn complete_speculative(
     };
     if succeeded {
         let mut w = PageWrite::start(rel);
-        let copy = w.register(buf, false);
-        let offset = loc.header as usize - buffer::page(buf) as usize;
-        // SAFETY: same offset inside the working copy.
-        htup::set_ctid(unsafe { (copy as *mut u8).add(offset) } as *mut Header, tid);
+        htup::set_ctid(header_in_copy(&mut w, &loc), tid);
         w.commit();
         buffer::unlock_release(buf);
     } else {
@@ -351,10 +355,7 @@ pub fn complete_speculative(
 /// new version whose update lost a race). Page must be exclusively locked.
 fn kill_version(rel: pg_sys::Relation, loc: &Located) {
     let mut w = PageWrite::start(rel);
-    let copy = w.register(loc.buf, false);
-    let offset = loc.header as usize - buffer::page(loc.buf) as usize;
-    // SAFETY: same offset inside the working copy.
-    let t = unsafe { (copy as *mut u8).add(offset) } as *mut Header;
+    let t = header_in_copy(&mut w, loc);
     htup::set_infomask(
         t,
         (htup::infomask(t) & !pg_sys::HEAP_XMAX_BITS) | pg_sys::HEAP_XMIN_INVALID,

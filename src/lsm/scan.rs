@@ -25,7 +25,6 @@ pub struct LsmScan {
     count: usize,
     /// Index into `offsets` of the tuple returned last (-1 before the first).
     pos: isize,
-    tuple: pg_sys::HeapTupleData,
     range: Option<(pg_sys::ItemPointerData, pg_sys::ItemPointerData)>,
     /// Block and next offset of an ANALYZE or sample scan.
     work_block: pg_sys::BlockNumber,
@@ -112,22 +111,14 @@ fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber) {
     if storage::page_kind(rel, block, p) == Some(PageKind::L0) {
         let vblock = storage::vblock_of(p, block);
         for off in 1..=page::max_offset(p).min(ROWS_PER_VBLOCK) {
-            let Some((item, len)) = page::item(p, off) else {
+            let Some(mut t) = storage::version_at(rel, p, vblock, off) else {
                 continue;
             };
-            let tid = htup::make_tid(vblock, off);
             if let Some((lo, hi)) = &s.range {
-                if tid_cmp(&tid, lo).is_lt() || tid_cmp(&tid, hi).is_gt() {
+                if tid_cmp(&t.t_self, lo).is_lt() || tid_cmp(&t.t_self, hi).is_gt() {
                     continue;
                 }
             }
-            let mut t = pg_sys::HeapTupleData {
-                t_len: len as u32,
-                t_self: tid,
-                // SAFETY: open relation.
-                t_tableOid: unsafe { (*rel).rd_id },
-                t_data: item as *mut htup::Header,
-            };
             // SAFETY: tuple on a share-locked page; snapshot from the executor.
             if unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, s.base.rs_snapshot, buf) } {
                 s.offsets[s.count] = off;
@@ -171,9 +162,8 @@ fn emit(s: &mut LsmScan, pos: isize, slot: *mut pg_sys::TupleTableSlot) {
     let off = s.offsets[pos as usize];
     let p = buffer::page(s.buf);
     let vblock = storage::vblock_of(p, s.block);
-    s.tuple =
-        storage::version_at(s.base.rs_rd, p, vblock, off).expect("offset recorded as visible");
-    storage::store_in_slot(slot, s.tuple, s.buf);
+    let t = storage::version_at(s.base.rs_rd, p, vblock, off).expect("offset recorded as visible");
+    storage::store_in_slot(slot, t, s.buf);
 }
 
 /// Returns the next visible tuple in `direction` into `slot`.
@@ -292,12 +282,11 @@ pub fn analyze_next_tuple(
     while s.work_offset <= max {
         let off = s.work_offset;
         s.work_offset += 1;
-        let Some(t) = storage::version_at(rel, p, vblock, off) else {
+        let Some(mut t) = storage::version_at(rel, p, vblock, off) else {
             continue;
         };
-        s.tuple = t;
         // SAFETY: share-locked page.
-        let status = unsafe { pg_sys::HeapTupleSatisfiesVacuum(&mut s.tuple, oldest_xmin, s.buf) };
+        let status = unsafe { pg_sys::HeapTupleSatisfiesVacuum(&mut t, oldest_xmin, s.buf) };
         let sample = match status {
             pg_sys::HTSV_Result::HEAPTUPLE_LIVE => {
                 // SAFETY: counters owned by ANALYZE.
@@ -311,9 +300,8 @@ pub fn analyze_next_tuple(
             }
             pg_sys::HTSV_Result::HEAPTUPLE_INSERT_IN_PROGRESS => {
                 // SAFETY: valid header.
-                let mine = unsafe {
-                    pg_sys::TransactionIdIsCurrentTransactionId(htup::xmin(s.tuple.t_data))
-                };
+                let mine =
+                    unsafe { pg_sys::TransactionIdIsCurrentTransactionId(htup::xmin(t.t_data)) };
                 if mine {
                     // SAFETY: as above.
                     unsafe { *liverows += 1.0 };
@@ -322,7 +310,7 @@ pub fn analyze_next_tuple(
             }
             _ => {
                 // DELETE_IN_PROGRESS
-                let xmax = htup::update_xid(s.tuple.t_data);
+                let xmax = htup::update_xid(t.t_data);
                 // SAFETY: as above.
                 if unsafe { pg_sys::TransactionIdIsCurrentTransactionId(xmax) } {
                     unsafe { *deadrows += 1.0 };
@@ -334,7 +322,7 @@ pub fn analyze_next_tuple(
             }
         };
         if sample {
-            storage::store_in_slot(slot, s.tuple, s.buf);
+            storage::store_in_slot(slot, t, s.buf);
             return true;
         }
     }

@@ -11,7 +11,6 @@ use crate::pg::htup;
 use crate::pg::page;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use std::cell::Cell;
 
 pub const META_BLOCK: pg_sys::BlockNumber = 0;
 
@@ -119,12 +118,6 @@ pub fn read_meta(rel: pg_sys::Relation) -> Option<Meta> {
     Some(meta)
 }
 
-thread_local! {
-    /// (relation oid, block) of the L0 page this backend appended to last.
-    static TARGET: Cell<(pg_sys::Oid, pg_sys::BlockNumber)> =
-        const { Cell::new((pg_sys::InvalidOid, buffer::INVALID_BLOCK)) };
-}
-
 fn relid(rel: pg_sys::Relation) -> pg_sys::Oid {
     // SAFETY: open relation.
     unsafe { (*rel).rd_id }
@@ -135,28 +128,27 @@ fn fits(p: pg_sys::Page, len: usize) -> bool {
 }
 
 /// An exclusively locked L0 page with room for `len` bytes, and whether it is
-/// brand new (uninitialised).
+/// brand new (uninitialised). The backend's last L0 page (the smgr target
+/// block) is tried first, so concurrent writers append to different pages.
 fn target_page(rel: pg_sys::Relation, len: usize) -> (pg_sys::Buffer, bool) {
-    let (cached_rel, cached_block) = TARGET.with(|t| t.get());
-    if cached_rel == relid(rel)
-        && cached_block != buffer::INVALID_BLOCK
-        && cached_block < buffer::nblocks(rel)
-    {
-        let buf = buffer::read(rel, cached_block);
+    let target = buffer::target_block(rel);
+    if target != buffer::INVALID_BLOCK {
+        let buf = buffer::read(rel, target);
         buffer::lock_exclusive(buf);
         let p = buffer::page(buf);
-        if page_kind(rel, cached_block, p) == Some(PageKind::L0) && fits(p, len) {
+        if page_kind(rel, target, p) == Some(PageKind::L0) && fits(p, len) {
             return (buf, false);
         }
         buffer::unlock_release(buf);
     }
     ensure_metapage(rel);
     let buf = buffer::extend_locked(rel);
-    TARGET.with(|t| t.set((relid(rel), buffer::block_number(buf))));
+    buffer::set_target_block(rel, buffer::block_number(buf));
     (buf, true)
 }
 
-/// Appends a prepared tuple to L0 and returns its logical TID. With
+/// Appends a prepared tuple to L0 and returns its logical TID (also stored in
+/// `t_self`; the caller's tuple data is only read). With
 /// `ctid_self` the stored header's `t_ctid` points at the new TID (otherwise it
 /// keeps what the caller put there, e.g. a speculative-insertion token).
 pub fn append(
@@ -165,7 +157,7 @@ pub fn append(
     ctid_self: bool,
 ) -> pg_sys::ItemPointerData {
     // SAFETY: caller passes a formed heap tuple.
-    let (data, len) = unsafe { ((*tuple).t_data, (*tuple).t_len as usize) };
+    let (data, len) = unsafe { ((*tuple).t_data as *const u8, (*tuple).t_len as usize) };
     if len > MAX_TUPLE_SIZE {
         ereport!(
             ERROR,
@@ -181,8 +173,8 @@ pub fn append(
         page::init(p, TAG_SIZE);
         write_tag(p, PageTag::new(PageKind::L0, blkno));
     }
-    let vblock = tag(p).map(|t| t.vblock).unwrap_or(blkno);
-    let Some(offset) = page::add_item(p, data as *const u8, len) else {
+    let vblock = vblock_of(p, blkno);
+    let Some(offset) = page::add_item(p, data, len) else {
         drop(w);
         buffer::unlock_release(buf);
         ereport!(
@@ -195,7 +187,6 @@ pub fn append(
     if ctid_self {
         let (item, _) = page::item(p, offset).expect("item just added");
         htup::set_ctid(item as *mut htup::Header, tid);
-        htup::set_ctid(data, tid);
     }
     w.commit();
     buffer::unlock_release(buf);
@@ -204,10 +195,12 @@ pub fn append(
     tid
 }
 
-/// Physical block holding logical block `vblock`, if it can exist.
-pub fn locate(rel: pg_sys::Relation, vblock: pg_sys::BlockNumber) -> Option<pg_sys::BlockNumber> {
+/// Physical block holding logical block `vblock`. TIDs reaching this come
+/// from indexes, update chains or the executor and name existing blocks; a
+/// user-supplied TID is checked first by `fetch::tid_valid`.
+pub fn locate(_rel: pg_sys::Relation, vblock: pg_sys::BlockNumber) -> Option<pg_sys::BlockNumber> {
     // Format 1: L0 pages are addressed by their physical block number.
-    (vblock != META_BLOCK && vblock < buffer::nblocks(rel)).then_some(vblock)
+    (vblock != META_BLOCK).then_some(vblock)
 }
 
 /// The row version in line pointer `offset` of an L0 page with virtual block

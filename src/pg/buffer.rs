@@ -15,6 +15,21 @@ pub fn nblocks(rel: pg_sys::Relation) -> pg_sys::BlockNumber {
     unsafe { pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) }
 }
 
+/// The relation's insertion target block (`RelationGetTargetBlock`): kept in
+/// the smgr entry, so Postgres resets it when the relation is truncated, in
+/// this backend and (through the smgr invalidation) in every other one.
+pub fn target_block(rel: pg_sys::Relation) -> pg_sys::BlockNumber {
+    // SAFETY: RelationGetSmgr opens the smgr entry if needed; it stays valid
+    // for the duration of this call.
+    unsafe { (*pg_sys::RelationGetSmgr(rel)).smgr_targblock }
+}
+
+/// `RelationSetTargetBlock`.
+pub fn set_target_block(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber) {
+    // SAFETY: as above; the field is a plain hint owned by this backend.
+    unsafe { (*pg_sys::RelationGetSmgr(rel)).smgr_targblock = blkno };
+}
+
 /// Pins block `blkno` of the main fork (no lock).
 pub fn read(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber) -> pg_sys::Buffer {
     read_with(rel, blkno, std::ptr::null_mut())
