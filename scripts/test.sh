@@ -3,7 +3,8 @@
 #   1. cargo pgrx test  — pure unit tests (kernels, codecs, policies) and
 #                         #[pg_test] in-backend tests, per PostgreSQL version;
 #   2. pg_regress       — tests/pg_regress suites with asserted output;
-#   3. package smoke    — `cargo pgrx package` installed into PG18 + SQL smoke test.
+#   3. cluster tests  — tests/cluster: kill -9 crash recovery, streaming replica;
+#   4. package smoke    — `cargo pgrx package` installed into PG18 + SQL smoke test.
 # Set STRATA_PG_VERSIONS="18" to limit the versions. Idempotent; fine as root.
 source "$(dirname "$0")/lib.sh"
 VERSIONS="${STRATA_PG_VERSIONS:-15 18}"
@@ -20,6 +21,7 @@ for v in $VERSIONS; do
 
     install_strata "$v" debug
     "$STRATA_ROOT/tests/regress.sh" "$v"
+    "$STRATA_ROOT/tests/cluster.sh" "$v"
 done
 
 case " $VERSIONS " in *" 18 "*) "$STRATA_ROOT/tests/package_smoke.sh" ;; esac

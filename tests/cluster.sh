@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Cluster tests against PostgreSQL $1 (15|18): what a single backend cannot show.
+#   test_crash.py   — kill -9 of the postmaster during concurrent COPY/UPDATE/DELETE;
+#   test_replica.py — a streaming standby (pg_basebackup -R) answers like the primary.
+# Each test starts its own servers on loopback ports as the postgres user and
+# stops them. Strata must be installed into that PostgreSQL.
+# Usage: tests/cluster.sh 18 [test_crash test_replica ...]
+source "$(dirname "$0")/../scripts/lib.sh"
+VER="${1:?usage: tests/cluster.sh 15|18 [test ...]}"; shift
+ensure_python_tools
+if [ $# -gt 0 ]; then TESTS=("$@"); else
+    mapfile -t TESTS < <(cd "$STRATA_ROOT/tests/cluster" && ls test_*.py | sed 's/\.py$//' | sort)
+fi
+for t in "${TESTS[@]}"; do
+    log "cluster test $t on PostgreSQL $VER"
+    PYTHONPATH="$PY_TOOLS" python3 "$STRATA_ROOT/tests/cluster/$t.py" "$(pg_home "$VER")" ||
+        die "cluster test $t failed on PostgreSQL $VER"
+done
