@@ -20,6 +20,12 @@ fn lsm_tableam_handler(_fcinfo: pg_sys::FunctionCallInfo) -> Internal {
     )))
 }
 
+/// Whether `rel` is a table of the `lsm` access method.
+pub fn is_lsm(rel: pg_sys::Relation) -> bool {
+    // SAFETY: an open relation's rd_tableam is null or a routine pointer.
+    std::ptr::eq(unsafe { (*rel).rd_tableam }, &ROUTINE)
+}
+
 fn scan_of<'a>(s: pg_sys::TableScanDesc) -> &'a mut scan::LsmScan {
     // SAFETY: every TableScanDesc handed to our callbacks was made by scan::begin.
     unsafe { &mut *(s as *mut scan::LsmScan) }

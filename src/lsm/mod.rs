@@ -15,12 +15,16 @@
 //! * [`ddl`]         — storage lifecycle and estimates
 //! * [`index_build`] — index builds and index_delete_tuples
 //! * [`handler`]     — the TableAmRoutine
+//! * [`page_check`]  — pure structural checks of raw pages
+//! * [`inspect`]     — strata.lsm_info / strata.lsm_verify
 
 pub mod ddl;
 pub mod fetch;
 pub mod format;
 pub mod handler;
 pub mod index_build;
+pub mod inspect;
 pub mod modify;
+pub mod page_check;
 pub mod scan;
 pub mod storage;

@@ -6,4 +6,5 @@ pub mod buffer;
 pub mod error;
 pub mod htup;
 pub mod page;
+pub mod rel;
 pub mod varlena;

@@ -1,0 +1,69 @@
+//! Relation and server facts used by inspection functions: privileges, xid
+//! horizons, attribute counts, and copying a page out of a buffer.
+
+use super::buffer;
+use super::page::BLCKSZ;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+/// Raises 42501 unless the current user may SELECT from `rel`.
+pub fn require_select(rel: pg_sys::Relation) {
+    // SAFETY: open relation; GetUserId is always valid inside a transaction.
+    let ok = unsafe {
+        pg_sys::pg_class_aclcheck((*rel).rd_id, pg_sys::GetUserId(), pg_sys::ACL_SELECT as _)
+    } == pg_sys::AclResult::ACLCHECK_OK;
+    if !ok {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied for table {}", crate::lsm::storage::relname(rel))
+        );
+    }
+}
+
+/// `ReadNextTransactionId()`.
+pub fn next_xid() -> pg_sys::TransactionId {
+    // SAFETY: reads shared transam state under its own lock.
+    let full = unsafe { pg_sys::ReadNextFullTransactionId() };
+    pg_sys::TransactionId::from((full.value & 0xFFFF_FFFF) as u32)
+}
+
+/// `relfrozenxid` of an open relation.
+pub fn frozen_xid(rel: pg_sys::Relation) -> pg_sys::TransactionId {
+    // SAFETY: open relation with a valid rd_rel.
+    unsafe { (*(*rel).rd_rel).relfrozenxid }
+}
+
+/// Number of attributes of the relation's tuple descriptor.
+pub fn natts(rel: pg_sys::Relation) -> u16 {
+    // SAFETY: open relation with a valid rd_att.
+    unsafe { (*(*rel).rd_att).natts as u16 }
+}
+
+/// Takes a heavyweight lock on the relation until the end of the transaction.
+pub fn lock(rel: pg_sys::Relation, mode: u32) {
+    // SAFETY: open relation; LockRelation waits or raises on deadlock.
+    unsafe { pg_sys::LockRelation(rel, mode as pg_sys::LOCKMODE) }
+}
+
+/// Reads every block of the main fork in order with a bulk-read strategy,
+/// handing a private copy of each page to `f` (taken under a share lock).
+pub fn for_each_page_copy(rel: pg_sys::Relation, mut f: impl FnMut(pg_sys::BlockNumber, &[u8])) {
+    // SAFETY: a strategy is plain backend-local memory.
+    let strategy = unsafe { pg_sys::GetAccessStrategy(pg_sys::BufferAccessStrategyType::BAS_BULKREAD) };
+    let mut copy = vec![0u8; BLCKSZ];
+    let nblocks = buffer::nblocks(rel);
+    for blkno in 0..nblocks {
+        check_for_interrupts!();
+        let buf = buffer::read_with(rel, blkno, strategy);
+        buffer::lock_share(buf);
+        // SAFETY: a pinned, share-locked page is BLCKSZ readable bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(buffer::page(buf) as *const u8, copy.as_mut_ptr(), BLCKSZ)
+        };
+        buffer::unlock_release(buf);
+        f(blkno, &copy);
+    }
+    // SAFETY: allocated above, no buffer uses it any more.
+    unsafe { pg_sys::FreeAccessStrategy(strategy) };
+}
