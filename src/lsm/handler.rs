@@ -533,6 +533,39 @@ unsafe extern "C-unwind" fn scan_sample_next_tuple(
     scan::sample_next_tuple(scan_of(s), state, slot)
 }
 
+#[cfg(feature = "pg15")]
+#[pg_guard]
+unsafe extern "C-unwind" fn scan_bitmap_next_block(
+    s: pg_sys::TableScanDesc,
+    tbmres: *mut pg_sys::TBMIterateResult,
+) -> bool {
+    scan::bitmap_next_block(scan_of(s), tbmres)
+}
+
+#[cfg(feature = "pg15")]
+#[pg_guard]
+unsafe extern "C-unwind" fn scan_bitmap_next_tuple(
+    s: pg_sys::TableScanDesc,
+    _tbmres: *mut pg_sys::TBMIterateResult,
+    slot: *mut pg_sys::TupleTableSlot,
+) -> bool {
+    scan::bitmap_next_tuple(scan_of(s), slot)
+}
+
+#[cfg(not(feature = "pg15"))]
+#[pg_guard]
+unsafe extern "C-unwind" fn scan_bitmap_next_tuple(
+    s: pg_sys::TableScanDesc,
+    slot: *mut pg_sys::TupleTableSlot,
+    recheck: *mut bool,
+    lossy_pages: *mut u64,
+    exact_pages: *mut u64,
+) -> bool {
+    // SAFETY: the executor passes valid out-parameters.
+    let (recheck, lossy, exact) = unsafe { (&mut *recheck, &mut *lossy_pages, &mut *exact_pages) };
+    scan::bitmap_next_tuple(scan_of(s), slot, recheck, lossy, exact)
+}
+
 static ROUTINE: pg_sys::TableAmRoutine = pg_sys::TableAmRoutine {
     type_: pg_sys::NodeTag::T_TableAmRoutine,
     slot_callbacks: Some(slot_callbacks),
@@ -579,11 +612,9 @@ static ROUTINE: pg_sys::TableAmRoutine = pg_sys::TableAmRoutine {
     relation_toast_am: Some(relation_toast_am),
     relation_fetch_toast_slice: Some(htup::heap_fetch_toast_slice),
     relation_estimate_size: Some(relation_estimate_size),
-    // Bitmap heap scans over logical TIDs come in a later slice; without these
-    // callbacks the planner never builds a bitmap scan on an lsm table.
     #[cfg(feature = "pg15")]
-    scan_bitmap_next_block: None,
-    scan_bitmap_next_tuple: None,
+    scan_bitmap_next_block: Some(scan_bitmap_next_block),
+    scan_bitmap_next_tuple: Some(scan_bitmap_next_tuple),
     scan_sample_next_block: Some(scan_sample_next_block),
     scan_sample_next_tuple: Some(scan_sample_next_tuple),
 };

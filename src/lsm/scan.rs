@@ -99,8 +99,9 @@ fn tid_cmp(a: &pg_sys::ItemPointerData, b: &pg_sys::ItemPointerData) -> std::cmp
     (htup::tid_block(a), a.ip_posid).cmp(&(htup::tid_block(b), b.ip_posid))
 }
 
-/// Pins `block` and records the visible offsets of its tuples.
-fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber) {
+/// Pins `block` and records the visible offsets of its tuples: all of them,
+/// or only `exact` ones (ascending; a bitmap scan's exact page).
+fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber, exact: Option<&[u16]>) {
     release_page(s);
     let rel = s.base.rs_rd;
     let buf = buffer::read(rel, block);
@@ -110,7 +111,12 @@ fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber) {
     s.block = block;
     if storage::page_kind(rel, block, p) == Some(PageKind::L0) {
         let vblock = storage::vblock_of(p, block);
-        for off in 1..=page::max_offset(p).min(ROWS_PER_VBLOCK) {
+        let max = page::max_offset(p).min(ROWS_PER_VBLOCK);
+        let all: &mut dyn Iterator<Item = u16> = match exact {
+            Some(offsets) => &mut offsets.iter().copied().filter(|o| *o <= max),
+            None => &mut (1..=max),
+        };
+        for off in all {
             let Some(mut t) = storage::version_at(rel, p, vblock, off) else {
                 continue;
             };
@@ -176,7 +182,7 @@ pub fn next(s: &mut LsmScan, forward: bool, slot: *mut pg_sys::TupleTableSlot) -
         }
         match next_block(s, forward) {
             Some(b) => {
-                load_page(s, b);
+                load_page(s, b, None);
                 s.pos = if forward { -1 } else { s.count as isize };
             }
             None => {
@@ -187,6 +193,107 @@ pub fn next(s: &mut LsmScan, forward: bool, slot: *mut pg_sys::TupleTableSlot) -
                 unsafe { pg_sys::ExecClearTuple(slot) };
                 return false;
             }
+        }
+    }
+}
+
+// ------------------------------------------------------------ bitmap scans
+//
+// A bitmap's block numbers are virtual blocks (the block part of logical
+// TIDs); each is located, then its exact offsets (or, for a lossy page, all of
+// them) are checked against the snapshot page-at-a-time. PG15 hands us one
+// TBMIterateResult per block; PG18 lets the AM drive the iterator.
+
+/// Physical block of bitmap page `vblock`, if it names an existing page.
+fn bitmap_block(s: &mut LsmScan, vblock: pg_sys::BlockNumber) -> Option<pg_sys::BlockNumber> {
+    let block = storage::locate(s.base.rs_rd, vblock)?;
+    if block >= s.nblocks {
+        // Rows appended after the scan began (by this transaction, say).
+        s.nblocks = buffer::nblocks(s.base.rs_rd);
+    }
+    (block < s.nblocks).then_some(block)
+}
+
+/// The next visible tuple of the current bitmap page, if any.
+fn bitmap_emit_next(s: &mut LsmScan, slot: *mut pg_sys::TupleTableSlot) -> bool {
+    let next = s.pos + 1;
+    if s.buf != 0 && (next as usize) < s.count {
+        emit(s, next, slot);
+        return true;
+    }
+    false
+}
+
+/// PG15 `scan_bitmap_next_block`: loads one bitmap page; false when it has
+/// no visible tuple.
+#[cfg(feature = "pg15")]
+pub fn bitmap_next_block(s: &mut LsmScan, tbmres: *mut pg_sys::TBMIterateResult) -> bool {
+    // SAFETY: the executor passes a valid iterate result; for exact pages
+    // `offsets` holds `ntuples` entries.
+    let (vblock, exact) = unsafe {
+        let n = (*tbmres).ntuples;
+        let exact = (n >= 0).then(|| (*tbmres).offsets.as_slice(n as usize));
+        ((*tbmres).blockno, exact)
+    };
+    release_page(s);
+    let Some(block) = bitmap_block(s, vblock) else {
+        return false;
+    };
+    load_page(s, block, exact);
+    s.pos = -1;
+    s.count > 0
+}
+
+/// PG15 `scan_bitmap_next_tuple`.
+#[cfg(feature = "pg15")]
+pub fn bitmap_next_tuple(s: &mut LsmScan, slot: *mut pg_sys::TupleTableSlot) -> bool {
+    bitmap_emit_next(s, slot)
+}
+
+/// PG18 `scan_bitmap_next_tuple`: iterates the bitmap itself.
+#[cfg(not(feature = "pg15"))]
+pub fn bitmap_next_tuple(
+    s: &mut LsmScan,
+    slot: *mut pg_sys::TupleTableSlot,
+    recheck: &mut bool,
+    lossy_pages: &mut u64,
+    exact_pages: &mut u64,
+) -> bool {
+    const MAX_TUPLES: usize = page::MAX_HEAP_TUPLES_PER_PAGE;
+    loop {
+        if bitmap_emit_next(s, slot) {
+            return true;
+        }
+        check_for_interrupts!();
+        let mut res = pg_sys::TBMIterateResult::default();
+        // SAFETY: the executor set rs_tbmiterator before the first call.
+        if !unsafe { pg_sys::tbm_iterate(&mut s.base.st.rs_tbmiterator, &mut res) } {
+            release_page(s);
+            // SAFETY: valid slot.
+            unsafe { pg_sys::ExecClearTuple(slot) };
+            return false;
+        }
+        let Some(block) = bitmap_block(s, res.blockno) else {
+            release_page(s);
+            continue;
+        };
+        let mut offsets = [0u16; MAX_TUPLES];
+        let exact = if res.lossy {
+            None
+        } else {
+            // SAFETY: `res` came from tbm_iterate; `offsets` holds MAX_TUPLES.
+            let n = unsafe {
+                pg_sys::tbm_extract_page_tuple(&mut res, offsets.as_mut_ptr(), MAX_TUPLES as u32)
+            };
+            Some(&offsets[..n.max(0) as usize])
+        };
+        *recheck = res.recheck;
+        load_page(s, block, exact);
+        s.pos = -1;
+        if res.lossy {
+            *lossy_pages += 1;
+        } else {
+            *exact_pages += 1;
         }
     }
 }
@@ -218,7 +325,7 @@ pub fn sample_next_block(s: &mut LsmScan, state: *mut pg_sys::SampleScanState) -
         return false;
     }
     s.work_block = block;
-    load_page(s, block);
+    load_page(s, block, None);
     true
 }
 

@@ -7,6 +7,8 @@ pub const BLCKSZ: usize = pg_sys::BLCKSZ as usize;
 pub const PAGE_HEADER_SIZE: usize = std::mem::size_of::<pg_sys::PageHeaderData>();
 pub const ITEM_ID_SIZE: usize = std::mem::size_of::<pg_sys::ItemIdData>();
 pub const LP_NORMAL: u32 = pg_sys::LP_NORMAL;
+/// `MaxHeapTuplesPerPage` (also tidbitmap's TBM_MAX_TUPLES_PER_PAGE): 291 for 8 kB pages.
+pub const MAX_HEAP_TUPLES_PER_PAGE: usize = (BLCKSZ - PAGE_HEADER_SIZE) / (24 + ITEM_ID_SIZE);
 
 fn header(page: pg_sys::Page) -> *mut pg_sys::PageHeaderData {
     page as *mut pg_sys::PageHeaderData

@@ -197,7 +197,7 @@ def verify(cluster, writers):
             q = "SELECT count(*) FROM crash_t WHERE worker = %s AND val >= 0"
             n = conn.execute(q, (wr.wid,)).fetchone()[0]
             assert n == len(wr.committed), f"(worker, val) index: {n} != {len(wr.committed)}"
-        problems = conn.execute("SELECT block, item, problem FROM strata.lsm_verify('crash_t')"
+        problems = conn.execute("SELECT block, item, problem FROM strata.lsm_verify('crash_t') "
                                 "LIMIT 10").fetchall()
         assert not problems, f"strata.lsm_verify found problems: {problems}"
     return expected_count, expected_sum, resolved

@@ -10,6 +10,7 @@ SELECT ctid, id FROM t WHERE id IN (1, 2) ORDER BY id;
 
 -- index scans through btree and hash; brin build; unique violations
 SET enable_seqscan = off;
+SET enable_bitmapscan = off;
 EXPLAIN (COSTS OFF) SELECT v FROM t WHERE id = 1234;
 SELECT v FROM t WHERE id = 1234;
 CREATE INDEX t_v_hash ON t USING hash (v);
@@ -17,6 +18,7 @@ EXPLAIN (COSTS OFF) SELECT id FROM t WHERE v = 'row 77';
 SELECT id FROM t WHERE v = 'row 77';
 CREATE INDEX t_brin ON t USING brin (id);
 RESET enable_seqscan;
+RESET enable_bitmapscan;
 INSERT INTO t VALUES (10, 'dup', 0);
 
 -- UPDATE gives a new version and TID; the old one stays for older snapshots
