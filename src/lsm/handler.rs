@@ -473,18 +473,13 @@ unsafe extern "C-unwind" fn index_build_range_scan(
 
 #[pg_guard]
 unsafe extern "C-unwind" fn index_validate_scan(
-    _table: pg_sys::Relation,
-    _index: pg_sys::Relation,
-    _info: *mut pg_sys::IndexInfo,
-    _snapshot: pg_sys::Snapshot,
-    _state: *mut pg_sys::ValidateIndexState,
+    table: pg_sys::Relation,
+    index: pg_sys::Relation,
+    info: *mut pg_sys::IndexInfo,
+    snapshot: pg_sys::Snapshot,
+    state: *mut pg_sys::ValidateIndexState,
 ) {
-    ereport!(
-        ERROR,
-        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-        "CREATE INDEX CONCURRENTLY is not supported on lsm tables yet",
-        "Use CREATE INDEX without CONCURRENTLY."
-    );
+    index_build::validate_scan(table, index, info, snapshot, state)
 }
 
 #[pg_guard]

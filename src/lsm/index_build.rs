@@ -1,5 +1,6 @@
 //! Index support on `lsm` tables: building an index from the table
-//! (`index_build_range_scan`) and telling btree which TIDs are dead
+//! (`index_build_range_scan`), the second pass of CREATE INDEX CONCURRENTLY
+//! (`index_validate_scan`) and telling btree which TIDs are dead
 //! (`index_delete_tuples`).
 //!
 //! Build passes per page: classify every version under a share lock
@@ -9,11 +10,76 @@
 //! is classified again, as heap does.
 
 use super::format::PageKind;
-use super::storage;
+use super::{scan, storage};
 use crate::pg::buffer;
 use crate::pg::htup;
 use crate::pg::page;
 use pgrx::pg_sys;
+
+/// Executor scaffolding to evaluate an index's expressions and predicate on
+/// a row version held in a slot (as heap's build and validate scans do).
+struct IndexDatums {
+    info: *mut pg_sys::IndexInfo,
+    estate: *mut pg_sys::EState,
+    econtext: *mut pg_sys::ExprContext,
+    slot: *mut pg_sys::TupleTableSlot,
+    predicate: *mut pg_sys::ExprState,
+    values: [pg_sys::Datum; pg_sys::INDEX_MAX_KEYS as usize],
+    isnull: [bool; pg_sys::INDEX_MAX_KEYS as usize],
+}
+
+impl IndexDatums {
+    fn new(table: pg_sys::Relation, info: *mut pg_sys::IndexInfo) -> IndexDatums {
+        // SAFETY: standard executor scaffolding for FormIndexDatum, as in heap.
+        unsafe {
+            let estate = pg_sys::CreateExecutorState();
+            let econtext = pg_sys::MakePerTupleExprContext(estate);
+            let slot = pg_sys::table_slot_create(table, std::ptr::null_mut());
+            (*econtext).ecxt_scantuple = slot;
+            let predicate = pg_sys::ExecPrepareQual((*info).ii_Predicate, estate);
+            IndexDatums {
+                info,
+                estate,
+                econtext,
+                slot,
+                predicate,
+                values: [pg_sys::Datum::from(0usize); pg_sys::INDEX_MAX_KEYS as usize],
+                isnull: [false; pg_sys::INDEX_MAX_KEYS as usize],
+            }
+        }
+    }
+
+    /// Forms the index datums of the version in `self.slot`; false when a
+    /// partial index's predicate rejects it.
+    fn form(&mut self) -> bool {
+        // SAFETY: scaffolding from `new`; the slot holds a pinned version.
+        unsafe {
+            pg_sys::MemoryContextReset((*self.econtext).ecxt_per_tuple_memory);
+            if !self.predicate.is_null() && !pg_sys::ExecQual(self.predicate, self.econtext) {
+                return false;
+            }
+            pg_sys::FormIndexDatum(
+                self.info,
+                self.slot,
+                self.estate,
+                self.values.as_mut_ptr(),
+                self.isnull.as_mut_ptr(),
+            );
+        }
+        true
+    }
+
+    fn finish(self) {
+        // SAFETY: tear down what `new` created; the expression states pointed
+        // into the estate.
+        unsafe {
+            pg_sys::ExecDropSingleTupleTableSlot(self.slot);
+            pg_sys::FreeExecutorState(self.estate);
+            (*self.info).ii_ExpressionsState = std::ptr::null_mut();
+            (*self.info).ii_PredicateState = std::ptr::null_mut();
+        }
+    }
+}
 
 #[allow(clippy::too_many_arguments)]
 pub fn build_range_scan(
@@ -28,15 +94,7 @@ pub fn build_range_scan(
     scan: pg_sys::TableScanDesc,
 ) -> f64 {
     let callback = callback.expect("index build callback");
-    // SAFETY: standard executor scaffolding for FormIndexDatum, as in heap.
-    let (estate, econtext, slot, predicate) = unsafe {
-        let estate = pg_sys::CreateExecutorState();
-        let econtext = pg_sys::MakePerTupleExprContext(estate);
-        let slot = pg_sys::table_slot_create(table, std::ptr::null_mut());
-        (*econtext).ecxt_scantuple = slot;
-        let predicate = pg_sys::ExecPrepareQual((*info).ii_Predicate, estate);
-        (estate, econtext, slot, predicate)
-    };
+    let mut datums = IndexDatums::new(table, info);
     // An MVCC snapshot for concurrent builds (or one the caller's scan carries).
     let snapshot = if !scan.is_null() {
         // SAFETY: caller-provided scan.
@@ -58,8 +116,6 @@ pub fn build_range_scan(
         start_block.saturating_add(numblocks).min(nblocks)
     };
     let mut reltuples = 0.0;
-    let mut values = [pg_sys::Datum::from(0usize); pg_sys::INDEX_MAX_KEYS as usize];
-    let mut isnull = [false; pg_sys::INDEX_MAX_KEYS as usize];
 
     for block in first..last {
         pgrx::check_for_interrupts!();
@@ -140,41 +196,98 @@ pub fn build_range_scan(
         for (off, alive) in picked {
             let t = storage::version_at(table, p, vblock, off).expect("classified item");
             reltuples += 1.0;
-            storage::store_in_slot(slot, t, buf);
-            // SAFETY: executor scaffolding set up above; the page stays pinned.
+            storage::store_in_slot(datums.slot, t, buf);
+            if !datums.form() {
+                continue;
+            }
+            let mut tid = t.t_self;
+            // SAFETY: the AM's callback with datums formed above; the page
+            // stays pinned.
             unsafe {
-                pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
-                if !predicate.is_null() && !pg_sys::ExecQual(predicate, econtext) {
-                    continue;
-                }
-                pg_sys::FormIndexDatum(
-                    info,
-                    slot,
-                    estate,
-                    values.as_mut_ptr(),
-                    isnull.as_mut_ptr(),
-                );
-                let mut tid = t.t_self;
                 callback(
                     index,
                     &mut tid,
-                    values.as_mut_ptr(),
-                    isnull.as_mut_ptr(),
+                    datums.values.as_mut_ptr(),
+                    datums.isnull.as_mut_ptr(),
                     alive,
                     callback_state,
-                );
-            }
+                )
+            };
         }
         buffer::release(buf);
     }
-    // SAFETY: tear down what we created.
-    unsafe {
-        pg_sys::ExecDropSingleTupleTableSlot(slot);
-        pg_sys::FreeExecutorState(estate);
-        (*info).ii_ExpressionsState = std::ptr::null_mut();
-        (*info).ii_PredicateState = std::ptr::null_mut();
-    }
+    datums.finish();
     reltuples
+}
+
+/// `itemptr_encode`: the int8 form of a TID that CIC's tuplesort holds.
+fn encode_tid(tid: &pg_sys::ItemPointerData) -> i64 {
+    ((htup::tid_block(tid) as i64) << 16) | htup::tid_offset(tid) as i64
+}
+
+/// Second pass of CREATE INDEX CONCURRENTLY: every row version visible to
+/// `snapshot` whose TID is not in the index's sorted TID list (`state`) is
+/// inserted. lsm has no HOT chains, so each version is its own root and the
+/// merge is a plain walk of two TID-ordered streams (the scan returns
+/// versions in logical TID order).
+pub fn validate_scan(
+    table: pg_sys::Relation,
+    index: pg_sys::Relation,
+    info: *mut pg_sys::IndexInfo,
+    snapshot: pg_sys::Snapshot,
+    state: *mut pg_sys::ValidateIndexState,
+) {
+    // SAFETY: valid state from validate_index().
+    let state = unsafe { &mut *state };
+    let mut datums = IndexDatums::new(table, info);
+    let flags = pg_sys::ScanOptions::SO_TYPE_SEQSCAN | pg_sys::ScanOptions::SO_ALLOW_STRAT;
+    let s = scan::begin(table, snapshot, 0, std::ptr::null_mut(), flags);
+    // SAFETY: fresh scan from `begin`.
+    let sref = unsafe { &mut *s };
+    let mut indexed: Option<i64> = None;
+    let mut sort_done = false;
+    // SAFETY: valid IndexInfo.
+    let unique = unsafe { (*info).ii_Unique };
+    while scan::next(sref, true, datums.slot) {
+        pgrx::check_for_interrupts!();
+        state.htups += 1.0;
+        // SAFETY: the slot holds the version just returned.
+        let mut tid = unsafe { (*datums.slot).tts_tid };
+        let key = encode_tid(&tid);
+        while !sort_done && indexed.is_none_or(|i| i < key) {
+            match crate::pg::tuplesort::next_datum(state.tuplesort) {
+                Some(d) => indexed = Some(d.value() as i64),
+                None => sort_done = true,
+            }
+        }
+        if !sort_done && indexed == Some(key) {
+            continue; // already in the index
+        }
+        if !datums.form() {
+            continue;
+        }
+        let check = if unique {
+            pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
+        } else {
+            pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
+        };
+        // SAFETY: datums formed for this version; index and table are open.
+        unsafe {
+            pg_sys::index_insert(
+                index,
+                datums.values.as_mut_ptr(),
+                datums.isnull.as_mut_ptr(),
+                &mut tid,
+                table,
+                check,
+                false,
+                info,
+            )
+        };
+        state.tups_inserted += 1.0;
+    }
+    scan::end(s);
+    datums.finish();
 }
 
 /// Marks the TIDs whose versions are dead to every snapshot as deletable and

@@ -7,4 +7,5 @@ pub mod error;
 pub mod htup;
 pub mod page;
 pub mod rel;
+pub mod tuplesort;
 pub mod varlena;

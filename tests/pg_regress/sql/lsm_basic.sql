@@ -130,7 +130,6 @@ SELECT tableoid::regclass, count(*) FROM p GROUP BY 1 ORDER BY 1;
 
 -- row locks and errors
 BEGIN; SELECT id FROM t WHERE id = 3 FOR UPDATE; SELECT id FROM t WHERE id = 3 FOR SHARE; COMMIT;
-CREATE INDEX CONCURRENTLY t_cic ON t (v);
 CREATE TABLE wide (a text) USING lsm;
 ALTER TABLE wide ALTER COLUMN a SET STORAGE plain;
 INSERT INTO wide VALUES (repeat('x', 9000));

@@ -1,0 +1,50 @@
+-- Indexes on lsm tables: CREATE INDEX CONCURRENTLY, REINDEX (CONCURRENTLY),
+-- partial and expression indexes, unique builds, checked with amcheck's
+-- heapallindexed (every visible row version has its index entry).
+\set VERBOSITY sqlstate
+CREATE EXTENSION amcheck;
+CREATE TABLE ix (id int, k int, v text) USING lsm;
+INSERT INTO ix SELECT g, g % 100, 'v' || g FROM generate_series(1, 5000) g;
+UPDATE ix SET v = v || '!' WHERE id % 10 = 0;
+DELETE FROM ix WHERE id % 9 = 0;
+
+CREATE UNIQUE INDEX CONCURRENTLY ix_id ON ix (id);
+CREATE INDEX CONCURRENTLY ix_k ON ix (k);
+CREATE INDEX CONCURRENTLY ix_upper ON ix (upper(v)) WHERE k < 10;
+SELECT indexrelid::regclass, indisvalid, indisready FROM pg_index
+WHERE indrelid = 'ix'::regclass ORDER BY 1::text;
+SELECT bt_index_check(i, true) FROM unnest(ARRAY['ix_id', 'ix_k', 'ix_upper']::regclass[]) i;
+
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+EXPLAIN (COSTS OFF) SELECT id FROM ix WHERE upper(v) = 'V5!' AND k < 10;
+SELECT id, v FROM ix WHERE upper(v) = 'V100!' AND k < 10;
+SELECT count(*) FROM ix WHERE k = 7;
+RESET enable_bitmapscan;
+RESET enable_seqscan;
+SELECT count(*) FROM ix WHERE k = 7;
+
+-- a unique CIC that meets a duplicate fails and leaves an invalid index
+CREATE UNIQUE INDEX CONCURRENTLY ix_k_unique ON ix (k);
+SELECT indexrelid::regclass, indisvalid FROM pg_index WHERE indexrelid = 'ix_k_unique'::regclass;
+DROP INDEX ix_k_unique;
+-- and the unique index rejects a duplicate
+INSERT INTO ix VALUES (1, 1, 'duplicate of 1');
+
+-- REINDEX, plain and concurrent
+REINDEX INDEX ix_k;
+REINDEX TABLE CONCURRENTLY ix;
+SELECT bt_index_check(i, true) FROM unnest(ARRAY['ix_id', 'ix_k', 'ix_upper']::regclass[]) i;
+SELECT count(*) FROM pg_index WHERE indrelid = 'ix'::regclass AND indisvalid;
+
+-- rows written after the builds are indexed too
+INSERT INTO ix SELECT g, 7, 'late' FROM generate_series(6001, 6100) g;
+UPDATE ix SET k = 8 WHERE id BETWEEN 6001 AND 6050;
+SELECT bt_index_check(i, true) FROM unnest(ARRAY['ix_id', 'ix_k', 'ix_upper']::regclass[]) i;
+SET enable_seqscan = off;
+SELECT count(*) FROM ix WHERE k = 7;
+SELECT count(*) FROM ix WHERE k = 8;
+RESET enable_seqscan;
+SELECT count(*) FILTER (WHERE k = 7), count(*) FILTER (WHERE k = 8) FROM ix;
+DROP TABLE ix;
+DROP EXTENSION amcheck;
