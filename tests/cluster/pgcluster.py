@@ -10,11 +10,13 @@ backup for a standby.
 Nothing here knows about Strata beyond `CREATE EXTENSION strata`.
 """
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import psycopg
@@ -213,3 +215,19 @@ class Cluster:
             if time.time() > deadline:
                 raise RuntimeError(f"standby did not replay up to {lsn}\n{standby.tail_log()}")
             time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def test_servers(*clusters, name):
+    """Runs a test body; on success stops and removes the servers, on failure
+    prints their logs' tails and stops them (the data stays for a post-mortem)."""
+    try:
+        yield
+    except BaseException:
+        for c in clusters:
+            print(f"--- {c.name} server log\n{c.tail_log()}", file=sys.stderr)
+            c.stop()
+        raise
+    for c in clusters:
+        c.destroy()
+    log(f"{name} passed")

@@ -17,7 +17,7 @@ import time
 
 import psycopg
 
-from pgcluster import Cluster, log
+from pgcluster import Cluster, log, test_servers
 
 
 class Churn(threading.Thread):
@@ -54,7 +54,7 @@ def main():
     pg_home = sys.argv[1]
     tag = pg_home.strip("/").replace("/", "_")
     cluster = Cluster(pg_home, f"cic-{tag}").initdb().start()
-    try:
+    with test_servers(cluster, name="concurrent index test"):
         q = cluster.sql
         q("CREATE EXTENSION strata")
         q("CREATE EXTENSION amcheck")
@@ -93,13 +93,6 @@ def main():
         ops = sum(t.ops for t in churn)
         log(f"CIC and REINDEX CONCURRENTLY during {ops} concurrent writes: 3 indexes valid, "
             f"bt_index_check(heapallindexed) passes, {by_seq[0]} rows agree")
-        cluster.stop()
-        cluster.destroy()
-    except BaseException:
-        print(cluster.tail_log(), file=sys.stderr)
-        cluster.stop()
-        raise
-    log("concurrent index test passed")
 
 
 if __name__ == "__main__":

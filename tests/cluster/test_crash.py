@@ -27,7 +27,7 @@ import time
 
 import psycopg
 
-from pgcluster import Cluster, log
+from pgcluster import Cluster, log, test_servers
 
 WORKERS = 4
 ID_SPAN = 1_000_000_000
@@ -222,7 +222,7 @@ def main():
 
     states = [dict() for _ in range(WORKERS)]
     writers = []
-    try:
+    with test_servers(cluster, name="crash test"):
         for cycle in range(1, args.cycles + 1):
             writers = [Writer(cluster, w, states[w], rng.random()) for w in range(WORKERS)]
             threads = writers + [Uncommitted(cluster), Checkpointer(cluster)]
@@ -238,13 +238,6 @@ def main():
                 f"after restart {count} rows, checksum {checksum} match the client, "
                 f"lsm_verify finds nothing; "
                 f"in-doubt transactions {resolved}")
-        cluster.stop()
-        cluster.destroy()
-    except BaseException:
-        print(cluster.tail_log(), file=sys.stderr)
-        cluster.stop()
-        raise
-    log("crash test passed")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ Usage: test_replica.py PG_HOME
 
 import sys
 
-from pgcluster import Cluster, log
+from pgcluster import Cluster, log, test_servers
 
 QUERIES = [
     # (label, settings, query, plan fragment that must appear on the standby)
@@ -66,7 +66,7 @@ def main():
     tag = pg_home.strip("/").replace("/", "_")
     primary = Cluster(pg_home, f"replica-primary-{tag}").initdb().start()
     standby = Cluster(pg_home, f"replica-standby-{tag}")
-    try:
+    with test_servers(primary, standby, name="replica test"):
         p = primary.sql
         p("CREATE EXTENSION strata")
         p("CREATE TABLE rep_t (id int PRIMARY KEY, grp int NOT NULL, val bigint, note text) USING lsm")
@@ -104,15 +104,6 @@ def main():
         p("UPDATE rep_t SET grp = grp + 1 WHERE id BETWEEN 20000 AND 30000")
         standby.start()
         compare(primary, standby, "after standby restart")
-        standby.destroy()
-        primary.destroy()
-    except BaseException:
-        print("--- primary log\n" + primary.tail_log(), file=sys.stderr)
-        print("--- standby log\n" + standby.tail_log(), file=sys.stderr)
-        standby.stop()
-        primary.stop()
-        raise
-    log("replica test passed")
 
 
 if __name__ == "__main__":
