@@ -93,14 +93,14 @@ pub fn copy_for_cluster(
     tups_recently_dead: *mut f64,
 ) {
     let nblocks = buffer::nblocks(old);
+    let live = super::manifest::Live::of(old);
     for block in 1..nblocks {
         let buf = buffer::read(old, block);
         buffer::lock_share(buf);
         let p = buffer::page(buf);
-        if storage::page_kind(old, block, p) == Some(super::format::PageKind::L0) {
-            let vblock = storage::vblock_of(p, block);
+        if live.data_page_kind(old, block, p).is_some() {
             for off in 1..=page::max_offset(p) {
-                let mut t = match storage::version_at(old, p, vblock, off) {
+                let mut t = match storage::version_at(old, p, off) {
                     Some(t) => t,
                     None => continue,
                 };

@@ -3,6 +3,7 @@
 //! of a slot's tuple.
 
 use super::format;
+use super::manifest;
 use super::storage;
 use crate::pg::buffer;
 use crate::pg::htup;
@@ -72,7 +73,7 @@ pub fn index_fetch(
     if !format::offset_in_range(htup::tid_offset(&tid)) {
         return false;
     }
-    let Some(block) = storage::locate(rel, htup::tid_block(&tid)) else {
+    let Some(block) = manifest::locate(rel, &tid) else {
         return false;
     };
     if f.buf == 0 || buffer::block_number(f.buf) != block {
@@ -97,8 +98,7 @@ pub fn fetch_row_version(
 }
 
 pub fn tid_valid(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData) -> bool {
-    format::offset_in_range(htup::tid_offset(&tid))
-        && storage::locate(rel, htup::tid_block(&tid)).is_some_and(|b| b < buffer::nblocks(rel))
+    manifest::locate(rel, &tid).is_some_and(|b| b < buffer::nblocks(rel))
 }
 
 /// Follows the update chain from `tid`; leaves in `tid` the newest version

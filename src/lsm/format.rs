@@ -1,4 +1,4 @@
-//! On-disk format of `lsm` tables, version 1. Pure: no Postgres calls.
+//! On-disk format of `lsm` tables, version 2. Pure: no Postgres calls.
 //!
 //! Every page is a standard Postgres page (header, line pointers, tuples) with a
 //! 16-byte special space tag:
@@ -6,35 +6,60 @@
 //! ```text
 //!  special space (last 16 bytes of every page)
 //!  +----------+---------+---------+-----------+-----------+
-//!  | magic u32| ver u16 | kind u16| vblock u32| flags u32 |
+//!  | magic u32| ver u16 | kind u16| owner u32 | flags u32 |
 //!  +----------+---------+---------+-----------+-----------+
-//!  magic = 0x4C534D31 ("LSM1"), ver = FORMAT_VERSION,
-//!  kind  = META | L0 | RUN_DATA | RUN_INDEX | FREE (RUN_*/FREE: compaction, later)
+//!  magic = 0x4C534D31 ("LSM1"), ver = FORMAT_VERSION
+//!  kind  = META | L0 | RUN_DATA | RUN_INDEX | FREE | L0_DIR
+//!  owner = L0: its virtual block; RUN_*: its run id; L0_DIR: directory slot
+//!  flags = RUN_INDEX: 0 leaf, 1 root
 //! ```
 //!
-//! Block 0 is the metapage; its [`Meta`] struct sits right after the page header
-//! (pd_lower covers it, so WAL full-page images keep it):
+//! **Block 0, the metapage** (everything below `pd_lower`, so WAL images keep it):
 //!
 //! ```text
-//!  +-------------+--------------------------------------------------+---------+
-//!  | PageHeader  | Meta { magic, version, l0_pages, runs, ... }     | special |
-//!  +-------------+--------------------------------------------------+---------+
+//!  24   MetaHeader { magic, version, next_vblock, l0_first_vblock, next_run_id,
+//!                    nruns, flushes u64, compactions u64 }            (40 bytes)
+//!  64   runs[MAX_RUNS]: RunDesc, sorted by first_rowid               (48 bytes each)
+//!  1600 l0_dir[MAX_DIR_PAGES]: block of each L0 directory page (0 = none)
+//!  3648 = pd_lower
 //! ```
 //!
-//! L0 pages hold row versions as `HeapTupleHeader` tuples, at most
-//! [`ROWS_PER_VBLOCK`] per page. Each L0 page owns one *virtual block* `v` of the
-//! rowid space: the row in line pointer `o` has rowid `v * 256 + (o - 1)` and the
-//! logical TID `(v, o)`, which is what indexes store and what `t_ctid` chains
-//! use. A row keeps its rowid for life, including after it is moved into a run,
-//! so indexes never need rewriting; rowids are never reused. In format 1 a fresh
-//! L0 page's virtual block equals its physical block number; when L0 pages are
-//! flushed into runs their physical blocks are recycled under new virtual blocks
-//! and the metapage's L0 directory maps virtual to physical.
+//! **Row identity.** A row version's rowid is `v * 256 + (o - 1)` for the L0
+//! page with virtual block `v` it was written to, line pointer `o`; its logical
+//! TID is `(v, o)`. Indexes and `t_ctid` chains hold logical TIDs. A version
+//! keeps its rowid for life, also when a flush moves it into a run; rowids are
+//! never reused. Virtual blocks are handed out in increasing order
+//! (`next_vblock`) and are unrelated to physical blocks.
+//!
+//! **L0** is the append area: the pages with virtual blocks
+//! `l0_first_vblock .. next_vblock`. `l0_dir` lists directory pages; directory
+//! page `i` holds, as a u32 array after its header, the physical block of
+//! virtual block `l0_first_vblock + i * DIR_ENTRIES + j` in entry `j`.
+//!
+//! **Runs** are immutable sorted copies of row versions made by a flush: all
+//! of L0 at once, so runs cover disjoint, increasing rowid ranges and every
+//! L0 rowid is above every run rowid. A run has data pages and a two-level
+//! fence index:
+//!
+//! ```text
+//!  RUN_DATA item  = rowid u64 | HeapTupleHeader tuple     (items in rowid order)
+//!  RUN_INDEX page = entries { first_rowid u64, block u32, pad u32 } after the header
+//!                   root (flags 1): one entry per leaf; leaf (flags 0): one per data page
+//! ```
+//!
+//! Row data in a run is never rewritten; like heap, the xmax/infomask/cmax/ctid
+//! of a version are stamped in place when it is deleted, updated or locked.
+//!
+//! **Free pages.** A page is in use only if the metapage reaches it: an L0
+//! page whose virtual block is at least `l0_first_vblock`, a run page whose run
+//! id is listed, a directory page listed in `l0_dir`. Everything else (pages
+//! of flushed L0, merged runs, an interrupted flush) is free and is reused,
+//! found through the free space map and re-checked against the metapage.
 
 /// Page tag magic, "LSM1".
 pub const MAGIC: u32 = 0x4C53_4D31;
 /// Bumped on any incompatible change of this file's layouts.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// Row versions per virtual block (TID offsets 1..=256; tidbitmap allows 291).
 pub const ROWS_PER_VBLOCK: u16 = 256;
 /// Size of [`PageTag`].
@@ -48,6 +73,7 @@ pub enum PageKind {
     RunData = 3,
     RunIndex = 4,
     Free = 5,
+    L0Dir = 6,
 }
 
 impl PageKind {
@@ -58,6 +84,7 @@ impl PageKind {
             3 => PageKind::RunData,
             4 => PageKind::RunIndex,
             5 => PageKind::Free,
+            6 => PageKind::L0Dir,
             _ => return None,
         })
     }
@@ -98,31 +125,206 @@ impl PageTag {
     }
 }
 
-/// Metapage contents (block 0).
+/// Standard page geometry (the server's BLCKSZ must match; checked in `pg::page`).
+pub const BLOCK_SIZE: usize = 8192;
+pub const PAGE_HEADER_SIZE: usize = 24;
+/// Runs a table can have; a flush that would exceed it merges into the newest run.
+pub const MAX_RUNS: usize = 32;
+/// L0 directory pages the metapage can list.
+pub const MAX_DIR_PAGES: usize = 512;
+/// Entries per L0 directory page.
+pub const DIR_ENTRIES: usize = (BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE) / 4;
+/// Largest L0, in pages, before it must be flushed (about 8 GB).
+pub const MAX_L0_PAGES: usize = MAX_DIR_PAGES * DIR_ENTRIES;
+/// Fence entries per RUN_INDEX page.
+pub const FENCE_ENTRIES: usize = (BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE) / FENCE_SIZE;
+pub const FENCE_SIZE: usize = 16;
+/// Data pages one run can index (root × leaves); larger flushes emit more runs.
+pub const MAX_RUN_DATA_PAGES: usize = FENCE_ENTRIES * FENCE_ENTRIES;
+/// Bytes of the rowid prefix of each RUN_DATA item.
+pub const ROWID_PREFIX: usize = 8;
+/// Largest row version: it must fit an L0 page and, with its rowid prefix,
+/// a run page (page minus header, tag, one line pointer and the prefix).
+pub const MAX_TUPLE_SIZE: usize =
+    (BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE - 4 - ROWID_PREFIX) & !7;
+/// RUN_INDEX flags.
+pub const INDEX_LEAF: u32 = 0;
+pub const INDEX_ROOT: u32 = 1;
+
+/// Fixed part of the metapage (block 0), right after the page header.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Meta {
+pub struct MetaHeader {
     pub magic: u32,
     pub version: u32,
-    /// Root of the L0 directory (0 = identity mapping, format 1).
-    pub l0_directory: u32,
-    /// Root of the run manifest (0 = no runs yet).
-    pub manifest: u32,
-    /// Count of L0 flushes and compactions performed (for lsm_info).
+    /// Virtual block of the next L0 page.
+    pub next_vblock: u32,
+    /// Virtual block of the oldest L0 page (everything below is in runs).
+    pub l0_first_vblock: u32,
+    pub next_run_id: u32,
+    pub nruns: u32,
+    /// Count of L0 flushes and run merges performed (for lsm_info).
     pub flushes: u64,
     pub compactions: u64,
+}
+const _: () = assert!(std::mem::size_of::<MetaHeader>() == 40);
+
+/// One run, as listed in the metapage.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunDesc {
+    pub run_id: u32,
+    pub level: u16,
+    pub flags: u16,
+    /// Block of the root RUN_INDEX page.
+    pub root: u32,
+    pub data_pages: u32,
+    pub first_rowid: u64,
+    pub last_rowid: u64,
+    pub versions: u64,
+    pub tuple_bytes: u64,
+}
+const _: () = assert!(std::mem::size_of::<RunDesc>() == 48);
+
+pub const META_HEADER_AT: usize = PAGE_HEADER_SIZE;
+pub const META_RUNS_AT: usize = 64;
+pub const META_DIR_AT: usize = META_RUNS_AT + MAX_RUNS * std::mem::size_of::<RunDesc>();
+pub const META_END: usize = META_DIR_AT + MAX_DIR_PAGES * 4;
+const _: () = assert!(META_END <= BLOCK_SIZE - TAG_SIZE);
+
+/// The whole metapage, decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub header: MetaHeader,
+    pub runs: Vec<RunDesc>,
+    pub l0_dir: Vec<u32>,
 }
 
 impl Meta {
     pub fn new() -> Meta {
         Meta {
-            magic: MAGIC,
-            version: FORMAT_VERSION as u32,
-            l0_directory: 0,
-            manifest: 0,
-            flushes: 0,
-            compactions: 0,
+            header: MetaHeader {
+                magic: MAGIC,
+                version: FORMAT_VERSION as u32,
+                // Virtual block 0 would give rowid 0; start at 1 like format 1 did.
+                next_vblock: 1,
+                l0_first_vblock: 1,
+                next_run_id: 1,
+                nruns: 0,
+                flushes: 0,
+                compactions: 0,
+            },
+            runs: Vec::new(),
+            l0_dir: vec![0; MAX_DIR_PAGES],
         }
+    }
+
+    /// Decodes a metapage image (`page.len() == BLOCK_SIZE`).
+    pub fn decode(page: &[u8]) -> Result<Meta, FormatError> {
+        let h = MetaHeader {
+            magic: u32_at(page, META_HEADER_AT),
+            version: u32_at(page, META_HEADER_AT + 4),
+            next_vblock: u32_at(page, META_HEADER_AT + 8),
+            l0_first_vblock: u32_at(page, META_HEADER_AT + 12),
+            next_run_id: u32_at(page, META_HEADER_AT + 16),
+            nruns: u32_at(page, META_HEADER_AT + 20),
+            flushes: u64_at(page, META_HEADER_AT + 24),
+            compactions: u64_at(page, META_HEADER_AT + 32),
+        };
+        if h.magic != MAGIC {
+            return Err(FormatError::BadMagic(h.magic));
+        }
+        if h.version != FORMAT_VERSION as u32 {
+            return Err(FormatError::BadVersion(h.version as u16));
+        }
+        if h.nruns as usize > MAX_RUNS || h.l0_first_vblock > h.next_vblock {
+            return Err(FormatError::BadMeta);
+        }
+        let runs = (0..h.nruns as usize)
+            .map(|i| {
+                let at = META_RUNS_AT + i * 48;
+                RunDesc {
+                    run_id: u32_at(page, at),
+                    level: u16_at(page, at + 4),
+                    flags: u16_at(page, at + 6),
+                    root: u32_at(page, at + 8),
+                    data_pages: u32_at(page, at + 12),
+                    first_rowid: u64_at(page, at + 16),
+                    last_rowid: u64_at(page, at + 24),
+                    versions: u64_at(page, at + 32),
+                    tuple_bytes: u64_at(page, at + 40),
+                }
+            })
+            .collect();
+        let l0_dir = (0..MAX_DIR_PAGES).map(|i| u32_at(page, META_DIR_AT + i * 4)).collect();
+        Ok(Meta { header: h, runs, l0_dir })
+    }
+
+    /// Encodes into a metapage image (header, tag and pd_lower are the caller's).
+    pub fn encode(&self, page: &mut [u8]) {
+        let h = &self.header;
+        let at = META_HEADER_AT;
+        put_u32(page, at, h.magic);
+        put_u32(page, at + 4, h.version);
+        put_u32(page, at + 8, h.next_vblock);
+        put_u32(page, at + 12, h.l0_first_vblock);
+        put_u32(page, at + 16, h.next_run_id);
+        put_u32(page, at + 20, self.runs.len() as u32);
+        put_u64(page, at + 24, h.flushes);
+        put_u64(page, at + 32, h.compactions);
+        page[at + 40..META_RUNS_AT].fill(0);
+        page[META_RUNS_AT..META_DIR_AT].fill(0);
+        for (i, r) in self.runs.iter().enumerate() {
+            let at = META_RUNS_AT + i * 48;
+            put_u32(page, at, r.run_id);
+            put_u16(page, at + 4, r.level);
+            put_u16(page, at + 6, r.flags);
+            put_u32(page, at + 8, r.root);
+            put_u32(page, at + 12, r.data_pages);
+            put_u64(page, at + 16, r.first_rowid);
+            put_u64(page, at + 24, r.last_rowid);
+            put_u64(page, at + 32, r.versions);
+            put_u64(page, at + 40, r.tuple_bytes);
+        }
+        for (i, b) in self.l0_dir.iter().enumerate() {
+            put_u32(page, META_DIR_AT + i * 4, *b);
+        }
+    }
+
+    /// Number of L0 pages.
+    pub fn l0_pages(&self) -> u32 {
+        self.header.next_vblock - self.header.l0_first_vblock
+    }
+
+    /// Directory slot and entry of L0 virtual block `v` (None: not in L0).
+    pub fn dir_position(&self, v: u32) -> Option<(usize, usize)> {
+        let h = &self.header;
+        if v < h.l0_first_vblock || v >= h.next_vblock {
+            return None;
+        }
+        let i = (v - h.l0_first_vblock) as usize;
+        Some((i / DIR_ENTRIES, i % DIR_ENTRIES))
+    }
+
+    /// Directory slot and entry that the next L0 page will take.
+    pub fn dir_position_for_next(&self) -> (usize, usize) {
+        let i = (self.header.next_vblock - self.header.l0_first_vblock) as usize;
+        (i / DIR_ENTRIES, i % DIR_ENTRIES)
+    }
+
+    /// The run holding `rowid`, if any.
+    pub fn run_of(&self, rowid: u64) -> Option<&RunDesc> {
+        self.runs
+            .iter()
+            .find(|r| r.first_rowid <= rowid && rowid <= r.last_rowid)
+    }
+
+    pub fn has_run(&self, run_id: u32) -> bool {
+        self.runs.iter().any(|r| r.run_id == run_id)
+    }
+
+    pub fn lists_dir_page(&self, block: u32) -> bool {
+        block != 0 && self.l0_dir.contains(&block)
     }
 }
 
@@ -130,6 +332,25 @@ impl Default for Meta {
     fn default() -> Self {
         Meta::new()
     }
+}
+
+pub fn u16_at(p: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([p[at], p[at + 1]])
+}
+pub fn u32_at(p: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(p[at..at + 4].try_into().unwrap())
+}
+pub fn u64_at(p: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(p[at..at + 8].try_into().unwrap())
+}
+pub fn put_u16(p: &mut [u8], at: usize, v: u16) {
+    p[at..at + 2].copy_from_slice(&v.to_le_bytes());
+}
+pub fn put_u32(p: &mut [u8], at: usize, v: u32) {
+    p[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+pub fn put_u64(p: &mut [u8], at: usize, v: u64) {
+    p[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -140,6 +361,8 @@ pub enum FormatError {
     BadVersion(u16),
     #[error("unknown lsm page kind {0}")]
     BadKind(u16),
+    #[error("inconsistent metapage")]
+    BadMeta,
 }
 
 /// Largest rowid: virtual blocks are 32-bit block numbers, 256 rows each.
@@ -176,6 +399,46 @@ mod tests {
         }
         assert_eq!(tid_of_rowid(256), (1, 1));
         assert!(!offset_in_range(0) && !offset_in_range(257));
+    }
+
+    #[test]
+    fn meta_round_trip() {
+        let mut m = Meta::new();
+        m.header.next_vblock = 5000;
+        m.header.l0_first_vblock = 700;
+        m.header.flushes = 3;
+        m.runs.push(RunDesc {
+            run_id: 4,
+            root: 77,
+            data_pages: 10,
+            first_rowid: 256,
+            last_rowid: 179_000,
+            versions: 1234,
+            ..Default::default()
+        });
+        m.header.nruns = 1;
+        m.l0_dir[0] = 55;
+        let mut page = vec![0u8; BLOCK_SIZE];
+        m.encode(&mut page);
+        assert_eq!(Meta::decode(&page).unwrap(), m);
+        assert_eq!(m.l0_pages(), 4300);
+        assert_eq!(m.dir_position(700), Some((0, 0)));
+        assert_eq!(m.dir_position(700 + DIR_ENTRIES as u32 + 3), Some((1, 3)));
+        assert_eq!(m.dir_position(699), None);
+        assert_eq!(m.dir_position(5000), None);
+        assert_eq!(m.run_of(256).map(|r| r.run_id), Some(4));
+        assert_eq!(m.run_of(255), None);
+        assert!(m.has_run(4) && !m.has_run(5));
+        assert!(m.lists_dir_page(55) && !m.lists_dir_page(0));
+        page[META_HEADER_AT + 4] = 9;
+        assert_eq!(Meta::decode(&page), Err(FormatError::BadVersion(9)));
+    }
+
+    #[test]
+    fn geometry() {
+        assert_eq!(DIR_ENTRIES, 2038);
+        assert_eq!(FENCE_ENTRIES, 509);
+        assert_eq!(META_END, 3648);
     }
 
     #[test]

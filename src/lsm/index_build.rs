@@ -9,7 +9,6 @@
 //! being inserted or deleted by other transactions are waited for, then the page
 //! is classified again, as heap does.
 
-use super::format::PageKind;
 use super::{scan, storage};
 use crate::pg::buffer;
 use crate::pg::htup;
@@ -116,6 +115,7 @@ pub fn build_range_scan(
         start_block.saturating_add(numblocks).min(nblocks)
     };
     let mut reltuples = 0.0;
+    let live = super::manifest::Live::of(table);
 
     for block in first..last {
         pgrx::check_for_interrupts!();
@@ -124,13 +124,12 @@ pub fn build_range_scan(
             buffer::lock_share(buf);
             let p = buffer::page(buf);
             let mut picked: Vec<(u16, bool)> = Vec::new();
-            if storage::page_kind(table, block, p) != Some(PageKind::L0) {
+            if live.data_page_kind(table, block, p).is_none() {
                 buffer::unlock(buf);
                 break 'classify picked;
             }
-            let vblock = storage::vblock_of(p, block);
             for off in 1..=page::max_offset(p) {
-                let mut t = match storage::version_at(table, p, vblock, off) {
+                let mut t = match storage::version_at(table, p, off) {
                     Some(t) => t,
                     None => continue,
                 };
@@ -192,9 +191,8 @@ pub fn build_range_scan(
         };
 
         let p = buffer::page(buf);
-        let vblock = storage::vblock_of(p, block);
         for (off, alive) in picked {
-            let t = storage::version_at(table, p, vblock, off).expect("classified item");
+            let t = storage::version_at(table, p, off).expect("classified item");
             reltuples += 1.0;
             storage::store_in_slot(datums.slot, t, buf);
             if !datums.form() {

@@ -47,8 +47,9 @@ fn summarize(r: pg_sys::Relation, problems: &mut Vec<page_check::Problem>) -> Ve
 mod strata {
     use super::*;
 
-    /// One row per storage component of an lsm table: the metapage, L0, and
-    /// (once flushed) each run, with its level, pages, row versions and bytes.
+    /// One row per storage component of an lsm table: the metapage, L0 and
+    /// its directory, each run (level 1 and up), and free pages, with pages,
+    /// row versions, tuple bytes and free bytes.
     #[pg_extern(strict)]
     #[allow(clippy::type_complexity)]
     fn lsm_info(
@@ -67,27 +68,74 @@ mod strata {
         let r = open_lsm(&relation);
         let mut ignored = Vec::new();
         let pages = summarize(r, &mut ignored);
-        let mut meta = (0i64, 0i64);
-        let mut l0 = (0i64, 0i64, 0i64, 0i64);
-        let mut unused = 0i64;
-        for s in &pages {
-            match s.kind {
-                Some(PageKind::Meta) => meta = (1, s.free_bytes as i64),
-                Some(PageKind::L0) => {
-                    l0.0 += 1;
-                    l0.1 += s.versions as i64;
-                    l0.2 += s.tuple_bytes as i64;
-                    l0.3 += s.free_bytes as i64;
-                }
-                _ => unused += 1,
+        let used = page_check::check_manifest(&pages, &mut ignored);
+        // component -> (level, pages, versions, tuple bytes, free bytes)
+        let mut rows: Vec<(String, i32, [i64; 4])> = vec![
+            ("metapage".into(), -1, [0; 4]),
+            ("L0".into(), 0, [0; 4]),
+            ("L0 directory".into(), 0, [0; 4]),
+        ];
+        if let Some(meta) = pages.first().and_then(|s| s.meta.as_ref()) {
+            for run in &meta.runs {
+                rows.push((format!("run {}", run.run_id), run.level as i32, [0; 4]));
             }
         }
-        let mut rows = vec![("metapage".to_string(), -1, meta.0, 0, 0, meta.1)];
-        rows.push(("L0".to_string(), 0, l0.0, l0.1, l0.2, l0.3));
-        if unused > 0 {
-            rows.push(("unused".to_string(), -1, unused, 0, 0, unused * page::BLCKSZ as i64));
+        rows.push(("free".into(), -1, [0; 4]));
+        let free = rows.len() - 1;
+        for (s, in_use) in pages.iter().zip(&used) {
+            let row = match (s.kind, in_use) {
+                (_, false) => free,
+                (Some(PageKind::Meta), _) => 0,
+                (Some(PageKind::L0), _) => 1,
+                (Some(PageKind::L0Dir), _) => 2,
+                (Some(PageKind::RunData | PageKind::RunIndex), _) => rows
+                    .iter()
+                    .position(|(name, _, _)| *name == format!("run {}", s.owner))
+                    .unwrap_or(free),
+                _ => free,
+            };
+            let counts = &mut rows[row].2;
+            counts[0] += 1;
+            if row == free {
+                counts[3] += page::BLCKSZ as i64;
+                continue;
+            }
+            counts[1] += s.versions as i64;
+            counts[2] += s.tuple_bytes as i64;
+            counts[3] += s.free_bytes as i64;
         }
-        TableIterator::new(rows)
+        TableIterator::new(
+            rows.into_iter()
+                .map(|(name, level, [p, v, t, f])| (name, level, p, v, t, f)),
+        )
+    }
+
+    /// Flushes L0 into a new run now (VACUUM does it too). Takes ACCESS
+    /// EXCLUSIVE on the table for the duration; requires ownership.
+    #[pg_extern(strict)]
+    #[allow(clippy::type_complexity)]
+    fn lsm_flush(
+        relation: PgRelation,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(l0_pages, i64),
+            name!(versions_moved, i64),
+            name!(versions_dropped, i64),
+            name!(runs_written, i64),
+        ),
+    > {
+        let r = open_lsm(&relation);
+        rel::require_owner(r);
+        rel::lock(r, pg_sys::AccessExclusiveLock);
+        rel::check_not_in_use(r, "strata.lsm_flush");
+        let st = super::super::flush::flush(r);
+        TableIterator::once((
+            st.l0_pages as i64,
+            st.versions_moved as i64,
+            st.versions_dropped as i64,
+            st.runs_written as i64,
+        ))
     }
 
     /// Every problem found in an lsm table's pages (none: zero rows).
@@ -99,14 +147,7 @@ mod strata {
         rel::lock(r, pg_sys::ShareLock);
         let mut problems = Vec::new();
         let pages = summarize(r, &mut problems);
-        if pages.first().is_some_and(|s| s.kind != Some(PageKind::Meta)) {
-            problems.push(page_check::Problem {
-                block: 0,
-                offset: 0,
-                message: "block 0 is not a metapage".into(),
-            });
-        }
-        page_check::check_links(&pages, &mut problems);
+        page_check::check_manifest(&pages, &mut problems);
         TableIterator::new(
             problems
                 .into_iter()
@@ -120,7 +161,7 @@ mod strata {
 pgrx::extension_sql!(
     "GRANT USAGE ON SCHEMA strata TO PUBLIC;",
     name = "strata_schema_usage",
-    requires = [strata::lsm_info, strata::lsm_verify]
+    requires = [strata::lsm_info, strata::lsm_verify, strata::lsm_flush]
 );
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -20,11 +20,14 @@
 
 pub mod ddl;
 pub mod fetch;
+pub mod flush;
 pub mod format;
 pub mod handler;
 pub mod index_build;
 pub mod inspect;
+pub mod manifest;
 pub mod modify;
 pub mod page_check;
+pub mod page_image;
 pub mod scan;
 pub mod storage;

@@ -3,6 +3,11 @@
 //! copies each page out of its buffer and passes the few facts that need
 //! Postgres (next xid, relfrozenxid, number of attributes).
 //!
+//! Two passes: [`check_page`] checks each page on its own and summarises it;
+//! [`check_manifest`] then checks the pages against the metapage — the L0
+//! directory, every run's fence index and data pages, rowid order, no page
+//! used twice, and that every update link names an existing live version.
+//!
 //! A page is parsed from the standard layout (`bufpage.h`, `itemid.h`,
 //! `htup_details.h`) rather than through pointers, so a damaged page can never
 //! make the checker read outside it.
@@ -20,7 +25,11 @@
 //!  18 t_infomask2 u16   20 t_infomask u16   22 t_hoff u8
 //! ```
 
-use super::format::{self, Meta, PageKind, PageTag, ROWS_PER_VBLOCK, TAG_SIZE};
+use super::format::{
+    self, Meta, PageKind, PageTag, RunDesc, FENCE_ENTRIES, ROWID_PREFIX, ROWS_PER_VBLOCK, TAG_SIZE,
+};
+use super::page_image;
+use std::collections::{HashMap, HashSet};
 
 pub const PAGE_HEADER_SIZE: usize = 24;
 pub const ITEM_ID_SIZE: usize = 4;
@@ -58,10 +67,11 @@ pub struct Problem {
     pub message: String,
 }
 
-/// A row version's identity and update link, for cross-page checks.
+/// A row version's identity (rowid) and update link, for cross-page checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Link {
-    pub offset: u16,
+    pub item: u16,
+    pub rowid: u64,
     pub ctid_block: u32,
     pub ctid_offset: u16,
 }
@@ -70,13 +80,16 @@ pub struct Link {
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
     pub kind: Option<PageKind>,
-    pub vblock: u32,
+    /// The tag's owner: virtual block (L0), run id (RUN_*), slot (L0_DIR).
+    pub owner: u32,
+    pub flags: u32,
     pub versions: u32,
     pub tuple_bytes: u64,
     pub free_bytes: u64,
-    pub max_offset: u16,
     pub links: Vec<Link>,
     pub meta: Option<Meta>,
+    /// RUN_INDEX fences or L0_DIR entries.
+    pub entries: Vec<(u64, u32)>,
 }
 
 fn u16_at(p: &[u8], at: usize) -> u16 {
@@ -146,58 +159,43 @@ pub fn check_page(block: u32, p: &[u8], ctx: &Context, problems: &mut Vec<Proble
         }
     };
     out.kind = Some(kind);
-    out.vblock = tag.vblock;
+    out.owner = tag.vblock;
+    out.flags = tag.flags;
     out.free_bytes = (upper - lower) as u64;
+    if (kind == PageKind::Meta) != (block == 0) {
+        report(0, format!("block {block} holds a {kind:?} page; only block 0 is the metapage"));
+        return out;
+    }
     match kind {
-        PageKind::Meta => {
-            if block != 0 {
-                report(0, "metapage outside block 0".into());
+        PageKind::Meta => match Meta::decode(p) {
+            Ok(m) => out.meta = Some(m),
+            Err(e) => report(0, format!("bad metapage: {e}")),
+        },
+        PageKind::L0 | PageKind::RunData => check_rows(p, lower, upper, special, kind, ctx, &mut out, &mut report),
+        PageKind::RunIndex => {
+            out.entries = page_image::fences(p);
+            if out.entries.len() > FENCE_ENTRIES || (lower - PAGE_HEADER_SIZE) % format::FENCE_SIZE != 0 {
+                report(0, format!("bad fence array (pd_lower {lower})"));
             }
-            check_meta(p, lower, &mut out, &mut report);
+            if out.entries.windows(2).any(|w| w[0].0 >= w[1].0) {
+                report(0, "fences are not in increasing rowid order".into());
+            }
         }
-        PageKind::L0 => {
-            if block == 0 {
-                report(0, "block 0 is not the metapage".into());
-            }
-            if tag.vblock != block {
-                report(0, format!("L0 page has virtual block {}, expected {block}", tag.vblock));
-            }
-            check_rows(p, lower, upper, special, ctx, &mut out, &mut report);
+        PageKind::L0Dir => {
+            out.entries = page_image::dir_entries(p).into_iter().map(|b| (0, b)).collect();
         }
-        other => report(0, format!("page kind {other:?} is not used by format version 1")),
+        PageKind::Free => {}
     }
     out
 }
 
-fn check_meta(p: &[u8], lower: usize, out: &mut Summary, report: &mut impl FnMut(u16, String)) {
-    let size = std::mem::size_of::<Meta>();
-    if lower < PAGE_HEADER_SIZE + size {
-        report(0, format!("metapage pd_lower {lower} does not cover the meta struct"));
-        return;
-    }
-    let at = PAGE_HEADER_SIZE;
-    let meta = Meta {
-        magic: u32_at(p, at),
-        version: u32_at(p, at + 4),
-        l0_directory: u32_at(p, at + 8),
-        manifest: u32_at(p, at + 12),
-        flushes: u64::from_le_bytes(p[at + 16..at + 24].try_into().unwrap()),
-        compactions: u64::from_le_bytes(p[at + 24..at + 32].try_into().unwrap()),
-    };
-    if meta.magic != format::MAGIC || meta.version != format::FORMAT_VERSION as u32 {
-        report(0, format!("bad meta magic/version {:#x}/{}", meta.magic, meta.version));
-    }
-    if meta.l0_directory != 0 || meta.manifest != 0 {
-        report(0, "format version 1 has no L0 directory or run manifest".into());
-    }
-    out.meta = Some(meta);
-}
-
+#[allow(clippy::too_many_arguments)]
 fn check_rows(
     p: &[u8],
     lower: usize,
     upper: usize,
     special: usize,
+    kind: PageKind,
     ctx: &Context,
     out: &mut Summary,
     report: &mut impl FnMut(u16, String),
@@ -210,8 +208,8 @@ fn check_rows(
         report(0, format!("{nitems} line pointers, at most {ROWS_PER_VBLOCK} allowed"));
         return;
     }
-    out.max_offset = nitems as u16;
     let mut extents = Vec::with_capacity(nitems);
+    let mut last_rowid = None;
     for i in 0..nitems {
         let offset = (i + 1) as u16;
         let raw = u32_at(p, PAGE_HEADER_SIZE + i * ITEM_ID_SIZE);
@@ -221,21 +219,32 @@ fn check_rows(
             (raw >> 17) as usize,
         );
         if flags != LP_NORMAL {
-            report(offset, format!("line pointer has flags {flags}; L0 pages only hold normal items"));
+            report(offset, format!("line pointer has flags {flags}; lsm pages only hold normal items"));
             continue;
         }
         if off < upper || off + len > special || off % 8 != 0 {
             report(offset, format!("tuple at {off}+{len} lies outside {upper}..{special} or is unaligned"));
             continue;
         }
-        if len < TUPLE_HEADER_SIZE {
-            report(offset, format!("tuple length {len} is shorter than a tuple header"));
+        let prefix = if kind == PageKind::RunData { ROWID_PREFIX } else { 0 };
+        if len < prefix + TUPLE_HEADER_SIZE {
+            report(offset, format!("item length {len} is shorter than a tuple header"));
             continue;
         }
+        let rowid = if kind == PageKind::RunData {
+            let r = format::u64_at(p, off);
+            if last_rowid.is_some_and(|l| l >= r) {
+                report(offset, format!("rowid {r} is not above the previous item's"));
+            }
+            last_rowid = Some(r);
+            r
+        } else {
+            format::rowid(out.owner, offset)
+        };
         extents.push((off, len, offset));
         out.versions += 1;
-        out.tuple_bytes += len as u64;
-        check_tuple(&p[off..off + len], offset, ctx, out, report);
+        out.tuple_bytes += (len - prefix) as u64;
+        check_tuple(&p[off + prefix..off + len], offset, rowid, ctx, out, report);
     }
     extents.sort_unstable();
     for w in extents.windows(2) {
@@ -248,6 +257,7 @@ fn check_rows(
 fn check_tuple(
     t: &[u8],
     offset: u16,
+    rowid: u64,
     ctx: &Context,
     out: &mut Summary,
     report: &mut impl FnMut(u16, String),
@@ -287,41 +297,174 @@ fn check_tuple(
         report(offset, format!("t_ctid offset {ctid_offset} is out of range"));
     } else {
         out.links.push(Link {
-            offset,
+            item: offset,
+            rowid,
             ctid_block,
             ctid_offset,
         });
     }
 }
 
-/// Cross-page checks: every update link (`t_ctid` other than the row itself)
-/// names a row version that exists. `pages[b]` is block `b`'s summary.
-pub fn check_links(pages: &[Summary], problems: &mut Vec<Problem>) {
-    for (block, s) in pages.iter().enumerate() {
-        for l in &s.links {
-            if l.ctid_block == s.vblock && l.ctid_offset == l.offset {
-                continue;
+/// Cross-page checks against the metapage (`pages[b]` is block `b`'s
+/// summary); returns, per block, whether the manifest uses it.
+pub fn check_manifest(pages: &[Summary], problems: &mut Vec<Problem>) -> Vec<bool> {
+    let mut used = vec![false; pages.len()];
+    let mut report = |block: u32, item: u16, message: String| {
+        problems.push(Problem {
+            block,
+            offset: item,
+            message,
+        })
+    };
+    let Some(meta) = pages.first().and_then(|s| s.meta.clone()) else {
+        if !pages.is_empty() {
+            report(0, 0, "no valid metapage".into());
+        }
+        return used;
+    };
+    used[0] = true;
+    let mut claim = |block: u32, what: &str, report: &mut dyn FnMut(u32, u16, String)| -> bool {
+        match used.get_mut(block as usize) {
+            None => {
+                report(0, 0, format!("{what} names block {block}, past the end of the relation"));
+                false
             }
-            let target = pages
-                .get(l.ctid_block as usize)
-                .filter(|t| t.kind == Some(PageKind::L0));
-            if target.is_none_or(|t| l.ctid_offset > t.max_offset) {
-                problems.push(Problem {
-                    block: block as u32,
-                    offset: l.offset,
-                    message: format!(
-                        "t_ctid ({},{}) names no row version",
-                        l.ctid_block, l.ctid_offset
-                    ),
-                });
+            Some(u) if *u => {
+                report(block, 0, format!("block is used twice (again as {what})"));
+                false
+            }
+            Some(u) => {
+                *u = true;
+                true
             }
         }
+    };
+    let kind_of = |b: u32| pages.get(b as usize).and_then(|s| s.kind);
+    let mut live_rowids: HashSet<u64> = HashSet::new();
+    let mut links: Vec<(u32, Link)> = Vec::new();
+
+    // L0: every directory entry names an L0 page with that virtual block.
+    let h = &meta.header;
+    let l0_pages = meta.l0_pages() as usize;
+    for slot in 0..l0_pages.div_ceil(format::DIR_ENTRIES) {
+        let dir = meta.l0_dir[slot];
+        if !claim(dir, "L0 directory page", &mut report) {
+            continue;
+        }
+        if kind_of(dir) != Some(PageKind::L0Dir) || pages[dir as usize].owner != slot as u32 {
+            report(dir, 0, format!("L0 directory slot {slot} does not name its directory page"));
+            continue;
+        }
+        let expected = (l0_pages - slot * format::DIR_ENTRIES).min(format::DIR_ENTRIES);
+        let entries = &pages[dir as usize].entries;
+        if entries.len() != expected {
+            report(dir, 0, format!("directory page has {} entries, expected {expected}", entries.len()));
+        }
+        for (j, (_, b)) in entries.iter().enumerate().take(expected) {
+            let v = h.l0_first_vblock + (slot * format::DIR_ENTRIES + j) as u32;
+            if !claim(*b, "L0 page", &mut report) {
+                continue;
+            }
+            let s = &pages[*b as usize];
+            if s.kind != Some(PageKind::L0) || s.owner != v {
+                report(*b, 0, format!("L0 directory maps virtual block {v} here, but the page is not it"));
+                continue;
+            }
+            live_rowids.extend(s.links.iter().map(|l| l.rowid));
+            links.extend(s.links.iter().map(|l| (*b, *l)));
+        }
+    }
+    // Runs: sorted, disjoint, below L0; fence index consistent with data pages.
+    let l0_low = format::rowid(h.l0_first_vblock, 1);
+    for (i, run) in meta.runs.iter().enumerate() {
+        if run.first_rowid > run.last_rowid || run.last_rowid >= l0_low {
+            report(0, 0, format!("run {} has a bad rowid range", run.run_id));
+        }
+        if i > 0 && meta.runs[i - 1].last_rowid >= run.first_rowid {
+            report(0, 0, format!("run {} overlaps the run before it", run.run_id));
+        }
+        check_run(run, pages, &mut claim, &mut report, &mut live_rowids, &mut links);
+    }
+    for (block, l) in links {
+        let to_self = format::rowid(l.ctid_block, l.ctid_offset) == l.rowid;
+        if !to_self && !live_rowids.contains(&format::rowid(l.ctid_block, l.ctid_offset)) {
+            report(block, l.item, format!("t_ctid ({},{}) names no live row version", l.ctid_block, l.ctid_offset));
+        }
+    }
+    used
+}
+
+fn check_run(
+    run: &RunDesc,
+    pages: &[Summary],
+    claim: &mut dyn FnMut(u32, &str, &mut dyn FnMut(u32, u16, String)) -> bool,
+    report: &mut dyn FnMut(u32, u16, String),
+    live_rowids: &mut HashSet<u64>,
+    links: &mut Vec<(u32, Link)>,
+) {
+    let id = run.run_id;
+    let index_page = |b: u32, flags: u32| {
+        pages
+            .get(b as usize)
+            .filter(|s| s.kind == Some(PageKind::RunIndex) && s.owner == id && s.flags == flags)
+    };
+    if !claim(run.root, "run root", report) {
+        return;
+    }
+    let Some(root) = index_page(run.root, format::INDEX_ROOT) else {
+        report(run.root, 0, format!("run {id}'s root is not its root index page"));
+        return;
+    };
+    let mut data_pages = 0u32;
+    let mut versions = 0u64;
+    let mut first_seen: HashMap<u32, u64> = HashMap::new();
+    for (leaf_first, leaf) in &root.entries {
+        if !claim(*leaf, "run leaf", report) {
+            continue;
+        }
+        let Some(l) = index_page(*leaf, format::INDEX_LEAF) else {
+            report(*leaf, 0, format!("run {id}'s root names a page that is not its leaf"));
+            continue;
+        };
+        if l.entries.first().map(|e| e.0) != Some(*leaf_first) {
+            report(*leaf, 0, "leaf's first fence differs from its root entry".into());
+        }
+        for (first, data) in &l.entries {
+            data_pages += 1;
+            if !claim(*data, "run data page", report) {
+                continue;
+            }
+            let s = &pages[*data as usize];
+            if s.kind != Some(PageKind::RunData) || s.owner != id {
+                report(*data, 0, format!("run {id}'s fence names a page that is not its data page"));
+                continue;
+            }
+            first_seen.insert(*data, *first);
+            versions += s.versions as u64;
+            if s.links.first().map(|l| l.rowid) != Some(*first) {
+                report(*data, 0, format!("fence says first rowid {first}, page starts elsewhere"));
+            }
+            for l in &s.links {
+                if l.rowid < run.first_rowid || l.rowid > run.last_rowid {
+                    report(*data, l.item, format!("rowid {} outside run {id}'s range", l.rowid));
+                }
+                live_rowids.insert(l.rowid);
+                links.push((*data, *l));
+            }
+        }
+    }
+    if data_pages != run.data_pages || versions != run.versions {
+        report(run.root, 0, format!(
+            "run {id} lists {} data pages and {} versions; its index reaches {data_pages} and {versions}",
+            run.data_pages, run.versions
+        ));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lsm::page_image::{fence_page, PageImage, RunPacker};
 
     const BS: usize = 8192;
     const CTX: Context = Context {
@@ -331,37 +474,26 @@ mod tests {
         frozen_xid: 3,
     };
 
-    /// Builds an L0 page at `block` holding tuples (xmin, xmax, infomask, ctid).
-    fn l0_page(block: u32, tuples: &[(u32, u32, u16, (u32, u16))]) -> Vec<u8> {
-        let mut p = vec![0u8; BS];
-        let special = BS - TAG_SIZE;
-        let mut upper = special;
-        for (i, &(xmin, xmax, mask, (cb, co))) in tuples.iter().enumerate() {
-            let len = 32;
-            upper -= len;
-            let t = &mut p[upper..upper + len];
-            t[0..4].copy_from_slice(&xmin.to_le_bytes());
-            t[4..8].copy_from_slice(&xmax.to_le_bytes());
-            t[12..14].copy_from_slice(&((cb >> 16) as u16).to_le_bytes());
-            t[14..16].copy_from_slice(&(cb as u16).to_le_bytes());
-            t[16..18].copy_from_slice(&co.to_le_bytes());
-            t[18..20].copy_from_slice(&2u16.to_le_bytes());
-            t[20..22].copy_from_slice(&mask.to_le_bytes());
-            t[22] = 24;
-            let lp = (upper as u32) | (LP_NORMAL << 15) | ((len as u32) << 17);
-            let at = PAGE_HEADER_SIZE + i * ITEM_ID_SIZE;
-            p[at..at + 4].copy_from_slice(&lp.to_le_bytes());
+    /// A 32-byte tuple (xmin, xmax, infomask, ctid).
+    fn tuple(xmin: u32, xmax: u32, mask: u16, (cb, co): (u32, u16)) -> Vec<u8> {
+        let mut t = vec![0u8; 32];
+        t[0..4].copy_from_slice(&xmin.to_le_bytes());
+        t[4..8].copy_from_slice(&xmax.to_le_bytes());
+        t[12..14].copy_from_slice(&((cb >> 16) as u16).to_le_bytes());
+        t[14..16].copy_from_slice(&(cb as u16).to_le_bytes());
+        t[16..18].copy_from_slice(&co.to_le_bytes());
+        t[18..20].copy_from_slice(&2u16.to_le_bytes());
+        t[20..22].copy_from_slice(&mask.to_le_bytes());
+        t[22] = 24;
+        t
+    }
+
+    fn l0_page(vblock: u32, tuples: &[(u32, u32, u16, (u32, u16))]) -> Vec<u8> {
+        let mut p = PageImage::new(PageKind::L0, vblock, 0);
+        for &(xmin, xmax, mask, ctid) in tuples {
+            assert!(p.add_item(&[&tuple(xmin, xmax, mask, ctid)]));
         }
-        let lower = PAGE_HEADER_SIZE + tuples.len() * ITEM_ID_SIZE;
-        p[12..14].copy_from_slice(&(lower as u16).to_le_bytes());
-        p[14..16].copy_from_slice(&(upper as u16).to_le_bytes());
-        p[16..18].copy_from_slice(&(special as u16).to_le_bytes());
-        p[18..20].copy_from_slice(&((BS as u16) | 4).to_le_bytes());
-        p[special..special + 4].copy_from_slice(&format::MAGIC.to_le_bytes());
-        p[special + 4..special + 6].copy_from_slice(&format::FORMAT_VERSION.to_le_bytes());
-        p[special + 6..special + 8].copy_from_slice(&(PageKind::L0 as u16).to_le_bytes());
-        p[special + 8..special + 12].copy_from_slice(&block.to_le_bytes());
-        p
+        p.bytes().to_vec()
     }
 
     fn check(block: u32, p: &[u8]) -> (Summary, Vec<Problem>) {
@@ -370,12 +502,21 @@ mod tests {
         (s, problems)
     }
 
+    fn meta_page(meta: &Meta) -> Vec<u8> {
+        let mut p = PageImage::new(PageKind::Meta, 0, 0);
+        p.append_array(&vec![0u8; format::META_END - format::PAGE_HEADER_SIZE]);
+        let mut bytes = p.bytes().to_vec();
+        meta.encode(&mut bytes);
+        bytes
+    }
+
     #[test]
     fn healthy_page_has_no_problems() {
-        let p = l0_page(1, &[(10, 0, HEAP_XMAX_INVALID, (1, 1)), (11, 12, 0, (1, 1))]);
+        let p = l0_page(7, &[(10, 0, HEAP_XMAX_INVALID, (7, 1)), (11, 12, 0, (7, 1))]);
         let (s, problems) = check(1, &p);
         assert_eq!(problems, vec![]);
-        assert_eq!((s.kind, s.versions, s.tuple_bytes, s.max_offset), (Some(PageKind::L0), 2, 64, 2));
+        assert_eq!((s.kind, s.owner, s.versions, s.tuple_bytes), (Some(PageKind::L0), 7, 2, 64));
+        assert_eq!(s.links[1].rowid, format::rowid(7, 2));
     }
 
     #[test]
@@ -394,7 +535,7 @@ mod tests {
         assert!(check(1, &p).1[0].message.contains("bad page magic"));
 
         let p = l0_page(2, &[(10, 0, HEAP_XMAX_INVALID, (2, 1))]);
-        assert!(check(3, &p).1[0].message.contains("virtual block 2"));
+        assert!(check(0, &p).1[0].message.contains("only block 0 is the metapage"));
 
         let p = l0_page(1, &[(5000, 0, HEAP_XMAX_INVALID, (1, 1))]);
         assert!(check(1, &p).1[0].message.contains("next xid"));
@@ -420,15 +561,89 @@ mod tests {
         assert!(problems[0].message.contains("relfrozenxid"));
     }
 
-    #[test]
-    fn update_links_must_name_existing_versions() {
-        let a = l0_page(1, &[(10, 11, 0, (2, 1)), (10, 11, 0, (2, 9))]);
-        let b = l0_page(2, &[(11, 0, HEAP_XMAX_INVALID, (2, 1))]);
+    /// A table: metapage, one run (data, leaf, root), L0 directory and two L0 pages.
+    fn table() -> (Meta, Vec<Vec<u8>>) {
+        let mut packer = RunPacker::new(1);
+        // rowids 256, 257 (vblock 1); 257 was updated into L0 rowid 2*256
+        assert!(packer.add(256, &tuple(10, 0, HEAP_XMAX_INVALID, (1, 1))).is_none());
+        assert!(packer.add(257, &tuple(10, 11, 0, (2, 1))).is_none());
+        let (data, first) = packer.finish().unwrap();
+        let leaf = fence_page(1, format::INDEX_LEAF, &[(first, 1)]);
+        let root = fence_page(1, format::INDEX_ROOT, &[(first, 2)]);
+        let mut dir = PageImage::new(PageKind::L0Dir, 0, 0);
+        dir.append_array(&5u32.to_le_bytes());
+        dir.append_array(&6u32.to_le_bytes());
+        let mut meta = Meta::new();
+        meta.header.l0_first_vblock = 2;
+        meta.header.next_vblock = 4;
+        meta.header.next_run_id = 2;
+        meta.l0_dir[0] = 4;
+        meta.runs.push(RunDesc {
+            run_id: 1,
+            root: 3,
+            data_pages: 1,
+            first_rowid: 256,
+            last_rowid: 257,
+            versions: 2,
+            tuple_bytes: 64,
+            ..Default::default()
+        });
+        let pages = vec![
+            meta_page(&meta),
+            data.bytes().to_vec(),
+            leaf.bytes().to_vec(),
+            root.bytes().to_vec(),
+            dir.bytes().to_vec(),
+            l0_page(2, &[(11, 0, HEAP_XMAX_INVALID, (2, 1))]),
+            l0_page(3, &[(12, 0, HEAP_XMAX_INVALID, (3, 1))]),
+        ];
+        (meta, pages)
+    }
+
+    fn verify(pages: &[Vec<u8>]) -> (Vec<bool>, Vec<Problem>) {
         let mut problems = vec![];
-        let meta = Summary::default();
-        let pages = vec![meta, check_page(1, &a, &CTX, &mut problems), check_page(2, &b, &CTX, &mut problems)];
-        check_links(&pages, &mut problems);
-        assert_eq!(problems.len(), 1);
-        assert_eq!((problems[0].block, problems[0].offset), (1, 2));
+        let summaries: Vec<Summary> = pages
+            .iter()
+            .enumerate()
+            .map(|(b, p)| check_page(b as u32, p, &CTX, &mut problems))
+            .collect();
+        let used = check_manifest(&summaries, &mut problems);
+        (used, problems)
+    }
+
+    #[test]
+    fn consistent_table_verifies() {
+        let (_, mut pages) = table();
+        let (used, problems) = verify(&pages);
+        assert_eq!(problems, vec![]);
+        assert!(used.iter().all(|u| *u));
+        // an orphan page (an interrupted flush's) is unused, not a problem
+        pages.push(PageImage::new(PageKind::RunData, 9, 0).bytes().to_vec());
+        let (used, problems) = verify(&pages);
+        assert_eq!((problems.len(), used[7]), (0, false));
+    }
+
+    #[test]
+    fn manifest_damage_is_found() {
+        let (mut meta, pages) = table();
+        // the directory maps a virtual block to a page that holds another one
+        let mut bad = pages.clone();
+        bad[6] = l0_page(9, &[(12, 0, HEAP_XMAX_INVALID, (9, 1))]);
+        assert!(verify(&bad).1.iter().any(|p| p.message.contains("virtual block 3")));
+        // a run that claims more versions than its pages hold
+        meta.runs[0].versions = 3;
+        let mut bad = pages.clone();
+        bad[0] = meta_page(&meta);
+        assert!(verify(&bad).1.iter().any(|p| p.message.contains("its index reaches 1 and 2")));
+        // an update link to a version nobody has
+        let mut bad = pages.clone();
+        bad[5] = l0_page(2, &[(11, 12, 0, (3, 7))]);
+        assert!(verify(&bad).1.iter().any(|p| p.message.contains("t_ctid (3,7)")));
+        // one block used twice
+        meta.runs[0].versions = 2;
+        meta.l0_dir[0] = 1;
+        let mut bad = pages.clone();
+        bad[0] = meta_page(&meta);
+        assert!(verify(&bad).1.iter().any(|p| p.message.contains("used twice")));
     }
 }

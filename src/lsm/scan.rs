@@ -1,12 +1,15 @@
 //! Sequential, TID-range, parallel, sample and ANALYZE scans of `lsm` tables.
 //!
-//! A scan walks the physical blocks in order and, on each L0 page, collects the
-//! offsets visible to the snapshot under a share lock (page-at-a-time, like
-//! heap's page mode); tuples are then returned from the pinned page. Pages
-//! never compact in place, so a pinned page's tuples stay where they are.
-//! Either scan direction may be taken at any time (SCROLL cursors).
+//! A scan walks the physical blocks in order and, on each live data page (an
+//! L0 page or a page of a listed run, per the [`Live`] snapshot taken at scan
+//! start), collects the items visible to the snapshot under a share lock
+//! (page-at-a-time, like heap's page mode); tuples are then returned from the
+//! pinned page. Pages never compact in place, so a pinned page's tuples stay
+//! where they are. Either scan direction may be taken at any time (SCROLL
+//! cursors).
 
-use super::format::{PageKind, ROWS_PER_VBLOCK};
+use super::format::{self, ROWS_PER_VBLOCK};
+use super::manifest::{self, Live};
 use super::storage::{self, META_BLOCK};
 use crate::pg::buffer::{self, INVALID_BLOCK};
 use crate::pg::htup;
@@ -30,6 +33,36 @@ pub struct LsmScan {
     work_block: pg_sys::BlockNumber,
     work_offset: u16,
     started: bool,
+    live: Live,
+    /// Bitmap scans: the data pages of the current bitmap page (a virtual
+    /// block of a run may span several), the next one to load, and which
+    /// offsets of that virtual block the bitmap wants (None: lossy, all).
+    pieces: [pg_sys::BlockNumber; ROWS_PER_VBLOCK as usize],
+    npieces: usize,
+    next_piece: usize,
+    want_vblock: pg_sys::BlockNumber,
+    want: Option<[u64; 5]>,
+}
+
+/// Which row versions of a page a load keeps (before the snapshot check).
+#[derive(Clone, Copy)]
+enum Filter {
+    All,
+    /// Bitmap page: versions of virtual block `.0` whose offset is in the
+    /// bitset (`None`: any offset, a lossy page).
+    Bitmap(pg_sys::BlockNumber, Option<[u64; 5]>),
+}
+
+impl Filter {
+    fn keeps(&self, tid: &pg_sys::ItemPointerData) -> bool {
+        match self {
+            Filter::All => true,
+            Filter::Bitmap(v, bits) => {
+                let o = htup::tid_offset(tid) as usize;
+                htup::tid_block(tid) == *v && bits.is_none_or(|b| b[o / 64] & (1 << (o % 64)) != 0)
+            }
+        }
+    }
 }
 
 pub fn begin(
@@ -60,6 +93,7 @@ pub fn begin(
     s.work_block = INVALID_BLOCK;
     s.pos = -1;
     s.nblocks = buffer::nblocks(rel);
+    s.live = Live::of(rel);
     scan
 }
 
@@ -77,6 +111,9 @@ pub fn rescan(s: &mut LsmScan) {
     s.block = INVALID_BLOCK;
     s.started = false;
     s.nblocks = buffer::nblocks(s.base.rs_rd);
+    s.live = Live::of(s.base.rs_rd);
+    s.npieces = 0;
+    s.next_piece = 0;
 }
 
 pub fn end(scan: *mut LsmScan) {
@@ -99,9 +136,9 @@ fn tid_cmp(a: &pg_sys::ItemPointerData, b: &pg_sys::ItemPointerData) -> std::cmp
     (htup::tid_block(a), a.ip_posid).cmp(&(htup::tid_block(b), b.ip_posid))
 }
 
-/// Pins `block` and records the visible offsets of its tuples: all of them,
-/// or only `exact` ones (ascending; a bitmap scan's exact page).
-fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber, exact: Option<&[u16]>) {
+/// Pins `block` and records the items of its row versions that `filter`
+/// keeps and the snapshot sees.
+fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber, filter: Filter) {
     release_page(s);
     let rel = s.base.rs_rd;
     let buf = buffer::read(rel, block);
@@ -109,17 +146,14 @@ fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber, exact: Option<&[u16]>)
     let p = buffer::page(buf);
     s.buf = buf;
     s.block = block;
-    if storage::page_kind(rel, block, p) == Some(PageKind::L0) {
-        let vblock = storage::vblock_of(p, block);
-        let max = page::max_offset(p).min(ROWS_PER_VBLOCK);
-        let all: &mut dyn Iterator<Item = u16> = match exact {
-            Some(offsets) => &mut offsets.iter().copied().filter(|o| *o <= max),
-            None => &mut (1..=max),
-        };
-        for off in all {
-            let Some(mut t) = storage::version_at(rel, p, vblock, off) else {
+    if s.live.data_page_kind(rel, block, p).is_some() {
+        for item in 1..=page::max_offset(p).min(ROWS_PER_VBLOCK) {
+            let Some(mut t) = storage::version_at(rel, p, item) else {
                 continue;
             };
+            if !filter.keeps(&t.t_self) {
+                continue;
+            }
             if let Some((lo, hi)) = &s.range {
                 if tid_cmp(&t.t_self, lo).is_lt() || tid_cmp(&t.t_self, hi).is_gt() {
                     continue;
@@ -127,7 +161,7 @@ fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber, exact: Option<&[u16]>)
             }
             // SAFETY: tuple on a share-locked page; snapshot from the executor.
             if unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, s.base.rs_snapshot, buf) } {
-                s.offsets[s.count] = off;
+                s.offsets[s.count] = item;
                 s.count += 1;
             }
         }
@@ -165,10 +199,9 @@ fn next_block(s: &mut LsmScan, forward: bool) -> Option<pg_sys::BlockNumber> {
 /// Stores the visible tuple at index `pos` of the current page into `slot`.
 fn emit(s: &mut LsmScan, pos: isize, slot: *mut pg_sys::TupleTableSlot) {
     s.pos = pos;
-    let off = s.offsets[pos as usize];
+    let item = s.offsets[pos as usize];
     let p = buffer::page(s.buf);
-    let vblock = storage::vblock_of(p, s.block);
-    let t = storage::version_at(s.base.rs_rd, p, vblock, off).expect("offset recorded as visible");
+    let t = storage::version_at(s.base.rs_rd, p, item).expect("item recorded as visible");
     storage::store_in_slot(slot, t, s.buf);
 }
 
@@ -182,7 +215,7 @@ pub fn next(s: &mut LsmScan, forward: bool, slot: *mut pg_sys::TupleTableSlot) -
         }
         match next_block(s, forward) {
             Some(b) => {
-                load_page(s, b, None);
+                load_page(s, b, Filter::All);
                 s.pos = if forward { -1 } else { s.count as isize };
             }
             None => {
@@ -204,27 +237,66 @@ pub fn next(s: &mut LsmScan, forward: bool, slot: *mut pg_sys::TupleTableSlot) -
 // them) are checked against the snapshot page-at-a-time. PG15 hands us one
 // TBMIterateResult per block; PG18 lets the AM drive the iterator.
 
-/// Physical block of bitmap page `vblock`, if it names an existing page.
-fn bitmap_block(s: &mut LsmScan, vblock: pg_sys::BlockNumber) -> Option<pg_sys::BlockNumber> {
-    let block = storage::locate(s.base.rs_rd, vblock)?;
-    if block >= s.nblocks {
-        // Rows appended after the scan began (by this transaction, say).
-        s.nblocks = buffer::nblocks(s.base.rs_rd);
+/// Sets up bitmap page `vblock`: the data pages that may hold its versions
+/// (one L0 page, or the run pages covering its rowids) and the wanted offsets.
+fn bitmap_begin_vblock(s: &mut LsmScan, vblock: pg_sys::BlockNumber, exact: Option<&[u16]>) {
+    release_page(s);
+    let rel = s.base.rs_rd;
+    s.npieces = 0;
+    s.next_piece = 0;
+    s.want_vblock = vblock;
+    s.want = exact.map(|offsets| {
+        let mut bits = [0u64; 5];
+        for &o in offsets.iter().filter(|o| format::offset_in_range(**o)) {
+            bits[o as usize / 64] |= 1 << (o as usize % 64);
+        }
+        bits
+    });
+    let first = htup::make_tid(vblock, 1);
+    let l0 = manifest::read(rel).is_some_and(|m| m.dir_position(vblock).is_some());
+    let blocks = if l0 {
+        manifest::locate(rel, &first).into_iter().collect()
+    } else {
+        let lo = format::rowid(vblock, 1);
+        manifest::run_blocks_for_range(rel, lo, lo + ROWS_PER_VBLOCK as u64 - 1)
+    };
+    for b in blocks.into_iter().take(s.pieces.len()) {
+        s.pieces[s.npieces] = b;
+        s.npieces += 1;
     }
-    (block < s.nblocks).then_some(block)
+}
+
+/// Loads the next data page of the current bitmap page that has visible
+/// versions; false when there is none left.
+fn bitmap_next_piece(s: &mut LsmScan) -> bool {
+    while s.next_piece < s.npieces {
+        let block = s.pieces[s.next_piece];
+        s.next_piece += 1;
+        load_page(s, block, Filter::Bitmap(s.want_vblock, s.want));
+        s.pos = -1;
+        if s.count > 0 {
+            return true;
+        }
+    }
+    release_page(s);
+    false
 }
 
 /// The next visible tuple of the current bitmap page, if any.
 fn bitmap_emit_next(s: &mut LsmScan, slot: *mut pg_sys::TupleTableSlot) -> bool {
-    let next = s.pos + 1;
-    if s.buf != 0 && (next as usize) < s.count {
-        emit(s, next, slot);
-        return true;
+    loop {
+        let next = s.pos + 1;
+        if s.buf != 0 && (next as usize) < s.count {
+            emit(s, next, slot);
+            return true;
+        }
+        if !bitmap_next_piece(s) {
+            return false;
+        }
     }
-    false
 }
 
-/// PG15 `scan_bitmap_next_block`: loads one bitmap page; false when it has
+/// PG15 `scan_bitmap_next_block`: sets up one bitmap page; false when it has
 /// no visible tuple.
 #[cfg(feature = "pg15")]
 pub fn bitmap_next_block(s: &mut LsmScan, tbmres: *mut pg_sys::TBMIterateResult) -> bool {
@@ -235,13 +307,8 @@ pub fn bitmap_next_block(s: &mut LsmScan, tbmres: *mut pg_sys::TBMIterateResult)
         let exact = (n >= 0).then(|| (*tbmres).offsets.as_slice(n as usize));
         ((*tbmres).blockno, exact)
     };
-    release_page(s);
-    let Some(block) = bitmap_block(s, vblock) else {
-        return false;
-    };
-    load_page(s, block, exact);
-    s.pos = -1;
-    s.count > 0
+    bitmap_begin_vblock(s, vblock, exact);
+    bitmap_next_piece(s)
 }
 
 /// PG15 `scan_bitmap_next_tuple`.
@@ -273,10 +340,6 @@ pub fn bitmap_next_tuple(
             unsafe { pg_sys::ExecClearTuple(slot) };
             return false;
         }
-        let Some(block) = bitmap_block(s, res.blockno) else {
-            release_page(s);
-            continue;
-        };
         let mut offsets = [0u16; MAX_TUPLES];
         let exact = if res.lossy {
             None
@@ -288,8 +351,7 @@ pub fn bitmap_next_tuple(
             Some(&offsets[..n.max(0) as usize])
         };
         *recheck = res.recheck;
-        load_page(s, block, exact);
-        s.pos = -1;
+        bitmap_begin_vblock(s, res.blockno, exact);
         if res.lossy {
             *lossy_pages += 1;
         } else {
@@ -325,7 +387,7 @@ pub fn sample_next_block(s: &mut LsmScan, state: *mut pg_sys::SampleScanState) -
         return false;
     }
     s.work_block = block;
-    load_page(s, block, None);
+    load_page(s, block, Filter::All);
     true
 }
 
@@ -338,7 +400,7 @@ pub fn sample_next_tuple(
         return false;
     }
     let p = buffer::page(s.buf);
-    let max = if storage::page_kind(s.base.rs_rd, s.block, p) == Some(PageKind::L0) {
+    let max = if s.live.data_page_kind(s.base.rs_rd, s.block, p).is_some() {
         page::max_offset(p)
     } else {
         0
@@ -380,16 +442,15 @@ pub fn analyze_next_tuple(
 ) -> bool {
     let rel = s.base.rs_rd;
     let p = buffer::page(s.buf);
-    let max = if storage::page_kind(rel, s.block, p) == Some(PageKind::L0) {
+    let max = if s.live.data_page_kind(rel, s.block, p).is_some() {
         page::max_offset(p)
     } else {
         0
     };
-    let vblock = storage::vblock_of(p, s.block);
     while s.work_offset <= max {
         let off = s.work_offset;
         s.work_offset += 1;
-        let Some(mut t) = storage::version_at(rel, p, vblock, off) else {
+        let Some(mut t) = storage::version_at(rel, p, off) else {
             continue;
         };
         // SAFETY: share-locked page.

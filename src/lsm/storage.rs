@@ -1,11 +1,14 @@
-//! Page-level storage of `lsm` tables: the metapage, L0 page allocation, the
-//! append path and TID → page location. All page changes go through GenericXLog
+//! Page-level storage of `lsm` tables: page tags, the L0 append path, and row
+//! versions on L0 and run pages. All page changes go through GenericXLog
 //! ([`PageWrite`]), so recovery and replicas need nothing extension-specific.
+//! Where pages are (metapage, L0 directory, runs) is [`super::manifest`]'s job.
 //!
-//! Locking: appends take the target L0 page's exclusive content lock; creating
-//! the metapage or a new L0 page happens under the relation extension lock.
+//! Locking: appends take the target L0 page's exclusive content lock; a new
+//! L0 page is allocated under the metapage's lock (see manifest).
 
-use super::format::{self, Meta, PageKind, PageTag, ROWS_PER_VBLOCK, TAG_SIZE};
+use super::format::{self, PageKind, PageTag, ROWID_PREFIX, ROWS_PER_VBLOCK, TAG_SIZE};
+use super::manifest;
+use super::page_image;
 use crate::pg::buffer::{self, PageWrite};
 use crate::pg::htup;
 use crate::pg::page;
@@ -14,9 +17,7 @@ use pgrx::prelude::*;
 
 pub const META_BLOCK: pg_sys::BlockNumber = 0;
 
-/// Largest tuple an L0 page can hold.
-pub const MAX_TUPLE_SIZE: usize =
-    (page::BLCKSZ - page::PAGE_HEADER_SIZE - TAG_SIZE - page::ITEM_ID_SIZE) & !7;
+pub use super::format::MAX_TUPLE_SIZE;
 
 fn maxalign(len: usize) -> usize {
     (len + 7) & !7
@@ -29,11 +30,6 @@ pub fn tag(p: pg_sys::Page) -> Option<PageTag> {
     }
     // SAFETY: the special space is TAG_SIZE bytes inside the page.
     Some(unsafe { (page::special(p) as *const PageTag).read_unaligned() })
-}
-
-fn write_tag(p: pg_sys::Page, t: PageTag) {
-    // SAFETY: the page was initialised with TAG_SIZE bytes of special space.
-    unsafe { (page::special(p) as *mut PageTag).write_unaligned(t) }
 }
 
 /// Name of a relation, for error messages.
@@ -69,55 +65,6 @@ pub fn page_kind(
     }
 }
 
-/// Creates the metapage if the relation has no blocks yet.
-pub fn ensure_metapage(rel: pg_sys::Relation) {
-    if buffer::nblocks(rel) > 0 {
-        return;
-    }
-    // SAFETY: the extension lock makes check-and-extend atomic among backends.
-    unsafe { pg_sys::LockRelationForExtension(rel, pg_sys::ExclusiveLock as i32) };
-    if buffer::nblocks(rel) == 0 {
-        let buf = buffer::extend_locked(rel);
-        debug_assert_eq!(buffer::block_number(buf), META_BLOCK);
-        let mut w = PageWrite::start(rel);
-        let p = w.register(buf, true);
-        page::init(p, TAG_SIZE);
-        write_tag(p, PageTag::new(PageKind::Meta, 0));
-        // SAFETY: Meta fits between the page header and the special space.
-        unsafe {
-            ((p as *mut u8).add(page::PAGE_HEADER_SIZE) as *mut Meta).write_unaligned(Meta::new())
-        };
-        page::set_lower(p, page::PAGE_HEADER_SIZE + std::mem::size_of::<Meta>());
-        w.commit();
-        buffer::unlock_release(buf);
-    }
-    // SAFETY: taken above.
-    unsafe { pg_sys::UnlockRelationForExtension(rel, pg_sys::ExclusiveLock as i32) };
-}
-
-/// Reads the metapage struct (None for a relation without blocks).
-pub fn read_meta(rel: pg_sys::Relation) -> Option<Meta> {
-    if buffer::nblocks(rel) == 0 {
-        return None;
-    }
-    let buf = buffer::read(rel, META_BLOCK);
-    buffer::lock_share(buf);
-    let p = buffer::page(buf);
-    let kind = page_kind(rel, META_BLOCK, p);
-    // SAFETY: a metapage holds Meta right after its header.
-    let meta =
-        unsafe { ((p as *const u8).add(page::PAGE_HEADER_SIZE) as *const Meta).read_unaligned() };
-    buffer::unlock_release(buf);
-    if kind != Some(PageKind::Meta) || meta.magic != format::MAGIC {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-            format!("invalid metapage in relation \"{}\"", relname(rel))
-        );
-    }
-    Some(meta)
-}
-
 fn relid(rel: pg_sys::Relation) -> pg_sys::Oid {
     // SAFETY: open relation.
     unsafe { (*rel).rd_id }
@@ -127,24 +74,26 @@ fn fits(p: pg_sys::Page, len: usize) -> bool {
     page::max_offset(p) < ROWS_PER_VBLOCK && page::free_space_for_new_item(p) >= maxalign(len)
 }
 
-/// An exclusively locked L0 page with room for `len` bytes, and whether it is
-/// brand new (uninitialised). The backend's last L0 page (the smgr target
-/// block) is tried first, so concurrent writers append to different pages.
-fn target_page(rel: pg_sys::Relation, len: usize) -> (pg_sys::Buffer, bool) {
+/// An exclusively locked, live L0 page with room for `len` bytes. The
+/// backend's last L0 page (the smgr target block) is tried first, so
+/// concurrent writers append to different pages ("lanes").
+fn target_page(rel: pg_sys::Relation, len: usize) -> pg_sys::Buffer {
     let target = buffer::target_block(rel);
-    if target != buffer::INVALID_BLOCK {
+    if target != buffer::INVALID_BLOCK && target < buffer::nblocks(rel) {
+        let l0_first = manifest::read(rel).map(|m| m.header.l0_first_vblock);
         let buf = buffer::read(rel, target);
         buffer::lock_exclusive(buf);
         let p = buffer::page(buf);
-        if page_kind(rel, target, p) == Some(PageKind::L0) && fits(p, len) {
-            return (buf, false);
+        let live = page_kind(rel, target, p) == Some(PageKind::L0)
+            && l0_first.is_some_and(|first| tag(p).is_some_and(|t| t.vblock >= first));
+        if live && fits(p, len) {
+            return buf;
         }
         buffer::unlock_release(buf);
     }
-    ensure_metapage(rel);
-    let buf = buffer::extend_locked(rel);
+    let buf = manifest::allocate_l0_page(rel);
     buffer::set_target_block(rel, buffer::block_number(buf));
-    (buf, true)
+    buf
 }
 
 /// Appends a prepared tuple to L0 and returns its logical TID (also stored in
@@ -165,15 +114,10 @@ pub fn append(
             format!("row is too big: size {len}, maximum size {MAX_TUPLE_SIZE}")
         );
     }
-    let (buf, fresh) = target_page(rel, len);
-    let blkno = buffer::block_number(buf);
+    let buf = target_page(rel, len);
     let mut w = PageWrite::start(rel);
-    let p = w.register(buf, fresh);
-    if fresh {
-        page::init(p, TAG_SIZE);
-        write_tag(p, PageTag::new(PageKind::L0, blkno));
-    }
-    let vblock = vblock_of(p, blkno);
+    let p = w.register(buf, false);
+    let vblock = tag(p).map(|t| t.vblock).unwrap_or(0);
     let Some(offset) = page::add_item(p, data, len) else {
         drop(w);
         buffer::unlock_release(buf);
@@ -195,34 +139,29 @@ pub fn append(
     tid
 }
 
-/// Physical block holding logical block `vblock`. TIDs reaching this come
-/// from indexes, update chains or the executor and name existing blocks; a
-/// user-supplied TID is checked first by `fetch::tid_valid`.
-pub fn locate(_rel: pg_sys::Relation, vblock: pg_sys::BlockNumber) -> Option<pg_sys::BlockNumber> {
-    // Format 1: L0 pages are addressed by their physical block number.
-    (vblock != META_BLOCK).then_some(vblock)
-}
-
-/// The row version in line pointer `offset` of an L0 page with virtual block
-/// `vblock`, as a `HeapTupleData` pointing into the (pinned) page.
-pub fn version_at(
-    rel: pg_sys::Relation,
-    p: pg_sys::Page,
-    vblock: pg_sys::BlockNumber,
-    offset: u16,
-) -> Option<pg_sys::HeapTupleData> {
-    let (item, len) = page::item(p, offset)?;
+/// The row version in line pointer `item` of a data page (L0 or RUN_DATA),
+/// as a `HeapTupleData` pointing into the (pinned) page. Its TID is
+/// `(virtual block, item)` on L0 pages and comes from the stored rowid on run
+/// pages.
+pub fn version_at(rel: pg_sys::Relation, p: pg_sys::Page, item: u16) -> Option<pg_sys::HeapTupleData> {
+    let t = tag(p)?;
+    let (ptr, len) = page::item(p, item)?;
+    let (tid, header, len) = match PageKind::from_u16(t.kind)? {
+        PageKind::L0 => (htup::make_tid(t.vblock, item), ptr, len),
+        PageKind::RunData if len > ROWID_PREFIX => {
+            let rowid = page_image::run_item_rowid(page::bytes(p), item as usize)?;
+            let (v, o) = format::tid_of_rowid(rowid);
+            // SAFETY: the header follows the 8-byte rowid inside the item.
+            (htup::make_tid(v, o), unsafe { ptr.add(ROWID_PREFIX) }, len - ROWID_PREFIX)
+        }
+        _ => return None,
+    };
     Some(pg_sys::HeapTupleData {
         t_len: len as u32,
-        t_self: htup::make_tid(vblock, offset),
+        t_self: tid,
         t_tableOid: relid(rel),
-        t_data: item as *mut htup::Header,
+        t_data: header as *mut htup::Header,
     })
-}
-
-/// Virtual block of a page (its tag's, or `block` for untagged pages).
-pub fn vblock_of(p: pg_sys::Page, block: pg_sys::BlockNumber) -> pg_sys::BlockNumber {
-    tag(p).map(|t| t.vblock).unwrap_or(block)
 }
 
 /// A row version located on a pinned page: header pointer, length and TID.
@@ -270,25 +209,26 @@ pub fn find_on_page(
 ) -> Option<Located> {
     let p = buffer::page(buf);
     let blkno = buffer::block_number(buf);
-    if page_kind(rel, blkno, p) != Some(PageKind::L0) {
-        return None;
-    }
-    if tag(p).map(|t| t.vblock) != Some(htup::tid_block(&tid)) {
-        return None;
-    }
-    let (item, len) = page::item(p, htup::tid_offset(&tid))?;
+    let item = match page_kind(rel, blkno, p)? {
+        PageKind::L0 if tag(p).map(|t| t.vblock) == Some(htup::tid_block(&tid)) => {
+            htup::tid_offset(&tid)
+        }
+        PageKind::RunData => {
+            let rowid = format::rowid(htup::tid_block(&tid), htup::tid_offset(&tid));
+            page_image::find_run_item(page::bytes(p), rowid)? as u16
+        }
+        _ => return None,
+    };
+    let t = version_at(rel, p, item)?;
     Some(Located {
         buf,
-        header: item as *mut htup::Header,
-        len,
+        header: t.t_data,
+        len: t.t_len as usize,
         tid,
     })
 }
 
 /// Pins the page of `tid` (no lock); None when the TID cannot exist.
 pub fn pin_tid(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData) -> Option<pg_sys::Buffer> {
-    if !format::offset_in_range(htup::tid_offset(&tid)) {
-        return None;
-    }
-    locate(rel, htup::tid_block(&tid)).map(|blk| buffer::read(rel, blk))
+    manifest::locate(rel, &tid).map(|blk| buffer::read(rel, blk))
 }

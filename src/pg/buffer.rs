@@ -64,6 +64,12 @@ pub fn lock_exclusive(buf: pg_sys::Buffer) {
     unsafe { pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32) }
 }
 
+/// Takes the exclusive content lock only if nobody holds the buffer locked.
+pub fn try_lock_exclusive(buf: pg_sys::Buffer) -> bool {
+    // SAFETY: `buf` is pinned by the caller.
+    unsafe { pg_sys::ConditionalLockBuffer(buf) }
+}
+
 pub fn unlock(buf: pg_sys::Buffer) {
     // SAFETY: `buf` is pinned and locked by the caller.
     unsafe { pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_UNLOCK as i32) }

@@ -95,3 +95,34 @@ pub fn set_lower(page: pg_sys::Page, lower: usize) {
     // SAFETY: header is writable on an exclusively locked page / working copy.
     unsafe { (*header(page)).pd_lower = lower as u16 };
 }
+
+/// The page as bytes (valid while the buffer stays pinned; contents may only
+/// be relied on under the buffer's content lock).
+pub fn bytes<'a>(page: pg_sys::Page) -> &'a [u8] {
+    // SAFETY: a pinned page is BLCKSZ readable bytes.
+    unsafe { std::slice::from_raw_parts(page as *const u8, BLCKSZ) }
+}
+
+/// The page as mutable bytes: for GenericXLog working copies and exclusively
+/// locked pages only.
+pub fn bytes_mut<'a>(page: pg_sys::Page) -> &'a mut [u8] {
+    // SAFETY: as above; the caller holds the right to modify the page.
+    unsafe { std::slice::from_raw_parts_mut(page as *mut u8, BLCKSZ) }
+}
+
+/// Overwrites a whole page (a working copy) with a prepared image.
+pub fn copy_image(page: pg_sys::Page, image: &[u8]) {
+    bytes_mut(page).copy_from_slice(image);
+}
+
+/// Appends bytes just below pd_lower (fixed arrays after the header).
+pub fn append_below_lower(page: pg_sys::Page, data: &[u8]) -> bool {
+    // SAFETY: header of a working copy or exclusively locked page.
+    let (lower, upper) = unsafe { ((*header(page)).pd_lower as usize, (*header(page)).pd_upper as usize) };
+    if lower + data.len() > upper {
+        return false;
+    }
+    bytes_mut(page)[lower..lower + data.len()].copy_from_slice(data);
+    set_lower(page, lower + data.len());
+    true
+}

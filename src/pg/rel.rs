@@ -67,3 +67,33 @@ pub fn for_each_page_copy(rel: pg_sys::Relation, mut f: impl FnMut(pg_sys::Block
     // SAFETY: allocated above, no buffer uses it any more.
     unsafe { pg_sys::FreeAccessStrategy(strategy) };
 }
+
+/// Raises 42501 unless the current user owns `rel` (as VACUUM requires).
+pub fn require_owner(rel: pg_sys::Relation) {
+    // SAFETY: open relation; catalog lookups inside a transaction.
+    let owner = unsafe {
+        #[cfg(feature = "pg15")]
+        {
+            pg_sys::pg_class_ownercheck((*rel).rd_id, pg_sys::GetUserId())
+        }
+        #[cfg(not(feature = "pg15"))]
+        {
+            pg_sys::object_ownercheck(pg_sys::RelationRelationId, (*rel).rd_id, pg_sys::GetUserId())
+        }
+    };
+    if !owner {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("must be owner of table {}", crate::lsm::storage::relname(rel))
+        );
+    }
+}
+
+/// Raises 55006 when this session still uses the relation (an open cursor
+/// or an outer query), like TRUNCATE and VACUUM FULL do.
+pub fn check_not_in_use(rel: pg_sys::Relation, what: &str) {
+    let what = std::ffi::CString::new(what).expect("no NUL in a command name");
+    // SAFETY: open relation; raises ERROR when in use.
+    unsafe { pg_sys::CheckTableNotInUse(rel, what.as_ptr()) }
+}

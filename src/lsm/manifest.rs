@@ -1,0 +1,310 @@
+//! The metapage as the table's manifest: which pages are in use (L0 through
+//! its directory, runs through their fence indexes), where a logical TID
+//! lives, and allocation of pages (reusing free ones found through the free
+//! space map, re-checked against the metapage, else extending).
+//!
+//! Locking: the metapage's buffer lock orders everything that changes it —
+//! L0 page allocation (exclusive, briefly, once per new L0 page) and the flush's
+//! switch. Nobody holds a data page's lock while waiting for the metapage.
+//! A flush runs under ACCESS EXCLUSIVE, so readers never see the manifest
+//! change under them; each scan takes a [`Live`] snapshot at its start.
+
+use super::format::{self, Meta, PageKind, RunDesc, BLOCK_SIZE, DIR_ENTRIES, MAX_L0_PAGES};
+use super::page_image::{self, PageImage};
+use super::storage::{self, META_BLOCK};
+use crate::pg::buffer::{self, PageWrite};
+use crate::pg::page;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::collections::HashSet;
+
+const _: () = assert!(BLOCK_SIZE == pg_sys::BLCKSZ as usize);
+
+fn corrupted(rel: pg_sys::Relation, what: String) -> ! {
+    crate::pg::error::error(
+        PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+        format!("{what} in relation \"{}\"", storage::relname(rel)),
+    )
+}
+
+/// Decodes the metapage of a pinned, locked buffer.
+fn decode(rel: pg_sys::Relation, buf: pg_sys::Buffer) -> Meta {
+    let p = buffer::page(buf);
+    if storage::page_kind(rel, META_BLOCK, p) != Some(PageKind::Meta) {
+        corrupted(rel, "block 0 is not an lsm metapage".into());
+    }
+    Meta::decode(page::bytes(p)).unwrap_or_else(|e| corrupted(rel, format!("invalid metapage: {e}")))
+}
+
+/// The manifest, or None for a relation without blocks.
+pub fn read(rel: pg_sys::Relation) -> Option<Meta> {
+    if buffer::nblocks(rel) == 0 {
+        return None;
+    }
+    let buf = buffer::read(rel, META_BLOCK);
+    buffer::lock_share(buf);
+    let meta = decode(rel, buf);
+    buffer::unlock_release(buf);
+    Some(meta)
+}
+
+/// Writes `meta` into the metapage working copy `p` (pd_lower covers it).
+fn encode_into(p: pg_sys::Page, meta: &Meta) {
+    meta.encode(page::bytes_mut(p));
+    page::set_lower(p, format::META_END);
+}
+
+/// Creates the metapage if the relation has no blocks yet.
+pub fn ensure_metapage(rel: pg_sys::Relation) {
+    if buffer::nblocks(rel) > 0 {
+        return;
+    }
+    // SAFETY: the extension lock makes check-and-extend atomic among backends.
+    unsafe { pg_sys::LockRelationForExtension(rel, pg_sys::ExclusiveLock as i32) };
+    if buffer::nblocks(rel) == 0 {
+        let buf = buffer::extend_locked(rel);
+        debug_assert_eq!(buffer::block_number(buf), META_BLOCK);
+        let mut w = PageWrite::start(rel);
+        let p = w.register(buf, true);
+        page::copy_image(p, PageImage::new(PageKind::Meta, 0, 0).bytes());
+        encode_into(p, &Meta::new());
+        w.commit();
+        buffer::unlock_release(buf);
+    }
+    // SAFETY: taken above.
+    unsafe { pg_sys::UnlockRelationForExtension(rel, pg_sys::ExclusiveLock as i32) };
+}
+
+/// Whether the metapage reaches page `p` (block `block`).
+pub fn in_use(meta: &Meta, block: pg_sys::BlockNumber, p: &[u8]) -> bool {
+    if block == META_BLOCK {
+        return true;
+    }
+    let Some(tag) = page_image::tag_of(p) else {
+        return false;
+    };
+    match PageKind::from_u16(tag.kind) {
+        Some(PageKind::L0) => {
+            tag.vblock >= meta.header.l0_first_vblock && tag.vblock < meta.header.next_vblock
+        }
+        Some(PageKind::RunData | PageKind::RunIndex) => meta.has_run(tag.vblock),
+        Some(PageKind::L0Dir) => meta.lists_dir_page(block),
+        Some(PageKind::Meta) => true,
+        Some(PageKind::Free) | None => false,
+    }
+}
+
+/// A page for new contents, pinned and exclusively locked: a free page from
+/// the free space map (re-checked: not in use by `meta`, not in `taken`) or
+/// a new block. The caller overwrites it with a full image.
+pub fn allocate_block(
+    rel: pg_sys::Relation,
+    meta: &Meta,
+    taken: &HashSet<pg_sys::BlockNumber>,
+) -> pg_sys::Buffer {
+    let nblocks = buffer::nblocks(rel);
+    loop {
+        // SAFETY: FSM lookup; marks the returned page used in the FSM.
+        let b = unsafe { pg_sys::GetFreeIndexPage(rel) };
+        if b == buffer::INVALID_BLOCK {
+            break;
+        }
+        if b == META_BLOCK || b >= nblocks || taken.contains(&b) {
+            continue;
+        }
+        let buf = buffer::read(rel, b);
+        // A page someone holds locked is in use (or being set up): skip it.
+        if !buffer::try_lock_exclusive(buf) {
+            buffer::release(buf);
+            continue;
+        }
+        if !in_use(meta, b, page::bytes(buffer::page(buf))) {
+            return buf;
+        }
+        buffer::unlock_release(buf);
+    }
+    buffer::extend_locked(rel)
+}
+
+/// Reports pages as free to the free space map.
+pub fn record_free(rel: pg_sys::Relation, blocks: impl IntoIterator<Item = pg_sys::BlockNumber>) {
+    for b in blocks {
+        // SAFETY: FSM update (not WAL-logged; re-checked before reuse).
+        unsafe { pg_sys::RecordFreeIndexPage(rel, b) };
+    }
+    // SAFETY: propagates the leaf updates to the FSM's upper levels.
+    unsafe { pg_sys::IndexFreeSpaceMapVacuum(rel) };
+}
+
+/// Adds a new L0 page: the next virtual block, mapped in the L0 directory.
+/// Returns it pinned and exclusively locked, initialised and WAL-logged.
+pub fn allocate_l0_page(rel: pg_sys::Relation) -> pg_sys::Buffer {
+    ensure_metapage(rel);
+    let meta_buf = buffer::read(rel, META_BLOCK);
+    buffer::lock_exclusive(meta_buf);
+    let mut meta = decode(rel, meta_buf);
+    if meta.l0_pages() as usize >= MAX_L0_PAGES {
+        buffer::unlock_release(meta_buf);
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!("L0 of lsm table \"{}\" is full ({MAX_L0_PAGES} pages)", storage::relname(rel)),
+            "Run VACUUM on the table (or strata.lsm_flush) to flush L0 into a run."
+        );
+    }
+    let vblock = meta.header.next_vblock;
+    let (slot, entry) = meta.dir_position_for_next();
+    let l0_buf = allocate_block(rel, &meta, &HashSet::new());
+    let l0_block = buffer::block_number(l0_buf);
+    let new_dir = meta.l0_dir[slot] == 0;
+    let dir_buf = if new_dir {
+        allocate_block(rel, &meta, &HashSet::from([l0_block]))
+    } else {
+        let b = buffer::read(rel, meta.l0_dir[slot]);
+        buffer::lock_exclusive(b);
+        b
+    };
+    let dir_block = buffer::block_number(dir_buf);
+
+    let mut w = PageWrite::start(rel);
+    let mp = w.register(meta_buf, false);
+    let lp = w.register(l0_buf, true);
+    let dp = w.register(dir_buf, new_dir);
+    page::copy_image(lp, PageImage::new(PageKind::L0, vblock, 0).bytes());
+    if new_dir {
+        page::copy_image(dp, PageImage::new(PageKind::L0Dir, slot as u32, 0).bytes());
+        meta.l0_dir[slot] = dir_block;
+    }
+    if page_image::dir_entries(page::bytes(dp)).len() != entry
+        || !page::append_below_lower(dp, &l0_block.to_le_bytes())
+    {
+        drop(w);
+        corrupted(rel, format!("L0 directory page {dir_block} is out of step"));
+    }
+    meta.header.next_vblock += 1;
+    encode_into(mp, &meta);
+    w.commit();
+    buffer::unlock_release(dir_buf);
+    buffer::unlock_release(meta_buf);
+    l0_buf
+}
+
+/// Physical blocks of the L0 pages, in virtual block order.
+pub fn l0_blocks(rel: pg_sys::Relation, meta: &Meta) -> Vec<(u32, pg_sys::BlockNumber)> {
+    let n = meta.l0_pages() as usize;
+    let mut out = Vec::with_capacity(n);
+    for slot in 0..n.div_ceil(DIR_ENTRIES) {
+        let entries = read_page(rel, meta.l0_dir[slot], page_image::dir_entries);
+        for (j, b) in entries.into_iter().enumerate() {
+            let v = meta.header.l0_first_vblock + (slot * DIR_ENTRIES + j) as u32;
+            if out.len() < n {
+                out.push((v, b));
+            }
+        }
+    }
+    out
+}
+
+/// Runs `f` over the bytes of block `b` under a share lock.
+fn read_page<T>(rel: pg_sys::Relation, b: pg_sys::BlockNumber, f: impl FnOnce(&[u8]) -> T) -> T {
+    if b == 0 || b >= buffer::nblocks(rel) {
+        corrupted(rel, format!("manifest names block {b}, which does not exist"));
+    }
+    let buf = buffer::read(rel, b);
+    buffer::lock_share(buf);
+    let r = f(page::bytes(buffer::page(buf)));
+    buffer::unlock_release(buf);
+    r
+}
+
+/// `(first_rowid, block)` of every data page of a run, in rowid order, and
+/// the blocks of its index pages.
+pub fn run_pages(rel: pg_sys::Relation, run: &RunDesc) -> (Vec<(u64, u32)>, Vec<u32>) {
+    let leaves = read_page(rel, run.root, page_image::fences);
+    let mut data = Vec::with_capacity(run.data_pages as usize);
+    let mut index = vec![run.root];
+    for (_, leaf) in leaves {
+        index.push(leaf);
+        data.extend(read_page(rel, leaf, page_image::fences));
+    }
+    (data, index)
+}
+
+/// Physical block holding the row version `tid`, if the manifest has it.
+pub fn locate(rel: pg_sys::Relation, tid: &pg_sys::ItemPointerData) -> Option<pg_sys::BlockNumber> {
+    let (v, o) = (crate::pg::htup::tid_block(tid), crate::pg::htup::tid_offset(tid));
+    if !format::offset_in_range(o) {
+        return None;
+    }
+    let meta = read(rel)?;
+    if let Some((slot, entry)) = meta.dir_position(v) {
+        let dir = meta.l0_dir[slot];
+        return read_page(rel, dir, |p| page_image::dir_entries(p).get(entry).copied());
+    }
+    let rowid = format::rowid(v, o);
+    let run = meta.run_of(rowid)?;
+    let leaf = read_page(rel, run.root, |p| {
+        let f = page_image::fences(p);
+        page_image::fence_for(&f, rowid).map(|i| f[i].1)
+    })?;
+    read_page(rel, leaf, |p| {
+        let f = page_image::fences(p);
+        page_image::fence_for(&f, rowid).map(|i| f[i].1)
+    })
+}
+
+/// Data blocks whose rowids may fall in `lo..=hi` (bitmap pages of runs).
+pub fn run_blocks_for_range(rel: pg_sys::Relation, lo: u64, hi: u64) -> Vec<pg_sys::BlockNumber> {
+    let Some(meta) = read(rel) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for run in meta.runs.iter().filter(|r| r.first_rowid <= hi && lo <= r.last_rowid) {
+        let (data, _) = run_pages(rel, run);
+        let start = page_image::fence_for(&data, lo).unwrap_or(0);
+        out.extend(data[start..].iter().take_while(|(first, _)| *first <= hi).map(|(_, b)| *b));
+    }
+    out
+}
+
+/// What a scan treats as in use, fixed at its start (a flush needs ACCESS
+/// EXCLUSIVE, so it cannot change while the scan runs).
+/// Plain data (no heap allocation): it lives inside palloc'd scan structs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Live {
+    l0_first: u32,
+    nruns: u32,
+    runs: [u32; format::MAX_RUNS],
+}
+
+impl Live {
+    pub fn of(rel: pg_sys::Relation) -> Live {
+        let mut live = Live::default();
+        if let Some(m) = read(rel) {
+            live.l0_first = m.header.l0_first_vblock;
+            live.nruns = m.runs.len() as u32;
+            for (i, r) in m.runs.iter().enumerate() {
+                live.runs[i] = r.run_id;
+            }
+        }
+        live
+    }
+
+    /// Kind of a page holding live row versions (L0 or RUN_DATA), else None.
+    /// L0 pages added after the snapshot count as live.
+    pub fn data_page_kind(
+        &self,
+        rel: pg_sys::Relation,
+        block: pg_sys::BlockNumber,
+        p: pg_sys::Page,
+    ) -> Option<PageKind> {
+        let kind = storage::page_kind(rel, block, p)?;
+        let owner = storage::tag(p)?.vblock;
+        match kind {
+            PageKind::L0 if owner >= self.l0_first => Some(kind),
+            PageKind::RunData if self.runs[..self.nruns as usize].contains(&owner) => Some(kind),
+            _ => None,
+        }
+    }
+}
