@@ -95,14 +95,15 @@ pub fn copy_for_cluster(
     let nblocks = buffer::nblocks(old);
     let live = super::manifest::Live::of(old);
     for block in 1..nblocks {
+        pgrx::check_for_interrupts!();
         let buf = buffer::read(old, block);
         buffer::lock_share(buf);
         let p = buffer::page(buf);
+        let mut keep = Vec::new();
         if live.data_page_kind(old, block, p).is_some() {
             for off in 1..=page::max_offset(p) {
-                let mut t = match storage::version_at(old, p, off) {
-                    Some(t) => t,
-                    None => continue,
+                let Some(mut t) = storage::version_at(old, p, off) else {
+                    continue;
                 };
                 // SAFETY: share-locked page.
                 let status = unsafe { pg_sys::HeapTupleSatisfiesVacuum(&mut t, oldest_xmin, buf) };
@@ -117,10 +118,33 @@ pub fn copy_for_cluster(
                         _ => *num_tuples += 1.0,
                     }
                 }
-                storage::append(new, &mut t, true);
+                // SAFETY: copies the version out of the locked page.
+                keep.push(unsafe { pg_sys::heap_copytuple(&mut t) });
             }
         }
         buffer::unlock_release(buf);
+        for t in keep {
+            // Values stored out of line live in the old table's TOAST
+            // relation, which the rewrite drops: store them again for the new
+            // one (heap_toast_insert_or_update with no old tuple re-saves
+            // every external value), as heap's rewrite does.
+            // SAFETY: `t` is our palloc'd copy; `new` is open.
+            let stored = unsafe {
+                if htup::has_external((*t).t_data) || (*t).t_len as usize > htup::TOAST_TUPLE_THRESHOLD {
+                    htup::heap_toast_insert_or_update(new, t, std::ptr::null_mut(), 0)
+                } else {
+                    t
+                }
+            };
+            storage::append(new, stored, true);
+            // SAFETY: palloc'd copies owned here.
+            unsafe {
+                if stored != t {
+                    pg_sys::heap_freetuple(stored);
+                }
+                pg_sys::heap_freetuple(t);
+            }
+        }
     }
     // SAFETY: output pointers from the caller; old relation is open.
     unsafe {

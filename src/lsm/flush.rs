@@ -126,7 +126,8 @@ impl<'a> RunWriter<'a> {
         if !self.fences.is_empty() {
             self.close_run();
         }
-        (self.done, self.next_run_id)
+        // The run id after the last one written (`current` is the unused next).
+        (self.done, self.current.run_id)
     }
 }
 

@@ -12,7 +12,7 @@ CREATE UNIQUE INDEX CONCURRENTLY ix_id ON ix (id);
 CREATE INDEX CONCURRENTLY ix_k ON ix (k);
 CREATE INDEX CONCURRENTLY ix_upper ON ix (upper(v)) WHERE k < 10;
 SELECT indexrelid::regclass, indisvalid, indisready FROM pg_index
-WHERE indrelid = 'ix'::regclass ORDER BY 1::text;
+WHERE indrelid = 'ix'::regclass ORDER BY indexrelid::regclass::text;
 SELECT bt_index_check(i, true) FROM unnest(ARRAY['ix_id', 'ix_k', 'ix_upper']::regclass[]) i;
 
 SET enable_seqscan = off;
