@@ -4,8 +4,10 @@
 //! (a private copy per page); the checks themselves are pure.
 //!
 //! `lsm_verify` takes a SHARE lock (like CREATE INDEX), so writers wait and
-//! cross-page links are checked against a stable table; `lsm_info` only
+//! cross-page links are checked against a stable table (on a hot standby,
+//! where SHARE cannot be taken, it runs under ACCESS SHARE); `lsm_info` only
 //! needs ACCESS SHARE and may see a table that is changing under it.
+//! `lsm_flush` takes ACCESS EXCLUSIVE, like VACUUM's truncation does.
 
 use super::format::PageKind;
 use super::handler;
@@ -144,7 +146,12 @@ mod strata {
         relation: PgRelation,
     ) -> TableIterator<'static, (name!(block, i64), name!(item, i32), name!(problem, String))> {
         let r = open_lsm(&relation);
-        rel::lock(r, pg_sys::ShareLock);
+        // SAFETY: reads shared recovery state.
+        if !unsafe { pg_sys::RecoveryInProgress() } {
+            // Writers wait, so cross-page checks see a stable table. A hot
+            // standby cannot take SHARE; its pages change only by replay.
+            rel::lock(r, pg_sys::ShareLock);
+        }
         let mut problems = Vec::new();
         let pages = summarize(r, &mut problems);
         page_check::check_manifest(&pages, &mut problems);

@@ -370,7 +370,11 @@ pub fn check_manifest(pages: &[Summary], problems: &mut Vec<Problem>) -> Vec<boo
                 report(*b, 0, format!("L0 directory maps virtual block {v} here, but the page is not it"));
                 continue;
             }
-            live_rowids.extend(s.links.iter().map(|l| l.rowid));
+            for l in &s.links {
+                if !live_rowids.insert(l.rowid) {
+                    report(*b, l.item, format!("rowid {} is stored twice", l.rowid));
+                }
+            }
             links.extend(s.links.iter().map(|l| (*b, *l)));
         }
     }
@@ -385,10 +389,14 @@ pub fn check_manifest(pages: &[Summary], problems: &mut Vec<Problem>) -> Vec<boo
         }
         check_run(run, pages, &mut claim, &mut report, &mut live_rowids, &mut links);
     }
+    // An update link may dangle once its target was dropped as dead (rowids
+    // are never reused, so it can never lead to a wrong version), but it can
+    // never name a rowid that was not yet handed out.
+    let next_rowid = format::rowid(h.next_vblock, 1);
     for (block, l) in links {
-        let to_self = format::rowid(l.ctid_block, l.ctid_offset) == l.rowid;
-        if !to_self && !live_rowids.contains(&format::rowid(l.ctid_block, l.ctid_offset)) {
-            report(block, l.item, format!("t_ctid ({},{}) names no live row version", l.ctid_block, l.ctid_offset));
+        let target = format::rowid(l.ctid_block, l.ctid_offset);
+        if target >= next_rowid {
+            report(block, l.item, format!("t_ctid ({},{}) names a rowid never allocated", l.ctid_block, l.ctid_offset));
         }
     }
     used
@@ -448,7 +456,9 @@ fn check_run(
                 if l.rowid < run.first_rowid || l.rowid > run.last_rowid {
                     report(*data, l.item, format!("rowid {} outside run {id}'s range", l.rowid));
                 }
-                live_rowids.insert(l.rowid);
+                if !live_rowids.insert(l.rowid) {
+                    report(*data, l.item, format!("rowid {} is stored twice", l.rowid));
+                }
                 links.push((*data, *l));
             }
         }
@@ -635,10 +645,19 @@ mod tests {
         let mut bad = pages.clone();
         bad[0] = meta_page(&meta);
         assert!(verify(&bad).1.iter().any(|p| p.message.contains("its index reaches 1 and 2")));
-        // an update link to a version nobody has
+        // an update link to a rowid never handed out (a dropped one is fine)
         let mut bad = pages.clone();
         bad[5] = l0_page(2, &[(11, 12, 0, (3, 7))]);
-        assert!(verify(&bad).1.iter().any(|p| p.message.contains("t_ctid (3,7)")));
+        assert!(verify(&bad).1.is_empty());
+        bad[5] = l0_page(2, &[(11, 12, 0, (4, 1))]);
+        assert!(verify(&bad).1.iter().any(|p| p.message.contains("t_ctid (4,1)")));
+        // the same rowid live in two places: the run also holds L0's rowid 512
+        let mut packer = RunPacker::new(1);
+        assert!(packer.add(256, &tuple(10, 0, HEAP_XMAX_INVALID, (1, 1))).is_none());
+        assert!(packer.add(512, &tuple(10, 0, HEAP_XMAX_INVALID, (2, 1))).is_none());
+        let mut bad = pages.clone();
+        bad[1] = packer.finish().unwrap().0.bytes().to_vec();
+        assert!(verify(&bad).1.iter().any(|p| p.message.contains("rowid 512 is stored twice")));
         // one block used twice
         meta.runs[0].versions = 2;
         meta.l0_dir[0] = 1;

@@ -1,15 +1,18 @@
 """Crash test: `kill -9` the postmaster during concurrent COPY, UPDATE and DELETE
-load on an `lsm` table, restart, and check that exactly the committed work
-survived.
+load on an `lsm` table while L0 is repeatedly flushed into runs, restart, and
+check that exactly the committed work survived.
 
 Each writer thread owns a disjoint id range, so writers never wait on each
 other, and keeps the client's view of its committed rows (id -> value, pad
 length). The one transaction a writer had in flight when the server died may
 or may not have committed; the test accepts either outcome but only as a
 whole (atomicity). A separate thread holds an open, never-committed
-transaction with its own rows: none of them may be visible after restart.
-Checkpoints run during the load so that recovery starts from mid-load redo
-points.
+transaction with its own rows in a second lsm table (it holds a lock there,
+so it cannot keep the flushes of the main table waiting): none of them may be
+visible after restart. Checkpoints run during the load so that recovery
+starts from mid-load redo points, and a flusher calls strata.lsm_flush every
+couple of seconds; in even cycles the kill is timed to land while a flush is
+running (it holds ACCESS EXCLUSIVE and is writing run pages).
 
 After each restart the table is compared row by row with the client's record
 (seq scan), and count and checksum are compared through btree index scans;
@@ -107,12 +110,46 @@ class Uncommitted(threading.Thread):
             with self.cluster.connect(autocommit=False) as conn:
                 n = 0
                 while True:
-                    conn.execute("INSERT INTO crash_t SELECT -g, -1, g, 'uncommitted' "
+                    conn.execute("INSERT INTO crash_u SELECT -g, -1, g, 'uncommitted' "
                                  "FROM generate_series(%s, %s) g", (n + 1, n + 200))
                     n += 200
                     time.sleep(0.05)
         except psycopg.Error:
             pass
+
+
+class Flusher(threading.Thread):
+    """Flushes L0 of crash_t into a run every ~2 s (lock_timeout keeps it
+    from queueing writers behind it for long)."""
+
+    def __init__(self, cluster, seed):
+        super().__init__(daemon=True)
+        self.cluster, self.rng, self.flushes = cluster, random.Random(seed), 0
+
+    def run(self):
+        try:
+            with self.cluster.connect() as conn:
+                conn.execute("SET lock_timeout = '500ms'")
+                while True:
+                    time.sleep(1.0 + self.rng.random() * 2)
+                    try:
+                        conn.execute("SELECT strata.lsm_flush('crash_t')")
+                        self.flushes += 1
+                    except psycopg.errors.LockNotAvailable:
+                        pass
+        except psycopg.Error:
+            pass
+
+
+def flush_running(cluster):
+    """True while a flush of crash_t holds its lock and works."""
+    try:
+        return cluster.sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+            "AND query LIKE '%lsm_flush%' AND pid <> pg_backend_pid() "
+            "AND coalesce(wait_event_type, '') <> 'Lock'")[0][0] > 0
+    except psycopg.Error:
+        return False
 
 
 class Checkpointer(threading.Thread):
@@ -144,6 +181,9 @@ def verify(cluster, writers):
 
     uncommitted = [i for i in db if i < 0]
     assert not uncommitted, f"{len(uncommitted)} rows of an uncommitted transaction are visible"
+    with cluster.connect() as conn:
+        n = conn.execute("SELECT count(*) FROM crash_u").fetchone()[0]
+    assert n == 0, f"{n} rows of an uncommitted transaction are visible in crash_u"
 
     resolved = {"applied": 0, "absent": 0, "none": 0}
     for wr in writers:
@@ -197,16 +237,17 @@ def verify(cluster, writers):
             q = "SELECT count(*) FROM crash_t WHERE worker = %s AND val >= 0"
             n = conn.execute(q, (wr.wid,)).fetchone()[0]
             assert n == len(wr.committed), f"(worker, val) index: {n} != {len(wr.committed)}"
-        problems = conn.execute("SELECT block, item, problem FROM strata.lsm_verify('crash_t') "
-                                "LIMIT 10").fetchall()
-        assert not problems, f"strata.lsm_verify found problems: {problems}"
+        for table in ("crash_t", "crash_u"):
+            problems = conn.execute("SELECT block, item, problem FROM strata.lsm_verify(%s) "
+                                    "LIMIT 10", (table,)).fetchall()
+            assert not problems, f"strata.lsm_verify({table}) found problems: {problems}"
     return expected_count, expected_sum, resolved
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("pg_home")
-    ap.add_argument("--cycles", type=int, default=3)
+    ap.add_argument("--cycles", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--seed", type=int, default=20261122)
     args = ap.parse_args()
@@ -219,22 +260,35 @@ def main():
                 "val bigint NOT NULL, pad text) USING lsm")
     cluster.sql("ALTER TABLE crash_t ALTER COLUMN pad SET STORAGE EXTERNAL")
     cluster.sql("CREATE INDEX crash_t_worker_val ON crash_t (worker, val)")
+    cluster.sql("CREATE TABLE crash_u (LIKE crash_t) USING lsm")
 
     states = [dict() for _ in range(WORKERS)]
     writers = []
     with test_servers(cluster, name="crash test"):
         for cycle in range(1, args.cycles + 1):
             writers = [Writer(cluster, w, states[w], rng.random()) for w in range(WORKERS)]
-            threads = writers + [Uncommitted(cluster), Checkpointer(cluster)]
+            flusher = Flusher(cluster, rng.random())
+            threads = writers + [Uncommitted(cluster), Checkpointer(cluster), flusher]
             for t in threads:
                 t.start()
             time.sleep(args.seconds * (0.5 + rng.random()))
+            during_flush = False
+            if cycle % 2 == 0:
+                deadline = time.time() + 20
+                while not flush_running(cluster) and time.time() < deadline:
+                    time.sleep(0.01)
+                time.sleep(rng.random() * 0.05)
+                during_flush = flush_running(cluster)
             cluster.kill9()
             for t in threads:
                 t.join(timeout=30)
             cluster.start()
             count, checksum, resolved = verify(cluster, writers)
-            log(f"cycle {cycle}: {sum(w.commits for w in writers)} commits before the kill; "
+            runs = cluster.sql("SELECT count(*) FROM strata.lsm_info('crash_t') "
+                               "WHERE component LIKE 'run%'")[0][0]
+            log(f"cycle {cycle}: {sum(w.commits for w in writers)} commits and "
+                f"{flusher.flushes} flushes before the kill"
+                f"{' (which hit a running flush)' if during_flush else ''}; {runs} runs; "
                 f"after restart {count} rows, checksum {checksum} match the client, "
                 f"lsm_verify finds nothing; "
                 f"in-doubt transactions {resolved}")

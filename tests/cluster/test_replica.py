@@ -4,7 +4,8 @@ returns the same answers as the primary for `lsm` tables.
 Data is written before the base backup (so it arrives as copied pages) and
 after it (so it arrives only as WAL replayed on the standby): COPY, INSERT,
 UPDATE, DELETE, a TOASTed value, a new index, TRUNCATE, and a table rewrite
-(VACUUM FULL). The same queries — a seq scan, btree index scans, aggregates
+(VACUUM FULL), and L0 flushes into runs (strata.lsm_flush) followed by
+changes to rows that live in runs. The same queries — a seq scan, btree index scans, aggregates
 and a TOAST fetch — run on both servers, and the test checks on the standby
 that each query really used the planned scan type.
 
@@ -98,6 +99,19 @@ def main():
         p("INSERT INTO rep_truncated SELECT generate_series(1, 77)")
         p("CHECKPOINT")
         compare(primary, standby, "after streamed changes")
+
+        # Flushes into runs replay on the standby too; then rows in runs change.
+        p("SELECT strata.lsm_flush('rep_t')")
+        compare(primary, standby, "after a flush into a run")
+        p("UPDATE rep_t SET val = val * 2 WHERE id % 10 = 1")
+        p("DELETE FROM rep_t WHERE id BETWEEN 40000 AND 41000")
+        p("INSERT INTO rep_t SELECT g, g % 13, g, 'late' FROM generate_series(200001, 210000) g")
+        p("SELECT strata.lsm_flush('rep_t')")
+        p("UPDATE rep_t SET note = 'after second flush' WHERE id % 1000 = 3")
+        compare(primary, standby, "after a second flush and changes to run rows")
+        assert standby.sql("SELECT count(*) FROM strata.lsm_verify('rep_t')")[0][0] == 0
+        runs = standby.sql("SELECT count(*) FROM strata.lsm_info('rep_t') WHERE component LIKE 'run%'")
+        assert runs[0][0] == 2, f"standby sees {runs[0][0]} runs, expected 2"
 
         # A restart of the standby replays from its last restartpoint.
         standby.stop()
