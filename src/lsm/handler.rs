@@ -2,7 +2,7 @@
 //! converts arguments and delegates to scan / fetch / modify / ddl /
 //! index_build. PG15 and PG18 differ in a few signatures (cfg-gated here).
 
-use super::{ddl, fetch, index_build, modify, scan};
+use super::{ddl, fetch, index_build, modify, scan, vacuum};
 use crate::pg::htup;
 use pgrx::datum::Internal;
 use pgrx::pg_sys;
@@ -396,13 +396,11 @@ unsafe extern "C-unwind" fn relation_copy_for_cluster(
 
 #[pg_guard]
 unsafe extern "C-unwind" fn relation_vacuum(
-    _rel: pg_sys::Relation,
-    _params: *mut pg_sys::VacuumParams,
-    _strategy: pg_sys::BufferAccessStrategy,
+    rel: pg_sys::Relation,
+    params: *mut pg_sys::VacuumParams,
+    strategy: pg_sys::BufferAccessStrategy,
 ) {
-    // lsm never prunes pages in place; reclaiming space is compaction's job
-    // (levels, GC, freezing), which VACUUM will drive. Until then VACUUM leaves
-    // an lsm table unchanged (README: limitations).
+    vacuum::vacuum(rel, params, strategy)
 }
 
 #[cfg(feature = "pg15")]

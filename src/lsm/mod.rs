@@ -31,3 +31,4 @@ pub mod page_check;
 pub mod page_image;
 pub mod scan;
 pub mod storage;
+pub mod vacuum;

@@ -1,0 +1,52 @@
+-- VACUUM on lsm tables: L0 is flushed into a run, dead versions are dropped
+-- and their index entries removed, relpages is updated.
+\set VERBOSITY terse
+CREATE EXTENSION pageinspect;
+CREATE EXTENSION amcheck;
+-- index tuples on the leaf pages of a btree (high keys not counted)
+CREATE FUNCTION leaf_tuples(idx regclass) RETURNS bigint LANGUAGE sql AS $$
+  SELECT coalesce(sum(live_items - CASE WHEN btpo_next <> 0 THEN 1 ELSE 0 END), 0)
+  FROM generate_series(1, (pg_relation_size(idx) / current_setting('block_size')::int)::int - 1) b,
+       bt_page_stats(idx::text, b) WHERE type = 'l' $$;
+
+CREATE TABLE v (id int PRIMARY KEY, k int) USING lsm;
+CREATE INDEX v_k ON v (k);
+INSERT INTO v SELECT g, g FROM generate_series(1, 20000) g;
+DELETE FROM v WHERE id % 2 = 0;
+UPDATE v SET k = k + 1 WHERE id % 5 = 1;
+-- 20000 inserted versions + 2000 updated ones, each indexed
+SELECT leaf_tuples('v_pkey') AS pkey, leaf_tuples('v_k') AS k;
+VACUUM (VERBOSE) v;
+-- 10000 deleted and 2000 superseded versions are gone, with their index entries
+SELECT leaf_tuples('v_pkey') AS pkey, leaf_tuples('v_k') AS k;
+SELECT component, row_versions FROM strata.lsm_info('v') WHERE row_versions > 0;
+SELECT bt_index_check('v_pkey', true), bt_index_check('v_k', true);
+SELECT relpages = pg_relation_size('v') / current_setting('block_size')::int AS relpages_set
+FROM pg_class WHERE relname = 'v';
+SELECT count(*), sum(k) FROM v;
+SET enable_seqscan = off;
+SELECT count(*), sum(k) FROM v WHERE k > 0;
+RESET enable_seqscan;
+
+-- a second round: changes to rows in the run, new rows, VACUUM again
+UPDATE v SET k = -k WHERE id < 1000;
+INSERT INTO v SELECT g, g FROM generate_series(30001, 31000) g;
+DELETE FROM v WHERE id > 30500;
+VACUUM (VERBOSE) v;
+SELECT component, row_versions FROM strata.lsm_info('v') WHERE row_versions > 0 ORDER BY 1;
+SELECT leaf_tuples('v_pkey') AS pkey, leaf_tuples('v_k') AS k;
+SELECT count(*), sum(k) FROM v;
+SELECT * FROM strata.lsm_verify('v');
+-- nothing to flush: VACUUM still runs index cleanup and keeps everything
+VACUUM v;
+SELECT count(*) FROM v;
+
+-- VACUUM of a whole database includes lsm tables; empty ones are fine
+CREATE TABLE v_empty (a int) USING lsm;
+VACUUM v_empty;
+VACUUM (ANALYZE) v;
+SELECT reltuples FROM pg_class WHERE relname = 'v';
+DROP TABLE v, v_empty;
+DROP FUNCTION leaf_tuples(regclass);
+DROP EXTENSION amcheck;
+DROP EXTENSION pageinspect;
