@@ -302,17 +302,25 @@ pub fn delete_tuples(
     for i in 0..n {
         // SAFETY: i < ndeltids.
         let d = unsafe { &*deltids.add(i) };
+        // SAFETY: status has an entry for every deltid id.
+        let deletable = |yes: bool| unsafe { (*status.add(d.id as usize)).knowndeletable = yes };
         let Some(buf) = storage::pin_tid(rel, d.tid) else {
+            // The manifest no longer has the rowid: a flush dropped the version
+            // as dead (rowids are never reused).
+            deletable(true);
             continue;
         };
         buffer::lock_share(buf);
-        if let Some(loc) = storage::find_on_page(rel, buf, d.tid) {
+        let found = storage::find_on_page(rel, buf, d.tid);
+        if found.is_none() {
+            deletable(true);
+        }
+        if let Some(loc) = found {
             let mut t = loc.heap_tuple(rel);
             // SAFETY: share-locked page.
             let st = unsafe { pg_sys::HeapTupleSatisfiesVacuum(&mut t, oldest_xmin, buf) };
             if st == pg_sys::HTSV_Result::HEAPTUPLE_DEAD {
-                // SAFETY: status has an entry for every deltid id.
-                unsafe { (*status.add(d.id as usize)).knowndeletable = true };
+                deletable(true);
                 let x = htup::update_xid(loc.header);
                 // SAFETY: xid comparison helper.
                 if x != pg_sys::InvalidTransactionId
