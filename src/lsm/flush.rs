@@ -175,6 +175,22 @@ fn survivors(
     out
 }
 
+/// Advances `next_run_id` by `n` in one WAL record; returns the manifest
+/// as it was before (its `next_run_id` is the first reserved id).
+fn reserve_run_ids(rel: pg_sys::Relation, n: u32) -> Meta {
+    let meta_buf = buffer::read(rel, META_BLOCK);
+    buffer::lock_exclusive(meta_buf);
+    let mut w = PageWrite::start(rel);
+    let mp = w.register(meta_buf, false);
+    let before = Meta::decode(page::bytes(mp)).expect("metapage decoded above");
+    let mut after = before.clone();
+    after.header.next_run_id = before.header.next_run_id.checked_add(n).expect("run ids exhausted");
+    after.encode(page::bytes_mut(mp));
+    w.commit();
+    buffer::unlock_release(meta_buf);
+    before
+}
+
 /// Flushes L0 into a new run. The caller holds ACCESS EXCLUSIVE on `rel`.
 pub fn flush(rel: pg_sys::Relation) -> FlushStats {
     let mut stats = FlushStats::default();
@@ -204,6 +220,11 @@ pub fn flush(rel: pg_sys::Relation) -> FlushStats {
     freed.extend(l0.iter().map(|(_, b)| *b));
     freed.extend(meta.l0_dir.iter().copied().filter(|b| *b != 0));
 
+    // Run ids are reserved durably before any run page is written: pages of a
+    // flush that a crash interrupts keep ids no later run will ever get, so
+    // they can never be mistaken for a listed run's pages.
+    let reserve = (2 * sources.len()).div_ceil(MAX_RUN_DATA_PAGES).max(1) as u32;
+    let meta = reserve_run_ids(rel, reserve);
     let mut writer = RunWriter::new(rel, &meta);
     for block in sources {
         pgrx::check_for_interrupts!();
@@ -229,7 +250,8 @@ pub fn flush(rel: pg_sys::Relation) -> FlushStats {
     );
     kept_runs.extend(new_runs);
     next.runs = kept_runs;
-    next.header.next_run_id = next_run_id;
+    debug_assert!(next_run_id <= next.header.next_run_id, "more runs than reserved");
+    next.header.next_run_id = next.header.next_run_id.max(next_run_id);
     next.header.l0_first_vblock = next.header.next_vblock;
     next.l0_dir.iter_mut().for_each(|b| *b = 0);
     next.header.flushes += 1;

@@ -389,6 +389,21 @@ pub fn check_manifest(pages: &[Summary], problems: &mut Vec<Problem>) -> Vec<boo
         }
         check_run(run, pages, &mut claim, &mut report, &mut live_rowids, &mut links);
     }
+    // A page that claims to belong to the manifest but is not reached from it
+    // would be read by scans (they go by page tags) yet never by lookups.
+    for (b, s) in pages.iter().enumerate() {
+        if used[b] {
+            continue;
+        }
+        let claims = match s.kind {
+            Some(PageKind::L0) => s.owner >= h.l0_first_vblock && s.owner < h.next_vblock,
+            Some(PageKind::RunData | PageKind::RunIndex) => meta.has_run(s.owner),
+            _ => false,
+        };
+        if claims {
+            report(b as u32, 0, format!("{:?} page claims to be in use but the manifest does not reach it", s.kind.unwrap()));
+        }
+    }
     // An update link may dangle once its target was dropped as dead (rowids
     // are never reused, so it can never lead to a wrong version), but it can
     // never name a rowid that was not yet handed out.
@@ -631,6 +646,17 @@ mod tests {
         pages.push(PageImage::new(PageKind::RunData, 9, 0).bytes().to_vec());
         let (used, problems) = verify(&pages);
         assert_eq!((problems.len(), used[7]), (0, false));
+    }
+
+    #[test]
+    fn stray_pages_claiming_the_manifest_are_found() {
+        let (_, mut pages) = table();
+        // a data page of run 1 that its fence index does not reach
+        let mut packer = RunPacker::new(1);
+        assert!(packer.add(300, &tuple(10, 0, HEAP_XMAX_INVALID, (1, 45))).is_none());
+        pages.push(packer.finish().unwrap().0.bytes().to_vec());
+        let (_, problems) = verify(&pages);
+        assert!(problems.iter().any(|p| p.block == 7 && p.message.contains("does not reach it")));
     }
 
     #[test]
