@@ -4,11 +4,20 @@
 //! Module map (see docs/architecture.md):
 //! * [`pg`]     — thin safe wrappers over `pg_sys`; the only home of raw FFI helpers.
 //! * [`vector`] — the `vector` type, its operators and SIMD distance kernels.
+//! * [`lsm`]    — the `lsm` table access method.
+//! * [`hnsw`]   — the `strata_hnsw` index access method.
 //! * [`error`]  — the error contract between pure code and `ereport`.
 
 ::pgrx::pg_module_magic!(name, version);
 
+/// Library load: settings and index options.
+#[pgrx::pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    hnsw::gucs::init();
+}
+
 pub mod error;
+pub mod hnsw;
 pub mod lsm;
 pub mod pg;
 pub mod vector;

@@ -97,3 +97,20 @@ pub fn check_not_in_use(rel: pg_sys::Relation, what: &str) {
     // SAFETY: open relation; raises ERROR when in use.
     unsafe { pg_sys::CheckTableNotInUse(rel, what.as_ptr()) }
 }
+
+/// Raises 42501 unless the current user may SELECT from the table an index
+/// belongs to.
+pub fn require_select_on_index(index: pg_sys::Relation) {
+    // SAFETY: an open index has rd_index with its table's OID.
+    let table = unsafe { (*(*index).rd_index).indrelid };
+    // SAFETY: catalog privilege check.
+    let ok = unsafe { pg_sys::pg_class_aclcheck(table, pg_sys::GetUserId(), pg_sys::ACL_SELECT as _) }
+        == pg_sys::AclResult::ACLCHECK_OK;
+    if !ok {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied for index {}", crate::lsm::storage::relname(index))
+        );
+    }
+}

@@ -1,5 +1,5 @@
 //! Catalog objects of the `vector` type: the type itself, casts, operators, the
-//! btree operator class and the aggregates. Function bodies live in
+//! btree and `strata_hnsw` operator classes and the aggregates. Function bodies live in
 //! [`super::sql`]; this file only wires them into SQL.
 
 use pgrx::pg_sys;
@@ -79,6 +79,20 @@ CREATE OPERATOR > (LEFTARG = vector, RIGHTARG = vector, PROCEDURE = vector_gt,
 CREATE OPERATOR CLASS vector_ops DEFAULT FOR TYPE vector USING btree AS
     OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >,
     FUNCTION 1 vector_cmp(vector, vector);
+
+-- strata_hnsw: support function 1 is the distance, which names the metric.
+CREATE OPERATOR CLASS vector_l2_ops DEFAULT FOR TYPE vector USING strata_hnsw AS
+    OPERATOR 1 <-> (vector, vector) FOR ORDER BY float_ops,
+    FUNCTION 1 l2_distance(vector, vector);
+CREATE OPERATOR CLASS vector_ip_ops FOR TYPE vector USING strata_hnsw AS
+    OPERATOR 1 <#> (vector, vector) FOR ORDER BY float_ops,
+    FUNCTION 1 vector_negative_inner_product(vector, vector);
+CREATE OPERATOR CLASS vector_cosine_ops FOR TYPE vector USING strata_hnsw AS
+    OPERATOR 1 <=> (vector, vector) FOR ORDER BY float_ops,
+    FUNCTION 1 cosine_distance(vector, vector);
+CREATE OPERATOR CLASS vector_l1_ops FOR TYPE vector USING strata_hnsw AS
+    OPERATOR 1 <+> (vector, vector) FOR ORDER BY float_ops,
+    FUNCTION 1 l1_distance(vector, vector);
 "#,
     name = "vector_catalog",
     finalize

@@ -1,0 +1,432 @@
+//! CREATE INDEX for `strata_hnsw`: the table's vectors are gathered with
+//! `table_index_build_scan`, the graph is built in memory by `hnsw_rs` on a
+//! private pool of worker threads (which never call Postgres; they block all
+//! signals), then written page by page, each page one full-image WAL record.
+//!
+//! Memory: vectors and graph are kept within `maintenance_work_mem`. When the
+//! next vector would not fit, the graph built so far is written out (NOTICE
+//! with a hint) and the remaining rows are inserted into the on-disk graph one
+//! by one — slower, never a failure.
+
+use super::format::{self, ElemId, Element, Meta, KIND_META};
+use super::insert;
+use super::metric::{BuildDistance, Metric};
+use super::options;
+use super::pages::{self, Params};
+use crate::pg::buffer::{self, PageWrite};
+use crate::pg::page;
+use crate::vector::datum::Vector;
+use anndists::dist::Distance;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+/// `hnsw_rs` distance adapter over our kernels.
+struct HnswDist(BuildDistance);
+
+impl Distance<f32> for HnswDist {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        self.0.eval(a, b)
+    }
+}
+
+/// Build phases shown in pg_stat_progress_create_index.
+pub const PHASE_LOAD: i64 = 2;
+pub const PHASE_GRAPH: i64 = 3;
+pub const PHASE_WRITE: i64 = 4;
+
+pub fn phase_name(phase: i64) -> Option<&'static std::ffi::CStr> {
+    match phase {
+        PHASE_LOAD => Some(c"loading tuples"),
+        PHASE_GRAPH => Some(c"building graph"),
+        PHASE_WRITE => Some(c"writing graph pages"),
+        _ => None,
+    }
+}
+
+fn progress(param: u32, value: i64) {
+    // SAFETY: progress reporting for the current command.
+    unsafe { pg_sys::pgstat_progress_update_param(param as i32, value) };
+}
+
+/// The metric of the index's operator class (from its distance function).
+pub fn index_metric(index: pg_sys::Relation) -> Metric {
+    // SAFETY: an open index; support function 1 of column 1 exists for our opclasses.
+    let name = unsafe {
+        let proc = pg_sys::index_getprocid(index, 1, 1);
+        let p = pg_sys::get_func_name(proc);
+        if p.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    };
+    Metric::from_function_name(&name).unwrap_or_else(|| {
+        crate::pg::error::error(
+            PgSqlErrorCode::ERRCODE_INVALID_OBJECT_DEFINITION,
+            format!("strata_hnsw operator class has an unknown distance function \"{name}\""),
+        )
+    })
+}
+
+/// Dimensions declared by the indexed column (`vector(n)`).
+fn index_dims(index: pg_sys::Relation) -> usize {
+    // SAFETY: an open index has a tuple descriptor with one attribute; the
+    // wrapper does not free it.
+    let typmod = unsafe {
+        let desc = pgrx::PgTupleDesc::from_pg_unchecked((*index).rd_att);
+        let t = desc.get(0).map(|a| a.atttypmod).unwrap_or(-1);
+        std::mem::forget(desc);
+        t
+    };
+    if typmod < 1 {
+        crate::pg::error::raise(&options::OptionsError::NoDims);
+    }
+    let dims = typmod as usize;
+    if let Err(e) = options::check_dims(dims) {
+        crate::pg::error::raise(&e);
+    }
+    dims
+}
+
+/// The index's parameters from its column, operator class and options.
+pub fn params_for_new_index(index: pg_sys::Relation) -> Params {
+    let opts = super::handler::options_of(index);
+    if let Err(e) = opts.validate() {
+        crate::pg::error::raise(&e);
+    }
+    Params {
+        dims: index_dims(index),
+        m: opts.m as usize,
+        ef_construction: opts.ef_construction as usize,
+        metric: index_metric(index),
+    }
+}
+
+/// Writes an empty metapage into block 0 of `fork`.
+pub fn write_metapage(index: pg_sys::Relation, params: &Params, fork: pg_sys::ForkNumber::Type) {
+    // SAFETY: extends the (empty) fork by block 0, pinned and locked.
+    let buf = unsafe {
+        let b = pg_sys::ReadBufferExtended(
+            index,
+            fork,
+            buffer::INVALID_BLOCK,
+            pg_sys::ReadBufferMode::RBM_NORMAL,
+            std::ptr::null_mut(),
+        );
+        pg_sys::LockBuffer(b, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
+        b
+    };
+    let mut w = PageWrite::start(index);
+    let p = w.register(buf, true);
+    pages::init_page(p, KIND_META);
+    let meta = Meta {
+        dims: params.dims as u32,
+        m: params.m as u16,
+        ef_construction: params.ef_construction as u16,
+        metric: params.metric as u16,
+        entry: ElemId::NONE,
+        entry_level: -1,
+        elements: 0,
+        insert_block: 0,
+    };
+    pages::write_meta(p, &meta);
+    w.commit();
+    buffer::unlock_release(buf);
+}
+
+struct BuildState {
+    index: pg_sys::Relation,
+    params: Params,
+    tids: Vec<pg_sys::ItemPointerData>,
+    vectors: Vec<Vec<f32>>,
+    memory_limit: usize,
+    per_element: usize,
+    on_disk: bool,
+    indexed: u64,
+    seen: u64,
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn build_callback(
+    _index: pg_sys::Relation,
+    tid: pg_sys::ItemPointer,
+    values: *mut pg_sys::Datum,
+    isnull: *mut bool,
+    _alive: bool,
+    state: *mut std::ffi::c_void,
+) {
+    // SAFETY: `state` is the BuildState passed to table_index_build_scan.
+    let st = unsafe { &mut *(state as *mut BuildState) };
+    st.seen += 1;
+    // SAFETY: one key column.
+    if unsafe { *isnull } {
+        return;
+    }
+    // SAFETY: a non-null vector datum of the indexed column.
+    let v = unsafe { Vector::from_raw_datum(*values) };
+    let elems = v.as_slice();
+    check_vector(&st.params, elems);
+    if !st.params.metric.indexable(elems) {
+        return;
+    }
+    // SAFETY: valid TID from the scan.
+    let tid = unsafe { *tid };
+    if st.on_disk {
+        insert::insert_vector(st.index, tid, elems);
+        st.indexed += 1;
+        progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, st.indexed as i64);
+        return;
+    }
+    if (st.vectors.len() + 1) * st.per_element > st.memory_limit {
+        crate::pg::error::notice(
+            format!("strata_hnsw graph no longer fits into maintenance_work_mem after {} tuples", st.vectors.len()),
+            "Building will take significantly more time.",
+            "Increase maintenance_work_mem to speed up builds.",
+        );
+        write_graph(st);
+        st.on_disk = true;
+        insert::insert_vector(st.index, tid, elems);
+        st.indexed += 1;
+        return;
+    }
+    st.tids.push(tid);
+    st.vectors.push(elems.to_vec());
+    if st.vectors.len() % 1000 == 0 {
+        progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, st.vectors.len() as i64);
+    }
+}
+
+/// Raises 22000 for a vector whose dimensions differ from the column's.
+pub fn check_vector(params: &Params, v: &[f32]) {
+    if v.len() != params.dims {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+            format!("expected {} dimensions, not {}", params.dims, v.len())
+        );
+    }
+}
+
+/// Builds the in-memory graph over `st.vectors` and writes it.
+fn write_graph(st: &mut BuildState) {
+    let n = st.vectors.len();
+    if n == 0 {
+        return;
+    }
+    let p = st.params;
+    progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_GRAPH);
+    let ip_bound = st
+        .vectors
+        .iter()
+        .map(|v| crate::vector::kernels::dot(v, v))
+        .fold(0.0f32, f32::max);
+    let dist = HnswDist(BuildDistance { metric: p.metric, ip_bound });
+    let hnsw = hnsw_rs::hnsw::Hnsw::<f32, HnswDist>::new(p.m, n, format::max_level(p.m) as usize + 1, p.ef_construction, dist);
+    let pool = worker_pool();
+    let data: Vec<(&Vec<f32>, usize)> = st.vectors.iter().enumerate().map(|(i, v)| (v, i)).collect();
+    for (done, chunk) in data.chunks(2000).enumerate() {
+        pool.install(|| hnsw.parallel_insert(chunk));
+        check_for_interrupts!();
+        progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, ((done + 1) * 2000).min(n) as i64);
+    }
+    drop(pool);
+
+    // Levels and neighbor lists by data index.
+    let mut levels = vec![0u8; n];
+    let mut links: Vec<Vec<Vec<usize>>> = vec![Vec::new(); n];
+    for point in hnsw.get_point_indexation().into_iter() {
+        let i = point.get_origin_id();
+        let level = point.get_point_id().0.min(format::max_level(p.m));
+        levels[i] = level;
+        let hood = point.get_neighborhood_id();
+        links[i] = (0..=level as usize)
+            .map(|l| hood.get(l).map(|v| v.iter().map(|nb| nb.d_id).collect()).unwrap_or_default())
+            .collect();
+    }
+    drop(hnsw);
+    progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_WRITE);
+    write_pages(st, &levels, &links);
+    st.indexed += n as u64;
+    st.vectors = Vec::new();
+    st.tids = Vec::new();
+}
+
+/// A pool of graph-building threads that never run Postgres code and
+/// block every signal (signals stay with the backend's main thread).
+fn worker_pool() -> rayon::ThreadPool {
+    // SAFETY: reads a GUC.
+    let workers = unsafe { pg_sys::max_parallel_maintenance_workers }.max(0) as usize + 1;
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(workers.min(cpus).max(1))
+        .start_handler(|_| {
+            // SAFETY: blocks all signals in this worker thread only.
+            unsafe {
+                let mut all: libc::sigset_t = std::mem::zeroed();
+                libc::sigfillset(&mut all);
+                libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+            }
+        })
+        .build()
+        .unwrap_or_else(|e| {
+            crate::pg::error::error(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_RESOURCES,
+                format!("could not start strata_hnsw build threads: {e}"),
+            )
+        })
+}
+
+/// Lays elements out on pages (neighbor item, then element item, both on
+/// one page when they fit) and writes them; sets the entry point.
+fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>]) {
+    let p = st.params;
+    let usable = format::BLOCK_SIZE - format::PAGE_HEADER_SIZE - format::TAG_SIZE;
+    let cost = |len: usize| ((len + 7) & !7) + 4;
+    let first = buffer::nblocks(st.index);
+    // Pass 1: positions.
+    let mut elem_ids = Vec::with_capacity(levels.len());
+    let mut nbr_ids = Vec::with_capacity(levels.len());
+    let (mut block, mut used, mut next_off) = (first, 0usize, 1u16);
+    let esize = format::element_size(p.dims);
+    for &level in levels {
+        let nsize = format::neighbors_size(p.m, level as usize);
+        if used + cost(nsize) + cost(esize) > usable {
+            if used > 0 {
+                block += 1;
+                used = 0;
+                next_off = 1;
+            }
+            if cost(nsize) + cost(esize) > usable {
+                // Too large together: the neighbor item gets a page of its own.
+                nbr_ids.push(ElemId { block, offset: 1 });
+                block += 1;
+                elem_ids.push(ElemId { block, offset: 1 });
+                used = cost(esize);
+                next_off = 2;
+                continue;
+            }
+        }
+        nbr_ids.push(ElemId { block, offset: next_off });
+        elem_ids.push(ElemId { block, offset: next_off + 1 });
+        next_off += 2;
+        used += cost(nsize) + cost(esize);
+    }
+    // Pass 2: items in page order, one full-page WAL record per page.
+    let mut current: Option<(pg_sys::Buffer, PageWrite, pg_sys::Page, u32)> = None;
+    let mut place = |target: ElemId, bytes: &[u8]| {
+        if current.as_ref().map(|c| c.3) != Some(target.block) {
+            if let Some((buf, w, _, _)) = current.take() {
+                w.commit();
+                buffer::unlock_release(buf);
+            }
+            let buf = buffer::extend_locked(st.index);
+            assert_eq!(buffer::block_number(buf), target.block, "build pages out of step");
+            let mut w = PageWrite::start(st.index);
+            let wp = w.register(buf, true);
+            pages::init_page(wp, format::KIND_GRAPH);
+            current = Some((buf, w, wp, target.block));
+        }
+        let (_, _, wp, _) = current.as_ref().expect("page just set");
+        let off = page::add_item(*wp, bytes.as_ptr(), bytes.len());
+        assert_eq!(off, Some(target.offset), "build item out of step");
+    };
+    for i in 0..levels.len() {
+        if i % 1000 == 0 {
+            check_for_interrupts!();
+        }
+        let lists: Vec<Vec<ElemId>> = links[i]
+            .iter()
+            .map(|l| l.iter().map(|&j| elem_ids[j]).collect())
+            .collect();
+        let nbr = format::encode_neighbors(p.m, levels[i] as usize, &lists);
+        place(nbr_ids[i], &nbr);
+        let e = Element {
+            heap_block: crate::pg::htup::tid_block(&st.tids[i]),
+            heap_offset: crate::pg::htup::tid_offset(&st.tids[i]),
+            level: levels[i],
+            flags: 0,
+            neighbors: nbr_ids[i],
+        };
+        place(elem_ids[i], &format::encode_element(&e, &st.vectors[i]));
+    }
+    drop(place);
+    if let Some((buf, w, _, _)) = current.take() {
+        w.commit();
+        buffer::unlock_release(buf);
+    }
+    let top = (0..levels.len()).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))).expect("non-empty");
+    pages::update_meta(st.index, |m| {
+        m.entry = elem_ids[top];
+        m.entry_level = levels[top] as i16;
+        m.elements += levels.len() as u64;
+        true
+    });
+}
+
+/// `ambuild`.
+pub fn build(
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    info: *mut pg_sys::IndexInfo,
+) -> *mut pg_sys::IndexBuildResult {
+    if buffer::nblocks(index) != 0 {
+        crate::pg::error::error(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("index \"{}\" already contains data", pages::index_name(index)),
+        );
+    }
+    let params = params_for_new_index(index);
+    write_metapage(index, &params, pg_sys::ForkNumber::MAIN_FORKNUM);
+    // SAFETY: reads a GUC (kB).
+    let mem_kb = unsafe { pg_sys::maintenance_work_mem }.max(64) as usize;
+    // Our copy and hnsw_rs's copy of each vector, its links and bookkeeping.
+    let per_element = 8 * params.dims + 48 * params.m + 256;
+    let mut st = BuildState {
+        index,
+        params,
+        tids: Vec::new(),
+        vectors: Vec::new(),
+        memory_limit: mem_kb * 1024,
+        per_element,
+        on_disk: false,
+        indexed: 0,
+        seen: 0,
+    };
+    progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_LOAD);
+    // SAFETY: standard index build scan with our callback and state.
+    let reltuples = unsafe {
+        pg_sys::table_index_build_scan(
+            heap,
+            index,
+            info,
+            true,
+            true,
+            Some(build_callback),
+            &mut st as *mut BuildState as *mut std::ffi::c_void,
+            std::ptr::null_mut(),
+        )
+    };
+    if !st.on_disk {
+        progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, st.vectors.len() as i64);
+        write_graph(&mut st);
+    }
+    // SAFETY: palloc0 of the result struct.
+    let result = unsafe { pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>()) }
+        as *mut pg_sys::IndexBuildResult;
+    // SAFETY: fresh allocation.
+    unsafe {
+        (*result).heap_tuples = reltuples;
+        (*result).index_tuples = st.indexed as f64;
+    }
+    result
+}
+
+/// `ambuildempty`: the init fork of an unlogged index holds an empty metapage.
+pub fn build_empty(index: pg_sys::Relation) {
+    let params = params_for_new_index(index);
+    write_metapage(index, &params, pg_sys::ForkNumber::INIT_FORKNUM);
+    // GenericXLog does not log unlogged relations; the init fork must survive
+    // a crash, so it is logged as a full page.
+    // SAFETY: block 0 of the init fork was just written.
+    unsafe { pg_sys::log_newpage_range(index, pg_sys::ForkNumber::INIT_FORKNUM, 0, 1, true) };
+}

@@ -1,0 +1,359 @@
+//! On-disk format of `strata_hnsw` indexes, version 1. Pure: no Postgres calls.
+//!
+//! Every page is a standard Postgres page with a 16-byte special space tag:
+//!
+//! ```text
+//!  +----------+---------+---------+-------------+
+//!  | magic u32| ver u16 | kind u16| reserved u64|     magic = 0x484E5357 ("HNSW")
+//!  +----------+---------+---------+-------------+     kind: 1 META, 2 GRAPH
+//! ```
+//!
+//! **Block 0, the metapage** (below `pd_lower`, so WAL images keep it):
+//!
+//! ```text
+//!  24 magic u32 | version u32 | dims u32 | m u16 | ef_construction u16 |
+//!     metric u16 | pad u16 | entry_block u32 | entry_offset u16 | entry_level i16 |
+//!     elements u64 | insert_block u32 | pad u32                        (48 bytes)
+//! ```
+//!
+//! **Graph pages** hold two kinds of items. An *element* is one indexed row:
+//!
+//! ```text
+//!  0  heap TID: block u32, offset u16     (offset 0: a free slot, reusable)
+//!  6  level u8 | flags u8 (0x80 = element item, always set; 0x01 = deleted)
+//!  8  neighbor item: block u32, offset u16 | pad u16
+//!  16 vector: dims × f32
+//! ```
+//!
+//! and its *neighbor list*, written next to it when it fits:
+//!
+//! ```text
+//!  0  levels u8 (= element level + 1) | pad u8 | count u16 per level, padded to 8
+//!  .. per level l: capacity(l) slots of { block u32, offset u16, pad u16 }
+//!     capacity(0) = 2·m, capacity(l > 0) = m; unused slots are zero
+//! ```
+//!
+//! An element is named by the TID of its element item ([`ElemId`]). Both items
+//! have a fixed size for the life of the index, so neighbor lists are
+//! rewritten in place and a vacuumed element's slot is reused whole.
+
+/// Tag magic, "HNSW".
+pub const MAGIC: u32 = 0x484E_5357;
+pub const FORMAT_VERSION: u16 = 1;
+pub const TAG_SIZE: usize = 16;
+pub const PAGE_HEADER_SIZE: usize = 24;
+pub const BLOCK_SIZE: usize = 8192;
+pub const KIND_META: u16 = 1;
+pub const KIND_GRAPH: u16 = 2;
+pub const META_SIZE: usize = 48;
+/// Largest dimension count the index accepts (the vector must fit a page).
+pub const MAX_DIMS: usize = 2000;
+pub const ELEMENT_HEADER: usize = 16;
+pub const FLAG_DELETED: u8 = 1;
+/// Set in every element item; never set in byte 7 of a neighbor item (that
+/// byte is padding or the high byte of a count, and counts stay below 256).
+pub const FLAG_ELEMENT: u8 = 0x80;
+/// Highest layer an element can get (further capped by [`max_level`]).
+pub const MAX_LEVEL: u8 = 15;
+
+/// An element, named by its element item's (block, offset).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ElemId {
+    pub block: u32,
+    pub offset: u16,
+}
+
+impl ElemId {
+    pub const NONE: ElemId = ElemId { block: 0, offset: 0 };
+
+    pub fn is_none(&self) -> bool {
+        self.offset == 0
+    }
+}
+
+fn get_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+fn get_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+fn put_u16(b: &mut [u8], at: usize, v: u16) {
+    b[at..at + 2].copy_from_slice(&v.to_le_bytes());
+}
+fn put_u32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+fn get_id(b: &[u8], at: usize) -> ElemId {
+    ElemId {
+        block: get_u32(b, at),
+        offset: get_u16(b, at + 4),
+    }
+}
+fn put_id(b: &mut [u8], at: usize, id: ElemId) {
+    put_u32(b, at, id.block);
+    put_u16(b, at + 4, id.offset);
+    put_u16(b, at + 6, 0);
+}
+
+/// The metapage struct.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub dims: u32,
+    pub m: u16,
+    pub ef_construction: u16,
+    pub metric: u16,
+    pub entry: ElemId,
+    /// Level of the entry point; -1 when the graph is empty.
+    pub entry_level: i16,
+    pub elements: u64,
+    pub insert_block: u32,
+}
+
+impl Meta {
+    pub fn encode(&self, b: &mut [u8]) {
+        put_u32(b, 0, MAGIC);
+        put_u32(b, 4, FORMAT_VERSION as u32);
+        put_u32(b, 8, self.dims);
+        put_u16(b, 12, self.m);
+        put_u16(b, 14, self.ef_construction);
+        put_u16(b, 16, self.metric);
+        put_u16(b, 18, 0);
+        put_u32(b, 20, self.entry.block);
+        put_u16(b, 24, self.entry.offset);
+        b[26..28].copy_from_slice(&self.entry_level.to_le_bytes());
+        b[28..36].copy_from_slice(&self.elements.to_le_bytes());
+        put_u32(b, 36, self.insert_block);
+        put_u32(b, 40, 0);
+        put_u32(b, 44, 0);
+    }
+
+    pub fn decode(b: &[u8]) -> Option<Meta> {
+        if get_u32(b, 0) != MAGIC || get_u32(b, 4) != FORMAT_VERSION as u32 {
+            return None;
+        }
+        Some(Meta {
+            dims: get_u32(b, 8),
+            m: get_u16(b, 12),
+            ef_construction: get_u16(b, 14),
+            metric: get_u16(b, 16),
+            entry: ElemId {
+                block: get_u32(b, 20),
+                offset: get_u16(b, 24),
+            },
+            entry_level: i16::from_le_bytes([b[26], b[27]]),
+            elements: u64::from_le_bytes(b[28..36].try_into().unwrap()),
+            insert_block: get_u32(b, 36),
+        })
+    }
+}
+
+/// Size of an element item for `dims` dimensions.
+pub fn element_size(dims: usize) -> usize {
+    ELEMENT_HEADER + 4 * dims
+}
+
+/// Neighbor slots at `level`.
+pub fn capacity(m: usize, level: usize) -> usize {
+    if level == 0 {
+        2 * m
+    } else {
+        m
+    }
+}
+
+fn neighbors_header(levels: usize) -> usize {
+    (2 + 2 * levels).div_ceil(8) * 8
+}
+
+/// Size of the neighbor item of an element with top `level`.
+pub fn neighbors_size(m: usize, level: usize) -> usize {
+    let slots: usize = (0..=level).map(|l| capacity(m, l)).sum();
+    neighbors_header(level + 1) + 8 * slots
+}
+
+/// Highest level whose neighbor item still fits a page for this `m` (15 for
+/// m <= 38; 8 for m = 100, where a level above 8 has probability 1e-18).
+pub fn max_level(m: usize) -> u8 {
+    let free = BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE - 4;
+    (0..=MAX_LEVEL).rev().find(|&l| neighbors_size(m, l as usize) <= free).unwrap_or(0)
+}
+
+/// A decoded element item.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Element {
+    pub heap_block: u32,
+    pub heap_offset: u16,
+    pub level: u8,
+    pub flags: u8,
+    pub neighbors: ElemId,
+}
+
+impl Element {
+    pub fn deleted(&self) -> bool {
+        self.flags & FLAG_DELETED != 0
+    }
+
+    /// A free slot (vacuumed): no heap row.
+    pub fn is_free(&self) -> bool {
+        self.heap_offset == 0
+    }
+
+    pub fn decode(item: &[u8]) -> Element {
+        Element {
+            heap_block: get_u32(item, 0),
+            heap_offset: get_u16(item, 4),
+            level: item[6],
+            flags: item[7] & !FLAG_ELEMENT,
+            neighbors: get_id(item, 8),
+        }
+    }
+
+    /// Writes the header into `item` (vector bytes are the caller's).
+    pub fn encode_header(&self, item: &mut [u8]) {
+        put_u32(item, 0, self.heap_block);
+        put_u16(item, 4, self.heap_offset);
+        item[6] = self.level;
+        item[7] = self.flags | FLAG_ELEMENT;
+        put_id(item, 8, self.neighbors);
+    }
+}
+
+/// Whether an item is an element item (else it is a neighbor item).
+pub fn is_element_item(item: &[u8]) -> bool {
+    item.len() >= ELEMENT_HEADER && item[7] & FLAG_ELEMENT != 0
+}
+
+/// The vector stored in an element item.
+pub fn element_vector(item: &[u8], dims: usize) -> Vec<f32> {
+    item[ELEMENT_HEADER..ELEMENT_HEADER + 4 * dims]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+/// Builds a whole element item.
+pub fn encode_element(e: &Element, vector: &[f32]) -> Vec<u8> {
+    let mut item = vec![0u8; element_size(vector.len())];
+    e.encode_header(&mut item);
+    for (i, x) in vector.iter().enumerate() {
+        item[ELEMENT_HEADER + 4 * i..ELEMENT_HEADER + 4 * i + 4].copy_from_slice(&x.to_le_bytes());
+    }
+    item
+}
+
+/// Builds a neighbor item for top level `level` from per-level lists
+/// (each truncated to its capacity).
+pub fn encode_neighbors(m: usize, level: usize, lists: &[Vec<ElemId>]) -> Vec<u8> {
+    let mut item = vec![0u8; neighbors_size(m, level)];
+    item[0] = (level + 1) as u8;
+    let mut at = neighbors_header(level + 1);
+    for l in 0..=level {
+        let list = lists.get(l).map(|v| v.as_slice()).unwrap_or(&[]);
+        let n = list.len().min(capacity(m, l));
+        put_u16(&mut item, 2 + 2 * l, n as u16);
+        for (i, id) in list.iter().take(n).enumerate() {
+            put_id(&mut item, at + 8 * i, *id);
+        }
+        at += 8 * capacity(m, l);
+    }
+    item
+}
+
+/// The neighbors at `level` of a neighbor item (empty above its top level).
+pub fn decode_neighbors(item: &[u8], m: usize, level: usize) -> Vec<ElemId> {
+    let levels = item[0] as usize;
+    if level >= levels {
+        return Vec::new();
+    }
+    let mut at = neighbors_header(levels);
+    for l in 0..level {
+        at += 8 * capacity(m, l);
+    }
+    let n = (get_u16(item, 2 + 2 * level) as usize).min(capacity(m, level));
+    (0..n).map(|i| get_id(item, at + 8 * i)).collect()
+}
+
+/// Replaces the list at `level` inside a neighbor item, in place.
+pub fn set_neighbors(item: &mut [u8], m: usize, level: usize, list: &[ElemId]) {
+    let levels = item[0] as usize;
+    assert!(level < levels, "level {level} above the element's top level");
+    let mut at = neighbors_header(levels);
+    for l in 0..level {
+        at += 8 * capacity(m, l);
+    }
+    let cap = capacity(m, level);
+    let n = list.len().min(cap);
+    put_u16(item, 2 + 2 * level, n as u16);
+    item[at..at + 8 * cap].fill(0);
+    for (i, id) in list.iter().take(n).enumerate() {
+        put_id(item, at + 8 * i, *id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_round_trip() {
+        let m = Meta {
+            dims: 128,
+            m: 16,
+            ef_construction: 64,
+            metric: 2,
+            entry: ElemId { block: 7, offset: 3 },
+            entry_level: 4,
+            elements: 123_456,
+            insert_block: 99,
+        };
+        let mut b = vec![0u8; META_SIZE];
+        m.encode(&mut b);
+        assert_eq!(Meta::decode(&b), Some(m));
+        b[0] = 0;
+        assert_eq!(Meta::decode(&b), None);
+    }
+
+    #[test]
+    fn element_and_neighbor_items() {
+        let e = Element {
+            heap_block: 42,
+            heap_offset: 7,
+            level: 2,
+            flags: 0,
+            neighbors: ElemId { block: 5, offset: 2 },
+        };
+        let item = encode_element(&e, &[1.0, -2.5, 3.25]);
+        assert_eq!(item.len(), element_size(3));
+        assert_eq!(Element::decode(&item), e);
+        assert!(is_element_item(&item));
+        assert_eq!(element_vector(&item, 3), vec![1.0, -2.5, 3.25]);
+
+        let id = |b, o| ElemId { block: b, offset: o };
+        let lists = vec![vec![id(1, 1), id(1, 2)], vec![id(2, 1)], vec![]];
+        let mut n = encode_neighbors(4, 2, &lists);
+        assert!(!is_element_item(&n));
+        assert_eq!(n.len(), neighbors_size(4, 2));
+        assert_eq!(n.len(), 8 + 8 * (8 + 4 + 4));
+        assert_eq!(decode_neighbors(&n, 4, 0), lists[0]);
+        assert_eq!(decode_neighbors(&n, 4, 1), lists[1]);
+        assert_eq!(decode_neighbors(&n, 4, 2), lists[2]);
+        assert_eq!(decode_neighbors(&n, 4, 3), vec![]);
+        // lists longer than the capacity are cut; in-place replacement
+        let long: Vec<ElemId> = (1..=10).map(|o| id(3, o)).collect();
+        set_neighbors(&mut n, 4, 0, &long);
+        assert_eq!(decode_neighbors(&n, 4, 0), long[..8].to_vec());
+        set_neighbors(&mut n, 4, 1, &[]);
+        assert_eq!(decode_neighbors(&n, 4, 1), vec![]);
+        assert_eq!(decode_neighbors(&n, 4, 0).len(), 8);
+    }
+
+    #[test]
+    fn largest_vectors_fit_a_page() {
+        let free = BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE - 4;
+        assert!(element_size(MAX_DIMS) <= free);
+        for m in [2, 16, 38, 39, 100] {
+            assert!(neighbors_size(m, max_level(m) as usize) <= free, "m = {m}");
+        }
+        assert_eq!((max_level(16), max_level(38), max_level(100)), (15, 15, 8));
+    }
+}

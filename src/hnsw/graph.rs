@@ -1,0 +1,395 @@
+//! HNSW search and neighbor selection over any graph store. Pure: the
+//! on-disk index implements [`Graph`] by reading pages; tests implement it
+//! in memory.
+//!
+//! * [`search_layer`] — best-first search of one layer with a candidate list
+//!   of size `ef` (Malkov & Yashunin, algorithm 2), able to resume;
+//! * [`select_neighbors`] — the diversity heuristic (algorithm 4);
+//! * [`random_level`] — the exponential level distribution, `mL = 1/ln(m)`.
+
+use super::format::ElemId;
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashSet};
+
+/// What the search needs from a graph store.
+pub trait Graph {
+    /// Distance from `query` to element `id`'s vector, and whether the
+    /// element is deleted (deleted elements are traversed, never returned).
+    /// None when the element cannot be read (a free slot).
+    fn distance(&mut self, id: ElemId, query: &[f32]) -> Option<(f64, bool)>;
+    /// Neighbors of `id` at `level`.
+    fn neighbors(&mut self, id: ElemId, level: usize) -> Vec<ElemId>;
+}
+
+/// A (distance, element) pair ordered by distance, then id.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scored {
+    pub distance: f64,
+    pub id: ElemId,
+}
+
+impl Eq for Scored {}
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scored {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.distance
+            .total_cmp(&other.distance)
+            .then(self.id.cmp(&other.id))
+    }
+}
+
+/// State of a best-first search of one layer, kept so that an iterative
+/// index scan can widen it (larger `ef`) without starting over.
+#[derive(Default)]
+pub struct LayerSearch {
+    pub visited: HashSet<ElemId>,
+    /// Frontier: elements still to expand, nearest first.
+    candidates: BinaryHeap<std::cmp::Reverse<Scored>>,
+    /// Best elements found (a max-heap: the farthest on top), deleted ones
+    /// included for navigation.
+    found: BinaryHeap<Scored>,
+    /// Elements pushed out of `found` by nearer ones; brought back when the
+    /// search widens.
+    spilled: Vec<Scored>,
+    /// Elements whose distance was computed (the scan-tuple budget).
+    pub evaluated: u64,
+}
+
+impl LayerSearch {
+    /// Starts a search from `entries`.
+    pub fn start<G: Graph>(g: &mut G, query: &[f32], entries: &[ElemId]) -> LayerSearch {
+        let mut s = LayerSearch::default();
+        for &id in entries {
+            if s.visited.insert(id) {
+                if let Some((d, _)) = g.distance(id, query) {
+                    s.evaluated += 1;
+                    let sc = Scored { distance: d, id };
+                    s.candidates.push(std::cmp::Reverse(sc));
+                    s.found.push(sc);
+                }
+            }
+        }
+        s
+    }
+
+    /// Runs (or continues) the search until no candidate can improve the
+    /// `ef` best; stops early once `budget` distances were computed.
+    pub fn run<G: Graph>(&mut self, g: &mut G, query: &[f32], level: usize, ef: usize, budget: u64) {
+        let ef = ef.max(1);
+        // Widening: bring back what a smaller ef pushed out.
+        for sc in self.spilled.drain(..) {
+            self.found.push(sc);
+            self.candidates.push(std::cmp::Reverse(sc));
+        }
+        while self.found.len() > ef {
+            let out = self.found.pop().expect("non-empty");
+            self.spilled.push(out);
+        }
+        while let Some(std::cmp::Reverse(c)) = self.candidates.pop() {
+            let worst = self.found.peek().map(|w| w.distance).unwrap_or(f64::INFINITY);
+            if c.distance > worst && self.found.len() >= ef {
+                self.candidates.push(std::cmp::Reverse(c));
+                break;
+            }
+            if self.evaluated >= budget {
+                self.candidates.push(std::cmp::Reverse(c));
+                break;
+            }
+            for n in g.neighbors(c.id, level) {
+                if !self.visited.insert(n) {
+                    continue;
+                }
+                let Some((d, _)) = g.distance(n, query) else {
+                    continue;
+                };
+                self.evaluated += 1;
+                let worst = self.found.peek().map(|w| w.distance).unwrap_or(f64::INFINITY);
+                if self.found.len() < ef || d < worst {
+                    let sc = Scored { distance: d, id: n };
+                    self.candidates.push(std::cmp::Reverse(sc));
+                    self.found.push(sc);
+                    if self.found.len() > ef {
+                        let out = self.found.pop().expect("non-empty");
+                        self.spilled.push(out);
+                    }
+                } else {
+                    self.spilled.push(Scored { distance: d, id: n });
+                }
+            }
+        }
+    }
+
+    /// The best elements found so far, nearest first.
+    pub fn results(&self) -> Vec<Scored> {
+        let mut v: Vec<Scored> = self.found.iter().copied().collect();
+        v.sort();
+        v
+    }
+
+    /// Whether the frontier is exhausted (the layer is fully explored from here).
+    pub fn exhausted(&self) -> bool {
+        self.candidates.is_empty() && self.spilled.is_empty()
+    }
+}
+
+/// Best-first search of one layer; the `ef` nearest found, nearest first.
+pub fn search_layer<G: Graph>(
+    g: &mut G,
+    query: &[f32],
+    entries: &[ElemId],
+    ef: usize,
+    level: usize,
+) -> Vec<Scored> {
+    let mut s = LayerSearch::start(g, query, entries);
+    s.run(g, query, level, ef, u64::MAX);
+    s.results()
+}
+
+/// Greedy descent from `entry` (at `from_level`) down to `to_level`
+/// (exclusive), returning the nearest element found.
+pub fn descend<G: Graph>(
+    g: &mut G,
+    query: &[f32],
+    entry: ElemId,
+    from_level: usize,
+    to_level: usize,
+) -> ElemId {
+    let mut cur = entry;
+    let mut level = from_level;
+    while level > to_level {
+        if let Some(best) = search_layer(g, query, &[cur], 1, level).first() {
+            cur = best.id;
+        }
+        level -= 1;
+    }
+    cur
+}
+
+/// The diversity heuristic: take candidates nearest first, keeping one only
+/// if it is nearer to the base than to every neighbor kept so far; fill up
+/// with the nearest rejected ones if fewer than `m` remain.
+/// `between(a, b)` is the distance between two candidates.
+pub fn select_neighbors(
+    candidates: &[Scored],
+    m: usize,
+    mut between: impl FnMut(ElemId, ElemId) -> f64,
+) -> Vec<Scored> {
+    let mut sorted = candidates.to_vec();
+    sorted.sort();
+    sorted.dedup_by_key(|s| s.id);
+    let mut kept: Vec<Scored> = Vec::with_capacity(m);
+    let mut rejected = Vec::new();
+    for c in sorted {
+        if kept.len() >= m {
+            break;
+        }
+        if kept.iter().all(|k| between(c.id, k.id) > c.distance) {
+            kept.push(c);
+        } else {
+            rejected.push(c);
+        }
+    }
+    for r in rejected {
+        if kept.len() >= m {
+            break;
+        }
+        kept.push(r);
+    }
+    kept
+}
+
+/// Level of a new element: `floor(-ln(u) / ln(m))` for uniform `u` in (0, 1],
+/// capped at `max_level`.
+pub fn random_level(u: f64, m: usize, max_level: u8) -> u8 {
+    let ml = 1.0 / (m.max(2) as f64).ln();
+    let l = (-(u.max(f64::MIN_POSITIVE)).ln() * ml).floor();
+    (l.max(0.0) as u64).min(max_level as u64) as u8
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+    use crate::hnsw::metric::Metric;
+
+    /// An in-memory graph for tests: vectors, per-level adjacency, deletions.
+    pub struct MemGraph {
+        pub vectors: Vec<Vec<f32>>,
+        pub levels: Vec<u8>,
+        pub adj: Vec<Vec<Vec<ElemId>>>,
+        pub deleted: Vec<bool>,
+        pub metric: Metric,
+        pub m: usize,
+        pub entry: Option<(ElemId, u8)>,
+    }
+
+    pub fn id(i: usize) -> ElemId {
+        ElemId { block: (i / 1000) as u32 + 1, offset: (i % 1000) as u16 + 1 }
+    }
+    pub fn idx(e: ElemId) -> usize {
+        (e.block as usize - 1) * 1000 + e.offset as usize - 1
+    }
+
+    impl Graph for MemGraph {
+        fn distance(&mut self, e: ElemId, q: &[f32]) -> Option<(f64, bool)> {
+            let i = idx(e);
+            Some((self.metric.distance(&self.vectors[i], q), self.deleted[i]))
+        }
+        fn neighbors(&mut self, e: ElemId, level: usize) -> Vec<ElemId> {
+            self.adj[idx(e)].get(level).cloned().unwrap_or_default()
+        }
+    }
+
+    impl MemGraph {
+        pub fn new(metric: Metric, m: usize) -> MemGraph {
+            MemGraph { vectors: vec![], levels: vec![], adj: vec![], deleted: vec![], metric, m, entry: None }
+        }
+
+        /// The standard HNSW insert, using this module's functions.
+        pub fn insert(&mut self, v: Vec<f32>, u: f64, ef_construction: usize) {
+            let i = self.vectors.len();
+            let level = random_level(u, self.m, 15);
+            self.vectors.push(v.clone());
+            self.levels.push(level);
+            self.adj.push(vec![Vec::new(); level as usize + 1]);
+            self.deleted.push(false);
+            let Some((entry, top)) = self.entry else {
+                self.entry = Some((id(i), level));
+                return;
+            };
+            let mut ep = descend(self, &v, entry, top as usize, level as usize);
+            for l in (0..=level.min(top) as usize).rev() {
+                let found = search_layer(self, &v, &[ep], ef_construction, l);
+                ep = found[0].id;
+                let cap = if l == 0 { 2 * self.m } else { self.m };
+                let metric = self.metric;
+                let vecs = self.vectors.clone();
+                let chosen = select_neighbors(&found, self.m, |a, b| metric.distance(&vecs[idx(a)], &vecs[idx(b)]));
+                self.adj[i][l] = chosen.iter().map(|s| s.id).collect();
+                for s in chosen {
+                    let n = idx(s.id);
+                    self.adj[n][l].push(id(i));
+                    if self.adj[n][l].len() > cap {
+                        let cands: Vec<Scored> = self.adj[n][l]
+                            .iter()
+                            .map(|&x| Scored { distance: metric.distance(&vecs_or(&self.vectors, x), &self.vectors[n]), id: x })
+                            .collect();
+                        let vecs = self.vectors.clone();
+                        self.adj[n][l] = select_neighbors(&cands, cap, |a, b| metric.distance(&vecs[idx(a)], &vecs[idx(b)]))
+                            .iter()
+                            .map(|s| s.id)
+                            .collect();
+                    }
+                }
+            }
+            if level > top {
+                self.entry = Some((id(i), level));
+            }
+        }
+
+        pub fn knn(&mut self, q: &[f32], k: usize, ef: usize) -> Vec<usize> {
+            let (entry, top) = self.entry.expect("non-empty graph");
+            let ep = descend(self, q, entry, top as usize, 0);
+            search_layer(self, q, &[ep], ef.max(k), 0)
+                .into_iter()
+                .filter(|s| !self.deleted[idx(s.id)])
+                .take(k)
+                .map(|s| idx(s.id))
+                .collect()
+        }
+    }
+
+    fn vecs_or(v: &[Vec<f32>], e: ElemId) -> Vec<f32> {
+        v[idx(e)].clone()
+    }
+
+    /// Deterministic pseudo-random numbers (xorshift) for tests.
+    pub struct Rng(pub u64);
+    impl Rng {
+        pub fn next_f64(&mut self) -> f64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    fn recall(metric: Metric) -> f64 {
+        let mut rng = Rng(0x9E3779B97F4A7C15);
+        let dims = 16;
+        let data: Vec<Vec<f32>> = (0..2000)
+            .map(|_| (0..dims).map(|_| rng.next_f64() as f32 - 0.5).collect())
+            .collect();
+        let mut g = MemGraph::new(metric, 8);
+        for v in &data {
+            let u = rng.next_f64();
+            g.insert(v.clone(), u, 64);
+        }
+        let mut hits = 0;
+        let queries = 50;
+        for _ in 0..queries {
+            let q: Vec<f32> = (0..dims).map(|_| rng.next_f64() as f32 - 0.5).collect();
+            let mut exact: Vec<(f64, usize)> = data.iter().enumerate().map(|(i, v)| (metric.distance(v, &q), i)).collect();
+            exact.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let truth: HashSet<usize> = exact.iter().take(10).map(|e| e.1).collect();
+            hits += g.knn(&q, 10, 40).iter().filter(|i| truth.contains(i)).count();
+        }
+        hits as f64 / (queries * 10) as f64
+    }
+
+    #[test]
+    fn search_finds_true_neighbors() {
+        for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine, Metric::L1] {
+            let r = recall(metric);
+            assert!(r >= 0.9, "{metric:?}: recall@10 {r}");
+        }
+    }
+
+    #[test]
+    fn widening_a_search_continues_it() {
+        let mut rng = Rng(42);
+        let mut g = MemGraph::new(Metric::L2, 6);
+        for _ in 0..500 {
+            let v: Vec<f32> = (0..8).map(|_| rng.next_f64() as f32).collect();
+            let u = rng.next_f64();
+            g.insert(v, u, 40);
+        }
+        let q = vec![0.5f32; 8];
+        let (entry, top) = g.entry.unwrap();
+        let ep = descend(&mut g, &q, entry, top as usize, 0);
+        let mut s = LayerSearch::start(&mut g, &q, &[ep]);
+        s.run(&mut g, &q, 0, 10, u64::MAX);
+        let first = s.results();
+        s.run(&mut g, &q, 0, 100, u64::MAX);
+        let wider = s.results();
+        assert_eq!(first.len(), 10);
+        assert_eq!(wider.len(), 100);
+        // the wider result still starts with the same nearest elements
+        assert_eq!(&wider[..5], &first[..5]);
+        s.run(&mut g, &q, 0, 1000, u64::MAX);
+        assert_eq!(s.results().len(), 500);
+        assert!(s.exhausted());
+    }
+
+    #[test]
+    fn heuristic_prefers_diverse_neighbors() {
+        // base at 0; a and b close together at distance 1, c at distance 2 on the other side
+        let pos = [1.0f64, 1.1, -2.0];
+        let cands: Vec<Scored> = (0..3).map(|i| Scored { distance: pos[i].abs(), id: id(i) }).collect();
+        let chosen = select_neighbors(&cands, 2, |a, b| (pos[idx(a)] - pos[idx(b)]).abs());
+        assert_eq!(chosen.iter().map(|s| idx(s.id)).collect::<Vec<_>>(), vec![0, 2]);
+        let filled = select_neighbors(&cands, 3, |a, b| (pos[idx(a)] - pos[idx(b)]).abs());
+        assert_eq!(filled.len(), 3);
+    }
+
+    #[test]
+    fn levels_follow_the_exponential_law() {
+        assert_eq!(random_level(1.0, 16, 15), 0);
+        assert_eq!(random_level(0.5, 16, 15), 0);
+        assert_eq!(random_level(1.0 / 16.0 - 1e-9, 16, 15), 1);
+        assert_eq!(random_level(0.0, 16, 15), 15);
+    }
+}

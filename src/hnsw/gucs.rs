@@ -1,0 +1,56 @@
+//! Settings of `strata_hnsw` scans (`strata.*` GUCs) and the index options
+//! registration, done once when the library is loaded.
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
+use pgrx::pg_sys;
+
+/// Candidate list size of an index scan (`strata.hnsw_ef_search`).
+pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
+/// Whether a scan keeps searching after its first `ef_search` candidates.
+pub static ITERATIVE_SCAN: GucSetting<IterativeScan> = GucSetting::<IterativeScan>::new(IterativeScan::Off);
+/// Most elements an iterative scan examines (`strata.hnsw_max_scan_tuples`).
+pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20000);
+
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum IterativeScan {
+    #[name = c"off"]
+    Off,
+    #[name = c"relaxed_order"]
+    RelaxedOrder,
+    #[name = c"strict_order"]
+    StrictOrder,
+}
+
+pub fn init() {
+    GucRegistry::define_int_guc(
+        c"strata.hnsw_ef_search",
+        c"Size of the candidate list of strata_hnsw index scans.",
+        c"Larger values find more of the true nearest neighbors, more slowly.",
+        &EF_SEARCH,
+        1,
+        1000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"strata.hnsw_iterative_scan",
+        c"Whether strata_hnsw scans continue past ef_search candidates.",
+        c"off: stop after ef_search candidates; relaxed_order: keep searching, later batches may be slightly out of order; strict_order: keep searching, never return a row out of distance order.",
+        &ITERATIVE_SCAN,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"strata.hnsw_max_scan_tuples",
+        c"Most index elements an iterative strata_hnsw scan examines.",
+        c"",
+        &MAX_SCAN_TUPLES,
+        1,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    // SAFETY: reserves the prefix so typos in strata.* settings are errors.
+    unsafe { pg_sys::MarkGUCPrefixReserved(c"strata".as_ptr()) };
+    super::handler::register_reloptions();
+}

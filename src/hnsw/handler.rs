@@ -1,0 +1,251 @@
+//! The `strata_hnsw` index access method's routine, options and cost model.
+
+use super::options::{self, Options};
+use super::{build, gucs, insert, scan, vacuum};
+use pgrx::datum::Internal;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+#[pg_extern(sql = "
+CREATE FUNCTION strata_hnsw_handler(internal) RETURNS index_am_handler
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+CREATE ACCESS METHOD strata_hnsw TYPE INDEX HANDLER strata_hnsw_handler;
+COMMENT ON ACCESS METHOD strata_hnsw IS 'HNSW approximate nearest neighbor index access method (Strata)';
+")]
+fn strata_hnsw_handler(_fcinfo: pg_sys::FunctionCallInfo) -> Internal {
+    // SAFETY: a zeroed node; every field not set below is false / None.
+    let am = unsafe { pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexAmRoutine>()) }
+        as *mut pg_sys::IndexAmRoutine;
+    // SAFETY: fresh allocation.
+    let r = unsafe { &mut *am };
+    r.type_ = pg_sys::NodeTag::T_IndexAmRoutine;
+    r.amstrategies = 0;
+    r.amsupport = 1;
+    r.amcanorderbyop = true;
+    r.amoptionalkey = true;
+    r.amkeytype = pg_sys::InvalidOid;
+    r.ambuild = Some(ambuild);
+    r.ambuildempty = Some(ambuildempty);
+    r.aminsert = Some(aminsert);
+    r.ambulkdelete = Some(ambulkdelete);
+    r.amvacuumcleanup = Some(amvacuumcleanup);
+    r.amcostestimate = Some(amcostestimate);
+    r.amoptions = Some(amoptions);
+    r.ambuildphasename = Some(ambuildphasename);
+    r.amvalidate = Some(amvalidate);
+    r.ambeginscan = Some(ambeginscan);
+    r.amrescan = Some(amrescan);
+    r.amgettuple = Some(amgettuple);
+    r.amendscan = Some(amendscan);
+    Internal::from(Some(pg_sys::Datum::from(am)))
+}
+
+// ------------------------------------------------------------------ options
+
+static RELOPT_KIND: AtomicU32 = AtomicU32::new(0);
+
+/// Layout of the parsed options (`rd_options`).
+#[repr(C)]
+struct RelOptions {
+    vl_len_: i32,
+    m: i32,
+    ef_construction: i32,
+}
+
+pub fn register_reloptions() {
+    // SAFETY: registration at library load, in the postmaster or a backend.
+    unsafe {
+        let kind = pg_sys::add_reloption_kind();
+        RELOPT_KIND.store(kind as u32, Ordering::Relaxed);
+        pg_sys::add_int_reloption(
+            kind as _,
+            c"m".as_ptr(),
+            c"Max number of connections per element and layer".as_ptr(),
+            options::M_DEFAULT,
+            options::M_MIN,
+            options::M_MAX,
+            pg_sys::AccessExclusiveLock as _,
+        );
+        pg_sys::add_int_reloption(
+            kind as _,
+            c"ef_construction".as_ptr(),
+            c"Size of the candidate list while building the graph".as_ptr(),
+            options::EF_CONSTRUCTION_DEFAULT,
+            options::EF_CONSTRUCTION_MIN,
+            options::EF_CONSTRUCTION_MAX,
+            pg_sys::AccessExclusiveLock as _,
+        );
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn amoptions(reloptions: pg_sys::Datum, validate: bool) -> *mut pg_sys::bytea {
+    let elt = |name: &'static std::ffi::CStr, offset: usize| pg_sys::relopt_parse_elt {
+        optname: name.as_ptr(),
+        opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
+        offset: offset as i32,
+        #[cfg(not(feature = "pg15"))]
+        isset_offset: 0,
+    };
+    let table = [
+        elt(c"m", std::mem::offset_of!(RelOptions, m)),
+        elt(c"ef_construction", std::mem::offset_of!(RelOptions, ef_construction)),
+    ];
+    // SAFETY: standard reloptions parsing into a RelOptions-sized struct.
+    unsafe {
+        pg_sys::build_reloptions(
+            reloptions,
+            validate,
+            RELOPT_KIND.load(Ordering::Relaxed) as _,
+            std::mem::size_of::<RelOptions>(),
+            table.as_ptr(),
+            table.len() as i32,
+        ) as *mut pg_sys::bytea
+    }
+}
+
+/// The options of an index (defaults when none were given).
+pub fn options_of(index: pg_sys::Relation) -> Options {
+    // SAFETY: rd_options is null or our parsed struct.
+    unsafe {
+        let o = (*index).rd_options as *const RelOptions;
+        if o.is_null() {
+            Options::default()
+        } else {
+            Options {
+                m: (*o).m,
+                ef_construction: (*o).ef_construction,
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------ build
+
+#[pg_guard]
+unsafe extern "C-unwind" fn ambuild(
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    info: *mut pg_sys::IndexInfo,
+) -> *mut pg_sys::IndexBuildResult {
+    build::build(heap, index, info)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
+    build::build_empty(index)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn ambuildphasename(phase: i64) -> *mut std::ffi::c_char {
+    build::phase_name(phase).map_or(std::ptr::null_mut(), |s| s.as_ptr() as *mut _)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[pg_guard]
+unsafe extern "C-unwind" fn aminsert(
+    index: pg_sys::Relation,
+    values: *mut pg_sys::Datum,
+    isnull: *mut bool,
+    heap_tid: pg_sys::ItemPointer,
+    _heap: pg_sys::Relation,
+    _unique: pg_sys::IndexUniqueCheck::Type,
+    _unchanged: bool,
+    _info: *mut pg_sys::IndexInfo,
+) -> bool {
+    insert::insert(index, values, isnull, heap_tid)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn ambulkdelete(
+    info: *mut pg_sys::IndexVacuumInfo,
+    stats: *mut pg_sys::IndexBulkDeleteResult,
+    callback: pg_sys::IndexBulkDeleteCallback,
+    state: *mut std::ffi::c_void,
+) -> *mut pg_sys::IndexBulkDeleteResult {
+    vacuum::bulk_delete(info, stats, callback, state)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn amvacuumcleanup(
+    info: *mut pg_sys::IndexVacuumInfo,
+    stats: *mut pg_sys::IndexBulkDeleteResult,
+) -> *mut pg_sys::IndexBulkDeleteResult {
+    vacuum::cleanup(info, stats)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn amvalidate(_opclass: pg_sys::Oid) -> bool {
+    true
+}
+
+// ------------------------------------------------------------------ scans
+
+#[pg_guard]
+unsafe extern "C-unwind" fn ambeginscan(index: pg_sys::Relation, nkeys: i32, norderbys: i32) -> pg_sys::IndexScanDesc {
+    scan::begin(index, nkeys, norderbys)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn amrescan(
+    s: pg_sys::IndexScanDesc,
+    _keys: pg_sys::ScanKey,
+    _nkeys: i32,
+    orderbys: pg_sys::ScanKey,
+    norderbys: i32,
+) {
+    scan::rescan(s, orderbys, norderbys)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn amgettuple(s: pg_sys::IndexScanDesc, _dir: pg_sys::ScanDirection::Type) -> bool {
+    scan::next(s)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn amendscan(s: pg_sys::IndexScanDesc) {
+    scan::end(s)
+}
+
+// ------------------------------------------------------------------ costs
+
+/// Cost of a scan: a search touches about `ef_search × 2m` elements (plus
+/// the upper layers); pages are mostly cached, so they cost like sequential
+/// reads. Without an ORDER BY on the index the scan cannot answer anything,
+/// so it is priced out.
+#[allow(clippy::too_many_arguments)]
+#[pg_guard]
+unsafe extern "C-unwind" fn amcostestimate(
+    _root: *mut pg_sys::PlannerInfo,
+    path: *mut pg_sys::IndexPath,
+    _loop_count: f64,
+    startup: *mut pg_sys::Cost,
+    total: *mut pg_sys::Cost,
+    selectivity: *mut pg_sys::Selectivity,
+    correlation: *mut f64,
+    pages: *mut f64,
+) {
+    // SAFETY: the planner passes a valid path and output pointers.
+    unsafe {
+        *selectivity = 1.0;
+        *correlation = 0.0;
+        if (*path).indexorderbys.is_null() {
+            *startup = 1.0e10;
+            *total = 1.0e10;
+            *pages = 0.0;
+            return;
+        }
+        let info = (*path).indexinfo;
+        let tuples = (*(*info).rel).tuples.max(1.0);
+        let index_pages = ((*info).pages as f64).max(1.0);
+        let m = options::M_DEFAULT as f64;
+        let visited = (gucs::EF_SEARCH.get() as f64 * 2.0 * m * 1.5).min(tuples);
+        let per_page = (tuples / index_pages).max(1.0);
+        let pages_read = (visited / per_page).min(index_pages);
+        let cost = visited * pg_sys::cpu_operator_cost * 4.0 + pages_read * pg_sys::seq_page_cost;
+        *startup = cost;
+        *total = cost + tuples.min(visited) * pg_sys::cpu_index_tuple_cost;
+        *pages = pages_read;
+    }
+}

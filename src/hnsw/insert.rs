@@ -1,0 +1,162 @@
+//! Inserting one vector into the on-disk graph (`aminsert`, and the build's
+//! path once the graph outgrew `maintenance_work_mem`).
+//!
+//! The standard HNSW insert over [`DiskGraph`]: greedy descent to the new
+//! element's level, a best-first search with `ef_construction` per level, the
+//! diversity heuristic to pick neighbors, then the element is written and each
+//! chosen neighbor gets a link back. A neighbor's list is recomputed without
+//! any lock held and written only if it is still what was read (otherwise
+//! recomputed), so concurrent inserts never lose each other's links and no
+//! two page locks are held at once. The entry point moves (metapage lock)
+//! when the new element's level is above it.
+
+use super::format::{self, ElemId, Element};
+use super::graph::{self, Graph, Scored};
+use super::pages::{self, DiskGraph, Params};
+use crate::pg::buffer::{self, PageWrite};
+use pgrx::pg_sys;
+
+fn random_unit() -> f64 {
+    // SAFETY: the backend's global PRNG.
+    1.0 - unsafe { pg_sys::pg_prng_double(&raw mut pg_sys::pg_global_prng_state) }
+}
+
+/// Inserts `vector` for heap row `tid`. The caller checked dimensions and
+/// that the metric can index it.
+pub fn insert_vector(index: pg_sys::Relation, tid: pg_sys::ItemPointerData, vector: &[f32]) {
+    let meta = pages::read_meta(index);
+    let params = Params::of(index, &meta);
+    let level = graph::random_level(random_unit(), params.m, format::max_level(params.m));
+    let element = Element {
+        heap_block: crate::pg::htup::tid_block(&tid),
+        heap_offset: crate::pg::htup::tid_offset(&tid),
+        level,
+        flags: 0,
+        neighbors: ElemId::NONE,
+    };
+    if meta.entry_level < 0 && insert_first(index, &params, &element, vector) {
+        return;
+    }
+    let meta = pages::read_meta(index);
+    let mut g = DiskGraph::new(index, params);
+    let top = meta.entry_level.max(0) as usize;
+    let ep = graph::descend(&mut g, vector, meta.entry, top, level as usize);
+    let mut lists: Vec<Vec<ElemId>> = vec![Vec::new(); level as usize + 1];
+    let mut entries = vec![ep];
+    for l in (0..=(level as usize).min(top)).rev() {
+        let found = graph::search_layer(&mut g, vector, &entries, params.ef_construction, l);
+        let live: Vec<Scored> = found
+            .iter()
+            .copied()
+            .filter(|s| g.element(s.id).is_some_and(|e| !e.deleted()))
+            .collect();
+        let chosen = graph::select_neighbors(&live, format::capacity(params.m, l), |a, b| g.between(a, b));
+        lists[l] = chosen.iter().map(|s| s.id).collect();
+        if !found.is_empty() {
+            entries = found.iter().map(|s| s.id).collect();
+        }
+    }
+    let id = pages::add_element(index, params.m, &element, vector, &lists);
+    for (l, list) in lists.iter().enumerate() {
+        for &n in list {
+            link_back(&mut g, n, id, l);
+        }
+    }
+    if level as usize > top {
+        pages::update_meta(index, |m| {
+            if level as i16 > m.entry_level {
+                m.entry = id;
+                m.entry_level = level as i16;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+/// The first element of an empty graph becomes the entry point; done under
+/// the metapage's exclusive lock so two first inserts cannot both win.
+/// Returns false when another backend got there first.
+fn insert_first(index: pg_sys::Relation, params: &Params, element: &Element, vector: &[f32]) -> bool {
+    let meta_buf = buffer::read(index, pages::META_BLOCK);
+    buffer::lock_exclusive(meta_buf);
+    let meta = pages::read_meta_locked(meta_buf);
+    if meta.entry_level >= 0 {
+        buffer::unlock_release(meta_buf);
+        return false;
+    }
+    let id = pages::add_element(index, params.m, element, vector, &[]);
+    let mut w = PageWrite::start(index);
+    let p = w.register(meta_buf, false);
+    let mut m = meta;
+    m.entry = id;
+    m.entry_level = element.level as i16;
+    pages::write_meta(p, &m);
+    w.commit();
+    buffer::unlock_release(meta_buf);
+    true
+}
+
+/// Adds `new` to `n`'s neighbor list at `level`, pruning with the heuristic
+/// when the list is full.
+fn link_back(g: &mut DiskGraph, n: ElemId, new: ElemId, level: usize) {
+    let m = g.params.m;
+    for _attempt in 0..5 {
+        g.forget(n);
+        let Some(e) = g.element(n) else { return };
+        if (e.level as usize) < level || e.is_free() {
+            return;
+        }
+        let current = g.neighbors(n, level);
+        if current.contains(&new) {
+            return;
+        }
+        let cap = format::capacity(m, level);
+        let next: Vec<ElemId> = if current.len() < cap {
+            current.iter().copied().chain([new]).collect()
+        } else {
+            let Some(base) = g.vector(n) else { return };
+            let metric = g.params.metric;
+            let mut cands = Vec::with_capacity(cap + 1);
+            for &c in current.iter().chain([&new]) {
+                if let Some(v) = g.vector(c) {
+                    cands.push(Scored { distance: metric.distance(&base, &v), id: c });
+                }
+            }
+            graph::select_neighbors(&cands, cap, |a, b| g.between(a, b))
+                .iter()
+                .map(|s| s.id)
+                .collect()
+        };
+        let written = pages::update_item(g.index, e.neighbors, |item| {
+            if format::decode_neighbors(item, m, level) != current {
+                return false;
+            }
+            format::set_neighbors(item, m, level, &next);
+            true
+        });
+        if written || next == current {
+            return;
+        }
+    }
+}
+
+/// `aminsert`.
+pub fn insert(index: pg_sys::Relation, values: *mut pg_sys::Datum, isnull: *mut bool, tid: pg_sys::ItemPointer) -> bool {
+    // SAFETY: one key column.
+    if unsafe { *isnull } {
+        return false;
+    }
+    // SAFETY: a non-null vector datum.
+    let v = unsafe { crate::vector::datum::Vector::from_raw_datum(*values) };
+    let meta = pages::read_meta(index);
+    let params = Params::of(index, &meta);
+    super::build::check_vector(&params, v.as_slice());
+    if !params.metric.indexable(v.as_slice()) {
+        return false;
+    }
+    // SAFETY: valid heap TID.
+    insert_vector(index, unsafe { *tid }, v.as_slice());
+    false
+}

@@ -1,0 +1,114 @@
+//! Distance metrics of the `strata_hnsw` operator classes. Pure.
+//!
+//! [`Metric::distance`] is bit-for-bit the value of the SQL operator
+//! (`<->`, `<#>`, `<=>`, `<+>`), so an index scan's ORDER BY values equal a
+//! sequential scan's. [`BuildDistance`] is the non-negative, order-preserving
+//! form the in-memory graph builder needs.
+
+use crate::vector::kernels;
+
+#[repr(u16)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    L2 = 1,
+    InnerProduct = 2,
+    Cosine = 3,
+    L1 = 4,
+}
+
+impl Metric {
+    pub fn from_u16(v: u16) -> Option<Metric> {
+        Some(match v {
+            1 => Metric::L2,
+            2 => Metric::InnerProduct,
+            3 => Metric::Cosine,
+            4 => Metric::L1,
+            _ => return None,
+        })
+    }
+
+    /// The metric of an operator class's distance function, by name.
+    pub fn from_function_name(name: &str) -> Option<Metric> {
+        Some(match name {
+            "l2_distance" => Metric::L2,
+            "vector_negative_inner_product" => Metric::InnerProduct,
+            "cosine_distance" => Metric::Cosine,
+            "l1_distance" => Metric::L1,
+            _ => return None,
+        })
+    }
+
+    /// The SQL operator's value.
+    pub fn distance(self, a: &[f32], b: &[f32]) -> f64 {
+        match self {
+            Metric::L2 => (kernels::l2_squared(a, b) as f64).sqrt(),
+            Metric::InnerProduct => -(kernels::dot(a, b) as f64),
+            Metric::Cosine => kernels::cosine_distance(a, b),
+            Metric::L1 => kernels::l1(a, b) as f64,
+        }
+    }
+
+    /// Whether a vector can be placed in the graph: under cosine a zero
+    /// vector has no direction (its distance to anything is NaN), so it is
+    /// left out, as pgvector does.
+    pub fn indexable(self, v: &[f32]) -> bool {
+        self != Metric::Cosine || v.iter().any(|x| *x != 0.0)
+    }
+}
+
+/// Non-negative, order-preserving distance for graph construction.
+#[derive(Clone, Copy, Debug)]
+pub struct BuildDistance {
+    pub metric: Metric,
+    /// For inner product: an upper bound of `a·b` over the data (the largest
+    /// squared norm), so that `bound - a·b >= 0`.
+    pub ip_bound: f32,
+}
+
+impl BuildDistance {
+    pub fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        let d = match self.metric {
+            Metric::L2 => kernels::l2_squared(a, b),
+            Metric::InnerProduct => self.ip_bound - kernels::dot(a, b),
+            Metric::Cosine => kernels::cosine_distance(a, b) as f32,
+            Metric::L1 => kernels::l1(a, b),
+        };
+        if d.is_nan() {
+            f32::MAX
+        } else {
+            d.max(0.0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distances_match_the_operators() {
+        let (a, b) = ([1.0f32, 2.0, 3.0], [4.0f32, 5.0, 6.0]);
+        assert_eq!(Metric::L2.distance(&a, &b), 5.196152422706632);
+        assert_eq!(Metric::InnerProduct.distance(&a, &b), -32.0);
+        assert!((Metric::Cosine.distance(&a, &b) - 0.025368153802923787).abs() < 1e-7);
+        assert_eq!(Metric::L1.distance(&a, &b), 9.0);
+        for m in [Metric::L2, Metric::InnerProduct, Metric::Cosine, Metric::L1] {
+            assert_eq!(Metric::from_u16(m as u16), Some(m));
+        }
+        assert_eq!(Metric::from_function_name("cosine_distance"), Some(Metric::Cosine));
+        assert_eq!(Metric::from_function_name("vector_cmp"), None);
+    }
+
+    #[test]
+    fn build_distance_is_non_negative_and_ordered() {
+        let d = BuildDistance { metric: Metric::InnerProduct, ip_bound: 14.0 };
+        let q = [1.0f32, 2.0, 3.0];
+        let near = d.eval(&q, &[1.0, 2.0, 3.0]);
+        let far = d.eval(&q, &[-1.0, 0.0, 0.0]);
+        assert!(near >= 0.0 && near < far);
+        assert!(Metric::Cosine.indexable(&[0.0, 1.0]) && !Metric::Cosine.indexable(&[0.0, 0.0]));
+        assert!(Metric::L2.indexable(&[0.0, 0.0]));
+        let c = BuildDistance { metric: Metric::Cosine, ip_bound: 0.0 };
+        assert_eq!(c.eval(&[0.0, 0.0], &[1.0, 0.0]), f32::MAX);
+    }
+}

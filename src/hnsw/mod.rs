@@ -1,0 +1,29 @@
+//! The `strata_hnsw` index access method: approximate nearest neighbor
+//! search over `vector` columns with a hierarchical navigable small world
+//! graph stored in the index's own pages (layout in [`format`]).
+//!
+//! * [`format`]  — page and item layouts, version 1 (pure)
+//! * [`metric`]  — the four distances, equal to the SQL operators (pure)
+//! * [`graph`]   — layer search, neighbor heuristic, levels (pure)
+//! * [`options`] — `m` / `ef_construction` rules (pure)
+//! * [`pages`]   — metapage, items, the on-disk graph
+//! * [`build`]   — CREATE INDEX (in-memory build with `hnsw_rs`)
+//! * [`insert`]  — inserts into the on-disk graph
+//! * [`scan`]    — ordered scans, iterative scans
+//! * [`vacuum`]  — delete, repair, free
+//! * [`handler`] — the IndexAmRoutine, options, costs
+//! * [`gucs`]    — `strata.hnsw_*` settings
+//! * [`info`]    — `strata.hnsw_info`
+
+pub mod build;
+pub mod format;
+pub mod graph;
+pub mod gucs;
+pub mod handler;
+pub mod info;
+pub mod insert;
+pub mod metric;
+pub mod options;
+pub mod pages;
+pub mod scan;
+pub mod vacuum;

@@ -1,0 +1,427 @@
+//! Page access for `strata_hnsw`: the metapage, element and neighbor items,
+//! and [`DiskGraph`], the [`Graph`] the search runs over. Every change is a
+//! GenericXLog record; readers take share locks one page at a time and copy
+//! what they need out, so no two page locks are ever held by a reader.
+
+use super::format::{self, ElemId, Element, Meta, KIND_GRAPH, KIND_META, MAGIC, META_SIZE, TAG_SIZE};
+use super::graph::Graph;
+use super::metric::Metric;
+use crate::pg::buffer::{self, PageWrite};
+use crate::pg::page;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::collections::HashMap;
+
+pub const META_BLOCK: pg_sys::BlockNumber = 0;
+
+pub fn index_name(index: pg_sys::Relation) -> String {
+    crate::lsm::storage::relname(index)
+}
+
+fn corrupted(index: pg_sys::Relation, what: String) -> ! {
+    crate::pg::error::error(
+        PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
+        format!("{what} in strata_hnsw index \"{}\"", index_name(index)),
+    )
+}
+
+/// Initialises `p` (a working copy) as an empty page of `kind`.
+pub fn init_page(p: pg_sys::Page, kind: u16) {
+    page::init(p, TAG_SIZE);
+    let special = page::special(p);
+    // SAFETY: the special space is TAG_SIZE bytes.
+    unsafe {
+        (special as *mut u32).write_unaligned(MAGIC);
+        (special.add(4) as *mut u16).write_unaligned(format::FORMAT_VERSION);
+        (special.add(6) as *mut u16).write_unaligned(kind);
+    }
+}
+
+fn page_kind(p: pg_sys::Page) -> Option<u16> {
+    if page::is_new(p) || page::special_size(p) != TAG_SIZE {
+        return None;
+    }
+    let special = page::special(p);
+    // SAFETY: TAG_SIZE bytes of special space.
+    unsafe {
+        if (special as *const u32).read_unaligned() != MAGIC {
+            return None;
+        }
+        Some((special.add(6) as *const u16).read_unaligned())
+    }
+}
+
+/// Writes `meta` into a metapage working copy.
+pub fn write_meta(p: pg_sys::Page, meta: &Meta) {
+    let at = page::PAGE_HEADER_SIZE;
+    meta.encode(&mut page::bytes_mut(p)[at..at + META_SIZE]);
+    page::set_lower(p, at + META_SIZE);
+}
+
+fn decode_meta(p: pg_sys::Page) -> Option<Meta> {
+    let at = page::PAGE_HEADER_SIZE;
+    (page_kind(p) == Some(KIND_META))
+        .then(|| Meta::decode(&page::bytes(p)[at..at + META_SIZE]))
+        .flatten()
+}
+
+pub fn read_meta(index: pg_sys::Relation) -> Meta {
+    let buf = buffer::read(index, META_BLOCK);
+    buffer::lock_share(buf);
+    let meta = decode_meta(buffer::page(buf));
+    buffer::unlock_release(buf);
+    meta.unwrap_or_else(|| corrupted(index, "invalid metapage".into()))
+}
+
+/// The metapage of a buffer the caller has pinned and locked.
+pub fn read_meta_locked(buf: pg_sys::Buffer) -> Meta {
+    decode_meta(buffer::page(buf)).unwrap_or_else(|| {
+        crate::pg::error::error(PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED, "invalid strata_hnsw metapage")
+    })
+}
+
+/// Changes the metapage under its exclusive lock (one WAL record); `f`
+/// returns false to leave it unchanged.
+pub fn update_meta(index: pg_sys::Relation, f: impl FnOnce(&mut Meta) -> bool) {
+    let buf = buffer::read(index, META_BLOCK);
+    buffer::lock_exclusive(buf);
+    let mut meta = read_meta_locked(buf);
+    if f(&mut meta) {
+        let mut w = PageWrite::start(index);
+        let p = w.register(buf, false);
+        write_meta(p, &meta);
+        w.commit();
+    }
+    buffer::unlock_release(buf);
+}
+
+/// Runs `f` on item `id`'s bytes under a share lock.
+fn with_item<T>(index: pg_sys::Relation, id: ElemId, f: impl FnOnce(&[u8]) -> T) -> Option<T> {
+    if id.is_none() || id.block == META_BLOCK || id.block >= buffer::nblocks(index) {
+        return None;
+    }
+    let buf = buffer::read(index, id.block);
+    buffer::lock_share(buf);
+    let p = buffer::page(buf);
+    let r = if page_kind(p) == Some(KIND_GRAPH) {
+        page::item(p, id.offset).map(|(ptr, len)| {
+            // SAFETY: a normal item on the share-locked page.
+            f(unsafe { std::slice::from_raw_parts(ptr, len) })
+        })
+    } else {
+        None
+    };
+    buffer::unlock_release(buf);
+    r
+}
+
+/// Changes item `id` in place under the page's exclusive lock (one WAL
+/// record); `f` returns false to leave it unchanged.
+pub fn update_item(index: pg_sys::Relation, id: ElemId, f: impl FnOnce(&mut [u8]) -> bool) -> bool {
+    let buf = buffer::read(index, id.block);
+    buffer::lock_exclusive(buf);
+    let mut w = PageWrite::start(index);
+    let p = w.register(buf, false);
+    let changed = match page::item(p, id.offset) {
+        // SAFETY: a normal item inside the working copy.
+        Some((ptr, len)) => f(unsafe { std::slice::from_raw_parts_mut(ptr, len) }),
+        None => false,
+    };
+    if changed {
+        w.commit();
+    } else {
+        drop(w);
+    }
+    buffer::unlock_release(buf);
+    changed
+}
+
+/// Adds the items of a new element: its neighbor item, then its element item
+/// (which names the neighbor item). Uses the last page when both fit, else
+/// new pages. Returns the element's id.
+pub fn add_element(
+    index: pg_sys::Relation,
+    m: usize,
+    element: &Element,
+    vector: &[f32],
+    lists: &[Vec<ElemId>],
+) -> ElemId {
+    if let Some(id) = reuse_free_slot(index, m, element, vector, lists) {
+        return id;
+    }
+    let neighbors = &format::encode_neighbors(m, element.level as usize, lists)[..];
+    let mut e = element.clone();
+    let elem_len = format::element_size(vector.len());
+    // Try the last page for both items.
+    let last = buffer::nblocks(index) - 1;
+    if last > META_BLOCK {
+        let buf = buffer::read(index, last);
+        buffer::lock_exclusive(buf);
+        let p = buffer::page(buf);
+        let room = page::free_space_for_new_item(p);
+        if page_kind(p) == Some(KIND_GRAPH) && room >= maxalign(neighbors.len()) + 4 + maxalign(elem_len) {
+            let mut w = PageWrite::start(index);
+            let wp = w.register(buf, false);
+            let id = place_pair(index, wp, last, &mut e, vector, neighbors);
+            w.commit();
+            buffer::unlock_release(buf);
+            return id;
+        }
+        buffer::unlock_release(buf);
+    }
+    let buf = buffer::extend_locked(index);
+    let block = buffer::block_number(buf);
+    let mut w = PageWrite::start(index);
+    let wp = w.register(buf, true);
+    init_page(wp, KIND_GRAPH);
+    if page::free_space_for_new_item(wp) >= maxalign(neighbors.len()) + 4 + maxalign(elem_len) {
+        let id = place_pair(index, wp, block, &mut e, vector, neighbors);
+        w.commit();
+        buffer::unlock_release(buf);
+        return id;
+    }
+    // Too large together (high dimensions): neighbors here, element on the next page.
+    let nbr_off = page::add_item(wp, neighbors.as_ptr(), neighbors.len())
+        .unwrap_or_else(|| corrupted(index, "neighbor item does not fit an empty page".into()));
+    e.neighbors = ElemId { block, offset: nbr_off };
+    let buf2 = buffer::extend_locked(index);
+    let block2 = buffer::block_number(buf2);
+    let wp2 = w.register(buf2, true);
+    init_page(wp2, KIND_GRAPH);
+    let item = format::encode_element(&e, vector);
+    let off = page::add_item(wp2, item.as_ptr(), item.len())
+        .unwrap_or_else(|| corrupted(index, "element item does not fit an empty page".into()));
+    w.commit();
+    buffer::unlock_release(buf2);
+    buffer::unlock_release(buf);
+    ElemId { block: block2, offset: off }
+}
+
+/// Puts the new element into a slot VACUUM freed (found through the free
+/// space map) whose neighbor item, on the same page, has room for its levels.
+fn reuse_free_slot(
+    index: pg_sys::Relation,
+    m: usize,
+    element: &Element,
+    vector: &[f32],
+    lists: &[Vec<ElemId>],
+) -> Option<ElemId> {
+    let dims = vector.len();
+    let nblocks = buffer::nblocks(index);
+    loop {
+        // SAFETY: FSM lookup (marks the page used in the FSM).
+        let block = unsafe { pg_sys::GetFreeIndexPage(index) };
+        if block == buffer::INVALID_BLOCK {
+            return None;
+        }
+        if block == META_BLOCK || block >= nblocks {
+            continue;
+        }
+        let buf = buffer::read(index, block);
+        buffer::lock_exclusive(buf);
+        let p = buffer::page(buf);
+        let mut slots = Vec::new();
+        if page_kind(p) == Some(KIND_GRAPH) {
+            for off in 1..=page::max_offset(p) {
+                let Some((ptr, len)) = page::item(p, off) else { continue };
+                // SAFETY: a normal item on the exclusively locked page.
+                let item = unsafe { std::slice::from_raw_parts(ptr, len) };
+                if len != format::element_size(dims) || !format::is_element_item(item) {
+                    continue;
+                }
+                let e = Element::decode(item);
+                if !e.is_free() || e.neighbors.block != block {
+                    continue;
+                }
+                if let Some((nptr, nlen)) = page::item(p, e.neighbors.offset) {
+                    // SAFETY: as above.
+                    let levels = unsafe { *nptr } as usize;
+                    if levels > element.level as usize && nlen == format::neighbors_size(m, levels - 1) {
+                        slots.push((off, e.neighbors.offset, nlen, levels));
+                    }
+                }
+            }
+        }
+        let Some(&(off, nbr_off, nlen, levels)) = slots.first() else {
+            buffer::unlock_release(buf);
+            continue;
+        };
+        let mut w = PageWrite::start(index);
+        let wp = w.register(buf, false);
+        let mut e = element.clone();
+        e.neighbors = ElemId { block, offset: nbr_off };
+        let item = format::encode_element(&e, vector);
+        let (eptr, _) = page::item(wp, off).expect("slot found above");
+        let (nptr, _) = page::item(wp, nbr_off).expect("slot found above");
+        // The slot keeps its neighbor item layout (its level count); the
+        // levels above the new element's stay empty.
+        let nbr = format::encode_neighbors(m, levels - 1, lists);
+        debug_assert_eq!(nbr.len(), nlen);
+        // SAFETY: both items lie in the working copy with the sizes checked above.
+        unsafe {
+            std::ptr::copy_nonoverlapping(item.as_ptr(), eptr, item.len());
+            std::ptr::copy_nonoverlapping(nbr.as_ptr(), nptr, nlen);
+        }
+        w.commit();
+        buffer::unlock_release(buf);
+        if slots.len() > 1 {
+            // SAFETY: FSM hint: more free slots remain on this page.
+            unsafe { pg_sys::RecordFreeIndexPage(index, block) };
+        }
+        return Some(ElemId { block, offset: off });
+    }
+}
+
+fn maxalign(n: usize) -> usize {
+    (n + 7) & !7
+}
+
+fn place_pair(
+    index: pg_sys::Relation,
+    wp: pg_sys::Page,
+    block: u32,
+    e: &mut Element,
+    vector: &[f32],
+    neighbors: &[u8],
+) -> ElemId {
+    let nbr_off = page::add_item(wp, neighbors.as_ptr(), neighbors.len())
+        .unwrap_or_else(|| corrupted(index, "no room for a neighbor item".into()));
+    e.neighbors = ElemId { block, offset: nbr_off };
+    let item = format::encode_element(e, vector);
+    let off = page::add_item(wp, item.as_ptr(), item.len())
+        .unwrap_or_else(|| corrupted(index, "no room for an element item".into()));
+    ElemId { block, offset: off }
+}
+
+/// The index's parameters, read once from the metapage.
+#[derive(Clone, Copy, Debug)]
+pub struct Params {
+    pub dims: usize,
+    pub m: usize,
+    pub ef_construction: usize,
+    pub metric: Metric,
+}
+
+impl Params {
+    pub fn of(index: pg_sys::Relation, meta: &Meta) -> Params {
+        Params {
+            dims: meta.dims as usize,
+            m: meta.m as usize,
+            ef_construction: meta.ef_construction as usize,
+            metric: Metric::from_u16(meta.metric)
+                .unwrap_or_else(|| corrupted(index, format!("unknown metric {}", meta.metric))),
+        }
+    }
+}
+
+/// The on-disk graph: reads elements and neighbor lists through the buffer
+/// manager, caching element headers for the life of one operation.
+pub struct DiskGraph {
+    pub index: pg_sys::Relation,
+    pub params: Params,
+    headers: HashMap<ElemId, Element>,
+}
+
+impl DiskGraph {
+    pub fn new(index: pg_sys::Relation, params: Params) -> DiskGraph {
+        DiskGraph {
+            index,
+            params,
+            headers: HashMap::new(),
+        }
+    }
+
+    /// An element's header (cached).
+    pub fn element(&mut self, id: ElemId) -> Option<Element> {
+        if let Some(e) = self.headers.get(&id) {
+            return Some(e.clone());
+        }
+        let dims = self.params.dims;
+        let e = with_item(self.index, id, |item| {
+            (item.len() >= format::element_size(dims)).then(|| Element::decode(item))
+        })??;
+        self.headers.insert(id, e.clone());
+        Some(e)
+    }
+
+    /// Forgets cached headers (after this operation changed elements).
+    pub fn forget(&mut self, id: ElemId) {
+        self.headers.remove(&id);
+    }
+
+    pub fn vector(&mut self, id: ElemId) -> Option<Vec<f32>> {
+        let dims = self.params.dims;
+        with_item(self.index, id, |item| {
+            (item.len() >= format::element_size(dims)).then(|| format::element_vector(item, dims))
+        })?
+    }
+
+    /// Distance between two elements (for neighbor selection).
+    pub fn between(&mut self, a: ElemId, b: ElemId) -> f64 {
+        match (self.vector(a), self.vector(b)) {
+            (Some(x), Some(y)) => self.params.metric.distance(&x, &y),
+            _ => f64::INFINITY,
+        }
+    }
+}
+
+impl Graph for DiskGraph {
+    fn distance(&mut self, id: ElemId, query: &[f32]) -> Option<(f64, bool)> {
+        let (dims, metric) = (self.params.dims, self.params.metric);
+        let r = with_item(self.index, id, |item| {
+            if item.len() < format::element_size(dims) {
+                return None;
+            }
+            let e = Element::decode(item);
+            if e.is_free() {
+                return None;
+            }
+            let v = format::element_vector(item, dims);
+            Some((metric.distance(&v, query), e))
+        })??;
+        let deleted = r.1.deleted();
+        self.headers.insert(id, r.1);
+        Some((r.0, deleted))
+    }
+
+    fn neighbors(&mut self, id: ElemId, level: usize) -> Vec<ElemId> {
+        let Some(e) = self.element(id) else {
+            return Vec::new();
+        };
+        let m = self.params.m;
+        with_item(self.index, e.neighbors, |item| format::decode_neighbors(item, m, level)).unwrap_or_default()
+    }
+}
+
+/// Reads the neighbor list of `id` at `level` together with the element.
+pub fn neighbor_list(graph: &mut DiskGraph, id: ElemId, level: usize) -> Vec<ElemId> {
+    graph.neighbors(id, level)
+}
+
+/// Visits every element item of the index (block, offset, header, vector).
+pub fn for_each_element(index: pg_sys::Relation, dims: usize, mut f: impl FnMut(ElemId, &Element, &[u8])) {
+    let nblocks = buffer::nblocks(index);
+    for block in 1..nblocks {
+        check_for_interrupts!();
+        let buf = buffer::read(index, block);
+        buffer::lock_share(buf);
+        let p = buffer::page(buf);
+        let mut items = Vec::new();
+        if page_kind(p) == Some(KIND_GRAPH) {
+            for off in 1..=page::max_offset(p) {
+                if let Some((ptr, len)) = page::item(p, off) {
+                    // SAFETY: a normal item on the share-locked page.
+                    let item = unsafe { std::slice::from_raw_parts(ptr, len) };
+                    if len == format::element_size(dims) && format::is_element_item(item) {
+                        items.push((off, item.to_vec()));
+                    }
+                }
+            }
+        }
+        buffer::unlock_release(buf);
+        for (off, item) in items {
+            f(ElemId { block, offset: off }, &Element::decode(&item), &item);
+        }
+    }
+}
+

@@ -1,0 +1,199 @@
+//! Index scans: `ORDER BY col <op> $1 [LIMIT k]` returns rows nearest first.
+//!
+//! The first batch is a greedy descent to layer 0 and a best-first search
+//! with `strata.hnsw_ef_search` candidates. With `strata.hnsw_iterative_scan`
+//! the same search is widened (twice the candidates each time) when the
+//! executor wants more rows — e.g. because a WHERE clause rejected many —
+//! until it has examined `strata.hnsw_max_scan_tuples` elements or the graph
+//! is exhausted. `relaxed_order` returns each batch's new rows in distance
+//! order; `strict_order` also never returns a row nearer than one already
+//! returned (such late finds are skipped).
+//!
+//! The scan's Rust state is owned through the scan's memory context: a
+//! reset callback frees it even when the query ends in an error.
+
+use super::format::ElemId;
+use super::graph::{self, LayerSearch, Scored};
+use super::gucs::{self, IterativeScan};
+use super::pages::{self, DiskGraph, Params};
+use crate::vector::datum::Vector;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::collections::HashSet;
+
+struct ScanState {
+    query: Option<Vec<f32>>,
+    graph: DiskGraph,
+    search: Option<LayerSearch>,
+    batch: Vec<Scored>,
+    pos: usize,
+    returned: HashSet<ElemId>,
+    last: f64,
+    ef: usize,
+    finished: bool,
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn free_state(arg: *mut std::ffi::c_void) {
+    if !arg.is_null() {
+        // SAFETY: `arg` is the Box leaked in `begin`, freed once.
+        drop(unsafe { Box::from_raw(arg as *mut ScanState) });
+    }
+}
+
+fn state<'a>(scan: pg_sys::IndexScanDesc) -> &'a mut ScanState {
+    // SAFETY: opaque holds the callback whose arg is our ScanState.
+    unsafe {
+        let cb = (*scan).opaque as *mut pg_sys::MemoryContextCallback;
+        &mut *((*cb).arg as *mut ScanState)
+    }
+}
+
+pub fn begin(index: pg_sys::Relation, nkeys: i32, norderbys: i32) -> pg_sys::IndexScanDesc {
+    // SAFETY: standard scan descriptor allocation.
+    let scan = unsafe { pg_sys::RelationGetIndexScan(index, nkeys, norderbys) };
+    let meta = pages::read_meta(index);
+    let st = Box::new(ScanState {
+        query: None,
+        graph: DiskGraph::new(index, Params::of(index, &meta)),
+        search: None,
+        batch: Vec::new(),
+        pos: 0,
+        returned: HashSet::new(),
+        last: f64::NEG_INFINITY,
+        ef: 0,
+        finished: false,
+    });
+    // SAFETY: the callback lives in the current (scan) memory context and
+    // frees the state when that context goes away.
+    unsafe {
+        let cb = pg_sys::palloc0(std::mem::size_of::<pg_sys::MemoryContextCallback>())
+            as *mut pg_sys::MemoryContextCallback;
+        (*cb).func = Some(free_state);
+        (*cb).arg = Box::into_raw(st) as *mut std::ffi::c_void;
+        pg_sys::MemoryContextRegisterResetCallback(pg_sys::CurrentMemoryContext, cb);
+        (*scan).opaque = cb as *mut std::ffi::c_void;
+    }
+    scan
+}
+
+pub fn rescan(scan: pg_sys::IndexScanDesc, orderbys: pg_sys::ScanKey, norderbys: i32) {
+    // SAFETY: the executor passes `norderbys` keys; orderByData has room.
+    unsafe {
+        if !orderbys.is_null() && norderbys > 0 {
+            std::ptr::copy(orderbys, (*scan).orderByData, norderbys as usize);
+        }
+    }
+    let st = state(scan);
+    st.search = None;
+    st.batch.clear();
+    st.pos = 0;
+    st.returned.clear();
+    st.last = f64::NEG_INFINITY;
+    st.finished = false;
+    // SAFETY: orderByData has numberOfOrderBys keys.
+    st.query = unsafe {
+        if (*scan).numberOfOrderBys < 1 {
+            None
+        } else {
+            let key = &*(*scan).orderByData;
+            if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
+                None
+            } else {
+                Some(Vector::from_raw_datum(key.sk_argument).as_slice().to_vec())
+            }
+        }
+    };
+    if let Some(q) = &st.query {
+        if q.len() != st.graph.params.dims {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+                format!("different vector dimensions {} and {}", st.graph.params.dims, q.len())
+            );
+        }
+    }
+}
+
+fn first_batch(st: &mut ScanState, q: &[f32]) {
+    let meta = pages::read_meta(st.graph.index);
+    if meta.entry_level < 0 {
+        st.finished = true;
+        return;
+    }
+    let ep = graph::descend(&mut st.graph, q, meta.entry, meta.entry_level as usize, 0);
+    let mut search = LayerSearch::start(&mut st.graph, q, &[ep]);
+    st.ef = gucs::EF_SEARCH.get().max(1) as usize;
+    search.run(&mut st.graph, q, 0, st.ef, u64::MAX);
+    st.batch = search.results();
+    st.pos = 0;
+    st.search = Some(search);
+}
+
+/// Widens the search for the next batch; false when nothing more can come.
+fn next_batch(st: &mut ScanState, q: &[f32]) -> bool {
+    let mode = gucs::ITERATIVE_SCAN.get();
+    let budget = gucs::MAX_SCAN_TUPLES.get().max(1) as u64;
+    let Some(search) = st.search.as_mut() else { return false };
+    if mode == IterativeScan::Off || search.exhausted() || search.evaluated >= budget {
+        return false;
+    }
+    st.ef = st.ef.saturating_mul(2);
+    search.run(&mut st.graph, q, 0, st.ef, budget);
+    let returned = &st.returned;
+    st.batch = search.results().into_iter().filter(|s| !returned.contains(&s.id)).collect();
+    st.pos = 0;
+    !st.batch.is_empty()
+}
+
+/// `amgettuple`: the next row, nearest first.
+pub fn next(scan: pg_sys::IndexScanDesc) -> bool {
+    let st = state(scan);
+    let Some(q) = st.query.clone() else { return false };
+    if st.finished {
+        return false;
+    }
+    if st.search.is_none() {
+        first_batch(st, &q);
+    }
+    let strict = gucs::ITERATIVE_SCAN.get() == IterativeScan::StrictOrder;
+    loop {
+        while st.pos < st.batch.len() {
+            let s = st.batch[st.pos];
+            st.pos += 1;
+            if st.returned.contains(&s.id) || (strict && s.distance < st.last) {
+                continue;
+            }
+            let Some(e) = st.graph.element(s.id) else { continue };
+            if e.deleted() || e.is_free() {
+                continue;
+            }
+            st.returned.insert(s.id);
+            st.last = st.last.max(s.distance);
+            // SAFETY: valid scan descriptor.
+            unsafe {
+                (*scan).xs_heaptid = crate::pg::htup::make_tid(e.heap_block, e.heap_offset);
+                (*scan).xs_recheck = false;
+                (*scan).xs_recheckorderby = false;
+            }
+            return true;
+        }
+        check_for_interrupts!();
+        if !next_batch(st, &q) {
+            st.finished = true;
+            return false;
+        }
+    }
+}
+
+pub fn end(scan: pg_sys::IndexScanDesc) {
+    // SAFETY: opaque holds our callback; the state is freed now and the
+    // callback disarmed.
+    unsafe {
+        let cb = (*scan).opaque as *mut pg_sys::MemoryContextCallback;
+        if !cb.is_null() {
+            free_state((*cb).arg);
+            (*cb).arg = std::ptr::null_mut();
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! VACUUM of a `strata_hnsw` index (`ambulkdelete`, `amvacuumcleanup`).
+//!
+//! 1. Elements whose heap row is dead are marked deleted (scans stop
+//!    returning them at once; searches still pass through them).
+//! 2. Every live element that links to a deleted one gets a repaired list:
+//!    its live neighbors plus the live neighbors of its deleted ones,
+//!    pruned with the diversity heuristic — the graph stays connected
+//!    around the hole.
+//! 3. A deleted entry point is replaced by a live element of the highest
+//!    level (or the graph becomes empty).
+//! 4. Deleted elements become free slots (heap TID cleared) and their pages
+//!    are reported to the free space map; inserts reuse such slots.
+
+use super::format::{self, ElemId};
+use super::graph::{self, Graph, Scored};
+use super::pages::{self, DiskGraph, Params};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::collections::HashSet;
+
+fn stats_or_new(stats: *mut pg_sys::IndexBulkDeleteResult) -> *mut pg_sys::IndexBulkDeleteResult {
+    if stats.is_null() {
+        // SAFETY: zeroed result struct in the current context.
+        unsafe { pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBulkDeleteResult>()) as *mut _ }
+    } else {
+        stats
+    }
+}
+
+pub fn bulk_delete(
+    info: *mut pg_sys::IndexVacuumInfo,
+    stats: *mut pg_sys::IndexBulkDeleteResult,
+    callback: pg_sys::IndexBulkDeleteCallback,
+    callback_state: *mut std::ffi::c_void,
+) -> *mut pg_sys::IndexBulkDeleteResult {
+    let stats = stats_or_new(stats);
+    // SAFETY: valid vacuum info.
+    let index = unsafe { (*info).index };
+    let callback = callback.expect("bulk delete callback");
+    let meta = pages::read_meta(index);
+    let params = Params::of(index, &meta);
+
+    // 1. mark deleted
+    let mut deleted: HashSet<ElemId> = HashSet::new();
+    let mut live: Vec<(ElemId, u8)> = Vec::new();
+    let mut to_mark = Vec::new();
+    pages::for_each_element(index, params.dims, |id, e, _| {
+        if e.is_free() {
+            return;
+        }
+        if e.deleted() {
+            deleted.insert(id);
+            return;
+        }
+        let mut tid = crate::pg::htup::make_tid(e.heap_block, e.heap_offset);
+        // SAFETY: vacuum's callback with its own state.
+        if unsafe { callback(&mut tid, callback_state) } {
+            to_mark.push(id);
+        } else {
+            live.push((id, e.level));
+        }
+    });
+    for &id in &to_mark {
+        pages::update_item(index, id, |item| {
+            item[7] |= format::FLAG_DELETED;
+            true
+        });
+        deleted.insert(id);
+    }
+    // SAFETY: our stats struct.
+    unsafe {
+        (*stats).tuples_removed += to_mark.len() as f64;
+        (*stats).num_index_tuples = live.len() as f64;
+    }
+    if deleted.is_empty() {
+        return stats;
+    }
+
+    // 2. repair links around deleted elements
+    let mut g = DiskGraph::new(index, params);
+    for &(id, level) in &live {
+        check_for_interrupts!();
+        for l in 0..=level as usize {
+            let current = g.neighbors(id, l);
+            if !current.iter().any(|n| deleted.contains(n)) {
+                continue;
+            }
+            let mut cands: Vec<ElemId> = current.iter().copied().filter(|n| !deleted.contains(n)).collect();
+            for d in current.iter().filter(|n| deleted.contains(n)) {
+                for n2 in g.neighbors(*d, l) {
+                    if n2 != id && !deleted.contains(&n2) && !cands.contains(&n2) {
+                        cands.push(n2);
+                    }
+                }
+            }
+            let Some(base) = g.vector(id) else { continue };
+            let metric = params.metric;
+            let scored: Vec<Scored> = cands
+                .iter()
+                .filter_map(|&c| g.vector(c).map(|v| Scored { distance: metric.distance(&base, &v), id: c }))
+                .collect();
+            let next: Vec<ElemId> = graph::select_neighbors(&scored, format::capacity(params.m, l), |a, b| g.between(a, b))
+                .iter()
+                .map(|s| s.id)
+                .collect();
+            let Some(e) = g.element(id) else { continue };
+            let m = params.m;
+            pages::update_item(index, e.neighbors, |item| {
+                // Only replace the deleted links; concurrent inserts may have
+                // added links since, which are kept.
+                let now = format::decode_neighbors(item, m, l);
+                let mut merged: Vec<ElemId> = next.clone();
+                for n in now {
+                    if !deleted.contains(&n) && !merged.contains(&n) {
+                        merged.push(n);
+                    }
+                }
+                format::set_neighbors(item, m, l, &merged);
+                true
+            });
+        }
+    }
+
+    // 3. entry point
+    if deleted.contains(&meta.entry) {
+        let best = live.iter().max_by_key(|(id, level)| (*level, std::cmp::Reverse(*id))).copied();
+        pages::update_meta(index, |m| {
+            if deleted.contains(&m.entry) {
+                match best {
+                    Some((id, level)) => {
+                        m.entry = id;
+                        m.entry_level = level as i16;
+                    }
+                    None => {
+                        m.entry = ElemId::NONE;
+                        m.entry_level = -1;
+                    }
+                }
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    // 4. free the deleted elements' slots
+    let mut pages_with_space = HashSet::new();
+    for &id in &deleted {
+        pages::update_item(index, id, |item| {
+            item[4] = 0;
+            item[5] = 0;
+            true
+        });
+        pages_with_space.insert(id.block);
+    }
+    for b in pages_with_space {
+        // SAFETY: FSM hint (re-checked on reuse).
+        unsafe { pg_sys::RecordFreeIndexPage(index, b) };
+    }
+    // SAFETY: FSM upkeep.
+    unsafe { pg_sys::IndexFreeSpaceMapVacuum(index) };
+    stats
+}
+
+pub fn cleanup(
+    info: *mut pg_sys::IndexVacuumInfo,
+    stats: *mut pg_sys::IndexBulkDeleteResult,
+) -> *mut pg_sys::IndexBulkDeleteResult {
+    // SAFETY: valid vacuum info.
+    let (index, analyze_only) = unsafe { ((*info).index, (*info).analyze_only) };
+    if analyze_only {
+        return stats;
+    }
+    let stats = stats_or_new(stats);
+    let meta = pages::read_meta(index);
+    let mut n = 0u64;
+    pages::for_each_element(index, meta.dims as usize, |_, e, _| {
+        if !e.is_free() && !e.deleted() {
+            n += 1;
+        }
+    });
+    // SAFETY: our stats struct.
+    unsafe {
+        (*stats).num_pages = crate::pg::buffer::nblocks(index);
+        (*stats).num_index_tuples = n as f64;
+        (*stats).estimated_count = false;
+    }
+    stats
+}
