@@ -221,6 +221,8 @@ fn write_graph(st: &mut BuildState) {
         .map(|v| crate::vector::kernels::dot(v, v))
         .fold(0.0f32, f32::max);
     let dist = HnswDist(BuildDistance { metric: p.metric, ip_bound });
+    // hnsw_rs's defaults: the heuristic's pruned candidates are not kept (on
+    // clustered data, keeping them crowds out the links between clusters).
     let hnsw = hnsw_rs::hnsw::Hnsw::<f32, HnswDist>::new(p.m, n, format::max_level(p.m) as usize + 1, p.ef_construction, dist);
     let pool = worker_pool();
     let data: Vec<(&Vec<f32>, usize)> = st.vectors.iter().enumerate().map(|(i, v)| (v, i)).collect();

