@@ -225,9 +225,9 @@ fn encode_tid(tid: &pg_sys::ItemPointerData) -> i64 {
 
 /// Second pass of CREATE INDEX CONCURRENTLY: every row version visible to
 /// `snapshot` whose TID is not in the index's sorted TID list (`state`) is
-/// inserted. lsm has no HOT chains, so each version is its own root and the
-/// merge is a plain walk of two TID-ordered streams (the scan returns
-/// versions in logical TID order).
+/// inserted. lsm has no HOT chains, so each version is its own root. A scan
+/// walks physical blocks, which after a flush is not logical TID order, so
+/// the index's TIDs are read into memory (8 bytes each) and looked up.
 pub fn validate_scan(
     table: pg_sys::Relation,
     index: pg_sys::Relation,
@@ -242,8 +242,13 @@ pub fn validate_scan(
     let s = scan::begin(table, snapshot, 0, std::ptr::null_mut(), flags);
     // SAFETY: fresh scan from `begin`.
     let sref = unsafe { &mut *s };
-    let mut indexed: Option<i64> = None;
-    let mut sort_done = false;
+    let mut indexed: Vec<i64> = Vec::new();
+    while let Some(d) = crate::pg::tuplesort::next_datum(state.tuplesort) {
+        indexed.push(d.value() as i64);
+    }
+    if !indexed.is_sorted() {
+        indexed.sort_unstable();
+    }
     // SAFETY: valid IndexInfo.
     let unique = unsafe { (*info).ii_Unique };
     while scan::next(sref, true, datums.slot) {
@@ -251,14 +256,7 @@ pub fn validate_scan(
         state.htups += 1.0;
         // SAFETY: the slot holds the version just returned.
         let mut tid = unsafe { (*datums.slot).tts_tid };
-        let key = encode_tid(&tid);
-        while !sort_done && indexed.is_none_or(|i| i < key) {
-            match crate::pg::tuplesort::next_datum(state.tuplesort) {
-                Some(d) => indexed = Some(d.value() as i64),
-                None => sort_done = true,
-            }
-        }
-        if !sort_done && indexed == Some(key) {
+        if indexed.binary_search(&encode_tid(&tid)).is_ok() {
             continue; // already in the index
         }
         if !datums.form() {

@@ -1,0 +1,120 @@
+-- strata_hnsw: options, errors, planner use, scans on heap and lsm tables,
+-- NULLs and zero vectors, unlogged indexes, REINDEX / CIC, strata.hnsw_info.
+\set VERBOSITY terse
+CREATE TABLE h (id int PRIMARY KEY, cat int, v vector(3));
+INSERT INTO h SELECT g, g % 10, ARRAY[g % 17, (g * 7) % 13, (g * 3) % 11]::real[]::vector
+FROM generate_series(1, 1000) g;
+INSERT INTO h VALUES (1001, 1, NULL), (1002, 1, '[0,0,0]');
+
+-- options and their errors
+CREATE INDEX h_l2 ON h USING strata_hnsw (v vector_l2_ops) WITH (m = 8, ef_construction = 32);
+CREATE INDEX ON h USING strata_hnsw (v) WITH (m = 1);
+CREATE INDEX ON h USING strata_hnsw (v) WITH (m = 101);
+CREATE INDEX ON h USING strata_hnsw (v) WITH (ef_construction = 3);
+CREATE INDEX ON h USING strata_hnsw (v) WITH (ef_construction = 1001);
+CREATE INDEX ON h USING strata_hnsw (v) WITH (m = 40, ef_construction = 64);
+CREATE INDEX ON h USING strata_hnsw (v) WITH (lists = 4);
+CREATE TABLE wide (v vector(2001));
+CREATE INDEX ON wide USING strata_hnsw (v);
+CREATE TABLE undim (v vector);
+CREATE INDEX ON undim USING strata_hnsw (v);
+CREATE INDEX ON h USING strata_hnsw (id);
+DROP TABLE wide, undim;
+
+-- the planner uses the index for ORDER BY distance LIMIT k
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF) SELECT id FROM h ORDER BY v <-> '[1,2,3]' LIMIT 5;
+RESET enable_seqscan;
+-- and not for a plain filter
+EXPLAIN (COSTS OFF) SELECT id FROM h WHERE v = '[1,2,3]';
+
+-- answers equal exact search here (small data, large ef_search)
+SET strata.hnsw_ef_search = 200;
+CREATE FUNCTION knn_matches(q vector, op text) RETURNS bool LANGUAGE plpgsql AS $$
+DECLARE a int[]; b int[];
+BEGIN
+  SET LOCAL enable_seqscan = off;
+  EXECUTE format('SELECT array_agg(id) FROM (SELECT id FROM h ORDER BY v %s $1, id LIMIT 5) s', op) INTO a USING q;
+  SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = off;
+  EXECUTE format('SELECT array_agg(id) FROM (SELECT id FROM h ORDER BY v %s $1, id LIMIT 5) s', op) INTO b USING q;
+  RETURN a = b;
+END $$;
+SELECT knn_matches('[1,2,3]', '<->'), knn_matches('[16,12,10]', '<->');
+SET enable_seqscan = off;
+SELECT id, v, round((v <-> '[1,2,3]')::numeric, 4) AS d FROM h ORDER BY v <-> '[1,2,3]', id LIMIT 3;
+-- a query vector of other dimensions is an error
+SELECT id FROM h ORDER BY v <-> '[1,2]' LIMIT 1;
+RESET enable_seqscan;
+
+-- each operator class
+CREATE INDEX h_ip ON h USING strata_hnsw (v vector_ip_ops);
+CREATE INDEX h_cos ON h USING strata_hnsw (v vector_cosine_ops);
+CREATE INDEX h_l1 ON h USING strata_hnsw (v vector_l1_ops);
+SELECT knn_matches('[1,2,3]', '<#>'), knn_matches('[1,2,3]', '<=>'), knn_matches('[1,2,3]', '<+>');
+-- NULL is never indexed; a zero vector is left out of cosine only
+SELECT indexrelid::regclass AS index, (SELECT sum(elements) FILTER (WHERE layer = 0)
+  FROM strata.hnsw_info(indexrelid)) AS elements
+FROM pg_index WHERE indrelid = 'h'::regclass AND indexrelid::regclass::text <> 'h_pkey'
+ORDER BY 1::text;
+
+-- inserts after the build, updates and deletes, VACUUM
+INSERT INTO h SELECT g, 3, ARRAY[g, g, g]::real[]::vector FROM generate_series(2001, 2100) g;
+UPDATE h SET v = '[100,100,100]' WHERE id = 5;
+DELETE FROM h WHERE id BETWEEN 10 AND 400;
+SET enable_seqscan = off;
+SELECT id FROM h ORDER BY v <-> '[100,100,100]' LIMIT 1;
+SELECT knn_matches('[1,2,3]', '<->');
+VACUUM h;
+SELECT layer, elements, deleted FROM strata.hnsw_info('h_l2') WHERE layer = 0;
+SELECT knn_matches('[5,5,5]', '<->');
+RESET enable_seqscan;
+
+-- iterative scans return full LIMITs under selective filters
+SET strata.hnsw_ef_search = 10;
+SET enable_seqscan = off;
+SELECT count(*) FROM (SELECT id FROM h WHERE cat = 7 ORDER BY v <-> '[1,2,3]' LIMIT 20) s;
+SET strata.hnsw_iterative_scan = relaxed_order;
+SELECT count(*) FROM (SELECT id FROM h WHERE cat = 7 ORDER BY v <-> '[1,2,3]' LIMIT 20) s;
+SET strata.hnsw_iterative_scan = strict_order;
+SELECT count(*) FROM (SELECT id FROM h WHERE cat = 7 ORDER BY v <-> '[1,2,3]' LIMIT 20) s;
+SET strata.hnsw_max_scan_tuples = 15;
+SELECT count(*) < 20 AS budget_limits FROM (SELECT id FROM h WHERE cat = 7 ORDER BY v <-> '[1,2,3]' LIMIT 20) s;
+RESET strata.hnsw_max_scan_tuples;
+RESET strata.hnsw_iterative_scan;
+RESET strata.hnsw_ef_search;
+RESET enable_seqscan;
+
+-- settings
+SET strata.hnsw_ef_search = 0;
+SET strata.hnsw_ef_search = 1001;
+SET strata.hnsw_iterative_scan = sometimes;
+
+-- on an lsm table, through flushes; REINDEX and CONCURRENTLY; unlogged
+CREATE TABLE hl (id int PRIMARY KEY, v vector(2)) USING lsm;
+INSERT INTO hl SELECT g, ARRAY[g, (g * 37) % 101]::real[]::vector FROM generate_series(1, 500) g;
+CREATE INDEX hl_v ON hl USING strata_hnsw (v);
+SELECT l0_pages > 0 AS flushed FROM strata.lsm_flush('hl');
+INSERT INTO hl SELECT g, ARRAY[g, (g * 37) % 101]::real[]::vector FROM generate_series(501, 600) g;
+SET enable_seqscan = off;
+SELECT id FROM hl ORDER BY v <-> '[250.2,59.1]' LIMIT 1;
+REINDEX INDEX hl_v;
+SELECT id FROM hl ORDER BY v <-> '[550.3,49.2]' LIMIT 1;
+CREATE INDEX CONCURRENTLY hl_v2 ON hl USING strata_hnsw (v vector_l1_ops);
+SELECT id FROM hl ORDER BY v <+> '[7.2,57.1]' LIMIT 1;
+RESET enable_seqscan;
+CREATE UNLOGGED TABLE hu (v vector(2));
+CREATE INDEX hu_v ON hu USING strata_hnsw (v);
+INSERT INTO hu SELECT ARRAY[g, g]::real[]::vector FROM generate_series(1, 50) g;
+SET enable_seqscan = off;
+SELECT v FROM hu ORDER BY v <-> '[3,3]' LIMIT 1;
+RESET enable_seqscan;
+-- an empty index answers with no rows
+CREATE TABLE he (v vector(2));
+CREATE INDEX he_v ON he USING strata_hnsw (v);
+SELECT * FROM strata.hnsw_info('he_v');
+SET enable_seqscan = off;
+SELECT count(*) FROM (SELECT v FROM he ORDER BY v <-> '[1,1]' LIMIT 1) s;
+RESET enable_seqscan;
+SELECT * FROM strata.hnsw_info('h_pkey');
+DROP TABLE h, hl, hu, he;
+DROP FUNCTION knn_matches(vector, text);
