@@ -108,6 +108,19 @@ INSERT INTO hu SELECT ARRAY[g, g]::real[]::vector FROM generate_series(1, 50) g;
 SET enable_seqscan = off;
 SELECT v FROM hu ORDER BY v <-> '[3,3]' LIMIT 1;
 RESET enable_seqscan;
+-- past maintenance_work_mem the build goes on with on-disk inserts
+CREATE TABLE hm (id int, v vector(32));
+INSERT INTO hm SELECT g, (SELECT array_agg(CASE WHEN i = 1 THEN g ELSE (g * 7 + i * 13) % 101 END::real)
+  FROM generate_series(1, 32) i)::vector
+FROM generate_series(1, 1000) g;
+SET maintenance_work_mem = '1MB';
+CREATE INDEX hm_v ON hm USING strata_hnsw (v);
+RESET maintenance_work_mem;
+SELECT elements FROM strata.hnsw_info('hm_v') WHERE layer = 0;
+SET enable_seqscan = off;
+SELECT id FROM hm ORDER BY v <-> (SELECT v FROM hm WHERE id = 900) LIMIT 1;
+RESET enable_seqscan;
+DROP TABLE hm;
 -- an empty index answers with no rows
 CREATE TABLE he (v vector(2));
 CREATE INDEX he_v ON he USING strata_hnsw (v);
