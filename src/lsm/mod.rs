@@ -29,6 +29,7 @@ pub mod manifest;
 pub mod modify;
 pub mod page_check;
 pub mod page_image;
+pub mod publication;
 pub mod scan;
 pub mod storage;
 pub mod vacuum;

@@ -1,0 +1,397 @@
+"""Strata benchmarks: `lsm` vs heap and `strata_hnsw` vs exact search and
+pgvector, side by side on one private server, written to
+bench/results/<date>[-smoke].md with PNG plots.
+
+    bench/run.sh [--mode smoke|full] [--pg-home PATH]
+
+The server is started for the run (pgcluster.py, loopback, its own data
+directory) with the settings printed in the report; both access methods of a
+comparison run in the same server, one after the other. `smoke` runs the
+whole suite at toy sizes in seconds (the test suite runs it so the harness
+never rots); `full` is the real run.
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import random
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "cluster"))
+from pgcluster import Cluster, as_postgres, log  # noqa: E402
+
+SIZES = {
+    "smoke": dict(copy_rows=[20_000], lookup_rows=20_000, seconds=2, clients=[1, 2], tpcb_scale=1,
+                  churn_rows=5_000, churn_rounds=3, vec_rows=[2_000], dims=32, queries=20,
+                  efs=[10, 40], insert_vectors=200),
+    "full": dict(copy_rows=[1_000_000, 10_000_000], lookup_rows=1_000_000, seconds=30, clients=[1, 4, 8],
+                 tpcb_scale=10, churn_rows=200_000, churn_rounds=10, vec_rows=[100_000, 1_000_000], dims=128,
+                 queries=100, efs=[10, 20, 40, 80, 160, 400], insert_vectors=5_000),
+}
+SERVER_CONF = {
+    "shared_buffers": "2GB",
+    "maintenance_work_mem": "4GB",
+    "max_wal_size": "16GB",
+    "checkpoint_timeout": "30min",
+    "synchronous_commit": "on",
+    "max_parallel_maintenance_workers": "1",
+    "max_connections": "50",
+}
+
+
+class Bench:
+    def __init__(self, mode, pg_home, out_dir):
+        self.mode, self.size = mode, SIZES[mode]
+        self.pg_home = pg_home
+        self.out_dir = out_dir
+        self.cluster = Cluster(pg_home, f"bench-{mode}")
+        conf = dict(SERVER_CONF)
+        if mode == "smoke":
+            conf.update(shared_buffers="128MB", maintenance_work_mem="256MB", max_wal_size="1GB")
+        self.conf = conf
+        self.report = []
+        self.plots = []
+
+    # -- helpers ----------------------------------------------------------
+    def sql(self, q, db="bench", params=None):
+        return self.cluster.sql(q, dbname=db, params=params)
+
+    def one(self, q, db="bench", params=None):
+        return self.sql(q, db, params)[0][0]
+
+    def wal_lsn(self):
+        return self.one("SELECT pg_current_wal_insert_lsn()")
+
+    def wal_since(self, lsn):
+        return int(self.one("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s::pg_lsn)", params=(lsn,)))
+
+    def pgbench(self, db, script, clients, seconds, extra=()):
+        path = os.path.join(self.cluster.base, f"script-{abs(hash(script))}.sql")
+        with open(path, "w") as f:
+            f.write(script)
+        os.chmod(path, 0o644)
+        argv = [f"{self.cluster.bindir}/pgbench", "-h", "127.0.0.1", "-p", str(self.cluster.port),
+                "-U", "postgres", "-n", "-c", str(clients), "-j", str(min(clients, 4)),
+                "-T", str(seconds), "-f", path, *extra, db]
+        out = subprocess.run(as_postgres(argv), capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"pgbench failed: {out.stderr}")
+        tps = float(re.search(r"tps = ([0-9.]+)", out.stdout).group(1))
+        failed = re.search(r"number of failed transactions: (\d+)", out.stdout)
+        return tps, int(failed.group(1)) if failed else 0
+
+    def table(self, title, header, rows):
+        self.report.append(f"\n### {title}\n")
+        self.report.append("| " + " | ".join(header) + " |")
+        self.report.append("|" + "---|" * len(header))
+        for r in rows:
+            self.report.append("| " + " | ".join(str(c) for c in r) + " |")
+
+    # -- lsm vs heap -------------------------------------------------------
+    def lsm_vs_heap(self):
+        s = self.size
+        rows_out = []
+        csv = os.path.join(self.cluster.base, "rows.csv")
+        for n in s["copy_rows"]:
+            with open(csv, "w") as f:
+                rng = random.Random(n)
+                for i in range(1, n + 1):
+                    f.write(f"{i},{rng.randrange(1_000_000)},payload-{rng.getrandbits(64):x}\n")
+            os.chmod(csv, 0o644)
+            res = {}
+            for am in ("heap", "lsm"):
+                t = f"copy_{am}"
+                self.sql(f"DROP TABLE IF EXISTS {t}")
+                self.sql(f"CREATE TABLE {t} (id bigint, x int, v text) USING {am}")
+                self.sql("CHECKPOINT")
+                lsn = self.wal_lsn()
+                t0 = time.perf_counter()
+                self.sql(f"COPY {t} FROM '{csv}' WITH (FORMAT csv)")
+                dt = time.perf_counter() - t0
+                wal = self.wal_since(lsn)
+                size = self.one(f"SELECT pg_table_size('{t}')")
+                self.sql(f"VACUUM {t}")  # lsm: flush into a run
+                size_after_vacuum = self.one(f"SELECT pg_table_size('{t}')")
+                scan = min(self.timed(f"SELECT count(*), sum(x) FROM {t}") for _ in range(3))
+                res[am] = (n / dt, wal / n, size, size_after_vacuum, n / scan)
+            h, l = res["heap"], res["lsm"]
+            rows_out.append((f"{n:,}", f"{h[0]:,.0f}", f"{l[0]:,.0f}", f"{l[0] / h[0]:.2f}",
+                             f"{h[1]:.0f}", f"{l[1]:.0f}", f"{l[1] / h[1]:.2f}",
+                             f"{h[2] / 2**20:.1f}", f"{l[2] / 2**20:.1f} ({l[3] / 2**20:.1f})",
+                             f"{h[4]:,.0f}", f"{l[4]:,.0f}", f"{l[4] / h[4]:.2f}"))
+        self.table("COPY, size, WAL and seq scan (lsm size in parentheses: after VACUUM's flush)",
+                   ["rows", "heap COPY rows/s", "lsm COPY rows/s", "ratio", "heap WAL B/row", "lsm WAL B/row",
+                    "ratio", "heap MB", "lsm MB", "heap scan rows/s", "lsm scan rows/s", "ratio"], rows_out)
+
+        # point lookups through a btree, single-row inserts
+        n = s["lookup_rows"]
+        look, ins = [], []
+        for am in ("heap", "lsm"):
+            self.sql(f"DROP TABLE IF EXISTS pk_{am}")
+            self.sql(f"CREATE TABLE pk_{am} (id bigint PRIMARY KEY, v text) USING {am}")
+            self.sql(f"INSERT INTO pk_{am} SELECT g, md5(g::text) FROM generate_series(1, {n}) g")
+            self.sql(f"VACUUM ANALYZE pk_{am}")
+            tps, _ = self.pgbench("bench", f"\\set id random(1, {n})\nSELECT v FROM pk_{am} WHERE id = :id;\n",
+                                  1, s["seconds"])
+            look.append(tps)
+            self.sql(f"DROP TABLE IF EXISTS ins_{am}")
+            self.sql(f"CREATE TABLE ins_{am} (id bigserial PRIMARY KEY, v text) USING {am}")
+            ins.append([self.pgbench("bench", f"INSERT INTO ins_{am} (v) VALUES (md5(random()::text));\n",
+                                     c, s["seconds"])[0] for c in s["clients"]])
+        self.table("btree point lookups (pgbench, 1 client)", ["heap TPS", "lsm TPS", "ratio"],
+                   [(f"{look[0]:,.0f}", f"{look[1]:,.0f}", f"{look[1] / look[0]:.2f}")])
+        self.table("single-row INSERTs (pgbench)", ["clients", "heap TPS", "lsm TPS", "ratio"],
+                   [(c, f"{ins[0][i]:,.0f}", f"{ins[1][i]:,.0f}", f"{ins[1][i] / ins[0][i]:.2f}")
+                    for i, c in enumerate(s["clients"])])
+        self.plot_bars("inserts.png", "Single-row INSERT TPS", s["clients"], ins, "clients")
+
+        # pgbench tpcb-like on each access method
+        tpcb = []
+        for am in ("heap", "lsm"):
+            db = f"tpcb_{am}"
+            self.sql(f"DROP DATABASE IF EXISTS {db}", db="postgres")
+            self.sql(f"CREATE DATABASE {db}", db="postgres")
+            self.sql(f"ALTER DATABASE {db} SET default_table_access_method = {am}", db="postgres")
+            subprocess.run(as_postgres([f"{self.cluster.bindir}/pgbench", "-h", "127.0.0.1", "-p",
+                                        str(self.cluster.port), "-U", "postgres", "-i", "-q", "-s",
+                                        str(s["tpcb_scale"]), db]), check=True, capture_output=True)
+            clients = max(s["clients"])
+            out = subprocess.run(as_postgres([f"{self.cluster.bindir}/pgbench", "-h", "127.0.0.1", "-p",
+                                              str(self.cluster.port), "-U", "postgres", "-c", str(clients),
+                                              "-j", str(min(clients, 4)), "-T", str(s["seconds"]), db]),
+                                 capture_output=True, text=True)
+            m = re.search(r"tps = ([0-9.]+)", out.stdout)
+            tpcb.append(float(m.group(1)) if m else 0.0)
+            if not m:
+                self.report.append(f"\ntpcb-like on {am} failed: `{out.stderr.strip()[:300]}`\n")
+        self.table(f"pgbench tpcb-like, scale {s['tpcb_scale']}, {max(s['clients'])} clients",
+                   ["heap TPS", "lsm TPS", "ratio"],
+                   [(f"{tpcb[0]:,.0f}", f"{tpcb[1]:,.0f}", f"{tpcb[1] / tpcb[0]:.2f}" if tpcb[0] else "-")])
+
+        # update churn: 10% of the rows per round, VACUUM after each round
+        n = s["churn_rows"]
+        series = {}
+        for am in ("heap", "lsm"):
+            t = f"churn_{am}"
+            self.sql(f"DROP TABLE IF EXISTS {t}")
+            self.sql(f"CREATE TABLE {t} (id int PRIMARY KEY, x int, v text) USING {am}")
+            self.sql(f"INSERT INTO {t} SELECT g, 0, md5(g::text) FROM generate_series(1, {n}) g")
+            lsn = self.wal_lsn()
+            pts = []
+            for r in range(1, s["churn_rounds"] + 1):
+                self.sql(f"UPDATE {t} SET x = x + 1 WHERE id % 10 = {r % 10}")
+                self.sql(f"VACUUM {t}")
+                pts.append((r, self.one(f"SELECT pg_table_size('{t}')") / 2**20, self.wal_since(lsn) / 2**20))
+            series[am] = pts
+        self.table("update churn (10% of rows per round, VACUUM after each)",
+                   ["round", "heap MB", "lsm MB", "heap WAL MB", "lsm WAL MB"],
+                   [(a[0], f"{a[1]:.1f}", f"{b[1]:.1f}", f"{a[2]:.1f}", f"{b[2]:.1f}")
+                    for a, b in zip(series["heap"], series["lsm"])])
+        self.plot_churn(series)
+
+    def timed(self, q, db="bench"):
+        t0 = time.perf_counter()
+        self.sql(q, db)
+        return time.perf_counter() - t0
+
+    # -- strata_hnsw vs exact and pgvector ---------------------------------
+    def vectors(self, kind, n, dims, rng):
+        if kind == "uniform":
+            return [[rng.uniform(-1, 1) for _ in range(dims)] for _ in range(n)]
+        centers = [[rng.uniform(-1, 1) for _ in range(dims)] for _ in range(max(10, n // 100))]
+        return [[x + rng.gauss(0, 0.05) for x in centers[rng.randrange(len(centers))]] for _ in range(n)]
+
+    def hnsw(self):
+        s = self.size
+        sharedir = subprocess.run([f"{self.cluster.bindir}/pg_config", "--sharedir"],
+                                  capture_output=True, text=True).stdout.strip()
+        have_pgvector = os.path.exists(os.path.join(sharedir, "extension", "vector.control"))
+        if have_pgvector:
+            self.sql("DROP DATABASE IF EXISTS pgv", db="postgres")
+            self.sql("CREATE DATABASE pgv", db="postgres")
+            self.sql("CREATE EXTENSION vector", db="pgv")
+            version = self.one("SELECT extversion FROM pg_extension WHERE extname = 'vector'", db="pgv")
+            self.report.append(f"\npgvector {version} is installed: its `hnsw` index runs side by side "
+                               "(database `pgv`, same server, same data, same m/ef_construction).\n")
+        else:
+            self.report.append("\npgvector is not installed on this server: only strata_hnsw is measured.\n")
+        rows = []
+        for n in s["vec_rows"]:
+            for kind in ("clustered", "uniform"):
+                rng = random.Random(n * 7 + len(kind))
+                data = self.vectors(kind, n + s["queries"], s["dims"], rng)
+                base, queries = data[:n], data[n:]
+                csv = os.path.join(self.cluster.base, "vectors.csv")
+                with open(csv, "w") as f:
+                    for i, v in enumerate(base):
+                        f.write(f'{i}\t[{",".join(f"{x:.5f}" for x in v)}]\n')
+                os.chmod(csv, 0o644)
+                systems = [("strata_hnsw", "bench", "strata_hnsw", "strata.hnsw_ef_search")]
+                if have_pgvector:
+                    systems.append(("pgvector hnsw", "pgv", "hnsw", "hnsw.ef_search"))
+                truth = None
+                curves = {}
+                for name, db, am, guc in systems:
+                    self.sql("DROP TABLE IF EXISTS vt", db=db)
+                    self.sql(f"CREATE TABLE vt (id int PRIMARY KEY, v vector({s['dims']}))", db=db)
+                    self.sql(f"COPY vt FROM '{csv}'", db=db)
+                    if truth is None:
+                        truth = self.ground_truth(db, queries)
+                    t0 = time.perf_counter()
+                    self.sql(f"CREATE INDEX vt_idx ON vt USING {am} (v vector_l2_ops) "
+                             "WITH (m = 16, ef_construction = 64)", db=db)
+                    build = time.perf_counter() - t0
+                    size = self.one("SELECT pg_relation_size('vt_idx')", db=db)
+                    curve = []
+                    for ef in s["efs"]:
+                        rec, qps, p50, p99 = self.search(db, guc, ef, queries, truth)
+                        curve.append((ef, rec, qps, p50, p99))
+                    ins = self.insert_rate(db, s["insert_vectors"], s["dims"], rng)
+                    curves[name] = curve
+                    for ef, rec, qps, p50, p99 in curve:
+                        rows.append((f"{n:,}", kind, name, f"{build:.1f}", f"{size / 2**20:.1f}", ef,
+                                     f"{rec:.3f}", f"{qps:,.0f}", f"{p50:.2f}", f"{p99:.2f}", f"{ins:,.0f}"))
+                self.plot_recall(f"recall_{kind}_{n}.png", f"{kind} {n:,} x {s['dims']}", curves)
+        self.table("nearest neighbours: recall@10 vs exact search, one client",
+                   ["rows", "data", "index", "build s", "index MB", "ef_search", "recall@10", "QPS",
+                    "p50 ms", "p99 ms", "inserts/s after build"], rows)
+
+    def ground_truth(self, db, queries):
+        out = []
+        with self.cluster.connect(db) as c:
+            c.execute("SET enable_indexscan = off")
+            for q in queries:
+                out.append({r[0] for r in c.execute(
+                    "SELECT id FROM vt ORDER BY v <-> %s::vector LIMIT 10", (vec(q),))})
+        return out
+
+    def search(self, db, guc, ef, queries, truth):
+        lat, hits = [], 0
+        with self.cluster.connect(db) as c:
+            c.execute(f"SET {guc} = {ef}")
+            c.execute("SET enable_seqscan = off")
+            for q, t in zip(queries, truth):
+                t0 = time.perf_counter()
+                got = c.execute("SELECT id FROM vt ORDER BY v <-> %s::vector LIMIT 10", (vec(q),),
+                                prepare=True).fetchall()
+                lat.append(time.perf_counter() - t0)
+                hits += len(t & {r[0] for r in got})
+        lat.sort()
+        return (hits / (10 * len(queries)), len(lat) / sum(lat), 1000 * lat[len(lat) // 2],
+                1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))])
+
+    def insert_rate(self, db, count, dims, rng):
+        with self.cluster.connect(db) as c:
+            base = c.execute("SELECT max(id) + 1 FROM vt").fetchone()[0]
+            t0 = time.perf_counter()
+            for i in range(count):
+                c.execute("INSERT INTO vt VALUES (%s, %s::vector)",
+                          (base + i, vec([rng.uniform(-1, 1) for _ in range(dims)])), prepare=True)
+            return count / (time.perf_counter() - t0)
+
+    # -- plots ---------------------------------------------------------------
+    def plt(self):
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        return plt
+
+    def save(self, fig, name):
+        path = os.path.join(self.out_dir, f"{self.stem}-{name}")
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        self.plt().close(fig)
+        self.plots.append(os.path.basename(path))
+
+    def plot_bars(self, name, title, xs, series, xlabel):
+        plt = self.plt()
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        w = 0.38
+        for k, (label, ys) in enumerate(zip(("heap", "lsm"), series)):
+            ax.bar([i + (k - 0.5) * w for i in range(len(xs))], ys, w, label=label)
+        ax.set_xticks(range(len(xs)), [str(x) for x in xs])
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("TPS")
+        ax.set_title(title)
+        ax.legend()
+        self.save(fig, name)
+
+    def plot_churn(self, series):
+        plt = self.plt()
+        fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+        for am, pts in series.items():
+            a.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=am)
+            b.plot([p[0] for p in pts], [p[2] for p in pts], marker="o", label=am)
+        a.set_title("table size (MB)")
+        b.set_title("WAL written (MB)")
+        for ax in (a, b):
+            ax.set_xlabel("round")
+            ax.legend()
+        self.save(fig, "churn.png")
+
+    def plot_recall(self, name, title, curves):
+        plt = self.plt()
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for label, curve in curves.items():
+            ax.plot([c[1] for c in curve], [c[2] for c in curve], marker="o", label=label)
+            for ef, rec, qps, *_ in curve:
+                ax.annotate(str(ef), (rec, qps), fontsize=7)
+        ax.set_xlabel("recall@10")
+        ax.set_ylabel("queries per second (1 client)")
+        ax.set_title(title)
+        ax.legend()
+        self.save(fig, name)
+
+    # -- run -------------------------------------------------------------
+    def run(self):
+        os.makedirs(self.out_dir, exist_ok=True)
+        today = datetime.date.today().isoformat()
+        self.stem = today if self.mode == "full" else f"{today}-smoke"
+        self.cluster.initdb(self.conf).start()
+        try:
+            self.sql("CREATE DATABASE bench", db="postgres")
+            self.sql("CREATE EXTENSION strata")
+            version = self.one("SELECT version()")
+            t0 = time.perf_counter()
+            self.lsm_vs_heap()
+            self.hnsw()
+            elapsed = time.perf_counter() - t0
+        finally:
+            self.cluster.stop()
+            self.cluster.destroy()
+        header = [
+            f"# Strata benchmarks — {today} ({self.mode})",
+            "",
+            f"* server: {version}",
+            f"* machine: {platform.machine()}, {os.cpu_count()} CPUs, "
+            f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, {platform.platform()}",
+            "* settings: " + ", ".join(f"{k} = {v}" for k, v in self.conf.items()),
+            f"* suite time: {elapsed:.0f} s; command: `bench/run.sh --mode {self.mode}`",
+            "* ratios are lsm / heap (above 1: lsm is faster or larger)",
+        ]
+        body = header + self.report + ["", "## Plots", ""] + [f"![{p}]({p})" for p in self.plots]
+        path = os.path.join(self.out_dir, f"{self.stem}.md")
+        with open(path, "w") as f:
+            f.write("\n".join(body) + "\n")
+        log(f"wrote {path} and {len(self.plots)} plots")
+        return path
+
+
+def vec(v):
+    return "[" + ",".join(f"{x:.5f}" for x in v) + "]"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mode", choices=sorted(SIZES), default="full")
+    ap.add_argument("--pg-home", required=True)
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    args = ap.parse_args()
+    Bench(args.mode, args.pg_home, args.out).run()
+
+
+if __name__ == "__main__":
+    main()
