@@ -169,6 +169,70 @@ pub struct MetaHeader {
 }
 const _: () = assert!(std::mem::size_of::<MetaHeader>() == 40);
 
+impl MetaHeader {
+    /// The fixed part of a metapage image, checked (no allocation: hot paths
+    /// read only this, one directory slot or one run).
+    pub fn decode(page: &[u8]) -> Result<MetaHeader, FormatError> {
+        let h = MetaHeader {
+            magic: u32_at(page, META_HEADER_AT),
+            version: u32_at(page, META_HEADER_AT + 4),
+            next_vblock: u32_at(page, META_HEADER_AT + 8),
+            l0_first_vblock: u32_at(page, META_HEADER_AT + 12),
+            next_run_id: u32_at(page, META_HEADER_AT + 16),
+            nruns: u32_at(page, META_HEADER_AT + 20),
+            flushes: u64_at(page, META_HEADER_AT + 24),
+            compactions: u64_at(page, META_HEADER_AT + 32),
+        };
+        if h.magic != MAGIC {
+            return Err(FormatError::BadMagic(h.magic));
+        }
+        if h.version != FORMAT_VERSION as u32 {
+            return Err(FormatError::BadVersion(h.version as u16));
+        }
+        if h.nruns as usize > MAX_RUNS || h.l0_first_vblock > h.next_vblock {
+            return Err(FormatError::BadMeta);
+        }
+        Ok(h)
+    }
+
+    /// Directory slot and entry of L0 virtual block `v` (None: not in L0).
+    pub fn dir_position(&self, v: u32) -> Option<(usize, usize)> {
+        if v < self.l0_first_vblock || v >= self.next_vblock {
+            return None;
+        }
+        let i = (v - self.l0_first_vblock) as usize;
+        Some((i / DIR_ENTRIES, i % DIR_ENTRIES))
+    }
+}
+
+/// Block of L0 directory slot `slot` in a metapage image.
+pub fn dir_slot_block(page: &[u8], slot: usize) -> u32 {
+    u32_at(page, META_DIR_AT + slot * 4)
+}
+
+/// Run `i` of a metapage image.
+pub fn run_at(page: &[u8], i: usize) -> RunDesc {
+    let at = META_RUNS_AT + i * 48;
+    RunDesc {
+        run_id: u32_at(page, at),
+        level: u16_at(page, at + 4),
+        flags: u16_at(page, at + 6),
+        root: u32_at(page, at + 8),
+        data_pages: u32_at(page, at + 12),
+        first_rowid: u64_at(page, at + 16),
+        last_rowid: u64_at(page, at + 24),
+        versions: u64_at(page, at + 32),
+        tuple_bytes: u64_at(page, at + 40),
+    }
+}
+
+/// The run of a metapage image that holds `rowid`, if any.
+pub fn run_holding(page: &[u8], header: &MetaHeader, rowid: u64) -> Option<RunDesc> {
+    (0..header.nruns as usize)
+        .map(|i| run_at(page, i))
+        .find(|r| r.first_rowid <= rowid && rowid <= r.last_rowid)
+}
+
 /// One run, as listed in the metapage.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -221,41 +285,8 @@ impl Meta {
 
     /// Decodes a metapage image (`page.len() == BLOCK_SIZE`).
     pub fn decode(page: &[u8]) -> Result<Meta, FormatError> {
-        let h = MetaHeader {
-            magic: u32_at(page, META_HEADER_AT),
-            version: u32_at(page, META_HEADER_AT + 4),
-            next_vblock: u32_at(page, META_HEADER_AT + 8),
-            l0_first_vblock: u32_at(page, META_HEADER_AT + 12),
-            next_run_id: u32_at(page, META_HEADER_AT + 16),
-            nruns: u32_at(page, META_HEADER_AT + 20),
-            flushes: u64_at(page, META_HEADER_AT + 24),
-            compactions: u64_at(page, META_HEADER_AT + 32),
-        };
-        if h.magic != MAGIC {
-            return Err(FormatError::BadMagic(h.magic));
-        }
-        if h.version != FORMAT_VERSION as u32 {
-            return Err(FormatError::BadVersion(h.version as u16));
-        }
-        if h.nruns as usize > MAX_RUNS || h.l0_first_vblock > h.next_vblock {
-            return Err(FormatError::BadMeta);
-        }
-        let runs = (0..h.nruns as usize)
-            .map(|i| {
-                let at = META_RUNS_AT + i * 48;
-                RunDesc {
-                    run_id: u32_at(page, at),
-                    level: u16_at(page, at + 4),
-                    flags: u16_at(page, at + 6),
-                    root: u32_at(page, at + 8),
-                    data_pages: u32_at(page, at + 12),
-                    first_rowid: u64_at(page, at + 16),
-                    last_rowid: u64_at(page, at + 24),
-                    versions: u64_at(page, at + 32),
-                    tuple_bytes: u64_at(page, at + 40),
-                }
-            })
-            .collect();
+        let h = MetaHeader::decode(page)?;
+        let runs = (0..h.nruns as usize).map(|i| run_at(page, i)).collect();
         let l0_dir = (0..MAX_DIR_PAGES).map(|i| u32_at(page, META_DIR_AT + i * 4)).collect();
         Ok(Meta { header: h, runs, l0_dir })
     }
@@ -298,12 +329,7 @@ impl Meta {
 
     /// Directory slot and entry of L0 virtual block `v` (None: not in L0).
     pub fn dir_position(&self, v: u32) -> Option<(usize, usize)> {
-        let h = &self.header;
-        if v < h.l0_first_vblock || v >= h.next_vblock {
-            return None;
-        }
-        let i = (v - h.l0_first_vblock) as usize;
-        Some((i / DIR_ENTRIES, i % DIR_ENTRIES))
+        self.header.dir_position(v)
     }
 
     /// Directory slot and entry that the next L0 page will take.
@@ -430,6 +456,12 @@ mod tests {
         assert_eq!(m.run_of(255), None);
         assert!(m.has_run(4) && !m.has_run(5));
         assert!(m.lists_dir_page(55) && !m.lists_dir_page(0));
+        // the allocation-free readers agree with the full decode
+        let h = MetaHeader::decode(&page).unwrap();
+        assert_eq!(h, m.header);
+        assert_eq!(dir_slot_block(&page, 0), 55);
+        assert_eq!(run_holding(&page, &h, 1000), Some(m.runs[0]));
+        assert_eq!(run_holding(&page, &h, 200_000), None);
         page[META_HEADER_AT + 4] = 9;
         assert_eq!(Meta::decode(&page), Err(FormatError::BadVersion(9)));
     }

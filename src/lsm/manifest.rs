@@ -230,27 +230,71 @@ pub fn run_pages(rel: pg_sys::Relation, run: &RunDesc) -> (Vec<(u64, u32)>, Vec<
     (data, index)
 }
 
+/// Runs `f` over the metapage's bytes and its checked header under a share
+/// lock, without decoding the whole manifest (hot paths: inserts, fetches).
+pub fn with_header<T>(rel: pg_sys::Relation, f: impl FnOnce(&[u8], &format::MetaHeader) -> T) -> Option<T> {
+    if buffer::nblocks(rel) == 0 {
+        return None;
+    }
+    let buf = buffer::read(rel, META_BLOCK);
+    buffer::lock_share(buf);
+    let p = buffer::page(buf);
+    if storage::page_kind(rel, META_BLOCK, p) != Some(PageKind::Meta) {
+        buffer::unlock_release(buf);
+        corrupted(rel, "block 0 is not an lsm metapage".into());
+    }
+    let bytes = page::bytes(p);
+    let r = match format::MetaHeader::decode(bytes) {
+        Ok(h) => Ok(f(bytes, &h)),
+        Err(e) => Err(e),
+    };
+    buffer::unlock_release(buf);
+    Some(r.unwrap_or_else(|e| corrupted(rel, format!("invalid metapage: {e}"))))
+}
+
+/// Virtual block of the oldest L0 page (inserts check their lane against it).
+pub fn l0_first(rel: pg_sys::Relation) -> Option<u32> {
+    with_header(rel, |_, h| h.l0_first_vblock)
+}
+
+/// Whether virtual block `v` is in L0.
+pub fn in_l0(rel: pg_sys::Relation, v: u32) -> bool {
+    with_header(rel, |_, h| h.dir_position(v).is_some()).unwrap_or(false)
+}
+
 /// Physical block holding the row version `tid`, if the manifest has it.
 pub fn locate(rel: pg_sys::Relation, tid: &pg_sys::ItemPointerData) -> Option<pg_sys::BlockNumber> {
     let (v, o) = (crate::pg::htup::tid_block(tid), crate::pg::htup::tid_offset(tid));
     if !format::offset_in_range(o) {
         return None;
     }
-    let meta = read(rel)?;
-    if let Some((slot, entry)) = meta.dir_position(v) {
-        let dir = meta.l0_dir[slot];
-        return read_page(rel, dir, |p| page_image::dir_entries(p).get(entry).copied());
-    }
     let rowid = format::rowid(v, o);
-    let run = meta.run_of(rowid)?;
-    let leaf = read_page(rel, run.root, |p| {
-        let f = page_image::fences(p);
-        page_image::fence_for(&f, rowid).map(|i| f[i].1)
+    enum Where {
+        L0 { dir: u32, entry: usize },
+        Run { root: u32 },
+        Nowhere,
+    }
+    let place = with_header(rel, |page, h| match h.dir_position(v) {
+        Some((slot, entry)) => Where::L0 { dir: format::dir_slot_block(page, slot), entry },
+        None => match format::run_holding(page, h, rowid) {
+            Some(run) => Where::Run { root: run.root },
+            None => Where::Nowhere,
+        },
     })?;
-    read_page(rel, leaf, |p| {
-        let f = page_image::fences(p);
-        page_image::fence_for(&f, rowid).map(|i| f[i].1)
-    })
+    match place {
+        Where::L0 { dir, entry } => read_page(rel, dir, |p| page_image::dir_entries(p).get(entry).copied()),
+        Where::Run { root } => {
+            let leaf = read_page(rel, root, |p| {
+                let f = page_image::fences(p);
+                page_image::fence_for(&f, rowid).map(|i| f[i].1)
+            })?;
+            read_page(rel, leaf, |p| {
+                let f = page_image::fences(p);
+                page_image::fence_for(&f, rowid).map(|i| f[i].1)
+            })
+        }
+        Where::Nowhere => None,
+    }
 }
 
 /// Data blocks whose rowids may fall in `lo..=hi` (bitmap pages of runs).

@@ -253,7 +253,7 @@ fn bitmap_begin_vblock(s: &mut LsmScan, vblock: pg_sys::BlockNumber, exact: Opti
         bits
     });
     let first = htup::make_tid(vblock, 1);
-    let l0 = manifest::read(rel).is_some_and(|m| m.dir_position(vblock).is_some());
+    let l0 = manifest::in_l0(rel, vblock);
     let blocks = if l0 {
         manifest::locate(rel, &first).into_iter().collect()
     } else {

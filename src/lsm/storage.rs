@@ -80,7 +80,7 @@ fn fits(p: pg_sys::Page, len: usize) -> bool {
 fn target_page(rel: pg_sys::Relation, len: usize) -> pg_sys::Buffer {
     let target = buffer::target_block(rel);
     if target != buffer::INVALID_BLOCK && target < buffer::nblocks(rel) {
-        let l0_first = manifest::read(rel).map(|m| m.header.l0_first_vblock);
+        let l0_first = manifest::l0_first(rel);
         let buf = buffer::read(rel, target);
         buffer::lock_exclusive(buf);
         let p = buffer::page(buf);
