@@ -105,9 +105,10 @@ def main():
     with test_servers(primary, standby, name="hnsw test"):
         conn = primary.connect()
         conn.execute("CREATE EXTENSION strata")
-        mixture = clustered(rng, n + 30)  # queries come from the same mixture
+        # 100 queries per data set; the clustered ones come from the same mixture
+        mixture = clustered(rng, n + 100)
         data = {"uniform": uniform(rng, n), "clustered": mixture[:n]}
-        queries = {"uniform": uniform(rng, 30), "clustered": mixture[n:]}
+        queries = {"uniform": uniform(rng, 100), "clustered": mixture[n:]}
 
         # Recall per data set and metric (heap tables), then on lsm.
         for kind, vectors in data.items():
