@@ -33,6 +33,14 @@ fi
 PSQL=("$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h /tmp -p "$PORT" -U postgres)
 "${PSQL[@]}" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'strata'" | grep -q 1 ||
     "${PSQL[@]}" -d postgres -c "CREATE DATABASE strata"
+# The extension's version is not bumped while Strata is pre-release, so a
+# database created by an older build lacks newer objects: recreate it then.
+if [ "$("${PSQL[@]}" -d strata -tAc "SELECT count(*) FROM pg_extension WHERE extname = 'strata'")" = 1 ] &&
+   [ "$("${PSQL[@]}" -d strata -tAc "SELECT count(*) FROM pg_am WHERE amname IN ('lsm', 'strata_hnsw')
+        UNION ALL SELECT 0 WHERE to_regproc('strata.lsm_flush') IS NULL" | paste -sd, -)" != 2 ]; then
+    log "database 'strata' has the extension from an older build: recreating it (drops the demo table)"
+    "${PSQL[@]}" -d strata -c "DROP TABLE IF EXISTS demo_items" -c "DROP EXTENSION strata CASCADE" >/dev/null
+fi
 "${PSQL[@]}" -d strata -f "$STRATA_ROOT/scripts/demo.sql"
 
 cat <<MSG
