@@ -1,5 +1,14 @@
 -- Demo objects created by `make run` (idempotent).
 CREATE EXTENSION IF NOT EXISTS strata;
+-- A demo table that lost its vector column (the extension was recreated) is rebuilt.
+DO $$
+BEGIN
+    IF to_regclass('demo_items') IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM pg_attribute
+        WHERE attrelid = 'demo_items'::regclass AND attname = 'embedding' AND NOT attisdropped) THEN
+        DROP TABLE demo_items;
+    END IF;
+END $$;
 CREATE TABLE IF NOT EXISTS demo_items (
     id        bigserial PRIMARY KEY,
     name      text NOT NULL,
