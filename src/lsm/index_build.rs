@@ -95,9 +95,19 @@ pub fn build_range_scan(
     let callback = callback.expect("index build callback");
     let mut datums = IndexDatums::new(table, info);
     // An MVCC snapshot for concurrent builds (or one the caller's scan carries).
+    // A concurrent build (CIC, REINDEX CONCURRENTLY) runs while others write:
+    // like heap, it indexes what one MVCC snapshot sees, so an update racing
+    // the scan cannot make both versions of a row look alive.
+    // SAFETY: valid IndexInfo.
+    let concurrent = unsafe { (*info).ii_Concurrent };
+    let mut registered: pg_sys::Snapshot = std::ptr::null_mut();
     let snapshot = if !scan.is_null() {
         // SAFETY: caller-provided scan.
         unsafe { (*scan).rs_snapshot }
+    } else if concurrent {
+        // SAFETY: registered here, unregistered at the end.
+        registered = unsafe { pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot()) };
+        registered
     } else {
         std::ptr::null_mut()
     };
@@ -215,6 +225,10 @@ pub fn build_range_scan(
         buffer::release(buf);
     }
     datums.finish();
+    if !registered.is_null() {
+        // SAFETY: registered above.
+        unsafe { pg_sys::UnregisterSnapshot(registered) };
+    }
     reltuples
 }
 
