@@ -223,6 +223,20 @@ pub fn is_element_item(item: &[u8]) -> bool {
     item.len() >= ELEMENT_HEADER && item[7] & FLAG_ELEMENT != 0
 }
 
+/// The vector stored in an element item, borrowed in place when the item is
+/// 4-byte aligned (items are MAXALIGNed on pages, so always in practice) on
+/// a little-endian machine, else copied.
+pub fn element_floats(item: &[u8], dims: usize) -> std::borrow::Cow<'_, [f32]> {
+    let bytes = &item[ELEMENT_HEADER..ELEMENT_HEADER + 4 * dims];
+    if cfg!(target_endian = "little") && bytes.as_ptr().align_offset(4) == 0 {
+        // SAFETY: 4 * dims initialised bytes, 4-byte aligned; every bit
+        // pattern is a valid f32.
+        std::borrow::Cow::Borrowed(unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const f32, dims) })
+    } else {
+        std::borrow::Cow::Owned(element_vector(item, dims))
+    }
+}
+
 /// The vector stored in an element item.
 pub fn element_vector(item: &[u8], dims: usize) -> Vec<f32> {
     item[ELEMENT_HEADER..ELEMENT_HEADER + 4 * dims]
@@ -327,6 +341,7 @@ mod tests {
         assert_eq!(Element::decode(&item), e);
         assert!(is_element_item(&item));
         assert_eq!(element_vector(&item, 3), vec![1.0, -2.5, 3.25]);
+        assert_eq!(&*element_floats(&item, 3), &[1.0, -2.5, 3.25][..]);
 
         let id = |b, o| ElemId { block: b, offset: o };
         let lists = vec![vec![id(1, 1), id(1, 2)], vec![id(2, 1)], vec![]];

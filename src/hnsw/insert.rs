@@ -24,7 +24,10 @@ fn random_unit() -> f64 {
 /// Inserts `vector` for heap row `tid`. The caller checked dimensions and
 /// that the metric can index it.
 pub fn insert_vector(index: pg_sys::Relation, tid: pg_sys::ItemPointerData, vector: &[f32]) {
-    let meta = pages::read_meta(index);
+    insert_with_meta(index, pages::read_meta(index), tid, vector)
+}
+
+fn insert_with_meta(index: pg_sys::Relation, meta: format::Meta, tid: pg_sys::ItemPointerData, vector: &[f32]) {
     let params = Params::of(index, &meta);
     let level = graph::random_level(random_unit(), params.m, format::max_level(params.m));
     let element = Element {
@@ -34,10 +37,14 @@ pub fn insert_vector(index: pg_sys::Relation, tid: pg_sys::ItemPointerData, vect
         flags: 0,
         neighbors: ElemId::NONE,
     };
-    if meta.entry_level < 0 && insert_first(index, &params, &element, vector) {
-        return;
-    }
-    let meta = pages::read_meta(index);
+    let meta = if meta.entry_level < 0 {
+        if insert_first(index, &params, &element, vector) {
+            return;
+        }
+        pages::read_meta(index) // another backend placed the first element
+    } else {
+        meta
+    };
     let mut g = DiskGraph::new(index, params);
     let top = meta.entry_level.max(0) as usize;
     let ep = graph::descend(&mut g, vector, meta.entry, top, level as usize);
@@ -157,6 +164,6 @@ pub fn insert(index: pg_sys::Relation, values: *mut pg_sys::Datum, isnull: *mut 
         return false;
     }
     // SAFETY: valid heap TID.
-    insert_vector(index, unsafe { *tid }, v.as_slice());
+    insert_with_meta(index, meta, unsafe { *tid }, v.as_slice());
     false
 }

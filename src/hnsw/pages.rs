@@ -97,7 +97,8 @@ pub fn update_meta(index: pg_sys::Relation, f: impl FnOnce(&mut Meta) -> bool) {
 
 /// Runs `f` on item `id`'s bytes under a share lock.
 fn with_item<T>(index: pg_sys::Relation, id: ElemId, f: impl FnOnce(&[u8]) -> T) -> Option<T> {
-    if id.is_none() || id.block == META_BLOCK || id.block >= buffer::nblocks(index) {
+    // Index relations never shrink, so a stored id names an existing block.
+    if id.is_none() || id.block == META_BLOCK {
         return None;
     }
     let buf = buffer::read(index, id.block);
@@ -394,7 +395,7 @@ impl Graph for DiskGraph {
             if e.is_free() {
                 return None;
             }
-            let v = format::element_vector(item, dims);
+            let v = format::element_floats(item, dims);
             Some((metric.distance(&v, query), e))
         })??;
         let deleted = r.1.deleted();
@@ -409,11 +410,6 @@ impl Graph for DiskGraph {
         let m = self.params.m;
         with_item(self.index, e.neighbors, |item| format::decode_neighbors(item, m, level)).unwrap_or_default()
     }
-}
-
-/// Reads the neighbor list of `id` at `level` together with the element.
-pub fn neighbor_list(graph: &mut DiskGraph, id: ElemId, level: usize) -> Vec<ElemId> {
-    graph.neighbors(id, level)
 }
 
 /// Visits every element item of the index (block, offset, header, vector).

@@ -149,12 +149,18 @@ fn next_batch(st: &mut ScanState, q: &[f32]) -> bool {
 /// `amgettuple`: the next row, nearest first.
 pub fn next(scan: pg_sys::IndexScanDesc) -> bool {
     let st = state(scan);
-    let Some(q) = st.query.clone() else { return false };
+    let Some(q) = st.query.take() else { return false };
+    let found = next_with(scan, st, &q);
+    st.query = Some(q);
+    found
+}
+
+fn next_with(scan: pg_sys::IndexScanDesc, st: &mut ScanState, q: &[f32]) -> bool {
     if st.finished {
         return false;
     }
     if st.search.is_none() {
-        first_batch(st, &q);
+        first_batch(st, q);
     }
     let strict = gucs::ITERATIVE_SCAN.get() == IterativeScan::StrictOrder;
     loop {
@@ -179,7 +185,7 @@ pub fn next(scan: pg_sys::IndexScanDesc) -> bool {
             return true;
         }
         check_for_interrupts!();
-        if !next_batch(st, &q) {
+        if !next_batch(st, q) {
             st.finished = true;
             return false;
         }

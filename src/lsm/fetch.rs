@@ -98,7 +98,8 @@ pub fn fetch_row_version(
 }
 
 pub fn tid_valid(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData) -> bool {
-    manifest::locate(rel, &tid).is_some_and(|b| b < buffer::nblocks(rel))
+    let nblocks = buffer::nblocks(rel);
+    nblocks > 0 && manifest::locate(rel, &tid).is_some_and(|b| b < nblocks)
 }
 
 /// Follows the update chain from `tid`; leaves in `tid` the newest version

@@ -26,7 +26,7 @@
 //! ```
 
 use super::format::{
-    self, Meta, PageKind, PageTag, RunDesc, FENCE_ENTRIES, ROWID_PREFIX, ROWS_PER_VBLOCK, TAG_SIZE,
+    self, u16_at, u32_at, Meta, PageKind, PageTag, RunDesc, FENCE_ENTRIES, ROWID_PREFIX, ROWS_PER_VBLOCK, TAG_SIZE,
 };
 use super::page_image;
 use std::collections::{HashMap, HashSet};
@@ -92,12 +92,6 @@ pub struct Summary {
     pub entries: Vec<(u64, u32)>,
 }
 
-fn u16_at(p: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([p[at], p[at + 1]])
-}
-fn u32_at(p: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(p[at..at + 4].try_into().unwrap())
-}
 
 /// `TransactionIdPrecedes` for normal xids (modulo-2^32 comparison).
 pub fn xid_precedes(a: u32, b: u32) -> bool {

@@ -79,7 +79,9 @@ fn fits(p: pg_sys::Page, len: usize) -> bool {
 /// concurrent writers append to different pages ("lanes").
 fn target_page(rel: pg_sys::Relation, len: usize) -> pg_sys::Buffer {
     let target = buffer::target_block(rel);
-    if target != buffer::INVALID_BLOCK && target < buffer::nblocks(rel) {
+    // The smgr target block is reset when the relation is truncated, so it names
+    // an existing block (and the metapage exists).
+    if target != buffer::INVALID_BLOCK {
         let l0_first = manifest::l0_first(rel);
         let buf = buffer::read(rel, target);
         buffer::lock_exclusive(buf);
