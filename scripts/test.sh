@@ -3,9 +3,12 @@
 #   1. cargo pgrx test  — pure unit tests (kernels, codecs, policies) and
 #                         #[pg_test] in-backend tests, per PostgreSQL version;
 #   2. pg_regress       — tests/pg_regress suites with asserted output;
-#   3. cluster tests  — tests/cluster: kill -9 crash recovery, streaming replica;
-#   4. bench smoke    — bench/run.sh --mode smoke (PG18): the whole benchmark suite at toy sizes;
-#   5. package smoke    — `cargo pgrx package` installed into PG18 + SQL smoke test.
+#   3. isolation specs — tests/isolation: concurrency semantics, run on heap
+#                        and on lsm tables against the same expected files;
+#   4. cluster tests  — tests/cluster: kill -9 crash recovery, streaming replica,
+#                        pgbench balance check;
+#   5. bench smoke    — bench/run.sh --mode smoke (PG18): the whole benchmark suite at toy sizes;
+#   6. package smoke    — `cargo pgrx package` installed into PG18 + SQL smoke test.
 # Set STRATA_PG_VERSIONS="18" to limit the versions. Idempotent; fine as root.
 source "$(dirname "$0")/lib.sh"
 VERSIONS="${STRATA_PG_VERSIONS:-15 18}"
@@ -22,6 +25,7 @@ for v in $VERSIONS; do
 
     install_strata "$v" debug
     "$STRATA_ROOT/tests/regress.sh" "$v"
+    "$STRATA_ROOT/tests/isolation.sh" "$v"
     "$STRATA_ROOT/tests/cluster.sh" "$v"
 done
 

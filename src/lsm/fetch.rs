@@ -7,6 +7,7 @@ use super::manifest;
 use super::storage;
 use crate::pg::buffer;
 use crate::pg::htup;
+use crate::pg::predicate;
 use pgrx::pg_sys;
 
 #[repr(C)]
@@ -52,6 +53,12 @@ fn check_and_store(
             let mut t = loc.heap_tuple(rel);
             // SAFETY: share-locked page, valid snapshot.
             let v = unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot, buf) };
+            // like heap_fetch / heap_hot_search_buffer: SIREAD lock on what
+            // the snapshot sees, rw-conflict check on what it does not
+            if v {
+                predicate::lock_tid(rel, &t, snapshot);
+            }
+            predicate::check_conflict_out(v, rel, &mut t, buf, snapshot);
             if v {
                 storage::store_in_slot(slot, t, buf);
             }

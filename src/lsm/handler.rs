@@ -286,11 +286,10 @@ unsafe extern "C-unwind" fn tuple_update(
     lockmode: *mut pg_sys::LockTupleMode::Type,
     update_indexes: *mut UpdateIndexes,
 ) -> pg_sys::TM_Result::Type {
-    // Every update gets a new rowid, so every index needs a new entry; key
-    // columns are conservatively treated as changed.
+    // Every update gets a new rowid, so every index needs a new entry. The
+    // lock strength (a key column changed or not) is reported by the update.
     // SAFETY: executor-provided output pointers.
     unsafe {
-        *lockmode = pg_sys::LockTupleMode::LockTupleExclusive;
         #[cfg(feature = "pg15")]
         {
             *update_indexes = true;
@@ -299,7 +298,7 @@ unsafe extern "C-unwind" fn tuple_update(
         {
             *update_indexes = pg_sys::TU_UpdateIndexes::TU_All;
         }
-        let result = modify::update(rel, *otid, slot, cid, crosscheck, wait, tmfd);
+        let result = modify::update(rel, *otid, slot, cid, crosscheck, wait, tmfd, &mut *lockmode);
         if result != pg_sys::TM_Result::TM_Ok {
             #[cfg(feature = "pg15")]
             {

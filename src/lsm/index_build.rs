@@ -126,8 +126,20 @@ pub fn build_range_scan(
     };
     let mut reltuples = 0.0;
     let live = super::manifest::Live::of(table);
+    // A parallel build (btree, brin) gives each participant a parallel scan:
+    // blocks then come from its shared state, each to one participant only.
+    // SAFETY: caller-provided scan, when given.
+    let parallel = !scan.is_null() && unsafe { !(*scan).rs_parallel.is_null() };
+    let mut serial = first..last;
+    let mut next = move || {
+        if parallel {
+            std::iter::from_fn(|| super::scan::next_build_block(scan)).find(|&b| b > storage::META_BLOCK)
+        } else {
+            serial.next()
+        }
+    };
 
-    for block in first..last {
+    while let Some(block) = next() {
         pgrx::check_for_interrupts!();
         let buf = buffer::read(table, block);
         let picked = 'classify: loop {

@@ -30,6 +30,7 @@ pub mod modify;
 pub mod page_check;
 pub mod page_image;
 pub mod publication;
+pub mod row_lock;
 pub mod scan;
 pub mod storage;
 pub mod vacuum;

@@ -9,9 +9,11 @@
 //! and the old version is re-checked afterwards; a lost race invalidates the
 //! unused new version and retries.
 
+use super::row_lock::{self, Decision, Member, Mode, Status};
 use super::storage::{self, Located};
 use crate::pg::buffer::{self, PageWrite};
 use crate::pg::htup::{self, Header};
+use crate::pg::{multixact, predicate};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -27,19 +29,26 @@ pub enum Wait {
     Error,
 }
 
-enum Acquired {
-    Ok(Located),
+/// A row version this transaction may now modify or lock; its page is
+/// exclusively locked.
+struct Acquired {
+    loc: Located,
+    /// Running lockers that stay recorded next to the new xmax.
+    keep: Vec<Member>,
+    /// A lock request the transaction already holds (nothing to write).
+    held: bool,
+    /// The heavyweight tuple lock taken to queue behind other waiters.
+    tuplock: Option<Mode>,
+}
+
+enum Outcome {
+    Ok(Acquired),
     Failed(pg_sys::TM_Result::Type),
 }
 
 fn current_xid() -> pg_sys::TransactionId {
     // SAFETY: assigns an xid if needed; raises on failure.
     unsafe { pg_sys::GetCurrentTransactionId() }
-}
-
-fn is_current_xact(xid: pg_sys::TransactionId) -> bool {
-    // SAFETY: pure lookup in the backend's transaction state.
-    unsafe { pg_sys::TransactionIdIsCurrentTransactionId(xid) }
 }
 
 fn fill_failure(
@@ -73,8 +82,63 @@ fn not_found(rel: pg_sys::Relation, what: &str) -> ! {
     )
 }
 
+/// The transactions recorded in a version's xmax with their lock or update
+/// status: one xid with infomask lock bits, or a MultiXact's members.
+fn xmax_members(t: *mut Header) -> Vec<Member> {
+    let mask = htup::infomask(t);
+    if mask & pg_sys::HEAP_XMAX_INVALID != 0 {
+        return Vec::new();
+    }
+    let xmax = htup::raw_xmax(t);
+    let lock_only = mask & pg_sys::HEAP_XMAX_LOCK_ONLY != 0;
+    if htup::xmax_is_multi(t) {
+        return multixact::members(xmax, lock_only)
+            .into_iter()
+            .map(|(xid, status)| Member {
+                xid,
+                status: Status::from_raw(status),
+            })
+            .collect();
+    }
+    let keys = htup::infomask2(t) & pg_sys::HEAP_KEYS_UPDATED != 0;
+    let status = if !lock_only {
+        Status::update(keys)
+    } else {
+        match mask & pg_sys::HEAP_XMAX_SHR_LOCK {
+            x if x == pg_sys::HEAP_XMAX_SHR_LOCK => Status::ForShare,
+            x if x == pg_sys::HEAP_XMAX_EXCL_LOCK => Status::lock(if keys { Mode::Exclusive } else { Mode::NoKeyExclusive }),
+            _ => Status::ForKeyShare,
+        }
+    };
+    vec![Member {
+        xid: xmax.into_inner(),
+        status,
+    }]
+}
+
+/// Applies [`row_lock::decide`] to a version whose xmax is still running.
+fn decide_on(t: *mut Header, mode: Mode, update: bool) -> Decision {
+    row_lock::decide(
+        &xmax_members(t),
+        mode,
+        update,
+        multixact::is_current,
+        multixact::in_progress,
+        multixact::did_commit,
+    )
+}
+
+fn release_tuplock(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData, tuplock: Option<Mode>) {
+    if let Some(m) = tuplock {
+        multixact::unlock_tuple(rel, tid, m as u32);
+    }
+}
+
 /// Locks the page of `tid` exclusively and checks that this transaction may
-/// modify the row version, waiting on other writers per `wait`.
+/// modify (`update`) or lock the row version with strength `mode`, waiting
+/// on conflicting transactions per `wait` like heap: first the tuple's
+/// heavyweight lock (queue order), then each conflicting transaction.
+#[allow(clippy::too_many_arguments)]
 fn acquire(
     rel: pg_sys::Relation,
     tid: pg_sys::ItemPointerData,
@@ -83,7 +147,20 @@ fn acquire(
     wait: Wait,
     tmfd: *mut pg_sys::TM_FailureData,
     what: &str,
-) -> Acquired {
+    mode: Mode,
+    update: bool,
+) -> Outcome {
+    multixact::set_oldest_member();
+    let oper = if update {
+        pg_sys::XLTW_Oper::XLTW_Update
+    } else {
+        pg_sys::XLTW_Oper::XLTW_Lock
+    };
+    let mut tuplock: Option<Mode> = None;
+    let fail = |tuplock: Option<Mode>, r| {
+        release_tuplock(rel, tid, tuplock);
+        Outcome::Failed(r)
+    };
     loop {
         let buf = storage::pin_tid(rel, tid).unwrap_or_else(|| not_found(rel, what));
         buffer::lock_exclusive(buf);
@@ -94,46 +171,52 @@ fn acquire(
         let mut tuple = loc.heap_tuple(rel);
         // SAFETY: tuple points into the exclusively locked page.
         let mut result = unsafe { pg_sys::HeapTupleSatisfiesUpdate(&mut tuple, cid, buf) };
+        let mut keep = Vec::new();
         if result == pg_sys::TM_Result::TM_BeingModified {
-            let xwait = htup::raw_xmax(loc.header);
-            let locked_only = htup::infomask(loc.header) & pg_sys::HEAP_XMAX_LOCK_ONLY != 0;
-            if htup::xmax_is_multi(loc.header) {
-                buffer::unlock_release(buf);
-                ereport!(
-                    ERROR,
-                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                    "lsm tables do not support MultiXact row locks yet"
-                );
-            }
-            if locked_only && is_current_xact(xwait) {
-                result = pg_sys::TM_Result::TM_Ok; // our own row lock
-            } else {
-                match wait {
+            match decide_on(loc.header, mode, update) {
+                Decision::AlreadyHeld => {
+                    return Outcome::Ok(Acquired {
+                        loc,
+                        keep,
+                        held: true,
+                        tuplock,
+                    })
+                }
+                Decision::Proceed(k) => {
+                    keep = k;
+                    result = pg_sys::TM_Result::TM_Ok;
+                }
+                Decision::Updated => {
+                    result = if htup::tid_eq(&htup::ctid(loc.header), &tid) {
+                        pg_sys::TM_Result::TM_Deleted
+                    } else {
+                        pg_sys::TM_Result::TM_Updated
+                    };
+                }
+                Decision::Wait(xids) => match wait {
                     Wait::Block => {
                         buffer::unlock_release(buf);
-                        let mut t = tid;
-                        // SAFETY: waits on a heavyweight xact lock; raises on cancel/deadlock.
-                        unsafe {
-                            pg_sys::XactLockTableWait(
-                                xwait,
-                                rel,
-                                &mut t,
-                                pg_sys::XLTW_Oper::XLTW_Update,
-                            )
-                        };
+                        if tuplock.is_none() {
+                            multixact::lock_tuple(rel, tid, mode as u32, false);
+                            tuplock = Some(mode);
+                        }
+                        for x in xids {
+                            multixact::wait_for(x, rel, tid, oper);
+                        }
                         continue;
                     }
                     Wait::ReturnBeingModified => {
                         fill_failure(tmfd, loc.header, result);
                         buffer::unlock_release(buf);
-                        return Acquired::Failed(result);
+                        return fail(tuplock, result);
                     }
                     Wait::Skip => {
                         buffer::unlock_release(buf);
-                        return Acquired::Failed(pg_sys::TM_Result::TM_WouldBlock);
+                        return fail(tuplock, pg_sys::TM_Result::TM_WouldBlock);
                     }
                     Wait::Error => {
                         buffer::unlock_release(buf);
+                        release_tuplock(rel, tid, tuplock);
                         ereport!(
                             ERROR,
                             PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
@@ -143,7 +226,7 @@ fn acquire(
                             )
                         );
                     }
-                }
+                },
             }
         }
         if result == pg_sys::TM_Result::TM_Ok && !crosscheck.is_null() {
@@ -153,11 +236,16 @@ fn acquire(
             }
         }
         if result == pg_sys::TM_Result::TM_Ok {
-            return Acquired::Ok(loc);
+            return Outcome::Ok(Acquired {
+                loc,
+                keep,
+                held: false,
+                tuplock,
+            });
         }
         fill_failure(tmfd, loc.header, result);
         buffer::unlock_release(buf);
-        return Acquired::Failed(result);
+        return fail(tuplock, result);
     }
 }
 
@@ -170,16 +258,16 @@ enum Stamp {
         keys_updated: bool,
     },
     /// Row lock of the given mode.
-    Lock(pg_sys::LockTupleMode::Type),
+    Lock(Mode),
 }
 
-fn lock_bits(mode: pg_sys::LockTupleMode::Type) -> (u32, u32) {
-    use pg_sys::LockTupleMode as M;
+/// Infomask lock bits of a row lock (single locker) or of a MultiXact's
+/// strongest member.
+fn lock_bits(mode: Mode) -> u32 {
     match mode {
-        M::LockTupleKeyShare => (pg_sys::HEAP_XMAX_KEYSHR_LOCK, 0),
-        M::LockTupleShare => (pg_sys::HEAP_XMAX_SHR_LOCK, 0),
-        M::LockTupleNoKeyExclusive => (pg_sys::HEAP_XMAX_EXCL_LOCK, 0),
-        _ => (pg_sys::HEAP_XMAX_EXCL_LOCK, pg_sys::HEAP_KEYS_UPDATED),
+        Mode::KeyShare => pg_sys::HEAP_XMAX_KEYSHR_LOCK,
+        Mode::Share => pg_sys::HEAP_XMAX_SHR_LOCK,
+        Mode::NoKeyExclusive | Mode::Exclusive => pg_sys::HEAP_XMAX_EXCL_LOCK,
     }
 }
 
@@ -194,35 +282,49 @@ fn header_in_copy(w: &mut PageWrite, loc: &Located) -> *mut Header {
 }
 
 /// Writes xmax (and cmax/ctid) into a located version; page stays locked.
-fn stamp(rel: pg_sys::Relation, loc: &Located, xid: pg_sys::TransactionId, what: Stamp) {
+/// `keep` are running lockers that must stay recorded: with any, the new
+/// xmax is a MultiXact of them and this transaction.
+fn stamp(rel: pg_sys::Relation, loc: &Located, xid: pg_sys::TransactionId, what: Stamp, keep: &[Member]) {
+    let status = match what {
+        Stamp::Modified { keys_updated, .. } => Status::update(keys_updated),
+        Stamp::Lock(mode) => Status::lock(mode),
+    };
+    let members = row_lock::merged(
+        keep,
+        Member {
+            xid: xid.into_inner(),
+            status,
+        },
+    );
+    // The MultiXact (WAL-logged by multixact.c) is made before the page
+    // change, as heap does, so the page's record can name it.
+    let (xmax, bits, bits2) = if members.len() == 1 {
+        match what {
+            Stamp::Modified { keys_updated, .. } => (xid, 0, if keys_updated { pg_sys::HEAP_KEYS_UPDATED } else { 0 }),
+            Stamp::Lock(mode) => (
+                xid,
+                pg_sys::HEAP_XMAX_LOCK_ONLY | lock_bits(mode),
+                if mode == Mode::Exclusive { pg_sys::HEAP_KEYS_UPDATED } else { 0 },
+            ),
+        }
+    } else {
+        let pairs: Vec<(u32, u32)> = members.iter().map(|m| (m.xid, m.status as u32)).collect();
+        let b = row_lock::multi_bits(&members);
+        let mut bits = pg_sys::HEAP_XMAX_IS_MULTI | lock_bits(b.strongest);
+        if !b.has_update {
+            bits |= pg_sys::HEAP_XMAX_LOCK_ONLY;
+        }
+        (multixact::create(&pairs), bits, if b.keys { pg_sys::HEAP_KEYS_UPDATED } else { 0 })
+    };
     let mut w = PageWrite::start(rel);
     let t = header_in_copy(&mut w, loc);
-    let mut mask = htup::infomask(t) & !(pg_sys::HEAP_XMAX_BITS | HEAP_MOVED);
-    let mut mask2 = htup::infomask2(t) & !pg_sys::HEAP_KEYS_UPDATED;
-    match what {
-        Stamp::Modified {
-            cid,
-            ctid,
-            keys_updated,
-        } => {
-            if keys_updated {
-                mask2 |= pg_sys::HEAP_KEYS_UPDATED;
-            }
-            htup::set_infomask(t, mask);
-            htup::set_infomask2(t, mask2);
-            htup::set_xmax(t, xid);
-            let (cmax, combo) = htup::adjust_cmax(t, cid);
-            htup::set_cid(t, cmax, combo);
-            htup::set_ctid(t, ctid);
-        }
-        Stamp::Lock(mode) => {
-            let (bits, bits2) = lock_bits(mode);
-            mask |= pg_sys::HEAP_XMAX_LOCK_ONLY | bits;
-            mask2 |= bits2;
-            htup::set_infomask(t, mask);
-            htup::set_infomask2(t, mask2);
-            htup::set_xmax(t, xid);
-        }
+    htup::set_infomask(t, (htup::infomask(t) & !(pg_sys::HEAP_XMAX_BITS | HEAP_MOVED)) | bits);
+    htup::set_infomask2(t, (htup::infomask2(t) & !pg_sys::HEAP_KEYS_UPDATED) | bits2);
+    htup::set_xmax(t, xmax);
+    if let Stamp::Modified { cid, ctid, .. } = what {
+        let (cmax, combo) = htup::adjust_cmax(t, cid);
+        htup::set_cid(t, cmax, combo);
+        htup::set_ctid(t, ctid);
     }
     w.commit();
 }
@@ -295,6 +397,8 @@ pub fn insert(
     options: i32,
     spec_token: Option<u32>,
 ) {
+    // like heap: an insert only meets relation-level SIREAD locks
+    predicate::check_conflict_in(rel, None);
     let xid = current_xid();
     let (tuple, should_free) = slot_tuple(rel, slot);
     let stored = prepare_insert(rel, tuple, xid, cid, options, None);
@@ -389,10 +493,13 @@ pub fn delete(
     } else {
         Wait::ReturnBeingModified
     };
-    let loc = match acquire(rel, tid, cid, crosscheck, policy, tmfd, "delete") {
-        Acquired::Ok(loc) => loc,
-        Acquired::Failed(r) => return r,
+    let acq = match acquire(rel, tid, cid, crosscheck, policy, tmfd, "delete", Mode::Exclusive, true) {
+        Outcome::Ok(a) => a,
+        Outcome::Failed(r) => return r,
     };
+    let loc = &acq.loc;
+    // like heap: check for SSI conflicts before changing anything
+    predicate::check_conflict_in(rel, Some(tid));
     let xid = current_xid();
     let ctid = if changing_part {
         htup::make_tid(pg_sys::InvalidBlockNumber, MOVED_PARTITIONS_OFFSET)
@@ -401,14 +508,16 @@ pub fn delete(
     };
     stamp(
         rel,
-        &loc,
+        loc,
         xid,
         Stamp::Modified {
             cid,
             ctid,
             keys_updated: true,
         },
+        &acq.keep,
     );
+    release_tuplock(rel, tid, acq.tuplock);
     let external = htup::has_external(loc.header);
     let mut tuple = loc.heap_tuple(rel);
     buffer::unlock(loc.buf);
@@ -422,6 +531,39 @@ pub fn delete(
     pg_sys::TM_Result::TM_Ok
 }
 
+/// Whether the slot's new row changes a key column of the version at `otid`
+/// (decides the update's lock strength, as in heap).
+fn update_changes_keys(rel: pg_sys::Relation, otid: pg_sys::ItemPointerData, new: pg_sys::HeapTuple) -> bool {
+    let buf = storage::pin_tid(rel, otid).unwrap_or_else(|| not_found(rel, "update"));
+    buffer::lock_share(buf);
+    let changed = match storage::find_on_page(rel, buf, otid) {
+        Some(loc) => {
+            let mut old = loc.heap_tuple(rel);
+            htup::key_columns_changed(rel, &mut old, new)
+        }
+        None => true,
+    };
+    buffer::unlock_release(buf);
+    changed
+}
+
+/// The xmax a new version inherits from the old one when running lockers
+/// (necessarily KEY SHARE, or this transaction's own) stay on the old one,
+/// as in heap: the old raw xmax, with the lock bits of all its members, so
+/// the key those lockers protect cannot be deleted through the new version.
+fn carried_locks(old: *mut Header) -> (pg_sys::TransactionId, u32) {
+    let xmax = htup::raw_xmax(old);
+    if !htup::xmax_is_multi(old) {
+        return (xmax, pg_sys::HEAP_XMAX_KEYSHR_LOCK | pg_sys::HEAP_XMAX_LOCK_ONLY);
+    }
+    let b = row_lock::multi_bits(&xmax_members(old));
+    let mut bits = pg_sys::HEAP_XMAX_IS_MULTI | lock_bits(b.strongest);
+    if !b.has_update {
+        bits |= pg_sys::HEAP_XMAX_LOCK_ONLY;
+    }
+    (xmax, bits)
+}
+
 /// Updates `otid` to the slot's row; returns the result and the new TID.
 #[allow(clippy::too_many_arguments)]
 pub fn update(
@@ -432,6 +574,7 @@ pub fn update(
     crosscheck: pg_sys::Snapshot,
     wait: bool,
     tmfd: *mut pg_sys::TM_FailureData,
+    lockmode: &mut pg_sys::LockTupleMode::Type,
 ) -> pg_sys::TM_Result::Type {
     let policy = if wait {
         Wait::Block
@@ -439,15 +582,38 @@ pub fn update(
         Wait::ReturnBeingModified
     };
     let xid = current_xid();
+    let keys_updated = {
+        let (tuple, should_free) = slot_tuple(rel, slot);
+        let changed = update_changes_keys(rel, otid, tuple);
+        free_if(tuple, should_free);
+        changed
+    };
+    let mode = if keys_updated {
+        Mode::Exclusive
+    } else {
+        Mode::NoKeyExclusive
+    };
+    // the executor locks the newest version with this mode before retrying (EvalPlanQual)
+    *lockmode = mode as pg_sys::LockTupleMode::Type;
     loop {
-        let loc = match acquire(rel, otid, cid, crosscheck, policy, tmfd, "update") {
-            Acquired::Ok(loc) => loc,
-            Acquired::Failed(r) => return r,
+        let acq = match acquire(rel, otid, cid, crosscheck, policy, tmfd, "update", mode, true) {
+            Outcome::Ok(a) => a,
+            Outcome::Failed(r) => return r,
         };
+        let loc = &acq.loc;
+        predicate::check_conflict_in(rel, Some(otid));
         let mut old = loc.heap_tuple(rel);
+        let old_xmax = (htup::raw_xmax(loc.header), htup::infomask(loc.header) & pg_sys::HEAP_XMAX_BITS);
+        let carry = (!acq.keep.is_empty()).then(|| carried_locks(loc.header));
         buffer::unlock(loc.buf); // keep the pin: the old version's bytes stay put
         let (tuple, should_free) = slot_tuple(rel, slot);
         let stored = prepare_insert(rel, tuple, xid, cid, 0, Some(&mut old));
+        if let Some((xmax, bits)) = carry {
+            // SAFETY: the tuple about to be stored is ours to write.
+            let t = unsafe { (*stored).t_data };
+            htup::set_xmax(t, xmax);
+            htup::set_infomask(t, (htup::infomask(t) & !pg_sys::HEAP_XMAX_BITS) | bits);
+        }
         let new_tid = storage::append(rel, stored, true);
         free_if(stored, stored != tuple);
         free_if(tuple, should_free);
@@ -456,21 +622,32 @@ pub fn update(
         let mut recheck = loc.heap_tuple(rel);
         // SAFETY: re-checked under the exclusive lock.
         let still = unsafe { pg_sys::HeapTupleSatisfiesUpdate(&mut recheck, cid, loc.buf) };
-        let ours = still == pg_sys::TM_Result::TM_BeingModified
-            && htup::infomask(loc.header) & pg_sys::HEAP_XMAX_LOCK_ONLY != 0
-            && is_current_xact(htup::raw_xmax(loc.header));
-        if still == pg_sys::TM_Result::TM_Ok || ours {
+        let unchanged = (htup::raw_xmax(loc.header), htup::infomask(loc.header) & pg_sys::HEAP_XMAX_BITS) == old_xmax;
+        let keep = match still {
+            pg_sys::TM_Result::TM_Ok if carry.is_none() || unchanged => Some(Vec::new()),
+            // the lockers carried onto the new version must still be the ones recorded
+            pg_sys::TM_Result::TM_BeingModified if carry.is_none() || unchanged => {
+                match decide_on(loc.header, mode, true) {
+                    Decision::Proceed(keep) if carry.is_some() || keep.is_empty() => Some(keep),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        if let Some(keep) = keep {
             stamp(
                 rel,
-                &loc,
+                loc,
                 xid,
                 Stamp::Modified {
                     cid,
                     ctid: new_tid,
-                    keys_updated: true,
+                    keys_updated,
                 },
+                &keep,
             );
             buffer::unlock_release(loc.buf);
+            release_tuplock(rel, otid, acq.tuplock);
             // SAFETY: valid slot.
             unsafe { (*slot).tts_tid = new_tid };
             #[cfg(feature = "pg15")]
@@ -486,6 +663,7 @@ pub fn update(
             return pg_sys::TM_Result::TM_Ok;
         }
         buffer::unlock_release(loc.buf);
+        release_tuplock(rel, otid, acq.tuplock);
         kill_tid(rel, new_tid); // lost a race: retry from the top
     }
 }
@@ -507,18 +685,17 @@ pub fn lock(
         pg_sys::LockWaitPolicy::LockWaitError => Wait::Error,
         _ => Wait::Block,
     };
+    let mode = Mode::from_raw(mode);
     let mut tid = tid;
     let mut traversed = false;
     loop {
-        match acquire(rel, tid, cid, std::ptr::null_mut(), policy, tmfd, "lock") {
-            Acquired::Ok(loc) => {
-                let own = htup::infomask(loc.header) & pg_sys::HEAP_XMAX_LOCK_ONLY != 0
-                    && htup::infomask(loc.header) & pg_sys::HEAP_XMAX_INVALID == 0
-                    && is_current_xact(htup::raw_xmax(loc.header));
-                let held = lock_bits_held(loc.header);
-                if !(own && held >= lock_strength(mode)) {
-                    stamp(rel, &loc, current_xid(), Stamp::Lock(mode));
+        match acquire(rel, tid, cid, std::ptr::null_mut(), policy, tmfd, "lock", mode, false) {
+            Outcome::Ok(acq) => {
+                let loc = &acq.loc;
+                if !acq.held {
+                    stamp(rel, loc, current_xid(), Stamp::Lock(mode), &acq.keep);
                 }
+                release_tuplock(rel, tid, acq.tuplock);
                 storage::store_in_slot(slot, loc.heap_tuple(rel), loc.buf);
                 buffer::unlock_release(loc.buf);
                 if traversed && !tmfd.is_null() {
@@ -527,7 +704,7 @@ pub fn lock(
                 }
                 return (pg_sys::TM_Result::TM_Ok, tid);
             }
-            Acquired::Failed(pg_sys::TM_Result::TM_Updated)
+            Outcome::Failed(pg_sys::TM_Result::TM_Updated)
                 if follow_updates && !tmfd.is_null() =>
             {
                 // SAFETY: filled by acquire.
@@ -542,7 +719,7 @@ pub fn lock(
                 tid = next;
                 traversed = true;
             }
-            Acquired::Failed(r) => {
+            Outcome::Failed(r) => {
                 if traversed && !tmfd.is_null() {
                     // SAFETY: caller storage.
                     unsafe { (*tmfd).traversed = true };
@@ -550,33 +727,5 @@ pub fn lock(
                 return (r, tid);
             }
         }
-    }
-}
-
-fn lock_strength(mode: pg_sys::LockTupleMode::Type) -> u32 {
-    mode + 1
-}
-
-/// Strength of the row lock already recorded in xmax (0 = none).
-fn lock_bits_held(t: *mut Header) -> u32 {
-    let m = htup::infomask(t);
-    if m & pg_sys::HEAP_XMAX_LOCK_ONLY == 0 {
-        return 0;
-    }
-    let keys = htup::infomask2(t) & pg_sys::HEAP_KEYS_UPDATED != 0;
-    match m & (pg_sys::HEAP_XMAX_SHR_LOCK) {
-        x if x == pg_sys::HEAP_XMAX_SHR_LOCK => {
-            lock_strength(pg_sys::LockTupleMode::LockTupleShare)
-        }
-        x if x == pg_sys::HEAP_XMAX_EXCL_LOCK && keys => {
-            lock_strength(pg_sys::LockTupleMode::LockTupleExclusive)
-        }
-        x if x == pg_sys::HEAP_XMAX_EXCL_LOCK => {
-            lock_strength(pg_sys::LockTupleMode::LockTupleNoKeyExclusive)
-        }
-        x if x == pg_sys::HEAP_XMAX_KEYSHR_LOCK => {
-            lock_strength(pg_sys::LockTupleMode::LockTupleKeyShare)
-        }
-        _ => 0,
     }
 }

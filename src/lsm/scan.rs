@@ -14,6 +14,7 @@ use super::storage::{self, META_BLOCK};
 use crate::pg::buffer::{self, INVALID_BLOCK};
 use crate::pg::htup;
 use crate::pg::page;
+use crate::pg::predicate;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -94,6 +95,12 @@ pub fn begin(
     s.pos = -1;
     s.nblocks = buffer::nblocks(rel);
     s.live = Live::of(rel);
+    // Like heap: a sequential or sample scan reads the whole relation, so its
+    // SIREAD lock covers the relation; bitmap scans lock the rows they return.
+    let whole = pg_sys::ScanOptions::SO_TYPE_SEQSCAN | pg_sys::ScanOptions::SO_TYPE_SAMPLESCAN;
+    if flags & whole != 0 {
+        predicate::lock_relation(rel, snapshot);
+    }
     scan
 }
 
@@ -160,7 +167,12 @@ fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber, filter: Filter) {
                 }
             }
             // SAFETY: tuple on a share-locked page; snapshot from the executor.
-            if unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, s.base.rs_snapshot, buf) } {
+            let visible = unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, s.base.rs_snapshot, buf) };
+            predicate::check_conflict_out(visible, rel, &mut t, buf, s.base.rs_snapshot);
+            if visible {
+                if s.base.rs_flags & pg_sys::ScanOptions::SO_TYPE_BITMAPSCAN != 0 {
+                    predicate::lock_tid(rel, &t, s.base.rs_snapshot);
+                }
                 s.offsets[s.count] = item;
                 s.count += 1;
             }
@@ -169,21 +181,34 @@ fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber, filter: Filter) {
     buffer::unlock(buf);
 }
 
+/// The next block a parallel scan's shared state hands this participant.
+fn next_parallel(s: &mut LsmScan) -> Option<pg_sys::BlockNumber> {
+    let pbscan = s.base.rs_parallel as pg_sys::ParallelBlockTableScanDesc;
+    let rel = s.base.rs_rd;
+    // SAFETY: parallel state set up by parallelscan_initialize; the worker
+    // struct lives in this scan.
+    let b = unsafe {
+        if !s.started {
+            pg_sys::table_block_parallelscan_startblock_init(rel, &mut s.pbscanwork, pbscan);
+        }
+        pg_sys::table_block_parallelscan_nextpage(rel, &mut s.pbscanwork, pbscan)
+    };
+    s.started = true;
+    (b != INVALID_BLOCK).then_some(b)
+}
+
+/// For a parallel index build: the next block of `scan` (a parallel lsm
+/// scan) this participant must index, so that each block is indexed by
+/// exactly one participant. None at the end.
+pub fn next_build_block(scan: pg_sys::TableScanDesc) -> Option<pg_sys::BlockNumber> {
+    // SAFETY: lsm scans are LsmScans (scan_begin allocates them).
+    next_parallel(unsafe { &mut *(scan as *mut LsmScan) })
+}
+
 /// Next physical block in the scan direction, or None at the end.
 fn next_block(s: &mut LsmScan, forward: bool) -> Option<pg_sys::BlockNumber> {
     if !s.base.rs_parallel.is_null() {
-        let pbscan = s.base.rs_parallel as pg_sys::ParallelBlockTableScanDesc;
-        let rel = s.base.rs_rd;
-        // SAFETY: parallel state set up by parallelscan_initialize; the worker
-        // struct lives in this scan.
-        let b = unsafe {
-            if !s.started {
-                pg_sys::table_block_parallelscan_startblock_init(rel, &mut s.pbscanwork, pbscan);
-            }
-            pg_sys::table_block_parallelscan_nextpage(rel, &mut s.pbscanwork, pbscan)
-        };
-        s.started = true;
-        return (b != INVALID_BLOCK).then_some(b);
+        return next_parallel(s);
     }
     let first = META_BLOCK + 1;
     let b = match (s.started && s.block != INVALID_BLOCK, forward) {

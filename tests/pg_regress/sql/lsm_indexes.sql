@@ -47,4 +47,27 @@ SELECT count(*) FROM ix WHERE k = 8;
 RESET enable_seqscan;
 SELECT count(*) FILTER (WHERE k = 7), count(*) FILTER (WHERE k = 8) FROM ix;
 DROP TABLE ix;
+
+-- parallel index builds: each participant indexes the blocks the shared
+-- scan state hands it, so no row is indexed twice (in L0 and after a flush)
+CREATE TABLE px (id int, filler char(200)) USING lsm WITH (parallel_workers = 2);
+INSERT INTO px SELECT g, '' FROM generate_series(1, 20000) g;
+SET max_parallel_maintenance_workers = 2;
+SET min_parallel_table_scan_size = 0;
+SET maintenance_work_mem = '64MB';
+CREATE UNIQUE INDEX px_id ON px (id);
+SELECT bt_index_check('px_id', true);
+VACUUM px;
+SELECT component, row_versions FROM strata.lsm_info('px') WHERE component LIKE 'run%';
+REINDEX INDEX px_id;
+SELECT bt_index_check('px_id', true);
+CREATE INDEX px_brin ON px USING brin (id);
+SET enable_seqscan = off;
+SELECT count(*) FROM px WHERE id > 0;
+SELECT count(*) FROM px WHERE id BETWEEN 100 AND 199;
+RESET enable_seqscan;
+RESET max_parallel_maintenance_workers;
+RESET min_parallel_table_scan_size;
+RESET maintenance_work_mem;
+DROP TABLE px;
 DROP EXTENSION amcheck;

@@ -1,0 +1,65 @@
+//! Serializable snapshot isolation hooks (`storage/predicate.h`, not bound by
+//! pgrx): SIREAD locks taken by readers and rw-conflict checks by readers
+//! (conflict out) and writers (conflict in), called where heap calls them.
+//! Each function returns at once unless the transaction is SERIALIZABLE.
+
+use pgrx::pg_sys;
+
+extern "C-unwind" {
+    fn PredicateLockRelation(relation: pg_sys::Relation, snapshot: pg_sys::Snapshot);
+    fn PredicateLockTID(
+        relation: pg_sys::Relation,
+        tid: pg_sys::ItemPointer,
+        snapshot: pg_sys::Snapshot,
+        tuple_xid: pg_sys::TransactionId,
+    );
+    fn CheckForSerializableConflictIn(
+        relation: pg_sys::Relation,
+        tid: pg_sys::ItemPointer,
+        blkno: pg_sys::BlockNumber,
+    );
+}
+
+/// A relation-level SIREAD lock: sequential and sample scans read everything.
+pub fn lock_relation(rel: pg_sys::Relation, snapshot: pg_sys::Snapshot) {
+    // SAFETY: open relation and the scan's snapshot.
+    unsafe { PredicateLockRelation(rel, snapshot) }
+}
+
+/// A tuple-level SIREAD lock on a version the snapshot sees.
+pub fn lock_tid(rel: pg_sys::Relation, tuple: &pg_sys::HeapTupleData, snapshot: pg_sys::Snapshot) {
+    let mut tid = tuple.t_self;
+    // SAFETY: valid tuple header on a locked page; open relation.
+    unsafe {
+        let xmin = (*tuple.t_data).t_choice.t_heap.t_xmin;
+        PredicateLockTID(rel, &mut tid, snapshot, xmin)
+    }
+}
+
+/// Reader side: records an rw-conflict when `tuple`'s visibility (`visible`)
+/// depends on a concurrent serializable transaction's write.
+pub fn check_conflict_out(
+    visible: bool,
+    rel: pg_sys::Relation,
+    tuple: &mut pg_sys::HeapTupleData,
+    buf: pg_sys::Buffer,
+    snapshot: pg_sys::Snapshot,
+) {
+    // SAFETY: tuple on the (at least share-) locked buffer `buf`.
+    unsafe { pg_sys::HeapCheckForSerializableConflictOut(visible, rel, tuple, buf, snapshot) }
+}
+
+/// Writer side: checks the SIREAD locks a write to `tid` (or, with None, an
+/// insert: relation-level locks only) conflicts with; raises 40001 when the
+/// transaction must be rolled back.
+pub fn check_conflict_in(rel: pg_sys::Relation, tid: Option<pg_sys::ItemPointerData>) {
+    match tid {
+        Some(mut t) => {
+            let block = super::htup::tid_block(&t);
+            // SAFETY: open relation, valid logical TID.
+            unsafe { CheckForSerializableConflictIn(rel, &mut t, block) }
+        }
+        // SAFETY: as above; no tuple or page target.
+        None => unsafe { CheckForSerializableConflictIn(rel, std::ptr::null_mut(), pg_sys::InvalidBlockNumber) },
+    }
+}
