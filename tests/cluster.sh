@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Cluster tests against PostgreSQL $1 (15|18): what a single backend cannot show.
 #   test_crash.py   — kill -9 of the postmaster during concurrent COPY/UPDATE/DELETE;
-#   test_replica.py — a streaming standby (pg_basebackup -R) answers like the primary.
+#   test_replica.py — a streaming standby (pg_basebackup -R) answers like the primary;
+#   test_concurrent_index.py, test_dump.py, test_hnsw.py, test_pgbench.py (tpcb-like
+#   on lsm tables, balances checked).
 # Each test starts its own servers on loopback ports as the postgres user and
 # stops them. Strata must be installed into that PostgreSQL.
 # Usage: tests/cluster.sh 18 [test_crash test_replica ...]
