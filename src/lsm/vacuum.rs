@@ -132,6 +132,8 @@ fn update_relstats(rel: pg_sys::Relation) {
 pub fn vacuum(rel: pg_sys::Relation, params: *mut pg_sys::VacuumParams, strategy: pg_sys::BufferAccessStrategy) {
     // SAFETY: valid params from VACUUM.
     let verbose = unsafe { (*params).options } & pg_sys::VACOPT_VERBOSE != 0;
+    // SAFETY: reads the clock.
+    let start = unsafe { pg_sys::GetCurrentTimestamp() };
     let elevel = if verbose { pg_sys::INFO } else { pg_sys::DEBUG2 } as i32;
     let name = storage::relname(rel);
     let stats = if try_access_exclusive(rel) {
@@ -154,6 +156,30 @@ pub fn vacuum(rel: pg_sys::Relation, params: *mut pg_sys::VacuumParams, strategy
     }
     vacuum_indexes(rel, &stats.dropped, strategy, elevel);
     update_relstats(rel);
+    report_to_pgstat(rel, start);
+}
+
+/// Tells the cumulative statistics that the table was vacuumed, like heap:
+/// resets its dead-row count (what autovacuum triggers on) and counts the
+/// vacuum. Live rows: the `reltuples` estimate. Dead rows left behind: none
+/// that VACUUM could remove — dead versions inside runs wait for compaction.
+fn report_to_pgstat(rel: pg_sys::Relation, start: pg_sys::TimestampTz) {
+    // SAFETY: open relation.
+    let (oid, shared, reltuples) = unsafe {
+        ((*rel).rd_id, (*(*rel).rd_rel).relisshared, (*(*rel).rd_rel).reltuples)
+    };
+    let live = reltuples.max(0.0) as i64;
+    #[cfg(feature = "pg15")]
+    {
+        let _ = start;
+        // SAFETY: plain statistics report for an open relation.
+        unsafe { pg_sys::pgstat_report_vacuum(oid, shared, live, 0) };
+    }
+    #[cfg(not(feature = "pg15"))]
+    // SAFETY: as above.
+    unsafe {
+        pg_sys::pgstat_report_vacuum(oid, shared, live, 0, start)
+    };
 }
 
 fn report(elevel: i32, msg: String) {

@@ -46,6 +46,17 @@ CREATE TABLE v_empty (a int) USING lsm;
 VACUUM v_empty;
 VACUUM (ANALYZE) v;
 SELECT reltuples FROM pg_class WHERE relname = 'v';
+
+-- VACUUM reports to the cumulative statistics like heap: dead rows (what
+-- autovacuum triggers on) go back to zero and the vacuum is counted
+UPDATE v SET k = k + 1 WHERE id <= 2000;
+SELECT pg_stat_force_next_flush();
+SELECT n_dead_tup >= 2000 AS dead_counted FROM pg_stat_user_tables WHERE relname = 'v';
+VACUUM v;
+SELECT pg_stat_force_next_flush();
+SELECT pg_stat_clear_snapshot();
+SELECT n_dead_tup, n_live_tup, vacuum_count > 0 AS vacuumed, last_vacuum IS NOT NULL AS has_last
+FROM pg_stat_user_tables WHERE relname = 'v';
 DROP TABLE v, v_empty;
 DROP FUNCTION leaf_tuples(regclass);
 DROP EXTENSION amcheck;
