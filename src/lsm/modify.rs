@@ -9,7 +9,7 @@
 //! and the old version is re-checked afterwards; a lost race invalidates the
 //! unused new version and retries.
 
-use super::row_lock::{self, Decision, Member, Mode, Status};
+use super::row_lock::{self, ChainStep, Decision, Member, Mode, Status};
 use super::storage::{self, Located};
 use crate::pg::buffer::{self, PageWrite};
 use crate::pg::htup::{self, Header};
@@ -668,6 +668,74 @@ pub fn update(
     }
 }
 
+/// Records a row lock of `mode` on every newer version of an update chain
+/// that starts at `start` (made by `prior_xmax`), waiting for conflicting
+/// transactions (`heap_lock_updated_tuple_rec`). Ends where the chain ends
+/// or breaks; TM_Updated/TM_Deleted when a committed update or delete there
+/// conflicts with the lock.
+fn lock_chain(rel: pg_sys::Relation, start: pg_sys::ItemPointerData, prior_xmax: u32, mode: Mode) -> pg_sys::TM_Result::Type {
+    let xid = current_xid();
+    let aborted = |x: u32| !multixact::is_current(x) && !multixact::in_progress(x) && !multixact::did_commit(x);
+    let mut tid = start;
+    let mut prior = prior_xmax;
+    loop {
+        if htup::tid_offset(&tid) == MOVED_PARTITIONS_OFFSET {
+            return pg_sys::TM_Result::TM_Ok;
+        }
+        let Some(buf) = storage::pin_tid(rel, tid) else {
+            return pg_sys::TM_Result::TM_Ok;
+        };
+        buffer::lock_exclusive(buf);
+        let Some(loc) = storage::find_on_page(rel, buf, tid) else {
+            buffer::unlock_release(buf);
+            return pg_sys::TM_Result::TM_Ok;
+        };
+        let xmin = htup::xmin(loc.header).into_inner();
+        if xmin != prior || aborted(xmin) {
+            buffer::unlock_release(buf); // the chain broke here
+            return pg_sys::TM_Result::TM_Ok;
+        }
+        let step = row_lock::chain_step(
+            &xmax_members(loc.header),
+            mode,
+            multixact::is_current,
+            multixact::in_progress,
+            multixact::did_commit,
+        );
+        match step {
+            ChainStep::Skip => {}
+            ChainStep::Wait(x) => {
+                buffer::unlock_release(buf);
+                multixact::wait_for(x, rel, tid, pg_sys::XLTW_Oper::XLTW_LockUpdated);
+                continue;
+            }
+            ChainStep::Updated => {
+                let deleted = htup::tid_eq(&htup::ctid(loc.header), &tid);
+                buffer::unlock_release(buf);
+                return if deleted {
+                    pg_sys::TM_Result::TM_Deleted
+                } else {
+                    pg_sys::TM_Result::TM_Updated
+                };
+            }
+            ChainStep::Lock(keep) => stamp(rel, &loc, xid, Stamp::Lock(mode), &keep),
+        }
+        let mask = htup::infomask(loc.header);
+        let next = htup::ctid(loc.header);
+        let upd = if mask & (pg_sys::HEAP_XMAX_INVALID | pg_sys::HEAP_XMAX_LOCK_ONLY) != 0 {
+            0
+        } else {
+            htup::update_xid(loc.header).into_inner()
+        };
+        buffer::unlock_release(buf);
+        if upd == 0 || aborted(upd) || htup::tid_eq(&next, &tid) {
+            return pg_sys::TM_Result::TM_Ok;
+        }
+        prior = upd;
+        tid = next;
+    }
+}
+
 /// Locks a row version (following the update chain when asked).
 #[allow(clippy::too_many_arguments)]
 pub fn lock(
@@ -692,6 +760,33 @@ pub fn lock(
         match acquire(rel, tid, cid, std::ptr::null_mut(), policy, tmfd, "lock", mode, false) {
             Outcome::Ok(acq) => {
                 let loc = &acq.loc;
+                let updater = acq
+                    .keep
+                    .iter()
+                    .find(|m| m.status.is_update() && !multixact::is_current(m.xid))
+                    .map(|m| m.xid);
+                if let (false, Some(prior)) = (acq.held, updater) {
+                    // A KEY SHARE lock passing a running non-key update: like
+                    // heap, first lock the newer versions along the chain (page
+                    // unlocked), then this one if its xmax did not move meanwhile.
+                    let seen = (htup::raw_xmax(loc.header), htup::infomask(loc.header) & pg_sys::HEAP_XMAX_BITS);
+                    let next = htup::ctid(loc.header);
+                    buffer::unlock(loc.buf);
+                    let r = lock_chain(rel, next, prior, mode);
+                    buffer::lock_exclusive(loc.buf);
+                    let now = (htup::raw_xmax(loc.header), htup::infomask(loc.header) & pg_sys::HEAP_XMAX_BITS);
+                    if r != pg_sys::TM_Result::TM_Ok {
+                        fill_failure(tmfd, loc.header, r);
+                        buffer::unlock_release(loc.buf);
+                        release_tuplock(rel, tid, acq.tuplock);
+                        return (r, tid);
+                    }
+                    if now != seen {
+                        buffer::unlock_release(loc.buf);
+                        release_tuplock(rel, tid, acq.tuplock);
+                        continue;
+                    }
+                }
                 if !acq.held {
                     stamp(rel, loc, current_xid(), Stamp::Lock(mode), &acq.keep);
                 }

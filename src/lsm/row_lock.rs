@@ -13,10 +13,9 @@
 //!   that committed after the caller's visibility check saw it running: the
 //!   version is updated (proceeding would lose that update);
 //! * a running member whose mode conflicts with the request must be waited
-//!   for. A running *updater* is always waited for — heap lets a KEY SHARE
-//!   locker past a non-key update and then locks the newer versions along the
-//!   chain too; lsm waits for the updater instead (more blocking, never a
-//!   missed lock);
+//!   for. A running updater counts by its lock strength too, so a KEY SHARE
+//!   locker passes a running non-key update — the caller must then also lock
+//!   the newer versions along the update chain ([`chain_step`]), as heap does;
 //! * the remaining running members are kept: the new xmax is a MultiXact of
 //!   them plus the requester, or the requester's xid alone.
 
@@ -149,7 +148,7 @@ pub fn decide(
                 return Decision::Updated;
             }
             continue;
-        } else if m.status.is_update() || conflicts(m.status.mode(), mode) {
+        } else if conflicts(m.status.mode(), mode) {
             if !wait.contains(&m.xid) {
                 wait.push(m.xid);
             }
@@ -162,6 +161,47 @@ pub fn decide(
     } else {
         Decision::Wait(wait)
     }
+}
+
+/// What locking one newer version of an update chain takes
+/// (`heap_lock_updated_tuple_rec` with `test_lockmode_for_conflict`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChainStep {
+    /// The current transaction is already recorded: go on to the next one.
+    Skip,
+    /// Wait for this running transaction, then look at the version again.
+    Wait(u32),
+    /// A committed update or delete that conflicts: the row is gone.
+    Updated,
+    /// Record the lock next to these members (running ones, and a committed
+    /// updater, which must stay so the version still reads as updated).
+    Lock(Vec<Member>),
+}
+
+pub fn chain_step(
+    members: &[Member],
+    mode: Mode,
+    is_current: impl Fn(u32) -> bool,
+    is_running: impl Fn(u32) -> bool,
+    did_commit: impl Fn(u32) -> bool,
+) -> ChainStep {
+    let mut keep = Vec::new();
+    for &m in members {
+        if is_current(m.xid) {
+            return ChainStep::Skip;
+        } else if is_running(m.xid) {
+            if conflicts(m.status.mode(), mode) {
+                return ChainStep::Wait(m.xid);
+            }
+            keep.push(m);
+        } else if m.status.is_update() && did_commit(m.xid) {
+            if conflicts(m.status.mode(), mode) {
+                return ChainStep::Updated;
+            }
+            keep.push(m);
+        }
+    }
+    ChainStep::Lock(keep)
 }
 
 /// The members of the new xmax: the kept ones plus the requester, minus
@@ -247,9 +287,37 @@ mod tests {
     }
 
     #[test]
-    fn running_updater_is_always_waited_for() {
+    fn key_share_passes_a_running_non_key_update_only() {
         let d = decide(&[m(10, Status::NoKeyUpdate)], KeyShare, false, |_| false, |_| true, |_| false);
+        assert_eq!(d, Decision::Proceed(vec![m(10, Status::NoKeyUpdate)]));
+        let d = decide(&[m(10, Status::Update)], KeyShare, false, |_| false, |_| true, |_| false);
         assert_eq!(d, Decision::Wait(vec![10]));
+        let d = decide(&[m(10, Status::NoKeyUpdate)], Share, false, |_| false, |_| true, |_| false);
+        assert_eq!(d, Decision::Wait(vec![10]));
+        // updates and deletes always wait for a running updater
+        let d = decide(&[m(10, Status::NoKeyUpdate)], NoKeyExclusive, true, |_| false, |_| true, |_| false);
+        assert_eq!(d, Decision::Wait(vec![10]));
+    }
+
+    #[test]
+    fn chain_steps_follow_heap() {
+        let run = |x: u32| x == 10;
+        let com = |x: u32| x == 11;
+        // a running conflicting updater: wait
+        let step = chain_step(&[m(10, Status::Update)], KeyShare, |_| false, run, com);
+        assert_eq!(step, ChainStep::Wait(10));
+        // a committed non-key update stays recorded next to the new lock
+        let step = chain_step(&[m(11, Status::NoKeyUpdate)], KeyShare, |_| false, run, com);
+        assert_eq!(step, ChainStep::Lock(vec![m(11, Status::NoKeyUpdate)]));
+        // a committed key update or delete: the key is gone
+        let step = chain_step(&[m(11, Status::Update)], KeyShare, |_| false, run, com);
+        assert_eq!(step, ChainStep::Updated);
+        // already ours: go on without writing
+        let step = chain_step(&[m(7, Status::ForKeyShare)], KeyShare, |x| x == 7, run, com);
+        assert_eq!(step, ChainStep::Skip);
+        // finished lockers and aborted updaters are dropped
+        let step = chain_step(&[m(12, Status::ForShare), m(13, Status::NoKeyUpdate)], KeyShare, |_| false, run, com);
+        assert_eq!(step, ChainStep::Lock(vec![]));
     }
 
     #[test]
