@@ -229,6 +229,32 @@ fn acquire(
                 },
             }
         }
+        if result == pg_sys::TM_Result::TM_Updated && !update && mode == Mode::KeyShare {
+            // Like heap: a committed non-key update leaves the key in place, so
+            // FOR KEY SHARE is granted on this version (the caller also locks
+            // the newer ones); the committed updater stays recorded in xmax.
+            match row_lock::chain_step(
+                &xmax_members(loc.header),
+                mode,
+                multixact::is_current,
+                multixact::in_progress,
+                multixact::did_commit,
+            ) {
+                ChainStep::Lock(k) => {
+                    keep = k;
+                    result = pg_sys::TM_Result::TM_Ok;
+                }
+                ChainStep::Skip => {
+                    return Outcome::Ok(Acquired {
+                        loc,
+                        keep,
+                        held: true,
+                        tuplock,
+                    })
+                }
+                ChainStep::Wait(_) | ChainStep::Updated => {}
+            }
+        }
         if result == pg_sys::TM_Result::TM_Ok && !crosscheck.is_null() {
             // SAFETY: valid tuple, snapshot and locked buffer.
             if !unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut tuple, crosscheck, buf) } {

@@ -4,12 +4,15 @@ finish without errors (READ COMMITTED: waits on row locks, never a
 serialization failure), and afterwards the balances must add up: the sum of
 abalance over accounts, of tbalance over tellers and of bbalance over
 branches each equal the sum of delta over history, and history holds one
-row per committed transaction.
+row per committed transaction. Then a foreign-key workload (children on lsm
+and heap referencing an lsm parent, concurrent parent updates and deletes)
+must leave no child without its parent.
 
 Usage: test_pgbench.py PG_HOME [--seconds N] [--scale N]
 """
 
 import argparse
+import os
 import re
 import subprocess
 
@@ -68,6 +71,45 @@ def main():
         again = cluster.sql("SELECT (SELECT sum(abalance) FROM pgbench_accounts), "
                             "(SELECT sum(delta) FROM pgbench_history)", dbname="bank")[0]
         assert again == (accounts, delta), f"after VACUUM: {again}"
+
+        # Foreign keys under concurrency: children (lsm and heap) inserted for
+        # random parents while other clients update parents' non-key column and
+        # delete/re-create parents. Races end in FK errors (caught), never in a
+        # child without its parent.
+        fk = lambda q: cluster.sql(q, dbname="bank")  # noqa: E731
+        fk("CREATE TABLE fk_p (id int PRIMARY KEY, note int)")
+        fk("CREATE TABLE fk_c (id bigserial PRIMARY KEY, parent int REFERENCES fk_p)")
+        fk("CREATE TABLE fk_c_heap (id bigserial PRIMARY KEY, parent int REFERENCES fk_p) USING heap")
+        fk("INSERT INTO fk_p SELECT g, 0 FROM generate_series(1, 50) g")
+        scripts = {
+            "child": "\\set p random(1, 60)\n"
+                     "DO $$ BEGIN INSERT INTO fk_c (parent) VALUES (:p); INSERT INTO fk_c_heap (parent) VALUES (:p); "
+                     "EXCEPTION WHEN foreign_key_violation THEN NULL; END $$;\n",
+            "note": "\\set p random(1, 50)\nUPDATE fk_p SET note = note + 1 WHERE id = :p;\n",
+            "drop": "\\set p random(1, 50)\n"
+                    "DO $$ BEGIN DELETE FROM fk_p WHERE id = :p; INSERT INTO fk_p VALUES (:p, 0); "
+                    "EXCEPTION WHEN foreign_key_violation THEN NULL; END $$;\n",
+        }
+        argv = pgbench + ["-n", "-c", "6", "-j", "2", "-T", str(max(5, args.seconds // 3))]
+        for name, weight in (("child", 5), ("note", 4), ("drop", 1)):
+            path = f"{cluster.base}/fk_{name}.sql"
+            with open(path, "w") as f:
+                f.write(scripts[name])
+            os.chmod(path, 0o644)
+            argv += ["-f", f"{path}@{weight}"]
+        out = subprocess.run(as_postgres(argv + ["bank"]), capture_output=True, text=True)
+        assert out.returncode == 0, f"foreign-key workload failed:\n{out.stdout}\n{out.stderr}"
+        done = re.search(r"number of transactions actually processed: (\d+)", out.stdout).group(1)
+        orphans = cluster.sql("SELECT (SELECT count(*) FROM fk_c c WHERE NOT EXISTS (SELECT 1 FROM fk_p p WHERE p.id = c.parent)), "
+                              "(SELECT count(*) FROM fk_c_heap c WHERE NOT EXISTS (SELECT 1 FROM fk_p p WHERE p.id = c.parent)), "
+                              "(SELECT count(*) FROM fk_c), (SELECT count(*) FROM fk_p)", dbname="bank")[0]
+        log(f"foreign keys: {done} transactions; orphans (lsm child, heap child) = {orphans[:2]}; "
+            f"{orphans[2]} children, {orphans[3]} parents")
+        assert orphans[:2] == (0, 0), f"children without parents: {orphans}"
+        assert orphans[3] == 50, f"parents lost: {orphans}"
+        for t in ("fk_p", "fk_c"):
+            problems = cluster.sql(f"SELECT * FROM strata.lsm_verify('{t}')", dbname="bank")
+            assert not problems, f"{t}: {problems}"
         log("pgbench test passed")
 
 
