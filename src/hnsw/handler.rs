@@ -231,9 +231,16 @@ unsafe extern "C-unwind" fn amcostestimate(
         *selectivity = 1.0;
         *correlation = 0.0;
         if (*path).indexorderbys.is_null() {
-            *startup = 1.0e10;
-            *total = 1.0e10;
+            // Infinite cost, and on PG18 (which ranks paths by disabled nodes
+            // first) more disabled nodes than a disabled sequential scan, so
+            // that `enable_seqscan = off` does not pick this path either.
+            *startup = f64::INFINITY;
+            *total = f64::INFINITY;
             *pages = 0.0;
+            #[cfg(not(feature = "pg15"))]
+            {
+                (*path).path.disabled_nodes = 2;
+            }
             return;
         }
         let info = (*path).indexinfo;

@@ -94,11 +94,22 @@ pub fn rescan(scan: pg_sys::IndexScanDesc, orderbys: pg_sys::ScanKey, norderbys:
     // SAFETY: orderByData has numberOfOrderBys keys.
     st.query = unsafe {
         if (*scan).numberOfOrderBys < 1 {
-            None
+            // the cost model prices such paths out; should one be forced on
+            // us anyway (all other plans disabled), say so rather than
+            // return no rows
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                "a strata_hnsw index can only be scanned in ORDER BY distance order",
+                "It returns rows only by distance to a query vector: ORDER BY column <-> vector (or <#>, <=>, <+>)."
+            );
         } else {
             let key = &*(*scan).orderByData;
             if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
-                None
+                // ORDER BY distance to NULL puts every row at a NULL distance,
+                // in no particular order: return the indexed rows in the
+                // order of a search from the origin rather than none
+                Some(vec![0.0; st.graph.params.dims])
             } else {
                 Some(Vector::from_raw_datum(key.sk_argument).as_slice().to_vec())
             }

@@ -129,5 +129,26 @@ SET enable_seqscan = off;
 SELECT count(*) FROM (SELECT v FROM he ORDER BY v <-> '[1,1]' LIMIT 1) s;
 RESET enable_seqscan;
 SELECT * FROM strata.hnsw_info('h_pkey');
+-- a query without ORDER BY distance never uses the index, even with every
+-- other plan disabled (it would have no rows to give): the count is right
+CREATE TABLE hc (v vector(2));
+INSERT INTO hc SELECT ARRAY[g, g]::real[]::vector FROM generate_series(1, 50) g;
+CREATE INDEX hc_v ON hc USING strata_hnsw (v);
+SET enable_seqscan = off;
+SELECT count(*) FROM hc;
+SELECT count(*) FROM hc WHERE v IS NOT NULL;
+DO $$
+DECLARE l text; hits int := 0;
+BEGIN
+  FOR l IN EXECUTE 'EXPLAIN (COSTS OFF) SELECT count(*) FROM hc WHERE v IS NOT NULL' LOOP
+    IF l LIKE '%hc_v%' THEN hits := hits + 1; END IF;
+  END LOOP;
+  RAISE NOTICE 'plan lines naming hc_v: %', hits;
+END $$;
+-- ORDER BY distance to NULL: every indexed row, in no particular order
+SELECT count(*) FROM (SELECT v FROM hc ORDER BY v <-> (SELECT NULL::vector) LIMIT 20) s;
+SELECT count(*) FROM (SELECT v FROM hc ORDER BY v <=> (SELECT NULL::vector) LIMIT 20) s;
+RESET enable_seqscan;
+DROP TABLE hc;
 DROP TABLE h, hl, hu, he;
 DROP FUNCTION knn_matches(vector, text);
