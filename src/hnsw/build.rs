@@ -9,6 +9,7 @@
 //! by one — slower, never a failure.
 
 use super::format::{self, ElemId, Element, Meta, KIND_META};
+use super::graph;
 use super::insert;
 use super::metric::{BuildDistance, Metric};
 use super::options;
@@ -246,6 +247,9 @@ fn write_graph(st: &mut BuildState) {
             .collect();
     }
     drop(hnsw);
+    let vecs = &st.vectors;
+    let metric = p.metric;
+    graph::link_orphans(&mut links, format::capacity(p.m, 0), |a, b| metric.distance(&vecs[a], &vecs[b]));
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_WRITE);
     write_pages(st, &levels, &links);
     st.indexed += n as u64;
