@@ -224,9 +224,9 @@ pub fn link_orphans(links: &mut [Vec<Vec<usize>>], cap: usize, dist: impl Fn(usi
         if indeg[o] > 0 {
             continue;
         }
-        let mut cands: Vec<usize> = links[o].first().cloned().unwrap_or_default();
-        cands.sort_by(|&a, &b| dist(o, a).total_cmp(&dist(o, b)));
-        for c in cands {
+        let mut cands: Vec<(f64, usize)> = links[o].first().into_iter().flatten().map(|&c| (dist(o, c), c)).collect();
+        cands.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (_, c) in cands {
             let list = &links[c][0];
             if list.contains(&o) {
                 break;

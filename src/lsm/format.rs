@@ -103,6 +103,17 @@ pub struct PageTag {
 const _: () = assert!(std::mem::size_of::<PageTag>() == TAG_SIZE);
 
 impl PageTag {
+    /// The tag fields as stored at byte `at` of a page image (unchecked).
+    pub fn read(page: &[u8], at: usize) -> PageTag {
+        PageTag {
+            magic: u32_at(page, at),
+            version: u16_at(page, at + 4),
+            kind: u16_at(page, at + 6),
+            vblock: u32_at(page, at + 8),
+            flags: u32_at(page, at + 12),
+        }
+    }
+
     pub fn new(kind: PageKind, vblock: u32) -> PageTag {
         PageTag {
             magic: MAGIC,
@@ -287,7 +298,7 @@ impl Meta {
     pub fn decode(page: &[u8]) -> Result<Meta, FormatError> {
         let h = MetaHeader::decode(page)?;
         let runs = (0..h.nruns as usize).map(|i| run_at(page, i)).collect();
-        let l0_dir = (0..MAX_DIR_PAGES).map(|i| u32_at(page, META_DIR_AT + i * 4)).collect();
+        let l0_dir = (0..MAX_DIR_PAGES).map(|i| dir_slot_block(page, i)).collect();
         Ok(Meta { header: h, runs, l0_dir })
     }
 

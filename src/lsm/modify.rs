@@ -128,14 +128,67 @@ fn decide_on(t: *mut Header, mode: Mode, update: bool) -> Decision {
     )
 }
 
+/// Applies [`row_lock::chain_step`] to a version's xmax.
+fn chain_step_on(t: *mut Header, mode: Mode) -> ChainStep {
+    row_lock::chain_step(
+        &xmax_members(t),
+        mode,
+        multixact::is_current,
+        multixact::in_progress,
+        multixact::did_commit,
+    )
+}
+
+/// What a committed updater of version `tid` made of it (`t_ctid` pointing
+/// to itself: a delete).
+fn updated_or_deleted(t: *mut Header, tid: &pg_sys::ItemPointerData) -> pg_sys::TM_Result::Type {
+    if htup::tid_eq(&htup::ctid(t), tid) {
+        pg_sys::TM_Result::TM_Deleted
+    } else {
+        pg_sys::TM_Result::TM_Updated
+    }
+}
+
+/// A version's raw xmax and xmax infomask bits: compared before and after a
+/// page lock is given up, to see whether another transaction changed them.
+fn xmax_state(t: *mut Header) -> (pg_sys::TransactionId, u32) {
+    (htup::raw_xmax(t), htup::infomask(t) & pg_sys::HEAP_XMAX_BITS)
+}
+
 fn release_tuplock(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData, tuplock: Option<Mode>) {
     if let Some(m) = tuplock {
         multixact::unlock_tuple(rel, tid, m as u32);
     }
 }
 
+/// The row-lock strength a request needs. An update's depends on whether it
+/// changes a key column, which is decided on the old version under its page
+/// lock the first time `acquire` sees it (as in `heap_update`).
+#[derive(Clone, Copy)]
+enum Strength {
+    Known(Mode),
+    /// An update to `new`; `keys` are the key columns (`htup::key_columns`).
+    UpdateTo {
+        new: pg_sys::HeapTuple,
+        keys: *const pg_sys::Bitmapset,
+    },
+}
+
+impl Strength {
+    fn resolve(&mut self, rel: pg_sys::Relation, old: &mut pg_sys::HeapTupleData) -> Mode {
+        if let Strength::UpdateTo { new, keys } = *self {
+            let changed = htup::key_columns_changed(rel, keys, old, new);
+            *self = Strength::Known(if changed { Mode::Exclusive } else { Mode::NoKeyExclusive });
+        }
+        match *self {
+            Strength::Known(m) => m,
+            Strength::UpdateTo { .. } => unreachable!("resolved above"),
+        }
+    }
+}
+
 /// Locks the page of `tid` exclusively and checks that this transaction may
-/// modify (`update`) or lock the row version with strength `mode`, waiting
+/// modify (`update`) or lock the row version with `strength`, waiting
 /// on conflicting transactions per `wait` like heap: first the tuple's
 /// heavyweight lock (queue order), then each conflicting transaction.
 #[allow(clippy::too_many_arguments)]
@@ -147,7 +200,7 @@ fn acquire(
     wait: Wait,
     tmfd: *mut pg_sys::TM_FailureData,
     what: &str,
-    mode: Mode,
+    strength: &mut Strength,
     update: bool,
 ) -> Outcome {
     multixact::set_oldest_member();
@@ -169,6 +222,7 @@ fn acquire(
             not_found(rel, what)
         };
         let mut tuple = loc.heap_tuple(rel);
+        let mode = strength.resolve(rel, &mut tuple);
         // SAFETY: tuple points into the exclusively locked page.
         let mut result = unsafe { pg_sys::HeapTupleSatisfiesUpdate(&mut tuple, cid, buf) };
         let mut keep = Vec::new();
@@ -186,13 +240,7 @@ fn acquire(
                     keep = k;
                     result = pg_sys::TM_Result::TM_Ok;
                 }
-                Decision::Updated => {
-                    result = if htup::tid_eq(&htup::ctid(loc.header), &tid) {
-                        pg_sys::TM_Result::TM_Deleted
-                    } else {
-                        pg_sys::TM_Result::TM_Updated
-                    };
-                }
+                Decision::Updated => result = updated_or_deleted(loc.header, &tid),
                 Decision::Wait(xids) => match wait {
                     Wait::Block => {
                         buffer::unlock_release(buf);
@@ -233,13 +281,7 @@ fn acquire(
             // Like heap: a committed non-key update leaves the key in place, so
             // FOR KEY SHARE is granted on this version (the caller also locks
             // the newer ones); the committed updater stays recorded in xmax.
-            match row_lock::chain_step(
-                &xmax_members(loc.header),
-                mode,
-                multixact::is_current,
-                multixact::in_progress,
-                multixact::did_commit,
-            ) {
+            match chain_step_on(loc.header, mode) {
                 ChainStep::Lock(k) => {
                     keep = k;
                     result = pg_sys::TM_Result::TM_Ok;
@@ -297,6 +339,21 @@ fn lock_bits(mode: Mode) -> u32 {
     }
 }
 
+/// (infomask, infomask2) xmax bits for an xmax recording `members`: a
+/// MultiXact (`GetMultiXactIdHintBits`), or the single member's own xid — an
+/// updater (KEYS_UPDATED for a key update or delete) or a locker (lock-only,
+/// its mode's bits, KEYS_UPDATED for FOR UPDATE).
+fn xmax_bits(members: &[Member], multi: bool) -> (u32, u32) {
+    let b = row_lock::multi_bits(members);
+    let bits2 = if b.keys { pg_sys::HEAP_KEYS_UPDATED } else { 0 };
+    let lock_only = if b.has_update { 0 } else { pg_sys::HEAP_XMAX_LOCK_ONLY };
+    match members {
+        [m] if !multi && m.status.is_update() => (0, bits2),
+        _ if !multi => (lock_only | lock_bits(b.strongest), bits2),
+        _ => (pg_sys::HEAP_XMAX_IS_MULTI | lock_only | lock_bits(b.strongest), bits2),
+    }
+}
+
 /// Registers the located version's page in `w` and returns the version's
 /// header inside the working copy.
 fn header_in_copy(w: &mut PageWrite, loc: &Located) -> *mut Header {
@@ -324,24 +381,14 @@ fn stamp(rel: pg_sys::Relation, loc: &Located, xid: pg_sys::TransactionId, what:
     );
     // The MultiXact (WAL-logged by multixact.c) is made before the page
     // change, as heap does, so the page's record can name it.
-    let (xmax, bits, bits2) = if members.len() == 1 {
-        match what {
-            Stamp::Modified { keys_updated, .. } => (xid, 0, if keys_updated { pg_sys::HEAP_KEYS_UPDATED } else { 0 }),
-            Stamp::Lock(mode) => (
-                xid,
-                pg_sys::HEAP_XMAX_LOCK_ONLY | lock_bits(mode),
-                if mode == Mode::Exclusive { pg_sys::HEAP_KEYS_UPDATED } else { 0 },
-            ),
-        }
-    } else {
+    let multi = members.len() > 1;
+    let xmax = if multi {
         let pairs: Vec<(u32, u32)> = members.iter().map(|m| (m.xid, m.status as u32)).collect();
-        let b = row_lock::multi_bits(&members);
-        let mut bits = pg_sys::HEAP_XMAX_IS_MULTI | lock_bits(b.strongest);
-        if !b.has_update {
-            bits |= pg_sys::HEAP_XMAX_LOCK_ONLY;
-        }
-        (multixact::create(&pairs), bits, if b.keys { pg_sys::HEAP_KEYS_UPDATED } else { 0 })
+        multixact::create(&pairs)
+    } else {
+        xid
     };
+    let (bits, bits2) = xmax_bits(&members, multi);
     let mut w = PageWrite::start(rel);
     let t = header_in_copy(&mut w, loc);
     htup::set_infomask(t, (htup::infomask(t) & !(pg_sys::HEAP_XMAX_BITS | HEAP_MOVED)) | bits);
@@ -519,7 +566,7 @@ pub fn delete(
     } else {
         Wait::ReturnBeingModified
     };
-    let acq = match acquire(rel, tid, cid, crosscheck, policy, tmfd, "delete", Mode::Exclusive, true) {
+    let acq = match acquire(rel, tid, cid, crosscheck, policy, tmfd, "delete", &mut Strength::Known(Mode::Exclusive), true) {
         Outcome::Ok(a) => a,
         Outcome::Failed(r) => return r,
     };
@@ -557,22 +604,6 @@ pub fn delete(
     pg_sys::TM_Result::TM_Ok
 }
 
-/// Whether the slot's new row changes a key column of the version at `otid`
-/// (decides the update's lock strength, as in heap).
-fn update_changes_keys(rel: pg_sys::Relation, otid: pg_sys::ItemPointerData, new: pg_sys::HeapTuple) -> bool {
-    let buf = storage::pin_tid(rel, otid).unwrap_or_else(|| not_found(rel, "update"));
-    buffer::lock_share(buf);
-    let changed = match storage::find_on_page(rel, buf, otid) {
-        Some(loc) => {
-            let mut old = loc.heap_tuple(rel);
-            htup::key_columns_changed(rel, &mut old, new)
-        }
-        None => true,
-    };
-    buffer::unlock_release(buf);
-    changed
-}
-
 /// The xmax a new version inherits from the old one when running lockers
 /// (necessarily KEY SHARE, or this transaction's own) stay on the old one,
 /// as in heap: the old raw xmax, with the lock bits of all its members, so
@@ -582,12 +613,7 @@ fn carried_locks(old: *mut Header) -> (pg_sys::TransactionId, u32) {
     if !htup::xmax_is_multi(old) {
         return (xmax, pg_sys::HEAP_XMAX_KEYSHR_LOCK | pg_sys::HEAP_XMAX_LOCK_ONLY);
     }
-    let b = row_lock::multi_bits(&xmax_members(old));
-    let mut bits = pg_sys::HEAP_XMAX_IS_MULTI | lock_bits(b.strongest);
-    if !b.has_update {
-        bits |= pg_sys::HEAP_XMAX_LOCK_ONLY;
-    }
-    (xmax, bits)
+    (xmax, xmax_bits(&xmax_members(old), true).0)
 }
 
 /// Updates `otid` to the slot's row; returns the result and the new TID.
@@ -608,28 +634,25 @@ pub fn update(
         Wait::ReturnBeingModified
     };
     let xid = current_xid();
-    let keys_updated = {
-        let (tuple, should_free) = slot_tuple(rel, slot);
-        let changed = update_changes_keys(rel, otid, tuple);
-        free_if(tuple, should_free);
-        changed
-    };
-    let mode = if keys_updated {
-        Mode::Exclusive
-    } else {
-        Mode::NoKeyExclusive
-    };
-    // the executor locks the newest version with this mode before retrying (EvalPlanQual)
-    *lockmode = mode as pg_sys::LockTupleMode::Type;
-    loop {
-        let acq = match acquire(rel, otid, cid, crosscheck, policy, tmfd, "update", mode, true) {
+    let keys = htup::key_columns(rel);
+    let (new, should_free) = slot_tuple(rel, slot);
+    let mut strength = Strength::UpdateTo { new, keys };
+    let result = loop {
+        let outcome = acquire(rel, otid, cid, crosscheck, policy, tmfd, "update", &mut strength, true);
+        let Strength::Known(mode) = strength else {
+            unreachable!("acquire resolves the strength on the old version")
+        };
+        // the executor locks the newest version with this mode before retrying (EvalPlanQual)
+        *lockmode = mode as pg_sys::LockTupleMode::Type;
+        let keys_updated = mode == Mode::Exclusive;
+        let acq = match outcome {
             Outcome::Ok(a) => a,
-            Outcome::Failed(r) => return r,
+            Outcome::Failed(r) => break r,
         };
         let loc = &acq.loc;
         predicate::check_conflict_in(rel, Some(otid));
         let mut old = loc.heap_tuple(rel);
-        let old_xmax = (htup::raw_xmax(loc.header), htup::infomask(loc.header) & pg_sys::HEAP_XMAX_BITS);
+        let old_xmax = xmax_state(loc.header);
         let carry = (!acq.keep.is_empty()).then(|| carried_locks(loc.header));
         buffer::unlock(loc.buf); // keep the pin: the old version's bytes stay put
         let (tuple, should_free) = slot_tuple(rel, slot);
@@ -648,7 +671,7 @@ pub fn update(
         let mut recheck = loc.heap_tuple(rel);
         // SAFETY: re-checked under the exclusive lock.
         let still = unsafe { pg_sys::HeapTupleSatisfiesUpdate(&mut recheck, cid, loc.buf) };
-        let unchanged = (htup::raw_xmax(loc.header), htup::infomask(loc.header) & pg_sys::HEAP_XMAX_BITS) == old_xmax;
+        let unchanged = xmax_state(loc.header) == old_xmax;
         let keep = match still {
             pg_sys::TM_Result::TM_Ok if carry.is_none() || unchanged => Some(Vec::new()),
             // the lockers carried onto the new version must still be the ones recorded
@@ -686,12 +709,16 @@ pub fn update(
             unsafe {
                 pg_sys::pgstat_count_heap_update(rel, false, true)
             };
-            return pg_sys::TM_Result::TM_Ok;
+            break pg_sys::TM_Result::TM_Ok;
         }
         buffer::unlock_release(loc.buf);
         release_tuplock(rel, otid, acq.tuplock);
         kill_tid(rel, new_tid); // lost a race: retry from the top
-    }
+    };
+    free_if(new, should_free);
+    // SAFETY: the bitmap htup::key_columns returned, not used any more.
+    unsafe { pg_sys::bms_free(keys) };
+    result
 }
 
 /// Records a row lock of `mode` on every newer version of an update chain
@@ -721,14 +748,7 @@ fn lock_chain(rel: pg_sys::Relation, start: pg_sys::ItemPointerData, prior_xmax:
             buffer::unlock_release(buf); // the chain broke here
             return pg_sys::TM_Result::TM_Ok;
         }
-        let step = row_lock::chain_step(
-            &xmax_members(loc.header),
-            mode,
-            multixact::is_current,
-            multixact::in_progress,
-            multixact::did_commit,
-        );
-        match step {
+        match chain_step_on(loc.header, mode) {
             ChainStep::Skip => {}
             ChainStep::Wait(x) => {
                 buffer::unlock_release(buf);
@@ -736,13 +756,9 @@ fn lock_chain(rel: pg_sys::Relation, start: pg_sys::ItemPointerData, prior_xmax:
                 continue;
             }
             ChainStep::Updated => {
-                let deleted = htup::tid_eq(&htup::ctid(loc.header), &tid);
+                let r = updated_or_deleted(loc.header, &tid);
                 buffer::unlock_release(buf);
-                return if deleted {
-                    pg_sys::TM_Result::TM_Deleted
-                } else {
-                    pg_sys::TM_Result::TM_Updated
-                };
+                return r;
             }
             ChainStep::Lock(keep) => stamp(rel, &loc, xid, Stamp::Lock(mode), &keep),
         }
@@ -783,7 +799,7 @@ pub fn lock(
     let mut tid = tid;
     let mut traversed = false;
     loop {
-        match acquire(rel, tid, cid, std::ptr::null_mut(), policy, tmfd, "lock", mode, false) {
+        match acquire(rel, tid, cid, std::ptr::null_mut(), policy, tmfd, "lock", &mut Strength::Known(mode), false) {
             Outcome::Ok(acq) => {
                 let loc = &acq.loc;
                 let updater = acq
@@ -795,12 +811,12 @@ pub fn lock(
                     // A KEY SHARE lock passing a running non-key update: like
                     // heap, first lock the newer versions along the chain (page
                     // unlocked), then this one if its xmax did not move meanwhile.
-                    let seen = (htup::raw_xmax(loc.header), htup::infomask(loc.header) & pg_sys::HEAP_XMAX_BITS);
+                    let seen = xmax_state(loc.header);
                     let next = htup::ctid(loc.header);
                     buffer::unlock(loc.buf);
                     let r = lock_chain(rel, next, prior, mode);
                     buffer::lock_exclusive(loc.buf);
-                    let now = (htup::raw_xmax(loc.header), htup::infomask(loc.header) & pg_sys::HEAP_XMAX_BITS);
+                    let now = xmax_state(loc.header);
                     if r != pg_sys::TM_Result::TM_Ok {
                         fill_failure(tmfd, loc.header, r);
                         buffer::unlock_release(loc.buf);

@@ -92,7 +92,6 @@ pub struct Summary {
     pub entries: Vec<(u64, u32)>,
 }
 
-
 /// `TransactionIdPrecedes` for normal xids (modulo-2^32 comparison).
 pub fn xid_precedes(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) < 0
@@ -138,13 +137,7 @@ pub fn check_page(block: u32, p: &[u8], ctx: &Context, problems: &mut Vec<Proble
         report(0, format!("bad page bounds lower={lower} upper={upper} special={special}"));
         return out;
     }
-    let tag = PageTag {
-        magic: u32_at(p, special),
-        version: u16_at(p, special + 4),
-        kind: u16_at(p, special + 6),
-        vblock: u32_at(p, special + 8),
-        flags: u32_at(p, special + 12),
-    };
+    let tag = PageTag::read(p, special);
     let kind = match tag.validate() {
         Ok(k) => k,
         Err(e) => {

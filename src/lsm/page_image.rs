@@ -95,13 +95,7 @@ pub fn tag_of(page: &[u8]) -> Option<PageTag> {
     if format::u16_at(page, 14) == 0 || format::u32_at(page, SPECIAL_AT) != MAGIC {
         return None;
     }
-    Some(PageTag {
-        magic: MAGIC,
-        version: format::u16_at(page, SPECIAL_AT + 4),
-        kind: format::u16_at(page, SPECIAL_AT + 6),
-        vblock: format::u32_at(page, SPECIAL_AT + 8),
-        flags: format::u32_at(page, SPECIAL_AT + 12),
-    })
+    Some(PageTag::read(page, SPECIAL_AT))
 }
 
 /// Number of line pointers.

@@ -154,6 +154,10 @@ fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber, filter: Filter) {
     s.buf = buf;
     s.block = block;
     if s.live.data_page_kind(rel, block, p).is_some() {
+        // SSI work only in SERIALIZABLE transactions, decided once per page;
+        // bitmap scans take tuple SIREAD locks on what they return
+        let ssi = predicate::conflict_out_needed(rel, s.base.rs_snapshot);
+        let bitmap = s.base.rs_flags & pg_sys::ScanOptions::SO_TYPE_BITMAPSCAN != 0;
         for item in 1..=page::max_offset(p).min(ROWS_PER_VBLOCK) {
             let Some(mut t) = storage::version_at(rel, p, item) else {
                 continue;
@@ -168,9 +172,11 @@ fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber, filter: Filter) {
             }
             // SAFETY: tuple on a share-locked page; snapshot from the executor.
             let visible = unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, s.base.rs_snapshot, buf) };
-            predicate::check_conflict_out(visible, rel, &mut t, buf, s.base.rs_snapshot);
+            if ssi {
+                predicate::check_conflict_out(visible, rel, &mut t, buf, s.base.rs_snapshot);
+            }
             if visible {
-                if s.base.rs_flags & pg_sys::ScanOptions::SO_TYPE_BITMAPSCAN != 0 {
+                if ssi && bitmap {
                     predicate::lock_tid(rel, &t, s.base.rs_snapshot);
                 }
                 s.offsets[s.count] = item;

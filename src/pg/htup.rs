@@ -141,51 +141,54 @@ extern "C-unwind" {
     fn datumIsEqual(value1: pg_sys::Datum, value2: pg_sys::Datum, typ_by_val: bool, typ_len: i32) -> bool;
 }
 
-/// Whether an update from `old` to `new` changes a column that a unique
-/// index usable by a foreign key covers (`HeapDetermineColumnsInfo` with the
-/// KEY bitmap). Decides between the update's lock strengths: a non-key
-/// update does not conflict with KEY SHARE row locks.
-pub fn key_columns_changed(rel: pg_sys::Relation, old: *mut pg_sys::HeapTupleData, new: *mut pg_sys::HeapTupleData) -> bool {
+/// The columns a unique index usable by a foreign key covers
+/// (`RelationGetIndexAttrBitmap(INDEX_ATTR_BITMAP_KEY)`), fetched before any
+/// buffer lock is taken, as heap does (it may read the catalogs). The
+/// bitmap is palloc'd in the current memory context.
+pub fn key_columns(rel: pg_sys::Relation) -> *mut pg_sys::Bitmapset {
     // SAFETY: open relation; the bitmap is a copy the caller owns.
-    let keys = unsafe {
-        pg_sys::RelationGetIndexAttrBitmap(rel, pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_KEY)
-    };
-    // SAFETY: open relation.
-    let desc = unsafe { (*rel).rd_att };
+    unsafe { pg_sys::RelationGetIndexAttrBitmap(rel, pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_KEY) }
+}
+
+/// Whether an update from `old` to `new` changes one of the `keys` columns
+/// (`HeapDetermineColumnsInfo`). Decides between the update's lock
+/// strengths: a non-key update does not conflict with KEY SHARE row locks.
+pub fn key_columns_changed(
+    rel: pg_sys::Relation,
+    keys: *const pg_sys::Bitmapset,
+    old: *mut pg_sys::HeapTupleData,
+    new: *mut pg_sys::HeapTupleData,
+) -> bool {
+    // SAFETY: open relation with a descriptor that outlives this call.
+    let (desc, atts) = unsafe { ((*rel).rd_att, pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att)) };
     let mut x = -1;
-    let mut changed = false;
     loop {
         // SAFETY: a valid (possibly empty) bitmapset.
         x = unsafe { pg_sys::bms_next_member(keys, x) };
-        if x < 0 || changed {
-            break;
+        if x < 0 {
+            return false;
         }
         let attnum = x + pg_sys::FirstLowInvalidHeapAttributeNumber;
-        if attnum <= 0 {
+        let changed = if attnum <= 0 {
             // whole-row or system column references count as changed, like heap
-            changed = attnum != pg_sys::TableOidAttributeNumber as i32;
-            continue;
-        }
-        // SAFETY: both tuples are formed tuples of `rel`'s descriptor;
-        // attnum is a user column of it.
-        changed = unsafe {
+            attnum != pg_sys::TableOidAttributeNumber
+        } else {
             let n = std::num::NonZeroUsize::new(attnum as usize).expect("positive attnum");
-            let a = pgrx::heap_getattr_raw(old, n, desc);
-            let b = pgrx::heap_getattr_raw(new, n, desc);
-            match (a, b) {
-                (None, None) => false,
-                (Some(a), Some(b)) => {
-                    let att = pgrx::PgTupleDesc::from_pg_unchecked(desc);
-                    let att = att.get(attnum as usize - 1).expect("attribute in descriptor");
-                    !datumIsEqual(a, b, att.attbyval, att.attlen as i32)
+            // SAFETY: both tuples are formed tuples of `rel`'s descriptor;
+            // attnum is a user column of it.
+            unsafe {
+                match (pgrx::heap_getattr_raw(old, n, desc), pgrx::heap_getattr_raw(new, n, desc)) {
+                    (None, None) => false,
+                    (Some(a), Some(b)) => {
+                        let att = atts.get(attnum as usize - 1).expect("attribute in descriptor");
+                        !datumIsEqual(a, b, att.attbyval, att.attlen as i32)
+                    }
+                    _ => true,
                 }
-                _ => true,
             }
         };
+        if changed {
+            return true;
+        }
     }
-    if !keys.is_null() {
-        // SAFETY: palloc'd copy returned by RelationGetIndexAttrBitmap.
-        unsafe { pg_sys::bms_free(keys) };
-    }
-    changed
 }

@@ -13,6 +13,7 @@ extern "C-unwind" {
         snapshot: pg_sys::Snapshot,
         tuple_xid: pg_sys::TransactionId,
     );
+    fn CheckForSerializableConflictOutNeeded(relation: pg_sys::Relation, snapshot: pg_sys::Snapshot) -> bool;
     fn CheckForSerializableConflictIn(
         relation: pg_sys::Relation,
         tid: pg_sys::ItemPointer,
@@ -34,6 +35,14 @@ pub fn lock_tid(rel: pg_sys::Relation, tuple: &pg_sys::HeapTupleData, snapshot: 
         let xmin = (*tuple.t_data).t_choice.t_heap.t_xmin;
         PredicateLockTID(rel, &mut tid, snapshot, xmin)
     }
+}
+
+/// Whether reads under `snapshot` need [`check_conflict_out`] at all: asked
+/// once per page, like heap's page-at-a-time scans (false unless the
+/// transaction is SERIALIZABLE; raises 40001 if it is already doomed).
+pub fn conflict_out_needed(rel: pg_sys::Relation, snapshot: pg_sys::Snapshot) -> bool {
+    // SAFETY: open relation and a valid snapshot.
+    unsafe { CheckForSerializableConflictOutNeeded(rel, snapshot) }
 }
 
 /// Reader side: records an rw-conflict when `tuple`'s visibility (`visible`)
