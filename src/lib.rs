@@ -13,6 +13,7 @@
 /// Library load: settings and index options.
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    lsm::gucs::init();
     hnsw::gucs::init();
 }
 

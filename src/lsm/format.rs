@@ -21,8 +21,15 @@
 //!                    nruns, flushes u64, compactions u64 }            (40 bytes)
 //!  64   runs[MAX_RUNS]: RunDesc, sorted by first_rowid               (48 bytes each)
 //!  1600 l0_dir[MAX_DIR_PAGES]: block of each L0 directory page (0 = none)
-//!  3648 = pd_lower
+//!  3648 MetaStats { flushed_bytes, flushed_versions, compacted_bytes,
+//!                   compacted_versions, dropped_versions, frozen_versions } (u64 each)
+//!  3696 = pd_lower
 //! ```
+//!
+//! `MetaStats` (cumulative counters for `strata.lsm_levels`) was added to
+//! version 2 without a bump: older metapages have zeros there (the bytes
+//! lay above their `pd_lower`, in the page hole), which is what the counters
+//! of a table that never flushed hold.
 //!
 //! **Row identity.** A row version's rowid is `v * 256 + (o - 1)` for the L0
 //! page with virtual block `v` it was written to, line pointer `o`; its logical
@@ -264,7 +271,59 @@ const _: () = assert!(std::mem::size_of::<RunDesc>() == 48);
 pub const META_HEADER_AT: usize = PAGE_HEADER_SIZE;
 pub const META_RUNS_AT: usize = 64;
 pub const META_DIR_AT: usize = META_RUNS_AT + MAX_RUNS * std::mem::size_of::<RunDesc>();
-pub const META_END: usize = META_DIR_AT + MAX_DIR_PAGES * 4;
+pub const META_STATS_AT: usize = META_DIR_AT + MAX_DIR_PAGES * 4;
+pub const META_END: usize = META_STATS_AT + std::mem::size_of::<MetaStats>();
+
+/// Cumulative work counters of a table (tuple bytes and versions written by
+/// flushes and by merges; versions dropped as dead; versions frozen).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MetaStats {
+    pub flushed_bytes: u64,
+    pub flushed_versions: u64,
+    pub compacted_bytes: u64,
+    pub compacted_versions: u64,
+    pub dropped_versions: u64,
+    pub frozen_versions: u64,
+}
+const _: () = assert!(std::mem::size_of::<MetaStats>() == 48);
+
+impl MetaStats {
+    fn decode(page: &[u8]) -> MetaStats {
+        let at = |i: usize| u64_at(page, META_STATS_AT + i * 8);
+        MetaStats {
+            flushed_bytes: at(0),
+            flushed_versions: at(1),
+            compacted_bytes: at(2),
+            compacted_versions: at(3),
+            dropped_versions: at(4),
+            frozen_versions: at(5),
+        }
+    }
+
+    fn encode(&self, page: &mut [u8]) {
+        let v = [
+            self.flushed_bytes,
+            self.flushed_versions,
+            self.compacted_bytes,
+            self.compacted_versions,
+            self.dropped_versions,
+            self.frozen_versions,
+        ];
+        for (i, x) in v.iter().enumerate() {
+            put_u64(page, META_STATS_AT + i * 8, *x);
+        }
+    }
+
+    /// Tuple bytes written into runs per byte flushed out of L0 (1.0 before
+    /// any merge; 0 before any flush).
+    pub fn write_amplification(&self) -> f64 {
+        if self.flushed_bytes == 0 {
+            return 0.0;
+        }
+        (self.flushed_bytes + self.compacted_bytes) as f64 / self.flushed_bytes as f64
+    }
+}
 const _: () = assert!(META_END <= BLOCK_SIZE - TAG_SIZE);
 
 /// The whole metapage, decoded.
@@ -273,6 +332,7 @@ pub struct Meta {
     pub header: MetaHeader,
     pub runs: Vec<RunDesc>,
     pub l0_dir: Vec<u32>,
+    pub stats: MetaStats,
 }
 
 impl Meta {
@@ -291,6 +351,7 @@ impl Meta {
             },
             runs: Vec::new(),
             l0_dir: vec![0; MAX_DIR_PAGES],
+            stats: MetaStats::default(),
         }
     }
 
@@ -299,7 +360,7 @@ impl Meta {
         let h = MetaHeader::decode(page)?;
         let runs = (0..h.nruns as usize).map(|i| run_at(page, i)).collect();
         let l0_dir = (0..MAX_DIR_PAGES).map(|i| dir_slot_block(page, i)).collect();
-        Ok(Meta { header: h, runs, l0_dir })
+        Ok(Meta { header: h, runs, l0_dir, stats: MetaStats::decode(page) })
     }
 
     /// Encodes into a metapage image (header, tag and pd_lower are the caller's).
@@ -331,6 +392,7 @@ impl Meta {
         for (i, b) in self.l0_dir.iter().enumerate() {
             put_u32(page, META_DIR_AT + i * 4, *b);
         }
+        self.stats.encode(page);
     }
 
     /// Number of L0 pages.
@@ -455,6 +517,10 @@ mod tests {
         });
         m.header.nruns = 1;
         m.l0_dir[0] = 55;
+        m.stats.flushed_bytes = 1000;
+        m.stats.compacted_bytes = 500;
+        m.stats.frozen_versions = 7;
+        assert_eq!(m.stats.write_amplification(), 1.5);
         let mut page = vec![0u8; BLOCK_SIZE];
         m.encode(&mut page);
         assert_eq!(Meta::decode(&page).unwrap(), m);
@@ -481,7 +547,8 @@ mod tests {
     fn geometry() {
         assert_eq!(DIR_ENTRIES, 2038);
         assert_eq!(FENCE_ENTRIES, 509);
-        assert_eq!(META_END, 3648);
+        assert_eq!(META_STATS_AT, 3648);
+        assert_eq!(META_END, 3696);
     }
 
     #[test]

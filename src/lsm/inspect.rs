@@ -31,7 +31,7 @@ fn open_lsm(relation: &PgRelation) -> pg_sys::Relation {
     r
 }
 
-fn summarize(r: pg_sys::Relation, problems: &mut Vec<page_check::Problem>) -> Vec<Summary> {
+fn summarize(r: pg_sys::Relation, problems: &mut Vec<page_check::Problem>) -> (Vec<Summary>, u32) {
     let ctx = Context {
         block_size: page::BLCKSZ,
         natts: rel::natts(r),
@@ -42,7 +42,7 @@ fn summarize(r: pg_sys::Relation, problems: &mut Vec<page_check::Problem>) -> Ve
     rel::for_each_page_copy(r, |blkno, bytes| {
         pages.push(page_check::check_page(blkno, bytes, &ctx, problems));
     });
-    pages
+    (pages, ctx.frozen_xid)
 }
 
 #[pgrx::pg_schema]
@@ -69,8 +69,8 @@ mod strata {
     > {
         let r = open_lsm(&relation);
         let mut ignored = Vec::new();
-        let pages = summarize(r, &mut ignored);
-        let used = page_check::check_manifest(&pages, &mut ignored);
+        let (pages, frozen) = summarize(r, &mut ignored);
+        let used = page_check::check_manifest(&pages, frozen, &mut ignored);
         // component -> (level, pages, versions, tuple bytes, free bytes)
         let mut rows: Vec<(String, i32, [i64; 4])> = vec![
             ("metapage".into(), -1, [0; 4]),
@@ -131,12 +131,89 @@ mod strata {
         rel::require_owner(r);
         rel::lock(r, pg_sys::AccessExclusiveLock);
         rel::check_not_in_use(r, "strata.lsm_flush");
-        let st = super::super::flush::flush(r);
+        let st = super::super::flush::flush(r, None);
         TableIterator::once((
             st.l0_pages as i64,
             st.versions_moved as i64,
             st.versions_dropped as i64,
             st.runs_written as i64,
+        ))
+    }
+
+    /// One row per level of an lsm table (level 0 is L0, with its pages):
+    /// runs, data pages, row versions and their bytes, from the metapage.
+    #[pg_extern(strict)]
+    #[allow(clippy::type_complexity)]
+    fn lsm_levels(
+        relation: PgRelation,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(level, i32),
+            name!(runs, i32),
+            name!(pages, i64),
+            name!(row_versions, Option<i64>),
+            name!(tuple_bytes, Option<i64>),
+        ),
+    > {
+        let r = open_lsm(&relation);
+        let mut rows: Vec<(i32, i32, i64, i64, i64)> = Vec::new();
+        if let Some(meta) = super::super::manifest::read(r) {
+            rows.push((0, 0, meta.l0_pages() as i64, -1, -1));
+            for run in &meta.runs {
+                let level = run.level as i32;
+                let at = match rows.iter().position(|row| row.0 == level) {
+                    Some(i) => i,
+                    None => {
+                        rows.push((level, 0, 0, 0, 0));
+                        rows.len() - 1
+                    }
+                };
+                let row = &mut rows[at];
+                row.1 += 1;
+                row.2 += run.data_pages as i64;
+                row.3 += run.versions as i64;
+                row.4 += run.tuple_bytes as i64;
+            }
+        }
+        rows.sort_by_key(|row| row.0);
+        // L0's versions are not in the metapage: NULL rather than a guess
+        TableIterator::new(
+            rows.into_iter()
+                .map(|(l, n, p, v, b)| (l, n, p, (l > 0).then_some(v), (l > 0).then_some(b))),
+        )
+    }
+
+    /// Cumulative work of an lsm table: flushes and merges, tuple bytes they
+    /// wrote, write amplification (bytes written into runs per byte flushed
+    /// out of L0), dead versions dropped and versions frozen.
+    #[pg_extern(strict)]
+    #[allow(clippy::type_complexity)]
+    fn lsm_stats(
+        relation: PgRelation,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(flushes, i64),
+            name!(merges, i64),
+            name!(flushed_bytes, i64),
+            name!(merged_bytes, i64),
+            name!(write_amplification, f64),
+            name!(dropped_versions, i64),
+            name!(frozen_versions, i64),
+        ),
+    > {
+        let r = open_lsm(&relation);
+        let meta = super::super::manifest::read(r).unwrap_or_default();
+        let s = meta.stats;
+        TableIterator::once((
+            meta.header.flushes as i64,
+            meta.header.compactions as i64,
+            s.flushed_bytes as i64,
+            s.compacted_bytes as i64,
+            (s.write_amplification() * 1000.0).round() / 1000.0,
+            s.dropped_versions as i64,
+            s.frozen_versions as i64,
         ))
     }
 
@@ -153,8 +230,8 @@ mod strata {
             rel::lock(r, pg_sys::ShareLock);
         }
         let mut problems = Vec::new();
-        let pages = summarize(r, &mut problems);
-        page_check::check_manifest(&pages, &mut problems);
+        let (pages, frozen) = summarize(r, &mut problems);
+        page_check::check_manifest(&pages, frozen, &mut problems);
         TableIterator::new(
             problems
                 .into_iter()
@@ -168,7 +245,7 @@ mod strata {
 pgrx::extension_sql!(
     "GRANT USAGE ON SCHEMA strata TO PUBLIC;",
     name = "strata_schema_usage",
-    requires = [strata::lsm_info, strata::lsm_verify, strata::lsm_flush]
+    requires = [strata::lsm_info, strata::lsm_verify, strata::lsm_flush, strata::lsm_levels, strata::lsm_stats]
 );
 
 #[cfg(any(test, feature = "pg_test"))]

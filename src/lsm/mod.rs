@@ -18,10 +18,12 @@
 //! * [`page_check`]  — pure structural checks of raw pages
 //! * [`inspect`]     — strata.lsm_info / strata.lsm_verify
 
+pub mod compact;
 pub mod ddl;
 pub mod fetch;
 pub mod flush;
 pub mod format;
+pub mod gucs;
 pub mod handler;
 pub mod index_build;
 pub mod inspect;
@@ -29,8 +31,11 @@ pub mod manifest;
 pub mod modify;
 pub mod page_check;
 pub mod page_image;
+pub mod policy;
 pub mod publication;
 pub mod row_lock;
+pub mod run_writer;
 pub mod scan;
 pub mod storage;
+pub mod sweep;
 pub mod vacuum;

@@ -90,6 +90,9 @@ pub struct Summary {
     pub meta: Option<Meta>,
     /// RUN_INDEX fences or L0_DIR entries.
     pub entries: Vec<(u64, u32)>,
+    /// `(item, xmin)` of unfrozen versions older than relfrozenxid: a
+    /// problem only on pages in use (free pages keep stale copies).
+    pub old_xmins: Vec<(u16, u32)>,
 }
 
 /// `TransactionIdPrecedes` for normal xids (modulo-2^32 comparison).
@@ -271,7 +274,7 @@ fn check_tuple(
             report(offset, format!("xmin {xmin} is not older than the next xid {}", ctx.next_xid));
         }
         if ctx.frozen_xid >= FIRST_NORMAL_XID && xid_precedes(xmin, ctx.frozen_xid) {
-            report(offset, format!("xmin {xmin} precedes relfrozenxid {}", ctx.frozen_xid));
+            out.old_xmins.push((offset, xmin));
         }
     }
     if mask & (HEAP_XMAX_INVALID | HEAP_XMAX_IS_MULTI) == 0
@@ -294,7 +297,7 @@ fn check_tuple(
 
 /// Cross-page checks against the metapage (`pages[b]` is block `b`'s
 /// summary); returns, per block, whether the manifest uses it.
-pub fn check_manifest(pages: &[Summary], problems: &mut Vec<Problem>) -> Vec<bool> {
+pub fn check_manifest(pages: &[Summary], frozen_xid: u32, problems: &mut Vec<Problem>) -> Vec<bool> {
     let mut used = vec![false; pages.len()];
     let mut report = |block: u32, item: u16, message: String| {
         problems.push(Problem {
@@ -380,6 +383,9 @@ pub fn check_manifest(pages: &[Summary], problems: &mut Vec<Problem>) -> Vec<boo
     // would be read by scans (they go by page tags) yet never by lookups.
     for (b, s) in pages.iter().enumerate() {
         if used[b] {
+            for (item, xmin) in &s.old_xmins {
+                report(b as u32, *item, format!("xmin {xmin} precedes relfrozenxid {}", frozen_xid));
+            }
             continue;
         }
         let claims = match s.kind {
@@ -569,8 +575,26 @@ mod tests {
         check_page(1, &p, &ctx, &mut problems);
         assert!(problems.is_empty());
         let p = l0_page(1, &[(10, 0, HEAP_XMAX_INVALID, (1, 1))]);
-        check_page(1, &p, &ctx, &mut problems);
-        assert!(problems[0].message.contains("relfrozenxid"));
+        let s = check_page(1, &p, &ctx, &mut problems);
+        assert!(problems.is_empty());
+        assert_eq!(s.old_xmins, vec![(1, 10)]);
+    }
+
+    #[test]
+    fn old_xmins_matter_only_on_pages_in_use() {
+        // xmins 10..12 and 11 (run, L0) precede relfrozenxid 100
+        let (_, mut pages) = table();
+        let ctx = Context { frozen_xid: 100, ..CTX };
+        // a stale L0 page the manifest no longer reaches
+        pages.push(l0_page(0, &[(5, 0, HEAP_XMAX_INVALID, (0, 1))]));
+        let mut problems = vec![];
+        let summaries: Vec<Summary> =
+            pages.iter().enumerate().map(|(b, p)| check_page(b as u32, p, &ctx, &mut problems)).collect();
+        let used = check_manifest(&summaries, ctx.frozen_xid, &mut problems);
+        assert!(!used[pages.len() - 1]);
+        assert!(!problems.is_empty());
+        assert!(problems.iter().all(|p| p.message.contains("precedes relfrozenxid 100")));
+        assert!(problems.iter().all(|p| (p.block as usize) < pages.len() - 1));
     }
 
     /// A table: metapage, one run (data, leaf, root), L0 directory and two L0 pages.
@@ -619,7 +643,7 @@ mod tests {
             .enumerate()
             .map(|(b, p)| check_page(b as u32, p, &CTX, &mut problems))
             .collect();
-        let used = check_manifest(&summaries, &mut problems);
+        let used = check_manifest(&summaries, CTX.frozen_xid, &mut problems);
         (used, problems)
     }
 

@@ -1,19 +1,27 @@
-//! VACUUM on an `lsm` table: flush L0 into a run (dropping the versions dead
-//! to every snapshot), remove the dropped rowids from every index, and update
-//! `relpages` in pg_class.
+//! VACUUM on an `lsm` table: freeze and count the dead (the sweep), flush
+//! L0 into a run and merge runs by the leveled policy (both dropping the
+//! versions dead to every snapshot), remove the dropped rowids from every
+//! index, and update pg_class (relpages, relfrozenxid, relminmxid) and the
+//! cumulative statistics.
 //!
-//! The flush needs ACCESS EXCLUSIVE while VACUUM holds SHARE UPDATE
-//! EXCLUSIVE. Like heap's end-of-vacuum truncation, it tries for the stronger
-//! lock for a few seconds without queueing (so it never blocks other
-//! sessions behind it) and skips the flush if it cannot get it; the lock is
-//! released as soon as the flush is done. Dead versions already in runs stay
-//! until compaction (issue #7). The index passes run after the lock is
-//! released; until they do, index entries of dropped rowids are merely
-//! dangling — rowids are never reused, so they can only miss, never mislead.
+//! Locks: the sweep runs under VACUUM's SHARE UPDATE EXCLUSIVE, alongside
+//! DML. The flush and merges need ACCESS EXCLUSIVE. Like heap's
+//! end-of-vacuum truncation, VACUUM tries for it for a few seconds without
+//! queueing (so it never waits behind other sessions, nor makes them queue
+//! behind it) and skips flush and merges if it cannot get it; the lock is
+//! released as soon as they are done. The index passes run after that;
+//! until they do, index entries of dropped rowids are merely dangling —
+//! rowids are never reused, so they can only miss, never mislead.
 
+use super::compact::{self, CompactStats};
 use super::flush::{self, FlushStats};
+use super::gucs;
+use super::manifest;
+use super::run_writer;
 use super::storage;
+use super::sweep::{self, Sweep};
 use crate::pg::buffer;
+use crate::pg::vacuum::{self as pgvac, Cutoffs};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -91,44 +99,40 @@ fn vacuum_indexes(
     unsafe { pg_sys::vac_close_indexes(n, irels, pg_sys::NoLock as i32) };
 }
 
-fn update_relstats(rel: pg_sys::Relation) {
-    let pages = buffer::nblocks(rel);
-    // SAFETY: valid relation; invalid frozenxid/minmulti leave those alone
-    // (lsm does not freeze yet: issue #7).
-    unsafe {
-        let reltuples = (*(*rel).rd_rel).reltuples as f64;
-        let hasindex = (*(*rel).rd_rel).relhasindex;
-        #[cfg(feature = "pg15")]
-        pg_sys::vac_update_relstats(
-            rel,
-            pages,
-            reltuples,
-            0,
-            hasindex,
-            pg_sys::InvalidTransactionId,
-            pg_sys::MultiXactId::from(0u32),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            false,
-        );
-        #[cfg(not(feature = "pg15"))]
-        pg_sys::vac_update_relstats(
-            rel,
-            pages,
-            reltuples,
-            0,
-            0,
-            hasindex,
-            pg_sys::InvalidTransactionId,
-            pg_sys::MultiXactId::from(0u32),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            false,
-        );
+/// relfrozenxid / relminmxid after this VACUUM, and the dead versions left:
+/// the removal cutoffs, held back by the oldest ids the sweep saw on live
+/// versions (after freezing) and on dead versions of components that are
+/// still there (not flushed, not merged away) — heap's NewRelfrozenXid rule.
+fn new_frozen(
+    rel: pg_sys::Relation,
+    c: &Cutoffs,
+    sw: &Sweep,
+    flushed: bool,
+) -> (pg_sys::TransactionId, pg_sys::MultiXactId, u64) {
+    let listed: Vec<u32> = manifest::read(rel).map(|m| m.runs.iter().map(|r| r.run_id).collect()).unwrap_or_default();
+    let mut oldest = sw.live;
+    let mut dead_left = 0u64;
+    for (key, d) in &sw.dead {
+        let remains = if *key == sweep::L0 { !flushed } else { listed.contains(key) };
+        if remains {
+            dead_left += d.versions;
+            oldest.merge(&d.oldest);
+        }
     }
+    let xid = oldest.xid.filter(|x| pgvac::xid_precedes(*x, c.oldest_xmin)).unwrap_or(c.oldest_xmin);
+    let multi = oldest.multi.filter(|m| pgvac::multi_precedes(*m, c.oldest_mxact)).unwrap_or(c.oldest_mxact);
+    (xid, multi, dead_left)
 }
 
-/// `relation_vacuum` (plain VACUUM; VACUUM FULL goes through CLUSTER).
+/// `relation_vacuum` (plain VACUUM; VACUUM FULL goes through CLUSTER):
+///
+/// 1. the sweep (SHARE UPDATE EXCLUSIVE, DML runs alongside): freezes every
+///    live version per the vacuum_freeze_* cutoffs, counts the dead per run;
+/// 2. under a briefly held ACCESS EXCLUSIVE (only tried for, see above):
+///    flush L0 into a level-1 run, then merge runs until the leveled policy
+///    (strata.lsm_* settings) is satisfied — both drop dead versions;
+/// 3. dropped rowids are removed from every index;
+/// 4. pg_class (relpages, relfrozenxid, relminmxid) and pgstat are updated.
 pub fn vacuum(rel: pg_sys::Relation, params: *mut pg_sys::VacuumParams, strategy: pg_sys::BufferAccessStrategy) {
     // SAFETY: valid params from VACUUM.
     let verbose = unsafe { (*params).options } & pg_sys::VACOPT_VERBOSE != 0;
@@ -136,50 +140,70 @@ pub fn vacuum(rel: pg_sys::Relation, params: *mut pg_sys::VacuumParams, strategy
     let start = unsafe { pg_sys::GetCurrentTimestamp() };
     let elevel = if verbose { pg_sys::INFO } else { pg_sys::DEBUG2 } as i32;
     let name = storage::relname(rel);
-    let stats = if try_access_exclusive(rel) {
-        let st = flush::flush(rel);
+    let cutoffs = pgvac::cutoffs(rel, params);
+    let sw = sweep::sweep(rel, &cutoffs);
+    let dead_seen: u64 = sw.dead.values().map(|d| d.versions).sum();
+    report(
+        elevel,
+        format!(
+            "swept \"{name}\": {} pages, {} row versions, {} frozen, {} dead",
+            sw.pages, sw.versions, sw.frozen, dead_seen
+        ),
+    );
+    let (fl, co, reorganised) = if try_access_exclusive(rel) {
+        let fl = flush::flush(rel, Some(cutoffs.oldest_xmin));
+        let too_old = |d: &sweep::Dead| {
+            d.oldest.xid.is_some_and(|x| pgvac::xid_precedes(x, cutoffs.freeze_limit))
+                || d.oldest.multi.is_some_and(|m| pgvac::multi_precedes(m, cutoffs.multi_cutoff))
+        };
+        let co = compact::compact(rel, cutoffs.oldest_xmin, &gucs::policy(), &sw.dead, too_old);
         // SAFETY: taken above; nothing of this transaction depends on it now.
         unsafe { pg_sys::UnlockRelation(rel, pg_sys::AccessExclusiveLock as i32) };
-        st
+        (fl, co, true)
     } else {
-        report(elevel, format!("skipping the L0 flush of \"{name}\": could not get ACCESS EXCLUSIVE lock"));
-        FlushStats::default()
+        report(elevel, format!("skipping the L0 flush and merges of \"{name}\": could not get ACCESS EXCLUSIVE lock"));
+        (FlushStats::default(), CompactStats::default(), false)
     };
-    if stats.l0_pages > 0 {
+    if fl.l0_pages > 0 {
         report(
             elevel,
             format!(
                 "flushed {} L0 pages of \"{name}\" into {} run(s): {} row versions moved, {} dead ones dropped",
-                stats.l0_pages, stats.runs_written, stats.versions_moved, stats.versions_dropped
+                fl.l0_pages, fl.runs_written, fl.versions_moved, fl.versions_dropped
             ),
         );
     }
-    vacuum_indexes(rel, &stats.dropped, strategy, elevel);
-    update_relstats(rel);
-    report_to_pgstat(rel, start);
-}
-
-/// Tells the cumulative statistics that the table was vacuumed, like heap:
-/// resets its dead-row count (what autovacuum triggers on) and counts the
-/// vacuum. Live rows: the `reltuples` estimate. Dead rows left behind: none
-/// that VACUUM could remove — dead versions inside runs wait for compaction.
-fn report_to_pgstat(rel: pg_sys::Relation, start: pg_sys::TimestampTz) {
-    // SAFETY: open relation.
-    let (oid, shared, reltuples) = unsafe {
-        ((*rel).rd_id, (*(*rel).rd_rel).relisshared, (*(*rel).rd_rel).reltuples)
-    };
-    let live = reltuples.max(0.0) as i64;
-    #[cfg(feature = "pg15")]
-    {
-        let _ = start;
-        // SAFETY: plain statistics report for an open relation.
-        unsafe { pg_sys::pgstat_report_vacuum(oid, shared, live, 0) };
+    for (m, out) in &co.merges {
+        report(
+            elevel,
+            format!(
+                "merged {} run(s) of \"{name}\" into {out} run(s) at level {} ({})",
+                m.last - m.first + 1,
+                m.level,
+                m.why.describe()
+            ),
+        );
     }
-    #[cfg(not(feature = "pg15"))]
-    // SAFETY: as above.
-    unsafe {
-        pg_sys::pgstat_report_vacuum(oid, shared, live, 0, start)
-    };
+    if !co.merges.is_empty() {
+        report(
+            elevel,
+            format!(
+                "merges of \"{name}\": {} row versions moved, {} dead ones dropped",
+                co.versions_moved, co.versions_dropped
+            ),
+        );
+    }
+    if sw.frozen > 0 {
+        run_writer::switch(rel, |m| m.stats.frozen_versions += sw.frozen);
+    }
+    let mut dropped = fl.dropped;
+    dropped.extend(co.dropped);
+    dropped.sort_unstable();
+    dropped.dedup();
+    vacuum_indexes(rel, &dropped, strategy, elevel);
+    let (xid, multi, dead_left) = new_frozen(rel, &cutoffs, &sw, reorganised);
+    pgvac::update_relstats(rel, buffer::nblocks(rel), Some((xid, multi)));
+    pgvac::report_vacuum(rel, start, dead_left as i64);
 }
 
 fn report(elevel: i32, msg: String) {

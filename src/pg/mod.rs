@@ -10,4 +10,5 @@ pub mod page;
 pub mod predicate;
 pub mod rel;
 pub mod tuplesort;
+pub mod vacuum;
 pub mod varlena;

@@ -1,0 +1,126 @@
+//! Merging runs: what the leveled policy ([`super::policy`]) asks for is
+//! carried out here, one merge at a time, until the policy is satisfied.
+//!
+//! A merge reads the data pages of a contiguous stretch of runs in rowid
+//! order, drops the versions dead to every snapshot (the same removal
+//! horizon as the flush), writes the survivors into new runs of the target
+//! level ([`RunWriter`]) and replaces the stretch with them in one WAL
+//! record on the metapage ([`run_writer::switch`]). A crash before the
+//! switch leaves the old runs listed (the new pages are free); after it, the
+//! new ones. The dropped rowids are returned, for VACUUM to remove from
+//! every index.
+//!
+//! Concurrency: like the flush, merges run under ACCESS EXCLUSIVE, so no
+//! scan or writer sees the runs change and freed pages are reusable at once.
+
+use super::format::{Meta, MAX_RUN_DATA_PAGES};
+use super::manifest;
+use super::policy::{self, Merge, Policy, RunStat};
+use super::run_writer::{self, RunWriter};
+use super::sweep::Dead;
+use crate::pg::page::BLCKSZ;
+use pgrx::pg_sys;
+use std::collections::HashMap;
+
+/// What the merges of one compaction did.
+#[derive(Debug, Default)]
+pub struct CompactStats {
+    pub merges: Vec<(Merge, usize)>,
+    pub versions_moved: u64,
+    pub versions_dropped: u64,
+    /// Rowids of the dropped versions (unsorted).
+    pub dropped: Vec<u64>,
+    /// Run ids that were rewritten (their dead counts no longer apply).
+    pub rewritten: Vec<u32>,
+}
+
+/// The policy's view of the manifest's runs; `dead` from VACUUM's pass,
+/// `too_old` says whether dead versions' ids hold back freezing.
+pub fn run_stats(meta: &Meta, dead: &HashMap<u32, Dead>, too_old: &impl Fn(&Dead) -> bool) -> Vec<RunStat> {
+    meta.runs
+        .iter()
+        .map(|r| {
+            let d = dead.get(&r.run_id).copied().unwrap_or_default();
+            RunStat {
+                level: r.level,
+                bytes: r.data_pages as u64 * BLCKSZ as u64,
+                versions: r.versions,
+                dead: d.versions,
+                holds_back_freezing: d.versions > 0 && too_old(&d),
+            }
+        })
+        .collect()
+}
+
+/// Carries out one merge of `meta`'s runs.
+fn merge(rel: pg_sys::Relation, meta: &Meta, m: &Merge, horizon: pg_sys::TransactionId, st: &mut CompactStats) {
+    let stretch = &meta.runs[m.first..=m.last];
+    let mut sources = Vec::new();
+    let mut freed = Vec::new();
+    for run in stretch {
+        let (data, index) = manifest::run_pages(rel, run);
+        sources.extend(data.iter().map(|(_, b)| *b));
+        freed.extend(data.iter().map(|(_, b)| *b));
+        freed.extend(index);
+        st.rewritten.push(run.run_id);
+    }
+    let old_ids: Vec<u32> = stretch.iter().map(|r| r.run_id).collect();
+    let reserve = (2 * sources.len()).div_ceil(MAX_RUN_DATA_PAGES).max(1) as u32;
+    let reserved = run_writer::reserve_run_ids(rel, reserve);
+    let mut writer = RunWriter::new(rel, &reserved, m.level);
+    let (mut bytes, mut moved) = (0u64, 0u64);
+    let dropped_before = st.dropped.len();
+    for block in sources {
+        pgrx::check_for_interrupts!();
+        crate::pg::vacuum::delay_point();
+        for (rowid, tuple) in run_writer::survivors(rel, block, horizon, &mut st.dropped) {
+            writer.add(rowid, &tuple);
+            bytes += tuple.len() as u64;
+            moved += 1;
+        }
+    }
+    let dropped = (st.dropped.len() - dropped_before) as u64;
+    let (new_runs, next_run_id) = writer.finish();
+    st.merges.push((*m, new_runs.len()));
+    st.versions_moved += moved;
+    st.versions_dropped += dropped;
+    run_writer::switch(rel, |next| {
+        let now: Vec<u32> = next.runs[m.first..=m.last].iter().map(|r| r.run_id).collect();
+        assert_eq!(now, old_ids, "runs changed during a merge under ACCESS EXCLUSIVE");
+        next.runs.splice(m.first..=m.last, new_runs);
+        next.header.next_run_id = next.header.next_run_id.max(next_run_id);
+        next.header.compactions += 1;
+        next.stats.compacted_bytes += bytes;
+        next.stats.compacted_versions += moved;
+        next.stats.dropped_versions += dropped;
+    });
+    manifest::record_free(rel, freed);
+}
+
+/// Merges runs until `policy` is satisfied. `dead` holds VACUUM's per-run
+/// dead counts (runs it did not count, e.g. those a merge wrote, count 0).
+/// The caller holds ACCESS EXCLUSIVE on `rel`.
+pub fn compact(
+    rel: pg_sys::Relation,
+    horizon: pg_sys::TransactionId,
+    policy: &Policy,
+    dead: &HashMap<u32, Dead>,
+    too_old: impl Fn(&Dead) -> bool,
+) -> CompactStats {
+    let mut st = CompactStats::default();
+    // Each merge moves data one level down or rewrites a run without its
+    // garbage (after which it counts no dead versions), so this ends; the
+    // bound guards against a policy bug.
+    for _ in 0..64 {
+        let Some(meta) = manifest::read(rel) else {
+            break;
+        };
+        // runs a merge wrote have new ids, which `dead` does not know
+        let stats = run_stats(&meta, dead, &too_old);
+        let Some(m) = policy::next_merge(&stats, policy) else {
+            break;
+        };
+        merge(rel, &meta, &m, horizon, &mut st);
+    }
+    st
+}

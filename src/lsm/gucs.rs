@@ -1,0 +1,69 @@
+//! Settings of `lsm` compaction (`strata.lsm_*` GUCs): the knobs of the
+//! leveled policy in [`super::policy`]. Any user may set them; VACUUM and
+//! autovacuum read them when they compact (autovacuum workers see the
+//! server's configuration, e.g. `ALTER SYSTEM SET strata.lsm_size_ratio`).
+
+use super::policy::Policy;
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+/// Growth factor between consecutive levels.
+pub static SIZE_RATIO: GucSetting<i32> = GucSetting::<i32>::new(10);
+/// Level-1 runs that trigger a merge into level 2.
+pub static LEVEL1_RUNS: GucSetting<i32> = GucSetting::<i32>::new(4);
+/// Size level 2 may reach before it is merged into level 3, in kB.
+pub static LEVEL_BASE_KB: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
+/// Dead fraction that makes a run be rewritten.
+pub static GC_RATIO: GucSetting<f64> = GucSetting::<f64>::new(0.2);
+
+pub fn init() {
+    GucRegistry::define_int_guc(
+        c"strata.lsm_size_ratio",
+        c"Size ratio between consecutive levels of lsm tables.",
+        c"Level k+1 holds this many times the bytes of level k; larger values mean fewer levels and more rewriting per merge.",
+        &SIZE_RATIO,
+        2,
+        100,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"strata.lsm_level1_runs",
+        c"Number of level-1 runs of an lsm table that triggers their merge into level 2.",
+        c"Each L0 flush adds one level-1 run.",
+        &LEVEL1_RUNS,
+        1,
+        16,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"strata.lsm_level_base",
+        c"Size that level 2 of an lsm table may reach before it is merged into level 3.",
+        c"Level k may hold lsm_level_base * lsm_size_ratio^(k-2).",
+        &LEVEL_BASE_KB,
+        8,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_KB,
+    );
+    GucRegistry::define_float_guc(
+        c"strata.lsm_gc_ratio",
+        c"Fraction of dead row versions that makes VACUUM rewrite an lsm run.",
+        c"Values above 1 turn garbage-driven rewrites off.",
+        &GC_RATIO,
+        0.0,
+        2.0,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+}
+
+/// The policy the current settings describe.
+pub fn policy() -> Policy {
+    Policy {
+        size_ratio: SIZE_RATIO.get() as u64,
+        level1_runs: LEVEL1_RUNS.get() as usize,
+        level_base: LEVEL_BASE_KB.get() as u64 * 1024,
+        gc_ratio: GC_RATIO.get(),
+    }
+}

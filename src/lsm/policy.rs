@@ -1,0 +1,275 @@
+//! The leveled compaction policy of `lsm` tables. Pure: it sees a table's
+//! runs as numbers and says which of them to merge next.
+//!
+//! Runs cover disjoint rowid ranges, and a run's rowids are older than those
+//! of every run after it. Flushes add level-1 runs at the young end; a merge
+//! replaces a contiguous stretch of runs by runs of one level. Levels never
+//! increase towards the young end (older data sits deeper), so "all runs of
+//! level k and k+1" is always a contiguous stretch.
+//!
+//! Rules, checked in this order (the first that applies is the next merge):
+//!
+//! 0. **Freezing.** A run whose dead versions carry ids older than VACUUM's
+//!    freeze cutoff (all of them under `VACUUM (FREEZE)`) is rewritten on its
+//!    own, at its level, without them — else relfrozenxid could not pass them.
+//! 1. **Garbage.** A run whose versions are at least `gc_ratio` dead (dead
+//!    to every snapshot, counted by VACUUM's pass) is rewritten on its own,
+//!    at its level, without them.
+//! 2. **Level 1 by count.** When level 1 has `level1_runs` runs, they are
+//!    merged, together with level 2, into level 2.
+//! 3. **Deeper levels by size.** Level k ≥ 2 may hold `level_base ×
+//!    size_ratio^(k-2)` bytes; beyond that it is merged with level k+1 into
+//!    level k+1.
+//!
+//! Each byte is thus rewritten about `size_ratio` times per level it passes
+//! through, and the number of levels grows with the logarithm of the table
+//! size (base `size_ratio`), as in leveled LSM trees.
+
+/// What the policy needs to know of one run (runs are given in rowid order).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunStat {
+    pub level: u16,
+    /// Bytes of its data pages.
+    pub bytes: u64,
+    pub versions: u64,
+    /// Versions dead to every snapshot (0 when not counted).
+    pub dead: u64,
+    /// Some dead version carries an xid or MultiXact older than VACUUM's
+    /// freeze cutoff: only a rewrite lets relfrozenxid / relminmxid pass it.
+    pub holds_back_freezing: bool,
+}
+
+/// The GUC-controlled knobs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Policy {
+    /// Growth factor between consecutive levels (≥ 2).
+    pub size_ratio: u64,
+    /// Level-1 runs that trigger a merge into level 2 (≥ 1).
+    pub level1_runs: usize,
+    /// Bytes level 2 may hold before it is merged into level 3.
+    pub level_base: u64,
+    /// Dead fraction that makes a run be rewritten (> 1.0: never).
+    pub gc_ratio: f64,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            size_ratio: 10,
+            level1_runs: 4,
+            level_base: 64 << 20,
+            gc_ratio: 0.2,
+        }
+    }
+}
+
+/// One merge: runs `first..=last` (indexes into the rowid-ordered list)
+/// become runs of level `level`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Merge {
+    pub first: usize,
+    pub last: usize,
+    pub level: u16,
+    pub why: Reason,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    Freezing,
+    Garbage,
+    Level1Full,
+    LevelOverSize,
+}
+
+impl Reason {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Reason::Freezing => "dead versions older than the freeze cutoff",
+            Reason::Garbage => "dead versions",
+            Reason::Level1Full => "level 1 full",
+            Reason::LevelOverSize => "level over its size",
+        }
+    }
+}
+
+/// Byte budget of level `k` (k ≥ 2).
+pub fn level_capacity(p: &Policy, k: u16) -> u64 {
+    let mut cap = p.level_base.max(1);
+    for _ in 2..k {
+        cap = cap.saturating_mul(p.size_ratio.max(2));
+    }
+    cap
+}
+
+/// The contiguous stretch of runs at levels `k` and `k + 1`, if any.
+fn stretch(runs: &[RunStat], k: u16) -> Option<(usize, usize)> {
+    let first = runs.iter().position(|r| r.level == k || r.level == k + 1)?;
+    let last = runs.iter().rposition(|r| r.level == k || r.level == k + 1)?;
+    Some((first, last))
+}
+
+/// The next merge the policy wants, if any.
+pub fn next_merge(runs: &[RunStat], p: &Policy) -> Option<Merge> {
+    if let Some(i) = runs.iter().position(|r| r.holds_back_freezing && r.dead > 0) {
+        return Some(Merge { first: i, last: i, level: runs[i].level, why: Reason::Freezing });
+    }
+    if let Some(i) = runs
+        .iter()
+        .position(|r| r.dead > 0 && r.dead as f64 >= p.gc_ratio * r.versions as f64)
+    {
+        return Some(Merge { first: i, last: i, level: runs[i].level, why: Reason::Garbage });
+    }
+    let l1 = runs.iter().filter(|r| r.level <= 1).count();
+    if l1 >= p.level1_runs.max(1) {
+        let (first, last) = stretch(runs, 1).expect("level 1 has runs");
+        return Some(Merge { first, last, level: 2, why: Reason::Level1Full });
+    }
+    let deepest = runs.iter().map(|r| r.level).max().unwrap_or(0);
+    for k in 2..=deepest {
+        let bytes: u64 = runs.iter().filter(|r| r.level == k).map(|r| r.bytes).sum();
+        if bytes > level_capacity(p, k) {
+            let (first, last) = stretch(runs, k).expect("level k has runs");
+            return Some(Merge { first, last, level: k + 1, why: Reason::LevelOverSize });
+        }
+    }
+    None
+}
+
+/// Whether levels never increase towards the young end.
+pub fn levels_ordered(runs: &[RunStat]) -> bool {
+    runs.windows(2).all(|w| w[0].level >= w[1].level)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(level: u16, bytes: u64) -> RunStat {
+        RunStat { level, bytes, versions: bytes / 100, dead: 0, holds_back_freezing: false }
+    }
+
+    /// Applies a merge the way compaction does: the stretch becomes one run
+    /// of the merge's level, without its dead versions. Returns bytes written.
+    fn apply(runs: &mut Vec<RunStat>, m: &Merge) -> u64 {
+        let src = &runs[m.first..=m.last];
+        let versions: u64 = src.iter().map(|r| r.versions - r.dead).sum();
+        let bytes: u64 = src
+            .iter()
+            .map(|r| r.bytes - r.bytes * r.dead / r.versions.max(1))
+            .sum();
+        let merged = RunStat { level: m.level, bytes, versions, dead: 0, holds_back_freezing: false };
+        runs.splice(m.first..=m.last, [merged]);
+        bytes
+    }
+
+    fn settle(runs: &mut Vec<RunStat>, p: &Policy) -> u64 {
+        let mut written = 0;
+        let mut steps = 0;
+        while let Some(m) = next_merge(runs, p) {
+            written += apply(runs, &m);
+            assert!(levels_ordered(runs), "levels out of order after {m:?}: {runs:?}");
+            steps += 1;
+            assert!(steps < 100, "policy does not settle: {runs:?}");
+        }
+        written
+    }
+
+    #[test]
+    fn nothing_to_do_on_few_runs() {
+        let p = Policy::default();
+        assert_eq!(next_merge(&[], &p), None);
+        assert_eq!(next_merge(&[run(1, 1000), run(1, 1000)], &p), None);
+        assert_eq!(next_merge(&[run(3, 500 << 20), run(2, 1 << 20), run(1, 1000)], &p), None);
+    }
+
+    #[test]
+    fn level1_count_triggers_a_merge_with_level2() {
+        let p = Policy { level1_runs: 3, ..Policy::default() };
+        let runs = [run(3, 1 << 30), run(2, 1 << 20), run(1, 10), run(1, 10), run(1, 10)];
+        let m = next_merge(&runs, &p).unwrap();
+        assert_eq!((m.first, m.last, m.level, m.why), (1, 4, 2, Reason::Level1Full));
+        // without a level 2 the level-1 runs alone become level 2
+        let runs = [run(3, 1 << 30), run(1, 10), run(1, 10), run(1, 10)];
+        let m = next_merge(&runs, &p).unwrap();
+        assert_eq!((m.first, m.last, m.level), (1, 3, 2));
+    }
+
+    #[test]
+    fn oversized_level_moves_down() {
+        let p = Policy { level_base: 1000, size_ratio: 4, ..Policy::default() };
+        assert_eq!(level_capacity(&p, 2), 1000);
+        assert_eq!(level_capacity(&p, 3), 4000);
+        assert_eq!(level_capacity(&p, 4), 16000);
+        let runs = [run(3, 3000), run(2, 1500)];
+        let m = next_merge(&runs, &p).unwrap();
+        assert_eq!((m.first, m.last, m.level, m.why), (0, 1, 3, Reason::LevelOverSize));
+        let runs = [run(3, 5000), run(1, 10)];
+        let m = next_merge(&runs, &p).unwrap();
+        assert_eq!((m.first, m.last, m.level), (0, 0, 4));
+    }
+
+    #[test]
+    fn garbage_is_rewritten_in_place_first() {
+        let p = Policy { gc_ratio: 0.5, level1_runs: 2, ..Policy::default() };
+        let mut runs = vec![run(2, 10_000), run(1, 100), run(1, 100)];
+        runs[0].dead = runs[0].versions / 2;
+        let m = next_merge(&runs, &p).unwrap();
+        assert_eq!((m.first, m.last, m.level, m.why), (0, 0, 2, Reason::Garbage));
+        runs[0].dead = runs[0].versions / 2 - 1;
+        assert_eq!(next_merge(&runs, &p).unwrap().why, Reason::Level1Full);
+        // gc_ratio above 1 turns the rule off
+        let p = Policy { gc_ratio: 1.5, ..p };
+        runs[0].dead = runs[0].versions;
+        assert_eq!(next_merge(&runs, &p).unwrap().why, Reason::Level1Full);
+        // old dead versions are rewritten away whatever their share
+        runs[2].dead = 1;
+        runs[2].holds_back_freezing = true;
+        let m = next_merge(&runs, &p).unwrap();
+        assert_eq!((m.first, m.last, m.level, m.why), (2, 2, 1, Reason::Freezing));
+    }
+
+    #[test]
+    fn many_flushes_stay_logarithmic() {
+        // 2000 flushes of 1 MB: runs stay few, levels grow like log_R(size),
+        // and each byte is rewritten a bounded number of times.
+        let p = Policy { size_ratio: 8, level1_runs: 4, level_base: 8 << 20, gc_ratio: 0.3 };
+        let mut runs = Vec::new();
+        let (mut flushed, mut written) = (0u64, 0u64);
+        for _ in 0..2000 {
+            runs.push(run(1, 1 << 20));
+            flushed += 1 << 20;
+            written += settle(&mut runs, &p);
+            assert!(runs.len() <= 12, "too many runs: {}", runs.len());
+        }
+        let deepest = runs.iter().map(|r| r.level).max().unwrap();
+        // 2000 MB over an 8 MB base with ratio 8: levels 2..=5
+        assert!((4..=6).contains(&deepest), "deepest level {deepest}");
+        let amplification = written as f64 / flushed as f64;
+        assert!(amplification < (p.size_ratio as f64) * deepest as f64, "write amplification {amplification}");
+        assert!(amplification > 1.0);
+        for k in 2..deepest {
+            let bytes: u64 = runs.iter().filter(|r| r.level == k).map(|r| r.bytes).sum();
+            assert!(bytes <= level_capacity(&p, k), "level {k} over budget");
+        }
+    }
+
+    #[test]
+    fn churn_keeps_garbage_bounded() {
+        // Every flush kills a share of the older versions: GC keeps the dead
+        // fraction of each run below gc_ratio after settling.
+        let p = Policy { size_ratio: 4, level1_runs: 2, level_base: 4 << 20, gc_ratio: 0.25 };
+        let mut runs: Vec<RunStat> = Vec::new();
+        for i in 0..500u64 {
+            for r in runs.iter_mut() {
+                r.dead = (r.dead + r.versions / 10).min(r.versions);
+            }
+            runs.push(run(1, 1 << 20));
+            settle(&mut runs, &p);
+            for r in &runs {
+                assert!((r.dead as f64) < p.gc_ratio * r.versions as f64 || r.dead == 0, "flush {i}: {r:?}");
+            }
+        }
+        let total: u64 = runs.iter().map(|r| r.bytes).sum();
+        assert!(total < 40 << 20, "total {total}");
+    }
+}

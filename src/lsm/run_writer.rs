@@ -1,0 +1,189 @@
+//! Writing runs: the shared machinery of L0 flushes and run merges.
+//!
+//! [`survivors`] copies out the row versions of one source page that some
+//! snapshot may still see (`HeapTupleSatisfiesVacuum` against the caller's
+//! removal horizon); [`RunWriter`] packs versions, in rowid order, into new
+//! RUN_DATA pages and writes each run's fence index, one full-page
+//! GenericXLog record per page into free or new blocks; [`reserve_run_ids`]
+//! makes the run ids a writer may use durable before any page is written,
+//! and [`switch`] installs the result in the metapage with one WAL record.
+//! Until that switch the new pages are unreachable (free), so a crash at any
+//! point leaves the old manifest or the new one, never a mix.
+
+use super::format::{self, Meta, RunDesc, FENCE_ENTRIES, MAX_RUN_DATA_PAGES};
+use super::manifest;
+use super::page_image::{self, PageImage, RunPacker};
+use super::storage::{self, META_BLOCK};
+use crate::pg::buffer::{self, PageWrite};
+use crate::pg::page;
+use pgrx::pg_sys;
+use std::collections::HashSet;
+
+/// Writes run pages: data pages as they fill, then the fence index.
+pub struct RunWriter<'a> {
+    rel: pg_sys::Relation,
+    meta: &'a Meta,
+    taken: HashSet<pg_sys::BlockNumber>,
+    next_run_id: u32,
+    packer: RunPacker,
+    current: RunDesc,
+    fences: Vec<(u64, u32)>,
+    done: Vec<RunDesc>,
+    level: u16,
+    /// Pages written (data and index), for the write-amplification counters.
+    pub pages_written: u64,
+}
+
+impl<'a> RunWriter<'a> {
+    pub fn new(rel: pg_sys::Relation, meta: &'a Meta, level: u16) -> RunWriter<'a> {
+        let id = meta.header.next_run_id;
+        RunWriter {
+            rel,
+            meta,
+            taken: HashSet::new(),
+            next_run_id: id + 1,
+            packer: RunPacker::new(id),
+            current: RunDesc::new(id, level),
+            fences: Vec::new(),
+            done: Vec::new(),
+            level,
+            pages_written: 0,
+        }
+    }
+
+    /// Writes a finished page image into a fresh block (full-page WAL).
+    fn write(&mut self, image: &PageImage) -> pg_sys::BlockNumber {
+        let buf = manifest::allocate_block(self.rel, self.meta, &self.taken);
+        let block = buffer::block_number(buf);
+        self.taken.insert(block);
+        self.pages_written += 1;
+        let mut w = PageWrite::start(self.rel);
+        let p = w.register(buf, true);
+        page::copy_image(p, image.bytes());
+        w.commit();
+        buffer::unlock_release(buf);
+        block
+    }
+
+    pub fn add(&mut self, rowid: u64, tuple: &[u8]) {
+        if let Some((full, first)) = self.packer.add(rowid, tuple) {
+            let block = self.write(&full);
+            self.fences.push((first, block));
+            if self.fences.len() == MAX_RUN_DATA_PAGES {
+                // This run's index is full; the version that opened the next
+                // page starts the next run instead.
+                self.close_run();
+                self.packer = RunPacker::new(self.current.run_id);
+                let spilled = self.packer.add(rowid, tuple);
+                debug_assert!(spilled.is_none());
+            }
+        }
+        let run = &mut self.current;
+        if run.versions == 0 {
+            run.first_rowid = rowid;
+        }
+        run.last_rowid = rowid;
+        run.versions += 1;
+        run.tuple_bytes += tuple.len() as u64;
+    }
+
+    /// Writes the fence index of the current run and starts the next one.
+    fn close_run(&mut self) {
+        let id = self.current.run_id;
+        let fences = std::mem::take(&mut self.fences);
+        let mut leaves = Vec::new();
+        for chunk in fences.chunks(FENCE_ENTRIES) {
+            let leaf = page_image::fence_page(id, format::INDEX_LEAF, chunk);
+            leaves.push((chunk[0].0, self.write(&leaf)));
+        }
+        let root = page_image::fence_page(id, format::INDEX_ROOT, &leaves);
+        self.current.root = self.write(&root);
+        self.current.data_pages = fences.len() as u32;
+        self.done.push(self.current);
+        self.current = RunDesc::new(self.next_run_id, self.level);
+        self.next_run_id += 1;
+    }
+
+    pub fn finish(mut self) -> (Vec<RunDesc>, u32) {
+        let packer = std::mem::replace(&mut self.packer, RunPacker::new(0));
+        if let Some((last, first)) = packer.finish() {
+            let block = self.write(&last);
+            self.fences.push((first, block));
+        }
+        if !self.fences.is_empty() {
+            self.close_run();
+        }
+        // The run id after the last one written (`current` is the unused next).
+        (self.done, self.current.run_id)
+    }
+}
+
+impl RunDesc {
+    fn new(run_id: u32, level: u16) -> RunDesc {
+        RunDesc {
+            run_id,
+            level,
+            ..Default::default()
+        }
+    }
+}
+
+/// The row versions of one source page that survive, copied out (rowid,
+/// tuple bytes), and the rowids dropped.
+pub fn survivors(
+    rel: pg_sys::Relation,
+    block: pg_sys::BlockNumber,
+    horizon: pg_sys::TransactionId,
+    dropped: &mut Vec<u64>,
+) -> Vec<(u64, Vec<u8>)> {
+    let buf = buffer::read(rel, block);
+    buffer::lock_share(buf);
+    let p = buffer::page(buf);
+    let mut out = Vec::new();
+    for item in 1..=page::max_offset(p) {
+        let Some(mut t) = storage::version_at(rel, p, item) else {
+            continue;
+        };
+        let rowid = format::rowid(
+            crate::pg::htup::tid_block(&t.t_self),
+            crate::pg::htup::tid_offset(&t.t_self),
+        );
+        // SAFETY: share-locked page; HTSV may set hint bits, which the copy keeps.
+        let status = unsafe { pg_sys::HeapTupleSatisfiesVacuum(&mut t, horizon, buf) };
+        if status == pg_sys::HTSV_Result::HEAPTUPLE_DEAD {
+            dropped.push(rowid);
+            continue;
+        }
+        // SAFETY: t_data points at t_len bytes on the pinned page.
+        let bytes = unsafe { std::slice::from_raw_parts(t.t_data as *const u8, t.t_len as usize) };
+        out.push((rowid, bytes.to_vec()));
+    }
+    buffer::unlock_release(buf);
+    out
+}
+
+/// Advances `next_run_id` by `n` in one WAL record; returns the manifest
+/// as it was before (its `next_run_id` is the first reserved id).
+pub fn reserve_run_ids(rel: pg_sys::Relation, n: u32) -> Meta {
+    switch(rel, |m| {
+        m.header.next_run_id = m.header.next_run_id.checked_add(n).expect("run ids exhausted")
+    })
+}
+
+/// Installs a new manifest in one WAL record on the metapage: `change` gets
+/// the current manifest and edits it (the caller holds ACCESS EXCLUSIVE, so
+/// only this backend changes it). Returns the manifest as it was before.
+pub fn switch(rel: pg_sys::Relation, change: impl FnOnce(&mut Meta)) -> Meta {
+    let meta_buf = buffer::read(rel, META_BLOCK);
+    buffer::lock_exclusive(meta_buf);
+    let mut w = PageWrite::start(rel);
+    let mp = w.register(meta_buf, false);
+    let before = Meta::decode(page::bytes(mp)).expect("metapage decoded before");
+    let mut next = before.clone();
+    change(&mut next);
+    next.encode(page::bytes_mut(mp));
+    page::set_lower(mp, format::META_END);
+    w.commit();
+    buffer::unlock_release(meta_buf);
+    before
+}
