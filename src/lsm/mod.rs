@@ -36,6 +36,7 @@ pub mod publication;
 pub mod row_lock;
 pub mod run_writer;
 pub mod scan;
+pub mod shrink;
 pub mod storage;
 pub mod sweep;
 pub mod vacuum;

@@ -18,6 +18,7 @@ use super::flush::{self, FlushStats};
 use super::gucs;
 use super::manifest;
 use super::run_writer;
+use super::shrink;
 use super::storage;
 use super::sweep::{self, Sweep};
 use crate::pg::buffer;
@@ -130,7 +131,8 @@ fn new_frozen(
 ///    live version per the vacuum_freeze_* cutoffs, counts the dead per run;
 /// 2. under a briefly held ACCESS EXCLUSIVE (only tried for, see above):
 ///    flush L0 into a level-1 run, then merge runs until the leveled policy
-///    (strata.lsm_* settings) is satisfied — both drop dead versions;
+///    (strata.lsm_* settings) is satisfied — both drop dead versions — and,
+///    when more than a third of the file is free, pack and truncate it;
 /// 3. dropped rowids are removed from every index;
 /// 4. pg_class (relpages, relfrozenxid, relminmxid) and pgstat are updated.
 pub fn vacuum(rel: pg_sys::Relation, params: *mut pg_sys::VacuumParams, strategy: pg_sys::BufferAccessStrategy) {
@@ -150,19 +152,20 @@ pub fn vacuum(rel: pg_sys::Relation, params: *mut pg_sys::VacuumParams, strategy
             sw.pages, sw.versions, sw.frozen, dead_seen
         ),
     );
-    let (fl, co, reorganised) = if try_access_exclusive(rel) {
+    let (fl, co, (moved, cut), reorganised) = if try_access_exclusive(rel) {
         let fl = flush::flush(rel, Some(cutoffs.oldest_xmin));
         let too_old = |d: &sweep::Dead| {
             d.oldest.xid.is_some_and(|x| pgvac::xid_precedes(x, cutoffs.freeze_limit))
                 || d.oldest.multi.is_some_and(|m| pgvac::multi_precedes(m, cutoffs.multi_cutoff))
         };
         let co = compact::compact(rel, cutoffs.oldest_xmin, &gucs::policy(), &sw.dead, too_old);
+        let shrunk = shrink::shrink(rel);
         // SAFETY: taken above; nothing of this transaction depends on it now.
         unsafe { pg_sys::UnlockRelation(rel, pg_sys::AccessExclusiveLock as i32) };
-        (fl, co, true)
+        (fl, co, shrunk, true)
     } else {
         report(elevel, format!("skipping the L0 flush and merges of \"{name}\": could not get ACCESS EXCLUSIVE lock"));
-        (FlushStats::default(), CompactStats::default(), false)
+        (FlushStats::default(), CompactStats::default(), (0, 0), false)
     };
     if fl.l0_pages > 0 {
         report(
@@ -192,6 +195,9 @@ pub fn vacuum(rel: pg_sys::Relation, params: *mut pg_sys::VacuumParams, strategy
                 co.versions_moved, co.versions_dropped
             ),
         );
+    }
+    if cut > 0 {
+        report(elevel, format!("truncated \"{name}\" by {cut} pages after moving {moved} pages"));
     }
     if sw.frozen > 0 {
         run_writer::switch(rel, |m| m.stats.frozen_versions += sw.frozen);

@@ -31,6 +31,10 @@ INSERT INTO c SELECT g, g, repeat('p', 40) FROM generate_series(4001, 6000) g;
 VACUUM (VERBOSE, PROCESS_TOAST false) c;
 SELECT * FROM strata.lsm_levels('c');
 SELECT count(*), sum(v) FROM c;
+-- the pages the flush and the merge freed were given back: the file holds
+-- the metapage and the run (data, leaf and root pages), nothing free
+SELECT component, pages FROM strata.lsm_info('c') WHERE pages > 0 ORDER BY 1;
+SELECT pg_relation_size('c') / current_setting('block_size')::int AS blocks;
 
 -- 40% of the level-2 run's rows are updated: after the flush, the run is
 -- rewritten without its dead versions, and their index entries go too
