@@ -16,7 +16,9 @@
 //! * [`index_build`] — index builds and index_delete_tuples
 //! * [`handler`]     — the TableAmRoutine
 //! * [`page_check`]  — pure structural checks of raw pages
-//! * [`inspect`]     — strata.lsm_info / strata.lsm_verify
+//! * [`inspect`]     — strata.lsm_info / lsm_verify / lsm_levels / lsm_stats
+//! * [`flush`], [`run_writer`], [`policy`], [`compact`], [`sweep`], [`shrink`],
+//!   [`vacuum`] — L0 flush, leveled merges, freezing, file packing: VACUUM
 
 pub mod compact;
 pub mod ddl;

@@ -10,9 +10,10 @@ whole (atomicity). A separate thread holds an open, never-committed
 transaction with its own rows in a second lsm table (it holds a lock there,
 so it cannot keep the flushes of the main table waiting): none of them may be
 visible after restart. Checkpoints run during the load so that recovery
-starts from mid-load redo points, and a flusher calls strata.lsm_flush every
-couple of seconds; in even cycles the kill is timed to land while a flush is
-running (it holds ACCESS EXCLUSIVE and is writing run pages).
+starts from mid-load redo points, and a flusher calls strata.lsm_flush or
+VACUUM (which sweeps, flushes, merges runs and packs the file) every couple
+of seconds; in even cycles the kill is timed to land while one of them is
+running.
 
 After each restart the table is compared row by row with the client's record
 (seq scan), and count and checksum are compared through btree index scans;
@@ -119,22 +120,32 @@ class Uncommitted(threading.Thread):
 
 
 class Flusher(threading.Thread):
-    """Flushes L0 of crash_t into a run every ~2 s (lock_timeout keeps it
-    from queueing writers behind it for long)."""
+    """Every ~2 s either flushes L0 of crash_t into a run (lock_timeout keeps
+    it from queueing writers behind it for long) or VACUUMs it with a
+    policy that merges runs often (sweep and freeze, flush, merges, packing
+    and truncation of the file)."""
 
     def __init__(self, cluster, seed):
         super().__init__(daemon=True)
-        self.cluster, self.rng, self.flushes = cluster, random.Random(seed), 0
+        self.cluster, self.rng, self.flushes, self.vacuums = cluster, random.Random(seed), 0, 0
 
     def run(self):
         try:
             with self.cluster.connect() as conn:
                 conn.execute("SET lock_timeout = '500ms'")
+                conn.execute("SET strata.lsm_level1_runs = 2")
+                conn.execute("SET strata.lsm_gc_ratio = 0.02")
+                conn.execute("SET strata.lsm_level_base = '512kB'")
+                conn.execute("SET vacuum_freeze_min_age = 1000")
                 while True:
                     time.sleep(1.0 + self.rng.random() * 2)
                     try:
-                        conn.execute("SELECT strata.lsm_flush('crash_t')")
-                        self.flushes += 1
+                        if self.rng.random() < 0.5:
+                            conn.execute("SELECT strata.lsm_flush('crash_t')")
+                            self.flushes += 1
+                        else:
+                            conn.execute("VACUUM crash_t")
+                            self.vacuums += 1
                     except psycopg.errors.LockNotAvailable:
                         pass
         except psycopg.Error:
@@ -142,11 +153,11 @@ class Flusher(threading.Thread):
 
 
 def flush_running(cluster):
-    """True while a flush of crash_t holds its lock and works."""
+    """True while a flush or VACUUM of crash_t holds its lock and works."""
     try:
         return cluster.sql(
             "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-            "AND query LIKE '%lsm_flush%' AND pid <> pg_backend_pid() "
+            "AND (query LIKE '%lsm_flush%' OR query LIKE 'VACUUM crash_t%') AND pid <> pg_backend_pid() "
             "AND coalesce(wait_event_type, '') <> 'Lock'")[0][0] > 0
     except psycopg.Error:
         return False
@@ -292,9 +303,11 @@ def main():
             cluster.sql("SELECT strata.lsm_verify('crash_unlogged')")
             runs = cluster.sql("SELECT count(*) FROM strata.lsm_info('crash_t') "
                                "WHERE component LIKE 'run%'")[0][0]
-            log(f"cycle {cycle}: {sum(w.commits for w in writers)} commits and "
-                f"{flusher.flushes} flushes before the kill"
-                f"{' (which hit a running flush)' if during_flush else ''}; {runs} runs; "
+            merges = cluster.sql("SELECT merges FROM strata.lsm_stats('crash_t')")[0][0]
+            log(f"cycle {cycle}: {sum(w.commits for w in writers)} commits, "
+                f"{flusher.flushes} flushes and {flusher.vacuums} VACUUMs before the kill"
+                f"{' (which hit a running flush or VACUUM)' if during_flush else ''}; {runs} runs, "
+                f"{merges} merges so far; "
                 f"after restart {count} rows, checksum {checksum} match the client, "
                 f"lsm_verify finds nothing, the unlogged table is empty; "
                 f"in-doubt transactions {resolved}")
