@@ -81,6 +81,25 @@ impl IndexDatums {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// BRIN summarizes ranges of TID blocks up to the table's physical size
+/// (`RelationGetNumberOfBlocks`), but lsm TIDs name virtual blocks that are
+/// never reused while the file is reused and truncated: rows past the
+/// physical size would be missed. So BRIN is refused, not wrong.
+fn refuse_brin(index: pg_sys::Relation) {
+    // SAFETY: open index relation.
+    let (am, name) = unsafe { ((*(*index).rd_rel).relam, (*(*index).rd_rel).relname) };
+    if am == pg_sys::BRIN_AM_OID {
+        // SAFETY: NUL-terminated name inside pg_class.
+        let name = unsafe { std::ffi::CStr::from_ptr(name.data.as_ptr()) }.to_string_lossy();
+        pgrx::ereport!(
+            ERROR,
+            pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("brin index \"{name}\" cannot be built on an lsm table"),
+            "BRIN summarizes physical block ranges; lsm rows live at virtual blocks that outgrow the file. Use a btree index."
+        );
+    }
+}
+
 pub fn build_range_scan(
     table: pg_sys::Relation,
     index: pg_sys::Relation,
@@ -92,6 +111,7 @@ pub fn build_range_scan(
     callback_state: *mut std::ffi::c_void,
     scan: pg_sys::TableScanDesc,
 ) -> f64 {
+    refuse_brin(index);
     let callback = callback.expect("index build callback");
     let mut datums = IndexDatums::new(table, info);
     // An MVCC snapshot for concurrent builds (or one the caller's scan carries).
