@@ -239,10 +239,9 @@ unsafe extern "C-unwind" fn multi_insert(
     options: i32,
     _bistate: *mut pg_sys::BulkInsertStateData,
 ) {
-    for i in 0..nslots as usize {
-        // SAFETY: COPY passes nslots valid slots.
-        modify::insert(rel, unsafe { *slots.add(i) }, cid, options, None);
-    }
+    // SAFETY: COPY passes nslots valid slots.
+    let slots = unsafe { std::slice::from_raw_parts(slots, nslots.max(0) as usize) };
+    modify::multi_insert(rel, slots, cid, options);
 }
 
 #[pg_guard]

@@ -9,7 +9,7 @@
 //! being inserted or deleted by other transactions are waited for, then the page
 //! is classified again, as heap does.
 
-use super::{scan, storage};
+use super::{format, scan, storage};
 use crate::pg::buffer;
 use crate::pg::htup;
 use crate::pg::page;
@@ -81,23 +81,27 @@ impl IndexDatums {
 }
 
 #[allow(clippy::too_many_arguments)]
-/// BRIN summarizes ranges of TID blocks up to the table's physical size
-/// (`RelationGetNumberOfBlocks`), but lsm TIDs name virtual blocks that are
-/// never reused while the file is reused and truncated: rows past the
-/// physical size would be missed. So BRIN is refused, not wrong.
-fn refuse_brin(index: pg_sys::Relation) {
+fn is_brin(index: pg_sys::Relation) -> bool {
     // SAFETY: open index relation.
-    let (am, name) = unsafe { ((*(*index).rd_rel).relam, (*(*index).rd_rel).relname) };
-    if am == pg_sys::BRIN_AM_OID {
-        // SAFETY: NUL-terminated name inside pg_class.
-        let name = unsafe { std::ffi::CStr::from_ptr(name.data.as_ptr()) }.to_string_lossy();
-        pgrx::ereport!(
-            ERROR,
-            pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            format!("brin index \"{name}\" cannot be built on an lsm table"),
-            "BRIN summarizes physical block ranges; lsm rows live at virtual blocks that outgrow the file. Use a btree index."
-        );
-    }
+    unsafe { (*(*index).rd_rel).relam == pg_sys::BRIN_AM_OID }
+}
+
+/// The data blocks holding virtual blocks `lo..hi`, in TID order: runs in
+/// rowid order, then L0 pages in virtual block order. BRIN's serial build
+/// and range summarization need their tuples in TID order.
+fn blocks_in_tid_order(table: pg_sys::Relation, lo: u32, hi: u32) -> Vec<pg_sys::BlockNumber> {
+    let Some(meta) = super::manifest::read(table) else {
+        return Vec::new();
+    };
+    let (lo_rowid, hi_rowid) = (format::rowid(lo, 1), format::rowid(hi, 1).saturating_sub(1));
+    let mut out = super::manifest::run_blocks_for_range(table, lo_rowid, hi_rowid);
+    out.extend(
+        super::manifest::l0_blocks(table, &meta)
+            .into_iter()
+            .filter(|(v, _)| (lo..hi).contains(v))
+            .map(|(_, b)| b),
+    );
+    out
 }
 
 pub fn build_range_scan(
@@ -111,7 +115,13 @@ pub fn build_range_scan(
     callback_state: *mut std::ffi::c_void,
     scan: pg_sys::TableScanDesc,
 ) -> f64 {
-    refuse_brin(index);
+    let brin = is_brin(index);
+    if brin {
+        // BRIN scans cover TID blocks up to the file's size (see manifest::keeps_dense)
+        if let Some(next) = super::manifest::with_header(table, |_, h| h.next_vblock) {
+            super::manifest::cover_virtual_blocks(table, next);
+        }
+    }
     let callback = callback.expect("index build callback");
     let mut datums = IndexDatums::new(table, info);
     // An MVCC snapshot for concurrent builds (or one the caller's scan carries).
@@ -150,7 +160,15 @@ pub fn build_range_scan(
     // blocks then come from its shared state, each to one participant only.
     // SAFETY: caller-provided scan, when given.
     let parallel = !scan.is_null() && unsafe { !(*scan).rs_parallel.is_null() };
-    let mut serial = first..last;
+    // BRIN: its block ranges are ranges of virtual blocks, and its serial
+    // build wants them in order (a parallel BRIN build merges ranges itself)
+    let vrange = (start_block, if numblocks == pg_sys::InvalidBlockNumber { u32::MAX } else { start_block.saturating_add(numblocks) });
+    let by_tid = brin && !parallel;
+    let mut serial: Box<dyn Iterator<Item = pg_sys::BlockNumber>> = if by_tid {
+        Box::new(blocks_in_tid_order(table, vrange.0, vrange.1).into_iter())
+    } else {
+        Box::new(first..last)
+    };
     let mut next = move || {
         if parallel {
             std::iter::from_fn(|| super::scan::next_build_block(scan)).find(|&b| b > storage::META_BLOCK)
@@ -175,6 +193,9 @@ pub fn build_range_scan(
                     Some(t) => t,
                     None => continue,
                 };
+                if by_tid && !(vrange.0..vrange.1).contains(&htup::tid_block(&t.t_self)) {
+                    continue;
+                }
                 if mvcc || anyvisible && !snapshot.is_null() {
                     // SAFETY: share-locked page.
                     if unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot, buf) } {

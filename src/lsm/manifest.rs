@@ -136,10 +136,41 @@ pub fn record_free(rel: pg_sys::Relation, blocks: impl IntoIterator<Item = pg_sy
     unsafe { pg_sys::IndexFreeSpaceMapVacuum(rel) };
 }
 
+/// Whether the table has a BRIN index. BRIN summarizes and scans TID block
+/// ranges up to the file's physical size (`RelationGetNumberOfBlocks`), so
+/// such a table keeps its file at least as long as its virtual blocks reach.
+pub fn keeps_dense(rel: pg_sys::Relation) -> bool {
+    crate::pg::rel::has_index_of_am(rel, pg_sys::BRIN_AM_OID)
+}
+
+/// Extends the file with FREE pages (WAL-logged, reported to the free space
+/// map) until block `upto` exists.
+pub fn cover_virtual_blocks(rel: pg_sys::Relation, upto: pg_sys::BlockNumber) {
+    let mut added = Vec::new();
+    while buffer::nblocks(rel) <= upto {
+        let buf = buffer::extend_locked(rel);
+        let mut w = PageWrite::start(rel);
+        let p = w.register(buf, true);
+        page::copy_image(p, PageImage::new(PageKind::Free, 0, 0).bytes());
+        w.commit();
+        added.push(buffer::block_number(buf));
+        buffer::unlock_release(buf);
+    }
+    if !added.is_empty() {
+        record_free(rel, added);
+    }
+}
+
 /// Adds a new L0 page: the next virtual block, mapped in the L0 directory.
 /// Returns it pinned and exclusively locked, initialised and WAL-logged.
 pub fn allocate_l0_page(rel: pg_sys::Relation) -> pg_sys::Buffer {
     ensure_metapage(rel);
+    if keeps_dense(rel) {
+        // the new page's virtual block must lie inside the file (BRIN)
+        if let Some(next) = with_header(rel, |_, h| h.next_vblock) {
+            cover_virtual_blocks(rel, next);
+        }
+    }
     let meta_buf = buffer::read(rel, META_BLOCK);
     buffer::lock_exclusive(meta_buf);
     let mut meta = decode(rel, meta_buf);

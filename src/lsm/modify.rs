@@ -496,6 +496,35 @@ pub fn insert(
     unsafe { pg_sys::pgstat_count_heap_insert(rel, 1) };
 }
 
+/// COPY's `multi_insert`: the rows of `slots` are prepared like single
+/// inserts (TOAST, xmin, cid) and stored a page at a time.
+pub fn multi_insert(rel: pg_sys::Relation, slots: &[*mut pg_sys::TupleTableSlot], cid: pg_sys::CommandId, options: i32) {
+    if slots.is_empty() {
+        return;
+    }
+    predicate::check_conflict_in(rel, None);
+    let xid = current_xid();
+    let mut fetched = Vec::with_capacity(slots.len());
+    let mut stored = Vec::with_capacity(slots.len());
+    for &slot in slots {
+        let (tuple, should_free) = slot_tuple(rel, slot);
+        stored.push(prepare_insert(rel, tuple, xid, cid, options, None));
+        fetched.push((tuple, should_free));
+    }
+    storage::append_batch(rel, &stored);
+    for ((&slot, (tuple, should_free)), s) in slots.iter().zip(fetched).zip(stored) {
+        // SAFETY: slot and tuples are valid; `s` carries the TID.
+        unsafe {
+            (*slot).tts_tid = (*s).t_self;
+            (*tuple).t_self = (*s).t_self;
+        }
+        free_if(s, s != tuple);
+        free_if(tuple, should_free);
+    }
+    // SAFETY: counts the inserts for autovacuum/pg_stat.
+    unsafe { pg_sys::pgstat_count_heap_insert(rel, slots.len() as i64) };
+}
+
 /// Confirms or kills a speculatively inserted version.
 pub fn complete_speculative(
     rel: pg_sys::Relation,

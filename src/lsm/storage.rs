@@ -141,6 +141,50 @@ pub fn append(
     tid
 }
 
+/// Appends prepared tuples to L0 as COPY's `multi_insert` does: as many as
+/// fit go onto one page in one WAL record (not one record, and one delta of
+/// the whole page, per row). Each stored header's `t_ctid` and each tuple's
+/// `t_self` get its new TID.
+pub fn append_batch(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple]) {
+    let len_of = |t: pg_sys::HeapTuple| {
+        // SAFETY: caller passes formed heap tuples.
+        let len = unsafe { (*t).t_len as usize };
+        if len > MAX_TUPLE_SIZE {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                format!("row is too big: size {len}, maximum size {MAX_TUPLE_SIZE}")
+            );
+        }
+        len
+    };
+    let mut i = 0;
+    while i < tuples.len() {
+        let buf = target_page(rel, len_of(tuples[i]));
+        let mut w = PageWrite::start(rel);
+        let p = w.register(buf, false);
+        let vblock = tag(p).map(|t| t.vblock).unwrap_or(0);
+        let first = i;
+        while i < tuples.len() && (i == first || fits(p, len_of(tuples[i]))) {
+            // SAFETY: formed heap tuple; its data is only read.
+            let (data, len) = unsafe { ((*tuples[i]).t_data as *const u8, (*tuples[i]).t_len as usize) };
+            let Some(offset) = page::add_item(p, data, len) else {
+                drop(w);
+                buffer::unlock_release(buf);
+                ereport!(ERROR, PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "failed to add tuple to lsm L0 page");
+            };
+            let tid = htup::make_tid(vblock, offset);
+            let (item, _) = page::item(p, offset).expect("item just added");
+            htup::set_ctid(item as *mut htup::Header, tid);
+            // SAFETY: caller's tuple struct is writable.
+            unsafe { (*tuples[i]).t_self = tid };
+            i += 1;
+        }
+        w.commit();
+        buffer::unlock_release(buf);
+    }
+}
+
 /// The row version in line pointer `item` of a data page (L0 or RUN_DATA),
 /// as a `HeapTupleData` pointing into the (pinned) page. Its TID is
 /// `(virtual block, item)` on L0 pages and comes from the stored rowid on run

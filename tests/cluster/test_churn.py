@@ -59,8 +59,10 @@ def main():
         deadline = time.time() + 90
         while time.time() < deadline:
             av, dead, size, age, flushes, merges, dropped, wa = stats(conn)
-            l0 = conn.execute("SELECT pages FROM strata.lsm_levels('churn') WHERE level = 0").fetchone()[0]
-            if l0 == 0 and dead < 500:
+            l0, versions = conn.execute(
+                "SELECT sum(pages) FILTER (WHERE level = 0), coalesce(sum(row_versions), 0) "
+                "FROM strata.lsm_levels('churn')").fetchone()
+            if l0 == 0 and versions == ROWS:  # flushed, and no dead version left in runs
                 break
             time.sleep(1)
         av, dead, size, age, flushes, merges, dropped, wa = stats(conn)

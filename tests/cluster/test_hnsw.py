@@ -237,6 +237,14 @@ def main():
         reached = [r[0] for r in conn.execute("SELECT id FROM f ORDER BY v <-> %s::vector",
                                               (vec_text(queries["uniform"][1]),)).fetchall()]
         via_index = len(reached)
+        # where the rows the traversal did not reach come from (id ranges:
+        # < 100000 built, 100000/200000 concurrent inserts, 300000 exact
+        # duplicates, 400000/600000 inserted during the crash phase)
+        missing = {r[0] for r in conn.execute("SELECT id FROM f").fetchall()} - set(reached)
+        buckets = {}
+        for i in missing:
+            buckets[i // 100000 * 100000] = buckets.get(i // 100000 * 100000, 0) + 1
+        log(f"rows not reached by a full traversal, by id range: {dict(sorted(buckets.items()))}")
         newest = [r[0] for r in conn.execute("SELECT id FROM f ORDER BY id DESC LIMIT 300").fetchall()]
         in_graph = len(set(newest) & set(reached))
         found = self_lookup(conn, "f", 300, newest=True)

@@ -8,7 +8,7 @@ SELECT count(*), sum(id), sum(n) FROM t;
 -- logical TIDs: rowid = vblock * 256 + offset - 1, vblock 0 is the metapage
 SELECT ctid, id FROM t WHERE id IN (1, 2) ORDER BY id;
 
--- index scans through btree and hash; brin is refused (0A000); unique violations
+-- index scans through btree and hash; brin build; unique violations
 SET enable_seqscan = off;
 SET enable_bitmapscan = off;
 EXPLAIN (COSTS OFF) SELECT v FROM t WHERE id = 1234;
