@@ -10,13 +10,14 @@
 //! new ones. The dropped rowids are returned, for VACUUM to remove from
 //! every index.
 //!
-//! Concurrency: like the flush, merges run under ACCESS EXCLUSIVE, so no
-//! scan or writer sees the runs change and freed pages are reusable at once.
+//! Concurrency: like the flush, merges run under EXCLUSIVE (no writers;
+//! readers keep reading the old runs, whose pages stay pending until no
+//! snapshot that old can exist) or ACCESS EXCLUSIVE.
 
-use super::format::{Meta, MAX_RUN_DATA_PAGES};
+use super::format::{Meta, PageKind, MAX_RUN_DATA_PAGES};
 use super::manifest;
 use super::policy::{self, Merge, Policy, RunStat};
-use super::run_writer::{self, RunWriter};
+use super::run_writer::{self, Readers, RunWriter};
 use super::sweep::Dead;
 use crate::pg::page::BLCKSZ;
 use pgrx::pg_sys;
@@ -32,6 +33,8 @@ pub struct CompactStats {
     pub dropped: Vec<u64>,
     /// Run ids that were rewritten (their dead counts no longer apply).
     pub rewritten: Vec<u32>,
+    /// Stopped early: too many freed pages are still pending.
+    pub skipped: bool,
 }
 
 /// The policy's view of the manifest's runs; `dead` from VACUUM's pass,
@@ -53,8 +56,19 @@ pub fn run_stats(meta: &Meta, dead: &HashMap<u32, Dead>, too_old: &impl Fn(&Dead
 }
 
 /// Carries out one merge of `meta`'s runs.
-fn merge(rel: pg_sys::Relation, meta: &Meta, m: &Merge, horizon: pg_sys::TransactionId, st: &mut CompactStats) {
+fn merge(
+    rel: pg_sys::Relation,
+    meta: &Meta,
+    m: &Merge,
+    horizon: pg_sys::TransactionId,
+    readers: Readers,
+    st: &mut CompactStats,
+) -> bool {
     let stretch = &meta.runs[m.first..=m.last];
+    let components: Vec<(PageKind, u32, u32)> = stretch.iter().map(|r| (PageKind::RunData, r.run_id, 0)).collect();
+    if !run_writer::pending_room(rel, readers, components.len()) {
+        return false;
+    }
     let mut sources = Vec::new();
     let mut freed = Vec::new();
     for run in stretch {
@@ -84,7 +98,8 @@ fn merge(rel: pg_sys::Relation, meta: &Meta, m: &Merge, horizon: pg_sys::Transac
     st.merges.push((*m, new_runs.len()));
     st.versions_moved += moved;
     st.versions_dropped += dropped;
-    run_writer::switch(rel, |next| {
+    let conflict = (dropped > 0).then(|| crate::pg::standby::full_xid_of(horizon) - 1);
+    run_writer::switch(rel, conflict, |next| {
         let now: Vec<u32> = next.runs[m.first..=m.last].iter().map(|r| r.run_id).collect();
         assert_eq!(now, old_ids, "runs changed during a merge under ACCESS EXCLUSIVE");
         next.runs.splice(m.first..=m.last, new_runs);
@@ -93,8 +108,10 @@ fn merge(rel: pg_sys::Relation, meta: &Meta, m: &Merge, horizon: pg_sys::Transac
         next.stats.compacted_bytes += bytes;
         next.stats.compacted_versions += moved;
         next.stats.dropped_versions += dropped;
+        run_writer::add_pending(next, readers, &components);
     });
     manifest::record_free(rel, freed);
+    true
 }
 
 /// Merges runs until `policy` is satisfied. `dead` holds VACUUM's per-run
@@ -106,6 +123,7 @@ pub fn compact(
     policy: &Policy,
     dead: &HashMap<u32, Dead>,
     too_old: impl Fn(&Dead) -> bool,
+    readers: Readers,
 ) -> CompactStats {
     let mut st = CompactStats::default();
     // Each merge moves data one level down or rewrites a run without its
@@ -120,7 +138,10 @@ pub fn compact(
         let Some(m) = policy::next_merge(&stats, policy) else {
             break;
         };
-        merge(rel, &meta, &m, horizon, &mut st);
+        if !merge(rel, &meta, &m, horizon, readers, &mut st) {
+            st.skipped = true;
+            break;
+        }
     }
     st
 }

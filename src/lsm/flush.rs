@@ -11,15 +11,19 @@
 //! old manifest and orphan pages that count as free. After the switch the
 //! old pages are unreachable. There is no in-between state.
 //!
-//! Concurrency: the caller holds ACCESS EXCLUSIVE on the table (also
-//! WAL-logged, so hot-standby readers are kept out during replay), so no
-//! scan, fetch or writer sees the manifest change under it and freed pages
-//! can be reused at once. When the runs list is full the newest run is merged
+//! Concurrency: the caller holds EXCLUSIVE on the table (VACUUM,
+//! `strata.lsm_flush`), so no writer runs, but readers do: a scan that began
+//! before the switch keeps reading the old L0 pages, which stay pending —
+//! not reused — until no snapshot that old can exist (see
+//! [`super::format::Pending`]); hot standbys get a conflict record for the
+//! dropped versions, as for heap pruning. Under ACCESS EXCLUSIVE nothing is
+//! left pending. When the runs list is full the newest run is merged
 //! into the flush's output (issue #7 brings a leveled policy).
 
 use super::format::{MAX_RUNS, MAX_RUN_DATA_PAGES};
 use super::manifest;
-use super::run_writer::{self, RunWriter};
+use super::format::PageKind;
+use super::run_writer::{self, Readers, RunWriter};
 use crate::pg::buffer;
 use pgrx::pg_sys;
 
@@ -33,12 +37,15 @@ pub struct FlushStats {
     pub merged_run: bool,
     /// Rowids of the dropped versions, ascending (for index cleanup).
     pub dropped: Vec<u64>,
+    /// Not done: too many freed pages are still pending (old snapshots).
+    pub skipped: bool,
 }
 
 /// Flushes L0 into a new level-1 run, dropping versions dead to every
 /// snapshot by `horizon` (None: the table's current removal horizon). The
-/// caller holds ACCESS EXCLUSIVE on `rel`.
-pub fn flush(rel: pg_sys::Relation, horizon: Option<pg_sys::TransactionId>) -> FlushStats {
+/// caller holds EXCLUSIVE (`Readers::Allowed`: scans may run, the freed
+/// pages stay pending) or ACCESS EXCLUSIVE on `rel`.
+pub fn flush(rel: pg_sys::Relation, horizon: Option<pg_sys::TransactionId>, readers: Readers) -> FlushStats {
     let mut stats = FlushStats::default();
     let Some(meta) = manifest::read(rel) else {
         return stats;
@@ -64,7 +71,17 @@ pub fn flush(rel: pg_sys::Relation, horizon: Option<pg_sys::TransactionId>) -> F
     }
     sources.extend(l0.iter().map(|(_, b)| *b));
     freed.extend(l0.iter().map(|(_, b)| *b));
-    freed.extend(meta.l0_dir.iter().copied().filter(|b| *b != 0));
+    let dirs: Vec<u32> = meta.l0_dir.iter().copied().filter(|b| *b != 0).collect();
+    freed.extend(&dirs);
+    let mut components = vec![(PageKind::L0, meta.header.l0_first_vblock, meta.header.next_vblock)];
+    components.extend(dirs.iter().map(|b| (PageKind::L0Dir, *b, 0)));
+    if stats.merged_run {
+        components.push((PageKind::RunData, meta.runs[meta.runs.len() - 1].run_id, 0));
+    }
+    if !run_writer::pending_room(rel, readers, components.len()) {
+        stats.skipped = true;
+        return stats;
+    }
 
     // Run ids are reserved durably before any run page is written: pages of a
     // flush that a crash interrupts keep ids no later run will ever get, so
@@ -86,7 +103,8 @@ pub fn flush(rel: pg_sys::Relation, horizon: Option<pg_sys::TransactionId>) -> F
     stats.runs_written = new_runs.len() as u64;
 
     // The switch: one WAL record on the metapage.
-    run_writer::switch(rel, |next| {
+    let conflict = (stats.versions_dropped > 0).then(|| crate::pg::standby::full_xid_of(horizon) - 1);
+    run_writer::switch(rel, conflict, |next| {
         assert_eq!(
             (next.header.next_vblock, next.header.l0_first_vblock),
             (meta.header.next_vblock, meta.header.l0_first_vblock),
@@ -105,6 +123,7 @@ pub fn flush(rel: pg_sys::Relation, horizon: Option<pg_sys::TransactionId>) -> F
         next.stats.flushed_bytes += bytes;
         next.stats.flushed_versions += stats.versions_moved;
         next.stats.dropped_versions += stats.versions_dropped;
+        run_writer::add_pending(next, readers, &components);
     });
 
     manifest::record_free(rel, freed);

@@ -23,8 +23,16 @@
 //!  1600 l0_dir[MAX_DIR_PAGES]: block of each L0 directory page (0 = none)
 //!  3648 MetaStats { flushed_bytes, flushed_versions, compacted_bytes,
 //!                   compacted_versions, dropped_versions, frozen_versions } (u64 each)
-//!  3696 = pd_lower
+//!  3696 npending u32, pad u32
+//!  3704 pending[MAX_PENDING]: Pending { safe_fxid u64, kind u16, pad u16, lo u32, hi u32, pad u32 }
+//!  6776 = pd_lower
 //! ```
+//!
+//! **Pending pages.** A flush or merge frees pages that scans which started
+//! before it may still read (they hold the old manifest). Each switch records
+//! what it freed — an L0 virtual block range, a run id, an L0 directory
+//! block — with the next full transaction id at the switch (`safe_fxid`).
+//! Such pages are not reused until no snapshot older than that can exist.
 //!
 //! `MetaStats` (cumulative counters for `strata.lsm_levels`) was added to
 //! version 2 without a bump: older metapages have zeros there (the bytes
@@ -272,7 +280,35 @@ pub const META_HEADER_AT: usize = PAGE_HEADER_SIZE;
 pub const META_RUNS_AT: usize = 64;
 pub const META_DIR_AT: usize = META_RUNS_AT + MAX_RUNS * std::mem::size_of::<RunDesc>();
 pub const META_STATS_AT: usize = META_DIR_AT + MAX_DIR_PAGES * 4;
-pub const META_END: usize = META_STATS_AT + std::mem::size_of::<MetaStats>();
+pub const META_PENDING_AT: usize = META_STATS_AT + std::mem::size_of::<MetaStats>();
+/// Pending entries the metapage can hold.
+pub const MAX_PENDING: usize = 128;
+pub const PENDING_SIZE: usize = 24;
+pub const META_END: usize = META_PENDING_AT + 8 + MAX_PENDING * PENDING_SIZE;
+
+/// Pages freed by a switch that older scans may still read: kind L0 (virtual
+/// blocks `lo..hi`), RunData (every page of run `lo`), L0Dir (block `lo`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pending {
+    /// Full transaction id that was next at the switch: the pages may be
+    /// reused once every snapshot is newer than it.
+    pub safe_fxid: u64,
+    pub kind: PageKind,
+    pub lo: u32,
+    pub hi: u32,
+}
+
+impl Pending {
+    /// Whether this entry covers the page at `block` with tag `tag`.
+    pub fn covers(&self, block: u32, tag: &PageTag) -> bool {
+        match (self.kind, PageKind::from_u16(tag.kind)) {
+            (PageKind::L0, Some(PageKind::L0)) => (self.lo..self.hi).contains(&tag.vblock),
+            (PageKind::RunData, Some(PageKind::RunData | PageKind::RunIndex)) => tag.vblock == self.lo,
+            (PageKind::L0Dir, Some(PageKind::L0Dir)) => block == self.lo,
+            _ => false,
+        }
+    }
+}
 
 /// Cumulative work counters of a table (tuple bytes and versions written by
 /// flushes and by merges; versions dropped as dead; versions frozen).
@@ -333,6 +369,7 @@ pub struct Meta {
     pub runs: Vec<RunDesc>,
     pub l0_dir: Vec<u32>,
     pub stats: MetaStats,
+    pub pending: Vec<Pending>,
 }
 
 impl Meta {
@@ -352,6 +389,7 @@ impl Meta {
             runs: Vec::new(),
             l0_dir: vec![0; MAX_DIR_PAGES],
             stats: MetaStats::default(),
+            pending: Vec::new(),
         }
     }
 
@@ -360,7 +398,19 @@ impl Meta {
         let h = MetaHeader::decode(page)?;
         let runs = (0..h.nruns as usize).map(|i| run_at(page, i)).collect();
         let l0_dir = (0..MAX_DIR_PAGES).map(|i| dir_slot_block(page, i)).collect();
-        Ok(Meta { header: h, runs, l0_dir, stats: MetaStats::decode(page) })
+        let npending = (u32_at(page, META_PENDING_AT) as usize).min(MAX_PENDING);
+        let pending = (0..npending)
+            .filter_map(|i| {
+                let at = META_PENDING_AT + 8 + i * PENDING_SIZE;
+                Some(Pending {
+                    safe_fxid: u64_at(page, at),
+                    kind: PageKind::from_u16(u16_at(page, at + 8))?,
+                    lo: u32_at(page, at + 12),
+                    hi: u32_at(page, at + 16),
+                })
+            })
+            .collect();
+        Ok(Meta { header: h, runs, l0_dir, stats: MetaStats::decode(page), pending })
     }
 
     /// Encodes into a metapage image (header, tag and pd_lower are the caller's).
@@ -393,6 +443,20 @@ impl Meta {
             put_u32(page, META_DIR_AT + i * 4, *b);
         }
         self.stats.encode(page);
+        page[META_PENDING_AT..META_END].fill(0);
+        put_u32(page, META_PENDING_AT, self.pending.len().min(MAX_PENDING) as u32);
+        for (i, p) in self.pending.iter().take(MAX_PENDING).enumerate() {
+            let at = META_PENDING_AT + 8 + i * PENDING_SIZE;
+            put_u64(page, at, p.safe_fxid);
+            put_u16(page, at + 8, p.kind as u16);
+            put_u32(page, at + 12, p.lo);
+            put_u32(page, at + 16, p.hi);
+        }
+    }
+
+    /// Whether the page at `block` (tag `tag`) is freed but still pending.
+    pub fn is_pending(&self, block: u32, tag: &PageTag) -> bool {
+        self.pending.iter().any(|p| p.covers(block, tag))
     }
 
     /// Number of L0 pages.
@@ -520,6 +584,8 @@ mod tests {
         m.stats.flushed_bytes = 1000;
         m.stats.compacted_bytes = 500;
         m.stats.frozen_versions = 7;
+        m.pending.push(Pending { safe_fxid: 1 << 33, kind: PageKind::L0, lo: 5, hi: 9 });
+        m.pending.push(Pending { safe_fxid: 7, kind: PageKind::RunData, lo: 3, hi: 0 });
         assert_eq!(m.stats.write_amplification(), 1.5);
         let mut page = vec![0u8; BLOCK_SIZE];
         m.encode(&mut page);
@@ -548,7 +614,27 @@ mod tests {
         assert_eq!(DIR_ENTRIES, 2038);
         assert_eq!(FENCE_ENTRIES, 509);
         assert_eq!(META_STATS_AT, 3648);
-        assert_eq!(META_END, 3696);
+        assert_eq!(META_PENDING_AT, 3696);
+        assert_eq!(META_END, 6776);
+    }
+
+    #[test]
+    fn pending_entries_cover_what_was_freed() {
+        let l0 = Pending { safe_fxid: 1, kind: PageKind::L0, lo: 10, hi: 20 };
+        assert!(l0.covers(99, &PageTag::new(PageKind::L0, 10)));
+        assert!(!l0.covers(99, &PageTag::new(PageKind::L0, 20)));
+        assert!(!l0.covers(99, &PageTag::new(PageKind::RunData, 12)));
+        let run = Pending { safe_fxid: 1, kind: PageKind::RunData, lo: 4, hi: 0 };
+        assert!(run.covers(1, &PageTag::new(PageKind::RunData, 4)));
+        assert!(run.covers(1, &PageTag::new(PageKind::RunIndex, 4)));
+        assert!(!run.covers(1, &PageTag::new(PageKind::RunData, 5)));
+        let dir = Pending { safe_fxid: 1, kind: PageKind::L0Dir, lo: 77, hi: 0 };
+        assert!(dir.covers(77, &PageTag::new(PageKind::L0Dir, 0)));
+        assert!(!dir.covers(78, &PageTag::new(PageKind::L0Dir, 0)));
+        let mut m = Meta::new();
+        m.pending = vec![l0, run];
+        assert!(m.is_pending(5, &PageTag::new(PageKind::RunIndex, 4)));
+        assert!(!m.is_pending(5, &PageTag::new(PageKind::Free, 4)));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! converts arguments and delegates to scan / fetch / modify / ddl /
 //! index_build. PG15 and PG18 differ in a few signatures (cfg-gated here).
 
-use super::{ddl, fetch, index_build, modify, scan, vacuum};
+use super::{ddl, fetch, index_build, manifest, modify, scan, vacuum};
 use crate::pg::htup;
 use pgrx::datum::Internal;
 use pgrx::pg_sys;
@@ -91,9 +91,9 @@ unsafe extern "C-unwind" fn scan_set_tidrange(
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn parallelscan_estimate(rel: pg_sys::Relation) -> pg_sys::Size {
-    // SAFETY: block-based parallel scan state, as heap uses.
-    unsafe { pg_sys::table_block_parallelscan_estimate(rel) }
+unsafe extern "C-unwind" fn parallelscan_estimate(_rel: pg_sys::Relation) -> pg_sys::Size {
+    // block-based parallel scan state, as heap uses, then the shared Live
+    manifest::Live::parallel_size()
 }
 
 #[pg_guard]
@@ -101,8 +101,13 @@ unsafe extern "C-unwind" fn parallelscan_initialize(
     rel: pg_sys::Relation,
     pscan: pg_sys::ParallelTableScanDesc,
 ) -> pg_sys::Size {
-    // SAFETY: shared memory area sized by parallelscan_estimate.
-    unsafe { pg_sys::table_block_parallelscan_initialize(rel, pscan) }
+    // SAFETY: shared memory area sized by parallelscan_estimate; the block
+    // state comes first, the leader's Live after it.
+    unsafe {
+        pg_sys::table_block_parallelscan_initialize(rel, pscan);
+        *manifest::Live::shared(pscan) = manifest::Live::of(rel);
+    }
+    manifest::Live::parallel_size()
 }
 
 #[pg_guard]
@@ -110,8 +115,11 @@ unsafe extern "C-unwind" fn parallelscan_reinitialize(
     rel: pg_sys::Relation,
     pscan: pg_sys::ParallelTableScanDesc,
 ) {
-    // SAFETY: as above.
-    unsafe { pg_sys::table_block_parallelscan_reinitialize(rel, pscan) }
+    // SAFETY: as above; a rescan reads the components anew.
+    unsafe {
+        pg_sys::table_block_parallelscan_reinitialize(rel, pscan);
+        *manifest::Live::shared(pscan) = manifest::Live::of(rel);
+    }
 }
 
 #[pg_guard]

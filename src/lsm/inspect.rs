@@ -7,7 +7,7 @@
 //! cross-page links are checked against a stable table (on a hot standby,
 //! where SHARE cannot be taken, it runs under ACCESS SHARE); `lsm_info` only
 //! needs ACCESS SHARE and may see a table that is changing under it.
-//! `lsm_flush` takes ACCESS EXCLUSIVE, like VACUUM's truncation does.
+//! `lsm_flush` takes EXCLUSIVE: writers wait, readers run on.
 
 use super::format::PageKind;
 use super::handler;
@@ -112,8 +112,9 @@ mod strata {
         )
     }
 
-    /// Flushes L0 into a new run now (VACUUM does it too). Takes ACCESS
-    /// EXCLUSIVE on the table for the duration; requires ownership.
+    /// Flushes L0 into a new run now (VACUUM does it too). Takes EXCLUSIVE
+    /// on the table for the duration (writers wait, readers do not);
+    /// requires ownership.
     #[pg_extern(strict)]
     #[allow(clippy::type_complexity)]
     fn lsm_flush(
@@ -129,9 +130,17 @@ mod strata {
     > {
         let r = open_lsm(&relation);
         rel::require_owner(r);
-        rel::lock(r, pg_sys::AccessExclusiveLock);
-        rel::check_not_in_use(r, "strata.lsm_flush");
-        let st = super::super::flush::flush(r, None);
+        // writers wait; readers run on (the freed pages stay pending)
+        rel::lock(r, pg_sys::ExclusiveLock);
+        let st = super::super::flush::flush(r, None, super::super::run_writer::Readers::Allowed);
+        if st.skipped {
+            ereport!(
+                NOTICE,
+                PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+                "L0 was not flushed: the pages earlier flushes freed are still pending",
+                "Snapshots older than those flushes still exist; try again when they are gone."
+            );
+        }
         TableIterator::once((
             st.l0_pages as i64,
             st.versions_moved as i64,

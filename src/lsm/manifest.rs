@@ -95,8 +95,9 @@ pub fn in_use(meta: &Meta, block: pg_sys::BlockNumber, p: &[u8]) -> bool {
 }
 
 /// A page for new contents, pinned and exclusively locked: a free page from
-/// the free space map (re-checked: not in use by `meta`, not in `taken`) or
-/// a new block. The caller overwrites it with a full image.
+/// the free space map (re-checked: not in use by `meta`, not freed by a
+/// switch that older scans may still read, not in `taken`) or a new block.
+/// The caller overwrites it with a full image.
 pub fn allocate_block(
     rel: pg_sys::Relation,
     meta: &Meta,
@@ -113,17 +114,39 @@ pub fn allocate_block(
             continue;
         }
         let buf = buffer::read(rel, b);
-        // A page someone holds locked is in use (or being set up): skip it.
-        if !buffer::try_lock_exclusive(buf) {
+        // A page someone holds locked or pinned is in use, being set up or
+        // still read: skip it (pending entries should already keep readers'
+        // pages; this is the second line of defence).
+        if !buffer::try_lock_cleanup(buf) {
             buffer::release(buf);
             continue;
         }
-        if !in_use(meta, b, page::bytes(buffer::page(buf))) {
+        let bytes = page::bytes(buffer::page(buf));
+        let pending = page_image::tag_of(bytes).is_some_and(|t| meta.is_pending(b, &t));
+        if !in_use(meta, b, bytes) && !pending {
             return buf;
         }
         buffer::unlock_release(buf);
     }
     buffer::extend_locked(rel)
+}
+
+/// Drops the pending entries that no snapshot can need any more (their pages
+/// become reusable), after telling hot standbys to resolve conflicts with
+/// snapshots that old. Returns whether any was dropped.
+pub fn prune_pending(rel: pg_sys::Relation, meta: &mut Meta) -> bool {
+    let done: Vec<u64> = meta
+        .pending
+        .iter()
+        .map(|p| p.safe_fxid)
+        .filter(|f| crate::pg::standby::no_snapshot_older_than(rel, *f))
+        .collect();
+    let Some(horizon) = done.iter().max().copied() else {
+        return false;
+    };
+    crate::pg::standby::log_conflict(rel, horizon);
+    meta.pending.retain(|p| !done.contains(&p.safe_fxid));
+    true
 }
 
 /// Reports pages as free to the free space map.
@@ -183,6 +206,7 @@ pub fn allocate_l0_page(rel: pg_sys::Relation) -> pg_sys::Buffer {
             "Run VACUUM on the table (or strata.lsm_flush) to flush L0 into a run."
         );
     }
+    prune_pending(rel, &mut meta);
     let vblock = meta.header.next_vblock;
     let (slot, entry) = meta.dir_position_for_next();
     let l0_buf = allocate_block(rel, &meta, &HashSet::new());
@@ -342,8 +366,11 @@ pub fn run_blocks_for_range(rel: pg_sys::Relation, lo: u64, hi: u64) -> Vec<pg_s
     out
 }
 
-/// What a scan treats as in use, fixed at its start (a flush needs ACCESS
-/// EXCLUSIVE, so it cannot change while the scan runs).
+/// What a scan treats as in use, fixed at its start. A flush or merge may
+/// switch the manifest while the scan runs; the pages it frees stay as they
+/// are (pending) until no snapshot as old as the scan's can exist, so the
+/// scan reads the old components to the end. Parallel scans share the
+/// leader's (see [`Live::shared`]).
 /// Plain data (no heap allocation): it lives inside palloc'd scan structs.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -364,6 +391,29 @@ impl Live {
             }
         }
         live
+    }
+
+    /// The Live stored after a parallel scan's block-scan state (placed there
+    /// by `parallelscan_initialize`), so all participants read the same
+    /// components.
+    ///
+    /// # Safety
+    /// `pscan` must be an lsm parallel scan descriptor sized by
+    /// [`Live::parallel_size`].
+    pub unsafe fn shared(pscan: pg_sys::ParallelTableScanDesc) -> *mut Live {
+        // SAFETY: per the contract, a Live follows the block-scan state.
+        unsafe { (pscan as *mut u8).add(Self::parallel_offset()) as *mut Live }
+    }
+
+    /// Offset of the shared Live inside a parallel scan descriptor.
+    pub fn parallel_offset() -> usize {
+        let base = std::mem::size_of::<pg_sys::ParallelBlockTableScanDescData>();
+        base.next_multiple_of(std::mem::align_of::<Live>())
+    }
+
+    /// Size of an lsm parallel scan descriptor.
+    pub fn parallel_size() -> usize {
+        Self::parallel_offset() + std::mem::size_of::<Live>()
     }
 
     /// Kind of a page holding live row versions (L0 or RUN_DATA), else None.

@@ -10,7 +10,7 @@
 //! Until that switch the new pages are unreachable (free), so a crash at any
 //! point leaves the old manifest or the new one, never a mix.
 
-use super::format::{self, Meta, RunDesc, FENCE_ENTRIES, MAX_RUN_DATA_PAGES};
+use super::format::{self, Meta, PageKind, RunDesc, FENCE_ENTRIES, MAX_RUN_DATA_PAGES};
 use super::manifest;
 use super::page_image::{self, PageImage, RunPacker};
 use super::storage::{self, META_BLOCK};
@@ -165,25 +165,70 @@ pub fn survivors(
 /// Advances `next_run_id` by `n` in one WAL record; returns the manifest
 /// as it was before (its `next_run_id` is the first reserved id).
 pub fn reserve_run_ids(rel: pg_sys::Relation, n: u32) -> Meta {
-    switch(rel, |m| {
+    switch(rel, None, |m| {
         m.header.next_run_id = m.header.next_run_id.checked_add(n).expect("run ids exhausted")
     })
 }
 
 /// Installs a new manifest in one WAL record on the metapage: `change` gets
-/// the current manifest and edits it (the caller holds ACCESS EXCLUSIVE, so
-/// only this backend changes it). Returns the manifest as it was before.
-pub fn switch(rel: pg_sys::Relation, change: impl FnOnce(&mut Meta)) -> Meta {
+/// the current manifest and edits it (the caller holds at least EXCLUSIVE,
+/// so only this backend changes runs and L0's range). Pending entries no
+/// snapshot needs any more are dropped on the way. `conflict`: when the
+/// change drops row versions, the full xid below which they were dead; hot
+/// standbys resolve conflicts with older snapshots before they replay the
+/// switch. Returns the manifest as it was before.
+pub fn switch(rel: pg_sys::Relation, conflict: Option<u64>, change: impl FnOnce(&mut Meta)) -> Meta {
+    if let Some(horizon) = conflict {
+        crate::pg::standby::log_conflict(rel, horizon);
+    }
     let meta_buf = buffer::read(rel, META_BLOCK);
     buffer::lock_exclusive(meta_buf);
     let mut w = PageWrite::start(rel);
     let mp = w.register(meta_buf, false);
     let before = Meta::decode(page::bytes(mp)).expect("metapage decoded before");
     let mut next = before.clone();
+    manifest::prune_pending(rel, &mut next);
     change(&mut next);
     next.encode(page::bytes_mut(mp));
     page::set_lower(mp, format::META_END);
     w.commit();
     buffer::unlock_release(meta_buf);
     before
+}
+
+/// Whether other scans may run during a flush or merge (the caller holds
+/// EXCLUSIVE: readers run, and pages the switch frees must stay pending) or
+/// not (ACCESS EXCLUSIVE: freed pages are reusable at once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readers {
+    Allowed,
+    Excluded,
+}
+
+/// Room for `needed` more pending entries (after dropping those no snapshot
+/// needs any more)? Always with readers excluded.
+pub fn pending_room(rel: pg_sys::Relation, readers: Readers, needed: usize) -> bool {
+    if readers == Readers::Excluded {
+        return true;
+    }
+    let Some(meta) = manifest::read(rel) else {
+        return true;
+    };
+    if meta.pending.len() + needed <= format::MAX_PENDING {
+        return true;
+    }
+    switch(rel, None, |_| {}); // drops the entries no snapshot needs
+    manifest::read(rel).is_some_and(|m| m.pending.len() + needed <= format::MAX_PENDING)
+}
+
+/// Records what a switch frees as pending when readers may still use it.
+pub fn add_pending(meta: &mut Meta, readers: Readers, freed: &[(PageKind, u32, u32)]) {
+    if readers == Readers::Excluded {
+        return;
+    }
+    let safe_fxid = crate::pg::standby::next_full_xid();
+    for &(kind, lo, hi) in freed {
+        meta.pending.push(format::Pending { safe_fxid, kind, lo, hi });
+    }
+    assert!(meta.pending.len() <= format::MAX_PENDING, "pending entries overflow (room was checked)");
 }

@@ -94,7 +94,7 @@ pub fn begin(
     s.work_block = INVALID_BLOCK;
     s.pos = -1;
     s.nblocks = buffer::nblocks(rel);
-    s.live = Live::of(rel);
+    s.live = live_for(rel, pscan);
     // Like heap: a sequential or sample scan reads the whole relation, so its
     // SIREAD lock covers the relation; bitmap scans lock the rows they return.
     let whole = pg_sys::ScanOptions::SO_TYPE_SEQSCAN | pg_sys::ScanOptions::SO_TYPE_SAMPLESCAN;
@@ -102,6 +102,17 @@ pub fn begin(
         predicate::lock_relation(rel, snapshot);
     }
     scan
+}
+
+/// The components a scan reads: a parallel scan's participants all use the
+/// leader's, others read the manifest now.
+fn live_for(rel: pg_sys::Relation, pscan: pg_sys::ParallelTableScanDesc) -> Live {
+    if pscan.is_null() {
+        Live::of(rel)
+    } else {
+        // SAFETY: lsm parallel scans are set up by our parallelscan_initialize.
+        unsafe { *Live::shared(pscan) }
+    }
 }
 
 fn release_page(s: &mut LsmScan) {
@@ -118,7 +129,7 @@ pub fn rescan(s: &mut LsmScan) {
     s.block = INVALID_BLOCK;
     s.started = false;
     s.nblocks = buffer::nblocks(s.base.rs_rd);
-    s.live = Live::of(s.base.rs_rd);
+    s.live = live_for(s.base.rs_rd, s.base.rs_parallel);
     s.npieces = 0;
     s.next_piece = 0;
 }

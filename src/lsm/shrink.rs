@@ -132,9 +132,15 @@ fn move_page(rel: pg_sys::Relation, from: u32, to: u32, parent: Parent) {
 /// Returns (pages moved, blocks truncated). The caller holds ACCESS
 /// EXCLUSIVE and L0 has just been flushed.
 pub fn shrink(rel: pg_sys::Relation) -> (u64, u64) {
-    let Some(meta) = manifest::read(rel) else {
+    let Some(mut meta) = manifest::read(rel) else {
         return (0, 0);
     };
+    if !meta.pending.is_empty() {
+        // Nobody reads the table now (and hot standbys replay the lock), so
+        // nothing freed earlier is needed any more.
+        super::run_writer::switch(rel, None, |m| m.pending.clear());
+        meta.pending.clear();
+    }
     let nblocks = buffer::nblocks(rel);
     let mut used = pages_in_use(rel, &meta);
     if (used.len() as u64) * 3 >= (nblocks as u64) * 2 {

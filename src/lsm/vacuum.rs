@@ -5,11 +5,13 @@
 //! cumulative statistics.
 //!
 //! Locks: the sweep runs under VACUUM's SHARE UPDATE EXCLUSIVE, alongside
-//! DML. The flush and merges need ACCESS EXCLUSIVE. Like heap's
-//! end-of-vacuum truncation, VACUUM tries for it for a few seconds without
-//! queueing (so it never waits behind other sessions, nor makes them queue
-//! behind it) and skips flush and merges if it cannot get it; the lock is
-//! released as soon as they are done. The index passes run after that;
+//! DML. The flush and merges need EXCLUSIVE (writers wait, readers run: the
+//! pages they free stay pending until no older snapshot can exist); the
+//! packing of the file needs ACCESS EXCLUSIVE. Like heap's end-of-vacuum
+//! truncation, VACUUM tries for each without queueing (so it never waits
+//! behind other sessions, nor makes them queue behind it) — a few seconds
+//! for EXCLUSIVE, half a second for ACCESS EXCLUSIVE — and skips that part
+//! if it cannot get it; each lock is released as soon as its part is done. The index passes run after that;
 //! until they do, index entries of dropped rowids are merely dangling —
 //! rowids are never reused, so they can only miss, never mislead.
 
@@ -17,7 +19,7 @@ use super::compact::{self, CompactStats};
 use super::flush::{self, FlushStats};
 use super::gucs;
 use super::manifest;
-use super::run_writer;
+use super::run_writer::{self, Readers};
 use super::shrink;
 use super::storage;
 use super::sweep::{self, Sweep};
@@ -29,11 +31,14 @@ use pgrx::prelude::*;
 /// How long to keep trying for ACCESS EXCLUSIVE (as heap's truncation does).
 const LOCK_RETRIES: u32 = 100;
 const LOCK_RETRY_SLEEP_US: i64 = 50_000;
+/// Packing only tries briefly (about half a second): it is optional.
+const SHRINK_LOCK_RETRIES: u32 = 10;
 
-fn try_access_exclusive(rel: pg_sys::Relation) -> bool {
-    for _ in 0..LOCK_RETRIES {
+/// Tries for `mode` on `rel` up to `tries` times, never queueing.
+fn try_lock(rel: pg_sys::Relation, mode: u32, tries: u32) -> bool {
+    for _ in 0..tries {
         // SAFETY: open relation; returns false instead of waiting.
-        if unsafe { pg_sys::ConditionalLockRelation(rel, pg_sys::AccessExclusiveLock as i32) } {
+        if unsafe { pg_sys::ConditionalLockRelation(rel, mode as i32) } {
             return true;
         }
         check_for_interrupts!();
@@ -129,10 +134,11 @@ fn new_frozen(
 ///
 /// 1. the sweep (SHARE UPDATE EXCLUSIVE, DML runs alongside): freezes every
 ///    live version per the vacuum_freeze_* cutoffs, counts the dead per run;
-/// 2. under a briefly held ACCESS EXCLUSIVE (only tried for, see above):
-///    flush L0 into a level-1 run, then merge runs until the leveled policy
+/// 2. under a briefly held EXCLUSIVE (only tried for, see above): flush L0
+///    into a level-1 run, then merge runs until the leveled policy
 ///    (strata.lsm_* settings) is satisfied — both drop dead versions — and,
-///    when more than a third of the file is free, pack and truncate it;
+///    under ACCESS EXCLUSIVE when free, when more than a third of the file
+///    is free, pack and truncate it;
 /// 3. dropped rowids are removed from every index;
 /// 4. pg_class (relpages, relfrozenxid, relminmxid) and pgstat are updated.
 pub fn vacuum(rel: pg_sys::Relation, params: *mut pg_sys::VacuumParams, strategy: pg_sys::BufferAccessStrategy) {
@@ -152,19 +158,31 @@ pub fn vacuum(rel: pg_sys::Relation, params: *mut pg_sys::VacuumParams, strategy
             sw.pages, sw.versions, sw.frozen, dead_seen
         ),
     );
-    let (fl, co, (moved, cut), reorganised) = if try_access_exclusive(rel) {
-        let fl = flush::flush(rel, Some(cutoffs.oldest_xmin));
+    let (fl, co, (moved, cut), flushed) = if try_lock(rel, pg_sys::ExclusiveLock, LOCK_RETRIES) {
+        let fl = flush::flush(rel, Some(cutoffs.oldest_xmin), Readers::Allowed);
         let too_old = |d: &sweep::Dead| {
             d.oldest.xid.is_some_and(|x| pgvac::xid_precedes(x, cutoffs.freeze_limit))
                 || d.oldest.multi.is_some_and(|m| pgvac::multi_precedes(m, cutoffs.multi_cutoff))
         };
-        let co = compact::compact(rel, cutoffs.oldest_xmin, &gucs::policy(), &sw.dead, too_old);
-        let shrunk = shrink::shrink(rel);
-        // SAFETY: taken above; nothing of this transaction depends on it now.
-        unsafe { pg_sys::UnlockRelation(rel, pg_sys::AccessExclusiveLock as i32) };
-        (fl, co, shrunk, true)
+        let co = compact::compact(rel, cutoffs.oldest_xmin, &gucs::policy(), &sw.dead, too_old, Readers::Allowed);
+        if fl.skipped || co.skipped {
+            report(elevel, format!("postponing part of the flush and merges of \"{name}\": pages freed earlier are still pending (old snapshots)"));
+        }
+        // Packing moves pages under readers' feet: only when nobody reads.
+        let shrunk = if try_lock(rel, pg_sys::AccessExclusiveLock, SHRINK_LOCK_RETRIES) {
+            let s = shrink::shrink(rel);
+            // SAFETY: taken above; nothing of this transaction depends on it now.
+            unsafe { pg_sys::UnlockRelation(rel, pg_sys::AccessExclusiveLock as i32) };
+            s
+        } else {
+            (0, 0)
+        };
+        // SAFETY: as above.
+        unsafe { pg_sys::UnlockRelation(rel, pg_sys::ExclusiveLock as i32) };
+        let flushed = !fl.skipped;
+        (fl, co, shrunk, flushed)
     } else {
-        report(elevel, format!("skipping the L0 flush and merges of \"{name}\": could not get ACCESS EXCLUSIVE lock"));
+        report(elevel, format!("skipping the L0 flush and merges of \"{name}\": could not get EXCLUSIVE lock"));
         (FlushStats::default(), CompactStats::default(), (0, 0), false)
     };
     if fl.l0_pages > 0 {
@@ -200,14 +218,14 @@ pub fn vacuum(rel: pg_sys::Relation, params: *mut pg_sys::VacuumParams, strategy
         report(elevel, format!("truncated \"{name}\" by {cut} pages after moving {moved} pages"));
     }
     if sw.frozen > 0 {
-        run_writer::switch(rel, |m| m.stats.frozen_versions += sw.frozen);
+        run_writer::switch(rel, None, |m| m.stats.frozen_versions += sw.frozen);
     }
     let mut dropped = fl.dropped;
     dropped.extend(co.dropped);
     dropped.sort_unstable();
     dropped.dedup();
     vacuum_indexes(rel, &dropped, strategy, elevel);
-    let (xid, multi, dead_left) = new_frozen(rel, &cutoffs, &sw, reorganised);
+    let (xid, multi, dead_left) = new_frozen(rel, &cutoffs, &sw, flushed);
     pgvac::update_relstats(rel, buffer::nblocks(rel), Some((xid, multi)));
     pgvac::report_vacuum(rel, start, dead_left as i64);
 }

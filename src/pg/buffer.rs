@@ -70,6 +70,13 @@ pub fn try_lock_exclusive(buf: pg_sys::Buffer) -> bool {
     unsafe { pg_sys::ConditionalLockBuffer(buf) }
 }
 
+/// Takes the exclusive content lock only if nobody else even pins the
+/// buffer (a cleanup lock, as heap pruning takes), without waiting.
+pub fn try_lock_cleanup(buf: pg_sys::Buffer) -> bool {
+    // SAFETY: `buf` is pinned by the caller.
+    unsafe { pg_sys::ConditionalLockBufferForCleanup(buf) }
+}
+
 pub fn unlock(buf: pg_sys::Buffer) {
     // SAFETY: `buf` is pinned and locked by the caller.
     unsafe { pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_UNLOCK as i32) }

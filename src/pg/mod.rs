@@ -9,6 +9,7 @@ pub mod multixact;
 pub mod page;
 pub mod predicate;
 pub mod rel;
+pub mod standby;
 pub mod tuplesort;
 pub mod vacuum;
 pub mod varlena;
