@@ -116,7 +116,7 @@ pub fn build_range_scan(
     scan: pg_sys::TableScanDesc,
 ) -> f64 {
     let brin = is_brin(index);
-    if brin {
+    if brin && buffer::nblocks(table) > 0 {
         // BRIN scans cover TID blocks up to the file's size (see manifest::keeps_dense)
         if let Some(next) = super::manifest::with_header(table, |_, h| h.next_vblock) {
             super::manifest::cover_virtual_blocks(table, next);

@@ -827,6 +827,12 @@ pub fn lock(
     let mode = Mode::from_raw(mode);
     let mut tid = tid;
     let mut traversed = false;
+    if !tmfd.is_null() {
+        // like heapam_tuple_lock: callers pass uninitialised storage
+        // (GetTupleForTrigger) and read `traversed` after TM_Ok
+        // SAFETY: caller storage.
+        unsafe { (*tmfd).traversed = false };
+    }
     loop {
         match acquire(rel, tid, cid, std::ptr::null_mut(), policy, tmfd, "lock", &mut Strength::Known(mode), false) {
             Outcome::Ok(acq) => {
@@ -887,11 +893,50 @@ pub fn lock(
             }
             Outcome::Failed(r) => {
                 if traversed && !tmfd.is_null() {
+                    // Like heapam_tuple_lock: a newer version that a later
+                    // command of this transaction inserted is "self modified"
+                    // (its cmin is the problematic command id), not invisible.
+                    if r == pg_sys::TM_Result::TM_Invisible {
+                        if let Some((xmin, cmin)) = inserted_by_later_command(rel, tid, cid) {
+                            // SAFETY: caller storage.
+                            unsafe {
+                                (*tmfd).xmax = xmin;
+                                (*tmfd).cmax = cmin;
+                                (*tmfd).traversed = true;
+                            }
+                            return (pg_sys::TM_Result::TM_SelfModified, tid);
+                        }
+                    }
                     // SAFETY: caller storage.
                     unsafe { (*tmfd).traversed = true };
                 }
+                // Like heapam_tuple_lock, the slot holds the version also when
+                // it could not be locked: ON CONFLICT reads its xmin to tell
+                // "affected twice by this command" from other failures.
+                // SAFETY: the global SnapshotAny, fetching any version.
+                let any = unsafe { std::ptr::addr_of_mut!(pg_sys::SnapshotAnyData) };
+                super::fetch::fetch_row_version(rel, tid, any, slot);
                 return (r, tid);
             }
         }
     }
+}
+
+/// `(xmin, cmin)` of version `tid` when this transaction inserted it with a
+/// command id at or after `cid`.
+fn inserted_by_later_command(
+    rel: pg_sys::Relation,
+    tid: pg_sys::ItemPointerData,
+    cid: pg_sys::CommandId,
+) -> Option<(pg_sys::TransactionId, pg_sys::CommandId)> {
+    let buf = storage::pin_tid(rel, tid)?;
+    buffer::lock_share(buf);
+    let found = storage::find_on_page(rel, buf, tid).and_then(|loc| {
+        let xmin = htup::xmin(loc.header);
+        // SAFETY: valid header on a share-locked page.
+        let cmin = unsafe { pg_sys::HeapTupleHeaderGetCmin(loc.header) };
+        (multixact::is_current(xmin.into_inner()) && cmin >= cid).then_some((xmin, cmin))
+    });
+    buffer::unlock_release(buf);
+    found
 }
