@@ -278,6 +278,11 @@ pub fn build_range_scan(
         buffer::release(buf);
     }
     datums.finish();
+    if !scan.is_null() {
+        // Like heapam_index_build_range_scan, the build ends the scan it was
+        // given (a parallel build's; with its temporary snapshot, if any).
+        scan::end(scan as *mut scan::LsmScan);
+    }
     if !registered.is_null() {
         // SAFETY: registered above.
         unsafe { pg_sys::UnregisterSnapshot(registered) };
