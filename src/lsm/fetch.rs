@@ -46,8 +46,10 @@ fn check_and_store(
     tid: pg_sys::ItemPointerData,
     snapshot: pg_sys::Snapshot,
     slot: *mut pg_sys::TupleTableSlot,
+    all_dead: Option<&mut bool>,
 ) -> bool {
     buffer::lock_share(buf);
+    let mut surely_dead = false;
     let visible = match storage::find_on_page(rel, buf, tid) {
         Some(loc) => {
             let mut t = loc.heap_tuple(rel);
@@ -61,33 +63,53 @@ fn check_and_store(
             predicate::check_conflict_out(v, rel, &mut t, buf, snapshot);
             if v {
                 storage::store_in_slot(slot, t, buf);
+            } else if all_dead.is_some() {
+                // SAFETY: share-locked page; horizon state for this relation.
+                surely_dead = unsafe { pg_sys::HeapTupleIsSurelyDead(&mut t, pg_sys::GlobalVisTestFor(rel)) };
             }
             v
         }
-        None => false,
+        // dropped by a flush or merge as dead to every snapshot
+        None => {
+            surely_dead = true;
+            false
+        }
     };
     buffer::unlock(buf);
+    if let Some(d) = all_dead {
+        *d = !visible && surely_dead;
+    }
     visible
 }
 
+/// Fetches index entry `tid`. `all_dead` (when asked) says whether no
+/// snapshot can ever see the version — dead to all, or already dropped by a
+/// flush or merge — so the index may kill its entry (`kill_prior_tuple`).
 pub fn index_fetch(
     f: &mut LsmIndexFetch,
     tid: pg_sys::ItemPointerData,
     snapshot: pg_sys::Snapshot,
     slot: *mut pg_sys::TupleTableSlot,
+    all_dead: Option<&mut bool>,
 ) -> bool {
     let rel = f.base.rel;
+    let gone = |all_dead: Option<&mut bool>| {
+        if let Some(d) = all_dead {
+            *d = true;
+        }
+        false
+    };
     if !format::offset_in_range(htup::tid_offset(&tid)) {
-        return false;
+        return gone(all_dead);
     }
     let Some(block) = manifest::locate(rel, &tid) else {
-        return false;
+        return gone(all_dead);
     };
     if f.buf == 0 || buffer::block_number(f.buf) != block {
         reset(f);
         f.buf = buffer::read(rel, block);
     }
-    check_and_store(rel, f.buf, tid, snapshot, slot)
+    check_and_store(rel, f.buf, tid, snapshot, slot, all_dead)
 }
 
 pub fn fetch_row_version(
@@ -99,7 +121,7 @@ pub fn fetch_row_version(
     let Some(buf) = storage::pin_tid(rel, tid) else {
         return false;
     };
-    let found = check_and_store(rel, buf, tid, snapshot, slot);
+    let found = check_and_store(rel, buf, tid, snapshot, slot, None);
     buffer::release(buf);
     found
 }

@@ -152,10 +152,7 @@ unsafe extern "C-unwind" fn index_fetch_tuple(
     // SAFETY: executor-provided pointers; no HOT chains, so never call again.
     unsafe {
         *call_again = false;
-        if !all_dead.is_null() {
-            *all_dead = false;
-        }
-        fetch::index_fetch(&mut *(f as *mut fetch::LsmIndexFetch), *tid, snapshot, slot)
+        fetch::index_fetch(&mut *(f as *mut fetch::LsmIndexFetch), *tid, snapshot, slot, all_dead.as_mut())
     }
 }
 

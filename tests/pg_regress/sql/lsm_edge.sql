@@ -67,3 +67,28 @@ SELECT count(*) FROM pcic WHERE id BETWEEN 100 AND 199;
 SELECT count(*) FROM pcic WHERE j @> '{"b": 3}';
 RESET enable_seqscan;
 DROP TABLE pcic;
+
+-- index scans report versions dead to everyone (here: rolled-back inserts)
+-- so btree kills their entries and reuses the space instead of growing
+BEGIN;
+SET LOCAL enable_seqscan = false;
+SET LOCAL enable_indexonlyscan = false;
+SET LOCAL enable_bitmapscan = false;
+CREATE TABLE clean_aborted_self (key int, data text);
+CREATE INDEX clean_aborted_self_key ON clean_aborted_self (key);
+INSERT INTO clean_aborted_self (key, data) VALUES (-1, 'just to allocate metapage');
+SELECT pg_relation_size('clean_aborted_self_key') AS size_before \gset
+DO $$
+BEGIN
+  FOR i IN 1..100 LOOP
+    BEGIN
+      IF EXISTS (SELECT * FROM clean_aborted_self WHERE key > 0 AND key < 100) THEN
+        RAISE data_corrupted USING MESSAGE = 'these rows should not exist';
+      END IF;
+      INSERT INTO clean_aborted_self SELECT g.i, 'rolling back in a sec' FROM generate_series(1, 100) g(i);
+      RAISE reading_sql_data_not_permitted USING MESSAGE = 'round and round again';
+    EXCEPTION WHEN reading_sql_data_not_permitted THEN END;
+  END LOOP;
+END $$;
+SELECT :size_before = pg_relation_size('clean_aborted_self_key') AS index_did_not_grow;
+ROLLBACK;
