@@ -31,8 +31,6 @@ pub struct CompactStats {
     pub versions_dropped: u64,
     /// Rowids of the dropped versions (unsorted).
     pub dropped: Vec<u64>,
-    /// Run ids that were rewritten (their dead counts no longer apply).
-    pub rewritten: Vec<u32>,
     /// Stopped early: too many freed pages are still pending.
     pub skipped: bool,
 }
@@ -72,11 +70,7 @@ fn merge(
     let mut sources = Vec::new();
     let mut freed = Vec::new();
     for run in stretch {
-        let (data, index) = manifest::run_pages(rel, run);
-        sources.extend(data.iter().map(|(_, b)| *b));
-        freed.extend(data.iter().map(|(_, b)| *b));
-        freed.extend(index);
-        st.rewritten.push(run.run_id);
+        manifest::take_run(rel, run, &mut sources, &mut freed);
     }
     let old_ids: Vec<u32> = stretch.iter().map(|r| r.run_id).collect();
     let reserve = (2 * sources.len()).div_ceil(MAX_RUN_DATA_PAGES).max(1) as u32;

@@ -63,10 +63,7 @@ pub fn flush(rel: pg_sys::Relation, horizon: Option<pg_sys::TransactionId>, read
     let mut kept_runs = meta.runs.clone();
     if meta.runs.len() >= MAX_RUNS {
         let newest = kept_runs.pop().expect("runs list is full");
-        let (data, index) = manifest::run_pages(rel, &newest);
-        sources.extend(data.iter().map(|(_, b)| *b));
-        freed.extend(data.iter().map(|(_, b)| *b));
-        freed.extend(index);
+        manifest::take_run(rel, &newest, &mut sources, &mut freed);
         stats.merged_run = true;
     }
     sources.extend(l0.iter().map(|(_, b)| *b));

@@ -261,7 +261,7 @@ pub fn l0_blocks(rel: pg_sys::Relation, meta: &Meta) -> Vec<(u32, pg_sys::BlockN
 }
 
 /// Runs `f` over the bytes of block `b` under a share lock.
-fn read_page<T>(rel: pg_sys::Relation, b: pg_sys::BlockNumber, f: impl FnOnce(&[u8]) -> T) -> T {
+pub fn read_page<T>(rel: pg_sys::Relation, b: pg_sys::BlockNumber, f: impl FnOnce(&[u8]) -> T) -> T {
     // A block past the end makes the buffer manager raise its own error.
     if b == META_BLOCK {
         corrupted(rel, "manifest names block 0 as a data page".into());
@@ -350,6 +350,15 @@ pub fn locate(rel: pg_sys::Relation, tid: &pg_sys::ItemPointerData) -> Option<pg
         }
         Where::Nowhere => None,
     }
+}
+
+/// A run about to be rewritten: its data blocks are appended to `sources`
+/// (rowid order) and all its pages to `freed`.
+pub fn take_run(rel: pg_sys::Relation, run: &RunDesc, sources: &mut Vec<u32>, freed: &mut Vec<u32>) {
+    let (data, index) = run_pages(rel, run);
+    sources.extend(data.iter().map(|(_, b)| *b));
+    freed.extend(data.iter().map(|(_, b)| *b));
+    freed.extend(index);
 }
 
 /// Data blocks whose rowids may fall in `lo..=hi` (bitmap pages of runs).

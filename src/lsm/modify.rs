@@ -913,8 +913,7 @@ pub fn lock(
                 // Like heapam_tuple_lock, the slot holds the version also when
                 // it could not be locked: ON CONFLICT reads its xmin to tell
                 // "affected twice by this command" from other failures.
-                // SAFETY: the global SnapshotAny, fetching any version.
-                let any = unsafe { std::ptr::addr_of_mut!(pg_sys::SnapshotAnyData) };
+                let any = std::ptr::addr_of_mut!(pg_sys::SnapshotAnyData);
                 super::fetch::fetch_row_version(rel, tid, any, slot);
                 return (r, tid);
             }

@@ -63,10 +63,10 @@ fn pages_in_use(rel: pg_sys::Relation, meta: &Meta) -> HashMap<u32, Parent> {
     used.insert(META_BLOCK, Parent::Fixed);
     for (i, run) in meta.runs.iter().enumerate() {
         used.insert(run.root, Parent::RunRoot(i));
-        let leaves = read(rel, run.root, page_image::fences);
+        let leaves = manifest::read_page(rel, run.root, page_image::fences);
         for (j, (_, leaf)) in leaves.iter().enumerate() {
             used.insert(*leaf, Parent::Fence { block: run.root, entry: j });
-            for (k, (_, data)) in read(rel, *leaf, page_image::fences).iter().enumerate() {
+            for (k, (_, data)) in manifest::read_page(rel, *leaf, page_image::fences).iter().enumerate() {
                 used.insert(*data, Parent::Fence { block: *leaf, entry: k });
             }
         }
@@ -78,14 +78,6 @@ fn pages_in_use(rel: pg_sys::Relation, meta: &Meta) -> HashMap<u32, Parent> {
         used.insert(*b, Parent::Fixed);
     }
     used
-}
-
-fn read<T>(rel: pg_sys::Relation, b: u32, f: impl FnOnce(&[u8]) -> T) -> T {
-    let buf = buffer::read(rel, b);
-    buffer::lock_share(buf);
-    let r = f(page::bytes(buffer::page(buf)));
-    buffer::unlock_release(buf);
-    r
 }
 
 /// Moves page `from` to the free block `to` and re-points its parent.

@@ -98,6 +98,20 @@ fn target_page(rel: pg_sys::Relation, len: usize) -> pg_sys::Buffer {
     buf
 }
 
+/// Length of a tuple to store; 54000 when it cannot fit a page.
+fn checked_len(tuple: pg_sys::HeapTuple) -> usize {
+    // SAFETY: caller passes a formed heap tuple.
+    let len = unsafe { (*tuple).t_len as usize };
+    if len > MAX_TUPLE_SIZE {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!("row is too big: size {len}, maximum size {MAX_TUPLE_SIZE}")
+        );
+    }
+    len
+}
+
 /// Appends a prepared tuple to L0 and returns its logical TID (also stored in
 /// `t_self`; the caller's tuple data is only read). With
 /// `ctid_self` the stored header's `t_ctid` points at the new TID (otherwise it
@@ -108,14 +122,8 @@ pub fn append(
     ctid_self: bool,
 ) -> pg_sys::ItemPointerData {
     // SAFETY: caller passes a formed heap tuple.
-    let (data, len) = unsafe { ((*tuple).t_data as *const u8, (*tuple).t_len as usize) };
-    if len > MAX_TUPLE_SIZE {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            format!("row is too big: size {len}, maximum size {MAX_TUPLE_SIZE}")
-        );
-    }
+    let data = unsafe { (*tuple).t_data as *const u8 };
+    let len = checked_len(tuple);
     let buf = target_page(rel, len);
     let mut w = PageWrite::start(rel);
     let p = w.register(buf, false);
@@ -146,18 +154,7 @@ pub fn append(
 /// the whole page, per row). Each stored header's `t_ctid` and each tuple's
 /// `t_self` get its new TID.
 pub fn append_batch(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple]) {
-    let len_of = |t: pg_sys::HeapTuple| {
-        // SAFETY: caller passes formed heap tuples.
-        let len = unsafe { (*t).t_len as usize };
-        if len > MAX_TUPLE_SIZE {
-            ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-                format!("row is too big: size {len}, maximum size {MAX_TUPLE_SIZE}")
-            );
-        }
-        len
-    };
+    let len_of = checked_len;
     let mut i = 0;
     while i < tuples.len() {
         let buf = target_page(rel, len_of(tuples[i]));
