@@ -118,8 +118,10 @@ pub fn copy_for_cluster(
                         _ => *num_tuples += 1.0,
                     }
                 }
-                // SAFETY: copies the version out of the locked page.
-                keep.push(unsafe { pg_sys::heap_copytuple(&mut t) });
+                let mut full = super::version_data::full_tuple(old, buf, &t);
+                // SAFETY: copies the version out of the locked page (or its
+                // materialized copy).
+                keep.push(unsafe { pg_sys::heap_copytuple(&mut full) });
             }
         }
         buffer::unlock_release(buf);

@@ -62,7 +62,7 @@ fn check_and_store(
             }
             predicate::check_conflict_out(v, rel, &mut t, buf, snapshot);
             if v {
-                storage::store_in_slot(slot, t, buf);
+                storage::store_in_slot(rel, slot, t, buf);
             } else if all_dead.is_some() {
                 // SAFETY: share-locked page; horizon state for this relation.
                 surely_dead = unsafe { pg_sys::HeapTupleIsSurelyDead(&mut t, pg_sys::GlobalVisTestFor(rel)) };
@@ -174,8 +174,31 @@ pub fn latest_tid(
     }
 }
 
-pub fn satisfies_snapshot(slot: *mut pg_sys::TupleTableSlot, snapshot: pg_sys::Snapshot) -> bool {
+/// `tuple_satisfies_snapshot`: checks the version in `slot` against `snapshot`.
+/// A slot holding a page's tuple is checked on that page; a materialized one
+/// (from a compressed run page) on its version's header, found by TID.
+pub fn satisfies_snapshot(
+    rel: pg_sys::Relation,
+    slot: *mut pg_sys::TupleTableSlot,
+    snapshot: pg_sys::Snapshot,
+) -> bool {
     let bslot = slot as *mut pg_sys::BufferHeapTupleTableSlot;
+    // SAFETY: lsm slots are BufferHeapTupleTableSlots.
+    if unsafe { (*bslot).buffer } == 0 {
+        // SAFETY: a filled slot.
+        let tid = unsafe { (*slot).tts_tid };
+        let Some(buf) = storage::pin_tid(rel, tid) else {
+            return false;
+        };
+        buffer::lock_share(buf);
+        let visible = storage::find_on_page(rel, buf, tid).is_some_and(|loc| {
+            let mut t = loc.heap_tuple(rel);
+            // SAFETY: share-locked page, valid snapshot.
+            unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot, buf) }
+        });
+        buffer::unlock_release(buf);
+        return visible;
+    }
     // SAFETY: lsm slots are BufferHeapTupleTableSlots holding a pinned buffer.
     unsafe {
         let buf = (*bslot).buffer;

@@ -1,4 +1,4 @@
-//! On-disk format of `lsm` tables, version 2. Pure: no Postgres calls.
+//! On-disk format of `lsm` tables, version 3. Pure: no Postgres calls.
 //!
 //! Every page is a standard Postgres page (header, line pointers, tuples) with a
 //! 16-byte special space tag:
@@ -11,8 +11,12 @@
 //!  magic = 0x4C534D31 ("LSM1"), ver = FORMAT_VERSION
 //!  kind  = META | L0 | RUN_DATA | RUN_INDEX | FREE | L0_DIR
 //!  owner = L0: its virtual block; RUN_*: its run id; L0_DIR: directory slot
-//!  flags = RUN_INDEX: 0 leaf, 1 root
+//!  flags = RUN_INDEX: 0 leaf, 1 root; RUN_DATA: 1 = compressed (version 3)
 //! ```
+//!
+//! A compressed RUN_DATA page keeps its zstd blob in the special space in
+//! front of the tag, so `pd_special` is lower and the tag is always read from
+//! the last 16 bytes ([`super::compressed_page`] has its layout).
 //!
 //! **Block 0, the metapage** (everything below `pd_lower`, so WAL images keep it):
 //!
@@ -58,6 +62,7 @@
 //!
 //! ```text
 //!  RUN_DATA item  = rowid u64 | HeapTupleHeader tuple     (items in rowid order)
+//!                   compressed: rowid u64 | the 23-byte fixed header; the rest in the blob
 //!  RUN_INDEX page = entries { first_rowid u64, block u32, pad u32 } after the header
 //!                   root (flags 1): one entry per leaf; leaf (flags 0): one per data page
 //! ```
@@ -73,8 +78,18 @@
 
 /// Page tag magic, "LSM1".
 pub const MAGIC: u32 = 0x4C53_4D31;
-/// Bumped on any incompatible change of this file's layouts.
-pub const FORMAT_VERSION: u16 = 2;
+/// Bumped on any incompatible change of this file's layouts. Version 3 added
+/// compressed RUN_DATA pages (tag flag `RUN_COMPRESSED`, see
+/// [`super::compressed_page`]); version 2 pages are read as they are (they are
+/// never compressed), version 1 is refused.
+pub const FORMAT_VERSION: u16 = 3;
+/// Oldest version this build reads.
+pub const OLDEST_READABLE_VERSION: u16 = 2;
+
+/// Whether a stored format version can be read.
+pub fn version_readable(v: u32) -> bool {
+    (OLDEST_READABLE_VERSION as u32..=FORMAT_VERSION as u32).contains(&v)
+}
 /// Row versions per virtual block (TID offsets 1..=256; tidbitmap allows 291).
 pub const ROWS_PER_VBLOCK: u16 = 256;
 /// Size of [`PageTag`].
@@ -144,7 +159,7 @@ impl PageTag {
         if self.magic != MAGIC {
             return Err(FormatError::BadMagic(self.magic));
         }
-        if self.version != FORMAT_VERSION {
+        if !version_readable(self.version as u32) {
             return Err(FormatError::BadVersion(self.version));
         }
         PageKind::from_u16(self.kind).ok_or(FormatError::BadKind(self.kind))
@@ -212,7 +227,7 @@ impl MetaHeader {
         if h.magic != MAGIC {
             return Err(FormatError::BadMagic(h.magic));
         }
-        if h.version != FORMAT_VERSION as u32 {
+        if !version_readable(h.version) {
             return Err(FormatError::BadVersion(h.version as u16));
         }
         if h.nruns as usize > MAX_RUNS || h.l0_first_vblock > h.next_vblock {
@@ -520,7 +535,7 @@ pub fn put_u64(p: &mut [u8], at: usize, v: u64) {
 pub enum FormatError {
     #[error("bad page magic 0x{0:08x}")]
     BadMagic(u32),
-    #[error("unsupported lsm format version {0} (this build reads version {FORMAT_VERSION})")]
+    #[error("unsupported lsm format version {0} (this build reads versions {OLDEST_READABLE_VERSION} to {FORMAT_VERSION})")]
     BadVersion(u16),
     #[error("unknown lsm page kind {0}")]
     BadKind(u16),
@@ -649,6 +664,8 @@ mod tests {
             PageTag { version: 9, ..t }.validate(),
             Err(FormatError::BadVersion(9))
         );
+        assert_eq!(PageTag { version: 1, ..t }.validate(), Err(FormatError::BadVersion(1)));
+        assert_eq!(PageTag { version: 2, ..t }.validate(), Ok(PageKind::L0));
         assert_eq!(
             PageTag { kind: 99, ..t }.validate(),
             Err(FormatError::BadKind(99))

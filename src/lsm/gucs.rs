@@ -1,5 +1,5 @@
 //! Settings of `lsm` compaction (`strata.lsm_*` GUCs): the knobs of the
-//! leveled policy in [`super::policy`]. Any user may set them; VACUUM and
+//! leveled policy in [`super::policy`] and the compression of run pages. Any user may set them; VACUUM and
 //! autovacuum read them when they compact (autovacuum workers see the
 //! server's configuration, e.g. `ALTER SYSTEM SET strata.lsm_size_ratio`).
 
@@ -14,6 +14,8 @@ pub static LEVEL1_RUNS: GucSetting<i32> = GucSetting::<i32>::new(4);
 pub static LEVEL_BASE_KB: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
 /// Dead fraction that makes a run be rewritten.
 pub static GC_RATIO: GucSetting<f64> = GucSetting::<f64>::new(0.2);
+/// zstd level of run pages written by flushes and merges; 0 = uncompressed.
+pub static COMPRESSION_LEVEL: GucSetting<i32> = GucSetting::<i32>::new(1);
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -56,6 +58,22 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"strata.lsm_compression_level",
+        c"zstd compression level of the run pages lsm flushes and merges write (0 = no compression).",
+        c"A run page is compressed only when that packs more row versions into it; row headers stay uncompressed. Pages already written keep their form until a merge rewrites them.",
+        &COMPRESSION_LEVEL,
+        0,
+        19,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+}
+
+/// The zstd level new run pages get, None for uncompressed pages.
+pub fn compression_level() -> Option<i32> {
+    let level = COMPRESSION_LEVEL.get();
+    (level > 0).then_some(level)
 }
 
 /// The policy the current settings describe.

@@ -187,11 +187,11 @@ unsafe extern "C-unwind" fn tuple_get_latest_tid(
 
 #[pg_guard]
 unsafe extern "C-unwind" fn tuple_satisfies_snapshot(
-    _rel: pg_sys::Relation,
+    rel: pg_sys::Relation,
     slot: *mut pg_sys::TupleTableSlot,
     snapshot: pg_sys::Snapshot,
 ) -> bool {
-    fetch::satisfies_snapshot(slot, snapshot)
+    fetch::satisfies_snapshot(rel, slot, snapshot)
 }
 
 #[pg_guard]

@@ -257,7 +257,7 @@ pub fn build_range_scan(
         for (off, alive) in picked {
             let t = storage::version_at(table, p, off).expect("classified item");
             reltuples += 1.0;
-            storage::store_in_slot(datums.slot, t, buf);
+            storage::store_in_slot(table, datums.slot, t, buf);
             if !datums.form() {
                 continue;
             }

@@ -150,7 +150,8 @@ mod strata {
     }
 
     /// One row per level of an lsm table (level 0 is L0, with its pages):
-    /// runs, data pages, row versions and their bytes, from the metapage.
+    /// runs, data pages, row versions, their bytes and the compression ratio
+    /// (row bytes per data-page byte), from the metapage.
     #[pg_extern(strict)]
     #[allow(clippy::type_complexity)]
     fn lsm_levels(
@@ -163,6 +164,7 @@ mod strata {
             name!(pages, i64),
             name!(row_versions, Option<i64>),
             name!(tuple_bytes, Option<i64>),
+            name!(compression_ratio, Option<f64>),
         ),
     > {
         let r = open_lsm(&relation);
@@ -186,11 +188,14 @@ mod strata {
             }
         }
         rows.sort_by_key(|row| row.0);
-        // L0's versions are not in the metapage: NULL rather than a guess
-        TableIterator::new(
-            rows.into_iter()
-                .map(|(l, n, p, v, b)| (l, n, p, (l > 0).then_some(v), (l > 0).then_some(b))),
-        )
+        // L0's versions are not in the metapage: NULL rather than a guess.
+        // The ratio is row bytes per byte of data page: below 1 for
+        // uncompressed pages (headers, line pointers, free space), above 1
+        // where zstd packs more rows into a page.
+        TableIterator::new(rows.into_iter().map(|(l, n, p, v, b)| {
+            let ratio = (l > 0 && p > 0).then(|| ((b as f64 / (p as f64 * 8192.0)) * 100.0).round() / 100.0);
+            (l, n, p, (l > 0).then_some(v), (l > 0).then_some(b), ratio)
+        }))
     }
 
     /// Cumulative work of an lsm table: flushes and merges, tuple bytes they

@@ -21,6 +21,7 @@
 //!   [`vacuum`] — L0 flush, leveled merges, freezing, file packing: VACUUM
 
 pub mod compact;
+pub mod compressed_page;
 pub mod ddl;
 pub mod fetch;
 pub mod flush;
@@ -42,3 +43,4 @@ pub mod shrink;
 pub mod storage;
 pub mod sweep;
 pub mod vacuum;
+pub mod version_data;

@@ -11,6 +11,7 @@
 
 use super::row_lock::{self, ChainStep, Decision, Member, Mode, Status};
 use super::storage::{self, Located};
+use super::version_data;
 use crate::pg::buffer::{self, PageWrite};
 use crate::pg::htup::{self, Header};
 use crate::pg::{multixact, predicate};
@@ -175,9 +176,11 @@ enum Strength {
 }
 
 impl Strength {
-    fn resolve(&mut self, rel: pg_sys::Relation, old: &mut pg_sys::HeapTupleData) -> Mode {
+    /// `old` gives the old version with its data (materialized only when needed).
+    fn resolve(&mut self, rel: pg_sys::Relation, old: impl FnOnce() -> pg_sys::HeapTupleData) -> Mode {
         if let Strength::UpdateTo { new, keys } = *self {
-            let changed = htup::key_columns_changed(rel, keys, old, new);
+            let mut old = old();
+            let changed = htup::key_columns_changed(rel, keys, &mut old, new);
             *self = Strength::Known(if changed { Mode::Exclusive } else { Mode::NoKeyExclusive });
         }
         match *self {
@@ -222,7 +225,7 @@ fn acquire(
             not_found(rel, what)
         };
         let mut tuple = loc.heap_tuple(rel);
-        let mode = strength.resolve(rel, &mut tuple);
+        let mode = strength.resolve(rel, || version_data::full_tuple(rel, buf, &tuple));
         // SAFETY: tuple points into the exclusively locked page.
         let mut result = unsafe { pg_sys::HeapTupleSatisfiesUpdate(&mut tuple, cid, buf) };
         let mut keep = Vec::new();
@@ -428,10 +431,13 @@ fn prepare_insert(
     }
     htup::set_cid(t, cid, false);
     htup::set_xmax(t, pg_sys::InvalidTransactionId);
+    // like heap_update: an old version with TOASTed values goes through the
+    // toaster too, which deletes the values the new version no longer uses
+    let old_external = old.as_ref().is_some_and(|o| htup::has_external(o.t_data));
     // SAFETY: open relation and formed tuple.
     unsafe {
         (*tuple).t_tableOid = (*rel).rd_id;
-        if htup::has_external(t) || (*tuple).t_len as usize > htup::TOAST_TUPLE_THRESHOLD {
+        if old_external || htup::has_external(t) || (*tuple).t_len as usize > htup::TOAST_TUPLE_THRESHOLD {
             let oldp = old.map_or(std::ptr::null_mut(), |o| o as *mut _);
             return htup::heap_toast_insert_or_update(rel, tuple, oldp, options);
         }
@@ -547,7 +553,7 @@ pub fn complete_speculative(
     } else {
         kill_version(rel, &loc);
         let external = htup::has_external(loc.header);
-        let mut tuple = loc.heap_tuple(rel);
+        let mut tuple = version_data::full_tuple(rel, buf, &loc.heap_tuple(rel));
         buffer::unlock(buf);
         if external {
             // SAFETY: pinned page; TOAST pointers of the dead version.
@@ -621,7 +627,7 @@ pub fn delete(
     );
     release_tuplock(rel, tid, acq.tuplock);
     let external = htup::has_external(loc.header);
-    let mut tuple = loc.heap_tuple(rel);
+    let mut tuple = version_data::full_tuple(rel, loc.buf, &loc.heap_tuple(rel));
     buffer::unlock(loc.buf);
     if external {
         // SAFETY: pinned page; the deleted version's TOAST values get our xmax.
@@ -680,7 +686,7 @@ pub fn update(
         };
         let loc = &acq.loc;
         predicate::check_conflict_in(rel, Some(otid));
-        let mut old = loc.heap_tuple(rel);
+        let mut old = version_data::full_tuple(rel, loc.buf, &loc.heap_tuple(rel));
         let old_xmax = xmax_state(loc.header);
         let carry = (!acq.keep.is_empty()).then(|| carried_locks(loc.header));
         buffer::unlock(loc.buf); // keep the pin: the old version's bytes stay put
@@ -868,7 +874,7 @@ pub fn lock(
                     stamp(rel, loc, current_xid(), Stamp::Lock(mode), &acq.keep);
                 }
                 release_tuplock(rel, tid, acq.tuplock);
-                storage::store_in_slot(slot, loc.heap_tuple(rel), loc.buf);
+                storage::store_in_slot(rel, slot, loc.heap_tuple(rel), loc.buf);
                 buffer::unlock_release(loc.buf);
                 if traversed && !tmfd.is_null() {
                     // SAFETY: caller storage.

@@ -28,6 +28,7 @@
 use super::format::{
     self, u16_at, u32_at, Meta, PageKind, PageTag, RunDesc, FENCE_ENTRIES, ROWID_PREFIX, ROWS_PER_VBLOCK, TAG_SIZE,
 };
+use super::compressed_page;
 use super::page_image;
 use std::collections::{HashMap, HashSet};
 
@@ -132,15 +133,17 @@ pub fn check_page(block: u32, p: &[u8], ctx: &Context, problems: &mut Vec<Proble
         report(0, format!("bad pd_pagesize_version {size_version:#06x}"));
         return out;
     }
-    if special != ctx.block_size - TAG_SIZE {
-        report(0, format!("special space at {special}, expected {}", ctx.block_size - TAG_SIZE));
+    let tag_at = ctx.block_size - TAG_SIZE;
+    let compressed = compressed_page::is_compressed(p);
+    if special != tag_at && !(compressed && special < tag_at) {
+        report(0, format!("special space at {special}, expected {tag_at}"));
         return out;
     }
     if lower < PAGE_HEADER_SIZE || lower > upper || upper > special {
         report(0, format!("bad page bounds lower={lower} upper={upper} special={special}"));
         return out;
     }
-    let tag = PageTag::read(p, special);
+    let tag = PageTag::read(p, tag_at);
     let kind = match tag.validate() {
         Ok(k) => k,
         Err(e) => {
@@ -198,6 +201,17 @@ fn check_rows(
         report(0, format!("{nitems} line pointers, at most {ROWS_PER_VBLOCK} allowed"));
         return;
     }
+    let payload = if compressed_page::is_compressed(p) {
+        match compressed_page::decode(p) {
+            Ok(payload) => Some(payload),
+            Err(e) => {
+                report(0, e.to_string());
+                return;
+            }
+        }
+    } else {
+        None
+    };
     let mut extents = Vec::with_capacity(nitems);
     let mut last_rowid = None;
     for i in 0..nitems {
@@ -233,8 +247,19 @@ fn check_rows(
         };
         extents.push((off, len, offset));
         out.versions += 1;
-        out.tuple_bytes += (len - prefix) as u64;
-        check_tuple(&p[off + prefix..off + len], offset, rowid, ctx, out, report);
+        match &payload {
+            None => {
+                out.tuple_bytes += (len - prefix) as u64;
+                check_tuple(&p[off + prefix..off + len], offset, rowid, ctx, out, report);
+            }
+            Some(payload) => match compressed_page::tuple(p, payload, offset as usize) {
+                Some(t) => {
+                    out.tuple_bytes += t.len() as u64;
+                    check_tuple(&t, offset, rowid, ctx, out, report);
+                }
+                None => report(offset, format!("compressed item of {len} bytes is not a stub")),
+            },
+        }
     }
     extents.sort_unstable();
     for w in extents.windows(2) {
@@ -599,11 +624,12 @@ mod tests {
 
     /// A table: metapage, one run (data, leaf, root), L0 directory and two L0 pages.
     fn table() -> (Meta, Vec<Vec<u8>>) {
-        let mut packer = RunPacker::new(1);
+        let mut packer = RunPacker::new(1, None);
         // rowids 256, 257 (vblock 1); 257 was updated into L0 rowid 2*256
-        assert!(packer.add(256, &tuple(10, 0, HEAP_XMAX_INVALID, (1, 1))).is_none());
-        assert!(packer.add(257, &tuple(10, 11, 0, (2, 1))).is_none());
-        let (data, first) = packer.finish().unwrap();
+        assert!(packer.add(256, &tuple(10, 0, HEAP_XMAX_INVALID, (1, 1))).is_empty());
+        assert!(packer.add(257, &tuple(10, 11, 0, (2, 1))).is_empty());
+        let done = packer.finish().pop().unwrap();
+        let (data, first) = (done.image, done.first_rowid);
         let leaf = fence_page(1, format::INDEX_LEAF, &[(first, 1)]);
         let root = fence_page(1, format::INDEX_ROOT, &[(first, 2)]);
         let mut dir = PageImage::new(PageKind::L0Dir, 0, 0);
@@ -663,9 +689,9 @@ mod tests {
     fn stray_pages_claiming_the_manifest_are_found() {
         let (_, mut pages) = table();
         // a data page of run 1 that its fence index does not reach
-        let mut packer = RunPacker::new(1);
-        assert!(packer.add(300, &tuple(10, 0, HEAP_XMAX_INVALID, (1, 45))).is_none());
-        pages.push(packer.finish().unwrap().0.bytes().to_vec());
+        let mut packer = RunPacker::new(1, None);
+        assert!(packer.add(300, &tuple(10, 0, HEAP_XMAX_INVALID, (1, 45))).is_empty());
+        pages.push(packer.finish().pop().unwrap().image.bytes().to_vec());
         let (_, problems) = verify(&pages);
         assert!(problems.iter().any(|p| p.block == 7 && p.message.contains("does not reach it")));
     }
@@ -689,11 +715,11 @@ mod tests {
         bad[5] = l0_page(2, &[(11, 12, 0, (4, 1))]);
         assert!(verify(&bad).1.iter().any(|p| p.message.contains("t_ctid (4,1)")));
         // the same rowid live in two places: the run also holds L0's rowid 512
-        let mut packer = RunPacker::new(1);
-        assert!(packer.add(256, &tuple(10, 0, HEAP_XMAX_INVALID, (1, 1))).is_none());
-        assert!(packer.add(512, &tuple(10, 0, HEAP_XMAX_INVALID, (2, 1))).is_none());
+        let mut packer = RunPacker::new(1, None);
+        assert!(packer.add(256, &tuple(10, 0, HEAP_XMAX_INVALID, (1, 1))).is_empty());
+        assert!(packer.add(512, &tuple(10, 0, HEAP_XMAX_INVALID, (2, 1))).is_empty());
         let mut bad = pages.clone();
-        bad[1] = packer.finish().unwrap().0.bytes().to_vec();
+        bad[1] = packer.finish().pop().unwrap().image.bytes().to_vec();
         assert!(verify(&bad).1.iter().any(|p| p.message.contains("rowid 512 is stored twice")));
         // one block used twice
         meta.runs[0].versions = 2;

@@ -3,6 +3,7 @@
 //! buffers; readers parse pages (pinned buffers or copies) without pointer
 //! arithmetic. Layouts are in [`super::format`].
 
+use super::compressed_page;
 use super::format::{
     self, PageKind, PageTag, BLOCK_SIZE, FENCE_SIZE, MAGIC, PAGE_HEADER_SIZE, ROWID_PREFIX,
     TAG_SIZE,
@@ -24,10 +25,18 @@ pub struct PageImage {
 
 impl PageImage {
     pub fn new(kind: PageKind, owner: u32, flags: u32) -> PageImage {
+        PageImage::with_special(kind, owner, flags, 0)
+    }
+
+    /// A page whose special space holds `extra` (a multiple of 8) bytes in
+    /// front of the tag (compressed run pages keep their blob there).
+    pub fn with_special(kind: PageKind, owner: u32, flags: u32, extra: usize) -> PageImage {
+        debug_assert!(extra % 8 == 0 && extra < SPECIAL_AT - PAGE_HEADER_SIZE);
+        let special = SPECIAL_AT - extra;
         let mut bytes = vec![0u8; BLOCK_SIZE];
         format::put_u16(&mut bytes, 12, PAGE_HEADER_SIZE as u16); // pd_lower
-        format::put_u16(&mut bytes, 14, SPECIAL_AT as u16); // pd_upper
-        format::put_u16(&mut bytes, 16, SPECIAL_AT as u16); // pd_special
+        format::put_u16(&mut bytes, 14, special as u16); // pd_upper
+        format::put_u16(&mut bytes, 16, special as u16); // pd_special
         format::put_u16(&mut bytes, 18, (BLOCK_SIZE as u16) | 4); // size | layout version 4
         let tag = PageTag { flags, ..PageTag::new(kind, owner) };
         format::put_u32(&mut bytes, SPECIAL_AT, tag.magic);
@@ -36,6 +45,16 @@ impl PageImage {
         format::put_u32(&mut bytes, SPECIAL_AT + 8, tag.vblock);
         format::put_u32(&mut bytes, SPECIAL_AT + 12, tag.flags);
         PageImage { bytes }
+    }
+
+    /// Writes `parts` at the start of the special space (see [`with_special`]).
+    pub fn write_special(&mut self, parts: &[&[u8]]) {
+        let mut at = format::u16_at(&self.bytes, 16) as usize;
+        for p in parts {
+            assert!(at + p.len() <= SPECIAL_AT, "special space overflow");
+            self.bytes[at..at + p.len()].copy_from_slice(p);
+            at += p.len();
+        }
     }
 
     fn lower(&self) -> usize {
@@ -171,39 +190,178 @@ pub fn dir_entries(page: &[u8]) -> Vec<u32> {
         .collect()
 }
 
-/// Packs rowid-ordered row versions into RUN_DATA pages.
-pub struct RunPacker {
-    run_id: u32,
-    page: PageImage,
-    first: Option<u64>,
+/// A finished RUN_DATA page and what it holds.
+pub struct PackedPage {
+    pub image: PageImage,
+    pub first_rowid: u64,
+    pub last_rowid: u64,
+    pub versions: u64,
+    pub tuple_bytes: u64,
 }
 
+/// Packs rowid-ordered row versions into RUN_DATA pages. Versions are held
+/// until their page is full; a page is compressed (see
+/// [`super::compressed_page`]) only when it holds more versions than fit
+/// uncompressed, and `level` (zstd) is set.
+pub struct RunPacker {
+    /// Run id written into the tags of the pages it emits.
+    pub run_id: u32,
+    level: Option<i32>,
+    pending: Vec<(u64, Vec<u8>)>,
+    /// Bytes the pending versions take on an uncompressed page.
+    plain_bytes: usize,
+    /// Payload bytes of the pending versions (2 + rest each).
+    raw_bytes: usize,
+    /// The last measured compression: (versions, raw bytes, frame bytes).
+    measured: Option<(usize, usize, usize)>,
+}
+
+/// Bytes a version takes on an uncompressed run page (line pointer included).
+fn plain_size(tuple_len: usize) -> usize {
+    ITEM_ID_SIZE + maxalign(ROWID_PREFIX + tuple_len)
+}
+
+const PLAIN_ROOM: usize = SPECIAL_AT - PAGE_HEADER_SIZE;
+
 impl RunPacker {
-    pub fn new(run_id: u32) -> RunPacker {
+    pub fn new(run_id: u32, level: Option<i32>) -> RunPacker {
         RunPacker {
             run_id,
-            page: PageImage::new(PageKind::RunData, run_id, 0),
-            first: None,
+            level,
+            pending: Vec::new(),
+            plain_bytes: 0,
+            raw_bytes: 0,
+            measured: None,
         }
     }
 
-    /// Adds a version; when the current page is full it is returned (with its
-    /// first rowid) and the version starts the next page.
-    pub fn add(&mut self, rowid: u64, tuple: &[u8]) -> Option<(PageImage, u64)> {
-        let prefix = rowid.to_le_bytes();
-        if self.page.add_item(&[&prefix, tuple]) {
-            self.first.get_or_insert(rowid);
-            return None;
+    /// Adds a version; returns the pages it completed (usually none or one).
+    pub fn add(&mut self, rowid: u64, tuple: &[u8]) -> Vec<PackedPage> {
+        let mut out = Vec::new();
+        loop {
+            if self.accepts(tuple) {
+                break;
+            }
+            out.push(self.emit_page());
         }
-        let full = std::mem::replace(&mut self.page, PageImage::new(PageKind::RunData, self.run_id, 0));
-        let first = self.first.replace(rowid).expect("a full page has items");
-        assert!(self.page.add_item(&[&prefix, tuple]), "row version larger than a run page");
-        Some((full, first))
+        self.plain_bytes += plain_size(tuple.len());
+        self.raw_bytes += 2 + tuple.len().saturating_sub(compressed_page::TUPLE_HEADER_SIZE);
+        self.pending.push((rowid, tuple.to_vec()));
+        out
     }
 
-    /// The last, partly filled page, if it has anything.
-    pub fn finish(self) -> Option<(PageImage, u64)> {
-        self.first.map(|f| (self.page, f))
+    /// Whether `tuple` may join the pending versions' page.
+    fn accepts(&mut self, tuple: &[u8]) -> bool {
+        let n = self.pending.len() + 1;
+        if self.pending.is_empty() || self.plain_bytes + plain_size(tuple.len()) <= PLAIN_ROOM {
+            return true;
+        }
+        let Some(level) = self.level else {
+            return false;
+        };
+        if n > format::ROWS_PER_VBLOCK as usize {
+            return false;
+        }
+        let raw = self.raw_bytes + 2 + tuple.len().saturating_sub(compressed_page::TUPLE_HEADER_SIZE);
+        // Estimate from the last measurement (with a margin) before
+        // compressing again; the page is checked exactly when emitted.
+        if let Some((_, mraw, mframe)) = self.measured {
+            let ratio = mframe as f64 / mraw.max(1) as f64;
+            let estimate = mframe + ((raw - mraw) as f64 * ratio * 1.15) as usize + 16;
+            if compressed_page::fits(n, estimate) {
+                return true;
+            }
+        }
+        let refs = self.refs_with(tuple);
+        let (frame, raw_len) = compressed_page::compress(&refs, level);
+        if compressed_page::fits(n, frame.len()) {
+            self.measured = Some((n, raw_len, frame.len()));
+            return true;
+        }
+        false
+    }
+
+    fn refs_with<'a>(&'a self, extra: &'a [u8]) -> Vec<(u64, &'a [u8])> {
+        let mut refs: Vec<(u64, &[u8])> = self.pending.iter().map(|(r, t)| (*r, t.as_slice())).collect();
+        refs.push((u64::MAX, extra));
+        refs
+    }
+
+    /// Builds the page of the longest prefix of the pending versions that
+    /// fits (all of them, unless an estimate was too optimistic) and keeps
+    /// the rest pending.
+    fn emit_page(&mut self) -> PackedPage {
+        assert!(!self.pending.is_empty(), "emit of an empty page");
+        let plain_fit = {
+            let mut used = 0;
+            self.pending
+                .iter()
+                .take_while(|(_, t)| {
+                    used += plain_size(t.len());
+                    used <= PLAIN_ROOM
+                })
+                .count()
+        };
+        let mut image = None;
+        let mut count = plain_fit;
+        let most = self.pending.len().min(format::ROWS_PER_VBLOCK as usize);
+        if let (Some(level), true) = (self.level, plain_fit < most) {
+            let try_build = |n: usize| {
+                let refs: Vec<(u64, &[u8])> = self.pending[..n].iter().map(|(r, t)| (*r, t.as_slice())).collect();
+                let (frame, raw_len) = compressed_page::compress(&refs, level);
+                compressed_page::build(self.run_id, &refs, &frame, raw_len)
+            };
+            // usually all pending versions fit (they were measured or
+            // estimated); else the longest prefix that does, by bisection
+            if let Some(page) = try_build(most) {
+                (count, image) = (most, Some(page));
+            } else {
+                let (mut lo, mut hi) = (plain_fit, most - 1);
+                while lo < hi {
+                    let mid = (lo + hi).div_ceil(2);
+                    match try_build(mid) {
+                        Some(page) => {
+                            (lo, image) = (mid, Some(page));
+                        }
+                        None => hi = mid - 1,
+                    }
+                }
+                count = lo;
+            }
+        }
+        let count = count.max(1);
+        let rest = self.pending.split_off(count);
+        let page_versions = std::mem::replace(&mut self.pending, rest);
+        let image = image.unwrap_or_else(|| {
+            let mut p = PageImage::new(PageKind::RunData, self.run_id, 0);
+            for (rowid, t) in &page_versions {
+                assert!(p.add_item(&[&rowid.to_le_bytes(), t]), "row version larger than a run page");
+            }
+            p
+        });
+        self.plain_bytes = self.pending.iter().map(|(_, t)| plain_size(t.len())).sum();
+        self.raw_bytes = self
+            .pending
+            .iter()
+            .map(|(_, t)| 2 + t.len().saturating_sub(compressed_page::TUPLE_HEADER_SIZE))
+            .sum();
+        self.measured = None;
+        PackedPage {
+            image,
+            first_rowid: page_versions[0].0,
+            last_rowid: page_versions[page_versions.len() - 1].0,
+            versions: page_versions.len() as u64,
+            tuple_bytes: page_versions.iter().map(|(_, t)| t.len() as u64).sum(),
+        }
+    }
+
+    /// Emits everything pending (the last pages).
+    pub fn finish(mut self) -> Vec<PackedPage> {
+        let mut out = Vec::new();
+        while !self.pending.is_empty() {
+            out.push(self.emit_page());
+        }
+        out
     }
 }
 
@@ -213,16 +371,16 @@ mod tests {
 
     #[test]
     fn packed_versions_are_found_by_rowid() {
-        let mut packer = RunPacker::new(7);
+        let mut packer = RunPacker::new(7, None);
         let mut pages = vec![];
         let tuple = [0xABu8; 100];
         for i in 0..500u64 {
-            if let Some(done) = packer.add(i * 3 + 256, &tuple) {
-                pages.push(done);
-            }
+            pages.extend(packer.add(i * 3 + 256, &tuple));
         }
         pages.extend(packer.finish());
         assert!(pages.len() > 5);
+        assert_eq!(pages.iter().map(|p| p.versions).sum::<u64>(), 500);
+        let pages: Vec<(PageImage, u64)> = pages.into_iter().map(|p| (p.image, p.first_rowid)).collect();
         let fence_list: Vec<(u64, u32)> =
             pages.iter().enumerate().map(|(i, (_, first))| (*first, i as u32)).collect();
         for probe in [256u64, 259, 256 + 3 * 499, 256 + 3 * 250] {
@@ -259,8 +417,69 @@ mod tests {
     #[test]
     fn largest_l0_tuple_fits_a_run_page() {
         let big = vec![1u8; crate::lsm::format::MAX_TUPLE_SIZE];
-        let mut packer = RunPacker::new(1);
-        assert!(packer.add(1, &big).is_none());
-        assert!(packer.add(2, &big).is_some());
+        let mut packer = RunPacker::new(1, None);
+        assert!(packer.add(1, &big).is_empty());
+        assert_eq!(packer.add(2, &big).len(), 1);
+        assert_eq!(packer.finish().len(), 1);
+        // compressed, two such (uniform) tuples share a page
+        let mut packer = RunPacker::new(1, Some(3));
+        assert!(packer.add(1, &big).is_empty());
+        assert!(packer.add(2, &big).is_empty());
+        let pages = packer.finish();
+        assert_eq!((pages.len(), pages[0].versions), (1, 2));
+        assert!(compressed_page::is_compressed(pages[0].image.bytes()));
+    }
+
+    /// Tuples with a 24-byte header and compressible text.
+    fn text_tuple(i: u64, extra: usize) -> Vec<u8> {
+        let mut t = vec![0u8; 24];
+        t[22] = 24;
+        t.extend_from_slice(format!("customer {i:08} lives at {} Main Street {}", i % 97, "-".repeat(extra)).as_bytes());
+        t
+    }
+
+    #[test]
+    fn compression_packs_more_versions_and_loses_none() {
+        let n = 5000u64;
+        let tuples: Vec<Vec<u8>> = (0..n).map(|i| text_tuple(i, (i % 50) as usize)).collect();
+        let pack = |level| {
+            let mut packer = RunPacker::new(2, level);
+            let mut pages = vec![];
+            for (i, t) in tuples.iter().enumerate() {
+                pages.extend(packer.add(i as u64 * 2, t));
+            }
+            pages.extend(packer.finish());
+            pages
+        };
+        let plain = pack(None);
+        let packed = pack(Some(3));
+        assert!(packed.len() * 2 <= plain.len(), "{} compressed pages vs {} plain", packed.len(), plain.len());
+        // every version comes back, in rowid order, with its bytes
+        let mut i = 0usize;
+        for page in &packed {
+            let bytes = page.image.bytes();
+            assert!(compressed_page::is_compressed(bytes));
+            let payload = compressed_page::decode(bytes).unwrap();
+            assert_eq!(payload.len() as u64, page.versions);
+            assert_eq!(page.first_rowid, i as u64 * 2);
+            for item in 1..=payload.len() {
+                assert_eq!(run_item_rowid(bytes, item), Some(i as u64 * 2));
+                assert_eq!(compressed_page::tuple(bytes, &payload, item).unwrap(), tuples[i]);
+                i += 1;
+            }
+            assert_eq!(page.last_rowid, (i as u64 - 1) * 2);
+        }
+        assert_eq!(i as u64, n);
+    }
+
+    #[test]
+    fn pages_that_fit_plain_stay_plain() {
+        let mut packer = RunPacker::new(2, Some(3));
+        for i in 0..10 {
+            assert!(packer.add(i, &text_tuple(i, 0)).is_empty());
+        }
+        let pages = packer.finish();
+        assert_eq!(pages.len(), 1);
+        assert!(!compressed_page::is_compressed(pages[0].image.bytes()));
     }
 }

@@ -12,7 +12,7 @@
 
 use super::format::{self, Meta, PageKind, RunDesc, FENCE_ENTRIES, MAX_RUN_DATA_PAGES};
 use super::manifest;
-use super::page_image::{self, PageImage, RunPacker};
+use super::page_image::{self, PackedPage, PageImage, RunPacker};
 use super::storage::{self, META_BLOCK};
 use crate::pg::buffer::{self, PageWrite};
 use crate::pg::page;
@@ -42,7 +42,7 @@ impl<'a> RunWriter<'a> {
             meta,
             taken: HashSet::new(),
             next_run_id: id + 1,
-            packer: RunPacker::new(id),
+            packer: RunPacker::new(id, super::gucs::compression_level()),
             current: RunDesc::new(id, level),
             fences: Vec::new(),
             done: Vec::new(),
@@ -66,25 +66,27 @@ impl<'a> RunWriter<'a> {
     }
 
     pub fn add(&mut self, rowid: u64, tuple: &[u8]) {
-        if let Some((full, first)) = self.packer.add(rowid, tuple) {
-            let block = self.write(&full);
-            self.fences.push((first, block));
-            if self.fences.len() == MAX_RUN_DATA_PAGES {
-                // This run's index is full; the version that opened the next
-                // page starts the next run instead.
-                self.close_run();
-                self.packer = RunPacker::new(self.current.run_id);
-                let spilled = self.packer.add(rowid, tuple);
-                debug_assert!(spilled.is_none());
-            }
+        for page in self.packer.add(rowid, tuple) {
+            self.write_data_page(page);
         }
+    }
+
+    /// Writes a full data page into the current run; a run whose fence
+    /// index is full is closed and the versions still pending go to the next.
+    fn write_data_page(&mut self, page: PackedPage) {
+        let block = self.write(&page.image);
+        self.fences.push((page.first_rowid, block));
         let run = &mut self.current;
         if run.versions == 0 {
-            run.first_rowid = rowid;
+            run.first_rowid = page.first_rowid;
         }
-        run.last_rowid = rowid;
-        run.versions += 1;
-        run.tuple_bytes += tuple.len() as u64;
+        run.last_rowid = page.last_rowid;
+        run.versions += page.versions;
+        run.tuple_bytes += page.tuple_bytes;
+        if self.fences.len() == MAX_RUN_DATA_PAGES {
+            self.close_run();
+            self.packer.run_id = self.current.run_id;
+        }
     }
 
     /// Writes the fence index of the current run and starts the next one.
@@ -105,10 +107,9 @@ impl<'a> RunWriter<'a> {
     }
 
     pub fn finish(mut self) -> (Vec<RunDesc>, u32) {
-        let packer = std::mem::replace(&mut self.packer, RunPacker::new(0));
-        if let Some((last, first)) = packer.finish() {
-            let block = self.write(&last);
-            self.fences.push((first, block));
+        let packer = std::mem::replace(&mut self.packer, RunPacker::new(0, None));
+        for page in packer.finish() {
+            self.write_data_page(page);
         }
         if !self.fences.is_empty() {
             self.close_run();
@@ -154,9 +155,11 @@ pub fn survivors(
             dropped.push(rowid);
             continue;
         }
-        // SAFETY: t_data points at t_len bytes on the pinned page.
-        let bytes = unsafe { std::slice::from_raw_parts(t.t_data as *const u8, t.t_len as usize) };
-        out.push((rowid, bytes.to_vec()));
+        let bytes = super::version_data::full_bytes(rel, buf, &t).unwrap_or_else(|| {
+            // SAFETY: t_data points at t_len bytes on the pinned page.
+            unsafe { std::slice::from_raw_parts(t.t_data as *const u8, t.t_len as usize) }.to_vec()
+        });
+        out.push((rowid, bytes));
     }
     buffer::unlock_release(buf);
     out

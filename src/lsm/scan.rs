@@ -244,7 +244,7 @@ fn emit(s: &mut LsmScan, pos: isize, slot: *mut pg_sys::TupleTableSlot) {
     let item = s.offsets[pos as usize];
     let p = buffer::page(s.buf);
     let t = storage::version_at(s.base.rs_rd, p, item).expect("item recorded as visible");
-    storage::store_in_slot(slot, t, s.buf);
+    storage::store_in_slot(s.base.rs_rd, slot, t, s.buf);
 }
 
 /// Returns the next visible tuple in `direction` into `slot`.
@@ -532,7 +532,7 @@ pub fn analyze_next_tuple(
             }
         };
         if sample {
-            storage::store_in_slot(slot, t, s.buf);
+            storage::store_in_slot(s.base.rs_rd, slot, t, s.buf);
             return true;
         }
     }

@@ -23,13 +23,14 @@ fn maxalign(len: usize) -> usize {
     (len + 7) & !7
 }
 
-/// Reads the special-space tag of a page, if it has one of the right size.
+/// Reads the tag in the last 16 bytes of a page, if its special space has
+/// room for one (compressed run pages keep their blob in front of it).
 pub fn tag(p: pg_sys::Page) -> Option<PageTag> {
-    if page::is_new(p) || page::special_size(p) != TAG_SIZE {
+    if page::is_new(p) || page::special_size(p) < TAG_SIZE {
         return None;
     }
-    // SAFETY: the special space is TAG_SIZE bytes inside the page.
-    Some(unsafe { (page::special(p) as *const PageTag).read_unaligned() })
+    let bytes = page::bytes(p);
+    Some(PageTag::read(bytes, bytes.len() - TAG_SIZE))
 }
 
 /// Name of a relation, for error messages.
@@ -230,11 +231,26 @@ impl Located {
 /// Stores a row version on a pinned buffer into a buffer-heap-tuple slot. The
 /// slot keeps a pointer to its HeapTupleData, so the struct is copied into the
 /// slot's own `tupdata` (as heap does); the slot takes its own buffer pin.
+/// A version of a compressed run page is materialized instead: the slot
+/// gets its own copy and no buffer.
 pub fn store_in_slot(
+    rel: pg_sys::Relation,
     slot: *mut pg_sys::TupleTableSlot,
     tuple: pg_sys::HeapTupleData,
     buf: pg_sys::Buffer,
 ) {
+    if let Some(bytes) = super::version_data::full_bytes(rel, buf, &tuple) {
+        // SAFETY: a valid slot; the copy is palloc'd and handed over
+        // (ExecForceStoreHeapTuple copies it into the slot's context and
+        // frees ours).
+        unsafe {
+            let copy = htup::palloc_tuple(&bytes, tuple.t_self, tuple.t_tableOid);
+            pg_sys::ExecForceStoreHeapTuple(copy, slot, true);
+            (*slot).tts_tid = tuple.t_self;
+            (*slot).tts_tableOid = tuple.t_tableOid;
+        }
+        return;
+    }
     let bslot = slot as *mut pg_sys::BufferHeapTupleTableSlot;
     // SAFETY: lsm slots use TTSOpsBufferHeapTuple, so `slot` is a
     // BufferHeapTupleTableSlot; `buf` is pinned by the caller.

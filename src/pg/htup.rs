@@ -192,3 +192,23 @@ pub fn key_columns_changed(
         }
     }
 }
+
+/// A palloc'd heap tuple (one chunk, like `heap_copytuple`, so
+/// `heap_freetuple` frees it) holding `bytes`, in the current memory context.
+pub fn palloc_tuple(bytes: &[u8], tid: pg_sys::ItemPointerData, table: pg_sys::Oid) -> pg_sys::HeapTuple {
+    let head = std::mem::size_of::<pg_sys::HeapTupleData>();
+    // SAFETY: a fresh chunk of head + len bytes; the header struct is
+    // written first and t_data points right after it (HEAPTUPLESIZE is
+    // MAXALIGN(sizeof(HeapTupleData)) = 24 = head).
+    unsafe {
+        let chunk = pg_sys::palloc(head + bytes.len()) as *mut u8;
+        let t = chunk as pg_sys::HeapTuple;
+        let data = chunk.add(head);
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
+        (*t).t_len = bytes.len() as u32;
+        (*t).t_self = tid;
+        (*t).t_tableOid = table;
+        (*t).t_data = data as *mut Header;
+        t
+    }
+}

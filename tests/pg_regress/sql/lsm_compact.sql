@@ -17,6 +17,9 @@ SET strata.lsm_size_ratio = 4;
 SET strata.lsm_level1_runs = 3;
 SET strata.lsm_level_base = '1MB';
 SET strata.lsm_gc_ratio = 0.3;
+-- page counts below are of uncompressed run pages (lsm_compression covers
+-- compressed ones)
+SET strata.lsm_compression_level = 0;
 
 CREATE TABLE c (id int PRIMARY KEY, v int, pad text) USING lsm;
 CREATE INDEX c_v ON c (v);

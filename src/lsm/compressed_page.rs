@@ -1,0 +1,361 @@
+//! Compressed RUN_DATA pages (format version 3). Pure: builds and decodes
+//! page images; no Postgres calls.
+//!
+//! Row versions in runs are stamped in place (xmax, infomask, cmax, t_ctid,
+//! hint bits, freezing) under the page's lock, like heap tuples. So only the
+//! part of a version that never changes is compressed: each version keeps an
+//! uncompressed *stub* — its rowid and the 23-byte fixed `HeapTupleHeader`,
+//! where every visibility check and stamp works as on an uncompressed page —
+//! and the rest of every tuple (null bitmap, padding, column data) goes into
+//! one zstd frame per page, in the special space, in front of the page tag:
+//!
+//! ```text
+//!  +------------+------------------+------+------------------+--------------------------+-----+
+//!  | PageHeader | lp[1] .. lp[n]   | free | stub n .. stub 1 | blob                     | tag |
+//!  +------------+------------------+------+------------------+--------------------------+-----+
+//!                                                             ^ pd_special               ^ BLCKSZ - 16
+//!  stub (line pointer i, lp_len 31, 32 bytes with padding):
+//!       rowid u64 | t_xmin u32 | t_xmax u32 | t_cid u32 | t_ctid 6 | t_infomask2 u16 | t_infomask u16 | t_hoff u8
+//!  blob: crc32 u32 | zstd_len u32 | raw_len u32 | nitems u16 | codec u8 (1 = zstd) | pad u8 | zstd frame | pad to 8
+//!  raw (the frame decompressed): rest_len u16 x n | rest 1 | rest 2 | ... | rest n
+//!        rest i = bytes 23 .. t_len of version i (null bitmap, padding, data)
+//!  crc32 (IEEE) covers blob bytes 4..16, the zstd frame and the n rowids, in that order
+//! ```
+//!
+//! The tag's flags carry [`RUN_COMPRESSED`]. A page whose versions fit
+//! uncompressed is written uncompressed (the version 2 layout); compression
+//! is only used where it packs more versions into a page. A reader verifies
+//! the crc every time it decompresses a page; a mismatch or an undecodable
+//! frame is [`CodecError`], which the Postgres side reports as XX001 naming
+//! the relation and block.
+
+use super::format::{self, PageKind, BLOCK_SIZE, PAGE_HEADER_SIZE, ROWID_PREFIX, TAG_SIZE};
+use super::page_image::{self, PageImage};
+use thiserror::Error;
+
+/// RUN_DATA tag flag: the page has the compressed layout.
+pub const RUN_COMPRESSED: u32 = 1;
+/// Fixed part of a `HeapTupleHeader` (`SizeofHeapTupleHeader`).
+pub const TUPLE_HEADER_SIZE: usize = 23;
+/// Bytes of a stub as stored (the line pointer's length).
+pub const STUB_LEN: usize = ROWID_PREFIX + TUPLE_HEADER_SIZE;
+/// Bytes of the blob header.
+pub const BLOB_HEADER: usize = 16;
+pub const CODEC_ZSTD: u8 = 1;
+/// Largest decompressed payload a page may declare (256 versions of at most a page each).
+const MAX_RAW: usize = 256 * BLOCK_SIZE;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum CodecError {
+    #[error("checksum mismatch")]
+    Checksum { stored: u32, computed: u32 },
+    #[error("bad compressed block: {0}")]
+    Layout(String),
+    #[error("compressed block does not decompress: {0}")]
+    Frame(String),
+}
+
+impl crate::error::SqlError for CodecError {
+    fn sqlstate(&self) -> &'static str {
+        "XX001"
+    }
+}
+
+fn maxalign(n: usize) -> usize {
+    (n + 7) & !7
+}
+
+/// Whether a page image (RUN_DATA) has the compressed layout.
+pub fn is_compressed(page: &[u8]) -> bool {
+    page_image::tag_of(page)
+        .is_some_and(|t| t.kind == PageKind::RunData as u16 && t.flags & RUN_COMPRESSED != 0)
+}
+
+fn crc(blob_header: &[u8], frame: &[u8], rowids: impl Iterator<Item = u64>) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&blob_header[4..BLOB_HEADER]);
+    h.update(frame);
+    for r in rowids {
+        h.update(&r.to_le_bytes());
+    }
+    h.finalize()
+}
+
+/// The uncompressed payload of versions: rest lengths, then the rests.
+fn raw_payload(versions: &[(u64, &[u8])]) -> Vec<u8> {
+    let total: usize = versions.iter().map(|(_, t)| 2 + t.len() - TUPLE_HEADER_SIZE).sum();
+    let mut raw = Vec::with_capacity(total);
+    for (_, t) in versions {
+        raw.extend_from_slice(&((t.len() - TUPLE_HEADER_SIZE) as u16).to_le_bytes());
+    }
+    for (_, t) in versions {
+        raw.extend_from_slice(&t[TUPLE_HEADER_SIZE..]);
+    }
+    raw
+}
+
+/// Bytes of a page that stubs and line pointers of `n` versions take.
+pub fn stubs_size(n: usize) -> usize {
+    n * (4 + maxalign(STUB_LEN))
+}
+
+/// Room left for the blob (header and frame) next to `n` stubs.
+pub fn blob_room(n: usize) -> usize {
+    (BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE).saturating_sub(stubs_size(n)) & !7
+}
+
+/// Compresses `versions` (rowid order, tuple bytes each) at zstd `level`:
+/// the frame, and the raw payload length.
+pub fn compress(versions: &[(u64, &[u8])], level: i32) -> (Vec<u8>, usize) {
+    let raw = raw_payload(versions);
+    let frame = zstd::bulk::compress(&raw, level).expect("zstd compression of an in-memory buffer");
+    (frame, raw.len())
+}
+
+/// Whether a frame of `frame_len` bytes fits next to `n` stubs.
+pub fn fits(n: usize, frame_len: usize) -> bool {
+    maxalign(BLOB_HEADER + frame_len) <= blob_room(n)
+}
+
+/// Builds a compressed page of `versions` from their frame (see [`compress`]);
+/// None when it does not fit.
+pub fn build(run_id: u32, versions: &[(u64, &[u8])], frame: &[u8], raw_len: usize) -> Option<PageImage> {
+    if !fits(versions.len(), frame.len()) || versions.len() > format::ROWS_PER_VBLOCK as usize {
+        return None;
+    }
+    let blob_len = maxalign(BLOB_HEADER + frame.len());
+    let mut page = PageImage::with_special(PageKind::RunData, run_id, RUN_COMPRESSED, blob_len);
+    for (rowid, t) in versions {
+        if !page.add_item(&[&rowid.to_le_bytes(), &t[..TUPLE_HEADER_SIZE]]) {
+            return None;
+        }
+    }
+    let mut header = [0u8; BLOB_HEADER];
+    format::put_u32(&mut header, 4, frame.len() as u32);
+    format::put_u32(&mut header, 8, raw_len as u32);
+    format::put_u16(&mut header, 12, versions.len() as u16);
+    header[14] = CODEC_ZSTD;
+    let sum = crc(&header, frame, versions.iter().map(|(r, _)| *r));
+    format::put_u32(&mut header, 0, sum);
+    page.write_special(&[&header, frame]);
+    Some(page)
+}
+
+/// A compressed page's payload, decompressed and checked.
+pub struct Payload {
+    raw: Vec<u8>,
+    /// `(start, len)` in `raw` of each version's rest, by item number - 1.
+    rests: Vec<(usize, usize)>,
+}
+
+impl Payload {
+    /// The rest (bytes after the fixed header) of item `item` (1-based).
+    pub fn rest(&self, item: usize) -> Option<&[u8]> {
+        let (start, len) = *self.rests.get(item.checked_sub(1)?)?;
+        Some(&self.raw[start..start + len])
+    }
+
+    pub fn len(&self) -> usize {
+        self.rests.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rests.is_empty()
+    }
+
+    /// Bytes of all rests (the decompressed row data).
+    pub fn raw_len(&self) -> usize {
+        self.raw.len()
+    }
+}
+
+/// The stored crc of a compressed page (identifies its payload in caches).
+pub fn stored_crc(page: &[u8]) -> u32 {
+    format::u32_at(page, format::u16_at(page, 16) as usize)
+}
+
+/// Checks and decompresses the payload of a compressed page.
+pub fn decode(page: &[u8]) -> Result<Payload, CodecError> {
+    let layout = |m: String| Err(CodecError::Layout(m));
+    if page.len() != BLOCK_SIZE {
+        return layout(format!("page of {} bytes", page.len()));
+    }
+    let special = format::u16_at(page, 16) as usize;
+    let end = BLOCK_SIZE - TAG_SIZE;
+    if special % 8 != 0 || special < PAGE_HEADER_SIZE || special + BLOB_HEADER > end {
+        return layout(format!("special space at {special}"));
+    }
+    let header = &page[special..special + BLOB_HEADER];
+    let (stored, zlen, raw_len) = (
+        format::u32_at(header, 0),
+        format::u32_at(header, 4) as usize,
+        format::u32_at(header, 8) as usize,
+    );
+    let (nitems, codec) = (format::u16_at(header, 12) as usize, header[14]);
+    if codec != CODEC_ZSTD {
+        return layout(format!("unknown codec {codec}"));
+    }
+    if special + BLOB_HEADER + zlen > end || raw_len > MAX_RAW {
+        return layout(format!("frame of {zlen} bytes ({raw_len} raw) does not fit the page"));
+    }
+    if nitems != page_image::item_count(page) {
+        return layout(format!("{nitems} versions in the frame, {} line pointers", page_image::item_count(page)));
+    }
+    let frame = &page[special + BLOB_HEADER..special + BLOB_HEADER + zlen];
+    let mut rowids = Vec::with_capacity(nitems);
+    for i in 1..=nitems {
+        match page_image::run_item_rowid(page, i) {
+            Some(r) => rowids.push(r),
+            None => return layout(format!("line pointer {i} is not a stub")),
+        }
+    }
+    let computed = crc(header, frame, rowids.into_iter());
+    if computed != stored {
+        return Err(CodecError::Checksum { stored, computed });
+    }
+    let raw = zstd::bulk::decompress(frame, raw_len).map_err(|e| CodecError::Frame(e.to_string()))?;
+    if raw.len() != raw_len || raw_len < 2 * nitems {
+        return layout(format!("payload of {} bytes, {raw_len} declared", raw.len()));
+    }
+    let mut rests = Vec::with_capacity(nitems);
+    let mut at = 2 * nitems;
+    for i in 0..nitems {
+        let len = format::u16_at(&raw, 2 * i) as usize;
+        if at + len > raw.len() {
+            return layout(format!("version {} overruns the payload", i + 1));
+        }
+        rests.push((at, len));
+        at += len;
+    }
+    if at != raw.len() {
+        return layout(format!("{} payload bytes belong to no version", raw.len() - at));
+    }
+    Ok(Payload { raw, rests })
+}
+
+/// The full tuple bytes of item `item`: its stub's header and its rest.
+pub fn tuple(page: &[u8], payload: &Payload, item: usize) -> Option<Vec<u8>> {
+    let (off, len) = page_image::item_extent(page, item)?;
+    if len != STUB_LEN {
+        return None;
+    }
+    let rest = payload.rest(item)?;
+    let mut t = Vec::with_capacity(TUPLE_HEADER_SIZE + rest.len());
+    t.extend_from_slice(&page[off + ROWID_PREFIX..off + STUB_LEN]);
+    t.extend_from_slice(rest);
+    Some(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tuple: a 24-byte header (t_hoff 24) and `data`.
+    fn tuple_bytes(xmin: u32, data: &[u8]) -> Vec<u8> {
+        let mut t = vec![0u8; 24];
+        t[..4].copy_from_slice(&xmin.to_le_bytes());
+        t[22] = 24;
+        t.extend_from_slice(data);
+        t
+    }
+
+    fn versions(n: usize) -> Vec<(u64, Vec<u8>)> {
+        (0..n)
+            .map(|i| {
+                let text = format!("row {i:06} of a compressible table, padded {}", "x".repeat(60));
+                (1000 + i as u64 * 3, tuple_bytes(100 + i as u32, text.as_bytes()))
+            })
+            .collect()
+    }
+
+    fn page_of(vs: &[(u64, Vec<u8>)]) -> PageImage {
+        let refs: Vec<(u64, &[u8])> = vs.iter().map(|(r, t)| (*r, t.as_slice())).collect();
+        let (frame, raw) = compress(&refs, 3);
+        build(7, &refs, &frame, raw).expect("fits")
+    }
+
+    #[test]
+    fn round_trip_restores_every_tuple() {
+        let vs = versions(150);
+        let page = page_of(&vs);
+        let bytes = page.bytes();
+        assert!(is_compressed(bytes));
+        assert_eq!(page_image::tag_of(bytes).unwrap().vblock, 7);
+        let payload = decode(bytes).unwrap();
+        assert_eq!(payload.len(), 150);
+        for (i, (rowid, t)) in vs.iter().enumerate() {
+            assert_eq!(page_image::run_item_rowid(bytes, i + 1), Some(*rowid));
+            assert_eq!(tuple(bytes, &payload, i + 1).as_deref(), Some(t.as_slice()));
+        }
+        assert_eq!(page_image::find_run_item(bytes, vs[77].0), Some(78));
+    }
+
+    #[test]
+    fn more_versions_fit_than_uncompressed() {
+        // 150 versions of ~110 bytes would take ~18 KB uncompressed.
+        let vs = versions(150);
+        let raw: usize = vs.iter().map(|(_, t)| t.len() + 8 + 4).sum();
+        assert!(raw > BLOCK_SIZE * 2);
+        page_of(&vs);
+    }
+
+    #[test]
+    fn stamps_on_stubs_do_not_break_the_checksum() {
+        let vs = versions(20);
+        let mut bytes = page_of(&vs).bytes().to_vec();
+        let (off, _) = page_image::item_extent(&bytes, 3).unwrap();
+        // xmax and infomask of version 3 change in place
+        bytes[off + 8 + 4..off + 8 + 8].copy_from_slice(&999u32.to_le_bytes());
+        bytes[off + 8 + 20] |= 0x08;
+        let payload = decode(&bytes).unwrap();
+        let t = tuple(&bytes, &payload, 3).unwrap();
+        assert_eq!(format::u32_at(&t, 4), 999);
+        assert_eq!(&t[23..], &vs[2].1[23..]);
+    }
+
+    #[test]
+    fn corruption_is_detected() {
+        let vs = versions(40);
+        let good = page_of(&vs).bytes().to_vec();
+        let special = format::u16_at(&good, 16) as usize;
+        // a flipped bit in the frame
+        let mut bad = good.clone();
+        bad[special + BLOB_HEADER + 5] ^= 0x10;
+        assert!(matches!(decode(&bad), Err(CodecError::Checksum { .. })));
+        // a changed rowid
+        let mut bad = good.clone();
+        let (off, _) = page_image::item_extent(&bad, 1).unwrap();
+        bad[off] ^= 1;
+        assert!(matches!(decode(&bad), Err(CodecError::Checksum { .. })));
+        // a frame length running past the page
+        let mut bad = good.clone();
+        format::put_u32(&mut bad, special + 4, 9000);
+        assert!(matches!(decode(&bad), Err(CodecError::Layout(_))));
+        // a line pointer too many
+        let mut bad = good;
+        format::put_u16(&mut bad, special + 12, 41);
+        assert!(decode(&bad).is_err());
+    }
+
+    #[test]
+    fn incompressible_versions_that_do_not_fit_are_refused() {
+        // pseudo-random bytes do not compress
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut noise = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 32) as u8
+                })
+                .collect()
+        };
+        let vs: Vec<(u64, Vec<u8>)> = (0..3).map(|i| (i, tuple_bytes(5, &noise(3000)))).collect();
+        let refs: Vec<(u64, &[u8])> = vs.iter().map(|(r, t)| (*r, t.as_slice())).collect();
+        let (frame, raw) = compress(&refs, 3);
+        assert!(build(1, &refs, &frame, raw).is_none());
+        let (frame, raw) = compress(&refs[..2], 3);
+        assert!(build(1, &refs[..2], &frame, raw).is_some());
+    }
+}
