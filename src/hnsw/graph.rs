@@ -170,7 +170,12 @@ pub fn descend<G: Graph>(
 }
 
 /// The diversity heuristic: take candidates nearest first, keeping one only
-/// if it is nearer to the base than to every neighbor kept so far. Pruned
+/// if it is not farther from the base than from every neighbor kept so far.
+/// Ties are kept: with an exact duplicate of the base among the kept ones,
+/// every other candidate is exactly as far from it as from the base, and a
+/// strict test would then cut the base's list down to the duplicate alone
+/// (an insert of a duplicate used to strip its twin of all other links,
+/// leaving the twin's old neighbors unreachable). Pruned
 /// candidates are not used to fill the list up: on clustered data that
 /// crowds out the few links between clusters (recall fell from 1.0 to 0.5
 /// on 1000 Gaussian clusters). `between(a, b)` is the distance between two
@@ -188,7 +193,7 @@ pub fn select_neighbors(
         if kept.len() >= m {
             break;
         }
-        if kept.iter().all(|k| between(c.id, k.id) > c.distance) {
+        if kept.iter().all(|k| between(c.id, k.id) >= c.distance) {
             kept.push(c);
         }
     }
@@ -429,6 +434,20 @@ pub mod tests {
         // the pruned candidate does not come back to fill the list
         let roomy = select_neighbors(&cands, 3, |a, b| (pos[idx(a)] - pos[idx(b)]).abs());
         assert_eq!(roomy.len(), 2);
+    }
+
+    #[test]
+    fn a_duplicate_of_the_base_does_not_crowd_out_its_neighbors() {
+        // base at 0 with an exact duplicate (id 0) and neighbors on both sides
+        let pos = [0.0f64, 1.0, -1.5, 3.0];
+        let cands: Vec<Scored> = (0..4).map(|i| Scored { distance: pos[i].abs(), id: id(i) }).collect();
+        let chosen = select_neighbors(&cands, 4, |a, b| (pos[idx(a)] - pos[idx(b)]).abs());
+        assert_eq!(chosen.iter().map(|s| idx(s.id)).collect::<Vec<_>>(), vec![0, 1, 2]);
+        // a duplicate of a kept neighbor is still pruned
+        let pos = [1.0f64, 1.0, -2.0];
+        let cands: Vec<Scored> = (0..3).map(|i| Scored { distance: pos[i].abs(), id: id(i) }).collect();
+        let chosen = select_neighbors(&cands, 3, |a, b| (pos[idx(a)] - pos[idx(b)]).abs());
+        assert_eq!(chosen.iter().map(|s| idx(s.id)).collect::<Vec<_>>(), vec![0, 2]);
     }
 
     #[test]

@@ -253,13 +253,15 @@ def main():
             f"{found}/300 found by their own vector at ef_search 400")
         assert via_index == len(set(reached)), "the index returned a row twice"
         assert via_index <= total
-        # HNSW neighbour pruning leaves some elements with no incoming link
-        # (on uniform 128-d data: 0.2-1.1% of rows in CI runs, all ranges);
-        # they are in the index, a traversal just cannot reach them
-        assert via_index >= 0.98 * total, f"index reaches {via_index} of {total} rows after recovery"
+        # HNSW neighbour pruning leaves a few elements with no incoming link
+        # (on uniform 128-d data about 0.3% of rows, built ones); they are in
+        # the index, a traversal just cannot reach them. (Before the pruning
+        # kept ties, inserting an exact duplicate cut its twin's list down to
+        # the duplicate: up to 1.1% unreachable, in every id range.)
+        assert via_index >= 0.99 * total, f"index reaches {via_index} of {total} rows after recovery"
         # every committed insert finished its graph writes before its commit
         # record, so the newest rows are as reachable as any other
-        assert in_graph >= 294, f"only {in_graph}/300 of the newest committed rows are in the graph"
+        assert in_graph >= 297, f"only {in_graph}/300 of the newest committed rows are in the graph"
         assert found >= 270, f"only {found}/300 of the newest rows are found by their own vector"
         conn.close()
 
