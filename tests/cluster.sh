@@ -3,7 +3,8 @@
 #   test_crash.py   — kill -9 of the postmaster during concurrent COPY/UPDATE/DELETE;
 #   test_replica.py — a streaming standby (pg_basebackup -R) answers like the primary;
 #   test_concurrent_index.py, test_dump.py, test_hnsw.py, test_pgbench.py (tpcb-like
-#   on lsm tables, balances checked), test_churn.py (20 updates per row with
+#   on lsm tables, balances checked), test_merge_dml.py (DML while VACUUM merges
+#   runs neither waits nor gets lost), test_churn.py (20 updates per row with
 #   autovacuum alone: compaction keeps the table within 2x its live data).
 # Each test starts its own servers on loopback ports as the postgres user and
 # stops them. Strata must be installed into that PostgreSQL.

@@ -10,18 +10,41 @@
 //! new ones. The dropped rowids are returned, for VACUUM to remove from
 //! every index.
 //!
-//! Concurrency: like the flush, merges run under EXCLUSIVE (no writers;
-//! readers keep reading the old runs, whose pages stay pending until no
-//! snapshot that old can exist) or ACCESS EXCLUSIVE.
+//! Concurrency: a merge copies and writes under VACUUM's SHARE UPDATE
+//! EXCLUSIVE, alongside DML. Runs only change in place then: DML stamps
+//! (xmax, infomask, cmax, t_ctid, hint bits) the headers of versions it
+//! deletes, updates or locks. So the merge notes each source page's LSN when
+//! it copies it, and for the switch takes EXCLUSIVE (tried for, like the
+//! flush; writers wait only for this step): it copies again the headers of
+//! the versions on every source page whose LSN moved (every source page, for
+//! a relation without WAL) into the new pages, then switches the manifest.
+//! Row data never changes in place, and no version can become dead to every
+//! snapshot at the merge's fixed horizon after it was copied, so that is all
+//! that can have changed. If EXCLUSIVE cannot be had, the merge is abandoned
+//! and its pages are free again. The run ids being written are marked in the
+//! metapage (`writing_from`), so concurrent L0 allocations never take their
+//! pages. Readers keep reading the old runs, whose pages stay pending until
+//! no snapshot that old can exist.
 
-use super::format::{Meta, PageKind, MAX_RUN_DATA_PAGES};
+use super::compressed_page::TUPLE_HEADER_SIZE;
+use super::format::{self, Meta, PageKind, MAX_RUN_DATA_PAGES, ROWID_PREFIX};
 use super::manifest;
+use super::page_image;
 use super::policy::{self, Merge, Policy, RunStat};
 use super::run_writer::{self, Readers, RunWriter};
+use super::storage;
 use super::sweep::Dead;
-use crate::pg::page::BLCKSZ;
+use crate::pg::buffer::{self, PageWrite};
+use crate::pg::page::{self, BLCKSZ};
 use pgrx::pg_sys;
 use std::collections::HashMap;
+
+/// How a merge gets and gives back the lock for its switch (EXCLUSIVE).
+pub struct SwitchLock<'a> {
+    /// Tries for the lock; false when it could not be had.
+    pub acquire: &'a dyn Fn() -> bool,
+    pub release: &'a dyn Fn(),
+}
 
 /// What the merges of one compaction did.
 #[derive(Debug, Default)]
@@ -33,6 +56,10 @@ pub struct CompactStats {
     pub dropped: Vec<u64>,
     /// Stopped early: too many freed pages are still pending.
     pub skipped: bool,
+    /// Stopped early: EXCLUSIVE could not be had for a switch.
+    pub abandoned: bool,
+    /// Versions whose headers changed while their merge copied them.
+    pub refreshed: u64,
 }
 
 /// The policy's view of the manifest's runs; `dead` from VACUUM's pass,
@@ -53,18 +80,21 @@ pub fn run_stats(meta: &Meta, dead: &HashMap<u32, Dead>, too_old: &impl Fn(&Dead
         .collect()
 }
 
-/// Carries out one merge of `meta`'s runs.
+/// Carries out one merge of `meta`'s runs; false when it stopped early
+/// (pending pages, or no lock for the switch: `st` says which).
 fn merge(
     rel: pg_sys::Relation,
     meta: &Meta,
     m: &Merge,
     horizon: pg_sys::TransactionId,
     readers: Readers,
+    lock: &SwitchLock,
     st: &mut CompactStats,
 ) -> bool {
     let stretch = &meta.runs[m.first..=m.last];
     let components: Vec<(PageKind, u32, u32)> = stretch.iter().map(|r| (PageKind::RunData, r.run_id, 0)).collect();
     if !run_writer::pending_room(rel, readers, components.len()) {
+        st.skipped = true;
         return false;
     }
     let mut sources = Vec::new();
@@ -75,42 +105,118 @@ fn merge(
     let old_ids: Vec<u32> = stretch.iter().map(|r| r.run_id).collect();
     let reserve = (2 * sources.len()).div_ceil(MAX_RUN_DATA_PAGES).max(1) as u32;
     let reserved = run_writer::reserve_run_ids(rel, reserve);
-    let mut writer = RunWriter::new(rel, &reserved, m.level);
+    let mut writer = RunWriter::new(rel, &reserved, m.level).alongside_dml();
     let (mut bytes, mut moved) = (0u64, 0u64);
     let dropped_before = st.dropped.len();
+    let mut copied_at = Vec::with_capacity(sources.len());
     for block in sources {
         pgrx::check_for_interrupts!();
         crate::pg::vacuum::delay_point();
-        for (rowid, tuple) in run_writer::survivors(rel, block, horizon, &mut st.dropped) {
+        let (versions, lsn) = run_writer::survivors(rel, block, horizon, &mut st.dropped);
+        for (rowid, tuple) in versions {
             writer.add(rowid, &tuple);
             bytes += tuple.len() as u64;
             moved += 1;
         }
+        copied_at.push((block, lsn));
     }
     let dropped = (st.dropped.len() - dropped_before) as u64;
-    let (new_runs, next_run_id) = writer.finish();
+    let written = writer.finish();
+    if !(lock.acquire)() {
+        // the new pages were never listed: free again
+        run_writer::switch(rel, None, |_| {});
+        manifest::record_free(rel, written.blocks);
+        st.dropped.truncate(dropped_before);
+        st.abandoned = true;
+        return false;
+    }
+    st.refreshed += refresh_headers(rel, &copied_at, &written.data_pages);
+    let new_runs = written.runs;
     st.merges.push((*m, new_runs.len()));
     st.versions_moved += moved;
     st.versions_dropped += dropped;
     let conflict = (dropped > 0).then(|| crate::pg::standby::full_xid_of(horizon) - 1);
     run_writer::switch(rel, conflict, |next| {
         let now: Vec<u32> = next.runs[m.first..=m.last].iter().map(|r| r.run_id).collect();
-        assert_eq!(now, old_ids, "runs changed during a merge under ACCESS EXCLUSIVE");
+        assert_eq!(now, old_ids, "runs changed during a merge");
         next.runs.splice(m.first..=m.last, new_runs);
-        next.header.next_run_id = next.header.next_run_id.max(next_run_id);
+        next.header.next_run_id = next.header.next_run_id.max(written.next_run_id);
         next.header.compactions += 1;
         next.stats.compacted_bytes += bytes;
         next.stats.compacted_versions += moved;
         next.stats.dropped_versions += dropped;
         run_writer::add_pending(next, readers, &components);
     });
+    (lock.release)();
     manifest::record_free(rel, freed);
     true
 }
 
+/// Under EXCLUSIVE, before a merge's switch: copies into the new data pages
+/// (`pages`: first rowid and block of each) the headers of the versions on
+/// the source pages that changed since the merge read them (`copied_at`:
+/// block and LSN then). Returns how many headers it copied.
+fn refresh_headers(rel: pg_sys::Relation, copied_at: &[(pg_sys::BlockNumber, u64)], pages: &[(u64, pg_sys::BlockNumber)]) -> u64 {
+    // SAFETY: open relation. Pages of a permanent relation get a new LSN with
+    // every change (GenericXLog; VACUUM never runs in the transaction that
+    // created the file, when WAL could be skipped); others are all compared.
+    let logged = unsafe { (*(*rel).rd_rel).relpersistence } == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char;
+    let mut changed: HashMap<pg_sys::BlockNumber, Vec<(u64, [u8; TUPLE_HEADER_SIZE])>> = HashMap::new();
+    for &(block, lsn) in copied_at {
+        let buf = buffer::read(rel, block);
+        buffer::lock_share(buf);
+        let p = buffer::page(buf);
+        if !logged || run_writer::page_lsn(p) != lsn {
+            for item in 1..=page::max_offset(p) {
+                let Some(t) = storage::version_at(rel, p, item) else {
+                    continue;
+                };
+                let rowid = format::rowid(crate::pg::htup::tid_block(&t.t_self), crate::pg::htup::tid_offset(&t.t_self));
+                let Some(i) = page_image::fence_for(pages, rowid) else {
+                    continue; // dropped (below every new page)
+                };
+                let mut header = [0u8; TUPLE_HEADER_SIZE];
+                // SAFETY: a version's fixed header is in the share-locked page.
+                header.copy_from_slice(unsafe { std::slice::from_raw_parts(t.t_data as *const u8, TUPLE_HEADER_SIZE) });
+                changed.entry(pages[i].1).or_default().push((rowid, header));
+            }
+        }
+        buffer::unlock_release(buf);
+    }
+    let mut refreshed = 0;
+    for (block, headers) in changed {
+        let buf = buffer::read(rel, block);
+        buffer::lock_exclusive(buf);
+        let mut w = PageWrite::start(rel);
+        let p = w.register(buf, false);
+        let bytes = page::bytes_mut(p);
+        let mut any = false;
+        for (rowid, header) in headers {
+            // dropped versions are not on the new page
+            let Some((off, _)) = page_image::find_run_item(bytes, rowid).and_then(|i| page_image::item_extent(bytes, i)) else {
+                continue;
+            };
+            let at = off + ROWID_PREFIX;
+            if bytes[at..at + TUPLE_HEADER_SIZE] != header {
+                bytes[at..at + TUPLE_HEADER_SIZE].copy_from_slice(&header);
+                any = true;
+                refreshed += 1;
+            }
+        }
+        if any {
+            w.commit();
+        } else {
+            drop(w);
+        }
+        buffer::unlock_release(buf);
+    }
+    refreshed
+}
+
 /// Merges runs until `policy` is satisfied. `dead` holds VACUUM's per-run
 /// dead counts (runs it did not count, e.g. those a merge wrote, count 0).
-/// The caller holds ACCESS EXCLUSIVE on `rel`.
+/// The caller holds SHARE UPDATE EXCLUSIVE on `rel` (no other merge or
+/// flush runs); `lock` gives each merge EXCLUSIVE for its switch.
 pub fn compact(
     rel: pg_sys::Relation,
     horizon: pg_sys::TransactionId,
@@ -118,6 +224,7 @@ pub fn compact(
     dead: &HashMap<u32, Dead>,
     too_old: impl Fn(&Dead) -> bool,
     readers: Readers,
+    lock: &SwitchLock,
 ) -> CompactStats {
     let mut st = CompactStats::default();
     // Each merge moves data one level down or rewrites a run without its
@@ -132,8 +239,7 @@ pub fn compact(
         let Some(m) = policy::next_merge(&stats, policy) else {
             break;
         };
-        if !merge(rel, &meta, &m, horizon, readers, &mut st) {
-            st.skipped = true;
+        if !merge(rel, &meta, &m, horizon, readers, lock, &mut st) {
             break;
         }
     }

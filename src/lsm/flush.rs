@@ -89,14 +89,15 @@ pub fn flush(rel: pg_sys::Relation, horizon: Option<pg_sys::TransactionId>, read
     let mut bytes = 0u64;
     for block in sources {
         pgrx::check_for_interrupts!();
-        for (rowid, tuple) in run_writer::survivors(rel, block, horizon, &mut stats.dropped) {
+        for (rowid, tuple) in run_writer::survivors(rel, block, horizon, &mut stats.dropped).0 {
             writer.add(rowid, &tuple);
             bytes += tuple.len() as u64;
             stats.versions_moved += 1;
         }
     }
     stats.versions_dropped = stats.dropped.len() as u64;
-    let (new_runs, next_run_id) = writer.finish();
+    let written = writer.finish();
+    let (new_runs, next_run_id) = (written.runs, written.next_run_id);
     stats.runs_written = new_runs.len() as u64;
 
     // The switch: one WAL record on the metapage.

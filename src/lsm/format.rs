@@ -27,7 +27,8 @@
 //!  1600 l0_dir[MAX_DIR_PAGES]: block of each L0 directory page (0 = none)
 //!  3648 MetaStats { flushed_bytes, flushed_versions, compacted_bytes,
 //!                   compacted_versions, dropped_versions, frozen_versions } (u64 each)
-//!  3696 npending u32, pad u32
+//!  3696 npending u32, writing_from u32 (run ids writing_from.. next_run_id are
+//!       being written by a merge that runs alongside DML; 0 = none)
 //!  3704 pending[MAX_PENDING]: Pending { safe_fxid u64, kind u16, pad u16, lo u32, hi u32, pad u32 }
 //!  6776 = pd_lower
 //! ```
@@ -385,6 +386,10 @@ pub struct Meta {
     pub l0_dir: Vec<u32>,
     pub stats: MetaStats,
     pub pending: Vec<Pending>,
+    /// Run ids from this one up to `next_run_id` belong to a merge that is
+    /// writing its pages (0: none). Their pages are in use though no run
+    /// lists them yet. Stored in the word after `npending`.
+    pub writing_from: u32,
 }
 
 impl Meta {
@@ -405,6 +410,7 @@ impl Meta {
             l0_dir: vec![0; MAX_DIR_PAGES],
             stats: MetaStats::default(),
             pending: Vec::new(),
+            writing_from: 0,
         }
     }
 
@@ -425,7 +431,8 @@ impl Meta {
                 })
             })
             .collect();
-        Ok(Meta { header: h, runs, l0_dir, stats: MetaStats::decode(page), pending })
+        let writing_from = u32_at(page, META_PENDING_AT + 4);
+        Ok(Meta { header: h, runs, l0_dir, stats: MetaStats::decode(page), pending, writing_from })
     }
 
     /// Encodes into a metapage image (header, tag and pd_lower are the caller's).
@@ -460,6 +467,7 @@ impl Meta {
         self.stats.encode(page);
         page[META_PENDING_AT..META_END].fill(0);
         put_u32(page, META_PENDING_AT, self.pending.len().min(MAX_PENDING) as u32);
+        put_u32(page, META_PENDING_AT + 4, self.writing_from);
         for (i, p) in self.pending.iter().take(MAX_PENDING).enumerate() {
             let at = META_PENDING_AT + 8 + i * PENDING_SIZE;
             put_u64(page, at, p.safe_fxid);
@@ -467,6 +475,11 @@ impl Meta {
             put_u32(page, at + 12, p.lo);
             put_u32(page, at + 16, p.hi);
         }
+    }
+
+    /// Whether run id `id` belongs to a merge that is still writing its pages.
+    pub fn is_being_written(&self, id: u32) -> bool {
+        self.writing_from != 0 && (self.writing_from..self.header.next_run_id).contains(&id)
     }
 
     /// Whether the page at `block` (tag `tag`) is freed but still pending.

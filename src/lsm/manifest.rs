@@ -87,7 +87,7 @@ pub fn in_use(meta: &Meta, block: pg_sys::BlockNumber, p: &[u8]) -> bool {
         Some(PageKind::L0) => {
             tag.vblock >= meta.header.l0_first_vblock && tag.vblock < meta.header.next_vblock
         }
-        Some(PageKind::RunData | PageKind::RunIndex) => meta.has_run(tag.vblock),
+        Some(PageKind::RunData | PageKind::RunIndex) => meta.has_run(tag.vblock) || meta.is_being_written(tag.vblock),
         Some(PageKind::L0Dir) => meta.lists_dir_page(block),
         Some(PageKind::Meta) => true,
         Some(PageKind::Free) | None => false,
@@ -103,6 +103,18 @@ pub fn allocate_block(
     meta: &Meta,
     taken: &HashSet<pg_sys::BlockNumber>,
 ) -> pg_sys::Buffer {
+    allocate_checked(rel, Some(meta), taken)
+}
+
+/// [`allocate_block`] for a writer that does not hold the metapage and
+/// runs alongside DML (a merge): each candidate is checked against the
+/// manifest as it is now (concurrent L0 allocations change it), read
+/// before the candidate is locked (the metapage is locked first elsewhere).
+pub fn allocate_block_now(rel: pg_sys::Relation, taken: &HashSet<pg_sys::BlockNumber>) -> pg_sys::Buffer {
+    allocate_checked(rel, None, taken)
+}
+
+fn allocate_checked(rel: pg_sys::Relation, meta: Option<&Meta>, taken: &HashSet<pg_sys::BlockNumber>) -> pg_sys::Buffer {
     let nblocks = buffer::nblocks(rel);
     loop {
         // SAFETY: FSM lookup; marks the returned page used in the FSM.
@@ -113,6 +125,10 @@ pub fn allocate_block(
         if b == META_BLOCK || b >= nblocks || taken.contains(&b) {
             continue;
         }
+        let now = if meta.is_none() { read(rel) } else { None };
+        let Some(meta) = meta.or(now.as_ref()) else {
+            continue;
+        };
         let buf = buffer::read(rel, b);
         // A page someone holds locked or pinned is in use, being set up or
         // still read: skip it (pending entries should already keep readers'

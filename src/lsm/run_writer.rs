@@ -32,6 +32,21 @@ pub struct RunWriter<'a> {
     level: u16,
     /// Pages written (data and index), for the write-amplification counters.
     pub pages_written: u64,
+    /// Runs alongside DML (see [`manifest::allocate_block_now`]).
+    alongside_dml: bool,
+    /// `(first rowid, block)` of every data page written, in rowid order.
+    data_pages: Vec<(u64, pg_sys::BlockNumber)>,
+}
+
+/// What a [`RunWriter`] wrote.
+pub struct Written {
+    pub runs: Vec<RunDesc>,
+    /// The run id after the last one written.
+    pub next_run_id: u32,
+    /// `(first rowid, block)` of every data page, in rowid order.
+    pub data_pages: Vec<(u64, pg_sys::BlockNumber)>,
+    /// Every block written (data and index pages).
+    pub blocks: Vec<pg_sys::BlockNumber>,
 }
 
 impl<'a> RunWriter<'a> {
@@ -48,12 +63,25 @@ impl<'a> RunWriter<'a> {
             done: Vec::new(),
             level,
             pages_written: 0,
+            alongside_dml: false,
+            data_pages: Vec::new(),
         }
+    }
+
+    /// A writer for a merge that runs alongside DML: its page allocations
+    /// check the manifest as it is at each allocation.
+    pub fn alongside_dml(mut self) -> Self {
+        self.alongside_dml = true;
+        self
     }
 
     /// Writes a finished page image into a fresh block (full-page WAL).
     fn write(&mut self, image: &PageImage) -> pg_sys::BlockNumber {
-        let buf = manifest::allocate_block(self.rel, self.meta, &self.taken);
+        let buf = if self.alongside_dml {
+            manifest::allocate_block_now(self.rel, &self.taken)
+        } else {
+            manifest::allocate_block(self.rel, self.meta, &self.taken)
+        };
         let block = buffer::block_number(buf);
         self.taken.insert(block);
         self.pages_written += 1;
@@ -76,6 +104,7 @@ impl<'a> RunWriter<'a> {
     fn write_data_page(&mut self, page: PackedPage) {
         let block = self.write(&page.image);
         self.fences.push((page.first_rowid, block));
+        self.data_pages.push((page.first_rowid, block));
         let run = &mut self.current;
         if run.versions == 0 {
             run.first_rowid = page.first_rowid;
@@ -106,7 +135,7 @@ impl<'a> RunWriter<'a> {
         self.next_run_id += 1;
     }
 
-    pub fn finish(mut self) -> (Vec<RunDesc>, u32) {
+    pub fn finish(mut self) -> Written {
         let packer = std::mem::replace(&mut self.packer, RunPacker::new(0, None));
         for page in packer.finish() {
             self.write_data_page(page);
@@ -114,8 +143,13 @@ impl<'a> RunWriter<'a> {
         if !self.fences.is_empty() {
             self.close_run();
         }
-        // The run id after the last one written (`current` is the unused next).
-        (self.done, self.current.run_id)
+        Written {
+            runs: self.done,
+            // `current` is the unused next run
+            next_run_id: self.current.run_id,
+            data_pages: self.data_pages,
+            blocks: self.taken.into_iter().collect(),
+        }
     }
 }
 
@@ -130,13 +164,13 @@ impl RunDesc {
 }
 
 /// The row versions of one source page that survive, copied out (rowid,
-/// tuple bytes), and the rowids dropped.
+/// tuple bytes), and the rowids dropped; also the page's LSN when it was read.
 pub fn survivors(
     rel: pg_sys::Relation,
     block: pg_sys::BlockNumber,
     horizon: pg_sys::TransactionId,
     dropped: &mut Vec<u64>,
-) -> Vec<(u64, Vec<u8>)> {
+) -> (Vec<(u64, Vec<u8>)>, u64) {
     let buf = buffer::read(rel, block);
     buffer::lock_share(buf);
     let p = buffer::page(buf);
@@ -161,14 +195,25 @@ pub fn survivors(
         });
         out.push((rowid, bytes));
     }
+    let lsn = page_lsn(p);
     buffer::unlock_release(buf);
-    out
+    (out, lsn)
+}
+
+/// A page's `pd_lsn` as one number (for equality tests only).
+pub fn page_lsn(p: pg_sys::Page) -> u64 {
+    format::u64_at(page::bytes(p), 0)
 }
 
 /// Advances `next_run_id` by `n` in one WAL record; returns the manifest
-/// as it was before (its `next_run_id` is the first reserved id).
+/// as it was before (its `next_run_id` is the first reserved id). The
+/// reserved ids are marked as being written (`writing_from`), so that their
+/// pages count as in use until the switch that lists them (which clears the
+/// mark) — concurrent L0 allocations must not take them. A crash leaves the
+/// mark; the next reservation or switch replaces it and the pages become free.
 pub fn reserve_run_ids(rel: pg_sys::Relation, n: u32) -> Meta {
     switch(rel, None, |m| {
+        m.writing_from = m.header.next_run_id;
         m.header.next_run_id = m.header.next_run_id.checked_add(n).expect("run ids exhausted")
     })
 }
@@ -191,6 +236,8 @@ pub fn switch(rel: pg_sys::Relation, conflict: Option<u64>, change: impl FnOnce(
     let before = Meta::decode(page::bytes(mp)).expect("metapage decoded before");
     let mut next = before.clone();
     manifest::prune_pending(rel, &mut next);
+    // a switch lists what was written (or was abandoned): nothing is in flight
+    next.writing_from = 0;
     change(&mut next);
     next.encode(page::bytes_mut(mp));
     page::set_lower(mp, format::META_END);

@@ -4,8 +4,9 @@
 //! index, and update pg_class (relpages, relfrozenxid, relminmxid) and the
 //! cumulative statistics.
 //!
-//! Locks: the sweep runs under VACUUM's SHARE UPDATE EXCLUSIVE, alongside
-//! DML. The flush and merges need EXCLUSIVE (writers wait, readers run: the
+//! Locks: the sweep and the merges' copying run under VACUUM's SHARE UPDATE
+//! EXCLUSIVE, alongside DML. The flush and each merge's switch need
+//! EXCLUSIVE (writers wait, readers run: the
 //! pages they free stay pending until no older snapshot can exist); the
 //! packing of the file needs ACCESS EXCLUSIVE. Like heap's end-of-vacuum
 //! truncation, VACUUM tries for each without queueing (so it never waits
@@ -15,7 +16,7 @@
 //! until they do, index entries of dropped rowids are merely dangling —
 //! rowids are never reused, so they can only miss, never mislead.
 
-use super::compact::{self, CompactStats};
+use super::compact;
 use super::flush::{self, FlushStats};
 use super::gucs;
 use super::manifest;
@@ -134,11 +135,12 @@ fn new_frozen(
 ///
 /// 1. the sweep (SHARE UPDATE EXCLUSIVE, DML runs alongside): freezes every
 ///    live version per the vacuum_freeze_* cutoffs, counts the dead per run;
-/// 2. under a briefly held EXCLUSIVE (only tried for, see above): flush L0
-///    into a level-1 run, then merge runs until the leveled policy
-///    (strata.lsm_* settings) is satisfied — both drop dead versions — and,
-///    under ACCESS EXCLUSIVE when free, when more than a third of the file
-///    is free, pack and truncate it;
+/// 2. under EXCLUSIVE (only tried for, see above): flush L0 into a level-1
+///    run; then merge runs until the leveled policy (strata.lsm_* settings)
+///    is satisfied, alongside DML, each merge taking EXCLUSIVE for its
+///    switch only — both drop dead versions — and, under ACCESS EXCLUSIVE
+///    when free, when more than a third of the file is free, pack and
+///    truncate it;
 /// 3. dropped rowids are removed from every index;
 /// 4. pg_class (relpages, relfrozenxid, relminmxid) and pgstat are updated.
 pub fn vacuum(rel: pg_sys::Relation, params: *mut pg_sys::VacuumParams, strategy: pg_sys::BufferAccessStrategy) {
@@ -158,32 +160,46 @@ pub fn vacuum(rel: pg_sys::Relation, params: *mut pg_sys::VacuumParams, strategy
             sw.pages, sw.versions, sw.frozen, dead_seen
         ),
     );
-    let (fl, co, (moved, cut), flushed) = if try_lock(rel, pg_sys::ExclusiveLock, LOCK_RETRIES) {
+    let unlock = |mode: u32| {
+        // SAFETY: a lock this transaction took just before; nothing of it
+        // depends on the lock afterwards.
+        unsafe { pg_sys::UnlockRelation(rel, mode as i32) }
+    };
+    let fl = if try_lock(rel, pg_sys::ExclusiveLock, LOCK_RETRIES) {
         let fl = flush::flush(rel, Some(cutoffs.oldest_xmin), Readers::Allowed);
-        let too_old = |d: &sweep::Dead| {
-            d.oldest.xid.is_some_and(|x| pgvac::xid_precedes(x, cutoffs.freeze_limit))
-                || d.oldest.multi.is_some_and(|m| pgvac::multi_precedes(m, cutoffs.multi_cutoff))
-        };
-        let co = compact::compact(rel, cutoffs.oldest_xmin, &gucs::policy(), &sw.dead, too_old, Readers::Allowed);
-        if fl.skipped || co.skipped {
-            report(elevel, format!("postponing part of the flush and merges of \"{name}\": pages freed earlier are still pending (old snapshots)"));
+        unlock(pg_sys::ExclusiveLock);
+        if fl.skipped {
+            report(elevel, format!("postponing the L0 flush of \"{name}\": pages freed earlier are still pending (old snapshots)"));
         }
-        // Packing moves pages under readers' feet: only when nobody reads.
-        let shrunk = if try_lock(rel, pg_sys::AccessExclusiveLock, SHRINK_LOCK_RETRIES) {
-            let s = shrink::shrink(rel);
-            // SAFETY: taken above; nothing of this transaction depends on it now.
-            unsafe { pg_sys::UnlockRelation(rel, pg_sys::AccessExclusiveLock as i32) };
-            s
-        } else {
-            (0, 0)
-        };
-        // SAFETY: as above.
-        unsafe { pg_sys::UnlockRelation(rel, pg_sys::ExclusiveLock as i32) };
-        let flushed = !fl.skipped;
-        (fl, co, shrunk, flushed)
+        fl
     } else {
-        report(elevel, format!("skipping the L0 flush and merges of \"{name}\": could not get EXCLUSIVE lock"));
-        (FlushStats::default(), CompactStats::default(), (0, 0), false)
+        report(elevel, format!("skipping the L0 flush of \"{name}\": could not get EXCLUSIVE lock"));
+        FlushStats { skipped: true, ..FlushStats::default() }
+    };
+    let flushed = !fl.skipped;
+    let too_old = |d: &sweep::Dead| {
+        d.oldest.xid.is_some_and(|x| pgvac::xid_precedes(x, cutoffs.freeze_limit))
+            || d.oldest.multi.is_some_and(|m| pgvac::multi_precedes(m, cutoffs.multi_cutoff))
+    };
+    // merges copy alongside DML and take EXCLUSIVE only for their switch
+    let lock = compact::SwitchLock {
+        acquire: &|| try_lock(rel, pg_sys::ExclusiveLock, LOCK_RETRIES),
+        release: &|| unlock(pg_sys::ExclusiveLock),
+    };
+    let co = compact::compact(rel, cutoffs.oldest_xmin, &gucs::policy(), &sw.dead, too_old, Readers::Allowed, &lock);
+    if co.skipped {
+        report(elevel, format!("postponing merges of \"{name}\": pages freed earlier are still pending (old snapshots)"));
+    }
+    if co.abandoned {
+        report(elevel, format!("abandoning a merge of \"{name}\": could not get EXCLUSIVE lock for its switch"));
+    }
+    // Packing moves pages under readers' feet: only when nobody reads.
+    let (moved, cut) = if try_lock(rel, pg_sys::AccessExclusiveLock, SHRINK_LOCK_RETRIES) {
+        let s = shrink::shrink(rel);
+        unlock(pg_sys::AccessExclusiveLock);
+        s
+    } else {
+        (0, 0)
     };
     if fl.l0_pages > 0 {
         report(
@@ -213,6 +229,9 @@ pub fn vacuum(rel: pg_sys::Relation, params: *mut pg_sys::VacuumParams, strategy
                 co.versions_moved, co.versions_dropped
             ),
         );
+    }
+    if co.refreshed > 0 {
+        report(elevel, format!("merges of \"{name}\": {} row headers changed by concurrent DML were copied again", co.refreshed));
     }
     if cut > 0 {
         report(elevel, format!("truncated \"{name}\" by {cut} pages after moving {moved} pages"));
