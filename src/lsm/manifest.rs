@@ -114,13 +114,23 @@ pub fn allocate_block_now(rel: pg_sys::Relation, taken: &HashSet<pg_sys::BlockNu
     allocate_checked(rel, None, taken)
 }
 
+/// Free-space-map candidates an allocation may pass over (pending or busy
+/// pages) before it extends the file instead.
+const MAX_SKIPPED: usize = 16;
+
 fn allocate_checked(rel: pg_sys::Relation, meta: Option<&Meta>, taken: &HashSet<pg_sys::BlockNumber>) -> pg_sys::Buffer {
     let nblocks = buffer::nblocks(rel);
-    loop {
+    // Pages passed over because they are still pending or busy are free (or
+    // will be): the lookup took them out of the map, so they go back in.
+    let mut skipped = Vec::new();
+    let found = loop {
+        if skipped.len() >= MAX_SKIPPED {
+            break None;
+        }
         // SAFETY: FSM lookup; marks the returned page used in the FSM.
         let b = unsafe { pg_sys::GetFreeIndexPage(rel) };
         if b == buffer::INVALID_BLOCK {
-            break;
+            break None;
         }
         if b == META_BLOCK || b >= nblocks || taken.contains(&b) {
             continue;
@@ -135,16 +145,23 @@ fn allocate_checked(rel: pg_sys::Relation, meta: Option<&Meta>, taken: &HashSet<
         // pages; this is the second line of defence).
         if !buffer::try_lock_cleanup(buf) {
             buffer::release(buf);
+            skipped.push(b);
             continue;
         }
         let bytes = page::bytes(buffer::page(buf));
         let pending = page_image::tag_of(bytes).is_some_and(|t| meta.is_pending(b, &t));
         if !in_use(meta, b, bytes) && !pending {
-            return buf;
+            break Some(buf);
+        }
+        if pending {
+            skipped.push(b);
         }
         buffer::unlock_release(buf);
+    };
+    if !skipped.is_empty() {
+        record_free(rel, skipped);
     }
-    buffer::extend_locked(rel)
+    found.unwrap_or_else(|| buffer::extend_locked(rel))
 }
 
 /// Drops the pending entries that no snapshot can need any more (their pages

@@ -9,14 +9,15 @@
 //! One move is one GenericXLog record over three pages: the new copy (full
 //! image), the page or metapage entry that points at it (the run's root in
 //! the metapage, a leaf's entry in its root, a data page's entry in its
-//! leaf), and the old block, re-tagged FREE so that nothing (scans go by page
-//! tags) takes it for a page of the run. A crash between moves leaves a
+//! leaf), and the old block, overwritten with an empty FREE page so that
+//! nothing (scans go by page tags) takes it for a page of the run. A crash
+//! between moves leaves a
 //! consistent manifest; the truncation is WAL-logged by Postgres. L0 and
 //! directory pages are not moved (L0 is empty right after a flush).
 
 use super::format::{self, Meta, PageKind, FENCE_SIZE, PAGE_HEADER_SIZE};
 use super::manifest;
-use super::page_image;
+use super::page_image::{self, PageImage};
 use super::storage::META_BLOCK;
 use crate::pg::buffer::{self, PageWrite};
 use crate::pg::page;
@@ -99,9 +100,9 @@ fn move_page(rel: pg_sys::Relation, from: u32, to: u32, parent: Parent) {
     let old = w.register(src, false);
     let up = w.register(par, false);
     page::bytes_mut(new).copy_from_slice(page::bytes(old));
-    // the old block is FREE from now on
-    let tag_at = format::BLOCK_SIZE - format::TAG_SIZE;
-    format::put_u16(page::bytes_mut(old), tag_at + 6, PageKind::Free as u16);
+    // the old block is an empty FREE page from now on (a fresh image: a
+    // compressed run page's special space is larger than a FREE page's)
+    page::copy_image(old, PageImage::new(PageKind::Free, 0, 0).bytes());
     match parent {
         Parent::RunRoot(i) => {
             let mut meta = Meta::decode(page::bytes(up)).expect("metapage decoded before");
