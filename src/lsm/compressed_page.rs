@@ -24,7 +24,8 @@
 //!
 //! The tag's flags carry [`RUN_COMPRESSED`]. A page whose versions fit
 //! uncompressed is written uncompressed (the version 2 layout); compression
-//! is only used where it packs more versions into a page. A reader verifies
+//! is only used where it packs at least 1.5x the versions into a page (see
+//! `page_image::RunPacker`). A reader verifies
 //! the crc every time it decompresses a page; a mismatch or an undecodable
 //! frame is [`CodecError`], which the Postgres side reports as XX001 naming
 //! the relation and block.
