@@ -31,7 +31,7 @@
 //! the relation and block.
 
 use super::format::{self, PageKind, BLOCK_SIZE, PAGE_HEADER_SIZE, ROWID_PREFIX, TAG_SIZE};
-use super::page_image::{self, PageImage};
+use super::page_image::{self, maxalign, PageImage};
 use thiserror::Error;
 
 /// RUN_DATA tag flag: the page has the compressed layout.
@@ -60,10 +60,6 @@ impl crate::error::SqlError for CodecError {
     fn sqlstate(&self) -> &'static str {
         "XX001"
     }
-}
-
-fn maxalign(n: usize) -> usize {
-    (n + 7) & !7
 }
 
 /// Whether a page image (RUN_DATA) has the compressed layout.

@@ -13,7 +13,7 @@ const ITEM_ID_SIZE: usize = 4;
 const LP_NORMAL: u32 = 1;
 const SPECIAL_AT: usize = BLOCK_SIZE - TAG_SIZE;
 
-fn maxalign(n: usize) -> usize {
+pub fn maxalign(n: usize) -> usize {
     (n + 7) & !7
 }
 

@@ -155,15 +155,14 @@ pub fn append(
 /// the whole page, per row). Each stored header's `t_ctid` and each tuple's
 /// `t_self` get its new TID.
 pub fn append_batch(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple]) {
-    let len_of = checked_len;
     let mut i = 0;
     while i < tuples.len() {
-        let buf = target_page(rel, len_of(tuples[i]));
+        let buf = target_page(rel, checked_len(tuples[i]));
         let mut w = PageWrite::start(rel);
         let p = w.register(buf, false);
         let vblock = tag(p).map(|t| t.vblock).unwrap_or(0);
         let first = i;
-        while i < tuples.len() && (i == first || fits(p, len_of(tuples[i]))) {
+        while i < tuples.len() && (i == first || fits(p, checked_len(tuples[i]))) {
             // SAFETY: formed heap tuple; its data is only read.
             let (data, len) = unsafe { ((*tuples[i]).t_data as *const u8, (*tuples[i]).t_len as usize) };
             let Some(offset) = page::add_item(p, data, len) else {

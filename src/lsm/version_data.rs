@@ -33,9 +33,7 @@ thread_local! {
 
 /// Whether a (pinned) page is a compressed run page.
 pub fn is_compressed(p: pg_sys::Page) -> bool {
-    storage::tag(p).is_some_and(|t| {
-        t.kind == format::PageKind::RunData as u16 && t.flags & compressed_page::RUN_COMPRESSED != 0
-    })
+    compressed_page::is_compressed(page::bytes(p))
 }
 
 /// The checked, decompressed payload of compressed page `p` (block `blkno`,
