@@ -1,4 +1,4 @@
-//! On-disk format of `lsm` tables, version 3. Pure: no Postgres calls.
+//! On-disk format of `lsm` tables, version 4. Pure: no Postgres calls.
 //!
 //! Every page is a standard Postgres page (header, line pointers, tuples) with a
 //! 16-byte special space tag:
@@ -11,7 +11,8 @@
 //!  magic = 0x4C534D31 ("LSM1"), ver = FORMAT_VERSION
 //!  kind  = META | L0 | RUN_DATA | RUN_INDEX | FREE | L0_DIR
 //!  owner = L0: its virtual block; RUN_*: its run id; L0_DIR: directory slot
-//!  flags = RUN_INDEX: 0 leaf, 1 root; RUN_DATA: 1 = compressed (version 3)
+//!  flags = RUN_INDEX: 0 leaf, 1 root, 2 bloom filter (version 4);
+//!          RUN_DATA: 1 = compressed (version 3)
 //! ```
 //!
 //! A compressed RUN_DATA page keeps its zstd blob in the special space in
@@ -66,7 +67,13 @@
 //!                   compressed: rowid u64 | the 23-byte fixed header; the rest in the blob
 //!  RUN_INDEX page = entries { first_rowid u64, block u32, pad u32 } after the header
 //!                   root (flags 1): one entry per leaf; leaf (flags 0): one per data page
+//!                   bloom (flags 2): filter bits (version 4)
 //! ```
+//!
+//! Since version 4 a run may have a bloom filter over its rowids: its pages
+//! are RUN_INDEX pages with flags 2, listed in the root's special space in
+//! front of the tag ([`super::bloom`] has the layout). Roots written before
+//! have no such space and their runs no filter.
 //!
 //! Row data in a run is never rewritten; like heap, the xmax/infomask/cmax/ctid
 //! of a version are stamped in place when it is deleted, updated or locked.
@@ -82,8 +89,10 @@ pub const MAGIC: u32 = 0x4C53_4D31;
 /// Bumped on any incompatible change of this file's layouts. Version 3 added
 /// compressed RUN_DATA pages (tag flag `RUN_COMPRESSED`, see
 /// [`super::compressed_page`]); version 2 pages are read as they are (they are
-/// never compressed), version 1 is refused.
-pub const FORMAT_VERSION: u16 = 3;
+/// never compressed), version 1 is refused. Version 4 added run bloom
+/// filters (RUN_INDEX flag `INDEX_BLOOM`, a trailer in the root's special
+/// space); earlier roots have no trailer and are read as runs without one.
+pub const FORMAT_VERSION: u16 = 4;
 /// Oldest version this build reads.
 pub const OLDEST_READABLE_VERSION: u16 = 2;
 
@@ -192,6 +201,8 @@ pub const MAX_TUPLE_SIZE: usize =
 /// RUN_INDEX flags.
 pub const INDEX_LEAF: u32 = 0;
 pub const INDEX_ROOT: u32 = 1;
+/// A page of a run's bloom filter (format version 4, see [`super::bloom`]).
+pub const INDEX_BLOOM: u32 = 2;
 
 /// Fixed part of the metapage (block 0), right after the page header.
 #[repr(C)]

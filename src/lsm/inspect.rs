@@ -51,7 +51,10 @@ mod strata {
 
     /// One row per storage component of an lsm table: the metapage, L0 and
     /// its directory, each run (level 1 and up), and free pages, with pages,
-    /// row versions, tuple bytes and free bytes.
+    /// row versions, tuple bytes and free bytes; for runs also the pages of
+    /// their bloom filter and their compression ratio (row bytes per
+    /// data-page byte). Per-level totals: `lsm_levels`; work counters
+    /// (write amplification): `lsm_stats`.
     #[pg_extern(strict)]
     #[allow(clippy::type_complexity)]
     fn lsm_info(
@@ -65,24 +68,27 @@ mod strata {
             name!(row_versions, i64),
             name!(tuple_bytes, i64),
             name!(free_bytes, i64),
+            name!(filter_pages, Option<i64>),
+            name!(compression_ratio, Option<f64>),
         ),
     > {
         let r = open_lsm(&relation);
         let mut ignored = Vec::new();
         let (pages, frozen) = summarize(r, &mut ignored);
         let used = page_check::check_manifest(&pages, frozen, &mut ignored);
-        // component -> (level, pages, versions, tuple bytes, free bytes)
-        let mut rows: Vec<(String, i32, [i64; 4])> = vec![
-            ("metapage".into(), -1, [0; 4]),
-            ("L0".into(), 0, [0; 4]),
-            ("L0 directory".into(), 0, [0; 4]),
+        // component -> (level, pages, versions, tuple bytes, free bytes,
+        // data pages, filter pages)
+        let mut rows: Vec<(String, i32, [i64; 6])> = vec![
+            ("metapage".into(), -1, [0; 6]),
+            ("L0".into(), 0, [0; 6]),
+            ("L0 directory".into(), 0, [0; 6]),
         ];
         if let Some(meta) = pages.first().and_then(|s| s.meta.as_ref()) {
             for run in &meta.runs {
-                rows.push((format!("run {}", run.run_id), run.level as i32, [0; 4]));
+                rows.push((format!("run {}", run.run_id), run.level as i32, [0; 6]));
             }
         }
-        rows.push(("free".into(), -1, [0; 4]));
+        rows.push(("free".into(), -1, [0; 6]));
         let free = rows.len() - 1;
         for (s, in_use) in pages.iter().zip(&used) {
             let row = match (s.kind, in_use) {
@@ -105,11 +111,14 @@ mod strata {
             counts[1] += s.versions as i64;
             counts[2] += s.tuple_bytes as i64;
             counts[3] += s.free_bytes as i64;
+            counts[4] += (s.kind == Some(PageKind::RunData)) as i64;
+            counts[5] += s.bloom.is_some() as i64;
         }
-        TableIterator::new(
-            rows.into_iter()
-                .map(|(name, level, [p, v, t, f])| (name, level, p, v, t, f)),
-        )
+        TableIterator::new(rows.into_iter().map(|(name, level, [p, v, t, f, data, filter])| {
+            let run = name.starts_with("run ");
+            let ratio = (run && data > 0).then(|| ((t as f64 / (data as f64 * page::BLCKSZ as f64)) * 100.0).round() / 100.0);
+            (name, level, p, v, t, f, run.then_some(filter), ratio)
+        }))
     }
 
     /// Flushes L0 into a new run now (VACUUM does it too). Takes EXCLUSIVE

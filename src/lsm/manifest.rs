@@ -9,6 +9,7 @@
 //! A flush runs under ACCESS EXCLUSIVE, so readers never see the manifest
 //! change under them; each scan takes a [`Live`] snapshot at its start.
 
+use super::bloom;
 use super::format::{self, Meta, PageKind, RunDesc, BLOCK_SIZE, DIR_ENTRIES, MAX_L0_PAGES};
 use super::page_image::{self, PageImage};
 use super::storage::{self, META_BLOCK};
@@ -307,11 +308,12 @@ pub fn read_page<T>(rel: pg_sys::Relation, b: pg_sys::BlockNumber, f: impl FnOnc
 }
 
 /// `(first_rowid, block)` of every data page of a run, in rowid order, and
-/// the blocks of its index pages.
+/// the blocks of its index pages (fence index and bloom filter).
 pub fn run_pages(rel: pg_sys::Relation, run: &RunDesc) -> (Vec<(u64, u32)>, Vec<u32>) {
-    let leaves = read_page(rel, run.root, page_image::fences);
+    let (leaves, filter) = read_page(rel, run.root, |p| (page_image::fences(p), page_image::root_filter(p)));
     let mut data = Vec::with_capacity(run.data_pages as usize);
     let mut index = vec![run.root];
+    index.extend(filter.into_iter().flat_map(|(_, blocks)| blocks));
     for (_, leaf) in leaves {
         index.push(leaf);
         data.extend(read_page(rel, leaf, page_image::fences));
@@ -372,10 +374,13 @@ pub fn locate(rel: pg_sys::Relation, tid: &pg_sys::ItemPointerData) -> Option<pg
     match place {
         Where::L0 { dir, entry } => read_page(rel, dir, |p| page_image::dir_entries(p).get(entry).copied()),
         Where::Run { root } => {
-            let leaf = read_page(rel, root, |p| {
-                let f = page_image::fences(p);
-                page_image::fence_for(&f, rowid).map(|i| f[i].1)
-            })?;
+            let (leaf, filter) = root_step(rel, root, rowid);
+            let leaf = leaf?;
+            // a rowid the run's filter surely lacks was dropped: the leaf and
+            // data page need not be read
+            if filter.is_some_and(|(block, probe)| !filter_hits(rel, block, &probe)) {
+                return None;
+            }
             read_page(rel, leaf, |p| {
                 let f = page_image::fences(p);
                 page_image::fence_for(&f, rowid).map(|i| f[i].1)
@@ -383,6 +388,35 @@ pub fn locate(rel: pg_sys::Relation, tid: &pg_sys::ItemPointerData) -> Option<pg
         }
         Where::Nowhere => None,
     }
+}
+
+/// Reads a run's root: the leaf whose range holds `rowid`, and where the
+/// run's bloom filter keeps its bits (None: the run has no filter).
+fn root_step(rel: pg_sys::Relation, root: u32, rowid: u64) -> (Option<u32>, Option<(u32, bloom::Probe)>) {
+    read_page(rel, root, |p| {
+        let f = page_image::fences(p);
+        let filter = page_image::root_filter(p).map(|(k, blocks)| {
+            let probe = bloom::Probe::new(rowid, blocks.len(), k);
+            (blocks[probe.page], probe)
+        });
+        (page_image::fence_for(&f, rowid).map(|i| f[i].1), filter)
+    })
+}
+
+/// Whether the filter page at `block` may hold the probed rowid (a page
+/// that is not a filter page answers yes: `lsm_verify` reports it).
+fn filter_hits(rel: pg_sys::Relation, block: u32, probe: &bloom::Probe) -> bool {
+    read_page(rel, block, |p| page_image::bloom_body(p).is_none_or(|body| probe.hits(body)))
+}
+
+/// What the bloom filter of the run whose range holds `tid` says of it:
+/// `Some(false)` when the run surely lacks it; None when no run's range
+/// holds it or that run has no filter.
+pub fn run_filter_may_contain(rel: pg_sys::Relation, tid: &pg_sys::ItemPointerData) -> Option<bool> {
+    let rowid = format::rowid(crate::pg::htup::tid_block(tid), crate::pg::htup::tid_offset(tid));
+    let root = with_header(rel, |page, h| format::run_holding(page, h, rowid).map(|r| r.root))??;
+    let (block, probe) = root_step(rel, root, rowid).1?;
+    Some(filter_hits(rel, block, &probe))
 }
 
 /// A run about to be rewritten: its data blocks are appended to `sources`
@@ -473,5 +507,85 @@ impl Live {
             PageKind::RunData if self.runs[..self.nruns as usize].contains(&owner) => Some(kind),
             _ => None,
         }
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use super::run_filter_may_contain;
+    use crate::pg::htup;
+    use pgrx::prelude::*;
+    use pgrx::PgRelation;
+    use std::collections::HashMap;
+
+    /// Flushes table `name` (wide rows: 30 per L0 page, so each virtual
+    /// block leaves offsets 31..=256 unused inside the run's rowid range)
+    /// and returns the relation and every row's `(block, offset)`.
+    fn flushed_table(name: &str) -> (PgRelation, Vec<(u32, u16)>) {
+        Spi::run(&format!("CREATE TABLE {name} (id int, pad text) USING lsm")).unwrap();
+        Spi::run(&format!("INSERT INTO {name} SELECT g, repeat('x', 250) FROM generate_series(1, 6000) g")).unwrap();
+        Spi::run(&format!("SELECT strata.lsm_flush('{name}')")).unwrap();
+        let oid = Spi::get_one::<pg_sys::Oid>(&format!("SELECT '{name}'::regclass::oid")).unwrap().unwrap();
+        // SAFETY: `oid` names the table just created in this transaction.
+        let rel = unsafe { PgRelation::with_lock(oid, pg_sys::AccessShareLock as _) };
+        let tids = Spi::connect(|c| {
+            let sql = format!("SELECT (ctid::text::point)[0]::int8, (ctid::text::point)[1]::int8 FROM {name}");
+            c.select(&sql, None, &[])
+                .unwrap()
+                .map(|r| (r.get::<i64>(1).unwrap().unwrap() as u32, r.get::<i64>(2).unwrap().unwrap() as u16))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(tids.len(), 6000);
+        (rel, tids)
+    }
+
+    #[pg_test]
+    fn run_filters_keep_every_row_and_reject_unused_rowids() {
+        let (rel, tids) = flushed_table("bf");
+        let filter_pages = Spi::get_one::<i64>("SELECT sum(filter_pages)::int8 FROM strata.lsm_info('bf')").unwrap();
+        assert_eq!(filter_pages, Some(1));
+        for (b, o) in &tids {
+            let tid = htup::make_tid(*b, *o);
+            assert_eq!(run_filter_may_contain(rel.as_ptr(), &tid), Some(true), "row ({b},{o})");
+        }
+        // offsets past each block's last row are inside the run's range, yet
+        // no version has them
+        let mut last: HashMap<u32, u16> = HashMap::new();
+        for (b, o) in &tids {
+            let e = last.entry(*b).or_default();
+            *e = (*e).max(*o);
+        }
+        let (mut rejected, mut probed) = (0, 0);
+        for (b, o) in &last {
+            if *b == *last.keys().max().unwrap() {
+                continue; // the run ends at the last row
+            }
+            for off in o + 1..=256 {
+                probed += 1;
+                let tid = htup::make_tid(*b, off);
+                if run_filter_may_contain(rel.as_ptr(), &tid) == Some(false) {
+                    rejected += 1;
+                    assert!(super::locate(rel.as_ptr(), &tid).is_none());
+                }
+            }
+        }
+        assert!(probed > 40_000 && rejected * 100 >= probed * 97, "{rejected} of {probed} rejected");
+        let (b, o) = tids[0];
+        let sql = format!("SELECT count(*) FROM bf WHERE ctid = '({b},{})'", o + 200);
+        assert_eq!(Spi::get_one::<i64>(&sql).unwrap(), Some(0));
+        let verify = Spi::get_one::<i64>("SELECT count(*) FROM strata.lsm_verify('bf')").unwrap();
+        assert_eq!(verify, Some(0));
+    }
+
+    #[pg_test]
+    fn runs_without_filters_when_turned_off() {
+        Spi::run("SET strata.lsm_bloom_bits_per_key = 0").unwrap();
+        let (rel, tids) = flushed_table("nf");
+        let (b, o) = tids[0];
+        assert_eq!(run_filter_may_contain(rel.as_ptr(), &htup::make_tid(b, o)), None);
+        let filter_pages = Spi::get_one::<i64>("SELECT sum(filter_pages)::int8 FROM strata.lsm_info('nf')").unwrap();
+        assert_eq!(filter_pages, Some(0));
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM nf WHERE id % 7 = 0").unwrap(), Some(857));
     }
 }

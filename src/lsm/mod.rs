@@ -20,6 +20,7 @@
 //! * [`flush`], [`run_writer`], [`policy`], [`compact`], [`sweep`], [`shrink`],
 //!   [`vacuum`] — L0 flush, leveled merges, freezing, file packing: VACUUM
 
+pub mod bloom;
 pub mod compact;
 pub mod compressed_page;
 pub mod ddl;

@@ -25,6 +25,7 @@
 //!  18 t_infomask2 u16   20 t_infomask u16   22 t_hoff u8
 //! ```
 
+use super::bloom;
 use super::format::{
     self, u16_at, u32_at, Meta, PageKind, PageTag, RunDesc, FENCE_ENTRIES, ROWID_PREFIX, ROWS_PER_VBLOCK, TAG_SIZE,
 };
@@ -91,6 +92,10 @@ pub struct Summary {
     pub meta: Option<Meta>,
     /// RUN_INDEX fences or L0_DIR entries.
     pub entries: Vec<(u64, u32)>,
+    /// A root RUN_INDEX page's bloom filter: `(k, filter page blocks)`.
+    pub filter: Option<(u8, Vec<u32>)>,
+    /// A bloom filter page's bits.
+    pub bloom: Option<Vec<u8>>,
     /// `(item, xmin)` of unfrozen versions older than relfrozenxid: a
     /// problem only on pages in use (free pages keep stale copies).
     pub old_xmins: Vec<(u16, u32)>,
@@ -134,8 +139,12 @@ pub fn check_page(block: u32, p: &[u8], ctx: &Context, problems: &mut Vec<Proble
         return out;
     }
     let tag_at = ctx.block_size - TAG_SIZE;
-    let compressed = compressed_page::is_compressed(p);
-    if special != tag_at && !(compressed && special < tag_at) {
+    // compressed data pages and run roots with a bloom filter keep more
+    // than the tag in their special space
+    let raw_tag = PageTag::read(p, tag_at);
+    let filter_root = raw_tag.kind == PageKind::RunIndex as u16 && raw_tag.flags == format::INDEX_ROOT;
+    let extended = compressed_page::is_compressed(p) || filter_root;
+    if special != tag_at && !(extended && special < tag_at) {
         report(0, format!("special space at {special}, expected {tag_at}"));
         return out;
     }
@@ -165,7 +174,17 @@ pub fn check_page(block: u32, p: &[u8], ctx: &Context, problems: &mut Vec<Proble
             Err(e) => report(0, format!("bad metapage: {e}")),
         },
         PageKind::L0 | PageKind::RunData => check_rows(p, lower, upper, special, kind, ctx, &mut out, &mut report),
+        PageKind::RunIndex if tag.flags == format::INDEX_BLOOM => match page_image::bloom_body(p) {
+            Some(body) => out.bloom = Some(body.to_vec()),
+            None => report(0, format!("bad bloom filter page (pd_lower {lower})")),
+        },
         PageKind::RunIndex => {
+            if special < tag_at {
+                out.filter = page_image::root_filter(p);
+                if tag.flags != format::INDEX_ROOT || out.filter.is_none() {
+                    report(0, "bad bloom filter trailer in the special space".into());
+                }
+            }
             out.entries = page_image::fences(p);
             if out.entries.len() > FENCE_ENTRIES || (lower - PAGE_HEADER_SIZE) % format::FENCE_SIZE != 0 {
                 report(0, format!("bad fence array (pd_lower {lower})"));
@@ -496,11 +515,48 @@ fn check_run(
             }
         }
     }
+    if let Some((k, blocks)) = &root.filter {
+        check_filter(run, *k, blocks, pages, claim, report, links);
+    }
     if data_pages != run.data_pages || versions != run.versions {
         report(run.root, 0, format!(
             "run {id} lists {} data pages and {} versions; its index reaches {data_pages} and {versions}",
             run.data_pages, run.versions
         ));
+    }
+}
+
+/// A run's bloom filter pages are its own, and no rowid the run holds
+/// (its versions are the last links pushed) is missing from the filter.
+fn check_filter(
+    run: &RunDesc,
+    k: u8,
+    blocks: &[u32],
+    pages: &[Summary],
+    claim: &mut dyn FnMut(u32, &str, &mut dyn FnMut(u32, u16, String)) -> bool,
+    report: &mut dyn FnMut(u32, u16, String),
+    links: &[(u32, Link)],
+) {
+    let id = run.run_id;
+    let mut bodies = Vec::with_capacity(blocks.len());
+    for b in blocks {
+        if !claim(*b, "run bloom filter page", report) {
+            return;
+        }
+        match pages.get(*b as usize).filter(|s| s.kind == Some(PageKind::RunIndex) && s.owner == id) {
+            Some(Summary { bloom: Some(body), .. }) => bodies.push(body),
+            _ => {
+                report(*b, 0, format!("run {id}'s root names a page that is not its bloom filter page"));
+                return;
+            }
+        }
+    }
+    let in_run = links.iter().rev().take_while(|(_, l)| (run.first_rowid..=run.last_rowid).contains(&l.rowid));
+    for (block, l) in in_run {
+        let probe = bloom::Probe::new(l.rowid, bodies.len(), k);
+        if !probe.hits(bodies[probe.page]) {
+            report(*block, l.item, format!("rowid {} is missing from run {id}'s bloom filter", l.rowid));
+        }
     }
 }
 
@@ -694,6 +750,37 @@ mod tests {
         pages.push(packer.finish().pop().unwrap().image.bytes().to_vec());
         let (_, problems) = verify(&pages);
         assert!(problems.iter().any(|p| p.block == 7 && p.message.contains("does not reach it")));
+    }
+
+    #[test]
+    fn run_bloom_filters_are_checked() {
+        use crate::lsm::bloom::{encode_trailer, Filter};
+        use crate::lsm::page_image::{bloom_page, root_page_with_filter};
+        let (_, mut pages) = table();
+        let with_filter = |rowids: &[u64]| {
+            let mut f = Filter::new(1, 7);
+            rowids.iter().for_each(|r| f.add(*r));
+            let root = root_page_with_filter(1, &[(256, 2)], &encode_trailer(7, &[7]));
+            (root.bytes().to_vec(), bloom_page(1, &f.pages[0]).bytes().to_vec())
+        };
+        let (root, bits) = with_filter(&[256, 257]);
+        pages[3] = root;
+        pages.push(bits);
+        let (used, problems) = verify(&pages);
+        assert_eq!(problems, vec![]);
+        assert!(used[7]);
+        // a filter that lacks rowid 257 would make lookups miss it
+        let (root, bits) = with_filter(&[256]);
+        pages[3] = root;
+        pages[7] = bits;
+        let (_, problems) = verify(&pages);
+        assert!(problems.iter().any(|p| p.block == 1 && p.message.contains("rowid 257 is missing")), "{problems:?}");
+        // the root names a page that is not a filter page of the run
+        pages[7] = PageImage::new(PageKind::RunIndex, 1, format::INDEX_LEAF).bytes().to_vec();
+        assert!(verify(&pages).1.iter().any(|p| p.message.contains("not its bloom filter page")));
+        // a truncated filter page
+        pages[7] = PageImage::new(PageKind::RunIndex, 1, format::INDEX_BLOOM).bytes().to_vec();
+        assert!(verify(&pages).1.iter().any(|p| p.message.contains("bad bloom filter page")));
     }
 
     #[test]

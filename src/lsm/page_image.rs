@@ -180,6 +180,52 @@ pub fn fence_page(run_id: u32, flags: u32, entries: &[(u64, u32)]) -> PageImage 
     p
 }
 
+/// A run's root RUN_INDEX page with a bloom filter trailer in its special
+/// space (see [`super::bloom`]); `trailer` comes from `bloom::encode_trailer`.
+pub fn root_page_with_filter(run_id: u32, entries: &[(u64, u32)], trailer: &[u8]) -> PageImage {
+    let mut p = PageImage::with_special(PageKind::RunIndex, run_id, format::INDEX_ROOT, trailer.len());
+    p.write_special(&[trailer]);
+    for (first, block) in entries {
+        let mut e = [0u8; FENCE_SIZE];
+        e[..8].copy_from_slice(&first.to_le_bytes());
+        e[8..12].copy_from_slice(&block.to_le_bytes());
+        assert!(p.append_array(&e), "fence page overflow");
+    }
+    p
+}
+
+/// Filter pages a root with `leaves` fence entries can list in its trailer.
+pub fn filter_pages_fitting(leaves: usize) -> usize {
+    super::bloom::pages_fitting(SPECIAL_AT - PAGE_HEADER_SIZE - leaves * FENCE_SIZE)
+}
+
+/// The bloom filter a root RUN_INDEX page lists: `(k, filter page blocks)`.
+pub fn root_filter(page: &[u8]) -> Option<(u8, Vec<u32>)> {
+    let special = format::u16_at(page, 16) as usize;
+    if special >= SPECIAL_AT || special < PAGE_HEADER_SIZE {
+        return None;
+    }
+    super::bloom::decode_trailer(&page[special..SPECIAL_AT])
+}
+
+/// Byte offset in a root page of the trailer entry naming filter page `i`.
+pub fn root_filter_entry_at(page: &[u8], i: usize) -> usize {
+    format::u16_at(page, 16) as usize + super::bloom::trailer_entry_at(i)
+}
+
+/// A bloom filter page of run `run_id` holding `body` ([`super::bloom::PAGE_BYTES`]).
+pub fn bloom_page(run_id: u32, body: &[u8]) -> PageImage {
+    let mut p = PageImage::new(PageKind::RunIndex, run_id, format::INDEX_BLOOM);
+    assert!(body.len() == super::bloom::PAGE_BYTES && p.append_array(body), "bloom page overflow");
+    p
+}
+
+/// The filter bits of a bloom page; None when the page is not full-sized.
+pub fn bloom_body(page: &[u8]) -> Option<&[u8]> {
+    let lower = format::u16_at(page, 12) as usize;
+    (lower == PAGE_HEADER_SIZE + super::bloom::PAGE_BYTES).then(|| &page[PAGE_HEADER_SIZE..lower])
+}
+
 /// Physical blocks listed by an L0 directory page (entries below pd_lower).
 pub fn dir_entries(page: &[u8]) -> Vec<u32> {
     let lower = format::u16_at(page, 12) as usize;
@@ -374,6 +420,28 @@ impl RunPacker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn root_pages_carry_their_filter() {
+        let entries: Vec<(u64, u32)> = (0..100u64).map(|i| (i * 1000, 10 + i as u32)).collect();
+        let fitting = filter_pages_fitting(entries.len());
+        assert_eq!(fitting, (8176 - 24 - 1600 - 8) / 4);
+        let blocks: Vec<u32> = (500..500 + fitting as u32).collect();
+        let root = root_page_with_filter(3, &entries, &crate::lsm::bloom::encode_trailer(5, &blocks));
+        let p = root.bytes();
+        assert_eq!(fences(p), entries);
+        assert_eq!(root_filter(p), Some((5, blocks.clone())));
+        let at = root_filter_entry_at(p, 7);
+        assert_eq!(format::u32_at(p, at), 507);
+        assert_eq!(tag_of(p).unwrap().flags, format::INDEX_ROOT);
+        // a root without a filter, and a full root
+        assert_eq!(root_filter(fence_page(3, format::INDEX_ROOT, &entries).bytes()), None);
+        assert_eq!(filter_pages_fitting(format::FENCE_ENTRIES), 0);
+        let body = vec![0x5Au8; crate::lsm::bloom::PAGE_BYTES];
+        let bp = bloom_page(3, &body);
+        assert_eq!(bloom_body(bp.bytes()), Some(&body[..]));
+        assert_eq!(bloom_body(p), None);
+    }
 
     #[test]
     fn packed_versions_are_found_by_rowid() {

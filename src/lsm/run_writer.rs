@@ -3,13 +3,15 @@
 //! [`survivors`] copies out the row versions of one source page that some
 //! snapshot may still see (`HeapTupleSatisfiesVacuum` against the caller's
 //! removal horizon); [`RunWriter`] packs versions, in rowid order, into new
-//! RUN_DATA pages and writes each run's fence index, one full-page
+//! RUN_DATA pages and writes each run's fence index and bloom filter
+//! ([`super::bloom`]), one full-page
 //! GenericXLog record per page into free or new blocks; [`reserve_run_ids`]
 //! makes the run ids a writer may use durable before any page is written,
 //! and [`switch`] installs the result in the metapage with one WAL record.
 //! Until that switch the new pages are unreachable (free), so a crash at any
 //! point leaves the old manifest or the new one, never a mix.
 
+use super::bloom::{self, RowidLog};
 use super::format::{self, Meta, PageKind, RunDesc, FENCE_ENTRIES, MAX_RUN_DATA_PAGES};
 use super::manifest;
 use super::page_image::{self, PackedPage, PageImage, RunPacker};
@@ -36,6 +38,9 @@ pub struct RunWriter<'a> {
     alongside_dml: bool,
     /// `(first rowid, block)` of every data page written, in rowid order.
     data_pages: Vec<(u64, pg_sys::BlockNumber)>,
+    /// Rowids added and not yet in a closed run (for its bloom filter).
+    rowids: RowidLog,
+    bloom_bits_per_key: u32,
 }
 
 /// What a [`RunWriter`] wrote.
@@ -65,6 +70,8 @@ impl<'a> RunWriter<'a> {
             pages_written: 0,
             alongside_dml: false,
             data_pages: Vec::new(),
+            rowids: RowidLog::default(),
+            bloom_bits_per_key: super::gucs::bloom_bits_per_key(),
         }
     }
 
@@ -94,6 +101,9 @@ impl<'a> RunWriter<'a> {
     }
 
     pub fn add(&mut self, rowid: u64, tuple: &[u8]) {
+        if self.bloom_bits_per_key > 0 {
+            self.rowids.push(rowid);
+        }
         for page in self.packer.add(rowid, tuple) {
             self.write_data_page(page);
         }
@@ -118,7 +128,8 @@ impl<'a> RunWriter<'a> {
         }
     }
 
-    /// Writes the fence index of the current run and starts the next one.
+    /// Writes the fence index (and bloom filter) of the current run and
+    /// starts the next one.
     fn close_run(&mut self) {
         let id = self.current.run_id;
         let fences = std::mem::take(&mut self.fences);
@@ -127,12 +138,32 @@ impl<'a> RunWriter<'a> {
             let leaf = page_image::fence_page(id, format::INDEX_LEAF, chunk);
             leaves.push((chunk[0].0, self.write(&leaf)));
         }
-        let root = page_image::fence_page(id, format::INDEX_ROOT, &leaves);
+        let root = match self.write_filter(leaves.len()) {
+            Some(trailer) => page_image::root_page_with_filter(id, &leaves, &trailer),
+            None => page_image::fence_page(id, format::INDEX_ROOT, &leaves),
+        };
         self.current.root = self.write(&root);
         self.current.data_pages = fences.len() as u32;
         self.done.push(self.current);
         self.current = RunDesc::new(self.next_run_id, self.level);
         self.next_run_id += 1;
+    }
+
+    /// Builds the current run's bloom filter from the rowids logged up to
+    /// its last one, writes its pages and returns the root trailer naming
+    /// them (None: filters off, or no room in the root).
+    fn write_filter(&mut self, leaves: usize) -> Option<Vec<u8>> {
+        let rowids = self.rowids.take_through(self.current.last_rowid);
+        let max_pages = page_image::filter_pages_fitting(leaves);
+        let (npages, k) = bloom::geometry(rowids.len(), self.bloom_bits_per_key, max_pages)?;
+        let mut filter = bloom::Filter::new(npages, k);
+        rowids.iter().for_each(|r| filter.add(r));
+        let id = self.current.run_id;
+        let blocks: Vec<u32> = std::mem::take(&mut filter.pages)
+            .iter()
+            .map(|body| self.write(&page_image::bloom_page(id, body)))
+            .collect();
+        Some(bloom::encode_trailer(k, &blocks))
     }
 
     pub fn finish(mut self) -> Written {

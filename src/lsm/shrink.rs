@@ -8,8 +8,8 @@
 //!
 //! One move is one GenericXLog record over three pages: the new copy (full
 //! image), the page or metapage entry that points at it (the run's root in
-//! the metapage, a leaf's entry in its root, a data page's entry in its
-//! leaf), and the old block, overwritten with an empty FREE page so that
+//! the metapage, a leaf's or bloom filter page's entry in its root, a data
+//! page's entry in its leaf), and the old block, overwritten with an empty FREE page so that
 //! nothing (scans go by page tags) takes it for a page of the run. A crash
 //! between moves leaves a
 //! consistent manifest; the truncation is WAL-logged by Postgres. L0 and
@@ -31,6 +31,8 @@ pub enum Parent {
     RunRoot(usize),
     /// Fence entry `entry` of the RUN_INDEX page at `block`.
     Fence { block: u32, entry: usize },
+    /// Entry `entry` of the bloom filter trailer of the run root at `block`.
+    Filter { block: u32, entry: usize },
     /// Not movable (metapage, L0 and directory pages).
     Fixed,
 }
@@ -64,7 +66,11 @@ fn pages_in_use(rel: pg_sys::Relation, meta: &Meta) -> HashMap<u32, Parent> {
     used.insert(META_BLOCK, Parent::Fixed);
     for (i, run) in meta.runs.iter().enumerate() {
         used.insert(run.root, Parent::RunRoot(i));
-        let leaves = manifest::read_page(rel, run.root, page_image::fences);
+        let (leaves, filter) =
+            manifest::read_page(rel, run.root, |p| (page_image::fences(p), page_image::root_filter(p)));
+        for (j, b) in filter.into_iter().flat_map(|(_, blocks)| blocks).enumerate() {
+            used.insert(b, Parent::Filter { block: run.root, entry: j });
+        }
         for (j, (_, leaf)) in leaves.iter().enumerate() {
             used.insert(*leaf, Parent::Fence { block: run.root, entry: j });
             for (k, (_, data)) in manifest::read_page(rel, *leaf, page_image::fences).iter().enumerate() {
@@ -85,7 +91,7 @@ fn pages_in_use(rel: pg_sys::Relation, meta: &Meta) -> HashMap<u32, Parent> {
 fn move_page(rel: pg_sys::Relation, from: u32, to: u32, parent: Parent) {
     let parent_block = match parent {
         Parent::RunRoot(_) => META_BLOCK,
-        Parent::Fence { block, .. } => block,
+        Parent::Fence { block, .. } | Parent::Filter { block, .. } => block,
         Parent::Fixed => unreachable!("fixed pages are not planned to move"),
     };
     let (src, dst, par) = (buffer::read(rel, from), buffer::read(rel, to), buffer::read(rel, parent_block));
@@ -112,6 +118,10 @@ fn move_page(rel: pg_sys::Relation, from: u32, to: u32, parent: Parent) {
         }
         Parent::Fence { entry, .. } => {
             format::put_u32(page::bytes_mut(up), PAGE_HEADER_SIZE + entry * FENCE_SIZE + 8, to);
+        }
+        Parent::Filter { entry, .. } => {
+            let at = page_image::root_filter_entry_at(page::bytes(up), entry);
+            format::put_u32(page::bytes_mut(up), at, to);
         }
         Parent::Fixed => unreachable!(),
     }
@@ -153,7 +163,7 @@ pub fn shrink(rel: pg_sys::Relation) -> (u64, u64) {
         used.insert(to, parent);
         // children of a moved index page now hang off its new block
         for p in used.values_mut() {
-            if let Parent::Fence { block, .. } = p {
+            if let Parent::Fence { block, .. } | Parent::Filter { block, .. } = p {
                 if *block == from {
                     *block = to;
                 }
