@@ -26,25 +26,14 @@
 //! pages. Readers keep reading the old runs, whose pages stay pending until
 //! no snapshot that old can exist.
 
-use super::compressed_page::TUPLE_HEADER_SIZE;
-use super::format::{self, Meta, PageKind, MAX_RUN_DATA_PAGES, ROWID_PREFIX};
+use super::format::{Meta, PageKind, MAX_RUN_DATA_PAGES};
 use super::manifest;
-use super::page_image;
 use super::policy::{self, Merge, Policy, RunStat};
 use super::run_writer::{self, Readers, RunWriter};
-use super::storage;
 use super::sweep::Dead;
-use crate::pg::buffer::{self, PageWrite};
-use crate::pg::page::{self, BLCKSZ};
+use crate::pg::page::BLCKSZ;
 use pgrx::pg_sys;
 use std::collections::HashMap;
-
-/// How a merge gets and gives back the lock for its switch (EXCLUSIVE).
-pub struct SwitchLock<'a> {
-    /// Tries for the lock; false when it could not be had.
-    pub acquire: &'a dyn Fn() -> bool,
-    pub release: &'a dyn Fn(),
-}
 
 /// What the merges of one compaction did.
 #[derive(Debug, Default)]
@@ -88,7 +77,7 @@ fn merge(
     m: &Merge,
     horizon: pg_sys::TransactionId,
     readers: Readers,
-    lock: &SwitchLock,
+    lock: &run_writer::SwitchLock,
     st: &mut CompactStats,
 ) -> bool {
     let stretch = &meta.runs[m.first..=m.last];
@@ -130,7 +119,7 @@ fn merge(
         st.abandoned = true;
         return false;
     }
-    st.refreshed += refresh_headers(rel, &copied_at, &written.data_pages);
+    st.refreshed += run_writer::refresh_headers(rel, &copied_at, &written.data_pages);
     let new_runs = written.runs;
     st.merges.push((*m, new_runs.len()));
     st.versions_moved += moved;
@@ -152,67 +141,6 @@ fn merge(
     true
 }
 
-/// Under EXCLUSIVE, before a merge's switch: copies into the new data pages
-/// (`pages`: first rowid and block of each) the headers of the versions on
-/// the source pages that changed since the merge read them (`copied_at`:
-/// block and LSN then). Returns how many headers it copied.
-fn refresh_headers(rel: pg_sys::Relation, copied_at: &[(pg_sys::BlockNumber, u64)], pages: &[(u64, pg_sys::BlockNumber)]) -> u64 {
-    // SAFETY: open relation. Pages of a permanent relation get a new LSN with
-    // every change (GenericXLog; VACUUM never runs in the transaction that
-    // created the file, when WAL could be skipped); others are all compared.
-    let logged = unsafe { (*(*rel).rd_rel).relpersistence } == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char;
-    let mut changed: HashMap<pg_sys::BlockNumber, Vec<(u64, [u8; TUPLE_HEADER_SIZE])>> = HashMap::new();
-    for &(block, lsn) in copied_at {
-        let buf = buffer::read(rel, block);
-        buffer::lock_share(buf);
-        let p = buffer::page(buf);
-        if !logged || run_writer::page_lsn(p) != lsn {
-            for item in 1..=page::max_offset(p) {
-                let Some(t) = storage::version_at(rel, p, item) else {
-                    continue;
-                };
-                let rowid = format::rowid(crate::pg::htup::tid_block(&t.t_self), crate::pg::htup::tid_offset(&t.t_self));
-                let Some(i) = page_image::fence_for(pages, rowid) else {
-                    continue; // dropped (below every new page)
-                };
-                let mut header = [0u8; TUPLE_HEADER_SIZE];
-                // SAFETY: a version's fixed header is in the share-locked page.
-                header.copy_from_slice(unsafe { std::slice::from_raw_parts(t.t_data as *const u8, TUPLE_HEADER_SIZE) });
-                changed.entry(pages[i].1).or_default().push((rowid, header));
-            }
-        }
-        buffer::unlock_release(buf);
-    }
-    let mut refreshed = 0;
-    for (block, headers) in changed {
-        let buf = buffer::read(rel, block);
-        buffer::lock_exclusive(buf);
-        let mut w = PageWrite::start(rel);
-        let p = w.register(buf, false);
-        let bytes = page::bytes_mut(p);
-        let mut any = false;
-        for (rowid, header) in headers {
-            // dropped versions are not on the new page
-            let Some((off, _)) = page_image::find_run_item(bytes, rowid).and_then(|i| page_image::item_extent(bytes, i)) else {
-                continue;
-            };
-            let at = off + ROWID_PREFIX;
-            if bytes[at..at + TUPLE_HEADER_SIZE] != header {
-                bytes[at..at + TUPLE_HEADER_SIZE].copy_from_slice(&header);
-                any = true;
-                refreshed += 1;
-            }
-        }
-        if any {
-            w.commit();
-        } else {
-            drop(w);
-        }
-        buffer::unlock_release(buf);
-    }
-    refreshed
-}
-
 /// Merges runs until `policy` is satisfied. `dead` holds VACUUM's per-run
 /// dead counts (runs it did not count, e.g. those a merge wrote, count 0).
 /// The caller holds SHARE UPDATE EXCLUSIVE on `rel` (no other merge or
@@ -224,7 +152,7 @@ pub fn compact(
     dead: &HashMap<u32, Dead>,
     too_old: impl Fn(&Dead) -> bool,
     readers: Readers,
-    lock: &SwitchLock,
+    lock: &run_writer::SwitchLock,
 ) -> CompactStats {
     let mut st = CompactStats::default();
     // Each merge moves data one level down or rewrites a run without its

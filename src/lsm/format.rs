@@ -31,7 +31,9 @@
 //!  3696 npending u32, writing_from u32 (run ids writing_from.. next_run_id are
 //!       being written by a merge that runs alongside DML; 0 = none)
 //!  3704 pending[MAX_PENDING]: Pending { safe_fxid u64, kind u16, pad u16, lo u32, hi u32, pad u32 }
-//!  6776 = pd_lower
+//!  6776 l0_seal u32 (a flush copies the L0 pages below this virtual block;
+//!       inserts append only at or above it; 0 = no flush), pad u32
+//!  6784 = pd_lower
 //! ```
 //!
 //! **Pending pages.** A flush or merge frees pages that scans which started
@@ -311,7 +313,9 @@ pub const META_PENDING_AT: usize = META_STATS_AT + std::mem::size_of::<MetaStats
 /// Pending entries the metapage can hold.
 pub const MAX_PENDING: usize = 128;
 pub const PENDING_SIZE: usize = 24;
-pub const META_END: usize = META_PENDING_AT + 8 + MAX_PENDING * PENDING_SIZE;
+/// `l0_seal` (see [`Meta::l0_seal`]).
+pub const META_SEAL_AT: usize = META_PENDING_AT + 8 + MAX_PENDING * PENDING_SIZE;
+pub const META_END: usize = META_SEAL_AT + 8;
 
 /// Pages freed by a switch that older scans may still read: kind L0 (virtual
 /// blocks `lo..hi`), RunData (every page of run `lo`), L0Dir (block `lo`).
@@ -401,6 +405,9 @@ pub struct Meta {
     /// writing its pages (0: none). Their pages are in use though no run
     /// lists them yet. Stored in the word after `npending`.
     pub writing_from: u32,
+    /// A flush in progress copies the L0 pages below this virtual block (0:
+    /// none): inserts append only to L0 pages at or above it.
+    pub l0_seal: u32,
 }
 
 impl Meta {
@@ -422,6 +429,7 @@ impl Meta {
             stats: MetaStats::default(),
             pending: Vec::new(),
             writing_from: 0,
+            l0_seal: 0,
         }
     }
 
@@ -443,7 +451,8 @@ impl Meta {
             })
             .collect();
         let writing_from = u32_at(page, META_PENDING_AT + 4);
-        Ok(Meta { header: h, runs, l0_dir, stats: MetaStats::decode(page), pending, writing_from })
+        let l0_seal = u32_at(page, META_SEAL_AT);
+        Ok(Meta { header: h, runs, l0_dir, stats: MetaStats::decode(page), pending, writing_from, l0_seal })
     }
 
     /// Encodes into a metapage image (header, tag and pd_lower are the caller's).
@@ -477,6 +486,7 @@ impl Meta {
         }
         self.stats.encode(page);
         page[META_PENDING_AT..META_END].fill(0);
+        put_u32(page, META_SEAL_AT, self.l0_seal);
         put_u32(page, META_PENDING_AT, self.pending.len().min(MAX_PENDING) as u32);
         put_u32(page, META_PENDING_AT + 4, self.writing_from);
         for (i, p) in self.pending.iter().take(MAX_PENDING).enumerate() {
@@ -654,7 +664,8 @@ mod tests {
         assert_eq!(FENCE_ENTRIES, 509);
         assert_eq!(META_STATS_AT, 3648);
         assert_eq!(META_PENDING_AT, 3696);
-        assert_eq!(META_END, 6776);
+        assert_eq!(META_SEAL_AT, 6776);
+        assert_eq!(META_END, 6784);
     }
 
     #[test]

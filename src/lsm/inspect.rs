@@ -12,6 +12,7 @@
 use super::format::PageKind;
 use super::handler;
 use super::page_check::{self, Context, Summary};
+use super::run_writer::{Readers, SwitchLock};
 use crate::pg::{page, rel};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -121,9 +122,9 @@ mod strata {
         }))
     }
 
-    /// Flushes L0 into a new run now (VACUUM does it too). Takes EXCLUSIVE
-    /// on the table for the duration (writers wait, readers do not);
-    /// requires ownership.
+    /// Flushes L0 into a new run now (VACUUM does it too), alongside DML:
+    /// it copies under SHARE UPDATE EXCLUSIVE and takes EXCLUSIVE (waiting
+    /// for it) only to seal L0 and to switch; requires ownership.
     #[pg_extern(strict)]
     #[allow(clippy::type_complexity)]
     fn lsm_flush(
@@ -139,9 +140,17 @@ mod strata {
     > {
         let r = open_lsm(&relation);
         rel::require_owner(r);
-        // writers wait; readers run on (the freed pages stay pending)
-        rel::lock(r, pg_sys::ExclusiveLock);
-        let st = super::super::flush::flush(r, None, super::super::run_writer::Readers::Allowed);
+        // no VACUUM or other flush meanwhile; DML and readers run on (the
+        // freed pages stay pending)
+        rel::lock(r, pg_sys::ShareUpdateExclusiveLock);
+        let lock = SwitchLock {
+            acquire: &|| {
+                rel::lock(r, pg_sys::ExclusiveLock);
+                true
+            },
+            release: &|| rel::unlock(r, pg_sys::ExclusiveLock),
+        };
+        let st = super::super::flush::flush(r, None, Readers::Allowed, &lock);
         if st.skipped {
             ereport!(
                 NOTICE,

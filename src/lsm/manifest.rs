@@ -342,9 +342,11 @@ pub fn with_header<T>(rel: pg_sys::Relation, f: impl FnOnce(&[u8], &format::Meta
     Some(r.unwrap_or_else(|e| corrupted(rel, format!("invalid metapage: {e}"))))
 }
 
-/// Virtual block of the oldest L0 page (inserts check their lane against it).
-pub fn l0_first(rel: pg_sys::Relation) -> Option<u32> {
-    with_header(rel, |_, h| h.l0_first_vblock)
+/// Lowest virtual block an insert may append to: the oldest L0 page, or,
+/// while a flush copies the L0 pages below its seal, the seal (inserts
+/// check their lane against it).
+pub fn l0_append_floor(rel: pg_sys::Relation) -> Option<u32> {
+    with_header(rel, |page, h| h.l0_first_vblock.max(format::u32_at(page, format::META_SEAL_AT)))
 }
 
 /// Whether virtual block `v` is in L0.

@@ -379,6 +379,9 @@ pub fn check_manifest(pages: &[Summary], frozen_xid: u32, problems: &mut Vec<Pro
 
     // L0: every directory entry names an L0 page with that virtual block.
     let h = &meta.header;
+    if meta.l0_seal != 0 && !(h.l0_first_vblock..=h.next_vblock).contains(&meta.l0_seal) {
+        report(0, 0, format!("L0 seal {} lies outside L0 ({}..{})", meta.l0_seal, h.l0_first_vblock, h.next_vblock));
+    }
     let l0_pages = meta.l0_pages() as usize;
     for slot in 0..l0_pages.div_ceil(format::DIR_ENTRIES) {
         let dir = meta.l0_dir[slot];
@@ -808,8 +811,17 @@ mod tests {
         let mut bad = pages.clone();
         bad[1] = packer.finish().pop().unwrap().image.bytes().to_vec();
         assert!(verify(&bad).1.iter().any(|p| p.message.contains("rowid 512 is stored twice")));
-        // one block used twice
+        // a seal outside L0 (virtual blocks 2..4)
         meta.runs[0].versions = 2;
+        meta.l0_seal = 9;
+        let mut bad = pages.clone();
+        bad[0] = meta_page(&meta);
+        assert!(verify(&bad).1.iter().any(|p| p.message.contains("L0 seal 9 lies outside L0")));
+        meta.l0_seal = 3;
+        let mut good = pages.clone();
+        good[0] = meta_page(&meta);
+        assert_eq!(verify(&good).1.len(), 0);
+        // one block used twice
         meta.l0_dir[0] = 1;
         let mut bad = pages.clone();
         bad[0] = meta_page(&meta);

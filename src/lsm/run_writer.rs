@@ -12,14 +12,15 @@
 //! point leaves the old manifest or the new one, never a mix.
 
 use super::bloom::{self, RowidLog};
-use super::format::{self, Meta, PageKind, RunDesc, FENCE_ENTRIES, MAX_RUN_DATA_PAGES};
+use super::compressed_page::TUPLE_HEADER_SIZE;
+use super::format::{self, Meta, PageKind, RunDesc, FENCE_ENTRIES, MAX_RUN_DATA_PAGES, ROWID_PREFIX};
 use super::manifest;
 use super::page_image::{self, PackedPage, PageImage, RunPacker};
 use super::storage::{self, META_BLOCK};
 use crate::pg::buffer::{self, PageWrite};
 use crate::pg::page;
 use pgrx::pg_sys;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// Writes run pages: data pages as they fill, then the fence index.
 pub struct RunWriter<'a> {
@@ -92,11 +93,7 @@ impl<'a> RunWriter<'a> {
         let block = buffer::block_number(buf);
         self.taken.insert(block);
         self.pages_written += 1;
-        let mut w = PageWrite::start(self.rel);
-        let p = w.register(buf, true);
-        page::copy_image(p, image.bytes());
-        w.commit();
-        buffer::unlock_release(buf);
+        write_image(self.rel, buf, image);
         block
     }
 
@@ -182,6 +179,16 @@ impl<'a> RunWriter<'a> {
             blocks: self.taken.into_iter().collect(),
         }
     }
+}
+
+/// Overwrites the pinned, exclusively locked page `buf` with `image`
+/// (full-page WAL image) and releases it.
+pub fn write_image(rel: pg_sys::Relation, buf: pg_sys::Buffer, image: &PageImage) {
+    let mut w = PageWrite::start(rel);
+    let p = w.register(buf, true);
+    page::copy_image(p, image.bytes());
+    w.commit();
+    buffer::unlock_release(buf);
 }
 
 impl RunDesc {
@@ -312,4 +319,74 @@ pub fn add_pending(meta: &mut Meta, readers: Readers, freed: &[(PageKind, u32, u
         meta.pending.push(format::Pending { safe_fxid, kind, lo, hi });
     }
     assert!(meta.pending.len() <= format::MAX_PENDING, "pending entries overflow (room was checked)");
+}
+
+/// How a flush or merge that copies alongside DML gets and gives back
+/// EXCLUSIVE (for the flush's seal, and for each switch).
+pub struct SwitchLock<'a> {
+    /// Tries for the lock; false when it could not be had.
+    pub acquire: &'a dyn Fn() -> bool,
+    pub release: &'a dyn Fn(),
+}
+
+/// Under EXCLUSIVE, before the switch of a flush or merge that copied
+/// alongside DML: copies into the new data pages
+/// (`pages`: first rowid and block of each) the headers of the versions on
+/// the source pages that changed since the merge read them (`copied_at`:
+/// block and LSN then). Returns how many headers it copied.
+pub fn refresh_headers(rel: pg_sys::Relation, copied_at: &[(pg_sys::BlockNumber, u64)], pages: &[(u64, pg_sys::BlockNumber)]) -> u64 {
+    // SAFETY: open relation. Pages of a permanent relation get a new LSN with
+    // every change (GenericXLog; VACUUM never runs in the transaction that
+    // created the file, when WAL could be skipped); others are all compared.
+    let logged = unsafe { (*(*rel).rd_rel).relpersistence } == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char;
+    let mut changed: HashMap<pg_sys::BlockNumber, Vec<(u64, [u8; TUPLE_HEADER_SIZE])>> = HashMap::new();
+    for &(block, lsn) in copied_at {
+        let buf = buffer::read(rel, block);
+        buffer::lock_share(buf);
+        let p = buffer::page(buf);
+        if !logged || page_lsn(p) != lsn {
+            for item in 1..=page::max_offset(p) {
+                let Some(t) = storage::version_at(rel, p, item) else {
+                    continue;
+                };
+                let rowid = format::rowid(crate::pg::htup::tid_block(&t.t_self), crate::pg::htup::tid_offset(&t.t_self));
+                let Some(i) = page_image::fence_for(pages, rowid) else {
+                    continue; // dropped (below every new page)
+                };
+                let mut header = [0u8; TUPLE_HEADER_SIZE];
+                // SAFETY: a version's fixed header is in the share-locked page.
+                header.copy_from_slice(unsafe { std::slice::from_raw_parts(t.t_data as *const u8, TUPLE_HEADER_SIZE) });
+                changed.entry(pages[i].1).or_default().push((rowid, header));
+            }
+        }
+        buffer::unlock_release(buf);
+    }
+    let mut refreshed = 0;
+    for (block, headers) in changed {
+        let buf = buffer::read(rel, block);
+        buffer::lock_exclusive(buf);
+        let mut w = PageWrite::start(rel);
+        let p = w.register(buf, false);
+        let bytes = page::bytes_mut(p);
+        let mut any = false;
+        for (rowid, header) in headers {
+            // dropped versions are not on the new page
+            let Some((off, _)) = page_image::find_run_item(bytes, rowid).and_then(|i| page_image::item_extent(bytes, i)) else {
+                continue;
+            };
+            let at = off + ROWID_PREFIX;
+            if bytes[at..at + TUPLE_HEADER_SIZE] != header {
+                bytes[at..at + TUPLE_HEADER_SIZE].copy_from_slice(&header);
+                any = true;
+                refreshed += 1;
+            }
+        }
+        if any {
+            w.commit();
+        } else {
+            drop(w);
+        }
+        buffer::unlock_release(buf);
+    }
+    refreshed
 }

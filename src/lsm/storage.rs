@@ -83,12 +83,15 @@ fn target_page(rel: pg_sys::Relation, len: usize) -> pg_sys::Buffer {
     // The smgr target block is reset when the relation is truncated, so it names
     // an existing block (and the metapage exists).
     if target != buffer::INVALID_BLOCK {
-        let l0_first = manifest::l0_first(rel);
+        // L0 pages below the floor are gone or being flushed. The floor
+        // only rises under EXCLUSIVE (no insert in flight), so reading it
+        // before locking the page is enough.
+        let floor = manifest::l0_append_floor(rel);
         let buf = buffer::read(rel, target);
         buffer::lock_exclusive(buf);
         let p = buffer::page(buf);
         let live = page_kind(rel, target, p) == Some(PageKind::L0)
-            && l0_first.is_some_and(|first| tag(p).is_some_and(|t| t.vblock >= first));
+            && floor.is_some_and(|first| tag(p).is_some_and(|t| t.vblock >= first));
         if live && fits(p, len) {
             return buf;
         }

@@ -4,20 +4,22 @@
 //! index, and update pg_class (relpages, relfrozenxid, relminmxid) and the
 //! cumulative statistics.
 //!
-//! Locks: the sweep and the merges' copying run under VACUUM's SHARE UPDATE
-//! EXCLUSIVE, alongside DML. The flush and each merge's switch need
-//! EXCLUSIVE (writers wait, readers run: the
-//! pages they free stay pending until no older snapshot can exist); the
-//! packing of the file needs ACCESS EXCLUSIVE. Like heap's end-of-vacuum
-//! truncation, VACUUM tries for each without queueing (so it never waits
-//! behind other sessions, nor makes them queue behind it) — a few seconds
-//! for EXCLUSIVE, half a second for ACCESS EXCLUSIVE — and skips that part
-//! if it cannot get it; each lock is released as soon as its part is done. The index passes run after that;
+//! Locks: the sweep, the flush's and the merges' copying run under VACUUM's
+//! SHARE UPDATE EXCLUSIVE, alongside DML. The flush takes EXCLUSIVE twice,
+//! briefly (to seal L0, and to switch), each merge once (to switch): writers
+//! wait for those steps only; readers never wait (the pages a switch frees
+//! stay pending until no older snapshot can exist). The packing of the file
+//! needs ACCESS EXCLUSIVE. Like heap's end-of-vacuum truncation, VACUUM tries
+//! for each without queueing (so it never waits behind other sessions, nor
+//! makes them queue behind it) — a few seconds for EXCLUSIVE, half a second
+//! for ACCESS EXCLUSIVE — and skips that part if it cannot get it; each lock
+//! is released as soon as its step is done.
+//! The index passes run after that;
 //! until they do, index entries of dropped rowids are merely dangling —
 //! rowids are never reused, so they can only miss, never mislead.
 
 use super::compact;
-use super::flush::{self, FlushStats};
+use super::flush;
 use super::gucs;
 use super::manifest;
 use super::run_writer::{self, Readers};
@@ -135,10 +137,10 @@ fn new_frozen(
 ///
 /// 1. the sweep (SHARE UPDATE EXCLUSIVE, DML runs alongside): freezes every
 ///    live version per the vacuum_freeze_* cutoffs, counts the dead per run;
-/// 2. under EXCLUSIVE (only tried for, see above): flush L0 into a level-1
-///    run; then merge runs until the leveled policy (strata.lsm_* settings)
-///    is satisfied, alongside DML, each merge taking EXCLUSIVE for its
-///    switch only — both drop dead versions — and, under ACCESS EXCLUSIVE
+/// 2. alongside DML: flush L0 into a level-1 run (EXCLUSIVE, only tried
+///    for, to seal L0 and to switch); then merge runs until the leveled
+///    policy (strata.lsm_* settings) is satisfied, each merge taking
+///    EXCLUSIVE for its switch only — both drop dead versions — and, under ACCESS EXCLUSIVE
 ///    when free, when more than a third of the file is free, pack and
 ///    truncate it;
 /// 3. dropped rowids are removed from every index;
@@ -160,31 +162,25 @@ pub fn vacuum(rel: pg_sys::Relation, params: *mut pg_sys::VacuumParams, strategy
             sw.pages, sw.versions, sw.frozen, dead_seen
         ),
     );
-    let unlock = |mode: u32| {
-        // SAFETY: a lock this transaction took just before; nothing of it
-        // depends on the lock afterwards.
-        unsafe { pg_sys::UnlockRelation(rel, mode as i32) }
+    let unlock = |mode: u32| crate::pg::rel::unlock(rel, mode);
+    // the flush and the merges copy alongside DML and take EXCLUSIVE only
+    // briefly: to seal L0, and for each switch
+    let lock = run_writer::SwitchLock {
+        acquire: &|| try_lock(rel, pg_sys::ExclusiveLock, LOCK_RETRIES),
+        release: &|| unlock(pg_sys::ExclusiveLock),
     };
-    let fl = if try_lock(rel, pg_sys::ExclusiveLock, LOCK_RETRIES) {
-        let fl = flush::flush(rel, Some(cutoffs.oldest_xmin), Readers::Allowed);
-        unlock(pg_sys::ExclusiveLock);
-        if fl.skipped {
-            report(elevel, format!("postponing the L0 flush of \"{name}\": pages freed earlier are still pending (old snapshots)"));
-        }
-        fl
-    } else {
+    let fl = flush::flush(rel, Some(cutoffs.oldest_xmin), Readers::Allowed, &lock);
+    if fl.no_lock {
         report(elevel, format!("skipping the L0 flush of \"{name}\": could not get EXCLUSIVE lock"));
-        FlushStats { skipped: true, ..FlushStats::default() }
-    };
+    } else if fl.abandoned {
+        report(elevel, format!("abandoning the L0 flush of \"{name}\": could not get EXCLUSIVE lock for its switch"));
+    } else if fl.skipped {
+        report(elevel, format!("postponing the L0 flush of \"{name}\": pages freed earlier are still pending (old snapshots)"));
+    }
     let flushed = !fl.skipped;
     let too_old = |d: &sweep::Dead| {
         d.oldest.xid.is_some_and(|x| pgvac::xid_precedes(x, cutoffs.freeze_limit))
             || d.oldest.multi.is_some_and(|m| pgvac::multi_precedes(m, cutoffs.multi_cutoff))
-    };
-    // merges copy alongside DML and take EXCLUSIVE only for their switch
-    let lock = compact::SwitchLock {
-        acquire: &|| try_lock(rel, pg_sys::ExclusiveLock, LOCK_RETRIES),
-        release: &|| unlock(pg_sys::ExclusiveLock),
     };
     let co = compact::compact(rel, cutoffs.oldest_xmin, &gucs::policy(), &sw.dead, too_old, Readers::Allowed, &lock);
     if co.skipped {
@@ -227,6 +223,15 @@ pub fn vacuum(rel: pg_sys::Relation, params: *mut pg_sys::VacuumParams, strategy
             format!(
                 "merges of \"{name}\": {} row versions moved, {} dead ones dropped",
                 co.versions_moved, co.versions_dropped
+            ),
+        );
+    }
+    if fl.refreshed > 0 || fl.l0_pages_added > 0 {
+        report(
+            elevel,
+            format!(
+                "L0 flush of \"{name}\": {} row headers changed by concurrent DML were copied again; {} L0 pages were added meanwhile",
+                fl.refreshed, fl.l0_pages_added
             ),
         );
     }

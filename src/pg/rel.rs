@@ -46,6 +46,14 @@ pub fn lock(rel: pg_sys::Relation, mode: u32) {
     unsafe { pg_sys::LockRelation(rel, mode as pg_sys::LOCKMODE) }
 }
 
+/// Releases one hold of `mode` on `rel` taken with [`lock`] (or a
+/// conditional lock) in this transaction.
+pub fn unlock(rel: pg_sys::Relation, mode: u32) {
+    // SAFETY: open relation; the caller took this lock and nothing it does
+    // afterwards depends on it.
+    unsafe { pg_sys::UnlockRelation(rel, mode as pg_sys::LOCKMODE) }
+}
+
 /// Reads every block of the main fork in order with a bulk-read strategy,
 /// handing a private copy of each page to `f` (taken under a share lock).
 pub fn for_each_page_copy(rel: pg_sys::Relation, mut f: impl FnMut(pg_sys::BlockNumber, &[u8])) {

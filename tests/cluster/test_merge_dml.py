@@ -1,10 +1,12 @@
-"""A merge of `lsm` runs does not block DML: while VACUUM merges four
-level-1 runs (slowed down with vacuum_cost_delay so that it takes seconds),
-other sessions update, delete and lock rows of those runs without waiting
-for it, beyond its brief switch. The headers those statements stamp on the
-old runs' versions during the merge must reach the new run: afterwards every
-row is there once, with the value the clients committed, deleted rows are
-gone, and lsm_verify finds nothing.
+"""The L0 flush and the merges of `lsm` runs do not block DML: while VACUUM
+flushes L0 and then merges four level-1 runs (slowed down with
+vacuum_cost_delay so that each takes seconds), another session inserts
+rows and updates, deletes and locks rows of L0 and of those runs without
+waiting for it, beyond the brief seal and switches. The headers those
+statements stamp on versions being copied must reach the new runs, and the
+rows inserted during the flush must stay in L0: afterwards every row is
+there once, with the value the client committed, deleted rows are gone,
+and lsm_verify finds nothing.
 
 Usage: test_merge_dml.py PG_HOME
 """
@@ -24,7 +26,7 @@ def main():
     pg_home = sys.argv[1]
     tag = pg_home.strip("/").replace("/", "_")
     cluster = Cluster(pg_home, f"mergedml-{tag}").initdb(CONF).start()
-    with test_servers(cluster, name="merge/DML test"):
+    with test_servers(cluster, name="flush+merge/DML test"):
         conn = cluster.connect()
         conn.execute("CREATE EXTENSION strata")
         conn.execute("CREATE TABLE m (id int PRIMARY KEY, v bigint, pad text) USING lsm")
@@ -53,27 +55,23 @@ def main():
 
         t = threading.Thread(target=vacuum)
         t.start()
-        # wait until the flush is done: VACUUM no longer holds EXCLUSIVE
-        while t.is_alive():
-            held = conn.execute(
-                "SELECT count(*) FROM pg_locks WHERE pid = %s AND relation = 'm'::regclass "
-                "AND mode = 'ExclusiveLock' AND granted", (vac_pid,)).fetchone()[0]
-            flushed = conn.execute("SELECT runs FROM strata.lsm_levels('m') WHERE level = 1").fetchone()
-            if not held and flushed and flushed[0] == 4:
-                break
-            time.sleep(0.01)
-
         rng = random.Random(7)
         dml = cluster.connect()
         dml.execute("SET lock_timeout = '3s'")
         increments = {}
         deleted = set()
-        during, slowest = 0, 0.0
+        inserted = 0
+        # statements while the flush ran (level 1 still has 3 runs) and after
+        during, during_flush, slowest = 0, 0, 0.0
+        flushing = True
         while t.is_alive():
             i = rng.randrange(1, total + 1)
             t0 = time.time()
             kind = rng.random()
-            if kind < 0.8 and i not in deleted:
+            if kind < 0.15:
+                inserted += 1
+                dml.execute("INSERT INTO m VALUES (%s, 0, repeat('n', 60))", (total + inserted,))
+            elif kind < 0.8 and i not in deleted:
                 dml.execute("UPDATE m SET v = v + 1 WHERE id = %s", (i,))
                 increments[i] = increments.get(i, 0) + 1
             elif kind < 0.9 and i not in deleted:
@@ -85,20 +83,27 @@ def main():
             slowest = max(slowest, time.time() - t0)
             if t.is_alive():
                 during += 1
+                if flushing and during % 20 == 0:
+                    level1 = conn.execute("SELECT runs FROM strata.lsm_levels('m') WHERE level = 1").fetchone()
+                    flushing = bool(level1) and level1[0] == 3
+                during_flush += flushing
             time.sleep(0.002)
         t.join()
-        log(f"VACUUM took {result['seconds']:.1f} s; {during} statements ran during it "
-            f"(slowest {slowest * 1000:.0f} ms)")
+        log(f"VACUUM took {result['seconds']:.1f} s; {during} statements ran during it, "
+            f"{during_flush} of them during the flush (slowest {slowest * 1000:.0f} ms)")
         for n in notices:
             if "merge" in n or "flush" in n:
                 log(f"  {n}")
         assert any("merged 4 run(s)" in n for n in notices), notices
-        assert during >= 100, f"only {during} statements ran during the merge"
-        assert slowest < max(2.0, result["seconds"] / 3), "DML waited for the merge"
+        # the flush saw inserts add L0 pages, or DML change headers it copied
+        assert any("L0 flush of" in n and "copied again" in n for n in notices), notices
+        assert during_flush >= 50, f"only {during_flush} statements ran during the flush"
+        assert during - during_flush >= 100, f"only {during - during_flush} statements ran during the merge"
+        assert slowest < max(2.0, result["seconds"] / 3), "DML waited for the flush or merge"
 
         count, distinct, vsum = conn.execute("SELECT count(*), count(DISTINCT id), sum(v) FROM m").fetchone()
         assert count == distinct, f"{count - distinct} rows appear twice"
-        assert count == total - len(deleted), f"{count} rows, expected {total - len(deleted)}"
+        assert count == total + inserted - len(deleted), f"{count} rows, expected {total + inserted - len(deleted)}"
         expected = sum(c for i, c in increments.items() if i not in deleted)
         assert vsum == expected, f"sum(v) = {vsum}, clients committed {expected}"
         gone = conn.execute("SELECT count(*) FROM m WHERE id = ANY(%s)", (list(deleted),)).fetchone()[0]
@@ -110,8 +115,10 @@ def main():
         problems = conn.execute("SELECT count(*) FROM strata.lsm_verify('m')").fetchone()[0]
         assert problems == 0, f"lsm_verify: {problems} problems"
         levels = conn.execute("SELECT level, runs FROM strata.lsm_levels('m') WHERE level > 0").fetchall()
-        log(f"rows {count} ({len(deleted)} deleted, {sum(increments.values())} updates), levels {levels}")
-        log("merge/DML test passed")
+        l0 = conn.execute("SELECT pages FROM strata.lsm_levels('m') WHERE level = 0").fetchone()[0]
+        log(f"rows {count} ({inserted} inserted, {len(deleted)} deleted, {sum(increments.values())} updates), "
+            f"levels {levels}, L0 {l0} pages")
+        log("flush+merge/DML test passed")
 
 
 if __name__ == "__main__":
