@@ -232,7 +232,6 @@ fn write_graph(st: &mut BuildState) {
         check_for_interrupts!();
         progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, ((done + 1) * 2000).min(n) as i64);
     }
-    drop(pool);
 
     // Levels and neighbor lists by data index.
     let mut levels = vec![0u8; n];
@@ -247,6 +246,22 @@ fn write_graph(st: &mut BuildState) {
             .collect();
     }
     drop(hnsw);
+    // Repair what the concurrent inserts left (see graph::refine_links).
+    // Not under inner product, whose "distance" is no metric (below).
+    if p.metric != Metric::InnerProduct {
+        let (vecs, metric, m) = (&st.vectors, p.metric, p.m);
+        let incoming = graph::incoming_links(&links);
+        let mut refined = Vec::with_capacity(n);
+        for start in (0..n).step_by(10_000) {
+            let range = start..(start + 10_000).min(n);
+            refined.extend(pool.install(|| {
+                graph::refine_links(&links, &incoming, range, |l| format::capacity(m, l), |a, b| metric.distance(&vecs[a], &vecs[b]))
+            }));
+            check_for_interrupts!();
+        }
+        links = refined;
+    }
+    drop(pool);
     // Under inner product an element inside the data's hull is nobody's
     // nearest neighbour and legitimately has no incoming link; giving all of
     // those one displaces the links that lead to large-norm elements, which

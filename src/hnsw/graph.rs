@@ -5,6 +5,8 @@
 //! * [`search_layer`] — best-first search of one layer with a candidate list
 //!   of size `ef` (Malkov & Yashunin, algorithm 2), able to resume;
 //! * [`select_neighbors`] — the diversity heuristic (algorithm 4);
+//! * [`refine_links`] — re-selection of a built graph's lists from their
+//!   own and incoming links (repairs a parallel build);
 //! * [`random_level`] — the exponential level distribution, `mL = 1/ln(m)`.
 
 use super::format::ElemId;
@@ -198,6 +200,89 @@ pub fn select_neighbors(
         }
     }
     kept
+}
+
+/// [`select_neighbors`], then the nearest pruned candidates until the list
+/// holds `m` (what pgvector does at every insert). Only for
+/// [`refine_links`]: there the candidates are an element's own links and
+/// the elements linking to it, never a fresh search's whole candidate list,
+/// so the few links between clusters are among them and are not crowded out.
+pub fn select_neighbors_filled(
+    candidates: &[Scored],
+    m: usize,
+    between: impl FnMut(ElemId, ElemId) -> f64,
+) -> Vec<Scored> {
+    let mut kept = select_neighbors(candidates, m, between);
+    let mut rest: Vec<Scored> = candidates.iter().filter(|c| !kept.iter().any(|k| k.id == c.id)).copied().collect();
+    rest.sort();
+    rest.dedup_by_key(|s| s.id);
+    kept.extend(rest.into_iter().take(m.saturating_sub(kept.len())));
+    kept
+}
+
+/// For every element and level, the elements whose list at that level
+/// names it (no self-links): the other half of [`refine_links`]' candidates.
+pub fn incoming_links(links: &[Vec<Vec<usize>>]) -> Vec<Vec<Vec<usize>>> {
+    let mut incoming: Vec<Vec<Vec<usize>>> = links.iter().map(|l| vec![Vec::new(); l.len()]).collect();
+    for (i, lists) in links.iter().enumerate() {
+        for (l, list) in lists.iter().enumerate() {
+            for &t in list {
+                if t != i && l < incoming[t].len() {
+                    incoming[t][l].push(i);
+                }
+            }
+        }
+    }
+    incoming
+}
+
+/// Re-selects the neighbor lists of the elements in `range`, at every level,
+/// from their own lists and the lists that name them (`links[i][l]`:
+/// element `i`'s list at level `l`; `incoming` from [`incoming_links`];
+/// `cap(l)` the capacity): nearest-diverse first, filled up with the nearest
+/// others ([`select_neighbors_filled`]); an element never names itself.
+/// Returns the new lists of `range`, in order.
+///
+/// For a graph built by concurrent inserts (`hnsw_rs`'s parallel build): an
+/// insert that writes its own list can overwrite the back-links other
+/// threads added meanwhile; an element that a concurrent insert linked
+/// before its own search ran can find itself and keep only that self-link
+/// (the heuristic then prunes every other candidate); and lists that
+/// overflowed were cut to their nearest members, losing diverse links.
+/// Measured on in-memory graphs (m 16, ef_construction 64, 2 threads),
+/// recall@10 at ef_search 40 went from 0.92 to 0.96 on 50k clustered 128-d
+/// vectors and from 0.49 to 0.53 on 100k GloVe vectors (uniform data:
+/// unchanged). Parallel over elements (rayon; `dist` must be thread-safe).
+pub fn refine_links(
+    links: &[Vec<Vec<usize>>],
+    incoming: &[Vec<Vec<usize>>],
+    range: std::ops::Range<usize>,
+    cap: impl Fn(usize) -> usize + Sync,
+    dist: impl Fn(usize, usize) -> f64 + Sync,
+) -> Vec<Vec<Vec<usize>>> {
+    use rayon::prelude::*;
+    // select_neighbors works on ElemIds: carry the element index in one
+    let id = |i: usize| ElemId { block: (i >> 16) as u32, offset: (i & 0xFFFF) as u16 };
+    let idx = |e: ElemId| ((e.block as usize) << 16) | e.offset as usize;
+    range
+        .into_par_iter()
+        .map(|i| {
+            (0..links[i].len())
+                .map(|l| {
+                    let cands: Vec<Scored> = links[i][l]
+                        .iter()
+                        .chain(&incoming[i][l])
+                        .filter(|&&x| x != i && l < links[x].len())
+                        .map(|&x| Scored { distance: dist(i, x), id: id(x) })
+                        .collect();
+                    select_neighbors_filled(&cands, cap(l), |a, b| dist(idx(a), idx(b)))
+                        .into_iter()
+                        .map(|s| idx(s.id))
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Level of a new element: `floor(-ln(u) / ln(m))` for uniform `u` in (0, 1],
@@ -476,6 +561,58 @@ pub mod tests {
         assert!(links.iter().all(|l| l[0].len() <= 2));
         // nothing left to do
         assert_eq!(link_orphans(&mut links, 2, d), 0);
+    }
+
+    #[test]
+    fn filled_selection_keeps_the_diverse_then_the_nearest() {
+        // points on a line around a base at 0: the heuristic keeps one per side
+        let pos = [0.0f64, 1.0, 2.0, 3.0, -1.5, -4.0];
+        let cands: Vec<Scored> = (1..pos.len()).map(|i| Scored { distance: pos[i].abs(), id: id(i) }).collect();
+        let d = |a: ElemId, b: ElemId| (pos[idx(a)] - pos[idx(b)]).abs();
+        let ids = |v: Vec<Scored>| v.into_iter().map(|s| idx(s.id)).collect::<Vec<_>>();
+        assert_eq!(ids(select_neighbors(&cands, 4, d)), vec![1, 4]);
+        assert_eq!(ids(select_neighbors_filled(&cands, 4, d)), vec![1, 4, 2, 3]);
+        assert_eq!(ids(select_neighbors_filled(&cands, 9, d)), vec![1, 4, 2, 3, 5]);
+        assert_eq!(ids(select_neighbors_filled(&cands, 1, d)), vec![1]);
+    }
+
+    #[test]
+    fn refining_repairs_lost_and_self_links() {
+        // 8 points on a line; element 3 kept only a self-link (a concurrent
+        // insert linked it before its own search), element 6 lost its
+        // back-link to 7, and element 0 has level 1 with a link to 5
+        let pos: Vec<f64> = (0..8).map(|i| i as f64).collect();
+        let links: Vec<Vec<Vec<usize>>> = vec![
+            vec![vec![1], vec![5]],
+            vec![vec![0, 2]],
+            vec![vec![1, 3]],
+            vec![vec![3]],
+            vec![vec![3, 5]],
+            vec![vec![4, 6], vec![0]],
+            vec![vec![5]],
+            vec![vec![6]],
+        ];
+        let incoming = incoming_links(&links);
+        assert_eq!(incoming[3][0], vec![2, 4]);
+        let d = |a: usize, b: usize| (pos[a] - pos[b]).abs();
+        let cap = |l: usize| if l == 0 { 4 } else { 2 };
+        let refined = refine_links(&links, &incoming, 0..8, cap, d);
+        // no self-link; 3 is linked both ways again
+        assert_eq!(refined[3][0], vec![2, 4]);
+        assert!(refined.iter().enumerate().all(|(i, ls)| ls.iter().all(|l| !l.contains(&i))));
+        // 6 regains 7, which links to it
+        assert_eq!(refined[6][0], vec![5, 7]);
+        // level 1 only among elements that have it
+        assert_eq!((refined[0][1].clone(), refined[5][1].clone()), (vec![5], vec![0]));
+        // every list within its capacity, drawn from its own and incoming links
+        for (i, ls) in refined.iter().enumerate() {
+            for (l, list) in ls.iter().enumerate() {
+                assert!(list.len() <= cap(l));
+                assert!(list.iter().all(|x| links[i][l].contains(x) || incoming[i][l].contains(x)));
+            }
+        }
+        // a range refines just those elements
+        assert_eq!(refine_links(&links, &incoming, 3..5, cap, d), refined[3..5].to_vec());
     }
 
     #[test]
