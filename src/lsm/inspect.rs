@@ -54,8 +54,10 @@ mod strata {
     /// its directory, each run (level 1 and up), and free pages, with pages,
     /// row versions, tuple bytes and free bytes; for runs also the pages of
     /// their bloom filter and their compression ratio (row bytes per
-    /// data-page byte). Per-level totals: `lsm_levels`; work counters
-    /// (write amplification): `lsm_stats`.
+    /// data-page byte). A last row, `total`, sums them and carries the
+    /// table's write amplification (bytes written into runs per byte flushed
+    /// out of L0). Per-level totals: `lsm_levels`; all work counters:
+    /// `lsm_stats`.
     #[pg_extern(strict)]
     #[allow(clippy::type_complexity)]
     fn lsm_info(
@@ -71,6 +73,7 @@ mod strata {
             name!(free_bytes, i64),
             name!(filter_pages, Option<i64>),
             name!(compression_ratio, Option<f64>),
+            name!(write_amplification, Option<f64>),
         ),
     > {
         let r = open_lsm(&relation);
@@ -115,11 +118,31 @@ mod strata {
             counts[4] += (s.kind == Some(PageKind::RunData)) as i64;
             counts[5] += s.bloom.is_some() as i64;
         }
-        TableIterator::new(rows.into_iter().map(|(name, level, [p, v, t, f, data, filter])| {
-            let run = name.starts_with("run ");
-            let ratio = (run && data > 0).then(|| ((t as f64 / (data as f64 * page::BLCKSZ as f64)) * 100.0).round() / 100.0);
-            (name, level, p, v, t, f, run.then_some(filter), ratio)
-        }))
+        let ratio = |t: i64, data: i64| ((t as f64 / (data as f64 * page::BLCKSZ as f64)) * 100.0).round() / 100.0;
+        let mut total = [0i64; 6];
+        let (mut run_bytes, mut run_data) = (0, 0);
+        for (name, _, counts) in &rows {
+            total.iter_mut().zip(counts).for_each(|(t, c)| *t += c);
+            if name.starts_with("run ") {
+                (run_bytes, run_data) = (run_bytes + counts[2], run_data + counts[4]);
+            }
+        }
+        let meta = pages.first().and_then(|s| s.meta.as_ref());
+        let amplification = meta.map(|m| (m.stats.write_amplification() * 1000.0).round() / 1000.0);
+        let mut out: Vec<_> = rows
+            .into_iter()
+            .map(|(name, level, [p, v, t, f, data, filter])| {
+                let run = name.starts_with("run ");
+                let r = (run && data > 0).then(|| ratio(t, data));
+                (name, level, p, v, t, f, run.then_some(filter), r, None)
+            })
+            .collect();
+        if let Some(wa) = amplification {
+            let [p, v, t, f, _, filter] = total;
+            let r = (run_data > 0).then(|| ratio(run_bytes, run_data));
+            out.push(("total".into(), -1, p, v, t, f, Some(filter), r, Some(wa)));
+        }
+        TableIterator::new(out)
     }
 
     /// Flushes L0 into a new run now (VACUUM does it too), alongside DML:

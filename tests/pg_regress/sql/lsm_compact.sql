@@ -67,6 +67,9 @@ SELECT level, runs, row_versions FROM strata.lsm_levels('c');
 SELECT count(*), sum(v), sum(length(pad)) FROM c;
 SELECT flushes, merges, write_amplification > 1 AS amplified, dropped_versions
 FROM strata.lsm_stats('c');
+-- lsm_info's total row carries the same write amplification
+SELECT i.write_amplification = s.write_amplification AS same_amplification
+FROM strata.lsm_info('c') i, strata.lsm_stats('c') s WHERE i.component = 'total';
 SELECT * FROM strata.lsm_verify('c');
 
 -- deleting everything: the runs are rewritten into nothing
