@@ -202,7 +202,7 @@ pub fn filter_pages_fitting(leaves: usize) -> usize {
 /// The bloom filter a root RUN_INDEX page lists: `(k, filter page blocks)`.
 pub fn root_filter(page: &[u8]) -> Option<(u8, Vec<u32>)> {
     let special = format::u16_at(page, 16) as usize;
-    if special >= SPECIAL_AT || special < PAGE_HEADER_SIZE {
+    if !(PAGE_HEADER_SIZE..SPECIAL_AT).contains(&special) {
         return None;
     }
     super::bloom::decode_trailer(&page[special..SPECIAL_AT])
