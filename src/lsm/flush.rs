@@ -81,7 +81,14 @@ pub fn flush(
     lock: &SwitchLock,
 ) -> FlushStats {
     let mut stats = FlushStats::default();
-    if manifest::read(rel).is_none_or(|m| m.l0_pages() == 0) {
+    let Some(start) = manifest::read(rel).filter(|m| m.l0_pages() > 0) else {
+        return stats;
+    };
+    // The switch records what it frees as pending (checked again there);
+    // without room now, copying L0 would be wasted.
+    let dirs = start.l0_dir.iter().filter(|b| **b != 0).count();
+    if !run_writer::pending_room(rel, readers, 2 + dirs + (start.runs.len() >= MAX_RUNS) as usize) {
+        stats.skipped = true;
         return stats;
     }
     // SAFETY: horizon computation for this relation.
