@@ -152,16 +152,28 @@ pub fn encode_trailer(k: u8, blocks: &[u32]) -> Vec<u8> {
 /// `(k, filter page blocks)` from a root trailer; None when it is not one
 /// (no filter, or a trailer whose length does not match its page count).
 pub fn decode_trailer(t: &[u8]) -> Option<(u8, Vec<u32>)> {
+    let (k, n) = trailer_header(t)?;
+    let blocks = (0..n).map(|i| u32::from_le_bytes(t[8 + 4 * i..12 + 4 * i].try_into().unwrap())).collect();
+    Some((k, blocks))
+}
+
+/// The filter page block and probe for `rowid` from a root trailer, reading
+/// only the one entry it needs (the lookup path); None as [`decode_trailer`].
+pub fn trailer_probe(t: &[u8], rowid: u64) -> Option<(u32, Probe)> {
+    let (k, n) = trailer_header(t)?;
+    let probe = Probe::new(rowid, n, k);
+    let at = trailer_entry_at(probe.page);
+    Some((u32::from_le_bytes(t[at..at + 4].try_into().unwrap()), probe))
+}
+
+/// `(k, npages)` of a well-formed trailer.
+fn trailer_header(t: &[u8]) -> Option<(u8, usize)> {
     if t.len() < 8 {
         return None;
     }
     let k = t[0];
     let n = u32::from_le_bytes(t[4..8].try_into().unwrap()) as usize;
-    if n == 0 || k == 0 || k > MAX_K || trailer_len(n) != t.len() {
-        return None;
-    }
-    let blocks = (0..n).map(|i| u32::from_le_bytes(t[8 + 4 * i..12 + 4 * i].try_into().unwrap())).collect();
-    Some((k, blocks))
+    (n > 0 && k > 0 && k <= MAX_K && trailer_len(n) == t.len()).then_some((k, n))
 }
 
 /// Byte offset, inside the trailer, of the entry naming filter page `i`.
@@ -307,6 +319,9 @@ mod tests {
         assert_eq!(decode_trailer(&t), Some((6, vec![5, 9, 11])));
         assert_eq!(decode_trailer(&t[..16]), None);
         assert_eq!(decode_trailer(&[0u8; 8]), None);
+        let (block, probe) = trailer_probe(&t, 77).unwrap();
+        assert_eq!((block, probe), ([5, 9, 11][Probe::new(77, 3, 6).page], Probe::new(77, 3, 6)));
+        assert_eq!(trailer_probe(&t[..16], 77), None);
         assert_eq!(u32::from_le_bytes(t[trailer_entry_at(2)..trailer_entry_at(2) + 4].try_into().unwrap()), 11);
         assert_eq!(pages_fitting(8 + 4 * 3 + 3), 3);
     }

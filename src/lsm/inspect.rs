@@ -46,6 +46,12 @@ fn summarize(r: pg_sys::Relation, problems: &mut Vec<page_check::Problem>) -> (V
     (pages, ctx.frozen_xid)
 }
 
+/// Row bytes per byte of `data_pages` data pages, to two decimals (below 1
+/// for uncompressed pages: headers, line pointers, free space).
+fn compression_ratio(bytes: i64, data_pages: i64) -> f64 {
+    ((bytes as f64 / (data_pages as f64 * page::BLCKSZ as f64)) * 100.0).round() / 100.0
+}
+
 #[pgrx::pg_schema]
 mod strata {
     use super::*;
@@ -118,7 +124,6 @@ mod strata {
             counts[4] += (s.kind == Some(PageKind::RunData)) as i64;
             counts[5] += s.bloom.is_some() as i64;
         }
-        let ratio = |t: i64, data: i64| ((t as f64 / (data as f64 * page::BLCKSZ as f64)) * 100.0).round() / 100.0;
         let mut total = [0i64; 6];
         let (mut run_bytes, mut run_data) = (0, 0);
         for (name, _, counts) in &rows {
@@ -133,13 +138,13 @@ mod strata {
             .into_iter()
             .map(|(name, level, [p, v, t, f, data, filter])| {
                 let run = name.starts_with("run ");
-                let r = (run && data > 0).then(|| ratio(t, data));
+                let r = (run && data > 0).then(|| compression_ratio(t, data));
                 (name, level, p, v, t, f, run.then_some(filter), r, None)
             })
             .collect();
         if let Some(wa) = amplification {
             let [p, v, t, f, _, filter] = total;
-            let r = (run_data > 0).then(|| ratio(run_bytes, run_data));
+            let r = (run_data > 0).then(|| compression_ratio(run_bytes, run_data));
             out.push(("total".into(), -1, p, v, t, f, Some(filter), r, Some(wa)));
         }
         TableIterator::new(out)
@@ -234,7 +239,7 @@ mod strata {
         // uncompressed pages (headers, line pointers, free space), above 1
         // where zstd packs more rows into a page.
         TableIterator::new(rows.into_iter().map(|(l, n, p, v, b)| {
-            let ratio = (l > 0 && p > 0).then(|| ((b as f64 / (p as f64 * 8192.0)) * 100.0).round() / 100.0);
+            let ratio = (l > 0 && p > 0).then(|| compression_ratio(b, p));
             (l, n, p, (l > 0).then_some(v), (l > 0).then_some(b), ratio)
         }))
     }

@@ -397,11 +397,7 @@ pub fn locate(rel: pg_sys::Relation, tid: &pg_sys::ItemPointerData) -> Option<pg
 fn root_step(rel: pg_sys::Relation, root: u32, rowid: u64) -> (Option<u32>, Option<(u32, bloom::Probe)>) {
     read_page(rel, root, |p| {
         let f = page_image::fences(p);
-        let filter = page_image::root_filter(p).map(|(k, blocks)| {
-            let probe = bloom::Probe::new(rowid, blocks.len(), k);
-            (blocks[probe.page], probe)
-        });
-        (page_image::fence_for(&f, rowid).map(|i| f[i].1), filter)
+        (page_image::fence_for(&f, rowid).map(|i| f[i].1), page_image::root_filter_probe(p, rowid))
     })
 }
 

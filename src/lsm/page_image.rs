@@ -170,7 +170,14 @@ pub fn fence_for(fences: &[(u64, u32)], rowid: u64) -> Option<usize> {
 
 /// Builds a RUN_INDEX page from fence entries (at most FENCE_ENTRIES).
 pub fn fence_page(run_id: u32, flags: u32, entries: &[(u64, u32)]) -> PageImage {
-    let mut p = PageImage::new(PageKind::RunIndex, run_id, flags);
+    fence_page_with_special(run_id, flags, entries, &[])
+}
+
+/// [`fence_page`] with `special` (a multiple of 8 bytes) in the special
+/// space in front of the tag.
+fn fence_page_with_special(run_id: u32, flags: u32, entries: &[(u64, u32)], special: &[u8]) -> PageImage {
+    let mut p = PageImage::with_special(PageKind::RunIndex, run_id, flags, special.len());
+    p.write_special(&[special]);
     for (first, block) in entries {
         let mut e = [0u8; FENCE_SIZE];
         e[..8].copy_from_slice(&first.to_le_bytes());
@@ -183,15 +190,7 @@ pub fn fence_page(run_id: u32, flags: u32, entries: &[(u64, u32)]) -> PageImage 
 /// A run's root RUN_INDEX page with a bloom filter trailer in its special
 /// space (see [`super::bloom`]); `trailer` comes from `bloom::encode_trailer`.
 pub fn root_page_with_filter(run_id: u32, entries: &[(u64, u32)], trailer: &[u8]) -> PageImage {
-    let mut p = PageImage::with_special(PageKind::RunIndex, run_id, format::INDEX_ROOT, trailer.len());
-    p.write_special(&[trailer]);
-    for (first, block) in entries {
-        let mut e = [0u8; FENCE_SIZE];
-        e[..8].copy_from_slice(&first.to_le_bytes());
-        e[8..12].copy_from_slice(&block.to_le_bytes());
-        assert!(p.append_array(&e), "fence page overflow");
-    }
-    p
+    fence_page_with_special(run_id, format::INDEX_ROOT, entries, trailer)
 }
 
 /// Filter pages a root with `leaves` fence entries can list in its trailer.
@@ -201,11 +200,19 @@ pub fn filter_pages_fitting(leaves: usize) -> usize {
 
 /// The bloom filter a root RUN_INDEX page lists: `(k, filter page blocks)`.
 pub fn root_filter(page: &[u8]) -> Option<(u8, Vec<u32>)> {
+    super::bloom::decode_trailer(root_trailer(page)?)
+}
+
+/// Where the root RUN_INDEX page's filter keeps the bits of `rowid`: the
+/// filter page's block and the probe (reads one trailer entry).
+pub fn root_filter_probe(page: &[u8], rowid: u64) -> Option<(u32, super::bloom::Probe)> {
+    super::bloom::trailer_probe(root_trailer(page)?, rowid)
+}
+
+/// The special space of a root page in front of its tag, if it has more.
+fn root_trailer(page: &[u8]) -> Option<&[u8]> {
     let special = format::u16_at(page, 16) as usize;
-    if !(PAGE_HEADER_SIZE..SPECIAL_AT).contains(&special) {
-        return None;
-    }
-    super::bloom::decode_trailer(&page[special..SPECIAL_AT])
+    (PAGE_HEADER_SIZE..SPECIAL_AT).contains(&special).then(|| &page[special..SPECIAL_AT])
 }
 
 /// Byte offset in a root page of the trailer entry naming filter page `i`.
@@ -431,6 +438,9 @@ mod tests {
         let p = root.bytes();
         assert_eq!(fences(p), entries);
         assert_eq!(root_filter(p), Some((5, blocks.clone())));
+        let (block, probe) = root_filter_probe(p, 12_345).unwrap();
+        assert_eq!(block, blocks[probe.page]);
+        assert_eq!(root_filter_probe(fence_page(3, format::INDEX_ROOT, &entries).bytes(), 12_345), None);
         let at = root_filter_entry_at(p, 7);
         assert_eq!(format::u32_at(p, at), 507);
         assert_eq!(tag_of(p).unwrap().flags, format::INDEX_ROOT);
