@@ -180,7 +180,10 @@ unsafe extern "C-unwind" fn build_callback(
     }
     if (st.vectors.len() + 1) * st.per_element > st.memory_limit {
         crate::pg::error::notice(
-            format!("strata_hnsw graph no longer fits into maintenance_work_mem after {} tuples", st.vectors.len()),
+            format!(
+                "strata_hnsw graph no longer fits into maintenance_work_mem after {} tuples",
+                st.vectors.len()
+            ),
             "Building will take significantly more time.",
             "Increase maintenance_work_mem to speed up builds.",
         );
@@ -193,7 +196,10 @@ unsafe extern "C-unwind" fn build_callback(
     st.tids.push(tid);
     st.vectors.push(elems.to_vec());
     if st.vectors.len() % 1000 == 0 {
-        progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, st.vectors.len() as i64);
+        progress(
+            pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE,
+            st.vectors.len() as i64,
+        );
     }
 }
 
@@ -221,16 +227,29 @@ fn write_graph(st: &mut BuildState) {
         .iter()
         .map(|v| crate::vector::kernels::dot(v, v))
         .fold(0.0f32, f32::max);
-    let dist = HnswDist(BuildDistance { metric: p.metric, ip_bound });
+    let dist = HnswDist(BuildDistance {
+        metric: p.metric,
+        ip_bound,
+    });
     // hnsw_rs's defaults: the heuristic's pruned candidates are not kept (on
     // clustered data, keeping them crowds out the links between clusters).
-    let hnsw = hnsw_rs::hnsw::Hnsw::<f32, HnswDist>::new(p.m, n, format::max_level(p.m) as usize + 1, p.ef_construction, dist);
+    let hnsw = hnsw_rs::hnsw::Hnsw::<f32, HnswDist>::new(
+        p.m,
+        n,
+        format::max_level(p.m) as usize + 1,
+        p.ef_construction,
+        dist,
+    );
     let pool = worker_pool();
-    let data: Vec<(&Vec<f32>, usize)> = st.vectors.iter().enumerate().map(|(i, v)| (v, i)).collect();
+    let data: Vec<(&Vec<f32>, usize)> =
+        st.vectors.iter().enumerate().map(|(i, v)| (v, i)).collect();
     for (done, chunk) in data.chunks(2000).enumerate() {
         pool.install(|| hnsw.parallel_insert(chunk));
         check_for_interrupts!();
-        progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, ((done + 1) * 2000).min(n) as i64);
+        progress(
+            pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE,
+            ((done + 1) * 2000).min(n) as i64,
+        );
     }
 
     // Levels and neighbor lists by data index.
@@ -242,7 +261,11 @@ fn write_graph(st: &mut BuildState) {
         levels[i] = level;
         let hood = point.get_neighborhood_id();
         links[i] = (0..=level as usize)
-            .map(|l| hood.get(l).map(|v| v.iter().map(|nb| nb.d_id).collect()).unwrap_or_default())
+            .map(|l| {
+                hood.get(l)
+                    .map(|v| v.iter().map(|nb| nb.d_id).collect())
+                    .unwrap_or_default()
+            })
             .collect();
     }
     drop(hnsw);
@@ -255,7 +278,13 @@ fn write_graph(st: &mut BuildState) {
         for start in (0..n).step_by(10_000) {
             let range = start..(start + 10_000).min(n);
             refined.extend(pool.install(|| {
-                graph::refine_links(&links, &incoming, range, |l| format::capacity(m, l), |a, b| metric.distance(&vecs[a], &vecs[b]))
+                graph::refine_links(
+                    &links,
+                    &incoming,
+                    range,
+                    |l| format::capacity(m, l),
+                    |a, b| metric.distance(&vecs[a], &vecs[b]),
+                )
             }));
             check_for_interrupts!();
         }
@@ -270,7 +299,9 @@ fn write_graph(st: &mut BuildState) {
     if p.metric != Metric::InnerProduct {
         let vecs = &st.vectors;
         let metric = p.metric;
-        graph::link_orphans(&mut links, format::capacity(p.m, 0), |a, b| metric.distance(&vecs[a], &vecs[b]));
+        graph::link_orphans(&mut links, format::capacity(p.m, 0), |a, b| {
+            metric.distance(&vecs[a], &vecs[b])
+        });
     }
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_WRITE);
     write_pages(st, &levels, &links);
@@ -284,7 +315,9 @@ fn write_graph(st: &mut BuildState) {
 fn worker_pool() -> rayon::ThreadPool {
     // SAFETY: reads a GUC.
     let workers = unsafe { pg_sys::max_parallel_maintenance_workers }.max(0) as usize + 1;
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     rayon::ThreadPoolBuilder::new()
         .num_threads(workers.min(cpus).max(1))
         .start_handler(|_| {
@@ -334,8 +367,14 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>]) {
                 continue;
             }
         }
-        nbr_ids.push(ElemId { block, offset: next_off });
-        elem_ids.push(ElemId { block, offset: next_off + 1 });
+        nbr_ids.push(ElemId {
+            block,
+            offset: next_off,
+        });
+        elem_ids.push(ElemId {
+            block,
+            offset: next_off + 1,
+        });
         next_off += 2;
         used += cost(nsize) + cost(esize);
     }
@@ -348,7 +387,11 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>]) {
                 buffer::unlock_release(buf);
             }
             let buf = buffer::extend_locked(st.index);
-            assert_eq!(buffer::block_number(buf), target.block, "build pages out of step");
+            assert_eq!(
+                buffer::block_number(buf),
+                target.block,
+                "build pages out of step"
+            );
             let mut w = PageWrite::start(st.index);
             let wp = w.register(buf, true);
             pages::init_page(wp, format::KIND_GRAPH);
@@ -382,7 +425,9 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>]) {
         w.commit();
         buffer::unlock_release(buf);
     }
-    let top = (0..levels.len()).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))).expect("non-empty");
+    let top = (0..levels.len())
+        .max_by_key(|&i| (levels[i], std::cmp::Reverse(i)))
+        .expect("non-empty");
     pages::update_meta(st.index, |m| {
         m.entry = elem_ids[top];
         m.entry_level = levels[top] as i16;
@@ -400,7 +445,10 @@ pub fn build(
     if buffer::nblocks(index) != 0 {
         crate::pg::error::error(
             PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("index \"{}\" already contains data", pages::index_name(index)),
+            format!(
+                "index \"{}\" already contains data",
+                pages::index_name(index)
+            ),
         );
     }
     let params = params_for_new_index(index);
@@ -435,7 +483,10 @@ pub fn build(
         )
     };
     if !st.on_disk {
-        progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, st.vectors.len() as i64);
+        progress(
+            pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL,
+            st.vectors.len() as i64,
+        );
         write_graph(&mut st);
     }
     // SAFETY: palloc0 of the result struct.

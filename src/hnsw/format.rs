@@ -64,7 +64,10 @@ pub struct ElemId {
 }
 
 impl ElemId {
-    pub const NONE: ElemId = ElemId { block: 0, offset: 0 };
+    pub const NONE: ElemId = ElemId {
+        block: 0,
+        offset: 0,
+    };
 
     pub fn is_none(&self) -> bool {
         self.offset == 0
@@ -175,7 +178,10 @@ pub fn neighbors_size(m: usize, level: usize) -> usize {
 /// m <= 38; 8 for m = 100, where a level above 8 has probability 1e-18).
 pub fn max_level(m: usize) -> u8 {
     let free = BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE - 4;
-    (0..=MAX_LEVEL).rev().find(|&l| neighbors_size(m, l as usize) <= free).unwrap_or(0)
+    (0..=MAX_LEVEL)
+        .rev()
+        .find(|&l| neighbors_size(m, l as usize) <= free)
+        .unwrap_or(0)
 }
 
 /// A decoded element item.
@@ -231,7 +237,9 @@ pub fn element_floats(item: &[u8], dims: usize) -> std::borrow::Cow<'_, [f32]> {
     if cfg!(target_endian = "little") && bytes.as_ptr().align_offset(4) == 0 {
         // SAFETY: 4 * dims initialised bytes, 4-byte aligned; every bit
         // pattern is a valid f32.
-        std::borrow::Cow::Borrowed(unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const f32, dims) })
+        std::borrow::Cow::Borrowed(unsafe {
+            std::slice::from_raw_parts(bytes.as_ptr() as *const f32, dims)
+        })
     } else {
         std::borrow::Cow::Owned(element_vector(item, dims))
     }
@@ -290,7 +298,10 @@ pub fn decode_neighbors(item: &[u8], m: usize, level: usize) -> Vec<ElemId> {
 /// Replaces the list at `level` inside a neighbor item, in place.
 pub fn set_neighbors(item: &mut [u8], m: usize, level: usize, list: &[ElemId]) {
     let levels = item[0] as usize;
-    assert!(level < levels, "level {level} above the element's top level");
+    assert!(
+        level < levels,
+        "level {level} above the element's top level"
+    );
     let mut at = neighbors_header(levels);
     for l in 0..level {
         at += 8 * capacity(m, l);
@@ -315,7 +326,10 @@ mod tests {
             m: 16,
             ef_construction: 64,
             metric: 2,
-            entry: ElemId { block: 7, offset: 3 },
+            entry: ElemId {
+                block: 7,
+                offset: 3,
+            },
             entry_level: 4,
             elements: 123_456,
             insert_block: 99,
@@ -334,7 +348,10 @@ mod tests {
             heap_offset: 7,
             level: 2,
             flags: 0,
-            neighbors: ElemId { block: 5, offset: 2 },
+            neighbors: ElemId {
+                block: 5,
+                offset: 2,
+            },
         };
         let item = encode_element(&e, &[1.0, -2.5, 3.25]);
         assert_eq!(item.len(), element_size(3));
@@ -343,7 +360,10 @@ mod tests {
         assert_eq!(element_vector(&item, 3), vec![1.0, -2.5, 3.25]);
         assert_eq!(&*element_floats(&item, 3), &[1.0, -2.5, 3.25][..]);
 
-        let id = |b, o| ElemId { block: b, offset: o };
+        let id = |b, o| ElemId {
+            block: b,
+            offset: o,
+        };
         let lists = vec![vec![id(1, 1), id(1, 2)], vec![id(2, 1)], vec![]];
         let mut n = encode_neighbors(4, 2, &lists);
         assert!(!is_element_item(&n));

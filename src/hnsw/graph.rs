@@ -80,7 +80,14 @@ impl LayerSearch {
 
     /// Runs (or continues) the search until no candidate can improve the
     /// `ef` best; stops early once `budget` distances were computed.
-    pub fn run<G: Graph>(&mut self, g: &mut G, query: &[f32], level: usize, ef: usize, budget: u64) {
+    pub fn run<G: Graph>(
+        &mut self,
+        g: &mut G,
+        query: &[f32],
+        level: usize,
+        ef: usize,
+        budget: u64,
+    ) {
         let ef = ef.max(1);
         // Widening: bring back what a smaller ef pushed out.
         for sc in self.spilled.drain(..) {
@@ -92,7 +99,11 @@ impl LayerSearch {
             self.spilled.push(out);
         }
         while let Some(std::cmp::Reverse(c)) = self.candidates.pop() {
-            let worst = self.found.peek().map(|w| w.distance).unwrap_or(f64::INFINITY);
+            let worst = self
+                .found
+                .peek()
+                .map(|w| w.distance)
+                .unwrap_or(f64::INFINITY);
             if c.distance > worst && self.found.len() >= ef {
                 self.candidates.push(std::cmp::Reverse(c));
                 break;
@@ -109,7 +120,11 @@ impl LayerSearch {
                     continue;
                 };
                 self.evaluated += 1;
-                let worst = self.found.peek().map(|w| w.distance).unwrap_or(f64::INFINITY);
+                let worst = self
+                    .found
+                    .peek()
+                    .map(|w| w.distance)
+                    .unwrap_or(f64::INFINITY);
                 if self.found.len() < ef || d < worst {
                     let sc = Scored { distance: d, id: n };
                     self.candidates.push(std::cmp::Reverse(sc));
@@ -213,7 +228,11 @@ pub fn select_neighbors_filled(
     between: impl FnMut(ElemId, ElemId) -> f64,
 ) -> Vec<Scored> {
     let mut kept = select_neighbors(candidates, m, between);
-    let mut rest: Vec<Scored> = candidates.iter().filter(|c| !kept.iter().any(|k| k.id == c.id)).copied().collect();
+    let mut rest: Vec<Scored> = candidates
+        .iter()
+        .filter(|c| !kept.iter().any(|k| k.id == c.id))
+        .copied()
+        .collect();
     rest.sort();
     rest.dedup_by_key(|s| s.id);
     kept.extend(rest.into_iter().take(m.saturating_sub(kept.len())));
@@ -223,7 +242,8 @@ pub fn select_neighbors_filled(
 /// For every element and level, the elements whose list at that level
 /// names it (no self-links): the other half of [`refine_links`]' candidates.
 pub fn incoming_links(links: &[Vec<Vec<usize>>]) -> Vec<Vec<Vec<usize>>> {
-    let mut incoming: Vec<Vec<Vec<usize>>> = links.iter().map(|l| vec![Vec::new(); l.len()]).collect();
+    let mut incoming: Vec<Vec<Vec<usize>>> =
+        links.iter().map(|l| vec![Vec::new(); l.len()]).collect();
     for (i, lists) in links.iter().enumerate() {
         for (l, list) in lists.iter().enumerate() {
             for &t in list {
@@ -262,7 +282,10 @@ pub fn refine_links(
 ) -> Vec<Vec<Vec<usize>>> {
     use rayon::prelude::*;
     // select_neighbors works on ElemIds: carry the element index in one
-    let id = |i: usize| ElemId { block: (i >> 16) as u32, offset: (i & 0xFFFF) as u16 };
+    let id = |i: usize| ElemId {
+        block: (i >> 16) as u32,
+        offset: (i & 0xFFFF) as u16,
+    };
     let idx = |e: ElemId| ((e.block as usize) << 16) | e.offset as usize;
     range
         .into_par_iter()
@@ -273,7 +296,10 @@ pub fn refine_links(
                         .iter()
                         .chain(&incoming[i][l])
                         .filter(|&&x| x != i && l < links[x].len())
-                        .map(|&x| Scored { distance: dist(i, x), id: id(x) })
+                        .map(|&x| Scored {
+                            distance: dist(i, x),
+                            id: id(x),
+                        })
                         .collect();
                     select_neighbors_filled(&cands, cap(l), |a, b| dist(idx(a), idx(b)))
                         .into_iter()
@@ -301,7 +327,11 @@ pub fn random_level(u: f64, m: usize, max_level: u8) -> u8 {
 /// another incoming link (so no new orphan appears). `links[i][0]` is the
 /// layer-0 list of element `i`, `cap` its capacity. Returns how many
 /// orphans were linked.
-pub fn link_orphans(links: &mut [Vec<Vec<usize>>], cap: usize, dist: impl Fn(usize, usize) -> f64) -> usize {
+pub fn link_orphans(
+    links: &mut [Vec<Vec<usize>>],
+    cap: usize,
+    dist: impl Fn(usize, usize) -> f64,
+) -> usize {
     let n = links.len();
     let mut indeg = vec![0u32; n];
     for l in links.iter() {
@@ -314,7 +344,12 @@ pub fn link_orphans(links: &mut [Vec<Vec<usize>>], cap: usize, dist: impl Fn(usi
         if indeg[o] > 0 {
             continue;
         }
-        let mut cands: Vec<(f64, usize)> = links[o].first().into_iter().flatten().map(|&c| (dist(o, c), c)).collect();
+        let mut cands: Vec<(f64, usize)> = links[o]
+            .first()
+            .into_iter()
+            .flatten()
+            .map(|&c| (dist(o, c), c))
+            .collect();
         cands.sort_by(|a, b| a.0.total_cmp(&b.0));
         for (_, c) in cands {
             let list = &links[c][0];
@@ -359,7 +394,10 @@ pub mod tests {
     }
 
     pub fn id(i: usize) -> ElemId {
-        ElemId { block: (i / 1000) as u32 + 1, offset: (i % 1000) as u16 + 1 }
+        ElemId {
+            block: (i / 1000) as u32 + 1,
+            offset: (i % 1000) as u16 + 1,
+        }
     }
     pub fn idx(e: ElemId) -> usize {
         (e.block as usize - 1) * 1000 + e.offset as usize - 1
@@ -377,7 +415,15 @@ pub mod tests {
 
     impl MemGraph {
         pub fn new(metric: Metric, m: usize) -> MemGraph {
-            MemGraph { vectors: vec![], levels: vec![], adj: vec![], deleted: vec![], metric, m, entry: None }
+            MemGraph {
+                vectors: vec![],
+                levels: vec![],
+                adj: vec![],
+                deleted: vec![],
+                metric,
+                m,
+                entry: None,
+            }
         }
 
         /// The standard HNSW insert, using this module's functions.
@@ -399,7 +445,9 @@ pub mod tests {
                 let cap = if l == 0 { 2 * self.m } else { self.m };
                 let metric = self.metric;
                 let vecs = self.vectors.clone();
-                let chosen = select_neighbors(&found, self.m, |a, b| metric.distance(&vecs[idx(a)], &vecs[idx(b)]));
+                let chosen = select_neighbors(&found, self.m, |a, b| {
+                    metric.distance(&vecs[idx(a)], &vecs[idx(b)])
+                });
                 self.adj[i][l] = chosen.iter().map(|s| s.id).collect();
                 for s in chosen {
                     let n = idx(s.id);
@@ -407,13 +455,19 @@ pub mod tests {
                     if self.adj[n][l].len() > cap {
                         let cands: Vec<Scored> = self.adj[n][l]
                             .iter()
-                            .map(|&x| Scored { distance: metric.distance(&vecs_or(&self.vectors, x), &self.vectors[n]), id: x })
+                            .map(|&x| Scored {
+                                distance: metric
+                                    .distance(&vecs_or(&self.vectors, x), &self.vectors[n]),
+                                id: x,
+                            })
                             .collect();
                         let vecs = self.vectors.clone();
-                        self.adj[n][l] = select_neighbors(&cands, cap, |a, b| metric.distance(&vecs[idx(a)], &vecs[idx(b)]))
-                            .iter()
-                            .map(|s| s.id)
-                            .collect();
+                        self.adj[n][l] = select_neighbors(&cands, cap, |a, b| {
+                            metric.distance(&vecs[idx(a)], &vecs[idx(b)])
+                        })
+                        .iter()
+                        .map(|s| s.id)
+                        .collect();
                     }
                 }
             }
@@ -464,10 +518,18 @@ pub mod tests {
         let queries = 50;
         for _ in 0..queries {
             let q: Vec<f32> = (0..dims).map(|_| rng.next_f64() as f32 - 0.5).collect();
-            let mut exact: Vec<(f64, usize)> = data.iter().enumerate().map(|(i, v)| (metric.distance(v, &q), i)).collect();
+            let mut exact: Vec<(f64, usize)> = data
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (metric.distance(v, &q), i))
+                .collect();
             exact.sort_by(|a, b| a.0.total_cmp(&b.0));
             let truth: HashSet<usize> = exact.iter().take(10).map(|e| e.1).collect();
-            hits += g.knn(&q, 10, 40).iter().filter(|i| truth.contains(i)).count();
+            hits += g
+                .knn(&q, 10, 40)
+                .iter()
+                .filter(|i| truth.contains(i))
+                .count();
         }
         hits as f64 / (queries * 10) as f64
     }
@@ -501,7 +563,10 @@ pub mod tests {
         assert_eq!(wider.len(), 100);
         // widening keeps what was found and can only improve each rank
         for (w, f) in wider.iter().zip(&first) {
-            assert!(w.distance <= f.distance, "rank got worse: {w:?} after {f:?}");
+            assert!(
+                w.distance <= f.distance,
+                "rank got worse: {w:?} after {f:?}"
+            );
         }
         assert!(first.iter().all(|f| wider.iter().any(|w| w.id == f.id)));
         s.run(&mut g, &q, 0, 1000, u64::MAX);
@@ -513,9 +578,17 @@ pub mod tests {
     fn heuristic_prefers_diverse_neighbors() {
         // base at 0; a and b close together at distance 1, c at distance 2 on the other side
         let pos = [1.0f64, 1.1, -2.0];
-        let cands: Vec<Scored> = (0..3).map(|i| Scored { distance: pos[i].abs(), id: id(i) }).collect();
+        let cands: Vec<Scored> = (0..3)
+            .map(|i| Scored {
+                distance: pos[i].abs(),
+                id: id(i),
+            })
+            .collect();
         let chosen = select_neighbors(&cands, 2, |a, b| (pos[idx(a)] - pos[idx(b)]).abs());
-        assert_eq!(chosen.iter().map(|s| idx(s.id)).collect::<Vec<_>>(), vec![0, 2]);
+        assert_eq!(
+            chosen.iter().map(|s| idx(s.id)).collect::<Vec<_>>(),
+            vec![0, 2]
+        );
         // the pruned candidate does not come back to fill the list
         let roomy = select_neighbors(&cands, 3, |a, b| (pos[idx(a)] - pos[idx(b)]).abs());
         assert_eq!(roomy.len(), 2);
@@ -525,14 +598,30 @@ pub mod tests {
     fn a_duplicate_of_the_base_does_not_crowd_out_its_neighbors() {
         // base at 0 with an exact duplicate (id 0) and neighbors on both sides
         let pos = [0.0f64, 1.0, -1.5, 3.0];
-        let cands: Vec<Scored> = (0..4).map(|i| Scored { distance: pos[i].abs(), id: id(i) }).collect();
+        let cands: Vec<Scored> = (0..4)
+            .map(|i| Scored {
+                distance: pos[i].abs(),
+                id: id(i),
+            })
+            .collect();
         let chosen = select_neighbors(&cands, 4, |a, b| (pos[idx(a)] - pos[idx(b)]).abs());
-        assert_eq!(chosen.iter().map(|s| idx(s.id)).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(
+            chosen.iter().map(|s| idx(s.id)).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
         // a duplicate of a kept neighbor is still pruned
         let pos = [1.0f64, 1.0, -2.0];
-        let cands: Vec<Scored> = (0..3).map(|i| Scored { distance: pos[i].abs(), id: id(i) }).collect();
+        let cands: Vec<Scored> = (0..3)
+            .map(|i| Scored {
+                distance: pos[i].abs(),
+                id: id(i),
+            })
+            .collect();
         let chosen = select_neighbors(&cands, 3, |a, b| (pos[idx(a)] - pos[idx(b)]).abs());
-        assert_eq!(chosen.iter().map(|s| idx(s.id)).collect::<Vec<_>>(), vec![0, 2]);
+        assert_eq!(
+            chosen.iter().map(|s| idx(s.id)).collect::<Vec<_>>(),
+            vec![0, 2]
+        );
     }
 
     #[test]
@@ -567,12 +656,20 @@ pub mod tests {
     fn filled_selection_keeps_the_diverse_then_the_nearest() {
         // points on a line around a base at 0: the heuristic keeps one per side
         let pos = [0.0f64, 1.0, 2.0, 3.0, -1.5, -4.0];
-        let cands: Vec<Scored> = (1..pos.len()).map(|i| Scored { distance: pos[i].abs(), id: id(i) }).collect();
+        let cands: Vec<Scored> = (1..pos.len())
+            .map(|i| Scored {
+                distance: pos[i].abs(),
+                id: id(i),
+            })
+            .collect();
         let d = |a: ElemId, b: ElemId| (pos[idx(a)] - pos[idx(b)]).abs();
         let ids = |v: Vec<Scored>| v.into_iter().map(|s| idx(s.id)).collect::<Vec<_>>();
         assert_eq!(ids(select_neighbors(&cands, 4, d)), vec![1, 4]);
         assert_eq!(ids(select_neighbors_filled(&cands, 4, d)), vec![1, 4, 2, 3]);
-        assert_eq!(ids(select_neighbors_filled(&cands, 9, d)), vec![1, 4, 2, 3, 5]);
+        assert_eq!(
+            ids(select_neighbors_filled(&cands, 9, d)),
+            vec![1, 4, 2, 3, 5]
+        );
         assert_eq!(ids(select_neighbors_filled(&cands, 1, d)), vec![1]);
     }
 
@@ -599,20 +696,31 @@ pub mod tests {
         let refined = refine_links(&links, &incoming, 0..8, cap, d);
         // no self-link; 3 is linked both ways again
         assert_eq!(refined[3][0], vec![2, 4]);
-        assert!(refined.iter().enumerate().all(|(i, ls)| ls.iter().all(|l| !l.contains(&i))));
+        assert!(refined
+            .iter()
+            .enumerate()
+            .all(|(i, ls)| ls.iter().all(|l| !l.contains(&i))));
         // 6 regains 7, which links to it
         assert_eq!(refined[6][0], vec![5, 7]);
         // level 1 only among elements that have it
-        assert_eq!((refined[0][1].clone(), refined[5][1].clone()), (vec![5], vec![0]));
+        assert_eq!(
+            (refined[0][1].clone(), refined[5][1].clone()),
+            (vec![5], vec![0])
+        );
         // every list within its capacity, drawn from its own and incoming links
         for (i, ls) in refined.iter().enumerate() {
             for (l, list) in ls.iter().enumerate() {
                 assert!(list.len() <= cap(l));
-                assert!(list.iter().all(|x| links[i][l].contains(x) || incoming[i][l].contains(x)));
+                assert!(list
+                    .iter()
+                    .all(|x| links[i][l].contains(x) || incoming[i][l].contains(x)));
             }
         }
         // a range refines just those elements
-        assert_eq!(refine_links(&links, &incoming, 3..5, cap, d), refined[3..5].to_vec());
+        assert_eq!(
+            refine_links(&links, &incoming, 3..5, cap, d),
+            refined[3..5].to_vec()
+        );
     }
 
     #[test]

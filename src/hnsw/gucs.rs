@@ -7,7 +7,8 @@ use pgrx::pg_sys;
 /// Candidate list size of an index scan (`strata.hnsw_ef_search`).
 pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
 /// Whether a scan keeps searching after its first `ef_search` candidates.
-pub static ITERATIVE_SCAN: GucSetting<IterativeScan> = GucSetting::<IterativeScan>::new(IterativeScan::Off);
+pub static ITERATIVE_SCAN: GucSetting<IterativeScan> =
+    GucSetting::<IterativeScan>::new(IterativeScan::Off);
 /// Most elements an iterative scan examines (`strata.hnsw_max_scan_tuples`).
 pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20000);
 

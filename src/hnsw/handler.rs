@@ -80,7 +80,10 @@ pub fn register_reloptions() {
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn amoptions(reloptions: pg_sys::Datum, validate: bool) -> *mut pg_sys::bytea {
+unsafe extern "C-unwind" fn amoptions(
+    reloptions: pg_sys::Datum,
+    validate: bool,
+) -> *mut pg_sys::bytea {
     let elt = |name: &'static std::ffi::CStr, offset: usize| pg_sys::relopt_parse_elt {
         optname: name.as_ptr(),
         opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
@@ -90,7 +93,10 @@ unsafe extern "C-unwind" fn amoptions(reloptions: pg_sys::Datum, validate: bool)
     };
     let table = [
         elt(c"m", std::mem::offset_of!(RelOptions, m)),
-        elt(c"ef_construction", std::mem::offset_of!(RelOptions, ef_construction)),
+        elt(
+            c"ef_construction",
+            std::mem::offset_of!(RelOptions, ef_construction),
+        ),
     ];
     // SAFETY: standard reloptions parsing into a RelOptions-sized struct.
     unsafe {
@@ -183,7 +189,11 @@ unsafe extern "C-unwind" fn amvalidate(_opclass: pg_sys::Oid) -> bool {
 // ------------------------------------------------------------------ scans
 
 #[pg_guard]
-unsafe extern "C-unwind" fn ambeginscan(index: pg_sys::Relation, nkeys: i32, norderbys: i32) -> pg_sys::IndexScanDesc {
+unsafe extern "C-unwind" fn ambeginscan(
+    index: pg_sys::Relation,
+    nkeys: i32,
+    norderbys: i32,
+) -> pg_sys::IndexScanDesc {
     scan::begin(index, nkeys, norderbys)
 }
 
@@ -199,7 +209,10 @@ unsafe extern "C-unwind" fn amrescan(
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn amgettuple(s: pg_sys::IndexScanDesc, _dir: pg_sys::ScanDirection::Type) -> bool {
+unsafe extern "C-unwind" fn amgettuple(
+    s: pg_sys::IndexScanDesc,
+    _dir: pg_sys::ScanDirection::Type,
+) -> bool {
     scan::next(s)
 }
 

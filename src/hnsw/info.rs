@@ -73,10 +73,22 @@ mod strata {
         let entry = if meta.entry_level < 0 {
             "none".to_string()
         } else {
-            format!("({},{}) at layer {}", meta.entry.block, meta.entry.offset, meta.entry_level)
+            format!(
+                "({},{}) at layer {}",
+                meta.entry.block, meta.entry.offset, meta.entry_level
+            )
         };
         TableIterator::new(per_layer.into_iter().enumerate().map(move |(l, (n, d))| {
-            (l as i32, n, d, npages, entry.clone(), meta.m as i32, meta.ef_construction as i32, meta.dims as i32)
+            (
+                l as i32,
+                n,
+                d,
+                npages,
+                entry.clone(),
+                meta.m as i32,
+                meta.ef_construction as i32,
+                meta.dims as i32,
+            )
         }))
     }
 }

@@ -27,7 +27,12 @@ pub fn insert_vector(index: pg_sys::Relation, tid: pg_sys::ItemPointerData, vect
     insert_with_meta(index, pages::read_meta(index), tid, vector)
 }
 
-fn insert_with_meta(index: pg_sys::Relation, meta: format::Meta, tid: pg_sys::ItemPointerData, vector: &[f32]) {
+fn insert_with_meta(
+    index: pg_sys::Relation,
+    meta: format::Meta,
+    tid: pg_sys::ItemPointerData,
+    vector: &[f32],
+) {
     let params = Params::of(index, &meta);
     let level = graph::random_level(random_unit(), params.m, format::max_level(params.m));
     let element = Element {
@@ -57,7 +62,8 @@ fn insert_with_meta(index: pg_sys::Relation, meta: format::Meta, tid: pg_sys::It
             .copied()
             .filter(|s| g.element(s.id).is_some_and(|e| !e.deleted()))
             .collect();
-        let chosen = graph::select_neighbors(&live, format::capacity(params.m, l), |a, b| g.between(a, b));
+        let chosen =
+            graph::select_neighbors(&live, format::capacity(params.m, l), |a, b| g.between(a, b));
         lists[l] = chosen.iter().map(|s| s.id).collect();
         if !found.is_empty() {
             entries = found.iter().map(|s| s.id).collect();
@@ -85,7 +91,12 @@ fn insert_with_meta(index: pg_sys::Relation, meta: format::Meta, tid: pg_sys::It
 /// The first element of an empty graph becomes the entry point; done under
 /// the metapage's exclusive lock so two first inserts cannot both win.
 /// Returns false when another backend got there first.
-fn insert_first(index: pg_sys::Relation, params: &Params, element: &Element, vector: &[f32]) -> bool {
+fn insert_first(
+    index: pg_sys::Relation,
+    params: &Params,
+    element: &Element,
+    vector: &[f32],
+) -> bool {
     let meta_buf = buffer::read(index, pages::META_BLOCK);
     buffer::lock_exclusive(meta_buf);
     let meta = pages::read_meta_locked(meta_buf);
@@ -128,7 +139,10 @@ fn link_back(g: &mut DiskGraph, n: ElemId, new: ElemId, level: usize) {
             let mut cands = Vec::with_capacity(cap + 1);
             for &c in current.iter().chain([&new]) {
                 if let Some(v) = g.vector(c) {
-                    cands.push(Scored { distance: metric.distance(&base, &v), id: c });
+                    cands.push(Scored {
+                        distance: metric.distance(&base, &v),
+                        id: c,
+                    });
                 }
             }
             graph::select_neighbors(&cands, cap, |a, b| g.between(a, b))
@@ -150,7 +164,12 @@ fn link_back(g: &mut DiskGraph, n: ElemId, new: ElemId, level: usize) {
 }
 
 /// `aminsert`.
-pub fn insert(index: pg_sys::Relation, values: *mut pg_sys::Datum, isnull: *mut bool, tid: pg_sys::ItemPointer) -> bool {
+pub fn insert(
+    index: pg_sys::Relation,
+    values: *mut pg_sys::Datum,
+    isnull: *mut bool,
+    tid: pg_sys::ItemPointer,
+) -> bool {
     // SAFETY: one key column.
     if unsafe { *isnull } {
         return false;

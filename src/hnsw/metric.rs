@@ -95,20 +95,29 @@ mod tests {
         for m in [Metric::L2, Metric::InnerProduct, Metric::Cosine, Metric::L1] {
             assert_eq!(Metric::from_u16(m as u16), Some(m));
         }
-        assert_eq!(Metric::from_function_name("cosine_distance"), Some(Metric::Cosine));
+        assert_eq!(
+            Metric::from_function_name("cosine_distance"),
+            Some(Metric::Cosine)
+        );
         assert_eq!(Metric::from_function_name("vector_cmp"), None);
     }
 
     #[test]
     fn build_distance_is_non_negative_and_ordered() {
-        let d = BuildDistance { metric: Metric::InnerProduct, ip_bound: 14.0 };
+        let d = BuildDistance {
+            metric: Metric::InnerProduct,
+            ip_bound: 14.0,
+        };
         let q = [1.0f32, 2.0, 3.0];
         let near = d.eval(&q, &[1.0, 2.0, 3.0]);
         let far = d.eval(&q, &[-1.0, 0.0, 0.0]);
         assert!(near >= 0.0 && near < far);
         assert!(Metric::Cosine.indexable(&[0.0, 1.0]) && !Metric::Cosine.indexable(&[0.0, 0.0]));
         assert!(Metric::L2.indexable(&[0.0, 0.0]));
-        let c = BuildDistance { metric: Metric::Cosine, ip_bound: 0.0 };
+        let c = BuildDistance {
+            metric: Metric::Cosine,
+            ip_bound: 0.0,
+        };
         assert_eq!(c.eval(&[0.0, 0.0], &[1.0, 0.0]), f32::MAX);
     }
 }

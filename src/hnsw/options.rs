@@ -55,10 +55,13 @@ impl SqlError for OptionsError {
 
     fn hint(&self) -> Option<String> {
         match self {
-            OptionsError::TooManyDims { .. } => {
-                Some("Reduce the vectors' dimensions, or index a lower-dimensional projection.".into())
-            }
-            OptionsError::NoDims => Some("Declare the column as vector(n), or index rows that all have the same dimensions.".into()),
+            OptionsError::TooManyDims { .. } => Some(
+                "Reduce the vectors' dimensions, or index a lower-dimensional projection.".into(),
+            ),
+            OptionsError::NoDims => Some(
+                "Declare the column as vector(n), or index rows that all have the same dimensions."
+                    .into(),
+            ),
             _ => None,
         }
     }
@@ -80,7 +83,9 @@ impl Options {
 /// Checks the dimensions of the indexed vectors.
 pub fn check_dims(dims: usize) -> Result<(), OptionsError> {
     if dims > super::format::MAX_DIMS {
-        return Err(OptionsError::TooManyDims { max: super::format::MAX_DIMS });
+        return Err(OptionsError::TooManyDims {
+            max: super::format::MAX_DIMS,
+        });
     }
     Ok(())
 }
@@ -92,7 +97,12 @@ mod tests {
     #[test]
     fn rules() {
         assert!(Options::default().validate().is_ok());
-        let e = Options { m: 40, ef_construction: 64 }.validate().unwrap_err();
+        let e = Options {
+            m: 40,
+            ef_construction: 64,
+        }
+        .validate()
+        .unwrap_err();
         assert_eq!(e.sqlstate(), "22023");
         assert_eq!(e.detail().unwrap(), "m = 40, ef_construction = 64");
         assert!(check_dims(2000).is_ok());

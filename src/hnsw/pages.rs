@@ -3,7 +3,9 @@
 //! GenericXLog record; readers take share locks one page at a time and copy
 //! what they need out, so no two page locks are ever held by a reader.
 
-use super::format::{self, ElemId, Element, Meta, KIND_GRAPH, KIND_META, MAGIC, META_SIZE, TAG_SIZE};
+use super::format::{
+    self, ElemId, Element, Meta, KIND_GRAPH, KIND_META, MAGIC, META_SIZE, TAG_SIZE,
+};
 use super::graph::Graph;
 use super::metric::Metric;
 use crate::pg::buffer::{self, PageWrite};
@@ -76,7 +78,10 @@ pub fn read_meta(index: pg_sys::Relation) -> Meta {
 /// The metapage of a buffer the caller has pinned and locked.
 pub fn read_meta_locked(buf: pg_sys::Buffer) -> Meta {
     decode_meta(buffer::page(buf)).unwrap_or_else(|| {
-        crate::pg::error::error(PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED, "invalid strata_hnsw metapage")
+        crate::pg::error::error(
+            PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
+            "invalid strata_hnsw metapage",
+        )
     })
 }
 
@@ -160,7 +165,9 @@ pub fn add_element(
         buffer::lock_exclusive(buf);
         let p = buffer::page(buf);
         let room = page::free_space_for_new_item(p);
-        if page_kind(p) == Some(KIND_GRAPH) && room >= maxalign(neighbors.len()) + 4 + maxalign(elem_len) {
+        if page_kind(p) == Some(KIND_GRAPH)
+            && room >= maxalign(neighbors.len()) + 4 + maxalign(elem_len)
+        {
             let mut w = PageWrite::start(index);
             let wp = w.register(buf, false);
             let id = place_pair(index, wp, last, &mut e, vector, neighbors);
@@ -184,7 +191,10 @@ pub fn add_element(
     // Too large together (high dimensions): neighbors here, element on the next page.
     let nbr_off = page::add_item(wp, neighbors.as_ptr(), neighbors.len())
         .unwrap_or_else(|| corrupted(index, "neighbor item does not fit an empty page".into()));
-    e.neighbors = ElemId { block, offset: nbr_off };
+    e.neighbors = ElemId {
+        block,
+        offset: nbr_off,
+    };
     let buf2 = buffer::extend_locked(index);
     let block2 = buffer::block_number(buf2);
     let wp2 = w.register(buf2, true);
@@ -195,7 +205,10 @@ pub fn add_element(
     w.commit();
     buffer::unlock_release(buf2);
     buffer::unlock_release(buf);
-    ElemId { block: block2, offset: off }
+    ElemId {
+        block: block2,
+        offset: off,
+    }
 }
 
 /// Puts the new element into a slot VACUUM freed (found through the free
@@ -238,7 +251,9 @@ fn reuse_free_slot(
         let mut any_free = false;
         if page_kind(p) == Some(KIND_GRAPH) {
             for off in 1..=page::max_offset(p) {
-                let Some((ptr, len)) = page::item(p, off) else { continue };
+                let Some((ptr, len)) = page::item(p, off) else {
+                    continue;
+                };
                 // SAFETY: a normal item on the exclusively locked page.
                 let item = unsafe { std::slice::from_raw_parts(ptr, len) };
                 if len != format::element_size(dims) || !format::is_element_item(item) {
@@ -252,7 +267,9 @@ fn reuse_free_slot(
                 if let Some((nptr, nlen)) = page::item(p, e.neighbors.offset) {
                     // SAFETY: as above.
                     let levels = unsafe { *nptr } as usize;
-                    if levels > element.level as usize && nlen == format::neighbors_size(m, levels - 1) {
+                    if levels > element.level as usize
+                        && nlen == format::neighbors_size(m, levels - 1)
+                    {
                         slots.push((off, e.neighbors.offset, nlen, levels));
                     }
                 }
@@ -268,7 +285,10 @@ fn reuse_free_slot(
         let mut w = PageWrite::start(index);
         let wp = w.register(buf, false);
         let mut e = element.clone();
-        e.neighbors = ElemId { block, offset: nbr_off };
+        e.neighbors = ElemId {
+            block,
+            offset: nbr_off,
+        };
         let item = format::encode_element(&e, vector);
         let (eptr, _) = page::item(wp, off).expect("slot found above");
         let (nptr, _) = page::item(wp, nbr_off).expect("slot found above");
@@ -305,7 +325,10 @@ fn place_pair(
 ) -> ElemId {
     let nbr_off = page::add_item(wp, neighbors.as_ptr(), neighbors.len())
         .unwrap_or_else(|| corrupted(index, "no room for a neighbor item".into()));
-    e.neighbors = ElemId { block, offset: nbr_off };
+    e.neighbors = ElemId {
+        block,
+        offset: nbr_off,
+    };
     let item = format::encode_element(e, vector);
     let off = page::add_item(wp, item.as_ptr(), item.len())
         .unwrap_or_else(|| corrupted(index, "no room for an element item".into()));
@@ -408,12 +431,19 @@ impl Graph for DiskGraph {
             return Vec::new();
         };
         let m = self.params.m;
-        with_item(self.index, e.neighbors, |item| format::decode_neighbors(item, m, level)).unwrap_or_default()
+        with_item(self.index, e.neighbors, |item| {
+            format::decode_neighbors(item, m, level)
+        })
+        .unwrap_or_default()
     }
 }
 
 /// Visits every element item of the index (block, offset, header, vector).
-pub fn for_each_element(index: pg_sys::Relation, dims: usize, mut f: impl FnMut(ElemId, &Element, &[u8])) {
+pub fn for_each_element(
+    index: pg_sys::Relation,
+    dims: usize,
+    mut f: impl FnMut(ElemId, &Element, &[u8]),
+) {
     let nblocks = buffer::nblocks(index);
     for block in 1..nblocks {
         check_for_interrupts!();
@@ -434,8 +464,11 @@ pub fn for_each_element(index: pg_sys::Relation, dims: usize, mut f: impl FnMut(
         }
         buffer::unlock_release(buf);
         for (off, item) in items {
-            f(ElemId { block, offset: off }, &Element::decode(&item), &item);
+            f(
+                ElemId { block, offset: off },
+                &Element::decode(&item),
+                &item,
+            );
         }
     }
 }
-

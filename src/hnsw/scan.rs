@@ -120,7 +120,11 @@ pub fn rescan(scan: pg_sys::IndexScanDesc, orderbys: pg_sys::ScanKey, norderbys:
             ereport!(
                 ERROR,
                 PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
-                format!("different vector dimensions {} and {}", st.graph.params.dims, q.len())
+                format!(
+                    "different vector dimensions {} and {}",
+                    st.graph.params.dims,
+                    q.len()
+                )
             );
         }
     }
@@ -145,14 +149,20 @@ fn first_batch(st: &mut ScanState, q: &[f32]) {
 fn next_batch(st: &mut ScanState, q: &[f32]) -> bool {
     let mode = gucs::ITERATIVE_SCAN.get();
     let budget = gucs::MAX_SCAN_TUPLES.get().max(1) as u64;
-    let Some(search) = st.search.as_mut() else { return false };
+    let Some(search) = st.search.as_mut() else {
+        return false;
+    };
     if mode == IterativeScan::Off || search.exhausted() || search.evaluated >= budget {
         return false;
     }
     st.ef = st.ef.saturating_mul(2);
     search.run(&mut st.graph, q, 0, st.ef, budget);
     let returned = &st.returned;
-    st.batch = search.results().into_iter().filter(|s| !returned.contains(&s.id)).collect();
+    st.batch = search
+        .results()
+        .into_iter()
+        .filter(|s| !returned.contains(&s.id))
+        .collect();
     st.pos = 0;
     !st.batch.is_empty()
 }
@@ -160,7 +170,9 @@ fn next_batch(st: &mut ScanState, q: &[f32]) -> bool {
 /// `amgettuple`: the next row, nearest first.
 pub fn next(scan: pg_sys::IndexScanDesc) -> bool {
     let st = state(scan);
-    let Some(q) = st.query.take() else { return false };
+    let Some(q) = st.query.take() else {
+        return false;
+    };
     let found = next_with(scan, st, &q);
     st.query = Some(q);
     found
@@ -181,7 +193,9 @@ fn next_with(scan: pg_sys::IndexScanDesc, st: &mut ScanState, q: &[f32]) -> bool
             if st.returned.contains(&s.id) || (strict && s.distance < st.last) {
                 continue;
             }
-            let Some(e) = st.graph.element(s.id) else { continue };
+            let Some(e) = st.graph.element(s.id) else {
+                continue;
+            };
             if e.deleted() || e.is_free() {
                 continue;
             }

@@ -85,7 +85,11 @@ pub fn bulk_delete(
             if !current.iter().any(|n| deleted.contains(n)) {
                 continue;
             }
-            let mut cands: Vec<ElemId> = current.iter().copied().filter(|n| !deleted.contains(n)).collect();
+            let mut cands: Vec<ElemId> = current
+                .iter()
+                .copied()
+                .filter(|n| !deleted.contains(n))
+                .collect();
             for d in current.iter().filter(|n| deleted.contains(n)) {
                 for n2 in g.neighbors(*d, l) {
                     if n2 != id && !deleted.contains(&n2) && !cands.contains(&n2) {
@@ -97,9 +101,17 @@ pub fn bulk_delete(
             let metric = params.metric;
             let scored: Vec<Scored> = cands
                 .iter()
-                .filter_map(|&c| g.vector(c).map(|v| Scored { distance: metric.distance(&base, &v), id: c }))
+                .filter_map(|&c| {
+                    g.vector(c).map(|v| Scored {
+                        distance: metric.distance(&base, &v),
+                        id: c,
+                    })
+                })
                 .collect();
-            let next: Vec<ElemId> = graph::select_neighbors(&scored, format::capacity(params.m, l), |a, b| g.between(a, b))
+            let next: Vec<ElemId> =
+                graph::select_neighbors(&scored, format::capacity(params.m, l), |a, b| {
+                    g.between(a, b)
+                })
                 .iter()
                 .map(|s| s.id)
                 .collect();
@@ -123,7 +135,10 @@ pub fn bulk_delete(
 
     // 3. entry point
     if deleted.contains(&meta.entry) {
-        let best = live.iter().max_by_key(|(id, level)| (*level, std::cmp::Reverse(*id))).copied();
+        let best = live
+            .iter()
+            .max_by_key(|(id, level)| (*level, std::cmp::Reverse(*id)))
+            .copied();
         pages::update_meta(index, |m| {
             if deleted.contains(&m.entry) {
                 match best {

@@ -101,7 +101,9 @@ pub fn geometry(keys: u64, bits_per_key: u32, max_pages: usize) -> Option<(usize
     let npages = wanted.clamp(1, max_pages);
     // k = bits per key * ln 2 is optimal for a plain bloom filter
     let real_bits_per_key = (npages as f64 * PAGE_BITS as f64) / keys as f64;
-    let k = (real_bits_per_key * std::f64::consts::LN_2).round().clamp(1.0, MAX_K as f64) as u8;
+    let k = (real_bits_per_key * std::f64::consts::LN_2)
+        .round()
+        .clamp(1.0, MAX_K as f64) as u8;
     Some((npages, k))
 }
 
@@ -113,7 +115,10 @@ pub struct Filter {
 
 impl Filter {
     pub fn new(npages: usize, k: u8) -> Filter {
-        Filter { k, pages: vec![vec![0u8; PAGE_BYTES]; npages.max(1)] }
+        Filter {
+            k,
+            pages: vec![vec![0u8; PAGE_BYTES]; npages.max(1)],
+        }
     }
 
     pub fn add(&mut self, rowid: u64) {
@@ -153,7 +158,9 @@ pub fn encode_trailer(k: u8, blocks: &[u32]) -> Vec<u8> {
 /// (no filter, or a trailer whose length does not match its page count).
 pub fn decode_trailer(t: &[u8]) -> Option<(u8, Vec<u32>)> {
     let (k, n) = trailer_header(t)?;
-    let blocks = (0..n).map(|i| u32::from_le_bytes(t[8 + 4 * i..12 + 4 * i].try_into().unwrap())).collect();
+    let blocks = (0..n)
+        .map(|i| u32::from_le_bytes(t[8 + 4 * i..12 + 4 * i].try_into().unwrap()))
+        .collect();
     Some((k, blocks))
 }
 
@@ -260,7 +267,9 @@ mod tests {
     use super::*;
 
     fn lcg(seed: &mut u64) -> u64 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         *seed >> 11
     }
 
@@ -268,18 +277,29 @@ mod tests {
     fn no_false_negatives_and_about_one_percent_false_positives() {
         // rowids as a flush writes them: runs of offsets in virtual blocks,
         // every third version dropped as dead
-        let keys: Vec<u64> = (0..200_000u64).filter(|r| r % 3 != 0).map(|r| 256 + r).collect();
+        let keys: Vec<u64> = (0..200_000u64)
+            .filter(|r| r % 3 != 0)
+            .map(|r| 256 + r)
+            .collect();
         let (npages, k) = geometry(keys.len() as u64, 10, 2000).unwrap();
-        assert_eq!((npages, k), (((keys.len() as u64 * 10).div_ceil(PAGE_BITS)) as usize, 7));
+        assert_eq!(
+            (npages, k),
+            (((keys.len() as u64 * 10).div_ceil(PAGE_BITS)) as usize, 7)
+        );
         let mut f = Filter::new(npages, k);
         keys.iter().for_each(|r| f.add(*r));
         assert!(keys.iter().all(|r| f.may_contain(*r)));
         // the dropped rowids in the same range, and rowids far away
-        let absent: Vec<u64> = (0..200_000u64).filter(|r| r % 3 == 0).map(|r| 256 + r).collect();
+        let absent: Vec<u64> = (0..200_000u64)
+            .filter(|r| r % 3 == 0)
+            .map(|r| 256 + r)
+            .collect();
         let fp = absent.iter().filter(|r| f.may_contain(**r)).count() as f64 / absent.len() as f64;
         assert!(fp < 0.02, "false positive rate {fp}");
         let mut s = 7;
-        let far = (0..100_000).filter(|_| f.may_contain(1 << 40 | lcg(&mut s) % (1 << 39))).count();
+        let far = (0..100_000)
+            .filter(|_| f.may_contain(1 << 40 | lcg(&mut s) % (1 << 39)))
+            .count();
         assert!(far < 2_000, "{far} far false positives");
     }
 
@@ -306,7 +326,13 @@ mod tests {
     fn probes_are_stable() {
         // the hash is part of the on-disk format
         let p = Probe::new(123_456, 10, 7);
-        assert_eq!((p.page, p.block_at), (Probe::new(123_456, 10, 7).page, Probe::new(123_456, 10, 7).block_at));
+        assert_eq!(
+            (p.page, p.block_at),
+            (
+                Probe::new(123_456, 10, 7).page,
+                Probe::new(123_456, 10, 7).block_at
+            )
+        );
         assert_eq!(mix(0), 0);
         assert_eq!(mix(1), 0x5692_161D_100B_05E5);
         assert!(p.page < 10 && p.block_at % BLOCK_BYTES == 0 && p.block_at < PAGE_BYTES);
@@ -320,9 +346,19 @@ mod tests {
         assert_eq!(decode_trailer(&t[..16]), None);
         assert_eq!(decode_trailer(&[0u8; 8]), None);
         let (block, probe) = trailer_probe(&t, 77).unwrap();
-        assert_eq!((block, probe), ([5, 9, 11][Probe::new(77, 3, 6).page], Probe::new(77, 3, 6)));
+        assert_eq!(
+            (block, probe),
+            ([5, 9, 11][Probe::new(77, 3, 6).page], Probe::new(77, 3, 6))
+        );
         assert_eq!(trailer_probe(&t[..16], 77), None);
-        assert_eq!(u32::from_le_bytes(t[trailer_entry_at(2)..trailer_entry_at(2) + 4].try_into().unwrap()), 11);
+        assert_eq!(
+            u32::from_le_bytes(
+                t[trailer_entry_at(2)..trailer_entry_at(2) + 4]
+                    .try_into()
+                    .unwrap()
+            ),
+            11
+        );
         assert_eq!(pages_fitting(8 + 4 * 3 + 3), 3);
     }
 

@@ -53,7 +53,11 @@ pub struct CompactStats {
 
 /// The policy's view of the manifest's runs; `dead` from VACUUM's pass,
 /// `too_old` says whether dead versions' ids hold back freezing.
-pub fn run_stats(meta: &Meta, dead: &HashMap<u32, Dead>, too_old: &impl Fn(&Dead) -> bool) -> Vec<RunStat> {
+pub fn run_stats(
+    meta: &Meta,
+    dead: &HashMap<u32, Dead>,
+    too_old: &impl Fn(&Dead) -> bool,
+) -> Vec<RunStat> {
     meta.runs
         .iter()
         .map(|r| {
@@ -81,7 +85,10 @@ fn merge(
     st: &mut CompactStats,
 ) -> bool {
     let stretch = &meta.runs[m.first..=m.last];
-    let components: Vec<(PageKind, u32, u32)> = stretch.iter().map(|r| (PageKind::RunData, r.run_id, 0)).collect();
+    let components: Vec<(PageKind, u32, u32)> = stretch
+        .iter()
+        .map(|r| (PageKind::RunData, r.run_id, 0))
+        .collect();
     if !run_writer::pending_room(rel, readers, components.len()) {
         st.skipped = true;
         return false;
@@ -126,7 +133,10 @@ fn merge(
     st.versions_dropped += dropped;
     let conflict = (dropped > 0).then(|| crate::pg::standby::full_xid_of(horizon) - 1);
     run_writer::switch(rel, conflict, |next| {
-        let now: Vec<u32> = next.runs[m.first..=m.last].iter().map(|r| r.run_id).collect();
+        let now: Vec<u32> = next.runs[m.first..=m.last]
+            .iter()
+            .map(|r| r.run_id)
+            .collect();
         assert_eq!(now, old_ids, "runs changed during a merge");
         next.runs.splice(m.first..=m.last, new_runs);
         next.header.next_run_id = next.header.next_run_id.max(written.next_run_id);

@@ -80,7 +80,10 @@ fn crc(blob_header: &[u8], frame: &[u8], rowids: impl Iterator<Item = u64>) -> u
 
 /// The uncompressed payload of versions: rest lengths, then the rests.
 fn raw_payload(versions: &[(u64, &[u8])]) -> Vec<u8> {
-    let total: usize = versions.iter().map(|(_, t)| 2 + t.len() - TUPLE_HEADER_SIZE).sum();
+    let total: usize = versions
+        .iter()
+        .map(|(_, t)| 2 + t.len() - TUPLE_HEADER_SIZE)
+        .sum();
     let mut raw = Vec::with_capacity(total);
     for (_, t) in versions {
         raw.extend_from_slice(&((t.len() - TUPLE_HEADER_SIZE) as u16).to_le_bytes());
@@ -116,7 +119,12 @@ pub fn fits(n: usize, frame_len: usize) -> bool {
 
 /// Builds a compressed page of `versions` from their frame (see [`compress`]);
 /// None when it does not fit.
-pub fn build(run_id: u32, versions: &[(u64, &[u8])], frame: &[u8], raw_len: usize) -> Option<PageImage> {
+pub fn build(
+    run_id: u32,
+    versions: &[(u64, &[u8])],
+    frame: &[u8],
+    raw_len: usize,
+) -> Option<PageImage> {
     if !fits(versions.len(), frame.len()) || versions.len() > format::ROWS_PER_VBLOCK as usize {
         return None;
     }
@@ -193,10 +201,15 @@ pub fn decode(page: &[u8]) -> Result<Payload, CodecError> {
         return layout(format!("unknown codec {codec}"));
     }
     if special + BLOB_HEADER + zlen > end || raw_len > MAX_RAW {
-        return layout(format!("frame of {zlen} bytes ({raw_len} raw) does not fit the page"));
+        return layout(format!(
+            "frame of {zlen} bytes ({raw_len} raw) does not fit the page"
+        ));
     }
     if nitems != page_image::item_count(page) {
-        return layout(format!("{nitems} versions in the frame, {} line pointers", page_image::item_count(page)));
+        return layout(format!(
+            "{nitems} versions in the frame, {} line pointers",
+            page_image::item_count(page)
+        ));
     }
     let frame = &page[special + BLOB_HEADER..special + BLOB_HEADER + zlen];
     let mut rowids = Vec::with_capacity(nitems);
@@ -210,9 +223,13 @@ pub fn decode(page: &[u8]) -> Result<Payload, CodecError> {
     if computed != stored {
         return Err(CodecError::Checksum { stored, computed });
     }
-    let raw = zstd::bulk::decompress(frame, raw_len).map_err(|e| CodecError::Frame(e.to_string()))?;
+    let raw =
+        zstd::bulk::decompress(frame, raw_len).map_err(|e| CodecError::Frame(e.to_string()))?;
     if raw.len() != raw_len || raw_len < 2 * nitems {
-        return layout(format!("payload of {} bytes, {raw_len} declared", raw.len()));
+        return layout(format!(
+            "payload of {} bytes, {raw_len} declared",
+            raw.len()
+        ));
     }
     let mut rests = Vec::with_capacity(nitems);
     let mut at = 2 * nitems;
@@ -225,7 +242,10 @@ pub fn decode(page: &[u8]) -> Result<Payload, CodecError> {
         at += len;
     }
     if at != raw.len() {
-        return layout(format!("{} payload bytes belong to no version", raw.len() - at));
+        return layout(format!(
+            "{} payload bytes belong to no version",
+            raw.len() - at
+        ));
     }
     Ok(Payload { raw, rests })
 }
@@ -259,8 +279,14 @@ mod tests {
     fn versions(n: usize) -> Vec<(u64, Vec<u8>)> {
         (0..n)
             .map(|i| {
-                let text = format!("row {i:06} of a compressible table, padded {}", "x".repeat(60));
-                (1000 + i as u64 * 3, tuple_bytes(100 + i as u32, text.as_bytes()))
+                let text = format!(
+                    "row {i:06} of a compressible table, padded {}",
+                    "x".repeat(60)
+                );
+                (
+                    1000 + i as u64 * 3,
+                    tuple_bytes(100 + i as u32, text.as_bytes()),
+                )
             })
             .collect()
     }

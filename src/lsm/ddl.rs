@@ -132,7 +132,9 @@ pub fn copy_for_cluster(
             // every external value), as heap's rewrite does.
             // SAFETY: `t` is our palloc'd copy; `new` is open.
             let stored = unsafe {
-                if htup::has_external((*t).t_data) || (*t).t_len as usize > htup::TOAST_TUPLE_THRESHOLD {
+                if htup::has_external((*t).t_data)
+                    || (*t).t_len as usize > htup::TOAST_TUPLE_THRESHOLD
+                {
                     htup::heap_toast_insert_or_update(new, t, std::ptr::null_mut(), 0)
                 } else {
                     t

@@ -65,7 +65,8 @@ fn check_and_store(
                 storage::store_in_slot(rel, slot, t, buf);
             } else if all_dead.is_some() {
                 // SAFETY: share-locked page; horizon state for this relation.
-                surely_dead = unsafe { pg_sys::HeapTupleIsSurelyDead(&mut t, pg_sys::GlobalVisTestFor(rel)) };
+                surely_dead =
+                    unsafe { pg_sys::HeapTupleIsSurelyDead(&mut t, pg_sys::GlobalVisTestFor(rel)) };
             }
             v
         }

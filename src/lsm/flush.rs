@@ -87,12 +87,17 @@ pub fn flush(
     // The switch records what it frees as pending (checked again there);
     // without room now, copying L0 would be wasted.
     let dirs = start.l0_dir.iter().filter(|b| **b != 0).count();
-    if !run_writer::pending_room(rel, readers, 2 + dirs + (start.runs.len() >= MAX_RUNS) as usize) {
+    if !run_writer::pending_room(
+        rel,
+        readers,
+        2 + dirs + (start.runs.len() >= MAX_RUNS) as usize,
+    ) {
         stats.skipped = true;
         return stats;
     }
     // SAFETY: horizon computation for this relation.
-    let horizon = horizon.unwrap_or_else(|| unsafe { pg_sys::GetOldestNonRemovableTransactionId(rel) });
+    let horizon =
+        horizon.unwrap_or_else(|| unsafe { pg_sys::GetOldestNonRemovableTransactionId(rel) });
 
     // 1. the seal
     if !(lock.acquire)() {
@@ -144,7 +149,11 @@ pub fn flush(
         // the sealed pages again, and no version was dropped
         run_writer::switch(rel, None, |m| m.l0_seal = 0);
         manifest::record_free(rel, blocks);
-        *stats = FlushStats { skipped: true, l0_pages: stats.l0_pages, ..FlushStats::default() };
+        *stats = FlushStats {
+            skipped: true,
+            l0_pages: stats.l0_pages,
+            ..FlushStats::default()
+        };
     };
     if !(lock.acquire)() {
         abandon(&mut stats, written.blocks);
@@ -164,7 +173,11 @@ pub fn flush(
         (lock.release)();
         return stats;
     }
-    let added: Vec<u32> = manifest::l0_blocks(rel, &now).into_iter().skip(l0.len()).map(|(_, b)| b).collect();
+    let added: Vec<u32> = manifest::l0_blocks(rel, &now)
+        .into_iter()
+        .skip(l0.len())
+        .map(|(_, b)| b)
+        .collect();
     stats.l0_pages_added = added.len() as u64;
     let mut taken: HashSet<pg_sys::BlockNumber> = written.blocks.iter().copied().collect();
     let new_dir = write_directory(rel, &now, &added, &mut taken);
@@ -172,10 +185,16 @@ pub fn flush(
     stats.versions_dropped = stats.dropped.len() as u64;
     let new_runs = written.runs;
     stats.runs_written = new_runs.len() as u64;
-    let conflict = (stats.versions_dropped > 0).then(|| crate::pg::standby::full_xid_of(horizon) - 1);
+    let conflict =
+        (stats.versions_dropped > 0).then(|| crate::pg::standby::full_xid_of(horizon) - 1);
     run_writer::switch(rel, conflict, |next| {
         assert_eq!(
-            (next.header.l0_first_vblock, next.l0_seal, next.header.next_vblock, &next.runs),
+            (
+                next.header.l0_first_vblock,
+                next.l0_seal,
+                next.header.next_vblock,
+                &next.runs
+            ),
             (first, seal, now.header.next_vblock, &meta.runs),
             "L0 or runs changed during a flush"
         );

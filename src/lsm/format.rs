@@ -334,7 +334,9 @@ impl Pending {
     pub fn covers(&self, block: u32, tag: &PageTag) -> bool {
         match (self.kind, PageKind::from_u16(tag.kind)) {
             (PageKind::L0, Some(PageKind::L0)) => (self.lo..self.hi).contains(&tag.vblock),
-            (PageKind::RunData, Some(PageKind::RunData | PageKind::RunIndex)) => tag.vblock == self.lo,
+            (PageKind::RunData, Some(PageKind::RunData | PageKind::RunIndex)) => {
+                tag.vblock == self.lo
+            }
             (PageKind::L0Dir, Some(PageKind::L0Dir)) => block == self.lo,
             _ => false,
         }
@@ -437,7 +439,9 @@ impl Meta {
     pub fn decode(page: &[u8]) -> Result<Meta, FormatError> {
         let h = MetaHeader::decode(page)?;
         let runs = (0..h.nruns as usize).map(|i| run_at(page, i)).collect();
-        let l0_dir = (0..MAX_DIR_PAGES).map(|i| dir_slot_block(page, i)).collect();
+        let l0_dir = (0..MAX_DIR_PAGES)
+            .map(|i| dir_slot_block(page, i))
+            .collect();
         let npending = (u32_at(page, META_PENDING_AT) as usize).min(MAX_PENDING);
         let pending = (0..npending)
             .filter_map(|i| {
@@ -452,7 +456,15 @@ impl Meta {
             .collect();
         let writing_from = u32_at(page, META_PENDING_AT + 4);
         let l0_seal = u32_at(page, META_SEAL_AT);
-        Ok(Meta { header: h, runs, l0_dir, stats: MetaStats::decode(page), pending, writing_from, l0_seal })
+        Ok(Meta {
+            header: h,
+            runs,
+            l0_dir,
+            stats: MetaStats::decode(page),
+            pending,
+            writing_from,
+            l0_seal,
+        })
     }
 
     /// Encodes into a metapage image (header, tag and pd_lower are the caller's).
@@ -487,7 +499,11 @@ impl Meta {
         self.stats.encode(page);
         page[META_PENDING_AT..META_END].fill(0);
         put_u32(page, META_SEAL_AT, self.l0_seal);
-        put_u32(page, META_PENDING_AT, self.pending.len().min(MAX_PENDING) as u32);
+        put_u32(
+            page,
+            META_PENDING_AT,
+            self.pending.len().min(MAX_PENDING) as u32,
+        );
         put_u32(page, META_PENDING_AT + 4, self.writing_from);
         for (i, p) in self.pending.iter().take(MAX_PENDING).enumerate() {
             let at = META_PENDING_AT + 8 + i * PENDING_SIZE;
@@ -633,8 +649,18 @@ mod tests {
         m.stats.flushed_bytes = 1000;
         m.stats.compacted_bytes = 500;
         m.stats.frozen_versions = 7;
-        m.pending.push(Pending { safe_fxid: 1 << 33, kind: PageKind::L0, lo: 5, hi: 9 });
-        m.pending.push(Pending { safe_fxid: 7, kind: PageKind::RunData, lo: 3, hi: 0 });
+        m.pending.push(Pending {
+            safe_fxid: 1 << 33,
+            kind: PageKind::L0,
+            lo: 5,
+            hi: 9,
+        });
+        m.pending.push(Pending {
+            safe_fxid: 7,
+            kind: PageKind::RunData,
+            lo: 3,
+            hi: 0,
+        });
         assert_eq!(m.stats.write_amplification(), 1.5);
         let mut page = vec![0u8; BLOCK_SIZE];
         m.encode(&mut page);
@@ -670,15 +696,30 @@ mod tests {
 
     #[test]
     fn pending_entries_cover_what_was_freed() {
-        let l0 = Pending { safe_fxid: 1, kind: PageKind::L0, lo: 10, hi: 20 };
+        let l0 = Pending {
+            safe_fxid: 1,
+            kind: PageKind::L0,
+            lo: 10,
+            hi: 20,
+        };
         assert!(l0.covers(99, &PageTag::new(PageKind::L0, 10)));
         assert!(!l0.covers(99, &PageTag::new(PageKind::L0, 20)));
         assert!(!l0.covers(99, &PageTag::new(PageKind::RunData, 12)));
-        let run = Pending { safe_fxid: 1, kind: PageKind::RunData, lo: 4, hi: 0 };
+        let run = Pending {
+            safe_fxid: 1,
+            kind: PageKind::RunData,
+            lo: 4,
+            hi: 0,
+        };
         assert!(run.covers(1, &PageTag::new(PageKind::RunData, 4)));
         assert!(run.covers(1, &PageTag::new(PageKind::RunIndex, 4)));
         assert!(!run.covers(1, &PageTag::new(PageKind::RunData, 5)));
-        let dir = Pending { safe_fxid: 1, kind: PageKind::L0Dir, lo: 77, hi: 0 };
+        let dir = Pending {
+            safe_fxid: 1,
+            kind: PageKind::L0Dir,
+            lo: 77,
+            hi: 0,
+        };
         assert!(dir.covers(77, &PageTag::new(PageKind::L0Dir, 0)));
         assert!(!dir.covers(78, &PageTag::new(PageKind::L0Dir, 0)));
         let mut m = Meta::new();
@@ -699,7 +740,10 @@ mod tests {
             PageTag { version: 9, ..t }.validate(),
             Err(FormatError::BadVersion(9))
         );
-        assert_eq!(PageTag { version: 1, ..t }.validate(), Err(FormatError::BadVersion(1)));
+        assert_eq!(
+            PageTag { version: 1, ..t }.validate(),
+            Err(FormatError::BadVersion(1))
+        );
         assert_eq!(PageTag { version: 2, ..t }.validate(), Ok(PageKind::L0));
         assert_eq!(
             PageTag { kind: 99, ..t }.validate(),

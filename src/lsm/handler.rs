@@ -152,7 +152,13 @@ unsafe extern "C-unwind" fn index_fetch_tuple(
     // SAFETY: executor-provided pointers; no HOT chains, so never call again.
     unsafe {
         *call_again = false;
-        fetch::index_fetch(&mut *(f as *mut fetch::LsmIndexFetch), *tid, snapshot, slot, all_dead.as_mut())
+        fetch::index_fetch(
+            &mut *(f as *mut fetch::LsmIndexFetch),
+            *tid,
+            snapshot,
+            slot,
+            all_dead.as_mut(),
+        )
     }
 }
 
@@ -302,7 +308,16 @@ unsafe extern "C-unwind" fn tuple_update(
         {
             *update_indexes = pg_sys::TU_UpdateIndexes::TU_All;
         }
-        let result = modify::update(rel, *otid, slot, cid, crosscheck, wait, tmfd, &mut *lockmode);
+        let result = modify::update(
+            rel,
+            *otid,
+            slot,
+            cid,
+            crosscheck,
+            wait,
+            tmfd,
+            &mut *lockmode,
+        );
         if result != pg_sys::TM_Result::TM_Ok {
             #[cfg(feature = "pg15")]
             {

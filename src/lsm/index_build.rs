@@ -162,7 +162,14 @@ pub fn build_range_scan(
     let parallel = !scan.is_null() && unsafe { !(*scan).rs_parallel.is_null() };
     // BRIN: its block ranges are ranges of virtual blocks, and its serial
     // build wants them in order (a parallel BRIN build merges ranges itself)
-    let vrange = (start_block, if numblocks == pg_sys::InvalidBlockNumber { u32::MAX } else { start_block.saturating_add(numblocks) });
+    let vrange = (
+        start_block,
+        if numblocks == pg_sys::InvalidBlockNumber {
+            u32::MAX
+        } else {
+            start_block.saturating_add(numblocks)
+        },
+    );
     let by_tid = brin && !parallel;
     let mut serial: Box<dyn Iterator<Item = pg_sys::BlockNumber>> = if by_tid {
         Box::new(blocks_in_tid_order(table, vrange.0, vrange.1).into_iter())
@@ -171,7 +178,8 @@ pub fn build_range_scan(
     };
     let mut next = move || {
         if parallel {
-            std::iter::from_fn(|| super::scan::next_build_block(scan)).find(|&b| b > storage::META_BLOCK)
+            std::iter::from_fn(|| super::scan::next_build_block(scan))
+                .find(|&b| b > storage::META_BLOCK)
         } else {
             serial.next()
         }

@@ -305,7 +305,13 @@ mod strata {
 pgrx::extension_sql!(
     "GRANT USAGE ON SCHEMA strata TO PUBLIC;",
     name = "strata_schema_usage",
-    requires = [strata::lsm_info, strata::lsm_verify, strata::lsm_flush, strata::lsm_levels, strata::lsm_stats]
+    requires = [
+        strata::lsm_info,
+        strata::lsm_verify,
+        strata::lsm_flush,
+        strata::lsm_levels,
+        strata::lsm_stats
+    ]
 );
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -320,7 +326,9 @@ mod tests {
     fn smash_block_1_magic() {
         Spi::run("CREATE TABLE c (a int) USING lsm").unwrap();
         Spi::run("INSERT INTO c SELECT generate_series(1, 100)").unwrap();
-        let oid = Spi::get_one::<pg_sys::Oid>("SELECT 'c'::regclass::oid").unwrap().unwrap();
+        let oid = Spi::get_one::<pg_sys::Oid>("SELECT 'c'::regclass::oid")
+            .unwrap()
+            .unwrap();
         // SAFETY: `oid` names the table just created in this transaction.
         let rel = unsafe { PgRelation::with_lock(oid, pg_sys::AccessExclusiveLock as _) };
         let buf = buffer::read(rel.as_ptr(), 1);
@@ -338,9 +346,16 @@ mod tests {
     #[pg_test]
     fn verify_reports_a_damaged_page() {
         smash_block_1_magic();
-        let found = Spi::get_two::<i64, String>("SELECT block, problem FROM strata.lsm_verify('c')")
-            .unwrap();
-        assert_eq!(found, (Some(1), Some("bad page tag: bad page magic 0xdeadbeef".into())));
+        let found =
+            Spi::get_two::<i64, String>("SELECT block, problem FROM strata.lsm_verify('c')")
+                .unwrap();
+        assert_eq!(
+            found,
+            (
+                Some(1),
+                Some("bad page tag: bad page magic 0xdeadbeef".into())
+            )
+        );
     }
 
     #[pg_test(error = "invalid page in block 1 of relation \"c\": bad page magic 0xdeadbeef")]

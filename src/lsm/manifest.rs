@@ -34,7 +34,8 @@ fn decode(rel: pg_sys::Relation, buf: pg_sys::Buffer) -> Meta {
     if storage::page_kind(rel, META_BLOCK, p) != Some(PageKind::Meta) {
         corrupted(rel, "block 0 is not an lsm metapage".into());
     }
-    Meta::decode(page::bytes(p)).unwrap_or_else(|e| corrupted(rel, format!("invalid metapage: {e}")))
+    Meta::decode(page::bytes(p))
+        .unwrap_or_else(|e| corrupted(rel, format!("invalid metapage: {e}")))
 }
 
 /// The manifest, or None for a relation without blocks.
@@ -88,7 +89,9 @@ pub fn in_use(meta: &Meta, block: pg_sys::BlockNumber, p: &[u8]) -> bool {
         Some(PageKind::L0) => {
             tag.vblock >= meta.header.l0_first_vblock && tag.vblock < meta.header.next_vblock
         }
-        Some(PageKind::RunData | PageKind::RunIndex) => meta.has_run(tag.vblock) || meta.is_being_written(tag.vblock),
+        Some(PageKind::RunData | PageKind::RunIndex) => {
+            meta.has_run(tag.vblock) || meta.is_being_written(tag.vblock)
+        }
         Some(PageKind::L0Dir) => meta.lists_dir_page(block),
         Some(PageKind::Meta) => true,
         Some(PageKind::Free) | None => false,
@@ -111,7 +114,10 @@ pub fn allocate_block(
 /// runs alongside DML (a merge): each candidate is checked against the
 /// manifest as it is now (concurrent L0 allocations change it), read
 /// before the candidate is locked (the metapage is locked first elsewhere).
-pub fn allocate_block_now(rel: pg_sys::Relation, taken: &HashSet<pg_sys::BlockNumber>) -> pg_sys::Buffer {
+pub fn allocate_block_now(
+    rel: pg_sys::Relation,
+    taken: &HashSet<pg_sys::BlockNumber>,
+) -> pg_sys::Buffer {
     allocate_checked(rel, None, taken)
 }
 
@@ -119,7 +125,11 @@ pub fn allocate_block_now(rel: pg_sys::Relation, taken: &HashSet<pg_sys::BlockNu
 /// pages) before it extends the file instead.
 const MAX_SKIPPED: usize = 16;
 
-fn allocate_checked(rel: pg_sys::Relation, meta: Option<&Meta>, taken: &HashSet<pg_sys::BlockNumber>) -> pg_sys::Buffer {
+fn allocate_checked(
+    rel: pg_sys::Relation,
+    meta: Option<&Meta>,
+    taken: &HashSet<pg_sys::BlockNumber>,
+) -> pg_sys::Buffer {
     let nblocks = buffer::nblocks(rel);
     // Pages passed over because they are still pending or busy are free (or
     // will be): the lookup took them out of the map, so they go back in.
@@ -236,7 +246,10 @@ pub fn allocate_l0_page(rel: pg_sys::Relation) -> pg_sys::Buffer {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            format!("L0 of lsm table \"{}\" is full ({MAX_L0_PAGES} pages)", storage::relname(rel)),
+            format!(
+                "L0 of lsm table \"{}\" is full ({MAX_L0_PAGES} pages)",
+                storage::relname(rel)
+            ),
             "Run VACUUM on the table (or strata.lsm_flush) to flush L0 into a run."
         );
     }
@@ -295,7 +308,11 @@ pub fn l0_blocks(rel: pg_sys::Relation, meta: &Meta) -> Vec<(u32, pg_sys::BlockN
 }
 
 /// Runs `f` over the bytes of block `b` under a share lock.
-pub fn read_page<T>(rel: pg_sys::Relation, b: pg_sys::BlockNumber, f: impl FnOnce(&[u8]) -> T) -> T {
+pub fn read_page<T>(
+    rel: pg_sys::Relation,
+    b: pg_sys::BlockNumber,
+    f: impl FnOnce(&[u8]) -> T,
+) -> T {
     // A block past the end makes the buffer manager raise its own error.
     if b == META_BLOCK {
         corrupted(rel, "manifest names block 0 as a data page".into());
@@ -310,7 +327,9 @@ pub fn read_page<T>(rel: pg_sys::Relation, b: pg_sys::BlockNumber, f: impl FnOnc
 /// `(first_rowid, block)` of every data page of a run, in rowid order, and
 /// the blocks of its index pages (fence index and bloom filter).
 pub fn run_pages(rel: pg_sys::Relation, run: &RunDesc) -> (Vec<(u64, u32)>, Vec<u32>) {
-    let (leaves, filter) = read_page(rel, run.root, |p| (page_image::fences(p), page_image::root_filter(p)));
+    let (leaves, filter) = read_page(rel, run.root, |p| {
+        (page_image::fences(p), page_image::root_filter(p))
+    });
     let mut data = Vec::with_capacity(run.data_pages as usize);
     let mut index = vec![run.root];
     index.extend(filter.into_iter().flat_map(|(_, blocks)| blocks));
@@ -325,7 +344,10 @@ pub fn run_pages(rel: pg_sys::Relation, run: &RunDesc) -> (Vec<(u64, u32)>, Vec<
 /// lock, without decoding the whole manifest (hot paths: inserts, fetches).
 /// The relation must have blocks: callers reach it with TIDs that came from
 /// the table (indexes, chains, lanes); `fetch::tid_valid` checks user TIDs.
-pub fn with_header<T>(rel: pg_sys::Relation, f: impl FnOnce(&[u8], &format::MetaHeader) -> T) -> Option<T> {
+pub fn with_header<T>(
+    rel: pg_sys::Relation,
+    f: impl FnOnce(&[u8], &format::MetaHeader) -> T,
+) -> Option<T> {
     let buf = buffer::read(rel, META_BLOCK);
     buffer::lock_share(buf);
     let p = buffer::page(buf);
@@ -346,7 +368,10 @@ pub fn with_header<T>(rel: pg_sys::Relation, f: impl FnOnce(&[u8], &format::Meta
 /// while a flush copies the L0 pages below its seal, the seal (inserts
 /// check their lane against it).
 pub fn l0_append_floor(rel: pg_sys::Relation) -> Option<u32> {
-    with_header(rel, |page, h| h.l0_first_vblock.max(format::u32_at(page, format::META_SEAL_AT)))
+    with_header(rel, |page, h| {
+        h.l0_first_vblock
+            .max(format::u32_at(page, format::META_SEAL_AT))
+    })
 }
 
 /// Whether virtual block `v` is in L0.
@@ -356,7 +381,10 @@ pub fn in_l0(rel: pg_sys::Relation, v: u32) -> bool {
 
 /// Physical block holding the row version `tid`, if the manifest has it.
 pub fn locate(rel: pg_sys::Relation, tid: &pg_sys::ItemPointerData) -> Option<pg_sys::BlockNumber> {
-    let (v, o) = (crate::pg::htup::tid_block(tid), crate::pg::htup::tid_offset(tid));
+    let (v, o) = (
+        crate::pg::htup::tid_block(tid),
+        crate::pg::htup::tid_offset(tid),
+    );
     if !format::offset_in_range(o) {
         return None;
     }
@@ -367,14 +395,19 @@ pub fn locate(rel: pg_sys::Relation, tid: &pg_sys::ItemPointerData) -> Option<pg
         Nowhere,
     }
     let place = with_header(rel, |page, h| match h.dir_position(v) {
-        Some((slot, entry)) => Where::L0 { dir: format::dir_slot_block(page, slot), entry },
+        Some((slot, entry)) => Where::L0 {
+            dir: format::dir_slot_block(page, slot),
+            entry,
+        },
         None => match format::run_holding(page, h, rowid) {
             Some(run) => Where::Run { root: run.root },
             None => Where::Nowhere,
         },
     })?;
     match place {
-        Where::L0 { dir, entry } => read_page(rel, dir, |p| page_image::dir_entries(p).get(entry).copied()),
+        Where::L0 { dir, entry } => {
+            read_page(rel, dir, |p| page_image::dir_entries(p).get(entry).copied())
+        }
         Where::Run { root } => {
             let (leaf, filter) = root_step(rel, root, rowid);
             let leaf = leaf?;
@@ -394,32 +427,54 @@ pub fn locate(rel: pg_sys::Relation, tid: &pg_sys::ItemPointerData) -> Option<pg
 
 /// Reads a run's root: the leaf whose range holds `rowid`, and where the
 /// run's bloom filter keeps its bits (None: the run has no filter).
-fn root_step(rel: pg_sys::Relation, root: u32, rowid: u64) -> (Option<u32>, Option<(u32, bloom::Probe)>) {
+fn root_step(
+    rel: pg_sys::Relation,
+    root: u32,
+    rowid: u64,
+) -> (Option<u32>, Option<(u32, bloom::Probe)>) {
     read_page(rel, root, |p| {
         let f = page_image::fences(p);
-        (page_image::fence_for(&f, rowid).map(|i| f[i].1), page_image::root_filter_probe(p, rowid))
+        (
+            page_image::fence_for(&f, rowid).map(|i| f[i].1),
+            page_image::root_filter_probe(p, rowid),
+        )
     })
 }
 
 /// Whether the filter page at `block` may hold the probed rowid (a page
 /// that is not a filter page answers yes: `lsm_verify` reports it).
 fn filter_hits(rel: pg_sys::Relation, block: u32, probe: &bloom::Probe) -> bool {
-    read_page(rel, block, |p| page_image::bloom_body(p).is_none_or(|body| probe.hits(body)))
+    read_page(rel, block, |p| {
+        page_image::bloom_body(p).is_none_or(|body| probe.hits(body))
+    })
 }
 
 /// What the bloom filter of the run whose range holds `tid` says of it:
 /// `Some(false)` when the run surely lacks it; None when no run's range
 /// holds it or that run has no filter.
-pub fn run_filter_may_contain(rel: pg_sys::Relation, tid: &pg_sys::ItemPointerData) -> Option<bool> {
-    let rowid = format::rowid(crate::pg::htup::tid_block(tid), crate::pg::htup::tid_offset(tid));
-    let root = with_header(rel, |page, h| format::run_holding(page, h, rowid).map(|r| r.root))??;
+pub fn run_filter_may_contain(
+    rel: pg_sys::Relation,
+    tid: &pg_sys::ItemPointerData,
+) -> Option<bool> {
+    let rowid = format::rowid(
+        crate::pg::htup::tid_block(tid),
+        crate::pg::htup::tid_offset(tid),
+    );
+    let root = with_header(rel, |page, h| {
+        format::run_holding(page, h, rowid).map(|r| r.root)
+    })??;
     let (block, probe) = root_step(rel, root, rowid).1?;
     Some(filter_hits(rel, block, &probe))
 }
 
 /// A run about to be rewritten: its data blocks are appended to `sources`
 /// (rowid order) and all its pages to `freed`.
-pub fn take_run(rel: pg_sys::Relation, run: &RunDesc, sources: &mut Vec<u32>, freed: &mut Vec<u32>) {
+pub fn take_run(
+    rel: pg_sys::Relation,
+    run: &RunDesc,
+    sources: &mut Vec<u32>,
+    freed: &mut Vec<u32>,
+) {
     let (data, index) = run_pages(rel, run);
     sources.extend(data.iter().map(|(_, b)| *b));
     freed.extend(data.iter().map(|(_, b)| *b));
@@ -432,10 +487,19 @@ pub fn run_blocks_for_range(rel: pg_sys::Relation, lo: u64, hi: u64) -> Vec<pg_s
         return Vec::new();
     };
     let mut out = Vec::new();
-    for run in meta.runs.iter().filter(|r| r.first_rowid <= hi && lo <= r.last_rowid) {
+    for run in meta
+        .runs
+        .iter()
+        .filter(|r| r.first_rowid <= hi && lo <= r.last_rowid)
+    {
         let (data, _) = run_pages(rel, run);
         let start = page_image::fence_for(&data, lo).unwrap_or(0);
-        out.extend(data[start..].iter().take_while(|(first, _)| *first <= hi).map(|(_, b)| *b));
+        out.extend(
+            data[start..]
+                .iter()
+                .take_while(|(first, _)| *first <= hi)
+                .map(|(_, b)| *b),
+        );
     }
     out
 }
@@ -522,16 +586,28 @@ mod tests {
     /// and returns the relation and every row's `(block, offset)`.
     fn flushed_table(name: &str) -> (PgRelation, Vec<(u32, u16)>) {
         Spi::run(&format!("CREATE TABLE {name} (id int, pad text) USING lsm")).unwrap();
-        Spi::run(&format!("INSERT INTO {name} SELECT g, repeat('x', 250) FROM generate_series(1, 6000) g")).unwrap();
+        Spi::run(&format!(
+            "INSERT INTO {name} SELECT g, repeat('x', 250) FROM generate_series(1, 6000) g"
+        ))
+        .unwrap();
         Spi::run(&format!("SELECT strata.lsm_flush('{name}')")).unwrap();
-        let oid = Spi::get_one::<pg_sys::Oid>(&format!("SELECT '{name}'::regclass::oid")).unwrap().unwrap();
+        let oid = Spi::get_one::<pg_sys::Oid>(&format!("SELECT '{name}'::regclass::oid"))
+            .unwrap()
+            .unwrap();
         // SAFETY: `oid` names the table just created in this transaction.
         let rel = unsafe { PgRelation::with_lock(oid, pg_sys::AccessShareLock as _) };
         let tids = Spi::connect(|c| {
-            let sql = format!("SELECT (ctid::text::point)[0]::int8, (ctid::text::point)[1]::int8 FROM {name}");
+            let sql = format!(
+                "SELECT (ctid::text::point)[0]::int8, (ctid::text::point)[1]::int8 FROM {name}"
+            );
             c.select(&sql, None, &[])
                 .unwrap()
-                .map(|r| (r.get::<i64>(1).unwrap().unwrap() as u32, r.get::<i64>(2).unwrap().unwrap() as u16))
+                .map(|r| {
+                    (
+                        r.get::<i64>(1).unwrap().unwrap() as u32,
+                        r.get::<i64>(2).unwrap().unwrap() as u16,
+                    )
+                })
                 .collect::<Vec<_>>()
         });
         assert_eq!(tids.len(), 6000);
@@ -541,11 +617,18 @@ mod tests {
     #[pg_test]
     fn run_filters_keep_every_row_and_reject_unused_rowids() {
         let (rel, tids) = flushed_table("bf");
-        let filter_pages = Spi::get_one::<i64>("SELECT filter_pages FROM strata.lsm_info('bf') WHERE component = 'total'").unwrap();
+        let filter_pages = Spi::get_one::<i64>(
+            "SELECT filter_pages FROM strata.lsm_info('bf') WHERE component = 'total'",
+        )
+        .unwrap();
         assert_eq!(filter_pages, Some(1));
         for (b, o) in &tids {
             let tid = htup::make_tid(*b, *o);
-            assert_eq!(run_filter_may_contain(rel.as_ptr(), &tid), Some(true), "row ({b},{o})");
+            assert_eq!(
+                run_filter_may_contain(rel.as_ptr(), &tid),
+                Some(true),
+                "row ({b},{o})"
+            );
         }
         // offsets past each block's last row are inside the run's range, yet
         // no version has them
@@ -568,7 +651,10 @@ mod tests {
                 }
             }
         }
-        assert!(probed > 40_000 && rejected * 100 >= probed * 97, "{rejected} of {probed} rejected");
+        assert!(
+            probed > 40_000 && rejected * 100 >= probed * 97,
+            "{rejected} of {probed} rejected"
+        );
         let (b, o) = tids[0];
         let sql = format!("SELECT count(*) FROM bf WHERE ctid = '({b},{})'", o + 200);
         assert_eq!(Spi::get_one::<i64>(&sql).unwrap(), Some(0));
@@ -581,9 +667,18 @@ mod tests {
         Spi::run("SET strata.lsm_bloom_bits_per_key = 0").unwrap();
         let (rel, tids) = flushed_table("nf");
         let (b, o) = tids[0];
-        assert_eq!(run_filter_may_contain(rel.as_ptr(), &htup::make_tid(b, o)), None);
-        let filter_pages = Spi::get_one::<i64>("SELECT filter_pages FROM strata.lsm_info('nf') WHERE component = 'total'").unwrap();
+        assert_eq!(
+            run_filter_may_contain(rel.as_ptr(), &htup::make_tid(b, o)),
+            None
+        );
+        let filter_pages = Spi::get_one::<i64>(
+            "SELECT filter_pages FROM strata.lsm_info('nf') WHERE component = 'total'",
+        )
+        .unwrap();
         assert_eq!(filter_pages, Some(0));
-        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM nf WHERE id % 7 = 0").unwrap(), Some(857));
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM nf WHERE id % 7 = 0").unwrap(),
+            Some(857)
+        );
     }
 }

@@ -107,7 +107,11 @@ fn xmax_members(t: *mut Header) -> Vec<Member> {
     } else {
         match mask & pg_sys::HEAP_XMAX_SHR_LOCK {
             x if x == pg_sys::HEAP_XMAX_SHR_LOCK => Status::ForShare,
-            x if x == pg_sys::HEAP_XMAX_EXCL_LOCK => Status::lock(if keys { Mode::Exclusive } else { Mode::NoKeyExclusive }),
+            x if x == pg_sys::HEAP_XMAX_EXCL_LOCK => Status::lock(if keys {
+                Mode::Exclusive
+            } else {
+                Mode::NoKeyExclusive
+            }),
             _ => Status::ForKeyShare,
         }
     };
@@ -153,7 +157,10 @@ fn updated_or_deleted(t: *mut Header, tid: &pg_sys::ItemPointerData) -> pg_sys::
 /// A version's raw xmax and xmax infomask bits: compared before and after a
 /// page lock is given up, to see whether another transaction changed them.
 fn xmax_state(t: *mut Header) -> (pg_sys::TransactionId, u32) {
-    (htup::raw_xmax(t), htup::infomask(t) & pg_sys::HEAP_XMAX_BITS)
+    (
+        htup::raw_xmax(t),
+        htup::infomask(t) & pg_sys::HEAP_XMAX_BITS,
+    )
 }
 
 fn release_tuplock(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData, tuplock: Option<Mode>) {
@@ -177,11 +184,19 @@ enum Strength {
 
 impl Strength {
     /// `old` gives the old version with its data (materialized only when needed).
-    fn resolve(&mut self, rel: pg_sys::Relation, old: impl FnOnce() -> pg_sys::HeapTupleData) -> Mode {
+    fn resolve(
+        &mut self,
+        rel: pg_sys::Relation,
+        old: impl FnOnce() -> pg_sys::HeapTupleData,
+    ) -> Mode {
         if let Strength::UpdateTo { new, keys } = *self {
             let mut old = old();
             let changed = htup::key_columns_changed(rel, keys, &mut old, new);
-            *self = Strength::Known(if changed { Mode::Exclusive } else { Mode::NoKeyExclusive });
+            *self = Strength::Known(if changed {
+                Mode::Exclusive
+            } else {
+                Mode::NoKeyExclusive
+            });
         }
         match *self {
             Strength::Known(m) => m,
@@ -349,11 +364,18 @@ fn lock_bits(mode: Mode) -> u32 {
 fn xmax_bits(members: &[Member], multi: bool) -> (u32, u32) {
     let b = row_lock::multi_bits(members);
     let bits2 = if b.keys { pg_sys::HEAP_KEYS_UPDATED } else { 0 };
-    let lock_only = if b.has_update { 0 } else { pg_sys::HEAP_XMAX_LOCK_ONLY };
+    let lock_only = if b.has_update {
+        0
+    } else {
+        pg_sys::HEAP_XMAX_LOCK_ONLY
+    };
     match members {
         [m] if !multi && m.status.is_update() => (0, bits2),
         _ if !multi => (lock_only | lock_bits(b.strongest), bits2),
-        _ => (pg_sys::HEAP_XMAX_IS_MULTI | lock_only | lock_bits(b.strongest), bits2),
+        _ => (
+            pg_sys::HEAP_XMAX_IS_MULTI | lock_only | lock_bits(b.strongest),
+            bits2,
+        ),
     }
 }
 
@@ -370,7 +392,13 @@ fn header_in_copy(w: &mut PageWrite, loc: &Located) -> *mut Header {
 /// Writes xmax (and cmax/ctid) into a located version; page stays locked.
 /// `keep` are running lockers that must stay recorded: with any, the new
 /// xmax is a MultiXact of them and this transaction.
-fn stamp(rel: pg_sys::Relation, loc: &Located, xid: pg_sys::TransactionId, what: Stamp, keep: &[Member]) {
+fn stamp(
+    rel: pg_sys::Relation,
+    loc: &Located,
+    xid: pg_sys::TransactionId,
+    what: Stamp,
+    keep: &[Member],
+) {
     let status = match what {
         Stamp::Modified { keys_updated, .. } => Status::update(keys_updated),
         Stamp::Lock(mode) => Status::lock(mode),
@@ -394,7 +422,10 @@ fn stamp(rel: pg_sys::Relation, loc: &Located, xid: pg_sys::TransactionId, what:
     let (bits, bits2) = xmax_bits(&members, multi);
     let mut w = PageWrite::start(rel);
     let t = header_in_copy(&mut w, loc);
-    htup::set_infomask(t, (htup::infomask(t) & !(pg_sys::HEAP_XMAX_BITS | HEAP_MOVED)) | bits);
+    htup::set_infomask(
+        t,
+        (htup::infomask(t) & !(pg_sys::HEAP_XMAX_BITS | HEAP_MOVED)) | bits,
+    );
     htup::set_infomask2(t, (htup::infomask2(t) & !pg_sys::HEAP_KEYS_UPDATED) | bits2);
     htup::set_xmax(t, xmax);
     if let Stamp::Modified { cid, ctid, .. } = what {
@@ -437,7 +468,10 @@ fn prepare_insert(
     // SAFETY: open relation and formed tuple.
     unsafe {
         (*tuple).t_tableOid = (*rel).rd_id;
-        if old_external || htup::has_external(t) || (*tuple).t_len as usize > htup::TOAST_TUPLE_THRESHOLD {
+        if old_external
+            || htup::has_external(t)
+            || (*tuple).t_len as usize > htup::TOAST_TUPLE_THRESHOLD
+        {
             let oldp = old.map_or(std::ptr::null_mut(), |o| o as *mut _);
             return htup::heap_toast_insert_or_update(rel, tuple, oldp, options);
         }
@@ -504,7 +538,12 @@ pub fn insert(
 
 /// COPY's `multi_insert`: the rows of `slots` are prepared like single
 /// inserts (TOAST, xmin, cid) and stored a page at a time.
-pub fn multi_insert(rel: pg_sys::Relation, slots: &[*mut pg_sys::TupleTableSlot], cid: pg_sys::CommandId, options: i32) {
+pub fn multi_insert(
+    rel: pg_sys::Relation,
+    slots: &[*mut pg_sys::TupleTableSlot],
+    cid: pg_sys::CommandId,
+    options: i32,
+) {
     if slots.is_empty() {
         return;
     }
@@ -601,7 +640,17 @@ pub fn delete(
     } else {
         Wait::ReturnBeingModified
     };
-    let acq = match acquire(rel, tid, cid, crosscheck, policy, tmfd, "delete", &mut Strength::Known(Mode::Exclusive), true) {
+    let acq = match acquire(
+        rel,
+        tid,
+        cid,
+        crosscheck,
+        policy,
+        tmfd,
+        "delete",
+        &mut Strength::Known(Mode::Exclusive),
+        true,
+    ) {
         Outcome::Ok(a) => a,
         Outcome::Failed(r) => return r,
     };
@@ -646,7 +695,10 @@ pub fn delete(
 fn carried_locks(old: *mut Header) -> (pg_sys::TransactionId, u32) {
     let xmax = htup::raw_xmax(old);
     if !htup::xmax_is_multi(old) {
-        return (xmax, pg_sys::HEAP_XMAX_KEYSHR_LOCK | pg_sys::HEAP_XMAX_LOCK_ONLY);
+        return (
+            xmax,
+            pg_sys::HEAP_XMAX_KEYSHR_LOCK | pg_sys::HEAP_XMAX_LOCK_ONLY,
+        );
     }
     (xmax, xmax_bits(&xmax_members(old), true).0)
 }
@@ -673,7 +725,17 @@ pub fn update(
     let (new, should_free) = slot_tuple(rel, slot);
     let mut strength = Strength::UpdateTo { new, keys };
     let result = loop {
-        let outcome = acquire(rel, otid, cid, crosscheck, policy, tmfd, "update", &mut strength, true);
+        let outcome = acquire(
+            rel,
+            otid,
+            cid,
+            crosscheck,
+            policy,
+            tmfd,
+            "update",
+            &mut strength,
+            true,
+        );
         let Strength::Known(mode) = strength else {
             unreachable!("acquire resolves the strength on the old version")
         };
@@ -761,9 +823,16 @@ pub fn update(
 /// transactions (`heap_lock_updated_tuple_rec`). Ends where the chain ends
 /// or breaks; TM_Updated/TM_Deleted when a committed update or delete there
 /// conflicts with the lock.
-fn lock_chain(rel: pg_sys::Relation, start: pg_sys::ItemPointerData, prior_xmax: u32, mode: Mode) -> pg_sys::TM_Result::Type {
+fn lock_chain(
+    rel: pg_sys::Relation,
+    start: pg_sys::ItemPointerData,
+    prior_xmax: u32,
+    mode: Mode,
+) -> pg_sys::TM_Result::Type {
     let xid = current_xid();
-    let aborted = |x: u32| !multixact::is_current(x) && !multixact::in_progress(x) && !multixact::did_commit(x);
+    let aborted = |x: u32| {
+        !multixact::is_current(x) && !multixact::in_progress(x) && !multixact::did_commit(x)
+    };
     let mut tid = start;
     let mut prior = prior_xmax;
     loop {
@@ -840,7 +909,17 @@ pub fn lock(
         unsafe { (*tmfd).traversed = false };
     }
     loop {
-        match acquire(rel, tid, cid, std::ptr::null_mut(), policy, tmfd, "lock", &mut Strength::Known(mode), false) {
+        match acquire(
+            rel,
+            tid,
+            cid,
+            std::ptr::null_mut(),
+            policy,
+            tmfd,
+            "lock",
+            &mut Strength::Known(mode),
+            false,
+        ) {
             Outcome::Ok(acq) => {
                 let loc = &acq.loc;
                 let updater = acq
@@ -882,9 +961,7 @@ pub fn lock(
                 }
                 return (pg_sys::TM_Result::TM_Ok, tid);
             }
-            Outcome::Failed(pg_sys::TM_Result::TM_Updated)
-                if follow_updates && !tmfd.is_null() =>
-            {
+            Outcome::Failed(pg_sys::TM_Result::TM_Updated) if follow_updates && !tmfd.is_null() => {
                 // SAFETY: filled by acquire.
                 let next = unsafe { (*tmfd).ctid };
                 if htup::tid_offset(&next) == MOVED_PARTITIONS_OFFSET {

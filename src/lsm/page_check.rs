@@ -26,10 +26,11 @@
 //! ```
 
 use super::bloom;
-use super::format::{
-    self, u16_at, u32_at, Meta, PageKind, PageTag, RunDesc, FENCE_ENTRIES, ROWID_PREFIX, ROWS_PER_VBLOCK, TAG_SIZE,
-};
 use super::compressed_page;
+use super::format::{
+    self, u16_at, u32_at, Meta, PageKind, PageTag, RunDesc, FENCE_ENTRIES, ROWID_PREFIX,
+    ROWS_PER_VBLOCK, TAG_SIZE,
+};
 use super::page_image;
 use std::collections::{HashMap, HashSet};
 
@@ -117,7 +118,10 @@ pub fn check_page(block: u32, p: &[u8], ctx: &Context, problems: &mut Vec<Proble
         })
     };
     if p.len() != ctx.block_size {
-        report(0, format!("page has {} bytes, expected {}", p.len(), ctx.block_size));
+        report(
+            0,
+            format!("page has {} bytes, expected {}", p.len(), ctx.block_size),
+        );
         return out;
     }
     let (lower, upper, special) = (
@@ -142,14 +146,18 @@ pub fn check_page(block: u32, p: &[u8], ctx: &Context, problems: &mut Vec<Proble
     // compressed data pages and run roots with a bloom filter keep more
     // than the tag in their special space
     let raw_tag = PageTag::read(p, tag_at);
-    let filter_root = raw_tag.kind == PageKind::RunIndex as u16 && raw_tag.flags == format::INDEX_ROOT;
+    let filter_root =
+        raw_tag.kind == PageKind::RunIndex as u16 && raw_tag.flags == format::INDEX_ROOT;
     let extended = compressed_page::is_compressed(p) || filter_root;
     if special != tag_at && !(extended && special < tag_at) {
         report(0, format!("special space at {special}, expected {tag_at}"));
         return out;
     }
     if lower < PAGE_HEADER_SIZE || lower > upper || upper > special {
-        report(0, format!("bad page bounds lower={lower} upper={upper} special={special}"));
+        report(
+            0,
+            format!("bad page bounds lower={lower} upper={upper} special={special}"),
+        );
         return out;
     }
     let tag = PageTag::read(p, tag_at);
@@ -165,7 +173,10 @@ pub fn check_page(block: u32, p: &[u8], ctx: &Context, problems: &mut Vec<Proble
     out.flags = tag.flags;
     out.free_bytes = (upper - lower) as u64;
     if (kind == PageKind::Meta) != (block == 0) {
-        report(0, format!("block {block} holds a {kind:?} page; only block 0 is the metapage"));
+        report(
+            0,
+            format!("block {block} holds a {kind:?} page; only block 0 is the metapage"),
+        );
         return out;
     }
     match kind {
@@ -173,7 +184,9 @@ pub fn check_page(block: u32, p: &[u8], ctx: &Context, problems: &mut Vec<Proble
             Ok(m) => out.meta = Some(m),
             Err(e) => report(0, format!("bad metapage: {e}")),
         },
-        PageKind::L0 | PageKind::RunData => check_rows(p, lower, upper, special, kind, ctx, &mut out, &mut report),
+        PageKind::L0 | PageKind::RunData => {
+            check_rows(p, lower, upper, special, kind, ctx, &mut out, &mut report)
+        }
         PageKind::RunIndex if tag.flags == format::INDEX_BLOOM => match page_image::bloom_body(p) {
             Some(body) => out.bloom = Some(body.to_vec()),
             None => report(0, format!("bad bloom filter page (pd_lower {lower})")),
@@ -186,7 +199,9 @@ pub fn check_page(block: u32, p: &[u8], ctx: &Context, problems: &mut Vec<Proble
                 }
             }
             out.entries = page_image::fences(p);
-            if out.entries.len() > FENCE_ENTRIES || (lower - PAGE_HEADER_SIZE) % format::FENCE_SIZE != 0 {
+            if out.entries.len() > FENCE_ENTRIES
+                || (lower - PAGE_HEADER_SIZE) % format::FENCE_SIZE != 0
+            {
                 report(0, format!("bad fence array (pd_lower {lower})"));
             }
             if out.entries.windows(2).any(|w| w[0].0 >= w[1].0) {
@@ -194,7 +209,10 @@ pub fn check_page(block: u32, p: &[u8], ctx: &Context, problems: &mut Vec<Proble
             }
         }
         PageKind::L0Dir => {
-            out.entries = page_image::dir_entries(p).into_iter().map(|b| (0, b)).collect();
+            out.entries = page_image::dir_entries(p)
+                .into_iter()
+                .map(|b| (0, b))
+                .collect();
         }
         PageKind::Free => {}
     }
@@ -214,10 +232,16 @@ fn check_rows(
 ) {
     let nitems = (lower - PAGE_HEADER_SIZE) / ITEM_ID_SIZE;
     if (lower - PAGE_HEADER_SIZE) % ITEM_ID_SIZE != 0 {
-        report(0, format!("pd_lower {lower} is not at a line pointer boundary"));
+        report(
+            0,
+            format!("pd_lower {lower} is not at a line pointer boundary"),
+        );
     }
     if nitems > ROWS_PER_VBLOCK as usize {
-        report(0, format!("{nitems} line pointers, at most {ROWS_PER_VBLOCK} allowed"));
+        report(
+            0,
+            format!("{nitems} line pointers, at most {ROWS_PER_VBLOCK} allowed"),
+        );
         return;
     }
     let payload = if compressed_page::is_compressed(p) {
@@ -242,22 +266,38 @@ fn check_rows(
             (raw >> 17) as usize,
         );
         if flags != LP_NORMAL {
-            report(offset, format!("line pointer has flags {flags}; lsm pages only hold normal items"));
+            report(
+                offset,
+                format!("line pointer has flags {flags}; lsm pages only hold normal items"),
+            );
             continue;
         }
         if off < upper || off + len > special || off % 8 != 0 {
-            report(offset, format!("tuple at {off}+{len} lies outside {upper}..{special} or is unaligned"));
+            report(
+                offset,
+                format!("tuple at {off}+{len} lies outside {upper}..{special} or is unaligned"),
+            );
             continue;
         }
-        let prefix = if kind == PageKind::RunData { ROWID_PREFIX } else { 0 };
+        let prefix = if kind == PageKind::RunData {
+            ROWID_PREFIX
+        } else {
+            0
+        };
         if len < prefix + TUPLE_HEADER_SIZE {
-            report(offset, format!("item length {len} is shorter than a tuple header"));
+            report(
+                offset,
+                format!("item length {len} is shorter than a tuple header"),
+            );
             continue;
         }
         let rowid = if kind == PageKind::RunData {
             let r = format::u64_at(p, off);
             if last_rowid.is_some_and(|l| l >= r) {
-                report(offset, format!("rowid {r} is not above the previous item's"));
+                report(
+                    offset,
+                    format!("rowid {r} is not above the previous item's"),
+                );
             }
             last_rowid = Some(r);
             r
@@ -276,14 +316,20 @@ fn check_rows(
                     out.tuple_bytes += t.len() as u64;
                     check_tuple(&t, offset, rowid, ctx, out, report);
                 }
-                None => report(offset, format!("compressed item of {len} bytes is not a stub")),
+                None => report(
+                    offset,
+                    format!("compressed item of {len} bytes is not a stub"),
+                ),
             },
         }
     }
     extents.sort_unstable();
     for w in extents.windows(2) {
         if w[0].0 + w[0].1 > w[1].0 {
-            report(w[1].2, format!("tuple overlaps the tuple of line pointer {}", w[0].2));
+            report(
+                w[1].2,
+                format!("tuple overlaps the tuple of line pointer {}", w[0].2),
+            );
         }
     }
 }
@@ -302,12 +348,21 @@ fn check_tuple(
     let (mask2, mask, hoff) = (u16_at(t, 18), u16_at(t, 20), t[22] as usize);
     let natts = mask2 & HEAP_NATTS_MASK;
     if hoff < TUPLE_HEADER_SIZE || hoff % 8 != 0 || hoff > t.len() {
-        report(offset, format!("bad t_hoff {hoff} for a tuple of {} bytes", t.len()));
+        report(
+            offset,
+            format!("bad t_hoff {hoff} for a tuple of {} bytes", t.len()),
+        );
     } else if mask & HEAP_HASNULL != 0 && hoff < TUPLE_HEADER_SIZE + (natts as usize).div_ceil(8) {
-        report(offset, format!("t_hoff {hoff} leaves no room for a null bitmap of {natts} attributes"));
+        report(
+            offset,
+            format!("t_hoff {hoff} leaves no room for a null bitmap of {natts} attributes"),
+        );
     }
     if natts > ctx.natts {
-        report(offset, format!("tuple has {natts} attributes, relation has {}", ctx.natts));
+        report(
+            offset,
+            format!("tuple has {natts} attributes, relation has {}", ctx.natts),
+        );
     }
     if mask & (HEAP_XMAX_COMMITTED | HEAP_XMAX_INVALID) == HEAP_XMAX_COMMITTED | HEAP_XMAX_INVALID {
         report(offset, "xmax is marked both committed and invalid".into());
@@ -315,7 +370,13 @@ fn check_tuple(
     let frozen = mask & HEAP_XMIN_FROZEN == HEAP_XMIN_FROZEN;
     if xmin >= FIRST_NORMAL_XID && !frozen {
         if !xid_precedes(xmin, ctx.next_xid) {
-            report(offset, format!("xmin {xmin} is not older than the next xid {}", ctx.next_xid));
+            report(
+                offset,
+                format!(
+                    "xmin {xmin} is not older than the next xid {}",
+                    ctx.next_xid
+                ),
+            );
         }
         if ctx.frozen_xid >= FIRST_NORMAL_XID && xid_precedes(xmin, ctx.frozen_xid) {
             out.old_xmins.push((offset, xmin));
@@ -325,10 +386,19 @@ fn check_tuple(
         && xmax >= FIRST_NORMAL_XID
         && !xid_precedes(xmax, ctx.next_xid)
     {
-        report(offset, format!("xmax {xmax} is not older than the next xid {}", ctx.next_xid));
+        report(
+            offset,
+            format!(
+                "xmax {xmax} is not older than the next xid {}",
+                ctx.next_xid
+            ),
+        );
     }
     if !format::offset_in_range(ctid_offset) {
-        report(offset, format!("t_ctid offset {ctid_offset} is out of range"));
+        report(
+            offset,
+            format!("t_ctid offset {ctid_offset} is out of range"),
+        );
     } else {
         out.links.push(Link {
             item: offset,
@@ -341,7 +411,11 @@ fn check_tuple(
 
 /// Cross-page checks against the metapage (`pages[b]` is block `b`'s
 /// summary); returns, per block, whether the manifest uses it.
-pub fn check_manifest(pages: &[Summary], frozen_xid: u32, problems: &mut Vec<Problem>) -> Vec<bool> {
+pub fn check_manifest(
+    pages: &[Summary],
+    frozen_xid: u32,
+    problems: &mut Vec<Problem>,
+) -> Vec<bool> {
     let mut used = vec![false; pages.len()];
     let mut report = |block: u32, item: u16, message: String| {
         problems.push(Problem {
@@ -360,7 +434,11 @@ pub fn check_manifest(pages: &[Summary], frozen_xid: u32, problems: &mut Vec<Pro
     let mut claim = |block: u32, what: &str, report: &mut dyn FnMut(u32, u16, String)| -> bool {
         match used.get_mut(block as usize) {
             None => {
-                report(0, 0, format!("{what} names block {block}, past the end of the relation"));
+                report(
+                    0,
+                    0,
+                    format!("{what} names block {block}, past the end of the relation"),
+                );
                 false
             }
             Some(u) if *u => {
@@ -380,7 +458,14 @@ pub fn check_manifest(pages: &[Summary], frozen_xid: u32, problems: &mut Vec<Pro
     // L0: every directory entry names an L0 page with that virtual block.
     let h = &meta.header;
     if meta.l0_seal != 0 && !(h.l0_first_vblock..=h.next_vblock).contains(&meta.l0_seal) {
-        report(0, 0, format!("L0 seal {} lies outside L0 ({}..{})", meta.l0_seal, h.l0_first_vblock, h.next_vblock));
+        report(
+            0,
+            0,
+            format!(
+                "L0 seal {} lies outside L0 ({}..{})",
+                meta.l0_seal, h.l0_first_vblock, h.next_vblock
+            ),
+        );
     }
     let l0_pages = meta.l0_pages() as usize;
     for slot in 0..l0_pages.div_ceil(format::DIR_ENTRIES) {
@@ -389,13 +474,24 @@ pub fn check_manifest(pages: &[Summary], frozen_xid: u32, problems: &mut Vec<Pro
             continue;
         }
         if kind_of(dir) != Some(PageKind::L0Dir) || pages[dir as usize].owner != slot as u32 {
-            report(dir, 0, format!("L0 directory slot {slot} does not name its directory page"));
+            report(
+                dir,
+                0,
+                format!("L0 directory slot {slot} does not name its directory page"),
+            );
             continue;
         }
         let expected = (l0_pages - slot * format::DIR_ENTRIES).min(format::DIR_ENTRIES);
         let entries = &pages[dir as usize].entries;
         if entries.len() != expected {
-            report(dir, 0, format!("directory page has {} entries, expected {expected}", entries.len()));
+            report(
+                dir,
+                0,
+                format!(
+                    "directory page has {} entries, expected {expected}",
+                    entries.len()
+                ),
+            );
         }
         for (j, (_, b)) in entries.iter().enumerate().take(expected) {
             let v = h.l0_first_vblock + (slot * format::DIR_ENTRIES + j) as u32;
@@ -404,7 +500,11 @@ pub fn check_manifest(pages: &[Summary], frozen_xid: u32, problems: &mut Vec<Pro
             }
             let s = &pages[*b as usize];
             if s.kind != Some(PageKind::L0) || s.owner != v {
-                report(*b, 0, format!("L0 directory maps virtual block {v} here, but the page is not it"));
+                report(
+                    *b,
+                    0,
+                    format!("L0 directory maps virtual block {v} here, but the page is not it"),
+                );
                 continue;
             }
             for l in &s.links {
@@ -422,16 +522,31 @@ pub fn check_manifest(pages: &[Summary], frozen_xid: u32, problems: &mut Vec<Pro
             report(0, 0, format!("run {} has a bad rowid range", run.run_id));
         }
         if i > 0 && meta.runs[i - 1].last_rowid >= run.first_rowid {
-            report(0, 0, format!("run {} overlaps the run before it", run.run_id));
+            report(
+                0,
+                0,
+                format!("run {} overlaps the run before it", run.run_id),
+            );
         }
-        check_run(run, pages, &mut claim, &mut report, &mut live_rowids, &mut links);
+        check_run(
+            run,
+            pages,
+            &mut claim,
+            &mut report,
+            &mut live_rowids,
+            &mut links,
+        );
     }
     // A page that claims to belong to the manifest but is not reached from it
     // would be read by scans (they go by page tags) yet never by lookups.
     for (b, s) in pages.iter().enumerate() {
         if used[b] {
             for (item, xmin) in &s.old_xmins {
-                report(b as u32, *item, format!("xmin {xmin} precedes relfrozenxid {}", frozen_xid));
+                report(
+                    b as u32,
+                    *item,
+                    format!("xmin {xmin} precedes relfrozenxid {}", frozen_xid),
+                );
             }
             continue;
         }
@@ -441,7 +556,14 @@ pub fn check_manifest(pages: &[Summary], frozen_xid: u32, problems: &mut Vec<Pro
             _ => false,
         };
         if claims {
-            report(b as u32, 0, format!("{:?} page claims to be in use but the manifest does not reach it", s.kind.unwrap()));
+            report(
+                b as u32,
+                0,
+                format!(
+                    "{:?} page claims to be in use but the manifest does not reach it",
+                    s.kind.unwrap()
+                ),
+            );
         }
     }
     // An update link may dangle once its target was dropped as dead (rowids
@@ -451,7 +573,14 @@ pub fn check_manifest(pages: &[Summary], frozen_xid: u32, problems: &mut Vec<Pro
     for (block, l) in links {
         let target = format::rowid(l.ctid_block, l.ctid_offset);
         if target >= next_rowid {
-            report(block, l.item, format!("t_ctid ({},{}) names a rowid never allocated", l.ctid_block, l.ctid_offset));
+            report(
+                block,
+                l.item,
+                format!(
+                    "t_ctid ({},{}) names a rowid never allocated",
+                    l.ctid_block, l.ctid_offset
+                ),
+            );
         }
     }
     used
@@ -475,7 +604,11 @@ fn check_run(
         return;
     }
     let Some(root) = index_page(run.root, format::INDEX_ROOT) else {
-        report(run.root, 0, format!("run {id}'s root is not its root index page"));
+        report(
+            run.root,
+            0,
+            format!("run {id}'s root is not its root index page"),
+        );
         return;
     };
     let mut data_pages = 0u32;
@@ -486,11 +619,19 @@ fn check_run(
             continue;
         }
         let Some(l) = index_page(*leaf, format::INDEX_LEAF) else {
-            report(*leaf, 0, format!("run {id}'s root names a page that is not its leaf"));
+            report(
+                *leaf,
+                0,
+                format!("run {id}'s root names a page that is not its leaf"),
+            );
             continue;
         };
         if l.entries.first().map(|e| e.0) != Some(*leaf_first) {
-            report(*leaf, 0, "leaf's first fence differs from its root entry".into());
+            report(
+                *leaf,
+                0,
+                "leaf's first fence differs from its root entry".into(),
+            );
         }
         for (first, data) in &l.entries {
             data_pages += 1;
@@ -499,17 +640,29 @@ fn check_run(
             }
             let s = &pages[*data as usize];
             if s.kind != Some(PageKind::RunData) || s.owner != id {
-                report(*data, 0, format!("run {id}'s fence names a page that is not its data page"));
+                report(
+                    *data,
+                    0,
+                    format!("run {id}'s fence names a page that is not its data page"),
+                );
                 continue;
             }
             first_seen.insert(*data, *first);
             versions += s.versions as u64;
             if s.links.first().map(|l| l.rowid) != Some(*first) {
-                report(*data, 0, format!("fence says first rowid {first}, page starts elsewhere"));
+                report(
+                    *data,
+                    0,
+                    format!("fence says first rowid {first}, page starts elsewhere"),
+                );
             }
             for l in &s.links {
                 if l.rowid < run.first_rowid || l.rowid > run.last_rowid {
-                    report(*data, l.item, format!("rowid {} outside run {id}'s range", l.rowid));
+                    report(
+                        *data,
+                        l.item,
+                        format!("rowid {} outside run {id}'s range", l.rowid),
+                    );
                 }
                 if !live_rowids.insert(l.rowid) {
                     report(*data, l.item, format!("rowid {} is stored twice", l.rowid));
@@ -546,19 +699,35 @@ fn check_filter(
         if !claim(*b, "run bloom filter page", report) {
             return;
         }
-        match pages.get(*b as usize).filter(|s| s.kind == Some(PageKind::RunIndex) && s.owner == id) {
-            Some(Summary { bloom: Some(body), .. }) => bodies.push(body),
+        match pages
+            .get(*b as usize)
+            .filter(|s| s.kind == Some(PageKind::RunIndex) && s.owner == id)
+        {
+            Some(Summary {
+                bloom: Some(body), ..
+            }) => bodies.push(body),
             _ => {
-                report(*b, 0, format!("run {id}'s root names a page that is not its bloom filter page"));
+                report(
+                    *b,
+                    0,
+                    format!("run {id}'s root names a page that is not its bloom filter page"),
+                );
                 return;
             }
         }
     }
-    let in_run = links.iter().rev().take_while(|(_, l)| (run.first_rowid..=run.last_rowid).contains(&l.rowid));
+    let in_run = links
+        .iter()
+        .rev()
+        .take_while(|(_, l)| (run.first_rowid..=run.last_rowid).contains(&l.rowid));
     for (block, l) in in_run {
         let probe = bloom::Probe::new(l.rowid, bodies.len(), k);
         if !probe.hits(bodies[probe.page]) {
-            report(*block, l.item, format!("rowid {} is missing from run {id}'s bloom filter", l.rowid));
+            report(
+                *block,
+                l.item,
+                format!("rowid {} is missing from run {id}'s bloom filter", l.rowid),
+            );
         }
     }
 }
@@ -614,10 +783,16 @@ mod tests {
 
     #[test]
     fn healthy_page_has_no_problems() {
-        let p = l0_page(7, &[(10, 0, HEAP_XMAX_INVALID, (7, 1)), (11, 12, 0, (7, 1))]);
+        let p = l0_page(
+            7,
+            &[(10, 0, HEAP_XMAX_INVALID, (7, 1)), (11, 12, 0, (7, 1))],
+        );
         let (s, problems) = check(1, &p);
         assert_eq!(problems, vec![]);
-        assert_eq!((s.kind, s.owner, s.versions, s.tuple_bytes), (Some(PageKind::L0), 7, 2, 64));
+        assert_eq!(
+            (s.kind, s.owner, s.versions, s.tuple_bytes),
+            (Some(PageKind::L0), 7, 2, 64)
+        );
         assert_eq!(s.links[1].rowid, format::rowid(7, 2));
     }
 
@@ -637,14 +812,18 @@ mod tests {
         assert!(check(1, &p).1[0].message.contains("bad page magic"));
 
         let p = l0_page(2, &[(10, 0, HEAP_XMAX_INVALID, (2, 1))]);
-        assert!(check(0, &p).1[0].message.contains("only block 0 is the metapage"));
+        assert!(check(0, &p).1[0]
+            .message
+            .contains("only block 0 is the metapage"));
 
         let p = l0_page(1, &[(5000, 0, HEAP_XMAX_INVALID, (1, 1))]);
         assert!(check(1, &p).1[0].message.contains("next xid"));
 
         let both = HEAP_XMAX_COMMITTED | HEAP_XMAX_INVALID;
         let p = l0_page(1, &[(10, 0, both, (1, 1))]);
-        assert!(check(1, &p).1[0].message.contains("both committed and invalid"));
+        assert!(check(1, &p).1[0]
+            .message
+            .contains("both committed and invalid"));
 
         let mut p = l0_page(1, &[(10, 0, HEAP_XMAX_INVALID, (1, 1))]);
         p[14..16].copy_from_slice(&10u16.to_le_bytes()); // upper < lower
@@ -653,7 +832,10 @@ mod tests {
 
     #[test]
     fn frozen_xmin_may_precede_relfrozenxid() {
-        let ctx = Context { frozen_xid: 500, ..CTX };
+        let ctx = Context {
+            frozen_xid: 500,
+            ..CTX
+        };
         let p = l0_page(1, &[(10, 0, HEAP_XMAX_INVALID | HEAP_XMIN_FROZEN, (1, 1))]);
         let mut problems = vec![];
         check_page(1, &p, &ctx, &mut problems);
@@ -668,24 +850,36 @@ mod tests {
     fn old_xmins_matter_only_on_pages_in_use() {
         // xmins 10..12 and 11 (run, L0) precede relfrozenxid 100
         let (_, mut pages) = table();
-        let ctx = Context { frozen_xid: 100, ..CTX };
+        let ctx = Context {
+            frozen_xid: 100,
+            ..CTX
+        };
         // a stale L0 page the manifest no longer reaches
         pages.push(l0_page(0, &[(5, 0, HEAP_XMAX_INVALID, (0, 1))]));
         let mut problems = vec![];
-        let summaries: Vec<Summary> =
-            pages.iter().enumerate().map(|(b, p)| check_page(b as u32, p, &ctx, &mut problems)).collect();
+        let summaries: Vec<Summary> = pages
+            .iter()
+            .enumerate()
+            .map(|(b, p)| check_page(b as u32, p, &ctx, &mut problems))
+            .collect();
         let used = check_manifest(&summaries, ctx.frozen_xid, &mut problems);
         assert!(!used[pages.len() - 1]);
         assert!(!problems.is_empty());
-        assert!(problems.iter().all(|p| p.message.contains("precedes relfrozenxid 100")));
-        assert!(problems.iter().all(|p| (p.block as usize) < pages.len() - 1));
+        assert!(problems
+            .iter()
+            .all(|p| p.message.contains("precedes relfrozenxid 100")));
+        assert!(problems
+            .iter()
+            .all(|p| (p.block as usize) < pages.len() - 1));
     }
 
     /// A table: metapage, one run (data, leaf, root), L0 directory and two L0 pages.
     fn table() -> (Meta, Vec<Vec<u8>>) {
         let mut packer = RunPacker::new(1, None);
         // rowids 256, 257 (vblock 1); 257 was updated into L0 rowid 2*256
-        assert!(packer.add(256, &tuple(10, 0, HEAP_XMAX_INVALID, (1, 1))).is_empty());
+        assert!(packer
+            .add(256, &tuple(10, 0, HEAP_XMAX_INVALID, (1, 1)))
+            .is_empty());
         assert!(packer.add(257, &tuple(10, 11, 0, (2, 1))).is_empty());
         let done = packer.finish().pop().unwrap();
         let (data, first) = (done.image, done.first_rowid);
@@ -749,10 +943,14 @@ mod tests {
         let (_, mut pages) = table();
         // a data page of run 1 that its fence index does not reach
         let mut packer = RunPacker::new(1, None);
-        assert!(packer.add(300, &tuple(10, 0, HEAP_XMAX_INVALID, (1, 45))).is_empty());
+        assert!(packer
+            .add(300, &tuple(10, 0, HEAP_XMAX_INVALID, (1, 45)))
+            .is_empty());
         pages.push(packer.finish().pop().unwrap().image.bytes().to_vec());
         let (_, problems) = verify(&pages);
-        assert!(problems.iter().any(|p| p.block == 7 && p.message.contains("does not reach it")));
+        assert!(problems
+            .iter()
+            .any(|p| p.block == 7 && p.message.contains("does not reach it")));
     }
 
     #[test]
@@ -764,7 +962,10 @@ mod tests {
             let mut f = Filter::new(1, 7);
             rowids.iter().for_each(|r| f.add(*r));
             let root = root_page_with_filter(1, &[(256, 2)], &encode_trailer(7, &[7]));
-            (root.bytes().to_vec(), bloom_page(1, &f.pages[0]).bytes().to_vec())
+            (
+                root.bytes().to_vec(),
+                bloom_page(1, &f.pages[0]).bytes().to_vec(),
+            )
         };
         let (root, bits) = with_filter(&[256, 257]);
         pages[3] = root;
@@ -777,13 +978,28 @@ mod tests {
         pages[3] = root;
         pages[7] = bits;
         let (_, problems) = verify(&pages);
-        assert!(problems.iter().any(|p| p.block == 1 && p.message.contains("rowid 257 is missing")), "{problems:?}");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.block == 1 && p.message.contains("rowid 257 is missing")),
+            "{problems:?}"
+        );
         // the root names a page that is not a filter page of the run
-        pages[7] = PageImage::new(PageKind::RunIndex, 1, format::INDEX_LEAF).bytes().to_vec();
-        assert!(verify(&pages).1.iter().any(|p| p.message.contains("not its bloom filter page")));
+        pages[7] = PageImage::new(PageKind::RunIndex, 1, format::INDEX_LEAF)
+            .bytes()
+            .to_vec();
+        assert!(verify(&pages)
+            .1
+            .iter()
+            .any(|p| p.message.contains("not its bloom filter page")));
         // a truncated filter page
-        pages[7] = PageImage::new(PageKind::RunIndex, 1, format::INDEX_BLOOM).bytes().to_vec();
-        assert!(verify(&pages).1.iter().any(|p| p.message.contains("bad bloom filter page")));
+        pages[7] = PageImage::new(PageKind::RunIndex, 1, format::INDEX_BLOOM)
+            .bytes()
+            .to_vec();
+        assert!(verify(&pages)
+            .1
+            .iter()
+            .any(|p| p.message.contains("bad bloom filter page")));
     }
 
     #[test]
@@ -792,31 +1008,50 @@ mod tests {
         // the directory maps a virtual block to a page that holds another one
         let mut bad = pages.clone();
         bad[6] = l0_page(9, &[(12, 0, HEAP_XMAX_INVALID, (9, 1))]);
-        assert!(verify(&bad).1.iter().any(|p| p.message.contains("virtual block 3")));
+        assert!(verify(&bad)
+            .1
+            .iter()
+            .any(|p| p.message.contains("virtual block 3")));
         // a run that claims more versions than its pages hold
         meta.runs[0].versions = 3;
         let mut bad = pages.clone();
         bad[0] = meta_page(&meta);
-        assert!(verify(&bad).1.iter().any(|p| p.message.contains("its index reaches 1 and 2")));
+        assert!(verify(&bad)
+            .1
+            .iter()
+            .any(|p| p.message.contains("its index reaches 1 and 2")));
         // an update link to a rowid never handed out (a dropped one is fine)
         let mut bad = pages.clone();
         bad[5] = l0_page(2, &[(11, 12, 0, (3, 7))]);
         assert!(verify(&bad).1.is_empty());
         bad[5] = l0_page(2, &[(11, 12, 0, (4, 1))]);
-        assert!(verify(&bad).1.iter().any(|p| p.message.contains("t_ctid (4,1)")));
+        assert!(verify(&bad)
+            .1
+            .iter()
+            .any(|p| p.message.contains("t_ctid (4,1)")));
         // the same rowid live in two places: the run also holds L0's rowid 512
         let mut packer = RunPacker::new(1, None);
-        assert!(packer.add(256, &tuple(10, 0, HEAP_XMAX_INVALID, (1, 1))).is_empty());
-        assert!(packer.add(512, &tuple(10, 0, HEAP_XMAX_INVALID, (2, 1))).is_empty());
+        assert!(packer
+            .add(256, &tuple(10, 0, HEAP_XMAX_INVALID, (1, 1)))
+            .is_empty());
+        assert!(packer
+            .add(512, &tuple(10, 0, HEAP_XMAX_INVALID, (2, 1)))
+            .is_empty());
         let mut bad = pages.clone();
         bad[1] = packer.finish().pop().unwrap().image.bytes().to_vec();
-        assert!(verify(&bad).1.iter().any(|p| p.message.contains("rowid 512 is stored twice")));
+        assert!(verify(&bad)
+            .1
+            .iter()
+            .any(|p| p.message.contains("rowid 512 is stored twice")));
         // a seal outside L0 (virtual blocks 2..4)
         meta.runs[0].versions = 2;
         meta.l0_seal = 9;
         let mut bad = pages.clone();
         bad[0] = meta_page(&meta);
-        assert!(verify(&bad).1.iter().any(|p| p.message.contains("L0 seal 9 lies outside L0")));
+        assert!(verify(&bad)
+            .1
+            .iter()
+            .any(|p| p.message.contains("L0 seal 9 lies outside L0")));
         meta.l0_seal = 3;
         let mut good = pages.clone();
         good[0] = meta_page(&meta);
@@ -825,6 +1060,9 @@ mod tests {
         meta.l0_dir[0] = 1;
         let mut bad = pages.clone();
         bad[0] = meta_page(&meta);
-        assert!(verify(&bad).1.iter().any(|p| p.message.contains("used twice")));
+        assert!(verify(&bad)
+            .1
+            .iter()
+            .any(|p| p.message.contains("used twice")));
     }
 }

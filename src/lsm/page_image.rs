@@ -38,7 +38,10 @@ impl PageImage {
         format::put_u16(&mut bytes, 14, special as u16); // pd_upper
         format::put_u16(&mut bytes, 16, special as u16); // pd_special
         format::put_u16(&mut bytes, 18, (BLOCK_SIZE as u16) | 4); // size | layout version 4
-        let tag = PageTag { flags, ..PageTag::new(kind, owner) };
+        let tag = PageTag {
+            flags,
+            ..PageTag::new(kind, owner)
+        };
         format::put_u32(&mut bytes, SPECIAL_AT, tag.magic);
         format::put_u16(&mut bytes, SPECIAL_AT + 4, tag.version);
         format::put_u16(&mut bytes, SPECIAL_AT + 6, tag.kind);
@@ -165,7 +168,9 @@ pub fn fences(page: &[u8]) -> Vec<(u64, u32)> {
 
 /// Index of the last fence whose first rowid is `<= rowid`.
 pub fn fence_for(fences: &[(u64, u32)], rowid: u64) -> Option<usize> {
-    fences.partition_point(|(first, _)| *first <= rowid).checked_sub(1)
+    fences
+        .partition_point(|(first, _)| *first <= rowid)
+        .checked_sub(1)
 }
 
 /// Builds a RUN_INDEX page from fence entries (at most FENCE_ENTRIES).
@@ -175,7 +180,12 @@ pub fn fence_page(run_id: u32, flags: u32, entries: &[(u64, u32)]) -> PageImage 
 
 /// [`fence_page`] with `special` (a multiple of 8 bytes) in the special
 /// space in front of the tag.
-fn fence_page_with_special(run_id: u32, flags: u32, entries: &[(u64, u32)], special: &[u8]) -> PageImage {
+fn fence_page_with_special(
+    run_id: u32,
+    flags: u32,
+    entries: &[(u64, u32)],
+    special: &[u8],
+) -> PageImage {
     let mut p = PageImage::with_special(PageKind::RunIndex, run_id, flags, special.len());
     p.write_special(&[special]);
     for (first, block) in entries {
@@ -212,7 +222,9 @@ pub fn root_filter_probe(page: &[u8], rowid: u64) -> Option<(u32, super::bloom::
 /// The special space of a root page in front of its tag, if it has more.
 fn root_trailer(page: &[u8]) -> Option<&[u8]> {
     let special = format::u16_at(page, 16) as usize;
-    (PAGE_HEADER_SIZE..SPECIAL_AT).contains(&special).then(|| &page[special..SPECIAL_AT])
+    (PAGE_HEADER_SIZE..SPECIAL_AT)
+        .contains(&special)
+        .then(|| &page[special..SPECIAL_AT])
 }
 
 /// Byte offset in a root page of the trailer entry naming filter page `i`.
@@ -223,7 +235,10 @@ pub fn root_filter_entry_at(page: &[u8], i: usize) -> usize {
 /// A bloom filter page of run `run_id` holding `body` ([`super::bloom::PAGE_BYTES`]).
 pub fn bloom_page(run_id: u32, body: &[u8]) -> PageImage {
     let mut p = PageImage::new(PageKind::RunIndex, run_id, format::INDEX_BLOOM);
-    assert!(body.len() == super::bloom::PAGE_BYTES && p.append_array(body), "bloom page overflow");
+    assert!(
+        body.len() == super::bloom::PAGE_BYTES && p.append_array(body),
+        "bloom page overflow"
+    );
     p
 }
 
@@ -298,7 +313,9 @@ impl RunPacker {
             out.push(self.emit_page());
         }
         self.plain_bytes += plain_size(tuple.len());
-        self.raw_bytes += 2 + tuple.len().saturating_sub(compressed_page::TUPLE_HEADER_SIZE);
+        self.raw_bytes += 2 + tuple
+            .len()
+            .saturating_sub(compressed_page::TUPLE_HEADER_SIZE);
         self.pending.push((rowid, tuple.to_vec()));
         out
     }
@@ -315,7 +332,11 @@ impl RunPacker {
         if n > format::ROWS_PER_VBLOCK as usize {
             return false;
         }
-        let raw = self.raw_bytes + 2 + tuple.len().saturating_sub(compressed_page::TUPLE_HEADER_SIZE);
+        let raw = self.raw_bytes
+            + 2
+            + tuple
+                .len()
+                .saturating_sub(compressed_page::TUPLE_HEADER_SIZE);
         // Estimate from the last measurement (with a margin) before
         // compressing again; the page is checked exactly when emitted.
         if let Some((_, mraw, mframe)) = self.measured {
@@ -335,7 +356,11 @@ impl RunPacker {
     }
 
     fn refs_with<'a>(&'a self, extra: &'a [u8]) -> Vec<(u64, &'a [u8])> {
-        let mut refs: Vec<(u64, &[u8])> = self.pending.iter().map(|(r, t)| (*r, t.as_slice())).collect();
+        let mut refs: Vec<(u64, &[u8])> = self
+            .pending
+            .iter()
+            .map(|(r, t)| (*r, t.as_slice()))
+            .collect();
         refs.push((u64::MAX, extra));
         refs
     }
@@ -360,7 +385,10 @@ impl RunPacker {
         let most = self.pending.len().min(format::ROWS_PER_VBLOCK as usize);
         if let (Some(level), true) = (self.level, plain_fit < most) {
             let try_build = |n: usize| {
-                let refs: Vec<(u64, &[u8])> = self.pending[..n].iter().map(|(r, t)| (*r, t.as_slice())).collect();
+                let refs: Vec<(u64, &[u8])> = self.pending[..n]
+                    .iter()
+                    .map(|(r, t)| (*r, t.as_slice()))
+                    .collect();
                 let (frame, raw_len) = compressed_page::compress(&refs, level);
                 compressed_page::build(self.run_id, &refs, &frame, raw_len)
             };
@@ -394,7 +422,10 @@ impl RunPacker {
         let image = image.unwrap_or_else(|| {
             let mut p = PageImage::new(PageKind::RunData, self.run_id, 0);
             for (rowid, t) in &page_versions {
-                assert!(p.add_item(&[&rowid.to_le_bytes(), t]), "row version larger than a run page");
+                assert!(
+                    p.add_item(&[&rowid.to_le_bytes(), t]),
+                    "row version larger than a run page"
+                );
             }
             p
         });
@@ -434,18 +465,25 @@ mod tests {
         let fitting = filter_pages_fitting(entries.len());
         assert_eq!(fitting, (8176 - 24 - 1600 - 8) / 4);
         let blocks: Vec<u32> = (500..500 + fitting as u32).collect();
-        let root = root_page_with_filter(3, &entries, &crate::lsm::bloom::encode_trailer(5, &blocks));
+        let root =
+            root_page_with_filter(3, &entries, &crate::lsm::bloom::encode_trailer(5, &blocks));
         let p = root.bytes();
         assert_eq!(fences(p), entries);
         assert_eq!(root_filter(p), Some((5, blocks.clone())));
         let (block, probe) = root_filter_probe(p, 12_345).unwrap();
         assert_eq!(block, blocks[probe.page]);
-        assert_eq!(root_filter_probe(fence_page(3, format::INDEX_ROOT, &entries).bytes(), 12_345), None);
+        assert_eq!(
+            root_filter_probe(fence_page(3, format::INDEX_ROOT, &entries).bytes(), 12_345),
+            None
+        );
         let at = root_filter_entry_at(p, 7);
         assert_eq!(format::u32_at(p, at), 507);
         assert_eq!(tag_of(p).unwrap().flags, format::INDEX_ROOT);
         // a root without a filter, and a full root
-        assert_eq!(root_filter(fence_page(3, format::INDEX_ROOT, &entries).bytes()), None);
+        assert_eq!(
+            root_filter(fence_page(3, format::INDEX_ROOT, &entries).bytes()),
+            None
+        );
         assert_eq!(filter_pages_fitting(format::FENCE_ENTRIES), 0);
         let body = vec![0x5Au8; crate::lsm::bloom::PAGE_BYTES];
         let bp = bloom_page(3, &body);
@@ -464,9 +502,15 @@ mod tests {
         pages.extend(packer.finish());
         assert!(pages.len() > 5);
         assert_eq!(pages.iter().map(|p| p.versions).sum::<u64>(), 500);
-        let pages: Vec<(PageImage, u64)> = pages.into_iter().map(|p| (p.image, p.first_rowid)).collect();
-        let fence_list: Vec<(u64, u32)> =
-            pages.iter().enumerate().map(|(i, (_, first))| (*first, i as u32)).collect();
+        let pages: Vec<(PageImage, u64)> = pages
+            .into_iter()
+            .map(|p| (p.image, p.first_rowid))
+            .collect();
+        let fence_list: Vec<(u64, u32)> = pages
+            .iter()
+            .enumerate()
+            .map(|(i, (_, first))| (*first, i as u32))
+            .collect();
         for probe in [256u64, 259, 256 + 3 * 499, 256 + 3 * 250] {
             let i = fence_for(&fence_list, probe).unwrap();
             let page = pages[i].0.bytes();
@@ -486,7 +530,9 @@ mod tests {
 
     #[test]
     fn fence_and_directory_arrays() {
-        let entries: Vec<(u64, u32)> = (0..format::FENCE_ENTRIES as u64).map(|i| (i * 10, i as u32 + 1)).collect();
+        let entries: Vec<(u64, u32)> = (0..format::FENCE_ENTRIES as u64)
+            .map(|i| (i * 10, i as u32 + 1))
+            .collect();
         let p = fence_page(3, format::INDEX_ROOT, &entries);
         assert_eq!(fences(p.bytes()), entries);
         assert_eq!(fence_for(&entries, 15), Some(1));
@@ -518,7 +564,14 @@ mod tests {
     fn text_tuple(i: u64, extra: usize) -> Vec<u8> {
         let mut t = vec![0u8; 24];
         t[22] = 24;
-        t.extend_from_slice(format!("customer {i:08} lives at {} Main Street {}", i % 97, "-".repeat(extra)).as_bytes());
+        t.extend_from_slice(
+            format!(
+                "customer {i:08} lives at {} Main Street {}",
+                i % 97,
+                "-".repeat(extra)
+            )
+            .as_bytes(),
+        );
         t
     }
 
@@ -537,7 +590,12 @@ mod tests {
         };
         let plain = pack(None);
         let packed = pack(Some(3));
-        assert!(packed.len() * 2 <= plain.len(), "{} compressed pages vs {} plain", packed.len(), plain.len());
+        assert!(
+            packed.len() * 2 <= plain.len(),
+            "{} compressed pages vs {} plain",
+            packed.len(),
+            plain.len()
+        );
         // every version comes back, in rowid order, with its bytes
         let mut i = 0usize;
         for page in &packed {
@@ -556,7 +614,10 @@ mod tests {
             assert_eq!(page.first_rowid, i as u64 * 2);
             for item in 1..=payload.len() {
                 assert_eq!(run_item_rowid(bytes, item), Some(i as u64 * 2));
-                assert_eq!(compressed_page::tuple(bytes, &payload, item).unwrap(), tuples[i]);
+                assert_eq!(
+                    compressed_page::tuple(bytes, &payload, item).unwrap(),
+                    tuples[i]
+                );
                 i += 1;
             }
             assert_eq!(page.last_rowid, (i as u64 - 1) * 2);
@@ -581,7 +642,9 @@ mod tests {
         }
         pages.extend(packer.finish());
         assert_eq!(pages.iter().map(|p| p.versions).sum::<u64>(), 3000);
-        assert!(pages.iter().all(|p| !compressed_page::is_compressed(p.image.bytes())));
+        assert!(pages
+            .iter()
+            .all(|p| !compressed_page::is_compressed(p.image.bytes())));
     }
 
     #[test]

@@ -104,32 +104,57 @@ pub fn level_capacity(p: &Policy, k: u16) -> u64 {
 /// The contiguous stretch of runs at levels `k` and `k + 1`, if any.
 fn stretch(runs: &[RunStat], k: u16) -> Option<(usize, usize)> {
     let first = runs.iter().position(|r| r.level == k || r.level == k + 1)?;
-    let last = runs.iter().rposition(|r| r.level == k || r.level == k + 1)?;
+    let last = runs
+        .iter()
+        .rposition(|r| r.level == k || r.level == k + 1)?;
     Some((first, last))
 }
 
 /// The next merge the policy wants, if any.
 pub fn next_merge(runs: &[RunStat], p: &Policy) -> Option<Merge> {
-    if let Some(i) = runs.iter().position(|r| r.holds_back_freezing && r.dead > 0) {
-        return Some(Merge { first: i, last: i, level: runs[i].level, why: Reason::Freezing });
+    if let Some(i) = runs
+        .iter()
+        .position(|r| r.holds_back_freezing && r.dead > 0)
+    {
+        return Some(Merge {
+            first: i,
+            last: i,
+            level: runs[i].level,
+            why: Reason::Freezing,
+        });
     }
     if let Some(i) = runs
         .iter()
         .position(|r| r.dead > 0 && r.dead as f64 >= p.gc_ratio * r.versions as f64)
     {
-        return Some(Merge { first: i, last: i, level: runs[i].level, why: Reason::Garbage });
+        return Some(Merge {
+            first: i,
+            last: i,
+            level: runs[i].level,
+            why: Reason::Garbage,
+        });
     }
     let l1 = runs.iter().filter(|r| r.level <= 1).count();
     if l1 >= p.level1_runs.max(1) {
         let (first, last) = stretch(runs, 1).expect("level 1 has runs");
-        return Some(Merge { first, last, level: 2, why: Reason::Level1Full });
+        return Some(Merge {
+            first,
+            last,
+            level: 2,
+            why: Reason::Level1Full,
+        });
     }
     let deepest = runs.iter().map(|r| r.level).max().unwrap_or(0);
     for k in 2..=deepest {
         let bytes: u64 = runs.iter().filter(|r| r.level == k).map(|r| r.bytes).sum();
         if bytes > level_capacity(p, k) {
             let (first, last) = stretch(runs, k).expect("level k has runs");
-            return Some(Merge { first, last, level: k + 1, why: Reason::LevelOverSize });
+            return Some(Merge {
+                first,
+                last,
+                level: k + 1,
+                why: Reason::LevelOverSize,
+            });
         }
     }
     None
@@ -145,7 +170,13 @@ mod tests {
     use super::*;
 
     fn run(level: u16, bytes: u64) -> RunStat {
-        RunStat { level, bytes, versions: bytes / 100, dead: 0, holds_back_freezing: false }
+        RunStat {
+            level,
+            bytes,
+            versions: bytes / 100,
+            dead: 0,
+            holds_back_freezing: false,
+        }
     }
 
     /// Applies a merge the way compaction does: the stretch becomes one run
@@ -157,7 +188,13 @@ mod tests {
             .iter()
             .map(|r| r.bytes - r.bytes * r.dead / r.versions.max(1))
             .sum();
-        let merged = RunStat { level: m.level, bytes, versions, dead: 0, holds_back_freezing: false };
+        let merged = RunStat {
+            level: m.level,
+            bytes,
+            versions,
+            dead: 0,
+            holds_back_freezing: false,
+        };
         runs.splice(m.first..=m.last, [merged]);
         bytes
     }
@@ -167,7 +204,10 @@ mod tests {
         let mut steps = 0;
         while let Some(m) = next_merge(runs, p) {
             written += apply(runs, &m);
-            assert!(levels_ordered(runs), "levels out of order after {m:?}: {runs:?}");
+            assert!(
+                levels_ordered(runs),
+                "levels out of order after {m:?}: {runs:?}"
+            );
             steps += 1;
             assert!(steps < 100, "policy does not settle: {runs:?}");
         }
@@ -179,15 +219,30 @@ mod tests {
         let p = Policy::default();
         assert_eq!(next_merge(&[], &p), None);
         assert_eq!(next_merge(&[run(1, 1000), run(1, 1000)], &p), None);
-        assert_eq!(next_merge(&[run(3, 500 << 20), run(2, 1 << 20), run(1, 1000)], &p), None);
+        assert_eq!(
+            next_merge(&[run(3, 500 << 20), run(2, 1 << 20), run(1, 1000)], &p),
+            None
+        );
     }
 
     #[test]
     fn level1_count_triggers_a_merge_with_level2() {
-        let p = Policy { level1_runs: 3, ..Policy::default() };
-        let runs = [run(3, 1 << 30), run(2, 1 << 20), run(1, 10), run(1, 10), run(1, 10)];
+        let p = Policy {
+            level1_runs: 3,
+            ..Policy::default()
+        };
+        let runs = [
+            run(3, 1 << 30),
+            run(2, 1 << 20),
+            run(1, 10),
+            run(1, 10),
+            run(1, 10),
+        ];
         let m = next_merge(&runs, &p).unwrap();
-        assert_eq!((m.first, m.last, m.level, m.why), (1, 4, 2, Reason::Level1Full));
+        assert_eq!(
+            (m.first, m.last, m.level, m.why),
+            (1, 4, 2, Reason::Level1Full)
+        );
         // without a level 2 the level-1 runs alone become level 2
         let runs = [run(3, 1 << 30), run(1, 10), run(1, 10), run(1, 10)];
         let m = next_merge(&runs, &p).unwrap();
@@ -196,13 +251,20 @@ mod tests {
 
     #[test]
     fn oversized_level_moves_down() {
-        let p = Policy { level_base: 1000, size_ratio: 4, ..Policy::default() };
+        let p = Policy {
+            level_base: 1000,
+            size_ratio: 4,
+            ..Policy::default()
+        };
         assert_eq!(level_capacity(&p, 2), 1000);
         assert_eq!(level_capacity(&p, 3), 4000);
         assert_eq!(level_capacity(&p, 4), 16000);
         let runs = [run(3, 3000), run(2, 1500)];
         let m = next_merge(&runs, &p).unwrap();
-        assert_eq!((m.first, m.last, m.level, m.why), (0, 1, 3, Reason::LevelOverSize));
+        assert_eq!(
+            (m.first, m.last, m.level, m.why),
+            (0, 1, 3, Reason::LevelOverSize)
+        );
         let runs = [run(3, 5000), run(1, 10)];
         let m = next_merge(&runs, &p).unwrap();
         assert_eq!((m.first, m.last, m.level), (0, 0, 4));
@@ -210,11 +272,18 @@ mod tests {
 
     #[test]
     fn garbage_is_rewritten_in_place_first() {
-        let p = Policy { gc_ratio: 0.5, level1_runs: 2, ..Policy::default() };
+        let p = Policy {
+            gc_ratio: 0.5,
+            level1_runs: 2,
+            ..Policy::default()
+        };
         let mut runs = vec![run(2, 10_000), run(1, 100), run(1, 100)];
         runs[0].dead = runs[0].versions / 2;
         let m = next_merge(&runs, &p).unwrap();
-        assert_eq!((m.first, m.last, m.level, m.why), (0, 0, 2, Reason::Garbage));
+        assert_eq!(
+            (m.first, m.last, m.level, m.why),
+            (0, 0, 2, Reason::Garbage)
+        );
         runs[0].dead = runs[0].versions / 2 - 1;
         assert_eq!(next_merge(&runs, &p).unwrap().why, Reason::Level1Full);
         // gc_ratio above 1 turns the rule off
@@ -225,14 +294,22 @@ mod tests {
         runs[2].dead = 1;
         runs[2].holds_back_freezing = true;
         let m = next_merge(&runs, &p).unwrap();
-        assert_eq!((m.first, m.last, m.level, m.why), (2, 2, 1, Reason::Freezing));
+        assert_eq!(
+            (m.first, m.last, m.level, m.why),
+            (2, 2, 1, Reason::Freezing)
+        );
     }
 
     #[test]
     fn many_flushes_stay_logarithmic() {
         // 2000 flushes of 1 MB: runs stay few, levels grow like log_R(size),
         // and each byte is rewritten a bounded number of times.
-        let p = Policy { size_ratio: 8, level1_runs: 4, level_base: 8 << 20, gc_ratio: 0.3 };
+        let p = Policy {
+            size_ratio: 8,
+            level1_runs: 4,
+            level_base: 8 << 20,
+            gc_ratio: 0.3,
+        };
         let mut runs = Vec::new();
         let (mut flushed, mut written) = (0u64, 0u64);
         for _ in 0..2000 {
@@ -245,7 +322,10 @@ mod tests {
         // 2000 MB over an 8 MB base with ratio 8: levels 2..=5
         assert!((4..=6).contains(&deepest), "deepest level {deepest}");
         let amplification = written as f64 / flushed as f64;
-        assert!(amplification < (p.size_ratio as f64) * deepest as f64, "write amplification {amplification}");
+        assert!(
+            amplification < (p.size_ratio as f64) * deepest as f64,
+            "write amplification {amplification}"
+        );
         assert!(amplification > 1.0);
         for k in 2..deepest {
             let bytes: u64 = runs.iter().filter(|r| r.level == k).map(|r| r.bytes).sum();
@@ -257,7 +337,12 @@ mod tests {
     fn churn_keeps_garbage_bounded() {
         // Every flush kills a share of the older versions: GC keeps the dead
         // fraction of each run below gc_ratio after settling.
-        let p = Policy { size_ratio: 4, level1_runs: 2, level_base: 4 << 20, gc_ratio: 0.25 };
+        let p = Policy {
+            size_ratio: 4,
+            level1_runs: 2,
+            level_base: 4 << 20,
+            gc_ratio: 0.25,
+        };
         let mut runs: Vec<RunStat> = Vec::new();
         for i in 0..500u64 {
             for r in runs.iter_mut() {
@@ -266,7 +351,10 @@ mod tests {
             runs.push(run(1, 1 << 20));
             settle(&mut runs, &p);
             for r in &runs {
-                assert!((r.dead as f64) < p.gc_ratio * r.versions as f64 || r.dead == 0, "flush {i}: {r:?}");
+                assert!(
+                    (r.dead as f64) < p.gc_ratio * r.versions as f64 || r.dead == 0,
+                    "flush {i}: {r:?}"
+                );
             }
         }
         let total: u64 = runs.iter().map(|r| r.bytes).sum();

@@ -210,7 +210,9 @@ pub fn merged(keep: &[Member], new: Member) -> Vec<Member> {
     let mut out: Vec<Member> = keep
         .iter()
         .copied()
-        .filter(|m| !(m.xid == new.xid && !m.status.is_update() && m.status.mode() <= new.status.mode()))
+        .filter(|m| {
+            !(m.xid == new.xid && !m.status.is_update() && m.status.mode() <= new.status.mode())
+        })
         .collect();
     out.push(new);
     out
@@ -266,36 +268,95 @@ mod tests {
 
     #[test]
     fn share_lockers_combine() {
-        let d = decide(&[m(10, Status::ForShare)], Share, false, |_| false, |_| true, |_| false);
+        let d = decide(
+            &[m(10, Status::ForShare)],
+            Share,
+            false,
+            |_| false,
+            |_| true,
+            |_| false,
+        );
         assert_eq!(d, Decision::Proceed(vec![m(10, Status::ForShare)]));
-        assert_eq!(merged(&[m(10, Status::ForShare)], m(11, Status::ForShare)).len(), 2);
+        assert_eq!(
+            merged(&[m(10, Status::ForShare)], m(11, Status::ForShare)).len(),
+            2
+        );
     }
 
     #[test]
     fn exclusive_waits_for_every_running_conflict() {
-        let members = [m(10, Status::ForShare), m(11, Status::ForKeyShare), m(12, Status::ForShare)];
+        let members = [
+            m(10, Status::ForShare),
+            m(11, Status::ForKeyShare),
+            m(12, Status::ForShare),
+        ];
         let d = decide(&members, Exclusive, true, |_| false, |x| x != 12, |_| true);
         assert_eq!(d, Decision::Wait(vec![10, 11]));
     }
 
     #[test]
     fn non_key_update_passes_key_share_lockers() {
-        let d = decide(&[m(10, Status::ForKeyShare)], NoKeyExclusive, true, |_| false, |_| true, |_| false);
+        let d = decide(
+            &[m(10, Status::ForKeyShare)],
+            NoKeyExclusive,
+            true,
+            |_| false,
+            |_| true,
+            |_| false,
+        );
         assert_eq!(d, Decision::Proceed(vec![m(10, Status::ForKeyShare)]));
-        let b = multi_bits(&merged(&[m(10, Status::ForKeyShare)], m(11, Status::NoKeyUpdate)));
-        assert_eq!(b, MultiBits { strongest: NoKeyExclusive, has_update: true, keys: false });
+        let b = multi_bits(&merged(
+            &[m(10, Status::ForKeyShare)],
+            m(11, Status::NoKeyUpdate),
+        ));
+        assert_eq!(
+            b,
+            MultiBits {
+                strongest: NoKeyExclusive,
+                has_update: true,
+                keys: false
+            }
+        );
     }
 
     #[test]
     fn key_share_passes_a_running_non_key_update_only() {
-        let d = decide(&[m(10, Status::NoKeyUpdate)], KeyShare, false, |_| false, |_| true, |_| false);
+        let d = decide(
+            &[m(10, Status::NoKeyUpdate)],
+            KeyShare,
+            false,
+            |_| false,
+            |_| true,
+            |_| false,
+        );
         assert_eq!(d, Decision::Proceed(vec![m(10, Status::NoKeyUpdate)]));
-        let d = decide(&[m(10, Status::Update)], KeyShare, false, |_| false, |_| true, |_| false);
+        let d = decide(
+            &[m(10, Status::Update)],
+            KeyShare,
+            false,
+            |_| false,
+            |_| true,
+            |_| false,
+        );
         assert_eq!(d, Decision::Wait(vec![10]));
-        let d = decide(&[m(10, Status::NoKeyUpdate)], Share, false, |_| false, |_| true, |_| false);
+        let d = decide(
+            &[m(10, Status::NoKeyUpdate)],
+            Share,
+            false,
+            |_| false,
+            |_| true,
+            |_| false,
+        );
         assert_eq!(d, Decision::Wait(vec![10]));
         // updates and deletes always wait for a running updater
-        let d = decide(&[m(10, Status::NoKeyUpdate)], NoKeyExclusive, true, |_| false, |_| true, |_| false);
+        let d = decide(
+            &[m(10, Status::NoKeyUpdate)],
+            NoKeyExclusive,
+            true,
+            |_| false,
+            |_| true,
+            |_| false,
+        );
         assert_eq!(d, Decision::Wait(vec![10]));
     }
 
@@ -316,43 +377,97 @@ mod tests {
         let step = chain_step(&[m(7, Status::ForKeyShare)], KeyShare, |x| x == 7, run, com);
         assert_eq!(step, ChainStep::Skip);
         // finished lockers and aborted updaters are dropped
-        let step = chain_step(&[m(12, Status::ForShare), m(13, Status::NoKeyUpdate)], KeyShare, |_| false, run, com);
+        let step = chain_step(
+            &[m(12, Status::ForShare), m(13, Status::NoKeyUpdate)],
+            KeyShare,
+            |_| false,
+            run,
+            com,
+        );
         assert_eq!(step, ChainStep::Lock(vec![]));
     }
 
     #[test]
     fn own_locks_are_kept_or_suffice() {
         let own = [m(7, Status::ForUpdate)];
-        assert_eq!(decide(&own, Share, false, |x| x == 7, |_| true, |_| false), Decision::AlreadyHeld);
+        assert_eq!(
+            decide(&own, Share, false, |x| x == 7, |_| true, |_| false),
+            Decision::AlreadyHeld
+        );
         let weak = [m(7, Status::ForKeyShare), m(9, Status::ForKeyShare)];
         let d = decide(&weak, Share, false, |x| x == 7, |_| true, |_| false);
         assert_eq!(d, Decision::Proceed(weak.to_vec()));
         // the stronger lock of the same xid replaces the weaker one
-        assert_eq!(merged(&weak, m(7, Status::ForShare)), vec![m(9, Status::ForKeyShare), m(7, Status::ForShare)]);
+        assert_eq!(
+            merged(&weak, m(7, Status::ForShare)),
+            vec![m(9, Status::ForKeyShare), m(7, Status::ForShare)]
+        );
     }
 
     #[test]
     fn finished_lockers_are_forgotten() {
-        let d = decide(&[m(10, Status::ForUpdate)], Exclusive, true, |_| false, |_| false, |_| true);
+        let d = decide(
+            &[m(10, Status::ForUpdate)],
+            Exclusive,
+            true,
+            |_| false,
+            |_| false,
+            |_| true,
+        );
         assert_eq!(d, Decision::Proceed(vec![]));
         // an aborted updater next to a running locker
-        let d = decide(&[m(9, Status::ForShare), m(10, Status::Update)], Share, false, |_| false, |x| x == 9, |_| false);
+        let d = decide(
+            &[m(9, Status::ForShare), m(10, Status::Update)],
+            Share,
+            false,
+            |_| false,
+            |x| x == 9,
+            |_| false,
+        );
         assert_eq!(d, Decision::Proceed(vec![m(9, Status::ForShare)]));
     }
 
     #[test]
     fn an_updater_that_just_committed_means_updated() {
-        let d = decide(&[m(10, Status::NoKeyUpdate)], NoKeyExclusive, true, |_| false, |_| false, |_| true);
+        let d = decide(
+            &[m(10, Status::NoKeyUpdate)],
+            NoKeyExclusive,
+            true,
+            |_| false,
+            |_| false,
+            |_| true,
+        );
         assert_eq!(d, Decision::Updated);
-        let d = decide(&[m(9, Status::ForKeyShare), m(10, Status::Update)], KeyShare, false, |_| false, |x| x == 9, |_| true);
+        let d = decide(
+            &[m(9, Status::ForKeyShare), m(10, Status::Update)],
+            KeyShare,
+            false,
+            |_| false,
+            |x| x == 9,
+            |_| true,
+        );
         assert_eq!(d, Decision::Updated);
     }
 
     #[test]
     fn multi_bits_follow_the_strongest_member() {
         let b = multi_bits(&[m(1, Status::ForKeyShare), m(2, Status::ForShare)]);
-        assert_eq!(b, MultiBits { strongest: Share, has_update: false, keys: false });
+        assert_eq!(
+            b,
+            MultiBits {
+                strongest: Share,
+                has_update: false,
+                keys: false
+            }
+        );
         let b = multi_bits(&[m(1, Status::ForKeyShare), m(2, Status::ForUpdate)]);
-        assert_eq!(b, MultiBits { strongest: Exclusive, has_update: false, keys: true });
+        assert_eq!(
+            b,
+            MultiBits {
+                strongest: Exclusive,
+                has_update: false,
+                keys: true
+            }
+        );
     }
 }

@@ -13,7 +13,9 @@
 
 use super::bloom::{self, RowidLog};
 use super::compressed_page::TUPLE_HEADER_SIZE;
-use super::format::{self, Meta, PageKind, RunDesc, FENCE_ENTRIES, MAX_RUN_DATA_PAGES, ROWID_PREFIX};
+use super::format::{
+    self, Meta, PageKind, RunDesc, FENCE_ENTRIES, MAX_RUN_DATA_PAGES, ROWID_PREFIX,
+};
 use super::manifest;
 use super::page_image::{self, PackedPage, PageImage, RunPacker};
 use super::storage::{self, META_BLOCK};
@@ -252,7 +254,11 @@ pub fn page_lsn(p: pg_sys::Page) -> u64 {
 pub fn reserve_run_ids(rel: pg_sys::Relation, n: u32) -> Meta {
     switch(rel, None, |m| {
         m.writing_from = m.header.next_run_id;
-        m.header.next_run_id = m.header.next_run_id.checked_add(n).expect("run ids exhausted")
+        m.header.next_run_id = m
+            .header
+            .next_run_id
+            .checked_add(n)
+            .expect("run ids exhausted")
     })
 }
 
@@ -263,7 +269,11 @@ pub fn reserve_run_ids(rel: pg_sys::Relation, n: u32) -> Meta {
 /// change drops row versions, the full xid below which they were dead; hot
 /// standbys resolve conflicts with older snapshots before they replay the
 /// switch. Returns the manifest as it was before.
-pub fn switch(rel: pg_sys::Relation, conflict: Option<u64>, change: impl FnOnce(&mut Meta)) -> Meta {
+pub fn switch(
+    rel: pg_sys::Relation,
+    conflict: Option<u64>,
+    change: impl FnOnce(&mut Meta),
+) -> Meta {
     if let Some(horizon) = conflict {
         crate::pg::standby::log_conflict(rel, horizon);
     }
@@ -316,9 +326,17 @@ pub fn add_pending(meta: &mut Meta, readers: Readers, freed: &[(PageKind, u32, u
     }
     let safe_fxid = crate::pg::standby::next_full_xid();
     for &(kind, lo, hi) in freed {
-        meta.pending.push(format::Pending { safe_fxid, kind, lo, hi });
+        meta.pending.push(format::Pending {
+            safe_fxid,
+            kind,
+            lo,
+            hi,
+        });
     }
-    assert!(meta.pending.len() <= format::MAX_PENDING, "pending entries overflow (room was checked)");
+    assert!(
+        meta.pending.len() <= format::MAX_PENDING,
+        "pending entries overflow (room was checked)"
+    );
 }
 
 /// How a flush or merge that copies alongside DML gets and gives back
@@ -334,12 +352,18 @@ pub struct SwitchLock<'a> {
 /// (`pages`: first rowid and block of each) the headers of the versions on
 /// the source pages that changed since the merge read them (`copied_at`:
 /// block and LSN then). Returns how many headers it copied.
-pub fn refresh_headers(rel: pg_sys::Relation, copied_at: &[(pg_sys::BlockNumber, u64)], pages: &[(u64, pg_sys::BlockNumber)]) -> u64 {
+pub fn refresh_headers(
+    rel: pg_sys::Relation,
+    copied_at: &[(pg_sys::BlockNumber, u64)],
+    pages: &[(u64, pg_sys::BlockNumber)],
+) -> u64 {
     // SAFETY: open relation. Pages of a permanent relation get a new LSN with
     // every change (GenericXLog; VACUUM never runs in the transaction that
     // created the file, when WAL could be skipped); others are all compared.
-    let logged = unsafe { (*(*rel).rd_rel).relpersistence } == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char;
-    let mut changed: HashMap<pg_sys::BlockNumber, Vec<(u64, [u8; TUPLE_HEADER_SIZE])>> = HashMap::new();
+    let logged = unsafe { (*(*rel).rd_rel).relpersistence }
+        == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char;
+    let mut changed: HashMap<pg_sys::BlockNumber, Vec<(u64, [u8; TUPLE_HEADER_SIZE])>> =
+        HashMap::new();
     for &(block, lsn) in copied_at {
         let buf = buffer::read(rel, block);
         buffer::lock_share(buf);
@@ -349,13 +373,18 @@ pub fn refresh_headers(rel: pg_sys::Relation, copied_at: &[(pg_sys::BlockNumber,
                 let Some(t) = storage::version_at(rel, p, item) else {
                     continue;
                 };
-                let rowid = format::rowid(crate::pg::htup::tid_block(&t.t_self), crate::pg::htup::tid_offset(&t.t_self));
+                let rowid = format::rowid(
+                    crate::pg::htup::tid_block(&t.t_self),
+                    crate::pg::htup::tid_offset(&t.t_self),
+                );
                 let Some(i) = page_image::fence_for(pages, rowid) else {
                     continue; // dropped (below every new page)
                 };
                 let mut header = [0u8; TUPLE_HEADER_SIZE];
                 // SAFETY: a version's fixed header is in the share-locked page.
-                header.copy_from_slice(unsafe { std::slice::from_raw_parts(t.t_data as *const u8, TUPLE_HEADER_SIZE) });
+                header.copy_from_slice(unsafe {
+                    std::slice::from_raw_parts(t.t_data as *const u8, TUPLE_HEADER_SIZE)
+                });
                 changed.entry(pages[i].1).or_default().push((rowid, header));
             }
         }
@@ -371,7 +400,9 @@ pub fn refresh_headers(rel: pg_sys::Relation, copied_at: &[(pg_sys::BlockNumber,
         let mut any = false;
         for (rowid, header) in headers {
             // dropped versions are not on the new page
-            let Some((off, _)) = page_image::find_run_item(bytes, rowid).and_then(|i| page_image::item_extent(bytes, i)) else {
+            let Some((off, _)) = page_image::find_run_item(bytes, rowid)
+                .and_then(|i| page_image::item_extent(bytes, i))
+            else {
                 continue;
             };
             let at = off + ROWID_PREFIX;

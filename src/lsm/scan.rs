@@ -182,7 +182,8 @@ fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber, filter: Filter) {
                 }
             }
             // SAFETY: tuple on a share-locked page; snapshot from the executor.
-            let visible = unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, s.base.rs_snapshot, buf) };
+            let visible =
+                unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, s.base.rs_snapshot, buf) };
             if ssi {
                 predicate::check_conflict_out(visible, rel, &mut t, buf, s.base.rs_snapshot);
             }

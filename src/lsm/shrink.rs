@@ -47,7 +47,9 @@ pub fn plan(nblocks: u32, used: &HashMap<u32, Parent>) -> (Vec<(u32, u32)>, u32)
     let mut in_use: BTreeSet<u32> = used.keys().copied().collect();
     in_use.insert(0);
     while let Some(&last) = in_use.iter().next_back() {
-        let Some(&lowest) = free.iter().next() else { break };
+        let Some(&lowest) = free.iter().next() else {
+            break;
+        };
         if lowest > last || used.get(&last).is_none_or(|p| *p == Parent::Fixed) {
             break;
         }
@@ -66,15 +68,41 @@ fn pages_in_use(rel: pg_sys::Relation, meta: &Meta) -> HashMap<u32, Parent> {
     used.insert(META_BLOCK, Parent::Fixed);
     for (i, run) in meta.runs.iter().enumerate() {
         used.insert(run.root, Parent::RunRoot(i));
-        let (leaves, filter) =
-            manifest::read_page(rel, run.root, |p| (page_image::fences(p), page_image::root_filter(p)));
-        for (j, b) in filter.into_iter().flat_map(|(_, blocks)| blocks).enumerate() {
-            used.insert(b, Parent::Filter { block: run.root, entry: j });
+        let (leaves, filter) = manifest::read_page(rel, run.root, |p| {
+            (page_image::fences(p), page_image::root_filter(p))
+        });
+        for (j, b) in filter
+            .into_iter()
+            .flat_map(|(_, blocks)| blocks)
+            .enumerate()
+        {
+            used.insert(
+                b,
+                Parent::Filter {
+                    block: run.root,
+                    entry: j,
+                },
+            );
         }
         for (j, (_, leaf)) in leaves.iter().enumerate() {
-            used.insert(*leaf, Parent::Fence { block: run.root, entry: j });
-            for (k, (_, data)) in manifest::read_page(rel, *leaf, page_image::fences).iter().enumerate() {
-                used.insert(*data, Parent::Fence { block: *leaf, entry: k });
+            used.insert(
+                *leaf,
+                Parent::Fence {
+                    block: run.root,
+                    entry: j,
+                },
+            );
+            for (k, (_, data)) in manifest::read_page(rel, *leaf, page_image::fences)
+                .iter()
+                .enumerate()
+            {
+                used.insert(
+                    *data,
+                    Parent::Fence {
+                        block: *leaf,
+                        entry: k,
+                    },
+                );
             }
         }
     }
@@ -94,7 +122,11 @@ fn move_page(rel: pg_sys::Relation, from: u32, to: u32, parent: Parent) {
         Parent::Fence { block, .. } | Parent::Filter { block, .. } => block,
         Parent::Fixed => unreachable!("fixed pages are not planned to move"),
     };
-    let (src, dst, par) = (buffer::read(rel, from), buffer::read(rel, to), buffer::read(rel, parent_block));
+    let (src, dst, par) = (
+        buffer::read(rel, from),
+        buffer::read(rel, to),
+        buffer::read(rel, parent_block),
+    );
     // lock order: ascending block numbers
     let mut order = [(from, src), (to, dst), (parent_block, par)];
     order.sort_by_key(|(b, _)| *b);
@@ -117,7 +149,11 @@ fn move_page(rel: pg_sys::Relation, from: u32, to: u32, parent: Parent) {
             page::set_lower(up, format::META_END);
         }
         Parent::Fence { entry, .. } => {
-            format::put_u32(page::bytes_mut(up), PAGE_HEADER_SIZE + entry * FENCE_SIZE + 8, to);
+            format::put_u32(
+                page::bytes_mut(up),
+                PAGE_HEADER_SIZE + entry * FENCE_SIZE + 8,
+                to,
+            );
         }
         Parent::Filter { entry, .. } => {
             let at = page_image::root_filter_entry_at(page::bytes(up), entry);
@@ -150,7 +186,11 @@ pub fn shrink(rel: pg_sys::Relation) -> (u64, u64) {
         return (0, 0);
     }
     // a table with a BRIN index keeps every virtual block inside the file
-    let floor = if manifest::keeps_dense(rel) { meta.header.next_vblock } else { 1 };
+    let floor = if manifest::keeps_dense(rel) {
+        meta.header.next_vblock
+    } else {
+        1
+    };
     if floor >= nblocks {
         return (0, 0);
     }

@@ -167,11 +167,20 @@ pub fn append_batch(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple]) {
         let first = i;
         while i < tuples.len() && (i == first || fits(p, checked_len(tuples[i]))) {
             // SAFETY: formed heap tuple; its data is only read.
-            let (data, len) = unsafe { ((*tuples[i]).t_data as *const u8, (*tuples[i]).t_len as usize) };
+            let (data, len) = unsafe {
+                (
+                    (*tuples[i]).t_data as *const u8,
+                    (*tuples[i]).t_len as usize,
+                )
+            };
             let Some(offset) = page::add_item(p, data, len) else {
                 drop(w);
                 buffer::unlock_release(buf);
-                ereport!(ERROR, PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "failed to add tuple to lsm L0 page");
+                ereport!(
+                    ERROR,
+                    PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                    "failed to add tuple to lsm L0 page"
+                );
             };
             let tid = htup::make_tid(vblock, offset);
             let (item, _) = page::item(p, offset).expect("item just added");
@@ -189,7 +198,11 @@ pub fn append_batch(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple]) {
 /// as a `HeapTupleData` pointing into the (pinned) page. Its TID is
 /// `(virtual block, item)` on L0 pages and comes from the stored rowid on run
 /// pages.
-pub fn version_at(rel: pg_sys::Relation, p: pg_sys::Page, item: u16) -> Option<pg_sys::HeapTupleData> {
+pub fn version_at(
+    rel: pg_sys::Relation,
+    p: pg_sys::Page,
+    item: u16,
+) -> Option<pg_sys::HeapTupleData> {
     let t = tag(p)?;
     let (ptr, len) = page::item(p, item)?;
     let (tid, header, len) = match PageKind::from_u16(t.kind)? {
@@ -198,7 +211,11 @@ pub fn version_at(rel: pg_sys::Relation, p: pg_sys::Page, item: u16) -> Option<p
             let rowid = page_image::run_item_rowid(page::bytes(p), item as usize)?;
             let (v, o) = format::tid_of_rowid(rowid);
             // SAFETY: the header follows the 8-byte rowid inside the item.
-            (htup::make_tid(v, o), unsafe { ptr.add(ROWID_PREFIX) }, len - ROWID_PREFIX)
+            (
+                htup::make_tid(v, o),
+                unsafe { ptr.add(ROWID_PREFIX) },
+                len - ROWID_PREFIX,
+            )
         }
         _ => return None,
     };

@@ -50,7 +50,9 @@ impl Oldest {
         if mask & pg_sys::HEAP_XMAX_INVALID == 0 {
             let xmax = htup::raw_xmax(t);
             if htup::xmax_is_multi(t) {
-                if xmax.into_inner() != 0 && self.multi.is_none_or(|o| pgvac::multi_precedes(xmax, o)) {
+                if xmax.into_inner() != 0
+                    && self.multi.is_none_or(|o| pgvac::multi_precedes(xmax, o))
+                {
                     self.multi = Some(xmax);
                 }
                 for (xid, _) in crate::pg::multixact::members(xmax, false) {
@@ -74,7 +76,10 @@ impl Oldest {
         if let Some(x) = other.xid {
             self.note_xid(x);
         }
-        if let Some(m) = other.multi.filter(|m| self.multi.is_none_or(|o| pgvac::multi_precedes(*m, o))) {
+        if let Some(m) = other
+            .multi
+            .filter(|m| self.multi.is_none_or(|o| pgvac::multi_precedes(*m, o)))
+        {
             self.multi = Some(m);
         }
     }
@@ -100,11 +105,20 @@ pub struct Sweep {
 }
 
 /// Freezes one page in place and counts its dead versions.
-fn sweep_page(rel: pg_sys::Relation, block: pg_sys::BlockNumber, c: &Cutoffs, key: u32, out: &mut Sweep) {
+fn sweep_page(
+    rel: pg_sys::Relation,
+    block: pg_sys::BlockNumber,
+    c: &Cutoffs,
+    key: u32,
+    out: &mut Sweep,
+) {
     let buf = buffer::read(rel, block);
     buffer::lock_exclusive(buf);
     let p = buffer::page(buf);
-    if !matches!(storage::page_kind(rel, block, p), Some(PageKind::L0 | PageKind::RunData)) {
+    if !matches!(
+        storage::page_kind(rel, block, p),
+        Some(PageKind::L0 | PageKind::RunData)
+    ) {
         buffer::unlock_release(buf);
         return;
     }
@@ -130,7 +144,11 @@ fn sweep_page(rel: pg_sys::Relation, block: pg_sys::BlockNumber, c: &Cutoffs, ke
         // SAFETY: the fixed header (23 bytes) lies inside the item; `copy` is
         // 24 aligned bytes.
         unsafe {
-            std::ptr::copy_nonoverlapping(t.t_data as *const u8, copy.as_mut_ptr() as *mut u8, HEADER_FIXED);
+            std::ptr::copy_nonoverlapping(
+                t.t_data as *const u8,
+                copy.as_mut_ptr() as *mut u8,
+                HEADER_FIXED,
+            );
         }
         let header = copy.as_mut_ptr() as pg_sys::HeapTupleHeader;
         if pgvac::freeze_header(header, c) {
@@ -145,7 +163,11 @@ fn sweep_page(rel: pg_sys::Relation, block: pg_sys::BlockNumber, c: &Cutoffs, ke
             let t = storage::version_at(rel, wp, *item).expect("version seen on the page");
             // SAFETY: the working copy holds the same item; header-sized write.
             unsafe {
-                std::ptr::copy_nonoverlapping(copy.as_ptr() as *const u8, t.t_data as *mut u8, HEADER_FIXED);
+                std::ptr::copy_nonoverlapping(
+                    copy.as_ptr() as *const u8,
+                    t.t_data as *mut u8,
+                    HEADER_FIXED,
+                );
             }
         }
         w.commit();

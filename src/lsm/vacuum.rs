@@ -53,10 +53,16 @@ fn try_lock(rel: pg_sys::Relation, mode: u32, tries: u32) -> bool {
 
 /// IndexBulkDeleteCallback: is this TID one of the dropped rowids?
 #[pg_guard]
-unsafe extern "C-unwind" fn dropped_tid(tid: pg_sys::ItemPointer, state: *mut std::ffi::c_void) -> bool {
+unsafe extern "C-unwind" fn dropped_tid(
+    tid: pg_sys::ItemPointer,
+    state: *mut std::ffi::c_void,
+) -> bool {
     // SAFETY: `state` is the sorted rowid vector passed below; `tid` is valid.
     let (dropped, tid) = unsafe { (&*(state as *const Vec<u64>), &*tid) };
-    let rowid = super::format::rowid(crate::pg::htup::tid_block(tid), crate::pg::htup::tid_offset(tid));
+    let rowid = super::format::rowid(
+        crate::pg::htup::tid_block(tid),
+        crate::pg::htup::tid_offset(tid),
+    );
     dropped.binary_search(&rowid).is_ok()
 }
 
@@ -118,18 +124,30 @@ fn new_frozen(
     sw: &Sweep,
     flushed: bool,
 ) -> (pg_sys::TransactionId, pg_sys::MultiXactId, u64) {
-    let listed: Vec<u32> = manifest::read(rel).map(|m| m.runs.iter().map(|r| r.run_id).collect()).unwrap_or_default();
+    let listed: Vec<u32> = manifest::read(rel)
+        .map(|m| m.runs.iter().map(|r| r.run_id).collect())
+        .unwrap_or_default();
     let mut oldest = sw.live;
     let mut dead_left = 0u64;
     for (key, d) in &sw.dead {
-        let remains = if *key == sweep::L0 { !flushed } else { listed.contains(key) };
+        let remains = if *key == sweep::L0 {
+            !flushed
+        } else {
+            listed.contains(key)
+        };
         if remains {
             dead_left += d.versions;
             oldest.merge(&d.oldest);
         }
     }
-    let xid = oldest.xid.filter(|x| pgvac::xid_precedes(*x, c.oldest_xmin)).unwrap_or(c.oldest_xmin);
-    let multi = oldest.multi.filter(|m| pgvac::multi_precedes(*m, c.oldest_mxact)).unwrap_or(c.oldest_mxact);
+    let xid = oldest
+        .xid
+        .filter(|x| pgvac::xid_precedes(*x, c.oldest_xmin))
+        .unwrap_or(c.oldest_xmin);
+    let multi = oldest
+        .multi
+        .filter(|m| pgvac::multi_precedes(*m, c.oldest_mxact))
+        .unwrap_or(c.oldest_mxact);
     (xid, multi, dead_left)
 }
 
@@ -145,12 +163,20 @@ fn new_frozen(
 ///    truncate it;
 /// 3. dropped rowids are removed from every index;
 /// 4. pg_class (relpages, relfrozenxid, relminmxid) and pgstat are updated.
-pub fn vacuum(rel: pg_sys::Relation, params: *mut pg_sys::VacuumParams, strategy: pg_sys::BufferAccessStrategy) {
+pub fn vacuum(
+    rel: pg_sys::Relation,
+    params: *mut pg_sys::VacuumParams,
+    strategy: pg_sys::BufferAccessStrategy,
+) {
     // SAFETY: valid params from VACUUM.
     let verbose = unsafe { (*params).options } & pg_sys::VACOPT_VERBOSE != 0;
     // SAFETY: reads the clock.
     let start = unsafe { pg_sys::GetCurrentTimestamp() };
-    let elevel = if verbose { pg_sys::INFO } else { pg_sys::DEBUG2 } as i32;
+    let elevel = if verbose {
+        pg_sys::INFO
+    } else {
+        pg_sys::DEBUG2
+    } as i32;
     let name = storage::relname(rel);
     let cutoffs = pgvac::cutoffs(rel, params);
     let sw = sweep::sweep(rel, &cutoffs);
@@ -171,7 +197,10 @@ pub fn vacuum(rel: pg_sys::Relation, params: *mut pg_sys::VacuumParams, strategy
     };
     let fl = flush::flush(rel, Some(cutoffs.oldest_xmin), Readers::Allowed, &lock);
     if fl.no_lock {
-        report(elevel, format!("skipping the L0 flush of \"{name}\": could not get EXCLUSIVE lock"));
+        report(
+            elevel,
+            format!("skipping the L0 flush of \"{name}\": could not get EXCLUSIVE lock"),
+        );
     } else if fl.abandoned {
         report(elevel, format!("abandoning the L0 flush of \"{name}\": could not get EXCLUSIVE lock for its switch"));
     } else if fl.skipped {
@@ -179,15 +208,32 @@ pub fn vacuum(rel: pg_sys::Relation, params: *mut pg_sys::VacuumParams, strategy
     }
     let flushed = !fl.skipped;
     let too_old = |d: &sweep::Dead| {
-        d.oldest.xid.is_some_and(|x| pgvac::xid_precedes(x, cutoffs.freeze_limit))
-            || d.oldest.multi.is_some_and(|m| pgvac::multi_precedes(m, cutoffs.multi_cutoff))
+        d.oldest
+            .xid
+            .is_some_and(|x| pgvac::xid_precedes(x, cutoffs.freeze_limit))
+            || d.oldest
+                .multi
+                .is_some_and(|m| pgvac::multi_precedes(m, cutoffs.multi_cutoff))
     };
-    let co = compact::compact(rel, cutoffs.oldest_xmin, &gucs::policy(), &sw.dead, too_old, Readers::Allowed, &lock);
+    let co = compact::compact(
+        rel,
+        cutoffs.oldest_xmin,
+        &gucs::policy(),
+        &sw.dead,
+        too_old,
+        Readers::Allowed,
+        &lock,
+    );
     if co.skipped {
         report(elevel, format!("postponing merges of \"{name}\": pages freed earlier are still pending (old snapshots)"));
     }
     if co.abandoned {
-        report(elevel, format!("abandoning a merge of \"{name}\": could not get EXCLUSIVE lock for its switch"));
+        report(
+            elevel,
+            format!(
+                "abandoning a merge of \"{name}\": could not get EXCLUSIVE lock for its switch"
+            ),
+        );
     }
     // Packing moves pages under readers' feet: only when nobody reads.
     let (moved, cut) = if try_lock(rel, pg_sys::AccessExclusiveLock, SHRINK_LOCK_RETRIES) {
@@ -236,10 +282,19 @@ pub fn vacuum(rel: pg_sys::Relation, params: *mut pg_sys::VacuumParams, strategy
         );
     }
     if co.refreshed > 0 {
-        report(elevel, format!("merges of \"{name}\": {} row headers changed by concurrent DML were copied again", co.refreshed));
+        report(
+            elevel,
+            format!(
+                "merges of \"{name}\": {} row headers changed by concurrent DML were copied again",
+                co.refreshed
+            ),
+        );
     }
     if cut > 0 {
-        report(elevel, format!("truncated \"{name}\" by {cut} pages after moving {moved} pages"));
+        report(
+            elevel,
+            format!("truncated \"{name}\" by {cut} pages after moving {moved} pages"),
+        );
     }
     if sw.frozen > 0 {
         run_writer::switch(rel, None, |m| m.stats.frozen_versions += sw.frozen);
@@ -256,8 +311,16 @@ pub fn vacuum(rel: pg_sys::Relation, params: *mut pg_sys::VacuumParams, strategy
 
 fn report(elevel: i32, msg: String) {
     if elevel == pg_sys::INFO as i32 {
-        ereport!(PgLogLevel::INFO, PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, msg);
+        ereport!(
+            PgLogLevel::INFO,
+            PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+            msg
+        );
     } else {
-        ereport!(PgLogLevel::DEBUG2, PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, msg);
+        ereport!(
+            PgLogLevel::DEBUG2,
+            PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+            msg
+        );
     }
 }

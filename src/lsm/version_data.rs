@@ -44,14 +44,22 @@ pub fn payload(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, p: pg_sys::Pag
     let (relid, file) = unsafe { ((*rel).rd_id, (*(*rel).rd_rel).relfilenode) };
     let lsn = format::u64_at(bytes, 0);
     let key = (relid, file, blkno, lsn, compressed_page::stored_crc(bytes));
-    if let Some(hit) = CACHE.with(|c| c.borrow().iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())) {
+    if let Some(hit) = CACHE.with(|c| {
+        c.borrow()
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone())
+    }) {
         return hit;
     }
     let decoded = match compressed_page::decode(bytes) {
         Ok(d) => Rc::new(d),
         Err(e) => crate::pg::error::error(
             PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-            format!("invalid compressed block {blkno} of relation \"{}\": {e}", storage::relname(rel)),
+            format!(
+                "invalid compressed block {blkno} of relation \"{}\": {e}",
+                storage::relname(rel)
+            ),
         ),
     };
     CACHE.with(|c| {
@@ -72,14 +80,19 @@ fn item_of(p: pg_sys::Page, t: &pg_sys::HeapTupleData) -> Option<usize> {
 
 /// The full bytes of version `t` on the pinned, locked page of `buf` when
 /// that page is compressed; None when the tuple is in the page as it is.
-pub fn full_bytes(rel: pg_sys::Relation, buf: pg_sys::Buffer, t: &pg_sys::HeapTupleData) -> Option<Vec<u8>> {
+pub fn full_bytes(
+    rel: pg_sys::Relation,
+    buf: pg_sys::Buffer,
+    t: &pg_sys::HeapTupleData,
+) -> Option<Vec<u8>> {
     let p = buffer::page(buf);
     if !is_compressed(p) {
         return None;
     }
     let blkno = buffer::block_number(buf);
     let payload = payload(rel, blkno, p);
-    let found = item_of(p, t).and_then(|item| compressed_page::tuple(page::bytes(p), &payload, item));
+    let found =
+        item_of(p, t).and_then(|item| compressed_page::tuple(page::bytes(p), &payload, item));
     match found {
         Some(bytes) => Some(bytes),
         None => crate::pg::error::error(
@@ -98,7 +111,11 @@ pub fn full_bytes(rel: pg_sys::Relation, buf: pg_sys::Buffer, t: &pg_sys::HeapTu
 /// palloc'd copy (current memory context) of its header and decompressed rest.
 /// The copy is for reading columns (TOAST, key comparison); stamps and
 /// visibility checks go to the page's header.
-pub fn full_tuple(rel: pg_sys::Relation, buf: pg_sys::Buffer, t: &pg_sys::HeapTupleData) -> pg_sys::HeapTupleData {
+pub fn full_tuple(
+    rel: pg_sys::Relation,
+    buf: pg_sys::Buffer,
+    t: &pg_sys::HeapTupleData,
+) -> pg_sys::HeapTupleData {
     match full_bytes(rel, buf, t) {
         None => *t,
         // SAFETY: a fresh palloc'd tuple.
@@ -120,9 +137,14 @@ mod tests {
     /// (not WAL-logged: only this backend has to see it). Returns that block.
     fn smash_first_compressed_block() -> u32 {
         Spi::run("CREATE TABLE z (a int, t text) USING lsm").unwrap();
-        Spi::run("INSERT INTO z SELECT g, repeat('strata ', 10) || g FROM generate_series(1, 2000) g").unwrap();
+        Spi::run(
+            "INSERT INTO z SELECT g, repeat('strata ', 10) || g FROM generate_series(1, 2000) g",
+        )
+        .unwrap();
         Spi::run("SELECT strata.lsm_flush('z')").unwrap();
-        let oid = Spi::get_one::<pg_sys::Oid>("SELECT 'z'::regclass::oid").unwrap().unwrap();
+        let oid = Spi::get_one::<pg_sys::Oid>("SELECT 'z'::regclass::oid")
+            .unwrap()
+            .unwrap();
         // SAFETY: `oid` names the table just created in this transaction.
         let rel = unsafe { PgRelation::with_lock(oid, pg_sys::AccessExclusiveLock as _) };
         for block in 1..buffer::nblocks(rel.as_ptr()) {
@@ -146,13 +168,20 @@ mod tests {
     #[pg_test]
     fn compressed_rows_round_trip() {
         Spi::run("CREATE TABLE y (a int, t text) USING lsm").unwrap();
-        Spi::run("INSERT INTO y SELECT g, repeat('strata ', 10) || g FROM generate_series(1, 5000) g").unwrap();
-        let before = Spi::get_one::<String>("SELECT md5(string_agg(a || t, ',' ORDER BY a)) FROM y").unwrap();
+        Spi::run(
+            "INSERT INTO y SELECT g, repeat('strata ', 10) || g FROM generate_series(1, 5000) g",
+        )
+        .unwrap();
+        let before =
+            Spi::get_one::<String>("SELECT md5(string_agg(a || t, ',' ORDER BY a)) FROM y")
+                .unwrap();
         Spi::run("SELECT strata.lsm_flush('y')").unwrap();
-        let after = Spi::get_one::<String>("SELECT md5(string_agg(a || t, ',' ORDER BY a)) FROM y").unwrap();
+        let after = Spi::get_one::<String>("SELECT md5(string_agg(a || t, ',' ORDER BY a)) FROM y")
+            .unwrap();
         assert_eq!(before, after);
         // 5000 rows of ~80 bytes take ~60 uncompressed run pages
-        let pages = Spi::get_one::<i64>("SELECT pages FROM strata.lsm_levels('y') WHERE level = 1").unwrap();
+        let pages = Spi::get_one::<i64>("SELECT pages FROM strata.lsm_levels('y') WHERE level = 1")
+            .unwrap();
         assert!(pages.unwrap() <= 30, "{pages:?} run pages");
         Spi::run("UPDATE y SET t = 'changed' WHERE a % 10 = 0").unwrap();
         let changed = Spi::get_one::<i64>("SELECT count(*) FROM y WHERE t = 'changed'").unwrap();
@@ -164,7 +193,9 @@ mod tests {
     #[pg_test]
     fn verify_reports_a_corrupted_compressed_block() {
         let block = smash_first_compressed_block();
-        let found = Spi::get_two::<i64, String>("SELECT block, problem FROM strata.lsm_verify('z')").unwrap();
+        let found =
+            Spi::get_two::<i64, String>("SELECT block, problem FROM strata.lsm_verify('z')")
+                .unwrap();
         assert_eq!(found.0, Some(block as i64));
         assert!(found.1.unwrap().starts_with("checksum mismatch"));
     }

@@ -50,8 +50,12 @@ impl<T, E: SqlError> OrRaise<T> for Result<T, E> {
 
 /// Reports a NOTICE with a DETAIL and a HINT line.
 pub fn notice(message: String, detail: &str, hint: &str) {
-    ErrorReport::new(PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, message, "strata")
-        .set_detail(detail)
-        .set_hint(hint)
-        .report(PgLogLevel::NOTICE);
+    ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+        message,
+        "strata",
+    )
+    .set_detail(detail)
+    .set_hint(hint)
+    .report(PgLogLevel::NOTICE);
 }

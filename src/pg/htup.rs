@@ -138,7 +138,12 @@ pub fn tid_eq(a: &pg_sys::ItemPointerData, b: &pg_sys::ItemPointerData) -> bool 
 
 extern "C-unwind" {
     /// utils/datum.h
-    fn datumIsEqual(value1: pg_sys::Datum, value2: pg_sys::Datum, typ_by_val: bool, typ_len: i32) -> bool;
+    fn datumIsEqual(
+        value1: pg_sys::Datum,
+        value2: pg_sys::Datum,
+        typ_by_val: bool,
+        typ_len: i32,
+    ) -> bool;
 }
 
 /// The columns a unique index usable by a foreign key covers
@@ -147,7 +152,9 @@ extern "C-unwind" {
 /// bitmap is palloc'd in the current memory context.
 pub fn key_columns(rel: pg_sys::Relation) -> *mut pg_sys::Bitmapset {
     // SAFETY: open relation; the bitmap is a copy the caller owns.
-    unsafe { pg_sys::RelationGetIndexAttrBitmap(rel, pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_KEY) }
+    unsafe {
+        pg_sys::RelationGetIndexAttrBitmap(rel, pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_KEY)
+    }
 }
 
 /// Whether an update from `old` to `new` changes one of the `keys` columns
@@ -160,7 +167,12 @@ pub fn key_columns_changed(
     new: *mut pg_sys::HeapTupleData,
 ) -> bool {
     // SAFETY: open relation with a descriptor that outlives this call.
-    let (desc, atts) = unsafe { ((*rel).rd_att, pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att)) };
+    let (desc, atts) = unsafe {
+        (
+            (*rel).rd_att,
+            pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att),
+        )
+    };
     let mut x = -1;
     loop {
         // SAFETY: a valid (possibly empty) bitmapset.
@@ -177,10 +189,15 @@ pub fn key_columns_changed(
             // SAFETY: both tuples are formed tuples of `rel`'s descriptor;
             // attnum is a user column of it.
             unsafe {
-                match (pgrx::heap_getattr_raw(old, n, desc), pgrx::heap_getattr_raw(new, n, desc)) {
+                match (
+                    pgrx::heap_getattr_raw(old, n, desc),
+                    pgrx::heap_getattr_raw(new, n, desc),
+                ) {
                     (None, None) => false,
                     (Some(a), Some(b)) => {
-                        let att = atts.get(attnum as usize - 1).expect("attribute in descriptor");
+                        let att = atts
+                            .get(attnum as usize - 1)
+                            .expect("attribute in descriptor");
                         !datumIsEqual(a, b, att.attbyval, att.attlen as i32)
                     }
                     _ => true,
@@ -195,7 +212,11 @@ pub fn key_columns_changed(
 
 /// A palloc'd heap tuple (one chunk, like `heap_copytuple`, so
 /// `heap_freetuple` frees it) holding `bytes`, in the current memory context.
-pub fn palloc_tuple(bytes: &[u8], tid: pg_sys::ItemPointerData, table: pg_sys::Oid) -> pg_sys::HeapTuple {
+pub fn palloc_tuple(
+    bytes: &[u8],
+    tid: pg_sys::ItemPointerData,
+    table: pg_sys::Oid,
+) -> pg_sys::HeapTuple {
     let head = std::mem::size_of::<pg_sys::HeapTupleData>();
     // SAFETY: a fresh chunk of head + len bytes; the header struct is
     // written first and t_data points right after it (HEAPTUPLESIZE is

@@ -10,7 +10,12 @@ pub fn members(multi: pg_sys::TransactionId, lock_only: bool) -> Vec<(u32, u32)>
     // SAFETY: valid multixact id from a tuple header; the array is palloc'd
     // by the callee (or left null when there are no members).
     let n = unsafe {
-        pg_sys::GetMultiXactIdMembers(pg_sys::MultiXactId::from(multi.into_inner()), &mut arr, false, lock_only)
+        pg_sys::GetMultiXactIdMembers(
+            pg_sys::MultiXactId::from(multi.into_inner()),
+            &mut arr,
+            false,
+            lock_only,
+        )
     };
     if n <= 0 || arr.is_null() {
         return Vec::new();
@@ -70,7 +75,12 @@ pub fn is_current(xid: u32) -> bool {
 }
 
 /// Waits for `xid` to end (`XactLockTableWait`); raises on cancel or deadlock.
-pub fn wait_for(xid: u32, rel: pg_sys::Relation, tid: pg_sys::ItemPointerData, oper: pg_sys::XLTW_Oper::Type) {
+pub fn wait_for(
+    xid: u32,
+    rel: pg_sys::Relation,
+    tid: pg_sys::ItemPointerData,
+    oper: pg_sys::XLTW_Oper::Type,
+) {
     let mut t = tid;
     // SAFETY: heavyweight wait on the transaction's lock.
     unsafe { pg_sys::XactLockTableWait(pg_sys::TransactionId::from(xid), rel, &mut t, oper) }
@@ -89,7 +99,12 @@ fn hwlock(mode: u32) -> pg_sys::LOCKMODE {
 
 /// Takes the tuple's heavyweight lock (`heap_acquire_tuplock`): waits, or
 /// with `conditional` returns false when it is taken.
-pub fn lock_tuple(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData, mode: u32, conditional: bool) -> bool {
+pub fn lock_tuple(
+    rel: pg_sys::Relation,
+    tid: pg_sys::ItemPointerData,
+    mode: u32,
+    conditional: bool,
+) -> bool {
     let mut t = tid;
     if !conditional {
         // SAFETY: open relation; waits in the lock manager.
@@ -101,7 +116,9 @@ pub fn lock_tuple(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData, mode: u32
     let ok = unsafe { pg_sys::ConditionalLockTuple(rel, &mut t, hwlock(mode)) };
     #[cfg(not(feature = "pg15"))]
     // SAFETY: as above, without waiting.
-    let ok = unsafe { pg_sys::ConditionalLockTuple(rel, &mut t, hwlock(mode), pg_sys::log_lock_failures) };
+    let ok = unsafe {
+        pg_sys::ConditionalLockTuple(rel, &mut t, hwlock(mode), pg_sys::log_lock_failures)
+    };
     ok
 }
 

@@ -118,7 +118,12 @@ pub fn copy_image(page: pg_sys::Page, image: &[u8]) {
 /// Appends bytes just below pd_lower (fixed arrays after the header).
 pub fn append_below_lower(page: pg_sys::Page, data: &[u8]) -> bool {
     // SAFETY: header of a working copy or exclusively locked page.
-    let (lower, upper) = unsafe { ((*header(page)).pd_lower as usize, (*header(page)).pd_upper as usize) };
+    let (lower, upper) = unsafe {
+        (
+            (*header(page)).pd_lower as usize,
+            (*header(page)).pd_upper as usize,
+        )
+    };
     if lower + data.len() > upper {
         return false;
     }

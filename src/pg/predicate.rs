@@ -13,7 +13,10 @@ extern "C-unwind" {
         snapshot: pg_sys::Snapshot,
         tuple_xid: pg_sys::TransactionId,
     );
-    fn CheckForSerializableConflictOutNeeded(relation: pg_sys::Relation, snapshot: pg_sys::Snapshot) -> bool;
+    fn CheckForSerializableConflictOutNeeded(
+        relation: pg_sys::Relation,
+        snapshot: pg_sys::Snapshot,
+    ) -> bool;
     fn CheckForSerializableConflictIn(
         relation: pg_sys::Relation,
         tid: pg_sys::ItemPointer,
@@ -69,6 +72,8 @@ pub fn check_conflict_in(rel: pg_sys::Relation, tid: Option<pg_sys::ItemPointerD
             unsafe { CheckForSerializableConflictIn(rel, &mut t, block) }
         }
         // SAFETY: as above; no tuple or page target.
-        None => unsafe { CheckForSerializableConflictIn(rel, std::ptr::null_mut(), pg_sys::InvalidBlockNumber) },
+        None => unsafe {
+            CheckForSerializableConflictIn(rel, std::ptr::null_mut(), pg_sys::InvalidBlockNumber)
+        },
     }
 }

@@ -16,7 +16,10 @@ pub fn require_select(rel: pg_sys::Relation) {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("permission denied for table {}", crate::lsm::storage::relname(rel))
+            format!(
+                "permission denied for table {}",
+                crate::lsm::storage::relname(rel)
+            )
         );
     }
 }
@@ -58,7 +61,8 @@ pub fn unlock(rel: pg_sys::Relation, mode: u32) {
 /// handing a private copy of each page to `f` (taken under a share lock).
 pub fn for_each_page_copy(rel: pg_sys::Relation, mut f: impl FnMut(pg_sys::BlockNumber, &[u8])) {
     // SAFETY: a strategy is plain backend-local memory.
-    let strategy = unsafe { pg_sys::GetAccessStrategy(pg_sys::BufferAccessStrategyType::BAS_BULKREAD) };
+    let strategy =
+        unsafe { pg_sys::GetAccessStrategy(pg_sys::BufferAccessStrategyType::BAS_BULKREAD) };
     let mut copy = vec![0u8; BLCKSZ];
     let nblocks = buffer::nblocks(rel);
     for blkno in 0..nblocks {
@@ -86,14 +90,21 @@ pub fn require_owner(rel: pg_sys::Relation) {
         }
         #[cfg(not(feature = "pg15"))]
         {
-            pg_sys::object_ownercheck(pg_sys::RelationRelationId, (*rel).rd_id, pg_sys::GetUserId())
+            pg_sys::object_ownercheck(
+                pg_sys::RelationRelationId,
+                (*rel).rd_id,
+                pg_sys::GetUserId(),
+            )
         }
     };
     if !owner {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("must be owner of table {}", crate::lsm::storage::relname(rel))
+            format!(
+                "must be owner of table {}",
+                crate::lsm::storage::relname(rel)
+            )
         );
     }
 }
@@ -112,13 +123,17 @@ pub fn require_select_on_index(index: pg_sys::Relation) {
     // SAFETY: an open index has rd_index with its table's OID.
     let table = unsafe { (*(*index).rd_index).indrelid };
     // SAFETY: catalog privilege check.
-    let ok = unsafe { pg_sys::pg_class_aclcheck(table, pg_sys::GetUserId(), pg_sys::ACL_SELECT as _) }
-        == pg_sys::AclResult::ACLCHECK_OK;
+    let ok =
+        unsafe { pg_sys::pg_class_aclcheck(table, pg_sys::GetUserId(), pg_sys::ACL_SELECT as _) }
+            == pg_sys::AclResult::ACLCHECK_OK;
     if !ok {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("permission denied for index {}", crate::lsm::storage::relname(index))
+            format!(
+                "permission denied for index {}",
+                crate::lsm::storage::relname(index)
+            )
         );
     }
 }

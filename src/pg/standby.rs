@@ -23,14 +23,20 @@ pub fn full_xid_of(xid: pg_sys::TransactionId) -> u64 {
     let next = next_full_xid();
     let (epoch, next32) = (next >> 32, next as u32);
     let x = xid.into_inner();
-    let epoch = if x > next32 { epoch.saturating_sub(1) } else { epoch };
+    let epoch = if x > next32 {
+        epoch.saturating_sub(1)
+    } else {
+        epoch
+    };
     (epoch << 32) | x as u64
 }
 
 /// Whether every snapshot of every backend is newer than `fxid`.
 pub fn no_snapshot_older_than(rel: pg_sys::Relation, fxid: u64) -> bool {
     // SAFETY: horizon check for an open relation.
-    unsafe { pg_sys::GlobalVisCheckRemovableFullXid(rel, pg_sys::FullTransactionId { value: fxid }) }
+    unsafe {
+        pg_sys::GlobalVisCheckRemovableFullXid(rel, pg_sys::FullTransactionId { value: fxid })
+    }
 }
 
 const XLOG_BTREE_REUSE_PAGE: u8 = 0xD0;
@@ -40,19 +46,33 @@ const XLOG_BTREE_REUSE_PAGE: u8 = 0xD0;
 /// standby information and the relation is WAL-logged).
 pub fn log_conflict(rel: pg_sys::Relation, horizon_fxid: u64) {
     // SAFETY: open relation; reads a server global.
-    let (wal_level, persistence) = unsafe { (pg_sys::wal_level, (*(*rel).rd_rel).relpersistence as u8) };
-    if wal_level < pg_sys::WalLevel::WAL_LEVEL_REPLICA as i32 || persistence != pg_sys::RELPERSISTENCE_PERMANENT {
+    let (wal_level, persistence) =
+        unsafe { (pg_sys::wal_level, (*(*rel).rd_rel).relpersistence as u8) };
+    if wal_level < pg_sys::WalLevel::WAL_LEVEL_REPLICA as i32
+        || persistence != pg_sys::RELPERSISTENCE_PERMANENT
+    {
         return;
     }
     // xl_btree_reuse_page: locator (spc, db, rel), block, horizon (+ isCatalogRel on PG16+)
     let mut rec = [0u8; 25];
     // SAFETY: open relation.
     #[cfg(feature = "pg15")]
-    let (spc, db, num) = unsafe { ((*rel).rd_node.spcNode, (*rel).rd_node.dbNode, (*rel).rd_node.relNode) };
+    let (spc, db, num) = unsafe {
+        (
+            (*rel).rd_node.spcNode,
+            (*rel).rd_node.dbNode,
+            (*rel).rd_node.relNode,
+        )
+    };
     // SAFETY: open relation.
     #[cfg(not(feature = "pg15"))]
-    let (spc, db, num) =
-        unsafe { ((*rel).rd_locator.spcOid, (*rel).rd_locator.dbOid, (*rel).rd_locator.relNumber) };
+    let (spc, db, num) = unsafe {
+        (
+            (*rel).rd_locator.spcOid,
+            (*rel).rd_locator.dbOid,
+            (*rel).rd_locator.relNumber,
+        )
+    };
     rec[0..4].copy_from_slice(&u32::from(spc).to_le_bytes());
     rec[4..8].copy_from_slice(&u32::from(db).to_le_bytes());
     rec[8..12].copy_from_slice(&u32::from(num).to_le_bytes());
@@ -62,7 +82,7 @@ pub fn log_conflict(rel: pg_sys::Relation, horizon_fxid: u64) {
     let len = 24;
     #[cfg(not(feature = "pg15"))]
     let len = 25; // isCatalogRel = false
-    // SAFETY: a complete record of plain data; XLogInsert copies it.
+                  // SAFETY: a complete record of plain data; XLogInsert copies it.
     unsafe {
         pg_sys::XLogBeginInsert();
         pg_sys::XLogRegisterData(rec.as_mut_ptr() as _, len);

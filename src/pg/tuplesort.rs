@@ -15,7 +15,14 @@ pub fn next_datum(state: *mut pg_sys::Tuplesortstate) -> Option<pg_sys::Datum> {
         }
         #[cfg(not(feature = "pg15"))]
         {
-            pg_sys::tuplesort_getdatum(state, true, false, &mut val, &mut isnull, std::ptr::null_mut())
+            pg_sys::tuplesort_getdatum(
+                state,
+                true,
+                false,
+                &mut val,
+                &mut isnull,
+                std::ptr::null_mut(),
+            )
         }
     };
     (more && !isnull).then_some(val)

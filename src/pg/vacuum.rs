@@ -24,7 +24,8 @@ pub struct Cutoffs {
 /// vacuum_freeze_* settings, 0 for `VACUUM (FREEZE)`).
 pub fn cutoffs(rel: pg_sys::Relation, params: *mut pg_sys::VacuumParams) -> Cutoffs {
     // SAFETY: open relation.
-    let (relfrozenxid, relminmxid) = unsafe { ((*(*rel).rd_rel).relfrozenxid, (*(*rel).rd_rel).relminmxid) };
+    let (relfrozenxid, relminmxid) =
+        unsafe { ((*(*rel).rd_rel).relfrozenxid, (*(*rel).rd_rel).relminmxid) };
     #[cfg(feature = "pg15")]
     {
         let mut c = Cutoffs {
@@ -74,7 +75,15 @@ pub fn cutoffs(rel: pg_sys::Relation, params: *mut pg_sys::VacuumParams) -> Cuto
 pub fn freeze_header(t: pg_sys::HeapTupleHeader, c: &Cutoffs) -> bool {
     // SAFETY: `t` is a valid, writable tuple header; the cutoffs come from
     // this VACUUM and the relation's own pg_class row.
-    unsafe { pg_sys::heap_freeze_tuple(t, c.relfrozenxid, c.relminmxid, c.freeze_limit, c.multi_cutoff) }
+    unsafe {
+        pg_sys::heap_freeze_tuple(
+            t,
+            c.relfrozenxid,
+            c.relminmxid,
+            c.freeze_limit,
+            c.multi_cutoff,
+        )
+    }
 }
 
 /// VACUUM's cost-based delay point (vacuum_cost_delay / _limit).
@@ -98,7 +107,10 @@ pub fn update_relstats(
     pages: pg_sys::BlockNumber,
     frozen: Option<(pg_sys::TransactionId, pg_sys::MultiXactId)>,
 ) {
-    let (xid, mxid) = frozen.unwrap_or((pg_sys::InvalidTransactionId, pg_sys::MultiXactId::from(0u32)));
+    let (xid, mxid) = frozen.unwrap_or((
+        pg_sys::InvalidTransactionId,
+        pg_sys::MultiXactId::from(0u32),
+    ));
     // SAFETY: valid relation; invalid xid/mxid leave those columns alone.
     unsafe {
         let reltuples = (*(*rel).rd_rel).reltuples as f64;
@@ -139,7 +151,11 @@ pub fn update_relstats(
 pub fn report_vacuum(rel: pg_sys::Relation, start: pg_sys::TimestampTz, dead_left: i64) {
     // SAFETY: open relation.
     let (oid, shared, reltuples) = unsafe {
-        ((*rel).rd_id, (*(*rel).rd_rel).relisshared, (*(*rel).rd_rel).reltuples)
+        (
+            (*rel).rd_id,
+            (*(*rel).rd_rel).relisshared,
+            (*(*rel).rd_rel).reltuples,
+        )
     };
     let live = reltuples.max(0.0) as i64;
     #[cfg(feature = "pg15")]
