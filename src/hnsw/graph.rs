@@ -443,31 +443,26 @@ pub mod tests {
                 let found = search_layer(self, &v, &[ep], ef_construction, l);
                 ep = found[0].id;
                 let cap = if l == 0 { 2 * self.m } else { self.m };
-                let metric = self.metric;
-                let vecs = self.vectors.clone();
-                let chosen = select_neighbors(&found, self.m, |a, b| {
-                    metric.distance(&vecs[idx(a)], &vecs[idx(b)])
-                });
-                self.adj[i][l] = chosen.iter().map(|s| s.id).collect();
+                let (metric, vectors, adj) = (self.metric, &self.vectors, &mut self.adj);
+                let dist =
+                    |a: ElemId, b: ElemId| metric.distance(&vectors[idx(a)], &vectors[idx(b)]);
+                let chosen = select_neighbors(&found, self.m, dist);
+                adj[i][l] = chosen.iter().map(|s| s.id).collect();
                 for s in chosen {
                     let n = idx(s.id);
-                    self.adj[n][l].push(id(i));
-                    if self.adj[n][l].len() > cap {
-                        let cands: Vec<Scored> = self.adj[n][l]
+                    adj[n][l].push(id(i));
+                    if adj[n][l].len() > cap {
+                        let cands: Vec<Scored> = adj[n][l]
                             .iter()
                             .map(|&x| Scored {
-                                distance: metric
-                                    .distance(&vecs_or(&self.vectors, x), &self.vectors[n]),
+                                distance: dist(x, id(n)),
                                 id: x,
                             })
                             .collect();
-                        let vecs = self.vectors.clone();
-                        self.adj[n][l] = select_neighbors(&cands, cap, |a, b| {
-                            metric.distance(&vecs[idx(a)], &vecs[idx(b)])
-                        })
-                        .iter()
-                        .map(|s| s.id)
-                        .collect();
+                        adj[n][l] = select_neighbors(&cands, cap, dist)
+                            .iter()
+                            .map(|s| s.id)
+                            .collect();
                     }
                 }
             }
@@ -486,10 +481,6 @@ pub mod tests {
                 .map(|s| idx(s.id))
                 .collect()
         }
-    }
-
-    fn vecs_or(v: &[Vec<f32>], e: ElemId) -> Vec<f32> {
-        v[idx(e)].clone()
     }
 
     /// Deterministic pseudo-random numbers (xorshift) for tests.

@@ -5,6 +5,7 @@
 //! * [`format`]  — page and item layouts, version 1 (pure)
 //! * [`metric`]  — the four distances, equal to the SQL operators (pure)
 //! * [`graph`]   — layer search, neighbor heuristic, levels (pure)
+//! * `recall_bound` — test only: the recall ceiling on uniform data (pure)
 //! * [`options`] — `m` / `ef_construction` rules (pure)
 //! * [`pages`]   — metapage, items, the on-disk graph
 //! * [`build`]   — CREATE INDEX (in-memory build with `hnsw_rs`)
@@ -25,5 +26,7 @@ pub mod insert;
 pub mod metric;
 pub mod options;
 pub mod pages;
+#[cfg(test)]
+mod recall_bound;
 pub mod scan;
 pub mod vacuum;
