@@ -252,15 +252,18 @@ pub fn decode(page: &[u8]) -> Result<Payload, CodecError> {
 
 /// The full tuple bytes of item `item`: its stub's header and its rest.
 pub fn tuple(page: &[u8], payload: &Payload, item: usize) -> Option<Vec<u8>> {
+    tuple_parts(page, payload, item).map(|parts| parts.concat())
+}
+
+/// [`tuple`] as its two parts, borrowed: the fixed header (from the page's
+/// stub) and the rest (from the payload).
+pub fn tuple_parts<'a>(page: &'a [u8], payload: &'a Payload, item: usize) -> Option<[&'a [u8]; 2]> {
     let (off, len) = page_image::item_extent(page, item)?;
     if len != STUB_LEN {
         return None;
     }
     let rest = payload.rest(item)?;
-    let mut t = Vec::with_capacity(TUPLE_HEADER_SIZE + rest.len());
-    t.extend_from_slice(&page[off + ROWID_PREFIX..off + STUB_LEN]);
-    t.extend_from_slice(rest);
-    Some(t)
+    Some([&page[off + ROWID_PREFIX..off + STUB_LEN], rest])
 }
 
 #[cfg(test)]

@@ -416,10 +416,7 @@ pub fn locate(rel: pg_sys::Relation, tid: &pg_sys::ItemPointerData) -> Option<pg
             if filter.is_some_and(|(block, probe)| !filter_hits(rel, block, &probe)) {
                 return None;
             }
-            read_page(rel, leaf, |p| {
-                let f = page_image::fences(p);
-                page_image::fence_for(&f, rowid).map(|i| f[i].1)
-            })
+            read_page(rel, leaf, |p| page_image::fence_block_for(p, rowid))
         }
         Where::Nowhere => None,
     }
@@ -433,9 +430,8 @@ fn root_step(
     rowid: u64,
 ) -> (Option<u32>, Option<(u32, bloom::Probe)>) {
     read_page(rel, root, |p| {
-        let f = page_image::fences(p);
         (
-            page_image::fence_for(&f, rowid).map(|i| f[i].1),
+            page_image::fence_block_for(p, rowid),
             page_image::root_filter_probe(p, rowid),
         )
     })

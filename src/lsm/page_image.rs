@@ -166,6 +166,26 @@ pub fn fences(page: &[u8]) -> Vec<(u64, u32)> {
         .collect()
 }
 
+/// The block of the last fence entry of a RUN_INDEX page whose first rowid
+/// is `<= rowid`: [`fences`] + [`fence_for`] read in place (a binary search
+/// over the page, no list built; point lookups take this path twice).
+pub fn fence_block_for(page: &[u8], rowid: u64) -> Option<u32> {
+    let lower = (format::u16_at(page, 12) as usize).min(SPECIAL_AT);
+    let n = lower.saturating_sub(PAGE_HEADER_SIZE) / FENCE_SIZE;
+    let at = |i: usize| PAGE_HEADER_SIZE + i * FENCE_SIZE;
+    // entries [0, lo) start at or below rowid, [hi, n) above it
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if format::u64_at(page, at(mid)) <= rowid {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo.checked_sub(1).map(|i| format::u32_at(page, at(i) + 8))
+}
+
 /// Index of the last fence whose first rowid is `<= rowid`.
 pub fn fence_for(fences: &[(u64, u32)], rowid: u64) -> Option<usize> {
     fences
@@ -536,6 +556,19 @@ mod tests {
         let p = fence_page(3, format::INDEX_ROOT, &entries);
         assert_eq!(fences(p.bytes()), entries);
         assert_eq!(fence_for(&entries, 15), Some(1));
+        // in place: every entry's own rowid, the rowids between, before and after
+        for (i, (first, block)) in entries.iter().enumerate() {
+            assert_eq!(fence_block_for(p.bytes(), *first), Some(*block));
+            assert_eq!(fence_block_for(p.bytes(), first + 9), Some(*block), "{i}");
+        }
+        assert_eq!(
+            fence_block_for(p.bytes(), u64::MAX),
+            Some(entries.last().unwrap().1)
+        );
+        let one = fence_page(3, 0, &[(100, 7)]);
+        assert_eq!(fence_block_for(one.bytes(), 99), None);
+        assert_eq!(fence_block_for(one.bytes(), 100), Some(7));
+        assert_eq!(fence_block_for(fence_page(3, 0, &[]).bytes(), 5), None);
         assert_eq!(tag_of(p.bytes()).unwrap().flags, format::INDEX_ROOT);
         let mut d = PageImage::new(PageKind::L0Dir, 0, 0);
         for b in [5u32, 9, 12] {

@@ -258,12 +258,11 @@ pub fn store_in_slot(
     tuple: pg_sys::HeapTupleData,
     buf: pg_sys::Buffer,
 ) {
-    if let Some(bytes) = super::version_data::full_bytes(rel, buf, &tuple) {
+    if let Some(copy) = super::version_data::palloc_full(rel, buf, &tuple) {
         // SAFETY: a valid slot; the copy is palloc'd and handed over
         // (ExecForceStoreHeapTuple copies it into the slot's context and
         // frees ours).
         unsafe {
-            let copy = htup::palloc_tuple(&bytes, tuple.t_self, tuple.t_tableOid);
             pg_sys::ExecForceStoreHeapTuple(copy, slot, true);
             (*slot).tts_tid = tuple.t_self;
             (*slot).tts_tableOid = tuple.t_tableOid;

@@ -2,7 +2,7 @@
 //! version's fixed header is in the page (where visibility checks and stamps
 //! work on it); the rest is in the page's zstd frame
 //! ([`super::compressed_page`]). Whoever needs a version's columns asks
-//! here: [`full_bytes`] and [`full_tuple`] materialize it, and
+//! here: [`full_bytes`], [`palloc_full`] and [`full_tuple`] materialize it, and
 //! [`super::storage::store_in_slot`] stores a materialized copy.
 //!
 //! Decompressed payloads are kept in a small per-backend cache keyed by the
@@ -85,6 +85,29 @@ pub fn full_bytes(
     buf: pg_sys::Buffer,
     t: &pg_sys::HeapTupleData,
 ) -> Option<Vec<u8>> {
+    with_parts(rel, buf, t, |parts| parts.concat())
+}
+
+/// [`full_bytes`] as a palloc'd tuple (current memory context), copied
+/// once from the page's stub and the decompressed payload.
+pub fn palloc_full(
+    rel: pg_sys::Relation,
+    buf: pg_sys::Buffer,
+    t: &pg_sys::HeapTupleData,
+) -> Option<pg_sys::HeapTuple> {
+    with_parts(rel, buf, t, |parts| {
+        htup::palloc_tuple(parts, t.t_self, t.t_tableOid)
+    })
+}
+
+/// Runs `f` over the two parts of version `t` (header, rest) when its page
+/// is compressed; XX001 when the page has no stub for it.
+fn with_parts<T>(
+    rel: pg_sys::Relation,
+    buf: pg_sys::Buffer,
+    t: &pg_sys::HeapTupleData,
+    f: impl FnOnce(&[&[u8]]) -> T,
+) -> Option<T> {
     let p = buffer::page(buf);
     if !is_compressed(p) {
         return None;
@@ -92,9 +115,9 @@ pub fn full_bytes(
     let blkno = buffer::block_number(buf);
     let payload = payload(rel, blkno, p);
     let found =
-        item_of(p, t).and_then(|item| compressed_page::tuple(page::bytes(p), &payload, item));
+        item_of(p, t).and_then(|item| compressed_page::tuple_parts(page::bytes(p), &payload, item));
     match found {
-        Some(bytes) => Some(bytes),
+        Some(parts) => Some(f(&parts)),
         None => crate::pg::error::error(
             PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
             format!(
@@ -116,10 +139,10 @@ pub fn full_tuple(
     buf: pg_sys::Buffer,
     t: &pg_sys::HeapTupleData,
 ) -> pg_sys::HeapTupleData {
-    match full_bytes(rel, buf, t) {
+    match palloc_full(rel, buf, t) {
         None => *t,
         // SAFETY: a fresh palloc'd tuple.
-        Some(bytes) => unsafe { *htup::palloc_tuple(&bytes, t.t_self, t.t_tableOid) },
+        Some(copy) => unsafe { *copy },
     }
 }
 

@@ -211,22 +211,29 @@ pub fn key_columns_changed(
 }
 
 /// A palloc'd heap tuple (one chunk, like `heap_copytuple`, so
-/// `heap_freetuple` frees it) holding `bytes`, in the current memory context.
+/// `heap_freetuple` frees it) holding the concatenation of `parts`, in the
+/// current memory context.
 pub fn palloc_tuple(
-    bytes: &[u8],
+    parts: &[&[u8]],
     tid: pg_sys::ItemPointerData,
     table: pg_sys::Oid,
 ) -> pg_sys::HeapTuple {
     let head = std::mem::size_of::<pg_sys::HeapTupleData>();
+    let len: usize = parts.iter().map(|p| p.len()).sum();
     // SAFETY: a fresh chunk of head + len bytes; the header struct is
     // written first and t_data points right after it (HEAPTUPLESIZE is
-    // MAXALIGN(sizeof(HeapTupleData)) = 24 = head).
+    // MAXALIGN(sizeof(HeapTupleData)) = 24 = head); the parts fill exactly
+    // len bytes after it.
     unsafe {
-        let chunk = pg_sys::palloc(head + bytes.len()) as *mut u8;
+        let chunk = pg_sys::palloc(head + len) as *mut u8;
         let t = chunk as pg_sys::HeapTuple;
         let data = chunk.add(head);
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
-        (*t).t_len = bytes.len() as u32;
+        let mut at = 0;
+        for part in parts {
+            std::ptr::copy_nonoverlapping(part.as_ptr(), data.add(at), part.len());
+            at += part.len();
+        }
+        (*t).t_len = len as u32;
         (*t).t_self = tid;
         (*t).t_tableOid = table;
         (*t).t_data = data as *mut Header;
