@@ -73,9 +73,22 @@ pub fn payload(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, p: pg_sys::Pag
 }
 
 /// Item number of version `t` (from `storage::version_at`) on run page `p`.
+/// Scans ask for a page's items in order, so the item after the one found
+/// last is tried before the binary search (checked by its rowid).
 fn item_of(p: pg_sys::Page, t: &pg_sys::HeapTupleData) -> Option<usize> {
+    thread_local! {
+        static LAST: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
     let rowid = format::rowid(htup::tid_block(&t.t_self), htup::tid_offset(&t.t_self));
-    page_image::find_run_item(page::bytes(p), rowid)
+    let bytes = page::bytes(p);
+    let next = LAST.get() + 1;
+    let found = if page_image::run_item_rowid(bytes, next) == Some(rowid) {
+        Some(next)
+    } else {
+        page_image::find_run_item(bytes, rowid)
+    };
+    LAST.set(found.unwrap_or(0));
+    found
 }
 
 /// The full bytes of version `t` on the pinned, locked page of `buf` when

@@ -7,6 +7,13 @@ pub const BLCKSZ: usize = pg_sys::BLCKSZ as usize;
 pub const PAGE_HEADER_SIZE: usize = std::mem::size_of::<pg_sys::PageHeaderData>();
 pub const ITEM_ID_SIZE: usize = std::mem::size_of::<pg_sys::ItemIdData>();
 pub const LP_NORMAL: u32 = pg_sys::LP_NORMAL;
+
+// `item` decodes line pointers by hand, in little-endian bit order.
+const _: () = assert!(
+    cfg!(target_endian = "little"),
+    "lsm pages are read as little-endian"
+);
+
 /// `MaxHeapTuplesPerPage` (also tidbitmap's TBM_MAX_TUPLES_PER_PAGE): 291 for 8 kB pages.
 pub const MAX_HEAP_TUPLES_PER_PAGE: usize = (BLCKSZ - PAGE_HEADER_SIZE) / (24 + ITEM_ID_SIZE);
 
@@ -61,8 +68,13 @@ pub fn item(page: pg_sys::Page, offset: u16) -> Option<(*mut u8, usize)> {
         return None;
     }
     let id = item_id(page, offset);
-    // SAFETY: `id` points at a line pointer inside the page.
-    let (flags, off, len) = unsafe { ((*id).lp_flags(), (*id).lp_off(), (*id).lp_len()) };
+    // SAFETY: `id` points at a line pointer inside the page (4 bytes, not
+    // necessarily aligned for u32). Decoded by hand (lp_off: 15 bits,
+    // lp_flags: 2, lp_len: 15, as on little-endian builds of
+    // ItemIdData): bindgen's bitfield getters loop bit by bit, and this
+    // runs for every row a scan looks at.
+    let lp = unsafe { (id as *const u32).read_unaligned() };
+    let (off, flags, len) = (lp & 0x7FFF, (lp >> 15) & 3, lp >> 17);
     if flags != LP_NORMAL || off as usize + len as usize > BLCKSZ {
         return None;
     }
