@@ -8,13 +8,12 @@
 //! concentrate, so a query's ten nearest rows are barely nearer than the
 //! rest and greedy search has little gradient to follow. This measures, on
 //! seeded 10k×128 uniform data, the layer-0 search that `strata_hnsw`'s scans
-//! run ([`search_layer`]) on graphs that no build can beat at their degree:
+//! run (`graph::search_layer`, through `MemGraph::knn`) on graphs that no build can beat at their degree:
 //! each element linked to its exact nearest neighbours. Layer 0 holds at
 //! most `2·m` = 32 links per element at the default `m`. The numbers are in
 //! docs/architecture.md ("Recall on uniform random data").
 
-use super::graph::tests::{id, idx, MemGraph, Rng};
-use super::graph::{descend, search_layer, Scored};
+use super::graph::tests::{id, MemGraph, Rng};
 use super::metric::Metric;
 use rayon::prelude::*;
 
@@ -32,21 +31,17 @@ fn uniform(rng: &mut Rng, n: usize) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// The `k` nearest others of every element, nearest first (brute force).
-fn nearest_lists(data: &[Vec<f32>], k: usize) -> Vec<Vec<usize>> {
-    (0..data.len())
-        .into_par_iter()
-        .map(|i| {
-            let mut d: Vec<(f64, usize)> = (0..data.len())
-                .filter(|&j| j != i)
-                .map(|j| (Metric::L2.distance(&data[i], &data[j]), j))
-                .collect();
-            d.select_nth_unstable_by(k, |a, b| a.0.total_cmp(&b.0));
-            d.truncate(k);
-            d.sort_by(|a, b| a.0.total_cmp(&b.0));
-            d.into_iter().map(|x| x.1).collect()
-        })
-        .collect()
+/// The `k` rows of `data` nearest to `q`, nearest first, leaving out row
+/// `skip` (brute force).
+fn nearest(data: &[Vec<f32>], q: &[f32], k: usize, skip: Option<usize>) -> Vec<usize> {
+    let mut d: Vec<(f64, usize)> = (0..data.len())
+        .filter(|&j| Some(j) != skip)
+        .map(|j| (Metric::L2.distance(q, &data[j]), j))
+        .collect();
+    d.select_nth_unstable_by(k, |a, b| a.0.total_cmp(&b.0));
+    d.truncate(k);
+    d.sort_by(|a, b| a.0.total_cmp(&b.0));
+    d.into_iter().map(|x| x.1).collect()
 }
 
 /// A one-layer graph over `data` with the given lists.
@@ -78,17 +73,11 @@ fn symmetric(lists: &[Vec<usize>], cap: usize) -> Vec<Vec<usize>> {
 
 /// Recall@10 of the scan's search (descend, then layer 0 with `ef`).
 fn recall(g: &mut MemGraph, queries: &[Vec<f32>], truth: &[Vec<usize>], ef: usize) -> f64 {
-    let (entry, top) = g.entry.expect("graph");
-    let mut hits = 0;
-    for (q, t) in queries.iter().zip(truth) {
-        let ep = descend(g, q, entry, top as usize, 0);
-        let found: Vec<Scored> = search_layer(g, q, &[ep], ef.max(10), 0);
-        hits += found
-            .iter()
-            .take(10)
-            .filter(|s| t.contains(&idx(s.id)))
-            .count();
-    }
+    let hits: usize = queries
+        .iter()
+        .zip(truth)
+        .map(|(q, t)| g.knn(q, 10, ef).iter().filter(|i| t.contains(i)).count())
+        .sum();
     hits as f64 / (10 * queries.len()) as f64
 }
 
@@ -100,17 +89,12 @@ fn uniform_recall_bound() {
     let queries = uniform(&mut rng, QUERIES);
     let truth: Vec<Vec<usize>> = queries
         .par_iter()
-        .map(|q| {
-            let mut d: Vec<(f64, usize)> = data
-                .iter()
-                .enumerate()
-                .map(|(j, v)| (Metric::L2.distance(q, v), j))
-                .collect();
-            d.select_nth_unstable_by(10, |a, b| a.0.total_cmp(&b.0));
-            d[..10].iter().map(|x| x.1).collect()
-        })
+        .map(|q| nearest(&data, q, 10, None))
         .collect();
-    let near = nearest_lists(&data, 64);
+    let near: Vec<Vec<usize>> = (0..N)
+        .into_par_iter()
+        .map(|i| nearest(&data, &data[i], 64, Some(i)))
+        .collect();
 
     let mut hnsw = MemGraph::new(Metric::L2, 16);
     for v in &data {

@@ -253,17 +253,12 @@ pub fn decode(page: &[u8]) -> Result<Payload, CodecError> {
 /// (creating one showed up as a third of the decompression time of a scan).
 fn decompress(frame: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
     thread_local! {
-        static CONTEXT: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-            const { std::cell::RefCell::new(None) };
+        static CONTEXT: std::cell::RefCell<std::io::Result<zstd::bulk::Decompressor<'static>>> =
+            std::cell::RefCell::new(zstd::bulk::Decompressor::new());
     }
-    CONTEXT.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.is_none() {
-            *c = Some(zstd::bulk::Decompressor::new()?);
-        }
-        c.as_mut()
-            .expect("context just made")
-            .decompress(frame, capacity)
+    CONTEXT.with_borrow_mut(|c| match c {
+        Ok(d) => d.decompress(frame, capacity),
+        Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
     })
 }
 

@@ -260,11 +260,7 @@ fn check_rows(
     for i in 0..nitems {
         let offset = (i + 1) as u16;
         let raw = u32_at(p, PAGE_HEADER_SIZE + i * ITEM_ID_SIZE);
-        let (off, flags, len) = (
-            (raw & 0x7FFF) as usize,
-            (raw >> 15) & 0x3,
-            (raw >> 17) as usize,
-        );
+        let (off, flags, len) = crate::pg::page::line_pointer(raw);
         if flags != LP_NORMAL {
             report(
                 offset,

@@ -131,7 +131,7 @@ pub fn item_extent(page: &[u8], n: usize) -> Option<(usize, usize)> {
         return None;
     }
     let lp = format::u32_at(page, PAGE_HEADER_SIZE + (n - 1) * ITEM_ID_SIZE);
-    let (off, flags, len) = ((lp & 0x7FFF) as usize, (lp >> 15) & 3, (lp >> 17) as usize);
+    let (off, flags, len) = crate::pg::page::line_pointer(lp);
     (flags == LP_NORMAL && off + len <= SPECIAL_AT).then_some((off, len))
 }
 
@@ -158,32 +158,38 @@ pub fn find_run_item(page: &[u8], rowid: u64) -> Option<usize> {
 
 /// Fence entries `(first_rowid, block)` of a RUN_INDEX page.
 pub fn fences(page: &[u8]) -> Vec<(u64, u32)> {
-    let lower = format::u16_at(page, 12) as usize;
-    (PAGE_HEADER_SIZE..lower.min(SPECIAL_AT))
-        .step_by(FENCE_SIZE)
-        .filter(|at| at + FENCE_SIZE <= lower)
-        .map(|at| (format::u64_at(page, at), format::u32_at(page, at + 8)))
+    (0..fence_count(page))
+        .map(|i| fence_entry(page, i))
         .collect()
+}
+
+/// Number of fence entries on a RUN_INDEX page.
+fn fence_count(page: &[u8]) -> usize {
+    let lower = (format::u16_at(page, 12) as usize).min(SPECIAL_AT);
+    lower.saturating_sub(PAGE_HEADER_SIZE) / FENCE_SIZE
+}
+
+/// Fence entry `i` (0-based) of a RUN_INDEX page.
+fn fence_entry(page: &[u8], i: usize) -> (u64, u32) {
+    let at = PAGE_HEADER_SIZE + i * FENCE_SIZE;
+    (format::u64_at(page, at), format::u32_at(page, at + 8))
 }
 
 /// The block of the last fence entry of a RUN_INDEX page whose first rowid
 /// is `<= rowid`: [`fences`] + [`fence_for`] read in place (a binary search
 /// over the page, no list built; point lookups take this path twice).
 pub fn fence_block_for(page: &[u8], rowid: u64) -> Option<u32> {
-    let lower = (format::u16_at(page, 12) as usize).min(SPECIAL_AT);
-    let n = lower.saturating_sub(PAGE_HEADER_SIZE) / FENCE_SIZE;
-    let at = |i: usize| PAGE_HEADER_SIZE + i * FENCE_SIZE;
     // entries [0, lo) start at or below rowid, [hi, n) above it
-    let (mut lo, mut hi) = (0, n);
+    let (mut lo, mut hi) = (0, fence_count(page));
     while lo < hi {
         let mid = (lo + hi) / 2;
-        if format::u64_at(page, at(mid)) <= rowid {
+        if fence_entry(page, mid).0 <= rowid {
             lo = mid + 1;
         } else {
             hi = mid;
         }
     }
-    lo.checked_sub(1).map(|i| format::u32_at(page, at(i) + 8))
+    lo.checked_sub(1).map(|i| fence_entry(page, i).1)
 }
 
 /// Index of the last fence whose first rowid is `<= rowid`.

@@ -8,7 +8,7 @@ pub const PAGE_HEADER_SIZE: usize = std::mem::size_of::<pg_sys::PageHeaderData>(
 pub const ITEM_ID_SIZE: usize = std::mem::size_of::<pg_sys::ItemIdData>();
 pub const LP_NORMAL: u32 = pg_sys::LP_NORMAL;
 
-// `item` decodes line pointers by hand, in little-endian bit order.
+// `line_pointer` decodes line pointers by hand, in little-endian bit order.
 const _: () = assert!(
     cfg!(target_endian = "little"),
     "lsm pages are read as little-endian"
@@ -61,6 +61,12 @@ pub fn item_id(page: pg_sys::Page, offset: u16) -> *mut pg_sys::ItemIdData {
     ptr as *mut pg_sys::ItemIdData
 }
 
+/// `(lp_off, lp_flags, lp_len)` of an `ItemIdData` read as a little-endian
+/// u32 (15, 2 and 15 bits, in that order). Pure: lsm's page images use it too.
+pub fn line_pointer(lp: u32) -> (usize, u32, usize) {
+    ((lp & 0x7FFF) as usize, (lp >> 15) & 3, (lp >> 17) as usize)
+}
+
 /// `(item pointer, length)` of a normal item, or `None` for unused/dead slots
 /// and offsets past the end.
 pub fn item(page: pg_sys::Page, offset: u16) -> Option<(*mut u8, usize)> {
@@ -69,17 +75,14 @@ pub fn item(page: pg_sys::Page, offset: u16) -> Option<(*mut u8, usize)> {
     }
     let id = item_id(page, offset);
     // SAFETY: `id` points at a line pointer inside the page (4 bytes, not
-    // necessarily aligned for u32). Decoded by hand (lp_off: 15 bits,
-    // lp_flags: 2, lp_len: 15, as on little-endian builds of
-    // ItemIdData): bindgen's bitfield getters loop bit by bit, and this
-    // runs for every row a scan looks at.
-    let lp = unsafe { (id as *const u32).read_unaligned() };
-    let (off, flags, len) = (lp & 0x7FFF, (lp >> 15) & 3, lp >> 17);
-    if flags != LP_NORMAL || off as usize + len as usize > BLCKSZ {
+    // necessarily aligned for u32). Decoded by hand: bindgen's bitfield
+    // getters loop bit by bit, and this runs for every row a scan looks at.
+    let (off, flags, len) = line_pointer(unsafe { (id as *const u32).read_unaligned() });
+    if flags != LP_NORMAL || off + len > BLCKSZ {
         return None;
     }
     // SAFETY: lp_off/lp_len were checked to stay within the page.
-    Some((unsafe { (page as *mut u8).add(off as usize) }, len as usize))
+    Some((unsafe { (page as *mut u8).add(off) }, len))
 }
 
 /// Pointer to the special space.
