@@ -281,6 +281,16 @@ pub fn run_at(page: &[u8], i: usize) -> RunDesc {
     }
 }
 
+/// Pages a sequential scan reads, from a metapage image: the L0 pages and
+/// every run's data pages (not the metapage, directories, fence indexes,
+/// filters or free pages). The planner costs scans by this number.
+pub fn scan_pages(page: &[u8], header: &MetaHeader) -> u64 {
+    let l0 = header.next_vblock.saturating_sub(header.l0_first_vblock) as u64;
+    l0 + (0..header.nruns as usize)
+        .map(|i| run_at(page, i).data_pages as u64)
+        .sum::<u64>()
+}
+
 /// The run of a metapage image that holds `rowid`, if any.
 pub fn run_holding(page: &[u8], header: &MetaHeader, rowid: u64) -> Option<RunDesc> {
     (0..header.nruns as usize)
@@ -680,6 +690,7 @@ mod tests {
         assert_eq!(dir_slot_block(&page, 0), 55);
         assert_eq!(run_holding(&page, &h, 1000), Some(m.runs[0]));
         assert_eq!(run_holding(&page, &h, 200_000), None);
+        assert_eq!(scan_pages(&page, &h), 4300 + 10);
         page[META_HEADER_AT + 4] = 9;
         assert_eq!(Meta::decode(&page), Err(FormatError::BadVersion(9)));
     }

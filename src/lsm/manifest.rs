@@ -364,6 +364,15 @@ pub fn with_header<T>(
     Some(r.unwrap_or_else(|e| corrupted(rel, format!("invalid metapage: {e}"))))
 }
 
+/// Pages a sequential scan reads (see [`format::scan_pages`]); 0 for a
+/// table without blocks.
+pub fn scan_pages(rel: pg_sys::Relation) -> u64 {
+    if buffer::nblocks(rel) == 0 {
+        return 0;
+    }
+    with_header(rel, format::scan_pages).unwrap_or(0)
+}
+
 /// Lowest virtual block an insert may append to: the oldest L0 page, or,
 /// while a flush copies the L0 pages below its seal, the seal (inserts
 /// check their lane against it).

@@ -101,6 +101,9 @@ pub struct Sweep {
     pub live: Oldest,
     pub pages: u64,
     pub versions: u64,
+    /// Versions heap's VACUUM would count as live rows: visible to every
+    /// snapshot, or deleted by a transaction still running.
+    pub live_rows: u64,
     pub frozen: u64,
 }
 
@@ -137,6 +140,12 @@ fn sweep_page(
             d.versions += 1;
             d.oldest.note(t.t_data);
             continue;
+        }
+        if matches!(
+            status,
+            pg_sys::HTSV_Result::HEAPTUPLE_LIVE | pg_sys::HTSV_Result::HEAPTUPLE_DELETE_IN_PROGRESS
+        ) {
+            out.live_rows += 1;
         }
         // Freeze a private copy of the fixed header (all heap_freeze_tuple
         // reads or writes) first: most versions need nothing.

@@ -70,6 +70,7 @@ unsafe extern "C-unwind" fn dropped_tid(
 fn vacuum_indexes(
     rel: pg_sys::Relation,
     dropped: &Vec<u64>,
+    live_rows: f64,
     strategy: pg_sys::BufferAccessStrategy,
     elevel: i32,
 ) {
@@ -77,8 +78,6 @@ fn vacuum_indexes(
     let mut irels: *mut pg_sys::Relation = std::ptr::null_mut();
     // SAFETY: opens the table's indexes with RowExclusiveLock, as heap does.
     unsafe { pg_sys::vac_open_indexes(rel, pg_sys::RowExclusiveLock as i32, &mut n, &mut irels) };
-    // SAFETY: valid relation.
-    let reltuples = unsafe { (*(*rel).rd_rel).reltuples } as f64;
     for i in 0..n as usize {
         // SAFETY: vac_open_indexes returned `n` open index relations.
         let index = unsafe { *irels.add(i) };
@@ -90,7 +89,7 @@ fn vacuum_indexes(
             report_progress: false,
             estimated_count: true,
             message_level: elevel,
-            num_heap_tuples: reltuples.max(0.0),
+            num_heap_tuples: live_rows,
             strategy,
         };
         // SAFETY: standard index vacuum calls; the callback state outlives them.
@@ -162,7 +161,8 @@ fn new_frozen(
 ///    when free, when more than a third of the file is free, pack and
 ///    truncate it;
 /// 3. dropped rowids are removed from every index;
-/// 4. pg_class (relpages, relfrozenxid, relminmxid) and pgstat are updated.
+/// 4. pg_class (relpages, reltuples: the live rows the sweep counted,
+///    relfrozenxid, relminmxid) and pgstat are updated.
 pub fn vacuum(
     rel: pg_sys::Relation,
     params: *mut pg_sys::VacuumParams,
@@ -303,10 +303,15 @@ pub fn vacuum(
     dropped.extend(co.dropped);
     dropped.sort_unstable();
     dropped.dedup();
-    vacuum_indexes(rel, &dropped, strategy, elevel);
+    vacuum_indexes(rel, &dropped, sw.live_rows as f64, strategy, elevel);
     let (xid, multi, dead_left) = new_frozen(rel, &cutoffs, &sw, flushed);
-    pgvac::update_relstats(rel, buffer::nblocks(rel), Some((xid, multi)));
-    pgvac::report_vacuum(rel, start, dead_left as i64);
+    pgvac::update_relstats(
+        rel,
+        buffer::nblocks(rel),
+        sw.live_rows as f64,
+        Some((xid, multi)),
+    );
+    pgvac::report_vacuum(rel, start, sw.live_rows as i64, dead_left as i64);
 }
 
 fn report(elevel: i32, msg: String) {

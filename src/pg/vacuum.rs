@@ -100,11 +100,12 @@ pub fn delay_point() {
     };
 }
 
-/// Updates pg_class: relpages, and relfrozenxid / relminmxid when `frozen`
-/// is given (None leaves them alone).
+/// Updates pg_class: relpages and reltuples, and relfrozenxid / relminmxid
+/// when `frozen` is given (None leaves them alone).
 pub fn update_relstats(
     rel: pg_sys::Relation,
     pages: pg_sys::BlockNumber,
+    reltuples: f64,
     frozen: Option<(pg_sys::TransactionId, pg_sys::MultiXactId)>,
 ) {
     let (xid, mxid) = frozen.unwrap_or((
@@ -113,7 +114,6 @@ pub fn update_relstats(
     ));
     // SAFETY: valid relation; invalid xid/mxid leave those columns alone.
     unsafe {
-        let reltuples = (*(*rel).rd_rel).reltuples as f64;
         let hasindex = (*(*rel).rd_rel).relhasindex;
         #[cfg(feature = "pg15")]
         pg_sys::vac_update_relstats(
@@ -146,18 +146,11 @@ pub fn update_relstats(
 }
 
 /// Tells the cumulative statistics that the table was vacuumed, like heap:
-/// resets its dead-row count (what autovacuum triggers on) to `dead_left`
-/// and counts the vacuum. Live rows: the `reltuples` estimate.
-pub fn report_vacuum(rel: pg_sys::Relation, start: pg_sys::TimestampTz, dead_left: i64) {
+/// sets its live-row count, resets its dead-row count (what autovacuum
+/// triggers on) to `dead_left` and counts the vacuum.
+pub fn report_vacuum(rel: pg_sys::Relation, start: pg_sys::TimestampTz, live: i64, dead_left: i64) {
     // SAFETY: open relation.
-    let (oid, shared, reltuples) = unsafe {
-        (
-            (*rel).rd_id,
-            (*(*rel).rd_rel).relisshared,
-            (*(*rel).rd_rel).reltuples,
-        )
-    };
-    let live = reltuples.max(0.0) as i64;
+    let (oid, shared) = unsafe { ((*rel).rd_id, (*(*rel).rd_rel).relisshared) };
     #[cfg(feature = "pg15")]
     {
         let _ = start;

@@ -23,6 +23,8 @@ SELECT component, row_versions FROM strata.lsm_info('v') WHERE row_versions > 0;
 SELECT bt_index_check('v_pkey', true), bt_index_check('v_k', true);
 SELECT relpages = pg_relation_size('v') / current_setting('block_size')::int AS relpages_set
 FROM pg_class WHERE relname = 'v';
+-- plain VACUUM counts the live rows into reltuples, like heap's
+SELECT reltuples FROM pg_class WHERE relname = 'v';
 SELECT count(*), sum(k) FROM v;
 SET enable_seqscan = off;
 SELECT count(*), sum(k) FROM v WHERE k > 0;
@@ -40,6 +42,25 @@ SELECT * FROM strata.lsm_verify('v');
 -- nothing to flush: VACUUM still runs index cleanup and keeps everything
 VACUUM v;
 SELECT count(*) FROM v;
+
+-- The planner costs a scan by the pages it reads (L0 and run data pages),
+-- not by the metapage, directory, fence and filter pages: after VACUUM a
+-- five-row table is estimated like heap's, one page and five rows.
+CREATE TABLE v_small (f1 int4) USING lsm;
+CREATE TABLE v_small_heap (f1 int4) USING heap;
+INSERT INTO v_small VALUES (0), (123456), (-123456), (2147483647), (-2147483647);
+INSERT INTO v_small_heap SELECT * FROM v_small;
+VACUUM v_small;
+VACUUM v_small_heap;
+SELECT relname, reltuples, relpages > 1 AS lsm_file_larger
+FROM pg_class WHERE relname IN ('v_small', 'v_small_heap') ORDER BY 1;
+EXPLAIN SELECT * FROM v_small;
+EXPLAIN SELECT * FROM v_small_heap;
+-- before any VACUUM or ANALYZE, at least 10 pages are assumed, as for heap
+CREATE TABLE v_new (f1 int4) USING lsm;
+INSERT INTO v_new VALUES (1);
+EXPLAIN SELECT * FROM v_new;
+DROP TABLE v_small, v_small_heap, v_new;
 
 -- VACUUM of a whole database includes lsm tables; empty ones are fine
 CREATE TABLE v_empty (a int) USING lsm;
