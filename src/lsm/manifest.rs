@@ -492,11 +492,26 @@ pub fn run_blocks_for_range(rel: pg_sys::Relation, lo: u64, hi: u64) -> Vec<pg_s
         return Vec::new();
     };
     let mut out = Vec::new();
-    for run in meta
+    runs_blocks_in_range(rel, &meta, lo, hi, &mut out);
+    out
+}
+
+/// Appends the data blocks of `meta`'s runs whose rowids may fall in
+/// `lo..=hi`, in rowid order.
+fn runs_blocks_in_range(
+    rel: pg_sys::Relation,
+    meta: &Meta,
+    lo: u64,
+    hi: u64,
+    out: &mut Vec<pg_sys::BlockNumber>,
+) {
+    let mut runs: Vec<&RunDesc> = meta
         .runs
         .iter()
         .filter(|r| r.first_rowid <= hi && lo <= r.last_rowid)
-    {
+        .collect();
+    runs.sort_by_key(|r| r.first_rowid);
+    for run in runs {
         let (data, _) = run_pages(rel, run);
         let start = page_image::fence_for(&data, lo).unwrap_or(0);
         out.extend(
@@ -506,7 +521,34 @@ pub fn run_blocks_for_range(rel: pg_sys::Relation, lo: u64, hi: u64) -> Vec<pg_s
                 .map(|(_, b)| *b),
         );
     }
-    out
+}
+
+/// What a sequential or TID range scan reads, in rowid (that is TID)
+/// order: the data pages of every run, then the L0 pages by virtual block,
+/// as far as they may hold rowids in `lo..=hi` — with the [`Live`] of the
+/// same manifest. Heap scans return an append-only table in insertion
+/// order; so does this.
+pub fn scan_order(rel: pg_sys::Relation, lo: u64, hi: u64) -> (Live, Vec<pg_sys::BlockNumber>) {
+    let Some(meta) = read(rel) else {
+        return (Live::default(), Vec::new());
+    };
+    let mut out = Vec::with_capacity(
+        (meta
+            .runs
+            .iter()
+            .map(|r| r.data_pages as usize)
+            .sum::<usize>())
+            + meta.l0_pages() as usize,
+    );
+    runs_blocks_in_range(rel, &meta, lo, hi, &mut out);
+    let (vlo, vhi) = (format::tid_of_rowid(lo).0, format::tid_of_rowid(hi).0);
+    out.extend(
+        l0_blocks(rel, &meta)
+            .into_iter()
+            .filter(|(v, _)| (vlo..=vhi).contains(v))
+            .map(|(_, b)| b),
+    );
+    (Live::of_meta(&meta), out)
 }
 
 /// What a scan treats as in use, fixed at its start. A flush or merge may
@@ -525,13 +567,15 @@ pub struct Live {
 
 impl Live {
     pub fn of(rel: pg_sys::Relation) -> Live {
+        read(rel).map(|m| Live::of_meta(&m)).unwrap_or_default()
+    }
+
+    fn of_meta(m: &Meta) -> Live {
         let mut live = Live::default();
-        if let Some(m) = read(rel) {
-            live.l0_first = m.header.l0_first_vblock;
-            live.nruns = m.runs.len() as u32;
-            for (i, r) in m.runs.iter().enumerate() {
-                live.runs[i] = r.run_id;
-            }
+        live.l0_first = m.header.l0_first_vblock;
+        live.nruns = m.runs.len() as u32;
+        for (i, r) in m.runs.iter().enumerate() {
+            live.runs[i] = r.run_id;
         }
         live
     }

@@ -1,16 +1,19 @@
 //! Sequential, TID-range, parallel, sample and ANALYZE scans of `lsm` tables.
 //!
-//! A scan walks the physical blocks in order and, on each live data page (an
-//! L0 page or a page of a listed run, per the [`Live`] snapshot taken at scan
-//! start), collects the items visible to the snapshot under a share lock
-//! (page-at-a-time, like heap's page mode); tuples are then returned from the
-//! pinned page. Pages never compact in place, so a pinned page's tuples stay
+//! A sequential or TID range scan reads the data pages in rowid order (every
+//! run's, then L0's: [`manifest::scan_order`], listed when a pass starts, with
+//! the [`Live`] components of the same manifest), so that, like heap, it
+//! returns rows in TID order — an append-only table in insertion order.
+//! Parallel scans hand out physical blocks instead and skip those that are
+//! not live data pages. On each page the scan collects the items visible to
+//! the snapshot under a share lock (page-at-a-time, like heap's page mode);
+//! tuples are then returned from the pinned page. Pages never compact in place, so a pinned page's tuples stay
 //! where they are. Either scan direction may be taken at any time (SCROLL
 //! cursors).
 
 use super::format::{self, ROWS_PER_VBLOCK};
 use super::manifest::{self, Live};
-use super::storage::{self, META_BLOCK};
+use super::storage;
 use crate::pg::buffer::{self, INVALID_BLOCK};
 use crate::pg::htup;
 use crate::pg::page;
@@ -43,6 +46,12 @@ pub struct LsmScan {
     next_piece: usize,
     want_vblock: pg_sys::BlockNumber,
     want: Option<[u64; 5]>,
+    /// Non-parallel sequential and TID range scans: the data pages of this
+    /// pass in rowid order (palloc'd in the scan's memory context), their
+    /// number, and the position of the current one.
+    order: *mut pg_sys::BlockNumber,
+    norder: usize,
+    at: isize,
 }
 
 /// Which row versions of a page a load keeps (before the snapshot check).
@@ -138,6 +147,7 @@ pub fn end(scan: *mut LsmScan) {
     // SAFETY: the executor passes the pointer returned by `begin`.
     let s = unsafe { &mut *scan };
     release_page(s);
+    free_order(s);
     if s.base.rs_flags & pg_sys::ScanOptions::SO_TEMP_SNAPSHOT != 0 {
         // SAFETY: with SO_TEMP_SNAPSHOT the scan owns its registered snapshot.
         unsafe { pg_sys::UnregisterSnapshot(s.base.rs_snapshot) };
@@ -223,20 +233,60 @@ pub fn next_build_block(scan: pg_sys::TableScanDesc) -> Option<pg_sys::BlockNumb
     next_parallel(unsafe { &mut *(scan as *mut LsmScan) })
 }
 
-/// Next physical block in the scan direction, or None at the end.
+fn free_order(s: &mut LsmScan) {
+    if !s.order.is_null() {
+        // SAFETY: palloc'd by `start_order`, not referenced elsewhere.
+        unsafe { pg_sys::pfree(s.order as *mut std::ffi::c_void) };
+        s.order = std::ptr::null_mut();
+    }
+    s.norder = 0;
+}
+
+/// Lists the data pages of a new pass in rowid order (narrowed to the TID
+/// range, if any) and takes the live components from the same manifest.
+/// Rows a snapshot sees stay readable through a manifest read later than
+/// the snapshot: flushes and merges keep every version some snapshot may
+/// still see, and the pages they free stay pending.
+fn start_order(s: &mut LsmScan) {
+    free_order(s);
+    let (lo, hi) = match &s.range {
+        Some((min, max)) => (
+            format::rowid(htup::tid_block(min), 1),
+            format::rowid(htup::tid_block(max), ROWS_PER_VBLOCK),
+        ),
+        None => (0, u64::MAX),
+    };
+    let (live, blocks) = manifest::scan_order(s.base.rs_rd, lo, hi);
+    s.live = live;
+    if !blocks.is_empty() {
+        let bytes = std::mem::size_of_val(blocks.as_slice());
+        // SAFETY: allocated in the memory context holding the scan itself
+        // (a pass may start in a shorter-lived context), filled right away.
+        unsafe {
+            let ctx = pg_sys::GetMemoryChunkContext(s as *mut LsmScan as *mut std::ffi::c_void);
+            s.order = pg_sys::MemoryContextAlloc(ctx, bytes) as *mut pg_sys::BlockNumber;
+            std::ptr::copy_nonoverlapping(blocks.as_ptr(), s.order, blocks.len());
+        }
+    }
+    s.norder = blocks.len();
+}
+
+/// Next block in the scan direction, or None at the end.
 fn next_block(s: &mut LsmScan, forward: bool) -> Option<pg_sys::BlockNumber> {
     if !s.base.rs_parallel.is_null() {
         return next_parallel(s);
     }
-    let first = META_BLOCK + 1;
-    let b = match (s.started && s.block != INVALID_BLOCK, forward) {
-        (false, true) => first,
-        (false, false) => s.nblocks.checked_sub(1)?,
-        (true, true) => s.block + 1,
-        (true, false) => s.block.checked_sub(1)?,
-    };
+    if !(s.started && s.block != INVALID_BLOCK) {
+        start_order(s);
+        s.at = if forward { -1 } else { s.norder as isize };
+    }
     s.started = true;
-    (b >= first && b < s.nblocks).then_some(b)
+    s.at += if forward { 1 } else { -1 };
+    if s.at < 0 || s.at as usize >= s.norder {
+        return None;
+    }
+    // SAFETY: `at` indexes the `norder` blocks of `order`.
+    Some(unsafe { *s.order.add(s.at as usize) })
 }
 
 /// Stores the visible tuple at index `pos` of the current page into `slot`.

@@ -85,3 +85,55 @@ RESET enable_seqscan;
 RESET enable_indexonlyscan;
 DROP TABLE bs, bs_heap;
 DROP FUNCTION same_as_heap(text), bitmap_pages(text);
+
+-- Sequential scans return rows in TID (rowid) order, runs first, then L0,
+-- wherever their pages lie: here VACUUM's packing moves run 4's pages in
+-- front of run 3's, and an append-only table still reads in insertion order,
+-- as on heap. Backward (SCROLL cursor) scans read the reverse.
+CREATE EXTENSION pageinspect;
+CREATE TABLE so (id int, pad text) USING lsm;
+INSERT INTO so SELECT g, repeat('x', 100) FROM generate_series(1, 3000) g;
+VACUUM so;
+INSERT INTO so SELECT g, repeat('x', 100) FROM generate_series(3001, 6000) g;
+VACUUM so;
+INSERT INTO so SELECT g, repeat('x', 100) FROM generate_series(6001, 9000) g;
+VACUUM so;
+INSERT INTO so SELECT g, repeat('x', 100) FROM generate_series(9001, 9500) g;
+DELETE FROM so WHERE id <= 4000;
+VACUUM so;
+VACUUM so;
+VACUUM so;
+-- the run holding the highest rowids sits at lower blocks than another run
+-- (the tag's kind and owner: the last 16 bytes of a page)
+WITH pages AS (
+  SELECT b, get_byte(p, 8182) + 256 * get_byte(p, 8183) AS kind,
+         get_byte(p, 8184) + 256 * get_byte(p, 8185) AS run
+  FROM generate_series(1, (pg_relation_size('so') / 8192)::int - 1) b,
+       LATERAL (SELECT get_raw_page('so', b) p) x)
+SELECT count(DISTINCT run) AS runs,
+       (SELECT min(b) FROM pages WHERE kind = 3 AND run = (SELECT max(run) FROM pages WHERE kind = 3))
+       < (SELECT max(b) FROM pages WHERE kind = 3) AS newest_run_not_last
+FROM pages WHERE kind = 3;
+SELECT count(*) FILTER (WHERE id < prev) AS out_of_order, count(*), min(id), max(id)
+FROM (SELECT id, lag(id) OVER () AS prev FROM so) s;
+INSERT INTO so SELECT g, 'l0' FROM generate_series(9501, 9600) g;
+SELECT count(*) FILTER (WHERE id < prev) AS out_of_order, count(*)
+FROM (SELECT id, lag(id) OVER () AS prev FROM so) s;
+BEGIN;
+DECLARE c SCROLL CURSOR FOR SELECT id FROM so;
+FETCH 2 FROM c;
+FETCH LAST FROM c;
+FETCH BACKWARD 2 FROM c;
+MOVE ABSOLUTE 5000 IN c;
+FETCH 2 FROM c;
+FETCH ABSOLUTE 1 FROM c;
+COMMIT;
+-- TID range scans read only the pages of their range, in TID order
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF) SELECT ctid, id FROM so WHERE ctid >= '(122,14)' AND ctid <= '(123,56)';
+-- ids 7000 to 7100
+SELECT count(*) FILTER (WHERE ctid < prev) AS out_of_order, count(*), min(id), max(id)
+FROM (SELECT ctid, id, lag(ctid) OVER () AS prev FROM so WHERE ctid >= '(122,14)' AND ctid <= '(123,56)') s;
+RESET enable_seqscan;
+DROP TABLE so;
+DROP EXTENSION pageinspect;
