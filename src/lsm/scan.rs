@@ -103,7 +103,9 @@ pub fn begin(
     s.work_block = INVALID_BLOCK;
     s.pos = -1;
     s.nblocks = buffer::nblocks(rel);
-    s.live = live_for(rel, pscan);
+    if !ordered(s) {
+        s.live = live_for(rel, pscan);
+    }
     // Like heap: a sequential or sample scan reads the whole relation, so its
     // SIREAD lock covers the relation; bitmap scans lock the rows they return.
     let whole = pg_sys::ScanOptions::SO_TYPE_SEQSCAN | pg_sys::ScanOptions::SO_TYPE_SAMPLESCAN;
@@ -111,6 +113,14 @@ pub fn begin(
         predicate::lock_relation(rel, snapshot);
     }
     scan
+}
+
+/// Whether the scan reads in rowid order: a non-parallel sequential or TID
+/// range scan, which takes its components when each pass starts
+/// ([`start_order`]); other scans take them at begin and rescan.
+fn ordered(s: &LsmScan) -> bool {
+    let kinds = pg_sys::ScanOptions::SO_TYPE_SEQSCAN | pg_sys::ScanOptions::SO_TYPE_TIDRANGESCAN;
+    s.base.rs_parallel.is_null() && s.base.rs_flags & kinds != 0
 }
 
 /// The components a scan reads: a parallel scan's participants all use the
@@ -138,7 +148,9 @@ pub fn rescan(s: &mut LsmScan) {
     s.block = INVALID_BLOCK;
     s.started = false;
     s.nblocks = buffer::nblocks(s.base.rs_rd);
-    s.live = live_for(s.base.rs_rd, s.base.rs_parallel);
+    if !ordered(s) {
+        s.live = live_for(s.base.rs_rd, s.base.rs_parallel);
+    }
     s.npieces = 0;
     s.next_piece = 0;
 }
