@@ -1,9 +1,8 @@
 //! Relation lifecycle of `lsm` tables: new storage (CREATE/TRUNCATE), in-place
-//! truncation, copying for SET TABLESPACE, rewriting for CLUSTER/VACUUM FULL,
-//! sizes and planner estimates.
+//! truncation, copying for SET TABLESPACE, sizes and planner estimates
+//! (rewriting for CLUSTER/VACUUM FULL: [`super::cluster`]).
 
 use super::format::TAG_SIZE;
-use super::storage;
 use crate::pg::buffer;
 use crate::pg::htup;
 use crate::pg::page;
@@ -75,85 +74,6 @@ pub fn copy_data(rel: pg_sys::Relation, locator: *const Locator) {
         }
         pg_sys::RelationDropStorage(rel);
         pg_sys::smgrclose(dst);
-    }
-}
-
-/// CLUSTER / VACUUM FULL: copies every version not yet dead to all snapshots
-/// into the new relation, keeping xmin/xmax. Versions stay unfrozen, so the
-/// freeze cutoffs are not advanced past the old table's.
-#[allow(clippy::too_many_arguments)]
-pub fn copy_for_cluster(
-    old: pg_sys::Relation,
-    new: pg_sys::Relation,
-    oldest_xmin: pg_sys::TransactionId,
-    xid_cutoff: *mut pg_sys::TransactionId,
-    multi_cutoff: *mut pg_sys::MultiXactId,
-    num_tuples: *mut f64,
-    tups_vacuumed: *mut f64,
-    tups_recently_dead: *mut f64,
-) {
-    let nblocks = buffer::nblocks(old);
-    let live = super::manifest::Live::of(old);
-    for block in 1..nblocks {
-        pgrx::check_for_interrupts!();
-        let buf = buffer::read(old, block);
-        buffer::lock_share(buf);
-        let p = buffer::page(buf);
-        let mut keep = Vec::new();
-        if live.data_page_kind(old, block, p).is_some() {
-            for off in 1..=page::max_offset(p) {
-                let Some(mut t) = storage::version_at(old, p, off) else {
-                    continue;
-                };
-                // SAFETY: share-locked page.
-                let status = unsafe { pg_sys::HeapTupleSatisfiesVacuum(&mut t, oldest_xmin, buf) };
-                // SAFETY: counters owned by the caller.
-                unsafe {
-                    match status {
-                        pg_sys::HTSV_Result::HEAPTUPLE_DEAD => {
-                            *tups_vacuumed += 1.0;
-                            continue;
-                        }
-                        pg_sys::HTSV_Result::HEAPTUPLE_RECENTLY_DEAD => *tups_recently_dead += 1.0,
-                        _ => *num_tuples += 1.0,
-                    }
-                }
-                let mut full = super::version_data::full_tuple(old, buf, &t);
-                // SAFETY: copies the version out of the locked page (or its
-                // materialized copy).
-                keep.push(unsafe { pg_sys::heap_copytuple(&mut full) });
-            }
-        }
-        buffer::unlock_release(buf);
-        for t in keep {
-            // Values stored out of line live in the old table's TOAST
-            // relation, which the rewrite drops: store them again for the new
-            // one (heap_toast_insert_or_update with no old tuple re-saves
-            // every external value), as heap's rewrite does.
-            // SAFETY: `t` is our palloc'd copy; `new` is open.
-            let stored = unsafe {
-                if htup::has_external((*t).t_data)
-                    || (*t).t_len as usize > htup::TOAST_TUPLE_THRESHOLD
-                {
-                    htup::heap_toast_insert_or_update(new, t, std::ptr::null_mut(), 0)
-                } else {
-                    t
-                }
-            };
-            storage::append(new, stored, true);
-            // SAFETY: palloc'd copies owned here.
-            unsafe {
-                if stored != t {
-                    pg_sys::heap_freetuple(stored);
-                }
-                pg_sys::heap_freetuple(t);
-            }
-        }
-    }
-    // SAFETY: output pointers from the caller; old relation is open.
-    unsafe {
-        *xid_cutoff = (*(*old).rd_rel).relfrozenxid;
-        *multi_cutoff = (*(*old).rd_rel).relminmxid;
     }
 }
 

@@ -2,7 +2,7 @@
 //! converts arguments and delegates to scan / fetch / modify / ddl /
 //! index_build. PG15 and PG18 differ in a few signatures (cfg-gated here).
 
-use super::{ddl, fetch, index_build, manifest, modify, scan, vacuum};
+use super::{cluster, ddl, fetch, index_build, manifest, modify, scan, vacuum};
 use crate::pg::htup;
 use pgrx::datum::Internal;
 use pgrx::pg_sys;
@@ -391,8 +391,8 @@ unsafe extern "C-unwind" fn relation_copy_data(
 unsafe extern "C-unwind" fn relation_copy_for_cluster(
     old: pg_sys::Relation,
     new: pg_sys::Relation,
-    _old_index: pg_sys::Relation,
-    _use_sort: bool,
+    old_index: pg_sys::Relation,
+    use_sort: bool,
     oldest_xmin: pg_sys::TransactionId,
     xid_cutoff: *mut pg_sys::TransactionId,
     multi_cutoff: *mut pg_sys::MultiXactId,
@@ -400,16 +400,16 @@ unsafe extern "C-unwind" fn relation_copy_for_cluster(
     tups_vacuumed: *mut f64,
     tups_recently_dead: *mut f64,
 ) {
-    ddl::copy_for_cluster(
-        old,
-        new,
-        oldest_xmin,
-        xid_cutoff,
-        multi_cutoff,
-        num_tuples,
-        tups_vacuumed,
-        tups_recently_dead,
-    )
+    let copied = cluster::copy_for_cluster(old, new, old_index, use_sort, oldest_xmin);
+    // SAFETY: output pointers from the caller; `old` is open. Versions keep
+    // their xids, so the old table's freeze cutoffs carry over.
+    unsafe {
+        *num_tuples = copied.live;
+        *tups_vacuumed = copied.dead;
+        *tups_recently_dead = copied.recently_dead;
+        *xid_cutoff = (*(*old).rd_rel).relfrozenxid;
+        *multi_cutoff = (*(*old).rd_rel).relminmxid;
+    }
 }
 
 #[pg_guard]

@@ -13,6 +13,7 @@
 //! * [`scan`]        — seq, TID-range, parallel, sample, ANALYZE
 //! * [`fetch`]       — index fetch and point lookups
 //! * [`ddl`]         — storage lifecycle and estimates
+//! * [`cluster`]     — CLUSTER / VACUUM FULL rewrite in index or rowid order
 //! * [`index_build`] — index builds and index_delete_tuples
 //! * [`handler`]     — the TableAmRoutine
 //! * [`page_check`]  — pure structural checks of raw pages
@@ -21,6 +22,7 @@
 //!   [`vacuum`] — L0 flush, leveled merges, freezing, file packing: VACUUM
 
 pub mod bloom;
+pub mod cluster;
 pub mod compact;
 pub mod compressed_page;
 pub mod ddl;

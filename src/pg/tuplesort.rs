@@ -1,4 +1,5 @@
-//! Reading a datum tuplesort (PG15's `tuplesort_getdatum` has no `copy` flag).
+//! Tuplesorts: reading a datum sort (PG15's `tuplesort_getdatum` has no
+//! `copy` flag), and CLUSTER's sort of heap tuples by a btree index's keys.
 
 use pgrx::pg_sys;
 
@@ -26,4 +27,76 @@ pub fn next_datum(state: *mut pg_sys::Tuplesortstate) -> Option<pg_sys::Datum> {
         }
     };
     (more && !isnull).then_some(val)
+}
+
+/// CLUSTER's sort: heap tuples in the order of a btree index's keys, spilling
+/// to temporary files past `maintenance_work_mem` (as heap's CLUSTER sorts).
+/// On error the sort is released with the transaction's resources.
+pub struct ClusterSort(*mut pg_sys::Tuplesortstate);
+
+impl ClusterSort {
+    pub fn begin(table: pg_sys::Relation, btree: pg_sys::Relation) -> ClusterSort {
+        // SAFETY: open relations; `btree` is a btree index of `table` (the
+        // caller checks); the sort lives in the current memory context.
+        ClusterSort(unsafe {
+            pg_sys::tuplesort_begin_cluster(
+                (*table).rd_att,
+                btree,
+                pg_sys::maintenance_work_mem,
+                std::ptr::null_mut(),
+                pg_sys::TUPLESORT_NONE as i32,
+            )
+        })
+    }
+
+    /// Adds a copy of `t`.
+    pub fn put(&mut self, t: pg_sys::HeapTuple) {
+        // SAFETY: a sort being filled; the tuple is copied into it.
+        unsafe { pg_sys::tuplesort_putheaptuple(self.0, t) }
+    }
+
+    /// Sorts and hands `f` each tuple in order (valid during the call only),
+    /// then ends the sort.
+    pub fn drain(self, mut f: impl FnMut(pg_sys::HeapTuple)) {
+        // SAFETY: the sort is ours; each returned tuple lives until the next
+        // get; ended exactly once.
+        unsafe {
+            pg_sys::tuplesort_performsort(self.0);
+            loop {
+                let t = pg_sys::tuplesort_getheaptuple(self.0, true);
+                if t.is_null() {
+                    break;
+                }
+                f(t);
+            }
+            pg_sys::tuplesort_end(self.0);
+        }
+    }
+}
+
+/// Calls `f` with every TID `index` holds, in the index's order, read with
+/// SnapshotAny (CLUSTER by an index it cannot sort by, like heap's).
+pub fn each_index_tid(
+    table: pg_sys::Relation,
+    index: pg_sys::Relation,
+    mut f: impl FnMut(pg_sys::ItemPointerData),
+) {
+    // SAFETY: open relations; a plain forward index scan without keys,
+    // ended before returning (an error releases it with the transaction).
+    unsafe {
+        let any = &raw mut pg_sys::SnapshotAnyData;
+        #[cfg(feature = "pg15")]
+        let scan = pg_sys::index_beginscan(table, index, any, 0, 0);
+        #[cfg(not(feature = "pg15"))]
+        let scan = pg_sys::index_beginscan(table, index, any, std::ptr::null_mut(), 0, 0);
+        pg_sys::index_rescan(scan, std::ptr::null_mut(), 0, std::ptr::null_mut(), 0);
+        loop {
+            let tid = pg_sys::index_getnext_tid(scan, pg_sys::ScanDirection::ForwardScanDirection);
+            if tid.is_null() {
+                break;
+            }
+            f(*tid);
+        }
+        pg_sys::index_endscan(scan);
+    }
 }

@@ -119,6 +119,36 @@ DELETE FROM ctas WHERE id > 5;
 VACUUM FULL ctas; SELECT count(*) FROM ctas;
 CLUSTER t USING t_pkey; SELECT count(*), sum(id) FROM t;
 SELECT v FROM t WHERE id = 1;
+-- CLUSTER orders the rows like heap's: by the index's keys (a sort for a
+-- btree, an index scan for GiST), so a scan returns them in that order
+CREATE TABLE cl (id int, k int, pos point) USING lsm;
+INSERT INTO cl SELECT g, (g * 7919) % 1000, point(g % 100, 0) FROM generate_series(1, 1000) g;
+CREATE INDEX cl_k ON cl (k);
+CREATE INDEX cl_pos ON cl USING gist (pos);
+CLUSTER cl USING cl_k;
+SELECT count(*), count(*) FILTER (WHERE k < prev) AS out_of_order
+FROM (SELECT k, lag(k) OVER () AS prev FROM cl) s;
+SET enable_sort = off;  -- the planner prefers an index scan then
+CLUSTER cl USING cl_k;
+RESET enable_sort;
+SELECT count(*), count(*) FILTER (WHERE k < prev) AS out_of_order
+FROM (SELECT k, lag(k) OVER () AS prev FROM cl) s;
+-- GiST returns its own order: the same rows in the same order as heap's
+CREATE TABLE cl_heap (id int, k int, pos point) USING heap;
+INSERT INTO cl_heap SELECT * FROM cl;  -- in cl's (k) order, so both GiST builds see the same input
+CREATE INDEX cl_heap_pos ON cl_heap USING gist (pos);
+CLUSTER cl USING cl_pos;
+CLUSTER cl_heap USING cl_heap_pos;
+SELECT (SELECT array_agg(id) FROM cl) = (SELECT array_agg(id) FROM cl_heap) AS same_order,
+       (SELECT count(*) FROM cl) AS rows;
+DROP TABLE cl_heap;
+-- deleted rows are left behind; VACUUM FULL keeps rowid order
+DELETE FROM cl WHERE id % 2 = 0;
+CLUSTER cl USING cl_k;
+VACUUM FULL cl;
+SELECT count(*), sum(id), count(*) FILTER (WHERE k < prev) AS out_of_order
+FROM (SELECT id, k, lag(k) OVER () AS prev FROM cl) s;
+DROP TABLE cl;
 
 -- partitioned table with lsm partitions
 CREATE TABLE p (k int, v text) PARTITION BY RANGE (k);
