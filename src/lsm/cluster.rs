@@ -20,8 +20,9 @@ use super::storage;
 use super::version_data;
 use crate::pg::buffer;
 use crate::pg::htup;
+use crate::pg::index_scan;
 use crate::pg::page;
-use crate::pg::tuplesort::{self, ClusterSort};
+use crate::pg::tuplesort::ClusterSort;
 use pgrx::pg_sys;
 
 /// Picks the versions to copy and counts what it sees, like heap's rewrite.
@@ -66,7 +67,7 @@ impl Picker {
         &mut self,
         live: &manifest::Live,
         block: pg_sys::BlockNumber,
-        wanted: impl Fn(&pg_sys::HeapTupleData) -> bool,
+        wanted: &impl Fn(&pg_sys::HeapTupleData) -> bool,
     ) -> Vec<pg_sys::HeapTuple> {
         let buf = buffer::read(self.old, block);
         buffer::lock_share(buf);
@@ -74,7 +75,7 @@ impl Picker {
         let mut out = Vec::new();
         if live.data_page_kind(self.old, block, p).is_some() {
             for item in 1..=page::max_offset(p) {
-                if let Some(mut t) = storage::version_at(self.old, p, item).filter(&wanted) {
+                if let Some(mut t) = storage::version_at(self.old, p, item).filter(wanted) {
                     out.extend(self.pick(buf, &mut t));
                 }
             }
@@ -115,10 +116,6 @@ fn write(new: pg_sys::Relation, t: pg_sys::HeapTuple) {
     }
 }
 
-fn rowid_of(tid: &pg_sys::ItemPointerData) -> u64 {
-    super::format::rowid(htup::tid_block(tid), htup::tid_offset(tid))
-}
-
 /// Whether `index` is a btree (what CLUSTER's tuplesort can order by).
 fn is_btree(index: pg_sys::Relation) -> bool {
     // SAFETY: open index relation.
@@ -155,52 +152,46 @@ pub fn copy_for_cluster(
     };
     // heap sorts only when told to and only by a btree (what tuplesort can do)
     let sort_by_index = !index.is_null() && use_sort && is_btree(index);
+    // Copied in index order first: the rowids the index led to.
+    let mut seen = Vec::new();
     if !index.is_null() && !sort_by_index {
-        let mut seen = Vec::new();
-        tuplesort::each_index_tid(old, index, |tid| {
+        index_scan::each_tid(old, index, |tid| {
             pgrx::check_for_interrupts!();
             if let Some(picked) = picker.pick_tid(tid) {
-                seen.push(rowid_of(&tid));
+                seen.push(storage::rowid_of(&tid));
                 if let Some(t) = picked {
                     copy_and_free(t);
                 }
             }
         });
-        // Versions the index does not list (none are expected) still go
-        // along, after the others.
         seen.sort_unstable();
         seen.dedup();
-        let (live, blocks) = manifest::scan_order(old, 0, u64::MAX);
-        for block in blocks {
-            pgrx::check_for_interrupts!();
-            let missed =
-                |t: &pg_sys::HeapTupleData| seen.binary_search(&rowid_of(&t.t_self)).is_err();
-            for t in picker.pick_page(&live, block, missed) {
-                copy_and_free(t);
-            }
-        }
-    } else {
-        let mut sort = (!index.is_null()).then(|| ClusterSort::begin(old, index));
-        let (live, blocks) = manifest::scan_order(old, 0, u64::MAX);
-        for block in blocks {
-            pgrx::check_for_interrupts!();
-            for t in picker.pick_page(&live, block, |_| true) {
-                match sort.as_mut() {
-                    Some(s) => {
-                        s.put(t);
-                        // SAFETY: the sort keeps its own copy.
-                        unsafe { pg_sys::heap_freetuple(t) };
-                    }
-                    None => copy_and_free(t),
+    }
+    // Then every version in rowid order (into the sort, when sorting), but
+    // those the index led to; after an index-ordered copy that is only what
+    // the index does not list (none are expected).
+    let mut sort = sort_by_index.then(|| ClusterSort::begin(old, index));
+    let unseen =
+        |t: &pg_sys::HeapTupleData| seen.binary_search(&storage::rowid_of(&t.t_self)).is_err();
+    let (live, blocks) = manifest::scan_order(old, 0, u64::MAX);
+    for block in blocks {
+        pgrx::check_for_interrupts!();
+        for t in picker.pick_page(&live, block, &unseen) {
+            match sort.as_mut() {
+                Some(s) => {
+                    s.put(t);
+                    // SAFETY: the sort keeps its own copy.
+                    unsafe { pg_sys::heap_freetuple(t) };
                 }
+                None => copy_and_free(t),
             }
         }
-        if let Some(s) = sort {
-            s.drain(|t| {
-                pgrx::check_for_interrupts!();
-                write(new, t);
-            });
-        }
+    }
+    if let Some(s) = sort {
+        s.drain(|t| {
+            pgrx::check_for_interrupts!();
+            write(new, t);
+        });
     }
     Copied {
         live: picker.live,

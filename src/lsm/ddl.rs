@@ -104,8 +104,12 @@ pub fn estimate_size(
     tuples: *mut f64,
     allvisfrac: *mut f64,
 ) {
-    let physical = buffer::nblocks(rel) as f64;
-    let mut scan = super::manifest::scan_pages(rel) as f64;
+    let physical = buffer::nblocks(rel);
+    let mut scan = match physical {
+        0 => 0.0,
+        _ => super::manifest::scan_pages(rel) as f64,
+    };
+    let physical = physical as f64;
     // SAFETY: open relation.
     let (relpages, reltuples, has_children) = unsafe {
         let c = (*rel).rd_rel;

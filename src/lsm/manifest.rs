@@ -364,12 +364,9 @@ pub fn with_header<T>(
     Some(r.unwrap_or_else(|e| corrupted(rel, format!("invalid metapage: {e}"))))
 }
 
-/// Pages a sequential scan reads (see [`format::scan_pages`]); 0 for a
-/// table without blocks.
+/// Pages a sequential scan reads (see [`format::scan_pages`]). The relation
+/// must have blocks.
 pub fn scan_pages(rel: pg_sys::Relation) -> u64 {
-    if buffer::nblocks(rel) == 0 {
-        return 0;
-    }
     with_header(rel, format::scan_pages).unwrap_or(0)
 }
 
@@ -461,10 +458,7 @@ pub fn run_filter_may_contain(
     rel: pg_sys::Relation,
     tid: &pg_sys::ItemPointerData,
 ) -> Option<bool> {
-    let rowid = format::rowid(
-        crate::pg::htup::tid_block(tid),
-        crate::pg::htup::tid_offset(tid),
-    );
+    let rowid = storage::rowid_of(tid);
     let root = with_header(rel, |page, h| {
         format::run_holding(page, h, rowid).map(|r| r.root)
     })??;

@@ -219,10 +219,7 @@ pub fn survivors(
         let Some(mut t) = storage::version_at(rel, p, item) else {
             continue;
         };
-        let rowid = format::rowid(
-            crate::pg::htup::tid_block(&t.t_self),
-            crate::pg::htup::tid_offset(&t.t_self),
-        );
+        let rowid = storage::rowid_of(&t.t_self);
         // SAFETY: share-locked page; HTSV may set hint bits, which the copy keeps.
         let status = unsafe { pg_sys::HeapTupleSatisfiesVacuum(&mut t, horizon, buf) };
         if status == pg_sys::HTSV_Result::HEAPTUPLE_DEAD {
@@ -373,10 +370,7 @@ pub fn refresh_headers(
                 let Some(t) = storage::version_at(rel, p, item) else {
                     continue;
                 };
-                let rowid = format::rowid(
-                    crate::pg::htup::tid_block(&t.t_self),
-                    crate::pg::htup::tid_offset(&t.t_self),
-                );
+                let rowid = storage::rowid_of(&t.t_self);
                 let Some(i) = page_image::fence_for(pages, rowid) else {
                     continue; // dropped (below every new page)
                 };

@@ -7,9 +7,9 @@
 //! Parallel scans hand out physical blocks instead and skip those that are
 //! not live data pages. On each page the scan collects the items visible to
 //! the snapshot under a share lock (page-at-a-time, like heap's page mode);
-//! tuples are then returned from the pinned page. Pages never compact in place, so a pinned page's tuples stay
-//! where they are. Either scan direction may be taken at any time (SCROLL
-//! cursors).
+//! tuples are then returned from the pinned page. Pages never compact in
+//! place, so a pinned page's tuples stay where they are. Either scan
+//! direction may be taken at any time (SCROLL cursors).
 
 use super::format::{self, ROWS_PER_VBLOCK};
 use super::manifest::{self, Live};

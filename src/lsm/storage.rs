@@ -278,6 +278,11 @@ pub fn store_in_slot(
     }
 }
 
+/// The rowid of logical TID `tid` (see [`format::rowid`]).
+pub fn rowid_of(tid: &pg_sys::ItemPointerData) -> u64 {
+    format::rowid(htup::tid_block(tid), htup::tid_offset(tid))
+}
+
 /// Finds the row version `tid` on `buf`'s page (pinned and locked by the caller).
 pub fn find_on_page(
     rel: pg_sys::Relation,
@@ -290,10 +295,7 @@ pub fn find_on_page(
         PageKind::L0 if tag(p).map(|t| t.vblock) == Some(htup::tid_block(&tid)) => {
             htup::tid_offset(&tid)
         }
-        PageKind::RunData => {
-            let rowid = format::rowid(htup::tid_block(&tid), htup::tid_offset(&tid));
-            page_image::find_run_item(page::bytes(p), rowid)? as u16
-        }
+        PageKind::RunData => page_image::find_run_item(page::bytes(p), rowid_of(&tid))? as u16,
         _ => return None,
     };
     let t = version_at(rel, p, item)?;

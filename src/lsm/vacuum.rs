@@ -59,11 +59,7 @@ unsafe extern "C-unwind" fn dropped_tid(
 ) -> bool {
     // SAFETY: `state` is the sorted rowid vector passed below; `tid` is valid.
     let (dropped, tid) = unsafe { (&*(state as *const Vec<u64>), &*tid) };
-    let rowid = super::format::rowid(
-        crate::pg::htup::tid_block(tid),
-        crate::pg::htup::tid_offset(tid),
-    );
-    dropped.binary_search(&rowid).is_ok()
+    dropped.binary_search(&storage::rowid_of(tid)).is_ok()
 }
 
 /// Bulk-deletes the dropped rowids from every index and runs index cleanup.

@@ -79,7 +79,7 @@ fn item_of(p: pg_sys::Page, t: &pg_sys::HeapTupleData) -> Option<usize> {
     thread_local! {
         static LAST: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
-    let rowid = format::rowid(htup::tid_block(&t.t_self), htup::tid_offset(&t.t_self));
+    let rowid = storage::rowid_of(&t.t_self);
     let bytes = page::bytes(p);
     let next = LAST.get() + 1;
     let found = if page_image::run_item_rowid(bytes, next) == Some(rowid) {

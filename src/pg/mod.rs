@@ -5,6 +5,7 @@ pub mod array;
 pub mod buffer;
 pub mod error;
 pub mod htup;
+pub mod index_scan;
 pub mod multixact;
 pub mod page;
 pub mod predicate;
