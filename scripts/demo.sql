@@ -1,11 +1,17 @@
--- Demo objects created by `make run` (idempotent).
+-- Demo objects created by `make run`. Runs on a fresh database and on every
+-- later `make run` (idempotent).
 CREATE EXTENSION IF NOT EXISTS strata;
--- A demo table that lost its vector column (the extension was recreated) is rebuilt.
+-- A demo table that lost its vector column (the extension was recreated) is
+-- rebuilt. The table is named through to_regclass() only: a '...'::regclass
+-- literal is resolved when the statement is parsed, so it would fail on a
+-- fresh database before any IF could test that the table exists.
 DO $$
+DECLARE
+    demo regclass := to_regclass('demo_items');
 BEGIN
-    IF to_regclass('demo_items') IS NOT NULL AND NOT EXISTS (
+    IF demo IS NOT NULL AND NOT EXISTS (
         SELECT 1 FROM pg_attribute
-        WHERE attrelid = 'demo_items'::regclass AND attname = 'embedding' AND NOT attisdropped) THEN
+        WHERE attrelid = demo AND attname = 'embedding' AND NOT attisdropped) THEN
         DROP TABLE demo_items;
     END IF;
 END $$;

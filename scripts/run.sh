@@ -16,9 +16,12 @@ install_strata 18 release
 if [ ! -f "$DATA/PG_VERSION" ]; then
     log "creating cluster in $DATA"
     as_root mkdir -p "$DATA"
-    as_root chown -R postgres: "$(dirname "$DATA")"
+    as_root chown postgres: "$DATA"
     as_pg "$BIN/initdb" -D "$DATA" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
 fi
+# The server log sits next to the data directory and is written by `postgres`.
+[ -f "$LOGFILE" ] || as_root touch "$LOGFILE"
+as_root chown postgres: "$LOGFILE"
 clear_stale_pid "$DATA"
 if ! as_pg "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
     log "starting PostgreSQL 18 on port $PORT"

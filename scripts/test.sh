@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # `make test`: every test layer on PostgreSQL 15 and 18.
+#   0. newcomer path    — tests/newcomer.sh, first: `make run` from nothing on a
+#                         throwaway data directory and port, again (idempotence),
+#                         README's 30-second example run verbatim, `make stop`;
 #   1. cargo pgrx test  — pure unit tests (kernels, codecs, policies) and
 #                         #[pg_test] in-backend tests, per PostgreSQL version;
 #   2. pg_regress       — tests/pg_regress suites with asserted output;
@@ -15,6 +18,9 @@ VERSIONS="${STRATA_PG_VERSIONS:-15 18}"
 
 ensure_all
 cd "$STRATA_ROOT"
+
+# What a newcomer types first, exactly as README.md gives it (PostgreSQL 18).
+case " $VERSIONS " in *" 18 "*) "$STRATA_ROOT/tests/newcomer.sh" ;; esac
 
 for v in $VERSIONS; do
     pgdata="/tmp/strata-pgrx-test/pg$v"
