@@ -151,6 +151,25 @@ impl LayerSearch {
     pub fn exhausted(&self) -> bool {
         self.candidates.is_empty() && self.spilled.is_empty()
     }
+
+    /// Every element scored so far (the `ef` best and those pushed out),
+    /// nearest first: what a search that must stop (scan budget, memory)
+    /// still has to give.
+    pub fn all_scored(&self) -> Vec<Scored> {
+        let mut v: Vec<Scored> = self.found.iter().chain(&self.spilled).copied().collect();
+        v.sort();
+        v.dedup_by_key(|s| s.id);
+        v
+    }
+
+    /// Bytes this search holds (by capacity: the visited set's table and
+    /// the three lists), for `strata.hnsw_scan_mem_multiplier`.
+    pub fn memory_bytes(&self) -> usize {
+        // a hash set entry is the key plus one control byte
+        self.visited.capacity() * (std::mem::size_of::<ElemId>() + 1)
+            + (self.candidates.capacity() + self.found.capacity() + self.spilled.capacity())
+                * std::mem::size_of::<Scored>()
+    }
 }
 
 /// Best-first search of one layer; the `ef` nearest found, nearest first.
@@ -560,6 +579,12 @@ pub mod tests {
             );
         }
         assert!(first.iter().all(|f| wider.iter().any(|w| w.id == f.id)));
+        // what a stopped search still holds: its ef best, then those pushed out
+        let all = s.all_scored();
+        assert!(all.len() >= wider.len());
+        assert_eq!(&all[..wider.len()], &wider[..]);
+        assert!(all.windows(2).all(|w| w[0] < w[1]));
+        assert!(s.memory_bytes() >= all.len() * std::mem::size_of::<Scored>());
         s.run(&mut g, &q, 0, 1000, u64::MAX);
         assert_eq!(s.results().len(), 500);
         assert!(s.exhausted());

@@ -7,10 +7,14 @@ use pgrx::pg_sys;
 /// Candidate list size of an index scan (`strata.hnsw_ef_search`).
 pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
 /// Whether a scan keeps searching after its first `ef_search` candidates.
+/// `relaxed_order` by default (pgvector's default is `off`): see `scan`.
 pub static ITERATIVE_SCAN: GucSetting<IterativeScan> =
-    GucSetting::<IterativeScan>::new(IterativeScan::Off);
+    GucSetting::<IterativeScan>::new(IterativeScan::RelaxedOrder);
 /// Most elements an iterative scan examines (`strata.hnsw_max_scan_tuples`).
 pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20000);
+/// Multiple of `work_mem` an iterative scan may hold
+/// (`strata.hnsw_scan_mem_multiplier`, like pgvector's).
+pub static SCAN_MEM_MULTIPLIER: GucSetting<f64> = GucSetting::<f64>::new(1.0);
 
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum IterativeScan {
@@ -36,7 +40,7 @@ pub fn init() {
     GucRegistry::define_enum_guc(
         c"strata.hnsw_iterative_scan",
         c"Whether strata_hnsw scans continue past ef_search candidates.",
-        c"off: stop after ef_search candidates; relaxed_order: keep searching, later batches may be slightly out of order; strict_order: keep searching, never return a row out of distance order.",
+        c"relaxed_order (default): keep searching while the executor wants rows, later batches may be slightly out of order; strict_order: keep searching, never return a row out of distance order; off: stop after ef_search candidates (pgvector's default).",
         &ITERATIVE_SCAN,
         GucContext::Userset,
         GucFlags::default(),
@@ -44,10 +48,20 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"strata.hnsw_max_scan_tuples",
         c"Most index elements an iterative strata_hnsw scan examines.",
-        c"",
+        c"At this limit the scan returns the elements it already scored, then ends.",
         &MAX_SCAN_TUPLES,
         1,
         i32::MAX,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"strata.hnsw_scan_mem_multiplier",
+        c"Multiple of work_mem an iterative strata_hnsw scan may use.",
+        c"At this limit the scan returns the elements it already scored, then ends.",
+        &SCAN_MEM_MULTIPLIER,
+        1.0,
+        1000.0,
         GucContext::Userset,
         GucFlags::default(),
     );

@@ -1,7 +1,7 @@
 //! The `strata_hnsw` index access method's routine, options and cost model.
 
 use super::options::{self, Options};
-use super::{build, gucs, insert, scan, vacuum};
+use super::{build, cost, gucs, insert, scan, vacuum};
 use pgrx::datum::Internal;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -223,27 +223,29 @@ unsafe extern "C-unwind" fn amendscan(s: pg_sys::IndexScanDesc) {
 
 // ------------------------------------------------------------------ costs
 
-/// Cost of a scan: a search touches about `ef_search × 2m` elements (plus
-/// the upper layers); pages are mostly cached, so they cost like sequential
-/// reads. Without an ORDER BY on the index the scan cannot answer anything,
-/// so it is priced out.
+/// Cost of a scan, as pgvector 0.8.6 computes it (arithmetic in [`cost`]):
+/// `genericcostestimate` prices a scan of the whole index with selectivity
+/// 1, the startup is the fraction a search reads before its first row, and
+/// the rest is run cost that a LIMIT pays in proportion to the rows it
+/// takes of the path's estimate — which other quals shrink. Without an
+/// ORDER BY on the index the scan cannot answer anything: priced out.
 #[allow(clippy::too_many_arguments)]
 #[pg_guard]
 unsafe extern "C-unwind" fn amcostestimate(
-    _root: *mut pg_sys::PlannerInfo,
+    root: *mut pg_sys::PlannerInfo,
     path: *mut pg_sys::IndexPath,
-    _loop_count: f64,
+    loop_count: f64,
     startup: *mut pg_sys::Cost,
     total: *mut pg_sys::Cost,
     selectivity: *mut pg_sys::Selectivity,
     correlation: *mut f64,
     pages: *mut f64,
 ) {
-    // SAFETY: the planner passes a valid path and output pointers.
+    // SAFETY: the planner passes a valid root, path and output pointers.
     unsafe {
-        *selectivity = 1.0;
-        *correlation = 0.0;
         if (*path).indexorderbys.is_null() {
+            *selectivity = 0.0;
+            *correlation = 0.0;
             // Infinite cost, and on PG18 (which ranks paths by disabled nodes
             // first) more disabled nodes than a disabled sequential scan, so
             // that `enable_seqscan = off` does not pick this path either.
@@ -256,16 +258,30 @@ unsafe extern "C-unwind" fn amcostestimate(
             }
             return;
         }
+        let mut costs: pg_sys::GenericCosts = std::mem::zeroed();
+        pg_sys::genericcostestimate(root, path, loop_count, &mut costs);
         let info = (*path).indexinfo;
-        let tuples = (*(*info).rel).tuples.max(1.0);
-        let index_pages = ((*info).pages as f64).max(1.0);
-        let m = options::M_DEFAULT as f64;
-        let visited = (gucs::EF_SEARCH.get() as f64 * 2.0 * m * 1.5).min(tuples);
-        let per_page = (tuples / index_pages).max(1.0);
-        let pages_read = (visited / per_page).min(index_pages);
-        let cost = visited * pg_sys::cpu_operator_cost * 4.0 + pages_read * pg_sys::seq_page_cost;
-        *startup = cost;
-        *total = cost + tuples.min(visited) * pg_sys::cpu_index_tuple_cost;
-        *pages = pages_read;
+        let index = pg_sys::index_open((*info).indexoid, pg_sys::NoLock as _);
+        let m = super::pages::read_meta(index).m as usize;
+        pg_sys::index_close(index, pg_sys::NoLock as _);
+        let ratio = cost::startup_ratio((*info).tuples, m, gucs::EF_SEARCH.get() as usize);
+        let mut seq_page_cost = 0.0;
+        pg_sys::get_tablespace_page_costs(
+            (*info).reltablespace,
+            std::ptr::null_mut(),
+            &mut seq_page_cost,
+        );
+        *startup = cost::startup_cost(
+            costs.indexTotalCost,
+            ratio,
+            costs.numIndexPages,
+            (*(*info).rel).pages as f64,
+            costs.spc_random_page_cost,
+            seq_page_cost,
+        );
+        *total = costs.indexTotalCost;
+        *selectivity = costs.indexSelectivity;
+        *correlation = costs.indexCorrelation;
+        *pages = costs.numIndexPages;
     }
 }

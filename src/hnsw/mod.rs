@@ -5,6 +5,7 @@
 //! * [`format`]  — page and item layouts, version 1 (pure)
 //! * [`metric`]  — the four distances, equal to the SQL operators (pure)
 //! * [`graph`]   — layer search, neighbor heuristic, levels (pure)
+//! * [`cost`]    — the scan cost model's arithmetic, pgvector's (pure)
 //! * `recall_bound` — test only: the recall ceiling on uniform data (pure)
 //! * [`options`] — `m` / `ef_construction` rules (pure)
 //! * [`pages`]   — metapage, items, the on-disk graph
@@ -17,6 +18,7 @@
 //! * [`info`]    — `strata.hnsw_info`
 
 pub mod build;
+pub mod cost;
 pub mod format;
 pub mod graph;
 pub mod gucs;

@@ -386,6 +386,12 @@ impl DiskGraph {
         Some(e)
     }
 
+    /// Bytes held by the header cache (by capacity: key, value, control byte).
+    pub fn cache_bytes(&self) -> usize {
+        self.headers.capacity()
+            * (std::mem::size_of::<ElemId>() + std::mem::size_of::<Element>() + 1)
+    }
+
     /// Forgets cached headers (after this operation changed elements).
     pub fn forget(&mut self, id: ElemId) {
         self.headers.remove(&id);

@@ -1,13 +1,22 @@
 //! Index scans: `ORDER BY col <op> $1 [LIMIT k]` returns rows nearest first.
 //!
 //! The first batch is a greedy descent to layer 0 and a best-first search
-//! with `strata.hnsw_ef_search` candidates. With `strata.hnsw_iterative_scan`
-//! the same search is widened (twice the candidates each time) when the
-//! executor wants more rows — e.g. because a WHERE clause rejected many —
-//! until it has examined `strata.hnsw_max_scan_tuples` elements or the graph
-//! is exhausted. `relaxed_order` returns each batch's new rows in distance
-//! order; `strict_order` also never returns a row nearer than one already
-//! returned (such late finds are skipped).
+//! with `strata.hnsw_ef_search` candidates. Unless `strata.hnsw_iterative_scan`
+//! is `off`, the same search is widened (twice the candidates each time) when
+//! the executor wants more rows — because a WHERE clause rejected many, or
+//! the LIMIT is above ef_search — until it has examined
+//! `strata.hnsw_max_scan_tuples` elements, its lists outgrow `work_mem ×
+//! strata.hnsw_scan_mem_multiplier`, or the graph is exhausted; at either
+//! limit the elements already scored are returned too, nearest first, before
+//! the scan ends (as pgvector does). `relaxed_order` (the default) returns
+//! each batch's new rows in distance order; `strict_order` also never returns
+//! a row nearer than one already returned (such late finds are skipped).
+//!
+//! The default differs from pgvector's (`off`) on purpose: with `off` a
+//! filtered query returns only the rows that pass the filter among the first
+//! ef_search candidates, often fewer than its LIMIT or none; `relaxed_order`
+//! costs nothing for queries the first batch satisfies, since a scan widens
+//! only when the executor asks for more rows than that batch held.
 //!
 //! The scan's Rust state is owned through the scan's memory context: a
 //! reset callback frees it even when the query ends in an error.
@@ -30,6 +39,9 @@ struct ScanState {
     returned: HashSet<ElemId>,
     last: f64,
     ef: usize,
+    /// The first batch was searched (the search itself is dropped once it
+    /// has given its last batch).
+    started: bool,
     finished: bool,
 }
 
@@ -62,6 +74,7 @@ pub fn begin(index: pg_sys::Relation, nkeys: i32, norderbys: i32) -> pg_sys::Ind
         returned: HashSet::new(),
         last: f64::NEG_INFINITY,
         ef: 0,
+        started: false,
         finished: false,
     });
     // SAFETY: the callback lives in the current (scan) memory context and
@@ -90,6 +103,7 @@ pub fn rescan(scan: pg_sys::IndexScanDesc, orderbys: pg_sys::ScanKey, norderbys:
     st.pos = 0;
     st.returned.clear();
     st.last = f64::NEG_INFINITY;
+    st.started = false;
     st.finished = false;
     // SAFETY: orderByData has numberOfOrderBys keys.
     st.query = unsafe {
@@ -130,7 +144,8 @@ pub fn rescan(scan: pg_sys::IndexScanDesc, orderbys: pg_sys::ScanKey, norderbys:
     }
 }
 
-fn first_batch(st: &mut ScanState, q: &[f32]) {
+fn first_batch(scan: pg_sys::IndexScanDesc, st: &mut ScanState, q: &[f32]) {
+    crate::pg::stats::count_index_search(scan);
     let meta = pages::read_meta(st.graph.index);
     if meta.entry_level < 0 {
         st.finished = true;
@@ -145,26 +160,51 @@ fn first_batch(st: &mut ScanState, q: &[f32]) {
     st.search = Some(search);
 }
 
+/// Bytes an iterative scan may hold: `work_mem × strata.hnsw_scan_mem_multiplier`.
+fn memory_limit() -> usize {
+    // SAFETY: reading the work_mem GUC (kilobytes) of this backend.
+    let work_mem_kb = unsafe { pg_sys::work_mem }.max(64) as f64;
+    (work_mem_kb * 1024.0 * gucs::SCAN_MEM_MULTIPLIER.get()) as usize
+}
+
+fn scan_memory(st: &ScanState, search: &LayerSearch) -> usize {
+    search.memory_bytes()
+        + st.graph.cache_bytes()
+        + st.returned.capacity() * (std::mem::size_of::<ElemId>() + 1)
+}
+
 /// Widens the search for the next batch; false when nothing more can come.
+/// At the tuple budget or the memory limit the last batch is every element
+/// scored and not yet returned.
 fn next_batch(st: &mut ScanState, q: &[f32]) -> bool {
     let mode = gucs::ITERATIVE_SCAN.get();
     let budget = gucs::MAX_SCAN_TUPLES.get().max(1) as u64;
-    let Some(search) = st.search.as_mut() else {
+    let Some(search) = st.search.take() else {
         return false;
     };
-    if mode == IterativeScan::Off || search.exhausted() || search.evaluated >= budget {
+    if mode == IterativeScan::Off || search.exhausted() {
         return false;
     }
-    st.ef = st.ef.saturating_mul(2);
-    search.run(&mut st.graph, q, 0, st.ef, budget);
+    let mut search = search;
+    let stopped = search.evaluated >= budget || scan_memory(st, &search) > memory_limit();
+    let next = if stopped {
+        search.all_scored()
+    } else {
+        st.ef = st.ef.saturating_mul(2);
+        search.run(&mut st.graph, q, 0, st.ef, budget);
+        search.results()
+    };
     let returned = &st.returned;
-    st.batch = search
-        .results()
+    st.batch = next
         .into_iter()
         .filter(|s| !returned.contains(&s.id))
         .collect();
     st.pos = 0;
-    !st.batch.is_empty()
+    // a stopped search gives its last batch and no more
+    if !stopped {
+        st.search = Some(search);
+    }
+    !st.batch.is_empty() || st.search.is_some()
 }
 
 /// `amgettuple`: the next row, nearest first.
@@ -182,8 +222,9 @@ fn next_with(scan: pg_sys::IndexScanDesc, st: &mut ScanState, q: &[f32]) -> bool
     if st.finished {
         return false;
     }
-    if st.search.is_none() {
-        first_batch(st, q);
+    if !st.started {
+        st.started = true;
+        first_batch(scan, st, q);
     }
     let strict = gucs::ITERATIVE_SCAN.get() == IterativeScan::StrictOrder;
     loop {

@@ -11,6 +11,7 @@ pub mod page;
 pub mod predicate;
 pub mod rel;
 pub mod standby;
+pub mod stats;
 pub mod tuplesort;
 pub mod vacuum;
 pub mod varlena;

@@ -42,6 +42,10 @@ pub enum VectorError {
     BinaryTruncated(usize),
     #[error("expected unused to be 0, not {0}")]
     BinaryUnused(i16),
+    /// An aggregate state array that no `avg(vector)` produced (pgvector
+    /// raises it with `elog`, so XX000).
+    #[error("{0}: expected state array")]
+    StateArray(&'static str),
 }
 
 impl VectorError {
@@ -49,8 +53,8 @@ impl VectorError {
     pub fn sqlstate(&self) -> &'static str {
         use VectorError::*;
         match self {
-            Syntax { .. } | Empty => "22P02",
-            NaN | Infinite | DimensionMismatch { .. } => "22000",
+            Syntax { .. } => "22P02",
+            Empty | NaN | Infinite | DimensionMismatch { .. } => "22000",
             OutOfRange(_) | Overflow | Underflow => "22003",
             TooManyDimensions => "54000",
             TypmodTooSmall | TypmodTooLarge | TypmodInvalid => "22023",
@@ -58,6 +62,7 @@ impl VectorError {
             ArrayNulls => "22004",
             ArrayNotOneDimensional => "22000",
             BinaryTruncated(_) | BinaryUnused(_) => "08P01",
+            StateArray(_) => "XX000",
         }
     }
 

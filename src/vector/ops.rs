@@ -143,23 +143,24 @@ pub fn compare(a: &[f32], b: &[f32]) -> Ordering {
     a.len().cmp(&b.len())
 }
 
-/// Aggregate state for `avg(vector)`: `[count, sum_0, .., sum_{d-1}]` in f64.
+/// Aggregate state for `avg(vector)`: `[count, sum_0, ..,
+/// sum_{d-1}]` in f64, `{0}` before the first row. A state is taken as given
+/// by the SQL layer, which has already rejected arrays that are not
+/// 1-D, are empty or hold NULLs, as pgvector does.
 pub fn accumulate(state: &[f64], v: &[f32]) -> Result<Vec<f64>, VectorError> {
-    if state.len() <= 1 {
-        let mut out = Vec::with_capacity(v.len() + 1);
-        out.push(1.0);
+    let dims = state.len() - 1;
+    let mut out = Vec::with_capacity(v.len() + 1);
+    out.push(state[0] + 1.0);
+    if dims == 0 {
         out.extend(v.iter().map(|x| *x as f64));
         return Ok(out);
     }
-    let dims = state.len() - 1;
     if dims != v.len() {
         return Err(VectorError::DimensionMismatch {
             expected: dims,
             actual: v.len(),
         });
     }
-    let mut out = Vec::with_capacity(state.len());
-    out.push(state[0] + 1.0);
     for (s, x) in state[1..].iter().zip(v) {
         let sum = s + *x as f64;
         if sum.is_infinite() {
@@ -170,33 +171,49 @@ pub fn accumulate(state: &[f64], v: &[f32]) -> Result<Vec<f64>, VectorError> {
     Ok(out)
 }
 
-/// Merges two partial `avg` states (parallel aggregation).
+/// Merges two partial states (parallel aggregation): counts add up, sums
+/// add up element-wise; a state without sums takes the other's.
 pub fn combine(a: &[f64], b: &[f64]) -> Result<Vec<f64>, VectorError> {
-    if a.len() <= 1 || a[0] == 0.0 {
-        return Ok(b.to_vec());
-    }
-    if b.len() <= 1 || b[0] == 0.0 {
-        return Ok(a.to_vec());
-    }
-    if a.len() != b.len() {
-        return Err(VectorError::DimensionMismatch {
-            expected: a.len() - 1,
-            actual: b.len() - 1,
-        });
-    }
-    let out: Vec<f64> = a.iter().zip(b).map(|(x, y)| x + y).collect();
-    if out.iter().any(|x| x.is_infinite()) {
-        return Err(VectorError::Overflow);
+    let (da, db) = (a.len() - 1, b.len() - 1);
+    let mut out = Vec::with_capacity(da.max(db) + 1);
+    out.push(a[0] + b[0]);
+    match (da, db) {
+        (0, 0) => {}
+        (0, _) => {
+            check_dims(db)?;
+            out.extend_from_slice(&b[1..]);
+        }
+        (_, 0) => {
+            check_dims(da)?;
+            out.extend_from_slice(&a[1..]);
+        }
+        _ => {
+            check_dims(da)?;
+            if da != db {
+                return Err(VectorError::DimensionMismatch {
+                    expected: da,
+                    actual: db,
+                });
+            }
+            for (x, y) in a[1..].iter().zip(&b[1..]) {
+                let sum = x + y;
+                if sum.is_infinite() {
+                    return Err(VectorError::Overflow);
+                }
+                out.push(sum);
+            }
+        }
     }
     Ok(out)
 }
 
 /// Final step of `avg`: `None` when no rows were aggregated.
 pub fn average(state: &[f64]) -> Result<Option<Vec<f32>>, VectorError> {
-    if state.len() <= 1 || state[0] == 0.0 {
+    let n = state[0];
+    if n == 0.0 {
         return Ok(None);
     }
-    let n = state[0];
+    check_dims(state.len() - 1)?;
     let out: Vec<f32> = state[1..].iter().map(|s| (s / n) as f32).collect();
     for x in &out {
         check_element(*x)?;
@@ -267,6 +284,15 @@ mod tests {
         );
         assert_eq!(average(&[0.0]).unwrap(), None);
         assert!(accumulate(&s, &[1.0]).is_err());
+        // pgvector's rules for states that hold a count but no sums
+        assert_eq!(average(&[2.0]), Err(VectorError::NoDimensions));
+        assert_eq!(combine(&[0.0], &[0.0]).unwrap(), vec![0.0]);
+        assert_eq!(combine(&[3.0], &s).unwrap(), vec![5.0, 4.0, 6.0]);
+        assert_eq!(combine(&s, &[1.0]).unwrap(), vec![3.0, 4.0, 6.0]);
+        assert_eq!(
+            combine(&[1.0, 1.7e308], &[1.0, 1.7e308]),
+            Err(VectorError::Overflow)
+        );
     }
 
     #[test]

@@ -120,13 +120,9 @@ fn array_to_vector_float4(array: Array<'_, f32>, typmod: i32, _explicit: bool) -
 
 #[pg_extern(immutable, strict, parallel_safe, name = "array_to_vector")]
 fn array_to_vector_float8(array: Array<'_, f64>, typmod: i32, _explicit: bool) -> VectorBuf {
-    from_array(array, typmod, |x| {
-        let y = x as f32;
-        if y.is_infinite() && x.is_finite() {
-            crate::pg::error::raise(&VectorError::Overflow);
-        }
-        y
-    })
+    // a value beyond f32's range becomes infinite, which the element check
+    // rejects ("infinite value not allowed in vector", 22000) like pgvector
+    from_array(array, typmod, |x| x as f32)
 }
 
 #[pg_extern(immutable, strict, parallel_safe, name = "array_to_vector")]
@@ -274,17 +270,31 @@ fn vector_cmp(a: Vector<'_>, b: Vector<'_>) -> i32 {
 
 // ---------------------------------------------------------------- aggregates
 
-#[pg_extern(immutable, strict, parallel_safe)]
-fn vector_accum(state: Vec<f64>, v: Vector<'_>) -> Vec<f64> {
-    ops::accumulate(&state, v.as_slice()).or_raise()
+/// The values of an `avg(vector)` state array; pgvector's checks: 1-D, at
+/// least the count, no NULLs (the type is `double precision[]` by signature).
+fn state_values(state: Array<'_, f64>, caller: &'static str) -> Vec<f64> {
+    let malformed = state.is_empty() || state.contains_nulls();
+    let values: Vec<f64> = state.iter().map(|x| x.unwrap_or_default()).collect();
+    if malformed || crate::pg::array::ndim(state) != 1 {
+        crate::pg::error::raise(&VectorError::StateArray(caller));
+    }
+    values
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]
-fn vector_combine(a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
-    ops::combine(&a, &b).or_raise()
+fn vector_accum(state: Array<'_, f64>, v: Vector<'_>) -> Vec<f64> {
+    ops::accumulate(&state_values(state, "vector_accum"), v.as_slice()).or_raise()
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]
-fn vector_avg(state: Vec<f64>) -> Option<VectorBuf> {
-    ops::average(&state).or_raise().map(|v| new_vector(&v))
+fn vector_combine(a: Array<'_, f64>, b: Array<'_, f64>) -> Vec<f64> {
+    let a = state_values(a, "vector_combine");
+    ops::combine(&a, &state_values(b, "vector_combine")).or_raise()
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_avg(state: Array<'_, f64>) -> Option<VectorBuf> {
+    ops::average(&state_values(state, "vector_avg"))
+        .or_raise()
+        .map(|v| new_vector(&v))
 }

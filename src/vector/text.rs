@@ -193,7 +193,8 @@ mod tests {
             }
         }
         assert_eq!(parse("[]"), Err(VectorError::Empty));
-        assert_eq!(parse("[ ]").unwrap_err().sqlstate(), "22P02");
+        // no dimensions is a data exception (22000) in pgvector, not a syntax error
+        assert_eq!(parse("[ ]").unwrap_err().sqlstate(), "22000");
     }
 
     #[test]

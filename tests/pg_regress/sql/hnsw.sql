@@ -69,17 +69,31 @@ SELECT layer, elements, deleted FROM strata.hnsw_info('h_l2') WHERE layer = 0;
 SELECT knn_matches('[5,5,5]', '<->');
 RESET enable_seqscan;
 
--- iterative scans return full LIMITs under selective filters
+-- iterative scans return full LIMITs under selective filters; relaxed_order
+-- is the default (pgvector's is off, which stops after ef_search candidates)
+SHOW strata.hnsw_iterative_scan;
 SET strata.hnsw_ef_search = 10;
 SET enable_seqscan = off;
 SELECT count(*) FROM (SELECT id FROM h WHERE cat = 7 ORDER BY v <-> '[1,2,3]' LIMIT 20) s;
+SET strata.hnsw_iterative_scan = off;
+SELECT count(*) FROM (SELECT id FROM h WHERE cat = 7 ORDER BY v <-> '[1,2,3]' LIMIT 20) s;
 SET strata.hnsw_iterative_scan = relaxed_order;
 SELECT count(*) FROM (SELECT id FROM h WHERE cat = 7 ORDER BY v <-> '[1,2,3]' LIMIT 20) s;
+-- without a LIMIT the scan goes on to every indexed row (none twice)
+SELECT count(*), count(DISTINCT id) FROM (SELECT id FROM h ORDER BY v <-> '[1,2,3]') s;
 SET strata.hnsw_iterative_scan = strict_order;
 SELECT count(*) FROM (SELECT id FROM h WHERE cat = 7 ORDER BY v <-> '[1,2,3]' LIMIT 20) s;
 SET strata.hnsw_max_scan_tuples = 15;
 SELECT count(*) < 20 AS budget_limits FROM (SELECT id FROM h WHERE cat = 7 ORDER BY v <-> '[1,2,3]' LIMIT 20) s;
 RESET strata.hnsw_max_scan_tuples;
+-- the memory bound: work_mem x strata.hnsw_scan_mem_multiplier (1 by default)
+SHOW strata.hnsw_scan_mem_multiplier;
+SET work_mem = '64kB';
+SELECT count(*) < 1000 AS memory_limits FROM (SELECT id FROM h ORDER BY v <-> '[1,2,3]') s;
+SET strata.hnsw_scan_mem_multiplier = 100;
+SELECT count(*) AS all_rows FROM (SELECT id FROM h ORDER BY v <-> '[1,2,3]') s;
+RESET strata.hnsw_scan_mem_multiplier;
+RESET work_mem;
 RESET strata.hnsw_iterative_scan;
 RESET strata.hnsw_ef_search;
 RESET enable_seqscan;
@@ -88,6 +102,22 @@ RESET enable_seqscan;
 SET strata.hnsw_ef_search = 0;
 SET strata.hnsw_ef_search = 1001;
 SET strata.hnsw_iterative_scan = sometimes;
+SET strata.hnsw_scan_mem_multiplier = 0.5;
+SET strata.hnsw_scan_mem_multiplier = 1001;
+
+-- statistics: each index scan counts once in idx_scan (and idx_tup_read
+-- counts its rows), like btree and pgvector
+CREATE TABLE hs (id int, v vector(2));
+INSERT INTO hs SELECT g, ARRAY[g, g]::real[]::vector FROM generate_series(1, 100) g;
+CREATE INDEX hs_v ON hs USING strata_hnsw (v);
+SET enable_seqscan = off;
+SELECT count(*) FROM (SELECT id FROM hs ORDER BY v <-> '[1,1]' LIMIT 1) s;
+SELECT count(*) FROM (SELECT id FROM hs ORDER BY v <-> '[50,50]' LIMIT 2) s;
+SELECT count(*) FROM (SELECT id FROM hs ORDER BY v <-> '[99,99]' LIMIT 3) s;
+RESET enable_seqscan;
+SELECT pg_stat_force_next_flush();
+SELECT idx_scan, idx_tup_read >= 6 AS tuples_read FROM pg_stat_user_indexes WHERE indexrelname = 'hs_v';
+DROP TABLE hs;
 
 -- on an lsm table, through flushes; REINDEX and CONCURRENTLY; unlogged
 CREATE TABLE hl (id int PRIMARY KEY, v vector(2)) USING lsm;

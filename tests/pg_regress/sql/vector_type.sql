@@ -10,13 +10,14 @@ SELECT '[1.0000001]'::vector::text = '[1.0000001]';
 -- malformed text: 22P02
 \set VERBOSITY sqlstate
 SELECT '[1,,2]'::vector;
-SELECT '[]'::vector;
 SELECT '1,2'::vector;
 SELECT '[1,2] junk'::vector;
 SELECT '[1,2'::vector;
 SELECT '[a]'::vector;
 SELECT ''::vector;
--- non-finite values: 22000; out of range: 22003
+-- no dimensions, non-finite values: 22000 (as pgvector); out of range: 22003
+SELECT '[]'::vector;
+SELECT '[ ]'::vector;
 SELECT '[NaN]'::vector;
 SELECT '[1,Infinity]'::vector;
 SELECT '[-inf]'::vector;
@@ -112,6 +113,16 @@ SELECT DISTINCT v FROM (VALUES ('[1,2]'::vector), ('[1,2]'), ('[2,1]')) t(v) ORD
 SELECT avg(v), sum(v) FROM (VALUES ('[1,2]'::vector), ('[3,4]'), ('[5,9]')) t(v);
 SELECT avg(v) FROM (VALUES ('[1,2]'::vector), ('[3]')) t(v);
 SELECT sum(v) FROM (VALUES ('[3e38]'::vector), ('[3e38]')) t(v);
+-- aggregate state arrays are checked like pgvector's (XX000, "expected state array")
+SELECT vector_avg('{}'::float8[]);
+SELECT vector_avg('{{1,2},{3,4}}'::float8[]);
+SELECT vector_avg('{1,NULL}'::float8[]);
+SELECT vector_accum('{}'::float8[], '[1,2]');
+SELECT vector_combine('{1,2}'::float8[], '{{1,2}}'::float8[]);
+SELECT vector_avg('{2}'::float8[]);
+SELECT vector_avg('{0}'::float8[]) IS NULL AS no_rows, vector_avg('{2,3,5}'::float8[]) AS avg,
+       vector_accum('{0}'::float8[], '[1,2]') AS first, vector_combine('{1,2}'::float8[], '{3}'::float8[]) AS combined;
+SELECT vector_combine('{1,1.7e308}'::float8[], '{1,1.7e308}'::float8[]);
 
 -- binary COPY round trip
 CREATE TABLE bin_src (id int, v vector);

