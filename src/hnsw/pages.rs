@@ -248,7 +248,7 @@ fn reuse_free_slot(
         buffer::lock_exclusive(buf);
         let p = buffer::page(buf);
         let mut slots = Vec::new();
-        let mut any_free = false;
+        let mut free = 0usize;
         if page_kind(p) == Some(KIND_GRAPH) {
             for off in 1..=page::max_offset(p) {
                 let Some((ptr, len)) = page::item(p, off) else {
@@ -263,7 +263,7 @@ fn reuse_free_slot(
                 if !e.is_free() || e.neighbors.block != block {
                     continue;
                 }
-                any_free = true;
+                free += 1;
                 if let Some((nptr, nlen)) = page::item(p, e.neighbors.offset) {
                     // SAFETY: as above.
                     let levels = unsafe { *nptr } as usize;
@@ -275,9 +275,11 @@ fn reuse_free_slot(
                 }
             }
         }
-        let Some(&(off, nbr_off, nlen, levels)) = slots.first() else {
+        // Best fit: the slot with the fewest levels that still holds the new
+        // element's, so slots of high levels stay for elements that need them.
+        let Some(&(off, nbr_off, nlen, levels)) = slots.iter().min_by_key(|s| (s.3, s.0)) else {
             buffer::unlock_release(buf);
-            if any_free {
+            if free > 0 {
                 skipped.push(block);
             }
             continue;
@@ -303,8 +305,10 @@ fn reuse_free_slot(
         }
         w.commit();
         buffer::unlock_release(buf);
-        if slots.len() > 1 {
-            skipped.push(block); // more free slots remain on this page
+        if free > 1 {
+            // more free slots remain on this page, of any size: the lookup
+            // took the page out of the FSM, so it goes back
+            skipped.push(block);
         }
         give_back(&skipped);
         return Some(ElemId { block, offset: off });

@@ -18,6 +18,8 @@ behaviour (its TAP tests' expectations and the SQLSTATEs it raises).
 * A partial index is used for its predicate's queries.
 * Statistics: three index scans count 3 in `pg_stat_user_indexes.idx_scan`;
   on PostgreSQL 18, EXPLAIN ANALYZE prints `Index Searches: 1`.
+* Space reuse: two delete-all / VACUUM / reinsert cycles leave the index
+  within 1.05x of its built size.
 * Bad input: every statement of ERRORS raises the SQLSTATE pgvector raises.
 
 Each table check runs on heap and lsm tables (pgvector: heap).
@@ -244,6 +246,38 @@ def check_partial_and_stats(systems, tables, pg18):
     log("a partial index is used; idx_scan counts 3 after three scans" + ("; Index Searches: 1" if pg18 else ""))
 
 
+def check_space_reuse(systems, tables):
+    """Two delete-all / VACUUM / reinsert cycles leave the index within 1.05x
+    of its size after the build (pgvector: 1.00x)."""
+    for s in systems:
+        for am_table in tables[s.name]:
+            t = f"reuse_{am_table}"
+            s.conn.execute(f"DROP TABLE IF EXISTS {t}")
+            s.conn.execute(f"CREATE TABLE {t} (i int, v vector(16)) USING {am_table}")
+            s.conn.execute("SELECT setseed(0.3)")
+            s.conn.execute(f"INSERT INTO {t} SELECT g, (SELECT array_agg(random()::real) FROM generate_series(1, 16) "
+                           f"WHERE g > 0)::vector FROM generate_series(1, 10000) g")
+            s.conn.execute(f"CREATE INDEX {t}_idx ON {t} USING {s.am} (v vector_l2_ops)")
+            s.conn.execute(f"CREATE TEMP TABLE {t}_copy AS SELECT * FROM {t}")
+            built = s.rows(f"SELECT pg_relation_size('{t}_idx')")[0][0]
+            ratios = []
+            for _ in range(2):
+                s.conn.execute(f"DELETE FROM {t}")
+                s.conn.execute(f"VACUUM {t}")
+                s.conn.execute(f"INSERT INTO {t} SELECT * FROM {t}_copy")
+                ratios.append(s.rows(f"SELECT pg_relation_size('{t}_idx')")[0][0] / built)
+            # every row is still found through the index by its own vector
+            s.conn.execute("SET enable_seqscan = off")
+            found = s.rows(f"SELECT count(*) FROM (SELECT i FROM {t}_copy c WHERE c.i IN "
+                           f"(SELECT i FROM {t} ORDER BY v <-> c.v LIMIT 1) AND c.i % 100 = 0) x")[0][0]
+            s.conn.execute("RESET enable_seqscan")
+            log(f"space reuse: {s.name} ({am_table}) index {ratios[0]:.3f}x, {ratios[1]:.3f}x its built size; "
+                f"{found} of 100 rows found by their own vector")
+            assert max(ratios) <= 1.05, f"{s.name} ({am_table}): index grew to {max(ratios):.3f}x"
+            assert found >= 99, f"{s.name} ({am_table}): {found} of 100 rows found by their own vector"
+            s.conn.execute(f"DROP TABLE {t}, {t}_copy")
+
+
 def check_errors(systems):
     for s in systems:
         s.conn.execute("CREATE TABLE IF NOT EXISTS e_items (v vector(3))")
@@ -287,6 +321,7 @@ def main():
         check_errors(systems)
         check_filters(systems, tables, rng)
         check_partial_and_stats(systems, tables, pg18)
+        check_space_reuse(systems, tables)
         check_costs(systems, tables)
 
 
