@@ -3,12 +3,16 @@
 //! private pool of worker threads (which never call Postgres; they block all
 //! signals), then written page by page, each page one full-image WAL record.
 //!
+//! Rows whose vectors are bit-for-bit equal share one element (up to ten heap
+//! TIDs in format version 2, like pgvector): a graph of many identical points
+//! cannot link them all, and would leave some unreachable.
+//!
 //! Memory: vectors and graph are kept within `maintenance_work_mem`. When the
 //! next vector would not fit, the graph built so far is written out (NOTICE
 //! with a hint) and the remaining rows are inserted into the on-disk graph one
 //! by one — slower, never a failure.
 
-use super::format::{self, ElemId, Element, Meta, KIND_META};
+use super::format::{self, ElemId, Element, HeapTid, Layout, Meta, KIND_META};
 use super::graph;
 use super::insert;
 use super::metric::{BuildDistance, Metric};
@@ -100,6 +104,7 @@ pub fn params_for_new_index(index: pg_sys::Relation) -> Params {
         m: opts.m as usize,
         ef_construction: opts.ef_construction as usize,
         metric: index_metric(index),
+        layout: Layout::of(super::gucs::FORMAT_VERSION.get() as u16).unwrap_or(Layout::CURRENT),
     }
 }
 
@@ -119,8 +124,9 @@ pub fn write_metapage(index: pg_sys::Relation, params: &Params, fork: pg_sys::Fo
     };
     let mut w = PageWrite::start(index);
     let p = w.register(buf, true);
-    pages::init_page(p, KIND_META);
+    pages::init_page(p, KIND_META, params.layout.version);
     let meta = Meta {
+        version: params.layout.version,
         dims: params.dims as u32,
         m: params.m as u16,
         ef_construction: params.ef_construction as u16,
@@ -138,8 +144,12 @@ pub fn write_metapage(index: pg_sys::Relation, params: &Params, fork: pg_sys::Fo
 struct BuildState {
     index: pg_sys::Relation,
     params: Params,
-    tids: Vec<pg_sys::ItemPointerData>,
+    /// The heap rows of each element: most hold one, duplicates of a vector
+    /// share an element up to the layout's TID slots.
+    tids: Vec<Vec<HeapTid>>,
     vectors: Vec<Vec<f32>>,
+    /// A hash of each distinct vector's bits → the newest element holding it.
+    by_vector: std::collections::HashMap<u64, usize>,
     memory_limit: usize,
     per_element: usize,
     on_disk: bool,
@@ -178,6 +188,17 @@ unsafe extern "C-unwind" fn build_callback(
         progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, st.indexed as i64);
         return;
     }
+    let heap_tid = HeapTid {
+        block: crate::pg::htup::tid_block(&tid),
+        offset: crate::pg::htup::tid_offset(&tid),
+    };
+    let key = vector_hash(elems);
+    if let Some(&i) = st.by_vector.get(&key) {
+        if st.tids[i].len() < st.params.layout.tid_slots() && same_bits(&st.vectors[i], elems) {
+            st.tids[i].push(heap_tid);
+            return;
+        }
+    }
     if (st.vectors.len() + 1) * st.per_element > st.memory_limit {
         crate::pg::error::notice(
             format!(
@@ -193,7 +214,8 @@ unsafe extern "C-unwind" fn build_callback(
         st.indexed += 1;
         return;
     }
-    st.tids.push(tid);
+    st.by_vector.insert(key, st.vectors.len());
+    st.tids.push(vec![heap_tid]);
     st.vectors.push(elems.to_vec());
     if st.vectors.len() % 1000 == 0 {
         progress(
@@ -201,6 +223,22 @@ unsafe extern "C-unwind" fn build_callback(
             st.vectors.len() as i64,
         );
     }
+}
+
+/// Hash of a vector's bits (duplicates are found by it, then compared).
+fn vector_hash(v: &[f32]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for x in v {
+        x.to_bits().hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Bit-for-bit equality (what makes two rows share an element, as pgvector's
+/// memcmp does).
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 /// Raises 22000 for a vector whose dimensions differ from the column's.
@@ -305,9 +343,10 @@ fn write_graph(st: &mut BuildState) {
     }
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_WRITE);
     write_pages(st, &levels, &links);
-    st.indexed += n as u64;
+    st.indexed += st.tids.iter().map(|t| t.len() as u64).sum::<u64>();
     st.vectors = Vec::new();
     st.tids = Vec::new();
+    st.by_vector = std::collections::HashMap::new();
 }
 
 /// A pool of graph-building threads that never run Postgres code and
@@ -348,7 +387,7 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>]) {
     let mut elem_ids = Vec::with_capacity(levels.len());
     let mut nbr_ids = Vec::with_capacity(levels.len());
     let (mut block, mut used, mut next_off) = (first, 0usize, 1u16);
-    let esize = format::element_size(p.dims);
+    let esize = p.layout.element_size(p.dims);
     for &level in levels {
         let nsize = format::neighbors_size(p.m, level as usize);
         if used + cost(nsize) + cost(esize) > usable {
@@ -394,7 +433,7 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>]) {
             );
             let mut w = PageWrite::start(st.index);
             let wp = w.register(buf, true);
-            pages::init_page(wp, format::KIND_GRAPH);
+            pages::init_page(wp, format::KIND_GRAPH, st.params.layout.version);
             current = Some((buf, w, wp, target.block));
         }
         let (_, _, wp, _) = current.as_ref().expect("page just set");
@@ -412,13 +451,16 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>]) {
         let nbr = format::encode_neighbors(p.m, levels[i] as usize, &lists);
         place(nbr_ids[i], &nbr);
         let e = Element {
-            heap_block: crate::pg::htup::tid_block(&st.tids[i]),
-            heap_offset: crate::pg::htup::tid_offset(&st.tids[i]),
+            heap_block: st.tids[i][0].block,
+            heap_offset: st.tids[i][0].offset,
             level: levels[i],
             flags: 0,
             neighbors: nbr_ids[i],
         };
-        place(elem_ids[i], &format::encode_element(&e, &st.vectors[i]));
+        place(
+            elem_ids[i],
+            &format::encode_element(&e, p.layout, &st.tids[i], &st.vectors[i]),
+        );
     }
     drop(place);
     if let Some((buf, w, _, _)) = current.take() {
@@ -462,6 +504,7 @@ pub fn build(
         params,
         tids: Vec::new(),
         vectors: Vec::new(),
+        by_vector: std::collections::HashMap::new(),
         memory_limit: mem_kb * 1024,
         per_element,
         on_disk: false,

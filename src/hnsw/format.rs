@@ -1,4 +1,5 @@
-//! On-disk format of `strata_hnsw` indexes, version 1. Pure: no Postgres calls.
+//! On-disk format of `strata_hnsw` indexes, version 2 (version 1 is still
+//! read and written into). Pure: no Postgres calls.
 //!
 //! Every page is a standard Postgres page with a 16-byte special space tag:
 //!
@@ -16,14 +17,20 @@
 //!     elements u64 | insert_block u32 | pad u32                        (48 bytes)
 //! ```
 //!
-//! **Graph pages** hold two kinds of items. An *element* is one indexed row:
+//! **Graph pages** hold two kinds of items. An *element* is one distinct
+//! vector and the heap rows that hold it (version 2: up to [`HEAP_TIDS`], so
+//! duplicate vectors share one element like pgvector's; version 1: one):
 //!
 //! ```text
-//!  0  heap TID: block u32, offset u16     (offset 0: a free slot, reusable)
+//!  0  heap TID 0: block u32, offset u16   (offset 0: a free slot, reusable)
 //!  6  level u8 | flags u8 (0x80 = element item, always set; 0x01 = deleted)
 //!  8  neighbor item: block u32, offset u16 | pad u16
-//!  16 vector: dims × f32
+//!  16 version 2 only: heap TIDs 1..9, 9 × { block u32, offset u16 } | pad u16
+//!  16 (v1) / 72 (v2) vector: dims × f32
 //! ```
+//!
+//! The heap TIDs of an element are packed from the front: TID 0 is empty
+//! only in a free slot.
 //!
 //! and its *neighbor list*, written next to it when it fits:
 //!
@@ -39,7 +46,12 @@
 
 /// Tag magic, "HNSW".
 pub const MAGIC: u32 = 0x484E_5357;
-pub const FORMAT_VERSION: u16 = 1;
+/// The format new indexes are built in.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest format still read (and inserted into).
+pub const OLDEST_VERSION: u16 = 1;
+/// Heap TIDs an element holds in version 2.
+pub const HEAP_TIDS: usize = 10;
 pub const TAG_SIZE: usize = 16;
 pub const PAGE_HEADER_SIZE: usize = 24;
 pub const BLOCK_SIZE: usize = 8192;
@@ -48,6 +60,8 @@ pub const KIND_GRAPH: u16 = 2;
 pub const META_SIZE: usize = 48;
 /// Largest dimension count the index accepts (the vector must fit a page).
 pub const MAX_DIMS: usize = 2000;
+/// Bytes of the element header shared by both versions (TID 0, level,
+/// flags, neighbor item).
 pub const ELEMENT_HEADER: usize = 16;
 pub const FLAG_DELETED: u8 = 1;
 /// Set in every element item; never set in byte 7 of a neighbor item (that
@@ -72,6 +86,55 @@ impl ElemId {
     pub fn is_none(&self) -> bool {
         self.offset == 0
     }
+}
+
+/// The element layout of one format version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub version: u16,
+}
+
+impl Layout {
+    pub const CURRENT: Layout = Layout {
+        version: FORMAT_VERSION,
+    };
+
+    /// The layout of a version this build reads.
+    pub fn of(version: u16) -> Option<Layout> {
+        (OLDEST_VERSION..=FORMAT_VERSION)
+            .contains(&version)
+            .then_some(Layout { version })
+    }
+
+    /// Heap TIDs an element holds.
+    pub fn tid_slots(&self) -> usize {
+        if self.version >= 2 {
+            HEAP_TIDS
+        } else {
+            1
+        }
+    }
+
+    /// Offset of the vector in an element item.
+    pub fn vector_offset(&self) -> usize {
+        if self.version >= 2 {
+            ELEMENT_HEADER + 6 * (HEAP_TIDS - 1) + 2
+        } else {
+            ELEMENT_HEADER
+        }
+    }
+
+    /// Size of an element item for `dims` dimensions.
+    pub fn element_size(&self, dims: usize) -> usize {
+        self.vector_offset() + 4 * dims
+    }
+}
+
+/// A heap row's TID as stored in an element.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HeapTid {
+    pub block: u32,
+    pub offset: u16,
 }
 
 fn get_u16(b: &[u8], at: usize) -> u16 {
@@ -101,6 +164,8 @@ fn put_id(b: &mut [u8], at: usize, id: ElemId) {
 /// The metapage struct.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Meta {
+    /// Format version of the index (its element layout).
+    pub version: u16,
     pub dims: u32,
     pub m: u16,
     pub ef_construction: u16,
@@ -115,7 +180,7 @@ pub struct Meta {
 impl Meta {
     pub fn encode(&self, b: &mut [u8]) {
         put_u32(b, 0, MAGIC);
-        put_u32(b, 4, FORMAT_VERSION as u32);
+        put_u32(b, 4, self.version as u32);
         put_u32(b, 8, self.dims);
         put_u16(b, 12, self.m);
         put_u16(b, 14, self.ef_construction);
@@ -131,10 +196,12 @@ impl Meta {
     }
 
     pub fn decode(b: &[u8]) -> Option<Meta> {
-        if get_u32(b, 0) != MAGIC || get_u32(b, 4) != FORMAT_VERSION as u32 {
+        let version = u16::try_from(get_u32(b, 4)).ok()?;
+        if get_u32(b, 0) != MAGIC || Layout::of(version).is_none() {
             return None;
         }
         Some(Meta {
+            version,
             dims: get_u32(b, 8),
             m: get_u16(b, 12),
             ef_construction: get_u16(b, 14),
@@ -148,11 +215,6 @@ impl Meta {
             insert_block: get_u32(b, 36),
         })
     }
-}
-
-/// Size of an element item for `dims` dimensions.
-pub fn element_size(dims: usize) -> usize {
-    ELEMENT_HEADER + 4 * dims
 }
 
 /// Neighbor slots at `level`.
@@ -204,6 +266,14 @@ impl Element {
         self.heap_offset == 0
     }
 
+    /// The heap row in slot 0 (the only one in version 1).
+    pub fn heap_tid(&self) -> HeapTid {
+        HeapTid {
+            block: self.heap_block,
+            offset: self.heap_offset,
+        }
+    }
+
     pub fn decode(item: &[u8]) -> Element {
         Element {
             heap_block: get_u32(item, 0),
@@ -232,8 +302,9 @@ pub fn is_element_item(item: &[u8]) -> bool {
 /// The vector stored in an element item, borrowed in place when the item is
 /// 4-byte aligned (items are MAXALIGNed on pages, so always in practice) on
 /// a little-endian machine, else copied.
-pub fn element_floats(item: &[u8], dims: usize) -> std::borrow::Cow<'_, [f32]> {
-    let bytes = &item[ELEMENT_HEADER..ELEMENT_HEADER + 4 * dims];
+pub fn element_floats(item: &[u8], layout: Layout, dims: usize) -> std::borrow::Cow<'_, [f32]> {
+    let at = layout.vector_offset();
+    let bytes = &item[at..at + 4 * dims];
     if cfg!(target_endian = "little") && bytes.as_ptr().align_offset(4) == 0 {
         // SAFETY: 4 * dims initialised bytes, 4-byte aligned; every bit
         // pattern is a valid f32.
@@ -241,24 +312,70 @@ pub fn element_floats(item: &[u8], dims: usize) -> std::borrow::Cow<'_, [f32]> {
             std::slice::from_raw_parts(bytes.as_ptr() as *const f32, dims)
         })
     } else {
-        std::borrow::Cow::Owned(element_vector(item, dims))
+        std::borrow::Cow::Owned(element_vector(item, layout, dims))
     }
 }
 
 /// The vector stored in an element item.
-pub fn element_vector(item: &[u8], dims: usize) -> Vec<f32> {
-    item[ELEMENT_HEADER..ELEMENT_HEADER + 4 * dims]
+pub fn element_vector(item: &[u8], layout: Layout, dims: usize) -> Vec<f32> {
+    let at = layout.vector_offset();
+    item[at..at + 4 * dims]
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect()
 }
 
-/// Builds a whole element item.
-pub fn encode_element(e: &Element, vector: &[f32]) -> Vec<u8> {
-    let mut item = vec![0u8; element_size(vector.len())];
+/// Whether the element item stores exactly `vector` (bit for bit).
+pub fn element_holds(item: &[u8], layout: Layout, vector: &[f32]) -> bool {
+    let at = layout.vector_offset();
+    item.len() >= at + 4 * vector.len()
+        && item[at..at + 4 * vector.len()]
+            .chunks_exact(4)
+            .zip(vector)
+            .all(|(c, x)| c == x.to_le_bytes())
+}
+
+fn tid_at(slot: usize) -> usize {
+    if slot == 0 {
+        0
+    } else {
+        ELEMENT_HEADER + 6 * (slot - 1)
+    }
+}
+
+/// The heap TIDs of an element item, in slot order (empty for a free slot).
+pub fn element_tids(item: &[u8], layout: Layout) -> Vec<HeapTid> {
+    (0..layout.tid_slots())
+        .map(|slot| HeapTid {
+            block: get_u32(item, tid_at(slot)),
+            offset: get_u16(item, tid_at(slot) + 4),
+        })
+        .take_while(|t| t.offset != 0)
+        .collect()
+}
+
+/// Rewrites the heap TIDs of an element item, packed from slot 0 (at most
+/// `layout.tid_slots()`; the rest of the slots are cleared).
+pub fn set_element_tids(item: &mut [u8], layout: Layout, tids: &[HeapTid]) {
+    assert!(tids.len() <= layout.tid_slots(), "more heap TIDs than slots");
+    for slot in 0..layout.tid_slots() {
+        let t = tids.get(slot).copied().unwrap_or(HeapTid {
+            block: 0,
+            offset: 0,
+        });
+        put_u32(item, tid_at(slot), t.block);
+        put_u16(item, tid_at(slot) + 4, t.offset);
+    }
+}
+
+/// Builds a whole element item holding `tids` (the header's TID is ignored).
+pub fn encode_element(e: &Element, layout: Layout, tids: &[HeapTid], vector: &[f32]) -> Vec<u8> {
+    let mut item = vec![0u8; layout.element_size(vector.len())];
     e.encode_header(&mut item);
+    set_element_tids(&mut item, layout, tids);
+    let at = layout.vector_offset();
     for (i, x) in vector.iter().enumerate() {
-        item[ELEMENT_HEADER + 4 * i..ELEMENT_HEADER + 4 * i + 4].copy_from_slice(&x.to_le_bytes());
+        item[at + 4 * i..at + 4 * i + 4].copy_from_slice(&x.to_le_bytes());
     }
     item
 }
@@ -322,6 +439,7 @@ mod tests {
     #[test]
     fn meta_round_trip() {
         let m = Meta {
+            version: FORMAT_VERSION,
             dims: 128,
             m: 16,
             ef_construction: 64,
@@ -337,6 +455,13 @@ mod tests {
         let mut b = vec![0u8; META_SIZE];
         m.encode(&mut b);
         assert_eq!(Meta::decode(&b), Some(m));
+        // version 1 metapages still decode; unknown versions do not
+        let v1 = Meta { version: 1, ..m };
+        v1.encode(&mut b);
+        assert_eq!(Meta::decode(&b), Some(v1));
+        put_u32(&mut b, 4, 3);
+        assert_eq!(Meta::decode(&b), None);
+        m.encode(&mut b);
         b[0] = 0;
         assert_eq!(Meta::decode(&b), None);
     }
@@ -353,12 +478,36 @@ mod tests {
                 offset: 2,
             },
         };
-        let item = encode_element(&e, &[1.0, -2.5, 3.25]);
-        assert_eq!(item.len(), element_size(3));
-        assert_eq!(Element::decode(&item), e);
-        assert!(is_element_item(&item));
-        assert_eq!(element_vector(&item, 3), vec![1.0, -2.5, 3.25]);
-        assert_eq!(&*element_floats(&item, 3), &[1.0, -2.5, 3.25][..]);
+        let tid = |block, offset| HeapTid { block, offset };
+        for version in [1, 2] {
+            let layout = Layout::of(version).unwrap();
+            let item = encode_element(&e, layout, &[tid(42, 7)], &[1.0, -2.5, 3.25]);
+            assert_eq!(item.len(), layout.element_size(3));
+            assert_eq!(Element::decode(&item), e);
+            assert!(is_element_item(&item));
+            assert_eq!(element_vector(&item, layout, 3), vec![1.0, -2.5, 3.25]);
+            assert_eq!(&*element_floats(&item, layout, 3), &[1.0, -2.5, 3.25][..]);
+            assert!(element_holds(&item, layout, &[1.0, -2.5, 3.25]));
+            assert!(!element_holds(&item, layout, &[1.0, -2.5, 3.5]));
+            assert_eq!(element_tids(&item, layout), vec![tid(42, 7)]);
+        }
+        assert_eq!(Layout::of(1).unwrap().element_size(3), 16 + 12);
+        assert_eq!(Layout::of(2).unwrap().element_size(3), 72 + 12);
+        assert_eq!(Layout::of(0), None);
+        assert_eq!(Layout::of(3), None);
+
+        // version 2 holds up to ten heap rows, packed from slot 0
+        let v2 = Layout::CURRENT;
+        let ten: Vec<HeapTid> = (1..=10).map(|o| tid(9, o)).collect();
+        let mut item = encode_element(&e, v2, &ten, &[1.0, -2.5, 3.25]);
+        assert_eq!(element_tids(&item, v2), ten);
+        assert_eq!(Element::decode(&item).heap_offset, 1);
+        set_element_tids(&mut item, v2, &ten[7..]);
+        assert_eq!(element_tids(&item, v2), ten[7..].to_vec());
+        set_element_tids(&mut item, v2, &[]);
+        assert!(Element::decode(&item).is_free());
+        assert!(element_tids(&item, v2).is_empty());
+        assert_eq!(element_vector(&item, v2, 3), vec![1.0, -2.5, 3.25]);
 
         let id = |b, o| ElemId {
             block: b,
@@ -385,7 +534,7 @@ mod tests {
     #[test]
     fn largest_vectors_fit_a_page() {
         let free = BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE - 4;
-        assert!(element_size(MAX_DIMS) <= free);
+        assert!(Layout::CURRENT.element_size(MAX_DIMS) <= free);
         for m in [2, 16, 38, 39, 100] {
             assert!(neighbors_size(m, max_level(m) as usize) <= free, "m = {m}");
         }

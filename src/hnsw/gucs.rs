@@ -16,6 +16,12 @@ pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20000);
 /// (`strata.hnsw_scan_mem_multiplier`, like pgvector's).
 pub static SCAN_MEM_MULTIPLIER: GucSetting<f64> = GucSetting::<f64>::new(1.0);
 
+/// Format version new indexes are written in (`strata.hnsw_format_version`):
+/// the current one by default; 1 writes indexes an older Strata reads (one
+/// heap row per element), and is how the tests cover version-1 indexes.
+pub static FORMAT_VERSION: GucSetting<i32> =
+    GucSetting::<i32>::new(super::format::FORMAT_VERSION as i32);
+
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum IterativeScan {
     #[name = c"off"]
@@ -63,6 +69,16 @@ pub fn init() {
         1.0,
         1000.0,
         GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"strata.hnsw_format_version",
+        c"On-disk format version of new strata_hnsw indexes.",
+        c"2 (the default) lets rows with equal vectors share an element; 1 is the format older Strata builds read.",
+        &FORMAT_VERSION,
+        super::format::OLDEST_VERSION as i32,
+        super::format::FORMAT_VERSION as i32,
+        GucContext::Suset,
         GucFlags::default(),
     );
     // SAFETY: reserves the prefix so typos in strata.* settings are errors.

@@ -54,7 +54,7 @@ mod strata {
         crate::pg::rel::require_select_on_index(r);
         let meta = pages::read_meta(r);
         let mut per_layer: Vec<(i64, i64)> = vec![(0, 0); meta.entry_level.max(0) as usize + 1];
-        pages::for_each_element(r, meta.dims as usize, |_, e, _| {
+        pages::for_each_element(r, &pages::Params::of(r, &meta), |_, e, _| {
             if e.is_free() {
                 return;
             }

@@ -8,7 +8,8 @@
 //! any lock held and written only if it is still what was read (otherwise
 //! recomputed), so concurrent inserts never lose each other's links and no
 //! two page locks are held at once. The entry point moves (metapage lock)
-//! when the new element's level is above it.
+//! when the new element's level is above it. A row whose vector an element
+//! already holds joins that element instead (format version 2).
 
 use super::format::{self, ElemId, Element};
 use super::graph::{self, Graph, Scored};
@@ -65,11 +66,14 @@ fn insert_with_meta(
         let chosen =
             graph::select_neighbors(&live, format::capacity(params.m, l), |a, b| g.between(a, b));
         lists[l] = chosen.iter().map(|s| s.id).collect();
+        if l == 0 && add_to_duplicate(index, &params, &found, vector, element.heap_tid()) {
+            return;
+        }
         if !found.is_empty() {
             entries = found.iter().map(|s| s.id).collect();
         }
     }
-    let id = pages::add_element(index, params.m, &element, vector, &lists);
+    let id = pages::add_element(index, &params, &element, vector, &lists);
     for (l, list) in lists.iter().enumerate() {
         for &n in list {
             link_back(&mut g, n, id, l);
@@ -88,6 +92,30 @@ fn insert_with_meta(
     }
 }
 
+/// Rows with the same vector share an element (format version 2): the new
+/// row joins a live element among the nearest found at level 0 that holds
+/// exactly its vector and has a free TID slot. Candidates are the ones tied
+/// with the nearest (an identical vector is at the least distance; cosine and
+/// inner product also tie other vectors, which the bit comparison rejects).
+fn add_to_duplicate(
+    index: pg_sys::Relation,
+    params: &Params,
+    found: &[Scored],
+    vector: &[f32],
+    tid: format::HeapTid,
+) -> bool {
+    if params.layout.tid_slots() < 2 {
+        return false;
+    }
+    let Some(nearest) = found.first() else {
+        return false;
+    };
+    found
+        .iter()
+        .take_while(|s| s.distance <= nearest.distance)
+        .any(|s| pages::add_heap_tid(index, params, s.id, vector, tid))
+}
+
 /// The first element of an empty graph becomes the entry point; done under
 /// the metapage's exclusive lock so two first inserts cannot both win.
 /// Returns false when another backend got there first.
@@ -104,7 +132,7 @@ fn insert_first(
         buffer::unlock_release(meta_buf);
         return false;
     }
-    let id = pages::add_element(index, params.m, element, vector, &[]);
+    let id = pages::add_element(index, params, element, vector, &[]);
     let mut w = PageWrite::start(index);
     let p = w.register(meta_buf, false);
     let mut m = meta;

@@ -2,7 +2,7 @@
 //! search over `vector` columns with a hierarchical navigable small world
 //! graph stored in the index's own pages (layout in [`format`]).
 //!
-//! * [`format`]  — page and item layouts, version 1 (pure)
+//! * [`format`]  — page and item layouts, version 2 (version 1 read) (pure)
 //! * [`metric`]  — the four distances, equal to the SQL operators (pure)
 //! * [`graph`]   — layer search, neighbor heuristic, levels (pure)
 //! * [`cost`]    — the scan cost model's arithmetic, pgvector's (pure)

@@ -4,7 +4,8 @@
 //! what they need out, so no two page locks are ever held by a reader.
 
 use super::format::{
-    self, ElemId, Element, Meta, KIND_GRAPH, KIND_META, MAGIC, META_SIZE, TAG_SIZE,
+    self, ElemId, Element, HeapTid, Layout, Meta, KIND_GRAPH, KIND_META, MAGIC, META_SIZE,
+    TAG_SIZE,
 };
 use super::graph::Graph;
 use super::metric::Metric;
@@ -27,14 +28,15 @@ fn corrupted(index: pg_sys::Relation, what: String) -> ! {
     )
 }
 
-/// Initialises `p` (a working copy) as an empty page of `kind`.
-pub fn init_page(p: pg_sys::Page, kind: u16) {
+/// Initialises `p` (a working copy) as an empty page of `kind` in the
+/// index's format `version`.
+pub fn init_page(p: pg_sys::Page, kind: u16, version: u16) {
     page::init(p, TAG_SIZE);
     let special = page::special(p);
     // SAFETY: the special space is TAG_SIZE bytes.
     unsafe {
         (special as *mut u32).write_unaligned(MAGIC);
-        (special.add(4) as *mut u16).write_unaligned(format::FORMAT_VERSION);
+        (special.add(4) as *mut u16).write_unaligned(version);
         (special.add(6) as *mut u16).write_unaligned(kind);
     }
 }
@@ -142,22 +144,54 @@ pub fn update_item(index: pg_sys::Relation, id: ElemId, f: impl FnOnce(&mut [u8]
     changed
 }
 
+/// Adds heap row `tid` to element `id` when the element holds exactly
+/// `vector` (bit for bit), is live and has a free TID slot — checked under
+/// the page's exclusive lock, since VACUUM may have freed and an insert
+/// reused the slot since it was found. Returns whether the row was added.
+pub fn add_heap_tid(
+    index: pg_sys::Relation,
+    params: &Params,
+    id: ElemId,
+    vector: &[f32],
+    tid: HeapTid,
+) -> bool {
+    let layout = params.layout;
+    let size = layout.element_size(params.dims);
+    update_item(index, id, |item| {
+        if item.len() != size || !format::is_element_item(item) {
+            return false;
+        }
+        let e = Element::decode(item);
+        if e.is_free() || e.deleted() || !format::element_holds(item, layout, vector) {
+            return false;
+        }
+        let mut tids = format::element_tids(item, layout);
+        if tids.len() >= layout.tid_slots() || tids.contains(&tid) {
+            return false;
+        }
+        tids.push(tid);
+        format::set_element_tids(item, layout, &tids);
+        true
+    })
+}
+
 /// Adds the items of a new element: its neighbor item, then its element item
 /// (which names the neighbor item). Uses the last page when both fit, else
 /// new pages. Returns the element's id.
 pub fn add_element(
     index: pg_sys::Relation,
-    m: usize,
+    params: &Params,
     element: &Element,
     vector: &[f32],
     lists: &[Vec<ElemId>],
 ) -> ElemId {
-    if let Some(id) = reuse_free_slot(index, m, element, vector, lists) {
+    let (m, layout) = (params.m, params.layout);
+    if let Some(id) = reuse_free_slot(index, params, element, vector, lists) {
         return id;
     }
     let neighbors = &format::encode_neighbors(m, element.level as usize, lists)[..];
     let mut e = element.clone();
-    let elem_len = format::element_size(vector.len());
+    let elem_len = layout.element_size(vector.len());
     // Try the last page for both items.
     let last = buffer::nblocks(index) - 1;
     if last > META_BLOCK {
@@ -170,7 +204,7 @@ pub fn add_element(
         {
             let mut w = PageWrite::start(index);
             let wp = w.register(buf, false);
-            let id = place_pair(index, wp, last, &mut e, vector, neighbors);
+            let id = place_pair(index, wp, last, layout, &mut e, vector, neighbors);
             w.commit();
             buffer::unlock_release(buf);
             return id;
@@ -181,9 +215,9 @@ pub fn add_element(
     let block = buffer::block_number(buf);
     let mut w = PageWrite::start(index);
     let wp = w.register(buf, true);
-    init_page(wp, KIND_GRAPH);
+    init_page(wp, KIND_GRAPH, layout.version);
     if page::free_space_for_new_item(wp) >= maxalign(neighbors.len()) + 4 + maxalign(elem_len) {
-        let id = place_pair(index, wp, block, &mut e, vector, neighbors);
+        let id = place_pair(index, wp, block, layout, &mut e, vector, neighbors);
         w.commit();
         buffer::unlock_release(buf);
         return id;
@@ -198,8 +232,8 @@ pub fn add_element(
     let buf2 = buffer::extend_locked(index);
     let block2 = buffer::block_number(buf2);
     let wp2 = w.register(buf2, true);
-    init_page(wp2, KIND_GRAPH);
-    let item = format::encode_element(&e, vector);
+    init_page(wp2, KIND_GRAPH, layout.version);
+    let item = format::encode_element(&e, layout, &[e.heap_tid()], vector);
     let off = page::add_item(wp2, item.as_ptr(), item.len())
         .unwrap_or_else(|| corrupted(index, "element item does not fit an empty page".into()));
     w.commit();
@@ -215,12 +249,12 @@ pub fn add_element(
 /// space map) whose neighbor item, on the same page, has room for its levels.
 fn reuse_free_slot(
     index: pg_sys::Relation,
-    m: usize,
+    params: &Params,
     element: &Element,
     vector: &[f32],
     lists: &[Vec<ElemId>],
 ) -> Option<ElemId> {
-    let dims = vector.len();
+    let (m, layout, dims) = (params.m, params.layout, vector.len());
     let nblocks = buffer::nblocks(index);
     // Pages with free slots too small for this element go back to the FSM.
     let mut skipped: Vec<u32> = Vec::new();
@@ -256,7 +290,7 @@ fn reuse_free_slot(
                 };
                 // SAFETY: a normal item on the exclusively locked page.
                 let item = unsafe { std::slice::from_raw_parts(ptr, len) };
-                if len != format::element_size(dims) || !format::is_element_item(item) {
+                if len != layout.element_size(dims) || !format::is_element_item(item) {
                     continue;
                 }
                 let e = Element::decode(item);
@@ -291,7 +325,7 @@ fn reuse_free_slot(
             block,
             offset: nbr_off,
         };
-        let item = format::encode_element(&e, vector);
+        let item = format::encode_element(&e, layout, &[e.heap_tid()], vector);
         let (eptr, _) = page::item(wp, off).expect("slot found above");
         let (nptr, _) = page::item(wp, nbr_off).expect("slot found above");
         // The slot keeps its neighbor item layout (its level count); the
@@ -323,6 +357,7 @@ fn place_pair(
     index: pg_sys::Relation,
     wp: pg_sys::Page,
     block: u32,
+    layout: Layout,
     e: &mut Element,
     vector: &[f32],
     neighbors: &[u8],
@@ -333,7 +368,7 @@ fn place_pair(
         block,
         offset: nbr_off,
     };
-    let item = format::encode_element(e, vector);
+    let item = format::encode_element(e, layout, &[e.heap_tid()], vector);
     let off = page::add_item(wp, item.as_ptr(), item.len())
         .unwrap_or_else(|| corrupted(index, "no room for an element item".into()));
     ElemId { block, offset: off }
@@ -346,11 +381,15 @@ pub struct Params {
     pub m: usize,
     pub ef_construction: usize,
     pub metric: Metric,
+    /// The element layout of the index's format version.
+    pub layout: Layout,
 }
 
 impl Params {
     pub fn of(index: pg_sys::Relation, meta: &Meta) -> Params {
         Params {
+            layout: Layout::of(meta.version)
+                .unwrap_or_else(|| corrupted(index, format!("unknown format version {}", meta.version))),
             dims: meta.dims as usize,
             m: meta.m as usize,
             ef_construction: meta.ef_construction as usize,
@@ -382,9 +421,9 @@ impl DiskGraph {
         if let Some(e) = self.headers.get(&id) {
             return Some(e.clone());
         }
-        let dims = self.params.dims;
+        let size = self.params.layout.element_size(self.params.dims);
         let e = with_item(self.index, id, |item| {
-            (item.len() >= format::element_size(dims)).then(|| Element::decode(item))
+            (item.len() >= size).then(|| Element::decode(item))
         })??;
         self.headers.insert(id, e.clone());
         Some(e)
@@ -402,10 +441,25 @@ impl DiskGraph {
     }
 
     pub fn vector(&mut self, id: ElemId) -> Option<Vec<f32>> {
-        let dims = self.params.dims;
+        let (dims, layout) = (self.params.dims, self.params.layout);
         with_item(self.index, id, |item| {
-            (item.len() >= format::element_size(dims)).then(|| format::element_vector(item, dims))
+            (item.len() >= layout.element_size(dims))
+                .then(|| format::element_vector(item, layout, dims))
         })?
+    }
+
+    /// The heap TIDs of element `id`, read now (not from the cache); empty
+    /// for a free slot or an item that is not an element.
+    pub fn heap_tids(&mut self, id: ElemId) -> Vec<HeapTid> {
+        let (dims, layout) = (self.params.dims, self.params.layout);
+        with_item(self.index, id, |item| {
+            if item.len() >= layout.element_size(dims) && format::is_element_item(item) {
+                format::element_tids(item, layout)
+            } else {
+                Vec::new()
+            }
+        })
+        .unwrap_or_default()
     }
 
     /// Distance between two elements (for neighbor selection).
@@ -419,16 +473,16 @@ impl DiskGraph {
 
 impl Graph for DiskGraph {
     fn distance(&mut self, id: ElemId, query: &[f32]) -> Option<(f64, bool)> {
-        let (dims, metric) = (self.params.dims, self.params.metric);
+        let (dims, metric, layout) = (self.params.dims, self.params.metric, self.params.layout);
         let r = with_item(self.index, id, |item| {
-            if item.len() < format::element_size(dims) {
+            if item.len() < layout.element_size(dims) {
                 return None;
             }
             let e = Element::decode(item);
             if e.is_free() {
                 return None;
             }
-            let v = format::element_floats(item, dims);
+            let v = format::element_floats(item, layout, dims);
             Some((metric.distance(&v, query), e))
         })??;
         let deleted = r.1.deleted();
@@ -448,12 +502,13 @@ impl Graph for DiskGraph {
     }
 }
 
-/// Visits every element item of the index (block, offset, header, vector).
+/// Visits every element item of the index (block, offset, header, item).
 pub fn for_each_element(
     index: pg_sys::Relation,
-    dims: usize,
+    params: &Params,
     mut f: impl FnMut(ElemId, &Element, &[u8]),
 ) {
+    let size = params.layout.element_size(params.dims);
     let nblocks = buffer::nblocks(index);
     for block in 1..nblocks {
         check_for_interrupts!();
@@ -466,7 +521,7 @@ pub fn for_each_element(
                 if let Some((ptr, len)) = page::item(p, off) {
                     // SAFETY: a normal item on the share-locked page.
                     let item = unsafe { std::slice::from_raw_parts(ptr, len) };
-                    if len == format::element_size(dims) && format::is_element_item(item) {
+                    if len == size && format::is_element_item(item) {
                         items.push((off, item.to_vec()));
                     }
                 }

@@ -18,10 +18,14 @@
 //! costs nothing for queries the first batch satisfies, since a scan widens
 //! only when the executor asks for more rows than that batch held.
 //!
+//! An element holds every row with its vector (up to ten, format version
+//! 2): once an element is chosen, all its heap TIDs are returned in turn,
+//! read from its page at that moment.
+//!
 //! The scan's Rust state is owned through the scan's memory context: a
 //! reset callback frees it even when the query ends in an error.
 
-use super::format::ElemId;
+use super::format::{ElemId, HeapTid};
 use super::graph::{self, LayerSearch, Scored};
 use super::gucs::{self, IterativeScan};
 use super::pages::{self, DiskGraph, Params};
@@ -37,6 +41,8 @@ struct ScanState {
     batch: Vec<Scored>,
     pos: usize,
     returned: HashSet<ElemId>,
+    /// Heap rows of the last returned element still to return, last first.
+    pending: Vec<HeapTid>,
     last: f64,
     ef: usize,
     /// The first batch was searched (the search itself is dropped once it
@@ -72,6 +78,7 @@ pub fn begin(index: pg_sys::Relation, nkeys: i32, norderbys: i32) -> pg_sys::Ind
         batch: Vec::new(),
         pos: 0,
         returned: HashSet::new(),
+        pending: Vec::new(),
         last: f64::NEG_INFINITY,
         ef: 0,
         started: false,
@@ -102,6 +109,7 @@ pub fn rescan(scan: pg_sys::IndexScanDesc, orderbys: pg_sys::ScanKey, norderbys:
     st.batch.clear();
     st.pos = 0;
     st.returned.clear();
+    st.pending.clear();
     st.last = f64::NEG_INFINITY;
     st.started = false;
     st.finished = false;
@@ -228,6 +236,11 @@ fn next_with(scan: pg_sys::IndexScanDesc, st: &mut ScanState, q: &[f32]) -> bool
     }
     let strict = gucs::ITERATIVE_SCAN.get() == IterativeScan::StrictOrder;
     loop {
+        // the further heap rows of the element returned last
+        if let Some(t) = st.pending.pop() {
+            set_heap_tid(scan, t);
+            return true;
+        }
         while st.pos < st.batch.len() {
             let s = st.batch[st.pos];
             st.pos += 1;
@@ -240,14 +253,17 @@ fn next_with(scan: pg_sys::IndexScanDesc, st: &mut ScanState, q: &[f32]) -> bool
             if e.deleted() || e.is_free() {
                 continue;
             }
+            // every heap row of the element, as the page holds them now
+            let mut tids = st.graph.heap_tids(s.id);
+            let Some(first) = tids.first().copied() else {
+                continue;
+            };
             st.returned.insert(s.id);
             st.last = st.last.max(s.distance);
-            // SAFETY: valid scan descriptor.
-            unsafe {
-                (*scan).xs_heaptid = crate::pg::htup::make_tid(e.heap_block, e.heap_offset);
-                (*scan).xs_recheck = false;
-                (*scan).xs_recheckorderby = false;
-            }
+            tids.reverse();
+            tids.pop();
+            st.pending = tids;
+            set_heap_tid(scan, first);
             return true;
         }
         check_for_interrupts!();
@@ -255,6 +271,15 @@ fn next_with(scan: pg_sys::IndexScanDesc, st: &mut ScanState, q: &[f32]) -> bool
             st.finished = true;
             return false;
         }
+    }
+}
+
+fn set_heap_tid(scan: pg_sys::IndexScanDesc, t: HeapTid) {
+    // SAFETY: valid scan descriptor.
+    unsafe {
+        (*scan).xs_heaptid = crate::pg::htup::make_tid(t.block, t.offset);
+        (*scan).xs_recheck = false;
+        (*scan).xs_recheckorderby = false;
     }
 }
 

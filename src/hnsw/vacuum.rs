@@ -1,7 +1,8 @@
 //! VACUUM of a `strata_hnsw` index (`ambulkdelete`, `amvacuumcleanup`).
 //!
-//! 1. Elements whose heap row is dead are marked deleted (scans stop
-//!    returning them at once; searches still pass through them).
+//! 1. Dead heap rows are taken out of their elements; elements left with
+//!    none are marked deleted (scans stop returning them at once; searches
+//!    still pass through them).
 //! 2. Every live element that links to a deleted one gets a repaired list:
 //!    its live neighbors plus the live neighbors of its deleted ones,
 //!    pruned with the diversity heuristic — the graph stays connected
@@ -40,11 +41,14 @@ pub fn bulk_delete(
     let meta = pages::read_meta(index);
     let params = Params::of(index, &meta);
 
-    // 1. mark deleted
+    // 1. drop dead heap rows; an element left without any is marked deleted
+    let layout = params.layout;
     let mut deleted: HashSet<ElemId> = HashSet::new();
     let mut live: Vec<(ElemId, u8)> = Vec::new();
-    let mut to_mark = Vec::new();
-    pages::for_each_element(index, params.dims, |id, e, _| {
+    // elements with dead rows: (element, level, its dead TIDs)
+    let mut changed: Vec<(ElemId, u8, Vec<format::HeapTid>)> = Vec::new();
+    let (mut removed, mut remaining) = (0u64, 0u64);
+    pages::for_each_element(index, &params, |id, e, item| {
         if e.is_free() {
             return;
         }
@@ -52,25 +56,52 @@ pub fn bulk_delete(
             deleted.insert(id);
             return;
         }
-        let mut tid = crate::pg::htup::make_tid(e.heap_block, e.heap_offset);
-        // SAFETY: vacuum's callback with its own state.
-        if unsafe { callback(&mut tid, callback_state) } {
-            to_mark.push(id);
-        } else {
+        let tids = format::element_tids(item, layout);
+        let dead: Vec<format::HeapTid> = tids
+            .iter()
+            .copied()
+            .filter(|t| {
+                let mut tid = crate::pg::htup::make_tid(t.block, t.offset);
+                // SAFETY: vacuum's callback with its own state.
+                unsafe { callback(&mut tid, callback_state) }
+            })
+            .collect();
+        removed += dead.len() as u64;
+        remaining += (tids.len() - dead.len()) as u64;
+        if dead.is_empty() {
             live.push((id, e.level));
+        } else {
+            changed.push((id, e.level, dead));
         }
     });
-    for &id in &to_mark {
-        pages::update_item(index, id, |item| {
-            item[7] |= format::FLAG_DELETED;
+    // Under the page lock, from what the element holds now: a row an insert
+    // added since the element was read keeps it alive.
+    for (id, level, dead) in &changed {
+        let mut emptied = false;
+        pages::update_item(index, *id, |item| {
+            let now = format::element_tids(item, layout);
+            let kept: Vec<format::HeapTid> =
+                now.iter().copied().filter(|t| !dead.contains(t)).collect();
+            if kept.is_empty() {
+                item[7] |= format::FLAG_DELETED;
+                emptied = true;
+            } else if kept.len() < now.len() {
+                format::set_element_tids(item, layout, &kept);
+            } else {
+                return false;
+            }
             true
         });
-        deleted.insert(id);
+        if emptied {
+            deleted.insert(*id);
+        } else {
+            live.push((*id, *level));
+        }
     }
     // SAFETY: our stats struct.
     unsafe {
-        (*stats).tuples_removed += to_mark.len() as f64;
-        (*stats).num_index_tuples = live.len() as f64;
+        (*stats).tuples_removed += removed as f64;
+        (*stats).num_index_tuples = remaining as f64;
     }
     if deleted.is_empty() {
         return stats;
@@ -162,8 +193,7 @@ pub fn bulk_delete(
     let mut pages_with_space = HashSet::new();
     for &id in &deleted {
         pages::update_item(index, id, |item| {
-            item[4] = 0;
-            item[5] = 0;
+            format::set_element_tids(item, layout, &[]);
             true
         });
         pages_with_space.insert(id.block);
@@ -187,11 +217,11 @@ pub fn cleanup(
         return stats;
     }
     let stats = stats_or_new(stats);
-    let meta = pages::read_meta(index);
+    let params = Params::of(index, &pages::read_meta(index));
     let mut n = 0u64;
-    pages::for_each_element(index, meta.dims as usize, |_, e, _| {
+    pages::for_each_element(index, &params, |_, e, item| {
         if !e.is_free() && !e.deleted() {
-            n += 1;
+            n += format::element_tids(item, params.layout).len() as u64;
         }
     });
     // SAFETY: our stats struct.

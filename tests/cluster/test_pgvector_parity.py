@@ -18,6 +18,9 @@ behaviour (its TAP tests' expectations and the SQLSTATEs it raises).
 * A partial index is used for its predicate's queries.
 * Statistics: three index scans count 3 in `pg_stat_user_indexes.idx_scan`;
   on PostgreSQL 18, EXPLAIN ANALYZE prints `Index Searches: 1`.
+* Duplicates (pgvector's 015_hnsw_vector_duplicates): equal vectors share an
+  element of ten heap rows on the build and the insert path; 100 copies among
+  200 other rows are all found.
 * Space reuse: two delete-all / VACUUM / reinsert cycles leave the index
   within 1.05x of its built size.
 * Bad input: every statement of ERRORS raises the SQLSTATE pgvector raises.
@@ -246,36 +249,78 @@ def check_partial_and_stats(systems, tables, pg18):
     log("a partial index is used; idx_scan counts 3 after three scans" + ("; Index Searches: 1" if pg18 else ""))
 
 
+def fresh_tables(systems, tables, prefix, columns):
+    """(system, table AM, name) of a new empty table per system and table AM."""
+    for s in systems:
+        for am_table in tables[s.name]:
+            t = f"{prefix}_{am_table}"
+            s.conn.execute(f"DROP TABLE IF EXISTS {t}")
+            s.conn.execute(f"CREATE TABLE {t} ({columns}) USING {am_table}")
+            yield s, am_table, t
+
+
+def check_duplicates(systems, tables):
+    """pgvector's 015_hnsw_vector_duplicates, and 100 copies among 200 other
+    rows with the index created before the inserts: every copy is found."""
+    for s, am_table, t in fresh_tables(systems, tables, "dup", "i serial, v vector(3)"):
+        s.conn.execute("SET enable_seqscan = off")
+        for path in ("build", "insert"):
+            s.conn.execute(f"TRUNCATE {t}")
+            s.conn.execute(f"DROP INDEX IF EXISTS {t}_idx")
+            if path == "insert":
+                s.conn.execute(f"CREATE INDEX {t}_idx ON {t} USING {s.am} (v vector_l2_ops)")
+            for _ in range(20):
+                s.conn.execute(f"INSERT INTO {t} (v) VALUES ('[1,1,1]')")
+            if path == "build":
+                s.conn.execute(f"CREATE INDEX {t}_idx ON {t} USING {s.am} (v vector_l2_ops)")
+            s.conn.execute(f"SET {s.g}ef_search = 1")
+            s.conn.execute(f"SET {s.g}iterative_scan = off")
+            got = s.rows(f"SELECT count(*) FROM (SELECT * FROM {t} ORDER BY v <-> '[1,1,1]') x")[0][0]
+            s.conn.execute(f"RESET {s.g}iterative_scan")
+            s.conn.execute(f"RESET {s.g}ef_search")
+            assert got == 10, f"{s.name} ({am_table}) {path} path: {got} rows at ef_search 1, want 10"
+        s.conn.execute(f"TRUNCATE {t}")
+        s.conn.execute(f"INSERT INTO {t} (v) SELECT '[1,1,1]' FROM generate_series(1, 100)")
+        s.conn.execute("SELECT setseed(0.5)")
+        s.conn.execute(f"INSERT INTO {t} (v) SELECT ARRAY[random() * 10, random() * 10, random() * 10]"
+                       f"::real[]::vector FROM generate_series(1, 200)")
+        s.conn.execute(f"SET {s.g}ef_search = 200")
+        near = s.rows(f"SELECT count(*) FROM (SELECT i FROM {t} ORDER BY v <-> '[1,1,1]' LIMIT 150) x")[0][0]
+        same = s.rows(f"SELECT count(*) FROM (SELECT i FROM {t} WHERE v = '[1,1,1]' "
+                      f"ORDER BY v <-> '[1,1,1]' LIMIT 150) x")[0][0]
+        s.conn.execute(f"RESET {s.g}ef_search")
+        s.conn.execute("RESET enable_seqscan")
+        log(f"duplicates: {s.name} ({am_table}) LIMIT 150 -> {near}, 100 copies -> {same}")
+        assert (near, same) == (150, 100), f"{s.name} ({am_table}): {near} of 150, {same} of 100 copies"
+        s.conn.execute(f"DROP TABLE {t}")
+
+
 def check_space_reuse(systems, tables):
     """Two delete-all / VACUUM / reinsert cycles leave the index within 1.05x
     of its size after the build (pgvector: 1.00x)."""
-    for s in systems:
-        for am_table in tables[s.name]:
-            t = f"reuse_{am_table}"
-            s.conn.execute(f"DROP TABLE IF EXISTS {t}")
-            s.conn.execute(f"CREATE TABLE {t} (i int, v vector(16)) USING {am_table}")
-            s.conn.execute("SELECT setseed(0.3)")
-            s.conn.execute(f"INSERT INTO {t} SELECT g, (SELECT array_agg(random()::real) FROM generate_series(1, 16) "
-                           f"WHERE g > 0)::vector FROM generate_series(1, 10000) g")
-            s.conn.execute(f"CREATE INDEX {t}_idx ON {t} USING {s.am} (v vector_l2_ops)")
-            s.conn.execute(f"CREATE TEMP TABLE {t}_copy AS SELECT * FROM {t}")
-            built = s.rows(f"SELECT pg_relation_size('{t}_idx')")[0][0]
-            ratios = []
-            for _ in range(2):
-                s.conn.execute(f"DELETE FROM {t}")
-                s.conn.execute(f"VACUUM {t}")
-                s.conn.execute(f"INSERT INTO {t} SELECT * FROM {t}_copy")
-                ratios.append(s.rows(f"SELECT pg_relation_size('{t}_idx')")[0][0] / built)
-            # every row is still found through the index by its own vector
-            s.conn.execute("SET enable_seqscan = off")
-            found = s.rows(f"SELECT count(*) FROM (SELECT i FROM {t}_copy c WHERE c.i IN "
-                           f"(SELECT i FROM {t} ORDER BY v <-> c.v LIMIT 1) AND c.i % 100 = 0) x")[0][0]
-            s.conn.execute("RESET enable_seqscan")
-            log(f"space reuse: {s.name} ({am_table}) index {ratios[0]:.3f}x, {ratios[1]:.3f}x its built size; "
-                f"{found} of 100 rows found by their own vector")
-            assert max(ratios) <= 1.05, f"{s.name} ({am_table}): index grew to {max(ratios):.3f}x"
-            assert found >= 99, f"{s.name} ({am_table}): {found} of 100 rows found by their own vector"
-            s.conn.execute(f"DROP TABLE {t}, {t}_copy")
+    for s, am_table, t in fresh_tables(systems, tables, "reuse", "i int, v vector(16)"):
+        s.conn.execute("SELECT setseed(0.3)")
+        s.conn.execute(f"INSERT INTO {t} SELECT g, (SELECT array_agg(random()::real) FROM generate_series(1, 16) "
+                       f"WHERE g > 0)::vector FROM generate_series(1, 10000) g")
+        s.conn.execute(f"CREATE INDEX {t}_idx ON {t} USING {s.am} (v vector_l2_ops)")
+        s.conn.execute(f"CREATE TEMP TABLE {t}_copy AS SELECT * FROM {t}")
+        built = s.rows(f"SELECT pg_relation_size('{t}_idx')")[0][0]
+        ratios = []
+        for _ in range(2):
+            s.conn.execute(f"DELETE FROM {t}")
+            s.conn.execute(f"VACUUM {t}")
+            s.conn.execute(f"INSERT INTO {t} SELECT * FROM {t}_copy")
+            ratios.append(s.rows(f"SELECT pg_relation_size('{t}_idx')")[0][0] / built)
+        # every row is still found through the index by its own vector
+        s.conn.execute("SET enable_seqscan = off")
+        found = s.rows(f"SELECT count(*) FROM (SELECT i FROM {t}_copy c WHERE c.i IN "
+                       f"(SELECT i FROM {t} ORDER BY v <-> c.v LIMIT 1) AND c.i % 100 = 0) x")[0][0]
+        s.conn.execute("RESET enable_seqscan")
+        log(f"space reuse: {s.name} ({am_table}) index {ratios[0]:.3f}x, {ratios[1]:.3f}x its built size; "
+            f"{found} of 100 rows found by their own vector")
+        assert max(ratios) <= 1.05, f"{s.name} ({am_table}): index grew to {max(ratios):.3f}x"
+        assert found >= 99, f"{s.name} ({am_table}): {found} of 100 rows found by their own vector"
+        s.conn.execute(f"DROP TABLE {t}, {t}_copy")
 
 
 def check_errors(systems):
@@ -321,6 +366,7 @@ def main():
         check_errors(systems)
         check_filters(systems, tables, rng)
         check_partial_and_stats(systems, tables, pg18)
+        check_duplicates(systems, tables)
         check_space_reuse(systems, tables)
         check_costs(systems, tables)
 

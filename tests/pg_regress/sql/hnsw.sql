@@ -98,6 +98,63 @@ RESET strata.hnsw_iterative_scan;
 RESET strata.hnsw_ef_search;
 RESET enable_seqscan;
 
+-- duplicates (pgvector's 015_hnsw_vector_duplicates): rows with equal vectors
+-- share an element of up to ten heap TIDs, on the build path and the insert
+-- path; ef_search = 1 without iterative scans returns one element's ten rows
+CREATE TABLE hd (id serial, v vector(3));
+INSERT INTO hd (v) SELECT '[1,1,1]' FROM generate_series(1, 20);
+CREATE INDEX hd_v ON hd USING strata_hnsw (v vector_l2_ops);
+SELECT elements FROM strata.hnsw_info('hd_v') WHERE layer = 0;
+SET enable_seqscan = off;
+SET strata.hnsw_ef_search = 1;
+SET strata.hnsw_iterative_scan = off;
+SELECT count(*) FROM (SELECT id FROM hd ORDER BY v <-> '[1,1,1]') s;
+RESET strata.hnsw_iterative_scan;
+SELECT count(*), count(DISTINCT id) FROM (SELECT id FROM hd ORDER BY v <-> '[1,1,1]') s;
+TRUNCATE hd;
+INSERT INTO hd (v) SELECT '[1,1,1]' FROM generate_series(1, 20);
+SELECT elements FROM strata.hnsw_info('hd_v') WHERE layer = 0;
+SET strata.hnsw_iterative_scan = off;
+SELECT count(*) FROM (SELECT id FROM hd ORDER BY v <-> '[1,1,1]') s;
+RESET strata.hnsw_iterative_scan;
+RESET strata.hnsw_ef_search;
+-- 100 copies among 200 other rows, index created before the inserts: every copy is found
+TRUNCATE hd;
+INSERT INTO hd (v) SELECT '[1,1,1]' FROM generate_series(1, 100);
+INSERT INTO hd (v) SELECT ARRAY[g % 7 + 2, g % 11 + 2, g % 13 + 2]::real[]::vector FROM generate_series(1, 200) g;
+SET strata.hnsw_ef_search = 200;
+SELECT count(*) FROM (SELECT id FROM hd ORDER BY v <-> '[1,1,1]' LIMIT 150) s;
+SELECT count(*) FROM (SELECT id FROM hd WHERE v = '[1,1,1]' ORDER BY v <-> '[1,1,1]' LIMIT 150) s;
+-- VACUUM takes dead rows out of shared elements and keeps the others
+DELETE FROM hd WHERE id % 3 = 0;
+VACUUM hd;
+SELECT count(*) FROM (SELECT id FROM hd WHERE v = '[1,1,1]' ORDER BY v <-> '[1,1,1]' LIMIT 150) s;
+SELECT count(*) FROM hd WHERE v = '[1,1,1]';
+RESET strata.hnsw_ef_search;
+RESET enable_seqscan;
+-- a version-1 index (one heap row per element, what older builds wrote) is
+-- still read, inserted into and vacuumed; REINDEX writes the current format
+SET strata.hnsw_format_version = 1;
+CREATE INDEX hd_v1 ON hd USING strata_hnsw (v vector_l2_ops);
+RESET strata.hnsw_format_version;
+SELECT elements FROM strata.hnsw_info('hd_v1') WHERE layer = 0;
+DROP INDEX hd_v;
+INSERT INTO hd (v) SELECT '[5,5,5.5]' FROM generate_series(1, 4);
+SET enable_seqscan = off;
+SELECT count(*) FROM (SELECT id FROM hd WHERE v = '[5,5,5.5]' ORDER BY v <-> '[5,5,5.5]' LIMIT 20) s;
+SELECT v FROM hd ORDER BY v <-> '[1.1,1,1]' LIMIT 1;
+DELETE FROM hd WHERE v = '[5,5,5.5]';
+VACUUM hd;
+INSERT INTO hd (v) SELECT '[6,6,6.5]' FROM generate_series(1, 4);
+SELECT count(*) FROM (SELECT id FROM hd WHERE v = '[6,6,6.5]' ORDER BY v <-> '[6,6,6.5]' LIMIT 20) s;
+SELECT elements FROM strata.hnsw_info('hd_v1') WHERE layer = 0;
+REINDEX INDEX hd_v1;
+SELECT elements FROM strata.hnsw_info('hd_v1') WHERE layer = 0;
+SELECT count(*) FROM (SELECT id FROM hd WHERE v = '[6,6,6.5]' ORDER BY v <-> '[6,6,6.5]' LIMIT 20) s;
+RESET enable_seqscan;
+DROP TABLE hd;
+SET strata.hnsw_format_version = 3;
+
 -- settings
 SET strata.hnsw_ef_search = 0;
 SET strata.hnsw_ef_search = 1001;
