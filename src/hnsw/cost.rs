@@ -61,7 +61,9 @@ mod tests {
         // entryLevel = (int)(ln 10000 / ln 16) = 3; layer0 = 32 · 40 = 1280;
         // selectivity = 0.55 · 9.2103 / (2.7726 · 4.6889) = 0.38966
         let r = startup_ratio(10_000.0, 16, 40);
-        let want = (3.0 * 16.0 + 1280.0 * (0.55 * 10_000f64.ln() / (16f64.ln() * (1.0 + 40f64.ln())))) / 10_000.0;
+        let want = (3.0 * 16.0
+            + 1280.0 * (0.55 * 10_000f64.ln() / (16f64.ln() * (1.0 + 40f64.ln()))))
+            / 10_000.0;
         assert!((r - want).abs() < 1e-12, "{r} vs {want}");
         assert!((r - 0.0547).abs() < 1e-3, "{r}");
         // small tables are read whole before the first row

