@@ -271,16 +271,13 @@ fn write_graph(st: &mut BuildState) {
     });
     // hnsw_rs's defaults: the heuristic's pruned candidates are not kept (on
     // clustered data, keeping them crowds out the links between clusters).
-    let mut hnsw = hnsw_rs::hnsw::Hnsw::<f32, HnswDist>::new(
+    let hnsw = hnsw_rs::hnsw::Hnsw::<f32, HnswDist>::new(
         p.m,
         n,
         format::max_level(p.m) as usize + 1,
         p.ef_construction,
         dist,
     );
-    // Under inner product they are kept, as on-disk inserts keep them
-    // (graph::select_neighbors_for).
-    hnsw.set_keeping_pruned(p.metric.keeps_pruned_links());
     let pool = worker_pool();
     let data: Vec<(&Vec<f32>, usize)> =
         st.vectors.iter().enumerate().map(|(i, v)| (v, i)).collect();
@@ -311,7 +308,8 @@ fn write_graph(st: &mut BuildState) {
     }
     drop(hnsw);
     // Repair what the concurrent inserts left (see graph::refine_links).
-    {
+    // Not under inner product, whose "distance" is no metric (below).
+    if p.metric != Metric::InnerProduct {
         let (vecs, metric, m) = (&st.vectors, p.metric, p.m);
         let incoming = graph::incoming_links(&links);
         let mut refined = Vec::with_capacity(n);
