@@ -358,6 +358,32 @@ pub fn random_level(u: f64, m: usize, max_level: u8) -> u8 {
     (l.max(0.0) as u64).min(max_level as u64) as u8
 }
 
+/// Where a neighbor list of capacity `cap` takes an orphan in: `Some(None)`
+/// appends it (there is room), `Some(Some(k))` replaces entry `k` — a link to
+/// an element that is gone (`keeps_link` None) first, else the farthest
+/// (`dist`) whose target keeps another incoming link (`keeps_link`
+/// Some(true)) — and `None` means the list cannot take it without making a
+/// new orphan.
+pub fn orphan_slot<T>(
+    list: &[T],
+    cap: usize,
+    keeps_link: impl Fn(&T) -> Option<bool>,
+    mut dist: impl FnMut(&T) -> f64,
+) -> Option<Option<usize>> {
+    if list.len() < cap {
+        return Some(None);
+    }
+    list.iter()
+        .enumerate()
+        .filter_map(|(k, f)| match keeps_link(f) {
+            None => Some((true, f64::INFINITY, k)),
+            Some(true) => Some((false, dist(f), k)),
+            Some(false) => None,
+        })
+        .max_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)))
+        .map(|(_, _, k)| Some(k))
+}
+
 /// Gives every element without an incoming layer-0 link one, so that a
 /// search can reach it (the diversity heuristic leaves a few elements of a
 /// built graph with none: about 0.4% on uniform 128-d data). For each such
@@ -395,18 +421,13 @@ pub fn link_orphans(
             if list.contains(&o) {
                 break;
             }
-            if list.len() < cap {
-                links[c][0].push(o);
-            } else {
-                let victim = list
-                    .iter()
-                    .enumerate()
-                    .filter(|&(_, &f)| indeg[f] > 1)
-                    .max_by(|&(_, &a), &(_, &b)| dist(c, a).total_cmp(&dist(c, b)))
-                    .map(|(k, &f)| (k, f));
-                let Some((k, f)) = victim else { continue };
-                links[c][0][k] = o;
-                indeg[f] -= 1;
+            match orphan_slot(list, cap, |&f| Some(indeg[f] > 1), |&f| dist(c, f)) {
+                None => continue,
+                Some(None) => links[c][0].push(o),
+                Some(Some(k)) => {
+                    let f = std::mem::replace(&mut links[c][0][k], o);
+                    indeg[f] -= 1;
+                }
             }
             indeg[o] += 1;
             linked += 1;

@@ -448,16 +448,19 @@ impl DiskGraph {
         })?
     }
 
-    /// The heap TIDs of element `id`, read now (not from the cache); empty
-    /// for a free slot or an item that is not an element.
-    pub fn heap_tids(&mut self, id: ElemId) -> Vec<HeapTid> {
+    /// The heap TIDs of element `id`, read now from its page (not from the
+    /// cache); empty for a deleted element, a free slot or an item that is
+    /// not an element.
+    pub fn live_heap_tids(&mut self, id: ElemId) -> Vec<HeapTid> {
         let (dims, layout) = (self.params.dims, self.params.layout);
         with_item(self.index, id, |item| {
-            if item.len() >= layout.element_size(dims) && format::is_element_item(item) {
-                format::element_tids(item, layout)
-            } else {
-                Vec::new()
+            if item.len() < layout.element_size(dims) || !format::is_element_item(item) {
+                return Vec::new();
             }
+            if Element::decode(item).deleted() {
+                return Vec::new();
+            }
+            format::element_tids(item, layout)
         })
         .unwrap_or_default()
     }

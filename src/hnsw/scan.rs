@@ -187,13 +187,12 @@ fn scan_memory(st: &ScanState, search: &LayerSearch) -> usize {
 fn next_batch(st: &mut ScanState, q: &[f32]) -> bool {
     let mode = gucs::ITERATIVE_SCAN.get();
     let budget = gucs::MAX_SCAN_TUPLES.get().max(1) as u64;
-    let Some(search) = st.search.take() else {
+    let Some(mut search) = st.search.take() else {
         return false;
     };
     if mode == IterativeScan::Off || search.exhausted() {
         return false;
     }
-    let mut search = search;
     let stopped = search.evaluated >= budget || scan_memory(st, &search) > memory_limit();
     let next = if stopped {
         search.all_scored()
@@ -247,21 +246,14 @@ fn next_with(scan: pg_sys::IndexScanDesc, st: &mut ScanState, q: &[f32]) -> bool
             if st.returned.contains(&s.id) || (strict && s.distance < st.last) {
                 continue;
             }
-            let Some(e) = st.graph.element(s.id) else {
-                continue;
-            };
-            if e.deleted() || e.is_free() {
-                continue;
-            }
-            // every heap row of the element, as the page holds them now
-            let mut tids = st.graph.heap_tids(s.id);
-            let Some(first) = tids.first().copied() else {
+            // every heap row of a live element, as its page holds them now
+            let mut tids = st.graph.live_heap_tids(s.id);
+            tids.reverse();
+            let Some(first) = tids.pop() else {
                 continue;
             };
             st.returned.insert(s.id);
             st.last = st.last.max(s.distance);
-            tids.reverse();
-            tids.pop();
             st.pending = tids;
             set_heap_tid(scan, first);
             return true;

@@ -19,7 +19,7 @@
 //!    are reported to the free space map; inserts reuse such slots.
 
 use super::format::{self, ElemId};
-use super::graph::{Graph, Scored};
+use super::graph::{self, Graph, Scored};
 use super::insert;
 use super::pages::{self, DiskGraph, Params};
 use pgrx::pg_sys;
@@ -180,17 +180,17 @@ fn repair(
     id: ElemId,
     level: u8,
 ) {
-    let affected: Vec<usize> = (0..=level as usize)
-        .filter(|&l| g.neighbors(id, l).iter().any(|n| deleted.contains(n)))
-        .collect();
-    if affected.is_empty() {
+    let lists: Vec<Vec<ElemId>> = (0..=level as usize).map(|l| g.neighbors(id, l)).collect();
+    if !lists.iter().flatten().any(|n| deleted.contains(n)) {
         return;
     }
     let Some(base) = g.vector(id) else { return };
     let params = g.params;
     let found = insert::search_candidates(g, meta, &base, level, params.ef_construction);
-    for l in affected {
-        let current = g.neighbors(id, l);
+    for (l, current) in lists.into_iter().enumerate() {
+        if !current.iter().any(|n| deleted.contains(n)) {
+            continue;
+        }
         let mut cands: Vec<ElemId> = found[l].iter().map(|s| s.id).collect();
         for &n in &current {
             if deleted.contains(&n) {
@@ -272,30 +272,25 @@ fn link_orphans(g: &mut DiskGraph, live: &[(ElemId, u8)]) -> usize {
         cands.sort_by(|a, b| a.0.total_cmp(&b.0));
         for (_, c) in cands {
             let list = lists[&c].clone();
+            let Some(cv) = g.vector(c) else { continue };
+            let slot = graph::orphan_slot(
+                &list,
+                cap,
+                |f| indeg.get(f).map(|d| *d > 1),
+                |f| {
+                    g.vector(*f)
+                        .map_or(f64::INFINITY, |v| metric.distance(&cv, &v))
+                },
+            );
             let mut next = list.clone();
-            let mut dropped = None;
-            if next.len() < cap {
-                next.push(o);
-            } else {
-                // a link to an element that is gone, else the farthest one
-                // whose target keeps another incoming link
-                let Some(cv) = g.vector(c) else { continue };
-                let victim = next
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, f)| indeg.get(f).is_none_or(|d| *d > 1))
-                    .map(|(k, f)| {
-                        let gone = !indeg.contains_key(f);
-                        let d = g
-                            .vector(*f)
-                            .map_or(f64::INFINITY, |v| metric.distance(&cv, &v));
-                        (gone, d, k)
-                    })
-                    .max_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
-                let Some((_, _, k)) = victim else { continue };
-                dropped = Some(next[k]);
-                next[k] = o;
-            }
+            let dropped = match slot {
+                None => continue,
+                Some(None) => {
+                    next.push(o);
+                    None
+                }
+                Some(Some(k)) => Some(std::mem::replace(&mut next[k], o)),
+            };
             let Some(e) = g.element(c) else { continue };
             let written = pages::update_item(g.index, e.neighbors, |item| {
                 if format::decode_neighbors(item, m, 0) != list {
