@@ -53,12 +53,19 @@ impl Picker {
             _ => self.live += 1.0,
         }
         // Compressed pages materialize a palloc'd tuple; others are copied.
-        Some(
-            version_data::palloc_full(self.old, buf, t).unwrap_or_else(|| {
-                // SAFETY: `t` points into the locked page.
-                unsafe { pg_sys::heap_copytuple(t) }
-            }),
-        )
+        let copy = version_data::palloc_full(self.old, buf, t).unwrap_or_else(|| {
+            // SAFETY: `t` points into the locked page.
+            unsafe { pg_sys::heap_copytuple(t) }
+        });
+        // Every copy is its own root in the new table, whose indexes are
+        // built from scratch (update chains are flattened).
+        // SAFETY: a palloc'd copy owned here.
+        let h = unsafe { (*copy).t_data };
+        htup::set_infomask2(
+            h,
+            htup::infomask2(h) & !(pg_sys::HEAP_ONLY_TUPLE | pg_sys::HEAP_HOT_UPDATED),
+        );
+        Some(copy)
     }
 
     /// The versions to copy from data page `block`, if it is one of `live`'s,

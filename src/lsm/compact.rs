@@ -108,7 +108,7 @@ fn merge(
     for block in sources {
         pgrx::check_for_interrupts!();
         crate::pg::vacuum::delay_point();
-        let (versions, lsn) = run_writer::survivors(rel, block, horizon, &mut st.dropped);
+        let (versions, lsn) = run_writer::survivors(rel, block, horizon, true, &mut st.dropped);
         for (rowid, tuple) in versions {
             writer.add(rowid, &tuple);
             bytes += tuple.len() as u64;

@@ -2,6 +2,7 @@
 //! validity, latest-version lookup along `t_ctid` chains, and snapshot checks
 //! of a slot's tuple.
 
+use super::chain;
 use super::format;
 use super::manifest;
 use super::storage;
@@ -38,79 +39,66 @@ pub fn end(f: *mut LsmIndexFetch) {
     unsafe { pg_sys::pfree(f as *mut std::ffi::c_void) };
 }
 
-/// Checks `tid` against `snapshot` on a pinned buffer and stores it into
-/// `slot` when visible. Takes and releases the share lock.
+/// Checks version `tid` (its own, not its chain's) against `snapshot` on a
+/// pinned buffer and stores it into `slot` when visible, like `heap_fetch`.
+/// Takes and releases the share lock. A redirect is never visible.
 fn check_and_store(
     rel: pg_sys::Relation,
     buf: pg_sys::Buffer,
     tid: pg_sys::ItemPointerData,
     snapshot: pg_sys::Snapshot,
     slot: *mut pg_sys::TupleTableSlot,
-    all_dead: Option<&mut bool>,
 ) -> bool {
     buffer::lock_share(buf);
-    let mut surely_dead = false;
-    let visible = match storage::find_on_page(rel, buf, tid) {
-        Some(loc) => {
-            let mut t = loc.heap_tuple(rel);
-            // SAFETY: share-locked page, valid snapshot.
-            let v = unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot, buf) };
-            // like heap_fetch / heap_hot_search_buffer: SIREAD lock on what
-            // the snapshot sees, rw-conflict check on what it does not
-            if v {
-                predicate::lock_tid(rel, &t, snapshot);
-            }
-            predicate::check_conflict_out(v, rel, &mut t, buf, snapshot);
-            if v {
-                storage::store_in_slot(rel, slot, t, buf);
-            } else if all_dead.is_some() {
-                // SAFETY: share-locked page; horizon state for this relation.
-                surely_dead =
-                    unsafe { pg_sys::HeapTupleIsSurelyDead(&mut t, pg_sys::GlobalVisTestFor(rel)) };
-            }
-            v
+    let found = storage::find_on_page(rel, buf, tid).filter(|l| !chain::is_redirect(l.header));
+    let visible = found.is_some_and(|loc| {
+        let mut t = loc.heap_tuple(rel);
+        // SAFETY: share-locked page, valid snapshot.
+        let v = unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot, buf) };
+        // like heap_fetch: SIREAD lock on what the snapshot sees, rw-conflict
+        // check on what it does not
+        if v {
+            predicate::lock_tid(rel, &t, snapshot);
         }
-        // dropped by a flush or merge as dead to every snapshot
-        None => {
-            surely_dead = true;
-            false
+        predicate::check_conflict_out(v, rel, &mut t, buf, snapshot);
+        if v {
+            storage::store_in_slot(rel, slot, t, buf);
         }
-    };
+        v
+    });
     buffer::unlock(buf);
-    if let Some(d) = all_dead {
-        *d = !visible && surely_dead;
-    }
     visible
 }
 
-/// Fetches index entry `tid`. `all_dead` (when asked) says whether no
-/// snapshot can ever see the version — dead to all, or already dropped by a
-/// flush or merge — so the index may kill its entry (`kill_prior_tuple`).
+/// Fetches index entry `tid`: the version of its chain (see `chain`) that
+/// `snapshot` sees, with `tid` set to that version's own TID. `call_again`
+/// in: continue after the version returned last; out: a non-MVCC snapshot
+/// may see another version of the chain. `all_dead` (when asked) says
+/// whether no snapshot can ever see any version of the chain — dead to all,
+/// or already dropped by a flush or merge — so the index may kill its entry
+/// (`kill_prior_tuple`).
 pub fn index_fetch(
     f: &mut LsmIndexFetch,
-    tid: pg_sys::ItemPointerData,
+    tid: &mut pg_sys::ItemPointerData,
     snapshot: pg_sys::Snapshot,
     slot: *mut pg_sys::TupleTableSlot,
+    call_again: &mut bool,
     all_dead: Option<&mut bool>,
 ) -> bool {
     let rel = f.base.rel;
-    let gone = |all_dead: Option<&mut bool>| {
-        if let Some(d) = all_dead {
-            *d = true;
-        }
-        false
+    let first_call = !*call_again;
+    let mut w = chain::Walker::new(rel, f.buf);
+    let found = chain::search(&mut w, tid, snapshot, Some(slot), all_dead, first_call);
+    f.buf = w.buf;
+    // SAFETY: valid snapshot.
+    let mvcc = unsafe {
+        matches!(
+            (*snapshot).snapshot_type,
+            pg_sys::SnapshotType::SNAPSHOT_MVCC | pg_sys::SnapshotType::SNAPSHOT_HISTORIC_MVCC
+        )
     };
-    if !format::offset_in_range(htup::tid_offset(&tid)) {
-        return gone(all_dead);
-    }
-    let Some(block) = manifest::locate(rel, &tid) else {
-        return gone(all_dead);
-    };
-    if f.buf == 0 || buffer::block_number(f.buf) != block {
-        reset(f);
-        f.buf = buffer::read(rel, block);
-    }
-    check_and_store(rel, f.buf, tid, snapshot, slot, all_dead)
+    *call_again = found && !mvcc;
+    found
 }
 
 pub fn fetch_row_version(
@@ -122,7 +110,7 @@ pub fn fetch_row_version(
     let Some(buf) = storage::pin_tid(rel, tid) else {
         return false;
     };
-    let found = check_and_store(rel, buf, tid, snapshot, slot, None);
+    let found = check_and_store(rel, buf, tid, snapshot, slot);
     buffer::release(buf);
     found
 }
@@ -193,6 +181,9 @@ pub fn satisfies_snapshot(
         };
         buffer::lock_share(buf);
         let visible = storage::find_on_page(rel, buf, tid).is_some_and(|loc| {
+            if chain::is_redirect(loc.header) {
+                return false;
+            }
             let mut t = loc.heap_tuple(rel);
             // SAFETY: share-locked page, valid snapshot.
             unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot, buf) }

@@ -71,8 +71,9 @@ pub struct FlushStats {
 }
 
 /// Flushes the L0 pages present at its start into a new level-1 run,
-/// dropping versions dead to every snapshot by `horizon` (None: the table's
-/// current removal horizon), alongside DML. The caller holds SHARE UPDATE
+/// dropping versions dead to every snapshot by `horizon` (VACUUM's, after
+/// its sweep; None: the table's current removal horizon, keeping dead
+/// update-chain members), alongside DML. The caller holds SHARE UPDATE
 /// EXCLUSIVE on `rel`; `lock` gives EXCLUSIVE for the seal and the switch.
 pub fn flush(
     rel: pg_sys::Relation,
@@ -95,6 +96,9 @@ pub fn flush(
         stats.skipped = true;
         return stats;
     }
+    // VACUUM passes the horizon its sweep shortened the update chains by
+    // (see `chain`); only then may dead chain members be dropped.
+    let chains_swept = horizon.is_some();
     // SAFETY: horizon computation for this relation.
     let horizon =
         horizon.unwrap_or_else(|| unsafe { pg_sys::GetOldestNonRemovableTransactionId(rel) });
@@ -133,7 +137,7 @@ pub fn flush(
     for block in sources {
         pgrx::check_for_interrupts!();
         crate::pg::vacuum::delay_point();
-        let (versions, lsn) = run_writer::survivors(rel, block, horizon, &mut stats.dropped);
+        let (versions, lsn) = run_writer::survivors(rel, block, horizon, chains_swept, &mut stats.dropped);
         for (rowid, tuple) in versions {
             writer.add(rowid, &tuple);
             bytes += tuple.len() as u64;

@@ -149,14 +149,15 @@ unsafe extern "C-unwind" fn index_fetch_tuple(
     call_again: *mut bool,
     all_dead: *mut bool,
 ) -> bool {
-    // SAFETY: executor-provided pointers; no HOT chains, so never call again.
+    // SAFETY: executor-provided pointers; `call_again` says whether this
+    // continues along the chain from the version returned last.
     unsafe {
-        *call_again = false;
         fetch::index_fetch(
             &mut *(f as *mut fetch::LsmIndexFetch),
-            *tid,
+            &mut *tid,
             snapshot,
             slot,
+            &mut *call_again,
             all_dead.as_mut(),
         )
     }
@@ -296,19 +297,14 @@ unsafe extern "C-unwind" fn tuple_update(
     lockmode: *mut pg_sys::LockTupleMode::Type,
     update_indexes: *mut UpdateIndexes,
 ) -> pg_sys::TM_Result::Type {
-    // Every update gets a new rowid, so every index needs a new entry. The
-    // lock strength (a key column changed or not) is reported by the update.
-    // SAFETY: executor-provided output pointers.
-    unsafe {
-        #[cfg(feature = "pg15")]
-        {
-            *update_indexes = true;
-        }
-        #[cfg(not(feature = "pg15"))]
-        {
-            *update_indexes = pg_sys::TU_UpdateIndexes::TU_All;
-        }
-        let result = modify::update(
+    // Every update gets a new version and rowid; it needs index entries
+    // unless it left every index's columns alone (an index-stable update:
+    // the indexes keep naming its chain's root, see `chain`). The lock
+    // strength (a key column changed or not) is reported by the update.
+    let mut hot = false;
+    // SAFETY: executor-provided pointers.
+    let result = unsafe {
+        modify::update(
             rel,
             *otid,
             slot,
@@ -317,19 +313,26 @@ unsafe extern "C-unwind" fn tuple_update(
             wait,
             tmfd,
             &mut *lockmode,
-        );
-        if result != pg_sys::TM_Result::TM_Ok {
-            #[cfg(feature = "pg15")]
-            {
-                *update_indexes = false;
-            }
-            #[cfg(not(feature = "pg15"))]
-            {
-                *update_indexes = pg_sys::TU_UpdateIndexes::TU_None;
-            }
+            &mut hot,
+        )
+    };
+    let needed = result == pg_sys::TM_Result::TM_Ok && !hot;
+    // SAFETY: executor-provided output pointer.
+    unsafe {
+        #[cfg(feature = "pg15")]
+        {
+            *update_indexes = needed;
         }
-        result
+        #[cfg(not(feature = "pg15"))]
+        {
+            *update_indexes = if needed {
+                pg_sys::TU_UpdateIndexes::TU_All
+            } else {
+                pg_sys::TU_UpdateIndexes::TU_None
+            };
+        }
     }
+    result
 }
 
 #[pg_guard]

@@ -9,7 +9,7 @@
 //! being inserted or deleted by other transactions are waited for, then the page
 //! is classified again, as heap does.
 
-use super::{format, scan, storage};
+use super::{chain, format, scan, storage};
 use crate::pg::buffer;
 use crate::pg::htup;
 use crate::pg::page;
@@ -104,6 +104,114 @@ fn blocks_in_tid_order(table: pg_sys::Relation, lo: u32, hi: u32) -> Vec<pg_sys:
     out
 }
 
+/// What a build does with a row version (heap's
+/// `heapam_index_build_range_scan` rules).
+enum Class {
+    /// Index it; whether it is alive.
+    Index(bool),
+    /// Dead to every snapshot.
+    Skip,
+    /// Recently dead but HOT-updated: the chain's newer member is indexed
+    /// under the root instead, and snapshots older than the index must not
+    /// use it (`ii_BrokenHotChain`).
+    Broken,
+    /// Inserted or deleted by another running transaction: wait for it.
+    Wait(pg_sys::TransactionId),
+}
+
+fn classify(status: pg_sys::HTSV_Result::Type, h: *mut htup::Header, anyvisible: bool) -> Class {
+    match status {
+        pg_sys::HTSV_Result::HEAPTUPLE_LIVE => Class::Index(true),
+        pg_sys::HTSV_Result::HEAPTUPLE_RECENTLY_DEAD if chain::is_hot_updated(h) => Class::Broken,
+        pg_sys::HTSV_Result::HEAPTUPLE_RECENTLY_DEAD => Class::Index(false),
+        pg_sys::HTSV_Result::HEAPTUPLE_DEAD => Class::Skip,
+        in_progress => {
+            // Inserted (alive) or deleted (not alive) by a running
+            // transaction: index it when that is us, else wait.
+            let inserting = in_progress == pg_sys::HTSV_Result::HEAPTUPLE_INSERT_IN_PROGRESS;
+            let x = if inserting {
+                htup::xmin(h)
+            } else {
+                htup::update_xid(h)
+            };
+            // SAFETY: transaction state lookup.
+            if anyvisible || unsafe { pg_sys::TransactionIdIsCurrentTransactionId(x) } {
+                if !inserting && !anyvisible && chain::is_hot_updated(h) {
+                    Class::Broken // our own update: treated as recently dead
+                } else {
+                    Class::Index(inserting)
+                }
+            } else {
+                Class::Wait(x)
+            }
+        }
+    }
+}
+
+/// The members of the chain rooted at `root` to index under the root's TID,
+/// with whether each is alive: the one `snapshot` sees (MVCC builds), or
+/// each member heap's rules pick, waiting for running transactions first.
+fn chain_picks(
+    w: &mut chain::Walker,
+    root: pg_sys::ItemPointerData,
+    snapshot: pg_sys::Snapshot,
+    mvcc: bool,
+    anyvisible: bool,
+    info: *mut pg_sys::IndexInfo,
+) -> Vec<(pg_sys::ItemPointerData, bool)> {
+    let rel = w.rel();
+    if mvcc || anyvisible && !snapshot.is_null() {
+        let mut tid = root;
+        return if chain::search(w, &mut tid, snapshot, None, None, true) {
+            vec![(tid, true)]
+        } else {
+            Vec::new()
+        };
+    }
+    // SAFETY: horizon for this table.
+    let oldest_xmin = unsafe { pg_sys::GetOldestNonRemovableTransactionId(rel) };
+    loop {
+        let mut picks = Vec::new();
+        let mut wait = None;
+        let mut broken = false;
+        chain::for_each_member(w, root, |loc| {
+            let mut t = loc.heap_tuple(rel);
+            // SAFETY: share-locked page.
+            let status = unsafe { pg_sys::HeapTupleSatisfiesVacuum(&mut t, oldest_xmin, loc.buf) };
+            match classify(status, loc.header, anyvisible) {
+                Class::Index(alive) => picks.push((loc.tid, alive)),
+                Class::Skip => {}
+                Class::Broken => broken = true,
+                Class::Wait(x) => {
+                    wait = Some((x, loc.tid));
+                    return false;
+                }
+            }
+            true
+        });
+        match wait {
+            None => {
+                if broken {
+                    // SAFETY: valid IndexInfo.
+                    unsafe { (*info).ii_BrokenHotChain = true };
+                }
+                return picks;
+            }
+            Some((x, mut tid)) => {
+                // SAFETY: waits for the other transaction to finish.
+                unsafe {
+                    pg_sys::XactLockTableWait(
+                        x,
+                        rel,
+                        &mut tid,
+                        pg_sys::XLTW_Oper::XLTW_InsertIndexUnique,
+                    )
+                };
+            }
+        }
+    }
+}
+
 pub fn build_range_scan(
     table: pg_sys::Relation,
     index: pg_sys::Relation,
@@ -185,10 +293,13 @@ pub fn build_range_scan(
         }
     };
 
+    let mut chains: Vec<pg_sys::ItemPointerData> = Vec::new();
+    let mut walker = chain::Walker::new(table, 0);
     while let Some(block) = next() {
         pgrx::check_for_interrupts!();
         let buf = buffer::read(table, block);
         let picked = 'classify: loop {
+            chains.clear();
             buffer::lock_share(buf);
             let p = buffer::page(buf);
             let mut picked: Vec<(u16, bool)> = Vec::new();
@@ -204,6 +315,15 @@ pub fn build_range_scan(
                 if by_tid && !(vrange.0..vrange.1).contains(&htup::tid_block(&t.t_self)) {
                     continue;
                 }
+                // index entries name chain roots: a chain's members are
+                // indexed, under its root's TID, when the root is reached
+                if chain::is_heap_only(t.t_data) {
+                    continue;
+                }
+                if chain::has_chain(t.t_data) {
+                    chains.push(t.t_self);
+                    continue;
+                }
                 if mvcc || anyvisible && !snapshot.is_null() {
                     // SAFETY: share-locked page.
                     if unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot, buf) } {
@@ -213,34 +333,13 @@ pub fn build_range_scan(
                 }
                 // SAFETY: share-locked page.
                 let status = unsafe { pg_sys::HeapTupleSatisfiesVacuum(&mut t, oldest_xmin, buf) };
-                let wait_for = match status {
-                    pg_sys::HTSV_Result::HEAPTUPLE_LIVE => {
-                        picked.push((off, true));
+                let wait_for = match classify(status, t.t_data, anyvisible) {
+                    Class::Index(alive) => {
+                        picked.push((off, alive));
                         None
                     }
-                    pg_sys::HTSV_Result::HEAPTUPLE_RECENTLY_DEAD => {
-                        picked.push((off, false));
-                        None
-                    }
-                    pg_sys::HTSV_Result::HEAPTUPLE_DEAD => None,
-                    in_progress => {
-                        // Inserted (alive) or deleted (not alive) by a running
-                        // transaction: index it when that is us, else wait.
-                        let inserting =
-                            in_progress == pg_sys::HTSV_Result::HEAPTUPLE_INSERT_IN_PROGRESS;
-                        let x = if inserting {
-                            htup::xmin(t.t_data)
-                        } else {
-                            htup::update_xid(t.t_data)
-                        };
-                        // SAFETY: transaction state lookup.
-                        if anyvisible || unsafe { pg_sys::TransactionIdIsCurrentTransactionId(x) } {
-                            picked.push((off, inserting));
-                            None
-                        } else {
-                            Some(x)
-                        }
-                    }
+                    Class::Skip | Class::Broken => None,
+                    Class::Wait(x) => Some(x),
                 };
                 if let Some(xwait) = wait_for {
                     buffer::unlock(buf);
@@ -284,7 +383,33 @@ pub fn build_range_scan(
             };
         }
         buffer::release(buf);
+        for root in &chains {
+            let mut root_tid = *root;
+            for (tid, alive) in chain_picks(&mut walker, root_tid, snapshot, mvcc, anyvisible, info) {
+                let Some(loc) = walker.lock(tid) else {
+                    continue;
+                };
+                reltuples += 1.0;
+                storage::store_in_slot(table, datums.slot, loc.heap_tuple(table), walker.buf);
+                walker.unlock();
+                if !datums.form() {
+                    continue;
+                }
+                // SAFETY: the AM's callback with datums formed above.
+                unsafe {
+                    callback(
+                        index,
+                        &mut root_tid,
+                        datums.values.as_mut_ptr(),
+                        datums.isnull.as_mut_ptr(),
+                        alive,
+                        callback_state,
+                    )
+                };
+            }
+        }
     }
+    walker.release();
     datums.finish();
     if !scan.is_null() {
         // Like heapam_index_build_range_scan, the build ends the scan it was
@@ -303,11 +428,11 @@ fn encode_tid(tid: &pg_sys::ItemPointerData) -> i64 {
     ((htup::tid_block(tid) as i64) << 16) | htup::tid_offset(tid) as i64
 }
 
-/// Second pass of CREATE INDEX CONCURRENTLY: every row version visible to
-/// `snapshot` whose TID is not in the index's sorted TID list (`state`) is
-/// inserted. lsm has no HOT chains, so each version is its own root. A scan
-/// walks physical blocks, which after a flush is not logical TID order, so
-/// the index's TIDs are read into memory (8 bytes each) and looked up.
+/// Second pass of CREATE INDEX CONCURRENTLY: every chain root (see `chain`)
+/// whose TID is not in the index's sorted TID list (`state`) and whose chain
+/// has a version visible to `snapshot` gets an entry: that version's datums
+/// under the root's TID. The data pages are read in rowid order; the index's
+/// TIDs are read into memory (8 bytes each) and looked up.
 pub fn validate_scan(
     table: pg_sys::Relation,
     index: pg_sys::Relation,
@@ -318,10 +443,6 @@ pub fn validate_scan(
     // SAFETY: valid state from validate_index().
     let state = unsafe { &mut *state };
     let mut datums = IndexDatums::new(table, info);
-    let flags = pg_sys::ScanOptions::SO_TYPE_SEQSCAN | pg_sys::ScanOptions::SO_ALLOW_STRAT;
-    let s = scan::begin(table, snapshot, 0, std::ptr::null_mut(), flags);
-    // SAFETY: fresh scan from `begin`.
-    let sref = unsafe { &mut *s };
     let mut indexed: Vec<i64> = Vec::new();
     while let Some(d) = crate::pg::tuplesort::next_datum(state.tuplesort) {
         indexed.push(d.value() as i64);
@@ -331,43 +452,71 @@ pub fn validate_scan(
     }
     // SAFETY: valid IndexInfo.
     let unique = unsafe { (*info).ii_Unique };
-    while scan::next(sref, true, datums.slot) {
+    let check = if unique {
+        pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
+    } else {
+        pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
+    };
+    let (live, blocks) = super::manifest::scan_order(table, 0, u64::MAX);
+    let mut walker = chain::Walker::new(table, 0);
+    let mut missing: Vec<pg_sys::ItemPointerData> = Vec::new();
+    for block in blocks {
         pgrx::check_for_interrupts!();
-        state.htups += 1.0;
-        // SAFETY: the slot holds the version just returned.
-        let mut tid = unsafe { (*datums.slot).tts_tid };
-        if indexed.binary_search(&encode_tid(&tid)).is_ok() {
-            continue; // already in the index
+        missing.clear();
+        let buf = buffer::read(table, block);
+        buffer::lock_share(buf);
+        let p = buffer::page(buf);
+        if live.data_page_kind(table, block, p).is_some() {
+            for off in 1..=page::max_offset(p) {
+                let Some(t) = storage::version_at(table, p, off) else {
+                    continue;
+                };
+                if chain::is_heap_only(t.t_data) {
+                    continue;
+                }
+                if indexed.binary_search(&encode_tid(&t.t_self)).is_ok() {
+                    state.htups += 1.0;
+                } else {
+                    missing.push(t.t_self);
+                }
+            }
         }
-        if !datums.form() {
-            continue;
+        buffer::unlock_release(buf);
+        for root in &missing {
+            let mut tid = *root;
+            if !chain::search(&mut walker, &mut tid, snapshot, Some(datums.slot), None, true) {
+                continue;
+            }
+            state.htups += 1.0;
+            if !datums.form() {
+                continue;
+            }
+            let mut root_tid = *root;
+            // SAFETY: datums formed for this chain's visible version; index
+            // and table are open.
+            unsafe {
+                pg_sys::index_insert(
+                    index,
+                    datums.values.as_mut_ptr(),
+                    datums.isnull.as_mut_ptr(),
+                    &mut root_tid,
+                    table,
+                    check,
+                    false,
+                    info,
+                )
+            };
+            state.tups_inserted += 1.0;
         }
-        let check = if unique {
-            pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
-        } else {
-            pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
-        };
-        // SAFETY: datums formed for this version; index and table are open.
-        unsafe {
-            pg_sys::index_insert(
-                index,
-                datums.values.as_mut_ptr(),
-                datums.isnull.as_mut_ptr(),
-                &mut tid,
-                table,
-                check,
-                false,
-                info,
-            )
-        };
-        state.tups_inserted += 1.0;
     }
-    scan::end(s);
+    walker.release();
     datums.finish();
 }
 
-/// Marks the TIDs whose versions are dead to every snapshot as deletable and
-/// returns the newest xmax among them (the snapshot conflict horizon).
+/// Marks the TIDs whose chains (see `chain`) are dead to every snapshot as
+/// deletable and returns the newest xmax among them (the snapshot conflict
+/// horizon). A TID the manifest no longer has was dropped by a flush or
+/// merge as dead (rowids are never reused).
 pub fn delete_tuples(
     rel: pg_sys::Relation,
     op: *mut pg_sys::TM_IndexDeleteOp,
@@ -375,41 +524,43 @@ pub fn delete_tuples(
     // SAFETY: horizon for this table.
     let oldest_xmin = unsafe { pg_sys::GetOldestNonRemovableTransactionId(rel) };
     let mut horizon = pg_sys::InvalidTransactionId;
+    let mut walker = chain::Walker::new(rel, 0);
     // SAFETY: btree passes ndeltids entries in deltids and the status array.
     let (n, deltids, status) = unsafe { ((*op).ndeltids as usize, (*op).deltids, (*op).status) };
     for i in 0..n {
         // SAFETY: i < ndeltids.
         let d = unsafe { &*deltids.add(i) };
-        // SAFETY: status has an entry for every deltid id.
-        let deletable = |yes: bool| unsafe { (*status.add(d.id as usize)).knowndeletable = yes };
-        let Some(buf) = storage::pin_tid(rel, d.tid) else {
-            // The manifest no longer has the rowid: a flush dropped the version
-            // as dead (rowids are never reused).
-            deletable(true);
-            continue;
-        };
-        buffer::lock_share(buf);
-        let found = storage::find_on_page(rel, buf, d.tid);
-        if found.is_none() {
-            deletable(true);
-        }
-        if let Some(loc) = found {
+        let mut newest = pg_sys::InvalidTransactionId;
+        // a broken walk (a concurrent VACUUM) is not known to be all dead
+        let walk = chain::for_each_member(&mut walker, d.tid, |loc| {
             let mut t = loc.heap_tuple(rel);
             // SAFETY: share-locked page.
-            let st = unsafe { pg_sys::HeapTupleSatisfiesVacuum(&mut t, oldest_xmin, buf) };
-            if st == pg_sys::HTSV_Result::HEAPTUPLE_DEAD {
-                deletable(true);
-                let x = htup::update_xid(loc.header);
-                // SAFETY: xid comparison helper.
-                if x != pg_sys::InvalidTransactionId
-                    && (horizon == pg_sys::InvalidTransactionId
-                        || unsafe { pg_sys::TransactionIdFollows(x, horizon) })
-                {
-                    horizon = x;
-                }
+            let st = unsafe { pg_sys::HeapTupleSatisfiesVacuum(&mut t, oldest_xmin, loc.buf) };
+            if st != pg_sys::HTSV_Result::HEAPTUPLE_DEAD {
+                return false;
             }
+            let x = htup::update_xid(loc.header);
+            // SAFETY: xid comparison helper.
+            if x != pg_sys::InvalidTransactionId
+                && (newest == pg_sys::InvalidTransactionId
+                    || unsafe { pg_sys::TransactionIdFollows(x, newest) })
+            {
+                newest = x;
+            }
+            true
+        });
+        let all_dead = walk == chain::Walk::Done;
+        // SAFETY: status has an entry for every deltid id.
+        unsafe { (*status.add(d.id as usize)).knowndeletable = all_dead };
+        // SAFETY: xid comparison helper.
+        if all_dead
+            && newest != pg_sys::InvalidTransactionId
+            && (horizon == pg_sys::InvalidTransactionId
+                || unsafe { pg_sys::TransactionIdFollows(newest, horizon) })
+        {
+            horizon = newest;
         }
-        buffer::unlock_release(buf);
     }
+    walker.release();
     horizon
 }

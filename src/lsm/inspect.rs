@@ -178,7 +178,12 @@ mod strata {
             },
             release: &|| rel::unlock(r, pg_sys::ExclusiveLock),
         };
-        let st = super::super::flush::flush(r, None, Readers::Allowed, &lock);
+        // update chains are shortened first (as VACUUM's sweep does), by the
+        // flush's own horizon, so the flush drops their dead members too
+        // SAFETY: horizon computation for this relation.
+        let horizon = unsafe { pg_sys::GetOldestNonRemovableTransactionId(r) };
+        super::super::sweep::shorten_chains_only(r, horizon);
+        let st = super::super::flush::flush(r, Some(horizon), Readers::Allowed, &lock);
         if st.skipped {
             ereport!(
                 NOTICE,

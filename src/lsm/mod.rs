@@ -22,6 +22,7 @@
 //!   [`vacuum`] — L0 flush, leveled merges, freezing, file packing: VACUUM
 
 pub mod bloom;
+pub mod chain;
 pub mod cluster;
 pub mod compact;
 pub mod compressed_page;

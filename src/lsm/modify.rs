@@ -191,7 +191,7 @@ impl Strength {
     ) -> Mode {
         if let Strength::UpdateTo { new, keys } = *self {
             let mut old = old();
-            let changed = htup::key_columns_changed(rel, keys, &mut old, new);
+            let changed = htup::columns_changed(rel, keys, &mut old, new);
             *self = Strength::Known(if changed {
                 Mode::Exclusive
             } else {
@@ -342,6 +342,8 @@ enum Stamp {
         cid: pg_sys::CommandId,
         ctid: pg_sys::ItemPointerData,
         keys_updated: bool,
+        /// An update that needs no index entries (the new version is heap-only).
+        hot: bool,
     },
     /// Row lock of the given mode.
     Lock(Mode),
@@ -426,7 +428,15 @@ fn stamp(
         t,
         (htup::infomask(t) & !(pg_sys::HEAP_XMAX_BITS | HEAP_MOVED)) | bits,
     );
-    htup::set_infomask2(t, (htup::infomask2(t) & !pg_sys::HEAP_KEYS_UPDATED) | bits2);
+    // like heap: a delete, a non-HOT update and a lock-only xmax clear
+    // HEAP_HOT_UPDATED (left by an aborted HOT update); a HOT update sets it
+    let hot = matches!(what, Stamp::Modified { hot: true, .. });
+    let mask2 = htup::infomask2(t) & !(pg_sys::HEAP_KEYS_UPDATED | pg_sys::HEAP_HOT_UPDATED);
+    let keep_hot = matches!(what, Stamp::Lock(_))
+        && !htup::xmax_locked_only(bits)
+        && htup::infomask2(t) & pg_sys::HEAP_HOT_UPDATED != 0;
+    let hot_bit = if hot || keep_hot { pg_sys::HEAP_HOT_UPDATED } else { 0 };
+    htup::set_infomask2(t, mask2 | bits2 | hot_bit);
     htup::set_xmax(t, xmax);
     if let Stamp::Modified { cid, ctid, .. } = what {
         let (cmax, combo) = htup::adjust_cmax(t, cid);
@@ -671,6 +681,7 @@ pub fn delete(
             cid,
             ctid,
             keys_updated: true,
+            hot: false,
         },
         &acq.keep,
     );
@@ -704,6 +715,8 @@ fn carried_locks(old: *mut Header) -> (pg_sys::TransactionId, u32) {
 }
 
 /// Updates `otid` to the slot's row; returns the result and the new TID.
+/// `hot` tells whether the update left every index's columns alone: the new
+/// version is then heap-only and needs no index entries (see `chain`).
 #[allow(clippy::too_many_arguments)]
 pub fn update(
     rel: pg_sys::Relation,
@@ -714,6 +727,7 @@ pub fn update(
     wait: bool,
     tmfd: *mut pg_sys::TM_FailureData,
     lockmode: &mut pg_sys::LockTupleMode::Type,
+    hot: &mut bool,
 ) -> pg_sys::TM_Result::Type {
     let policy = if wait {
         Wait::Block
@@ -722,6 +736,7 @@ pub fn update(
     };
     let xid = current_xid();
     let keys = htup::key_columns(rel);
+    let hot_blocking = htup::hot_blocking_columns(rel);
     let (new, should_free) = slot_tuple(rel, slot);
     let mut strength = Strength::UpdateTo { new, keys };
     let result = loop {
@@ -753,13 +768,17 @@ pub fn update(
         let carry = (!acq.keep.is_empty()).then(|| carried_locks(loc.header));
         buffer::unlock(loc.buf); // keep the pin: the old version's bytes stay put
         let (tuple, should_free) = slot_tuple(rel, slot);
+        let index_stable = !htup::columns_changed(rel, hot_blocking, &mut old, tuple);
         let stored = prepare_insert(rel, tuple, xid, cid, 0, Some(&mut old));
+        // SAFETY: the tuple about to be stored is ours to write.
+        let t = unsafe { (*stored).t_data };
         if let Some((xmax, bits)) = carry {
-            // SAFETY: the tuple about to be stored is ours to write.
-            let t = unsafe { (*stored).t_data };
             htup::set_xmax(t, xmax);
             htup::set_infomask(t, (htup::infomask(t) & !pg_sys::HEAP_XMAX_BITS) | bits);
         }
+        let flags2 = htup::infomask2(t) & !(pg_sys::HEAP_ONLY_TUPLE | pg_sys::HEAP_HOT_UPDATED);
+        let only = if index_stable { pg_sys::HEAP_ONLY_TUPLE } else { 0 };
+        htup::set_infomask2(t, flags2 | only);
         let new_tid = storage::append(rel, stored, true);
         free_if(stored, stored != tuple);
         free_if(tuple, should_free);
@@ -789,9 +808,11 @@ pub fn update(
                     cid,
                     ctid: new_tid,
                     keys_updated,
+                    hot: index_stable,
                 },
                 &keep,
             );
+            *hot = index_stable;
             buffer::unlock_release(loc.buf);
             release_tuplock(rel, otid, acq.tuplock);
             // SAFETY: valid slot.
@@ -799,12 +820,12 @@ pub fn update(
             #[cfg(feature = "pg15")]
             // SAFETY: stats counter.
             unsafe {
-                pg_sys::pgstat_count_heap_update(rel, false)
+                pg_sys::pgstat_count_heap_update(rel, index_stable)
             };
             #[cfg(not(feature = "pg15"))]
             // SAFETY: stats counter.
             unsafe {
-                pg_sys::pgstat_count_heap_update(rel, false, true)
+                pg_sys::pgstat_count_heap_update(rel, index_stable, !index_stable)
             };
             break pg_sys::TM_Result::TM_Ok;
         }
@@ -813,8 +834,11 @@ pub fn update(
         kill_tid(rel, new_tid); // lost a race: retry from the top
     };
     free_if(new, should_free);
-    // SAFETY: the bitmap htup::key_columns returned, not used any more.
-    unsafe { pg_sys::bms_free(keys) };
+    // SAFETY: the bitmaps htup returned, not used any more.
+    unsafe {
+        pg_sys::bms_free(keys);
+        pg_sys::bms_free(hot_blocking);
+    }
     result
 }
 

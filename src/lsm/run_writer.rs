@@ -12,6 +12,7 @@
 //! point leaves the old manifest or the new one, never a mix.
 
 use super::bloom::{self, RowidLog};
+use super::chain;
 use super::compressed_page::TUPLE_HEADER_SIZE;
 use super::format::{
     self, Meta, PageKind, RunDesc, FENCE_ENTRIES, MAX_RUN_DATA_PAGES, ROWID_PREFIX,
@@ -20,9 +21,13 @@ use super::manifest;
 use super::page_image::{self, PackedPage, PageImage, RunPacker};
 use super::storage::{self, META_BLOCK};
 use crate::pg::buffer::{self, PageWrite};
+use crate::pg::htup;
 use crate::pg::page;
 use pgrx::pg_sys;
 use std::collections::{HashMap, HashSet};
+
+/// The header bytes stamps change (all but `t_hoff`).
+const STAMPED_SIZE: usize = TUPLE_HEADER_SIZE - 1;
 
 /// Writes run pages: data pages as they fill, then the fence index.
 pub struct RunWriter<'a> {
@@ -204,11 +209,19 @@ impl RunDesc {
 }
 
 /// The row versions of one source page that survive, copied out (rowid,
-/// tuple bytes), and the rowids dropped; also the page's LSN when it was read.
+/// tuple bytes), and the rowids the indexes must drop; also the page's LSN
+/// when it was read.
+///
+/// Update chains (see `chain`): a redirect survives as its header alone; a
+/// dead root still marked HOT-updated (no sweep has shortened its chain)
+/// survives whole. A dead heap-only version is dropped when it never was on a chain's live path (its
+/// inserter aborted) or when `chains_swept` — VACUUM's sweep redirected
+/// every root past its dead members, by this same `horizon` — else kept.
 pub fn survivors(
     rel: pg_sys::Relation,
     block: pg_sys::BlockNumber,
     horizon: pg_sys::TransactionId,
+    chains_swept: bool,
     dropped: &mut Vec<u64>,
 ) -> (Vec<(u64, Vec<u8>)>, u64) {
     let buf = buffer::read(rel, block);
@@ -223,8 +236,26 @@ pub fn survivors(
         // SAFETY: share-locked page; HTSV may set hint bits, which the copy keeps.
         let status = unsafe { pg_sys::HeapTupleSatisfiesVacuum(&mut t, horizon, buf) };
         if status == pg_sys::HTSV_Result::HEAPTUPLE_DEAD {
-            dropped.push(rowid);
-            continue;
+            let h = t.t_data;
+            if chain::is_redirect(h) {
+                out.push((rowid, chain::redirect_bytes(h)));
+                continue;
+            }
+            let kept = if chain::is_heap_only(h) {
+                let aborted = htup::infomask(h)
+                    & (pg_sys::HEAP_XMIN_COMMITTED | pg_sys::HEAP_XMIN_INVALID)
+                    == pg_sys::HEAP_XMIN_INVALID;
+                !(chains_swept || aborted)
+            } else {
+                chain::is_hot_updated(h)
+            };
+            if !kept {
+                // (a heap-only version has no index entries to remove; it
+                // is listed all the same, counted and in the standby
+                // conflict horizon like every dropped version)
+                dropped.push(rowid);
+                continue;
+            }
         }
         let bytes = super::version_data::full_bytes(rel, buf, &t).unwrap_or_else(|| {
             // SAFETY: t_data points at t_len bytes on the pinned page.
@@ -359,7 +390,7 @@ pub fn refresh_headers(
     // created the file, when WAL could be skipped); others are all compared.
     let logged = unsafe { (*(*rel).rd_rel).relpersistence }
         == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char;
-    let mut changed: HashMap<pg_sys::BlockNumber, Vec<(u64, [u8; TUPLE_HEADER_SIZE])>> =
+    let mut changed: HashMap<pg_sys::BlockNumber, Vec<(u64, [u8; STAMPED_SIZE])>> =
         HashMap::new();
     for &(block, lsn) in copied_at {
         let buf = buffer::read(rel, block);
@@ -374,10 +405,12 @@ pub fn refresh_headers(
                 let Some(i) = page_image::fence_for(pages, rowid) else {
                     continue; // dropped (below every new page)
                 };
-                let mut header = [0u8; TUPLE_HEADER_SIZE];
+                // t_hoff (the last byte) never changes in place, and a
+                // redirect's copy has its own (header only)
+                let mut header = [0u8; STAMPED_SIZE];
                 // SAFETY: a version's fixed header is in the share-locked page.
                 header.copy_from_slice(unsafe {
-                    std::slice::from_raw_parts(t.t_data as *const u8, TUPLE_HEADER_SIZE)
+                    std::slice::from_raw_parts(t.t_data as *const u8, STAMPED_SIZE)
                 });
                 changed.entry(pages[i].1).or_default().push((rowid, header));
             }
@@ -400,8 +433,8 @@ pub fn refresh_headers(
                 continue;
             };
             let at = off + ROWID_PREFIX;
-            if bytes[at..at + TUPLE_HEADER_SIZE] != header {
-                bytes[at..at + TUPLE_HEADER_SIZE].copy_from_slice(&header);
+            if bytes[at..at + STAMPED_SIZE] != header {
+                bytes[at..at + STAMPED_SIZE].copy_from_slice(&header);
                 any = true;
                 refreshed += 1;
             }

@@ -11,6 +11,7 @@
 //! place, so a pinned page's tuples stay where they are. Either scan
 //! direction may be taken at any time (SCROLL cursors).
 
+use super::chain;
 use super::format::{self, ROWS_PER_VBLOCK};
 use super::manifest::{self, Live};
 use super::storage;
@@ -46,6 +47,13 @@ pub struct LsmScan {
     next_piece: usize,
     want_vblock: pg_sys::BlockNumber,
     want: Option<[u64; 5]>,
+    /// Bitmap scans: roots on the loaded page that the snapshot does not see
+    /// but whose chains go on (see `chain`), walked after the page's own
+    /// visible versions; the page a walk pinned last.
+    chains: [pg_sys::ItemPointerData; ROWS_PER_VBLOCK as usize],
+    nchains: usize,
+    next_chain: usize,
+    chain_buf: pg_sys::Buffer,
     /// Non-parallel sequential and TID range scans: the data pages of this
     /// pass in rowid order (palloc'd in the scan's memory context), their
     /// number, and the position of the current one.
@@ -141,6 +149,8 @@ fn release_page(s: &mut LsmScan) {
     }
     s.count = 0;
     s.pos = -1;
+    s.nchains = 0;
+    s.next_chain = 0;
 }
 
 pub fn rescan(s: &mut LsmScan) {
@@ -160,6 +170,9 @@ pub fn end(scan: *mut LsmScan) {
     let s = unsafe { &mut *scan };
     release_page(s);
     free_order(s);
+    if s.chain_buf != 0 {
+        buffer::release(s.chain_buf);
+    }
     if s.base.rs_flags & pg_sys::ScanOptions::SO_TEMP_SNAPSHOT != 0 {
         // SAFETY: with SO_TEMP_SNAPSHOT the scan owns its registered snapshot.
         unsafe { pg_sys::UnregisterSnapshot(s.base.rs_snapshot) };
@@ -198,6 +211,18 @@ fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber, filter: Filter) {
             if !filter.keeps(&t.t_self) {
                 continue;
             }
+            let by_root = matches!(filter, Filter::Bitmap(..));
+            if chain::is_redirect(t.t_data) {
+                // never visible; a bitmap's entry for it leads to its chain
+                if by_root {
+                    s.chains[s.nchains] = t.t_self;
+                    s.nchains += 1;
+                }
+                continue;
+            }
+            if by_root && chain::is_heap_only(t.t_data) {
+                continue; // reached through its chain's root, which index entries name
+            }
             if let Some((lo, hi)) = &s.range {
                 if tid_cmp(&t.t_self, lo).is_lt() || tid_cmp(&t.t_self, hi).is_gt() {
                     continue;
@@ -215,6 +240,9 @@ fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber, filter: Filter) {
                 }
                 s.offsets[s.count] = item;
                 s.count += 1;
+            } else if by_root && chain::is_hot_updated(t.t_data) {
+                s.chains[s.nchains] = t.t_self;
+                s.nchains += 1;
             }
         }
     }
@@ -379,7 +407,7 @@ fn bitmap_next_piece(s: &mut LsmScan) -> bool {
         s.next_piece += 1;
         load_page(s, block, Filter::Bitmap(s.want_vblock, s.want));
         s.pos = -1;
-        if s.count > 0 {
+        if s.count > 0 || s.nchains > 0 {
             return true;
         }
     }
@@ -387,13 +415,24 @@ fn bitmap_next_piece(s: &mut LsmScan) -> bool {
     false
 }
 
-/// The next visible tuple of the current bitmap page, if any.
+/// The next visible tuple of the current bitmap page, if any: the page's
+/// own visible versions, then those its chains lead to.
 fn bitmap_emit_next(s: &mut LsmScan, slot: *mut pg_sys::TupleTableSlot) -> bool {
     loop {
         let next = s.pos + 1;
         if s.buf != 0 && (next as usize) < s.count {
             emit(s, next, slot);
             return true;
+        }
+        while s.next_chain < s.nchains {
+            let mut tid = s.chains[s.next_chain];
+            s.next_chain += 1;
+            let mut w = chain::Walker::new(s.base.rs_rd, s.chain_buf);
+            let found = chain::search(&mut w, &mut tid, s.base.rs_snapshot, Some(slot), None, true);
+            s.chain_buf = w.buf;
+            if found {
+                return true;
+            }
         }
         if !bitmap_next_piece(s) {
             return false;
@@ -555,7 +594,8 @@ pub fn analyze_next_tuple(
     while s.work_offset <= max {
         let off = s.work_offset;
         s.work_offset += 1;
-        let Some(mut t) = storage::version_at(rel, p, off) else {
+        let Some(mut t) = storage::version_at(rel, p, off).filter(|t| !chain::is_redirect(t.t_data))
+        else {
             continue;
         };
         // SAFETY: share-locked page.

@@ -18,6 +18,7 @@
 //! Nothing else changes the manifest meanwhile except new L0 pages, which
 //! only hold versions of transactions younger than the cutoffs.
 
+use super::chain;
 use super::format::PageKind;
 use super::manifest;
 use super::storage;
@@ -105,6 +106,14 @@ pub struct Sweep {
     /// snapshot, or deleted by a transaction still running.
     pub live_rows: u64,
     pub frozen: u64,
+    /// Roots dead to every snapshot whose chains go on (see `chain`):
+    /// shortened after the pass.
+    /// With each, its component ([`L0`] or a run id).
+    pub dead_roots: Vec<(pg_sys::ItemPointerData, u32)>,
+    /// Redirects found (kept while their chains live).
+    pub redirects: u64,
+    /// Roots turned into redirects or re-pointed by this pass.
+    pub redirected: u64,
 }
 
 /// Freezes one page in place and counts its dead versions.
@@ -133,12 +142,23 @@ fn sweep_page(
             continue;
         };
         out.versions += 1;
+        if chain::is_redirect(t.t_data) {
+            out.redirects += 1;
+            out.dead_roots.push((t.t_self, key)); // its target may have died since
+            continue;
+        }
         // SAFETY: exclusively locked page; HTSV may set hint bits.
         let status = unsafe { pg_sys::HeapTupleSatisfiesVacuum(&mut t, c.oldest_xmin, buf) };
         if status == pg_sys::HTSV_Result::HEAPTUPLE_DEAD {
-            let d = out.dead.entry(key).or_default();
-            d.versions += 1;
-            d.oldest.note(t.t_data);
+            if !chain::is_heap_only(t.t_data) && chain::is_hot_updated(t.t_data) {
+                // becomes a redirect (kept, no xids), or plain dead if its
+                // chain is (counted then)
+                out.dead_roots.push((t.t_self, key));
+            } else {
+                let d = out.dead.entry(key).or_default();
+                d.oldest.note(t.t_data);
+                d.versions += 1;
+            }
             continue;
         }
         if matches!(
@@ -209,5 +229,130 @@ pub fn sweep(rel: pg_sys::Relation, c: &Cutoffs) -> Sweep {
             sweep_page(rel, block, c, run.run_id, &mut out);
         }
     }
+    shorten_chains(rel, c.oldest_xmin, &mut out);
     out
+}
+
+/// The sweep's chain shortening alone (for `strata.lsm_flush`, which then
+/// flushes by the same `horizon`): finds the dead roots with chains and the
+/// redirects of L0 and every run, and shortens their chains. Returns how
+/// many roots it redirected.
+pub fn shorten_chains_only(rel: pg_sys::Relation, horizon: pg_sys::TransactionId) -> u64 {
+    let mut out = Sweep::default();
+    let Some(meta) = manifest::read(rel) else {
+        return 0;
+    };
+    let mut blocks: Vec<pg_sys::BlockNumber> =
+        manifest::l0_blocks(rel, &meta).into_iter().map(|(_, b)| b).collect();
+    for run in &meta.runs {
+        blocks.extend(manifest::run_pages(rel, run).0.into_iter().map(|(_, b)| b));
+    }
+    for block in blocks {
+        pgrx::check_for_interrupts!();
+        let buf = buffer::read(rel, block);
+        buffer::lock_share(buf);
+        let p = buffer::page(buf);
+        if matches!(
+            storage::page_kind(rel, block, p),
+            Some(PageKind::L0 | PageKind::RunData)
+        ) {
+            for item in 1..=page::max_offset(p) {
+                let Some(mut t) = storage::version_at(rel, p, item) else {
+                    continue;
+                };
+                let h = t.t_data;
+                let candidate = chain::is_redirect(h)
+                    || (!chain::is_heap_only(h) && chain::is_hot_updated(h) && {
+                        // SAFETY: share-locked page; HTSV may set hint bits.
+                        let st = unsafe { pg_sys::HeapTupleSatisfiesVacuum(&mut t, horizon, buf) };
+                        st == pg_sys::HTSV_Result::HEAPTUPLE_DEAD
+                    });
+                if candidate {
+                    out.dead_roots.push((t.t_self, 0));
+                }
+            }
+        }
+        buffer::unlock_release(buf);
+    }
+    shorten_chains(rel, horizon, &mut out);
+    out.redirected
+}
+
+/// Points every root in `out.dead_roots` at the first member of its chain
+/// that is not dead by `horizon` (making it a redirect), or, when the whole
+/// chain is dead, makes it a plain dead version (no `HEAP_HOT_UPDATED`, no
+/// redirect) that the flush or a merge drops and VACUUM removes from the
+/// indexes. Members the redirect skips are dead, and the same VACUUM's
+/// flush and merges (same horizon) drop them. One GenericXLog record per
+/// changed page.
+fn shorten_chains(rel: pg_sys::Relation, horizon: pg_sys::TransactionId, out: &mut Sweep) {
+    let mut w = chain::Walker::new(rel, 0);
+    // (block, root, new target: None = the chain is dead, component)
+    type Change = (pg_sys::BlockNumber, pg_sys::ItemPointerData, Option<pg_sys::ItemPointerData>, u32);
+    let mut changes: Vec<Change> = Vec::new();
+    for &(root, key) in &out.dead_roots {
+        pgrx::check_for_interrupts!();
+        let mut first_live = None;
+        let walk = chain::for_each_member(&mut w, root, |loc| {
+            if htup::tid_eq(&loc.tid, &root) {
+                return true; // the root itself: dead
+            }
+            let mut t = loc.heap_tuple(rel);
+            // SAFETY: share-locked page; HTSV may set hint bits.
+            let st = unsafe { pg_sys::HeapTupleSatisfiesVacuum(&mut t, horizon, loc.buf) };
+            if st == pg_sys::HTSV_Result::HEAPTUPLE_DEAD {
+                return true;
+            }
+            first_live = Some(loc.tid);
+            false
+        });
+        let target = match walk {
+            chain::Walk::Stopped => first_live,
+            chain::Walk::Done => None,
+            chain::Walk::Broken => continue, // cannot happen under VACUUM's lock; leave it
+        };
+        if let Some(block) = manifest::locate(rel, &root) {
+            changes.push((block, root, target, key));
+        }
+    }
+    w.release();
+    changes.sort_by_key(|c| c.0);
+    for group in changes.chunk_by(|a, b| a.0 == b.0) {
+        pgrx::check_for_interrupts!();
+        let buf = buffer::read(rel, group[0].0);
+        buffer::lock_exclusive(buf);
+        let mut pw = PageWrite::start(rel);
+        let wp = pw.register(buf, false);
+        let mut any = false;
+        for (_, root, target, key) in group {
+            let Some(loc) = storage::find_on_page(rel, buf, *root) else {
+                continue;
+            };
+            if target.is_none() {
+                // a plain dead version from now on, dropped with its component
+                let d = out.dead.entry(*key).or_default();
+                d.oldest.note(loc.header);
+                d.versions += 1;
+            }
+            let offset = loc.header as usize - buffer::page(buf) as usize;
+            // SAFETY: the working copy is an image of the same page.
+            let h = unsafe { (wp as *mut u8).add(offset) } as *mut htup::Header;
+            match target {
+                Some(t) if chain::is_redirect(h) && htup::tid_eq(&htup::ctid(h), t) => continue,
+                Some(t) => chain::make_redirect(h, *t),
+                None => htup::set_infomask2(
+                    h,
+                    htup::infomask2(h) & !(chain::REDIRECT | pg_sys::HEAP_HOT_UPDATED),
+                ),
+            }
+            out.redirected += target.is_some() as u64;
+            any = true;
+        }
+        if any {
+            pw.commit();
+        } else {
+            drop(pw);
+        }
+        buffer::unlock_release(buf);
+    }
 }

@@ -157,12 +157,49 @@ pub fn key_columns(rel: pg_sys::Relation) -> *mut pg_sys::Bitmapset {
     }
 }
 
-/// Whether an update from `old` to `new` changes one of the `keys` columns
-/// (`HeapDetermineColumnsInfo`). Decides between the update's lock
-/// strengths: a non-key update does not conflict with KEY SHARE row locks.
-pub fn key_columns_changed(
+/// The columns an update must leave alone to need no new index entries
+/// (heap's HOT-blocking set: key, expression and partial-predicate columns
+/// of every index). The columns of summarizing indexes (BRIN) block too,
+/// unlike heap's: an lsm update chain spans pages, and a BRIN range of the
+/// new version's block would be summarized from a version that bitmap scans
+/// reach only through its chain's root (see `lsm::chain`). Fetched before any
+/// buffer lock, palloc'd in the current context.
+pub fn hot_blocking_columns(rel: pg_sys::Relation) -> *mut pg_sys::Bitmapset {
+    // SAFETY: open relation; the bitmaps are copies the caller owns.
+    unsafe {
+        #[cfg(feature = "pg15")]
+        {
+            pg_sys::RelationGetIndexAttrBitmap(rel, pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_ALL)
+        }
+        #[cfg(not(feature = "pg15"))]
+        {
+            let hot = pg_sys::RelationGetIndexAttrBitmap(
+                rel,
+                pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_HOT_BLOCKING,
+            );
+            let summarized = pg_sys::RelationGetIndexAttrBitmap(
+                rel,
+                pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_SUMMARIZED,
+            );
+            pg_sys::bms_join(hot, summarized)
+        }
+    }
+}
+
+/// `HEAP_XMAX_IS_LOCKED_ONLY` of an infomask.
+pub fn xmax_locked_only(mask: u32) -> bool {
+    mask & pg_sys::HEAP_XMAX_LOCK_ONLY != 0
+        || mask & (pg_sys::HEAP_XMAX_IS_MULTI | pg_sys::HEAP_LOCK_MASK) == pg_sys::HEAP_XMAX_EXCL_LOCK
+}
+
+/// Whether an update from `old` to `new` changes one of the `cols` columns
+/// (`HeapDetermineColumnsInfo`, datums compared bit for bit). With the key
+/// columns it decides between the update's lock strengths (a non-key update
+/// does not conflict with KEY SHARE row locks); with the HOT-blocking
+/// columns, whether the update needs new index entries.
+pub fn columns_changed(
     rel: pg_sys::Relation,
-    keys: *const pg_sys::Bitmapset,
+    cols: *const pg_sys::Bitmapset,
     old: *mut pg_sys::HeapTupleData,
     new: *mut pg_sys::HeapTupleData,
 ) -> bool {
@@ -176,7 +213,7 @@ pub fn key_columns_changed(
     let mut x = -1;
     loop {
         // SAFETY: a valid (possibly empty) bitmapset.
-        x = unsafe { pg_sys::bms_next_member(keys, x) };
+        x = unsafe { pg_sys::bms_next_member(cols, x) };
         if x < 0 {
             return false;
         }

@@ -1,0 +1,276 @@
+//! Index-stable updates: heap's HOT chains without the page limit.
+//!
+//! An UPDATE that changes no column an index depends on
+//! ([`htup::hot_blocking_columns`]) writes its new version wherever inserts
+//! go (L0, any page) with heap's `HEAP_ONLY_TUPLE` flag, marks the old one
+//! `HEAP_HOT_UPDATED`, and inserts no index entry: every index entry keeps
+//! naming the chain's *root*, its first version. Each version keeps its own
+//! TID (`ctid` means what it means on heap); `t_ctid` links the chain.
+//!
+//! ```text
+//!  index entry ──> root (v1) ──t_ctid──> v2 (heap-only) ──t_ctid──> v3 (heap-only)
+//!  after VACUUM:   root = redirect ─────────────────────────────────> v3
+//! ```
+//!
+//! Reaching a row through an index walks the chain from the root to the
+//! version the snapshot sees ([`search`], heap's `heap_hot_search_buffer`
+//! across pages). Seq scans see every version and need no chains.
+//!
+//! Shortening: VACUUM's sweep turns a root that is dead to every snapshot
+//! into a *redirect* — a header-only version (`REDIRECT` in `t_infomask2`,
+//! xmin and xmax invalid, so no snapshot ever sees it) whose `t_ctid` names
+//! the chain's first version that is not dead — and clears `HEAP_HOT_UPDATED`
+//! on a root whose whole chain is dead, which then leaves the indexes like
+//! any dead row. The flush and merges of the same VACUUM (same cutoff) then
+//! drop the chain's dead members: dead versions form a prefix of a chain, and
+//! every root was redirected past that prefix before. A walk that finds a
+//! member missing (it read the root before the redirect was written) starts
+//! over from the root once.
+
+use super::{format, manifest, storage};
+use crate::pg::buffer;
+use crate::pg::htup::{self, Header};
+use crate::pg::predicate;
+use pgrx::pg_sys;
+
+/// `t_infomask2` bit of a redirect (heap leaves 0x1800 unused).
+pub const REDIRECT: u32 = 0x0800;
+
+pub fn is_heap_only(t: *mut Header) -> bool {
+    htup::infomask2(t) & pg_sys::HEAP_ONLY_TUPLE != 0
+}
+
+pub fn is_redirect(t: *mut Header) -> bool {
+    htup::infomask2(t) & REDIRECT != 0
+}
+
+/// `HeapTupleHeaderIsHotUpdated`: the version was updated by a HOT update
+/// whose updater did not (yet) abort.
+pub fn is_hot_updated(t: *mut Header) -> bool {
+    let m = htup::infomask(t);
+    htup::infomask2(t) & pg_sys::HEAP_HOT_UPDATED != 0
+        && m & pg_sys::HEAP_XMAX_INVALID == 0
+        && m & pg_sys::HEAP_XMIN_INVALID == 0
+}
+
+/// Whether a root leads to more versions (a chain to walk).
+pub fn has_chain(t: *mut Header) -> bool {
+    is_redirect(t) || is_hot_updated(t)
+}
+
+/// Turns a header into a redirect to `target` (on a page copy or under an
+/// exclusive lock).
+pub fn make_redirect(t: *mut Header, target: pg_sys::ItemPointerData) {
+    htup::set_xmin(t, pg_sys::InvalidTransactionId);
+    htup::set_xmax(t, pg_sys::InvalidTransactionId);
+    htup::set_infomask(t, pg_sys::HEAP_XMIN_INVALID | pg_sys::HEAP_XMAX_INVALID);
+    htup::set_infomask2(t, REDIRECT);
+    htup::set_ctid(t, target);
+}
+
+/// The bytes a redirect keeps in a run: its fixed header, padded to 24.
+pub fn redirect_bytes(t: *mut Header) -> Vec<u8> {
+    let mut out = vec![0u8; 24];
+    // SAFETY: a version's header has at least 23 readable bytes.
+    unsafe { std::ptr::copy_nonoverlapping(t as *const u8, out.as_mut_ptr(), 23) };
+    out[22] = 24; // t_hoff: no null bitmap, no data
+    out
+}
+
+/// One pinned page at a time for chain walks.
+pub struct Walker {
+    rel: pg_sys::Relation,
+    pub buf: pg_sys::Buffer,
+}
+
+impl Walker {
+    pub fn new(rel: pg_sys::Relation, buf: pg_sys::Buffer) -> Walker {
+        Walker { rel, buf }
+    }
+
+    pub fn rel(&self) -> pg_sys::Relation {
+        self.rel
+    }
+
+    /// Pins the page holding `tid` (reusing the pinned one) and share-locks
+    /// it; None (nothing locked) when the manifest has no such version.
+    pub fn lock(&mut self, tid: pg_sys::ItemPointerData) -> Option<storage::Located> {
+        let block = manifest::locate(self.rel, &tid)?;
+        if self.buf == 0 || buffer::block_number(self.buf) != block {
+            self.release();
+            self.buf = buffer::read(self.rel, block);
+        }
+        buffer::lock_share(self.buf);
+        let loc = storage::find_on_page(self.rel, self.buf, tid);
+        if loc.is_none() {
+            buffer::unlock(self.buf);
+        }
+        loc
+    }
+
+    pub fn unlock(&self) {
+        buffer::unlock(self.buf);
+    }
+
+    pub fn release(&mut self) {
+        if self.buf != 0 {
+            buffer::release(self.buf);
+            self.buf = 0;
+        }
+    }
+}
+
+/// The next member after a version: its TID and the xid its xmin must be.
+fn successor(t: *mut Header, at: &pg_sys::ItemPointerData) -> Option<(pg_sys::ItemPointerData, pg_sys::TransactionId)> {
+    if !is_hot_updated(t) {
+        return None;
+    }
+    let next = htup::ctid(t);
+    (!htup::tid_eq(&next, at) && format::offset_in_range(htup::tid_offset(&next)))
+        .then(|| (next, htup::update_xid(t)))
+}
+
+/// Heap's `heap_hot_search_buffer` over a chain that may span pages: from
+/// `tid` (an index entry's root, or with `first_call` false the member a
+/// previous call returned, which is skipped) to the first version `snapshot`
+/// sees, stored into `slot` (when given) with `tid` set to its own TID.
+/// `all_dead` (first call only) says whether every member is surely dead.
+pub fn search(
+    w: &mut Walker,
+    tid: &mut pg_sys::ItemPointerData,
+    snapshot: pg_sys::Snapshot,
+    slot: Option<*mut pg_sys::TupleTableSlot>,
+    all_dead: Option<&mut bool>,
+    first_call: bool,
+) -> bool {
+    let rel = w.rel;
+    let root = *tid;
+    let mut at = *tid;
+    let mut prior_xmax = pg_sys::InvalidTransactionId;
+    let mut at_root = first_call;
+    let mut skip = !first_call;
+    let mut restarted = false;
+    let mut dead = first_call;
+    let mut vistest: *mut pg_sys::GlobalVisState = std::ptr::null_mut();
+    let found = loop {
+        let Some(loc) = w.lock(at) else {
+            if !at_root && first_call && !restarted {
+                // a member a concurrent VACUUM dropped after redirecting the root
+                restarted = true;
+                (at, prior_xmax, at_root) = (root, pg_sys::InvalidTransactionId, true);
+                continue;
+            }
+            break false;
+        };
+        let h = loc.header;
+        if is_redirect(h) {
+            if !at_root {
+                w.unlock();
+                break false;
+            }
+            at = htup::ctid(h);
+            (prior_xmax, at_root) = (pg_sys::InvalidTransactionId, false);
+            w.unlock();
+            continue;
+        }
+        if (prior_xmax != pg_sys::InvalidTransactionId && htup::xmin(h) != prior_xmax)
+            || (!at_root && !is_heap_only(h))
+        {
+            w.unlock();
+            break false; // the chain ends (an aborted updater's version, or reused)
+        }
+        let mut t = loc.heap_tuple(rel);
+        if !skip {
+            // SAFETY: share-locked page, valid snapshot.
+            let visible = unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot, w.buf) };
+            predicate::check_conflict_out(visible, rel, &mut t, w.buf, snapshot);
+            if visible {
+                predicate::lock_tid(rel, &t, snapshot);
+                if let Some(slot) = slot {
+                    storage::store_in_slot(rel, slot, t, w.buf);
+                }
+                *tid = at;
+                w.unlock();
+                dead = false;
+                break true;
+            }
+        }
+        skip = false;
+        if dead {
+            if vistest.is_null() {
+                // SAFETY: horizon state for this relation.
+                vistest = unsafe { pg_sys::GlobalVisTestFor(rel) };
+            }
+            // SAFETY: share-locked page.
+            dead = unsafe { pg_sys::HeapTupleIsSurelyDead(&mut t, vistest) };
+        }
+        let next = successor(h, &at);
+        w.unlock();
+        match next {
+            Some((n, x)) => (at, prior_xmax, at_root) = (n, x, false),
+            None => break false,
+        }
+    };
+    if let Some(d) = all_dead {
+        *d = !found && dead;
+    }
+    found
+}
+
+/// How a walk over a chain's members ended.
+#[derive(PartialEq, Eq, Debug)]
+pub enum Walk {
+    /// Every member was passed to the callback.
+    Done,
+    /// The callback stopped the walk.
+    Stopped,
+    /// A member the chain names is gone while its predecessor still names
+    /// it: a concurrent VACUUM redirected the root and dropped it after the
+    /// walk read the root. Walking again from the root sees the redirect.
+    Broken,
+}
+
+/// Calls `f` on every member of the chain rooted at `root` (the root itself
+/// first, a redirect skipped), each on its share-locked page, until `f`
+/// returns false. A root the manifest no longer has was dropped dead: Done.
+pub fn for_each_member(
+    w: &mut Walker,
+    root: pg_sys::ItemPointerData,
+    mut f: impl FnMut(&storage::Located) -> bool,
+) -> Walk {
+    let mut at = root;
+    let mut prior_xmax = pg_sys::InvalidTransactionId;
+    let mut at_root = true;
+    loop {
+        let Some(loc) = w.lock(at) else {
+            return if at_root { Walk::Done } else { Walk::Broken };
+        };
+        let h = loc.header;
+        if is_redirect(h) {
+            let ok = at_root;
+            at = htup::ctid(h);
+            at_root = false;
+            w.unlock();
+            if !ok {
+                return Walk::Done;
+            }
+            continue;
+        }
+        if (prior_xmax != pg_sys::InvalidTransactionId && htup::xmin(h) != prior_xmax)
+            || (!at_root && !is_heap_only(h))
+        {
+            w.unlock();
+            return Walk::Done;
+        }
+        if !f(&loc) {
+            w.unlock();
+            return Walk::Stopped;
+        }
+        let next = successor(h, &at);
+        w.unlock();
+        match next {
+            Some((n, x)) => (at, prior_xmax, at_root) = (n, x, false),
+            None => return Walk::Done,
+        }
+    }
+}

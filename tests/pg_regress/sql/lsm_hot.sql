@@ -1,0 +1,172 @@
+-- Index-stable updates ("HOT without the page limit"): an UPDATE that
+-- changes no indexed column inserts no index entries, wherever its new
+-- version lands; every index keeps naming the chain's first version and
+-- reaches the newest one through the chain. A heap copy of the same table
+-- is the reference: its indexes grow, lsm's keep their size.
+\set VERBOSITY sqlstate
+CREATE EXTENSION amcheck;
+CREATE TABLE hot (id int PRIMARY KEY, grp int, tags int[], pos point, v vector(3),
+                  note text, n int) USING lsm;
+INSERT INTO hot SELECT g, g % 10, ARRAY[g % 7, g % 11], point(g % 50, g / 50),
+       ARRAY[g % 13, g % 17, g % 19]::vector, 'note ' || g, 0
+FROM generate_series(1, 3000) g;
+CREATE INDEX hot_grp ON hot (grp);
+CREATE INDEX hot_tags ON hot USING gin (tags);
+CREATE INDEX hot_pos ON hot USING gist (pos);
+CREATE INDEX hot_v ON hot USING strata_hnsw (v vector_l2_ops);
+CREATE INDEX hot_expr ON hot ((grp * 2)) WHERE n >= 0;
+CREATE TABLE hot_heap (LIKE hot INCLUDING INDEXES) USING heap;
+INSERT INTO hot_heap SELECT * FROM hot;
+
+CREATE TABLE sizes AS
+SELECT c.relname, pg_relation_size(c.oid) AS before FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid IN ('hot'::regclass, 'hot_heap'::regclass);
+
+-- five rounds over every row, changing only a column no index uses
+SELECT pg_stat_force_next_flush();
+DO $$ BEGIN
+  FOR r IN 1..5 LOOP
+    UPDATE hot SET note = 'round ' || r || ' of ' || id;
+    UPDATE hot_heap SET note = 'round ' || r || ' of ' || id;
+  END LOOP;
+END $$;
+SELECT pg_stat_force_next_flush();
+SELECT relname, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+WHERE relname = 'hot';
+-- lsm's indexes keep their size; the heap copy's grow (full pages: no HOT),
+-- but for its strata_hnsw index, whose elements take the new TIDs of rows
+-- with an unchanged vector (up to ten per element)
+SELECT s.relname, pg_relation_size(s.relname::regclass) = s.before AS same_size
+FROM sizes s ORDER BY 1;
+
+-- every index finds every row, at its newest version
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+EXPLAIN (COSTS OFF) SELECT note FROM hot WHERE id = 77;
+SELECT note FROM hot WHERE id = 77;
+SELECT count(*), count(*) FILTER (WHERE note LIKE 'round 5 %') FROM hot WHERE grp >= 0;
+SELECT count(*), count(*) FILTER (WHERE note LIKE 'round 5 %') FROM hot WHERE grp * 2 >= 0 AND n >= 0;
+SET enable_indexscan = off;
+SET enable_bitmapscan = on;
+SELECT count(*) FILTER (WHERE note LIKE 'round 5 %') FROM hot WHERE tags @> ARRAY[3];
+SELECT count(*) FROM hot_heap WHERE tags @> ARRAY[3];
+SELECT count(*) FILTER (WHERE note LIKE 'round 5 %') FROM hot WHERE pos <@ box '((0,0),(49,59))';
+RESET enable_indexscan;
+SET enable_bitmapscan = off;
+SET strata.hnsw_ef_search = 1000;
+SELECT count(*), count(DISTINCT id), count(*) FILTER (WHERE note LIKE 'round 5 %')
+FROM (SELECT id, note FROM hot ORDER BY v <-> '[6,8,9]' LIMIT 3000) s;
+RESET strata.hnsw_ef_search;
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+SELECT bt_index_check(i, true) FROM unnest(ARRAY['hot_pkey', 'hot_grp', 'hot_expr']::regclass[]) i;
+
+-- an update of an indexed column is not index-stable: it takes new entries
+UPDATE hot SET grp = grp + 100 WHERE id <= 10;
+SET enable_seqscan = off;
+SELECT count(*) FROM hot WHERE grp >= 100;
+SELECT count(*) FROM hot WHERE grp < 100;
+RESET enable_seqscan;
+-- so is one that changes a partial index's predicate column or an expression's
+UPDATE hot SET n = -1 WHERE id = 20;
+SET enable_seqscan = off;
+SELECT count(*) FROM hot WHERE grp * 2 >= 0 AND n >= 0;
+RESET enable_seqscan;
+SELECT pg_stat_force_next_flush();
+SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'hot';
+
+-- ctid keeps heap's meaning: each version has its own
+SELECT ctid AS old_ctid FROM hot WHERE id = 5 \gset
+UPDATE hot SET note = 'moved' WHERE id = 5;
+SELECT ctid = :'old_ctid' AS same_ctid, note FROM hot WHERE id = 5;
+SELECT count(*) FROM hot WHERE ctid = :'old_ctid';
+
+-- VACUUM shortens chains (the first version becomes a redirect) and drops
+-- the dead versions; every index still finds every row
+VACUUM hot;
+SELECT * FROM strata.lsm_verify('hot');
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+SELECT count(*), count(*) FILTER (WHERE note LIKE 'round 5 %') FROM hot WHERE grp >= 0;
+SELECT note FROM hot WHERE id IN (5, 77) ORDER BY id;
+RESET enable_bitmapscan;
+SET enable_indexscan = off;
+SELECT count(*) FROM hot WHERE tags @> ARRAY[3];
+RESET enable_indexscan;
+RESET enable_seqscan;
+SELECT bt_index_check(i, true) FROM unnest(ARRAY['hot_pkey', 'hot_grp', 'hot_expr']::regclass[]) i;
+-- more rounds after the VACUUM: redirects are re-pointed, sizes stay (from
+-- here: the eleven updates above took entries in every index)
+UPDATE sizes SET before = pg_relation_size(relname::regclass);
+UPDATE hot SET note = 'round 6 of ' || id;
+UPDATE hot SET note = 'round 7 of ' || id;
+VACUUM hot;
+SELECT s.relname, pg_relation_size(s.relname::regclass) = s.before AS same_size
+FROM sizes s WHERE s.relname NOT LIKE 'hot_heap%' ORDER BY 1;
+SELECT pg_relation_size('hot') < 4 * pg_relation_size('hot_heap') AS table_bounded;
+SELECT * FROM strata.lsm_verify('hot');
+SET enable_seqscan = off;
+SELECT count(*), count(*) FILTER (WHERE note LIKE 'round 7 %') FROM hot WHERE id > 0;
+RESET enable_seqscan;
+
+-- unique checks follow chains: the newest version's key is taken
+INSERT INTO hot (id, grp, note, n) VALUES (77, 1, 'duplicate', 0);
+INSERT INTO hot (id, grp, note, n) VALUES (77, 1, 'upsert', 0)
+ON CONFLICT (id) DO UPDATE SET note = excluded.note || ' of ' || hot.note;
+SELECT note FROM hot WHERE id = 77;
+-- a deleted chain's key is free again
+DELETE FROM hot WHERE id = 78;
+INSERT INTO hot (id, grp, note, n) VALUES (78, 1, 'reinserted', 0);
+SELECT count(*) FROM hot WHERE id = 78;
+
+-- indexes built over chains index each chain's visible version under its
+-- first version's TID (heapallindexed checks exactly that)
+CREATE INDEX hot_note ON hot (note);
+CREATE INDEX CONCURRENTLY hot_note_c ON hot (note);
+SELECT bt_index_check(i, true) FROM unnest(ARRAY['hot_note', 'hot_note_c']::regclass[]) i;
+SET enable_seqscan = off;
+SELECT count(*) FROM hot WHERE note LIKE 'round 7 %';
+RESET enable_seqscan;
+REINDEX TABLE hot;
+SELECT bt_index_check(i, true) FROM unnest(ARRAY['hot_pkey', 'hot_grp', 'hot_note']::regclass[]) i;
+-- the new index takes part: updates of note are no longer index-stable
+SELECT pg_relation_size('hot_note') AS note_before \gset
+UPDATE hot SET note = note || '!' WHERE id <= 1000;
+SELECT pg_relation_size('hot_note') > :note_before AS note_index_grew;
+DROP INDEX hot_note, hot_note_c;
+
+-- lossy bitmap pages: every chain rooted in a page, each row once
+CREATE TABLE lossy (id int PRIMARY KEY, n int, pad text) USING lsm;
+INSERT INTO lossy SELECT g, 0, repeat('p', 300) FROM generate_series(1, 40000) g;
+UPDATE lossy SET n = 1;
+VACUUM lossy;
+UPDATE lossy SET n = 2 WHERE id % 2 = 0;
+ANALYZE lossy;
+SET enable_seqscan = off;
+SET enable_indexscan = off;
+SET work_mem = '64kB';
+CREATE FUNCTION lossy_pages() RETURNS text LANGUAGE plpgsql AS $$
+DECLARE plan json;
+BEGIN
+  EXECUTE 'EXPLAIN (ANALYZE, FORMAT JSON, TIMING OFF, SUMMARY OFF) '
+          'SELECT count(*) FROM lossy WHERE id > 5' INTO plan;
+  RETURN CASE WHEN (plan->0->'Plan'->'Plans'->0->>'Lossy Heap Blocks')::int > 0
+              THEN 'lossy pages' ELSE 'no lossy pages' END;
+END $$;
+SELECT lossy_pages();
+SELECT count(*), count(DISTINCT id), sum(n) FROM lossy WHERE id > 5;
+RESET work_mem;
+RESET enable_indexscan;
+SET enable_bitmapscan = off;
+RESET enable_seqscan;
+SELECT count(*), count(DISTINCT id), sum(n) FROM lossy WHERE id > 5;
+RESET enable_bitmapscan;
+DROP TABLE lossy;
+
+-- VACUUM FULL flattens the chains
+VACUUM FULL hot;
+SELECT * FROM strata.lsm_verify('hot');
+SELECT bt_index_check(i, true) FROM unnest(ARRAY['hot_pkey', 'hot_grp']::regclass[]) i;
+SELECT count(*), count(*) FILTER (WHERE note LIKE 'round 7 %') FROM hot;
+DROP TABLE hot, hot_heap, sizes;
+DROP EXTENSION amcheck;
