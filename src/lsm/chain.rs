@@ -33,8 +33,8 @@ use crate::pg::htup::{self, Header};
 use crate::pg::predicate;
 use pgrx::pg_sys;
 
-/// `t_infomask2` bit of a redirect (heap leaves 0x1800 unused).
-pub const REDIRECT: u32 = 0x0800;
+/// `t_infomask2` bit of a redirect.
+pub const REDIRECT: u32 = format::REDIRECT_FLAG as u32;
 
 pub fn is_heap_only(t: *mut Header) -> bool {
     htup::infomask2(t) & pg_sys::HEAP_ONLY_TUPLE != 0

@@ -104,6 +104,10 @@ pub fn version_readable(v: u32) -> bool {
 }
 /// Row versions per virtual block (TID offsets 1..=256; tidbitmap allows 291).
 pub const ROWS_PER_VBLOCK: u16 = 256;
+
+/// `t_infomask2` bit of an update chain's redirect (heap leaves 0x1800
+/// unused; see `chain`).
+pub const REDIRECT_FLAG: u16 = 0x0800;
 /// Size of [`PageTag`].
 pub const TAG_SIZE: usize = 16;
 

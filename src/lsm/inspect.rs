@@ -251,7 +251,10 @@ mod strata {
 
     /// Cumulative work of an lsm table: flushes and merges, tuple bytes they
     /// wrote, write amplification (bytes written into runs per byte flushed
-    /// out of L0), dead versions dropped and versions frozen.
+    /// out of L0), dead versions dropped and versions frozen; updates that
+    /// were index-stable (no index entries, see `chain`; the cumulative
+    /// statistics' `n_tup_hot_upd`) and the redirects the table holds now
+    /// (counted over its pages).
     #[pg_extern(strict)]
     #[allow(clippy::type_complexity)]
     fn lsm_stats(
@@ -266,11 +269,29 @@ mod strata {
             name!(write_amplification, f64),
             name!(dropped_versions, i64),
             name!(frozen_versions, i64),
+            name!(index_stable_updates, i64),
+            name!(redirects, i64),
         ),
     > {
         let r = open_lsm(&relation);
         let meta = super::super::manifest::read(r).unwrap_or_default();
         let s = meta.stats;
+        let mut ignored = Vec::new();
+        let (pages, frozen) = summarize(r, &mut ignored);
+        let used = page_check::check_manifest(&pages, frozen, &mut ignored);
+        let redirects: u64 = pages
+            .iter()
+            .zip(&used)
+            .filter(|(_, u)| **u)
+            .map(|(p, _)| p.redirects as u64)
+            .sum();
+        let hot = Spi::get_one_with_args::<i64>(
+            "SELECT pg_stat_get_tuples_hot_updated($1)",
+            &[relation.oid().into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(0);
         TableIterator::once((
             meta.header.flushes as i64,
             meta.header.compactions as i64,
@@ -279,6 +300,8 @@ mod strata {
             (s.write_amplification() * 1000.0).round() / 1000.0,
             s.dropped_versions as i64,
             s.frozen_versions as i64,
+            hot,
+            redirects as i64,
         ))
     }
 

@@ -48,6 +48,7 @@ const HEAP_XMAX_COMMITTED: u16 = 0x0400;
 const HEAP_XMAX_INVALID: u16 = 0x0800;
 const HEAP_XMAX_IS_MULTI: u16 = 0x1000;
 const HEAP_NATTS_MASK: u16 = 0x07FF;
+const HEAP_ONLY_TUPLE: u16 = 0x8000;
 const FIRST_NORMAL_XID: u32 = 3;
 
 /// What the checks need to know about the relation and the server.
@@ -77,6 +78,8 @@ pub struct Link {
     pub rowid: u64,
     pub ctid_block: u32,
     pub ctid_offset: u16,
+    /// The version's `t_infomask2` (heap-only and redirect flags).
+    pub mask2: u16,
 }
 
 /// What one page holds.
@@ -100,6 +103,8 @@ pub struct Summary {
     /// `(item, xmin)` of unfrozen versions older than relfrozenxid: a
     /// problem only on pages in use (free pages keep stale copies).
     pub old_xmins: Vec<(u16, u32)>,
+    /// Redirects of update chains (see `chain`).
+    pub redirects: u32,
 }
 
 /// `TransactionIdPrecedes` for normal xids (modulo-2^32 comparison).
@@ -401,7 +406,14 @@ fn check_tuple(
             rowid,
             ctid_block,
             ctid_offset,
+            mask2,
         });
+    }
+    if mask2 & format::REDIRECT_FLAG != 0 {
+        out.redirects += 1;
+        if mask2 & HEAP_ONLY_TUPLE != 0 || natts != 0 || xmin != 0 {
+            report(offset, "redirect is heap-only, has attributes or an xmin".into());
+        }
     }
 }
 
@@ -558,6 +570,28 @@ pub fn check_manifest(
                 format!(
                     "{:?} page claims to be in use but the manifest does not reach it",
                     s.kind.unwrap()
+                ),
+            );
+        }
+    }
+    // A redirect names a heap-only version of the table (the first live
+    // member of its chain when VACUUM wrote it; VACUUM re-points or drops
+    // it before that member goes).
+    let heap_only: HashSet<u64> = links
+        .iter()
+        .filter(|(_, l)| l.mask2 & HEAP_ONLY_TUPLE != 0)
+        .map(|(_, l)| l.rowid)
+        .collect();
+    for (block, l) in &links {
+        if l.mask2 & format::REDIRECT_FLAG != 0
+            && !heap_only.contains(&format::rowid(l.ctid_block, l.ctid_offset))
+        {
+            report(
+                *block,
+                l.item,
+                format!(
+                    "redirect to ({},{}), which is no heap-only version of the table",
+                    l.ctid_block, l.ctid_offset
                 ),
             );
         }
@@ -871,12 +905,17 @@ mod tests {
 
     /// A table: metapage, one run (data, leaf, root), L0 directory and two L0 pages.
     fn table() -> (Meta, Vec<Vec<u8>>) {
-        let mut packer = RunPacker::new(1, None);
         // rowids 256, 257 (vblock 1); 257 was updated into L0 rowid 2*256
+        table_of(tuple(10, 11, 0, (2, 1)), tuple(11, 0, HEAP_XMAX_INVALID, (2, 1)))
+    }
+
+    /// [`table`] with rowid 257 (in the run) and L0 rowid 2*256 given.
+    fn table_of(t257: Vec<u8>, t512: Vec<u8>) -> (Meta, Vec<Vec<u8>>) {
+        let mut packer = RunPacker::new(1, None);
         assert!(packer
             .add(256, &tuple(10, 0, HEAP_XMAX_INVALID, (1, 1)))
             .is_empty());
-        assert!(packer.add(257, &tuple(10, 11, 0, (2, 1))).is_empty());
+        assert!(packer.add(257, &t257).is_empty());
         let done = packer.finish().pop().unwrap();
         let (data, first) = (done.image, done.first_rowid);
         let leaf = fence_page(1, format::INDEX_LEAF, &[(first, 1)]);
@@ -905,10 +944,40 @@ mod tests {
             leaf.bytes().to_vec(),
             root.bytes().to_vec(),
             dir.bytes().to_vec(),
-            l0_page(2, &[(11, 0, HEAP_XMAX_INVALID, (2, 1))]),
+            {
+                let mut p = PageImage::new(PageKind::L0, 2, 0);
+                assert!(p.add_item(&[&t512]));
+                p.bytes().to_vec()
+            },
             l0_page(3, &[(12, 0, HEAP_XMAX_INVALID, (3, 1))]),
         ];
         (meta, pages)
+    }
+
+    /// A header-only redirect to `ctid`, as VACUUM writes into a run.
+    fn redirect(ctid: (u32, u16)) -> Vec<u8> {
+        let mut t = tuple(0, 0, HEAP_XMIN_INVALID | HEAP_XMAX_INVALID, ctid);
+        t[18..20].copy_from_slice(&format::REDIRECT_FLAG.to_le_bytes());
+        t.truncate(24);
+        t
+    }
+
+    #[test]
+    fn redirects_are_counted_and_must_name_a_heap_only_version() {
+        let mut member = tuple(11, 0, HEAP_XMAX_INVALID, (2, 1));
+        member[18..20].copy_from_slice(&(HEAP_ONLY_TUPLE | 2).to_le_bytes());
+        let (_, pages) = table_of(redirect((2, 1)), member);
+        let (_, problems) = verify(&pages);
+        assert!(problems.is_empty(), "{problems:?}");
+        let mut p = vec![];
+        assert_eq!(check_page(1, &pages[1], &CTX, &mut p).redirects, 1);
+
+        // the target is no heap-only version: reported where the redirect is
+        let (_, pages) = table_of(redirect((2, 1)), tuple(11, 0, HEAP_XMAX_INVALID, (2, 1)));
+        let (_, problems) = verify(&pages);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!((problems[0].block, problems[0].offset), (1, 2));
+        assert!(problems[0].message.contains("no heap-only version"));
     }
 
     fn verify(pages: &[Vec<u8>]) -> (Vec<bool>, Vec<Problem>) {

@@ -311,11 +311,23 @@ fn shorten_chains(rel: pg_sys::Relation, horizon: pg_sys::TransactionId, out: &m
             chain::Walk::Done => None,
             chain::Walk::Broken => continue, // cannot happen under VACUUM's lock; leave it
         };
-        if let Some(block) = manifest::locate(rel, &root) {
+        let Some(loc) = w.lock(root) else { continue };
+        let unchanged = chain::is_redirect(loc.header)
+            && target.is_some_and(|t| htup::tid_eq(&htup::ctid(loc.header), &t));
+        let block = buffer::block_number(loc.buf);
+        w.unlock();
+        if !unchanged {
             changes.push((block, root, target, key));
         }
     }
     w.release();
+    if changes.is_empty() {
+        return;
+    }
+    // A hot standby's older snapshot may still see members a redirect skips
+    // (as with heap's pruning): its conflicting queries are resolved before
+    // the redirects are replayed.
+    crate::pg::standby::log_conflict(rel, crate::pg::standby::full_xid_of(horizon) - 1);
     changes.sort_by_key(|c| c.0);
     for group in changes.chunk_by(|a, b| a.0 == b.0) {
         pgrx::check_for_interrupts!();
