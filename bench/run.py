@@ -26,10 +26,12 @@ from pgcluster import Cluster, as_postgres, log  # noqa: E402
 
 SIZES = {
     "smoke": dict(copy_rows=[20_000], lookup_rows=20_000, seconds=2, clients=[1, 2], tpcb_scale=1,
-                  churn_rows=5_000, churn_rounds=3, vec_rows=[2_000], dims=32, queries=20,
+                  churn_rows=5_000, churn_rounds=3, docs_rows=2_000, docs_seconds=2,
+                  vec_rows=[2_000], dims=32, queries=20,
                   efs=[10, 40], insert_vectors=200, glove_rows=2_000),
     "full": dict(copy_rows=[1_000_000, 10_000_000], lookup_rows=1_000_000, seconds=30, clients=[1, 4, 8],
-                 tpcb_scale=10, churn_rows=200_000, churn_rounds=10, vec_rows=[100_000, 1_000_000], dims=128,
+                 tpcb_scale=10, churn_rows=200_000, churn_rounds=10, docs_rows=20_000, docs_seconds=20,
+                 vec_rows=[100_000, 1_000_000], dims=128,
                  queries=100, efs=[10, 20, 40, 80, 160, 400], insert_vectors=5_000, glove_rows=399_900),
 }
 SERVER_CONF = {
@@ -182,6 +184,8 @@ class Bench:
                    [(f"{tpcb[0]:,.0f}", f"{tpcb[1]:,.0f}", f"{tpcb[1] / tpcb[0]:.2f}" if tpcb[0] else "-",
                      f"{accounts[0][0]:.1f}", f"{accounts[1][0]:.1f}", accounts[1][1])])
 
+        self.metadata_updates()
+
         # update churn: 10% of the rows per round, VACUUM after each round
         n = s["churn_rows"]
         series = {}
@@ -202,6 +206,61 @@ class Bench:
                    [(a[0], f"{a[1]:.1f}", f"{b[1]:.1f}", f"{a[2]:.1f}", f"{b[2]:.1f}")
                     for a, b in zip(series["heap"], series["lsm"])])
         self.plot_churn(series)
+
+    def metadata_updates(self):
+        """UPDATE docs SET status = ... WHERE id = random, 8 clients: a
+        documents table whose every index (btree, GIN, strata_hnsw) ignores
+        the status column. Run on fresh tables, once alone and once while
+        another session's REPEATABLE READ transaction holds its snapshot
+        (heap can then neither prune nor place updates in-page). Index sizes
+        before and after each run."""
+        s = self.size
+        n, dims, clients = s["docs_rows"], 64, max(s["clients"])
+        script = (f"\\set id random(1, {n})\n"
+                  "UPDATE docs_{am} SET status = (ARRAY['new','open','done','archived'])[1 + :id % 4] "
+                  "|| :client_id WHERE id = :id;\n")
+        rows, sizes = [], []
+        for held in (False, True):
+            tps = {}
+            for am in ("heap", "lsm"):
+                t = f"docs_{am}"
+                self.sql(f"DROP TABLE IF EXISTS {t}")
+                self.sql(f"CREATE TABLE {t} (id bigint PRIMARY KEY, tenant int, created timestamptz, "
+                         f"status text, body text, embedding vector({dims})) USING {am}")
+                self.sql(f"INSERT INTO {t} SELECT g, g % 100, now() - g * interval '1 minute', 'new', "
+                         f"'document ' || g || ' about topic ' || (g % 37) || ' and ' || md5(g::text), "
+                         f"(SELECT array_agg(sin(g * 0.37 + i)) FROM generate_series(1, {dims}) i)::vector "
+                         f"FROM generate_series(1, {n}) g")
+                self.sql(f"CREATE INDEX ON {t} (tenant)")
+                self.sql(f"CREATE INDEX ON {t} (created)")
+                self.sql(f"CREATE INDEX ON {t} USING gin (to_tsvector('simple', body))")
+                self.sql(f"CREATE INDEX ON {t} USING strata_hnsw (embedding vector_l2_ops)")
+                self.sql(f"VACUUM ANALYZE {t}")
+                size_q = (f"SELECT sum(pg_relation_size(indexrelid)) FROM pg_index "
+                          f"WHERE indrelid = '{t}'::regclass")
+                before = self.one(size_q)
+                holder = None
+                if held:
+                    holder = self.cluster.connect("bench")
+                    holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+                    holder.execute(f"SELECT count(*) FROM {t}").fetchone()
+                try:
+                    tps[am], _ = self.pgbench("bench", script.replace("{am}", am), clients,
+                                              s["docs_seconds"])
+                finally:
+                    if holder is not None:
+                        holder.execute("ROLLBACK")
+                        holder.close()
+                sizes.append((held, am, before / 2**20, self.one(size_q) / 2**20))
+            rows.append(("open REPEATABLE READ snapshot" if held else "none",
+                         f"{tps['heap']:,.0f}", f"{tps['lsm']:,.0f}", f"{tps['lsm'] / tps['heap']:.2f}"))
+        self.table(f"metadata updates: {n:,} documents, btree x2 + GIN + strata_hnsw({dims}), "
+                   f"UPDATE status WHERE id = random, {clients} clients, {s['docs_seconds']} s",
+                   ["other session", "heap TPS", "lsm TPS", "ratio"], rows)
+        self.table("metadata updates: index sizes (MB, all indexes of the table)",
+                   ["other session", "table", "before", "after"],
+                   [("open REPEATABLE READ snapshot" if h else "none", am, f"{b:.2f}", f"{a:.2f}")
+                    for h, am, b, a in sizes])
 
     def compression(self, table, db="bench"):
         """Row bytes per data-page byte of an lsm table's runs (strata.lsm_levels)."""

@@ -45,12 +45,15 @@ pub fn is_redirect(t: *mut Header) -> bool {
 }
 
 /// `HeapTupleHeaderIsHotUpdated`: the version was updated by a HOT update
-/// whose updater did not (yet) abort.
+/// whose updater did not (yet) abort, and its inserter did not abort (a
+/// frozen xmin has both xmin hint bits set: not invalid).
 pub fn is_hot_updated(t: *mut Header) -> bool {
     let m = htup::infomask(t);
+    let xmin_invalid = m & (pg_sys::HEAP_XMIN_COMMITTED | pg_sys::HEAP_XMIN_INVALID)
+        == pg_sys::HEAP_XMIN_INVALID;
     htup::infomask2(t) & pg_sys::HEAP_HOT_UPDATED != 0
         && m & pg_sys::HEAP_XMAX_INVALID == 0
-        && m & pg_sys::HEAP_XMIN_INVALID == 0
+        && !xmin_invalid
 }
 
 /// Whether a root leads to more versions (a chain to walk).

@@ -1,4 +1,4 @@
-//! On-disk format of `lsm` tables, version 4. Pure: no Postgres calls.
+//! On-disk format of `lsm` tables, version 5. Pure: no Postgres calls.
 //!
 //! Every page is a standard Postgres page (header, line pointers, tuples) with a
 //! 16-byte special space tag:
@@ -94,7 +94,11 @@ pub const MAGIC: u32 = 0x4C53_4D31;
 /// never compressed), version 1 is refused. Version 4 added run bloom
 /// filters (RUN_INDEX flag `INDEX_BLOOM`, a trailer in the root's special
 /// space); earlier roots have no trailer and are read as runs without one.
-pub const FORMAT_VERSION: u16 = 4;
+/// Version 5 added index-stable updates (`chain`): heap-only versions
+/// (`HEAP_ONLY_TUPLE`) reached from their chain's root, and header-only
+/// redirects (`REDIRECT_FLAG` in `t_infomask2`); pages of earlier versions
+/// hold neither and are read as they are.
+pub const FORMAT_VERSION: u16 = 5;
 /// Oldest version this build reads.
 pub const OLDEST_READABLE_VERSION: u16 = 2;
 

@@ -305,6 +305,67 @@ mod strata {
         ))
     }
 
+    /// The update chain from `tid` (an index entry's root, usually): one row
+    /// per version reached along `t_ctid` while a version is HOT-updated or
+    /// a redirect (at most 1000), with its header fields — what index scans
+    /// walk (see docs/lsm-format.md, update chains).
+    #[pg_extern(strict)]
+    #[allow(clippy::type_complexity)]
+    fn lsm_chain(
+        relation: PgRelation,
+        tid: pg_sys::ItemPointerData,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(ctid, pg_sys::ItemPointerData),
+            name!(xmin, i64),
+            name!(xmax, i64),
+            name!(flags, String),
+        ),
+    > {
+        let r = open_lsm(&relation);
+        let mut out = Vec::new();
+        let mut w = super::super::chain::Walker::new(r, 0);
+        let mut at = tid;
+        for _ in 0..1000 {
+            let Some(loc) = w.lock(at) else { break };
+            let h = loc.header;
+            let (m, m2) = (crate::pg::htup::infomask(h), crate::pg::htup::infomask2(h));
+            let mut flags = Vec::new();
+            for (bit, name) in [
+                (m2 & super::super::chain::REDIRECT, "redirect"),
+                (m2 & pg_sys::HEAP_ONLY_TUPLE, "heap_only"),
+                (m2 & pg_sys::HEAP_HOT_UPDATED, "hot_updated"),
+                (m2 & pg_sys::HEAP_KEYS_UPDATED, "keys_updated"),
+                (m & pg_sys::HEAP_XMIN_COMMITTED, "xmin_committed"),
+                (m & pg_sys::HEAP_XMIN_INVALID, "xmin_invalid"),
+                (m & pg_sys::HEAP_XMAX_COMMITTED, "xmax_committed"),
+                (m & pg_sys::HEAP_XMAX_INVALID, "xmax_invalid"),
+                (m & pg_sys::HEAP_XMAX_IS_MULTI, "xmax_multi"),
+                (m & pg_sys::HEAP_XMAX_LOCK_ONLY, "lock_only"),
+            ] {
+                if bit != 0 {
+                    flags.push(name);
+                }
+            }
+            let next = crate::pg::htup::ctid(h);
+            out.push((
+                at,
+                crate::pg::htup::xmin(h).into_inner() as i64,
+                crate::pg::htup::raw_xmax(h).into_inner() as i64,
+                flags.join(" "),
+            ));
+            let follow = m2 & (super::super::chain::REDIRECT | pg_sys::HEAP_HOT_UPDATED) != 0;
+            w.unlock();
+            if !follow || crate::pg::htup::tid_eq(&next, &at) {
+                break;
+            }
+            at = next;
+        }
+        w.release();
+        TableIterator::new(out)
+    }
+
     /// Every problem found in an lsm table's pages (none: zero rows).
     #[pg_extern(strict)]
     fn lsm_verify(
@@ -338,7 +399,8 @@ pgrx::extension_sql!(
         strata::lsm_verify,
         strata::lsm_flush,
         strata::lsm_levels,
-        strata::lsm_stats
+        strata::lsm_stats,
+        strata::lsm_chain
     ]
 );
 

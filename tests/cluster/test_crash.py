@@ -78,10 +78,17 @@ class Writer(threading.Thread):
                 with cur.copy("COPY crash_t (id, worker, val, pad) FROM STDIN") as cp:
                     for i, (v, n) in rows.items():
                         cp.write_row((i, self.wid, v, pad_of(i, n)))
-        elif kind < 0.85:
+        elif kind < 0.7:
             ids = rng.sample(sorted(live), 20)
             self.pending = {i: (live[i][0] + 1, live[i][1]) for i in ids}
             conn.execute("UPDATE crash_t SET val = val + 1 WHERE id = ANY(%s)", (ids,))
+        elif kind < 0.85:
+            # pad is in no index: index-stable updates (update chains)
+            ids = rng.sample(sorted(live), 20)
+            self.pending = {i: (live[i][0], (live[i][1] + 1) % 5) for i in ids}
+            for i in ids:
+                conn.execute("UPDATE crash_t SET pad = %s WHERE id = %s",
+                             (pad_of(i, self.pending[i][1]), i))
         else:
             ids = rng.sample(sorted(live), 5)
             self.pending = {i: None for i in ids}
@@ -244,6 +251,15 @@ def verify(cluster, writers):
         count, checksum = conn.execute(q).fetchone()
         assert (count, checksum) == (expected_count, expected_sum), \
             f"index scan: count/checksum {(count, checksum)} != client's {(expected_count, expected_sum)}"
+        # through the primary key, every row at its newest version (update
+        # chains followed from the entries of their first versions)
+        q = "SELECT id, val, length(pad) FROM crash_t WHERE id >= 0"
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + q))
+        assert "Index" in plan and "crash_t" in plan, plan
+        seen = {i: (v, n) for i, v, n in conn.execute(q)}
+        want = {i: (v, len(pad_of(i, n))) for w in writers for i, (v, n) in w.committed.items()}
+        assert seen == want, \
+            f"index scan: {len(set(seen.items()) ^ set(want.items()))} rows differ from the client's"
         for wr in writers:
             q = "SELECT count(*) FROM crash_t WHERE worker = %s AND val >= 0"
             n = conn.execute(q, (wr.wid,)).fetchone()[0]

@@ -168,6 +168,20 @@ SELECT count(*), count(DISTINCT id), sum(n) FROM lossy WHERE id > 5;
 RESET enable_bitmapscan;
 DROP TABLE lossy;
 
+-- a frozen first version (both xmin hint bits set) still leads to its chain,
+-- also after an index scan had the chance to kill its entry
+VACUUM (FREEZE) hot;
+UPDATE hot SET note = 'after freeze' WHERE id BETWEEN 300 AND 309;
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+SELECT count(*) FROM hot WHERE id BETWEEN 300 AND 309 AND note = 'after freeze';
+SELECT count(*) FROM hot WHERE id BETWEEN 300 AND 309 AND note = 'after freeze';
+RESET enable_bitmapscan;
+SET enable_indexscan = off;
+SELECT count(*) FROM hot WHERE id BETWEEN 300 AND 309 AND note = 'after freeze';
+RESET enable_indexscan;
+RESET enable_seqscan;
+
 -- VACUUM FULL flattens the chains
 VACUUM FULL hot;
 SELECT * FROM strata.lsm_verify('hot');
