@@ -176,11 +176,14 @@ pub fn search(
             w.unlock();
             continue;
         }
-        if (prior_xmax != pg_sys::InvalidTransactionId && htup::xmin(h) != prior_xmax)
-            || (!at_root && !is_heap_only(h))
+        // as heap_hot_search_buffer: an index entry names no heap-only
+        // version, and a member's xmin is its predecessor's updater (else
+        // the link is stale: an aborted updater's version)
+        if (at_root && is_heap_only(h))
+            || (prior_xmax != pg_sys::InvalidTransactionId && htup::xmin(h) != prior_xmax)
         {
             w.unlock();
-            break false; // the chain ends (an aborted updater's version, or reused)
+            break false;
         }
         let mut t = loc.heap_tuple(rel);
         if !skip {
@@ -259,8 +262,8 @@ pub fn for_each_member(
             }
             continue;
         }
-        if (prior_xmax != pg_sys::InvalidTransactionId && htup::xmin(h) != prior_xmax)
-            || (!at_root && !is_heap_only(h))
+        if (at_root && is_heap_only(h))
+            || (prior_xmax != pg_sys::InvalidTransactionId && htup::xmin(h) != prior_xmax)
         {
             w.unlock();
             return Walk::Done;

@@ -182,7 +182,17 @@ SELECT count(*) FROM hot WHERE id BETWEEN 300 AND 309 AND note = 'after freeze';
 RESET enable_indexscan;
 RESET enable_seqscan;
 
--- VACUUM FULL flattens the chains
+-- CLUSTER through an index scan (GiST: no sort; under SnapshotAny every
+-- version of each chain, one call after the other) and VACUUM FULL flatten
+-- the chains
+UPDATE hot SET note = note || '.' WHERE id BETWEEN 400 AND 409;
+INSERT INTO hot (id, grp, note, n) SELECT g, 1, 'fresh', 0 FROM generate_series(5001, 5005) g;
+UPDATE hot SET note = 'fresh, updated' WHERE id > 5000;
+CLUSTER hot USING hot_pos;
+SELECT * FROM strata.lsm_verify('hot');
+SELECT count(*), count(*) FILTER (WHERE note LIKE 'round 7 %') FROM hot;
+SELECT count(*) FROM hot WHERE id BETWEEN 300 AND 309 AND note = 'after freeze';
+SELECT count(*) FROM hot WHERE id > 5000 AND note = 'fresh, updated';
 VACUUM FULL hot;
 SELECT * FROM strata.lsm_verify('hot');
 SELECT bt_index_check(i, true) FROM unnest(ARRAY['hot_pkey', 'hot_grp']::regclass[]) i;
