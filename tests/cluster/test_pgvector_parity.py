@@ -356,10 +356,9 @@ def check_build_recall(systems, tables, rng):
 
 def check_vacuum_recall(systems, tables, rng):
     """pgvector's 014_hnsw_vector_vacuum_recall: m 4, ef_construction 8, three
-    quarters of the rows deleted, then VACUUM. pgvector's own floor is 0.95 at
-    ef_search 20 (it measures 1.0); strata_hnsw measured 0.92-0.93 at 20 and
-    0.96-1.0 at 40, so its floors are 0.88 and 0.93 (the issue asks 0.99 at
-    20: not met yet)."""
+    quarters of the rows deleted, then VACUUM: recall@20 >= 0.99 at ef_search
+    20 (pgvector's own floor is 0.95; it measures 0.995-1.0, strata_hnsw
+    0.995-0.999 since VACUUM's repairs search with ef 100 at least)."""
     queries = [vec([rng.random() for _ in range(3)]) for _ in range(20)]
     for s, am_table, t in fresh_tables(systems, tables, "vac", "i int4, v vector(3)"):
         s.conn.execute(f"ALTER TABLE {t} SET (autovacuum_enabled = false)")
@@ -374,7 +373,7 @@ def check_vacuum_recall(systems, tables, rng):
         r20 = recall(s, t, "<->", queries, exact, ef=20)
         r40 = recall(s, t, "<->", queries, exact, ef=40)
         log(f"vacuum recall: {s.name} ({am_table}) {r20:.3f} at ef_search 20, {r40:.3f} at 40")
-        floors = (0.88, 0.93) if s.name == "strata" else (0.95, 0.95)
+        floors = (0.99, 0.99) if s.name == "strata" else (0.95, 0.95)
         assert r20 >= floors[0] and r40 >= floors[1], \
             f"{s.name} ({am_table}): recall after VACUUM {r20:.3f} / {r40:.3f} below {floors}"
         s.conn.execute(f"DROP TABLE {t}")
