@@ -1,7 +1,9 @@
 //! CREATE INDEX for `strata_hnsw`: the table's vectors are gathered with
 //! `table_index_build_scan`, the graph is built in memory by `hnsw_rs` on a
 //! private pool of worker threads (which never call Postgres; they block all
-//! signals), then written page by page, each page one full-image WAL record.
+//! signals) — for inner product by `graph::build_sequential` instead,
+//! pgvector's algorithm on this thread — then written page by page, each
+//! page one full-image WAL record.
 //!
 //! Rows whose vectors are bit-for-bit equal share one element (up to ten heap
 //! TIDs in format version 2, like pgvector): a graph of many identical points
@@ -260,6 +262,28 @@ fn write_graph(st: &mut BuildState) {
     }
     let p = st.params;
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_GRAPH);
+    if p.metric == Metric::InnerProduct {
+        // see graph::build_sequential: pgvector's algorithm, one element
+        // after the other
+        let levels: Vec<u8> = (0..n)
+            .map(|_| graph::random_level(insert::random_unit(), p.m, format::max_level(p.m)))
+            .collect();
+        let links = graph::build_sequential(
+            &st.vectors,
+            &levels,
+            p.ef_construction,
+            |l| format::capacity(p.m, l),
+            |a, b| p.metric.distance(a, b),
+            |i| {
+                if i % 1000 == 0 {
+                    check_for_interrupts!();
+                    progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, i as i64);
+                }
+            },
+        );
+        finish_graph(st, &levels, &links);
+        return;
+    }
     let ip_bound = st
         .vectors
         .iter()
@@ -308,8 +332,7 @@ fn write_graph(st: &mut BuildState) {
     }
     drop(hnsw);
     // Repair what the concurrent inserts left (see graph::refine_links).
-    // Not under inner product, whose "distance" is no metric (below).
-    if p.metric != Metric::InnerProduct {
+    {
         let (vecs, metric, m) = (&st.vectors, p.metric, p.m);
         let incoming = graph::incoming_links(&links);
         let mut refined = Vec::with_capacity(n);
@@ -329,20 +352,24 @@ fn write_graph(st: &mut BuildState) {
         links = refined;
     }
     drop(pool);
-    // Under inner product an element inside the data's hull is nobody's
-    // nearest neighbour and legitimately has no incoming link; giving all of
-    // those one displaces the links that lead to large-norm elements, which
-    // is what IP searches need (the hnsw regress suite's exact IP answers
-    // failed in about half of the builds). Metrics proper get the repair.
-    if p.metric != Metric::InnerProduct {
+    // Elements left without incoming links get one (not done for inner
+    // product, built above: an element inside the data's hull is nobody's
+    // nearest neighbour there, and links to it would displace the links to
+    // the large-norm elements IP searches need).
+    {
         let vecs = &st.vectors;
         let metric = p.metric;
         graph::link_orphans(&mut links, format::capacity(p.m, 0), |a, b| {
             metric.distance(&vecs[a], &vecs[b])
         });
     }
+    finish_graph(st, &levels, &links);
+}
+
+/// Writes a built graph's pages and empties the build state.
+fn finish_graph(st: &mut BuildState, levels: &[u8], links: &[Vec<Vec<usize>>]) {
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_WRITE);
-    write_pages(st, &levels, &links);
+    write_pages(st, levels, links);
     st.indexed += st.tids.iter().map(|t| t.len() as u64).sum::<u64>();
     st.vectors = Vec::new();
     st.tids = Vec::new();

@@ -350,6 +350,114 @@ pub fn refine_links(
         .collect()
 }
 
+/// The vectors of a sequential build as a [`Graph`]: element `i` is
+/// `ElemId { block: i, offset: 1 }`.
+struct Building<'a, D> {
+    vectors: &'a [Vec<f32>],
+    links: Vec<Vec<Vec<ElemId>>>,
+    dist: D,
+}
+
+fn built(i: usize) -> ElemId {
+    ElemId {
+        block: i as u32,
+        offset: 1,
+    }
+}
+
+impl<D: Fn(&[f32], &[f32]) -> f64> Graph for Building<'_, D> {
+    fn distance(&mut self, id: ElemId, query: &[f32]) -> Option<(f64, bool)> {
+        Some(((self.dist)(&self.vectors[id.block as usize], query), false))
+    }
+    fn neighbors(&mut self, id: ElemId, level: usize) -> Vec<ElemId> {
+        self.links[id.block as usize].get(level).cloned().unwrap_or_default()
+    }
+}
+
+/// A sequential HNSW build in memory — pgvector's algorithm, the one the
+/// on-disk inserts follow: each element in turn descends from the entry
+/// point, searches each of its levels with `ef_construction`, takes the
+/// heuristic's choice filled up with the nearest pruned candidates, and
+/// each neighbor links back keeping its list full (dropping only the one
+/// the filled heuristic leaves out). Returns the lists (`links[i][l]`,
+/// element indexes). `levels[i]` is element `i`'s level; `cap(l)` a list's
+/// capacity; `tick(i)` is called before element `i` (progress, interrupts).
+///
+/// For inner product, whose "distance" is no metric: `hnsw_rs`'s build
+/// (the heuristic alone, concurrent inserts) left large-norm elements,
+/// the answers of most queries, with too few incoming links (recall@20 on
+/// pgvector's build-recall data 0.91-0.95, pgvector 1.0).
+pub fn build_sequential(
+    vectors: &[Vec<f32>],
+    levels: &[u8],
+    ef_construction: usize,
+    cap: impl Fn(usize) -> usize,
+    dist: impl Fn(&[f32], &[f32]) -> f64,
+    mut tick: impl FnMut(usize),
+) -> Vec<Vec<Vec<usize>>> {
+    let mut g = Building {
+        vectors,
+        links: levels.iter().map(|&l| vec![Vec::new(); l as usize + 1]).collect(),
+        dist,
+    };
+    let mut entry: Option<(usize, u8)> = None;
+    for (i, v) in vectors.iter().enumerate() {
+        tick(i);
+        let level = levels[i];
+        let Some((ep, top)) = entry else {
+            entry = Some((i, level));
+            continue;
+        };
+        let start = descend(&mut g, v, built(ep), top as usize, level as usize);
+        let mut entries = vec![start];
+        for l in (0..=level.min(top) as usize).rev() {
+            let found = search_layer(&mut g, v, &entries, ef_construction, l);
+            let c = cap(l);
+            let (vecs, dist) = (g.vectors, &g.dist);
+            let between = |a: ElemId, b: ElemId| dist(&vecs[a.block as usize], &vecs[b.block as usize]);
+            let chosen = select_neighbors_filled(&found, c, between);
+            g.links[i][l] = chosen.iter().map(|s| s.id).collect();
+            for s in &chosen {
+                let n = s.id.block as usize;
+                let list = &g.links[n][l];
+                if list.len() < c {
+                    g.links[n][l].push(built(i));
+                    continue;
+                }
+                let base = &vecs[n];
+                let cands: Vec<Scored> = list
+                    .iter()
+                    .copied()
+                    .chain([built(i)])
+                    .map(|x| Scored {
+                        distance: dist(base, &vecs[x.block as usize]),
+                        id: x,
+                    })
+                    .collect();
+                g.links[n][l] = select_neighbors_filled(&cands, c, between)
+                    .iter()
+                    .map(|s| s.id)
+                    .collect();
+            }
+            if !found.is_empty() {
+                entries = found.iter().map(|s| s.id).collect();
+            }
+        }
+        if level > top {
+            entry = Some((i, level));
+        }
+    }
+    g.links
+        .into_iter()
+        .map(|lists| {
+            lists
+                .into_iter()
+                .map(|l| l.into_iter().map(|e| e.block as usize).collect())
+                .collect()
+        })
+        .collect()
+}
+
 /// Level of a new element: `floor(-ln(u) / ln(m))` for uniform `u` in (0, 1],
 /// capped at `max_level`.
 pub fn random_level(u: f64, m: usize, max_level: u8) -> u8 {
@@ -552,6 +660,55 @@ pub mod tests {
             self.0 ^= self.0 << 17;
             (self.0 >> 11) as f64 / (1u64 << 53) as f64
         }
+    }
+
+    #[test]
+    fn sequential_inner_product_build_finds_the_largest_products() {
+        let mut rng = Rng(0x5DEECE66D);
+        let (n, dims, m) = (2000, 16, 8);
+        let data: Vec<Vec<f32>> = (0..n)
+            .map(|_| (0..dims).map(|_| rng.next_f64() as f32 - 0.3).collect())
+            .collect();
+        let levels: Vec<u8> = (0..n)
+            .map(|_| random_level(1.0 - rng.next_f64(), m, 15))
+            .collect();
+        let metric = Metric::InnerProduct;
+        let cap = |l: usize| if l == 0 { 2 * m } else { m };
+        let mut ticks = 0;
+        let links = build_sequential(&data, &levels, 64, cap, |a, b| metric.distance(a, b), |_| {
+            ticks += 1
+        });
+        assert_eq!(ticks, n);
+        for (i, lists) in links.iter().enumerate() {
+            assert_eq!(lists.len(), levels[i] as usize + 1);
+            for (l, list) in lists.iter().enumerate() {
+                assert!(list.len() <= cap(l) && !list.contains(&i), "element {i} level {l}");
+            }
+        }
+        let mut g = Building {
+            vectors: &data,
+            links: links
+                .iter()
+                .map(|ls| ls.iter().map(|l| l.iter().map(|&x| built(x)).collect()).collect())
+                .collect(),
+            dist: |a: &[f32], b: &[f32]| metric.distance(a, b),
+        };
+        let top = (0..n).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))).unwrap();
+        let (mut hits, queries) = (0, 100);
+        for _ in 0..queries {
+            let q: Vec<f32> = (0..dims).map(|_| rng.next_f64() as f32 - 0.3).collect();
+            let mut exact: Vec<usize> = (0..n).collect();
+            exact.sort_by(|&a, &b| metric.distance(&data[a], &q).total_cmp(&metric.distance(&data[b], &q)));
+            let ep = descend(&mut g, &q, built(top), levels[top] as usize, 0);
+            let got: Vec<usize> = search_layer(&mut g, &q, &[ep], 40, 0)
+                .iter()
+                .take(10)
+                .map(|s| s.id.block as usize)
+                .collect();
+            hits += got.iter().filter(|x| exact[..10].contains(x)).count();
+        }
+        let r = hits as f64 / (queries * 10) as f64;
+        assert!(r >= 0.95, "recall@10 {r}");
     }
 
     fn recall(metric: Metric) -> f64 {

@@ -17,7 +17,7 @@ use super::pages::{self, DiskGraph, Params};
 use crate::pg::buffer::{self, PageWrite};
 use pgrx::pg_sys;
 
-fn random_unit() -> f64 {
+pub(super) fn random_unit() -> f64 {
     // SAFETY: the backend's global PRNG.
     1.0 - unsafe { pg_sys::pg_prng_double(&raw mut pg_sys::pg_global_prng_state) }
 }

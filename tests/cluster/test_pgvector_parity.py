@@ -328,9 +328,9 @@ def exact_answers(s, t, op, queries):
 def check_build_recall(systems, tables, rng):
     """pgvector's 012_hnsw_vector_build_recall (and 045's low-memory build):
     recall@20 >= 0.99 per operator class (0.97 for inner product), for an
-    in-memory build and one past maintenance_work_mem. Not met yet: strata's
-    in-memory inner-product build measured 0.91-0.95 (pgvector 1.0), so its
-    floor here is 0.88."""
+    in-memory build and one past maintenance_work_mem (strata's in-memory
+    inner-product build measured 0.91-0.95 with hnsw_rs, 1.0 since it is
+    built sequentially like pgvector's)."""
     queries = [vec([rng.random() for _ in range(3)]) for _ in range(20)]
     ops = [("<->", "vector_l2_ops"), ("<#>", "vector_ip_ops"), ("<=>", "vector_cosine_ops"),
            ("<+>", "vector_l1_ops")]
@@ -341,7 +341,7 @@ def check_build_recall(systems, tables, rng):
         for op, opclass in ops:
             exact = exact_answers(s, t, op, queries)
             for mem in ("256MB", "4MB"):
-                floor = 0.99 if op != "<#>" else 0.88 if (s.name, mem) == ("strata", "256MB") else 0.97
+                floor = 0.99 if op != "<#>" else 0.97
                 s.conn.execute(f"SET maintenance_work_mem = '{mem}'")
                 s.conn.execute(f"SET client_min_messages = warning")
                 s.conn.execute(f"CREATE INDEX {t}_idx ON {t} USING {s.am} (v {opclass})")
@@ -359,7 +359,7 @@ def check_vacuum_recall(systems, tables, rng):
     quarters of the rows deleted, then VACUUM: recall@20 >= 0.99 at ef_search
     20 (pgvector's own floor is 0.95; it measures 0.995-1.0, strata_hnsw
     0.995-0.999 since VACUUM's repairs search with ef 100 at least)."""
-    queries = [vec([rng.random() for _ in range(3)]) for _ in range(20)]
+    queries = [vec([rng.random() for _ in range(3)]) for _ in range(50)]
     for s, am_table, t in fresh_tables(systems, tables, "vac", "i int4, v vector(3)"):
         s.conn.execute(f"ALTER TABLE {t} SET (autovacuum_enabled = false)")
         s.conn.execute("SELECT setseed(0.125)")
