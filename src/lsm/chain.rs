@@ -322,11 +322,8 @@ fn redirect_past_dead(w: &mut Walker, root: pg_sys::ItemPointerData, p: &Prune) 
         if p.newest_xmax != pg_sys::InvalidTransactionId {
             crate::pg::standby::log_conflict(rel, crate::pg::standby::full_xid_of(p.newest_xmax));
         }
-        let offset = loc.header as usize - buffer::page(w.buf) as usize;
         let mut pw = buffer::PageWrite::start(rel);
-        let wp = pw.register(w.buf, false);
-        // SAFETY: the working copy is an image of the same page.
-        let h = unsafe { (wp as *mut u8).add(offset) } as *mut Header;
+        let h = loc.header_in(pw.register(w.buf, false));
         make_redirect(h, target);
         pw.commit();
     }

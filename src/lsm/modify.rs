@@ -384,11 +384,7 @@ fn xmax_bits(members: &[Member], multi: bool) -> (u32, u32) {
 /// Registers the located version's page in `w` and returns the version's
 /// header inside the working copy.
 fn header_in_copy(w: &mut PageWrite, loc: &Located) -> *mut Header {
-    let copy = w.register(loc.buf, false);
-    let offset = loc.header as usize - buffer::page(loc.buf) as usize;
-    // SAFETY: the working copy is a full image of the same page, so the
-    // header sits at the same offset.
-    unsafe { (copy as *mut u8).add(offset) as *mut Header }
+    loc.header_in(w.register(loc.buf, false))
 }
 
 /// Writes xmax (and cmax/ctid) into a located version; page stays locked.

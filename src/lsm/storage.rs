@@ -236,6 +236,15 @@ pub struct Located {
 }
 
 impl Located {
+    /// This version's header inside `copy`, a working copy (GenericXLog) of
+    /// its page: the same offset as on the page itself.
+    pub fn header_in(&self, copy: pg_sys::Page) -> *mut htup::Header {
+        let offset = self.header as usize - buffer::page(self.buf) as usize;
+        // SAFETY: the working copy is a full image of the same page, so the
+        // header sits at the same offset.
+        unsafe { (copy as *mut u8).add(offset) as *mut htup::Header }
+    }
+
     /// A `HeapTupleData` describing this version (points into the page).
     pub fn heap_tuple(&self, rel: pg_sys::Relation) -> pg_sys::HeapTupleData {
         pg_sys::HeapTupleData {

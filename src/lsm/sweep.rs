@@ -346,9 +346,7 @@ fn shorten_chains(rel: pg_sys::Relation, horizon: pg_sys::TransactionId, out: &m
                 d.oldest.note(loc.header);
                 d.versions += 1;
             }
-            let offset = loc.header as usize - buffer::page(buf) as usize;
-            // SAFETY: the working copy is an image of the same page.
-            let h = unsafe { (wp as *mut u8).add(offset) } as *mut htup::Header;
+            let h = loc.header_in(wp);
             match target {
                 Some(t) if chain::is_redirect(h) && htup::tid_eq(&htup::ctid(h), t) => continue,
                 Some(t) => chain::make_redirect(h, *t),
