@@ -147,7 +147,8 @@ struct BuildState {
     index: pg_sys::Relation,
     params: Params,
     /// The heap rows of each element: most hold one, duplicates of a vector
-    /// share an element up to the layout's TID slots.
+    /// share an element (all of them in version 3, with row lists; up to the
+    /// element's TID slots before).
     tids: Vec<Vec<HeapTid>>,
     vectors: Vec<Vec<f32>>,
     /// A hash of each distinct vector's bits → the newest element holding it.
@@ -196,7 +197,10 @@ unsafe extern "C-unwind" fn build_callback(
     };
     let key = vector_hash(elems);
     if let Some(&i) = st.by_vector.get(&key) {
-        if st.tids[i].len() < st.params.layout.tid_slots() && same_bits(&st.vectors[i], elems) {
+        let layout = st.params.layout;
+        if (layout.row_lists() || st.tids[i].len() < layout.tid_slots())
+            && same_bits(&st.vectors[i], elems)
+        {
             st.tids[i].push(heap_tid);
             return;
         }
@@ -404,7 +408,8 @@ fn worker_pool() -> rayon::ThreadPool {
 }
 
 /// Lays elements out on pages (neighbor item, then element item, both on
-/// one page when they fit) and writes them; sets the entry point.
+/// one page when they fit, then the element's row lists if it has more rows
+/// than its slots hold) and writes them; sets the entry point.
 fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>]) {
     let p = st.params;
     let usable = format::BLOCK_SIZE - format::PAGE_HEADER_SIZE - format::TAG_SIZE;
@@ -413,36 +418,58 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>]) {
     // Pass 1: positions.
     let mut elem_ids = Vec::with_capacity(levels.len());
     let mut nbr_ids = Vec::with_capacity(levels.len());
+    // the row lists of each element with more rows than its slots hold,
+    // after the element on its page or the next ones (format::ROW_LIST_*)
+    let mut list_ids: Vec<Vec<ElemId>> = vec![Vec::new(); levels.len()];
     let (mut block, mut used, mut next_off) = (first, 0usize, 1u16);
     let esize = p.layout.element_size(p.dims);
-    for &level in levels {
+    let slots = p.layout.tid_slots();
+    let lists_of = |rows: usize| {
+        if rows <= slots {
+            0
+        } else {
+            (rows - (slots - 1)).div_ceil(format::ROW_LIST_TIDS)
+        }
+    };
+    for (i, &level) in levels.iter().enumerate() {
         let nsize = format::neighbors_size(p.m, level as usize);
-        if used + cost(nsize) + cost(esize) > usable {
-            if used > 0 {
+        if used + cost(nsize) + cost(esize) > usable && used > 0 {
+            block += 1;
+            used = 0;
+            next_off = 1;
+        }
+        if cost(nsize) + cost(esize) > usable {
+            // Too large together: the neighbor item gets a page of its own.
+            nbr_ids.push(ElemId { block, offset: 1 });
+            block += 1;
+            elem_ids.push(ElemId { block, offset: 1 });
+            used = cost(esize);
+            next_off = 2;
+        } else {
+            nbr_ids.push(ElemId {
+                block,
+                offset: next_off,
+            });
+            elem_ids.push(ElemId {
+                block,
+                offset: next_off + 1,
+            });
+            next_off += 2;
+            used += cost(nsize) + cost(esize);
+        }
+        for _ in 0..lists_of(st.tids[i].len()) {
+            if used + cost(format::ROW_LIST_SIZE) > usable {
                 block += 1;
                 used = 0;
                 next_off = 1;
             }
-            if cost(nsize) + cost(esize) > usable {
-                // Too large together: the neighbor item gets a page of its own.
-                nbr_ids.push(ElemId { block, offset: 1 });
-                block += 1;
-                elem_ids.push(ElemId { block, offset: 1 });
-                used = cost(esize);
-                next_off = 2;
-                continue;
-            }
+            list_ids[i].push(ElemId {
+                block,
+                offset: next_off,
+            });
+            next_off += 1;
+            used += cost(format::ROW_LIST_SIZE);
         }
-        nbr_ids.push(ElemId {
-            block,
-            offset: next_off,
-        });
-        elem_ids.push(ElemId {
-            block,
-            offset: next_off + 1,
-        });
-        next_off += 2;
-        used += cost(nsize) + cost(esize);
     }
     // Pass 2: items in page order, one full-page WAL record per page.
     let mut current: Option<(pg_sys::Buffer, PageWrite, pg_sys::Page, u32)> = None;
@@ -484,10 +511,18 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>]) {
             flags: 0,
             neighbors: nbr_ids[i],
         };
-        place(
-            elem_ids[i],
-            &format::encode_element(&e, p.layout, &st.tids[i], &st.vectors[i]),
-        );
+        let rows = &st.tids[i];
+        let lists = &list_ids[i];
+        let inline = if lists.is_empty() { rows.len() } else { slots - 1 };
+        let mut item = format::encode_element(&e, p.layout, &rows[..inline], &st.vectors[i]);
+        if let Some(&head) = lists.first() {
+            format::set_row_list(&mut item, p.layout, head);
+        }
+        place(elem_ids[i], &item);
+        for (k, chunk) in rows[inline..].chunks(format::ROW_LIST_TIDS).enumerate() {
+            let next = lists.get(k + 1).copied().unwrap_or(ElemId::NONE);
+            place(lists[k], &format::encode_row_list(next, chunk));
+        }
     }
     drop(place);
     if let Some((buf, w, _, _)) = current.take() {

@@ -32,6 +32,27 @@
 //! The heap TIDs of an element are packed from the front: TID 0 is empty
 //! only in a free slot.
 //!
+//! Version 3 has no limit on the rows of one vector. When an element's ten
+//! slots are full, flag 0x02 (`FLAG_ROW_LIST`) is set and the last slot (TID
+//! 9) names the element's first *row list item* instead of a heap row; the
+//! element itself then holds nine rows, the lists the rest:
+//!
+//! ```text
+//!  0  next row list: block u32, offset u16   (offset 0: the last one)
+//!  6  count u8 (0..=100) | mark u8 = 0x40     (never 0x80: not an element)
+//!  8  heap TIDs: 100 × { block u32, offset u16 }, packed from the front
+//! ```
+//!
+//! A row list lies on its element's page or a later one, so a backend that
+//! holds the element's page and locks a row list's never waits for a lower
+//! block. Every change to an element's rows (its slots and its lists) is
+//! made under its page's exclusive lock, and readers walk the lists under
+//! its share lock: the set of rows is read whole. A row list with room is
+//! reused before a new one is added (a new one becomes the first); lists
+//! stay with their element slot, emptied, when VACUUM frees it, and serve
+//! the next element placed there. TID 0 stays filled while any row lives:
+//! VACUUM moves rows from a list into the element when its own slots empty.
+//!
 //! and its *neighbor list*, written next to it when it fits:
 //!
 //! ```text
@@ -47,7 +68,7 @@
 /// Tag magic, "HNSW".
 pub const MAGIC: u32 = 0x484E_5357;
 /// The format new indexes are built in.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 /// The oldest format still read (and inserted into).
 pub const OLDEST_VERSION: u16 = 1;
 /// Heap TIDs an element holds in version 2.
@@ -64,6 +85,14 @@ pub const MAX_DIMS: usize = 2000;
 /// flags, neighbor item).
 pub const ELEMENT_HEADER: usize = 16;
 pub const FLAG_DELETED: u8 = 1;
+/// Version 3: the last heap TID slot names the element's first row list.
+pub const FLAG_ROW_LIST: u8 = 2;
+/// Heap TIDs a row list item holds.
+pub const ROW_LIST_TIDS: usize = 100;
+/// Size of a row list item.
+pub const ROW_LIST_SIZE: usize = 8 + 6 * ROW_LIST_TIDS;
+/// Byte 7 of a row list item.
+pub const ROW_LIST_MARK: u8 = 0x40;
 /// Set in every element item; never set in byte 7 of a neighbor item (that
 /// byte is padding or the high byte of a count, and counts stay below 256).
 pub const FLAG_ELEMENT: u8 = 0x80;
@@ -106,7 +135,14 @@ impl Layout {
             .then_some(Layout { version })
     }
 
-    /// Heap TIDs an element holds.
+    /// Whether elements can have row lists (version 3): no limit on the
+    /// rows of one vector.
+    pub fn row_lists(&self) -> bool {
+        self.version >= 3
+    }
+
+    /// Heap TID slots of an element item (without row lists: the most rows
+    /// one element holds).
     pub fn tid_slots(&self) -> usize {
         if self.version >= 2 {
             HEAP_TIDS
@@ -343,9 +379,36 @@ fn tid_at(slot: usize) -> usize {
     }
 }
 
-/// The heap TIDs of an element item, in slot order (empty for a free slot).
+/// The slots of an element item that hold heap rows: all of them, or all
+/// but the last when it names a row list.
+pub fn inline_slots(item: &[u8], layout: Layout) -> usize {
+    if row_list_of(item, layout).is_some() {
+        layout.tid_slots() - 1
+    } else {
+        layout.tid_slots()
+    }
+}
+
+/// The first row list of an element item (version 3, flag set).
+pub fn row_list_of(item: &[u8], layout: Layout) -> Option<ElemId> {
+    (layout.row_lists() && item[7] & FLAG_ROW_LIST != 0)
+        .then(|| get_id(item, tid_at(layout.tid_slots() - 1)))
+}
+
+/// Makes the last slot of an element item name row list `first` (the slot's
+/// heap row, if any, is the caller's to move first).
+pub fn set_row_list(item: &mut [u8], layout: Layout, first: ElemId) {
+    assert!(layout.row_lists(), "row lists need format version 3");
+    item[7] |= FLAG_ROW_LIST;
+    let at = tid_at(layout.tid_slots() - 1);
+    put_u32(item, at, first.block);
+    put_u16(item, at + 4, first.offset);
+}
+
+/// The heap TIDs held in an element item's own slots, in slot order (empty
+/// for a free slot); a row list's are read by [`decode_row_list`].
 pub fn element_tids(item: &[u8], layout: Layout) -> Vec<HeapTid> {
-    (0..layout.tid_slots())
+    (0..inline_slots(item, layout))
         .map(|slot| HeapTid {
             block: get_u32(item, tid_at(slot)),
             offset: get_u16(item, tid_at(slot) + 4),
@@ -354,14 +417,12 @@ pub fn element_tids(item: &[u8], layout: Layout) -> Vec<HeapTid> {
         .collect()
 }
 
-/// Rewrites the heap TIDs of an element item, packed from slot 0 (at most
-/// `layout.tid_slots()`; the rest of the slots are cleared).
+/// Rewrites the heap TIDs of an element item's own slots, packed from slot
+/// 0 (at most [`inline_slots`]; the rest are cleared, a row list link kept).
 pub fn set_element_tids(item: &mut [u8], layout: Layout, tids: &[HeapTid]) {
-    assert!(
-        tids.len() <= layout.tid_slots(),
-        "more heap TIDs than slots"
-    );
-    for slot in 0..layout.tid_slots() {
+    let slots = inline_slots(item, layout);
+    assert!(tids.len() <= slots, "more heap TIDs than slots");
+    for slot in 0..slots {
         let t = tids.get(slot).copied().unwrap_or(HeapTid {
             block: 0,
             offset: 0,
@@ -381,6 +442,48 @@ pub fn encode_element(e: &Element, layout: Layout, tids: &[HeapTid], vector: &[f
         item[at + 4 * i..at + 4 * i + 4].copy_from_slice(&x.to_le_bytes());
     }
     item
+}
+
+/// Whether an item is a row list item.
+pub fn is_row_list_item(item: &[u8]) -> bool {
+    item.len() == ROW_LIST_SIZE && item[7] == ROW_LIST_MARK
+}
+
+/// Builds a row list item holding `tids` (at most [`ROW_LIST_TIDS`]).
+pub fn encode_row_list(next: ElemId, tids: &[HeapTid]) -> Vec<u8> {
+    let mut item = vec![0u8; ROW_LIST_SIZE];
+    item[7] = ROW_LIST_MARK;
+    put_u32(&mut item, 0, next.block);
+    put_u16(&mut item, 4, next.offset);
+    set_row_list_tids(&mut item, tids);
+    item
+}
+
+/// The next row list and the heap TIDs of a row list item.
+pub fn decode_row_list(item: &[u8]) -> (ElemId, Vec<HeapTid>) {
+    let next = ElemId {
+        block: get_u32(item, 0),
+        offset: get_u16(item, 4),
+    };
+    let n = (item[6] as usize).min(ROW_LIST_TIDS);
+    let tids = (0..n)
+        .map(|i| HeapTid {
+            block: get_u32(item, 8 + 6 * i),
+            offset: get_u16(item, 8 + 6 * i + 4),
+        })
+        .collect();
+    (next, tids)
+}
+
+/// Rewrites the heap TIDs of a row list item, packed from the front.
+pub fn set_row_list_tids(item: &mut [u8], tids: &[HeapTid]) {
+    assert!(tids.len() <= ROW_LIST_TIDS, "more heap TIDs than a row list holds");
+    item[6] = tids.len() as u8;
+    item[8..].fill(0);
+    for (i, t) in tids.iter().enumerate() {
+        put_u32(item, 8 + 6 * i, t.block);
+        put_u16(item, 8 + 6 * i + 4, t.offset);
+    }
 }
 
 /// Builds a neighbor item for top level `level` from per-level lists
@@ -462,7 +565,7 @@ mod tests {
         let v1 = Meta { version: 1, ..m };
         v1.encode(&mut b);
         assert_eq!(Meta::decode(&b), Some(v1));
-        put_u32(&mut b, 4, 3);
+        put_u32(&mut b, 4, 4);
         assert_eq!(Meta::decode(&b), None);
         m.encode(&mut b);
         b[0] = 0;
@@ -497,10 +600,11 @@ mod tests {
         assert_eq!(Layout::of(1).unwrap().element_size(3), 16 + 12);
         assert_eq!(Layout::of(2).unwrap().element_size(3), 72 + 12);
         assert_eq!(Layout::of(0), None);
-        assert_eq!(Layout::of(3), None);
+        assert_eq!(Layout::of(3), Some(Layout::CURRENT));
+        assert_eq!(Layout::of(4), None);
 
         // version 2 holds up to ten heap rows, packed from slot 0
-        let v2 = Layout::CURRENT;
+        let v2 = Layout::of(2).unwrap();
         let ten: Vec<HeapTid> = (1..=10).map(|o| tid(9, o)).collect();
         let mut item = encode_element(&e, v2, &ten, &[1.0, -2.5, 3.25]);
         assert_eq!(element_tids(&item, v2), ten);
@@ -511,6 +615,38 @@ mod tests {
         assert!(Element::decode(&item).is_free());
         assert!(element_tids(&item, v2).is_empty());
         assert_eq!(element_vector(&item, v2, 3), vec![1.0, -2.5, 3.25]);
+        assert_eq!(row_list_of(&item, v2), None);
+
+        // version 3: the last slot can name a row list; nine rows stay inline
+        let v3 = Layout::CURRENT;
+        let mut item = encode_element(&e, v3, &ten, &[1.0, -2.5, 3.25]);
+        assert_eq!(element_tids(&item, v3), ten);
+        let list_id = ElemId {
+            block: 6,
+            offset: 4,
+        };
+        set_element_tids(&mut item, v3, &ten[..9]);
+        set_row_list(&mut item, v3, list_id);
+        assert_eq!(row_list_of(&item, v3), Some(list_id));
+        assert_eq!(inline_slots(&item, v3), 9);
+        assert_eq!(element_tids(&item, v3), ten[..9].to_vec());
+        assert!(is_element_item(&item));
+        assert_eq!(Element::decode(&item).flags, FLAG_ROW_LIST);
+        // emptied slots keep the link (the slot's lists serve its next element)
+        set_element_tids(&mut item, v3, &[]);
+        assert!(Element::decode(&item).is_free());
+        assert_eq!(row_list_of(&item, v3), Some(list_id));
+        assert_eq!(element_vector(&item, v3, 3), vec![1.0, -2.5, 3.25]);
+
+        // row list items
+        let many: Vec<HeapTid> = (1..=ROW_LIST_TIDS as u16).map(|o| tid(11, o)).collect();
+        let mut r = encode_row_list(list_id, &many);
+        assert_eq!(r.len(), ROW_LIST_SIZE);
+        assert!(is_row_list_item(&r) && !is_element_item(&r));
+        assert_eq!(decode_row_list(&r), (list_id, many.clone()));
+        set_row_list_tids(&mut r, &many[..3]);
+        assert_eq!(decode_row_list(&r), (list_id, many[..3].to_vec()));
+        assert_eq!(decode_row_list(&encode_row_list(ElemId::NONE, &[])), (ElemId::NONE, vec![]));
 
         let id = |b, o| ElemId {
             block: b,

@@ -17,8 +17,9 @@ pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20000);
 pub static SCAN_MEM_MULTIPLIER: GucSetting<f64> = GucSetting::<f64>::new(1.0);
 
 /// Format version new indexes are written in (`strata.hnsw_format_version`):
-/// the current one by default; 1 writes indexes an older Strata reads (one
-/// heap row per element), and is how the tests cover version-1 indexes.
+/// the current one by default; 1 and 2 write indexes an older Strata reads
+/// (one heap row per element; ten at most), and are how the tests cover
+/// those versions.
 pub static FORMAT_VERSION: GucSetting<i32> =
     GucSetting::<i32>::new(super::format::FORMAT_VERSION as i32);
 
@@ -74,7 +75,7 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"strata.hnsw_format_version",
         c"On-disk format version of new strata_hnsw indexes.",
-        c"2 (the default) lets rows with equal vectors share an element; 1 is the format older Strata builds read.",
+        c"3 (the default) gives all rows with equal vectors one element; 2 shares an element among ten rows at most; 1 keeps one row per element. Older versions are what older Strata builds read.",
         &FORMAT_VERSION,
         super::format::OLDEST_VERSION as i32,
         super::format::FORMAT_VERSION as i32,

@@ -56,14 +56,6 @@ impl Metric {
     }
 }
 
-impl Metric {
-    /// Whether neighbor lists are filled up with the candidates the
-    /// diversity heuristic pruned (see `graph::select_neighbors_for`).
-    pub fn keeps_pruned_links(self) -> bool {
-        self == Metric::InnerProduct
-    }
-}
-
 /// Non-negative, order-preserving distance for graph construction.
 #[derive(Clone, Copy, Debug)]
 pub struct BuildDistance {

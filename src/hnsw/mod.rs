@@ -2,13 +2,14 @@
 //! search over `vector` columns with a hierarchical navigable small world
 //! graph stored in the index's own pages (layout in [`format`]).
 //!
-//! * [`format`]  — page and item layouts, version 2 (version 1 read) (pure)
+//! * [`format`]  — page and item layouts, version 3 (versions 1, 2 read) (pure)
 //! * [`metric`]  — the four distances, equal to the SQL operators (pure)
 //! * [`graph`]   — layer search, neighbor heuristic, levels (pure)
 //! * [`cost`]    — the scan cost model's arithmetic, pgvector's (pure)
 //! * `recall_bound` — test only: the recall ceiling on uniform data (pure)
 //! * [`options`] — `m` / `ef_construction` rules (pure)
 //! * [`pages`]   — metapage, items, the on-disk graph
+//! * [`rows`]    — an element's heap rows and row lists
 //! * [`build`]   — CREATE INDEX (in-memory build with `hnsw_rs`)
 //! * [`insert`]  — inserts into the on-disk graph
 //! * [`scan`]    — ordered scans, iterative scans
@@ -30,5 +31,6 @@ pub mod options;
 pub mod pages;
 #[cfg(test)]
 mod recall_bound;
+pub mod rows;
 pub mod scan;
 pub mod vacuum;

@@ -1,7 +1,8 @@
 //! Page access for `strata_hnsw`: the metapage, element and neighbor items,
 //! and [`DiskGraph`], the [`Graph`] the search runs over. Every change is a
 //! GenericXLog record; readers take share locks one page at a time and copy
-//! what they need out, so no two page locks are ever held by a reader.
+//! what they need out (the one exception, an element's rows with its row
+//! lists, is `rows`': ascending blocks).
 
 use super::format::{
     self, ElemId, Element, HeapTid, Layout, Meta, KIND_GRAPH, KIND_META, MAGIC, META_SIZE, TAG_SIZE,
@@ -20,7 +21,7 @@ pub fn index_name(index: pg_sys::Relation) -> String {
     crate::lsm::storage::relname(index)
 }
 
-fn corrupted(index: pg_sys::Relation, what: String) -> ! {
+pub(super) fn corrupted(index: pg_sys::Relation, what: String) -> ! {
     crate::pg::error::error(
         PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
         format!("{what} in strata_hnsw index \"{}\"", index_name(index)),
@@ -40,7 +41,7 @@ pub fn init_page(p: pg_sys::Page, kind: u16, version: u16) {
     }
 }
 
-fn page_kind(p: pg_sys::Page) -> Option<u16> {
+pub(super) fn page_kind(p: pg_sys::Page) -> Option<u16> {
     if page::is_new(p) || page::special_size(p) != TAG_SIZE {
         return None;
     }
@@ -141,37 +142,6 @@ pub fn update_item(index: pg_sys::Relation, id: ElemId, f: impl FnOnce(&mut [u8]
     }
     buffer::unlock_release(buf);
     changed
-}
-
-/// Adds heap row `tid` to element `id` when the element holds exactly
-/// `vector` (bit for bit), is live and has a free TID slot — checked under
-/// the page's exclusive lock, since VACUUM may have freed and an insert
-/// reused the slot since it was found. Returns whether the row was added.
-pub fn add_heap_tid(
-    index: pg_sys::Relation,
-    params: &Params,
-    id: ElemId,
-    vector: &[f32],
-    tid: HeapTid,
-) -> bool {
-    let layout = params.layout;
-    let size = layout.element_size(params.dims);
-    update_item(index, id, |item| {
-        if item.len() != size || !format::is_element_item(item) {
-            return false;
-        }
-        let e = Element::decode(item);
-        if e.is_free() || e.deleted() || !format::element_holds(item, layout, vector) {
-            return false;
-        }
-        let mut tids = format::element_tids(item, layout);
-        if tids.len() >= layout.tid_slots() || tids.contains(&tid) {
-            return false;
-        }
-        tids.push(tid);
-        format::set_element_tids(item, layout, &tids);
-        true
-    })
 }
 
 /// Adds the items of a new element: its neighbor item, then its element item
@@ -324,8 +294,14 @@ fn reuse_free_slot(
             block,
             offset: nbr_off,
         };
-        let item = format::encode_element(&e, layout, &[e.heap_tid()], vector);
-        let (eptr, _) = page::item(wp, off).expect("slot found above");
+        let mut item = format::encode_element(&e, layout, &[e.heap_tid()], vector);
+        let (eptr, elen) = page::item(wp, off).expect("slot found above");
+        // SAFETY: the free slot's item in the working copy.
+        let old = unsafe { std::slice::from_raw_parts(eptr, elen) };
+        if let Some(lists) = format::row_list_of(old, layout) {
+            // the slot's row lists (emptied when it was freed) stay with it
+            format::set_row_list(&mut item, layout, lists);
+        }
         let (nptr, _) = page::item(wp, nbr_off).expect("slot found above");
         // The slot keeps its neighbor item layout (its level count); the
         // levels above the new element's stay empty.
@@ -448,21 +424,13 @@ impl DiskGraph {
         })?
     }
 
-    /// The heap TIDs of element `id`, read now from its page (not from the
-    /// cache); empty for a deleted element, a free slot or an item that is
-    /// not an element.
+    /// The heap TIDs of element `id` (with its row lists), read now from its
+    /// pages (not from the cache); empty for a deleted element, a free slot
+    /// or an item that is not an element.
     pub fn live_heap_tids(&mut self, id: ElemId) -> Vec<HeapTid> {
-        let (dims, layout) = (self.params.dims, self.params.layout);
-        with_item(self.index, id, |item| {
-            if item.len() < layout.element_size(dims) || !format::is_element_item(item) {
-                return Vec::new();
-            }
-            if Element::decode(item).deleted() {
-                return Vec::new();
-            }
-            format::element_tids(item, layout)
-        })
-        .unwrap_or_default()
+        super::rows::element_rows(self.index, &self.params, id, |e| !e.deleted())
+            .map(|(_, tids)| tids)
+            .unwrap_or_default()
     }
 
     /// Distance between two elements (for neighbor selection).

@@ -1,7 +1,7 @@
 //! VACUUM of a `strata_hnsw` index (`ambulkdelete`, `amvacuumcleanup`).
 //!
-//! 1. Dead heap rows are taken out of their elements; elements left with
-//!    none are marked deleted (scans stop returning them at once; searches
+//! 1. Dead heap rows are taken out of their elements (and row lists, see
+//!    `rows`); elements left with none are marked deleted (scans stop returning them at once; searches
 //!    still pass through them).
 //! 2. Every live element that links to a deleted one gets repaired lists,
 //!    like pgvector's RepairGraphElement: the diversity heuristic, filled up
@@ -24,6 +24,7 @@ use super::format::{self, ElemId};
 use super::graph::{self, Graph, Scored};
 use super::insert;
 use super::pages::{self, DiskGraph, Params};
+use super::rows;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -71,7 +72,15 @@ pub fn bulk_delete(
             deleted.insert(id);
             return;
         }
-        let tids = format::element_tids(item, layout);
+        let tids = if format::row_list_of(item, layout).is_some() {
+            // with its row lists, read whole under the element's lock
+            match rows::element_rows(index, &params, id, |e| !e.deleted() && !e.is_free()) {
+                Some((_, tids)) => tids,
+                None => return,
+            }
+        } else {
+            format::element_tids(item, layout)
+        };
         let dead: Vec<format::HeapTid> = tids
             .iter()
             .copied()
@@ -92,22 +101,8 @@ pub fn bulk_delete(
     // Under the page lock, from what the element holds now: a row an insert
     // added since the element was read keeps it alive.
     for (id, level, dead) in &changed {
-        let mut emptied = false;
-        pages::update_item(index, *id, |item| {
-            let now = format::element_tids(item, layout);
-            let kept: Vec<format::HeapTid> =
-                now.iter().copied().filter(|t| !dead.contains(t)).collect();
-            if kept.is_empty() {
-                item[7] |= format::FLAG_DELETED;
-                emptied = true;
-            } else if kept.len() < now.len() {
-                format::set_element_tids(item, layout, &kept);
-            } else {
-                return false;
-            }
-            true
-        });
-        if emptied {
+        let dead: HashSet<format::HeapTid> = dead.iter().copied().collect();
+        if rows::remove_heap_tids(index, &params, *id, &dead) {
             deleted.insert(*id);
         } else {
             live.push((*id, *level));
@@ -219,7 +214,7 @@ fn repair(
                 })
             })
             .collect();
-        let next = insert::choose_neighbors(g, &scored, l, Some(id), true);
+        let next = insert::choose_neighbors(g, &scored, l, Some(id), format::capacity(g.params.m, l));
         let Some(e) = g.element(id) else { return };
         let m = params.m;
         pages::update_item(g.index, e.neighbors, |item| {
@@ -336,10 +331,16 @@ pub fn cleanup(
     let stats = stats_or_new(stats);
     let params = Params::of(index, &pages::read_meta(index));
     let mut n = 0u64;
-    pages::for_each_element(index, &params, |_, e, item| {
-        if !e.is_free() && !e.deleted() {
-            n += format::element_tids(item, params.layout).len() as u64;
+    pages::for_each_element(index, &params, |id, e, item| {
+        if e.is_free() || e.deleted() {
+            return;
         }
+        n += if format::row_list_of(item, params.layout).is_some() {
+            rows::element_rows(index, &params, id, |e| !e.deleted())
+                .map_or(0, |(_, tids)| tids.len() as u64)
+        } else {
+            format::element_tids(item, params.layout).len() as u64
+        };
     });
     // SAFETY: our stats struct.
     unsafe {

@@ -10,6 +10,9 @@
 * a 1%-selective filter returns a full LIMIT with iterative scans on, as by
   default (and fewer rows with them off, showing why they exist);
 * inserts running while other sessions scan;
+* copies of one vector inserted by two sessions while others delete some,
+  VACUUM and scan: a full index scan finds exactly the live copies (one
+  element's row lists), on the primary, on the standby and after kill -9;
 * kill -9 during inserts: after recovery the index returns every row that
   is in the table (each row's own vector finds it) and nothing else;
 * a streaming standby returns the same nearest neighbours as the primary.
@@ -197,6 +200,55 @@ def main():
         # uniform 128-d data leaves a few elements hard to reach in any HNSW
         assert found >= 291, f"only {found}/300 inserted rows are reachable"
 
+        # Many copies of one vector from two sessions at once while a third
+        # deletes some of them and runs VACUUM and a fourth scans: the copies
+        # share one element (its row lists change under all of these), and a
+        # full scan through the index finds exactly the live ones.
+        stop.clear()
+        errors.clear()
+
+        def copier(base):
+            try:
+                with primary.connect() as c:
+                    for i in range(base, base + 1500):
+                        c.execute("INSERT INTO f VALUES (%s, 1003, %s)", (i, COPY))
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+
+        def vacuumer():
+            try:
+                with primary.connect() as c:
+                    while not stop.is_set():
+                        c.execute("DELETE FROM f WHERE category = 1003 AND id % 7 = 0")
+                        c.execute("VACUUM f")
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+
+        def copy_scanner():
+            try:
+                with primary.connect() as c:
+                    while not stop.is_set():
+                        copies_via_index(c)
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+
+        threads = [threading.Thread(target=copier, args=(b,)) for b in (700000, 710000)]
+        threads += [threading.Thread(target=vacuumer), threading.Thread(target=copy_scanner)]
+        for t in threads:
+            t.start()
+        for t in threads[:2]:
+            t.join()
+        stop.set()
+        for t in threads[2:]:
+            t.join()
+        assert not errors, errors
+        conn.execute("VACUUM f")
+        live = conn.execute("SELECT count(*) FROM f WHERE category = 1003").fetchone()[0]
+        via = copies_via_index(conn)
+        log(f"3000 copies of one vector inserted by two sessions during DELETE/VACUUM and scans: "
+            f"{live} live, {via} found through the index")
+        assert via == live and live > 2000, f"{via} copies through the index, {live} in the table"
+
         # Streaming standby: same nearest neighbours.
         conn.execute("CHECKPOINT")
         standby.base_backup_of(primary).start()
@@ -209,7 +261,8 @@ def main():
                 a = conn.execute("SELECT id FROM f ORDER BY v <-> %s::vector LIMIT 10", (vec_text(qv),)).fetchall()
                 b = sc.execute("SELECT id FROM f ORDER BY v <-> %s::vector LIMIT 10", (vec_text(qv),)).fetchall()
                 assert a == b, f"standby differs: {a} vs {b}"
-        log("standby returns the same nearest neighbours as the primary")
+            assert copies_via_index(sc) == live, "the standby's copies differ"
+        log("standby returns the same nearest neighbours (and copies) as the primary")
         standby.stop()
 
         # kill -9 during inserts.
@@ -225,7 +278,16 @@ def main():
             except psycopg.Error:
                 killed.set()
 
+        def crash_copier(base):
+            try:
+                with primary.connect() as c:
+                    for i in range(base, base + 100000):
+                        c.execute("INSERT INTO f VALUES (%s, 1003, %s)", (i, COPY))
+            except psycopg.Error:
+                killed.set()
+
         ts = [threading.Thread(target=crash_inserter, args=(b,)) for b in (400000, 600000)]
+        ts.append(threading.Thread(target=crash_copier, args=(800000,)))
         for t in ts:
             t.start()
         time.sleep(4)
@@ -249,9 +311,9 @@ def main():
         for i in missing:
             buckets[i // 100000 * 100000] = buckets.get(i // 100000 * 100000, 0) + 1
         log(f"rows not reached by a full traversal, by id range: {dict(sorted(buckets.items()))}")
-        newest = [r[0] for r in conn.execute("SELECT id FROM f ORDER BY id DESC LIMIT 300").fetchall()]
+        newest = [r[0] for r in conn.execute("SELECT id FROM f WHERE category <> 1003 ORDER BY id DESC LIMIT 300").fetchall()]
         in_graph = len(set(newest) & set(reached))
-        found = self_lookup(conn, "f", 300, newest=True)
+        found = self_lookup(conn, "f", 300, newest=True, where="category <> 1003")
         log(f"after kill -9 during inserts: {total} rows, {via_index} reachable through the index; "
             f"{in_graph}/300 of the newest committed rows are in the graph, "
             f"{found}/300 found by their own vector at ef_search 400")
@@ -267,13 +329,34 @@ def main():
         # record, so the newest rows are as reachable as any other
         assert in_graph >= 297, f"only {in_graph}/300 of the newest committed rows are in the graph"
         assert found >= 270, f"only {found}/300 of the newest rows are found by their own vector"
+        # the copies, whose rows went into row lists up to the crash
+        live = conn.execute("SELECT count(*) FROM f WHERE category = 1003").fetchone()[0]
+        via = copies_via_index(conn)
+        log(f"after kill -9 during inserts of copies: {live} live copies, {via} found through the index")
+        assert via == live, f"{via} copies through the index, {live} in the table"
         conn.close()
 
 
-def self_lookup(conn, table, count, newest=False):
-    """How many of `count` rows come back first when searching their own vector."""
+# The vector the copies phases insert over and over.
+COPY = "[" + ",".join(["0.25"] * DIMS) + "]"
+
+
+def copies_via_index(conn):
+    """Rows holding COPY that a full index scan for it returns."""
+    conn.execute("SET enable_seqscan = off")
+    conn.execute("SET strata.hnsw_iterative_scan = relaxed_order")
+    n = conn.execute("SELECT count(*) FROM (SELECT v FROM f ORDER BY v <-> %s::vector LIMIT 200000) x "
+                     "WHERE v = %s::vector", (COPY, COPY)).fetchone()[0]
+    conn.execute("RESET enable_seqscan")
+    conn.execute("RESET strata.hnsw_iterative_scan")
+    return n
+
+
+def self_lookup(conn, table, count, newest=False, where="true"):
+    """How many of `count` rows (of those matching `where`) come back first
+    when searching their own vector."""
     order = "id DESC" if newest else "random()"
-    rows = conn.execute(f"SELECT id, v::text FROM {table} ORDER BY {order} LIMIT {count}").fetchall()
+    rows = conn.execute(f"SELECT id, v::text FROM {table} WHERE {where} ORDER BY {order} LIMIT {count}").fetchall()
     conn.execute("SET enable_seqscan = off")
     # uniform data is hard to search: a wide candidate list measures
     # whether the row is in the graph, not the default search quality

@@ -99,8 +99,9 @@ RESET strata.hnsw_ef_search;
 RESET enable_seqscan;
 
 -- duplicates (pgvector's 015_hnsw_vector_duplicates): rows with equal vectors
--- share an element of up to ten heap TIDs, on the build path and the insert
--- path; ef_search = 1 without iterative scans returns one element's ten rows
+-- share one element, on the build path and the insert path; ef_search = 1
+-- without iterative scans returns its 20 rows (pgvector's elements hold ten
+-- rows at most: it returns 10)
 CREATE TABLE hd (id serial, v vector(3));
 INSERT INTO hd (v) SELECT '[1,1,1]' FROM generate_series(1, 20);
 CREATE INDEX hd_v ON hd USING strata_hnsw (v vector_l2_ops);
@@ -153,7 +154,48 @@ SELECT elements FROM strata.hnsw_info('hd_v1') WHERE layer = 0;
 SELECT count(*) FROM (SELECT id FROM hd WHERE v = '[6,6,6.5]' ORDER BY v <-> '[6,6,6.5]' LIMIT 20) s;
 RESET enable_seqscan;
 DROP TABLE hd;
-SET strata.hnsw_format_version = 3;
+-- version 3: every row of a repeated vector is one element's (its own ten
+-- slots, then row lists of 100), whether inserted or built, so a scan that
+-- reaches the element returns them all; VACUUM takes dead rows out of the
+-- lists, refills the element's slots from them, and a freed element's lists
+-- serve the next vector placed in its slot
+CREATE TABLE hr (id serial, v vector(3));
+CREATE INDEX hr_v ON hr USING strata_hnsw (v vector_l2_ops);
+INSERT INTO hr (v) SELECT '[1,1,1]' FROM generate_series(1, 1000);
+INSERT INTO hr (v) SELECT ARRAY[i % 17 + 20, i % 13, i % 11]::real[]::vector FROM generate_series(1, 300) i;
+SET enable_seqscan = off;
+SET strata.hnsw_ef_search = 10;
+SELECT count(*) FROM (SELECT id, v FROM hr ORDER BY v <-> '[1,1,1]' LIMIT 1500) s WHERE v = '[1,1,1]';
+SELECT elements FROM strata.hnsw_info('hr_v') WHERE layer = 0;
+-- the rows in the element's own slots die too
+DELETE FROM hr WHERE id <= 12 OR id % 3 = 0;
+VACUUM hr;
+SELECT count(*) FROM (SELECT id, v FROM hr ORDER BY v <-> '[1,1,1]' LIMIT 1500) s WHERE v = '[1,1,1]';
+SELECT count(*) FROM hr WHERE v = '[1,1,1]';
+SELECT pg_relation_size('hr_v') AS before_size \gset
+DELETE FROM hr WHERE v = '[1,1,1]';
+VACUUM hr;
+SELECT count(*) FROM (SELECT id, v FROM hr ORDER BY v <-> '[1,1,1]' LIMIT 1500) s WHERE v = '[1,1,1]';
+INSERT INTO hr (v) SELECT '[2,2,2]' FROM generate_series(1, 1000);
+SELECT count(*) FROM (SELECT id, v FROM hr ORDER BY v <-> '[2,2,2]' LIMIT 1500) s WHERE v = '[2,2,2]';
+SELECT elements, deleted FROM strata.hnsw_info('hr_v') WHERE layer = 0;
+SELECT pg_relation_size('hr_v') = :before_size AS same_size;
+-- the build path: one element for the 1000 copies
+REINDEX INDEX hr_v;
+SELECT elements FROM strata.hnsw_info('hr_v') WHERE layer = 0;
+SELECT count(*) FROM (SELECT id, v FROM hr ORDER BY v <-> '[2,2,2]' LIMIT 1500) s WHERE v = '[2,2,2]';
+-- a version-2 index (ten rows per element at most) is still built and read
+SET strata.hnsw_format_version = 2;
+CREATE INDEX hr_v2 ON hr USING strata_hnsw (v vector_l2_ops);
+RESET strata.hnsw_format_version;
+SELECT elements FROM strata.hnsw_info('hr_v2') WHERE layer = 0;
+DROP INDEX hr_v;
+SET strata.hnsw_ef_search = 200;
+SELECT count(*) >= 200 AS found FROM (SELECT id, v FROM hr ORDER BY v <-> '[2,2,2]' LIMIT 1500) s WHERE v = '[2,2,2]';
+RESET strata.hnsw_ef_search;
+RESET enable_seqscan;
+DROP TABLE hr;
+SET strata.hnsw_format_version = 4;
 
 -- settings
 SET strata.hnsw_ef_search = 0;

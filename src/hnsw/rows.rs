@@ -1,0 +1,348 @@
+//! The heap rows of an element: read, added, taken out. An element holds
+//! its first rows in its own slots; in format version 3 the rest go into row
+//! list items chained from its last slot (layout in `format`), so every row
+//! of a vector repeated any number of times is one element's and a scan that
+//! reaches the element returns them all.
+//!
+//! Locking: an element's rows, in its slots and its lists, change only under
+//! the exclusive lock of the element's page, and are read under its share
+//! lock, so a reader sees them whole. Row lists lie on the element's page or
+//! a later block; the list pages are locked one at a time while the
+//! element's page is held, so locks are always taken in ascending block
+//! order and two backends cannot wait on each other.
+
+use super::format::{self, ElemId, Element, HeapTid, KIND_GRAPH};
+use super::pages::{self, Params};
+use crate::pg::buffer::{self, PageWrite};
+use crate::pg::page;
+use pgrx::pg_sys;
+use std::collections::HashSet;
+
+/// A line pointer and the MAXALIGNed item: the room a new row list takes.
+const ROW_LIST_ROOM: usize = ((format::ROW_LIST_SIZE + 7) & !7) + 4;
+
+/// The item at `offset` of a locked page, as bytes.
+fn item_mut<'a>(p: pg_sys::Page, offset: u16) -> Option<&'a mut [u8]> {
+    // SAFETY: a normal item of a page the caller holds locked (or a working
+    // copy of one); the slice lives no longer than that lock.
+    page::item(p, offset).map(|(ptr, len)| unsafe { std::slice::from_raw_parts_mut(ptr, len) })
+}
+
+/// The element item `id` on its locked page `p`, when it is one of this
+/// index's elements.
+fn element_on<'a>(p: pg_sys::Page, params: &Params, id: ElemId) -> Option<&'a mut [u8]> {
+    if pages::page_kind(p) != Some(KIND_GRAPH) {
+        return None;
+    }
+    let size = params.layout.element_size(params.dims);
+    item_mut(p, id.offset).filter(|i| i.len() == size && format::is_element_item(i))
+}
+
+/// The row list item `id` on its locked page `p`; an element's link to
+/// anything else is corruption.
+fn row_list_on<'a>(index: pg_sys::Relation, p: pg_sys::Page, id: ElemId) -> &'a mut [u8] {
+    match item_mut(p, id.offset) {
+        Some(i) if pages::page_kind(p) == Some(KIND_GRAPH) && format::is_row_list_item(i) => i,
+        _ => pages::corrupted(
+            index,
+            format!("element links to ({},{}), which is no row list", id.block, id.offset),
+        ),
+    }
+}
+
+/// Walks the row lists of the element whose page `ebuf` the caller holds
+/// locked (share or exclusive, `exclusive` says which to take on list pages),
+/// from `first`; `f` gets each list's id, the page holding it (locked) and
+/// its bytes, and returns false to stop. A list on the element's page is
+/// read through `ebuf`; other pages are locked one at a time.
+fn walk_lists(
+    index: pg_sys::Relation,
+    ebuf: pg_sys::Buffer,
+    first: Option<ElemId>,
+    exclusive: bool,
+    mut f: impl FnMut(ElemId, pg_sys::Buffer, &mut [u8]) -> bool,
+) {
+    let eblock = buffer::block_number(ebuf);
+    let mut next = first.filter(|l| !l.is_none());
+    // a chain cannot hold more lists than the index has room for
+    let mut budget = buffer::nblocks(index) as u64 * (format::BLOCK_SIZE / format::ROW_LIST_SIZE) as u64;
+    while let Some(l) = next {
+        if budget == 0 || l.block < eblock {
+            pages::corrupted(index, format!("row list chain through ({},{}) loops or goes back", l.block, l.offset));
+        }
+        budget -= 1;
+        let (buf, own) = if l.block == eblock {
+            (ebuf, false)
+        } else {
+            let b = buffer::read(index, l.block);
+            if exclusive {
+                buffer::lock_exclusive(b);
+            } else {
+                buffer::lock_share(b);
+            }
+            (b, true)
+        };
+        let item = row_list_on(index, buffer::page(buf), l);
+        next = Some(format::decode_row_list(item).0).filter(|n| !n.is_none());
+        let go_on = f(l, buf, item);
+        if own {
+            buffer::unlock_release(buf);
+        }
+        if !go_on {
+            return;
+        }
+    }
+}
+
+/// Element `id`'s header and every heap row it holds (its slots, then its
+/// row lists), read whole under its page's share lock; the rows only when
+/// `rows(header)` says so. None when `id` names no element item.
+pub fn element_rows(
+    index: pg_sys::Relation,
+    params: &Params,
+    id: ElemId,
+    rows: impl FnOnce(&Element) -> bool,
+) -> Option<(Element, Vec<HeapTid>)> {
+    if id.is_none() || id.block == pages::META_BLOCK {
+        return None;
+    }
+    let layout = params.layout;
+    let buf = buffer::read(index, id.block);
+    buffer::lock_share(buf);
+    let Some(item) = element_on(buffer::page(buf), params, id) else {
+        buffer::unlock_release(buf);
+        return None;
+    };
+    let e = Element::decode(item);
+    let mut tids = Vec::new();
+    if rows(&e) {
+        tids = format::element_tids(item, layout);
+        walk_lists(index, buf, format::row_list_of(item, layout), false, |_, _, list| {
+            tids.extend(format::decode_row_list(list).1);
+            true
+        });
+    }
+    buffer::unlock_release(buf);
+    Some((e, tids))
+}
+
+/// Adds heap row `tid` to element `id` when the element holds exactly
+/// `vector` (bit for bit) and is live — checked under the page's exclusive
+/// lock, since VACUUM may have freed and an insert reused the slot since it
+/// was found. Into a free slot of the element, else (version 3) the first
+/// row list with room, else a new row list, placed on the element's page,
+/// the index's last page or a new one. Returns whether the row was added
+/// (false in versions 1 and 2 when the element is full).
+pub fn add_heap_tid(
+    index: pg_sys::Relation,
+    params: &Params,
+    id: ElemId,
+    vector: &[f32],
+    tid: HeapTid,
+) -> bool {
+    let layout = params.layout;
+    let buf = buffer::read(index, id.block);
+    buffer::lock_exclusive(buf);
+    let added = (|| {
+        let Some(item) = element_on(buffer::page(buf), params, id) else {
+            return false;
+        };
+        let e = Element::decode(item);
+        if e.is_free() || e.deleted() || !format::element_holds(item, layout, vector) {
+            return false;
+        }
+        let mut tids = format::element_tids(item, layout);
+        if tids.contains(&tid) {
+            return false;
+        }
+        if tids.len() < format::inline_slots(item, layout) {
+            tids.push(tid);
+            let mut w = PageWrite::start(index);
+            let wp = w.register(buf, false);
+            let item = element_on(wp, params, id).expect("element checked above");
+            format::set_element_tids(item, layout, &tids);
+            w.commit();
+            return true;
+        }
+        if !layout.row_lists() {
+            return false;
+        }
+        // the first row list with room
+        let head = format::row_list_of(item, layout);
+        let mut added = false;
+        walk_lists(index, buf, head, true, |l, lbuf, list| {
+            let mut rows = format::decode_row_list(list).1;
+            if rows.len() >= format::ROW_LIST_TIDS {
+                return true;
+            }
+            rows.push(tid);
+            let mut w = PageWrite::start(index);
+            let wp = w.register(lbuf, false);
+            format::set_row_list_tids(row_list_on(index, wp, l), &rows);
+            w.commit();
+            added = true;
+            false
+        });
+        if !added {
+            add_row_list(index, params, buf, id, &tids, head, tid);
+        }
+        true
+    })();
+    buffer::unlock_release(buf);
+    added
+}
+
+/// Puts a new row list holding `tid` in front of element `id`'s lists
+/// (`head`, if any). With no list yet, the heap row in the element's last
+/// slot moves into the new list, whose link takes that slot. The list goes
+/// on the element's page (`ebuf`, exclusively locked), else the index's last
+/// page, else a new page: never before the element's block.
+fn add_row_list(
+    index: pg_sys::Relation,
+    params: &Params,
+    ebuf: pg_sys::Buffer,
+    id: ElemId,
+    inline: &[HeapTid],
+    head: Option<ElemId>,
+    tid: HeapTid,
+) {
+    let layout = params.layout;
+    let slots = layout.tid_slots();
+    let mut rows = Vec::with_capacity(2);
+    let keep = if head.is_none() {
+        rows.push(inline[slots - 1]);
+        &inline[..slots - 1]
+    } else {
+        inline
+    };
+    rows.push(tid);
+    let list = format::encode_row_list(head.unwrap_or(ElemId::NONE), &rows);
+    let mut w = PageWrite::start(index);
+    let wp = w.register(ebuf, false);
+    let mut other: Option<pg_sys::Buffer> = None;
+    let target = if page::free_space_for_new_item(wp) >= ROW_LIST_ROOM {
+        (id.block, wp)
+    } else {
+        let last = buffer::nblocks(index) - 1;
+        let mut found = None;
+        if last > id.block {
+            let b = buffer::read(index, last);
+            buffer::lock_exclusive(b);
+            let p = buffer::page(b);
+            if pages::page_kind(p) == Some(KIND_GRAPH) && page::free_space_for_new_item(p) >= ROW_LIST_ROOM {
+                found = Some((last, w.register(b, false)));
+                other = Some(b);
+            } else {
+                buffer::unlock_release(b);
+            }
+        }
+        found.unwrap_or_else(|| {
+            let b = buffer::extend_locked(index);
+            let p = w.register(b, true);
+            pages::init_page(p, KIND_GRAPH, layout.version);
+            other = Some(b);
+            (buffer::block_number(b), p)
+        })
+    };
+    let offset = page::add_item(target.1, list.as_ptr(), list.len())
+        .unwrap_or_else(|| pages::corrupted(index, "no room for a row list".into()));
+    let item = element_on(wp, params, id).expect("element checked by the caller");
+    format::set_row_list(item, layout, ElemId {
+        block: target.0,
+        offset,
+    });
+    format::set_element_tids(item, layout, keep);
+    w.commit();
+    if let Some(b) = other {
+        buffer::unlock_release(b);
+    }
+}
+
+/// Takes the heap rows in `dead` out of element `id`, under its page's
+/// exclusive lock: from its row lists first (one WAL record per list), then
+/// from its own slots, which are refilled from a row list when they would
+/// be left empty while rows remain (one record with that list's page: TID 0
+/// stays filled while any row lives). With no row left the element is
+/// marked deleted. Rows an insert added since VACUUM read the element are
+/// not in `dead` and stay. Returns whether the element is now deleted.
+pub fn remove_heap_tids(
+    index: pg_sys::Relation,
+    params: &Params,
+    id: ElemId,
+    dead: &HashSet<HeapTid>,
+) -> bool {
+    let layout = params.layout;
+    let buf = buffer::read(index, id.block);
+    buffer::lock_exclusive(buf);
+    let deleted = (|| {
+        let Some(item) = element_on(buffer::page(buf), params, id) else {
+            return false;
+        };
+        if Element::decode(item).deleted() {
+            return true;
+        }
+        let head = format::row_list_of(item, layout);
+        // the first list left with rows, to refill the element's slots from
+        let mut refill: Option<ElemId> = None;
+        walk_lists(index, buf, head, true, |l, lbuf, list| {
+            let rows = format::decode_row_list(list).1;
+            let kept: Vec<HeapTid> = rows.iter().copied().filter(|t| !dead.contains(t)).collect();
+            if kept.len() < rows.len() {
+                let mut w = PageWrite::start(index);
+                let wp = w.register(lbuf, false);
+                format::set_row_list_tids(row_list_on(index, wp, l), &kept);
+                w.commit();
+            }
+            if !kept.is_empty() && refill.is_none() {
+                refill = Some(l);
+            }
+            true
+        });
+        let item = element_on(buffer::page(buf), params, id).expect("element checked above");
+        let rows = format::element_tids(item, layout);
+        let kept: Vec<HeapTid> = rows.iter().copied().filter(|t| !dead.contains(t)).collect();
+        if !kept.is_empty() || refill.is_none() {
+            if kept.len() == rows.len() {
+                return false;
+            }
+            let mut w = PageWrite::start(index);
+            let wp = w.register(buf, false);
+            let item = element_on(wp, params, id).expect("element checked above");
+            if kept.is_empty() {
+                item[7] |= format::FLAG_DELETED;
+            }
+            format::set_element_tids(item, layout, &kept);
+            w.commit();
+            return kept.is_empty();
+        }
+        // the element's own rows are all dead, rows remain in list `l`:
+        // move as many as its slots take, in one record with the list's page
+        let l = refill.expect("checked above");
+        let mut w = PageWrite::start(index);
+        let wp = w.register(buf, false);
+        let lbuf = if l.block == id.block {
+            None
+        } else {
+            let b = buffer::read(index, l.block);
+            buffer::lock_exclusive(b);
+            Some(b)
+        };
+        let lp = match lbuf {
+            Some(b) => w.register(b, false),
+            None => wp,
+        };
+        let list = row_list_on(index, lp, l);
+        let mut moving = format::decode_row_list(list).1;
+        let item = element_on(wp, params, id).expect("element checked above");
+        let rest = moving.split_off(moving.len().min(format::inline_slots(item, layout)));
+        format::set_row_list_tids(list, &rest);
+        format::set_element_tids(item, layout, &moving);
+        w.commit();
+        if let Some(b) = lbuf {
+            buffer::unlock_release(b);
+        }
+        false
+    })();
+    buffer::unlock_release(buf);
+    deleted
+}
