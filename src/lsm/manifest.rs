@@ -412,7 +412,7 @@ pub fn locate(rel: pg_sys::Relation, tid: &pg_sys::ItemPointerData) -> Option<pg
     })?;
     match place {
         Where::L0 { dir, entry } => {
-            read_page(rel, dir, |p| page_image::dir_entries(p).get(entry).copied())
+            read_page(rel, dir, |p| page_image::dir_entry(p, entry))
         }
         Where::Run { root } => {
             let (leaf, filter) = root_step(rel, root, rowid);
