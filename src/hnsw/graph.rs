@@ -9,9 +9,9 @@
 //!   own and incoming links (repairs a parallel build);
 //! * [`random_level`] — the exponential level distribution, `mL = 1/ln(m)`.
 
-use super::format::ElemId;
+use super::format::{ElemId, IdSet};
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::BinaryHeap;
 
 /// What the search needs from a graph store.
 pub trait Graph {
@@ -48,7 +48,7 @@ impl Ord for Scored {
 /// index scan can widen it (larger `ef`) without starting over.
 #[derive(Default)]
 pub struct LayerSearch {
-    pub visited: HashSet<ElemId>,
+    pub visited: IdSet,
     /// Frontier: elements still to expand, nearest first.
     candidates: BinaryHeap<std::cmp::Reverse<Scored>>,
     /// Best elements found (a max-heap: the farthest on top), deleted ones
@@ -849,7 +849,7 @@ pub mod tests {
                 .map(|(i, v)| (metric.distance(v, &q), i))
                 .collect();
             exact.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let truth: HashSet<usize> = exact.iter().take(10).map(|e| e.1).collect();
+            let truth: std::collections::HashSet<usize> = exact.iter().take(10).map(|e| e.1).collect();
             hits += g
                 .knn(&q, 10, 40)
                 .iter()

@@ -5,7 +5,7 @@
 //! lists, is `rows`': ascending blocks).
 
 use super::format::{
-    self, ElemId, Element, HeapTid, Layout, Meta, KIND_GRAPH, KIND_META, MAGIC, META_SIZE, TAG_SIZE,
+    self, ElemId, Element, HeapTid, IdMap, Layout, Meta, KIND_GRAPH, KIND_META, MAGIC, META_SIZE, TAG_SIZE,
 };
 use super::graph::Graph;
 use super::metric::Metric;
@@ -13,7 +13,6 @@ use crate::pg::buffer::{self, PageWrite};
 use crate::pg::page;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use std::collections::HashMap;
 
 pub const META_BLOCK: pg_sys::BlockNumber = 0;
 
@@ -380,7 +379,7 @@ impl Params {
 pub struct DiskGraph {
     pub index: pg_sys::Relation,
     pub params: Params,
-    headers: HashMap<ElemId, Element>,
+    headers: IdMap<Element>,
 }
 
 impl DiskGraph {
@@ -388,7 +387,7 @@ impl DiskGraph {
         DiskGraph {
             index,
             params,
-            headers: HashMap::new(),
+            headers: IdMap::default(),
         }
     }
 

@@ -25,14 +25,13 @@
 //! The scan's Rust state is owned through the scan's memory context: a
 //! reset callback frees it even when the query ends in an error.
 
-use super::format::{ElemId, HeapTid};
+use super::format::{ElemId, HeapTid, IdSet};
 use super::graph::{self, LayerSearch, Scored};
 use super::gucs::{self, IterativeScan};
 use super::pages::{self, DiskGraph, Params};
 use crate::vector::datum::Vector;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use std::collections::HashSet;
 
 struct ScanState {
     query: Option<Vec<f32>>,
@@ -40,7 +39,7 @@ struct ScanState {
     search: Option<LayerSearch>,
     batch: Vec<Scored>,
     pos: usize,
-    returned: HashSet<ElemId>,
+    returned: IdSet,
     /// Heap rows of the last returned element still to return, last first.
     pending: Vec<HeapTid>,
     last: f64,
@@ -77,7 +76,7 @@ pub fn begin(index: pg_sys::Relation, nkeys: i32, norderbys: i32) -> pg_sys::Ind
         search: None,
         batch: Vec::new(),
         pos: 0,
-        returned: HashSet::new(),
+        returned: IdSet::default(),
         pending: Vec::new(),
         last: f64::NEG_INFINITY,
         ef: 0,
