@@ -110,7 +110,11 @@ fn with_item<T>(index: pg_sys::Relation, id: ElemId, f: impl FnOnce(&[u8]) -> T)
     let buf = buffer::read(index, id.block);
     buffer::lock_share(buf);
     let p = buffer::page(buf);
-    let r = if page_kind(p) == Some(KIND_GRAPH) {
+    // Every block but the metapage is a graph page, so the page header's
+    // special size stands for the kind: reading the tag at the page's end
+    // touched one more cache line per element visited (12% of a scan's CPU
+    // in a profile); `page::item` still bounds-checks the line pointer.
+    let r = if !page::is_new(p) && page::special_size(p) == TAG_SIZE {
         page::item(p, id.offset).map(|(ptr, len)| {
             // SAFETY: a normal item on the share-locked page.
             f(unsafe { std::slice::from_raw_parts(ptr, len) })
@@ -387,7 +391,8 @@ impl DiskGraph {
         DiskGraph {
             index,
             params,
-            headers: IdMap::default(),
+            // an operation reads some hundreds of elements: no rehashing then
+            headers: IdMap::with_capacity_and_hasher(1024, Default::default()),
         }
     }
 
