@@ -94,6 +94,36 @@ fn walk_lists(
     }
 }
 
+/// Runs `f` with element `id`'s page read and exclusively locked, then
+/// unlocks and releases it.
+fn with_page_exclusive<T>(
+    index: pg_sys::Relation,
+    id: ElemId,
+    f: impl FnOnce(pg_sys::Buffer) -> T,
+) -> T {
+    let buf = buffer::read(index, id.block);
+    buffer::lock_exclusive(buf);
+    let r = f(buf);
+    buffer::unlock_release(buf);
+    r
+}
+
+/// Every heap row of live element `id` whose item a page pass copied out
+/// (`item`): its slots alone when it has no row lists, else slots and lists
+/// read again, whole, under the element page's lock. None when `id` no
+/// longer names an element item.
+pub fn rows_of_copied(
+    index: pg_sys::Relation,
+    params: &Params,
+    id: ElemId,
+    item: &[u8],
+) -> Option<Vec<HeapTid>> {
+    if format::row_list_of(item, params.layout).is_none() {
+        return Some(format::element_tids(item, params.layout));
+    }
+    element_rows(index, params, id, |e| !e.deleted() && !e.is_free()).map(|(_, tids)| tids)
+}
+
 /// Element `id`'s header and every heap row it holds (its slots, then its
 /// row lists), read whole under its page's share lock; the rows only when
 /// `rows(header)` says so. None when `id` names no element item.
@@ -141,9 +171,7 @@ pub fn add_heap_tid(
     tid: HeapTid,
 ) -> bool {
     let layout = params.layout;
-    let buf = buffer::read(index, id.block);
-    buffer::lock_exclusive(buf);
-    let added = (|| {
+    with_page_exclusive(index, id, |buf| {
         let Some(item) = element_on(buffer::page(buf), params, id) else {
             return false;
         };
@@ -187,9 +215,7 @@ pub fn add_heap_tid(
             add_row_list(index, params, buf, id, &tids, head, tid);
         }
         true
-    })();
-    buffer::unlock_release(buf);
-    added
+    })
 }
 
 /// Puts a new row list holding `tid` in front of element `id`'s lists
@@ -272,9 +298,7 @@ pub fn remove_heap_tids(
     dead: &HashSet<HeapTid>,
 ) -> bool {
     let layout = params.layout;
-    let buf = buffer::read(index, id.block);
-    buffer::lock_exclusive(buf);
-    let deleted = (|| {
+    with_page_exclusive(index, id, |buf| {
         let Some(item) = element_on(buffer::page(buf), params, id) else {
             return false;
         };
@@ -342,7 +366,5 @@ pub fn remove_heap_tids(
             buffer::unlock_release(b);
         }
         false
-    })();
-    buffer::unlock_release(buf);
-    deleted
+    })
 }

@@ -72,14 +72,8 @@ pub fn bulk_delete(
             deleted.insert(id);
             return;
         }
-        let tids = if format::row_list_of(item, layout).is_some() {
-            // with its row lists, read whole under the element's lock
-            match rows::element_rows(index, &params, id, |e| !e.deleted() && !e.is_free()) {
-                Some((_, tids)) => tids,
-                None => return,
-            }
-        } else {
-            format::element_tids(item, layout)
+        let Some(tids) = rows::rows_of_copied(index, &params, id, item) else {
+            return;
         };
         let dead: Vec<format::HeapTid> = tids
             .iter()
@@ -335,12 +329,7 @@ pub fn cleanup(
         if e.is_free() || e.deleted() {
             return;
         }
-        n += if format::row_list_of(item, params.layout).is_some() {
-            rows::element_rows(index, &params, id, |e| !e.deleted())
-                .map_or(0, |(_, tids)| tids.len() as u64)
-        } else {
-            format::element_tids(item, params.layout).len() as u64
-        };
+        n += rows::rows_of_copied(index, &params, id, item).map_or(0, |tids| tids.len() as u64);
     });
     // SAFETY: our stats struct.
     unsafe {

@@ -1,0 +1,494 @@
+//! Tests of the graph algorithms, and the in-memory graph ([`MemGraph`])
+//! other modules' tests build on.
+
+use super::*;
+use crate::hnsw::metric::Metric;
+
+/// An in-memory graph for tests: vectors, per-level adjacency, deletions.
+pub struct MemGraph {
+    pub vectors: Vec<Vec<f32>>,
+    pub levels: Vec<u8>,
+    pub adj: Vec<Vec<Vec<ElemId>>>,
+    pub deleted: Vec<bool>,
+    pub metric: Metric,
+    pub m: usize,
+    pub entry: Option<(ElemId, u8)>,
+}
+
+pub fn id(i: usize) -> ElemId {
+    ElemId {
+        block: (i / 1000) as u32 + 1,
+        offset: (i % 1000) as u16 + 1,
+    }
+}
+pub fn idx(e: ElemId) -> usize {
+    (e.block as usize - 1) * 1000 + e.offset as usize - 1
+}
+
+impl Graph for MemGraph {
+    fn distance(&mut self, e: ElemId, q: &[f32]) -> Option<(f64, bool)> {
+        let i = idx(e);
+        Some((self.metric.distance(&self.vectors[i], q), self.deleted[i]))
+    }
+    fn neighbors(&mut self, e: ElemId, level: usize) -> Vec<ElemId> {
+        self.adj[idx(e)].get(level).cloned().unwrap_or_default()
+    }
+}
+
+impl MemGraph {
+    pub fn new(metric: Metric, m: usize) -> MemGraph {
+        MemGraph {
+            vectors: vec![],
+            levels: vec![],
+            adj: vec![],
+            deleted: vec![],
+            metric,
+            m,
+            entry: None,
+        }
+    }
+
+    /// The standard HNSW insert, using this module's functions.
+    pub fn insert(&mut self, v: Vec<f32>, u: f64, ef_construction: usize) {
+        let i = self.vectors.len();
+        let level = random_level(u, self.m, 15);
+        self.vectors.push(v.clone());
+        self.levels.push(level);
+        self.adj.push(vec![Vec::new(); level as usize + 1]);
+        self.deleted.push(false);
+        let Some((entry, top)) = self.entry else {
+            self.entry = Some((id(i), level));
+            return;
+        };
+        let mut ep = descend(self, &v, entry, top as usize, level as usize);
+        for l in (0..=level.min(top) as usize).rev() {
+            let found = search_layer(self, &v, &[ep], ef_construction, l);
+            ep = found[0].id;
+            let cap = if l == 0 { 2 * self.m } else { self.m };
+            let (metric, vectors, adj) = (self.metric, &self.vectors, &mut self.adj);
+            let dist =
+                |a: ElemId, b: ElemId| metric.distance(&vectors[idx(a)], &vectors[idx(b)]);
+            let chosen = select_neighbors(&found, self.m, dist);
+            adj[i][l] = chosen.iter().map(|s| s.id).collect();
+            for s in chosen {
+                let n = idx(s.id);
+                adj[n][l].push(id(i));
+                if adj[n][l].len() > cap {
+                    let cands: Vec<Scored> = adj[n][l]
+                        .iter()
+                        .map(|&x| Scored {
+                            distance: dist(x, id(n)),
+                            id: x,
+                        })
+                        .collect();
+                    adj[n][l] = select_neighbors(&cands, cap, dist)
+                        .iter()
+                        .map(|s| s.id)
+                        .collect();
+                }
+            }
+        }
+        if level > top {
+            self.entry = Some((id(i), level));
+        }
+    }
+
+    pub fn knn(&mut self, q: &[f32], k: usize, ef: usize) -> Vec<usize> {
+        let (entry, top) = self.entry.expect("non-empty graph");
+        let ep = descend(self, q, entry, top as usize, 0);
+        search_layer(self, q, &[ep], ef.max(k), 0)
+            .into_iter()
+            .filter(|s| !self.deleted[idx(s.id)])
+            .take(k)
+            .map(|s| idx(s.id))
+            .collect()
+    }
+}
+
+/// Deterministic pseudo-random numbers (xorshift) for tests.
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next_f64(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[test]
+fn sequential_inner_product_build_finds_the_largest_products() {
+    let mut rng = Rng(0x5DEECE66D);
+    let (n, dims, m) = (2000, 16, 8);
+    let data: Vec<Vec<f32>> = (0..n)
+        .map(|_| (0..dims).map(|_| rng.next_f64() as f32 - 0.3).collect())
+        .collect();
+    let levels: Vec<u8> = (0..n)
+        .map(|_| random_level(1.0 - rng.next_f64(), m, 15))
+        .collect();
+    let metric = Metric::InnerProduct;
+    let cap = |l: usize| if l == 0 { 2 * m } else { m };
+    let mut ticks = 0;
+    let links = build_sequential(&data, &levels, 64, cap, |a, b| metric.distance(a, b), |_| {
+        ticks += 1
+    });
+    assert_eq!(ticks, n);
+    for (i, lists) in links.iter().enumerate() {
+        assert_eq!(lists.len(), levels[i] as usize + 1);
+        for (l, list) in lists.iter().enumerate() {
+            assert!(list.len() <= cap(l) && !list.contains(&i), "element {i} level {l}");
+        }
+    }
+    let mut g = Building {
+        vectors: &data,
+        links: links
+            .iter()
+            .map(|ls| ls.iter().map(|l| l.iter().map(|&x| built(x)).collect()).collect())
+            .collect(),
+        dist: |a: &[f32], b: &[f32]| metric.distance(a, b),
+    };
+    let top = (0..n).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))).unwrap();
+    let (mut hits, queries) = (0, 100);
+    for _ in 0..queries {
+        let q: Vec<f32> = (0..dims).map(|_| rng.next_f64() as f32 - 0.3).collect();
+        let mut exact: Vec<usize> = (0..n).collect();
+        exact.sort_by(|&a, &b| metric.distance(&data[a], &q).total_cmp(&metric.distance(&data[b], &q)));
+        let ep = descend(&mut g, &q, built(top), levels[top] as usize, 0);
+        let got: Vec<usize> = search_layer(&mut g, &q, &[ep], 40, 0)
+            .iter()
+            .take(10)
+            .map(|s| s.id.block as usize)
+            .collect();
+        hits += got.iter().filter(|x| exact[..10].contains(x)).count();
+    }
+    let r = hits as f64 / (queries * 10) as f64;
+    assert!(r >= 0.95, "recall@10 {r}");
+}
+
+#[test]
+fn every_copy_of_a_repeated_vector_keeps_incoming_links() {
+    // 300 copies of one vector among 200 others, inserted one by one
+    // with full lists kept full (the on-disk insert's back links): the
+    // copies outnumber a list twenty times over, and each must still be
+    // reachable at level 0 from the entry point (the copies' own lists
+    // hold copies only, pgvector's too: the other vectors are reached
+    // through their own neighbors)
+    let mut rng = Rng(0xD1CE);
+    let (m, dims) = (8, 3);
+    let mut data: Vec<Vec<f32>> = Vec::new();
+    for i in 0..500 {
+        if i % 5 < 3 {
+            data.push(vec![1.0; dims]);
+        } else {
+            data.push((0..dims).map(|_| rng.next_f64() as f32 * 10.0).collect());
+        }
+    }
+    let levels: Vec<u8> = (0..data.len())
+        .map(|_| random_level(1.0 - rng.next_f64(), m, 15))
+        .collect();
+    let cap = |l: usize| if l == 0 { 2 * m } else { m };
+    let metric = Metric::L2;
+    let links = build_sequential(&data, &levels, 64, cap, |a, b| metric.distance(a, b), |_| {});
+    let entry = (0..data.len()).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))).unwrap();
+    let mut reached = vec![false; data.len()];
+    let mut stack = vec![entry];
+    reached[entry] = true;
+    while let Some(i) = stack.pop() {
+        for &n in &links[i][0] {
+            if !reached[n] {
+                reached[n] = true;
+                stack.push(n);
+            }
+        }
+    }
+    let lost: Vec<usize> = (0..data.len()).filter(|&i| i % 5 < 3 && !reached[i]).collect();
+    assert!(lost.is_empty(), "copies unreachable: {lost:?}");
+}
+
+#[test]
+fn an_element_far_from_the_rest_keeps_an_incoming_link() {
+    // one vector, then 300 others far from it: each back link drops the
+    // farthest pruned candidate, the lone one, unless it is spared
+    let mut data: Vec<Vec<f32>> = vec![vec![1.0, 1.0, 1.0]];
+    for i in 1..=300u32 {
+        data.push(vec![(i % 17 + 20) as f32, (i % 13) as f32, (i % 11) as f32]);
+    }
+    let mut rng = Rng(0xABCD);
+    let m = 16;
+    let metric = Metric::L2;
+    let cap = |l: usize| if l == 0 { 2 * m } else { m };
+    for run in 0..20 {
+        let mut levels: Vec<u8> = (0..data.len())
+            .map(|_| random_level(1.0 - rng.next_f64(), m, 15))
+            .collect();
+        levels[0] = 0;
+        let links = build_sequential(&data, &levels, 64, cap, |a, b| metric.distance(a, b), |_| {});
+        let incoming = links.iter().filter(|ls| ls[0].contains(&0)).count();
+        assert!(incoming > 0, "run {run}: the lone vector lost every incoming link");
+    }
+}
+
+fn recall(metric: Metric) -> f64 {
+    let mut rng = Rng(0x9E3779B97F4A7C15);
+    let dims = 16;
+    let data: Vec<Vec<f32>> = (0..2000)
+        .map(|_| (0..dims).map(|_| rng.next_f64() as f32 - 0.5).collect())
+        .collect();
+    let mut g = MemGraph::new(metric, 8);
+    for v in &data {
+        let u = rng.next_f64();
+        g.insert(v.clone(), u, 64);
+    }
+    let mut hits = 0;
+    let queries = 50;
+    for _ in 0..queries {
+        let q: Vec<f32> = (0..dims).map(|_| rng.next_f64() as f32 - 0.5).collect();
+        let mut exact: Vec<(f64, usize)> = data
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (metric.distance(v, &q), i))
+            .collect();
+        exact.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let truth: std::collections::HashSet<usize> = exact.iter().take(10).map(|e| e.1).collect();
+        hits += g
+            .knn(&q, 10, 40)
+            .iter()
+            .filter(|i| truth.contains(i))
+            .count();
+    }
+    hits as f64 / (queries * 10) as f64
+}
+
+#[test]
+fn search_finds_true_neighbors() {
+    for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine, Metric::L1] {
+        let r = recall(metric);
+        assert!(r >= 0.9, "{metric:?}: recall@10 {r}");
+    }
+}
+
+#[test]
+fn widening_a_search_continues_it() {
+    let mut rng = Rng(42);
+    let mut g = MemGraph::new(Metric::L2, 6);
+    for _ in 0..500 {
+        let v: Vec<f32> = (0..8).map(|_| rng.next_f64() as f32).collect();
+        let u = rng.next_f64();
+        g.insert(v, u, 40);
+    }
+    let q = vec![0.5f32; 8];
+    let (entry, top) = g.entry.unwrap();
+    let ep = descend(&mut g, &q, entry, top as usize, 0);
+    let mut s = LayerSearch::start(&mut g, &q, &[ep]);
+    s.run(&mut g, &q, 0, 10, u64::MAX);
+    let first = s.results();
+    s.run(&mut g, &q, 0, 100, u64::MAX);
+    let wider = s.results();
+    assert_eq!(first.len(), 10);
+    assert_eq!(wider.len(), 100);
+    // widening keeps what was found and can only improve each rank
+    for (w, f) in wider.iter().zip(&first) {
+        assert!(
+            w.distance <= f.distance,
+            "rank got worse: {w:?} after {f:?}"
+        );
+    }
+    assert!(first.iter().all(|f| wider.iter().any(|w| w.id == f.id)));
+    // what a stopped search still holds: its ef best, then those pushed out
+    let all = s.all_scored();
+    assert!(all.len() >= wider.len());
+    assert_eq!(&all[..wider.len()], &wider[..]);
+    assert!(all.windows(2).all(|w| w[0] < w[1]));
+    assert!(s.memory_bytes() >= all.len() * std::mem::size_of::<Scored>());
+    s.run(&mut g, &q, 0, 1000, u64::MAX);
+    assert_eq!(s.results().len(), 500);
+    assert!(s.exhausted());
+}
+
+#[test]
+fn heuristic_prefers_diverse_neighbors() {
+    // base at 0; a and b close together at distance 1, c at distance 2 on the other side
+    let pos = [1.0f64, 1.1, -2.0];
+    let cands: Vec<Scored> = (0..3)
+        .map(|i| Scored {
+            distance: pos[i].abs(),
+            id: id(i),
+        })
+        .collect();
+    let chosen = select_neighbors(&cands, 2, |a, b| (pos[idx(a)] - pos[idx(b)]).abs());
+    assert_eq!(
+        chosen.iter().map(|s| idx(s.id)).collect::<Vec<_>>(),
+        vec![0, 2]
+    );
+    // the pruned candidate does not come back to fill the list
+    let roomy = select_neighbors(&cands, 3, |a, b| (pos[idx(a)] - pos[idx(b)]).abs());
+    assert_eq!(roomy.len(), 2);
+}
+
+#[test]
+fn a_duplicate_of_the_base_does_not_crowd_out_its_neighbors() {
+    // base at 0 with an exact duplicate (id 0) and neighbors on both sides
+    let pos = [0.0f64, 1.0, -1.5, 3.0];
+    let cands: Vec<Scored> = (0..4)
+        .map(|i| Scored {
+            distance: pos[i].abs(),
+            id: id(i),
+        })
+        .collect();
+    let chosen = select_neighbors(&cands, 4, |a, b| (pos[idx(a)] - pos[idx(b)]).abs());
+    assert_eq!(
+        chosen.iter().map(|s| idx(s.id)).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    // a duplicate of a kept neighbor is still pruned
+    let pos = [1.0f64, 1.0, -2.0];
+    let cands: Vec<Scored> = (0..3)
+        .map(|i| Scored {
+            distance: pos[i].abs(),
+            id: id(i),
+        })
+        .collect();
+    let chosen = select_neighbors(&cands, 3, |a, b| (pos[idx(a)] - pos[idx(b)]).abs());
+    let chosen: Vec<usize> = chosen.iter().map(|s| idx(s.id)).collect();
+    // either copy (ties are in no fixed order), then the other side
+    assert!(chosen == vec![0, 2] || chosen == vec![1, 2], "{chosen:?}");
+}
+
+#[test]
+fn orphans_get_an_incoming_link_without_making_new_ones() {
+    // points on a line; 3 has no incoming link, 1's list is full
+    let pos = [0.0f64, 1.0, 2.0, 3.1, 4.0];
+    let d = |a: usize, b: usize| (pos[a] - pos[b]).abs();
+    let mut links: Vec<Vec<Vec<usize>>> = vec![
+        vec![vec![1, 2]],
+        vec![vec![0, 2]],
+        vec![vec![1, 4]],
+        vec![vec![2, 4]],
+        vec![vec![2, 0]],
+    ];
+    assert_eq!(link_orphans(&mut links, 2, d), 1);
+    // 3's nearest neighbour (4) was full: its farthest neighbour that has
+    // another incoming link (0, also reached from 1) made room
+    assert_eq!(links[4][0], vec![2, 3]);
+    let mut indeg = [0; 5];
+    for l in &links {
+        for &t in &l[0] {
+            indeg[t] += 1;
+        }
+    }
+    assert!(indeg.iter().all(|&x| x > 0), "{indeg:?}");
+    assert!(links.iter().all(|l| l[0].len() <= 2));
+    // nothing left to do
+    assert_eq!(link_orphans(&mut links, 2, d), 0);
+}
+
+#[test]
+fn filled_selection_keeps_the_diverse_then_the_nearest() {
+    // points on a line around a base at 0: the heuristic keeps one per side
+    let pos = [0.0f64, 1.0, 2.0, 3.0, -1.5, -4.0];
+    let cands: Vec<Scored> = (1..pos.len())
+        .map(|i| Scored {
+            distance: pos[i].abs(),
+            id: id(i),
+        })
+        .collect();
+    let d = |a: ElemId, b: ElemId| (pos[idx(a)] - pos[idx(b)]).abs();
+    let ids = |v: Vec<Scored>| v.into_iter().map(|s| idx(s.id)).collect::<Vec<_>>();
+    assert_eq!(ids(select_neighbors(&cands, 4, d)), vec![1, 4]);
+    assert_eq!(ids(select_neighbors_filled(&cands, 4, d)), vec![1, 4, 2, 3]);
+    assert_eq!(
+        ids(select_neighbors_filled(&cands, 9, d)),
+        vec![1, 4, 2, 3, 5]
+    );
+    assert_eq!(ids(select_neighbors_filled(&cands, 1, d)), vec![1]);
+}
+
+#[test]
+fn a_full_list_spares_the_candidate_nothing_else_reaches() {
+    // base at 0; kept: 1 (and 10, the other side); pruned: 2, 3 and 9
+    // (9 is far out on the 10 side, nearer to 10 than to the base)
+    let pos = [0.0f64, 1.0, 2.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0, -9.0, -2.0];
+    let cands: Vec<Scored> = [1, 2, 3, 9, 10]
+        .iter()
+        .map(|&i| Scored {
+            distance: pos[i].abs(),
+            id: id(i),
+        })
+        .collect();
+    let d = |a: ElemId, b: ElemId| (pos[idx(a)] - pos[idx(b)]).abs();
+    let ids = |v: Vec<Scored>| {
+        let mut v: Vec<usize> = v.into_iter().map(|s| idx(s.id)).collect();
+        v.sort();
+        v
+    };
+    // nobody else names 9: 3 (named by 1) goes instead
+    let names = |k: ElemId, c: ElemId| (idx(k), idx(c)) == (1, 3) || (idx(k), idx(c)) == (1, 2);
+    assert_eq!(ids(select_neighbors_sparing(&cands, 4, d, names)), vec![1, 2, 9, 10]);
+    // when 10 names 9, the farthest goes as with the plain filled choice
+    let names = |k: ElemId, c: ElemId| (idx(k), idx(c)) == (10, 9);
+    assert_eq!(ids(select_neighbors_sparing(&cands, 4, d, names)), vec![1, 2, 3, 10]);
+    // nothing named at all: the farthest goes
+    assert_eq!(ids(select_neighbors_sparing(&cands, 4, d, |_, _| false)), vec![1, 2, 3, 10]);
+    // under capacity nothing is left out
+    assert_eq!(ids(select_neighbors_sparing(&cands, 9, d, |_, _| false)), vec![1, 2, 3, 9, 10]);
+}
+
+#[test]
+fn refining_repairs_lost_and_self_links() {
+    // 8 points on a line; element 3 kept only a self-link (a concurrent
+    // insert linked it before its own search), element 6 lost its
+    // back-link to 7, and element 0 has level 1 with a link to 5
+    let pos: Vec<f64> = (0..8).map(|i| i as f64).collect();
+    let links: Vec<Vec<Vec<usize>>> = vec![
+        vec![vec![1], vec![5]],
+        vec![vec![0, 2]],
+        vec![vec![1, 3]],
+        vec![vec![3]],
+        vec![vec![3, 5]],
+        vec![vec![4, 6], vec![0]],
+        vec![vec![5]],
+        vec![vec![6]],
+    ];
+    let incoming = incoming_links(&links);
+    assert_eq!(incoming[3][0], vec![2, 4]);
+    let d = |a: usize, b: usize| (pos[a] - pos[b]).abs();
+    let cap = |l: usize| if l == 0 { 4 } else { 2 };
+    let refined = refine_links(&links, &incoming, 0..8, cap, d);
+    // no self-link; 3 is linked both ways again (2 and 4 tie: any order)
+    let mut three = refined[3][0].clone();
+    three.sort();
+    assert_eq!(three, vec![2, 4]);
+    assert!(refined
+        .iter()
+        .enumerate()
+        .all(|(i, ls)| ls.iter().all(|l| !l.contains(&i))));
+    // 6 regains 7, which links to it
+    assert_eq!(refined[6][0], vec![5, 7]);
+    // level 1 only among elements that have it
+    assert_eq!(
+        (refined[0][1].clone(), refined[5][1].clone()),
+        (vec![5], vec![0])
+    );
+    // every list within its capacity, drawn from its own and incoming links
+    for (i, ls) in refined.iter().enumerate() {
+        for (l, list) in ls.iter().enumerate() {
+            assert!(list.len() <= cap(l));
+            assert!(list
+                .iter()
+                .all(|x| links[i][l].contains(x) || incoming[i][l].contains(x)));
+        }
+    }
+    // a range refines just those elements
+    assert_eq!(
+        refine_links(&links, &incoming, 3..5, cap, d),
+        refined[3..5].to_vec()
+    );
+}
+
+#[test]
+fn levels_follow_the_exponential_law() {
+    assert_eq!(random_level(1.0, 16, 15), 0);
+    assert_eq!(random_level(0.5, 16, 15), 0);
+    assert_eq!(random_level(1.0 / 16.0 - 1e-9, 16, 15), 1);
+    assert_eq!(random_level(0.0, 16, 15), 15);
+}
