@@ -47,6 +47,7 @@ unsafe extern "C-unwind" fn scan_begin(
     pscan: pg_sys::ParallelTableScanDesc,
     flags: u32,
 ) -> pg_sys::TableScanDesc {
+    super::bulk::finish_open(rel);
     scan::begin(rel, snapshot, nkeys, pscan, flags) as pg_sys::TableScanDesc
 }
 
@@ -126,6 +127,7 @@ unsafe extern "C-unwind" fn parallelscan_reinitialize(
 unsafe extern "C-unwind" fn index_fetch_begin(
     rel: pg_sys::Relation,
 ) -> *mut pg_sys::IndexFetchTableData {
+    super::bulk::finish_open(rel);
     fetch::begin(rel) as *mut pg_sys::IndexFetchTableData
 }
 
@@ -170,6 +172,7 @@ unsafe extern "C-unwind" fn tuple_fetch_row_version(
     snapshot: pg_sys::Snapshot,
     slot: *mut pg_sys::TupleTableSlot,
 ) -> bool {
+    super::bulk::finish_open(rel);
     // SAFETY: valid item pointer.
     fetch::fetch_row_version(rel, unsafe { *tid }, snapshot, slot)
 }
@@ -215,9 +218,9 @@ unsafe extern "C-unwind" fn tuple_insert(
     slot: *mut pg_sys::TupleTableSlot,
     cid: pg_sys::CommandId,
     options: i32,
-    _bistate: *mut pg_sys::BulkInsertStateData,
+    bistate: *mut pg_sys::BulkInsertStateData,
 ) {
-    modify::insert(rel, slot, cid, options, None)
+    modify::insert(rel, slot, cid, options, None, !bistate.is_null())
 }
 
 #[pg_guard]
@@ -229,7 +232,7 @@ unsafe extern "C-unwind" fn tuple_insert_speculative(
     _bistate: *mut pg_sys::BulkInsertStateData,
     token: u32,
 ) {
-    modify::insert(rel, slot, cid, options, Some(token))
+    modify::insert(rel, slot, cid, options, Some(token), false)
 }
 
 #[pg_guard]
@@ -257,6 +260,11 @@ unsafe extern "C-unwind" fn multi_insert(
 }
 
 #[pg_guard]
+unsafe extern "C-unwind" fn finish_bulk_insert(rel: pg_sys::Relation, _options: i32) {
+    super::bulk::finish(rel);
+}
+
+#[pg_guard]
 unsafe extern "C-unwind" fn tuple_delete(
     rel: pg_sys::Relation,
     tid: pg_sys::ItemPointer,
@@ -267,6 +275,7 @@ unsafe extern "C-unwind" fn tuple_delete(
     tmfd: *mut pg_sys::TM_FailureData,
     changing_part: bool,
 ) -> pg_sys::TM_Result::Type {
+    super::bulk::finish_open(rel);
     // SAFETY: valid item pointer.
     modify::delete(
         rel,
@@ -297,6 +306,7 @@ unsafe extern "C-unwind" fn tuple_update(
     lockmode: *mut pg_sys::LockTupleMode::Type,
     update_indexes: *mut UpdateIndexes,
 ) -> pg_sys::TM_Result::Type {
+    super::bulk::finish_open(rel);
     // Every update gets a new version and rowid; it needs index entries
     // unless it left every index's columns alone (an index-stable update:
     // the indexes keep naming its chain's root, see `chain`). The lock
@@ -347,6 +357,7 @@ unsafe extern "C-unwind" fn tuple_lock(
     flags: u8,
     tmfd: *mut pg_sys::TM_FailureData,
 ) -> pg_sys::TM_Result::Type {
+    super::bulk::finish_open(rel);
     let follow = flags as u32 & pg_sys::TUPLE_LOCK_FLAG_FIND_LAST_VERSION != 0;
     // SAFETY: valid, writable item pointer.
     let (result, locked) = modify::lock(
@@ -368,17 +379,19 @@ unsafe extern "C-unwind" fn tuple_lock(
 
 #[pg_guard]
 unsafe extern "C-unwind" fn relation_set_new_storage(
-    _rel: pg_sys::Relation,
+    rel: pg_sys::Relation,
     locator: *const ddl::Locator,
     persistence: std::ffi::c_char,
     freeze_xid: *mut pg_sys::TransactionId,
     min_multi: *mut pg_sys::MultiXactId,
 ) {
+    super::bulk::forget(rel);
     ddl::set_new_storage(locator, persistence, freeze_xid, min_multi)
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn relation_nontransactional_truncate(rel: pg_sys::Relation) {
+    super::bulk::forget(rel);
     ddl::truncate(rel)
 }
 
@@ -387,6 +400,7 @@ unsafe extern "C-unwind" fn relation_copy_data(
     rel: pg_sys::Relation,
     locator: *const ddl::Locator,
 ) {
+    super::bulk::finish_open(rel);
     ddl::copy_data(rel, locator)
 }
 
@@ -403,6 +417,7 @@ unsafe extern "C-unwind" fn relation_copy_for_cluster(
     tups_vacuumed: *mut f64,
     tups_recently_dead: *mut f64,
 ) {
+    super::bulk::finish_open(old);
     let copied = cluster::copy_for_cluster(old, new, old_index, use_sort, oldest_xmin);
     // SAFETY: output pointers from the caller; `old` is open. Versions keep
     // their xids, so the old table's freeze cutoffs carry over.
@@ -608,7 +623,7 @@ static ROUTINE: pg_sys::TableAmRoutine = pg_sys::TableAmRoutine {
     tuple_delete: Some(tuple_delete),
     tuple_update: Some(tuple_update),
     tuple_lock: Some(tuple_lock),
-    finish_bulk_insert: None,
+    finish_bulk_insert: Some(finish_bulk_insert),
     #[cfg(feature = "pg15")]
     relation_set_new_filenode: Some(relation_set_new_storage),
     #[cfg(not(feature = "pg15"))]

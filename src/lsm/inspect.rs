@@ -29,6 +29,8 @@ fn open_lsm(relation: &PgRelation) -> pg_sys::Relation {
         );
     }
     rel::require_select(r);
+    // a bulk load this transaction left open is listed first
+    super::bulk::finish_open(r);
     r
 }
 

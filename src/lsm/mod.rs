@@ -10,6 +10,7 @@
 //! * [`format`]      — on-disk layout, version 1 (pure)
 //! * [`storage`]     — metapage, L0 append, TID → page
 //! * [`modify`]      — insert / delete / update / lock
+//! * [`bulk`]        — COPY and CREATE TABLE AS straight into runs
 //! * [`scan`]        — seq, TID-range, parallel, sample, ANALYZE
 //! * [`fetch`]       — index fetch and point lookups
 //! * [`ddl`]         — storage lifecycle and estimates
@@ -22,6 +23,7 @@
 //!   [`vacuum`] — L0 flush, leveled merges, freezing, file packing: VACUUM
 
 pub mod bloom;
+pub mod bulk;
 pub mod chain;
 pub mod cluster;
 pub mod compact;

@@ -10,6 +10,7 @@
 //! unused new version and retries.
 
 use super::row_lock::{self, ChainStep, Decision, Member, Mode, Status};
+use super::bulk;
 use super::storage::{self, Located};
 use super::version_data;
 use crate::pg::buffer::{self, PageWrite};
@@ -515,6 +516,7 @@ pub fn insert(
     cid: pg_sys::CommandId,
     options: i32,
     spec_token: Option<u32>,
+    bulk_state: bool,
 ) {
     // like heap: an insert only meets relation-level SIREAD locks
     predicate::check_conflict_in(rel, None);
@@ -530,7 +532,18 @@ pub fn insert(
             )
         };
     }
-    let tid = storage::append(rel, stored, spec_token.is_none());
+    let entry = if bulk_state {
+        bulk::Entry::BulkState
+    } else {
+        bulk::Entry::Single { cid }
+    };
+    let in_bulk = spec_token.is_none() && bulk::take(rel, &[stored], entry) == 1;
+    let tid = if in_bulk {
+        // SAFETY: the bulk load set the stored tuple's TID.
+        unsafe { (*stored).t_self }
+    } else {
+        storage::append(rel, stored, spec_token.is_none())
+    };
     // SAFETY: slot and tuple are valid.
     unsafe {
         (*slot).tts_tid = tid;
@@ -543,7 +556,8 @@ pub fn insert(
 }
 
 /// COPY's `multi_insert`: the rows of `slots` are prepared like single
-/// inserts (TOAST, xmin, cid) and stored a page at a time.
+/// inserts (TOAST, xmin, cid) and stored a page at a time — in L0, or in
+/// the runs of a bulk load ([`bulk`]).
 pub fn multi_insert(
     rel: pg_sys::Relation,
     slots: &[*mut pg_sys::TupleTableSlot],
@@ -562,7 +576,10 @@ pub fn multi_insert(
         stored.push(prepare_insert(rel, tuple, xid, cid, options, None));
         fetched.push((tuple, should_free));
     }
-    storage::append_batch(rel, &stored);
+    // SAFETY: formed tuples.
+    let bytes: usize = stored.iter().map(|t| unsafe { (**t).t_len as usize }).sum();
+    let taken = bulk::take(rel, &stored, bulk::Entry::Batch { bytes });
+    storage::append_batch(rel, &stored[taken..]);
     for ((&slot, (tuple, should_free)), s) in slots.iter().zip(fetched).zip(stored) {
         // SAFETY: slot and tuples are valid; `s` carries the TID.
         unsafe {

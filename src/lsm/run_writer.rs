@@ -30,9 +30,9 @@ use std::collections::{HashMap, HashSet};
 const STAMPED_SIZE: usize = TUPLE_HEADER_SIZE - 1;
 
 /// Writes run pages: data pages as they fill, then the fence index.
-pub struct RunWriter<'a> {
+pub struct RunWriter {
     rel: pg_sys::Relation,
-    meta: &'a Meta,
+    meta: Meta,
     taken: HashSet<pg_sys::BlockNumber>,
     next_run_id: u32,
     packer: RunPacker,
@@ -49,6 +49,11 @@ pub struct RunWriter<'a> {
     /// Rowids added and not yet in a closed run (for its bloom filter).
     rowids: RowidLog,
     bloom_bits_per_key: u32,
+    /// The end of the run ids reserved for this writer, when it extends its
+    /// reservation itself as it goes (a bulk load; see [`Self::reserving`]).
+    reserved_until: Option<u32>,
+    /// The first run id reserved for this writer (its `writing_from` mark).
+    reserved_from: u32,
 }
 
 /// What a [`RunWriter`] wrote.
@@ -62,12 +67,12 @@ pub struct Written {
     pub blocks: Vec<pg_sys::BlockNumber>,
 }
 
-impl<'a> RunWriter<'a> {
-    pub fn new(rel: pg_sys::Relation, meta: &'a Meta, level: u16) -> RunWriter<'a> {
+impl RunWriter {
+    pub fn new(rel: pg_sys::Relation, meta: &Meta, level: u16) -> RunWriter {
         let id = meta.header.next_run_id;
         RunWriter {
             rel,
-            meta,
+            meta: meta.clone(),
             taken: HashSet::new(),
             next_run_id: id + 1,
             packer: RunPacker::new(id, super::gucs::compression_level()),
@@ -80,7 +85,29 @@ impl<'a> RunWriter<'a> {
             data_pages: Vec::new(),
             rowids: RowidLog::default(),
             bloom_bits_per_key: super::gucs::bloom_bits_per_key(),
+            reserved_until: None,
+            reserved_from: id,
         }
+    }
+
+    /// A writer whose run ids `reserved.next_run_id .. + n` were reserved by
+    /// [`reserve_run_ids`] and which reserves more itself (keeping the
+    /// `writing_from` mark at its first id) when it runs out: a bulk load,
+    /// whose size is not known in advance.
+    pub fn reserving(mut self, n: u32) -> Self {
+        self.reserved_until = Some(self.reserved_from + n);
+        self
+    }
+
+    /// The relation, again: a writer kept across calls (a bulk load) gets
+    /// the caller's open relation each time.
+    pub fn set_rel(&mut self, rel: pg_sys::Relation) {
+        self.rel = rel;
+    }
+
+    /// Runs closed so far (each one's fence index is full).
+    pub fn runs_closed(&self) -> usize {
+        self.done.len()
     }
 
     /// A writer for a merge that runs alongside DML: its page allocations
@@ -95,7 +122,7 @@ impl<'a> RunWriter<'a> {
         let buf = if self.alongside_dml {
             manifest::allocate_block_now(self.rel, &self.taken)
         } else {
-            manifest::allocate_block(self.rel, self.meta, &self.taken)
+            manifest::allocate_block(self.rel, &self.meta, &self.taken)
         };
         let block = buffer::block_number(buf);
         self.taken.insert(block);
@@ -151,6 +178,17 @@ impl<'a> RunWriter<'a> {
         self.done.push(self.current);
         self.current = RunDesc::new(self.next_run_id, self.level);
         self.next_run_id += 1;
+        if let Some(until) = self.reserved_until {
+            if self.next_run_id >= until {
+                const MORE: u32 = 4;
+                let from = self.reserved_from;
+                switch(self.rel, None, |m| {
+                    m.writing_from = from;
+                    m.header.next_run_id = m.header.next_run_id.max(until) + MORE;
+                });
+                self.reserved_until = Some(until + MORE);
+            }
+        }
     }
 
     /// Builds the current run's bloom filter from the rowids logged up to

@@ -106,6 +106,12 @@ fn target_page(rel: pg_sys::Relation, len: usize) -> pg_sys::Buffer {
 fn checked_len(tuple: pg_sys::HeapTuple) -> usize {
     // SAFETY: caller passes a formed heap tuple.
     let len = unsafe { (*tuple).t_len as usize };
+    check_tuple_len(len);
+    len
+}
+
+/// Raises 54000 when a tuple of `len` bytes cannot fit a page.
+pub fn check_tuple_len(len: usize) {
     if len > MAX_TUPLE_SIZE {
         ereport!(
             ERROR,
@@ -113,7 +119,6 @@ fn checked_len(tuple: pg_sys::HeapTuple) -> usize {
             format!("row is too big: size {len}, maximum size {MAX_TUPLE_SIZE}")
         );
     }
-    len
 }
 
 /// Appends a prepared tuple to L0 and returns its logical TID (also stored in

@@ -15,3 +15,4 @@ pub mod stats;
 pub mod tuplesort;
 pub mod vacuum;
 pub mod varlena;
+pub mod xact;

@@ -160,3 +160,51 @@ pub fn has_index_of_am(rel: pg_sys::Relation, am: pg_sys::Oid) -> bool {
         found
     }
 }
+
+/// Takes a heavyweight lock on the relation if that needs no waiting.
+pub fn try_lock(rel: pg_sys::Relation, mode: u32) -> bool {
+    // SAFETY: open relation; returns false instead of waiting.
+    unsafe { pg_sys::ConditionalLockRelation(rel, mode as pg_sys::LOCKMODE) }
+}
+
+/// Whether rows written to `rel` must be reachable by TID before the
+/// statement ends: it has (or had, until VACUUM clears the flag) indexes,
+/// whose entries and unique checks name each row, or triggers, which fetch
+/// rows by TID.
+pub fn rows_named_by_tid(rel: pg_sys::Relation) -> bool {
+    // SAFETY: open relation with a valid rd_rel.
+    unsafe { (*(*rel).rd_rel).relhasindex || (*(*rel).rd_rel).relhastriggers }
+}
+
+/// Whether the relation's current storage was created in this transaction
+/// (CREATE TABLE AS, a rewrite, TRUNCATE): no other session can read it yet.
+pub fn storage_is_new(rel: pg_sys::Relation) -> bool {
+    // SAFETY: open relation.
+    unsafe {
+        #[cfg(feature = "pg15")]
+        let first = (*rel).rd_firstRelfilenodeSubid;
+        #[cfg(not(feature = "pg15"))]
+        let first = (*rel).rd_firstRelfilelocatorSubid;
+        (*rel).rd_createSubid != 0 || first != 0
+    }
+}
+
+/// The OID of an open relation.
+pub fn oid(rel: pg_sys::Relation) -> pg_sys::Oid {
+    // SAFETY: open relation.
+    unsafe { (*rel).rd_id }
+}
+
+/// Opens a relation this transaction already holds a lock on; None when
+/// it no longer exists (dropped in this transaction).
+pub fn try_open_locked(oid: pg_sys::Oid) -> Option<pg_sys::Relation> {
+    // SAFETY: inside a transaction; NoLock because the caller's lock is held.
+    let r = unsafe { pg_sys::try_relation_open(oid, pg_sys::NoLock as pg_sys::LOCKMODE) };
+    (!r.is_null()).then_some(r)
+}
+
+/// Closes a relation opened with [`try_open_locked`].
+pub fn close(rel: pg_sys::Relation) {
+    // SAFETY: opened by `open_locked`; locks stay held.
+    unsafe { pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE) }
+}

@@ -1,0 +1,72 @@
+//! Transaction-end hooks: one backend-wide callback told when the top
+//! transaction is about to commit (or prepare), when it aborts, and when a
+//! subtransaction aborts — for backend-local state that must not outlive
+//! the (sub)transaction that made it.
+
+use pgrx::pg_sys;
+use std::cell::Cell;
+
+/// What is ending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XactEnd {
+    /// Before the commit (or PREPARE) record: work may still be done, and
+    /// an error aborts the transaction.
+    PreCommit,
+    /// The transaction aborted: drop state, touch no shared resources.
+    Abort,
+    /// The subtransaction with this id aborted.
+    SubAbort(pg_sys::SubTransactionId),
+}
+
+thread_local! {
+    static HOOK: Cell<Option<fn(XactEnd)>> = const { Cell::new(None) };
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    let end = match event {
+        pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT
+        | pg_sys::XactEvent::XACT_EVENT_PARALLEL_PRE_COMMIT
+        | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => XactEnd::PreCommit,
+        pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
+            XactEnd::Abort
+        }
+        _ => return,
+    };
+    if let Some(f) = HOOK.with(|h| h.get()) {
+        f(end);
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn subxact_callback(
+    event: pg_sys::SubXactEvent::Type,
+    my_subid: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        if let Some(f) = HOOK.with(|h| h.get()) {
+            f(XactEnd::SubAbort(my_subid));
+        }
+    }
+}
+
+/// Calls `f` at every transaction end from now on (once per backend; a
+/// second call replaces the function).
+pub fn on_xact_end(f: fn(XactEnd)) {
+    let first = HOOK.with(|h| h.replace(Some(f))).is_none();
+    if first {
+        // SAFETY: registers backend-lifetime callbacks with no argument.
+        unsafe {
+            pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
+            pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
+        }
+    }
+}
+
+/// The current subtransaction's id.
+pub fn current_subxact() -> pg_sys::SubTransactionId {
+    // SAFETY: plain read of transaction state.
+    unsafe { pg_sys::GetCurrentSubTransactionId() }
+}

@@ -1,0 +1,128 @@
+-- Bulk loads straight into runs: COPY, CREATE TABLE AS, INSERT ... SELECT
+-- into tables without indexes or triggers write sorted runs, not L0.
+CREATE TABLE bulk_src AS
+SELECT g AS id, g % 100 AS grp, (g * 7919) % 1000003 AS v,
+       'user' || g || '@example' || (g % 37) || '.com' AS email,
+       '2026-01-01'::timestamptz + g * interval '1 second' AS ts,
+       (ARRAY['new','open','closed','hold'])[1 + g % 4] AS status
+FROM generate_series(1, 20000) g;
+COPY bulk_src TO '/tmp/strata_lsm_bulk.csv' WITH (FORMAT csv);
+
+-- COPY: every row lands in level-1 runs, none in L0
+CREATE TABLE bulk_copy (id int, grp int, v int, email text, ts timestamptz, status text) USING lsm;
+COPY bulk_copy FROM '/tmp/strata_lsm_bulk.csv' WITH (FORMAT csv);
+SELECT count(*), sum(id), sum(v), count(DISTINCT email) FROM bulk_copy;
+SELECT level, row_versions FROM strata.lsm_levels('bulk_copy') ORDER BY level;
+SELECT count(*) AS problems FROM strata.lsm_verify('bulk_copy');
+-- rows keep TID order, and TIDs reach them
+SELECT count(*) FROM (SELECT ctid, lag(ctid) OVER () AS prev FROM bulk_copy) s WHERE prev >= ctid;
+SELECT b.id FROM bulk_copy b WHERE b.ctid = (SELECT ctid FROM bulk_copy WHERE id = 12345);
+SELECT (SELECT count(*) FROM bulk_copy a JOIN bulk_src s USING (id, grp, v, email, ts, status)) AS same_rows;
+
+-- a second COPY adds runs after the first; a rolled-back one is invisible
+COPY bulk_copy FROM '/tmp/strata_lsm_bulk.csv' WITH (FORMAT csv);
+BEGIN;
+COPY bulk_copy FROM '/tmp/strata_lsm_bulk.csv' WITH (FORMAT csv);
+SELECT count(*) FROM bulk_copy;
+ROLLBACK;
+SELECT count(*), sum(id) FROM bulk_copy;
+SELECT level, row_versions FROM strata.lsm_levels('bulk_copy') ORDER BY level;
+-- VACUUM drops the aborted load's rows (its runs are merged away)
+VACUUM bulk_copy;
+SELECT sum(row_versions) FROM strata.lsm_levels('bulk_copy');
+SELECT count(*), sum(id) FROM bulk_copy;
+SELECT count(*) AS problems FROM strata.lsm_verify('bulk_copy');
+
+-- rows written to L0 before the load are flushed first; the table mixes
+-- L0, flushed and loaded rows, all found
+CREATE TABLE bulk_mixed (id int, grp int, v int, email text, ts timestamptz, status text) USING lsm;
+INSERT INTO bulk_mixed VALUES (-1, 0, 0, 'first', now(), 'x');
+COPY bulk_mixed FROM '/tmp/strata_lsm_bulk.csv' WITH (FORMAT csv);
+INSERT INTO bulk_mixed VALUES (-2, 0, 0, 'last', now(), 'x');
+SELECT level, row_versions FROM strata.lsm_levels('bulk_mixed') ORDER BY level;
+SELECT count(*), sum(id) FROM bulk_mixed;
+SELECT id FROM bulk_mixed WHERE id < 0 ORDER BY id;
+UPDATE bulk_mixed SET status = 'touched' WHERE id % 1000 = 0;
+DELETE FROM bulk_mixed WHERE id % 1000 = 1;
+SELECT status, count(*) FROM bulk_mixed GROUP BY status ORDER BY status;
+SELECT count(*) AS problems FROM strata.lsm_verify('bulk_mixed');
+
+-- a table with an index: rows go to L0 (each must be on a page for its
+-- index entry), and every index is complete
+CREATE TABLE bulk_indexed (id int PRIMARY KEY, grp int, v int, email text, ts timestamptz, status text) USING lsm;
+CREATE INDEX ON bulk_indexed (grp);
+COPY bulk_indexed FROM '/tmp/strata_lsm_bulk.csv' WITH (FORMAT csv);
+SELECT level, row_versions FROM strata.lsm_levels('bulk_indexed') ORDER BY level;
+SET enable_seqscan = off;
+SELECT count(*) FROM bulk_indexed WHERE grp = 7;
+SELECT count(*) FROM bulk_indexed WHERE id BETWEEN 100 AND 199;
+RESET enable_seqscan;
+SELECT count(*) FROM bulk_indexed WHERE grp = 7;
+
+-- COPY FREEZE into a table truncated in the same transaction
+BEGIN;
+TRUNCATE bulk_copy;
+COPY bulk_copy FROM '/tmp/strata_lsm_bulk.csv' WITH (FORMAT csv, FREEZE);
+COMMIT;
+SELECT count(*), sum(id) FROM bulk_copy;
+SELECT level, row_versions FROM strata.lsm_levels('bulk_copy') ORDER BY level;
+
+-- a load in a subtransaction that rolls back leaves nothing; the next one does
+BEGIN;
+SAVEPOINT s1;
+COPY bulk_copy FROM '/tmp/strata_lsm_bulk.csv' WITH (FORMAT csv);
+ROLLBACK TO s1;
+COPY bulk_copy FROM '/tmp/strata_lsm_bulk.csv' WITH (FORMAT csv);
+COMMIT;
+SELECT count(*), sum(id) FROM bulk_copy;
+
+-- CREATE TABLE AS, materialized views and rewrites load into runs
+CREATE TABLE bulk_ctas USING lsm AS SELECT * FROM bulk_src;
+SELECT level, row_versions FROM strata.lsm_levels('bulk_ctas') ORDER BY level;
+SELECT count(*), sum(v) FROM bulk_ctas;
+CREATE MATERIALIZED VIEW bulk_mv USING lsm AS SELECT grp, count(*) AS n FROM bulk_src GROUP BY grp;
+REFRESH MATERIALIZED VIEW bulk_mv;
+SELECT count(*), sum(n) FROM bulk_mv;
+CREATE TABLE bulk_rewrite AS SELECT * FROM bulk_src;
+ALTER TABLE bulk_rewrite SET ACCESS METHOD lsm;
+SELECT level, row_versions FROM strata.lsm_levels('bulk_rewrite') ORDER BY level;
+SELECT count(*), sum(v) FROM bulk_rewrite;
+
+-- INSERT ... SELECT: the first 1000 rows go to L0, the rest to a load that
+-- ends before the transaction reads the table again
+CREATE TABLE bulk_ins (LIKE bulk_src) USING lsm;
+BEGIN;
+INSERT INTO bulk_ins SELECT * FROM bulk_src;
+SELECT count(*), sum(id) FROM bulk_ins;
+UPDATE bulk_ins SET status = 'seen' WHERE id <= 3000 AND id % 2 = 0;
+SELECT status = 'seen' AS seen, count(*) FROM bulk_ins WHERE id <= 3000 GROUP BY 1 ORDER BY 1;
+COMMIT;
+SELECT level, row_versions FROM strata.lsm_levels('bulk_ins') ORDER BY level;
+SELECT count(*) AS problems FROM strata.lsm_verify('bulk_ins');
+-- RETURNING sees each loaded row's own TID
+WITH r AS (INSERT INTO bulk_ins SELECT * FROM bulk_src RETURNING ctid, id)
+SELECT count(*), count(DISTINCT ctid), sum(id) FROM r;
+SELECT count(*) FROM bulk_ins;
+SELECT count(*) FROM bulk_ins a JOIN bulk_ins b ON a.ctid = b.ctid;
+-- two loads in one transaction, then TRUNCATE: nothing is left
+BEGIN;
+INSERT INTO bulk_ins SELECT * FROM bulk_src;
+INSERT INTO bulk_ins SELECT * FROM bulk_src;
+TRUNCATE bulk_ins;
+INSERT INTO bulk_ins SELECT * FROM bulk_src WHERE id <= 5000;
+COMMIT;
+SELECT count(*), sum(id) FROM bulk_ins;
+-- a table dropped in the loading transaction commits cleanly
+BEGIN;
+CREATE TABLE bulk_gone (LIKE bulk_src) USING lsm;
+INSERT INTO bulk_gone SELECT * FROM bulk_src;
+DROP TABLE bulk_gone;
+COMMIT;
+-- a failed load leaves nothing behind
+CREATE TABLE bulk_fail (id int CHECK (id < 15000), grp int, v int, email text, ts timestamptz, status text) USING lsm;
+COPY bulk_fail FROM '/tmp/strata_lsm_bulk.csv' WITH (FORMAT csv);
+SELECT count(*) FROM bulk_fail;
+SELECT count(*) AS problems FROM strata.lsm_verify('bulk_fail');
+
+DROP MATERIALIZED VIEW bulk_mv;
+DROP TABLE bulk_src, bulk_copy, bulk_mixed, bulk_indexed, bulk_ctas, bulk_rewrite, bulk_ins, bulk_fail;
