@@ -1,5 +1,6 @@
 """Crash test: `kill -9` the postmaster during concurrent COPY, UPDATE and DELETE
-load on an `lsm` table while L0 is repeatedly flushed into runs, restart, and
+load on an `lsm` table while L0 is repeatedly flushed into runs, and during
+COPY bulk loads straight into runs on a table without indexes, restart, and
 check that exactly the committed work survived.
 
 Each writer thread owns a disjoint id range, so writers never wait on each
@@ -126,6 +127,48 @@ class Uncommitted(threading.Thread):
             pass
 
 
+class BulkLoader(threading.Thread):
+    """COPYs batches of 3,000-30,000 rows into crash_b, which has no indexes,
+    so each COPY is a bulk load straight into runs, one transaction each;
+    records the committed batches (batch -> rows). The batch in flight at
+    the kill may or may not have committed, but only as a whole."""
+
+    def __init__(self, cluster, committed, seed):
+        super().__init__(daemon=True)
+        self.cluster, self.committed, self.rng = cluster, committed, random.Random(seed)
+        self.in_flight = None
+
+    def run(self):
+        try:
+            with self.cluster.connect() as conn:
+                while True:
+                    batch = max(self.committed, default=0) + 1
+                    n = self.rng.randint(3_000, 30_000)
+                    self.in_flight = (batch, n)
+                    with conn.cursor().copy("COPY crash_b (batch, i, pad) FROM STDIN") as cp:
+                        for i in range(n):
+                            cp.write_row((batch, i, f"bulk-{batch}-{i}"))
+                    self.committed[batch] = n
+                    self.in_flight = None
+        except psycopg.Error:
+            pass
+
+
+def verify_bulk(cluster, loader):
+    """crash_b holds exactly the committed batches, each whole."""
+    got = dict(cluster.sql("SELECT batch, count(*) FROM crash_b GROUP BY batch"))
+    want = dict(loader.committed)
+    if loader.in_flight and loader.in_flight[0] in got:
+        want[loader.in_flight[0]] = loader.in_flight[1]
+        loader.committed[loader.in_flight[0]] = loader.in_flight[1]
+    assert got == want, f"crash_b after restart: {sorted(got.items())[-5:]} != {sorted(want.items())[-5:]}"
+    distinct = cluster.sql("SELECT count(DISTINCT (batch, i)) FROM crash_b")[0][0]
+    assert distinct == sum(want.values()), "crash_b has duplicate rows"
+    problems = cluster.sql("SELECT * FROM strata.lsm_verify('crash_b')")
+    assert not problems, f"strata.lsm_verify(crash_b) found problems: {problems}"
+    return sum(want.values()), len(want)
+
+
 class Flusher(threading.Thread):
     """Every ~2 s either flushes L0 of crash_t into a run (lock_timeout keeps
     it from queueing writers behind it for long) or VACUUMs it with a
@@ -147,9 +190,13 @@ class Flusher(threading.Thread):
                 while True:
                     time.sleep(1.0 + self.rng.random() * 2)
                     try:
-                        if self.rng.random() < 0.5:
+                        r = self.rng.random()
+                        if r < 0.4:
                             conn.execute("SELECT strata.lsm_flush('crash_t')")
                             self.flushes += 1
+                        elif r < 0.55:
+                            conn.execute("VACUUM crash_b")
+                            self.vacuums += 1
                         else:
                             conn.execute("VACUUM crash_t")
                             self.vacuums += 1
@@ -288,16 +335,19 @@ def main():
     cluster.sql("ALTER TABLE crash_t ALTER COLUMN pad SET STORAGE EXTERNAL")
     cluster.sql("CREATE INDEX crash_t_worker_val ON crash_t (worker, val)")
     cluster.sql("CREATE TABLE crash_u (LIKE crash_t) USING lsm")
+    cluster.sql("CREATE TABLE crash_b (batch int, i int, pad text) USING lsm")
     # An unlogged lsm table is emptied by crash recovery (its init fork is empty).
     cluster.sql("CREATE UNLOGGED TABLE crash_unlogged (id int PRIMARY KEY, v text) USING lsm")
 
     states = [dict() for _ in range(WORKERS)]
+    bulk_committed = {}
     writers = []
     with test_servers(cluster, name="crash test"):
         for cycle in range(1, args.cycles + 1):
             writers = [Writer(cluster, w, states[w], rng.random()) for w in range(WORKERS)]
             flusher = Flusher(cluster, rng.random())
-            threads = writers + [Uncommitted(cluster), Checkpointer(cluster), flusher]
+            loader = BulkLoader(cluster, bulk_committed, rng.random())
+            threads = writers + [Uncommitted(cluster), Checkpointer(cluster), flusher, loader]
             for t in threads:
                 t.start()
             cluster.sql("INSERT INTO crash_unlogged SELECT g, 'u' FROM generate_series(1, 1000) g")
@@ -314,6 +364,7 @@ def main():
                 t.join(timeout=30)
             cluster.start()
             count, checksum, resolved = verify(cluster, writers)
+            bulk_rows, batches = verify_bulk(cluster, loader)
             unlogged = cluster.sql("SELECT count(*) FROM crash_unlogged")[0][0]
             assert unlogged == 0, f"unlogged lsm table has {unlogged} rows after crash recovery"
             cluster.sql("SELECT strata.lsm_verify('crash_unlogged')")
@@ -326,6 +377,7 @@ def main():
                 f"{merges} merges so far; "
                 f"after restart {count} rows, checksum {checksum} match the client, "
                 f"lsm_verify finds nothing, the unlogged table is empty; "
+                f"{batches} bulk-loaded batches ({bulk_rows} rows) whole; "
                 f"in-doubt transactions {resolved}")
 
 
