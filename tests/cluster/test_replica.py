@@ -32,6 +32,8 @@ QUERIES = [
      "ORDER BY id", "rep_t"),
     ("rewritten table", (), "SELECT count(*), sum(v) FROM rep_rewritten", "rep_rewritten"),
     ("truncated table", (), "SELECT count(*), sum(v) FROM rep_truncated", "rep_truncated"),
+    ("bulk-loaded table", (), "SELECT count(*), sum(i), md5(string_agg(pad, ',' ORDER BY i)), "
+     "min(ctid::text), max(ctid::text) FROM rep_bulk", "rep_bulk"),
 ]
 
 
@@ -77,6 +79,8 @@ def main():
         p("INSERT INTO rep_rewritten SELECT generate_series(1, 1000)")
         p("CREATE TABLE rep_truncated (v int) USING lsm")
         p("INSERT INTO rep_truncated SELECT generate_series(1, 1000)")
+        p("CREATE TABLE rep_bulk (i int, pad text) USING lsm")
+        p("INSERT INTO rep_bulk SELECT g, 'before ' || g FROM generate_series(1, 5000) g")
 
         standby.base_backup_of(primary).start()
         assert standby.sql("SELECT pg_is_in_recovery()")[0][0], "standby is not in recovery"
@@ -97,8 +101,17 @@ def main():
         p("VACUUM FULL rep_rewritten")
         p("TRUNCATE rep_truncated")
         p("INSERT INTO rep_truncated SELECT generate_series(1, 77)")
+        # a table without indexes: COPY loads straight into runs
+        with primary.connect() as conn:
+            with conn.cursor() as cur:
+                with cur.copy("COPY rep_bulk (i, pad) FROM STDIN") as cp:
+                    for i in range(5001, 45001):
+                        cp.write_row((i, f"copied {i}"))
         p("CHECKPOINT")
         compare(primary, standby, "after streamed changes")
+        loaded = standby.sql("SELECT sum(row_versions) FROM strata.lsm_levels('rep_bulk') WHERE level > 0")
+        assert loaded[0][0] == 45000, f"standby sees {loaded[0][0]} rows of rep_bulk in runs, expected 45000"
+        assert standby.sql("SELECT count(*) FROM strata.lsm_verify('rep_bulk')")[0][0] == 0
 
         # Flushes into runs replay on the standby too; then rows in runs change.
         p("SELECT strata.lsm_flush('rep_t')")
