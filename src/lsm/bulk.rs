@@ -120,7 +120,7 @@ thread_local! {
 
 /// Whether a load into `rel` by `entry` with `n` rows may go to runs.
 fn eligible(rel: pg_sys::Relation, entry: Entry, n: usize) -> bool {
-    if rel::rows_named_by_tid(rel) {
+    if !super::gucs::bulk_load() || rel::rows_named_by_tid(rel) {
         return false;
     }
     match entry {

@@ -1,6 +1,7 @@
 //! CLUSTER and VACUUM FULL on `lsm` tables (`relation_copy_for_cluster`):
 //! every row version not yet dead to all snapshots is copied into the new
-//! relation's L0, keeping xmin/xmax, in the order heap's rewrite uses:
+//! relation — straight into its runs, as a bulk load ([`super::bulk`]) —,
+//! keeping xmin/xmax, in the order heap's rewrite uses:
 //!
 //! * CLUSTER with a btree index the planner would rather sort by: the
 //!   versions are sorted by the index's keys (a tuplesort, spilling to disk
@@ -116,7 +117,11 @@ fn write(new: pg_sys::Relation, t: pg_sys::HeapTuple) {
             t
         }
     };
-    storage::append(new, stored, true);
+    // the new table is this transaction's and has no indexes yet: its
+    // versions go straight into runs, like a bulk load's
+    if super::bulk::take(new, &[stored], super::bulk::Entry::BulkState) == 0 {
+        storage::append(new, stored, true);
+    }
     if stored != t {
         // SAFETY: the toaster's palloc'd copy, owned here.
         unsafe { pg_sys::heap_freetuple(stored) };
@@ -200,6 +205,7 @@ pub fn copy_for_cluster(
             write(new, t);
         });
     }
+    super::bulk::finish(new);
     Copied {
         live: picker.live,
         dead: picker.dead,

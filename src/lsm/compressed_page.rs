@@ -108,8 +108,25 @@ pub fn blob_room(n: usize) -> usize {
 /// the frame, and the raw payload length.
 pub fn compress(versions: &[(u64, &[u8])], level: i32) -> (Vec<u8>, usize) {
     let raw = raw_payload(versions);
-    let frame = zstd::bulk::compress(&raw, level).expect("zstd compression of an in-memory buffer");
+    let frame = COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        // one context per backend (and level): making one per page costs
+        // more than compressing a page's few kilobytes
+        if c.as_ref().is_none_or(|(l, _)| *l != level) {
+            let fresh = zstd::bulk::Compressor::new(level).expect("zstd compression context");
+            *c = Some((level, fresh));
+        }
+        let (_, compressor) = c.as_mut().expect("made above");
+        compressor
+            .compress(&raw)
+            .expect("zstd compression of an in-memory buffer")
+    });
     (frame, raw.len())
+}
+
+thread_local! {
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 /// Whether a frame of `frame_len` bytes fits next to `n` stubs.

@@ -18,6 +18,8 @@ pub static GC_RATIO: GucSetting<f64> = GucSetting::<f64>::new(0.2);
 pub static COMPRESSION_LEVEL: GucSetting<i32> = GucSetting::<i32>::new(1);
 /// Bloom filter bits per row version of new runs; 0 = no filters.
 pub static BLOOM_BITS_PER_KEY: GucSetting<i32> = GucSetting::<i32>::new(10);
+/// `strata.lsm_bulk_load`
+pub static BULK_LOAD: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -80,6 +82,19 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"strata.lsm_bulk_load",
+        c"Whether COPY, CREATE TABLE AS and INSERT ... SELECT into lsm tables without indexes or triggers write runs directly.",
+        c"Off: every row goes to L0 first and into a run at the next flush, as with indexes.",
+        &BULK_LOAD,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+}
+
+/// Whether bulk loads may write runs directly.
+pub fn bulk_load() -> bool {
+    BULK_LOAD.get()
 }
 
 /// The zstd level new run pages get, None for uncompressed pages.

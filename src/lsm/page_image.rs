@@ -315,9 +315,14 @@ pub struct RunPacker {
     plain_bytes: usize,
     /// Payload bytes of the pending versions (2 + rest each).
     raw_bytes: usize,
-    /// The last measured compression: (versions, raw bytes, frame bytes).
-    measured: Option<(usize, usize, usize)>,
+    /// Frame bytes per raw payload byte of the last page compressed (or
+    /// measured): the next page is filled by this estimate and compressed
+    /// once, as consecutive pages of a run compress alike.
+    ratio: Option<f64>,
 }
+
+/// Safety margin on the estimated frame size of a page being filled.
+const ESTIMATE_MARGIN: f64 = 1.04;
 
 /// Bytes a version takes on an uncompressed run page (line pointer included).
 fn plain_size(tuple_len: usize) -> usize {
@@ -334,7 +339,7 @@ impl RunPacker {
             pending: Vec::new(),
             plain_bytes: 0,
             raw_bytes: 0,
-            measured: None,
+            ratio: None,
         }
     }
 
@@ -372,22 +377,19 @@ impl RunPacker {
             + tuple
                 .len()
                 .saturating_sub(compressed_page::TUPLE_HEADER_SIZE);
-        // Estimate from the last measurement (with a margin) before
-        // compressing again; the page is checked exactly when emitted.
-        if let Some((_, mraw, mframe)) = self.measured {
-            let ratio = mframe as f64 / mraw.max(1) as f64;
-            let estimate = mframe + ((raw - mraw) as f64 * ratio * 1.15) as usize + 16;
-            if compressed_page::fits(n, estimate) {
-                return true;
+        // Estimate by the last page's ratio (with a margin); the page is
+        // compressed, and checked exactly, once, when emitted. Without a
+        // ratio yet, this page is measured as it stands.
+        let ratio = match self.ratio {
+            Some(r) => r,
+            None => {
+                let refs = self.refs_with(tuple);
+                let (frame, raw_len) = compressed_page::compress(&refs, level);
+                self.ratio = Some(frame.len() as f64 / raw_len.max(1) as f64);
+                return compressed_page::fits(n, frame.len());
             }
-        }
-        let refs = self.refs_with(tuple);
-        let (frame, raw_len) = compressed_page::compress(&refs, level);
-        if compressed_page::fits(n, frame.len()) {
-            self.measured = Some((n, raw_len, frame.len()));
-            return true;
-        }
-        false
+        };
+        compressed_page::fits(n, (raw as f64 * ratio * ESTIMATE_MARGIN) as usize + 16)
     }
 
     fn refs_with<'a>(&'a self, extra: &'a [u8]) -> Vec<(u64, &'a [u8])> {
@@ -419,31 +421,43 @@ impl RunPacker {
         let mut count = plain_fit;
         let most = self.pending.len().min(format::ROWS_PER_VBLOCK as usize);
         if let (Some(level), true) = (self.level, plain_fit < most) {
+            let ratio = std::cell::Cell::new(self.ratio);
             let try_build = |n: usize| {
                 let refs: Vec<(u64, &[u8])> = self.pending[..n]
                     .iter()
                     .map(|(r, t)| (*r, t.as_slice()))
                     .collect();
                 let (frame, raw_len) = compressed_page::compress(&refs, level);
+                ratio.set(Some(frame.len() as f64 / raw_len.max(1) as f64));
                 compressed_page::build(self.run_id, &refs, &frame, raw_len)
+                    .ok_or(frame.len())
             };
-            // usually all pending versions fit (they were measured or
-            // estimated); else the longest prefix that does, by bisection
-            if let Some(page) = try_build(most) {
-                (count, image) = (most, Some(page));
-            } else {
-                let (mut lo, mut hi) = (plain_fit, most - 1);
-                while lo < hi {
-                    let mid = (lo + hi).div_ceil(2);
-                    match try_build(mid) {
-                        Some(page) => {
-                            (lo, image) = (mid, Some(page));
+            // usually all pending versions fit (they were estimated); else a
+            // prefix scaled to the measured overshoot, then the longest
+            // prefix that fits, by bisection
+            match try_build(most) {
+                Ok(page) => (count, image) = (most, Some(page)),
+                Err(frame_len) => {
+                    let room = compressed_page::blob_room(most).max(1);
+                    let scaled = ((most as f64 * room as f64 / frame_len as f64) * 0.97) as usize;
+                    let (mut lo, mut hi) = (plain_fit, most - 1);
+                    if scaled > lo && scaled < hi {
+                        match try_build(scaled) {
+                            Ok(page) => (lo, image) = (scaled, Some(page)),
+                            Err(_) => hi = scaled - 1,
                         }
-                        None => hi = mid - 1,
                     }
+                    while lo < hi {
+                        let mid = (lo + hi).div_ceil(2);
+                        match try_build(mid) {
+                            Ok(page) => (lo, image) = (mid, Some(page)),
+                            Err(_) => hi = mid - 1,
+                        }
+                    }
+                    count = lo;
                 }
-                count = lo;
             }
+            self.ratio = ratio.get();
         }
         // Compression costs every reader a decompression and a copy per row
         // (sequential scans of compressed runs run at about half the speed):
@@ -470,7 +484,6 @@ impl RunPacker {
             .iter()
             .map(|(_, t)| 2 + t.len().saturating_sub(compressed_page::TUPLE_HEADER_SIZE))
             .sum();
-        self.measured = None;
         PackedPage {
             image,
             first_rowid: page_versions[0].0,

@@ -172,6 +172,8 @@ mod tests {
     /// flips one bit of the zstd frame of its first data page, in the buffer
     /// (not WAL-logged: only this backend has to see it). Returns that block.
     fn smash_first_compressed_block() -> u32 {
+        // through L0 and a flush (a bulk load would write the run directly)
+        Spi::run("SET strata.lsm_bulk_load = off").unwrap();
         Spi::run("CREATE TABLE z (a int, t text) USING lsm").unwrap();
         Spi::run(
             "INSERT INTO z SELECT g, repeat('strata ', 10) || g FROM generate_series(1, 2000) g",
@@ -203,6 +205,7 @@ mod tests {
 
     #[pg_test]
     fn compressed_rows_round_trip() {
+        Spi::run("SET strata.lsm_bulk_load = off").unwrap();
         Spi::run("CREATE TABLE y (a int, t text) USING lsm").unwrap();
         Spi::run(
             "INSERT INTO y SELECT g, repeat('strata ', 10) || g FROM generate_series(1, 5000) g",

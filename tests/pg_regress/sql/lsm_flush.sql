@@ -140,7 +140,7 @@ SELECT id FROM f WHERE left(v, 20) = 'flush 17';
 SELECT count(*) FROM f WHERE length(v) = 8;
 RESET enable_seqscan;
 
--- table rewrites and truncation start over from L0
+-- a table rewrite writes runs directly (as a bulk load); truncation starts over
 VACUUM FULL f;
 SELECT * FROM f_state;
 SELECT component, row_versions FROM strata.lsm_info('f') WHERE row_versions > 0;

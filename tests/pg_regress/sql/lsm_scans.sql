@@ -1,5 +1,7 @@
 -- Bitmap heap scans (exact, lossy, BitmapAnd/Or) and GIN / GiST indexes on
 -- lsm tables. Every answer is compared with a heap copy of the same rows.
+-- rows go through L0 here (the TIDs and page counts below assume it)
+SET strata.lsm_bulk_load = off;
 \set VERBOSITY sqlstate
 CREATE TABLE bs (id int PRIMARY KEY, tags text[], pos point, r int4range, body text) USING lsm;
 INSERT INTO bs SELECT g, ARRAY['t' || (g % 10), 'u' || (g % 7)], point(g % 100, g / 100),
