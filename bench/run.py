@@ -172,16 +172,20 @@ class Bench:
         alone: --only updates)."""
         s = self.size
         # pgbench tpcb-like on each access method
-        tpcb, accounts = [], []
+        tpcb, accounts, loaded = [], [], []
         for am in ("heap", "lsm"):
             db = f"tpcb_{am}"
             self.sql(f"DROP DATABASE IF EXISTS {db}", db="postgres")
             self.sql(f"CREATE DATABASE {db}", db="postgres")
             self.sql("CREATE EXTENSION IF NOT EXISTS strata", db=db)
             self.sql(f"ALTER DATABASE {db} SET default_table_access_method = {am}", db="postgres")
-            subprocess.run(as_postgres([f"{self.cluster.bindir}/pgbench", "-h", "127.0.0.1", "-p",
-                                        str(self.cluster.port), "-U", "postgres", "-i", "-q", "-s",
-                                        str(s["tpcb_scale"]), db]), check=True, capture_output=True)
+            # the load (drop, create, generate: COPY), its size, then VACUUM and keys
+            for steps in ("dtg", "vp"):
+                subprocess.run(as_postgres([f"{self.cluster.bindir}/pgbench", "-h", "127.0.0.1", "-p",
+                                            str(self.cluster.port), "-U", "postgres", "-i", "-q", "-I", steps,
+                                            "-s", str(s["tpcb_scale"]), db]), check=True, capture_output=True)
+                if steps == "dtg":
+                    loaded.append(self.one("SELECT pg_table_size('pgbench_accounts')", db=db) / 2**20)
             clients = max(s["clients"])
             out = subprocess.run(as_postgres([f"{self.cluster.bindir}/pgbench", "-h", "127.0.0.1", "-p",
                                               str(self.cluster.port), "-U", "postgres", "-c", str(clients),
@@ -195,9 +199,11 @@ class Bench:
             if not m:
                 self.report.append(f"\ntpcb-like on {am} failed: `{out.stderr.strip()[:300]}`\n")
         self.table(f"pgbench tpcb-like, scale {s['tpcb_scale']}, {max(s['clients'])} clients "
-                   "(pgbench_accounts size after the run and a VACUUM)",
-                   ["heap TPS", "lsm TPS", "ratio", "heap accounts MB", "lsm accounts MB", "lsm run compression"],
+                   "(pgbench_accounts size right after pgbench -i's load, and after the run and a VACUUM)",
+                   ["heap TPS", "lsm TPS", "ratio", "heap accounts MB loaded", "lsm accounts MB loaded",
+                    "size ratio", "heap accounts MB", "lsm accounts MB", "lsm run compression"],
                    [(f"{tpcb[0]:,.0f}", f"{tpcb[1]:,.0f}", f"{tpcb[1] / tpcb[0]:.2f}" if tpcb[0] else "-",
+                     f"{loaded[0]:.1f}", f"{loaded[1]:.1f}", f"{loaded[1] / loaded[0]:.2f}",
                      f"{accounts[0][0]:.1f}", f"{accounts[1][0]:.1f}", accounts[1][1])])
 
         self.metadata_updates()

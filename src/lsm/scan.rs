@@ -14,7 +14,9 @@
 use super::chain;
 use super::format::{self, ROWS_PER_VBLOCK};
 use super::manifest::{self, Live};
+use super::page_image;
 use super::storage;
+use super::version_data;
 use crate::pg::buffer::{self, INVALID_BLOCK};
 use crate::pg::htup;
 use crate::pg::page;
@@ -60,6 +62,16 @@ pub struct LsmScan {
     order: *mut pg_sys::BlockNumber,
     norder: usize,
     at: isize,
+    /// Sequential and TID range scans of a compressed page: its visible
+    /// versions, decoded once when the page is loaded, side by side in
+    /// `arena` (palloc'd in the scan's memory context and reused page
+    /// after page), and where each one is (`spans[i]` for `offsets[i]`).
+    /// Slots then point into the arena, as they point into a heap page.
+    unpacked: bool,
+    arena: *mut u8,
+    arena_cap: usize,
+    arena_cxt: pg_sys::MemoryContext,
+    spans: [(u32, u32); ROWS_PER_VBLOCK as usize],
 }
 
 /// Which row versions of a page a load keeps (before the snapshot check).
@@ -111,6 +123,8 @@ pub fn begin(
     s.work_block = INVALID_BLOCK;
     s.pos = -1;
     s.nblocks = buffer::nblocks(rel);
+    // SAFETY: reads the backend's current memory context (the scan's).
+    s.arena_cxt = unsafe { pg_sys::CurrentMemoryContext };
     if !ordered(s) {
         s.live = live_for(rel, pscan);
     }
@@ -151,6 +165,7 @@ fn release_page(s: &mut LsmScan) {
     s.pos = -1;
     s.nchains = 0;
     s.next_chain = 0;
+    s.unpacked = false;
 }
 
 pub fn rescan(s: &mut LsmScan) {
@@ -172,6 +187,11 @@ pub fn end(scan: *mut LsmScan) {
     free_order(s);
     if s.chain_buf != 0 {
         buffer::release(s.chain_buf);
+    }
+    if !s.arena.is_null() {
+        // SAFETY: palloc'd by `unpack`, no slot of this scan points into it
+        // once the scan ends.
+        unsafe { pg_sys::pfree(s.arena as *mut std::ffi::c_void) };
     }
     if s.base.rs_flags & pg_sys::ScanOptions::SO_TEMP_SNAPSHOT != 0 {
         // SAFETY: with SO_TEMP_SNAPSHOT the scan owns its registered snapshot.
@@ -245,8 +265,48 @@ fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber, filter: Filter) {
                 s.nchains += 1;
             }
         }
+        if matches!(filter, Filter::All) && s.count > 0 && version_data::is_compressed(p) {
+            unpack(s, p);
+        }
     }
     buffer::unlock(buf);
+}
+
+/// Decodes the visible versions of the loaded compressed page into the
+/// scan's arena (see [`LsmScan::arena`]); the page is share-locked.
+fn unpack(s: &mut LsmScan, p: pg_sys::Page) {
+    let items = &s.offsets[..s.count];
+    let mut need = 0usize;
+    version_data::for_each_full(s.base.rs_rd, s.block, p, items, |_, parts| {
+        need += page_image::maxalign(parts.iter().map(|x| x.len()).sum());
+    });
+    if need > s.arena_cap {
+        let cap = need.next_power_of_two().max(pg_sys::BLCKSZ as usize * 4);
+        // SAFETY: allocations in the scan's memory context; the old arena
+        // is only read through slots of the page being replaced.
+        s.arena = unsafe {
+            if s.arena.is_null() {
+                pg_sys::MemoryContextAlloc(s.arena_cxt, cap)
+            } else {
+                pg_sys::repalloc(s.arena as *mut std::ffi::c_void, cap)
+            }
+        } as *mut u8;
+        s.arena_cap = cap;
+    }
+    // SAFETY: the arena has `arena_cap` >= `need` writable bytes.
+    let arena = unsafe { std::slice::from_raw_parts_mut(s.arena, s.arena_cap) };
+    let mut at = 0usize;
+    let spans = &mut s.spans;
+    version_data::for_each_full(s.base.rs_rd, s.block, p, items, |i, parts| {
+        let start = at;
+        for part in parts {
+            arena[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        spans[i] = (start as u32, (at - start) as u32);
+        at = page_image::maxalign(at);
+    });
+    s.unpacked = true;
 }
 
 /// The next block a parallel scan's shared state hands this participant.
@@ -334,7 +394,15 @@ fn emit(s: &mut LsmScan, pos: isize, slot: *mut pg_sys::TupleTableSlot) {
     s.pos = pos;
     let item = s.offsets[pos as usize];
     let p = buffer::page(s.buf);
-    let t = storage::version_at(s.base.rs_rd, p, item).expect("item recorded as visible");
+    let mut t = storage::version_at(s.base.rs_rd, p, item).expect("item recorded as visible");
+    if s.unpacked {
+        let (off, len) = s.spans[pos as usize];
+        // SAFETY: the span lies in the arena, filled when the page was loaded.
+        t.t_data = unsafe { s.arena.add(off as usize) } as *mut htup::Header;
+        t.t_len = len;
+        storage::store_buffer_tuple(slot, t, s.buf);
+        return;
+    }
     storage::store_in_slot(s.base.rs_rd, slot, t, s.buf);
 }
 

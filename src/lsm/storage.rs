@@ -283,6 +283,17 @@ pub fn store_in_slot(
         }
         return;
     }
+    store_buffer_tuple(slot, tuple, buf);
+}
+
+/// Stores `tuple` into a buffer-heap-tuple slot that pins `buf`: the tuple's
+/// data must stay where it is as long as the slot holds it (in the pinned
+/// page, or in a scan's decoded copy of it).
+pub fn store_buffer_tuple(
+    slot: *mut pg_sys::TupleTableSlot,
+    tuple: pg_sys::HeapTupleData,
+    buf: pg_sys::Buffer,
+) {
     let bslot = slot as *mut pg_sys::BufferHeapTupleTableSlot;
     // SAFETY: lsm slots use TTSOpsBufferHeapTuple, so `slot` is a
     // BufferHeapTupleTableSlot; `buf` is pinned by the caller.

@@ -143,6 +143,32 @@ fn with_parts<T>(
     }
 }
 
+/// Runs `f(i, [header, rest])` for the versions in line pointers `items`
+/// of compressed page `p` (block `blkno`, pinned and locked), decompressing
+/// the page once; XX001 when the page has no stub for one of them.
+pub fn for_each_full(
+    rel: pg_sys::Relation,
+    blkno: pg_sys::BlockNumber,
+    p: pg_sys::Page,
+    items: &[u16],
+    mut f: impl FnMut(usize, [&[u8]; 2]),
+) {
+    let payload = payload(rel, blkno, p);
+    let bytes = page::bytes(p);
+    for (i, &item) in items.iter().enumerate() {
+        match compressed_page::tuple_parts(bytes, &payload, item as usize) {
+            Some(parts) => f(i, parts),
+            None => crate::pg::error::error(
+                PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+                format!(
+                    "invalid compressed block {blkno} of relation \"{}\": no stub in item {item}",
+                    storage::relname(rel)
+                ),
+            ),
+        }
+    }
+}
+
 /// Version `t` with all its data: `t` itself when it is in the page, else a
 /// palloc'd copy (current memory context) of its header and decompressed rest.
 /// The copy is for reading columns (TOAST, key comparison); stamps and

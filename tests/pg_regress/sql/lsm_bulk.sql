@@ -19,6 +19,26 @@ SELECT count(*) FROM (SELECT ctid, lag(ctid) OVER () AS prev FROM bulk_copy) s W
 SELECT b.id FROM bulk_copy b WHERE b.ctid = (SELECT ctid FROM bulk_copy WHERE id = 12345);
 SELECT (SELECT count(*) FROM bulk_copy a JOIN bulk_src s USING (id, grp, v, email, ts, status)) AS same_rows;
 
+-- scans hand out the rows of a compressed page decoded once, side by side:
+-- a scroll cursor going back and forth, and values kept across rows, match
+SELECT compression_ratio > 1 AS compressed FROM strata.lsm_levels('bulk_copy') WHERE level = 1;
+BEGIN;
+DECLARE c SCROLL CURSOR FOR SELECT id, email FROM bulk_copy;
+MOVE FORWARD 5000 IN c;
+FETCH BACKWARD 3 FROM c;
+FETCH RELATIVE 300 FROM c;
+FETCH LAST FROM c;
+FETCH PRIOR FROM c;
+FETCH ABSOLUTE 1 FROM c;
+COMMIT;
+SELECT (SELECT md5(string_agg(email || ts, ',' ORDER BY id)) FROM bulk_copy)
+     = (SELECT md5(string_agg(email || ts, ',' ORDER BY id)) FROM bulk_src) AS same_text;
+SELECT count(*) FROM (SELECT id, lag(id) OVER w AS pid, lag(email) OVER w AS prev
+                      FROM bulk_copy WINDOW w AS (ORDER BY ctid)) s
+WHERE prev <> 'user' || pid || '@example' || (pid % 37) || '.com';
+SELECT count(*) FROM (SELECT DISTINCT email FROM bulk_copy) s;
+SELECT ctid, id FROM bulk_copy WHERE ctid >= '(10,250)' AND ctid < '(11,3)' ORDER BY ctid;
+
 -- a second COPY adds runs after the first; a rolled-back one is invisible
 COPY bulk_copy FROM '/tmp/strata_lsm_bulk.csv' WITH (FORMAT csv);
 BEGIN;
