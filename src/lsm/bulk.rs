@@ -127,6 +127,9 @@ fn eligible(rel: pg_sys::Relation, entry: Entry, n: usize) -> bool {
         Entry::Batch { bytes } => n >= MIN_BATCH_ROWS || bytes >= MIN_BATCH_BYTES,
         Entry::BulkState => rel::storage_is_new(rel),
         Entry::Single { cid } => {
+            // counted per command of this transaction (the count is reset
+            // when the transaction ends: command ids start over)
+            xact::on_xact_end(at_xact_end);
             let relid = rel::oid(rel);
             let (r, c, rows) = SINGLES.with(|s| s.get());
             let rows = if (r, c) == (relid, cid) { rows + n as u64 } else { n as u64 };
@@ -353,6 +356,9 @@ pub fn forget(rel: pg_sys::Relation) {
 /// Loads nobody finished are finished before the commit; aborted ones are
 /// dropped (their pages are unreachable; locks go with the transaction).
 fn at_xact_end(end: XactEnd) {
+    if matches!(end, XactEnd::PreCommit | XactEnd::Abort) {
+        SINGLES.with(|s| s.set((pg_sys::InvalidOid, 0, 0)));
+    }
     match end {
         XactEnd::PreCommit => {
             let relids: Vec<pg_sys::Oid> =

@@ -124,6 +124,19 @@ WITH r AS (INSERT INTO bulk_ins SELECT * FROM bulk_src RETURNING ctid, id)
 SELECT count(*), count(DISTINCT ctid), sum(id) FROM r;
 SELECT count(*) FROM bulk_ins;
 SELECT count(*) FROM bulk_ins a JOIN bulk_ins b ON a.ctid = b.ctid;
+-- single-row inserts of many transactions stay single-row inserts (each
+-- transaction's command ids start over; only one command's rows count)
+CREATE TABLE bulk_singles (id int, v text) USING lsm;
+DO $$ BEGIN
+  FOR i IN 1..1500 LOOP
+    INSERT INTO bulk_singles VALUES (i, 'one');
+    COMMIT;
+  END LOOP;
+END $$;
+SELECT count(*), sum(id) FROM bulk_singles;
+SELECT level, row_versions FROM strata.lsm_levels('bulk_singles') ORDER BY level;
+SELECT component, row_versions FROM strata.lsm_info('bulk_singles') WHERE component = 'L0';
+DROP TABLE bulk_singles;
 -- two loads in one transaction, then TRUNCATE: nothing is left
 BEGIN;
 INSERT INTO bulk_ins SELECT * FROM bulk_src;
