@@ -151,13 +151,13 @@ pub fn take(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple], entry: Entry) -
         Entry::Single { cid } => Some(cid),
         _ => None,
     };
-    let known = LOADS.with(|l| l.borrow().iter().find(|load| load.relid == relid).map(|load| load.cid));
-    if known.is_some_and(|c| c.is_some() && c != cid) {
-        // an INSERT ... SELECT load ends with its command
+    let open = LOADS.with(|l| l.borrow().iter().find(|load| load.relid == relid).map(|load| load.cid));
+    // an INSERT ... SELECT load ends with its command
+    let ended = open.is_some_and(|c| c.is_some() && c != cid);
+    if ended {
         finish(rel);
     }
-    let known = LOADS.with(|l| l.borrow().iter().any(|load| load.relid == relid));
-    if !known {
+    if open.is_none() || ended {
         if !eligible(rel, entry, tuples.len()) {
             return 0;
         }
@@ -287,19 +287,10 @@ fn start_chunk(rel: pg_sys::Relation, vblocks: u32) -> Option<Chunk> {
 /// Flushes L0 (as `strata.lsm_flush` would, without shortening update
 /// chains), trying for EXCLUSIVE a few times only.
 fn flush_l0(rel: pg_sys::Relation) {
-    let try_exclusive = || {
-        for _ in 0..FLUSH_LOCK_TRIES {
-            if rel::try_lock(rel, pg_sys::ExclusiveLock) {
-                return true;
-            }
-            pgrx::check_for_interrupts!();
-            // SAFETY: plain sleep.
-            unsafe { pg_sys::pg_usleep(FLUSH_LOCK_SLEEP_US) };
-        }
-        false
-    };
     let lock = SwitchLock {
-        acquire: &try_exclusive,
+        acquire: &|| {
+            rel::try_lock_retrying(rel, pg_sys::ExclusiveLock, FLUSH_LOCK_TRIES, FLUSH_LOCK_SLEEP_US)
+        },
         release: &|| rel::unlock(rel, pg_sys::ExclusiveLock),
     };
     flush::flush(rel, None, Readers::Allowed, &lock);

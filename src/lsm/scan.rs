@@ -275,36 +275,33 @@ fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber, filter: Filter) {
 /// Decodes the visible versions of the loaded compressed page into the
 /// scan's arena (see [`LsmScan::arena`]); the page is share-locked.
 fn unpack(s: &mut LsmScan, p: pg_sys::Page) {
-    let items = &s.offsets[..s.count];
-    let mut need = 0usize;
-    version_data::for_each_full(s.base.rs_rd, s.block, p, items, |_, parts| {
-        need += page_image::maxalign(parts.iter().map(|x| x.len()).sum());
-    });
-    if need > s.arena_cap {
-        let cap = need.next_power_of_two().max(pg_sys::BLCKSZ as usize * 4);
-        // SAFETY: allocations in the scan's memory context; the old arena
-        // is only read through slots of the page being replaced.
-        s.arena = unsafe {
-            if s.arena.is_null() {
-                pg_sys::MemoryContextAlloc(s.arena_cxt, cap)
-            } else {
-                pg_sys::repalloc(s.arena as *mut std::ffi::c_void, cap)
-            }
-        } as *mut u8;
-        s.arena_cap = cap;
-    }
-    // SAFETY: the arena has `arena_cap` >= `need` writable bytes.
-    let arena = unsafe { std::slice::from_raw_parts_mut(s.arena, s.arena_cap) };
     let mut at = 0usize;
-    let spans = &mut s.spans;
-    version_data::for_each_full(s.base.rs_rd, s.block, p, items, |i, parts| {
-        let start = at;
-        for part in parts {
-            arena[at..at + part.len()].copy_from_slice(part);
-            at += part.len();
+    let (rel, block, cxt) = (s.base.rs_rd, s.block, s.arena_cxt);
+    let (arena, cap, spans) = (&mut s.arena, &mut s.arena_cap, &mut s.spans);
+    version_data::for_each_full(rel, block, p, &s.offsets[..s.count], |i, parts| {
+        let len: usize = parts.iter().map(|x| x.len()).sum();
+        if at + len > *cap {
+            let grown = (at + len).next_power_of_two().max(pg_sys::BLCKSZ as usize * 4);
+            // SAFETY: allocations in the scan's memory context; repalloc keeps
+            // the versions copied so far. A slot may still point at the last
+            // page's version, but the scan stores the next one (or clears
+            // the slot) before it returns, so no one reads the old pointer.
+            *arena = unsafe {
+                if arena.is_null() {
+                    pg_sys::MemoryContextAlloc(cxt, grown)
+                } else {
+                    pg_sys::repalloc(*arena as *mut std::ffi::c_void, grown)
+                }
+            } as *mut u8;
+            *cap = grown;
         }
-        spans[i] = (start as u32, (at - start) as u32);
-        at = page_image::maxalign(at);
+        // SAFETY: the arena has `cap` >= `at + len` writable bytes.
+        let dst = unsafe { std::slice::from_raw_parts_mut(arena.add(at), len) };
+        let (head, rest) = dst.split_at_mut(parts[0].len());
+        head.copy_from_slice(parts[0]);
+        rest.copy_from_slice(parts[1]);
+        spans[i] = (at as u32, len as u32);
+        at = page_image::maxalign(at + len);
     });
     s.unpacked = true;
 }

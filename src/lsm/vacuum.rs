@@ -39,16 +39,7 @@ const SHRINK_LOCK_RETRIES: u32 = 10;
 
 /// Tries for `mode` on `rel` up to `tries` times, never queueing.
 fn try_lock(rel: pg_sys::Relation, mode: u32, tries: u32) -> bool {
-    for _ in 0..tries {
-        // SAFETY: open relation; returns false instead of waiting.
-        if unsafe { pg_sys::ConditionalLockRelation(rel, mode as i32) } {
-            return true;
-        }
-        check_for_interrupts!();
-        // SAFETY: plain sleep.
-        unsafe { pg_sys::pg_usleep(LOCK_RETRY_SLEEP_US) };
-    }
-    false
+    crate::pg::rel::try_lock_retrying(rel, mode, tries, LOCK_RETRY_SLEEP_US)
 }
 
 /// IndexBulkDeleteCallback: is this TID one of the dropped rowids?

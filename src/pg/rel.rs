@@ -167,6 +167,20 @@ pub fn try_lock(rel: pg_sys::Relation, mode: u32) -> bool {
     unsafe { pg_sys::ConditionalLockRelation(rel, mode as pg_sys::LOCKMODE) }
 }
 
+/// [`try_lock`] up to `tries` times, sleeping `sleep_us` between tries and
+/// never queueing (as heap's end-of-vacuum truncation does).
+pub fn try_lock_retrying(rel: pg_sys::Relation, mode: u32, tries: u32, sleep_us: i64) -> bool {
+    for _ in 0..tries {
+        if try_lock(rel, mode) {
+            return true;
+        }
+        check_for_interrupts!();
+        // SAFETY: plain sleep.
+        unsafe { pg_sys::pg_usleep(sleep_us) };
+    }
+    false
+}
+
 /// Whether rows written to `rel` must be reachable by TID before the
 /// statement ends: it has (or had, until VACUUM clears the flag) indexes,
 /// whose entries and unique checks name each row, or triggers, which fetch
