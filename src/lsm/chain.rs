@@ -318,7 +318,8 @@ fn redirect_past_dead(w: &mut Walker, root: pg_sys::ItemPointerData, p: &Prune) 
         htup::tid_eq(&htup::ctid(h), &expected)
             && (is_redirect(h) || (!is_heap_only(h) && is_hot_updated(h)))
     });
-    if let Some(loc) = still {
+    if let Some(mut loc) = still {
+        storage::make_stampable(rel, &mut loc);
         if p.newest_xmax != pg_sys::InvalidTransactionId {
             crate::pg::standby::log_conflict(rel, crate::pg::standby::full_xid_of(p.newest_xmax));
         }

@@ -127,6 +127,7 @@ fn merge(
         return false;
     }
     st.refreshed += run_writer::refresh_headers(rel, &copied_at, &written.data_pages);
+    freed.extend(manifest::payload_blocks(rel, copied_at.iter().map(|(b, _)| *b)));
     let new_runs = written.runs;
     st.merges.push((*m, new_runs.len()));
     st.versions_moved += moved;

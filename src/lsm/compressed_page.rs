@@ -43,6 +43,7 @@ pub const STUB_LEN: usize = ROWID_PREFIX + TUPLE_HEADER_SIZE;
 /// Bytes of the blob header.
 pub const BLOB_HEADER: usize = 16;
 pub const CODEC_ZSTD: u8 = 1;
+pub const CODEC_LZ4: u8 = 2;
 /// Largest decompressed payload a page may declare (256 versions of at most a page each).
 const MAX_RAW: usize = 256 * BLOCK_SIZE;
 
@@ -104,11 +105,37 @@ pub fn blob_room(n: usize) -> usize {
     (BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE).saturating_sub(stubs_size(n)) & !7
 }
 
-/// Compresses `versions` (rowid order, tuple bytes each) at zstd `level`:
-/// the frame, and the raw payload length.
-pub fn compress(versions: &[(u64, &[u8])], level: i32) -> (Vec<u8>, usize) {
+/// How a page's payload is compressed (the blob's codec byte).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    /// zstd at a level (1 = fastest).
+    Zstd(i32),
+    /// LZ4 block format: larger frames, decoded several times faster.
+    Lz4,
+}
+
+impl Codec {
+    pub fn id(self) -> u8 {
+        match self {
+            Codec::Zstd(_) => CODEC_ZSTD,
+            Codec::Lz4 => CODEC_LZ4,
+        }
+    }
+}
+
+/// Compresses `versions` (rowid order, tuple bytes each) with `codec`: the
+/// frame, and the raw payload length.
+pub fn compress(versions: &[(u64, &[u8])], codec: Codec) -> (Vec<u8>, usize) {
     let raw = raw_payload(versions);
-    let frame = COMPRESSOR.with(|c| {
+    (compress_raw(&raw, codec), raw.len())
+}
+
+fn compress_raw(raw: &[u8], codec: Codec) -> Vec<u8> {
+    let level = match codec {
+        Codec::Lz4 => return lz4_flex::block::compress(raw),
+        Codec::Zstd(level) => level,
+    };
+    COMPRESSOR.with(|c| {
         let mut c = c.borrow_mut();
         // one context per backend (and level): making one per page costs
         // more than compressing a page's few kilobytes
@@ -118,10 +145,9 @@ pub fn compress(versions: &[(u64, &[u8])], level: i32) -> (Vec<u8>, usize) {
         }
         let (_, compressor) = c.as_mut().expect("made above");
         compressor
-            .compress(&raw)
+            .compress(raw)
             .expect("zstd compression of an in-memory buffer")
-    });
-    (frame, raw.len())
+    })
 }
 
 thread_local! {
@@ -129,36 +155,48 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
+/// The blob header of a frame of `rowids.len()` versions: crc, lengths,
+/// version count, codec.
+pub fn blob_header(frame: &[u8], raw_len: usize, codec: Codec, rowids: &[u64]) -> [u8; BLOB_HEADER] {
+    let mut header = [0u8; BLOB_HEADER];
+    format::put_u32(&mut header, 4, frame.len() as u32);
+    format::put_u32(&mut header, 8, raw_len as u32);
+    format::put_u16(&mut header, 12, rowids.len() as u16);
+    header[14] = codec.id();
+    let sum = crc(&header, frame, rowids.iter().copied());
+    format::put_u32(&mut header, 0, sum);
+    header
+}
+
 /// Whether a frame of `frame_len` bytes fits next to `n` stubs.
 pub fn fits(n: usize, frame_len: usize) -> bool {
     maxalign(BLOB_HEADER + frame_len) <= blob_room(n)
 }
 
-/// Builds a compressed page of `versions` from their frame (see [`compress`]);
-/// None when it does not fit.
+/// Builds a version 3 compressed page (stubs with rowids) of `versions`
+/// from their frame (see [`compress`]); None when it does not fit. Pages
+/// are written in the version 6 layout ([`super::compact_page`]); this one
+/// stays for reading older tables and for `strata.lsm_page_format = 5`.
 pub fn build(
     run_id: u32,
     versions: &[(u64, &[u8])],
     frame: &[u8],
     raw_len: usize,
+    codec: Codec,
 ) -> Option<PageImage> {
     if !fits(versions.len(), frame.len()) || versions.len() > format::ROWS_PER_VBLOCK as usize {
         return None;
     }
     let blob_len = maxalign(BLOB_HEADER + frame.len());
     let mut page = PageImage::with_special(PageKind::RunData, run_id, RUN_COMPRESSED, blob_len);
+    page.set_version(5);
     for (rowid, t) in versions {
         if !page.add_item(&[&rowid.to_le_bytes(), &t[..TUPLE_HEADER_SIZE]]) {
             return None;
         }
     }
-    let mut header = [0u8; BLOB_HEADER];
-    format::put_u32(&mut header, 4, frame.len() as u32);
-    format::put_u32(&mut header, 8, raw_len as u32);
-    format::put_u16(&mut header, 12, versions.len() as u16);
-    header[14] = CODEC_ZSTD;
-    let sum = crc(&header, frame, versions.iter().map(|(r, _)| *r));
-    format::put_u32(&mut header, 0, sum);
+    let rowids: Vec<u64> = versions.iter().map(|(r, _)| *r).collect();
+    let header = blob_header(frame, raw_len, codec, &rowids);
     page.write_special(&[&header, frame]);
     Some(page)
 }
@@ -196,7 +234,7 @@ pub fn stored_crc(page: &[u8]) -> u32 {
     format::u32_at(page, format::u16_at(page, 16) as usize)
 }
 
-/// Checks and decompresses the payload of a compressed page.
+/// Checks and decompresses the payload of a version 3 compressed page.
 pub fn decode(page: &[u8]) -> Result<Payload, CodecError> {
     let layout = |m: String| Err(CodecError::Layout(m));
     if page.len() != BLOCK_SIZE {
@@ -207,28 +245,7 @@ pub fn decode(page: &[u8]) -> Result<Payload, CodecError> {
     if special % 8 != 0 || special < PAGE_HEADER_SIZE || special + BLOB_HEADER > end {
         return layout(format!("special space at {special}"));
     }
-    let header = &page[special..special + BLOB_HEADER];
-    let (stored, zlen, raw_len) = (
-        format::u32_at(header, 0),
-        format::u32_at(header, 4) as usize,
-        format::u32_at(header, 8) as usize,
-    );
-    let (nitems, codec) = (format::u16_at(header, 12) as usize, header[14]);
-    if codec != CODEC_ZSTD {
-        return layout(format!("unknown codec {codec}"));
-    }
-    if special + BLOB_HEADER + zlen > end || raw_len > MAX_RAW {
-        return layout(format!(
-            "frame of {zlen} bytes ({raw_len} raw) does not fit the page"
-        ));
-    }
-    if nitems != page_image::item_count(page) {
-        return layout(format!(
-            "{nitems} versions in the frame, {} line pointers",
-            page_image::item_count(page)
-        ));
-    }
-    let frame = &page[special + BLOB_HEADER..special + BLOB_HEADER + zlen];
+    let nitems = page_image::item_count(page);
     let mut rowids = Vec::with_capacity(nitems);
     for i in 1..=nitems {
         match page_image::run_item_rowid(page, i) {
@@ -236,11 +253,43 @@ pub fn decode(page: &[u8]) -> Result<Payload, CodecError> {
             None => return layout(format!("line pointer {i} is not a stub")),
         }
     }
-    let computed = crc(header, frame, rowids.into_iter());
+    decode_blob(&page[special..end], &rowids)
+}
+
+/// Checks and decompresses a blob (header and frame, at the start of
+/// `blob`) holding the rests of the versions with `rowids`.
+pub fn decode_blob(blob: &[u8], rowids: &[u64]) -> Result<Payload, CodecError> {
+    let layout = |m: String| Err(CodecError::Layout(m));
+    if blob.len() < BLOB_HEADER {
+        return layout(format!("blob of {} bytes", blob.len()));
+    }
+    let header = &blob[..BLOB_HEADER];
+    let (stored, zlen, raw_len) = (
+        format::u32_at(header, 0),
+        format::u32_at(header, 4) as usize,
+        format::u32_at(header, 8) as usize,
+    );
+    let (nitems, codec) = (format::u16_at(header, 12) as usize, header[14]);
+    if codec != CODEC_ZSTD && codec != CODEC_LZ4 {
+        return layout(format!("unknown codec {codec}"));
+    }
+    if BLOB_HEADER + zlen > blob.len() || raw_len > MAX_RAW {
+        return layout(format!(
+            "frame of {zlen} bytes ({raw_len} raw) does not fit the page"
+        ));
+    }
+    if nitems != rowids.len() {
+        return layout(format!(
+            "{nitems} versions in the frame, {} line pointers",
+            rowids.len()
+        ));
+    }
+    let frame = &blob[BLOB_HEADER..BLOB_HEADER + zlen];
+    let computed = crc(header, frame, rowids.iter().copied());
     if computed != stored {
         return Err(CodecError::Checksum { stored, computed });
     }
-    let raw = decompress(frame, raw_len).map_err(|e| CodecError::Frame(e.to_string()))?;
+    let raw = decompress(codec, frame, raw_len).map_err(CodecError::Frame)?;
     if raw.len() != raw_len || raw_len < 2 * nitems {
         return layout(format!(
             "payload of {} bytes, {raw_len} declared",
@@ -266,9 +315,16 @@ pub fn decode(page: &[u8]) -> Result<Payload, CodecError> {
     Ok(Payload { raw, rests })
 }
 
+fn decompress(codec: u8, frame: &[u8], capacity: usize) -> Result<Vec<u8>, String> {
+    if codec == CODEC_LZ4 {
+        return lz4_flex::block::decompress(frame, capacity).map_err(|e| e.to_string());
+    }
+    zstd_decompress(frame, capacity).map_err(|e| e.to_string())
+}
+
 /// zstd decompression with one context per thread, reused across pages
 /// (creating one showed up as a third of the decompression time of a scan).
-fn decompress(frame: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+fn zstd_decompress(frame: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
     thread_local! {
         static CONTEXT: std::cell::RefCell<std::io::Result<zstd::bulk::Decompressor<'static>>> =
             std::cell::RefCell::new(zstd::bulk::Decompressor::new());
@@ -325,8 +381,8 @@ mod tests {
 
     fn page_of(vs: &[(u64, Vec<u8>)]) -> PageImage {
         let refs: Vec<(u64, &[u8])> = vs.iter().map(|(r, t)| (*r, t.as_slice())).collect();
-        let (frame, raw) = compress(&refs, 3);
-        build(7, &refs, &frame, raw).expect("fits")
+        let (frame, raw) = compress(&refs, Codec::Zstd(3));
+        build(7, &refs, &frame, raw, Codec::Zstd(3)).expect("fits")
     }
 
     #[test]
@@ -408,9 +464,9 @@ mod tests {
         };
         let vs: Vec<(u64, Vec<u8>)> = (0..3).map(|i| (i, tuple_bytes(5, &noise(3000)))).collect();
         let refs: Vec<(u64, &[u8])> = vs.iter().map(|(r, t)| (*r, t.as_slice())).collect();
-        let (frame, raw) = compress(&refs, 3);
-        assert!(build(1, &refs, &frame, raw).is_none());
-        let (frame, raw) = compress(&refs[..2], 3);
-        assert!(build(1, &refs[..2], &frame, raw).is_some());
+        let (frame, raw) = compress(&refs, Codec::Zstd(3));
+        assert!(build(1, &refs, &frame, raw, Codec::Zstd(3)).is_none());
+        let (frame, raw) = compress(&refs[..2], Codec::Zstd(3));
+        assert!(build(1, &refs[..2], &frame, raw, Codec::Zstd(3)).is_some());
     }
 }

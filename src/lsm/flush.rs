@@ -165,6 +165,7 @@ pub fn flush(
         return stats;
     }
     stats.refreshed = run_writer::refresh_headers(rel, &copied_at, &written.data_pages);
+    freed.extend(manifest::payload_blocks(rel, copied_at.iter().map(|(b, _)| *b)));
     let now = manifest::read(rel).expect("the metapage exists");
     let old_dirs: Vec<u32> = now.l0_dir.iter().copied().filter(|b| *b != 0).collect();
     let mut components = vec![(PageKind::L0, first, seal)];
@@ -173,7 +174,10 @@ pub fn flush(
         components.push((PageKind::RunData, meta.runs[meta.runs.len() - 1].run_id, 0));
     }
     if !run_writer::pending_room(rel, readers, components.len()) {
-        abandon(&mut stats, written.blocks);
+        // (headers refreshed above may have expanded new pages)
+        let mut blocks = manifest::payload_blocks(rel, written.data_pages.iter().map(|(_, b)| *b));
+        blocks.extend(written.blocks);
+        abandon(&mut stats, blocks);
         (lock.release)();
         return stats;
     }

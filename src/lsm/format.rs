@@ -98,7 +98,10 @@ pub const MAGIC: u32 = 0x4C53_4D31;
 /// (`HEAP_ONLY_TUPLE`) reached from their chain's root, and header-only
 /// redirects (`REDIRECT_FLAG` in `t_infomask2`); pages of earlier versions
 /// hold neither and are read as they are.
-pub const FORMAT_VERSION: u16 = 5;
+/// Version 6 added compact compressed run pages (`compact_page`: rowids in a
+/// map, headers shared by versions nobody stamped, expansion before a stamp)
+/// and RUN_PAYLOAD pages; version 3 compressed pages are read as they are.
+pub const FORMAT_VERSION: u16 = 6;
 /// Oldest version this build reads.
 pub const OLDEST_READABLE_VERSION: u16 = 2;
 
@@ -112,6 +115,23 @@ pub const ROWS_PER_VBLOCK: u16 = 256;
 /// `t_infomask2` bit of an update chain's redirect (heap leaves 0x1800
 /// unused; see `chain`).
 pub const REDIRECT_FLAG: u16 = 0x0800;
+/// `t_infomask` and `t_infomask2` bits (`htup_details.h`) that the pure
+/// page code reads; `pg::htup` has them from `pg_sys` for the Postgres side.
+pub mod infomask {
+    pub const HEAP_HASNULL: u16 = 0x0001;
+    pub const HEAP_COMBOCID: u16 = 0x0020;
+    pub const HEAP_XMIN_COMMITTED: u16 = 0x0100;
+    pub const HEAP_XMIN_INVALID: u16 = 0x0200;
+    pub const HEAP_XMIN_FROZEN: u16 = HEAP_XMIN_COMMITTED | HEAP_XMIN_INVALID;
+    pub const HEAP_XMAX_COMMITTED: u16 = 0x0400;
+    pub const HEAP_XMAX_INVALID: u16 = 0x0800;
+    pub const HEAP_XMAX_IS_MULTI: u16 = 0x1000;
+    /// `t_infomask2`
+    pub const HEAP_NATTS_MASK: u16 = 0x07FF;
+    pub const HEAP_HOT_UPDATED: u16 = 0x4000;
+    pub const HEAP_ONLY_TUPLE: u16 = 0x8000;
+}
+
 /// Size of [`PageTag`].
 pub const TAG_SIZE: usize = 16;
 
@@ -124,6 +144,8 @@ pub enum PageKind {
     RunIndex = 4,
     Free = 5,
     L0Dir = 6,
+    /// The blob of an expanded compact run page (`compact_page`).
+    RunPayload = 7,
 }
 
 impl PageKind {
@@ -135,6 +157,7 @@ impl PageKind {
             4 => PageKind::RunIndex,
             5 => PageKind::Free,
             6 => PageKind::L0Dir,
+            7 => PageKind::RunPayload,
             _ => return None,
         })
     }
@@ -352,7 +375,10 @@ impl Pending {
     pub fn covers(&self, block: u32, tag: &PageTag) -> bool {
         match (self.kind, PageKind::from_u16(tag.kind)) {
             (PageKind::L0, Some(PageKind::L0)) => (self.lo..self.hi).contains(&tag.vblock),
-            (PageKind::RunData, Some(PageKind::RunData | PageKind::RunIndex)) => {
+            (
+                PageKind::RunData,
+                Some(PageKind::RunData | PageKind::RunIndex | PageKind::RunPayload),
+            ) => {
                 tag.vblock == self.lo
             }
             (PageKind::L0Dir, Some(PageKind::L0Dir)) => block == self.lo,

@@ -3,8 +3,19 @@
 //! autovacuum read them when they compact (autovacuum workers see the
 //! server's configuration, e.g. `ALTER SYSTEM SET strata.lsm_size_ratio`).
 
+use super::compressed_page::Codec;
 use super::policy::Policy;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::PostgresGucEnum;
+
+/// `strata.lsm_compression`: the codec of compressed run pages.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Compression {
+    #[name = c"lz4"]
+    Lz4,
+    #[name = c"zstd"]
+    Zstd,
+}
 
 /// Growth factor between consecutive levels.
 pub static SIZE_RATIO: GucSetting<i32> = GucSetting::<i32>::new(10);
@@ -16,6 +27,10 @@ pub static LEVEL_BASE_KB: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
 pub static GC_RATIO: GucSetting<f64> = GucSetting::<f64>::new(0.2);
 /// zstd level of run pages written by flushes and merges; 0 = uncompressed.
 pub static COMPRESSION_LEVEL: GucSetting<i32> = GucSetting::<i32>::new(1);
+/// Codec of compressed run pages.
+pub static COMPRESSION: GucSetting<Compression> = GucSetting::<Compression>::new(Compression::Lz4);
+/// Layout of compressed run pages written: 6 (compact) or 5 (a stub per row).
+pub static PAGE_FORMAT: GucSetting<i32> = GucSetting::<i32>::new(6);
 /// Bloom filter bits per row version of new runs; 0 = no filters.
 pub static BLOOM_BITS_PER_KEY: GucSetting<i32> = GucSetting::<i32>::new(10);
 /// `strata.lsm_bulk_load`
@@ -64,11 +79,29 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"strata.lsm_compression_level",
-        c"zstd compression level of the run pages lsm flushes and merges write (0 = no compression).",
+        c"zstd compression level of the run pages lsm flushes and merges write (0 = no compression, with either codec).",
         c"A run page is compressed only when that packs more row versions into it; row headers stay uncompressed. Pages already written keep their form until a merge rewrites them.",
         &COMPRESSION_LEVEL,
         0,
         19,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"strata.lsm_compression",
+        c"Codec of the compressed run pages lsm flushes, merges and bulk loads write: lz4 or zstd.",
+        c"lz4 decodes several times faster (sequential scans); zstd packs about a quarter more rows into a page. strata.lsm_compression_level is zstd's level; 0 there turns compression off for both.",
+        &COMPRESSION,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"strata.lsm_page_format",
+        c"Layout of the compressed run pages lsm writes: 6 (compact, current) or 5 (a rowid and header stub per row).",
+        c"For testing that tables written by older versions stay readable; 6 is smaller in every case.",
+        &PAGE_FORMAT,
+        5,
+        6,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -97,10 +130,18 @@ pub fn bulk_load() -> bool {
     BULK_LOAD.get()
 }
 
-/// The zstd level new run pages get, None for uncompressed pages.
-pub fn compression_level() -> Option<i32> {
+/// How new run pages are compressed, None for uncompressed pages.
+pub fn compression() -> Option<Codec> {
     let level = COMPRESSION_LEVEL.get();
-    (level > 0).then_some(level)
+    (level > 0).then(|| match COMPRESSION.get() {
+        Compression::Lz4 => Codec::Lz4,
+        Compression::Zstd => Codec::Zstd(level),
+    })
+}
+
+/// Whether new compressed run pages get the compact (version 6) layout.
+pub fn compact_pages() -> bool {
+    PAGE_FORMAT.get() >= 6
 }
 
 /// Bloom filter bits per row version for new runs (0: no filter).

@@ -42,8 +42,18 @@ fn summarize(r: pg_sys::Relation, problems: &mut Vec<page_check::Problem>) -> (V
         frozen_xid: rel::frozen_xid(r).into_inner(),
     };
     let mut pages = Vec::new();
+    let nblocks = crate::pg::buffer::nblocks(r);
+    let blob_of = |b: u32| {
+        (b < nblocks).then(|| {
+            super::manifest::read_page(r, b, |p| {
+                let payload = super::page_image::tag_of(p)
+                    .is_some_and(|t| t.kind == super::format::PageKind::RunPayload as u16);
+                payload.then(|| super::compact_page::payload_page_blob(p).to_vec())
+            })
+        })?
+    };
     rel::for_each_page_copy(r, |blkno, bytes| {
-        pages.push(page_check::check_page(blkno, bytes, &ctx, problems));
+        pages.push(page_check::check_page(blkno, bytes, &ctx, &blob_of, problems));
     });
     (pages, ctx.frozen_xid)
 }
@@ -108,7 +118,7 @@ mod strata {
                 (Some(PageKind::Meta), _) => 0,
                 (Some(PageKind::L0), _) => 1,
                 (Some(PageKind::L0Dir), _) => 2,
-                (Some(PageKind::RunData | PageKind::RunIndex), _) => rows
+                (Some(PageKind::RunData | PageKind::RunIndex | PageKind::RunPayload), _) => rows
                     .iter()
                     .position(|(name, _, _)| *name == format!("run {}", s.owner))
                     .unwrap_or(free),
@@ -150,6 +160,44 @@ mod strata {
             out.push(("total".into(), -1, p, v, t, f, Some(filter), r, Some(wa)));
         }
         TableIterator::new(out)
+    }
+
+    /// How the table's pages in use store row versions: per page layout
+    /// (L0, uncompressed run pages, version 3 pages with a stub per row,
+    /// compact pages with shared or own headers, payload pages) and codec,
+    /// the pages and the row versions they hold.
+    #[pg_extern(strict)]
+    fn lsm_page_layouts(
+        relation: PgRelation,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(layout, String),
+            name!(codec, Option<String>),
+            name!(pages, i64),
+            name!(row_versions, i64),
+        ),
+    > {
+        let r = open_lsm(&relation);
+        let mut ignored = Vec::new();
+        let (pages, frozen) = summarize(r, &mut ignored);
+        let used = page_check::check_manifest(&pages, frozen, &mut ignored);
+        let mut rows: Vec<(String, Option<String>, i64, i64)> = Vec::new();
+        for (s, _) in pages.iter().zip(&used).filter(|(_, u)| **u) {
+            let layout = match s.kind {
+                Some(PageKind::L0) => "L0",
+                Some(PageKind::RunData) => s.layout.unwrap_or("uncompressed"),
+                Some(PageKind::RunPayload) => "payload",
+                _ => continue,
+            };
+            let codec = s.codec.map(str::to_string);
+            match rows.iter_mut().find(|(l, c, _, _)| l == layout && *c == codec) {
+                Some(row) => (row.2, row.3) = (row.2 + 1, row.3 + s.versions as i64),
+                None => rows.push((layout.to_string(), codec, 1, s.versions as i64)),
+            }
+        }
+        rows.sort();
+        TableIterator::new(rows)
     }
 
     /// Flushes L0 into a new run now (VACUUM does it too), alongside DML:

@@ -10,6 +10,7 @@
 //! change under them; each scan takes a [`Live`] snapshot at its start.
 
 use super::bloom;
+use super::compact_page;
 use super::format::{self, Meta, PageKind, RunDesc, BLOCK_SIZE, DIR_ENTRIES, MAX_L0_PAGES};
 use super::page_image::{self, PageImage};
 use super::storage::{self, META_BLOCK};
@@ -89,7 +90,7 @@ pub fn in_use(meta: &Meta, block: pg_sys::BlockNumber, p: &[u8]) -> bool {
         Some(PageKind::L0) => {
             tag.vblock >= meta.header.l0_first_vblock && tag.vblock < meta.header.next_vblock
         }
-        Some(PageKind::RunData | PageKind::RunIndex) => {
+        Some(PageKind::RunData | PageKind::RunIndex | PageKind::RunPayload) => {
             meta.has_run(tag.vblock) || meta.is_being_written(tag.vblock)
         }
         Some(PageKind::L0Dir) => meta.lists_dir_page(block),
@@ -478,6 +479,24 @@ pub fn take_run(
     sources.extend(data.iter().map(|(_, b)| *b));
     freed.extend(data.iter().map(|(_, b)| *b));
     freed.extend(index);
+}
+
+/// The RUN_PAYLOAD pages of the expanded compact data pages among `blocks`
+/// (freed with them). DML expands pages alongside merges, so callers ask
+/// once DML is locked out.
+pub fn payload_blocks(
+    rel: pg_sys::Relation,
+    blocks: impl IntoIterator<Item = pg_sys::BlockNumber>,
+) -> Vec<pg_sys::BlockNumber> {
+    blocks
+        .into_iter()
+        .filter_map(|b| {
+            read_page(rel, b, |p| {
+                (compact_page::is_compact(p) && compact_page::head(p).payload_block != 0)
+                    .then(|| compact_page::head(p).payload_block)
+            })
+        })
+        .collect()
 }
 
 /// Data blocks whose rowids may fall in `lo..=hi` (bitmap pages of runs).

@@ -236,10 +236,13 @@ fn acquire(
     loop {
         let buf = storage::pin_tid(rel, tid).unwrap_or_else(|| not_found(rel, what));
         buffer::lock_exclusive(buf);
-        let Some(loc) = storage::find_on_page(rel, buf, tid) else {
+        let Some(mut loc) = storage::find_on_page(rel, buf, tid) else {
             buffer::unlock_release(buf);
             not_found(rel, what)
         };
+        // whatever follows may stamp this version: give it its own header
+        // now, so that the page never changes shape under a kept pointer
+        storage::make_stampable(rel, &mut loc);
         let mut tuple = loc.heap_tuple(rel);
         let mode = strength.resolve(rel, || version_data::full_tuple(rel, buf, &tuple));
         // SAFETY: tuple points into the exclusively locked page.
@@ -603,10 +606,11 @@ pub fn complete_speculative(
     let tid = unsafe { (*slot).tts_tid };
     let buf = storage::pin_tid(rel, tid).unwrap_or_else(|| not_found(rel, "complete"));
     buffer::lock_exclusive(buf);
-    let Some(loc) = storage::find_on_page(rel, buf, tid) else {
+    let Some(mut loc) = storage::find_on_page(rel, buf, tid) else {
         buffer::unlock_release(buf);
         not_found(rel, "complete")
     };
+    storage::make_stampable(rel, &mut loc);
     if succeeded {
         let mut w = PageWrite::start(rel);
         htup::set_ctid(header_in_copy(&mut w, &loc), tid);
@@ -642,7 +646,8 @@ fn kill_version(rel: pg_sys::Relation, loc: &Located) {
 fn kill_tid(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData) {
     let buf = storage::pin_tid(rel, tid).unwrap_or_else(|| not_found(rel, "invalidate"));
     buffer::lock_exclusive(buf);
-    if let Some(loc) = storage::find_on_page(rel, buf, tid) {
+    if let Some(mut loc) = storage::find_on_page(rel, buf, tid) {
+        storage::make_stampable(rel, &mut loc);
         kill_version(rel, &loc);
     }
     buffer::unlock_release(buf);
@@ -880,10 +885,11 @@ fn lock_chain(
             return pg_sys::TM_Result::TM_Ok;
         };
         buffer::lock_exclusive(buf);
-        let Some(loc) = storage::find_on_page(rel, buf, tid) else {
+        let Some(mut loc) = storage::find_on_page(rel, buf, tid) else {
             buffer::unlock_release(buf);
             return pg_sys::TM_Result::TM_Ok;
         };
+        storage::make_stampable(rel, &mut loc);
         let xmin = htup::xmin(loc.header).into_inner();
         if xmin != prior || aborted(xmin) {
             buffer::unlock_release(buf); // the chain broke here

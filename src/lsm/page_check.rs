@@ -26,6 +26,7 @@
 //! ```
 
 use super::bloom;
+use super::compact_page;
 use super::compressed_page;
 use super::format::{
     self, u16_at, u32_at, Meta, PageKind, PageTag, RunDesc, FENCE_ENTRIES, ROWID_PREFIX,
@@ -39,16 +40,10 @@ pub const ITEM_ID_SIZE: usize = 4;
 pub const TUPLE_HEADER_SIZE: usize = 23;
 const LP_NORMAL: u32 = 1;
 
-// infomask bits (htup_details.h)
-const HEAP_HASNULL: u16 = 0x0001;
-const HEAP_XMIN_COMMITTED: u16 = 0x0100;
-const HEAP_XMIN_INVALID: u16 = 0x0200;
-const HEAP_XMIN_FROZEN: u16 = HEAP_XMIN_COMMITTED | HEAP_XMIN_INVALID;
-const HEAP_XMAX_COMMITTED: u16 = 0x0400;
-const HEAP_XMAX_INVALID: u16 = 0x0800;
-const HEAP_XMAX_IS_MULTI: u16 = 0x1000;
-const HEAP_NATTS_MASK: u16 = 0x07FF;
-const HEAP_ONLY_TUPLE: u16 = 0x8000;
+use super::format::infomask::{
+    HEAP_HASNULL, HEAP_NATTS_MASK, HEAP_ONLY_TUPLE, HEAP_XMAX_COMMITTED, HEAP_XMAX_INVALID,
+    HEAP_XMAX_IS_MULTI, HEAP_XMIN_FROZEN,
+};
 const FIRST_NORMAL_XID: u32 = 3;
 
 /// What the checks need to know about the relation and the server.
@@ -105,15 +100,32 @@ pub struct Summary {
     pub old_xmins: Vec<(u16, u32)>,
     /// Redirects of update chains (see `chain`).
     pub redirects: u32,
+    /// An expanded compact page's RUN_PAYLOAD page.
+    pub payload_block: Option<u32>,
+    /// How a RUN_DATA page stores its versions: "uncompressed", "stubs"
+    /// (version 3 compressed), "compact, shared headers", "compact"; and the
+    /// codec of a compressed one.
+    pub layout: Option<&'static str>,
+    pub codec: Option<&'static str>,
 }
+
+/// Reads the blob of the RUN_PAYLOAD page at a block (None: not one).
+pub type BlobOf<'a> = &'a dyn Fn(u32) -> Option<Vec<u8>>;
 
 /// `TransactionIdPrecedes` for normal xids (modulo-2^32 comparison).
 pub fn xid_precedes(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) < 0
 }
 
-/// Checks one page; `problems` collects what is wrong.
-pub fn check_page(block: u32, p: &[u8], ctx: &Context, problems: &mut Vec<Problem>) -> Summary {
+/// Checks one page; `problems` collects what is wrong. `blob_of` reads the
+/// payload page of an expanded compact page.
+pub fn check_page(
+    block: u32,
+    p: &[u8],
+    ctx: &Context,
+    blob_of: BlobOf,
+    problems: &mut Vec<Problem>,
+) -> Summary {
     let mut out = Summary::default();
     let mut report = |offset: u16, message: String| {
         problems.push(Problem {
@@ -153,7 +165,9 @@ pub fn check_page(block: u32, p: &[u8], ctx: &Context, problems: &mut Vec<Proble
     let raw_tag = PageTag::read(p, tag_at);
     let filter_root =
         raw_tag.kind == PageKind::RunIndex as u16 && raw_tag.flags == format::INDEX_ROOT;
-    let extended = compressed_page::is_compressed(p) || filter_root;
+    let extended = compressed_page::is_compressed(p)
+        || filter_root
+        || raw_tag.kind == PageKind::RunPayload as u16;
     if special != tag_at && !(extended && special < tag_at) {
         report(0, format!("special space at {special}, expected {tag_at}"));
         return out;
@@ -189,8 +203,15 @@ pub fn check_page(block: u32, p: &[u8], ctx: &Context, problems: &mut Vec<Proble
             Ok(m) => out.meta = Some(m),
             Err(e) => report(0, format!("bad metapage: {e}")),
         },
-        PageKind::L0 | PageKind::RunData => {
-            check_rows(p, lower, upper, special, kind, ctx, &mut out, &mut report)
+        PageKind::L0 | PageKind::RunData => check_rows(
+            p, lower, upper, special, kind, ctx, blob_of, &mut out, &mut report,
+        ),
+        PageKind::RunPayload => {
+            let blob = compact_page::payload_page_blob(p);
+            let frame = u32_at(blob, 4) as usize;
+            if blob.len() < compressed_page::BLOB_HEADER + frame {
+                report(0, format!("payload page's frame of {frame} bytes overruns it"));
+            }
         }
         PageKind::RunIndex if tag.flags == format::INDEX_BLOOM => match page_image::bloom_body(p) {
             Some(body) => out.bloom = Some(body.to_vec()),
@@ -232,10 +253,12 @@ fn check_rows(
     special: usize,
     kind: PageKind,
     ctx: &Context,
+    blob_of: BlobOf,
     out: &mut Summary,
     report: &mut impl FnMut(u16, String),
 ) {
     let nitems = (lower - PAGE_HEADER_SIZE) / ITEM_ID_SIZE;
+    let compact = compact_page::is_compact(p);
     if (lower - PAGE_HEADER_SIZE) % ITEM_ID_SIZE != 0 {
         report(
             0,
@@ -249,8 +272,56 @@ fn check_rows(
         );
         return;
     }
-    let payload = if compressed_page::is_compressed(p) {
-        match compressed_page::decode(p) {
+    if compact {
+        let problems = compact_page::check(p);
+        let bad = !problems.is_empty();
+        for m in problems {
+            report(0, m);
+        }
+        if bad {
+            return;
+        }
+        let h = compact_page::head(p);
+        if h.payload_block != 0 {
+            out.payload_block = Some(h.payload_block);
+        }
+    }
+    let blob = match compact_page::head(p).payload_block {
+        _ if !compact => None,
+        0 => compact_page::inline_blob(p).map(|b| b.to_vec()),
+        b => match blob_of(b) {
+            Some(blob) => Some(blob),
+            None => {
+                report(0, format!("payload block {b} is not a payload page"));
+                return;
+            }
+        },
+    };
+    let decoded = match &blob {
+        Some(blob) => Some(compact_page::decode(p, blob)),
+        None if compressed_page::is_compressed(p) => Some(compressed_page::decode(p)),
+        None => None,
+    };
+    if kind == PageKind::RunData {
+        out.layout = Some(match (compact, compressed_page::is_compressed(p)) {
+            (true, _) if compact_page::head(p).shared => "compact, shared headers",
+            (true, _) => "compact",
+            (false, true) => "stubs",
+            (false, false) => "uncompressed",
+        });
+        let codec = blob
+            .as_deref()
+            .or_else(|| (!compact).then(|| &p[special..]))
+            .filter(|b| b.len() > 14 && compressed_page::is_compressed(p))
+            .map(|b| b[14]);
+        out.codec = codec.map(|c| match c {
+            compressed_page::CODEC_ZSTD => "zstd",
+            compressed_page::CODEC_LZ4 => "lz4",
+            _ => "unknown",
+        });
+    }
+    let payload = if let Some(decoded) = decoded {
+        match decoded {
             Ok(payload) => Some(payload),
             Err(e) => {
                 report(0, e.to_string());
@@ -280,7 +351,7 @@ fn check_rows(
             );
             continue;
         }
-        let prefix = if kind == PageKind::RunData {
+        let prefix = if kind == PageKind::RunData && !compact {
             ROWID_PREFIX
         } else {
             0
@@ -293,7 +364,11 @@ fn check_rows(
             continue;
         }
         let rowid = if kind == PageKind::RunData {
-            let r = format::u64_at(p, off);
+            let r = if compact {
+                compact_page::rowid_of(p, offset as usize).unwrap_or(0)
+            } else {
+                format::u64_at(p, off)
+            };
             if last_rowid.is_some_and(|l| l >= r) {
                 report(
                     offset,
@@ -312,6 +387,14 @@ fn check_rows(
                 out.tuple_bytes += (len - prefix) as u64;
                 check_tuple(&p[off + prefix..off + len], offset, rowid, ctx, out, report);
             }
+            Some(payload) if compact => match compact_page::tuple_parts(p, payload, offset as usize) {
+                Some((h, rest)) => {
+                    let t = [&h[..], rest].concat();
+                    out.tuple_bytes += t.len() as u64;
+                    check_tuple(&t, offset, rowid, ctx, out, report);
+                }
+                None => report(offset, format!("compact item of {len} bytes is not a header")),
+            },
             Some(payload) => match compressed_page::tuple(p, payload, offset as usize) {
                 Some(t) => {
                     out.tuple_bytes += t.len() as u64;
@@ -325,6 +408,10 @@ fn check_rows(
         }
     }
     extents.sort_unstable();
+    if compact {
+        // versions nobody stamped share a header (compact_page::check)
+        extents.dedup_by_key(|e| e.0);
+    }
     for w in extents.windows(2) {
         if w[0].0 + w[0].1 > w[1].0 {
             report(
@@ -560,7 +647,9 @@ pub fn check_manifest(
         }
         let claims = match s.kind {
             Some(PageKind::L0) => s.owner >= h.l0_first_vblock && s.owner < h.next_vblock,
-            Some(PageKind::RunData | PageKind::RunIndex) => meta.has_run(s.owner),
+            Some(PageKind::RunData | PageKind::RunIndex | PageKind::RunPayload) => {
+                meta.has_run(s.owner)
+            }
             _ => false,
         };
         if claims {
@@ -679,6 +768,14 @@ fn check_run(
             }
             first_seen.insert(*data, *first);
             versions += s.versions as u64;
+            if let Some(pb) = s.payload_block {
+                let theirs = pages
+                    .get(pb as usize)
+                    .is_some_and(|q| q.kind == Some(PageKind::RunPayload) && q.owner == id);
+                if claim(pb, "run payload page", report) && !theirs {
+                    report(pb, 0, format!("run {id}'s data page {data} names a payload page that is not its own"));
+                }
+            }
             if s.links.first().map(|l| l.rowid) != Some(*first) {
                 report(
                     *data,
@@ -799,7 +896,7 @@ mod tests {
 
     fn check(block: u32, p: &[u8]) -> (Summary, Vec<Problem>) {
         let mut problems = vec![];
-        let s = check_page(block, p, &CTX, &mut problems);
+        let s = check_page(block, p, &CTX, &|_| None, &mut problems);
         (s, problems)
     }
 
@@ -868,10 +965,10 @@ mod tests {
         };
         let p = l0_page(1, &[(10, 0, HEAP_XMAX_INVALID | HEAP_XMIN_FROZEN, (1, 1))]);
         let mut problems = vec![];
-        check_page(1, &p, &ctx, &mut problems);
+        check_page(1, &p, &ctx, &|_| None, &mut problems);
         assert!(problems.is_empty());
         let p = l0_page(1, &[(10, 0, HEAP_XMAX_INVALID, (1, 1))]);
-        let s = check_page(1, &p, &ctx, &mut problems);
+        let s = check_page(1, &p, &ctx, &|_| None, &mut problems);
         assert!(problems.is_empty());
         assert_eq!(s.old_xmins, vec![(1, 10)]);
     }
@@ -890,7 +987,7 @@ mod tests {
         let summaries: Vec<Summary> = pages
             .iter()
             .enumerate()
-            .map(|(b, p)| check_page(b as u32, p, &ctx, &mut problems))
+            .map(|(b, p)| check_page(b as u32, p, &ctx, &|_| None, &mut problems))
             .collect();
         let used = check_manifest(&summaries, ctx.frozen_xid, &mut problems);
         assert!(!used[pages.len() - 1]);
@@ -970,7 +1067,7 @@ mod tests {
         let (_, problems) = verify(&pages);
         assert!(problems.is_empty(), "{problems:?}");
         let mut p = vec![];
-        assert_eq!(check_page(1, &pages[1], &CTX, &mut p).redirects, 1);
+        assert_eq!(check_page(1, &pages[1], &CTX, &|_| None, &mut p).redirects, 1);
 
         // the target is no heap-only version: reported where the redirect is
         let (_, pages) = table_of(redirect((2, 1)), tuple(11, 0, HEAP_XMAX_INVALID, (2, 1)));
@@ -985,7 +1082,7 @@ mod tests {
         let summaries: Vec<Summary> = pages
             .iter()
             .enumerate()
-            .map(|(b, p)| check_page(b as u32, p, &CTX, &mut problems))
+            .map(|(b, p)| check_page(b as u32, p, &CTX, &|_| None, &mut problems))
             .collect();
         let used = check_manifest(&summaries, CTX.frozen_xid, &mut problems);
         (used, problems)

@@ -3,7 +3,8 @@
 //! buffers; readers parse pages (pinned buffers or copies) without pointer
 //! arithmetic. Layouts are in [`super::format`].
 
-use super::compressed_page;
+use super::compact_page;
+use super::compressed_page::{self, Codec};
 use super::format::{
     self, PageKind, PageTag, BLOCK_SIZE, FENCE_SIZE, MAGIC, PAGE_HEADER_SIZE, ROWID_PREFIX,
     TAG_SIZE,
@@ -92,6 +93,24 @@ impl PageImage {
         true
     }
 
+    /// Adds a line pointer to the item of line pointer `item` (1-based): two
+    /// versions sharing one header on a compact page.
+    pub fn add_shared_line_pointer(&mut self, item: usize) -> bool {
+        let lower = self.lower();
+        if item == 0 || item > self.item_count() || lower + ITEM_ID_SIZE > self.upper() {
+            return false;
+        }
+        let lp = format::u32_at(&self.bytes, PAGE_HEADER_SIZE + (item - 1) * ITEM_ID_SIZE);
+        format::put_u32(&mut self.bytes, lower, lp);
+        format::put_u16(&mut self.bytes, 12, (lower + ITEM_ID_SIZE) as u16);
+        true
+    }
+
+    /// Writes format version `v` into the tag (pages in an older layout).
+    pub fn set_version(&mut self, v: u16) {
+        format::put_u16(&mut self.bytes, SPECIAL_AT + 4, v);
+    }
+
     /// Appends raw bytes below `pd_lower` (fence and directory arrays).
     pub fn append_array(&mut self, data: &[u8]) -> bool {
         let lower = self.lower();
@@ -135,14 +154,30 @@ pub fn item_extent(page: &[u8], n: usize) -> Option<(usize, usize)> {
     (flags == LP_NORMAL && off + len <= SPECIAL_AT).then_some((off, len))
 }
 
-/// Rowid of RUN_DATA item `n`.
+/// Rowid of RUN_DATA item `n` (any layout).
 pub fn run_item_rowid(page: &[u8], n: usize) -> Option<u64> {
+    if compact_page::is_compact(page) {
+        return compact_page::rowid_of(page, n);
+    }
     let (off, len) = item_extent(page, n)?;
     (len >= ROWID_PREFIX).then(|| format::u64_at(page, off))
 }
 
+/// `(offset, length)` of the tuple (or, on compressed pages, the header) of
+/// RUN_DATA item `n`: after its rowid, except on compact pages.
+pub fn run_item_tuple(page: &[u8], n: usize) -> Option<(usize, usize)> {
+    let (off, len) = item_extent(page, n)?;
+    if compact_page::is_compact(page) {
+        return (len == compressed_page::TUPLE_HEADER_SIZE).then_some((off, len));
+    }
+    (len > ROWID_PREFIX).then_some((off + ROWID_PREFIX, len - ROWID_PREFIX))
+}
+
 /// Item number (1-based) of `rowid` on a RUN_DATA page (items are sorted).
 pub fn find_run_item(page: &[u8], rowid: u64) -> Option<usize> {
+    if compact_page::is_compact(page) {
+        return compact_page::item_of(page, rowid);
+    }
     let (mut lo, mut hi) = (1usize, item_count(page));
     while lo <= hi {
         let mid = (lo + hi) / 2;
@@ -304,12 +339,17 @@ pub struct PackedPage {
 
 /// Packs rowid-ordered row versions into RUN_DATA pages. Versions are held
 /// until their page is full; a page is compressed (see
-/// [`super::compressed_page`]) only when it holds more versions than fit
-/// uncompressed, and `level` (zstd) is set.
+/// [`super::compact_page`], or [`super::compressed_page`] for the version 5
+/// layout) only when it holds more versions than fit uncompressed, and a
+/// codec is set.
 pub struct RunPacker {
     /// Run id written into the tags of the pages it emits.
     pub run_id: u32,
-    level: Option<i32>,
+    codec: Option<Codec>,
+    /// Compact (version 6) compressed pages, else version 3 ones.
+    compact: bool,
+    /// Header and rowid-map needs of the pending versions on a compact page.
+    estimate: compact_page::Estimate,
     pending: Vec<(u64, Vec<u8>)>,
     /// Bytes the pending versions take on an uncompressed page.
     plain_bytes: usize,
@@ -332,10 +372,17 @@ fn plain_size(tuple_len: usize) -> usize {
 const PLAIN_ROOM: usize = SPECIAL_AT - PAGE_HEADER_SIZE;
 
 impl RunPacker {
-    pub fn new(run_id: u32, level: Option<i32>) -> RunPacker {
+    pub fn new(run_id: u32, codec: Option<Codec>) -> RunPacker {
+        RunPacker::with_layout(run_id, codec, true)
+    }
+
+    /// A packer writing compact pages (`compact`) or version 3 ones.
+    pub fn with_layout(run_id: u32, codec: Option<Codec>, compact: bool) -> RunPacker {
         RunPacker {
             run_id,
-            level,
+            codec,
+            compact,
+            estimate: compact_page::Estimate::default(),
             pending: Vec::new(),
             plain_bytes: 0,
             raw_bytes: 0,
@@ -347,12 +394,13 @@ impl RunPacker {
     pub fn add(&mut self, rowid: u64, tuple: &[u8]) -> Vec<PackedPage> {
         let mut out = Vec::new();
         loop {
-            if self.accepts(tuple) {
+            if self.accepts(rowid, tuple) {
                 break;
             }
             out.push(self.emit_page());
         }
         self.plain_bytes += plain_size(tuple.len());
+        self.estimate.push(rowid, tuple);
         self.raw_bytes += 2 + tuple
             .len()
             .saturating_sub(compressed_page::TUPLE_HEADER_SIZE);
@@ -360,13 +408,31 @@ impl RunPacker {
         out
     }
 
-    /// Whether `tuple` may join the pending versions' page.
-    fn accepts(&mut self, tuple: &[u8]) -> bool {
+    /// Whether a frame of `frame_len` bytes fits next to the pending
+    /// versions and `next` (rowid, tuple), in the layout written.
+    fn frame_fits(&self, next: (u64, &[u8]), frame_len: usize) -> bool {
+        if self.compact {
+            self.estimate.fits_with(next.0, next.1, frame_len)
+        } else {
+            compressed_page::fits(self.pending.len() + 1, frame_len)
+        }
+    }
+
+    fn build(&self, refs: &[(u64, &[u8])], frame: &[u8], raw_len: usize, codec: Codec) -> Option<PageImage> {
+        if self.compact {
+            compact_page::build(self.run_id, refs, frame, raw_len, codec)
+        } else {
+            compressed_page::build(self.run_id, refs, frame, raw_len, codec)
+        }
+    }
+
+    /// Whether `tuple` (with `rowid`) may join the pending versions' page.
+    fn accepts(&mut self, rowid: u64, tuple: &[u8]) -> bool {
         let n = self.pending.len() + 1;
         if self.pending.is_empty() || self.plain_bytes + plain_size(tuple.len()) <= PLAIN_ROOM {
             return true;
         }
-        let Some(level) = self.level else {
+        let Some(codec) = self.codec else {
             return false;
         };
         if n > format::ROWS_PER_VBLOCK as usize {
@@ -384,12 +450,12 @@ impl RunPacker {
             Some(r) => r,
             None => {
                 let refs = self.refs_with(tuple);
-                let (frame, raw_len) = compressed_page::compress(&refs, level);
+                let (frame, raw_len) = compressed_page::compress(&refs, codec);
                 self.ratio = Some(frame.len() as f64 / raw_len.max(1) as f64);
-                return compressed_page::fits(n, frame.len());
+                return self.frame_fits((rowid, tuple), frame.len());
             }
         };
-        compressed_page::fits(n, (raw as f64 * ratio * ESTIMATE_MARGIN) as usize + 16)
+        self.frame_fits((rowid, tuple), (raw as f64 * ratio * ESTIMATE_MARGIN) as usize + 16)
     }
 
     fn refs_with<'a>(&'a self, extra: &'a [u8]) -> Vec<(u64, &'a [u8])> {
@@ -420,17 +486,16 @@ impl RunPacker {
         let mut image = None;
         let mut count = plain_fit;
         let most = self.pending.len().min(format::ROWS_PER_VBLOCK as usize);
-        if let (Some(level), true) = (self.level, plain_fit < most) {
+        if let (Some(codec), true) = (self.codec, plain_fit < most) {
             let ratio = std::cell::Cell::new(self.ratio);
             let try_build = |n: usize| {
                 let refs: Vec<(u64, &[u8])> = self.pending[..n]
                     .iter()
                     .map(|(r, t)| (*r, t.as_slice()))
                     .collect();
-                let (frame, raw_len) = compressed_page::compress(&refs, level);
+                let (frame, raw_len) = compressed_page::compress(&refs, codec);
                 ratio.set(Some(frame.len() as f64 / raw_len.max(1) as f64));
-                compressed_page::build(self.run_id, &refs, &frame, raw_len)
-                    .ok_or(frame.len())
+                self.build(&refs, &frame, raw_len, codec).ok_or(frame.len())
             };
             // usually all pending versions fit (they were estimated); else a
             // prefix scaled to the measured overshoot, then the longest
@@ -479,6 +544,10 @@ impl RunPacker {
             p
         });
         self.plain_bytes = self.pending.iter().map(|(_, t)| plain_size(t.len())).sum();
+        self.estimate = compact_page::Estimate::default();
+        for (r, t) in &self.pending {
+            self.estimate.push(*r, t);
+        }
         self.raw_bytes = self
             .pending
             .iter()
@@ -615,7 +684,7 @@ mod tests {
         assert_eq!(packer.add(2, &big).len(), 1);
         assert_eq!(packer.finish().len(), 1);
         // compressed, two such (uniform) tuples share a page
-        let mut packer = RunPacker::new(1, Some(3));
+        let mut packer = RunPacker::new(1, Some(Codec::Zstd(3)));
         assert!(packer.add(1, &big).is_empty());
         assert!(packer.add(2, &big).is_empty());
         let pages = packer.finish();
@@ -638,12 +707,42 @@ mod tests {
         t
     }
 
+    /// `(rowid, tuple bytes)` of every version on a packed page, whatever
+    /// its layout.
+    fn unpack(bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
+        let n = item_count(bytes);
+        if compact_page::is_compact(bytes) {
+            let payload = compact_page::decode(bytes, compact_page::inline_blob(bytes).unwrap()).unwrap();
+            return (1..=n)
+                .map(|i| {
+                    let (h, rest) = compact_page::tuple_parts(bytes, &payload, i).unwrap();
+                    (compact_page::rowid_of(bytes, i).unwrap(), [&h[..], rest].concat())
+                })
+                .collect();
+        }
+        if compressed_page::is_compressed(bytes) {
+            let payload = compressed_page::decode(bytes).unwrap();
+            return (1..=n)
+                .map(|i| {
+                    let t = compressed_page::tuple(bytes, &payload, i).unwrap();
+                    (run_item_rowid(bytes, i).unwrap(), t)
+                })
+                .collect();
+        }
+        (1..=n)
+            .map(|i| {
+                let (off, len) = item_extent(bytes, i).unwrap();
+                (run_item_rowid(bytes, i).unwrap(), bytes[off + 8..off + len].to_vec())
+            })
+            .collect()
+    }
+
     #[test]
     fn compression_packs_more_versions_and_loses_none() {
         let n = 5000u64;
         let tuples: Vec<Vec<u8>> = (0..n).map(|i| text_tuple(i, (i % 50) as usize)).collect();
-        let pack = |level| {
-            let mut packer = RunPacker::new(2, level);
+        let pack = |codec, compact| {
+            let mut packer = RunPacker::with_layout(2, codec, compact);
             let mut pages = vec![];
             for (i, t) in tuples.iter().enumerate() {
                 pages.extend(packer.add(i as u64 * 2, t));
@@ -651,48 +750,47 @@ mod tests {
             pages.extend(packer.finish());
             pages
         };
-        let plain = pack(None);
-        let packed = pack(Some(3));
-        assert!(
-            packed.len() * 2 <= plain.len(),
-            "{} compressed pages vs {} plain",
-            packed.len(),
-            plain.len()
-        );
-        // every version comes back, in rowid order, with its bytes
-        let mut i = 0usize;
-        for page in &packed {
-            let bytes = page.image.bytes();
-            if !compressed_page::is_compressed(bytes) {
-                // a page whose versions gain too little (the last one) stays plain
-                for item in 1..=page.versions as usize {
-                    let (off, len) = item_extent(bytes, item).unwrap();
-                    assert_eq!(&bytes[off + 8..off + len], &tuples[i][..]);
+        let plain = pack(None, true);
+        for (codec, compact) in [
+            (Codec::Zstd(3), false),
+            (Codec::Zstd(3), true),
+            (Codec::Lz4, true),
+        ] {
+            let packed = pack(Some(codec), compact);
+            assert!(
+                packed.len() * 2 <= plain.len(),
+                "{} compressed pages vs {} plain",
+                packed.len(),
+                plain.len()
+            );
+            // every version comes back, in rowid order, with its bytes (the
+            // header up to the hint bits a compact page shares)
+            let mut i = 0usize;
+            for page in &packed {
+                let bytes = page.image.bytes();
+                assert_eq!(compact, compact_page::is_compact(bytes) || !compressed_page::is_compressed(bytes));
+                let versions = unpack(bytes);
+                assert_eq!(versions.len() as u64, page.versions);
+                assert_eq!(page.first_rowid, i as u64 * 2);
+                for (rowid, t) in versions {
+                    assert_eq!(rowid, i as u64 * 2);
+                    assert_eq!(&t[..20], &tuples[i][..20]);
+                    assert_eq!(&t[23..], &tuples[i][23..]);
                     i += 1;
                 }
-                continue;
+                assert_eq!(page.last_rowid, (i as u64 - 1) * 2);
             }
-            let payload = compressed_page::decode(bytes).unwrap();
-            assert_eq!(payload.len() as u64, page.versions);
-            assert_eq!(page.first_rowid, i as u64 * 2);
-            for item in 1..=payload.len() {
-                assert_eq!(run_item_rowid(bytes, item), Some(i as u64 * 2));
-                assert_eq!(
-                    compressed_page::tuple(bytes, &payload, item).unwrap(),
-                    tuples[i]
-                );
-                i += 1;
-            }
-            assert_eq!(page.last_rowid, (i as u64 - 1) * 2);
+            assert_eq!(i as u64, n);
         }
-        assert_eq!(i as u64, n);
     }
 
     #[test]
     fn barely_compressible_versions_stay_plain() {
-        // short rows of random hex: ~30% more per page compressed, not worth it
+        // short rows of random hex: ~30% more per page in the version 3
+        // layout, not worth it (the compact layout drops the stubs and gains
+        // more)
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut packer = RunPacker::new(2, Some(3));
+        let mut packer = RunPacker::with_layout(2, Some(Codec::Zstd(3)), false);
         let mut pages = vec![];
         for i in 0..3000u64 {
             x ^= x << 13;
@@ -712,7 +810,7 @@ mod tests {
 
     #[test]
     fn pages_that_fit_plain_stay_plain() {
-        let mut packer = RunPacker::new(2, Some(3));
+        let mut packer = RunPacker::new(2, Some(Codec::Zstd(3)));
         for i in 0..10 {
             assert!(packer.add(i, &text_tuple(i, 0)).is_empty());
         }

@@ -13,9 +13,10 @@
 
 use super::bloom::{self, RowidLog};
 use super::chain;
+use super::compact_page;
 use super::compressed_page::TUPLE_HEADER_SIZE;
 use super::format::{
-    self, Meta, PageKind, RunDesc, FENCE_ENTRIES, MAX_RUN_DATA_PAGES, ROWID_PREFIX,
+    self, Meta, PageKind, RunDesc, FENCE_ENTRIES, MAX_RUN_DATA_PAGES,
 };
 use super::manifest;
 use super::page_image::{self, PackedPage, PageImage, RunPacker};
@@ -75,7 +76,11 @@ impl RunWriter {
             meta: meta.clone(),
             taken: HashSet::new(),
             next_run_id: id + 1,
-            packer: RunPacker::new(id, super::gucs::compression_level()),
+            packer: RunPacker::with_layout(
+                id,
+                super::gucs::compression(),
+                super::gucs::compact_pages(),
+            ),
             current: RunDesc::new(id, level),
             fences: Vec::new(),
             done: Vec::new(),
@@ -413,6 +418,16 @@ pub struct SwitchLock<'a> {
     pub release: &'a dyn Fn(),
 }
 
+/// Whether two fixed headers (less `t_hoff`) differ only in hint bits.
+fn same_but_hints(a: &[u8], b: &[u8]) -> bool {
+    const HINTS: u16 = (pg_sys::HEAP_XMIN_COMMITTED
+        | pg_sys::HEAP_XMIN_INVALID
+        | pg_sys::HEAP_XMAX_COMMITTED
+        | pg_sys::HEAP_XMAX_INVALID) as u16;
+    let mask = |h: &[u8]| format::u16_at(h, 20) & !HINTS;
+    a[..20] == b[..20] && a[22..] == b[22..] && mask(a) == mask(b)
+}
+
 /// Under EXCLUSIVE, before the switch of a flush or merge that copied
 /// alongside DML: copies into the new data pages
 /// (`pages`: first rowid and block of each) the headers of the versions on
@@ -459,23 +474,47 @@ pub fn refresh_headers(
     for (block, headers) in changed {
         let buf = buffer::read(rel, block);
         buffer::lock_exclusive(buf);
+        // the new page's view of each version's header: (rowid, new header)
+        // for those that changed beyond hint bits; a compact page whose
+        // shared header one of them had is expanded first
+        let stale = |bytes: &[u8]| -> Vec<(u64, [u8; STAMPED_SIZE], bool)> {
+            headers
+                .iter()
+                .filter_map(|(rowid, header)| {
+                    // dropped versions are not on the new page
+                    let item = page_image::find_run_item(bytes, *rowid)?;
+                    let (off, _) = page_image::run_item_tuple(bytes, item)?;
+                    let now = if compact_page::is_compact(bytes) {
+                        compact_page::header(bytes, item)?[..STAMPED_SIZE].to_vec()
+                    } else {
+                        bytes[off..off + STAMPED_SIZE].to_vec()
+                    };
+                    (!same_but_hints(&now, header)).then(|| {
+                        (*rowid, *header, compact_page::shares_header(bytes, off))
+                    })
+                })
+                .collect()
+        };
+        let todo = stale(page::bytes(buffer::page(buf)));
+        let todo = if todo.iter().any(|(_, _, shared)| *shared) {
+            storage::expand(rel, buf);
+            stale(page::bytes(buffer::page(buf)))
+        } else {
+            todo
+        };
         let mut w = PageWrite::start(rel);
         let p = w.register(buf, false);
         let bytes = page::bytes_mut(p);
         let mut any = false;
-        for (rowid, header) in headers {
-            // dropped versions are not on the new page
-            let Some((off, _)) = page_image::find_run_item(bytes, rowid)
-                .and_then(|i| page_image::item_extent(bytes, i))
+        for (rowid, header, _) in todo {
+            let Some((at, _)) = page_image::find_run_item(bytes, rowid)
+                .and_then(|i| page_image::run_item_tuple(bytes, i))
             else {
                 continue;
             };
-            let at = off + ROWID_PREFIX;
-            if bytes[at..at + STAMPED_SIZE] != header {
-                bytes[at..at + STAMPED_SIZE].copy_from_slice(&header);
-                any = true;
-                refreshed += 1;
-            }
+            bytes[at..at + STAMPED_SIZE].copy_from_slice(&header);
+            any = true;
+            refreshed += 1;
         }
         if any {
             w.commit();

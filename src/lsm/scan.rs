@@ -72,6 +72,9 @@ pub struct LsmScan {
     arena_cap: usize,
     arena_cxt: pg_sys::MemoryContext,
     spans: [(u32, u32); ROWS_PER_VBLOCK as usize],
+    /// The TIDs of `offsets`' versions on an unpacked page (a compact page
+    /// may be rewritten, expanded, while only pinned: see `compact_page`).
+    tids: [pg_sys::ItemPointerData; ROWS_PER_VBLOCK as usize],
 }
 
 /// Which row versions of a page a load keeps (before the snapshot check).
@@ -224,6 +227,12 @@ fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber, filter: Filter) {
         // bitmap scans take tuple SIREAD locks on what they return
         let ssi = predicate::conflict_out_needed(rel, s.base.rs_snapshot);
         let bitmap = s.base.rs_flags & pg_sys::ScanOptions::SO_TYPE_BITMAPSCAN != 0;
+        // Versions sharing a header (compact pages) share their visibility
+        // to an MVCC snapshot: checked once per header.
+        // SAFETY: the executor's snapshot.
+        let mvcc = unsafe { (*s.base.rs_snapshot).snapshot_type }
+            == pg_sys::SnapshotType::SNAPSHOT_MVCC;
+        let mut memo: Option<(*mut htup::Header, bool)> = None;
         for item in 1..=page::max_offset(p).min(ROWS_PER_VBLOCK) {
             let Some(mut t) = storage::version_at(rel, p, item) else {
                 continue;
@@ -248,9 +257,17 @@ fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber, filter: Filter) {
                     continue;
                 }
             }
-            // SAFETY: tuple on a share-locked page; snapshot from the executor.
-            let visible =
-                unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, s.base.rs_snapshot, buf) };
+            let visible = match memo {
+                Some((h, v)) if h == t.t_data && mvcc && !ssi => v,
+                _ => {
+                    // SAFETY: tuple on a share-locked page; snapshot from the executor.
+                    let v = unsafe {
+                        pg_sys::HeapTupleSatisfiesVisibility(&mut t, s.base.rs_snapshot, buf)
+                    };
+                    memo = Some((t.t_data, v));
+                    v
+                }
+            };
             if ssi {
                 predicate::check_conflict_out(visible, rel, &mut t, buf, s.base.rs_snapshot);
             }
@@ -259,13 +276,14 @@ fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber, filter: Filter) {
                     predicate::lock_tid(rel, &t, s.base.rs_snapshot);
                 }
                 s.offsets[s.count] = item;
+                s.tids[s.count] = t.t_self;
                 s.count += 1;
             } else if by_root && chain::is_hot_updated(t.t_data) {
                 s.chains[s.nchains] = t.t_self;
                 s.nchains += 1;
             }
         }
-        if matches!(filter, Filter::All) && s.count > 0 && version_data::is_compressed(p) {
+        if s.count > 0 && version_data::is_compressed(p) {
             unpack(s, p);
         }
     }
@@ -389,17 +407,22 @@ fn next_block(s: &mut LsmScan, forward: bool) -> Option<pg_sys::BlockNumber> {
 /// Stores the visible tuple at index `pos` of the current page into `slot`.
 fn emit(s: &mut LsmScan, pos: isize, slot: *mut pg_sys::TupleTableSlot) {
     s.pos = pos;
-    let item = s.offsets[pos as usize];
-    let p = buffer::page(s.buf);
-    let mut t = storage::version_at(s.base.rs_rd, p, item).expect("item recorded as visible");
     if s.unpacked {
         let (off, len) = s.spans[pos as usize];
-        // SAFETY: the span lies in the arena, filled when the page was loaded.
-        t.t_data = unsafe { s.arena.add(off as usize) } as *mut htup::Header;
-        t.t_len = len;
+        let t = pg_sys::HeapTupleData {
+            t_len: len,
+            t_self: s.tids[pos as usize],
+            // SAFETY: open relation.
+            t_tableOid: unsafe { (*s.base.rs_rd).rd_id },
+            // SAFETY: the span lies in the arena, filled when the page was loaded.
+            t_data: unsafe { s.arena.add(off as usize) } as *mut htup::Header,
+        };
         storage::store_buffer_tuple(slot, t, s.buf);
         return;
     }
+    let item = s.offsets[pos as usize];
+    let p = buffer::page(s.buf);
+    let t = storage::version_at(s.base.rs_rd, p, item).expect("item recorded as visible");
     storage::store_in_slot(s.base.rs_rd, slot, t, s.buf);
 }
 

@@ -33,6 +33,8 @@ pub enum Parent {
     Fence { block: u32, entry: usize },
     /// Entry `entry` of the bloom filter trailer of the run root at `block`.
     Filter { block: u32, entry: usize },
+    /// The head of the expanded compact data page at `block` (its payload page).
+    Payload { block: u32 },
     /// Not movable (metapage, L0 and directory pages).
     Fixed,
 }
@@ -92,10 +94,8 @@ fn pages_in_use(rel: pg_sys::Relation, meta: &Meta) -> HashMap<u32, Parent> {
                     entry: j,
                 },
             );
-            for (k, (_, data)) in manifest::read_page(rel, *leaf, page_image::fences)
-                .iter()
-                .enumerate()
-            {
+            let data_pages = manifest::read_page(rel, *leaf, page_image::fences);
+            for (k, (_, data)) in data_pages.iter().enumerate() {
                 used.insert(
                     *data,
                     Parent::Fence {
@@ -103,6 +103,11 @@ fn pages_in_use(rel: pg_sys::Relation, meta: &Meta) -> HashMap<u32, Parent> {
                         entry: k,
                     },
                 );
+            }
+            for (_, data) in &data_pages {
+                for payload in manifest::payload_blocks(rel, [*data]) {
+                    used.insert(payload, Parent::Payload { block: *data });
+                }
             }
         }
     }
@@ -119,7 +124,9 @@ fn pages_in_use(rel: pg_sys::Relation, meta: &Meta) -> HashMap<u32, Parent> {
 fn move_page(rel: pg_sys::Relation, from: u32, to: u32, parent: Parent) {
     let parent_block = match parent {
         Parent::RunRoot(_) => META_BLOCK,
-        Parent::Fence { block, .. } | Parent::Filter { block, .. } => block,
+        Parent::Fence { block, .. } | Parent::Filter { block, .. } | Parent::Payload { block } => {
+            block
+        }
         Parent::Fixed => unreachable!("fixed pages are not planned to move"),
     };
     let (src, dst, par) = (
@@ -157,6 +164,10 @@ fn move_page(rel: pg_sys::Relation, from: u32, to: u32, parent: Parent) {
         }
         Parent::Filter { entry, .. } => {
             let at = page_image::root_filter_entry_at(page::bytes(up), entry);
+            format::put_u32(page::bytes_mut(up), at, to);
+        }
+        Parent::Payload { .. } => {
+            let at = super::compact_page::payload_block_at(page::bytes(up));
             format::put_u32(page::bytes_mut(up), at, to);
         }
         Parent::Fixed => unreachable!(),
@@ -203,7 +214,10 @@ pub fn shrink(rel: pg_sys::Relation) -> (u64, u64) {
         used.insert(to, parent);
         // children of a moved index page now hang off its new block
         for p in used.values_mut() {
-            if let Parent::Fence { block, .. } | Parent::Filter { block, .. } = p {
+            if let Parent::Fence { block, .. }
+            | Parent::Filter { block, .. }
+            | Parent::Payload { block } = p
+            {
                 if *block == from {
                     *block = to;
                 }

@@ -6,7 +6,8 @@
 //! Locking: appends take the target L0 page's exclusive content lock; a new
 //! L0 page is allocated under the metapage's lock (see manifest).
 
-use super::format::{self, PageKind, PageTag, ROWID_PREFIX, ROWS_PER_VBLOCK, TAG_SIZE};
+use super::compact_page;
+use super::format::{self, PageKind, PageTag, ROWS_PER_VBLOCK, TAG_SIZE};
 use super::manifest;
 use super::page_image;
 use crate::pg::buffer::{self, PageWrite};
@@ -14,8 +15,24 @@ use crate::pg::htup;
 use crate::pg::page;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use std::collections::HashSet;
 
 pub const META_BLOCK: pg_sys::BlockNumber = 0;
+
+// The pure page code's infomask bits are Postgres's.
+const _: () = {
+    use super::format::infomask as m;
+    assert!(m::HEAP_HASNULL as u32 == pg_sys::HEAP_HASNULL);
+    assert!(m::HEAP_COMBOCID as u32 == pg_sys::HEAP_COMBOCID);
+    assert!(m::HEAP_XMIN_COMMITTED as u32 == pg_sys::HEAP_XMIN_COMMITTED);
+    assert!(m::HEAP_XMIN_INVALID as u32 == pg_sys::HEAP_XMIN_INVALID);
+    assert!(m::HEAP_XMAX_COMMITTED as u32 == pg_sys::HEAP_XMAX_COMMITTED);
+    assert!(m::HEAP_XMAX_INVALID as u32 == pg_sys::HEAP_XMAX_INVALID);
+    assert!(m::HEAP_XMAX_IS_MULTI as u32 == pg_sys::HEAP_XMAX_IS_MULTI);
+    assert!(m::HEAP_NATTS_MASK as u32 == pg_sys::HEAP_NATTS_MASK);
+    assert!(m::HEAP_HOT_UPDATED as u32 == pg_sys::HEAP_HOT_UPDATED);
+    assert!(m::HEAP_ONLY_TUPLE as u32 == pg_sys::HEAP_ONLY_TUPLE);
+};
 
 pub use super::format::MAX_TUPLE_SIZE;
 
@@ -202,25 +219,26 @@ pub fn append_batch(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple]) {
 /// The row version in line pointer `item` of a data page (L0 or RUN_DATA),
 /// as a `HeapTupleData` pointing into the (pinned) page. Its TID is
 /// `(virtual block, item)` on L0 pages and comes from the stored rowid on run
-/// pages.
+/// pages. On compressed run pages only the header is in the page
+/// (`t_len` 23; see [`super::version_data`] for the rest).
 pub fn version_at(
     rel: pg_sys::Relation,
     p: pg_sys::Page,
     item: u16,
 ) -> Option<pg_sys::HeapTupleData> {
     let t = tag(p)?;
-    let (ptr, len) = page::item(p, item)?;
     let (tid, header, len) = match PageKind::from_u16(t.kind)? {
-        PageKind::L0 => (htup::make_tid(t.vblock, item), ptr, len),
-        PageKind::RunData if len > ROWID_PREFIX => {
-            let rowid = page_image::run_item_rowid(page::bytes(p), item as usize)?;
+        PageKind::L0 => {
+            let (ptr, len) = page::item(p, item)?;
+            (htup::make_tid(t.vblock, item), ptr, len)
+        }
+        PageKind::RunData => {
+            let bytes = page::bytes(p);
+            let (off, len) = page_image::run_item_tuple(bytes, item as usize)?;
+            let rowid = page_image::run_item_rowid(bytes, item as usize)?;
             let (v, o) = format::tid_of_rowid(rowid);
-            // SAFETY: the header follows the 8-byte rowid inside the item.
-            (
-                htup::make_tid(v, o),
-                unsafe { ptr.add(ROWID_PREFIX) },
-                len - ROWID_PREFIX,
-            )
+            // SAFETY: run_item_tuple bounds-checked `off + len` inside the page.
+            (htup::make_tid(v, o), unsafe { (p as *mut u8).add(off) }, len)
         }
         _ => return None,
     };
@@ -330,6 +348,69 @@ pub fn find_on_page(
         len: t.t_len as usize,
         tid,
     })
+}
+
+/// Whether the located version shares its header with others (a compact
+/// run page nobody stamped: see [`make_stampable`]).
+pub fn shares_header(loc: &Located) -> bool {
+    let p = buffer::page(loc.buf);
+    compact_page::shares_header(page::bytes(p), loc.header as usize - p as usize)
+}
+
+/// Gives the version `loc` names its own header before a stamp (xmax,
+/// lock, `t_ctid`, chain flags) when it shares one on a compact run page
+/// (see [`super::compact_page`]): the page is rewritten with a header per
+/// version — its blob moved to a new RUN_PAYLOAD page if they do not fit
+/// together — in one WAL record, and `loc` is found again. The page must
+/// be exclusively locked; it stays locked.
+pub fn make_stampable(rel: pg_sys::Relation, loc: &mut Located) {
+    if !shares_header(loc) {
+        return;
+    }
+    expand(rel, loc.buf);
+    *loc = find_on_page(rel, loc.buf, loc.tid).unwrap_or_else(|| {
+        crate::pg::error::error(
+            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            format!(
+                "version lost expanding block {} of relation \"{}\"",
+                buffer::block_number(loc.buf),
+                relname(rel)
+            ),
+        )
+    });
+}
+
+/// Rewrites the shared compact run page of `buf` (exclusively locked, stays
+/// so) with a header per version (see [`make_stampable`]).
+pub fn expand(rel: pg_sys::Relation, buf: pg_sys::Buffer) {
+    let bytes = page::bytes(buffer::page(buf));
+    let block = buffer::block_number(buf);
+    let moves = compact_page::expansion_moves_blob(bytes);
+    let pbuf = moves.then(|| manifest::allocate_block_now(rel, &HashSet::from([block])));
+    let pblock = pbuf.map_or(0, buffer::block_number);
+    let (data, payload) = match compact_page::expand(bytes, pblock) {
+        Ok(images) => images,
+        Err(e) => {
+            if let Some(b) = pbuf {
+                buffer::unlock_release(b);
+            }
+            crate::pg::error::error(
+                PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+                format!("invalid compressed block {block} of relation \"{}\": {e}", relname(rel)),
+            )
+        }
+    };
+    let mut w = PageWrite::start(rel);
+    let dp = w.register(buf, true);
+    page::copy_image(dp, data.bytes());
+    if let (Some(b), Some(image)) = (pbuf, &payload) {
+        let pp = w.register(b, true);
+        page::copy_image(pp, image.bytes());
+    }
+    w.commit();
+    if let Some(b) = pbuf {
+        buffer::unlock_release(b);
+    }
 }
 
 /// Pins the page of `tid` (no lock); None when the TID cannot exist.

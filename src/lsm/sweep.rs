@@ -340,6 +340,11 @@ fn shorten_chains(rel: pg_sys::Relation, horizon: pg_sys::TransactionId, out: &m
             let Some(loc) = storage::find_on_page(rel, buf, *root) else {
                 continue;
             };
+            // a root was stamped by its update, so it has its own header;
+            // a shared one (compact_page) would need an expansion first
+            if storage::shares_header(&loc) {
+                continue;
+            }
             if target.is_none() {
                 // a plain dead version from now on, dropped with its component
                 let d = out.dead.entry(*key).or_default();

@@ -11,6 +11,7 @@
 //! once. Every decompression verifies the page's crc; a mismatch, or a frame
 //! that does not decode, raises XX001 naming the relation and block.
 
+use super::compact_page;
 use super::compressed_page::{self, Payload};
 use super::format;
 use super::page_image;
@@ -43,7 +44,14 @@ pub fn payload(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, p: pg_sys::Pag
     // SAFETY: open relation.
     let (relid, file) = unsafe { ((*rel).rd_id, (*(*rel).rd_rel).relfilenode) };
     let lsn = format::u64_at(bytes, 0);
-    let key = (relid, file, blkno, lsn, compressed_page::stored_crc(bytes));
+    let compact = compact_page::is_compact(bytes);
+    let ident = match compact.then(|| compact_page::inline_blob(bytes)) {
+        None => compressed_page::stored_crc(bytes),
+        Some(Some(blob)) => format::u32_at(blob, 0),
+        // expanded: the payload page never changes while the page names it
+        Some(None) => compact_page::head(bytes).payload_block,
+    };
+    let key = (relid, file, blkno, lsn, ident);
     if let Some(hit) = CACHE.with(|c| {
         c.borrow()
             .iter()
@@ -52,7 +60,30 @@ pub fn payload(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, p: pg_sys::Pag
     }) {
         return hit;
     }
-    let decoded = match compressed_page::decode(bytes) {
+    let decoded = if compact {
+        let h = compact_page::head(bytes);
+        if h.payload_block == 0 {
+            compact_page::decode(bytes, compact_page::inline_blob(bytes).unwrap_or(&[]))
+        } else {
+            super::manifest::read_page(rel, h.payload_block, |pp| {
+                let theirs = page_image::tag_of(pp).is_some_and(|t| {
+                    t.kind == format::PageKind::RunPayload as u16
+                        && Some(t.vblock) == page_image::tag_of(bytes).map(|d| d.vblock)
+                });
+                if theirs {
+                    compact_page::decode(bytes, compact_page::payload_page_blob(pp))
+                } else {
+                    Err(compressed_page::CodecError::Layout(format!(
+                        "block {} is not its payload page",
+                        h.payload_block
+                    )))
+                }
+            })
+        }
+    } else {
+        compressed_page::decode(bytes)
+    };
+    let decoded = match decoded {
         Ok(d) => Rc::new(d),
         Err(e) => crate::pg::error::error(
             PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
@@ -127,10 +158,9 @@ fn with_parts<T>(
     }
     let blkno = buffer::block_number(buf);
     let payload = payload(rel, blkno, p);
-    let found =
-        item_of(p, t).and_then(|item| compressed_page::tuple_parts(page::bytes(p), &payload, item));
+    let found = item_of(p, t).and_then(|item| parts_of(page::bytes(p), &payload, item));
     match found {
-        Some(parts) => Some(f(&parts)),
+        Some((h, rest)) => Some(f(&[&h[..], rest])),
         None => crate::pg::error::error(
             PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
             format!(
@@ -156,8 +186,8 @@ pub fn for_each_full(
     let payload = payload(rel, blkno, p);
     let bytes = page::bytes(p);
     for (i, &item) in items.iter().enumerate() {
-        match compressed_page::tuple_parts(bytes, &payload, item as usize) {
-            Some(parts) => f(i, parts),
+        match parts_of(bytes, &payload, item as usize) {
+            Some((h, rest)) => f(i, [&h[..], rest]),
             None => crate::pg::error::error(
                 PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
                 format!(
@@ -167,6 +197,19 @@ pub fn for_each_full(
             ),
         }
     }
+}
+
+/// Header and rest of version `item` of a compressed page, either layout.
+fn parts_of<'a>(
+    page: &'a [u8],
+    payload: &'a Payload,
+    item: usize,
+) -> Option<([u8; compressed_page::TUPLE_HEADER_SIZE], &'a [u8])> {
+    if compact_page::is_compact(page) {
+        return compact_page::tuple_parts(page, payload, item);
+    }
+    let [h, rest] = compressed_page::tuple_parts(page, payload, item)?;
+    Some((h.try_into().ok()?, rest))
 }
 
 /// Version `t` with all its data: `t` itself when it is in the page, else a

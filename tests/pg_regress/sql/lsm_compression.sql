@@ -1,4 +1,4 @@
--- lsm run pages compressed with zstd: what flushes and merges write when
+-- lsm run pages compressed (lz4 by default, or zstd): what flushes and merges write when
 -- strata.lsm_compression_level > 0 (the default is 1), read back by every
 -- scan type, modified in place (row headers stay uncompressed), and checked
 -- by lsm_verify. Every result is compared with a heap copy of the same rows.
@@ -102,7 +102,10 @@ SELECT strata.lsm_flush('u') IS NOT NULL AS flushed;
 SELECT compression_ratio < 1 AS uncompressed FROM strata.lsm_levels('u') WHERE level = 1;
 RESET strata.lsm_compression_level;
 CREATE TABLE r (id int, v bytea) USING lsm;
-INSERT INTO r SELECT g, decode(md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text), 'hex')
+-- (128 random bytes a row: a compact page would hold only ~1.3x the rows)
+INSERT INTO r SELECT g, decode(md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text)
+  || md5((g * 17)::text) || md5((g * 19)::text) || md5((g * 23)::text)
+  || md5((g * 29)::text) || md5((g * 31)::text), 'hex')
 FROM generate_series(1, 3000) g;
 SELECT strata.lsm_flush('r') IS NOT NULL AS flushed;
 SELECT compression_ratio < 1 AS uncompressed FROM strata.lsm_levels('r') WHERE level = 1;

@@ -1,0 +1,694 @@
+//! Compact compressed RUN_DATA pages (format version 6). Pure: builds,
+//! expands and reads page images; no Postgres calls.
+//!
+//! Version 3 pages keep a 32-byte stub (rowid and tuple header) per version
+//! so that stamps, hint bits and visibility checks work in place; on short
+//! rows that is most of the page. Version 6 drops the rowid from the page
+//! body (a rowid map in the special space) and lets versions that nobody has
+//! stamped *share* one header: rows a load or flush writes together usually
+//! have identical headers (same xmin and cid, no xmax, hint bits alike) up to
+//! `t_ctid`, which for them is their own TID. Their line pointers all point
+//! at one 24-byte header whose `t_ctid` is (0,0), read as "this version's own
+//! TID". Visibility checks and hint bits work on the shared header as they
+//! would on each row's (they share what the checks read). A stamp (xmax,
+//! lock, `t_ctid`, chain flags) is for one row only, so before the first stamp
+//! the page is *expanded*: rewritten with one private header per version —
+//! and when those and the blob no longer fit, the blob moves to a RUN_PAYLOAD
+//! page of its own, named by the head.
+//!
+//! ```text
+//!  +------------+----------------+------+----------------------+-------------------------------+-----+
+//!  | PageHeader | lp[1] .. lp[n] | free | headers (24 B each)  | head | rowid map | blob (opt.) | tag |
+//!  +------------+----------------+------+----------------------+-------------------------------+-----+
+//!                                                               ^ pd_special                   ^ BLCKSZ - 16
+//!  tag: version 6, kind RUN_DATA, flags RUN_COMPRESSED | RUN_COMPACT (1 | 4)
+//!  lp i (lp_len 23): the header of version i — shared by several versions or its own
+//!  header: t_xmin u32 | t_xmax u32 | t_cid u32 | t_ctid 6 | t_infomask2 u16 | t_infomask u16 | t_hoff u8
+//!          (t_ctid (0,0) = the version's own TID; only versions with t_xmax 0, t_ctid = own TID,
+//!           no HEAP_HOT_UPDATED, redirect or combo cid share)
+//!  head (16 B): first_rowid u64 | payload_block u32 | nrows u16 | map u8 | state u8
+//!          payload_block 0 = the blob follows the map; else the RUN_PAYLOAD page holding it
+//!          state 1 = shared (expand before any stamp), 0 = every version has its own header
+//!  rowid map: map 0 = dense, rowid of version i = first_rowid + i - 1;
+//!             map 1 = u16 offset from first_rowid per version (padded to 8)
+//!  blob: the version 3 blob (crc32 | frame_len | raw_len | nitems | codec | pad | frame),
+//!        codec 1 = zstd, 2 = LZ4 block; crc over blob bytes 4..16, the frame and the n rowids
+//!
+//!  RUN_PAYLOAD page (kind 7, owner = run id): | PageHeader | free | blob | tag |, pd_special = blob
+//! ```
+
+use super::compressed_page::{self, Codec, CodecError, Payload, BLOB_HEADER, TUPLE_HEADER_SIZE};
+use super::format::{self, PageKind, BLOCK_SIZE, PAGE_HEADER_SIZE, TAG_SIZE};
+use super::page_image::{self, maxalign, PageImage};
+
+/// RUN_DATA tag flag: the page has the version 6 compact layout (always
+/// together with [`compressed_page::RUN_COMPRESSED`]).
+pub const RUN_COMPACT: u32 = 4;
+/// Bytes of the head in front of the rowid map.
+pub const HEAD_SIZE: usize = 16;
+/// Bytes a header takes in the page body.
+pub const HEADER_SLOT: usize = 24;
+const ITEM_ID_SIZE: usize = 4;
+const MAP_DENSE: u8 = 0;
+const MAP_OFFSETS: u8 = 1;
+const STATE_SHARED: u8 = 1;
+/// Largest rowid span of a page with an offset map.
+pub const MAX_SPAN: u64 = u16::MAX as u64;
+
+use super::format::infomask::{
+    HEAP_COMBOCID, HEAP_HOT_UPDATED, HEAP_XMAX_INVALID, HEAP_XMIN_COMMITTED, HEAP_XMIN_INVALID,
+};
+use super::format::REDIRECT_FLAG as REDIRECT;
+
+/// Whether a page image is a version 6 compact RUN_DATA page.
+pub fn is_compact(page: &[u8]) -> bool {
+    page_image::tag_of(page).is_some_and(|t| {
+        t.kind == PageKind::RunData as u16 && t.flags & RUN_COMPACT != 0
+    })
+}
+
+/// The head of a compact page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub first_rowid: u64,
+    pub payload_block: u32,
+    pub nrows: u16,
+    pub map: u8,
+    pub shared: bool,
+}
+
+fn special(page: &[u8]) -> usize {
+    format::u16_at(page, 16) as usize
+}
+
+/// The head of compact page `page` (unchecked; `lsm_verify` checks it).
+pub fn head(page: &[u8]) -> Head {
+    let at = special(page).min(BLOCK_SIZE - TAG_SIZE - HEAD_SIZE);
+    Head {
+        first_rowid: format::u64_at(page, at),
+        payload_block: format::u32_at(page, at + 8),
+        nrows: format::u16_at(page, at + 12),
+        map: page[at + 14],
+        shared: page[at + 15] == STATE_SHARED,
+    }
+}
+
+/// Offset of the head's `payload_block` (a page move re-points it).
+pub fn payload_block_at(page: &[u8]) -> usize {
+    special(page) + 8
+}
+
+fn map_len(nrows: usize, map: u8) -> usize {
+    if map == MAP_DENSE {
+        0
+    } else {
+        maxalign(2 * nrows)
+    }
+}
+
+/// Rowid of version `item` (1-based).
+pub fn rowid_of(page: &[u8], item: usize) -> Option<u64> {
+    let h = head(page);
+    if item == 0 || item > h.nrows as usize {
+        return None;
+    }
+    if h.map == MAP_DENSE {
+        return Some(h.first_rowid + item as u64 - 1);
+    }
+    let at = special(page) + HEAD_SIZE + 2 * (item - 1);
+    (at + 2 <= BLOCK_SIZE - TAG_SIZE).then(|| h.first_rowid + format::u16_at(page, at) as u64)
+}
+
+/// Item (1-based) of `rowid`, if the page holds it.
+pub fn item_of(page: &[u8], rowid: u64) -> Option<usize> {
+    let h = head(page);
+    let n = h.nrows as usize;
+    let off = rowid.checked_sub(h.first_rowid)?;
+    if h.map == MAP_DENSE {
+        return (off < n as u64).then_some(off as usize + 1);
+    }
+    if off > MAX_SPAN {
+        return None;
+    }
+    let base = special(page) + HEAD_SIZE;
+    if base + 2 * n > BLOCK_SIZE - TAG_SIZE {
+        return None;
+    }
+    let (mut lo, mut hi) = (0usize, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        match (format::u16_at(page, base + 2 * mid) as u64).cmp(&off) {
+            std::cmp::Ordering::Equal => return Some(mid + 1),
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+        }
+    }
+    None
+}
+
+/// Rowids of all versions, in item order.
+pub fn rowids(page: &[u8]) -> Vec<u64> {
+    let n = head(page).nrows as usize;
+    (1..=n).map_while(|i| rowid_of(page, i)).collect()
+}
+
+/// The blob in the page itself (None when it is on a payload page).
+pub fn inline_blob(page: &[u8]) -> Option<&[u8]> {
+    let h = head(page);
+    if h.payload_block != 0 {
+        return None;
+    }
+    let at = special(page) + HEAD_SIZE + map_len(h.nrows as usize, h.map);
+    (at <= BLOCK_SIZE - TAG_SIZE).then(|| &page[at..BLOCK_SIZE - TAG_SIZE])
+}
+
+/// The blob of a RUN_PAYLOAD page.
+pub fn payload_page_blob(page: &[u8]) -> &[u8] {
+    let at = special(page).min(BLOCK_SIZE - TAG_SIZE);
+    &page[at..BLOCK_SIZE - TAG_SIZE]
+}
+
+/// Checks and decompresses the payload of compact page `page`; `blob` is
+/// its blob (from [`inline_blob`] or its payload page).
+pub fn decode(page: &[u8], blob: &[u8]) -> Result<Payload, CodecError> {
+    let h = head(page);
+    let ids = rowids(page);
+    if ids.len() != h.nrows as usize || page_image::item_count(page) != ids.len() {
+        return Err(CodecError::Layout(format!(
+            "{} line pointers, {} versions in the head",
+            page_image::item_count(page),
+            h.nrows
+        )));
+    }
+    compressed_page::decode_blob(blob, &ids)
+}
+
+/// Puts TID `(v, o)` into header bytes `h`.
+fn put_ctid(h: &mut [u8], v: u32, o: u16) {
+    format::put_u16(h, 12, (v >> 16) as u16);
+    format::put_u16(h, 14, v as u16);
+    format::put_u16(h, 16, o);
+}
+
+fn ctid_is_zero(h: &[u8]) -> bool {
+    h[12..18].iter().all(|b| *b == 0)
+}
+
+/// The header of version `item` as the row has it: on a shared page, a
+/// header's `t_ctid` (0,0) becomes the version's own TID.
+pub fn header(page: &[u8], item: usize) -> Option<[u8; TUPLE_HEADER_SIZE]> {
+    let (off, len) = page_image::item_extent(page, item)?;
+    if len != TUPLE_HEADER_SIZE {
+        return None;
+    }
+    let mut h = [0u8; TUPLE_HEADER_SIZE];
+    h.copy_from_slice(&page[off..off + TUPLE_HEADER_SIZE]);
+    if ctid_is_zero(&h) && head(page).shared {
+        let (v, o) = format::tid_of_rowid(rowid_of(page, item)?);
+        put_ctid(&mut h, v, o);
+    }
+    Some(h)
+}
+
+/// Whether the header at byte `offset` of `page` is shared by the
+/// versions nobody stamped (a stamp must expand the page first).
+pub fn shares_header(page: &[u8], offset: usize) -> bool {
+    is_compact(page)
+        && head(page).shared
+        && offset + TUPLE_HEADER_SIZE <= BLOCK_SIZE
+        && ctid_is_zero(&page[offset..offset + TUPLE_HEADER_SIZE])
+}
+
+/// Version `item`'s header (see [`header`]) and its rest from `payload`.
+pub fn tuple_parts<'a>(
+    page: &[u8],
+    payload: &'a Payload,
+    item: usize,
+) -> Option<([u8; TUPLE_HEADER_SIZE], &'a [u8])> {
+    Some((header(page, item)?, payload.rest(item)?))
+}
+
+/// Whether a version (tuple bytes, with its rowid) may share a header: no
+/// xmax, `t_ctid` its own TID, not the root or member of an updated chain
+/// link, no combo cid.
+fn shareable(t: &[u8], rowid: u64) -> bool {
+    let mut own = [0u8; 6];
+    let (v, o) = format::tid_of_rowid(rowid);
+    format::put_u16(&mut own, 0, (v >> 16) as u16);
+    format::put_u16(&mut own, 2, v as u16);
+    format::put_u16(&mut own, 4, o);
+    format::u32_at(t, 4) == 0
+        && t[12..18] == own
+        && format::u16_at(t, 18) & (HEAP_HOT_UPDATED | REDIRECT) == 0
+        && format::u16_at(t, 20) & HEAP_COMBOCID == 0
+}
+
+/// How versions map to headers on a page: `slots[i]` is the header index of
+/// version i; `headers` the distinct headers (shared ones with `t_ctid` (0,0)).
+struct Headers {
+    headers: Vec<[u8; TUPLE_HEADER_SIZE]>,
+    slots: Vec<usize>,
+    shared: bool,
+}
+
+fn plan_headers(versions: &[(u64, &[u8])]) -> Headers {
+    // xmins some version already hints committed: the hint holds for all
+    let committed: Vec<u32> = versions
+        .iter()
+        .filter(|(_, t)| {
+            format::u16_at(t, 20) & (HEAP_XMIN_COMMITTED | HEAP_XMIN_INVALID) == HEAP_XMIN_COMMITTED
+        })
+        .map(|(_, t)| format::u32_at(t, 0))
+        .fold(Vec::new(), |mut v, x| {
+            if !v.contains(&x) {
+                v.push(x);
+            }
+            v
+        });
+    let mut out = Headers {
+        headers: Vec::new(),
+        slots: Vec::with_capacity(versions.len()),
+        shared: false,
+    };
+    // shared headers seen so far: (header, index); a page has few
+    let mut seen: Vec<usize> = Vec::new();
+    for (rowid, t) in versions {
+        let mut h = [0u8; TUPLE_HEADER_SIZE];
+        h.copy_from_slice(&t[..TUPLE_HEADER_SIZE]);
+        if !shareable(t, *rowid) {
+            out.slots.push(out.headers.len());
+            out.headers.push(h);
+            continue;
+        }
+        out.shared = true;
+        put_ctid(&mut h, 0, 0);
+        let mut mask = format::u16_at(&h, 20) | HEAP_XMAX_INVALID;
+        if mask & HEAP_XMIN_INVALID == 0 && committed.contains(&format::u32_at(&h, 0)) {
+            mask |= HEAP_XMIN_COMMITTED;
+        }
+        format::put_u16(&mut h, 20, mask);
+        match seen.iter().find(|&&i| out.headers[i] == h) {
+            Some(&i) => out.slots.push(i),
+            None => {
+                seen.push(out.headers.len());
+                out.slots.push(out.headers.len());
+                out.headers.push(h);
+            }
+        }
+    }
+    out
+}
+
+/// The rowid map a page of `versions` needs; None when their span is too
+/// wide for one page.
+fn map_kind(versions: &[(u64, &[u8])]) -> Option<u8> {
+    let (first, last) = (versions.first()?.0, versions.last()?.0);
+    if last - first + 1 == versions.len() as u64 {
+        Some(MAP_DENSE)
+    } else {
+        (last - first <= MAX_SPAN).then_some(MAP_OFFSETS)
+    }
+}
+
+/// Bytes a compact page needs for `n` versions with `headers` distinct
+/// headers, a map of kind `map` and a frame of `frame_len` bytes inline.
+fn needed(n: usize, headers: usize, map: u8, frame_len: usize) -> usize {
+    PAGE_HEADER_SIZE
+        + n * ITEM_ID_SIZE
+        + headers * HEADER_SLOT
+        + HEAD_SIZE
+        + map_len(n, map)
+        + maxalign(BLOB_HEADER + frame_len)
+        + TAG_SIZE
+}
+
+/// The header and rowid-map needs of versions being gathered for one
+/// compact page, kept as they are added (the packer asks after each).
+/// Counts at least the headers [`build`] makes (it may merge hint bits).
+#[derive(Default)]
+pub struct Estimate {
+    n: usize,
+    first: u64,
+    last: u64,
+    shared: Vec<[u8; TUPLE_HEADER_SIZE]>,
+    private: usize,
+}
+
+impl Estimate {
+    fn key(rowid: u64, t: &[u8]) -> Option<[u8; TUPLE_HEADER_SIZE]> {
+        if !shareable(t, rowid) {
+            return None;
+        }
+        let mut h = [0u8; TUPLE_HEADER_SIZE];
+        h.copy_from_slice(&t[..TUPLE_HEADER_SIZE]);
+        put_ctid(&mut h, 0, 0);
+        let mask = format::u16_at(&h, 20) | HEAP_XMAX_INVALID;
+        format::put_u16(&mut h, 20, mask);
+        Some(h)
+    }
+
+    pub fn push(&mut self, rowid: u64, t: &[u8]) {
+        if self.n == 0 {
+            self.first = rowid;
+        }
+        self.n += 1;
+        self.last = rowid;
+        match Self::key(rowid, t) {
+            Some(k) if !self.shared.contains(&k) => self.shared.push(k),
+            Some(_) => {}
+            None => self.private += 1,
+        }
+    }
+
+    /// Whether the versions so far, `t` (with `rowid`) and a frame of
+    /// `frame_len` bytes fit one compact page.
+    pub fn fits_with(&self, rowid: u64, t: &[u8], frame_len: usize) -> bool {
+        let n = self.n + 1;
+        let first = if self.n == 0 { rowid } else { self.first };
+        if n > format::ROWS_PER_VBLOCK as usize || rowid - first > MAX_SPAN {
+            return false;
+        }
+        let map = if rowid - first + 1 == n as u64 {
+            MAP_DENSE
+        } else {
+            MAP_OFFSETS
+        };
+        let headers = self.shared.len()
+            + self.private
+            + match Self::key(rowid, t) {
+                Some(k) => !self.shared.contains(&k) as usize,
+                None => 1,
+            };
+        needed(n, headers, map, frame_len) <= BLOCK_SIZE
+    }
+}
+
+/// Builds a compact page of `versions` (rowid order) from their frame (see
+/// [`compressed_page::compress`]); None when it does not fit.
+pub fn build(
+    run_id: u32,
+    versions: &[(u64, &[u8])],
+    frame: &[u8],
+    raw_len: usize,
+    codec: Codec,
+) -> Option<PageImage> {
+    let n = versions.len();
+    let map = map_kind(versions)?;
+    if n == 0 || n > format::ROWS_PER_VBLOCK as usize {
+        return None;
+    }
+    let plan = plan_headers(versions);
+    if needed(n, plan.headers.len(), map, frame.len()) > BLOCK_SIZE {
+        return None;
+    }
+    let blob_len = maxalign(BLOB_HEADER + frame.len());
+    let extra = HEAD_SIZE + map_len(n, map) + blob_len;
+    let flags = compressed_page::RUN_COMPRESSED | RUN_COMPACT;
+    let mut page = PageImage::with_special(PageKind::RunData, run_id, flags, extra);
+    let mut items = vec![0usize; plan.headers.len()];
+    for (i, &slot) in plan.slots.iter().enumerate() {
+        if items[slot] == 0 {
+            if !page.add_item(&[&plan.headers[slot]]) {
+                return None;
+            }
+            items[slot] = i + 1;
+        } else if !page.add_shared_line_pointer(items[slot]) {
+            return None;
+        }
+    }
+    let first = versions[0].0;
+    let head = head_bytes(first, 0, n, map, plan.shared);
+    let mut offsets = vec![0u8; map_len(n, map)];
+    if map == MAP_OFFSETS {
+        for (i, (rowid, _)) in versions.iter().enumerate() {
+            format::put_u16(&mut offsets, 2 * i, (rowid - first) as u16);
+        }
+    }
+    let rowids: Vec<u64> = versions.iter().map(|(r, _)| *r).collect();
+    let blob = compressed_page::blob_header(frame, raw_len, codec, &rowids);
+    page.write_special(&[&head, &offsets, &blob, frame]);
+    Some(page)
+}
+
+fn head_bytes(first: u64, payload_block: u32, n: usize, map: u8, shared: bool) -> [u8; HEAD_SIZE] {
+    let mut head = [0u8; HEAD_SIZE];
+    format::put_u64(&mut head, 0, first);
+    format::put_u32(&mut head, 8, payload_block);
+    format::put_u16(&mut head, 12, n as u16);
+    head[14] = map;
+    head[15] = if shared { STATE_SHARED } else { 0 };
+    head
+}
+
+/// The expanded form of shared compact page `page`: the same versions, each
+/// with its own header (shared ones copied, `t_ctid` set to the version's
+/// TID), and — when the blob no longer fits next to them — a RUN_PAYLOAD
+/// page for it, to be written at `payload_block`. Whether the blob moves is
+/// [`expansion_moves_blob`].
+pub fn expand(
+    page: &[u8],
+    payload_block: u32,
+) -> Result<(PageImage, Option<PageImage>), CodecError> {
+    let bad = |m: &str| Err(CodecError::Layout(m.to_string()));
+    let Some(tag) = page_image::tag_of(page) else {
+        return bad("not an lsm page");
+    };
+    let h = head(page);
+    let n = h.nrows as usize;
+    let Some(blob) = inline_blob(page) else {
+        return bad("a shared page with its blob on a payload page");
+    };
+    let frame_len = format::u32_at(blob, 4) as usize;
+    if BLOB_HEADER + frame_len > blob.len() {
+        return bad("frame overruns the page");
+    }
+    let blob = &blob[..maxalign(BLOB_HEADER + frame_len)];
+    let moves = expansion_moves_blob(page);
+    let map = map_len(n, h.map);
+    let extra = HEAD_SIZE + map + if moves { 0 } else { blob.len() };
+    let mut out = PageImage::with_special(PageKind::RunData, tag.vblock, tag.flags, extra);
+    for item in 1..=n {
+        let Some(hdr) = header(page, item) else {
+            return bad("a line pointer is not a header");
+        };
+        if !out.add_item(&[&hdr]) {
+            return bad("expanded headers do not fit");
+        }
+    }
+    let head = head_bytes(h.first_rowid, if moves { payload_block } else { 0 }, n, h.map, false);
+    let at = special(page) + HEAD_SIZE;
+    let offsets = &page[at..at + map];
+    if moves {
+        out.write_special(&[&head, offsets]);
+        let mut p = PageImage::with_special(PageKind::RunPayload, tag.vblock, 0, blob.len());
+        p.write_special(&[blob]);
+        Ok((out, Some(p)))
+    } else {
+        out.write_special(&[&head, offsets, blob]);
+        Ok((out, None))
+    }
+}
+
+/// Whether expanding `page` moves its blob to a payload page.
+pub fn expansion_moves_blob(page: &[u8]) -> bool {
+    let h = head(page);
+    let n = h.nrows as usize;
+    let frame_len = inline_blob(page).map_or(0, |b| format::u32_at(b, 4) as usize);
+    needed(n, n, h.map, frame_len) > BLOCK_SIZE
+}
+
+/// Problems of a compact page's layout (for `lsm_verify`): line pointers
+/// that are not headers, a head that disagrees with the line pointers, a
+/// rowid map out of order, shared headers on a page not marked shared.
+pub fn check(page: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let h = head(page);
+    let n = page_image::item_count(page);
+    if h.nrows as usize != n || n == 0 || n > format::ROWS_PER_VBLOCK as usize {
+        out.push(format!("{n} line pointers, {} versions in the head", h.nrows));
+        return out;
+    }
+    if h.map > MAP_OFFSETS {
+        out.push(format!("unknown rowid map {}", h.map));
+        return out;
+    }
+    if special(page) + HEAD_SIZE + map_len(n, h.map) > BLOCK_SIZE - TAG_SIZE {
+        out.push("rowid map overruns the page".into());
+        return out;
+    }
+    let ids = rowids(page);
+    if ids.windows(2).any(|w| w[0] >= w[1]) {
+        out.push("rowid map not increasing".into());
+    }
+    let mut offsets = std::collections::HashSet::new();
+    for item in 1..=n {
+        match page_image::item_extent(page, item) {
+            Some((off, TUPLE_HEADER_SIZE)) => {
+                let fresh = offsets.insert(off);
+                if !h.shared && (!fresh || ctid_is_zero(&page[off..off + TUPLE_HEADER_SIZE])) {
+                    out.push(format!("version {item} shares a header on an expanded page"));
+                }
+            }
+            _ => out.push(format!("line pointer {item} is not a header")),
+        }
+    }
+    if h.shared && h.payload_block != 0 {
+        out.push("a shared page with its blob on a payload page".into());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tuple with header fields as a load writes them: xmin, cid 0,
+    /// t_ctid its own TID, t_hoff 24, then `data`.
+    fn tuple(rowid: u64, xmin: u32, data: &[u8]) -> Vec<u8> {
+        let mut t = vec![0u8; 24];
+        format::put_u32(&mut t, 0, xmin);
+        let (v, o) = format::tid_of_rowid(rowid);
+        put_ctid(&mut t, v, o);
+        format::put_u16(&mut t, 18, 3);
+        t[22] = 24;
+        t.extend_from_slice(data);
+        t
+    }
+
+    fn rows(rowids: impl Iterator<Item = u64>, xmin: impl Fn(u64) -> u32) -> Vec<(u64, Vec<u8>)> {
+        rowids
+            .map(|r| {
+                let text = format!("user{r:07}@example.com status=open {}", r % 7);
+                (r, tuple(r, xmin(r), text.as_bytes()))
+            })
+            .collect()
+    }
+
+    fn page_of(vs: &[(u64, Vec<u8>)], codec: Codec) -> Option<PageImage> {
+        let refs: Vec<(u64, &[u8])> = vs.iter().map(|(r, t)| (*r, t.as_slice())).collect();
+        let (frame, raw) = compressed_page::compress(&refs, codec);
+        build(9, &refs, &frame, raw, codec)
+    }
+
+    fn assert_round_trip(page: &[u8], blob: &[u8], vs: &[(u64, Vec<u8>)]) {
+        let payload = decode(page, blob).unwrap();
+        for (i, (rowid, t)) in vs.iter().enumerate() {
+            assert_eq!(rowid_of(page, i + 1), Some(*rowid));
+            assert_eq!(item_of(page, *rowid), Some(i + 1));
+            let (h, rest) = tuple_parts(page, &payload, i + 1).unwrap();
+            // headers come back as written, up to hint bits a page shares
+            assert_eq!(&h[..20], &t[..20], "version {i}");
+            assert_eq!(rest, &t[TUPLE_HEADER_SIZE..]);
+        }
+    }
+
+    #[test]
+    fn a_load_shares_one_header_and_packs_256_rows() {
+        let vs = rows(1000..1256, |_| 700);
+        for codec in [Codec::Zstd(1), Codec::Lz4] {
+            let page = page_of(&vs, codec).expect("fits");
+            let p = page.bytes();
+            assert!(is_compact(p));
+            assert!(compressed_page::is_compressed(p));
+            let h = head(p);
+            assert_eq!((h.first_rowid, h.nrows, h.map, h.shared), (1000, 256, MAP_DENSE, true));
+            // one header for all
+            let offs: std::collections::HashSet<usize> =
+                (1..=256).map(|i| page_image::item_extent(p, i).unwrap().0).collect();
+            assert_eq!(offs.len(), 1);
+            assert!(check(p).is_empty(), "{:?}", check(p));
+            assert_round_trip(p, inline_blob(p).unwrap(), &vs);
+            assert_eq!(item_of(p, 999), None);
+            assert_eq!(item_of(p, 1256), None);
+        }
+    }
+
+    #[test]
+    fn gaps_use_an_offset_map_and_different_xmins_their_own_headers() {
+        let vs = rows((0..200u64).map(|i| 5000 + i * 3), |r| 800 + (r % 2) as u32);
+        let page = page_of(&vs, Codec::Lz4).expect("fits");
+        let p = page.bytes();
+        let h = head(p);
+        assert_eq!(h.map, MAP_OFFSETS);
+        let offs: std::collections::HashSet<usize> =
+            (1..=200).map(|i| page_image::item_extent(p, i).unwrap().0).collect();
+        assert_eq!(offs.len(), 2);
+        assert_round_trip(p, inline_blob(p).unwrap(), &vs);
+        assert_eq!(item_of(p, 5001), None);
+        // a span wider than the map can say is refused
+        let wide = rows([1u64, 70_000].into_iter(), |_| 5);
+        assert!(page_of(&wide, Codec::Lz4).is_none());
+    }
+
+    #[test]
+    fn stamped_versions_keep_their_own_headers() {
+        let mut vs = rows(100..140, |_| 900);
+        // version 5 was deleted (xmax) and version 6 is a chain's root
+        format::put_u32(&mut vs[4].1, 4, 950);
+        let hot = format::u16_at(&vs[5].1, 18) | HEAP_HOT_UPDATED;
+        format::put_u16(&mut vs[5].1, 18, hot);
+        let page = page_of(&vs, Codec::Zstd(1)).unwrap();
+        let p = page.bytes();
+        let offs: std::collections::HashSet<usize> =
+            (1..=40).map(|i| page_image::item_extent(p, i).unwrap().0).collect();
+        assert_eq!(offs.len(), 3);
+        assert_round_trip(p, inline_blob(p).unwrap(), &vs);
+    }
+
+    #[test]
+    fn expansion_gives_every_version_its_own_header() {
+        // small rows: the blob stays; wide rows: it moves to a payload page
+        for (n, width, moves) in [(40usize, 10usize, false), (256, 60, true)] {
+            let vs: Vec<(u64, Vec<u8>)> = (0..n as u64)
+                .map(|i| (300 + i, tuple(300 + i, 42, format!("{i:0width$}").as_bytes())))
+                .collect();
+            let page = page_of(&vs, Codec::Lz4).unwrap();
+            let p = page.bytes();
+            assert_eq!(expansion_moves_blob(p), moves);
+            let (d, pp) = expand(p, 77).unwrap();
+            let d = d.bytes();
+            let h = head(d);
+            assert!(!h.shared);
+            assert!(check(d).is_empty(), "{:?}", check(d));
+            let blob = match &pp {
+                Some(pp) => {
+                    assert_eq!(h.payload_block, 77);
+                    let tag = page_image::tag_of(pp.bytes()).unwrap();
+                    assert_eq!((tag.kind, tag.vblock), (PageKind::RunPayload as u16, 9));
+                    payload_page_blob(pp.bytes()).to_vec()
+                }
+                None => inline_blob(d).unwrap().to_vec(),
+            };
+            assert_eq!(pp.is_some(), moves);
+            assert_round_trip(d, &blob, &vs);
+            // every header is the version's own, with its TID in t_ctid
+            for i in 1..=n {
+                let (off, _) = page_image::item_extent(d, i).unwrap();
+                assert_eq!(&d[off + 12..off + 18], &vs[i - 1].1[12..18]);
+            }
+        }
+    }
+
+    #[test]
+    fn corruption_is_detected() {
+        let vs = rows(10..60, |_| 3);
+        let good = page_of(&vs, Codec::Lz4).unwrap().bytes().to_vec();
+        let blob_at = special(&good) + HEAD_SIZE;
+        let mut bad = good.clone();
+        bad[blob_at + BLOB_HEADER + 3] ^= 0x40;
+        assert!(matches!(
+            decode(&bad, inline_blob(&bad).unwrap()),
+            Err(CodecError::Checksum { .. })
+        ));
+        // the first rowid is covered by the crc through the rowids
+        let mut bad = good.clone();
+        bad[special(&good)] ^= 1;
+        assert!(decode(&bad, inline_blob(&bad).unwrap()).is_err());
+        // a head that disagrees with the line pointers
+        let at = special(&good) + 12;
+        let mut bad = good;
+        format::put_u16(&mut bad, at, 49);
+        assert!(!check(&bad).is_empty());
+        assert!(decode(&bad, inline_blob(&bad).unwrap()).is_err());
+    }
+}
