@@ -46,9 +46,9 @@ fn summarize(r: pg_sys::Relation, problems: &mut Vec<page_check::Problem>) -> (V
     let blob_of = |b: u32| {
         (b < nblocks).then(|| {
             super::manifest::read_page(r, b, |p| {
-                let payload = super::page_image::tag_of(p)
-                    .is_some_and(|t| t.kind == super::format::PageKind::RunPayload as u16);
-                payload.then(|| super::compact_page::payload_page_blob(p).to_vec())
+                super::page_image::tag_of(p)
+                    .filter(|t| t.kind == super::format::PageKind::RunPayload as u16)
+                    .map(|t| (t.vblock, super::compact_page::payload_page_blob(p).to_vec()))
             })
         })?
     };

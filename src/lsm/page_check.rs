@@ -109,8 +109,9 @@ pub struct Summary {
     pub codec: Option<&'static str>,
 }
 
-/// Reads the blob of the RUN_PAYLOAD page at a block (None: not one).
-pub type BlobOf<'a> = &'a dyn Fn(u32) -> Option<Vec<u8>>;
+/// Reads the owner (run id) and blob of the RUN_PAYLOAD page at a block
+/// (None: not one).
+pub type BlobOf<'a> = &'a dyn Fn(u32) -> Option<(u32, Vec<u8>)>;
 
 /// `TransactionIdPrecedes` for normal xids (modulo-2^32 comparison).
 pub fn xid_precedes(a: u32, b: u32) -> bool {
@@ -289,12 +290,11 @@ fn check_rows(
     let blob = match compact_page::head(p).payload_block {
         _ if !compact => None,
         0 => compact_page::inline_blob(p).map(|b| b.to_vec()),
+        // A free page's payload page may hold anything by now: whether a
+        // page in use has its own is checked with its run (check_run).
         b => match blob_of(b) {
-            Some(blob) => Some(blob),
-            None => {
-                report(0, format!("payload block {b} is not a payload page"));
-                return;
-            }
+            Some((owner, blob)) if owner == out.owner => Some(blob),
+            _ => return,
         },
     };
     let decoded = match &blob {
