@@ -44,6 +44,8 @@ use super::page_image::{self, maxalign, PageImage};
 /// RUN_DATA tag flag: the page has the version 6 compact layout (always
 /// together with [`compressed_page::RUN_COMPRESSED`]).
 pub const RUN_COMPACT: u32 = 4;
+/// `lp_len` of a header (the fixed part of `HeapTupleHeaderData`).
+pub const TUPLE_HEADER_LEN: usize = TUPLE_HEADER_SIZE;
 /// Bytes of the head in front of the rowid map.
 pub const HEAD_SIZE: usize = 16;
 /// Bytes a header takes in the page body.
@@ -106,17 +108,90 @@ fn map_len(nrows: usize, map: u8) -> usize {
     }
 }
 
+/// A compact page with its head read once (readers that visit every
+/// version of a page).
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    page: &'a [u8],
+    pub head: Head,
+    map_at: usize,
+}
+
+impl<'a> View<'a> {
+    pub fn of(page: &'a [u8]) -> View<'a> {
+        let head = head(page);
+        let map_at = special(page) + HEAD_SIZE;
+        // a map past the page (damage) reads as offset 0: lsm_verify reports it
+        let fits = map_at + map_len(head.nrows as usize, head.map) <= BLOCK_SIZE - TAG_SIZE;
+        View {
+            page,
+            head: Head {
+                map: if fits { head.map } else { MAP_DENSE },
+                ..head
+            },
+            map_at,
+        }
+    }
+
+    /// Rowid of version `item` (1-based).
+    #[inline]
+    pub fn rowid_of(&self, item: usize) -> Option<u64> {
+        if item == 0 || item > self.head.nrows as usize {
+            return None;
+        }
+        if self.head.map == MAP_DENSE {
+            return Some(self.head.first_rowid + item as u64 - 1);
+        }
+        Some(self.head.first_rowid + format::u16_at(self.page, self.map_at + 2 * (item - 1)) as u64)
+    }
+
+    /// The header of version `item` as the row has it (see [`header`]).
+    #[inline]
+    pub fn header(&self, item: usize) -> Option<[u8; TUPLE_HEADER_SIZE]> {
+        let (off, len) = page_image::item_extent(self.page, item)?;
+        if len != TUPLE_HEADER_SIZE {
+            return None;
+        }
+        let mut h = [0u8; TUPLE_HEADER_SIZE];
+        h.copy_from_slice(&self.page[off..off + TUPLE_HEADER_SIZE]);
+        if self.head.shared && ctid_is_zero(&h) {
+            let (v, o) = format::tid_of_rowid(self.rowid_of(item)?);
+            put_ctid(&mut h, v, o);
+        }
+        Some(h)
+    }
+
+    /// Version `item`'s header as stored in the page, and the TID to write
+    /// into its `t_ctid` when it is a shared header (see [`header`]).
+    #[inline]
+    pub fn stored_header(&self, item: usize) -> Option<(&'a [u8], Option<(u32, u16)>)> {
+        let (off, len) = page_image::item_extent(self.page, item)?;
+        if len != TUPLE_HEADER_SIZE {
+            return None;
+        }
+        let h = &self.page[off..off + TUPLE_HEADER_SIZE];
+        let own = if self.head.shared && ctid_is_zero(h) {
+            Some(format::tid_of_rowid(self.rowid_of(item)?))
+        } else {
+            None
+        };
+        Some((h, own))
+    }
+
+    /// Version `item`'s header and its rest from `payload`.
+    #[inline]
+    pub fn tuple_parts<'p>(
+        &self,
+        payload: &'p Payload,
+        item: usize,
+    ) -> Option<([u8; TUPLE_HEADER_SIZE], &'p [u8])> {
+        Some((self.header(item)?, payload.rest(item)?))
+    }
+}
+
 /// Rowid of version `item` (1-based).
 pub fn rowid_of(page: &[u8], item: usize) -> Option<u64> {
-    let h = head(page);
-    if item == 0 || item > h.nrows as usize {
-        return None;
-    }
-    if h.map == MAP_DENSE {
-        return Some(h.first_rowid + item as u64 - 1);
-    }
-    let at = special(page) + HEAD_SIZE + 2 * (item - 1);
-    (at + 2 <= BLOCK_SIZE - TAG_SIZE).then(|| h.first_rowid + format::u16_at(page, at) as u64)
+    View::of(page).rowid_of(item)
 }
 
 /// Item (1-based) of `rowid`, if the page holds it.
@@ -148,8 +223,8 @@ pub fn item_of(page: &[u8], rowid: u64) -> Option<usize> {
 
 /// Rowids of all versions, in item order.
 pub fn rowids(page: &[u8]) -> Vec<u64> {
-    let n = head(page).nrows as usize;
-    (1..=n).map_while(|i| rowid_of(page, i)).collect()
+    let v = View::of(page);
+    (1..=v.head.nrows as usize).map_while(|i| v.rowid_of(i)).collect()
 }
 
 /// The blob in the page itself (None when it is on a payload page).
@@ -184,7 +259,7 @@ pub fn decode(page: &[u8], blob: &[u8]) -> Result<Payload, CodecError> {
 }
 
 /// Puts TID `(v, o)` into header bytes `h`.
-fn put_ctid(h: &mut [u8], v: u32, o: u16) {
+pub fn put_ctid(h: &mut [u8], v: u32, o: u16) {
     format::put_u16(h, 12, (v >> 16) as u16);
     format::put_u16(h, 14, v as u16);
     format::put_u16(h, 16, o);
@@ -197,17 +272,7 @@ fn ctid_is_zero(h: &[u8]) -> bool {
 /// The header of version `item` as the row has it: on a shared page, a
 /// header's `t_ctid` (0,0) becomes the version's own TID.
 pub fn header(page: &[u8], item: usize) -> Option<[u8; TUPLE_HEADER_SIZE]> {
-    let (off, len) = page_image::item_extent(page, item)?;
-    if len != TUPLE_HEADER_SIZE {
-        return None;
-    }
-    let mut h = [0u8; TUPLE_HEADER_SIZE];
-    h.copy_from_slice(&page[off..off + TUPLE_HEADER_SIZE]);
-    if ctid_is_zero(&h) && head(page).shared {
-        let (v, o) = format::tid_of_rowid(rowid_of(page, item)?);
-        put_ctid(&mut h, v, o);
-    }
-    Some(h)
+    View::of(page).header(item)
 }
 
 /// Whether the header at byte `offset` of `page` is shared by the
@@ -225,7 +290,7 @@ pub fn tuple_parts<'a>(
     payload: &'a Payload,
     item: usize,
 ) -> Option<([u8; TUPLE_HEADER_SIZE], &'a [u8])> {
-    Some((header(page, item)?, payload.rest(item)?))
+    View::of(page).tuple_parts(payload, item)
 }
 
 /// Whether a version (tuple bytes, with its rowid) may share a header: no

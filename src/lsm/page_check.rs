@@ -44,6 +44,8 @@ use super::format::infomask::{
     HEAP_HASNULL, HEAP_NATTS_MASK, HEAP_ONLY_TUPLE, HEAP_XMAX_COMMITTED, HEAP_XMAX_INVALID,
     HEAP_XMAX_IS_MULTI, HEAP_XMIN_FROZEN,
 };
+#[cfg(test)]
+use super::format::infomask::HEAP_XMIN_INVALID;
 const FIRST_NORMAL_XID: u32 = 3;
 
 /// What the checks need to know about the relation and the server.

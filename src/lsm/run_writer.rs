@@ -271,8 +271,9 @@ pub fn survivors(
     buffer::lock_share(buf);
     let p = buffer::page(buf);
     let mut out = Vec::new();
+    let view = storage::PageView::of(rel, p);
     for item in 1..=page::max_offset(p) {
-        let Some(mut t) = storage::version_at(rel, p, item) else {
+        let Some(mut t) = view.as_ref().and_then(|v| v.version(item)) else {
             continue;
         };
         let rowid = storage::rowid_of(&t.t_self);

@@ -12,6 +12,7 @@
 //! direction may be taken at any time (SCROLL cursors).
 
 use super::chain;
+use super::compact_page;
 use super::format::{self, ROWS_PER_VBLOCK};
 use super::manifest::{self, Live};
 use super::page_image;
@@ -233,8 +234,12 @@ fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber, filter: Filter) {
         let mvcc = unsafe { (*s.base.rs_snapshot).snapshot_type }
             == pg_sys::SnapshotType::SNAPSHOT_MVCC;
         let mut memo: Option<(*mut htup::Header, bool)> = None;
+        let Some(view) = storage::PageView::of(rel, p) else {
+            buffer::unlock(buf);
+            return;
+        };
         for item in 1..=page::max_offset(p).min(ROWS_PER_VBLOCK) {
-            let Some(mut t) = storage::version_at(rel, p, item) else {
+            let Some(mut t) = view.version(item) else {
                 continue;
             };
             if !filter.keeps(&t.t_self) {
@@ -296,8 +301,8 @@ fn unpack(s: &mut LsmScan, p: pg_sys::Page) {
     let mut at = 0usize;
     let (rel, block, cxt) = (s.base.rs_rd, s.block, s.arena_cxt);
     let (arena, cap, spans) = (&mut s.arena, &mut s.arena_cap, &mut s.spans);
-    version_data::for_each_full(rel, block, p, &s.offsets[..s.count], |i, parts| {
-        let len: usize = parts.iter().map(|x| x.len()).sum();
+    version_data::for_each_full(rel, block, p, &s.offsets[..s.count], |i, header, own, rest| {
+        let len = header.len() + rest.len();
         if at + len > *cap {
             let grown = (at + len).next_power_of_two().max(pg_sys::BLCKSZ as usize * 4);
             // SAFETY: allocations in the scan's memory context; repalloc keeps
@@ -315,9 +320,12 @@ fn unpack(s: &mut LsmScan, p: pg_sys::Page) {
         }
         // SAFETY: the arena has `cap` >= `at + len` writable bytes.
         let dst = unsafe { std::slice::from_raw_parts_mut(arena.add(at), len) };
-        let (head, rest) = dst.split_at_mut(parts[0].len());
-        head.copy_from_slice(parts[0]);
-        rest.copy_from_slice(parts[1]);
+        let (head, tail) = dst.split_at_mut(header.len());
+        head.copy_from_slice(header);
+        if let Some((v, o)) = own {
+            compact_page::put_ctid(head, v, o);
+        }
+        tail.copy_from_slice(rest);
         spans[i] = (at as u32, len as u32);
         at = page_image::maxalign(at + len);
     });

@@ -226,28 +226,70 @@ pub fn version_at(
     p: pg_sys::Page,
     item: u16,
 ) -> Option<pg_sys::HeapTupleData> {
-    let t = tag(p)?;
-    let (tid, header, len) = match PageKind::from_u16(t.kind)? {
-        PageKind::L0 => {
-            let (ptr, len) = page::item(p, item)?;
-            (htup::make_tid(t.vblock, item), ptr, len)
-        }
-        PageKind::RunData => {
-            let bytes = page::bytes(p);
-            let (off, len) = page_image::run_item_tuple(bytes, item as usize)?;
-            let rowid = page_image::run_item_rowid(bytes, item as usize)?;
+    PageView::of(rel, p)?.version(item)
+}
+
+/// A data page read once for visits to many of its versions (the tag, and
+/// a compact page's head).
+pub struct PageView<'a> {
+    p: pg_sys::Page,
+    bytes: &'a [u8],
+    relid: pg_sys::Oid,
+    /// L0: its virtual block; None on run pages.
+    l0_vblock: Option<u32>,
+    compact: Option<compact_page::View<'a>>,
+}
+
+impl PageView<'_> {
+    /// The view of a pinned, locked L0 or RUN_DATA page (None otherwise).
+    pub fn of(rel: pg_sys::Relation, p: pg_sys::Page) -> Option<PageView<'static>> {
+        let t = tag(p)?;
+        let bytes = page::bytes(p);
+        let (l0_vblock, compact) = match PageKind::from_u16(t.kind)? {
+            PageKind::L0 => (Some(t.vblock), None),
+            PageKind::RunData => (
+                None,
+                compact_page::is_compact(bytes).then(|| compact_page::View::of(bytes)),
+            ),
+            _ => return None,
+        };
+        Some(PageView {
+            p,
+            bytes,
+            relid: relid(rel),
+            l0_vblock,
+            compact,
+        })
+    }
+
+    /// See [`version_at`]. (Always inlined: returned through memory, its
+    /// result stalled the scan loop's loads.)
+    #[inline(always)]
+    pub fn version(&self, item: u16) -> Option<pg_sys::HeapTupleData> {
+        let (tid, off, len) = if let Some(v) = self.l0_vblock {
+            let (off, len) = page_image::item_extent(self.bytes, item as usize)?;
+            (htup::make_tid(v, item), off, len)
+        } else if let Some(c) = &self.compact {
+            let (off, len) = page_image::item_extent(self.bytes, item as usize)?;
+            if len != compact_page::TUPLE_HEADER_LEN {
+                return None;
+            }
+            let (v, o) = format::tid_of_rowid(c.rowid_of(item as usize)?);
+            (htup::make_tid(v, o), off, len)
+        } else {
+            let (off, len) = page_image::run_item_tuple(self.bytes, item as usize)?;
+            let rowid = page_image::run_item_rowid(self.bytes, item as usize)?;
             let (v, o) = format::tid_of_rowid(rowid);
-            // SAFETY: run_item_tuple bounds-checked `off + len` inside the page.
-            (htup::make_tid(v, o), unsafe { (p as *mut u8).add(off) }, len)
-        }
-        _ => return None,
-    };
-    Some(pg_sys::HeapTupleData {
-        t_len: len as u32,
-        t_self: tid,
-        t_tableOid: relid(rel),
-        t_data: header as *mut htup::Header,
-    })
+            (htup::make_tid(v, o), off, len)
+        };
+        Some(pg_sys::HeapTupleData {
+            t_len: len as u32,
+            t_self: tid,
+            t_tableOid: self.relid,
+            // SAFETY: item_extent bounds-checked `off + len` inside the page.
+            t_data: unsafe { (self.p as *mut u8).add(off) } as *mut htup::Header,
+        })
+    }
 }
 
 /// A row version located on a pinned page: header pointer, length and TID.

@@ -173,21 +173,33 @@ fn with_parts<T>(
     }
 }
 
-/// Runs `f(i, [header, rest])` for the versions in line pointers `items`
-/// of compressed page `p` (block `blkno`, pinned and locked), decompressing
-/// the page once; XX001 when the page has no stub for one of them.
+/// Runs `f(i, header, own_tid, rest)` for the versions in line pointers
+/// `items` of compressed page `p` (block `blkno`, pinned and locked),
+/// decompressing the page once: `header` is the stored fixed header, and
+/// `own_tid` is set when it is a shared one whose copy needs the version's
+/// own TID in `t_ctid` (see `compact_page`). XX001 when the page has no
+/// header for one of them.
 pub fn for_each_full(
     rel: pg_sys::Relation,
     blkno: pg_sys::BlockNumber,
     p: pg_sys::Page,
     items: &[u16],
-    mut f: impl FnMut(usize, [&[u8]; 2]),
+    mut f: impl FnMut(usize, &[u8], Option<(u32, u16)>, &[u8]),
 ) {
     let payload = payload(rel, blkno, p);
     let bytes = page::bytes(p);
+    let compact = compact_page::is_compact(bytes).then(|| compact_page::View::of(bytes));
     for (i, &item) in items.iter().enumerate() {
-        match parts_of(bytes, &payload, item as usize) {
-            Some((h, rest)) => f(i, [&h[..], rest]),
+        let parts = match &compact {
+            Some(view) => view
+                .stored_header(item as usize)
+                .zip(payload.rest(item as usize))
+                .map(|((h, own), rest)| (h, own, rest)),
+            None => compressed_page::tuple_parts(bytes, &payload, item as usize)
+                .map(|[h, rest]| (h, None, rest)),
+        };
+        match parts {
+            Some((h, own, rest)) => f(i, h, own, rest),
             None => crate::pg::error::error(
                 PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
                 format!(
@@ -259,9 +271,13 @@ mod tests {
             buffer::lock_exclusive(buf);
             let p = buffer::page(buf);
             if is_compressed(p) {
-                let bytes = page::bytes_mut(p);
-                let special = crate::lsm::format::u16_at(bytes, 16) as usize;
-                bytes[special + BLOB_HEADER + 10] ^= 0x04;
+                // a byte of the frame, inside the blob in front of the tag
+                let blob_at = {
+                    let bytes = page::bytes(p);
+                    let blob = crate::lsm::compact_page::inline_blob(bytes).expect("a compact page");
+                    blob.as_ptr() as usize - bytes.as_ptr() as usize
+                };
+                page::bytes_mut(p)[blob_at + BLOB_HEADER + 10] ^= 0x04;
                 // SAFETY: pinned, exclusively locked buffer.
                 unsafe { pg_sys::MarkBufferDirty(buf) };
                 buffer::unlock_release(buf);
