@@ -37,6 +37,7 @@
 //!  RUN_PAYLOAD page (kind 7, owner = run id): | PageHeader | free | blob | tag |, pd_special = blob
 //! ```
 
+use super::columnar::Attr;
 use super::compressed_page::{self, Codec, CodecError, Payload, BLOB_HEADER, TUPLE_HEADER_SIZE};
 use super::format::{self, PageKind, BLOCK_SIZE, PAGE_HEADER_SIZE, TAG_SIZE};
 use super::page_image::{self, maxalign, PageImage};
@@ -245,7 +246,7 @@ pub fn payload_page_blob(page: &[u8]) -> &[u8] {
 
 /// Checks and decompresses the payload of compact page `page`; `blob` is
 /// its blob (from [`inline_blob`] or its payload page).
-pub fn decode(page: &[u8], blob: &[u8]) -> Result<Payload, CodecError> {
+pub fn decode(page: &[u8], blob: &[u8], attrs: &[Attr]) -> Result<Payload, CodecError> {
     let h = head(page);
     let ids = rowids(page);
     if ids.len() != h.nrows as usize || page_image::item_count(page) != ids.len() {
@@ -255,7 +256,7 @@ pub fn decode(page: &[u8], blob: &[u8]) -> Result<Payload, CodecError> {
             h.nrows
         )));
     }
-    compressed_page::decode_blob(blob, &ids)
+    compressed_page::decode_blob(blob, &ids, attrs)
 }
 
 /// Puts TID `(v, o)` into header bytes `h`.
@@ -456,6 +457,7 @@ pub fn build(
     frame: &[u8],
     raw_len: usize,
     codec: Codec,
+    layout: u8,
 ) -> Option<PageImage> {
     let n = versions.len();
     let map = map_kind(versions)?;
@@ -490,7 +492,7 @@ pub fn build(
         }
     }
     let rowids: Vec<u64> = versions.iter().map(|(r, _)| *r).collect();
-    let blob = compressed_page::blob_header(frame, raw_len, codec, &rowids);
+    let blob = compressed_page::blob_header(frame, raw_len, codec, layout, &rowids);
     page.write_special(&[&head, &offsets, &blob, frame]);
     Some(page)
 }
@@ -632,11 +634,11 @@ mod tests {
     fn page_of(vs: &[(u64, Vec<u8>)], codec: Codec) -> Option<PageImage> {
         let refs: Vec<(u64, &[u8])> = vs.iter().map(|(r, t)| (*r, t.as_slice())).collect();
         let (frame, raw) = compressed_page::compress(&refs, codec);
-        build(9, &refs, &frame, raw, codec)
+        build(9, &refs, &frame, raw, codec, compressed_page::LAYOUT_ROWS)
     }
 
     fn assert_round_trip(page: &[u8], blob: &[u8], vs: &[(u64, Vec<u8>)]) {
-        let payload = decode(page, blob).unwrap();
+        let payload = decode(page, blob, &[]).unwrap();
         for (i, (rowid, t)) in vs.iter().enumerate() {
             assert_eq!(rowid_of(page, i + 1), Some(*rowid));
             assert_eq!(item_of(page, *rowid), Some(i + 1));
@@ -742,18 +744,18 @@ mod tests {
         let mut bad = good.clone();
         bad[blob_at + BLOB_HEADER + 3] ^= 0x40;
         assert!(matches!(
-            decode(&bad, inline_blob(&bad).unwrap()),
+            decode(&bad, inline_blob(&bad).unwrap(), &[]),
             Err(CodecError::Checksum { .. })
         ));
         // the first rowid is covered by the crc through the rowids
         let mut bad = good.clone();
         bad[special(&good)] ^= 1;
-        assert!(decode(&bad, inline_blob(&bad).unwrap()).is_err());
+        assert!(decode(&bad, inline_blob(&bad).unwrap(), &[]).is_err());
         // a head that disagrees with the line pointers
         let at = special(&good) + 12;
         let mut bad = good;
         format::put_u16(&mut bad, at, 49);
         assert!(!check(&bad).is_empty());
-        assert!(decode(&bad, inline_blob(&bad).unwrap()).is_err());
+        assert!(decode(&bad, inline_blob(&bad).unwrap(), &[]).is_err());
     }
 }

@@ -30,6 +30,7 @@
 //! frame is [`CodecError`], which the Postgres side reports as XX001 naming
 //! the relation and block.
 
+use super::columnar::{self, Attr};
 use super::format::{self, PageKind, BLOCK_SIZE, PAGE_HEADER_SIZE, ROWID_PREFIX, TAG_SIZE};
 use super::page_image::{self, maxalign, PageImage};
 use thiserror::Error;
@@ -44,6 +45,10 @@ pub const STUB_LEN: usize = ROWID_PREFIX + TUPLE_HEADER_SIZE;
 pub const BLOB_HEADER: usize = 16;
 pub const CODEC_ZSTD: u8 = 1;
 pub const CODEC_LZ4: u8 = 2;
+/// Blob byte 15: rests one after the other (all version 3 pages).
+pub const LAYOUT_ROWS: u8 = 0;
+/// Blob byte 15: column-wise (version 6 pages; see `columnar`).
+pub const LAYOUT_COLUMNS: u8 = 1;
 /// Largest decompressed payload a page may declare (256 versions of at most a page each).
 const MAX_RAW: usize = 256 * BLOCK_SIZE;
 
@@ -131,6 +136,18 @@ pub fn compress(versions: &[(u64, &[u8])], codec: Codec) -> (Vec<u8>, usize) {
     (compress_raw(&raw, codec), raw.len())
 }
 
+/// [`compress`] of the column-wise payload ([`super::columnar`]); None
+/// when the versions do not split at the columns `attrs` describe.
+pub fn compress_columns(
+    versions: &[(u64, &[u8])],
+    codec: Codec,
+    attrs: &[Attr],
+) -> Option<(Vec<u8>, usize)> {
+    let tuples: Vec<&[u8]> = versions.iter().map(|(_, t)| *t).collect();
+    let raw = columnar::encode(attrs, &tuples)?;
+    Some((compress_raw(&raw, codec), raw.len()))
+}
+
 fn compress_raw(raw: &[u8], codec: Codec) -> Vec<u8> {
     let level = match codec {
         Codec::Lz4 => return lz4_flex::block::compress(raw),
@@ -157,13 +174,20 @@ thread_local! {
 }
 
 /// The blob header of a frame of `rowids.len()` versions: crc, lengths,
-/// version count, codec.
-pub fn blob_header(frame: &[u8], raw_len: usize, codec: Codec, rowids: &[u64]) -> [u8; BLOB_HEADER] {
+/// version count, codec, payload layout ([`LAYOUT_ROWS`] or [`LAYOUT_COLUMNS`]).
+pub fn blob_header(
+    frame: &[u8],
+    raw_len: usize,
+    codec: Codec,
+    layout: u8,
+    rowids: &[u64],
+) -> [u8; BLOB_HEADER] {
     let mut header = [0u8; BLOB_HEADER];
     format::put_u32(&mut header, 4, frame.len() as u32);
     format::put_u32(&mut header, 8, raw_len as u32);
     format::put_u16(&mut header, 12, rowids.len() as u16);
     header[14] = codec.id();
+    header[15] = layout;
     let sum = crc(&header, frame, rowids.iter().copied());
     format::put_u32(&mut header, 0, sum);
     header
@@ -197,7 +221,7 @@ pub fn build(
         }
     }
     let rowids: Vec<u64> = versions.iter().map(|(r, _)| *r).collect();
-    let header = blob_header(frame, raw_len, codec, &rowids);
+    let header = blob_header(frame, raw_len, codec, LAYOUT_ROWS, &rowids);
     page.write_special(&[&header, frame]);
     Some(page)
 }
@@ -254,12 +278,13 @@ pub fn decode(page: &[u8]) -> Result<Payload, CodecError> {
             None => return layout(format!("line pointer {i} is not a stub")),
         }
     }
-    decode_blob(&page[special..end], &rowids)
+    decode_blob(&page[special..end], &rowids, &[])
 }
 
 /// Checks and decompresses a blob (header and frame, at the start of
-/// `blob`) holding the rests of the versions with `rowids`.
-pub fn decode_blob(blob: &[u8], rowids: &[u64]) -> Result<Payload, CodecError> {
+/// `blob`) holding the rests of the versions with `rowids`; a column-wise
+/// payload is put back into rows by the table's column layout `attrs`.
+pub fn decode_blob(blob: &[u8], rowids: &[u64], attrs: &[Attr]) -> Result<Payload, CodecError> {
     let layout = |m: String| Err(CodecError::Layout(m));
     if blob.len() < BLOB_HEADER {
         return layout(format!("blob of {} bytes", blob.len()));
@@ -291,6 +316,16 @@ pub fn decode_blob(blob: &[u8], rowids: &[u64]) -> Result<Payload, CodecError> {
         return Err(CodecError::Checksum { stored, computed });
     }
     let raw = decompress(codec, frame, raw_len).map_err(CodecError::Frame)?;
+    if header[15] == LAYOUT_COLUMNS {
+        if raw.len() != raw_len {
+            return layout(format!("payload of {} bytes, {raw_len} declared", raw.len()));
+        }
+        let (raw, rests) = columnar::decode(attrs, &raw, nitems).map_err(CodecError::Layout)?;
+        return Ok(Payload { raw, rests });
+    }
+    if header[15] != LAYOUT_ROWS {
+        return layout(format!("unknown payload layout {}", header[15]));
+    }
     if raw.len() != raw_len || raw_len < 2 * nitems {
         return layout(format!(
             "payload of {} bytes, {raw_len} declared",

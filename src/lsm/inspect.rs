@@ -11,6 +11,7 @@
 
 use super::format::PageKind;
 use super::handler;
+use super::columnar::Attr;
 use super::page_check::{self, Context, Summary};
 use super::run_writer::{Readers, SwitchLock};
 use crate::pg::{page, rel};
@@ -35,8 +36,10 @@ fn open_lsm(relation: &PgRelation) -> pg_sys::Relation {
 }
 
 fn summarize(r: pg_sys::Relation, problems: &mut Vec<page_check::Problem>) -> (Vec<Summary>, u32) {
+    let attrs: Vec<Attr> = rel::attr_layouts(r).into_iter().map(Attr::from_layout).collect();
     let ctx = Context {
         block_size: page::BLCKSZ,
+        attrs: &attrs,
         natts: rel::natts(r),
         next_xid: rel::next_xid().into_inner(),
         frozen_xid: rel::frozen_xid(r).into_inner(),

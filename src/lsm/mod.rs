@@ -27,6 +27,7 @@ pub mod bulk;
 pub mod chain;
 pub mod cluster;
 pub mod compact;
+pub mod columnar;
 pub mod compact_page;
 pub mod compressed_page;
 pub mod ddl;

@@ -26,6 +26,7 @@
 //! ```
 
 use super::bloom;
+use super::columnar::Attr;
 use super::compact_page;
 use super::compressed_page;
 use super::format::{
@@ -50,8 +51,10 @@ const FIRST_NORMAL_XID: u32 = 3;
 
 /// What the checks need to know about the relation and the server.
 #[derive(Clone, Copy, Debug)]
-pub struct Context {
+pub struct Context<'a> {
     pub block_size: usize,
+    /// The relation's column layout (column-wise compressed payloads).
+    pub attrs: &'a [Attr],
     /// Number of attributes of the relation (dropped ones included).
     pub natts: u16,
     /// `ReadNextTransactionId()`: no stored xid may be at or after it.
@@ -125,7 +128,7 @@ pub fn xid_precedes(a: u32, b: u32) -> bool {
 pub fn check_page(
     block: u32,
     p: &[u8],
-    ctx: &Context,
+    ctx: &Context<'_>,
     blob_of: BlobOf,
     problems: &mut Vec<Problem>,
 ) -> Summary {
@@ -255,7 +258,7 @@ fn check_rows(
     upper: usize,
     special: usize,
     kind: PageKind,
-    ctx: &Context,
+    ctx: &Context<'_>,
     blob_of: BlobOf,
     out: &mut Summary,
     report: &mut impl FnMut(u16, String),
@@ -300,7 +303,7 @@ fn check_rows(
         },
     };
     let decoded = match &blob {
-        Some(blob) => Some(compact_page::decode(p, blob)),
+        Some(blob) => Some(compact_page::decode(p, blob, ctx.attrs)),
         None if compressed_page::is_compressed(p) => Some(compressed_page::decode(p)),
         None => None,
     };
@@ -314,11 +317,13 @@ fn check_rows(
         let codec = blob
             .as_deref()
             .or_else(|| (!compact).then(|| &p[special..]))
-            .filter(|b| b.len() > 14 && compressed_page::is_compressed(p))
-            .map(|b| b[14]);
+            .filter(|b| b.len() > 15 && compressed_page::is_compressed(p))
+            .map(|b| (b[14], b[15] == compressed_page::LAYOUT_COLUMNS));
         out.codec = codec.map(|c| match c {
-            compressed_page::CODEC_ZSTD => "zstd",
-            compressed_page::CODEC_LZ4 => "lz4",
+            (compressed_page::CODEC_ZSTD, false) => "zstd",
+            (compressed_page::CODEC_ZSTD, true) => "zstd, by column",
+            (compressed_page::CODEC_LZ4, false) => "lz4",
+            (compressed_page::CODEC_LZ4, true) => "lz4, by column",
             _ => "unknown",
         });
     }
@@ -428,7 +433,7 @@ fn check_tuple(
     t: &[u8],
     offset: u16,
     rowid: u64,
-    ctx: &Context,
+    ctx: &Context<'_>,
     out: &mut Summary,
     report: &mut impl FnMut(u16, String),
 ) {
@@ -867,8 +872,9 @@ mod tests {
     use crate::lsm::page_image::{fence_page, PageImage, RunPacker};
 
     const BS: usize = 8192;
-    const CTX: Context = Context {
+    const CTX: Context<'static> = Context {
         block_size: BS,
+        attrs: &[],
         natts: 3,
         next_xid: 1000,
         frozen_xid: 3,

@@ -3,6 +3,7 @@
 //! buffers; readers parse pages (pinned buffers or copies) without pointer
 //! arithmetic. Layouts are in [`super::format`].
 
+use super::columnar::Attr;
 use super::compact_page;
 use super::compressed_page::{self, Codec};
 use super::format::{
@@ -350,6 +351,9 @@ pub struct RunPacker {
     compact: bool,
     /// Header and rowid-map needs of the pending versions on a compact page.
     estimate: compact_page::Estimate,
+    /// The table's column layout: compact pages then store their rows
+    /// column-wise (see [`super::columnar`]).
+    columns: Option<Vec<Attr>>,
     pending: Vec<(u64, Vec<u8>)>,
     /// Bytes the pending versions take on an uncompressed page.
     plain_bytes: usize,
@@ -383,11 +387,18 @@ impl RunPacker {
             codec,
             compact,
             estimate: compact_page::Estimate::default(),
+            columns: None,
             pending: Vec::new(),
             plain_bytes: 0,
             raw_bytes: 0,
             ratio: None,
         }
+    }
+
+    /// Stores compact pages column-wise by the table's column layout.
+    pub fn with_columns(mut self, attrs: Vec<Attr>) -> RunPacker {
+        self.columns = Some(attrs);
+        self
     }
 
     /// Adds a version; returns the pages it completed (usually none or one).
@@ -418,9 +429,40 @@ impl RunPacker {
         }
     }
 
-    fn build(&self, refs: &[(u64, &[u8])], frame: &[u8], raw_len: usize, codec: Codec) -> Option<PageImage> {
+    /// Compresses `refs` for the layout written: column-wise on compact
+    /// pages when the packer knows the columns and the rows split at them.
+    /// The frame, the raw payload length, the payload layout, and frame
+    /// bytes per row-wise payload byte (what the packer estimates with).
+    fn compress(&self, refs: &[(u64, &[u8])], codec: Codec) -> (Vec<u8>, usize, u8, f64) {
+        let row_raw: usize = refs
+            .iter()
+            .map(|(_, t)| 2 + t.len().saturating_sub(compressed_page::TUPLE_HEADER_SIZE))
+            .sum();
+        let columns = self.columns.as_deref().filter(|_| self.compact);
+        let (frame, raw_len, layout) = match columns
+            .and_then(|attrs| compressed_page::compress_columns(refs, codec, attrs))
+        {
+            Some((frame, raw_len)) => (frame, raw_len, compressed_page::LAYOUT_COLUMNS),
+            None => {
+                let (frame, raw_len) = compressed_page::compress(refs, codec);
+                (frame, raw_len, compressed_page::LAYOUT_ROWS)
+            }
+        };
+        let ratio = frame.len() as f64 / row_raw.max(1) as f64;
+        (frame, raw_len, layout, ratio)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        &self,
+        refs: &[(u64, &[u8])],
+        frame: &[u8],
+        raw_len: usize,
+        codec: Codec,
+        layout: u8,
+    ) -> Option<PageImage> {
         if self.compact {
-            compact_page::build(self.run_id, refs, frame, raw_len, codec)
+            compact_page::build(self.run_id, refs, frame, raw_len, codec, layout)
         } else {
             compressed_page::build(self.run_id, refs, frame, raw_len, codec)
         }
@@ -450,8 +492,8 @@ impl RunPacker {
             Some(r) => r,
             None => {
                 let refs = self.refs_with(tuple);
-                let (frame, raw_len) = compressed_page::compress(&refs, codec);
-                self.ratio = Some(frame.len() as f64 / raw_len.max(1) as f64);
+                let (frame, _, _, ratio) = self.compress(&refs, codec);
+                self.ratio = Some(ratio);
                 return self.frame_fits((rowid, tuple), frame.len());
             }
         };
@@ -493,9 +535,9 @@ impl RunPacker {
                     .iter()
                     .map(|(r, t)| (*r, t.as_slice()))
                     .collect();
-                let (frame, raw_len) = compressed_page::compress(&refs, codec);
-                ratio.set(Some(frame.len() as f64 / raw_len.max(1) as f64));
-                self.build(&refs, &frame, raw_len, codec).ok_or(frame.len())
+                let (frame, raw_len, layout, r) = self.compress(&refs, codec);
+                ratio.set(Some(r));
+                self.build(&refs, &frame, raw_len, codec, layout).ok_or(frame.len())
             };
             // usually all pending versions fit (they were estimated); else a
             // prefix scaled to the measured overshoot, then the longest
@@ -712,7 +754,8 @@ mod tests {
     fn unpack(bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
         let n = item_count(bytes);
         if compact_page::is_compact(bytes) {
-            let payload = compact_page::decode(bytes, compact_page::inline_blob(bytes).unwrap()).unwrap();
+            let payload =
+                compact_page::decode(bytes, compact_page::inline_blob(bytes).unwrap(), &[]).unwrap();
             return (1..=n)
                 .map(|i| {
                     let (h, rest) = compact_page::tuple_parts(bytes, &payload, i).unwrap();

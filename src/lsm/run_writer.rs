@@ -76,11 +76,7 @@ impl RunWriter {
             meta: meta.clone(),
             taken: HashSet::new(),
             next_run_id: id + 1,
-            packer: RunPacker::with_layout(
-                id,
-                super::gucs::compression(),
-                super::gucs::compact_pages(),
-            ),
+            packer: packer(id, rel),
             current: RunDesc::new(id, level),
             fences: Vec::new(),
             done: Vec::new(),
@@ -228,6 +224,20 @@ impl RunWriter {
             data_pages: self.data_pages,
             blocks: self.taken.into_iter().collect(),
         }
+    }
+}
+
+/// A packer for run `id` of `rel` as the settings ask (codec, layout).
+fn packer(id: u32, rel: pg_sys::Relation) -> RunPacker {
+    let p = RunPacker::with_layout(
+        id,
+        super::gucs::compression(),
+        super::gucs::compact_pages(),
+    );
+    if super::gucs::columnar() {
+        p.with_columns(super::version_data::columns(rel))
+    } else {
+        p
     }
 }
 

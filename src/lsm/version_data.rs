@@ -11,6 +11,7 @@
 //! once. Every decompression verifies the page's crc; a mismatch, or a frame
 //! that does not decode, raises XX001 naming the relation and block.
 
+use super::columnar::Attr;
 use super::compact_page;
 use super::compressed_page::{self, Payload};
 use super::format;
@@ -30,6 +31,14 @@ const CACHED_PAGES: usize = 4;
 
 thread_local! {
     static CACHE: RefCell<Vec<(Key, Rc<Payload>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The column layout of `rel` (column-wise payloads are split by it).
+pub fn columns(rel: pg_sys::Relation) -> Vec<Attr> {
+    crate::pg::rel::attr_layouts(rel)
+        .into_iter()
+        .map(Attr::from_layout)
+        .collect()
 }
 
 /// Whether a (pinned) page is a compressed run page.
@@ -61,9 +70,10 @@ pub fn payload(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, p: pg_sys::Pag
         return hit;
     }
     let decoded = if compact {
+        let attrs = columns(rel);
         let h = compact_page::head(bytes);
         if h.payload_block == 0 {
-            compact_page::decode(bytes, compact_page::inline_blob(bytes).unwrap_or(&[]))
+            compact_page::decode(bytes, compact_page::inline_blob(bytes).unwrap_or(&[]), &attrs)
         } else {
             super::manifest::read_page(rel, h.payload_block, |pp| {
                 let theirs = page_image::tag_of(pp).is_some_and(|t| {
@@ -71,7 +81,7 @@ pub fn payload(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, p: pg_sys::Pag
                         && Some(t.vblock) == page_image::tag_of(bytes).map(|d| d.vblock)
                 });
                 if theirs {
-                    compact_page::decode(bytes, compact_page::payload_page_blob(pp))
+                    compact_page::decode(bytes, compact_page::payload_page_blob(pp), &attrs)
                 } else {
                     Err(compressed_page::CodecError::Layout(format!(
                         "block {} is not its payload page",

@@ -43,6 +43,24 @@ pub fn natts(rel: pg_sys::Relation) -> u16 {
     unsafe { (*(*rel).rd_att).natts as u16 }
 }
 
+/// Storage layout of every attribute (dropped ones included), in order:
+/// `(attlen, attalign in bytes, attbyval)`.
+pub fn attr_layouts(rel: pg_sys::Relation) -> Vec<(i16, u8, bool)> {
+    // SAFETY: open relation with a valid tuple descriptor that outlives this call.
+    let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att) };
+    desc.iter()
+        .map(|a| {
+            let align = match a.attalign as u8 {
+                b's' => 2,
+                b'i' => 4,
+                b'd' => 8,
+                _ => 1,
+            };
+            (a.attlen, align, a.attbyval)
+        })
+        .collect()
+}
+
 /// Takes a heavyweight lock on the relation until the end of the transaction.
 pub fn lock(rel: pg_sys::Relation, mode: u32) {
     // SAFETY: open relation; LockRelation waits or raises on deadlock.

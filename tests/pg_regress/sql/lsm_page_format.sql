@@ -63,6 +63,23 @@ SELECT layout, pages > 0 AS some FROM strata.lsm_page_layouts('w');
 SELECT count(*), sum(length(doc)), sum(id) FROM w;
 SELECT * FROM strata.lsm_verify('w');
 
+-- row by row instead of column by column
+SET strata.lsm_columnar = off;
+CREATE TABLE cr USING lsm AS SELECT * FROM h;
+SELECT layout, codec, row_versions FROM strata.lsm_page_layouts('cr');
+(SELECT * FROM cr EXCEPT ALL SELECT * FROM h) UNION ALL (SELECT * FROM h EXCEPT ALL SELECT * FROM cr);
+RESET strata.lsm_columnar;
+-- a column dropped and one added: rows of both shapes on one page
+ALTER TABLE cr DROP COLUMN grp;
+ALTER TABLE cr ADD COLUMN note text;
+INSERT INTO cr SELECT id + 100000, email, status, 'late ' || id FROM h WHERE id <= 3000;
+SET strata.lsm_level1_runs = 1;
+VACUUM cr;
+RESET strata.lsm_level1_runs;
+SELECT layout, codec, sum(row_versions) FROM strata.lsm_page_layouts('cr') GROUP BY 1, 2 ORDER BY 1, 2;
+SELECT count(*), count(note), sum(id), sum(length(email)) FROM cr;
+SELECT * FROM strata.lsm_verify('cr');
+
 -- zstd, through CREATE TABLE AS
 SET strata.lsm_compression = zstd;
 CREATE TABLE cz USING lsm AS SELECT * FROM h;
@@ -107,4 +124,4 @@ SET enable_seqscan = off;
 SELECT count(*), sum(id) FROM m WHERE grp >= 1000;
 RESET enable_seqscan;
 
-DROP TABLE c, h, h2, w, cz, m;
+DROP TABLE c, h, h2, w, cz, cr, m;
