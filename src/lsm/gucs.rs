@@ -31,6 +31,8 @@ pub static COMPRESSION_LEVEL: GucSetting<i32> = GucSetting::<i32>::new(1);
 pub static COMPRESSION: GucSetting<Compression> = GucSetting::<Compression>::new(Compression::Lz4);
 /// `strata.lsm_columnar`: compact pages store their rows column by column.
 pub static COLUMNAR: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// `strata.lsm_pack_thread`: run pages are packed on a second thread.
+pub static PACK_THREAD: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// Layout of compressed run pages written: 6 (compact) or 5 (a stub per row).
 pub static PAGE_FORMAT: GucSetting<i32> = GucSetting::<i32>::new(6);
 /// Bloom filter bits per row version of new runs; 0 = no filters.
@@ -105,6 +107,14 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"strata.lsm_pack_thread",
+        c"Whether lsm bulk loads, flushes and merges pack and compress run pages on a second thread.",
+        c"The thread never calls PostgreSQL: the backend keeps reading rows while another core compresses; used only on machines with more than one core.",
+        &PACK_THREAD,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"strata.lsm_page_format",
         c"Layout of the compressed run pages lsm writes: 6 (compact, current) or 5 (a rowid and header stub per row).",
@@ -147,6 +157,11 @@ pub fn compression() -> Option<Codec> {
         Compression::Lz4 => Codec::Lz4,
         Compression::Zstd => Codec::Zstd(level),
     })
+}
+
+/// Whether run pages may be packed on a second thread.
+pub fn pack_thread() -> bool {
+    PACK_THREAD.get()
 }
 
 /// Whether compact run pages store their rows column-wise.

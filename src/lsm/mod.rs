@@ -39,6 +39,7 @@ pub mod handler;
 pub mod index_build;
 pub mod inspect;
 pub mod manifest;
+pub mod pack_thread;
 pub mod modify;
 pub mod page_check;
 pub mod page_image;

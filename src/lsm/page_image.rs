@@ -107,6 +107,11 @@ impl PageImage {
         true
     }
 
+    /// Writes `owner` into the tag (run id, virtual block, slot).
+    pub fn set_owner(&mut self, owner: u32) {
+        format::put_u32(&mut self.bytes, SPECIAL_AT + 8, owner);
+    }
+
     /// Writes format version `v` into the tag (pages in an older layout).
     pub fn set_version(&mut self, v: u16) {
         format::put_u16(&mut self.bytes, SPECIAL_AT + 4, v);

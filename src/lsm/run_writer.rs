@@ -19,6 +19,7 @@ use super::format::{
     self, Meta, PageKind, RunDesc, FENCE_ENTRIES, MAX_RUN_DATA_PAGES,
 };
 use super::manifest;
+use super::pack_thread::Packer;
 use super::page_image::{self, PackedPage, PageImage, RunPacker};
 use super::storage::{self, META_BLOCK};
 use crate::pg::buffer::{self, PageWrite};
@@ -36,7 +37,8 @@ pub struct RunWriter {
     meta: Meta,
     taken: HashSet<pg_sys::BlockNumber>,
     next_run_id: u32,
-    packer: RunPacker,
+    /// None once finished.
+    packer: Option<Packer>,
     current: RunDesc,
     fences: Vec<(u64, u32)>,
     done: Vec<RunDesc>,
@@ -76,7 +78,7 @@ impl RunWriter {
             meta: meta.clone(),
             taken: HashSet::new(),
             next_run_id: id + 1,
-            packer: packer(id, rel),
+            packer: Some(packer(id, rel)),
             current: RunDesc::new(id, level),
             fences: Vec::new(),
             done: Vec::new(),
@@ -136,14 +138,17 @@ impl RunWriter {
         if self.bloom_bits_per_key > 0 {
             self.rowids.push(rowid);
         }
-        for page in self.packer.add(rowid, tuple) {
+        let added = self.packer.as_mut().expect("an unfinished writer").add(rowid, tuple);
+        for page in added.unwrap_or_else(|e| crate::pg::error::raise(&e)) {
             self.write_data_page(page);
         }
     }
 
     /// Writes a full data page into the current run; a run whose fence
     /// index is full is closed and the versions still pending go to the next.
-    fn write_data_page(&mut self, page: PackedPage) {
+    fn write_data_page(&mut self, mut page: PackedPage) {
+        // (a packer ahead on its thread tagged it with the run open then)
+        page.image.set_owner(self.current.run_id);
         let block = self.write(&page.image);
         self.fences.push((page.first_rowid, block));
         self.data_pages.push((page.first_rowid, block));
@@ -156,7 +161,6 @@ impl RunWriter {
         run.tuple_bytes += page.tuple_bytes;
         if self.fences.len() == MAX_RUN_DATA_PAGES {
             self.close_run();
-            self.packer.run_id = self.current.run_id;
         }
     }
 
@@ -197,6 +201,12 @@ impl RunWriter {
     /// them (None: filters off, or no room in the root).
     fn write_filter(&mut self, leaves: usize) -> Option<Vec<u8>> {
         let rowids = self.rowids.take_through(self.current.last_rowid);
+        // a run holding every rowid of its range (a bulk load's) has none
+        // to reject: a filter would only cost lookups a page read
+        let run = &self.current;
+        if run.last_rowid - run.first_rowid + 1 == run.versions {
+            return None;
+        }
         let max_pages = page_image::filter_pages_fitting(leaves);
         let (npages, k) = bloom::geometry(rowids.len(), self.bloom_bits_per_key, max_pages)?;
         let mut filter = bloom::Filter::new(npages, k);
@@ -210,8 +220,8 @@ impl RunWriter {
     }
 
     pub fn finish(mut self) -> Written {
-        let packer = std::mem::replace(&mut self.packer, RunPacker::new(0, None));
-        for page in packer.finish() {
+        let packer = self.packer.take().expect("an unfinished writer");
+        for page in packer.finish().unwrap_or_else(|e| crate::pg::error::raise(&e)) {
             self.write_data_page(page);
         }
         if !self.fences.is_empty() {
@@ -227,18 +237,22 @@ impl RunWriter {
     }
 }
 
-/// A packer for run `id` of `rel` as the settings ask (codec, layout).
-fn packer(id: u32, rel: pg_sys::Relation) -> RunPacker {
+/// A packer for run `id` of `rel` as the settings ask (codec, layout, on
+/// a thread of its own when the machine has a second core).
+fn packer(id: u32, rel: pg_sys::Relation) -> Packer {
     let p = RunPacker::with_layout(
         id,
         super::gucs::compression(),
         super::gucs::compact_pages(),
     );
-    if super::gucs::columnar() {
+    let p = if super::gucs::columnar() {
         p.with_columns(super::version_data::columns(rel))
     } else {
         p
-    }
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Packer::new(p, super::gucs::pack_thread() && cores > 1)
+        .unwrap_or_else(|e| crate::pg::error::raise(&e))
 }
 
 /// Overwrites the pinned, exclusively locked page `buf` with `image`

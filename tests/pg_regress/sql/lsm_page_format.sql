@@ -63,6 +63,16 @@ SELECT layout, pages > 0 AS some FROM strata.lsm_page_layouts('w');
 SELECT count(*), sum(length(doc)), sum(id) FROM w;
 SELECT * FROM strata.lsm_verify('w');
 
+-- packed on the backend's own thread: the same pages
+SET strata.lsm_pack_thread = off;
+CREATE TABLE ct USING lsm AS SELECT * FROM h;
+RESET strata.lsm_pack_thread;
+CREATE TABLE ct2 USING lsm AS SELECT * FROM h;
+SELECT (SELECT array_agg(l ORDER BY l) FROM strata.lsm_page_layouts('ct') l)
+     = (SELECT array_agg(l ORDER BY l) FROM strata.lsm_page_layouts('ct2') l) AS same_pages;
+(SELECT * FROM ct EXCEPT ALL SELECT * FROM h) UNION ALL (SELECT * FROM h EXCEPT ALL SELECT * FROM ct);
+DROP TABLE ct, ct2;
+
 -- row by row instead of column by column
 SET strata.lsm_columnar = off;
 CREATE TABLE cr USING lsm AS SELECT * FROM h;
