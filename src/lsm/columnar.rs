@@ -328,6 +328,101 @@ pub fn decode(attrs: &[Attr], raw: &[u8], n: usize) -> Result<(Vec<u8>, Vec<(usi
     Ok((out, spans))
 }
 
+/// The rest of version `target` (0-based) alone from a column-wise raw
+/// payload of `n` versions: counts the values of the versions before it in
+/// each column and reads only its own (a point lookup; [`decode`] rebuilds
+/// every row).
+pub fn decode_one(attrs: &[Attr], raw: &[u8], n: usize, target: usize) -> Result<Vec<u8>, String> {
+    let bad = |m: &str| Err(format!("column-wise payload: {m}"));
+    let mut before = vec![0usize; attrs.len()];
+    let mut at = 0usize;
+    let mut mine = None;
+    let mut most = 0usize;
+    for r in 0..n {
+        let Some(head) = raw.get(at..at + 3) else {
+            return bad("rows section truncated");
+        };
+        let natts_flags = u16::from_le_bytes([head[0], head[1]]);
+        let plen = head[2] as usize;
+        let Some(prefix) = raw.get(at + 3..at + 3 + plen) else {
+            return bad("rows section truncated");
+        };
+        let natts = (natts_flags & !HAS_NULLS) as usize;
+        let has_nulls = natts_flags & HAS_NULLS != 0;
+        if natts > attrs.len() || (has_nulls && plen < natts.div_ceil(8)) {
+            return bad("a row has more attributes than the table");
+        }
+        most = most.max(natts);
+        if r < target {
+            for (c, count) in before.iter_mut().enumerate().take(natts) {
+                if !has_nulls || prefix[c / 8] & (1 << (c % 8)) != 0 {
+                    *count += 1;
+                }
+            }
+        } else if r == target {
+            mine = Some((natts, has_nulls, prefix));
+        }
+        at += 3 + plen;
+    }
+    let Some((natts, has_nulls, prefix)) = mine else {
+        return bad("no such version");
+    };
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(prefix);
+    let base = out.len();
+    for c in 0..most {
+        let Some(head) = raw.get(at..at + 5) else {
+            return bad("column section truncated");
+        };
+        let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let Some(body) = raw.get(at + 5..at + 5 + len) else {
+            return bad("column section truncated");
+        };
+        at += 5 + len;
+        if c >= natts || (has_nulls && prefix[c / 8] & (1 << (c % 8)) == 0) {
+            continue;
+        }
+        let a = attrs[c];
+        let skip = before[c];
+        if head[0] == KIND_DELTA {
+            let (mut pos, mut x) = (0usize, 0i64);
+            for _ in 0..=skip {
+                let Some(z) = get_varint(body, &mut pos) else {
+                    return bad("delta column truncated");
+                };
+                x = x.wrapping_add(((z >> 1) as i64) ^ -((z & 1) as i64));
+            }
+            place(&mut out, base, a, &x.to_le_bytes()[..a.len as usize]);
+            continue;
+        }
+        if head[0] != KIND_RAW {
+            return bad("unknown column kind");
+        }
+        let value_len = |b: &[u8]| -> Option<usize> {
+            match a.len {
+                l if l > 0 => Some(l as usize),
+                -1 => varlena_len(b),
+                -2 => b.iter().position(|x| *x == 0).map(|p| p + 1),
+                _ => None,
+            }
+        };
+        let mut pos = if a.len > 0 { skip * a.len as usize } else { 0 };
+        if a.len <= 0 {
+            for _ in 0..skip {
+                match body.get(pos..).and_then(value_len) {
+                    Some(l) => pos += l,
+                    None => return bad("bad value"),
+                }
+            }
+        }
+        let Some(v) = body.get(pos..).and_then(|b| value_len(b).and_then(|l| b.get(..l))) else {
+            return bad("column truncated");
+        };
+        place(&mut out, base, a, v);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,8 +489,9 @@ mod tests {
         let refs: Vec<&[u8]> = tuples.iter().map(|t| t.as_slice()).collect();
         let raw = encode(&attrs, &refs).expect("splits");
         let (buf, spans) = decode(&attrs, &raw, refs.len()).unwrap();
-        for (t, (s, l)) in tuples.iter().zip(&spans) {
+        for (i, (t, (s, l))) in tuples.iter().zip(&spans).enumerate() {
             assert_eq!(&buf[*s..s + l], &t[TUPLE_HEADER_SIZE..]);
+            assert_eq!(decode_one(&attrs, &raw, refs.len(), i).unwrap(), &t[TUPLE_HEADER_SIZE..]);
         }
         // counting ids and steady timestamps take a byte or three each
         let plain: usize = tuples.iter().map(|t| t.len() - TUPLE_HEADER_SIZE).sum();
@@ -412,6 +508,9 @@ mod tests {
         let (buf, spans) = decode(&attrs, &raw, 2).unwrap();
         assert_eq!(&buf[spans[0].0..spans[0].0 + spans[0].1], &old[TUPLE_HEADER_SIZE..]);
         assert_eq!(&buf[spans[1].0..spans[1].0 + spans[1].1], &new[TUPLE_HEADER_SIZE..]);
+        assert_eq!(decode_one(&attrs, &raw, 2, 0).unwrap(), &old[TUPLE_HEADER_SIZE..]);
+        assert_eq!(decode_one(&attrs, &raw, 2, 1).unwrap(), &new[TUPLE_HEADER_SIZE..]);
+        assert!(decode_one(&attrs, &raw, 2, 2).is_err());
         // data that does not follow the layout is refused (row-wise instead)
         let mut odd = new.clone();
         odd.push(0);
@@ -419,6 +518,7 @@ mod tests {
         // a damaged payload is an error, not a panic
         for cut in 0..raw.len() {
             let _ = decode(&attrs, &raw[..cut], 2);
+            let _ = decode_one(&attrs, &raw[..cut], 2, 1);
         }
         assert!(decode(&attrs, &raw[..raw.len() - 1], 2).is_err());
     }

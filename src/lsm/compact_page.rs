@@ -259,6 +259,15 @@ pub fn decode(page: &[u8], blob: &[u8], attrs: &[Attr]) -> Result<Payload, Codec
     compressed_page::decode_blob(blob, &ids, attrs)
 }
 
+/// The rest of version `item` alone (see [`compressed_page::decode_blob_one`]).
+pub fn decode_one(page: &[u8], blob: &[u8], attrs: &[Attr], item: usize) -> Result<Vec<u8>, CodecError> {
+    let ids = rowids(page);
+    if ids.len() != head(page).nrows as usize || page_image::item_count(page) != ids.len() {
+        return Err(CodecError::Layout("line pointers and head disagree".into()));
+    }
+    compressed_page::decode_blob_one(blob, &ids, attrs, item)
+}
+
 /// Puts TID `(v, o)` into header bytes `h`.
 pub fn put_ctid(h: &mut [u8], v: u32, o: u16) {
     format::put_u16(h, 12, (v >> 16) as u16);

@@ -285,6 +285,39 @@ pub fn decode(page: &[u8]) -> Result<Payload, CodecError> {
 /// `blob`) holding the rests of the versions with `rowids`; a column-wise
 /// payload is put back into rows by the table's column layout `attrs`.
 pub fn decode_blob(blob: &[u8], rowids: &[u64], attrs: &[Attr]) -> Result<Payload, CodecError> {
+    let (raw, columns) = open_blob(blob, rowids)?;
+    let nitems = rowids.len();
+    if columns {
+        let (raw, rests) = columnar::decode(attrs, &raw, nitems).map_err(CodecError::Layout)?;
+        return Ok(Payload { raw, rests });
+    }
+    let rests = row_spans(&raw, nitems)?;
+    Ok(Payload { raw, rests })
+}
+
+/// The rest of version `item` (1-based) alone from a blob (see
+/// [`decode_blob`]): a point lookup rebuilds one row, not the page's.
+pub fn decode_blob_one(
+    blob: &[u8],
+    rowids: &[u64],
+    attrs: &[Attr],
+    item: usize,
+) -> Result<Vec<u8>, CodecError> {
+    let (raw, columns) = open_blob(blob, rowids)?;
+    let nitems = rowids.len();
+    if item == 0 || item > nitems {
+        return Err(CodecError::Layout(format!("no version {item} of {nitems}")));
+    }
+    if columns {
+        return columnar::decode_one(attrs, &raw, nitems, item - 1).map_err(CodecError::Layout);
+    }
+    let (start, len) = row_spans(&raw, nitems)?[item - 1];
+    Ok(raw[start..start + len].to_vec())
+}
+
+/// The checked, decompressed payload of a blob, and whether it is laid
+/// out column by column.
+fn open_blob(blob: &[u8], rowids: &[u64]) -> Result<(Vec<u8>, bool), CodecError> {
     let layout = |m: String| Err(CodecError::Layout(m));
     if blob.len() < BLOB_HEADER {
         return layout(format!("blob of {} bytes", blob.len()));
@@ -298,6 +331,9 @@ pub fn decode_blob(blob: &[u8], rowids: &[u64], attrs: &[Attr]) -> Result<Payloa
     let (nitems, codec) = (format::u16_at(header, 12) as usize, header[14]);
     if codec != CODEC_ZSTD && codec != CODEC_LZ4 {
         return layout(format!("unknown codec {codec}"));
+    }
+    if header[15] != LAYOUT_ROWS && header[15] != LAYOUT_COLUMNS {
+        return layout(format!("unknown payload layout {}", header[15]));
     }
     if BLOB_HEADER + zlen > blob.len() || raw_len > MAX_RAW {
         return layout(format!(
@@ -316,26 +352,22 @@ pub fn decode_blob(blob: &[u8], rowids: &[u64], attrs: &[Attr]) -> Result<Payloa
         return Err(CodecError::Checksum { stored, computed });
     }
     let raw = decompress(codec, frame, raw_len).map_err(CodecError::Frame)?;
-    if header[15] == LAYOUT_COLUMNS {
-        if raw.len() != raw_len {
-            return layout(format!("payload of {} bytes, {raw_len} declared", raw.len()));
-        }
-        let (raw, rests) = columnar::decode(attrs, &raw, nitems).map_err(CodecError::Layout)?;
-        return Ok(Payload { raw, rests });
+    if raw.len() != raw_len {
+        return layout(format!("payload of {} bytes, {raw_len} declared", raw.len()));
     }
-    if header[15] != LAYOUT_ROWS {
-        return layout(format!("unknown payload layout {}", header[15]));
-    }
-    if raw.len() != raw_len || raw_len < 2 * nitems {
-        return layout(format!(
-            "payload of {} bytes, {raw_len} declared",
-            raw.len()
-        ));
+    Ok((raw, header[15] == LAYOUT_COLUMNS))
+}
+
+/// `(start, len)` of each rest of a row-by-row payload.
+fn row_spans(raw: &[u8], nitems: usize) -> Result<Vec<(usize, usize)>, CodecError> {
+    let layout = |m: String| Err(CodecError::Layout(m));
+    if raw.len() < 2 * nitems {
+        return layout(format!("payload of {} bytes for {nitems} versions", raw.len()));
     }
     let mut rests = Vec::with_capacity(nitems);
     let mut at = 2 * nitems;
     for i in 0..nitems {
-        let len = format::u16_at(&raw, 2 * i) as usize;
+        let len = format::u16_at(raw, 2 * i) as usize;
         if at + len > raw.len() {
             return layout(format!("version {} overruns the payload", i + 1));
         }
@@ -348,7 +380,7 @@ pub fn decode_blob(blob: &[u8], rowids: &[u64], attrs: &[Attr]) -> Result<Payloa
             raw.len() - at
         ));
     }
-    Ok(Payload { raw, rests })
+    Ok(rests)
 }
 
 fn decompress(codec: u8, frame: &[u8], capacity: usize) -> Result<Vec<u8>, String> {

@@ -46,63 +46,84 @@ pub fn is_compressed(p: pg_sys::Page) -> bool {
     compressed_page::is_compressed(page::bytes(p))
 }
 
-/// The checked, decompressed payload of compressed page `p` (block `blkno`,
-/// pinned and at least share-locked).
-pub fn payload(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, p: pg_sys::Page) -> Rc<Payload> {
-    let bytes = page::bytes(p);
+/// The cache key of compressed page `p` (block `blkno`).
+fn key_of(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, bytes: &[u8]) -> Key {
     // SAFETY: open relation.
     let (relid, file) = unsafe { ((*rel).rd_id, (*(*rel).rd_rel).relfilenode) };
     let lsn = format::u64_at(bytes, 0);
-    let compact = compact_page::is_compact(bytes);
-    let ident = match compact.then(|| compact_page::inline_blob(bytes)) {
+    let ident = match compact_page::is_compact(bytes).then(|| compact_page::inline_blob(bytes)) {
         None => compressed_page::stored_crc(bytes),
         Some(Some(blob)) => format::u32_at(blob, 0),
         // expanded: the payload page never changes while the page names it
         Some(None) => compact_page::head(bytes).payload_block,
     };
-    let key = (relid, file, blkno, lsn, ident);
-    if let Some(hit) = CACHE.with(|c| {
+    (relid, file, blkno, lsn, ident)
+}
+
+fn cached(key: &Key) -> Option<Rc<Payload>> {
+    CACHE.with(|c| {
         c.borrow()
             .iter()
-            .find(|(k, _)| *k == key)
+            .find(|(k, _)| k == key)
             .map(|(_, v)| v.clone())
-    }) {
+    })
+}
+
+/// Runs `decode` over the blob of compact page `bytes` (block `blkno`) —
+/// in the page or on its payload page — with the table's column layout;
+/// XX001 naming the relation and block when it fails.
+fn with_blob<T>(
+    rel: pg_sys::Relation,
+    blkno: pg_sys::BlockNumber,
+    bytes: &[u8],
+    decode: impl FnOnce(&[u8], &[Attr]) -> Result<T, compressed_page::CodecError>,
+) -> T {
+    let attrs = columns(rel);
+    let h = compact_page::head(bytes);
+    let decoded = if h.payload_block == 0 {
+        decode(compact_page::inline_blob(bytes).unwrap_or(&[]), &attrs)
+    } else {
+        super::manifest::read_page(rel, h.payload_block, |pp| {
+            let theirs = page_image::tag_of(pp).is_some_and(|t| {
+                t.kind == format::PageKind::RunPayload as u16
+                    && Some(t.vblock) == page_image::tag_of(bytes).map(|d| d.vblock)
+            });
+            if theirs {
+                decode(compact_page::payload_page_blob(pp), &attrs)
+            } else {
+                Err(compressed_page::CodecError::Layout(format!(
+                    "block {} is not its payload page",
+                    h.payload_block
+                )))
+            }
+        })
+    };
+    decoded.unwrap_or_else(|e| corrupted(rel, blkno, e))
+}
+
+fn corrupted(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, e: impl std::fmt::Display) -> ! {
+    crate::pg::error::error(
+        PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+        format!(
+            "invalid compressed block {blkno} of relation \"{}\": {e}",
+            storage::relname(rel)
+        ),
+    )
+}
+
+/// The checked, decompressed payload of compressed page `p` (block `blkno`,
+/// pinned and at least share-locked).
+pub fn payload(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, p: pg_sys::Page) -> Rc<Payload> {
+    let bytes = page::bytes(p);
+    let key = key_of(rel, blkno, bytes);
+    if let Some(hit) = cached(&key) {
         return hit;
     }
-    let decoded = if compact {
-        let attrs = columns(rel);
-        let h = compact_page::head(bytes);
-        if h.payload_block == 0 {
-            compact_page::decode(bytes, compact_page::inline_blob(bytes).unwrap_or(&[]), &attrs)
-        } else {
-            super::manifest::read_page(rel, h.payload_block, |pp| {
-                let theirs = page_image::tag_of(pp).is_some_and(|t| {
-                    t.kind == format::PageKind::RunPayload as u16
-                        && Some(t.vblock) == page_image::tag_of(bytes).map(|d| d.vblock)
-                });
-                if theirs {
-                    compact_page::decode(bytes, compact_page::payload_page_blob(pp), &attrs)
-                } else {
-                    Err(compressed_page::CodecError::Layout(format!(
-                        "block {} is not its payload page",
-                        h.payload_block
-                    )))
-                }
-            })
-        }
+    let decoded = Rc::new(if compact_page::is_compact(bytes) {
+        with_blob(rel, blkno, bytes, |blob, attrs| compact_page::decode(bytes, blob, attrs))
     } else {
-        compressed_page::decode(bytes)
-    };
-    let decoded = match decoded {
-        Ok(d) => Rc::new(d),
-        Err(e) => crate::pg::error::error(
-            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-            format!(
-                "invalid compressed block {blkno} of relation \"{}\": {e}",
-                storage::relname(rel)
-            ),
-        ),
-    };
+        compressed_page::decode(bytes).unwrap_or_else(|e| corrupted(rel, blkno, e))
+    });
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if c.len() == CACHED_PAGES {
@@ -111,6 +132,32 @@ pub fn payload(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, p: pg_sys::Pag
         c.push((key, decoded.clone()));
     });
     decoded
+}
+
+/// The rest of version `item` of compact page `p` decoded alone, when its
+/// page is not cached and was not asked for just before (a point lookup
+/// rebuilds one row, not the page's); None otherwise (decode the page: a
+/// reader going through its rows).
+fn lone_rest(
+    rel: pg_sys::Relation,
+    blkno: pg_sys::BlockNumber,
+    p: pg_sys::Page,
+    item: usize,
+) -> Option<Vec<u8>> {
+    thread_local! {
+        static LAST: std::cell::Cell<Option<Key>> = const { std::cell::Cell::new(None) };
+    }
+    let bytes = page::bytes(p);
+    if !compact_page::is_compact(bytes) {
+        return None;
+    }
+    let key = key_of(rel, blkno, bytes);
+    if cached(&key).is_some() || LAST.replace(Some(key)) == Some(key) {
+        return None;
+    }
+    Some(with_blob(rel, blkno, bytes, |blob, attrs| {
+        compact_page::decode_one(bytes, blob, attrs, item)
+    }))
 }
 
 /// Item number of version `t` (from `storage::version_at`) on run page `p`.
@@ -167,8 +214,17 @@ fn with_parts<T>(
         return None;
     }
     let blkno = buffer::block_number(buf);
+    let item = item_of(p, t);
+    if let Some(item) = item {
+        if let Some(rest) = lone_rest(rel, blkno, p, item) {
+            let h = compact_page::header(page::bytes(p), item).unwrap_or_else(|| {
+                corrupted(rel, blkno, format!("item {item} is not a header"))
+            });
+            return Some(f(&[&h[..], &rest]));
+        }
+    }
     let payload = payload(rel, blkno, p);
-    let found = item_of(p, t).and_then(|item| parts_of(page::bytes(p), &payload, item));
+    let found = item.and_then(|item| parts_of(page::bytes(p), &payload, item));
     match found {
         Some((h, rest)) => Some(f(&[&h[..], rest])),
         None => crate::pg::error::error(
