@@ -231,11 +231,23 @@ pub fn encode(attrs: &[Attr], tuples: &[&[u8]]) -> Option<Vec<u8>> {
     Some(raw)
 }
 
-/// The rests (tuple bytes after the fixed header) of `n` versions from a
-/// column-wise raw payload: one buffer, and `(start, len)` of each rest.
-pub fn decode(attrs: &[Attr], raw: &[u8], n: usize) -> Result<(Vec<u8>, Vec<(usize, usize)>), String> {
+/// A version's entry in the rows section: its attribute count, whether it
+/// has a null bitmap, and its prefix (null bitmap, padding).
+struct RowHead<'a> {
+    natts: usize,
+    has_nulls: bool,
+    prefix: &'a [u8],
+}
+
+impl RowHead<'_> {
+    fn is_null(&self, c: usize) -> bool {
+        self.has_nulls && self.prefix[c / 8] & (1 << (c % 8)) == 0
+    }
+}
+
+/// The rows section's `n` entries, and where the columns start.
+fn row_heads<'a>(attrs: &[Attr], raw: &'a [u8], n: usize) -> Result<(Vec<RowHead<'a>>, usize), String> {
     let bad = |m: &str| Err(format!("column-wise payload: {m}"));
-    // rows section
     let mut at = 0usize;
     let mut rows = Vec::with_capacity(n);
     for _ in 0..n {
@@ -248,28 +260,45 @@ pub fn decode(attrs: &[Attr], raw: &[u8], n: usize) -> Result<(Vec<u8>, Vec<(usi
             return bad("rows section truncated");
         };
         let natts = (natts_flags & !HAS_NULLS) as usize;
-        if natts > attrs.len() || (natts_flags & HAS_NULLS != 0 && plen < natts.div_ceil(8)) {
+        let has_nulls = natts_flags & HAS_NULLS != 0;
+        if natts > attrs.len() || (has_nulls && plen < natts.div_ceil(8)) {
             return bad("a row has more attributes than the table");
         }
-        rows.push((natts, natts_flags & HAS_NULLS != 0, prefix));
+        rows.push(RowHead { natts, has_nulls, prefix });
         at += 3 + plen;
     }
+    Ok((rows, at))
+}
+
+/// The column section at `at`: its kind, its values, and where the next
+/// one starts.
+fn column_at(raw: &[u8], at: usize) -> Result<(u8, &[u8], usize), String> {
+    let bad = |m: &str| Err(format!("column-wise payload: {m}"));
+    let Some(head) = raw.get(at..at + 5) else {
+        return bad("column section truncated");
+    };
+    let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    let Some(body) = raw.get(at + 5..at + 5 + len) else {
+        return bad("column section truncated");
+    };
+    if head[0] > KIND_DELTA {
+        return bad("unknown column kind");
+    }
+    Ok((head[0], body, at + 5 + len))
+}
+
+/// The rests (tuple bytes after the fixed header) of `n` versions from a
+/// column-wise raw payload: one buffer, and `(start, len)` of each rest.
+pub fn decode(attrs: &[Attr], raw: &[u8], n: usize) -> Result<(Vec<u8>, Vec<(usize, usize)>), String> {
+    let bad = |m: &str| Err(format!("column-wise payload: {m}"));
+    let (rows, mut at) = row_heads(attrs, raw, n)?;
     // columns: a cursor per column
-    let most = rows.iter().map(|r| r.0).max().unwrap_or(0);
+    let most = rows.iter().map(|r| r.natts).max().unwrap_or(0);
     let mut cols: Vec<(u8, &[u8], usize, i64)> = Vec::with_capacity(most);
     for _ in 0..most {
-        let Some(head) = raw.get(at..at + 5) else {
-            return bad("column section truncated");
-        };
-        let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        let Some(body) = raw.get(at + 5..at + 5 + len) else {
-            return bad("column section truncated");
-        };
-        if head[0] > KIND_DELTA {
-            return bad("unknown column kind");
-        }
-        cols.push((head[0], body, 0, 0));
-        at += 5 + len;
+        let (kind, body, next) = column_at(raw, at)?;
+        cols.push((kind, body, 0, 0));
+        at = next;
     }
     if at != raw.len() {
         return bad("bytes after the last column");
@@ -278,12 +307,12 @@ pub fn decode(attrs: &[Attr], raw: &[u8], n: usize) -> Result<(Vec<u8>, Vec<(usi
     // delta values widened back to 8 bytes
     let mut out = Vec::with_capacity(raw.len() + n * (most * 15 + 8));
     let mut spans = Vec::with_capacity(n);
-    for (natts, has_nulls, prefix) in rows {
+    for row in rows {
         let start = out.len();
-        out.extend_from_slice(prefix);
+        out.extend_from_slice(row.prefix);
         let base = out.len();
-        for c in 0..natts {
-            if has_nulls && prefix[c / 8] & (1 << (c % 8)) == 0 {
+        for c in 0..row.natts {
+            if row.is_null(c) {
                 continue;
             }
             let a = attrs[c];
@@ -334,57 +363,29 @@ pub fn decode(attrs: &[Attr], raw: &[u8], n: usize) -> Result<(Vec<u8>, Vec<(usi
 /// every row).
 pub fn decode_one(attrs: &[Attr], raw: &[u8], n: usize, target: usize) -> Result<Vec<u8>, String> {
     let bad = |m: &str| Err(format!("column-wise payload: {m}"));
-    let mut before = vec![0usize; attrs.len()];
-    let mut at = 0usize;
-    let mut mine = None;
-    let mut most = 0usize;
-    for r in 0..n {
-        let Some(head) = raw.get(at..at + 3) else {
-            return bad("rows section truncated");
-        };
-        let natts_flags = u16::from_le_bytes([head[0], head[1]]);
-        let plen = head[2] as usize;
-        let Some(prefix) = raw.get(at + 3..at + 3 + plen) else {
-            return bad("rows section truncated");
-        };
-        let natts = (natts_flags & !HAS_NULLS) as usize;
-        let has_nulls = natts_flags & HAS_NULLS != 0;
-        if natts > attrs.len() || (has_nulls && plen < natts.div_ceil(8)) {
-            return bad("a row has more attributes than the table");
-        }
-        most = most.max(natts);
-        if r < target {
-            for (c, count) in before.iter_mut().enumerate().take(natts) {
-                if !has_nulls || prefix[c / 8] & (1 << (c % 8)) != 0 {
-                    *count += 1;
-                }
-            }
-        } else if r == target {
-            mine = Some((natts, has_nulls, prefix));
-        }
-        at += 3 + plen;
-    }
-    let Some((natts, has_nulls, prefix)) = mine else {
+    let (rows, mut at) = row_heads(attrs, raw, n)?;
+    let Some(mine) = rows.get(target) else {
         return bad("no such version");
     };
+    let mut before = vec![0usize; attrs.len()];
+    for row in &rows[..target] {
+        for (c, count) in before.iter_mut().enumerate().take(row.natts) {
+            *count += !row.is_null(c) as usize;
+        }
+    }
+    let most = rows.iter().map(|r| r.natts).max().unwrap_or(0);
     let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(prefix);
+    out.extend_from_slice(mine.prefix);
     let base = out.len();
     for c in 0..most {
-        let Some(head) = raw.get(at..at + 5) else {
-            return bad("column section truncated");
-        };
-        let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        let Some(body) = raw.get(at + 5..at + 5 + len) else {
-            return bad("column section truncated");
-        };
-        at += 5 + len;
-        if c >= natts || (has_nulls && prefix[c / 8] & (1 << (c % 8)) == 0) {
+        let (kind, body, next) = column_at(raw, at)?;
+        at = next;
+        if c >= mine.natts || mine.is_null(c) {
             continue;
         }
         let a = attrs[c];
         let skip = before[c];
-        if head[0] == KIND_DELTA {
+        if kind == KIND_DELTA {
             let (mut pos, mut x) = (0usize, 0i64);
             for _ in 0..=skip {
                 let Some(z) = get_varint(body, &mut pos) else {
@@ -394,9 +395,6 @@ pub fn decode_one(attrs: &[Attr], raw: &[u8], n: usize, target: usize) -> Result
             }
             place(&mut out, base, a, &x.to_le_bytes()[..a.len as usize]);
             continue;
-        }
-        if head[0] != KIND_RAW {
-            return bad("unknown column kind");
         }
         let value_len = |b: &[u8]| -> Option<usize> {
             match a.len {
