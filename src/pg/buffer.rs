@@ -108,10 +108,20 @@ pub fn extend_locked(rel: pg_sys::Relation) -> pg_sys::Buffer {
     #[cfg(feature = "pg15")]
     {
         // SAFETY: the relation extension lock serialises P_NEW extensions.
+        // RBM_ZERO_AND_LOCK locks the new buffer before it becomes valid
+        // (as heap's hio.c does): with a plain read and a lock after it, a
+        // backend that saw the new block could read and lock the zeroed
+        // page first ("block 0 is not an lsm metapage" under concurrent
+        // first inserts).
         unsafe {
             pg_sys::LockRelationForExtension(rel, pg_sys::ExclusiveLock as i32);
-            let buf = read(rel, INVALID_BLOCK);
-            lock_exclusive(buf);
+            let buf = pg_sys::ReadBufferExtended(
+                rel,
+                pg_sys::ForkNumber::MAIN_FORKNUM,
+                INVALID_BLOCK,
+                pg_sys::ReadBufferMode::RBM_ZERO_AND_LOCK,
+                std::ptr::null_mut(),
+            );
             pg_sys::UnlockRelationForExtension(rel, pg_sys::ExclusiveLock as i32);
             buf
         }
