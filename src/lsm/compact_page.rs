@@ -38,7 +38,7 @@
 //! ```
 
 use super::columnar::Attr;
-use super::compressed_page::{self, Codec, CodecError, Payload, BLOB_HEADER, TUPLE_HEADER_SIZE};
+use super::compressed_page::{self, CodecError, Frame, Payload, BLOB_HEADER, TUPLE_HEADER_SIZE};
 use super::format::{self, PageKind, BLOCK_SIZE, PAGE_HEADER_SIZE, TAG_SIZE};
 use super::page_image::{self, maxalign, PageImage};
 
@@ -460,24 +460,17 @@ impl Estimate {
 
 /// Builds a compact page of `versions` (rowid order) from their frame (see
 /// [`compressed_page::compress`]); None when it does not fit.
-pub fn build(
-    run_id: u32,
-    versions: &[(u64, &[u8])],
-    frame: &[u8],
-    raw_len: usize,
-    codec: Codec,
-    layout: u8,
-) -> Option<PageImage> {
+pub fn build(run_id: u32, versions: &[(u64, &[u8])], frame: &Frame) -> Option<PageImage> {
     let n = versions.len();
     let map = map_kind(versions)?;
     if n == 0 || n > format::ROWS_PER_VBLOCK as usize {
         return None;
     }
     let plan = plan_headers(versions);
-    if needed(n, plan.headers.len(), map, frame.len()) > BLOCK_SIZE {
+    if needed(n, plan.headers.len(), map, frame.bytes.len()) > BLOCK_SIZE {
         return None;
     }
-    let blob_len = maxalign(BLOB_HEADER + frame.len());
+    let blob_len = maxalign(BLOB_HEADER + frame.bytes.len());
     let extra = HEAD_SIZE + map_len(n, map) + blob_len;
     let flags = compressed_page::RUN_COMPRESSED | RUN_COMPACT;
     let mut page = PageImage::with_special(PageKind::RunData, run_id, flags, extra);
@@ -501,8 +494,8 @@ pub fn build(
         }
     }
     let rowids: Vec<u64> = versions.iter().map(|(r, _)| *r).collect();
-    let blob = compressed_page::blob_header(frame, raw_len, codec, layout, &rowids);
-    page.write_special(&[&head, &offsets, &blob, frame]);
+    let blob = compressed_page::blob_header(frame, &rowids);
+    page.write_special(&[&head, &offsets, &blob, &frame.bytes]);
     Some(page)
 }
 
@@ -617,6 +610,7 @@ pub fn check(page: &[u8]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lsm::compressed_page::Codec;
 
     /// A tuple with header fields as a load writes them: xmin, cid 0,
     /// t_ctid its own TID, t_hoff 24, then `data`.
@@ -642,8 +636,7 @@ mod tests {
 
     fn page_of(vs: &[(u64, Vec<u8>)], codec: Codec) -> Option<PageImage> {
         let refs: Vec<(u64, &[u8])> = vs.iter().map(|(r, t)| (*r, t.as_slice())).collect();
-        let (frame, raw) = compressed_page::compress(&refs, codec);
-        build(9, &refs, &frame, raw, codec, compressed_page::LAYOUT_ROWS)
+        build(9, &refs, &compressed_page::compress(&refs, codec))
     }
 
     fn assert_round_trip(page: &[u8], blob: &[u8], vs: &[(u64, Vec<u8>)]) {

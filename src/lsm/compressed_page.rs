@@ -129,23 +129,39 @@ impl Codec {
     }
 }
 
-/// Compresses `versions` (rowid order, tuple bytes each) with `codec`: the
-/// frame, and the raw payload length.
-pub fn compress(versions: &[(u64, &[u8])], codec: Codec) -> (Vec<u8>, usize) {
+/// A compressed payload: the frame and what the blob header says of it.
+pub struct Frame {
+    pub bytes: Vec<u8>,
+    /// Length of the payload before compression.
+    pub raw_len: usize,
+    pub codec: Codec,
+    /// [`LAYOUT_ROWS`] or [`LAYOUT_COLUMNS`].
+    pub layout: u8,
+}
+
+/// Compresses `versions` (rowid order, tuple bytes each) row by row with
+/// `codec`.
+pub fn compress(versions: &[(u64, &[u8])], codec: Codec) -> Frame {
     let raw = raw_payload(versions);
-    (compress_raw(&raw, codec), raw.len())
+    Frame {
+        bytes: compress_raw(&raw, codec),
+        raw_len: raw.len(),
+        codec,
+        layout: LAYOUT_ROWS,
+    }
 }
 
 /// [`compress`] of the column-wise payload ([`super::columnar`]); None
 /// when the versions do not split at the columns `attrs` describe.
-pub fn compress_columns(
-    versions: &[(u64, &[u8])],
-    codec: Codec,
-    attrs: &[Attr],
-) -> Option<(Vec<u8>, usize)> {
+pub fn compress_columns(versions: &[(u64, &[u8])], codec: Codec, attrs: &[Attr]) -> Option<Frame> {
     let tuples: Vec<&[u8]> = versions.iter().map(|(_, t)| *t).collect();
     let raw = columnar::encode(attrs, &tuples)?;
-    Some((compress_raw(&raw, codec), raw.len()))
+    Some(Frame {
+        bytes: compress_raw(&raw, codec),
+        raw_len: raw.len(),
+        codec,
+        layout: LAYOUT_COLUMNS,
+    })
 }
 
 fn compress_raw(raw: &[u8], codec: Codec) -> Vec<u8> {
@@ -174,21 +190,15 @@ thread_local! {
 }
 
 /// The blob header of a frame of `rowids.len()` versions: crc, lengths,
-/// version count, codec, payload layout ([`LAYOUT_ROWS`] or [`LAYOUT_COLUMNS`]).
-pub fn blob_header(
-    frame: &[u8],
-    raw_len: usize,
-    codec: Codec,
-    layout: u8,
-    rowids: &[u64],
-) -> [u8; BLOB_HEADER] {
+/// version count, codec, payload layout.
+pub fn blob_header(frame: &Frame, rowids: &[u64]) -> [u8; BLOB_HEADER] {
     let mut header = [0u8; BLOB_HEADER];
-    format::put_u32(&mut header, 4, frame.len() as u32);
-    format::put_u32(&mut header, 8, raw_len as u32);
+    format::put_u32(&mut header, 4, frame.bytes.len() as u32);
+    format::put_u32(&mut header, 8, frame.raw_len as u32);
     format::put_u16(&mut header, 12, rowids.len() as u16);
-    header[14] = codec.id();
-    header[15] = layout;
-    let sum = crc(&header, frame, rowids.iter().copied());
+    header[14] = frame.codec.id();
+    header[15] = frame.layout;
+    let sum = crc(&header, &frame.bytes, rowids.iter().copied());
     format::put_u32(&mut header, 0, sum);
     header
 }
@@ -202,17 +212,12 @@ pub fn fits(n: usize, frame_len: usize) -> bool {
 /// from their frame (see [`compress`]); None when it does not fit. Pages
 /// are written in the version 6 layout ([`super::compact_page`]); this one
 /// stays for reading older tables and for `strata.lsm_page_format = 5`.
-pub fn build(
-    run_id: u32,
-    versions: &[(u64, &[u8])],
-    frame: &[u8],
-    raw_len: usize,
-    codec: Codec,
-) -> Option<PageImage> {
-    if !fits(versions.len(), frame.len()) || versions.len() > format::ROWS_PER_VBLOCK as usize {
+pub fn build(run_id: u32, versions: &[(u64, &[u8])], frame: &Frame) -> Option<PageImage> {
+    let n = versions.len();
+    if frame.layout != LAYOUT_ROWS || !fits(n, frame.bytes.len()) || n > format::ROWS_PER_VBLOCK as usize {
         return None;
     }
-    let blob_len = maxalign(BLOB_HEADER + frame.len());
+    let blob_len = maxalign(BLOB_HEADER + frame.bytes.len());
     let mut page = PageImage::with_special(PageKind::RunData, run_id, RUN_COMPRESSED, blob_len);
     page.set_version(5);
     for (rowid, t) in versions {
@@ -221,8 +226,8 @@ pub fn build(
         }
     }
     let rowids: Vec<u64> = versions.iter().map(|(r, _)| *r).collect();
-    let header = blob_header(frame, raw_len, codec, LAYOUT_ROWS, &rowids);
-    page.write_special(&[&header, frame]);
+    let header = blob_header(frame, &rowids);
+    page.write_special(&[&header, &frame.bytes]);
     Some(page)
 }
 
@@ -449,8 +454,7 @@ mod tests {
 
     fn page_of(vs: &[(u64, Vec<u8>)]) -> PageImage {
         let refs: Vec<(u64, &[u8])> = vs.iter().map(|(r, t)| (*r, t.as_slice())).collect();
-        let (frame, raw) = compress(&refs, Codec::Zstd(3));
-        build(7, &refs, &frame, raw, Codec::Zstd(3)).expect("fits")
+        build(7, &refs, &compress(&refs, Codec::Zstd(3))).expect("fits")
     }
 
     #[test]
@@ -532,9 +536,7 @@ mod tests {
         };
         let vs: Vec<(u64, Vec<u8>)> = (0..3).map(|i| (i, tuple_bytes(5, &noise(3000)))).collect();
         let refs: Vec<(u64, &[u8])> = vs.iter().map(|(r, t)| (*r, t.as_slice())).collect();
-        let (frame, raw) = compress(&refs, Codec::Zstd(3));
-        assert!(build(1, &refs, &frame, raw, Codec::Zstd(3)).is_none());
-        let (frame, raw) = compress(&refs[..2], Codec::Zstd(3));
-        assert!(build(1, &refs[..2], &frame, raw, Codec::Zstd(3)).is_some());
+        assert!(build(1, &refs, &compress(&refs, Codec::Zstd(3))).is_none());
+        assert!(build(1, &refs[..2], &compress(&refs[..2], Codec::Zstd(3))).is_some());
     }
 }

@@ -5,7 +5,7 @@
 
 use super::columnar::Attr;
 use super::compact_page;
-use super::compressed_page::{self, Codec};
+use super::compressed_page::{self, Codec, Frame};
 use super::format::{
     self, PageKind, PageTag, BLOCK_SIZE, FENCE_SIZE, MAGIC, PAGE_HEADER_SIZE, ROWID_PREFIX,
     TAG_SIZE,
@@ -436,40 +436,26 @@ impl RunPacker {
 
     /// Compresses `refs` for the layout written: column-wise on compact
     /// pages when the packer knows the columns and the rows split at them.
-    /// The frame, the raw payload length, the payload layout, and frame
-    /// bytes per row-wise payload byte (what the packer estimates with).
-    fn compress(&self, refs: &[(u64, &[u8])], codec: Codec) -> (Vec<u8>, usize, u8, f64) {
+    /// The frame, and its bytes per row-wise payload byte (what the packer
+    /// estimates with).
+    fn compress(&self, refs: &[(u64, &[u8])], codec: Codec) -> (Frame, f64) {
         let row_raw: usize = refs
             .iter()
             .map(|(_, t)| 2 + t.len().saturating_sub(compressed_page::TUPLE_HEADER_SIZE))
             .sum();
         let columns = self.columns.as_deref().filter(|_| self.compact);
-        let (frame, raw_len, layout) = match columns
+        let frame = columns
             .and_then(|attrs| compressed_page::compress_columns(refs, codec, attrs))
-        {
-            Some((frame, raw_len)) => (frame, raw_len, compressed_page::LAYOUT_COLUMNS),
-            None => {
-                let (frame, raw_len) = compressed_page::compress(refs, codec);
-                (frame, raw_len, compressed_page::LAYOUT_ROWS)
-            }
-        };
-        let ratio = frame.len() as f64 / row_raw.max(1) as f64;
-        (frame, raw_len, layout, ratio)
+            .unwrap_or_else(|| compressed_page::compress(refs, codec));
+        let ratio = frame.bytes.len() as f64 / row_raw.max(1) as f64;
+        (frame, ratio)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn build(
-        &self,
-        refs: &[(u64, &[u8])],
-        frame: &[u8],
-        raw_len: usize,
-        codec: Codec,
-        layout: u8,
-    ) -> Option<PageImage> {
+    fn build(&self, refs: &[(u64, &[u8])], frame: &Frame) -> Option<PageImage> {
         if self.compact {
-            compact_page::build(self.run_id, refs, frame, raw_len, codec, layout)
+            compact_page::build(self.run_id, refs, frame)
         } else {
-            compressed_page::build(self.run_id, refs, frame, raw_len, codec)
+            compressed_page::build(self.run_id, refs, frame)
         }
     }
 
@@ -497,9 +483,9 @@ impl RunPacker {
             Some(r) => r,
             None => {
                 let refs = self.refs_with(tuple);
-                let (frame, _, _, ratio) = self.compress(&refs, codec);
+                let (frame, ratio) = self.compress(&refs, codec);
                 self.ratio = Some(ratio);
-                return self.frame_fits((rowid, tuple), frame.len());
+                return self.frame_fits((rowid, tuple), frame.bytes.len());
             }
         };
         self.frame_fits((rowid, tuple), (raw as f64 * ratio * ESTIMATE_MARGIN) as usize + 16)
@@ -540,9 +526,9 @@ impl RunPacker {
                     .iter()
                     .map(|(r, t)| (*r, t.as_slice()))
                     .collect();
-                let (frame, raw_len, layout, r) = self.compress(&refs, codec);
+                let (frame, r) = self.compress(&refs, codec);
                 ratio.set(Some(r));
-                self.build(&refs, &frame, raw_len, codec, layout).ok_or(frame.len())
+                self.build(&refs, &frame).ok_or(frame.bytes.len())
             };
             // usually all pending versions fit (they were estimated); else a
             // prefix scaled to the measured overshoot, then the longest

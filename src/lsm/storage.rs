@@ -436,10 +436,7 @@ pub fn expand(rel: pg_sys::Relation, buf: pg_sys::Buffer) {
             if let Some(b) = pbuf {
                 buffer::unlock_release(b);
             }
-            crate::pg::error::error(
-                PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-                format!("invalid compressed block {block} of relation \"{}\": {e}", relname(rel)),
-            )
+            super::version_data::corrupted(rel, block, e)
         }
     };
     let mut w = PageWrite::start(rel);

@@ -101,7 +101,8 @@ fn with_blob<T>(
     decoded.unwrap_or_else(|e| corrupted(rel, blkno, e))
 }
 
-fn corrupted(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, e: impl std::fmt::Display) -> ! {
+/// XX001 "invalid compressed block N of relation r: e".
+pub fn corrupted(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, e: impl std::fmt::Display) -> ! {
     crate::pg::error::error(
         PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
         format!(
@@ -114,11 +115,13 @@ fn corrupted(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, e: impl std::fmt
 /// The checked, decompressed payload of compressed page `p` (block `blkno`,
 /// pinned and at least share-locked).
 pub fn payload(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, p: pg_sys::Page) -> Rc<Payload> {
+    let key = key_of(rel, blkno, page::bytes(p));
+    cached(&key).unwrap_or_else(|| decode_page(rel, blkno, p, key))
+}
+
+/// Decodes compressed page `p` and caches its payload under `key`.
+fn decode_page(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, p: pg_sys::Page, key: Key) -> Rc<Payload> {
     let bytes = page::bytes(p);
-    let key = key_of(rel, blkno, bytes);
-    if let Some(hit) = cached(&key) {
-        return hit;
-    }
     let decoded = Rc::new(if compact_page::is_compact(bytes) {
         with_blob(rel, blkno, bytes, |blob, attrs| compact_page::decode(bytes, blob, attrs))
     } else {
@@ -142,17 +145,14 @@ fn lone_rest(
     rel: pg_sys::Relation,
     blkno: pg_sys::BlockNumber,
     p: pg_sys::Page,
+    key: Key,
     item: usize,
 ) -> Option<Vec<u8>> {
     thread_local! {
         static LAST: std::cell::Cell<Option<Key>> = const { std::cell::Cell::new(None) };
     }
     let bytes = page::bytes(p);
-    if !compact_page::is_compact(bytes) {
-        return None;
-    }
-    let key = key_of(rel, blkno, bytes);
-    if cached(&key).is_some() || LAST.replace(Some(key)) == Some(key) {
+    if !compact_page::is_compact(bytes) || LAST.replace(Some(key)) == Some(key) {
         return None;
     }
     Some(with_blob(rel, blkno, bytes, |blob, attrs| {
@@ -215,15 +215,17 @@ fn with_parts<T>(
     }
     let blkno = buffer::block_number(buf);
     let item = item_of(p, t);
-    if let Some(item) = item {
-        if let Some(rest) = lone_rest(rel, blkno, p, item) {
+    let key = key_of(rel, blkno, page::bytes(p));
+    let hit = cached(&key);
+    if let (None, Some(item)) = (&hit, item) {
+        if let Some(rest) = lone_rest(rel, blkno, p, key, item) {
             let h = compact_page::header(page::bytes(p), item).unwrap_or_else(|| {
                 corrupted(rel, blkno, format!("item {item} is not a header"))
             });
             return Some(f(&[&h[..], &rest]));
         }
     }
-    let payload = payload(rel, blkno, p);
+    let payload = hit.unwrap_or_else(|| decode_page(rel, blkno, p, key));
     let found = item.and_then(|item| parts_of(page::bytes(p), &payload, item));
     match found {
         Some((h, rest)) => Some(f(&[&h[..], rest])),
