@@ -38,7 +38,7 @@
 //! ```
 
 use super::columnar::Attr;
-use super::compressed_page::{self, CodecError, Frame, Payload, BLOB_HEADER, TUPLE_HEADER_SIZE};
+use super::compressed_page::{self, CodecError, Frame, Opened, Payload, BLOB_HEADER, TUPLE_HEADER_SIZE};
 use super::format::{self, PageKind, BLOCK_SIZE, PAGE_HEADER_SIZE, TAG_SIZE};
 use super::page_image::{self, maxalign, PageImage};
 
@@ -247,6 +247,12 @@ pub fn payload_page_blob(page: &[u8]) -> &[u8] {
 /// Checks and decompresses the payload of compact page `page`; `blob` is
 /// its blob (from [`inline_blob`] or its payload page).
 pub fn decode(page: &[u8], blob: &[u8], attrs: &[Attr]) -> Result<Payload, CodecError> {
+    open(page, blob)?.into_payload(attrs)
+}
+
+/// Checks and decompresses the blob of compact page `page` without
+/// rebuilding its rows (see [`compressed_page::Opened`]).
+pub fn open(page: &[u8], blob: &[u8]) -> Result<Opened, CodecError> {
     let h = head(page);
     let ids = rowids(page);
     if ids.len() != h.nrows as usize || page_image::item_count(page) != ids.len() {
@@ -256,16 +262,7 @@ pub fn decode(page: &[u8], blob: &[u8], attrs: &[Attr]) -> Result<Payload, Codec
             h.nrows
         )));
     }
-    compressed_page::decode_blob(blob, &ids, attrs)
-}
-
-/// The rest of version `item` alone (see [`compressed_page::decode_blob_one`]).
-pub fn decode_one(page: &[u8], blob: &[u8], attrs: &[Attr], item: usize) -> Result<Vec<u8>, CodecError> {
-    let ids = rowids(page);
-    if ids.len() != head(page).nrows as usize || page_image::item_count(page) != ids.len() {
-        return Err(CodecError::Layout("line pointers and head disagree".into()));
-    }
-    compressed_page::decode_blob_one(blob, &ids, attrs, item)
+    Opened::of(blob, &ids)
 }
 
 /// Puts TID `(v, o)` into header bytes `h`.
@@ -641,7 +638,12 @@ mod tests {
 
     fn assert_round_trip(page: &[u8], blob: &[u8], vs: &[(u64, Vec<u8>)]) {
         let payload = decode(page, blob, &[]).unwrap();
+        let opened = open(page, blob).unwrap();
+        assert!(opened.one(&[], 0).is_err());
+        assert!(opened.one(&[], vs.len() + 1).is_err());
         for (i, (rowid, t)) in vs.iter().enumerate() {
+            // a point lookup's rebuild of one version equals the page's
+            assert_eq!(opened.one(&[], i + 1).unwrap(), &t[TUPLE_HEADER_SIZE..]);
             assert_eq!(rowid_of(page, i + 1), Some(*rowid));
             assert_eq!(item_of(page, *rowid), Some(i + 1));
             let (h, rest) = tuple_parts(page, &payload, i + 1).unwrap();

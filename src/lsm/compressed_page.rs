@@ -290,34 +290,56 @@ pub fn decode(page: &[u8]) -> Result<Payload, CodecError> {
 /// `blob`) holding the rests of the versions with `rowids`; a column-wise
 /// payload is put back into rows by the table's column layout `attrs`.
 pub fn decode_blob(blob: &[u8], rowids: &[u64], attrs: &[Attr]) -> Result<Payload, CodecError> {
-    let (raw, columns) = open_blob(blob, rowids)?;
-    let nitems = rowids.len();
-    if columns {
-        let (raw, rests) = columnar::decode(attrs, &raw, nitems).map_err(CodecError::Layout)?;
-        return Ok(Payload { raw, rests });
-    }
-    let rests = row_spans(&raw, nitems)?;
-    Ok(Payload { raw, rests })
+    Opened::of(blob, rowids)?.into_payload(attrs)
 }
 
-/// The rest of version `item` (1-based) alone from a blob (see
-/// [`decode_blob`]): a point lookup rebuilds one row, not the page's.
-pub fn decode_blob_one(
-    blob: &[u8],
-    rowids: &[u64],
-    attrs: &[Attr],
-    item: usize,
-) -> Result<Vec<u8>, CodecError> {
-    let (raw, columns) = open_blob(blob, rowids)?;
-    let nitems = rowids.len();
-    if item == 0 || item > nitems {
-        return Err(CodecError::Layout(format!("no version {item} of {nitems}")));
+/// A blob checked and decompressed, its rows not yet rebuilt: point
+/// lookups keep it to rebuild one row at a time, readers of a whole page
+/// turn it into a [`Payload`].
+pub struct Opened {
+    raw: Vec<u8>,
+    columns: bool,
+    nitems: usize,
+}
+
+impl Opened {
+    /// Checks (crc) and decompresses `blob`, the blob of the versions with `rowids`.
+    pub fn of(blob: &[u8], rowids: &[u64]) -> Result<Opened, CodecError> {
+        let (raw, columns) = open_blob(blob, rowids)?;
+        Ok(Opened { raw, columns, nitems: rowids.len() })
     }
-    if columns {
-        return columnar::decode_one(attrs, &raw, nitems, item - 1).map_err(CodecError::Layout);
+
+    /// The rest of version `item` (1-based).
+    pub fn one(&self, attrs: &[Attr], item: usize) -> Result<Vec<u8>, CodecError> {
+        let nitems = self.nitems;
+        if item == 0 || item > nitems {
+            return Err(CodecError::Layout(format!("no version {item} of {nitems}")));
+        }
+        if self.columns {
+            return columnar::decode_one(attrs, &self.raw, nitems, item - 1).map_err(CodecError::Layout);
+        }
+        let (start, len) = row_spans(&self.raw, nitems)?[item - 1];
+        Ok(self.raw[start..start + len].to_vec())
     }
-    let (start, len) = row_spans(&raw, nitems)?[item - 1];
-    Ok(raw[start..start + len].to_vec())
+
+    /// Every version's rest.
+    pub fn payload(&self, attrs: &[Attr]) -> Result<Payload, CodecError> {
+        if self.columns {
+            let (raw, rests) = columnar::decode(attrs, &self.raw, self.nitems).map_err(CodecError::Layout)?;
+            return Ok(Payload { raw, rests });
+        }
+        let rests = row_spans(&self.raw, self.nitems)?;
+        Ok(Payload { raw: self.raw.clone(), rests })
+    }
+
+    /// [`Opened::payload`] without copying a row-by-row payload.
+    pub fn into_payload(self, attrs: &[Attr]) -> Result<Payload, CodecError> {
+        if self.columns {
+            return self.payload(attrs);
+        }
+        let rests = row_spans(&self.raw, self.nitems)?;
+        Ok(Payload { raw: self.raw, rests })
+    }
 }
 
 /// The checked, decompressed payload of a blob, and whether it is laid

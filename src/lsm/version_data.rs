@@ -6,14 +6,15 @@
 //! [`super::storage::store_in_slot`] stores a materialized copy.
 //!
 //! Decompressed payloads are kept in a small per-backend cache keyed by the
-//! relation, its file, the block, the page LSN and the stored crc, so a scan
-//! emitting a page's rows, or fetches hitting the same page, decompress it
-//! once. Every decompression verifies the page's crc; a mismatch, or a frame
+//! relation, its file, the block and the payload's identity (see `Key`), so
+//! a scan emitting a page's rows, or fetches hitting the same page,
+//! decompress it once; a point lookup keeps the blob it decompressed and the
+//! row it rebuilt (`Lone`) for the executor's next asks for that row. Every decompression verifies the page's crc; a mismatch, or a frame
 //! that does not decode, raises XX001 naming the relation and block.
 
 use super::columnar::Attr;
 use super::compact_page;
-use super::compressed_page::{self, Payload};
+use super::compressed_page::{self, Opened, Payload};
 use super::format;
 use super::page_image;
 use super::storage;
@@ -25,7 +26,14 @@ use pgrx::PgSqlErrorCode;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-type Key = (pg_sys::Oid, pg_sys::Oid, pg_sys::BlockNumber, u64, u32);
+/// Cache key of a compressed page's payload: relation, file, block, then
+/// what identifies the payload, and whether the page is compact. A compact
+/// page's blob never changes while the page belongs to its run — stamps and
+/// expansion (which may move the blob to a payload page) leave it as it is,
+/// and run ids are never reused — so its identity is its run (the page's
+/// owner) and first rowid, the same before and after the first stamp. A
+/// version 3 page's is its LSN and stored crc.
+type Key = (pg_sys::Oid, pg_sys::Oid, pg_sys::BlockNumber, u64, u32, bool);
 
 const CACHED_PAGES: usize = 4;
 
@@ -50,14 +58,12 @@ pub fn is_compressed(p: pg_sys::Page) -> bool {
 fn key_of(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, bytes: &[u8]) -> Key {
     // SAFETY: open relation.
     let (relid, file) = unsafe { ((*rel).rd_id, (*(*rel).rd_rel).relfilenode) };
+    if compact_page::is_compact(bytes) {
+        let run = page_image::tag_of(bytes).map_or(0, |t| t.vblock);
+        return (relid, file, blkno, compact_page::head(bytes).first_rowid, run, true);
+    }
     let lsn = format::u64_at(bytes, 0);
-    let ident = match compact_page::is_compact(bytes).then(|| compact_page::inline_blob(bytes)) {
-        None => compressed_page::stored_crc(bytes),
-        Some(Some(blob)) => format::u32_at(blob, 0),
-        // expanded: the payload page never changes while the page names it
-        Some(None) => compact_page::head(bytes).payload_block,
-    };
-    (relid, file, blkno, lsn, ident)
+    (relid, file, blkno, lsn, compressed_page::stored_crc(bytes), false)
 }
 
 fn cached(key: &Key) -> Option<Rc<Payload>> {
@@ -69,19 +75,13 @@ fn cached(key: &Key) -> Option<Rc<Payload>> {
     })
 }
 
-/// Runs `decode` over the blob of compact page `bytes` (block `blkno`) —
-/// in the page or on its payload page — with the table's column layout;
-/// XX001 naming the relation and block when it fails.
-fn with_blob<T>(
-    rel: pg_sys::Relation,
-    blkno: pg_sys::BlockNumber,
-    bytes: &[u8],
-    decode: impl FnOnce(&[u8], &[Attr]) -> Result<T, compressed_page::CodecError>,
-) -> T {
-    let attrs = columns(rel);
+/// Checks and decompresses the blob of compact page `bytes` (block
+/// `blkno`) — in the page or on its payload page; XX001 naming the relation
+/// and block when it fails.
+fn open_blob(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, bytes: &[u8]) -> Opened {
     let h = compact_page::head(bytes);
-    let decoded = if h.payload_block == 0 {
-        decode(compact_page::inline_blob(bytes).unwrap_or(&[]), &attrs)
+    let opened = if h.payload_block == 0 {
+        compact_page::open(bytes, compact_page::inline_blob(bytes).unwrap_or(&[]))
     } else {
         super::manifest::read_page(rel, h.payload_block, |pp| {
             let theirs = page_image::tag_of(pp).is_some_and(|t| {
@@ -89,7 +89,7 @@ fn with_blob<T>(
                     && Some(t.vblock) == page_image::tag_of(bytes).map(|d| d.vblock)
             });
             if theirs {
-                decode(compact_page::payload_page_blob(pp), &attrs)
+                compact_page::open(bytes, compact_page::payload_page_blob(pp))
             } else {
                 Err(compressed_page::CodecError::Layout(format!(
                     "block {} is not its payload page",
@@ -98,7 +98,7 @@ fn with_blob<T>(
             }
         })
     };
-    decoded.unwrap_or_else(|e| corrupted(rel, blkno, e))
+    opened.unwrap_or_else(|e| corrupted(rel, blkno, e))
 }
 
 /// XX001 "invalid compressed block N of relation r: e".
@@ -119,14 +119,21 @@ pub fn payload(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, p: pg_sys::Pag
     cached(&key).unwrap_or_else(|| decode_page(rel, blkno, p, key))
 }
 
-/// Decodes compressed page `p` and caches its payload under `key`.
+/// Decodes compressed page `p` and caches its payload under `key` (from
+/// the blob a point lookup opened, when it was this page's).
 fn decode_page(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, p: pg_sys::Page, key: Key) -> Rc<Payload> {
     let bytes = page::bytes(p);
-    let decoded = Rc::new(if compact_page::is_compact(bytes) {
-        with_blob(rel, blkno, bytes, |blob, attrs| compact_page::decode(bytes, blob, attrs))
+    let decoded = if compact_page::is_compact(bytes) {
+        let attrs = columns(rel);
+        let built = match LONE.with(|l| l.borrow().as_ref().filter(|l| l.key == key).map(|l| l.opened.clone())) {
+            Some(opened) => opened.payload(&attrs),
+            None => open_blob(rel, blkno, bytes).into_payload(&attrs),
+        };
+        built.unwrap_or_else(|e| corrupted(rel, blkno, e))
     } else {
         compressed_page::decode(bytes).unwrap_or_else(|e| corrupted(rel, blkno, e))
-    });
+    };
+    let decoded = Rc::new(decoded);
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if c.len() == CACHED_PAGES {
@@ -137,27 +144,54 @@ fn decode_page(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, p: pg_sys::Pag
     decoded
 }
 
-/// The rest of version `item` of compact page `p` decoded alone, when its
-/// page is not cached and was not asked for just before (a point lookup
-/// rebuilds one row, not the page's); None otherwise (decode the page: a
-/// reader going through its rows).
+/// What the last point lookup on a compact page decompressed: the page's
+/// blob, and the version it rebuilt from it. The executor asks for an
+/// updated row up to three times (the index fetch, `tuple_fetch_row_version`
+/// for the new row's unchanged columns, `tuple_update`), the first stamp
+/// expanding the page in between (the key stays): they share one
+/// decompression and one rebuild.
+struct Lone {
+    key: Key,
+    opened: Rc<Opened>,
+    item: usize,
+    rest: Rc<[u8]>,
+}
+
+thread_local! {
+    static LONE: RefCell<Option<Lone>> = const { RefCell::new(None) };
+}
+
+/// The rest of version `item` of compact page `p` rebuilt alone — a point
+/// lookup rebuilds one row, not the page's — when the page's payload is
+/// not cached and no other version of it was asked for last; None otherwise
+/// (decode the page: a reader going through its rows).
 fn lone_rest(
     rel: pg_sys::Relation,
     blkno: pg_sys::BlockNumber,
     p: pg_sys::Page,
     key: Key,
     item: usize,
-) -> Option<Vec<u8>> {
-    thread_local! {
-        static LAST: std::cell::Cell<Option<Key>> = const { std::cell::Cell::new(None) };
-    }
+) -> Option<Rc<[u8]>> {
     let bytes = page::bytes(p);
-    if !compact_page::is_compact(bytes) || LAST.replace(Some(key)) == Some(key) {
+    if !compact_page::is_compact(bytes) {
         return None;
     }
-    Some(with_blob(rel, blkno, bytes, |blob, attrs| {
-        compact_page::decode_one(bytes, blob, attrs, item)
-    }))
+    let seen = LONE.with(|l| l.borrow().as_ref().filter(|l| l.key == key).map(|l| (l.item, l.rest.clone())));
+    match seen {
+        Some((last, rest)) if last == item => Some(rest),
+        Some(_) => None,
+        None => {
+            let opened = Rc::new(open_blob(rel, blkno, bytes));
+            let rest: Rc<[u8]> = opened
+                .one(&columns(rel), item)
+                .unwrap_or_else(|e| corrupted(rel, blkno, e))
+                .into();
+            LONE.with(|l| {
+                *l.borrow_mut() = Some(Lone { key, opened, item, rest: rest.clone() });
+            });
+            Some(rest)
+        }
+    }
 }
 
 /// Item number of version `t` (from `storage::version_at`) on run page `p`.

@@ -97,9 +97,20 @@ pub fn page(buf: pg_sys::Buffer) -> pg_sys::Page {
     unsafe { pg_sys::BufferGetPage(buf) }
 }
 
+/// `BufferGetBlockNumber`, read from the buffer descriptor as bufmgr.c
+/// does (hot paths ask it for every version they touch; this saves the
+/// guarded FFI call).
 pub fn block_number(buf: pg_sys::Buffer) -> pg_sys::BlockNumber {
-    // SAFETY: `buf` is pinned by the caller.
-    unsafe { pg_sys::BufferGetBlockNumber(buf) }
+    // SAFETY: `buf` is pinned by the caller, so its descriptor's tag is
+    // stable; shared buffers are 1-based into BufferDescriptors, local ones
+    // -1-based into LocalBufferDescriptors (both set up at backend start).
+    unsafe {
+        if buf < 0 {
+            (*pg_sys::LocalBufferDescriptors.add((-buf - 1) as usize)).tag.blockNum
+        } else {
+            (*pg_sys::BufferDescriptors.add((buf - 1) as usize)).bufferdesc.tag.blockNum
+        }
+    }
 }
 
 /// Adds a new block to the main fork and returns it pinned and exclusively

@@ -1,7 +1,9 @@
 //! Serializable snapshot isolation hooks (`storage/predicate.h`, not bound by
 //! pgrx): SIREAD locks taken by readers and rw-conflict checks by readers
 //! (conflict out) and writers (conflict in), called where heap calls them.
-//! Each function returns at once unless the transaction is SERIALIZABLE.
+//! Each function returns at once unless the transaction is SERIALIZABLE —
+//! checked here first, as heap's inline `SerializationNeededForRead` does,
+//! so other isolation levels pay no call into predicate.c.
 
 use pgrx::pg_sys;
 
@@ -24,14 +26,27 @@ extern "C-unwind" {
     );
 }
 
+/// Whether this transaction is SERIALIZABLE (`IsolationIsSerializable`):
+/// otherwise it has no SERIALIZABLEXACT and predicate.c does nothing.
+fn serializable() -> bool {
+    // SAFETY: a backend-local global set at transaction start.
+    unsafe { pg_sys::XactIsoLevel == pg_sys::XACT_SERIALIZABLE as i32 }
+}
+
 /// A relation-level SIREAD lock: sequential and sample scans read everything.
 pub fn lock_relation(rel: pg_sys::Relation, snapshot: pg_sys::Snapshot) {
+    if !serializable() {
+        return;
+    }
     // SAFETY: open relation and the scan's snapshot.
     unsafe { PredicateLockRelation(rel, snapshot) }
 }
 
 /// A tuple-level SIREAD lock on a version the snapshot sees.
 pub fn lock_tid(rel: pg_sys::Relation, tuple: &pg_sys::HeapTupleData, snapshot: pg_sys::Snapshot) {
+    if !serializable() {
+        return;
+    }
     let mut tid = tuple.t_self;
     // SAFETY: valid tuple header on a locked page; open relation.
     unsafe {
@@ -44,6 +59,9 @@ pub fn lock_tid(rel: pg_sys::Relation, tuple: &pg_sys::HeapTupleData, snapshot: 
 /// once per page, like heap's page-at-a-time scans (false unless the
 /// transaction is SERIALIZABLE; raises 40001 if it is already doomed).
 pub fn conflict_out_needed(rel: pg_sys::Relation, snapshot: pg_sys::Snapshot) -> bool {
+    if !serializable() {
+        return false;
+    }
     // SAFETY: open relation and a valid snapshot.
     unsafe { CheckForSerializableConflictOutNeeded(rel, snapshot) }
 }
@@ -57,6 +75,9 @@ pub fn check_conflict_out(
     buf: pg_sys::Buffer,
     snapshot: pg_sys::Snapshot,
 ) {
+    if !serializable() {
+        return;
+    }
     // SAFETY: tuple on the (at least share-) locked buffer `buf`.
     unsafe { pg_sys::HeapCheckForSerializableConflictOut(visible, rel, tuple, buf, snapshot) }
 }
@@ -65,6 +86,9 @@ pub fn check_conflict_out(
 /// insert: relation-level locks only) conflicts with; raises 40001 when the
 /// transaction must be rolled back.
 pub fn check_conflict_in(rel: pg_sys::Relation, tid: Option<pg_sys::ItemPointerData>) {
+    if !serializable() {
+        return;
+    }
     match tid {
         Some(mut t) => {
             let block = super::htup::tid_block(&t);
