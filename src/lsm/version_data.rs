@@ -9,8 +9,9 @@
 //! relation, its file, the block and the payload's identity (see `Key`), so
 //! a scan emitting a page's rows, or fetches hitting the same page,
 //! decompress it once; a point lookup keeps the blob it decompressed and the
-//! row it rebuilt (`Lone`) for the executor's next asks for that row. Every decompression verifies the page's crc; a mismatch, or a frame
-//! that does not decode, raises XX001 naming the relation and block.
+//! row it rebuilt (`Lone`) for the executor's next asks for that row. Every
+//! decompression verifies the page's crc; a mismatch, or a frame that does
+//! not decode, raises XX001 naming the relation and block.
 
 use super::columnar::Attr;
 use super::compact_page;
@@ -125,7 +126,7 @@ fn decode_page(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, p: pg_sys::Pag
     let bytes = page::bytes(p);
     let decoded = if compact_page::is_compact(bytes) {
         let attrs = columns(rel);
-        let built = match LONE.with(|l| l.borrow().as_ref().filter(|l| l.key == key).map(|l| l.opened.clone())) {
+        let built = match lone_for(&key, |l| l.opened.clone()) {
             Some(opened) => opened.payload(&attrs),
             None => open_blob(rel, blkno, bytes).into_payload(&attrs),
         };
@@ -161,6 +162,11 @@ thread_local! {
     static LONE: RefCell<Option<Lone>> = const { RefCell::new(None) };
 }
 
+/// `f` of the kept point lookup when it was on the page of `key`.
+fn lone_for<T>(key: &Key, f: impl FnOnce(&Lone) -> T) -> Option<T> {
+    LONE.with(|l| l.borrow().as_ref().filter(|l| l.key == *key).map(f))
+}
+
 /// The rest of version `item` of compact page `p` rebuilt alone — a point
 /// lookup rebuilds one row, not the page's — when the page's payload is
 /// not cached and no other version of it was asked for last; None otherwise
@@ -176,7 +182,7 @@ fn lone_rest(
     if !compact_page::is_compact(bytes) {
         return None;
     }
-    let seen = LONE.with(|l| l.borrow().as_ref().filter(|l| l.key == key).map(|l| (l.item, l.rest.clone())));
+    let seen = lone_for(&key, |l| (l.item, l.rest.clone()));
     match seen {
         Some((last, rest)) if last == item => Some(rest),
         Some(_) => None,

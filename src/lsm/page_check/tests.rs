@@ -123,13 +123,7 @@ fn old_xmins_matter_only_on_pages_in_use() {
     };
     // a stale L0 page the manifest no longer reaches
     pages.push(l0_page(0, &[(5, 0, HEAP_XMAX_INVALID, (0, 1))]));
-    let mut problems = vec![];
-    let summaries: Vec<Summary> = pages
-        .iter()
-        .enumerate()
-        .map(|(b, p)| check_page(b as u32, p, &ctx, &|_| None, &mut problems))
-        .collect();
-    let used = check_manifest(&summaries, ctx.frozen_xid, &mut problems);
+    let (used, problems) = verify_with(&pages, &ctx);
     assert!(!used[pages.len() - 1]);
     assert!(!problems.is_empty());
     assert!(problems
@@ -218,13 +212,19 @@ fn redirects_are_counted_and_must_name_a_heap_only_version() {
 }
 
 fn verify(pages: &[Vec<u8>]) -> (Vec<bool>, Vec<Problem>) {
+    verify_with(pages, &CTX)
+}
+
+/// Checks every page under `ctx`, then the manifest: which pages are in
+/// use, and the problems found.
+fn verify_with(pages: &[Vec<u8>], ctx: &Context) -> (Vec<bool>, Vec<Problem>) {
     let mut problems = vec![];
     let summaries: Vec<Summary> = pages
         .iter()
         .enumerate()
-        .map(|(b, p)| check_page(b as u32, p, &CTX, &|_| None, &mut problems))
+        .map(|(b, p)| check_page(b as u32, p, ctx, &|_| None, &mut problems))
         .collect();
-    let used = check_manifest(&summaries, CTX.frozen_xid, &mut problems);
+    let used = check_manifest(&summaries, ctx.frozen_xid, &mut problems);
     (used, problems)
 }
 
