@@ -43,9 +43,9 @@ impl Attr {
     }
 }
 
-const KIND_RAW: u8 = 0;
-const KIND_DELTA: u8 = 1;
-const HAS_NULLS: u16 = 0x8000;
+pub(super) const KIND_RAW: u8 = 0;
+pub(super) const KIND_DELTA: u8 = 1;
+pub(super) const HAS_NULLS: u16 = 0x8000;
 const TUPLE_HEADER_SIZE: usize = 23;
 
 fn align(off: usize, a: u8) -> usize {
@@ -55,7 +55,7 @@ fn align(off: usize, a: u8) -> usize {
 
 /// Length of the varlena at the start of `v` (header included), for the
 /// kinds a stored tuple can hold; None for anything else.
-fn varlena_len(v: &[u8]) -> Option<usize> {
+pub(super) fn varlena_len(v: &[u8]) -> Option<usize> {
     let b = *v.first()?;
     if b == 0x01 {
         // 1-byte header, external: only on-disk TOAST pointers (tag 18,
@@ -142,7 +142,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn get_varint(b: &[u8], at: &mut usize) -> Option<u64> {
+pub(super) fn get_varint(b: &[u8], at: &mut usize) -> Option<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         let byte = *b.get(*at)?;
@@ -155,13 +155,13 @@ fn get_varint(b: &[u8], at: &mut usize) -> Option<u64> {
     None
 }
 
-fn read_le(v: &[u8]) -> u64 {
+pub(super) fn read_le(v: &[u8]) -> u64 {
     let mut w = [0u8; 8];
     w[..v.len()].copy_from_slice(v);
     u64::from_le_bytes(w)
 }
 
-fn sign_extend(v: u64, width: usize) -> i64 {
+pub(super) fn sign_extend(v: u64, width: usize) -> i64 {
     let shift = 64 - 8 * width as u32;
     ((v << shift) as i64) >> shift
 }
@@ -422,7 +422,7 @@ pub fn decode_one(attrs: &[Attr], raw: &[u8], n: usize, target: usize) -> Result
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     const INT8: Attr = Attr { len: 8, align: 8, byval: true };
@@ -431,7 +431,7 @@ mod tests {
     const BOOL: Attr = Attr { len: 1, align: 1, byval: true };
 
     /// A heap tuple of `values` (None = null) laid out as heap_fill_tuple does.
-    fn tuple(attrs: &[Attr], values: &[Option<Vec<u8>>]) -> Vec<u8> {
+    pub(in crate::lsm) fn tuple(attrs: &[Attr], values: &[Option<Vec<u8>>]) -> Vec<u8> {
         let natts = values.len();
         let has_nulls = values.iter().any(|v| v.is_none());
         let bitmap_len = if has_nulls { natts.div_ceil(8) } else { 0 };
@@ -454,13 +454,13 @@ mod tests {
         t
     }
 
-    fn short_text(s: &str) -> Vec<u8> {
+    pub(in crate::lsm) fn short_text(s: &str) -> Vec<u8> {
         let mut v = vec![((s.len() + 1) << 1 | 1) as u8];
         v.extend_from_slice(s.as_bytes());
         v
     }
 
-    fn long_text(s: &str) -> Vec<u8> {
+    pub(in crate::lsm) fn long_text(s: &str) -> Vec<u8> {
         let mut v = (((s.len() + 4) as u32) << 2).to_le_bytes().to_vec();
         v.extend_from_slice(s.as_bytes());
         v

@@ -322,6 +322,17 @@ impl Opened {
         Ok(self.raw[start..start + len].to_vec())
     }
 
+    /// Number of versions.
+    pub fn nitems(&self) -> usize {
+        self.nitems
+    }
+
+    /// The decompressed payload when it is laid out column by column
+    /// (see [`columnar`]); None for a row-by-row payload.
+    pub fn columnar_raw(&self) -> Option<&[u8]> {
+        self.columns.then_some(self.raw.as_slice())
+    }
+
     /// Every version's rest.
     pub fn payload(&self, attrs: &[Attr]) -> Result<Payload, CodecError> {
         if self.columns {

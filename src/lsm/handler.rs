@@ -35,7 +35,7 @@ fn scan_of<'a>(s: pg_sys::TableScanDesc) -> &'a mut scan::LsmScan {
 unsafe extern "C-unwind" fn slot_callbacks(
     _rel: pg_sys::Relation,
 ) -> *const pg_sys::TupleTableSlotOps {
-    &raw const pg_sys::TTSOpsBufferHeapTuple
+    &super::slot::LSM_SLOT_OPS
 }
 
 #[pg_guard]
@@ -68,8 +68,24 @@ unsafe extern "C-unwind" fn scan_rescan(
     scan::rescan(scan_of(s))
 }
 
-#[pg_guard]
+/// Unguarded: the next row of a column-wise page is a few stores into the
+/// slot (`scan::next_in_batch`, no Postgres call); everything else takes
+/// the guarded path.
 unsafe extern "C-unwind" fn scan_getnextslot(
+    s: pg_sys::TableScanDesc,
+    direction: pg_sys::ScanDirection::Type,
+    slot: *mut pg_sys::TupleTableSlot,
+) -> bool {
+    let forward = direction != pg_sys::ScanDirection::BackwardScanDirection;
+    if scan::next_in_batch(scan_of(s), forward, slot) {
+        return true;
+    }
+    // SAFETY: same arguments, guarded.
+    unsafe { scan_getnextslot_guarded(s, direction, slot) }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn scan_getnextslot_guarded(
     s: pg_sys::TableScanDesc,
     direction: pg_sys::ScanDirection::Type,
     slot: *mut pg_sys::TupleTableSlot,

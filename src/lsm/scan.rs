@@ -16,6 +16,7 @@ use super::compact_page;
 use super::format::{self, ROWS_PER_VBLOCK};
 use super::manifest::{self, Live};
 use super::page_image;
+use super::slot;
 use super::storage;
 use super::version_data;
 use crate::pg::buffer::{self, INVALID_BLOCK};
@@ -76,6 +77,12 @@ pub struct LsmScan {
     /// The TIDs of `offsets`' versions on an unpacked page (a compact page
     /// may be rewritten, expanded, while only pinned: see `compact_page`).
     tids: [pg_sys::ItemPointerData; ROWS_PER_VBLOCK as usize],
+    /// Sequential and TID range scans of a column-wise compressed page:
+    /// its visible versions in a batch that lsm slots read column by column
+    /// (see `slot`), instead of `arena`; made on first use, dropped with
+    /// the scan's memory context.
+    batch: *mut slot::Batch,
+    batched: bool,
 }
 
 /// Which row versions of a page a load keeps (before the snapshot check).
@@ -170,6 +177,7 @@ fn release_page(s: &mut LsmScan) {
     s.nchains = 0;
     s.next_chain = 0;
     s.unpacked = false;
+    s.batched = false;
 }
 
 pub fn rescan(s: &mut LsmScan) {
@@ -288,11 +296,24 @@ fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber, filter: Filter) {
                 s.nchains += 1;
             }
         }
-        if s.count > 0 && version_data::is_compressed(p) {
+        if s.count > 0 && version_data::is_compressed(p) && !load_batch(s, p) {
             unpack(s, p);
         }
     }
     buffer::unlock(buf);
+}
+
+/// Loads the visible versions of the loaded compressed page into the
+/// scan's batch when its payload is column-wise (false otherwise).
+fn load_batch(s: &mut LsmScan, p: pg_sys::Page) -> bool {
+    if s.batch.is_null() {
+        let batch = slot::Batch::new(s.base.rs_rd);
+        s.batch = pgrx::PgMemoryContexts::For(s.arena_cxt).leak_and_drop_on_delete(batch);
+    }
+    // SAFETY: made above, alive as long as the scan's memory context.
+    let batch = unsafe { &mut *s.batch };
+    s.batched = batch.load(s.block, p, &s.offsets[..s.count]);
+    s.batched
 }
 
 /// Decodes the visible versions of the loaded compressed page into the
@@ -415,6 +436,12 @@ fn next_block(s: &mut LsmScan, forward: bool) -> Option<pg_sys::BlockNumber> {
 /// Stores the visible tuple at index `pos` of the current page into `slot`.
 fn emit(s: &mut LsmScan, pos: isize, slot: *mut pg_sys::TupleTableSlot) {
     s.pos = pos;
+    if s.batched {
+        // SAFETY: open relation.
+        let table = unsafe { (*s.base.rs_rd).rd_id };
+        slot::store_columns(slot, s.batch, pos as usize, s.tids[pos as usize], table);
+        return;
+    }
     if s.unpacked {
         let (off, len) = s.spans[pos as usize];
         let t = pg_sys::HeapTupleData {
@@ -432,6 +459,26 @@ fn emit(s: &mut LsmScan, pos: isize, slot: *mut pg_sys::TupleTableSlot) {
     let p = buffer::page(s.buf);
     let t = storage::version_at(s.base.rs_rd, p, item).expect("item recorded as visible");
     storage::store_in_slot(s.base.rs_rd, slot, t, s.buf);
+}
+
+/// The next row of the current batch into a slot that holds the row
+/// before it in column mode (see `slot`): no Postgres call, so the handler
+/// tries it before its guarded path. False when the full path must run.
+#[inline]
+pub fn next_in_batch(s: &mut LsmScan, forward: bool, slot: *mut pg_sys::TupleTableSlot) -> bool {
+    if !s.batched {
+        return false;
+    }
+    let next_pos = if forward { s.pos + 1 } else { s.pos - 1 };
+    if next_pos < 0 || next_pos as usize >= s.count {
+        return false;
+    }
+    let pos = next_pos as usize;
+    if !slot::restore_columns(slot, s.batch, pos, s.tids[pos]) {
+        return false;
+    }
+    s.pos = next_pos;
+    true
 }
 
 /// Returns the next visible tuple in `direction` into `slot`.

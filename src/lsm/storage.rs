@@ -333,14 +333,7 @@ pub fn store_in_slot(
     buf: pg_sys::Buffer,
 ) {
     if let Some(copy) = super::version_data::palloc_full(rel, buf, &tuple) {
-        // SAFETY: a valid slot; the copy is palloc'd and handed over
-        // (ExecForceStoreHeapTuple copies it into the slot's context and
-        // frees ours).
-        unsafe {
-            pg_sys::ExecForceStoreHeapTuple(copy, slot, true);
-            (*slot).tts_tid = tuple.t_self;
-            (*slot).tts_tableOid = tuple.t_tableOid;
-        }
+        super::slot::store_owned(slot, copy);
         return;
     }
     store_buffer_tuple(slot, tuple, buf);
@@ -354,13 +347,7 @@ pub fn store_buffer_tuple(
     tuple: pg_sys::HeapTupleData,
     buf: pg_sys::Buffer,
 ) {
-    let bslot = slot as *mut pg_sys::BufferHeapTupleTableSlot;
-    // SAFETY: lsm slots use TTSOpsBufferHeapTuple, so `slot` is a
-    // BufferHeapTupleTableSlot; `buf` is pinned by the caller.
-    unsafe {
-        (*bslot).base.tupdata = tuple;
-        pg_sys::ExecStoreBufferHeapTuple(&mut (*bslot).base.tupdata, slot, buf);
-    }
+    super::slot::store_buffer_tuple(slot, tuple, buf);
 }
 
 /// The rowid of logical TID `tid` (see [`format::rowid`]).

@@ -120,6 +120,16 @@ pub fn payload(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, p: pg_sys::Pag
     cached(&key).unwrap_or_else(|| decode_page(rel, blkno, p, key))
 }
 
+/// The checked, decompressed blob of compact page `p` (block `blkno`,
+/// pinned and at least share-locked), rows not rebuilt: the one a point
+/// lookup kept when it was this page's, else opened now (not cached: a
+/// sequential scan reads each page once).
+pub fn opened(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, p: pg_sys::Page) -> Rc<Opened> {
+    let bytes = page::bytes(p);
+    let key = key_of(rel, blkno, bytes);
+    lone_for(&key, |l| l.opened.clone()).unwrap_or_else(|| Rc::new(open_blob(rel, blkno, bytes)))
+}
+
 /// Decodes compressed page `p` and caches its payload under `key` (from
 /// the blob a point lookup opened, when it was this page's).
 fn decode_page(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, p: pg_sys::Page, key: Key) -> Rc<Payload> {

@@ -46,8 +46,16 @@ pub fn natts(rel: pg_sys::Relation) -> u16 {
 /// Storage layout of every attribute (dropped ones included), in order:
 /// `(attlen, attalign in bytes, attbyval)`.
 pub fn attr_layouts(rel: pg_sys::Relation) -> Vec<(i16, u8, bool)> {
-    // SAFETY: open relation with a valid tuple descriptor that outlives this call.
-    let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att) };
+    // SAFETY: open relation with a valid tuple descriptor.
+    desc_layouts(unsafe { (*rel).rd_att })
+}
+
+/// [`attr_layouts`] of a tuple descriptor (a slot's: during ALTER COLUMN
+/// TYPE's rewrite the old rows follow the old descriptor, not the
+/// relation's).
+pub fn desc_layouts(desc: pg_sys::TupleDesc) -> Vec<(i16, u8, bool)> {
+    // SAFETY: a valid tuple descriptor that outlives this call.
+    let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked(desc) };
     desc.iter()
         .map(|a| {
             let align = match a.attalign as u8 {

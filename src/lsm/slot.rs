@@ -1,0 +1,600 @@
+//! The tuple table slot of `lsm` tables (`slot_callbacks`).
+//!
+//! An lsm slot is heap's buffer-heap-tuple slot with one more mode. In
+//! *tuple mode* it holds a `HeapTuple` — on a pinned page, in a scan's
+//! decoded copy, or its own palloc'd copy — and every callback is heap's
+//! (`TTSOpsBufferHeapTuple`'s, called through its table). In *column mode*
+//! it holds row `pos` of a [`Batch`]: the visible versions of one
+//! column-wise compressed page, decompressed but not rebuilt into tuples.
+//! `getsomeattrs(k)` then reads the first k columns straight from the
+//! batch, decoding a column for the whole page the first time any row asks
+//! for it ([`super::columnar_read`]); a `count(*), sum(b)` decodes one
+//! column of six and forms no tuple at all.
+//!
+//! In column mode the slot's `HeapTupleData` points at a copy of the
+//! version's header (with `t_ctid` its own TID), so system columns and
+//! `is_current_xact_tuple` are heap's callbacks reading that header.
+//! Whatever needs a tuple (materialize, `get_heap_tuple`, copies, a copy
+//! into another lsm slot) forms one from the values with `heap_form_tuple`
+//! and the header's transaction fields, and the slot turns into a tuple
+//! mode slot owning it — as heap's slot owns its tuple once materialized.
+//!
+//! A column-mode slot points into the scan's batch, which the scan reuses
+//! for its next page: like a heap slot whose page the scan moved away from,
+//! it is valid until the scan stores its next row into it (the executor
+//! never reads a scan slot's previous row), and it holds no buffer pin.
+
+use super::columnar::Attr;
+use super::columnar_read::{Column, Layout, TAG_RAW, TAG_SIDE, TAG_VALUE};
+use super::compact_page;
+use super::compressed_page::{Opened, TUPLE_HEADER_SIZE};
+use super::page_image;
+use super::version_data;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::rc::Rc;
+
+/// An lsm slot: heap's buffer slot, then the column-mode fields.
+#[repr(C)]
+pub struct LsmSlot {
+    base: pg_sys::BufferHeapTupleTableSlot,
+    /// Column mode: the batch holding the slot's row (null in tuple mode).
+    batch: *mut Batch,
+    /// Column mode: the row's position among the batch's visible versions.
+    pos: u32,
+}
+
+/// A version's fixed header, aligned as a header on a page is.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct HeaderCopy([u8; 24]);
+
+/// The visible versions of one column-wise compressed page, for slots in
+/// column mode. A scan keeps one and reloads it page after page.
+pub struct Batch {
+    rel: pg_sys::Relation,
+    block: pg_sys::BlockNumber,
+    /// The column layout the payload is read by, from `desc` (the
+    /// relation's, then that of the slot the rows go to).
+    attrs: Vec<Attr>,
+    desc: pg_sys::TupleDesc,
+    opened: Option<Rc<Opened>>,
+    layout: Layout,
+    columns: Vec<Column>,
+    /// Whether `columns[c]` holds this page's column c.
+    ready: Vec<bool>,
+    /// Start of the decompressed payload (`opened`'s).
+    raw: *const u8,
+    /// Per visible version: its index among the page's versions.
+    rows: Vec<u16>,
+    /// The headers of the visible versions, copied once each (versions
+    /// that share a header share its copy); a shared header's `t_ctid` is
+    /// (0,0), read as the version's own TID.
+    headers: Vec<HeaderCopy>,
+    /// Per visible version: its header in `headers`.
+    header_of: Vec<u16>,
+}
+
+impl Batch {
+    pub fn new(rel: pg_sys::Relation) -> Batch {
+        let attrs = version_data::columns(rel);
+        let n = attrs.len();
+        Batch {
+            rel,
+            block: pg_sys::InvalidBlockNumber,
+            attrs,
+            // SAFETY: open relation.
+            desc: unsafe { (*rel).rd_att },
+            opened: None,
+            layout: Layout::default(),
+            columns: (0..n).map(|_| Column::default()).collect(),
+            ready: vec![false; n],
+            raw: std::ptr::null(),
+            rows: Vec::new(),
+            headers: Vec::new(),
+            header_of: Vec::new(),
+        }
+    }
+
+    /// Loads the versions `items` (1-based, visible to the scan) of compact
+    /// page `p` (block `block`, pinned and share-locked). False when the
+    /// page's payload is not column-wise (the caller rebuilds rows instead).
+    pub fn load(&mut self, block: pg_sys::BlockNumber, p: pg_sys::Page, items: &[u16]) -> bool {
+        let bytes = crate::pg::page::bytes(p);
+        if !compact_page::is_compact(bytes) {
+            return false;
+        }
+        let opened = version_data::opened(self.rel, block, p);
+        let Some(raw) = opened.columnar_raw() else {
+            return false;
+        };
+        if raw.as_ptr() as usize % 8 != 0 {
+            return false; // cell offsets assume an 8-aligned payload
+        }
+        if let Err(e) = self.layout.parse(&self.attrs, raw, opened.nitems()) {
+            version_data::corrupted(self.rel, block, e);
+        }
+        self.raw = raw.as_ptr();
+        self.rows.clear();
+        self.headers.clear();
+        self.header_of.clear();
+        let mut last = usize::MAX;
+        for &item in items {
+            let extent = page_image::item_extent(bytes, item as usize);
+            let Some((off, TUPLE_HEADER_SIZE)) = extent else {
+                version_data::corrupted(self.rel, block, format!("item {item} is not a header"));
+            };
+            if item as usize > self.layout.len() {
+                version_data::corrupted(self.rel, block, format!("no row data for item {item}"));
+            }
+            if off != last {
+                let mut copy = HeaderCopy([0; 24]);
+                copy.0[..TUPLE_HEADER_SIZE].copy_from_slice(&bytes[off..off + TUPLE_HEADER_SIZE]);
+                self.headers.push(copy);
+                last = off;
+            }
+            self.rows.push(item - 1);
+            self.header_of.push((self.headers.len() - 1) as u16);
+        }
+        self.ready.iter_mut().for_each(|r| *r = false);
+        self.block = block;
+        self.opened = Some(opened);
+        true
+    }
+
+    /// Reads the page by the layout of `desc`: the descriptor of the slot
+    /// the rows go to describes them (ALTER COLUMN TYPE rewrites a table
+    /// by reading its old rows into slots of the old descriptor while the
+    /// relation already has the new one).
+    fn use_desc(&mut self, desc: pg_sys::TupleDesc) {
+        self.attrs = crate::pg::rel::desc_layouts(desc).into_iter().map(Attr::from_layout).collect();
+        self.desc = desc;
+        let n = self.attrs.len();
+        self.columns.resize_with(n, Column::default);
+        self.ready = vec![false; n];
+        let Some(opened) = self.opened.clone() else {
+            return;
+        };
+        let raw = opened.columnar_raw().unwrap_or(&[]);
+        if let Err(e) = self.layout.parse(&self.attrs, raw, opened.nitems()) {
+            version_data::corrupted(self.rel, self.block, e);
+        }
+    }
+
+    /// The header of visible version `pos`.
+    fn header(&mut self, pos: usize) -> *mut pg_sys::HeapTupleHeaderData {
+        let h = self.header_of[pos] as usize;
+        &mut self.headers[h] as *mut HeaderCopy as *mut pg_sys::HeapTupleHeaderData
+    }
+
+    /// The full tuple bytes (header, then the rest) of visible version
+    /// `pos`, rebuilt alone (a slot that is not an lsm slot).
+    fn tuple_bytes(&self, pos: usize, tid: pg_sys::ItemPointerData) -> Vec<u8> {
+        let item = self.rows[pos] as usize + 1;
+        let opened = self.opened.as_ref().expect("loaded batch");
+        let rest = opened
+            .one(&self.attrs, item)
+            .unwrap_or_else(|e| version_data::corrupted(self.rel, self.block, e));
+        let mut h = self.headers[self.header_of[pos] as usize].0;
+        if h[12..18].iter().all(|b| *b == 0) {
+            let (v, o) = (crate::pg::htup::tid_block(&tid), crate::pg::htup::tid_offset(&tid));
+            compact_page::put_ctid(&mut h, v, o);
+        }
+        [&h[..TUPLE_HEADER_SIZE], &rest[..]].concat()
+    }
+}
+
+/// Decodes column `c` of `batch`'s page (the first time a row of the page
+/// is asked for it). Guarded: a damaged column raises XX001 from inside a
+/// slot callback.
+#[pg_guard]
+unsafe extern "C-unwind" fn decode_column(batch: *mut Batch, c: usize) {
+    // SAFETY: the batch of a column-mode slot, alive while the slot holds its row.
+    let b = unsafe { &mut *batch };
+    let raw = b.opened.as_ref().and_then(|o| o.columnar_raw()).unwrap_or(&[]);
+    if let Err(e) = b.layout.decode_column(&b.attrs, raw, c, &mut b.columns[c]) {
+        version_data::corrupted(b.rel, b.block, e);
+    }
+    b.ready[c] = true;
+}
+
+/// Heap's buffer slot callbacks.
+fn heap_ops() -> &'static pg_sys::TupleTableSlotOps {
+    // SAFETY: a constant table exported by the server.
+    unsafe { &*(&raw const pg_sys::TTSOpsBufferHeapTuple) }
+}
+
+/// The batch of a slot in column mode.
+#[inline]
+fn batch_of(slot: *mut pg_sys::TupleTableSlot) -> *mut Batch {
+    // SAFETY: called only on lsm slots (our callbacks, or after `is_lsm`).
+    unsafe { (*(slot as *mut LsmSlot)).batch }
+}
+
+unsafe extern "C-unwind" fn init(slot: *mut pg_sys::TupleTableSlot) {
+    // SAFETY: an lsm slot is a buffer slot followed by our fields (zeroed
+    // by MakeTupleTableSlot: tuple mode).
+    unsafe { heap_ops().init.expect("init")(slot) }
+}
+
+unsafe extern "C-unwind" fn release(slot: *mut pg_sys::TupleTableSlot) {
+    // SAFETY: as in `init`.
+    unsafe { heap_ops().release.expect("release")(slot) }
+}
+
+unsafe extern "C-unwind" fn clear(slot: *mut pg_sys::TupleTableSlot) {
+    // SAFETY: an lsm slot; in column mode its tuple is the header copy,
+    // not to be freed (SHOULDFREE is off) and it holds no buffer.
+    unsafe {
+        (*(slot as *mut LsmSlot)).batch = std::ptr::null_mut();
+        heap_ops().clear.expect("clear")(slot)
+    }
+}
+
+/// Hot: the executor asks every row for its first `natts` columns.
+unsafe extern "C-unwind" fn getsomeattrs(slot: *mut pg_sys::TupleTableSlot, natts: i32) {
+    let batch = batch_of(slot);
+    if batch.is_null() {
+        // SAFETY: tuple mode: heap's callback on heap's slot layout.
+        return unsafe { heap_ops().getsomeattrs.expect("getsomeattrs")(slot, natts) };
+    }
+    // SAFETY: column mode: the batch is alive while the slot holds its row
+    // (module comment); tts_values/tts_isnull have natts entries.
+    unsafe {
+        let pos = (*(slot as *mut LsmSlot)).pos as usize;
+        let (row, upto) = {
+            let b = &*batch;
+            let row = b.rows[pos] as usize;
+            (row, (natts.max(0) as usize).min(b.layout.natts(row)))
+        };
+        let from = (*slot).tts_nvalid.max(0) as usize;
+        for c in from..upto {
+            let ready = {
+                let b = &*batch;
+                b.ready[c]
+            };
+            if !ready {
+                decode_column(batch, c);
+            }
+            let b = &*batch;
+            let col = &b.columns[c];
+            let (tag, word) = (col.tags[row], col.words[row]);
+            let (datum, null) = match tag {
+                TAG_VALUE => (word as usize, false),
+                TAG_RAW => (b.raw.add(word as usize) as usize, false),
+                TAG_SIDE => (col.side_ptr().add(word as usize) as usize, false),
+                _ => (0, true),
+            };
+            *(*slot).tts_values.add(c) = pg_sys::Datum::from(datum);
+            *(*slot).tts_isnull.add(c) = null;
+        }
+        if upto > from {
+            (*slot).tts_nvalid = upto as i16;
+        }
+    }
+}
+
+unsafe extern "C-unwind" fn getsysattr(
+    slot: *mut pg_sys::TupleTableSlot,
+    attnum: i32,
+    isnull: *mut bool,
+) -> pg_sys::Datum {
+    // SAFETY: in either mode the slot's tuple has a valid header (column
+    // mode: the header copy) and t_self / t_tableOid.
+    unsafe { heap_ops().getsysattr.expect("getsysattr")(slot, attnum, isnull) }
+}
+
+#[cfg(feature = "pg18")]
+unsafe extern "C-unwind" fn is_current_xact_tuple(slot: *mut pg_sys::TupleTableSlot) -> bool {
+    // SAFETY: as in `getsysattr` (reads xmin and infomask).
+    unsafe { heap_ops().is_current_xact_tuple.expect("is_current_xact_tuple")(slot) }
+}
+
+/// The slot's values (column mode) as a palloc'd tuple in the current
+/// memory context, carrying the version's header fields (xmin, xmax, cid,
+/// ctid, hint bits) and TID.
+fn form_tuple(slot: *mut pg_sys::TupleTableSlot) -> pg_sys::HeapTuple {
+    // SAFETY: a column-mode lsm slot; slot_getallattrs fills every value.
+    unsafe {
+        pg_sys::slot_getallattrs(slot);
+        let t = pg_sys::heap_form_tuple((*slot).tts_tupleDescriptor, (*slot).tts_values, (*slot).tts_isnull);
+        let header = (*(slot as *mut LsmSlot)).base.base.tupdata.t_data;
+        let formed = (*t).t_data;
+        let layout_bits = (pg_sys::HEAP_HASNULL | pg_sys::HEAP_HASVARWIDTH | pg_sys::HEAP_HASEXTERNAL) as u16;
+        (*formed).t_choice = (*header).t_choice;
+        // a shared header's (0,0): the version's own TID
+        let own = (*header).t_ctid.ip_posid == 0;
+        (*formed).t_ctid = if own { (*slot).tts_tid } else { (*header).t_ctid };
+        (*formed).t_infomask = ((*header).t_infomask & !layout_bits) | ((*formed).t_infomask & layout_bits);
+        let natts_mask = pg_sys::HEAP_NATTS_MASK as u16;
+        (*formed).t_infomask2 = ((*header).t_infomask2 & !natts_mask) | ((*formed).t_infomask2 & natts_mask);
+        (*t).t_self = (*slot).tts_tid;
+        (*t).t_tableOid = (*slot).tts_tableOid;
+        t
+    }
+}
+
+/// Turns a column-mode slot into a tuple-mode slot owning a formed copy.
+fn materialize_columns(slot: *mut pg_sys::TupleTableSlot) {
+    // SAFETY: a column-mode lsm slot; the tuple is formed in the slot's
+    // context and handed to it (SHOULDFREE).
+    unsafe {
+        let old = pg_sys::MemoryContextSwitchTo((*slot).tts_mcxt);
+        let t = form_tuple(slot);
+        pg_sys::MemoryContextSwitchTo(old);
+        let ls = slot as *mut LsmSlot;
+        (*ls).batch = std::ptr::null_mut();
+        (*ls).base.base.tuple = t;
+        (*ls).base.base.off = 0;
+        (*ls).base.buffer = pg_sys::InvalidBuffer as pg_sys::Buffer;
+        (*slot).tts_flags |= pg_sys::TTS_FLAG_SHOULDFREE as u16;
+        // the values pointed into the batch: deform them again from the copy
+        (*slot).tts_nvalid = 0;
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn materialize(slot: *mut pg_sys::TupleTableSlot) {
+    if batch_of(slot).is_null() {
+        // SAFETY: tuple mode: heap's callback.
+        return unsafe { heap_ops().materialize.expect("materialize")(slot) };
+    }
+    materialize_columns(slot);
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn copyslot(dst: *mut pg_sys::TupleTableSlot, src: *mut pg_sys::TupleTableSlot) {
+    if !(is_lsm(src) && !batch_of(src).is_null()) {
+        // SAFETY: heap's callback copies from any slot (a buffer reference
+        // only from a tuple-mode lsm slot, whose ops equal ours).
+        return unsafe { heap_ops().copyslot.expect("copyslot")(dst, src) };
+    }
+    // SAFETY: both lsm slots; the copy is formed in dst's context and owned by it.
+    unsafe {
+        pg_sys::ExecClearTuple(dst);
+        let old = pg_sys::MemoryContextSwitchTo((*dst).tts_mcxt);
+        let t = form_tuple(src);
+        pg_sys::MemoryContextSwitchTo(old);
+        let ls = dst as *mut LsmSlot;
+        (*ls).base.base.tuple = t;
+        (*dst).tts_flags &= !(pg_sys::TTS_FLAG_EMPTY as u16);
+        (*dst).tts_flags |= pg_sys::TTS_FLAG_SHOULDFREE as u16;
+        (*dst).tts_tid = (*src).tts_tid;
+        (*dst).tts_tableOid = (*src).tts_tableOid;
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn get_heap_tuple(slot: *mut pg_sys::TupleTableSlot) -> pg_sys::HeapTuple {
+    if !batch_of(slot).is_null() {
+        materialize_columns(slot);
+    }
+    // SAFETY: tuple mode now: heap's callback.
+    unsafe { heap_ops().get_heap_tuple.expect("get_heap_tuple")(slot) }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn copy_heap_tuple(slot: *mut pg_sys::TupleTableSlot) -> pg_sys::HeapTuple {
+    if batch_of(slot).is_null() {
+        // SAFETY: tuple mode: heap's callback.
+        return unsafe { heap_ops().copy_heap_tuple.expect("copy_heap_tuple")(slot) };
+    }
+    form_tuple(slot)
+}
+
+#[cfg(feature = "pg18")]
+#[pg_guard]
+unsafe extern "C-unwind" fn copy_minimal_tuple(slot: *mut pg_sys::TupleTableSlot, extra: pg_sys::Size) -> pg_sys::MinimalTuple {
+    if batch_of(slot).is_null() {
+        // SAFETY: tuple mode: heap's callback.
+        return unsafe { heap_ops().copy_minimal_tuple.expect("copy_minimal_tuple")(slot, extra) };
+    }
+    // SAFETY: a column-mode slot: every value read, then formed.
+    unsafe {
+        pg_sys::slot_getallattrs(slot);
+        pg_sys::heap_form_minimal_tuple((*slot).tts_tupleDescriptor, (*slot).tts_values, (*slot).tts_isnull, extra)
+    }
+}
+
+#[cfg(not(feature = "pg18"))]
+#[pg_guard]
+unsafe extern "C-unwind" fn copy_minimal_tuple(slot: *mut pg_sys::TupleTableSlot) -> pg_sys::MinimalTuple {
+    if batch_of(slot).is_null() {
+        // SAFETY: tuple mode: heap's callback.
+        return unsafe { heap_ops().copy_minimal_tuple.expect("copy_minimal_tuple")(slot) };
+    }
+    // SAFETY: a column-mode slot: every value read, then formed.
+    unsafe {
+        pg_sys::slot_getallattrs(slot);
+        pg_sys::heap_form_minimal_tuple((*slot).tts_tupleDescriptor, (*slot).tts_values, (*slot).tts_isnull)
+    }
+}
+
+/// The slot callbacks of lsm tables.
+pub static LSM_SLOT_OPS: pg_sys::TupleTableSlotOps = pg_sys::TupleTableSlotOps {
+    base_slot_size: std::mem::size_of::<LsmSlot>(),
+    init: Some(init),
+    release: Some(release),
+    clear: Some(clear),
+    getsomeattrs: Some(getsomeattrs),
+    getsysattr: Some(getsysattr),
+    #[cfg(feature = "pg18")]
+    is_current_xact_tuple: Some(is_current_xact_tuple),
+    materialize: Some(materialize),
+    copyslot: Some(copyslot),
+    get_heap_tuple: Some(get_heap_tuple),
+    get_minimal_tuple: None,
+    copy_heap_tuple: Some(copy_heap_tuple),
+    copy_minimal_tuple: Some(copy_minimal_tuple),
+};
+
+/// Whether `slot` is an lsm slot.
+#[inline]
+pub fn is_lsm(slot: *mut pg_sys::TupleTableSlot) -> bool {
+    // SAFETY: a valid slot.
+    std::ptr::eq(unsafe { (*slot).tts_ops }, &LSM_SLOT_OPS)
+}
+
+/// Frees an owned tuple and drops a buffer pin the slot holds: the start of
+/// every store (heap's `tts_buffer_heap_store_tuple`), keeping the pin when
+/// the new tuple is on the same buffer.
+///
+/// # Safety
+/// `slot` is an lsm slot.
+unsafe fn release_contents(slot: *mut pg_sys::TupleTableSlot, keep: pg_sys::Buffer) -> bool {
+    // SAFETY: see the function's contract.
+    unsafe {
+        let ls = slot as *mut LsmSlot;
+        if (*slot).tts_flags & pg_sys::TTS_FLAG_SHOULDFREE as u16 != 0 {
+            pg_sys::heap_freetuple((*ls).base.base.tuple);
+            (*slot).tts_flags &= !(pg_sys::TTS_FLAG_SHOULDFREE as u16);
+        }
+        let held = (*ls).base.buffer;
+        if held == keep {
+            return true;
+        }
+        if held != pg_sys::InvalidBuffer as pg_sys::Buffer {
+            pg_sys::ReleaseBuffer(held);
+        }
+        (*ls).base.buffer = pg_sys::InvalidBuffer as pg_sys::Buffer;
+        false
+    }
+}
+
+/// Stores `tuple`, whose data stays where it is while `buf` is pinned (in
+/// the pinned page, or a scan's decoded copy of it), into a slot that takes
+/// its own pin on `buf` — `ExecStoreBufferHeapTuple` for lsm slots.
+pub fn store_buffer_tuple(slot: *mut pg_sys::TupleTableSlot, tuple: pg_sys::HeapTupleData, buf: pg_sys::Buffer) {
+    if !is_lsm(slot) {
+        // SAFETY: a valid slot; buffer slots keep a pointer to the struct,
+        // so it goes into their own `tupdata`; other kinds copy the tuple.
+        unsafe {
+            if std::ptr::eq((*slot).tts_ops, heap_ops()) {
+                let bslot = slot as *mut pg_sys::BufferHeapTupleTableSlot;
+                (*bslot).base.tupdata = tuple;
+                pg_sys::ExecStoreBufferHeapTuple(&mut (*bslot).base.tupdata, slot, buf);
+            } else {
+                let mut t = tuple;
+                pg_sys::ExecForceStoreHeapTuple(&mut t, slot, false);
+                (*slot).tts_tid = tuple.t_self;
+                (*slot).tts_tableOid = tuple.t_tableOid;
+            }
+        }
+        return;
+    }
+    // SAFETY: an lsm slot; `buf` is pinned by the caller, the slot takes its own pin.
+    unsafe {
+        let ls = slot as *mut LsmSlot;
+        let kept = release_contents(slot, buf);
+        (*ls).batch = std::ptr::null_mut();
+        (*ls).base.base.tupdata = tuple;
+        (*ls).base.base.tuple = &mut (*ls).base.base.tupdata;
+        (*ls).base.base.off = 0;
+        if !kept {
+            pg_sys::IncrBufferRefCount(buf);
+            (*ls).base.buffer = buf;
+        }
+        (*slot).tts_flags &= !(pg_sys::TTS_FLAG_EMPTY as u16);
+        (*slot).tts_nvalid = 0;
+        (*slot).tts_tid = tuple.t_self;
+        (*slot).tts_tableOid = tuple.t_tableOid;
+    }
+}
+
+/// Stores a palloc'd tuple the slot takes over (copied into the slot's
+/// context when it was made elsewhere) — `ExecForceStoreHeapTuple` that
+/// keeps the header, for lsm slots.
+pub fn store_owned(slot: *mut pg_sys::TupleTableSlot, tuple: pg_sys::HeapTuple) {
+    // SAFETY: a valid slot and a palloc'd tuple handed over by the caller.
+    unsafe {
+        let (tid, table) = ((*tuple).t_self, (*tuple).t_tableOid);
+        if !is_lsm(slot) {
+            pg_sys::ExecForceStoreHeapTuple(tuple, slot, true);
+        } else {
+            let ls = slot as *mut LsmSlot;
+            release_contents(slot, pg_sys::InvalidBuffer as pg_sys::Buffer);
+            (*ls).batch = std::ptr::null_mut();
+            let mine = std::ptr::eq(pg_sys::GetMemoryChunkContext(tuple as *mut std::ffi::c_void), (*slot).tts_mcxt);
+            let owned = if mine {
+                tuple
+            } else {
+                let old = pg_sys::MemoryContextSwitchTo((*slot).tts_mcxt);
+                let copy = pg_sys::heap_copytuple(tuple);
+                pg_sys::MemoryContextSwitchTo(old);
+                pg_sys::heap_freetuple(tuple);
+                copy
+            };
+            (*ls).base.base.tuple = owned;
+            (*ls).base.base.off = 0;
+            (*slot).tts_flags &= !(pg_sys::TTS_FLAG_EMPTY as u16);
+            (*slot).tts_flags |= pg_sys::TTS_FLAG_SHOULDFREE as u16;
+            (*slot).tts_nvalid = 0;
+        }
+        (*slot).tts_tid = tid;
+        (*slot).tts_tableOid = table;
+    }
+}
+
+/// [`store_columns`] when `slot` already holds a row of `batch` in column
+/// mode (the scan's next row): a few stores, no Postgres call. False when
+/// the slot is in any other state.
+#[inline]
+pub fn restore_columns(slot: *mut pg_sys::TupleTableSlot, batch: *mut Batch, pos: usize, tid: pg_sys::ItemPointerData) -> bool {
+    if !is_lsm(slot) || batch_of(slot) != batch {
+        return false;
+    }
+    // SAFETY: an lsm slot in column mode on the scan's live batch (so it
+    // owns nothing and pins nothing); `pos` is one of its visible versions.
+    unsafe {
+        let ls = slot as *mut LsmSlot;
+        (*ls).pos = pos as u32;
+        (*ls).base.base.tupdata.t_self = tid;
+        (*ls).base.base.tupdata.t_data = (*batch).header(pos);
+        (*slot).tts_nvalid = 0;
+        (*slot).tts_tid = tid;
+    }
+    true
+}
+
+/// Stores visible version `pos` of `batch` into `slot` (column mode), with
+/// TID `tid` of table `table`.
+pub fn store_columns(
+    slot: *mut pg_sys::TupleTableSlot,
+    batch: *mut Batch,
+    pos: usize,
+    tid: pg_sys::ItemPointerData,
+    table: pg_sys::Oid,
+) {
+    // SAFETY: the scan's live batch; `pos` is one of its visible versions.
+    let b = unsafe { &mut *batch };
+    // SAFETY: a valid slot.
+    let desc = unsafe { (*slot).tts_tupleDescriptor };
+    if desc != b.desc {
+        b.use_desc(desc);
+    }
+    if !is_lsm(slot) {
+        let bytes = b.tuple_bytes(pos, tid);
+        store_owned(slot, crate::pg::htup::palloc_tuple(&[&bytes], tid, table));
+        return;
+    }
+    let header = b.header(pos);
+    // SAFETY: an lsm slot; column mode holds no pin and owns nothing.
+    unsafe {
+        let ls = slot as *mut LsmSlot;
+        release_contents(slot, pg_sys::InvalidBuffer as pg_sys::Buffer);
+        (*ls).batch = batch;
+        (*ls).pos = pos as u32;
+        (*ls).base.base.tupdata = pg_sys::HeapTupleData {
+            t_len: TUPLE_HEADER_SIZE as u32,
+            t_self: tid,
+            t_tableOid: table,
+            t_data: header,
+        };
+        (*ls).base.base.tuple = &mut (*ls).base.base.tupdata;
+        (*ls).base.base.off = 0;
+        (*slot).tts_flags &= !(pg_sys::TTS_FLAG_EMPTY as u16);
+        (*slot).tts_nvalid = 0;
+        (*slot).tts_tid = tid;
+        (*slot).tts_tableOid = table;
+    }
+}
