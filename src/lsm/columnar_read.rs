@@ -59,6 +59,9 @@ struct Section {
 pub struct Layout {
     rows: Vec<Row>,
     sections: Vec<Section>,
+    /// Whether `sections[c]` has been found (a payload whose column
+    /// sections are decompressed when first read: [`Layout::locate`]).
+    located: Vec<bool>,
 }
 
 /// One decoded column of a page: a cell per version (see the module comment).
@@ -104,8 +107,77 @@ impl Layout {
     /// Reads the rows section of `raw` (`n` versions) and locates every
     /// column section.
     pub fn parse(&mut self, attrs: &[Attr], raw: &[u8], n: usize) -> Result<(), String> {
+        let (mut at, most) = self.parse_rows(attrs, raw, n)?;
+        for _ in 0..most {
+            let Some(head) = raw.get(at..at + 5) else {
+                return bad("column section truncated");
+            };
+            let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            if head[0] > KIND_DELTA {
+                return bad("unknown column kind");
+            }
+            if raw.len() < at + 5 + len {
+                return bad("column section truncated");
+            }
+            self.sections.push(Section { kind: head[0], start: (at + 5) as u32, len: len as u32 });
+            self.located.push(true);
+            at += 5 + len;
+        }
+        if at != raw.len() {
+            return bad("bytes after the last column");
+        }
+        Ok(())
+    }
+
+    /// Reads the rows section alone, which must end at `end` (the column
+    /// sections are found later, each by [`Layout::locate`]); the number of
+    /// column sections it implies.
+    pub fn parse_prefix(&mut self, attrs: &[Attr], raw: &[u8], n: usize, end: usize) -> Result<usize, String> {
+        let (at, most) = self.parse_rows(attrs, raw, n)?;
+        if at != end {
+            return bad("rows section of an unexpected length");
+        }
+        self.sections.resize(most, Section::default());
+        self.located.resize(most, false);
+        Ok(most)
+    }
+
+    /// Finds column `c`'s section at `raw[at..at + len]` (its head included).
+    pub fn locate(&mut self, c: usize, raw: &[u8], at: usize, len: usize) -> Result<(), String> {
+        let Some(head) = raw.get(at..at + 5) else {
+            return bad("column section truncated");
+        };
+        let body = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        if head[0] > KIND_DELTA {
+            return bad("unknown column kind");
+        }
+        if 5 + body != len || raw.len() < at + len || c >= self.sections.len() {
+            return bad("column section of an unexpected length");
+        }
+        self.sections[c] = Section { kind: head[0], start: (at + 5) as u32, len: body as u32 };
+        self.located[c] = true;
+        Ok(())
+    }
+
+    /// Whether column `c`'s section has been found.
+    pub fn is_located(&self, c: usize) -> bool {
+        self.located.get(c).copied().unwrap_or(false)
+    }
+
+    /// `(offset, length)` of the rows section, then of each column's section
+    /// (head included), in a fully parsed payload of `raw_len` bytes.
+    pub fn section_spans(&self, raw_len: usize) -> Vec<(usize, usize)> {
+        let rows_end = self.sections.first().map_or(raw_len, |s| s.start as usize - 5);
+        let mut spans = vec![(0, rows_end)];
+        spans.extend(self.sections.iter().map(|s| (s.start as usize - 5, s.len as usize + 5)));
+        spans
+    }
+
+    /// Reads the rows section: where it ends, and the most attributes of a row.
+    fn parse_rows(&mut self, attrs: &[Attr], raw: &[u8], n: usize) -> Result<(usize, usize), String> {
         self.rows.clear();
         self.sections.clear();
+        self.located.clear();
         let mut at = 0usize;
         let mut most = 0usize;
         for _ in 0..n {
@@ -126,24 +198,7 @@ impl Layout {
             most = most.max(natts);
             at += 3 + plen;
         }
-        for _ in 0..most {
-            let Some(head) = raw.get(at..at + 5) else {
-                return bad("column section truncated");
-            };
-            let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
-            if head[0] > KIND_DELTA {
-                return bad("unknown column kind");
-            }
-            if raw.len() < at + 5 + len {
-                return bad("column section truncated");
-            }
-            self.sections.push(Section { kind: head[0], start: (at + 5) as u32, len: len as u32 });
-            at += 5 + len;
-        }
-        if at != raw.len() {
-            return bad("bytes after the last column");
-        }
-        Ok(())
+        Ok((at, most))
     }
 
     /// Number of versions.
@@ -153,6 +208,11 @@ impl Layout {
 
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
+    }
+
+    /// Number of column sections (the most attributes of a version).
+    pub fn columns(&self) -> usize {
+        self.sections.len()
     }
 
     /// Attributes stored for version `row` (0-based).
@@ -172,6 +232,9 @@ impl Layout {
         let Some(a) = attrs.get(c).copied() else {
             return bad("no such column");
         };
+        if c < self.sections.len() && !self.is_located(c) {
+            return bad("column section not read");
+        }
         let section = self.sections.get(c).copied().unwrap_or_default();
         let body = &raw[section.start as usize..(section.start + section.len) as usize];
         let base = section.start as usize;

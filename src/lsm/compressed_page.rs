@@ -49,6 +49,9 @@ pub const CODEC_LZ4: u8 = 2;
 pub const LAYOUT_ROWS: u8 = 0;
 /// Blob byte 15: column-wise (version 6 pages; see `columnar`).
 pub const LAYOUT_COLUMNS: u8 = 1;
+/// Blob byte 15: column-wise, each section compressed on its own (version 7
+/// pages; see [`Sections`]): a reader decompresses the columns it reads.
+pub const LAYOUT_SECTIONS: u8 = 2;
 /// Largest decompressed payload a page may declare (256 versions of at most a page each).
 const MAX_RAW: usize = 256 * BLOCK_SIZE;
 
@@ -162,6 +165,34 @@ pub fn compress_columns(versions: &[(u64, &[u8])], codec: Codec, attrs: &[Attr])
         codec,
         layout: LAYOUT_COLUMNS,
     })
+}
+
+/// [`compress_columns`] with every section of the column-wise payload —
+/// the rows section, then each column's — compressed on its own behind a
+/// directory ([`LAYOUT_SECTIONS`]):
+///
+/// ```text
+///  frame = nsections u16 | (zlen u32, raw_len u32) x nsections | section 0 | section 1 | ...
+///          section 0 = the rows section, section c + 1 = column c (its 5-byte head included);
+///          decompressed and concatenated in order they are the layout 1 payload
+/// ```
+pub fn compress_sections(versions: &[(u64, &[u8])], codec: Codec, attrs: &[Attr]) -> Option<Frame> {
+    let tuples: Vec<&[u8]> = versions.iter().map(|(_, t)| *t).collect();
+    let raw = columnar::encode(attrs, &tuples)?;
+    let mut layout = super::columnar_read::Layout::default();
+    layout.parse(attrs, &raw, tuples.len()).ok()?;
+    let spans = layout.section_spans(raw.len());
+    let mut bytes = Vec::with_capacity(raw.len() / 2 + 8 * spans.len() + 2);
+    bytes.extend_from_slice(&(spans.len() as u16).to_le_bytes());
+    let parts: Vec<Vec<u8>> = spans.iter().map(|&(at, len)| compress_raw(&raw[at..at + len], codec)).collect();
+    for (part, &(_, len)) in parts.iter().zip(&spans) {
+        bytes.extend_from_slice(&(part.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&(len as u32).to_le_bytes());
+    }
+    for part in &parts {
+        bytes.extend_from_slice(part);
+    }
+    Some(Frame { bytes, raw_len: raw.len(), codec, layout: LAYOUT_SECTIONS })
 }
 
 fn compress_raw(raw: &[u8], codec: Codec) -> Vec<u8> {
@@ -322,17 +353,6 @@ impl Opened {
         Ok(self.raw[start..start + len].to_vec())
     }
 
-    /// Number of versions.
-    pub fn nitems(&self) -> usize {
-        self.nitems
-    }
-
-    /// The decompressed payload when it is laid out column by column
-    /// (see [`columnar`]); None for a row-by-row payload.
-    pub fn columnar_raw(&self) -> Option<&[u8]> {
-        self.columns.then_some(self.raw.as_slice())
-    }
-
     /// Every version's rest.
     pub fn payload(&self, attrs: &[Attr]) -> Result<Payload, CodecError> {
         if self.columns {
@@ -356,6 +376,28 @@ impl Opened {
 /// The checked, decompressed payload of a blob, and whether it is laid
 /// out column by column.
 fn open_blob(blob: &[u8], rowids: &[u64]) -> Result<(Vec<u8>, bool), CodecError> {
+    let (codec, layout, frame, raw_len) = checked_blob(blob, rowids)?;
+    if layout == LAYOUT_SECTIONS {
+        let sections = Sections::of(codec, frame, raw_len)?;
+        let mut raw = Vec::with_capacity(raw_len);
+        for &(z, zlen, _, rlen) in &sections.spans {
+            let part = decompress(codec, &frame[z..z + zlen], rlen).map_err(CodecError::Frame)?;
+            if part.len() != rlen {
+                return Err(CodecError::Layout(format!("a section of {} bytes, {rlen} declared", part.len())));
+            }
+            raw.extend_from_slice(&part);
+        }
+        return Ok((raw, true));
+    }
+    let raw = decompress(codec, frame, raw_len).map_err(CodecError::Frame)?;
+    if raw.len() != raw_len {
+        return Err(CodecError::Layout(format!("payload of {} bytes, {raw_len} declared", raw.len())));
+    }
+    Ok((raw, layout == LAYOUT_COLUMNS))
+}
+
+/// The checked header and frame of a blob: `(codec, layout, frame, raw_len)`.
+fn checked_blob<'a>(blob: &'a [u8], rowids: &[u64]) -> Result<(u8, u8, &'a [u8], usize), CodecError> {
     let layout = |m: String| Err(CodecError::Layout(m));
     if blob.len() < BLOB_HEADER {
         return layout(format!("blob of {} bytes", blob.len()));
@@ -370,30 +412,125 @@ fn open_blob(blob: &[u8], rowids: &[u64]) -> Result<(Vec<u8>, bool), CodecError>
     if codec != CODEC_ZSTD && codec != CODEC_LZ4 {
         return layout(format!("unknown codec {codec}"));
     }
-    if header[15] != LAYOUT_ROWS && header[15] != LAYOUT_COLUMNS {
+    if header[15] > LAYOUT_SECTIONS {
         return layout(format!("unknown payload layout {}", header[15]));
     }
     if BLOB_HEADER + zlen > blob.len() || raw_len > MAX_RAW {
-        return layout(format!(
-            "frame of {zlen} bytes ({raw_len} raw) does not fit the page"
-        ));
+        return layout(format!("frame of {zlen} bytes ({raw_len} raw) does not fit the page"));
     }
     if nitems != rowids.len() {
-        return layout(format!(
-            "{nitems} versions in the frame, {} line pointers",
-            rowids.len()
-        ));
+        return layout(format!("{nitems} versions in the frame, {} line pointers", rowids.len()));
     }
     let frame = &blob[BLOB_HEADER..BLOB_HEADER + zlen];
     let computed = crc(header, frame, rowids.iter().copied());
     if computed != stored {
         return Err(CodecError::Checksum { stored, computed });
     }
-    let raw = decompress(codec, frame, raw_len).map_err(CodecError::Frame)?;
-    if raw.len() != raw_len {
-        return layout(format!("payload of {} bytes, {raw_len} declared", raw.len()));
+    Ok((codec, header[15], frame, raw_len))
+}
+
+/// A column-wise payload whose sections are decompressed when first read:
+/// a sequential scan decompresses the rows section of every page and the
+/// columns its query reads. Sections land at their offsets in `raw`, so
+/// offsets into it are those of the whole (layout 1) payload. Made from a
+/// blob of any column-wise layout (layout 1: decompressed at once).
+pub struct Sections {
+    codec: u8,
+    /// The compressed sections (a copy: a pinned page may be rewritten).
+    frame: Vec<u8>,
+    /// Per section: offset and length in `frame`, offset and length in `raw`.
+    spans: Vec<(usize, usize, usize, usize)>,
+    done: Vec<bool>,
+    raw: Vec<u8>,
+}
+
+impl Sections {
+    /// Checks (crc) a column-wise blob of the versions with `rowids` and
+    /// decompresses its rows section; None for a row-by-row blob.
+    pub fn open(blob: &[u8], rowids: &[u64]) -> Result<Option<Sections>, CodecError> {
+        let (codec, layout, frame, raw_len) = checked_blob(blob, rowids)?;
+        let mut sections = match layout {
+            LAYOUT_SECTIONS => {
+                let mut s = Sections::of(codec, frame, raw_len)?;
+                s.frame = frame.to_vec();
+                s.raw = vec![0; raw_len];
+                s
+            }
+            LAYOUT_COLUMNS => {
+                let raw = decompress(codec, frame, raw_len).map_err(CodecError::Frame)?;
+                if raw.len() != raw_len {
+                    return Err(CodecError::Layout(format!("payload of {} bytes, {raw_len} declared", raw.len())));
+                }
+                Sections { codec, frame: Vec::new(), spans: vec![(0, 0, 0, raw_len)], done: vec![true], raw }
+            }
+            _ => return Ok(None),
+        };
+        sections.ensure(0)?;
+        Ok(Some(sections))
     }
-    Ok((raw, header[15] == LAYOUT_COLUMNS))
+
+    /// Reads the directory of a sectioned frame (nothing copied or
+    /// decompressed yet: `frame` and `raw` are left empty).
+    fn of(codec: u8, frame: &[u8], raw_len: usize) -> Result<Sections, CodecError> {
+        let bad = |m: String| Err(CodecError::Layout(m));
+        if frame.len() < 2 {
+            return bad("no section directory".into());
+        }
+        let n = format::u16_at(frame, 0) as usize;
+        let dir = 2 + 8 * n;
+        if n == 0 || frame.len() < dir {
+            return bad(format!("section directory of {n} sections does not fit"));
+        }
+        let (mut z, mut r) = (dir, 0usize);
+        let mut spans = Vec::with_capacity(n);
+        for i in 0..n {
+            let zlen = format::u32_at(frame, 2 + 8 * i) as usize;
+            let rlen = format::u32_at(frame, 6 + 8 * i) as usize;
+            spans.push((z, zlen, r, rlen));
+            z += zlen;
+            r += rlen;
+        }
+        if z != frame.len() || r != raw_len {
+            return bad(format!("sections of {z} bytes ({r} raw) in a frame of {} ({raw_len} raw)", frame.len()));
+        }
+        Ok(Sections { codec, frame: Vec::new(), spans, done: vec![false; n], raw: Vec::new() })
+    }
+
+    /// Number of sections (1 for a layout 1 payload: all of it).
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Offset and length in the payload of section `i`.
+    pub fn span(&self, i: usize) -> Option<(usize, usize)> {
+        self.spans.get(i).map(|&(_, _, r, rlen)| (r, rlen))
+    }
+
+    /// Decompresses section `i` into its place, once.
+    pub fn ensure(&mut self, i: usize) -> Result<(), CodecError> {
+        let Some(&(z, zlen, r, rlen)) = self.spans.get(i) else {
+            return Err(CodecError::Layout(format!("no section {i}")));
+        };
+        if self.done[i] {
+            return Ok(());
+        }
+        let part = decompress(self.codec, &self.frame[z..z + zlen], rlen).map_err(CodecError::Frame)?;
+        if part.len() != rlen {
+            return Err(CodecError::Layout(format!("section {i} of {} bytes, {rlen} declared", part.len())));
+        }
+        self.raw[r..r + rlen].copy_from_slice(&part);
+        self.done[i] = true;
+        Ok(())
+    }
+
+    /// The payload (sections not decompressed yet are zeros).
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
 }
 
 /// `(start, len)` of each rest of a row-by-row payload.

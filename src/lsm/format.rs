@@ -101,7 +101,10 @@ pub const MAGIC: u32 = 0x4C53_4D31;
 /// Version 6 added compact compressed run pages (`compact_page`: rowids in a
 /// map, headers shared by versions nobody stamped, expansion before a stamp)
 /// and RUN_PAYLOAD pages; version 3 compressed pages are read as they are.
-pub const FORMAT_VERSION: u16 = 6;
+/// Version 7 compresses each section of a column-wise payload on its own
+/// (blob layout 2, `compressed_page::Sections`) so that a scan decompresses
+/// only the columns it reads; layout 1 blobs are read as they are.
+pub const FORMAT_VERSION: u16 = 7;
 /// Oldest version this build reads.
 pub const OLDEST_READABLE_VERSION: u16 = 2;
 

@@ -33,8 +33,9 @@ pub static COMPRESSION: GucSetting<Compression> = GucSetting::<Compression>::new
 pub static COLUMNAR: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// `strata.lsm_pack_thread`: run pages are packed on a second thread.
 pub static PACK_THREAD: GucSetting<bool> = GucSetting::<bool>::new(true);
-/// Layout of compressed run pages written: 6 (compact) or 5 (a stub per row).
-pub static PAGE_FORMAT: GucSetting<i32> = GucSetting::<i32>::new(6);
+/// Layout of compressed run pages written: 7 (compact, a compressed frame
+/// per column), 6 (compact, one frame) or 5 (a stub per row).
+pub static PAGE_FORMAT: GucSetting<i32> = GucSetting::<i32>::new(7);
 /// Bloom filter bits per row version of new runs; 0 = no filters.
 pub static BLOOM_BITS_PER_KEY: GucSetting<i32> = GucSetting::<i32>::new(10);
 /// `strata.lsm_bulk_load`
@@ -117,11 +118,11 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"strata.lsm_page_format",
-        c"Layout of the compressed run pages lsm writes: 6 (compact, current) or 5 (a rowid and header stub per row).",
-        c"For testing that tables written by older versions stay readable; 6 is smaller in every case.",
+        c"Layout of the compressed run pages lsm writes: 7 (compact, each column compressed on its own; current), 6 (compact, one compressed frame per page) or 5 (a rowid and header stub per row).",
+        c"For testing that tables written by older versions stay readable.",
         &PAGE_FORMAT,
         5,
-        6,
+        7,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -172,6 +173,11 @@ pub fn columnar() -> bool {
 /// Whether new compressed run pages get the compact (version 6) layout.
 pub fn compact_pages() -> bool {
     PAGE_FORMAT.get() >= 6
+}
+
+/// Whether column-wise pages compress each column on its own (version 7).
+pub fn sectioned_pages() -> bool {
+    PAGE_FORMAT.get() >= 7
 }
 
 /// Bloom filter bits per row version for new runs (0: no filter).

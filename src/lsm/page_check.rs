@@ -318,12 +318,14 @@ fn check_rows(
             .as_deref()
             .or_else(|| (!compact).then(|| &p[special..]))
             .filter(|b| b.len() > 15 && compressed_page::is_compressed(p))
-            .map(|b| (b[14], b[15] == compressed_page::LAYOUT_COLUMNS));
+            .map(|b| (b[14], b[15]));
         out.codec = codec.map(|c| match c {
-            (compressed_page::CODEC_ZSTD, false) => "zstd",
-            (compressed_page::CODEC_ZSTD, true) => "zstd, by column",
-            (compressed_page::CODEC_LZ4, false) => "lz4",
-            (compressed_page::CODEC_LZ4, true) => "lz4, by column",
+            (compressed_page::CODEC_ZSTD, compressed_page::LAYOUT_ROWS) => "zstd",
+            (compressed_page::CODEC_ZSTD, compressed_page::LAYOUT_COLUMNS) => "zstd, by column, one frame",
+            (compressed_page::CODEC_ZSTD, compressed_page::LAYOUT_SECTIONS) => "zstd, by column",
+            (compressed_page::CODEC_LZ4, compressed_page::LAYOUT_ROWS) => "lz4",
+            (compressed_page::CODEC_LZ4, compressed_page::LAYOUT_COLUMNS) => "lz4, by column, one frame",
+            (compressed_page::CODEC_LZ4, compressed_page::LAYOUT_SECTIONS) => "lz4, by column",
             _ => "unknown",
         });
     }

@@ -359,6 +359,8 @@ pub struct RunPacker {
     /// The table's column layout: compact pages then store their rows
     /// column-wise (see [`super::columnar`]).
     columns: Option<Vec<Attr>>,
+    /// Column-wise pages compress each column on its own (version 7).
+    sections: bool,
     pending: Vec<(u64, Vec<u8>)>,
     /// Bytes the pending versions take on an uncompressed page.
     plain_bytes: usize,
@@ -393,6 +395,7 @@ impl RunPacker {
             compact,
             estimate: compact_page::Estimate::default(),
             columns: None,
+            sections: true,
             pending: Vec::new(),
             plain_bytes: 0,
             raw_bytes: 0,
@@ -400,9 +403,17 @@ impl RunPacker {
         }
     }
 
-    /// Stores compact pages column-wise by the table's column layout.
+    /// Stores compact pages column-wise by the table's column layout, each
+    /// column compressed on its own (version 7, the default).
     pub fn with_columns(mut self, attrs: Vec<Attr>) -> RunPacker {
         self.columns = Some(attrs);
+        self
+    }
+
+    /// Column-wise pages as one compressed frame (`false`: version 6, for
+    /// `strata.lsm_page_format = 6`) or a frame per column (`true`).
+    pub fn with_sections(mut self, on: bool) -> RunPacker {
+        self.sections = on;
         self
     }
 
@@ -445,7 +456,13 @@ impl RunPacker {
             .sum();
         let columns = self.columns.as_deref().filter(|_| self.compact);
         let frame = columns
-            .and_then(|attrs| compressed_page::compress_columns(refs, codec, attrs))
+            .and_then(|attrs| {
+                if self.sections {
+                    compressed_page::compress_sections(refs, codec, attrs)
+                } else {
+                    compressed_page::compress_columns(refs, codec, attrs)
+                }
+            })
             .unwrap_or_else(|| compressed_page::compress(refs, codec));
         let ratio = frame.bytes.len() as f64 / row_raw.max(1) as f64;
         (frame, ratio)

@@ -246,54 +246,59 @@ fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber, filter: Filter) {
             buffer::unlock(buf);
             return;
         };
-        for item in 1..=page::max_offset(p).min(ROWS_PER_VBLOCK) {
-            let Some(mut t) = view.version(item) else {
-                continue;
-            };
-            if !filter.keeps(&t.t_self) {
-                continue;
-            }
-            let by_root = matches!(filter, Filter::Bitmap(..));
-            if chain::is_redirect(t.t_data) {
-                // never visible; a bitmap's entry for it leads to its chain
-                if by_root {
+        let whole = matches!(filter, Filter::All) && s.range.is_none();
+        if whole && mvcc && !ssi && view.compact().is_some() {
+            collect_compact(s, &view, p, buf);
+        } else {
+            for item in 1..=page::max_offset(p).min(ROWS_PER_VBLOCK) {
+                let Some(mut t) = view.version(item) else {
+                    continue;
+                };
+                if !filter.keeps(&t.t_self) {
+                    continue;
+                }
+                let by_root = matches!(filter, Filter::Bitmap(..));
+                if chain::is_redirect(t.t_data) {
+                    // never visible; a bitmap's entry for it leads to its chain
+                    if by_root {
+                        s.chains[s.nchains] = t.t_self;
+                        s.nchains += 1;
+                    }
+                    continue;
+                }
+                if by_root && chain::is_heap_only(t.t_data) {
+                    continue; // reached through its chain's root, which index entries name
+                }
+                if let Some((lo, hi)) = &s.range {
+                    if tid_cmp(&t.t_self, lo).is_lt() || tid_cmp(&t.t_self, hi).is_gt() {
+                        continue;
+                    }
+                }
+                let visible = match memo {
+                    Some((h, v)) if h == t.t_data && mvcc && !ssi => v,
+                    _ => {
+                        // SAFETY: tuple on a share-locked page; snapshot from the executor.
+                        let v = unsafe {
+                            pg_sys::HeapTupleSatisfiesVisibility(&mut t, s.base.rs_snapshot, buf)
+                        };
+                        memo = Some((t.t_data, v));
+                        v
+                    }
+                };
+                if ssi {
+                    predicate::check_conflict_out(visible, rel, &mut t, buf, s.base.rs_snapshot);
+                }
+                if visible {
+                    if ssi && bitmap {
+                        predicate::lock_tid(rel, &t, s.base.rs_snapshot);
+                    }
+                    s.offsets[s.count] = item;
+                    s.tids[s.count] = t.t_self;
+                    s.count += 1;
+                } else if by_root && chain::is_hot_updated(t.t_data) {
                     s.chains[s.nchains] = t.t_self;
                     s.nchains += 1;
                 }
-                continue;
-            }
-            if by_root && chain::is_heap_only(t.t_data) {
-                continue; // reached through its chain's root, which index entries name
-            }
-            if let Some((lo, hi)) = &s.range {
-                if tid_cmp(&t.t_self, lo).is_lt() || tid_cmp(&t.t_self, hi).is_gt() {
-                    continue;
-                }
-            }
-            let visible = match memo {
-                Some((h, v)) if h == t.t_data && mvcc && !ssi => v,
-                _ => {
-                    // SAFETY: tuple on a share-locked page; snapshot from the executor.
-                    let v = unsafe {
-                        pg_sys::HeapTupleSatisfiesVisibility(&mut t, s.base.rs_snapshot, buf)
-                    };
-                    memo = Some((t.t_data, v));
-                    v
-                }
-            };
-            if ssi {
-                predicate::check_conflict_out(visible, rel, &mut t, buf, s.base.rs_snapshot);
-            }
-            if visible {
-                if ssi && bitmap {
-                    predicate::lock_tid(rel, &t, s.base.rs_snapshot);
-                }
-                s.offsets[s.count] = item;
-                s.tids[s.count] = t.t_self;
-                s.count += 1;
-            } else if by_root && chain::is_hot_updated(t.t_data) {
-                s.chains[s.nchains] = t.t_self;
-                s.nchains += 1;
             }
         }
         if s.count > 0 && version_data::is_compressed(p) && !load_batch(s, p) {
@@ -301,6 +306,43 @@ fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber, filter: Filter) {
         }
     }
     buffer::unlock(buf);
+}
+
+/// The visible versions of compact page `p` (pinned, share-locked) for a
+/// sequential scan under an MVCC snapshot without SSI: versions sharing a
+/// header share its visibility and its chain flags (a redirect or a chain
+/// member has a header of its own), so each header is checked once and the
+/// versions are taken by their line pointers alone.
+fn collect_compact(s: &mut LsmScan, view: &storage::PageView, p: pg_sys::Page, buf: pg_sys::Buffer) {
+    let Some(c) = view.compact() else {
+        return;
+    };
+    let bytes = page::bytes(p);
+    let mut last: (usize, bool) = (usize::MAX, false);
+    for item in 1..=page::max_offset(p).min(ROWS_PER_VBLOCK) {
+        let Some((off, compact_page::TUPLE_HEADER_LEN)) = page_image::item_extent(bytes, item as usize) else {
+            continue;
+        };
+        if off != last.0 {
+            let Some(mut t) = view.version(item) else {
+                continue;
+            };
+            // SAFETY: tuple on a share-locked page; snapshot from the executor.
+            let visible = !chain::is_redirect(t.t_data)
+                && unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, s.base.rs_snapshot, buf) };
+            last = (off, visible);
+        }
+        if !last.1 {
+            continue;
+        }
+        let Some(rowid) = c.rowid_of(item as usize) else {
+            continue;
+        };
+        let (v, o) = format::tid_of_rowid(rowid);
+        s.offsets[s.count] = item;
+        s.tids[s.count] = htup::make_tid(v, o);
+        s.count += 1;
+    }
 }
 
 /// Loads the visible versions of the loaded compressed page into the

@@ -24,15 +24,14 @@
 //! it is valid until the scan stores its next row into it (the executor
 //! never reads a scan slot's previous row), and it holds no buffer pin.
 
-use super::columnar::Attr;
+use super::columnar::{self, Attr};
 use super::columnar_read::{Column, Layout, TAG_RAW, TAG_SIDE, TAG_VALUE};
 use super::compact_page;
-use super::compressed_page::{Opened, TUPLE_HEADER_SIZE};
+use super::compressed_page::{Sections, TUPLE_HEADER_SIZE};
 use super::page_image;
 use super::version_data;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use std::rc::Rc;
 
 /// An lsm slot: heap's buffer slot, then the column-mode fields.
 #[repr(C)]
@@ -58,12 +57,15 @@ pub struct Batch {
     /// relation's, then that of the slot the rows go to).
     attrs: Vec<Attr>,
     desc: pg_sys::TupleDesc,
-    opened: Option<Rc<Opened>>,
+    /// The page's payload, its sections decompressed as they are read.
+    sections: Option<Sections>,
+    /// Number of versions on the page.
+    nitems: usize,
     layout: Layout,
     columns: Vec<Column>,
     /// Whether `columns[c]` holds this page's column c.
     ready: Vec<bool>,
-    /// Start of the decompressed payload (`opened`'s).
+    /// Start of the decompressed payload (`sections`', never moved).
     raw: *const u8,
     /// Per visible version: its index among the page's versions.
     rows: Vec<u16>,
@@ -85,7 +87,8 @@ impl Batch {
             attrs,
             // SAFETY: open relation.
             desc: unsafe { (*rel).rd_att },
-            opened: None,
+            sections: None,
+            nitems: 0,
             layout: Layout::default(),
             columns: (0..n).map(|_| Column::default()).collect(),
             ready: vec![false; n],
@@ -104,17 +107,17 @@ impl Batch {
         if !compact_page::is_compact(bytes) {
             return false;
         }
-        let opened = version_data::opened(self.rel, block, p);
-        let Some(raw) = opened.columnar_raw() else {
+        let Some(sections) = version_data::open_sections(self.rel, block, bytes) else {
             return false;
         };
-        if raw.as_ptr() as usize % 8 != 0 {
+        if sections.raw().as_ptr() as usize % 8 != 0 {
             return false; // cell offsets assume an 8-aligned payload
         }
-        if let Err(e) = self.layout.parse(&self.attrs, raw, opened.nitems()) {
-            version_data::corrupted(self.rel, block, e);
-        }
-        self.raw = raw.as_ptr();
+        self.block = block;
+        self.nitems = compact_page::head(bytes).nrows as usize;
+        self.raw = sections.raw().as_ptr();
+        self.sections = Some(sections);
+        self.parse();
         self.rows.clear();
         self.headers.clear();
         self.header_of.clear();
@@ -137,9 +140,46 @@ impl Batch {
             self.header_of.push((self.headers.len() - 1) as u16);
         }
         self.ready.iter_mut().for_each(|r| *r = false);
-        self.block = block;
-        self.opened = Some(opened);
         true
+    }
+
+    /// Reads the rows section (and, for a payload decompressed whole, finds
+    /// every column section).
+    fn parse(&mut self) {
+        let Some(sections) = &self.sections else {
+            return;
+        };
+        let raw = sections.raw();
+        let parsed = if sections.len() == 1 {
+            self.layout.parse(&self.attrs, raw, self.nitems)
+        } else {
+            let end = sections.span(0).map_or(0, |(_, len)| len);
+            self.layout.parse_prefix(&self.attrs, raw, self.nitems, end).and_then(|most| {
+                if most + 1 == sections.len() {
+                    Ok(())
+                } else {
+                    Err(format!("{} sections for {most} columns", sections.len()))
+                }
+            })
+        };
+        if let Err(e) = parsed {
+            version_data::corrupted(self.rel, self.block, e);
+        }
+    }
+
+    /// Decodes column `c` of the page, decompressing its section first.
+    fn decode(&mut self, c: usize) -> Result<(), String> {
+        let Some(sections) = &mut self.sections else {
+            return Err("no page loaded".into());
+        };
+        if c < self.layout.columns() && !self.layout.is_located(c) {
+            sections.ensure(c + 1).map_err(|e| e.to_string())?;
+            let (at, len) = sections.span(c + 1).unwrap_or_default();
+            self.layout.locate(c, sections.raw(), at, len)?;
+        }
+        self.layout.decode_column(&self.attrs, sections.raw(), c, &mut self.columns[c])?;
+        self.ready[c] = true;
+        Ok(())
     }
 
     /// Reads the page by the layout of `desc`: the descriptor of the slot
@@ -152,13 +192,7 @@ impl Batch {
         let n = self.attrs.len();
         self.columns.resize_with(n, Column::default);
         self.ready = vec![false; n];
-        let Some(opened) = self.opened.clone() else {
-            return;
-        };
-        let raw = opened.columnar_raw().unwrap_or(&[]);
-        if let Err(e) = self.layout.parse(&self.attrs, raw, opened.nitems()) {
-            version_data::corrupted(self.rel, self.block, e);
-        }
+        self.parse();
     }
 
     /// The header of visible version `pos`.
@@ -169,12 +203,15 @@ impl Batch {
 
     /// The full tuple bytes (header, then the rest) of visible version
     /// `pos`, rebuilt alone (a slot that is not an lsm slot).
-    fn tuple_bytes(&self, pos: usize, tid: pg_sys::ItemPointerData) -> Vec<u8> {
-        let item = self.rows[pos] as usize + 1;
-        let opened = self.opened.as_ref().expect("loaded batch");
-        let rest = opened
-            .one(&self.attrs, item)
-            .unwrap_or_else(|e| version_data::corrupted(self.rel, self.block, e));
+    fn tuple_bytes(&mut self, pos: usize, tid: pg_sys::ItemPointerData) -> Vec<u8> {
+        let row = self.rows[pos] as usize;
+        let rest = match &mut self.sections {
+            Some(sections) => (0..sections.len())
+                .try_for_each(|i| sections.ensure(i).map_err(|e| e.to_string()))
+                .and_then(|()| columnar::decode_one(&self.attrs, sections.raw(), self.nitems, row)),
+            None => Err("no page loaded".into()),
+        };
+        let rest = rest.unwrap_or_else(|e| version_data::corrupted(self.rel, self.block, e));
         let mut h = self.headers[self.header_of[pos] as usize].0;
         if h[12..18].iter().all(|b| *b == 0) {
             let (v, o) = (crate::pg::htup::tid_block(&tid), crate::pg::htup::tid_offset(&tid));
@@ -191,11 +228,9 @@ impl Batch {
 unsafe extern "C-unwind" fn decode_column(batch: *mut Batch, c: usize) {
     // SAFETY: the batch of a column-mode slot, alive while the slot holds its row.
     let b = unsafe { &mut *batch };
-    let raw = b.opened.as_ref().and_then(|o| o.columnar_raw()).unwrap_or(&[]);
-    if let Err(e) = b.layout.decode_column(&b.attrs, raw, c, &mut b.columns[c]) {
+    if let Err(e) = b.decode(c) {
         version_data::corrupted(b.rel, b.block, e);
     }
-    b.ready[c] = true;
 }
 
 /// Heap's buffer slot callbacks.

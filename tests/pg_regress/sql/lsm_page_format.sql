@@ -1,14 +1,15 @@
--- Compact run pages (format version 6): versions a load or flush writes
+-- Compact run pages (format versions 6 and 7): versions a load or flush writes
 -- together share one header per page and keep their rowids in a map; the
 -- first stamp on such a page (DELETE, UPDATE, row lock) gives every version
 -- its own header, moving the compressed rows to a payload page when both
--- do not fit; pages in the version 5 layout (a stub per row) stay readable
--- next to them. Every result is compared with a heap copy.
+-- do not fit; pages in the version 5 layout (a stub per row) and version 6
+-- pages (one compressed frame, where version 7 compresses each column on its
+-- own) stay readable next to them. Every result is compared with a heap copy.
 \set VERBOSITY terse
 LOAD 'strata';
 SHOW strata.lsm_compression;
 SHOW strata.lsm_page_format;
-SET strata.lsm_page_format = 7;
+SET strata.lsm_page_format = 8;
 SET strata.lsm_compression = 'snappy';
 
 CREATE TABLE h (id bigint, grp int, email text, status text);
@@ -134,4 +135,25 @@ SET enable_seqscan = off;
 SELECT count(*), sum(id) FROM m WHERE grp >= 1000;
 RESET enable_seqscan;
 
-DROP TABLE c, h, h2, w, cz, cr, m;
+-- one table, version 6 pages (one compressed frame per page) and version 7
+-- pages (a frame per column), read column by column, changed and merged
+SET strata.lsm_page_format = 6;
+CREATE TABLE v7 (LIKE h) USING lsm;
+INSERT INTO v7 SELECT * FROM h WHERE id <= 10000;
+RESET strata.lsm_page_format;
+INSERT INTO v7 SELECT * FROM h WHERE id > 10000;
+SELECT layout, codec, pages > 0 AS some FROM strata.lsm_page_layouts('v7') ORDER BY 1, 2;
+SELECT count(*), sum(grp), sum(length(email)), min(status) FROM v7;
+SELECT count(*), sum(grp), sum(length(email)), min(status) FROM h;
+(SELECT * FROM v7 EXCEPT ALL SELECT * FROM h) UNION ALL (SELECT * FROM h EXCEPT ALL SELECT * FROM v7);
+DELETE FROM v7 WHERE id % 777 = 0;
+UPDATE v7 SET email = upper(email) WHERE id % 555 = 0;
+SET strata.lsm_level1_runs = 1;
+VACUUM v7;
+RESET strata.lsm_level1_runs;
+SELECT layout, codec, pages > 0 AS some FROM strata.lsm_page_layouts('v7') ORDER BY 1, 2;
+SELECT count(*), sum(grp), sum(length(email)) FILTER (WHERE email = upper(email)) FROM v7;
+SELECT count(*), sum(grp), sum(length(email)) FILTER (WHERE id % 555 = 0) FROM h WHERE id % 777 <> 0;
+SELECT * FROM strata.lsm_verify('v7');
+
+DROP TABLE c, h, h2, w, cz, cr, m, v7;
