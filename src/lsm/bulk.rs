@@ -48,6 +48,7 @@
 use super::flush;
 use super::format::{Meta, MAX_RUNS, ROWS_PER_VBLOCK};
 use super::manifest;
+use super::policy::{self, RunStat};
 use super::run_writer::{self, Readers, RunWriter, SwitchLock};
 use crate::pg::rel;
 use crate::pg::xact::{self, XactEnd};
@@ -95,6 +96,10 @@ struct Chunk {
     end_rowid: u64,
     /// Number of runs listed when the chunk started.
     runs_before: usize,
+    /// First run of this load's stretch at the young end of the runs (the
+    /// chunks since the load began or since it last flushed L0): listed,
+    /// they all get the level the policy gives a load of their size.
+    stretch_from: usize,
     rows: u64,
     bytes: u64,
 }
@@ -102,8 +107,9 @@ struct Chunk {
 enum State {
     /// Rows go to L0 until the load finishes.
     Declined,
-    /// SHARE UPDATE EXCLUSIVE is held; `chunk` is the open chunk.
-    Loading { chunk: Option<Chunk>, next_vblocks: u32 },
+    /// SHARE UPDATE EXCLUSIVE is held; `chunk` is the open chunk, `stretch`
+    /// the first run of the load's listed chunks (see `Chunk::stretch_from`).
+    Loading { chunk: Option<Chunk>, next_vblocks: u32, stretch: Option<usize> },
 }
 
 struct Load {
@@ -166,6 +172,7 @@ pub fn take(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple], entry: Entry) -
             State::Loading {
                 chunk: None,
                 next_vblocks: FIRST_CHUNK_VBLOCKS,
+                stretch: None,
             }
         } else {
             State::Declined
@@ -196,6 +203,7 @@ fn add_rows(rel: pg_sys::Relation, state: &mut State, tuples: &[pg_sys::HeapTupl
         let State::Loading {
             chunk,
             next_vblocks,
+            stretch,
         } = state
         else {
             return taken;
@@ -204,10 +212,10 @@ fn add_rows(rel: pg_sys::Relation, state: &mut State, tuples: &[pg_sys::HeapTupl
             .as_ref()
             .is_some_and(|c| c.next_rowid == c.end_rowid || c.writer.runs_closed() > 0);
         if full {
-            end_chunk(rel, chunk.take().expect("checked"));
+            *stretch = Some(end_chunk(rel, chunk.take().expect("checked")));
         }
         if chunk.is_none() {
-            match start_chunk(rel, *next_vblocks) {
+            match start_chunk(rel, *next_vblocks, *stretch) {
                 Some(c) => {
                     *chunk = Some(c);
                     *next_vblocks = (*next_vblocks * 2).min(MAX_CHUNK_VBLOCKS);
@@ -245,12 +253,15 @@ fn add_rows(rel: pg_sys::Relation, state: &mut State, tuples: &[pg_sys::HeapTupl
     taken
 }
 
-/// Starts a chunk of `vblocks` virtual blocks; None when L0 cannot be
-/// emptied first or the runs list has no room for the chunk's runs.
-fn start_chunk(rel: pg_sys::Relation, vblocks: u32) -> Option<Chunk> {
+/// Starts a chunk of `vblocks` virtual blocks after the load's chunks
+/// listed from run `stretch` on; None when L0 cannot be emptied first or
+/// the runs list has no room for the chunk's runs.
+fn start_chunk(rel: pg_sys::Relation, vblocks: u32, stretch: Option<usize>) -> Option<Chunk> {
     manifest::ensure_metapage(rel);
+    let mut stretch = stretch;
     if manifest::read(rel)?.l0_pages() > 0 {
         flush_l0(rel);
+        stretch = None; // the flush's run follows the load's earlier chunks
     }
     let mut reserved: Option<(u64, u64)> = None;
     let before = run_writer::switch(rel, None, |m| {
@@ -279,6 +290,7 @@ fn start_chunk(rel: pg_sys::Relation, vblocks: u32) -> Option<Chunk> {
         next_rowid,
         end_rowid,
         runs_before: before.runs.len(),
+        stretch_from: stretch.unwrap_or(before.runs.len()),
         rows: 0,
         bytes: 0,
     })
@@ -296,20 +308,38 @@ fn flush_l0(rel: pg_sys::Relation) {
     flush::flush(rel, None, Readers::Allowed, &lock);
 }
 
-/// Writes the chunk's last pages and lists its runs.
-fn end_chunk(rel: pg_sys::Relation, mut chunk: Chunk) {
+/// Writes the chunk's last pages and lists its runs, giving the load's
+/// stretch of runs the level a load of its size takes
+/// ([`policy::ingest_level`]: below level 1, where it fits, unless a
+/// level-1 run comes before it). Returns where the stretch starts.
+fn end_chunk(rel: pg_sys::Relation, mut chunk: Chunk) -> usize {
     chunk.writer.set_rel(rel);
     let written = chunk.writer.finish();
     let (rows, bytes) = (chunk.rows, chunk.bytes);
+    let from = chunk.stretch_from;
+    let policy = super::gucs::policy();
     run_writer::switch(rel, None, |m: &mut Meta| {
         // SHARE UPDATE EXCLUSIVE is held: no flush or merge changed the runs
         assert_eq!(m.runs.len(), chunk.runs_before, "runs changed during a bulk load");
         m.runs.extend(written.runs);
         assert!(m.runs.len() <= MAX_RUNS, "bulk load overflows the runs list");
+        let stats: Vec<RunStat> = m
+            .runs
+            .iter()
+            .map(|r| RunStat {
+                level: r.level,
+                bytes: r.data_pages as u64 * pg_sys::BLCKSZ as u64,
+                versions: r.versions,
+                ..RunStat::default()
+            })
+            .collect();
+        let level = policy::ingest_level(&stats, from, &policy);
+        m.runs[from..].iter_mut().for_each(|r| r.level = level);
         m.header.next_run_id = m.header.next_run_id.max(written.next_run_id);
         m.stats.flushed_bytes += bytes;
         m.stats.flushed_versions += rows;
     });
+    from
 }
 
 /// `finish_bulk_insert`: lists the load's last runs and ends it.

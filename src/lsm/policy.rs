@@ -160,6 +160,28 @@ pub fn next_merge(runs: &[RunStat], p: &Policy) -> Option<Merge> {
     None
 }
 
+/// The level of a bulk load's runs `runs[from..]` (the young end): the
+/// shallowest level k ≥ 2 that holds them beside the level-k runs already
+/// there, as a leveled tree ingests a sorted file below its small levels —
+/// so the next VACUUM does not rewrite a load that only filled level 1 by
+/// count. Levels never increase towards the young end, so a load after a
+/// run of level j gets at most j (after a level-1 run: 1, as a flush).
+pub fn ingest_level(runs: &[RunStat], from: usize, p: &Policy) -> u16 {
+    let (older, load) = runs.split_at(from.min(runs.len()));
+    let cap = older.last().map_or(u16::MAX, |r| r.level.max(1));
+    let bytes: u64 = load.iter().map(|r| r.bytes).sum();
+    let deepest = older.iter().map(|r| r.level).max().unwrap_or(2).max(2);
+    let mut k = 2u16;
+    while k < cap && k < deepest.saturating_add(8) {
+        let there: u64 = older.iter().filter(|r| r.level == k).map(|r| r.bytes).sum();
+        if there + bytes <= level_capacity(p, k) {
+            break;
+        }
+        k += 1;
+    }
+    k.min(cap)
+}
+
 /// Whether levels never increase towards the young end.
 pub fn levels_ordered(runs: &[RunStat]) -> bool {
     runs.windows(2).all(|w| w[0].level >= w[1].level)
@@ -168,6 +190,39 @@ pub fn levels_ordered(runs: &[RunStat]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bulk_loads_go_below_level_1_where_they_fit() {
+        let p = Policy::default();
+        let mb = 1u64 << 20;
+        // an empty table: a 61 MB load fits level 2 (64 MB), a 300 MB one level 3
+        let load = vec![run(1, 2 * mb), run(1, 4 * mb), run(1, 55 * mb)];
+        assert_eq!(ingest_level(&load, 0, &p), 2);
+        assert!(next_merge(&relabel(&load, 0, 2), &p).is_none(), "nothing to merge after the load");
+        let big = vec![run(1, 100 * mb), run(1, 200 * mb)];
+        assert_eq!(ingest_level(&big, 0, &p), 3);
+        assert!(next_merge(&relabel(&big, 0, 3), &p).is_none());
+        // after a level-2 run holding 40 MB: 101 MB would need level 3, but
+        // a load never goes deeper than the run before it
+        let mut t = vec![run(3, 500 * mb), run(2, 40 * mb)];
+        t.extend(load.iter().copied());
+        assert_eq!(ingest_level(&t, 2, &p), 2);
+        // after a level-1 run (a flush): level 1, as before
+        let mut t = vec![run(2, 10 * mb), run(1, mb)];
+        t.extend(load.iter().copied());
+        assert_eq!(ingest_level(&t, 2, &p), 1);
+        // the ordering holds whatever the load
+        for from in 0..t.len() {
+            let k = ingest_level(&t, from, &p);
+            assert!(levels_ordered(&relabel(&t, from, k)));
+        }
+    }
+
+    fn relabel(runs: &[RunStat], from: usize, level: u16) -> Vec<RunStat> {
+        let mut r = runs.to_vec();
+        r[from..].iter_mut().for_each(|x| x.level = level);
+        r
+    }
 
     fn run(level: u16, bytes: u64) -> RunStat {
         RunStat {

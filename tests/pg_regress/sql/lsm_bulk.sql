@@ -8,7 +8,8 @@ SELECT g AS id, g % 100 AS grp, (g * 7919) % 1000003 AS v,
 FROM generate_series(1, 20000) g;
 COPY bulk_src TO '/tmp/strata_lsm_bulk.csv' WITH (FORMAT csv);
 
--- COPY: every row lands in level-1 runs, none in L0
+-- COPY: every row lands in runs below level 1 (level 2 holds a load of this
+-- size), none in L0
 CREATE TABLE bulk_copy (id int, grp int, v int, email text, ts timestamptz, status text) USING lsm;
 COPY bulk_copy FROM '/tmp/strata_lsm_bulk.csv' WITH (FORMAT csv);
 SELECT count(*), sum(id), sum(v), count(DISTINCT email) FROM bulk_copy;
@@ -21,7 +22,7 @@ SELECT (SELECT count(*) FROM bulk_copy a JOIN bulk_src s USING (id, grp, v, emai
 
 -- scans hand out the rows of a compressed page decoded once, side by side:
 -- a scroll cursor going back and forth, and values kept across rows, match
-SELECT compression_ratio > 1 AS compressed FROM strata.lsm_levels('bulk_copy') WHERE level = 1;
+SELECT compression_ratio > 1 AS compressed FROM strata.lsm_levels('bulk_copy') WHERE level > 0;
 BEGIN;
 DECLARE c SCROLL CURSOR FOR SELECT id, email FROM bulk_copy;
 MOVE FORWARD 5000 IN c;
@@ -156,6 +157,30 @@ CREATE TABLE bulk_fail (id int CHECK (id < 15000), grp int, v int, email text, t
 COPY bulk_fail FROM '/tmp/strata_lsm_bulk.csv' WITH (FORMAT csv);
 SELECT count(*) FROM bulk_fail;
 SELECT count(*) AS problems FROM strata.lsm_verify('bulk_fail');
+-- the VACUUM after loads has nothing to flush or merge: each load's runs
+-- went to the level that holds them, not to level 1 (where four runs would
+-- be merged), and rows come back the same
+CREATE TABLE bulk_vac (LIKE bulk_src) USING lsm;
+COPY bulk_vac FROM '/tmp/strata_lsm_bulk.csv' WITH (FORMAT csv);
+COPY bulk_vac FROM '/tmp/strata_lsm_bulk.csv' WITH (FORMAT csv);
+COPY bulk_vac FROM '/tmp/strata_lsm_bulk.csv' WITH (FORMAT csv);
+COPY bulk_vac FROM '/tmp/strata_lsm_bulk.csv' WITH (FORMAT csv);
+COPY bulk_vac FROM '/tmp/strata_lsm_bulk.csv' WITH (FORMAT csv);
+SELECT string_agg(component || ':' || level, ',' ORDER BY component) AS before_vacuum
+FROM strata.lsm_info('bulk_vac') WHERE component LIKE 'run%' \gset
+SELECT count(*) AS runs, min(level), max(level), current_setting('strata.lsm_level1_runs') AS level1_runs
+FROM strata.lsm_info('bulk_vac') WHERE component LIKE 'run%';
+VACUUM bulk_vac;
+SELECT string_agg(component || ':' || level, ',' ORDER BY component) = :'before_vacuum' AS vacuum_rewrote_nothing
+FROM strata.lsm_info('bulk_vac') WHERE component LIKE 'run%';
+SELECT count(*), sum(v), count(DISTINCT id) FROM bulk_vac;
+SELECT count(*) AS problems FROM strata.lsm_verify('bulk_vac');
+-- a flush's level-1 run before a load keeps the load at level 1
+INSERT INTO bulk_vac VALUES (0, 0, 0, 'single', now(), 'new');
+VACUUM bulk_vac;
+COPY bulk_vac FROM '/tmp/strata_lsm_bulk.csv' WITH (FORMAT csv);
+SELECT level, count(*) AS runs FROM strata.lsm_info('bulk_vac') WHERE component LIKE 'run%' GROUP BY level ORDER BY level;
+SELECT count(*) AS problems FROM strata.lsm_verify('bulk_vac');
 
 DROP MATERIALIZED VIEW bulk_mv;
-DROP TABLE bulk_src, bulk_copy, bulk_mixed, bulk_indexed, bulk_ctas, bulk_rewrite, bulk_ins, bulk_fail;
+DROP TABLE bulk_src, bulk_copy, bulk_mixed, bulk_indexed, bulk_ctas, bulk_rewrite, bulk_ins, bulk_fail, bulk_vac;
