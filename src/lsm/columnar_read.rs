@@ -28,7 +28,9 @@
 //! Offsets into the raw payload assume the payload starts 8-aligned (the
 //! caller checks).
 
-use super::columnar::{get_varint, read_le, sign_extend, varlena_len, Attr, HAS_NULLS, KIND_DELTA, KIND_RAW};
+use super::columnar::{
+    get_varint, read_le, sign_extend, varlena_len, Attr, HAS_NULLS, KIND_DELTA, KIND_RAW,
+};
 
 pub const TAG_VALUE: u8 = 0;
 pub const TAG_NULL: u8 = 1;
@@ -85,7 +87,9 @@ impl Column {
         self.side.resize(self.side.len() + v.len().div_ceil(8), 0);
         // SAFETY: the side buffer was just grown by at least `v.len()` bytes
         // past byte `at`.
-        let dst = unsafe { std::slice::from_raw_parts_mut((self.side.as_mut_ptr() as *mut u8).add(at), v.len()) };
+        let dst = unsafe {
+            std::slice::from_raw_parts_mut((self.side.as_mut_ptr() as *mut u8).add(at), v.len())
+        };
         dst.copy_from_slice(v);
         at as u64
     }
@@ -119,7 +123,11 @@ impl Layout {
             if raw.len() < at + 5 + len {
                 return bad("column section truncated");
             }
-            self.sections.push(Section { kind: head[0], start: (at + 5) as u32, len: len as u32 });
+            self.sections.push(Section {
+                kind: head[0],
+                start: (at + 5) as u32,
+                len: len as u32,
+            });
             self.located.push(true);
             at += 5 + len;
         }
@@ -132,7 +140,13 @@ impl Layout {
     /// Reads the rows section alone, which must end at `end` (the column
     /// sections are found later, each by [`Layout::locate`]); the number of
     /// column sections it implies.
-    pub fn parse_prefix(&mut self, attrs: &[Attr], raw: &[u8], n: usize, end: usize) -> Result<usize, String> {
+    pub fn parse_prefix(
+        &mut self,
+        attrs: &[Attr],
+        raw: &[u8],
+        n: usize,
+        end: usize,
+    ) -> Result<usize, String> {
         let (at, most) = self.parse_rows(attrs, raw, n)?;
         if at != end {
             return bad("rows section of an unexpected length");
@@ -154,7 +168,11 @@ impl Layout {
         if 5 + body != len || raw.len() < at + len || c >= self.sections.len() {
             return bad("column section of an unexpected length");
         }
-        self.sections[c] = Section { kind: head[0], start: (at + 5) as u32, len: body as u32 };
+        self.sections[c] = Section {
+            kind: head[0],
+            start: (at + 5) as u32,
+            len: body as u32,
+        };
         self.located[c] = true;
         Ok(())
     }
@@ -167,14 +185,26 @@ impl Layout {
     /// `(offset, length)` of the rows section, then of each column's section
     /// (head included), in a fully parsed payload of `raw_len` bytes.
     pub fn section_spans(&self, raw_len: usize) -> Vec<(usize, usize)> {
-        let rows_end = self.sections.first().map_or(raw_len, |s| s.start as usize - 5);
+        let rows_end = self
+            .sections
+            .first()
+            .map_or(raw_len, |s| s.start as usize - 5);
         let mut spans = vec![(0, rows_end)];
-        spans.extend(self.sections.iter().map(|s| (s.start as usize - 5, s.len as usize + 5)));
+        spans.extend(
+            self.sections
+                .iter()
+                .map(|s| (s.start as usize - 5, s.len as usize + 5)),
+        );
         spans
     }
 
     /// Reads the rows section: where it ends, and the most attributes of a row.
-    fn parse_rows(&mut self, attrs: &[Attr], raw: &[u8], n: usize) -> Result<(usize, usize), String> {
+    fn parse_rows(
+        &mut self,
+        attrs: &[Attr],
+        raw: &[u8],
+        n: usize,
+    ) -> Result<(usize, usize), String> {
         self.rows.clear();
         self.sections.clear();
         self.located.clear();
@@ -194,7 +224,11 @@ impl Layout {
             if natts > attrs.len() || (has_nulls && plen < natts.div_ceil(8)) {
                 return bad("a row has more attributes than the table");
             }
-            self.rows.push(Row { natts: natts as u16, has_nulls, prefix_at: (at + 3) as u32 });
+            self.rows.push(Row {
+                natts: natts as u16,
+                has_nulls,
+                prefix_at: (at + 3) as u32,
+            });
             most = most.max(natts);
             at += 3 + plen;
         }
@@ -222,7 +256,13 @@ impl Layout {
     }
 
     /// Decodes column `c` of every version into `out`.
-    pub fn decode_column(&self, attrs: &[Attr], raw: &[u8], c: usize, out: &mut Column) -> Result<(), String> {
+    pub fn decode_column(
+        &self,
+        attrs: &[Attr],
+        raw: &[u8],
+        c: usize,
+        out: &mut Column,
+    ) -> Result<(), String> {
         out.tags.clear();
         out.words.clear();
         out.side.clear();
@@ -282,7 +322,8 @@ impl Layout {
                     return bad("by-value column of an odd width");
                 }
                 out.tags.push(TAG_VALUE);
-                out.words.push(byval_datum(sign_extend(read_le(v), len), len));
+                out.words
+                    .push(byval_datum(sign_extend(read_le(v), len), len));
             } else {
                 let off = base + pos;
                 // 1-byte varlena headers and cstrings need no alignment
@@ -311,11 +352,31 @@ mod tests {
     use super::super::columnar::tests::{long_text, short_text, tuple};
     use super::*;
 
-    const INT8: Attr = Attr { len: 8, align: 8, byval: true };
-    const INT4: Attr = Attr { len: 4, align: 4, byval: true };
-    const INT2: Attr = Attr { len: 2, align: 2, byval: true };
-    const TEXT: Attr = Attr { len: -1, align: 4, byval: false };
-    const INTERVAL: Attr = Attr { len: 16, align: 8, byval: false };
+    const INT8: Attr = Attr {
+        len: 8,
+        align: 8,
+        byval: true,
+    };
+    const INT4: Attr = Attr {
+        len: 4,
+        align: 4,
+        byval: true,
+    };
+    const INT2: Attr = Attr {
+        len: 2,
+        align: 2,
+        byval: true,
+    };
+    const TEXT: Attr = Attr {
+        len: -1,
+        align: 4,
+        byval: false,
+    };
+    const INTERVAL: Attr = Attr {
+        len: 16,
+        align: 8,
+        byval: false,
+    };
 
     /// Every cell of every column equals the value in the rebuilt rows.
     #[test]
@@ -326,8 +387,16 @@ mod tests {
             let mut vals = vec![
                 Some((1000 + i).to_le_bytes().to_vec()),
                 Some(((i * 7919) as i32 - 100).to_le_bytes().to_vec()),
-                Some(if i % 3 == 0 { long_text(&format!("long {i}")) } else { short_text(&format!("s{i}")) }),
-                if i % 5 == 0 { None } else { Some((-(i as i16)).to_le_bytes().to_vec()) },
+                Some(if i % 3 == 0 {
+                    long_text(&format!("long {i}"))
+                } else {
+                    short_text(&format!("s{i}"))
+                }),
+                if i % 5 == 0 {
+                    None
+                } else {
+                    Some((-(i as i16)).to_le_bytes().to_vec())
+                },
                 Some([i as u8; 16].to_vec()),
                 Some(short_text("x")),
             ];
@@ -349,17 +418,26 @@ mod tests {
             assert_eq!(layout.natts(i), if i % 7 == 0 { 3 } else { 6 });
             let cell = |c: usize| (cols[c].tags[i], cols[c].words[i]);
             assert_eq!(cell(0), (TAG_VALUE, (1000 + ii) as u64));
-            assert_eq!(cell(1), (TAG_VALUE, ((ii * 7919) as i32 - 100) as i64 as u64));
+            assert_eq!(
+                cell(1),
+                (TAG_VALUE, ((ii * 7919) as i32 - 100) as i64 as u64)
+            );
             let (tag, word) = cell(2);
             let text = match tag {
                 TAG_RAW => &raw[word as usize..],
                 TAG_SIDE => {
-                    let side = unsafe { std::slice::from_raw_parts(cols[2].side_ptr(), cols[2].side.len() * 8) };
+                    let side = unsafe {
+                        std::slice::from_raw_parts(cols[2].side_ptr(), cols[2].side.len() * 8)
+                    };
                     &side[word as usize..]
                 }
                 t => panic!("tag {t}"),
             };
-            let want = if i % 3 == 0 { long_text(&format!("long {i}")) } else { short_text(&format!("s{i}")) };
+            let want = if i % 3 == 0 {
+                long_text(&format!("long {i}"))
+            } else {
+                short_text(&format!("s{i}"))
+            };
             assert_eq!(&text[..want.len()], &want[..]);
             if tag == TAG_RAW && want[0] & 1 == 0 {
                 assert_eq!(word % 4, 0, "4-byte headers stay aligned");
@@ -382,7 +460,9 @@ mod tests {
                 }
                 TAG_SIDE => {
                     assert_eq!(word % 8, 0);
-                    let side = unsafe { std::slice::from_raw_parts(cols[4].side_ptr(), cols[4].side.len() * 8) };
+                    let side = unsafe {
+                        std::slice::from_raw_parts(cols[4].side_ptr(), cols[4].side.len() * 8)
+                    };
                     side[word as usize..word as usize + 16].to_vec()
                 }
                 t => panic!("tag {t}"),
@@ -395,7 +475,12 @@ mod tests {
     fn damage_is_an_error_not_a_panic() {
         let attrs = [INT8, TEXT];
         let rows: Vec<Vec<u8>> = (0..10i64)
-            .map(|i| tuple(&attrs, &[Some(i.to_le_bytes().to_vec()), Some(short_text("abc"))]))
+            .map(|i| {
+                tuple(
+                    &attrs,
+                    &[Some(i.to_le_bytes().to_vec()), Some(short_text("abc"))],
+                )
+            })
             .collect();
         let refs: Vec<&[u8]> = rows.iter().map(|r| r.as_slice()).collect();
         let raw = columnar::encode(&attrs, &refs).expect("splits");
@@ -409,6 +494,8 @@ mod tests {
         let at = broken.len() - 10 * 4;
         broken[at] = (40 << 1) | 1;
         assert!(layout.decode_column(&attrs, &broken, 1, &mut col).is_err());
-        layout.decode_column(&attrs, &raw, 1, &mut col).expect("decodes");
+        layout
+            .decode_column(&attrs, &raw, 1, &mut col)
+            .expect("decodes");
     }
 }

@@ -154,13 +154,15 @@ impl Batch {
             self.layout.parse(&self.attrs, raw, self.nitems)
         } else {
             let end = sections.span(0).map_or(0, |(_, len)| len);
-            self.layout.parse_prefix(&self.attrs, raw, self.nitems, end).and_then(|most| {
-                if most + 1 == sections.len() {
-                    Ok(())
-                } else {
-                    Err(format!("{} sections for {most} columns", sections.len()))
-                }
-            })
+            self.layout
+                .parse_prefix(&self.attrs, raw, self.nitems, end)
+                .and_then(|most| {
+                    if most + 1 == sections.len() {
+                        Ok(())
+                    } else {
+                        Err(format!("{} sections for {most} columns", sections.len()))
+                    }
+                })
         };
         if let Err(e) = parsed {
             version_data::corrupted(self.rel, self.block, e);
@@ -177,7 +179,8 @@ impl Batch {
             let (at, len) = sections.span(c + 1).unwrap_or_default();
             self.layout.locate(c, sections.raw(), at, len)?;
         }
-        self.layout.decode_column(&self.attrs, sections.raw(), c, &mut self.columns[c])?;
+        self.layout
+            .decode_column(&self.attrs, sections.raw(), c, &mut self.columns[c])?;
         self.ready[c] = true;
         Ok(())
     }
@@ -187,7 +190,10 @@ impl Batch {
     /// by reading its old rows into slots of the old descriptor while the
     /// relation already has the new one).
     fn use_desc(&mut self, desc: pg_sys::TupleDesc) {
-        self.attrs = crate::pg::rel::desc_layouts(desc).into_iter().map(Attr::from_layout).collect();
+        self.attrs = crate::pg::rel::desc_layouts(desc)
+            .into_iter()
+            .map(Attr::from_layout)
+            .collect();
         self.desc = desc;
         let n = self.attrs.len();
         self.columns.resize_with(n, Column::default);
@@ -214,7 +220,10 @@ impl Batch {
         let rest = rest.unwrap_or_else(|e| version_data::corrupted(self.rel, self.block, e));
         let mut h = self.headers[self.header_of[pos] as usize].0;
         if h[12..18].iter().all(|b| *b == 0) {
-            let (v, o) = (crate::pg::htup::tid_block(&tid), crate::pg::htup::tid_offset(&tid));
+            let (v, o) = (
+                crate::pg::htup::tid_block(&tid),
+                crate::pg::htup::tid_offset(&tid),
+            );
             compact_page::put_ctid(&mut h, v, o);
         }
         [&h[..TUPLE_HEADER_SIZE], &rest[..]].concat()
@@ -322,7 +331,11 @@ unsafe extern "C-unwind" fn getsysattr(
 #[cfg(feature = "pg18")]
 unsafe extern "C-unwind" fn is_current_xact_tuple(slot: *mut pg_sys::TupleTableSlot) -> bool {
     // SAFETY: as in `getsysattr` (reads xmin and infomask).
-    unsafe { heap_ops().is_current_xact_tuple.expect("is_current_xact_tuple")(slot) }
+    unsafe {
+        heap_ops()
+            .is_current_xact_tuple
+            .expect("is_current_xact_tuple")(slot)
+    }
 }
 
 /// The slot's values (column mode) as a palloc'd tuple in the current
@@ -332,17 +345,28 @@ fn form_tuple(slot: *mut pg_sys::TupleTableSlot) -> pg_sys::HeapTuple {
     // SAFETY: a column-mode lsm slot; slot_getallattrs fills every value.
     unsafe {
         pg_sys::slot_getallattrs(slot);
-        let t = pg_sys::heap_form_tuple((*slot).tts_tupleDescriptor, (*slot).tts_values, (*slot).tts_isnull);
+        let t = pg_sys::heap_form_tuple(
+            (*slot).tts_tupleDescriptor,
+            (*slot).tts_values,
+            (*slot).tts_isnull,
+        );
         let header = (*(slot as *mut LsmSlot)).base.base.tupdata.t_data;
         let formed = (*t).t_data;
-        let layout_bits = (pg_sys::HEAP_HASNULL | pg_sys::HEAP_HASVARWIDTH | pg_sys::HEAP_HASEXTERNAL) as u16;
+        let layout_bits =
+            (pg_sys::HEAP_HASNULL | pg_sys::HEAP_HASVARWIDTH | pg_sys::HEAP_HASEXTERNAL) as u16;
         (*formed).t_choice = (*header).t_choice;
         // a shared header's (0,0): the version's own TID
         let own = (*header).t_ctid.ip_posid == 0;
-        (*formed).t_ctid = if own { (*slot).tts_tid } else { (*header).t_ctid };
-        (*formed).t_infomask = ((*header).t_infomask & !layout_bits) | ((*formed).t_infomask & layout_bits);
+        (*formed).t_ctid = if own {
+            (*slot).tts_tid
+        } else {
+            (*header).t_ctid
+        };
+        (*formed).t_infomask =
+            ((*header).t_infomask & !layout_bits) | ((*formed).t_infomask & layout_bits);
         let natts_mask = pg_sys::HEAP_NATTS_MASK as u16;
-        (*formed).t_infomask2 = ((*header).t_infomask2 & !natts_mask) | ((*formed).t_infomask2 & natts_mask);
+        (*formed).t_infomask2 =
+            ((*header).t_infomask2 & !natts_mask) | ((*formed).t_infomask2 & natts_mask);
         (*t).t_self = (*slot).tts_tid;
         (*t).t_tableOid = (*slot).tts_tableOid;
         t
@@ -378,7 +402,10 @@ unsafe extern "C-unwind" fn materialize(slot: *mut pg_sys::TupleTableSlot) {
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn copyslot(dst: *mut pg_sys::TupleTableSlot, src: *mut pg_sys::TupleTableSlot) {
+unsafe extern "C-unwind" fn copyslot(
+    dst: *mut pg_sys::TupleTableSlot,
+    src: *mut pg_sys::TupleTableSlot,
+) {
     if !(is_lsm(src) && !batch_of(src).is_null()) {
         // SAFETY: heap's callback copies from any slot (a buffer reference
         // only from a tuple-mode lsm slot, whose ops equal ours).
@@ -409,7 +436,9 @@ unsafe extern "C-unwind" fn get_heap_tuple(slot: *mut pg_sys::TupleTableSlot) ->
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn copy_heap_tuple(slot: *mut pg_sys::TupleTableSlot) -> pg_sys::HeapTuple {
+unsafe extern "C-unwind" fn copy_heap_tuple(
+    slot: *mut pg_sys::TupleTableSlot,
+) -> pg_sys::HeapTuple {
     if batch_of(slot).is_null() {
         // SAFETY: tuple mode: heap's callback.
         return unsafe { heap_ops().copy_heap_tuple.expect("copy_heap_tuple")(slot) };
@@ -419,7 +448,10 @@ unsafe extern "C-unwind" fn copy_heap_tuple(slot: *mut pg_sys::TupleTableSlot) -
 
 #[cfg(feature = "pg18")]
 #[pg_guard]
-unsafe extern "C-unwind" fn copy_minimal_tuple(slot: *mut pg_sys::TupleTableSlot, extra: pg_sys::Size) -> pg_sys::MinimalTuple {
+unsafe extern "C-unwind" fn copy_minimal_tuple(
+    slot: *mut pg_sys::TupleTableSlot,
+    extra: pg_sys::Size,
+) -> pg_sys::MinimalTuple {
     if batch_of(slot).is_null() {
         // SAFETY: tuple mode: heap's callback.
         return unsafe { heap_ops().copy_minimal_tuple.expect("copy_minimal_tuple")(slot, extra) };
@@ -427,13 +459,20 @@ unsafe extern "C-unwind" fn copy_minimal_tuple(slot: *mut pg_sys::TupleTableSlot
     // SAFETY: a column-mode slot: every value read, then formed.
     unsafe {
         pg_sys::slot_getallattrs(slot);
-        pg_sys::heap_form_minimal_tuple((*slot).tts_tupleDescriptor, (*slot).tts_values, (*slot).tts_isnull, extra)
+        pg_sys::heap_form_minimal_tuple(
+            (*slot).tts_tupleDescriptor,
+            (*slot).tts_values,
+            (*slot).tts_isnull,
+            extra,
+        )
     }
 }
 
 #[cfg(not(feature = "pg18"))]
 #[pg_guard]
-unsafe extern "C-unwind" fn copy_minimal_tuple(slot: *mut pg_sys::TupleTableSlot) -> pg_sys::MinimalTuple {
+unsafe extern "C-unwind" fn copy_minimal_tuple(
+    slot: *mut pg_sys::TupleTableSlot,
+) -> pg_sys::MinimalTuple {
     if batch_of(slot).is_null() {
         // SAFETY: tuple mode: heap's callback.
         return unsafe { heap_ops().copy_minimal_tuple.expect("copy_minimal_tuple")(slot) };
@@ -441,7 +480,11 @@ unsafe extern "C-unwind" fn copy_minimal_tuple(slot: *mut pg_sys::TupleTableSlot
     // SAFETY: a column-mode slot: every value read, then formed.
     unsafe {
         pg_sys::slot_getallattrs(slot);
-        pg_sys::heap_form_minimal_tuple((*slot).tts_tupleDescriptor, (*slot).tts_values, (*slot).tts_isnull)
+        pg_sys::heap_form_minimal_tuple(
+            (*slot).tts_tupleDescriptor,
+            (*slot).tts_values,
+            (*slot).tts_isnull,
+        )
     }
 }
 
@@ -499,7 +542,11 @@ unsafe fn release_contents(slot: *mut pg_sys::TupleTableSlot, keep: pg_sys::Buff
 /// Stores `tuple`, whose data stays where it is while `buf` is pinned (in
 /// the pinned page, or a scan's decoded copy of it), into a slot that takes
 /// its own pin on `buf` — `ExecStoreBufferHeapTuple` for lsm slots.
-pub fn store_buffer_tuple(slot: *mut pg_sys::TupleTableSlot, tuple: pg_sys::HeapTupleData, buf: pg_sys::Buffer) {
+pub fn store_buffer_tuple(
+    slot: *mut pg_sys::TupleTableSlot,
+    tuple: pg_sys::HeapTupleData,
+    buf: pg_sys::Buffer,
+) {
     if !is_lsm(slot) {
         // SAFETY: a valid slot; buffer slots keep a pointer to the struct,
         // so it goes into their own `tupdata`; other kinds copy the tuple.
@@ -549,7 +596,10 @@ pub fn store_owned(slot: *mut pg_sys::TupleTableSlot, tuple: pg_sys::HeapTuple) 
             let ls = slot as *mut LsmSlot;
             release_contents(slot, pg_sys::InvalidBuffer as pg_sys::Buffer);
             (*ls).batch = std::ptr::null_mut();
-            let mine = std::ptr::eq(pg_sys::GetMemoryChunkContext(tuple as *mut std::ffi::c_void), (*slot).tts_mcxt);
+            let mine = std::ptr::eq(
+                pg_sys::GetMemoryChunkContext(tuple as *mut std::ffi::c_void),
+                (*slot).tts_mcxt,
+            );
             let owned = if mine {
                 tuple
             } else {
@@ -574,7 +624,12 @@ pub fn store_owned(slot: *mut pg_sys::TupleTableSlot, tuple: pg_sys::HeapTuple) 
 /// mode (the scan's next row): a few stores, no Postgres call. False when
 /// the slot is in any other state.
 #[inline]
-pub fn restore_columns(slot: *mut pg_sys::TupleTableSlot, batch: *mut Batch, pos: usize, tid: pg_sys::ItemPointerData) -> bool {
+pub fn restore_columns(
+    slot: *mut pg_sys::TupleTableSlot,
+    batch: *mut Batch,
+    pos: usize,
+    tid: pg_sys::ItemPointerData,
+) -> bool {
     if !is_lsm(slot) || batch_of(slot) != batch {
         return false;
     }
