@@ -630,7 +630,11 @@ pub fn restore_columns(
     pos: usize,
     tid: pg_sys::ItemPointerData,
 ) -> bool {
-    if !is_lsm(slot) || batch_of(slot) != batch {
+    // SAFETY (read of the descriptor): a valid slot; the batch is the scan's.
+    if !is_lsm(slot)
+        || batch_of(slot) != batch
+        || unsafe { (*slot).tts_tupleDescriptor != (*batch).desc }
+    {
         return false;
     }
     // SAFETY: an lsm slot in column mode on the scan's live batch (so it
