@@ -48,7 +48,7 @@
 use super::flush;
 use super::format::{Meta, MAX_RUNS, ROWS_PER_VBLOCK};
 use super::manifest;
-use super::policy::{self, RunStat};
+use super::policy;
 use super::run_writer::{self, Readers, RunWriter, SwitchLock};
 use crate::pg::rel;
 use crate::pg::xact::{self, XactEnd};
@@ -323,16 +323,7 @@ fn end_chunk(rel: pg_sys::Relation, mut chunk: Chunk) -> usize {
         assert_eq!(m.runs.len(), chunk.runs_before, "runs changed during a bulk load");
         m.runs.extend(written.runs);
         assert!(m.runs.len() <= MAX_RUNS, "bulk load overflows the runs list");
-        let stats: Vec<RunStat> = m
-            .runs
-            .iter()
-            .map(|r| RunStat {
-                level: r.level,
-                bytes: r.data_pages as u64 * pg_sys::BLCKSZ as u64,
-                versions: r.versions,
-                ..RunStat::default()
-            })
-            .collect();
+        let stats = super::compact::run_stats(m, &Default::default(), &|_| false);
         let level = policy::ingest_level(&stats, from, &policy);
         m.runs[from..].iter_mut().for_each(|r| r.level = level);
         m.header.next_run_id = m.header.next_run_id.max(written.next_run_id);

@@ -272,7 +272,7 @@ fn row_heads<'a>(attrs: &[Attr], raw: &'a [u8], n: usize) -> Result<(Vec<RowHead
 
 /// The column section at `at`: its kind, its values, and where the next
 /// one starts.
-fn column_at(raw: &[u8], at: usize) -> Result<(u8, &[u8], usize), String> {
+pub(super) fn column_at(raw: &[u8], at: usize) -> Result<(u8, &[u8], usize), String> {
     let bad = |m: &str| Err(format!("column-wise payload: {m}"));
     let Some(head) = raw.get(at..at + 5) else {
         return bad("column section truncated");

@@ -29,7 +29,7 @@
 //! caller checks).
 
 use super::columnar::{
-    get_varint, read_le, sign_extend, varlena_len, Attr, HAS_NULLS, KIND_DELTA, KIND_RAW,
+    column_at, get_varint, read_le, sign_extend, varlena_len, Attr, HAS_NULLS, KIND_DELTA, KIND_RAW,
 };
 
 pub const TAG_VALUE: u8 = 0;
@@ -113,23 +113,14 @@ impl Layout {
     pub fn parse(&mut self, attrs: &[Attr], raw: &[u8], n: usize) -> Result<(), String> {
         let (mut at, most) = self.parse_rows(attrs, raw, n)?;
         for _ in 0..most {
-            let Some(head) = raw.get(at..at + 5) else {
-                return bad("column section truncated");
-            };
-            let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
-            if head[0] > KIND_DELTA {
-                return bad("unknown column kind");
-            }
-            if raw.len() < at + 5 + len {
-                return bad("column section truncated");
-            }
+            let (kind, body, next) = column_at(raw, at)?;
             self.sections.push(Section {
-                kind: head[0],
+                kind,
                 start: (at + 5) as u32,
-                len: len as u32,
+                len: body.len() as u32,
             });
             self.located.push(true);
-            at += 5 + len;
+            at = next;
         }
         if at != raw.len() {
             return bad("bytes after the last column");
@@ -158,20 +149,14 @@ impl Layout {
 
     /// Finds column `c`'s section at `raw[at..at + len]` (its head included).
     pub fn locate(&mut self, c: usize, raw: &[u8], at: usize, len: usize) -> Result<(), String> {
-        let Some(head) = raw.get(at..at + 5) else {
-            return bad("column section truncated");
-        };
-        let body = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        if head[0] > KIND_DELTA {
-            return bad("unknown column kind");
-        }
-        if 5 + body != len || raw.len() < at + len || c >= self.sections.len() {
+        let (kind, body, next) = column_at(raw, at)?;
+        if next != at + len || c >= self.sections.len() {
             return bad("column section of an unexpected length");
         }
         self.sections[c] = Section {
-            kind: head[0],
+            kind,
             start: (at + 5) as u32,
-            len: body as u32,
+            len: body.len() as u32,
         };
         self.located[c] = true;
         Ok(())

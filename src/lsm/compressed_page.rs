@@ -381,19 +381,11 @@ fn open_blob(blob: &[u8], rowids: &[u64]) -> Result<(Vec<u8>, bool), CodecError>
         let sections = Sections::of(codec, frame, raw_len)?;
         let mut raw = Vec::with_capacity(raw_len);
         for &(z, zlen, _, rlen) in &sections.spans {
-            let part = decompress(codec, &frame[z..z + zlen], rlen).map_err(CodecError::Frame)?;
-            if part.len() != rlen {
-                return Err(CodecError::Layout(format!("a section of {} bytes, {rlen} declared", part.len())));
-            }
-            raw.extend_from_slice(&part);
+            raw.extend_from_slice(&decompress_exact(codec, &frame[z..z + zlen], rlen)?);
         }
         return Ok((raw, true));
     }
-    let raw = decompress(codec, frame, raw_len).map_err(CodecError::Frame)?;
-    if raw.len() != raw_len {
-        return Err(CodecError::Layout(format!("payload of {} bytes, {raw_len} declared", raw.len())));
-    }
-    Ok((raw, layout == LAYOUT_COLUMNS))
+    Ok((decompress_exact(codec, frame, raw_len)?, layout == LAYOUT_COLUMNS))
 }
 
 /// The checked header and frame of a blob: `(codec, layout, frame, raw_len)`.
@@ -456,13 +448,13 @@ impl Sections {
                 s.raw = vec![0; raw_len];
                 s
             }
-            LAYOUT_COLUMNS => {
-                let raw = decompress(codec, frame, raw_len).map_err(CodecError::Frame)?;
-                if raw.len() != raw_len {
-                    return Err(CodecError::Layout(format!("payload of {} bytes, {raw_len} declared", raw.len())));
-                }
-                Sections { codec, frame: Vec::new(), spans: vec![(0, 0, 0, raw_len)], done: vec![true], raw }
-            }
+            LAYOUT_COLUMNS => Sections {
+                codec,
+                frame: Vec::new(),
+                spans: vec![(0, 0, 0, raw_len)],
+                done: vec![true],
+                raw: decompress_exact(codec, frame, raw_len)?,
+            },
             _ => return Ok(None),
         };
         sections.ensure(0)?;
@@ -518,10 +510,7 @@ impl Sections {
         if self.done[i] {
             return Ok(());
         }
-        let part = decompress(self.codec, &self.frame[z..z + zlen], rlen).map_err(CodecError::Frame)?;
-        if part.len() != rlen {
-            return Err(CodecError::Layout(format!("section {i} of {} bytes, {rlen} declared", part.len())));
-        }
+        let part = decompress_exact(self.codec, &self.frame[z..z + zlen], rlen)?;
         self.raw[r..r + rlen].copy_from_slice(&part);
         self.done[i] = true;
         Ok(())
@@ -556,6 +545,15 @@ fn row_spans(raw: &[u8], nitems: usize) -> Result<Vec<(usize, usize)>, CodecErro
         ));
     }
     Ok(rests)
+}
+
+/// `frame` decompressed, which must give exactly `len` bytes.
+fn decompress_exact(codec: u8, frame: &[u8], len: usize) -> Result<Vec<u8>, CodecError> {
+    let raw = decompress(codec, frame, len).map_err(CodecError::Frame)?;
+    if raw.len() != len {
+        return Err(CodecError::Layout(format!("payload of {} bytes, {len} declared", raw.len())));
+    }
+    Ok(raw)
 }
 
 fn decompress(codec: u8, frame: &[u8], capacity: usize) -> Result<Vec<u8>, String> {

@@ -494,7 +494,7 @@ fn emit(s: &mut LsmScan, pos: isize, slot: *mut pg_sys::TupleTableSlot) {
             // SAFETY: the span lies in the arena, filled when the page was loaded.
             t_data: unsafe { s.arena.add(off as usize) } as *mut htup::Header,
         };
-        storage::store_buffer_tuple(slot, t, s.buf);
+        slot::store_buffer_tuple(slot, t, s.buf);
         return;
     }
     let item = s.offsets[pos as usize];

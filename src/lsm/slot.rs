@@ -375,19 +375,40 @@ fn form_tuple(slot: *mut pg_sys::TupleTableSlot) -> pg_sys::HeapTuple {
 
 /// Turns a column-mode slot into a tuple-mode slot owning a formed copy.
 fn materialize_columns(slot: *mut pg_sys::TupleTableSlot) {
-    // SAFETY: a column-mode lsm slot; the tuple is formed in the slot's
-    // context and handed to it (SHOULDFREE).
+    // SAFETY: a column-mode lsm slot owns and pins nothing; the values
+    // pointed into the batch and are deformed again from the copy.
+    unsafe { hold_owned(slot, form_tuple_in(slot, (*slot).tts_mcxt)) }
+}
+
+/// [`form_tuple`] of `src` allocated in memory context `cxt`.
+fn form_tuple_in(
+    src: *mut pg_sys::TupleTableSlot,
+    cxt: pg_sys::MemoryContext,
+) -> pg_sys::HeapTuple {
+    // SAFETY: switching to a live context and back around the allocation.
     unsafe {
-        let old = pg_sys::MemoryContextSwitchTo((*slot).tts_mcxt);
-        let t = form_tuple(slot);
+        let old = pg_sys::MemoryContextSwitchTo(cxt);
+        let t = form_tuple(src);
         pg_sys::MemoryContextSwitchTo(old);
+        t
+    }
+}
+
+/// Makes lsm slot `slot` hold `tuple` (in its context), which it frees
+/// when cleared: tuple mode, no buffer, values to be deformed again.
+///
+/// # Safety
+/// `slot` is an lsm slot that owns no tuple and pins no buffer.
+unsafe fn hold_owned(slot: *mut pg_sys::TupleTableSlot, tuple: pg_sys::HeapTuple) {
+    // SAFETY: see the function's contract.
+    unsafe {
         let ls = slot as *mut LsmSlot;
         (*ls).batch = std::ptr::null_mut();
-        (*ls).base.base.tuple = t;
+        (*ls).base.base.tuple = tuple;
         (*ls).base.base.off = 0;
         (*ls).base.buffer = pg_sys::InvalidBuffer as pg_sys::Buffer;
+        (*slot).tts_flags &= !(pg_sys::TTS_FLAG_EMPTY as u16);
         (*slot).tts_flags |= pg_sys::TTS_FLAG_SHOULDFREE as u16;
-        // the values pointed into the batch: deform them again from the copy
         (*slot).tts_nvalid = 0;
     }
 }
@@ -414,13 +435,7 @@ unsafe extern "C-unwind" fn copyslot(
     // SAFETY: both lsm slots; the copy is formed in dst's context and owned by it.
     unsafe {
         pg_sys::ExecClearTuple(dst);
-        let old = pg_sys::MemoryContextSwitchTo((*dst).tts_mcxt);
-        let t = form_tuple(src);
-        pg_sys::MemoryContextSwitchTo(old);
-        let ls = dst as *mut LsmSlot;
-        (*ls).base.base.tuple = t;
-        (*dst).tts_flags &= !(pg_sys::TTS_FLAG_EMPTY as u16);
-        (*dst).tts_flags |= pg_sys::TTS_FLAG_SHOULDFREE as u16;
+        hold_owned(dst, form_tuple_in(src, (*dst).tts_mcxt));
         (*dst).tts_tid = (*src).tts_tid;
         (*dst).tts_tableOid = (*src).tts_tableOid;
     }
@@ -446,6 +461,24 @@ unsafe extern "C-unwind" fn copy_heap_tuple(
     form_tuple(slot)
 }
 
+/// A column-mode slot's values as a minimal tuple (PG18: with `extra`
+/// zeroed bytes in front).
+fn form_minimal(slot: *mut pg_sys::TupleTableSlot, _extra: usize) -> pg_sys::MinimalTuple {
+    // SAFETY: a column-mode slot: every value read, then formed.
+    unsafe {
+        pg_sys::slot_getallattrs(slot);
+        let (desc, values, nulls) = (
+            (*slot).tts_tupleDescriptor,
+            (*slot).tts_values,
+            (*slot).tts_isnull,
+        );
+        #[cfg(feature = "pg18")]
+        return pg_sys::heap_form_minimal_tuple(desc, values, nulls, _extra);
+        #[cfg(not(feature = "pg18"))]
+        return pg_sys::heap_form_minimal_tuple(desc, values, nulls);
+    }
+}
+
 #[cfg(feature = "pg18")]
 #[pg_guard]
 unsafe extern "C-unwind" fn copy_minimal_tuple(
@@ -456,16 +489,7 @@ unsafe extern "C-unwind" fn copy_minimal_tuple(
         // SAFETY: tuple mode: heap's callback.
         return unsafe { heap_ops().copy_minimal_tuple.expect("copy_minimal_tuple")(slot, extra) };
     }
-    // SAFETY: a column-mode slot: every value read, then formed.
-    unsafe {
-        pg_sys::slot_getallattrs(slot);
-        pg_sys::heap_form_minimal_tuple(
-            (*slot).tts_tupleDescriptor,
-            (*slot).tts_values,
-            (*slot).tts_isnull,
-            extra,
-        )
-    }
+    form_minimal(slot, extra)
 }
 
 #[cfg(not(feature = "pg18"))]
@@ -477,15 +501,7 @@ unsafe extern "C-unwind" fn copy_minimal_tuple(
         // SAFETY: tuple mode: heap's callback.
         return unsafe { heap_ops().copy_minimal_tuple.expect("copy_minimal_tuple")(slot) };
     }
-    // SAFETY: a column-mode slot: every value read, then formed.
-    unsafe {
-        pg_sys::slot_getallattrs(slot);
-        pg_sys::heap_form_minimal_tuple(
-            (*slot).tts_tupleDescriptor,
-            (*slot).tts_values,
-            (*slot).tts_isnull,
-        )
-    }
+    form_minimal(slot, 0)
 }
 
 /// The slot callbacks of lsm tables.
@@ -593,9 +609,7 @@ pub fn store_owned(slot: *mut pg_sys::TupleTableSlot, tuple: pg_sys::HeapTuple) 
         if !is_lsm(slot) {
             pg_sys::ExecForceStoreHeapTuple(tuple, slot, true);
         } else {
-            let ls = slot as *mut LsmSlot;
             release_contents(slot, pg_sys::InvalidBuffer as pg_sys::Buffer);
-            (*ls).batch = std::ptr::null_mut();
             let mine = std::ptr::eq(
                 pg_sys::GetMemoryChunkContext(tuple as *mut std::ffi::c_void),
                 (*slot).tts_mcxt,
@@ -609,11 +623,7 @@ pub fn store_owned(slot: *mut pg_sys::TupleTableSlot, tuple: pg_sys::HeapTuple) 
                 pg_sys::heap_freetuple(tuple);
                 copy
             };
-            (*ls).base.base.tuple = owned;
-            (*ls).base.base.off = 0;
-            (*slot).tts_flags &= !(pg_sys::TTS_FLAG_EMPTY as u16);
-            (*slot).tts_flags |= pg_sys::TTS_FLAG_SHOULDFREE as u16;
-            (*slot).tts_nvalid = 0;
+            hold_owned(slot, owned);
         }
         (*slot).tts_tid = tid;
         (*slot).tts_tableOid = table;

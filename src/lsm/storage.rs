@@ -341,17 +341,6 @@ pub fn store_in_slot(
         super::slot::store_owned(slot, copy);
         return;
     }
-    store_buffer_tuple(slot, tuple, buf);
-}
-
-/// Stores `tuple` into a buffer-heap-tuple slot that pins `buf`: the tuple's
-/// data must stay where it is as long as the slot holds it (in the pinned
-/// page, or in a scan's decoded copy of it).
-pub fn store_buffer_tuple(
-    slot: *mut pg_sys::TupleTableSlot,
-    tuple: pg_sys::HeapTupleData,
-    buf: pg_sys::Buffer,
-) {
     super::slot::store_buffer_tuple(slot, tuple, buf);
 }
 
