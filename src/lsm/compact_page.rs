@@ -12,9 +12,13 @@
 //! TID". Visibility checks and hint bits work on the shared header as they
 //! would on each row's (they share what the checks read). A stamp (xmax,
 //! lock, `t_ctid`, chain flags) is for one row only, so before the first stamp
-//! the page is *expanded*: rewritten with one private header per version —
-//! and when those and the blob no longer fit, the blob moves to a RUN_PAYLOAD
-//! page of its own, named by the head.
+//! of a version it gets a header of its own (*detached*) in the free space a
+//! shared page keeps for that (one header slot per eight versions), which
+//! changes a line pointer, `pd_upper` and 24 bytes. When that space is used
+//! up the page is *expanded*: every version sharing a header gets its own —
+//! in the free space, the shared headers' slots, and when those do not hold
+//! them, the blob's bytes, the blob moving to a RUN_PAYLOAD page of its own
+//! named by the head. Headers never move once a version owns one.
 //!
 //! ```text
 //!  +------------+----------------+------+----------------------+-------------------------------+-----+
@@ -28,7 +32,7 @@
 //!           no HEAP_HOT_UPDATED, redirect or combo cid share)
 //!  head (16 B): first_rowid u64 | payload_block u32 | nrows u16 | map u8 | state u8
 //!          payload_block 0 = the blob follows the map; else the RUN_PAYLOAD page holding it
-//!          state 1 = shared (expand before any stamp), 0 = every version has its own header
+//!          state 1 = shared (detach or expand before a stamp), 0 = every version has its own header
 //!  rowid map: map 0 = dense, rowid of version i = first_rowid + i - 1;
 //!             map 1 = u16 offset from first_rowid per version (padded to 8)
 //!  blob: the version 3 blob (crc32 | frame_len | raw_len | nitems | codec | pad | frame),
@@ -457,13 +461,16 @@ impl Estimate {
         } else {
             MAP_OFFSETS
         };
+        let key = Self::key(rowid, t);
         let headers = self.shared.len()
             + self.private
-            + match Self::key(rowid, t) {
+            + match key {
                 Some(k) => !self.shared.contains(&k) as usize,
                 None => 1,
             };
-        needed(n, headers, map, frame_len) <= BLOCK_SIZE
+        let shared = !self.shared.is_empty() || key.is_some();
+        let reserve = if shared { stamp_reserve(n) } else { 0 };
+        needed(n, headers, map, frame_len) + reserve <= BLOCK_SIZE
     }
 }
 
@@ -476,7 +483,8 @@ pub fn build(run_id: u32, versions: &[(u64, &[u8])], frame: &Frame) -> Option<Pa
         return None;
     }
     let plan = plan_headers(versions);
-    if needed(n, plan.headers.len(), map, frame.bytes.len()) > BLOCK_SIZE {
+    let reserve = if plan.shared { stamp_reserve(n) } else { 0 };
+    if needed(n, plan.headers.len(), map, frame.bytes.len()) + reserve > BLOCK_SIZE {
         return None;
     }
     let blob_len = maxalign(BLOB_HEADER + frame.bytes.len());
@@ -518,61 +526,128 @@ fn head_bytes(first: u64, payload_block: u32, n: usize, map: u8, shared: bool) -
     head
 }
 
-/// The expanded form of shared compact page `page`: the same versions, each
-/// with its own header (shared ones copied, `t_ctid` set to the version's
-/// TID), and — when the blob no longer fits next to them — a RUN_PAYLOAD
-/// page for it, to be written at `payload_block`. Whether the blob moves is
-/// [`expansion_moves_blob`].
-pub fn expand(
-    page: &[u8],
-    payload_block: u32,
-) -> Result<(PageImage, Option<PageImage>), CodecError> {
+/// Header slots a shared page keeps free when it is written, for `n`
+/// versions: one per eight versions, so that stamps give versions their own
+/// header in place ([`detach`]) instead of rewriting the page.
+fn stamp_reserve(n: usize) -> usize {
+    HEADER_SLOT * n.div_ceil(8)
+}
+
+/// Free header slots of a compact page: between the line pointers and the
+/// headers, and above the highest header (what a moved blob left).
+pub fn free_slots(page: &[u8]) -> usize {
+    let (lower, upper) = (format::u16_at(page, 12) as usize, format::u16_at(page, 14) as usize);
+    let (top, special) = top_gap(page);
+    upper.saturating_sub(maxalign(lower)) / HEADER_SLOT + (special - top) / HEADER_SLOT
+}
+
+/// The free bytes `[top, pd_special)` above the highest header: on a page
+/// whose blob moved to a payload page, its old place (headers fill it
+/// upwards, so it stays one range).
+fn top_gap(page: &[u8]) -> (usize, usize) {
+    let special = special(page).min(BLOCK_SIZE - TAG_SIZE);
+    let top = (1..=page_image::item_count(page))
+        .filter_map(|i| page_image::item_extent(page, i))
+        .map(|(off, _)| off + HEADER_SLOT)
+        .max()
+        .unwrap_or(special);
+    (top.min(special), special)
+}
+
+/// Whether version `item`'s line pointer points at a shared header, and
+/// whether no other line pointer does.
+fn sharing(page: &[u8], item: usize) -> Result<(bool, bool), CodecError> {
+    let Some((off, TUPLE_HEADER_SIZE)) = page_image::item_extent(page, item) else {
+        return Err(CodecError::Layout("a line pointer is not a header".into()));
+    };
+    if !head(page).shared || !ctid_is_zero(&page[off..off + TUPLE_HEADER_SIZE]) {
+        return Ok((false, false));
+    }
+    let others = (1..=page_image::item_count(page))
+        .any(|i| i != item && page_image::item_extent(page, i).is_some_and(|(o, _)| o == off));
+    Ok((true, !others))
+}
+
+/// Whether [`detach`] can give version `item` its own header without
+/// [`move_blob`] first.
+pub fn can_detach(page: &[u8], item: usize) -> bool {
+    match sharing(page, item) {
+        Ok((true, false)) => free_slots(page) > 0,
+        _ => true,
+    }
+}
+
+/// Gives version `item` (1-based) of shared compact page `page` a header of
+/// its own before a stamp: the shared header itself when no other version
+/// points at it (its `t_ctid` set to the version's TID), else a copy with
+/// that `t_ctid` in a free slot, its line pointer pointed at it. Nothing
+/// moves — the shared header stays for the versions still sharing it,
+/// headers other versions own stay where they are — so a pointer to any
+/// header stays valid, and a few bytes change (a small WAL record). Needs
+/// [`can_detach`]; a version that already owns its header is left alone.
+pub fn detach(page: &mut [u8], item: usize) -> Result<(), CodecError> {
+    let (shares, alone) = sharing(page, item)?;
+    if !shares {
+        return Ok(());
+    }
+    let Some(h) = View::of(page).header(item) else {
+        return Err(CodecError::Layout("a version without a rowid".into()));
+    };
+    let (off, _) = page_image::item_extent(page, item).expect("checked by sharing");
+    if alone {
+        page[off..off + TUPLE_HEADER_SIZE].copy_from_slice(&h);
+        return Ok(());
+    }
+    let (top, special) = top_gap(page);
+    let (lower, upper) = (format::u16_at(page, 12) as usize, format::u16_at(page, 14) as usize);
+    let at = if special - top >= HEADER_SLOT {
+        top
+    } else if upper >= maxalign(lower) + HEADER_SLOT {
+        format::put_u16(page, 14, (upper - HEADER_SLOT) as u16);
+        upper - HEADER_SLOT
+    } else {
+        return Err(CodecError::Layout("no room to detach a header".into()));
+    };
+    page[at..at + TUPLE_HEADER_SIZE].copy_from_slice(&h);
+    page[at + TUPLE_HEADER_SIZE..at + HEADER_SLOT].fill(0);
+    page_image::set_item(page, item, at, TUPLE_HEADER_SIZE);
+    Ok(())
+}
+
+/// Moves the blob of compact page `page` (in place) to a new RUN_PAYLOAD
+/// page, returned, that is to be written at `payload_block`: the head and
+/// rowid map move to the end of the page and name that block, and the
+/// bytes the blob used become free header slots (left as they are: only
+/// the head, map and page header change, a small WAL record next to the
+/// payload page's image). The page is marked with this format version (an
+/// older build that knows only expanded pages with a moved blob refuses
+/// it instead of misreading it).
+pub fn move_blob(page: &mut [u8], payload_block: u32) -> Result<PageImage, CodecError> {
     let bad = |m: &str| Err(CodecError::Layout(m.to_string()));
     let Some(tag) = page_image::tag_of(page) else {
         return bad("not an lsm page");
     };
     let h = head(page);
-    let n = h.nrows as usize;
     let Some(blob) = inline_blob(page) else {
-        return bad("a shared page with its blob on a payload page");
+        return bad("the blob is on a payload page already");
     };
     let frame_len = format::u32_at(blob, 4) as usize;
     if BLOB_HEADER + frame_len > blob.len() {
         return bad("frame overruns the page");
     }
     let blob = &blob[..maxalign(BLOB_HEADER + frame_len)];
-    let moves = expansion_moves_blob(page);
-    let map = map_len(n, h.map);
-    let extra = HEAD_SIZE + map + if moves { 0 } else { blob.len() };
-    let mut out = PageImage::with_special(PageKind::RunData, tag.vblock, tag.flags, extra);
-    for item in 1..=n {
-        let Some(hdr) = header(page, item) else {
-            return bad("a line pointer is not a header");
-        };
-        if !out.add_item(&[&hdr]) {
-            return bad("expanded headers do not fit");
-        }
-    }
-    let head = head_bytes(h.first_rowid, if moves { payload_block } else { 0 }, n, h.map, false);
-    let at = special(page) + HEAD_SIZE;
-    let offsets = &page[at..at + map];
-    if moves {
-        out.write_special(&[&head, offsets]);
-        let mut p = PageImage::with_special(PageKind::RunPayload, tag.vblock, 0, blob.len());
-        p.write_special(&[blob]);
-        Ok((out, Some(p)))
-    } else {
-        out.write_special(&[&head, offsets, blob]);
-        Ok((out, None))
-    }
-}
-
-/// Whether expanding `page` moves its blob to a payload page.
-pub fn expansion_moves_blob(page: &[u8]) -> bool {
-    let h = head(page);
-    let n = h.nrows as usize;
-    let frame_len = inline_blob(page).map_or(0, |b| format::u32_at(b, 4) as usize);
-    needed(n, n, h.map, frame_len) > BLOCK_SIZE
+    let mut payload = PageImage::with_special(PageKind::RunPayload, tag.vblock, 0, blob.len());
+    payload.write_special(&[blob]);
+    let special = special(page);
+    let map = map_len(h.nrows as usize, h.map);
+    let new_special = BLOCK_SIZE - TAG_SIZE - HEAD_SIZE - map;
+    let offsets = page[special + HEAD_SIZE..special + HEAD_SIZE + map].to_vec();
+    let head = head_bytes(h.first_rowid, payload_block, h.nrows as usize, h.map, h.shared);
+    page[new_special..new_special + HEAD_SIZE].copy_from_slice(&head);
+    page[new_special + HEAD_SIZE..new_special + HEAD_SIZE + map].copy_from_slice(&offsets);
+    format::put_u16(page, 16, new_special as u16);
+    format::put_u16(page, BLOCK_SIZE - TAG_SIZE + 4, format::FORMAT_VERSION);
+    Ok(payload)
 }
 
 /// Problems of a compact page's layout (for `lsm_verify`): line pointers
@@ -609,9 +684,6 @@ pub fn check(page: &[u8]) -> Vec<String> {
             }
             _ => out.push(format!("line pointer {item} is not a header")),
         }
-    }
-    if h.shared && h.payload_block != 0 {
-        out.push("a shared page with its blob on a payload page".into());
     }
     out
 }
@@ -788,37 +860,103 @@ mod tests {
     }
 
     #[test]
-    fn expansion_gives_every_version_its_own_header() {
-        // small rows: the blob stays; wide rows: it moves to a payload page
+    fn every_version_gets_its_own_header_and_headers_never_move() {
+        // small rows: the free slots suffice; wide rows: the blob moves
         for (n, width, moves) in [(40usize, 10usize, false), (256, 60, true)] {
             let vs: Vec<(u64, Vec<u8>)> = (0..n as u64)
                 .map(|i| (300 + i, tuple(300 + i, 42, format!("{i:0width$}").as_bytes())))
                 .collect();
             let page = page_of(&vs, Codec::Lz4).unwrap();
-            let p = page.bytes();
-            assert_eq!(expansion_moves_blob(p), moves);
-            let (d, pp) = expand(p, 77).unwrap();
-            let d = d.bytes();
-            let h = head(d);
-            assert!(!h.shared);
-            assert!(check(d).is_empty(), "{:?}", check(d));
-            let blob = match &pp {
+            let mut p = page.bytes().to_vec();
+            let mut owned: Vec<(usize, usize)> = Vec::new();
+            let mut payload = None;
+            for i in (1..=n).rev() {
+                if !can_detach(&p, i) {
+                    assert!(payload.is_none(), "the blob moves once");
+                    payload = Some(move_blob(&mut p, 77).unwrap());
+                    assert_eq!(head(&p).payload_block, 77);
+                    assert_eq!(page_image::tag_of(&p).unwrap().version, format::FORMAT_VERSION);
+                }
+                detach(&mut p, i).unwrap();
+                owned.push((i, page_image::item_extent(&p, i).unwrap().0));
+                // headers already owned stay where they were
+                for &(j, off) in &owned {
+                    assert_eq!(page_image::item_extent(&p, j).unwrap().0, off);
+                }
+            }
+            assert_eq!(payload.is_some(), moves);
+            let offs: std::collections::HashSet<usize> = owned.iter().map(|&(_, o)| o).collect();
+            assert_eq!(offs.len(), n, "every version has a header of its own");
+            assert!(check(&p).is_empty(), "{:?}", check(&p));
+            let blob = match &payload {
                 Some(pp) => {
-                    assert_eq!(h.payload_block, 77);
                     let tag = page_image::tag_of(pp.bytes()).unwrap();
                     assert_eq!((tag.kind, tag.vblock), (PageKind::RunPayload as u16, 9));
                     payload_page_blob(pp.bytes()).to_vec()
                 }
-                None => inline_blob(d).unwrap().to_vec(),
+                None => inline_blob(&p).unwrap().to_vec(),
             };
-            assert_eq!(pp.is_some(), moves);
-            assert_round_trip(d, &blob, &vs);
+            assert_round_trip(&p, &blob, &vs);
             // every header is the version's own, with its TID in t_ctid
             for i in 1..=n {
-                let (off, _) = page_image::item_extent(d, i).unwrap();
-                assert_eq!(&d[off + 12..off + 18], &vs[i - 1].1[12..18]);
+                let (off, _) = page_image::item_extent(&p, i).unwrap();
+                assert_eq!(&p[off + 12..off + 18], &vs[i - 1].1[12..18]);
             }
         }
+    }
+
+    #[test]
+    fn a_header_shared_by_no_other_version_is_detached_in_place() {
+        // every version its own xmin: each has a shared-form header alone
+        let vs = rows(10..30, |r| 1000 + r as u32);
+        let page = page_of(&vs, Codec::Lz4).unwrap();
+        let mut p = page.bytes().to_vec();
+        assert!(head(&p).shared);
+        let (free, upper) = (free_slots(&p), format::u16_at(&p, 14));
+        for i in 1..=20 {
+            let at = page_image::item_extent(&p, i).unwrap().0;
+            detach(&mut p, i).unwrap();
+            assert_eq!(page_image::item_extent(&p, i).unwrap().0, at);
+            assert!(!shares_header(&p, at));
+        }
+        assert_eq!((free_slots(&p), format::u16_at(&p, 14)), (free, upper));
+        assert_round_trip(&p, inline_blob(&p).unwrap(), &vs);
+    }
+
+    #[test]
+    fn detaching_gives_one_version_its_own_header_in_place() {
+        let vs = rows(500..756, |_| 77);
+        let page = page_of(&vs, Codec::Lz4).unwrap();
+        let mut p = page.bytes().to_vec();
+        let shared_at = page_image::item_extent(&p, 1).unwrap().0;
+        // a shared page keeps a slot per eight versions free for this
+        assert!(free_slots(&p) >= 256 / 8, "{} free slots", free_slots(&p));
+        let before = p.clone();
+        detach(&mut p, 10).unwrap();
+        let (off, len) = page_image::item_extent(&p, 10).unwrap();
+        assert_eq!(len, TUPLE_HEADER_SIZE);
+        assert_ne!(off, shared_at);
+        assert_eq!(format::u16_at(&p, 14) as usize, off);
+        // the version's header has its own TID; the others still share
+        assert_eq!(&p[off + 12..off + 18], &vs[9].1[12..18]);
+        assert_eq!(page_image::item_extent(&p, 11).unwrap().0, shared_at);
+        assert!(head(&p).shared && check(&p).is_empty(), "{:?}", check(&p));
+        assert_round_trip(&p, inline_blob(&p).unwrap(), &vs);
+        // a few bytes changed: the line pointer, pd_upper and the header
+        let changed = p.iter().zip(&before).filter(|(a, b)| a != b).count();
+        assert!(changed <= 4 + 2 + HEADER_SLOT, "{changed} bytes changed");
+        // detaching again changes nothing; the reserve runs out at last
+        let snapshot = p.clone();
+        detach(&mut p, 10).unwrap();
+        assert_eq!(p, snapshot);
+        let mut i = 11;
+        while can_detach(&p, i) {
+            detach(&mut p, i).unwrap();
+            i += 1;
+        }
+        assert!(i > 10 + 256 / 8);
+        assert!(detach(&mut p, 256).is_err());
+        assert_round_trip(&p, inline_blob(&p).unwrap(), &vs);
     }
 
     #[test]

@@ -104,7 +104,12 @@ pub const MAGIC: u32 = 0x4C53_4D31;
 /// Version 7 compresses each section of a column-wise payload on its own
 /// (blob layout 2, `compressed_page::Sections`) so that a scan decompresses
 /// only the columns it reads; layout 1 blobs are read as they are.
-pub const FORMAT_VERSION: u16 = 7;
+/// Version 8 stamps compact pages without rewriting them: a version gets its
+/// own header in a free slot (shared pages keep one per eight versions), and
+/// when none is left the blob moves to a RUN_PAYLOAD page while the page
+/// still shares headers (such pages carry version 8 in their tag); pages of
+/// earlier versions are read as they are and evolve the same way.
+pub const FORMAT_VERSION: u16 = 8;
 /// Oldest version this build reads.
 pub const OLDEST_READABLE_VERSION: u16 = 2;
 

@@ -30,6 +30,12 @@ impl PageImage {
         PageImage::with_special(kind, owner, flags, 0)
     }
 
+    /// A page image made of `bytes` (one block, already laid out).
+    pub fn from_bytes(bytes: Vec<u8>) -> PageImage {
+        assert_eq!(bytes.len(), BLOCK_SIZE, "a page image is one block");
+        PageImage { bytes }
+    }
+
     /// A page whose special space holds `extra` (a multiple of 8) bytes in
     /// front of the tag (compressed run pages keep their blob there).
     pub fn with_special(kind: PageKind, owner: u32, flags: u32, extra: usize) -> PageImage {
@@ -87,9 +93,9 @@ impl PageImage {
             pos += p.len();
         }
         let lower = self.lower();
-        let lp = (at as u32) | (LP_NORMAL << 15) | ((len as u32) << 17);
-        format::put_u32(&mut self.bytes, lower, lp);
         format::put_u16(&mut self.bytes, 12, (lower + ITEM_ID_SIZE) as u16);
+        let n = self.item_count();
+        set_item(&mut self.bytes, n, at, len);
         format::put_u16(&mut self.bytes, 14, at as u16);
         true
     }
@@ -148,6 +154,13 @@ pub fn tag_of(page: &[u8]) -> Option<PageTag> {
 /// Number of line pointers.
 pub fn item_count(page: &[u8]) -> usize {
     (format::u16_at(page, 12) as usize).saturating_sub(PAGE_HEADER_SIZE) / ITEM_ID_SIZE
+}
+
+/// Points line pointer `n` (1-based, existing) at a normal item of `len`
+/// bytes at `offset`.
+pub fn set_item(page: &mut [u8], n: usize, offset: usize, len: usize) {
+    let lp = (offset as u32) | (LP_NORMAL << 15) | ((len as u32) << 17);
+    format::put_u32(page, PAGE_HEADER_SIZE + (n - 1) * ITEM_ID_SIZE, lp);
 }
 
 /// `(offset, length)` of normal item `n` (1-based), bounds-checked.

@@ -485,12 +485,20 @@ pub fn refresh_headers(
                     continue; // dropped (below every new page)
                 };
                 // t_hoff (the last byte) never changes in place, and a
-                // redirect's copy has its own (header only)
+                // redirect's copy has its own (header only); a shared
+                // header is read as the version has it (its own TID)
                 let mut header = [0u8; STAMPED_SIZE];
-                // SAFETY: a version's fixed header is in the share-locked page.
-                header.copy_from_slice(unsafe {
-                    std::slice::from_raw_parts(t.t_data as *const u8, STAMPED_SIZE)
-                });
+                let bytes = page::bytes(p);
+                match compact_page::is_compact(bytes)
+                    .then(|| compact_page::header(bytes, item as usize))
+                    .flatten()
+                {
+                    Some(h) => header.copy_from_slice(&h[..STAMPED_SIZE]),
+                    // SAFETY: a version's fixed header is in the share-locked page.
+                    None => header.copy_from_slice(unsafe {
+                        std::slice::from_raw_parts(t.t_data as *const u8, STAMPED_SIZE)
+                    }),
+                }
                 changed.entry(pages[i].1).or_default().push((rowid, header));
             }
         }
@@ -522,20 +530,24 @@ pub fn refresh_headers(
                 .collect()
         };
         let todo = stale(page::bytes(buffer::page(buf)));
-        let todo = if todo.iter().any(|(_, _, shared)| *shared) {
-            storage::expand(rel, buf);
-            stale(page::bytes(buffer::page(buf)))
-        } else {
-            todo
-        };
         let mut w = PageWrite::start(rel);
+        // versions that share a header get their own first, in this record
+        let sharing: Vec<usize> = todo
+            .iter()
+            .filter(|(_, _, shared)| *shared)
+            .filter_map(|(rowid, _, _)| {
+                page_image::find_run_item(page::bytes(buffer::page(buf)), *rowid)
+            })
+            .collect();
         let p = w.register(buf, false);
+        let payload = storage::detach_in(rel, &mut w, buf, p, &sharing);
         let bytes = page::bytes_mut(p);
-        let mut any = false;
+        let mut any = !sharing.is_empty();
         for (rowid, header, _) in todo {
-            let Some((at, _)) = page_image::find_run_item(bytes, rowid)
-                .and_then(|i| page_image::run_item_tuple(bytes, i))
-            else {
+            let Some(item) = page_image::find_run_item(bytes, rowid) else {
+                continue;
+            };
+            let Some((at, _)) = page_image::run_item_tuple(bytes, item) else {
                 continue;
             };
             bytes[at..at + STAMPED_SIZE].copy_from_slice(&header);
@@ -546,6 +558,9 @@ pub fn refresh_headers(
             w.commit();
         } else {
             drop(w);
+        }
+        if let Some(b) = payload {
+            buffer::unlock_release(b);
         }
         buffer::unlock_release(buf);
     }

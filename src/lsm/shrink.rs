@@ -3,8 +3,8 @@
 //! of the file; heap-style truncation of trailing free pages alone rarely
 //! helps. When more than a third of the file is free, VACUUM (still holding
 //! the ACCESS EXCLUSIVE lock of its flush and merges) moves the run pages at
-//! the end of the file into the lowest free blocks and truncates the file
-//! after the last page in use.
+//! the end of the file into the lowest free blocks; either way it truncates
+//! the file after the last page in use.
 //!
 //! One move is one GenericXLog record over three pages: the new copy (full
 //! image), the page or metapage entry that points at it (the run's root in
@@ -178,7 +178,8 @@ fn move_page(rel: pg_sys::Relation, from: u32, to: u32, parent: Parent) {
     }
 }
 
-/// Packs and truncates the file when more than a third of it is free.
+/// Packs the file when more than a third of it is free, and truncates it
+/// after the last page in use.
 /// Returns (pages moved, blocks truncated). The caller holds ACCESS
 /// EXCLUSIVE and L0 has just been flushed.
 pub fn shrink(rel: pg_sys::Relation) -> (u64, u64) {
@@ -193,9 +194,10 @@ pub fn shrink(rel: pg_sys::Relation) -> (u64, u64) {
     }
     let nblocks = buffer::nblocks(rel);
     let mut used = pages_in_use(rel, &meta);
-    if (used.len() as u64) * 3 >= (nblocks as u64) * 2 {
-        return (0, 0);
-    }
+    // moving costs a page write per page moved: only when more than a
+    // third of the file is free (else the next flushes and merges fill the
+    // holes); trailing free pages are cut either way
+    let pack = (used.len() as u64) * 3 < (nblocks as u64) * 2;
     // a table with a BRIN index keeps every virtual block inside the file
     let floor = if manifest::keeps_dense(rel) {
         meta.header.next_vblock
@@ -205,7 +207,11 @@ pub fn shrink(rel: pg_sys::Relation) -> (u64, u64) {
     if floor >= nblocks {
         return (0, 0);
     }
-    let (moves, end) = plan(nblocks, &used);
+    let (moves, end) = if pack {
+        plan(nblocks, &used)
+    } else {
+        (Vec::new(), used.keys().max().map_or(1, |b| b + 1))
+    };
     let end = end.max(floor);
     for &(from, to) in &moves {
         pgrx::check_for_interrupts!();

@@ -382,55 +382,74 @@ pub fn shares_header(loc: &Located) -> bool {
 
 /// Gives the version `loc` names its own header before a stamp (xmax,
 /// lock, `t_ctid`, chain flags) when it shares one on a compact run page
-/// (see [`super::compact_page`]): the page is rewritten with a header per
-/// version — its blob moved to a new RUN_PAYLOAD page if they do not fit
-/// together — in one WAL record, and `loc` is found again. The page must
-/// be exclusively locked; it stays locked.
+/// (see [`super::compact_page`]), in one small WAL record, and finds `loc`
+/// again. Headers versions own never move, so a pointer kept across an
+/// unlock stays valid. The page must be exclusively locked; it stays locked.
 pub fn make_stampable(rel: pg_sys::Relation, loc: &mut Located) {
     if !shares_header(loc) {
         return;
     }
-    expand(rel, loc.buf);
-    *loc = find_on_page(rel, loc.buf, loc.tid).unwrap_or_else(|| {
-        crate::pg::error::error(
-            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-            format!(
-                "version lost expanding block {} of relation \"{}\"",
-                buffer::block_number(loc.buf),
-                relname(rel)
-            ),
-        )
-    });
+    let Some(item) =
+        page_image::find_run_item(page::bytes(buffer::page(loc.buf)), rowid_of(&loc.tid))
+    else {
+        lost_version(rel, loc.buf)
+    };
+    let mut w = PageWrite::start(rel);
+    let p = w.register(loc.buf, false);
+    let payload = detach_in(rel, &mut w, loc.buf, p, &[item]);
+    w.commit();
+    if let Some(b) = payload {
+        buffer::unlock_release(b);
+    }
+    *loc = find_on_page(rel, loc.buf, loc.tid).unwrap_or_else(|| lost_version(rel, loc.buf));
 }
 
-/// Rewrites the shared compact run page of `buf` (exclusively locked, stays
-/// so) with a header per version (see [`make_stampable`]).
-pub fn expand(rel: pg_sys::Relation, buf: pg_sys::Buffer) {
-    let bytes = page::bytes(buffer::page(buf));
+fn lost_version(rel: pg_sys::Relation, buf: pg_sys::Buffer) -> ! {
+    crate::pg::error::error(
+        PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+        format!(
+            "version lost giving it a header of its own in block {} of relation \"{}\"",
+            buffer::block_number(buf),
+            relname(rel)
+        ),
+    )
+}
+
+/// Gives versions `items` of compact run page `buf` (exclusively locked;
+/// `p` its working copy in `w`) a header of their own
+/// ([`compact_page::detach`]); when the free slots run out first, the
+/// page's blob moves to a new RUN_PAYLOAD page registered in the same
+/// record ([`compact_page::move_blob`]), whose buffer (exclusively locked)
+/// is returned for release after the commit.
+pub fn detach_in(
+    rel: pg_sys::Relation,
+    w: &mut PageWrite,
+    buf: pg_sys::Buffer,
+    p: pg_sys::Page,
+    items: &[usize],
+) -> Option<pg_sys::Buffer> {
     let block = buffer::block_number(buf);
-    let moves = compact_page::expansion_moves_blob(bytes);
-    let pbuf = moves.then(|| manifest::allocate_block_now(rel, &HashSet::from([block])));
-    let pblock = pbuf.map_or(0, buffer::block_number);
-    let (data, payload) = match compact_page::expand(bytes, pblock) {
-        Ok(images) => images,
-        Err(e) => {
-            if let Some(b) = pbuf {
+    let bytes = page::bytes_mut(p);
+    let mut payload = None;
+    for &item in items {
+        if payload.is_none() && !compact_page::can_detach(bytes, item) {
+            let b = manifest::allocate_block_now(rel, &HashSet::from([block]));
+            let image = compact_page::move_blob(bytes, buffer::block_number(b))
+                .unwrap_or_else(|e| {
+                    buffer::unlock_release(b);
+                    super::version_data::corrupted(rel, block, e)
+                });
+            page::copy_image(w.register(b, true), image.bytes());
+            payload = Some(b);
+        }
+        if let Err(e) = compact_page::detach(bytes, item) {
+            if let Some(b) = payload {
                 buffer::unlock_release(b);
             }
             super::version_data::corrupted(rel, block, e)
         }
-    };
-    let mut w = PageWrite::start(rel);
-    let dp = w.register(buf, true);
-    page::copy_image(dp, data.bytes());
-    if let (Some(b), Some(image)) = (pbuf, &payload) {
-        let pp = w.register(b, true);
-        page::copy_image(pp, image.bytes());
     }
-    w.commit();
-    if let Some(b) = pbuf {
-        buffer::unlock_release(b);
-    }
+    payload
 }
 
 /// Pins the page of `tid` (no lock); None when the TID cannot exist.

@@ -145,8 +145,8 @@ fn new_frozen(
 ///    for, to seal L0 and to switch); then merge runs until the leveled
 ///    policy (strata.lsm_* settings) is satisfied, each merge taking
 ///    EXCLUSIVE for its switch only — both drop dead versions — and, under ACCESS EXCLUSIVE
-///    when free, when more than a third of the file is free, pack and
-///    truncate it;
+///    when free, pack the file when more than a third of it is free and cut
+///    its trailing free pages;
 /// 3. dropped rowids are removed from every index;
 /// 4. pg_class (relpages, reltuples: the live rows the sweep counted,
 ///    relfrozenxid, relminmxid) and pgstat are updated.

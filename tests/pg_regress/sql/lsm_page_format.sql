@@ -1,8 +1,9 @@
--- Compact run pages (format versions 6 and 7): versions a load or flush writes
--- together share one header per page and keep their rowids in a map; the
--- first stamp on such a page (DELETE, UPDATE, row lock) gives every version
--- its own header, moving the compressed rows to a payload page when both
--- do not fit; pages in the version 5 layout (a stub per row) and version 6
+-- Compact run pages (format versions 6 to 8): versions a load or flush writes
+-- together share one header per page and keep their rowids in a map; a
+-- stamp (DELETE, UPDATE, row lock) gives the version it stamps a header of
+-- its own in a free slot of the page (format 8; earlier versions gave every
+-- version of the page its own), and when the slots run out the compressed
+-- rows move to a payload page; pages in the version 5 layout (a stub per row) and version 6
 -- pages (one compressed frame, where version 7 compresses each column on its
 -- own) stay readable next to them. Every result is compared with a heap copy.
 \set VERBOSITY terse
@@ -29,7 +30,7 @@ SELECT ctid, id FROM c WHERE id IN (1, 2, 256, 257, 20000) ORDER BY id;
 SELECT id FROM c WHERE ctid = (SELECT ctid FROM c WHERE id = 777);
 SELECT count(*), min(id), max(id) FROM c WHERE ctid >= '(10,1)' AND ctid < '(20,1)';
 
--- stamps expand the pages they touch; the rest keep sharing
+-- a stamp gives its version a header of its own; the others keep sharing
 DELETE FROM c WHERE id % 1000 = 0;
 UPDATE c SET status = 'archived' WHERE id % 1000 = 1;
 DELETE FROM h WHERE id % 1000 = 0;
@@ -46,6 +47,24 @@ DELETE FROM c WHERE id = 7777;
 ROLLBACK;
 SELECT id, status FROM c WHERE id IN (5555, 6666, 7777) ORDER BY id;
 SELECT * FROM strata.lsm_verify('c');
+-- most rows of every page stamped: more than the free slots hold, so the
+-- compressed rows of those pages move to payload pages and the pages keep
+-- the headers (shared by the rest, their own for the stamped)
+CREATE TABLE s (LIKE h) USING lsm;
+INSERT INTO s SELECT * FROM h;
+CREATE TABLE hs AS SELECT * FROM h;
+UPDATE s SET grp = grp + 1 WHERE id % 8 <> 0;
+UPDATE hs SET grp = grp + 1 WHERE id % 8 <> 0;
+SELECT layout, codec, pages > 0 AS some FROM strata.lsm_page_layouts('s') ORDER BY 1, 2;
+SELECT * FROM strata.lsm_verify('s');
+(SELECT * FROM s EXCEPT ALL SELECT * FROM hs) UNION ALL (SELECT * FROM hs EXCEPT ALL SELECT * FROM s);
+-- and stamps after the move take the slots the compressed rows left
+DELETE FROM s WHERE id % 8 = 0;
+DELETE FROM hs WHERE id % 8 = 0;
+SELECT * FROM strata.lsm_verify('s');
+(SELECT * FROM s EXCEPT ALL SELECT * FROM hs) UNION ALL (SELECT * FROM hs EXCEPT ALL SELECT * FROM s);
+SELECT count(*), sum(grp) FROM s;
+DROP TABLE s, hs;
 
 -- VACUUM flushes the new versions and merges: pages are compact again
 SET strata.lsm_level1_runs = 1;
@@ -55,7 +74,7 @@ SELECT * FROM strata.lsm_verify('c');
 (SELECT * FROM c EXCEPT ALL SELECT * FROM h) UNION ALL (SELECT * FROM h EXCEPT ALL SELECT * FROM c);
 RESET strata.lsm_level1_runs;
 
--- few wide rows: expanded headers and the rows still fit one page
+-- few wide rows: a stamp takes a free slot, nothing moves
 CREATE TABLE w (id int, doc text) USING lsm;
 INSERT INTO w SELECT g, repeat('lorem ipsum dolor sit amet ', 40) || g FROM generate_series(1, 2000) g;
 SELECT layout, pages > 0 AS some FROM strata.lsm_page_layouts('w');
