@@ -21,8 +21,46 @@ const BATCH: usize = 256;
 /// Batches handed over and not yet answered before the backend waits.
 const MAX_IN_FLIGHT: usize = 16;
 
+/// Rows handed over together: their bytes back to back in one buffer (an
+/// allocation per batch, not per row — a buffer one thread allocates and
+/// another frees costs glibc's malloc far more than one it keeps).
+#[derive(Default)]
+struct Batch {
+    rowids: Vec<u64>,
+    ends: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl Batch {
+    fn with_capacity(rows: usize) -> Batch {
+        Batch {
+            rowids: Vec::with_capacity(rows),
+            ends: Vec::with_capacity(rows),
+            bytes: Vec::with_capacity(rows * 128),
+        }
+    }
+
+    fn push(&mut self, rowid: u64, tuple: &[u8]) {
+        self.rowids.push(rowid);
+        self.bytes.extend_from_slice(tuple);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn len(&self) -> usize {
+        self.rowids.len()
+    }
+
+    fn rows(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        self.rowids
+            .iter()
+            .zip(starts.zip(self.ends.iter()))
+            .map(|(&r, (a, &b))| (r, &self.bytes[a..b]))
+    }
+}
+
 enum Msg {
-    Rows(Vec<(u64, Vec<u8>)>),
+    Rows(Batch),
     Finish,
 }
 
@@ -35,7 +73,7 @@ pub enum Packer {
 pub struct Threaded {
     tx: Option<Sender<Msg>>,
     rx: Receiver<Vec<PackedPage>>,
-    batch: Vec<(u64, Vec<u8>)>,
+    batch: Batch,
     in_flight: usize,
     handle: Option<JoinHandle<()>>,
 }
@@ -72,7 +110,7 @@ impl Packer {
         Ok(Packer::Threaded(Threaded {
             tx: Some(tx),
             rx,
-            batch: Vec::with_capacity(BATCH),
+            batch: Batch::with_capacity(BATCH),
             in_flight: 0,
             handle: Some(handle),
         }))
@@ -83,11 +121,11 @@ impl Packer {
         match self {
             Packer::Inline(p) => Ok(p.add(rowid, tuple)),
             Packer::Threaded(t) => {
-                t.batch.push((rowid, tuple.to_vec()));
+                t.batch.push(rowid, tuple);
                 if t.batch.len() < BATCH {
                     return Ok(Vec::new());
                 }
-                let rows = std::mem::replace(&mut t.batch, Vec::with_capacity(BATCH));
+                let rows = std::mem::replace(&mut t.batch, Batch::with_capacity(BATCH));
                 t.send(Msg::Rows(rows))?;
                 let mut out = Vec::new();
                 // take what is ready; wait only when too far ahead
@@ -115,7 +153,7 @@ impl Packer {
             Packer::Inline(p) => Ok(p.finish()),
             Packer::Threaded(mut t) => {
                 let rows = std::mem::take(&mut t.batch);
-                if !rows.is_empty() {
+                if !rows.rowids.is_empty() {
                     t.send(Msg::Rows(rows))?;
                 }
                 t.send(Msg::Finish)?;
@@ -172,10 +210,7 @@ impl Drop for Threaded {
 fn work(mut packer: RunPacker, rx: Receiver<Msg>, tx: Sender<Vec<PackedPage>>) {
     while let Ok(m) = rx.recv() {
         let pages = match m {
-            Msg::Rows(rows) => rows
-                .into_iter()
-                .flat_map(|(rowid, t)| packer.add(rowid, &t))
-                .collect(),
+            Msg::Rows(rows) => rows.rows().flat_map(|(rowid, t)| packer.add(rowid, t)).collect(),
             Msg::Finish => {
                 let _ = tx.send(packer.finish());
                 return;
