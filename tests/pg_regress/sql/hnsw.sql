@@ -174,6 +174,17 @@ SELECT count(*) FROM (SELECT id, v FROM hr ORDER BY v <-> '[1,1,1]' LIMIT 1500) 
 SELECT count(*) FROM hr WHERE v = '[1,1,1]';
 SELECT pg_relation_size('hr_v') AS before_size \gset
 DELETE FROM hr WHERE v = '[1,1,1]';
+-- an autovacuum worker's snapshot (its ANALYZE of a table of this test) would
+-- keep the deleted rows, and so their element, alive through the VACUUM:
+-- wait until no other backend holds one
+DO $$
+BEGIN
+  FOR i IN 1..600 LOOP
+    EXIT WHEN NOT EXISTS (SELECT FROM pg_stat_activity
+                          WHERE pid <> pg_backend_pid() AND backend_xmin IS NOT NULL);
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+END $$;
 -- FREEZE: an aggressive VACUUM waits for a page's cleanup lock where a plain
 -- one skips pruning a page another process has pinned (leaving rows behind)
 VACUUM (FREEZE) hr;
