@@ -14,11 +14,11 @@
 //! lock, `t_ctid`, chain flags) is for one row only, so before the first stamp
 //! of a version it gets a header of its own (*detached*) in the free space a
 //! shared page keeps for that (one header slot per eight versions), which
-//! changes a line pointer, `pd_upper` and 24 bytes. When that space is used
-//! up the page is *expanded*: every version sharing a header gets its own —
-//! in the free space, the shared headers' slots, and when those do not hold
-//! them, the blob's bytes, the blob moving to a RUN_PAYLOAD page of its own
-//! named by the head. Headers never move once a version owns one.
+//! changes a line pointer, `pd_upper` and 24 bytes. When no slot is left the
+//! blob moves to a RUN_PAYLOAD page of its own, named by the head, and its
+//! bytes become slots. Headers never move once a version owns one. Pages
+//! that format versions 6 and 7 *expanded* (a header per version, state 0)
+//! are read and stamped as they are.
 //!
 //! ```text
 //!  +------------+----------------+------+----------------------+-------------------------------+-----+
@@ -32,7 +32,7 @@
 //!           no HEAP_HOT_UPDATED, redirect or combo cid share)
 //!  head (16 B): first_rowid u64 | payload_block u32 | nrows u16 | map u8 | state u8
 //!          payload_block 0 = the blob follows the map; else the RUN_PAYLOAD page holding it
-//!          state 1 = shared (detach or expand before a stamp), 0 = every version has its own header
+//!          state 1 = shared (detach before a stamp), 0 = every version has its own header
 //!  rowid map: map 0 = dense, rowid of version i = first_rowid + i - 1;
 //!             map 1 = u16 offset from first_rowid per version (padded to 8)
 //!  blob: the version 3 blob (crc32 | frame_len | raw_len | nitems | codec | pad | frame),
@@ -568,27 +568,20 @@ fn sharing(page: &[u8], item: usize) -> Result<(bool, bool), CodecError> {
     Ok((true, !others))
 }
 
-/// Whether [`detach`] can give version `item` its own header without
-/// [`move_blob`] first.
-pub fn can_detach(page: &[u8], item: usize) -> bool {
-    match sharing(page, item) {
-        Ok((true, false)) => free_slots(page) > 0,
-        _ => true,
-    }
-}
-
 /// Gives version `item` (1-based) of shared compact page `page` a header of
 /// its own before a stamp: the shared header itself when no other version
 /// points at it (its `t_ctid` set to the version's TID), else a copy with
 /// that `t_ctid` in a free slot, its line pointer pointed at it. Nothing
 /// moves — the shared header stays for the versions still sharing it,
 /// headers other versions own stay where they are — so a pointer to any
-/// header stays valid, and a few bytes change (a small WAL record). Needs
-/// [`can_detach`]; a version that already owns its header is left alone.
-pub fn detach(page: &mut [u8], item: usize) -> Result<(), CodecError> {
+/// header stays valid, and a few bytes change (a small WAL record). True
+/// when the version owns its header (also when it did already); false,
+/// with nothing changed, when it needs a slot and none is free
+/// ([`move_blob`] makes room).
+pub fn detach(page: &mut [u8], item: usize) -> Result<bool, CodecError> {
     let (shares, alone) = sharing(page, item)?;
     if !shares {
-        return Ok(());
+        return Ok(true);
     }
     let Some(h) = View::of(page).header(item) else {
         return Err(CodecError::Layout("a version without a rowid".into()));
@@ -596,7 +589,7 @@ pub fn detach(page: &mut [u8], item: usize) -> Result<(), CodecError> {
     let (off, _) = page_image::item_extent(page, item).expect("checked by sharing");
     if alone {
         page[off..off + TUPLE_HEADER_SIZE].copy_from_slice(&h);
-        return Ok(());
+        return Ok(true);
     }
     let (top, special) = top_gap(page);
     let (lower, upper) = (format::u16_at(page, 12) as usize, format::u16_at(page, 14) as usize);
@@ -606,12 +599,12 @@ pub fn detach(page: &mut [u8], item: usize) -> Result<(), CodecError> {
         format::put_u16(page, 14, (upper - HEADER_SLOT) as u16);
         upper - HEADER_SLOT
     } else {
-        return Err(CodecError::Layout("no room to detach a header".into()));
+        return Ok(false);
     };
     page[at..at + TUPLE_HEADER_SIZE].copy_from_slice(&h);
     page[at + TUPLE_HEADER_SIZE..at + HEADER_SLOT].fill(0);
     page_image::set_item(page, item, at, TUPLE_HEADER_SIZE);
-    Ok(())
+    Ok(true)
 }
 
 /// Moves the blob of compact page `page` (in place) to a new RUN_PAYLOAD
@@ -871,13 +864,13 @@ mod tests {
             let mut owned: Vec<(usize, usize)> = Vec::new();
             let mut payload = None;
             for i in (1..=n).rev() {
-                if !can_detach(&p, i) {
+                if !detach(&mut p, i).unwrap() {
                     assert!(payload.is_none(), "the blob moves once");
                     payload = Some(move_blob(&mut p, 77).unwrap());
                     assert_eq!(head(&p).payload_block, 77);
                     assert_eq!(page_image::tag_of(&p).unwrap().version, format::FORMAT_VERSION);
+                    assert!(detach(&mut p, i).unwrap());
                 }
-                detach(&mut p, i).unwrap();
                 owned.push((i, page_image::item_extent(&p, i).unwrap().0));
                 // headers already owned stay where they were
                 for &(j, off) in &owned {
@@ -915,7 +908,7 @@ mod tests {
         let (free, upper) = (free_slots(&p), format::u16_at(&p, 14));
         for i in 1..=20 {
             let at = page_image::item_extent(&p, i).unwrap().0;
-            detach(&mut p, i).unwrap();
+            assert!(detach(&mut p, i).unwrap());
             assert_eq!(page_image::item_extent(&p, i).unwrap().0, at);
             assert!(!shares_header(&p, at));
         }
@@ -932,7 +925,7 @@ mod tests {
         // a shared page keeps a slot per eight versions free for this
         assert!(free_slots(&p) >= 256 / 8, "{} free slots", free_slots(&p));
         let before = p.clone();
-        detach(&mut p, 10).unwrap();
+        assert!(detach(&mut p, 10).unwrap());
         let (off, len) = page_image::item_extent(&p, 10).unwrap();
         assert_eq!(len, TUPLE_HEADER_SIZE);
         assert_ne!(off, shared_at);
@@ -947,15 +940,16 @@ mod tests {
         assert!(changed <= 4 + 2 + HEADER_SLOT, "{changed} bytes changed");
         // detaching again changes nothing; the reserve runs out at last
         let snapshot = p.clone();
-        detach(&mut p, 10).unwrap();
+        assert!(detach(&mut p, 10).unwrap());
         assert_eq!(p, snapshot);
         let mut i = 11;
-        while can_detach(&p, i) {
-            detach(&mut p, i).unwrap();
+        while detach(&mut p, i).unwrap() {
             i += 1;
         }
         assert!(i > 10 + 256 / 8);
-        assert!(detach(&mut p, 256).is_err());
+        let full = p.clone();
+        assert!(!detach(&mut p, 256).unwrap());
+        assert_eq!(p, full, "no room: nothing changed");
         assert_round_trip(&p, inline_blob(&p).unwrap(), &vs);
     }
 

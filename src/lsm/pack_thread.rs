@@ -50,6 +50,10 @@ impl Batch {
         self.rowids.len()
     }
 
+    fn is_empty(&self) -> bool {
+        self.rowids.is_empty()
+    }
+
     fn rows(&self) -> impl Iterator<Item = (u64, &[u8])> {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         self.rowids
@@ -153,7 +157,7 @@ impl Packer {
             Packer::Inline(p) => Ok(p.finish()),
             Packer::Threaded(mut t) => {
                 let rows = std::mem::take(&mut t.batch);
-                if !rows.rowids.is_empty() {
+                if !rows.is_empty() {
                     t.send(Msg::Rows(rows))?;
                 }
                 t.send(Msg::Finish)?;

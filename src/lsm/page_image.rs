@@ -30,12 +30,6 @@ impl PageImage {
         PageImage::with_special(kind, owner, flags, 0)
     }
 
-    /// A page image made of `bytes` (one block, already laid out).
-    pub fn from_bytes(bytes: Vec<u8>) -> PageImage {
-        assert_eq!(bytes.len(), BLOCK_SIZE, "a page image is one block");
-        PageImage { bytes }
-    }
-
     /// A page whose special space holds `extra` (a multiple of 8) bytes in
     /// front of the tag (compressed run pages keep their blob there).
     pub fn with_special(kind: PageKind, owner: u32, flags: u32, extra: usize) -> PageImage {

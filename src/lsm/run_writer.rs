@@ -454,6 +454,20 @@ fn same_but_hints(a: &[u8], b: &[u8]) -> bool {
     a[..20] == b[..20] && a[22..] == b[22..] && mask(a) == mask(b)
 }
 
+/// The fixed header (less `t_hoff`, which never changes in place) of
+/// version `item` of `page`, whose tuple starts at byte `off`, as the
+/// version has it: on a compact page a shared header with the version's own
+/// TID in `t_ctid`.
+fn stamped_header(page: &[u8], item: usize, off: usize) -> Option<[u8; STAMPED_SIZE]> {
+    let mut out = [0u8; STAMPED_SIZE];
+    if compact_page::is_compact(page) {
+        out.copy_from_slice(&compact_page::header(page, item)?[..STAMPED_SIZE]);
+    } else {
+        out.copy_from_slice(page.get(off..off + STAMPED_SIZE)?);
+    }
+    Some(out)
+}
+
 /// Under EXCLUSIVE, before the switch of a flush or merge that copied
 /// alongside DML: copies into the new data pages
 /// (`pages`: first rowid and block of each) the headers of the versions on
@@ -484,21 +498,11 @@ pub fn refresh_headers(
                 let Some(i) = page_image::fence_for(pages, rowid) else {
                     continue; // dropped (below every new page)
                 };
-                // t_hoff (the last byte) never changes in place, and a
-                // redirect's copy has its own (header only); a shared
-                // header is read as the version has it (its own TID)
-                let mut header = [0u8; STAMPED_SIZE];
                 let bytes = page::bytes(p);
-                match compact_page::is_compact(bytes)
-                    .then(|| compact_page::header(bytes, item as usize))
-                    .flatten()
-                {
-                    Some(h) => header.copy_from_slice(&h[..STAMPED_SIZE]),
-                    // SAFETY: a version's fixed header is in the share-locked page.
-                    None => header.copy_from_slice(unsafe {
-                        std::slice::from_raw_parts(t.t_data as *const u8, STAMPED_SIZE)
-                    }),
-                }
+                let Some(header) = stamped_header(bytes, item as usize, t.t_data as usize - p as usize)
+                else {
+                    continue;
+                };
                 changed.entry(pages[i].1).or_default().push((rowid, header));
             }
         }
@@ -508,45 +512,27 @@ pub fn refresh_headers(
     for (block, headers) in changed {
         let buf = buffer::read(rel, block);
         buffer::lock_exclusive(buf);
-        // the new page's view of each version's header: (rowid, new header)
-        // for those that changed beyond hint bits; a compact page whose
-        // shared header one of them had is expanded first
-        let stale = |bytes: &[u8]| -> Vec<(u64, [u8; STAMPED_SIZE], bool)> {
-            headers
-                .iter()
-                .filter_map(|(rowid, header)| {
-                    // dropped versions are not on the new page
-                    let item = page_image::find_run_item(bytes, *rowid)?;
-                    let (off, _) = page_image::run_item_tuple(bytes, item)?;
-                    let now = if compact_page::is_compact(bytes) {
-                        compact_page::header(bytes, item)?[..STAMPED_SIZE].to_vec()
-                    } else {
-                        bytes[off..off + STAMPED_SIZE].to_vec()
-                    };
-                    (!same_but_hints(&now, header)).then(|| {
-                        (*rowid, *header, compact_page::shares_header(bytes, off))
-                    })
-                })
-                .collect()
-        };
-        let todo = stale(page::bytes(buffer::page(buf)));
-        let mut w = PageWrite::start(rel);
-        // versions that share a header get their own first, in this record
-        let sharing: Vec<usize> = todo
+        // the versions whose header on the new page differs beyond hint
+        // bits: (item, header to copy, whether the page shares its header)
+        let now = page::bytes(buffer::page(buf));
+        let todo: Vec<(usize, [u8; STAMPED_SIZE], bool)> = headers
             .iter()
-            .filter(|(_, _, shared)| *shared)
-            .filter_map(|(rowid, _, _)| {
-                page_image::find_run_item(page::bytes(buffer::page(buf)), *rowid)
+            .filter_map(|(rowid, header)| {
+                // dropped versions are not on the new page
+                let item = page_image::find_run_item(now, *rowid)?;
+                let (off, _) = page_image::run_item_tuple(now, item)?;
+                (!same_but_hints(&stamped_header(now, item, off)?, header))
+                    .then(|| (item, *header, compact_page::shares_header(now, off)))
             })
             .collect();
+        let mut w = PageWrite::start(rel);
         let p = w.register(buf, false);
+        // versions that share a header get their own first, in this record
+        let sharing: Vec<usize> = todo.iter().filter(|t| t.2).map(|t| t.0).collect();
         let payload = storage::detach_in(rel, &mut w, buf, p, &sharing);
         let bytes = page::bytes_mut(p);
         let mut any = !sharing.is_empty();
-        for (rowid, header, _) in todo {
-            let Some(item) = page_image::find_run_item(bytes, rowid) else {
-                continue;
-            };
+        for (item, header, _) in todo {
             let Some((at, _)) = page_image::run_item_tuple(bytes, item) else {
                 continue;
             };

@@ -7,6 +7,7 @@
 //! L0 page is allocated under the metapage's lock (see manifest).
 
 use super::compact_page;
+use super::compressed_page::CodecError;
 use super::format::{self, PageKind, PageTag, ROWS_PER_VBLOCK, TAG_SIZE};
 use super::manifest;
 use super::page_image;
@@ -417,7 +418,7 @@ fn lost_version(rel: pg_sys::Relation, buf: pg_sys::Buffer) -> ! {
 
 /// Gives versions `items` of compact run page `buf` (exclusively locked;
 /// `p` its working copy in `w`) a header of their own
-/// ([`compact_page::detach`]); when the free slots run out first, the
+/// ([`compact_page::detach`]); when the free slots run out, the
 /// page's blob moves to a new RUN_PAYLOAD page registered in the same
 /// record ([`compact_page::move_blob`]), whose buffer (exclusively locked)
 /// is returned for release after the commit.
@@ -431,22 +432,26 @@ pub fn detach_in(
     let block = buffer::block_number(buf);
     let bytes = page::bytes_mut(p);
     let mut payload = None;
+    let fail = |payload: Option<pg_sys::Buffer>, e: CodecError| -> ! {
+        if let Some(b) = payload {
+            buffer::unlock_release(b);
+        }
+        super::version_data::corrupted(rel, block, e)
+    };
     for &item in items {
-        if payload.is_none() && !compact_page::can_detach(bytes, item) {
+        let mut done = compact_page::detach(bytes, item);
+        if matches!(done, Ok(false)) && payload.is_none() {
             let b = manifest::allocate_block_now(rel, &HashSet::from([block]));
             let image = compact_page::move_blob(bytes, buffer::block_number(b))
-                .unwrap_or_else(|e| {
-                    buffer::unlock_release(b);
-                    super::version_data::corrupted(rel, block, e)
-                });
+                .unwrap_or_else(|e| fail(Some(b), e));
             page::copy_image(w.register(b, true), image.bytes());
             payload = Some(b);
+            done = compact_page::detach(bytes, item);
         }
-        if let Err(e) = compact_page::detach(bytes, item) {
-            if let Some(b) = payload {
-                buffer::unlock_release(b);
-            }
-            super::version_data::corrupted(rel, block, e)
+        match done {
+            Ok(true) => {}
+            Ok(false) => fail(payload, CodecError::Layout("no room for a header".into())),
+            Err(e) => fail(payload, e),
         }
     }
     payload
