@@ -23,3 +23,5 @@ RUN cargo pgrx package --pg-config /usr/lib/postgresql/18/bin/pg_config \
 FROM postgres:18
 COPY --from=builder /out/ /
 COPY docker/initdb-strata.sql /docker-entrypoint-initdb.d/10-strata.sql
+# lsm row changes are logged as records of Strata's WAL resource manager
+CMD ["postgres", "-c", "shared_preload_libraries=strata"]

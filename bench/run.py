@@ -42,6 +42,8 @@ SERVER_CONF = {
     "synchronous_commit": "on",
     "max_parallel_maintenance_workers": "1",
     "max_connections": "50",
+    # Strata's own WAL records for lsm row changes (GenericXLog without it)
+    "shared_preload_libraries": "'strata'",
 }
 
 

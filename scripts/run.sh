@@ -19,6 +19,10 @@ if [ ! -f "$DATA/PG_VERSION" ]; then
     as_root chown postgres: "$DATA"
     as_pg "$BIN/initdb" -D "$DATA" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
 fi
+# lsm row changes are logged as records of Strata's WAL resource manager,
+# which the server must load at start (recovery needs it too).
+as_pg grep -q "^shared_preload_libraries = 'strata'" "$DATA/postgresql.conf" ||
+    as_pg sh -c "echo \"shared_preload_libraries = 'strata'\" >> '$DATA/postgresql.conf'"
 # The server log sits next to the data directory and is written by `postgres`.
 [ -f "$LOGFILE" ] || as_root touch "$LOGFILE"
 as_root chown postgres: "$LOGFILE"

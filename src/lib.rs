@@ -14,6 +14,7 @@
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     lsm::gucs::init();
+    lsm::redo::register();
     hnsw::gucs::init();
 }
 

@@ -323,10 +323,7 @@ fn redirect_past_dead(w: &mut Walker, root: pg_sys::ItemPointerData, p: &Prune) 
         if p.newest_xmax != pg_sys::InvalidTransactionId {
             crate::pg::standby::log_conflict(rel, crate::pg::standby::full_xid_of(p.newest_xmax));
         }
-        let mut pw = buffer::PageWrite::start(rel);
-        let h = loc.header_in(pw.register(w.buf, false));
-        make_redirect(h, target);
-        pw.commit();
+        storage::change_header(rel, &loc, |h| make_redirect(h, target));
     }
     buffer::unlock(w.buf);
 }

@@ -4,7 +4,7 @@
 //!
 //! Each modification is a short list of passes: `acquire` (lock the page, run
 //! `HeapTupleSatisfiesUpdate`, wait or fail per policy) → new version appended
-//! to L0 → `stamp` the old version's xmax under GenericXLog. New versions are
+//! to L0 → `stamp` the old version's xmax (one small WAL record). New versions are
 //! appended before the old one is stamped, without holding the old page's lock,
 //! and the old version is re-checked afterwards; a lost race invalidates the
 //! unused new version and retries.
@@ -13,7 +13,7 @@ use super::row_lock::{self, ChainStep, Decision, Member, Mode, Status};
 use super::bulk;
 use super::storage::{self, Located};
 use super::version_data;
-use crate::pg::buffer::{self, PageWrite};
+use crate::pg::buffer;
 use crate::pg::htup::{self, Header};
 use crate::pg::{multixact, predicate};
 use pgrx::pg_sys;
@@ -385,12 +385,6 @@ fn xmax_bits(members: &[Member], multi: bool) -> (u32, u32) {
     }
 }
 
-/// Registers the located version's page in `w` and returns the version's
-/// header inside the working copy.
-fn header_in_copy(w: &mut PageWrite, loc: &Located) -> *mut Header {
-    loc.header_in(w.register(loc.buf, false))
-}
-
 /// Writes xmax (and cmax/ctid) into a located version; page stays locked.
 /// `keep` are running lockers that must stay recorded: with any, the new
 /// xmax is a MultiXact of them and this transaction.
@@ -422,28 +416,27 @@ fn stamp(
         xid
     };
     let (bits, bits2) = xmax_bits(&members, multi);
-    let mut w = PageWrite::start(rel);
-    let t = header_in_copy(&mut w, loc);
-    htup::set_infomask(
-        t,
-        (htup::infomask(t) & !(pg_sys::HEAP_XMAX_BITS | HEAP_MOVED)) | bits,
-    );
-    // like heap: a delete, a non-HOT update and a lock-only xmax clear
-    // HEAP_HOT_UPDATED (left by an aborted HOT update); a HOT update sets it
-    let hot = matches!(what, Stamp::Modified { hot: true, .. });
-    let mask2 = htup::infomask2(t) & !(pg_sys::HEAP_KEYS_UPDATED | pg_sys::HEAP_HOT_UPDATED);
-    let keep_hot = matches!(what, Stamp::Lock(_))
-        && !htup::xmax_locked_only(bits)
-        && htup::infomask2(t) & pg_sys::HEAP_HOT_UPDATED != 0;
-    let hot_bit = if hot || keep_hot { pg_sys::HEAP_HOT_UPDATED } else { 0 };
-    htup::set_infomask2(t, mask2 | bits2 | hot_bit);
-    htup::set_xmax(t, xmax);
-    if let Stamp::Modified { cid, ctid, .. } = what {
-        let (cmax, combo) = htup::adjust_cmax(t, cid);
-        htup::set_cid(t, cmax, combo);
-        htup::set_ctid(t, ctid);
-    }
-    w.commit();
+    storage::change_header(rel, loc, |t| {
+        htup::set_infomask(
+            t,
+            (htup::infomask(t) & !(pg_sys::HEAP_XMAX_BITS | HEAP_MOVED)) | bits,
+        );
+        // like heap: a delete, a non-HOT update and a lock-only xmax clear
+        // HEAP_HOT_UPDATED (left by an aborted HOT update); a HOT update sets it
+        let hot = matches!(what, Stamp::Modified { hot: true, .. });
+        let mask2 = htup::infomask2(t) & !(pg_sys::HEAP_KEYS_UPDATED | pg_sys::HEAP_HOT_UPDATED);
+        let keep_hot = matches!(what, Stamp::Lock(_))
+            && !htup::xmax_locked_only(bits)
+            && htup::infomask2(t) & pg_sys::HEAP_HOT_UPDATED != 0;
+        let hot_bit = if hot || keep_hot { pg_sys::HEAP_HOT_UPDATED } else { 0 };
+        htup::set_infomask2(t, mask2 | bits2 | hot_bit);
+        htup::set_xmax(t, xmax);
+        if let Stamp::Modified { cid, ctid, .. } = what {
+            let (cmax, combo) = htup::adjust_cmax(t, cid);
+            htup::set_cid(t, cmax, combo);
+            htup::set_ctid(t, ctid);
+        }
+    });
 }
 
 /// Sets the header fields of a version about to be inserted, and TOASTs it if
@@ -612,9 +605,7 @@ pub fn complete_speculative(
     };
     storage::make_stampable(rel, &mut loc);
     if succeeded {
-        let mut w = PageWrite::start(rel);
-        htup::set_ctid(header_in_copy(&mut w, &loc), tid);
-        w.commit();
+        storage::change_header(rel, &loc, |t| htup::set_ctid(t, tid));
         buffer::unlock_release(buf);
     } else {
         kill_version(rel, &loc);
@@ -632,15 +623,14 @@ pub fn complete_speculative(
 /// Makes a version invisible to everyone (aborted speculative insertion or a
 /// new version whose update lost a race). Page must be exclusively locked.
 fn kill_version(rel: pg_sys::Relation, loc: &Located) {
-    let mut w = PageWrite::start(rel);
-    let t = header_in_copy(&mut w, loc);
-    htup::set_infomask(
-        t,
-        (htup::infomask(t) & !pg_sys::HEAP_XMAX_BITS) | pg_sys::HEAP_XMIN_INVALID,
-    );
-    htup::set_xmin(t, pg_sys::InvalidTransactionId);
-    htup::set_ctid(t, loc.tid);
-    w.commit();
+    storage::change_header(rel, loc, |t| {
+        htup::set_infomask(
+            t,
+            (htup::infomask(t) & !pg_sys::HEAP_XMAX_BITS) | pg_sys::HEAP_XMIN_INVALID,
+        );
+        htup::set_xmin(t, pg_sys::InvalidTransactionId);
+        htup::set_ctid(t, loc.tid);
+    });
 }
 
 fn kill_tid(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData) {

@@ -22,9 +22,11 @@ use super::manifest;
 use super::pack_thread::Packer;
 use super::page_image::{self, PackedPage, PageImage, RunPacker};
 use super::storage::{self, META_BLOCK};
+use super::wal_record::{self, Headers};
 use crate::pg::buffer::{self, PageWrite};
 use crate::pg::htup;
 use crate::pg::page;
+use crate::pg::wal::PageChange;
 use pgrx::pg_sys;
 use std::collections::{HashMap, HashSet};
 
@@ -525,23 +527,23 @@ pub fn refresh_headers(
                     .then(|| (item, *header, compact_page::shares_header(now, off)))
             })
             .collect();
-        let mut w = PageWrite::start(rel);
+        let mut w = PageChange::start(rel);
         let p = w.register(buf, false);
         // versions that share a header get their own first, in this record
         let sharing: Vec<usize> = todo.iter().filter(|t| t.2).map(|t| t.0).collect();
-        let payload = storage::detach_in(rel, &mut w, buf, p, &sharing);
+        let mut rec = Headers::default();
+        let payload = storage::detach_in(rel, &mut w, buf, p, &sharing, &mut rec);
         let bytes = page::bytes_mut(p);
-        let mut any = !sharing.is_empty();
         for (item, header, _) in todo {
             let Some((at, _)) = page_image::run_item_tuple(bytes, item) else {
                 continue;
             };
             bytes[at..at + STAMPED_SIZE].copy_from_slice(&header);
-            any = true;
+            rec.written_at(bytes, at);
             refreshed += 1;
         }
-        if any {
-            w.commit();
+        if !rec.is_empty() {
+            w.commit(wal_record::RMGR_ID, || storage::headers_record(&rec));
         } else {
             drop(w);
         }

@@ -1,19 +1,21 @@
 //! Page-level storage of `lsm` tables: page tags, the L0 append path, and row
-//! versions on L0 and run pages. All page changes go through GenericXLog
-//! ([`PageWrite`]), so recovery and replicas need nothing extension-specific.
+//! versions on L0 and run pages. Page changes are [`PageChange`]s: records
+//! of Strata's WAL resource manager ([`super::wal_record`]) when `strata` is
+//! preloaded, GenericXLog records otherwise.
 //! Where pages are (metapage, L0 directory, runs) is [`super::manifest`]'s job.
 //!
 //! Locking: appends take the target L0 page's exclusive content lock; a new
 //! L0 page is allocated under the metapage's lock (see manifest).
 
 use super::compact_page;
-use super::compressed_page::CodecError;
 use super::format::{self, PageKind, PageTag, ROWS_PER_VBLOCK, TAG_SIZE};
 use super::manifest;
 use super::page_image;
-use crate::pg::buffer::{self, PageWrite};
+use super::wal_record::{self, Headers};
+use crate::pg::buffer;
 use crate::pg::htup;
 use crate::pg::page;
+use crate::pg::wal::{PageChange, Record};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::collections::HashSet;
@@ -152,7 +154,7 @@ pub fn append(
     let data = unsafe { (*tuple).t_data as *const u8 };
     let len = checked_len(tuple);
     let buf = target_page(rel, len);
-    let mut w = PageWrite::start(rel);
+    let mut w = PageChange::start(rel);
     let p = w.register(buf, false);
     let vblock = tag(p).map(|t| t.vblock).unwrap_or(0);
     let Some(offset) = page::add_item(p, data, len) else {
@@ -169,7 +171,7 @@ pub fn append(
         let (item, _) = page::item(p, offset).expect("item just added");
         htup::set_ctid(item as *mut htup::Header, tid);
     }
-    w.commit();
+    w.commit(wal_record::RMGR_ID, || insert_record(p, &[offset]));
     buffer::unlock_release(buf);
     // SAFETY: caller's tuple struct is writable.
     unsafe { (*tuple).t_self = tid };
@@ -184,10 +186,11 @@ pub fn append_batch(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple]) {
     let mut i = 0;
     while i < tuples.len() {
         let buf = target_page(rel, checked_len(tuples[i]));
-        let mut w = PageWrite::start(rel);
+        let mut w = PageChange::start(rel);
         let p = w.register(buf, false);
         let vblock = tag(p).map(|t| t.vblock).unwrap_or(0);
         let first = i;
+        let mut offsets = Vec::new();
         while i < tuples.len() && (i == first || fits(p, checked_len(tuples[i]))) {
             // SAFETY: formed heap tuple; its data is only read.
             let (data, len) = unsafe {
@@ -210,10 +213,48 @@ pub fn append_batch(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple]) {
             htup::set_ctid(item as *mut htup::Header, tid);
             // SAFETY: caller's tuple struct is writable.
             unsafe { (*tuples[i]).t_self = tid };
+            offsets.push(offset);
             i += 1;
         }
-        w.commit();
+        w.commit(wal_record::RMGR_ID, || insert_record(p, &offsets));
         buffer::unlock_release(buf);
+    }
+}
+
+/// The INSERT record of items `items` just added to L0 page `p`.
+fn insert_record(p: pg_sys::Page, items: &[u16]) -> Record {
+    let mut data = Vec::new();
+    for &n in items {
+        let (at, len) = page::item(p, n).expect("item just added");
+        // SAFETY: item() bounds-checked the item inside the page.
+        wal_record::push_insert(&mut data, n, unsafe { std::slice::from_raw_parts(at, len) });
+    }
+    Record {
+        info: wal_record::INSERT,
+        main: Vec::new(),
+        blocks: vec![data],
+    }
+}
+
+/// Changes the header of version `loc` (its page exclusively locked by the
+/// caller, and stays so) with `f`, in one HEADERS record. The version must
+/// own its header ([`make_stampable`]).
+pub fn change_header(rel: pg_sys::Relation, loc: &Located, f: impl FnOnce(*mut htup::Header)) {
+    let mut w = PageChange::start(rel);
+    let copy = w.register(loc.buf, false);
+    let h = loc.header_in(copy);
+    f(h);
+    let mut rec = Headers::default();
+    rec.written_at(page::bytes(copy), h as usize - copy as usize);
+    w.commit(wal_record::RMGR_ID, || headers_record(&rec));
+}
+
+/// The HEADERS record of `h`.
+pub fn headers_record(h: &Headers) -> Record {
+    Record {
+        info: wal_record::HEADERS,
+        main: Vec::new(),
+        blocks: vec![h.encode()],
     }
 }
 
@@ -395,10 +436,11 @@ pub fn make_stampable(rel: pg_sys::Relation, loc: &mut Located) {
     else {
         lost_version(rel, loc.buf)
     };
-    let mut w = PageWrite::start(rel);
+    let mut w = PageChange::start(rel);
     let p = w.register(loc.buf, false);
-    let payload = detach_in(rel, &mut w, loc.buf, p, &[item]);
-    w.commit();
+    let mut rec = Headers::default();
+    let payload = detach_in(rel, &mut w, loc.buf, p, &[item], &mut rec);
+    w.commit(wal_record::RMGR_ID, || headers_record(&rec));
     if let Some(b) = payload {
         buffer::unlock_release(b);
     }
@@ -418,42 +460,38 @@ fn lost_version(rel: pg_sys::Relation, buf: pg_sys::Buffer) -> ! {
 
 /// Gives versions `items` of compact run page `buf` (exclusively locked;
 /// `p` its working copy in `w`) a header of their own
-/// ([`compact_page::detach`]); when the free slots run out, the
-/// page's blob moves to a new RUN_PAYLOAD page registered in the same
-/// record ([`compact_page::move_blob`]), whose buffer (exclusively locked)
-/// is returned for release after the commit.
+/// ([`wal_record::detach_items`]), noted in `rec`; when the free slots run
+/// out, the page's blob moves to a new RUN_PAYLOAD page registered in the
+/// same record, whose buffer (exclusively locked) is returned for release
+/// after the commit.
 pub fn detach_in(
     rel: pg_sys::Relation,
-    w: &mut PageWrite,
+    w: &mut PageChange,
     buf: pg_sys::Buffer,
     p: pg_sys::Page,
     items: &[usize],
+    rec: &mut Headers,
 ) -> Option<pg_sys::Buffer> {
     let block = buffer::block_number(buf);
-    let bytes = page::bytes_mut(p);
     let mut payload = None;
-    let fail = |payload: Option<pg_sys::Buffer>, e: CodecError| -> ! {
-        if let Some(b) = payload {
-            buffer::unlock_release(b);
+    let moved = wal_record::detach_items(page::bytes_mut(p), items.iter().copied(), || {
+        let b = manifest::allocate_block_now(rel, &HashSet::from([block]));
+        payload = Some(b);
+        buffer::block_number(b)
+    });
+    let image = match moved {
+        Ok(image) => image,
+        Err(e) => {
+            if let Some(b) = payload {
+                buffer::unlock_release(b);
+            }
+            super::version_data::corrupted(rel, block, e)
         }
-        super::version_data::corrupted(rel, block, e)
     };
-    for &item in items {
-        let mut done = compact_page::detach(bytes, item);
-        if matches!(done, Ok(false)) && payload.is_none() {
-            let b = manifest::allocate_block_now(rel, &HashSet::from([block]));
-            let image = compact_page::move_blob(bytes, buffer::block_number(b))
-                .unwrap_or_else(|e| fail(Some(b), e));
-            page::copy_image(w.register(b, true), image.bytes());
-            payload = Some(b);
-            done = compact_page::detach(bytes, item);
-        }
-        match done {
-            Ok(true) => {}
-            Ok(false) => fail(payload, CodecError::Layout("no room for a header".into())),
-            Err(e) => fail(payload, e),
-        }
+    if let (Some(b), Some(image)) = (payload, image) {
+        page::copy_image(w.register(b, true), image.bytes());
     }
+    rec.detached.extend(items.iter().map(|&i| i as u16));
     payload
 }
 

@@ -22,10 +22,12 @@ use super::chain;
 use super::format::PageKind;
 use super::manifest;
 use super::storage;
-use crate::pg::buffer::{self, PageWrite};
+use super::wal_record::{self, Headers};
+use crate::pg::buffer;
 use crate::pg::htup;
 use crate::pg::page;
 use crate::pg::vacuum::{self as pgvac, Cutoffs};
+use crate::pg::wal::PageChange;
 use pgrx::pg_sys;
 use std::collections::HashMap;
 
@@ -186,8 +188,9 @@ fn sweep_page(
         out.live.note(header);
     }
     if !changed.is_empty() {
-        let mut w = PageWrite::start(rel);
+        let mut w = PageChange::start(rel);
         let wp = w.register(buf, false);
+        let mut rec = Headers::default();
         for (item, copy) in &changed {
             let t = storage::version_at(rel, wp, *item).expect("version seen on the page");
             // SAFETY: the working copy holds the same item; header-sized write.
@@ -198,8 +201,9 @@ fn sweep_page(
                     HEADER_FIXED,
                 );
             }
+            rec.written_at(page::bytes(wp), t.t_data as usize - wp as usize);
         }
-        w.commit();
+        w.commit(wal_record::RMGR_ID, || storage::headers_record(&rec));
         out.frozen += changed.len() as u64;
     }
     buffer::unlock_release(buf);
@@ -333,9 +337,9 @@ fn shorten_chains(rel: pg_sys::Relation, horizon: pg_sys::TransactionId, out: &m
         pgrx::check_for_interrupts!();
         let buf = buffer::read(rel, group[0].0);
         buffer::lock_exclusive(buf);
-        let mut pw = PageWrite::start(rel);
+        let mut pw = PageChange::start(rel);
         let wp = pw.register(buf, false);
-        let mut any = false;
+        let mut rec = Headers::default();
         for (_, root, target, key) in group {
             let Some(loc) = storage::find_on_page(rel, buf, *root) else {
                 continue;
@@ -361,10 +365,10 @@ fn shorten_chains(rel: pg_sys::Relation, horizon: pg_sys::TransactionId, out: &m
                 ),
             }
             out.redirected += target.is_some() as u64;
-            any = true;
+            rec.written_at(page::bytes(wp), h as usize - wp as usize);
         }
-        if any {
-            pw.commit();
+        if !rec.is_empty() {
+            pw.commit(wal_record::RMGR_ID, || storage::headers_record(&rec));
         } else {
             drop(pw);
         }

@@ -15,4 +15,5 @@ pub mod stats;
 pub mod tuplesort;
 pub mod vacuum;
 pub mod varlena;
+pub mod wal;
 pub mod xact;

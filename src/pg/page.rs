@@ -104,6 +104,34 @@ pub fn add_item(page: pg_sys::Page, data: *const u8, len: usize) -> Option<u16> 
     (off != 0).then_some(off)
 }
 
+/// Puts an item at line pointer `offset` (the next one, or an unused one):
+/// replay of an append that got that offset. `Some(offset)` on success.
+pub fn add_item_at(page: pg_sys::Page, data: &[u8], offset: u16) -> Option<u16> {
+    // SAFETY: `data` is readable; PageAddItemExtended checks the offset and
+    // space and returns InvalidOffsetNumber (0) when it cannot add.
+    let off = unsafe {
+        pg_sys::PageAddItemExtended(
+            page,
+            data.as_ptr() as pg_sys::Item,
+            data.len(),
+            offset,
+            pg_sys::PAI_OVERWRITE as i32,
+        )
+    };
+    (off != 0).then_some(off)
+}
+
+/// Sets `pd_lsn` (`PageSetLSN`, a macro on PG15).
+pub fn set_lsn(page: pg_sys::Page, lsn: pg_sys::XLogRecPtr) {
+    // SAFETY: header of an exclusively locked page.
+    unsafe {
+        (*header(page)).pd_lsn = pg_sys::PageXLogRecPtr {
+            xlogid: (lsn >> 32) as u32,
+            xrecoff: lsn as u32,
+        }
+    };
+}
+
 /// Sets `pd_lower` (metapages keep their struct below it so full-page images
 /// and GenericXLog deltas include it).
 pub fn set_lower(page: pg_sys::Page, lower: usize) {

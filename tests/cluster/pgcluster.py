@@ -102,6 +102,8 @@ class Cluster:
             "max_wal_senders": "5",
             "hot_standby": "on",
             "log_min_messages": "warning",
+            # Strata's WAL resource manager (a test may turn it off: "''")
+            "shared_preload_libraries": "'strata'",
         }
         conf.update(extra or {})
         with open(os.path.join(self.datadir, "postgresql.auto.conf"), "a") as f:

@@ -24,6 +24,8 @@ CONF = {
     "autovacuum_vacuum_scale_factor": "0.05",
     "autovacuum_vacuum_cost_delay": "0",
     "log_autovacuum_min_duration": "0",
+    # the fallback: strata not preloaded, lsm changes as GenericXLog records
+    "shared_preload_libraries": "''",
 }
 
 

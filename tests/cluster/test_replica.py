@@ -67,7 +67,10 @@ def compare(primary, standby, stage):
 def main():
     pg_home = sys.argv[1]
     tag = pg_home.strip("/").replace("/", "_")
-    primary = Cluster(pg_home, f"replica-primary-{tag}").initdb().start()
+    # the standby checks each replayed strata_lsm record against the
+    # primary's image of the page (the record carries one for the check)
+    primary = Cluster(pg_home, f"replica-primary-{tag}").initdb(
+        {"wal_consistency_checking": "'strata_lsm'"}).start()
     standby = Cluster(pg_home, f"replica-standby-{tag}")
     with test_servers(primary, standby, name="replica test"):
         p = primary.sql

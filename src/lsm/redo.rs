@@ -1,0 +1,99 @@
+//! Strata's WAL resource manager for `lsm` (`strata_lsm`): registration and
+//! the callbacks recovery, replicas, `pg_waldump` and
+//! `wal_consistency_checking` call. Record layouts and their page changes
+//! are [`super::wal_record`]'s; this is the glue that reads a record and
+//! hands page bytes to them.
+
+use super::wal_record::{self as rec, RMGR_ID, RMGR_NAME};
+use crate::pg::wal::{self, Redo};
+use crate::pg::{error, page};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+/// Registers the resource manager (only while `shared_preload_libraries`
+/// is being processed; see [`crate::pg::wal`]).
+pub fn register() {
+    wal::register(&wal::Rmgr {
+        id: RMGR_ID,
+        name: RMGR_NAME,
+        redo,
+        desc,
+        identify,
+        mask,
+    });
+}
+
+fn broken(what: impl std::fmt::Display) -> ! {
+    error::error(
+        PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+        format!("cannot replay strata_lsm WAL record: {what}"),
+    )
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn redo(record: *mut pg_sys::XLogReaderState) {
+    // SAFETY: the record recovery hands us.
+    let r = unsafe { Redo::of(record) };
+    match r.info() {
+        rec::INSERT => {
+            let data = r.block_data(0).to_vec();
+            r.block(0, |bytes| {
+                let p = bytes.as_mut_ptr() as pg_sys::Page;
+                for (item, tuple) in rec::inserts(&data).unwrap_or_else(|e| broken(e)) {
+                    if page::add_item_at(p, tuple, item) != Some(item) {
+                        broken(format!("item {item} cannot be added to its L0 page"));
+                    }
+                }
+            });
+        }
+        rec::HEADERS => {
+            // (block data is left out of the WAL when the block has an image)
+            let data = r.block_data(0).to_vec();
+            let payload = r.has_block(1).then(|| r.block_number(1));
+            r.block(0, |bytes| {
+                let h = rec::Headers::decode(&data).unwrap_or_else(|e| broken(e));
+                h.apply(bytes, payload).unwrap_or_else(|e| broken(e))
+            });
+            if payload.is_some() {
+                r.block(1, |_| broken("the payload page came without its image"));
+            }
+        }
+        other => broken(format!("unknown record type {other:#x}")),
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn desc(out: pg_sys::StringInfo, record: *mut pg_sys::XLogReaderState) {
+    // SAFETY: the record being described.
+    let r = unsafe { Redo::of(record) };
+    let data = r.block_data(0);
+    let text = match r.info() {
+        rec::INSERT => match rec::inserts(data) {
+            Ok(v) => format!("versions {}", v.len()),
+            Err(_) if data.is_empty() => "full page image".into(),
+            Err(e) => e.to_string(),
+        },
+        rec::HEADERS => match rec::Headers::decode(data) {
+            Ok(h) => format!(
+                "detached {}, written {}{}",
+                h.detached.len(),
+                h.written.len(),
+                if r.has_block(1) { ", blob moved" } else { "" }
+            ),
+            Err(_) if data.is_empty() => "full page image".into(),
+            Err(e) => e.to_string(),
+        },
+        _ => String::new(),
+    };
+    wal::append_desc(out, &text);
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn identify(info: u8) -> *const std::ffi::c_char {
+    rec::identify(info & pg_sys::XLR_RMGR_INFO_MASK as u8).map_or(std::ptr::null(), |s| s.as_ptr())
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn mask(pagedata: *mut std::ffi::c_char, _blkno: pg_sys::BlockNumber) {
+    rec::mask(page::bytes_mut(pagedata as pg_sys::Page));
+}

@@ -1,0 +1,276 @@
+//! WAL plumbing for Strata's own resource manager: registering it, writing
+//! its records, and the redo side's access to a record.
+//!
+//! A custom resource manager (`RegisterCustomRmgr`, PG15+) can only be
+//! registered while `shared_preload_libraries` is processed, and a server
+//! whose WAL holds its records cannot recover without it. So the choice is
+//! made once per server: with `strata` preloaded, [`PageChange`] writes the
+//! caller's compact record (a few dozen bytes, no page copy or delta); loaded
+//! by `CREATE EXTENSION` alone, the same change goes out as a GenericXLog
+//! record, which any server can replay.
+//!
+//! Either way a change is made on working copies of the registered pages and
+//! reaches the buffers only on `commit`, inside a critical section together
+//! with its WAL record; dropping an uncommitted change (early return, ERROR
+//! unwinding) leaves the pages as they were.
+
+use super::buffer::PageWrite;
+use super::page;
+use pgrx::pg_sys;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static REGISTERED: AtomicBool = AtomicBool::new(false);
+
+/// The callbacks of a resource manager (see `RmgrData` in `xlog_internal.h`).
+pub struct Rmgr {
+    pub id: u8,
+    pub name: &'static std::ffi::CStr,
+    pub redo: unsafe extern "C-unwind" fn(*mut pg_sys::XLogReaderState),
+    pub desc: unsafe extern "C-unwind" fn(pg_sys::StringInfo, *mut pg_sys::XLogReaderState),
+    pub identify: unsafe extern "C-unwind" fn(u8) -> *const std::ffi::c_char,
+    pub mask: unsafe extern "C-unwind" fn(*mut std::ffi::c_char, pg_sys::BlockNumber),
+}
+
+/// Registers `rmgr` when the library is being preloaded (otherwise does
+/// nothing: changes then go out as GenericXLog records).
+pub fn register(rmgr: &Rmgr) {
+    // SAFETY: a plain flag set by the postmaster around preloading.
+    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        return;
+    }
+    let data = Box::leak(Box::new(pg_sys::RmgrData {
+        rm_name: rmgr.name.as_ptr(),
+        rm_redo: Some(rmgr.redo),
+        rm_desc: Some(rmgr.desc),
+        rm_identify: Some(rmgr.identify),
+        rm_startup: None,
+        rm_cleanup: None,
+        rm_mask: Some(rmgr.mask),
+        rm_decode: None,
+    }));
+    // SAFETY: called from _PG_init during preloading, as required; the table
+    // entry is leaked, so it lives as long as the process. Raises on a
+    // conflicting registration of the same id.
+    unsafe { pg_sys::RegisterCustomRmgr(rmgr.id, data) };
+    REGISTERED.store(true, Ordering::Relaxed);
+}
+
+/// Whether this server writes Strata's own WAL records.
+pub fn registered() -> bool {
+    REGISTERED.load(Ordering::Relaxed)
+}
+
+/// `RelationNeedsWAL`: permanent, and not created in this transaction
+/// under `wal_level = minimal`.
+pub fn relation_needs_wal(rel: pg_sys::Relation) -> bool {
+    // SAFETY: an open relation's rd_rel and subid fields are readable; the
+    // GUC is a plain int.
+    unsafe {
+        if (*(*rel).rd_rel).relpersistence != pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char {
+            return false;
+        }
+        if pg_sys::wal_level >= pg_sys::WalLevel::WAL_LEVEL_REPLICA as i32 {
+            return true;
+        }
+        #[cfg(feature = "pg15")]
+        let first = (*rel).rd_firstRelfilenodeSubid;
+        #[cfg(not(feature = "pg15"))]
+        let first = (*rel).rd_firstRelfilelocatorSubid;
+        // InvalidSubTransactionId
+        (*rel).rd_createSubid == 0 && first == 0
+    }
+}
+
+/// A record of the custom resource manager: its info bits (the high four),
+/// main data, and data for each registered block in registration order
+/// (omitted from the WAL when the block gets a full-page image).
+pub struct Record {
+    pub info: u8,
+    pub main: Vec<u8>,
+    pub blocks: Vec<Vec<u8>>,
+}
+
+struct Page {
+    buf: pg_sys::Buffer,
+    /// u64s: a page image must be MAXALIGNed like a buffer.
+    copy: Box<[u64]>,
+    full_image: bool,
+}
+
+/// A change to up to four pages: working copies until [`PageChange::commit`].
+pub struct PageChange {
+    rel: pg_sys::Relation,
+    generic: Option<PageWrite>,
+    pages: Vec<Page>,
+}
+
+impl PageChange {
+    pub fn start(rel: pg_sys::Relation) -> PageChange {
+        let generic = (!registered()).then(|| PageWrite::start(rel));
+        PageChange {
+            rel,
+            generic,
+            pages: Vec::new(),
+        }
+    }
+
+    /// Registers an exclusively locked buffer and returns its working copy;
+    /// `full_image` logs the whole page (new pages).
+    pub fn register(&mut self, buf: pg_sys::Buffer, full_image: bool) -> pg_sys::Page {
+        if let Some(w) = &mut self.generic {
+            return w.register(buf, full_image);
+        }
+        assert!(self.pages.len() < 4, "at most four pages per WAL record");
+        let mut copy = vec![0u64; page::BLCKSZ / 8].into_boxed_slice();
+        let p = copy.as_mut_ptr() as pg_sys::Page;
+        page::copy_image(p, page::bytes(super::buffer::page(buf)));
+        self.pages.push(Page {
+            buf,
+            copy,
+            full_image,
+        });
+        p
+    }
+
+    /// Installs the working copies and writes one WAL record: GenericXLog's
+    /// delta, or `record()` of resource manager `rmid`.
+    pub fn commit(mut self, rmid: u8, record: impl FnOnce() -> Record) {
+        if let Some(w) = self.generic.take() {
+            w.commit();
+            return;
+        }
+        let logged = relation_needs_wal(self.rel);
+        let rec = logged.then(record);
+        // SAFETY: the buffers are exclusively locked by the caller (see
+        // register). The critical section turns any error between the page
+        // copies and the WAL insert into a PANIC, as heap's changes do; the
+        // record was built before it, so nothing in it allocates. Registered
+        // data outlives XLogInsert (owned by `rec`).
+        unsafe {
+            pg_sys::CritSectionCount += 1;
+            for pg in &self.pages {
+                page::copy_image(
+                    super::buffer::page(pg.buf),
+                    page::bytes(pg.copy.as_ptr() as pg_sys::Page),
+                );
+                pg_sys::MarkBufferDirty(pg.buf);
+            }
+            if let Some(rec) = &rec {
+                pg_sys::XLogBeginInsert();
+                for (i, pg) in self.pages.iter().enumerate() {
+                    let mut flags = pg_sys::REGBUF_STANDARD as u8;
+                    if pg.full_image {
+                        flags |= pg_sys::REGBUF_FORCE_IMAGE as u8;
+                    }
+                    pg_sys::XLogRegisterBuffer(i as u8, pg.buf, flags);
+                    if let Some(data) = rec.blocks.get(i).filter(|d| !d.is_empty()) {
+                        pg_sys::XLogRegisterBufData(i as u8, data.as_ptr() as _, data.len() as _);
+                    }
+                }
+                if !rec.main.is_empty() {
+                    pg_sys::XLogRegisterData(rec.main.as_ptr() as _, rec.main.len() as _);
+                }
+                let lsn = pg_sys::XLogInsert(rmid, rec.info);
+                for pg in &self.pages {
+                    page::set_lsn(super::buffer::page(pg.buf), lsn);
+                }
+            }
+            pg_sys::CritSectionCount -= 1;
+        }
+    }
+}
+
+/// A record being replayed.
+pub struct Redo {
+    record: *mut pg_sys::XLogReaderState,
+}
+
+impl Redo {
+    /// # Safety
+    /// `record` is the reader state a redo or desc callback was given.
+    pub unsafe fn of(record: *mut pg_sys::XLogReaderState) -> Redo {
+        Redo { record }
+    }
+
+    /// The record's rmgr-specific info bits.
+    pub fn info(&self) -> u8 {
+        // SAFETY: a decoded record is attached to the reader during callbacks.
+        unsafe { (*(*self.record).record).header.xl_info & pg_sys::XLR_RMGR_INFO_MASK as u8 }
+    }
+
+    pub fn main_data(&self) -> &[u8] {
+        // SAFETY: as above; main_data holds main_data_len bytes.
+        unsafe {
+            let r = &*(*self.record).record;
+            if r.main_data.is_null() {
+                return &[];
+            }
+            std::slice::from_raw_parts(r.main_data as *const u8, r.main_data_len as usize)
+        }
+    }
+
+    /// Whether block `id` was registered.
+    pub fn has_block(&self, id: u8) -> bool {
+        // SAFETY: as above.
+        unsafe {
+            let r = &*(*self.record).record;
+            id as i32 <= r.max_block_id && (*r.blocks.as_ptr().add(id as usize)).in_use
+        }
+    }
+
+    /// Block `id`'s data (empty when it came with a full-page image).
+    pub fn block_data(&self, id: u8) -> &[u8] {
+        let mut len: pg_sys::Size = 0;
+        // SAFETY: as above; returns NULL when the block has no data.
+        let p = unsafe { pg_sys::XLogRecGetBlockData(self.record, id, &mut len) };
+        if p.is_null() {
+            return &[];
+        }
+        // SAFETY: `len` bytes at `p`, owned by the decoded record.
+        unsafe { std::slice::from_raw_parts(p as *const u8, len) }
+    }
+
+    /// Block number of registered block `id`.
+    pub fn block_number(&self, id: u8) -> pg_sys::BlockNumber {
+        let mut blkno: pg_sys::BlockNumber = 0;
+        // SAFETY: the locator and fork outputs are optional (NULL).
+        unsafe {
+            pg_sys::XLogRecGetBlockTag(
+                self.record,
+                id,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                &mut blkno,
+            )
+        };
+        blkno
+    }
+
+    /// Replays block `id`: restores its full-page image, or when the page is
+    /// older than the record, hands its bytes to `apply` and stamps the LSN.
+    pub fn block(&self, id: u8, apply: impl FnOnce(&mut [u8])) {
+        let mut buf: pg_sys::Buffer = pg_sys::InvalidBuffer as pg_sys::Buffer;
+        // SAFETY: as above; the buffer comes back exclusively locked (or
+        // invalid when the relation was dropped later in the WAL).
+        let action = unsafe { pg_sys::XLogReadBufferForRedo(self.record, id, &mut buf) };
+        if action == pg_sys::XLogRedoAction::BLK_NEEDS_REDO {
+            let p = super::buffer::page(buf);
+            apply(page::bytes_mut(p));
+            // SAFETY: the locked buffer whose page was just changed.
+            unsafe {
+                page::set_lsn(p, (*self.record).EndRecPtr);
+                pg_sys::MarkBufferDirty(buf);
+            }
+        }
+        if buf != pg_sys::InvalidBuffer as pg_sys::Buffer {
+            super::buffer::unlock_release(buf);
+        }
+    }
+}
+
+/// Appends `s` to a desc callback's output.
+pub fn append_desc(out: pg_sys::StringInfo, s: &str) {
+    let c = std::ffi::CString::new(s.replace('\0', " ")).expect("no NUL left");
+    // SAFETY: `out` is the StringInfo the desc callback was given.
+    unsafe { pg_sys::appendStringInfoString(out, c.as_ptr()) };
+}
