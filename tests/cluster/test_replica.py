@@ -70,7 +70,9 @@ def main():
     # the standby checks each replayed strata_lsm record against the
     # primary's image of the page (the record carries one for the check)
     primary = Cluster(pg_home, f"replica-primary-{tag}").initdb(
-        {"wal_consistency_checking": "'strata_lsm'"}).start()
+        {"wal_consistency_checking": "'strata_lsm'",
+         # that makes far more WAL: keep it until a slow standby has it
+         "wal_keep_size": "'4GB'"}).start()
     standby = Cluster(pg_home, f"replica-standby-{tag}")
     with test_servers(primary, standby, name="replica test"):
         p = primary.sql
