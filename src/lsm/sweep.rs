@@ -365,7 +365,7 @@ fn shorten_chains(rel: pg_sys::Relation, horizon: pg_sys::TransactionId, out: &m
                 ),
             }
             out.redirected += target.is_some() as u64;
-            rec.written_at(page::bytes(wp), h as usize - wp as usize);
+            rec.written_at(page::bytes(wp), loc.offset());
         }
         if !rec.is_empty() {
             pw.commit(wal_record::RMGR_ID, || storage::headers_record(&rec));

@@ -38,7 +38,7 @@ pub const INSERT: u8 = 0x10;
 pub const HEADERS: u8 = 0x20;
 
 /// Bytes of a header a stamp may change (everything before `t_hoff`).
-pub const HEADER_FIELDS: usize = 22;
+pub const HEADER_FIELDS: usize = super::compressed_page::TUPLE_HEADER_SIZE - 1;
 
 /// The record type's name (`rm_identify`).
 pub fn identify(info: u8) -> Option<&'static std::ffi::CStr> {

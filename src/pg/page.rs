@@ -98,15 +98,11 @@ pub fn special_size(page: pg_sys::Page) -> usize {
 
 /// Appends an item; returns its offset or `None` when it does not fit.
 pub fn add_item(page: pg_sys::Page, data: *const u8, len: usize) -> Option<u16> {
-    // SAFETY: `data` points to `len` readable bytes; PageAddItemExtended checks
-    // space and returns InvalidOffsetNumber (0) when full.
-    let off = unsafe { pg_sys::PageAddItemExtended(page, data as pg_sys::Item, len, 0, 0) };
-    (off != 0).then_some(off)
+    // SAFETY: `data` points to `len` readable bytes.
+    add_item_extended(page, unsafe { std::slice::from_raw_parts(data, len) }, 0, 0)
 }
 
-/// Puts an item at line pointer `offset` (the next one, or an unused one):
-/// replay of an append that got that offset. `Some(offset)` on success.
-pub fn add_item_at(page: pg_sys::Page, data: &[u8], offset: u16) -> Option<u16> {
+fn add_item_extended(page: pg_sys::Page, data: &[u8], offset: u16, flags: u32) -> Option<u16> {
     // SAFETY: `data` is readable; PageAddItemExtended checks the offset and
     // space and returns InvalidOffsetNumber (0) when it cannot add.
     let off = unsafe {
@@ -115,10 +111,16 @@ pub fn add_item_at(page: pg_sys::Page, data: &[u8], offset: u16) -> Option<u16> 
             data.as_ptr() as pg_sys::Item,
             data.len(),
             offset,
-            pg_sys::PAI_OVERWRITE as i32,
+            flags as i32,
         )
     };
     (off != 0).then_some(off)
+}
+
+/// Puts an item at line pointer `offset` (the next one, or an unused one):
+/// replay of an append that got that offset. `Some(offset)` on success.
+pub fn add_item_at(page: pg_sys::Page, data: &[u8], offset: u16) -> Option<u16> {
+    add_item_extended(page, data, offset, pg_sys::PAI_OVERWRITE)
 }
 
 /// Sets `pd_lsn` (`PageSetLSN`, a macro on PG15).

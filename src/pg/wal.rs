@@ -81,12 +81,12 @@ pub fn relation_needs_wal(rel: pg_sys::Relation) -> bool {
     }
 }
 
-/// A record of the custom resource manager: its info bits (the high four),
-/// main data, and data for each registered block in registration order
-/// (omitted from the WAL when the block gets a full-page image).
+/// A record of the custom resource manager: its info bits (the high four)
+/// and data for each registered block in registration order (omitted from
+/// the WAL when the block gets a full-page image). Strata's records carry
+/// everything as block data, so there is no main data.
 pub struct Record {
     pub info: u8,
-    pub main: Vec<u8>,
     pub blocks: Vec<Vec<u8>>,
 }
 
@@ -167,9 +167,6 @@ impl PageChange {
                         pg_sys::XLogRegisterBufData(i as u8, data.as_ptr() as _, data.len() as _);
                     }
                 }
-                if !rec.main.is_empty() {
-                    pg_sys::XLogRegisterData(rec.main.as_ptr() as _, rec.main.len() as _);
-                }
                 let lsn = pg_sys::XLogInsert(rmid, rec.info);
                 for pg in &self.pages {
                     page::set_lsn(super::buffer::page(pg.buf), lsn);
@@ -196,17 +193,6 @@ impl Redo {
     pub fn info(&self) -> u8 {
         // SAFETY: a decoded record is attached to the reader during callbacks.
         unsafe { (*(*self.record).record).header.xl_info & pg_sys::XLR_RMGR_INFO_MASK as u8 }
-    }
-
-    pub fn main_data(&self) -> &[u8] {
-        // SAFETY: as above; main_data holds main_data_len bytes.
-        unsafe {
-            let r = &*(*self.record).record;
-            if r.main_data.is_null() {
-                return &[];
-            }
-            std::slice::from_raw_parts(r.main_data as *const u8, r.main_data_len as usize)
-        }
     }
 
     /// Whether block `id` was registered.
