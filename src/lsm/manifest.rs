@@ -381,6 +381,14 @@ pub fn l0_append_floor(rel: pg_sys::Relation) -> Option<u32> {
     })
 }
 
+/// The newest L0 page: its virtual block and physical block (None when L0
+/// is empty).
+pub fn newest_l0_page(rel: pg_sys::Relation) -> Option<(u32, pg_sys::BlockNumber)> {
+    let v = with_header(rel, |_, h| h.next_vblock.checked_sub(1))??;
+    let block = locate(rel, &crate::pg::htup::make_tid(v, 1))?;
+    Some((v, block))
+}
+
 /// Whether virtual block `v` is in L0.
 pub fn in_l0(rel: pg_sys::Relation, v: u32) -> bool {
     with_header(rel, |_, h| h.dir_position(v).is_some()).unwrap_or(false)

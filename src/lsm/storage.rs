@@ -97,29 +97,51 @@ fn fits(p: pg_sys::Page, len: usize) -> bool {
 
 /// An exclusively locked, live L0 page with room for `len` bytes. The
 /// backend's last L0 page (the smgr target block) is tried first, so
-/// concurrent writers append to different pages ("lanes").
+/// concurrent writers append to different pages ("lanes"); a backend
+/// without one (its first insert into the table) takes the newest L0 page
+/// when that has room and nobody holds it locked — else a session per
+/// insert would leave a page per row — and only then a new page.
 fn target_page(rel: pg_sys::Relation, len: usize) -> pg_sys::Buffer {
     let target = buffer::target_block(rel);
     // The smgr target block is reset when the relation is truncated, so it names
     // an existing block (and the metapage exists).
     if target != buffer::INVALID_BLOCK {
-        // L0 pages below the floor are gone or being flushed. The floor
-        // only rises under EXCLUSIVE (no insert in flight), so reading it
-        // before locking the page is enough.
         let floor = manifest::l0_append_floor(rel);
         let buf = buffer::read(rel, target);
         buffer::lock_exclusive(buf);
-        let p = buffer::page(buf);
-        let live = page_kind(rel, target, p) == Some(PageKind::L0)
-            && floor.is_some_and(|first| tag(p).is_some_and(|t| t.vblock >= first));
-        if live && fits(p, len) {
+        if appendable(rel, buf, len, floor) {
             return buf;
         }
         buffer::unlock_release(buf);
+    } else if buffer::nblocks(rel) > 0 {
+        if let Some((_, block)) = manifest::newest_l0_page(rel) {
+            let floor = manifest::l0_append_floor(rel);
+            let buf = buffer::read(rel, block);
+            if buffer::try_lock_exclusive(buf) {
+                if appendable(rel, buf, len, floor) {
+                    buffer::set_target_block(rel, block);
+                    return buf;
+                }
+                buffer::unlock(buf);
+            }
+            buffer::release(buf);
+        }
     }
     let buf = manifest::allocate_l0_page(rel);
     buffer::set_target_block(rel, buffer::block_number(buf));
     buf
+}
+
+/// Whether exclusively locked `buf` is a live L0 page with room for `len`
+/// bytes. L0 pages below the append `floor` are gone or being flushed. The
+/// floor only rises under EXCLUSIVE (no insert in flight), so reading it
+/// before locking the page is enough (and the metapage is never locked
+/// while an L0 page is).
+fn appendable(rel: pg_sys::Relation, buf: pg_sys::Buffer, len: usize, floor: Option<u32>) -> bool {
+    let p = buffer::page(buf);
+    page_kind(rel, buffer::block_number(buf), p) == Some(PageKind::L0)
+        && floor.is_some_and(|first| tag(p).is_some_and(|t| t.vblock >= first))
+        && fits(p, len)
 }
 
 /// Length of a tuple to store; 54000 when it cannot fit a page.

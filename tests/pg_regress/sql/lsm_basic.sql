@@ -166,3 +166,17 @@ INSERT INTO wide VALUES (repeat('x', 9000));
 SELECT 'alive'::text;
 DROP TABLE t, big, c, ctas, tmp, ul, h, g, p, audit, wide;
 DROP FUNCTION t_audit();
+
+-- a session's first insert appends to the newest L0 page when it has room:
+-- one short session per row leaves one page, not a page per row
+CREATE TABLE sessions (id int, v text) USING lsm;
+INSERT INTO sessions VALUES (1, 'first');
+\c
+INSERT INTO sessions VALUES (2, 'second');
+\c
+INSERT INTO sessions VALUES (3, 'third');
+\c
+INSERT INTO sessions VALUES (4, 'fourth');
+SELECT pages, row_versions FROM strata.lsm_info('sessions') WHERE component = 'L0';
+SELECT ctid, * FROM sessions ORDER BY id;
+DROP TABLE sessions;
