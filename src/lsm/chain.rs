@@ -27,7 +27,8 @@
 //! member missing (it read the root before the redirect was written) starts
 //! over from the root once.
 
-use super::{format, manifest, storage};
+use super::manifest_cache::{self, Trust};
+use super::{format, storage};
 use crate::pg::buffer;
 use crate::pg::htup::{self, Header};
 use crate::pg::predicate;
@@ -49,8 +50,8 @@ pub fn is_redirect(t: *mut Header) -> bool {
 /// frozen xmin has both xmin hint bits set: not invalid).
 pub fn is_hot_updated(t: *mut Header) -> bool {
     let m = htup::infomask(t);
-    let xmin_invalid = m & (pg_sys::HEAP_XMIN_COMMITTED | pg_sys::HEAP_XMIN_INVALID)
-        == pg_sys::HEAP_XMIN_INVALID;
+    let xmin_invalid =
+        m & (pg_sys::HEAP_XMIN_COMMITTED | pg_sys::HEAP_XMIN_INVALID) == pg_sys::HEAP_XMIN_INVALID;
     htup::infomask2(t) & pg_sys::HEAP_HOT_UPDATED != 0
         && m & pg_sys::HEAP_XMAX_INVALID == 0
         && !xmin_invalid
@@ -98,7 +99,24 @@ impl Walker {
     /// Pins the page holding `tid` (reusing the pinned one) and share-locks
     /// it; None (nothing locked) when the manifest has no such version.
     pub fn lock(&mut self, tid: pg_sys::ItemPointerData) -> Option<storage::Located> {
-        let block = manifest::locate(self.rel, &tid)?;
+        self.lock_as(tid, Trust::Validate)
+    }
+
+    /// [`Walker::lock`] for a reader with MVCC snapshot `snapshot`, which may
+    /// find the page through the backend's manifest copy unchecked (see
+    /// [`manifest_cache`]); a page that turns out not to hold `tid` is
+    /// looked up again, checked.
+    pub fn lock_seen_by(
+        &mut self,
+        tid: pg_sys::ItemPointerData,
+        snapshot: pg_sys::Snapshot,
+    ) -> Option<storage::Located> {
+        self.lock_as(tid, Trust::Snapshot(snapshot))
+            .or_else(|| self.lock_as(tid, Trust::Validate))
+    }
+
+    fn lock_as(&mut self, tid: pg_sys::ItemPointerData, trust: Trust) -> Option<storage::Located> {
+        let block = manifest_cache::locate(self.rel, &tid, trust)?;
         if self.buf == 0 || buffer::block_number(self.buf) != block {
             self.release();
             self.buf = buffer::read(self.rel, block);
@@ -124,7 +142,10 @@ impl Walker {
 }
 
 /// The next member after a version: its TID and the xid its xmin must be.
-fn successor(t: *mut Header, at: &pg_sys::ItemPointerData) -> Option<(pg_sys::ItemPointerData, pg_sys::TransactionId)> {
+fn successor(
+    t: *mut Header,
+    at: &pg_sys::ItemPointerData,
+) -> Option<(pg_sys::ItemPointerData, pg_sys::TransactionId)> {
     if !is_hot_updated(t) {
         return None;
     }
@@ -166,7 +187,7 @@ pub fn search(
         first_live: None,
     };
     let found = loop {
-        let Some(loc) = w.lock(at) else {
+        let Some(loc) = w.lock_seen_by(at, snapshot) else {
             if !at_root && first_call && !restarted {
                 // a member a concurrent VACUUM dropped after redirecting the root
                 restarted = true;
@@ -303,7 +324,7 @@ fn redirect_past_dead(w: &mut Walker, root: pg_sys::ItemPointerData, p: &Prune) 
         return;
     }
     let rel = w.rel;
-    let Some(block) = manifest::locate(rel, &root) else {
+    let Some(block) = manifest_cache::locate(rel, &root, Trust::Validate) else {
         return;
     };
     if w.buf == 0 || buffer::block_number(w.buf) != block {

@@ -107,7 +107,7 @@ pub fn estimate_size(
     let physical = buffer::nblocks(rel);
     let mut scan = match physical {
         0 => 0.0,
-        _ => super::manifest::scan_pages(rel) as f64,
+        _ => super::manifest_cache::scan_pages(rel) as f64,
     };
     let physical = physical as f64;
     // SAFETY: open relation.

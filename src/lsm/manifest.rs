@@ -6,8 +6,10 @@
 //! Locking: the metapage's buffer lock orders everything that changes it —
 //! L0 page allocation (exclusive, briefly, once per new L0 page) and the flush's
 //! switch. Nobody holds a data page's lock while waiting for the metapage.
-//! A flush runs under ACCESS EXCLUSIVE, so readers never see the manifest
-//! change under them; each scan takes a [`Live`] snapshot at its start.
+//! Flushes and merges switch the manifest under EXCLUSIVE (no DML in
+//! flight) and keep the pages they free readable while older snapshots
+//! exist; each scan takes a [`Live`] snapshot at its start. Point lookups go
+//! through a backend's copy ([`super::manifest_cache`]).
 
 use super::bloom;
 use super::compact_page;
@@ -22,7 +24,7 @@ use std::collections::HashSet;
 
 const _: () = assert!(BLOCK_SIZE == pg_sys::BLCKSZ as usize);
 
-fn corrupted(rel: pg_sys::Relation, what: String) -> ! {
+pub(super) fn corrupted(rel: pg_sys::Relation, what: String) -> ! {
     crate::pg::error::error(
         PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
         format!("{what} in relation \"{}\"", storage::relname(rel)),
@@ -394,16 +396,18 @@ pub fn in_l0(rel: pg_sys::Relation, v: u32) -> bool {
     with_header(rel, |_, h| h.dir_position(v).is_some()).unwrap_or(false)
 }
 
-/// Physical block holding the row version `tid`, if the manifest has it.
-pub fn locate(rel: pg_sys::Relation, tid: &pg_sys::ItemPointerData) -> Option<pg_sys::BlockNumber> {
+/// The virtual block and rowid of `tid` (None: an offset no version has).
+pub fn tid_place(tid: &pg_sys::ItemPointerData) -> Option<(u32, u64)> {
     let (v, o) = (
         crate::pg::htup::tid_block(tid),
         crate::pg::htup::tid_offset(tid),
     );
-    if !format::offset_in_range(o) {
-        return None;
-    }
-    let rowid = format::rowid(v, o);
+    format::offset_in_range(o).then(|| (v, format::rowid(v, o)))
+}
+
+/// Physical block holding the row version `tid`, if the manifest has it.
+pub fn locate(rel: pg_sys::Relation, tid: &pg_sys::ItemPointerData) -> Option<pg_sys::BlockNumber> {
+    let (v, rowid) = tid_place(tid)?;
     enum Where {
         L0 { dir: u32, entry: usize },
         Run { root: u32 },

@@ -9,6 +9,7 @@
 //!
 //! * [`format`]      — on-disk layout, version 1 (pure)
 //! * [`storage`]     — metapage, L0 append, TID → page
+//! * [`manifest`], [`manifest_cache`] — the metapage as manifest; a backend's copy
 //! * [`modify`]      — insert / delete / update / lock
 //! * [`bulk`]        — COPY and CREATE TABLE AS straight into runs
 //! * [`scan`]        — seq, TID-range, parallel, sample, ANALYZE
@@ -40,6 +41,7 @@ pub mod handler;
 pub mod index_build;
 pub mod inspect;
 pub mod manifest;
+pub mod manifest_cache;
 pub mod modify;
 pub mod pack_thread;
 pub mod page_check;

@@ -416,6 +416,11 @@ fn stamp(
         xid
     };
     let (bits, bits2) = xmax_bits(&members, multi);
+    // a combo CID is allocated here, before the change's critical section
+    let cmax = match what {
+        Stamp::Modified { cid, .. } => Some(htup::adjust_cmax(loc.header, cid)),
+        _ => None,
+    };
     storage::change_header(rel, loc, |t| {
         htup::set_infomask(
             t,
@@ -431,8 +436,7 @@ fn stamp(
         let hot_bit = if hot || keep_hot { pg_sys::HEAP_HOT_UPDATED } else { 0 };
         htup::set_infomask2(t, mask2 | bits2 | hot_bit);
         htup::set_xmax(t, xmax);
-        if let Stamp::Modified { cid, ctid, .. } = what {
-            let (cmax, combo) = htup::adjust_cmax(t, cid);
+        if let (Stamp::Modified { ctid, .. }, Some((cmax, combo))) = (what, cmax) {
             htup::set_cid(t, cmax, combo);
             htup::set_ctid(t, ctid);
         }

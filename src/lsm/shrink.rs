@@ -13,7 +13,9 @@
 //! nothing (scans go by page tags) takes it for a page of the run. A crash
 //! between moves leaves a
 //! consistent manifest; the truncation is WAL-logged by Postgres. L0 and
-//! directory pages are not moved (L0 is empty right after a flush).
+//! directory pages are not moved (L0 is empty right after a flush). Moves
+//! leave the metapage as it was, so the manifest copies backends keep are
+//! dropped by a relcache invalidation ([`super::manifest_cache`]).
 
 use super::format::{self, Meta, PageKind, FENCE_SIZE, PAGE_HEADER_SIZE};
 use super::manifest;
@@ -229,6 +231,10 @@ pub fn shrink(rel: pg_sys::Relation) -> (u64, u64) {
                 }
             }
         }
+    }
+    if !moves.is_empty() || end < nblocks {
+        // backends' manifest copies name the old blocks of moved pages
+        super::manifest_cache::invalidate(rel);
     }
     if end < nblocks {
         // SAFETY: ACCESS EXCLUSIVE is held; no page at or past `end` is in

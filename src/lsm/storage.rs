@@ -177,7 +177,8 @@ pub fn append(
     let len = checked_len(tuple);
     let buf = target_page(rel, len);
     let mut w = PageChange::start(rel);
-    let p = w.register(buf, false);
+    // target_page checked the room: the append cannot fail
+    let p = w.in_place(buf);
     let vblock = tag(p).map(|t| t.vblock).unwrap_or(0);
     let Some(offset) = page::add_item(p, data, len) else {
         drop(w);
@@ -262,7 +263,7 @@ fn insert_record(p: pg_sys::Page, items: &[u16]) -> Record {
 /// own its header ([`make_stampable`]).
 pub fn change_header(rel: pg_sys::Relation, loc: &Located, f: impl FnOnce(*mut htup::Header)) {
     let mut w = PageChange::start(rel);
-    let copy = w.register(loc.buf, false);
+    let copy = w.in_place(loc.buf);
     f(loc.header_in(copy));
     let mut rec = Headers::default();
     rec.written_at(page::bytes(copy), loc.offset());
@@ -520,5 +521,6 @@ pub fn detach_in(
 
 /// Pins the page of `tid` (no lock); None when the TID cannot exist.
 pub fn pin_tid(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData) -> Option<pg_sys::Buffer> {
-    manifest::locate(rel, &tid).map(|blk| buffer::read(rel, blk))
+    super::manifest_cache::locate(rel, &tid, super::manifest_cache::Trust::Validate)
+        .map(|blk| buffer::read(rel, blk))
 }

@@ -12,7 +12,14 @@ pub const INVALID_BLOCK: pg_sys::BlockNumber = pg_sys::InvalidBlockNumber;
 /// Number of blocks in the main fork.
 pub fn nblocks(rel: pg_sys::Relation) -> pg_sys::BlockNumber {
     // SAFETY: `rel` is an open relation; the function raises on I/O error.
-    unsafe { pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) }
+    // (smgrnblocks itself: RelationGetNumberOfBlocks would call back into
+    // the table AM's relation_size for the same answer)
+    unsafe {
+        pg_sys::smgrnblocks(
+            pg_sys::RelationGetSmgr(rel),
+            pg_sys::ForkNumber::MAIN_FORKNUM,
+        )
+    }
 }
 
 /// The relation's insertion target block (`RelationGetTargetBlock`): kept in
@@ -33,6 +40,31 @@ pub fn set_target_block(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber) {
 /// Pins block `blkno` of the main fork (no lock).
 pub fn read(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber) -> pg_sys::Buffer {
     read_with(rel, blkno, std::ptr::null_mut())
+}
+
+/// Pins block `blkno` of the main fork (no lock), trying first the buffer
+/// that held it last (`recent`, 0: none) — `ReadRecentBuffer`, which skips
+/// the buffer mapping lookup when the page is still there.
+pub fn read_recent(
+    rel: pg_sys::Relation,
+    blkno: pg_sys::BlockNumber,
+    recent: pg_sys::Buffer,
+) -> pg_sys::Buffer {
+    if recent > 0 {
+        // SAFETY: open relation; the function pins `recent` only if it
+        // still holds this block, else returns false with nothing pinned.
+        let hit = unsafe {
+            #[cfg(feature = "pg15")]
+            let locator = (*rel).rd_node;
+            #[cfg(not(feature = "pg15"))]
+            let locator = (*rel).rd_locator;
+            pg_sys::ReadRecentBuffer(locator, pg_sys::ForkNumber::MAIN_FORKNUM, blkno, recent)
+        };
+        if hit {
+            return recent;
+        }
+    }
+    read(rel, blkno)
 }
 
 /// Pins block `blkno` using a buffer access strategy (may be null).
@@ -106,9 +138,14 @@ pub fn block_number(buf: pg_sys::Buffer) -> pg_sys::BlockNumber {
     // -1-based into LocalBufferDescriptors (both set up at backend start).
     unsafe {
         if buf < 0 {
-            (*pg_sys::LocalBufferDescriptors.add((-buf - 1) as usize)).tag.blockNum
+            (*pg_sys::LocalBufferDescriptors.add((-buf - 1) as usize))
+                .tag
+                .blockNum
         } else {
-            (*pg_sys::BufferDescriptors.add((buf - 1) as usize)).bufferdesc.tag.blockNum
+            (*pg_sys::BufferDescriptors.add((buf - 1) as usize))
+                .bufferdesc
+                .tag
+                .blockNum
         }
     }
 }

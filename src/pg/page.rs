@@ -123,6 +123,13 @@ pub fn add_item_at(page: pg_sys::Page, data: &[u8], offset: u16) -> Option<u16> 
     add_item_extended(page, data, offset, pg_sys::PAI_OVERWRITE)
 }
 
+/// `pd_lsn` (`PageGetLSN`) of a locked page.
+pub fn lsn(page: pg_sys::Page) -> pg_sys::XLogRecPtr {
+    // SAFETY: header of a pinned, locked page.
+    let l = unsafe { (*header(page)).pd_lsn };
+    (u64::from(l.xlogid) << 32) | u64::from(l.xrecoff)
+}
+
 /// Sets `pd_lsn` (`PageSetLSN`, a macro on PG15).
 pub fn set_lsn(page: pg_sys::Page, lsn: pg_sys::XLogRecPtr) {
     // SAFETY: header of an exclusively locked page.

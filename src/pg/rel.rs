@@ -229,6 +229,59 @@ pub fn storage_is_new(rel: pg_sys::Relation) -> bool {
     }
 }
 
+/// The relation's file: (tablespace, database, relfilenumber).
+pub fn file_locator(rel: pg_sys::Relation) -> (u32, u32, u32) {
+    // SAFETY: open relation.
+    #[cfg(feature = "pg15")]
+    let l = unsafe {
+        (
+            (*rel).rd_node.spcNode,
+            (*rel).rd_node.dbNode,
+            (*rel).rd_node.relNode,
+        )
+    };
+    // SAFETY: open relation.
+    #[cfg(not(feature = "pg15"))]
+    let l = unsafe {
+        (
+            (*rel).rd_locator.spcOid,
+            (*rel).rd_locator.dbOid,
+            (*rel).rd_locator.relNumber,
+        )
+    };
+    (u32::from(l.0), u32::from(l.1), u32::from(l.2))
+}
+
+thread_local! {
+    static ON_INVALIDATE: std::cell::Cell<Option<fn(Option<pg_sys::Oid>)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    if let Some(f) = ON_INVALIDATE.with(|h| h.get()) {
+        f((relid != pg_sys::InvalidOid).then_some(relid));
+    }
+}
+
+/// Has `f` told of every relcache invalidation this backend processes (a
+/// relation's OID, or None: all relations); one hook per backend, set once.
+pub fn on_relcache_invalidation(f: fn(Option<pg_sys::Oid>)) {
+    if ON_INVALIDATE.with(|h| h.replace(Some(f))).is_none() {
+        // SAFETY: registers a backend-lifetime callback (once: guarded above).
+        unsafe {
+            pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0))
+        };
+    }
+}
+
+/// Makes every backend rebuild what it keeps about `rel` (a relcache
+/// invalidation, sent when the current transaction commits).
+pub fn invalidate_relcache(rel: pg_sys::Relation) {
+    // SAFETY: open relation, inside a transaction.
+    unsafe { pg_sys::CacheInvalidateRelcache(rel) }
+}
+
 /// The OID of an open relation.
 pub fn oid(rel: pg_sys::Relation) -> pg_sys::Oid {
     // SAFETY: open relation.

@@ -55,27 +55,10 @@ pub fn log_conflict(rel: pg_sys::Relation, horizon_fxid: u64) {
     }
     // xl_btree_reuse_page: locator (spc, db, rel), block, horizon (+ isCatalogRel on PG16+)
     let mut rec = [0u8; 25];
-    // SAFETY: open relation.
-    #[cfg(feature = "pg15")]
-    let (spc, db, num) = unsafe {
-        (
-            (*rel).rd_node.spcNode,
-            (*rel).rd_node.dbNode,
-            (*rel).rd_node.relNode,
-        )
-    };
-    // SAFETY: open relation.
-    #[cfg(not(feature = "pg15"))]
-    let (spc, db, num) = unsafe {
-        (
-            (*rel).rd_locator.spcOid,
-            (*rel).rd_locator.dbOid,
-            (*rel).rd_locator.relNumber,
-        )
-    };
-    rec[0..4].copy_from_slice(&u32::from(spc).to_le_bytes());
-    rec[4..8].copy_from_slice(&u32::from(db).to_le_bytes());
-    rec[8..12].copy_from_slice(&u32::from(num).to_le_bytes());
+    let (spc, db, num) = crate::pg::rel::file_locator(rel);
+    rec[0..4].copy_from_slice(&spc.to_le_bytes());
+    rec[4..8].copy_from_slice(&db.to_le_bytes());
+    rec[8..12].copy_from_slice(&num.to_le_bytes());
     rec[12..16].copy_from_slice(&pg_sys::InvalidBlockNumber.to_le_bytes());
     rec[16..24].copy_from_slice(&horizon_fxid.to_le_bytes());
     #[cfg(feature = "pg15")]

@@ -12,7 +12,10 @@
 //! Either way a change is made on working copies of the registered pages and
 //! reaches the buffers only on `commit`, inside a critical section together
 //! with its WAL record; dropping an uncommitted change (early return, ERROR
-//! unwinding) leaves the pages as they were.
+//! unwinding) leaves the pages as they were. The hottest changes (one row
+//! appended, one header stamped) instead change the buffer in place, as
+//! heap does, inside the critical section from [`PageChange::in_place`] to
+//! `commit`: they must not fail in between (an ERROR there is a PANIC).
 
 use super::buffer::PageWrite;
 use super::page;
@@ -92,8 +95,9 @@ pub struct Record {
 
 struct Page {
     buf: pg_sys::Buffer,
-    /// u64s: a page image must be MAXALIGNed like a buffer.
-    copy: Box<[u64]>,
+    /// u64s: a page image must be MAXALIGNed like a buffer. None: changed
+    /// in place.
+    copy: Option<Box<[u64]>>,
     full_image: bool,
 }
 
@@ -126,10 +130,32 @@ impl PageChange {
         page::copy_image(p, page::bytes(super::buffer::page(buf)));
         self.pages.push(Page {
             buf,
-            copy,
+            copy: Some(copy),
             full_image,
         });
         p
+    }
+
+    /// Registers an exclusively locked buffer to be changed in place: from
+    /// here to `commit` the backend is in a critical section (any ERROR is
+    /// a PANIC), so the caller checks first that its change cannot fail.
+    /// With GenericXLog this is [`PageChange::register`].
+    pub fn in_place(&mut self, buf: pg_sys::Buffer) -> pg_sys::Page {
+        if let Some(w) = &mut self.generic {
+            return w.register(buf, false);
+        }
+        assert!(self.pages.len() < 4, "at most four pages per WAL record");
+        if self.pages.iter().all(|pg| pg.copy.is_some()) {
+            // SAFETY: plain counter; left in commit (or by the PANIC of an
+            // ERROR raised inside it).
+            unsafe { pg_sys::CritSectionCount += 1 };
+        }
+        self.pages.push(Page {
+            buf,
+            copy: None,
+            full_image: false,
+        });
+        super::buffer::page(buf)
     }
 
     /// Installs the working copies and writes one WAL record: GenericXLog's
@@ -141,18 +167,24 @@ impl PageChange {
         }
         let logged = relation_needs_wal(self.rel);
         let rec = logged.then(record);
+        let in_place = self.pages.iter().any(|pg| pg.copy.is_none());
         // SAFETY: the buffers are exclusively locked by the caller (see
         // register). The critical section turns any error between the page
         // copies and the WAL insert into a PANIC, as heap's changes do; the
-        // record was built before it, so nothing in it allocates. Registered
-        // data outlives XLogInsert (owned by `rec`).
+        // record was built before it (or, for in-place changes, with Rust's
+        // allocator, which does not raise ERRORs). Registered data outlives
+        // XLogInsert (owned by `rec`).
         unsafe {
-            pg_sys::CritSectionCount += 1;
+            if !in_place {
+                pg_sys::CritSectionCount += 1;
+            }
             for pg in &self.pages {
-                page::copy_image(
-                    super::buffer::page(pg.buf),
-                    page::bytes(pg.copy.as_ptr() as pg_sys::Page),
-                );
+                if let Some(copy) = &pg.copy {
+                    page::copy_image(
+                        super::buffer::page(pg.buf),
+                        page::bytes(copy.as_ptr() as pg_sys::Page),
+                    );
+                }
                 pg_sys::MarkBufferDirty(pg.buf);
             }
             if let Some(rec) = &rec {
@@ -173,6 +205,20 @@ impl PageChange {
                 }
             }
             pg_sys::CritSectionCount -= 1;
+        }
+        self.pages.clear();
+    }
+}
+
+impl Drop for PageChange {
+    fn drop(&mut self) {
+        if self.pages.iter().any(|pg| pg.copy.is_none()) {
+            // a buffer may have been changed without its WAL record
+            pgrx::ereport!(
+                pgrx::PgLogLevel::PANIC,
+                pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                "an in-place page change was abandoned"
+            );
         }
     }
 }

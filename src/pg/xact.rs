@@ -23,7 +23,10 @@ thread_local! {
 }
 
 #[pgrx::pg_guard]
-unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+unsafe extern "C-unwind" fn xact_callback(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
     let end = match event {
         pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT
         | pg_sys::XactEvent::XACT_EVENT_PARALLEL_PRE_COMMIT
@@ -69,4 +72,31 @@ pub fn on_xact_end(f: fn(XactEnd)) {
 pub fn current_subxact() -> pg_sys::SubTransactionId {
     // SAFETY: plain read of transaction state.
     unsafe { pg_sys::GetCurrentSubTransactionId() }
+}
+
+/// What makes two MVCC snapshots see the same committed data: the count of
+/// finished transactions when each was taken (PG14+'s
+/// `snapXactCompletionCount`, the count `GetSnapshotData` reuses snapshots
+/// by) and the command id (this transaction's own earlier commands). None
+/// for any other kind of snapshot (dirty, self, any, historic).
+pub fn snapshot_token(snapshot: pg_sys::Snapshot) -> Option<(u64, u32)> {
+    if snapshot.is_null() {
+        return None;
+    }
+    // SAFETY: a valid snapshot passed by the caller.
+    let s = unsafe { &*snapshot };
+    (s.snapshot_type == pg_sys::SnapshotType::SNAPSHOT_MVCC && s.snapXactCompletionCount != 0)
+        .then_some((s.snapXactCompletionCount, s.curcid))
+}
+
+/// The active snapshot, or null when none is set.
+pub fn active_snapshot() -> pg_sys::Snapshot {
+    // SAFETY: reads the snapshot manager's stack.
+    unsafe {
+        if pg_sys::ActiveSnapshotSet() {
+            pg_sys::GetActiveSnapshot()
+        } else {
+            std::ptr::null_mut()
+        }
+    }
 }
