@@ -340,6 +340,7 @@ fn acquire(
 }
 
 /// What to write into the old version's xmax.
+#[derive(Clone, Copy)]
 enum Stamp {
     /// Deleted or updated; `ctid` = newer version (or self for delete).
     Modified {
@@ -395,52 +396,176 @@ fn stamp(
     what: Stamp,
     keep: &[Member],
 ) {
-    let status = match what {
-        Stamp::Modified { keys_updated, .. } => Status::update(keys_updated),
-        Stamp::Lock(mode) => Status::lock(mode),
-    };
-    let members = row_lock::merged(
-        keep,
-        Member {
-            xid: xid.into_inner(),
-            status,
-        },
-    );
-    // The MultiXact (WAL-logged by multixact.c) is made before the page
-    // change, as heap does, so the page's record can name it.
-    let multi = members.len() > 1;
-    let xmax = if multi {
-        let pairs: Vec<(u32, u32)> = members.iter().map(|m| (m.xid, m.status as u32)).collect();
-        multixact::create(&pairs)
-    } else {
-        xid
-    };
-    let (bits, bits2) = xmax_bits(&members, multi);
-    // a combo CID is allocated here, before the change's critical section
-    let cmax = match what {
-        Stamp::Modified { cid, .. } => Some(htup::adjust_cmax(loc.header, cid)),
-        _ => None,
-    };
-    storage::change_header(rel, loc, |t| {
+    let plan = StampPlan::of(loc, xid, what, keep);
+    storage::change_header(rel, loc, |t| plan.apply(t, None));
+}
+
+/// A stamp worked out before its page change: the xmax (a MultiXact made
+/// first and WAL-logged by multixact.c, as heap does, so the page's record
+/// can name it), its infomask bits and cmax (a combo CID is allocated here,
+/// outside the change's critical section).
+struct StampPlan {
+    what: Stamp,
+    xmax: pg_sys::TransactionId,
+    bits: u32,
+    bits2: u32,
+    cmax: Option<(pg_sys::CommandId, bool)>,
+}
+
+impl StampPlan {
+    fn of(loc: &Located, xid: pg_sys::TransactionId, what: Stamp, keep: &[Member]) -> StampPlan {
+        let status = match what {
+            Stamp::Modified { keys_updated, .. } => Status::update(keys_updated),
+            Stamp::Lock(mode) => Status::lock(mode),
+        };
+        let members = row_lock::merged(
+            keep,
+            Member {
+                xid: xid.into_inner(),
+                status,
+            },
+        );
+        let multi = members.len() > 1;
+        let xmax = if multi {
+            let pairs: Vec<(u32, u32)> =
+                members.iter().map(|m| (m.xid, m.status as u32)).collect();
+            multixact::create(&pairs)
+        } else {
+            xid
+        };
+        let (bits, bits2) = xmax_bits(&members, multi);
+        let cmax = match what {
+            Stamp::Modified { cid, .. } => Some(htup::adjust_cmax(loc.header, cid)),
+            _ => None,
+        };
+        StampPlan {
+            what,
+            xmax,
+            bits,
+            bits2,
+            cmax,
+        }
+    }
+
+    /// Writes the stamp into header `t` (in a page change); `ctid`, when
+    /// given, replaces the planned newer version's TID (known only once
+    /// the new version has its place).
+    fn apply(&self, t: *mut htup::Header, ctid: Option<pg_sys::ItemPointerData>) {
+        let bits = self.bits;
         htup::set_infomask(
             t,
             (htup::infomask(t) & !(pg_sys::HEAP_XMAX_BITS | HEAP_MOVED)) | bits,
         );
         // like heap: a delete, a non-HOT update and a lock-only xmax clear
         // HEAP_HOT_UPDATED (left by an aborted HOT update); a HOT update sets it
-        let hot = matches!(what, Stamp::Modified { hot: true, .. });
+        let hot = matches!(self.what, Stamp::Modified { hot: true, .. });
         let mask2 = htup::infomask2(t) & !(pg_sys::HEAP_KEYS_UPDATED | pg_sys::HEAP_HOT_UPDATED);
-        let keep_hot = matches!(what, Stamp::Lock(_))
+        let keep_hot = matches!(self.what, Stamp::Lock(_))
             && !htup::xmax_locked_only(bits)
             && htup::infomask2(t) & pg_sys::HEAP_HOT_UPDATED != 0;
         let hot_bit = if hot || keep_hot { pg_sys::HEAP_HOT_UPDATED } else { 0 };
-        htup::set_infomask2(t, mask2 | bits2 | hot_bit);
-        htup::set_xmax(t, xmax);
-        if let (Stamp::Modified { ctid, .. }, Some((cmax, combo))) = (what, cmax) {
+        htup::set_infomask2(t, mask2 | self.bits2 | hot_bit);
+        htup::set_xmax(t, self.xmax);
+        if let (Stamp::Modified { ctid: planned, .. }, Some((cmax, combo))) = (self.what, self.cmax) {
             htup::set_cid(t, cmax, combo);
-            htup::set_ctid(t, ctid);
+            htup::set_ctid(t, ctid.unwrap_or(planned));
         }
-    });
+    }
+}
+
+/// An UPDATE done while the old version's page stays locked from the
+/// checks to the stamp, as heap does: the new version goes to the backend's
+/// lane L0 page when that can be locked at once and has room, and both
+/// page changes are one WAL record ([`storage::append_and_stamp`]). Not
+/// when lockers must be carried over or the toaster must run (it writes
+/// another table): those take [`update`]'s general path.
+struct Together {
+    xid: pg_sys::TransactionId,
+    cid: pg_sys::CommandId,
+    hot_blocking: *mut pg_sys::Bitmapset,
+    keys_updated: bool,
+    floor: Option<u32>,
+}
+
+impl Together {
+    /// The new version's TID and whether it is heap-only; None (nothing
+    /// changed, the old page still locked) when the general path must run.
+    fn update(
+        &self,
+        rel: pg_sys::Relation,
+        loc: &Located,
+        old: &mut pg_sys::HeapTupleData,
+        slot: *mut pg_sys::TupleTableSlot,
+    ) -> Option<(pg_sys::ItemPointerData, bool)> {
+        let (tuple, should_free) = slot_tuple(rel, slot);
+        // SAFETY: formed heap tuple.
+        let len = unsafe { (*tuple).t_len as usize };
+        let target = (!needs_toaster(Some(old), tuple) && len <= super::format::MAX_TUPLE_SIZE)
+            .then(|| storage::lane_page_now(rel, len, self.floor, loc.buf))
+            .flatten();
+        let Some(target) = target else {
+            free_if(tuple, should_free);
+            return None;
+        };
+        let index_stable = !htup::columns_changed(rel, self.hot_blocking, old, tuple);
+        let stored = prepare_insert(rel, tuple, self.xid, self.cid, 0, Some(old));
+        debug_assert!(stored == tuple, "no toasting on this path");
+        // SAFETY: the tuple about to be stored is ours to write.
+        let t = unsafe { (*stored).t_data };
+        let flags2 = htup::infomask2(t) & !(pg_sys::HEAP_ONLY_TUPLE | pg_sys::HEAP_HOT_UPDATED);
+        let only = if index_stable { pg_sys::HEAP_ONLY_TUPLE } else { 0 };
+        htup::set_infomask2(t, flags2 | only);
+        let what = Stamp::Modified {
+            cid: self.cid,
+            ctid: loc.tid,
+            keys_updated: self.keys_updated,
+            hot: index_stable,
+        };
+        let plan = StampPlan::of(loc, self.xid, what, &[]);
+        let new_tid =
+            storage::append_and_stamp(rel, target, stored, loc, |h, tid| plan.apply(h, Some(tid)));
+        if target != loc.buf {
+            buffer::unlock_release(target);
+        }
+        free_if(tuple, should_free);
+        Some((new_tid, index_stable))
+    }
+}
+
+/// After a successful update: the old page unlocked and released, the
+/// tuple lock dropped, the slot naming the new version, pgstat told.
+fn updated(
+    rel: pg_sys::Relation,
+    loc: &Located,
+    otid: pg_sys::ItemPointerData,
+    tuplock: Option<Mode>,
+    slot: *mut pg_sys::TupleTableSlot,
+    new_tid: pg_sys::ItemPointerData,
+    index_stable: bool,
+) {
+    buffer::unlock_release(loc.buf);
+    release_tuplock(rel, otid, tuplock);
+    // SAFETY: valid slot.
+    unsafe { (*slot).tts_tid = new_tid };
+    #[cfg(feature = "pg15")]
+    // SAFETY: stats counter.
+    unsafe {
+        pg_sys::pgstat_count_heap_update(rel, index_stable)
+    };
+    #[cfg(not(feature = "pg15"))]
+    // SAFETY: stats counter.
+    unsafe {
+        pg_sys::pgstat_count_heap_update(rel, index_stable, !index_stable)
+    };
+}
+
+/// Whether storing `tuple` (replacing `old`) goes through the toaster:
+/// heap_update's test.
+fn needs_toaster(old: Option<&pg_sys::HeapTupleData>, tuple: pg_sys::HeapTuple) -> bool {
+    let old_external = old.is_some_and(|o| htup::has_external(o.t_data));
+    // SAFETY: formed heap tuple.
+    old_external
+        || unsafe { htup::has_external((*tuple).t_data) || (*tuple).t_len as usize > htup::TOAST_TUPLE_THRESHOLD }
 }
 
 /// Sets the header fields of a version about to be inserted, and TOASTs it if
@@ -471,14 +596,10 @@ fn prepare_insert(
     htup::set_xmax(t, pg_sys::InvalidTransactionId);
     // like heap_update: an old version with TOASTed values goes through the
     // toaster too, which deletes the values the new version no longer uses
-    let old_external = old.as_ref().is_some_and(|o| htup::has_external(o.t_data));
     // SAFETY: open relation and formed tuple.
     unsafe {
         (*tuple).t_tableOid = (*rel).rd_id;
-        if old_external
-            || htup::has_external(t)
-            || (*tuple).t_len as usize > htup::TOAST_TUPLE_THRESHOLD
-        {
+        if needs_toaster(old.as_deref(), tuple) {
             let oldp = old.map_or(std::ptr::null_mut(), |o| o as *mut _);
             return htup::heap_toast_insert_or_update(rel, tuple, oldp, options);
         }
@@ -749,6 +870,9 @@ pub fn update(
     let xid = current_xid();
     let keys = htup::key_columns(rel);
     let hot_blocking = htup::hot_blocking_columns(rel);
+    // read before any page is locked (it cannot move while this statement's
+    // lock is held)
+    let floor = super::manifest::l0_append_floor(rel);
     let (new, should_free) = slot_tuple(rel, slot);
     let mut strength = Strength::UpdateTo { new, keys };
     let result = loop {
@@ -776,6 +900,20 @@ pub fn update(
         let loc = &acq.loc;
         predicate::check_conflict_in(rel, Some(otid));
         let mut old = version_data::full_tuple(rel, loc.buf, &loc.heap_tuple(rel));
+        if acq.keep.is_empty() {
+            let together = Together {
+                xid,
+                cid,
+                hot_blocking,
+                keys_updated,
+                floor,
+            };
+            if let Some((new_tid, index_stable)) = together.update(rel, loc, &mut old, slot) {
+                *hot = index_stable;
+                updated(rel, loc, otid, acq.tuplock, slot, new_tid, index_stable);
+                break pg_sys::TM_Result::TM_Ok;
+            }
+        }
         let old_xmax = xmax_state(loc.header);
         let carry = (!acq.keep.is_empty()).then(|| carried_locks(loc.header));
         buffer::unlock(loc.buf); // keep the pin: the old version's bytes stay put
@@ -825,20 +963,7 @@ pub fn update(
                 &keep,
             );
             *hot = index_stable;
-            buffer::unlock_release(loc.buf);
-            release_tuplock(rel, otid, acq.tuplock);
-            // SAFETY: valid slot.
-            unsafe { (*slot).tts_tid = new_tid };
-            #[cfg(feature = "pg15")]
-            // SAFETY: stats counter.
-            unsafe {
-                pg_sys::pgstat_count_heap_update(rel, index_stable)
-            };
-            #[cfg(not(feature = "pg15"))]
-            // SAFETY: stats counter.
-            unsafe {
-                pg_sys::pgstat_count_heap_update(rel, index_stable, !index_stable)
-            };
+            updated(rel, loc, otid, acq.tuplock, slot, new_tid, index_stable);
             break pg_sys::TM_Result::TM_Ok;
         }
         buffer::unlock_release(loc.buf);

@@ -37,13 +37,21 @@ unsafe extern "C-unwind" fn redo(record: *mut pg_sys::XLogReaderState) {
     match r.info() {
         rec::INSERT => {
             r.block(0, |bytes| {
-                let p = bytes.as_mut_ptr() as pg_sys::Page;
-                for (item, tuple) in rec::inserts(r.block_data(0)).unwrap_or_else(|e| broken(e)) {
-                    if page::add_item_at(p, tuple, item) != Some(item) {
-                        broken(format!("item {item} cannot be added to its L0 page"));
-                    }
-                }
+                let inserts = rec::inserts(r.block_data(0)).unwrap_or_else(|e| broken(e));
+                add_items(bytes, &inserts);
             });
+        }
+        rec::UPDATE => {
+            for id in (0..2).filter(|&id| r.has_block(id)) {
+                r.block(id, |bytes| {
+                    let (inserts, headers) =
+                        rec::decode_update(r.block_data(id)).unwrap_or_else(|e| broken(e));
+                    add_items(bytes, &inserts);
+                    if let Some(h) = headers {
+                        h.apply(bytes, None).unwrap_or_else(|e| broken(e));
+                    }
+                });
+            }
         }
         rec::HEADERS => {
             // (decoded only for a redo: block data is left out of the WAL
@@ -58,6 +66,16 @@ unsafe extern "C-unwind" fn redo(record: *mut pg_sys::XLogReaderState) {
             }
         }
         other => broken(format!("unknown record type {other:#x}")),
+    }
+}
+
+/// Replays INSERT entries on an L0 page.
+fn add_items(bytes: &mut [u8], inserts: &[(u16, &[u8])]) {
+    let p = bytes.as_mut_ptr() as pg_sys::Page;
+    for &(item, tuple) in inserts {
+        if page::add_item_at(p, tuple, item) != Some(item) {
+            broken(format!("item {item} cannot be added to its L0 page"));
+        }
     }
 }
 
@@ -78,6 +96,20 @@ unsafe extern "C-unwind" fn desc(out: pg_sys::StringInfo, record: *mut pg_sys::X
                 h.detached.len(),
                 h.written.len(),
                 if r.has_block(1) { ", blob moved" } else { "" }
+            ),
+            Err(_) if data.is_empty() => "full page image".into(),
+            Err(e) => e.to_string(),
+        },
+        rec::UPDATE => match rec::decode_update(data) {
+            Ok((ins, h)) => format!(
+                "versions {}, written {}{}",
+                ins.len(),
+                h.map_or(0, |h| h.written.len()),
+                if r.has_block(1) {
+                    ", old version on block 1"
+                } else {
+                    ""
+                }
             ),
             Err(_) if data.is_empty() => "full page image".into(),
             Err(e) => e.to_string(),

@@ -201,6 +201,89 @@ pub fn append(
     tid
 }
 
+/// The backend's lane L0 page, exclusively locked, for an UPDATE that holds
+/// the old version's page `holding` exclusively locked: only when it has
+/// room for `len` bytes and can be locked at once, or is `holding` itself
+/// (waiting for a second page lock while holding one could deadlock). The
+/// append `floor` was read before any page was locked (see [`appendable`]).
+/// None: nothing more locked.
+pub fn lane_page_now(
+    rel: pg_sys::Relation,
+    len: usize,
+    floor: Option<u32>,
+    holding: pg_sys::Buffer,
+) -> Option<pg_sys::Buffer> {
+    let target = buffer::target_block(rel);
+    if target == buffer::INVALID_BLOCK {
+        return None;
+    }
+    if target == buffer::block_number(holding) {
+        return appendable(rel, holding, len, floor).then_some(holding);
+    }
+    let buf = buffer::read(rel, target);
+    if !buffer::try_lock_exclusive(buf) {
+        buffer::release(buf);
+        return None;
+    }
+    if appendable(rel, buf, len, floor) {
+        return Some(buf);
+    }
+    buffer::unlock_release(buf);
+    None
+}
+
+/// An UPDATE's two page changes in one UPDATE record: prepared tuple
+/// `tuple` appended to L0 page `target` (exclusively locked, with room: see
+/// [`lane_page_now`]) and `stamp` run on the old version's header (its page
+/// exclusively locked, the header its own: [`make_stampable`]) with the new
+/// TID, which is returned (and stored in `t_self` and the new `t_ctid`).
+/// `stamp` must not fail: it runs inside the critical section.
+pub fn append_and_stamp(
+    rel: pg_sys::Relation,
+    target: pg_sys::Buffer,
+    tuple: pg_sys::HeapTuple,
+    old: &Located,
+    stamp: impl FnOnce(*mut htup::Header, pg_sys::ItemPointerData),
+) -> pg_sys::ItemPointerData {
+    // SAFETY: caller passes a formed heap tuple.
+    let (data, len) = unsafe { ((*tuple).t_data as *const u8, (*tuple).t_len as usize) };
+    let same = target == old.buf;
+    let mut w = PageChange::start(rel);
+    let p = w.in_place(target);
+    let op = if same { p } else { w.in_place(old.buf) };
+    let vblock = tag(p).map(|t| t.vblock).unwrap_or(0);
+    // checked by lane_page_now: a failure here is a PANIC, as on heap
+    let offset = page::add_item(p, data, len).expect("room checked before the update");
+    let tid = htup::make_tid(vblock, offset);
+    let (item, item_len) = page::item(p, offset).expect("item just added");
+    htup::set_ctid(item as *mut htup::Header, tid);
+    stamp(old.header_in(op), tid);
+    w.commit(wal_record::RMGR_ID, || {
+        let mut insert = Vec::with_capacity(4 + item_len);
+        // SAFETY: item() bounds-checked the item inside the page.
+        wal_record::push_insert(&mut insert, offset, unsafe {
+            std::slice::from_raw_parts(item, item_len)
+        });
+        let mut h = Headers::default();
+        h.written_at(page::bytes(op), old.offset());
+        let blocks = if same {
+            vec![wal_record::encode_update(&insert, Some(&h))]
+        } else {
+            vec![
+                wal_record::encode_update(&insert, None),
+                wal_record::encode_update(&[], Some(&h)),
+            ]
+        };
+        Record {
+            info: wal_record::UPDATE,
+            blocks,
+        }
+    });
+    // SAFETY: caller's tuple struct is writable.
+    unsafe { (*tuple).t_self = tid };
+    tid
+}
+
 /// Appends prepared tuples to L0 as COPY's `multi_insert` does: as many as
 /// fit go onto one page in one WAL record (not one record, and one delta of
 /// the whole page, per row). Each stored header's `t_ctid` and each tuple's

@@ -23,6 +23,14 @@
 //!               (headers written, after the detaching); block 1 (when a
 //!               detach ran out of slots): the new RUN_PAYLOAD page, a
 //!               full-page image, which the page's moved blob names
+//! UPDATE  0x30  an UPDATE's new version and the old version's stamp in one
+//!               record: block 0 the L0 page taking the new version, block 1
+//!               (absent when it is the same page) the old version's page;
+//!               each block's data:
+//!               +-----------------+-----------------------+--------------+
+//!               | insert_len u16  | INSERT data           | HEADERS data |
+//!               |                 | (insert_len bytes)    | (or nothing) |
+//!               +-----------------+-----------------------+--------------+
 //! ```
 
 use super::compact_page;
@@ -36,6 +44,7 @@ pub const RMGR_NAME: &std::ffi::CStr = c"strata_lsm";
 
 pub const INSERT: u8 = 0x10;
 pub const HEADERS: u8 = 0x20;
+pub const UPDATE: u8 = 0x30;
 
 /// Bytes of a header a stamp may change (everything before `t_hoff`).
 pub const HEADER_FIELDS: usize = super::compressed_page::TUPLE_HEADER_SIZE - 1;
@@ -45,6 +54,7 @@ pub fn identify(info: u8) -> Option<&'static std::ffi::CStr> {
     match info {
         INSERT => Some(c"INSERT"),
         HEADERS => Some(c"HEADERS"),
+        UPDATE => Some(c"UPDATE"),
         _ => None,
     }
 }
@@ -80,8 +90,37 @@ pub fn inserts(data: &[u8]) -> Result<Vec<(u16, &[u8])>, CodecError> {
     Ok(out)
 }
 
+/// One block's data of an UPDATE record: INSERT data, then HEADERS data
+/// (None: no header on this page changes).
+pub fn encode_update(insert: &[u8], headers: Option<&Headers>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + insert.len() + 32);
+    out.extend_from_slice(&(insert.len() as u16).to_le_bytes());
+    out.extend_from_slice(insert);
+    if let Some(h) = headers {
+        out.extend_from_slice(&h.encode());
+    }
+    out
+}
+
+/// The INSERT entries and headers of one block of an UPDATE record.
+#[allow(clippy::type_complexity)]
+pub fn decode_update(data: &[u8]) -> Result<(Vec<(u16, &[u8])>, Option<Headers>), CodecError> {
+    if data.len() < 2 {
+        return Err(malformed("UPDATE length"));
+    }
+    let n = format::u16_at(data, 0) as usize;
+    let insert = data
+        .get(2..2 + n)
+        .ok_or_else(|| malformed("UPDATE insert length"))?;
+    let rest = &data[2 + n..];
+    let headers = (!rest.is_empty())
+        .then(|| Headers::decode(rest))
+        .transpose()?;
+    Ok((inserts(insert)?, headers))
+}
+
 /// A HEADERS record's data: versions detached, then headers written.
-#[derive(Default, Debug, PartialEq, Eq)]
+#[derive(Clone, Default, Debug, PartialEq, Eq)]
 pub struct Headers {
     pub detached: Vec<u16>,
     pub written: Vec<(u16, [u8; HEADER_FIELDS])>,
@@ -225,6 +264,26 @@ pub fn mask(page: &mut [u8]) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn update_blocks_round_trip() {
+        let mut ins = Vec::new();
+        super::push_insert(&mut ins, 7, &[1, 2, 3, 4, 5]);
+        let mut h = super::Headers::default();
+        h.written.push((48, [9u8; super::HEADER_FIELDS]));
+        let both = super::encode_update(&ins, Some(&h));
+        let (got, hdr) = super::decode_update(&both).unwrap();
+        assert_eq!(got, vec![(7u16, &[1u8, 2, 3, 4, 5][..])]);
+        assert_eq!(hdr, Some(h.clone()));
+        let only_headers = super::encode_update(&[], Some(&h));
+        assert_eq!(
+            super::decode_update(&only_headers).unwrap(),
+            (vec![], Some(h))
+        );
+        let only_insert = super::encode_update(&ins, None);
+        assert_eq!(super::decode_update(&only_insert).unwrap().1, None);
+        assert!(super::decode_update(&[9, 0, 1]).is_err());
+    }
+
     use super::*;
 
     #[test]
@@ -316,7 +375,10 @@ mod tests {
             4242
         })
         .unwrap();
-        assert!(image.is_some() && moved_to == Some(4242), "detaching every version of a full page uses up its slots");
+        assert!(
+            image.is_some() && moved_to == Some(4242),
+            "detaching every version of a full page uses up its slots"
+        );
         let mut rec = Headers {
             detached: items.iter().map(|&i| i as u16).collect(),
             ..Headers::default()
@@ -328,12 +390,22 @@ mod tests {
         }
         let data = rec.encode();
         let mut replay = before.clone();
-        Headers::decode(&data).unwrap().apply(&mut replay, Some(4242)).unwrap();
+        Headers::decode(&data)
+            .unwrap()
+            .apply(&mut replay, Some(4242))
+            .unwrap();
         assert_eq!(replay, after);
-        assert!(compact_page::check(&replay).is_empty(), "{:?}", compact_page::check(&replay));
+        assert!(
+            compact_page::check(&replay).is_empty(),
+            "{:?}",
+            compact_page::check(&replay)
+        );
         // without its payload block the record cannot be replayed
         let mut bare = before.clone();
-        assert!(Headers::decode(&data).unwrap().apply(&mut bare, None).is_err());
+        assert!(Headers::decode(&data)
+            .unwrap()
+            .apply(&mut bare, None)
+            .is_err());
     }
 
     #[test]
@@ -341,7 +413,9 @@ mod tests {
         let page = loaded_page();
         let (at, _) = page_image::run_item_tuple(&page, 1).unwrap();
         let mut hinted = page.clone();
-        let m = format::u16_at(&hinted, at + 20) | infomask::HEAP_XMIN_COMMITTED | infomask::HEAP_XMAX_INVALID;
+        let m = format::u16_at(&hinted, at + 20)
+            | infomask::HEAP_XMIN_COMMITTED
+            | infomask::HEAP_XMAX_INVALID;
         format::put_u16(&mut hinted, at + 20, m);
         hinted[0..8].copy_from_slice(&0x1234_5678u64.to_le_bytes());
         let (mut a, mut b) = (page.clone(), hinted);
