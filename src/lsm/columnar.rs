@@ -247,27 +247,32 @@ impl RowHead<'_> {
 
 /// The rows section's `n` entries, and where the columns start.
 fn row_heads<'a>(attrs: &[Attr], raw: &'a [u8], n: usize) -> Result<(Vec<RowHead<'a>>, usize), String> {
-    let bad = |m: &str| Err(format!("column-wise payload: {m}"));
     let mut at = 0usize;
     let mut rows = Vec::with_capacity(n);
     for _ in 0..n {
-        let Some(head) = raw.get(at..at + 3) else {
-            return bad("rows section truncated");
-        };
-        let natts_flags = u16::from_le_bytes([head[0], head[1]]);
-        let plen = head[2] as usize;
-        let Some(prefix) = raw.get(at + 3..at + 3 + plen) else {
-            return bad("rows section truncated");
-        };
-        let natts = (natts_flags & !HAS_NULLS) as usize;
-        let has_nulls = natts_flags & HAS_NULLS != 0;
-        if natts > attrs.len() || (has_nulls && plen < natts.div_ceil(8)) {
-            return bad("a row has more attributes than the table");
-        }
-        rows.push(RowHead { natts, has_nulls, prefix });
-        at += 3 + plen;
+        rows.push(row_head_at(attrs, raw, &mut at)?);
     }
     Ok((rows, at))
+}
+
+/// The rows section's entry at `*at`, which moves past it.
+fn row_head_at<'a>(attrs: &[Attr], raw: &'a [u8], at: &mut usize) -> Result<RowHead<'a>, String> {
+    let bad = |m: &str| Err(format!("column-wise payload: {m}"));
+    let Some(head) = raw.get(*at..*at + 3) else {
+        return bad("rows section truncated");
+    };
+    let natts_flags = u16::from_le_bytes([head[0], head[1]]);
+    let plen = head[2] as usize;
+    let Some(prefix) = raw.get(*at + 3..*at + 3 + plen) else {
+        return bad("rows section truncated");
+    };
+    let natts = (natts_flags & !HAS_NULLS) as usize;
+    let has_nulls = natts_flags & HAS_NULLS != 0;
+    if natts > attrs.len() || (has_nulls && plen < natts.div_ceil(8)) {
+        return bad("a row has more attributes than the table");
+    }
+    *at += 3 + plen;
+    Ok(RowHead { natts, has_nulls, prefix })
 }
 
 /// The column section at `at`: its kind, its values, and where the next
@@ -363,17 +368,27 @@ pub fn decode(attrs: &[Attr], raw: &[u8], n: usize) -> Result<(Vec<u8>, Vec<(usi
 /// every row).
 pub fn decode_one(attrs: &[Attr], raw: &[u8], n: usize, target: usize) -> Result<Vec<u8>, String> {
     let bad = |m: &str| Err(format!("column-wise payload: {m}"));
-    let (rows, mut at) = row_heads(attrs, raw, n)?;
-    let Some(mine) = rows.get(target) else {
+    if target >= n {
         return bad("no such version");
-    };
+    }
+    // one pass over the rows section, keeping nothing but what the target
+    // row needs (a point lookup's cost was mostly this section's parse)
+    let mut at = 0usize;
     let mut before = vec![0usize; attrs.len()];
-    for row in &rows[..target] {
-        for (c, count) in before.iter_mut().enumerate().take(row.natts) {
-            *count += !row.is_null(c) as usize;
+    let mut most = 0;
+    let mut mine = None;
+    for i in 0..n {
+        let row = row_head_at(attrs, raw, &mut at)?;
+        most = most.max(row.natts);
+        if i < target {
+            for (c, count) in before.iter_mut().enumerate().take(row.natts) {
+                *count += !row.is_null(c) as usize;
+            }
+        } else if i == target {
+            mine = Some(row);
         }
     }
-    let most = rows.iter().map(|r| r.natts).max().unwrap_or(0);
+    let mine = mine.expect("target < n");
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(mine.prefix);
     let base = out.len();

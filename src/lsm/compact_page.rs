@@ -257,28 +257,32 @@ pub fn decode(page: &[u8], blob: &[u8], attrs: &[Attr]) -> Result<Payload, Codec
 /// Checks and decompresses the blob of compact page `page` without
 /// rebuilding its rows (see [`compressed_page::Opened`]).
 pub fn open(page: &[u8], blob: &[u8]) -> Result<Opened, CodecError> {
-    Opened::of(blob, &checked_rowids(page)?)
+    let (n, ids) = checked_rowids(page)?;
+    Opened::of_ids(blob, n, ids)
 }
 
 /// [`open`] for a reader of some columns: the blob checked and only its
 /// rows section decompressed (see [`Sections`]); None when the payload is
 /// row by row.
 pub fn open_sections(page: &[u8], blob: &[u8]) -> Result<Option<Sections>, CodecError> {
-    Sections::open(blob, &checked_rowids(page)?)
+    let (n, ids) = checked_rowids(page)?;
+    Sections::open_ids(blob, n, ids)
 }
 
-/// The rowids of the versions of `page`, checked against its head.
-fn checked_rowids(page: &[u8]) -> Result<Vec<u64>, CodecError> {
-    let h = head(page);
-    let ids = rowids(page);
-    if ids.len() != h.nrows as usize || page_image::item_count(page) != ids.len() {
+/// The number of versions of `page`, checked against its head, and their
+/// rowids (computed from the map as they are read: no list is built).
+fn checked_rowids(page: &[u8]) -> Result<(usize, impl Iterator<Item = u64> + '_), CodecError> {
+    let v = View::of(page);
+    let n = v.head.nrows as usize;
+    let map_fits = v.head.map == MAP_DENSE || v.map_at + 2 * n <= page.len();
+    if page_image::item_count(page) != n || !map_fits {
         return Err(CodecError::Layout(format!(
             "{} line pointers, {} versions in the head",
             page_image::item_count(page),
-            h.nrows
+            n
         )));
     }
-    Ok(ids)
+    Ok((n, (1..=n).map(move |i| v.rowid_of(i).expect("1..=nrows"))))
 }
 
 /// Puts TID `(v, o)` into header bytes `h`.

@@ -81,10 +81,20 @@ fn crc(blob_header: &[u8], frame: &[u8], rowids: impl Iterator<Item = u64>) -> u
     let mut h = crc32fast::Hasher::new();
     h.update(&blob_header[4..BLOB_HEADER]);
     h.update(frame);
-    // one update over all rowids: per-rowid updates of 8 bytes took the
-    // slow path (a twentieth of a sequential scan)
-    let bytes: Vec<u8> = rowids.flat_map(u64::to_le_bytes).collect();
-    h.update(&bytes);
+    // rowids in chunks of 64: per-rowid updates of 8 bytes took the slow
+    // path (a twentieth of a sequential scan), and one buffer for them all
+    // was an allocation per page read
+    let mut chunk = [0u8; 512];
+    let mut n = 0;
+    for r in rowids {
+        chunk[n..n + 8].copy_from_slice(&r.to_le_bytes());
+        n += 8;
+        if n == chunk.len() {
+            h.update(&chunk);
+            n = 0;
+        }
+    }
+    h.update(&chunk[..n]);
     h.finalize()
 }
 
@@ -336,8 +346,13 @@ pub struct Opened {
 impl Opened {
     /// Checks (crc) and decompresses `blob`, the blob of the versions with `rowids`.
     pub fn of(blob: &[u8], rowids: &[u64]) -> Result<Opened, CodecError> {
-        let (raw, columns) = open_blob(blob, rowids)?;
-        Ok(Opened { raw, columns, nitems: rowids.len() })
+        Opened::of_ids(blob, rowids.len(), rowids.iter().copied())
+    }
+
+    /// [`Opened::of`] for `n` rowids given one by one.
+    pub fn of_ids(blob: &[u8], n: usize, rowids: impl Iterator<Item = u64>) -> Result<Opened, CodecError> {
+        let (raw, columns) = open_blob(blob, n, rowids)?;
+        Ok(Opened { raw, columns, nitems: n })
     }
 
     /// The rest of version `item` (1-based).
@@ -375,8 +390,8 @@ impl Opened {
 
 /// The checked, decompressed payload of a blob, and whether it is laid
 /// out column by column.
-fn open_blob(blob: &[u8], rowids: &[u64]) -> Result<(Vec<u8>, bool), CodecError> {
-    let (codec, layout, frame, raw_len) = checked_blob(blob, rowids)?;
+fn open_blob(blob: &[u8], n: usize, rowids: impl Iterator<Item = u64>) -> Result<(Vec<u8>, bool), CodecError> {
+    let (codec, layout, frame, raw_len) = checked_blob(blob, n, rowids)?;
     if layout == LAYOUT_SECTIONS {
         let sections = Sections::of(codec, frame, raw_len)?;
         let mut raw = Vec::with_capacity(raw_len);
@@ -389,7 +404,11 @@ fn open_blob(blob: &[u8], rowids: &[u64]) -> Result<(Vec<u8>, bool), CodecError>
 }
 
 /// The checked header and frame of a blob: `(codec, layout, frame, raw_len)`.
-fn checked_blob<'a>(blob: &'a [u8], rowids: &[u64]) -> Result<(u8, u8, &'a [u8], usize), CodecError> {
+fn checked_blob<'a>(
+    blob: &'a [u8],
+    n: usize,
+    rowids: impl Iterator<Item = u64>,
+) -> Result<(u8, u8, &'a [u8], usize), CodecError> {
     let layout = |m: String| Err(CodecError::Layout(m));
     if blob.len() < BLOB_HEADER {
         return layout(format!("blob of {} bytes", blob.len()));
@@ -410,11 +429,11 @@ fn checked_blob<'a>(blob: &'a [u8], rowids: &[u64]) -> Result<(u8, u8, &'a [u8],
     if BLOB_HEADER + zlen > blob.len() || raw_len > MAX_RAW {
         return layout(format!("frame of {zlen} bytes ({raw_len} raw) does not fit the page"));
     }
-    if nitems != rowids.len() {
-        return layout(format!("{nitems} versions in the frame, {} line pointers", rowids.len()));
+    if nitems != n {
+        return layout(format!("{nitems} versions in the frame, {n} line pointers"));
     }
     let frame = &blob[BLOB_HEADER..BLOB_HEADER + zlen];
-    let computed = crc(header, frame, rowids.iter().copied());
+    let computed = crc(header, frame, rowids);
     if computed != stored {
         return Err(CodecError::Checksum { stored, computed });
     }
@@ -440,7 +459,16 @@ impl Sections {
     /// Checks (crc) a column-wise blob of the versions with `rowids` and
     /// decompresses its rows section; None for a row-by-row blob.
     pub fn open(blob: &[u8], rowids: &[u64]) -> Result<Option<Sections>, CodecError> {
-        let (codec, layout, frame, raw_len) = checked_blob(blob, rowids)?;
+        Sections::open_ids(blob, rowids.len(), rowids.iter().copied())
+    }
+
+    /// [`Sections::open`] for `n` rowids given one by one.
+    pub fn open_ids(
+        blob: &[u8],
+        n: usize,
+        rowids: impl Iterator<Item = u64>,
+    ) -> Result<Option<Sections>, CodecError> {
+        let (codec, layout, frame, raw_len) = checked_blob(blob, n, rowids)?;
         let mut sections = match layout {
             LAYOUT_SECTIONS => {
                 let mut s = Sections::of(codec, frame, raw_len)?;
