@@ -22,8 +22,8 @@
 //!
 //! MVCC readers need less: [`Trust::Snapshot`] skips the metapage when the
 //! copy was validated under a snapshot with the same token
-//! ([`crate::pg::xact::snapshot_token`]: no transaction finished since, same
-//! command). A switch since then (flushes and merges keep the pages they
+//! ([`crate::pg::xact::snapshot_token`]: no transaction with an xid
+//! finished since, same command). A switch since then (flushes and merges keep the pages they
 //! free as they were while a snapshot that old exists) left the old pages
 //! right for that snapshot: the data changes that only the new pages hold
 //! were made by transactions it cannot see. A lookup the copy cannot answer
@@ -79,7 +79,7 @@ struct Entry {
     recent: pg_sys::Buffer,
     /// Token of the snapshot the last check ran under (None: none, or not
     /// an MVCC one).
-    token: Option<(u64, u32)>,
+    token: Option<xact::SnapshotToken>,
     header: MetaHeader,
     runs: Vec<RunDesc>,
     dir: Vec<u32>,

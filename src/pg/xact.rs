@@ -74,19 +74,38 @@ pub fn current_subxact() -> pg_sys::SubTransactionId {
     unsafe { pg_sys::GetCurrentSubTransactionId() }
 }
 
-/// What makes two MVCC snapshots see the same committed data: the count of
-/// finished transactions when each was taken (PG14+'s
-/// `snapXactCompletionCount`, the count `GetSnapshotData` reuses snapshots
-/// by) and the command id (this transaction's own earlier commands). None
-/// for any other kind of snapshot (dirty, self, any, historic).
-pub fn snapshot_token(snapshot: pg_sys::Snapshot) -> Option<(u64, u32)> {
+/// What makes two MVCC snapshots see the same data: equal tokens mean no
+/// transaction with an xid finished between them and the same command of
+/// this transaction. A snapshot's `xip` holds the running xids below its
+/// `xmax` (one past the latest finished xid), so while `xmax` stays, the set
+/// can only shrink, as its members finish: the same `xmin`, `xmax` and
+/// counts mean the same sets (`snapXactCompletionCount` would say it more
+/// directly, but copies of snapshots — the executor's, the active one —
+/// have it zeroed). None for any other kind of snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotToken {
+    xmin: u32,
+    xmax: u32,
+    xcnt: u32,
+    subxcnt: i32,
+    flags: u8,
+    curcid: u32,
+}
+
+pub fn snapshot_token(snapshot: pg_sys::Snapshot) -> Option<SnapshotToken> {
     if snapshot.is_null() {
         return None;
     }
     // SAFETY: a valid snapshot passed by the caller.
     let s = unsafe { &*snapshot };
-    (s.snapshot_type == pg_sys::SnapshotType::SNAPSHOT_MVCC && s.snapXactCompletionCount != 0)
-        .then_some((s.snapXactCompletionCount, s.curcid))
+    (s.snapshot_type == pg_sys::SnapshotType::SNAPSHOT_MVCC).then(|| SnapshotToken {
+        xmin: s.xmin.into_inner(),
+        xmax: s.xmax.into_inner(),
+        xcnt: s.xcnt,
+        subxcnt: s.subxcnt,
+        flags: u8::from(s.suboverflowed) | (u8::from(s.takenDuringRecovery) << 1),
+        curcid: s.curcid,
+    })
 }
 
 /// The active snapshot, or null when none is set.
