@@ -512,9 +512,7 @@ impl Together {
         debug_assert!(stored == tuple, "no toasting on this path");
         // SAFETY: the tuple about to be stored is ours to write.
         let t = unsafe { (*stored).t_data };
-        let flags2 = htup::infomask2(t) & !(pg_sys::HEAP_ONLY_TUPLE | pg_sys::HEAP_HOT_UPDATED);
-        let only = if index_stable { pg_sys::HEAP_ONLY_TUPLE } else { 0 };
-        htup::set_infomask2(t, flags2 | only);
+        mark_heap_only(t, index_stable);
         let what = Stamp::Modified {
             cid: self.cid,
             ctid: loc.tid,
@@ -530,6 +528,14 @@ impl Together {
         free_if(tuple, should_free);
         Some((new_tid, index_stable))
     }
+}
+
+/// Marks a new version heap-only (an index-stable update) or not, with no
+/// HOT-updated flag of its own yet.
+fn mark_heap_only(t: *mut htup::Header, index_stable: bool) {
+    let flags2 = htup::infomask2(t) & !(pg_sys::HEAP_ONLY_TUPLE | pg_sys::HEAP_HOT_UPDATED);
+    let only = if index_stable { pg_sys::HEAP_ONLY_TUPLE } else { 0 };
+    htup::set_infomask2(t, flags2 | only);
 }
 
 /// After a successful update: the old page unlocked and released, the
@@ -926,9 +932,7 @@ pub fn update(
             htup::set_xmax(t, xmax);
             htup::set_infomask(t, (htup::infomask(t) & !pg_sys::HEAP_XMAX_BITS) | bits);
         }
-        let flags2 = htup::infomask2(t) & !(pg_sys::HEAP_ONLY_TUPLE | pg_sys::HEAP_HOT_UPDATED);
-        let only = if index_stable { pg_sys::HEAP_ONLY_TUPLE } else { 0 };
-        htup::set_infomask2(t, flags2 | only);
+        mark_heap_only(t, index_stable);
         let new_tid = storage::append(rel, stored, true);
         free_if(stored, stored != tuple);
         free_if(tuple, should_free);
