@@ -1,9 +1,10 @@
 //! CREATE INDEX for `strata_hnsw`: the table's vectors are gathered with
-//! `table_index_build_scan`, the graph is built in memory by `hnsw_rs` on a
-//! private pool of worker threads (which never call Postgres; they block all
-//! signals) — for inner product by `graph::build_sequential` instead,
-//! pgvector's algorithm on this thread — then written page by page, each
-//! page one full-image WAL record.
+//! `table_index_build_scan`, the graph is built in memory by
+//! `graph::parallel_build` — pgvector's insert algorithm, run at once by this
+//! thread and a private pool of worker threads (which never call Postgres;
+//! they block all signals) — elements no search would reach are linked in,
+//! then the graph is written page by page, each page one full-image WAL
+//! record.
 //!
 //! Rows whose vectors are bit-for-bit equal share one element (up to ten heap
 //! TIDs in format version 2, like pgvector): a graph of many identical points
@@ -15,26 +16,17 @@
 //! by one — slower, never a failure.
 
 use super::format::{self, ElemId, Element, HeapTid, Layout, Meta, KIND_META};
-use super::graph;
+use super::graph::{self, parallel_build::{build_parallel, Spec}};
 use super::insert;
-use super::metric::{BuildDistance, Metric};
+use super::metric::Metric;
 use super::options;
 use super::pages::{self, Params};
 use crate::pg::buffer::{self, PageWrite};
 use crate::pg::page;
 use crate::vector::datum::Vector;
-use anndists::dist::Distance;
+use crate::vector::kernels;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-
-/// `hnsw_rs` distance adapter over our kernels.
-struct HnswDist(BuildDistance);
-
-impl Distance<f32> for HnswDist {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        self.0.eval(a, b)
-    }
-}
 
 /// Build phases shown in pg_stat_progress_create_index.
 pub const PHASE_LOAD: i64 = 2;
@@ -143,6 +135,17 @@ pub fn write_metapage(index: pg_sys::Relation, params: &Params, fork: pg_sys::Fo
     buffer::unlock_release(buf);
 }
 
+impl BuildState {
+    /// How many elements the in-memory graph holds.
+    fn count(&self) -> usize {
+        self.vectors.len() / self.params.dims
+    }
+
+    fn vector(&self, i: usize) -> &[f32] {
+        &self.vectors[i * self.params.dims..(i + 1) * self.params.dims]
+    }
+}
+
 struct BuildState {
     index: pg_sys::Relation,
     params: Params,
@@ -150,7 +153,8 @@ struct BuildState {
     /// share an element (all of them in version 3, with row lists; up to the
     /// element's TID slots before).
     tids: Vec<Vec<HeapTid>>,
-    vectors: Vec<Vec<f32>>,
+    /// The elements' vectors, one after the other (`params.dims` each).
+    vectors: Vec<f32>,
     /// A hash of each distinct vector's bits → the newest element holding it.
     by_vector: std::collections::HashMap<u64, usize>,
     memory_limit: usize,
@@ -199,17 +203,17 @@ unsafe extern "C-unwind" fn build_callback(
     if let Some(&i) = st.by_vector.get(&key) {
         let layout = st.params.layout;
         if (layout.row_lists() || st.tids[i].len() < layout.tid_slots())
-            && same_bits(&st.vectors[i], elems)
+            && same_bits(st.vector(i), elems)
         {
             st.tids[i].push(heap_tid);
             return;
         }
     }
-    if (st.vectors.len() + 1) * st.per_element > st.memory_limit {
+    if (st.count() + 1) * st.per_element > st.memory_limit {
         crate::pg::error::notice(
             format!(
                 "strata_hnsw graph no longer fits into maintenance_work_mem after {} tuples",
-                st.vectors.len()
+                st.count()
             ),
             "Building will take significantly more time.",
             "Increase maintenance_work_mem to speed up builds.",
@@ -220,14 +224,11 @@ unsafe extern "C-unwind" fn build_callback(
         st.indexed += 1;
         return;
     }
-    st.by_vector.insert(key, st.vectors.len());
+    st.by_vector.insert(key, st.count());
     st.tids.push(vec![heap_tid]);
-    st.vectors.push(elems.to_vec());
-    if st.vectors.len() % 1000 == 0 {
-        progress(
-            pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE,
-            st.vectors.len() as i64,
-        );
+    st.vectors.extend_from_slice(elems);
+    if st.count() % 1000 == 0 {
+        progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, st.count() as i64);
     }
 }
 
@@ -260,111 +261,59 @@ pub fn check_vector(params: &Params, v: &[f32]) {
 
 /// Builds the in-memory graph over `st.vectors` and writes it.
 fn write_graph(st: &mut BuildState) {
-    let n = st.vectors.len();
+    let n = st.count();
     if n == 0 {
         return;
     }
     let p = st.params;
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_GRAPH);
-    if p.metric == Metric::InnerProduct {
-        // see graph::build_sequential: pgvector's algorithm, one element
-        // after the other
-        let levels: Vec<u8> = (0..n)
-            .map(|_| graph::random_level(insert::random_unit(), p.m, format::max_level(p.m)))
-            .collect();
-        let links = graph::build_sequential(
-            &st.vectors,
-            &levels,
-            p.ef_construction,
-            |l| format::capacity(p.m, l),
-            |a, b| p.metric.distance(a, b),
-            |i| {
-                if i % 1000 == 0 {
-                    check_for_interrupts!();
-                    progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, i as i64);
-                }
-            },
-        );
-        finish_graph(st, &levels, &links);
-        return;
-    }
-    let ip_bound = st
-        .vectors
-        .iter()
-        .map(|v| crate::vector::kernels::dot(v, v))
-        .fold(0.0f32, f32::max);
-    let dist = HnswDist(BuildDistance {
-        metric: p.metric,
-        ip_bound,
-    });
-    // hnsw_rs's defaults: the heuristic's pruned candidates are not kept (on
-    // clustered data, keeping them crowds out the links between clusters).
-    let hnsw = hnsw_rs::hnsw::Hnsw::<f32, HnswDist>::new(
-        p.m,
-        n,
-        format::max_level(p.m) as usize + 1,
-        p.ef_construction,
+    let levels: Vec<u8> = (0..n)
+        .map(|_| graph::random_level(insert::random_unit(), p.m, format::max_level(p.m)))
+        .collect();
+    let spec = |dist: fn(&[f32], &[f32]) -> f32| Spec {
+        levels: &levels,
+        ef_construction: p.ef_construction,
+        cap0: format::capacity(p.m, 0),
+        cap: format::capacity(p.m, 1),
+        fill: true,
         dist,
-    );
+    };
     let pool = worker_pool();
-    let data: Vec<(&Vec<f32>, usize)> =
-        st.vectors.iter().enumerate().map(|(i, v)| (v, i)).collect();
-    for (done, chunk) in data.chunks(2000).enumerate() {
-        pool.install(|| hnsw.parallel_insert(chunk));
+    let helpers = pool.current_num_threads().saturating_sub(1);
+    let tick = |done: usize| {
         check_for_interrupts!();
-        progress(
-            pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE,
-            ((done + 1) * 2000).min(n) as i64,
-        );
-    }
-
-    // Levels and neighbor lists by data index.
-    let mut levels = vec![0u8; n];
-    let mut links: Vec<Vec<Vec<usize>>> = vec![Vec::new(); n];
-    for point in hnsw.get_point_indexation().into_iter() {
-        let i = point.get_origin_id();
-        let level = point.get_point_id().0.min(format::max_level(p.m));
-        levels[i] = level;
-        let hood = point.get_neighborhood_id();
-        links[i] = (0..=level as usize)
-            .map(|l| {
-                hood.get(l)
-                    .map(|v| v.iter().map(|nb| nb.d_id).collect())
-                    .unwrap_or_default()
-            })
-            .collect();
-    }
-    drop(hnsw);
-    // Repair what the concurrent inserts left (see graph::refine_links).
-    {
-        let (vecs, metric, m) = (&st.vectors, p.metric, p.m);
-        let incoming = graph::incoming_links(&links);
-        let mut refined = Vec::with_capacity(n);
-        for start in (0..n).step_by(10_000) {
-            let range = start..(start + 10_000).min(n);
-            refined.extend(pool.install(|| {
-                graph::refine_links(
-                    &links,
-                    &incoming,
-                    range,
-                    |l| format::capacity(m, l),
-                    |a, b| metric.distance(&vecs[a], &vecs[b]),
-                )
-            }));
-            check_for_interrupts!();
+        progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, done as i64);
+    };
+    let (vectors, dims) = (&st.vectors[..], p.dims);
+    let mut links = match p.metric {
+        Metric::L2 => build_parallel(vectors, dims, &spec(kernels::l2_squared), &pool, helpers, tick),
+        Metric::InnerProduct => {
+            let neg_dot = |a: &[f32], b: &[f32]| -kernels::dot(a, b);
+            build_parallel(vectors, dims, &spec(neg_dot), &pool, helpers, tick)
         }
-        links = refined;
-    }
+        Metric::Cosine => {
+            // on unit vectors: 1 - a·b orders like the cosine distance, and
+            // costs one product instead of three
+            let mut unit = vectors.to_vec();
+            for v in unit.chunks_exact_mut(dims) {
+                let norm = kernels::dot(v, v).sqrt();
+                v.iter_mut().for_each(|x| *x /= norm);
+            }
+            let cos = |a: &[f32], b: &[f32]| 1.0 - kernels::dot(a, b);
+            build_parallel(&unit, dims, &spec(cos), &pool, helpers, tick)
+        }
+        Metric::L1 => build_parallel(vectors, dims, &spec(kernels::l1), &pool, helpers, tick),
+    };
     drop(pool);
-    // Elements left without incoming links get one (not done for inner
-    // product, built above: an element inside the data's hull is nobody's
-    // nearest neighbour there, and links to it would displace the links to
-    // the large-norm elements IP searches need).
-    {
-        let vecs = &st.vectors;
+    // Elements that no search can reach get an incoming link (not done for
+    // inner product: an element inside the data's hull is nobody's nearest
+    // neighbour there, and links to it would displace the links to the
+    // large-norm elements IP searches need).
+    if p.metric != Metric::InnerProduct {
         let metric = p.metric;
-        graph::link_orphans(&mut links, format::capacity(p.m, 0), |a, b| {
-            metric.distance(&vecs[a], &vecs[b])
+        let top = (0..n).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))).expect("n > 0");
+        graph::link_unreachable(&mut links, top, format::capacity(p.m, 0), |a, b| {
+            metric.distance(&vectors[a * dims..][..dims], &vectors[b * dims..][..dims])
         });
     }
     finish_graph(st, &levels, &links);
@@ -514,7 +463,7 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>]) {
         let rows = &st.tids[i];
         let lists = &list_ids[i];
         let inline = if lists.is_empty() { rows.len() } else { slots - 1 };
-        let mut item = format::encode_element(&e, p.layout, &rows[..inline], &st.vectors[i]);
+        let mut item = format::encode_element(&e, p.layout, &rows[..inline], st.vector(i));
         if let Some(&head) = lists.first() {
             format::set_row_list(&mut item, p.layout, head);
         }
@@ -559,7 +508,9 @@ pub fn build(
     write_metapage(index, &params, pg_sys::ForkNumber::MAIN_FORKNUM);
     // SAFETY: reads a GUC (kB).
     let mem_kb = unsafe { pg_sys::maintenance_work_mem }.max(64) as usize;
-    // Our copy and hnsw_rs's copy of each vector, its links and bookkeeping.
+    // Each vector (twice under cosine: unit copies for the build), its
+    // lists while building (an id, a distance and a verdict per slot, about
+    // 2m + 1 slots) and as written (2m + 1 usizes), row list, bookkeeping.
     let per_element = 8 * params.dims + 48 * params.m + 256;
     let mut st = BuildState {
         index,
@@ -590,7 +541,7 @@ pub fn build(
     if !st.on_disk {
         progress(
             pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL,
-            st.vectors.len() as i64,
+            st.count() as i64,
         );
         write_graph(&mut st);
     }

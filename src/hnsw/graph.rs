@@ -5,8 +5,8 @@
 //! * [`search_layer`] — best-first search of one layer with a candidate list
 //!   of size `ef` (Malkov & Yashunin, algorithm 2), able to resume;
 //! * [`select_neighbors`] — the diversity heuristic (algorithm 4);
-//! * [`refine_links`] — re-selection of a built graph's lists from their
-//!   own and incoming links (repairs a parallel build);
+//! * [`parallel_build`] — the in-memory build of CREATE INDEX on several
+//!   threads;
 //! * [`random_level`] — the exponential level distribution, `mL = 1/ln(m)`.
 
 use super::format::{ElemId, IdSet};
@@ -283,7 +283,8 @@ fn heuristic_split(
 
 /// [`select_neighbors`], then the nearest pruned candidates until the list
 /// holds `m` (what pgvector does at every insert): the choice of VACUUM's
-/// repairs, the sequential build and [`refine_links`]; on-disk inserts fill
+/// repairs (the in-memory build keeps the same lists incrementally, see
+/// [`parallel_build`]); on-disk inserts fill
 /// to a smaller target ([`select_neighbors_filled_to`], see
 /// `insert::choose_neighbors`).
 pub fn select_neighbors_filled(
@@ -337,86 +338,16 @@ pub fn select_neighbors_sparing(
     kept
 }
 
-/// For every element and level, the elements whose list at that level
-/// names it (no self-links): the other half of [`refine_links`]' candidates.
-pub fn incoming_links(links: &[Vec<Vec<usize>>]) -> Vec<Vec<Vec<usize>>> {
-    let mut incoming: Vec<Vec<Vec<usize>>> =
-        links.iter().map(|l| vec![Vec::new(); l.len()]).collect();
-    for (i, lists) in links.iter().enumerate() {
-        for (l, list) in lists.iter().enumerate() {
-            for &t in list {
-                if t != i && l < incoming[t].len() {
-                    incoming[t][l].push(i);
-                }
-            }
-        }
-    }
-    incoming
-}
-
-/// Re-selects the neighbor lists of the elements in `range`, at every level,
-/// from their own lists and the lists that name them (`links[i][l]`:
-/// element `i`'s list at level `l`; `incoming` from [`incoming_links`];
-/// `cap(l)` the capacity): nearest-diverse first, filled up with the nearest
-/// others ([`select_neighbors_filled`]); an element never names itself.
-/// Returns the new lists of `range`, in order.
-///
-/// For a graph built by concurrent inserts (`hnsw_rs`'s parallel build): an
-/// insert that writes its own list can overwrite the back-links other
-/// threads added meanwhile; an element that a concurrent insert linked
-/// before its own search ran can find itself and keep only that self-link
-/// (the heuristic then prunes every other candidate); and lists that
-/// overflowed were cut to their nearest members, losing diverse links.
-/// Measured on in-memory graphs (m 16, ef_construction 64, 2 threads),
-/// recall@10 at ef_search 40 went from 0.92 to 0.96 on 50k clustered 128-d
-/// vectors and from 0.49 to 0.53 on 100k GloVe vectors (uniform data:
-/// unchanged). Parallel over elements (rayon; `dist` must be thread-safe).
-pub fn refine_links(
-    links: &[Vec<Vec<usize>>],
-    incoming: &[Vec<Vec<usize>>],
-    range: std::ops::Range<usize>,
-    cap: impl Fn(usize) -> usize + Sync,
-    dist: impl Fn(usize, usize) -> f64 + Sync,
-) -> Vec<Vec<Vec<usize>>> {
-    use rayon::prelude::*;
-    // select_neighbors works on ElemIds: carry the element index in one
-    let id = |i: usize| ElemId {
-        block: (i >> 16) as u32,
-        offset: (i & 0xFFFF) as u16,
-    };
-    let idx = |e: ElemId| ((e.block as usize) << 16) | e.offset as usize;
-    range
-        .into_par_iter()
-        .map(|i| {
-            (0..links[i].len())
-                .map(|l| {
-                    let cands: Vec<Scored> = links[i][l]
-                        .iter()
-                        .chain(&incoming[i][l])
-                        .filter(|&&x| x != i && l < links[x].len())
-                        .map(|&x| Scored {
-                            distance: dist(i, x),
-                            id: id(x),
-                        })
-                        .collect();
-                    select_neighbors_filled(&cands, cap(l), |a, b| dist(idx(a), idx(b)))
-                        .into_iter()
-                        .map(|s| idx(s.id))
-                        .collect()
-                })
-                .collect()
-        })
-        .collect()
-}
-
-/// The vectors of a sequential build as a [`Graph`]: element `i` is
-/// `ElemId { block: i, offset: 1 }`.
+/// Vectors and built lists as a [`Graph`] (tests search what the
+/// in-memory build made): element `i` is `ElemId { block: i, offset: 1 }`.
+#[cfg(test)]
 struct Building<'a, D> {
     vectors: &'a [Vec<f32>],
     links: Vec<Vec<Vec<ElemId>>>,
     dist: D,
 }
 
+#[cfg(test)]
 fn built(i: usize) -> ElemId {
     ElemId {
         block: i as u32,
@@ -424,6 +355,19 @@ fn built(i: usize) -> ElemId {
     }
 }
 
+#[cfg(test)]
+impl<'a, D> Building<'a, D> {
+    /// The graph of `links[i][l]` (element indexes) over `vectors`.
+    fn from_links(vectors: &'a [Vec<f32>], links: &[Vec<Vec<usize>>], dist: D) -> Self {
+        let links = links
+            .iter()
+            .map(|ls| ls.iter().map(|l| l.iter().map(|&x| built(x)).collect()).collect())
+            .collect();
+        Building { vectors, links, dist }
+    }
+}
+
+#[cfg(test)]
 impl<D: Fn(&[f32], &[f32]) -> f64> Graph for Building<'_, D> {
     fn distance(&mut self, id: ElemId, query: &[f32]) -> Option<(f64, bool)> {
         Some(((self.dist)(&self.vectors[id.block as usize], query), false))
@@ -431,93 +375,6 @@ impl<D: Fn(&[f32], &[f32]) -> f64> Graph for Building<'_, D> {
     fn neighbors(&mut self, id: ElemId, level: usize) -> Vec<ElemId> {
         self.links[id.block as usize].get(level).cloned().unwrap_or_default()
     }
-}
-
-/// A sequential HNSW build in memory — pgvector's algorithm, the one the
-/// on-disk inserts follow: each element in turn descends from the entry
-/// point, searches each of its levels with `ef_construction`, takes the
-/// heuristic's choice filled up with the nearest pruned candidates, and
-/// each neighbor links back keeping its list full (dropping one pruned
-/// candidate that another kept neighbor still links to, see
-/// [`select_neighbors_sparing`]). Returns the lists (`links[i][l]`,
-/// element indexes). `levels[i]` is element `i`'s level; `cap(l)` a list's
-/// capacity; `tick(i)` is called before element `i` (progress, interrupts).
-///
-/// For inner product, whose "distance" is no metric: `hnsw_rs`'s build
-/// (the heuristic alone, concurrent inserts) left large-norm elements,
-/// the answers of most queries, with too few incoming links (recall@20 on
-/// pgvector's build-recall data 0.91-0.95, pgvector 1.0).
-pub fn build_sequential(
-    vectors: &[Vec<f32>],
-    levels: &[u8],
-    ef_construction: usize,
-    cap: impl Fn(usize) -> usize,
-    dist: impl Fn(&[f32], &[f32]) -> f64,
-    mut tick: impl FnMut(usize),
-) -> Vec<Vec<Vec<usize>>> {
-    let mut g = Building {
-        vectors,
-        links: levels.iter().map(|&l| vec![Vec::new(); l as usize + 1]).collect(),
-        dist,
-    };
-    let mut entry: Option<(usize, u8)> = None;
-    for (i, v) in vectors.iter().enumerate() {
-        tick(i);
-        let level = levels[i];
-        let Some((ep, top)) = entry else {
-            entry = Some((i, level));
-            continue;
-        };
-        let start = descend(&mut g, v, built(ep), top as usize, level as usize);
-        let mut entries = vec![start];
-        for l in (0..=level.min(top) as usize).rev() {
-            let found = search_layer(&mut g, v, &entries, ef_construction, l);
-            let c = cap(l);
-            let (vecs, dist) = (g.vectors, &g.dist);
-            let between = |a: ElemId, b: ElemId| dist(&vecs[a.block as usize], &vecs[b.block as usize]);
-            let chosen = select_neighbors_filled(&found, c, between);
-            g.links[i][l] = chosen.iter().map(|s| s.id).collect();
-            for s in &chosen {
-                let n = s.id.block as usize;
-                let list = &g.links[n][l];
-                if list.len() < c {
-                    g.links[n][l].push(built(i));
-                    continue;
-                }
-                let base = &vecs[n];
-                let cands: Vec<Scored> = list
-                    .iter()
-                    .copied()
-                    .chain([built(i)])
-                    .map(|x| Scored {
-                        distance: dist(base, &vecs[x.block as usize]),
-                        id: x,
-                    })
-                    .collect();
-                let links = &g.links;
-                let names = |k: ElemId, x: ElemId| links[k.block as usize][l].contains(&x);
-                g.links[n][l] = select_neighbors_sparing(&cands, c, between, names)
-                    .iter()
-                    .map(|s| s.id)
-                    .collect();
-            }
-            if !found.is_empty() {
-                entries = found.iter().map(|s| s.id).collect();
-            }
-        }
-        if level > top {
-            entry = Some((i, level));
-        }
-    }
-    g.links
-        .into_iter()
-        .map(|lists| {
-            lists
-                .into_iter()
-                .map(|l| l.into_iter().map(|e| e.block as usize).collect())
-                .collect()
-        })
-        .collect()
 }
 
 /// Level of a new element: `floor(-ln(u) / ln(m))` for uniform `u` in (0, 1],
@@ -528,7 +385,7 @@ pub fn random_level(u: f64, m: usize, max_level: u8) -> u8 {
     (l.max(0.0) as u64).min(max_level as u64) as u8
 }
 
-/// Where a neighbor list of capacity `cap` takes an orphan in: `Some(None)`
+/// Where a neighbor list of capacity `cap` takes an unreached element in: `Some(None)`
 /// appends it (there is room), `Some(Some(k))` replaces entry `k` — a link to
 /// an element that is gone (`keeps_link` None) first, else the farthest
 /// (`dist`) whose target keeps another incoming link (`keeps_link`
@@ -554,58 +411,88 @@ pub fn orphan_slot<T>(
         .map(|(_, _, k)| Some(k))
 }
 
-/// Gives every element without an incoming layer-0 link one, so that a
-/// search can reach it (the diversity heuristic leaves a few elements of a
-/// built graph with none: about 0.4% on uniform 128-d data). For each such
-/// orphan, nearest out-neighbor first: the neighbor takes the orphan into
-/// its list if there is room, or instead of its farthest neighbor that has
-/// another incoming link (so no new orphan appears). `links[i][0]` is the
-/// layer-0 list of element `i`, `cap` its capacity. Returns how many
-/// orphans were linked.
-pub fn link_orphans(
+/// Makes every element reachable at level 0 from `entry`, so that a search
+/// can find it: the diversity heuristic leaves a few elements of a built
+/// graph with no incoming link (about 0.4% on uniform 128-d data), and a
+/// few small groups linked only among themselves (two near vectors naming
+/// each other after every other list dropped them, each list relying on
+/// the other). For each element not reached, nearest out-neighbor first
+/// among the reached ones: that neighbor takes it into its list if there
+/// is room, or instead of its farthest neighbor that has another incoming
+/// link (so no new orphan appears); the element's group is then reached
+/// through it. `links[i][0]` is the layer-0 list of element `i`, `cap` its
+/// capacity. Returns how many elements were linked.
+pub fn link_unreachable(
     links: &mut [Vec<Vec<usize>>],
+    entry: usize,
     cap: usize,
     dist: impl Fn(usize, usize) -> f64,
 ) -> usize {
     let n = links.len();
+    if n == 0 {
+        return 0;
+    }
     let mut indeg = vec![0u32; n];
     for l in links.iter() {
         for &t in l.first().into_iter().flatten() {
             indeg[t] += 1;
         }
     }
-    let mut linked = 0;
-    for o in 0..n {
-        if indeg[o] > 0 {
-            continue;
-        }
-        let mut cands: Vec<(f64, usize)> = links[o]
-            .first()
-            .into_iter()
-            .flatten()
-            .map(|&c| (dist(o, c), c))
-            .collect();
-        cands.sort_by(|a, b| a.0.total_cmp(&b.0));
-        for (_, c) in cands {
-            let list = &links[c][0];
-            if list.contains(&o) {
-                break;
-            }
-            match orphan_slot(list, cap, |&f| Some(indeg[f] > 1), |&f| dist(c, f)) {
-                None => continue,
-                Some(None) => links[c][0].push(o),
-                Some(Some(k)) => {
-                    let f = std::mem::replace(&mut links[c][0][k], o);
-                    indeg[f] -= 1;
+    let mut reached = vec![false; n];
+    let mut stack = Vec::new();
+    let mut reach = |from: usize, links: &[Vec<Vec<usize>>], reached: &mut Vec<bool>| {
+        reached[from] = true;
+        stack.push(from);
+        while let Some(i) = stack.pop() {
+            for &t in links[i].first().into_iter().flatten() {
+                if !reached[t] {
+                    reached[t] = true;
+                    stack.push(t);
                 }
             }
-            indeg[o] += 1;
-            linked += 1;
-            break;
+        }
+    };
+    reach(entry, links, &mut reached);
+    let mut linked = 0;
+    loop {
+        let before = linked;
+        for o in 0..n {
+            if reached[o] {
+                continue;
+            }
+            let mut cands: Vec<(f64, usize)> = links[o]
+                .first()
+                .into_iter()
+                .flatten()
+                .filter(|&&c| reached[c])
+                .map(|&c| (dist(o, c), c))
+                .collect();
+            cands.sort_by(|a, b| a.0.total_cmp(&b.0));
+            for (_, c) in cands {
+                let list = &links[c][0];
+                match orphan_slot(list, cap, |&f| Some(indeg[f] > 1), |&f| dist(c, f)) {
+                    None => continue,
+                    Some(None) => links[c][0].push(o),
+                    Some(Some(k)) => {
+                        let f = std::mem::replace(&mut links[c][0][k], o);
+                        indeg[f] -= 1;
+                    }
+                }
+                indeg[o] += 1;
+                linked += 1;
+                reach(o, links, &mut reached);
+                break;
+            }
+        }
+        // a group none of whose lists names a reached element waits for
+        // another group to reach it; stop when a round links nothing
+        if linked == before {
+            return linked;
         }
     }
-    linked
 }
+
+pub mod parallel_build;
 
 #[cfg(test)]
 pub mod tests;

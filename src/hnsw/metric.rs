@@ -2,8 +2,7 @@
 //!
 //! [`Metric::distance`] is bit-for-bit the value of the SQL operator
 //! (`<->`, `<#>`, `<=>`, `<+>`), so an index scan's ORDER BY values equal a
-//! sequential scan's. [`BuildDistance`] is the non-negative, order-preserving
-//! form the in-memory graph builder needs.
+//! sequential scan's.
 
 use crate::vector::kernels;
 
@@ -56,31 +55,6 @@ impl Metric {
     }
 }
 
-/// Non-negative, order-preserving distance for graph construction.
-#[derive(Clone, Copy, Debug)]
-pub struct BuildDistance {
-    pub metric: Metric,
-    /// For inner product: an upper bound of `a·b` over the data (the largest
-    /// squared norm), so that `bound - a·b >= 0`.
-    pub ip_bound: f32,
-}
-
-impl BuildDistance {
-    pub fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        let d = match self.metric {
-            Metric::L2 => kernels::l2_squared(a, b),
-            Metric::InnerProduct => self.ip_bound - kernels::dot(a, b),
-            Metric::Cosine => kernels::cosine_distance(a, b) as f32,
-            Metric::L1 => kernels::l1(a, b),
-        };
-        if d.is_nan() {
-            f32::MAX
-        } else {
-            d.max(0.0)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,21 +77,8 @@ mod tests {
     }
 
     #[test]
-    fn build_distance_is_non_negative_and_ordered() {
-        let d = BuildDistance {
-            metric: Metric::InnerProduct,
-            ip_bound: 14.0,
-        };
-        let q = [1.0f32, 2.0, 3.0];
-        let near = d.eval(&q, &[1.0, 2.0, 3.0]);
-        let far = d.eval(&q, &[-1.0, 0.0, 0.0]);
-        assert!(near >= 0.0 && near < far);
+    fn zero_vectors_have_no_cosine_direction() {
         assert!(Metric::Cosine.indexable(&[0.0, 1.0]) && !Metric::Cosine.indexable(&[0.0, 0.0]));
         assert!(Metric::L2.indexable(&[0.0, 0.0]));
-        let c = BuildDistance {
-            metric: Metric::Cosine,
-            ip_bound: 0.0,
-        };
-        assert_eq!(c.eval(&[0.0, 0.0], &[1.0, 0.0]), f32::MAX);
     }
 }

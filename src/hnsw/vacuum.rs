@@ -230,7 +230,7 @@ fn repair(
 
 /// Gives every live element that lost all its incoming level-0 links (they
 /// all came from deleted elements, and no repaired list took it in) one
-/// again, as the build does (`graph::link_orphans`): the nearest of its own
+/// again, as the build does (`graph::link_unreachable`): the nearest of its own
 /// neighbors takes it in where there is room, or instead of a link to an
 /// element that is gone, or of its farthest neighbor with another incoming
 /// link. A list is written only if it is still what was read (concurrent

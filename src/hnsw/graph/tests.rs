@@ -116,8 +116,36 @@ impl Rng {
     }
 }
 
+/// The in-memory build of CREATE INDEX (two threads, ef_construction 64,
+/// then orphans linked unless inner product), as `build::write_graph` runs it.
+fn build(data: &[Vec<f32>], levels: &[u8], m: usize, metric: Metric) -> Vec<Vec<Vec<usize>>> {
+    use crate::vector::kernels;
+    let dist: fn(&[f32], &[f32]) -> f32 = match metric {
+        Metric::L2 => kernels::l2_squared,
+        Metric::InnerProduct => |a, b| -kernels::dot(a, b),
+        Metric::Cosine => |a, b| kernels::cosine_distance(a, b) as f32,
+        Metric::L1 => kernels::l1,
+    };
+    let spec = parallel_build::Spec {
+        levels,
+        ef_construction: 64,
+        cap0: 2 * m,
+        cap: m,
+        fill: true,
+        dist,
+    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let mut links =
+        parallel_build::build_parallel(&data.concat(), data[0].len(), &spec, &pool, 1, |_| {});
+    if metric != Metric::InnerProduct {
+        let top = (0..levels.len()).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))).unwrap();
+        link_unreachable(&mut links, top, 2 * m, |a, b| metric.distance(&data[a], &data[b]));
+    }
+    links
+}
+
 #[test]
-fn sequential_inner_product_build_finds_the_largest_products() {
+fn inner_product_build_finds_the_largest_products() {
     let mut rng = Rng(0x5DEECE66D);
     let (n, dims, m) = (2000, 16, 8);
     let data: Vec<Vec<f32>> = (0..n)
@@ -128,25 +156,14 @@ fn sequential_inner_product_build_finds_the_largest_products() {
         .collect();
     let metric = Metric::InnerProduct;
     let cap = |l: usize| if l == 0 { 2 * m } else { m };
-    let mut ticks = 0;
-    let links = build_sequential(&data, &levels, 64, cap, |a, b| metric.distance(a, b), |_| {
-        ticks += 1
-    });
-    assert_eq!(ticks, n);
+    let links = build(&data, &levels, m, metric);
     for (i, lists) in links.iter().enumerate() {
         assert_eq!(lists.len(), levels[i] as usize + 1);
         for (l, list) in lists.iter().enumerate() {
             assert!(list.len() <= cap(l) && !list.contains(&i), "element {i} level {l}");
         }
     }
-    let mut g = Building {
-        vectors: &data,
-        links: links
-            .iter()
-            .map(|ls| ls.iter().map(|l| l.iter().map(|&x| built(x)).collect()).collect())
-            .collect(),
-        dist: |a: &[f32], b: &[f32]| metric.distance(a, b),
-    };
+    let mut g = Building::from_links(&data, &links, |a: &[f32], b: &[f32]| metric.distance(a, b));
     let top = (0..n).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))).unwrap();
     let (mut hits, queries) = (0, 100);
     for _ in 0..queries {
@@ -186,9 +203,8 @@ fn every_copy_of_a_repeated_vector_keeps_incoming_links() {
     let levels: Vec<u8> = (0..data.len())
         .map(|_| random_level(1.0 - rng.next_f64(), m, 15))
         .collect();
-    let cap = |l: usize| if l == 0 { 2 * m } else { m };
     let metric = Metric::L2;
-    let links = build_sequential(&data, &levels, 64, cap, |a, b| metric.distance(a, b), |_| {});
+    let links = build(&data, &levels, m, metric);
     let entry = (0..data.len()).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))).unwrap();
     let mut reached = vec![false; data.len()];
     let mut stack = vec![entry];
@@ -216,13 +232,12 @@ fn an_element_far_from_the_rest_keeps_an_incoming_link() {
     let mut rng = Rng(0xABCD);
     let m = 16;
     let metric = Metric::L2;
-    let cap = |l: usize| if l == 0 { 2 * m } else { m };
     for run in 0..20 {
         let mut levels: Vec<u8> = (0..data.len())
             .map(|_| random_level(1.0 - rng.next_f64(), m, 15))
             .collect();
         levels[0] = 0;
-        let links = build_sequential(&data, &levels, 64, cap, |a, b| metric.distance(a, b), |_| {});
+        let links = build(&data, &levels, m, metric);
         let incoming = links.iter().filter(|ls| ls[0].contains(&0)).count();
         assert!(incoming > 0, "run {run}: the lone vector lost every incoming link");
     }
@@ -355,31 +370,33 @@ fn a_duplicate_of_the_base_does_not_crowd_out_its_neighbors() {
 }
 
 #[test]
-fn orphans_get_an_incoming_link_without_making_new_ones() {
-    // points on a line; 3 has no incoming link, 1's list is full
-    let pos = [0.0f64, 1.0, 2.0, 3.1, 4.0];
-    let d = |a: usize, b: usize| (pos[a] - pos[b]).abs();
-    let mut links: Vec<Vec<Vec<usize>>> = vec![
-        vec![vec![1, 2]],
-        vec![vec![0, 2]],
-        vec![vec![1, 4]],
-        vec![vec![2, 4]],
-        vec![vec![2, 0]],
+fn unreached_elements_are_linked_in_without_making_orphans() {
+    // points on a line, lists of capacity 2, entry 0. First: 3 has no
+    // incoming link and its nearest neighbour (4) is full — 4's farthest
+    // neighbour that has another incoming link (0, also reached from 1)
+    // makes room. Then: 3 and 4 name each other (and 2) and nothing reached
+    // names them — 3, the first not reached, goes into 2's list in place of
+    // 0, and 4 is reached through 3.
+    let cases: [([f64; 5], [[usize; 2]; 5], usize, [usize; 2]); 2] = [
+        ([0.0, 1.0, 2.0, 3.1, 4.0], [[1, 2], [0, 2], [1, 4], [2, 4], [2, 0]], 4, [2, 3]),
+        ([0.0, 1.0, 2.0, 5.0, 5.5], [[1, 2], [0, 2], [1, 0], [4, 2], [3, 2]], 2, [1, 3]),
     ];
-    assert_eq!(link_orphans(&mut links, 2, d), 1);
-    // 3's nearest neighbour (4) was full: its farthest neighbour that has
-    // another incoming link (0, also reached from 1) made room
-    assert_eq!(links[4][0], vec![2, 3]);
-    let mut indeg = [0; 5];
-    for l in &links {
-        for &t in &l[0] {
-            indeg[t] += 1;
+    for (pos, lists, changed, list) in cases {
+        let d = |a: usize, b: usize| (pos[a] - pos[b]).abs();
+        let mut links: Vec<Vec<Vec<usize>>> = lists.iter().map(|l| vec![l.to_vec()]).collect();
+        assert_eq!(link_unreachable(&mut links, 0, 2, d), 1);
+        assert_eq!(links[changed][0], list);
+        let mut indeg = [0; 5];
+        for l in &links {
+            for &t in &l[0] {
+                indeg[t] += 1;
+            }
         }
+        assert!(indeg.iter().all(|&x| x > 0), "{indeg:?}");
+        assert!(links.iter().all(|l| l[0].len() <= 2));
+        // nothing left to do
+        assert_eq!(link_unreachable(&mut links, 0, 2, d), 0);
     }
-    assert!(indeg.iter().all(|&x| x > 0), "{indeg:?}");
-    assert!(links.iter().all(|l| l[0].len() <= 2));
-    // nothing left to do
-    assert_eq!(link_orphans(&mut links, 2, d), 0);
 }
 
 #[test]
@@ -434,61 +451,43 @@ fn a_full_list_spares_the_candidate_nothing_else_reaches() {
 }
 
 #[test]
-fn refining_repairs_lost_and_self_links() {
-    // 8 points on a line; element 3 kept only a self-link (a concurrent
-    // insert linked it before its own search), element 6 lost its
-    // back-link to 7, and element 0 has level 1 with a link to 5
-    let pos: Vec<f64> = (0..8).map(|i| i as f64).collect();
-    let links: Vec<Vec<Vec<usize>>> = vec![
-        vec![vec![1], vec![5]],
-        vec![vec![0, 2]],
-        vec![vec![1, 3]],
-        vec![vec![3]],
-        vec![vec![3, 5]],
-        vec![vec![4, 6], vec![0]],
-        vec![vec![5]],
-        vec![vec![6]],
-    ];
-    let incoming = incoming_links(&links);
-    assert_eq!(incoming[3][0], vec![2, 4]);
-    let d = |a: usize, b: usize| (pos[a] - pos[b]).abs();
-    let cap = |l: usize| if l == 0 { 4 } else { 2 };
-    let refined = refine_links(&links, &incoming, 0..8, cap, d);
-    // no self-link; 3 is linked both ways again (2 and 4 tie: any order)
-    let mut three = refined[3][0].clone();
-    three.sort();
-    assert_eq!(three, vec![2, 4]);
-    assert!(refined
-        .iter()
-        .enumerate()
-        .all(|(i, ls)| ls.iter().all(|l| !l.contains(&i))));
-    // 6 regains 7, which links to it
-    assert_eq!(refined[6][0], vec![5, 7]);
-    // level 1 only among elements that have it
-    assert_eq!(
-        (refined[0][1].clone(), refined[5][1].clone()),
-        (vec![5], vec![0])
-    );
-    // every list within its capacity, drawn from its own and incoming links
-    for (i, ls) in refined.iter().enumerate() {
-        for (l, list) in ls.iter().enumerate() {
-            assert!(list.len() <= cap(l));
-            assert!(list
-                .iter()
-                .all(|x| links[i][l].contains(x) || incoming[i][l].contains(x)));
-        }
-    }
-    // a range refines just those elements
-    assert_eq!(
-        refine_links(&links, &incoming, 3..5, cap, d),
-        refined[3..5].to_vec()
-    );
-}
-
-#[test]
 fn levels_follow_the_exponential_law() {
     assert_eq!(random_level(1.0, 16, 15), 0);
     assert_eq!(random_level(0.5, 16, 15), 0);
     assert_eq!(random_level(1.0 / 16.0 - 1e-9, 16, 15), 1);
     assert_eq!(random_level(0.0, 16, 15), 15);
+}
+
+#[test]
+fn an_inner_product_build_keeps_the_largest_products_reachable() {
+    // the hnsw regress suite's grid: a few large-norm vectors are the
+    // answers of most inner-product queries; each must stay in many lists
+    // (a full list once dropped the near entry its hub also linked to, until
+    // one link was left and the search missed it)
+    let data: Vec<Vec<f32>> = (1..=1000u32)
+        .map(|g| vec![(g % 17) as f32, ((g * 7) % 13) as f32, ((g * 3) % 11) as f32])
+        .collect();
+    let mut rng = Rng(0x77);
+    let m = 16;
+    let metric = Metric::InnerProduct;
+    let q = [1.0f32, 2.0, 3.0];
+    let mut exact: Vec<usize> = (0..data.len()).collect();
+    exact.sort_by(|&a, &b| metric.distance(&data[a], &q).total_cmp(&metric.distance(&data[b], &q)));
+    for run in 0..5 {
+        let levels: Vec<u8> = (0..data.len())
+            .map(|_| random_level(1.0 - rng.next_f64(), m, 15))
+            .collect();
+        let links = build(&data, &levels, m, metric);
+        let incoming = |o: usize| links.iter().filter(|l| l[0].contains(&o)).count();
+        assert!(exact[..5].iter().all(|&o| incoming(o) >= 10), "run {run}");
+        let mut g = Building::from_links(&data, &links, |a: &[f32], b: &[f32]| metric.distance(a, b));
+        let top = (0..data.len()).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))).unwrap();
+        let ep = descend(&mut g, &q, built(top), levels[top] as usize, 0);
+        let got: Vec<usize> = search_layer(&mut g, &q, &[ep], 200, 0)
+            .iter()
+            .take(5)
+            .map(|s| s.id.block as usize)
+            .collect();
+        assert_eq!(got, exact[..5], "run {run}");
+    }
 }
