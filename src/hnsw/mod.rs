@@ -19,6 +19,7 @@
 //! * [`info`]    — `strata.hnsw_info`
 
 pub mod build;
+pub mod codes;
 pub mod cost;
 pub mod format;
 pub mod graph;
