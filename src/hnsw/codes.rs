@@ -421,7 +421,7 @@ mod tests {
                 // code-guided: neighbors scored from codes, one read per
                 // element expanded (its exact distance comes with it);
                 // `score(c, d, k)`: the estimate for neighbor k of c
-                let mut guided = |reads: &mut usize,
+                let guided = |reads: &mut usize,
                                   score: &mut dyn FnMut(usize, f32, usize) -> f32|
                  -> Vec<K> {
                     let (ep, d0) = descend(q, reads);
