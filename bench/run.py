@@ -366,7 +366,7 @@ class Bench:
                                f"seed are the queries, the first {s['glove_rows']:,} other words the base set.\n")
         else:
             self.report.append("\nNo real embedding set was given (`--glove`): synthetic sets only.\n")
-        rows = []
+        rows, summary = [], []
         for title, stem, make, opclass, op in self.datasets():
             log(f"vector set: {title}")
             base, queries = make()
@@ -383,6 +383,7 @@ class Bench:
                 systems.append(("pgvector hnsw", "pgv", "hnsw", "hnsw.ef_search"))
             truth = None
             curves = {}
+            facts = {}
             for name, db, am, guc in systems:
                 self.sql("DROP TABLE IF EXISTS vt", db=db)
                 self.sql(f"CREATE TABLE vt (id int PRIMARY KEY, v vector({dims}))", db=db)
@@ -401,23 +402,43 @@ class Bench:
                     curve.append((ef, rec, qps, p50, p99))
                 ins = self.insert_rate(db, s["insert_vectors"], dims, rng)
                 curves[name] = curve
+                facts[name] = (build, size, ins)
                 for ef, rec, qps, p50, p99 in curve:
                     rows.append((title, name, f"{build:.1f}", f"{size / 2**20:.1f}", ef,
                                  f"{rec:.3f}", f"{qps:,.0f}", f"{p50:.2f}", f"{p99:.2f}", f"{ins:,.0f}"))
                 self.sql("DROP TABLE vt", db=db)
             self.plot_recall(f"recall_{stem}.png", title, curves)
+            if len(facts) == 2:
+                (sb, ss, si), (pb, ps, pi) = facts["strata_hnsw"], facts["pgvector hnsw"]
+                def ratio(a, b):
+                    if a and b:
+                        return f"{a / b:.2f}"
+                    return {(True, False): "pgvector does not reach it", (False, True):
+                            "strata_hnsw does not reach it"}.get((bool(a), bool(b)), "neither reaches it")
+                q = {t: [self.qps_at(curves[n], t) for n in ("strata_hnsw", "pgvector hnsw")]
+                     for t in (0.95, 0.99)}
+                summary.append((title, ratio(*q[0.95]), ratio(*q[0.99]), f"{pb / sb:.2f}",
+                                f"{ss / ps:.2f}", f"{si / pi:.2f}"))
             self.write(partial=(title, rows))
         self.table("nearest neighbours: recall@10 vs exact search, one client",
                    ["data", "index", "build s", "index MB", "ef_search", "recall@10", "QPS",
                     "p50 ms", "p99 ms", "inserts/s after build"], rows)
+        if summary:
+            self.table("strata_hnsw / pgvector (issue 18's ratios: QPS at equal recall@10, interpolated "
+                       "between ef_search points; build speed; index size; single-row inserts/s)",
+                       ["data", "QPS at 0.95", "QPS at 0.99", "build speed", "index size", "inserts/s"],
+                       summary)
 
     def ground_truth(self, db, queries, op):
+        """Per query, the true 10th distance (a result counts as a hit when
+        its distance is at most that: ties at rank 10 are common)."""
         out = []
         with self.cluster.connect(db) as c:
             c.execute("SET enable_indexscan = off")
             for q in queries:
-                out.append({r[0] for r in c.execute(
-                    f"SELECT id FROM vt ORDER BY v {op} %s::vector LIMIT 10", (vec(q),))})
+                out.append(max(r[0] for r in c.execute(
+                    f"SELECT v {op} %s::vector FROM vt ORDER BY v {op} %s::vector LIMIT 10",
+                    (vec(q), vec(q)))))
         return out
 
     def search(self, db, guc, ef, queries, truth, op):
@@ -425,15 +446,25 @@ class Bench:
         with self.cluster.connect(db) as c:
             c.execute(f"SET {guc} = {ef}")
             c.execute("SET enable_seqscan = off")
-            for q, t in zip(queries, truth):
+            for q, kth in zip(queries, truth):
                 t0 = time.perf_counter()
-                got = c.execute(f"SELECT id FROM vt ORDER BY v {op} %s::vector LIMIT 10", (vec(q),),
-                                prepare=True).fetchall()
+                got = c.execute(f"SELECT id, v {op} %s::vector FROM vt ORDER BY v {op} %s::vector LIMIT 10",
+                                (vec(q), vec(q)), prepare=True).fetchall()
                 lat.append(time.perf_counter() - t0)
-                hits += len(t & {r[0] for r in got})
+                hits += sum(1 for _, d in got if d <= kth + 1e-6 * abs(kth))
         lat.sort()
         return (hits / (10 * len(queries)), len(lat) / sum(lat), 1000 * lat[len(lat) // 2],
                 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))])
+
+    @staticmethod
+    def qps_at(curve, target):
+        """QPS at recall `target` by linear interpolation between the two
+        ef_search points around it (None when the curve never reaches it)."""
+        pts = sorted((rec, qps) for _, rec, qps, *_ in curve)
+        for (r0, q0), (r1, q1) in zip(pts, pts[1:]):
+            if r0 <= target <= r1:
+                return q0 if r1 == r0 else q0 + (q1 - q0) * (target - r0) / (r1 - r0)
+        return pts[0][1] if pts and pts[0][0] >= target else None
 
     def insert_rate(self, db, count, dims, rng):
         with self.cluster.connect(db) as c:
