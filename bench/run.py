@@ -458,13 +458,14 @@ class Bench:
 
     @staticmethod
     def qps_at(curve, target):
-        """QPS at recall `target` by linear interpolation between the two
-        ef_search points around it (None when the curve never reaches it)."""
-        pts = sorted((rec, qps) for _, rec, qps, *_ in curve)
-        for (r0, q0), (r1, q1) in zip(pts, pts[1:]):
-            if r0 <= target <= r1:
-                return q0 if r1 == r0 else q0 + (q1 - q0) * (target - r0) / (r1 - r0)
-        return pts[0][1] if pts and pts[0][0] >= target else None
+        """QPS at recall `target`: the best of the ef_search points that reach
+        it and of the linear interpolations between consecutive points (by
+        ef_search) around it; None when no point reaches it."""
+        pts = [(rec, qps) for _, rec, qps, *_ in curve]
+        best = [q for r, q in pts if r >= target]
+        best += [q0 + (q1 - q0) * (target - r0) / (r1 - r0)
+                 for (r0, q0), (r1, q1) in zip(pts, pts[1:]) if r0 < target <= r1]
+        return max(best) if best else None
 
     def insert_rate(self, db, count, dims, rng):
         with self.cluster.connect(db) as c:
