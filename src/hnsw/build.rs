@@ -24,7 +24,6 @@ use super::pages::{self, Params};
 use crate::pg::buffer::{self, PageWrite};
 use crate::pg::page;
 use crate::vector::datum::Vector;
-use crate::vector::kernels;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -285,25 +284,19 @@ fn write_graph(st: &mut BuildState) {
         progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, done as i64);
     };
     let (vectors, dims) = (&st.vectors[..], p.dims);
-    let mut links = match p.metric {
-        Metric::L2 => build_parallel(vectors, dims, &spec(kernels::l2_squared), &pool, helpers, tick),
-        Metric::InnerProduct => {
-            let neg_dot = |a: &[f32], b: &[f32]| -kernels::dot(a, b);
-            build_parallel(vectors, dims, &spec(neg_dot), &pool, helpers, tick)
-        }
-        Metric::Cosine => {
-            // on unit vectors: 1 - a·b orders like the cosine distance, and
-            // costs one product instead of three
-            let mut unit = vectors.to_vec();
-            for v in unit.chunks_exact_mut(dims) {
-                let norm = kernels::dot(v, v).sqrt();
-                v.iter_mut().for_each(|x| *x /= norm);
-            }
-            let cos = |a: &[f32], b: &[f32]| 1.0 - kernels::dot(a, b);
-            build_parallel(&unit, dims, &spec(cos), &pool, helpers, tick)
-        }
-        Metric::L1 => build_parallel(vectors, dims, &spec(kernels::l1), &pool, helpers, tick),
+    // the metric's comparable form (cosine: on unit copies)
+    let unit;
+    let data = if p.metric == Metric::Cosine {
+        unit = {
+            let mut u = vectors.to_vec();
+            u.chunks_exact_mut(dims).for_each(|v| p.metric.prepare(v));
+            u
+        };
+        &unit[..]
+    } else {
+        vectors
     };
+    let mut links = build_parallel(data, dims, &spec(p.metric.comparable()), &pool, helpers, tick);
     drop(pool);
     // Elements that no search can reach get an incoming link (not done for
     // inner product: an element inside the data's hull is nobody's nearest

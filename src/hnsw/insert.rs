@@ -11,12 +11,11 @@
 //! when the new element's level is above it. A row whose vector an element
 //! already holds joins that element instead (format version 2).
 
-use super::format::{self, ElemId, Element};
+use super::format::{self, ElemId, Element, IdMap};
 use super::graph::{self, Graph, Scored};
 use super::pages::{self, DiskGraph, Params};
 use crate::pg::buffer::{self, PageWrite};
 use pgrx::pg_sys;
-use std::collections::HashMap;
 
 pub(super) fn random_unit() -> f64 {
     // SAFETY: the backend's global PRNG.
@@ -219,26 +218,30 @@ pub(super) fn link_back(g: &mut DiskGraph, n: ElemId, new: ElemId, level: usize)
         let next: Vec<ElemId> = if current.len() < cap {
             current.iter().copied().chain([new]).collect()
         } else {
-            let Some(base) = g.vector(n) else { return };
+            let Some(mut base) = g.vector(n) else { return };
             let metric = g.params.metric;
+            let dist = metric.comparable();
+            metric.prepare(&mut base);
             let mut cands = Vec::with_capacity(cap + 1);
             // each candidate's vector read once (the heuristic compares pairs)
-            let mut vectors: HashMap<ElemId, Vec<f32>> = HashMap::with_capacity(cap + 1);
+            let mut vectors: IdMap<Vec<f32>> = IdMap::default();
+            vectors.reserve(cap + 1);
             for &c in current.iter().chain([&new]) {
-                if let Some(v) = g.vector(c) {
+                if let Some(mut v) = g.vector(c) {
+                    metric.prepare(&mut v);
                     cands.push(Scored {
-                        distance: metric.distance(&base, &v),
+                        distance: dist(&base, &v) as f64,
                         id: c,
                     });
                     vectors.insert(c, v);
                 }
             }
             let between = |a: ElemId, b: ElemId| match (vectors.get(&a), vectors.get(&b)) {
-                (Some(x), Some(y)) => metric.distance(x, y),
+                (Some(x), Some(y)) => dist(x, y) as f64,
                 _ => f64::INFINITY,
             };
             // each witness's list read once
-            let mut lists: HashMap<ElemId, Vec<ElemId>> = HashMap::new();
+            let mut lists: IdMap<Vec<ElemId>> = IdMap::default();
             let names = |k: ElemId, c: ElemId| {
                 lists
                     .entry(k)

@@ -47,6 +47,30 @@ impl Metric {
         }
     }
 
+    /// A distance in the metric's order, cheaper than the operator's value,
+    /// for comparing candidates (the neighbor heuristic, the build) on
+    /// vectors made ready by [`Metric::prepare`]: squared L2, negative inner
+    /// product, `1 - a·b` on unit vectors for cosine, L1.
+    pub fn comparable(self) -> fn(&[f32], &[f32]) -> f32 {
+        match self {
+            Metric::L2 => kernels::l2_squared,
+            Metric::InnerProduct => |a, b| -kernels::dot(a, b),
+            Metric::Cosine => |a, b| 1.0 - kernels::dot(a, b),
+            Metric::L1 => kernels::l1,
+        }
+    }
+
+    /// Makes `v` ready for [`Metric::comparable`]: unit length under cosine
+    /// (a zero vector is never indexed there), unchanged otherwise.
+    pub fn prepare(self, v: &mut [f32]) {
+        if self == Metric::Cosine {
+            let norm = kernels::dot(v, v).sqrt();
+            if norm > 0.0 {
+                v.iter_mut().for_each(|x| *x /= norm);
+            }
+        }
+    }
+
     /// Whether a vector can be placed in the graph: under cosine a zero
     /// vector has no direction (its distance to anything is NaN), so it is
     /// left out, as pgvector does.
@@ -74,6 +98,27 @@ mod tests {
             Some(Metric::Cosine)
         );
         assert_eq!(Metric::from_function_name("vector_cmp"), None);
+    }
+
+    #[test]
+    fn comparable_distances_keep_the_order() {
+        let q = [1.0f32, 2.0, 3.0];
+        let others = [[4.0f32, 5.0, 6.0], [-1.0, 0.5, 2.0], [3.0, 2.0, 1.0], [0.1, 0.2, 0.4]];
+        for m in [Metric::L2, Metric::InnerProduct, Metric::Cosine, Metric::L1] {
+            let mut pq = q;
+            m.prepare(&mut pq);
+            let f = m.comparable();
+            let mut by_op: Vec<usize> = (0..others.len()).collect();
+            let mut by_cmp = by_op.clone();
+            by_op.sort_by(|&a, &b| m.distance(&q, &others[a]).total_cmp(&m.distance(&q, &others[b])));
+            by_cmp.sort_by(|&a, &b| {
+                let (mut x, mut y) = (others[a], others[b]);
+                m.prepare(&mut x);
+                m.prepare(&mut y);
+                f(&pq, &x).total_cmp(&f(&pq, &y))
+            });
+            assert_eq!(by_op, by_cmp, "{m:?}");
+        }
     }
 
     #[test]
