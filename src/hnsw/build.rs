@@ -274,7 +274,6 @@ fn write_graph(st: &mut BuildState) {
         ef_construction: p.ef_construction,
         cap0: format::capacity(p.m, 0),
         cap: format::capacity(p.m, 1),
-        fill: true,
         dist,
     };
     let pool = worker_pool();

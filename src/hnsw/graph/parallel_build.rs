@@ -41,9 +41,6 @@ pub struct Spec<'a, D> {
     /// List capacity at level 0 and above.
     pub cap0: usize,
     pub cap: usize,
-    /// New elements' lists are filled up with the nearest pruned
-    /// candidates (pgvector), or hold the heuristic's choice only.
-    pub fill: bool,
     /// Distance between two vectors; any order-preserving form of the
     /// metric (squared L2, negative inner product).
     pub dist: D,
@@ -374,8 +371,8 @@ impl<'a, D: Fn(&[f32], &[f32]) -> f32 + Sync> Shared<'a, D> {
     }
 
     /// A new element's list at one level from its search's candidates
-    /// (nearest first): the heuristic's choice, then (with `fill`) the
-    /// nearest pruned ones up to the capacity. Verdicts recorded.
+    /// (nearest first): the heuristic's choice, then the nearest pruned
+    /// ones up to the capacity (pgvector's filled lists). Verdicts recorded.
     fn select_own(&self, candidates: &[Near], cap: usize, out: &mut Vec<Entry>) {
         let mut kept_idx: Vec<usize> = Vec::with_capacity(cap);
         let mut all: Vec<Entry> = Vec::with_capacity(candidates.len());
@@ -390,18 +387,14 @@ impl<'a, D: Fn(&[f32], &[f32]) -> f32 + Sync> Shared<'a, D> {
             all.push(Entry { near: c, pruner });
         }
         out.clear();
-        if self.spec.fill {
-            let mut room = cap - kept_idx.len();
-            for e in all {
-                if e.pruner == NONE {
-                    out.push(e);
-                } else if room > 0 {
-                    room -= 1;
-                    out.push(e);
-                }
+        let mut room = cap - kept_idx.len();
+        for e in all {
+            if e.pruner == NONE {
+                out.push(e);
+            } else if room > 0 {
+                room -= 1;
+                out.push(e);
             }
-        } else {
-            out.extend(all.into_iter().filter(|e| e.pruner == NONE));
         }
     }
 
@@ -684,7 +677,7 @@ mod tests {
         let data: Vec<Vec<f32>> = (0..600).map(|_| (0..4).map(|_| rnd()).collect()).collect();
         let levels = vec![0u8; data.len()];
         let l2 = |a: &[f32], b: &[f32]| crate::vector::kernels::l2_squared(a, b);
-        let spec = Spec { levels: &levels, ef_construction: 32, cap0: 8, cap: 4, fill: true, dist: l2 };
+        let spec = Spec { levels: &levels, ef_construction: 32, cap0: 8, cap: 4, dist: l2 };
         let flat = data.concat();
         let shared = Shared::new(&flat, 4, &spec);
         let mut sc = Scratch::new(data.len());
@@ -726,7 +719,7 @@ mod tests {
             .collect();
         let levels: Vec<u8> = (0..n).map(|_| random_level(1.0 - rng.next_f64(), m, 15)).collect();
         let l2 = |a: &[f32], b: &[f32]| crate::vector::kernels::l2_squared(a, b);
-        let spec = Spec { levels: &levels, ef_construction: 64, cap0: 2 * m, cap: m, fill: true, dist: l2 };
+        let spec = Spec { levels: &levels, ef_construction: 64, cap0: 2 * m, cap: m, dist: l2 };
         let mut ticks = 0;
         let links = build_parallel(&data.concat(), dims, &spec, &pool(2), 2, |_| ticks += 1);
         assert!(ticks > 0);
@@ -762,7 +755,7 @@ mod tests {
         let data: Vec<Vec<f32>> = (0..5000).map(|i| vec![i as f32, (i % 7) as f32]).collect();
         let levels = vec![0u8; data.len()];
         let l2 = |a: &[f32], b: &[f32]| crate::vector::kernels::l2_squared(a, b);
-        let spec = Spec { levels: &levels, ef_construction: 16, cap0: 8, cap: 4, fill: true, dist: l2 };
+        let spec = Spec { levels: &levels, ef_construction: 16, cap0: 8, cap: 4, dist: l2 };
         let p = pool(2);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             build_parallel(&data.concat(), 2, &spec, &p, 2, |_| panic!("canceled"))

@@ -119,24 +119,20 @@ impl Rng {
 /// The in-memory build of CREATE INDEX (two threads, ef_construction 64,
 /// then orphans linked unless inner product), as `build::write_graph` runs it.
 fn build(data: &[Vec<f32>], levels: &[u8], m: usize, metric: Metric) -> Vec<Vec<Vec<usize>>> {
-    use crate::vector::kernels;
-    let dist: fn(&[f32], &[f32]) -> f32 = match metric {
-        Metric::L2 => kernels::l2_squared,
-        Metric::InnerProduct => |a, b| -kernels::dot(a, b),
-        Metric::Cosine => |a, b| kernels::cosine_distance(a, b) as f32,
-        Metric::L1 => kernels::l1,
-    };
+    let dims = data[0].len();
+    let mut flat = data.concat();
+    flat.chunks_exact_mut(dims).for_each(|v| metric.prepare(v));
+    let dist = metric.comparable();
     let spec = parallel_build::Spec {
         levels,
         ef_construction: 64,
         cap0: 2 * m,
         cap: m,
-        fill: true,
         dist,
     };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     let mut links =
-        parallel_build::build_parallel(&data.concat(), data[0].len(), &spec, &pool, 1, |_| {});
+        parallel_build::build_parallel(&flat, dims, &spec, &pool, 1, |_| {});
     if metric != Metric::InnerProduct {
         let top = (0..levels.len()).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))).unwrap();
         link_unreachable(&mut links, top, 2 * m, |a, b| metric.distance(&data[a], &data[b]));
