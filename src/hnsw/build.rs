@@ -15,6 +15,8 @@
 //! with a hint) and the remaining rows are inserted into the on-disk graph one
 //! by one — slower, never a failure.
 
+use super::calibrate::calibrate;
+use super::codes::{self, Coder};
 use super::format::{self, ElemId, Element, HeapTid, Layout, Meta, KIND_META};
 use super::graph::{self, parallel_build::{build_parallel, Spec}};
 use super::insert;
@@ -92,12 +94,25 @@ pub fn params_for_new_index(index: pg_sys::Relation) -> Params {
     if let Err(e) = opts.validate() {
         crate::pg::error::raise(&e);
     }
+    let (dims, m, metric) = (index_dims(index), opts.m as usize, index_metric(index));
+    let layout = Layout::of(super::gucs::FORMAT_VERSION.get() as u16).unwrap_or(Layout::CURRENT);
+    // Below 32 dimensions a code (64 bits at least) costs about as much
+    // as the vector, whose exact distance is then cheap anyway.
+    let wanted = super::gucs::CODES.get() != super::gucs::Codes::Off;
+    let code_bits = if wanted && layout.codes() && metric != Metric::L1 && dims >= codes::MIN_DIMS {
+        format::code_bits_for(dims, m, codes::DEFAULT_BITS)
+    } else {
+        0
+    };
     Params {
-        dims: index_dims(index),
-        m: opts.m as usize,
+        dims,
+        m,
         ef_construction: opts.ef_construction as usize,
-        metric: index_metric(index),
-        layout: Layout::of(super::gucs::FORMAT_VERSION.get() as u16).unwrap_or(Layout::CURRENT),
+        metric,
+        layout,
+        code_bits,
+        code_seed: if code_bits > 0 { codes::DEFAULT_SEED } else { 0 },
+        code_scale: 0,
     }
 }
 
@@ -128,6 +143,9 @@ pub fn write_metapage(index: pg_sys::Relation, params: &Params, fork: pg_sys::Fo
         entry_level: -1,
         elements: 0,
         insert_block: 0,
+        code_bits: params.code_bits,
+        code_seed: params.code_seed,
+        code_scale: params.code_scale,
     };
     pages::write_meta(p, &meta);
     w.commit();
@@ -283,20 +301,22 @@ fn write_graph(st: &mut BuildState) {
         progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, done as i64);
     };
     let (vectors, dims) = (&st.vectors[..], p.dims);
-    // the metric's comparable form (cosine: on unit copies)
-    let unit;
-    let data = if p.metric == Metric::Cosine {
-        unit = {
-            let mut u = vectors.to_vec();
-            u.chunks_exact_mut(dims).for_each(|v| p.metric.prepare(v));
-            u
+    let mut links = {
+        // the metric's comparable form (cosine: on unit copies, dropped
+        // once the graph is built)
+        let unit;
+        let data = if p.metric == Metric::Cosine {
+            unit = {
+                let mut u = vectors.to_vec();
+                u.chunks_exact_mut(dims).for_each(|v| p.metric.prepare(v));
+                u
+            };
+            &unit[..]
+        } else {
+            vectors
         };
-        &unit[..]
-    } else {
-        vectors
+        build_parallel(data, dims, &spec(p.metric.comparable()), &pool, helpers, tick)
     };
-    let mut links = build_parallel(data, dims, &spec(p.metric.comparable()), &pool, helpers, tick);
-    drop(pool);
     // Elements that no search can reach get an incoming link (not done for
     // inner product: an element inside the data's hull is nobody's nearest
     // neighbour there, and links to it would displace the links to the
@@ -308,17 +328,95 @@ fn write_graph(st: &mut BuildState) {
             metric.distance(&vectors[a * dims..][..dims], &vectors[b * dims..][..dims])
         });
     }
-    finish_graph(st, &levels, &links);
+    finish_graph(st, &levels, &links, &pool);
 }
 
 /// Writes a built graph's pages and empties the build state.
-fn finish_graph(st: &mut BuildState, levels: &[u8], links: &[Vec<Vec<usize>>]) {
+fn finish_graph(st: &mut BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], pool: &rayon::ThreadPool) {
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_WRITE);
-    write_pages(st, levels, links);
+    let mut coder = st.params.coder();
+    let rotated = coder.as_ref().map(|c| rotate_all(c, &st.vectors, st.params.dims, pool));
+    if let (Some(c), Some(r)) = (&coder, &rotated) {
+        // whether the codes pay on this data, and the guided search's scale
+        let ef = super::gucs::EF_SEARCH.get().max(1) as usize;
+        let top = (0..levels.len()).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))).expect("non-empty");
+        let (p, vectors) = (st.params, &st.vectors[..]);
+        let efs = [ef, (ef / 2).max(10), (10 * ef).min(1000)];
+        let found = calibrate(vectors, r, p.dims, links, top, p.metric, c, &efs);
+        debug1!(
+            "strata_hnsw codes: pay {}, scale {}; recall@10 and reads per query at ef_search {ef}: exact {:.3} / {:.0}, guided {:.3} / {:.0}",
+            found.pays,
+            found.scale,
+            found.exact.0,
+            found.exact.1,
+            found.guided.0,
+            found.guided.1
+        );
+        if found.pays || super::gucs::CODES.get() == super::gucs::Codes::On {
+            st.params.code_scale = found.scale;
+        } else {
+            st.params.code_bits = 0;
+            coder = None;
+        }
+    }
+    let codes = coder.as_ref().zip(rotated.as_deref()).map(|(c, r)| LevelZeroCodes {
+        coder: c,
+        rotated: r,
+        pool,
+    });
+    write_pages(st, levels, links, codes.as_ref());
     st.indexed += st.tids.iter().map(|t| t.len() as u64).sum::<u64>();
     st.vectors = Vec::new();
     st.tids = Vec::new();
     st.by_vector = std::collections::HashMap::new();
+}
+
+/// Every element's vector made ready for codes and rotated
+/// ([`Coder::rotate`]), one after the other, computed by the pool.
+fn rotate_all(coder: &Coder, vectors: &[f32], dims: usize, pool: &rayon::ThreadPool) -> Vec<f32> {
+    use rayon::prelude::*;
+    let padded = coder.padded();
+    let mut out = vec![0.0f32; vectors.len() / dims * padded];
+    pool.install(|| {
+        out.par_chunks_mut(padded * 1024)
+            .zip(vectors.par_chunks(dims * 1024))
+            .for_each(|(out, vectors)| {
+                let mut r = Vec::with_capacity(padded);
+                for (o, v) in out.chunks_exact_mut(padded).zip(vectors.chunks_exact(dims)) {
+                    coder.rotate(v, &mut r);
+                    o.copy_from_slice(&r);
+                }
+            })
+    });
+    out
+}
+
+/// What the build needs to write level-0 codes.
+struct LevelZeroCodes<'a> {
+    coder: &'a Coder,
+    rotated: &'a [f32],
+    pool: &'a rayon::ThreadPool,
+}
+
+impl LevelZeroCodes<'_> {
+    /// The codes of the level-0 lists of elements `range`, `capacity(m, 0)`
+    /// codes per element (zeros past the list's end), computed by the pool.
+    fn chunk(&self, range: std::ops::Range<usize>, links: &[Vec<Vec<usize>>], cap0: usize) -> Vec<u8> {
+        use rayon::prelude::*;
+        let (len, padded) = (self.coder.code_len(), self.coder.padded());
+        let rot = |i: usize| &self.rotated[i * padded..(i + 1) * padded];
+        let start = range.start;
+        let mut out = vec![0u8; range.len() * cap0 * len];
+        self.pool.install(|| {
+            out.par_chunks_mut(cap0 * len).enumerate().for_each(|(k, codes)| {
+                let i = start + k;
+                for (slot, &j) in links[i][0].iter().take(cap0).enumerate() {
+                    self.coder.encode(rot(i), rot(j), &mut codes[slot * len..(slot + 1) * len]);
+                }
+            })
+        });
+        out
+    }
 }
 
 /// A pool of graph-building threads that never run Postgres code and
@@ -351,8 +449,9 @@ fn worker_pool() -> rayon::ThreadPool {
 /// Lays elements out on pages (neighbor item, then element item, both on
 /// one page when they fit, then the element's row lists if it has more rows
 /// than its slots hold) and writes them; sets the entry point.
-fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>]) {
+fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], codes: Option<&LevelZeroCodes>) {
     let p = st.params;
+    let (code_len, cap0) = (p.code_len(), format::capacity(p.m, 0));
     let usable = format::BLOCK_SIZE - format::PAGE_HEADER_SIZE - format::TAG_SIZE;
     let cost = |len: usize| ((len + 7) & !7) + 4;
     let first = buffer::nblocks(st.index);
@@ -373,7 +472,7 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>]) {
         }
     };
     for (i, &level) in levels.iter().enumerate() {
-        let nsize = format::neighbors_size(p.m, level as usize);
+        let nsize = format::neighbors_size(p.m, level as usize, code_len);
         if used + cost(nsize) + cost(esize) > usable && used > 0 {
             block += 1;
             used = 0;
@@ -435,15 +534,26 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>]) {
         let off = page::add_item(*wp, bytes.as_ptr(), bytes.len());
         assert_eq!(off, Some(target.offset), "build item out of step");
     };
+    // level-0 codes, computed a chunk of elements at a time
+    const CODE_CHUNK: usize = 8192;
+    let mut chunk_codes = Vec::new();
     for i in 0..levels.len() {
         if i % 1000 == 0 {
             check_for_interrupts!();
+        }
+        if let Some(c) = codes.filter(|_| i % CODE_CHUNK == 0) {
+            chunk_codes = c.chunk(i..(i + CODE_CHUNK).min(levels.len()), links, cap0);
         }
         let lists: Vec<Vec<ElemId>> = links[i]
             .iter()
             .map(|l| l.iter().map(|&j| elem_ids[j]).collect())
             .collect();
-        let nbr = format::encode_neighbors(p.m, levels[i] as usize, &lists);
+        let mut nbr = format::encode_neighbors(p.m, levels[i] as usize, &lists, code_len);
+        if code_len > 0 && !chunk_codes.is_empty() {
+            let (at, _) = format::codes_region(&nbr, p.m);
+            let k = i % CODE_CHUNK;
+            nbr[at..].copy_from_slice(&chunk_codes[k * cap0 * code_len..(k + 1) * cap0 * code_len]);
+        }
         place(nbr_ids[i], &nbr);
         let e = Element {
             heap_block: st.tids[i][0].block,
@@ -477,6 +587,9 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>]) {
         m.entry = elem_ids[top];
         m.entry_level = levels[top] as i16;
         m.elements += levels.len() as u64;
+        // what the calibration decided (the codes' width as written)
+        m.code_bits = p.code_bits;
+        m.code_scale = p.code_scale;
         true
     });
 }
@@ -500,10 +613,14 @@ pub fn build(
     write_metapage(index, &params, pg_sys::ForkNumber::MAIN_FORKNUM);
     // SAFETY: reads a GUC (kB).
     let mem_kb = unsafe { pg_sys::maintenance_work_mem }.max(64) as usize;
-    // Each vector (twice under cosine: unit copies for the build), its
+    // Each vector (twice under cosine: unit copies for the build, or rotated
+    // copies for the codes), its
     // lists while building (an id, a distance and a verdict per slot, about
     // 2m + 1 slots) and as written (2m + 1 usizes), row list, bookkeeping.
-    let per_element = 8 * params.dims + 48 * params.m + 256;
+    // With codes, the rotated vectors (padded dimensions) replace the unit
+    // copies while pages are written.
+    let padded = params.coder().map_or(0, |c| c.padded());
+    let per_element = 4 * params.dims + 4 * params.dims.max(padded) + 48 * params.m + 256;
     let mut st = BuildState {
         index,
         params,

@@ -1,5 +1,5 @@
-//! On-disk format of `strata_hnsw` indexes, version 2 (version 1 is still
-//! read and written into). Pure: no Postgres calls.
+//! On-disk format of `strata_hnsw` indexes, version 4 (versions 1–3 are
+//! still read and written into). Pure: no Postgres calls.
 //!
 //! Every page is a standard Postgres page with a 16-byte special space tag:
 //!
@@ -13,9 +13,15 @@
 //!
 //! ```text
 //!  24 magic u32 | version u32 | dims u32 | m u16 | ef_construction u16 |
-//!     metric u16 | pad u16 | entry_block u32 | entry_offset u16 | entry_level i16 |
-//!     elements u64 | insert_block u32 | pad u32                        (48 bytes)
+//!     metric u16 | code_bits u16 | entry_block u32 | entry_offset u16 |
+//!     entry_level i16 | elements u64 | insert_block u32 | code_seed u32 |
+//!     code_scale u16 | pad u16                                         (48 bytes)
 //! ```
+//!
+//! `code_bits`, `code_seed` and `code_scale` are version 4's (zero before):
+//! the neighbor codes' width and rotation (see below and `codes.rs`), and how
+//! many elements a code-guided search keeps per unit of `ef_search`
+//! (`calibrate.rs`; 0: the default, 2).
 //!
 //! **Graph pages** hold two kinds of items. An *element* is one distinct
 //! vector and the heap rows that hold it (version 2: up to [`HEAP_TIDS`], so
@@ -61,6 +67,21 @@
 //!     capacity(0) = 2·m, capacity(l > 0) = m; unused slots are zero
 //! ```
 //!
+//! Version 4 adds, when the metapage's `code_bits` is not zero, a **code of
+//! each level-0 neighbor** after the last level's slots, in slot order
+//! (slot k's code describes the element slot k names, relative to the
+//! list's owner; a code of an empty slot is meaningless):
+//!
+//! ```text
+//!  .. capacity(0) codes of code_len = code_bits/8 + 4 bytes each:
+//!     sign bits (code_bits, bit i of byte i/8 = coordinate i) |
+//!     A bfloat16 | B bfloat16
+//! ```
+//!
+//! A search that expands an element scores its whole neighborhood from the
+//! page it read (`codes.rs` has the estimate); exact distances, read with
+//! each expanded element, still decide what is returned.
+//!
 //! An element is named by the TID of its element item ([`ElemId`]). Both items
 //! have a fixed size for the life of the index, so neighbor lists are
 //! rewritten in place and a vacuumed element's slot is reused whole.
@@ -68,7 +89,7 @@
 /// Tag magic, "HNSW".
 pub const MAGIC: u32 = 0x484E_5357;
 /// The format new indexes are built in.
-pub const FORMAT_VERSION: u16 = 3;
+pub const FORMAT_VERSION: u16 = 4;
 /// The oldest format still read (and inserted into).
 pub const OLDEST_VERSION: u16 = 1;
 /// Heap TIDs an element holds in version 2.
@@ -166,6 +187,12 @@ impl Layout {
             .then_some(Layout { version })
     }
 
+    /// Whether neighbor items can hold level-0 codes (version 4; the
+    /// metapage's `code_bits` says whether they do).
+    pub fn codes(&self) -> bool {
+        self.version >= 4
+    }
+
     /// Whether elements can have row lists (version 3): no limit on the
     /// rows of one vector.
     pub fn row_lists(&self) -> bool {
@@ -242,6 +269,12 @@ pub struct Meta {
     pub entry_level: i16,
     pub elements: u64,
     pub insert_block: u32,
+    /// Coordinates kept by the level-0 neighbor codes (version 4; 0: no codes).
+    pub code_bits: u16,
+    /// Seed of the codes' rotation.
+    pub code_seed: u32,
+    /// Elements a guided search keeps per unit of ef_search (0: default).
+    pub code_scale: u16,
 }
 
 impl Meta {
@@ -252,14 +285,15 @@ impl Meta {
         put_u16(b, 12, self.m);
         put_u16(b, 14, self.ef_construction);
         put_u16(b, 16, self.metric);
-        put_u16(b, 18, 0);
+        put_u16(b, 18, self.code_bits);
         put_u32(b, 20, self.entry.block);
         put_u16(b, 24, self.entry.offset);
         b[26..28].copy_from_slice(&self.entry_level.to_le_bytes());
         b[28..36].copy_from_slice(&self.elements.to_le_bytes());
         put_u32(b, 36, self.insert_block);
-        put_u32(b, 40, 0);
-        put_u32(b, 44, 0);
+        put_u32(b, 40, self.code_seed);
+        put_u16(b, 44, self.code_scale);
+        put_u16(b, 46, 0);
     }
 
     pub fn decode(b: &[u8]) -> Option<Meta> {
@@ -280,6 +314,10 @@ impl Meta {
             entry_level: i16::from_le_bytes([b[26], b[27]]),
             elements: u64::from_le_bytes(b[28..36].try_into().unwrap()),
             insert_block: get_u32(b, 36),
+            // zero in older versions' metapages (padding)
+            code_bits: if version >= 4 { get_u16(b, 18) } else { 0 },
+            code_seed: if version >= 4 { get_u32(b, 40) } else { 0 },
+            code_scale: if version >= 4 { get_u16(b, 44) } else { 0 },
         })
     }
 }
@@ -297,20 +335,43 @@ fn neighbors_header(levels: usize) -> usize {
     (2 + 2 * levels).div_ceil(8) * 8
 }
 
-/// Size of the neighbor item of an element with top `level`.
-pub fn neighbors_size(m: usize, level: usize) -> usize {
+/// Size of the neighbor item of an element with top `level`, with level-0
+/// codes of `code_len` bytes (0: none).
+pub fn neighbors_size(m: usize, level: usize, code_len: usize) -> usize {
     let slots: usize = (0..=level).map(|l| capacity(m, l)).sum();
-    neighbors_header(level + 1) + 8 * slots
+    neighbors_header(level + 1) + 8 * slots + capacity(m, 0) * code_len
 }
 
-/// Highest level whose neighbor item still fits a page for this `m` (15 for
-/// m <= 38; 8 for m = 100, where a level above 8 has probability 1e-18).
+/// Highest level whose neighbor item, with the most codes, still fits a page
+/// for this `m` (15 for m <= 39; 5 for m = 100, where a level above 5 has
+/// probability 1e-12).
 pub fn max_level(m: usize) -> u8 {
     let free = BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE - 4;
     (0..=MAX_LEVEL)
         .rev()
-        .find(|&l| neighbors_size(m, l as usize) <= free)
+        .find(|&l| neighbors_size(m, l as usize, 0) + MAX_CODES_BYTES <= free)
         .unwrap_or(0)
+}
+
+/// Most bytes the level-0 codes of one neighbor item take (the code width
+/// is chosen to stay within it, see [`code_bits_for`]).
+pub const MAX_CODES_BYTES: usize = 2048;
+
+/// The code width (coordinates kept) a new index of `dims` dimensions and
+/// this `m` gets: `preferred` rounded down to a multiple of 8 and capped by
+/// the padded dimensions, narrowed until a list's codes fit
+/// [`MAX_CODES_BYTES`]; 0 (no codes) when even 32 bits do not fit.
+pub fn code_bits_for(dims: usize, m: usize, preferred: usize) -> u16 {
+    let padded = dims.next_power_of_two().max(64);
+    let mut bits = preferred.min(padded) / 8 * 8;
+    while bits >= 32 && capacity(m, 0) * (bits / 8 + 4) > MAX_CODES_BYTES {
+        bits -= 8;
+    }
+    if bits >= 32 {
+        bits as u16
+    } else {
+        0
+    }
 }
 
 /// A decoded element item.
@@ -518,9 +579,10 @@ pub fn set_row_list_tids(item: &mut [u8], tids: &[HeapTid]) {
 }
 
 /// Builds a neighbor item for top level `level` from per-level lists
-/// (each truncated to its capacity).
-pub fn encode_neighbors(m: usize, level: usize, lists: &[Vec<ElemId>]) -> Vec<u8> {
-    let mut item = vec![0u8; neighbors_size(m, level)];
+/// (each truncated to its capacity), with room for level-0 codes of
+/// `code_len` bytes (zeros: the caller writes them, see [`level0_code`]).
+pub fn encode_neighbors(m: usize, level: usize, lists: &[Vec<ElemId>], code_len: usize) -> Vec<u8> {
+    let mut item = vec![0u8; neighbors_size(m, level, code_len)];
     item[0] = (level + 1) as u8;
     let mut at = neighbors_header(level + 1);
     for l in 0..=level {
@@ -569,6 +631,50 @@ pub fn set_neighbors(item: &mut [u8], m: usize, level: usize, list: &[ElemId]) {
     }
 }
 
+/// Where a neighbor item's level-0 codes start and how long each is
+/// (`(len, 0)` for an item without codes).
+pub fn codes_region(item: &[u8], m: usize) -> (usize, usize) {
+    let levels = (item[0] as usize).max(1);
+    let base = neighbors_size(m, levels - 1, 0);
+    (base, item.len().saturating_sub(base) / capacity(m, 0))
+}
+
+/// The code of level-0 slot `k` (empty when the item has none).
+pub fn level0_code(item: &[u8], m: usize, k: usize) -> &[u8] {
+    let (at, len) = codes_region(item, m);
+    &item[at + k * len..at + (k + 1) * len]
+}
+
+/// Replaces the list at `level` like [`set_neighbors`], keeping each level-0
+/// code with its element: an element the list held keeps its code, a new
+/// one gets `code_of(id)` (zeros when None: the estimate is then the
+/// owner's distance).
+pub fn set_neighbors_coded(
+    item: &mut [u8],
+    m: usize,
+    level: usize,
+    list: &[ElemId],
+    mut code_of: impl FnMut(ElemId) -> Option<Vec<u8>>,
+) {
+    let (at, len) = codes_region(item, m);
+    if level != 0 || len == 0 {
+        set_neighbors(item, m, level, list);
+        return;
+    }
+    let old = decode_neighbors(item, m, 0);
+    let mut codes = vec![0u8; capacity(m, 0) * len];
+    for (k, id) in list.iter().take(capacity(m, 0)).enumerate() {
+        let slot = &mut codes[k * len..(k + 1) * len];
+        if let Some(j) = old.iter().position(|o| o == id) {
+            slot.copy_from_slice(&item[at + j * len..at + (j + 1) * len]);
+        } else if let Some(c) = code_of(*id) {
+            slot.copy_from_slice(&c[..len]);
+        }
+    }
+    set_neighbors(item, m, 0, list);
+    item[at..at + codes.len()].copy_from_slice(&codes);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -588,15 +694,24 @@ mod tests {
             entry_level: 4,
             elements: 123_456,
             insert_block: 99,
+            code_bits: 64,
+            code_seed: 0xDEAD_BEEF,
+            code_scale: 3,
         };
         let mut b = vec![0u8; META_SIZE];
         m.encode(&mut b);
         assert_eq!(Meta::decode(&b), Some(m));
         // version 1 metapages still decode; unknown versions do not
-        let v1 = Meta { version: 1, ..m };
+        let v1 = Meta {
+            version: 1,
+            code_bits: 0,
+            code_seed: 0,
+            code_scale: 0,
+            ..m
+        };
         v1.encode(&mut b);
         assert_eq!(Meta::decode(&b), Some(v1));
-        put_u32(&mut b, 4, 4);
+        put_u32(&mut b, 4, 5);
         assert_eq!(Meta::decode(&b), None);
         m.encode(&mut b);
         b[0] = 0;
@@ -631,8 +746,8 @@ mod tests {
         assert_eq!(Layout::of(1).unwrap().element_size(3), 16 + 12);
         assert_eq!(Layout::of(2).unwrap().element_size(3), 72 + 12);
         assert_eq!(Layout::of(0), None);
-        assert_eq!(Layout::of(3), Some(Layout::CURRENT));
-        assert_eq!(Layout::of(4), None);
+        assert_eq!(Layout::of(4), Some(Layout::CURRENT));
+        assert_eq!(Layout::of(5), None);
 
         // version 2 holds up to ten heap rows, packed from slot 0
         let v2 = Layout::of(2).unwrap();
@@ -684,9 +799,9 @@ mod tests {
             offset: o,
         };
         let lists = vec![vec![id(1, 1), id(1, 2)], vec![id(2, 1)], vec![]];
-        let mut n = encode_neighbors(4, 2, &lists);
+        let mut n = encode_neighbors(4, 2, &lists, 0);
         assert!(!is_element_item(&n));
-        assert_eq!(n.len(), neighbors_size(4, 2));
+        assert_eq!(n.len(), neighbors_size(4, 2, 0));
         assert_eq!(n.len(), 8 + 8 * (8 + 4 + 4));
         assert_eq!(decode_neighbors(&n, 4, 0), lists[0]);
         assert_eq!(decode_neighbors(&n, 4, 1), lists[1]);
@@ -699,6 +814,25 @@ mod tests {
         set_neighbors(&mut n, 4, 1, &[]);
         assert_eq!(decode_neighbors(&n, 4, 1), vec![]);
         assert_eq!(decode_neighbors(&n, 4, 0).len(), 8);
+        assert_eq!(codes_region(&n, 4).1, 0);
+
+        // version 4: level-0 codes follow the slots and move with their ids
+        let mut c = encode_neighbors(4, 1, &[vec![], vec![id(2, 1)]], 5);
+        assert_eq!(c.len(), neighbors_size(4, 1, 5));
+        assert_eq!(codes_region(&c, 4), (neighbors_size(4, 1, 0), 5));
+        let code = |b: u8| Some(vec![b; 5]);
+        set_neighbors_coded(&mut c, 4, 0, &[id(1, 1), id(1, 2)], |o| code(o.offset as u8));
+        assert_eq!(level0_code(&c, 4, 1), &[2u8; 5][..]);
+        // id(1, 1) keeps its code; id(3, 3) gets a new one
+        set_neighbors_coded(&mut c, 4, 0, &[id(3, 3), id(1, 1)], |_| code(9));
+        assert_eq!(decode_neighbors(&c, 4, 0), vec![id(3, 3), id(1, 1)]);
+        assert_eq!(level0_code(&c, 4, 0), &[9u8; 5][..]);
+        assert_eq!(level0_code(&c, 4, 1), &[1u8; 5][..]);
+        assert_eq!(level0_code(&c, 4, 2), &[0u8; 5][..]);
+        // upper levels have no codes
+        set_neighbors_coded(&mut c, 4, 1, &[id(4, 4)], |_| panic!("no codes above level 0"));
+        assert_eq!(decode_neighbors(&c, 4, 1), vec![id(4, 4)]);
+        assert_eq!(decode_neighbors(&c, 4, 0), vec![id(3, 3), id(1, 1)]);
     }
 
     #[test]
@@ -725,8 +859,16 @@ mod tests {
         let free = BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE - 4;
         assert!(Layout::CURRENT.element_size(MAX_DIMS) <= free);
         for m in [2, 16, 38, 39, 100] {
-            assert!(neighbors_size(m, max_level(m) as usize) <= free, "m = {m}");
+            let bits = code_bits_for(2000, m, usize::MAX) as usize;
+            let size = neighbors_size(m, max_level(m) as usize, bits / 8 + 4);
+            assert!(size <= free, "m = {m}");
         }
-        assert_eq!((max_level(16), max_level(38), max_level(100)), (15, 15, 8));
+        assert_eq!((max_level(16), max_level(39), max_level(100)), (15, 15, 5));
+        // code widths: capped by the padded dimensions and by the list's room
+        assert_eq!(code_bits_for(50, 16, 128), 64);
+        assert_eq!(code_bits_for(128, 16, 128), 128);
+        assert_eq!(code_bits_for(1536, 16, 1000), 480);
+        assert_eq!(code_bits_for(1536, 100, 1000), 48);
+        assert_eq!(code_bits_for(1536, 500, 1000), 0);
     }
 }

@@ -163,20 +163,31 @@ impl LayerSearch {
     /// nearest first: what a search that must stop (scan budget, memory)
     /// still has to give.
     pub fn all_scored(&self) -> Vec<Scored> {
-        let mut v: Vec<Scored> = self.found.iter().chain(&self.spilled).copied().collect();
-        v.sort();
-        v.dedup_by_key(|s| s.id);
-        v
+        nearest_first_once(self.found.iter().chain(&self.spilled))
     }
 
     /// Bytes this search holds (by capacity: the visited set's table and
     /// the three lists), for `strata.hnsw_scan_mem_multiplier`.
     pub fn memory_bytes(&self) -> usize {
-        // a hash set entry is the key plus one control byte
-        self.visited.capacity() * (std::mem::size_of::<ElemId>() + 1)
-            + (self.candidates.capacity() + self.found.capacity() + self.spilled.capacity())
-                * std::mem::size_of::<Scored>()
+        search_bytes(
+            &self.visited,
+            self.candidates.capacity() + self.found.capacity() + self.spilled.capacity(),
+        )
     }
+}
+
+/// `scored` nearest first, each element once.
+pub(crate) fn nearest_first_once<'a>(scored: impl Iterator<Item = &'a Scored>) -> Vec<Scored> {
+    let mut v: Vec<Scored> = scored.copied().collect();
+    v.sort();
+    v.dedup_by_key(|s| s.id);
+    v
+}
+
+/// Bytes of a search's visited set and of `entries` [`Scored`] list slots.
+pub(crate) fn search_bytes(visited: &IdSet, entries: usize) -> usize {
+    // a hash set entry is the key plus one control byte
+    visited.capacity() * (std::mem::size_of::<ElemId>() + 1) + entries * std::mem::size_of::<Scored>()
 }
 
 /// Best-first search of one layer; the `ef` nearest found, nearest first.
@@ -492,6 +503,7 @@ pub fn link_unreachable(
     }
 }
 
+pub mod guided;
 pub mod parallel_build;
 
 #[cfg(test)]

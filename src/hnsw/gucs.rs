@@ -17,11 +17,27 @@ pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20000);
 pub static SCAN_MEM_MULTIPLIER: GucSetting<f64> = GucSetting::<f64>::new(1.0);
 
 /// Format version new indexes are written in (`strata.hnsw_format_version`):
-/// the current one by default; 1 and 2 write indexes an older Strata reads
-/// (one heap row per element; ten at most), and are how the tests cover
-/// those versions.
+/// the current one by default; 1–3 write indexes an older Strata reads
+/// (one heap row per element; ten at most; no neighbor codes), and are how
+/// the tests cover those versions.
 pub static FORMAT_VERSION: GucSetting<i32> =
     GucSetting::<i32>::new(super::format::FORMAT_VERSION as i32);
+
+/// Whether new indexes get neighbor codes (`strata.hnsw_codes`).
+pub static CODES: GucSetting<Codes> = GucSetting::<Codes>::new(Codes::Auto);
+
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Codes {
+    /// Where the build measures that they pay (`calibrate.rs`).
+    #[name = c"auto"]
+    Auto,
+    /// Always (where the metric and dimensions allow).
+    #[name = c"on"]
+    On,
+    /// Never: every neighbor's exact distance is computed.
+    #[name = c"off"]
+    Off,
+}
 
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum IterativeScan {
@@ -52,6 +68,14 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_enum_guc(
+        c"strata.hnsw_codes",
+        c"Whether new strata_hnsw indexes store codes of each element's neighbors.",
+        c"auto (default): where CREATE INDEX measures that scans guided by them read fewer elements for the same recall; on: always (32 dimensions or more, not L1); off: never. Codes take about one bit per dimension and four bytes per level-0 neighbor.",
+        &CODES,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"strata.hnsw_max_scan_tuples",
         c"Most index elements an iterative strata_hnsw scan examines.",
@@ -75,7 +99,7 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"strata.hnsw_format_version",
         c"On-disk format version of new strata_hnsw indexes.",
-        c"3 (the default) gives all rows with equal vectors one element; 2 shares an element among ten rows at most; 1 keeps one row per element. Older versions are what older Strata builds read.",
+        c"4 (the default) stores codes of each element's level-0 neighbors with its list, so a scan reads fewer elements; 3 has no codes; 2 shares an element among ten rows at most; 1 keeps one row per element. Older versions are what older Strata builds read.",
         &FORMAT_VERSION,
         super::format::OLDEST_VERSION as i32,
         super::format::FORMAT_VERSION as i32,

@@ -48,6 +48,9 @@ mod strata {
             name!(m, i32),
             name!(ef_construction, i32),
             name!(dims, i32),
+            name!(format_version, i32),
+            name!(code_bits, i32),
+            name!(code_scale, i32),
         ),
     > {
         let r = open_hnsw(&index);
@@ -88,6 +91,9 @@ mod strata {
                 meta.m as i32,
                 meta.ef_construction as i32,
                 meta.dims as i32,
+                meta.version as i32,
+                meta.code_bits as i32,
+                meta.code_scale as i32,
             )
         }))
     }

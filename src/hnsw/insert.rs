@@ -62,7 +62,8 @@ fn insert_with_meta(
         .enumerate()
         .map(|(l, cands)| choose_neighbors(&mut g, cands, l, None, params.m))
         .collect();
-    let id = pages::add_element(index, &params, &element, vector, &lists);
+    let codes = g.codes_for(vector, &lists[0]);
+    let id = pages::add_element(index, &params, &element, vector, &lists, &codes);
     for (l, list) in lists.iter().enumerate() {
         for &n in list {
             link_back(&mut g, n, id, l);
@@ -182,7 +183,7 @@ fn insert_first(
         buffer::unlock_release(meta_buf);
         return false;
     }
-    let id = pages::add_element(index, params, element, vector, &[]);
+    let id = pages::add_element(index, params, element, vector, &[], &[]);
     let mut w = PageWrite::start(index);
     let p = w.register(meta_buf, false);
     let mut m = meta;
@@ -253,11 +254,12 @@ pub(super) fn link_back(g: &mut DiskGraph, n: ElemId, new: ElemId, level: usize)
                 .map(|s| s.id)
                 .collect()
         };
+        let codes = g.new_member_codes(n, level, &current, &next);
         let written = pages::update_item(g.index, e.neighbors, |item| {
             if format::decode_neighbors(item, m, level) != current {
                 return false;
             }
-            format::set_neighbors(item, m, level, &next);
+            format::set_neighbors_coded(item, m, level, &next, |id| codes.get(&id).cloned());
             true
         });
         if written || next == current {

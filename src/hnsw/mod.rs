@@ -19,6 +19,7 @@
 //! * [`info`]    — `strata.hnsw_info`
 
 pub mod build;
+pub mod calibrate;
 pub mod codes;
 pub mod cost;
 pub mod format;

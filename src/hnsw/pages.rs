@@ -7,7 +7,9 @@
 use super::format::{
     self, ElemId, Element, HeapTid, IdMap, Layout, Meta, KIND_GRAPH, KIND_META, MAGIC, META_SIZE, TAG_SIZE,
 };
-use super::graph::Graph;
+use super::codes::{Coder, Query};
+use super::graph::guided::CodedGraph;
+use super::graph::{Graph, Scored};
 use super::metric::Metric;
 use crate::pg::buffer::{self, PageWrite};
 use crate::pg::page;
@@ -101,13 +103,14 @@ pub fn update_meta(index: pg_sys::Relation, f: impl FnOnce(&mut Meta) -> bool) {
     buffer::unlock_release(buf);
 }
 
-/// Runs `f` on item `id`'s bytes under a share lock.
-fn with_item<T>(index: pg_sys::Relation, id: ElemId, f: impl FnOnce(&[u8]) -> T) -> Option<T> {
+/// Runs `f` on graph page `block` under a share lock (None for the
+/// metapage or a page that is not a graph page).
+fn with_page<T>(index: pg_sys::Relation, block: u32, f: impl FnOnce(pg_sys::Page) -> Option<T>) -> Option<T> {
     // Index relations never shrink, so a stored id names an existing block.
-    if id.is_none() || id.block == META_BLOCK {
+    if block == META_BLOCK {
         return None;
     }
-    let buf = buffer::read(index, id.block);
+    let buf = buffer::read(index, block);
     buffer::lock_share(buf);
     let p = buffer::page(buf);
     // Every block but the metapage is a graph page, so the page header's
@@ -115,15 +118,27 @@ fn with_item<T>(index: pg_sys::Relation, id: ElemId, f: impl FnOnce(&[u8]) -> T)
     // touched one more cache line per element visited (12% of a scan's CPU
     // in a profile); `page::item` still bounds-checks the line pointer.
     let r = if !page::is_new(p) && page::special_size(p) == TAG_SIZE {
-        page::item(p, id.offset).map(|(ptr, len)| {
-            // SAFETY: a normal item on the share-locked page.
-            f(unsafe { std::slice::from_raw_parts(ptr, len) })
-        })
+        f(p)
     } else {
         None
     };
     buffer::unlock_release(buf);
     r
+}
+
+/// The bytes of item `offset` of a page the caller holds locked.
+fn item_bytes<'a>(p: pg_sys::Page, offset: u16) -> Option<&'a [u8]> {
+    // SAFETY: a normal item on a page the caller keeps pinned and locked
+    // while it uses the slice.
+    page::item(p, offset).map(|(ptr, len)| unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// Runs `f` on item `id`'s bytes under a share lock.
+fn with_item<T>(index: pg_sys::Relation, id: ElemId, f: impl FnOnce(&[u8]) -> T) -> Option<T> {
+    if id.is_none() {
+        return None;
+    }
+    with_page(index, id.block, |p| item_bytes(p, id.offset).map(f))
 }
 
 /// Changes item `id` in place under the page's exclusive lock (one WAL
@@ -147,21 +162,40 @@ pub fn update_item(index: pg_sys::Relation, id: ElemId, f: impl FnOnce(&mut [u8]
     changed
 }
 
+/// Builds a neighbor item for an element of top `level` from its lists and
+/// the codes of its level-0 list (in list order; none for an index without
+/// codes).
+fn neighbor_item(params: &Params, level: usize, lists: &[Vec<ElemId>], codes: &[Option<Vec<u8>>]) -> Vec<u8> {
+    let (m, len) = (params.m, params.code_len());
+    let mut item = format::encode_neighbors(m, level, lists, len);
+    if len > 0 {
+        let at = format::codes_region(&item, m).0;
+        for (k, code) in codes.iter().enumerate().take(format::capacity(m, 0)) {
+            if let Some(c) = code {
+                item[at + k * len..at + (k + 1) * len].copy_from_slice(&c[..len]);
+            }
+        }
+    }
+    item
+}
+
 /// Adds the items of a new element: its neighbor item, then its element item
 /// (which names the neighbor item). Uses the last page when both fit, else
-/// new pages. Returns the element's id.
+/// new pages. `codes` are those of `lists[0]` ([`DiskGraph::codes_for`]).
+/// Returns the element's id.
 pub fn add_element(
     index: pg_sys::Relation,
     params: &Params,
     element: &Element,
     vector: &[f32],
     lists: &[Vec<ElemId>],
+    codes: &[Option<Vec<u8>>],
 ) -> ElemId {
-    let (m, layout) = (params.m, params.layout);
-    if let Some(id) = reuse_free_slot(index, params, element, vector, lists) {
+    let layout = params.layout;
+    if let Some(id) = reuse_free_slot(index, params, element, vector, lists, codes) {
         return id;
     }
-    let neighbors = &format::encode_neighbors(m, element.level as usize, lists)[..];
+    let neighbors = &neighbor_item(params, element.level as usize, lists, codes)[..];
     let mut e = element.clone();
     let elem_len = layout.element_size(vector.len());
     // Try the last page for both items.
@@ -225,6 +259,7 @@ fn reuse_free_slot(
     element: &Element,
     vector: &[f32],
     lists: &[Vec<ElemId>],
+    codes: &[Option<Vec<u8>>],
 ) -> Option<ElemId> {
     let (m, layout, dims) = (params.m, params.layout, vector.len());
     let nblocks = buffer::nblocks(index);
@@ -274,7 +309,7 @@ fn reuse_free_slot(
                     // SAFETY: as above.
                     let levels = unsafe { *nptr } as usize;
                     if levels > element.level as usize
-                        && nlen == format::neighbors_size(m, levels - 1)
+                        && nlen == format::neighbors_size(m, levels - 1, params.code_len())
                     {
                         slots.push((off, e.neighbors.offset, nlen, levels));
                     }
@@ -308,7 +343,7 @@ fn reuse_free_slot(
         let (nptr, _) = page::item(wp, nbr_off).expect("slot found above");
         // The slot keeps its neighbor item layout (its level count); the
         // levels above the new element's stay empty.
-        let nbr = format::encode_neighbors(m, levels - 1, lists);
+        let nbr = neighbor_item(params, levels - 1, lists, codes);
         debug_assert_eq!(nbr.len(), nlen);
         // SAFETY: both items lie in the working copy with the sizes checked above.
         unsafe {
@@ -361,11 +396,35 @@ pub struct Params {
     pub metric: Metric,
     /// The element layout of the index's format version.
     pub layout: Layout,
+    /// Coordinates per level-0 neighbor code (0: the index has no codes).
+    pub code_bits: u16,
+    pub code_seed: u32,
+    /// Elements a guided search keeps per unit of ef_search (0: default).
+    pub code_scale: u16,
 }
 
 impl Params {
+    /// Bytes of one level-0 neighbor code (0: none).
+    pub fn code_len(&self) -> usize {
+        if self.code_bits > 0 && self.layout.codes() {
+            super::codes::code_len(self.code_bits as usize)
+        } else {
+            0
+        }
+    }
+
+    /// The coder of the index's neighbor codes, if it has them.
+    pub fn coder(&self) -> Option<Coder> {
+        (self.code_len() > 0)
+            .then(|| Coder::new(self.dims, self.code_bits as usize, self.code_seed, self.metric))
+            .flatten()
+    }
+
     pub fn of(index: pg_sys::Relation, meta: &Meta) -> Params {
         Params {
+            code_bits: meta.code_bits,
+            code_seed: meta.code_seed,
+            code_scale: meta.code_scale,
             layout: Layout::of(meta.version).unwrap_or_else(|| {
                 corrupted(index, format!("unknown format version {}", meta.version))
             }),
@@ -384,6 +443,10 @@ pub struct DiskGraph {
     pub index: pg_sys::Relation,
     pub params: Params,
     headers: IdMap<Element>,
+    /// The index's neighbor codes (format version 4), if it has them.
+    coder: Option<Coder>,
+    /// The query [`CodedGraph::expand`] scores codes against.
+    prepared: Option<Query>,
 }
 
 impl DiskGraph {
@@ -393,7 +456,65 @@ impl DiskGraph {
             params,
             // an operation reads some hundreds of elements: no rehashing then
             headers: IdMap::with_capacity_and_hasher(1024, Default::default()),
+            coder: params.coder(),
+            prepared: None,
         }
+    }
+
+    /// The codes, relative to element `owner`, of the members of `next` not
+    /// in `current` — what a rewrite of `owner`'s list at `level` needs
+    /// ([`format::set_neighbors_coded`]); empty above level 0 or for an
+    /// index without codes.
+    pub fn new_member_codes(
+        &mut self,
+        owner: ElemId,
+        level: usize,
+        current: &[ElemId],
+        next: &[ElemId],
+    ) -> IdMap<Vec<u8>> {
+        let added: Vec<ElemId> = next.iter().copied().filter(|n| !current.contains(n)).collect();
+        if level != 0 || !self.coded() || added.is_empty() {
+            return IdMap::default();
+        }
+        let Some(base) = self.vector(owner) else {
+            return IdMap::default();
+        };
+        let codes = self.codes_for(&base, &added);
+        added
+            .into_iter()
+            .zip(codes)
+            .filter_map(|(id, c)| Some((id, c?)))
+            .collect()
+    }
+
+    /// Whether the index's level-0 lists carry neighbor codes.
+    pub fn coded(&self) -> bool {
+        self.coder.is_some()
+    }
+
+    /// Prepares `query` for [`CodedGraph::expand`] (once per scan).
+    pub fn prepare(&mut self, query: &[f32]) {
+        self.prepared = self.coder.as_ref().map(|c| c.query(query));
+    }
+
+    /// The codes, relative to an owner with vector `owner`, of the elements
+    /// `ids` (in order; None for one whose vector cannot be read). Empty
+    /// when the index has no codes.
+    pub fn codes_for(&mut self, owner: &[f32], ids: &[ElemId]) -> Vec<Option<Vec<u8>>> {
+        let Some(coder) = self.coder.clone() else {
+            return Vec::new();
+        };
+        let (mut c_rot, mut o_rot) = (Vec::new(), Vec::new());
+        coder.rotate(owner, &mut c_rot);
+        ids.iter()
+            .map(|&id| {
+                let v = self.vector(id)?;
+                coder.rotate(&v, &mut o_rot);
+                let mut code = vec![0u8; coder.code_len()];
+                coder.encode(&c_rot, &o_rot, &mut code);
+                Some(code)
+            })
+            .collect()
     }
 
     /// An element's header (cached).
@@ -474,6 +595,56 @@ impl Graph for DiskGraph {
             format::decode_neighbors(item, m, level)
         })
         .unwrap_or_default()
+    }
+}
+
+impl CodedGraph for DiskGraph {
+    fn expand(&mut self, id: ElemId, query: &[f32], out: &mut Vec<Scored>) -> Option<(f64, bool)> {
+        let (dims, metric, layout, m) = (self.params.dims, self.params.metric, self.params.layout, self.params.m);
+        let (Some(coder), Some(prepared)) = (self.coder.as_ref(), self.prepared.as_ref()) else {
+            return None;
+        };
+        if id.is_none() {
+            return None;
+        }
+        // the neighbor list with its codes, from a locked page
+        let score = |item: &[u8], d: f64, out: &mut Vec<Scored>| {
+            let (at, len) = format::codes_region(item, m);
+            if len == 0 {
+                return;
+            }
+            let dc = coder.to_comparable(d);
+            for (k, n) in format::decode_neighbors(item, m, 0).into_iter().enumerate() {
+                let est = prepared.estimate(dc, &item[at + k * len..at + (k + 1) * len]);
+                out.push(Scored {
+                    distance: coder.from_comparable(est),
+                    id: n,
+                });
+            }
+        };
+        // the element and, when it lies on the same page (almost always),
+        // its neighbor list: one buffer access
+        let (d, e, scored) = with_page(self.index, id.block, |p| {
+            let item = item_bytes(p, id.offset)?;
+            if item.len() < layout.element_size(dims) {
+                return None;
+            }
+            let e = Element::decode(item);
+            if e.is_free() {
+                return None;
+            }
+            let d = metric.distance(&format::element_floats(item, layout, dims), query);
+            let scored = e.neighbors.block == id.block
+                && item_bytes(p, e.neighbors.offset).is_some_and(|n| {
+                    score(n, d, out);
+                    true
+                });
+            Some((d, e, scored))
+        })?;
+        if !scored {
+            with_item(self.index, e.neighbors, |n| score(n, d, out));
+        }
+        Some((d, e.deleted()))
     }
 }
 

@@ -1,7 +1,11 @@
 //! Index scans: `ORDER BY col <op> $1 [LIMIT k]` returns rows nearest first.
 //!
 //! The first batch is a greedy descent to layer 0 and a best-first search
-//! with `strata.hnsw_ef_search` candidates. Unless `strata.hnsw_iterative_scan`
+//! with `strata.hnsw_ef_search` candidates. On an index with neighbor codes
+//! (format version 4) that search is code-guided (`graph::guided`): one
+//! page read per element expanded scores its whole neighborhood, and exact
+//! distances of the expanded elements decide what is returned; older
+//! formats and L1 indexes compute every neighbor's exact distance. Unless `strata.hnsw_iterative_scan`
 //! is `off`, the same search is widened (twice the candidates each time) when
 //! the executor wants more rows — because a WHERE clause rejected many, or
 //! the LIMIT is above ef_search — until it has examined
@@ -26,6 +30,7 @@
 //! reset callback frees it even when the query ends in an error.
 
 use super::format::{ElemId, HeapTid, IdSet};
+use super::graph::guided::GuidedSearch;
 use super::graph::{self, LayerSearch, Scored};
 use super::gucs::{self, IterativeScan};
 use super::pages::{self, DiskGraph, Params};
@@ -33,10 +38,75 @@ use crate::vector::datum::Vector;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+/// The layer-0 search of a scan: guided by the neighbor codes when the
+/// index has them (format version 4), exact otherwise.
+enum Search {
+    Exact(LayerSearch),
+    Guided(GuidedSearch),
+}
+
+impl Search {
+    fn start(g: &mut DiskGraph, q: &[f32], entry: ElemId) -> Search {
+        if g.coded() {
+            Search::Guided(GuidedSearch::start(&[entry]))
+        } else {
+            Search::Exact(LayerSearch::start(g, q, &[entry]))
+        }
+    }
+
+    fn run(&mut self, g: &mut DiskGraph, q: &[f32], ef: usize, budget: u64) {
+        match self {
+            Search::Exact(s) => s.run(g, q, 0, ef, budget),
+            Search::Guided(s) => {
+                let scale = match g.params.code_scale {
+                    0 => graph::guided::EF_SCALE,
+                    s => s as usize,
+                };
+                s.run(g, q, ef.saturating_mul(scale), budget)
+            }
+        }
+    }
+
+    fn results(&self) -> Vec<Scored> {
+        match self {
+            Search::Exact(s) => s.results(),
+            Search::Guided(s) => s.results(),
+        }
+    }
+
+    fn all_scored(&self) -> Vec<Scored> {
+        match self {
+            Search::Exact(s) => s.all_scored(),
+            Search::Guided(s) => s.all_scored(),
+        }
+    }
+
+    fn exhausted(&self) -> bool {
+        match self {
+            Search::Exact(s) => s.exhausted(),
+            Search::Guided(s) => s.exhausted(),
+        }
+    }
+
+    fn evaluated(&self) -> u64 {
+        match self {
+            Search::Exact(s) => s.evaluated,
+            Search::Guided(s) => s.evaluated,
+        }
+    }
+
+    fn memory_bytes(&self) -> usize {
+        match self {
+            Search::Exact(s) => s.memory_bytes(),
+            Search::Guided(s) => s.memory_bytes(),
+        }
+    }
+}
+
 struct ScanState {
     query: Option<Vec<f32>>,
     graph: DiskGraph,
-    search: Option<LayerSearch>,
+    search: Option<Search>,
     batch: Vec<Scored>,
     pos: usize,
     returned: IdSet,
@@ -159,9 +229,10 @@ fn first_batch(scan: pg_sys::IndexScanDesc, st: &mut ScanState, q: &[f32]) {
         return;
     }
     let ep = graph::descend(&mut st.graph, q, meta.entry, meta.entry_level as usize, 0);
-    let mut search = LayerSearch::start(&mut st.graph, q, &[ep]);
+    st.graph.prepare(q);
+    let mut search = Search::start(&mut st.graph, q, ep);
     st.ef = gucs::EF_SEARCH.get().max(1) as usize;
-    search.run(&mut st.graph, q, 0, st.ef, u64::MAX);
+    search.run(&mut st.graph, q, st.ef, u64::MAX);
     st.batch = search.results();
     st.pos = 0;
     st.search = Some(search);
@@ -174,7 +245,7 @@ fn memory_limit() -> usize {
     (work_mem_kb * 1024.0 * gucs::SCAN_MEM_MULTIPLIER.get()) as usize
 }
 
-fn scan_memory(st: &ScanState, search: &LayerSearch) -> usize {
+fn scan_memory(st: &ScanState, search: &Search) -> usize {
     search.memory_bytes()
         + st.graph.cache_bytes()
         + st.returned.capacity() * (std::mem::size_of::<ElemId>() + 1)
@@ -192,12 +263,12 @@ fn next_batch(st: &mut ScanState, q: &[f32]) -> bool {
     if mode == IterativeScan::Off || search.exhausted() {
         return false;
     }
-    let stopped = search.evaluated >= budget || scan_memory(st, &search) > memory_limit();
+    let stopped = search.evaluated() >= budget || scan_memory(st, &search) > memory_limit();
     let next = if stopped {
         search.all_scored()
     } else {
         st.ef = st.ef.saturating_mul(2);
-        search.run(&mut st.graph, q, 0, st.ef, budget);
+        search.run(&mut st.graph, q, st.ef, budget);
         search.results()
     };
     let returned = &st.returned;

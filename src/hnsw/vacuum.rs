@@ -211,6 +211,7 @@ fn repair(
         let next = insert::choose_neighbors(g, &scored, l, Some(id), format::capacity(g.params.m, l));
         let Some(e) = g.element(id) else { return };
         let m = params.m;
+        let codes = g.new_member_codes(id, l, &current, &next);
         pages::update_item(g.index, e.neighbors, |item| {
             let now = format::decode_neighbors(item, m, l);
             let mut merged: Vec<ElemId> = next.clone();
@@ -219,7 +220,7 @@ fn repair(
                     merged.push(n);
                 }
             }
-            format::set_neighbors(item, m, l, &merged);
+            format::set_neighbors_coded(item, m, l, &merged, |n| codes.get(&n).cloned());
             true
         });
         for n in next.into_iter().filter(|n| !current.contains(n)) {
@@ -289,11 +290,12 @@ fn link_orphans(g: &mut DiskGraph, live: &[(ElemId, u8)]) -> usize {
                 Some(Some(k)) => Some(std::mem::replace(&mut next[k], o)),
             };
             let Some(e) = g.element(c) else { continue };
+            let codes = g.new_member_codes(c, 0, &list, &next);
             let written = pages::update_item(g.index, e.neighbors, |item| {
                 if format::decode_neighbors(item, m, 0) != list {
                     return false;
                 }
-                format::set_neighbors(item, m, 0, &next);
+                format::set_neighbors_coded(item, m, 0, &next, |n| codes.get(&n).cloned());
                 true
             });
             if !written {

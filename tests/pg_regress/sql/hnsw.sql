@@ -33,7 +33,9 @@ SET strata.hnsw_ef_search = 200;
 CREATE FUNCTION knn_matches(q vector, op text) RETURNS bool LANGUAGE plpgsql AS $$
 DECLARE a int[]; b int[];
 BEGIN
-  SET LOCAL enable_seqscan = off;
+  -- each call sets all three: SET LOCAL lasts to the end of the calling
+  -- statement's transaction, past this call
+  SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = on;
   EXECUTE format('SELECT array_agg(id) FROM (SELECT id FROM h ORDER BY v %s $1, id LIMIT 5) s', op) INTO a USING q;
   SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = off;
   EXECUTE format('SELECT array_agg(id) FROM (SELECT id FROM h ORDER BY v %s $1, id LIMIT 5) s', op) INTO b USING q;
@@ -86,7 +88,9 @@ SELECT count(*) FROM (SELECT id FROM h WHERE cat = 7 ORDER BY v <-> '[1,2,3]' LI
 SET strata.hnsw_max_scan_tuples = 15;
 SELECT count(*) < 20 AS budget_limits FROM (SELECT id FROM h WHERE cat = 7 ORDER BY v <-> '[1,2,3]' LIMIT 20) s;
 RESET strata.hnsw_max_scan_tuples;
--- the memory bound: work_mem x strata.hnsw_scan_mem_multiplier (1 by default)
+-- the memory bound: work_mem x strata.hnsw_scan_mem_multiplier (1 by default);
+-- relaxed order, so that a scan that is not cut short returns every row
+SET strata.hnsw_iterative_scan = relaxed_order;
 SHOW strata.hnsw_scan_mem_multiplier;
 SET work_mem = '64kB';
 SELECT count(*) < 1000 AS memory_limits FROM (SELECT id FROM h ORDER BY v <-> '[1,2,3]') s;
@@ -205,7 +209,7 @@ SELECT count(*) >= 200 AS found FROM (SELECT id, v FROM hr ORDER BY v <-> '[2,2,
 RESET strata.hnsw_ef_search;
 RESET enable_seqscan;
 DROP TABLE hr;
-SET strata.hnsw_format_version = 4;
+SET strata.hnsw_format_version = 5;
 
 -- settings
 SET strata.hnsw_ef_search = 0;
