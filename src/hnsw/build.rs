@@ -15,7 +15,7 @@
 //! with a hint) and the remaining rows are inserted into the on-disk graph one
 //! by one — slower, never a failure.
 
-use super::calibrate::calibrate;
+use super::calibrate::{calibrate, BuiltGraph};
 use super::codes::{self, Coder};
 use super::format::{self, ElemId, Element, HeapTid, Layout, Meta, KIND_META};
 use super::graph::{self, parallel_build::{build_parallel, Spec}};
@@ -340,13 +340,23 @@ fn finish_graph(st: &mut BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], p
         // whether the codes pay on this data, and the guided search's scale
         let ef = super::gucs::EF_SEARCH.get().max(1) as usize;
         let top = (0..levels.len()).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))).expect("non-empty");
-        let (p, vectors) = (st.params, &st.vectors[..]);
-        let efs = [ef, (ef / 2).max(10), (10 * ef).min(1000)];
-        let found = calibrate(vectors, r, p.dims, links, top, p.metric, c, &efs);
+        let p = st.params;
+        let g = BuiltGraph {
+            data: &st.vectors,
+            rotated: r,
+            dims: p.dims,
+            links,
+            top,
+            metric: p.metric,
+            coder: c,
+        };
+        let started = std::time::Instant::now();
+        let found = calibrate(&g, &[ef, (ef / 2).max(10), (4 * ef).min(1000)], pool);
         debug1!(
-            "strata_hnsw codes: pay {}, scale {}; recall@10 and reads per query at ef_search {ef}: exact {:.3} / {:.0}, guided {:.3} / {:.0}",
+            "strata_hnsw codes: pay {}, scale {} (measured in {:.2} s); recall@10 and reads per query at ef_search {ef}: exact {:.3} / {:.0}, guided {:.3} / {:.0}",
             found.pays,
             found.scale,
+            started.elapsed().as_secs_f64(),
             found.exact.0,
             found.exact.1,
             found.guided.0,

@@ -119,103 +119,130 @@ pub struct Calibration {
     pub guided: (f64, f64),
 }
 
-/// Measures the guided search against the exact one at each of `efs` on the
-/// built graph (`data`: the vectors, `dims` each; `rotated`: their
-/// [`Coder::rotate`]d copies; `links[i][l]`: element i's list at level l;
-/// `top`: the entry point).
-#[allow(clippy::too_many_arguments)]
-pub fn calibrate(
-    data: &[f32],
-    rotated: &[f32],
-    dims: usize,
-    links: &[Vec<Vec<usize>>],
-    top: usize,
-    metric: Metric,
-    coder: &Coder,
-    efs: &[usize],
-) -> Calibration {
-    let n = links.len();
-    let queries = QUERIES.min(n / 10);
-    if queries == 0 {
-        // too small to tell: codes cost little here
-        return Calibration {
-            scale: 2,
-            pays: true,
-            exact: (0.0, 0.0),
-            guided: (0.0, 0.0),
-        };
+/// The built graph a calibration searches.
+pub struct BuiltGraph<'a> {
+    /// The vectors, `dims` each.
+    pub data: &'a [f32],
+    /// Their [`Coder::rotate`]d copies.
+    pub rotated: &'a [f32],
+    pub dims: usize,
+    /// `links[i][l]`: element i's list at level l.
+    pub links: &'a [Vec<Vec<usize>>],
+    /// The entry point.
+    pub top: usize,
+    pub metric: Metric,
+    pub coder: &'a Coder,
+}
+
+impl<'a> BuiltGraph<'a> {
+    fn searcher(&self, skip: usize) -> Built<'a> {
+        Built {
+            data: self.data,
+            rotated: self.rotated,
+            dims: self.dims,
+            links: self.links,
+            metric: self.metric,
+            coder: self.coder,
+            prepared: None,
+            skip,
+            reads: 0,
+        }
     }
-    let mut g = Built {
-        data,
-        rotated,
-        dims,
-        links,
-        metric,
-        coder,
-        prepared: None,
-        skip: usize::MAX,
-        reads: 0,
-    };
+}
+
+/// One sample query at one `ef`: its vector, the true 10th distance (of a
+/// wide exact search), the exact search's hits and reads.
+struct Sample {
+    element: usize,
+    entry: ElemId,
+    descent: u64,
+    kth: f64,
+    exact: (usize, u64),
+}
+
+/// Measures the guided search against the exact one at each of `efs` (on
+/// the `pool`'s threads, which never call Postgres).
+pub fn calibrate(g: &BuiltGraph, efs: &[usize], pool: &rayon::ThreadPool) -> Calibration {
+    use rayon::prelude::*;
+    let n = g.links.len();
+    let queries = QUERIES.min(n / 10);
     let mut result = Calibration {
-        scale: SCALES[0],
+        scale: 2,
         pays: true,
         exact: (0.0, 0.0),
         guided: (0.0, 0.0),
     };
+    if queries == 0 {
+        // too small to tell: codes cost little here
+        return result;
+    }
+    let top_level = g.links[g.top].len() - 1;
+    let per = |(hits, reads): (usize, u64)| (hits as f64 / (10 * queries) as f64, reads as f64 / queries as f64);
+    let sum = |v: Vec<(usize, u64)>| v.into_iter().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    result.scale = SCALES[0];
     for (k, &ef) in efs.iter().enumerate() {
-        let (exact, guided) = measure(&mut g, top, queries, ef);
-        let passing = SCALES.iter().zip(&guided).find(|(_, r)| r.0 >= exact.0);
-        let scale = passing.map_or(LARGEST_SCALE, |(&s, _)| s);
-        if k == 0 {
-            let (_, &r) = passing.unwrap_or((&LARGEST_SCALE, &guided[SCALES.len() - 1]));
-            result.exact = exact;
-            result.guided = r;
-            result.pays = passing.is_some() && r.1 * GUIDED_READ_COST <= exact.1;
+        let samples: Vec<Sample> = pool.install(|| {
+            (0..queries)
+                .into_par_iter()
+                .map(|s| {
+                    let element = s * (n / queries);
+                    let q = &g.data[element * g.dims..(element + 1) * g.dims];
+                    let mut b = g.searcher(element);
+                    let entry = descend(&mut b, q, id(g.top), top_level, 0);
+                    let descent = b.reads;
+                    let found = search_layer(&mut b, q, &[entry], ef, 0);
+                    let exact_reads = b.reads;
+                    // the answers: a wider exact search
+                    let truth = search_layer(&mut b, q, &[entry], (4 * ef).max(100), 0);
+                    let kth = answers(&truth, element).last().map_or(f64::INFINITY, |&i| g.metric.distance(b.vector(i), q));
+                    let hits = hits(&b, &answers(&found, element), q, kth);
+                    Sample { element, entry, descent, kth, exact: (hits, exact_reads) }
+                })
+                .collect()
+        });
+        let exact = per(sum(samples.iter().map(|s| s.exact).collect()));
+        // the least scale that finds as much
+        let mut chosen = None;
+        let mut last = (0.0, 0.0);
+        for &scale in &SCALES {
+            let guided = per(sum(pool.install(|| {
+                samples
+                    .par_iter()
+                    .map(|s| {
+                        let q = &g.data[s.element * g.dims..(s.element + 1) * g.dims];
+                        let mut b = g.searcher(s.element);
+                        b.prepared = Some(g.coder.query(q));
+                        b.reads = s.descent;
+                        let mut search = GuidedSearch::start(&[s.entry]);
+                        search.run(&mut b, q, ef * scale as usize, u64::MAX);
+                        (hits(&b, &answers(&search.results(), s.element), q, s.kth), b.reads)
+                    })
+                    .collect()
+            })));
+            last = guided;
+            if guided.0 >= exact.0 {
+                chosen = Some(scale);
+                break;
+            }
         }
-        result.scale = result.scale.max(scale);
+        if k == 0 {
+            result.exact = exact;
+            result.guided = last;
+            result.pays = chosen.is_some() && last.1 * GUIDED_READ_COST <= exact.1;
+        }
+        result.scale = result.scale.max(chosen.unwrap_or(LARGEST_SCALE));
     }
     result
 }
 
-/// Recall@10 and reads per query of the exact search at `ef`, and of the
-/// guided search at `ef` times each of [`SCALES`].
-fn measure(g: &mut Built, top: usize, queries: usize, ef: usize) -> ((f64, f64), Vec<(f64, f64)>) {
-    let (n, dims, metric) = (g.links.len(), g.dims, g.metric);
-    let top_level = g.links[top].len() - 1;
-    let answers = |found: &[Scored], skip: usize| -> Vec<usize> {
-        found.iter().map(|s| index(s.id)).filter(|&i| i != skip).take(10).collect()
-    };
-    let mut exact = (0usize, 0u64);
-    let mut guided = vec![(0usize, 0u64); SCALES.len()];
-    for k in 0..queries {
-        let qi = k * (n / queries);
-        let q = g.data[qi * dims..(qi + 1) * dims].to_vec();
-        g.skip = qi;
-        // the answers: a wide exact search
-        let ep = descend(g, &q, id(top), top_level, 0);
-        let truth = answers(&search_layer(g, &q, &[ep], (4 * ef).max(200), 0), qi);
-        let kth = truth.last().map_or(f64::INFINITY, |&i| metric.distance(g.vector(i), &q));
-        let hits = |found: &[usize], g: &Built| {
-            found.iter().filter(|&&i| metric.distance(g.vector(i), &q) <= kth).count()
-        };
-        g.reads = 0;
-        let ep = descend(g, &q, id(top), top_level, 0);
-        let descent = g.reads;
-        let found = answers(&search_layer(g, &q, &[ep], ef, 0), qi);
-        exact.0 += hits(&found, g);
-        exact.1 += g.reads;
-        g.prepared = Some(g.coder.query(&q));
-        for (s, &scale) in SCALES.iter().enumerate() {
-            g.reads = descent;
-            let mut search = GuidedSearch::start(&[ep]);
-            search.run(g, &q, ef * scale as usize, u64::MAX);
-            let found = answers(&search.results(), qi);
-            guided[s].0 += hits(&found, g);
-            guided[s].1 += g.reads;
-        }
-    }
-    let per = |(hits, reads): (usize, u64)| (hits as f64 / (10 * queries) as f64, reads as f64 / queries as f64);
-    (per(exact), guided.into_iter().map(per).collect())
+/// The first ten elements found, the query's own element left out.
+fn answers(found: &[Scored], skip: usize) -> Vec<usize> {
+    found.iter().map(|s| index(s.id)).filter(|&i| i != skip).take(10).collect()
+}
+
+/// How many of `found` are within the true 10th distance.
+fn hits(b: &Built, found: &[usize], q: &[f32], kth: f64) -> usize {
+    found.iter().filter(|&&i| b.metric.distance(b.vector(i), q) <= kth).count()
 }
 
 #[cfg(test)]
@@ -248,7 +275,16 @@ mod tests {
                 r.clone()
             })
             .collect();
-        calibrate(data, &rotated, dims, &links, top, Metric::L2, &coder, &[40, 200])
+        let g = BuiltGraph {
+            data,
+            rotated: &rotated,
+            dims,
+            links: &links,
+            top,
+            metric: Metric::L2,
+            coder: &coder,
+        };
+        calibrate(&g, &[40, 200], &pool)
     }
 
     #[test]

@@ -599,16 +599,19 @@ pub fn encode_neighbors(m: usize, level: usize, lists: &[Vec<ElemId>], code_len:
 
 /// The neighbors at `level` of a neighbor item (empty above its top level).
 pub fn decode_neighbors(item: &[u8], m: usize, level: usize) -> Vec<ElemId> {
+    neighbor_ids(item, m, level).collect()
+}
+
+/// [`decode_neighbors`] without a vector.
+pub fn neighbor_ids(item: &[u8], m: usize, level: usize) -> impl Iterator<Item = ElemId> + '_ {
     let levels = item[0] as usize;
-    if level >= levels {
-        return Vec::new();
-    }
-    let mut at = neighbors_header(levels);
-    for l in 0..level {
-        at += 8 * capacity(m, l);
-    }
-    let n = (get_u16(item, 2 + 2 * level) as usize).min(capacity(m, level));
-    (0..n).map(|i| get_id(item, at + 8 * i)).collect()
+    let (at, n) = if level >= levels {
+        (0, 0)
+    } else {
+        let at = neighbors_header(levels) + (0..level).map(|l| 8 * capacity(m, l)).sum::<usize>();
+        (at, (get_u16(item, 2 + 2 * level) as usize).min(capacity(m, level)))
+    };
+    (0..n).map(move |i| get_id(item, at + 8 * i))
 }
 
 /// Replaces the list at `level` inside a neighbor item, in place.

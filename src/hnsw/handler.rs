@@ -262,8 +262,16 @@ unsafe extern "C-unwind" fn amcostestimate(
         pg_sys::genericcostestimate(root, path, loop_count, &mut costs);
         let info = (*path).indexinfo;
         let index = pg_sys::index_open((*info).indexoid, pg_sys::NoLock as _);
-        let m = super::pages::read_meta(index).m as usize;
+        let meta = super::pages::read_meta(index);
+        let params = super::pages::Params::of(index, &meta);
         pg_sys::index_close(index, pg_sys::NoLock as _);
+        let m = params.m;
+        let discount = cost::codes_discount(
+            params.layout.element_size(params.dims) + super::format::neighbors_size(m, 0, 0),
+            super::format::capacity(m, 0) * params.code_len(),
+        );
+        costs.indexTotalCost *= discount;
+        costs.numIndexPages *= discount;
         let ratio = cost::startup_ratio((*info).tuples, m, gucs::EF_SEARCH.get() as usize);
         let mut seq_page_cost = 0.0;
         pg_sys::get_tablespace_page_costs(

@@ -614,7 +614,7 @@ impl CodedGraph for DiskGraph {
                 return;
             }
             let dc = coder.to_comparable(d);
-            for (k, n) in format::decode_neighbors(item, m, 0).into_iter().enumerate() {
+            for (k, n) in format::neighbor_ids(item, m, 0).enumerate() {
                 let est = prepared.estimate(dc, &item[at + k * len..at + (k + 1) * len]);
                 out.push(Scored {
                     distance: coder.from_comparable(est),

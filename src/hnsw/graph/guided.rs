@@ -50,7 +50,8 @@ pub struct GuidedSearch {
     found: BinaryHeap<Scored>,
     /// Expanded elements pushed out of `found` by nearer ones.
     spilled: Vec<Scored>,
-    /// Neighbors seen but not queued (estimate above the worst found).
+    /// Neighbors seen but not queued (estimate above the worst found); one
+    /// may be here more than once, or be queued or expanded since.
     deferred: Vec<Scored>,
     /// Reused for each expansion's neighbors.
     scratch: Vec<Scored>,
@@ -90,8 +91,13 @@ impl GuidedSearch {
         for sc in self.spilled.drain(..) {
             self.found.push(sc);
         }
+        // nearest estimate first: an element left aside more than once is
+        // queued with its best
+        self.deferred.sort();
         for sc in self.deferred.drain(..) {
-            self.candidates.push(Reverse(sc));
+            if self.visited.insert(sc.id) {
+                self.candidates.push(Reverse(sc));
+            }
         }
         while self.found.len() > ef {
             let out = self.found.pop().expect("non-empty");
@@ -113,14 +119,15 @@ impl GuidedSearch {
                 let out = self.found.pop().expect("non-empty");
                 self.spilled.push(out);
             }
+            // Only queued and expanded elements are marked visited, and a
+            // neighbor too far to queue is set aside without a look at the
+            // set (most are): it is estimated again when another list names
+            // it (maybe nearer to it), and the set stays small.
             for &n in &scratch {
-                if !self.visited.insert(n.id) {
-                    continue;
-                }
-                if self.found.len() < ef || n.distance < self.worst() {
-                    self.candidates.push(Reverse(n));
-                } else {
+                if self.found.len() >= ef && n.distance >= self.worst() {
                     self.deferred.push(n);
+                } else if self.visited.insert(n.id) {
+                    self.candidates.push(Reverse(n));
                 }
             }
         }
