@@ -18,7 +18,7 @@
 use super::calibrate::{calibrate, BuiltGraph};
 use super::codes::{self, Coder};
 use super::format::{self, ElemId, Element, HeapTid, Layout, Meta, KIND_META};
-use super::graph::{self, parallel_build::{build_parallel, Spec}};
+use super::graph::{self, parallel_build::{build_parallel, prefetch, Spec}};
 use super::insert;
 use super::metric::Metric;
 use super::options;
@@ -335,7 +335,9 @@ fn write_graph(st: &mut BuildState) {
 fn finish_graph(st: &mut BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], pool: &rayon::ThreadPool) {
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_WRITE);
     let mut coder = st.params.coder();
+    let started = std::time::Instant::now();
     let rotated = coder.as_ref().map(|c| rotate_all(c, &st.vectors, st.params.dims, pool));
+    debug1!("strata_hnsw build: vectors rotated in {:.2} s", started.elapsed().as_secs_f64());
     if let (Some(c), Some(r)) = (&coder, &rotated) {
         // whether the codes pay on this data, and the guided search's scale
         let ef = super::gucs::EF_SEARCH.get().max(1) as usize;
@@ -374,7 +376,9 @@ fn finish_graph(st: &mut BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], p
         rotated: r,
         pool,
     });
+    let started = std::time::Instant::now();
     write_pages(st, levels, links, codes.as_ref());
+    debug1!("strata_hnsw build: pages written in {:.2} s", started.elapsed().as_secs_f64());
     st.indexed += st.tids.iter().map(|t| t.len() as u64).sum::<u64>();
     st.vectors = Vec::new();
     st.tids = Vec::new();
@@ -401,6 +405,9 @@ fn rotate_all(coder: &Coder, vectors: &[f32], dims: usize, pool: &rayon::ThreadP
     out
 }
 
+/// Elements whose level-0 codes are computed together.
+const CODE_CHUNK: usize = 8192;
+
 /// What the build needs to write level-0 codes.
 struct LevelZeroCodes<'a> {
     coder: &'a Coder,
@@ -420,7 +427,17 @@ impl LevelZeroCodes<'_> {
         self.pool.install(|| {
             out.par_chunks_mut(cap0 * len).enumerate().for_each(|(k, codes)| {
                 let i = start + k;
-                for (slot, &j) in links[i][0].iter().take(cap0).enumerate() {
+                let list = &links[i][0][..links[i][0].len().min(cap0)];
+                // the neighbors' rotated vectors lie anywhere in memory:
+                // ask for the ones two slots ahead while encoding
+                let lines = (padded * 4).div_ceil(64);
+                for &j in list.iter().take(2) {
+                    prefetch(rot(j).as_ptr() as *const i8, lines);
+                }
+                for (slot, &j) in list.iter().enumerate() {
+                    if let Some(&ahead) = list.get(slot + 2) {
+                        prefetch(rot(ahead).as_ptr() as *const i8, lines);
+                    }
                     self.coder.encode(rot(i), rot(j), &mut codes[slot * len..(slot + 1) * len]);
                 }
             })
@@ -544,46 +561,71 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], codes:
         let off = page::add_item(*wp, bytes.as_ptr(), bytes.len());
         assert_eq!(off, Some(target.offset), "build item out of step");
     };
-    // level-0 codes, computed a chunk of elements at a time
-    const CODE_CHUNK: usize = 8192;
-    let mut chunk_codes = Vec::new();
-    for i in 0..levels.len() {
-        if i % 1000 == 0 {
-            check_for_interrupts!();
+    // Level-0 codes come a chunk of elements at a time from `next_codes`
+    // (computed by the pool while this thread writes the chunk before).
+    let mut write_all = |next_codes: &mut dyn FnMut(usize) -> Vec<u8>| {
+        let mut chunk_codes = Vec::new();
+        for i in 0..levels.len() {
+            if i % 1000 == 0 {
+                check_for_interrupts!();
+            }
+            if code_len > 0 && i % CODE_CHUNK == 0 {
+                chunk_codes = next_codes(i);
+            }
+            let lists: Vec<Vec<ElemId>> = links[i]
+                .iter()
+                .map(|l| l.iter().map(|&j| elem_ids[j]).collect())
+                .collect();
+            let mut nbr = format::encode_neighbors(p.m, levels[i] as usize, &lists, code_len);
+            if code_len > 0 && !chunk_codes.is_empty() {
+                let (at, _) = format::codes_region(&nbr, p.m);
+                let k = i % CODE_CHUNK;
+                nbr[at..].copy_from_slice(&chunk_codes[k * cap0 * code_len..(k + 1) * cap0 * code_len]);
+            }
+            place(nbr_ids[i], &nbr);
+            let e = Element {
+                heap_block: st.tids[i][0].block,
+                heap_offset: st.tids[i][0].offset,
+                level: levels[i],
+                flags: 0,
+                neighbors: nbr_ids[i],
+            };
+            let rows = &st.tids[i];
+            let lists = &list_ids[i];
+            let inline = if lists.is_empty() { rows.len() } else { slots - 1 };
+            let mut item = format::encode_element(&e, p.layout, &rows[..inline], st.vector(i));
+            if let Some(&head) = lists.first() {
+                format::set_row_list(&mut item, p.layout, head);
+            }
+            place(elem_ids[i], &item);
+            for (k, chunk) in rows[inline..].chunks(format::ROW_LIST_TIDS).enumerate() {
+                let next = lists.get(k + 1).copied().unwrap_or(ElemId::NONE);
+                place(lists[k], &format::encode_row_list(next, chunk));
+            }
         }
-        if let Some(c) = codes.filter(|_| i % CODE_CHUNK == 0) {
-            chunk_codes = c.chunk(i..(i + CODE_CHUNK).min(levels.len()), links, cap0);
-        }
-        let lists: Vec<Vec<ElemId>> = links[i]
-            .iter()
-            .map(|l| l.iter().map(|&j| elem_ids[j]).collect())
-            .collect();
-        let mut nbr = format::encode_neighbors(p.m, levels[i] as usize, &lists, code_len);
-        if code_len > 0 && !chunk_codes.is_empty() {
-            let (at, _) = format::codes_region(&nbr, p.m);
-            let k = i % CODE_CHUNK;
-            nbr[at..].copy_from_slice(&chunk_codes[k * cap0 * code_len..(k + 1) * cap0 * code_len]);
-        }
-        place(nbr_ids[i], &nbr);
-        let e = Element {
-            heap_block: st.tids[i][0].block,
-            heap_offset: st.tids[i][0].offset,
-            level: levels[i],
-            flags: 0,
-            neighbors: nbr_ids[i],
-        };
-        let rows = &st.tids[i];
-        let lists = &list_ids[i];
-        let inline = if lists.is_empty() { rows.len() } else { slots - 1 };
-        let mut item = format::encode_element(&e, p.layout, &rows[..inline], st.vector(i));
-        if let Some(&head) = lists.first() {
-            format::set_row_list(&mut item, p.layout, head);
-        }
-        place(elem_ids[i], &item);
-        for (k, chunk) in rows[inline..].chunks(format::ROW_LIST_TIDS).enumerate() {
-            let next = lists.get(k + 1).copied().unwrap_or(ElemId::NONE);
-            place(lists[k], &format::encode_row_list(next, chunk));
-        }
+    };
+    match codes {
+        None => write_all(&mut |_| Vec::new()),
+        Some(c) => c.pool.in_place_scope(|scope| {
+            let n = levels.len();
+            let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+            let spawn = |start: usize| {
+                let tx = tx.clone();
+                scope.spawn(move |_| {
+                    // the receiver is gone only when the backend's thread
+                    // left with an error
+                    let _ = tx.send(c.chunk(start..(start + CODE_CHUNK).min(n), links, cap0));
+                });
+            };
+            spawn(0);
+            write_all(&mut |start| {
+                let got = rx.recv().expect("a code chunk");
+                if start + CODE_CHUNK < n {
+                    spawn(start + CODE_CHUNK);
+                }
+                got
+            });
+        }),
     }
     drop(place);
     if let Some((buf, w, _, _)) = current.take() {

@@ -66,7 +66,7 @@ fn insert_with_meta(
     let id = pages::add_element(index, &params, &element, vector, &lists, &codes);
     for (l, list) in lists.iter().enumerate() {
         for &n in list {
-            link_back(&mut g, n, id, l);
+            link_back(&mut g, n, id, l, Some(vector));
         }
     }
     if level as usize > top {
@@ -203,7 +203,7 @@ fn insert_first(
 /// after deleting three quarters of an m = 4 graph 0.94 -> 0.97 with this
 /// alone). The one dropped is one that a kept neighbor still links to, when
 /// one of the farthest is ([`graph::select_neighbors_sparing`]).
-pub(super) fn link_back(g: &mut DiskGraph, n: ElemId, new: ElemId, level: usize) {
+pub(super) fn link_back(g: &mut DiskGraph, n: ElemId, new: ElemId, level: usize, new_vector: Option<&[f32]>) {
     let m = g.params.m;
     for _attempt in 0..5 {
         g.forget(n);
@@ -216,10 +216,12 @@ pub(super) fn link_back(g: &mut DiskGraph, n: ElemId, new: ElemId, level: usize)
             return;
         }
         let cap = format::capacity(m, level);
+        let mut owner_vector = None;
         let next: Vec<ElemId> = if current.len() < cap {
             current.iter().copied().chain([new]).collect()
         } else {
             let Some(mut base) = g.vector(n) else { return };
+            owner_vector = Some(base.clone());
             let metric = g.params.metric;
             let dist = metric.comparable();
             metric.prepare(&mut base);
@@ -254,7 +256,14 @@ pub(super) fn link_back(g: &mut DiskGraph, n: ElemId, new: ElemId, level: usize)
                 .map(|s| s.id)
                 .collect()
         };
-        let codes = g.new_member_codes(n, level, &current, &next);
+        let mut known: Vec<(ElemId, &[f32])> = Vec::with_capacity(2);
+        if let Some(v) = owner_vector.as_deref() {
+            known.push((n, v));
+        }
+        if let Some(v) = new_vector {
+            known.push((new, v));
+        }
+        let codes = g.new_member_codes(n, level, &current, &next, &known);
         let written = pages::update_item(g.index, e.neighbors, |item| {
             if format::decode_neighbors(item, m, level) != current {
                 return false;

@@ -464,26 +464,40 @@ impl DiskGraph {
     /// The codes, relative to element `owner`, of the members of `next` not
     /// in `current` — what a rewrite of `owner`'s list at `level` needs
     /// ([`format::set_neighbors_coded`]); empty above level 0 or for an
-    /// index without codes.
+    /// index without codes. `known` vectors (the owner's, a new element's)
+    /// are not read again.
     pub fn new_member_codes(
         &mut self,
         owner: ElemId,
         level: usize,
         current: &[ElemId],
         next: &[ElemId],
+        known: &[(ElemId, &[f32])],
     ) -> IdMap<Vec<u8>> {
         let added: Vec<ElemId> = next.iter().copied().filter(|n| !current.contains(n)).collect();
-        if level != 0 || !self.coded() || added.is_empty() {
-            return IdMap::default();
-        }
-        let Some(base) = self.vector(owner) else {
+        let Some(coder) = self.coder.clone().filter(|_| level == 0 && !added.is_empty()) else {
             return IdMap::default();
         };
-        let codes = self.codes_for(&base, &added);
+        let vector = |g: &mut DiskGraph, id: ElemId| -> Option<Vec<f32>> {
+            match known.iter().find(|k| k.0 == id) {
+                Some(k) => Some(k.1.to_vec()),
+                None => g.vector(id),
+            }
+        };
+        let Some(base) = vector(self, owner) else {
+            return IdMap::default();
+        };
+        let (mut c_rot, mut o_rot) = (Vec::new(), Vec::new());
+        coder.rotate(&base, &mut c_rot);
         added
             .into_iter()
-            .zip(codes)
-            .filter_map(|(id, c)| Some((id, c?)))
+            .filter_map(|id| {
+                let v = vector(self, id)?;
+                coder.rotate(&v, &mut o_rot);
+                let mut code = vec![0u8; coder.code_len()];
+                coder.encode(&c_rot, &o_rot, &mut code);
+                Some((id, code))
+            })
             .collect()
     }
 

@@ -211,7 +211,7 @@ fn repair(
         let next = insert::choose_neighbors(g, &scored, l, Some(id), format::capacity(g.params.m, l));
         let Some(e) = g.element(id) else { return };
         let m = params.m;
-        let codes = g.new_member_codes(id, l, &current, &next);
+        let codes = g.new_member_codes(id, l, &current, &next, &[(id, &base[..])]);
         pages::update_item(g.index, e.neighbors, |item| {
             let now = format::decode_neighbors(item, m, l);
             let mut merged: Vec<ElemId> = next.clone();
@@ -224,7 +224,7 @@ fn repair(
             true
         });
         for n in next.into_iter().filter(|n| !current.contains(n)) {
-            insert::link_back(g, n, id, l);
+            insert::link_back(g, n, id, l, Some(&base));
         }
     }
 }
@@ -290,7 +290,7 @@ fn link_orphans(g: &mut DiskGraph, live: &[(ElemId, u8)]) -> usize {
                 Some(Some(k)) => Some(std::mem::replace(&mut next[k], o)),
             };
             let Some(e) = g.element(c) else { continue };
-            let codes = g.new_member_codes(c, 0, &list, &next);
+            let codes = g.new_member_codes(c, 0, &list, &next, &[(c, &cv[..]), (o, &base[..])]);
             let written = pages::update_item(g.index, e.neighbors, |item| {
                 if format::decode_neighbors(item, m, 0) != list {
                     return false;

@@ -84,7 +84,7 @@ fn tie_key(owner: u32, id: u32) -> u32 {
 }
 
 /// Asks the CPU to fetch `lines` cache lines from `p` on.
-fn prefetch(p: *const i8, lines: usize) {
+pub(crate) fn prefetch(p: *const i8, lines: usize) {
     #[cfg(target_arch = "x86_64")]
     for k in 0..lines {
         // SAFETY: a prefetch is a hint: it never faults, whatever the
