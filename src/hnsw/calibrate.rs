@@ -36,12 +36,7 @@ const GUIDED_READ_COST: f64 = 1.5;
 /// expanded, as the pages would hold them. Counts element reads as a disk
 /// search would make them.
 struct Built<'a> {
-    data: &'a [f32],
-    rotated: &'a [f32],
-    dims: usize,
-    links: &'a [Vec<Vec<usize>>],
-    metric: Metric,
-    coder: &'a Coder,
+    g: &'a BuiltGraph<'a>,
     prepared: Option<super::codes::Query>,
     /// The query's own element, never an answer.
     skip: usize,
@@ -59,7 +54,7 @@ fn index(e: ElemId) -> usize {
     e.block as usize - 1
 }
 
-impl Built<'_> {
+impl BuiltGraph<'_> {
     fn vector(&self, i: usize) -> &[f32] {
         &self.data[i * self.dims..(i + 1) * self.dims]
     }
@@ -74,27 +69,26 @@ impl Graph for Built<'_> {
         self.reads += 1;
         let i = index(e);
         // the query's own element is traversed like a deleted one
-        Some((self.metric.distance(self.vector(i), q), i == self.skip))
+        Some((self.g.metric.distance(self.g.vector(i), q), i == self.skip))
     }
     fn neighbors(&mut self, e: ElemId, level: usize) -> Vec<ElemId> {
         // the neighbor item is read too (on the element's page, usually)
         self.reads += 1;
-        self.links[index(e)].get(level).map_or_else(Vec::new, |l| l.iter().map(|&j| id(j)).collect())
+        self.g.links[index(e)].get(level).map_or_else(Vec::new, |l| l.iter().map(|&j| id(j)).collect())
     }
 }
 
 impl CodedGraph for Built<'_> {
     fn expand(&mut self, e: ElemId, q: &[f32], out: &mut Vec<Scored>) -> Option<(f64, bool)> {
         self.reads += 1;
-        let i = index(e);
-        let d = self.metric.distance(self.vector(i), q);
+        let (i, g) = (index(e), self.g);
+        let d = g.metric.distance(g.vector(i), q);
         let prepared = self.prepared.as_ref().expect("query prepared");
-        let dc = self.coder.to_comparable(d);
-        let mut code = vec![0u8; self.coder.code_len()];
-        for &j in &self.links[i][0] {
-            self.coder.encode(self.rot(i), self.rot(j), &mut code);
+        let mut code = vec![0u8; g.coder.code_len()];
+        for &j in &g.links[i][0] {
+            g.coder.encode(g.rot(i), g.rot(j), &mut code);
             out.push(Scored {
-                distance: self.coder.from_comparable(prepared.estimate(dc, &code)),
+                distance: g.coder.estimate(prepared, d, &code),
                 id: id(j),
             });
         }
@@ -135,14 +129,9 @@ pub struct BuiltGraph<'a> {
 }
 
 impl<'a> BuiltGraph<'a> {
-    fn searcher(&self, skip: usize) -> Built<'a> {
+    fn searcher(&'a self, skip: usize) -> Built<'a> {
         Built {
-            data: self.data,
-            rotated: self.rotated,
-            dims: self.dims,
-            links: self.links,
-            metric: self.metric,
-            coder: self.coder,
+            g: self,
             prepared: None,
             skip,
             reads: 0,
@@ -191,7 +180,7 @@ pub fn calibrate(g: &BuiltGraph, efs: &[usize], pool: &rayon::ThreadPool) -> Cal
                 let truth = search_layer(&mut b, q, &[entry], widest, 0);
                 let kth = answers(&truth, element)
                     .last()
-                    .map_or(f64::INFINITY, |&i| g.metric.distance(b.vector(i), q));
+                    .map_or(f64::INFINITY, |&i| g.metric.distance(g.vector(i), q));
                 Sample { element, entry, descent, kth }
             })
             .collect()
@@ -246,7 +235,7 @@ fn answers(found: &[Scored], skip: usize) -> Vec<usize> {
 
 /// How many of `found` are within the true 10th distance.
 fn hits(b: &Built, found: &[usize], q: &[f32], kth: f64) -> usize {
-    found.iter().filter(|&&i| b.metric.distance(b.vector(i), q) <= kth).count()
+    found.iter().filter(|&&i| b.g.metric.distance(b.g.vector(i), q) <= kth).count()
 }
 
 #[cfg(test)]

@@ -245,7 +245,7 @@ fn encode_sums_body(bits: usize, o: &[f32], c: &[f32], out: &mut [u8]) -> (f32, 
 pub struct Coder {
     rot: Rotation,
     kind: Estimate,
-    unit: bool,
+    metric: super::metric::Metric,
 }
 
 impl Coder {
@@ -262,7 +262,7 @@ impl Coder {
         (bits > 0).then(|| Coder {
             rot: Rotation::with_bits(dims, bits, seed as u64),
             kind,
-            unit: metric == Metric::Cosine,
+            metric,
         })
     }
 
@@ -275,15 +275,21 @@ impl Coder {
         self.rot.padded()
     }
 
-    /// `v` made ready (unit length under cosine) and rotated, into `out`.
-    pub fn rotate(&self, v: &[f32], out: &mut Vec<f32>) {
-        if self.unit {
-            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            let unit: Vec<f32> = v.iter().map(|x| if norm > 0.0 { x / norm } else { *x }).collect();
-            self.rot.apply(&unit, out);
+    /// `v` as the codes see it: `Metric::prepare`d (unit length under
+    /// cosine).
+    fn ready<'v>(&self, v: &'v [f32]) -> std::borrow::Cow<'v, [f32]> {
+        if self.metric == super::metric::Metric::Cosine {
+            let mut unit = v.to_vec();
+            self.metric.prepare(&mut unit);
+            std::borrow::Cow::Owned(unit)
         } else {
-            self.rot.apply(v, out);
+            std::borrow::Cow::Borrowed(v)
         }
+    }
+
+    /// `v` made ready and rotated, into `out`.
+    pub fn rotate(&self, v: &[f32], out: &mut Vec<f32>) {
+        self.rot.apply(&self.ready(v), out);
     }
 
     /// The code of the neighbor with rotated vector `o_rot` in the list of
@@ -294,19 +300,19 @@ impl Coder {
 
     /// A query vector prepared for scoring codes.
     pub fn query(&self, q: &[f32]) -> Query {
-        let mut scratch = Vec::new();
-        if self.unit {
-            let norm = q.iter().map(|x| x * x).sum::<f32>().sqrt();
-            let unit: Vec<f32> = q.iter().map(|x| if norm > 0.0 { x / norm } else { *x }).collect();
-            Query::new(&self.rot, self.kind, &unit, &mut scratch)
-        } else {
-            Query::new(&self.rot, self.kind, q, &mut scratch)
-        }
+        Query::new(&self.rot, self.kind, &self.ready(q), &mut Vec::new())
+    }
+
+    /// The estimated operator distance from `query` to the neighbor of
+    /// `code` in the list of an owner at operator distance `d_owner`.
+    #[inline]
+    pub fn estimate(&self, query: &Query, d_owner: f64, code: &[u8]) -> f64 {
+        self.from_comparable(query.estimate(self.to_comparable(d_owner), code))
     }
 
     /// The comparable form of an operator's distance (squared under L2),
     /// in which [`Query::estimate`] takes the owner's and gives its own.
-    pub fn to_comparable(&self, distance: f64) -> f32 {
+    fn to_comparable(&self, distance: f64) -> f32 {
         match self.kind {
             Estimate::SquaredL2 => (distance * distance) as f32,
             Estimate::NegativeInner => distance as f32,
@@ -314,7 +320,7 @@ impl Coder {
     }
 
     /// An estimate in the operator's units (square root under L2).
-    pub fn from_comparable(&self, estimate: f32) -> f64 {
+    fn from_comparable(&self, estimate: f32) -> f64 {
         match self.kind {
             Estimate::SquaredL2 => (estimate.max(0.0) as f64).sqrt(),
             Estimate::NegativeInner => estimate as f64,

@@ -580,7 +580,7 @@ pub fn set_row_list_tids(item: &mut [u8], tids: &[HeapTid]) {
 
 /// Builds a neighbor item for top level `level` from per-level lists
 /// (each truncated to its capacity), with room for level-0 codes of
-/// `code_len` bytes (zeros: the caller writes them, see [`level0_code`]).
+/// `code_len` bytes (zeros: the caller writes them at [`codes_region`]).
 pub fn encode_neighbors(m: usize, level: usize, lists: &[Vec<ElemId>], code_len: usize) -> Vec<u8> {
     let mut item = vec![0u8; neighbors_size(m, level, code_len)];
     item[0] = (level + 1) as u8;
@@ -643,6 +643,7 @@ pub fn codes_region(item: &[u8], m: usize) -> (usize, usize) {
 }
 
 /// The code of level-0 slot `k` (empty when the item has none).
+#[cfg(test)]
 pub fn level0_code(item: &[u8], m: usize, k: usize) -> &[u8] {
     let (at, len) = codes_region(item, m);
     &item[at + k * len..at + (k + 1) * len]

@@ -89,22 +89,13 @@ impl LayerSearch {
         budget: u64,
     ) {
         let ef = ef.max(1);
-        // Room for what a search of this ef typically visits (each expanded
-        // element brings up to 2·m neighbors), so the sets do not grow by
-        // rehashing while it runs (3% of a scan's CPU).
-        let expect = ef * 16;
-        if self.visited.capacity() < expect {
-            self.visited.reserve(expect - self.visited.len());
-        }
+        reserve_visited(&mut self.visited, ef);
         // Widening: bring back what a smaller ef pushed out.
         for sc in self.spilled.drain(..) {
             self.found.push(sc);
             self.candidates.push(std::cmp::Reverse(sc));
         }
-        while self.found.len() > ef {
-            let out = self.found.pop().expect("non-empty");
-            self.spilled.push(out);
-        }
+        spill_past(&mut self.found, &mut self.spilled, ef);
         while let Some(std::cmp::Reverse(c)) = self.candidates.pop() {
             let worst = self
                 .found
@@ -136,10 +127,7 @@ impl LayerSearch {
                     let sc = Scored { distance: d, id: n };
                     self.candidates.push(std::cmp::Reverse(sc));
                     self.found.push(sc);
-                    if self.found.len() > ef {
-                        let out = self.found.pop().expect("non-empty");
-                        self.spilled.push(out);
-                    }
+                    spill_past(&mut self.found, &mut self.spilled, ef);
                 } else {
                     self.spilled.push(Scored { distance: d, id: n });
                 }
@@ -173,6 +161,23 @@ impl LayerSearch {
             &self.visited,
             self.candidates.capacity() + self.found.capacity() + self.spilled.capacity(),
         )
+    }
+}
+
+/// Room in `visited` for what a search of this ef typically visits (each
+/// expanded element brings up to 2·m neighbors), so the set does not grow by
+/// rehashing while it runs (3% of a scan's CPU).
+pub(crate) fn reserve_visited(visited: &mut IdSet, ef: usize) {
+    let expect = ef * 16;
+    if visited.capacity() < expect {
+        visited.reserve(expect - visited.len());
+    }
+}
+
+/// Moves the farthest of `found` into `spilled` until `found` holds `ef`.
+pub(crate) fn spill_past(found: &mut BinaryHeap<Scored>, spilled: &mut Vec<Scored>, ef: usize) {
+    while found.len() > ef {
+        spilled.push(found.pop().expect("non-empty"));
     }
 }
 

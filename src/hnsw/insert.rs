@@ -62,7 +62,7 @@ fn insert_with_meta(
         .enumerate()
         .map(|(l, cands)| choose_neighbors(&mut g, cands, l, None, params.m))
         .collect();
-    let codes = g.codes_for(vector, &lists[0]);
+    let codes = g.codes_for(vector, &lists[0], &[]);
     let id = pages::add_element(index, &params, &element, vector, &lists, &codes);
     for (l, list) in lists.iter().enumerate() {
         for &n in list {

@@ -475,30 +475,18 @@ impl DiskGraph {
         known: &[(ElemId, &[f32])],
     ) -> IdMap<Vec<u8>> {
         let added: Vec<ElemId> = next.iter().copied().filter(|n| !current.contains(n)).collect();
-        let Some(coder) = self.coder.clone().filter(|_| level == 0 && !added.is_empty()) else {
+        if level != 0 || added.is_empty() || !self.coded() {
             return IdMap::default();
+        }
+        let base = match known.iter().find(|k| k.0 == owner) {
+            Some(k) => k.1.to_vec(),
+            None => match self.vector(owner) {
+                Some(v) => v,
+                None => return IdMap::default(),
+            },
         };
-        let vector = |g: &mut DiskGraph, id: ElemId| -> Option<Vec<f32>> {
-            match known.iter().find(|k| k.0 == id) {
-                Some(k) => Some(k.1.to_vec()),
-                None => g.vector(id),
-            }
-        };
-        let Some(base) = vector(self, owner) else {
-            return IdMap::default();
-        };
-        let (mut c_rot, mut o_rot) = (Vec::new(), Vec::new());
-        coder.rotate(&base, &mut c_rot);
-        added
-            .into_iter()
-            .filter_map(|id| {
-                let v = vector(self, id)?;
-                coder.rotate(&v, &mut o_rot);
-                let mut code = vec![0u8; coder.code_len()];
-                coder.encode(&c_rot, &o_rot, &mut code);
-                Some((id, code))
-            })
-            .collect()
+        let codes = self.codes_for(&base, &added, known);
+        added.into_iter().zip(codes).filter_map(|(id, c)| Some((id, c?))).collect()
     }
 
     /// Whether the index's level-0 lists carry neighbor codes.
@@ -512,9 +500,9 @@ impl DiskGraph {
     }
 
     /// The codes, relative to an owner with vector `owner`, of the elements
-    /// `ids` (in order; None for one whose vector cannot be read). Empty
-    /// when the index has no codes.
-    pub fn codes_for(&mut self, owner: &[f32], ids: &[ElemId]) -> Vec<Option<Vec<u8>>> {
+    /// `ids` (in order; None for one whose vector cannot be read; `known`
+    /// vectors are not read again). Empty when the index has no codes.
+    pub fn codes_for(&mut self, owner: &[f32], ids: &[ElemId], known: &[(ElemId, &[f32])]) -> Vec<Option<Vec<u8>>> {
         let Some(coder) = self.coder.clone() else {
             return Vec::new();
         };
@@ -522,8 +510,10 @@ impl DiskGraph {
         coder.rotate(owner, &mut c_rot);
         ids.iter()
             .map(|&id| {
-                let v = self.vector(id)?;
-                coder.rotate(&v, &mut o_rot);
+                match known.iter().find(|k| k.0 == id) {
+                    Some(k) => coder.rotate(k.1, &mut o_rot),
+                    None => coder.rotate(&self.vector(id)?, &mut o_rot),
+                }
                 let mut code = vec![0u8; coder.code_len()];
                 coder.encode(&c_rot, &o_rot, &mut code);
                 Some(code)
@@ -627,11 +617,9 @@ impl CodedGraph for DiskGraph {
             if len == 0 {
                 return;
             }
-            let dc = coder.to_comparable(d);
             for (k, n) in format::neighbor_ids(item, m, 0).enumerate() {
-                let est = prepared.estimate(dc, &item[at + k * len..at + (k + 1) * len]);
                 out.push(Scored {
-                    distance: coder.from_comparable(est),
+                    distance: coder.estimate(prepared, d, &item[at + k * len..at + (k + 1) * len]),
                     id: n,
                 });
             }

@@ -83,10 +83,7 @@ impl GuidedSearch {
     /// read.
     pub fn run<G: CodedGraph>(&mut self, g: &mut G, query: &[f32], ef: usize, budget: u64) {
         let ef = ef.max(1);
-        let expect = ef * 16;
-        if self.visited.capacity() < expect {
-            self.visited.reserve(expect - self.visited.len());
-        }
+        super::reserve_visited(&mut self.visited, ef);
         // Widening: bring back what a smaller ef left behind.
         for sc in self.spilled.drain(..) {
             self.found.push(sc);
@@ -99,10 +96,7 @@ impl GuidedSearch {
                 self.candidates.push(Reverse(sc));
             }
         }
-        while self.found.len() > ef {
-            let out = self.found.pop().expect("non-empty");
-            self.spilled.push(out);
-        }
+        super::spill_past(&mut self.found, &mut self.spilled, ef);
         let mut scratch = std::mem::take(&mut self.scratch);
         while let Some(Reverse(c)) = self.candidates.pop() {
             if (self.found.len() >= ef && c.distance > self.worst()) || self.evaluated >= budget {
@@ -115,10 +109,7 @@ impl GuidedSearch {
             };
             self.evaluated += 1;
             self.found.push(Scored { distance: d, id: c.id });
-            if self.found.len() > ef {
-                let out = self.found.pop().expect("non-empty");
-                self.spilled.push(out);
-            }
+            super::spill_past(&mut self.found, &mut self.spilled, ef);
             // Only queued and expanded elements are marked visited, and a
             // neighbor too far to queue is set aside without a look at the
             // set (most are): it is estimated again when another list names
@@ -194,11 +185,9 @@ mod tests {
             let i = idx(e);
             let (d, deleted) = self.g.distance(e, q)?;
             let prepared = self.coder.query(q);
-            let dc = self.coder.to_comparable(d);
             for (k, &n) in self.g.adj[i][0].iter().enumerate() {
-                let est = prepared.estimate(dc, &self.codes[i][k]);
                 out.push(Scored {
-                    distance: self.coder.from_comparable(est),
+                    distance: self.coder.estimate(&prepared, d, &self.codes[i][k]),
                     id: n,
                 });
             }
