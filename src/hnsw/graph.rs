@@ -89,7 +89,8 @@ impl LayerSearch {
         budget: u64,
     ) {
         let ef = ef.max(1);
-        reserve_visited(&mut self.visited, ef);
+        // each expanded element brings up to 2·m neighbors
+        reserve_visited(&mut self.visited, ef * 16);
         // Widening: bring back what a smaller ef pushed out.
         for sc in self.spilled.drain(..) {
             self.found.push(sc);
@@ -164,11 +165,10 @@ impl LayerSearch {
     }
 }
 
-/// Room in `visited` for what a search of this ef typically visits (each
-/// expanded element brings up to 2·m neighbors), so the set does not grow by
-/// rehashing while it runs (3% of a scan's CPU).
-pub(crate) fn reserve_visited(visited: &mut IdSet, ef: usize) {
-    let expect = ef * 16;
+/// Room in `visited` for the `expect` elements a search typically marks, so
+/// the set does not grow by rehashing while it runs (3% of a scan's CPU).
+/// Not more: an iterative scan's memory bound counts the capacity.
+pub(crate) fn reserve_visited(visited: &mut IdSet, expect: usize) {
     if visited.capacity() < expect {
         visited.reserve(expect - visited.len());
     }
