@@ -12,6 +12,7 @@
 //! already holds joins that element instead (format version 2).
 
 use super::format::{self, ElemId, Element, IdMap};
+use super::graph::guided::GuidedSearch;
 use super::graph::{self, Graph, Scored};
 use super::pages::{self, DiskGraph, Params};
 use crate::pg::buffer::{self, PageWrite};
@@ -51,7 +52,7 @@ fn insert_with_meta(
     } else {
         meta
     };
-    let mut g = DiskGraph::new(index, params);
+    let mut g = DiskGraph::new(index, params).keeping_vectors();
     let top = meta.entry_level.max(0) as usize;
     let found = search_candidates(&mut g, &meta, vector, level, params.ef_construction);
     if add_to_duplicate(index, &params, &found[0], vector, element.heap_tid()) {
@@ -100,11 +101,28 @@ pub(super) fn search_candidates(
     let ep = graph::descend(g, vector, meta.entry, top, level as usize);
     let mut entries = vec![ep];
     for l in (0..=(level as usize).min(top)).rev() {
-        found[l] = graph::search_layer(g, vector, &entries, ef, l);
+        found[l] = if l == 0 && g.coded() {
+            guided_candidates(g, vector, &entries, ef)
+        } else {
+            graph::search_layer(g, vector, &entries, ef, l)
+        };
         if !found[l].is_empty() {
             entries = found[l].iter().map(|s| s.id).collect();
         }
     }
+    found
+}
+
+/// Level 0's candidates on an index with neighbor codes: the code-guided
+/// search (as a scan's, with the build's scale), which reads the elements
+/// it expands only — an exact search reads every neighbor it scores — and
+/// gives the `ef` nearest of them by exact distance, their vectors read.
+fn guided_candidates(g: &mut DiskGraph, vector: &[f32], entries: &[ElemId], ef: usize) -> Vec<Scored> {
+    g.prepare(vector);
+    let mut search = GuidedSearch::start(entries);
+    search.run(g, vector, ef.saturating_mul(g.params.guided_scale()), u64::MAX);
+    let mut found = search.results();
+    found.truncate(ef);
     found
 }
 

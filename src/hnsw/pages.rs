@@ -413,6 +413,15 @@ impl Params {
         }
     }
 
+    /// Elements a guided search keeps per unit of `ef` (the build's
+    /// measurement, [`graph::guided::EF_SCALE`] where it made none).
+    pub fn guided_scale(&self) -> usize {
+        match self.code_scale {
+            0 => super::graph::guided::EF_SCALE,
+            s => s as usize,
+        }
+    }
+
     /// The coder of the index's neighbor codes, if it has them.
     pub fn coder(&self) -> Option<Coder> {
         (self.code_len() > 0)
@@ -438,11 +447,16 @@ impl Params {
 }
 
 /// The on-disk graph: reads elements and neighbor lists through the buffer
-/// manager, caching element headers for the life of one operation.
+/// manager, caching element headers for the life of one operation — and,
+/// for an insert ([`DiskGraph::keeping_vectors`]), the vectors it read: the
+/// neighbor heuristic compares candidates pairwise, the codes and back links
+/// need the same vectors again, and each re-read is a buffer access.
 pub struct DiskGraph {
     pub index: pg_sys::Relation,
     pub params: Params,
     headers: IdMap<Element>,
+    /// Vectors read by this operation (None: not kept).
+    vectors: Option<IdMap<Vec<f32>>>,
     /// The index's neighbor codes (format version 4), if it has them.
     coder: Option<Coder>,
     /// The query [`CodedGraph::expand`] scores codes against.
@@ -456,9 +470,19 @@ impl DiskGraph {
             params,
             // an operation reads some hundreds of elements: no rehashing then
             headers: IdMap::with_capacity_and_hasher(1024, Default::default()),
+            vectors: None,
             coder: params.coder(),
             prepared: None,
         }
+    }
+
+    /// Keeps every vector this graph reads for its life (one insert: some
+    /// hundreds to a few thousand elements). An element slot VACUUM frees
+    /// and reuses meanwhile keeps its old vector here, as its header is
+    /// kept: that can only make a neighbor choice less apt, never wrong.
+    pub fn keeping_vectors(mut self) -> DiskGraph {
+        self.vectors = Some(IdMap::with_capacity_and_hasher(1024, Default::default()));
+        self
     }
 
     /// The codes, relative to element `owner`, of the members of `next` not
@@ -546,11 +570,37 @@ impl DiskGraph {
     }
 
     pub fn vector(&mut self, id: ElemId) -> Option<Vec<f32>> {
+        if let Some(v) = self.vectors.as_ref().and_then(|k| k.get(&id)) {
+            return Some(v.clone());
+        }
+        let v = self.read_vector(id)?;
+        if let Some(k) = self.vectors.as_mut() {
+            k.insert(id, v.clone());
+        }
+        Some(v)
+    }
+
+    fn read_vector(&self, id: ElemId) -> Option<Vec<f32>> {
         let (dims, layout) = (self.params.dims, self.params.layout);
         with_item(self.index, id, |item| {
             (item.len() >= layout.element_size(dims))
                 .then(|| format::element_vector(item, layout, dims))
         })?
+    }
+
+    /// Whether element `id`'s vector is kept now (reading it if vectors are
+    /// kept at all).
+    fn keep_vector(&mut self, id: ElemId) -> bool {
+        if self.vectors.as_ref().is_none_or(|k| k.contains_key(&id)) {
+            return self.vectors.is_some();
+        }
+        match self.read_vector(id) {
+            Some(v) => {
+                self.vectors.as_mut().map(|k| k.insert(id, v));
+                true
+            }
+            None => false,
+        }
     }
 
     /// The heap TIDs of element `id` (with its row lists), read now from its
@@ -564,6 +614,10 @@ impl DiskGraph {
 
     /// Distance between two elements (for neighbor selection).
     pub fn between(&mut self, a: ElemId, b: ElemId) -> f64 {
+        if self.keep_vector(a) && self.keep_vector(b) {
+            let k = self.vectors.as_ref().expect("vectors are kept");
+            return self.params.metric.distance(&k[&a], &k[&b]);
+        }
         match (self.vector(a), self.vector(b)) {
             (Some(x), Some(y)) => self.params.metric.distance(&x, &y),
             _ => f64::INFINITY,
@@ -574,6 +628,12 @@ impl DiskGraph {
 impl Graph for DiskGraph {
     fn distance(&mut self, id: ElemId, query: &[f32]) -> Option<(f64, bool)> {
         let (dims, metric, layout) = (self.params.dims, self.params.metric, self.params.layout);
+        if let Some(v) = self.vectors.as_ref().and_then(|k| k.get(&id)) {
+            if let Some(e) = self.headers.get(&id).filter(|e| !e.is_free()) {
+                return Some((metric.distance(v, query), e.deleted()));
+            }
+        }
+        let keep = self.vectors.is_some();
         let r = with_item(self.index, id, |item| {
             if item.len() < layout.element_size(dims) {
                 return None;
@@ -583,10 +643,14 @@ impl Graph for DiskGraph {
                 return None;
             }
             let v = format::element_floats(item, layout, dims);
-            Some((metric.distance(&v, query), e))
+            let d = metric.distance(&v, query);
+            Some((d, e, keep.then(|| v.into_owned())))
         })??;
         let deleted = r.1.deleted();
         self.headers.insert(id, r.1);
+        if let (Some(k), Some(v)) = (self.vectors.as_mut(), r.2) {
+            k.insert(id, v);
+        }
         Some((r.0, deleted))
     }
 
@@ -624,6 +688,7 @@ impl CodedGraph for DiskGraph {
                 });
             }
         };
+        let vectors = self.vectors.as_mut();
         // the element and, when it lies on the same page (almost always),
         // its neighbor list: one buffer access
         let (d, e, scored) = with_page(self.index, id.block, |p| {
@@ -635,7 +700,11 @@ impl CodedGraph for DiskGraph {
             if e.is_free() {
                 return None;
             }
-            let d = metric.distance(&format::element_floats(item, layout, dims), query);
+            let v = format::element_floats(item, layout, dims);
+            let d = metric.distance(&v, query);
+            if let Some(k) = vectors {
+                k.insert(id, v.into_owned());
+            }
             let scored = e.neighbors.block == id.block
                 && item_bytes(p, e.neighbors.offset).is_some_and(|n| {
                     score(n, d, out);
@@ -646,7 +715,11 @@ impl CodedGraph for DiskGraph {
         if !scored {
             with_item(self.index, e.neighbors, |n| score(n, d, out));
         }
-        Some((d, e.deleted()))
+        let deleted = e.deleted();
+        if self.vectors.is_some() {
+            self.headers.insert(id, e);
+        }
+        Some((d, deleted))
     }
 }
 

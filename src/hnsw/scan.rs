@@ -58,10 +58,7 @@ impl Search {
         match self {
             Search::Exact(s) => s.run(g, q, 0, ef, budget),
             Search::Guided(s) => {
-                let scale = match g.params.code_scale {
-                    0 => graph::guided::EF_SCALE,
-                    s => s as usize,
-                };
+                let scale = g.params.guided_scale();
                 s.run(g, q, ef.saturating_mul(scale), budget)
             }
         }
