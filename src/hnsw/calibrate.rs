@@ -31,12 +31,52 @@ const LARGEST_SCALE: u16 = SCALES[SCALES.len() - 1];
 /// codes are kept only when they read fewer elements by this factor.
 const GUIDED_READ_COST: f64 = 1.5;
 
+/// Bytes of level-0 codes a calibration keeps once computed (beyond that,
+/// a list's codes are computed again each time it is expanded).
+const CODE_CACHE_BYTES: usize = 64 << 20;
+
+/// The codes of the lists a calibration expanded, computed once: its
+/// searches expand the same elements again and again (up to a full walk of
+/// a small graph at the largest `ef`), and at high dimensions encoding a
+/// list costs far more than searching it (6000 × 1536-d rows: minutes of
+/// CREATE INDEX with every expansion encoding its list, under a second with
+/// each list encoded once).
+struct CodeCache {
+    lists: Vec<std::sync::OnceLock<Box<[u8]>>>,
+    bytes: std::sync::atomic::AtomicUsize,
+}
+
+impl CodeCache {
+    fn new(n: usize) -> CodeCache {
+        CodeCache {
+            lists: (0..n).map(|_| std::sync::OnceLock::new()).collect(),
+            bytes: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Element `i`'s level-0 codes, one after another, computed by `encode`
+    /// (kept while the cache has room).
+    fn with_codes<T>(&self, i: usize, encode: impl FnOnce() -> Box<[u8]>, f: impl FnOnce(&[u8]) -> T) -> T {
+        use std::sync::atomic::Ordering;
+        if let Some(c) = self.lists[i].get() {
+            return f(c);
+        }
+        let codes = encode();
+        if self.bytes.fetch_add(codes.len(), Ordering::Relaxed) + codes.len() > CODE_CACHE_BYTES {
+            self.bytes.fetch_sub(codes.len(), Ordering::Relaxed);
+            return f(&codes);
+        }
+        f(self.lists[i].get_or_init(|| codes))
+    }
+}
+
 /// The in-memory graph of a build as a [`CodedGraph`]: element `i` is
-/// `ElemId { block: i + 1, offset: 1 }`; codes are computed when a list is
-/// expanded, as the pages would hold them. Counts element reads as a disk
-/// search would make them.
+/// `ElemId { block: i + 1, offset: 1 }`; a list's codes are computed when it
+/// is first expanded, as the pages would hold them. Counts element reads as
+/// a disk search would make them.
 struct Built<'a> {
     g: &'a BuiltGraph<'a>,
+    codes: &'a CodeCache,
     prepared: Option<super::codes::Query>,
     /// The query's own element, never an answer.
     skip: usize,
@@ -84,14 +124,22 @@ impl CodedGraph for Built<'_> {
         let (i, g) = (index(e), self.g);
         let d = g.metric.distance(g.vector(i), q);
         let prepared = self.prepared.as_ref().expect("query prepared");
-        let mut code = vec![0u8; g.coder.code_len()];
-        for &j in &g.links[i][0] {
-            g.coder.encode(g.rot(i), g.rot(j), &mut code);
-            out.push(Scored {
-                distance: g.coder.estimate(prepared, d, &code),
-                id: id(j),
-            });
-        }
+        let (list, len) = (&g.links[i][0], g.coder.code_len());
+        let encode = || {
+            let mut codes = vec![0u8; list.len() * len].into_boxed_slice();
+            for (&j, code) in list.iter().zip(codes.chunks_exact_mut(len)) {
+                g.coder.encode(g.rot(i), g.rot(j), code);
+            }
+            codes
+        };
+        self.codes.with_codes(i, encode, |codes| {
+            for (&j, code) in list.iter().zip(codes.chunks_exact(len)) {
+                out.push(Scored {
+                    distance: g.coder.estimate(prepared, d, code),
+                    id: id(j),
+                });
+            }
+        });
         Some((d, i == self.skip))
     }
 }
@@ -129,9 +177,10 @@ pub struct BuiltGraph<'a> {
 }
 
 impl<'a> BuiltGraph<'a> {
-    fn searcher(&'a self, skip: usize) -> Built<'a> {
+    fn searcher(&'a self, codes: &'a CodeCache, skip: usize) -> Built<'a> {
         Built {
             g: self,
+            codes,
             prepared: None,
             skip,
             reads: 0,
@@ -165,6 +214,7 @@ pub fn calibrate(g: &BuiltGraph, efs: &[usize], pool: &rayon::ThreadPool) -> Cal
         return result;
     }
     let top_level = g.links[g.top].len() - 1;
+    let cache = CodeCache::new(n);
     let widest = (4 * efs.iter().copied().max().unwrap_or(1)).max(100);
     let query = |s: &Sample| &g.data[s.element * g.dims..(s.element + 1) * g.dims];
     let samples: Vec<Sample> = pool.install(|| {
@@ -173,7 +223,7 @@ pub fn calibrate(g: &BuiltGraph, efs: &[usize], pool: &rayon::ThreadPool) -> Cal
             .map(|k| {
                 let element = k * (n / queries);
                 let q = &g.data[element * g.dims..(element + 1) * g.dims];
-                let mut b = g.searcher(element);
+                let mut b = g.searcher(&cache, element);
                 let entry = descend(&mut b, q, id(g.top), top_level, 0);
                 let descent = b.reads;
                 // the answers: a wide exact search
@@ -191,7 +241,7 @@ pub fn calibrate(g: &BuiltGraph, efs: &[usize], pool: &rayon::ThreadPool) -> Cal
             samples
                 .par_iter()
                 .map(|s| {
-                    let mut b = g.searcher(s.element);
+                    let mut b = g.searcher(&cache, s.element);
                     b.reads = s.descent;
                     let found = search(s, &mut b);
                     (hits(&b, &answers(&found, s.element), query(s), s.kth), b.reads)
@@ -222,6 +272,11 @@ pub fn calibrate(g: &BuiltGraph, efs: &[usize], pool: &rayon::ThreadPool) -> Cal
             result.exact = exact;
             result.guided = last;
             result.pays = chosen.is_some() && last.1 * GUIDED_READ_COST <= exact.1;
+            if !result.pays {
+                // the codes are dropped: their scale does not matter
+                result.scale = chosen.unwrap_or(LARGEST_SCALE);
+                return result;
+            }
         }
         result.scale = result.scale.max(chosen.unwrap_or(LARGEST_SCALE));
     }
