@@ -128,10 +128,17 @@ struct Shared<'a, D> {
     abort: AtomicBool,
 }
 
+/// How many neighbors ahead a search asks for their vectors.
+const PREFETCH_AHEAD: usize = 3;
+
 /// Per-thread search state.
 struct Scratch {
-    visited: Vec<u32>,
-    epoch: u32,
+    /// The epoch of the search that last visited each element: 16 bits
+    /// (cleared once every 65,535 searches) keep twice as many marks in
+    /// the CPU caches as 32. (A hash set sized to one search was slower:
+    /// SIFT-like 1M, 117 s against 111 s.)
+    visited: Vec<u16>,
+    epoch: u16,
     candidates: BinaryHeap<std::cmp::Reverse<Near>>,
     found: BinaryHeap<Near>,
     neighbors: Vec<u32>,
@@ -189,7 +196,8 @@ impl<'a, D: Fn(&[f32], &[f32]) -> f32 + Sync> Shared<'a, D> {
 
     /// Asks the CPU to fetch the start of element `i`'s vector.
     fn prefetch(&self, i: u32) {
-        prefetch(self.data[i as usize * self.dims..].as_ptr() as *const i8, if self.dims > 16 { 2 } else { 1 });
+        let at = i as usize * self.dims;
+        prefetch(self.data[at..].as_ptr() as *const i8, (self.dims * 4).div_ceil(64).min(16));
     }
 
     fn d(&self, a: u32, b: u32) -> f32 {
@@ -335,10 +343,18 @@ impl<'a, D: Fn(&[f32], &[f32]) -> f32 + Sync> Shared<'a, D> {
                 *seen = sc.epoch;
                 new
             });
-            for &x in &nbrs {
+            // Each vector is a few cache lines from anywhere in memory: ask
+            // for whole vectors a few neighbors ahead of the one measured,
+            // so the requests in flight stay within what the core can
+            // track (asked for all at once, the prefetches themselves
+            // stalled: half of this loop's time sat on them).
+            for &x in nbrs.iter().take(PREFETCH_AHEAD) {
                 self.prefetch(x);
             }
-            for &x in &nbrs {
+            for (k, &x) in nbrs.iter().enumerate() {
+                if let Some(&ahead) = nbrs.get(k + PREFETCH_AHEAD) {
+                    self.prefetch(ahead);
+                }
                 let d = (self.spec.dist)(qv, self.vector(x));
                 if sc.found.len() < ef || sc.found.peek().is_some_and(|w| d < w.d) {
                     let nr = Near { d, id: x, key: tie_key(q, x) };
