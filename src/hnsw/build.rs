@@ -24,7 +24,6 @@ use super::metric::Metric;
 use super::options;
 use super::pages::{self, Params};
 use crate::pg::buffer::{self, PageWrite};
-use crate::pg::bulk::BulkPages;
 use crate::pg::page;
 use crate::vector::datum::Vector;
 use pgrx::pg_sys;
@@ -549,21 +548,31 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], codes:
             used += cost(format::ROW_LIST_SIZE);
         }
     }
-    // Pass 2: items in page order, written in bulk (full-page WAL images,
-    // several to a record, where the index needs WAL).
-    let mut sink = BulkPages::start(st.index);
-    assert_eq!(sink.next_block(), first, "build pages out of step");
-    let mut current: Option<u32> = None;
+    // Pass 2: items in page order, one full-page WAL record per page,
+    // through shared buffers: the index is there for its first scans, as
+    // pgvector's is. (Written past the buffers with bulk_write.c, scans and
+    // inserts right after a build read every page from the kernel first:
+    // the bench's first queries ran at half the rate.)
+    let mut current: Option<(pg_sys::Buffer, PageWrite, pg_sys::Page, u32)> = None;
     let mut place = |target: ElemId, bytes: &[u8]| {
-        if current != Some(target.block) {
-            if current.is_some() {
-                sink.write();
+        if current.as_ref().map(|c| c.3) != Some(target.block) {
+            if let Some((buf, w, _, _)) = current.take() {
+                w.commit();
+                buffer::unlock_release(buf);
             }
-            assert_eq!(sink.next_block(), target.block, "build pages out of step");
-            pages::init_page(sink.page(), format::KIND_GRAPH, st.params.layout.version);
-            current = Some(target.block);
+            let buf = buffer::extend_locked(st.index);
+            assert_eq!(
+                buffer::block_number(buf),
+                target.block,
+                "build pages out of step"
+            );
+            let mut w = PageWrite::start(st.index);
+            let wp = w.register(buf, true);
+            pages::init_page(wp, format::KIND_GRAPH, st.params.layout.version);
+            current = Some((buf, w, wp, target.block));
         }
-        let off = page::add_item(sink.page(), bytes.as_ptr(), bytes.len());
+        let (_, _, wp, _) = current.as_ref().expect("page just set");
+        let off = page::add_item(*wp, bytes.as_ptr(), bytes.len());
         assert_eq!(off, Some(target.offset), "build item out of step");
     };
     // Level-0 codes come a chunk of elements at a time from `next_codes`
@@ -633,10 +642,10 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], codes:
         }),
     }
     drop(place);
-    if current.is_some() {
-        sink.write();
+    if let Some((buf, w, _, _)) = current.take() {
+        w.commit();
+        buffer::unlock_release(buf);
     }
-    sink.finish();
     let top = (0..levels.len())
         .max_by_key(|&i| (levels[i], std::cmp::Reverse(i)))
         .expect("non-empty");

@@ -3,7 +3,6 @@
 
 pub mod array;
 pub mod buffer;
-pub mod bulk;
 pub mod error;
 pub mod htup;
 pub mod index_scan;
