@@ -533,8 +533,9 @@ class Bench:
             "* settings: " + ", ".join(f"{k} = {v}" for k, v in self.conf.items()),
             f"* suite time: {elapsed:.0f} s{'' if done else ' so far (the run is still going)'}; "
             f"command: `bench/run.sh --mode {self.mode}{f' --only {self.only}' if self.only else ''}`",
-            "* ratios are lsm / heap (above 1: lsm is faster or larger)",
         ]
+        if self.only != "hnsw":
+            header.append("* ratios are lsm / heap (above 1: lsm is faster or larger)")
         body = header + self.report
         if partial:
             body += [f"\n### (in progress) {partial[0]}: {len(partial[1])} rows so far\n"]
