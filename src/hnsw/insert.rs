@@ -119,7 +119,7 @@ pub(super) fn search_candidates(
 /// gives the `ef` nearest of them by exact distance, their vectors read.
 fn guided_candidates(g: &mut DiskGraph, vector: &[f32], entries: &[ElemId], ef: usize) -> Vec<Scored> {
     g.prepare(vector);
-    let mut search = GuidedSearch::start(entries);
+    let mut search = GuidedSearch::start_once(entries);
     search.run(g, vector, ef.saturating_mul(g.params.guided_scale()), u64::MAX);
     let mut found = search.results();
     found.truncate(ef);
