@@ -18,7 +18,7 @@
 use super::calibrate::{calibrate, BuiltGraph};
 use super::codes::{self, Coder};
 use super::format::{self, ElemId, Element, HeapTid, Layout, Meta, KIND_META};
-use super::graph::{self, parallel_build::{build_parallel, prefetch, Spec}};
+use super::graph::{self, parallel_build::{build_parallel, Spec}};
 use super::insert;
 use super::metric::Metric;
 use super::options;
@@ -430,26 +430,14 @@ impl LevelZeroCodes<'_> {
     /// codes per element (zeros past the list's end), computed by the pool.
     fn chunk(&self, range: std::ops::Range<usize>, links: &[Vec<Vec<usize>>], cap0: usize) -> Vec<u8> {
         use rayon::prelude::*;
-        let (len, padded) = (self.coder.code_len(), self.coder.padded());
-        let rot = |i: usize| &self.rotated[i * padded..(i + 1) * padded];
+        let len = self.coder.code_len();
         let start = range.start;
         let mut out = vec![0u8; range.len() * cap0 * len];
         self.pool.install(|| {
             out.par_chunks_mut(cap0 * len).enumerate().for_each(|(k, codes)| {
                 let i = start + k;
                 let list = &links[i][0][..links[i][0].len().min(cap0)];
-                // the neighbors' rotated vectors lie anywhere in memory:
-                // ask for the ones two slots ahead while encoding
-                let lines = (padded * 4).div_ceil(64);
-                for &j in list.iter().take(2) {
-                    prefetch(rot(j).as_ptr() as *const i8, lines);
-                }
-                for (slot, &j) in list.iter().enumerate() {
-                    if let Some(&ahead) = list.get(slot + 2) {
-                        prefetch(rot(ahead).as_ptr() as *const i8, lines);
-                    }
-                    self.coder.encode(rot(i), rot(j), &mut codes[slot * len..(slot + 1) * len]);
-                }
+                self.coder.encode_list(self.rotated, i, list, codes);
             })
         });
         out

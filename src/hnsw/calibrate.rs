@@ -98,10 +98,6 @@ impl BuiltGraph<'_> {
     fn vector(&self, i: usize) -> &[f32] {
         &self.data[i * self.dims..(i + 1) * self.dims]
     }
-    fn rot(&self, i: usize) -> &[f32] {
-        let p = self.coder.padded();
-        &self.rotated[i * p..(i + 1) * p]
-    }
 }
 
 impl Graph for Built<'_> {
@@ -127,9 +123,7 @@ impl CodedGraph for Built<'_> {
         let (list, len) = (&g.links[i][0], g.coder.code_len());
         let encode = || {
             let mut codes = vec![0u8; list.len() * len].into_boxed_slice();
-            for (&j, code) in list.iter().zip(codes.chunks_exact_mut(len)) {
-                g.coder.encode(g.rot(i), g.rot(j), code);
-            }
+            g.coder.encode_list(g.rotated, i, list, &mut codes);
             codes
         };
         self.codes.with_codes(i, encode, |codes| {

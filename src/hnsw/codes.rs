@@ -334,6 +334,25 @@ impl Coder {
         encode(&self.rot, self.kind, c_rot, o_rot, out)
     }
 
+    /// The codes of element `owner`'s list members `list`, one after
+    /// another into `out`, from `rotated` ([`Coder::rotate`]d vectors,
+    /// `padded()` floats each, by element index). The members' vectors lie
+    /// anywhere in memory: the ones two slots ahead are asked for while one
+    /// is encoded.
+    pub fn encode_list(&self, rotated: &[f32], owner: usize, list: &[usize], out: &mut [u8]) {
+        let (len, padded) = (self.code_len(), self.padded());
+        let rot = |i: usize| &rotated[i * padded..(i + 1) * padded];
+        let lines = (padded * 4).div_ceil(64);
+        let prefetch = |j: usize| crate::hnsw::graph::parallel_build::prefetch(rot(j).as_ptr() as *const i8, lines);
+        list.iter().take(2).for_each(|&j| prefetch(j));
+        for (slot, &j) in list.iter().enumerate() {
+            if let Some(&ahead) = list.get(slot + 2) {
+                prefetch(ahead);
+            }
+            self.encode(rot(owner), rot(j), &mut out[slot * len..(slot + 1) * len]);
+        }
+    }
+
     /// A query vector prepared for scoring codes.
     pub fn query(&self, q: &[f32]) -> Query {
         Query::new(&self.rot, self.kind, &self.ready(q), &mut Vec::new())

@@ -570,14 +570,10 @@ impl DiskGraph {
     }
 
     pub fn vector(&mut self, id: ElemId) -> Option<Vec<f32>> {
-        if let Some(v) = self.vectors.as_ref().and_then(|k| k.get(&id)) {
-            return Some(v.clone());
+        if self.vectors.is_none() {
+            return self.read_vector(id);
         }
-        let v = self.read_vector(id)?;
-        if let Some(k) = self.vectors.as_mut() {
-            k.insert(id, v.clone());
-        }
-        Some(v)
+        self.keep_vector(id).then(|| self.vectors.as_ref().expect("kept")[&id].clone())
     }
 
     fn read_vector(&self, id: ElemId) -> Option<Vec<f32>> {
@@ -588,18 +584,20 @@ impl DiskGraph {
         })?
     }
 
-    /// Whether element `id`'s vector is kept now (reading it if vectors are
-    /// kept at all).
+    /// Whether element `id`'s vector is among the kept ones, read into them
+    /// now if it was not (false when vectors are not kept or it cannot be
+    /// read).
     fn keep_vector(&mut self, id: ElemId) -> bool {
-        if self.vectors.as_ref().is_none_or(|k| k.contains_key(&id)) {
-            return self.vectors.is_some();
-        }
-        match self.read_vector(id) {
-            Some(v) => {
-                self.vectors.as_mut().map(|k| k.insert(id, v));
-                true
-            }
+        match self.vectors.as_ref().map(|k| k.contains_key(&id)) {
             None => false,
+            Some(true) => true,
+            Some(false) => match self.read_vector(id) {
+                Some(v) => {
+                    self.vectors.as_mut().expect("kept").insert(id, v);
+                    true
+                }
+                None => false,
+            },
         }
     }
 
@@ -614,11 +612,14 @@ impl DiskGraph {
 
     /// Distance between two elements (for neighbor selection).
     pub fn between(&mut self, a: ElemId, b: ElemId) -> f64 {
-        if self.keep_vector(a) && self.keep_vector(b) {
-            let k = self.vectors.as_ref().expect("vectors are kept");
+        if self.vectors.is_some() {
+            if !(self.keep_vector(a) && self.keep_vector(b)) {
+                return f64::INFINITY;
+            }
+            let k = self.vectors.as_ref().expect("kept");
             return self.params.metric.distance(&k[&a], &k[&b]);
         }
-        match (self.vector(a), self.vector(b)) {
+        match (self.read_vector(a), self.read_vector(b)) {
             (Some(x), Some(y)) => self.params.metric.distance(&x, &y),
             _ => f64::INFINITY,
         }
@@ -717,6 +718,8 @@ impl CodedGraph for DiskGraph {
         }
         let deleted = e.deleted();
         if self.vectors.is_some() {
+            // an insert's neighbor choice asks for the header again (scans
+            // skip the map insert)
             self.headers.insert(id, e);
         }
         Some((d, deleted))
