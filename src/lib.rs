@@ -15,6 +15,7 @@
 pub extern "C-unwind" fn _PG_init() {
     lsm::gucs::init();
     lsm::redo::register();
+    hnsw::wal::register();
     lsm::manifest_cache::init();
     hnsw::gucs::init();
 }

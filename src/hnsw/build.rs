@@ -23,7 +23,8 @@ use super::insert;
 use super::metric::Metric;
 use super::options;
 use super::pages::{self, Params};
-use crate::pg::buffer::{self, PageWrite};
+use super::wal::IndexWrite;
+use crate::pg::buffer;
 use crate::pg::page;
 use crate::vector::datum::Vector;
 use pgrx::pg_sys;
@@ -130,7 +131,7 @@ pub fn write_metapage(index: pg_sys::Relation, params: &Params, fork: pg_sys::Fo
         pg_sys::LockBuffer(b, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
         b
     };
-    let mut w = PageWrite::start(index);
+    let mut w = IndexWrite::start(index);
     let p = w.register(buf, true);
     pages::init_page(p, KIND_META, params.layout.version);
     let meta = Meta {
@@ -541,7 +542,7 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], codes:
     // pgvector's is. (Written past the buffers with bulk_write.c, scans and
     // inserts right after a build read every page from the kernel first:
     // the bench's first queries ran at half the rate.)
-    let mut current: Option<(pg_sys::Buffer, PageWrite, pg_sys::Page, u32)> = None;
+    let mut current: Option<(pg_sys::Buffer, IndexWrite, pg_sys::Page, u32)> = None;
     let mut place = |target: ElemId, bytes: &[u8]| {
         if current.as_ref().map(|c| c.3) != Some(target.block) {
             if let Some((buf, w, _, _)) = current.take() {
@@ -554,7 +555,7 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], codes:
                 target.block,
                 "build pages out of step"
             );
-            let mut w = PageWrite::start(st.index);
+            let mut w = IndexWrite::start(st.index);
             let wp = w.register(buf, true);
             pages::init_page(wp, format::KIND_GRAPH, st.params.layout.version);
             current = Some((buf, w, wp, target.block));

@@ -15,7 +15,8 @@ use super::format::{self, ElemId, Element, IdMap};
 use super::graph::guided::GuidedSearch;
 use super::graph::{self, Graph, Scored};
 use super::pages::{self, DiskGraph, Params};
-use crate::pg::buffer::{self, PageWrite};
+use super::wal::IndexWrite;
+use crate::pg::buffer;
 use pgrx::pg_sys;
 
 pub(super) fn random_unit() -> f64 {
@@ -202,7 +203,7 @@ fn insert_first(
         return false;
     }
     let id = pages::add_element(index, params, element, vector, &[], &[]);
-    let mut w = PageWrite::start(index);
+    let mut w = IndexWrite::start(index);
     let p = w.register(meta_buf, false);
     let mut m = meta;
     m.entry = id;

@@ -14,6 +14,8 @@
 //! * [`insert`]  — inserts into the on-disk graph
 //! * [`scan`]    — ordered scans, iterative scans
 //! * [`vacuum`]  — delete, repair, free
+//! * [`wal_record`] — the `strata_hnsw` WAL record: page deltas (pure)
+//! * [`wal`]     — page changes and their WAL, the resource manager's callbacks
 //! * [`handler`] — the IndexAmRoutine, options, costs
 //! * [`gucs`]    — `strata.hnsw_*` settings
 //! * [`info`]    — `strata.hnsw_info`
@@ -36,3 +38,5 @@ mod recall_bound;
 pub mod rows;
 pub mod scan;
 pub mod vacuum;
+pub mod wal;
+pub mod wal_record;

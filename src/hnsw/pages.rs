@@ -11,7 +11,8 @@ use super::codes::{Coder, Query};
 use super::graph::guided::CodedGraph;
 use super::graph::{Graph, Scored};
 use super::metric::Metric;
-use crate::pg::buffer::{self, PageWrite};
+use super::wal::IndexWrite;
+use crate::pg::buffer;
 use crate::pg::page;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -95,7 +96,7 @@ pub fn update_meta(index: pg_sys::Relation, f: impl FnOnce(&mut Meta) -> bool) {
     buffer::lock_exclusive(buf);
     let mut meta = read_meta_locked(buf);
     if f(&mut meta) {
-        let mut w = PageWrite::start(index);
+        let mut w = IndexWrite::start(index);
         let p = w.register(buf, false);
         write_meta(p, &meta);
         w.commit();
@@ -146,7 +147,7 @@ fn with_item<T>(index: pg_sys::Relation, id: ElemId, f: impl FnOnce(&[u8]) -> T)
 pub fn update_item(index: pg_sys::Relation, id: ElemId, f: impl FnOnce(&mut [u8]) -> bool) -> bool {
     let buf = buffer::read(index, id.block);
     buffer::lock_exclusive(buf);
-    let mut w = PageWrite::start(index);
+    let mut w = IndexWrite::start(index);
     let p = w.register(buf, false);
     let changed = match page::item(p, id.offset) {
         // SAFETY: a normal item inside the working copy.
@@ -208,7 +209,7 @@ pub fn add_element(
         if page_kind(p) == Some(KIND_GRAPH)
             && room >= maxalign(neighbors.len()) + 4 + maxalign(elem_len)
         {
-            let mut w = PageWrite::start(index);
+            let mut w = IndexWrite::start(index);
             let wp = w.register(buf, false);
             let id = place_pair(index, wp, last, layout, &mut e, vector, neighbors);
             w.commit();
@@ -219,7 +220,7 @@ pub fn add_element(
     }
     let buf = buffer::extend_locked(index);
     let block = buffer::block_number(buf);
-    let mut w = PageWrite::start(index);
+    let mut w = IndexWrite::start(index);
     let wp = w.register(buf, true);
     init_page(wp, KIND_GRAPH, layout.version);
     if page::free_space_for_new_item(wp) >= maxalign(neighbors.len()) + 4 + maxalign(elem_len) {
@@ -325,7 +326,7 @@ fn reuse_free_slot(
             }
             continue;
         };
-        let mut w = PageWrite::start(index);
+        let mut w = IndexWrite::start(index);
         let wp = w.register(buf, false);
         let mut e = element.clone();
         e.neighbors = ElemId {
@@ -457,6 +458,11 @@ pub struct DiskGraph {
     headers: IdMap<Element>,
     /// Vectors read by this operation (None: not kept).
     vectors: Option<IdMap<Vec<f32>>>,
+    /// The same vectors rotated for their codes, as they were needed (kept
+    /// with `vectors`: an insert encodes each new neighbor's code twice —
+    /// in the new list, and as the owner of a back link — and the new
+    /// element's in every back link).
+    rotated: Option<IdMap<Vec<f32>>>,
     /// The index's neighbor codes (format version 4), if it has them.
     coder: Option<Coder>,
     /// The query [`CodedGraph::expand`] scores codes against.
@@ -471,6 +477,7 @@ impl DiskGraph {
             // an operation reads some hundreds of elements: no rehashing then
             headers: IdMap::with_capacity_and_hasher(1024, Default::default()),
             vectors: None,
+            rotated: None,
             coder: params.coder(),
             prepared: None,
         }
@@ -482,6 +489,7 @@ impl DiskGraph {
     /// kept: that can only make a neighbor choice less apt, never wrong.
     pub fn keeping_vectors(mut self) -> DiskGraph {
         self.vectors = Some(IdMap::with_capacity_and_hasher(1024, Default::default()));
+        self.rotated = Some(IdMap::default());
         self
     }
 
@@ -499,18 +507,59 @@ impl DiskGraph {
         known: &[(ElemId, &[f32])],
     ) -> IdMap<Vec<u8>> {
         let added: Vec<ElemId> = next.iter().copied().filter(|n| !current.contains(n)).collect();
-        if level != 0 || added.is_empty() || !self.coded() {
+        let Some(coder) = self.coder.clone() else {
+            return IdMap::default();
+        };
+        let mut c_rot = Vec::new();
+        if level != 0 || added.is_empty() || !self.rotated(&coder, owner, known, &mut c_rot) {
             return IdMap::default();
         }
-        let base = match known.iter().find(|k| k.0 == owner) {
-            Some(k) => k.1.to_vec(),
-            None => match self.vector(owner) {
-                Some(v) => v,
-                None => return IdMap::default(),
-            },
-        };
-        let codes = self.codes_for(&base, &added, known);
+        let codes = self.codes_rotated(&coder, &c_rot, &added, known);
         added.into_iter().zip(codes).filter_map(|(id, c)| Some((id, c?))).collect()
+    }
+
+    /// Element `id`'s vector made ready and rotated by `coder`, into `out`
+    /// (from `known`, the kept rotations, or read); false when it cannot
+    /// be read.
+    fn rotated(&mut self, coder: &Coder, id: ElemId, known: &[(ElemId, &[f32])], out: &mut Vec<f32>) -> bool {
+        if let Some(r) = self.rotated.as_ref().and_then(|k| k.get(&id)) {
+            out.clear();
+            out.extend_from_slice(r);
+            return true;
+        }
+        match known.iter().find(|k| k.0 == id) {
+            Some(k) => coder.rotate(k.1, out),
+            None => match self.vector(id) {
+                Some(v) => coder.rotate(&v, out),
+                None => return false,
+            },
+        }
+        if let Some(k) = self.rotated.as_mut() {
+            k.insert(id, out.clone());
+        }
+        true
+    }
+
+    /// The codes of `ids` relative to an owner whose rotated vector is
+    /// `c_rot` (None for one whose vector cannot be read).
+    fn codes_rotated(
+        &mut self,
+        coder: &Coder,
+        c_rot: &[f32],
+        ids: &[ElemId],
+        known: &[(ElemId, &[f32])],
+    ) -> Vec<Option<Vec<u8>>> {
+        let mut o_rot = Vec::new();
+        ids.iter()
+            .map(|&id| {
+                if !self.rotated(coder, id, known, &mut o_rot) {
+                    return None;
+                }
+                let mut code = vec![0u8; coder.code_len()];
+                coder.encode(c_rot, &o_rot, &mut code);
+                Some(code)
+            })
+            .collect()
     }
 
     /// Whether the index's level-0 lists carry neighbor codes.
@@ -530,19 +579,9 @@ impl DiskGraph {
         let Some(coder) = self.coder.clone() else {
             return Vec::new();
         };
-        let (mut c_rot, mut o_rot) = (Vec::new(), Vec::new());
+        let mut c_rot = Vec::new();
         coder.rotate(owner, &mut c_rot);
-        ids.iter()
-            .map(|&id| {
-                match known.iter().find(|k| k.0 == id) {
-                    Some(k) => coder.rotate(k.1, &mut o_rot),
-                    None => coder.rotate(&self.vector(id)?, &mut o_rot),
-                }
-                let mut code = vec![0u8; coder.code_len()];
-                coder.encode(&c_rot, &o_rot, &mut code);
-                Some(code)
-            })
-            .collect()
+        self.codes_rotated(&coder, &c_rot, ids, known)
     }
 
     /// An element's header (cached).

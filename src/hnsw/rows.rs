@@ -13,7 +13,8 @@
 
 use super::format::{self, ElemId, Element, HeapTid, KIND_GRAPH};
 use super::pages::{self, Params};
-use crate::pg::buffer::{self, PageWrite};
+use super::wal::IndexWrite;
+use crate::pg::buffer;
 use crate::pg::page;
 use pgrx::pg_sys;
 use std::collections::HashSet;
@@ -185,7 +186,7 @@ pub fn add_heap_tid(
         }
         if tids.len() < format::inline_slots(item, layout) {
             tids.push(tid);
-            let mut w = PageWrite::start(index);
+            let mut w = IndexWrite::start(index);
             let wp = w.register(buf, false);
             let item = element_on(wp, params, id).expect("element checked above");
             format::set_element_tids(item, layout, &tids);
@@ -204,7 +205,7 @@ pub fn add_heap_tid(
                 return true;
             }
             rows.push(tid);
-            let mut w = PageWrite::start(index);
+            let mut w = IndexWrite::start(index);
             let wp = w.register(lbuf, false);
             format::set_row_list_tids(row_list_on(index, wp, l), &rows);
             w.commit();
@@ -243,7 +244,7 @@ fn add_row_list(
     };
     rows.push(tid);
     let list = format::encode_row_list(head.unwrap_or(ElemId::NONE), &rows);
-    let mut w = PageWrite::start(index);
+    let mut w = IndexWrite::start(index);
     let wp = w.register(ebuf, false);
     let mut other: Option<pg_sys::Buffer> = None;
     let target = if page::free_space_for_new_item(wp) >= ROW_LIST_ROOM {
@@ -312,7 +313,7 @@ pub fn remove_heap_tids(
             let rows = format::decode_row_list(list).1;
             let kept: Vec<HeapTid> = rows.iter().copied().filter(|t| !dead.contains(t)).collect();
             if kept.len() < rows.len() {
-                let mut w = PageWrite::start(index);
+                let mut w = IndexWrite::start(index);
                 let wp = w.register(lbuf, false);
                 format::set_row_list_tids(row_list_on(index, wp, l), &kept);
                 w.commit();
@@ -329,7 +330,7 @@ pub fn remove_heap_tids(
             if kept.len() == rows.len() {
                 return false;
             }
-            let mut w = PageWrite::start(index);
+            let mut w = IndexWrite::start(index);
             let wp = w.register(buf, false);
             let item = element_on(wp, params, id).expect("element checked above");
             if kept.is_empty() {
@@ -342,7 +343,7 @@ pub fn remove_heap_tids(
         // the element's own rows are all dead, rows remain in list `l`:
         // move as many as its slots take, in one record with the list's page
         let l = refill.expect("checked above");
-        let mut w = PageWrite::start(index);
+        let mut w = IndexWrite::start(index);
         let wp = w.register(buf, false);
         let lbuf = if l.block == id.block {
             None

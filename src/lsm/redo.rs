@@ -6,7 +6,7 @@
 
 use super::wal_record::{self as rec, RMGR_ID, RMGR_NAME};
 use crate::pg::wal::{self, Redo};
-use crate::pg::{error, page};
+use crate::pg::page;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -24,10 +24,7 @@ pub fn register() {
 }
 
 fn broken(what: impl std::fmt::Display) -> ! {
-    error::error(
-        PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-        format!("cannot replay strata_lsm WAL record: {what}"),
-    )
+    wal::unreplayable(RMGR_NAME, what)
 }
 
 #[pg_guard]

@@ -124,6 +124,14 @@ impl PageChange {
         if let Some(w) = &mut self.generic {
             return w.register(buf, full_image);
         }
+        // a buffer registered twice gets its first copy, as with GenericXLog
+        if let Some(pg) = self.pages.iter_mut().find(|pg| pg.buf == buf) {
+            pg.full_image |= full_image;
+            if let Some(copy) = &mut pg.copy {
+                return copy.as_mut_ptr() as pg_sys::Page;
+            }
+            return super::buffer::page(buf);
+        }
         assert!(self.pages.len() < 4, "at most four pages per WAL record");
         let mut copy = vec![0u64; page::BLCKSZ / 8].into_boxed_slice();
         let p = copy.as_mut_ptr() as pg_sys::Page;
@@ -207,6 +215,29 @@ impl PageChange {
             pg_sys::CritSectionCount -= 1;
         }
         self.pages.clear();
+    }
+}
+
+impl PageChange {
+    /// [`PageChange::commit`] with a record of type `info` whose data for
+    /// each page is `delta(page before, working copy)` — nothing for a page
+    /// logged as a full image.
+    pub fn commit_delta(self, rmid: u8, info: u8, delta: impl Fn(&[u8], &[u8]) -> Vec<u8>) {
+        if self.generic.is_some() || !relation_needs_wal(self.rel) {
+            return self.commit(rmid, || Record { info, blocks: Vec::new() });
+        }
+        let blocks = self
+            .pages
+            .iter()
+            .map(|pg| match &pg.copy {
+                Some(copy) if !pg.full_image => delta(
+                    page::bytes(super::buffer::page(pg.buf)),
+                    page::bytes(copy.as_ptr() as pg_sys::Page),
+                ),
+                _ => Vec::new(),
+            })
+            .collect();
+        self.commit(rmid, move || Record { info, blocks })
     }
 }
 
@@ -298,6 +329,15 @@ impl Redo {
             super::buffer::unlock_release(buf);
         }
     }
+}
+
+/// The error a redo callback raises for a record of resource manager `rmgr`
+/// it cannot replay.
+pub fn unreplayable(rmgr: &std::ffi::CStr, what: impl std::fmt::Display) -> ! {
+    super::error::error(
+        pgrx::PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+        format!("cannot replay {} WAL record: {what}", rmgr.to_string_lossy()),
+    )
 }
 
 /// Appends `s` to a desc callback's output.

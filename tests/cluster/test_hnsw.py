@@ -15,7 +15,9 @@
   element's row lists), on the primary, on the standby and after kill -9;
 * kill -9 during inserts: after recovery the index returns every row that
   is in the table (each row's own vector finds it) and nothing else;
-* a streaming standby returns the same nearest neighbours as the primary.
+* a streaming standby returns the same nearest neighbours as the primary,
+  and replays strata_hnsw's WAL records (page deltas) to pages equal to the
+  primary's (`wal_consistency_checking`).
 
 Usage: test_hnsw.py PG_HOME [--rows N]
 """
@@ -252,7 +254,15 @@ def main():
         # Streaming standby: same nearest neighbours.
         conn.execute("CHECKPOINT")
         standby.base_backup_of(primary).start()
+        # the standby checks each replayed strata_hnsw record (a page delta)
+        # against the primary's image of the page, which the record carries
+        conn.execute("SET wal_consistency_checking = 'strata_hnsw'")
         conn.execute("INSERT INTO f SELECT 300000 + id, 5, v FROM f WHERE id < 500")
+        # new vectors: back links rewrite neighbor lists; VACUUM repairs them
+        conn.execute("INSERT INTO f SELECT 310000 + id, 6, v + v FROM f WHERE id < 300")
+        conn.execute("DELETE FROM f WHERE id >= 310000 AND id < 310100")
+        conn.execute("VACUUM f")
+        conn.execute("RESET wal_consistency_checking")
         primary.wait_replayed(standby)
         with standby.connect() as sc:
             for c in (conn, sc):
