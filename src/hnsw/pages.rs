@@ -464,7 +464,8 @@ pub struct DiskGraph {
     /// element's in every back link).
     rotated: Option<IdMap<Vec<f32>>>,
     /// The index's neighbor codes (format version 4), if it has them.
-    coder: Option<Coder>,
+    /// (shared, not cloned, by the calls that encode while reading)
+    coder: Option<std::rc::Rc<Coder>>,
     /// The query [`CodedGraph::expand`] scores codes against.
     prepared: Option<Query>,
 }
@@ -478,7 +479,7 @@ impl DiskGraph {
             headers: IdMap::with_capacity_and_hasher(1024, Default::default()),
             vectors: None,
             rotated: None,
-            coder: params.coder(),
+            coder: params.coder().map(std::rc::Rc::new),
             prepared: None,
         }
     }

@@ -91,5 +91,5 @@ unsafe extern "C-unwind" fn identify(info: u8) -> *const std::ffi::c_char {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn mask(pagedata: *mut std::ffi::c_char, _blkno: pg_sys::BlockNumber) {
-    rec::mask(page::bytes_mut(pagedata as pg_sys::Page));
+    page::mask_header_and_hole(page::bytes_mut(pagedata as pg_sys::Page));
 }

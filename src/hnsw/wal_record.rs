@@ -91,55 +91,47 @@ pub enum DeltaError {
     Unordered(usize),
 }
 
-/// Applies DELTA block `data` to `page`; returns how many ranges it had.
-pub fn apply_delta(page: &mut [u8], data: &[u8]) -> Result<usize, DeltaError> {
-    let (mut at, mut ranges, mut next_free) = (0, 0, 0);
+/// The ranges of DELTA block `data`, checked against a page of `page_len`
+/// bytes: (offset, new bytes), ascending.
+fn ranges(data: &[u8], page_len: usize) -> Result<Vec<(usize, &[u8])>, DeltaError> {
+    let (mut at, mut next_free, mut out) = (0, 0, Vec::new());
     while at < data.len() {
         if at + 4 > data.len() {
             return Err(DeltaError::ShortHeader(at));
         }
         let offset = u16::from_le_bytes([data[at], data[at + 1]]) as usize;
         let len = u16::from_le_bytes([data[at + 2], data[at + 3]]) as usize;
-        if offset + len > page.len() || at + 4 + len > data.len() {
+        if offset + len > page_len || at + 4 + len > data.len() {
             return Err(DeltaError::OutOfBounds {
                 offset,
                 len,
-                page: page.len(),
+                page: page_len,
             });
         }
         if offset < next_free {
             return Err(DeltaError::Unordered(offset));
         }
-        page[offset..offset + len].copy_from_slice(&data[at + 4..at + 4 + len]);
+        out.push((offset, &data[at + 4..at + 4 + len]));
         next_free = offset + len;
         at += 4 + len;
-        ranges += 1;
     }
-    Ok(ranges)
+    Ok(out)
+}
+
+/// Applies DELTA block `data` to `page` (nothing when it is malformed);
+/// returns how many ranges it had.
+pub fn apply_delta(page: &mut [u8], data: &[u8]) -> Result<usize, DeltaError> {
+    let ranges = ranges(data, page.len())?;
+    for &(offset, bytes) in &ranges {
+        page[offset..offset + bytes.len()].copy_from_slice(bytes);
+    }
+    Ok(ranges.len())
 }
 
 /// Ranges and changed bytes of a DELTA block (`pg_waldump`'s description).
 pub fn describe(data: &[u8]) -> Result<(usize, usize), DeltaError> {
-    let mut scratch = vec![0u8; 1 << 16];
-    let ranges = apply_delta(&mut scratch, data)?;
-    Ok((ranges, data.len() - 4 * ranges))
-}
-
-/// Masks what may differ between a page and its replay
-/// (`wal_consistency_checking`), as `generic_mask` does: LSN and checksum,
-/// the hint flags, and the unused space between `pd_lower` and `pd_upper`.
-pub fn mask(page: &mut [u8]) {
-    const MARKER: u8 = 0;
-    page[0..10].fill(MARKER); // pd_lsn, pd_checksum
-    let flags = u16::from_le_bytes([page[10], page[11]]) & !(0x0001 | 0x0002); // PD_HAS_FREE_LINES, PD_PAGE_FULL
-    page[10..12].copy_from_slice(&flags.to_le_bytes());
-    let (lower, upper) = (
-        u16::from_le_bytes([page[12], page[13]]) as usize,
-        u16::from_le_bytes([page[14], page[15]]) as usize,
-    );
-    if 24 <= lower && lower <= upper && upper <= page.len() {
-        page[lower..upper].fill(MARKER);
-    }
+    let ranges = ranges(data, 1 << 16)?;
+    Ok((ranges.len(), ranges.iter().map(|r| r.1.len()).sum()))
 }
 
 #[cfg(test)]
@@ -209,23 +201,5 @@ mod tests {
         assert!(matches!(apply_delta(&mut p, &short), Err(DeltaError::OutOfBounds { .. })));
         let unordered = [16, 0, 1, 0, 7, 8, 0, 1, 0, 7];
         assert_eq!(apply_delta(&mut p, &unordered), Err(DeltaError::Unordered(8)));
-    }
-
-    #[test]
-    fn mask_hides_lsn_checksum_hints_and_the_hole() {
-        let mut p = page(3);
-        p[12..14].copy_from_slice(&100u16.to_le_bytes());
-        p[14..16].copy_from_slice(&200u16.to_le_bytes());
-        let mut q = p.clone();
-        q[0..10].fill(7);
-        q[150] ^= 1;
-        q[10] ^= 0x03;
-        mask(&mut p);
-        mask(&mut q);
-        assert_eq!(p, q);
-        let mut r = q.clone();
-        r[300] ^= 1;
-        mask(&mut r);
-        assert_ne!(r, q);
     }
 }

@@ -226,18 +226,7 @@ pub fn detach_items(
 /// flags, and the commit hint bits of every row header (set by visibility
 /// checks without WAL; frozen headers keep their xmin bits, as heap's mask).
 pub fn mask(page: &mut [u8]) {
-    const MARKER: u8 = 0;
-    page[0..10].fill(MARKER); // pd_lsn, pd_checksum
-    let flags = format::u16_at(page, 10) & !(0x0001 | 0x0002); // PD_HAS_FREE_LINES, PD_PAGE_FULL
-    format::put_u16(page, 10, flags);
-    page[20..24].fill(MARKER); // pd_prune_xid
-    let (lower, upper) = (
-        format::u16_at(page, 12) as usize,
-        format::u16_at(page, 14) as usize,
-    );
-    if format::PAGE_HEADER_SIZE <= lower && lower <= upper && upper <= page.len() {
-        page[lower..upper].fill(MARKER);
-    }
+    crate::pg::page::mask_header_and_hole(page);
     let kind = page_image::tag_of(page).and_then(|t| PageKind::from_u16(t.kind));
     let headers: Vec<usize> = (1..=page_image::item_count(page))
         .filter_map(|n| match kind {
