@@ -101,7 +101,7 @@ pub fn params_for_new_index(index: pg_sys::Relation) -> Params {
     // as the vector, whose exact distance is then cheap anyway.
     let wanted = super::gucs::CODES.get() != super::gucs::Codes::Off;
     let code_bits = if wanted && layout.codes() && metric != Metric::L1 && dims >= codes::MIN_DIMS {
-        format::code_bits_for(dims, m, codes::DEFAULT_BITS)
+        format::code_bits_for(layout, dims, m, codes::DEFAULT_BITS)
     } else {
         0
     };
@@ -488,18 +488,27 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], codes:
     // after the element on its page or the next ones (format::ROW_LIST_*)
     let mut list_ids: Vec<Vec<ElemId>> = vec![Vec::new(); levels.len()];
     let (mut block, mut used, mut next_off) = (first, 0usize, 1u16);
+    // version 5 pages hold at most 63 items (a compact id's offset)
+    let max_items = p.layout.max_items().unwrap_or(u16::MAX);
     let esize = p.layout.element_size(p.dims);
     let slots = p.layout.tid_slots();
-    let lists_of = |rows: usize| {
+    // the sizes of an element's row lists: its rows past the slots (all
+    // but the last when there are lists) in chunks of ROW_LIST_TIDS
+    let list_sizes = |rows: usize| -> Vec<usize> {
         if rows <= slots {
-            0
-        } else {
-            (rows - (slots - 1)).div_ceil(format::ROW_LIST_TIDS)
+            return Vec::new();
         }
+        let rest = rows - (slots - 1);
+        (0..rest.div_ceil(format::ROW_LIST_TIDS))
+            .map(|k| {
+                let n = (rest - k * format::ROW_LIST_TIDS).min(format::ROW_LIST_TIDS);
+                8 + 6 * format::built_row_list_capacity(p.layout, n)
+            })
+            .collect()
     };
     for (i, &level) in levels.iter().enumerate() {
-        let nsize = format::neighbors_size(p.m, level as usize, code_len);
-        if used + cost(nsize) + cost(esize) > usable && used > 0 {
+        let nsize = format::neighbors_size(p.layout, p.m, level as usize, code_len);
+        if (used + cost(nsize) + cost(esize) > usable || next_off + 1 > max_items) && used > 0 {
             block += 1;
             used = 0;
             next_off = 1;
@@ -523,8 +532,8 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], codes:
             next_off += 2;
             used += cost(nsize) + cost(esize);
         }
-        for _ in 0..lists_of(st.tids[i].len()) {
-            if used + cost(format::ROW_LIST_SIZE) > usable {
+        for size in list_sizes(st.tids[i].len()) {
+            if used + cost(size) > usable || next_off > max_items {
                 block += 1;
                 used = 0;
                 next_off = 1;
@@ -534,7 +543,7 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], codes:
                 offset: next_off,
             });
             next_off += 1;
-            used += cost(format::ROW_LIST_SIZE);
+            used += cost(size);
         }
     }
     // Pass 2: items in page order, one full-page WAL record per page,
@@ -549,7 +558,7 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], codes:
                 w.commit();
                 buffer::unlock_release(buf);
             }
-            let buf = buffer::extend_locked(st.index);
+            let buf = pages::extend(st.index, st.params.layout);
             assert_eq!(
                 buffer::block_number(buf),
                 target.block,
@@ -579,9 +588,9 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], codes:
                 .iter()
                 .map(|l| l.iter().map(|&j| elem_ids[j]).collect())
                 .collect();
-            let mut nbr = format::encode_neighbors(p.m, levels[i] as usize, &lists, code_len);
+            let mut nbr = format::encode_neighbors(p.layout, p.m, levels[i] as usize, &lists, code_len);
             if code_len > 0 && !chunk_codes.is_empty() {
-                let (at, _) = format::codes_region(&nbr, p.m);
+                let (at, _) = format::codes_region(p.layout, &nbr, p.m);
                 let k = i % CODE_CHUNK;
                 nbr[at..].copy_from_slice(&chunk_codes[k * cap0 * code_len..(k + 1) * cap0 * code_len]);
             }
@@ -603,7 +612,8 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], codes:
             place(elem_ids[i], &item);
             for (k, chunk) in rows[inline..].chunks(format::ROW_LIST_TIDS).enumerate() {
                 let next = lists.get(k + 1).copied().unwrap_or(ElemId::NONE);
-                place(lists[k], &format::encode_row_list(next, chunk));
+                let capacity = format::built_row_list_capacity(p.layout, chunk.len());
+                place(lists[k], &format::encode_row_list(next, capacity, chunk));
             }
         }
     };

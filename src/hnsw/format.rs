@@ -89,7 +89,7 @@
 /// Tag magic, "HNSW".
 pub const MAGIC: u32 = 0x484E_5357;
 /// The format new indexes are built in.
-pub const FORMAT_VERSION: u16 = 4;
+pub const FORMAT_VERSION: u16 = 5;
 /// The oldest format still read (and inserted into).
 pub const OLDEST_VERSION: u16 = 1;
 /// Heap TIDs an element holds in version 2.
@@ -108,10 +108,13 @@ pub const ELEMENT_HEADER: usize = 16;
 pub const FLAG_DELETED: u8 = 1;
 /// Version 3: the last heap TID slot names the element's first row list.
 pub const FLAG_ROW_LIST: u8 = 2;
-/// Heap TIDs a row list item holds.
+/// Heap TIDs a row list item holds (at most, in version 5).
 pub const ROW_LIST_TIDS: usize = 100;
-/// Size of a row list item.
+/// Size of a row list item (of a full-size one, in version 5).
 pub const ROW_LIST_SIZE: usize = 8 + 6 * ROW_LIST_TIDS;
+/// Version 5: heap TIDs of an element's first row list (most vectors with
+/// more rows than the three slots have a few: versions of one row).
+pub const FIRST_ROW_LIST_TIDS: usize = 8;
 /// Byte 7 of a row list item.
 pub const ROW_LIST_MARK: u8 = 0x40;
 /// Set in every element item; never set in byte 7 of a neighbor item (that
@@ -119,6 +122,17 @@ pub const ROW_LIST_MARK: u8 = 0x40;
 pub const FLAG_ELEMENT: u8 = 0x80;
 /// Highest layer an element can get (further capped by [`max_level`]).
 pub const MAX_LEVEL: u8 = 15;
+/// Version 5: bytes of an element header (three heap TID slots).
+pub const COMPACT_HEADER: usize = 24;
+/// Version 5: heap TID slots of an element item.
+pub const COMPACT_TIDS: usize = 3;
+/// Version 5: bits of a compact id's item offset (the rest name the block).
+pub const COMPACT_OFFSET_BITS: u32 = 6;
+/// Version 5: most items one graph page holds (a compact id's offset).
+pub const COMPACT_MAX_ITEMS: u16 = (1 << COMPACT_OFFSET_BITS) - 1;
+/// Version 5: the highest block a compact id names (an index of at most
+/// 2^26 pages, 512 GB).
+pub const COMPACT_MAX_BLOCK: u32 = (1 << (32 - COMPACT_OFFSET_BITS)) - 1;
 
 /// An element, named by its element item's (block, offset).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -199,22 +213,90 @@ impl Layout {
         self.version >= 3
     }
 
+    /// Whether element ids in neighbor lists and element headers are
+    /// compact, 4 bytes (version 5), rather than 8.
+    pub fn compact(&self) -> bool {
+        self.version >= 5
+    }
+
+    /// Bytes of an element id in a neighbor list.
+    pub fn id_size(&self) -> usize {
+        if self.compact() {
+            4
+        } else {
+            8
+        }
+    }
+
+    /// Most items a graph page may hold (None: what fits).
+    pub fn max_items(&self) -> Option<u16> {
+        self.compact().then_some(COMPACT_MAX_ITEMS)
+    }
+
+    /// The highest block an index of this layout may have.
+    pub fn max_block(&self) -> u32 {
+        if self.compact() {
+            COMPACT_MAX_BLOCK
+        } else {
+            u32::MAX - 1
+        }
+    }
+
     /// Heap TID slots of an element item (without row lists: the most rows
     /// one element holds).
     pub fn tid_slots(&self) -> usize {
-        if self.version >= 2 {
-            HEAP_TIDS
-        } else {
-            1
+        match self.version {
+            1 => 1,
+            2..=4 => HEAP_TIDS,
+            _ => COMPACT_TIDS,
         }
     }
 
     /// Offset of the vector in an element item.
     pub fn vector_offset(&self) -> usize {
-        if self.version >= 2 {
-            ELEMENT_HEADER + 6 * (HEAP_TIDS - 1) + 2
+        match self.version {
+            1 => ELEMENT_HEADER,
+            2..=4 => ELEMENT_HEADER + 6 * (HEAP_TIDS - 1) + 2,
+            _ => COMPACT_HEADER,
+        }
+    }
+
+    /// Offset of heap TID slot `slot` in an element item.
+    fn tid_at(&self, slot: usize) -> usize {
+        match slot {
+            0 => 0,
+            _ if self.compact() => 12 + 6 * (slot - 1),
+            _ => ELEMENT_HEADER + 6 * (slot - 1),
+        }
+    }
+
+    /// Reads an element id written by [`Layout::put_id`].
+    fn get_id(&self, b: &[u8], at: usize) -> ElemId {
+        if self.compact() {
+            let v = get_u32(b, at);
+            ElemId {
+                block: v >> COMPACT_OFFSET_BITS,
+                offset: (v & COMPACT_MAX_ITEMS as u32) as u16,
+            }
         } else {
-            ELEMENT_HEADER
+            get_id(b, at)
+        }
+    }
+
+    /// Writes an element id in this layout's width (compact: block above
+    /// the low six bits, the offset in them; callers keep pages within
+    /// [`Layout::max_items`] and [`Layout::max_block`]).
+    fn put_id(&self, b: &mut [u8], at: usize, id: ElemId) {
+        if self.compact() {
+            assert!(
+                id.block <= COMPACT_MAX_BLOCK && id.offset <= COMPACT_MAX_ITEMS,
+                "element id ({}, {}) past the compact format's limits",
+                id.block,
+                id.offset
+            );
+            put_u32(b, at, (id.block << COMPACT_OFFSET_BITS) | id.offset as u32);
+        } else {
+            put_id(b, at, id)
         }
     }
 
@@ -337,19 +419,19 @@ fn neighbors_header(levels: usize) -> usize {
 
 /// Size of the neighbor item of an element with top `level`, with level-0
 /// codes of `code_len` bytes (0: none).
-pub fn neighbors_size(m: usize, level: usize, code_len: usize) -> usize {
+pub fn neighbors_size(layout: Layout, m: usize, level: usize, code_len: usize) -> usize {
     let slots: usize = (0..=level).map(|l| capacity(m, l)).sum();
-    neighbors_header(level + 1) + 8 * slots + capacity(m, 0) * code_len
+    neighbors_header(level + 1) + layout.id_size() * slots + capacity(m, 0) * code_len
 }
 
 /// Highest level whose neighbor item, with the most codes, still fits a page
 /// for this `m` (15 for m <= 39; 5 for m = 100, where a level above 5 has
-/// probability 1e-12).
+/// probability 1e-12), counted with 8-byte ids (every version's widest).
 pub fn max_level(m: usize) -> u8 {
     let free = BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE - 4;
     (0..=MAX_LEVEL)
         .rev()
-        .find(|&l| neighbors_size(m, l as usize, 0) + MAX_CODES_BYTES <= free)
+        .find(|&l| neighbors_size(Layout { version: 4 }, m, l as usize, 0) + MAX_CODES_BYTES <= free)
         .unwrap_or(0)
 }
 
@@ -360,11 +442,20 @@ pub const MAX_CODES_BYTES: usize = 2048;
 /// The code width (coordinates kept) a new index of `dims` dimensions and
 /// this `m` gets: `preferred` rounded down to a multiple of 8 and capped by
 /// the padded dimensions, narrowed until a list's codes fit
-/// [`MAX_CODES_BYTES`]; 0 (no codes) when even 32 bits do not fit.
-pub fn code_bits_for(dims: usize, m: usize, preferred: usize) -> u16 {
+/// [`MAX_CODES_BYTES`] and, in version 5, until a page holds at least two
+/// thirds as many level-0 elements as a plain layout would
+/// ([`plain_per_page`]): codes are what make an element larger than a
+/// plain HNSW element, and the index stays within 1.5 times a plain one's
+/// size. 0 (no codes) when even 32 bits do not fit.
+pub fn code_bits_for(layout: Layout, dims: usize, m: usize, preferred: usize) -> u16 {
     let padded = dims.next_power_of_two().max(64);
     let mut bits = preferred.min(padded) / 8 * 8;
-    while bits >= 32 && capacity(m, 0) * (bits / 8 + 4) > MAX_CODES_BYTES {
+    let wanted = (2 * plain_per_page(dims, m)).div_ceil(3);
+    let too_wide = |bits: usize| {
+        capacity(m, 0) * (bits / 8 + 4) > MAX_CODES_BYTES
+            || (layout.compact() && level0_per_page(layout, dims, m, bits / 8 + 4) < wanted)
+    };
+    while bits >= 32 && too_wide(bits) {
         bits -= 8;
     }
     if bits >= 32 {
@@ -372,6 +463,29 @@ pub fn code_bits_for(dims: usize, m: usize, preferred: usize) -> u16 {
     } else {
         0
     }
+}
+
+/// A page's usable bytes and the bytes an item of `len` takes there (its
+/// MAXALIGNed size and line pointer).
+const USABLE: usize = BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE;
+fn item_cost(len: usize) -> usize {
+    ((len + 7) & !7) + 4
+}
+
+/// Level-0 elements (element and neighbor item, codes of `code_len`
+/// bytes) one page holds in `layout`.
+pub fn level0_per_page(layout: Layout, dims: usize, m: usize, code_len: usize) -> usize {
+    let pair = item_cost(layout.element_size(dims)) + item_cost(neighbors_size(layout, m, 0, code_len));
+    let by_items = layout.max_items().map_or(usize::MAX, |n| n as usize / 2);
+    (USABLE / pair).min(by_items)
+}
+
+/// Level-0 elements one page holds in a plain HNSW layout — pgvector's: an
+/// element tuple of 80 bytes of header (ten 6-byte heap TIDs, the neighbor
+/// tuple's TID, a varlena vector header) and the vector, and a neighbor
+/// tuple of 4 bytes and 2m 6-byte ids.
+pub fn plain_per_page(dims: usize, m: usize) -> usize {
+    USABLE / (item_cost(80 + 4 * dims) + item_cost(4 + 6 * capacity(m, 0)))
 }
 
 /// A decoded element item.
@@ -402,23 +516,23 @@ impl Element {
         }
     }
 
-    pub fn decode(item: &[u8]) -> Element {
+    pub fn decode(item: &[u8], layout: Layout) -> Element {
         Element {
             heap_block: get_u32(item, 0),
             heap_offset: get_u16(item, 4),
             level: item[6],
             flags: item[7] & !FLAG_ELEMENT,
-            neighbors: get_id(item, 8),
+            neighbors: layout.get_id(item, 8),
         }
     }
 
     /// Writes the header into `item` (vector bytes are the caller's).
-    pub fn encode_header(&self, item: &mut [u8]) {
+    pub fn encode_header(&self, item: &mut [u8], layout: Layout) {
         put_u32(item, 0, self.heap_block);
         put_u16(item, 4, self.heap_offset);
         item[6] = self.level;
         item[7] = self.flags | FLAG_ELEMENT;
-        put_id(item, 8, self.neighbors);
+        layout.put_id(item, 8, self.neighbors);
     }
 }
 
@@ -463,14 +577,6 @@ pub fn element_holds(item: &[u8], layout: Layout, vector: &[f32]) -> bool {
             .all(|(c, x)| c == x.to_le_bytes())
 }
 
-fn tid_at(slot: usize) -> usize {
-    if slot == 0 {
-        0
-    } else {
-        ELEMENT_HEADER + 6 * (slot - 1)
-    }
-}
-
 /// The slots of an element item that hold heap rows: all of them, or all
 /// but the last when it names a row list.
 pub fn inline_slots(item: &[u8], layout: Layout) -> usize {
@@ -484,7 +590,7 @@ pub fn inline_slots(item: &[u8], layout: Layout) -> usize {
 /// The first row list of an element item (version 3, flag set).
 pub fn row_list_of(item: &[u8], layout: Layout) -> Option<ElemId> {
     (layout.row_lists() && item[7] & FLAG_ROW_LIST != 0)
-        .then(|| get_id(item, tid_at(layout.tid_slots() - 1)))
+        .then(|| get_id(item, layout.tid_at(layout.tid_slots() - 1)))
 }
 
 /// Makes the last slot of an element item name row list `first` (the slot's
@@ -492,7 +598,7 @@ pub fn row_list_of(item: &[u8], layout: Layout) -> Option<ElemId> {
 pub fn set_row_list(item: &mut [u8], layout: Layout, first: ElemId) {
     assert!(layout.row_lists(), "row lists need format version 3");
     item[7] |= FLAG_ROW_LIST;
-    let at = tid_at(layout.tid_slots() - 1);
+    let at = layout.tid_at(layout.tid_slots() - 1);
     put_u32(item, at, first.block);
     put_u16(item, at + 4, first.offset);
 }
@@ -502,8 +608,8 @@ pub fn set_row_list(item: &mut [u8], layout: Layout, first: ElemId) {
 pub fn element_tids(item: &[u8], layout: Layout) -> Vec<HeapTid> {
     (0..inline_slots(item, layout))
         .map(|slot| HeapTid {
-            block: get_u32(item, tid_at(slot)),
-            offset: get_u16(item, tid_at(slot) + 4),
+            block: get_u32(item, layout.tid_at(slot)),
+            offset: get_u16(item, layout.tid_at(slot) + 4),
         })
         .take_while(|t| t.offset != 0)
         .collect()
@@ -519,15 +625,15 @@ pub fn set_element_tids(item: &mut [u8], layout: Layout, tids: &[HeapTid]) {
             block: 0,
             offset: 0,
         });
-        put_u32(item, tid_at(slot), t.block);
-        put_u16(item, tid_at(slot) + 4, t.offset);
+        put_u32(item, layout.tid_at(slot), t.block);
+        put_u16(item, layout.tid_at(slot) + 4, t.offset);
     }
 }
 
 /// Builds a whole element item holding `tids` (the header's TID is ignored).
 pub fn encode_element(e: &Element, layout: Layout, tids: &[HeapTid], vector: &[f32]) -> Vec<u8> {
     let mut item = vec![0u8; layout.element_size(vector.len())];
-    e.encode_header(&mut item);
+    e.encode_header(&mut item, layout);
     set_element_tids(&mut item, layout, tids);
     let at = layout.vector_offset();
     for (i, x) in vector.iter().enumerate() {
@@ -538,12 +644,44 @@ pub fn encode_element(e: &Element, layout: Layout, tids: &[HeapTid], vector: &[f
 
 /// Whether an item is a row list item.
 pub fn is_row_list_item(item: &[u8]) -> bool {
-    item.len() == ROW_LIST_SIZE && item[7] == ROW_LIST_MARK
+    item.len() > 8
+        && item.len() <= ROW_LIST_SIZE
+        && (item.len() - 8) % 6 == 0
+        && item[7] == ROW_LIST_MARK
 }
 
-/// Builds a row list item holding `tids` (at most [`ROW_LIST_TIDS`]).
-pub fn encode_row_list(next: ElemId, tids: &[HeapTid]) -> Vec<u8> {
-    let mut item = vec![0u8; ROW_LIST_SIZE];
+/// Heap TIDs a row list item has room for (its size says: 100 before
+/// version 5, where an element's first list holds eight).
+pub fn row_list_capacity(item: &[u8]) -> usize {
+    ((item.len().max(8) - 8) / 6).min(ROW_LIST_TIDS)
+}
+
+/// The capacity of a new row list of an element that has `lists` already:
+/// a short first one in version 5, else full size.
+pub fn new_row_list_capacity(layout: Layout, lists: usize) -> usize {
+    if layout.compact() && lists == 0 {
+        FIRST_ROW_LIST_TIDS
+    } else {
+        ROW_LIST_TIDS
+    }
+}
+
+/// The capacity of a row list a build writes for `rows` heap TIDs (a chunk
+/// of at most [`ROW_LIST_TIDS`]): in version 5 just those with room for a
+/// few more, else full size.
+pub fn built_row_list_capacity(layout: Layout, rows: usize) -> usize {
+    if layout.compact() {
+        rows.clamp(FIRST_ROW_LIST_TIDS, ROW_LIST_TIDS)
+    } else {
+        ROW_LIST_TIDS
+    }
+}
+
+/// Builds a row list item of `capacity` heap TIDs (1..=[`ROW_LIST_TIDS`])
+/// holding `tids`.
+pub fn encode_row_list(next: ElemId, capacity: usize, tids: &[HeapTid]) -> Vec<u8> {
+    assert!((1..=ROW_LIST_TIDS).contains(&capacity), "row list capacity {capacity}");
+    let mut item = vec![0u8; 8 + 6 * capacity];
     item[7] = ROW_LIST_MARK;
     put_u32(&mut item, 0, next.block);
     put_u16(&mut item, 4, next.offset);
@@ -557,7 +695,7 @@ pub fn decode_row_list(item: &[u8]) -> (ElemId, Vec<HeapTid>) {
         block: get_u32(item, 0),
         offset: get_u16(item, 4),
     };
-    let n = (item[6] as usize).min(ROW_LIST_TIDS);
+    let n = (item[6] as usize).min(row_list_capacity(item));
     let tids = (0..n)
         .map(|i| HeapTid {
             block: get_u32(item, 8 + 6 * i),
@@ -569,7 +707,7 @@ pub fn decode_row_list(item: &[u8]) -> (ElemId, Vec<HeapTid>) {
 
 /// Rewrites the heap TIDs of a row list item, packed from the front.
 pub fn set_row_list_tids(item: &mut [u8], tids: &[HeapTid]) {
-    assert!(tids.len() <= ROW_LIST_TIDS, "more heap TIDs than a row list holds");
+    assert!(tids.len() <= row_list_capacity(item), "more heap TIDs than a row list holds");
     item[6] = tids.len() as u8;
     item[8..].fill(0);
     for (i, t) in tids.iter().enumerate() {
@@ -581,71 +719,74 @@ pub fn set_row_list_tids(item: &mut [u8], tids: &[HeapTid]) {
 /// Builds a neighbor item for top level `level` from per-level lists
 /// (each truncated to its capacity), with room for level-0 codes of
 /// `code_len` bytes (zeros: the caller writes them at [`codes_region`]).
-pub fn encode_neighbors(m: usize, level: usize, lists: &[Vec<ElemId>], code_len: usize) -> Vec<u8> {
-    let mut item = vec![0u8; neighbors_size(m, level, code_len)];
+pub fn encode_neighbors(layout: Layout, m: usize, level: usize, lists: &[Vec<ElemId>], code_len: usize) -> Vec<u8> {
+    let mut item = vec![0u8; neighbors_size(layout, m, level, code_len)];
     item[0] = (level + 1) as u8;
+    let w = layout.id_size();
     let mut at = neighbors_header(level + 1);
     for l in 0..=level {
         let list = lists.get(l).map(|v| v.as_slice()).unwrap_or(&[]);
         let n = list.len().min(capacity(m, l));
         put_u16(&mut item, 2 + 2 * l, n as u16);
         for (i, id) in list.iter().take(n).enumerate() {
-            put_id(&mut item, at + 8 * i, *id);
+            layout.put_id(&mut item, at + w * i, *id);
         }
-        at += 8 * capacity(m, l);
+        at += w * capacity(m, l);
     }
     item
 }
 
 /// The neighbors at `level` of a neighbor item (empty above its top level).
-pub fn decode_neighbors(item: &[u8], m: usize, level: usize) -> Vec<ElemId> {
-    neighbor_ids(item, m, level).collect()
+pub fn decode_neighbors(layout: Layout, item: &[u8], m: usize, level: usize) -> Vec<ElemId> {
+    neighbor_ids(layout, item, m, level).collect()
 }
 
 /// [`decode_neighbors`] without a vector.
-pub fn neighbor_ids(item: &[u8], m: usize, level: usize) -> impl Iterator<Item = ElemId> + '_ {
+pub fn neighbor_ids(layout: Layout, item: &[u8], m: usize, level: usize) -> impl Iterator<Item = ElemId> + '_ {
     let levels = item[0] as usize;
+    let w = layout.id_size();
     let (at, n) = if level >= levels {
         (0, 0)
     } else {
-        let at = neighbors_header(levels) + (0..level).map(|l| 8 * capacity(m, l)).sum::<usize>();
+        let at = neighbors_header(levels) + (0..level).map(|l| w * capacity(m, l)).sum::<usize>();
         (at, (get_u16(item, 2 + 2 * level) as usize).min(capacity(m, level)))
     };
-    (0..n).map(move |i| get_id(item, at + 8 * i))
+    (0..n).map(move |i| layout.get_id(item, at + w * i))
 }
 
 /// Replaces the list at `level` inside a neighbor item, in place.
-pub fn set_neighbors(item: &mut [u8], m: usize, level: usize, list: &[ElemId]) {
+pub fn set_neighbors(layout: Layout, item: &mut [u8], m: usize, level: usize, list: &[ElemId]) {
     let levels = item[0] as usize;
     assert!(
         level < levels,
         "level {level} above the element's top level"
     );
+    let w = layout.id_size();
     let mut at = neighbors_header(levels);
     for l in 0..level {
-        at += 8 * capacity(m, l);
+        at += w * capacity(m, l);
     }
     let cap = capacity(m, level);
     let n = list.len().min(cap);
     put_u16(item, 2 + 2 * level, n as u16);
-    item[at..at + 8 * cap].fill(0);
+    item[at..at + w * cap].fill(0);
     for (i, id) in list.iter().take(n).enumerate() {
-        put_id(item, at + 8 * i, *id);
+        layout.put_id(item, at + w * i, *id);
     }
 }
 
 /// Where a neighbor item's level-0 codes start and how long each is
 /// (`(len, 0)` for an item without codes).
-pub fn codes_region(item: &[u8], m: usize) -> (usize, usize) {
+pub fn codes_region(layout: Layout, item: &[u8], m: usize) -> (usize, usize) {
     let levels = (item[0] as usize).max(1);
-    let base = neighbors_size(m, levels - 1, 0);
+    let base = neighbors_size(layout, m, levels - 1, 0);
     (base, item.len().saturating_sub(base) / capacity(m, 0))
 }
 
 /// The code of level-0 slot `k` (empty when the item has none).
 #[cfg(test)]
-pub fn level0_code(item: &[u8], m: usize, k: usize) -> &[u8] {
-    let (at, len) = codes_region(item, m);
+pub fn level0_code(layout: Layout, item: &[u8], m: usize, k: usize) -> &[u8] {
+    let (at, len) = codes_region(layout, item, m);
     &item[at + k * len..at + (k + 1) * len]
 }
 
@@ -654,18 +795,19 @@ pub fn level0_code(item: &[u8], m: usize, k: usize) -> &[u8] {
 /// one gets `code_of(id)` (zeros when None: the estimate is then the
 /// owner's distance).
 pub fn set_neighbors_coded(
+    layout: Layout,
     item: &mut [u8],
     m: usize,
     level: usize,
     list: &[ElemId],
     mut code_of: impl FnMut(ElemId) -> Option<Vec<u8>>,
 ) {
-    let (at, len) = codes_region(item, m);
+    let (at, len) = codes_region(layout, item, m);
     if level != 0 || len == 0 {
-        set_neighbors(item, m, level, list);
+        set_neighbors(layout, item, m, level, list);
         return;
     }
-    let old = decode_neighbors(item, m, 0);
+    let old = decode_neighbors(layout, item, m, 0);
     let mut codes = vec![0u8; capacity(m, 0) * len];
     for (k, id) in list.iter().take(capacity(m, 0)).enumerate() {
         let slot = &mut codes[k * len..(k + 1) * len];
@@ -675,7 +817,7 @@ pub fn set_neighbors_coded(
             slot.copy_from_slice(&c[..len]);
         }
     }
-    set_neighbors(item, m, 0, list);
+    set_neighbors(layout, item, m, 0, list);
     item[at..at + codes.len()].copy_from_slice(&codes);
 }
 
@@ -715,7 +857,7 @@ mod tests {
         };
         v1.encode(&mut b);
         assert_eq!(Meta::decode(&b), Some(v1));
-        put_u32(&mut b, 4, 5);
+        put_u32(&mut b, 4, 6);
         assert_eq!(Meta::decode(&b), None);
         m.encode(&mut b);
         b[0] = 0;
@@ -735,11 +877,11 @@ mod tests {
             },
         };
         let tid = |block, offset| HeapTid { block, offset };
-        for version in [1, 2] {
+        for version in [1, 2, 5] {
             let layout = Layout::of(version).unwrap();
             let item = encode_element(&e, layout, &[tid(42, 7)], &[1.0, -2.5, 3.25]);
             assert_eq!(item.len(), layout.element_size(3));
-            assert_eq!(Element::decode(&item), e);
+            assert_eq!(Element::decode(&item, layout), e);
             assert!(is_element_item(&item));
             assert_eq!(element_vector(&item, layout, 3), vec![1.0, -2.5, 3.25]);
             assert_eq!(&*element_floats(&item, layout, 3), &[1.0, -2.5, 3.25][..]);
@@ -749,94 +891,199 @@ mod tests {
         }
         assert_eq!(Layout::of(1).unwrap().element_size(3), 16 + 12);
         assert_eq!(Layout::of(2).unwrap().element_size(3), 72 + 12);
+        assert_eq!(Layout::of(4).unwrap().element_size(3), 72 + 12);
+        assert_eq!(Layout::of(5).unwrap().element_size(3), 24 + 12);
         assert_eq!(Layout::of(0), None);
-        assert_eq!(Layout::of(4), Some(Layout::CURRENT));
-        assert_eq!(Layout::of(5), None);
+        assert_eq!(Layout::of(5), Some(Layout::CURRENT));
+        assert_eq!(Layout::of(6), None);
 
         // version 2 holds up to ten heap rows, packed from slot 0
         let v2 = Layout::of(2).unwrap();
         let ten: Vec<HeapTid> = (1..=10).map(|o| tid(9, o)).collect();
         let mut item = encode_element(&e, v2, &ten, &[1.0, -2.5, 3.25]);
         assert_eq!(element_tids(&item, v2), ten);
-        assert_eq!(Element::decode(&item).heap_offset, 1);
+        assert_eq!(Element::decode(&item, v2).heap_offset, 1);
         set_element_tids(&mut item, v2, &ten[7..]);
         assert_eq!(element_tids(&item, v2), ten[7..].to_vec());
         set_element_tids(&mut item, v2, &[]);
-        assert!(Element::decode(&item).is_free());
+        assert!(Element::decode(&item, v2).is_free());
         assert!(element_tids(&item, v2).is_empty());
         assert_eq!(element_vector(&item, v2, 3), vec![1.0, -2.5, 3.25]);
         assert_eq!(row_list_of(&item, v2), None);
 
-        // version 3: the last slot can name a row list; nine rows stay inline
-        let v3 = Layout::CURRENT;
-        let mut item = encode_element(&e, v3, &ten, &[1.0, -2.5, 3.25]);
-        assert_eq!(element_tids(&item, v3), ten);
+        // versions 3 and 4: the last slot can name a row list; nine rows stay
+        // inline; version 5 likewise with three slots (two rows inline)
         let list_id = ElemId {
             block: 6,
             offset: 4,
         };
-        set_element_tids(&mut item, v3, &ten[..9]);
-        set_row_list(&mut item, v3, list_id);
-        assert_eq!(row_list_of(&item, v3), Some(list_id));
-        assert_eq!(inline_slots(&item, v3), 9);
-        assert_eq!(element_tids(&item, v3), ten[..9].to_vec());
-        assert!(is_element_item(&item));
-        assert_eq!(Element::decode(&item).flags, FLAG_ROW_LIST);
-        // emptied slots keep the link (the slot's lists serve its next element)
-        set_element_tids(&mut item, v3, &[]);
-        assert!(Element::decode(&item).is_free());
-        assert_eq!(row_list_of(&item, v3), Some(list_id));
-        assert_eq!(element_vector(&item, v3, 3), vec![1.0, -2.5, 3.25]);
+        for (version, slots) in [(4, 10), (5, 3)] {
+            let layout = Layout::of(version).unwrap();
+            assert_eq!(layout.tid_slots(), slots);
+            let mut item = encode_element(&e, layout, &ten[..slots], &[1.0, -2.5, 3.25]);
+            assert_eq!(element_tids(&item, layout), ten[..slots].to_vec());
+            set_element_tids(&mut item, layout, &ten[..slots - 1]);
+            set_row_list(&mut item, layout, list_id);
+            assert_eq!(row_list_of(&item, layout), Some(list_id));
+            assert_eq!(inline_slots(&item, layout), slots - 1);
+            assert_eq!(element_tids(&item, layout), ten[..slots - 1].to_vec());
+            assert!(is_element_item(&item));
+            assert_eq!(Element::decode(&item, layout).flags, FLAG_ROW_LIST);
+            assert_eq!(Element::decode(&item, layout).neighbors, e.neighbors);
+            // emptied slots keep the link (the slot's lists serve its next element)
+            set_element_tids(&mut item, layout, &[]);
+            assert!(Element::decode(&item, layout).is_free());
+            assert_eq!(row_list_of(&item, layout), Some(list_id));
+            assert_eq!(element_vector(&item, layout, 3), vec![1.0, -2.5, 3.25]);
+        }
 
         // row list items
         let many: Vec<HeapTid> = (1..=ROW_LIST_TIDS as u16).map(|o| tid(11, o)).collect();
-        let mut r = encode_row_list(list_id, &many);
+        let mut r = encode_row_list(list_id, ROW_LIST_TIDS, &many);
         assert_eq!(r.len(), ROW_LIST_SIZE);
         assert!(is_row_list_item(&r) && !is_element_item(&r));
+        assert_eq!(row_list_capacity(&r), ROW_LIST_TIDS);
         assert_eq!(decode_row_list(&r), (list_id, many.clone()));
         set_row_list_tids(&mut r, &many[..3]);
         assert_eq!(decode_row_list(&r), (list_id, many[..3].to_vec()));
-        assert_eq!(decode_row_list(&encode_row_list(ElemId::NONE, &[])), (ElemId::NONE, vec![]));
+        assert_eq!(
+            decode_row_list(&encode_row_list(ElemId::NONE, ROW_LIST_TIDS, &[])),
+            (ElemId::NONE, vec![])
+        );
+        // version 5: an element's first list is short; a build's fit their rows
+        let v5 = Layout::CURRENT;
+        assert_eq!(new_row_list_capacity(v5, 0), FIRST_ROW_LIST_TIDS);
+        assert_eq!(new_row_list_capacity(v5, 1), ROW_LIST_TIDS);
+        assert_eq!(new_row_list_capacity(Layout::of(4).unwrap(), 0), ROW_LIST_TIDS);
+        assert_eq!(built_row_list_capacity(v5, 3), FIRST_ROW_LIST_TIDS);
+        assert_eq!(built_row_list_capacity(v5, 40), 40);
+        assert_eq!(built_row_list_capacity(Layout::of(4).unwrap(), 3), ROW_LIST_TIDS);
+        let mut short = encode_row_list(list_id, FIRST_ROW_LIST_TIDS, &many[..2]);
+        assert_eq!(short.len(), 8 + 6 * FIRST_ROW_LIST_TIDS);
+        assert!(is_row_list_item(&short));
+        assert_eq!(row_list_capacity(&short), FIRST_ROW_LIST_TIDS);
+        set_row_list_tids(&mut short, &many[..FIRST_ROW_LIST_TIDS]);
+        assert_eq!(decode_row_list(&short).1, many[..FIRST_ROW_LIST_TIDS].to_vec());
+        // not row lists: lengths no capacity gives, other marks
+        assert!(!is_row_list_item(&[0u8; 8]) && !is_row_list_item(&[0x40u8; 17]));
 
         let id = |b, o| ElemId {
             block: b,
             offset: o,
         };
-        let lists = vec![vec![id(1, 1), id(1, 2)], vec![id(2, 1)], vec![]];
-        let mut n = encode_neighbors(4, 2, &lists, 0);
-        assert!(!is_element_item(&n));
-        assert_eq!(n.len(), neighbors_size(4, 2, 0));
-        assert_eq!(n.len(), 8 + 8 * (8 + 4 + 4));
-        assert_eq!(decode_neighbors(&n, 4, 0), lists[0]);
-        assert_eq!(decode_neighbors(&n, 4, 1), lists[1]);
-        assert_eq!(decode_neighbors(&n, 4, 2), lists[2]);
-        assert_eq!(decode_neighbors(&n, 4, 3), vec![]);
-        // lists longer than the capacity are cut; in-place replacement
-        let long: Vec<ElemId> = (1..=10).map(|o| id(3, o)).collect();
-        set_neighbors(&mut n, 4, 0, &long);
-        assert_eq!(decode_neighbors(&n, 4, 0), long[..8].to_vec());
-        set_neighbors(&mut n, 4, 1, &[]);
-        assert_eq!(decode_neighbors(&n, 4, 1), vec![]);
-        assert_eq!(decode_neighbors(&n, 4, 0).len(), 8);
-        assert_eq!(codes_region(&n, 4).1, 0);
+        for (version, w) in [(4, 8), (5, 4)] {
+            let layout = Layout::of(version).unwrap();
+            assert_eq!(layout.id_size(), w);
+            let lists = vec![vec![id(1, 1), id(1, 2)], vec![id(2, 1)], vec![]];
+            let mut n = encode_neighbors(layout, 4, 2, &lists, 0);
+            assert!(!is_element_item(&n));
+            assert_eq!(n.len(), neighbors_size(layout, 4, 2, 0));
+            assert_eq!(n.len(), 8 + w * (8 + 4 + 4));
+            assert_eq!(decode_neighbors(layout, &n, 4, 0), lists[0]);
+            assert_eq!(decode_neighbors(layout, &n, 4, 1), lists[1]);
+            assert_eq!(decode_neighbors(layout, &n, 4, 2), lists[2]);
+            assert_eq!(decode_neighbors(layout, &n, 4, 3), vec![]);
+            // lists longer than the capacity are cut; in-place replacement
+            let long: Vec<ElemId> = (1..=10).map(|o| id(3, o)).collect();
+            set_neighbors(layout, &mut n, 4, 0, &long);
+            assert_eq!(decode_neighbors(layout, &n, 4, 0), long[..8].to_vec());
+            set_neighbors(layout, &mut n, 4, 1, &[]);
+            assert_eq!(decode_neighbors(layout, &n, 4, 1), vec![]);
+            assert_eq!(decode_neighbors(layout, &n, 4, 0).len(), 8);
+            assert_eq!(codes_region(layout, &n, 4).1, 0);
 
-        // version 4: level-0 codes follow the slots and move with their ids
-        let mut c = encode_neighbors(4, 1, &[vec![], vec![id(2, 1)]], 5);
-        assert_eq!(c.len(), neighbors_size(4, 1, 5));
-        assert_eq!(codes_region(&c, 4), (neighbors_size(4, 1, 0), 5));
-        let code = |b: u8| Some(vec![b; 5]);
-        set_neighbors_coded(&mut c, 4, 0, &[id(1, 1), id(1, 2)], |o| code(o.offset as u8));
-        assert_eq!(level0_code(&c, 4, 1), &[2u8; 5][..]);
-        // id(1, 1) keeps its code; id(3, 3) gets a new one
-        set_neighbors_coded(&mut c, 4, 0, &[id(3, 3), id(1, 1)], |_| code(9));
-        assert_eq!(decode_neighbors(&c, 4, 0), vec![id(3, 3), id(1, 1)]);
-        assert_eq!(level0_code(&c, 4, 0), &[9u8; 5][..]);
-        assert_eq!(level0_code(&c, 4, 1), &[1u8; 5][..]);
-        assert_eq!(level0_code(&c, 4, 2), &[0u8; 5][..]);
-        // upper levels have no codes
-        set_neighbors_coded(&mut c, 4, 1, &[id(4, 4)], |_| panic!("no codes above level 0"));
-        assert_eq!(decode_neighbors(&c, 4, 1), vec![id(4, 4)]);
-        assert_eq!(decode_neighbors(&c, 4, 0), vec![id(3, 3), id(1, 1)]);
+            // level-0 codes follow the slots and move with their ids
+            let mut c = encode_neighbors(layout, 4, 1, &[vec![], vec![id(2, 1)]], 5);
+            assert_eq!(c.len(), neighbors_size(layout, 4, 1, 5));
+            assert_eq!(codes_region(layout, &c, 4), (neighbors_size(layout, 4, 1, 0), 5));
+            let code = |b: u8| Some(vec![b; 5]);
+            set_neighbors_coded(layout, &mut c, 4, 0, &[id(1, 1), id(1, 2)], |o| code(o.offset as u8));
+            assert_eq!(level0_code(layout, &c, 4, 1), &[2u8; 5][..]);
+            // id(1, 1) keeps its code; id(3, 3) gets a new one
+            set_neighbors_coded(layout, &mut c, 4, 0, &[id(3, 3), id(1, 1)], |_| code(9));
+            assert_eq!(decode_neighbors(layout, &c, 4, 0), vec![id(3, 3), id(1, 1)]);
+            assert_eq!(level0_code(layout, &c, 4, 0), &[9u8; 5][..]);
+            assert_eq!(level0_code(layout, &c, 4, 1), &[1u8; 5][..]);
+            assert_eq!(level0_code(layout, &c, 4, 2), &[0u8; 5][..]);
+            // upper levels have no codes
+            set_neighbors_coded(layout, &mut c, 4, 1, &[id(4, 4)], |_| panic!("no codes above level 0"));
+            assert_eq!(decode_neighbors(layout, &c, 4, 1), vec![id(4, 4)]);
+            assert_eq!(decode_neighbors(layout, &c, 4, 0), vec![id(3, 3), id(1, 1)]);
+        }
+    }
+
+    #[test]
+    fn compact_ids_reach_their_limits() {
+        let v5 = Layout::CURRENT;
+        assert_eq!((v5.max_items(), v5.max_block()), (Some(63), (1 << 26) - 1));
+        assert_eq!(Layout::of(4).unwrap().max_items(), None);
+        let far = [
+            ElemId {
+                block: COMPACT_MAX_BLOCK,
+                offset: COMPACT_MAX_ITEMS,
+            },
+            ElemId {
+                block: 1,
+                offset: 1,
+            },
+            ElemId::NONE,
+        ];
+        let mut b = [0u8; 4];
+        for id in far {
+            v5.put_id(&mut b, 0, id);
+            assert_eq!(v5.get_id(&b, 0), id);
+        }
+        // an element's neighbor item is named compactly too
+        let e = Element {
+            heap_block: u32::MAX - 1,
+            heap_offset: 300,
+            level: 15,
+            flags: FLAG_DELETED,
+            neighbors: far[0],
+        };
+        let item = encode_element(&e, v5, &[e.heap_tid()], &[0.5; 4]);
+        assert_eq!(Element::decode(&item, v5), e);
+    }
+
+    #[test]
+    #[should_panic(expected = "more heap TIDs than a row list holds")]
+    fn short_row_lists_refuse_a_ninth_row() {
+        let tids: Vec<HeapTid> = (1..=9).map(|o| HeapTid { block: 1, offset: o }).collect();
+        let mut r = encode_row_list(ElemId::NONE, FIRST_ROW_LIST_TIDS, &[]);
+        set_row_list_tids(&mut r, &tids);
+    }
+
+    #[test]
+    #[should_panic(expected = "past the compact format's limits")]
+    fn compact_ids_refuse_offsets_past_63() {
+        let mut b = [0u8; 4];
+        Layout::CURRENT.put_id(&mut b, 0, ElemId { block: 1, offset: 64 });
+    }
+
+    #[test]
+    fn version_5_packs_more_elements_per_page() {
+        // 128 dimensions, m = 16, level 0: a plain layout holds 10 per page
+        let (v4, v5) = (Layout::of(4).unwrap(), Layout::CURRENT);
+        assert_eq!(plain_per_page(128, 16), 10);
+        assert_eq!(level0_per_page(v4, 128, 16, 20), 5);
+        assert_eq!(level0_per_page(v5, 128, 16, 20), 6);
+        assert_eq!(level0_per_page(v4, 128, 16, 12), 6);
+        assert_eq!(level0_per_page(v5, 128, 16, 12), 7);
+        // version 5 narrows codes until a page holds two thirds as many
+        // (7 of 10): 88 of 128 bits; GloVe's 50 dimensions: 56 of 64 bits
+        // (11 of 16 per page); at 64 dimensions the full width fits
+        assert_eq!(code_bits_for(v5, 128, 16, usize::MAX), 88);
+        assert_eq!(level0_per_page(v5, 128, 16, 88 / 8 + 4), 7);
+        assert_eq!(plain_per_page(50, 16), 16);
+        assert_eq!(code_bits_for(v5, 50, 16, usize::MAX), 56);
+        assert_eq!(level0_per_page(v5, 50, 16, 56 / 8 + 4), 11);
+        assert_eq!(code_bits_for(v5, 64, 16, usize::MAX), 64);
+        // 1536 dimensions: narrowed from 480 bits (the list's 2 KiB) until an
+        // element and its list share a page, as a plain layout's do
+        assert_eq!(code_bits_for(v5, 1536, 16, usize::MAX), 424);
+        assert_eq!(level0_per_page(v5, 1536, 16, 424 / 8 + 4), 1);
+        // a page of small elements stops at 63 items: 31 elements
+        assert_eq!(level0_per_page(v5, 2, 4, 0), 31);
     }
 
     #[test]
@@ -863,16 +1110,17 @@ mod tests {
         let free = BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE - 4;
         assert!(Layout::CURRENT.element_size(MAX_DIMS) <= free);
         for m in [2, 16, 38, 39, 100] {
-            let bits = code_bits_for(2000, m, usize::MAX) as usize;
-            let size = neighbors_size(m, max_level(m) as usize, bits / 8 + 4);
+            let bits = code_bits_for(Layout::CURRENT, 2000, m, usize::MAX) as usize;
+            let size = neighbors_size(Layout::of(4).unwrap(), m, max_level(m) as usize, bits / 8 + 4);
             assert!(size <= free, "m = {m}");
         }
         assert_eq!((max_level(16), max_level(39), max_level(100)), (15, 15, 5));
         // code widths: capped by the padded dimensions and by the list's room
-        assert_eq!(code_bits_for(50, 16, 128), 64);
-        assert_eq!(code_bits_for(128, 16, 128), 128);
-        assert_eq!(code_bits_for(1536, 16, 1000), 480);
-        assert_eq!(code_bits_for(1536, 100, 1000), 48);
-        assert_eq!(code_bits_for(1536, 500, 1000), 0);
+        let v4 = Layout::of(4).unwrap();
+        assert_eq!(code_bits_for(v4, 50, 16, 128), 64);
+        assert_eq!(code_bits_for(v4, 128, 16, 128), 128);
+        assert_eq!(code_bits_for(v4, 1536, 16, 1000), 480);
+        assert_eq!(code_bits_for(v4, 1536, 100, 1000), 48);
+        assert_eq!(code_bits_for(v4, 1536, 500, 1000), 0);
     }
 }

@@ -223,7 +223,7 @@ fn insert_first(
 /// alone). The one dropped is one that a kept neighbor still links to, when
 /// one of the farthest is ([`graph::select_neighbors_sparing`]).
 pub(super) fn link_back(g: &mut DiskGraph, n: ElemId, new: ElemId, level: usize, new_vector: Option<&[f32]>) {
-    let m = g.params.m;
+    let (m, layout) = (g.params.m, g.params.layout);
     for _attempt in 0..5 {
         g.forget(n);
         let Some(e) = g.element(n) else { return };
@@ -284,10 +284,10 @@ pub(super) fn link_back(g: &mut DiskGraph, n: ElemId, new: ElemId, level: usize,
         }
         let codes = g.new_member_codes(n, level, &current, &next, &known);
         let written = pages::update_item(g.index, e.neighbors, |item| {
-            if format::decode_neighbors(item, m, level) != current {
+            if format::decode_neighbors(layout, item, m, level) != current {
                 return false;
             }
-            format::set_neighbors_coded(item, m, level, &next, |id| codes.get(&id).cloned());
+            format::set_neighbors_coded(layout, item, m, level, &next, |id| codes.get(&id).cloned());
             true
         });
         if written || next == current {

@@ -163,14 +163,39 @@ pub fn update_item(index: pg_sys::Relation, id: ElemId, f: impl FnOnce(&mut [u8]
     changed
 }
 
+/// Whether graph page `p` has room for `items` more items of `bytes` in
+/// all (their MAXALIGNed sizes): free space for them and their line
+/// pointers, and in version 5 item offsets a compact id can name.
+pub(super) fn room_for(p: pg_sys::Page, layout: Layout, items: u16, bytes: usize) -> bool {
+    page::free_space_for_new_item(p) + 4 >= bytes + 4 * items as usize
+        && layout.max_items().is_none_or(|max| page::max_offset(p) + items <= max)
+}
+
+/// A new page at the end of the index, pinned and exclusively locked; an
+/// error when the index's format cannot name it (version 5: 2^26 pages).
+pub(super) fn extend(index: pg_sys::Relation, layout: Layout) -> pg_sys::Buffer {
+    if buffer::nblocks(index) > layout.max_block() {
+        crate::pg::error::error(
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!(
+                "strata_hnsw index \"{}\" cannot grow past {} pages in format version {}",
+                index_name(index),
+                layout.max_block() as u64 + 1,
+                layout.version
+            ),
+        )
+    }
+    buffer::extend_locked(index)
+}
+
 /// Builds a neighbor item for an element of top `level` from its lists and
 /// the codes of its level-0 list (in list order; none for an index without
 /// codes).
 fn neighbor_item(params: &Params, level: usize, lists: &[Vec<ElemId>], codes: &[Option<Vec<u8>>]) -> Vec<u8> {
     let (m, len) = (params.m, params.code_len());
-    let mut item = format::encode_neighbors(m, level, lists, len);
+    let mut item = format::encode_neighbors(params.layout, m, level, lists, len);
     if len > 0 {
-        let at = format::codes_region(&item, m).0;
+        let at = format::codes_region(params.layout, &item, m).0;
         for (k, code) in codes.iter().enumerate().take(format::capacity(m, 0)) {
             if let Some(c) = code {
                 item[at + k * len..at + (k + 1) * len].copy_from_slice(&c[..len]);
@@ -205,9 +230,8 @@ pub fn add_element(
         let buf = buffer::read(index, last);
         buffer::lock_exclusive(buf);
         let p = buffer::page(buf);
-        let room = page::free_space_for_new_item(p);
         if page_kind(p) == Some(KIND_GRAPH)
-            && room >= maxalign(neighbors.len()) + 4 + maxalign(elem_len)
+            && room_for(p, layout, 2, maxalign(neighbors.len()) + maxalign(elem_len))
         {
             let mut w = IndexWrite::start(index);
             let wp = w.register(buf, false);
@@ -218,12 +242,12 @@ pub fn add_element(
         }
         buffer::unlock_release(buf);
     }
-    let buf = buffer::extend_locked(index);
+    let buf = extend(index, layout);
     let block = buffer::block_number(buf);
     let mut w = IndexWrite::start(index);
     let wp = w.register(buf, true);
     init_page(wp, KIND_GRAPH, layout.version);
-    if page::free_space_for_new_item(wp) >= maxalign(neighbors.len()) + 4 + maxalign(elem_len) {
+    if room_for(wp, layout, 2, maxalign(neighbors.len()) + maxalign(elem_len)) {
         let id = place_pair(index, wp, block, layout, &mut e, vector, neighbors);
         w.commit();
         buffer::unlock_release(buf);
@@ -236,7 +260,7 @@ pub fn add_element(
         block,
         offset: nbr_off,
     };
-    let buf2 = buffer::extend_locked(index);
+    let buf2 = extend(index, layout);
     let block2 = buffer::block_number(buf2);
     let wp2 = w.register(buf2, true);
     init_page(wp2, KIND_GRAPH, layout.version);
@@ -301,7 +325,7 @@ fn reuse_free_slot(
                 if len != layout.element_size(dims) || !format::is_element_item(item) {
                     continue;
                 }
-                let e = Element::decode(item);
+                let e = Element::decode(item, layout);
                 if !e.is_free() || e.neighbors.block != block {
                     continue;
                 }
@@ -310,7 +334,7 @@ fn reuse_free_slot(
                     // SAFETY: as above.
                     let levels = unsafe { *nptr } as usize;
                     if levels > element.level as usize
-                        && nlen == format::neighbors_size(m, levels - 1, params.code_len())
+                        && nlen == format::neighbors_size(layout, m, levels - 1, params.code_len())
                     {
                         slots.push((off, e.neighbors.offset, nlen, levels));
                     }
@@ -590,9 +614,10 @@ impl DiskGraph {
         if let Some(e) = self.headers.get(&id) {
             return Some(e.clone());
         }
-        let size = self.params.layout.element_size(self.params.dims);
+        let layout = self.params.layout;
+        let size = layout.element_size(self.params.dims);
         let e = with_item(self.index, id, |item| {
-            (item.len() >= size).then(|| Element::decode(item))
+            (item.len() >= size).then(|| Element::decode(item, layout))
         })??;
         self.headers.insert(id, e.clone());
         Some(e)
@@ -679,7 +704,7 @@ impl Graph for DiskGraph {
             if item.len() < layout.element_size(dims) {
                 return None;
             }
-            let e = Element::decode(item);
+            let e = Element::decode(item, layout);
             if e.is_free() {
                 return None;
             }
@@ -699,9 +724,9 @@ impl Graph for DiskGraph {
         let Some(e) = self.element(id) else {
             return Vec::new();
         };
-        let m = self.params.m;
+        let (layout, m) = (self.params.layout, self.params.m);
         with_item(self.index, e.neighbors, |item| {
-            format::decode_neighbors(item, m, level)
+            format::decode_neighbors(layout, item, m, level)
         })
         .unwrap_or_default()
     }
@@ -718,11 +743,11 @@ impl CodedGraph for DiskGraph {
         }
         // the neighbor list with its codes, from a locked page
         let score = |item: &[u8], d: f64, out: &mut Vec<Scored>| {
-            let (at, len) = format::codes_region(item, m);
+            let (at, len) = format::codes_region(layout, item, m);
             if len == 0 {
                 return;
             }
-            for (k, n) in format::neighbor_ids(item, m, 0).enumerate() {
+            for (k, n) in format::neighbor_ids(layout, item, m, 0).enumerate() {
                 out.push(Scored {
                     distance: coder.estimate(prepared, d, &item[at + k * len..at + (k + 1) * len]),
                     id: n,
@@ -737,7 +762,7 @@ impl CodedGraph for DiskGraph {
             if item.len() < layout.element_size(dims) {
                 return None;
             }
-            let e = Element::decode(item);
+            let e = Element::decode(item, layout);
             if e.is_free() {
                 return None;
             }
@@ -795,7 +820,7 @@ pub fn for_each_element(
         for (off, item) in items {
             f(
                 ElemId { block, offset: off },
-                &Element::decode(&item),
+                &Element::decode(&item, params.layout),
                 &item,
             );
         }

@@ -19,8 +19,6 @@ use crate::pg::page;
 use pgrx::pg_sys;
 use std::collections::HashSet;
 
-/// A line pointer and the MAXALIGNed item: the room a new row list takes.
-const ROW_LIST_ROOM: usize = ((format::ROW_LIST_SIZE + 7) & !7) + 4;
 
 /// The item at `offset` of a locked page, as bytes.
 fn item_mut<'a>(p: pg_sys::Page, offset: u16) -> Option<&'a mut [u8]> {
@@ -66,7 +64,7 @@ fn walk_lists(
     let eblock = buffer::block_number(ebuf);
     let mut next = first.filter(|l| !l.is_none());
     // a chain cannot hold more lists than the index has room for
-    let mut budget = buffer::nblocks(index) as u64 * (format::BLOCK_SIZE / format::ROW_LIST_SIZE) as u64;
+    let mut budget = buffer::nblocks(index) as u64 * (format::BLOCK_SIZE / 16) as u64;
     while let Some(l) = next {
         if budget == 0 || l.block < eblock {
             pages::corrupted(index, format!("row list chain through ({},{}) loops or goes back", l.block, l.offset));
@@ -144,7 +142,7 @@ pub fn element_rows(
         buffer::unlock_release(buf);
         return None;
     };
-    let e = Element::decode(item);
+    let e = Element::decode(item, layout);
     let mut tids = Vec::new();
     if rows(&e) {
         tids = format::element_tids(item, layout);
@@ -176,7 +174,7 @@ pub fn add_heap_tid(
         let Some(item) = element_on(buffer::page(buf), params, id) else {
             return false;
         };
-        let e = Element::decode(item);
+        let e = Element::decode(item, layout);
         if e.is_free() || e.deleted() || !format::element_holds(item, layout, vector) {
             return false;
         }
@@ -201,7 +199,7 @@ pub fn add_heap_tid(
         let mut added = false;
         walk_lists(index, buf, head, true, |l, lbuf, list| {
             let mut rows = format::decode_row_list(list).1;
-            if rows.len() >= format::ROW_LIST_TIDS {
+            if rows.len() >= format::row_list_capacity(list) {
                 return true;
             }
             rows.push(tid);
@@ -243,11 +241,13 @@ fn add_row_list(
         inline
     };
     rows.push(tid);
-    let list = format::encode_row_list(head.unwrap_or(ElemId::NONE), &rows);
+    let capacity = format::new_row_list_capacity(layout, usize::from(head.is_some()));
+    let list = format::encode_row_list(head.unwrap_or(ElemId::NONE), capacity, &rows);
+    let bytes = (list.len() + 7) & !7;
     let mut w = IndexWrite::start(index);
     let wp = w.register(ebuf, false);
     let mut other: Option<pg_sys::Buffer> = None;
-    let target = if page::free_space_for_new_item(wp) >= ROW_LIST_ROOM {
+    let target = if pages::room_for(wp, layout, 1, bytes) {
         (id.block, wp)
     } else {
         let last = buffer::nblocks(index) - 1;
@@ -256,7 +256,7 @@ fn add_row_list(
             let b = buffer::read(index, last);
             buffer::lock_exclusive(b);
             let p = buffer::page(b);
-            if pages::page_kind(p) == Some(KIND_GRAPH) && page::free_space_for_new_item(p) >= ROW_LIST_ROOM {
+            if pages::page_kind(p) == Some(KIND_GRAPH) && pages::room_for(p, layout, 1, bytes) {
                 found = Some((last, w.register(b, false)));
                 other = Some(b);
             } else {
@@ -264,7 +264,7 @@ fn add_row_list(
             }
         }
         found.unwrap_or_else(|| {
-            let b = buffer::extend_locked(index);
+            let b = pages::extend(index, layout);
             let p = w.register(b, true);
             pages::init_page(p, KIND_GRAPH, layout.version);
             other = Some(b);
@@ -303,7 +303,7 @@ pub fn remove_heap_tids(
         let Some(item) = element_on(buffer::page(buf), params, id) else {
             return false;
         };
-        if Element::decode(item).deleted() {
+        if Element::decode(item, layout).deleted() {
             return true;
         }
         let head = format::row_list_of(item, layout);

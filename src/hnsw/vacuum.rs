@@ -213,14 +213,14 @@ fn repair(
         let m = params.m;
         let codes = g.new_member_codes(id, l, &current, &next, &[(id, &base[..])]);
         pages::update_item(g.index, e.neighbors, |item| {
-            let now = format::decode_neighbors(item, m, l);
+            let now = format::decode_neighbors(params.layout, item, m, l);
             let mut merged: Vec<ElemId> = next.clone();
             for n in now {
                 if !deleted.contains(&n) && !merged.contains(&n) {
                     merged.push(n);
                 }
             }
-            format::set_neighbors_coded(item, m, l, &merged, |n| codes.get(&n).cloned());
+            format::set_neighbors_coded(params.layout, item, m, l, &merged, |n| codes.get(&n).cloned());
             true
         });
         for n in next.into_iter().filter(|n| !current.contains(n)) {
@@ -254,7 +254,7 @@ fn link_orphans(g: &mut DiskGraph, live: &[(ElemId, u8)]) -> usize {
         }
         lists.insert(id, list);
     }
-    let (m, metric) = (g.params.m, g.params.metric);
+    let (m, metric, layout) = (g.params.m, g.params.metric, g.params.layout);
     let cap = format::capacity(m, 0);
     let mut linked = 0;
     for &(o, _) in live {
@@ -292,10 +292,10 @@ fn link_orphans(g: &mut DiskGraph, live: &[(ElemId, u8)]) -> usize {
             let Some(e) = g.element(c) else { continue };
             let codes = g.new_member_codes(c, 0, &list, &next, &[(c, &cv[..]), (o, &base[..])]);
             let written = pages::update_item(g.index, e.neighbors, |item| {
-                if format::decode_neighbors(item, m, 0) != list {
+                if format::decode_neighbors(layout, item, m, 0) != list {
                     return false;
                 }
-                format::set_neighbors_coded(item, m, 0, &next, |n| codes.get(&n).cloned());
+                format::set_neighbors_coded(layout, item, m, 0, &next, |n| codes.get(&n).cloned());
                 true
             });
             if !written {

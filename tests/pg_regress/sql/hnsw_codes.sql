@@ -1,4 +1,4 @@
--- strata_hnsw format version 4: codes of each element's level-0 neighbors
+-- strata_hnsw format versions 4 and 5: codes of each element's level-0 neighbors
 -- guide scans (64 dimensions here: codes start at 32). Answers are exact-
 -- distance ordered and equal an exact search's; inserts, deletes, VACUUM,
 -- iterative scans and lsm tables work on coded indexes; L1 and older formats
@@ -56,6 +56,11 @@ DROP INDEX hc_l2;
 SELECT count(*) FILTER (WHERE codes_match(query(g), '<->')) >= 38 AS v3
 FROM generate_series(1, 40) g;
 DROP INDEX hc_v3;
+-- a version-4 index (8-byte ids, ten row slots per element) is maintained
+-- alongside the next index through inserts, deletes and VACUUM
+SET strata.hnsw_format_version = 4;
+CREATE INDEX hc_v4 ON hc USING strata_hnsw (v vector_l2_ops);
+RESET strata.hnsw_format_version;
 CREATE INDEX hc_l2 ON hc USING strata_hnsw (v vector_l2_ops);
 
 -- inserts write codes into the new lists and the back links
@@ -68,6 +73,13 @@ VACUUM hc;
 SELECT count(*) FILTER (WHERE codes_match(query(g), '<->')) >= 38 AS after_vacuum,
        count(*) FILTER (WHERE codes_match(query(g), '<=>')) >= 38 AS after_vacuum_cos
 FROM generate_series(1, 40) g;
+-- and answers the same on its own
+DROP INDEX hc_l2;
+SELECT format_version, code_bits FROM strata.hnsw_info('hc_v4') WHERE layer = 0;
+SELECT count(*) FILTER (WHERE codes_match(query(g), '<->')) >= 38 AS v4_after_vacuum
+FROM generate_series(1, 40) g;
+DROP INDEX hc_v4;
+CREATE INDEX hc_l2 ON hc USING strata_hnsw (v vector_l2_ops);
 -- a filtered query gets full LIMITs (iterative scan over the guided search)
 SELECT count(*) FILTER (WHERE codes_match(query(g), '<->', 'cat = 3')) >= 38 AS filtered
 FROM generate_series(1, 40) g;
