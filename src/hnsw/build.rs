@@ -101,7 +101,7 @@ pub fn params_for_new_index(index: pg_sys::Relation) -> Params {
     // as the vector, whose exact distance is then cheap anyway.
     let wanted = super::gucs::CODES.get() != super::gucs::Codes::Off;
     let code_bits = if wanted && layout.codes() && metric != Metric::L1 && dims >= codes::MIN_DIMS {
-        format::code_bits_for(layout, dims, m, codes::DEFAULT_BITS)
+        format::code_bits_for(dims, m, codes::DEFAULT_BITS)
     } else {
         0
     };

@@ -442,20 +442,15 @@ pub const MAX_CODES_BYTES: usize = 2048;
 /// The code width (coordinates kept) a new index of `dims` dimensions and
 /// this `m` gets: `preferred` rounded down to a multiple of 8 and capped by
 /// the padded dimensions, narrowed until a list's codes fit
-/// [`MAX_CODES_BYTES`] and, in version 5, until a page holds at least two
-/// thirds as many level-0 elements as a plain layout would
-/// ([`plain_per_page`]): codes are what make an element larger than a
-/// plain HNSW element, and the index stays within 1.5 times a plain one's
-/// size. 0 (no codes) when even 32 bits do not fit.
-pub fn code_bits_for(layout: Layout, dims: usize, m: usize, preferred: usize) -> u16 {
+/// [`MAX_CODES_BYTES`]; 0 (no codes) when even 32 bits do not fit. (Version
+/// 5 was tried with codes narrowed until a page held two thirds as many
+/// elements as a plain layout: 88 of 128 bits, 56 of GloVe's 64 — recall
+/// per element read fell so far that queries at recall 0.95 ran at half the
+/// rate; see docs/hnsw-format.md.)
+pub fn code_bits_for(dims: usize, m: usize, preferred: usize) -> u16 {
     let padded = dims.next_power_of_two().max(64);
     let mut bits = preferred.min(padded) / 8 * 8;
-    let wanted = (2 * plain_per_page(dims, m)).div_ceil(3);
-    let too_wide = |bits: usize| {
-        capacity(m, 0) * (bits / 8 + 4) > MAX_CODES_BYTES
-            || (layout.compact() && level0_per_page(layout, dims, m, bits / 8 + 4) < wanted)
-    };
-    while bits >= 32 && too_wide(bits) {
+    while bits >= 32 && capacity(m, 0) * (bits / 8 + 4) > MAX_CODES_BYTES {
         bits -= 8;
     }
     if bits >= 32 {
@@ -463,29 +458,6 @@ pub fn code_bits_for(layout: Layout, dims: usize, m: usize, preferred: usize) ->
     } else {
         0
     }
-}
-
-/// A page's usable bytes and the bytes an item of `len` takes there (its
-/// MAXALIGNed size and line pointer).
-const USABLE: usize = BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE;
-fn item_cost(len: usize) -> usize {
-    ((len + 7) & !7) + 4
-}
-
-/// Level-0 elements (element and neighbor item, codes of `code_len`
-/// bytes) one page holds in `layout`.
-pub fn level0_per_page(layout: Layout, dims: usize, m: usize, code_len: usize) -> usize {
-    let pair = item_cost(layout.element_size(dims)) + item_cost(neighbors_size(layout, m, 0, code_len));
-    let by_items = layout.max_items().map_or(usize::MAX, |n| n as usize / 2);
-    (USABLE / pair).min(by_items)
-}
-
-/// Level-0 elements one page holds in a plain HNSW layout — pgvector's: an
-/// element tuple of 80 bytes of header (ten 6-byte heap TIDs, the neighbor
-/// tuple's TID, a varlena vector header) and the vector, and a neighbor
-/// tuple of 4 bytes and 2m 6-byte ids.
-pub fn plain_per_page(dims: usize, m: usize) -> usize {
-    USABLE / (item_cost(80 + 4 * dims) + item_cost(4 + 6 * capacity(m, 0)))
 }
 
 /// A decoded element item.
@@ -1060,28 +1032,35 @@ mod tests {
         Layout::CURRENT.put_id(&mut b, 0, ElemId { block: 1, offset: 64 });
     }
 
+    /// Level-0 elements (element and neighbor item, codes of `code_len`
+    /// bytes) one page holds in `layout`.
+    fn level0_per_page(layout: Layout, dims: usize, m: usize, code_len: usize) -> usize {
+        let cost = |n: usize| ((n + 7) & !7) + 4;
+        let pair = cost(layout.element_size(dims)) + cost(neighbors_size(layout, m, 0, code_len));
+        let by_items = layout.max_items().map_or(usize::MAX, |n| n as usize / 2);
+        ((BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE) / pair).min(by_items)
+    }
+
+    /// The same for a plain HNSW layout — pgvector's: an element tuple of
+    /// 80 bytes of header and the vector, a neighbor tuple of 4 bytes and
+    /// 2m 6-byte ids.
+    fn plain_per_page(dims: usize, m: usize) -> usize {
+        let cost = |n: usize| ((n + 7) & !7) + 4;
+        (BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE) / (cost(80 + 4 * dims) + cost(4 + 6 * capacity(m, 0)))
+    }
+
     #[test]
     fn version_5_packs_more_elements_per_page() {
-        // 128 dimensions, m = 16, level 0: a plain layout holds 10 per page
+        // m = 16, level 0, full-width codes (code_bits_for): a plain layout
+        // holds 10 of 128 dimensions per page and 16 of GloVe's 50
         let (v4, v5) = (Layout::of(4).unwrap(), Layout::CURRENT);
+        let code_len = |dims| code_bits_for(dims, 16, usize::MAX) as usize / 8 + 4;
         assert_eq!(plain_per_page(128, 16), 10);
-        assert_eq!(level0_per_page(v4, 128, 16, 20), 5);
-        assert_eq!(level0_per_page(v5, 128, 16, 20), 6);
-        assert_eq!(level0_per_page(v4, 128, 16, 12), 6);
-        assert_eq!(level0_per_page(v5, 128, 16, 12), 7);
-        // version 5 narrows codes until a page holds two thirds as many
-        // (7 of 10): 88 of 128 bits; GloVe's 50 dimensions: 56 of 64 bits
-        // (11 of 16 per page); at 64 dimensions the full width fits
-        assert_eq!(code_bits_for(v5, 128, 16, usize::MAX), 88);
-        assert_eq!(level0_per_page(v5, 128, 16, 88 / 8 + 4), 7);
+        assert_eq!(level0_per_page(v4, 128, 16, code_len(128)), 5);
+        assert_eq!(level0_per_page(v5, 128, 16, code_len(128)), 6);
         assert_eq!(plain_per_page(50, 16), 16);
-        assert_eq!(code_bits_for(v5, 50, 16, usize::MAX), 56);
-        assert_eq!(level0_per_page(v5, 50, 16, 56 / 8 + 4), 11);
-        assert_eq!(code_bits_for(v5, 64, 16, usize::MAX), 64);
-        // 1536 dimensions: narrowed from 480 bits (the list's 2 KiB) until an
-        // element and its list share a page, as a plain layout's do
-        assert_eq!(code_bits_for(v5, 1536, 16, usize::MAX), 424);
-        assert_eq!(level0_per_page(v5, 1536, 16, 424 / 8 + 4), 1);
+        assert_eq!(level0_per_page(v4, 50, 16, code_len(50)), 8);
+        assert_eq!(level0_per_page(v5, 50, 16, code_len(50)), 10);
         // a page of small elements stops at 63 items: 31 elements
         assert_eq!(level0_per_page(v5, 2, 4, 0), 31);
     }
@@ -1110,17 +1089,16 @@ mod tests {
         let free = BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE - 4;
         assert!(Layout::CURRENT.element_size(MAX_DIMS) <= free);
         for m in [2, 16, 38, 39, 100] {
-            let bits = code_bits_for(Layout::CURRENT, 2000, m, usize::MAX) as usize;
+            let bits = code_bits_for(2000, m, usize::MAX) as usize;
             let size = neighbors_size(Layout::of(4).unwrap(), m, max_level(m) as usize, bits / 8 + 4);
             assert!(size <= free, "m = {m}");
         }
         assert_eq!((max_level(16), max_level(39), max_level(100)), (15, 15, 5));
         // code widths: capped by the padded dimensions and by the list's room
-        let v4 = Layout::of(4).unwrap();
-        assert_eq!(code_bits_for(v4, 50, 16, 128), 64);
-        assert_eq!(code_bits_for(v4, 128, 16, 128), 128);
-        assert_eq!(code_bits_for(v4, 1536, 16, 1000), 480);
-        assert_eq!(code_bits_for(v4, 1536, 100, 1000), 48);
-        assert_eq!(code_bits_for(v4, 1536, 500, 1000), 0);
+        assert_eq!(code_bits_for(50, 16, 128), 64);
+        assert_eq!(code_bits_for(128, 16, 128), 128);
+        assert_eq!(code_bits_for(1536, 16, 1000), 480);
+        assert_eq!(code_bits_for(1536, 100, 1000), 48);
+        assert_eq!(code_bits_for(1536, 500, 1000), 0);
     }
 }

@@ -35,8 +35,8 @@ SELECT relname, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
 WHERE relname = 'hot';
 SELECT index_stable_updates, redirects FROM strata.lsm_stats('hot');
 -- lsm's indexes keep their size; the heap copy's grow (full pages: no HOT),
--- but for its strata_hnsw index, whose elements take the new TIDs of rows
--- with an unchanged vector (up to ten per element)
+-- its strata_hnsw index too, whose elements take the new TIDs of rows with an
+-- unchanged vector: three in an element, the rest in a row list (format 5)
 SELECT s.relname, pg_relation_size(s.relname::regclass) = s.before AS same_size
 FROM sizes s ORDER BY 1;
 
