@@ -502,7 +502,7 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], codes:
         (0..rest.div_ceil(format::ROW_LIST_TIDS))
             .map(|k| {
                 let n = (rest - k * format::ROW_LIST_TIDS).min(format::ROW_LIST_TIDS);
-                8 + 6 * format::built_row_list_capacity(p.layout, n)
+                format::row_list_size(format::built_row_list_capacity(p.layout, n))
             })
             .collect()
     };

@@ -163,11 +163,13 @@ pub fn update_item(index: pg_sys::Relation, id: ElemId, f: impl FnOnce(&mut [u8]
     changed
 }
 
-/// Whether graph page `p` has room for `items` more items of `bytes` in
-/// all (their MAXALIGNed sizes): free space for them and their line
-/// pointers, and in version 5 item offsets a compact id can name.
-pub(super) fn room_for(p: pg_sys::Page, layout: Layout, items: u16, bytes: usize) -> bool {
-    page::free_space_for_new_item(p) + 4 >= bytes + 4 * items as usize
+/// Whether graph page `p` has room for items of these lengths: free space
+/// for them (MAXALIGNed) and their line pointers, and in version 5 item
+/// offsets a compact id can name.
+pub(super) fn room_for(p: pg_sys::Page, layout: Layout, lens: &[usize]) -> bool {
+    let bytes: usize = lens.iter().map(|&n| maxalign(n) + 4).sum();
+    let items = lens.len() as u16;
+    page::free_space_for_new_item(p) + 4 >= bytes
         && layout.max_items().is_none_or(|max| page::max_offset(p) + items <= max)
 }
 
@@ -231,7 +233,7 @@ pub fn add_element(
         buffer::lock_exclusive(buf);
         let p = buffer::page(buf);
         if page_kind(p) == Some(KIND_GRAPH)
-            && room_for(p, layout, 2, maxalign(neighbors.len()) + maxalign(elem_len))
+            && room_for(p, layout, &[neighbors.len(), elem_len])
         {
             let mut w = IndexWrite::start(index);
             let wp = w.register(buf, false);
@@ -247,7 +249,7 @@ pub fn add_element(
     let mut w = IndexWrite::start(index);
     let wp = w.register(buf, true);
     init_page(wp, KIND_GRAPH, layout.version);
-    if room_for(wp, layout, 2, maxalign(neighbors.len()) + maxalign(elem_len)) {
+    if room_for(wp, layout, &[neighbors.len(), elem_len]) {
         let id = place_pair(index, wp, block, layout, &mut e, vector, neighbors);
         w.commit();
         buffer::unlock_release(buf);

@@ -19,7 +19,6 @@ use crate::pg::page;
 use pgrx::pg_sys;
 use std::collections::HashSet;
 
-
 /// The item at `offset` of a locked page, as bytes.
 fn item_mut<'a>(p: pg_sys::Page, offset: u16) -> Option<&'a mut [u8]> {
     // SAFETY: a normal item of a page the caller holds locked (or a working
@@ -64,7 +63,7 @@ fn walk_lists(
     let eblock = buffer::block_number(ebuf);
     let mut next = first.filter(|l| !l.is_none());
     // a chain cannot hold more lists than the index has room for
-    let mut budget = buffer::nblocks(index) as u64 * (format::BLOCK_SIZE / 16) as u64;
+    let mut budget = buffer::nblocks(index) as u64 * (format::BLOCK_SIZE / format::row_list_size(1)) as u64;
     while let Some(l) = next {
         if budget == 0 || l.block < eblock {
             pages::corrupted(index, format!("row list chain through ({},{}) loops or goes back", l.block, l.offset));
@@ -243,11 +242,10 @@ fn add_row_list(
     rows.push(tid);
     let capacity = format::new_row_list_capacity(layout, usize::from(head.is_some()));
     let list = format::encode_row_list(head.unwrap_or(ElemId::NONE), capacity, &rows);
-    let bytes = (list.len() + 7) & !7;
     let mut w = IndexWrite::start(index);
     let wp = w.register(ebuf, false);
     let mut other: Option<pg_sys::Buffer> = None;
-    let target = if pages::room_for(wp, layout, 1, bytes) {
+    let target = if pages::room_for(wp, layout, &[list.len()]) {
         (id.block, wp)
     } else {
         let last = buffer::nblocks(index) - 1;
@@ -256,7 +254,7 @@ fn add_row_list(
             let b = buffer::read(index, last);
             buffer::lock_exclusive(b);
             let p = buffer::page(b);
-            if pages::page_kind(p) == Some(KIND_GRAPH) && pages::room_for(p, layout, 1, bytes) {
+            if pages::page_kind(p) == Some(KIND_GRAPH) && pages::room_for(p, layout, &[list.len()]) {
                 found = Some((last, w.register(b, false)));
                 other = Some(b);
             } else {
