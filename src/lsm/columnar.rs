@@ -45,8 +45,12 @@ impl Attr {
 
 pub(super) const KIND_RAW: u8 = 0;
 pub(super) const KIND_DELTA: u8 = 1;
+/// A dictionary and a code per value (blob layout 3; see [`super::column_dict`]).
+pub(super) const KIND_DICT: u8 = 2;
 pub(super) const HAS_NULLS: u16 = 0x8000;
 const TUPLE_HEADER_SIZE: usize = 23;
+
+use super::column_dict::Dict;
 
 fn align(off: usize, a: u8) -> usize {
     let a = a.max(1) as usize;
@@ -185,8 +189,10 @@ fn delta_encode(a: Attr, values: &[&[u8]]) -> Option<Vec<u8>> {
 
 /// The column-wise raw payload of versions (tuple bytes each, header
 /// included); None when a version does not follow `attrs` or would not
-/// come back identical.
-pub fn encode(attrs: &[Attr], tuples: &[&[u8]]) -> Option<Vec<u8>> {
+/// come back identical. With `dictionaries` (blob layout 3) a column of few
+/// distinct values may be stored as a dictionary (kind 2) when that is the
+/// smallest.
+pub fn encode(attrs: &[Attr], tuples: &[&[u8]], dictionaries: bool) -> Option<Vec<u8>> {
     let mut rows = Vec::with_capacity(tuples.len() * 4);
     let mut columns: Vec<Vec<&[u8]>> = vec![Vec::with_capacity(tuples.len()); attrs.len()];
     let mut most = 0usize;
@@ -220,10 +226,15 @@ pub fn encode(attrs: &[Attr], tuples: &[&[u8]]) -> Option<Vec<u8>> {
     let mut raw = rows;
     for (c, values) in columns.iter().enumerate().take(most) {
         let plain: usize = values.iter().map(|v| v.len()).sum();
-        let (kind, bytes) = match delta_encode(attrs[c], values) {
+        let (mut kind, mut bytes) = match delta_encode(attrs[c], values) {
             Some(d) if d.len() < plain => (KIND_DELTA, d),
             _ => (KIND_RAW, values.concat()),
         };
+        if dictionaries {
+            if let Some(d) = super::column_dict::encode(values, bytes.len().min(plain)) {
+                (kind, bytes) = (KIND_DICT, d);
+            }
+        }
         raw.push(kind);
         raw.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
         raw.extend_from_slice(&bytes);
@@ -286,7 +297,7 @@ pub(super) fn column_at(raw: &[u8], at: usize) -> Result<(u8, &[u8], usize), Str
     let Some(body) = raw.get(at + 5..at + 5 + len) else {
         return bad("column section truncated");
     };
-    if head[0] > KIND_DELTA {
+    if head[0] > KIND_DICT {
         return bad("unknown column kind");
     }
     Ok((head[0], body, at + 5 + len))
@@ -300,9 +311,11 @@ pub fn decode(attrs: &[Attr], raw: &[u8], n: usize) -> Result<(Vec<u8>, Vec<(usi
     // columns: a cursor per column
     let most = rows.iter().map(|r| r.natts).max().unwrap_or(0);
     let mut cols: Vec<(u8, &[u8], usize, i64)> = Vec::with_capacity(most);
-    for _ in 0..most {
+    let mut dicts: Vec<Option<Dict>> = Vec::with_capacity(most);
+    for c in 0..most {
         let (kind, body, next) = column_at(raw, at)?;
         cols.push((kind, body, 0, 0));
+        dicts.push(if kind == KIND_DICT { Some(Dict::parse(attrs[c], body)?) } else { None });
         at = next;
     }
     if at != raw.len() {
@@ -322,6 +335,14 @@ pub fn decode(attrs: &[Attr], raw: &[u8], n: usize) -> Result<(Vec<u8>, Vec<(usi
             }
             let a = attrs[c];
             let (kind, body, pos, prev) = &mut cols[c];
+            if let Some(d) = &dicts[c] {
+                let Some(v) = d.value(*pos) else {
+                    return bad("dictionary column truncated");
+                };
+                *pos += 1;
+                place(&mut out, base, a, v);
+                continue;
+            }
             if *kind == KIND_DELTA {
                 let width = a.len as usize;
                 let Some(z) = get_varint(body, pos) else {
@@ -354,8 +375,9 @@ pub fn decode(attrs: &[Attr], raw: &[u8], n: usize) -> Result<(Vec<u8>, Vec<(usi
         }
         spans.push((start, out.len() - start));
     }
-    for (c, (kind, body, pos, _)) in cols.iter().enumerate() {
-        if *kind == KIND_RAW && *pos != body.len() || *kind == KIND_DELTA && *pos != body.len() {
+    for (c, (_, body, pos, _)) in cols.iter().enumerate() {
+        let end = dicts[c].as_ref().map_or(body.len(), |d| d.len());
+        if *pos != end {
             return bad(&format!("column {c} has values left over"));
         }
     }
@@ -373,11 +395,27 @@ pub fn decode_one(attrs: &[Attr], raw: &[u8], n: usize, target: usize) -> Result
     }
     // one pass over the rows section, keeping nothing but what the target
     // row needs (a point lookup's cost was mostly this section's parse)
+    // (rows without nulls, the usual case, are counted by their attribute
+    // count and spread over the columns once at the end)
     let mut at = 0usize;
     let mut before = vec![0usize; attrs.len()];
+    let mut whole = vec![0usize; attrs.len() + 1];
     let mut most = 0;
     let mut mine = None;
     for i in 0..n {
+        if i != target {
+            let Some(head) = raw.get(at..at + 3) else {
+                return bad("rows section truncated");
+            };
+            let flags = u16::from_le_bytes([head[0], head[1]]);
+            let natts = (flags & !HAS_NULLS) as usize;
+            if flags & HAS_NULLS == 0 && natts <= attrs.len() {
+                at += 3 + head[2] as usize;
+                most = most.max(natts);
+                whole[natts] += (i < target) as usize;
+                continue;
+            }
+        }
         let row = row_head_at(attrs, raw, &mut at)?;
         most = most.max(row.natts);
         if i < target {
@@ -387,6 +425,14 @@ pub fn decode_one(attrs: &[Attr], raw: &[u8], n: usize, target: usize) -> Result
         } else if i == target {
             mine = Some(row);
         }
+    }
+    if at > raw.len() {
+        return bad("rows section truncated");
+    }
+    let mut rows_with = 0;
+    for c in (0..attrs.len()).rev() {
+        rows_with += whole[c + 1];
+        before[c] += rows_with;
     }
     let mine = mine.expect("target < n");
     let mut out = Vec::with_capacity(256);
@@ -400,6 +446,13 @@ pub fn decode_one(attrs: &[Attr], raw: &[u8], n: usize, target: usize) -> Result
         }
         let a = attrs[c];
         let skip = before[c];
+        if kind == KIND_DICT {
+            let Some(v) = Dict::parse(a, body)?.value(skip) else {
+                return bad("dictionary column truncated");
+            };
+            place(&mut out, base, a, v);
+            continue;
+        }
         if kind == KIND_DELTA {
             let (mut pos, mut x) = (0usize, 0i64);
             for _ in 0..=skip {
@@ -500,15 +553,22 @@ pub(super) mod tests {
             })
             .collect();
         let refs: Vec<&[u8]> = tuples.iter().map(|t| t.as_slice()).collect();
-        let raw = encode(&attrs, &refs).expect("splits");
-        let (buf, spans) = decode(&attrs, &raw, refs.len()).unwrap();
-        for (i, (t, (s, l))) in tuples.iter().zip(&spans).enumerate() {
-            assert_eq!(&buf[*s..s + l], &t[TUPLE_HEADER_SIZE..]);
-            assert_eq!(decode_one(&attrs, &raw, refs.len(), i).unwrap(), &t[TUPLE_HEADER_SIZE..]);
+        let mut sizes = Vec::new();
+        for dictionaries in [false, true] {
+            let raw = encode(&attrs, &refs, dictionaries).expect("splits");
+            let (buf, spans) = decode(&attrs, &raw, refs.len()).unwrap();
+            for (i, (t, (s, l))) in tuples.iter().zip(&spans).enumerate() {
+                assert_eq!(&buf[*s..s + l], &t[TUPLE_HEADER_SIZE..]);
+                assert_eq!(decode_one(&attrs, &raw, refs.len(), i).unwrap(), &t[TUPLE_HEADER_SIZE..]);
+            }
+            // counting ids and steady timestamps take a byte or three each
+            let plain: usize = tuples.iter().map(|t| t.len() - TUPLE_HEADER_SIZE).sum();
+            assert!(raw.len() * 10 < plain * 8, "{} vs {plain}", raw.len());
+            sizes.push(raw.len());
         }
-        // counting ids and steady timestamps take a byte or three each
-        let plain: usize = tuples.iter().map(|t| t.len() - TUPLE_HEADER_SIZE).sum();
-        assert!(raw.len() * 10 < plain * 8, "{} vs {plain}", raw.len());
+        // the last column ("open", a long text every 50th row) as a
+        // dictionary: 7 distinct values, a byte per row instead of five
+        assert!(sizes[1] + 4 * 290 < sizes[0], "{sizes:?}");
     }
 
     #[test]
@@ -517,7 +577,7 @@ pub(super) mod tests {
         let old = tuple(&attrs[..2], &[Some(5i32.to_le_bytes().to_vec()), Some(short_text("a"))]);
         let new = tuple(&attrs, &[Some(6i32.to_le_bytes().to_vec()), None, Some(9i64.to_le_bytes().to_vec())]);
         let refs = [old.as_slice(), new.as_slice()];
-        let raw = encode(&attrs, &refs).unwrap();
+        let raw = encode(&attrs, &refs, false).unwrap();
         let (buf, spans) = decode(&attrs, &raw, 2).unwrap();
         assert_eq!(&buf[spans[0].0..spans[0].0 + spans[0].1], &old[TUPLE_HEADER_SIZE..]);
         assert_eq!(&buf[spans[1].0..spans[1].0 + spans[1].1], &new[TUPLE_HEADER_SIZE..]);
@@ -527,7 +587,7 @@ pub(super) mod tests {
         // data that does not follow the layout is refused (row-wise instead)
         let mut odd = new.clone();
         odd.push(0);
-        assert!(encode(&attrs, &[odd.as_slice()]).is_none());
+        assert!(encode(&attrs, &[odd.as_slice()], false).is_none());
         // a damaged payload is an error, not a panic
         for cut in 0..raw.len() {
             let _ = decode(&attrs, &raw[..cut], 2);

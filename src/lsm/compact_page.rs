@@ -767,6 +767,7 @@ mod tests {
             Attr { len: 8, align: 8, byval: true },
             Attr { len: 4, align: 4, byval: true },
             Attr { len: -1, align: 4, byval: false },
+            Attr { len: -1, align: 4, byval: false },
         ];
         let vs: Vec<(u64, Vec<u8>)> = (0..200u64)
             .map(|i| {
@@ -776,6 +777,7 @@ mod tests {
                         Some((i as i64 * 10).to_le_bytes().to_vec()),
                         Some(((i % 7) as i32).to_le_bytes().to_vec()),
                         Some(short_text(&format!("user{i}@example.com"))),
+                        Some(short_text(["new", "open", "done"][i as usize % 3])),
                     ],
                 );
                 format::put_u32(&mut t, 0, 700);
@@ -786,12 +788,19 @@ mod tests {
             .collect();
         let refs: Vec<(u64, &[u8])> = vs.iter().map(|(r, t)| (*r, t.as_slice())).collect();
         let tuples: Vec<&[u8]> = vs.iter().map(|(_, t)| t.as_slice()).collect();
-        let raw = columnar::encode(&attrs, &tuples).unwrap();
+        let plain_raw = columnar::encode(&attrs, &tuples, false).unwrap();
+        let dict_raw = columnar::encode(&attrs, &tuples, true).unwrap();
+        // the status column as a dictionary: three values and a byte per row
+        assert!(dict_raw.len() + 600 < plain_raw.len(), "{} vs {}", dict_raw.len(), plain_raw.len());
         let one = compressed_page::compress_columns(&refs, Codec::Lz4, &attrs).unwrap();
-        let sectioned = compressed_page::compress_sections(&refs, Codec::Lz4, &attrs).unwrap();
+        let sectioned = compressed_page::compress_sections(&refs, Codec::Lz4, &attrs, false).unwrap();
+        let dict = compressed_page::compress_sections(&refs, Codec::Lz4, &attrs, true).unwrap();
         assert_eq!(one.layout, compressed_page::LAYOUT_COLUMNS);
         assert_eq!(sectioned.layout, compressed_page::LAYOUT_SECTIONS);
-        for frame in [one, sectioned] {
+        assert_eq!(dict.layout, compressed_page::LAYOUT_DICT_SECTIONS);
+        for frame in [one, sectioned, dict] {
+            let sectioned = compressed_page::is_sectioned(frame.layout);
+            let raw = if frame.layout == compressed_page::LAYOUT_DICT_SECTIONS { &dict_raw } else { &plain_raw };
             let page = build(9, &refs, &frame).expect("fits");
             let p = page.bytes();
             assert!(check(p).is_empty(), "{:?}", check(p));
@@ -801,8 +810,8 @@ mod tests {
                 assert_eq!(payload.rest(i + 1).unwrap(), &t[TUPLE_HEADER_SIZE..]);
             }
             let mut lazy = open_sections(p, blob).unwrap().expect("column-wise");
-            if frame.layout == compressed_page::LAYOUT_SECTIONS {
-                assert_eq!(lazy.len(), 4, "rows section and three columns");
+            if sectioned {
+                assert_eq!(lazy.len(), 5, "rows section and four columns");
                 // only the rows section so far
                 let (at, len) = lazy.span(2).unwrap();
                 assert!(lazy.raw()[at..at + len].iter().all(|b| *b == 0));

@@ -52,6 +52,14 @@ pub const LAYOUT_COLUMNS: u8 = 1;
 /// Blob byte 15: column-wise, each section compressed on its own (version 7
 /// pages; see [`Sections`]): a reader decompresses the columns it reads.
 pub const LAYOUT_SECTIONS: u8 = 2;
+/// Blob byte 15: as [`LAYOUT_SECTIONS`], and a column's section may be a
+/// dictionary (version 9 pages; see `column_dict`).
+pub const LAYOUT_DICT_SECTIONS: u8 = 3;
+
+/// Whether a blob layout compresses each section on its own.
+pub fn is_sectioned(layout: u8) -> bool {
+    layout == LAYOUT_SECTIONS || layout == LAYOUT_DICT_SECTIONS
+}
 /// Largest decompressed payload a page may declare (256 versions of at most a page each).
 const MAX_RAW: usize = 256 * BLOCK_SIZE;
 
@@ -168,7 +176,7 @@ pub fn compress(versions: &[(u64, &[u8])], codec: Codec) -> Frame {
 /// when the versions do not split at the columns `attrs` describe.
 pub fn compress_columns(versions: &[(u64, &[u8])], codec: Codec, attrs: &[Attr]) -> Option<Frame> {
     let tuples: Vec<&[u8]> = versions.iter().map(|(_, t)| *t).collect();
-    let raw = columnar::encode(attrs, &tuples)?;
+    let raw = columnar::encode(attrs, &tuples, false)?;
     Some(Frame {
         bytes: compress_raw(&raw, codec),
         raw_len: raw.len(),
@@ -186,9 +194,16 @@ pub fn compress_columns(versions: &[(u64, &[u8])], codec: Codec, attrs: &[Attr])
 ///          section 0 = the rows section, section c + 1 = column c (its 5-byte head included);
 ///          decompressed and concatenated in order they are the layout 1 payload
 /// ```
-pub fn compress_sections(versions: &[(u64, &[u8])], codec: Codec, attrs: &[Attr]) -> Option<Frame> {
+///
+/// With `dictionaries` a column may be a dictionary section ([`LAYOUT_DICT_SECTIONS`]).
+pub fn compress_sections(
+    versions: &[(u64, &[u8])],
+    codec: Codec,
+    attrs: &[Attr],
+    dictionaries: bool,
+) -> Option<Frame> {
     let tuples: Vec<&[u8]> = versions.iter().map(|(_, t)| *t).collect();
-    let raw = columnar::encode(attrs, &tuples)?;
+    let raw = columnar::encode(attrs, &tuples, dictionaries)?;
     let mut layout = super::columnar_read::Layout::default();
     layout.parse(attrs, &raw, tuples.len()).ok()?;
     let spans = layout.section_spans(raw.len());
@@ -202,7 +217,8 @@ pub fn compress_sections(versions: &[(u64, &[u8])], codec: Codec, attrs: &[Attr]
     for part in &parts {
         bytes.extend_from_slice(part);
     }
-    Some(Frame { bytes, raw_len: raw.len(), codec, layout: LAYOUT_SECTIONS })
+    let layout = if dictionaries { LAYOUT_DICT_SECTIONS } else { LAYOUT_SECTIONS };
+    Some(Frame { bytes, raw_len: raw.len(), codec, layout })
 }
 
 fn compress_raw(raw: &[u8], codec: Codec) -> Vec<u8> {
@@ -392,11 +408,11 @@ impl Opened {
 /// out column by column.
 fn open_blob(blob: &[u8], n: usize, rowids: impl Iterator<Item = u64>) -> Result<(Vec<u8>, bool), CodecError> {
     let (codec, layout, frame, raw_len) = checked_blob(blob, n, rowids)?;
-    if layout == LAYOUT_SECTIONS {
+    if is_sectioned(layout) {
         let sections = Sections::of(codec, frame, raw_len)?;
-        let mut raw = Vec::with_capacity(raw_len);
-        for &(z, zlen, _, rlen) in &sections.spans {
-            raw.extend_from_slice(&decompress_exact(codec, &frame[z..z + zlen], rlen)?);
+        let mut raw = vec![0u8; raw_len];
+        for &(z, zlen, r, rlen) in &sections.spans {
+            decompress_into(codec, &frame[z..z + zlen], &mut raw[r..r + rlen])?;
         }
         return Ok((raw, true));
     }
@@ -423,7 +439,7 @@ fn checked_blob<'a>(
     if codec != CODEC_ZSTD && codec != CODEC_LZ4 {
         return layout(format!("unknown codec {codec}"));
     }
-    if header[15] > LAYOUT_SECTIONS {
+    if header[15] > LAYOUT_DICT_SECTIONS {
         return layout(format!("unknown payload layout {}", header[15]));
     }
     if BLOB_HEADER + zlen > blob.len() || raw_len > MAX_RAW {
@@ -470,7 +486,7 @@ impl Sections {
     ) -> Result<Option<Sections>, CodecError> {
         let (codec, layout, frame, raw_len) = checked_blob(blob, n, rowids)?;
         let mut sections = match layout {
-            LAYOUT_SECTIONS => {
+            LAYOUT_SECTIONS | LAYOUT_DICT_SECTIONS => {
                 let mut s = Sections::of(codec, frame, raw_len)?;
                 s.frame = frame.to_vec();
                 s.raw = vec![0; raw_len];
@@ -538,8 +554,7 @@ impl Sections {
         if self.done[i] {
             return Ok(());
         }
-        let part = decompress_exact(self.codec, &self.frame[z..z + zlen], rlen)?;
-        self.raw[r..r + rlen].copy_from_slice(&part);
+        decompress_into(self.codec, &self.frame[z..z + zlen], &mut self.raw[r..r + rlen])?;
         self.done[i] = true;
         Ok(())
     }
@@ -584,9 +599,29 @@ fn decompress_exact(codec: u8, frame: &[u8], len: usize) -> Result<Vec<u8>, Code
     Ok(raw)
 }
 
+/// `frame` decompressed into `out`, which it must fill exactly (no buffer
+/// of its own and no copy: a point lookup decompresses every section).
+fn decompress_into(codec: u8, frame: &[u8], out: &mut [u8]) -> Result<(), CodecError> {
+    let len = out.len();
+    let got = if codec == CODEC_LZ4 {
+        super::lz4_block::decode_into(frame, out).map_err(|e| CodecError::Frame(e.to_string()))?
+    } else {
+        let raw = decompress_exact(codec, frame, len)?;
+        out.copy_from_slice(&raw);
+        len
+    };
+    if got != len {
+        return Err(CodecError::Layout(format!("payload of {got} bytes, {len} declared")));
+    }
+    Ok(())
+}
+
 fn decompress(codec: u8, frame: &[u8], capacity: usize) -> Result<Vec<u8>, String> {
     if codec == CODEC_LZ4 {
-        return lz4_flex::block::decompress(frame, capacity).map_err(|e| e.to_string());
+        let mut out = vec![0u8; capacity];
+        let n = super::lz4_block::decode_into(frame, &mut out).map_err(|e| e.to_string())?;
+        out.truncate(n);
+        return Ok(out);
     }
     zstd_decompress(frame, capacity).map_err(|e| e.to_string())
 }

@@ -109,7 +109,10 @@ pub const MAGIC: u32 = 0x4C53_4D31;
 /// when none is left the blob moves to a RUN_PAYLOAD page while the page
 /// still shares headers (such pages carry version 8 in their tag); pages of
 /// earlier versions are read as they are and evolve the same way.
-pub const FORMAT_VERSION: u16 = 8;
+/// Version 9 lets a column-wise page store a column of few distinct values as
+/// a dictionary and a code per row (blob layout 3, `column_dict`); layout 2
+/// blobs are read as they are.
+pub const FORMAT_VERSION: u16 = 9;
 /// Oldest version this build reads.
 pub const OLDEST_READABLE_VERSION: u16 = 2;
 
@@ -733,8 +736,9 @@ mod tests {
         assert_eq!(run_holding(&page, &h, 1000), Some(m.runs[0]));
         assert_eq!(run_holding(&page, &h, 200_000), None);
         assert_eq!(scan_pages(&page, &h), 4300 + 10);
-        page[META_HEADER_AT + 4] = 9;
-        assert_eq!(Meta::decode(&page), Err(FormatError::BadVersion(9)));
+        let next = FORMAT_VERSION + 1;
+        page[META_HEADER_AT + 4] = next as u8;
+        assert_eq!(Meta::decode(&page), Err(FormatError::BadVersion(next)));
     }
 
     #[test]
@@ -790,8 +794,8 @@ mod tests {
             Err(FormatError::BadMagic(1))
         );
         assert_eq!(
-            PageTag { version: 9, ..t }.validate(),
-            Err(FormatError::BadVersion(9))
+            PageTag { version: FORMAT_VERSION + 1, ..t }.validate(),
+            Err(FormatError::BadVersion(FORMAT_VERSION + 1))
         );
         assert_eq!(
             PageTag { version: 1, ..t }.validate(),

@@ -35,7 +35,7 @@ pub static COLUMNAR: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static PACK_THREAD: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// Layout of compressed run pages written: 7 (compact, a compressed frame
 /// per column), 6 (compact, one frame) or 5 (a stub per row).
-pub static PAGE_FORMAT: GucSetting<i32> = GucSetting::<i32>::new(7);
+pub static PAGE_FORMAT: GucSetting<i32> = GucSetting::<i32>::new(9);
 /// Bloom filter bits per row version of new runs; 0 = no filters.
 pub static BLOOM_BITS_PER_KEY: GucSetting<i32> = GucSetting::<i32>::new(10);
 /// `strata.lsm_bulk_load`
@@ -118,11 +118,11 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"strata.lsm_page_format",
-        c"Layout of the compressed run pages lsm writes: 7 (compact, each column compressed on its own; current), 6 (compact, one compressed frame per page) or 5 (a rowid and header stub per row).",
+        c"Layout of the compressed run pages lsm writes: 9 (compact, each column compressed on its own, columns of few distinct values as dictionaries; current), 7 or 8 (the same without dictionaries), 6 (compact, one compressed frame per page) or 5 (a rowid and header stub per row).",
         c"For testing that tables written by older versions stay readable.",
         &PAGE_FORMAT,
         5,
-        7,
+        9,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -178,6 +178,11 @@ pub fn compact_pages() -> bool {
 /// Whether column-wise pages compress each column on its own (version 7).
 pub fn sectioned_pages() -> bool {
     PAGE_FORMAT.get() >= 7
+}
+
+/// Whether sectioned pages may store columns as dictionaries (version 9).
+pub fn dictionary_pages() -> bool {
+    PAGE_FORMAT.get() >= 9
 }
 
 /// Bloom filter bits per row version for new runs (0: no filter).

@@ -323,9 +323,11 @@ fn check_rows(
             (compressed_page::CODEC_ZSTD, compressed_page::LAYOUT_ROWS) => "zstd",
             (compressed_page::CODEC_ZSTD, compressed_page::LAYOUT_COLUMNS) => "zstd, by column, one frame",
             (compressed_page::CODEC_ZSTD, compressed_page::LAYOUT_SECTIONS) => "zstd, by column",
+            (compressed_page::CODEC_ZSTD, compressed_page::LAYOUT_DICT_SECTIONS) => "zstd, by column, dictionaries",
             (compressed_page::CODEC_LZ4, compressed_page::LAYOUT_ROWS) => "lz4",
             (compressed_page::CODEC_LZ4, compressed_page::LAYOUT_COLUMNS) => "lz4, by column, one frame",
             (compressed_page::CODEC_LZ4, compressed_page::LAYOUT_SECTIONS) => "lz4, by column",
+            (compressed_page::CODEC_LZ4, compressed_page::LAYOUT_DICT_SECTIONS) => "lz4, by column, dictionaries",
             _ => "unknown",
         });
     }

@@ -368,6 +368,8 @@ pub struct RunPacker {
     columns: Option<Vec<Attr>>,
     /// Column-wise pages compress each column on its own (version 7).
     sections: bool,
+    /// Sectioned pages may store a column as a dictionary (version 9).
+    dictionaries: bool,
     pending: Vec<(u64, Vec<u8>)>,
     /// Bytes the pending versions take on an uncompressed page.
     plain_bytes: usize,
@@ -403,6 +405,7 @@ impl RunPacker {
             estimate: compact_page::Estimate::default(),
             columns: None,
             sections: true,
+            dictionaries: true,
             pending: Vec::new(),
             plain_bytes: 0,
             raw_bytes: 0,
@@ -421,6 +424,14 @@ impl RunPacker {
     /// `strata.lsm_page_format = 6`) or a frame per column (`true`).
     pub fn with_sections(mut self, on: bool) -> RunPacker {
         self.sections = on;
+        self
+    }
+
+    /// Sectioned pages with dictionary columns where they are smaller
+    /// (`true`: version 9, the default) or never (`false`: versions 7 and 8,
+    /// for `strata.lsm_page_format` 7 and 8).
+    pub fn with_dictionaries(mut self, on: bool) -> RunPacker {
+        self.dictionaries = on;
         self
     }
 
@@ -465,7 +476,7 @@ impl RunPacker {
         let frame = columns
             .and_then(|attrs| {
                 if self.sections {
-                    compressed_page::compress_sections(refs, codec, attrs)
+                    compressed_page::compress_sections(refs, codec, attrs, self.dictionaries)
                 } else {
                     compressed_page::compress_columns(refs, codec, attrs)
                 }

@@ -249,6 +249,7 @@ fn packer(id: u32, rel: pg_sys::Relation) -> Packer {
     let p = if super::gucs::columnar() {
         p.with_columns(super::version_data::columns(rel))
             .with_sections(super::gucs::sectioned_pages())
+            .with_dictionaries(super::gucs::dictionary_pages())
     } else {
         p
     };
