@@ -53,17 +53,17 @@ fn current_xid() -> pg_sys::TransactionId {
     unsafe { pg_sys::GetCurrentTransactionId() }
 }
 
-fn fill_failure(
-    tmfd: *mut pg_sys::TM_FailureData,
-    t: *mut Header,
-    result: pg_sys::TM_Result::Type,
-) {
+fn fill_failure(tmfd: *mut pg_sys::TM_FailureData, loc: &Located, result: pg_sys::TM_Result::Type) {
     if tmfd.is_null() {
         return;
     }
+    let t = loc.header;
+    // a shared header's t_ctid (0,0) means the version's own TID
+    let ctid = htup::ctid(t);
+    let ctid = if htup::tid_offset(&ctid) == 0 { loc.tid } else { ctid };
     // SAFETY: tmfd is caller-provided storage; `t` is a valid header.
     unsafe {
-        (*tmfd).ctid = htup::ctid(t);
+        (*tmfd).ctid = ctid;
         (*tmfd).xmax = htup::update_xid(t);
         (*tmfd).cmax = if result == pg_sys::TM_Result::TM_SelfModified {
             pg_sys::HeapTupleHeaderGetCmax(t)
@@ -236,13 +236,13 @@ fn acquire(
     loop {
         let buf = storage::pin_tid(rel, tid).unwrap_or_else(|| not_found(rel, what));
         buffer::lock_exclusive(buf);
-        let Some(mut loc) = storage::find_on_page(rel, buf, tid) else {
+        let Some(loc) = storage::find_on_page(rel, buf, tid) else {
             buffer::unlock_release(buf);
             not_found(rel, what)
         };
-        // whatever follows may stamp this version: give it its own header
-        // now, so that the page never changes shape under a kept pointer
-        storage::make_stampable(rel, &mut loc);
+        // (a version sharing its header keeps sharing it here: checks read
+        // and hint a shared header as its own; callers detach it before a
+        // stamp or an unlock — an UPDATE inside its own record)
         let mut tuple = loc.heap_tuple(rel);
         let mode = strength.resolve(rel, || version_data::full_tuple(rel, buf, &tuple));
         // SAFETY: tuple points into the exclusively locked page.
@@ -276,7 +276,7 @@ fn acquire(
                         continue;
                     }
                     Wait::ReturnBeingModified => {
-                        fill_failure(tmfd, loc.header, result);
+                        fill_failure(tmfd, &loc, result);
                         buffer::unlock_release(buf);
                         return fail(tuplock, result);
                     }
@@ -333,7 +333,7 @@ fn acquire(
                 tuplock,
             });
         }
-        fill_failure(tmfd, loc.header, result);
+        fill_failure(tmfd, &loc, result);
         buffer::unlock_release(buf);
         return fail(tuplock, result);
     }
@@ -789,7 +789,7 @@ pub fn delete(
     } else {
         Wait::ReturnBeingModified
     };
-    let acq = match acquire(
+    let mut acq = match acquire(
         rel,
         tid,
         cid,
@@ -803,6 +803,7 @@ pub fn delete(
         Outcome::Ok(a) => a,
         Outcome::Failed(r) => return r,
     };
+    storage::make_stampable(rel, &mut acq.loc);
     let loc = &acq.loc;
     // like heap: check for SSI conflicts before changing anything
     predicate::check_conflict_in(rel, Some(tid));
@@ -899,14 +900,19 @@ pub fn update(
         // the executor locks the newest version with this mode before retrying (EvalPlanQual)
         *lockmode = mode as pg_sys::LockTupleMode::Type;
         let keys_updated = mode == Mode::Exclusive;
-        let acq = match outcome {
+        let mut acq = match outcome {
             Outcome::Ok(a) => a,
             Outcome::Failed(r) => break r,
         };
-        let loc = &acq.loc;
         predicate::check_conflict_in(rel, Some(otid));
-        let mut old = version_data::full_tuple(rel, loc.buf, &loc.heap_tuple(rel));
+        // a version sharing its header is detached inside the UPDATE record
+        // when its page has a free header slot; otherwise now
+        if storage::shares_header(&acq.loc) && !storage::detach_fits(&acq.loc) {
+            storage::make_stampable(rel, &mut acq.loc);
+        }
+        let mut old = version_data::full_tuple(rel, acq.loc.buf, &acq.loc.heap_tuple(rel));
         if acq.keep.is_empty() {
+            let loc = &acq.loc;
             let together = Together {
                 xid,
                 cid,
@@ -920,6 +926,9 @@ pub fn update(
                 break pg_sys::TM_Result::TM_Ok;
             }
         }
+        // the old version's header is kept across the unlock below: its own
+        storage::make_stampable(rel, &mut acq.loc);
+        let loc = &acq.loc;
         let old_xmax = xmax_state(loc.header);
         let carry = (!acq.keep.is_empty()).then(|| carried_locks(loc.header));
         buffer::unlock(loc.buf); // keep the pin: the old version's bytes stay put
@@ -1086,7 +1095,9 @@ pub fn lock(
             &mut Strength::Known(mode),
             false,
         ) {
-            Outcome::Ok(acq) => {
+            Outcome::Ok(mut acq) => {
+                // stamped below, maybe after an unlock: its own header first
+                storage::make_stampable(rel, &mut acq.loc);
                 let loc = &acq.loc;
                 let updater = acq
                     .keep
@@ -1104,7 +1115,7 @@ pub fn lock(
                     buffer::lock_exclusive(loc.buf);
                     let now = xmax_state(loc.header);
                     if r != pg_sys::TM_Result::TM_Ok {
-                        fill_failure(tmfd, loc.header, r);
+                        fill_failure(tmfd, loc, r);
                         buffer::unlock_release(loc.buf);
                         release_tuplock(rel, tid, acq.tuplock);
                         return (r, tid);

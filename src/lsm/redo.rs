@@ -99,9 +99,10 @@ unsafe extern "C-unwind" fn desc(out: pg_sys::StringInfo, record: *mut pg_sys::X
         },
         rec::UPDATE => match rec::decode_update(data) {
             Ok((ins, h)) => format!(
-                "versions {}, written {}{}",
+                "versions {}, detached {}, written {}{}",
                 ins.len(),
-                h.map_or(0, |h| h.written.len()),
+                h.as_ref().map_or(0, |h| h.detached.len()),
+                h.as_ref().map_or(0, |h| h.written.len()),
                 if r.has_block(1) {
                     ", old version on block 1"
                 } else {

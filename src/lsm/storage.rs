@@ -248,6 +248,12 @@ pub fn append_and_stamp(
     // SAFETY: caller passes a formed heap tuple.
     let (data, len) = unsafe { ((*tuple).t_data as *const u8, (*tuple).t_len as usize) };
     let same = target == old.buf;
+    // an old version sharing its header is detached in this record (the
+    // caller checked that its page has a free header slot: detach_fits)
+    let detach = shares_header(old).then(|| {
+        page_image::find_run_item(page::bytes(buffer::page(old.buf)), rowid_of(&old.tid))
+            .unwrap_or_else(|| lost_version(rel, old.buf))
+    });
     let mut w = PageChange::start(rel);
     let p = w.in_place(target);
     let op = if same { p } else { w.in_place(old.buf) };
@@ -257,7 +263,16 @@ pub fn append_and_stamp(
     let tid = htup::make_tid(vblock, offset);
     let (item, item_len) = page::item(p, offset).expect("item just added");
     htup::set_ctid(item as *mut htup::Header, tid);
-    stamp(old.header_in(op), tid);
+    let header_at = match detach {
+        Some(i) => {
+            let done = compact_page::detach(page::bytes_mut(op), i);
+            assert!(matches!(done, Ok(true)), "a free header slot was checked before the update");
+            page_image::item_extent(page::bytes(op), i).expect("a detached version").0
+        }
+        None => old.offset(),
+    };
+    // SAFETY: a header of the working copy of the old version's page.
+    stamp(unsafe { (op as *mut u8).add(header_at) } as *mut htup::Header, tid);
     w.commit(wal_record::RMGR_ID, || {
         let mut insert = Vec::with_capacity(4 + item_len);
         // SAFETY: item() bounds-checked the item inside the page.
@@ -265,7 +280,8 @@ pub fn append_and_stamp(
             std::slice::from_raw_parts(item, item_len)
         });
         let mut h = Headers::default();
-        h.written_at(page::bytes(op), old.offset());
+        h.detached.extend(detach.map(|i| i as u16));
+        h.written_at(page::bytes(op), header_at);
         let blocks = if same {
             vec![wal_record::encode_update(&insert, Some(&h))]
         } else {
@@ -527,6 +543,12 @@ pub fn find_on_page(
 pub fn shares_header(loc: &Located) -> bool {
     let p = buffer::page(loc.buf);
     compact_page::shares_header(page::bytes(p), loc.header as usize - p as usize)
+}
+
+/// Whether the page of `loc` has a free header slot, so that a version
+/// sharing its header can be detached in place ([`append_and_stamp`]).
+pub fn detach_fits(loc: &Located) -> bool {
+    compact_page::free_slots(page::bytes(buffer::page(loc.buf))) > 0
 }
 
 /// Gives the version `loc` names its own header before a stamp (xmax,
