@@ -123,11 +123,15 @@ fn keep(e: Entry) {
 }
 
 /// Drops this backend's copy of `rel` and makes every other backend drop
-/// theirs when the current transaction commits (their next lock on the
-/// table processes the invalidation first). For changes that move pages
-/// below the metapage without changing it.
+/// theirs (the message is sent at once; their next lock on the table
+/// processes it first). For changes that move pages below the metapage
+/// without changing it, or truncate the file.
 pub fn invalidate(rel: pg_sys::Relation) {
     forget(Some(rel::oid(rel)));
+    // at once: the packing releases its lock before its transaction commits
+    // (a commit-time message would let a backend that locks the table in
+    // between trust its copy, and read moved or truncated blocks)
+    rel::invalidate_relcache_now(rel);
     rel::invalidate_relcache(rel);
 }
 

@@ -282,6 +282,26 @@ pub fn invalidate_relcache(rel: pg_sys::Relation) {
     unsafe { pg_sys::CacheInvalidateRelcache(rel) }
 }
 
+/// [`invalidate_relcache`] sent to every backend at once instead of at
+/// commit: for changes that are in effect before the transaction ends and
+/// stay when it aborts (VACUUM's file packing, which releases its lock
+/// before committing — a backend locking the table next must not keep
+/// what it knew).
+pub fn invalidate_relcache_now(rel: pg_sys::Relation) {
+    // SAFETY: open relation; the message is plain data that
+    // SendSharedInvalidMessages copies into the shared queue.
+    unsafe {
+        let shared = (*(*rel).rd_rel).relisshared;
+        let mut msg: pg_sys::SharedInvalidationMessage = std::mem::zeroed();
+        msg.rc = pg_sys::SharedInvalRelcacheMsg {
+            id: pg_sys::SHAREDINVALRELCACHE_ID as i8,
+            dbId: if shared { pg_sys::InvalidOid } else { pg_sys::MyDatabaseId },
+            relId: (*rel).rd_id,
+        };
+        pg_sys::SendSharedInvalidMessages(&msg, 1);
+    }
+}
+
 /// The OID of an open relation.
 pub fn oid(rel: pg_sys::Relation) -> pg_sys::Oid {
     // SAFETY: open relation.
