@@ -49,6 +49,19 @@ struct Row {
     prefix_at: u32,
 }
 
+impl Row {
+    /// The cell tag of column `c` when this row has no value there:
+    /// ABSENT (fewer attributes) or NULL (its null bitmap says so).
+    #[inline]
+    fn missing(&self, raw: &[u8], c: usize) -> Option<u8> {
+        if c >= self.natts as usize {
+            return Some(TAG_ABSENT);
+        }
+        let null = self.has_nulls && raw[self.prefix_at as usize + c / 8] & (1 << (c % 8)) == 0;
+        null.then_some(TAG_NULL)
+    }
+}
+
 /// One column's section: kind and body extent in the raw payload.
 #[derive(Clone, Copy, Debug, Default)]
 struct Section {
@@ -271,13 +284,8 @@ impl Layout {
         let mut pos = 0usize;
         let mut prev = 0i64;
         for row in &self.rows {
-            if c >= row.natts as usize {
-                out.tags.push(TAG_ABSENT);
-                out.words.push(0);
-                continue;
-            }
-            if row.has_nulls && raw[row.prefix_at as usize + c / 8] & (1 << (c % 8)) == 0 {
-                out.tags.push(TAG_NULL);
+            if let Some(tag) = row.missing(raw, c) {
+                out.tags.push(tag);
                 out.words.push(0);
                 continue;
             }
@@ -369,13 +377,8 @@ impl Layout {
         }
         let mut next = 0usize;
         for row in &self.rows {
-            if c >= row.natts as usize {
-                out.tags.push(TAG_ABSENT);
-                out.words.push(0);
-                continue;
-            }
-            if row.has_nulls && raw[row.prefix_at as usize + c / 8] & (1 << (c % 8)) == 0 {
-                out.tags.push(TAG_NULL);
+            if let Some(tag) = row.missing(raw, c) {
+                out.tags.push(tag);
                 out.words.push(0);
                 continue;
             }

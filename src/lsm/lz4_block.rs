@@ -104,39 +104,36 @@ pub fn decode_into(input: &[u8], out: &mut [u8]) -> Result<usize, Lz4Error> {
     }
 }
 
+/// Copies a match `N` bytes at a time (up to `N - 1` bytes past its end,
+/// which what follows writes again); the caller checked `dst - src >= N`
+/// and `dst + len + N <= out.len()`.
+#[inline]
+fn copy_chunks<const N: usize>(out: &mut [u8], src: usize, dst: usize, len: usize) {
+    debug_assert!(dst - src >= N && dst + len + N <= out.len());
+    // SAFETY: chunk k reads out[src + k .. + N] and writes out[dst + k .. + N]
+    // with k < len, inside `out` (checked by the caller); the two ranges of
+    // a chunk are N or more bytes apart, so they do not overlap, and what is
+    // read lies below dst + k: already written.
+    unsafe {
+        let base = out.as_mut_ptr();
+        let mut k = 0;
+        while k < len {
+            std::ptr::copy_nonoverlapping(base.add(src + k), base.add(dst + k), N);
+            k += N;
+        }
+    }
+}
+
 /// Copies `len` bytes from `src` to `dst` (> `src`) in `out` as LZ4 means
 /// it: byte by byte in effect, so an overlapping match repeats its period.
 #[inline]
 fn copy_match(out: &mut [u8], src: usize, dst: usize, len: usize) {
     let offset = dst - src;
     if offset >= 16 && dst + len + 16 <= out.len() {
-        // 16 bytes at a time, each read from bytes already in place
-        // SAFETY: chunk k reads out[src + k .. +16] and writes
-        // out[dst + k .. +16], k < len, dst + len + 16 <= out.len() (checked)
-        // and src < dst; the two ranges of one chunk are 16 or more bytes
-        // apart, so they do not overlap, and what is read is already written.
-        unsafe {
-            let base = out.as_mut_ptr();
-            let mut k = 0;
-            while k < len {
-                std::ptr::copy_nonoverlapping(base.add(src + k), base.add(dst + k), 16);
-                k += 16;
-            }
-        }
-        return;
+        return copy_chunks::<16>(out, src, dst, len);
     }
     if offset >= 8 && dst + len + 8 <= out.len() {
-        // SAFETY: as above with 8-byte chunks (offset >= 8,
-        // dst + len + 8 <= out.len()).
-        unsafe {
-            let base = out.as_mut_ptr();
-            let mut k = 0;
-            while k < len {
-                std::ptr::copy_nonoverlapping(base.add(src + k), base.add(dst + k), 8);
-                k += 8;
-            }
-        }
-        return;
+        return copy_chunks::<8>(out, src, dst, len);
     }
     if offset >= len {
         out.copy_within(src..src + len, dst);
