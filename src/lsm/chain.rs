@@ -36,6 +36,8 @@ use pgrx::pg_sys;
 
 /// `t_infomask2` bit of a redirect.
 pub const REDIRECT: u32 = format::REDIRECT_FLAG as u32;
+/// `t_infomask2` bit of a redirect stored without its version's body.
+pub const BODYLESS: u32 = format::REDIRECT_BODYLESS_FLAG as u32;
 
 pub fn is_heap_only(t: *mut Header) -> bool {
     htup::infomask2(t) & pg_sys::HEAP_ONLY_TUPLE != 0
@@ -68,16 +70,28 @@ pub fn make_redirect(t: *mut Header, target: pg_sys::ItemPointerData) {
     htup::set_xmin(t, pg_sys::InvalidTransactionId);
     htup::set_xmax(t, pg_sys::InvalidTransactionId);
     htup::set_infomask(t, pg_sys::HEAP_XMIN_INVALID | pg_sys::HEAP_XMAX_INVALID);
-    htup::set_infomask2(t, REDIRECT);
+    htup::set_infomask2(t, REDIRECT | (htup::infomask2(t) & BODYLESS));
     htup::set_ctid(t, target);
 }
 
+/// Whether a redirect (`t_len` bytes long; on a compact page, whose items
+/// are headers, the body is in the blob) still holds the body of the version
+/// it was: garbage that a rewrite of its run drops.
+pub fn holds_body(t: *mut Header, t_len: usize, compact: bool) -> bool {
+    htup::infomask2(t) & BODYLESS == 0 && (compact || t_len > REDIRECT_LEN)
+}
+
+/// Bytes a redirect keeps in a run: its fixed header, padded.
+pub const REDIRECT_LEN: usize = 24;
+
 /// The bytes a redirect keeps in a run: its fixed header, padded to 24.
 pub fn redirect_bytes(t: *mut Header) -> Vec<u8> {
-    let mut out = vec![0u8; 24];
+    let mut out = vec![0u8; REDIRECT_LEN];
     // SAFETY: a version's header has at least 23 readable bytes.
     unsafe { std::ptr::copy_nonoverlapping(t as *const u8, out.as_mut_ptr(), 23) };
-    out[22] = 24; // t_hoff: no null bitmap, no data
+    out[22] = REDIRECT_LEN as u8; // t_hoff: no null bitmap, no data
+    let mask2 = u16::from_le_bytes([out[18], out[19]]) | format::REDIRECT_BODYLESS_FLAG;
+    out[18..20].copy_from_slice(&mask2.to_le_bytes());
     out
 }
 

@@ -1,4 +1,4 @@
-//! Merging runs: what the leveled policy ([`super::policy`]) asks for is
+//! Merging runs: what the tiered policy ([`super::policy`]) asks for is
 //! carried out here, one merge at a time, until the policy is satisfied.
 //!
 //! A merge reads the data pages of a contiguous stretch of runs in rowid
@@ -67,6 +67,7 @@ pub fn run_stats(
                 bytes: r.data_pages as u64 * BLCKSZ as u64,
                 versions: r.versions,
                 dead: d.versions,
+                bodies: d.bodies,
                 holds_back_freezing: d.versions > 0 && too_old(&d),
             }
         })

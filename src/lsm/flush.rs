@@ -41,6 +41,7 @@
 
 use super::format::{PageKind, DIR_ENTRIES, MAX_DIR_PAGES, MAX_RUNS, MAX_RUN_DATA_PAGES};
 use super::manifest;
+use super::policy;
 use super::page_image::PageImage;
 use super::run_writer::{self, Readers, RunWriter, SwitchLock};
 use crate::pg::buffer;
@@ -70,7 +71,8 @@ pub struct FlushStats {
     pub l0_pages_added: u64,
 }
 
-/// Flushes the L0 pages present at its start into a new level-1 run,
+/// Flushes the L0 pages present at its start into a new run (level 1, or
+/// deeper when it is large: [`policy::flush_level`]),
 /// dropping versions dead to every snapshot by `horizon` (VACUUM's, after
 /// its sweep; None: the table's current removal horizon, keeping dead
 /// update-chain members), alongside DML. The caller holds SHARE UPDATE
@@ -206,8 +208,14 @@ pub fn flush(
             (first, seal, now.header.next_vblock, &meta.runs),
             "L0 or runs changed during a flush"
         );
+        let from = kept_runs.len();
         kept_runs.extend(new_runs);
         next.runs = kept_runs;
+        // a large flush goes below level 1, where later flushes, merged with
+        // each other, leave it alone
+        let sizes = super::compact::run_stats(next, &Default::default(), &|_| false);
+        let level = policy::flush_level(&sizes, from, &super::gucs::policy());
+        next.runs[from..].iter_mut().for_each(|r| r.level = level);
         next.header.next_run_id = next.header.next_run_id.max(written.next_run_id);
         next.header.l0_first_vblock = seal;
         next.l0_seal = 0;

@@ -126,6 +126,12 @@ pub const ROWS_PER_VBLOCK: u16 = 256;
 /// `t_infomask2` bit of an update chain's redirect (heap leaves 0x1800
 /// unused; see `chain`).
 pub const REDIRECT_FLAG: u16 = 0x0800;
+/// `t_infomask2` bit of a redirect that a flush or merge stored as its
+/// header alone (the other bit heap leaves unused). Redirects without it —
+/// made in place by VACUUM, or stored by builds before this bit — still
+/// hold the body of the version they were until their run is rewritten
+/// (an older header-only one merely counts as garbage once more).
+pub const REDIRECT_BODYLESS_FLAG: u16 = 0x1000;
 /// `t_infomask` and `t_infomask2` bits (`htup_details.h`) that the pure
 /// page code reads; `pg::htup` has them from `pg_sys` for the Postgres side.
 pub mod infomask {

@@ -1,5 +1,5 @@
 //! Settings of `lsm` compaction (`strata.lsm_*` GUCs): the knobs of the
-//! leveled policy in [`super::policy`] and the compression of run pages. Any user may set them; VACUUM and
+//! tiered policy in [`super::policy`] and the compression of run pages. Any user may set them; VACUUM and
 //! autovacuum read them when they compact (autovacuum workers see the
 //! server's configuration, e.g. `ALTER SYSTEM SET strata.lsm_size_ratio`).
 
@@ -24,7 +24,7 @@ pub static LEVEL1_RUNS: GucSetting<i32> = GucSetting::<i32>::new(4);
 /// Size level 2 may reach before it is merged into level 3, in kB.
 pub static LEVEL_BASE_KB: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
 /// Dead fraction that makes a run be rewritten.
-pub static GC_RATIO: GucSetting<f64> = GucSetting::<f64>::new(0.2);
+pub static GC_RATIO: GucSetting<f64> = GucSetting::<f64>::new(0.5);
 /// zstd level of run pages written by flushes and merges; 0 = uncompressed.
 pub static COMPRESSION_LEVEL: GucSetting<i32> = GucSetting::<i32>::new(1);
 /// Codec of compressed run pages.
@@ -54,7 +54,7 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"strata.lsm_level1_runs",
-        c"Number of level-1 runs of an lsm table that triggers their merge into level 2.",
+        c"Number of level-1 runs of an lsm table that triggers their merge into one level-2 run.",
         c"Each L0 flush adds one level-1 run.",
         &LEVEL1_RUNS,
         1,
@@ -74,8 +74,8 @@ pub fn init() {
     );
     GucRegistry::define_float_guc(
         c"strata.lsm_gc_ratio",
-        c"Fraction of dead row versions that makes VACUUM rewrite an lsm run.",
-        c"Values above 1 turn garbage-driven rewrites off.",
+        c"Fraction of garbage that makes VACUUM rewrite an lsm run.",
+        c"Garbage is dead row versions and redirects still holding their version's body. Values above 1 turn garbage-driven rewrites off.",
         &GC_RATIO,
         0.0,
         2.0,

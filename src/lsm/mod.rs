@@ -21,7 +21,7 @@
 //! * [`page_check`]  — pure structural checks of raw pages
 //! * [`inspect`]     — strata.lsm_info / lsm_verify / lsm_levels / lsm_stats
 //! * [`flush`], [`run_writer`], [`policy`], [`compact`], [`sweep`], [`shrink`],
-//!   [`vacuum`] — L0 flush, leveled merges, freezing, file packing: VACUUM
+//!   [`vacuum`] — L0 flush, tiered merges, freezing, file packing: VACUUM
 
 pub mod bloom;
 pub mod bulk;

@@ -1,29 +1,41 @@
-//! The leveled compaction policy of `lsm` tables. Pure: it sees a table's
-//! runs as numbers and says which of them to merge next.
+//! The compaction policy of `lsm` tables. Pure: it sees a table's runs as
+//! numbers and says which of them to merge next.
 //!
 //! Runs cover disjoint rowid ranges, and a run's rowids are older than those
-//! of every run after it. Flushes add level-1 runs at the young end; a merge
-//! replaces a contiguous stretch of runs by runs of one level. Levels never
-//! increase towards the young end (older data sits deeper), so "all runs of
-//! level k and k+1" is always a contiguous stretch.
+//! of every run after it: a row is found by its rowid in exactly one run,
+//! however many runs there are, and scans read the runs one after the other.
+//! So, unlike a key-ordered LSM tree, nothing is gained by merging young runs
+//! into old ones — doing so only rewrites the old data again. Merges here
+//! keep the number of runs small and drop garbage; the policy is *tiered*:
+//! runs of one level are merged with each other into one run of the next
+//! level, never with the runs already there. Levels never increase towards
+//! the young end (older data sits deeper), so the runs of one level are a
+//! contiguous stretch.
 //!
 //! Rules, checked in this order (the first that applies is the next merge):
 //!
 //! 0. **Freezing.** A run whose dead versions carry ids older than VACUUM's
 //!    freeze cutoff (all of them under `VACUUM (FREEZE)`) is rewritten on its
 //!    own, at its level, without them — else relfrozenxid could not pass them.
-//! 1. **Garbage.** A run whose versions are at least `gc_ratio` dead (dead
-//!    to every snapshot, counted by VACUUM's pass) is rewritten on its own,
-//!    at its level, without them.
-//! 2. **Level 1 by count.** When level 1 has `level1_runs` runs, they are
-//!    merged, together with level 2, into level 2.
-//! 3. **Deeper levels by size.** Level k ≥ 2 may hold `level_base ×
-//!    size_ratio^(k-2)` bytes; beyond that it is merged with level k+1 into
-//!    level k+1.
+//! 1. **Garbage.** A run whose garbage — versions dead to every snapshot, and
+//!    redirects that still carry the body of the version they were (see
+//!    `chain`), both counted by VACUUM's sweep — is at least `gc_ratio` of its
+//!    versions is rewritten on its own, at its level, without it.
+//! 2. **Level 1 full.** When level 1 holds `level1_runs` runs (at least
+//!    two), they become one run of level 2.
+//! 3. **A level over its size.** Level k ≥ 2 may hold `level_base ×
+//!    size_ratio^(k-2)` bytes; beyond that its runs (two or more) become one
+//!    run of level k + 1. (Bulk loads place runs at the level that holds
+//!    them, so several loads side by side at one level are not rewritten
+//!    before that level is full.)
+//! 4. **Too many runs.** Past half the metapage's room for runs, the
+//!    shallowest level with two or more runs is merged into the next.
 //!
-//! Each byte is thus rewritten about `size_ratio` times per level it passes
-//! through, and the number of levels grows with the logarithm of the table
-//! size (base `size_ratio`), as in leveled LSM trees.
+//! Flushes add a run at level 1, or deeper when it is large (see
+//! [`flush_level`]); bulk loads go where their size fits ([`ingest_level`]).
+//! Each byte is rewritten about once per level it passes through (a leveled
+//! tree rewrites it about `size_ratio` times per level), and the levels grow
+//! with the logarithm of the table size, base `size_ratio`.
 
 /// What the policy needs to know of one run (runs are given in rowid order).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,6 +46,9 @@ pub struct RunStat {
     pub versions: u64,
     /// Versions dead to every snapshot (0 when not counted).
     pub dead: u64,
+    /// Redirects whose version's body is still stored (a rewrite keeps
+    /// their header alone; 0 when not counted).
+    pub bodies: u64,
     /// Some dead version carries an xid or MultiXact older than VACUUM's
     /// freeze cutoff: only a rewrite lets relfrozenxid / relminmxid pass it.
     pub holds_back_freezing: bool,
@@ -44,7 +59,8 @@ pub struct RunStat {
 pub struct Policy {
     /// Growth factor between consecutive levels (≥ 2).
     pub size_ratio: u64,
-    /// Level-1 runs that trigger a merge into level 2 (≥ 1).
+    /// Runs of one level that trigger their merge into the next (below 2
+    /// counts as 2).
     pub level1_runs: usize,
     /// Bytes level 2 may hold before it is merged into level 3.
     pub level_base: u64,
@@ -58,7 +74,7 @@ impl Default for Policy {
             size_ratio: 10,
             level1_runs: 4,
             level_base: 64 << 20,
-            gc_ratio: 0.2,
+            gc_ratio: 0.5,
         }
     }
 }
@@ -77,17 +93,19 @@ pub struct Merge {
 pub enum Reason {
     Freezing,
     Garbage,
-    Level1Full,
+    LevelFull,
     LevelOverSize,
+    TooManyRuns,
 }
 
 impl Reason {
     pub fn describe(&self) -> &'static str {
         match self {
             Reason::Freezing => "dead versions older than the freeze cutoff",
-            Reason::Garbage => "dead versions",
-            Reason::Level1Full => "level 1 full",
+            Reason::Garbage => "garbage",
+            Reason::LevelFull => "level 1 full",
             Reason::LevelOverSize => "level over its size",
+            Reason::TooManyRuns => "too many runs",
         }
     }
 }
@@ -101,63 +119,74 @@ pub fn level_capacity(p: &Policy, k: u16) -> u64 {
     cap
 }
 
-/// The contiguous stretch of runs at levels `k` and `k + 1`, if any.
+/// The contiguous stretch of runs of level `k` (for k = 1: of level 1 or
+/// below), if any.
 fn stretch(runs: &[RunStat], k: u16) -> Option<(usize, usize)> {
-    let first = runs.iter().position(|r| r.level == k || r.level == k + 1)?;
-    let last = runs
-        .iter()
-        .rposition(|r| r.level == k || r.level == k + 1)?;
+    let at = |r: &RunStat| r.level == k || (k == 1 && r.level < 1);
+    let first = runs.iter().position(at)?;
+    let last = runs.iter().rposition(at)?;
     Some((first, last))
 }
 
+/// Runs a table may hold before rule 4 merges for the count alone.
+const MANY_RUNS: usize = super::format::MAX_RUNS / 2;
+
 /// The next merge the policy wants, if any.
 pub fn next_merge(runs: &[RunStat], p: &Policy) -> Option<Merge> {
+    let alone = |i: usize, why| Merge {
+        first: i,
+        last: i,
+        level: runs[i].level,
+        why,
+    };
     if let Some(i) = runs
         .iter()
         .position(|r| r.holds_back_freezing && r.dead > 0)
     {
-        return Some(Merge {
-            first: i,
-            last: i,
-            level: runs[i].level,
-            why: Reason::Freezing,
-        });
+        return Some(alone(i, Reason::Freezing));
     }
-    if let Some(i) = runs
-        .iter()
-        .position(|r| r.dead > 0 && r.dead as f64 >= p.gc_ratio * r.versions as f64)
-    {
-        return Some(Merge {
-            first: i,
-            last: i,
-            level: runs[i].level,
-            why: Reason::Garbage,
-        });
+    if let Some(i) = runs.iter().position(|r| {
+        let garbage = r.dead + r.bodies;
+        garbage > 0 && garbage as f64 >= p.gc_ratio * r.versions as f64
+    }) {
+        return Some(alone(i, Reason::Garbage));
     }
-    let l1 = runs.iter().filter(|r| r.level <= 1).count();
-    if l1 >= p.level1_runs.max(1) {
-        let (first, last) = stretch(runs, 1).expect("level 1 has runs");
-        return Some(Merge {
-            first,
-            last,
-            level: 2,
-            why: Reason::Level1Full,
-        });
+    let deepest = runs.iter().map(|r| r.level.max(1)).max().unwrap_or(0);
+    let levels = || (1..=deepest).filter_map(|k| stretch(runs, k).map(|(f, l)| (k, f, l)));
+    let into_next = |(k, first, last): (u16, usize, usize), why| Merge {
+        first,
+        last,
+        level: k + 1,
+        why,
+    };
+    if let Some(s) = levels().find(|&(k, f, l)| k == 1 && l - f + 1 >= p.level1_runs.max(2)) {
+        return Some(into_next(s, Reason::LevelFull));
     }
-    let deepest = runs.iter().map(|r| r.level).max().unwrap_or(0);
-    for k in 2..=deepest {
-        let bytes: u64 = runs.iter().filter(|r| r.level == k).map(|r| r.bytes).sum();
-        if bytes > level_capacity(p, k) {
-            let (first, last) = stretch(runs, k).expect("level k has runs");
-            return Some(Merge {
-                first,
-                last,
-                level: k + 1,
-                why: Reason::LevelOverSize,
-            });
+    if let Some(s) = levels().find(|&(k, f, l)| {
+        let bytes: u64 = runs[f..=l].iter().map(|r| r.bytes).sum();
+        k >= 2 && l > f && bytes > level_capacity(p, k)
+    }) {
+        return Some(into_next(s, Reason::LevelOverSize));
+    }
+    if runs.len() > MANY_RUNS {
+        if let Some(s) = levels().find(|&(_, f, l)| l > f) {
+            return Some(into_next(s, Reason::TooManyRuns));
         }
     }
     None
+}
+
+/// The level of a flush's runs `runs[from..]` (the young end): level 1,
+/// unless together they hold at least `level_base / size_ratio` bytes (a
+/// flush of a large L0, e.g. after a load into a table with indexes): then
+/// the level a bulk load of their size takes, so that the next flushes,
+/// merged with each other, do not rewrite it.
+pub fn flush_level(runs: &[RunStat], from: usize, p: &Policy) -> u16 {
+    let bytes: u64 = runs[from.min(runs.len())..].iter().map(|r| r.bytes).sum();
+    if bytes.saturating_mul(p.size_ratio.max(2)) < p.level_base.max(1) {
+        return 1;
+    }
+    ingest_level(runs, from, p)
 }
 
 /// The level of a bulk load's runs `runs[from..]` (the young end): the
@@ -230,6 +259,7 @@ mod tests {
             bytes,
             versions: bytes / 100,
             dead: 0,
+            bodies: 0,
             holds_back_freezing: false,
         }
     }
@@ -241,13 +271,14 @@ mod tests {
         let versions: u64 = src.iter().map(|r| r.versions - r.dead).sum();
         let bytes: u64 = src
             .iter()
-            .map(|r| r.bytes - r.bytes * r.dead / r.versions.max(1))
+            .map(|r| r.bytes - r.bytes * (r.dead + r.bodies) / r.versions.max(1))
             .sum();
         let merged = RunStat {
             level: m.level,
             bytes,
             versions,
             dead: 0,
+            bodies: 0,
             holds_back_freezing: false,
         };
         runs.splice(m.first..=m.last, [merged]);
@@ -281,11 +312,12 @@ mod tests {
     }
 
     #[test]
-    fn level1_count_triggers_a_merge_with_level2() {
+    fn a_full_level_becomes_one_run_of_the_next() {
         let p = Policy {
             level1_runs: 3,
             ..Policy::default()
         };
+        // the level-1 runs alone: the level-2 run stays as it is
         let runs = [
             run(3, 1 << 30),
             run(2, 1 << 20),
@@ -296,12 +328,23 @@ mod tests {
         let m = next_merge(&runs, &p).unwrap();
         assert_eq!(
             (m.first, m.last, m.level, m.why),
-            (1, 4, 2, Reason::Level1Full)
+            (2, 4, 2, Reason::LevelFull)
         );
-        // without a level 2 the level-1 runs alone become level 2
         let runs = [run(3, 1 << 30), run(1, 10), run(1, 10), run(1, 10)];
         let m = next_merge(&runs, &p).unwrap();
         assert_eq!((m.first, m.last, m.level), (1, 3, 2));
+        // deeper levels go by size: three level-2 runs far below the
+        // level's budget stay as they are
+        let runs = [run(2, 100), run(2, 100), run(2, 100), run(1, 10)];
+        assert_eq!(next_merge(&runs, &p), None);
+        // a fan-in of one would merge a run with nothing: two at least
+        let p = Policy {
+            level1_runs: 1,
+            ..p
+        };
+        assert_eq!(next_merge(&[run(2, 100), run(1, 10)], &p), None);
+        let m = next_merge(&[run(1, 10), run(1, 10)], &p).unwrap();
+        assert_eq!((m.first, m.last, m.level), (0, 1, 2));
     }
 
     #[test]
@@ -314,15 +357,79 @@ mod tests {
         assert_eq!(level_capacity(&p, 2), 1000);
         assert_eq!(level_capacity(&p, 3), 4000);
         assert_eq!(level_capacity(&p, 4), 16000);
-        let runs = [run(3, 3000), run(2, 1500)];
+        let runs = [run(3, 3000), run(2, 600), run(2, 600)];
         let m = next_merge(&runs, &p).unwrap();
         assert_eq!(
             (m.first, m.last, m.level, m.why),
-            (0, 1, 3, Reason::LevelOverSize)
+            (1, 2, 3, Reason::LevelOverSize)
         );
-        let runs = [run(3, 5000), run(1, 10)];
+        // one run over its level's size is left where it is: rewriting it
+        // alone would only relabel it
+        assert_eq!(next_merge(&[run(3, 5000), run(1, 10)], &p), None);
+    }
+
+    #[test]
+    fn too_many_runs_merge_the_shallowest_level() {
+        let p = Policy {
+            level1_runs: 100,
+            level_base: 1 << 40,
+            ..Policy::default()
+        };
+        let mut runs: Vec<RunStat> = (0..MANY_RUNS).map(|_| run(2, 100)).collect();
+        runs.push(run(1, 10));
+        assert_eq!(next_merge(&runs[..MANY_RUNS], &p), None);
+        runs.push(run(1, 10));
         let m = next_merge(&runs, &p).unwrap();
-        assert_eq!((m.first, m.last, m.level), (0, 0, 4));
+        assert_eq!(
+            (m.first, m.last, m.level, m.why),
+            (MANY_RUNS, MANY_RUNS + 1, 2, Reason::TooManyRuns)
+        );
+    }
+
+    #[test]
+    fn large_flushes_go_below_level_1() {
+        let p = Policy::default(); // 64 MB level base, ratio 10
+        let mb = 1u64 << 20;
+        let t = [run(2, 20 * mb), run(1, mb), run(1, 6 * mb)];
+        assert_eq!(flush_level(&t, 2, &p), 1);
+        // 7 MB after a level-1 run: level 1 (levels never increase towards
+        // the young end)
+        let t = [run(2, 20 * mb), run(1, mb), run(1, 7 * mb)];
+        assert_eq!(flush_level(&t, 2, &p), 1);
+        let t = [run(2, 20 * mb), run(1, 7 * mb)];
+        assert_eq!(flush_level(&t, 1, &p), 2);
+        assert_eq!(flush_level(&[run(1, 100 * mb)], 0, &p), 3);
+    }
+
+    #[test]
+    fn updates_of_old_rows_do_not_rewrite_them_for_young_runs() {
+        // A 10 MB table, then flushes of 1 MB that each turn a tenth of the
+        // old rows into redirects: the old run is rewritten only for its
+        // garbage, never because young runs pile up.
+        let p = Policy {
+            gc_ratio: 0.5,
+            ..Policy::default()
+        };
+        let mb = 1u64 << 20;
+        let mut runs = vec![run(2, 10 * mb)];
+        let (mut written, mut since) = (0, 0);
+        for round in 1..=10 {
+            since += 1;
+            runs[0].bodies = (runs[0].versions * since).div_ceil(10);
+            runs.push(run(1, mb));
+            let old = runs[0];
+            written += settle(&mut runs, &p);
+            if since < 5 {
+                assert_eq!(runs[0], old, "round {round}: the old run was rewritten");
+            } else {
+                assert_eq!(runs[0].bodies, 0, "round {round}: half garbage, not rewritten");
+                since = 0;
+            }
+        }
+        // the young runs merged twice (4 MB each), the old run twice (5 MB,
+        // then 2.5 MB)
+        assert!(written <= 16 * mb, "{written}");
+        assert!(runs.iter().all(|r| r.level >= 1) && levels_ordered(&runs));
     }
 
     #[test]
@@ -340,11 +447,15 @@ mod tests {
             (0, 0, 2, Reason::Garbage)
         );
         runs[0].dead = runs[0].versions / 2 - 1;
-        assert_eq!(next_merge(&runs, &p).unwrap().why, Reason::Level1Full);
+        assert_eq!(next_merge(&runs, &p).unwrap().why, Reason::LevelFull);
+        // redirects still carrying their bodies are garbage too
+        runs[0].bodies = 1;
+        assert_eq!(next_merge(&runs, &p).unwrap().why, Reason::Garbage);
+        runs[0].bodies = 0;
         // gc_ratio above 1 turns the rule off
         let p = Policy { gc_ratio: 1.5, ..p };
         runs[0].dead = runs[0].versions;
-        assert_eq!(next_merge(&runs, &p).unwrap().why, Reason::Level1Full);
+        assert_eq!(next_merge(&runs, &p).unwrap().why, Reason::LevelFull);
         // old dead versions are rewritten away whatever their share
         runs[2].dead = 1;
         runs[2].holds_back_freezing = true;
@@ -371,20 +482,25 @@ mod tests {
             runs.push(run(1, 1 << 20));
             flushed += 1 << 20;
             written += settle(&mut runs, &p);
-            assert!(runs.len() <= 12, "too many runs: {}", runs.len());
+            assert!(runs.len() <= 16, "too many runs: {}", runs.len());
         }
         let deepest = runs.iter().map(|r| r.level).max().unwrap();
         // 2000 MB over an 8 MB base with ratio 8: levels 2..=5
         assert!((4..=6).contains(&deepest), "deepest level {deepest}");
+        // each byte is rewritten about once per level below the first
         let amplification = written as f64 / flushed as f64;
         assert!(
-            amplification < (p.size_ratio as f64) * deepest as f64,
+            amplification < deepest as f64,
             "write amplification {amplification}"
         );
         assert!(amplification > 1.0);
         for k in 2..deepest {
-            let bytes: u64 = runs.iter().filter(|r| r.level == k).map(|r| r.bytes).sum();
-            assert!(bytes <= level_capacity(&p, k), "level {k} over budget");
+            let on_k: Vec<_> = runs.iter().filter(|r| r.level == k).collect();
+            let bytes: u64 = on_k.iter().map(|r| r.bytes).sum();
+            assert!(
+                on_k.len() < 2 || bytes <= level_capacity(&p, k),
+                "level {k} over budget"
+            );
         }
     }
 

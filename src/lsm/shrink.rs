@@ -1,10 +1,13 @@
 //! Giving free pages back to the file system. Flushes and merges write new
 //! runs before they free the old pages, so free pages pile up in the middle
 //! of the file; heap-style truncation of trailing free pages alone rarely
-//! helps. When more than a third of the file is free, VACUUM (still holding
-//! the ACCESS EXCLUSIVE lock of its flush and merges) moves the run pages at
-//! the end of the file into the lowest free blocks; either way it truncates
-//! the file after the last page in use.
+//! helps. When more than two thirds of the file are free (a third, when
+//! VACUUM had nothing to flush or merge: nothing will fill the holes soon),
+//! VACUUM (under ACCESS EXCLUSIVE, when it gets it at once) moves the run
+//! pages at the end of the file into the lowest free blocks; either way it
+//! truncates the file after the last page in use. Each move is a page image
+//! in the WAL, so a table being written to keeps its holes for the next
+//! flushes and merges to fill.
 //!
 //! One move is one GenericXLog record over three pages: the new copy (full
 //! image), the page or metapage entry that points at it (the run's root in
@@ -183,8 +186,9 @@ fn move_page(rel: pg_sys::Relation, from: u32, to: u32, parent: Parent) {
 /// Packs the file when more than a third of it is free, and truncates it
 /// after the last page in use.
 /// Returns (pages moved, blocks truncated). The caller holds ACCESS
-/// EXCLUSIVE and L0 has just been flushed.
-pub fn shrink(rel: pg_sys::Relation) -> (u64, u64) {
+/// EXCLUSIVE and L0 has just been flushed; `quiet`: there was nothing to
+/// flush or merge.
+pub fn shrink(rel: pg_sys::Relation, quiet: bool) -> (u64, u64) {
     let Some(mut meta) = manifest::read(rel) else {
         return (0, 0);
     };
@@ -196,10 +200,18 @@ pub fn shrink(rel: pg_sys::Relation) -> (u64, u64) {
     }
     let nblocks = buffer::nblocks(rel);
     let mut used = pages_in_use(rel, &meta);
-    // moving costs a page write per page moved: only when more than a
-    // third of the file is free (else the next flushes and merges fill the
-    // holes); trailing free pages are cut either way
-    let pack = (used.len() as u64) * 3 < (nblocks as u64) * 2;
+    // moving costs a page write (a full image in the WAL) per page moved.
+    // While the table is written to, only when more than two thirds of the
+    // file are free: below that the next flushes and merges fill the holes
+    // (they write into free blocks and free their inputs, which the
+    // truncation of trailing free pages, run every time, then cuts). When
+    // this VACUUM had nothing to flush or merge, nothing will fill them
+    // soon: from one third on.
+    let pack = if quiet {
+        (used.len() as u64) * 3 < (nblocks as u64) * 2
+    } else {
+        (used.len() as u64) * 3 < nblocks as u64
+    };
     // a table with a BRIN index keeps every virtual block inside the file
     let floor = if manifest::keeps_dense(rel) {
         meta.header.next_vblock

@@ -93,6 +93,9 @@ impl Oldest {
 pub struct Dead {
     pub versions: u64,
     pub oldest: Oldest,
+    /// Redirects that still carry their version's body (garbage a rewrite
+    /// drops, keeping the 24-byte header; see `policy`).
+    pub bodies: u64,
 }
 
 /// What the pass found and did.
@@ -139,13 +142,21 @@ fn sweep_page(
     out.pages += 1;
     // (item, frozen header) of the versions whose header freezing changes
     let mut changed: Vec<(u16, [u64; 3])> = Vec::new();
+    let Some(view) = storage::PageView::of(rel, p) else {
+        buffer::unlock_release(buf);
+        return;
+    };
+    let compact = view.compact().is_some();
     for item in 1..=page::max_offset(p) {
-        let Some(mut t) = storage::version_at(rel, p, item) else {
+        let Some(mut t) = view.version(item) else {
             continue;
         };
         out.versions += 1;
         if chain::is_redirect(t.t_data) {
             out.redirects += 1;
+            if chain::holds_body(t.t_data, t.t_len as usize, compact) {
+                out.dead.entry(key).or_default().bodies += 1;
+            }
             out.dead_roots.push((t.t_self, key)); // its target may have died since
             continue;
         }
@@ -358,7 +369,13 @@ fn shorten_chains(rel: pg_sys::Relation, horizon: pg_sys::TransactionId, out: &m
             let h = loc.header_in(wp);
             match target {
                 Some(t) if chain::is_redirect(h) && htup::tid_eq(&htup::ctid(h), t) => continue,
-                Some(t) => chain::make_redirect(h, *t),
+                Some(t) => {
+                    if !chain::is_redirect(h) {
+                        // its body stays until its component is rewritten
+                        out.dead.entry(*key).or_default().bodies += 1;
+                    }
+                    chain::make_redirect(h, *t)
+                }
                 None => htup::set_infomask2(
                     h,
                     htup::infomask2(h) & !(chain::REDIRECT | pg_sys::HEAP_HOT_UPDATED),

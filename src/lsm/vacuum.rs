@@ -1,5 +1,5 @@
 //! VACUUM on an `lsm` table: freeze and count the dead (the sweep), flush
-//! L0 into a run and merge runs by the leveled policy (both dropping the
+//! L0 into a run and merge runs by the tiered policy (both dropping the
 //! versions dead to every snapshot), remove the dropped rowids from every
 //! index, and update pg_class (relpages, relfrozenxid, relminmxid) and the
 //! cumulative statistics.
@@ -142,10 +142,11 @@ fn new_frozen(
 /// 1. the sweep (SHARE UPDATE EXCLUSIVE, DML runs alongside): freezes every
 ///    live version per the vacuum_freeze_* cutoffs, counts the dead per run;
 /// 2. alongside DML: flush L0 into a level-1 run (EXCLUSIVE, only tried
-///    for, to seal L0 and to switch); then merge runs until the leveled
+///    for, to seal L0 and to switch); then merge runs until the tiered
 ///    policy (strata.lsm_* settings) is satisfied, each merge taking
 ///    EXCLUSIVE for its switch only — both drop dead versions — and, under ACCESS EXCLUSIVE
-///    when free, pack the file when more than a third of it is free and cut
+///    when free, pack the file when more than two thirds of it are free (a
+///    third when there was nothing to flush or merge) and cut
 ///    its trailing free pages;
 /// 3. dropped rowids are removed from every index;
 /// 4. pg_class (relpages, reltuples: the live rows the sweep counted,
@@ -168,10 +169,19 @@ pub fn vacuum(
     let cutoffs = pgvac::cutoffs(rel, params);
     let sw = sweep::sweep(rel, &cutoffs);
     let dead_seen: u64 = sw.dead.values().map(|d| d.versions).sum();
+    let bodies: u64 = sw.dead.values().map(|d| d.bodies).sum();
+    let chains = if sw.redirected + bodies > 0 {
+        format!(
+            ", {} roots redirected, {} redirects still holding a body",
+            sw.redirected, bodies
+        )
+    } else {
+        String::new()
+    };
     report(
         elevel,
         format!(
-            "swept \"{name}\": {} pages, {} row versions, {} frozen, {} dead",
+            "swept \"{name}\": {} pages, {} row versions, {} frozen, {} dead{chains}",
             sw.pages, sw.versions, sw.frozen, dead_seen
         ),
     );
@@ -224,7 +234,8 @@ pub fn vacuum(
     }
     // Packing moves pages under readers' feet: only when nobody reads.
     let (moved, cut) = if try_lock(rel, pg_sys::AccessExclusiveLock, SHRINK_LOCK_RETRIES) {
-        let s = shrink::shrink(rel);
+        let quiet = fl.l0_pages == 0 && co.merges.is_empty();
+        let s = shrink::shrink(rel, quiet);
         unlock(pg_sys::AccessExclusiveLock);
         s
     } else {

@@ -1,5 +1,6 @@
--- lsm compaction: the leveled policy merges runs, VACUUM rewrites runs full
--- of dead versions (and removes their index entries), freezes old xids so
+-- lsm compaction: the tiered policy merges runs of one level into one run of
+-- the next, VACUUM rewrites runs full of dead versions (and removes their
+-- index entries), freezes old xids so
 -- relfrozenxid advances, and counts its work in strata.lsm_stats.
 \set VERBOSITY terse
 CREATE EXTENSION amcheck;
@@ -34,10 +35,16 @@ INSERT INTO c SELECT g, g, repeat('p', 40) FROM generate_series(4001, 6000) g;
 VACUUM (VERBOSE, PROCESS_TOAST false) c;
 SELECT * FROM strata.lsm_levels('c');
 SELECT count(*), sum(v) FROM c;
--- the pages the flush and the merge freed were given back: the file holds
--- the metapage and the run (data, leaf and root pages), nothing free
+-- the pages the flushes and the merge freed stay for the next writes (moving
+-- pages costs a page image of WAL each): a table being written to is packed
+-- only when more than two thirds of its file are free
+SELECT component, pages FROM strata.lsm_info('c') WHERE pages > 0 ORDER BY 1;
+-- a VACUUM with nothing to flush or merge packs from one third on: the file
+-- holds the metapage and the run (data, leaf and root pages), nothing free
+VACUUM (VERBOSE, PROCESS_TOAST false) c;
 SELECT component, pages FROM strata.lsm_info('c') WHERE pages > 0 ORDER BY 1;
 SELECT pg_relation_size('c') / current_setting('block_size')::int AS blocks;
+SELECT count(*), sum(v) FROM c;
 
 -- 40% of the level-2 run's rows are updated: after the flush, the run is
 -- rewritten without its dead versions, and their index entries go too
@@ -56,8 +63,9 @@ RESET enable_bitmapscan;
 SELECT bt_index_check('c_pkey', true), bt_index_check('c_v', true);
 SELECT * FROM strata.lsm_verify('c');
 
--- two more flushes: level 1 is full again; merged into level 2, which
--- outgrows lsm_level_base (1MB) and is merged into level 3
+-- two more flushes: level 1 is full again, and its runs alone become one
+-- level-2 run (the older level-2 run is not rewritten for them); level 2 then
+-- outgrows lsm_level_base (1MB), and its two runs become one of level 3
 INSERT INTO c SELECT g, g, repeat('q', 200) FROM generate_series(6001, 10000) g;
 VACUUM (VERBOSE, PROCESS_TOAST false) c;
 SELECT level, runs, row_versions FROM strata.lsm_levels('c');
@@ -81,6 +89,37 @@ SELECT bt_index_check('c_pkey', true);
 INSERT INTO c VALUES (1, 1, 'again');
 SELECT * FROM c;
 DROP TABLE c;
+
+-- Index-stable updates turn each updated row's first version into a redirect
+-- (VACUUM's sweep), whose body stays in its run: garbage like a dead version.
+-- Young runs never make the old run be rewritten; its garbage does, once it
+-- is half of its versions (lsm_gc_ratio), and the rewrite keeps the
+-- redirects as bare headers that no later VACUUM counts again.
+RESET strata.lsm_gc_ratio;
+RESET strata.lsm_compression_level;
+SET strata.lsm_level1_runs = 8;
+CREATE TABLE hr (id int PRIMARY KEY, x int, pad text) USING lsm;
+INSERT INTO hr SELECT g, 0, md5(g::text) FROM generate_series(1, 2000) g;
+VACUUM (VERBOSE, PROCESS_TOAST false) hr;
+UPDATE hr SET x = 1 WHERE id % 10 < 3;
+VACUUM (VERBOSE, PROCESS_TOAST false) hr;
+-- now 1000 of the first run's 2000 versions are redirects holding a body:
+-- that run alone is rewritten
+UPDATE hr SET x = 2 WHERE id % 10 BETWEEN 3 AND 4;
+VACUUM (VERBOSE, PROCESS_TOAST false) hr;
+SELECT level, runs, row_versions FROM strata.lsm_levels('hr') WHERE runs > 0;
+-- only the redirects made since are counted; an idle table's VACUUM packs it
+UPDATE hr SET x = 3 WHERE id % 10 = 5;
+VACUUM (VERBOSE, PROCESS_TOAST false) hr;
+VACUUM (VERBOSE, PROCESS_TOAST false) hr;
+SELECT redirects FROM strata.lsm_stats('hr');
+SELECT x, count(*) FROM hr GROUP BY x ORDER BY x;
+SET enable_seqscan = off;
+SELECT id, x FROM hr WHERE id IN (1, 3, 4, 5, 6, 10) ORDER BY id;
+RESET enable_seqscan;
+SELECT count(*) AS problems FROM strata.lsm_verify('hr');
+DROP TABLE hr;
+RESET strata.lsm_level1_runs;
 
 -- Freezing. burn(n) consumes n transaction ids.
 CREATE PROCEDURE burn(n int) LANGUAGE plpgsql AS $$
