@@ -4,6 +4,7 @@
 //! are [`super::wal_record`]'s; this is the glue that reads a record and
 //! hands page bytes to them.
 
+use super::page_image;
 use super::wal_record::{self as rec, RMGR_ID, RMGR_NAME};
 use crate::pg::wal::{self, Redo};
 use crate::pg::page;
@@ -47,6 +48,31 @@ unsafe extern "C-unwind" fn redo(record: *mut pg_sys::XLogReaderState) {
                     if let Some(h) = headers {
                         h.apply(bytes, None).unwrap_or_else(|e| broken(e));
                     }
+                });
+            }
+        }
+        rec::UPDATE_SHORT => {
+            let xid = r.xid();
+            r.block(0, |bytes| {
+                let u = rec::ShortUpdate::decode(r.block_data(0)).unwrap_or_else(|e| broken(e));
+                let vblock = page_image::tag_of(bytes)
+                    .map(|t| t.vblock)
+                    .unwrap_or_else(|| broken("an UPDATE_SHORT's block 0 is not an L0 page"));
+                let cx = rec::DeltaContext {
+                    xid,
+                    new_tid: Some((vblock, u.item)),
+                };
+                let tuple = u.tuple(&cx).unwrap_or_else(|e| broken(e));
+                add_items(bytes, &[(u.item, &tuple)]);
+                if let Some(s) = &u.stamp {
+                    s.apply(bytes, &cx).unwrap_or_else(|e| broken(e));
+                }
+            });
+            if r.has_block(1) {
+                r.block(1, |bytes| {
+                    let s = rec::Stamp::decode(r.block_data(1)).unwrap_or_else(|e| broken(e));
+                    let cx = rec::DeltaContext { xid, new_tid: None };
+                    s.apply(bytes, &cx).unwrap_or_else(|e| broken(e));
                 });
             }
         }
@@ -112,6 +138,23 @@ unsafe extern "C-unwind" fn desc(out: pg_sys::StringInfo, record: *mut pg_sys::X
             Err(_) if data.is_empty() => "full page image".into(),
             Err(e) => e.to_string(),
         },
+        rec::UPDATE_SHORT => {
+            let stamp = if r.has_block(1) {
+                rec::Stamp::decode(r.block_data(1)).ok()
+            } else {
+                rec::ShortUpdate::decode(data).ok().and_then(|u| u.stamp)
+            };
+            match rec::ShortUpdate::decode(data) {
+                Ok(u) => format!(
+                    "new version at item {}, old version on block {}, detached {}",
+                    u.item,
+                    if r.has_block(1) { 1 } else { 0 },
+                    stamp.map_or(0, |s| s.detached.len())
+                ),
+                Err(_) if data.is_empty() => "full page image".into(),
+                Err(e) => e.to_string(),
+            }
+        }
         _ => String::new(),
     };
     wal::append_desc(out, &text);

@@ -271,27 +271,44 @@ pub fn append_and_stamp(
         }
         None => old.offset(),
     };
+    let fixed = header_at..header_at + wal_record::FIXED_HEADER;
+    let before: [u8; wal_record::FIXED_HEADER] =
+        page::bytes(op)[fixed.clone()].try_into().expect("a fixed header");
     // SAFETY: a header of the working copy of the old version's page.
     stamp(unsafe { (op as *mut u8).add(header_at) } as *mut htup::Header, tid);
     w.commit(wal_record::RMGR_ID, || {
-        let mut insert = Vec::with_capacity(4 + item_len);
         // SAFETY: item() bounds-checked the item inside the page.
-        wal_record::push_insert(&mut insert, offset, unsafe {
-            std::slice::from_raw_parts(item, item_len)
-        });
-        let mut h = Headers::default();
-        h.detached.extend(detach.map(|i| i as u16));
-        h.written_at(page::bytes(op), header_at);
-        let blocks = if same {
-            vec![wal_record::encode_update(&insert, Some(&h))]
+        let tuple = unsafe { std::slice::from_raw_parts(item, item_len) };
+        // SAFETY: reads this (sub)transaction's xid, the record's xl_xid.
+        let xid = unsafe { pg_sys::GetCurrentTransactionIdIfAny() }.into_inner();
+        // block 0's data names the new TID; block 1's cannot (a full image
+        // of block 0 leaves block 0's data out)
+        let on_block0 = wal_record::DeltaContext {
+            xid,
+            new_tid: Some((vblock, offset)),
+        };
+        let stamp_cx = if same {
+            on_block0
         } else {
+            wal_record::DeltaContext { xid, new_tid: None }
+        };
+        let stamp = wal_record::Stamp {
+            detached: detach.map(|i| i as u16).into_iter().collect(),
+            offset: header_at as u16,
+            delta: wal_record::encode_header_delta(&before, &page::bytes(op)[fixed], &stamp_cx),
+        };
+        let blocks = if same {
+            vec![wal_record::encode_short_update(offset, tuple, &on_block0, Some(&stamp))]
+        } else {
+            let mut old_page = Vec::with_capacity(32);
+            stamp.encode(&mut old_page);
             vec![
-                wal_record::encode_update(&insert, None),
-                wal_record::encode_update(&[], Some(&h)),
+                wal_record::encode_short_update(offset, tuple, &on_block0, None),
+                old_page,
             ]
         };
         Record {
-            info: wal_record::UPDATE,
+            info: wal_record::UPDATE_SHORT,
             blocks,
         }
     });

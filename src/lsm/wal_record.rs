@@ -31,6 +31,22 @@
 //!               | insert_len u16  | INSERT data           | HEADERS data |
 //!               |                 | (insert_len bytes)    | (or nothing) |
 //!               +-----------------+-----------------------+--------------+
+//! UPDATE_SHORT 0x50  the same change with headers as deltas (written since
+//!               December 2026; 0x30 records are still replayed): block 0's
+//!               data, then, when the old version is on the same page, its
+//!               stamp; block 1's data is the stamp.
+//!               +----------+--------------+-------------+------------------+---------+
+//!               | item u16 | tail_len u16 | header delta| tail: tuple bytes| [stamp] |
+//!               |          |              | (from zeros)| 23 .. t_len      |         |
+//!               +----------+--------------+-------------+------------------+---------+
+//!               stamp: ndetach u16 | item u16 ... | offset u16 | header delta
+//!                      (from the header at `offset` after the detaches)
+//!               header delta: flags u16, then the fields the flags name, in
+//!               this order: xmin u32, xmax u32, cid u32, ctid 6 bytes,
+//!               infomask2 u16, infomask u16, hoff u8; flags XMIN_XID /
+//!               XMAX_XID stand for the record's xid, CTID_NEW for the new
+//!               version's TID (its page's virtual block and `item`; only on
+//!               block 0, whose data a full-page image of block 0 leaves out)
 //! ```
 
 use super::compact_page;
@@ -45,6 +61,7 @@ pub const RMGR_NAME: &std::ffi::CStr = c"strata_lsm";
 pub const INSERT: u8 = 0x10;
 pub const HEADERS: u8 = 0x20;
 pub const UPDATE: u8 = 0x30;
+pub const UPDATE_SHORT: u8 = 0x50;
 
 /// Bytes of a header a stamp may change (everything before `t_hoff`).
 pub const HEADER_FIELDS: usize = super::compressed_page::TUPLE_HEADER_SIZE - 1;
@@ -55,6 +72,7 @@ pub fn identify(info: u8) -> Option<&'static std::ffi::CStr> {
         INSERT => Some(c"INSERT"),
         HEADERS => Some(c"HEADERS"),
         UPDATE => Some(c"UPDATE"),
+        UPDATE_SHORT => Some(c"UPDATE_SHORT"),
         _ => None,
     }
 }
@@ -117,6 +135,243 @@ pub fn decode_update(data: &[u8]) -> Result<(Vec<(u16, &[u8])>, Option<Headers>)
         .then(|| Headers::decode(rest))
         .transpose()?;
     Ok((inserts(insert)?, headers))
+}
+
+/// Bytes of a tuple header before `t_bits`: the fields a header delta covers.
+pub const FIXED_HEADER: usize = HEADER_FIELDS + 1;
+
+mod delta {
+    pub const XMIN_XID: u16 = 0x001;
+    pub const XMIN: u16 = 0x002;
+    pub const XMAX_XID: u16 = 0x004;
+    pub const XMAX: u16 = 0x008;
+    pub const CID: u16 = 0x010;
+    pub const CTID_NEW: u16 = 0x020;
+    pub const CTID: u16 = 0x040;
+    pub const MASK2: u16 = 0x080;
+    pub const MASK: u16 = 0x100;
+    pub const HOFF: u16 = 0x200;
+}
+
+/// What a header delta may name instead of spelling it out: the record's
+/// xid, and the new version's TID `(virtual block, offset)` when known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeltaContext {
+    pub xid: u32,
+    pub new_tid: Option<(u32, u16)>,
+}
+
+fn tid_bytes((v, o): (u32, u16)) -> [u8; 6] {
+    let mut h = [0u8; 18];
+    compact_page::put_ctid(&mut h, v, o);
+    h[12..18].try_into().expect("6 bytes")
+}
+
+/// Encodes header `after` as a change of `before` (both the first
+/// [`FIXED_HEADER`] bytes of a tuple).
+pub fn encode_header_delta(before: &[u8], after: &[u8], cx: &DeltaContext) -> Vec<u8> {
+    let mut flags = 0u16;
+    let mut fields = Vec::with_capacity(24);
+    let u32_field = |at: usize, by_xid: u16, plain: u16, flags: &mut u16, fields: &mut Vec<u8>| {
+        if after[at..at + 4] != before[at..at + 4] {
+            if format::u32_at(after, at) == cx.xid && cx.xid != 0 {
+                *flags |= by_xid;
+            } else {
+                *flags |= plain;
+                fields.extend_from_slice(&after[at..at + 4]);
+            }
+        }
+    };
+    u32_field(0, delta::XMIN_XID, delta::XMIN, &mut flags, &mut fields);
+    u32_field(4, delta::XMAX_XID, delta::XMAX, &mut flags, &mut fields);
+    if after[8..12] != before[8..12] {
+        flags |= delta::CID;
+        fields.extend_from_slice(&after[8..12]);
+    }
+    if after[12..18] != before[12..18] {
+        if cx.new_tid.is_some_and(|t| tid_bytes(t) == after[12..18]) {
+            flags |= delta::CTID_NEW;
+        } else {
+            flags |= delta::CTID;
+            fields.extend_from_slice(&after[12..18]);
+        }
+    }
+    for (at, len, bit) in [(18, 2, delta::MASK2), (20, 2, delta::MASK), (22, 1, delta::HOFF)] {
+        if after[at..at + len] != before[at..at + len] {
+            flags |= bit;
+            fields.extend_from_slice(&after[at..at + len]);
+        }
+    }
+    let mut out = flags.to_le_bytes().to_vec();
+    out.extend_from_slice(&fields);
+    out
+}
+
+/// Applies a header delta at `data[*at..]` to `h` (a header's first
+/// [`FIXED_HEADER`] bytes), moving `*at` past it.
+pub fn apply_header_delta(
+    data: &[u8],
+    at: &mut usize,
+    h: &mut [u8],
+    cx: &DeltaContext,
+) -> Result<(), CodecError> {
+    let mut take = |n: usize| -> Result<&[u8], CodecError> {
+        let s = data
+            .get(*at..*at + n)
+            .ok_or_else(|| malformed("header delta length"))?;
+        *at += n;
+        Ok(s)
+    };
+    let flags = format::u16_at(take(2)?, 0);
+    if flags >= delta::HOFF << 1 {
+        return Err(malformed("header delta flags"));
+    }
+    let xid = cx.xid.to_le_bytes();
+    for (field, by_xid, plain) in [(0, delta::XMIN_XID, delta::XMIN), (4, delta::XMAX_XID, delta::XMAX)] {
+        if flags & by_xid != 0 {
+            h[field..field + 4].copy_from_slice(&xid);
+        } else if flags & plain != 0 {
+            h[field..field + 4].copy_from_slice(take(4)?);
+        }
+    }
+    if flags & delta::CID != 0 {
+        h[8..12].copy_from_slice(take(4)?);
+    }
+    if flags & delta::CTID_NEW != 0 {
+        let t = cx.new_tid.ok_or_else(|| malformed("CTID_NEW without the new TID"))?;
+        h[12..18].copy_from_slice(&tid_bytes(t));
+    } else if flags & delta::CTID != 0 {
+        h[12..18].copy_from_slice(take(6)?);
+    }
+    for (field, len, bit) in [(18, 2, delta::MASK2), (20, 2, delta::MASK), (22, 1, delta::HOFF)] {
+        if flags & bit != 0 {
+            h[field..field + len].copy_from_slice(take(len)?);
+        }
+    }
+    Ok(())
+}
+
+/// A stamp of an UPDATE_SHORT record: versions of a compact page detached,
+/// then the header at `offset` changed by a delta.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    pub detached: Vec<u16>,
+    pub offset: u16,
+    pub delta: Vec<u8>,
+}
+
+impl Stamp {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.detached.len() as u16).to_le_bytes());
+        for i in &self.detached {
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.delta);
+    }
+
+    pub fn decode(data: &[u8]) -> Result<Stamp, CodecError> {
+        let n = data
+            .get(0..2)
+            .map(|b| format::u16_at(b, 0) as usize)
+            .ok_or_else(|| malformed("stamp length"))?;
+        let offset_at = 2 + 2 * n;
+        if data.len() < offset_at + 2 {
+            return Err(malformed("stamp items"));
+        }
+        Ok(Stamp {
+            detached: (0..n).map(|i| format::u16_at(data, 2 + 2 * i)).collect(),
+            offset: format::u16_at(data, offset_at),
+            delta: data[offset_at + 2..].to_vec(),
+        })
+    }
+
+    /// Redo: detaches, then applies the delta to the header at `offset`.
+    pub fn apply(&self, page: &mut [u8], cx: &DeltaContext) -> Result<(), CodecError> {
+        if !self.detached.is_empty() {
+            detach_items(page, self.detached.iter().map(|&i| i as usize), || 0)?
+                .map_or(Ok(()), |_| Err(malformed("a stamp's detach moved a blob")))?;
+        }
+        let at = self.offset as usize;
+        if at < format::PAGE_HEADER_SIZE || at + FIXED_HEADER > page.len() {
+            return Err(malformed("stamp offset"));
+        }
+        let mut h = [0u8; FIXED_HEADER];
+        h.copy_from_slice(&page[at..at + FIXED_HEADER]);
+        let mut pos = 0;
+        apply_header_delta(&self.delta, &mut pos, &mut h, cx)?;
+        if pos != self.delta.len() {
+            return Err(malformed("stamp delta length"));
+        }
+        page[at..at + HEADER_FIELDS].copy_from_slice(&h[..HEADER_FIELDS]);
+        Ok(())
+    }
+}
+
+/// Block 0's data of an UPDATE_SHORT record, decoded.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ShortUpdate<'a> {
+    pub item: u16,
+    /// Header delta (from zeros) and the tuple's bytes past the fixed header.
+    delta: &'a [u8],
+    tail: &'a [u8],
+    pub stamp: Option<Stamp>,
+}
+
+/// Encodes block 0's data of an UPDATE_SHORT record: the new version
+/// `tuple` at `item` (its header as a delta from zeros, by `cx`), and the
+/// old version's stamp when it is on the same page.
+pub fn encode_short_update(item: u16, tuple: &[u8], cx: &DeltaContext, stamp: Option<&Stamp>) -> Vec<u8> {
+    let delta = encode_header_delta(&[0u8; FIXED_HEADER], &tuple[..FIXED_HEADER], cx);
+    let tail = &tuple[FIXED_HEADER..];
+    let mut out = Vec::with_capacity(4 + delta.len() + tail.len() + 32);
+    out.extend_from_slice(&item.to_le_bytes());
+    out.extend_from_slice(&(tail.len() as u16).to_le_bytes());
+    out.extend_from_slice(&delta);
+    out.extend_from_slice(tail);
+    if let Some(s) = stamp {
+        s.encode(&mut out);
+    }
+    out
+}
+
+impl<'a> ShortUpdate<'a> {
+    pub fn decode(data: &'a [u8]) -> Result<ShortUpdate<'a>, CodecError> {
+        if data.len() < 4 {
+            return Err(malformed("UPDATE_SHORT length"));
+        }
+        let item = format::u16_at(data, 0);
+        let tail_len = format::u16_at(data, 2) as usize;
+        let mut at = 4;
+        // (applied to a scratch header only to find where the delta ends)
+        let mut scratch = [0u8; FIXED_HEADER];
+        let any = DeltaContext {
+            xid: 0,
+            new_tid: Some((0, 0)),
+        };
+        apply_header_delta(data, &mut at, &mut scratch, &any)?;
+        let delta = &data[4..at];
+        let tail = data
+            .get(at..at + tail_len)
+            .ok_or_else(|| malformed("UPDATE_SHORT tail"))?;
+        let rest = &data[at + tail_len..];
+        let stamp = (!rest.is_empty()).then(|| Stamp::decode(rest)).transpose()?;
+        Ok(ShortUpdate {
+            item,
+            delta,
+            tail,
+            stamp,
+        })
+    }
+
+    /// The new version's tuple; `cx.new_tid` must be its own TID.
+    pub fn tuple(&self, cx: &DeltaContext) -> Result<Vec<u8>, CodecError> {
+        let mut t = vec![0u8; FIXED_HEADER + self.tail.len()];
+        let mut at = 0;
+        apply_header_delta(self.delta, &mut at, &mut t[..FIXED_HEADER], cx)?;
+        t[FIXED_HEADER..].copy_from_slice(self.tail);
+        Ok(t)
+    }
 }
 
 /// A HEADERS record's data: versions detached, then headers written.
@@ -415,5 +670,108 @@ mod tests {
         format::put_u32(&mut stamped, at + 4, 800);
         mask(&mut stamped);
         assert_ne!(a, stamped, "an xmax is not a hint");
+    }
+
+    fn header(xmin: u32, xmax: u32, cid: u32, ctid: (u32, u16), m2: u16, m: u16, hoff: u8) -> [u8; FIXED_HEADER] {
+        let mut h = [0u8; FIXED_HEADER];
+        format::put_u32(&mut h, 0, xmin);
+        format::put_u32(&mut h, 4, xmax);
+        format::put_u32(&mut h, 8, cid);
+        compact_page::put_ctid(&mut h, ctid.0, ctid.1);
+        format::put_u16(&mut h, 18, m2);
+        format::put_u16(&mut h, 20, m);
+        h[22] = hoff;
+        h
+    }
+
+    #[test]
+    fn header_deltas_round_trip_and_name_the_xid_and_new_tid() {
+        let cx = DeltaContext {
+            xid: 900,
+            new_tid: Some((70_000, 12)),
+        };
+        let zero = [0u8; FIXED_HEADER];
+        // a new version: xmin is the record's xid, t_ctid its own TID
+        let new = header(900, 0, 3, (70_000, 12), 3 | 0x8000, 0x0802, 24);
+        let d = encode_header_delta(&zero, &new, &cx);
+        assert_eq!(d.len(), 2 + 4 + 2 + 2 + 1, "cid, masks and hoff spelled out");
+        let mut h = zero;
+        let mut at = 0;
+        apply_header_delta(&d, &mut at, &mut h, &cx).unwrap();
+        assert_eq!((h, at), (new, d.len()));
+        // a stamp: xmax is the xid, t_ctid the new version's TID
+        let old = header(500, 0, 0, (9, 4), 3, 0x0902, 24);
+        let stamped = header(500, 900, 3, (70_000, 12), 3 | 0x4000, 0x0102, 24);
+        let d = encode_header_delta(&old, &stamped, &cx);
+        assert_eq!(d.len(), 2 + 4 + 2 + 2);
+        let (mut h, mut at) = (old, 0);
+        apply_header_delta(&d, &mut at, &mut h, &cx).unwrap();
+        assert_eq!(h, stamped);
+        // without the new TID or with another xid, the fields are spelled out
+        let other = DeltaContext { xid: 901, new_tid: None };
+        let d = encode_header_delta(&old, &stamped, &other);
+        assert_eq!(d.len(), 2 + 4 + 4 + 6 + 2 + 2);
+        let (mut h, mut at) = (old, 0);
+        apply_header_delta(&d, &mut at, &mut h, &other).unwrap();
+        assert_eq!(h, stamped);
+        // CTID_NEW cannot be replayed without the new TID; damage is an error
+        let d = encode_header_delta(&old, &stamped, &cx);
+        let (mut h, mut at) = (old, 0);
+        assert!(apply_header_delta(&d, &mut at, &mut h, &other).is_err());
+        let (mut h, mut at) = (old, 0);
+        assert!(apply_header_delta(&d[..d.len() - 1], &mut at, &mut h, &cx).is_err());
+        let (mut h, mut at) = (old, 0);
+        assert!(apply_header_delta(&[0xff, 0xff], &mut at, &mut h, &cx).is_err());
+    }
+
+    /// An UPDATE_SHORT stamp replayed on the page before the change gives
+    /// the page the change made: a detach of a shared header and the stamp.
+    #[test]
+    fn short_update_stamp_redo_reproduces_the_change() {
+        let before = loaded_page();
+        let cx = DeltaContext {
+            xid: 900,
+            new_tid: None,
+        };
+        let mut after = before.clone();
+        let item = 3usize;
+        assert!(detach_items(&mut after, [item], || 0).unwrap().is_none());
+        let (at, _) = page_image::item_extent(&after, item).unwrap();
+        let mut old = [0u8; FIXED_HEADER];
+        old.copy_from_slice(&after[at..at + FIXED_HEADER]);
+        format::put_u32(&mut after, at + 4, 900);
+        format::put_u32(&mut after, at + 8, 2);
+        compact_page::put_ctid(&mut after[at..], 77, 5);
+        let m2 = format::u16_at(&after, at + 18) | infomask::HEAP_HOT_UPDATED;
+        format::put_u16(&mut after, at + 18, m2);
+        let stamp = Stamp {
+            detached: vec![item as u16],
+            offset: at as u16,
+            delta: encode_header_delta(&old, &after[at..at + FIXED_HEADER], &cx),
+        };
+        let mut data = Vec::new();
+        stamp.encode(&mut data);
+        let mut replay = before.clone();
+        Stamp::decode(&data).unwrap().apply(&mut replay, &cx).unwrap();
+        assert_eq!(replay, after);
+        // block 0: the new version and, on the same page, the stamp
+        let tuple = {
+            let mut t = header(900, 0, 2, (77, 5), 2, 0x0802, 24).to_vec();
+            t.extend_from_slice(&[0, 7, 0, 0, 0, 1, 2, 3, 4]);
+            t
+        };
+        let with_new = DeltaContext {
+            xid: 900,
+            new_tid: Some((77, 5)),
+        };
+        let b0 = encode_short_update(5, &tuple, &with_new, Some(&stamp));
+        let u = ShortUpdate::decode(&b0).unwrap();
+        assert_eq!(u.item, 5);
+        assert_eq!(u.tuple(&with_new).unwrap(), tuple);
+        assert_eq!(u.stamp.as_ref(), Some(&stamp));
+        assert!(b0.len() < 4 + tuple.len() + data.len(), "shorter than the tuple and a full header");
+        let b0 = encode_short_update(5, &tuple, &with_new, None);
+        assert_eq!(ShortUpdate::decode(&b0).unwrap().stamp, None);
+        assert!(ShortUpdate::decode(&b0[..b0.len() - 10]).is_err());
     }
 }

@@ -272,6 +272,12 @@ impl Redo {
         unsafe { (*(*self.record).record).header.xl_info & pg_sys::XLR_RMGR_INFO_MASK as u8 }
     }
 
+    /// The xid the record was written by (`XLogRecGetXid`).
+    pub fn xid(&self) -> u32 {
+        // SAFETY: as above.
+        unsafe { (*(*self.record).record).header.xl_xid }.into_inner()
+    }
+
     /// Whether block `id` was registered.
     pub fn has_block(&self, id: u8) -> bool {
         // SAFETY: as above.

@@ -242,7 +242,7 @@ mod tests {
         let centres: Vec<Vec<f32>> = (0..20)
             .map(|_| (0..dims).map(|_| 4.0 * rng.next_f64() as f32 - 2.0).collect())
             .collect();
-        let mut point = |rng: &mut Rng| -> Vec<f32> {
+        let point = |rng: &mut Rng| -> Vec<f32> {
             let c = &centres[(rng.next_f64() * 20.0) as usize % 20];
             c.iter().map(|x| x + 0.3 * (rng.next_f64() as f32 - 0.5)).collect()
         };
