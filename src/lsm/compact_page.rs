@@ -755,6 +755,27 @@ mod tests {
         }
     }
 
+    /// The page of `refs` with `frame`: it checks clean and decodes to
+    /// every version's bytes.
+    fn built_whole(refs: &[(u64, &[u8])], frame: &Frame, attrs: &[Attr]) -> PageImage {
+        let page = build(9, refs, frame).expect("fits");
+        let p = page.bytes();
+        assert!(check(p).is_empty(), "{:?}", check(p));
+        let payload = decode(p, inline_blob(p).unwrap(), attrs).unwrap();
+        for (i, (_, t)) in refs.iter().enumerate() {
+            assert_eq!(payload.rest(i + 1).unwrap(), &t[TUPLE_HEADER_SIZE..]);
+        }
+        page
+    }
+
+    /// A tuple of a loaded run at `rowid`: xmin 700, `t_ctid` its own TID.
+    fn stored_at(mut t: Vec<u8>, rowid: u64) -> (u64, Vec<u8>) {
+        format::put_u32(&mut t, 0, 700);
+        let (v, o) = format::tid_of_rowid(rowid);
+        put_ctid(&mut t, v, o);
+        (rowid, t)
+    }
+
     /// Version 7 pages compress each column on its own: a reader of some
     /// columns decompresses those (and the rows section) alone, a full read
     /// gives what one frame (version 6) gives, and damage is caught by the
@@ -771,7 +792,7 @@ mod tests {
         ];
         let vs: Vec<(u64, Vec<u8>)> = (0..200u64)
             .map(|i| {
-                let mut t = row(
+                let t = row(
                     &attrs,
                     &[
                         Some((i as i64 * 10).to_le_bytes().to_vec()),
@@ -780,10 +801,7 @@ mod tests {
                         Some(short_text(["new", "open", "done"][i as usize % 3])),
                     ],
                 );
-                format::put_u32(&mut t, 0, 700);
-                let (v, o) = format::tid_of_rowid(3000 + i);
-                put_ctid(&mut t, v, o);
-                (3000 + i, t)
+                stored_at(t, 3000 + i)
             })
             .collect();
         let refs: Vec<(u64, &[u8])> = vs.iter().map(|(r, t)| (*r, t.as_slice())).collect();
@@ -793,22 +811,17 @@ mod tests {
         // the status column as a dictionary: three values and a byte per row
         assert!(dict_raw.len() + 600 < plain_raw.len(), "{} vs {}", dict_raw.len(), plain_raw.len());
         let one = compressed_page::compress_columns(&refs, Codec::Lz4, &attrs).unwrap();
-        let sectioned = compressed_page::compress_sections(&refs, Codec::Lz4, &attrs, false).unwrap();
-        let dict = compressed_page::compress_sections(&refs, Codec::Lz4, &attrs, true).unwrap();
+        let sectioned = compressed_page::compress_sections(&refs, Codec::Lz4, &attrs, false, None).unwrap();
+        let dict = compressed_page::compress_sections(&refs, Codec::Lz4, &attrs, true, None).unwrap();
         assert_eq!(one.layout, compressed_page::LAYOUT_COLUMNS);
         assert_eq!(sectioned.layout, compressed_page::LAYOUT_SECTIONS);
         assert_eq!(dict.layout, compressed_page::LAYOUT_DICT_SECTIONS);
         for frame in [one, sectioned, dict] {
             let sectioned = compressed_page::is_sectioned(frame.layout);
             let raw = if frame.layout == compressed_page::LAYOUT_DICT_SECTIONS { &dict_raw } else { &plain_raw };
-            let page = build(9, &refs, &frame).expect("fits");
+            let page = built_whole(&refs, &frame, &attrs);
             let p = page.bytes();
-            assert!(check(p).is_empty(), "{:?}", check(p));
             let blob = inline_blob(p).unwrap();
-            let payload = decode(p, blob, &attrs).unwrap();
-            for (i, (_, t)) in vs.iter().enumerate() {
-                assert_eq!(payload.rest(i + 1).unwrap(), &t[TUPLE_HEADER_SIZE..]);
-            }
             let mut lazy = open_sections(p, blob).unwrap().expect("column-wise");
             if sectioned {
                 assert_eq!(lazy.len(), 5, "rows section and four columns");
@@ -831,6 +844,67 @@ mod tests {
             let damaged = inline_blob(&bad).unwrap();
             assert!(matches!(open_sections(&bad, damaged), Err(CodecError::Checksum { .. })));
         }
+    }
+
+    /// Version 10 pages store a section with zstd where lz4 barely
+    /// shrinks it (hex digests): smaller pages that read back the same, the
+    /// other sections staying lz4.
+    #[test]
+    fn sections_lz4_leaves_large_go_zstd() {
+        use crate::lsm::columnar::tests::{short_text, tuple as row};
+        use crate::lsm::columnar::{self, Attr};
+        let attrs = [
+            Attr { len: 4, align: 4, byval: true },
+            Attr { len: -1, align: 4, byval: false },
+        ];
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let vs: Vec<(u64, Vec<u8>)> = (0..150u64)
+            .map(|i| {
+                let hex: String = (0..32)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        char::from_digit((x % 16) as u32, 16).unwrap()
+                    })
+                    .collect();
+                let t = row(
+                    &attrs,
+                    &[Some((i as i32).to_le_bytes().to_vec()), Some(short_text(&hex))],
+                );
+                stored_at(t, 3000 + i)
+            })
+            .collect();
+        let refs: Vec<(u64, &[u8])> = vs.iter().map(|(r, t)| (*r, t.as_slice())).collect();
+        let tuples: Vec<&[u8]> = vs.iter().map(|(_, t)| t.as_slice()).collect();
+        let raw = columnar::encode(&attrs, &tuples, true).unwrap();
+        let lz4 = compressed_page::compress_sections(&refs, Codec::Lz4, &attrs, true, None).unwrap();
+        let mixed = compressed_page::compress_sections(&refs, Codec::Lz4, &attrs, true, Some(1)).unwrap();
+        assert_eq!(mixed.layout, compressed_page::LAYOUT_MIXED_SECTIONS);
+        assert!(
+            (mixed.bytes.len() as f64) < 0.8 * lz4.bytes.len() as f64,
+            "{} vs {}",
+            mixed.bytes.len(),
+            lz4.bytes.len()
+        );
+        // the directory flags the digest column alone
+        let flags: Vec<bool> = (0..3)
+            .map(|i| format::u32_at(&mixed.bytes, 2 + 8 * i) & compressed_page::ZSTD_SECTION != 0)
+            .collect();
+        assert_eq!(flags, [false, false, true]);
+        let page = built_whole(&refs, &mixed, &attrs);
+        let p = page.bytes();
+        let blob = inline_blob(p).unwrap();
+        let mut lazy = open_sections(p, blob).unwrap().expect("column-wise");
+        for i in 0..lazy.len() {
+            lazy.ensure(i).unwrap();
+        }
+        assert_eq!(lazy.raw(), &raw[..]);
+        // a zstd codec asks for no mixing; without dictionaries neither
+        let z = compressed_page::compress_sections(&refs, Codec::Zstd(1), &attrs, true, Some(1)).unwrap();
+        assert_eq!(z.layout, compressed_page::LAYOUT_DICT_SECTIONS);
+        let plain = compressed_page::compress_sections(&refs, Codec::Lz4, &attrs, false, Some(1)).unwrap();
+        assert_eq!(plain.layout, compressed_page::LAYOUT_SECTIONS);
     }
 
     #[test]

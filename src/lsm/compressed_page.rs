@@ -55,10 +55,38 @@ pub const LAYOUT_SECTIONS: u8 = 2;
 /// Blob byte 15: as [`LAYOUT_SECTIONS`], and a column's section may be a
 /// dictionary (version 9 pages; see `column_dict`).
 pub const LAYOUT_DICT_SECTIONS: u8 = 3;
+/// Blob byte 15: as [`LAYOUT_DICT_SECTIONS`] with codec lz4, and a section
+/// whose directory length has bit 31 ([`ZSTD_SECTION`]) is compressed with
+/// zstd instead — where that makes it at most [`ZSTD_PAYS`] of its lz4 size
+/// (high-entropy text such as hex digests or base64, which lz4 barely
+/// shrinks; version 10 pages). A scan pays zstd's slower decoding only for
+/// those columns.
+pub const LAYOUT_MIXED_SECTIONS: u8 = 4;
+/// Bit of a layout-4 directory entry's compressed length: a zstd section.
+pub const ZSTD_SECTION: u32 = 1 << 31;
+/// A section is stored with zstd when that makes it at most this share of
+/// its lz4 size.
+pub const ZSTD_PAYS: f64 = 0.75;
+/// zstd is tried only on sections lz4 leaves at least this share of their
+/// raw size (what lz4 compresses well, zstd rarely beats by a quarter).
+const ZSTD_TRY: f64 = 0.6;
+
+/// Whether a blob of layout 4 stores any section with zstd (read from its
+/// directory, unchecked: for naming a page's codec).
+pub fn has_zstd_section(blob: &[u8]) -> bool {
+    if blob.len() < BLOB_HEADER + 2 || blob[15] != LAYOUT_MIXED_SECTIONS {
+        return false;
+    }
+    let frame = &blob[BLOB_HEADER..];
+    let n = format::u16_at(frame, 0) as usize;
+    (0..n)
+        .take_while(|i| 6 + 8 * i <= frame.len())
+        .any(|i| format::u32_at(frame, 2 + 8 * i) & ZSTD_SECTION != 0)
+}
 
 /// Whether a blob layout compresses each section on its own.
 pub fn is_sectioned(layout: u8) -> bool {
-    layout == LAYOUT_SECTIONS || layout == LAYOUT_DICT_SECTIONS
+    matches!(layout, LAYOUT_SECTIONS | LAYOUT_DICT_SECTIONS | LAYOUT_MIXED_SECTIONS)
 }
 /// Largest decompressed payload a page may declare (256 versions of at most a page each).
 const MAX_RAW: usize = 256 * BLOCK_SIZE;
@@ -195,12 +223,15 @@ pub fn compress_columns(versions: &[(u64, &[u8])], codec: Codec, attrs: &[Attr])
 ///          decompressed and concatenated in order they are the layout 1 payload
 /// ```
 ///
-/// With `dictionaries` a column may be a dictionary section ([`LAYOUT_DICT_SECTIONS`]).
+/// With `dictionaries` a column may be a dictionary section ([`LAYOUT_DICT_SECTIONS`]);
+/// with `zstd_level` too and codec lz4, a section may be zstd-compressed at
+/// that level where it pays ([`LAYOUT_MIXED_SECTIONS`]).
 pub fn compress_sections(
     versions: &[(u64, &[u8])],
     codec: Codec,
     attrs: &[Attr],
     dictionaries: bool,
+    zstd_level: Option<i32>,
 ) -> Option<Frame> {
     let tuples: Vec<&[u8]> = versions.iter().map(|(_, t)| *t).collect();
     let raw = columnar::encode(attrs, &tuples, dictionaries)?;
@@ -209,15 +240,41 @@ pub fn compress_sections(
     let spans = layout.section_spans(raw.len());
     let mut bytes = Vec::with_capacity(raw.len() / 2 + 8 * spans.len() + 2);
     bytes.extend_from_slice(&(spans.len() as u16).to_le_bytes());
-    let parts: Vec<Vec<u8>> = spans.iter().map(|&(at, len)| compress_raw(&raw[at..at + len], codec)).collect();
-    for (part, &(_, len)) in parts.iter().zip(&spans) {
-        bytes.extend_from_slice(&(part.len() as u32).to_le_bytes());
+    let mixed = match (codec, zstd_level) {
+        (Codec::Lz4, Some(level)) if dictionaries => Some(level),
+        _ => None,
+    };
+    let parts: Vec<(Vec<u8>, bool)> = spans
+        .iter()
+        .map(|&(at, len)| {
+            let section = &raw[at..at + len];
+            let plain = compress_raw(section, codec);
+            match mixed {
+                Some(level) if plain.len() as f64 >= ZSTD_TRY * len as f64 => {
+                    let z = compress_raw(section, Codec::Zstd(level));
+                    if (z.len() as f64) <= ZSTD_PAYS * plain.len() as f64 {
+                        (z, true)
+                    } else {
+                        (plain, false)
+                    }
+                }
+                _ => (plain, false),
+            }
+        })
+        .collect();
+    for ((part, zstd), &(_, len)) in parts.iter().zip(&spans) {
+        let flag = if *zstd { ZSTD_SECTION } else { 0 };
+        bytes.extend_from_slice(&(part.len() as u32 | flag).to_le_bytes());
         bytes.extend_from_slice(&(len as u32).to_le_bytes());
     }
-    for part in &parts {
+    for (part, _) in &parts {
         bytes.extend_from_slice(part);
     }
-    let layout = if dictionaries { LAYOUT_DICT_SECTIONS } else { LAYOUT_SECTIONS };
+    let layout = match (dictionaries, mixed) {
+        (true, Some(_)) => LAYOUT_MIXED_SECTIONS,
+        (true, None) => LAYOUT_DICT_SECTIONS,
+        (false, _) => LAYOUT_SECTIONS,
+    };
     Some(Frame { bytes, raw_len: raw.len(), codec, layout })
 }
 
@@ -409,10 +466,10 @@ impl Opened {
 fn open_blob(blob: &[u8], n: usize, rowids: impl Iterator<Item = u64>) -> Result<(Vec<u8>, bool), CodecError> {
     let (codec, layout, frame, raw_len) = checked_blob(blob, n, rowids)?;
     if is_sectioned(layout) {
-        let sections = Sections::of(codec, frame, raw_len)?;
+        let sections = Sections::of(codec, layout, frame, raw_len)?;
         let mut raw = vec![0u8; raw_len];
-        for &(z, zlen, r, rlen) in &sections.spans {
-            decompress_into(codec, &frame[z..z + zlen], &mut raw[r..r + rlen])?;
+        for s in &sections.spans {
+            decompress_into(s.codec, &frame[s.z..s.z + s.zlen], &mut raw[s.r..s.r + s.rlen])?;
         }
         return Ok((raw, true));
     }
@@ -439,7 +496,7 @@ fn checked_blob<'a>(
     if codec != CODEC_ZSTD && codec != CODEC_LZ4 {
         return layout(format!("unknown codec {codec}"));
     }
-    if header[15] > LAYOUT_DICT_SECTIONS {
+    if header[15] > LAYOUT_MIXED_SECTIONS || header[15] == LAYOUT_MIXED_SECTIONS && codec != CODEC_LZ4 {
         return layout(format!("unknown payload layout {}", header[15]));
     }
     if BLOB_HEADER + zlen > blob.len() || raw_len > MAX_RAW {
@@ -462,13 +519,22 @@ fn checked_blob<'a>(
 /// offsets into it are those of the whole (layout 1) payload. Made from a
 /// blob of any column-wise layout (layout 1: decompressed at once).
 pub struct Sections {
-    codec: u8,
     /// The compressed sections (a copy: a pinned page may be rewritten).
     frame: Vec<u8>,
-    /// Per section: offset and length in `frame`, offset and length in `raw`.
-    spans: Vec<(usize, usize, usize, usize)>,
+    spans: Vec<Span>,
     done: Vec<bool>,
     raw: Vec<u8>,
+}
+
+/// One section: its codec, offset and length in the frame, offset and
+/// length in the payload.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    codec: u8,
+    z: usize,
+    zlen: usize,
+    r: usize,
+    rlen: usize,
 }
 
 impl Sections {
@@ -486,16 +552,21 @@ impl Sections {
     ) -> Result<Option<Sections>, CodecError> {
         let (codec, layout, frame, raw_len) = checked_blob(blob, n, rowids)?;
         let mut sections = match layout {
-            LAYOUT_SECTIONS | LAYOUT_DICT_SECTIONS => {
-                let mut s = Sections::of(codec, frame, raw_len)?;
+            LAYOUT_SECTIONS | LAYOUT_DICT_SECTIONS | LAYOUT_MIXED_SECTIONS => {
+                let mut s = Sections::of(codec, layout, frame, raw_len)?;
                 s.frame = frame.to_vec();
                 s.raw = vec![0; raw_len];
                 s
             }
             LAYOUT_COLUMNS => Sections {
-                codec,
                 frame: Vec::new(),
-                spans: vec![(0, 0, 0, raw_len)],
+                spans: vec![Span {
+                    codec,
+                    z: 0,
+                    zlen: 0,
+                    r: 0,
+                    rlen: raw_len,
+                }],
                 done: vec![true],
                 raw: decompress_exact(codec, frame, raw_len)?,
             },
@@ -507,7 +578,7 @@ impl Sections {
 
     /// Reads the directory of a sectioned frame (nothing copied or
     /// decompressed yet: `frame` and `raw` are left empty).
-    fn of(codec: u8, frame: &[u8], raw_len: usize) -> Result<Sections, CodecError> {
+    fn of(codec: u8, layout: u8, frame: &[u8], raw_len: usize) -> Result<Sections, CodecError> {
         let bad = |m: String| Err(CodecError::Layout(m));
         if frame.len() < 2 {
             return bad("no section directory".into());
@@ -520,16 +591,30 @@ impl Sections {
         let (mut z, mut r) = (dir, 0usize);
         let mut spans = Vec::with_capacity(n);
         for i in 0..n {
-            let zlen = format::u32_at(frame, 2 + 8 * i) as usize;
-            let rlen = format::u32_at(frame, 6 + 8 * i) as usize;
-            spans.push((z, zlen, r, rlen));
+            let mut zlen = format::u32_at(frame, 2 + 8 * i);
+            let mut section_codec = codec;
+            if layout == LAYOUT_MIXED_SECTIONS && zlen & ZSTD_SECTION != 0 {
+                zlen &= !ZSTD_SECTION;
+                section_codec = CODEC_ZSTD;
+            }
+            let (zlen, rlen) = (zlen as usize, format::u32_at(frame, 6 + 8 * i) as usize);
+            if zlen > frame.len() || rlen > MAX_RAW {
+                return bad(format!("section {i} of {zlen} bytes ({rlen} raw) does not fit"));
+            }
+            spans.push(Span {
+                codec: section_codec,
+                z,
+                zlen,
+                r,
+                rlen,
+            });
             z += zlen;
             r += rlen;
         }
         if z != frame.len() || r != raw_len {
             return bad(format!("sections of {z} bytes ({r} raw) in a frame of {} ({raw_len} raw)", frame.len()));
         }
-        Ok(Sections { codec, frame: Vec::new(), spans, done: vec![false; n], raw: Vec::new() })
+        Ok(Sections { frame: Vec::new(), spans, done: vec![false; n], raw: Vec::new() })
     }
 
     /// Number of sections (1 for a layout 1 payload: all of it).
@@ -543,18 +628,18 @@ impl Sections {
 
     /// Offset and length in the payload of section `i`.
     pub fn span(&self, i: usize) -> Option<(usize, usize)> {
-        self.spans.get(i).map(|&(_, _, r, rlen)| (r, rlen))
+        self.spans.get(i).map(|s| (s.r, s.rlen))
     }
 
     /// Decompresses section `i` into its place, once.
     pub fn ensure(&mut self, i: usize) -> Result<(), CodecError> {
-        let Some(&(z, zlen, r, rlen)) = self.spans.get(i) else {
+        let Some(&s) = self.spans.get(i) else {
             return Err(CodecError::Layout(format!("no section {i}")));
         };
         if self.done[i] {
             return Ok(());
         }
-        decompress_into(self.codec, &self.frame[z..z + zlen], &mut self.raw[r..r + rlen])?;
+        decompress_into(s.codec, &self.frame[s.z..s.z + s.zlen], &mut self.raw[s.r..s.r + s.rlen])?;
         self.done[i] = true;
         Ok(())
     }

@@ -318,7 +318,15 @@ fn check_rows(
             .as_deref()
             .or_else(|| (!compact).then(|| &p[special..]))
             .filter(|b| b.len() > 15 && compressed_page::is_compressed(p))
-            .map(|b| (b[14], b[15]));
+            .map(|b| {
+                // a layout-4 page without a zstd section reads as layout 3
+                let mixed = compressed_page::has_zstd_section(b);
+                let layout = match b[15] {
+                    compressed_page::LAYOUT_MIXED_SECTIONS if !mixed => compressed_page::LAYOUT_DICT_SECTIONS,
+                    l => l,
+                };
+                (b[14], layout)
+            });
         out.codec = codec.map(|c| match c {
             (compressed_page::CODEC_ZSTD, compressed_page::LAYOUT_ROWS) => "zstd",
             (compressed_page::CODEC_ZSTD, compressed_page::LAYOUT_COLUMNS) => "zstd, by column, one frame",
@@ -328,6 +336,7 @@ fn check_rows(
             (compressed_page::CODEC_LZ4, compressed_page::LAYOUT_COLUMNS) => "lz4, by column, one frame",
             (compressed_page::CODEC_LZ4, compressed_page::LAYOUT_SECTIONS) => "lz4, by column",
             (compressed_page::CODEC_LZ4, compressed_page::LAYOUT_DICT_SECTIONS) => "lz4, by column, dictionaries",
+            (compressed_page::CODEC_LZ4, compressed_page::LAYOUT_MIXED_SECTIONS) => "lz4 and zstd, by column, dictionaries",
             _ => "unknown",
         });
     }

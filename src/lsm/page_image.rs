@@ -370,6 +370,9 @@ pub struct RunPacker {
     sections: bool,
     /// Sectioned pages may store a column as a dictionary (version 9).
     dictionaries: bool,
+    /// lz4 pages may store a section with zstd at this level where it pays
+    /// (version 10).
+    zstd_sections: Option<i32>,
     pending: Vec<(u64, Vec<u8>)>,
     /// Bytes the pending versions take on an uncompressed page.
     plain_bytes: usize,
@@ -406,6 +409,7 @@ impl RunPacker {
             columns: None,
             sections: true,
             dictionaries: true,
+            zstd_sections: None,
             pending: Vec::new(),
             plain_bytes: 0,
             raw_bytes: 0,
@@ -432,6 +436,14 @@ impl RunPacker {
     /// for `strata.lsm_page_format` 7 and 8).
     pub fn with_dictionaries(mut self, on: bool) -> RunPacker {
         self.dictionaries = on;
+        self
+    }
+
+    /// Dictionary pages whose lz4 sections may be zstd-compressed at
+    /// `level` where that makes them at least a quarter smaller
+    /// (`Some`: version 10, the default) or never (`None`: version 9).
+    pub fn with_zstd_sections(mut self, level: Option<i32>) -> RunPacker {
+        self.zstd_sections = level;
         self
     }
 
@@ -476,7 +488,13 @@ impl RunPacker {
         let frame = columns
             .and_then(|attrs| {
                 if self.sections {
-                    compressed_page::compress_sections(refs, codec, attrs, self.dictionaries)
+                    compressed_page::compress_sections(
+                        refs,
+                        codec,
+                        attrs,
+                        self.dictionaries,
+                        self.zstd_sections,
+                    )
                 } else {
                     compressed_page::compress_columns(refs, codec, attrs)
                 }

@@ -250,6 +250,7 @@ fn packer(id: u32, rel: pg_sys::Relation) -> Packer {
         p.with_columns(super::version_data::columns(rel))
             .with_sections(super::gucs::sectioned_pages())
             .with_dictionaries(super::gucs::dictionary_pages())
+            .with_zstd_sections(super::gucs::zstd_sections())
     } else {
         p
     };

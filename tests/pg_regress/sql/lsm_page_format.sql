@@ -1,4 +1,4 @@
--- Compact run pages (format versions 6 to 9): versions a load or flush writes
+-- Compact run pages (format versions 6 to 10): versions a load or flush writes
 -- together share one header per page and keep their rowids in a map; a
 -- stamp (DELETE, UPDATE, row lock) gives the version it stamps a header of
 -- its own in a free slot of the page (format 8; earlier versions gave every
@@ -6,13 +6,14 @@
 -- rows move to a payload page; pages in the version 5 layout (a stub per row) and version 6
 -- pages (one compressed frame, where version 7 compresses each column on its
 -- own) stay readable next to them, as do version 7 and 8 pages next to
--- version 9 ones (columns of few values as dictionaries). Every result is
--- compared with a heap copy.
+-- version 9 ones (columns of few values as dictionaries), and version 9
+-- pages next to version 10 ones (zstd sections where lz4 barely shrinks a
+-- column). Every result is compared with a heap copy.
 \set VERBOSITY terse
 LOAD 'strata';
 SHOW strata.lsm_compression;
 SHOW strata.lsm_page_format;
-SET strata.lsm_page_format = 10;
+SET strata.lsm_page_format = 11;
 SET strata.lsm_compression = 'snappy';
 
 CREATE TABLE h (id bigint, grp int, email text, status text);
@@ -204,9 +205,10 @@ UPDATE v9 SET status = 'late' WHERE id % 1000 = 7;
 UPDATE hp SET status = 'late' WHERE id % 1000 = 7;
 DELETE FROM v9 WHERE id % 1000 = 8;
 DELETE FROM hp WHERE id % 1000 = 8;
-SET strata.lsm_level1_runs = 1;
+-- every run holding a deleted or updated row is rewritten
+SET strata.lsm_gc_ratio = 0.0001;
 VACUUM v9;
-RESET strata.lsm_level1_runs;
+RESET strata.lsm_gc_ratio;
 SELECT layout, codec, sum(row_versions) FROM strata.lsm_page_layouts('v9') GROUP BY 1, 2 ORDER BY 1, 2;
 (SELECT * FROM v9 EXCEPT ALL SELECT * FROM hp) UNION ALL (SELECT * FROM hp EXCEPT ALL SELECT * FROM v9);
 SELECT status, count(*) FROM v9 GROUP BY status ORDER BY status;
@@ -222,4 +224,34 @@ SELECT 'v9b', codec, sum(row_versions) FROM strata.lsm_page_layouts('v9b') WHERE
 SELECT (SELECT sum(hashtext(t::text)) FROM v8 t) = (SELECT sum(hashtext(t::text)) FROM v9b t) AS same_rows,
        (SELECT sum(hashtext(t::text)) FROM hp t) = (SELECT sum(hashtext(t::text)) FROM v9b t) AS as_heap;
 
-DROP TABLE c, h, h2, w, cz, cr, m, v7, v8, v9, v9b, hp;
+
+-- version 10: a section lz4 barely shrinks (hex digests) is stored with
+-- zstd, the others stay lz4; one table with version 9 and 10 pages
+CREATE TABLE hd AS SELECT id, status, md5(id::text) AS digest FROM h;
+SET strata.lsm_page_format = 9;
+CREATE TABLE v10 (LIKE hd) USING lsm;
+INSERT INTO v10 SELECT * FROM hd WHERE id <= 10000;
+RESET strata.lsm_page_format;
+INSERT INTO v10 SELECT * FROM hd WHERE id > 10000;
+SELECT layout, codec, sum(row_versions), sum(pages) FROM strata.lsm_page_layouts('v10')
+GROUP BY 1, 2 ORDER BY 1, 2;
+(SELECT * FROM v10 EXCEPT ALL SELECT * FROM hd) UNION ALL (SELECT * FROM hd EXCEPT ALL SELECT * FROM v10);
+CREATE INDEX v10_id ON v10 (id);
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+SELECT id, digest = md5(id::text) AS digest_ok, status FROM v10 WHERE id IN (3, 9999, 10001, 19999) ORDER BY id;
+RESET enable_bitmapscan;
+RESET enable_seqscan;
+SELECT count(*), count(DISTINCT digest), sum(length(digest)) FROM v10 WHERE status = 'open';
+UPDATE v10 SET status = 'late' WHERE id % 1000 = 7;
+UPDATE hd SET status = 'late' WHERE id % 1000 = 7;
+DELETE FROM v10 WHERE id % 1000 = 8;
+DELETE FROM hd WHERE id % 1000 = 8;
+SET strata.lsm_gc_ratio = 0.0001;
+VACUUM v10;
+RESET strata.lsm_gc_ratio;
+SELECT layout, codec, sum(row_versions) FROM strata.lsm_page_layouts('v10') GROUP BY 1, 2 ORDER BY 1, 2;
+(SELECT * FROM v10 EXCEPT ALL SELECT * FROM hd) UNION ALL (SELECT * FROM hd EXCEPT ALL SELECT * FROM v10);
+SELECT * FROM strata.lsm_verify('v10');
+
+DROP TABLE c, h, h2, w, cz, cr, m, v7, v8, v9, v9b, hp, hd, v10;
