@@ -90,8 +90,8 @@ pub fn redirect_bytes(t: *mut Header) -> Vec<u8> {
     // SAFETY: a version's header has at least 23 readable bytes.
     unsafe { std::ptr::copy_nonoverlapping(t as *const u8, out.as_mut_ptr(), 23) };
     out[22] = REDIRECT_LEN as u8; // t_hoff: no null bitmap, no data
-    let mask2 = u16::from_le_bytes([out[18], out[19]]) | format::REDIRECT_BODYLESS_FLAG;
-    out[18..20].copy_from_slice(&mask2.to_le_bytes());
+    let mask2 = format::u16_at(&out, 18) | format::REDIRECT_BODYLESS_FLAG;
+    format::put_u16(&mut out, 18, mask2);
     out
 }
 

@@ -159,8 +159,8 @@ pub fn next_merge(runs: &[RunStat], p: &Policy) -> Option<Merge> {
         level: k + 1,
         why,
     };
-    if let Some(s) = levels().find(|&(k, f, l)| k == 1 && l - f + 1 >= p.level1_runs.max(2)) {
-        return Some(into_next(s, Reason::LevelFull));
+    if let Some((f, l)) = stretch(runs, 1).filter(|&(f, l)| l - f + 1 >= p.level1_runs.max(2)) {
+        return Some(into_next((1, f, l), Reason::LevelFull));
     }
     if let Some(s) = levels().find(|&(k, f, l)| {
         let bytes: u64 = runs[f..=l].iter().map(|r| r.bytes).sum();

@@ -139,18 +139,21 @@ unsafe extern "C-unwind" fn desc(out: pg_sys::StringInfo, record: *mut pg_sys::X
             Err(e) => e.to_string(),
         },
         rec::UPDATE_SHORT => {
-            let stamp = if r.has_block(1) {
-                rec::Stamp::decode(r.block_data(1)).ok()
-            } else {
-                rec::ShortUpdate::decode(data).ok().and_then(|u| u.stamp)
-            };
+            let other_page = r.has_block(1);
             match rec::ShortUpdate::decode(data) {
-                Ok(u) => format!(
-                    "new version at item {}, old version on block {}, detached {}",
-                    u.item,
-                    if r.has_block(1) { 1 } else { 0 },
-                    stamp.map_or(0, |s| s.detached.len())
-                ),
+                Ok(u) => {
+                    let stamp = if other_page {
+                        rec::Stamp::decode(r.block_data(1)).ok()
+                    } else {
+                        u.stamp
+                    };
+                    format!(
+                        "new version at item {}, old version on block {}, detached {}",
+                        u.item,
+                        other_page as u8,
+                        stamp.map_or(0, |s| s.detached.len())
+                    )
+                }
                 Err(_) if data.is_empty() => "full page image".into(),
                 Err(e) => e.to_string(),
             }
