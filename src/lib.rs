@@ -17,6 +17,7 @@ pub extern "C-unwind" fn _PG_init() {
     lsm::redo::register();
     hnsw::wal::register();
     lsm::manifest_cache::init();
+    lsm::shared_cache::register();
     hnsw::gucs::init();
 }
 

@@ -353,6 +353,11 @@ pub struct Payload {
 }
 
 impl Payload {
+    /// Every version's rest, by item number - 1.
+    pub fn rests(&self) -> Vec<&[u8]> {
+        self.rests.iter().map(|&(start, len)| &self.raw[start..start + len]).collect()
+    }
+
     /// The rest (bytes after the fixed header) of item `item` (1-based).
     pub fn rest(&self, item: usize) -> Option<&[u8]> {
         let (start, len) = *self.rests.get(item.checked_sub(1)?)?;

@@ -308,6 +308,20 @@ mod strata {
     /// were index-stable (no index entries, see `chain`; the cumulative
     /// statistics' `n_tup_hot_upd`) and the redirects the table holds now
     /// (counted over its pages).
+    /// The server's cache of decoded compressed pages
+    /// (`strata.lsm_block_cache`, see `shared_cache`): its size, and the
+    /// lookups it answered (hits), the ones it did not (misses) and the
+    /// pages stored since the server started. No row without a cache.
+    #[pg_extern]
+    fn lsm_block_cache() -> TableIterator<
+        'static,
+        (name!(size_bytes, i64), name!(hits, i64), name!(misses, i64), name!(stored_pages, i64)),
+    > {
+        let row = super::super::shared_cache::stats()
+            .map(|(bytes, hits, misses, stored)| (bytes as i64, hits as i64, misses as i64, stored as i64));
+        TableIterator::new(row.into_iter())
+    }
+
     #[pg_extern(strict)]
     #[allow(clippy::type_complexity)]
     fn lsm_stats(

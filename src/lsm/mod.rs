@@ -23,6 +23,7 @@
 //! * [`flush`], [`run_writer`], [`policy`], [`compact`], [`sweep`], [`shrink`],
 //!   [`vacuum`] — L0 flush, tiered merges, freezing, file packing: VACUUM
 
+pub mod block_cache;
 pub mod bloom;
 pub mod bulk;
 pub mod chain;
@@ -54,6 +55,7 @@ pub mod redo;
 pub mod row_lock;
 pub mod run_writer;
 pub mod scan;
+pub mod shared_cache;
 pub mod shrink;
 pub mod slot;
 pub mod storage;

@@ -9,15 +9,20 @@
 //! relation, its file, the block and the payload's identity (see `Key`), so
 //! a scan emitting a page's rows, or fetches hitting the same page,
 //! decompress it once; a point lookup keeps the blob it decompressed and the
-//! row it rebuilt (`Lone`) for the executor's next asks for that row. Every
-//! decompression verifies the page's crc; a mismatch, or a frame that does
-//! not decode, raises XX001 naming the relation and block.
+//! row it rebuilt (`Lone`) for the executor's next asks for that row, and
+//! with the server's cache of decoded pages ([`super::shared_cache`]) reads
+//! the row from there when the page is cached, storing the page's decoded
+//! rows on its second miss. Every decompression verifies the page's crc; a
+//! mismatch, or a frame that does not decode, raises XX001 naming the
+//! relation and block.
 
+use super::block_cache;
 use super::columnar::Attr;
 use super::compact_page;
 use super::compressed_page::{self, Opened, Payload, Sections};
 use super::format;
 use super::page_image;
+use super::shared_cache;
 use super::storage;
 use crate::pg::buffer;
 use crate::pg::htup;
@@ -142,7 +147,7 @@ fn decode_page(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, p: pg_sys::Pag
     let bytes = page::bytes(p);
     let decoded = if compact_page::is_compact(bytes) {
         let attrs = columns(rel);
-        let built = match lone_for(&key, |l| l.opened.clone()) {
+        let built = match lone_for(&key, |l| l.opened.clone()).flatten() {
             Some(opened) => opened.payload(&attrs),
             None => open_blob(rel, blkno, bytes).into_payload(&attrs),
         };
@@ -151,14 +156,19 @@ fn decode_page(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, p: pg_sys::Pag
         compressed_page::decode(bytes).unwrap_or_else(|e| corrupted(rel, blkno, e))
     };
     let decoded = Rc::new(decoded);
+    keep_page(key, decoded.clone());
+    decoded
+}
+
+/// Keeps a decoded payload in the backend's small cache of pages.
+fn keep_page(key: Key, decoded: Rc<Payload>) {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if c.len() == CACHED_PAGES {
             c.remove(0);
         }
-        c.push((key, decoded.clone()));
+        c.push((key, decoded));
     });
-    decoded
 }
 
 /// What the last point lookup on a compact page decompressed: the page's
@@ -169,7 +179,8 @@ fn decode_page(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, p: pg_sys::Pag
 /// decompression and one rebuild.
 struct Lone {
     key: Key,
-    opened: Rc<Opened>,
+    /// None when the row came from the shared cache.
+    opened: Option<Rc<Opened>>,
     item: usize,
     rest: Rc<[u8]>,
 }
@@ -203,17 +214,66 @@ fn lone_rest(
         Some((last, rest)) if last == item => Some(rest),
         Some(_) => None,
         None => {
+            let shared = shared_key(rel, blkno, bytes);
+            let admit = match shared.as_ref().map(|k| shared_cache::rest(k, item)) {
+                Some(shared_cache::Lookup::Hit(rest)) => {
+                    let rest: Rc<[u8]> = rest.into();
+                    keep_lone(Lone { key, opened: None, item, rest: rest.clone() });
+                    return Some(rest);
+                }
+                Some(shared_cache::Lookup::Miss { admit }) => admit.then(|| shared.expect("looked up")),
+                None => None,
+            };
             let opened = Rc::new(open_blob(rel, blkno, bytes));
-            let rest: Rc<[u8]> = opened
-                .one(&columns(rel), item)
-                .unwrap_or_else(|e| corrupted(rel, blkno, e))
-                .into();
-            LONE.with(|l| {
-                *l.borrow_mut() = Some(Lone { key, opened, item, rest: rest.clone() });
-            });
+            let attrs = columns(rel);
+            let rest: Rc<[u8]> = match admit {
+                // decode every row once, for the shared cache (and this backend's)
+                Some(k) => {
+                    let payload = opened.payload(&attrs).unwrap_or_else(|e| corrupted(rel, blkno, e));
+                    shared_cache::put(&k, &payload.rests());
+                    let rest: Rc<[u8]> = payload
+                        .rest(item)
+                        .unwrap_or_else(|| corrupted(rel, blkno, format!("no version {item}")))
+                        .into();
+                    keep_page(key, Rc::new(payload));
+                    rest
+                }
+                None => opened.one(&attrs, item).unwrap_or_else(|e| corrupted(rel, blkno, e)).into(),
+            };
+            keep_lone(Lone { key, opened: Some(opened), item, rest: rest.clone() });
             Some(rest)
         }
     }
+}
+
+fn keep_lone(l: Lone) {
+    LONE.with(|cell| *cell.borrow_mut() = Some(l));
+}
+
+/// The shared cache's key of compact page `bytes` (block `blkno`): its file,
+/// block, run, first rowid and blob header (see [`shared_cache`]); None
+/// without a shared cache.
+fn shared_key(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, bytes: &[u8]) -> Option<block_cache::Key> {
+    if !shared_cache::enabled() {
+        return None;
+    }
+    let header = with_blob(rel, bytes, |_, blob| {
+        blob.get(..compressed_page::BLOB_HEADER)
+            .map(|h| h.to_vec())
+            .ok_or_else(|| compressed_page::CodecError::Layout("no blob header".into()))
+    })
+    .unwrap_or_else(|e| corrupted(rel, blkno, e));
+    let (spc, db, file) = crate::pg::rel::file_locator(rel);
+    let run = page_image::tag_of(bytes).map_or(0, |t| t.vblock);
+    let word = |at: usize| format::u64_at(&header, at);
+    Some([
+        (spc as u64) << 32 | db as u64,
+        (file as u64) << 32 | blkno as u64,
+        compact_page::head(bytes).first_rowid,
+        run as u64,
+        word(0),
+        word(8),
+    ])
 }
 
 /// Item number of version `t` (from `storage::version_at`) on run page `p`.

@@ -10,6 +10,7 @@ pub mod multixact;
 pub mod page;
 pub mod predicate;
 pub mod rel;
+pub mod shmem;
 pub mod standby;
 pub mod stats;
 pub mod tuplesort;
