@@ -79,7 +79,18 @@ class Bench:
     def wal_since(self, lsn):
         return int(self.one("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s::pg_lsn)", params=(lsn,)))
 
+    def quiesce(self, limit=300):
+        """Waits (up to `limit` s) until no autovacuum worker runs: one left
+        over from an earlier step (the 2M-row COPY tables, say) would take a
+        core of this 2-core host from whichever access method is measured
+        next."""
+        deadline = time.time() + limit
+        while time.time() < deadline and int(self.one(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")) > 0:
+            time.sleep(1)
+
     def pgbench(self, db, script, clients, seconds, extra=()):
+        self.quiesce()
         path = os.path.join(self.cluster.base, f"script-{abs(hash(script))}.sql")
         with open(path, "w") as f:
             f.write(script)
