@@ -38,8 +38,8 @@ pub static PACK_THREAD: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static PAGE_FORMAT: GucSetting<i32> = GucSetting::<i32>::new(10);
 /// Bloom filter bits per row version of new runs; 0 = no filters.
 pub static BLOOM_BITS_PER_KEY: GucSetting<i32> = GucSetting::<i32>::new(10);
-/// `strata.lsm_block_cache` (MB)
-pub static BLOCK_CACHE_MB: GucSetting<i32> = GucSetting::<i32>::new(64);
+/// `strata.lsm_block_cache` (MB; -1: an eighth of shared_buffers)
+pub static BLOCK_CACHE_MB: GucSetting<i32> = GucSetting::<i32>::new(-1);
 /// `strata.lsm_bulk_load`
 pub static BULK_LOAD: GucSetting<bool> = GucSetting::<bool>::new(true);
 
@@ -148,19 +148,23 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"strata.lsm_block_cache",
-        c"Shared memory for decoded compressed lsm pages, which point lookups read instead of decompressing the page (0 = none).",
+        c"Shared memory for decoded compressed lsm pages, which point lookups read instead of decompressing the page (0 = none, -1 = an eighth of shared_buffers).",
         c"Set at server start; needs strata in shared_preload_libraries. Entries are a page's rows as the executor reads them; the oldest are overwritten first.",
         &BLOCK_CACHE_MB,
-        0,
+        -1,
         1 << 20,
         GucContext::Postmaster,
         GucFlags::UNIT_MB,
     );
 }
 
-/// Bytes of shared memory for decoded pages (`strata.lsm_block_cache`).
+/// Bytes of shared memory for decoded pages (`strata.lsm_block_cache`;
+/// -1: an eighth of shared_buffers, at least 8 MB).
 pub fn block_cache_bytes() -> usize {
-    BLOCK_CACHE_MB.get().max(0) as usize * 1024 * 1024
+    match BLOCK_CACHE_MB.get() {
+        -1 => (crate::pg::buffer::shared_buffers_bytes() / 8).max(8 << 20),
+        mb => mb.max(0) as usize * 1024 * 1024,
+    }
 }
 
 /// Whether bulk loads may write runs directly.

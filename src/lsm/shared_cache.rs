@@ -88,7 +88,7 @@ pub fn enabled() -> bool {
 /// What the cache has for a lookup.
 pub enum Lookup {
     /// The version's rest, copied out.
-    Hit(Vec<u8>),
+    Hit(std::rc::Rc<[u8]>),
     /// Not there; `admit`: the page missed recently too, so store it
     /// ([`put`]) after decoding it (see `block_cache`'s "Admission").
     Miss { admit: bool },
@@ -106,7 +106,7 @@ pub fn rest(key: &Key, item: usize) -> Lookup {
     // (writers take it exclusively).
     let view = View::of(unsafe { std::slice::from_raw_parts(mem, s.part_len) });
     match view.get(key, h).and_then(|entry| block_cache::entry_rest(entry, item)) {
-        Some(r) => Lookup::Hit(r.to_vec()),
+        Some(r) => Lookup::Hit(r.into()),
         None => Lookup::Miss { admit: view.second_miss(h) },
     }
 }

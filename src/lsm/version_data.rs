@@ -217,7 +217,6 @@ fn lone_rest(
             let shared = shared_key(rel, blkno, bytes);
             let admit = match shared.as_ref().map(|k| shared_cache::rest(k, item)) {
                 Some(shared_cache::Lookup::Hit(rest)) => {
-                    let rest: Rc<[u8]> = rest.into();
                     keep_lone(Lone { key, opened: None, item, rest: rest.clone() });
                     return Some(rest);
                 }

@@ -9,6 +9,12 @@ use pgrx::pg_sys;
 
 pub const INVALID_BLOCK: pg_sys::BlockNumber = pg_sys::InvalidBlockNumber;
 
+/// Bytes of shared buffers (`shared_buffers`; set before libraries are preloaded).
+pub fn shared_buffers_bytes() -> usize {
+    // SAFETY: a plain integer the postmaster sets from the configuration.
+    (unsafe { pg_sys::NBuffers }).max(0) as usize * pg_sys::BLCKSZ as usize
+}
+
 /// Number of blocks in the main fork.
 pub fn nblocks(rel: pg_sys::Relation) -> pg_sys::BlockNumber {
     // SAFETY: `rel` is an open relation; the function raises on I/O error.

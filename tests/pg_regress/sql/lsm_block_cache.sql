@@ -6,7 +6,9 @@
 \set VERBOSITY terse
 LOAD 'strata';
 SHOW strata.lsm_block_cache;
-SELECT size_bytes FROM strata.lsm_block_cache();
+-- -1: an eighth of shared_buffers (at least 8MB)
+SELECT size_bytes = greatest(pg_size_bytes(current_setting('shared_buffers')) / 8, 8 * 1024 * 1024) AS eighth_of_shared_buffers
+FROM strata.lsm_block_cache();
 SET strata.lsm_block_cache = '1MB';
 
 CREATE TABLE h (id int PRIMARY KEY, grp int, name text, note text);
