@@ -165,7 +165,7 @@ impl<'a> View<'a> {
     /// Notes a miss of `hash`; true when the same hash missed recently
     /// (admit the page: see "Admission").
     pub fn second_miss(&self, hash: u64) -> bool {
-        let slot = &self.ghosts[(hash as usize >> 3) % GHOSTS];
+        let slot = &self.ghosts[(hash >> 24) as usize % GHOSTS];
         slot.swap(hash, Ordering::Relaxed) == hash
     }
 }
