@@ -203,7 +203,7 @@ class Bench:
         alone: --only updates)."""
         s = self.size
         # pgbench tpcb-like on each access method
-        tpcb, accounts, loaded = [], [], []
+        tpcb, accounts, loaded, wal_per_txn = [], [], [], []
         for am in ("heap", "lsm"):
             db = f"tpcb_{am}"
             self.sql(f"DROP DATABASE IF EXISTS {db}", db="postgres")
@@ -218,12 +218,16 @@ class Bench:
                 if steps == "dtg":
                     loaded.append(self.one("SELECT pg_table_size('pgbench_accounts')", db=db) / 2**20)
             clients = max(s["clients"])
+            self.quiesce()
+            lsn = self.wal_lsn()
             out = subprocess.run(as_postgres([f"{self.cluster.bindir}/pgbench", "-h", "127.0.0.1", "-p",
                                               str(self.cluster.port), "-U", "postgres", "-c", str(clients),
                                               "-j", str(min(clients, 4)), "-T", str(s["seconds"]), db]),
                                  capture_output=True, text=True)
             m = re.search(r"tps = ([0-9.]+)", out.stdout)
             tpcb.append(float(m.group(1)) if m else 0.0)
+            done = re.search(r"number of transactions actually processed: (\d+)", out.stdout)
+            wal_per_txn.append(self.wal_since(lsn) / int(done.group(1)) if done and int(done.group(1)) else 0.0)
             self.sql("VACUUM pgbench_accounts", db=db)
             accounts.append((self.one("SELECT pg_table_size('pgbench_accounts')", db=db) / 2**20,
                              self.compression("pgbench_accounts", db) if am == "lsm" else ""))
@@ -231,9 +235,11 @@ class Bench:
                 self.report.append(f"\ntpcb-like on {am} failed: `{out.stderr.strip()[:300]}`\n")
         self.table(f"pgbench tpcb-like, scale {s['tpcb_scale']}, {max(s['clients'])} clients "
                    "(pgbench_accounts size right after pgbench -i's load, and after the run and a VACUUM)",
-                   ["heap TPS", "lsm TPS", "ratio", "heap accounts MB loaded", "lsm accounts MB loaded",
+                   ["heap TPS", "lsm TPS", "ratio", "heap WAL B/txn", "lsm WAL B/txn",
+                    "heap accounts MB loaded", "lsm accounts MB loaded",
                     "size ratio", "heap accounts MB", "lsm accounts MB", "lsm run compression"],
                    [(f"{tpcb[0]:,.0f}", f"{tpcb[1]:,.0f}", f"{tpcb[1] / tpcb[0]:.2f}" if tpcb[0] else "-",
+                     f"{wal_per_txn[0]:,.0f}", f"{wal_per_txn[1]:,.0f}",
                      f"{loaded[0]:.1f}", f"{loaded[1]:.1f}", f"{loaded[1] / loaded[0]:.2f}",
                      f"{accounts[0][0]:.1f}", f"{accounts[1][0]:.1f}", accounts[1][1])])
 

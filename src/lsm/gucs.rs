@@ -146,6 +146,11 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    // a server-start setting can only be defined while preloading (a later
+    // definition is FATAL); without preloading there is no cache to size
+    if !crate::pg::shmem::preloading() {
+        return;
+    }
     GucRegistry::define_int_guc(
         c"strata.lsm_block_cache",
         c"Shared memory for decoded compressed lsm pages, which point lookups read instead of decompressing the page (0 = none, -1 = an eighth of shared_buffers).",
