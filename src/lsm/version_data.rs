@@ -214,13 +214,15 @@ fn lone_rest(
         Some((last, rest)) if last == item => Some(rest),
         Some(_) => None,
         None => {
-            let shared = shared_key(rel, blkno, bytes);
-            let admit = match shared.as_ref().map(|k| shared_cache::rest(k, item)) {
-                Some(shared_cache::Lookup::Hit(rest)) => {
-                    keep_lone(Lone { key, opened: None, item, rest: rest.clone() });
-                    return Some(rest);
-                }
-                Some(shared_cache::Lookup::Miss { admit }) => admit.then(|| shared.expect("looked up")),
+            let shared = shared_key(rel, blkno, bytes, &key);
+            let admit = match shared {
+                Some(k) => match shared_cache::rest(&k, item) {
+                    shared_cache::Lookup::Hit(rest) => {
+                        keep_lone(Lone { key, opened: None, item, rest: rest.clone() });
+                        return Some(rest);
+                    }
+                    shared_cache::Lookup::Miss { admit } => admit.then_some(k),
+                },
                 None => None,
             };
             let opened = Rc::new(open_blob(rel, blkno, bytes));
@@ -249,29 +251,33 @@ fn keep_lone(l: Lone) {
     LONE.with(|cell| *cell.borrow_mut() = Some(l));
 }
 
-/// The shared cache's key of compact page `bytes` (block `blkno`): its file,
-/// block, run, first rowid and blob header (see [`shared_cache`]); None
-/// without a shared cache.
-fn shared_key(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, bytes: &[u8]) -> Option<block_cache::Key> {
+/// The shared cache's key of compact page `bytes` (block `blkno`, backend
+/// cache key `key`): its file, block, run and first rowid (from `key`) and
+/// its blob header (see [`shared_cache`]); None without a shared cache.
+fn shared_key(
+    rel: pg_sys::Relation,
+    blkno: pg_sys::BlockNumber,
+    bytes: &[u8],
+    key: &Key,
+) -> Option<block_cache::Key> {
     if !shared_cache::enabled() {
         return None;
     }
-    let header = with_blob(rel, bytes, |_, blob| {
+    let header: [u8; compressed_page::BLOB_HEADER] = with_blob(rel, bytes, |_, blob| {
         blob.get(..compressed_page::BLOB_HEADER)
-            .map(|h| h.to_vec())
+            .and_then(|h| h.try_into().ok())
             .ok_or_else(|| compressed_page::CodecError::Layout("no blob header".into()))
     })
     .unwrap_or_else(|e| corrupted(rel, blkno, e));
-    let (spc, db, file) = crate::pg::rel::file_locator(rel);
-    let run = page_image::tag_of(bytes).map_or(0, |t| t.vblock);
-    let word = |at: usize| format::u64_at(&header, at);
+    let (spc, db, _) = crate::pg::rel::file_locator(rel);
+    let &(_, file, _, first_rowid, run, _) = key;
     Some([
         (spc as u64) << 32 | db as u64,
-        (file as u64) << 32 | blkno as u64,
-        compact_page::head(bytes).first_rowid,
+        (u32::from(file) as u64) << 32 | blkno as u64,
+        first_rowid,
         run as u64,
-        word(0),
-        word(8),
+        format::u64_at(&header, 0),
+        format::u64_at(&header, 8),
     ])
 }
 

@@ -20,28 +20,29 @@ static mut PREV_STARTUP: pg_sys::shmem_startup_hook_type = None;
 static mut REQUEST: Option<fn()> = None;
 static mut STARTUP: Option<fn()> = None;
 
+/// Calls the hook that was installed before ours, then ours.
+///
+/// # Safety
+/// Only from the hooks below, after `install` set both statics.
+unsafe fn chain(prev: pg_sys::shmem_request_hook_type, ours: Option<fn()>) {
+    if let Some(prev) = prev {
+        // SAFETY: a hook Postgres or another library installed, called
+        // where Postgres would call it.
+        unsafe { prev() };
+    }
+    if let Some(f) = ours {
+        f();
+    }
+}
+
 unsafe extern "C-unwind" fn on_request() {
     // SAFETY: set once in `install`, before the postmaster calls hooks.
-    unsafe {
-        if let Some(prev) = PREV_REQUEST {
-            prev();
-        }
-        if let Some(f) = REQUEST {
-            f();
-        }
-    }
+    unsafe { chain(PREV_REQUEST, REQUEST) }
 }
 
 unsafe extern "C-unwind" fn on_startup() {
     // SAFETY: as above.
-    unsafe {
-        if let Some(prev) = PREV_STARTUP {
-            prev();
-        }
-        if let Some(f) = STARTUP {
-            f();
-        }
-    }
+    unsafe { chain(PREV_STARTUP, STARTUP) }
 }
 
 /// Chains `request` into `shmem_request_hook` (ask with [`request`]) and
