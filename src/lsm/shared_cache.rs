@@ -85,19 +85,14 @@ pub fn enabled() -> bool {
     shared().is_some()
 }
 
-/// What the cache has for a lookup.
-pub enum Lookup {
-    /// The version's rest, copied out.
-    Hit(std::rc::Rc<[u8]>),
-    /// Not there; `admit`: the page missed recently too, so store it
-    /// ([`put`]) after decoding it (see `block_cache`'s "Admission").
-    Miss { admit: bool },
-}
-
-/// The rest of item `item` of the page `key` names.
-pub fn rest(key: &Key, item: usize) -> Lookup {
+/// `f` of the rest of item `item` of the page `key` names, run under the
+/// partition's lock (so `f` copies it where it goes — no copy in between);
+/// `Err(admit)` when it is not there, `admit` when the page missed recently
+/// too: store it ([`put`]) after decoding it (see `block_cache`'s
+/// "Admission").
+pub fn with_rest<T>(key: &Key, item: usize, f: impl FnOnce(&[u8]) -> T) -> Result<T, bool> {
     let Some(s) = shared() else {
-        return Lookup::Miss { admit: false };
+        return Err(false);
     };
     let h = block_cache::hash(key);
     let (i, mem) = partition(&s, h);
@@ -106,8 +101,8 @@ pub fn rest(key: &Key, item: usize) -> Lookup {
     // (writers take it exclusively).
     let view = View::of(unsafe { std::slice::from_raw_parts(mem, s.part_len) });
     match view.get(key, h).and_then(|entry| block_cache::entry_rest(entry, item)) {
-        Some(r) => Lookup::Hit(r.into()),
-        None => Lookup::Miss { admit: view.second_miss(h) },
+        Some(r) => Ok(f(r)),
+        None => Err(view.second_miss(h)),
     }
 }
 

@@ -194,57 +194,73 @@ fn lone_for<T>(key: &Key, f: impl FnOnce(&Lone) -> T) -> Option<T> {
     LONE.with(|l| l.borrow().as_ref().filter(|l| l.key == *key).map(f))
 }
 
-/// The rest of version `item` of compact page `p` rebuilt alone — a point
-/// lookup rebuilds one row, not the page's — when the page's payload is
-/// not cached and no other version of it was asked for last; None otherwise
-/// (decode the page: a reader going through its rows).
-fn lone_rest(
+/// `f` of the rest of version `item` of compact page `p` rebuilt alone —
+/// a point lookup rebuilds one row, not the page's — when the page's
+/// payload is not cached and no other version of it was asked for last;
+/// None otherwise (decode the page: a reader going through its rows). A
+/// row in the shared cache goes to `f` straight from it.
+fn lone_rest<T>(
     rel: pg_sys::Relation,
     blkno: pg_sys::BlockNumber,
     p: pg_sys::Page,
     key: Key,
     item: usize,
-) -> Option<Rc<[u8]>> {
+    f: impl FnOnce(&[u8]) -> T,
+) -> Option<T> {
     let bytes = page::bytes(p);
     if !compact_page::is_compact(bytes) {
         return None;
     }
     let seen = lone_for(&key, |l| (l.item, l.rest.clone()));
     match seen {
-        Some((last, rest)) if last == item => Some(rest),
+        Some((last, rest)) if last == item => Some(f(&rest)),
         Some(_) => None,
         None => {
-            let shared = shared_key(rel, blkno, bytes, &key);
-            let admit = match shared {
-                Some(k) => match shared_cache::rest(&k, item) {
-                    shared_cache::Lookup::Hit(rest) => {
-                        keep_lone(Lone { key, opened: None, item, rest: rest.clone() });
-                        return Some(rest);
-                    }
-                    shared_cache::Lookup::Miss { admit } => admit.then_some(k),
+            let mut f = Some(f);
+            let admit = match shared_key(rel, blkno, bytes, &key) {
+                Some(k) => match shared_cache::with_rest(&k, item, |r| f.take().map(|f| f(r))) {
+                    Ok(done) => return done,
+                    Err(admit) => admit.then_some(k),
                 },
                 None => None,
             };
-            let opened = Rc::new(open_blob(rel, blkno, bytes));
-            let attrs = columns(rel);
-            let rest: Rc<[u8]> = match admit {
-                // decode every row once, for the shared cache (and this backend's)
-                Some(k) => {
-                    let payload = opened.payload(&attrs).unwrap_or_else(|e| corrupted(rel, blkno, e));
-                    shared_cache::put(&k, &payload.rests());
-                    let rest: Rc<[u8]> = payload
-                        .rest(item)
-                        .unwrap_or_else(|| corrupted(rel, blkno, format!("no version {item}")))
-                        .into();
-                    keep_page(key, Rc::new(payload));
-                    rest
-                }
-                None => opened.one(&attrs, item).unwrap_or_else(|e| corrupted(rel, blkno, e)).into(),
-            };
-            keep_lone(Lone { key, opened: Some(opened), item, rest: rest.clone() });
-            Some(rest)
+            let f = f.take().expect("f has not run");
+            Some(decode_lone(rel, blkno, bytes, key, item, admit, f))
         }
     }
+}
+
+/// `f` of version `item`'s rest decoded from compact page `bytes`: the
+/// whole page when `admit` names its shared-cache key (stored there and in
+/// this backend's cache), otherwise that one row; kept as the last lookup.
+fn decode_lone<T>(
+    rel: pg_sys::Relation,
+    blkno: pg_sys::BlockNumber,
+    bytes: &[u8],
+    key: Key,
+    item: usize,
+    admit: Option<block_cache::Key>,
+    f: impl FnOnce(&[u8]) -> T,
+) -> T {
+    let opened = Rc::new(open_blob(rel, blkno, bytes));
+    let attrs = columns(rel);
+    let rest: Rc<[u8]> = match admit {
+        // decode every row once, for the shared cache (and this backend's)
+        Some(k) => {
+            let payload = opened.payload(&attrs).unwrap_or_else(|e| corrupted(rel, blkno, e));
+            shared_cache::put(&k, &payload.rests());
+            let rest: Rc<[u8]> = payload
+                .rest(item)
+                .unwrap_or_else(|| corrupted(rel, blkno, format!("no version {item}")))
+                .into();
+            keep_page(key, Rc::new(payload));
+            rest
+        }
+        None => opened.one(&attrs, item).unwrap_or_else(|e| corrupted(rel, blkno, e)).into(),
+    };
+    let out = f(&rest);
+    keep_lone(Lone { key, opened: Some(opened), item, rest });
+    out
 }
 
 fn keep_lone(l: Lone) {
@@ -334,18 +350,23 @@ fn with_parts<T>(
     if !is_compressed(p) {
         return None;
     }
+    let mut f = Some(f);
     let blkno = buffer::block_number(buf);
     let item = item_of(p, t);
     let key = key_of(rel, blkno, page::bytes(p));
     let hit = cached(&key);
     if let (None, Some(item)) = (&hit, item) {
-        if let Some(rest) = lone_rest(rel, blkno, p, key, item) {
-            let h = compact_page::header(page::bytes(p), item).unwrap_or_else(|| {
-                corrupted(rel, blkno, format!("item {item} is not a header"))
-            });
-            return Some(f(&[&h[..], &rest]));
+        if compact_page::is_compact(page::bytes(p)) {
+            let h = compact_page::header(page::bytes(p), item)
+                .unwrap_or_else(|| corrupted(rel, blkno, format!("item {item} is not a header")));
+            let f = &mut f;
+            let done = lone_rest(rel, blkno, p, key, item, |rest| f.take().map(|f| f(&[&h[..], rest])));
+            if let Some(out) = done.flatten() {
+                return Some(out);
+            }
         }
     }
+    let f = f.take().expect("f has not run");
     let payload = hit.unwrap_or_else(|| decode_page(rel, blkno, p, key));
     let found = item.and_then(|item| parts_of(page::bytes(p), &payload, item));
     match found {
