@@ -5,14 +5,7 @@
 //! map to the SQL type `vector`.
 
 use crate::pg::varlena::{self, VARHDRSZ};
-use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
-use pgrx::datum::Datum;
-use pgrx::nullable::Nullable;
 use pgrx::pg_sys;
-use pgrx::pgrx_sql_entity_graph::metadata::{
-    ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
-};
-use pgrx::{FromDatum, IntoDatum};
 use std::marker::PhantomData;
 
 /// Bytes before the first element: varlena header, dim (i16), unused (i16).
@@ -88,69 +81,4 @@ impl VectorBuf {
     }
 }
 
-impl<'a> FromDatum for Vector<'a> {
-    unsafe fn from_polymorphic_datum(
-        datum: pg_sys::Datum,
-        is_null: bool,
-        _typoid: pg_sys::Oid,
-    ) -> Option<Self> {
-        if is_null || datum.is_null() {
-            None
-        } else {
-            // SAFETY: non-null datum of type vector, per the caller.
-            Some(unsafe { Vector::from_raw_datum(datum) })
-        }
-    }
-}
-
-// SAFETY: `Vector` is only declared for SQL arguments of type `vector`; the
-// datum is detoasted in the function's memory context, which outlives 'fcx.
-unsafe impl<'fcx> ArgAbi<'fcx> for Vector<'fcx> {
-    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
-        let index = arg.index();
-        // SAFETY: the argument has SQL type vector (see SqlTranslatable below).
-        unsafe { arg.unbox_arg_using_from_datum() }
-            .unwrap_or_else(|| panic!("argument {index} must not be null"))
-    }
-
-    unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
-        // SAFETY: as above.
-        unsafe { arg.unbox_arg_using_from_datum() }.into()
-    }
-}
-
-impl IntoDatum for VectorBuf {
-    fn into_datum(self) -> Option<pg_sys::Datum> {
-        Some(VectorBuf::into_datum(self))
-    }
-
-    fn type_oid() -> pg_sys::Oid {
-        crate::vector::catalog::vector_type_oid()
-    }
-}
-
-// SAFETY: returns a palloc'd varlena of type vector as a by-reference datum.
-unsafe impl BoxRet for VectorBuf {
-    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> Datum<'fcx> {
-        // SAFETY: the datum is a valid vector owned by the current memory context.
-        unsafe { fcinfo.return_raw_datum(VectorBuf::into_datum(self)) }
-    }
-}
-
-// SAFETY: both types are exactly the SQL type `vector` created in catalog.rs.
-unsafe impl<'a> SqlTranslatable for Vector<'a> {
-    const TYPE_IDENT: &'static str = "strata::vector::Vector";
-    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
-    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("vector"));
-    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
-        Ok(ReturnsRef::One(SqlMappingRef::literal("vector")));
-}
-
-// SAFETY: see above.
-unsafe impl SqlTranslatable for VectorBuf {
-    const TYPE_IDENT: &'static str = "strata::vector::VectorBuf";
-    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
-    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("vector"));
-    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
-        Ok(ReturnsRef::One(SqlMappingRef::literal("vector")));
-}
+super::sql_type::varlena_sql_type!(Vector, VectorBuf, "vector", crate::vector::catalog::vector_type_oid());

@@ -46,6 +46,9 @@ pub enum VectorError {
     /// raises it with `elog`, so XX000).
     #[error("{0}: expected state array")]
     StateArray(&'static str),
+    /// Hamming or Jaccard distance of bit strings of two lengths.
+    #[error("different bit lengths {0} and {1}")]
+    BitLengthMismatch(u32, u32),
 }
 
 impl VectorError {
@@ -63,6 +66,7 @@ impl VectorError {
             ArrayNotOneDimensional => "22000",
             BinaryTruncated(_) | BinaryUnused(_) => "08P01",
             StateArray(_) => "XX000",
+            BitLengthMismatch(..) => "22000",
         }
     }
 

@@ -10,17 +10,23 @@
 //! ```
 //!
 //! Pure parts: [`kernels`] (SIMD distances), [`text`] (I/O format), [`ops`]
-//! (arithmetic, comparison, typmod rules). Postgres glue: [`datum`] (varlena
-//! access), [`sql`] (the SQL-callable functions) and [`catalog`] (the type,
-//! operators, casts, opclasses and aggregates).
+//! (arithmetic, comparison, typmod rules), [`bits`] (Hamming and Jaccard
+//! distance of `bit` strings, `binary_quantize`). Postgres glue: [`datum`]
+//! and [`bit_datum`] (varlena access), [`sql`] and [`bit_sql`] (the
+//! SQL-callable functions) and [`catalog`] (the type, operators, casts,
+//! opclasses and aggregates).
 
 pub mod binary;
+pub mod bit_datum;
+pub mod bit_sql;
+pub mod bits;
 pub mod catalog;
 pub mod datum;
 pub mod error;
 pub mod kernels;
 pub mod ops;
 pub mod sql;
+mod sql_type;
 pub mod text;
 
 pub use error::VectorError;

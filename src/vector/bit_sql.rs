@@ -1,0 +1,34 @@
+//! SQL-callable functions on `bit` that pgvector defines: Hamming and
+//! Jaccard distance (operators `<~>` and `<%>` in [`super::catalog`]) and
+//! `binary_quantize(vector)`. Thin adapters over the pure [`super::bits`].
+
+use super::bit_datum::{BitBuf, Bits};
+use super::datum::Vector;
+use super::{bits, VectorError};
+use crate::pg::error::OrRaise;
+use pgrx::prelude::*;
+
+/// pgvector's check: both bit strings have one length.
+fn same_length(a: &Bits<'_>, b: &Bits<'_>) {
+    if a.len() != b.len() {
+        Err::<(), _>(VectorError::BitLengthMismatch(a.len(), b.len())).or_raise();
+    }
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn hamming_distance(a: Bits<'_>, b: Bits<'_>) -> f64 {
+    same_length(&a, &b);
+    bits::hamming(a.bytes(), b.bytes()) as f64
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn jaccard_distance(a: Bits<'_>, b: Bits<'_>) -> f64 {
+    same_length(&a, &b);
+    bits::jaccard(a.bytes(), b.bytes())
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn binary_quantize(v: Vector<'_>) -> BitBuf {
+    let x = v.as_slice();
+    BitBuf::from_packed(x.len(), &bits::quantize(x))
+}
