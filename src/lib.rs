@@ -24,6 +24,7 @@ pub extern "C-unwind" fn _PG_init() {
 pub mod error;
 pub mod hnsw;
 pub mod lsm;
+pub mod page_layout;
 pub mod pg;
 pub mod vector;
 

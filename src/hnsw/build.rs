@@ -479,7 +479,7 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], codes:
     let p = st.params;
     let (code_len, cap0) = (p.code_len(), format::capacity(p.m, 0));
     let usable = format::BLOCK_SIZE - format::PAGE_HEADER_SIZE - format::TAG_SIZE;
-    let cost = |len: usize| ((len + 7) & !7) + 4;
+    let cost = crate::page_layout::item_cost;
     let first = buffer::nblocks(st.index);
     // Pass 1: positions.
     let mut elem_ids = Vec::with_capacity(levels.len());

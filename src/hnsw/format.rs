@@ -95,8 +95,7 @@ pub const OLDEST_VERSION: u16 = 1;
 /// Heap TIDs an element holds in version 2.
 pub const HEAP_TIDS: usize = 10;
 pub const TAG_SIZE: usize = 16;
-pub const PAGE_HEADER_SIZE: usize = 24;
-pub const BLOCK_SIZE: usize = 8192;
+pub use crate::page_layout::{BLOCK_SIZE, PAGE_HEADER_SIZE};
 pub const KIND_META: u16 = 1;
 pub const KIND_GRAPH: u16 = 2;
 pub const META_SIZE: usize = 48;

@@ -20,7 +20,7 @@ use pgrx::prelude::*;
 pub const META_BLOCK: pg_sys::BlockNumber = 0;
 
 pub fn index_name(index: pg_sys::Relation) -> String {
-    crate::lsm::storage::relname(index)
+    crate::pg::rel::relname(index)
 }
 
 pub(super) fn corrupted(index: pg_sys::Relation, what: String) -> ! {
@@ -389,9 +389,7 @@ fn reuse_free_slot(
     }
 }
 
-fn maxalign(n: usize) -> usize {
-    (n + 7) & !7
-}
+use crate::page_layout::maxalign;
 
 fn place_pair(
     index: pg_sys::Relation,

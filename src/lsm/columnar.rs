@@ -48,7 +48,7 @@ pub(super) const KIND_DELTA: u8 = 1;
 /// A dictionary and a code per value (blob layout 3; see [`super::column_dict`]).
 pub(super) const KIND_DICT: u8 = 2;
 pub(super) const HAS_NULLS: u16 = 0x8000;
-const TUPLE_HEADER_SIZE: usize = 23;
+use crate::page_layout::HEAP_TUPLE_HEADER_SIZE as TUPLE_HEADER_SIZE;
 
 use super::column_dict::Dict;
 

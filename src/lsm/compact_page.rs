@@ -55,7 +55,7 @@ pub const TUPLE_HEADER_LEN: usize = TUPLE_HEADER_SIZE;
 pub const HEAD_SIZE: usize = 16;
 /// Bytes a header takes in the page body.
 pub const HEADER_SLOT: usize = 24;
-const ITEM_ID_SIZE: usize = 4;
+use crate::page_layout::ITEM_ID_SIZE;
 const MAP_DENSE: u8 = 0;
 const MAP_OFFSETS: u8 = 1;
 const STATE_SHARED: u8 = 1;

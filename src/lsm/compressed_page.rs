@@ -25,7 +25,7 @@
 //! The tag's flags carry [`RUN_COMPRESSED`]. A page whose versions fit
 //! uncompressed is written uncompressed (the version 2 layout); compression
 //! is only used where it packs at least 1.5x the versions into a page (see
-//! `page_image::RunPacker`). A reader verifies
+//! `run_packer::RunPacker`). A reader verifies
 //! the crc every time it decompresses a page; a mismatch or an undecodable
 //! frame is [`CodecError`], which the Postgres side reports as XX001 naming
 //! the relation and block.
@@ -38,7 +38,7 @@ use thiserror::Error;
 /// RUN_DATA tag flag: the page has the compressed layout.
 pub const RUN_COMPRESSED: u32 = 1;
 /// Fixed part of a `HeapTupleHeader` (`SizeofHeapTupleHeader`).
-pub const TUPLE_HEADER_SIZE: usize = 23;
+pub use crate::page_layout::HEAP_TUPLE_HEADER_SIZE as TUPLE_HEADER_SIZE;
 /// Bytes of a stub as stored (the line pointer's length).
 pub const STUB_LEN: usize = ROWID_PREFIX + TUPLE_HEADER_SIZE;
 /// Bytes of the blob header.
@@ -397,7 +397,7 @@ pub fn decode(page: &[u8]) -> Result<Payload, CodecError> {
     let nitems = page_image::item_count(page);
     let mut rowids = Vec::with_capacity(nitems);
     for i in 1..=nitems {
-        match page_image::run_item_rowid(page, i) {
+        match page_image::plain_item_rowid(page, i) {
             Some(r) => rowids.push(r),
             None => return layout(format!("line pointer {i} is not a stub")),
         }
@@ -796,10 +796,10 @@ mod tests {
         let payload = decode(bytes).unwrap();
         assert_eq!(payload.len(), 150);
         for (i, (rowid, t)) in vs.iter().enumerate() {
-            assert_eq!(page_image::run_item_rowid(bytes, i + 1), Some(*rowid));
+            assert_eq!(crate::lsm::run_page::run_item_rowid(bytes, i + 1), Some(*rowid));
             assert_eq!(tuple(bytes, &payload, i + 1).as_deref(), Some(t.as_slice()));
         }
-        assert_eq!(page_image::find_run_item(bytes, vs[77].0), Some(78));
+        assert_eq!(crate::lsm::run_page::find_run_item(bytes, vs[77].0), Some(78));
     }
 
     #[test]

@@ -229,9 +229,8 @@ impl PageTag {
     }
 }
 
-/// Standard page geometry (the server's BLCKSZ must match; checked in `pg::page`).
-pub const BLOCK_SIZE: usize = 8192;
-pub const PAGE_HEADER_SIZE: usize = 24;
+/// Standard page geometry (the server's, checked in `pg::page`).
+pub use crate::page_layout::{BLOCK_SIZE, PAGE_HEADER_SIZE};
 /// Runs a table can have; a flush that would exceed it merges into the newest run.
 pub const MAX_RUNS: usize = 32;
 /// L0 directory pages the metapage can list.

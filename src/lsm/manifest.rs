@@ -27,7 +27,7 @@ const _: () = assert!(BLOCK_SIZE == pg_sys::BLCKSZ as usize);
 pub(super) fn corrupted(rel: pg_sys::Relation, what: String) -> ! {
     crate::pg::error::error(
         PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-        format!("{what} in relation \"{}\"", storage::relname(rel)),
+        format!("{what} in relation \"{}\"", crate::pg::rel::relname(rel)),
     )
 }
 
@@ -251,7 +251,7 @@ pub fn allocate_l0_page(rel: pg_sys::Relation) -> pg_sys::Buffer {
             PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             format!(
                 "L0 of lsm table \"{}\" is full ({MAX_L0_PAGES} pages)",
-                storage::relname(rel)
+                crate::pg::rel::relname(rel)
             ),
             "Run VACUUM on the table (or strata.lsm_flush) to flush L0 into a run."
         );

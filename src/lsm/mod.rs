@@ -49,6 +49,8 @@ pub mod modify;
 pub mod pack_thread;
 pub mod page_check;
 pub mod page_image;
+pub mod run_packer;
+pub mod run_page;
 pub mod policy;
 pub mod publication;
 pub mod redo;

@@ -79,7 +79,7 @@ fn not_found(rel: pg_sys::Relation, what: &str) -> ! {
         PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
         format!(
             "attempted to {what} a row version that does not exist in \"{}\"",
-            storage::relname(rel)
+            crate::pg::rel::relname(rel)
         ),
     )
 }
@@ -292,7 +292,7 @@ fn acquire(
                             PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
                             format!(
                                 "could not obtain lock on row in relation \"{}\"",
-                                storage::relname(rel)
+                                crate::pg::rel::relname(rel)
                             )
                         );
                     }

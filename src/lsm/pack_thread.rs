@@ -12,7 +12,7 @@
 //! surfaces as an error of the backend. Dropping a [`Packer`] mid-load (an
 //! ERROR in the statement) closes the channel and joins the thread.
 
-use super::page_image::{PackedPage, RunPacker};
+use super::run_packer::{PackedPage, RunPacker};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 

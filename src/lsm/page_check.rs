@@ -36,10 +36,9 @@ use super::format::{
 use super::page_image;
 use std::collections::{HashMap, HashSet};
 
-pub const PAGE_HEADER_SIZE: usize = 24;
-pub const ITEM_ID_SIZE: usize = 4;
-pub const TUPLE_HEADER_SIZE: usize = 23;
-const LP_NORMAL: u32 = 1;
+pub use crate::page_layout::{ITEM_ID_SIZE, PAGE_HEADER_SIZE};
+use crate::page_layout::LP_NORMAL;
+pub use crate::page_layout::HEAP_TUPLE_HEADER_SIZE as TUPLE_HEADER_SIZE;
 
 use super::format::infomask::{
     HEAP_HASNULL, HEAP_NATTS_MASK, HEAP_ONLY_TUPLE, HEAP_XMAX_COMMITTED, HEAP_XMAX_INVALID,
@@ -356,7 +355,7 @@ fn check_rows(
     for i in 0..nitems {
         let offset = (i + 1) as u16;
         let raw = u32_at(p, PAGE_HEADER_SIZE + i * ITEM_ID_SIZE);
-        let (off, flags, len) = crate::pg::page::line_pointer(raw);
+        let (off, flags, len) = crate::page_layout::line_pointer(raw);
         if flags != LP_NORMAL {
             report(
                 offset,

@@ -19,7 +19,8 @@ use super::format::{
 };
 use super::manifest;
 use super::pack_thread::Packer;
-use super::page_image::{self, PackedPage, PageImage, RunPacker};
+use super::page_image::{self, PageImage};
+use super::run_packer::{PackedPage, RunPacker};
 use super::storage::{self, META_BLOCK};
 use super::wal_record::{self, Headers};
 use crate::pg::buffer::{self, PageWrite};
@@ -522,8 +523,8 @@ pub fn refresh_headers(
             .iter()
             .filter_map(|(rowid, header)| {
                 // dropped versions are not on the new page
-                let item = page_image::find_run_item(now, *rowid)?;
-                let (off, _) = page_image::run_item_tuple(now, item)?;
+                let item = super::run_page::find_run_item(now, *rowid)?;
+                let (off, _) = super::run_page::run_item_tuple(now, item)?;
                 (!same_but_hints(&stamped_header(now, item, off)?, header))
                     .then(|| (item, *header, compact_page::shares_header(now, off)))
             })
@@ -536,7 +537,7 @@ pub fn refresh_headers(
         let payload = storage::detach_in(rel, &mut w, buf, p, &sharing, &mut rec);
         let bytes = page::bytes_mut(p);
         for (item, header, _) in todo {
-            let Some((at, _)) = page_image::run_item_tuple(bytes, item) else {
+            let Some((at, _)) = super::run_page::run_item_tuple(bytes, item) else {
                 continue;
             };
             bytes[at..at + STAMPED_SIZE].copy_from_slice(&header);

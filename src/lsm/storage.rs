@@ -39,9 +39,7 @@ const _: () = {
 
 pub use super::format::MAX_TUPLE_SIZE;
 
-fn maxalign(len: usize) -> usize {
-    (len + 7) & !7
-}
+use crate::page_layout::maxalign;
 
 /// Reads the tag in the last 16 bytes of a page, if its special space has
 /// room for one (compressed run pages keep their blob in front of it).
@@ -51,14 +49,6 @@ pub fn tag(p: pg_sys::Page) -> Option<PageTag> {
     }
     let bytes = page::bytes(p);
     Some(PageTag::read(bytes, bytes.len() - TAG_SIZE))
-}
-
-/// Name of a relation, for error messages.
-pub fn relname(rel: pg_sys::Relation) -> String {
-    // SAFETY: an open relation has a valid rd_rel with a NUL-terminated name.
-    unsafe { std::ffi::CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()) }
-        .to_string_lossy()
-        .into_owned()
 }
 
 /// Kind of a page that must be a valid lsm page; a foreign or damaged page
@@ -80,7 +70,7 @@ pub fn page_kind(
             PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
             format!(
                 "invalid page in block {blkno} of relation \"{}\": {e}",
-                relname(rel)
+                crate::pg::rel::relname(rel)
             ),
         ),
     }
@@ -251,7 +241,7 @@ pub fn append_and_stamp(
     // an old version sharing its header is detached in this record (the
     // caller checked that its page has a free header slot: detach_fits)
     let detach = shares_header(old).then(|| {
-        page_image::find_run_item(page::bytes(buffer::page(old.buf)), rowid_of(&old.tid))
+        super::run_page::find_run_item(page::bytes(buffer::page(old.buf)), rowid_of(&old.tid))
             .unwrap_or_else(|| lost_version(rel, old.buf))
     });
     let mut w = PageChange::start(rel);
@@ -460,8 +450,8 @@ impl PageView<'_> {
             let (v, o) = format::tid_of_rowid(c.rowid_of(item as usize)?);
             (htup::make_tid(v, o), off, len)
         } else {
-            let (off, len) = page_image::run_item_tuple(self.bytes, item as usize)?;
-            let rowid = page_image::run_item_rowid(self.bytes, item as usize)?;
+            let (off, len) = super::run_page::run_item_tuple(self.bytes, item as usize)?;
+            let rowid = super::run_page::run_item_rowid(self.bytes, item as usize)?;
             let (v, o) = format::tid_of_rowid(rowid);
             (htup::make_tid(v, o), off, len)
         };
@@ -543,7 +533,7 @@ pub fn find_on_page(
         PageKind::L0 if tag(p).map(|t| t.vblock) == Some(htup::tid_block(&tid)) => {
             htup::tid_offset(&tid)
         }
-        PageKind::RunData => page_image::find_run_item(page::bytes(p), rowid_of(&tid))? as u16,
+        PageKind::RunData => super::run_page::find_run_item(page::bytes(p), rowid_of(&tid))? as u16,
         _ => return None,
     };
     let t = version_at(rel, p, item)?;
@@ -578,7 +568,7 @@ pub fn make_stampable(rel: pg_sys::Relation, loc: &mut Located) {
         return;
     }
     let Some(item) =
-        page_image::find_run_item(page::bytes(buffer::page(loc.buf)), rowid_of(&loc.tid))
+        super::run_page::find_run_item(page::bytes(buffer::page(loc.buf)), rowid_of(&loc.tid))
     else {
         lost_version(rel, loc.buf)
     };
@@ -599,7 +589,7 @@ fn lost_version(rel: pg_sys::Relation, buf: pg_sys::Buffer) -> ! {
         format!(
             "version lost giving it a header of its own in block {} of relation \"{}\"",
             buffer::block_number(buf),
-            relname(rel)
+            crate::pg::rel::relname(rel)
         ),
     )
 }

@@ -165,7 +165,7 @@ pub fn vacuum(
     } else {
         pg_sys::DEBUG2
     } as i32;
-    let name = storage::relname(rel);
+    let name = crate::pg::rel::relname(rel);
     let cutoffs = pgvac::cutoffs(rel, params);
     let sw = sweep::sweep(rel, &cutoffs);
     let dead_seen: u64 = sw.dead.values().map(|d| d.versions).sum();

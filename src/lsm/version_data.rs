@@ -129,7 +129,7 @@ pub fn corrupted(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, e: impl std:
         PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
         format!(
             "invalid compressed block {blkno} of relation \"{}\": {e}",
-            storage::relname(rel)
+            crate::pg::rel::relname(rel)
         ),
     )
 }
@@ -307,10 +307,10 @@ fn item_of(p: pg_sys::Page, t: &pg_sys::HeapTupleData) -> Option<usize> {
     let rowid = storage::rowid_of(&t.t_self);
     let bytes = page::bytes(p);
     let next = LAST.get() + 1;
-    let found = if page_image::run_item_rowid(bytes, next) == Some(rowid) {
+    let found = if super::run_page::run_item_rowid(bytes, next) == Some(rowid) {
         Some(next)
     } else {
-        page_image::find_run_item(bytes, rowid)
+        super::run_page::find_run_item(bytes, rowid)
     };
     LAST.set(found.unwrap_or(0));
     found
@@ -375,7 +375,7 @@ fn with_parts<T>(
             PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
             format!(
                 "invalid compressed block {blkno} of relation \"{}\": no stub for ({}, {})",
-                storage::relname(rel),
+                crate::pg::rel::relname(rel),
                 htup::tid_block(&t.t_self),
                 htup::tid_offset(&t.t_self)
             ),
@@ -414,7 +414,7 @@ pub fn for_each_full(
                 PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
                 format!(
                     "invalid compressed block {blkno} of relation \"{}\": no stub in item {item}",
-                    storage::relname(rel)
+                    crate::pg::rel::relname(rel)
                 ),
             ),
         }

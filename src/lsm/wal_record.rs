@@ -521,7 +521,7 @@ pub fn mask(page: &mut [u8]) {
     let headers: Vec<usize> = (1..=page_image::item_count(page))
         .filter_map(|n| match kind {
             Some(PageKind::L0) => page_image::item_extent(page, n).map(|(off, _)| off),
-            Some(PageKind::RunData) => page_image::run_item_tuple(page, n).map(|(off, _)| off),
+            Some(PageKind::RunData) => crate::lsm::run_page::run_item_tuple(page, n).map(|(off, _)| off),
             _ => None,
         })
         .collect();
@@ -663,7 +663,7 @@ mod tests {
             ..Headers::default()
         };
         for &i in &items[..5] {
-            let (at, _) = page_image::run_item_tuple(&after, i).unwrap();
+            let (at, _) = crate::lsm::run_page::run_item_tuple(&after, i).unwrap();
             format::put_u32(&mut after, at + 4, 800); // xmax
             rec.written_at(&after, at);
         }
@@ -690,7 +690,7 @@ mod tests {
     #[test]
     fn mask_hides_hint_bits_and_the_lsn_only() {
         let page = loaded_page();
-        let (at, _) = page_image::run_item_tuple(&page, 1).unwrap();
+        let (at, _) = crate::lsm::run_page::run_item_tuple(&page, 1).unwrap();
         let mut hinted = page.clone();
         let m = format::u16_at(&hinted, at + 20)
             | infomask::HEAP_XMIN_COMMITTED

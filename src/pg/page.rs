@@ -3,10 +3,17 @@
 
 use pgrx::pg_sys;
 
-pub const BLCKSZ: usize = pg_sys::BLCKSZ as usize;
-pub const PAGE_HEADER_SIZE: usize = std::mem::size_of::<pg_sys::PageHeaderData>();
-pub const ITEM_ID_SIZE: usize = std::mem::size_of::<pg_sys::ItemIdData>();
-pub const LP_NORMAL: u32 = pg_sys::LP_NORMAL;
+pub use crate::page_layout::{line_pointer, maxalign, BLOCK_SIZE as BLCKSZ, ITEM_ID_SIZE, LP_NORMAL, PAGE_HEADER_SIZE};
+
+// The pure page layout is the server's.
+const _: () = assert!(BLCKSZ == pg_sys::BLCKSZ as usize);
+const _: () = assert!(PAGE_HEADER_SIZE == std::mem::size_of::<pg_sys::PageHeaderData>());
+const _: () = assert!(ITEM_ID_SIZE == std::mem::size_of::<pg_sys::ItemIdData>());
+const _: () = assert!(LP_NORMAL == pg_sys::LP_NORMAL);
+const _: () = assert!(crate::page_layout::MAX_ALIGN == pg_sys::MAXIMUM_ALIGNOF as usize);
+const _: () = assert!(
+    crate::page_layout::HEAP_TUPLE_HEADER_SIZE == std::mem::offset_of!(pg_sys::HeapTupleHeaderData, t_bits)
+);
 
 // `line_pointer` decodes line pointers by hand, in little-endian bit order.
 const _: () = assert!(
@@ -59,12 +66,6 @@ pub fn item_id(page: pg_sys::Page, offset: u16) -> *mut pg_sys::ItemIdData {
     let ptr =
         unsafe { (page as *mut u8).add(PAGE_HEADER_SIZE + (offset as usize - 1) * ITEM_ID_SIZE) };
     ptr as *mut pg_sys::ItemIdData
-}
-
-/// `(lp_off, lp_flags, lp_len)` of an `ItemIdData` read as a little-endian
-/// u32 (15, 2 and 15 bits, in that order). Pure: lsm's page images use it too.
-pub fn line_pointer(lp: u32) -> (usize, u32, usize) {
-    ((lp & 0x7FFF) as usize, (lp >> 15) & 3, (lp >> 17) as usize)
 }
 
 /// `(item pointer, length)` of a normal item, or `None` for unused/dead slots

@@ -18,7 +18,7 @@ pub fn require_select(rel: pg_sys::Relation) {
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!(
                 "permission denied for table {}",
-                crate::lsm::storage::relname(rel)
+                relname(rel)
             )
         );
     }
@@ -129,7 +129,7 @@ pub fn require_owner(rel: pg_sys::Relation) {
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!(
                 "must be owner of table {}",
-                crate::lsm::storage::relname(rel)
+                relname(rel)
             )
         );
     }
@@ -158,7 +158,7 @@ pub fn require_select_on_index(index: pg_sys::Relation) {
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!(
                 "permission denied for index {}",
-                crate::lsm::storage::relname(index)
+                relname(index)
             )
         );
     }
@@ -320,4 +320,12 @@ pub fn try_open_locked(oid: pg_sys::Oid) -> Option<pg_sys::Relation> {
 pub fn close(rel: pg_sys::Relation) {
     // SAFETY: opened by `open_locked`; locks stay held.
     unsafe { pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE) }
+}
+
+/// Name of a relation, for error messages.
+pub fn relname(rel: pg_sys::Relation) -> String {
+    // SAFETY: an open relation has a valid rd_rel with a NUL-terminated name.
+    unsafe { std::ffi::CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
 }

@@ -240,7 +240,7 @@ fn compact_ids_refuse_offsets_past_63() {
 /// Level-0 elements (element and neighbor item, codes of `code_len`
 /// bytes) one page holds in `layout`.
 fn level0_per_page(layout: Layout, dims: usize, m: usize, code_len: usize) -> usize {
-    let cost = |n: usize| ((n + 7) & !7) + 4;
+    let cost = crate::page_layout::item_cost;
     let pair = cost(layout.element_size(dims)) + cost(neighbors_size(layout, m, 0, code_len));
     let by_items = layout.max_items().map_or(usize::MAX, |n| n as usize / 2);
     ((BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE) / pair).min(by_items)
@@ -250,7 +250,7 @@ fn level0_per_page(layout: Layout, dims: usize, m: usize, code_len: usize) -> us
 /// 80 bytes of header and the vector, a neighbor tuple of 4 bytes and
 /// 2m 6-byte ids.
 fn plain_per_page(dims: usize, m: usize) -> usize {
-    let cost = |n: usize| ((n + 7) & !7) + 4;
+    let cost = crate::page_layout::item_cost;
     (BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE) / (cost(80 + 4 * dims) + cost(4 + 6 * capacity(m, 0)))
 }
 

@@ -1,7 +1,8 @@
 //! Tests of the page and manifest checks on hand-built page images.
 
 use super::*;
-use crate::lsm::page_image::{fence_page, PageImage, RunPacker};
+use crate::lsm::page_image::{fence_page, PageImage};
+use crate::lsm::run_packer::RunPacker;
 
 const BS: usize = 8192;
 const CTX: Context<'static> = Context {
