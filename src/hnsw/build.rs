@@ -91,7 +91,7 @@ fn index_dims(index: pg_sys::Relation) -> usize {
 
 /// The index's parameters from its column, operator class and options.
 pub fn params_for_new_index(index: pg_sys::Relation) -> Params {
-    let opts = super::handler::options_of(index);
+    let opts = super::reloptions::options_of(index);
     if let Err(e) = opts.validate() {
         crate::pg::error::raise(&e);
     }
@@ -201,7 +201,7 @@ unsafe extern "C-unwind" fn build_callback(
     // SAFETY: a non-null vector datum of the indexed column.
     let v = unsafe { Vector::from_raw_datum(*values) };
     let elems = v.as_slice();
-    check_vector(&st.params, elems);
+    st.params.check_vector(elems);
     if !st.params.metric.indexable(elems) {
         return;
     }
@@ -264,17 +264,6 @@ fn vector_hash(v: &[f32]) -> u64 {
 /// memcmp does).
 fn same_bits(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
-}
-
-/// Raises 22000 for a vector whose dimensions differ from the column's.
-pub fn check_vector(params: &Params, v: &[f32]) {
-    if v.len() != params.dims {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
-            format!("expected {} dimensions, not {}", params.dims, v.len())
-        );
-    }
 }
 
 /// Builds the in-memory graph over `st.vectors` and writes it.

@@ -108,5 +108,4 @@ pub fn init() {
     );
     // SAFETY: reserves the prefix so typos in strata.* settings are errors.
     unsafe { pg_sys::MarkGUCPrefixReserved(c"strata".as_ptr()) };
-    super::handler::register_reloptions();
 }

@@ -1,11 +1,9 @@
-//! The `strata_hnsw` index access method's routine, options and cost model.
+//! The `strata_hnsw` index access method's routine and its callbacks (options in [`super::reloptions`]).
 
-use super::options::{self, Options};
 use super::{build, cost, gucs, insert, scan, vacuum};
 use pgrx::datum::Internal;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 #[pg_extern(sql = "
 CREATE FUNCTION strata_hnsw_handler(internal) RETURNS index_am_handler
@@ -31,7 +29,7 @@ fn strata_hnsw_handler(_fcinfo: pg_sys::FunctionCallInfo) -> Internal {
     r.ambulkdelete = Some(ambulkdelete);
     r.amvacuumcleanup = Some(amvacuumcleanup);
     r.amcostestimate = Some(amcostestimate);
-    r.amoptions = Some(amoptions);
+    r.amoptions = Some(super::reloptions::amoptions);
     r.ambuildphasename = Some(ambuildphasename);
     r.amvalidate = Some(amvalidate);
     r.ambeginscan = Some(ambeginscan);
@@ -39,92 +37,6 @@ fn strata_hnsw_handler(_fcinfo: pg_sys::FunctionCallInfo) -> Internal {
     r.amgettuple = Some(amgettuple);
     r.amendscan = Some(amendscan);
     Internal::from(Some(pg_sys::Datum::from(am)))
-}
-
-// ------------------------------------------------------------------ options
-
-static RELOPT_KIND: AtomicU32 = AtomicU32::new(0);
-
-/// Layout of the parsed options (`rd_options`).
-#[repr(C)]
-struct RelOptions {
-    vl_len_: i32,
-    m: i32,
-    ef_construction: i32,
-}
-
-pub fn register_reloptions() {
-    // SAFETY: registration at library load, in the postmaster or a backend.
-    unsafe {
-        let kind = pg_sys::add_reloption_kind();
-        RELOPT_KIND.store(kind as u32, Ordering::Relaxed);
-        pg_sys::add_int_reloption(
-            kind as _,
-            c"m".as_ptr(),
-            c"Max number of connections per element and layer".as_ptr(),
-            options::M_DEFAULT,
-            options::M_MIN,
-            options::M_MAX,
-            pg_sys::AccessExclusiveLock as _,
-        );
-        pg_sys::add_int_reloption(
-            kind as _,
-            c"ef_construction".as_ptr(),
-            c"Size of the candidate list while building the graph".as_ptr(),
-            options::EF_CONSTRUCTION_DEFAULT,
-            options::EF_CONSTRUCTION_MIN,
-            options::EF_CONSTRUCTION_MAX,
-            pg_sys::AccessExclusiveLock as _,
-        );
-    }
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn amoptions(
-    reloptions: pg_sys::Datum,
-    validate: bool,
-) -> *mut pg_sys::bytea {
-    let elt = |name: &'static std::ffi::CStr, offset: usize| pg_sys::relopt_parse_elt {
-        optname: name.as_ptr(),
-        opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
-        offset: offset as i32,
-        #[cfg(not(feature = "pg15"))]
-        isset_offset: 0,
-    };
-    let table = [
-        elt(c"m", std::mem::offset_of!(RelOptions, m)),
-        elt(
-            c"ef_construction",
-            std::mem::offset_of!(RelOptions, ef_construction),
-        ),
-    ];
-    // SAFETY: standard reloptions parsing into a RelOptions-sized struct.
-    unsafe {
-        pg_sys::build_reloptions(
-            reloptions,
-            validate,
-            RELOPT_KIND.load(Ordering::Relaxed) as _,
-            std::mem::size_of::<RelOptions>(),
-            table.as_ptr(),
-            table.len() as i32,
-        ) as *mut pg_sys::bytea
-    }
-}
-
-/// The options of an index (defaults when none were given).
-pub fn options_of(index: pg_sys::Relation) -> Options {
-    // SAFETY: rd_options is null or our parsed struct.
-    unsafe {
-        let o = (*index).rd_options as *const RelOptions;
-        if o.is_null() {
-            Options::default()
-        } else {
-            Options {
-                m: (*o).m,
-                ef_construction: (*o).ef_construction,
-            }
-        }
-    }
 }
 
 // ------------------------------------------------------------------ build

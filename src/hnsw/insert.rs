@@ -311,7 +311,7 @@ pub fn insert(
     let v = unsafe { crate::vector::datum::Vector::from_raw_datum(*values) };
     let meta = pages::read_meta(index);
     let params = Params::of(index, &meta);
-    super::build::check_vector(&params, v.as_slice());
+    params.check_vector(v.as_slice());
     if !params.metric.indexable(v.as_slice()) {
         return false;
     }

@@ -35,6 +35,7 @@ pub mod options;
 pub mod pages;
 #[cfg(test)]
 mod recall_bound;
+pub mod reloptions;
 pub mod rows;
 pub mod scan;
 pub mod vacuum;

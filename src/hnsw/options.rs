@@ -1,5 +1,5 @@
 //! Index options (`WITH (m = 16, ef_construction = 64)`) and their rules.
-//! Pure: the reloption parsing glue is in [`super::handler`].
+//! Pure: the reloption parsing glue is in [`super::reloptions`].
 
 use crate::error::SqlError;
 

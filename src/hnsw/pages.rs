@@ -5,7 +5,7 @@
 //! lists, is `rows`': ascending blocks).
 
 use super::format::{
-    self, ElemId, Element, HeapTid, IdMap, Layout, Meta, KIND_GRAPH, KIND_META, MAGIC, META_SIZE, TAG_SIZE,
+    self, ElemId, Element, IdMap, Layout, Meta, KIND_GRAPH, KIND_META, MAGIC, META_SIZE, TAG_SIZE,
 };
 use super::codes::{Coder, Query};
 use super::graph::guided::CodedGraph;
@@ -440,6 +440,18 @@ impl Params {
 
     /// Elements a guided search keeps per unit of `ef` (the build's
     /// measurement, [`graph::guided::EF_SCALE`] where it made none).
+    /// Raises 22000 for a vector whose dimensions differ from the column's
+    /// (builds and inserts).
+    pub fn check_vector(&self, v: &[f32]) {
+        if v.len() != self.dims {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+                format!("expected {} dimensions, not {}", self.dims, v.len())
+            );
+        }
+    }
+
     pub fn guided_scale(&self) -> usize {
         match self.code_scale {
             0 => super::graph::guided::EF_SCALE,
@@ -664,15 +676,6 @@ impl DiskGraph {
                 None => false,
             },
         }
-    }
-
-    /// The heap TIDs of element `id` (with its row lists), read now from its
-    /// pages (not from the cache); empty for a deleted element, a free slot
-    /// or an item that is not an element.
-    pub fn live_heap_tids(&mut self, id: ElemId) -> Vec<HeapTid> {
-        super::rows::element_rows(self.index, &self.params, id, |e| !e.deleted())
-            .map(|(_, tids)| tids)
-            .unwrap_or_default()
     }
 
     /// Distance between two elements (for neighbor selection).

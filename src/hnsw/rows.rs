@@ -367,3 +367,12 @@ pub fn remove_heap_tids(
         false
     })
 }
+
+/// The heap TIDs of element `id` of graph `g` (with its row lists), read
+/// now from its pages (not from the graph's cache); empty for a deleted
+/// element, a free slot or an item that is not an element.
+pub fn live_heap_tids(g: &pages::DiskGraph, id: ElemId) -> Vec<HeapTid> {
+    element_rows(g.index, &g.params, id, |e| !e.deleted())
+        .map(|(_, tids)| tids)
+        .unwrap_or_default()
+}

@@ -314,7 +314,7 @@ fn next_with(scan: pg_sys::IndexScanDesc, st: &mut ScanState, q: &[f32]) -> bool
                 continue;
             }
             // every heap row of a live element, as its page holds them now
-            let mut tids = st.graph.live_heap_tids(s.id);
+            let mut tids = super::rows::live_heap_tids(&st.graph, s.id);
             tids.reverse();
             let Some(first) = tids.pop() else {
                 continue;

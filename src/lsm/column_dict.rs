@@ -16,7 +16,7 @@
 //! its time there; a dictionary section decompresses to a few hundred bytes.
 //! The encoder only picks it when it is smaller than the plain values.
 
-use super::columnar::{varlena_len, Attr};
+use super::column_attr::{varlena_len, Attr};
 use std::collections::HashMap;
 
 /// Most distinct values a dictionary holds (codes are one byte).

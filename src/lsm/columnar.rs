@@ -26,22 +26,8 @@
 //! varlenas with a one-byte header (short or external), which are not;
 //! padding is zero.
 
-/// One column's storage layout (`pg_attribute`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Attr {
-    /// `attlen`: > 0 fixed, -1 varlena, -2 cstring.
-    pub len: i16,
-    /// `attalign` in bytes: 1, 2, 4 or 8.
-    pub align: u8,
-    pub byval: bool,
-}
-
-impl Attr {
-    /// From `(attlen, attalign in bytes, attbyval)` (see `pg::rel::attr_layouts`).
-    pub fn from_layout((len, align, byval): (i16, u8, bool)) -> Attr {
-        Attr { len, align, byval }
-    }
-}
+pub use super::column_attr::Attr;
+pub(super) use super::column_attr::varlena_len;
 
 pub(super) const KIND_RAW: u8 = 0;
 pub(super) const KIND_DELTA: u8 = 1;
@@ -55,22 +41,6 @@ use super::column_dict::Dict;
 fn align(off: usize, a: u8) -> usize {
     let a = a.max(1) as usize;
     (off + a - 1) & !(a - 1)
-}
-
-/// Length of the varlena at the start of `v` (header included), for the
-/// kinds a stored tuple can hold; None for anything else.
-pub(super) fn varlena_len(v: &[u8]) -> Option<usize> {
-    let b = *v.first()?;
-    if b == 0x01 {
-        // 1-byte header, external: only on-disk TOAST pointers (tag 18,
-        // varatt_external of 16 bytes) are stored in tuples
-        return (v.get(1) == Some(&18)).then_some(18);
-    }
-    if b & 0x01 == 0x01 {
-        return Some((b >> 1) as usize); // short, header included
-    }
-    let word = u32::from_le_bytes(v.get(..4)?.try_into().ok()?);
-    Some((word >> 2) as usize)
 }
 
 /// Splits a version's data at its columns, pushing each non-null value to

@@ -28,6 +28,7 @@ pub mod bloom;
 pub mod bulk;
 pub mod chain;
 pub mod cluster;
+pub mod column_attr;
 pub mod column_dict;
 pub mod columnar;
 pub mod columnar_read;
