@@ -15,7 +15,7 @@ use super::bloom;
 use super::compact_page;
 use super::format::{self, Meta, PageKind, RunDesc, BLOCK_SIZE, DIR_ENTRIES, MAX_L0_PAGES};
 use super::page_image::{self, PageImage};
-use super::storage::{self, META_BLOCK};
+use super::page_id::{self, META_BLOCK};
 use crate::pg::buffer::{self, PageWrite};
 use crate::pg::page;
 use pgrx::pg_sys;
@@ -34,7 +34,7 @@ pub(super) fn corrupted(rel: pg_sys::Relation, what: String) -> ! {
 /// Decodes the metapage of a pinned, locked buffer.
 fn decode(rel: pg_sys::Relation, buf: pg_sys::Buffer) -> Meta {
     let p = buffer::page(buf);
-    if storage::page_kind(rel, META_BLOCK, p) != Some(PageKind::Meta) {
+    if page_id::page_kind(rel, META_BLOCK, p) != Some(PageKind::Meta) {
         corrupted(rel, "block 0 is not an lsm metapage".into());
     }
     Meta::decode(page::bytes(p))
@@ -354,7 +354,7 @@ pub fn with_header<T>(
     let buf = buffer::read(rel, META_BLOCK);
     buffer::lock_share(buf);
     let p = buffer::page(buf);
-    if storage::page_kind(rel, META_BLOCK, p) != Some(PageKind::Meta) {
+    if page_id::page_kind(rel, META_BLOCK, p) != Some(PageKind::Meta) {
         buffer::unlock_release(buf);
         corrupted(rel, "block 0 is not an lsm metapage".into());
     }
@@ -471,7 +471,7 @@ pub fn run_filter_may_contain(
     rel: pg_sys::Relation,
     tid: &pg_sys::ItemPointerData,
 ) -> Option<bool> {
-    let rowid = storage::rowid_of(tid);
+    let rowid = page_id::rowid_of(tid);
     let root = with_header(rel, |page, h| {
         format::run_holding(page, h, rowid).map(|r| r.root)
     })??;
@@ -636,8 +636,8 @@ impl Live {
         block: pg_sys::BlockNumber,
         p: pg_sys::Page,
     ) -> Option<PageKind> {
-        let kind = storage::page_kind(rel, block, p)?;
-        let owner = storage::tag(p)?.vblock;
+        let kind = page_id::page_kind(rel, block, p)?;
+        let owner = page_id::tag(p)?.vblock;
         match kind {
             PageKind::L0 if owner >= self.l0_first => Some(kind),
             PageKind::RunData if self.runs[..self.nruns as usize].contains(&owner) => Some(kind),

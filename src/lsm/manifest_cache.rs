@@ -37,7 +37,7 @@
 use super::format::{self, MetaHeader, PageKind, RunDesc};
 use super::manifest;
 use super::page_image;
-use super::storage::{self, META_BLOCK};
+use super::page_id::{self, META_BLOCK};
 use crate::pg::{buffer, page, rel, wal, xact};
 use pgrx::pg_sys;
 use std::cell::RefCell;
@@ -163,7 +163,7 @@ fn decode(
     buf: pg_sys::Buffer,
     old: Option<Entry>,
 ) -> Result<Entry, String> {
-    if storage::page_kind(r, META_BLOCK, p) != Some(PageKind::Meta) {
+    if page_id::page_kind(r, META_BLOCK, p) != Some(PageKind::Meta) {
         return Err("block 0 is not an lsm metapage".into());
     }
     let bytes = page::bytes(p);

@@ -49,6 +49,7 @@ pub mod manifest_cache;
 pub mod modify;
 pub mod pack_thread;
 pub mod page_check;
+pub mod page_id;
 pub mod page_image;
 pub mod run_packer;
 pub mod run_page;

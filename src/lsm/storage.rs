@@ -8,7 +8,7 @@
 //! L0 page is allocated under the metapage's lock (see manifest).
 
 use super::compact_page;
-use super::format::{self, PageKind, PageTag, ROWS_PER_VBLOCK, TAG_SIZE};
+use super::format::{self, PageKind, ROWS_PER_VBLOCK};
 use super::manifest;
 use super::page_image;
 use super::wal_record::{self, Headers};
@@ -20,7 +20,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::collections::HashSet;
 
-pub const META_BLOCK: pg_sys::BlockNumber = 0;
+pub use super::page_id::{page_kind, rowid_of, tag, META_BLOCK};
 
 // The pure page code's infomask bits are Postgres's.
 const _: () = {
@@ -40,41 +40,6 @@ const _: () = {
 pub use super::format::MAX_TUPLE_SIZE;
 
 use crate::page_layout::maxalign;
-
-/// Reads the tag in the last 16 bytes of a page, if its special space has
-/// room for one (compressed run pages keep their blob in front of it).
-pub fn tag(p: pg_sys::Page) -> Option<PageTag> {
-    if page::is_new(p) || page::special_size(p) < TAG_SIZE {
-        return None;
-    }
-    let bytes = page::bytes(p);
-    Some(PageTag::read(bytes, bytes.len() - TAG_SIZE))
-}
-
-/// Kind of a page that must be a valid lsm page; a foreign or damaged page
-/// raises XX001 naming the relation and block.
-pub fn page_kind(
-    rel: pg_sys::Relation,
-    blkno: pg_sys::BlockNumber,
-    p: pg_sys::Page,
-) -> Option<PageKind> {
-    if page::is_new(p) {
-        return None; // extended but not yet initialised (crash between extend and WAL)
-    }
-    let validated = tag(p)
-        .ok_or(format::FormatError::BadMagic(0))
-        .and_then(|t| t.validate());
-    match validated {
-        Ok(kind) => Some(kind),
-        Err(e) => crate::pg::error::error(
-            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-            format!(
-                "invalid page in block {blkno} of relation \"{}\": {e}",
-                crate::pg::rel::relname(rel)
-            ),
-        ),
-    }
-}
 
 fn relid(rel: pg_sys::Relation) -> pg_sys::Oid {
     // SAFETY: open relation.
@@ -514,11 +479,6 @@ pub fn store_in_slot(
         return;
     }
     super::slot::store_buffer_tuple(slot, tuple, buf);
-}
-
-/// The rowid of logical TID `tid` (see [`format::rowid`]).
-pub fn rowid_of(tid: &pg_sys::ItemPointerData) -> u64 {
-    format::rowid(htup::tid_block(tid), htup::tid_offset(tid))
 }
 
 /// Finds the row version `tid` on `buf`'s page (pinned and locked by the caller).

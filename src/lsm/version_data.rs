@@ -23,7 +23,7 @@ use super::compressed_page::{self, Opened, Payload, Sections};
 use super::format;
 use super::page_image;
 use super::shared_cache;
-use super::storage;
+use super::page_id;
 use crate::pg::buffer;
 use crate::pg::htup;
 use crate::pg::page;
@@ -304,7 +304,7 @@ fn item_of(p: pg_sys::Page, t: &pg_sys::HeapTupleData) -> Option<usize> {
     thread_local! {
         static LAST: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
-    let rowid = storage::rowid_of(&t.t_self);
+    let rowid = page_id::rowid_of(&t.t_self);
     let bytes = page::bytes(p);
     let next = LAST.get() + 1;
     let found = if super::run_page::run_item_rowid(bytes, next) == Some(rowid) {
