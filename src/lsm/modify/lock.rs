@@ -1,0 +1,212 @@
+//! Row locks (`SELECT ... FOR UPDATE/SHARE`): the version itself, then every
+//! newer version along its update chain (`heap_lock_updated_tuple_rec`).
+
+use super::*;
+
+/// Records a row lock of `mode` on every newer version of an update chain
+/// that starts at `start` (made by `prior_xmax`), waiting for conflicting
+/// transactions (`heap_lock_updated_tuple_rec`). Ends where the chain ends
+/// or breaks; TM_Updated/TM_Deleted when a committed update or delete there
+/// conflicts with the lock.
+pub(super) fn lock_chain(
+    rel: pg_sys::Relation,
+    start: pg_sys::ItemPointerData,
+    prior_xmax: u32,
+    mode: Mode,
+) -> pg_sys::TM_Result::Type {
+    let xid = current_xid();
+    let aborted = |x: u32| {
+        !multixact::is_current(x) && !multixact::in_progress(x) && !multixact::did_commit(x)
+    };
+    let mut tid = start;
+    let mut prior = prior_xmax;
+    loop {
+        if htup::tid_offset(&tid) == MOVED_PARTITIONS_OFFSET {
+            return pg_sys::TM_Result::TM_Ok;
+        }
+        let Some(buf) = storage::pin_tid(rel, tid) else {
+            return pg_sys::TM_Result::TM_Ok;
+        };
+        buffer::lock_exclusive(buf);
+        let Some(mut loc) = storage::find_on_page(rel, buf, tid) else {
+            buffer::unlock_release(buf);
+            return pg_sys::TM_Result::TM_Ok;
+        };
+        storage::make_stampable(rel, &mut loc);
+        let xmin = htup::xmin(loc.header).into_inner();
+        if xmin != prior || aborted(xmin) {
+            buffer::unlock_release(buf); // the chain broke here
+            return pg_sys::TM_Result::TM_Ok;
+        }
+        match chain_step_on(loc.header, mode) {
+            ChainStep::Skip => {}
+            ChainStep::Wait(x) => {
+                buffer::unlock_release(buf);
+                multixact::wait_for(x, rel, tid, pg_sys::XLTW_Oper::XLTW_LockUpdated);
+                continue;
+            }
+            ChainStep::Updated => {
+                let r = updated_or_deleted(loc.header, &tid);
+                buffer::unlock_release(buf);
+                return r;
+            }
+            ChainStep::Lock(keep) => stamp(rel, &loc, xid, Stamp::Lock(mode), &keep),
+        }
+        let mask = htup::infomask(loc.header);
+        let next = htup::ctid(loc.header);
+        let upd = if mask & (pg_sys::HEAP_XMAX_INVALID | pg_sys::HEAP_XMAX_LOCK_ONLY) != 0 {
+            0
+        } else {
+            htup::update_xid(loc.header).into_inner()
+        };
+        buffer::unlock_release(buf);
+        if upd == 0 || aborted(upd) || htup::tid_eq(&next, &tid) {
+            return pg_sys::TM_Result::TM_Ok;
+        }
+        prior = upd;
+        tid = next;
+    }
+}
+
+/// Locks a row version (following the update chain when asked).
+#[allow(clippy::too_many_arguments)]
+pub fn lock(
+    rel: pg_sys::Relation,
+    tid: pg_sys::ItemPointerData,
+    slot: *mut pg_sys::TupleTableSlot,
+    cid: pg_sys::CommandId,
+    mode: pg_sys::LockTupleMode::Type,
+    wait_policy: pg_sys::LockWaitPolicy::Type,
+    follow_updates: bool,
+    tmfd: *mut pg_sys::TM_FailureData,
+) -> (pg_sys::TM_Result::Type, pg_sys::ItemPointerData) {
+    let policy = match wait_policy {
+        pg_sys::LockWaitPolicy::LockWaitSkip => Wait::Skip,
+        pg_sys::LockWaitPolicy::LockWaitError => Wait::Error,
+        _ => Wait::Block,
+    };
+    let mode = Mode::from_raw(mode);
+    let mut tid = tid;
+    let mut traversed = false;
+    if !tmfd.is_null() {
+        // like heapam_tuple_lock: callers pass uninitialised storage
+        // (GetTupleForTrigger) and read `traversed` after TM_Ok
+        // SAFETY: caller storage.
+        unsafe { (*tmfd).traversed = false };
+    }
+    loop {
+        match acquire(
+            rel,
+            tid,
+            cid,
+            std::ptr::null_mut(),
+            policy,
+            tmfd,
+            "lock",
+            &mut Strength::Known(mode),
+            false,
+        ) {
+            Outcome::Ok(mut acq) => {
+                // stamped below, maybe after an unlock: its own header first
+                storage::make_stampable(rel, &mut acq.loc);
+                let loc = &acq.loc;
+                let updater = acq
+                    .keep
+                    .iter()
+                    .find(|m| m.status.is_update() && !multixact::is_current(m.xid))
+                    .map(|m| m.xid);
+                if let (false, Some(prior)) = (acq.held, updater) {
+                    // A KEY SHARE lock passing a running non-key update: like
+                    // heap, first lock the newer versions along the chain (page
+                    // unlocked), then this one if its xmax did not move meanwhile.
+                    let seen = xmax_state(loc.header);
+                    let next = htup::ctid(loc.header);
+                    buffer::unlock(loc.buf);
+                    let r = lock_chain(rel, next, prior, mode);
+                    buffer::lock_exclusive(loc.buf);
+                    let now = xmax_state(loc.header);
+                    if r != pg_sys::TM_Result::TM_Ok {
+                        fill_failure(tmfd, loc, r);
+                        buffer::unlock_release(loc.buf);
+                        release_tuplock(rel, tid, acq.tuplock);
+                        return (r, tid);
+                    }
+                    if now != seen {
+                        buffer::unlock_release(loc.buf);
+                        release_tuplock(rel, tid, acq.tuplock);
+                        continue;
+                    }
+                }
+                if !acq.held {
+                    stamp(rel, loc, current_xid(), Stamp::Lock(mode), &acq.keep);
+                }
+                release_tuplock(rel, tid, acq.tuplock);
+                storage::store_in_slot(rel, slot, loc.heap_tuple(rel), loc.buf);
+                buffer::unlock_release(loc.buf);
+                if traversed && !tmfd.is_null() {
+                    // SAFETY: caller storage.
+                    unsafe { (*tmfd).traversed = true };
+                }
+                return (pg_sys::TM_Result::TM_Ok, tid);
+            }
+            Outcome::Failed(pg_sys::TM_Result::TM_Updated) if follow_updates && !tmfd.is_null() => {
+                // SAFETY: filled by acquire.
+                let next = unsafe { (*tmfd).ctid };
+                if htup::tid_offset(&next) == MOVED_PARTITIONS_OFFSET {
+                    ereport!(
+                        ERROR,
+                        PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
+                        "tuple to be locked was already moved to another partition due to concurrent update"
+                    );
+                }
+                tid = next;
+                traversed = true;
+            }
+            Outcome::Failed(r) => {
+                if traversed && !tmfd.is_null() {
+                    // Like heapam_tuple_lock: a newer version that a later
+                    // command of this transaction inserted is "self modified"
+                    // (its cmin is the problematic command id), not invisible.
+                    if r == pg_sys::TM_Result::TM_Invisible {
+                        if let Some((xmin, cmin)) = inserted_by_later_command(rel, tid, cid) {
+                            // SAFETY: caller storage.
+                            unsafe {
+                                (*tmfd).xmax = xmin;
+                                (*tmfd).cmax = cmin;
+                                (*tmfd).traversed = true;
+                            }
+                            return (pg_sys::TM_Result::TM_SelfModified, tid);
+                        }
+                    }
+                    // SAFETY: caller storage.
+                    unsafe { (*tmfd).traversed = true };
+                }
+                // Like heapam_tuple_lock, the slot holds the version also when
+                // it could not be locked: ON CONFLICT reads its xmin to tell
+                // "affected twice by this command" from other failures.
+                let any = std::ptr::addr_of_mut!(pg_sys::SnapshotAnyData);
+                crate::lsm::fetch::fetch_row_version(rel, tid, any, slot);
+                return (r, tid);
+            }
+        }
+    }
+}
+
+/// `(xmin, cmin)` of version `tid` when this transaction inserted it with a
+/// command id at or after `cid`.
+pub(super) fn inserted_by_later_command(
+    rel: pg_sys::Relation,
+    tid: pg_sys::ItemPointerData,
+    cid: pg_sys::CommandId,
+) -> Option<(pg_sys::TransactionId, pg_sys::CommandId)> {
+    let buf = storage::pin_tid(rel, tid)?;
+    buffer::lock_share(buf);
+    let found = storage::find_on_page(rel, buf, tid).and_then(|loc| {
+        let xmin = htup::xmin(loc.header);
+        // SAFETY: valid header on a share-locked page.
+        let cmin = unsafe { pg_sys::HeapTupleHeaderGetCmin(loc.header) };
+        (multixact::is_current(xmin.into_inner()) && cmin >= cid).then_some((xmin, cmin))
+    });
+    buffer::unlock_release(buf);
+    found
+}

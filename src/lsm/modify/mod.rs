@@ -1,0 +1,254 @@
+//! Row-version changes: insert (single, multi, speculative), delete, update and
+//! row locks, with heap's MVCC conventions (xmin/xmax, combo CIDs, infomask,
+//! `t_ctid` update chains over logical TIDs).
+//!
+//! Each modification is a short list of passes: `acquire` (lock the page, run
+//! `HeapTupleSatisfiesUpdate`, wait or fail per policy) → new version appended
+//! to L0 → `stamp` the old version's xmax (one small WAL record). New versions are
+//! appended before the old one is stamped, without holding the old page's lock,
+//! and the old version is re-checked afterwards; a lost race invalidates the
+//! unused new version and retries.
+//!
+//! Here: delete and update. [`conflict`]: `acquire` and what a failure
+//! reports; [`stamp`]: what a change writes into the old version;
+//! [`insert`]: the insert paths; [`lock`]: row locks and their chain walk.
+
+use super::row_lock::{self, ChainStep, Decision, Member, Mode, Status};
+use super::bulk;
+use super::storage::{self, Located};
+use super::version_data;
+use crate::pg::buffer;
+use crate::pg::htup::{self, Header};
+use crate::pg::{multixact, predicate};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+mod conflict;
+mod insert;
+mod lock;
+mod stamp;
+
+use conflict::*;
+use insert::*;
+use stamp::*;
+pub use insert::{complete_speculative, insert, multi_insert};
+pub use lock::lock;
+pub use conflict::Wait;
+
+#[allow(clippy::too_many_arguments)]
+pub fn delete(
+    rel: pg_sys::Relation,
+    tid: pg_sys::ItemPointerData,
+    cid: pg_sys::CommandId,
+    crosscheck: pg_sys::Snapshot,
+    wait: bool,
+    tmfd: *mut pg_sys::TM_FailureData,
+    changing_part: bool,
+) -> pg_sys::TM_Result::Type {
+    let policy = if wait {
+        Wait::Block
+    } else {
+        Wait::ReturnBeingModified
+    };
+    let mut acq = match acquire(
+        rel,
+        tid,
+        cid,
+        crosscheck,
+        policy,
+        tmfd,
+        "delete",
+        &mut Strength::Known(Mode::Exclusive),
+        true,
+    ) {
+        Outcome::Ok(a) => a,
+        Outcome::Failed(r) => return r,
+    };
+    storage::make_stampable(rel, &mut acq.loc);
+    let loc = &acq.loc;
+    // like heap: check for SSI conflicts before changing anything
+    predicate::check_conflict_in(rel, Some(tid));
+    let xid = current_xid();
+    let ctid = if changing_part {
+        htup::make_tid(pg_sys::InvalidBlockNumber, MOVED_PARTITIONS_OFFSET)
+    } else {
+        tid
+    };
+    stamp(
+        rel,
+        loc,
+        xid,
+        Stamp::Modified {
+            cid,
+            ctid,
+            keys_updated: true,
+            hot: false,
+        },
+        &acq.keep,
+    );
+    release_tuplock(rel, tid, acq.tuplock);
+    let external = htup::has_external(loc.header);
+    let mut tuple = version_data::full_tuple(rel, loc.buf, &loc.heap_tuple(rel));
+    buffer::unlock(loc.buf);
+    if external {
+        // SAFETY: pinned page; the deleted version's TOAST values get our xmax.
+        unsafe { htup::heap_toast_delete(rel, &mut tuple, false) };
+    }
+    buffer::release(loc.buf);
+    // SAFETY: stats counter.
+    unsafe { pg_sys::pgstat_count_heap_delete(rel) };
+    pg_sys::TM_Result::TM_Ok
+}
+
+/// The xmax a new version inherits from the old one when running lockers
+/// (necessarily KEY SHARE, or this transaction's own) stay on the old one,
+/// as in heap: the old raw xmax, with the lock bits of all its members, so
+/// the key those lockers protect cannot be deleted through the new version.
+pub(super) fn carried_locks(old: *mut Header) -> (pg_sys::TransactionId, u32) {
+    let xmax = htup::raw_xmax(old);
+    if !htup::xmax_is_multi(old) {
+        return (
+            xmax,
+            pg_sys::HEAP_XMAX_KEYSHR_LOCK | pg_sys::HEAP_XMAX_LOCK_ONLY,
+        );
+    }
+    (xmax, xmax_bits(&xmax_members(old), true).0)
+}
+
+/// Updates `otid` to the slot's row; returns the result and the new TID.
+/// `hot` tells whether the update left every index's columns alone: the new
+/// version is then heap-only and needs no index entries (see `chain`).
+#[allow(clippy::too_many_arguments)]
+pub fn update(
+    rel: pg_sys::Relation,
+    otid: pg_sys::ItemPointerData,
+    slot: *mut pg_sys::TupleTableSlot,
+    cid: pg_sys::CommandId,
+    crosscheck: pg_sys::Snapshot,
+    wait: bool,
+    tmfd: *mut pg_sys::TM_FailureData,
+    lockmode: &mut pg_sys::LockTupleMode::Type,
+    hot: &mut bool,
+) -> pg_sys::TM_Result::Type {
+    let policy = if wait {
+        Wait::Block
+    } else {
+        Wait::ReturnBeingModified
+    };
+    let xid = current_xid();
+    let keys = htup::key_columns(rel);
+    let hot_blocking = htup::hot_blocking_columns(rel);
+    // read before any page is locked (it cannot move while this statement's
+    // lock is held)
+    let floor = super::manifest::l0_append_floor(rel);
+    let (new, should_free) = slot_tuple(rel, slot);
+    let mut strength = Strength::UpdateTo { new, keys };
+    let result = loop {
+        let outcome = acquire(
+            rel,
+            otid,
+            cid,
+            crosscheck,
+            policy,
+            tmfd,
+            "update",
+            &mut strength,
+            true,
+        );
+        let Strength::Known(mode) = strength else {
+            unreachable!("acquire resolves the strength on the old version")
+        };
+        // the executor locks the newest version with this mode before retrying (EvalPlanQual)
+        *lockmode = mode as pg_sys::LockTupleMode::Type;
+        let keys_updated = mode == Mode::Exclusive;
+        let mut acq = match outcome {
+            Outcome::Ok(a) => a,
+            Outcome::Failed(r) => break r,
+        };
+        predicate::check_conflict_in(rel, Some(otid));
+        // a version sharing its header is detached inside the UPDATE record
+        // when its page has a free header slot; otherwise now
+        if storage::shares_header(&acq.loc) && !storage::detach_fits(&acq.loc) {
+            storage::make_stampable(rel, &mut acq.loc);
+        }
+        let mut old = version_data::full_tuple(rel, acq.loc.buf, &acq.loc.heap_tuple(rel));
+        if acq.keep.is_empty() {
+            let loc = &acq.loc;
+            let together = Together {
+                xid,
+                cid,
+                hot_blocking,
+                keys_updated,
+                floor,
+            };
+            if let Some((new_tid, index_stable)) = together.update(rel, loc, &mut old, slot) {
+                *hot = index_stable;
+                updated(rel, loc, otid, acq.tuplock, slot, new_tid, index_stable);
+                break pg_sys::TM_Result::TM_Ok;
+            }
+        }
+        // the old version's header is kept across the unlock below: its own
+        storage::make_stampable(rel, &mut acq.loc);
+        let loc = &acq.loc;
+        let old_xmax = xmax_state(loc.header);
+        let carry = (!acq.keep.is_empty()).then(|| carried_locks(loc.header));
+        buffer::unlock(loc.buf); // keep the pin: the old version's bytes stay put
+        let (tuple, should_free) = slot_tuple(rel, slot);
+        let index_stable = !htup::columns_changed(rel, hot_blocking, &mut old, tuple);
+        let stored = prepare_insert(rel, tuple, xid, cid, 0, Some(&mut old));
+        // SAFETY: the tuple about to be stored is ours to write.
+        let t = unsafe { (*stored).t_data };
+        if let Some((xmax, bits)) = carry {
+            htup::set_xmax(t, xmax);
+            htup::set_infomask(t, (htup::infomask(t) & !pg_sys::HEAP_XMAX_BITS) | bits);
+        }
+        mark_heap_only(t, index_stable);
+        let new_tid = storage::append(rel, stored, true);
+        free_if(stored, stored != tuple);
+        free_if(tuple, should_free);
+
+        buffer::lock_exclusive(loc.buf);
+        let mut recheck = loc.heap_tuple(rel);
+        // SAFETY: re-checked under the exclusive lock.
+        let still = unsafe { pg_sys::HeapTupleSatisfiesUpdate(&mut recheck, cid, loc.buf) };
+        let unchanged = xmax_state(loc.header) == old_xmax;
+        let keep = match still {
+            pg_sys::TM_Result::TM_Ok if carry.is_none() || unchanged => Some(Vec::new()),
+            // the lockers carried onto the new version must still be the ones recorded
+            pg_sys::TM_Result::TM_BeingModified if carry.is_none() || unchanged => {
+                match decide_on(loc.header, mode, true) {
+                    Decision::Proceed(keep) if carry.is_some() || keep.is_empty() => Some(keep),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        if let Some(keep) = keep {
+            stamp(
+                rel,
+                loc,
+                xid,
+                Stamp::Modified {
+                    cid,
+                    ctid: new_tid,
+                    keys_updated,
+                    hot: index_stable,
+                },
+                &keep,
+            );
+            *hot = index_stable;
+            updated(rel, loc, otid, acq.tuplock, slot, new_tid, index_stable);
+            break pg_sys::TM_Result::TM_Ok;
+        }
+        buffer::unlock_release(loc.buf);
+        release_tuplock(rel, otid, acq.tuplock);
+        kill_tid(rel, new_tid); // lost a race: retry from the top
+    };
+    free_if(new, should_free);
+    // SAFETY: the bitmaps htup returned, not used any more.
+    unsafe {
+        pg_sys::bms_free(keys);
+        pg_sys::bms_free(hot_blocking);
+    }
+    result
+}
