@@ -305,9 +305,9 @@ const PRUNE_AFTER: u32 = 4;
 impl Prune {
     fn note_dead(&mut self, xmax: pg_sys::TransactionId) {
         self.dead_members += 1;
-        // SAFETY: xid comparison helper.
         if xmax != pg_sys::InvalidTransactionId
             && (self.newest_xmax == pg_sys::InvalidTransactionId
+                // SAFETY: xid comparison helper.
                 || unsafe { pg_sys::TransactionIdFollows(xmax, self.newest_xmax) })
         {
             self.newest_xmax = xmax;

@@ -540,9 +540,9 @@ pub fn delete_tuples(
                 return false;
             }
             let x = htup::update_xid(loc.header);
-            // SAFETY: xid comparison helper.
             if x != pg_sys::InvalidTransactionId
                 && (newest == pg_sys::InvalidTransactionId
+                    // SAFETY: xid comparison helper.
                     || unsafe { pg_sys::TransactionIdFollows(x, newest) })
             {
                 newest = x;
@@ -556,6 +556,7 @@ pub fn delete_tuples(
         if all_dead
             && newest != pg_sys::InvalidTransactionId
             && (horizon == pg_sys::InvalidTransactionId
+                // SAFETY: xid comparison helper.
                 || unsafe { pg_sys::TransactionIdFollows(newest, horizon) })
         {
             horizon = newest;

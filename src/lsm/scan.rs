@@ -695,6 +695,7 @@ pub fn sample_next_block(s: &mut LsmScan, state: *mut pg_sys::SampleScanState) -
     release_page(s);
     // SAFETY: the executor passes a valid sample scan state with its routine.
     let tsm = unsafe { (*state).tsmroutine };
+    // SAFETY: the routine of a valid sample scan state.
     let block = match unsafe { (*tsm).NextSampleBlock } {
         // SAFETY: the TSM's own callback with its own state.
         Some(f) => unsafe { f(state, s.nblocks) },
@@ -811,9 +812,11 @@ pub fn analyze_next_tuple(
                 let xmax = htup::update_xid(t.t_data);
                 // SAFETY: as above.
                 if unsafe { pg_sys::TransactionIdIsCurrentTransactionId(xmax) } {
+                    // SAFETY: ANALYZE's counters, valid for the call.
                     unsafe { *deadrows += 1.0 };
                     false
                 } else {
+                    // SAFETY: as above.
                     unsafe { *liverows += 1.0 };
                     true
                 }

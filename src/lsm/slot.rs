@@ -640,9 +640,9 @@ pub fn restore_columns(
     pos: usize,
     tid: pg_sys::ItemPointerData,
 ) -> bool {
-    // SAFETY (read of the descriptor): a valid slot; the batch is the scan's.
     if !is_lsm(slot)
         || batch_of(slot) != batch
+        // SAFETY: a valid slot; the batch is the scan's.
         || unsafe { (*slot).tts_tupleDescriptor != (*batch).desc }
     {
         return false;

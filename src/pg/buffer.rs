@@ -211,8 +211,8 @@ pub struct PageWrite {
 
 impl PageWrite {
     pub fn start(rel: pg_sys::Relation) -> PageWrite {
-        // SAFETY: `rel` is open; GenericXLogStart only allocates state.
         PageWrite {
+            // SAFETY: `rel` is open; GenericXLogStart only allocates state.
             state: unsafe { pg_sys::GenericXLogStart(rel) },
         }
     }
