@@ -516,7 +516,7 @@ pub fn detach_items(
 /// flags, and the commit hint bits of every row header (set by visibility
 /// checks without WAL; frozen headers keep their xmin bits, as heap's mask).
 pub fn mask(page: &mut [u8]) {
-    crate::pg::page::mask_header_and_hole(page);
+    crate::page_layout::mask_header_and_hole(page);
     let kind = page_image::tag_of(page).and_then(|t| PageKind::from_u16(t.kind));
     let headers: Vec<usize> = (1..=page_image::item_count(page))
         .filter_map(|n| match kind {

@@ -3,7 +3,7 @@
 
 use pgrx::pg_sys;
 
-pub use crate::page_layout::{line_pointer, maxalign, BLOCK_SIZE as BLCKSZ, ITEM_ID_SIZE, LP_NORMAL, PAGE_HEADER_SIZE};
+pub use crate::page_layout::{line_pointer, mask_header_and_hole, maxalign, BLOCK_SIZE as BLCKSZ, ITEM_ID_SIZE, LP_NORMAL, PAGE_HEADER_SIZE};
 
 // The pure page layout is the server's.
 const _: () = assert!(BLCKSZ == pg_sys::BLCKSZ as usize);
@@ -185,49 +185,4 @@ pub fn append_below_lower(page: pg_sys::Page, data: &[u8]) -> bool {
     true
 }
 
-/// Masks what `wal_consistency_checking` must not compare on any standard
-/// page (bufmask.c's `mask_page_lsn_and_checksum`, `mask_page_hint_bits`'s
-/// page flags and `pd_prune_xid`, `mask_unused_space`): LSN and checksum,
-/// the hint flags, the prune xid, and the free space between `pd_lower`
-/// and `pd_upper`. Pure: page bytes only.
-pub fn mask_header_and_hole(page: &mut [u8]) {
-    const MARKER: u8 = 0;
-    let u16_at = |p: &[u8], at: usize| u16::from_ne_bytes([p[at], p[at + 1]]);
-    page[0..10].fill(MARKER); // pd_lsn, pd_checksum
-    let flags = u16_at(page, 10) & !(0x0001 | 0x0002); // PD_HAS_FREE_LINES, PD_PAGE_FULL
-    page[10..12].copy_from_slice(&flags.to_ne_bytes());
-    page[20..24].fill(MARKER); // pd_prune_xid
-    let (lower, upper) = (u16_at(page, 12) as usize, u16_at(page, 14) as usize);
-    if PAGE_HEADER_SIZE <= lower && lower <= upper && upper <= page.len() {
-        page[lower..upper].fill(MARKER);
-    }
-}
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn mask_hides_lsn_checksum_hints_and_the_hole() {
-        let mut s = 3u64;
-        let mut p: Vec<u8> = (0..8192)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                s as u8
-            })
-            .collect();
-        p[12..14].copy_from_slice(&100u16.to_ne_bytes());
-        p[14..16].copy_from_slice(&200u16.to_ne_bytes());
-        let mut q = p.clone();
-        q[0..10].fill(7);
-        q[150] ^= 1;
-        q[10] ^= 0x03;
-        super::mask_header_and_hole(&mut p);
-        super::mask_header_and_hole(&mut q);
-        assert_eq!(p, q);
-        let mut r = q.clone();
-        r[300] ^= 1;
-        super::mask_header_and_hole(&mut r);
-        assert_ne!(r, q);
-    }
-}
