@@ -16,6 +16,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock strata.control ./
 COPY .cargo .cargo
 COPY src src
+COPY crates crates
 RUN cargo pgrx package --pg-config /usr/lib/postgresql/18/bin/pg_config \
  && mkdir /out \
  && cp -a target/release/strata-pg18/. /out/

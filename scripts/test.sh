@@ -3,8 +3,9 @@
 #   0. newcomer path    — tests/newcomer.sh, first: `make run` from nothing on a
 #                         throwaway data directory and port, again (idempotence),
 #                         README's 30-second example run verbatim, `make stop`;
-#   1. cargo pgrx test  — pure unit tests (kernels, codecs, policies) and
-#                         #[pg_test] in-backend tests, per PostgreSQL version;
+#   1. cargo test -p strata-core — the pure core's unit tests (kernels, codecs,
+#                         page formats, checks, graph, policies), no PostgreSQL;
+#      cargo pgrx test  — #[pg_test] in-backend tests, per PostgreSQL version;
 #   2. pg_regress       — tests/pg_regress suites with asserted output;
 #   3. isolation specs — tests/isolation: concurrency semantics, run on heap
 #                        and on lsm tables against the same expected files;
@@ -21,6 +22,10 @@ cd "$STRATA_ROOT"
 
 # What a newcomer types first, exactly as README.md gives it (PostgreSQL 18).
 case " $VERSIONS " in *" 18 "*) "$STRATA_ROOT/tests/newcomer.sh" ;; esac
+
+# The pgrx-free core crate: plain cargo, no server, no PostgreSQL headers.
+log "cargo test -p strata-core"
+cargo test -p strata-core --release
 
 for v in $VERSIONS; do
     pgdata="/tmp/strata-pgrx-test/pg$v"

@@ -22,12 +22,13 @@ pub extern "C-unwind" fn _PG_init() {
     hnsw::reloptions::register();
 }
 
-pub mod error;
 pub mod hnsw;
 pub mod lsm;
-pub mod page_layout;
 pub mod pg;
 pub mod vector;
+
+// The pgrx-free core (crates/strata-core), under the paths the glue uses.
+pub use strata_core::{error, page_layout};
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]

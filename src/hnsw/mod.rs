@@ -21,23 +21,16 @@
 //! * [`info`]    — `strata.hnsw_info`
 
 pub mod build;
-pub mod calibrate;
-pub mod codes;
-pub mod cost;
-pub mod format;
-pub mod graph;
 pub mod gucs;
 pub mod handler;
 pub mod info;
 pub mod insert;
-pub mod metric;
-pub mod options;
 pub mod pages;
-#[cfg(test)]
-mod recall_bound;
 pub mod reloptions;
 pub mod rows;
 pub mod scan;
 pub mod vacuum;
 pub mod wal;
-pub mod wal_record;
+
+// The pure modules live in the pgrx-free core crate.
+pub use strata_core::hnsw::{calibrate, codes, cost, format, graph, metric, options, wal_record};

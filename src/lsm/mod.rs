@@ -23,40 +23,23 @@
 //! * [`flush`], [`run_writer`], [`policy`], [`compact`], [`sweep`], [`shrink`],
 //!   [`vacuum`] — L0 flush, tiered merges, freezing, file packing: VACUUM
 
-pub mod block_cache;
-pub mod bloom;
 pub mod bulk;
 pub mod chain;
 pub mod cluster;
-pub mod column_attr;
-pub mod column_dict;
-pub mod columnar;
-pub mod columnar_read;
 pub mod compact;
-pub mod compact_page;
-pub mod compressed_page;
 pub mod ddl;
 pub mod fetch;
 pub mod flush;
-pub mod format;
 pub mod gucs;
 pub mod handler;
 pub mod index_build;
 pub mod inspect;
-pub mod lz4_block;
 pub mod manifest;
 pub mod manifest_cache;
 pub mod modify;
-pub mod pack_thread;
-pub mod page_check;
 pub mod page_id;
-pub mod page_image;
-pub mod run_packer;
-pub mod run_page;
-pub mod policy;
 pub mod publication;
 pub mod redo;
-pub mod row_lock;
 pub mod run_writer;
 pub mod scan;
 pub mod shared_cache;
@@ -66,4 +49,6 @@ pub mod storage;
 pub mod sweep;
 pub mod vacuum;
 pub mod version_data;
-pub mod wal_record;
+
+// The pure modules live in the pgrx-free core crate.
+pub use strata_core::lsm::{block_cache, bloom, column_attr, column_dict, columnar, columnar_read, compact_page, compressed_page, format, lz4_block, pack_thread, page_check, page_image, policy, row_lock, run_packer, run_page, wal_record};

@@ -81,7 +81,7 @@ impl RunWriter {
             taken: HashSet::new(),
             next_run_id: id + 1,
             packer: Some(packer(id, rel)),
-            current: RunDesc::new(id, level),
+            current: new_run(id, level),
             fences: Vec::new(),
             done: Vec::new(),
             level,
@@ -183,7 +183,7 @@ impl RunWriter {
         self.current.root = self.write(&root);
         self.current.data_pages = fences.len() as u32;
         self.done.push(self.current);
-        self.current = RunDesc::new(self.next_run_id, self.level);
+        self.current = new_run(self.next_run_id, self.level);
         self.next_run_id += 1;
         if let Some(until) = self.reserved_until {
             if self.next_run_id >= until {
@@ -270,13 +270,12 @@ pub fn write_image(rel: pg_sys::Relation, buf: pg_sys::Buffer, image: &PageImage
     buffer::unlock_release(buf);
 }
 
-impl RunDesc {
-    fn new(run_id: u32, level: u16) -> RunDesc {
-        RunDesc {
-            run_id,
-            level,
-            ..Default::default()
-        }
+/// A new run's descriptor: its id and level, nothing written yet.
+fn new_run(run_id: u32, level: u16) -> RunDesc {
+    RunDesc {
+        run_id,
+        level,
+        ..Default::default()
     }
 }
 

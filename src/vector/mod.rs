@@ -16,30 +16,14 @@
 //! SQL-callable functions) and [`catalog`] (the type, operators, casts,
 //! opclasses and aggregates).
 
-pub mod binary;
 pub mod bit_datum;
 pub mod bit_sql;
-pub mod bits;
 pub mod catalog;
 pub mod datum;
-pub mod error;
-pub mod kernels;
-pub mod ops;
 pub mod sql;
 mod sql_type;
-pub mod text;
 
-pub use error::VectorError;
-pub use ops::check_element;
+// The pure modules live in the pgrx-free core crate.
+pub use strata_core::vector::{binary, bits, error, kernels, ops, text};
 
-/// Largest number of dimensions a vector may have.
-pub const MAX_DIM: usize = 16000;
-
-impl crate::error::SqlError for VectorError {
-    fn sqlstate(&self) -> &'static str {
-        VectorError::sqlstate(self)
-    }
-    fn detail(&self) -> Option<String> {
-        VectorError::detail(self).map(str::to_string)
-    }
-}
+pub use strata_core::vector::{check_element, VectorError, MAX_DIM};

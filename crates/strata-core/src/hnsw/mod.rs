@@ -1,0 +1,19 @@
+//! The pure half of `strata_hnsw`: page and item formats, the four metrics,
+//! the graph (layer search, neighbor heuristic, the parallel in-memory
+//! build, the code-guided search), RaBitQ neighbor codes, calibration, the
+//! cost model's arithmetic and the WAL record layout. The extension's `hnsw`
+//! module re-exports each one.
+
+pub mod calibrate;
+#[allow(unsafe_code)] // SIMD scoring of codes
+pub mod codes;
+pub mod cost;
+#[allow(unsafe_code)] // a vector read in place from an aligned item
+pub mod format;
+#[allow(unsafe_code)] // prefetch hints in the parallel build
+pub mod graph;
+pub mod metric;
+pub mod options;
+#[cfg(test)]
+mod recall_bound;
+pub mod wal_record;

@@ -1,0 +1,19 @@
+//! Strata's pure core: everything that can be built and tested without
+//! PostgreSQL — no pgrx, no `pg_sys`, `unsafe` only where an item says why
+//! (SIMD kernels, shared-memory views). The extension crate (`strata`) is
+//! the glue: it re-exports these modules under the same paths
+//! (`strata::lsm::format`, …) and adds the Postgres side.
+//!
+//! * [`page_layout`] — the standard page layout's constants and helpers
+//! * [`error`] — the error contract with the SQL boundary (SQLSTATEs)
+//! * [`lsm`] — page formats, run packing, compression, checks, compaction policy
+//! * [`hnsw`] — graph, neighbor codes, page formats, calibration, costs
+//! * [`vector`] — distance kernels, text/binary codecs, arithmetic, bits
+
+#![deny(unsafe_code)]
+
+pub mod error;
+pub mod hnsw;
+pub mod lsm;
+pub mod page_layout;
+pub mod vector;
