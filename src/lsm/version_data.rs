@@ -194,11 +194,11 @@ fn lone_for<T>(key: &Key, f: impl FnOnce(&Lone) -> T) -> Option<T> {
     LONE.with(|l| l.borrow().as_ref().filter(|l| l.key == *key).map(f))
 }
 
-/// `f` of the rest of version `item` of compact page `p` rebuilt alone —
-/// a point lookup rebuilds one row, not the page's — when the page's
-/// payload is not cached and no other version of it was asked for last;
-/// None otherwise (decode the page: a reader going through its rows). A
-/// row in the shared cache goes to `f` straight from it.
+/// `f` of the rest of version `item` of compact page `p` (the caller checked
+/// it is one) rebuilt alone — a point lookup rebuilds one row, not the
+/// page's — when the page's payload is not cached and no other version of
+/// it was asked for last; None otherwise (decode the page: a reader going
+/// through its rows). A row in the shared cache goes to `f` straight from it.
 fn lone_rest<T>(
     rel: pg_sys::Relation,
     blkno: pg_sys::BlockNumber,
@@ -208,9 +208,6 @@ fn lone_rest<T>(
     f: impl FnOnce(&[u8]) -> T,
 ) -> Option<T> {
     let bytes = page::bytes(p);
-    if !compact_page::is_compact(bytes) {
-        return None;
-    }
     let seen = lone_for(&key, |l| (l.item, l.rest.clone()));
     match seen {
         Some((last, rest)) if last == item => Some(f(&rest)),
@@ -355,8 +352,9 @@ fn with_parts<T>(
     let item = item_of(p, t);
     let key = key_of(rel, blkno, page::bytes(p));
     let hit = cached(&key);
+    let compact = key.5; // key_of's layout flag
     if let (None, Some(item)) = (&hit, item) {
-        if compact_page::is_compact(page::bytes(p)) {
+        if compact {
             let h = compact_page::header(page::bytes(p), item)
                 .unwrap_or_else(|| corrupted(rel, blkno, format!("item {item} is not a header")));
             let f = &mut f;

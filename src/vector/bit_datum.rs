@@ -28,12 +28,8 @@ pub struct Bits<'a> {
 
 impl<'a> Bits<'a> {
     /// Length in bits.
-    pub fn len(&self) -> u32 {
+    pub fn bit_len(&self) -> u32 {
         self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// The packed bits (`ceil(len / 8)` bytes, unused low bits zero).
@@ -69,17 +65,17 @@ pub struct BitBuf {
 }
 
 impl BitBuf {
-    /// A bit string of `len` bits from packed `bytes` (`ceil(len / 8)` of
-    /// them, unused low bits zero).
-    pub fn from_packed(len: usize, bytes: &[u8]) -> BitBuf {
-        assert_eq!(bytes.len(), bits::bytes_for(len), "packed length");
-        let ptr = varlena::alloc_zeroed(HEADER_SIZE + bytes.len());
-        // SAFETY: `ptr` was just allocated with room for the header and the
-        // bytes; palloc memory is MAXALIGNed.
+    /// A bit string of `len` bits whose packed bytes (`ceil(len / 8)`,
+    /// zeroed) `fill` writes in place.
+    pub fn filled(len: usize, fill: impl FnOnce(&mut [u8])) -> BitBuf {
+        let n = bits::bytes_for(len);
+        let ptr = varlena::alloc_zeroed(HEADER_SIZE + n);
+        // SAFETY: `ptr` was just allocated with room for the header and `n`
+        // bytes after it; palloc memory is MAXALIGNed.
         unsafe {
             let base = ptr as *mut u8;
             (base.add(VARHDRSZ) as *mut i32).write(len as i32);
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), base.add(HEADER_SIZE), bytes.len());
+            fill(std::slice::from_raw_parts_mut(base.add(HEADER_SIZE), n));
         }
         BitBuf {
             ptr,

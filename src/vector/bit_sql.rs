@@ -5,13 +5,12 @@
 use super::bit_datum::{BitBuf, Bits};
 use super::datum::Vector;
 use super::{bits, VectorError};
-use crate::pg::error::OrRaise;
 use pgrx::prelude::*;
 
 /// pgvector's check: both bit strings have one length.
 fn same_length(a: &Bits<'_>, b: &Bits<'_>) {
-    if a.len() != b.len() {
-        Err::<(), _>(VectorError::BitLengthMismatch(a.len(), b.len())).or_raise();
+    if a.bit_len() != b.bit_len() {
+        crate::pg::error::raise(&VectorError::BitLengthMismatch(a.bit_len(), b.bit_len()));
     }
 }
 
@@ -30,5 +29,5 @@ fn jaccard_distance(a: Bits<'_>, b: Bits<'_>) -> f64 {
 #[pg_extern(immutable, strict, parallel_safe)]
 fn binary_quantize(v: Vector<'_>) -> BitBuf {
     let x = v.as_slice();
-    BitBuf::from_packed(x.len(), &bits::quantize(x))
+    BitBuf::filled(x.len(), |out| bits::quantize_into(x, out))
 }

@@ -54,16 +54,6 @@ fn jaccard_words(a: &[u8], b: &[u8]) -> (u64, u64, u64) {
     (ab, aa, bb)
 }
 
-mod scalar {
-    pub fn hamming(a: &[u8], b: &[u8]) -> u64 {
-        super::hamming_words(a, b)
-    }
-
-    pub fn jaccard(a: &[u8], b: &[u8]) -> (u64, u64, u64) {
-        super::jaccard_words(a, b)
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 mod popcnt {
     //! The scalar code compiled with the `popcnt` instruction; installed in
@@ -112,8 +102,8 @@ fn table() -> &'static BitTable {
         }
         BitTable {
             name: "scalar",
-            hamming: scalar::hamming,
-            jaccard: scalar::jaccard,
+            hamming: hamming_words,
+            jaccard: jaccard_words,
         }
     })
 }
@@ -147,17 +137,17 @@ pub fn bytes_for(bits: usize) -> usize {
     bits.div_ceil(8)
 }
 
-/// One bit per element of `x`, set when the element is positive (NaN and
-/// zeros, of either sign, give 0), packed most significant bit first.
-pub fn quantize(x: &[f32]) -> Vec<u8> {
-    let mut out = vec![0u8; bytes_for(x.len())];
+/// One bit per element of `x` into `out` (`bytes_for(x.len())` bytes), set
+/// when the element is positive (NaN and zeros, of either sign, give 0),
+/// packed most significant bit first.
+pub fn quantize_into(x: &[f32], out: &mut [u8]) {
+    debug_assert_eq!(out.len(), bytes_for(x.len()));
     for (byte, chunk) in out.iter_mut().zip(x.chunks(8)) {
         *byte = chunk
             .iter()
             .enumerate()
             .fold(0u8, |acc, (j, &v)| acc | (u8::from(v > 0.0) << (7 - j)));
     }
-    out
 }
 
 #[cfg(test)]
@@ -191,6 +181,12 @@ mod tests {
         assert!((jaccard(&bits("110"), &bits("011")) - 2.0 / 3.0).abs() < 1e-15);
     }
 
+    fn quantize(x: &[f32]) -> Vec<u8> {
+        let mut out = vec![0u8; bytes_for(x.len())];
+        quantize_into(x, &mut out);
+        out
+    }
+
     #[test]
     fn quantize_sets_positive_elements_msb_first() {
         assert_eq!(quantize(&[1.0, -2.0, 0.0, 3.0]), bits("1001"));
@@ -212,8 +208,8 @@ mod tests {
         for len in [0usize, 1, 7, 8, 9, 63, 64, 65, 200, 8000] {
             let a: Vec<u8> = (0..len).map(|_| next() as u8).collect();
             let b: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-            assert_eq!(hamming(&a, &b), scalar::hamming(&a, &b), "len {len}");
-            assert_eq!((table().jaccard)(&a, &b), scalar::jaccard(&a, &b), "len {len}");
+            assert_eq!(hamming(&a, &b), hamming_words(&a, &b), "len {len}");
+            assert_eq!((table().jaccard)(&a, &b), jaccard_words(&a, &b), "len {len}");
             let naive: u64 = a.iter().zip(&b).map(|(x, y)| u64::from((x ^ y).count_ones())).sum();
             assert_eq!(hamming(&a, &b), naive);
         }
