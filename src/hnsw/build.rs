@@ -283,6 +283,7 @@ fn write_graph(st: &mut BuildState) {
         cap0: format::capacity(p.m, 0),
         cap: format::capacity(p.m, 1),
         dist,
+        spare_last_links: p.metric != Metric::InnerProduct,
     };
     let pool = worker_pool();
     let helpers = pool.current_num_threads().saturating_sub(1);

@@ -304,6 +304,7 @@ mod tests {
             cap0: 16,
             cap: 8,
             dist: Metric::L2.comparable(),
+            spare_last_links: true,
         };
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         let links = build_parallel(data, dims, &spec, &pool, 1, |_| {});

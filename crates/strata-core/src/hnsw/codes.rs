@@ -647,7 +647,14 @@ mod tests {
         let l2 = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>();
         let mut r = rng(5);
         let levels: Vec<u8> = (0..n).map(|_| random_level((r() + 0.5) as f64 + 1e-9, 16, 15)).collect();
-        let spec = Spec { levels: &levels, ef_construction: 64, cap0: 32, cap: 16, dist: l2 };
+        let spec = Spec {
+            levels: &levels,
+            ef_construction: 64,
+            cap0: 32,
+            cap: 16,
+            dist: l2,
+            spare_last_links: true,
+        };
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         let links = build_parallel(data, dims, &spec, &pool, 1, |_| {});
         let top = (0..n).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))).unwrap();

@@ -129,6 +129,7 @@ fn build(data: &[Vec<f32>], levels: &[u8], m: usize, metric: Metric) -> Vec<Vec<
         cap0: 2 * m,
         cap: m,
         dist,
+        spare_last_links: metric != Metric::InnerProduct,
     };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     let mut links =
@@ -485,5 +486,41 @@ fn an_inner_product_build_keeps_the_largest_products_reachable() {
             .map(|s| s.id.block as usize)
             .collect();
         assert_eq!(got, exact[..5], "run {run}");
+    }
+}
+
+#[test]
+fn an_inner_product_build_meets_pgvectors_recall_floor() {
+    // pgvector's build-recall test data (10,000 × 3, each component
+    // random() * random()): recall@20 at ef_search 40 >= 0.97 for inner
+    // product on every build (sparing elements' last incoming links left 4
+    // builds of 40 below it)
+    let m = 16;
+    let metric = Metric::InnerProduct;
+    for run in 0..5u64 {
+        let mut rng = Rng(0x1234 + run * 7919);
+        let data: Vec<Vec<f32>> = (0..10_000)
+            .map(|_| (0..3).map(|_| (rng.next_f64() * rng.next_f64()) as f32).collect())
+            .collect();
+        let levels: Vec<u8> = (0..data.len())
+            .map(|_| random_level(1.0 - rng.next_f64(), m, 15))
+            .collect();
+        let links = build(&data, &levels, m, metric);
+        let mut g = Building::from_links(&data, &links, |a: &[f32], b: &[f32]| metric.distance(a, b));
+        let top = (0..data.len()).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))).unwrap();
+        let mut hits = 0;
+        for _ in 0..20 {
+            let q: Vec<f32> = (0..3).map(|_| rng.next_f64() as f32).collect();
+            let mut exact: Vec<usize> = (0..data.len()).collect();
+            exact.sort_by(|&a, &b| metric.distance(&data[a], &q).total_cmp(&metric.distance(&data[b], &q)));
+            let ep = descend(&mut g, &q, built(top), levels[top] as usize, 0);
+            hits += search_layer(&mut g, &q, &[ep], 40, 0)
+                .iter()
+                .take(20)
+                .filter(|s| exact[..20].contains(&(s.id.block as usize)))
+                .count();
+        }
+        let r = hits as f64 / 400.0;
+        assert!(r >= 0.97, "run {run}: recall@20 {r}");
     }
 }
