@@ -1,9 +1,9 @@
 //! SQL-callable functions on `bit` that pgvector defines: Hamming and
 //! Jaccard distance (operators `<~>` and `<%>` in [`super::catalog`]) and
-//! `binary_quantize(vector)`. Thin adapters over the pure [`super::bits`].
+//! `binary_quantize(vector | halfvec)`. Thin adapters over the pure [`super::bits`].
 
 use super::bit_datum::{BitBuf, Bits};
-use super::datum::Vector;
+use super::datum::{HalfVec, Vector};
 use super::{bits, VectorError};
 use pgrx::prelude::*;
 
@@ -30,4 +30,10 @@ fn jaccard_distance(a: Bits<'_>, b: Bits<'_>) -> f64 {
 fn binary_quantize(v: Vector<'_>) -> BitBuf {
     let x = v.as_slice();
     BitBuf::filled(x.len(), |out| bits::quantize_into(x, out))
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "binary_quantize")]
+fn halfvec_binary_quantize(v: HalfVec<'_>) -> BitBuf {
+    let x = v.as_slice();
+    BitBuf::filled(x.len(), |out| bits::quantize_half_into(x, out))
 }

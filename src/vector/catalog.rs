@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 extension_sql!(
     r#"
--- The shell type lets the I/O functions name `vector` before it is complete.
+-- The shell types let the I/O functions name `vector` and `halfvec`
+-- (half_catalog.rs) before they are complete.
 CREATE TYPE vector;
+CREATE TYPE halfvec;
 "#,
     name = "vector_shell_type",
     bootstrap
@@ -105,11 +107,21 @@ CREATE OPERATOR CLASS vector_l1_ops FOR TYPE vector USING strata_hnsw AS
 /// OID of the `vector` type in this database (cached per backend).
 pub fn vector_type_oid() -> pg_sys::Oid {
     static OID: AtomicU32 = AtomicU32::new(0);
-    let cached = OID.load(Ordering::Relaxed);
+    type_oid(&OID, "vector")
+}
+
+/// OID of the `halfvec` type in this database (cached per backend).
+pub fn halfvec_type_oid() -> pg_sys::Oid {
+    static OID: AtomicU32 = AtomicU32::new(0);
+    type_oid(&OID, "halfvec")
+}
+
+fn type_oid(cache: &AtomicU32, name: &str) -> pg_sys::Oid {
+    let cached = cache.load(Ordering::Relaxed);
     if cached != 0 {
         return pg_sys::Oid::from(cached);
     }
-    let oid = pgrx::regtypein("vector");
-    OID.store(oid.to_u32(), Ordering::Relaxed);
+    let oid = pgrx::regtypein(name);
+    cache.store(oid.to_u32(), Ordering::Relaxed);
     oid
 }

@@ -1,8 +1,20 @@
-//! `vector` datums: borrowing a detoasted argument and building a result.
+//! `vector` and `halfvec` datums: borrowing a detoasted argument and
+//! building a result.
 //!
-//! [`Vector`] borrows the elements of an argument for the duration of a function
-//! call; [`VectorBuf`] is a freshly palloc'd varlena returned to Postgres. Both
-//! map to the SQL type `vector`.
+//! Both types share one layout (pgvector's), differing in the element:
+//! `float4` for `vector`, IEEE binary16 (kept as its `u16` bits) for
+//! `halfvec`:
+//!
+//! ```text
+//!  0       4        6        8                         8 + size*dim
+//!  +-------+--------+--------+-------------------------+
+//!  | vl_len| dim i16| 0  i16 | x[0] .. x[dim-1]        |
+//!  +-------+--------+--------+-------------------------+
+//! ```
+//!
+//! [`Vector`] / [`HalfVec`] borrow the elements of an argument for the
+//! duration of a function call; [`VectorBuf`] / [`HalfVecBuf`] are freshly
+//! palloc'd varlenas returned to Postgres.
 
 use crate::pg::varlena::{self, VARHDRSZ};
 use pgrx::pg_sys;
@@ -11,19 +23,28 @@ use std::marker::PhantomData;
 /// Bytes before the first element: varlena header, dim (i16), unused (i16).
 pub const HEADER_SIZE: usize = VARHDRSZ + 4;
 
-/// Total varlena size of a vector with `dims` elements.
+/// Total varlena size of a `vector` with `dims` elements.
 pub const fn size_of(dims: usize) -> usize {
     HEADER_SIZE + 4 * dims
 }
 
-/// A `vector` argument, detoasted and borrowed for the current call.
+/// An element type of the layout: `f32` or `u16` (binary16 bits).
+pub trait Element: Copy + 'static {}
+impl Element for f32 {}
+impl Element for u16 {}
+
+/// A `vector` (`f32`) or `halfvec` (`u16`) argument, detoasted and
+/// borrowed for the current call.
 #[derive(Clone, Copy)]
-pub struct Vector<'a> {
-    elements: &'a [f32],
+pub struct Elements<'a, T: Element> {
+    elements: &'a [T],
 }
 
-impl<'a> Vector<'a> {
-    pub fn as_slice(&self) -> &'a [f32] {
+pub type Vector<'a> = Elements<'a, f32>;
+pub type HalfVec<'a> = Elements<'a, u16>;
+
+impl<'a, T: Element> Elements<'a, T> {
+    pub fn as_slice(&self) -> &'a [T] {
         self.elements
     }
 
@@ -31,48 +52,56 @@ impl<'a> Vector<'a> {
         self.elements.len()
     }
 
-    /// Reads a vector from a datum.
+    /// Reads the elements of a datum.
     ///
     /// # Safety
-    /// `datum` must be a non-null `vector` datum that outlives `'a`.
-    pub unsafe fn from_raw_datum(datum: pg_sys::Datum) -> Vector<'a> {
-        // SAFETY: caller guarantees a vector varlena; detoasting yields a
-        // 4-byte-header copy (or the original if already plain) that is at least
-        // int-aligned, so the f32 elements at offset 8 are aligned.
+    /// `datum` must be a non-null datum of the type whose element is `T`
+    /// that outlives `'a`.
+    pub unsafe fn from_raw_datum(datum: pg_sys::Datum) -> Elements<'a, T> {
+        // SAFETY: caller guarantees a varlena of this layout; detoasting
+        // yields a 4-byte-header copy (or the original if already plain)
+        // that is at least int-aligned, so the elements at offset 8 are
+        // aligned for f32 and u16.
         unsafe {
             let ptr = varlena::detoast(datum) as *const u8;
             let dims = (ptr.add(VARHDRSZ) as *const i16).read() as usize;
-            debug_assert!(varlena::varsize(ptr as *const pg_sys::varlena) >= size_of(dims));
-            let elements = std::slice::from_raw_parts(ptr.add(HEADER_SIZE) as *const f32, dims);
-            Vector { elements }
+            debug_assert!(
+                varlena::varsize(ptr as *const pg_sys::varlena)
+                    >= HEADER_SIZE + std::mem::size_of::<T>() * dims
+            );
+            let elements = std::slice::from_raw_parts(ptr.add(HEADER_SIZE) as *const T, dims);
+            Elements { elements }
         }
     }
 }
 
-/// A newly built `vector` in palloc'd memory, ready to return.
-pub struct VectorBuf {
+/// A newly built `vector` or `halfvec` in palloc'd memory, ready to return.
+pub struct ElementsBuf<T: Element> {
     ptr: *mut pg_sys::varlena,
-    _not_send: PhantomData<*mut u8>,
+    _element: PhantomData<*mut T>,
 }
 
-impl VectorBuf {
+pub type VectorBuf = ElementsBuf<f32>;
+pub type HalfVecBuf = ElementsBuf<u16>;
+
+impl<T: Element> ElementsBuf<T> {
     /// Copies `elements` into a new varlena. Callers check dimensions first.
-    pub fn from_slice(elements: &[f32]) -> VectorBuf {
-        let ptr = varlena::alloc_zeroed(size_of(elements.len()));
+    pub fn from_slice(elements: &[T]) -> ElementsBuf<T> {
+        let ptr = varlena::alloc_zeroed(HEADER_SIZE + std::mem::size_of_val(elements));
         // SAFETY: `ptr` was just allocated with room for the header and
-        // `elements.len()` floats; palloc memory is MAXALIGNed.
+        // the elements; palloc memory is MAXALIGNed.
         unsafe {
             let base = ptr as *mut u8;
             (base.add(VARHDRSZ) as *mut i16).write(elements.len() as i16);
             std::ptr::copy_nonoverlapping(
                 elements.as_ptr(),
-                base.add(HEADER_SIZE) as *mut f32,
+                base.add(HEADER_SIZE) as *mut T,
                 elements.len(),
             );
         }
-        VectorBuf {
+        ElementsBuf {
             ptr,
-            _not_send: PhantomData,
+            _element: PhantomData,
         }
     }
 
@@ -82,3 +111,4 @@ impl VectorBuf {
 }
 
 super::sql_type::varlena_sql_type!(Vector, VectorBuf, "vector", crate::vector::catalog::vector_type_oid());
+super::sql_type::varlena_sql_type!(HalfVec, HalfVecBuf, "halfvec", crate::vector::catalog::halfvec_type_oid());

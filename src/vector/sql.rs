@@ -39,21 +39,34 @@ fn vector_out(v: Vector<'_>) -> CString {
 
 #[pg_extern(immutable, strict, parallel_safe)]
 fn vector_typmod_in(list: Array<'_, &CStr>) -> i32 {
+    typmod_of(list).or_raise()
+}
+
+/// The dimension count of `vector(n)` / `halfvec(n)` from the type
+/// modifier's list.
+pub(super) fn typmod_of(list: Array<'_, &CStr>) -> Result<i32, VectorError> {
     let items: Vec<Option<&CStr>> = list.iter().collect();
     let [Some(item)] = items[..] else {
-        crate::pg::error::raise(&VectorError::TypmodInvalid)
+        return Err(VectorError::TypmodInvalid);
     };
     let dims: i32 = item
         .to_str()
         .ok()
         .and_then(|s| s.trim().parse().ok())
-        .ok_or(VectorError::TypmodInvalid)
-        .or_raise();
-    ops::typmod_from_dims(dims).or_raise()
+        .ok_or(VectorError::TypmodInvalid)?;
+    ops::typmod_from_dims(dims)
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]
-fn vector_recv(mut buf: Internal, _typoid: pg_sys::Oid, typmod: i32) -> VectorBuf {
+fn vector_recv(buf: Internal, _typoid: pg_sys::Oid, typmod: i32) -> VectorBuf {
+    let elements = receive(buf, |bytes| binary::decode(bytes).or_raise());
+    ops::check_typmod(typmod, elements.len()).or_raise();
+    new_vector(&elements)
+}
+
+/// Reads one value from a receive function's StringInfo with `decode`
+/// (the elements and the bytes they took), moving its cursor past them.
+pub(super) fn receive<T>(mut buf: Internal, decode: impl FnOnce(&[u8]) -> (Vec<T>, usize)) -> Vec<T> {
     // SAFETY: the receive function's first argument is always a StringInfo.
     let buf = unsafe { buf.get_mut::<pg_sys::StringInfoData>() }.expect("StringInfo argument");
     let remaining: &[u8] = if buf.len > buf.cursor {
@@ -67,10 +80,9 @@ fn vector_recv(mut buf: Internal, _typoid: pg_sys::Oid, typmod: i32) -> VectorBu
     } else {
         &[]
     };
-    let (elements, used) = binary::decode(remaining).or_raise();
+    let (elements, used) = decode(remaining);
     buf.cursor += used as i32;
-    ops::check_typmod(typmod, elements.len()).or_raise();
-    new_vector(&elements)
+    elements
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]
@@ -272,7 +284,7 @@ fn vector_cmp(a: Vector<'_>, b: Vector<'_>) -> i32 {
 
 /// The values of an `avg(vector)` state array; pgvector's checks: 1-D, at
 /// least the count, no NULLs (the type is `double precision[]` by signature).
-fn state_values(state: Array<'_, f64>, caller: &'static str) -> Vec<f64> {
+pub(super) fn state_values(state: Array<'_, f64>, caller: &'static str) -> Vec<f64> {
     let malformed = state.is_empty() || state.contains_nulls();
     let values: Vec<f64> = state.iter().map(|x| x.unwrap_or_default()).collect();
     if malformed || crate::pg::array::ndim(state) != 1 {

@@ -44,19 +44,19 @@ CREATE TABLE bad_typmod (v vector(3, 4));
 SELECT * FROM items ORDER BY id;
 
 -- NULL handling: strict functions return NULL, aggregates skip NULLs
-SELECT NULL::vector <-> '[1,2,3]', vector_dims(NULL::vector), l2_normalize(NULL);
+SELECT NULL::vector <-> '[1,2,3]', vector_dims(NULL::vector), l2_normalize(NULL::vector);
 SELECT count(v), avg(v), sum(v) FROM items;
 SELECT avg(v) FROM items WHERE false;
 SELECT sum(v) FROM items WHERE false;
 
 -- distance operators and functions
 SELECT '[1,2,3]'::vector <-> '[4,5,6]';
-SELECT l2_distance('[1,2,3]', '[4,5,6]');
-SELECT '[1,2,3]'::vector <#> '[4,5,6]', inner_product('[1,2,3]', '[4,5,6]');
-SELECT '[1,2]'::vector <=> '[2,4]', cosine_distance('[1,0]', '[0,1]'), '[1,1]'::vector <=> '[-1,-1]';
+SELECT l2_distance('[1,2,3]'::vector, '[4,5,6]');
+SELECT '[1,2,3]'::vector <#> '[4,5,6]', inner_product('[1,2,3]'::vector, '[4,5,6]');
+SELECT '[1,2]'::vector <=> '[2,4]', cosine_distance('[1,0]'::vector, '[0,1]'), '[1,1]'::vector <=> '[-1,-1]';
 SELECT '[1,2,3]'::vector <=> '[4,5,6]';
 SELECT '[0,0]'::vector <=> '[1,1]';
-SELECT '[1,2,3]'::vector <+> '[4,0,6]', l1_distance('[1,2,3]', '[4,0,6]');
+SELECT '[1,2,3]'::vector <+> '[4,0,6]', l1_distance('[1,2,3]'::vector, '[4,0,6]');
 SELECT vector_l2_squared_distance('[1,2,3]', '[4,5,6]');
 -- dimension mismatch: 22000
 SELECT '[1,2]'::vector <-> '[1,2,3]';
@@ -75,11 +75,11 @@ SELECT '[3e38]'::vector + '[3e38]';
 SELECT '[1e-30]'::vector * '[1e-30]';
 
 -- functions
-SELECT vector_dims('[1,2,3]'), vector_norm('[3,4]'), vector_norm('[1,1,1]');
-SELECT l2_normalize('[3,4]'), l2_normalize('[0,0]');
-SELECT subvector('[1,2,3,4,5]', 2, 3), subvector('[1,2,3,4,5]', -1, 4), subvector('[1,2,3,4,5]', 4, 100);
-SELECT subvector('[1,2,3]', 4, 1);
-SELECT subvector('[1,2,3]', 1, 0);
+SELECT vector_dims('[1,2,3]'::vector), vector_norm('[3,4]'), vector_norm('[1,1,1]');
+SELECT l2_normalize('[3,4]'::vector), l2_normalize('[0,0]'::vector);
+SELECT subvector('[1,2,3,4,5]'::vector, 2, 3), subvector('[1,2,3,4,5]'::vector, -1, 4), subvector('[1,2,3,4,5]'::vector, 4, 100);
+SELECT subvector('[1,2,3]'::vector, 4, 1);
+SELECT subvector('[1,2,3]'::vector, 1, 0);
 
 -- casts from and to arrays
 SELECT ARRAY[1,2,3]::vector, ARRAY[1.5,2.5]::real[]::vector, ARRAY[1.25,2]::float8[]::vector, ARRAY[1.1,2.2]::numeric[]::vector;

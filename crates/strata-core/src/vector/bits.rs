@@ -141,12 +141,21 @@ pub fn bytes_for(bits: usize) -> usize {
 /// when the element is positive (NaN and zeros, of either sign, give 0),
 /// packed most significant bit first.
 pub fn quantize_into(x: &[f32], out: &mut [u8]) {
+    quantize_by(x, out, |v| v > 0.0)
+}
+
+/// [`quantize_into`] for `halfvec` elements (binary16 bits).
+pub fn quantize_half_into(x: &[u16], out: &mut [u8]) {
+    quantize_by(x, out, |h| super::half::to_f32(h) > 0.0)
+}
+
+fn quantize_by<T: Copy>(x: &[T], out: &mut [u8], positive: impl Fn(T) -> bool) {
     debug_assert_eq!(out.len(), bytes_for(x.len()));
     for (byte, chunk) in out.iter_mut().zip(x.chunks(8)) {
         *byte = chunk
             .iter()
             .enumerate()
-            .fold(0u8, |acc, (j, &v)| acc | (u8::from(v > 0.0) << (7 - j)));
+            .fold(0u8, |acc, (j, &v)| acc | (u8::from(positive(v)) << (7 - j)));
     }
 }
 

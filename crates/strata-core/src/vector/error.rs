@@ -5,51 +5,90 @@
 
 use super::MAX_DIM;
 
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+/// An error of the `vector` type's code. The variants that name the type
+/// ("NaN not allowed in vector") are worded for `vector`; [`Self::of`]
+/// words them for another type of the same family (`halfvec`), as
+/// pgvector does.
+#[derive(Debug, Clone, PartialEq)]
 pub enum VectorError {
-    #[error("invalid input syntax for type vector: \"{input}\"")]
     Syntax { input: String, detail: &'static str },
-    #[error("vector must have at least 1 dimension")]
     Empty,
-    #[error("NaN not allowed in vector")]
     NaN,
-    #[error("infinite value not allowed in vector")]
     Infinite,
-    #[error("\"{0}\" is out of range for type vector")]
     OutOfRange(String),
-    #[error("expected {expected} dimensions, not {actual}")]
+    /// A value against a type modifier or an aggregate's state.
     DimensionMismatch { expected: usize, actual: usize },
-    #[error("vector cannot have more than {MAX_DIM} dimensions")]
+    /// The two operands of a binary operator or distance.
+    DifferentDims(usize, usize),
     TooManyDimensions,
-    #[error("dimensions for type vector must be at least 1")]
     TypmodTooSmall,
-    #[error("dimensions for type vector cannot exceed {MAX_DIM}")]
     TypmodTooLarge,
-    #[error("invalid type modifier")]
     TypmodInvalid,
-    #[error("value out of range: overflow")]
     Overflow,
-    #[error("value out of range: underflow")]
     Underflow,
-    #[error("array must not contain nulls")]
     ArrayNulls,
-    #[error("array must be 1-D")]
     ArrayNotOneDimensional,
     /// From arrays and subvector; text input uses `Empty`.
-    #[error("vector must have at least 1 dimension")]
     NoDimensions,
-    #[error("vector binary representation has {0} dimensions but the message is too short")]
     BinaryTruncated(usize),
-    #[error("expected unused to be 0, not {0}")]
     BinaryUnused(i16),
     /// An aggregate state array that no `avg(vector)` produced (pgvector
     /// raises it with `elog`, so XX000).
-    #[error("{0}: expected state array")]
     StateArray(&'static str),
     /// Hamming or Jaccard distance of bit strings of two lengths.
-    #[error("different bit lengths {0} and {1}")]
     BitLengthMismatch(u32, u32),
+    /// One of the above, worded for type `.0`.
+    Of(&'static str, Box<VectorError>),
 }
+
+impl VectorError {
+    /// This error worded for type `ty` (`"halfvec"`).
+    pub fn of(self, ty: &'static str) -> VectorError {
+        match self {
+            VectorError::Of(_, e) => VectorError::Of(ty, e),
+            e => VectorError::Of(ty, Box::new(e)),
+        }
+    }
+
+    /// The message, naming type `ty` where it names one.
+    fn message(&self, ty: &str) -> String {
+        use VectorError::*;
+        match self {
+            Syntax { input, .. } => format!("invalid input syntax for type {ty}: \"{input}\""),
+            Empty | NoDimensions => format!("{ty} must have at least 1 dimension"),
+            NaN => format!("NaN not allowed in {ty}"),
+            Infinite => format!("infinite value not allowed in {ty}"),
+            OutOfRange(v) => format!("\"{v}\" is out of range for type {ty}"),
+            DimensionMismatch { expected, actual } => {
+                format!("expected {expected} dimensions, not {actual}")
+            }
+            DifferentDims(a, b) => format!("different {ty} dimensions {a} and {b}"),
+            TooManyDimensions => format!("{ty} cannot have more than {MAX_DIM} dimensions"),
+            TypmodTooSmall => format!("dimensions for type {ty} must be at least 1"),
+            TypmodTooLarge => format!("dimensions for type {ty} cannot exceed {MAX_DIM}"),
+            TypmodInvalid => "invalid type modifier".into(),
+            Overflow => "value out of range: overflow".into(),
+            Underflow => "value out of range: underflow".into(),
+            ArrayNulls => "array must not contain nulls".into(),
+            ArrayNotOneDimensional => "array must be 1-D".into(),
+            BinaryTruncated(d) => {
+                format!("{ty} binary representation has {d} dimensions but the message is too short")
+            }
+            BinaryUnused(u) => format!("expected unused to be 0, not {u}"),
+            StateArray(caller) => format!("{caller}: expected state array"),
+            BitLengthMismatch(a, b) => format!("different bit lengths {a} and {b}"),
+            Of(ty, e) => e.message(ty),
+        }
+    }
+}
+
+impl std::fmt::Display for VectorError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message("vector"))
+    }
+}
+
+impl std::error::Error for VectorError {}
 
 impl VectorError {
     /// The five-character SQLSTATE of this error.
@@ -57,7 +96,7 @@ impl VectorError {
         use VectorError::*;
         match self {
             Syntax { .. } => "22P02",
-            Empty | NaN | Infinite | DimensionMismatch { .. } => "22000",
+            Empty | NaN | Infinite | DimensionMismatch { .. } | DifferentDims(..) => "22000",
             OutOfRange(_) | Overflow | Underflow => "22003",
             TooManyDimensions => "54000",
             TypmodTooSmall | TypmodTooLarge | TypmodInvalid => "22023",
@@ -67,6 +106,7 @@ impl VectorError {
             BinaryTruncated(_) | BinaryUnused(_) => "08P01",
             StateArray(_) => "XX000",
             BitLengthMismatch(..) => "22000",
+            Of(_, e) => e.sqlstate(),
         }
     }
 
@@ -74,6 +114,7 @@ impl VectorError {
     pub fn detail(&self) -> Option<&'static str> {
         match self {
             VectorError::Syntax { detail, .. } if !detail.is_empty() => Some(detail),
+            VectorError::Of(_, e) => e.detail(),
             _ => None,
         }
     }

@@ -33,7 +33,12 @@ pub fn cosine_parts(a: &[f32], b: &[f32]) -> (f32, f32, f32) {
 /// Cosine distance `1 - a·b / (|a| |b|)`, clamped to `[0, 2]`; NaN when either
 /// vector is zero (pgvector's behaviour).
 pub fn cosine_distance(a: &[f32], b: &[f32]) -> f64 {
-    let (ab, aa, bb) = cosine_parts(a, b);
+    cosine_from_parts(cosine_parts(a, b))
+}
+
+/// Cosine distance from `(a·b, |a|², |b|²)` (pgvector's `sqrt(a * b)`
+/// form), for every element type.
+pub(crate) fn cosine_from_parts((ab, aa, bb): (f32, f32, f32)) -> f64 {
     let similarity = ab as f64 / ((aa as f64) * (bb as f64)).sqrt();
     if similarity.is_nan() {
         return f64::NAN;
@@ -46,16 +51,18 @@ pub fn active_isa() -> &'static str {
     table().name
 }
 
-struct KernelTable {
-    name: &'static str,
-    l2_squared: fn(&[f32], &[f32]) -> f32,
-    dot: fn(&[f32], &[f32]) -> f32,
-    l1: fn(&[f32], &[f32]) -> f32,
-    cosine_parts: fn(&[f32], &[f32]) -> (f32, f32, f32),
+/// One implementation of the four kernels over elements `T` (`f32` here,
+/// binary16 bits in [`super::half`]).
+pub(crate) struct KernelTable<T: 'static> {
+    pub name: &'static str,
+    pub l2_squared: fn(&[T], &[T]) -> f32,
+    pub dot: fn(&[T], &[T]) -> f32,
+    pub l1: fn(&[T], &[T]) -> f32,
+    pub cosine_parts: fn(&[T], &[T]) -> (f32, f32, f32),
 }
 
-fn table() -> &'static KernelTable {
-    static TABLE: OnceLock<KernelTable> = OnceLock::new();
+fn table() -> &'static KernelTable<f32> {
+    static TABLE: OnceLock<KernelTable<f32>> = OnceLock::new();
     TABLE.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {

@@ -1,4 +1,5 @@
-//! The pure half of the `vector` type (and pgvector's `bit` functions):
+//! The pure half of the `vector` and `halfvec` types (and pgvector's `bit`
+//! functions):
 //! SIMD distance kernels, text and binary codecs, arithmetic and typmod
 //! rules, bit distances and quantization, errors with their SQLSTATEs.
 
@@ -6,6 +7,8 @@ pub mod binary;
 #[allow(unsafe_code)] // the popcnt build behind runtime feature detection
 pub mod bits;
 pub mod error;
+#[allow(unsafe_code)] // the F16C kernels behind runtime feature detection
+pub mod half;
 #[allow(unsafe_code)] // SIMD kernels behind runtime feature detection
 pub mod kernels;
 pub mod ops;

@@ -28,14 +28,11 @@ pub fn check_dims(dims: usize) -> Result<(), VectorError> {
 }
 
 /// Both operands of a binary operator must have the same dimensions.
-pub fn same_dims(a: &[f32], b: &[f32]) -> Result<(), VectorError> {
+pub fn same_dims<T>(a: &[T], b: &[T]) -> Result<(), VectorError> {
     if a.len() == b.len() {
         Ok(())
     } else {
-        Err(VectorError::DimensionMismatch {
-            expected: a.len(),
-            actual: b.len(),
-        })
+        Err(VectorError::DifferentDims(a.len(), b.len()))
     }
 }
 
@@ -93,7 +90,7 @@ pub fn mul(a: &[f32], b: &[f32]) -> Result<Vec<f32>, VectorError> {
     finite_result(out)
 }
 
-pub fn concat(a: &[f32], b: &[f32]) -> Result<Vec<f32>, VectorError> {
+pub fn concat<T: Copy>(a: &[T], b: &[T]) -> Result<Vec<T>, VectorError> {
     check_dims(a.len() + b.len())?;
     Ok(a.iter().chain(b).copied().collect())
 }
@@ -117,7 +114,7 @@ pub fn l2_normalize(a: &[f32]) -> Result<Vec<f32>, VectorError> {
 }
 
 /// Elements `start .. start+count` with 1-based `start`, like `substring`.
-pub fn subvector(a: &[f32], start: i32, count: i32) -> Result<Vec<f32>, VectorError> {
+pub fn subvector<T: Copy>(a: &[T], start: i32, count: i32) -> Result<Vec<T>, VectorError> {
     if count < 1 {
         return Err(VectorError::NoDimensions);
     }
@@ -232,12 +229,14 @@ mod tests {
         assert_eq!(mul(&[1.0, 2.0], &[3.0, 4.0]).unwrap(), vec![3.0, 8.0]);
         assert_eq!(add(&[3e38], &[3e38]), Err(VectorError::Overflow));
         assert_eq!(mul(&[1e-30], &[1e-30]), Err(VectorError::Underflow));
+        assert_eq!(add(&[1.0], &[1.0, 2.0]), Err(VectorError::DifferentDims(1, 2)));
         assert_eq!(
-            add(&[1.0], &[1.0, 2.0]),
-            Err(VectorError::DimensionMismatch {
-                expected: 1,
-                actual: 2
-            })
+            add(&[1.0], &[1.0, 2.0]).unwrap_err().to_string(),
+            "different vector dimensions 1 and 2"
+        );
+        assert_eq!(
+            VectorError::NaN.of("halfvec").to_string(),
+            "NaN not allowed in halfvec"
         );
     }
 

@@ -14,6 +14,23 @@ fn is_space(c: u8) -> bool {
 
 /// Parses the text form into its elements.
 pub fn parse(input: &str) -> Result<Vec<f32>, VectorError> {
+    parse_as(input, |x| (x, x))
+}
+
+/// Parses the text form of a `halfvec`: each element read as `float4`,
+/// then rounded to binary16; one that does not fit is out of range, named
+/// as written (pgvector's `halfvec_in`).
+pub fn parse_half(input: &str) -> Result<Vec<u16>, VectorError> {
+    parse_as(input, |x| {
+        let h = super::half::from_f32_unchecked(x);
+        (h, super::half::to_f32(h))
+    })
+}
+
+/// [`parse`] with each element, read as `float4`, converted by `convert`
+/// into what is stored and its value; a stored value that is infinite where
+/// the text does not say so is out of range.
+fn parse_as<T>(input: &str, convert: impl Fn(f32) -> (T, f32)) -> Result<Vec<T>, VectorError> {
     let syntax = |detail: &'static str| VectorError::Syntax {
         input: input.to_string(),
         detail,
@@ -52,11 +69,12 @@ pub fn parse(input: &str) -> Result<Vec<f32>, VectorError> {
             return Err(syntax(""));
         }
         let value: f32 = token.parse().map_err(|_| syntax(""))?;
-        if value.is_infinite() && !names_infinity(token) {
+        let (element, stored) = convert(value);
+        if stored.is_infinite() && !names_infinity(token) {
             return Err(VectorError::OutOfRange(token.to_string()));
         }
-        check_element(value)?;
-        out.push(value);
+        check_element(stored)?;
+        out.push(element);
 
         skip_space(&mut pos);
         match bytes.get(pos) {

@@ -1,0 +1,286 @@
+//! SQL-callable functions of the `halfvec` type (pgvector's half-precision
+//! vector): I/O, typmod, casts to and from `vector` and arrays, distances,
+//! functions, arithmetic, comparison and aggregate support. Thin adapters
+//! over the pure [`super::half`], [`super::text`], [`super::binary`] and
+//! [`super::ops`]; every error is worded for `halfvec` as pgvector words it.
+
+use super::datum::{HalfVec, HalfVecBuf, Vector, VectorBuf};
+use super::{binary, half, ops, text, VectorError};
+use crate::pg::error::OrRaise;
+use pgrx::datum::{AnyNumeric, Array, Internal};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::cmp::Ordering;
+use std::ffi::{CStr, CString};
+
+const TYPE: &str = "halfvec";
+
+/// The value, or the error raised with its `halfvec` wording.
+fn ok<T>(r: Result<T, VectorError>) -> T {
+    r.map_err(|e| e.of(TYPE)).or_raise()
+}
+
+/// A result after the dimension checks every new `halfvec` gets.
+fn new_half(elements: &[u16]) -> HalfVecBuf {
+    ok(ops::check_dims(elements.len()));
+    HalfVecBuf::from_slice(elements)
+}
+
+// ---------------------------------------------------------------- I/O
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn halfvec_in(input: &CStr, _typoid: pg_sys::Oid, typmod: i32) -> HalfVecBuf {
+    let input = input.to_str().map_err(|_| VectorError::Syntax {
+        input: input.to_string_lossy().into_owned(),
+        detail: "",
+    });
+    let elements = ok(input.and_then(text::parse_half));
+    ok(ops::check_dims(elements.len()));
+    ok(ops::check_typmod(typmod, elements.len()));
+    HalfVecBuf::from_slice(&elements)
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn halfvec_out(v: HalfVec<'_>) -> CString {
+    CString::new(text::format(&half::widen(v.as_slice()))).expect("formatted floats contain no NUL")
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn halfvec_typmod_in(list: Array<'_, &CStr>) -> i32 {
+    ok(super::sql::typmod_of(list))
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn halfvec_recv(buf: Internal, _typoid: pg_sys::Oid, typmod: i32) -> HalfVecBuf {
+    let elements = super::sql::receive(buf, |bytes| ok(binary::decode_half(bytes)));
+    ok(ops::check_typmod(typmod, elements.len()));
+    new_half(&elements)
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn halfvec_send(v: HalfVec<'_>) -> Vec<u8> {
+    binary::encode_half(v.as_slice())
+}
+
+/// The length-coercion cast `halfvec -> halfvec(n)`.
+#[pg_extern(immutable, strict, parallel_safe, name = "halfvec")]
+fn halfvec_apply_typmod(v: HalfVec<'_>, typmod: i32, _explicit: bool) -> HalfVecBuf {
+    ok(ops::check_typmod(typmod, v.dims()));
+    HalfVecBuf::from_slice(v.as_slice())
+}
+
+// ---------------------------------------------------------------- casts
+
+/// pgvector's `array_to_halfvec`: 1-D, no NULLs, dimensions and typmod
+/// checked before the values, each value rounded to binary16 (out of range
+/// named), then the element checks.
+fn from_array<T, F>(array: Array<'_, T>, typmod: i32, convert: F) -> HalfVecBuf
+where
+    T: pgrx::datum::UnboxDatum,
+    F: Fn(T::As<'_>) -> Result<f32, VectorError>,
+{
+    let (len, nulls) = (array.len(), array.contains_nulls());
+    // converted before the checks (reading the dimension count consumes
+    // the array), raised after them
+    let values: Vec<Result<f32, VectorError>> = array.iter().flatten().map(convert).collect();
+    if crate::pg::array::ndim(array) > 1 {
+        ok::<()>(Err(VectorError::ArrayNotOneDimensional));
+    }
+    if nulls {
+        ok::<()>(Err(VectorError::ArrayNulls));
+    }
+    ok(ops::check_dims(len));
+    ok(ops::check_typmod(typmod, len));
+    let values: Vec<f32> = ok(values.into_iter().collect());
+    new_half(&ok(half::narrow(&values)))
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "array_to_halfvec")]
+fn array_to_halfvec_int4(array: Array<'_, i32>, typmod: i32, _explicit: bool) -> HalfVecBuf {
+    from_array(array, typmod, |x| Ok(x as f32))
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "array_to_halfvec")]
+fn array_to_halfvec_float4(array: Array<'_, f32>, typmod: i32, _explicit: bool) -> HalfVecBuf {
+    from_array(array, typmod, Ok)
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "array_to_halfvec")]
+fn array_to_halfvec_float8(array: Array<'_, f64>, typmod: i32, _explicit: bool) -> HalfVecBuf {
+    // beyond f32's range the value is infinite: the element check's error
+    from_array(array, typmod, |x| Ok(x as f32))
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "array_to_halfvec")]
+fn array_to_halfvec_numeric(
+    array: Array<'_, AnyNumeric>,
+    typmod: i32,
+    _explicit: bool,
+) -> HalfVecBuf {
+    from_array(array, typmod, |x| f32::try_from(x).map_err(|_| VectorError::Overflow))
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn halfvec_to_float4(v: HalfVec<'_>, _typmod: i32, _explicit: bool) -> Vec<f32> {
+    half::widen(v.as_slice())
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn halfvec_to_vector(v: HalfVec<'_>, typmod: i32, _explicit: bool) -> VectorBuf {
+    ok(ops::check_dims(v.dims()));
+    ok(ops::check_typmod(typmod, v.dims()));
+    VectorBuf::from_slice(&half::widen(v.as_slice()))
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vector_to_halfvec(v: Vector<'_>, typmod: i32, _explicit: bool) -> HalfVecBuf {
+    ok(ops::check_dims(v.dims()));
+    ok(ops::check_typmod(typmod, v.dims()));
+    HalfVecBuf::from_slice(&ok(half::narrow(v.as_slice())))
+}
+
+// ---------------------------------------------------------------- distances
+
+fn pair<'a>(a: HalfVec<'a>, b: HalfVec<'a>) -> (&'a [u16], &'a [u16]) {
+    ok(ops::same_dims(a.as_slice(), b.as_slice()));
+    (a.as_slice(), b.as_slice())
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "l2_distance")]
+fn halfvec_l2_distance(a: HalfVec<'_>, b: HalfVec<'_>) -> f64 {
+    let (a, b) = pair(a, b);
+    (half::l2_squared(a, b) as f64).sqrt()
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn halfvec_l2_squared_distance(a: HalfVec<'_>, b: HalfVec<'_>) -> f64 {
+    let (a, b) = pair(a, b);
+    half::l2_squared(a, b) as f64
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "inner_product")]
+fn halfvec_inner_product(a: HalfVec<'_>, b: HalfVec<'_>) -> f64 {
+    let (a, b) = pair(a, b);
+    half::dot(a, b) as f64
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn halfvec_negative_inner_product(a: HalfVec<'_>, b: HalfVec<'_>) -> f64 {
+    let (a, b) = pair(a, b);
+    -(half::dot(a, b) as f64)
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "cosine_distance")]
+fn halfvec_cosine_distance(a: HalfVec<'_>, b: HalfVec<'_>) -> f64 {
+    let (a, b) = pair(a, b);
+    half::cosine_distance(a, b)
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "l1_distance")]
+fn halfvec_l1_distance(a: HalfVec<'_>, b: HalfVec<'_>) -> f64 {
+    let (a, b) = pair(a, b);
+    half::l1(a, b) as f64
+}
+
+// ---------------------------------------------------------------- functions
+
+#[pg_extern(immutable, strict, parallel_safe, name = "vector_dims")]
+fn halfvec_vector_dims(v: HalfVec<'_>) -> i32 {
+    v.dims() as i32
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "l2_norm")]
+fn halfvec_l2_norm(v: HalfVec<'_>) -> f64 {
+    half::norm(v.as_slice())
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "l2_normalize")]
+fn halfvec_l2_normalize(v: HalfVec<'_>) -> HalfVecBuf {
+    new_half(&ok(half::l2_normalize(v.as_slice())))
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "subvector")]
+fn halfvec_subvector(v: HalfVec<'_>, start: i32, count: i32) -> HalfVecBuf {
+    new_half(&ok(ops::subvector(v.as_slice(), start, count)))
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn halfvec_add(a: HalfVec<'_>, b: HalfVec<'_>) -> HalfVecBuf {
+    new_half(&ok(half::add(a.as_slice(), b.as_slice())))
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn halfvec_sub(a: HalfVec<'_>, b: HalfVec<'_>) -> HalfVecBuf {
+    new_half(&ok(half::sub(a.as_slice(), b.as_slice())))
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn halfvec_mul(a: HalfVec<'_>, b: HalfVec<'_>) -> HalfVecBuf {
+    new_half(&ok(half::mul(a.as_slice(), b.as_slice())))
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn halfvec_concat(a: HalfVec<'_>, b: HalfVec<'_>) -> HalfVecBuf {
+    new_half(&ok(ops::concat(a.as_slice(), b.as_slice())))
+}
+
+// ---------------------------------------------------------------- comparison
+
+fn cmp(a: HalfVec<'_>, b: HalfVec<'_>) -> Ordering {
+    half::compare(a.as_slice(), b.as_slice())
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn halfvec_lt(a: HalfVec<'_>, b: HalfVec<'_>) -> bool {
+    cmp(a, b) == Ordering::Less
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn halfvec_le(a: HalfVec<'_>, b: HalfVec<'_>) -> bool {
+    cmp(a, b) != Ordering::Greater
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn halfvec_eq(a: HalfVec<'_>, b: HalfVec<'_>) -> bool {
+    cmp(a, b) == Ordering::Equal
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn halfvec_ne(a: HalfVec<'_>, b: HalfVec<'_>) -> bool {
+    cmp(a, b) != Ordering::Equal
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn halfvec_ge(a: HalfVec<'_>, b: HalfVec<'_>) -> bool {
+    cmp(a, b) != Ordering::Less
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn halfvec_gt(a: HalfVec<'_>, b: HalfVec<'_>) -> bool {
+    cmp(a, b) == Ordering::Greater
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn halfvec_cmp(a: HalfVec<'_>, b: HalfVec<'_>) -> i32 {
+    cmp(a, b) as i32
+}
+
+// ---------------------------------------------------------------- aggregates
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn halfvec_accum(state: Array<'_, f64>, v: HalfVec<'_>) -> Vec<f64> {
+    let state = super::sql::state_values(state, "halfvec_accum");
+    ok(ops::accumulate(&state, &half::widen(v.as_slice())))
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn halfvec_combine(a: Array<'_, f64>, b: Array<'_, f64>) -> Vec<f64> {
+    let a = super::sql::state_values(a, "halfvec_combine");
+    ok(ops::combine(&a, &super::sql::state_values(b, "halfvec_combine")))
+}
+
+#[pg_extern(immutable, strict, parallel_safe)]
+fn halfvec_avg(state: Array<'_, f64>) -> Option<HalfVecBuf> {
+    let state = super::sql::state_values(state, "halfvec_avg");
+    ok(ops::average(&state)).map(|v| new_half(&ok(half::narrow(&v))))
+}
