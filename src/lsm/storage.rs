@@ -493,7 +493,11 @@ pub fn find_on_page(
         PageKind::L0 if tag(p).map(|t| t.vblock) == Some(htup::tid_block(&tid)) => {
             htup::tid_offset(&tid)
         }
-        PageKind::RunData => super::run_page::find_run_item(page::bytes(p), rowid_of(&tid))? as u16,
+        PageKind::RunData => {
+            let item = super::run_page::find_run_item(page::bytes(p), rowid_of(&tid))?;
+            super::version_data::note_item(item);
+            item as u16
+        }
         _ => return None,
     };
     let t = version_at(rel, p, item)?;

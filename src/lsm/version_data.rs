@@ -294,16 +294,25 @@ fn shared_key(
     ])
 }
 
+thread_local! {
+    /// The item [`item_of`] found last, or that [`note_item`] was told of.
+    static LAST: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Tells [`item_of`] where the next version it is asked for probably is:
+/// a point lookup found its item before it asks for the version's bytes
+/// (so that it does not binary-search the page's rowid map twice).
+pub fn note_item(item: usize) {
+    LAST.set(item.wrapping_sub(1));
+}
+
 /// Item number of version `t` (from `storage::version_at`) on run page `p`.
 /// Scans ask for a page's items in order, so the item after the one found
 /// last is tried before the binary search (checked by its rowid).
 fn item_of(p: pg_sys::Page, t: &pg_sys::HeapTupleData) -> Option<usize> {
-    thread_local! {
-        static LAST: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-    }
     let rowid = page_id::rowid_of(&t.t_self);
     let bytes = page::bytes(p);
-    let next = LAST.get() + 1;
+    let next = LAST.get().wrapping_add(1);
     let found = if super::run_page::run_item_rowid(bytes, next) == Some(rowid) {
         Some(next)
     } else {
