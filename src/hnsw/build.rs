@@ -26,7 +26,7 @@ use super::pages::{self, Params};
 use super::wal::IndexWrite;
 use crate::pg::buffer;
 use crate::pg::page;
-use crate::vector::datum::Vector;
+use crate::vector::datum::floats_of;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -69,21 +69,44 @@ pub fn index_metric(index: pg_sys::Relation) -> Metric {
     })
 }
 
-/// Dimensions declared by the indexed column (`vector(n)`).
-fn index_dims(index: pg_sys::Relation) -> usize {
+/// The indexed column's type and typmod.
+fn index_column(index: pg_sys::Relation) -> (pg_sys::Oid, i32) {
     // SAFETY: an open index has a tuple descriptor with one attribute; the
     // wrapper does not free it.
-    let typmod = unsafe {
+    unsafe {
         let desc = pgrx::PgTupleDesc::from_pg_unchecked((*index).rd_att);
-        let t = desc.get(0).map(|a| a.atttypmod).unwrap_or(-1);
+        let t = desc
+            .get(0)
+            .map(|a| (a.atttypid, a.atttypmod))
+            .unwrap_or((pg_sys::InvalidOid, -1));
         std::mem::forget(desc);
         t
-    };
+    }
+}
+
+/// Whether the indexed column is a `halfvec` (else a `vector`): told by
+/// its type's input function, not by a name lookup (CREATE INDEX runs with
+/// a search_path of `pg_catalog, pg_temp` since PostgreSQL 17).
+fn index_is_half(index: pg_sys::Relation) -> bool {
+    let typid = index_column(index).0;
+    let (mut input, mut ioparam) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
+    // SAFETY: catalog lookups of an existing type and function; the name
+    // is palloc'd (or NULL).
+    unsafe {
+        pg_sys::getTypeInputInfo(typid, &mut input, &mut ioparam);
+        let name = pg_sys::get_func_name(input);
+        !name.is_null() && std::ffi::CStr::from_ptr(name).to_bytes() == b"halfvec_in"
+    }
+}
+
+/// Dimensions declared by the indexed column (`vector(n)`, `halfvec(n)`).
+fn index_dims(index: pg_sys::Relation, half: bool) -> usize {
+    let typmod = index_column(index).1;
     if typmod < 1 {
         crate::pg::error::raise(&options::OptionsError::NoDims);
     }
     let dims = typmod as usize;
-    if let Err(e) = options::check_dims(dims) {
+    if let Err(e) = options::check_dims(dims, half) {
         crate::pg::error::raise(&e);
     }
     dims
@@ -95,8 +118,19 @@ pub fn params_for_new_index(index: pg_sys::Relation) -> Params {
     if let Err(e) = opts.validate() {
         crate::pg::error::raise(&e);
     }
-    let (dims, m, metric) = (index_dims(index), opts.m as usize, index_metric(index));
+    let half = index_is_half(index);
+    let (dims, m, metric) = (index_dims(index, half), opts.m as usize, index_metric(index));
     let layout = Layout::of(super::gucs::FORMAT_VERSION.get() as u16).unwrap_or(Layout::CURRENT);
+    if half && !layout.half_elements() {
+        crate::pg::error::error(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!(
+                "strata_hnsw indexes halfvec columns in format version 6 and later, not {}",
+                layout.version
+            ),
+        );
+    }
+    let layout = layout.with_half(half);
     // Below 32 dimensions a code (64 bits at least) costs about as much
     // as the vector, whose exact distance is then cheap anyway.
     let wanted = super::gucs::CODES.get() != super::gucs::Codes::Off;
@@ -147,6 +181,7 @@ pub fn write_metapage(index: pg_sys::Relation, params: &Params, fork: pg_sys::Fo
         code_bits: params.code_bits,
         code_seed: params.code_seed,
         code_scale: params.code_scale,
+        half: params.layout.half,
     };
     pages::write_meta(p, &meta);
     w.commit();
@@ -198,9 +233,9 @@ unsafe extern "C-unwind" fn build_callback(
     if unsafe { *isnull } {
         return;
     }
-    // SAFETY: a non-null vector datum of the indexed column.
-    let v = unsafe { Vector::from_raw_datum(*values) };
-    let elems = v.as_slice();
+    // SAFETY: a non-null datum of the indexed column, of its type.
+    let v = unsafe { floats_of(*values, st.params.layout.half) };
+    let elems = &v[..];
     st.params.check_vector(elems);
     if !st.params.metric.indexable(elems) {
         return;

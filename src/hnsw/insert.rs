@@ -307,15 +307,15 @@ pub fn insert(
     if unsafe { *isnull } {
         return false;
     }
-    // SAFETY: a non-null vector datum.
-    let v = unsafe { crate::vector::datum::Vector::from_raw_datum(*values) };
     let meta = pages::read_meta(index);
     let params = Params::of(index, &meta);
-    params.check_vector(v.as_slice());
-    if !params.metric.indexable(v.as_slice()) {
+    // SAFETY: a non-null datum of the indexed column's type.
+    let v = unsafe { crate::vector::datum::floats_of(*values, params.layout.half) };
+    params.check_vector(&v);
+    if !params.metric.indexable(&v) {
         return false;
     }
     // SAFETY: valid heap TID.
-    insert_with_meta(index, meta, unsafe { *tid }, v.as_slice());
+    insert_with_meta(index, meta, unsafe { *tid }, &v);
     false
 }

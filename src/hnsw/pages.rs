@@ -471,7 +471,7 @@ impl Params {
             code_bits: meta.code_bits,
             code_seed: meta.code_seed,
             code_scale: meta.code_scale,
-            layout: Layout::of(meta.version).unwrap_or_else(|| {
+            layout: meta.layout().unwrap_or_else(|| {
                 corrupted(index, format!("unknown format version {}", meta.version))
             }),
             dims: meta.dims as usize,

@@ -34,7 +34,7 @@ use super::graph::guided::GuidedSearch;
 use super::graph::{self, LayerSearch, Scored};
 use super::gucs::{self, IterativeScan};
 use super::pages::{self, DiskGraph, Params};
-use crate::vector::datum::Vector;
+use crate::vector::datum::floats_of;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -199,7 +199,7 @@ pub fn rescan(scan: pg_sys::IndexScanDesc, orderbys: pg_sys::ScanKey, norderbys:
                 // order of a search from the origin rather than none
                 Some(vec![0.0; st.graph.params.dims])
             } else {
-                Some(Vector::from_raw_datum(key.sk_argument).as_slice().to_vec())
+                Some(floats_of(key.sk_argument, st.graph.params.layout.half).into_owned())
             }
         }
     };
@@ -209,9 +209,10 @@ pub fn rescan(scan: pg_sys::IndexScanDesc, orderbys: pg_sys::ScanKey, norderbys:
                 ERROR,
                 PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
                 format!(
-                    "different vector dimensions {} and {}",
-                    st.graph.params.dims,
-                    q.len()
+                    "different {} dimensions {} and {}",
+                    if st.graph.params.layout.half { "halfvec" } else { "vector" },
+                    q.len(),
+                    st.graph.params.dims
                 )
             );
         }

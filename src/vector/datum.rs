@@ -75,6 +75,23 @@ impl<'a, T: Element> Elements<'a, T> {
     }
 }
 
+/// The values of a `vector` datum, or of a `halfvec` datum (`half`)
+/// widened to float4 — exactly, so distances computed on them are the SQL
+/// operators' (pgvector's `halfvec` kernels widen the same way).
+///
+/// # Safety
+/// `datum` must be a non-null datum of that type that outlives `'a`.
+pub unsafe fn floats_of<'a>(datum: pg_sys::Datum, half: bool) -> std::borrow::Cow<'a, [f32]> {
+    if half {
+        // SAFETY: the caller's guarantee.
+        let h = unsafe { HalfVec::from_raw_datum(datum) };
+        std::borrow::Cow::Owned(super::half::widen(h.as_slice()))
+    } else {
+        // SAFETY: the caller's guarantee.
+        std::borrow::Cow::Borrowed(unsafe { Vector::from_raw_datum(datum) }.as_slice())
+    }
+}
+
 /// A newly built `vector` or `halfvec` in palloc'd memory, ready to return.
 pub struct ElementsBuf<T: Element> {
     ptr: *mut pg_sys::varlena,

@@ -1,6 +1,7 @@
 //! Catalog objects of the `halfvec` type, as pgvector 0.8 declares them:
 //! the type (its shell comes first, with `vector`'s, in [`super::catalog`]), casts (to and from `vector`, arrays, its own typmod),
-//! operators, the btree operator class and the aggregates. Function bodies
+//! operators, the btree and `strata_hnsw` operator classes and the
+//! aggregates. Function bodies
 //! live in [`super::half_sql`] (and `binary_quantize(halfvec)` in
 //! [`super::bit_sql`]).
 
@@ -73,11 +74,28 @@ CREATE OPERATOR > (LEFTARG = halfvec, RIGHTARG = halfvec, PROCEDURE = halfvec_gt
 CREATE OPERATOR CLASS halfvec_ops DEFAULT FOR TYPE halfvec USING btree AS
     OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >,
     FUNCTION 1 halfvec_cmp(halfvec, halfvec);
+
+-- strata_hnsw stores halfvec elements as binary16 (format version 6), up
+-- to 4,000 dimensions; support function 1 is the distance, which names the
+-- metric.
+CREATE OPERATOR CLASS halfvec_l2_ops DEFAULT FOR TYPE halfvec USING strata_hnsw AS
+    OPERATOR 1 <-> (halfvec, halfvec) FOR ORDER BY float_ops,
+    FUNCTION 1 l2_distance(halfvec, halfvec);
+CREATE OPERATOR CLASS halfvec_ip_ops FOR TYPE halfvec USING strata_hnsw AS
+    OPERATOR 1 <#> (halfvec, halfvec) FOR ORDER BY float_ops,
+    FUNCTION 1 halfvec_negative_inner_product(halfvec, halfvec);
+CREATE OPERATOR CLASS halfvec_cosine_ops FOR TYPE halfvec USING strata_hnsw AS
+    OPERATOR 1 <=> (halfvec, halfvec) FOR ORDER BY float_ops,
+    FUNCTION 1 cosine_distance(halfvec, halfvec);
+CREATE OPERATOR CLASS halfvec_l1_ops FOR TYPE halfvec USING strata_hnsw AS
+    OPERATOR 1 <+> (halfvec, halfvec) FOR ORDER BY float_ops,
+    FUNCTION 1 l1_distance(halfvec, halfvec);
 "#,
     name = "halfvec_catalog",
     requires = [
         "halfvec_type",
         "vector_type",
+        hnsw::handler::strata_hnsw_handler,
         vector::half_sql::halfvec_apply_typmod,
         vector::half_sql::halfvec_to_vector,
         vector::half_sql::vector_to_halfvec,

@@ -1,5 +1,6 @@
-//! On-disk format of `strata_hnsw` indexes, version 4 (versions 1–3 are
-//! still read and written into). Pure: no Postgres calls.
+//! On-disk format of `strata_hnsw` indexes, version 6 (versions 1–5 are
+//! still read and written into; `docs/hnsw-format.md` draws every version).
+//! Pure: no Postgres calls.
 //!
 //! Every page is a standard Postgres page with a 16-byte special space tag:
 //!
@@ -15,8 +16,12 @@
 //!  24 magic u32 | version u32 | dims u32 | m u16 | ef_construction u16 |
 //!     metric u16 | code_bits u16 | entry_block u32 | entry_offset u16 |
 //!     entry_level i16 | elements u64 | insert_block u32 | code_seed u32 |
-//!     code_scale u16 | pad u16                                         (48 bytes)
+//!     code_scale u16 | half u16                                        (48 bytes)
 //! ```
+//!
+//! `half` (version 6; padding before) is 1 when elements store their vector
+//! as binary16 values (`halfvec` columns): `dims × u16` instead of
+//! `dims × f32` below; readers widen them to `f32` exactly.
 //!
 //! `code_bits`, `code_seed` and `code_scale` are version 4's (zero before):
 //! the neighbor codes' width and rotation (see below and `codes.rs`), and how
@@ -89,7 +94,7 @@
 /// Tag magic, "HNSW".
 pub const MAGIC: u32 = 0x484E_5357;
 /// The format new indexes are built in.
-pub const FORMAT_VERSION: u16 = 5;
+pub const FORMAT_VERSION: u16 = 6;
 /// The oldest format still read (and inserted into).
 pub const OLDEST_VERSION: u16 = 1;
 /// Heap TIDs an element holds in version 2.
@@ -101,6 +106,8 @@ pub const KIND_GRAPH: u16 = 2;
 pub const META_SIZE: usize = 48;
 /// Largest dimension count the index accepts (the vector must fit a page).
 pub const MAX_DIMS: usize = 2000;
+/// Largest dimension count of binary16 elements (`halfvec`, version 6).
+pub const MAX_HALF_DIMS: usize = 4000;
 /// Bytes of the element header shared by both versions (TID 0, level,
 /// flags, neighbor item).
 pub const ELEMENT_HEADER: usize = 16;
@@ -186,18 +193,41 @@ pub type IdMap<V> = std::collections::HashMap<ElemId, V, std::hash::BuildHasherD
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
     pub version: u16,
+    /// Elements store binary16 values (`halfvec`, version 6), not float4.
+    pub half: bool,
 }
 
 impl Layout {
     pub const CURRENT: Layout = Layout {
         version: FORMAT_VERSION,
+        half: false,
     };
 
-    /// The layout of a version this build reads.
+    /// The layout of a version this build reads (float4 elements).
     pub fn of(version: u16) -> Option<Layout> {
         (OLDEST_VERSION..=FORMAT_VERSION)
             .contains(&version)
-            .then_some(Layout { version })
+            .then_some(Layout { version, half: false })
+    }
+
+    /// This layout with binary16 elements when `half` (callers check
+    /// [`Layout::half_elements`]).
+    pub fn with_half(self, half: bool) -> Layout {
+        Layout { half, ..self }
+    }
+
+    /// Whether elements can store binary16 values (version 6).
+    pub fn half_elements(&self) -> bool {
+        self.version >= 6
+    }
+
+    /// Bytes of one stored vector coordinate.
+    pub fn scalar_size(&self) -> usize {
+        if self.half {
+            2
+        } else {
+            4
+        }
     }
 
     /// Whether neighbor items can hold level-0 codes (version 4; the
@@ -301,7 +331,7 @@ impl Layout {
 
     /// Size of an element item for `dims` dimensions.
     pub fn element_size(&self, dims: usize) -> usize {
-        self.vector_offset() + 4 * dims
+        self.vector_offset() + self.scalar_size() * dims
     }
 }
 
@@ -356,9 +386,16 @@ pub struct Meta {
     pub code_seed: u32,
     /// Elements a guided search keeps per unit of ef_search (0: default).
     pub code_scale: u16,
+    /// Elements store binary16 values (version 6; `halfvec` columns).
+    pub half: bool,
 }
 
 impl Meta {
+    /// The element layout this metapage describes.
+    pub fn layout(&self) -> Option<Layout> {
+        Layout::of(self.version).map(|l| l.with_half(self.half))
+    }
+
     pub fn encode(&self, b: &mut [u8]) {
         put_u32(b, 0, MAGIC);
         put_u32(b, 4, self.version as u32);
@@ -374,7 +411,7 @@ impl Meta {
         put_u32(b, 36, self.insert_block);
         put_u32(b, 40, self.code_seed);
         put_u16(b, 44, self.code_scale);
-        put_u16(b, 46, 0);
+        put_u16(b, 46, u16::from(self.half));
     }
 
     pub fn decode(b: &[u8]) -> Option<Meta> {
@@ -399,6 +436,7 @@ impl Meta {
             code_bits: if version >= 4 { get_u16(b, 18) } else { 0 },
             code_seed: if version >= 4 { get_u32(b, 40) } else { 0 },
             code_scale: if version >= 4 { get_u16(b, 44) } else { 0 },
+            half: version >= 6 && get_u16(b, 46) == 1,
         })
     }
 }
@@ -430,7 +468,7 @@ pub fn max_level(m: usize) -> u8 {
     let free = BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE - 4;
     (0..=MAX_LEVEL)
         .rev()
-        .find(|&l| neighbors_size(Layout { version: 4 }, m, l as usize, 0) + MAX_CODES_BYTES <= free)
+        .find(|&l| neighbors_size(Layout { version: 4, half: false }, m, l as usize, 0) + MAX_CODES_BYTES <= free)
         .unwrap_or(0)
 }
 
@@ -512,10 +550,14 @@ pub fn is_element_item(item: &[u8]) -> bool {
     item.len() >= ELEMENT_HEADER && item[7] & FLAG_ELEMENT != 0
 }
 
-/// The vector stored in an element item, borrowed in place when the item is
-/// 4-byte aligned (items are MAXALIGNed on pages, so always in practice) on
-/// a little-endian machine, else copied.
+/// The vector stored in an element item, borrowed in place when the item
+/// holds float4 values 4-byte aligned (items are MAXALIGNed on pages, so
+/// always in practice) on a little-endian machine, else copied (binary16
+/// elements are widened: exactly, so distances equal the SQL operators').
 pub fn element_floats(item: &[u8], layout: Layout, dims: usize) -> std::borrow::Cow<'_, [f32]> {
+    if layout.half {
+        return std::borrow::Cow::Owned(element_vector(item, layout, dims));
+    }
     let at = layout.vector_offset();
     let bytes = &item[at..at + 4 * dims];
     if cfg!(target_endian = "little") && bytes.as_ptr().align_offset(4) == 0 {
@@ -532,20 +574,48 @@ pub fn element_floats(item: &[u8], layout: Layout, dims: usize) -> std::borrow::
 /// The vector stored in an element item.
 pub fn element_vector(item: &[u8], layout: Layout, dims: usize) -> Vec<f32> {
     let at = layout.vector_offset();
-    item[at..at + 4 * dims]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
+    let bytes = &item[at..at + layout.scalar_size() * dims];
+    if layout.half {
+        bytes
+            .chunks_exact(2)
+            .map(|c| crate::vector::half::to_f32(u16::from_le_bytes([c[0], c[1]])))
+            .collect()
+    } else {
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    }
+}
+
+/// Writes `vector` into an element item in the layout's scalar type (a
+/// binary16 layout is given binary16 values widened, stored exactly).
+fn put_vector(item: &mut [u8], layout: Layout, vector: &[f32]) {
+    let at = layout.vector_offset();
+    for (k, x) in vector.iter().enumerate() {
+        if layout.half {
+            put_u16(item, at + 2 * k, crate::vector::half::from_f32_unchecked(*x));
+        } else {
+            item[at + 4 * k..at + 4 * k + 4].copy_from_slice(&x.to_le_bytes());
+        }
+    }
 }
 
 /// Whether the element item stores exactly `vector` (bit for bit).
 pub fn element_holds(item: &[u8], layout: Layout, vector: &[f32]) -> bool {
     let at = layout.vector_offset();
-    item.len() >= at + 4 * vector.len()
-        && item[at..at + 4 * vector.len()]
-            .chunks_exact(4)
+    let width = layout.scalar_size();
+    item.len() >= at + width * vector.len()
+        && item[at..at + width * vector.len()]
+            .chunks_exact(width)
             .zip(vector)
-            .all(|(c, x)| c == x.to_le_bytes())
+            .all(|(c, x)| {
+                if layout.half {
+                    crate::vector::half::to_f32(u16::from_le_bytes([c[0], c[1]])).to_bits() == x.to_bits()
+                } else {
+                    c == x.to_le_bytes()
+                }
+            })
 }
 
 /// The slots of an element item that hold heap rows: all of them, or all
@@ -606,10 +676,7 @@ pub fn encode_element(e: &Element, layout: Layout, tids: &[HeapTid], vector: &[f
     let mut item = vec![0u8; layout.element_size(vector.len())];
     e.encode_header(&mut item, layout);
     set_element_tids(&mut item, layout, tids);
-    let at = layout.vector_offset();
-    for (i, x) in vector.iter().enumerate() {
-        item[at + 4 * i..at + 4 * i + 4].copy_from_slice(&x.to_le_bytes());
-    }
+    put_vector(&mut item, layout, vector);
     item
 }
 

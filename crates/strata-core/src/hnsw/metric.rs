@@ -30,7 +30,7 @@ impl Metric {
     pub fn from_function_name(name: &str) -> Option<Metric> {
         Some(match name {
             "l2_distance" => Metric::L2,
-            "vector_negative_inner_product" => Metric::InnerProduct,
+            "vector_negative_inner_product" | "halfvec_negative_inner_product" => Metric::InnerProduct,
             "cosine_distance" => Metric::Cosine,
             "l1_distance" => Metric::L1,
             _ => return None,

@@ -80,12 +80,16 @@ impl Options {
     }
 }
 
-/// Checks the dimensions of the indexed vectors.
-pub fn check_dims(dims: usize) -> Result<(), OptionsError> {
-    if dims > super::format::MAX_DIMS {
-        return Err(OptionsError::TooManyDims {
-            max: super::format::MAX_DIMS,
-        });
+/// Checks the dimensions of the indexed vectors (`half`: binary16
+/// elements, which fit twice as many in a page).
+pub fn check_dims(dims: usize, half: bool) -> Result<(), OptionsError> {
+    let max = if half {
+        super::format::MAX_HALF_DIMS
+    } else {
+        super::format::MAX_DIMS
+    };
+    if dims > max {
+        return Err(OptionsError::TooManyDims { max });
     }
     Ok(())
 }
@@ -105,7 +109,9 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.sqlstate(), "22023");
         assert_eq!(e.detail().unwrap(), "m = 40, ef_construction = 64");
-        assert!(check_dims(2000).is_ok());
-        assert_eq!(check_dims(2001).unwrap_err().sqlstate(), "54000");
+        assert!(check_dims(2000, false).is_ok());
+        assert!(check_dims(4000, true).is_ok());
+        assert!(check_dims(4001, true).is_err());
+        assert_eq!(check_dims(2001, false).unwrap_err().sqlstate(), "54000");
     }
 }

@@ -20,21 +20,24 @@ fn meta_round_trip() {
         code_bits: 64,
         code_seed: 0xDEAD_BEEF,
         code_scale: 3,
+        half: true,
     };
     let mut b = vec![0u8; META_SIZE];
     m.encode(&mut b);
     assert_eq!(Meta::decode(&b), Some(m));
+    assert_eq!(m.layout(), Some(Layout::CURRENT.with_half(true)));
     // version 1 metapages still decode; unknown versions do not
     let v1 = Meta {
         version: 1,
         code_bits: 0,
         code_seed: 0,
         code_scale: 0,
+        half: false,
         ..m
     };
     v1.encode(&mut b);
     assert_eq!(Meta::decode(&b), Some(v1));
-    put_u32(&mut b, 4, 6);
+    put_u32(&mut b, 4, 7);
     assert_eq!(Meta::decode(&b), None);
     m.encode(&mut b);
     b[0] = 0;
@@ -54,8 +57,8 @@ fn element_and_neighbor_items() {
         },
     };
     let tid = |block, offset| HeapTid { block, offset };
-    for version in [1, 2, 5] {
-        let layout = Layout::of(version).unwrap();
+    let layouts = [1, 2, 5, 6].map(|v| Layout::of(v).unwrap());
+    for layout in layouts.into_iter().chain([Layout::CURRENT.with_half(true)]) {
         let item = encode_element(&e, layout, &[tid(42, 7)], &[1.0, -2.5, 3.25]);
         assert_eq!(item.len(), layout.element_size(3));
         assert_eq!(Element::decode(&item, layout), e);
@@ -70,9 +73,15 @@ fn element_and_neighbor_items() {
     assert_eq!(Layout::of(2).unwrap().element_size(3), 72 + 12);
     assert_eq!(Layout::of(4).unwrap().element_size(3), 72 + 12);
     assert_eq!(Layout::of(5).unwrap().element_size(3), 24 + 12);
+    assert_eq!(Layout::of(6).unwrap().with_half(true).element_size(3), 24 + 6);
     assert_eq!(Layout::of(0), None);
-    assert_eq!(Layout::of(5), Some(Layout::CURRENT));
-    assert_eq!(Layout::of(6), None);
+    assert_eq!(Layout::of(6), Some(Layout::CURRENT));
+    assert_eq!(Layout::of(7), None);
+    // binary16 elements hold halfvec values exactly, and tell them apart
+    let half = Layout::CURRENT.with_half(true);
+    let item = encode_element(&e, half, &[tid(1, 1)], &[2.0996094, -65504.0]);
+    assert_eq!(element_vector(&item, half, 2), vec![2.0996094, -65504.0]);
+    assert!(!element_holds(&item, half, &[2.1, -65504.0]));
 
     // version 2 holds up to ten heap rows, packed from slot 0
     let v2 = Layout::of(2).unwrap();
@@ -293,6 +302,8 @@ fn id_sets_hold_what_they_are_given() {
 fn largest_vectors_fit_a_page() {
     let free = BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE - 4;
     assert!(Layout::CURRENT.element_size(MAX_DIMS) <= free);
+    assert!(Layout::CURRENT.with_half(true).element_size(MAX_HALF_DIMS) <= free);
+    assert!(Layout::CURRENT.with_half(true).element_size(MAX_HALF_DIMS + 100) > free);
     for m in [2, 16, 38, 39, 100] {
         let bits = code_bits_for(2000, m, usize::MAX) as usize;
         let size = neighbors_size(Layout::of(4).unwrap(), m, max_level(m) as usize, bits / 8 + 4);
