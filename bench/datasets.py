@@ -22,9 +22,10 @@ HELD_OUT = 30  # images of the SIFT-like set that only queries and inserts come 
 class VectorSet:
     """One set: `make()` returns (base, queries, inserts) as row sequences."""
 
-    def __init__(self, rows, title, stem, make, opclass, op):
+    def __init__(self, rows, title, stem, make, opclass, op, coltype="vector"):
         self.rows, self.title, self.stem = rows, title, stem
         self.make, self.opclass, self.op = make, opclass, op
+        self.coltype = coltype
 
 
 def synthetic(kind, n, dims, queries, inserts):
@@ -39,6 +40,12 @@ def synthetic(kind, n, dims, queries, inserts):
                     for _ in range(total)]
         return data[:n], data[n:n + queries], data[n + queries:]
     return VectorSet(n, f"{kind} {n:,} x {dims} (L2)", f"{kind}_{n}", make, "vector_l2_ops", "<->")
+
+
+def as_halfvec(vs):
+    """The same set stored and indexed as `halfvec` (binary16 values)."""
+    return VectorSet(vs.rows, vs.title.replace(" (", " halfvec ("), vs.stem + "_halfvec", vs.make,
+                     vs.opclass.replace("vector_", "halfvec_"), vs.op, coltype="halfvec")
 
 
 def glove(path, n, queries, inserts):

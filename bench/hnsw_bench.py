@@ -29,7 +29,21 @@ class HnswBench:
         sets.sort(key=lambda x: x.rows)
         return sets
 
-    def hnsw(self):
+    def halfvec_sets(self):
+        """`--only halfvec`: clustered data of embedding models' widths, as
+        `vector` and as `halfvec` at 1,536 dimensions (recall of the two side
+        by side at each ef_search), and as `halfvec` at 3,072, past what a
+        `vector` index takes."""
+        s = self.size
+        q, ins = s["queries"], s["insert_vectors"]
+        n = s["halfvec_rows"]
+        narrow = datasets.synthetic("clustered", n, s["halfvec_dims"][0], q, ins)
+        wide = datasets.synthetic("clustered", n, s["halfvec_dims"][1], q, ins)
+        wide = datasets.as_halfvec(wide)
+        wide.stem += f"_{s['halfvec_dims'][1]}"
+        return [narrow, datasets.as_halfvec(narrow), wide]
+
+    def hnsw(self, halfvec=False):
         s = self.size
         sharedir = subprocess.run([f"{self.cluster.bindir}/pg_config", "--sharedir"],
                                   capture_output=True, text=True).stdout.strip()
@@ -57,8 +71,8 @@ class HnswBench:
                            "are not in it: the next points of the synthetic generator, held-out words, "
                            "held-out images' descriptors.\n")
         rows, summary = [], []
-        for vs in self.datasets():
-            title, stem, opclass, op = vs.title, vs.stem, vs.opclass, vs.op
+        for vs in (self.halfvec_sets() if halfvec else self.datasets()):
+            title, stem, opclass, op, ty = vs.title, vs.stem, vs.opclass, vs.op, vs.coltype
             log(f"vector set: {title}")
             base, queries, inserts = vs.make()
             dims = len(base[0])
@@ -76,12 +90,12 @@ class HnswBench:
             facts = {}
             for name, db, am, guc in systems:
                 self.sql("DROP TABLE IF EXISTS vt", db=db)
-                self.sql(f"CREATE TABLE vt (id int PRIMARY KEY, v vector({dims}))", db=db)
+                self.sql(f"CREATE TABLE vt (id int PRIMARY KEY, v {ty}({dims}))", db=db)
                 self.sql(f"COPY vt FROM '{csv}'", db=db)
                 self.sql("VACUUM ANALYZE vt", db=db)
-                self.load_queries(db, queries, dims)
+                self.load_queries(db, queries, dims, ty)
                 if truth is None:
-                    truth = self.ground_truth(db, queries, op)
+                    truth = self.ground_truth(db, queries, op, ty)
                 t0 = time.perf_counter()
                 self.sql(f"CREATE INDEX vt_idx ON vt USING {am} (v {opclass}) "
                          "WITH (m = 16, ef_construction = 64)", db=db)
@@ -89,8 +103,8 @@ class HnswBench:
                 size = self.one("SELECT pg_relation_size('vt_idx')", db=db)
                 curve = []
                 for ef in s["efs"]:
-                    curve.append((ef, *self.search(db, guc, ef, queries, truth, op)))
-                ins = self.insert_rate(db, inserts)
+                    curve.append((ef, *self.search(db, guc, ef, queries, truth, op, ty)))
+                ins = self.insert_rate(db, inserts, ty)
                 curves[name] = curve
                 facts[name] = (build, size, ins)
                 for ef, rec, qps, p50, p99, bqps in curve:
@@ -124,26 +138,27 @@ class HnswBench:
                         "build speed", "index size", "inserts/s"],
                        summary)
 
-    def ground_truth(self, db, queries, op):
+    def ground_truth(self, db, queries, op, ty):
         """Per query, the true 10th distance (a result counts as a hit when
-        its distance is at most that: ties at rank 10 are common)."""
+        its distance is at most that: ties at rank 10 are common); for
+        `halfvec`, exact search over the stored binary16 values."""
         out = []
         with self.cluster.connect(db) as c:
             c.execute("SET enable_indexscan = off")
             for q in queries:
                 out.append(max(r[0] for r in c.execute(
-                    f"SELECT v {op} %s::vector FROM vt ORDER BY v {op} %s::vector LIMIT 10",
+                    f"SELECT v {op} %s::{ty} FROM vt ORDER BY v {op} %s::{ty} LIMIT 10",
                     (vec(q), vec(q)))))
         return out
 
-    def load_queries(self, db, queries, dims):
+    def load_queries(self, db, queries, dims, ty):
         """The query vectors as table `bq`, for the in-backend loop."""
-        self.sql(f"CREATE TABLE bq (qid int PRIMARY KEY, v vector({dims}))", db=db)
+        self.sql(f"CREATE TABLE bq (qid int PRIMARY KEY, v {ty}({dims}))", db=db)
         with self.cluster.connect(db) as c:
             for i, q in enumerate(queries):
-                c.execute("INSERT INTO bq VALUES (%s, %s::vector)", (i, vec(q)))
+                c.execute(f"INSERT INTO bq VALUES (%s, %s::{ty})", (i, vec(q)))
 
-    def search(self, db, guc, ef, queries, truth, op):
+    def search(self, db, guc, ef, queries, truth, op, ty):
         """Recall and latency from one prepared query per round trip (text
         vectors through psycopg: the client's and the protocol's fixed cost is
         in these figures), then QPS of the same queries looped inside the
@@ -154,7 +169,7 @@ class HnswBench:
             c.execute("SET enable_seqscan = off")
             for q, kth in zip(queries, truth):
                 t0 = time.perf_counter()
-                got = c.execute(f"SELECT id, v {op} %s::vector FROM vt ORDER BY v {op} %s::vector LIMIT 10",
+                got = c.execute(f"SELECT id, v {op} %s::{ty} FROM vt ORDER BY v {op} %s::{ty} LIMIT 10",
                                 (vec(q), vec(q)), prepare=True).fetchall()
                 lat.append(time.perf_counter() - t0)
                 hits += sum(1 for _, d in got if d <= kth + 1e-6 * abs(kth))
@@ -185,13 +200,13 @@ class HnswBench:
                  for (r0, q0), (r1, q1) in zip(pts, pts[1:]) if r0 < target <= r1]
         return max(best) if best else None
 
-    def insert_rate(self, db, vectors):
+    def insert_rate(self, db, vectors, ty):
         """Rows per second of single-row INSERTs (one transaction each)."""
         with self.cluster.connect(db) as c:
             base = c.execute("SELECT max(id) + 1 FROM vt").fetchone()[0]
             t0 = time.perf_counter()
             for i, v in enumerate(vectors):
-                c.execute("INSERT INTO vt VALUES (%s, %s::vector)", (base + i, vec(v)), prepare=True)
+                c.execute(f"INSERT INTO vt VALUES (%s, %s::{ty})", (base + i, vec(v)), prepare=True)
             return len(vectors) / (time.perf_counter() - t0)
 
 

