@@ -233,12 +233,17 @@ pub fn search(
         }
         let mut t = loc.heap_tuple(rel);
         if prune.active {
-            if vistest.is_null() {
-                // SAFETY: horizon state for this relation.
-                vistest = unsafe { pg_sys::GlobalVisTestFor(rel) };
-            }
-            // SAFETY: share-locked page.
-            if unsafe { pg_sys::HeapTupleIsSurelyDead(&mut t, vistest) } {
+            // a version whose hints say it is live is not dead: no horizon
+            // lookup for the common point lookup of a settled row
+            let surely_dead = !htup::hinted_live(h) && {
+                if vistest.is_null() {
+                    // SAFETY: horizon state for this relation.
+                    vistest = unsafe { pg_sys::GlobalVisTestFor(rel) };
+                }
+                // SAFETY: share-locked page.
+                unsafe { pg_sys::HeapTupleIsSurelyDead(&mut t, vistest) }
+            };
+            if surely_dead {
                 if at_root {
                     prune.root_ctid = Some(htup::ctid(h));
                 }

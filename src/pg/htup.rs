@@ -90,6 +90,15 @@ pub fn set_ctid(t: *mut Header, tid: pg_sys::ItemPointerData) {
 pub fn has_external(t: *mut Header) -> bool {
     infomask(t) & pg_sys::HEAP_HASEXTERNAL != 0
 }
+/// Whether the hint bits alone say the version is live to every snapshot
+/// that sees its inserter: inserter committed (or frozen), no deleter or
+/// locker. Such a version is not dead, so `HeapTupleIsSurelyDead` need not
+/// be asked (heap asks it only of versions the snapshot does not see).
+pub fn hinted_live(t: *mut Header) -> bool {
+    let mask = infomask(t);
+    mask & pg_sys::HEAP_XMIN_COMMITTED != 0 && mask & pg_sys::HEAP_XMAX_INVALID != 0
+}
+
 pub fn xmax_is_multi(t: *mut Header) -> bool {
     infomask(t) & pg_sys::HEAP_XMAX_IS_MULTI != 0
 }

@@ -8,10 +8,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 extension_sql!(
     r#"
--- The shell types let the I/O functions name `vector` and `halfvec`
--- (half_catalog.rs) before they are complete.
+-- The shell types let the I/O functions name `vector`, `halfvec`
+-- (half_catalog.rs) and `sparsevec` (sparse_catalog.rs) before they are
+-- complete.
 CREATE TYPE vector;
 CREATE TYPE halfvec;
+CREATE TYPE sparsevec;
 "#,
     name = "vector_shell_type",
     bootstrap
@@ -108,6 +110,12 @@ CREATE OPERATOR CLASS vector_l1_ops FOR TYPE vector USING strata_hnsw AS
 pub fn vector_type_oid() -> pg_sys::Oid {
     static OID: AtomicU32 = AtomicU32::new(0);
     type_oid(&OID, "vector")
+}
+
+/// OID of the `sparsevec` type in this database (cached per backend).
+pub fn sparsevec_type_oid() -> pg_sys::Oid {
+    static OID: AtomicU32 = AtomicU32::new(0);
+    type_oid(&OID, "sparsevec")
 }
 
 /// OID of the `halfvec` type in this database (cached per backend).

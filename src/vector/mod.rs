@@ -26,10 +26,13 @@ pub mod catalog;
 pub mod datum;
 mod half_catalog;
 pub mod half_sql;
+mod sparse_catalog;
+pub mod sparse_datum;
+pub mod sparse_sql;
 pub mod sql;
 mod sql_type;
 
 // The pure modules live in the pgrx-free core crate.
-pub use strata_core::vector::{binary, bits, error, half, kernels, ops, text};
+pub use strata_core::vector::{binary, bits, error, half, kernels, ops, sparse, text};
 
 pub use strata_core::vector::{check_element, VectorError, MAX_DIM};

@@ -45,16 +45,19 @@ fn vector_typmod_in(list: Array<'_, &CStr>) -> i32 {
 /// The dimension count of `vector(n)` / `halfvec(n)` from the type
 /// modifier's list.
 pub(super) fn typmod_of(list: Array<'_, &CStr>) -> Result<i32, VectorError> {
+    ops::typmod_from_dims(typmod_items(list)?)
+}
+
+/// The one integer of a type modifier's list (range unchecked).
+pub(super) fn typmod_items(list: Array<'_, &CStr>) -> Result<i32, VectorError> {
     let items: Vec<Option<&CStr>> = list.iter().collect();
     let [Some(item)] = items[..] else {
         return Err(VectorError::TypmodInvalid);
     };
-    let dims: i32 = item
-        .to_str()
+    item.to_str()
         .ok()
         .and_then(|s| s.trim().parse().ok())
-        .ok_or(VectorError::TypmodInvalid)?;
-    ops::typmod_from_dims(dims)
+        .ok_or(VectorError::TypmodInvalid)
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]
@@ -65,8 +68,8 @@ fn vector_recv(buf: Internal, _typoid: pg_sys::Oid, typmod: i32) -> VectorBuf {
 }
 
 /// Reads one value from a receive function's StringInfo with `decode`
-/// (the elements and the bytes they took), moving its cursor past them.
-pub(super) fn receive<T>(mut buf: Internal, decode: impl FnOnce(&[u8]) -> (Vec<T>, usize)) -> Vec<T> {
+/// (the value and the bytes it took), moving its cursor past them.
+pub(super) fn receive<T>(mut buf: Internal, decode: impl FnOnce(&[u8]) -> (T, usize)) -> T {
     // SAFETY: the receive function's first argument is always a StringInfo.
     let buf = unsafe { buf.get_mut::<pg_sys::StringInfoData>() }.expect("StringInfo argument");
     let remaining: &[u8] = if buf.len > buf.cursor {

@@ -37,6 +37,20 @@ pub enum VectorError {
     StateArray(&'static str),
     /// Hamming or Jaccard distance of bit strings of two lengths.
     BitLengthMismatch(u32, u32),
+    /// `sparsevec`: a negative element count in its binary form.
+    NegativeNnz,
+    /// `sparsevec`: more non-zero elements than it may hold.
+    TooManyNonZero,
+    /// `sparsevec`: more elements than dimensions.
+    NnzAboveDims,
+    /// `sparsevec`: an index outside `1..=dim`.
+    IndexOutOfBounds,
+    /// `sparsevec`: binary indices out of order.
+    IndicesNotAscending,
+    /// `sparsevec`: one index twice.
+    DuplicateIndex,
+    /// `sparsevec`: a zero value in its binary form.
+    BinaryZero,
     /// One of the above, worded for type `.0`.
     Of(&'static str, Box<VectorError>),
 }
@@ -63,9 +77,9 @@ impl VectorError {
                 format!("expected {expected} dimensions, not {actual}")
             }
             DifferentDims(a, b) => format!("different {ty} dimensions {a} and {b}"),
-            TooManyDimensions => format!("{ty} cannot have more than {MAX_DIM} dimensions"),
+            TooManyDimensions => format!("{ty} cannot have more than {} dimensions", max_dims(ty)),
             TypmodTooSmall => format!("dimensions for type {ty} must be at least 1"),
-            TypmodTooLarge => format!("dimensions for type {ty} cannot exceed {MAX_DIM}"),
+            TypmodTooLarge => format!("dimensions for type {ty} cannot exceed {}", max_dims(ty)),
             TypmodInvalid => "invalid type modifier".into(),
             Overflow => "value out of range: overflow".into(),
             Underflow => "value out of range: underflow".into(),
@@ -77,8 +91,27 @@ impl VectorError {
             BinaryUnused(u) => format!("expected unused to be 0, not {u}"),
             StateArray(caller) => format!("{caller}: expected state array"),
             BitLengthMismatch(a, b) => format!("different bit lengths {a} and {b}"),
+            NegativeNnz => format!("{ty} cannot have negative number of elements"),
+            TooManyNonZero => format!(
+                "{ty} cannot have more than {} non-zero elements",
+                super::sparse::MAX_NNZ
+            ),
+            NnzAboveDims => format!("{ty} cannot have more elements than dimensions"),
+            IndexOutOfBounds => format!("{ty} index out of bounds"),
+            IndicesNotAscending => format!("{ty} indices must be in ascending order"),
+            DuplicateIndex => format!("{ty} indices must not contain duplicates"),
+            BinaryZero => format!("binary representation of {ty} cannot contain zero values"),
             Of(ty, e) => e.message(ty),
         }
+    }
+}
+
+/// The most dimensions a value of type `ty` may have.
+fn max_dims(ty: &str) -> usize {
+    if ty == "sparsevec" {
+        super::sparse::MAX_DIM
+    } else {
+        MAX_DIM
     }
 }
 
@@ -106,6 +139,8 @@ impl VectorError {
             BinaryTruncated(_) | BinaryUnused(_) => "08P01",
             StateArray(_) => "XX000",
             BitLengthMismatch(..) => "22000",
+            TooManyNonZero | NnzAboveDims => "54000",
+            NegativeNnz | IndexOutOfBounds | IndicesNotAscending | DuplicateIndex | BinaryZero => "22000",
             Of(_, e) => e.sqlstate(),
         }
     }

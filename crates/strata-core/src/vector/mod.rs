@@ -12,6 +12,7 @@ pub mod half;
 #[allow(unsafe_code)] // SIMD kernels behind runtime feature detection
 pub mod kernels;
 pub mod ops;
+pub mod sparse;
 pub mod text;
 
 pub use error::VectorError;

@@ -93,7 +93,7 @@ fn parse_as<T>(input: &str, convert: impl Fn(f32) -> (T, f32)) -> Result<Vec<T>,
     Ok(out)
 }
 
-fn names_infinity(token: &str) -> bool {
+pub(crate) fn names_infinity(token: &str) -> bool {
     let t = token.trim_start_matches(['+', '-']).to_ascii_lowercase();
     t == "inf" || t == "infinity"
 }
