@@ -576,10 +576,7 @@ pub fn element_vector(item: &[u8], layout: Layout, dims: usize) -> Vec<f32> {
     let at = layout.vector_offset();
     let bytes = &item[at..at + layout.scalar_size() * dims];
     if layout.half {
-        bytes
-            .chunks_exact(2)
-            .map(|c| crate::vector::half::to_f32(u16::from_le_bytes([c[0], c[1]])))
-            .collect()
+        crate::vector::half::widen_le_bytes(bytes)
     } else {
         bytes
             .chunks_exact(4)

@@ -110,6 +110,22 @@ pub fn widen(h: &[u16]) -> Vec<f32> {
     h.iter().map(|&x| to_f32(x)).collect()
 }
 
+/// Binary16 values stored little-endian in `bytes` (two bytes each, as
+/// `strata_hnsw` elements keep them), widened — 8 at a time with F16C where
+/// the CPU has it (a scan widens every element it measures).
+pub fn widen_le_bytes(bytes: &[u8]) -> Vec<f32> {
+    static WIDEN: OnceLock<fn(&[u8]) -> Vec<f32>> = OnceLock::new();
+    (WIDEN.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx") && std::is_x86_feature_detected!("f16c") {
+                return f16c::widen_le_bytes;
+            }
+        }
+        scalar::widen_le_bytes
+    }))(bytes)
+}
+
 /// An element-wise result computed in `f32` (exact for one sum, difference
 /// or product of two binary16 values) rounded to binary16: infinite is
 /// "value out of range: overflow", a zero from two non-zero operands
@@ -243,6 +259,13 @@ fn table() -> &'static KernelTable<u16> {
 pub mod scalar {
     use super::to_f32;
 
+    pub fn widen_le_bytes(bytes: &[u8]) -> Vec<f32> {
+        bytes
+            .chunks_exact(2)
+            .map(|c| to_f32(u16::from_le_bytes([c[0], c[1]])))
+            .collect()
+    }
+
     fn pairs<'a>(a: &'a [u16], b: &'a [u16]) -> impl Iterator<Item = (f32, f32)> + 'a {
         debug_assert_eq!(a.len(), b.len());
         a.iter().zip(b).map(|(&x, &y)| (to_f32(x), to_f32(y)))
@@ -341,6 +364,31 @@ mod f16c {
         });
         let (t_ab, t_aa, t_bb) = scalar::cosine_parts(&a[tail..], &b[tail..]);
         (hsum(ab) + t_ab, hsum(aa) + t_aa, hsum(bb) + t_bb)
+    }
+
+    #[target_feature(enable = "avx,f16c")]
+    fn widen_f16c(bytes: &[u8]) -> Vec<f32> {
+        let n = bytes.len() / 2;
+        let mut out = Vec::with_capacity(n);
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: 16 bytes from byte 2i are in bounds (i + 8 <= n);
+            // `loadu` needs no alignment.
+            let h = unsafe { _mm_loadu_si128(bytes.as_ptr().add(2 * i) as *const __m128i) };
+            let mut lanes = [0f32; 8];
+            // SAFETY: `lanes` holds the 8 floats stored.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_cvtph_ps(h)) };
+            out.extend_from_slice(&lanes);
+            i += 8;
+        }
+        out.extend(scalar::widen_le_bytes(&bytes[2 * i..2 * n]));
+        out
+    }
+
+    pub fn widen_le_bytes(bytes: &[u8]) -> Vec<f32> {
+        // SAFETY: installed only when AVX and F16C were detected; the
+        // bytes are little-endian, as x86-64 is.
+        unsafe { widen_f16c(bytes) }
     }
 
     pub fn l2_squared(a: &[u16], b: &[u16]) -> f32 {
@@ -446,6 +494,16 @@ mod tests {
             assert!(close(l1(&a, &b), scalar::l1(&a, &b)), "l1 {n}");
             let (p, q) = ((table().cosine_parts)(&a, &b), scalar::cosine_parts(&a, &b));
             assert!(close(p.0, q.0) && close(p.1, q.1) && close(p.2, q.2), "cosine {n}");
+        }
+        // widening stored bytes: every finite value, odd tails included
+        let finite: Vec<u8> = (0..=u16::MAX)
+            .filter(|&h| h & 0x7c00 != 0x7c00)
+            .flat_map(|h| h.to_le_bytes())
+            .collect();
+        for len in [finite.len(), 2 * 7, 2 * 9, 0] {
+            let got = widen_le_bytes(&finite[..len]);
+            let want = scalar::widen_le_bytes(&finite[..len]);
+            assert!(got.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()) && got.len() == want.len());
         }
         let (a, b) = (narrow(&[1.0, 2.0, 3.0]).unwrap(), narrow(&[4.0, 5.0, 6.0]).unwrap());
         assert_eq!(l2_squared(&a, &b), 27.0);
