@@ -79,18 +79,9 @@ where
     T: pgrx::datum::UnboxDatum,
     F: Fn(T::As<'_>) -> Result<f32, VectorError>,
 {
-    let (len, nulls) = (array.len(), array.contains_nulls());
-    // converted before the checks (reading the dimension count consumes
-    // the array), raised after them
-    let values: Vec<Result<f32, VectorError>> = array.iter().flatten().map(convert).collect();
-    if crate::pg::array::ndim(array) > 1 {
-        ok::<()>(Err(VectorError::ArrayNotOneDimensional));
-    }
-    if nulls {
-        ok::<()>(Err(VectorError::ArrayNulls));
-    }
-    ok(ops::check_dims(len));
-    ok(ops::check_typmod(typmod, len));
+    let values = super::sql::array_values(array, TYPE, convert);
+    ok(ops::check_dims(values.len()));
+    ok(ops::check_typmod(typmod, values.len()));
     let values: Vec<f32> = ok(values.into_iter().collect());
     new_half(&ok(half::narrow(&values)))
 }
@@ -226,44 +217,12 @@ fn halfvec_concat(a: HalfVec<'_>, b: HalfVec<'_>) -> HalfVecBuf {
 
 // ---------------------------------------------------------------- comparison
 
-fn cmp(a: HalfVec<'_>, b: HalfVec<'_>) -> Ordering {
+fn order(a: HalfVec<'_>, b: HalfVec<'_>) -> Ordering {
     half::compare(a.as_slice(), b.as_slice())
 }
 
-#[pg_extern(immutable, strict, parallel_safe)]
-fn halfvec_lt(a: HalfVec<'_>, b: HalfVec<'_>) -> bool {
-    cmp(a, b) == Ordering::Less
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn halfvec_le(a: HalfVec<'_>, b: HalfVec<'_>) -> bool {
-    cmp(a, b) != Ordering::Greater
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn halfvec_eq(a: HalfVec<'_>, b: HalfVec<'_>) -> bool {
-    cmp(a, b) == Ordering::Equal
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn halfvec_ne(a: HalfVec<'_>, b: HalfVec<'_>) -> bool {
-    cmp(a, b) != Ordering::Equal
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn halfvec_ge(a: HalfVec<'_>, b: HalfVec<'_>) -> bool {
-    cmp(a, b) != Ordering::Less
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn halfvec_gt(a: HalfVec<'_>, b: HalfVec<'_>) -> bool {
-    cmp(a, b) == Ordering::Greater
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn halfvec_cmp(a: HalfVec<'_>, b: HalfVec<'_>) -> i32 {
-    cmp(a, b) as i32
-}
+super::sql_type::comparison_sql!(HalfVec, order;
+    halfvec_lt, halfvec_le, halfvec_eq, halfvec_ne, halfvec_ge, halfvec_gt, halfvec_cmp);
 
 // ---------------------------------------------------------------- aggregates
 

@@ -10,7 +10,7 @@
 //!
 //! Indices are 0-based and ascending; values are non-zero.
 
-use super::sparse::{Sparse, View};
+use super::sparse::View;
 use crate::pg::varlena::{self, VARHDRSZ};
 use pgrx::pg_sys;
 use std::marker::PhantomData;
@@ -59,7 +59,7 @@ pub struct SparseVecBuf {
 
 impl SparseVecBuf {
     /// Copies `v` into a new varlena. Callers checked it.
-    pub fn from_sparse(v: &Sparse) -> SparseVecBuf {
+    pub fn from_view(v: View<'_>) -> SparseVecBuf {
         let nnz = v.indices.len();
         let ptr = varlena::alloc_zeroed(HEADER_SIZE + 8 * nnz);
         // SAFETY: `ptr` was just allocated with room for the header, the

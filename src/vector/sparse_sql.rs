@@ -32,12 +32,12 @@ fn sparsevec_in(input: &CStr, _typoid: pg_sys::Oid, typmod: i32) -> SparseVecBuf
     });
     let v = ok(input.and_then(sparse::parse));
     ok(ops::check_typmod(typmod, v.dim as usize));
-    SparseVecBuf::from_sparse(&v)
+    SparseVecBuf::from_view(v.view())
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]
 fn sparsevec_out(v: SparseVec<'_>) -> CString {
-    CString::new(sparse::format(&v.view().to_owned())).expect("formatted values contain no NUL")
+    CString::new(sparse::format(v.view())).expect("formatted values contain no NUL")
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]
@@ -55,31 +55,31 @@ fn sparsevec_typmod_in(list: Array<'_, &CStr>) -> i32 {
 #[pg_extern(immutable, strict, parallel_safe)]
 fn sparsevec_recv(buf: Internal, _typoid: pg_sys::Oid, typmod: i32) -> SparseVecBuf {
     let v = super::sql::receive(buf, |bytes| ok(sparse::decode(bytes, typmod)));
-    SparseVecBuf::from_sparse(&v)
+    SparseVecBuf::from_view(v.view())
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]
 fn sparsevec_send(v: SparseVec<'_>) -> Vec<u8> {
-    sparse::encode(&v.view().to_owned())
+    sparse::encode(v.view())
 }
 
 /// The length-coercion cast `sparsevec -> sparsevec(n)`.
 #[pg_extern(immutable, strict, parallel_safe, name = "sparsevec")]
 fn sparsevec_apply_typmod(v: SparseVec<'_>, typmod: i32, _explicit: bool) -> SparseVecBuf {
     ok(ops::check_typmod(typmod, v.view().dim as usize));
-    SparseVecBuf::from_sparse(&v.view().to_owned())
+    SparseVecBuf::from_view(v.view())
 }
 
 // ---------------------------------------------------------------- casts
 
 #[pg_extern(immutable, strict, parallel_safe)]
 fn vector_to_sparsevec(v: Vector<'_>, typmod: i32, _explicit: bool) -> SparseVecBuf {
-    SparseVecBuf::from_sparse(&ok(sparse::from_dense(v.as_slice(), typmod)))
+    SparseVecBuf::from_view(ok(sparse::from_dense(v.as_slice(), typmod)).view())
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]
 fn halfvec_to_sparsevec(v: HalfVec<'_>, typmod: i32, _explicit: bool) -> SparseVecBuf {
-    SparseVecBuf::from_sparse(&ok(sparse::from_dense(&half::widen(v.as_slice()), typmod)))
+    SparseVecBuf::from_view(ok(sparse::from_dense(&half::widen(v.as_slice()), typmod)).view())
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]
@@ -100,22 +100,18 @@ fn sparsevec_to_halfvec(v: SparseVec<'_>, typmod: i32, _explicit: bool) -> HalfV
     HalfVecBuf::from_slice(&values)
 }
 
-/// pgvector's `array_to_sparsevec`: 1-D, no NULLs, then the dense rules.
+/// pgvector's `array_to_sparsevec`: 1-D, no NULLs, dimensions and typmod,
+/// the values, then the dense rules.
 fn from_array<T, F>(array: Array<'_, T>, typmod: i32, convert: F) -> SparseVecBuf
 where
     T: pgrx::datum::UnboxDatum,
     F: Fn(T::As<'_>) -> Result<f32, VectorError>,
 {
-    let nulls = array.contains_nulls();
-    let values: Vec<Result<f32, VectorError>> = array.iter().flatten().map(convert).collect();
-    if crate::pg::array::ndim(array) > 1 {
-        ok::<()>(Err(VectorError::ArrayNotOneDimensional));
-    }
-    if nulls {
-        ok::<()>(Err(VectorError::ArrayNulls));
-    }
+    let values = super::sql::array_values(array, TYPE, convert);
+    ok(sparse::check_dim(values.len() as i64));
+    ok(ops::check_typmod(typmod, values.len()));
     let values: Vec<f32> = ok(values.into_iter().collect());
-    SparseVecBuf::from_sparse(&ok(sparse::from_dense(&values, typmod)))
+    SparseVecBuf::from_view(ok(sparse::from_dense(&values, typmod)).view())
 }
 
 #[pg_extern(immutable, strict, parallel_safe, name = "array_to_sparsevec")]
@@ -196,46 +192,14 @@ fn sparsevec_l2_norm(v: SparseVec<'_>) -> f64 {
 #[pg_extern(immutable, strict, parallel_safe, name = "l2_normalize")]
 fn sparsevec_l2_normalize(v: SparseVec<'_>) -> SparseVecBuf {
     let out: Sparse = ok(sparse::l2_normalize(v.view()));
-    SparseVecBuf::from_sparse(&out)
+    SparseVecBuf::from_view(out.view())
 }
 
 // ---------------------------------------------------------------- comparison
 
-fn cmp(a: SparseVec<'_>, b: SparseVec<'_>) -> Ordering {
+fn order(a: SparseVec<'_>, b: SparseVec<'_>) -> Ordering {
     sparse::compare(a.view(), b.view())
 }
 
-#[pg_extern(immutable, strict, parallel_safe)]
-fn sparsevec_lt(a: SparseVec<'_>, b: SparseVec<'_>) -> bool {
-    cmp(a, b) == Ordering::Less
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn sparsevec_le(a: SparseVec<'_>, b: SparseVec<'_>) -> bool {
-    cmp(a, b) != Ordering::Greater
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn sparsevec_eq(a: SparseVec<'_>, b: SparseVec<'_>) -> bool {
-    cmp(a, b) == Ordering::Equal
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn sparsevec_ne(a: SparseVec<'_>, b: SparseVec<'_>) -> bool {
-    cmp(a, b) != Ordering::Equal
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn sparsevec_ge(a: SparseVec<'_>, b: SparseVec<'_>) -> bool {
-    cmp(a, b) != Ordering::Less
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn sparsevec_gt(a: SparseVec<'_>, b: SparseVec<'_>) -> bool {
-    cmp(a, b) == Ordering::Greater
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn sparsevec_cmp(a: SparseVec<'_>, b: SparseVec<'_>) -> i32 {
-    cmp(a, b) as i32
-}
+super::sql_type::comparison_sql!(SparseVec, order;
+    sparsevec_lt, sparsevec_le, sparsevec_eq, sparsevec_ne, sparsevec_ge, sparsevec_gt, sparsevec_cmp);

@@ -158,6 +158,32 @@ fn vector_to_float4(v: Vector<'_>, _typmod: i32, _explicit: bool) -> Vec<f32> {
     v.as_slice().to_vec()
 }
 
+/// The values of an array on its way to a `halfvec` or `sparsevec`, after
+/// pgvector's first checks for those (1-D, no NULLs; raised worded for
+/// `ty`), each as `convert` makes it — its error is the caller's to raise
+/// after the dimension checks, where pgvector converts.
+pub(super) fn array_values<T, F>(
+    array: Array<'_, T>,
+    ty: &'static str,
+    convert: F,
+) -> Vec<Result<f32, VectorError>>
+where
+    T: pgrx::datum::UnboxDatum,
+    F: Fn(T::As<'_>) -> Result<f32, VectorError>,
+{
+    let nulls = array.contains_nulls();
+    // converted before the checks (reading the dimension count consumes
+    // the array)
+    let values = array.iter().flatten().map(convert).collect();
+    if ndim(array) > 1 {
+        crate::pg::error::raise(&VectorError::ArrayNotOneDimensional.of(ty));
+    }
+    if nulls {
+        crate::pg::error::raise(&VectorError::ArrayNulls.of(ty));
+    }
+    values
+}
+
 // ---------------------------------------------------------------- distances
 
 fn check_same(a: Vector<'_>, b: Vector<'_>) {
@@ -244,44 +270,12 @@ fn vector_concat(a: Vector<'_>, b: Vector<'_>) -> VectorBuf {
 
 // ---------------------------------------------------------------- comparison
 
-fn cmp(a: Vector<'_>, b: Vector<'_>) -> Ordering {
+fn order(a: Vector<'_>, b: Vector<'_>) -> Ordering {
     ops::compare(a.as_slice(), b.as_slice())
 }
 
-#[pg_extern(immutable, strict, parallel_safe)]
-fn vector_lt(a: Vector<'_>, b: Vector<'_>) -> bool {
-    cmp(a, b) == Ordering::Less
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn vector_le(a: Vector<'_>, b: Vector<'_>) -> bool {
-    cmp(a, b) != Ordering::Greater
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn vector_eq(a: Vector<'_>, b: Vector<'_>) -> bool {
-    cmp(a, b) == Ordering::Equal
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn vector_ne(a: Vector<'_>, b: Vector<'_>) -> bool {
-    cmp(a, b) != Ordering::Equal
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn vector_ge(a: Vector<'_>, b: Vector<'_>) -> bool {
-    cmp(a, b) != Ordering::Less
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn vector_gt(a: Vector<'_>, b: Vector<'_>) -> bool {
-    cmp(a, b) == Ordering::Greater
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn vector_cmp(a: Vector<'_>, b: Vector<'_>) -> i32 {
-    cmp(a, b) as i32
-}
+super::sql_type::comparison_sql!(Vector, order;
+    vector_lt, vector_le, vector_eq, vector_ne, vector_ge, vector_gt, vector_cmp);
 
 // ---------------------------------------------------------------- aggregates
 

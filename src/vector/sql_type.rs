@@ -2,7 +2,8 @@
 //! an argument type `$arg<'a>` with `unsafe fn from_raw_datum(Datum)`, and a
 //! result type `$buf` with `fn into_datum(self) -> Datum`, both mapped to
 //! the SQL type `$sql` whose OID `$oid` gives. One macro instead of the same
-//! six trait impls per type (`vector`, `bit`, and the next ones).
+//! six trait impls per type (`vector`, `bit`, and the next ones); another
+//! for the comparison functions of the ordered ones.
 
 macro_rules! varlena_sql_type {
     (@translatable [$($gen:tt)*] $ty:ty, $name:ident, $sql:literal) => {
@@ -83,3 +84,48 @@ macro_rules! varlena_sql_type {
 }
 
 pub(crate) use varlena_sql_type;
+
+/// The btree support of a type ordered by `$order(a, b) -> Ordering`: the
+/// six comparison functions and the three-way one, named as pgvector names
+/// them (`<type>_lt` … `<type>_cmp`), one macro for `vector`, `halfvec` and
+/// `sparsevec`.
+macro_rules! comparison_sql {
+    ($arg:ident, $order:path; $lt:ident, $le:ident, $eq:ident, $ne:ident, $ge:ident, $gt:ident, $cmp:ident) => {
+        #[pgrx::pg_extern(immutable, strict, parallel_safe)]
+        fn $lt(a: $arg<'_>, b: $arg<'_>) -> bool {
+            $order(a, b) == std::cmp::Ordering::Less
+        }
+
+        #[pgrx::pg_extern(immutable, strict, parallel_safe)]
+        fn $le(a: $arg<'_>, b: $arg<'_>) -> bool {
+            $order(a, b) != std::cmp::Ordering::Greater
+        }
+
+        #[pgrx::pg_extern(immutable, strict, parallel_safe)]
+        fn $eq(a: $arg<'_>, b: $arg<'_>) -> bool {
+            $order(a, b) == std::cmp::Ordering::Equal
+        }
+
+        #[pgrx::pg_extern(immutable, strict, parallel_safe)]
+        fn $ne(a: $arg<'_>, b: $arg<'_>) -> bool {
+            $order(a, b) != std::cmp::Ordering::Equal
+        }
+
+        #[pgrx::pg_extern(immutable, strict, parallel_safe)]
+        fn $ge(a: $arg<'_>, b: $arg<'_>) -> bool {
+            $order(a, b) != std::cmp::Ordering::Less
+        }
+
+        #[pgrx::pg_extern(immutable, strict, parallel_safe)]
+        fn $gt(a: $arg<'_>, b: $arg<'_>) -> bool {
+            $order(a, b) == std::cmp::Ordering::Greater
+        }
+
+        #[pgrx::pg_extern(immutable, strict, parallel_safe)]
+        fn $cmp(a: $arg<'_>, b: $arg<'_>) -> i32 {
+            $order(a, b) as i32
+        }
+    };
+}
+
+pub(crate) use comparison_sql;

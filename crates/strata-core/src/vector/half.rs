@@ -296,14 +296,9 @@ mod f16c {
     //! FMA; installed only after `is_x86_feature_detected!` confirmed AVX,
     //! F16C and FMA. Tails go through the scalar reference.
     use super::scalar;
+    use crate::vector::kernels::hsum;
     use std::arch::x86_64::*;
 
-    #[target_feature(enable = "avx,f16c,fma")]
-    fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55)))
-    }
 
     /// 8 values from `i` on, widened; the caller keeps `i + 8 <= s.len()`.
     #[target_feature(enable = "avx,f16c,fma")]

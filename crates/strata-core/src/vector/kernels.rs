@@ -115,22 +115,27 @@ pub mod scalar {
     }
 }
 
+/// Horizontal sum of an AVX register's 8 float lanes (the AVX2 kernels
+/// here and the F16C ones in [`super::half`] end with it).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+pub(crate) fn hsum(v: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let hi = _mm256_extractf128_ps(v, 1);
+    let lo = _mm256_castps256_ps128(v);
+    let s = _mm_add_ps(hi, lo);
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
+    _mm_cvtss_f32(s)
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     //! 8-lane AVX2 kernels with FMA. The safe wrappers are only installed in the
     //! dispatch table after `is_x86_feature_detected!` confirmed both features.
     use std::arch::x86_64::*;
 
-    /// Horizontal sum of the 8 lanes.
-    #[target_feature(enable = "avx2,fma")]
-    fn hsum(v: __m256) -> f32 {
-        let hi = _mm256_extractf128_ps(v, 1);
-        let lo = _mm256_castps256_ps128(v);
-        let s = _mm_add_ps(hi, lo);
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
-        _mm_cvtss_f32(s)
-    }
+    use super::hsum;
 
     /// Loads 8 floats at `i`; caller guarantees `i + 8 <= s.len()`.
     #[target_feature(enable = "avx2,fma")]

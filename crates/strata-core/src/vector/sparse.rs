@@ -205,10 +205,10 @@ fn underflows(token: &str) -> bool {
 }
 
 /// The text form.
-pub fn format(v: &Sparse) -> String {
+pub fn format(v: View<'_>) -> String {
     let mut out = String::with_capacity(v.indices.len() * 12 + 12);
     out.push('{');
-    for (k, (i, x)) in v.indices.iter().zip(&v.values).enumerate() {
+    for (k, (i, x)) in v.indices.iter().zip(v.values).enumerate() {
         if k > 0 {
             out.push(',');
         }
@@ -222,15 +222,15 @@ pub fn format(v: &Sparse) -> String {
 }
 
 /// The binary form.
-pub fn encode(v: &Sparse) -> Vec<u8> {
+pub fn encode(v: View<'_>) -> Vec<u8> {
     let mut out = Vec::with_capacity(12 + 8 * v.indices.len());
     out.extend_from_slice(&v.dim.to_be_bytes());
     out.extend_from_slice(&(v.indices.len() as i32).to_be_bytes());
     out.extend_from_slice(&0i32.to_be_bytes());
-    for i in &v.indices {
+    for i in v.indices {
         out.extend_from_slice(&i.to_be_bytes());
     }
-    for x in &v.values {
+    for x in v.values {
         out.extend_from_slice(&x.to_bits().to_be_bytes());
     }
     out
@@ -319,14 +319,6 @@ impl View<'_> {
         out
     }
 
-    /// An owned copy.
-    pub fn to_owned(&self) -> Sparse {
-        Sparse {
-            dim: self.dim,
-            indices: self.indices.to_vec(),
-            values: self.values.to_vec(),
-        }
-    }
 }
 
 impl Sparse {
@@ -481,8 +473,8 @@ mod tests {
     fn text_form() {
         let v = sv(" { 3:2.5, 1:-1 ,2:0 } / 5 ");
         assert_eq!(v, Sparse { dim: 5, indices: vec![0, 2], values: vec![-1.0, 2.5] });
-        assert_eq!(format(&v), "{1:-1,3:2.5}/5");
-        assert_eq!(format(&sv("{}/3")), "{}/3");
+        assert_eq!(format(v.view()), "{1:-1,3:2.5}/5");
+        assert_eq!(format(sv("{}/3").view()), "{}/3");
         let err = |s: &str| parse(s).unwrap_err().of("sparsevec").to_string();
         assert_eq!(err("{1:1,1:2}/3"), "sparsevec indices must not contain duplicates");
         assert_eq!(err("{4:1}/3"), "sparsevec index out of bounds");
@@ -501,7 +493,7 @@ mod tests {
     #[test]
     fn binary_form() {
         let v = sv("{2:1.5,4:-2}/5");
-        let b = encode(&v);
+        let b = encode(v.view());
         assert_eq!(decode(&b, -1), Ok((v.clone(), b.len())));
         assert_eq!(decode(&b, 4), Err(VectorError::DimensionMismatch { expected: 4, actual: 5 }));
         let mut zero = b.clone();
@@ -526,13 +518,13 @@ mod tests {
         assert!(cosine_distance(a, sv("{}/6").view()).is_nan());
         assert_eq!(norm(sv("{1:3,2:4}/2").view()), 5.0);
         assert!(norm(sv("{}/2").view()).is_sign_positive());
-        assert_eq!(format(&l2_normalize(sv("{1:3,2:4}/2").view()).unwrap()), "{1:0.6,2:0.8}/2");
+        assert_eq!(format(l2_normalize(sv("{1:3,2:4}/2").view()).unwrap().view()), "{1:0.6,2:0.8}/2");
     }
 
     #[test]
     fn dense_conversions_and_order() {
         let v = from_dense(&[0.0, 1.5, 0.0, -2.0], -1).unwrap();
-        assert_eq!(format(&v), "{2:1.5,4:-2}/4");
+        assert_eq!(format(v.view()), "{2:1.5,4:-2}/4");
         assert_eq!(v.to_dense(), vec![0.0, 1.5, 0.0, -2.0]);
         assert_eq!(from_dense(&[0.0, f32::NAN], -1), Err(VectorError::NaN));
         assert_eq!(from_dense(&[], -1), Err(VectorError::NoDimensions));
