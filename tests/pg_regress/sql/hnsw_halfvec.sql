@@ -18,8 +18,11 @@ FROM (SELECT i, v, v <-> '[1,2,3.5]' AS d FROM hv ORDER BY v <-> '[1,2,3.5]' LIM
 -- a row inserted after the build; the query's binary16 rounding is the column's
 INSERT INTO hv VALUES (8, '[1,2,3.4]');
 SELECT i, v FROM hv ORDER BY v <-> '[1,2,3.41]' LIMIT 1;
--- a query of other dimensions
+-- a filtered query at default settings; a query of other dimensions; bad input
+SELECT i FROM hv WHERE i % 2 = 0 ORDER BY v <-> '[1,2,3]' LIMIT 3;
 SELECT i FROM hv ORDER BY v <-> '[1,2]' LIMIT 1;
+SELECT i FROM hv ORDER BY v <-> '[1,2,70000]' LIMIT 1;
+INSERT INTO hv VALUES (9, '[1,2]');
 DROP INDEX hv_idx;
 
 -- inner product, cosine (the zero vector is not indexed), L1
