@@ -1,8 +1,9 @@
 //! Index-stable updates: heap's HOT chains without the page limit.
 //!
 //! An UPDATE that changes no column an index depends on
-//! ([`htup::hot_blocking_columns`]) writes its new version wherever inserts
-//! go (L0, any page) with heap's `HEAP_ONLY_TUPLE` flag, marks the old one
+//! ([`htup::hot_blocking_columns`]) writes its new version to the old
+//! version's own L0 page when it has room (as heap's HOT), else wherever
+//! inserts go (L0, any page), with heap's `HEAP_ONLY_TUPLE` flag; it marks the old one
 //! `HEAP_HOT_UPDATED`, and inserts no index entry: every index entry keeps
 //! naming the chain's *root*, its first version. Each version keeps its own
 //! TID (`ctid` means what it means on heap); `t_ctid` links the chain.
@@ -240,8 +241,7 @@ pub fn search(
                     // SAFETY: horizon state for this relation.
                     vistest = unsafe { pg_sys::GlobalVisTestFor(rel) };
                 }
-                // SAFETY: share-locked page.
-                unsafe { pg_sys::HeapTupleIsSurelyDead(&mut t, vistest) }
+                htup::removable(&mut t, w.buf, vistest)
             };
             if surely_dead {
                 if at_root {

@@ -92,7 +92,7 @@ struct Entry {
 
 thread_local! {
     /// A few tables per backend: a list is quicker than hashing.
-    static TABLES: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
+    static TABLES: RefCell<Vec<Box<Entry>>> = const { RefCell::new(Vec::new()) };
 }
 
 fn forget(relid: Option<pg_sys::Oid>) {
@@ -104,7 +104,7 @@ fn forget(relid: Option<pg_sys::Oid>) {
 
 /// Takes the table's entry out of the list (put back by [`keep`]), so that
 /// nothing is borrowed while Postgres is called.
-fn take(relid: pg_sys::Oid) -> Option<Entry> {
+fn take(relid: pg_sys::Oid) -> Option<Box<Entry>> {
     TABLES.with(|t| {
         let mut t = t.borrow_mut();
         let i = t.iter().position(|e| e.relid == relid)?;
@@ -112,7 +112,7 @@ fn take(relid: pg_sys::Oid) -> Option<Entry> {
     })
 }
 
-fn keep(e: Entry) {
+fn keep(e: Box<Entry>) {
     TABLES.with(|t| {
         let mut t = t.borrow_mut();
         if t.len() >= MAX_TABLES {
@@ -137,7 +137,7 @@ pub fn invalidate(rel: pg_sys::Relation) {
 
 /// Pins and share-locks the metapage, refreshes `e` (or makes it) when its
 /// LSN changed, and unlocks.
-fn check(r: pg_sys::Relation, e: Option<Entry>) -> Entry {
+fn check(r: pg_sys::Relation, e: Option<Box<Entry>>) -> Box<Entry> {
     let recent = e.as_ref().map_or(0, |e| e.recent);
     let buf = buffer::read_recent(r, META_BLOCK, recent);
     buffer::lock_share(buf);
@@ -161,8 +161,8 @@ fn decode(
     p: pg_sys::Page,
     lsn: pg_sys::XLogRecPtr,
     buf: pg_sys::Buffer,
-    old: Option<Entry>,
-) -> Result<Entry, String> {
+    old: Option<Box<Entry>>,
+) -> Result<Box<Entry>, String> {
     if page_id::page_kind(r, META_BLOCK, p) != Some(PageKind::Meta) {
         return Err("block 0 is not an lsm metapage".into());
     }
@@ -175,7 +175,7 @@ fn decode(
     let dir: Vec<u32> = (0..slots.div_ceil(format::DIR_ENTRIES))
         .map(|s| format::dir_slot_block(bytes, s))
         .collect();
-    let mut e = Entry {
+    let mut e = Box::new(Entry {
         relid: rel::oid(r),
         file: rel::file_locator(r),
         lsn,
@@ -188,7 +188,7 @@ fn decode(
         l0: Vec::new(),
         run_index: Vec::new(),
         leaves: 0,
-    };
+    });
     if let Some(old) = old.filter(|o| o.file == e.file) {
         if old.header.l0_first_vblock == e.header.l0_first_vblock {
             e.l0 = old.l0;

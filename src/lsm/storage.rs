@@ -156,9 +156,10 @@ pub fn append(
     tid
 }
 
-/// The backend's lane L0 page, exclusively locked, for an UPDATE that holds
-/// the old version's page `holding` exclusively locked: only when it has
-/// room for `len` bytes and can be locked at once, or is `holding` itself
+/// The L0 page for the new version of an UPDATE that holds the old
+/// version's page `holding` exclusively locked, exclusively locked: `holding`
+/// itself when it is an L0 page with room for `len` bytes (heap's HOT), else
+/// the backend's lane page when it has room and can be locked at once
 /// (waiting for a second page lock while holding one could deadlock). The
 /// append `floor` was read before any page was locked (see [`appendable`]).
 /// None: nothing more locked.
@@ -168,12 +169,14 @@ pub fn lane_page_now(
     floor: Option<u32>,
     holding: pg_sys::Buffer,
 ) -> Option<pg_sys::Buffer> {
-    let target = buffer::target_block(rel);
-    if target == buffer::INVALID_BLOCK {
-        return None;
+    // heap's HOT: the old version's own L0 page first (already locked, one
+    // page changed, and the chain's members stay together for its walks)
+    if appendable(rel, holding, len, floor) {
+        return Some(holding);
     }
-    if target == buffer::block_number(holding) {
-        return appendable(rel, holding, len, floor).then_some(holding);
+    let target = buffer::target_block(rel);
+    if target == buffer::INVALID_BLOCK || target == buffer::block_number(holding) {
+        return None;
     }
     let buf = buffer::read(rel, target);
     if !buffer::try_lock_exclusive(buf) {

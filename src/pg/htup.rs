@@ -99,6 +99,31 @@ pub fn hinted_live(t: *mut Header) -> bool {
     mask & pg_sys::HEAP_XMIN_COMMITTED != 0 && mask & pg_sys::HEAP_XMAX_INVALID != 0
 }
 
+/// Whether a row version no snapshot can see any more is removable: heap's
+/// pruning test (`HeapTupleSatisfiesVacuumHorizon`, then the horizon for
+/// a recently dead one). Unlike `HeapTupleIsSurelyDead` it asks the commit
+/// log when hint bits are missing, so versions of transactions whose commit
+/// record is not yet flushed (`synchronous_commit = off`) count too. `t`
+/// points into share-locked `buf` (hint bits may be set).
+pub fn removable(
+    t: &mut pg_sys::HeapTupleData,
+    buf: pg_sys::Buffer,
+    vistest: *mut pg_sys::GlobalVisState,
+) -> bool {
+    let mut dead_after = pg_sys::InvalidTransactionId;
+    // SAFETY: `t` points into the share-locked page of `buf`; `vistest` is
+    // the relation's horizon state.
+    unsafe {
+        match pg_sys::HeapTupleSatisfiesVacuumHorizon(t, buf, &mut dead_after) {
+            pg_sys::HTSV_Result::HEAPTUPLE_DEAD => true,
+            pg_sys::HTSV_Result::HEAPTUPLE_RECENTLY_DEAD => {
+                pg_sys::GlobalVisTestIsRemovableXid(vistest, dead_after)
+            }
+            _ => false,
+        }
+    }
+}
+
 pub fn xmax_is_multi(t: *mut Header) -> bool {
     infomask(t) & pg_sys::HEAP_XMAX_IS_MULTI != 0
 }
