@@ -17,7 +17,7 @@
 
 use super::calibrate::{calibrate, BuiltGraph};
 use super::codes::{self, Coder};
-use super::format::{self, ElemId, Element, HeapTid, Layout, Meta, KIND_META};
+use super::format::{self, ElemId, Element, HeapTid, Layout, Meta, Scalar, KIND_META};
 use super::graph::{self, parallel_build::{build_parallel, Spec}};
 use super::insert;
 use super::metric::Metric;
@@ -84,29 +84,47 @@ fn index_column(index: pg_sys::Relation) -> (pg_sys::Oid, i32) {
     }
 }
 
-/// Whether the indexed column is a `halfvec` (else a `vector`): told by
-/// its type's input function, not by a name lookup (CREATE INDEX runs with
-/// a search_path of `pg_catalog, pg_temp` since PostgreSQL 17).
-fn index_is_half(index: pg_sys::Relation) -> bool {
+/// What the indexed column's values are stored as: told by its type's
+/// input function (`halfvec_in`, `bit_in`, else a `vector`), not by a name
+/// lookup (CREATE INDEX runs with a search_path of `pg_catalog, pg_temp`
+/// since PostgreSQL 17). A `varbit` column is refused as pgvector does: its
+/// values have no fixed length.
+fn index_scalar(index: pg_sys::Relation) -> Scalar {
     let typid = index_column(index).0;
+    if typid == pg_sys::VARBITOID {
+        crate::pg::error::error(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "type not supported for strata_hnsw index",
+        );
+    }
     let (mut input, mut ioparam) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
     // SAFETY: catalog lookups of an existing type and function; the name
     // is palloc'd (or NULL).
-    unsafe {
+    let name = unsafe {
         pg_sys::getTypeInputInfo(typid, &mut input, &mut ioparam);
         let name = pg_sys::get_func_name(input);
-        !name.is_null() && std::ffi::CStr::from_ptr(name).to_bytes() == b"halfvec_in"
+        if name.is_null() {
+            Vec::new()
+        } else {
+            std::ffi::CStr::from_ptr(name).to_bytes().to_vec()
+        }
+    };
+    match &name[..] {
+        b"halfvec_in" => Scalar::Binary16,
+        b"bit_in" => Scalar::Bit,
+        _ => Scalar::Float4,
     }
 }
 
-/// Dimensions declared by the indexed column (`vector(n)`, `halfvec(n)`).
-fn index_dims(index: pg_sys::Relation, half: bool) -> usize {
+/// Dimensions declared by the indexed column (`vector(n)`, `halfvec(n)`,
+/// `bit(n)`).
+fn index_dims(index: pg_sys::Relation, scalar: Scalar) -> usize {
     let typmod = index_column(index).1;
     if typmod < 1 {
         crate::pg::error::raise(&options::OptionsError::NoDims);
     }
     let dims = typmod as usize;
-    if let Err(e) = options::check_dims(dims, half) {
+    if let Err(e) = options::check_dims(dims, scalar) {
         crate::pg::error::raise(&e);
     }
     dims
@@ -118,23 +136,25 @@ pub fn params_for_new_index(index: pg_sys::Relation) -> Params {
     if let Err(e) = opts.validate() {
         crate::pg::error::raise(&e);
     }
-    let half = index_is_half(index);
-    let (dims, m, metric) = (index_dims(index, half), opts.m as usize, index_metric(index));
+    let scalar = index_scalar(index);
+    let (dims, m, metric) = (index_dims(index, scalar), opts.m as usize, index_metric(index));
     let layout = Layout::of(super::gucs::FORMAT_VERSION.get() as u16).unwrap_or(Layout::CURRENT);
-    if half && !layout.half_elements() {
+    if !layout.stores(scalar) {
         crate::pg::error::error(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             format!(
-                "strata_hnsw indexes halfvec columns in format version 6 and later, not {}",
+                "strata_hnsw indexes {} columns in format version {} and later, not {}",
+                if scalar == Scalar::Bit { "bit" } else { "halfvec" },
+                scalar.since_version(),
                 layout.version
             ),
         );
     }
-    let layout = layout.with_half(half);
+    let layout = layout.with_scalar(scalar);
     // Below 32 dimensions a code (64 bits at least) costs about as much
     // as the vector, whose exact distance is then cheap anyway.
     let wanted = super::gucs::CODES.get() != super::gucs::Codes::Off;
-    let code_bits = if wanted && layout.codes() && metric != Metric::L1 && dims >= codes::MIN_DIMS {
+    let code_bits = if wanted && layout.codes() && metric.has_codes() && dims >= codes::MIN_DIMS {
         format::code_bits_for(dims, m, codes::DEFAULT_BITS)
     } else {
         0
@@ -181,7 +201,7 @@ pub fn write_metapage(index: pg_sys::Relation, params: &Params, fork: pg_sys::Fo
         code_bits: params.code_bits,
         code_seed: params.code_seed,
         code_scale: params.code_scale,
-        half: params.layout.half,
+        scalar: params.layout.scalar,
     };
     pages::write_meta(p, &meta);
     w.commit();
@@ -234,7 +254,7 @@ unsafe extern "C-unwind" fn build_callback(
         return;
     }
     // SAFETY: a non-null datum of the indexed column, of its type.
-    let v = unsafe { floats_of(*values, st.params.layout.half) };
+    let v = unsafe { floats_of(*values, st.params.layout.scalar) };
     let elems = &v[..];
     st.params.check_vector(elems);
     if !st.params.metric.indexable(elems) {

@@ -100,7 +100,7 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"strata.hnsw_format_version",
         c"On-disk format version of new strata_hnsw indexes.",
-        c"6 (the default) is 5 that can also store halfvec columns as binary16; 5 is 4 with 4-byte element ids in neighbor lists and three row slots per element (more rows go to row lists), about a fifth smaller; 4 stores codes of each element's level-0 neighbors with its list, so a scan reads fewer elements; 3 has no codes; 2 shares an element among ten rows at most; 1 keeps one row per element. Older versions are what older Strata builds read.",
+        c"7 (the default) is 6 that can also store bit columns, one bit per dimension; 6 is 5 that can also store halfvec columns as binary16; 5 is 4 with 4-byte element ids in neighbor lists and three row slots per element (more rows go to row lists), about a fifth smaller; 4 stores codes of each element's level-0 neighbors with its list, so a scan reads fewer elements; 3 has no codes; 2 shares an element among ten rows at most; 1 keeps one row per element. Older versions are what older Strata builds read.",
         &FORMAT_VERSION,
         super::format::OLDEST_VERSION as i32,
         super::format::FORMAT_VERSION as i32,

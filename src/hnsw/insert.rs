@@ -310,7 +310,7 @@ pub fn insert(
     let meta = pages::read_meta(index);
     let params = Params::of(index, &meta);
     // SAFETY: a non-null datum of the indexed column's type.
-    let v = unsafe { crate::vector::datum::floats_of(*values, params.layout.half) };
+    let v = unsafe { crate::vector::datum::floats_of(*values, params.layout.scalar) };
     params.check_vector(&v);
     if !params.metric.indexable(&v) {
         return false;

@@ -29,7 +29,7 @@
 //! The scan's Rust state is owned through the scan's memory context: a
 //! reset callback frees it even when the query ends in an error.
 
-use super::format::{ElemId, HeapTid, IdSet};
+use super::format::{ElemId, HeapTid, IdSet, Scalar};
 use super::graph::guided::GuidedSearch;
 use super::graph::{self, LayerSearch, Scored};
 use super::gucs::{self, IterativeScan};
@@ -199,7 +199,7 @@ pub fn rescan(scan: pg_sys::IndexScanDesc, orderbys: pg_sys::ScanKey, norderbys:
                 // order of a search from the origin rather than none
                 Some(vec![0.0; st.graph.params.dims])
             } else {
-                Some(floats_of(key.sk_argument, st.graph.params.layout.half).into_owned())
+                Some(floats_of(key.sk_argument, st.graph.params.layout.scalar).into_owned())
             }
         }
     };
@@ -208,12 +208,15 @@ pub fn rescan(scan: pg_sys::IndexScanDesc, orderbys: pg_sys::ScanKey, norderbys:
             ereport!(
                 ERROR,
                 PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
-                format!(
-                    "different {} dimensions {} and {}",
-                    if st.graph.params.layout.half { "halfvec" } else { "vector" },
-                    q.len(),
-                    st.graph.params.dims
-                )
+                match st.graph.params.layout.scalar {
+                    Scalar::Bit => format!("different bit lengths {} and {}", q.len(), st.graph.params.dims),
+                    s => format!(
+                        "different {} dimensions {} and {}",
+                        if s == Scalar::Binary16 { "halfvec" } else { "vector" },
+                        q.len(),
+                        st.graph.params.dims
+                    ),
+                }
             );
         }
     }

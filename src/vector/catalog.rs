@@ -101,6 +101,15 @@ CREATE OPERATOR CLASS vector_cosine_ops FOR TYPE vector USING strata_hnsw AS
 CREATE OPERATOR CLASS vector_l1_ops FOR TYPE vector USING strata_hnsw AS
     OPERATOR 1 <+> (vector, vector) FOR ORDER BY float_ops,
     FUNCTION 1 l1_distance(vector, vector);
+
+-- strata_hnsw on PostgreSQL's bit(n): one bit per dimension in the index
+-- (format version 7), up to 64,000 bits; no default, as pgvector.
+CREATE OPERATOR CLASS bit_hamming_ops FOR TYPE bit USING strata_hnsw AS
+    OPERATOR 1 <~> (bit, bit) FOR ORDER BY float_ops,
+    FUNCTION 1 hamming_distance(bit, bit);
+CREATE OPERATOR CLASS bit_jaccard_ops FOR TYPE bit USING strata_hnsw AS
+    OPERATOR 1 <%> (bit, bit) FOR ORDER BY float_ops,
+    FUNCTION 1 jaccard_distance(bit, bit);
 "#,
     name = "vector_catalog",
     finalize

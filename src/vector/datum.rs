@@ -19,6 +19,7 @@
 use crate::pg::varlena::{self, VARHDRSZ};
 use pgrx::pg_sys;
 use std::marker::PhantomData;
+use strata_core::hnsw::format::Scalar;
 
 /// Bytes before the first element: varlena header, dim (i16), unused (i16).
 pub const HEADER_SIZE: usize = VARHDRSZ + 4;
@@ -75,20 +76,28 @@ impl<'a, T: Element> Elements<'a, T> {
     }
 }
 
-/// The values of a `vector` datum, or of a `halfvec` datum (`half`)
-/// widened to float4 — exactly, so distances computed on them are the SQL
-/// operators' (pgvector's `halfvec` kernels widen the same way).
+/// The values of the datum of an indexed column as float4: a `vector`'s
+/// borrowed, a `halfvec`'s widened, a `bit(n)`'s as 0.0 / 1.0 — exactly,
+/// so distances computed on them are the SQL operators' (pgvector's
+/// `halfvec` kernels widen the same way).
 ///
 /// # Safety
-/// `datum` must be a non-null datum of that type that outlives `'a`.
-pub unsafe fn floats_of<'a>(datum: pg_sys::Datum, half: bool) -> std::borrow::Cow<'a, [f32]> {
-    if half {
+/// `datum` must be a non-null datum of `scalar`'s SQL type that outlives
+/// `'a`.
+pub unsafe fn floats_of<'a>(datum: pg_sys::Datum, scalar: Scalar) -> std::borrow::Cow<'a, [f32]> {
+    match scalar {
+        Scalar::Binary16 => {
+            // SAFETY: the caller's guarantee.
+            let h = unsafe { HalfVec::from_raw_datum(datum) };
+            std::borrow::Cow::Owned(super::half::widen(h.as_slice()))
+        }
+        Scalar::Bit => {
+            // SAFETY: the caller's guarantee.
+            let b = unsafe { super::bit_datum::Bits::from_raw_datum(datum) };
+            std::borrow::Cow::Owned(super::bits::widen(b.bytes(), b.bit_len() as usize))
+        }
         // SAFETY: the caller's guarantee.
-        let h = unsafe { HalfVec::from_raw_datum(datum) };
-        std::borrow::Cow::Owned(super::half::widen(h.as_slice()))
-    } else {
-        // SAFETY: the caller's guarantee.
-        std::borrow::Cow::Borrowed(unsafe { Vector::from_raw_datum(datum) }.as_slice())
+        Scalar::Float4 => std::borrow::Cow::Borrowed(unsafe { Vector::from_raw_datum(datum) }.as_slice()),
     }
 }
 

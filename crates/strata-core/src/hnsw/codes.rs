@@ -331,7 +331,7 @@ impl Coder {
         let kind = match metric {
             Metric::L2 => Estimate::SquaredL2,
             Metric::InnerProduct | Metric::Cosine => Estimate::NegativeInner,
-            Metric::L1 => return None,
+            Metric::L1 | Metric::Hamming | Metric::Jaccard => return None,
         };
         (bits > 0).then(|| Coder {
             rot: Rotation::with_bits(dims, bits, seed as u64),

@@ -94,7 +94,7 @@
 /// Tag magic, "HNSW".
 pub const MAGIC: u32 = 0x484E_5357;
 /// The format new indexes are built in.
-pub const FORMAT_VERSION: u16 = 6;
+pub const FORMAT_VERSION: u16 = 7;
 /// The oldest format still read (and inserted into).
 pub const OLDEST_VERSION: u16 = 1;
 /// Heap TIDs an element holds in version 2.
@@ -108,6 +108,8 @@ pub const META_SIZE: usize = 48;
 pub const MAX_DIMS: usize = 2000;
 /// Largest dimension count of binary16 elements (`halfvec`, version 6).
 pub const MAX_HALF_DIMS: usize = 4000;
+/// Largest bit count of bit elements (`bit(n)`, version 7).
+pub const MAX_BIT_DIMS: usize = 64_000;
 /// Bytes of the element header shared by both versions (TID 0, level,
 /// flags, neighbor item).
 pub const ELEMENT_HEADER: usize = 16;
@@ -189,45 +191,88 @@ pub type IdSet = std::collections::HashSet<ElemId, std::hash::BuildHasherDefault
 /// A map keyed by element ids hashed by [`IdHasher`].
 pub type IdMap<V> = std::collections::HashMap<ElemId, V, std::hash::BuildHasherDefault<IdHasher>>;
 
+/// What an element's vector coordinates are stored as (the metapage's
+/// byte 46 since version 6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scalar {
+    /// float4 (`vector`; every version).
+    Float4 = 0,
+    /// IEEE binary16 (`halfvec`; version 6).
+    Binary16 = 1,
+    /// One bit per dimension, packed as `bit(n)` packs them (version 7);
+    /// seen by the graph as coordinates 0.0 and 1.0, so Hamming distance is
+    /// L1 and Jaccard distance comes from dot products, exactly.
+    Bit = 2,
+}
+
+impl Scalar {
+    /// The oldest format version storing this scalar.
+    pub fn since_version(self) -> u16 {
+        match self {
+            Scalar::Float4 => OLDEST_VERSION,
+            Scalar::Binary16 => 6,
+            Scalar::Bit => 7,
+        }
+    }
+
+    /// Bytes the coordinates of a `dims`-dimensional vector take.
+    pub fn bytes_for(self, dims: usize) -> usize {
+        match self {
+            Scalar::Float4 => 4 * dims,
+            Scalar::Binary16 => 2 * dims,
+            Scalar::Bit => dims.div_ceil(8),
+        }
+    }
+
+    /// Largest dimension count an element of this scalar may have.
+    pub fn max_dims(self) -> usize {
+        match self {
+            Scalar::Float4 => MAX_DIMS,
+            Scalar::Binary16 => MAX_HALF_DIMS,
+            Scalar::Bit => MAX_BIT_DIMS,
+        }
+    }
+
+    fn of_byte(version: u16, b: u16) -> Scalar {
+        match b {
+            1 if version >= 6 => Scalar::Binary16,
+            2 if version >= 7 => Scalar::Bit,
+            _ => Scalar::Float4,
+        }
+    }
+}
+
 /// The element layout of one format version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
     pub version: u16,
-    /// Elements store binary16 values (`halfvec`, version 6), not float4.
-    pub half: bool,
+    /// What element coordinates are stored as.
+    pub scalar: Scalar,
 }
 
 impl Layout {
     pub const CURRENT: Layout = Layout {
         version: FORMAT_VERSION,
-        half: false,
+        scalar: Scalar::Float4,
     };
 
     /// The layout of a version this build reads (float4 elements).
     pub fn of(version: u16) -> Option<Layout> {
-        (OLDEST_VERSION..=FORMAT_VERSION)
-            .contains(&version)
-            .then_some(Layout { version, half: false })
+        (OLDEST_VERSION..=FORMAT_VERSION).contains(&version).then_some(Layout {
+            version,
+            scalar: Scalar::Float4,
+        })
     }
 
-    /// This layout with binary16 elements when `half` (callers check
-    /// [`Layout::half_elements`]).
-    pub fn with_half(self, half: bool) -> Layout {
-        Layout { half, ..self }
+    /// This layout with `scalar` elements (callers check
+    /// [`Layout::stores`]).
+    pub fn with_scalar(self, scalar: Scalar) -> Layout {
+        Layout { scalar, ..self }
     }
 
-    /// Whether elements can store binary16 values (version 6).
-    pub fn half_elements(&self) -> bool {
-        self.version >= 6
-    }
-
-    /// Bytes of one stored vector coordinate.
-    pub fn scalar_size(&self) -> usize {
-        if self.half {
-            2
-        } else {
-            4
-        }
+    /// Whether this version's elements can store `scalar` values.
+    pub fn stores(&self, scalar: Scalar) -> bool {
+        self.version >= scalar.since_version()
     }
 
     /// Whether neighbor items can hold level-0 codes (version 4; the
@@ -331,7 +376,7 @@ impl Layout {
 
     /// Size of an element item for `dims` dimensions.
     pub fn element_size(&self, dims: usize) -> usize {
-        self.vector_offset() + self.scalar_size() * dims
+        self.vector_offset() + self.scalar.bytes_for(dims)
     }
 }
 
@@ -386,14 +431,14 @@ pub struct Meta {
     pub code_seed: u32,
     /// Elements a guided search keeps per unit of ef_search (0: default).
     pub code_scale: u16,
-    /// Elements store binary16 values (version 6; `halfvec` columns).
-    pub half: bool,
+    /// What element coordinates are stored as (version 6 and later).
+    pub scalar: Scalar,
 }
 
 impl Meta {
     /// The element layout this metapage describes.
     pub fn layout(&self) -> Option<Layout> {
-        Layout::of(self.version).map(|l| l.with_half(self.half))
+        Layout::of(self.version).map(|l| l.with_scalar(self.scalar))
     }
 
     pub fn encode(&self, b: &mut [u8]) {
@@ -411,7 +456,7 @@ impl Meta {
         put_u32(b, 36, self.insert_block);
         put_u32(b, 40, self.code_seed);
         put_u16(b, 44, self.code_scale);
-        put_u16(b, 46, u16::from(self.half));
+        put_u16(b, 46, self.scalar as u16);
     }
 
     pub fn decode(b: &[u8]) -> Option<Meta> {
@@ -436,7 +481,7 @@ impl Meta {
             code_bits: if version >= 4 { get_u16(b, 18) } else { 0 },
             code_seed: if version >= 4 { get_u32(b, 40) } else { 0 },
             code_scale: if version >= 4 { get_u16(b, 44) } else { 0 },
-            half: version >= 6 && get_u16(b, 46) == 1,
+            scalar: Scalar::of_byte(version, get_u16(b, 46)),
         })
     }
 }
@@ -468,7 +513,7 @@ pub fn max_level(m: usize) -> u8 {
     let free = BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE - 4;
     (0..=MAX_LEVEL)
         .rev()
-        .find(|&l| neighbors_size(Layout { version: 4, half: false }, m, l as usize, 0) + MAX_CODES_BYTES <= free)
+        .find(|&l| neighbors_size(Layout { version: 4, scalar: Scalar::Float4 }, m, l as usize, 0) + MAX_CODES_BYTES <= free)
         .unwrap_or(0)
 }
 
@@ -553,9 +598,10 @@ pub fn is_element_item(item: &[u8]) -> bool {
 /// The vector stored in an element item, borrowed in place when the item
 /// holds float4 values 4-byte aligned (items are MAXALIGNed on pages, so
 /// always in practice) on a little-endian machine, else copied (binary16
-/// elements are widened: exactly, so distances equal the SQL operators').
+/// elements are widened, bits become 0.0 / 1.0: exactly, so distances equal
+/// the SQL operators').
 pub fn element_floats(item: &[u8], layout: Layout, dims: usize) -> std::borrow::Cow<'_, [f32]> {
-    if layout.half {
+    if layout.scalar != Scalar::Float4 {
         return std::borrow::Cow::Owned(element_vector(item, layout, dims));
     }
     let at = layout.vector_offset();
@@ -574,14 +620,14 @@ pub fn element_floats(item: &[u8], layout: Layout, dims: usize) -> std::borrow::
 /// The vector stored in an element item.
 pub fn element_vector(item: &[u8], layout: Layout, dims: usize) -> Vec<f32> {
     let at = layout.vector_offset();
-    let bytes = &item[at..at + layout.scalar_size() * dims];
-    if layout.half {
-        crate::vector::half::widen_le_bytes(bytes)
-    } else {
-        bytes
+    let bytes = &item[at..at + layout.scalar.bytes_for(dims)];
+    match layout.scalar {
+        Scalar::Binary16 => crate::vector::half::widen_le_bytes(bytes),
+        Scalar::Bit => crate::vector::bits::widen(bytes, dims),
+        Scalar::Float4 => bytes
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect()
+            .collect(),
     }
 }
 
@@ -589,30 +635,48 @@ pub fn element_vector(item: &[u8], layout: Layout, dims: usize) -> Vec<f32> {
 /// binary16 layout is given binary16 values widened, stored exactly).
 fn put_vector(item: &mut [u8], layout: Layout, vector: &[f32]) {
     let at = layout.vector_offset();
-    for (k, x) in vector.iter().enumerate() {
-        if layout.half {
-            put_u16(item, at + 2 * k, crate::vector::half::from_f32_unchecked(*x));
-        } else {
-            item[at + 4 * k..at + 4 * k + 4].copy_from_slice(&x.to_le_bytes());
+    let n = layout.scalar.bytes_for(vector.len());
+    write_scalars(&mut item[at..at + n], layout.scalar, vector);
+}
+
+/// Whether `scalar` stores `x` without rounding.
+fn stored_exactly(scalar: Scalar, x: f32) -> bool {
+    match scalar {
+        Scalar::Float4 => true,
+        Scalar::Binary16 => {
+            crate::vector::half::to_f32(crate::vector::half::from_f32_unchecked(x)).to_bits() == x.to_bits()
         }
+        Scalar::Bit => x == 0.0 || x == 1.0,
+    }
+}
+
+/// `vector` in `scalar`'s bytes (`out` is exactly as long as they are).
+fn write_scalars(out: &mut [u8], scalar: Scalar, vector: &[f32]) {
+    match scalar {
+        Scalar::Float4 => {
+            for (c, x) in out.chunks_exact_mut(4).zip(vector) {
+                c.copy_from_slice(&x.to_le_bytes());
+            }
+        }
+        Scalar::Binary16 => {
+            for (c, x) in out.chunks_exact_mut(2).zip(vector) {
+                c.copy_from_slice(&crate::vector::half::from_f32_unchecked(*x).to_le_bytes());
+            }
+        }
+        Scalar::Bit => crate::vector::bits::pack_nonzero(vector, out),
     }
 }
 
 /// Whether the element item stores exactly `vector` (bit for bit).
 pub fn element_holds(item: &[u8], layout: Layout, vector: &[f32]) -> bool {
     let at = layout.vector_offset();
-    let width = layout.scalar_size();
-    item.len() >= at + width * vector.len()
-        && item[at..at + width * vector.len()]
-            .chunks_exact(width)
-            .zip(vector)
-            .all(|(c, x)| {
-                if layout.half {
-                    crate::vector::half::to_f32(u16::from_le_bytes([c[0], c[1]])).to_bits() == x.to_bits()
-                } else {
-                    c == x.to_le_bytes()
-                }
-            })
+    let n = layout.scalar.bytes_for(vector.len());
+    if item.len() < at + n || !vector.iter().all(|x| stored_exactly(layout.scalar, *x)) {
+        return false;
+    }
+    let mut want = vec![0u8; n];
+    write_scalars(&mut want, layout.scalar, vector);
+    item[at..at + n] == want[..]
 }
 
 /// The slots of an element item that hold heap rows: all of them, or all

@@ -1,8 +1,11 @@
 //! Distance metrics of the `strata_hnsw` operator classes. Pure.
 //!
 //! [`Metric::distance`] is bit-for-bit the value of the SQL operator
-//! (`<->`, `<#>`, `<=>`, `<+>`), so an index scan's ORDER BY values equal a
-//! sequential scan's.
+//! (`<->`, `<#>`, `<=>`, `<+>`, and `<~>`, `<%>` on bits), so an index
+//! scan's ORDER BY values equal a sequential scan's. Bit vectors reach the
+//! graph as coordinates 0.0 and 1.0 ([`crate::vector::bits::widen`]):
+//! Hamming distance is then their L1 distance and Jaccard distance comes
+//! from dot products, every sum an exact integer.
 
 use crate::vector::kernels;
 
@@ -13,6 +16,8 @@ pub enum Metric {
     InnerProduct = 2,
     Cosine = 3,
     L1 = 4,
+    Hamming = 5,
+    Jaccard = 6,
 }
 
 impl Metric {
@@ -22,6 +27,8 @@ impl Metric {
             2 => Metric::InnerProduct,
             3 => Metric::Cosine,
             4 => Metric::L1,
+            5 => Metric::Hamming,
+            6 => Metric::Jaccard,
             _ => return None,
         })
     }
@@ -33,6 +40,8 @@ impl Metric {
             "vector_negative_inner_product" | "halfvec_negative_inner_product" => Metric::InnerProduct,
             "cosine_distance" => Metric::Cosine,
             "l1_distance" => Metric::L1,
+            "hamming_distance" => Metric::Hamming,
+            "jaccard_distance" => Metric::Jaccard,
             _ => return None,
         })
     }
@@ -43,7 +52,16 @@ impl Metric {
             Metric::L2 => (kernels::l2_squared(a, b) as f64).sqrt(),
             Metric::InnerProduct => -(kernels::dot(a, b) as f64),
             Metric::Cosine => kernels::cosine_distance(a, b),
-            Metric::L1 => kernels::l1(a, b) as f64,
+            Metric::L1 | Metric::Hamming => kernels::l1(a, b) as f64,
+            Metric::Jaccard => {
+                // bits::jaccard's formula on the same integer counts
+                let (common, union) = jaccard_counts(a, b);
+                if common == 0.0 {
+                    1.0
+                } else {
+                    1.0 - common as f64 / union as f64
+                }
+            }
         }
     }
 
@@ -56,8 +74,18 @@ impl Metric {
             Metric::L2 => kernels::l2_squared,
             Metric::InnerProduct => |a, b| -kernels::dot(a, b),
             Metric::Cosine => |a, b| 1.0 - kernels::dot(a, b),
-            Metric::L1 => kernels::l1,
+            Metric::L1 | Metric::Hamming => kernels::l1,
+            Metric::Jaccard => |a, b| match jaccard_counts(a, b) {
+                (0.0, _) => 1.0,
+                (common, union) => 1.0 - common / union,
+            },
         }
+    }
+
+    /// Whether the level-0 neighbor codes can estimate this metric (they
+    /// estimate squared L2 and inner products).
+    pub fn has_codes(self) -> bool {
+        matches!(self, Metric::L2 | Metric::InnerProduct | Metric::Cosine)
     }
 
     /// Makes `v` ready for [`Metric::comparable`]: unit length under cosine
@@ -79,6 +107,13 @@ impl Metric {
     }
 }
 
+/// Bits set in both and in either of two 0.0 / 1.0 vectors (exact below
+/// 2^24 bits).
+fn jaccard_counts(a: &[f32], b: &[f32]) -> (f32, f32) {
+    let common = kernels::dot(a, b);
+    (common, kernels::dot(a, a) + kernels::dot(b, b) - common)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,7 +125,7 @@ mod tests {
         assert_eq!(Metric::InnerProduct.distance(&a, &b), -32.0);
         assert!((Metric::Cosine.distance(&a, &b) - 0.025368153802923787).abs() < 1e-7);
         assert_eq!(Metric::L1.distance(&a, &b), 9.0);
-        for m in [Metric::L2, Metric::InnerProduct, Metric::Cosine, Metric::L1] {
+        for m in [Metric::L2, Metric::InnerProduct, Metric::Cosine, Metric::L1, Metric::Hamming, Metric::Jaccard] {
             assert_eq!(Metric::from_u16(m as u16), Some(m));
         }
         assert_eq!(
@@ -119,6 +154,42 @@ mod tests {
             });
             assert_eq!(by_op, by_cmp, "{m:?}");
         }
+    }
+
+    #[test]
+    fn bit_distances_match_the_bit_operators() {
+        use crate::vector::bits;
+        let mut rng = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for n in [1usize, 7, 8, 9, 63, 64, 65, 1000] {
+            for _ in 0..20 {
+                let mk = |r: &mut dyn FnMut() -> u64| {
+                    let mut b: Vec<u8> = (0..bits::bytes_for(n)).map(|_| r() as u8).collect();
+                    if n % 8 != 0 {
+                        *b.last_mut().unwrap() &= 0xFFu8 << (8 - n % 8);
+                    }
+                    b
+                };
+                let (a, b) = (mk(&mut next), mk(&mut next));
+                let (fa, fb) = (bits::widen(&a, n), bits::widen(&b, n));
+                assert_eq!(Metric::Hamming.distance(&fa, &fb), bits::hamming(&a, &b) as f64);
+                assert_eq!(
+                    Metric::Jaccard.distance(&fa, &fb).to_bits(),
+                    bits::jaccard(&a, &b).to_bits()
+                );
+                let mut packed = vec![0u8; a.len()];
+                bits::pack_nonzero(&fa, &mut packed);
+                assert_eq!(packed, a);
+            }
+        }
+        let zero = [0.0f32; 8];
+        assert_eq!(Metric::Jaccard.distance(&zero, &zero), 1.0);
+        assert!(!Metric::Hamming.has_codes() && !Metric::Jaccard.has_codes() && Metric::L2.has_codes());
     }
 
     #[test]

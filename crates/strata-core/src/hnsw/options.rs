@@ -80,14 +80,10 @@ impl Options {
     }
 }
 
-/// Checks the dimensions of the indexed vectors (`half`: binary16
-/// elements, which fit twice as many in a page).
-pub fn check_dims(dims: usize, half: bool) -> Result<(), OptionsError> {
-    let max = if half {
-        super::format::MAX_HALF_DIMS
-    } else {
-        super::format::MAX_DIMS
-    };
+/// Checks the dimensions of the indexed vectors, stored as `scalar` (a
+/// page holds 2,000 float4, 4,000 binary16 or 64,000 bit coordinates).
+pub fn check_dims(dims: usize, scalar: super::format::Scalar) -> Result<(), OptionsError> {
+    let max = scalar.max_dims();
     if dims > max {
         return Err(OptionsError::TooManyDims { max });
     }
@@ -109,9 +105,12 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.sqlstate(), "22023");
         assert_eq!(e.detail().unwrap(), "m = 40, ef_construction = 64");
-        assert!(check_dims(2000, false).is_ok());
-        assert!(check_dims(4000, true).is_ok());
-        assert!(check_dims(4001, true).is_err());
-        assert_eq!(check_dims(2001, false).unwrap_err().sqlstate(), "54000");
+        use crate::hnsw::format::Scalar;
+        assert!(check_dims(2000, Scalar::Float4).is_ok());
+        assert!(check_dims(4000, Scalar::Binary16).is_ok());
+        assert!(check_dims(4001, Scalar::Binary16).is_err());
+        assert!(check_dims(64_000, Scalar::Bit).is_ok());
+        assert!(check_dims(64_001, Scalar::Bit).is_err());
+        assert_eq!(check_dims(2001, Scalar::Float4).unwrap_err().sqlstate(), "54000");
     }
 }

@@ -133,6 +133,24 @@ pub fn jaccard(a: &[u8], b: &[u8]) -> f64 {
 }
 
 /// Bytes that hold `bits` bits.
+/// The bits of `bytes` (MSB first) as coordinates 0.0 and 1.0, `bits` of
+/// them: how `strata_hnsw` sees a `bit(n)` value, so that L1 distance is
+/// the Hamming distance and dot products count common bits, exactly (every
+/// sum stays an integer below 2^24).
+pub fn widen(bytes: &[u8], bits: usize) -> Vec<f32> {
+    debug_assert!(bytes.len() >= bytes_for(bits));
+    (0..bits)
+        .map(|i| f32::from((bytes[i / 8] >> (7 - i % 8)) & 1))
+        .collect()
+}
+
+/// Packs coordinates into bits (MSB first), a bit set where the
+/// coordinate is not zero (the inverse of [`widen`]); `out` holds
+/// `bytes_for(x.len())` bytes.
+pub fn pack_nonzero(x: &[f32], out: &mut [u8]) {
+    quantize_by(x, out, |v| v != 0.0)
+}
+
 pub fn bytes_for(bits: usize) -> usize {
     bits.div_ceil(8)
 }

@@ -20,25 +20,35 @@ fn meta_round_trip() {
         code_bits: 64,
         code_seed: 0xDEAD_BEEF,
         code_scale: 3,
-        half: true,
+        scalar: Scalar::Binary16,
     };
     let mut b = vec![0u8; META_SIZE];
     m.encode(&mut b);
     assert_eq!(Meta::decode(&b), Some(m));
-    assert_eq!(m.layout(), Some(Layout::CURRENT.with_half(true)));
+    assert_eq!(m.layout(), Some(Layout::CURRENT.with_scalar(Scalar::Binary16)));
     // version 1 metapages still decode; unknown versions do not
     let v1 = Meta {
         version: 1,
         code_bits: 0,
         code_seed: 0,
         code_scale: 0,
-        half: false,
+        scalar: Scalar::Float4,
         ..m
     };
     v1.encode(&mut b);
     assert_eq!(Meta::decode(&b), Some(v1));
-    put_u32(&mut b, 4, 7);
+    put_u32(&mut b, 4, 8);
     assert_eq!(Meta::decode(&b), None);
+    // bit elements (byte 46 = 2) from version 7; a version 6 metapage with
+    // that byte is read as float4 (version 6 never wrote it)
+    let bits = Meta {
+        scalar: Scalar::Bit,
+        ..m
+    };
+    bits.encode(&mut b);
+    assert_eq!(Meta::decode(&b).map(|d| d.scalar), Some(Scalar::Bit));
+    put_u32(&mut b, 4, 6);
+    assert_eq!(Meta::decode(&b).map(|d| d.scalar), Some(Scalar::Float4));
     m.encode(&mut b);
     b[0] = 0;
     assert_eq!(Meta::decode(&b), None);
@@ -57,8 +67,8 @@ fn element_and_neighbor_items() {
         },
     };
     let tid = |block, offset| HeapTid { block, offset };
-    let layouts = [1, 2, 5, 6].map(|v| Layout::of(v).unwrap());
-    for layout in layouts.into_iter().chain([Layout::CURRENT.with_half(true)]) {
+    let layouts = [1, 2, 5, 6, 7].map(|v| Layout::of(v).unwrap());
+    for layout in layouts.into_iter().chain([Layout::CURRENT.with_scalar(Scalar::Binary16)]) {
         let item = encode_element(&e, layout, &[tid(42, 7)], &[1.0, -2.5, 3.25]);
         assert_eq!(item.len(), layout.element_size(3));
         assert_eq!(Element::decode(&item, layout), e);
@@ -73,15 +83,28 @@ fn element_and_neighbor_items() {
     assert_eq!(Layout::of(2).unwrap().element_size(3), 72 + 12);
     assert_eq!(Layout::of(4).unwrap().element_size(3), 72 + 12);
     assert_eq!(Layout::of(5).unwrap().element_size(3), 24 + 12);
-    assert_eq!(Layout::of(6).unwrap().with_half(true).element_size(3), 24 + 6);
+    assert_eq!(Layout::of(6).unwrap().with_scalar(Scalar::Binary16).element_size(3), 24 + 6);
     assert_eq!(Layout::of(0), None);
-    assert_eq!(Layout::of(6), Some(Layout::CURRENT));
-    assert_eq!(Layout::of(7), None);
+    assert_eq!(Layout::of(7), Some(Layout::CURRENT));
+    assert_eq!(Layout::of(8), None);
+    assert!(!Layout::of(6).unwrap().stores(Scalar::Bit) && Layout::CURRENT.stores(Scalar::Bit));
+    assert!(!Layout::of(5).unwrap().stores(Scalar::Binary16));
     // binary16 elements hold halfvec values exactly, and tell them apart
-    let half = Layout::CURRENT.with_half(true);
+    let half = Layout::CURRENT.with_scalar(Scalar::Binary16);
     let item = encode_element(&e, half, &[tid(1, 1)], &[2.0996094, -65504.0]);
     assert_eq!(element_vector(&item, half, 2), vec![2.0996094, -65504.0]);
     assert!(!element_holds(&item, half, &[2.1, -65504.0]));
+    // bit elements: 0.0 / 1.0 coordinates packed MSB first, ceil(n / 8) bytes
+    let bit = Layout::CURRENT.with_scalar(Scalar::Bit);
+    let ones = [1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0];
+    let item = encode_element(&e, bit, &[tid(1, 1)], &ones);
+    assert_eq!(item.len(), bit.element_size(10));
+    assert_eq!(bit.element_size(10), 24 + 2);
+    assert_eq!(&item[bit.vector_offset()..], &[0b1011_0000, 0b1100_0000]);
+    assert_eq!(&*element_floats(&item, bit, 10), &ones[..]);
+    assert!(element_holds(&item, bit, &ones));
+    assert!(!element_holds(&item, bit, &[0.0; 10]));
+    assert!(!element_holds(&item, bit, &[1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.5]));
 
     // version 2 holds up to ten heap rows, packed from slot 0
     let v2 = Layout::of(2).unwrap();
@@ -302,8 +325,9 @@ fn id_sets_hold_what_they_are_given() {
 fn largest_vectors_fit_a_page() {
     let free = BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE - 4;
     assert!(Layout::CURRENT.element_size(MAX_DIMS) <= free);
-    assert!(Layout::CURRENT.with_half(true).element_size(MAX_HALF_DIMS) <= free);
-    assert!(Layout::CURRENT.with_half(true).element_size(MAX_HALF_DIMS + 100) > free);
+    assert!(Layout::CURRENT.with_scalar(Scalar::Binary16).element_size(MAX_HALF_DIMS) <= free);
+    assert!(Layout::CURRENT.with_scalar(Scalar::Binary16).element_size(MAX_HALF_DIMS + 100) > free);
+    assert!(Layout::CURRENT.with_scalar(Scalar::Bit).element_size(MAX_BIT_DIMS) <= free);
     for m in [2, 16, 38, 39, 100] {
         let bits = code_bits_for(2000, m, usize::MAX) as usize;
         let size = neighbors_size(Layout::of(4).unwrap(), m, max_level(m) as usize, bits / 8 + 4);
