@@ -5,7 +5,7 @@
 //! lists, is `rows`': ascending blocks).
 
 use super::format::{
-    self, ElemId, Element, IdMap, Layout, Meta, KIND_GRAPH, KIND_META, MAGIC, META_SIZE, TAG_SIZE,
+    self, ElemId, Element, IdMap, Layout, Meta, Scalar, KIND_GRAPH, KIND_META, MAGIC, META_SIZE, TAG_SIZE,
 };
 use super::codes::{Coder, Query};
 use super::graph::guided::CodedGraph;
@@ -504,6 +504,18 @@ pub struct DiskGraph {
     coder: Option<std::rc::Rc<Coder>>,
     /// The query [`CodedGraph::expand`] scores codes against.
     prepared: Option<Query>,
+    /// A bit index's prepared query packed as its elements are, so that
+    /// distances to it are popcounts on the stored bytes (see
+    /// [`QueryBits`]).
+    query_bits: Option<QueryBits>,
+}
+
+/// The packed bits of the query [`DiskGraph::prepare`] was given, and which
+/// slice that was: a distance asked for that same slice uses them, any other
+/// query (a VACUUM repair's) the widened coordinates.
+struct QueryBits {
+    of: (*const f32, usize),
+    bits: Vec<u8>,
 }
 
 impl DiskGraph {
@@ -517,6 +529,7 @@ impl DiskGraph {
             rotated: None,
             coder: params.coder().map(std::rc::Rc::new),
             prepared: None,
+            query_bits: None,
         }
     }
 
@@ -607,6 +620,23 @@ impl DiskGraph {
     /// Prepares `query` for [`CodedGraph::expand`] (once per scan).
     pub fn prepare(&mut self, query: &[f32]) {
         self.prepared = self.coder.as_ref().map(|c| c.query(query));
+        self.query_bits = (self.params.layout.scalar == Scalar::Bit).then(|| {
+            let mut bits = vec![0u8; Scalar::Bit.bytes_for(query.len())];
+            crate::vector::bits::pack_nonzero(query, &mut bits);
+            QueryBits {
+                of: (query.as_ptr(), query.len()),
+                bits,
+            }
+        });
+    }
+
+    /// The packed bits of `query` when it is the prepared query of a bit
+    /// index.
+    fn bits_of(&self, query: &[f32]) -> Option<&[u8]> {
+        self.query_bits
+            .as_ref()
+            .filter(|q| q.of == (query.as_ptr(), query.len()))
+            .map(|q| &q.bits[..])
     }
 
     /// The codes, relative to an owner with vector `owner`, of the elements
@@ -703,6 +733,7 @@ impl Graph for DiskGraph {
             }
         }
         let keep = self.vectors.is_some();
+        let query_bits = self.bits_of(query);
         let r = with_item(self.index, id, |item| {
             if item.len() < layout.element_size(dims) {
                 return None;
@@ -710,6 +741,13 @@ impl Graph for DiskGraph {
             let e = Element::decode(item, layout);
             if e.is_free() {
                 return None;
+            }
+            // a scan of a bit index: popcounts on the stored bits
+            let by_bits = query_bits.filter(|_| !keep).and_then(|q| {
+                metric.bits_distance(format::element_bytes(item, layout, dims), q)
+            });
+            if let Some(d) = by_bits {
+                return Some((d, e, None));
             }
             let v = format::element_floats(item, layout, dims);
             let d = metric.distance(&v, query);

@@ -617,6 +617,12 @@ pub fn element_floats(item: &[u8], layout: Layout, dims: usize) -> std::borrow::
     }
 }
 
+/// The stored bytes of an element item's vector (`layout.scalar`'s encoding).
+pub fn element_bytes(item: &[u8], layout: Layout, dims: usize) -> &[u8] {
+    let at = layout.vector_offset();
+    &item[at..at + layout.scalar.bytes_for(dims)]
+}
+
 /// The vector stored in an element item.
 pub fn element_vector(item: &[u8], layout: Layout, dims: usize) -> Vec<f32> {
     let at = layout.vector_offset();

@@ -7,7 +7,7 @@
 //! Hamming distance is then their L1 distance and Jaccard distance comes
 //! from dot products, every sum an exact integer.
 
-use crate::vector::kernels;
+use crate::vector::{bits, kernels};
 
 #[repr(u16)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +79,17 @@ impl Metric {
                 (0.0, _) => 1.0,
                 (common, union) => 1.0 - common / union,
             },
+        }
+    }
+
+    /// The operator's value on two packed bit strings of equal length (the
+    /// same as [`Metric::distance`] on them widened, by popcounts); None for
+    /// the metrics of real vectors.
+    pub fn bits_distance(self, a: &[u8], b: &[u8]) -> Option<f64> {
+        match self {
+            Metric::Hamming => Some(bits::hamming(a, b) as f64),
+            Metric::Jaccard => Some(bits::jaccard(a, b)),
+            _ => None,
         }
     }
 
@@ -158,7 +169,6 @@ mod tests {
 
     #[test]
     fn bit_distances_match_the_bit_operators() {
-        use crate::vector::bits;
         let mut rng = 0x2545_F491_4F6C_DD1Du64;
         let mut next = || {
             rng ^= rng << 13;
@@ -182,6 +192,8 @@ mod tests {
                     Metric::Jaccard.distance(&fa, &fb).to_bits(),
                     bits::jaccard(&a, &b).to_bits()
                 );
+                assert_eq!(Metric::Hamming.bits_distance(&a, &b), Some(bits::hamming(&a, &b) as f64));
+                assert_eq!(Metric::Jaccard.bits_distance(&a, &b), Some(bits::jaccard(&a, &b)));
                 let mut packed = vec![0u8; a.len()];
                 bits::pack_nonzero(&fa, &mut packed);
                 assert_eq!(packed, a);
