@@ -508,6 +508,8 @@ pub struct DiskGraph {
     /// distances to it are popcounts on the stored bytes (see
     /// [`QueryBits`]).
     query_bits: Option<QueryBits>,
+    /// Where a scan widens binary16 elements (no allocation per distance).
+    scratch: Vec<f32>,
 }
 
 /// The packed bits of the query [`DiskGraph::prepare`] was given, and which
@@ -530,6 +532,7 @@ impl DiskGraph {
             coder: params.coder().map(std::rc::Rc::new),
             prepared: None,
             query_bits: None,
+            scratch: Vec::new(),
         }
     }
 
@@ -733,6 +736,7 @@ impl Graph for DiskGraph {
             }
         }
         let keep = self.vectors.is_some();
+        let mut scratch = std::mem::take(&mut self.scratch);
         let query_bits = self.bits_of(query);
         let r = with_item(self.index, id, |item| {
             if item.len() < layout.element_size(dims) {
@@ -749,10 +753,16 @@ impl Graph for DiskGraph {
             if let Some(d) = by_bits {
                 return Some((d, e, None));
             }
+            if !keep {
+                let v = format::element_floats_in(item, layout, dims, &mut scratch);
+                return Some((metric.distance(v, query), e, None));
+            }
             let v = format::element_floats(item, layout, dims);
             let d = metric.distance(&v, query);
-            Some((d, e, keep.then(|| v.into_owned())))
-        })??;
+            Some((d, e, Some(v.into_owned())))
+        });
+        self.scratch = scratch;
+        let r = r??;
         let deleted = r.1.deleted();
         self.headers.insert(id, r.1);
         if let (Some(k), Some(v)) = (self.vectors.as_mut(), r.2) {
@@ -796,6 +806,7 @@ impl CodedGraph for DiskGraph {
             }
         };
         let vectors = self.vectors.as_mut();
+        let scratch = &mut self.scratch;
         // the element and, when it lies on the same page (almost always),
         // its neighbor list: one buffer access
         let (d, e, scored) = with_page(self.index, id.block, |p| {
@@ -807,11 +818,15 @@ impl CodedGraph for DiskGraph {
             if e.is_free() {
                 return None;
             }
-            let v = format::element_floats(item, layout, dims);
-            let d = metric.distance(&v, query);
-            if let Some(k) = vectors {
-                k.insert(id, v.into_owned());
-            }
+            let d = match vectors {
+                Some(k) => {
+                    let v = format::element_floats(item, layout, dims);
+                    let d = metric.distance(&v, query);
+                    k.insert(id, v.into_owned());
+                    d
+                }
+                None => metric.distance(format::element_floats_in(item, layout, dims, scratch), query),
+            };
             let scored = e.neighbors.block == id.block
                 && item_bytes(p, e.neighbors.offset).is_some_and(|n| {
                     score(n, d, out);

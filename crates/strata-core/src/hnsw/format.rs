@@ -617,6 +617,28 @@ pub fn element_floats(item: &[u8], layout: Layout, dims: usize) -> std::borrow::
     }
 }
 
+/// [`element_floats`] without an allocation per call: float4 values
+/// borrowed in place as there, others widened into `buf` (cleared first).
+pub fn element_floats_in<'a>(item: &'a [u8], layout: Layout, dims: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
+    match layout.scalar {
+        Scalar::Binary16 => {
+            crate::vector::half::widen_le_bytes_into(element_bytes(item, layout, dims), buf);
+            buf
+        }
+        Scalar::Float4 => match element_floats(item, layout, dims) {
+            std::borrow::Cow::Borrowed(v) => v,
+            std::borrow::Cow::Owned(v) => {
+                *buf = v;
+                buf
+            }
+        },
+        Scalar::Bit => {
+            *buf = element_vector(item, layout, dims);
+            buf
+        }
+    }
+}
+
 /// The stored bytes of an element item's vector (`layout.scalar`'s encoding).
 pub fn element_bytes(item: &[u8], layout: Layout, dims: usize) -> &[u8] {
     let at = layout.vector_offset();

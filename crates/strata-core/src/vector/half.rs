@@ -114,7 +114,16 @@ pub fn widen(h: &[u16]) -> Vec<f32> {
 /// `strata_hnsw` elements keep them), widened — 8 at a time with F16C where
 /// the CPU has it (a scan widens every element it measures).
 pub fn widen_le_bytes(bytes: &[u8]) -> Vec<f32> {
-    static WIDEN: OnceLock<fn(&[u8]) -> Vec<f32>> = OnceLock::new();
+    let mut out = Vec::with_capacity(bytes.len() / 2);
+    widen_le_bytes_into(bytes, &mut out);
+    out
+}
+
+/// [`widen_le_bytes`] into `out` (cleared first; no allocation once it
+/// has room): a scan widens every element it measures into one buffer.
+pub fn widen_le_bytes_into(bytes: &[u8], out: &mut Vec<f32>) {
+    static WIDEN: OnceLock<fn(&[u8], &mut Vec<f32>)> = OnceLock::new();
+    out.clear();
     (WIDEN.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
@@ -123,7 +132,7 @@ pub fn widen_le_bytes(bytes: &[u8]) -> Vec<f32> {
             }
         }
         scalar::widen_le_bytes
-    }))(bytes)
+    }))(bytes, out)
 }
 
 /// An element-wise result computed in `f32` (exact for one sum, difference
@@ -259,11 +268,8 @@ fn table() -> &'static KernelTable<u16> {
 pub mod scalar {
     use super::to_f32;
 
-    pub fn widen_le_bytes(bytes: &[u8]) -> Vec<f32> {
-        bytes
-            .chunks_exact(2)
-            .map(|c| to_f32(u16::from_le_bytes([c[0], c[1]])))
-            .collect()
+    pub fn widen_le_bytes(bytes: &[u8], out: &mut Vec<f32>) {
+        out.extend(bytes.chunks_exact(2).map(|c| to_f32(u16::from_le_bytes([c[0], c[1]]))));
     }
 
     fn pairs<'a>(a: &'a [u16], b: &'a [u16]) -> impl Iterator<Item = (f32, f32)> + 'a {
@@ -362,9 +368,9 @@ mod f16c {
     }
 
     #[target_feature(enable = "avx,f16c")]
-    fn widen_f16c(bytes: &[u8]) -> Vec<f32> {
+    fn widen_f16c(bytes: &[u8], out: &mut Vec<f32>) {
         let n = bytes.len() / 2;
-        let mut out = Vec::with_capacity(n);
+        out.reserve(n);
         let mut i = 0;
         while i + 8 <= n {
             // SAFETY: 16 bytes from byte 2i are in bounds (i + 8 <= n);
@@ -376,14 +382,13 @@ mod f16c {
             out.extend_from_slice(&lanes);
             i += 8;
         }
-        out.extend(scalar::widen_le_bytes(&bytes[2 * i..2 * n]));
-        out
+        scalar::widen_le_bytes(&bytes[2 * i..2 * n], out);
     }
 
-    pub fn widen_le_bytes(bytes: &[u8]) -> Vec<f32> {
+    pub fn widen_le_bytes(bytes: &[u8], out: &mut Vec<f32>) {
         // SAFETY: installed only when AVX and F16C were detected; the
         // bytes are little-endian, as x86-64 is.
-        unsafe { widen_f16c(bytes) }
+        unsafe { widen_f16c(bytes, out) }
     }
 
     pub fn l2_squared(a: &[u16], b: &[u16]) -> f32 {
@@ -497,8 +502,13 @@ mod tests {
             .collect();
         for len in [finite.len(), 2 * 7, 2 * 9, 0] {
             let got = widen_le_bytes(&finite[..len]);
-            let want = scalar::widen_le_bytes(&finite[..len]);
+            let mut want = Vec::new();
+            scalar::widen_le_bytes(&finite[..len], &mut want);
             assert!(got.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()) && got.len() == want.len());
+            // into a buffer holding something already: replaced
+            let mut reused = vec![7.0f32; 3];
+            widen_le_bytes_into(&finite[..len], &mut reused);
+            assert_eq!(reused, got);
         }
         let (a, b) = (narrow(&[1.0, 2.0, 3.0]).unwrap(), narrow(&[4.0, 5.0, 6.0]).unwrap());
         assert_eq!(l2_squared(&a, &b), 27.0);

@@ -75,6 +75,8 @@ fn element_and_neighbor_items() {
         assert!(is_element_item(&item));
         assert_eq!(element_vector(&item, layout, 3), vec![1.0, -2.5, 3.25]);
         assert_eq!(&*element_floats(&item, layout, 3), &[1.0, -2.5, 3.25][..]);
+        let mut buf = vec![9.0; 5];
+        assert_eq!(element_floats_in(&item, layout, 3, &mut buf), &[1.0, -2.5, 3.25][..]);
         assert!(element_holds(&item, layout, &[1.0, -2.5, 3.25]));
         assert!(!element_holds(&item, layout, &[1.0, -2.5, 3.5]));
         assert_eq!(element_tids(&item, layout), vec![tid(42, 7)]);
@@ -102,6 +104,7 @@ fn element_and_neighbor_items() {
     assert_eq!(bit.element_size(10), 24 + 2);
     assert_eq!(&item[bit.vector_offset()..], &[0b1011_0000, 0b1100_0000]);
     assert_eq!(&*element_floats(&item, bit, 10), &ones[..]);
+    assert_eq!(element_floats_in(&item, bit, 10, &mut Vec::new()), &ones[..]);
     assert!(element_holds(&item, bit, &ones));
     assert!(!element_holds(&item, bit, &[0.0; 10]));
     assert!(!element_holds(&item, bit, &[1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.5]));
