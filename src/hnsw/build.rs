@@ -100,19 +100,14 @@ fn index_scalar(index: pg_sys::Relation) -> Scalar {
     let (mut input, mut ioparam) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
     // SAFETY: catalog lookups of an existing type and function; the name
     // is palloc'd (or NULL).
-    let name = unsafe {
+    unsafe {
         pg_sys::getTypeInputInfo(typid, &mut input, &mut ioparam);
         let name = pg_sys::get_func_name(input);
-        if name.is_null() {
-            Vec::new()
-        } else {
-            std::ffi::CStr::from_ptr(name).to_bytes().to_vec()
+        match (!name.is_null()).then(|| std::ffi::CStr::from_ptr(name).to_bytes()) {
+            Some(b"halfvec_in") => Scalar::Binary16,
+            Some(b"bit_in") => Scalar::Bit,
+            _ => Scalar::Float4,
         }
-    };
-    match &name[..] {
-        b"halfvec_in" => Scalar::Binary16,
-        b"bit_in" => Scalar::Bit,
-        _ => Scalar::Float4,
     }
 }
 
@@ -144,7 +139,7 @@ pub fn params_for_new_index(index: pg_sys::Relation) -> Params {
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             format!(
                 "strata_hnsw indexes {} columns in format version {} and later, not {}",
-                if scalar == Scalar::Bit { "bit" } else { "halfvec" },
+                scalar.type_name(),
                 scalar.since_version(),
                 layout.version
             ),

@@ -212,7 +212,7 @@ pub fn rescan(scan: pg_sys::IndexScanDesc, orderbys: pg_sys::ScanKey, norderbys:
                     Scalar::Bit => format!("different bit lengths {} and {}", q.len(), st.graph.params.dims),
                     s => format!(
                         "different {} dimensions {} and {}",
-                        if s == Scalar::Binary16 { "halfvec" } else { "vector" },
+                        s.type_name(),
                         q.len(),
                         st.graph.params.dims
                     ),

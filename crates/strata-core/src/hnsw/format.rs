@@ -233,11 +233,27 @@ impl Scalar {
         }
     }
 
+    /// The SQL type of a column whose values are stored as this scalar.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Scalar::Float4 => "vector",
+            Scalar::Binary16 => "halfvec",
+            Scalar::Bit => "bit",
+        }
+    }
+
+    /// Metapage byte 46 of a `version` metapage (padding, read as float4,
+    /// where that version stores no such scalar).
     fn of_byte(version: u16, b: u16) -> Scalar {
-        match b {
-            1 if version >= 6 => Scalar::Binary16,
-            2 if version >= 7 => Scalar::Bit,
+        let s = match b {
+            1 => Scalar::Binary16,
+            2 => Scalar::Bit,
             _ => Scalar::Float4,
+        };
+        if version >= s.since_version() {
+            s
+        } else {
+            Scalar::Float4
         }
     }
 }
@@ -633,7 +649,7 @@ pub fn element_floats_in<'a>(item: &'a [u8], layout: Layout, dims: usize, buf: &
             }
         },
         Scalar::Bit => {
-            *buf = element_vector(item, layout, dims);
+            crate::vector::bits::widen_into(element_bytes(item, layout, dims), dims, buf);
             buf
         }
     }
@@ -647,8 +663,7 @@ pub fn element_bytes(item: &[u8], layout: Layout, dims: usize) -> &[u8] {
 
 /// The vector stored in an element item.
 pub fn element_vector(item: &[u8], layout: Layout, dims: usize) -> Vec<f32> {
-    let at = layout.vector_offset();
-    let bytes = &item[at..at + layout.scalar.bytes_for(dims)];
+    let bytes = element_bytes(item, layout, dims);
     match layout.scalar {
         Scalar::Binary16 => crate::vector::half::widen_le_bytes(bytes),
         Scalar::Bit => crate::vector::bits::widen(bytes, dims),

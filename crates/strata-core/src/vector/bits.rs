@@ -138,10 +138,16 @@ pub fn jaccard(a: &[u8], b: &[u8]) -> f64 {
 /// the Hamming distance and dot products count common bits, exactly (every
 /// sum stays an integer below 2^24).
 pub fn widen(bytes: &[u8], bits: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(bits);
+    widen_into(bytes, bits, &mut out);
+    out
+}
+
+/// [`widen`] into `out` (cleared first; no allocation once it has room).
+pub fn widen_into(bytes: &[u8], bits: usize, out: &mut Vec<f32>) {
     debug_assert!(bytes.len() >= bytes_for(bits));
-    (0..bits)
-        .map(|i| f32::from((bytes[i / 8] >> (7 - i % 8)) & 1))
-        .collect()
+    out.clear();
+    out.extend((0..bits).map(|i| f32::from((bytes[i / 8] >> (7 - i % 8)) & 1)));
 }
 
 /// Packs coordinates into bits (MSB first), a bit set where the
