@@ -31,6 +31,7 @@
 use super::manifest_cache::{self, Trust};
 use super::{format, storage};
 use crate::pg::buffer;
+use crate::pg::page;
 use crate::pg::htup::{self, Header};
 use crate::pg::predicate;
 use pgrx::pg_sys;
@@ -133,8 +134,12 @@ impl Walker {
     fn lock_as(&mut self, tid: pg_sys::ItemPointerData, trust: Trust) -> Option<storage::Located> {
         let block = manifest_cache::locate(self.rel, &tid, trust)?;
         if self.buf == 0 || buffer::block_number(self.buf) != block {
+            // a run page's row comes from the shared cache: its slots load
+            // while the buffer is found and pinned
+            super::version_data::prefetch_cached(self.rel, block);
             self.release();
             self.buf = buffer::read(self.rel, block);
+            page::prefetch_ends(buffer::page(self.buf));
         }
         buffer::lock_share(self.buf);
         let loc = storage::find_on_page(self.rel, self.buf, tid);

@@ -3,7 +3,6 @@
 //! (rewriting for CLUSTER/VACUUM FULL: [`super::cluster`]).
 
 use super::format::TAG_SIZE;
-use crate::pg::buffer;
 use crate::pg::htup;
 use crate::pg::page;
 use pgrx::pg_sys;
@@ -104,12 +103,8 @@ pub fn estimate_size(
     tuples: *mut f64,
     allvisfrac: *mut f64,
 ) {
-    let physical = buffer::nblocks(rel);
-    let mut scan = match physical {
-        0 => 0.0,
-        _ => super::manifest_cache::scan_pages(rel) as f64,
-    };
-    let physical = physical as f64;
+    let (physical, scan) = super::manifest_cache::sizes(rel);
+    let (physical, mut scan) = (physical as f64, scan as f64);
     // SAFETY: open relation.
     let (relpages, reltuples, has_children) = unsafe {
         let c = (*rel).rd_rel;

@@ -84,6 +84,9 @@ struct Entry {
     runs: Vec<RunDesc>,
     dir: Vec<u32>,
     scan_pages: u64,
+    /// The relation's block count, read under `token` (None: not yet, or
+    /// the token changed since): see [`sizes`].
+    physical: Option<pg_sys::BlockNumber>,
     /// The directory pages read so far, by slot.
     l0: Vec<Option<DirPage>>,
     run_index: Vec<RunIndex>,
@@ -182,6 +185,7 @@ fn decode(
         recent: buf,
         token: None,
         scan_pages: format::scan_pages(bytes, &header),
+        physical: None,
         header,
         runs,
         dir,
@@ -296,14 +300,14 @@ fn with_entry<T>(
     let trusted = token.is_some() && e.as_ref().is_some_and(|e| e.token == token);
     if !trusted {
         let mut checked = check(r, e.take());
-        checked.token = token;
+        (checked.token, checked.physical) = (token, None);
         e = Some(checked);
     }
     let mut e = e.expect("made above");
     let mut out = f(r, &mut e);
     if out.is_err() && trusted {
         e = check(r, Some(e));
-        e.token = token;
+        (e.token, e.physical) = (token, None);
         out = f(r, &mut e);
     }
     keep(e);
@@ -326,11 +330,45 @@ pub fn locate(
     }
 }
 
-/// Pages a sequential scan reads ([`manifest::scan_pages`] through the copy,
-/// under the active snapshot's trust).
-pub fn scan_pages(r: pg_sys::Relation) -> u64 {
+/// The relation's block count and the pages a sequential scan reads
+/// ([`manifest::scan_pages`]), for the planner's estimate, through the copy
+/// under the active snapshot's trust. The block count is kept with a copy
+/// trusted under the same snapshot token: the file grows as pages join the
+/// manifest (L0 pages, runs), so it is as fresh as the copy's page count —
+/// at most a concurrent transaction's pages behind, as the copy is. (One
+/// `lseek` and two FFI crossings fewer per planned query: a tenth of the
+/// planner's time on a point lookup.)
+pub fn sizes(r: pg_sys::Relation) -> (pg_sys::BlockNumber, u64) {
     let trust = Trust::Snapshot(xact::active_snapshot());
-    with_entry(r, trust, |_, e| Ok(e.scan_pages)).unwrap_or_else(|| manifest::scan_pages(r))
+    if let Some(known) = trusted_sizes(r, trust) {
+        return known;
+    }
+    let physical = buffer::nblocks(r);
+    if physical == 0 {
+        return (0, 0);
+    }
+    let scan = with_entry(r, trust, |_, e| {
+        e.physical = Some(physical);
+        Ok(e.scan_pages)
+    });
+    (physical, scan.unwrap_or_else(|| manifest::scan_pages(r)))
+}
+
+/// [`sizes`] from a copy trusted under `trust` that knows the block count.
+fn trusted_sizes(r: pg_sys::Relation, trust: Trust) -> Option<(pg_sys::BlockNumber, u64)> {
+    let Trust::Snapshot(s) = trust else {
+        return None;
+    };
+    let token = xact::snapshot_token(s)?;
+    let file = rel::file_locator(r);
+    let relid = rel::oid(r);
+    TABLES.with(|t| {
+        let t = t.borrow();
+        let e = t.iter().find(|e| e.relid == relid)?;
+        (e.file == file && e.token == Some(token))
+            .then_some(e.physical.map(|p| (p, e.scan_pages)))
+            .flatten()
+    })
 }
 
 /// Registers the relcache hook that drops copies (once per backend).

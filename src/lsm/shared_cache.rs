@@ -80,6 +80,29 @@ fn partition(s: &Shared, h: u64) -> (usize, *mut u8) {
     (i, unsafe { s.base.add(i * s.part_len) })
 }
 
+/// Words of a key that place its entry: the page's file and block (see
+/// `block_cache`'s "Keys"), known before the page is read.
+pub const PLACE_WORDS: usize = 2;
+
+fn place(key: &Key) -> u64 {
+    block_cache::hash_words(&key[..PLACE_WORDS])
+}
+
+/// Starts loading the index slots where the page that `words` (a key's
+/// first [`PLACE_WORDS`]) names would be, ahead of a lookup: a point
+/// lookup calls this before it reads the page, so that this cache miss and
+/// the page's overlap.
+pub fn prefetch(words: [u64; PLACE_WORDS]) {
+    let Some(s) = shared() else {
+        return;
+    };
+    let h = block_cache::hash_words(&words);
+    let (_, mem) = partition(&s, h);
+    // SAFETY: the partition's memory; only the index's addresses are
+    // computed and hinted, nothing is read.
+    View::of(unsafe { std::slice::from_raw_parts(mem, s.part_len) }).prefetch(h);
+}
+
 /// Whether lookups go through the cache.
 pub fn enabled() -> bool {
     shared().is_some()
@@ -94,13 +117,13 @@ pub fn with_rest<T>(key: &Key, item: usize, f: impl FnOnce(&[u8]) -> T) -> Resul
     let Some(s) = shared() else {
         return Err(false);
     };
-    let h = block_cache::hash(key);
+    let h = place(key);
     let (i, mem) = partition(&s, h);
     let _lock = LockGuard::acquire(s.locks, i, false);
     // SAFETY: the partition's memory, read under its lock in shared mode
     // (writers take it exclusively).
     let view = View::of(unsafe { std::slice::from_raw_parts(mem, s.part_len) });
-    match view.get(key, h).and_then(|entry| block_cache::entry_rest(entry, item)) {
+    match view.rest(key, h, item) {
         Some(r) => Ok(f(r)),
         None => Err(view.second_miss(h)),
     }
@@ -115,7 +138,7 @@ pub fn put(key: &Key, rests: &[&[u8]]) {
     let mut parts = Vec::with_capacity(rests.len() + 1);
     parts.push(&head[..]);
     parts.extend_from_slice(rests);
-    let h = block_cache::hash(key);
+    let h = place(key);
     let (i, mem) = partition(&s, h);
     let _lock = LockGuard::acquire(s.locks, i, true);
     // SAFETY: the partition's memory, under its lock in exclusive mode.

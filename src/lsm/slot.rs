@@ -599,6 +599,34 @@ pub fn store_buffer_tuple(
     }
 }
 
+/// [`store_owned`] for a tuple palloc'd in the slot's own memory context
+/// (see [`in_slot_context`]): nothing to check or copy.
+pub fn store_owned_here(slot: *mut pg_sys::TupleTableSlot, tuple: pg_sys::HeapTuple) {
+    if !is_lsm(slot) {
+        return store_owned(slot, tuple);
+    }
+    // SAFETY: a valid lsm slot and a tuple allocated in its context.
+    unsafe {
+        let (tid, table) = ((*tuple).t_self, (*tuple).t_tableOid);
+        release_contents(slot, pg_sys::InvalidBuffer as pg_sys::Buffer);
+        hold_owned(slot, tuple);
+        (*slot).tts_tid = tid;
+        (*slot).tts_tableOid = table;
+    }
+}
+
+/// Runs `f` with the slot's memory context current, so that what it
+/// pallocs can be handed to [`store_owned_here`].
+pub fn in_slot_context<T>(slot: *mut pg_sys::TupleTableSlot, f: impl FnOnce() -> T) -> T {
+    // SAFETY: a valid slot; switching contexts calls nothing (an ERROR in
+    // `f` leaves the switch to the abort's context reset, as in C).
+    let old = unsafe { pg_sys::MemoryContextSwitchTo((*slot).tts_mcxt) };
+    let out = f();
+    // SAFETY: restores the caller's context.
+    unsafe { pg_sys::MemoryContextSwitchTo(old) };
+    out
+}
+
 /// Stores a palloc'd tuple the slot takes over (copied into the slot's
 /// context when it was made elsewhere) — `ExecForceStoreHeapTuple` that
 /// keeps the header, for lsm slots.

@@ -477,8 +477,9 @@ pub fn store_in_slot(
     tuple: pg_sys::HeapTupleData,
     buf: pg_sys::Buffer,
 ) {
-    if let Some(copy) = super::version_data::palloc_full(rel, buf, &tuple) {
-        super::slot::store_owned(slot, copy);
+    let copy = super::slot::in_slot_context(slot, || super::version_data::palloc_full(rel, buf, &tuple));
+    if let Some(copy) = copy {
+        super::slot::store_owned_here(slot, copy);
         return;
     }
     super::slot::store_buffer_tuple(slot, tuple, buf);

@@ -282,16 +282,32 @@ fn shared_key(
             .ok_or_else(|| compressed_page::CodecError::Layout("no blob header".into()))
     })
     .unwrap_or_else(|e| corrupted(rel, blkno, e));
-    let (spc, db, _) = crate::pg::rel::file_locator(rel);
-    let &(_, file, _, first_rowid, run, _) = key;
+    let [place_db, place_block] = place_words(rel, blkno);
+    let &(_, _, _, first_rowid, run, _) = key;
     Some([
-        (spc as u64) << 32 | db as u64,
-        (u32::from(file) as u64) << 32 | blkno as u64,
+        place_db,
+        place_block,
         first_rowid,
         run as u64,
         format::u64_at(&header, 0),
         format::u64_at(&header, 8),
     ])
+}
+
+/// The words of a page's shared-cache key known before the page is read
+/// (its database and file, its block: see [`shared_cache::PLACE_WORDS`]).
+fn place_words(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber) -> [u64; shared_cache::PLACE_WORDS] {
+    let (spc, db, file) = crate::pg::rel::file_locator(rel);
+    [(spc as u64) << 32 | db as u64, (file as u64) << 32 | blkno as u64]
+}
+
+/// Starts loading the shared cache's index slots for block `blkno` of
+/// `rel` before the block is read (a point lookup that may end there; see
+/// [`shared_cache::prefetch`]).
+pub fn prefetch_cached(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber) {
+    if shared_cache::enabled() {
+        shared_cache::prefetch(place_words(rel, blkno));
+    }
 }
 
 thread_local! {

@@ -34,6 +34,15 @@ pub fn init(page: pg_sys::Page, special: usize) {
     unsafe { pg_sys::PageInit(page, BLCKSZ, special) }
 }
 
+/// Starts loading a page's first and last cache lines — its header and
+/// line pointers, and its special space's end where lsm pages keep their
+/// tag — which a reader of the page then needs one after the other.
+pub fn prefetch_ends(page: pg_sys::Page) {
+    let p = page as *const i8;
+    strata_core::prefetch::lines(p, 1);
+    strata_core::prefetch::lines(p.wrapping_add(BLCKSZ - 64), 1);
+}
+
 pub fn is_new(page: pg_sys::Page) -> bool {
     // SAFETY: the header is always readable on a pinned page.
     unsafe { (*header(page)).pd_upper == 0 }

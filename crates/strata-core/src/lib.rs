@@ -5,6 +5,7 @@
 //! (`strata::lsm::format`, …) and adds the Postgres side.
 //!
 //! * [`page_layout`] — the standard page layout's constants and helpers
+//! * [`prefetch`] — cache-line prefetch hints
 //! * [`error`] — the error contract with the SQL boundary (SQLSTATEs)
 //! * [`lsm`] — page formats, run packing, compression, checks, compaction policy
 //! * [`hnsw`] — graph, neighbor codes, page formats, calibration, costs
@@ -16,4 +17,6 @@ pub mod error;
 pub mod hnsw;
 pub mod lsm;
 pub mod page_layout;
+#[allow(unsafe_code)] // the prefetch instruction
+pub mod prefetch;
 pub mod vector;

@@ -381,7 +381,7 @@ impl Coder {
         let (len, padded) = (self.code_len(), self.padded());
         let rot = |i: usize| &rotated[i * padded..(i + 1) * padded];
         let lines = (padded * 4).div_ceil(64);
-        let prefetch = |j: usize| crate::hnsw::graph::parallel_build::prefetch(rot(j).as_ptr() as *const i8, lines);
+        let prefetch = |j: usize| crate::prefetch::lines(rot(j).as_ptr() as *const i8, lines);
         list.iter().take(2).for_each(|&j| prefetch(j));
         for (slot, &j) in list.iter().enumerate() {
             if let Some(&ahead) = list.get(slot + 2) {

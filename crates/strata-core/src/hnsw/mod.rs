@@ -10,7 +10,6 @@ pub mod codes;
 pub mod cost;
 #[allow(unsafe_code)] // a vector read in place from an aligned item
 pub mod format;
-#[allow(unsafe_code)] // prefetch hints in the parallel build
 pub mod graph;
 pub mod metric;
 pub mod options;

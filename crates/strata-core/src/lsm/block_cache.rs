@@ -28,7 +28,12 @@
 //! and a later miss that finds it there admits the page.
 //!
 //! Keys are opaque here; whoever makes them guarantees that one key always
-//! names the same bytes (see [`super::shared_cache`]).
+//! names the same bytes (see [`super::shared_cache`]). The hash that places
+//! an entry is the caller's too: hashing only the words of a key that are
+//! known early (a page's file and block, before the page is read) lets the
+//! caller [`View::prefetch`] the slots while it reads the rest of the key;
+//! entries that share those words then share their slots, which PROBE
+//! allows for.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -65,6 +70,7 @@ pub const HEADER_SIZE: usize = std::mem::size_of::<Header>();
 const GHOSTS: usize = 1024;
 const GHOST_SIZE: usize = GHOSTS * 8;
 pub const BUCKET_SIZE: usize = std::mem::size_of::<Bucket>();
+const _: () = assert!(BUCKET_SIZE == 64, "a bucket is one cache line");
 
 /// How a partition of `bytes` bytes is divided: `(nbuckets, ring_len)`.
 /// One index slot per 2 KB of ring (pages decode to 8–40 KB; small ones
@@ -78,8 +84,13 @@ pub fn geometry(bytes: usize) -> (usize, usize) {
 
 /// A 64-bit hash of a key (splitmix64 finalizer over the words).
 pub fn hash(key: &Key) -> u64 {
+    hash_words(key)
+}
+
+/// [`hash`] of any words (a key's first words: see "Keys").
+pub fn hash_words(words: &[u64]) -> u64 {
     let mut h = 0x9E37_79B9_7F4A_7C15u64;
-    for w in key {
+    for w in words {
         h ^= *w;
         h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
         h ^= h >> 31;
@@ -160,6 +171,27 @@ impl<'a> View<'a> {
         let b = found?;
         let at = (b.pos % self.ring.len() as u64) as usize;
         Some(&self.ring[at..at + b.len as usize])
+    }
+
+    /// The rest of item `item` (1-based) in the entry stored under `key`
+    /// (see [`entry_rest`]). The line holding the item's place in the
+    /// entry's head is asked for before the head's count is read, so the
+    /// two misses of a large entry overlap.
+    pub fn rest(&self, key: &Key, hash: u64, item: usize) -> Option<&'a [u8]> {
+        let entry = self.get(key, hash)?;
+        let place = 4 + 8 * item.saturating_sub(1);
+        crate::prefetch::lines(entry.as_ptr().wrapping_add(place) as *const i8, 1);
+        entry_rest(entry, item)
+    }
+
+    /// Asks the CPU to load the first index slots of `hash` (a bucket is
+    /// one cache line), so that a [`View::get`] a little later finds them
+    /// loaded.
+    pub fn prefetch(&self, hash: u64) {
+        let n = self.buckets.len();
+        let first = (hash >> 8) as usize % n;
+        let two = if first + 1 < n { 2 } else { 1 };
+        crate::prefetch::lines(&self.buckets[first] as *const Bucket as *const i8, two);
     }
 
     /// Notes a miss of `hash`; true when the same hash missed recently
@@ -337,5 +369,12 @@ mod tests {
         assert_eq!(entry_rest(&e, 0), None);
         assert_eq!(entry_rest(&e, 4), None);
         assert_eq!(entry_rest(&e[..e.len() - 1], 3), None, "a truncated entry");
+        let mut m = mem(64 * 1024);
+        let h = hash_words(&key(5)[..2]);
+        assert!(Partition::of(bytes(&mut m)).put(&key(5), h, &[&e]));
+        let v = View::of(bytes(&mut m));
+        assert_eq!(v.rest(&key(5), h, 3), Some(&b"gamma!"[..]));
+        assert_eq!(v.rest(&key(5), h, 4), None);
+        assert_eq!(v.rest(&key(6), h, 1), None, "another key placed alike");
     }
 }

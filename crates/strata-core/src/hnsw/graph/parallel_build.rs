@@ -92,19 +92,7 @@ fn tie_key(owner: u32, id: u32) -> u32 {
     (x ^ (x >> 31)) as u32
 }
 
-/// Asks the CPU to fetch `lines` cache lines from `p` on.
-pub(crate) fn prefetch(p: *const i8, lines: usize) {
-    #[cfg(target_arch = "x86_64")]
-    for k in 0..lines {
-        // SAFETY: a prefetch is a hint: it never faults, whatever the
-        // address, and reads nothing into the program.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch(p.wrapping_add(64 * k), std::arch::x86_64::_MM_HINT_T0)
-        };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (p, lines);
-}
+use crate::prefetch::lines as prefetch;
 
 /// A list entry while it is being (re)selected.
 #[derive(Clone, Copy, Debug)]
