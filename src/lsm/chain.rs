@@ -132,11 +132,13 @@ impl Walker {
     }
 
     fn lock_as(&mut self, tid: pg_sys::ItemPointerData, trust: Trust) -> Option<storage::Located> {
-        let block = manifest_cache::locate(self.rel, &tid, trust)?;
+        let (block, in_run) = manifest_cache::locate_page(self.rel, &tid, trust)?;
         if self.buf == 0 || buffer::block_number(self.buf) != block {
-            // a run page's row comes from the shared cache: its slots load
-            // while the buffer is found and pinned
-            super::version_data::prefetch_cached(self.rel, block);
+            if in_run {
+                // a compressed run page's row comes from the shared cache:
+                // its slots load while the buffer is found and pinned
+                super::version_data::prefetch_cached(self.rel, block);
+            }
             self.release();
             self.buf = buffer::read(self.rel, block);
             page::prefetch_ends(buffer::page(self.buf));

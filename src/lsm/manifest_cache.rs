@@ -84,6 +84,9 @@ struct Entry {
     runs: Vec<RunDesc>,
     dir: Vec<u32>,
     scan_pages: u64,
+    /// The lowest virtual block an insert may append to
+    /// ([`manifest::l0_append_floor`]).
+    floor: u32,
     /// The relation's block count, read under `token` (None: not yet, or
     /// the token changed since): see [`sizes`].
     physical: Option<pg_sys::BlockNumber>,
@@ -138,11 +141,25 @@ pub fn invalidate(rel: pg_sys::Relation) {
     rel::invalidate_relcache(rel);
 }
 
-/// Pins and share-locks the metapage, refreshes `e` (or makes it) when its
-/// LSN changed, and unlocks.
+/// Pins the metapage and compares its LSN with the copy's; when it
+/// changed, share-locks it and refreshes `e` (or makes it). An unchanged
+/// LSN is read without the lock ([`page::lsn_unlocked`]): the copy is then
+/// the manifest as of the last change completed before the pin — what a
+/// share lock taken a moment earlier would have shown (a change under way
+/// is not waited for; every lookup tolerates a manifest that changes right
+/// after it looked). Saves the lock and unlock on the one buffer every
+/// backend's lookups share.
 fn check(r: pg_sys::Relation, e: Option<Box<Entry>>) -> Box<Entry> {
     let recent = e.as_ref().map_or(0, |e| e.recent);
     let buf = buffer::read_recent(r, META_BLOCK, recent);
+    let e = match e {
+        Some(mut e) if e.lsn == page::lsn_unlocked(buffer::page(buf)) => {
+            e.recent = buf;
+            buffer::release(buf);
+            return e;
+        }
+        e => e,
+    };
     buffer::lock_share(buf);
     let p = buffer::page(buf);
     let lsn = page::lsn(p);
@@ -186,6 +203,7 @@ fn decode(
         token: None,
         scan_pages: format::scan_pages(bytes, &header),
         physical: None,
+        floor: header.l0_first_vblock.max(format::u32_at(bytes, format::META_SEAL_AT)),
         header,
         runs,
         dir,
@@ -215,16 +233,17 @@ fn decode(
     Ok(e)
 }
 
-/// Where the copy says `rowid` (virtual block `v`) lives: Ok(Some(block)),
+/// Where the copy says `rowid` (virtual block `v`) lives: Ok(Some((block,
+/// in a run))),
 /// Ok(None) when the manifest has no such rowid, Err(()) when the copy
 /// cannot tell (a page it has not seen).
-fn lookup(r: pg_sys::Relation, e: &mut Entry, v: u32, rowid: u64) -> Result<Option<u32>, ()> {
+fn lookup(r: pg_sys::Relation, e: &mut Entry, v: u32, rowid: u64) -> Result<Option<(u32, bool)>, ()> {
     if let Some((slot, entry)) = e.header.dir_position(v) {
         let cached =
             e.l0.get(slot)
                 .and_then(|d| d.as_ref()?.entries.get(entry).copied());
         if let Some(b) = cached {
-            return Ok(Some(b));
+            return Ok(Some((b, false)));
         }
         let block = e.dir[slot];
         let entries = manifest::read_page(r, block, page_image::dir_entries);
@@ -233,7 +252,7 @@ fn lookup(r: pg_sys::Relation, e: &mut Entry, v: u32, rowid: u64) -> Result<Opti
             e.l0.resize_with(slot + 1, || None);
         }
         e.l0[slot] = Some(DirPage { block, entries });
-        return found.map(Some).ok_or(());
+        return found.map(|b| Some((b, false))).ok_or(());
     }
     if v >= e.header.next_vblock {
         return Err(());
@@ -277,7 +296,7 @@ fn lookup(r: pg_sys::Relation, e: &mut Entry, v: u32, rowid: u64) -> Result<Opti
         e.leaves += 1;
     }
     let data = ri.leaves[i].as_ref().expect("read above");
-    Ok(page_image::fence_for(data, rowid).map(|j| data[j].1))
+    Ok(page_image::fence_for(data, rowid).map(|j| (data[j].1, true)))
 }
 
 /// Runs `f` on the table's copy, checked as `trust` asks; None when the
@@ -323,11 +342,28 @@ pub fn locate(
     tid: &pg_sys::ItemPointerData,
     trust: Trust,
 ) -> Option<pg_sys::BlockNumber> {
+    locate_page(r, tid, trust).map(|(block, _)| block)
+}
+
+/// [`locate`], and whether the block is a run's (not L0's; true when the
+/// relation has no copy and the manifest was asked directly).
+pub fn locate_page(
+    r: pg_sys::Relation,
+    tid: &pg_sys::ItemPointerData,
+    trust: Trust,
+) -> Option<(pg_sys::BlockNumber, bool)> {
     let (v, rowid) = manifest::tid_place(tid)?;
     match with_entry(r, trust, |r, e| lookup(r, e, v, rowid)) {
         Some(found) => found,
-        None => manifest::locate(r, tid),
+        None => manifest::locate(r, tid).map(|b| (b, true)),
     }
+}
+
+/// [`manifest::l0_append_floor`] through the copy, checked: the floor
+/// rises only under EXCLUSIVE, which an inserting caller's lock excludes,
+/// so no change to it can be under way while the copy is checked.
+pub fn append_floor(r: pg_sys::Relation) -> Option<u32> {
+    with_entry(r, Trust::Validate, |_, e| Ok(e.floor)).or_else(|| manifest::l0_append_floor(r))
 }
 
 /// The relation's block count and the pages a sequential scan reads

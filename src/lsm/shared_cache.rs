@@ -98,9 +98,9 @@ pub fn prefetch(words: [u64; PLACE_WORDS]) {
     };
     let h = block_cache::hash_words(&words);
     let (_, mem) = partition(&s, h);
-    // SAFETY: the partition's memory; only the index's addresses are
-    // computed and hinted, nothing is read.
-    View::of(unsafe { std::slice::from_raw_parts(mem, s.part_len) }).prefetch(h);
+    let at = block_cache::first_slot_at(s.part_len, h);
+    // a hint: computes an address inside the partition, reads nothing
+    strata_core::prefetch::lines(mem.wrapping_add(at) as *const i8, 2);
 }
 
 /// Whether lookups go through the cache.

@@ -10,6 +10,7 @@
 use super::compact_page;
 use super::format::{self, PageKind, ROWS_PER_VBLOCK};
 use super::manifest;
+use super::manifest_cache;
 use super::page_image;
 use super::wal_record::{self, Headers};
 use crate::pg::buffer;
@@ -61,7 +62,7 @@ fn target_page(rel: pg_sys::Relation, len: usize) -> pg_sys::Buffer {
     // The smgr target block is reset when the relation is truncated, so it names
     // an existing block (and the metapage exists).
     if target != buffer::INVALID_BLOCK {
-        let floor = manifest::l0_append_floor(rel);
+        let floor = manifest_cache::append_floor(rel);
         let buf = buffer::read(rel, target);
         buffer::lock_exclusive(buf);
         if appendable(rel, buf, len, floor) {
@@ -70,7 +71,7 @@ fn target_page(rel: pg_sys::Relation, len: usize) -> pg_sys::Buffer {
         buffer::unlock_release(buf);
     } else if buffer::nblocks(rel) > 0 {
         if let Some((_, block)) = manifest::newest_l0_page(rel) {
-            let floor = manifest::l0_append_floor(rel);
+            let floor = manifest_cache::append_floor(rel);
             let buf = buffer::read(rel, block);
             if buffer::try_lock_exclusive(buf) {
                 if appendable(rel, buf, len, floor) {

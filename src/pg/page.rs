@@ -140,6 +140,27 @@ pub fn lsn(page: pg_sys::Page) -> pg_sys::XLogRecPtr {
     (u64::from(l.xlogid) << 32) | u64::from(l.xrecoff)
 }
 
+/// `pd_lsn` of a page that is pinned but not locked, read as it is in
+/// memory at this instant (each half once, volatile). A writer holds the
+/// exclusive lock while it changes the page and sets the LSN last, so the
+/// value read is the LSN of a state the page was in: the last one whose
+/// change completed before the pin (the pin's atomic operation orders this
+/// read after it), or, while a change is under way, the one before it — a
+/// torn read of the two halves either matches no LSN the page had or equals
+/// the old one. What that state *was* needs the content lock to read.
+pub fn lsn_unlocked(page: pg_sys::Page) -> pg_sys::XLogRecPtr {
+    // SAFETY: the header of a pinned page (its memory stays this block's
+    // while the pin is held); volatile: the value may change under us.
+    let (hi, lo) = unsafe {
+        let l = std::ptr::addr_of!((*header(page)).pd_lsn);
+        (
+            std::ptr::read_volatile(std::ptr::addr_of!((*l).xlogid)),
+            std::ptr::read_volatile(std::ptr::addr_of!((*l).xrecoff)),
+        )
+    };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
 /// Sets `pd_lsn` (`PageSetLSN`, a macro on PG15).
 pub fn set_lsn(page: pg_sys::Page, lsn: pg_sys::XLogRecPtr) {
     // SAFETY: header of an exclusively locked page.

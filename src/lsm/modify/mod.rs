@@ -140,7 +140,7 @@ pub fn update(
     let hot_blocking = htup::hot_blocking_columns(rel);
     // read before any page is locked (it cannot move while this statement's
     // lock is held)
-    let floor = super::manifest::l0_append_floor(rel);
+    let floor = super::manifest_cache::append_floor(rel);
     let (new, should_free) = slot_tuple(rel, slot);
     let mut strength = Strength::UpdateTo { new, keys };
     let result = loop {

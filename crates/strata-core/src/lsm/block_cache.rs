@@ -133,6 +133,14 @@ fn slots(n: usize, hash: u64) -> impl Iterator<Item = usize> {
     (0..PROBE.min(n)).map(move |i| (first + i) % n)
 }
 
+/// Byte offset, in a partition of `len` bytes, of the first index slot of
+/// `hash` (a bucket is one cache line): what a caller prefetches ahead of a
+/// lookup (see "Keys").
+pub fn first_slot_at(len: usize, hash: u64) -> usize {
+    let (nbuckets, _) = geometry(len);
+    INDEX_AT + ((hash >> 8) as usize % nbuckets) * BUCKET_SIZE
+}
+
 /// Where a partition of `len` bytes has its index and ring: `(nbuckets,
 /// ring offset, ring length)`; the index follows the header and ghosts.
 fn split(len: usize) -> (usize, usize, usize) {
@@ -182,16 +190,6 @@ impl<'a> View<'a> {
         let place = 4 + 8 * item.saturating_sub(1);
         crate::prefetch::lines(entry.as_ptr().wrapping_add(place) as *const i8, 1);
         entry_rest(entry, item)
-    }
-
-    /// Asks the CPU to load the first index slots of `hash` (a bucket is
-    /// one cache line), so that a [`View::get`] a little later finds them
-    /// loaded.
-    pub fn prefetch(&self, hash: u64) {
-        let n = self.buckets.len();
-        let first = (hash >> 8) as usize % n;
-        let two = if first + 1 < n { 2 } else { 1 };
-        crate::prefetch::lines(&self.buckets[first] as *const Bucket as *const i8, two);
     }
 
     /// Notes a miss of `hash`; true when the same hash missed recently
@@ -376,5 +374,7 @@ mod tests {
         assert_eq!(v.rest(&key(5), h, 3), Some(&b"gamma!"[..]));
         assert_eq!(v.rest(&key(5), h, 4), None);
         assert_eq!(v.rest(&key(6), h, 1), None, "another key placed alike");
+        let first = (first_slot_at(64 * 1024, h) - INDEX_AT) / BUCKET_SIZE;
+        assert_eq!(first, slots(v.buckets.len(), h).next().unwrap());
     }
 }
