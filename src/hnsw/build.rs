@@ -10,7 +10,9 @@
 //! TIDs in format version 2, like pgvector): a graph of many identical points
 //! cannot link them all, and would leave some unreachable.
 //!
-//! Memory: vectors and graph are kept within `maintenance_work_mem`. When the
+//! Memory: vectors and graph are kept within `maintenance_work_mem` (a bit
+//! index's vectors packed, 64 bits to a word, and measured by popcounts:
+//! `Metric::words_comparable`). When the
 //! next vector would not fit, the graph built so far is written out (NOTICE
 //! with a hint) and the remaining rows are inserted into the on-disk graph one
 //! by one — slower, never a failure.
@@ -26,6 +28,7 @@ use super::pages::{self, Params};
 use super::wal::IndexWrite;
 use crate::pg::buffer;
 use crate::pg::page;
+use crate::vector::bits;
 use crate::vector::datum::floats_of;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -206,12 +209,40 @@ pub fn write_metapage(index: pg_sys::Relation, params: &Params, fork: pg_sys::Fo
 impl BuildState {
     /// How many elements the in-memory graph holds.
     fn count(&self) -> usize {
-        self.vectors.len() / self.params.dims
+        match self.words_per {
+            Some(w) => self.words.len() / w,
+            None => self.vectors.len() / self.params.dims,
+        }
     }
 
-    fn vector(&self, i: usize) -> &[f32] {
-        &self.vectors[i * self.params.dims..(i + 1) * self.params.dims]
+    /// Element `i`'s vector as floats (a bit index's widened from its words).
+    fn vector(&self, i: usize) -> std::borrow::Cow<'_, [f32]> {
+        let dims = self.params.dims;
+        match self.words_per {
+            Some(w) => {
+                let bytes = bits::bytes_of_words(&self.words[i * w..(i + 1) * w], bits::bytes_for(dims));
+                std::borrow::Cow::Owned(bits::widen(&bytes, dims))
+            }
+            None => std::borrow::Cow::Borrowed(&self.vectors[i * dims..(i + 1) * dims]),
+        }
     }
+
+    /// Whether element `i` holds exactly `v` (floats, or with `words_per`
+    /// the packed words of a bit string).
+    fn holds(&self, i: usize, v: Stored<'_>) -> bool {
+        match (v, self.words_per) {
+            (Stored::Words(w), Some(n)) => self.words[i * n..(i + 1) * n] == *w,
+            (Stored::Floats(f), None) => same_bits(&self.vectors[i * f.len()..(i + 1) * f.len()], f),
+            _ => false,
+        }
+    }
+}
+
+/// A vector as the build stores it.
+#[derive(Clone, Copy)]
+enum Stored<'a> {
+    Floats(&'a [f32]),
+    Words(&'a [u64]),
 }
 
 struct BuildState {
@@ -223,6 +254,11 @@ struct BuildState {
     tids: Vec<Vec<HeapTid>>,
     /// The elements' vectors, one after the other (`params.dims` each).
     vectors: Vec<f32>,
+    /// A bit index's vectors instead, packed (`words_per` 64-bit words
+    /// each, [`bits::push_words`]): a 32nd of their widened floats, so a
+    /// build of `bit(1024)` rows holds 128 bytes per row, as pgvector's.
+    words: Vec<u64>,
+    words_per: Option<usize>,
     /// A hash of each distinct vector's bits → the newest element holding it.
     by_vector: std::collections::HashMap<u64, usize>,
     memory_limit: usize,
@@ -267,12 +303,20 @@ unsafe extern "C-unwind" fn build_callback(
         block: crate::pg::htup::tid_block(&tid),
         offset: crate::pg::htup::tid_offset(&tid),
     };
-    let key = vector_hash(elems);
+    let mut packed = Vec::new();
+    let stored = match st.words_per {
+        Some(_) => {
+            let mut bytes = vec![0u8; bits::bytes_for(elems.len())];
+            bits::pack_nonzero(elems, &mut bytes);
+            bits::push_words(&bytes, &mut packed);
+            Stored::Words(&packed)
+        }
+        None => Stored::Floats(elems),
+    };
+    let key = vector_hash(stored);
     if let Some(&i) = st.by_vector.get(&key) {
         let layout = st.params.layout;
-        if (layout.row_lists() || st.tids[i].len() < layout.tid_slots())
-            && same_bits(st.vector(i), elems)
-        {
+        if (layout.row_lists() || st.tids[i].len() < layout.tid_slots()) && st.holds(i, stored) {
             st.tids[i].push(heap_tid);
             return;
         }
@@ -294,18 +338,22 @@ unsafe extern "C-unwind" fn build_callback(
     }
     st.by_vector.insert(key, st.count());
     st.tids.push(vec![heap_tid]);
-    st.vectors.extend_from_slice(elems);
+    match stored {
+        Stored::Words(w) => st.words.extend_from_slice(w),
+        Stored::Floats(f) => st.vectors.extend_from_slice(f),
+    }
     if st.count() % 1000 == 0 {
         progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, st.count() as i64);
     }
 }
 
 /// Hash of a vector's bits (duplicates are found by it, then compared).
-fn vector_hash(v: &[f32]) -> u64 {
+fn vector_hash(v: Stored<'_>) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    for x in v {
-        x.to_bits().hash(&mut h);
+    match v {
+        Stored::Floats(f) => f.iter().for_each(|x| x.to_bits().hash(&mut h)),
+        Stored::Words(w) => w.hash(&mut h),
     }
     h.finish()
 }
@@ -327,14 +375,16 @@ fn write_graph(st: &mut BuildState) {
     let levels: Vec<u8> = (0..n)
         .map(|_| graph::random_level(insert::random_unit(), p.m, format::max_level(p.m)))
         .collect();
-    let spec = |dist: fn(&[f32], &[f32]) -> f32| Spec {
-        levels: &levels,
-        ef_construction: p.ef_construction,
-        cap0: format::capacity(p.m, 0),
-        cap: format::capacity(p.m, 1),
-        dist,
-        spare_last_links: p.metric != Metric::InnerProduct,
-    };
+    fn spec<'a, D>(levels: &'a [u8], p: &Params, dist: D) -> Spec<'a, D> {
+        Spec {
+            levels,
+            ef_construction: p.ef_construction,
+            cap0: format::capacity(p.m, 0),
+            cap: format::capacity(p.m, 1),
+            dist,
+            spare_last_links: p.metric != Metric::InnerProduct,
+        }
+    }
     let pool = worker_pool();
     let helpers = pool.current_num_threads().saturating_sub(1);
     let tick = |done: usize| {
@@ -342,7 +392,17 @@ fn write_graph(st: &mut BuildState) {
         progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, done as i64);
     };
     let (vectors, dims) = (&st.vectors[..], p.dims);
-    let mut links = {
+    let packed = st.words_per.zip(p.metric.words_comparable());
+    let mut links = if let Some((per, dist)) = packed {
+        let started = std::time::Instant::now();
+        let links = build_parallel(&st.words[..], per, &spec(&levels, &p, dist), &pool, helpers, tick);
+        debug1!(
+            "strata_hnsw build: graph of {n} packed bit strings built in {:.2} s on {} threads",
+            started.elapsed().as_secs_f64(),
+            helpers + 1
+        );
+        links
+    } else {
         // the metric's comparable form (cosine: on unit copies, dropped
         // once the graph is built)
         let unit;
@@ -357,7 +417,7 @@ fn write_graph(st: &mut BuildState) {
             vectors
         };
         let started = std::time::Instant::now();
-        let links = build_parallel(data, dims, &spec(p.metric.comparable()), &pool, helpers, tick);
+        let links = build_parallel(data, dims, &spec(&levels, &p, p.metric.comparable()), &pool, helpers, tick);
         debug1!(
             "strata_hnsw build: graph of {n} elements built in {:.2} s on {} threads",
             started.elapsed().as_secs_f64(),
@@ -372,9 +432,14 @@ fn write_graph(st: &mut BuildState) {
     if p.metric != Metric::InnerProduct {
         let metric = p.metric;
         let top = (0..n).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))).expect("n > 0");
-        graph::link_unreachable(&mut links, top, format::capacity(p.m, 0), |a, b| {
-            metric.distance(&vectors[a * dims..][..dims], &vectors[b * dims..][..dims])
-        });
+        match packed {
+            Some((per, dist)) => graph::link_unreachable(&mut links, top, format::capacity(p.m, 0), |a, b| {
+                dist(&st.words[a * per..][..per], &st.words[b * per..][..per]) as f64
+            }),
+            None => graph::link_unreachable(&mut links, top, format::capacity(p.m, 0), |a, b| {
+                metric.distance(&vectors[a * dims..][..dims], &vectors[b * dims..][..dims])
+            }),
+        };
     }
     finish_graph(st, &levels, &links, &pool);
 }
@@ -432,6 +497,7 @@ fn finish_graph(st: &mut BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], p
     debug1!("strata_hnsw build: pages written in {:.2} s", started.elapsed().as_secs_f64());
     st.indexed += st.tids.iter().map(|t| t.len() as u64).sum::<u64>();
     st.vectors = Vec::new();
+    st.words = Vec::new();
     st.tids = Vec::new();
     st.by_vector = std::collections::HashMap::new();
 }
@@ -645,7 +711,7 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], codes:
             let rows = &st.tids[i];
             let lists = &list_ids[i];
             let inline = if lists.is_empty() { rows.len() } else { slots - 1 };
-            let mut item = format::encode_element(&e, p.layout, &rows[..inline], st.vector(i));
+            let mut item = format::encode_element(&e, p.layout, &rows[..inline], &st.vector(i));
             if let Some(&head) = lists.first() {
                 format::set_row_list(&mut item, p.layout, head);
             }
@@ -725,12 +791,19 @@ pub fn build(
     // With codes, the rotated vectors (padded dimensions) replace the unit
     // copies while pages are written.
     let padded = params.coder().map_or(0, |c| c.padded());
-    let per_element = 4 * params.dims + 4 * params.dims.max(padded) + 48 * params.m + 256;
+    // A bit index holds its vectors packed, once.
+    let words_per = (params.layout.scalar == Scalar::Bit).then(|| bits::words_for(params.dims));
+    let per_element = match words_per {
+        Some(w) => 8 * w + 48 * params.m + 256,
+        None => 4 * params.dims + 4 * params.dims.max(padded) + 48 * params.m + 256,
+    };
     let mut st = BuildState {
         index,
         params,
         tids: Vec::new(),
         vectors: Vec::new(),
+        words: Vec::new(),
+        words_per,
         by_vector: std::collections::HashMap::new(),
         memory_limit: mem_kb * 1024,
         per_element,

@@ -229,8 +229,10 @@ fn first_batch(scan: pg_sys::IndexScanDesc, st: &mut ScanState, q: &[f32]) {
         st.finished = true;
         return;
     }
-    let ep = graph::descend(&mut st.graph, q, meta.entry, meta.entry_level as usize, 0);
+    // prepared first: the upper layers' distances of a bit index are
+    // popcounts too
     st.graph.prepare(q);
+    let ep = graph::descend(&mut st.graph, q, meta.entry, meta.entry_level as usize, 0);
     let mut search = Search::start(&mut st.graph, q, ep);
     st.ef = gucs::EF_SEARCH.get().max(1) as usize;
     search.run(&mut st.graph, q, st.ef, u64::MAX);

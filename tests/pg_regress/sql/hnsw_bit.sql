@@ -122,3 +122,23 @@ CREATE INDEX hw_idx ON hw USING strata_hnsw (b bit_jaccard_ops);
 SELECT format_version, dims, code_bits FROM strata.hnsw_info('hw_idx') WHERE layer = 0;
 DROP TABLE hw;
 RESET enable_seqscan;
+
+-- a build holds bit strings packed (64 to a word): 800 rows of bit(1024)
+-- fit in 1 MB of maintenance_work_mem (widened to floats, 8 KB a row, about
+-- a hundred would), and every row's own string is its nearest neighbour
+CREATE TABLE hm (i int, b bit(1024));
+INSERT INTO hm SELECT g, (SELECT string_agg(CASE WHEN hashint4(g * 1031 + k) % 3 = 0 THEN '1' ELSE '0' END, '')
+                          FROM generate_series(1, 1024) k)::bit(1024)
+FROM generate_series(1, 800) g;
+SET maintenance_work_mem = '1MB';
+CREATE INDEX hm_idx ON hm USING strata_hnsw (b bit_hamming_ops);
+CREATE INDEX hm_jidx ON hm USING strata_hnsw (b bit_jaccard_ops);
+RESET maintenance_work_mem;
+SET enable_seqscan = off;
+SET strata.hnsw_ef_search = 100;
+SELECT count(*) FILTER (WHERE (SELECT h.i FROM hm h ORDER BY h.b <~> hm.b LIMIT 1) = hm.i) AS hamming_self,
+       count(*) FILTER (WHERE (SELECT h.i FROM hm h ORDER BY h.b <%> hm.b LIMIT 1) = hm.i) AS jaccard_self
+FROM hm WHERE i % 10 = 0;
+RESET strata.hnsw_ef_search;
+RESET enable_seqscan;
+DROP TABLE hm;

@@ -93,6 +93,27 @@ impl Metric {
         }
     }
 
+    /// [`Metric::comparable`] for two bit strings held as 64-bit words
+    /// ([`bits::push_words`]), by popcounts — the same values as on the
+    /// strings widened (every count is exact); None for the metrics of real
+    /// vectors.
+    pub fn words_comparable(self) -> Option<fn(&[u64], &[u64]) -> f32> {
+        match self {
+            Metric::Hamming => Some(|a, b| a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum::<u32>() as f32),
+            Metric::Jaccard => Some(|a, b| {
+                let (common, union) = a.iter().zip(b).fold((0u32, 0u32), |(c, u), (x, y)| {
+                    (c + (x & y).count_ones(), u + (x | y).count_ones())
+                });
+                if common == 0 {
+                    1.0
+                } else {
+                    1.0 - common as f32 / union as f32
+                }
+            }),
+            _ => None,
+        }
+    }
+
     /// Whether the level-0 neighbor codes can estimate this metric (they
     /// estimate squared L2 and inner products).
     pub fn has_codes(self) -> bool {
@@ -197,11 +218,22 @@ mod tests {
                 let mut packed = vec![0u8; a.len()];
                 bits::pack_nonzero(&fa, &mut packed);
                 assert_eq!(packed, a);
+                let (mut wa, mut wb) = (Vec::new(), Vec::new());
+                bits::push_words(&a, &mut wa);
+                bits::push_words(&b, &mut wb);
+                assert_eq!(wa.len(), bits::words_for(n));
+                assert_eq!(bits::bytes_of_words(&wa, a.len()), a);
+                for m in [Metric::Hamming, Metric::Jaccard] {
+                    let on_words = m.words_comparable().unwrap()(&wa, &wb);
+                    assert_eq!(on_words.to_bits(), m.comparable()(&fa, &fb).to_bits(), "{m:?} on {n} bits");
+                }
             }
         }
         let zero = [0.0f32; 8];
         assert_eq!(Metric::Jaccard.distance(&zero, &zero), 1.0);
         assert!(!Metric::Hamming.has_codes() && !Metric::Jaccard.has_codes() && Metric::L2.has_codes());
+        assert!(Metric::L2.words_comparable().is_none());
+        assert_eq!(Metric::Jaccard.words_comparable().unwrap()(&[0, 0], &[0, 0]), 1.0);
     }
 
     #[test]

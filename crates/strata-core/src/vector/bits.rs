@@ -157,6 +157,30 @@ pub fn pack_nonzero(x: &[f32], out: &mut [u8]) {
     quantize_by(x, out, |v| v != 0.0)
 }
 
+/// Words of 64 bits that hold `bits` bits (see [`push_words`]).
+pub fn words_for(bits: usize) -> usize {
+    bits.div_ceil(64)
+}
+
+/// Appends the bytes of a bit string as little-endian 64-bit words, the
+/// last one padded with zero bytes: how an HNSW build holds a bit index's
+/// vectors (Hamming and Jaccard counts need no bit order, and a word holds
+/// 64 coordinates where floats hold one each).
+pub fn push_words(bytes: &[u8], out: &mut Vec<u64>) {
+    for chunk in bytes.chunks(8) {
+        let mut w = [0u8; 8];
+        w[..chunk.len()].copy_from_slice(chunk);
+        out.push(u64::from_le_bytes(w));
+    }
+}
+
+/// The first `nbytes` bytes of words made by [`push_words`].
+pub fn bytes_of_words(words: &[u64], nbytes: usize) -> Vec<u8> {
+    let mut out: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    out.truncate(nbytes);
+    out
+}
+
 pub fn bytes_for(bits: usize) -> usize {
     bits.div_ceil(8)
 }

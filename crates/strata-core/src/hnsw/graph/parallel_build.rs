@@ -101,9 +101,10 @@ struct Entry {
     pruner: u32,
 }
 
-struct Shared<'a, D> {
-    /// The vectors, `dims` floats each.
-    data: &'a [f32],
+struct Shared<'a, T, D> {
+    /// The vectors, `dims` values each (floats, or a bit index's packed
+    /// words).
+    data: &'a [T],
     dims: usize,
     n: usize,
     spec: &'a Spec<'a, D>,
@@ -161,8 +162,8 @@ impl Scratch {
     }
 }
 
-impl<'a, D: Fn(&[f32], &[f32]) -> f32 + Sync> Shared<'a, D> {
-    fn new(data: &'a [f32], dims: usize, spec: &'a Spec<'a, D>) -> Self {
+impl<'a, T: Copy + Sync, D: Fn(&[T], &[T]) -> f32 + Sync> Shared<'a, T, D> {
+    fn new(data: &'a [T], dims: usize, spec: &'a Spec<'a, D>) -> Self {
         let n = data.len() / dims;
         let mut upper_slot = Vec::with_capacity(n);
         let mut slots = n * spec.cap0;
@@ -187,14 +188,15 @@ impl<'a, D: Fn(&[f32], &[f32]) -> f32 + Sync> Shared<'a, D> {
         }
     }
 
-    fn vector(&self, i: u32) -> &[f32] {
+    fn vector(&self, i: u32) -> &[T] {
         &self.data[i as usize * self.dims..][..self.dims]
     }
 
     /// Asks the CPU to fetch the start of element `i`'s vector.
     fn prefetch(&self, i: u32) {
         let at = i as usize * self.dims;
-        prefetch(self.data[at..].as_ptr() as *const i8, (self.dims * 4).div_ceil(64).min(16));
+        let bytes = self.dims * std::mem::size_of::<T>();
+        prefetch(self.data[at..].as_ptr() as *const i8, bytes.div_ceil(64).min(16));
     }
 
     fn d(&self, a: u32, b: u32) -> f32 {
@@ -627,13 +629,14 @@ impl Drop for AbortOnUnwind<'_> {
     }
 }
 
-/// Builds the graph of the vectors in `data` (`dims` floats each) with the calling thread and `helpers` of
+/// Builds the graph of the vectors in `data` (`dims` values each: floats,
+/// or packed bits, whatever `spec.dist` measures) with the calling thread and `helpers` of
 /// `pool`'s threads. `tick(done)` runs on the calling thread every few
 /// hundred elements (progress, interrupts — it may unwind; the helpers then
 /// stop). Returns `links[i][l]`: element `i`'s neighbors at level `l`,
 /// nearest first.
-pub fn build_parallel<D>(
-    data: &[f32],
+pub fn build_parallel<T, D>(
+    data: &[T],
     dims: usize,
     spec: &Spec<'_, D>,
     pool: &rayon::ThreadPool,
@@ -641,7 +644,8 @@ pub fn build_parallel<D>(
     mut tick: impl FnMut(usize),
 ) -> Vec<Vec<Vec<usize>>>
 where
-    D: Fn(&[f32], &[f32]) -> f32 + Sync,
+    T: Copy + Sync,
+    D: Fn(&[T], &[T]) -> f32 + Sync,
 {
     let n = data.len() / dims.max(1);
     assert_eq!(spec.levels.len(), n, "one level per vector");
