@@ -11,8 +11,9 @@
 //! Validity. Every manifest change is a WAL-logged write of the metapage
 //! (L0 page allocation, flush and merge switches, pending pruning), so an
 //! unchanged metapage LSN means an unchanged manifest: [`Trust::Validate`]
-//! pins and share-locks the metapage and compares (through
-//! `ReadRecentBuffer`: no buffer-mapping lookup). The pages below the
+//! pins the metapage (through `ReadRecentBuffer`: no buffer-mapping
+//! lookup) and compares its LSN, read without the content lock (see
+//! [`check`]; the lock only to read a changed page). The pages below the
 //! metapage that the copy also caches change with it or not at all: L0
 //! directory pages only grow while L0's first block and the slot's block
 //! stay, run roots and leaves are written once — except by VACUUM's file
