@@ -11,8 +11,8 @@
 //! cannot link them all, and would leave some unreachable.
 //!
 //! Memory: vectors and graph are kept within `maintenance_work_mem` (a bit
-//! index's vectors packed, 64 bits to a word, and measured by popcounts:
-//! `Metric::words_comparable`). When the
+//! index's strings packed, as the column stores them, and measured by
+//! popcounts: `Metric::bits_comparable`). When the
 //! next vector would not fit, the graph built so far is written out (NOTICE
 //! with a hint) and the remaining rows are inserted into the on-disk graph one
 //! by one — slower, never a failure.
@@ -207,42 +207,59 @@ pub fn write_metapage(index: pg_sys::Relation, params: &Params, fork: pg_sys::Fo
 }
 
 impl BuildState {
+    /// Bytes of one packed bit string (a bit index's; see `bits`).
+    fn bit_stride(&self) -> usize {
+        bits::bytes_for(self.params.dims)
+    }
+
     /// How many elements the in-memory graph holds.
     fn count(&self) -> usize {
-        match self.words_per {
-            Some(w) => self.words.len() / w,
-            None => self.vectors.len() / self.params.dims,
+        if self.params.layout.scalar == Scalar::Bit {
+            self.bits.len() / self.bit_stride()
+        } else {
+            self.vectors.len() / self.params.dims
         }
     }
 
-    /// Element `i`'s vector as floats (a bit index's widened from its words).
-    fn vector(&self, i: usize) -> std::borrow::Cow<'_, [f32]> {
-        let dims = self.params.dims;
-        match self.words_per {
-            Some(w) => {
-                let bytes = bits::bytes_of_words(&self.words[i * w..(i + 1) * w], bits::bytes_for(dims));
-                std::borrow::Cow::Owned(bits::widen(&bytes, dims))
-            }
-            None => std::borrow::Cow::Borrowed(&self.vectors[i * dims..(i + 1) * dims]),
-        }
-    }
-
-    /// Whether element `i` holds exactly `v` (floats, or with `words_per`
-    /// the packed words of a bit string).
-    fn holds(&self, i: usize, v: Stored<'_>) -> bool {
-        match (v, self.words_per) {
-            (Stored::Words(w), Some(n)) => self.words[i * n..(i + 1) * n] == *w,
-            (Stored::Floats(f), None) => same_bits(&self.vectors[i * f.len()..(i + 1) * f.len()], f),
-            _ => false,
+    /// Element `i`'s vector as it is stored.
+    fn stored(&self, i: usize) -> Stored<'_> {
+        if self.params.layout.scalar == Scalar::Bit {
+            let n = self.bit_stride();
+            Stored::Bits(&self.bits[i * n..(i + 1) * n])
+        } else {
+            let n = self.params.dims;
+            Stored::Floats(&self.vectors[i * n..(i + 1) * n])
         }
     }
 }
 
-/// A vector as the build stores it.
+/// A vector as the build holds it: floats, or a bit index's packed string.
 #[derive(Clone, Copy)]
 enum Stored<'a> {
     Floats(&'a [f32]),
-    Words(&'a [u64]),
+    Bits(&'a [u8]),
+}
+
+impl<'a> Stored<'a> {
+    /// The coordinates (a bit string's widened to 0.0 / 1.0).
+    fn floats(self, dims: usize) -> std::borrow::Cow<'a, [f32]> {
+        match self {
+            Stored::Floats(f) => std::borrow::Cow::Borrowed(f),
+            Stored::Bits(b) => std::borrow::Cow::Owned(bits::widen(b, dims)),
+        }
+    }
+
+    /// Bit-for-bit equality (what makes two rows share an element, as
+    /// pgvector's memcmp does).
+    fn same(self, other: Stored<'_>) -> bool {
+        match (self, other) {
+            (Stored::Floats(a), Stored::Floats(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+            }
+            (Stored::Bits(a), Stored::Bits(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 struct BuildState {
@@ -254,11 +271,11 @@ struct BuildState {
     tids: Vec<Vec<HeapTid>>,
     /// The elements' vectors, one after the other (`params.dims` each).
     vectors: Vec<f32>,
-    /// A bit index's vectors instead, packed (`words_per` 64-bit words
-    /// each, [`bits::push_words`]): a 32nd of their widened floats, so a
-    /// build of `bit(1024)` rows holds 128 bytes per row, as pgvector's.
-    words: Vec<u64>,
-    words_per: Option<usize>,
+    /// A bit index's strings instead, packed as the column stores them
+    /// ([`BuildState::bit_stride`] bytes each): a 32nd of their widened
+    /// floats, so a build of `bit(1024)` rows holds 128 bytes per row, as
+    /// pgvector's does.
+    bits: Vec<u8>,
     /// A hash of each distinct vector's bits → the newest element holding it.
     by_vector: std::collections::HashMap<u64, usize>,
     memory_limit: usize,
@@ -284,17 +301,27 @@ unsafe extern "C-unwind" fn build_callback(
     if unsafe { *isnull } {
         return;
     }
-    // SAFETY: a non-null datum of the indexed column, of its type.
-    let v = unsafe { floats_of(*values, st.params.layout.scalar) };
-    let elems = &v[..];
-    st.params.check_vector(elems);
-    if !st.params.metric.indexable(elems) {
-        return;
-    }
+    let scalar = st.params.layout.scalar;
+    let floats;
+    let stored = if scalar == Scalar::Bit {
+        // a bit string is kept as the datum packs it (unused low bits zero)
+        // SAFETY: a non-null `bit` datum of the indexed column.
+        let b = unsafe { crate::vector::bit_datum::Bits::from_raw_datum(*values) };
+        st.params.check_len(b.bit_len() as usize);
+        Stored::Bits(b.bytes())
+    } else {
+        // SAFETY: a non-null datum of the indexed column, of its type.
+        floats = unsafe { floats_of(*values, scalar) };
+        st.params.check_len(floats.len());
+        if !st.params.metric.indexable(&floats) {
+            return;
+        }
+        Stored::Floats(&floats)
+    };
     // SAFETY: valid TID from the scan.
     let tid = unsafe { *tid };
     if st.on_disk {
-        insert::insert_vector(st.index, tid, elems);
+        insert::insert_vector(st.index, tid, &stored.floats(st.params.dims));
         st.indexed += 1;
         progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, st.indexed as i64);
         return;
@@ -303,20 +330,10 @@ unsafe extern "C-unwind" fn build_callback(
         block: crate::pg::htup::tid_block(&tid),
         offset: crate::pg::htup::tid_offset(&tid),
     };
-    let mut packed = Vec::new();
-    let stored = match st.words_per {
-        Some(_) => {
-            let mut bytes = vec![0u8; bits::bytes_for(elems.len())];
-            bits::pack_nonzero(elems, &mut bytes);
-            bits::push_words(&bytes, &mut packed);
-            Stored::Words(&packed)
-        }
-        None => Stored::Floats(elems),
-    };
     let key = vector_hash(stored);
     if let Some(&i) = st.by_vector.get(&key) {
         let layout = st.params.layout;
-        if (layout.row_lists() || st.tids[i].len() < layout.tid_slots()) && st.holds(i, stored) {
+        if (layout.row_lists() || st.tids[i].len() < layout.tid_slots()) && st.stored(i).same(stored) {
             st.tids[i].push(heap_tid);
             return;
         }
@@ -332,14 +349,14 @@ unsafe extern "C-unwind" fn build_callback(
         );
         write_graph(st);
         st.on_disk = true;
-        insert::insert_vector(st.index, tid, elems);
+        insert::insert_vector(st.index, tid, &stored.floats(st.params.dims));
         st.indexed += 1;
         return;
     }
     st.by_vector.insert(key, st.count());
     st.tids.push(vec![heap_tid]);
     match stored {
-        Stored::Words(w) => st.words.extend_from_slice(w),
+        Stored::Bits(b) => st.bits.extend_from_slice(b),
         Stored::Floats(f) => st.vectors.extend_from_slice(f),
     }
     if st.count() % 1000 == 0 {
@@ -353,15 +370,9 @@ fn vector_hash(v: Stored<'_>) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     match v {
         Stored::Floats(f) => f.iter().for_each(|x| x.to_bits().hash(&mut h)),
-        Stored::Words(w) => w.hash(&mut h),
+        Stored::Bits(b) => b.hash(&mut h),
     }
     h.finish()
-}
-
-/// Bit-for-bit equality (what makes two rows share an element, as pgvector's
-/// memcmp does).
-fn same_bits(a: &[f32], b: &[f32]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 /// Builds the in-memory graph over `st.vectors` and writes it.
@@ -392,10 +403,11 @@ fn write_graph(st: &mut BuildState) {
         progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, done as i64);
     };
     let (vectors, dims) = (&st.vectors[..], p.dims);
-    let packed = st.words_per.zip(p.metric.words_comparable());
-    let mut links = if let Some((per, dist)) = packed {
+    let packed = (p.layout.scalar == Scalar::Bit).then(|| p.metric.bits_comparable()).flatten();
+    let stride = st.bit_stride();
+    let mut links = if let Some(dist) = packed {
         let started = std::time::Instant::now();
-        let links = build_parallel(&st.words[..], per, &spec(&levels, &p, dist), &pool, helpers, tick);
+        let links = build_parallel(&st.bits[..], stride, &spec(&levels, &p, dist), &pool, helpers, tick);
         debug1!(
             "strata_hnsw build: graph of {n} packed bit strings built in {:.2} s on {} threads",
             started.elapsed().as_secs_f64(),
@@ -433,8 +445,8 @@ fn write_graph(st: &mut BuildState) {
         let metric = p.metric;
         let top = (0..n).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))).expect("n > 0");
         match packed {
-            Some((per, dist)) => graph::link_unreachable(&mut links, top, format::capacity(p.m, 0), |a, b| {
-                dist(&st.words[a * per..][..per], &st.words[b * per..][..per]) as f64
+            Some(dist) => graph::link_unreachable(&mut links, top, format::capacity(p.m, 0), |a, b| {
+                dist(&st.bits[a * stride..][..stride], &st.bits[b * stride..][..stride]) as f64
             }),
             None => graph::link_unreachable(&mut links, top, format::capacity(p.m, 0), |a, b| {
                 metric.distance(&vectors[a * dims..][..dims], &vectors[b * dims..][..dims])
@@ -497,7 +509,7 @@ fn finish_graph(st: &mut BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], p
     debug1!("strata_hnsw build: pages written in {:.2} s", started.elapsed().as_secs_f64());
     st.indexed += st.tids.iter().map(|t| t.len() as u64).sum::<u64>();
     st.vectors = Vec::new();
-    st.words = Vec::new();
+    st.bits = Vec::new();
     st.tids = Vec::new();
     st.by_vector = std::collections::HashMap::new();
 }
@@ -711,7 +723,7 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], codes:
             let rows = &st.tids[i];
             let lists = &list_ids[i];
             let inline = if lists.is_empty() { rows.len() } else { slots - 1 };
-            let mut item = format::encode_element(&e, p.layout, &rows[..inline], &st.vector(i));
+            let mut item = format::encode_element(&e, p.layout, &rows[..inline], &st.stored(i).floats(p.dims));
             if let Some(&head) = lists.first() {
                 format::set_row_list(&mut item, p.layout, head);
             }
@@ -791,19 +803,17 @@ pub fn build(
     // With codes, the rotated vectors (padded dimensions) replace the unit
     // copies while pages are written.
     let padded = params.coder().map_or(0, |c| c.padded());
-    // A bit index holds its vectors packed, once.
-    let words_per = (params.layout.scalar == Scalar::Bit).then(|| bits::words_for(params.dims));
-    let per_element = match words_per {
-        Some(w) => 8 * w + 48 * params.m + 256,
-        None => 4 * params.dims + 4 * params.dims.max(padded) + 48 * params.m + 256,
+    // A bit index holds its strings packed, once.
+    let per_element = match params.layout.scalar {
+        Scalar::Bit => bits::bytes_for(params.dims) + 48 * params.m + 256,
+        _ => 4 * params.dims + 4 * params.dims.max(padded) + 48 * params.m + 256,
     };
     let mut st = BuildState {
         index,
         params,
         tids: Vec::new(),
         vectors: Vec::new(),
-        words: Vec::new(),
-        words_per,
+        bits: Vec::new(),
         by_vector: std::collections::HashMap::new(),
         memory_limit: mem_kb * 1024,
         per_element,

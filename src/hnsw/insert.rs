@@ -311,7 +311,7 @@ pub fn insert(
     let params = Params::of(index, &meta);
     // SAFETY: a non-null datum of the indexed column's type.
     let v = unsafe { crate::vector::datum::floats_of(*values, params.layout.scalar) };
-    params.check_vector(&v);
+    params.check_len(v.len());
     if !params.metric.indexable(&v) {
         return false;
     }

@@ -438,20 +438,20 @@ impl Params {
         }
     }
 
-    /// Elements a guided search keeps per unit of `ef` (the build's
-    /// measurement, [`graph::guided::EF_SCALE`] where it made none).
-    /// Raises 22000 for a vector whose dimensions differ from the column's
+    /// Raises 22000 for a vector of `n` dimensions when the column's differ
     /// (builds and inserts).
-    pub fn check_vector(&self, v: &[f32]) {
-        if v.len() != self.dims {
+    pub fn check_len(&self, n: usize) {
+        if n != self.dims {
             ereport!(
                 ERROR,
                 PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
-                format!("expected {} dimensions, not {}", self.dims, v.len())
+                format!("expected {} dimensions, not {}", self.dims, n)
             );
         }
     }
 
+    /// Elements a guided search keeps per unit of `ef` (the build's
+    /// measurement, [`graph::guided::EF_SCALE`] where it made none).
     pub fn guided_scale(&self) -> usize {
         match self.code_scale {
             0 => super::graph::guided::EF_SCALE,

@@ -84,8 +84,10 @@ fn partition(s: &Shared, h: u64) -> (usize, *mut u8) {
 /// `block_cache`'s "Keys"), known before the page is read.
 pub const PLACE_WORDS: usize = 2;
 
-fn place(key: &Key) -> u64 {
-    block_cache::hash_words(&key[..PLACE_WORDS])
+/// The hash that places the entry of a key, or of its first
+/// [`PLACE_WORDS`] words.
+fn place(words: &[u64]) -> u64 {
+    block_cache::hash_words(&words[..PLACE_WORDS])
 }
 
 /// Starts loading the index slots where the page that `words` (a key's
@@ -96,7 +98,7 @@ pub fn prefetch(words: [u64; PLACE_WORDS]) {
     let Some(s) = shared() else {
         return;
     };
-    let h = block_cache::hash_words(&words);
+    let h = place(&words);
     let (_, mem) = partition(&s, h);
     let at = block_cache::first_slot_at(s.part_len, h);
     // a hint: computes an address inside the partition, reads nothing

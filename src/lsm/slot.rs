@@ -633,28 +633,25 @@ pub fn in_slot_context<T>(slot: *mut pg_sys::TupleTableSlot, f: impl FnOnce() ->
 pub fn store_owned(slot: *mut pg_sys::TupleTableSlot, tuple: pg_sys::HeapTuple) {
     // SAFETY: a valid slot and a palloc'd tuple handed over by the caller.
     unsafe {
-        let (tid, table) = ((*tuple).t_self, (*tuple).t_tableOid);
         if !is_lsm(slot) {
+            let (tid, table) = ((*tuple).t_self, (*tuple).t_tableOid);
             pg_sys::ExecForceStoreHeapTuple(tuple, slot, true);
-        } else {
-            release_contents(slot, pg_sys::InvalidBuffer as pg_sys::Buffer);
-            let mine = std::ptr::eq(
-                pg_sys::GetMemoryChunkContext(tuple as *mut std::ffi::c_void),
-                (*slot).tts_mcxt,
-            );
-            let owned = if mine {
-                tuple
-            } else {
-                let old = pg_sys::MemoryContextSwitchTo((*slot).tts_mcxt);
-                let copy = pg_sys::heap_copytuple(tuple);
-                pg_sys::MemoryContextSwitchTo(old);
-                pg_sys::heap_freetuple(tuple);
-                copy
-            };
-            hold_owned(slot, owned);
+            (*slot).tts_tid = tid;
+            (*slot).tts_tableOid = table;
+            return;
         }
-        (*slot).tts_tid = tid;
-        (*slot).tts_tableOid = table;
+        let mine = std::ptr::eq(
+            pg_sys::GetMemoryChunkContext(tuple as *mut std::ffi::c_void),
+            (*slot).tts_mcxt,
+        );
+        let owned = if mine {
+            tuple
+        } else {
+            let copy = in_slot_context(slot, || pg_sys::heap_copytuple(tuple));
+            pg_sys::heap_freetuple(tuple);
+            copy
+        };
+        store_owned_here(slot, owned);
     }
 }
 

@@ -93,22 +93,16 @@ impl Metric {
         }
     }
 
-    /// [`Metric::comparable`] for two bit strings held as 64-bit words
-    /// ([`bits::push_words`]), by popcounts — the same values as on the
-    /// strings widened (every count is exact); None for the metrics of real
-    /// vectors.
-    pub fn words_comparable(self) -> Option<fn(&[u64], &[u64]) -> f32> {
+    /// [`Metric::comparable`] for two packed bit strings, by popcounts —
+    /// the same values as on the strings widened (every count is exact):
+    /// how a build measures a bit index's strings, held packed. None for
+    /// the metrics of real vectors.
+    pub fn bits_comparable(self) -> Option<fn(&[u8], &[u8]) -> f32> {
         match self {
-            Metric::Hamming => Some(|a, b| a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum::<u32>() as f32),
-            Metric::Jaccard => Some(|a, b| {
-                let (common, union) = a.iter().zip(b).fold((0u32, 0u32), |(c, u), (x, y)| {
-                    (c + (x & y).count_ones(), u + (x | y).count_ones())
-                });
-                if common == 0 {
-                    1.0
-                } else {
-                    1.0 - common as f32 / union as f32
-                }
+            Metric::Hamming => Some(|a, b| bits::hamming(a, b) as f32),
+            Metric::Jaccard => Some(|a, b| match bits::jaccard_counts(a, b) {
+                (0, _) => 1.0,
+                (common, union) => 1.0 - common as f32 / union as f32,
             }),
             _ => None,
         }
@@ -190,13 +184,8 @@ mod tests {
 
     #[test]
     fn bit_distances_match_the_bit_operators() {
-        let mut rng = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut rng = crate::hnsw::graph::tests::Rng(0x2545_F491_4F6C_DD1D);
+        let mut next = || rng.next_u64();
         for n in [1usize, 7, 8, 9, 63, 64, 65, 1000] {
             for _ in 0..20 {
                 let mk = |r: &mut dyn FnMut() -> u64| {
@@ -218,22 +207,17 @@ mod tests {
                 let mut packed = vec![0u8; a.len()];
                 bits::pack_nonzero(&fa, &mut packed);
                 assert_eq!(packed, a);
-                let (mut wa, mut wb) = (Vec::new(), Vec::new());
-                bits::push_words(&a, &mut wa);
-                bits::push_words(&b, &mut wb);
-                assert_eq!(wa.len(), bits::words_for(n));
-                assert_eq!(bits::bytes_of_words(&wa, a.len()), a);
                 for m in [Metric::Hamming, Metric::Jaccard] {
-                    let on_words = m.words_comparable().unwrap()(&wa, &wb);
-                    assert_eq!(on_words.to_bits(), m.comparable()(&fa, &fb).to_bits(), "{m:?} on {n} bits");
+                    let packed = m.bits_comparable().unwrap()(&a, &b);
+                    assert_eq!(packed.to_bits(), m.comparable()(&fa, &fb).to_bits(), "{m:?} on {n} bits");
                 }
             }
         }
         let zero = [0.0f32; 8];
         assert_eq!(Metric::Jaccard.distance(&zero, &zero), 1.0);
         assert!(!Metric::Hamming.has_codes() && !Metric::Jaccard.has_codes() && Metric::L2.has_codes());
-        assert!(Metric::L2.words_comparable().is_none());
-        assert_eq!(Metric::Jaccard.words_comparable().unwrap()(&[0, 0], &[0, 0]), 1.0);
+        assert!(Metric::L2.bits_comparable().is_none());
+        assert_eq!(Metric::Jaccard.bits_comparable().unwrap()(&[0, 0], &[0, 0]), 1.0);
     }
 
     #[test]

@@ -31,7 +31,8 @@
 //! names the same bytes (see [`super::shared_cache`]). The hash that places
 //! an entry is the caller's too: hashing only the words of a key that are
 //! known early (a page's file and block, before the page is read) lets the
-//! caller [`View::prefetch`] the slots while it reads the rest of the key;
+//! caller prefetch the slots ([`first_slot_at`]) while it reads the rest of
+//! the key;
 //! entries that share those words then share their slots, which PROBE
 //! allows for.
 
@@ -82,12 +83,8 @@ pub fn geometry(bytes: usize) -> (usize, usize) {
     (nbuckets, ring)
 }
 
-/// A 64-bit hash of a key (splitmix64 finalizer over the words).
-pub fn hash(key: &Key) -> u64 {
-    hash_words(key)
-}
-
-/// [`hash`] of any words (a key's first words: see "Keys").
+/// A 64-bit hash of a key's words, or of its first ones (see "Keys"):
+/// the splitmix64 finalizer over them.
 pub fn hash_words(words: &[u64]) -> u64 {
     let mut h = 0x9E37_79B9_7F4A_7C15u64;
     for w in words {
@@ -303,32 +300,32 @@ mod tests {
         let (_, ring) = geometry(64 * 1024);
         let entry = |i: u64| vec![i as u8; 3000 + i as usize];
         for i in 0..40u64 {
-            assert!(Partition::of(bytes(&mut m)).put(&key(i), hash(&key(i)), &[&entry(i)]));
+            assert!(Partition::of(bytes(&mut m)).put(&key(i), hash_words(&key(i)), &[&entry(i)]));
             let v = View::of(bytes(&mut m));
-            assert_eq!(v.get(&key(i), hash(&key(i))), Some(&entry(i)[..]));
+            assert_eq!(v.get(&key(i), hash_words(&key(i))), Some(&entry(i)[..]));
         }
         let p = View::of(bytes(&mut m));
         // what is left are the newest entries that fit in the ring, intact
         let mut held = 0;
         for i in 0..40u64 {
-            if let Some(e) = p.get(&key(i), hash(&key(i))) {
+            if let Some(e) = p.get(&key(i), hash_words(&key(i))) {
                 assert_eq!(e, &entry(i)[..]);
                 held += e.len();
             }
         }
         assert!(held <= ring && held > ring / 2, "held {held} of {ring}");
-        assert!(p.get(&key(0), hash(&key(0))).is_none(), "the oldest entry was overwritten");
-        assert!(p.get(&key(39), hash(&key(39))).is_some());
+        assert!(p.get(&key(0), hash_words(&key(0))).is_none(), "the oldest entry was overwritten");
+        assert!(p.get(&key(39), hash_words(&key(39))).is_some());
         let mut p = Partition::of(bytes(&mut m));
-        assert!(!p.put(&key(39), hash(&key(39)), &[b"again"]), "a present key is not stored twice");
-        assert!(!p.put(&key(99), hash(&key(99)), &[&vec![0u8; ring / 2]]), "too large");
+        assert!(!p.put(&key(39), hash_words(&key(39)), &[b"again"]), "a present key is not stored twice");
+        assert!(!p.put(&key(99), hash_words(&key(99)), &[&vec![0u8; ring / 2]]), "too large");
     }
 
     #[test]
     fn pages_are_admitted_on_their_second_miss() {
         let mut m = mem(64 * 1024);
         let v = View::of(bytes(&mut m));
-        let (a, b) = (hash(&key(1)), hash(&key(2)));
+        let (a, b) = (hash_words(&key(1)), hash_words(&key(2)));
         assert!(!v.second_miss(a));
         assert!(!v.second_miss(b));
         assert!(v.second_miss(a), "a missed before");

@@ -123,16 +123,20 @@ pub fn hamming(a: &[u8], b: &[u8]) -> u64 {
 /// length; 1 when they share no set bit (pgvector's answer for two empty
 /// sets too).
 pub fn jaccard(a: &[u8], b: &[u8]) -> f64 {
-    debug_assert_eq!(a.len(), b.len());
-    let (ab, aa, bb) = (table().jaccard)(a, b);
-    if ab == 0 {
-        1.0
-    } else {
-        1.0 - ab as f64 / (aa + bb - ab) as f64
+    match jaccard_counts(a, b) {
+        (0, _) => 1.0,
+        (common, union) => 1.0 - common as f64 / union as f64,
     }
 }
 
-/// Bytes that hold `bits` bits.
+/// Bits set in both and in either of two packed bit strings of one length
+/// (what [`jaccard`] divides).
+pub fn jaccard_counts(a: &[u8], b: &[u8]) -> (u64, u64) {
+    debug_assert_eq!(a.len(), b.len());
+    let (ab, aa, bb) = (table().jaccard)(a, b);
+    (ab, aa + bb - ab)
+}
+
 /// The bits of `bytes` (MSB first) as coordinates 0.0 and 1.0, `bits` of
 /// them: how `strata_hnsw` sees a `bit(n)` value, so that L1 distance is
 /// the Hamming distance and dot products count common bits, exactly (every
@@ -157,30 +161,7 @@ pub fn pack_nonzero(x: &[f32], out: &mut [u8]) {
     quantize_by(x, out, |v| v != 0.0)
 }
 
-/// Words of 64 bits that hold `bits` bits (see [`push_words`]).
-pub fn words_for(bits: usize) -> usize {
-    bits.div_ceil(64)
-}
-
-/// Appends the bytes of a bit string as little-endian 64-bit words, the
-/// last one padded with zero bytes: how an HNSW build holds a bit index's
-/// vectors (Hamming and Jaccard counts need no bit order, and a word holds
-/// 64 coordinates where floats hold one each).
-pub fn push_words(bytes: &[u8], out: &mut Vec<u64>) {
-    for chunk in bytes.chunks(8) {
-        let mut w = [0u8; 8];
-        w[..chunk.len()].copy_from_slice(chunk);
-        out.push(u64::from_le_bytes(w));
-    }
-}
-
-/// The first `nbytes` bytes of words made by [`push_words`].
-pub fn bytes_of_words(words: &[u64], nbytes: usize) -> Vec<u8> {
-    let mut out: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-    out.truncate(nbytes);
-    out
-}
-
+/// Bytes that hold `bits` bits.
 pub fn bytes_for(bits: usize) -> usize {
     bits.div_ceil(8)
 }
