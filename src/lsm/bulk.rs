@@ -9,17 +9,29 @@
 //! its load ends when its command does — before this transaction next
 //! reads or changes the table, or commits.
 //!
-//! Which loads: only into tables whose rows no one needs to reach by TID
-//! before the statement ends — no indexes (whose entries and unique checks
-//! name each row as it is inserted) and no triggers (which fetch rows by
-//! TID) — and only for batches large enough to be worth a run (COPY's full
-//! buffer, or any insert into storage no other session can see yet). Other
-//! writes go to L0 as before. The rows get their TIDs as they arrive and
-//! reach pages as each page fills; the load's runs are listed in the
-//! manifest when it finishes (`finish_bulk_insert`, or at the latest before
-//! the transaction commits). Until then no other session could see the rows
-//! anyway (their inserting transaction is running); statements of this one
-//! see them once the loading statement is over, as on heap.
+//! Which loads: batches large enough to be worth a run (COPY's full
+//! buffer, or any insert into storage no other session can see yet).
+//! The rows get their TIDs as they arrive and reach pages as each page
+//! fills; the load's runs are listed in the manifest when it finishes
+//! (`finish_bulk_insert`, or at the latest before the transaction commits).
+//! Until then no other session could see the rows anyway (their inserting
+//! transaction is running); statements of this one see them once the
+//! loading statement is over, as on heap.
+//!
+//! Tables whose rows are reached by TID while the statement runs — indexes
+//! (each batch's index entries are made right after it, and unique and
+//! exclusion checks, `ON CONFLICT` and btree's deletion passes of this and
+//! other sessions follow them) or triggers — take only COPY's batches
+//! ([`Reach::EachBatch`]): the chunk's run is *published* as the metapage's
+//! open run (format version 11), and at the end of every batch its rows are
+//! on data pages its fence index reaches (the last page ends there, as full
+//! as the batch makes it; packed in the backend). Lookups by TID find them
+//! there like rows of a listed run — a snapshot sees them by their xmin as
+//! always. A load that aborts or crashes leaves its open run; the next
+//! VACUUM frees its pages and removes its rows' index entries. Row-at-a-time
+//! inserts into such tables (INSERT ... SELECT) and tables with BRIN
+//! indexes (which read TID block ranges up to the file's size) go to L0.
+//! Other writes go to L0 as before.
 //!
 //! How, in chunks of reserved virtual blocks:
 //!
@@ -35,18 +47,21 @@
 //!    run and below L0, which is exactly where the chunk's runs go.
 //! 3. Rows are packed by a [`RunWriter`] into RUN_DATA pages (compressed
 //!    when that pays), one full-page GenericXLog record each, unreachable
-//!    until step 4.
-//! 4. One metapage record lists the chunk's runs. A chunk ends there when
-//!    its virtual blocks are used up or a run's fence index is full; chunks
-//!    grow (256 virtual blocks, doubling up to 65,536).
+//!    until step 4 — unless the chunk publishes its run: then its root is
+//!    written and a second metapage record names it as the open run, and
+//!    each batch ends with its leaves (and root) updated in place.
+//! 4. One metapage record lists the chunk's runs (and clears the open run).
+//!    A chunk ends there when its virtual blocks are used up or a run's
+//!    fence index is full (a published one: before the next batch could
+//!    overfill it); chunks grow (256 virtual blocks, doubling up to 65,536).
 //!
 //! Crash or abort before step 4 leaves reserved rowids that nothing uses and
-//! pages no manifest reaches (free, like an interrupted flush's); after it,
-//! runs whose rows carry an aborted xid, which compaction drops. Standbys
-//! replay the same records.
+//! pages no manifest reaches (free, like an interrupted flush's) — or an
+//! abandoned open run, which VACUUM clears; after it, runs whose rows carry
+//! an aborted xid, which compaction drops. Standbys replay the same records.
 
 use super::flush;
-use super::format::{Meta, MAX_RUNS, ROWS_PER_VBLOCK};
+use super::format::{Meta, OpenRun, MAX_RUNS, ROWS_PER_VBLOCK};
 use super::manifest;
 use super::policy;
 use super::run_writer::{self, Readers, RunWriter, SwitchLock};
@@ -89,9 +104,22 @@ thread_local! {
         const { std::cell::Cell::new((pg_sys::InvalidOid, 0, 0)) };
 }
 
+/// When a load's rows become reachable by TID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reach {
+    /// When the load ends (its runs are listed): nothing needs them before.
+    AtEnd,
+    /// As each batch ends: the table's indexes get entries for the batch's
+    /// rows, and unique checks and other sessions follow them by TID. The
+    /// chunk's run is published as the metapage's open run.
+    EachBatch,
+}
+
 /// The rowids and writer of the current chunk.
 struct Chunk {
     writer: RunWriter,
+    /// The run published in the metapage's open-run slot (`Reach::EachBatch`).
+    open_run: Option<u32>,
     next_rowid: u64,
     end_rowid: u64,
     /// Number of runs listed when the chunk started.
@@ -114,6 +142,7 @@ enum State {
 
 struct Load {
     relid: pg_sys::Oid,
+    reach: Reach,
     subxact: pg_sys::SubTransactionId,
     /// The command of an INSERT ... SELECT load (which ends with it).
     cid: Option<pg_sys::CommandId>,
@@ -124,13 +153,26 @@ thread_local! {
     static LOADS: RefCell<Vec<Load>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Whether a load into `rel` by `entry` with `n` rows may go to runs.
-fn eligible(rel: pg_sys::Relation, entry: Entry, n: usize) -> bool {
-    if !super::gucs::bulk_load() || rel::rows_named_by_tid(rel) {
-        return false;
+/// Whether a load into `rel` by `entry` with `n` rows may go to runs, and
+/// when its rows must be reachable by TID.
+fn eligible(rel: pg_sys::Relation, entry: Entry, n: usize) -> Option<Reach> {
+    if !super::gucs::bulk_load() {
+        return None;
     }
-    match entry {
-        Entry::Batch { bytes } => n >= MIN_BATCH_ROWS || bytes >= MIN_BATCH_BYTES,
+    let batch = |n: usize, bytes: usize| n >= MIN_BATCH_ROWS || bytes >= MIN_BATCH_BYTES;
+    if rel::rows_named_by_tid(rel) {
+        // only COPY's batches: a row at a time would publish a page per
+        // row; and not with BRIN, which reads TID block ranges up to the
+        // file's size (reserved virtual blocks would have to exist)
+        return match entry {
+            Entry::Batch { bytes } if batch(n, bytes) && !manifest::keeps_dense(rel) => {
+                Some(Reach::EachBatch)
+            }
+            _ => None,
+        };
+    }
+    let go = match entry {
+        Entry::Batch { bytes } => batch(n, bytes),
         Entry::BulkState => rel::storage_is_new(rel),
         Entry::Single { cid } => {
             // counted per command of this transaction (the count is reset
@@ -142,7 +184,8 @@ fn eligible(rel: pg_sys::Relation, entry: Entry, n: usize) -> bool {
             SINGLES.with(|s| s.set((relid, cid, rows)));
             rows > MIN_SINGLE_ROWS
         }
-    }
+    };
+    go.then_some(Reach::AtEnd)
 }
 
 /// Stores a prefix of `tuples` (prepared versions: xmin, cid, TOAST done)
@@ -164,9 +207,9 @@ pub fn take(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple], entry: Entry) -
         finish(rel);
     }
     if open.is_none() || ended {
-        if !eligible(rel, entry, tuples.len()) {
+        let Some(reach) = eligible(rel, entry, tuples.len()) else {
             return 0;
-        }
+        };
         xact::on_xact_end(at_xact_end);
         let state = if rel::try_lock(rel, pg_sys::ShareUpdateExclusiveLock) {
             State::Loading {
@@ -180,6 +223,7 @@ pub fn take(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple], entry: Entry) -
         LOADS.with(|l| {
             l.borrow_mut().push(Load {
                 relid,
+                reach,
                 subxact: xact::current_subxact(),
                 cid,
                 state,
@@ -192,12 +236,26 @@ pub fn take(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple], entry: Entry) -
             .iter_mut()
             .find(|load| load.relid == relid)
             .expect("load registered above");
-        add_rows(rel, &mut load.state, tuples)
+        let taken = add_rows(rel, load.reach, &mut load.state, tuples);
+        if let State::Loading { chunk: Some(c), .. } = &mut load.state {
+            if load.reach == Reach::EachBatch {
+                // every row of the batch on a page its open run reaches,
+                // before the caller inserts index entries for them
+                c.writer.set_rel(rel);
+                c.writer.sync();
+            }
+        }
+        taken
     })
 }
 
 /// Adds rows to the open chunk, starting and ending chunks as needed.
-fn add_rows(rel: pg_sys::Relation, state: &mut State, tuples: &[pg_sys::HeapTuple]) -> usize {
+fn add_rows(
+    rel: pg_sys::Relation,
+    reach: Reach,
+    state: &mut State,
+    tuples: &[pg_sys::HeapTuple],
+) -> usize {
     let mut taken = 0;
     while taken < tuples.len() {
         let State::Loading {
@@ -208,14 +266,17 @@ fn add_rows(rel: pg_sys::Relation, state: &mut State, tuples: &[pg_sys::HeapTupl
         else {
             return taken;
         };
-        let full = chunk
-            .as_ref()
-            .is_some_and(|c| c.next_rowid == c.end_rowid || c.writer.runs_closed() > 0);
+        let rest = tuples.len() - taken;
+        let full = chunk.as_ref().is_some_and(|c| {
+            c.next_rowid == c.end_rowid
+                || c.writer.runs_closed() > 0
+                || (c.open_run.is_some() && !c.writer.room_for(rest))
+        });
         if full {
             *stretch = Some(end_chunk(rel, chunk.take().expect("checked")));
         }
         if chunk.is_none() {
-            match start_chunk(rel, *next_vblocks, *stretch) {
+            match start_chunk(rel, reach, *next_vblocks, *stretch) {
                 Some(c) => {
                     *chunk = Some(c);
                     *next_vblocks = (*next_vblocks * 2).min(MAX_CHUNK_VBLOCKS);
@@ -254,9 +315,15 @@ fn add_rows(rel: pg_sys::Relation, state: &mut State, tuples: &[pg_sys::HeapTupl
 }
 
 /// Starts a chunk of `vblocks` virtual blocks after the load's chunks
-/// listed from run `stretch` on; None when L0 cannot be emptied first or
-/// the runs list has no room for the chunk's runs.
-fn start_chunk(rel: pg_sys::Relation, vblocks: u32, stretch: Option<usize>) -> Option<Chunk> {
+/// listed from run `stretch` on; None when L0 cannot be emptied first, the
+/// runs list has no room for the chunk's runs, or (publishing) the open-run
+/// slot still holds an abandoned load's run, which VACUUM clears.
+fn start_chunk(
+    rel: pg_sys::Relation,
+    reach: Reach,
+    vblocks: u32,
+    stretch: Option<usize>,
+) -> Option<Chunk> {
     manifest::ensure_metapage(rel);
     let mut stretch = stretch;
     if manifest::read(rel)?.l0_pages() > 0 {
@@ -275,6 +342,9 @@ fn start_chunk(rel: pg_sys::Relation, vblocks: u32, stretch: Option<usize>) -> O
         if m.l0_pages() > 0 || m.runs.len() + 2 > MAX_RUNS {
             return;
         }
+        if reach == Reach::EachBatch && m.open.is_some() {
+            return;
+        }
         m.header.next_vblock = end;
         m.header.l0_first_vblock = end;
         m.writing_from = m.header.next_run_id;
@@ -283,10 +353,28 @@ fn start_chunk(rel: pg_sys::Relation, vblocks: u32, stretch: Option<usize>) -> O
         reserved = Some((first as u64 * per, end as u64 * per));
     });
     let (next_rowid, end_rowid) = reserved?;
+    let mut writer = RunWriter::new(rel, &before, 1)
+        .alongside_dml()
+        .reserving(RUN_IDS);
+    let open_run = (reach == Reach::EachBatch).then(|| {
+        // its root first, then the slot that names it (the switch clears
+        // the writing mark: it is set again)
+        let run_id = before.header.next_run_id;
+        let root = writer.publishing();
+        run_writer::switch(rel, None, |m| {
+            m.writing_from = run_id;
+            m.open = Some(OpenRun {
+                run_id,
+                root,
+                first_rowid: next_rowid,
+                end_rowid,
+            });
+        });
+        run_id
+    });
     Some(Chunk {
-        writer: RunWriter::new(rel, &before, 1)
-            .alongside_dml()
-            .reserving(RUN_IDS),
+        writer,
+        open_run,
         next_rowid,
         end_rowid,
         runs_before: before.runs.len(),
@@ -322,6 +410,10 @@ fn end_chunk(rel: pg_sys::Relation, mut chunk: Chunk) -> usize {
         // SHARE UPDATE EXCLUSIVE is held: no flush or merge changed the runs
         assert_eq!(m.runs.len(), chunk.runs_before, "runs changed during a bulk load");
         m.runs.extend(written.runs);
+        // listed now: the open run's readers find it among the runs
+        if m.open.is_some_and(|o| Some(o.run_id) == chunk.open_run) {
+            m.open = None;
+        }
         assert!(m.runs.len() <= MAX_RUNS, "bulk load overflows the runs list");
         let stats = super::compact::run_stats(m, &Default::default(), &|_| false);
         let level = policy::ingest_level(&stats, from, &policy);
@@ -354,6 +446,21 @@ pub fn finish(rel: pg_sys::Relation) {
 pub fn finish_open(rel: pg_sys::Relation) {
     let relid = rel::oid(rel);
     if LOADS.with(|l| l.borrow().iter().any(|load| load.relid == relid)) {
+        finish(rel);
+    }
+}
+
+/// [`finish_open`] before a fetch by TID: a load whose rows are reachable
+/// by TID as each batch ends (its unique checks fetch by TID mid-load)
+/// stays open.
+pub fn finish_before_fetch(rel: pg_sys::Relation) {
+    let relid = rel::oid(rel);
+    let unreachable = LOADS.with(|l| {
+        l.borrow()
+            .iter()
+            .any(|load| load.relid == relid && load.reach == Reach::AtEnd)
+    });
+    if unreachable {
         finish(rel);
     }
 }

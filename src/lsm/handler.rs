@@ -143,7 +143,7 @@ unsafe extern "C-unwind" fn parallelscan_reinitialize(
 unsafe extern "C-unwind" fn index_fetch_begin(
     rel: pg_sys::Relation,
 ) -> *mut pg_sys::IndexFetchTableData {
-    super::bulk::finish_open(rel);
+    super::bulk::finish_before_fetch(rel);
     fetch::begin(rel) as *mut pg_sys::IndexFetchTableData
 }
 

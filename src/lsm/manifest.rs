@@ -93,7 +93,7 @@ pub fn in_use(meta: &Meta, block: pg_sys::BlockNumber, p: &[u8]) -> bool {
             tag.vblock >= meta.header.l0_first_vblock && tag.vblock < meta.header.next_vblock
         }
         Some(PageKind::RunData | PageKind::RunIndex | PageKind::RunPayload) => {
-            meta.has_run(tag.vblock) || meta.is_being_written(tag.vblock)
+            meta.has_run(tag.vblock) || meta.is_being_written(tag.vblock) || meta.is_open(tag.vblock)
         }
         Some(PageKind::L0Dir) => meta.lists_dir_page(block),
         Some(PageKind::Meta) => true,
@@ -411,6 +411,7 @@ pub fn locate(rel: pg_sys::Relation, tid: &pg_sys::ItemPointerData) -> Option<pg
     enum Where {
         L0 { dir: u32, entry: usize },
         Run { root: u32 },
+        Open(format::OpenRun),
         Nowhere,
     }
     let place = with_header(rel, |page, h| match h.dir_position(v) {
@@ -420,7 +421,10 @@ pub fn locate(rel: pg_sys::Relation, tid: &pg_sys::ItemPointerData) -> Option<pg
         },
         None => match format::run_holding(page, h, rowid) {
             Some(run) => Where::Run { root: run.root },
-            None => Where::Nowhere,
+            None => match format::open_run(page).filter(|o| o.holds(rowid)) {
+                Some(open) => Where::Open(open),
+                None => Where::Nowhere,
+            },
         },
     })?;
     match place {
@@ -437,8 +441,68 @@ pub fn locate(rel: pg_sys::Relation, tid: &pg_sys::ItemPointerData) -> Option<pg
             }
             read_page(rel, leaf, |p| page_image::fence_block_for(p, rowid))
         }
+        Where::Open(open) => locate_open(rel, &open, rowid),
         Where::Nowhere => None,
     }
+}
+
+/// Clears the open run a bulk load left when it aborted or crashed (the
+/// caller holds SHARE UPDATE EXCLUSIVE, which every load holds to its end:
+/// any open run is abandoned) and returns its rowid range, whose index
+/// entries the caller removes. Its pages become free: no run lists them,
+/// and none holds a rowid any other page will ever hold, so a reader that
+/// still follows the old slot into a reused page finds nothing there.
+pub fn take_abandoned_open_run(rel: pg_sys::Relation) -> Option<std::ops::Range<u64>> {
+    let open = read(rel)?.open?;
+    let is_index = |p: &[u8], flags: u32| {
+        page_image::tag_of(p).is_some_and(|t| {
+            t.kind == PageKind::RunIndex as u16 && t.vblock == open.run_id && t.flags == flags
+        })
+    };
+    let mut blocks = vec![open.root];
+    let leaves = read_page(rel, open.root, |p| {
+        if is_index(p, format::INDEX_ROOT) {
+            page_image::fences(p)
+        } else {
+            Vec::new()
+        }
+    });
+    for (_, leaf) in leaves {
+        blocks.push(leaf);
+        blocks.extend(read_page(rel, leaf, |p| {
+            if is_index(p, format::INDEX_LEAF) {
+                page_image::fences(p).into_iter().map(|(_, b)| b).collect()
+            } else {
+                Vec::new()
+            }
+        }));
+    }
+    super::run_writer::switch(rel, None, |m| {
+        if m.is_open(open.run_id) {
+            m.open = None;
+        }
+    });
+    record_free(rel, blocks);
+    Some(open.first_rowid..open.end_rowid)
+}
+
+/// The data page of the open run `open` (a bulk load's, see
+/// [`format::OpenRun`]) whose range holds `rowid`, read down its fence
+/// index as it is now (it grows while the load runs, so no copy keeps it).
+/// Pages that are no longer the run's (an abandoned run cleared by VACUUM
+/// and reused since) hold none of its rowids: None.
+pub fn locate_open(rel: pg_sys::Relation, open: &format::OpenRun, rowid: u64) -> Option<u32> {
+    let step = |block: u32, flags: u32| {
+        read_page(rel, block, |p| {
+            page_image::tag_of(p)
+                .filter(|t| {
+                    t.kind == PageKind::RunIndex as u16 && t.vblock == open.run_id && t.flags == flags
+                })
+                .and_then(|_| page_image::fence_block_for(p, rowid))
+        })
+    };
+    let leaf = step(open.root, format::INDEX_ROOT)?;
+    step(leaf, format::INDEX_LEAF)
 }
 
 /// Reads a run's root: the leaf whose range holds `rowid`, and where the

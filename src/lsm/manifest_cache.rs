@@ -83,6 +83,8 @@ struct Entry {
     token: Option<xact::SnapshotToken>,
     header: MetaHeader,
     runs: Vec<RunDesc>,
+    /// A bulk load's open run (see `format::OpenRun`), read live.
+    open: Option<format::OpenRun>,
     dir: Vec<u32>,
     scan_pages: u64,
     /// The lowest virtual block an insert may append to
@@ -207,6 +209,7 @@ fn decode(
         floor: header.l0_first_vblock.max(format::u32_at(bytes, format::META_SEAL_AT)),
         header,
         runs,
+        open: format::open_run(bytes),
         dir,
         l0: Vec::new(),
         run_index: Vec::new(),
@@ -264,7 +267,12 @@ fn lookup(r: pg_sys::Relation, e: &mut Entry, v: u32, rowid: u64) -> Result<Opti
         .find(|r| r.first_rowid <= rowid && rowid <= r.last_rowid)
         .copied()
     else {
-        return Ok(None);
+        // a bulk load's open run grows as it is read: not kept in the copy
+        return Ok(e
+            .open
+            .filter(|o| o.holds(rowid))
+            .and_then(|o| manifest::locate_open(r, &o, rowid))
+            .map(|b| (b, true)));
     };
     if e.leaves >= MAX_LEAVES {
         for ri in &mut e.run_index {

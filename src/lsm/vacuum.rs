@@ -42,21 +42,40 @@ fn try_lock(rel: pg_sys::Relation, mode: u32, tries: u32) -> bool {
     crate::pg::rel::try_lock_retrying(rel, mode, tries, LOCK_RETRY_SLEEP_US)
 }
 
+/// The rowids whose index entries VACUUM removes: those its flush and
+/// merges dropped (sorted), and the range of an abandoned bulk load's open
+/// run (see [`manifest::take_abandoned_open_run`]).
+struct Dropped {
+    rowids: Vec<u64>,
+    range: Option<std::ops::Range<u64>>,
+}
+
+impl Dropped {
+    fn is_empty(&self) -> bool {
+        self.rowids.is_empty() && self.range.is_none()
+    }
+
+    fn contains(&self, rowid: u64) -> bool {
+        self.range.as_ref().is_some_and(|r| r.contains(&rowid))
+            || self.rowids.binary_search(&rowid).is_ok()
+    }
+}
+
 /// IndexBulkDeleteCallback: is this TID one of the dropped rowids?
 #[pg_guard]
 unsafe extern "C-unwind" fn dropped_tid(
     tid: pg_sys::ItemPointer,
     state: *mut std::ffi::c_void,
 ) -> bool {
-    // SAFETY: `state` is the sorted rowid vector passed below; `tid` is valid.
-    let (dropped, tid) = unsafe { (&*(state as *const Vec<u64>), &*tid) };
-    dropped.binary_search(&storage::rowid_of(tid)).is_ok()
+    // SAFETY: `state` is the `Dropped` passed below; `tid` is valid.
+    let (dropped, tid) = unsafe { (&*(state as *const Dropped), &*tid) };
+    dropped.contains(storage::rowid_of(tid))
 }
 
 /// Bulk-deletes the dropped rowids from every index and runs index cleanup.
 fn vacuum_indexes(
     rel: pg_sys::Relation,
-    dropped: &Vec<u64>,
+    dropped: &Dropped,
     live_rows: f64,
     strategy: pg_sys::BufferAccessStrategy,
     elevel: i32,
@@ -87,7 +106,7 @@ fn vacuum_indexes(
                     &mut info,
                     stats,
                     Some(dropped_tid),
-                    dropped as *const Vec<u64> as *mut std::ffi::c_void,
+                    dropped as *const Dropped as *mut std::ffi::c_void,
                 );
             }
             let stats = pg_sys::index_vacuum_cleanup(&mut info, stats);
@@ -167,6 +186,18 @@ pub fn vacuum(
     } as i32;
     let name = crate::pg::rel::relname(rel);
     let cutoffs = pgvac::cutoffs(rel, params);
+    // a bulk load that aborted or crashed left its open run: its rows are
+    // dead, its pages free, its index entries go in the index pass below
+    let abandoned = manifest::take_abandoned_open_run(rel);
+    if let Some(r) = &abandoned {
+        report(
+            elevel,
+            format!(
+                "dropped the open run of an aborted bulk load of \"{name}\" (rowids {}..{})",
+                r.start, r.end
+            ),
+        );
+    }
     let sw = sweep::sweep(rel, &cutoffs);
     let dead_seen: u64 = sw.dead.values().map(|d| d.versions).sum();
     let bodies: u64 = sw.dead.values().map(|d| d.bodies).sum();
@@ -297,10 +328,14 @@ pub fn vacuum(
     if sw.frozen > 0 {
         run_writer::switch(rel, None, |m| m.stats.frozen_versions += sw.frozen);
     }
-    let mut dropped = fl.dropped;
-    dropped.extend(co.dropped);
-    dropped.sort_unstable();
-    dropped.dedup();
+    let mut rowids = fl.dropped;
+    rowids.extend(co.dropped);
+    rowids.sort_unstable();
+    rowids.dedup();
+    let dropped = Dropped {
+        rowids,
+        range: abandoned,
+    };
     vacuum_indexes(rel, &dropped, sw.live_rows as f64, strategy, elevel);
     let (xid, multi, dead_left) = new_frozen(rel, &cutoffs, &sw, flushed);
     pgvac::update_relstats(

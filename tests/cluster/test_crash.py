@@ -1,7 +1,8 @@
 """Crash test: `kill -9` the postmaster during concurrent COPY, UPDATE and DELETE
 load on an `lsm` table while L0 is repeatedly flushed into runs, and during
-COPY bulk loads straight into runs on a table without indexes, restart, and
-check that exactly the committed work survived.
+COPY bulk loads straight into runs (on a table without indexes, and on one
+with a primary key, whose loads publish their open run batch by batch),
+restart, and check that exactly the committed work survived.
 
 Each writer thread owns a disjoint id range, so writers never wait on each
 other, and keeps the client's view of its committed rows (id -> value, pad
@@ -128,14 +129,16 @@ class Uncommitted(threading.Thread):
 
 
 class BulkLoader(threading.Thread):
-    """COPYs batches of 3,000-30,000 rows into crash_b, which has no indexes,
-    so each COPY is a bulk load straight into runs, one transaction each;
-    records the committed batches (batch -> rows). The batch in flight at
-    the kill may or may not have committed, but only as a whole."""
+    """COPYs batches of 3,000-30,000 rows into `table` (crash_b, which has no
+    indexes, or crash_bi, which has a primary key), so each COPY is a bulk
+    load straight into runs, one transaction each; records the committed
+    batches (batch -> rows). The batch in flight at the kill may or may not
+    have committed, but only as a whole."""
 
-    def __init__(self, cluster, committed, seed):
+    def __init__(self, cluster, table, committed, seed):
         super().__init__(daemon=True)
-        self.cluster, self.committed, self.rng = cluster, committed, random.Random(seed)
+        self.cluster, self.table = cluster, table
+        self.committed, self.rng = committed, random.Random(seed)
         self.in_flight = None
 
     def run(self):
@@ -145,7 +148,7 @@ class BulkLoader(threading.Thread):
                     batch = max(self.committed, default=0) + 1
                     n = self.rng.randint(3_000, 30_000)
                     self.in_flight = (batch, n)
-                    with conn.cursor().copy("COPY crash_b (batch, i, pad) FROM STDIN") as cp:
+                    with conn.cursor().copy(f"COPY {self.table} (batch, i, pad) FROM STDIN") as cp:
                         for i in range(n):
                             cp.write_row((batch, i, f"bulk-{batch}-{i}"))
                     self.committed[batch] = n
@@ -155,17 +158,28 @@ class BulkLoader(threading.Thread):
 
 
 def verify_bulk(cluster, loader):
-    """crash_b holds exactly the committed batches, each whole."""
-    got = dict(cluster.sql("SELECT batch, count(*) FROM crash_b GROUP BY batch"))
+    """The loader's table holds exactly the committed batches, each whole
+    (a table with a primary key: also through it)."""
+    t = loader.table
+    got = dict(cluster.sql(f"SELECT batch, count(*) FROM {t} GROUP BY batch"))
     want = dict(loader.committed)
     if loader.in_flight and loader.in_flight[0] in got:
         want[loader.in_flight[0]] = loader.in_flight[1]
         loader.committed[loader.in_flight[0]] = loader.in_flight[1]
-    assert got == want, f"crash_b after restart: {sorted(got.items())[-5:]} != {sorted(want.items())[-5:]}"
-    distinct = cluster.sql("SELECT count(DISTINCT (batch, i)) FROM crash_b")[0][0]
-    assert distinct == sum(want.values()), "crash_b has duplicate rows"
-    problems = cluster.sql("SELECT * FROM strata.lsm_verify('crash_b')")
-    assert not problems, f"strata.lsm_verify(crash_b) found problems: {problems}"
+    assert got == want, f"{t} after restart: {sorted(got.items())[-5:]} != {sorted(want.items())[-5:]}"
+    distinct = cluster.sql(f"SELECT count(DISTINCT (batch, i)) FROM {t}")[0][0]
+    assert distinct == sum(want.values()), f"{t} has duplicate rows"
+    if cluster.sql(f"SELECT relhasindex FROM pg_class WHERE oid = '{t}'::regclass")[0][0]:
+        with cluster.connect() as conn:
+            conn.execute("SET enable_seqscan = off")
+            conn.execute("SET enable_bitmapscan = off")
+            plan = "\n".join(r[0] for r in conn.execute(
+                f"EXPLAIN SELECT batch, count(*) FROM {t} GROUP BY batch"))
+            assert "Index" in plan, plan
+            by_index = dict(conn.execute(f"SELECT batch, count(*) FROM {t} GROUP BY batch").fetchall())
+        assert by_index == want, f"{t} through its primary key: {sorted(by_index.items())[-5:]}"
+    problems = cluster.sql(f"SELECT * FROM strata.lsm_verify('{t}')")
+    assert not problems, f"strata.lsm_verify({t}) found problems: {problems}"
     return sum(want.values()), len(want)
 
 
@@ -195,7 +209,7 @@ class Flusher(threading.Thread):
                             conn.execute("SELECT strata.lsm_flush('crash_t')")
                             self.flushes += 1
                         elif r < 0.55:
-                            conn.execute("VACUUM crash_b")
+                            conn.execute("VACUUM crash_b, crash_bi")
                             self.vacuums += 1
                         else:
                             conn.execute("VACUUM crash_t")
@@ -339,18 +353,19 @@ def main():
     cluster.sql("CREATE INDEX crash_t_worker_val ON crash_t (worker, val)")
     cluster.sql("CREATE TABLE crash_u (LIKE crash_t) USING lsm")
     cluster.sql("CREATE TABLE crash_b (batch int, i int, pad text) USING lsm")
+    cluster.sql("CREATE TABLE crash_bi (batch int, i int, pad text, PRIMARY KEY (batch, i)) USING lsm")
     # An unlogged lsm table is emptied by crash recovery (its init fork is empty).
     cluster.sql("CREATE UNLOGGED TABLE crash_unlogged (id int PRIMARY KEY, v text) USING lsm")
 
     states = [dict() for _ in range(WORKERS)]
-    bulk_committed = {}
+    bulk_committed = {"crash_b": {}, "crash_bi": {}}
     writers = []
     with test_servers(cluster, name="crash test"):
         for cycle in range(1, args.cycles + 1):
             writers = [Writer(cluster, w, states[w], rng.random()) for w in range(WORKERS)]
             flusher = Flusher(cluster, rng.random())
-            loader = BulkLoader(cluster, bulk_committed, rng.random())
-            threads = writers + [Uncommitted(cluster), Checkpointer(cluster), flusher, loader]
+            loaders = [BulkLoader(cluster, t, bulk_committed[t], rng.random()) for t in bulk_committed]
+            threads = writers + [Uncommitted(cluster), Checkpointer(cluster), flusher] + loaders
             for t in threads:
                 t.start()
             cluster.sql("INSERT INTO crash_unlogged SELECT g, 'u' FROM generate_series(1, 1000) g")
@@ -367,7 +382,7 @@ def main():
                 t.join(timeout=30)
             cluster.start()
             count, checksum, resolved = verify(cluster, writers)
-            bulk_rows, batches = verify_bulk(cluster, loader)
+            bulk = [verify_bulk(cluster, loader) for loader in loaders]
             unlogged = cluster.sql("SELECT count(*) FROM crash_unlogged")[0][0]
             assert unlogged == 0, f"unlogged lsm table has {unlogged} rows after crash recovery"
             cluster.sql("SELECT strata.lsm_verify('crash_unlogged')")
@@ -380,7 +395,8 @@ def main():
                 f"{merges} merges so far; "
                 f"after restart {count} rows, checksum {checksum} match the client, "
                 f"lsm_verify finds nothing, the unlogged table is empty; "
-                f"{batches} bulk-loaded batches ({bulk_rows} rows) whole; "
+                f"bulk-loaded batches whole: {bulk[0][1]} ({bulk[0][0]} rows) into crash_b, "
+                f"{bulk[1][1]} ({bulk[1][0]} rows) into crash_bi; "
                 f"in-doubt transactions {resolved}")
 
 

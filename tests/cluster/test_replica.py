@@ -117,6 +117,10 @@ def main():
         loaded = standby.sql("SELECT sum(row_versions) FROM strata.lsm_levels('rep_bulk') WHERE level > 0")
         assert loaded[0][0] == 45000, f"standby sees {loaded[0][0]} rows of rep_bulk in runs, expected 45000"
         assert standby.sql("SELECT count(*) FROM strata.lsm_verify('rep_bulk')")[0][0] == 0
+        # rep_t has indexes: its COPY loaded into a run published batch by batch
+        in_runs = standby.sql("SELECT sum(row_versions) FROM strata.lsm_levels('rep_t') WHERE level > 0")
+        assert in_runs[0][0] >= 40000, f"standby sees {in_runs[0][0]} rows of rep_t in runs, expected the 40000 copied"
+        assert standby.sql("SELECT count(*) FROM strata.lsm_verify('rep_t')")[0][0] == 0
 
         # Flushes into runs replay on the standby too; then rows in runs change.
         p("SELECT strata.lsm_flush('rep_t')")
@@ -128,8 +132,10 @@ def main():
         p("UPDATE rep_t SET note = 'after second flush' WHERE id % 1000 = 3")
         compare(primary, standby, "after a second flush and changes to run rows")
         assert standby.sql("SELECT count(*) FROM strata.lsm_verify('rep_t')")[0][0] == 0
+        # the rows before the COPY (flushed when its load began), the load's
+        # run, and the two flushes
         runs = standby.sql("SELECT count(*) FROM strata.lsm_info('rep_t') WHERE component LIKE 'run%'")
-        assert runs[0][0] == 2, f"standby sees {runs[0][0]} runs, expected 2"
+        assert runs[0][0] == 4, f"standby sees {runs[0][0]} runs, expected 4"
 
         # A restart of the standby replays from its last restartpoint.
         standby.stop()

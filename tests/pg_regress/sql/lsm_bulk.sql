@@ -68,17 +68,72 @@ DELETE FROM bulk_mixed WHERE id % 1000 = 1;
 SELECT status, count(*) FROM bulk_mixed GROUP BY status ORDER BY status;
 SELECT count(*) AS problems FROM strata.lsm_verify('bulk_mixed');
 
--- a table with an index: rows go to L0 (each must be on a page for its
--- index entry), and every index is complete
+-- a table with indexes: each COPY batch's rows reach run pages, published
+-- as the load's open run, before their index entries exist; every index is
+-- complete, and unique checks find the load's own earlier rows
 CREATE TABLE bulk_indexed (id int PRIMARY KEY, grp int, v int, email text, ts timestamptz, status text) USING lsm;
 CREATE INDEX ON bulk_indexed (grp);
 COPY bulk_indexed FROM '/tmp/strata_lsm_bulk.csv' WITH (FORMAT csv);
 SELECT level, row_versions FROM strata.lsm_levels('bulk_indexed') ORDER BY level;
+SELECT count(*) AS problems FROM strata.lsm_verify('bulk_indexed');
+CREATE EXTENSION amcheck;
+CREATE EXTENSION pageinspect;
+SELECT bt_index_check('bulk_indexed_pkey', true), bt_index_check('bulk_indexed_grp_idx', true);
+-- index tuples on the leaf pages of a btree, live or killed (high keys not counted)
+CREATE FUNCTION leaf_entries(idx regclass) RETURNS bigint LANGUAGE sql AS $$
+  SELECT coalesce(sum(live_items + dead_items - CASE WHEN btpo_next <> 0 THEN 1 ELSE 0 END), 0)
+  FROM generate_series(1, (pg_relation_size(idx) / current_setting('block_size')::int)::int - 1) b,
+       bt_page_stats(idx::text, b) WHERE type = 'l' $$;
 SET enable_seqscan = off;
 SELECT count(*) FROM bulk_indexed WHERE grp = 7;
 SELECT count(*) FROM bulk_indexed WHERE id BETWEEN 100 AND 199;
+SELECT id, grp, email FROM bulk_indexed WHERE id = 12345;
 RESET enable_seqscan;
 SELECT count(*) FROM bulk_indexed WHERE grp = 7;
+-- a key repeated within one load (and its batch) is refused
+CREATE TABLE bulk_dup (id int PRIMARY KEY) USING lsm;
+COPY bulk_dup FROM PROGRAM 'seq 1 3000' WITH (FORMAT csv);
+COPY bulk_dup FROM PROGRAM 'seq 3001 6000; echo 4500' WITH (FORMAT csv);
+COPY bulk_dup FROM PROGRAM 'seq 6001 9000 | sed -n "1,2999p;2500p"' WITH (FORMAT csv);
+COPY bulk_dup FROM PROGRAM 'seq 9001 12000; echo 17' WITH (FORMAT csv);
+SELECT count(*), sum(id::bigint) FROM bulk_dup;
+VACUUM bulk_dup;
+SELECT count(*) AS problems FROM strata.lsm_verify('bulk_dup');
+SET enable_seqscan = off;
+SELECT count(*) FROM bulk_dup WHERE id > 3000;
+RESET enable_seqscan;
+-- a load rolled back after its index entries were made: invisible through
+-- every index; VACUUM drops its open run and its index entries
+BEGIN;
+COPY bulk_indexed FROM PROGRAM 'seq 100001 104000 | sed "s/.*/&,1,1,rolled back,2026-01-01,x/"' WITH (FORMAT csv);
+SELECT count(*) FROM bulk_indexed WHERE id > 100000;
+ROLLBACK;
+SET enable_seqscan = off;
+SELECT count(*) FROM bulk_indexed WHERE id > 100000;
+SELECT count(*) FROM bulk_indexed WHERE grp = 1;
+RESET enable_seqscan;
+SELECT count(*) AS problems FROM strata.lsm_verify('bulk_indexed');
+SELECT leaf_entries('bulk_indexed_pkey') AS pkey_entries;
+VACUUM bulk_indexed;
+SELECT leaf_entries('bulk_indexed_pkey') AS pkey_entries;
+SELECT count(*) AS problems FROM strata.lsm_verify('bulk_indexed');
+SELECT count(*) FROM bulk_indexed WHERE id > 100000;
+-- the next load into the table is published again, and found
+COPY bulk_indexed FROM PROGRAM 'seq 100001 103000 | sed "s/.*/&,1,1,reloaded,2026-01-01,x/"' WITH (FORMAT csv);
+SET enable_seqscan = off;
+SELECT count(*), min(id), max(id) FROM bulk_indexed WHERE id > 100000;
+RESET enable_seqscan;
+SELECT level, row_versions FROM strata.lsm_levels('bulk_indexed') ORDER BY level;
+SELECT bt_index_check('bulk_indexed_pkey', true), bt_index_check('bulk_indexed_grp_idx', true);
+DROP FUNCTION leaf_entries;
+DROP EXTENSION pageinspect;
+DROP EXTENSION amcheck;
+-- an exclusion constraint checks each row against the load's earlier ones
+CREATE TABLE bulk_excl (id int, r int4range, EXCLUDE USING gist (r WITH &&)) USING lsm;
+COPY bulk_excl FROM PROGRAM 'seq 1 3000 | sed "s/.*/&,\"[&0,&5)\"/"' WITH (FORMAT csv);
+COPY bulk_excl FROM PROGRAM 'seq 4001 7000 | sed "s/.*/&,\"[&0,&5)\"/"; echo "9,\"[40012,40013)\""' WITH (FORMAT csv);
+SELECT count(*) FROM bulk_excl;
+DROP TABLE bulk_dup, bulk_excl;
 
 -- COPY FREEZE into a table truncated in the same transaction
 BEGIN;

@@ -33,8 +33,21 @@
 //!  3704 pending[MAX_PENDING]: Pending { safe_fxid u64, kind u16, pad u16, lo u32, hi u32, pad u32 }
 //!  6776 l0_seal u32 (a flush copies the L0 pages below this virtual block;
 //!       inserts append only at or above it; 0 = no flush), pad u32
-//!  6784 = pd_lower
+//!  6784 open: OpenRun { run_id u32, root u32, first_rowid u64, end_rowid u64 }
+//!       (version 11; run_id 0 = none)
+//!  6808 = pd_lower
 //! ```
+//!
+//! **Open run** (version 11). A bulk load into a table whose rows must be
+//! reachable by TID before its statement ends (it has indexes or triggers)
+//! publishes the run it is writing: its id, the block of its root and the
+//! rowids reserved for it. The root and leaves are the run's own fence
+//! index, kept current as each batch of rows reaches its pages (readers
+//! find the batch's rows before its index entries exist); when the load
+//! ends, one switch lists the run and clears the slot. A slot left by a
+//! load that aborted or crashed is listed as a run (of dead rows, which
+//! compaction drops) by the next switch of another backend. Metapages
+//! written before version 11 have zeros there (page hole): no open run.
 //!
 //! **Pending pages.** A flush or merge frees pages that scans which started
 //! before it may still read (they hold the old manifest). Each switch records
@@ -115,7 +128,10 @@ pub const MAGIC: u32 = 0x4C53_4D31;
 /// Version 10 stores a section of an lz4 page with zstd where that makes it
 /// at least a quarter smaller (blob layout 4, a flag bit per section);
 /// layout 3 blobs are read as they are.
-pub const FORMAT_VERSION: u16 = 10;
+/// Version 11 adds the metapage's open run (a bulk load into a table with
+/// indexes publishes the run it writes, see "Open run" above); earlier
+/// metapages have none.
+pub const FORMAT_VERSION: u16 = 11;
 /// Oldest version this build reads.
 pub const OLDEST_READABLE_VERSION: u16 = 2;
 
@@ -348,6 +364,17 @@ pub fn run_holding(page: &[u8], header: &MetaHeader, rowid: u64) -> Option<RunDe
         .find(|r| r.first_rowid <= rowid && rowid <= r.last_rowid)
 }
 
+/// The open run of a metapage image, without decoding the rest.
+pub fn open_run(page: &[u8]) -> Option<OpenRun> {
+    let run_id = u32_at(page, META_OPEN_AT);
+    (run_id != 0).then(|| OpenRun {
+        run_id,
+        root: u32_at(page, META_OPEN_AT + 4),
+        first_rowid: u64_at(page, META_OPEN_AT + 8),
+        end_rowid: u64_at(page, META_OPEN_AT + 16),
+    })
+}
+
 /// One run, as listed in the metapage.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -375,7 +402,28 @@ pub const MAX_PENDING: usize = 128;
 pub const PENDING_SIZE: usize = 24;
 /// `l0_seal` (see [`Meta::l0_seal`]).
 pub const META_SEAL_AT: usize = META_PENDING_AT + 8 + MAX_PENDING * PENDING_SIZE;
-pub const META_END: usize = META_SEAL_AT + 8;
+/// The open run of a bulk load (see [`OpenRun`]).
+pub const META_OPEN_AT: usize = META_SEAL_AT + 8;
+pub const META_END: usize = META_OPEN_AT + 24;
+
+/// The run a bulk load is writing, published so that its rows are found by
+/// TID while it writes (version 11; see the module comment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenRun {
+    pub run_id: u32,
+    /// Block of its root RUN_INDEX page (its leaves hold the data pages
+    /// written so far).
+    pub root: u32,
+    /// Rowids reserved for it: `first_rowid .. end_rowid`.
+    pub first_rowid: u64,
+    pub end_rowid: u64,
+}
+
+impl OpenRun {
+    pub fn holds(&self, rowid: u64) -> bool {
+        (self.first_rowid..self.end_rowid).contains(&rowid)
+    }
+}
 
 /// Pages freed by a switch that older scans may still read: kind L0 (virtual
 /// blocks `lo..hi`), RunData (every page of run `lo`), L0Dir (block `lo`).
@@ -473,6 +521,8 @@ pub struct Meta {
     /// A flush in progress copies the L0 pages below this virtual block (0:
     /// none): inserts append only to L0 pages at or above it.
     pub l0_seal: u32,
+    /// The run a bulk load is writing and publishing (version 11).
+    pub open: Option<OpenRun>,
 }
 
 impl Meta {
@@ -495,6 +545,7 @@ impl Meta {
             pending: Vec::new(),
             writing_from: 0,
             l0_seal: 0,
+            open: None,
         }
     }
 
@@ -519,6 +570,7 @@ impl Meta {
             .collect();
         let writing_from = u32_at(page, META_PENDING_AT + 4);
         let l0_seal = u32_at(page, META_SEAL_AT);
+        let open = open_run(page);
         Ok(Meta {
             header: h,
             runs,
@@ -527,6 +579,7 @@ impl Meta {
             pending,
             writing_from,
             l0_seal,
+            open,
         })
     }
 
@@ -562,6 +615,12 @@ impl Meta {
         self.stats.encode(page);
         page[META_PENDING_AT..META_END].fill(0);
         put_u32(page, META_SEAL_AT, self.l0_seal);
+        if let Some(o) = self.open {
+            put_u32(page, META_OPEN_AT, o.run_id);
+            put_u32(page, META_OPEN_AT + 4, o.root);
+            put_u64(page, META_OPEN_AT + 8, o.first_rowid);
+            put_u64(page, META_OPEN_AT + 16, o.end_rowid);
+        }
         put_u32(
             page,
             META_PENDING_AT,
@@ -608,6 +667,12 @@ impl Meta {
         self.runs
             .iter()
             .find(|r| r.first_rowid <= rowid && rowid <= r.last_rowid)
+    }
+
+    /// Whether run `run_id` is the open run of a bulk load (published, not
+    /// yet listed; or abandoned, until VACUUM clears it).
+    pub fn is_open(&self, run_id: u32) -> bool {
+        self.open.is_some_and(|o| o.run_id == run_id)
     }
 
     pub fn has_run(&self, run_id: u32) -> bool {
@@ -728,6 +793,19 @@ mod tests {
         let mut page = vec![0u8; BLOCK_SIZE];
         m.encode(&mut page);
         assert_eq!(Meta::decode(&page).unwrap(), m);
+        assert_eq!(open_run(&page), None);
+        m.open = Some(OpenRun {
+            run_id: 9,
+            root: 31,
+            first_rowid: 180_000,
+            end_rowid: 180_000 + 65_536,
+        });
+        m.encode(&mut page);
+        assert_eq!(Meta::decode(&page).unwrap(), m);
+        assert!(open_run(&page).is_some_and(|o| o.holds(180_000) && !o.holds(180_000 + 65_536)));
+        m.open = None;
+        m.encode(&mut page);
+        assert_eq!(Meta::decode(&page).unwrap(), m);
         assert_eq!(m.l0_pages(), 4300);
         assert_eq!(m.dir_position(700), Some((0, 0)));
         assert_eq!(m.dir_position(700 + DIR_ENTRIES as u32 + 3), Some((1, 3)));
@@ -756,7 +834,8 @@ mod tests {
         assert_eq!(META_STATS_AT, 3648);
         assert_eq!(META_PENDING_AT, 3696);
         assert_eq!(META_SEAL_AT, 6776);
-        assert_eq!(META_END, 6784);
+        assert_eq!(META_OPEN_AT, 6784);
+        assert_eq!(META_END, 6808);
     }
 
     #[test]

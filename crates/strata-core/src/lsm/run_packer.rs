@@ -321,6 +321,13 @@ impl RunPacker {
 
     /// Emits everything pending (the last pages).
     pub fn finish(mut self) -> Vec<PackedPage> {
+        self.flush()
+    }
+
+    /// Emits everything pending now, the last page as full as the pending
+    /// versions make it, and goes on packing after it (a bulk load whose
+    /// rows must be on pages at the end of each batch).
+    pub fn flush(&mut self) -> Vec<PackedPage> {
         let mut out = Vec::new();
         while !self.pending.is_empty() {
             out.push(self.emit_page());
@@ -334,6 +341,34 @@ mod tests {
     use super::*;
     use crate::lsm::page_image::{fence_for, item_count, item_extent, tag_of};
     use crate::lsm::run_page::{find_run_item, run_item_rowid};
+
+    #[test]
+    fn a_flush_ends_the_page_and_packing_goes_on() {
+        let row = |i: u64| {
+            let mut t = vec![0u8; 24];
+            t[22] = 24;
+            t.extend_from_slice(format!("row {i} flushed at batch ends").as_bytes());
+            t
+        };
+        let mut p = RunPacker::new(5, Some(Codec::Lz4));
+        let mut pages = Vec::new();
+        for i in 0..700u64 {
+            pages.extend(p.add(i, &row(i)));
+            if i % 300 == 299 {
+                let flushed = p.flush();
+                assert!(!flushed.is_empty());
+                assert_eq!(flushed.last().unwrap().last_rowid, i, "every added row is on a page");
+                pages.extend(flushed);
+            }
+        }
+        pages.extend(p.finish());
+        let rowids: Vec<u64> = pages
+            .iter()
+            .flat_map(|pg| pg.first_rowid..=pg.last_rowid)
+            .collect();
+        assert_eq!(rowids, (0..700).collect::<Vec<_>>());
+        assert_eq!(pages.iter().map(|pg| pg.versions).sum::<u64>(), 700);
+    }
 
     #[test]
     fn packed_versions_are_found_by_rowid() {

@@ -123,7 +123,7 @@ pub fn check_manifest(
                 format!("run {} overlaps the run before it", run.run_id),
             );
         }
-        check_run(
+        let (data_pages, versions) = check_run(
             run,
             pages,
             &mut claim,
@@ -131,6 +131,32 @@ pub fn check_manifest(
             &mut live_rowids,
             &mut links,
         );
+        if data_pages != run.data_pages || versions != run.versions {
+            report(run.root, 0, format!(
+                "run {} lists {} data pages and {} versions; its index reaches {data_pages} and {versions}",
+                run.run_id, run.data_pages, run.versions
+            ));
+        }
+    }
+    // A bulk load's open run (version 11): reserved rowids above the runs
+    // and below L0; its index as far as it is published.
+    if let Some(open) = meta.open {
+        let last_listed = meta.runs.last().map(|r| r.last_rowid);
+        if open.first_rowid >= open.end_rowid
+            || open.end_rowid > l0_low
+            || last_listed.is_some_and(|l| l >= open.first_rowid)
+            || meta.has_run(open.run_id)
+        {
+            report(0, 0, format!("open run {} has a bad rowid range", open.run_id));
+        }
+        let as_run = RunDesc {
+            run_id: open.run_id,
+            root: open.root,
+            first_rowid: open.first_rowid,
+            last_rowid: open.end_rowid.saturating_sub(1),
+            ..Default::default()
+        };
+        check_run(&as_run, pages, &mut claim, &mut report, &mut live_rowids, &mut links);
     }
     // A page that claims to belong to the manifest but is not reached from it
     // would be read by scans (they go by page tags) yet never by lookups.
@@ -148,7 +174,7 @@ pub fn check_manifest(
         let claims = match s.kind {
             Some(PageKind::L0) => s.owner >= h.l0_first_vblock && s.owner < h.next_vblock,
             Some(PageKind::RunData | PageKind::RunIndex | PageKind::RunPayload) => {
-                meta.has_run(s.owner)
+                meta.has_run(s.owner) || meta.is_open(s.owner)
             }
             _ => false,
         };
@@ -212,7 +238,7 @@ pub(super) fn check_run(
     report: &mut dyn FnMut(u32, u16, String),
     live_rowids: &mut HashSet<u64>,
     links: &mut Vec<(u32, Link)>,
-) {
+) -> (u32, u64) {
     let id = run.run_id;
     let index_page = |b: u32, flags: u32| {
         pages
@@ -220,7 +246,7 @@ pub(super) fn check_run(
             .filter(|s| s.kind == Some(PageKind::RunIndex) && s.owner == id && s.flags == flags)
     };
     if !claim(run.root, "run root", report) {
-        return;
+        return (0, 0);
     }
     let Some(root) = index_page(run.root, format::INDEX_ROOT) else {
         report(
@@ -228,7 +254,7 @@ pub(super) fn check_run(
             0,
             format!("run {id}'s root is not its root index page"),
         );
-        return;
+        return (0, 0);
     };
     let mut data_pages = 0u32;
     let mut versions = 0u64;
@@ -301,12 +327,7 @@ pub(super) fn check_run(
     if let Some((k, blocks)) = &root.filter {
         check_filter(run, *k, blocks, pages, claim, report, links);
     }
-    if data_pages != run.data_pages || versions != run.versions {
-        report(run.root, 0, format!(
-            "run {id} lists {} data pages and {} versions; its index reaches {data_pages} and {versions}",
-            run.data_pages, run.versions
-        ));
-    }
+    (data_pages, versions)
 }
 
 /// A run's bloom filter pages are its own, and no rowid the run holds
