@@ -14,7 +14,7 @@
 use super::format::{self, ElemId, Element, IdMap};
 use super::graph::guided::GuidedSearch;
 use super::graph::{self, Graph, Scored};
-use super::pages::{self, DiskGraph, Params};
+use super::pages::{self, DiskGraph, Kept, Params};
 use super::wal::IndexWrite;
 use crate::pg::buffer;
 use pgrx::pg_sys;
@@ -239,27 +239,29 @@ pub(super) fn link_back(g: &mut DiskGraph, n: ElemId, new: ElemId, level: usize,
         let next: Vec<ElemId> = if current.len() < cap {
             current.iter().copied().chain([new]).collect()
         } else {
-            let Some(mut base) = g.vector(n) else { return };
-            owner_vector = Some(base.clone());
+            let Some(raw) = g.kept(n) else { return };
+            if let Kept::Floats(v) = &raw {
+                owner_vector = Some(v.clone());
+            }
+            let base = g.ready(raw);
             let metric = g.params.metric;
-            let dist = metric.comparable();
-            metric.prepare(&mut base);
             let mut cands = Vec::with_capacity(cap + 1);
-            // each candidate's vector read once (the heuristic compares pairs)
-            let mut vectors: IdMap<Vec<f32>> = IdMap::default();
+            // each candidate's vector read once (the heuristic compares
+            // pairs; a bit index's strings stay packed)
+            let mut vectors: IdMap<Kept> = IdMap::default();
             vectors.reserve(cap + 1);
             for &c in current.iter().chain([&new]) {
-                if let Some(mut v) = g.vector(c) {
-                    metric.prepare(&mut v);
+                if let Some(v) = g.kept(c) {
+                    let v = g.ready(v);
                     cands.push(Scored {
-                        distance: dist(&base, &v) as f64,
+                        distance: base.compare(&v, metric),
                         id: c,
                     });
                     vectors.insert(c, v);
                 }
             }
             let between = |a: ElemId, b: ElemId| match (vectors.get(&a), vectors.get(&b)) {
-                (Some(x), Some(y)) => dist(x, y) as f64,
+                (Some(x), Some(y)) => x.compare(y, metric),
                 _ => f64::INFINITY,
             };
             // each witness's list read once

@@ -493,7 +493,7 @@ pub struct DiskGraph {
     pub params: Params,
     headers: IdMap<Element>,
     /// Vectors read by this operation (None: not kept).
-    vectors: Option<IdMap<Vec<f32>>>,
+    vectors: Option<IdMap<Kept>>,
     /// The same vectors rotated for their codes, as they were needed (kept
     /// with `vectors`: an insert encodes each new neighbor's code twice —
     /// in the new list, and as the owner of a back link — and the new
@@ -510,6 +510,30 @@ pub struct DiskGraph {
     query_bits: Option<QueryBits>,
     /// Where a scan widens binary16 elements (no allocation per distance).
     scratch: Vec<f32>,
+}
+
+/// An element's vector as an insert keeps and compares it: coordinates,
+/// or a bit index's string packed as the element stores it (distances by
+/// popcounts, never widened to a float per bit).
+#[derive(Clone)]
+pub enum Kept {
+    Floats(Vec<f32>),
+    Bits(Vec<u8>),
+}
+
+impl Kept {
+    /// `metric`'s comparable distance to `other`, both made ready by
+    /// [`DiskGraph::ready`] (an order, not the operator's value; bit
+    /// strings by popcounts).
+    pub fn compare(&self, other: &Kept, metric: Metric) -> f64 {
+        match (self, other) {
+            (Kept::Floats(x), Kept::Floats(y)) => (metric.comparable())(x, y) as f64,
+            (Kept::Bits(x), Kept::Bits(y)) => metric
+                .bits_comparable()
+                .map_or(f64::INFINITY, |f| f(x, y) as f64),
+            _ => f64::INFINITY,
+        }
+    }
 }
 
 /// The packed bits of the query [`DiskGraph::prepare`] was given, and which
@@ -642,6 +666,23 @@ impl DiskGraph {
             .map(|q| &q.bits[..])
     }
 
+    /// [`Self::bits_of`], packing `query` first when it is not the
+    /// prepared one (an insert's vector, once).
+    fn bits_for(&mut self, query: &[f32]) -> Option<&[u8]> {
+        if self.params.layout.scalar != Scalar::Bit {
+            return None;
+        }
+        if self.bits_of(query).is_none() {
+            let mut bits = vec![0u8; Scalar::Bit.bytes_for(query.len())];
+            crate::vector::bits::pack_nonzero(query, &mut bits);
+            self.query_bits = Some(QueryBits {
+                of: (query.as_ptr(), query.len()),
+                bits,
+            });
+        }
+        self.bits_of(query)
+    }
+
     /// The codes, relative to an owner with vector `owner`, of the elements
     /// `ids` (in order; None for one whose vector cannot be read; `known`
     /// vectors are not read again). Empty when the index has no codes.
@@ -679,18 +720,46 @@ impl DiskGraph {
         self.headers.remove(&id);
     }
 
+    /// Element `id`'s coordinates (a bit index's string widened).
     pub fn vector(&mut self, id: ElemId) -> Option<Vec<f32>> {
+        let kept = self.kept(id)?;
+        Some(match kept {
+            Kept::Floats(v) => v,
+            Kept::Bits(b) => crate::vector::bits::widen(&b, self.params.dims),
+        })
+    }
+
+    /// Element `id`'s vector as kept (read, and kept when this graph keeps
+    /// vectors).
+    pub fn kept(&mut self, id: ElemId) -> Option<Kept> {
         if self.vectors.is_none() {
-            return self.read_vector(id);
+            return self.read_kept(id);
         }
         self.keep_vector(id).then(|| self.vectors.as_ref().expect("kept")[&id].clone())
     }
 
-    fn read_vector(&self, id: ElemId) -> Option<Vec<f32>> {
+    /// `v` made ready for [`Kept::compare`] (cosine: normalized).
+    pub fn ready(&self, mut v: Kept) -> Kept {
+        if let Kept::Floats(f) = &mut v {
+            self.params.metric.prepare(f);
+        }
+        v
+    }
+
+    /// The operator's distance between two kept vectors.
+    fn measure(&self, a: &Kept, b: &Kept) -> f64 {
+        let metric = self.params.metric;
+        match (a, b) {
+            (Kept::Floats(x), Kept::Floats(y)) => metric.distance(x, y),
+            (Kept::Bits(x), Kept::Bits(y)) => metric.bits_distance(x, y).unwrap_or(f64::INFINITY),
+            _ => f64::INFINITY,
+        }
+    }
+
+    fn read_kept(&self, id: ElemId) -> Option<Kept> {
         let (dims, layout) = (self.params.dims, self.params.layout);
         with_item(self.index, id, |item| {
-            (item.len() >= layout.element_size(dims))
-                .then(|| format::element_vector(item, layout, dims))
+            (item.len() >= layout.element_size(dims)).then(|| kept_of(item, layout, dims))
         })?
     }
 
@@ -701,7 +770,7 @@ impl DiskGraph {
         match self.vectors.as_ref().map(|k| k.contains_key(&id)) {
             None => false,
             Some(true) => true,
-            Some(false) => match self.read_vector(id) {
+            Some(false) => match self.read_kept(id) {
                 Some(v) => {
                     self.vectors.as_mut().expect("kept").insert(id, v);
                     true
@@ -718,26 +787,56 @@ impl DiskGraph {
                 return f64::INFINITY;
             }
             let k = self.vectors.as_ref().expect("kept");
-            return self.params.metric.distance(&k[&a], &k[&b]);
+            return self.measure(&k[&a], &k[&b]);
         }
-        match (self.read_vector(a), self.read_vector(b)) {
-            (Some(x), Some(y)) => self.params.metric.distance(&x, &y),
+        match (self.read_kept(a), self.read_kept(b)) {
+            (Some(x), Some(y)) => self.measure(&x, &y),
             _ => f64::INFINITY,
         }
+    }
+}
+
+/// The distance from a kept vector to `query` (`bits`: the query packed,
+/// for a bit string).
+fn to_query(metric: Metric, dims: usize, v: &Kept, bits: Option<&[u8]>, query: &[f32]) -> f64 {
+    match (v, bits) {
+        (Kept::Floats(f), _) => metric.distance(f, query),
+        (Kept::Bits(b), Some(q)) => metric.bits_distance(b, q).unwrap_or(f64::INFINITY),
+        (Kept::Bits(b), None) => metric.distance(&crate::vector::bits::widen(b, dims), query),
+    }
+}
+
+/// An element item's vector as [`Kept`]: a bit index's packed string as
+/// stored, else the coordinates (binary16 widened).
+fn kept_of(item: &[u8], layout: Layout, dims: usize) -> Kept {
+    match layout.scalar {
+        Scalar::Bit => Kept::Bits(format::element_bytes(item, layout, dims).to_vec()),
+        _ => Kept::Floats(format::element_vector(item, layout, dims)),
     }
 }
 
 impl Graph for DiskGraph {
     fn distance(&mut self, id: ElemId, query: &[f32]) -> Option<(f64, bool)> {
         let (dims, metric, layout) = (self.params.dims, self.params.metric, self.params.layout);
-        if let Some(v) = self.vectors.as_ref().and_then(|k| k.get(&id)) {
-            if let Some(e) = self.headers.get(&id).filter(|e| !e.is_free()) {
-                return Some((metric.distance(v, query), e.deleted()));
-            }
-        }
         let keep = self.vectors.is_some();
+        if keep {
+            self.bits_for(query); // an insert's query, packed once
+        }
+        // a bit index measures its packed strings against the packed query
+        let packed = self.query_bits.take();
+        let q = packed
+            .as_ref()
+            .filter(|q| q.of == (query.as_ptr(), query.len()))
+            .map(|q| &q.bits[..]);
+        let kept_d = self.vectors.as_ref().and_then(|k| k.get(&id)).and_then(|v| {
+            let e = self.headers.get(&id).filter(|e| !e.is_free())?;
+            Some((to_query(metric, dims, v, q, query), e.deleted()))
+        });
+        if kept_d.is_some() {
+            self.query_bits = packed;
+            return kept_d;
+        }
         let mut scratch = std::mem::take(&mut self.scratch);
-        let query_bits = self.bits_of(query);
         let r = with_item(self.index, id, |item| {
             if item.len() < layout.element_size(dims) {
                 return None;
@@ -746,22 +845,20 @@ impl Graph for DiskGraph {
             if e.is_free() {
                 return None;
             }
-            // a scan of a bit index: popcounts on the stored bits
-            let by_bits = query_bits.filter(|_| !keep).and_then(|q| {
-                metric.bits_distance(format::element_bytes(item, layout, dims), q)
+            if keep {
+                let kept = kept_of(item, layout, dims);
+                return Some((to_query(metric, dims, &kept, q, query), e, Some(kept)));
+            }
+            // a scan: popcounts on the stored bits, or coordinates widened
+            // into the scratch buffer
+            let by_bits = q.and_then(|q| metric.bits_distance(format::element_bytes(item, layout, dims), q));
+            let d = by_bits.unwrap_or_else(|| {
+                metric.distance(format::element_floats_in(item, layout, dims, &mut scratch), query)
             });
-            if let Some(d) = by_bits {
-                return Some((d, e, None));
-            }
-            if !keep {
-                let v = format::element_floats_in(item, layout, dims, &mut scratch);
-                return Some((metric.distance(v, query), e, None));
-            }
-            let v = format::element_floats(item, layout, dims);
-            let d = metric.distance(&v, query);
-            Some((d, e, Some(v.into_owned())))
+            Some((d, e, None))
         });
         self.scratch = scratch;
+        self.query_bits = packed;
         let r = r??;
         let deleted = r.1.deleted();
         self.headers.insert(id, r.1);
@@ -822,7 +919,7 @@ impl CodedGraph for DiskGraph {
                 Some(k) => {
                     let v = format::element_floats(item, layout, dims);
                     let d = metric.distance(&v, query);
-                    k.insert(id, v.into_owned());
+                    k.insert(id, Kept::Floats(v.into_owned()));
                     d
                 }
                 None => metric.distance(format::element_floats_in(item, layout, dims, scratch), query),
