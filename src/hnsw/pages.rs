@@ -747,7 +747,7 @@ impl DiskGraph {
     }
 
     /// The operator's distance between two kept vectors.
-    fn measure(&self, a: &Kept, b: &Kept) -> f64 {
+    pub fn measure(&self, a: &Kept, b: &Kept) -> f64 {
         let metric = self.params.metric;
         match (a, b) {
             (Kept::Floats(x), Kept::Floats(y)) => metric.distance(x, y),

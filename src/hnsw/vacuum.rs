@@ -23,7 +23,7 @@
 use super::format::{self, ElemId};
 use super::graph::{self, Graph, Scored};
 use super::insert;
-use super::pages::{self, DiskGraph, Params};
+use super::pages::{self, DiskGraph, Kept, Params};
 use super::rows;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -189,6 +189,8 @@ fn repair(
         return;
     }
     let Some(base) = g.vector(id) else { return };
+    // pairs are measured on the vectors as kept (a bit index's strings packed)
+    let Some(base_kept) = g.kept(id) else { return };
     let params = g.params;
     let found = insert::search_candidates(g, meta, &base, level, params.ef_construction.max(REPAIR_EF));
     for (l, current) in lists.into_iter().enumerate() {
@@ -209,8 +211,8 @@ fn repair(
             .into_iter()
             .filter(|c| *c != id && !deleted.contains(c))
             .filter_map(|c| {
-                g.vector(c).map(|v| Scored {
-                    distance: params.metric.distance(&base, &v),
+                g.kept(c).map(|v| Scored {
+                    distance: g.measure(&base_kept, &v),
                     id: c,
                 })
             })
@@ -264,7 +266,7 @@ fn link_orphans(g: &mut DiskGraph, live: &[(ElemId, u8)], entry: ElemId) -> usiz
         }
         lists.insert(id, list);
     }
-    let (m, metric, layout) = (g.params.m, g.params.metric, g.params.layout);
+    let (m, layout) = (g.params.m, g.params.layout);
     let cap = format::capacity(m, 0);
     // what a level-0 walk from `entry` reaches over the live lists
     let mut reached: HashSet<ElemId> = HashSet::with_capacity(live.len());
@@ -286,7 +288,7 @@ fn link_orphans(g: &mut DiskGraph, live: &[(ElemId, u8)], entry: ElemId) -> usiz
     loop {
         let before = linked;
         for &(o, _) in live {
-            if reached.contains(&o) || !link_one(g, o, &mut lists, &mut indeg, &reached, (m, metric, layout, cap)) {
+            if reached.contains(&o) || !link_one(g, o, &mut lists, &mut indeg, &reached, (m, layout, cap)) {
                 continue;
             }
             linked += 1;
@@ -306,26 +308,25 @@ fn link_one(
     lists: &mut HashMap<ElemId, Vec<ElemId>>,
     indeg: &mut HashMap<ElemId, u32>,
     reached: &HashSet<ElemId>,
-    (m, metric, layout, cap): (usize, super::metric::Metric, format::Layout, usize),
+    (m, layout, cap): (usize, format::Layout, usize),
 ) -> bool {
-    let Some(base) = g.vector(o) else { return false };
+    // pairs are measured on the vectors as kept (a bit index's strings
+    // packed); coordinates only where neighbor codes need them
+    let Some(base) = g.kept(o) else { return false };
     let mut cands: Vec<(f64, ElemId)> = lists[&o]
         .iter()
         .filter(|c| reached.contains(c))
-        .filter_map(|&c| g.vector(c).map(|v| (metric.distance(&base, &v), c)))
+        .filter_map(|&c| g.kept(c).map(|v| (g.measure(&base, &v), c)))
         .collect();
     cands.sort_by(|a, b| a.0.total_cmp(&b.0));
     for (_, c) in cands {
         let list = lists[&c].clone();
-        let Some(cv) = g.vector(c) else { continue };
+        let Some(cv) = g.kept(c) else { continue };
         let slot = graph::orphan_slot(
             &list,
             cap,
             |f| indeg.get(f).map(|d| *d > 1),
-            |f| {
-                g.vector(*f)
-                    .map_or(f64::INFINITY, |v| metric.distance(&cv, &v))
-            },
+            |f| g.kept(*f).map_or(f64::INFINITY, |v| g.measure(&cv, &v)),
         );
         let mut next = list.clone();
         let dropped = match slot {
@@ -337,7 +338,12 @@ fn link_one(
             Some(Some(k)) => Some(std::mem::replace(&mut next[k], o)),
         };
         let Some(e) = g.element(c) else { continue };
-        let codes = g.new_member_codes(c, 0, &list, &next, &[(c, &cv[..]), (o, &base[..])]);
+        let codes = match (&cv, &base) {
+            (Kept::Floats(cv), Kept::Floats(base)) => {
+                g.new_member_codes(c, 0, &list, &next, &[(c, &cv[..]), (o, &base[..])])
+            }
+            _ => Default::default(),
+        };
         let written = pages::update_item(g.index, e.neighbors, |item| {
             if format::decode_neighbors(layout, item, m, 0) != list {
                 return false;
