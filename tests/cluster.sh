@@ -5,7 +5,9 @@
 #   test_concurrent_index.py, test_dump.py, test_hnsw.py, test_pgbench.py (tpcb-like
 #   on lsm tables, balances checked), test_merge_dml.py (DML while VACUUM merges
 #   runs neither waits nor gets lost), test_churn.py (20 updates per row with
-#   autovacuum alone: compaction keeps the table within 2x its live data).
+#   autovacuum alone: compaction keeps the table within 2x its live data),
+#   test_pgvector_parity.py (strata_hnsw answers as pgvector does), test_pgvector_python.py
+#   (pgvector-python's Vector, HalfVector, SparseVector and Bit round-trip through psycopg).
 # Each test starts its own servers on loopback ports as the postgres user and
 # stops them. Strata must be installed into that PostgreSQL.
 # Usage: tests/cluster.sh 18 [test_crash test_replica ...]
