@@ -5,6 +5,7 @@
 #                         README's 30-second example run verbatim, `make stop`;
 #   1. cargo test -p strata-core — the pure core's unit tests (kernels, codecs,
 #                         page formats, checks, graph, policies), no PostgreSQL;
+#      cargo clippy -p strata-core -D warnings — the core crate lint-clean;
 #      cargo pgrx test  — #[pg_test] in-backend tests, per PostgreSQL version;
 #   2. pg_regress       — tests/pg_regress suites with asserted output;
 #   3. isolation specs — tests/isolation: concurrency semantics, run on heap
@@ -26,6 +27,11 @@ case " $VERSIONS " in *" 18 "*) "$STRATA_ROOT/tests/newcomer.sh" ;; esac
 # The pgrx-free core crate: plain cargo, no server, no PostgreSQL headers.
 log "cargo test -p strata-core"
 cargo test -p strata-core --release
+# the core crate stays clippy-clean (the extension crate's raw-pointer
+# functions are not yet: issue 20)
+command -v cargo-clippy >/dev/null || rustup component add clippy
+log "cargo clippy -p strata-core -- -D warnings"
+cargo clippy -p strata-core --all-targets -- -D warnings
 
 for v in $VERSIONS; do
     pgdata="/tmp/strata-pgrx-test/pg$v"

@@ -400,7 +400,7 @@ impl Coder {
     /// `code` in the list of an owner at operator distance `d_owner`.
     #[inline]
     pub fn estimate(&self, query: &Query, d_owner: f64, code: &[u8]) -> f64 {
-        self.from_comparable(query.estimate(self.to_comparable(d_owner), code))
+        self.in_units(query.estimate(self.to_comparable(d_owner), code))
     }
 
     /// The comparable form of an operator's distance (squared under L2),
@@ -413,7 +413,7 @@ impl Coder {
     }
 
     /// An estimate in the operator's units (square root under L2).
-    fn from_comparable(&self, estimate: f32) -> f64 {
+    fn in_units(&self, estimate: f32) -> f64 {
         match self.kind {
             Estimate::SquaredL2 => (estimate.max(0.0) as f64).sqrt(),
             Estimate::NegativeInner => estimate as f64,
@@ -669,12 +669,17 @@ mod tests {
             })
             .collect();
         let rvec = |i: usize| &rotated[i * rot.padded()..(i + 1) * rot.padded()];
-        #[derive(PartialEq, PartialOrd, Clone, Copy)]
+        #[derive(PartialEq, Clone, Copy)]
         struct K(f32, usize);
         impl Eq for K {}
         impl Ord for K {
             fn cmp(&self, o: &Self) -> std::cmp::Ordering {
                 self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
+            }
+        }
+        impl PartialOrd for K {
+            fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(o))
             }
         }
         // codes of each level-0 neighbor relative to the list's owner

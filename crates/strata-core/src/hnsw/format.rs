@@ -788,7 +788,7 @@ pub fn encode_element(e: &Element, layout: Layout, tids: &[HeapTid], vector: &[f
 pub fn is_row_list_item(item: &[u8]) -> bool {
     item.len() > 8
         && item.len() <= ROW_LIST_SIZE
-        && (item.len() - 8) % 6 == 0
+        && (item.len() - 8).is_multiple_of(6)
         && item[7] == ROW_LIST_MARK
 }
 

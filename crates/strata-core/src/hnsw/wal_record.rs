@@ -45,7 +45,7 @@ const BLOCK_WORDS: usize = 8;
 /// multiple of 64 bytes, at most 64 KiB), as block data.
 pub fn encode_delta(old: &[u8], new: &[u8]) -> Vec<u8> {
     assert_eq!(old.len(), new.len(), "pages of one size");
-    assert!(old.len() % (8 * BLOCK_WORDS) == 0 && old.len() <= 1 << 16, "a page image");
+    assert!(old.len().is_multiple_of(8 * BLOCK_WORDS) && old.len() <= 1 << 16, "a page image");
     let word = |p: &[u8], i: usize| u64::from_ne_bytes(p[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
     let words = old.len() / 8;
     let mut out = Vec::new();

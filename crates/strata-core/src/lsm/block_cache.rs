@@ -99,7 +99,7 @@ pub fn hash_words(words: &[u64]) -> u64 {
 /// The header of the partition at `mem` (its first [`HEADER_SIZE`] bytes
 /// are enough: counters are read without the partition's lock).
 pub fn header_of(mem: &[u8]) -> &Header {
-    assert!(mem.len() >= HEADER_SIZE && mem.as_ptr() as usize % 8 == 0, "a partition header");
+    assert!(mem.len() >= HEADER_SIZE && (mem.as_ptr() as usize).is_multiple_of(8), "a partition header");
     // SAFETY: HEADER_SIZE 8-aligned bytes; Header is atomics, valid for any bytes.
     unsafe { &*(mem.as_ptr() as *const Header) }
 }

@@ -298,7 +298,7 @@ mod tests {
         assert!(fp < 0.02, "false positive rate {fp}");
         let mut s = 7;
         let far = (0..100_000)
-            .filter(|_| f.may_contain(1 << 40 | lcg(&mut s) % (1 << 39)))
+            .filter(|_| f.may_contain((1 << 40) | (lcg(&mut s) % (1 << 39))))
             .count();
         assert!(far < 2_000, "{far} far false positives");
     }
@@ -307,7 +307,7 @@ mod tests {
     fn a_capped_filter_degrades_but_never_lies() {
         let (npages, k) = geometry(1_000_000, 10, 4).unwrap();
         assert_eq!(npages, 4);
-        assert!(k >= 1 && k < 7);
+        assert!((1..7).contains(&k));
         let mut f = Filter::new(npages, k);
         (0..1_000_000u64).for_each(|r| f.add(r * 2));
         assert!((0..1_000_000u64).all(|r| f.may_contain(r * 2)));
@@ -335,7 +335,7 @@ mod tests {
         );
         assert_eq!(mix(0), 0);
         assert_eq!(mix(1), 0x5692_161D_100B_05E5);
-        assert!(p.page < 10 && p.block_at % BLOCK_BYTES == 0 && p.block_at < PAGE_BYTES);
+        assert!(p.page < 10 && p.block_at.is_multiple_of(BLOCK_BYTES) && p.block_at < PAGE_BYTES);
     }
 
     #[test]

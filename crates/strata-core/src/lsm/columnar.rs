@@ -282,6 +282,9 @@ pub fn decode(attrs: &[Attr], raw: &[u8], n: usize) -> Result<(Vec<u8>, Vec<(usi
     let most = rows.iter().map(|r| r.natts).max().unwrap_or(0);
     let mut cols: Vec<(u8, &[u8], usize, i64)> = Vec::with_capacity(most);
     let mut dicts: Vec<Option<Dict>> = Vec::with_capacity(most);
+    // (`attrs[c]` only for a dictionary column: a payload with more
+    // columns than the table is an error there, not here)
+    #[allow(clippy::needless_range_loop)]
     for c in 0..most {
         let (kind, body, next) = column_at(raw, at)?;
         cols.push((kind, body, 0, 0));

@@ -326,7 +326,7 @@ impl Layout {
                 let off = base + pos;
                 // 1-byte varlena headers and cstrings need no alignment
                 let free = a.len == -2 || (a.len == -1 && v[0] & 0x01 == 0x01);
-                if free || off % a.align.max(1) as usize == 0 {
+                if free || off.is_multiple_of(a.align.max(1) as usize) {
                     out.tags.push(TAG_RAW);
                     out.words.push(off as u64);
                 } else {
@@ -367,7 +367,7 @@ impl Layout {
             } else {
                 let off = base + at;
                 let free = a.len == -2 || (a.len == -1 && v[0] & 0x01 == 0x01);
-                if free || off % a.align.max(1) as usize == 0 {
+                if free || off.is_multiple_of(a.align.max(1) as usize) {
                     (TAG_RAW, off as u64)
                 } else {
                     (TAG_SIDE, out.push_side(v))
@@ -477,6 +477,8 @@ mod tests {
             let text = match tag {
                 TAG_RAW => &raw[word as usize..],
                 TAG_SIDE => {
+                    // SAFETY: the side buffer is `side.len()` u64 words, read
+                    // as bytes while `cols` lives.
                     let side = unsafe {
                         std::slice::from_raw_parts(cols[2].side_ptr(), cols[2].side.len() * 8)
                     };
@@ -511,6 +513,8 @@ mod tests {
                 }
                 TAG_SIDE => {
                     assert_eq!(word % 8, 0);
+                    // SAFETY: the side buffer is `side.len()` u64 words, read
+                    // as bytes while `cols` lives.
                     let side = unsafe {
                         std::slice::from_raw_parts(cols[4].side_ptr(), cols[4].side.len() * 8)
                     };

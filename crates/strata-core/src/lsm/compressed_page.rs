@@ -391,7 +391,7 @@ pub fn decode(page: &[u8]) -> Result<Payload, CodecError> {
     }
     let special = format::u16_at(page, 16) as usize;
     let end = BLOCK_SIZE - TAG_SIZE;
-    if special % 8 != 0 || special < PAGE_HEADER_SIZE || special + BLOB_HEADER > end {
+    if !special.is_multiple_of(8) || special < PAGE_HEADER_SIZE || special + BLOB_HEADER > end {
         return layout(format!("special space at {special}"));
     }
     let nitems = page_image::item_count(page);
@@ -482,11 +482,11 @@ fn open_blob(blob: &[u8], n: usize, rowids: impl Iterator<Item = u64>) -> Result
 }
 
 /// The checked header and frame of a blob: `(codec, layout, frame, raw_len)`.
-fn checked_blob<'a>(
-    blob: &'a [u8],
+fn checked_blob(
+    blob: &[u8],
     n: usize,
     rowids: impl Iterator<Item = u64>,
-) -> Result<(u8, u8, &'a [u8], usize), CodecError> {
+) -> Result<(u8, u8, &[u8], usize), CodecError> {
     let layout = |m: String| Err(CodecError::Layout(m));
     if blob.len() < BLOB_HEADER {
         return layout(format!("blob of {} bytes", blob.len()));

@@ -27,7 +27,7 @@ impl PageImage {
     /// A page whose special space holds `extra` (a multiple of 8) bytes in
     /// front of the tag (compressed run pages keep their blob there).
     pub fn with_special(kind: PageKind, owner: u32, flags: u32, extra: usize) -> PageImage {
-        debug_assert!(extra % 8 == 0 && extra < SPECIAL_AT - PAGE_HEADER_SIZE);
+        debug_assert!(extra.is_multiple_of(8) && extra < SPECIAL_AT - PAGE_HEADER_SIZE);
         let special = SPECIAL_AT - extra;
         let mut bytes = vec![0u8; BLOCK_SIZE];
         format::put_u16(&mut bytes, 12, PAGE_HEADER_SIZE as u16); // pd_lower

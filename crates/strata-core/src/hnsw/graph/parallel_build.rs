@@ -608,7 +608,7 @@ impl<'a, T: Copy + Sync, D: Fn(&[T], &[T]) -> f32 + Sync> Shared<'a, T, D> {
             self.insert(&mut sc, i as u32, &mut found, &mut list);
             let done = self.done.fetch_add(1, Relaxed) + 1;
             count += 1;
-            if count % 256 == 0 {
+            if count.is_multiple_of(256) {
                 if let Some(t) = tick.as_mut() {
                     t(done);
                 }

@@ -113,7 +113,7 @@ pub fn check_page(
             }
             out.entries = page_image::fences(p);
             if out.entries.len() > FENCE_ENTRIES
-                || (lower - PAGE_HEADER_SIZE) % format::FENCE_SIZE != 0
+                || !(lower - PAGE_HEADER_SIZE).is_multiple_of(format::FENCE_SIZE)
             {
                 report(0, format!("bad fence array (pd_lower {lower})"));
             }
@@ -146,7 +146,7 @@ pub(super) fn check_rows(
 ) {
     let nitems = (lower - PAGE_HEADER_SIZE) / ITEM_ID_SIZE;
     let compact = compact_page::is_compact(p);
-    if (lower - PAGE_HEADER_SIZE) % ITEM_ID_SIZE != 0 {
+    if !(lower - PAGE_HEADER_SIZE).is_multiple_of(ITEM_ID_SIZE) {
         report(
             0,
             format!("pd_lower {lower} is not at a line pointer boundary"),
