@@ -522,6 +522,23 @@ pub enum Kept {
 }
 
 impl Kept {
+    /// The coordinates (a bit string widened to `dims` of 0.0 / 1.0).
+    pub fn into_floats(self, dims: usize) -> Vec<f32> {
+        match self {
+            Kept::Floats(v) => v,
+            Kept::Bits(b) => crate::vector::bits::widen(&b, dims),
+        }
+    }
+
+    /// `metric`'s distance to `other` (the operator's value).
+    pub fn distance(&self, other: &Kept, metric: Metric) -> f64 {
+        match (self, other) {
+            (Kept::Floats(x), Kept::Floats(y)) => metric.distance(x, y),
+            (Kept::Bits(x), Kept::Bits(y)) => metric.bits_distance(x, y).unwrap_or(f64::INFINITY),
+            _ => f64::INFINITY,
+        }
+    }
+
     /// `metric`'s comparable distance to `other`, both made ready by
     /// [`DiskGraph::ready`] (an order, not the operator's value; bit
     /// strings by popcounts).
@@ -722,11 +739,7 @@ impl DiskGraph {
 
     /// Element `id`'s coordinates (a bit index's string widened).
     pub fn vector(&mut self, id: ElemId) -> Option<Vec<f32>> {
-        let kept = self.kept(id)?;
-        Some(match kept {
-            Kept::Floats(v) => v,
-            Kept::Bits(b) => crate::vector::bits::widen(&b, self.params.dims),
-        })
+        Some(self.kept(id)?.into_floats(self.params.dims))
     }
 
     /// Element `id`'s vector as kept (read, and kept when this graph keeps
@@ -744,16 +757,6 @@ impl DiskGraph {
             self.params.metric.prepare(f);
         }
         v
-    }
-
-    /// The operator's distance between two kept vectors.
-    pub fn measure(&self, a: &Kept, b: &Kept) -> f64 {
-        let metric = self.params.metric;
-        match (a, b) {
-            (Kept::Floats(x), Kept::Floats(y)) => metric.distance(x, y),
-            (Kept::Bits(x), Kept::Bits(y)) => metric.bits_distance(x, y).unwrap_or(f64::INFINITY),
-            _ => f64::INFINITY,
-        }
     }
 
     fn read_kept(&self, id: ElemId) -> Option<Kept> {
@@ -787,10 +790,10 @@ impl DiskGraph {
                 return f64::INFINITY;
             }
             let k = self.vectors.as_ref().expect("kept");
-            return self.measure(&k[&a], &k[&b]);
+            return k[&a].distance(&k[&b], self.params.metric);
         }
         match (self.read_kept(a), self.read_kept(b)) {
-            (Some(x), Some(y)) => self.measure(&x, &y),
+            (Some(x), Some(y)) => x.distance(&y, self.params.metric),
             _ => f64::INFINITY,
         }
     }

@@ -188,10 +188,11 @@ fn repair(
     if !lists.iter().flatten().any(|n| deleted.contains(n)) {
         return;
     }
-    let Some(base) = g.vector(id) else { return };
-    // pairs are measured on the vectors as kept (a bit index's strings packed)
+    // pairs are measured on the vectors as kept (a bit index's strings
+    // packed); the search and the codes take coordinates
     let Some(base_kept) = g.kept(id) else { return };
     let params = g.params;
+    let base = base_kept.clone().into_floats(params.dims);
     let found = insert::search_candidates(g, meta, &base, level, params.ef_construction.max(REPAIR_EF));
     for (l, current) in lists.into_iter().enumerate() {
         if !current.iter().any(|n| deleted.contains(n)) {
@@ -212,7 +213,7 @@ fn repair(
             .filter(|c| *c != id && !deleted.contains(c))
             .filter_map(|c| {
                 g.kept(c).map(|v| Scored {
-                    distance: g.measure(&base_kept, &v),
+                    distance: base_kept.distance(&v, params.metric),
                     id: c,
                 })
             })
@@ -312,11 +313,12 @@ fn link_one(
 ) -> bool {
     // pairs are measured on the vectors as kept (a bit index's strings
     // packed); coordinates only where neighbor codes need them
+    let metric = g.params.metric;
     let Some(base) = g.kept(o) else { return false };
     let mut cands: Vec<(f64, ElemId)> = lists[&o]
         .iter()
         .filter(|c| reached.contains(c))
-        .filter_map(|&c| g.kept(c).map(|v| (g.measure(&base, &v), c)))
+        .filter_map(|&c| g.kept(c).map(|v| (base.distance(&v, metric), c)))
         .collect();
     cands.sort_by(|a, b| a.0.total_cmp(&b.0));
     for (_, c) in cands {
@@ -326,7 +328,7 @@ fn link_one(
             &list,
             cap,
             |f| indeg.get(f).map(|d| *d > 1),
-            |f| g.kept(*f).map_or(f64::INFINITY, |v| g.measure(&cv, &v)),
+            |f| g.kept(*f).map_or(f64::INFINITY, |v| cv.distance(&v, metric)),
         );
         let mut next = list.clone();
         let dropped = match slot {

@@ -241,7 +241,6 @@ pub fn take(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple], entry: Entry) -
             if load.reach == Reach::EachBatch {
                 // every row of the batch on a page its open run reaches,
                 // before the caller inserts index entries for them
-                c.writer.set_rel(rel);
                 c.writer.sync();
             }
         }
@@ -353,25 +352,30 @@ fn start_chunk(
         reserved = Some((first as u64 * per, end as u64 * per));
     });
     let (next_rowid, end_rowid) = reserved?;
-    let mut writer = RunWriter::new(rel, &before, 1)
-        .alongside_dml()
-        .reserving(RUN_IDS);
-    let open_run = (reach == Reach::EachBatch).then(|| {
-        // its root first, then the slot that names it (the switch clears
-        // the writing mark: it is set again)
-        let run_id = before.header.next_run_id;
-        let root = writer.publishing();
-        run_writer::switch(rel, None, |m| {
-            m.writing_from = run_id;
-            m.open = Some(OpenRun {
-                run_id,
-                root,
-                first_rowid: next_rowid,
-                end_rowid,
+    let (writer, open_run) = match reach {
+        Reach::AtEnd => {
+            let w = RunWriter::new(rel, &before, 1)
+                .alongside_dml()
+                .reserving(RUN_IDS);
+            (w, None)
+        }
+        Reach::EachBatch => {
+            // its root first, then the slot that names it (the switch
+            // clears the writing mark: it is set again)
+            let run_id = before.header.next_run_id;
+            let (w, root) = RunWriter::publishing(rel, &before, 1, RUN_IDS);
+            run_writer::switch(rel, None, |m| {
+                m.writing_from = run_id;
+                m.open = Some(OpenRun {
+                    run_id,
+                    root,
+                    first_rowid: next_rowid,
+                    end_rowid,
+                });
             });
-        });
-        run_id
-    });
+            (w, Some(run_id))
+        }
+    };
     Some(Chunk {
         writer,
         open_run,

@@ -454,28 +454,19 @@ pub fn locate(rel: pg_sys::Relation, tid: &pg_sys::ItemPointerData) -> Option<pg
 /// still follows the old slot into a reused page finds nothing there.
 pub fn take_abandoned_open_run(rel: pg_sys::Relation) -> Option<std::ops::Range<u64>> {
     let open = read(rel)?.open?;
-    let is_index = |p: &[u8], flags: u32| {
-        page_image::tag_of(p).is_some_and(|t| {
-            t.kind == PageKind::RunIndex as u16 && t.vblock == open.run_id && t.flags == flags
-        })
-    };
-    let mut blocks = vec![open.root];
-    let leaves = read_page(rel, open.root, |p| {
-        if is_index(p, format::INDEX_ROOT) {
-            page_image::fences(p)
-        } else {
-            Vec::new()
-        }
-    });
-    for (_, leaf) in leaves {
-        blocks.push(leaf);
-        blocks.extend(read_page(rel, leaf, |p| {
-            if is_index(p, format::INDEX_LEAF) {
-                page_image::fences(p).into_iter().map(|(_, b)| b).collect()
+    let fences = |block: u32, flags: u32| {
+        read_page(rel, block, |p| {
+            if is_open_index(p, &open, flags) {
+                page_image::fences(p)
             } else {
                 Vec::new()
             }
-        }));
+        })
+    };
+    let mut blocks = vec![open.root];
+    for (_, leaf) in fences(open.root, format::INDEX_ROOT) {
+        blocks.push(leaf);
+        blocks.extend(fences(leaf, format::INDEX_LEAF).into_iter().map(|(_, b)| b));
     }
     super::run_writer::switch(rel, None, |m| {
         if m.is_open(open.run_id) {
@@ -486,6 +477,15 @@ pub fn take_abandoned_open_run(rel: pg_sys::Relation) -> Option<std::ops::Range<
     Some(open.first_rowid..open.end_rowid)
 }
 
+/// Whether page image `p` is still a fence page (`flags`: root or leaf) of
+/// the open run `open` — not a page reused since an abandoned run's were
+/// freed.
+fn is_open_index(p: &[u8], open: &format::OpenRun, flags: u32) -> bool {
+    page_image::tag_of(p).is_some_and(|t| {
+        t.kind == PageKind::RunIndex as u16 && t.vblock == open.run_id && t.flags == flags
+    })
+}
+
 /// The data page of the open run `open` (a bulk load's, see
 /// [`format::OpenRun`]) whose range holds `rowid`, read down its fence
 /// index as it is now (it grows while the load runs, so no copy keeps it).
@@ -494,11 +494,9 @@ pub fn take_abandoned_open_run(rel: pg_sys::Relation) -> Option<std::ops::Range<
 pub fn locate_open(rel: pg_sys::Relation, open: &format::OpenRun, rowid: u64) -> Option<u32> {
     let step = |block: u32, flags: u32| {
         read_page(rel, block, |p| {
-            page_image::tag_of(p)
-                .filter(|t| {
-                    t.kind == PageKind::RunIndex as u16 && t.vblock == open.run_id && t.flags == flags
-                })
-                .and_then(|_| page_image::fence_block_for(p, rowid))
+            is_open_index(p, open, flags)
+                .then(|| page_image::fence_block_for(p, rowid))
+                .flatten()
         })
     };
     let leaf = step(open.root, format::INDEX_ROOT)?;

@@ -51,8 +51,6 @@ pub struct RunWriter {
     alongside_dml: bool,
     /// `(first rowid, block)` of every data page written, in rowid order.
     data_pages: Vec<(u64, pg_sys::BlockNumber)>,
-    /// Versions added so far.
-    rowids_added: u64,
     /// Rowids added and not yet in a closed run (for its bloom filter).
     rowids: RowidLog,
     bloom_bits_per_key: u32,
@@ -90,13 +88,19 @@ pub struct Written {
 
 impl RunWriter {
     pub fn new(rel: pg_sys::Relation, meta: &Meta, level: u16) -> RunWriter {
+        RunWriter::with_packer(rel, meta, level, true)
+    }
+
+    /// A writer packing on a thread of its own (`threaded`, where the
+    /// settings and cores allow) or in the backend.
+    fn with_packer(rel: pg_sys::Relation, meta: &Meta, level: u16, threaded: bool) -> RunWriter {
         let id = meta.header.next_run_id;
         RunWriter {
             rel,
             meta: meta.clone(),
             taken: HashSet::new(),
             next_run_id: id + 1,
-            packer: Some(packer(id, rel, true)),
+            packer: Some(packer(id, rel, threaded)),
             current: new_run(id, level),
             fences: Vec::new(),
             done: Vec::new(),
@@ -104,7 +108,6 @@ impl RunWriter {
             pages_written: 0,
             alongside_dml: false,
             data_pages: Vec::new(),
-            rowids_added: 0,
             rowids: RowidLog::default(),
             bloom_bits_per_key: super::gucs::bloom_bits_per_key(),
             reserved_until: None,
@@ -113,25 +116,31 @@ impl RunWriter {
         }
     }
 
-    /// Publishes the run as it is written (called before any row is
-    /// added): writes its (empty) root now and returns it, for the
-    /// metapage's open-run slot; packs in the backend. [`Self::sync`] then
-    /// puts every row added so far on pages its fence index reaches. The
-    /// run must not outgrow one fence index ([`Self::room_for`]).
-    pub fn publishing(&mut self) -> pg_sys::BlockNumber {
-        let id = self.current.run_id;
-        // each batch waits for its pages (measured: a COPY into an indexed
-        // table runs a third slower handing each batch to a thread and
-        // waiting for it than packing in the backend)
-        assert!(self.fences.is_empty() && self.rowids_added == 0, "publishing after rows were added");
-        self.packer = Some(packer(id, self.rel, false));
-        let root = self.write(&page_image::fence_page(id, format::INDEX_ROOT, &[]));
-        self.publish = Some(Published {
+    /// A writer for a bulk load (alongside DML, reserving `reserve` run ids
+    /// at a time, as [`Self::reserving`]) that publishes its run as it is
+    /// written: its (empty) root is written now and returned, for the
+    /// metapage's open-run slot; [`Self::sync`] then puts every row added
+    /// so far on pages its fence index reaches. It packs in the backend:
+    /// each batch waits for its pages (measured: a COPY into an indexed
+    /// table ran a third slower handing each batch to a thread and waiting
+    /// for it). The run must not outgrow one fence index ([`Self::room_for`]).
+    pub fn publishing(
+        rel: pg_sys::Relation,
+        meta: &Meta,
+        level: u16,
+        reserve: u32,
+    ) -> (RunWriter, pg_sys::BlockNumber) {
+        let mut w = RunWriter::with_packer(rel, meta, level, false)
+            .alongside_dml()
+            .reserving(reserve);
+        let id = w.current.run_id;
+        let root = w.write(&page_image::fence_page(id, format::INDEX_ROOT, &[]));
+        w.publish = Some(Published {
             root,
             leaves: Vec::new(),
             in_leaves: 0,
         });
-        root
+        (w, root)
     }
 
     /// Whether `rows` more versions (a page each at most) fit in the
@@ -145,9 +154,10 @@ impl RunWriter {
     /// data pages first, then the leaves, then the root, so that a reader
     /// going down the index always finds what it names.
     pub fn sync(&mut self) {
-        let packer = self.packer.as_mut().expect("an unfinished writer");
-        let pages = packer.flush().unwrap_or_else(|e| crate::pg::error::raise(&e));
-        for page in pages {
+        let Some(Packer::Inline(packer)) = self.packer.as_mut() else {
+            unreachable!("a published run packs in the backend")
+        };
+        for page in packer.flush() {
             self.write_data_page(page);
         }
         self.publish_fences();
@@ -238,7 +248,6 @@ impl RunWriter {
     }
 
     pub fn add(&mut self, rowid: u64, tuple: &[u8]) {
-        self.rowids_added += 1;
         if self.bloom_bits_per_key > 0 {
             self.rowids.push(rowid);
         }

@@ -65,8 +65,6 @@ impl Batch {
 
 enum Msg {
     Rows(Batch),
-    /// Emit everything pending and go on (`RunPacker::flush`).
-    Flush,
     Finish,
 }
 
@@ -153,41 +151,28 @@ impl Packer {
         }
     }
 
-    /// Every page of the versions added so far, the last one as full as
-    /// they make it; packing goes on after it.
-    pub fn flush(&mut self) -> Result<Vec<PackedPage>, PackError> {
-        match self {
-            Packer::Inline(p) => Ok(p.flush()),
-            Packer::Threaded(t) => t.drain(Msg::Flush),
-        }
-    }
-
     /// Everything still pending, as the last pages.
     pub fn finish(self) -> Result<Vec<PackedPage>, PackError> {
         match self {
             Packer::Inline(p) => Ok(p.finish()),
-            Packer::Threaded(mut t) => t.drain(Msg::Finish),
+            Packer::Threaded(mut t) => {
+                let rows = std::mem::take(&mut t.batch);
+                if !rows.is_empty() {
+                    t.send(Msg::Rows(rows))?;
+                }
+                t.send(Msg::Finish)?;
+                let mut out = Vec::new();
+                while t.in_flight > 0 {
+                    out.extend(t.recv()?);
+                    t.in_flight -= 1;
+                }
+                Ok(out)
+            }
         }
     }
 }
 
 impl Threaded {
-    /// Hands over the rows still batched and then `last` (Flush or
-    /// Finish), and takes back every page the thread still owes.
-    fn drain(&mut self, last: Msg) -> Result<Vec<PackedPage>, PackError> {
-        let rows = std::mem::replace(&mut self.batch, Batch::with_capacity(BATCH));
-        if !rows.is_empty() {
-            self.send(Msg::Rows(rows))?;
-        }
-        self.send(last)?;
-        let mut out = Vec::new();
-        while self.in_flight > 0 {
-            out.extend(self.recv()?);
-            self.in_flight -= 1;
-        }
-        Ok(out)
-    }
-
     fn send(&mut self, m: Msg) -> Result<(), PackError> {
         let tx = self.tx.as_ref().expect("sender kept until drop");
         if tx.send(m).is_err() {
@@ -230,7 +215,6 @@ fn work(mut packer: RunPacker, rx: Receiver<Msg>, tx: Sender<Vec<PackedPage>>) {
     while let Ok(m) = rx.recv() {
         let pages = match m {
             Msg::Rows(rows) => rows.rows().flat_map(|(rowid, t)| packer.add(rowid, t)).collect(),
-            Msg::Flush => packer.flush(),
             Msg::Finish => {
                 let _ = tx.send(packer.finish());
                 return;
@@ -288,28 +272,6 @@ mod tests {
             .into_iter()
             .map(|pg| (pg.image.bytes().to_vec(), pg.first_rowid, pg.versions))
             .collect()
-    }
-
-    #[test]
-    fn flushes_on_a_thread_give_the_same_pages() {
-        let run = |threaded: bool| {
-            let mut p = Packer::new(RunPacker::new(3, Some(Codec::Lz4)), threaded).unwrap();
-            let mut pages = Vec::new();
-            for (i, (r, t)) in rows().into_iter().enumerate() {
-                pages.extend(p.add(r, &t).unwrap());
-                if i % 1000 == 999 {
-                    let flushed = p.flush().unwrap();
-                    assert_eq!(flushed.last().map(|pg| pg.last_rowid), Some(r));
-                    pages.extend(flushed);
-                }
-            }
-            pages.extend(p.finish().unwrap());
-            pages
-                .into_iter()
-                .map(|pg| (pg.image.bytes().to_vec(), pg.first_rowid, pg.versions))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(run(false), run(true));
     }
 
     #[test]
