@@ -43,9 +43,113 @@ pub fn set_target_block(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber) {
     unsafe { (*pg_sys::RelationGetSmgr(rel)).smgr_targblock = blkno };
 }
 
-/// Pins block `blkno` of the main fork (no lock).
+/// Pins block `blkno` of the main fork (no lock). The buffer that held the
+/// block when this backend last read it is tried first
+/// ([`recent::lookup`]): a chain walk or a point lookup reads the same few
+/// pages over and over, and `ReadRecentBuffer` skips the buffer mapping
+/// table's lookup and partition lock, most of a hit's cost.
 pub fn read(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber) -> pg_sys::Buffer {
-    read_with(rel, blkno, std::ptr::null_mut())
+    let locator = locator_of(rel);
+    if let Some(buf) = recent::lookup(&locator, blkno) {
+        // SAFETY: open relation; the function pins `buf` only if it still
+        // holds this block, else returns false with nothing pinned.
+        if unsafe { pg_sys::ReadRecentBuffer(locator, pg_sys::ForkNumber::MAIN_FORKNUM, blkno, buf) } {
+            count_hit(rel);
+            return buf;
+        }
+    }
+    let buf = read_with(rel, blkno, std::ptr::null_mut());
+    recent::remember(&locator, blkno, buf);
+    buf
+}
+
+#[cfg(feature = "pg15")]
+type Locator = pg_sys::RelFileNode;
+#[cfg(not(feature = "pg15"))]
+type Locator = pg_sys::RelFileLocator;
+
+fn locator_of(rel: pg_sys::Relation) -> Locator {
+    // SAFETY: an open relation's physical locator.
+    unsafe {
+        #[cfg(feature = "pg15")]
+        let l = (*rel).rd_node;
+        #[cfg(not(feature = "pg15"))]
+        let l = (*rel).rd_locator;
+        l
+    }
+}
+
+/// The relation's buffer statistics (`pg_statio_*_tables`) for a hit found
+/// without `ReadBufferExtended`, which counts its own: its
+/// `pgstat_count_buffer_read` and `pgstat_count_buffer_hit`.
+fn count_hit(rel: pg_sys::Relation) {
+    // SAFETY: an open relation; its pgstat entry, when associated, lives as
+    // long as the relation is open and belongs to this backend.
+    unsafe {
+        let info = (*rel).pgstat_info;
+        if !info.is_null() {
+            #[cfg(feature = "pg15")]
+            {
+                (*info).t_counts.t_blocks_fetched += 1;
+                (*info).t_counts.t_blocks_hit += 1;
+            }
+            #[cfg(not(feature = "pg15"))]
+            {
+                (*info).counts.blocks_fetched += 1;
+                (*info).counts.blocks_hit += 1;
+            }
+        }
+    }
+}
+
+/// Which buffer held a block when this backend last read it: a small
+/// direct-mapped table (a hint only — `ReadRecentBuffer` checks the buffer
+/// still holds the block, so a stale or colliding entry costs a miss).
+mod recent {
+    use super::Locator;
+    use pgrx::pg_sys;
+    use std::cell::UnsafeCell;
+
+    const SLOTS: usize = 1024;
+
+    #[derive(Clone, Copy)]
+    struct Slot {
+        rel: u32,
+        db: u32,
+        block: u32,
+        buf: pg_sys::Buffer,
+    }
+
+    struct Table(UnsafeCell<[Slot; SLOTS]>);
+    // SAFETY: a backend runs Postgres code on one thread only; the worker
+    // threads Strata starts (index builds, run packing) never read buffers.
+    unsafe impl Sync for Table {}
+
+    static TABLE: Table = Table(UnsafeCell::new([Slot { rel: 0, db: 0, block: 0, buf: 0 }; SLOTS]));
+
+    fn key(l: &Locator) -> (u32, u32) {
+        #[cfg(feature = "pg15")]
+        return (l.relNode.into(), l.dbNode.into());
+        #[cfg(not(feature = "pg15"))]
+        (l.relNumber.into(), l.dbOid.into())
+    }
+
+    fn slot(rel: u32, block: u32) -> usize {
+        (rel.wrapping_mul(0x9E37_79B9) ^ block.wrapping_mul(0x85EB_CA6B)) as usize % SLOTS
+    }
+
+    pub fn lookup(l: &Locator, block: u32) -> Option<pg_sys::Buffer> {
+        let (rel, db) = key(l);
+        // SAFETY: single-threaded access (see `Table`); no reference is kept.
+        let s = unsafe { (*TABLE.0.get())[slot(rel, block)] };
+        (s.buf != 0 && s.rel == rel && s.db == db && s.block == block).then_some(s.buf)
+    }
+
+    pub fn remember(l: &Locator, block: u32, buf: pg_sys::Buffer) {
+        let (rel, db) = key(l);
+        // SAFETY: as in `lookup`.
+        unsafe { (*TABLE.0.get())[slot(rel, block)] = Slot { rel, db, block, buf } };
+    }
 }
 
 /// Pins block `blkno` of the main fork (no lock), trying first the buffer
@@ -60,11 +164,7 @@ pub fn read_recent(
         // SAFETY: open relation; the function pins `recent` only if it
         // still holds this block, else returns false with nothing pinned.
         let hit = unsafe {
-            #[cfg(feature = "pg15")]
-            let locator = (*rel).rd_node;
-            #[cfg(not(feature = "pg15"))]
-            let locator = (*rel).rd_locator;
-            pg_sys::ReadRecentBuffer(locator, pg_sys::ForkNumber::MAIN_FORKNUM, blkno, recent)
+            pg_sys::ReadRecentBuffer(locator_of(rel), pg_sys::ForkNumber::MAIN_FORKNUM, blkno, recent)
         };
         if hit {
             return recent;
