@@ -18,6 +18,7 @@ pub extern "C-unwind" fn _PG_init() {
     hnsw::wal::register();
     lsm::manifest_cache::init();
     lsm::shared_cache::register();
+    lsm::chain_hint::register();
     hnsw::gucs::init();
     hnsw::reloptions::register();
 }

@@ -22,6 +22,8 @@ for am in $AMS; do
     cat > "$WORK/isolation.conf" <<CONF
 default_table_access_method = $am
 max_connections = 20
+# as the Docker image and make run: Strata's WAL records, shared cache and chain hints
+shared_preload_libraries = 'strata'
 CONF
     as_root chown -R postgres: "$WORK"
     log "isolation specs on PostgreSQL $VER with $am tables: ${#SPECS[@]} specs"

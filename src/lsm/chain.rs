@@ -29,7 +29,7 @@
 //! over from the root once.
 
 use super::manifest_cache::{self, Trust};
-use super::{format, storage};
+use super::{chain_hint, format, storage};
 use crate::pg::buffer;
 use crate::pg::page;
 use crate::pg::htup::{self, Header};
@@ -181,6 +181,8 @@ fn successor(
 /// previous call returned, which is skipped) to the first version `snapshot`
 /// sees, stored into `slot` (when given) with `tid` set to its own TID.
 /// `all_dead` (first call only) says whether every member is surely dead.
+/// A first call with an MVCC snapshot starts at the chain's hint when
+/// there is one that checks out ([`chain_hint`]), else at the root.
 pub fn search(
     w: &mut Walker,
     tid: &mut pg_sys::ItemPointerData,
@@ -189,14 +191,56 @@ pub fn search(
     all_dead: Option<&mut bool>,
     first_call: bool,
 ) -> bool {
+    if first_call && crate::pg::xact::snapshot_token(snapshot).is_some() {
+        if let Some(hint) = chain_hint::get(w.rel, tid) {
+            let mut at = *tid;
+            if walk(w, &mut at, snapshot, slot, None, Start::Hint(hint)) {
+                *tid = at;
+                if let Some(d) = all_dead {
+                    *d = false;
+                }
+                return true;
+            }
+        }
+    }
+    let start = if first_call { Start::Root } else { Start::After };
+    walk(w, tid, snapshot, slot, all_dead, start)
+}
+
+/// Where a [`walk`] starts.
+#[derive(Clone, Copy)]
+enum Start {
+    /// At the root `tid` names.
+    Root,
+    /// After the member `tid` names (a previous call returned it).
+    After,
+    /// At a hinted member of the chain rooted at `tid`, with the xmin the
+    /// hint recorded; checked before it is trusted (see [`chain_hint`]).
+    Hint((pg_sys::ItemPointerData, pg_sys::TransactionId)),
+}
+
+fn walk(
+    w: &mut Walker,
+    tid: &mut pg_sys::ItemPointerData,
+    snapshot: pg_sys::Snapshot,
+    slot: Option<*mut pg_sys::TupleTableSlot>,
+    all_dead: Option<&mut bool>,
+    start: Start,
+) -> bool {
     let rel = w.rel;
     let root = *tid;
-    let mut at = *tid;
+    let first_call = matches!(start, Start::Root);
+    let (mut at, mut checking) = match start {
+        Start::Hint((member, xmin)) => (member, Some(xmin)),
+        _ => (*tid, None),
+    };
+    let from_hint = checking.is_some();
     let mut prior_xmax = pg_sys::InvalidTransactionId;
     let mut at_root = first_call;
-    let mut skip = !first_call;
+    let mut skip = matches!(start, Start::After);
     let mut restarted = false;
     let mut dead = first_call;
+    let mut steps = 0u32;
     let mut vistest: *mut pg_sys::GlobalVisState = std::ptr::null_mut();
     // Opportunistic pruning (heap_page_prune_opt's role): the members from
     // the root on that are dead to every snapshot, the newest updater among
@@ -209,6 +253,7 @@ pub fn search(
         first_live: None,
     };
     let found = loop {
+        steps += 1;
         let Some(loc) = w.lock_seen_by(at, snapshot) else {
             if !at_root && first_call && !restarted {
                 // a member a concurrent VACUUM dropped after redirecting the root
@@ -219,6 +264,16 @@ pub fn search(
             break false;
         };
         let h = loc.header;
+        if let Some(xmin) = checking.take() {
+            let trusted = !is_redirect(h)
+                && is_heap_only(h)
+                && htup::xmin(h) == xmin
+                && chain_hint::xmin_visible(h, snapshot);
+            if !trusted {
+                w.unlock();
+                break false;
+            }
+        }
         if is_redirect(h) {
             if !at_root {
                 w.unlock();
@@ -270,6 +325,9 @@ pub fn search(
                 predicate::lock_tid(rel, &t, snapshot);
                 if let Some(slot) = slot {
                     storage::store_in_slot(rel, slot, t, w.buf);
+                }
+                if first_call || from_hint {
+                    chain_hint::note_found(rel, &root, &at, h, steps > 1);
                 }
                 *tid = at;
                 w.unlock();

@@ -41,6 +41,16 @@ pub fn set_new_storage(
     }
 }
 
+/// A locator's (tablespace, database, relfilenumber).
+pub fn locator_parts(locator: *const Locator) -> (u32, u32, u32) {
+    // SAFETY: a locator Postgres passed for this callback.
+    let l = unsafe { &*locator };
+    #[cfg(feature = "pg15")]
+    return (l.spcNode.into(), l.dbNode.into(), l.relNode.into());
+    #[cfg(not(feature = "pg15"))]
+    (l.spcOid.into(), l.dbOid.into(), l.relNumber.into())
+}
+
 pub fn truncate(rel: pg_sys::Relation) {
     // SAFETY: Postgres holds AccessExclusiveLock for non-transactional truncation.
     unsafe { pg_sys::RelationTruncate(rel, 0) };

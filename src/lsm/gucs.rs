@@ -42,6 +42,8 @@ pub static BLOOM_BITS_PER_KEY: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static BLOCK_CACHE_MB: GucSetting<i32> = GucSetting::<i32>::new(-1);
 /// `strata.lsm_bulk_load`
 pub static BULK_LOAD: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// `strata.lsm_chain_hints`
+pub static CHAIN_HINTS: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -99,6 +101,14 @@ pub fn init() {
         c"Codec of the compressed run pages lsm flushes, merges and bulk loads write: lz4 or zstd.",
         c"lz4 decodes several times faster (sequential scans); zstd packs about a quarter more rows into a page. strata.lsm_compression_level is zstd's level; 0 there turns compression off for both.",
         &COMPRESSION,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"strata.lsm_chain_hints",
+        c"Whether index fetches on lsm tables start a chain walk at its shared hint.",
+        c"A hint names a recent member of an update chain, checked before use; off, every walk starts at the chain's first version (and prunes the dead members it passes). Needs strata in shared_preload_libraries.",
+        &CHAIN_HINTS,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -232,4 +242,8 @@ pub fn policy() -> Policy {
         level_base: LEVEL_BASE_KB.get() as u64 * 1024,
         gc_ratio: GC_RATIO.get(),
     }
+}
+
+pub fn chain_hints() -> bool {
+    CHAIN_HINTS.get()
 }

@@ -402,13 +402,16 @@ unsafe extern "C-unwind" fn relation_set_new_storage(
     min_multi: *mut pg_sys::MultiXactId,
 ) {
     super::bulk::forget(rel);
-    ddl::set_new_storage(locator, persistence, freeze_xid, min_multi)
+    ddl::set_new_storage(locator, persistence, freeze_xid, min_multi);
+    let (_, db, num) = ddl::locator_parts(locator);
+    super::chain_hint::forget_file(db, num);
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn relation_nontransactional_truncate(rel: pg_sys::Relation) {
     super::bulk::forget(rel);
-    ddl::truncate(rel)
+    ddl::truncate(rel);
+    super::chain_hint::forget_relation(rel);
 }
 
 #[pg_guard]

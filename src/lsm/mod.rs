@@ -25,6 +25,7 @@
 
 pub mod bulk;
 pub mod chain;
+pub mod chain_hint;
 pub mod cluster;
 pub mod compact;
 pub mod ddl;

@@ -17,47 +17,51 @@ pub fn preloading() -> bool {
 
 static mut PREV_REQUEST: pg_sys::shmem_request_hook_type = None;
 static mut PREV_STARTUP: pg_sys::shmem_startup_hook_type = None;
-static mut REQUEST: Option<fn()> = None;
-static mut STARTUP: Option<fn()> = None;
-
-/// Calls the hook that was installed before ours, then ours.
-///
-/// # Safety
-/// Only from the hooks below, after `install` set both statics.
-unsafe fn chain(prev: pg_sys::shmem_request_hook_type, ours: Option<fn()>) {
-    if let Some(prev) = prev {
-        // SAFETY: a hook Postgres or another library installed, called
-        // where Postgres would call it.
-        unsafe { prev() };
-    }
-    if let Some(f) = ours {
-        f();
-    }
-}
+/// The (request, startup) pairs registered by [`install`].
+static mut USERS: [Option<(fn(), fn())>; 4] = [None; 4];
 
 unsafe extern "C-unwind" fn on_request() {
-    // SAFETY: set once in `install`, before the postmaster calls hooks.
-    unsafe { chain(PREV_REQUEST, REQUEST) }
+    // SAFETY: set in `install`, before the postmaster calls hooks; the
+    // previous hook is Postgres's or another library's, called first.
+    unsafe {
+        if let Some(prev) = PREV_REQUEST {
+            prev();
+        }
+        for (request, _) in (*(&raw const USERS)).iter().flatten() {
+            request();
+        }
+    }
 }
 
 unsafe extern "C-unwind" fn on_startup() {
     // SAFETY: as above.
-    unsafe { chain(PREV_STARTUP, STARTUP) }
+    unsafe {
+        if let Some(prev) = PREV_STARTUP {
+            prev();
+        }
+        for (_, startup) in (*(&raw const USERS)).iter().flatten() {
+            startup();
+        }
+    }
 }
 
-/// Chains `request` into `shmem_request_hook` (ask with [`request`]) and
-/// `startup` into `shmem_startup_hook` (make with [`init_struct`]). Call
-/// once, from `_PG_init` while preloading.
+/// Adds `request` to `shmem_request_hook` (ask with [`request`]) and
+/// `startup` to `shmem_startup_hook` (make with [`init_struct`]). Call
+/// from `_PG_init` while preloading, once per shared structure (four at
+/// most).
 pub fn install(request: fn(), startup: fn()) {
     // SAFETY: _PG_init runs single-threaded in the postmaster before any
     // hook is called; the previous hooks are kept and called first.
     unsafe {
-        REQUEST = Some(request);
-        STARTUP = Some(startup);
-        PREV_REQUEST = pg_sys::shmem_request_hook;
-        pg_sys::shmem_request_hook = Some(on_request);
-        PREV_STARTUP = pg_sys::shmem_startup_hook;
-        pg_sys::shmem_startup_hook = Some(on_startup);
+        let users = &mut *(&raw mut USERS);
+        if users.iter().all(Option::is_none) {
+            PREV_REQUEST = pg_sys::shmem_request_hook;
+            pg_sys::shmem_request_hook = Some(on_request);
+            PREV_STARTUP = pg_sys::shmem_startup_hook;
+            pg_sys::shmem_startup_hook = Some(on_startup);
+        }
+        let free = users.iter_mut().find(|u| u.is_none()).expect("at most four shared structures");
+        *free = Some((request, startup));
     }
 }
 
@@ -69,6 +73,12 @@ pub fn request(bytes: usize, tranche: &'static CStr, locks: i32) {
         pg_sys::RequestAddinShmemSpace(bytes);
         pg_sys::RequestNamedLWLockTranche(tranche.as_ptr(), locks);
     }
+}
+
+/// Asks for `bytes` of shared memory without locks (from the request hook).
+pub fn request_space(bytes: usize) {
+    // SAFETY: called from shmem_request_hook, where it is allowed.
+    unsafe { pg_sys::RequestAddinShmemSpace(bytes) };
 }
 
 /// The shared memory named `name` (`bytes` long) and whether it existed

@@ -216,6 +216,9 @@ pub(super) fn updated(
 ) {
     buffer::unlock_release(loc.buf);
     release_tuplock(rel, otid, tuplock);
+    if index_stable {
+        crate::lsm::chain_hint::note_updated(rel, &otid, &new_tid, current_xid());
+    }
     // SAFETY: valid slot.
     unsafe { (*slot).tts_tid = new_tid };
     #[cfg(feature = "pg15")]
