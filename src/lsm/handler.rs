@@ -411,6 +411,7 @@ unsafe extern "C-unwind" fn relation_set_new_storage(
 unsafe extern "C-unwind" fn relation_nontransactional_truncate(rel: pg_sys::Relation) {
     super::bulk::forget(rel);
     ddl::truncate(rel);
+    super::manifest_cache::forget_relation(rel);
     super::chain_hint::forget_relation(rel);
 }
 

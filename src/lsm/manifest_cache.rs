@@ -90,8 +90,8 @@ struct Entry {
     /// The lowest virtual block an insert may append to
     /// ([`manifest::l0_append_floor`]).
     floor: u32,
-    /// The relation's block count, read under `token` (None: not yet, or
-    /// the token changed since): see [`sizes`].
+    /// The relation's block count, read while the metapage had `lsn` (None:
+    /// not yet; a changed metapage makes a new entry): see [`sizes`].
     physical: Option<pg_sys::BlockNumber>,
     /// The directory pages read so far, by slot.
     l0: Vec<Option<DirPage>>,
@@ -328,14 +328,14 @@ fn with_entry<T>(
     let trusted = token.is_some() && e.as_ref().is_some_and(|e| e.token == token);
     if !trusted {
         let mut checked = check(r, e.take());
-        (checked.token, checked.physical) = (token, None);
+        checked.token = token;
         e = Some(checked);
     }
     let mut e = e.expect("made above");
     let mut out = f(r, &mut e);
     if out.is_err() && trusted {
         e = check(r, Some(e));
-        (e.token, e.physical) = (token, None);
+        e.token = token;
         out = f(r, &mut e);
     }
     keep(e);
@@ -377,16 +377,23 @@ pub fn append_floor(r: pg_sys::Relation) -> Option<u32> {
 
 /// The relation's block count and the pages a sequential scan reads
 /// ([`manifest::scan_pages`]), for the planner's estimate, through the copy
-/// under the active snapshot's trust. The block count is kept with a copy
-/// trusted under the same snapshot token: the file grows as pages join the
-/// manifest (L0 pages, runs), so it is as fresh as the copy's page count —
-/// at most a concurrent transaction's pages behind, as the copy is. (One
-/// `lseek` and two FFI crossings fewer per planned query: a tenth of the
-/// planner's time on a point lookup.)
+/// under the active snapshot's trust. The block count is kept with the copy
+/// and read again when the metapage changes: pages join the file and the
+/// manifest together (L0 pages, runs' switches), so it is as fresh as the
+/// copy's page count — a run still being written is counted once it is
+/// listed. (An `lseek` fewer per planned query: on pgbench's small tables a
+/// sixth of the planner's time.)
 pub fn sizes(r: pg_sys::Relation) -> (pg_sys::BlockNumber, u64) {
     let trust = Trust::Snapshot(xact::active_snapshot());
     if let Some(known) = trusted_sizes(r, trust) {
         return known;
+    }
+    // only a copy made before (so the metapage exists) may know it
+    if has_entry(r) {
+        let kept = with_entry(r, trust, |_, e| Ok(e.physical.map(|p| (p, e.scan_pages))));
+        if let Some(Some(known)) = kept {
+            return known;
+        }
     }
     let physical = buffer::nblocks(r);
     if physical == 0 {
@@ -397,6 +404,17 @@ pub fn sizes(r: pg_sys::Relation) -> (pg_sys::BlockNumber, u64) {
         Ok(e.scan_pages)
     });
     (physical, scan.unwrap_or_else(|| manifest::scan_pages(r)))
+}
+
+/// Whether the backend has a copy for the file `r` uses now.
+fn has_entry(r: pg_sys::Relation) -> bool {
+    let (file, relid) = (rel::file_locator(r), rel::oid(r));
+    TABLES.with(|t| t.borrow().iter().any(|e| e.relid == relid && e.file == file))
+}
+
+/// Drops the backend's copy for `r` (its file was truncated in place).
+pub fn forget_relation(r: pg_sys::Relation) {
+    forget(Some(rel::oid(r)));
 }
 
 /// [`sizes`] from a copy trusted under `trust` that knows the block count.
