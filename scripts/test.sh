@@ -6,6 +6,7 @@
 #   1. cargo test -p strata-core — the pure core's unit tests (kernels, codecs,
 #                         page formats, checks, graph, policies), no PostgreSQL;
 #      cargo clippy -p strata-core -D warnings — the core crate lint-clean;
+#      scripts/module_cycles.py — no import cycle between the extension's modules;
 #      cargo pgrx test  — #[pg_test] in-backend tests, per PostgreSQL version;
 #   2. pg_regress       — tests/pg_regress suites with asserted output;
 #   3. isolation specs — tests/isolation: concurrency semantics, run on heap
@@ -35,6 +36,8 @@ if command -v cargo-clippy >/dev/null || rustup component add clippy; then
 else
     log "clippy is not installed and rustup could not add it: core lints skipped"
 fi
+log "module cycles (scripts/module_cycles.py)"
+python3 scripts/module_cycles.py || die "import cycles between modules of src/ (see above)"
 
 for v in $VERSIONS; do
     pgdata="/tmp/strata-pgrx-test/pg$v"

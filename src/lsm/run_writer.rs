@@ -685,3 +685,40 @@ pub fn refresh_headers(
     }
     refreshed
 }
+
+/// Clears the open run a bulk load left when it aborted or crashed (the
+/// caller holds SHARE UPDATE EXCLUSIVE, which every load holds to its end:
+/// any open run is abandoned) and returns its rowid range, whose index
+/// entries the caller removes. Its pages become free: no run lists them,
+/// and none holds a rowid any other page will ever hold, so a reader that
+/// still follows the old slot into a reused page finds nothing there.
+///
+/// A load writes each data page before its index names it, so a crash can
+/// leave pages the run's index never reached: the whole file is read for
+/// pages tagged with the run (this happens once per abandoned load, inside
+/// a VACUUM whose sweep reads every page anyway).
+pub fn take_abandoned_open_run(rel: pg_sys::Relation) -> Option<std::ops::Range<u64>> {
+    let open = manifest::read(rel)?.open?;
+    switch(rel, None, |m| {
+        if m.is_open(open.run_id) {
+            m.open = None;
+        }
+    });
+    let blocks: Vec<_> = (META_BLOCK + 1..buffer::nblocks(rel))
+        .filter(|&b| manifest::read_page(rel, b, |p| is_page_of_run(p, open.run_id)))
+        .collect();
+    manifest::record_free(rel, blocks);
+    Some(open.first_rowid..open.end_rowid)
+}
+
+/// Whether page image `p` belongs to run `run_id` (data, fence index or
+/// payload page).
+fn is_page_of_run(p: &[u8], run_id: u32) -> bool {
+    page_image::tag_of(p).is_some_and(|t| {
+        t.vblock == run_id
+            && matches!(
+                PageKind::from_u16(t.kind),
+                Some(PageKind::RunData | PageKind::RunIndex | PageKind::RunPayload)
+            )
+    })
+}

@@ -44,7 +44,7 @@ fn try_lock(rel: pg_sys::Relation, mode: u32, tries: u32) -> bool {
 
 /// The rowids whose index entries VACUUM removes: those its flush and
 /// merges dropped (sorted), and the range of an abandoned bulk load's open
-/// run (see [`manifest::take_abandoned_open_run`]).
+/// run (see [`run_writer::take_abandoned_open_run`]).
 struct Dropped {
     rowids: Vec<u64>,
     range: Option<std::ops::Range<u64>>,
@@ -188,7 +188,7 @@ pub fn vacuum(
     let cutoffs = pgvac::cutoffs(rel, params);
     // a bulk load that aborted or crashed left its open run: its rows are
     // dead, its pages free, its index entries go in the index pass below
-    let abandoned = manifest::take_abandoned_open_run(rel);
+    let abandoned = run_writer::take_abandoned_open_run(rel);
     if let Some(r) = &abandoned {
         report(
             elevel,
