@@ -24,21 +24,18 @@
 //! by readers once its updater commits). A relation file's new storage
 //! clears its hints ([`forget_relation`]).
 //!
-//! Layout: `SLOTS` slots of eight 32-bit words in shared memory (2 MiB,
-//! only when Strata is preloaded — otherwise every walk starts at the
-//! root): a sequence word (odd while a writer fills the slot: a seqlock,
-//! writers that find it odd give up) then database, relfilenumber, root
-//! block, root offset, member block, member offset, member xmin. A slot is
-//! chosen by hashing the key; a colliding key overwrites it.
+//! The table: `SLOTS` slots of [`hint_table`]'s layout (a sequence lock
+//! per slot; a colliding key overwrites) in shared memory, 2 MiB, only when
+//! Strata is preloaded — otherwise every walk starts at the root.
 
+use super::hint_table::{self, Member, Root, WORDS};
 use crate::pg::htup;
 use crate::pg::shmem;
 use pgrx::pg_sys;
 use std::cell::Cell;
-use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 
 const SLOTS: usize = 1 << 16;
-const WORDS: usize = 8;
 const NAME: &std::ffi::CStr = c"strata chain hints";
 
 static mut TABLE: *const AtomicU32 = std::ptr::null();
@@ -85,11 +82,13 @@ fn file_key(rel: pg_sys::Relation) -> (u32, u32) {
     (db, num)
 }
 
-fn slot_of(key: (u32, u32), root: &pg_sys::ItemPointerData) -> usize {
-    let mut h = (key.0 as u64) << 32 | key.1 as u64;
-    h ^= (htup::tid_block(root) as u64) << 16 | htup::tid_offset(root) as u64;
-    h = h.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    ((h >> 32) as usize % SLOTS) * WORDS
+fn root_of(key: (u32, u32), root: &pg_sys::ItemPointerData) -> Root {
+    Root {
+        db: key.0,
+        rel: key.1,
+        block: htup::tid_block(root),
+        offset: htup::tid_offset(root),
+    }
 }
 
 /// The member hinted for the chain rooted at `root`, and the xmin it had.
@@ -97,23 +96,8 @@ pub fn get(
     rel: pg_sys::Relation,
     root: &pg_sys::ItemPointerData,
 ) -> Option<(pg_sys::ItemPointerData, pg_sys::TransactionId)> {
-    let t = in_use()?;
-    let key = file_key(rel);
-    let s = &t[slot_of(key, root)..][..WORDS];
-    let seq = s[0].load(Ordering::Acquire);
-    if seq & 1 == 1 || seq == 0 {
-        return None;
-    }
-    let w: [u32; 7] = std::array::from_fn(|i| s[i + 1].load(Ordering::Relaxed));
-    fence(Ordering::Acquire);
-    if s[0].load(Ordering::Relaxed) != seq {
-        return None;
-    }
-    let same = w[0] == key.0
-        && w[1] == key.1
-        && w[2] == htup::tid_block(root)
-        && w[3] == htup::tid_offset(root) as u32;
-    same.then(|| (htup::make_tid(w[4], w[5] as u16), w[6].into()))
+    let m = hint_table::get(in_use()?, &root_of(file_key(rel), root))?;
+    Some((htup::make_tid(m.block, m.offset), m.xmin.into()))
 }
 
 fn set(
@@ -122,62 +106,22 @@ fn set(
     member: &pg_sys::ItemPointerData,
     xmin: pg_sys::TransactionId,
 ) {
-    let Some(t) = in_use() else {
-        return;
-    };
-    let key = file_key(rel);
-    let s = &t[slot_of(key, root)..][..WORDS];
-    let seq = s[0].load(Ordering::Relaxed);
-    if seq & 1 == 1
-        || s[0]
-            .compare_exchange(seq, seq.wrapping_add(1), Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-    {
-        return; // another writer is filling it: a hint may be lost
+    if let Some(t) = in_use() {
+        let m = Member {
+            block: htup::tid_block(member),
+            offset: htup::tid_offset(member),
+            xmin: xmin.into_inner(),
+        };
+        hint_table::set(t, &root_of(file_key(rel), root), &m);
     }
-    fence(Ordering::Release);
-    let w = [
-        key.0,
-        key.1,
-        htup::tid_block(root),
-        htup::tid_offset(root) as u32,
-        htup::tid_block(member),
-        htup::tid_offset(member) as u32,
-        xmin.into_inner(),
-    ];
-    for (i, v) in w.into_iter().enumerate() {
-        s[i + 1].store(v, Ordering::Relaxed);
-    }
-    // odd → even, never 0 (0 marks a slot never written)
-    let next = match seq.wrapping_add(2) {
-        0 => 2,
-        n => n,
-    };
-    s[0].store(next, Ordering::Release);
 }
 
 /// Clears the hints of relation file (`db`, `relnumber`): its storage is
 /// new (a table created or rewritten: its relfilenumber may be one an old
 /// file had) or truncated in place (its TIDs start over).
 pub fn forget_file(db: u32, relnumber: u32) {
-    let Some(t) = table() else {
-        return;
-    };
-    for s in t.chunks_exact(WORDS) {
-        if s[1].load(Ordering::Relaxed) == db && s[2].load(Ordering::Relaxed) == relnumber {
-            let seq = s[0].load(Ordering::Relaxed);
-            if seq & 1 == 0
-                && s[0]
-                    .compare_exchange(seq, seq.wrapping_add(1), Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
-                s[2].store(0, Ordering::Relaxed);
-                s[0].store(seq.wrapping_add(2).max(2), Ordering::Release);
-            } else {
-                // a writer is filling it: wait for it, then look again
-                std::hint::spin_loop();
-            }
-        }
+    if let Some(t) = table() {
+        hint_table::forget_file(t, db, relnumber);
     }
 }
 

@@ -52,4 +52,4 @@ pub mod vacuum;
 pub mod version_data;
 
 // The pure modules live in the pgrx-free core crate.
-pub use strata_core::lsm::{block_cache, bloom, column_attr, column_dict, columnar, columnar_read, compact_page, compressed_page, format, lz4_block, pack_thread, page_check, page_image, policy, row_lock, run_packer, run_page, wal_record};
+pub use strata_core::lsm::{block_cache, bloom, column_attr, column_dict, columnar, columnar_read, compact_page, compressed_page, format, hint_table, lz4_block, pack_thread, page_check, page_image, policy, row_lock, run_packer, run_page, wal_record};

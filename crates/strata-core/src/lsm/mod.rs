@@ -14,6 +14,7 @@ pub mod columnar_read;
 pub mod compact_page;
 pub mod compressed_page;
 pub mod format;
+pub mod hint_table;
 #[allow(unsafe_code)] // 16-byte chunk copies after bounds checks
 pub mod lz4_block;
 #[allow(unsafe_code)] // blocking signals on the packer thread (libc)
