@@ -219,8 +219,9 @@ class LsmBench:
         documents table whose every index (btree, GIN, strata_hnsw) ignores
         the status column. Run on fresh tables, once alone and once while
         another session's REPEATABLE READ transaction holds its snapshot
-        (heap can then neither prune nor place updates in-page). Index sizes
-        before and after each run. The floor is what any table pays for such
+        (heap can then neither prune nor place updates in-page); TPS is the
+        mean of two runs in alternating order. Index sizes before and after
+        the first round's runs. The floor is what any table pays for such
         an update without the row write: the same row fetched by primary key,
         one minimal WAL record (a transactional logical message) and the
         commit's flush — no access method's UPDATE can run faster."""

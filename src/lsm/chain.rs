@@ -191,7 +191,7 @@ pub fn search(
     all_dead: Option<&mut bool>,
     first_call: bool,
 ) -> bool {
-    if first_call && crate::pg::xact::snapshot_token(snapshot).is_some() {
+    if first_call && crate::pg::xact::is_mvcc(snapshot) {
         if let Some(hint) = chain_hint::get(w.rel, tid) {
             let mut at = *tid;
             if walk(w, &mut at, snapshot, slot, None, Start::Hint(hint)) {

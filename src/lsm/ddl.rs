@@ -7,10 +7,7 @@ use crate::pg::htup;
 use crate::pg::page;
 use pgrx::pg_sys;
 
-#[cfg(feature = "pg15")]
-pub type Locator = pg_sys::RelFileNode;
-#[cfg(not(feature = "pg15"))]
-pub type Locator = pg_sys::RelFileLocator;
+pub use crate::pg::locator::Locator;
 
 fn persistence(rel: pg_sys::Relation) -> std::ffi::c_char {
     // SAFETY: open relation.
@@ -39,16 +36,6 @@ pub fn set_new_storage(
         }
         pg_sys::smgrclose(srel);
     }
-}
-
-/// A locator's (tablespace, database, relfilenumber).
-pub fn locator_parts(locator: *const Locator) -> (u32, u32, u32) {
-    // SAFETY: a locator Postgres passed for this callback.
-    let l = unsafe { &*locator };
-    #[cfg(feature = "pg15")]
-    return (l.spcNode.into(), l.dbNode.into(), l.relNode.into());
-    #[cfg(not(feature = "pg15"))]
-    (l.spcOid.into(), l.dbOid.into(), l.relNumber.into())
 }
 
 pub fn truncate(rel: pg_sys::Relation) {

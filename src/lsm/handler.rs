@@ -403,7 +403,8 @@ unsafe extern "C-unwind" fn relation_set_new_storage(
 ) {
     super::bulk::forget(rel);
     ddl::set_new_storage(locator, persistence, freeze_xid, min_multi);
-    let (_, db, num) = ddl::locator_parts(locator);
+    // SAFETY: the new file's locator Postgres passed to this callback.
+    let (_, db, num) = crate::pg::locator::parts(unsafe { &*locator });
     super::chain_hint::forget_file(db, num);
 }
 

@@ -388,22 +388,19 @@ pub fn sizes(r: pg_sys::Relation) -> (pg_sys::BlockNumber, u64) {
     if let Some(known) = trusted_sizes(r, trust) {
         return known;
     }
-    // only a copy made before (so the metapage exists) may know it
-    if has_entry(r) {
-        let kept = with_entry(r, trust, |_, e| Ok(e.physical.map(|p| (p, e.scan_pages))));
-        if let Some(Some(known)) = kept {
-            return known;
+    // a table the backend has no copy of may have no metapage yet
+    let mut physical = None;
+    if !has_entry(r) {
+        match buffer::nblocks(r) {
+            0 => return (0, 0),
+            n => physical = Some(n),
         }
     }
-    let physical = buffer::nblocks(r);
-    if physical == 0 {
-        return (0, 0);
-    }
-    let scan = with_entry(r, trust, |_, e| {
-        e.physical = Some(physical);
-        Ok(e.scan_pages)
-    });
-    (physical, scan.unwrap_or_else(|| manifest::scan_pages(r)))
+    with_entry(r, trust, |r, e| {
+        let p = *e.physical.get_or_insert_with(|| physical.unwrap_or_else(|| buffer::nblocks(r)));
+        Ok((p, e.scan_pages))
+    })
+    .unwrap_or_else(|| (physical.unwrap_or_else(|| buffer::nblocks(r)), manifest::scan_pages(r)))
 }
 
 /// Whether the backend has a copy for the file `r` uses now.

@@ -704,9 +704,13 @@ pub fn take_abandoned_open_run(rel: pg_sys::Relation) -> Option<std::ops::Range<
             m.open = None;
         }
     });
-    let blocks: Vec<_> = (META_BLOCK + 1..buffer::nblocks(rel))
-        .filter(|&b| manifest::read_page(rel, b, |p| is_page_of_run(p, open.run_id)))
-        .collect();
+    // a bulk-read strategy: the whole file passes through a small ring
+    let mut blocks = Vec::new();
+    crate::pg::rel::for_each_page_copy(rel, |b, p| {
+        if is_page_of_run(p, open.run_id) {
+            blocks.push(b);
+        }
+    });
     manifest::record_free(rel, blocks);
     Some(open.first_rowid..open.end_rowid)
 }

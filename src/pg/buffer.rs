@@ -5,6 +5,7 @@
 //! return, panic, ERROR unwinding through Rust) aborts it and leaves the page as
 //! it was.
 
+use super::locator;
 use pgrx::pg_sys;
 
 pub const INVALID_BLOCK: pg_sys::BlockNumber = pg_sys::InvalidBlockNumber;
@@ -49,34 +50,31 @@ pub fn set_target_block(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber) {
 /// pages over and over, and `ReadRecentBuffer` skips the buffer mapping
 /// table's lookup and partition lock, most of a hit's cost.
 pub fn read(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber) -> pg_sys::Buffer {
-    let locator = locator_of(rel);
-    if let Some(buf) = recent::lookup(&locator, blkno) {
-        // SAFETY: open relation; the function pins `buf` only if it still
-        // holds this block, else returns false with nothing pinned.
-        if unsafe { pg_sys::ReadRecentBuffer(locator, pg_sys::ForkNumber::MAIN_FORKNUM, blkno, buf) } {
-            count_hit(rel);
-            return buf;
-        }
-    }
-    let buf = read_with(rel, blkno, std::ptr::null_mut());
-    recent::remember(&locator, blkno, buf);
-    buf
+    let locator = locator::of(rel);
+    let recent = recent::lookup(&locator, blkno).unwrap_or(0);
+    read_trying(rel, &locator, blkno, recent)
 }
 
-#[cfg(feature = "pg15")]
-type Locator = pg_sys::RelFileNode;
-#[cfg(not(feature = "pg15"))]
-type Locator = pg_sys::RelFileLocator;
-
-fn locator_of(rel: pg_sys::Relation) -> Locator {
-    // SAFETY: an open relation's physical locator.
-    unsafe {
-        #[cfg(feature = "pg15")]
-        let l = (*rel).rd_node;
-        #[cfg(not(feature = "pg15"))]
-        let l = (*rel).rd_locator;
-        l
+/// Pins block `blkno` through `recent` when that buffer still holds it
+/// (`ReadRecentBuffer`; 0: no candidate), else through the buffer mapping
+/// table, remembering the buffer for the next [`read`].
+fn read_trying(
+    rel: pg_sys::Relation,
+    locator: &locator::Locator,
+    blkno: pg_sys::BlockNumber,
+    recent: pg_sys::Buffer,
+) -> pg_sys::Buffer {
+    // SAFETY: open relation; the function pins `recent` only if it still
+    // holds this block, else returns false with nothing pinned.
+    if recent != 0
+        && unsafe { pg_sys::ReadRecentBuffer(*locator, pg_sys::ForkNumber::MAIN_FORKNUM, blkno, recent) }
+    {
+        count_hit(rel);
+        return recent;
     }
+    let buf = read_with(rel, blkno, std::ptr::null_mut());
+    recent::remember(locator, blkno, buf);
+    buf
 }
 
 /// The relation's buffer statistics (`pg_statio_*_tables`) for a hit found
@@ -106,7 +104,7 @@ fn count_hit(rel: pg_sys::Relation) {
 /// direct-mapped table (a hint only — `ReadRecentBuffer` checks the buffer
 /// still holds the block, so a stale or colliding entry costs a miss).
 mod recent {
-    use super::Locator;
+    use crate::pg::locator::{self, Locator};
     use pgrx::pg_sys;
     use std::cell::UnsafeCell;
 
@@ -128,10 +126,8 @@ mod recent {
     static TABLE: Table = Table(UnsafeCell::new([Slot { rel: 0, db: 0, block: 0, buf: 0 }; SLOTS]));
 
     fn key(l: &Locator) -> (u32, u32) {
-        #[cfg(feature = "pg15")]
-        return (l.relNode.into(), l.dbNode.into());
-        #[cfg(not(feature = "pg15"))]
-        (l.relNumber.into(), l.dbOid.into())
+        let (_, db, rel) = locator::parts(l);
+        (rel, db)
     }
 
     fn slot(rel: u32, block: u32) -> usize {
@@ -160,17 +156,7 @@ pub fn read_recent(
     blkno: pg_sys::BlockNumber,
     recent: pg_sys::Buffer,
 ) -> pg_sys::Buffer {
-    if recent > 0 {
-        // SAFETY: open relation; the function pins `recent` only if it
-        // still holds this block, else returns false with nothing pinned.
-        let hit = unsafe {
-            pg_sys::ReadRecentBuffer(locator_of(rel), pg_sys::ForkNumber::MAIN_FORKNUM, blkno, recent)
-        };
-        if hit {
-            return recent;
-        }
-    }
-    read(rel, blkno)
+    read_trying(rel, &locator::of(rel), blkno, recent)
 }
 
 /// Pins block `blkno` using a buffer access strategy (may be null).

@@ -6,6 +6,7 @@ pub mod buffer;
 pub mod error;
 pub mod htup;
 pub mod index_scan;
+pub mod locator;
 pub mod multixact;
 pub mod page;
 pub mod predicate;

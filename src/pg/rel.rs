@@ -231,25 +231,7 @@ pub fn storage_is_new(rel: pg_sys::Relation) -> bool {
 
 /// The relation's file: (tablespace, database, relfilenumber).
 pub fn file_locator(rel: pg_sys::Relation) -> (u32, u32, u32) {
-    // SAFETY: open relation.
-    #[cfg(feature = "pg15")]
-    let l = unsafe {
-        (
-            (*rel).rd_node.spcNode,
-            (*rel).rd_node.dbNode,
-            (*rel).rd_node.relNode,
-        )
-    };
-    // SAFETY: open relation.
-    #[cfg(not(feature = "pg15"))]
-    let l = unsafe {
-        (
-            (*rel).rd_locator.spcOid,
-            (*rel).rd_locator.dbOid,
-            (*rel).rd_locator.relNumber,
-        )
-    };
-    (u32::from(l.0), u32::from(l.1), u32::from(l.2))
+    super::locator::parts(&super::locator::of(rel))
 }
 
 thread_local! {

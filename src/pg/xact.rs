@@ -93,12 +93,12 @@ pub struct SnapshotToken {
 }
 
 pub fn snapshot_token(snapshot: pg_sys::Snapshot) -> Option<SnapshotToken> {
-    if snapshot.is_null() {
+    if !is_mvcc(snapshot) {
         return None;
     }
     // SAFETY: a valid snapshot passed by the caller.
     let s = unsafe { &*snapshot };
-    (s.snapshot_type == pg_sys::SnapshotType::SNAPSHOT_MVCC).then(|| SnapshotToken {
+    Some(SnapshotToken {
         xmin: s.xmin.into_inner(),
         xmax: s.xmax.into_inner(),
         xcnt: s.xcnt,
@@ -106,6 +106,12 @@ pub fn snapshot_token(snapshot: pg_sys::Snapshot) -> Option<SnapshotToken> {
         flags: u8::from(s.suboverflowed) | (u8::from(s.takenDuringRecovery) << 1),
         curcid: s.curcid,
     })
+}
+
+/// Whether `snapshot` (null: no) is an MVCC snapshot.
+pub fn is_mvcc(snapshot: pg_sys::Snapshot) -> bool {
+    // SAFETY: a valid snapshot passed by the caller, read only when non-null.
+    !snapshot.is_null() && unsafe { (*snapshot).snapshot_type } == pg_sys::SnapshotType::SNAPSHOT_MVCC
 }
 
 /// The active snapshot, or null when none is set.

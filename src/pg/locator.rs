@@ -1,0 +1,30 @@
+//! A relation's physical file identity (`RelFileNode` on PG15,
+//! `RelFileLocator` since PG16) and its parts, in one place for the
+//! version difference.
+
+use pgrx::pg_sys;
+
+#[cfg(feature = "pg15")]
+pub type Locator = pg_sys::RelFileNode;
+#[cfg(not(feature = "pg15"))]
+pub type Locator = pg_sys::RelFileLocator;
+
+/// The file `rel` uses now.
+pub fn of(rel: pg_sys::Relation) -> Locator {
+    // SAFETY: an open relation's physical locator, copied out.
+    unsafe {
+        #[cfg(feature = "pg15")]
+        let l = (*rel).rd_node;
+        #[cfg(not(feature = "pg15"))]
+        let l = (*rel).rd_locator;
+        l
+    }
+}
+
+/// (tablespace, database, relfilenumber).
+pub fn parts(l: &Locator) -> (u32, u32, u32) {
+    #[cfg(feature = "pg15")]
+    return (l.spcNode.into(), l.dbNode.into(), l.relNode.into());
+    #[cfg(not(feature = "pg15"))]
+    (l.spcOid.into(), l.dbOid.into(), l.relNumber.into())
+}
