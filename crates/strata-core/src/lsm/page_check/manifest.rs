@@ -138,13 +138,17 @@ pub fn check_manifest(
             ));
         }
     }
-    // A bulk load's open run (version 11): reserved rowids above the runs
-    // and below L0; its index as far as it is published.
+    // A bulk load's open run (version 11): reserved rowids below L0 that no
+    // listed run holds (runs flushed from L0 after an abandoned load are
+    // listed above it); its index as far as it is published.
     if let Some(open) = meta.open {
-        let last_listed = meta.runs.last().map(|r| r.last_rowid);
+        let overlapped = meta
+            .runs
+            .iter()
+            .any(|r| r.first_rowid < open.end_rowid && r.last_rowid >= open.first_rowid);
         if open.first_rowid >= open.end_rowid
             || open.end_rowid > l0_low
-            || last_listed.is_some_and(|l| l >= open.first_rowid)
+            || overlapped
             || meta.has_run(open.run_id)
         {
             report(0, 0, format!("open run {} has a bad rowid range", open.run_id));
