@@ -20,7 +20,7 @@
 use super::calibrate::{calibrate, BuiltGraph};
 use super::codes::{self, Coder};
 use super::format::{self, ElemId, Element, HeapTid, Layout, Meta, Scalar, KIND_META};
-use super::graph::{self, parallel_build::{build_parallel, Spec}};
+use super::graph::{self, links::Links, parallel_build::{build_parallel, Spec}};
 use super::insert;
 use super::metric::Metric;
 use super::options;
@@ -169,6 +169,45 @@ pub fn params_for_new_index(index: pg_sys::Relation) -> Params {
     }
 }
 
+/// What the in-memory build holds per element at its peak, the larger of
+/// its two phases (measured: GloVe 100k × 50 under cosine peaks at 0.9 of
+/// this; see `docs/hnsw-format.md`, "Build memory"):
+/// * the graph: the vector (a bit string packed), cosine's inverse norm,
+///   `parallel_build`'s slots (an id and a distance + verdict per slot,
+///   `2m` at level 0, `m` per upper level: `1/(m-1)` upper levels on
+///   average), a lock, an incoming count, two threads' visited marks;
+/// * the pages: the vector, its rotated copy for codes (padded dimensions),
+///   the lists as `Links` (4 bytes a slot), the calibration's code slot and
+///   the item positions;
+/// * throughout: the element's level, row slots (a vector) and its entry in
+///   the duplicate map.
+fn bytes_per_element(params: &Params) -> usize {
+    let (m, dims) = (params.m, params.dims);
+    let cap0 = format::capacity(m, 0);
+    let stored = match params.layout.scalar {
+        Scalar::Bit => bits::bytes_for(dims),
+        _ => 4 * dims,
+    };
+    let upper_slots = m.div_ceil(m.saturating_sub(1).max(1));
+    let graph = stored + 4 + 12 * (cap0 + upper_slots) + 8 + 8 + 4 + 4;
+    let padded = params.coder().map_or(0, |c| c.padded());
+    let pages = stored + 4 * padded + 4 * (cap0 + upper_slots) + 8 + 24 + 40;
+    1 + 56 + 40 + graph.max(pages)
+}
+
+/// The calibration's code cache out of a build's `limit` bytes: an eighth,
+/// at most `calibrate::MAX_CODE_CACHE_BYTES`. (Its many small buffers,
+/// once freed, stay with the process for small allocations only.)
+fn code_cache_bytes(limit: usize) -> usize {
+    (limit / 8).min(super::calibrate::MAX_CODE_CACHE_BYTES)
+}
+
+/// The level-0 code chunks in flight while pages are written: the one
+/// written and the one the pool computes.
+fn code_chunk_bytes(params: &Params) -> usize {
+    2 * CODE_CHUNK * format::capacity(params.m, 0) * params.code_len()
+}
+
 /// Writes an empty metapage into block 0 of `fork`.
 pub fn write_metapage(index: pg_sys::Relation, params: &Params, fork: pg_sys::ForkNumber::Type) {
     // SAFETY: extends the (empty) fork by block 0, pinned and locked.
@@ -278,8 +317,11 @@ struct BuildState {
     bits: Vec<u8>,
     /// A hash of each distinct vector's bits → the newest element holding it.
     by_vector: std::collections::HashMap<u64, usize>,
+    /// Bytes for the elements (`maintenance_work_mem` less `cache_bytes`).
     memory_limit: usize,
     per_element: usize,
+    /// Bytes for the calibration's code cache.
+    cache_bytes: usize,
     on_disk: bool,
     indexed: u64,
     seen: u64,
@@ -386,13 +428,14 @@ fn write_graph(st: &mut BuildState) {
     let levels: Vec<u8> = (0..n)
         .map(|_| graph::random_level(insert::random_unit(), p.m, format::max_level(p.m)))
         .collect();
-    fn spec<'a, D>(levels: &'a [u8], p: &Params, dist: D) -> Spec<'a, D> {
+    fn spec<'a, D>(levels: &'a [u8], p: &Params, dist: D, scale: Option<&'a [f32]>) -> Spec<'a, D> {
         Spec {
             levels,
             ef_construction: p.ef_construction,
             cap0: format::capacity(p.m, 0),
             cap: format::capacity(p.m, 1),
             dist,
+            scale,
             spare_last_links: p.metric != Metric::InnerProduct,
         }
     }
@@ -407,7 +450,7 @@ fn write_graph(st: &mut BuildState) {
     let stride = st.bit_stride();
     let mut links = if let Some(dist) = packed {
         let started = std::time::Instant::now();
-        let links = build_parallel(&st.bits[..], stride, &spec(&levels, &p, dist), &pool, helpers, tick);
+        let links = build_parallel(&st.bits[..], stride, &spec(&levels, &p, dist, None), &pool, helpers, tick);
         debug1!(
             "strata_hnsw build: graph of {n} packed bit strings built in {:.2} s on {} threads",
             started.elapsed().as_secs_f64(),
@@ -415,21 +458,12 @@ fn write_graph(st: &mut BuildState) {
         );
         links
     } else {
-        // the metric's comparable form (cosine: on unit copies, dropped
-        // once the graph is built)
-        let unit;
-        let data = if p.metric == Metric::Cosine {
-            unit = {
-                let mut u = vectors.to_vec();
-                u.chunks_exact_mut(dims).for_each(|v| p.metric.prepare(v));
-                u
-            };
-            &unit[..]
-        } else {
-            vectors
-        };
+        // the metric's order on the vectors as stored (cosine: scaled by
+        // inverse norms, no unit copies)
+        let scale = p.metric.build_scale(vectors, dims);
+        let spec = spec(&levels, &p, p.metric.build_distance(), scale.as_deref());
         let started = std::time::Instant::now();
-        let links = build_parallel(data, dims, &spec(&levels, &p, p.metric.comparable()), &pool, helpers, tick);
+        let links = build_parallel(vectors, dims, &spec, &pool, helpers, tick);
         debug1!(
             "strata_hnsw build: graph of {n} elements built in {:.2} s on {} threads",
             started.elapsed().as_secs_f64(),
@@ -457,7 +491,7 @@ fn write_graph(st: &mut BuildState) {
 }
 
 /// Writes a built graph's pages and empties the build state.
-fn finish_graph(st: &mut BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], pool: &rayon::ThreadPool) {
+fn finish_graph(st: &mut BuildState, levels: &[u8], links: &Links, pool: &rayon::ThreadPool) {
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_WRITE);
     let mut coder = st.params.coder();
     let started = std::time::Instant::now();
@@ -476,6 +510,7 @@ fn finish_graph(st: &mut BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], p
             top,
             metric: p.metric,
             coder: c,
+            cache_bytes: st.cache_bytes,
         };
         let started = std::time::Instant::now();
         // up to ten times ef_search: a scale measured at four times it left
@@ -547,7 +582,7 @@ struct LevelZeroCodes<'a> {
 impl LevelZeroCodes<'_> {
     /// The codes of the level-0 lists of elements `range`, `capacity(m, 0)`
     /// codes per element (zeros past the list's end), computed by the pool.
-    fn chunk(&self, range: std::ops::Range<usize>, links: &[Vec<Vec<usize>>], cap0: usize) -> Vec<u8> {
+    fn chunk(&self, range: std::ops::Range<usize>, links: &Links, cap0: usize) -> Vec<u8> {
         use rayon::prelude::*;
         let len = self.coder.code_len();
         let start = range.start;
@@ -555,8 +590,7 @@ impl LevelZeroCodes<'_> {
         self.pool.install(|| {
             out.par_chunks_mut(cap0 * len).enumerate().for_each(|(k, codes)| {
                 let i = start + k;
-                let list = &links[i][0][..links[i][0].len().min(cap0)];
-                self.coder.encode_list(self.rotated, i, list, codes);
+                self.coder.encode_list(self.rotated, i, links.list(i, 0), codes);
             })
         });
         out
@@ -593,7 +627,7 @@ fn worker_pool() -> rayon::ThreadPool {
 /// Lays elements out on pages (neighbor item, then element item, both on
 /// one page when they fit, then the element's row lists if it has more rows
 /// than its slots hold) and writes them; sets the entry point.
-fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], codes: Option<&LevelZeroCodes>) {
+fn write_pages(st: &BuildState, levels: &[u8], links: &Links, codes: Option<&LevelZeroCodes>) {
     let p = st.params;
     let (code_len, cap0) = (p.code_len(), format::capacity(p.m, 0));
     let usable = format::BLOCK_SIZE - format::PAGE_HEADER_SIZE - format::TAG_SIZE;
@@ -702,9 +736,8 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &[Vec<Vec<usize>>], codes:
             if code_len > 0 && i % CODE_CHUNK == 0 {
                 chunk_codes = next_codes(i);
             }
-            let lists: Vec<Vec<ElemId>> = links[i]
-                .iter()
-                .map(|l| l.iter().map(|&j| elem_ids[j]).collect())
+            let lists: Vec<Vec<ElemId>> = (0..=levels[i] as usize)
+                .map(|l| links.list(i, l).iter().map(|&j| elem_ids[j as usize]).collect())
                 .collect();
             let mut nbr = format::encode_neighbors(p.layout, p.m, levels[i] as usize, &lists, code_len);
             if code_len > 0 && !chunk_codes.is_empty() {
@@ -796,18 +829,9 @@ pub fn build(
     write_metapage(index, &params, pg_sys::ForkNumber::MAIN_FORKNUM);
     // SAFETY: reads a GUC (kB).
     let mem_kb = unsafe { pg_sys::maintenance_work_mem }.max(64) as usize;
-    // Each vector (twice under cosine: unit copies for the build, or rotated
-    // copies for the codes), its
-    // lists while building (an id, a distance and a verdict per slot, about
-    // 2m + 1 slots) and as written (2m + 1 usizes), row list, bookkeeping.
-    // With codes, the rotated vectors (padded dimensions) replace the unit
-    // copies while pages are written.
-    let padded = params.coder().map_or(0, |c| c.padded());
-    // A bit index holds its strings packed, once.
-    let per_element = match params.layout.scalar {
-        Scalar::Bit => bits::bytes_for(params.dims) + 48 * params.m + 256,
-        _ => 4 * params.dims + 4 * params.dims.max(padded) + 48 * params.m + 256,
-    };
+    let per_element = bytes_per_element(&params);
+    // (no codes, no calibration)
+    let cache = if params.code_len() > 0 { code_cache_bytes(mem_kb * 1024) } else { 0 };
     let mut st = BuildState {
         index,
         params,
@@ -815,7 +839,8 @@ pub fn build(
         vectors: Vec::new(),
         bits: Vec::new(),
         by_vector: std::collections::HashMap::new(),
-        memory_limit: mem_kb * 1024,
+        memory_limit: mem_kb * 1024 - (cache + code_chunk_bytes(&params)).min(mem_kb * 1024 / 2),
+        cache_bytes: cache,
         per_element,
         on_disk: false,
         indexed: 0,

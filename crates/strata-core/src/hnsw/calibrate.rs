@@ -18,6 +18,7 @@
 use super::codes::Coder;
 use super::format::ElemId;
 use super::graph::guided::{CodedGraph, GuidedSearch};
+use super::graph::links::Links;
 use super::graph::{descend, search_layer, Graph, Scored};
 use super::metric::Metric;
 
@@ -31,9 +32,10 @@ const LARGEST_SCALE: u16 = SCALES[SCALES.len() - 1];
 /// codes are kept only when they read fewer elements by this factor.
 const GUIDED_READ_COST: f64 = 1.5;
 
-/// Bytes of level-0 codes a calibration keeps once computed (beyond that,
-/// a list's codes are computed again each time it is expanded).
-const CODE_CACHE_BYTES: usize = 64 << 20;
+/// Most bytes of level-0 codes a calibration keeps once computed (beyond
+/// that, or [`BuiltGraph::cache_bytes`], a list's codes are computed again
+/// each time it is expanded).
+pub const MAX_CODE_CACHE_BYTES: usize = 64 << 20;
 
 /// The codes of the lists a calibration expanded, computed once: its
 /// searches expand the same elements again and again (up to a full walk of
@@ -44,13 +46,15 @@ const CODE_CACHE_BYTES: usize = 64 << 20;
 struct CodeCache {
     lists: Vec<std::sync::OnceLock<Box<[u8]>>>,
     bytes: std::sync::atomic::AtomicUsize,
+    limit: usize,
 }
 
 impl CodeCache {
-    fn new(n: usize) -> CodeCache {
+    fn new(n: usize, limit: usize) -> CodeCache {
         CodeCache {
             lists: (0..n).map(|_| std::sync::OnceLock::new()).collect(),
             bytes: std::sync::atomic::AtomicUsize::new(0),
+            limit: limit.min(MAX_CODE_CACHE_BYTES),
         }
     }
 
@@ -62,7 +66,7 @@ impl CodeCache {
             return f(c);
         }
         let codes = encode();
-        if self.bytes.fetch_add(codes.len(), Ordering::Relaxed) + codes.len() > CODE_CACHE_BYTES {
+        if self.bytes.fetch_add(codes.len(), Ordering::Relaxed) + codes.len() > self.limit {
             self.bytes.fetch_sub(codes.len(), Ordering::Relaxed);
             return f(&codes);
         }
@@ -110,7 +114,7 @@ impl Graph for Built<'_> {
     fn neighbors(&mut self, e: ElemId, level: usize) -> Vec<ElemId> {
         // the neighbor item is read too (on the element's page, usually)
         self.reads += 1;
-        self.g.links[index(e)].get(level).map_or_else(Vec::new, |l| l.iter().map(|&j| id(j)).collect())
+        self.g.links.list(index(e), level).iter().map(|&j| id(j as usize)).collect()
     }
 }
 
@@ -120,7 +124,7 @@ impl CodedGraph for Built<'_> {
         let (i, g) = (index(e), self.g);
         let d = g.metric.distance(g.vector(i), q);
         let prepared = self.prepared.as_ref().expect("query prepared");
-        let (list, len) = (&g.links[i][0], g.coder.code_len());
+        let (list, len) = (g.links.list(i, 0), g.coder.code_len());
         let encode = || {
             let mut codes = vec![0u8; list.len() * len].into_boxed_slice();
             g.coder.encode_list(g.rotated, i, list, &mut codes);
@@ -130,7 +134,7 @@ impl CodedGraph for Built<'_> {
             for (&j, code) in list.iter().zip(codes.chunks_exact(len)) {
                 out.push(Scored {
                     distance: g.coder.estimate(prepared, d, code),
-                    id: id(j),
+                    id: id(j as usize),
                 });
             }
         });
@@ -162,12 +166,14 @@ pub struct BuiltGraph<'a> {
     /// Their [`Coder::rotate`]d copies.
     pub rotated: &'a [f32],
     pub dims: usize,
-    /// `links[i][l]`: element i's list at level l.
-    pub links: &'a [Vec<Vec<usize>>],
+    /// Element i's list at level l: `links.list(i, l)`.
+    pub links: &'a Links,
     /// The entry point.
     pub top: usize,
     pub metric: Metric,
     pub coder: &'a Coder,
+    /// Most bytes of codes to keep (at most [`MAX_CODE_CACHE_BYTES`]).
+    pub cache_bytes: usize,
 }
 
 impl<'a> BuiltGraph<'a> {
@@ -207,8 +213,8 @@ pub fn calibrate(g: &BuiltGraph, efs: &[usize], pool: &rayon::ThreadPool) -> Cal
         // too small to tell: codes cost little here
         return result;
     }
-    let top_level = g.links[g.top].len() - 1;
-    let cache = CodeCache::new(n);
+    let top_level = g.links.top_level(g.top);
+    let cache = CodeCache::new(n, g.cache_bytes);
     let widest = (4 * efs.iter().copied().max().unwrap_or(1)).max(100);
     let query = |s: &Sample| &g.data[s.element * g.dims..(s.element + 1) * g.dims];
     let samples: Vec<Sample> = pool.install(|| {
@@ -304,6 +310,7 @@ mod tests {
             cap0: 16,
             cap: 8,
             dist: Metric::L2.comparable(),
+            scale: None,
             spare_last_links: true,
         };
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
@@ -326,6 +333,7 @@ mod tests {
             top,
             metric: Metric::L2,
             coder: &coder,
+            cache_bytes: MAX_CODE_CACHE_BYTES,
         };
         calibrate(&g, &[40, 200], &pool)
     }

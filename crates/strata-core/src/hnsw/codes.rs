@@ -377,17 +377,17 @@ impl Coder {
     /// `padded()` floats each, by element index). The members' vectors lie
     /// anywhere in memory: the ones two slots ahead are asked for while one
     /// is encoded.
-    pub fn encode_list(&self, rotated: &[f32], owner: usize, list: &[usize], out: &mut [u8]) {
+    pub fn encode_list(&self, rotated: &[f32], owner: usize, list: &[u32], out: &mut [u8]) {
         let (len, padded) = (self.code_len(), self.padded());
         let rot = |i: usize| &rotated[i * padded..(i + 1) * padded];
         let lines = (padded * 4).div_ceil(64);
-        let prefetch = |j: usize| crate::prefetch::lines(rot(j).as_ptr() as *const i8, lines);
+        let prefetch = |j: u32| crate::prefetch::lines(rot(j as usize).as_ptr() as *const i8, lines);
         list.iter().take(2).for_each(|&j| prefetch(j));
         for (slot, &j) in list.iter().enumerate() {
             if let Some(&ahead) = list.get(slot + 2) {
                 prefetch(ahead);
             }
-            self.encode(rot(owner), rot(j), &mut out[slot * len..(slot + 1) * len]);
+            self.encode(rot(owner), rot(j as usize), &mut out[slot * len..(slot + 1) * len]);
         }
     }
 
@@ -653,10 +653,11 @@ mod tests {
             cap0: 32,
             cap: 16,
             dist: l2,
+            scale: None,
             spare_last_links: true,
         };
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        let links = build_parallel(data, dims, &spec, &pool, 1, |_| {});
+        let links = build_parallel(data, dims, &spec, &pool, 1, |_| {}).to_nested();
         let top = (0..n).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))).unwrap();
         let bits: usize = std::env::var("STRATA_BITS").ok().and_then(|b| b.parse().ok()).unwrap_or(usize::MAX);
         let rot = Rotation::with_bits(dims, bits, 3);

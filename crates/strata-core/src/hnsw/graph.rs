@@ -10,6 +10,7 @@
 //! * [`random_level`] — the exponential level distribution, `mL = 1/ln(m)`.
 
 use super::format::{ElemId, IdSet};
+use links::Links;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
@@ -436,10 +437,10 @@ pub fn orphan_slot<T>(
 /// among the reached ones: that neighbor takes it into its list if there
 /// is room, or instead of its farthest neighbor that has another incoming
 /// link (so no new orphan appears); the element's group is then reached
-/// through it. `links[i][0]` is the layer-0 list of element `i`, `cap` its
+/// through it. `links.list(i, 0)` is the layer-0 list of element `i`, `cap` its
 /// capacity. Returns how many elements were linked.
 pub fn link_unreachable(
-    links: &mut [Vec<Vec<usize>>],
+    links: &mut Links,
     entry: usize,
     cap: usize,
     dist: impl Fn(usize, usize) -> f64,
@@ -449,18 +450,19 @@ pub fn link_unreachable(
         return 0;
     }
     let mut indeg = vec![0u32; n];
-    for l in links.iter() {
-        for &t in l.first().into_iter().flatten() {
-            indeg[t] += 1;
+    for i in 0..n {
+        for &t in links.list(i, 0) {
+            indeg[t as usize] += 1;
         }
     }
     let mut reached = vec![false; n];
     let mut stack = Vec::new();
-    let mut reach = |from: usize, links: &[Vec<Vec<usize>>], reached: &mut Vec<bool>| {
+    let mut reach = |from: usize, links: &Links, reached: &mut Vec<bool>| {
         reached[from] = true;
         stack.push(from);
         while let Some(i) = stack.pop() {
-            for &t in links[i].first().into_iter().flatten() {
+            for &t in links.list(i, 0) {
+                let t = t as usize;
                 if !reached[t] {
                     reached[t] = true;
                     stack.push(t);
@@ -476,21 +478,24 @@ pub fn link_unreachable(
             if reached[o] {
                 continue;
             }
-            let mut cands: Vec<(f64, usize)> = links[o]
-                .first()
-                .into_iter()
-                .flatten()
-                .filter(|&&c| reached[c])
-                .map(|&c| (dist(o, c), c))
+            let mut cands: Vec<(f64, usize)> = links
+                .list(o, 0)
+                .iter()
+                .map(|&c| c as usize)
+                .filter(|&c| reached[c])
+                .map(|c| (dist(o, c), c))
                 .collect();
             cands.sort_by(|a, b| a.0.total_cmp(&b.0));
             for (_, c) in cands {
-                let list = &links[c][0];
-                match orphan_slot(list, cap, |&f| Some(indeg[f] > 1), |&f| dist(c, f)) {
+                let list = links.list(c, 0);
+                let slot = orphan_slot(list, cap, |&f| Some(indeg[f as usize] > 1), |&f| dist(c, f as usize));
+                match slot {
                     None => continue,
-                    Some(None) => links[c][0].push(o),
+                    Some(None) => {
+                        links.push(c, 0, o);
+                    }
                     Some(Some(k)) => {
-                        let f = std::mem::replace(&mut links[c][0][k], o);
+                        let f = links.replace(c, 0, k, o);
                         indeg[f] -= 1;
                     }
                 }
@@ -509,6 +514,7 @@ pub fn link_unreachable(
 }
 
 pub mod guided;
+pub mod links;
 pub mod parallel_build;
 
 #[cfg(test)]

@@ -30,8 +30,11 @@ use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 
-/// No pruner: the heuristic keeps this neighbor.
-const NONE: u32 = u32::MAX;
+use super::links::Links;
+
+/// No pruner: the heuristic keeps this neighbor; also an empty slot (the
+/// slots become [`Links`]).
+const NONE: u32 = super::links::NONE;
 
 /// What a build needs besides the vectors.
 pub struct Spec<'a, D> {
@@ -44,6 +47,11 @@ pub struct Spec<'a, D> {
     /// Distance between two vectors; any order-preserving form of the
     /// metric (squared L2, negative inner product).
     pub dist: D,
+    /// A factor per element that `dist` is multiplied by for both ends
+    /// (`dist(a, b) · scale[a] · scale[b]`): cosine measured on the vectors
+    /// as stored, negative inner products times inverse norms — the order
+    /// of `1 - cos` without a unit copy of every vector.
+    pub scale: Option<&'a [f32]>,
     /// Whether a full level-0 list spares the entries that are an
     /// element's last ways in (see [`Shared::link_back`]): true for the
     /// metrics, false for inner product, where an element inside the data's
@@ -200,7 +208,16 @@ impl<'a, T: Copy + Sync, D: Fn(&[T], &[T]) -> f32 + Sync> Shared<'a, T, D> {
     }
 
     fn d(&self, a: u32, b: u32) -> f32 {
-        (self.spec.dist)(self.vector(a), self.vector(b))
+        self.d_to(a, self.vector(a), b)
+    }
+
+    /// [`Self::d`] with element `a`'s vector `va` at hand.
+    fn d_to(&self, a: u32, va: &[T], b: u32) -> f32 {
+        let d = (self.spec.dist)(va, self.vector(b));
+        match self.spec.scale {
+            Some(s) => d * s[a as usize] * s[b as usize],
+            None => d,
+        }
     }
 
     /// First slot of element `i`'s list at `level`.
@@ -354,7 +371,7 @@ impl<'a, T: Copy + Sync, D: Fn(&[T], &[T]) -> f32 + Sync> Shared<'a, T, D> {
                 if let Some(&ahead) = nbrs.get(k + PREFETCH_AHEAD) {
                     self.prefetch(ahead);
                 }
-                let d = (self.spec.dist)(qv, self.vector(x));
+                let d = self.d_to(q, qv, x);
                 if sc.found.len() < ef || sc.found.peek().is_some_and(|w| d < w.d) {
                     let nr = Near { d, id: x, key: tie_key(q, x) };
                     self.prefetch_list(x, level);
@@ -378,7 +395,7 @@ impl<'a, T: Copy + Sync, D: Fn(&[T], &[T]) -> f32 + Sync> Shared<'a, T, D> {
         let v = self.vector(e.id);
         for &k in kept {
             let kid = list[k].near.id;
-            if (self.spec.dist)(v, self.vector(kid)) < e.d {
+            if self.d_to(e.id, v, kid) < e.d {
                 return kid;
             }
         }
@@ -642,7 +659,7 @@ pub fn build_parallel<T, D>(
     pool: &rayon::ThreadPool,
     helpers: usize,
     mut tick: impl FnMut(usize),
-) -> Vec<Vec<Vec<usize>>>
+) -> Links
 where
     T: Copy + Sync,
     D: Fn(&[T], &[T]) -> f32 + Sync,
@@ -651,7 +668,7 @@ where
     assert_eq!(spec.levels.len(), n, "one level per vector");
     assert!(spec.cap0 < u16::MAX as usize && spec.cap < u16::MAX as usize);
     if n == 0 {
-        return Vec::new();
+        return Links::new(spec.cap0, spec.cap, &[]);
     }
     let shared = Shared::new(data, dims, spec);
     {
@@ -664,17 +681,12 @@ where
             g.work(Some(&mut tick));
         });
     }
-    (0..n as u32)
-        .map(|i| {
-            (0..=spec.levels[i as usize] as usize)
-                .map(|l| {
-                    let mut ids = Vec::new();
-                    shared.read_ids(i, l, &mut ids);
-                    ids.into_iter().map(|x| x as usize).collect()
-                })
-                .collect()
-        })
-        .collect()
+    // The slot array becomes the lists (in place: same size and alignment);
+    // distances, verdicts and locks go first.
+    let Shared { upper_slot, ids, meta, locks, incoming, .. } = shared;
+    drop((meta, locks, incoming));
+    let ids: Vec<u32> = ids.into_iter().map(AtomicU32::into_inner).collect();
+    Links::from_slots(spec.cap0, spec.cap, upper_slot, ids)
 }
 
 #[cfg(test)]
@@ -705,6 +717,7 @@ mod tests {
             cap0: 8,
             cap: 4,
             dist: l2,
+            scale: None,
             spare_last_links: true,
         };
         let flat = data.concat();
@@ -754,10 +767,11 @@ mod tests {
             cap0: 2 * m,
             cap: m,
             dist: l2,
+            scale: None,
             spare_last_links: true,
         };
         let mut ticks = 0;
-        let links = build_parallel(&data.concat(), dims, &spec, &pool(2), 2, |_| ticks += 1);
+        let links = build_parallel(&data.concat(), dims, &spec, &pool(2), 2, |_| ticks += 1).to_nested();
         assert!(ticks > 0);
         for (i, lists) in links.iter().enumerate() {
             assert_eq!(lists.len(), levels[i] as usize + 1);
@@ -797,6 +811,7 @@ mod tests {
             cap0: 8,
             cap: 4,
             dist: l2,
+            scale: None,
             spare_last_links: true,
         };
         let p = pool(2);

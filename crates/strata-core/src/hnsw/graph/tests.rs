@@ -124,15 +124,15 @@ impl Rng {
 /// then orphans linked unless inner product), as `build::write_graph` runs it.
 fn build(data: &[Vec<f32>], levels: &[u8], m: usize, metric: Metric) -> Vec<Vec<Vec<usize>>> {
     let dims = data[0].len();
-    let mut flat = data.concat();
-    flat.chunks_exact_mut(dims).for_each(|v| metric.prepare(v));
-    let dist = metric.comparable();
+    let flat = data.concat();
+    let scale = metric.build_scale(&flat, dims);
     let spec = parallel_build::Spec {
         levels,
         ef_construction: 64,
         cap0: 2 * m,
         cap: m,
-        dist,
+        dist: metric.build_distance(),
+        scale: scale.as_deref(),
         spare_last_links: metric != Metric::InnerProduct,
     };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
@@ -142,7 +142,7 @@ fn build(data: &[Vec<f32>], levels: &[u8], m: usize, metric: Metric) -> Vec<Vec<
         let top = (0..levels.len()).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))).unwrap();
         link_unreachable(&mut links, top, 2 * m, |a, b| metric.distance(&data[a], &data[b]));
     }
-    links
+    links.to_nested()
 }
 
 #[test]
@@ -384,17 +384,17 @@ fn unreached_elements_are_linked_in_without_making_orphans() {
     ];
     for (pos, lists, changed, list) in cases {
         let d = |a: usize, b: usize| (pos[a] - pos[b]).abs();
-        let mut links: Vec<Vec<Vec<usize>>> = lists.iter().map(|l| vec![l.to_vec()]).collect();
+        let nested: Vec<Vec<Vec<usize>>> = lists.iter().map(|l| vec![l.to_vec()]).collect();
+        let mut links = Links::from_nested(2, 1, &nested);
         assert_eq!(link_unreachable(&mut links, 0, 2, d), 1);
-        assert_eq!(links[changed][0], list);
+        assert_eq!(links.list(changed, 0), list.map(|x| x as u32));
         let mut indeg = [0; 5];
-        for l in &links {
-            for &t in &l[0] {
-                indeg[t] += 1;
+        for i in 0..5 {
+            for &t in links.list(i, 0) {
+                indeg[t as usize] += 1;
             }
         }
         assert!(indeg.iter().all(|&x| x > 0), "{indeg:?}");
-        assert!(links.iter().all(|l| l[0].len() <= 2));
         // nothing left to do
         assert_eq!(link_unreachable(&mut links, 0, 2, d), 0);
     }
