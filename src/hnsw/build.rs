@@ -826,54 +826,58 @@ pub fn build(
         );
     }
     let params = params_for_new_index(index);
-    write_metapage(index, &params, pg_sys::ForkNumber::MAIN_FORKNUM);
-    // SAFETY: reads a GUC (kB).
-    let mem_kb = unsafe { pg_sys::maintenance_work_mem }.max(64) as usize;
-    let per_element = bytes_per_element(&params);
-    // (no codes, no calibration)
-    let cache = if params.code_len() > 0 { code_cache_bytes(mem_kb * 1024) } else { 0 };
-    let mut st = BuildState {
-        index,
-        params,
-        tids: Vec::new(),
-        vectors: Vec::new(),
-        bits: Vec::new(),
-        by_vector: std::collections::HashMap::new(),
-        memory_limit: mem_kb * 1024 - (cache + code_chunk_bytes(&params)).min(mem_kb * 1024 / 2),
-        cache_bytes: cache,
-        per_element,
-        on_disk: false,
-        indexed: 0,
-        seen: 0,
-    };
-    progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_LOAD);
-    // SAFETY: standard index build scan with our callback and state.
-    let reltuples = unsafe {
-        pg_sys::table_index_build_scan(
-            heap,
+    // every page logged once, at the end (see `wal::build_unlogged`)
+    let (reltuples, indexed) = crate::pg::wal::build_unlogged(index, || {
+        write_metapage(index, &params, pg_sys::ForkNumber::MAIN_FORKNUM);
+        // SAFETY: reads a GUC (kB).
+        let mem_kb = unsafe { pg_sys::maintenance_work_mem }.max(64) as usize;
+        let per_element = bytes_per_element(&params);
+        // (no codes, no calibration)
+        let cache = if params.code_len() > 0 { code_cache_bytes(mem_kb * 1024) } else { 0 };
+        let mut st = BuildState {
             index,
-            info,
-            true,
-            true,
-            Some(build_callback),
-            &mut st as *mut BuildState as *mut std::ffi::c_void,
-            std::ptr::null_mut(),
-        )
-    };
-    if !st.on_disk {
-        progress(
-            pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL,
-            st.count() as i64,
-        );
-        write_graph(&mut st);
-    }
+            params,
+            tids: Vec::new(),
+            vectors: Vec::new(),
+            bits: Vec::new(),
+            by_vector: std::collections::HashMap::new(),
+            memory_limit: mem_kb * 1024 - (cache + code_chunk_bytes(&params)).min(mem_kb * 1024 / 2),
+            cache_bytes: cache,
+            per_element,
+            on_disk: false,
+            indexed: 0,
+            seen: 0,
+        };
+        progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_LOAD);
+        // SAFETY: standard index build scan with our callback and state.
+        let reltuples = unsafe {
+            pg_sys::table_index_build_scan(
+                heap,
+                index,
+                info,
+                true,
+                true,
+                Some(build_callback),
+                &mut st as *mut BuildState as *mut std::ffi::c_void,
+                std::ptr::null_mut(),
+            )
+        };
+        if !st.on_disk {
+            progress(
+                pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL,
+                st.count() as i64,
+            );
+            write_graph(&mut st);
+        }
+        (reltuples, st.indexed)
+    });
     // SAFETY: palloc0 of the result struct.
     let result = unsafe { pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>()) }
         as *mut pg_sys::IndexBuildResult;
     // SAFETY: fresh allocation.
     unsafe {
         (*result).heap_tuples = reltuples;
-        (*result).index_tuples = st.indexed as f64;
+        (*result).index_tuples = indexed as f64;
     }
     result
 }

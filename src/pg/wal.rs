@@ -16,6 +16,12 @@
 //! appended, one header stamped) instead change the buffer in place, as
 //! heap does, inside the critical section from [`PageChange::in_place`] to
 //! `commit`: they must not fail in between (an ERROR there is a PANIC).
+//!
+//! An index build writes its relation's pages without a record each
+//! ([`build_unlogged`]) and logs every page once at its end
+//! (`log_newpage_range`, as nbtree's and pgvector's builds do): nobody else
+//! reads or changes an index while it is built, and a build that does not
+//! finish leaves a relation its transaction never made visible.
 
 use super::buffer::PageWrite;
 use super::page;
@@ -23,6 +29,44 @@ use pgrx::pg_sys;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static REGISTERED: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// The relation whose build this backend is running (see
+    /// [`build_unlogged`]): its changes write no WAL records.
+    static BUILDING: std::cell::Cell<Option<pg_sys::Oid>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `build`, which fills the new relation `rel` (no other backend can
+/// read or change it until the transaction commits), with every
+/// [`PageChange`] to `rel` made without a WAL record; then, when `rel`
+/// needs WAL, logs every page of its main fork as a full image. Saves a
+/// record (and a page copy with its delta) per change: most of the cost of
+/// the rows a build inserts one by one past `maintenance_work_mem`.
+pub fn build_unlogged<T>(rel: pg_sys::Relation, build: impl FnOnce() -> T) -> T {
+    struct Reset(Option<pg_sys::Oid>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            BUILDING.with(|b| b.set(self.0));
+        }
+    }
+    let out = {
+        let _reset = Reset(BUILDING.with(|b| b.replace(Some(super::rel::oid(rel)))));
+        build()
+    };
+    if relation_needs_wal(rel) {
+        let blocks = super::buffer::nblocks(rel);
+        // SAFETY: `rel` is open and locked by the caller's build; every
+        // block below `blocks` exists.
+        unsafe { pg_sys::log_newpage_range(rel, pg_sys::ForkNumber::MAIN_FORKNUM, 0, blocks, true) };
+    }
+    out
+}
+
+/// Whether `rel`'s changes are logged record by record: it needs WAL and
+/// is not being built by [`build_unlogged`].
+fn logs_changes(rel: pg_sys::Relation) -> bool {
+    relation_needs_wal(rel) && BUILDING.with(|b| b.get()) != Some(super::rel::oid(rel))
+}
 
 /// The callbacks of a resource manager (see `RmgrData` in `xlog_internal.h`).
 pub struct Rmgr {
@@ -110,7 +154,7 @@ pub struct PageChange {
 
 impl PageChange {
     pub fn start(rel: pg_sys::Relation) -> PageChange {
-        let generic = (!registered()).then(|| PageWrite::start(rel));
+        let generic = (!registered() && logs_changes(rel)).then(|| PageWrite::start(rel));
         PageChange {
             rel,
             generic,
@@ -173,7 +217,7 @@ impl PageChange {
             w.commit();
             return;
         }
-        let logged = relation_needs_wal(self.rel);
+        let logged = logs_changes(self.rel);
         let rec = logged.then(record);
         let in_place = self.pages.iter().any(|pg| pg.copy.is_none());
         // SAFETY: the buffers are exclusively locked by the caller (see
@@ -223,7 +267,7 @@ impl PageChange {
     /// each page is `delta(page before, working copy)` — nothing for a page
     /// logged as a full image.
     pub fn commit_delta(self, rmid: u8, info: u8, delta: impl Fn(&[u8], &[u8]) -> Vec<u8>) {
-        if self.generic.is_some() || !relation_needs_wal(self.rel) {
+        if self.generic.is_some() || !logs_changes(self.rel) {
             return self.commit(rmid, || Record { info, blocks: Vec::new() });
         }
         let blocks = self
