@@ -179,8 +179,8 @@ pub fn params_for_new_index(index: pg_sys::Relation) -> Params {
 /// * the pages: the vector, its rotated copy for codes (padded dimensions),
 ///   the lists as `Links` (4 bytes a slot), the calibration's code slot and
 ///   the item positions;
-/// * throughout: the element's level, row slots (a vector) and its entry in
-///   the duplicate map.
+/// * throughout: the element's level, its first row (more rows of one
+///   vector are rare: kept aside) and its entry in the duplicate map.
 fn bytes_per_element(params: &Params) -> usize {
     let (m, dims) = (params.m, params.dims);
     let cap0 = format::capacity(m, 0);
@@ -192,7 +192,7 @@ fn bytes_per_element(params: &Params) -> usize {
     let graph = stored + 4 + 12 * (cap0 + upper_slots) + 8 + 8 + 4 + 4;
     let padded = params.coder().map_or(0, |c| c.padded());
     let pages = stored + 4 * padded + 4 * (cap0 + upper_slots) + 8 + 24 + 40;
-    1 + 56 + 40 + graph.max(pages)
+    1 + std::mem::size_of::<HeapTid>() + 40 + graph.max(pages)
 }
 
 /// The calibration's code cache out of a build's `limit` bytes: an eighth,
@@ -301,13 +301,54 @@ impl<'a> Stored<'a> {
     }
 }
 
+/// The heap rows of the elements gathered: each element's first row, and
+/// the rest of the rows of the few elements that have more (a vector per
+/// element cost 56 bytes each, 7% of a 50-d element).
+#[derive(Default)]
+struct Rows {
+    first: Vec<HeapTid>,
+    more: std::collections::HashMap<usize, Vec<HeapTid>>,
+    total: usize,
+}
+
+impl Rows {
+    /// A new element with its first row.
+    fn push(&mut self, tid: HeapTid) {
+        self.first.push(tid);
+        self.total += 1;
+    }
+
+    /// Another row of element `i`.
+    fn add(&mut self, i: usize, tid: HeapTid) {
+        self.more.entry(i).or_default().push(tid);
+        self.total += 1;
+    }
+
+    fn count(&self, i: usize) -> usize {
+        1 + self.more.get(&i).map_or(0, Vec::len)
+    }
+
+    /// Element `i`'s rows, the first first.
+    fn of(&self, i: usize) -> std::borrow::Cow<'_, [HeapTid]> {
+        match self.more.get(&i) {
+            None => std::borrow::Cow::Borrowed(std::slice::from_ref(&self.first[i])),
+            Some(more) => std::borrow::Cow::Owned([&[self.first[i]][..], more].concat()),
+        }
+    }
+
+    /// Rows of all elements.
+    fn total(&self) -> usize {
+        self.total
+    }
+}
+
 struct BuildState {
     index: pg_sys::Relation,
     params: Params,
     /// The heap rows of each element: most hold one, duplicates of a vector
     /// share an element (all of them in version 3, with row lists; up to the
     /// element's TID slots before).
-    tids: Vec<Vec<HeapTid>>,
+    tids: Rows,
     /// The elements' vectors, one after the other (`params.dims` each).
     vectors: Vec<f32>,
     /// A bit index's strings instead, packed as the column stores them
@@ -375,8 +416,8 @@ unsafe extern "C-unwind" fn build_callback(
     let key = vector_hash(stored);
     if let Some(&i) = st.by_vector.get(&key) {
         let layout = st.params.layout;
-        if (layout.row_lists() || st.tids[i].len() < layout.tid_slots()) && st.stored(i).same(stored) {
-            st.tids[i].push(heap_tid);
+        if (layout.row_lists() || st.tids.count(i) < layout.tid_slots()) && st.stored(i).same(stored) {
+            st.tids.add(i, heap_tid);
             return;
         }
     }
@@ -396,7 +437,7 @@ unsafe extern "C-unwind" fn build_callback(
         return;
     }
     st.by_vector.insert(key, st.count());
-    st.tids.push(vec![heap_tid]);
+    st.tids.push(heap_tid);
     match stored {
         Stored::Bits(b) => st.bits.extend_from_slice(b),
         Stored::Floats(f) => st.vectors.extend_from_slice(f),
@@ -542,10 +583,10 @@ fn finish_graph(st: &mut BuildState, levels: &[u8], links: &Links, pool: &rayon:
     let started = std::time::Instant::now();
     write_pages(st, levels, links, codes.as_ref());
     debug1!("strata_hnsw build: pages written in {:.2} s", started.elapsed().as_secs_f64());
-    st.indexed += st.tids.iter().map(|t| t.len() as u64).sum::<u64>();
+    st.indexed += st.tids.total() as u64;
     st.vectors = Vec::new();
     st.bits = Vec::new();
-    st.tids = Vec::new();
+    st.tids = Rows::default();
     st.by_vector = std::collections::HashMap::new();
 }
 
@@ -684,7 +725,7 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &Links, codes: Option<&Lev
             next_off += 2;
             used += cost(nsize) + cost(esize);
         }
-        for size in list_sizes(st.tids[i].len()) {
+        for size in list_sizes(st.tids.count(i)) {
             if used + cost(size) > usable || next_off > max_items {
                 block += 1;
                 used = 0;
@@ -747,13 +788,13 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &Links, codes: Option<&Lev
             }
             place(nbr_ids[i], &nbr);
             let e = Element {
-                heap_block: st.tids[i][0].block,
-                heap_offset: st.tids[i][0].offset,
+                heap_block: st.tids.first[i].block,
+                heap_offset: st.tids.first[i].offset,
                 level: levels[i],
                 flags: 0,
                 neighbors: nbr_ids[i],
             };
-            let rows = &st.tids[i];
+            let rows = &st.tids.of(i)[..];
             let lists = &list_ids[i];
             let inline = if lists.is_empty() { rows.len() } else { slots - 1 };
             let mut item = format::encode_element(&e, p.layout, &rows[..inline], &st.stored(i).floats(p.dims));
@@ -837,7 +878,7 @@ pub fn build(
         let mut st = BuildState {
             index,
             params,
-            tids: Vec::new(),
+            tids: Rows::default(),
             vectors: Vec::new(),
             bits: Vec::new(),
             by_vector: std::collections::HashMap::new(),
