@@ -3,14 +3,16 @@
 //! `graph::parallel_build` — pgvector's insert algorithm, run at once by this
 //! thread and a private pool of worker threads (which never call Postgres;
 //! they block all signals) — elements no search would reach are linked in,
-//! then the graph is written page by page, each page one full-image WAL
-//! record.
+//! then the graph is written page by page. No change of the build writes a
+//! WAL record; every page is logged once, as a full image, at the end
+//! (`pg::wal::build_unlogged`).
 //!
 //! Rows whose vectors are bit-for-bit equal share one element (up to ten heap
 //! TIDs in format version 2, like pgvector): a graph of many identical points
 //! cannot link them all, and would leave some unreachable.
 //!
-//! Memory: vectors and graph are kept within `maintenance_work_mem` (a bit
+//! Memory: vectors and graph are kept within `maintenance_work_mem`
+//! (`bytes_per_element` says what is counted; a bit
 //! index's strings packed, as the column stores them, and measured by
 //! popcounts: `Metric::bits_comparable`). When the
 //! next vector would not fit, the graph built so far is written out (NOTICE
