@@ -204,10 +204,20 @@ fn code_cache_bytes(limit: usize) -> usize {
     (limit / 8).min(super::calibrate::MAX_CODE_CACHE_BYTES)
 }
 
-/// The level-0 code chunks in flight while pages are written: the one
-/// written and the one the pool computes.
-fn code_chunk_bytes(params: &Params) -> usize {
-    2 * CODE_CHUNK * format::capacity(params.m, 0) * params.code_len()
+/// Elements whose level-0 codes are computed together out of a build's
+/// `limit` bytes: a chunk's codes take at most a sixteenth (two are in
+/// flight while pages are written: the one written and the one the pool
+/// computes), 64 to 8,192 elements (a 1,536-d chunk of 8,192 took 51 MB).
+fn code_chunk(params: &Params, limit: usize) -> usize {
+    match format::capacity(params.m, 0) * params.code_len() {
+        0 => MAX_CODE_CHUNK,
+        per => (limit / 16 / per).clamp(64, MAX_CODE_CHUNK),
+    }
+}
+
+/// The bytes of the two code chunks in flight.
+fn code_chunk_bytes(params: &Params, limit: usize) -> usize {
+    2 * code_chunk(params, limit) * format::capacity(params.m, 0) * params.code_len()
 }
 
 /// Writes an empty metapage into block 0 of `fork`.
@@ -365,6 +375,8 @@ struct BuildState {
     per_element: usize,
     /// Bytes for the calibration's code cache.
     cache_bytes: usize,
+    /// Elements per chunk of level-0 codes written ([`code_chunk`]).
+    code_chunk: usize,
     on_disk: bool,
     indexed: u64,
     seen: u64,
@@ -581,6 +593,7 @@ fn finish_graph(st: &mut BuildState, levels: &[u8], links: &Links, pool: &rayon:
         coder: c,
         rotated: r,
         pool,
+        chunk: st.code_chunk,
     });
     let started = std::time::Instant::now();
     write_pages(st, levels, links, codes.as_ref());
@@ -612,14 +625,16 @@ fn rotate_all(coder: &Coder, vectors: &[f32], dims: usize, pool: &rayon::ThreadP
     out
 }
 
-/// Elements whose level-0 codes are computed together.
-const CODE_CHUNK: usize = 8192;
+/// Most elements whose level-0 codes are computed together.
+const MAX_CODE_CHUNK: usize = 8192;
 
 /// What the build needs to write level-0 codes.
 struct LevelZeroCodes<'a> {
     coder: &'a Coder,
     rotated: &'a [f32],
     pool: &'a rayon::ThreadPool,
+    /// Elements per chunk ([`code_chunk`]).
+    chunk: usize,
 }
 
 impl LevelZeroCodes<'_> {
@@ -673,6 +688,7 @@ fn worker_pool() -> rayon::ThreadPool {
 fn write_pages(st: &BuildState, levels: &[u8], links: &Links, codes: Option<&LevelZeroCodes>) {
     let p = st.params;
     let (code_len, cap0) = (p.code_len(), format::capacity(p.m, 0));
+    let chunk = codes.map_or(MAX_CODE_CHUNK, |c| c.chunk);
     let usable = format::BLOCK_SIZE - format::PAGE_HEADER_SIZE - format::TAG_SIZE;
     let cost = crate::page_layout::item_cost;
     let first = buffer::nblocks(st.index);
@@ -776,7 +792,7 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &Links, codes: Option<&Lev
             if i % 1000 == 0 {
                 check_for_interrupts!();
             }
-            if code_len > 0 && i % CODE_CHUNK == 0 {
+            if code_len > 0 && i % chunk == 0 {
                 chunk_codes = next_codes(i);
             }
             let lists: Vec<Vec<ElemId>> = (0..=levels[i] as usize)
@@ -785,7 +801,7 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &Links, codes: Option<&Lev
             let mut nbr = format::encode_neighbors(p.layout, p.m, levels[i] as usize, &lists, code_len);
             if code_len > 0 && !chunk_codes.is_empty() {
                 let (at, _) = format::codes_region(p.layout, &nbr, p.m);
-                let k = i % CODE_CHUNK;
+                let k = i % chunk;
                 nbr[at..].copy_from_slice(&chunk_codes[k * cap0 * code_len..(k + 1) * cap0 * code_len]);
             }
             place(nbr_ids[i], &nbr);
@@ -821,14 +837,14 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &Links, codes: Option<&Lev
                 scope.spawn(move |_| {
                     // the receiver is gone only when the backend's thread
                     // left with an error
-                    let _ = tx.send(c.chunk(start..(start + CODE_CHUNK).min(n), links, cap0));
+                    let _ = tx.send(c.chunk(start..(start + chunk).min(n), links, cap0));
                 });
             };
             spawn(0);
             write_all(&mut |start| {
                 let got = rx.recv().expect("a code chunk");
-                if start + CODE_CHUNK < n {
-                    spawn(start + CODE_CHUNK);
+                if start + chunk < n {
+                    spawn(start + chunk);
                 }
                 got
             });
@@ -884,8 +900,9 @@ pub fn build(
             vectors: Vec::new(),
             bits: Vec::new(),
             by_vector: std::collections::HashMap::new(),
-            memory_limit: mem_kb * 1024 - (cache + code_chunk_bytes(&params)).min(mem_kb * 1024 / 2),
+            memory_limit: mem_kb * 1024 - (cache + code_chunk_bytes(&params, mem_kb * 1024)).min(mem_kb * 1024 / 2),
             cache_bytes: cache,
+            code_chunk: code_chunk(&params, mem_kb * 1024),
             per_element,
             on_disk: false,
             indexed: 0,

@@ -259,7 +259,7 @@ RESET enable_seqscan;
 CREATE TABLE hm (id int, v vector(32));
 INSERT INTO hm SELECT g, (SELECT array_agg(CASE WHEN i = 1 THEN g ELSE (g * 7 + i * 13) % 101 END::real)
   FROM generate_series(1, 32) i)::vector
-FROM generate_series(1, 1000) g;
+FROM generate_series(1, 2000) g;
 SET maintenance_work_mem = '1MB';
 CREATE INDEX hm_v ON hm USING strata_hnsw (v);
 RESET maintenance_work_mem;
