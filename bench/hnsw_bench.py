@@ -124,8 +124,7 @@ class HnswBench:
                 if truth is None:
                     truth = self.ground_truth(db, queries, "<->" if rerank else op, f"{ty}({dims})")
                 t0 = time.perf_counter()
-                self.sql(f"CREATE INDEX vt_idx ON vt USING {am} ({keyed} {opclass}) "
-                         "WITH (m = 16, ef_construction = 64)", db=db)
+                self.sql(create_index("vt_idx", am, keyed, opclass), db=db)
                 build = time.perf_counter() - t0
                 size = self.one("SELECT pg_relation_size('vt_idx')", db=db)
                 curve = []
@@ -177,8 +176,7 @@ class HnswBench:
         with self.cluster.connect(db) as c:
             c.execute(f"SET maintenance_work_mem = '{DEFAULT_MEM}'")
             t0 = time.perf_counter()
-            c.execute(f"CREATE INDEX vt_idx_default_mem ON vt USING {am} ({keyed} {opclass}) "
-                      "WITH (m = 16, ef_construction = 64)")
+            c.execute(create_index("vt_idx_default_mem", am, keyed, opclass))
             took = time.perf_counter() - t0
             c.execute("DROP INDEX vt_idx_default_mem")
         return took
@@ -265,6 +263,12 @@ class HnswBench:
             for i, v in enumerate(vectors):
                 c.execute(f"INSERT INTO vt VALUES (%s, %s::{ty})", (base + i, vec(v)), prepare=True)
             return len(vectors) / (time.perf_counter() - t0)
+
+
+def create_index(name, am, keyed, opclass):
+    """The index every system gets: the same m and ef_construction."""
+    return (f"CREATE INDEX {name} ON vt USING {am} ({keyed} {opclass}) "
+            "WITH (m = 16, ef_construction = 64)")
 
 
 # PostgreSQL's default maintenance_work_mem, and the sets (up to this many

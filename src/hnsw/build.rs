@@ -321,20 +321,17 @@ impl<'a> Stored<'a> {
 struct Rows {
     first: Vec<HeapTid>,
     more: std::collections::HashMap<usize, Vec<HeapTid>>,
-    total: usize,
 }
 
 impl Rows {
     /// A new element with its first row.
     fn push(&mut self, tid: HeapTid) {
         self.first.push(tid);
-        self.total += 1;
     }
 
     /// Another row of element `i`.
     fn add(&mut self, i: usize, tid: HeapTid) {
         self.more.entry(i).or_default().push(tid);
-        self.total += 1;
     }
 
     fn count(&self, i: usize) -> usize {
@@ -351,7 +348,7 @@ impl Rows {
 
     /// Rows of all elements.
     fn total(&self) -> usize {
-        self.total
+        self.first.len() + self.more.values().map(Vec::len).sum::<usize>()
     }
 }
 
@@ -371,7 +368,8 @@ struct BuildState {
     bits: Vec<u8>,
     /// A hash of each distinct vector's bits → the newest element holding it.
     by_vector: std::collections::HashMap<u64, usize>,
-    /// Bytes for the elements (`maintenance_work_mem` less `cache_bytes`).
+    /// Bytes for the elements (`maintenance_work_mem` less `cache_bytes`
+    /// and the code chunks in flight).
     memory_limit: usize,
     per_element: usize,
     /// Bytes for the calibration's code cache.

@@ -65,7 +65,7 @@ pub fn build_unlogged<T>(rel: pg_sys::Relation, build: impl FnOnce() -> T) -> T 
 /// Whether `rel`'s changes are logged record by record: it needs WAL and
 /// is not being built by [`build_unlogged`].
 fn logs_changes(rel: pg_sys::Relation) -> bool {
-    relation_needs_wal(rel) && BUILDING.with(|b| b.get()) != Some(super::rel::oid(rel))
+    relation_needs_wal(rel) && BUILDING.with(|b| b.get()).is_none_or(|built| built != super::rel::oid(rel))
 }
 
 /// The callbacks of a resource manager (see `RmgrData` in `xlog_internal.h`).
@@ -110,22 +110,14 @@ pub fn registered() -> bool {
 /// `RelationNeedsWAL`: permanent, and not created in this transaction
 /// under `wal_level = minimal`.
 pub fn relation_needs_wal(rel: pg_sys::Relation) -> bool {
-    // SAFETY: an open relation's rd_rel and subid fields are readable; the
-    // GUC is a plain int.
-    unsafe {
-        if (*(*rel).rd_rel).relpersistence != pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char {
-            return false;
-        }
-        if pg_sys::wal_level >= pg_sys::WalLevel::WAL_LEVEL_REPLICA as i32 {
-            return true;
-        }
-        #[cfg(feature = "pg15")]
-        let first = (*rel).rd_firstRelfilenodeSubid;
-        #[cfg(not(feature = "pg15"))]
-        let first = (*rel).rd_firstRelfilelocatorSubid;
-        // InvalidSubTransactionId
-        (*rel).rd_createSubid == 0 && first == 0
-    }
+    // SAFETY: an open relation's rd_rel is readable; the GUC is a plain int.
+    let (permanent, replica) = unsafe {
+        (
+            (*(*rel).rd_rel).relpersistence == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char,
+            pg_sys::wal_level >= pg_sys::WalLevel::WAL_LEVEL_REPLICA as i32,
+        )
+    };
+    permanent && (replica || !super::rel::storage_is_new(rel))
 }
 
 /// A record of the custom resource manager: its info bits (the high four)
@@ -147,16 +139,18 @@ struct Page {
 
 /// A change to up to four pages: working copies until [`PageChange::commit`].
 pub struct PageChange {
-    rel: pg_sys::Relation,
+    /// Whether the change writes a record ([`logs_changes`], decided once).
+    logged: bool,
     generic: Option<PageWrite>,
     pages: Vec<Page>,
 }
 
 impl PageChange {
     pub fn start(rel: pg_sys::Relation) -> PageChange {
-        let generic = (!registered() && logs_changes(rel)).then(|| PageWrite::start(rel));
+        let logged = logs_changes(rel);
+        let generic = (!registered() && logged).then(|| PageWrite::start(rel));
         PageChange {
-            rel,
+            logged,
             generic,
             pages: Vec::new(),
         }
@@ -217,8 +211,7 @@ impl PageChange {
             w.commit();
             return;
         }
-        let logged = logs_changes(self.rel);
-        let rec = logged.then(record);
+        let rec = self.logged.then(record);
         let in_place = self.pages.iter().any(|pg| pg.copy.is_none());
         // SAFETY: the buffers are exclusively locked by the caller (see
         // register). The critical section turns any error between the page
@@ -267,7 +260,7 @@ impl PageChange {
     /// each page is `delta(page before, working copy)` — nothing for a page
     /// logged as a full image.
     pub fn commit_delta(self, rmid: u8, info: u8, delta: impl Fn(&[u8], &[u8]) -> Vec<u8>) {
-        if self.generic.is_some() || !logs_changes(self.rel) {
+        if self.generic.is_some() || !self.logged {
             return self.commit(rmid, || Record { info, blocks: Vec::new() });
         }
         let blocks = self

@@ -38,7 +38,8 @@ impl Links {
     }
 
     /// Lists given as `lists[i][level]` (element indexes), capacities
-    /// `cap0` and `cap`; a longer list is cut at its capacity.
+    /// `cap0` and `cap`; a longer list is cut at its capacity (tests).
+    #[cfg(test)]
     pub fn from_nested(cap0: usize, cap: usize, lists: &[Vec<Vec<usize>>]) -> Links {
         let levels: Vec<u8> = lists.iter().map(|l| l.len().saturating_sub(1) as u8).collect();
         let mut links = Links::new(cap0, cap, &levels);
@@ -52,7 +53,8 @@ impl Links {
         links
     }
 
-    /// `lists[i][level]`, as [`Links::from_nested`] takes them.
+    /// `lists[i][level]`, as [`Links::from_nested`] takes them (tests).
+    #[cfg(test)]
     pub fn to_nested(&self) -> Vec<Vec<Vec<usize>>> {
         (0..self.len())
             .map(|i| {
