@@ -44,6 +44,7 @@ pub fn register() {
         desc,
         identify,
         mask,
+        decode: None,
     });
 }
 

@@ -20,6 +20,7 @@
 //! * [`handler`]     — the TableAmRoutine
 //! * [`page_check`]  — pure structural checks of raw pages
 //! * [`inspect`]     — strata.lsm_info / lsm_verify / lsm_levels / lsm_stats
+//! * [`logical`]     — row records for logical decoding, and their decoding
 //! * [`flush`], [`run_writer`], [`policy`], [`compact`], [`sweep`], [`shrink`],
 //!   [`vacuum`] — L0 flush, tiered merges, freezing, file packing: VACUUM
 
@@ -35,6 +36,7 @@ pub mod gucs;
 pub mod handler;
 pub mod index_build;
 pub mod inspect;
+pub mod logical;
 pub mod manifest;
 pub mod manifest_cache;
 pub mod modify;
@@ -52,4 +54,4 @@ pub mod vacuum;
 pub mod version_data;
 
 // The pure modules live in the pgrx-free core crate.
-pub use strata_core::lsm::{block_cache, bloom, column_attr, column_dict, columnar, columnar_read, compact_page, compressed_page, format, hint_table, lz4_block, pack_thread, page_check, page_image, policy, row_lock, run_packer, run_page, wal_record};
+pub use strata_core::lsm::{block_cache, bloom, column_attr, column_dict, columnar, columnar_read, compact_page, compressed_page, format, hint_table, logical_record, lz4_block, pack_thread, page_check, page_image, policy, row_lock, run_packer, run_page, wal_record};

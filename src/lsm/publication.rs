@@ -1,8 +1,23 @@
-//! Logical replication cannot carry `lsm` tables: their changes are generic
-//! WAL records, which logical decoding does not decode. So that nobody is
-//! misled by a publication that silently ships nothing for them, an event
-//! trigger refuses to publish an `lsm` table by name (0A000) and warns when
-//! a FOR ALL TABLES or FOR TABLES IN SCHEMA publication covers one.
+//! Publications of `lsm` tables. With `strata` in
+//! `shared_preload_libraries` their changes are decoded from Strata's own
+//! row records ([`super::logical`]) and publications take them like heap
+//! tables. Loaded by `CREATE EXTENSION` alone, Strata logs GenericXLog
+//! records, which logical decoding cannot decode; so that nobody is misled
+//! by a publication that silently ships nothing, an event trigger then
+//! refuses to publish an `lsm` table by name (0A000) and warns when a FOR
+//! ALL TABLES or FOR TABLES IN SCHEMA publication covers one.
+
+#[pgrx::pg_schema]
+mod strata {
+    use pgrx::prelude::*;
+
+    /// Whether this server decodes `lsm` changes for logical replication
+    /// (Strata's resource manager is registered: `strata` was preloaded).
+    #[pg_extern(parallel_safe)]
+    fn lsm_logical_decoding() -> bool {
+        crate::pg::wal::registered()
+    }
+}
 
 pgrx::extension_sql!(
     r#"
@@ -11,6 +26,9 @@ LANGUAGE plpgsql AS $$
 DECLARE
     r record;
 BEGIN
+    IF strata.lsm_logical_decoding() THEN
+        RETURN;
+    END IF;
     FOR r IN
         SELECT p.pubname, c.oid::regclass AS rel
         FROM pg_publication p
@@ -23,8 +41,8 @@ BEGIN
     LOOP
         RAISE EXCEPTION 'lsm table % cannot be added to publication %', r.rel, r.pubname
             USING ERRCODE = 'feature_not_supported',
-                  DETAIL = 'lsm tables are WAL-logged with generic WAL records, which logical decoding does not decode.',
-                  HINT = 'Replicate lsm tables physically (streaming replication), or use a heap table.';
+                  DETAIL = 'strata is not in shared_preload_libraries: lsm tables are WAL-logged with generic WAL records, which logical decoding does not decode.',
+                  HINT = 'Add strata to shared_preload_libraries and restart the server.';
     END LOOP;
     FOR r IN
         SELECT DISTINCT p.pubname, c.oid::regclass AS rel
@@ -38,7 +56,7 @@ BEGIN
           AND c.relnamespace <> 'pg_catalog'::regnamespace
     LOOP
         RAISE WARNING 'publication % covers lsm table %, whose changes logical replication will not carry', r.pubname, r.rel
-            USING HINT = 'lsm tables are WAL-logged with generic WAL records, which logical decoding does not decode.';
+            USING HINT = 'Add strata to shared_preload_libraries and restart the server: without it lsm tables are WAL-logged with generic WAL records, which logical decoding does not decode.';
     END LOOP;
 END $$;
 CREATE EVENT TRIGGER strata_lsm_publication ON ddl_command_end
@@ -46,5 +64,5 @@ CREATE EVENT TRIGGER strata_lsm_publication ON ddl_command_end
     EXECUTE FUNCTION strata.lsm_publication_check();
 "#,
     name = "lsm_publication_check",
-    requires = ["strata_schema_usage"]
+    requires = ["strata_schema_usage", strata::lsm_logical_decoding]
 );

@@ -4,7 +4,7 @@
 //! are [`super::wal_record`]'s; this is the glue that reads a record and
 //! hands page bytes to them.
 
-use super::page_image;
+use super::{logical_record, page_image};
 use super::wal_record::{self as rec, RMGR_ID, RMGR_NAME};
 use crate::pg::wal::{self, Redo};
 use crate::pg::page;
@@ -21,6 +21,7 @@ pub fn register() {
         desc,
         identify,
         mask,
+        decode: Some(super::logical::decode),
     });
 }
 
@@ -88,6 +89,8 @@ unsafe extern "C-unwind" fn redo(record: *mut pg_sys::XLogReaderState) {
                 r.block(1, |_| broken("the payload page came without its image"));
             }
         }
+        // rows for logical decoding: no page changes
+        info if logical_record::is_row_record(info) => {}
         other => broken(format!("unknown record type {other:#x}")),
     }
 }
@@ -158,6 +161,10 @@ unsafe extern "C-unwind" fn desc(out: pg_sys::StringInfo, record: *mut pg_sys::X
                 Err(e) => e.to_string(),
             }
         }
+        info if logical_record::is_row_record(info) => match logical_record::RowRecord::decode(info, r.main_data()) {
+            Ok(rec) => rec.describe(),
+            Err(e) => e.to_string(),
+        },
         _ => String::new(),
     };
     wal::append_desc(out, &text);

@@ -28,3 +28,19 @@ pub fn parts(l: &Locator) -> (u32, u32, u32) {
     #[cfg(not(feature = "pg15"))]
     (l.spcOid.into(), l.dbOid.into(), l.relNumber.into())
 }
+
+/// The locator of (tablespace, database, relfilenumber): [`parts`]' inverse.
+pub fn from_parts(spc: u32, db: u32, rel: u32) -> Locator {
+    #[cfg(feature = "pg15")]
+    return pg_sys::RelFileNode {
+        spcNode: spc.into(),
+        dbNode: db.into(),
+        relNode: rel.into(),
+    };
+    #[cfg(not(feature = "pg15"))]
+    pg_sys::RelFileLocator {
+        spcOid: spc.into(),
+        dbOid: db.into(),
+        relNumber: rel.into(),
+    }
+}

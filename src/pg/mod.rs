@@ -7,6 +7,7 @@ pub mod error;
 pub mod htup;
 pub mod index_scan;
 pub mod locator;
+pub mod logical;
 pub mod multixact;
 pub mod page;
 pub mod predicate;

@@ -76,6 +76,8 @@ pub struct Rmgr {
     pub desc: unsafe extern "C-unwind" fn(pg_sys::StringInfo, *mut pg_sys::XLogReaderState),
     pub identify: unsafe extern "C-unwind" fn(u8) -> *const std::ffi::c_char,
     pub mask: unsafe extern "C-unwind" fn(*mut std::ffi::c_char, pg_sys::BlockNumber),
+    /// Logical decoding of the records (`rm_decode`), if any carry rows.
+    pub decode: Option<unsafe extern "C-unwind" fn(*mut pg_sys::LogicalDecodingContext, *mut pg_sys::XLogRecordBuffer)>,
 }
 
 /// Registers `rmgr` when the library is being preloaded (otherwise does
@@ -93,7 +95,7 @@ pub fn register(rmgr: &Rmgr) {
         rm_startup: None,
         rm_cleanup: None,
         rm_mask: Some(rmgr.mask),
-        rm_decode: None,
+        rm_decode: rmgr.decode,
     }));
     // SAFETY: called from _PG_init during preloading, as required; the table
     // entry is leaked, so it lives as long as the process. Raises on a
@@ -313,6 +315,18 @@ impl Redo {
     pub fn xid(&self) -> u32 {
         // SAFETY: as above.
         unsafe { (*(*self.record).record).header.xl_xid }.into_inner()
+    }
+
+    /// The record's main data.
+    pub fn main_data(&self) -> &[u8] {
+        // SAFETY: as above; main_data_len bytes owned by the decoded record.
+        unsafe {
+            let r = &*(*self.record).record;
+            if r.main_data.is_null() {
+                return &[];
+            }
+            std::slice::from_raw_parts(r.main_data as *const u8, r.main_data_len as usize)
+        }
     }
 
     /// Whether block `id` was registered.

@@ -114,6 +114,7 @@ pub fn insert(
         (*slot).tts_tid = tid;
         (*tuple).t_self = tid;
     }
+    logical::inserted(rel, &[stored], options, spec_token.is_some());
     free_if(stored, stored != tuple);
     free_if(tuple, should_free);
     // SAFETY: counts one insert for autovacuum/pg_stat.
@@ -145,6 +146,7 @@ pub fn multi_insert(
     let bytes: usize = stored.iter().map(|t| unsafe { (**t).t_len as usize }).sum();
     let taken = bulk::take(rel, &stored, bulk::Entry::Batch { bytes });
     storage::append_batch(rel, &stored[taken..]);
+    logical::inserted(rel, &stored, options, false);
     for ((&slot, (tuple, should_free)), s) in slots.iter().zip(fetched).zip(stored) {
         // SAFETY: slot and tuples are valid; `s` carries the TID.
         unsafe {
@@ -176,7 +178,9 @@ pub fn complete_speculative(
     if succeeded {
         storage::change_header(rel, &loc, |t| htup::set_ctid(t, tid));
         buffer::unlock_release(buf);
+        logical::speculation_ended(rel, true);
     } else {
+        logical::speculation_ended(rel, false);
         kill_version(rel, &loc);
         let external = htup::has_external(loc.header);
         let mut tuple = version_data::full_tuple(rel, buf, &loc.heap_tuple(rel));

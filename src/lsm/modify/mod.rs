@@ -14,7 +14,7 @@
 //! [`insert`]: the insert paths; [`lock`]: row locks and their chain walk.
 
 use super::row_lock::{self, ChainStep, Decision, Member, Mode, Status};
-use super::bulk;
+use super::{bulk, logical};
 use super::storage::{self, Located};
 use super::version_data;
 use crate::pg::buffer;
@@ -90,6 +90,7 @@ pub fn delete(
     let external = htup::has_external(loc.header);
     let mut tuple = version_data::full_tuple(rel, loc.buf, &loc.heap_tuple(rel));
     buffer::unlock(loc.buf);
+    logical::deleted(rel, &mut tuple);
     if external {
         // SAFETY: pinned page; the deleted version's TOAST values get our xmax.
         unsafe { htup::heap_toast_delete(rel, &mut tuple, false) };
@@ -204,8 +205,6 @@ pub fn update(
         }
         mark_heap_only(t, index_stable);
         let new_tid = storage::append(rel, stored, true);
-        free_if(stored, stored != tuple);
-        free_if(tuple, should_free);
 
         buffer::lock_exclusive(loc.buf);
         let mut recheck = loc.heap_tuple(rel);
@@ -236,10 +235,15 @@ pub fn update(
                 },
                 &keep,
             );
+            logical::updated(rel, &mut old, stored);
+            free_if(stored, stored != tuple);
+            free_if(tuple, should_free);
             *hot = index_stable;
             updated(rel, loc, otid, acq.tuplock, slot, new_tid, index_stable);
             break pg_sys::TM_Result::TM_Ok;
         }
+        free_if(stored, stored != tuple);
+        free_if(tuple, should_free);
         buffer::unlock_release(loc.buf);
         release_tuplock(rel, otid, acq.tuplock);
         kill_tid(rel, new_tid); // lost a race: retry from the top

@@ -187,6 +187,7 @@ impl Together {
         let plan = StampPlan::of(loc, self.xid, what, &[]);
         let new_tid =
             storage::append_and_stamp(rel, target, stored, loc, |h, tid| plan.apply(h, Some(tid)));
+        crate::lsm::logical::updated(rel, old, stored);
         if target != loc.buf {
             buffer::unlock_release(target);
         }

@@ -1,6 +1,7 @@
 //! The pure half of the `lsm` table access method: page formats and their
 //! images, run packing and compression, bloom filters, column layouts,
-//! structural checks, WAL record layouts, row-lock rules and the compaction
+//! structural checks, WAL record layouts (page changes and the rows logical
+//! decoding reads), row-lock rules and the compaction
 //! policy. The extension's `lsm` module re-exports each one.
 
 #[allow(unsafe_code)] // the cache partition viewed as atomics and buckets in shared memory
@@ -14,6 +15,7 @@ pub mod columnar_read;
 pub mod compact_page;
 pub mod compressed_page;
 pub mod format;
+pub mod logical_record;
 pub mod hint_table;
 #[allow(unsafe_code)] // 16-byte chunk copies after bounds checks
 pub mod lz4_block;

@@ -73,6 +73,10 @@ pub fn identify(info: u8) -> Option<&'static std::ffi::CStr> {
         HEADERS => Some(c"HEADERS"),
         UPDATE => Some(c"UPDATE"),
         UPDATE_SHORT => Some(c"UPDATE_SHORT"),
+        super::logical_record::ROW_INSERT => Some(c"ROW_INSERT"),
+        super::logical_record::ROW_UPDATE => Some(c"ROW_UPDATE"),
+        super::logical_record::ROW_DELETE => Some(c"ROW_DELETE"),
+        super::logical_record::ROW_CONFIRM => Some(c"ROW_CONFIRM"),
         _ => None,
     }
 }
