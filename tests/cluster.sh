@@ -7,7 +7,9 @@
 #   runs neither waits nor gets lost), test_churn.py (20 updates per row with
 #   autovacuum alone: compaction keeps the table within 2x its live data),
 #   test_pgvector_parity.py (strata_hnsw answers as pgvector does), test_pgvector_python.py
-#   (pgvector-python's Vector, HalfVector, SparseVector and Bit round-trip through psycopg).
+#   (pgvector-python's Vector, HalfVector, SparseVector and Bit round-trip through psycopg),
+#   test_logical.py (publications of lsm tables into heap and lsm subscribers, pg_recvlogical,
+#   kill -9 mid-transaction).
 # Each test starts its own servers on loopback ports as the postgres user and
 # stops them. Strata must be installed into that PostgreSQL.
 # Usage: tests/cluster.sh 18 [test_crash test_replica ...]
