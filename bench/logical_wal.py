@@ -16,6 +16,7 @@ Run it on an idle machine; it prints a markdown table.
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 
@@ -32,7 +33,8 @@ STEPS = [
 
 
 def run_level(pg_home, level, rows):
-    c = Cluster(pg_home, f"bench_logical_wal_{level}").initdb({"wal_level": level})
+    c = Cluster(pg_home, f"bench_logical_wal_{level}").initdb(
+        {"wal_level": level, "wal_keep_size": "'4GB'", "max_wal_size": "'4GB'"})
     c.start()
     out = {}
     waldump = {}
@@ -77,10 +79,16 @@ def stats(c, start, end):
                                     "-s", str(start), "-e", str(end), "--stats=record"]),
                        capture_output=True, text=True)
     got = {}
+    if r.returncode != 0:
+        log(f"pg_waldump: {r.stderr.strip()}")
+    # pg_waldump has no names for a custom resource manager's records:
+    # "custom171/UNKNOWN (60)   N (%)   record size ..."
+    names = {"10": "INSERT", "20": "HEADERS", "30": "UPDATE", "50": "UPDATE_SHORT",
+             "60": "ROW_INSERT", "70": "ROW_UPDATE", "80": "ROW_DELETE", "90": "ROW_CONFIRM"}
     for line in r.stdout.splitlines():
-        parts = line.split()
-        if parts and (parts[0].startswith("strata_lsm/") or parts[0].startswith("custom171/")):
-            got[parts[0].split("/", 1)[1]] = (int(parts[1]), int(parts[3]))
+        m = re.match(r"custom171/UNKNOWN \((\w+)\)\s+(\d+)\s+\(\s*[\d.]+\)\s+(\d+)", line)
+        if m:
+            got[names.get(m.group(1), m.group(1))] = (int(m.group(2)), int(m.group(3)))
     return got
 
 
