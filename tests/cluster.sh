@@ -8,7 +8,8 @@
 #   autovacuum alone: compaction keeps the table within 2x its live data),
 #   test_pgvector_parity.py (strata_hnsw answers as pgvector does), test_pgvector_python.py
 #   (pgvector-python's Vector, HalfVector, SparseVector and Bit round-trip through psycopg),
-#   test_logical.py (publications of lsm tables into heap and lsm subscribers, pg_recvlogical,
+#   test_logical.py (publications of lsm tables into heap and lsm subscribers — streamed, two-phase,
+#   row-filtered —, pg_recvlogical,
 #   kill -9 mid-transaction).
 # Each test starts its own servers on loopback ports as the postgres user and
 # stops them. Strata must be installed into that PostgreSQL.

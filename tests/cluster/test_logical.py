@@ -5,7 +5,9 @@
    lsm table is refused (0A000) with a hint to preload.
 2. Preloaded (the same server restarted), a publication of lsm tables feeds
    two subscriptions on a second server — one into heap tables, one into lsm
-   tables (two-phase enabled there) — through the initial table sync and
+   tables (two-phase enabled there; the heap one streams large transactions
+   in progress) — and a third with a row filter and a column list into an
+   lsm table — through the initial table sync and
    then COPY of 100,000 rows, UPDATEs (with and without a key change),
    DELETEs, TRUNCATE, a 1 MB TOASTed value, a transaction with savepoints
    rolled back in part, an aborted transaction and a two-phase commit
@@ -37,6 +39,9 @@ CHECKSUM = {
     "docs": "SELECT count(*), coalesce(md5(string_agg(d::text, '|' ORDER BY id)), '') FROM docs d",
     "events": "SELECT count(*), coalesce(md5(string_agg(e::text, '|' ORDER BY id)), '') FROM events e",
 }
+# what the row-filtered, column-listed publication carries
+FILTERED = ("SELECT count(*), coalesce(md5(string_agg(id || ':' || grp, '|' ORDER BY id)), '') "
+            "FROM docs WHERE id % 3 = 0")
 
 
 def vec(rng):
@@ -79,8 +84,13 @@ def wait_same(pub, subs, what, timeout=300):
             if time.time() > deadline:
                 raise AssertionError(f"{what}: {db} has {got}, publisher {want}\n{cluster.tail_log()}")
             time.sleep(0.5)
+    filtered = pub.sql(FILTERED, "pubdb")
+    while (got := subs[0][0].sql(FILTERED, "sub_filtered")) != filtered:
+        if time.time() > deadline:
+            raise AssertionError(f"{what}: sub_filtered has {got}, publisher {filtered}")
+        time.sleep(0.5)
     log(f"{what}: subscribers match the publisher: {want['docs'][0][0]} docs, "
-        f"{want['events'][0][0]} events")
+        f"{want['events'][0][0]} events, {filtered[0][0]} rows through the row filter")
     return want
 
 
@@ -238,6 +248,7 @@ def main(pg_home):
         "max_prepared_transactions": "5",
         "max_replication_slots": "10",
         "max_wal_senders": "10",
+        "logical_decoding_work_mem": "'64kB'",
     })
     sub = Cluster(pg_home, "logical_sub").initdb({
         "max_prepared_transactions": "5",
@@ -257,19 +268,41 @@ def main(pg_home):
             copy_docs(conn, rng, range(1, 20_001))  # before the subscriptions: the initial sync
             conn.execute("INSERT INTO events SELECT g, 'initial' FROM generate_series(1, 100) g")
             conn.execute("CREATE PUBLICATION p FOR TABLE docs, events")
+            # a row filter (on the key: updates need it in the replica identity) and a
+            # column list: (id, grp) of rows whose id is a multiple of 3 (a key update
+            # moves rows in and out)
+            conn.execute("CREATE PUBLICATION p_filtered FOR TABLE docs (id, grp) WHERE (id % 3 = 0)")
         subs = []
-        for am, two_phase in (("heap", "false"), ("lsm", "true")):
+        # the heap subscriber streams large transactions as they run (the
+        # publisher's logical_decoding_work_mem is 64kB), the lsm one applies
+        # two-phase transactions at PREPARE
+        for am, options in (("heap", "streaming = on"), ("lsm", "two_phase = true")):
             db = f"sub_{am}"
             sub.sql(f"CREATE DATABASE {db}")
             with sub.connect(db) as conn:
                 for q in schema(am):
                     conn.execute(q)
                 conn.execute(f"CREATE SUBSCRIPTION s_{am} CONNECTION 'host=127.0.0.1 port={pub.port} "
-                             f"user=postgres dbname=pubdb' PUBLICATION p WITH (two_phase = {two_phase})")
+                             f"user=postgres dbname=pubdb' PUBLICATION p WITH ({options})")
             subs.append((sub, db))
+        sub.sql("CREATE DATABASE sub_filtered")
+        with sub.connect("sub_filtered") as conn:
+            conn.execute("CREATE EXTENSION strata")
+            conn.execute("CREATE TABLE docs (id bigint PRIMARY KEY, grp int NOT NULL) USING lsm")
+            conn.execute(f"CREATE SUBSCRIPTION s_filtered CONNECTION 'host=127.0.0.1 port={pub.port} "
+                         f"user=postgres dbname=pubdb' PUBLICATION p_filtered")
         wait_same(pub, subs, "initial sync")
         changes(pub, rng)
         wait_same(pub, subs, "after the workload")
+        streamed = 0
+        for _ in range(100):
+            streamed = pub.sql("SELECT coalesce(sum(stream_txns), 0) FROM pg_stat_replication_slots "
+                               "WHERE slot_name = 's_heap'")[0][0]
+            if streamed:
+                break
+            time.sleep(0.1)
+        assert streamed > 0, "the heap subscription never received a streamed transaction"
+        log(f"s_heap: {streamed} transactions streamed while in progress")
         check_special_rows(pub, subs)
         check_neighbours(pub, sub, "sub_lsm", rng)
         recvlogical(pub)
@@ -280,7 +313,7 @@ def main(pg_home):
             assert am == db.removeprefix("sub_"), (db, am)
         problems = pub.sql("SELECT count(*) FROM strata.lsm_verify('docs')", "pubdb")[0][0]
         assert problems == 0, f"lsm_verify reports {problems} problems on the publisher"
-        for _, db in subs:
+        for db in [db for _, db in subs] + ["sub_filtered"]:
             sub.sql(f"DROP SUBSCRIPTION s_{db.removeprefix('sub_')}", db)
 
 
