@@ -7,6 +7,7 @@
 //! Hamming distance is then their L1 distance and Jaccard distance comes
 //! from dot products, every sum an exact integer.
 
+use crate::vector::sparse::{self, Slots};
 use crate::vector::{bits, kernels};
 
 #[repr(u16)]
@@ -114,8 +115,6 @@ impl Metric {
         matches!(self, Metric::L2 | Metric::InnerProduct | Metric::Cosine)
     }
 
-    /// Makes `v` ready for [`Metric::comparable`]: unit length under cosine
-    /// (a zero vector is never indexed there), unchanged otherwise.
     /// The distance an in-memory build compares the vectors by, as they
     /// are stored: [`Metric::comparable`], except under cosine the negative
     /// inner product, which the build scales by both vectors' inverse
@@ -144,6 +143,8 @@ impl Metric {
         })
     }
 
+    /// Makes `v` ready for [`Metric::comparable`]: unit length under cosine
+    /// (a zero vector is never indexed there), unchanged otherwise.
     pub fn prepare(self, v: &mut [f32]) {
         if self == Metric::Cosine {
             let norm = kernels::dot(v, v).sqrt();
@@ -151,6 +152,38 @@ impl Metric {
                 v.iter_mut().for_each(|x| *x /= norm);
             }
         }
+    }
+
+    /// The operator's value on two sparse vectors as graph slots
+    /// ([`Slots`]): bit for bit the `sparsevec` operator's. The bit
+    /// metrics have no sparse form (infinity).
+    pub fn sparse_distance(self, a: &[f32], b: &[f32]) -> f64 {
+        let (a, b) = (Slots::of(a), Slots::of(b));
+        match self {
+            Metric::L2 => (sparse::l2_squared(a, b) as f64).sqrt(),
+            Metric::InnerProduct => -(sparse::dot(a, b) as f64),
+            Metric::Cosine => sparse::cosine_distance(a, b),
+            Metric::L1 => sparse::l1(a, b) as f64,
+            Metric::Hamming | Metric::Jaccard => f64::INFINITY,
+        }
+    }
+
+    /// [`Metric::comparable`] for sparse vectors as graph slots: squared
+    /// L2, negative inner product, cosine distance, L1 (how a build of a
+    /// sparse index compares them).
+    pub fn sparse_comparable(self) -> fn(&[f32], &[f32]) -> f32 {
+        match self {
+            Metric::L2 => |a, b| sparse::l2_squared(Slots::of(a), Slots::of(b)),
+            Metric::InnerProduct => |a, b| -sparse::dot(Slots::of(a), Slots::of(b)),
+            Metric::Cosine => |a, b| sparse::cosine_distance(Slots::of(a), Slots::of(b)) as f32,
+            Metric::L1 => |a, b| sparse::l1(Slots::of(a), Slots::of(b)),
+            Metric::Hamming | Metric::Jaccard => |_, _| f32::INFINITY,
+        }
+    }
+
+    /// [`Metric::indexable`] for a sparse vector as graph slots.
+    pub fn sparse_indexable(self, v: &[f32]) -> bool {
+        self != Metric::Cosine || sparse::squared_norm(Slots::of(v)) > 0.0
     }
 
     /// Whether a vector can be placed in the graph: under cosine a zero

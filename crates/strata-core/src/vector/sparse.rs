@@ -331,30 +331,119 @@ impl Sparse {
     }
 }
 
+/// Read access to a sparse vector's non-zero (index, value) pairs in
+/// ascending index order: a stored value's [`View`], or the [`Slots`] the
+/// HNSW graph code carries it in. The distances below take either.
+pub trait Pairs: Copy {
+    fn nnz(&self) -> usize;
+    fn index(&self, k: usize) -> i32;
+    fn value(&self, k: usize) -> f32;
+}
+
+impl Pairs for View<'_> {
+    fn nnz(&self) -> usize {
+        self.indices.len()
+    }
+    fn index(&self, k: usize) -> i32 {
+        self.indices[k]
+    }
+    fn value(&self, k: usize) -> f32 {
+        self.values[k]
+    }
+}
+
+/// A sparse vector as one `f32` slice, the form every vector takes in the
+/// HNSW graph code (`crate::hnsw`, whose queries and element vectors are
+/// `&[f32]`; bit strings travel there as 0.0/1.0 coordinates the same way):
+///
+/// ```text
+/// +---------+-------------------------+-------------------------+
+/// | nnz     | index_0 .. index_{n-1}  | value_0 .. value_{n-1}  |
+/// +---------+-------------------------+-------------------------+
+///   1 slot    n slots                   n slots
+/// ```
+///
+/// `nnz` and the indices are the bits of a `u32` / `i32` in an `f32` slot
+/// (`f32::from_bits`): only moved, never computed with — below 2^30 none
+/// of them is a NaN or an infinity, so no copy can alter them.
+#[derive(Clone, Copy)]
+pub struct Slots<'a>(&'a [f32]);
+
+impl<'a> Slots<'a> {
+    /// Reads `s` as slots; None when its length does not fit its `nnz`.
+    pub fn new(s: &'a [f32]) -> Option<Slots<'a>> {
+        let n = s.first()?.to_bits() as usize;
+        (s.len() == Self::len_for(n)).then_some(Slots(s))
+    }
+
+    /// `s` as slots, trusted to be laid out as such (the graph's own
+    /// vectors; checked in debug builds).
+    pub fn of(s: &'a [f32]) -> Slots<'a> {
+        debug_assert!(Self::new(s).is_some(), "sparse slots");
+        Slots(s)
+    }
+
+    /// Slots a vector of `nnz` non-zero elements takes.
+    pub fn len_for(nnz: usize) -> usize {
+        1 + 2 * nnz
+    }
+
+    /// The slots of `v`.
+    pub fn encode(v: View<'_>) -> Vec<f32> {
+        let mut out = Vec::with_capacity(Self::len_for(v.indices.len()));
+        out.push(f32::from_bits(v.indices.len() as u32));
+        out.extend(v.indices.iter().map(|&i| f32::from_bits(i as u32)));
+        out.extend_from_slice(v.values);
+        out
+    }
+
+    /// The pairs as a [`Sparse`] of `dim` dimensions.
+    pub fn to_sparse(self, dim: i32) -> Sparse {
+        Sparse {
+            dim,
+            indices: (0..self.nnz()).map(|k| self.index(k)).collect(),
+            values: (0..self.nnz()).map(|k| self.value(k)).collect(),
+        }
+    }
+}
+
+impl Pairs for Slots<'_> {
+    fn nnz(&self) -> usize {
+        self.0[0].to_bits() as usize
+    }
+    fn index(&self, k: usize) -> i32 {
+        self.0[1 + k].to_bits() as i32
+    }
+    fn value(&self, k: usize) -> f32 {
+        self.0[1 + self.nnz() + k]
+    }
+}
+
 /// Walks `a` and `b` in index order, calling `f(x, y, both)` per index
 /// either holds (the other's value 0 where it holds none) — the order
 /// pgvector adds the terms up in.
-fn merge(a: View<'_>, b: View<'_>, mut f: impl FnMut(f32, f32, bool)) {
+fn merge(a: impl Pairs, b: impl Pairs, mut f: impl FnMut(f32, f32, bool)) {
+    let (na, nb) = (a.nnz(), b.nnz());
     let (mut i, mut j) = (0, 0);
-    while i < a.indices.len() && j < b.indices.len() {
-        match a.indices[i].cmp(&b.indices[j]) {
+    while i < na && j < nb {
+        match a.index(i).cmp(&b.index(j)) {
             Ordering::Equal => {
-                f(a.values[i], b.values[j], true);
+                f(a.value(i), b.value(j), true);
                 i += 1;
                 j += 1;
             }
             Ordering::Less => {
-                f(a.values[i], 0.0, false);
+                f(a.value(i), 0.0, false);
                 i += 1;
             }
             Ordering::Greater => {
-                f(0.0, b.values[j], false);
+                f(0.0, b.value(j), false);
                 j += 1;
             }
         }
     }
-    a.values[i..].iter().for_each(|&x| f(x, 0.0, false));
-    b.values[j..].iter().for_each(|&y| f(0.0, y, false));
+    (i..na).for_each(|k| f(a.value(k), 0.0, false));
+    (j..nb).for_each(|k| f(0.0, b.value(k), false));
 }
 
 /// Both operands must have one dimension count.
@@ -367,14 +456,14 @@ pub fn same_dims(a: View<'_>, b: View<'_>) -> Result<(), VectorError> {
 }
 
 /// Sum of squared differences, in float4.
-pub fn l2_squared(a: View<'_>, b: View<'_>) -> f32 {
+pub fn l2_squared(a: impl Pairs, b: impl Pairs) -> f32 {
     let mut d = 0.0f32;
     merge(a, b, |x, y, _| d = (x - y).mul_add(x - y, d));
     d
 }
 
 /// Inner product, in float4.
-pub fn dot(a: View<'_>, b: View<'_>) -> f32 {
+pub fn dot(a: impl Pairs, b: impl Pairs) -> f32 {
     let mut d = 0.0f32;
     merge(a, b, |x, y, both| {
         if both {
@@ -385,7 +474,7 @@ pub fn dot(a: View<'_>, b: View<'_>) -> f32 {
 }
 
 /// Sum of absolute differences, in float4.
-pub fn l1(a: View<'_>, b: View<'_>) -> f32 {
+pub fn l1(a: impl Pairs, b: impl Pairs) -> f32 {
     let mut d = 0.0f32;
     merge(a, b, |x, y, _| d += (x - y).abs());
     d
@@ -393,13 +482,20 @@ pub fn l1(a: View<'_>, b: View<'_>) -> f32 {
 
 /// Cosine distance `1 - a·b / sqrt(|a|² |b|²)`, clamped; NaN when either
 /// is zero.
-pub fn cosine_distance(a: View<'_>, b: View<'_>) -> f64 {
-    let norm = |v: View<'_>| v.values.iter().fold(0.0f32, |s, x| x.mul_add(*x, s));
-    let similarity = dot(a, b) as f64 / ((norm(a) as f64) * (norm(b) as f64)).sqrt();
+pub fn cosine_distance(a: impl Pairs, b: impl Pairs) -> f64 {
+    let similarity = dot(a, b) as f64 / ((squared_norm(a) as f64) * (squared_norm(b) as f64)).sqrt();
     if similarity.is_nan() {
         return f64::NAN;
     }
     1.0 - similarity.clamp(-1.0, 1.0)
+}
+
+/// Sum of the squared values, in float4 (cosine distance's norms).
+pub fn squared_norm(v: impl Pairs) -> f32 {
+    (0..v.nnz()).fold(0.0f32, |s, k| {
+        let x = v.value(k);
+        x.mul_add(x, s)
+    })
 }
 
 /// Euclidean norm, accumulated in f64.
@@ -502,6 +598,43 @@ mod tests {
         let mut order = b.clone();
         order[12..16].copy_from_slice(&4i32.to_be_bytes());
         assert_eq!(decode(&order, -1), Err(VectorError::IndicesNotAscending));
+    }
+
+    #[test]
+    fn slots_measure_what_views_measure() {
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as u32
+        };
+        for _ in 0..200 {
+            // 3,000 candidate indices spread over a billion dimensions
+            let mut random = |dim: i32| {
+                let mut v = Sparse { dim, indices: vec![], values: vec![] };
+                for i in 0..3000 {
+                    if next() % 7 == 0 {
+                        v.indices.push(i * 333_000);
+                        v.values.push((next() % 2001) as f32 / 1000.0 - 1.0 + 1e-3);
+                    }
+                }
+                v
+            };
+            let (a, b) = (random(MAX_DIM as i32), random(MAX_DIM as i32));
+            let (sa, sb) = (Slots::encode(a.view()), Slots::encode(b.view()));
+            let (xa, xb) = (Slots::new(&sa).unwrap(), Slots::new(&sb).unwrap());
+            assert_eq!(l2_squared(xa, xb).to_bits(), l2_squared(a.view(), b.view()).to_bits());
+            assert_eq!(dot(xa, xb).to_bits(), dot(a.view(), b.view()).to_bits());
+            assert_eq!(l1(xa, b.view()).to_bits(), l1(a.view(), b.view()).to_bits());
+            let (c1, c2) = (cosine_distance(xa, xb), cosine_distance(a.view(), b.view()));
+            assert!(c1.to_bits() == c2.to_bits() || (c1.is_nan() && c2.is_nan()));
+            assert_eq!(xa.to_sparse(a.dim), a);
+        }
+        // the largest index a sparsevec may hold survives the trip
+        let big = Sparse { dim: MAX_DIM as i32, indices: vec![0, MAX_DIM as i32 - 1], values: vec![1.0, -2.0] };
+        let s = Slots::encode(big.view());
+        assert_eq!(Slots::new(&s).unwrap().to_sparse(big.dim), big);
+        assert!(Slots::new(&s[..4]).is_none());
+        assert!(Slots::new(&[]).is_none());
     }
 
     #[test]

@@ -109,11 +109,59 @@ struct Entry {
     pruner: u32,
 }
 
-struct Shared<'a, T, D> {
-    /// The vectors, `dims` values each (floats, or a bit index's packed
-    /// words).
+/// The vectors a build links: `dims` values each (floats, or a bit
+/// index's packed words), or runs of any length (a sparse index's
+/// [`crate::vector::sparse::Slots`]), vector `i` ending at `ends[i]`.
+#[derive(Clone, Copy)]
+pub struct Vectors<'a, T> {
     data: &'a [T],
-    dims: usize,
+    stride: Stride<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum Stride<'a> {
+    Fixed(usize),
+    Ends(&'a [usize]),
+}
+
+impl<'a, T> Vectors<'a, T> {
+    pub fn fixed(data: &'a [T], dims: usize) -> Self {
+        Vectors {
+            data,
+            stride: Stride::Fixed(dims.max(1)),
+        }
+    }
+
+    /// Vector `i` is `data[ends[i - 1]..ends[i]]` (from 0 for the first).
+    pub fn ragged(data: &'a [T], ends: &'a [usize]) -> Self {
+        assert!(ends.last().is_none_or(|&e| e <= data.len()), "ends within the data");
+        Vectors {
+            data,
+            stride: Stride::Ends(ends),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self.stride {
+            Stride::Fixed(dims) => self.data.len() / dims,
+            Stride::Ends(ends) => ends.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, i: usize) -> &'a [T] {
+        match self.stride {
+            Stride::Fixed(dims) => &self.data[i * dims..][..dims],
+            Stride::Ends(ends) => &self.data[if i == 0 { 0 } else { ends[i - 1] }..ends[i]],
+        }
+    }
+}
+
+struct Shared<'a, T, D> {
+    vectors: Vectors<'a, T>,
     n: usize,
     spec: &'a Spec<'a, D>,
     /// Element i's level-0 list is at slot `i * cap0`; its upper lists
@@ -171,8 +219,8 @@ impl Scratch {
 }
 
 impl<'a, T: Copy + Sync, D: Fn(&[T], &[T]) -> f32 + Sync> Shared<'a, T, D> {
-    fn new(data: &'a [T], dims: usize, spec: &'a Spec<'a, D>) -> Self {
-        let n = data.len() / dims;
+    fn new(vectors: Vectors<'a, T>, spec: &'a Spec<'a, D>) -> Self {
+        let n = vectors.len();
         let mut upper_slot = Vec::with_capacity(n);
         let mut slots = n * spec.cap0;
         for &level in spec.levels {
@@ -180,8 +228,7 @@ impl<'a, T: Copy + Sync, D: Fn(&[T], &[T]) -> f32 + Sync> Shared<'a, T, D> {
             slots += level as usize * spec.cap;
         }
         Shared {
-            data,
-            dims,
+            vectors,
             n,
             spec,
             upper_slot,
@@ -197,14 +244,14 @@ impl<'a, T: Copy + Sync, D: Fn(&[T], &[T]) -> f32 + Sync> Shared<'a, T, D> {
     }
 
     fn vector(&self, i: u32) -> &[T] {
-        &self.data[i as usize * self.dims..][..self.dims]
+        self.vectors.get(i as usize)
     }
 
     /// Asks the CPU to fetch the start of element `i`'s vector.
     fn prefetch(&self, i: u32) {
-        let at = i as usize * self.dims;
-        let bytes = self.dims * std::mem::size_of::<T>();
-        prefetch(self.data[at..].as_ptr() as *const i8, bytes.div_ceil(64).min(16));
+        let v = self.vectors.get(i as usize);
+        let bytes = std::mem::size_of_val(v);
+        prefetch(v.as_ptr() as *const i8, bytes.div_ceil(64).min(16));
     }
 
     fn d(&self, a: u32, b: u32) -> f32 {
@@ -658,19 +705,34 @@ pub fn build_parallel<T, D>(
     spec: &Spec<'_, D>,
     pool: &rayon::ThreadPool,
     helpers: usize,
+    tick: impl FnMut(usize),
+) -> Links
+where
+    T: Copy + Sync,
+    D: Fn(&[T], &[T]) -> f32 + Sync,
+{
+    build_vectors(Vectors::fixed(data, dims), spec, pool, helpers, tick)
+}
+
+/// [`build_parallel`] over any [`Vectors`] (a sparse index's runs of slots).
+pub fn build_vectors<T, D>(
+    vectors: Vectors<'_, T>,
+    spec: &Spec<'_, D>,
+    pool: &rayon::ThreadPool,
+    helpers: usize,
     mut tick: impl FnMut(usize),
 ) -> Links
 where
     T: Copy + Sync,
     D: Fn(&[T], &[T]) -> f32 + Sync,
 {
-    let n = data.len() / dims.max(1);
+    let n = vectors.len();
     assert_eq!(spec.levels.len(), n, "one level per vector");
     assert!(spec.cap0 < u16::MAX as usize && spec.cap < u16::MAX as usize);
     if n == 0 {
         return Links::new(spec.cap0, spec.cap, &[]);
     }
-    let shared = Shared::new(data, dims, spec);
+    let shared = Shared::new(vectors, spec);
     {
         let g = &shared;
         let _abort = AbortOnUnwind(&g.abort);
@@ -721,7 +783,7 @@ mod tests {
             spare_last_links: true,
         };
         let flat = data.concat();
-        let shared = Shared::new(&flat, 4, &spec);
+        let shared = Shared::new(Vectors::fixed(&flat, 4), &spec);
         let mut sc = Scratch::new(data.len());
         let (mut found, mut list) = (Vec::new(), Vec::new());
         for i in 1..data.len() as u32 {
@@ -795,6 +857,66 @@ mod tests {
                 .iter()
                 .take(10)
                 .filter(|s| exact[..10].contains(&(s.id.block as usize)))
+                .count();
+        }
+        assert!(hits >= 950, "recall@10 {}", hits as f64 / 1000.0);
+    }
+
+    #[test]
+    fn sparse_vectors_of_any_length_give_a_searchable_graph() {
+        use crate::hnsw::graph::tests::Rng;
+        use crate::hnsw::graph::{built, descend, random_level, search_layer, Building};
+        use crate::hnsw::metric::Metric;
+        use crate::vector::sparse::{Slots, Sparse};
+        let mut rng = Rng(0xC0FFEE);
+        let (n, m, dim) = (2000, 8, 30_000);
+        // 40 topics of 60 terms each; a vector draws 30 to 60 of its topic's
+        // terms (lengths vary twofold) with random weights
+        let topics: Vec<Vec<i32>> = (0..40)
+            .map(|_| {
+                let mut t: Vec<i32> = (0..60).map(|_| (rng.next_u64() % dim) as i32).collect();
+                t.sort_unstable();
+                t.dedup();
+                t
+            })
+            .collect();
+        let random = |rng: &mut Rng| {
+            let t = &topics[(rng.next_u64() % 40) as usize];
+            let keep = 30 + (rng.next_u64() % 31) as usize;
+            let mut v = Sparse { dim: dim as i32, indices: vec![], values: vec![] };
+            for &i in t.iter().take(keep) {
+                v.indices.push(i);
+                v.values.push(rng.next_f64() as f32 + 0.1);
+            }
+            Slots::encode(v.view())
+        };
+        let data: Vec<Vec<f32>> = (0..n).map(|_| random(&mut rng)).collect();
+        let ends: Vec<usize> = data.iter().scan(0, |end, v| { *end += v.len(); Some(*end) }).collect();
+        let flat = data.concat();
+        let levels: Vec<u8> = (0..n).map(|_| random_level(1.0 - rng.next_f64(), m, 15)).collect();
+        let spec = Spec {
+            levels: &levels,
+            ef_construction: 64,
+            cap0: 2 * m,
+            cap: m,
+            dist: Metric::L2.sparse_comparable(),
+            scale: None,
+            spare_last_links: true,
+        };
+        let links = build_vectors(Vectors::ragged(&flat, &ends), &spec, &pool(2), 2, |_| {}).to_nested();
+        let mut g = Building::from_links(&data, &links, |a: &[f32], b: &[f32]| Metric::L2.sparse_distance(a, b));
+        let top = (0..n).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))).unwrap();
+        let mut hits = 0;
+        for _ in 0..100 {
+            let q = random(&mut rng);
+            let d = |i: usize| Metric::L2.sparse_distance(&data[i], &q);
+            let mut exact: Vec<usize> = (0..n).collect();
+            exact.sort_by(|&a, &b| d(a).total_cmp(&d(b)));
+            let ep = descend(&mut g, &q, built(top), levels[top] as usize, 0);
+            hits += search_layer(&mut g, &q, &[ep], 100, 0)
+                .iter()
+                .take(10)
+                .filter(|s| d(s.id.block as usize) <= d(exact[9]))
                 .count();
         }
         assert!(hits >= 950, "recall@10 {}", hits as f64 / 1000.0);
