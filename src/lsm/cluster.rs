@@ -120,7 +120,7 @@ fn write(new: pg_sys::Relation, t: pg_sys::HeapTuple) {
     // the new table is this transaction's and has no indexes yet: its
     // versions go straight into runs, like a bulk load's
     if super::bulk::take(new, &[stored], super::bulk::Entry::BulkState) == 0 {
-        storage::append(new, stored, true);
+        storage::append(new, stored, true, storage::RowInsert::No);
     }
     if stored != t {
         // SAFETY: the toaster's palloc'd copy, owned here.

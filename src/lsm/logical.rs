@@ -13,7 +13,8 @@
 //! logs it for every logically logged table, whatever its access method.
 
 use super::logical_record::{self as lrec, Change, OldRow, Row, RowRecord};
-use super::wal_record::RMGR_ID;
+use super::storage::RowInsert;
+use super::wal_record::{self, RMGR_ID};
 use crate::pg::logical::{self as pglog, ChangeKind, Decoding};
 use crate::pg::{locator, wal};
 use pgrx::pg_sys;
@@ -42,17 +43,32 @@ fn write(rel: pg_sys::Relation, change: Change) {
     pglog::insert_record(RMGR_ID, info, &data);
 }
 
-/// After new versions were stored (`tuples` as stored: TOASTed values as
-/// pointers; a speculative insertion is one tuple). Heap's
-/// `HEAP_INSERT_NO_LOGICAL` option writes nothing.
-pub fn inserted(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple], options: i32, speculative: bool) {
-    if tuples.is_empty() || options & pg_sys::HEAP_INSERT_NO_LOGICAL as i32 != 0 || !logs_rows(rel) {
+/// Whether rows inserted with `options` are decoded (heap's
+/// `HEAP_INSERT_NO_LOGICAL` option says not).
+fn logs_inserts(rel: pg_sys::Relation, options: i32) -> bool {
+    options & pg_sys::HEAP_INSERT_NO_LOGICAL as i32 == 0 && logs_rows(rel)
+}
+
+/// How an insert's L0 append marks its INSERT record for decoding: rows
+/// appended to L0 are decoded from that record ([`logical_record::insert_mark`]).
+pub fn row_insert(rel: pg_sys::Relation, options: i32, speculative: bool) -> RowInsert {
+    if logs_inserts(rel, options) {
+        RowInsert::Rows { speculative }
+    } else {
+        RowInsert::No
+    }
+}
+
+/// After new versions were stored in runs, not L0 (a bulk load: `tuples`
+/// as stored, TOASTed values as pointers): one ROW_INSERT.
+pub fn inserted_into_runs(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple], options: i32) {
+    if tuples.is_empty() || !logs_inserts(rel, options) {
         return;
     }
     write(
         rel,
         Change::Insert {
-            speculative,
+            speculative: false,
             rows: tuples.iter().map(|&t| row_of(t)).collect(),
         },
     );
@@ -107,20 +123,99 @@ pub fn updated(rel: pg_sys::Relation, old: &mut pg_sys::HeapTupleData, new: pg_s
     });
 }
 
-/// After a DELETE of the version whose full row is `old`.
-pub fn deleted(rel: pg_sys::Relation, old: &mut pg_sys::HeapTupleData) {
+/// The main data of an UPDATE_SHORT record that is also the update's
+/// decoding (its new version is in the record): the old row per replica
+/// identity. Empty below `wal_level = logical`.
+pub fn update_mark(rel: pg_sys::Relation, old: &mut pg_sys::HeapTupleData, new: pg_sys::HeapTuple) -> Vec<u8> {
     if !logs_rows(rel) {
+        return Vec::new();
+    }
+    with_identity(rel, old, Some(new), lrec::old_row_mark)
+}
+
+/// The main data of a DELETE's HEADERS record, which is also its
+/// decoding: the old row (`old`, the version's full row) per replica
+/// identity. Empty below `wal_level = logical`.
+pub fn delete_mark(rel: pg_sys::Relation, old: &mut pg_sys::HeapTupleData) -> Vec<u8> {
+    if !logs_rows(rel) {
+        return Vec::new();
+    }
+    with_identity(rel, old, None, lrec::old_row_mark)
+}
+
+/// An L0 INSERT page record marked as new rows: one insert change per
+/// version in its block data (kept under a full-page image), the versions
+/// as stored — their headers' xmin, cid and ctid are left out, as
+/// `DecodeXLogTuple` leaves them out.
+fn decode_l0_insert(d: &Decoding) {
+    let speculative = match lrec::read_insert_mark(d.data()) {
+        Ok(Some(s)) => s,
+        Ok(None) => return,
+        Err(e) => corrupted(e),
+    };
+    let (l, db) = d.block_locator(0);
+    if !d.wants_changes(db) {
         return;
     }
-    with_identity(rel, old, None, |o| {
-        write(
-            rel,
-            Change::Delete {
-                old: o,
-                super_delete: false,
-            },
-        )
-    });
+    let versions = wal_record::inserts(d.block_data(0)).unwrap_or_else(|e| corrupted(e));
+    let kind = if speculative {
+        ChangeKind::SpeculativeInsert
+    } else {
+        ChangeKind::Insert
+    };
+    let last = versions.len().saturating_sub(1);
+    for (i, (_, bytes)) in versions.into_iter().enumerate() {
+        let (len, w) = tuple(Row::of_tuple(bytes).unwrap_or_else(|e| corrupted(e)));
+        d.queue(kind, l, Some((len, &w)), None, i == last);
+    }
+}
+
+/// An UPDATE_SHORT page record marked for decoding: its new version
+/// (rebuilt from block 0's data, kept under a full-page image) and the old
+/// row its mark carries.
+fn decode_short_update(d: &Decoding) {
+    let old = match lrec::read_old_row_mark(d.data()) {
+        Ok(Some(old)) => old,
+        Ok(None) => return,
+        Err(e) => corrupted(e),
+    };
+    let (l, db) = d.block_locator(0);
+    if !d.wants_changes(db) {
+        return;
+    }
+    let u = wal_record::ShortUpdate::decode(d.block_data(0)).unwrap_or_else(|e| corrupted(e));
+    // the new TID's block only reaches t_ctid, which decoding leaves out
+    let cx = wal_record::DeltaContext {
+        xid: d.xid(),
+        new_tid: Some((0, u.item)),
+    };
+    let bytes = u.tuple(&cx).unwrap_or_else(|e| corrupted(e));
+    let (nl, nw) = tuple(Row::of_tuple(&bytes).unwrap_or_else(|e| corrupted(e)));
+    let o = old.map(|o| tuple(o.row));
+    let old = o.as_ref().map(|(len, w)| (*len, w as &dyn Fn(&mut [u8])));
+    d.queue(ChangeKind::Update, l, Some((nl, &nw)), old, true);
+}
+
+/// A HEADERS record marked for decoding: a DELETE's stamp, with the old
+/// row its mark carries (unmarked ones — locks, other stamps — carry no
+/// row change).
+fn decode_delete(d: &Decoding) {
+    let old = match lrec::read_old_row_mark(d.data()) {
+        Ok(Some(old)) => old,
+        Ok(None) => return,
+        Err(e) => corrupted(e),
+    };
+    let (l, db) = d.block_locator(0);
+    if !d.wants_changes(db) {
+        return;
+    }
+    let o = old.map(|o| tuple(o.row));
+    let old = o.as_ref().map(|(len, w)| (*len, w as &dyn Fn(&mut [u8])));
+    d.queue(ChangeKind::Delete, l, None, old, true);
+}
+
+fn corrupted(e: impl std::fmt::Display) -> ! {
+    crate::pg::error::error(pgrx::PgSqlErrorCode::ERRCODE_DATA_CORRUPTED, e.to_string())
 }
 
 /// A row's tuple length and the writer of its bytes, for [`Decoding::queue`].
@@ -128,8 +223,8 @@ fn tuple(r: Row<'_>) -> (usize, impl Fn(&mut [u8]) + '_) {
     (r.tuple_len(), move |out: &mut [u8]| r.write_tuple(out))
 }
 
-/// The resource manager's `rm_decode`: page records carry nothing for
-/// logical decoding; each row record becomes one change per row, as heap's
+/// The resource manager's `rm_decode`: a marked L0 INSERT record becomes an
+/// insert per version; each row record becomes one change per row, as heap's
 /// `DecodeInsert` / `DecodeMultiInsert` / `DecodeUpdate` / `DecodeDelete` /
 /// `DecodeSpecConfirm` queue them.
 #[pg_guard]
@@ -137,12 +232,19 @@ pub unsafe extern "C-unwind" fn decode(ctx: *mut pg_sys::LogicalDecodingContext,
     // SAFETY: the arguments of this rm_decode call.
     let d = unsafe { Decoding::of(ctx, buf) };
     let info = d.info();
+    if info == wal_record::INSERT {
+        return decode_l0_insert(&d);
+    }
+    if info == wal_record::UPDATE_SHORT {
+        return decode_short_update(&d);
+    }
+    if info == wal_record::HEADERS {
+        return decode_delete(&d);
+    }
     if !lrec::is_row_record(info) {
         return;
     }
-    let rec = RowRecord::decode(info, d.data()).unwrap_or_else(|e| {
-        crate::pg::error::error(pgrx::PgSqlErrorCode::ERRCODE_DATA_CORRUPTED, e.to_string())
-    });
+    let rec = RowRecord::decode(info, d.data()).unwrap_or_else(|e| corrupted(e));
     if !d.wants_changes(rec.locator.db) {
         return;
     }

@@ -112,16 +112,18 @@ unsafe extern "C-unwind" fn desc(out: pg_sys::StringInfo, record: *mut pg_sys::X
     let data = r.block_data(0);
     let text = match r.info() {
         rec::INSERT => match rec::inserts(data) {
+            Ok(v) if !r.main_data().is_empty() => format!("versions {}, new rows (decoded)", v.len()),
             Ok(v) => format!("versions {}", v.len()),
             Err(_) if data.is_empty() => "full page image".into(),
             Err(e) => e.to_string(),
         },
         rec::HEADERS => match rec::Headers::decode(data) {
             Ok(h) => format!(
-                "detached {}, written {}{}",
+                "detached {}, written {}{}{}",
                 h.detached.len(),
                 h.written.len(),
-                if r.has_block(1) { ", blob moved" } else { "" }
+                if r.has_block(1) { ", blob moved" } else { "" },
+                if r.main_data().is_empty() { "" } else { ", a delete (decoded)" }
             ),
             Err(_) if data.is_empty() => "full page image".into(),
             Err(e) => e.to_string(),
@@ -151,10 +153,11 @@ unsafe extern "C-unwind" fn desc(out: pg_sys::StringInfo, record: *mut pg_sys::X
                         u.stamp
                     };
                     format!(
-                        "new version at item {}, old version on block {}, detached {}",
+                        "new version at item {}, old version on block {}, detached {}{}",
                         u.item,
                         other_page as u8,
-                        stamp.map_or(0, |s| s.detached.len())
+                        stamp.map_or(0, |s| s.detached.len()),
+                        if r.main_data().is_empty() { "" } else { ", decoded" }
                     )
                 }
                 Err(_) if data.is_empty() => "full page image".into(),

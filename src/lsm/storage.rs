@@ -12,6 +12,7 @@ use super::format::{self, PageKind, ROWS_PER_VBLOCK};
 use super::manifest;
 use super::manifest_cache;
 use super::page_image;
+use super::logical_record;
 use super::wal_record::{self, Headers};
 use crate::pg::buffer;
 use crate::pg::htup;
@@ -127,6 +128,7 @@ pub fn append(
     rel: pg_sys::Relation,
     tuple: pg_sys::HeapTuple,
     ctid_self: bool,
+    rows: RowInsert,
 ) -> pg_sys::ItemPointerData {
     // SAFETY: caller passes a formed heap tuple.
     let data = unsafe { (*tuple).t_data as *const u8 };
@@ -150,7 +152,7 @@ pub fn append(
         let (item, _) = page::item(p, offset).expect("item just added");
         htup::set_ctid(item as *mut htup::Header, tid);
     }
-    w.commit(wal_record::RMGR_ID, || insert_record(p, &[offset]));
+    w.commit(wal_record::RMGR_ID, || insert_record(p, &[offset], rows));
     buffer::unlock_release(buf);
     // SAFETY: caller's tuple struct is writable.
     unsafe { (*tuple).t_self = tid };
@@ -196,13 +198,16 @@ pub fn lane_page_now(
 /// [`lane_page_now`]) and `stamp` run on the old version's header (its page
 /// exclusively locked, the header its own: [`make_stampable`]) with the new
 /// TID, which is returned (and stored in `t_self` and the new `t_ctid`).
-/// `stamp` must not fail: it runs inside the critical section.
+/// `stamp` must not fail: it runs inside the critical section. `decoded`:
+/// the record's main data for logical decoding (empty: none; see
+/// `logical_record::update_mark`).
 pub fn append_and_stamp(
     rel: pg_sys::Relation,
     target: pg_sys::Buffer,
     tuple: pg_sys::HeapTuple,
     old: &Located,
     stamp: impl FnOnce(*mut htup::Header, pg_sys::ItemPointerData),
+    decoded: Vec<u8>,
 ) -> pg_sys::ItemPointerData {
     // SAFETY: caller passes a formed heap tuple.
     let (data, len) = unsafe { ((*tuple).t_data as *const u8, (*tuple).t_len as usize) };
@@ -269,6 +274,7 @@ pub fn append_and_stamp(
         Record {
             info: wal_record::UPDATE_SHORT,
             blocks,
+            main: decoded,
         }
     });
     // SAFETY: caller's tuple struct is writable.
@@ -280,7 +286,7 @@ pub fn append_and_stamp(
 /// fit go onto one page in one WAL record (not one record, and one delta of
 /// the whole page, per row). Each stored header's `t_ctid` and each tuple's
 /// `t_self` get its new TID.
-pub fn append_batch(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple]) {
+pub fn append_batch(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple], rows: RowInsert) {
     let mut i = 0;
     while i < tuples.len() {
         let buf = target_page(rel, checked_len(tuples[i]));
@@ -314,13 +320,14 @@ pub fn append_batch(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple]) {
             offsets.push(offset);
             i += 1;
         }
-        w.commit(wal_record::RMGR_ID, || insert_record(p, &offsets));
+        w.commit(wal_record::RMGR_ID, || insert_record(p, &offsets, rows));
         buffer::unlock_release(buf);
     }
 }
 
-/// The INSERT record of items `items` just added to L0 page `p`.
-fn insert_record(p: pg_sys::Page, items: &[u16]) -> Record {
+/// The INSERT record of items `items` just added to L0 page `p`; `rows`
+/// marks it as new rows for logical decoding ([`RowInsert`]).
+fn insert_record(p: pg_sys::Page, items: &[u16], rows: RowInsert) -> Record {
     let mut data = Vec::new();
     for &n in items {
         let (at, len) = page::item(p, n).expect("item just added");
@@ -330,19 +337,47 @@ fn insert_record(p: pg_sys::Page, items: &[u16]) -> Record {
     Record {
         info: wal_record::INSERT,
         blocks: vec![data],
+        main: match rows {
+            RowInsert::No => Vec::new(),
+            RowInsert::Rows { speculative } => logical_record::insert_mark(speculative).to_vec(),
+        },
     }
+}
+
+/// Whether an append's INSERT record is also what logical decoding reads
+/// for the rows it adds (`wal_level = logical`: see [`super::logical`]), so
+/// that no row record repeats them; not for versions an UPDATE or a
+/// rewrite adds (those decode from their own records, or not at all).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum RowInsert {
+    No,
+    Rows { speculative: bool },
 }
 
 /// Changes the header of version `loc` (its page exclusively locked by the
 /// caller, and stays so) with `f`, in one HEADERS record. The version must
 /// own its header ([`make_stampable`]).
 pub fn change_header(rel: pg_sys::Relation, loc: &Located, f: impl FnOnce(*mut htup::Header)) {
+    change_header_decoded(rel, loc, f, Vec::new())
+}
+
+/// [`change_header`] whose record is also a row change's decoding:
+/// `decoded` is its main data (`logical_record::old_row_mark`).
+pub fn change_header_decoded(
+    rel: pg_sys::Relation,
+    loc: &Located,
+    f: impl FnOnce(*mut htup::Header),
+    decoded: Vec<u8>,
+) {
     let mut w = PageChange::start(rel);
     let copy = w.in_place(loc.buf);
     f(loc.header_in(copy));
     let mut rec = Headers::default();
     rec.written_at(page::bytes(copy), loc.offset());
-    w.commit(wal_record::RMGR_ID, || headers_record(&rec));
+    w.commit(wal_record::RMGR_ID, || Record {
+        main: decoded,
+        ..headers_record(&rec)
+    });
 }
 
 /// The HEADERS record of `h`.
@@ -350,6 +385,7 @@ pub fn headers_record(h: &Headers) -> Record {
     Record {
         info: wal_record::HEADERS,
         blocks: vec![h.encode()],
+        ..Record::default()
     }
 }
 

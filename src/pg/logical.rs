@@ -222,8 +222,42 @@ impl Decoding {
         unsafe { std::slice::from_raw_parts(d.main_data as *const u8, d.main_data_len as usize) }
     }
 
-    fn xid(&self) -> pg_sys::TransactionId {
-        self.decoded().header.xl_xid
+    /// Registered block `id`'s relation and its database.
+    pub fn block_locator(&self, id: u8) -> (Locator, u32) {
+        // SAFETY: a zeroed locator is a valid out-parameter; the fork and
+        // block outputs are optional (NULL). A block the record lacks
+        // leaves the locator zeroed (database 0: no slot's).
+        let mut l: Locator = unsafe { std::mem::zeroed() };
+        // SAFETY: the record being decoded.
+        unsafe {
+            pg_sys::XLogRecGetBlockTagExtended(
+                (*self.buf).record,
+                id,
+                &mut l,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        let db = super::locator::parts(&l).1;
+        (l, db)
+    }
+
+    /// Registered block `id`'s data (empty when it has none).
+    pub fn block_data(&self, id: u8) -> &[u8] {
+        let mut len: pg_sys::Size = 0;
+        // SAFETY: the record being decoded; NULL when the block has no data.
+        let p = unsafe { pg_sys::XLogRecGetBlockData((*self.buf).record, id, &mut len) };
+        if p.is_null() {
+            return &[];
+        }
+        // SAFETY: `len` bytes owned by the decoded record.
+        unsafe { std::slice::from_raw_parts(p as *const u8, len) }
+    }
+
+    /// The xid that wrote the record.
+    pub fn xid(&self) -> u32 {
+        self.decoded().header.xl_xid.into_inner()
     }
 
     /// `heap_decode`'s gate: tells the reorder buffer about the xid, then
@@ -236,11 +270,11 @@ impl Decoding {
         unsafe {
             let ctx = &*self.ctx;
             let lsn = (*self.buf).origptr;
-            pg_sys::ReorderBufferProcessXid(ctx.reorder, self.xid(), lsn);
+            pg_sys::ReorderBufferProcessXid(ctx.reorder, self.xid().into(), lsn);
             if SnapBuildCurrentState(ctx.snapshot_builder) < SNAPBUILD_FULL_SNAPSHOT {
                 return false;
             }
-            if !SnapBuildProcessChange(ctx.snapshot_builder, self.xid(), lsn) || ctx.fast_forward {
+            if !SnapBuildProcessChange(ctx.snapshot_builder, self.xid().into(), lsn) || ctx.fast_forward {
                 return false;
             }
             if u32::from((*ctx.slot).data.database) != db {
@@ -300,7 +334,7 @@ impl Decoding {
                 tp.oldtuple = tuple_buf(rb, len, write);
             }
             tp.clear_toast_afterwards = clear_toast_afterwards;
-            pg_sys::ReorderBufferQueueChange(rb, self.xid(), (*self.buf).origptr, change, false);
+            pg_sys::ReorderBufferQueueChange(rb, self.xid().into(), (*self.buf).origptr, change, false);
         }
     }
 }

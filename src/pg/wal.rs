@@ -124,11 +124,16 @@ pub fn relation_needs_wal(rel: pg_sys::Relation) -> bool {
 
 /// A record of the custom resource manager: its info bits (the high four)
 /// and data for each registered block in registration order (omitted from
-/// the WAL when the block gets a full-page image). Strata's records carry
-/// everything as block data, so there is no main data.
+/// the WAL when the block gets a full-page image). Page changes carry
+/// everything as block data; `main`, when not empty, is main data for
+/// logical decoding — the record then keeps its block data under full-page
+/// images too (`REGBUF_KEEP_DATA`, as heap's records do at `wal_level =
+/// logical`) and names its replication origin.
+#[derive(Default)]
 pub struct Record {
     pub info: u8,
     pub blocks: Vec<Vec<u8>>,
+    pub main: Vec<u8>,
 }
 
 struct Page {
@@ -236,10 +241,18 @@ impl PageChange {
             }
             if let Some(rec) = &rec {
                 pg_sys::XLogBeginInsert();
+                let decodable = !rec.main.is_empty();
+                if decodable {
+                    pg_sys::XLogSetRecordFlags(pg_sys::XLOG_INCLUDE_ORIGIN as u8);
+                    pg_sys::XLogRegisterData(rec.main.as_ptr() as _, rec.main.len() as _);
+                }
                 for (i, pg) in self.pages.iter().enumerate() {
                     let mut flags = pg_sys::REGBUF_STANDARD as u8;
                     if pg.full_image {
                         flags |= pg_sys::REGBUF_FORCE_IMAGE as u8;
+                    }
+                    if decodable {
+                        flags |= pg_sys::REGBUF_KEEP_DATA as u8;
                     }
                     pg_sys::XLogRegisterBuffer(i as u8, pg.buf, flags);
                     if let Some(data) = rec.blocks.get(i).filter(|d| !d.is_empty()) {
@@ -263,7 +276,7 @@ impl PageChange {
     /// logged as a full image.
     pub fn commit_delta(self, rmid: u8, info: u8, delta: impl Fn(&[u8], &[u8]) -> Vec<u8>) {
         if self.generic.is_some() || !self.logged {
-            return self.commit(rmid, || Record { info, blocks: Vec::new() });
+            return self.commit(rmid, || Record { info, ..Record::default() });
         }
         let blocks = self
             .pages
@@ -276,7 +289,11 @@ impl PageChange {
                 _ => Vec::new(),
             })
             .collect();
-        self.commit(rmid, move || Record { info, blocks })
+        self.commit(rmid, move || Record {
+            info,
+            blocks,
+            ..Record::default()
+        })
     }
 }
 

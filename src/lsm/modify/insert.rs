@@ -104,17 +104,18 @@ pub fn insert(
     };
     let in_bulk = spec_token.is_none() && bulk::take(rel, &[stored], entry) == 1;
     let tid = if in_bulk {
+        logical::inserted_into_runs(rel, &[stored], options);
         // SAFETY: the bulk load set the stored tuple's TID.
         unsafe { (*stored).t_self }
     } else {
-        storage::append(rel, stored, spec_token.is_none())
+        let rows = logical::row_insert(rel, options, spec_token.is_some());
+        storage::append(rel, stored, spec_token.is_none(), rows)
     };
     // SAFETY: slot and tuple are valid.
     unsafe {
         (*slot).tts_tid = tid;
         (*tuple).t_self = tid;
     }
-    logical::inserted(rel, &[stored], options, spec_token.is_some());
     free_if(stored, stored != tuple);
     free_if(tuple, should_free);
     // SAFETY: counts one insert for autovacuum/pg_stat.
@@ -145,8 +146,8 @@ pub fn multi_insert(
     // SAFETY: formed tuples.
     let bytes: usize = stored.iter().map(|t| unsafe { (**t).t_len as usize }).sum();
     let taken = bulk::take(rel, &stored, bulk::Entry::Batch { bytes });
-    storage::append_batch(rel, &stored[taken..]);
-    logical::inserted(rel, &stored, options, false);
+    logical::inserted_into_runs(rel, &stored[..taken], options);
+    storage::append_batch(rel, &stored[taken..], logical::row_insert(rel, options, false));
     for ((&slot, (tuple, should_free)), s) in slots.iter().zip(fetched).zip(stored) {
         // SAFETY: slot and tuples are valid; `s` carries the TID.
         unsafe {

@@ -74,7 +74,11 @@ pub fn delete(
     } else {
         tid
     };
-    stamp(
+    // the row as it is before the stamp (only the header changes): its
+    // replica identity goes into the stamp's record for logical decoding
+    let mut tuple = version_data::full_tuple(rel, loc.buf, &loc.heap_tuple(rel));
+    let decoded = logical::delete_mark(rel, &mut tuple);
+    stamp_decoded(
         rel,
         loc,
         xid,
@@ -85,12 +89,11 @@ pub fn delete(
             hot: false,
         },
         &acq.keep,
+        decoded,
     );
     release_tuplock(rel, tid, acq.tuplock);
     let external = htup::has_external(loc.header);
-    let mut tuple = version_data::full_tuple(rel, loc.buf, &loc.heap_tuple(rel));
     buffer::unlock(loc.buf);
-    logical::deleted(rel, &mut tuple);
     if external {
         // SAFETY: pinned page; the deleted version's TOAST values get our xmax.
         unsafe { htup::heap_toast_delete(rel, &mut tuple, false) };
@@ -204,7 +207,7 @@ pub fn update(
             htup::set_infomask(t, (htup::infomask(t) & !pg_sys::HEAP_XMAX_BITS) | bits);
         }
         mark_heap_only(t, index_stable);
-        let new_tid = storage::append(rel, stored, true);
+        let new_tid = storage::append(rel, stored, true, storage::RowInsert::No);
 
         buffer::lock_exclusive(loc.buf);
         let mut recheck = loc.heap_tuple(rel);

@@ -61,8 +61,21 @@ pub(super) fn stamp(
     what: Stamp,
     keep: &[Member],
 ) {
+    stamp_decoded(rel, loc, xid, what, keep, Vec::new())
+}
+
+/// [`stamp`] whose record is also a row change's decoding (a DELETE's:
+/// `decoded` is its main data).
+pub(super) fn stamp_decoded(
+    rel: pg_sys::Relation,
+    loc: &Located,
+    xid: pg_sys::TransactionId,
+    what: Stamp,
+    keep: &[Member],
+    decoded: Vec<u8>,
+) {
     let plan = StampPlan::of(loc, xid, what, keep);
-    storage::change_header(rel, loc, |t| plan.apply(t, None));
+    storage::change_header_decoded(rel, loc, |t| plan.apply(t, None), decoded);
 }
 
 /// A stamp worked out before its page change: the xmax (a MultiXact made
@@ -185,9 +198,16 @@ impl Together {
             hot: index_stable,
         };
         let plan = StampPlan::of(loc, self.xid, what, &[]);
-        let new_tid =
-            storage::append_and_stamp(rel, target, stored, loc, |h, tid| plan.apply(h, Some(tid)));
-        crate::lsm::logical::updated(rel, old, stored);
+        // (built before the record's critical section: it may read TOAST)
+        let decoded = crate::lsm::logical::update_mark(rel, old, stored);
+        let new_tid = storage::append_and_stamp(
+            rel,
+            target,
+            stored,
+            loc,
+            |h, tid| plan.apply(h, Some(tid)),
+            decoded,
+        );
         if target != loc.buf {
             buffer::unlock_release(target);
         }

@@ -4,8 +4,12 @@
 //! `lsm`'s page records (see [`super::wal_record`]) say how pages changed,
 //! not which rows did: an UPDATE's old version may be a header stamp on
 //! another page, a DELETE carries no row at all. So when `wal_level =
-//! logical` (and only then) every row change also writes one of the records
-//! below, in heap's terms: the new row as a heap tuple (TOAST pointers
+//! logical` (and only then) every row change also writes what decoding
+//! needs: rows inserted into L0 mark their INSERT page record
+//! ([`insert_mark`]), which already holds them whole; an UPDATE whose new
+//! version and stamp are one UPDATE_SHORT record, and a DELETE's stamp,
+//! add only the old row to their record ([`old_row_mark`]); every other
+//! change writes one of the records below, in heap's terms: the new row as a heap tuple (TOAST pointers
 //! kept: the TOAST table is a heap, whose chunks logical decoding reassembles
 //! as for heap), and for UPDATE and DELETE the old row's replica identity —
 //! its key columns, or the whole row under `REPLICA IDENTITY FULL`. The
@@ -20,7 +24,8 @@
 //! | version u8 | flags u8 | spcOid u32 | dbOid u32 | relNumber u32|  14 bytes
 //! +------------+----------+------------+-----------+-------------+
 //! then
-//! ROW_INSERT  0x60  count u32, then `count` tuples (COPY's batches: one record)
+//! ROW_INSERT  0x60  count u32, then `count` tuples (rows loaded straight into
+//!                   runs, COPY's batches there: one record per batch)
 //! ROW_UPDATE  0x70  the new tuple, then the old one when flags has OLD
 //! ROW_DELETE  0x80  the old tuple when flags has OLD
 //! ROW_CONFIRM 0x90  nothing: the speculative insertion before it is confirmed
@@ -56,6 +61,67 @@ const SUPER: u8 = 0x08;
 pub const TUPLE_HEADER_BYTES: usize = 23;
 const PREFIX: usize = 14;
 const TUPLE_PREFIX: usize = 9;
+
+/// The main data an L0 INSERT page record carries when its versions are
+/// new rows for logical decoding (single-row inserts and COPY into L0):
+/// `| version u8 | flags u8 (SPECULATIVE) |`. Decoding then reads the rows
+/// from the record's block data (kept under full-page images) instead of a
+/// ROW_INSERT repeating them.
+pub fn insert_mark(speculative: bool) -> [u8; 2] {
+    [VERSION, if speculative { SPECULATIVE } else { 0 }]
+}
+
+/// [`insert_mark`]'s reading: None for an INSERT record without one (a
+/// version an UPDATE or a rewrite added), else whether it is speculative.
+pub fn read_insert_mark(main: &[u8]) -> Result<Option<bool>, CodecError> {
+    match main {
+        [] => Ok(None),
+        [VERSION, flags] => Ok(Some(flags & SPECULATIVE != 0)),
+        [v, _] => Err(malformed(&format!("unknown version {v}"))),
+        _ => Err(malformed("INSERT mark length")),
+    }
+}
+
+/// The main data a page record carries at `wal_level = logical` when it is
+/// also a row change's decoding: an UPDATE_SHORT (its new version is the
+/// new row) or the HEADERS record of a DELETE's stamp. `| version u8 |
+/// flags u8 (OLD, KEY_ONLY) | old tuple when OLD |`: the old row per replica
+/// identity. The record keeps its block data under full-page images.
+pub fn old_row_mark(old: Option<OldRow<'_>>) -> Vec<u8> {
+    let mut out = vec![VERSION, 0];
+    if let Some(o) = old {
+        out[1] = OLD | if o.key_only { KEY_ONLY } else { 0 };
+        o.row.encode(&mut out);
+    }
+    out
+}
+
+/// [`old_row_mark`]'s reading: None for a record without one, else the old
+/// row it names (if any).
+#[allow(clippy::type_complexity)]
+pub fn read_old_row_mark(main: &[u8]) -> Result<Option<Option<OldRow<'_>>>, CodecError> {
+    let (version, flags) = match main {
+        [] => return Ok(None),
+        [v, f, ..] => (*v, *f),
+        _ => return Err(malformed("old row mark length")),
+    };
+    if version != VERSION {
+        return Err(malformed(&format!("unknown version {version}")));
+    }
+    let mut at = 2;
+    let old = if flags & OLD != 0 {
+        Some(OldRow {
+            key_only: flags & KEY_ONLY != 0,
+            row: Row::decode(main, &mut at)?,
+        })
+    } else {
+        None
+    };
+    if at != main.len() {
+        return Err(malformed("bytes after the old row mark"));
+    }
+    Ok(Some(old))
+}
 
 /// Whether `info` is one of these records.
 pub fn is_row_record(info: u8) -> bool {
@@ -356,6 +422,32 @@ mod tests {
             assert_eq!(RowRecord::decode(info, &data).unwrap(), rec);
             assert!(!rec.describe().is_empty());
         }
+    }
+
+    #[test]
+    fn old_row_marks_round_trip() {
+        let t = tuple_bytes(2, 0x0800, 24, &[5; 12]);
+        let old = OldRow {
+            key_only: true,
+            row: Row::of_tuple(&t).unwrap(),
+        };
+        let m = old_row_mark(Some(old));
+        assert_eq!(read_old_row_mark(&m).unwrap(), Some(Some(old)));
+        assert_eq!(read_old_row_mark(&old_row_mark(None)).unwrap(), Some(None));
+        assert_eq!(read_old_row_mark(&[]).unwrap(), None);
+        for cut in 1..m.len() {
+            assert!(read_old_row_mark(&m[..cut]).is_err(), "cut at {cut}");
+        }
+        assert!(read_old_row_mark(&[VERSION + 1, 0]).is_err());
+    }
+
+    #[test]
+    fn insert_marks_round_trip() {
+        assert_eq!(read_insert_mark(&insert_mark(false)).unwrap(), Some(false));
+        assert_eq!(read_insert_mark(&insert_mark(true)).unwrap(), Some(true));
+        assert_eq!(read_insert_mark(&[]).unwrap(), None);
+        assert!(read_insert_mark(&[VERSION + 1, 0]).is_err());
+        assert!(read_insert_mark(&[VERSION]).is_err());
     }
 
     #[test]
