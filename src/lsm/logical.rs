@@ -16,7 +16,8 @@ use super::logical_record::{self as lrec, Change, OldRow, Row, RowRecord};
 use super::storage::RowInsert;
 use super::wal_record::{self, RMGR_ID};
 use crate::pg::logical::{self as pglog, ChangeKind, Decoding};
-use crate::pg::{locator, wal};
+use crate::pg::locator::{self, Locator};
+use crate::pg::wal;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -143,20 +144,37 @@ pub fn delete_mark(rel: pg_sys::Relation, old: &mut pg_sys::HeapTupleData) -> Ve
     with_identity(rel, old, None, lrec::old_row_mark)
 }
 
+/// A page record's mark read by `read` and the relation of its block 0,
+/// when the record is marked and its change is to be queued.
+fn marked<'a, T>(
+    d: &'a Decoding,
+    read: impl FnOnce(&'a [u8]) -> Result<Option<T>, super::compressed_page::CodecError>,
+) -> Option<(Locator, T)> {
+    let mark = read(d.data()).unwrap_or_else(|e| corrupted(e))?;
+    let (l, db) = d.block_locator(0);
+    d.wants_changes(db).then_some((l, mark))
+}
+
+/// Queues an UPDATE or DELETE with its new row (if any) and old row (if
+/// the replica identity logged one).
+fn queue_change(d: &Decoding, kind: ChangeKind, l: Locator, new: Option<Row>, old: Option<lrec::OldRow>) {
+    let n = new.map(tuple);
+    let o = old.map(|o| tuple(o.row));
+    d.queue(kind, l, n.as_ref().map(as_dyn), o.as_ref().map(as_dyn), true);
+}
+
+fn as_dyn<F: Fn(&mut [u8])>(t: &(usize, F)) -> (usize, &dyn Fn(&mut [u8])) {
+    (t.0, &t.1)
+}
+
 /// An L0 INSERT page record marked as new rows: one insert change per
 /// version in its block data (kept under a full-page image), the versions
 /// as stored — their headers' xmin, cid and ctid are left out, as
 /// `DecodeXLogTuple` leaves them out.
 fn decode_l0_insert(d: &Decoding) {
-    let speculative = match lrec::read_insert_mark(d.data()) {
-        Ok(Some(s)) => s,
-        Ok(None) => return,
-        Err(e) => corrupted(e),
-    };
-    let (l, db) = d.block_locator(0);
-    if !d.wants_changes(db) {
+    let Some((l, speculative)) = marked(d, lrec::read_insert_mark) else {
         return;
-    }
+    };
     let versions = wal_record::inserts(d.block_data(0)).unwrap_or_else(|e| corrupted(e));
     let kind = if speculative {
         ChangeKind::SpeculativeInsert
@@ -174,15 +192,9 @@ fn decode_l0_insert(d: &Decoding) {
 /// (rebuilt from block 0's data, kept under a full-page image) and the old
 /// row its mark carries.
 fn decode_short_update(d: &Decoding) {
-    let old = match lrec::read_old_row_mark(d.data()) {
-        Ok(Some(old)) => old,
-        Ok(None) => return,
-        Err(e) => corrupted(e),
-    };
-    let (l, db) = d.block_locator(0);
-    if !d.wants_changes(db) {
+    let Some((l, old)) = marked(d, lrec::read_old_row_mark) else {
         return;
-    }
+    };
     let u = wal_record::ShortUpdate::decode(d.block_data(0)).unwrap_or_else(|e| corrupted(e));
     // the new TID's block only reaches t_ctid, which decoding leaves out
     let cx = wal_record::DeltaContext {
@@ -190,28 +202,17 @@ fn decode_short_update(d: &Decoding) {
         new_tid: Some((0, u.item)),
     };
     let bytes = u.tuple(&cx).unwrap_or_else(|e| corrupted(e));
-    let (nl, nw) = tuple(Row::of_tuple(&bytes).unwrap_or_else(|e| corrupted(e)));
-    let o = old.map(|o| tuple(o.row));
-    let old = o.as_ref().map(|(len, w)| (*len, w as &dyn Fn(&mut [u8])));
-    d.queue(ChangeKind::Update, l, Some((nl, &nw)), old, true);
+    let new = Row::of_tuple(&bytes).unwrap_or_else(|e| corrupted(e));
+    queue_change(d, ChangeKind::Update, l, Some(new), old);
 }
 
 /// A HEADERS record marked for decoding: a DELETE's stamp, with the old
 /// row its mark carries (unmarked ones — locks, other stamps — carry no
 /// row change).
 fn decode_delete(d: &Decoding) {
-    let old = match lrec::read_old_row_mark(d.data()) {
-        Ok(Some(old)) => old,
-        Ok(None) => return,
-        Err(e) => corrupted(e),
-    };
-    let (l, db) = d.block_locator(0);
-    if !d.wants_changes(db) {
-        return;
+    if let Some((l, old)) = marked(d, lrec::read_old_row_mark) {
+        queue_change(d, ChangeKind::Delete, l, None, old);
     }
-    let o = old.map(|o| tuple(o.row));
-    let old = o.as_ref().map(|(len, w)| (*len, w as &dyn Fn(&mut [u8])));
-    d.queue(ChangeKind::Delete, l, None, old, true);
 }
 
 fn corrupted(e: impl std::fmt::Display) -> ! {
@@ -264,21 +265,14 @@ pub unsafe extern "C-unwind" fn decode(ctx: *mut pg_sys::LogicalDecodingContext,
                 d.queue(kind, l, Some((len, &w)), None, i == last);
             }
         }
-        Change::Update { new, old } => {
-            let (nl, nw) = tuple(new);
-            let o = old.map(|o| tuple(o.row));
-            let old = o.as_ref().map(|(len, w)| (*len, w as &dyn Fn(&mut [u8])));
-            d.queue(ChangeKind::Update, l, Some((nl, &nw)), old, true);
-        }
+        Change::Update { new, old } => queue_change(&d, ChangeKind::Update, l, Some(new), old),
         Change::Delete { old, super_delete } => {
             let kind = if super_delete {
                 ChangeKind::SpeculativeAbort
             } else {
                 ChangeKind::Delete
             };
-            let o = old.map(|o| tuple(o.row));
-            let old = o.as_ref().map(|(len, w)| (*len, w as &dyn Fn(&mut [u8])));
-            d.queue(kind, l, None, old, true);
+            queue_change(&d, kind, l, None, old);
         }
         Change::Confirm => d.queue(ChangeKind::SpeculativeConfirm, l, None, None, true),
     }
