@@ -77,7 +77,8 @@ impl<'a, T: Element> Elements<'a, T> {
 }
 
 /// The values of the datum of an indexed column as float4: a `vector`'s
-/// borrowed, a `halfvec`'s widened, a `bit(n)`'s as 0.0 / 1.0 — exactly,
+/// borrowed, a `halfvec`'s widened, a `bit(n)`'s as 0.0 / 1.0, a
+/// `sparsevec`'s as the graph's slots (`sparse::Slots`) — exactly,
 /// so distances computed on them are the SQL operators' (pgvector's
 /// `halfvec` kernels widen the same way).
 ///
@@ -98,6 +99,11 @@ pub unsafe fn floats_of<'a>(datum: pg_sys::Datum, scalar: Scalar) -> std::borrow
         }
         // SAFETY: the caller's guarantee.
         Scalar::Float4 => std::borrow::Cow::Borrowed(unsafe { Vector::from_raw_datum(datum) }.as_slice()),
+        Scalar::Sparse => {
+            // SAFETY: the caller's guarantee.
+            let v = unsafe { super::sparse_datum::SparseVec::from_raw_datum(datum) };
+            std::borrow::Cow::Owned(super::sparse::Slots::encode(v.view()))
+        }
     }
 }
 

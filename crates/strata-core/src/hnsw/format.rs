@@ -110,6 +110,9 @@ pub const MAX_DIMS: usize = 2000;
 pub const MAX_HALF_DIMS: usize = 4000;
 /// Largest bit count of bit elements (`bit(n)`, version 7).
 pub const MAX_BIT_DIMS: usize = 64_000;
+/// Most non-zero elements of a sparse element (`sparsevec`, version 8;
+/// pgvector's limit, so an element fits a page).
+pub const MAX_SPARSE_NNZ: usize = 1000;
 /// Bytes of the element header shared by both versions (TID 0, level,
 /// flags, neighbor item).
 pub const ELEMENT_HEADER: usize = 16;
@@ -203,6 +206,11 @@ pub enum Scalar {
     /// seen by the graph as coordinates 0.0 and 1.0, so Hamming distance is
     /// L1 and Jaccard distance comes from dot products, exactly.
     Bit = 2,
+    /// A sparse vector's non-zero elements (`sparsevec`; version 8), stored
+    /// as the graph carries them ([`crate::vector::sparse::Slots`]):
+    /// `nnz u32 | indices i32 × nnz | values f32 × nnz`, so elements differ
+    /// in size (at most [`MAX_SPARSE_NNZ`] non-zeros).
+    Sparse = 3,
 }
 
 impl Scalar {
@@ -212,24 +220,27 @@ impl Scalar {
             Scalar::Float4 => OLDEST_VERSION,
             Scalar::Binary16 => 6,
             Scalar::Bit => 7,
+            Scalar::Sparse => 8,
         }
     }
 
-    /// Bytes the coordinates of a `dims`-dimensional vector take.
+    /// Bytes the coordinates of a `dims`-dimensional vector take (for a
+    /// sparse vector, `dims` counts its slots: `1 + 2 × nnz`).
     pub fn bytes_for(self, dims: usize) -> usize {
         match self {
-            Scalar::Float4 => 4 * dims,
+            Scalar::Float4 | Scalar::Sparse => 4 * dims,
             Scalar::Binary16 => 2 * dims,
             Scalar::Bit => dims.div_ceil(8),
         }
     }
 
-    /// Largest dimension count an element of this scalar may have.
+    /// Largest dimension count a column indexed as this scalar may declare.
     pub fn max_dims(self) -> usize {
         match self {
             Scalar::Float4 => MAX_DIMS,
             Scalar::Binary16 => MAX_HALF_DIMS,
             Scalar::Bit => MAX_BIT_DIMS,
+            Scalar::Sparse => crate::vector::sparse::MAX_DIM,
         }
     }
 
@@ -239,6 +250,7 @@ impl Scalar {
             Scalar::Float4 => "vector",
             Scalar::Binary16 => "halfvec",
             Scalar::Bit => "bit",
+            Scalar::Sparse => "sparsevec",
         }
     }
 
@@ -248,6 +260,7 @@ impl Scalar {
         let s = match b {
             1 => Scalar::Binary16,
             2 => Scalar::Bit,
+            3 => Scalar::Sparse,
             _ => Scalar::Float4,
         };
         if version >= s.since_version() {
@@ -617,9 +630,10 @@ pub fn is_element_item(item: &[u8]) -> bool {
 /// elements are widened, bits become 0.0 / 1.0: exactly, so distances equal
 /// the SQL operators').
 pub fn element_floats(item: &[u8], layout: Layout, dims: usize) -> std::borrow::Cow<'_, [f32]> {
-    if layout.scalar != Scalar::Float4 {
+    if !matches!(layout.scalar, Scalar::Float4 | Scalar::Sparse) {
         return std::borrow::Cow::Owned(element_vector(item, layout, dims));
     }
+    let dims = vector_len(item, layout, dims);
     let at = layout.vector_offset();
     let bytes = &item[at..at + 4 * dims];
     if cfg!(target_endian = "little") && bytes.as_ptr().align_offset(4) == 0 {
@@ -641,7 +655,7 @@ pub fn element_floats_in<'a>(item: &'a [u8], layout: Layout, dims: usize, buf: &
             crate::vector::half::widen_le_bytes_into(element_bytes(item, layout, dims), buf);
             buf
         }
-        Scalar::Float4 => match element_floats(item, layout, dims) {
+        Scalar::Float4 | Scalar::Sparse => match element_floats(item, layout, dims) {
             std::borrow::Cow::Borrowed(v) => v,
             std::borrow::Cow::Owned(v) => {
                 *buf = v;
@@ -658,7 +672,30 @@ pub fn element_floats_in<'a>(item: &'a [u8], layout: Layout, dims: usize, buf: &
 /// The stored bytes of an element item's vector (`layout.scalar`'s encoding).
 pub fn element_bytes(item: &[u8], layout: Layout, dims: usize) -> &[u8] {
     let at = layout.vector_offset();
-    &item[at..at + layout.scalar.bytes_for(dims)]
+    &item[at..at + layout.scalar.bytes_for(vector_len(item, layout, dims))]
+}
+
+/// The length of an element item's vector as the graph sees it: `dims`, or
+/// a sparse element's slot count (`1 + 2 × nnz`, read from the item).
+fn vector_len(item: &[u8], layout: Layout, dims: usize) -> usize {
+    match layout.scalar {
+        Scalar::Sparse => 1 + 2 * get_u32(item, layout.vector_offset()) as usize,
+        _ => dims,
+    }
+}
+
+/// Whether `item` is long enough for the element it starts (`dims`
+/// dimensions; a sparse element by the count it stores).
+pub fn element_fits(item: &[u8], layout: Layout, dims: usize) -> bool {
+    let at = layout.vector_offset();
+    match layout.scalar {
+        Scalar::Sparse => {
+            item.len() >= at + 4
+                && (get_u32(item, at) as usize) <= MAX_SPARSE_NNZ
+                && item.len() >= layout.element_size(vector_len(item, layout, dims))
+        }
+        _ => item.len() >= layout.element_size(dims),
+    }
 }
 
 /// The vector stored in an element item.
@@ -667,7 +704,7 @@ pub fn element_vector(item: &[u8], layout: Layout, dims: usize) -> Vec<f32> {
     match layout.scalar {
         Scalar::Binary16 => crate::vector::half::widen_le_bytes(bytes),
         Scalar::Bit => crate::vector::bits::widen(bytes, dims),
-        Scalar::Float4 => bytes
+        Scalar::Float4 | Scalar::Sparse => bytes
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
             .collect(),
@@ -685,7 +722,7 @@ fn put_vector(item: &mut [u8], layout: Layout, vector: &[f32]) {
 /// Whether `scalar` stores `x` without rounding.
 fn stored_exactly(scalar: Scalar, x: f32) -> bool {
     match scalar {
-        Scalar::Float4 => true,
+        Scalar::Float4 | Scalar::Sparse => true,
         Scalar::Binary16 => {
             crate::vector::half::to_f32(crate::vector::half::from_f32_unchecked(x)).to_bits() == x.to_bits()
         }
@@ -696,7 +733,7 @@ fn stored_exactly(scalar: Scalar, x: f32) -> bool {
 /// `vector` in `scalar`'s bytes (`out` is exactly as long as they are).
 fn write_scalars(out: &mut [u8], scalar: Scalar, vector: &[f32]) {
     match scalar {
-        Scalar::Float4 => {
+        Scalar::Float4 | Scalar::Sparse => {
             for (c, x) in out.chunks_exact_mut(4).zip(vector) {
                 c.copy_from_slice(&x.to_le_bytes());
             }

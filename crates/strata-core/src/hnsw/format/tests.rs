@@ -344,3 +344,48 @@ fn largest_vectors_fit_a_page() {
     assert_eq!(code_bits_for(1536, 100, 1000), 48);
     assert_eq!(code_bits_for(1536, 500, 1000), 0);
 }
+
+#[test]
+fn sparse_elements_hold_their_slots_and_differ_in_size() {
+    use crate::vector::sparse::{Slots, Sparse};
+    let sparse = Layout {
+        version: 8,
+        scalar: Scalar::Sparse,
+    };
+    let e = Element {
+        heap_block: 9,
+        heap_offset: 3,
+        level: 1,
+        flags: 0,
+        neighbors: ElemId { block: 4, offset: 2 },
+    };
+    let tid = |block, offset| HeapTid { block, offset };
+    let v = Sparse {
+        dim: 1_000_000_000,
+        indices: vec![0, 17, 999_999_999],
+        values: vec![1.5, -2.0, 3.25e-3],
+    };
+    let slots = Slots::encode(v.view());
+    let item = encode_element(&e, sparse, &[tid(9, 3)], &slots);
+    assert_eq!(item.len(), sparse.vector_offset() + 4 * 7, "nnz, 3 indices, 3 values");
+    // the typmod's dimension count does not size a sparse element
+    assert!(element_fits(&item, sparse, 1_000_000_000));
+    assert!(!element_fits(&item[..item.len() - 1], sparse, 1_000_000_000));
+    assert!(!element_fits(&item[..sparse.vector_offset() + 2], sparse, 5));
+    let back = element_floats(&item, sparse, 1_000_000_000);
+    assert_eq!(Slots::new(&back).unwrap().to_sparse(v.dim), v);
+    assert_eq!(element_floats_in(&item, sparse, 0, &mut Vec::new()).len(), 7);
+    assert!(element_holds(&item, sparse, &slots));
+    let none = Sparse { dim: 5, indices: vec![], values: vec![] };
+    let empty = encode_element(&e, sparse, &[tid(9, 3)], &Slots::encode(none.view()));
+    assert_eq!(empty.len(), sparse.vector_offset() + 4);
+    assert!(element_fits(&empty, sparse, 5));
+    // a count past the limit is not an element
+    let mut bad = item.clone();
+    bad[sparse.vector_offset()..sparse.vector_offset() + 4].copy_from_slice(&(MAX_SPARSE_NNZ as u32 + 1).to_le_bytes());
+    assert!(!element_fits(&bad, sparse, 5));
+    assert!(sparse.stores(Scalar::Sparse) && !Layout::CURRENT.stores(Scalar::Sparse));
+    // the largest sparse element fits a page with its neighbor item's room to spare
+    let free = BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE - 4;
+    assert!(sparse.element_size(1 + 2 * MAX_SPARSE_NNZ) + 4 <= free);
+}
