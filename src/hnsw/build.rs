@@ -22,7 +22,7 @@
 use super::calibrate::{calibrate, BuiltGraph};
 use super::codes::{self, Coder};
 use super::format::{self, ElemId, Element, HeapTid, Layout, Meta, Scalar, KIND_META};
-use super::graph::{self, links::Links, parallel_build::{build_parallel, Spec}};
+use super::graph::{self, links::Links, parallel_build::{build_parallel, build_vectors, Spec, Vectors}};
 use super::insert;
 use super::metric::Metric;
 use super::options;
@@ -90,7 +90,8 @@ fn index_column(index: pg_sys::Relation) -> (pg_sys::Oid, i32) {
 }
 
 /// What the indexed column's values are stored as: told by its type's
-/// input function (`halfvec_in`, `bit_in`, else a `vector`), not by a name
+/// input function (`halfvec_in`, `bit_in`, `sparsevec_in`, else a
+/// `vector`), not by a name
 /// lookup (CREATE INDEX runs with a search_path of `pg_catalog, pg_temp`
 /// since PostgreSQL 17). A `varbit` column is refused as pgvector does: its
 /// values have no fixed length.
@@ -111,6 +112,7 @@ fn index_scalar(index: pg_sys::Relation) -> Scalar {
         match (!name.is_null()).then(|| std::ffi::CStr::from_ptr(name).to_bytes()) {
             Some(b"halfvec_in") => Scalar::Binary16,
             Some(b"bit_in") => Scalar::Bit,
+            Some(b"sparsevec_in") => Scalar::Sparse,
             _ => Scalar::Float4,
         }
     }
@@ -137,7 +139,16 @@ pub fn params_for_new_index(index: pg_sys::Relation) -> Params {
         crate::pg::error::raise(&e);
     }
     let scalar = index_scalar(index);
-    let (dims, m, metric) = (index_dims(index, scalar), opts.m as usize, index_metric(index));
+    let (dims, m, mut metric) = (index_dims(index, scalar), opts.m as usize, index_metric(index));
+    if scalar == Scalar::Sparse {
+        // the distance over the graph's sparse slots
+        metric = metric.for_sparse().unwrap_or_else(|| {
+            crate::pg::error::error(
+                PgSqlErrorCode::ERRCODE_INVALID_OBJECT_DEFINITION,
+                "strata_hnsw operator class has no sparse form of its distance",
+            )
+        });
+    }
     let layout = Layout::of(super::gucs::FORMAT_VERSION.get() as u16).unwrap_or(Layout::CURRENT);
     if !layout.stores(scalar) {
         crate::pg::error::error(
@@ -189,6 +200,8 @@ fn bytes_per_element(params: &Params) -> usize {
     let cap0 = format::capacity(m, 0);
     let stored = match params.layout.scalar {
         Scalar::Bit => bits::bytes_for(dims),
+        // a sparse vector's slots are counted as each arrives (BuildState::fits)
+        Scalar::Sparse => 8,
         _ => 4 * dims,
     };
     let upper_slots = m.div_ceil(m.saturating_sub(1).max(1));
@@ -266,10 +279,18 @@ impl BuildState {
 
     /// How many elements the in-memory graph holds.
     fn count(&self) -> usize {
-        if self.params.layout.scalar == Scalar::Bit {
-            self.bits.len() / self.bit_stride()
-        } else {
-            self.vectors.len() / self.params.dims
+        match self.params.layout.scalar {
+            Scalar::Bit => self.bits.len() / self.bit_stride(),
+            Scalar::Sparse => self.ends.len(),
+            _ => self.vectors.len() / self.params.dims,
+        }
+    }
+
+    /// The elements' vectors as the graph build reads them.
+    fn vector_set(&self) -> Vectors<'_, f32> {
+        match self.params.layout.scalar {
+            Scalar::Sparse => Vectors::ragged(&self.vectors, &self.ends),
+            _ => Vectors::fixed(&self.vectors, self.params.dims),
         }
     }
 
@@ -279,9 +300,18 @@ impl BuildState {
             let n = self.bit_stride();
             Stored::Bits(&self.bits[i * n..(i + 1) * n])
         } else {
-            let n = self.params.dims;
-            Stored::Floats(&self.vectors[i * n..(i + 1) * n])
+            Stored::Floats(self.vector_set().get(i))
         }
+    }
+
+    /// Whether one more element of `len` vector slots stays within the
+    /// memory limit (a sparse vector's slots counted as they are).
+    fn fits(&self, len: usize) -> bool {
+        let sparse = match self.params.layout.scalar {
+            Scalar::Sparse => 4 * (self.vectors.len() + len),
+            _ => 0,
+        };
+        (self.count() + 1) * self.per_element + sparse <= self.memory_limit
     }
 }
 
@@ -293,6 +323,14 @@ enum Stored<'a> {
 }
 
 impl<'a> Stored<'a> {
+    /// Values held (bytes of a bit string, floats otherwise).
+    fn len(self) -> usize {
+        match self {
+            Stored::Floats(f) => f.len(),
+            Stored::Bits(b) => b.len(),
+        }
+    }
+
     /// The coordinates (a bit string's widened to 0.0 / 1.0).
     fn floats(self, dims: usize) -> std::borrow::Cow<'a, [f32]> {
         match self {
@@ -359,8 +397,10 @@ struct BuildState {
     /// share an element (all of them in version 3, with row lists; up to the
     /// element's TID slots before).
     tids: Rows,
-    /// The elements' vectors, one after the other (`params.dims` each).
+    /// The elements' vectors, one after the other (`params.dims` each; a
+    /// sparse index's slots, element `i`'s ending at `ends[i]`).
     vectors: Vec<f32>,
+    ends: Vec<usize>,
     /// A bit index's strings instead, packed as the column stores them
     /// ([`BuildState::bit_stride`] bytes each): a 32nd of their widened
     /// floats, so a build of `bit(1024)` rows holds 128 bytes per row, as
@@ -408,7 +448,7 @@ unsafe extern "C-unwind" fn build_callback(
     } else {
         // SAFETY: a non-null datum of the indexed column, of its type.
         floats = unsafe { floats_of(*values, scalar) };
-        st.params.check_len(floats.len());
+        st.params.check_vector(&floats);
         if !st.params.metric.indexable(&floats) {
             return;
         }
@@ -434,7 +474,7 @@ unsafe extern "C-unwind" fn build_callback(
             return;
         }
     }
-    if (st.count() + 1) * st.per_element > st.memory_limit {
+    if !st.fits(stored.len()) {
         crate::pg::error::notice(
             format!(
                 "strata_hnsw graph no longer fits into maintenance_work_mem after {} tuples",
@@ -454,6 +494,9 @@ unsafe extern "C-unwind" fn build_callback(
     match stored {
         Stored::Bits(b) => st.bits.extend_from_slice(b),
         Stored::Floats(f) => st.vectors.extend_from_slice(f),
+    }
+    if scalar == Scalar::Sparse {
+        st.ends.push(st.vectors.len());
     }
     if st.count() % 1000 == 0 {
         progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, st.count() as i64);
@@ -490,7 +533,7 @@ fn write_graph(st: &mut BuildState) {
             cap: format::capacity(p.m, 1),
             dist,
             scale,
-            spare_last_links: p.metric != Metric::InnerProduct,
+            spare_last_links: !p.metric.is_inner_product(),
         }
     }
     let pool = worker_pool();
@@ -499,7 +542,7 @@ fn write_graph(st: &mut BuildState) {
         check_for_interrupts!();
         progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, done as i64);
     };
-    let (vectors, dims) = (&st.vectors[..], p.dims);
+    let (vectors, dims, set) = (&st.vectors[..], p.dims, st.vector_set());
     let packed = (p.layout.scalar == Scalar::Bit).then(|| p.metric.bits_comparable()).flatten();
     let stride = st.bit_stride();
     let mut links = if let Some(dist) = packed {
@@ -517,7 +560,7 @@ fn write_graph(st: &mut BuildState) {
         let scale = p.metric.build_scale(vectors, dims);
         let spec = spec(&levels, &p, p.metric.build_distance(), scale.as_deref());
         let started = std::time::Instant::now();
-        let links = build_parallel(vectors, dims, &spec, &pool, helpers, tick);
+        let links = build_vectors(set, &spec, &pool, helpers, tick);
         debug1!(
             "strata_hnsw build: graph of {n} elements built in {:.2} s on {} threads",
             started.elapsed().as_secs_f64(),
@@ -529,7 +572,7 @@ fn write_graph(st: &mut BuildState) {
     // inner product: an element inside the data's hull is nobody's nearest
     // neighbour there, and links to it would displace the links to the
     // large-norm elements IP searches need).
-    if p.metric != Metric::InnerProduct {
+    if !p.metric.is_inner_product() {
         let metric = p.metric;
         let top = (0..n).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))).expect("n > 0");
         match packed {
@@ -537,7 +580,7 @@ fn write_graph(st: &mut BuildState) {
                 dist(&st.bits[a * stride..][..stride], &st.bits[b * stride..][..stride]) as f64
             }),
             None => graph::link_unreachable(&mut links, top, format::capacity(p.m, 0), |a, b| {
-                metric.distance(&vectors[a * dims..][..dims], &vectors[b * dims..][..dims])
+                metric.distance(set.get(a), set.get(b))
             }),
         };
     }
@@ -700,7 +743,11 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &Links, codes: Option<&Lev
     let (mut block, mut used, mut next_off) = (first, 0usize, 1u16);
     // version 5 pages hold at most 63 items (a compact id's offset)
     let max_items = p.layout.max_items().unwrap_or(u16::MAX);
-    let esize = p.layout.element_size(p.dims);
+    // an element's item size: fixed, or a sparse vector's own
+    let esize_of = |i: usize| match p.layout.scalar {
+        Scalar::Sparse => p.layout.element_size(st.stored(i).len()),
+        _ => p.layout.element_size(p.dims),
+    };
     let slots = p.layout.tid_slots();
     // the sizes of an element's row lists: its rows past the slots (all
     // but the last when there are lists) in chunks of ROW_LIST_TIDS
@@ -718,6 +765,7 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &Links, codes: Option<&Lev
     };
     for (i, &level) in levels.iter().enumerate() {
         let nsize = format::neighbors_size(p.layout, p.m, level as usize, code_len);
+        let esize = esize_of(i);
         if (used + cost(nsize) + cost(esize) > usable || next_off + 1 > max_items) && used > 0 {
             block += 1;
             used = 0;
@@ -897,6 +945,7 @@ pub fn build(
             params,
             tids: Rows::default(),
             vectors: Vec::new(),
+            ends: Vec::new(),
             bits: Vec::new(),
             by_vector: std::collections::HashMap::new(),
             memory_limit: mem_kb * 1024 - (cache + code_chunk_bytes(&params, mem_kb * 1024)).min(mem_kb * 1024 / 2),

@@ -179,7 +179,7 @@ unsafe extern "C-unwind" fn amcostestimate(
         pg_sys::index_close(index, pg_sys::NoLock as _);
         let m = params.m;
         let discount = cost::codes_discount(
-            params.layout.element_size(params.dims) + super::format::neighbors_size(params.layout, m, 0, 0),
+            params.typical_element_size() + super::format::neighbors_size(params.layout, m, 0, 0),
             super::format::capacity(m, 0) * params.code_len(),
         );
         costs.indexTotalCost *= discount;

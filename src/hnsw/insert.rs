@@ -313,7 +313,7 @@ pub fn insert(
     let params = Params::of(index, &meta);
     // SAFETY: a non-null datum of the indexed column's type.
     let v = unsafe { crate::vector::datum::floats_of(*values, params.layout.scalar) };
-    params.check_len(v.len());
+    params.check_vector(&v);
     if !params.metric.indexable(&v) {
         return false;
     }

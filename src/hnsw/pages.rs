@@ -324,7 +324,7 @@ fn reuse_free_slot(
                 };
                 // SAFETY: a normal item on the exclusively locked page.
                 let item = unsafe { std::slice::from_raw_parts(ptr, len) };
-                if len != layout.element_size(dims) || !format::is_element_item(item) {
+                if !format::is_element_of(item, layout, dims) {
                     continue;
                 }
                 let e = Element::decode(item, layout);
@@ -332,6 +332,11 @@ fn reuse_free_slot(
                     continue;
                 }
                 free += 1;
+                // a sparse element reuses a slot at least its size (its
+                // count says where its vector ends; the rest is left over)
+                if len < layout.element_size(vector.len()) {
+                    continue;
+                }
                 if let Some((nptr, nlen)) = page::item(p, e.neighbors.offset) {
                     // SAFETY: as above.
                     let levels = unsafe { *nptr } as usize;
@@ -372,7 +377,9 @@ fn reuse_free_slot(
         // levels above the new element's stay empty.
         let nbr = neighbor_item(params, levels - 1, lists, codes);
         debug_assert_eq!(nbr.len(), nlen);
-        // SAFETY: both items lie in the working copy with the sizes checked above.
+        assert!(item.len() <= elen, "the slot was chosen for its size");
+        // SAFETY: both items lie in the working copy with the sizes checked
+        // above (the element's at most its slot's).
         unsafe {
             std::ptr::copy_nonoverlapping(item.as_ptr(), eptr, item.len());
             std::ptr::copy_nonoverlapping(nbr.as_ptr(), nptr, nlen);
@@ -438,8 +445,40 @@ impl Params {
         }
     }
 
-    /// Raises 22000 for a vector of `n` dimensions when the column's differ
-    /// (builds and inserts).
+    /// Raises for a vector the index cannot hold (builds and inserts): a
+    /// sparse vector with more non-zeros than an element holds (54000,
+    /// pgvector's message), or — for the others — `v` of other than the
+    /// column's dimensions (22000).
+    pub fn check_vector(&self, v: &[f32]) {
+        if self.layout.scalar == Scalar::Sparse {
+            let nnz = crate::vector::sparse::Slots::new(v).map_or(usize::MAX, |s| {
+                crate::vector::sparse::Pairs::nnz(&s)
+            });
+            if nnz > format::MAX_SPARSE_NNZ {
+                ereport!(
+                    ERROR,
+                    PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                    format!(
+                        "sparsevec cannot have more than {} non-zero elements for hnsw index",
+                        format::MAX_SPARSE_NNZ
+                    )
+                );
+            }
+            return;
+        }
+        self.check_len(v.len())
+    }
+
+    /// An element item's size, for estimates: fixed, or a sparse element's
+    /// with 100 non-zeros (typical of learned sparse embeddings).
+    pub fn typical_element_size(&self) -> usize {
+        match self.layout.scalar {
+            Scalar::Sparse => self.layout.element_size(1 + 2 * 100.min(self.dims)),
+            _ => self.layout.element_size(self.dims),
+        }
+    }
+
+    /// Raises 22000 for a vector of `n` dimensions when the column's differ.
     pub fn check_len(&self, n: usize) {
         if n != self.dims {
             ereport!(
@@ -717,10 +756,9 @@ impl DiskGraph {
         if let Some(e) = self.headers.get(&id) {
             return Some(e.clone());
         }
-        let layout = self.params.layout;
-        let size = layout.element_size(self.params.dims);
+        let (layout, dims) = (self.params.layout, self.params.dims);
         let e = with_item(self.index, id, |item| {
-            (item.len() >= size).then(|| Element::decode(item, layout))
+            format::element_fits(item, layout, dims).then(|| Element::decode(item, layout))
         })??;
         self.headers.insert(id, e.clone());
         Some(e)
@@ -762,7 +800,7 @@ impl DiskGraph {
     fn read_kept(&self, id: ElemId) -> Option<Kept> {
         let (dims, layout) = (self.params.dims, self.params.layout);
         with_item(self.index, id, |item| {
-            (item.len() >= layout.element_size(dims)).then(|| kept_of(item, layout, dims))
+            format::element_fits(item, layout, dims).then(|| kept_of(item, layout, dims))
         })?
     }
 
@@ -841,7 +879,7 @@ impl Graph for DiskGraph {
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         let r = with_item(self.index, id, |item| {
-            if item.len() < layout.element_size(dims) {
+            if !format::element_fits(item, layout, dims) {
                 return None;
             }
             let e = Element::decode(item, layout);
@@ -911,7 +949,7 @@ impl CodedGraph for DiskGraph {
         // its neighbor list: one buffer access
         let (d, e, scored) = with_page(self.index, id.block, |p| {
             let item = item_bytes(p, id.offset)?;
-            if item.len() < layout.element_size(dims) {
+            if !format::element_fits(item, layout, dims) {
                 return None;
             }
             let e = Element::decode(item, layout);
@@ -953,7 +991,7 @@ pub fn for_each_element(
     params: &Params,
     mut f: impl FnMut(ElemId, &Element, &[u8]),
 ) {
-    let size = params.layout.element_size(params.dims);
+    let (layout, dims) = (params.layout, params.dims);
     let nblocks = buffer::nblocks(index);
     for block in 1..nblocks {
         check_for_interrupts!();
@@ -966,7 +1004,7 @@ pub fn for_each_element(
                 if let Some((ptr, len)) = page::item(p, off) {
                     // SAFETY: a normal item on the share-locked page.
                     let item = unsafe { std::slice::from_raw_parts(ptr, len) };
-                    if len == size && format::is_element_item(item) {
+                    if format::is_element_of(item, layout, dims) {
                         items.push((off, item.to_vec()));
                     }
                 }

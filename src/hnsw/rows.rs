@@ -32,8 +32,7 @@ fn element_on<'a>(p: pg_sys::Page, params: &Params, id: ElemId) -> Option<&'a mu
     if pages::page_kind(p) != Some(KIND_GRAPH) {
         return None;
     }
-    let size = params.layout.element_size(params.dims);
-    item_mut(p, id.offset).filter(|i| i.len() == size && format::is_element_item(i))
+    item_mut(p, id.offset).filter(|i| format::is_element_of(i, params.layout, params.dims))
 }
 
 /// The row list item `id` on its locked page `p`; an element's link to

@@ -193,32 +193,48 @@ pub fn rescan(scan: pg_sys::IndexScanDesc, orderbys: pg_sys::ScanKey, norderbys:
             );
         } else {
             let key = &*(*scan).orderByData;
+            let (scalar, dims) = (st.graph.params.layout.scalar, st.graph.params.dims);
             if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
                 // ORDER BY distance to NULL puts every row at a NULL distance,
                 // in no particular order: return the indexed rows in the
                 // order of a search from the origin rather than none
-                Some(vec![0.0; st.graph.params.dims])
+                Some(match scalar {
+                    // no non-zero element
+                    Scalar::Sparse => crate::vector::sparse::Slots::encode(crate::vector::sparse::View {
+                        dim: dims as i32,
+                        indices: &[],
+                        values: &[],
+                    }),
+                    _ => vec![0.0; dims],
+                })
             } else {
-                Some(floats_of(key.sk_argument, st.graph.params.layout.scalar).into_owned())
+                let q = floats_of(key.sk_argument, scalar).into_owned();
+                // a sparse query's dimension count is its own, not its slots'
+                let qdims = match scalar {
+                    Scalar::Sparse => crate::vector::sparse_datum::SparseVec::from_raw_datum(key.sk_argument)
+                        .view()
+                        .dim as usize,
+                    _ => q.len(),
+                };
+                check_query_dims(scalar, qdims, dims);
+                Some(q)
             }
         }
     };
-    if let Some(q) = &st.query {
-        if q.len() != st.graph.params.dims {
-            ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
-                match st.graph.params.layout.scalar {
-                    Scalar::Bit => format!("different bit lengths {} and {}", q.len(), st.graph.params.dims),
-                    s => format!(
-                        "different {} dimensions {} and {}",
-                        s.type_name(),
-                        q.len(),
-                        st.graph.params.dims
-                    ),
-                }
-            );
-        }
+}
+
+/// Raises pgvector's 22000 for a query whose dimension count is not the
+/// column's.
+fn check_query_dims(scalar: Scalar, query: usize, column: usize) {
+    if query != column {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+            match scalar {
+                Scalar::Bit => format!("different bit lengths {query} and {column}"),
+                s => format!("different {} dimensions {query} and {column}", s.type_name()),
+            }
+        );
     }
 }
 

@@ -62,12 +62,29 @@ CREATE OPERATOR > (LEFTARG = sparsevec, RIGHTARG = sparsevec, PROCEDURE = sparse
 CREATE OPERATOR CLASS sparsevec_ops DEFAULT FOR TYPE sparsevec USING btree AS
     OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >,
     FUNCTION 1 sparsevec_cmp(sparsevec, sparsevec);
+
+-- strata_hnsw stores sparsevec elements as their non-zero elements (format
+-- version 8), up to 1,000 of them; support function 1 is the distance,
+-- which names the metric.
+CREATE OPERATOR CLASS sparsevec_l2_ops DEFAULT FOR TYPE sparsevec USING strata_hnsw AS
+    OPERATOR 1 <-> (sparsevec, sparsevec) FOR ORDER BY float_ops,
+    FUNCTION 1 l2_distance(sparsevec, sparsevec);
+CREATE OPERATOR CLASS sparsevec_ip_ops FOR TYPE sparsevec USING strata_hnsw AS
+    OPERATOR 1 <#> (sparsevec, sparsevec) FOR ORDER BY float_ops,
+    FUNCTION 1 sparsevec_negative_inner_product(sparsevec, sparsevec);
+CREATE OPERATOR CLASS sparsevec_cosine_ops FOR TYPE sparsevec USING strata_hnsw AS
+    OPERATOR 1 <=> (sparsevec, sparsevec) FOR ORDER BY float_ops,
+    FUNCTION 1 cosine_distance(sparsevec, sparsevec);
+CREATE OPERATOR CLASS sparsevec_l1_ops FOR TYPE sparsevec USING strata_hnsw AS
+    OPERATOR 1 <+> (sparsevec, sparsevec) FOR ORDER BY float_ops,
+    FUNCTION 1 l1_distance(sparsevec, sparsevec);
 "#,
     name = "sparsevec_catalog",
     requires = [
         "sparsevec_type",
         "halfvec_type",
         "vector_type",
+        hnsw::handler::strata_hnsw_handler,
         vector::sparse_sql::sparsevec_apply_typmod,
         vector::sparse_sql::sparsevec_to_vector,
         vector::sparse_sql::vector_to_sparsevec,

@@ -209,7 +209,7 @@ SELECT count(*) >= 200 AS found FROM (SELECT id, v FROM hr ORDER BY v <-> '[2,2,
 RESET strata.hnsw_ef_search;
 RESET enable_seqscan;
 DROP TABLE hr;
-SET strata.hnsw_format_version = 8;
+SET strata.hnsw_format_version = 9;
 
 -- settings
 SET strata.hnsw_ef_search = 0;

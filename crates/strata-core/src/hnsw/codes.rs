@@ -332,6 +332,7 @@ impl Coder {
             Metric::L2 => Estimate::SquaredL2,
             Metric::InnerProduct | Metric::Cosine => Estimate::NegativeInner,
             Metric::L1 | Metric::Hamming | Metric::Jaccard => return None,
+            Metric::SparseL2 | Metric::SparseInnerProduct | Metric::SparseCosine | Metric::SparseL1 => return None,
         };
         (bits > 0).then(|| Coder {
             rot: Rotation::with_bits(dims, bits, seed as u64),

@@ -94,7 +94,7 @@
 /// Tag magic, "HNSW".
 pub const MAGIC: u32 = 0x484E_5357;
 /// The format new indexes are built in.
-pub const FORMAT_VERSION: u16 = 7;
+pub const FORMAT_VERSION: u16 = 8;
 /// The oldest format still read (and inserted into).
 pub const OLDEST_VERSION: u16 = 1;
 /// Heap TIDs an element holds in version 2.
@@ -682,6 +682,16 @@ fn vector_len(item: &[u8], layout: Layout, dims: usize) -> usize {
         Scalar::Sparse => 1 + 2 * get_u32(item, layout.vector_offset()) as usize,
         _ => dims,
     }
+}
+
+/// Whether `item` is one of an index's element items (`dims` dimensions;
+/// a sparse element of any size that holds its vector whole).
+pub fn is_element_of(item: &[u8], layout: Layout, dims: usize) -> bool {
+    is_element_item(item)
+        && match layout.scalar {
+            Scalar::Sparse => element_fits(item, layout, dims),
+            _ => item.len() == layout.element_size(dims),
+        }
 }
 
 /// Whether `item` is long enough for the element it starts (`dims`

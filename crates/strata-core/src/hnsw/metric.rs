@@ -10,6 +10,9 @@
 use crate::vector::sparse::{self, Slots};
 use crate::vector::{bits, kernels};
 
+/// The `Sparse*` metrics measure sparse vectors as the graph carries them
+/// ([`Slots`]): the same four distances over a different representation
+/// (format version 8, `sparsevec` operator classes).
 #[repr(u16)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Metric {
@@ -19,6 +22,10 @@ pub enum Metric {
     L1 = 4,
     Hamming = 5,
     Jaccard = 6,
+    SparseL2 = 7,
+    SparseInnerProduct = 8,
+    SparseCosine = 9,
+    SparseL1 = 10,
 }
 
 impl Metric {
@@ -30,15 +37,44 @@ impl Metric {
             4 => Metric::L1,
             5 => Metric::Hamming,
             6 => Metric::Jaccard,
+            7 => Metric::SparseL2,
+            8 => Metric::SparseInnerProduct,
+            9 => Metric::SparseCosine,
+            10 => Metric::SparseL1,
             _ => return None,
         })
+    }
+
+    /// This distance over sparse vectors (None for the bit metrics, which
+    /// have no sparse form).
+    pub fn for_sparse(self) -> Option<Metric> {
+        Some(match self {
+            Metric::L2 | Metric::SparseL2 => Metric::SparseL2,
+            Metric::InnerProduct | Metric::SparseInnerProduct => Metric::SparseInnerProduct,
+            Metric::Cosine | Metric::SparseCosine => Metric::SparseCosine,
+            Metric::L1 | Metric::SparseL1 => Metric::SparseL1,
+            Metric::Hamming | Metric::Jaccard => return None,
+        })
+    }
+
+    /// Whether this metric measures sparse vectors.
+    pub fn is_sparse(self) -> bool {
+        self as u16 >= Metric::SparseL2 as u16
+    }
+
+    /// Whether a build keeps links to the large-norm elements an inner
+    /// product search ends at ([`crate::hnsw::graph::parallel_build::Spec`]).
+    pub fn is_inner_product(self) -> bool {
+        matches!(self, Metric::InnerProduct | Metric::SparseInnerProduct)
     }
 
     /// The metric of an operator class's distance function, by name.
     pub fn from_function_name(name: &str) -> Option<Metric> {
         Some(match name {
             "l2_distance" => Metric::L2,
-            "vector_negative_inner_product" | "halfvec_negative_inner_product" => Metric::InnerProduct,
+            "vector_negative_inner_product" | "halfvec_negative_inner_product" | "sparsevec_negative_inner_product" => {
+                Metric::InnerProduct
+            }
             "cosine_distance" => Metric::Cosine,
             "l1_distance" => Metric::L1,
             "hamming_distance" => Metric::Hamming,
@@ -63,6 +99,10 @@ impl Metric {
                     1.0 - common as f64 / union as f64
                 }
             }
+            Metric::SparseL2 => (sparse::l2_squared(Slots::of(a), Slots::of(b)) as f64).sqrt(),
+            Metric::SparseInnerProduct => -(sparse::dot(Slots::of(a), Slots::of(b)) as f64),
+            Metric::SparseCosine => sparse::cosine_distance(Slots::of(a), Slots::of(b)),
+            Metric::SparseL1 => sparse::l1(Slots::of(a), Slots::of(b)) as f64,
         }
     }
 
@@ -80,6 +120,10 @@ impl Metric {
                 (0.0, _) => 1.0,
                 (common, union) => 1.0 - common / union,
             },
+            Metric::SparseL2 => |a, b| sparse::l2_squared(Slots::of(a), Slots::of(b)),
+            Metric::SparseInnerProduct => |a, b| -sparse::dot(Slots::of(a), Slots::of(b)),
+            Metric::SparseCosine => |a, b| sparse::cosine_distance(Slots::of(a), Slots::of(b)) as f32,
+            Metric::SparseL1 => |a, b| sparse::l1(Slots::of(a), Slots::of(b)),
         }
     }
 
@@ -154,43 +198,15 @@ impl Metric {
         }
     }
 
-    /// The operator's value on two sparse vectors as graph slots
-    /// ([`Slots`]): bit for bit the `sparsevec` operator's. The bit
-    /// metrics have no sparse form (infinity).
-    pub fn sparse_distance(self, a: &[f32], b: &[f32]) -> f64 {
-        let (a, b) = (Slots::of(a), Slots::of(b));
-        match self {
-            Metric::L2 => (sparse::l2_squared(a, b) as f64).sqrt(),
-            Metric::InnerProduct => -(sparse::dot(a, b) as f64),
-            Metric::Cosine => sparse::cosine_distance(a, b),
-            Metric::L1 => sparse::l1(a, b) as f64,
-            Metric::Hamming | Metric::Jaccard => f64::INFINITY,
-        }
-    }
-
-    /// [`Metric::comparable`] for sparse vectors as graph slots: squared
-    /// L2, negative inner product, cosine distance, L1 (how a build of a
-    /// sparse index compares them).
-    pub fn sparse_comparable(self) -> fn(&[f32], &[f32]) -> f32 {
-        match self {
-            Metric::L2 => |a, b| sparse::l2_squared(Slots::of(a), Slots::of(b)),
-            Metric::InnerProduct => |a, b| -sparse::dot(Slots::of(a), Slots::of(b)),
-            Metric::Cosine => |a, b| sparse::cosine_distance(Slots::of(a), Slots::of(b)) as f32,
-            Metric::L1 => |a, b| sparse::l1(Slots::of(a), Slots::of(b)),
-            Metric::Hamming | Metric::Jaccard => |_, _| f32::INFINITY,
-        }
-    }
-
-    /// [`Metric::indexable`] for a sparse vector as graph slots.
-    pub fn sparse_indexable(self, v: &[f32]) -> bool {
-        self != Metric::Cosine || sparse::squared_norm(Slots::of(v)) > 0.0
-    }
-
     /// Whether a vector can be placed in the graph: under cosine a zero
     /// vector has no direction (its distance to anything is NaN), so it is
     /// left out, as pgvector does.
     pub fn indexable(self, v: &[f32]) -> bool {
-        self != Metric::Cosine || v.iter().any(|x| *x != 0.0)
+        match self {
+            Metric::Cosine => v.iter().any(|x| *x != 0.0),
+            Metric::SparseCosine => sparse::squared_norm(Slots::of(v)) > 0.0,
+            _ => true,
+        }
     }
 }
 
@@ -295,6 +311,36 @@ mod tests {
         assert!(!Metric::Hamming.has_codes() && !Metric::Jaccard.has_codes() && Metric::L2.has_codes());
         assert!(Metric::L2.bits_comparable().is_none());
         assert_eq!(Metric::Jaccard.bits_comparable().unwrap()(&[0, 0], &[0, 0]), 1.0);
+    }
+
+    #[test]
+    fn sparse_metrics_are_the_sparsevec_operators() {
+        use crate::vector::sparse::{self as sp, Slots};
+        let (a, b) = (sp::parse("{1:1,3:2,5:3}/6").unwrap(), sp::parse("{2:4,3:1,6:-1}/6").unwrap());
+        let (sa, sb) = (Slots::encode(a.view()), Slots::encode(b.view()));
+        let want = [
+            (Metric::L2, (sp::l2_squared(a.view(), b.view()) as f64).sqrt()),
+            (Metric::InnerProduct, -(sp::dot(a.view(), b.view()) as f64)),
+            (Metric::Cosine, sp::cosine_distance(a.view(), b.view())),
+            (Metric::L1, sp::l1(a.view(), b.view()) as f64),
+        ];
+        for (dense, d) in want {
+            let m = dense.for_sparse().unwrap();
+            assert!(m.is_sparse() && !dense.is_sparse() && !m.has_codes());
+            assert_eq!(Metric::from_u16(m as u16), Some(m));
+            assert_eq!(m.distance(&sa, &sb).to_bits(), d.to_bits(), "{m:?}");
+            assert_eq!(m.build_distance()(&sa, &sb), m.comparable()(&sa, &sb));
+            assert_eq!(m.build_scale(&sa, 1), None);
+        }
+        assert_eq!(Metric::Hamming.for_sparse(), None);
+        let zero = Slots::encode(sp::parse("{}/6").unwrap().view());
+        assert!(!Metric::SparseCosine.indexable(&zero) && Metric::SparseL2.indexable(&zero));
+        assert!(Metric::SparseCosine.indexable(&sa));
+        assert!(Metric::SparseInnerProduct.is_inner_product() && Metric::InnerProduct.is_inner_product());
+        assert_eq!(
+            Metric::from_function_name("sparsevec_negative_inner_product"),
+            Some(Metric::InnerProduct)
+        );
     }
 
     #[test]

@@ -59,8 +59,7 @@ impl SqlError for OptionsError {
                 "Reduce the vectors' dimensions, or index a lower-dimensional projection.".into(),
             ),
             OptionsError::NoDims => Some(
-                "Declare the column as vector(n), or index rows that all have the same dimensions."
-                    .into(),
+                "Declare the column with its dimensions: vector(n), halfvec(n), bit(n) or sparsevec(n).".into(),
             ),
             _ => None,
         }

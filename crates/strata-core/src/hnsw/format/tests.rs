@@ -37,7 +37,7 @@ fn meta_round_trip() {
     };
     v1.encode(&mut b);
     assert_eq!(Meta::decode(&b), Some(v1));
-    put_u32(&mut b, 4, 8);
+    put_u32(&mut b, 4, 9);
     assert_eq!(Meta::decode(&b), None);
     // bit elements (byte 46 = 2) from version 7; a version 6 metapage with
     // that byte is read as float4 (version 6 never wrote it)
@@ -48,6 +48,15 @@ fn meta_round_trip() {
     bits.encode(&mut b);
     assert_eq!(Meta::decode(&b).map(|d| d.scalar), Some(Scalar::Bit));
     put_u32(&mut b, 4, 6);
+    assert_eq!(Meta::decode(&b).map(|d| d.scalar), Some(Scalar::Float4));
+    // sparse elements (byte 46 = 3) from version 8
+    let sparse = Meta {
+        scalar: Scalar::Sparse,
+        ..m
+    };
+    sparse.encode(&mut b);
+    assert_eq!(Meta::decode(&b).map(|d| d.scalar), Some(Scalar::Sparse));
+    put_u32(&mut b, 4, 7);
     assert_eq!(Meta::decode(&b).map(|d| d.scalar), Some(Scalar::Float4));
     m.encode(&mut b);
     b[0] = 0;
@@ -87,8 +96,8 @@ fn element_and_neighbor_items() {
     assert_eq!(Layout::of(5).unwrap().element_size(3), 24 + 12);
     assert_eq!(Layout::of(6).unwrap().with_scalar(Scalar::Binary16).element_size(3), 24 + 6);
     assert_eq!(Layout::of(0), None);
-    assert_eq!(Layout::of(7), Some(Layout::CURRENT));
-    assert_eq!(Layout::of(8), None);
+    assert_eq!(Layout::of(8), Some(Layout::CURRENT));
+    assert_eq!(Layout::of(9), None);
     assert!(!Layout::of(6).unwrap().stores(Scalar::Bit) && Layout::CURRENT.stores(Scalar::Bit));
     assert!(!Layout::of(5).unwrap().stores(Scalar::Binary16));
     // binary16 elements hold halfvec values exactly, and tell them apart
@@ -384,7 +393,8 @@ fn sparse_elements_hold_their_slots_and_differ_in_size() {
     let mut bad = item.clone();
     bad[sparse.vector_offset()..sparse.vector_offset() + 4].copy_from_slice(&(MAX_SPARSE_NNZ as u32 + 1).to_le_bytes());
     assert!(!element_fits(&bad, sparse, 5));
-    assert!(sparse.stores(Scalar::Sparse) && !Layout::CURRENT.stores(Scalar::Sparse));
+    assert!(sparse.stores(Scalar::Sparse) && !Layout::of(7).unwrap().stores(Scalar::Sparse));
+    assert_eq!(Layout::CURRENT.with_scalar(Scalar::Sparse), sparse);
     // the largest sparse element fits a page with its neighbor item's room to spare
     let free = BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE - 4;
     assert!(sparse.element_size(1 + 2 * MAX_SPARSE_NNZ) + 4 <= free);

@@ -899,17 +899,17 @@ mod tests {
             ef_construction: 64,
             cap0: 2 * m,
             cap: m,
-            dist: Metric::L2.sparse_comparable(),
+            dist: Metric::SparseL2.comparable(),
             scale: None,
             spare_last_links: true,
         };
         let links = build_vectors(Vectors::ragged(&flat, &ends), &spec, &pool(2), 2, |_| {}).to_nested();
-        let mut g = Building::from_links(&data, &links, |a: &[f32], b: &[f32]| Metric::L2.sparse_distance(a, b));
+        let mut g = Building::from_links(&data, &links, |a: &[f32], b: &[f32]| Metric::SparseL2.distance(a, b));
         let top = (0..n).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))).unwrap();
         let mut hits = 0;
         for _ in 0..100 {
             let q = random(&mut rng);
-            let d = |i: usize| Metric::L2.sparse_distance(&data[i], &q);
+            let d = |i: usize| Metric::SparseL2.distance(&data[i], &q);
             let mut exact: Vec<usize> = (0..n).collect();
             exact.sort_by(|&a, &b| d(a).total_cmp(&d(b)));
             let ep = descend(&mut g, &q, built(top), levels[top] as usize, 0);
