@@ -13,6 +13,9 @@ others, not one from nowhere.
   (bench/sift_like.py builds them once into the bench data directory).
 * Fashion-MNIST 60,000 x 784 (Debian's dataset-fashion-mnist), binary-
   quantized for a Hamming index and re-ranked by L2 (`--only bit`).
+* sparse (`--only sparsevec`): synthetic sparse vectors shaped like learned
+  sparse text embeddings (SPLADE): about 100 non-zero weights among 30,000
+  terms, inner product; seeded.
 """
 
 import os
@@ -24,10 +27,13 @@ HELD_OUT = 30  # images of the SIFT-like set that only queries and inserts come 
 class VectorSet:
     """One set: `make()` returns (base, queries, inserts) as row sequences."""
 
-    def __init__(self, rows, title, stem, make, opclass, op, coltype="vector"):
+    def __init__(self, rows, title, stem, make, opclass, op, coltype="vector", dims=None):
         self.rows, self.title, self.stem = rows, title, stem
         self.make, self.opclass, self.op = make, opclass, op
         self.coltype = coltype
+        # the column's dimensions when a row's length is not them (sparse
+        # rows are `{i:x,...}/dims` literals)
+        self.dims = dims
         # bits of a quantize-and-rerank set: the index is on
         # `binary_quantize(v)::bit(rerank)`, results re-ranked by `v <-> q`
         self.rerank = None
@@ -45,6 +51,30 @@ def synthetic(kind, n, dims, queries, inserts):
                     for _ in range(total)]
         return data[:n], data[n:n + queries], data[n + queries:]
     return VectorSet(n, f"{kind} {n:,} x {dims} (L2)", f"{kind}_{n}", make, "vector_l2_ops", "<->")
+
+
+def sparse(n, dims, nnz, queries, inserts):
+    """Sparse vectors like learned sparse text embeddings: each row belongs
+    to one of 300 topics of 400 terms (drawn from `dims` with a Zipf-like
+    bias towards common terms) and takes about `nnz` of them — two thirds
+    from its topic, the rest from the whole vocabulary — with positive
+    weights; inner product, as SPLADE is searched. Rows are `sparsevec`
+    literals."""
+    def make():
+        rng = random.Random(n * 13 + dims)
+        common = lambda: int(dims * rng.random() ** 2)  # noqa: E731
+        topics = [sorted({common() for _ in range(400)}) for _ in range(300)]
+        def row():
+            topic = topics[rng.randrange(len(topics))]
+            k = max(1, int(rng.gauss(nnz, nnz / 4)))
+            terms = set(rng.sample(topic, min(len(topic), 2 * k // 3)))
+            while len(terms) < k:
+                terms.add(common())
+            return "{" + ",".join(f"{t + 1}:{rng.expovariate(1.0) + 0.05:.3f}" for t in sorted(terms)) + f"}}/{dims}"
+        data = [row() for _ in range(n + queries + inserts)]
+        return data[:n], data[n:n + queries], data[n + queries:]
+    return VectorSet(n, f"sparse {n:,} x {dims:,}, ~{nnz} non-zeros (inner product)", f"sparse_{n}", make,
+                     "sparsevec_ip_ops", "<#>", coltype="sparsevec", dims=dims)
 
 
 def as_halfvec(vs):

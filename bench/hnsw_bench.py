@@ -62,9 +62,15 @@ class HnswBench:
                                "no quantize-and-rerank set.\n")
         return sets
 
+    def sparse_sets(self):
+        """`--only sparsevec`: sparse vectors shaped like learned sparse
+        text embeddings (about 100 non-zeros among 30,000 terms)."""
+        s = self.size
+        return [datasets.sparse(s["sparse_rows"], 30_000, 100, s["queries"], s["insert_vectors"])]
+
     def hnsw(self, sets="vector"):
         """strata_hnsw against pgvector's hnsw on `sets`: "vector" (the
-        default sets), "halfvec" or "bit"."""
+        default sets), "halfvec", "bit" or "sparsevec"."""
         s = self.size
         sharedir = subprocess.run([f"{self.cluster.bindir}/pg_config", "--sharedir"],
                                   capture_output=True, text=True).stdout.strip()
@@ -92,12 +98,13 @@ class HnswBench:
                            "are not in it: the next points of the synthetic generator, held-out words, "
                            "held-out images' descriptors.\n")
         rows, summary = [], []
-        chosen = {"vector": self.datasets, "halfvec": self.halfvec_sets, "bit": self.bit_sets}[sets]
+        chosen = {"vector": self.datasets, "halfvec": self.halfvec_sets, "bit": self.bit_sets,
+                  "sparsevec": self.sparse_sets}[sets]
         for vs in chosen():
             title, stem, opclass, op, ty = vs.title, vs.stem, vs.opclass, vs.op, vs.coltype
             log(f"vector set: {title}")
             base, queries, inserts = vs.make()
-            dims = len(base[0])
+            dims = vs.dims or len(base[0])
             csv = os.path.join(self.cluster.base, "vectors.csv")
             with open(csv, "w") as f:
                 for i, v in enumerate(base):
@@ -282,7 +289,7 @@ RERANK_POOL = 40
 
 
 def vec(v):
-    if isinstance(v, str):  # a bit string
+    if isinstance(v, str):  # a bit string, a sparsevec literal
         return v
     if hasattr(v, "dtype") and v.dtype.kind in "ui":  # SIFT-like rows
         return "[" + ",".join(map(str, v.tolist())) + "]"

