@@ -58,6 +58,17 @@ SELECT i FROM sv ORDER BY v <-> '{4:1}/5' LIMIT 1;
 SELECT i FROM sv ORDER BY v <-> '{1:1,2:1,3:1,4:1,5:1}/5' LIMIT 1;
 DROP TABLE sv;
 
+-- the same small answers from an lsm table (inner product: the order of
+-- pgvector's, ties by i)
+CREATE TABLE svl (i int, v sparsevec(5)) USING lsm;
+INSERT INTO svl VALUES (1, '{1:1,3:2}/5'), (2, '{2:1}/5'), (3, '{}/5'), (4, '{1:-1,2:2,3:0.5}/5'),
+    (5, NULL), (6, '{1:1,3:2}/5'), (7, '{1:2.1,3:-3,5:1}/5'), (8, '{1:1,3:2.4}/5');
+CREATE INDEX ON svl USING strata_hnsw (v sparsevec_ip_ops);
+SELECT i, d FROM (SELECT i, v <#> '{1:1,2:-1,3:2}/5' AS d FROM svl ORDER BY v <#> '{1:1,2:-1,3:2}/5' LIMIT 10) s ORDER BY d, i;
+UPDATE svl SET v = '{2:5}/5' WHERE i = 2;
+SELECT i, v FROM svl ORDER BY v <#> '{2:1}/5' LIMIT 1;
+DROP TABLE svl;
+
 -- 2,000 rows of 20 to 60 non-zero elements among 30,000 dimensions, on an
 -- lsm table, built past maintenance_work_mem: the index finds what exact
 -- search finds (the build runs on several threads, so the graph differs
