@@ -10,7 +10,7 @@ use super::format::{
 use super::codes::{Coder, Query};
 use super::graph::guided::CodedGraph;
 use super::graph::{Graph, Scored};
-use super::metric::Metric;
+use super::metric::{Metric, PreparedQuery};
 use super::wal::IndexWrite;
 use crate::pg::buffer;
 use crate::pg::page;
@@ -547,6 +547,9 @@ pub struct DiskGraph {
     /// distances to it are popcounts on the stored bytes (see
     /// [`QueryBits`]).
     query_bits: Option<QueryBits>,
+    /// A sparse index's prepared query (inner product, cosine: looked up,
+    /// not merged; see `Metric::prepare_query`), and which slice it was.
+    sparse_query: Option<((*const f32, usize), PreparedQuery)>,
     /// Where a scan widens binary16 elements (no allocation per distance).
     scratch: Vec<f32>,
 }
@@ -612,6 +615,7 @@ impl DiskGraph {
             coder: params.coder().map(std::rc::Rc::new),
             prepared: None,
             query_bits: None,
+            sparse_query: None,
             scratch: Vec::new(),
         }
     }
@@ -703,6 +707,11 @@ impl DiskGraph {
     /// Prepares `query` for [`CodedGraph::expand`] (once per scan).
     pub fn prepare(&mut self, query: &[f32]) {
         self.prepared = self.coder.as_ref().map(|c| c.query(query));
+        self.sparse_query = self
+            .params
+            .metric
+            .prepare_query(query)
+            .map(|p| ((query.as_ptr(), query.len()), p));
         self.query_bits = (self.params.layout.scalar == Scalar::Bit).then(|| {
             let mut bits = vec![0u8; Scalar::Bit.bytes_for(query.len())];
             crate::vector::bits::pack_nonzero(query, &mut bits);
@@ -838,10 +847,17 @@ impl DiskGraph {
 }
 
 /// The distance from a kept vector to `query` (`bits`: the query packed,
-/// for a bit string).
-fn to_query(metric: Metric, dims: usize, v: &Kept, bits: Option<&[u8]>, query: &[f32]) -> f64 {
+/// for a bit string; `prepared`: the query prepared, for a sparse vector).
+fn to_query(
+    metric: Metric,
+    dims: usize,
+    v: &Kept,
+    bits: Option<&[u8]>,
+    prepared: Option<&PreparedQuery>,
+    query: &[f32],
+) -> f64 {
     match (v, bits) {
-        (Kept::Floats(f), _) => metric.distance(f, query),
+        (Kept::Floats(f), _) => prepared.map_or_else(|| metric.distance(f, query), |p| p.distance(f)),
         (Kept::Bits(b), Some(q)) => metric.bits_distance(b, q).unwrap_or(f64::INFINITY),
         (Kept::Bits(b), None) => metric.distance(&crate::vector::bits::widen(b, dims), query),
     }
@@ -869,12 +885,19 @@ impl Graph for DiskGraph {
             .as_ref()
             .filter(|q| q.of == (query.as_ptr(), query.len()))
             .map(|q| &q.bits[..]);
+        // a sparse index measures elements against its prepared query
+        let sparse = self.sparse_query.take();
+        let sq = sparse
+            .as_ref()
+            .filter(|(of, _)| *of == (query.as_ptr(), query.len()))
+            .map(|(_, p)| p);
         let kept_d = self.vectors.as_ref().and_then(|k| k.get(&id)).and_then(|v| {
             let e = self.headers.get(&id).filter(|e| !e.is_free())?;
-            Some((to_query(metric, dims, v, q, query), e.deleted()))
+            Some((to_query(metric, dims, v, q, sq, query), e.deleted()))
         });
         if kept_d.is_some() {
             self.query_bits = packed;
+            self.sparse_query = sparse;
             return kept_d;
         }
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -888,18 +911,20 @@ impl Graph for DiskGraph {
             }
             if keep {
                 let kept = kept_of(item, layout, dims);
-                return Some((to_query(metric, dims, &kept, q, query), e, Some(kept)));
+                return Some((to_query(metric, dims, &kept, q, sq, query), e, Some(kept)));
             }
             // a scan: popcounts on the stored bits, or coordinates widened
             // into the scratch buffer
             let by_bits = q.and_then(|q| metric.bits_distance(format::element_bytes(item, layout, dims), q));
             let d = by_bits.unwrap_or_else(|| {
-                metric.distance(format::element_floats_in(item, layout, dims, &mut scratch), query)
+                let v = format::element_floats_in(item, layout, dims, &mut scratch);
+                sq.map_or_else(|| metric.distance(v, query), |p| p.distance(v))
             });
             Some((d, e, None))
         });
         self.scratch = scratch;
         self.query_bits = packed;
+        self.sparse_query = sparse;
         let r = r??;
         let deleted = r.1.deleted();
         self.headers.insert(id, r.1);

@@ -198,6 +198,17 @@ impl Metric {
         }
     }
 
+    /// `query` prepared once for many distances to elements, where that
+    /// pays: a sparse inner product or cosine distance looks the elements'
+    /// indices up in it ([`sparse::Lookup`]) instead of merging. None
+    /// elsewhere ([`Metric::distance`] is as fast).
+    pub fn prepare_query(self, query: &[f32]) -> Option<PreparedQuery> {
+        matches!(self, Metric::SparseInnerProduct | Metric::SparseCosine).then(|| PreparedQuery {
+            metric: self,
+            lookup: sparse::Lookup::new(Slots::of(query)),
+        })
+    }
+
     /// Whether a vector can be placed in the graph: under cosine a zero
     /// vector has no direction (its distance to anything is NaN), so it is
     /// left out, as pgvector does.
@@ -206,6 +217,23 @@ impl Metric {
             Metric::Cosine => v.iter().any(|x| *x != 0.0),
             Metric::SparseCosine => sparse::squared_norm(Slots::of(v)) > 0.0,
             _ => true,
+        }
+    }
+}
+
+/// A query [`Metric::prepare_query`] prepared.
+pub struct PreparedQuery {
+    metric: Metric,
+    lookup: sparse::Lookup,
+}
+
+impl PreparedQuery {
+    /// [`Metric::distance`]`(element, query)`, bit for bit.
+    pub fn distance(&self, element: &[f32]) -> f64 {
+        let e = Slots::of(element);
+        match self.metric {
+            Metric::SparseCosine => self.lookup.cosine_distance(e),
+            _ => -(self.lookup.dot(e) as f64),
         }
     }
 }
@@ -337,6 +365,11 @@ mod tests {
         assert!(!Metric::SparseCosine.indexable(&zero) && Metric::SparseL2.indexable(&zero));
         assert!(Metric::SparseCosine.indexable(&sa));
         assert!(Metric::SparseInnerProduct.is_inner_product() && Metric::InnerProduct.is_inner_product());
+        for m in [Metric::SparseInnerProduct, Metric::SparseCosine] {
+            let p = m.prepare_query(&sb).unwrap();
+            assert_eq!(p.distance(&sa).to_bits(), m.distance(&sa, &sb).to_bits(), "{m:?}");
+        }
+        assert!(Metric::SparseL2.prepare_query(&sb).is_none() && Metric::L2.prepare_query(&[1.0]).is_none());
         assert_eq!(
             Metric::from_function_name("sparsevec_negative_inner_product"),
             Some(Metric::InnerProduct)
