@@ -32,7 +32,7 @@ SIZES = {
                  tpcb_scale=10, churn_rows=200_000, churn_rounds=10, docs_rows=20_000, docs_seconds=20,
                  vec_rows=[100_000, 1_000_000], dims=128,
                  queries=100, efs=[10, 20, 40, 80, 160, 400], insert_vectors=5_000, glove_rows=395_000,
-                 halfvec_rows=20_000, halfvec_dims=[1536, 3072], sparse_rows=100_000),
+                 halfvec_rows=20_000, halfvec_dims=[1536, 3072], sparse_rows=50_000),
 }
 SERVER_CONF = {
     "shared_buffers": "2GB",
