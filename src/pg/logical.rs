@@ -179,6 +179,8 @@ pub fn tuple_bytes<'a>(t: pg_sys::HeapTuple) -> &'a [u8] {
 pub struct Decoding {
     ctx: *mut pg_sys::LogicalDecodingContext,
     buf: *mut XLogRecordBuffer,
+    /// The record's contents, read as redo reads them.
+    reader: super::wal::Redo,
 }
 
 /// The reorder buffer change kinds a row record becomes.
@@ -196,9 +198,12 @@ impl Decoding {
     /// # Safety
     /// The arguments an `rm_decode` callback was given.
     pub unsafe fn of(ctx: *mut pg_sys::LogicalDecodingContext, buf: *mut pg_sys::XLogRecordBuffer) -> Decoding {
+        let buf = buf as *mut XLogRecordBuffer;
         Decoding {
             ctx,
-            buf: buf as *mut XLogRecordBuffer,
+            buf,
+            // SAFETY: (caller) the reader holding the record being decoded.
+            reader: unsafe { super::wal::Redo::of((*buf).record) },
         }
     }
 
@@ -209,17 +214,12 @@ impl Decoding {
 
     /// The record's rmgr-specific info bits.
     pub fn info(&self) -> u8 {
-        self.decoded().header.xl_info & pg_sys::XLR_RMGR_INFO_MASK as u8
+        self.reader.info()
     }
 
     /// The record's main data.
     pub fn data(&self) -> &[u8] {
-        let d = self.decoded();
-        if d.main_data.is_null() {
-            return &[];
-        }
-        // SAFETY: main_data_len bytes owned by the decoded record.
-        unsafe { std::slice::from_raw_parts(d.main_data as *const u8, d.main_data_len as usize) }
+        self.reader.main_data()
     }
 
     /// Registered block `id`'s relation and its database.
@@ -245,19 +245,12 @@ impl Decoding {
 
     /// Registered block `id`'s data (empty when it has none).
     pub fn block_data(&self, id: u8) -> &[u8] {
-        let mut len: pg_sys::Size = 0;
-        // SAFETY: the record being decoded; NULL when the block has no data.
-        let p = unsafe { pg_sys::XLogRecGetBlockData((*self.buf).record, id, &mut len) };
-        if p.is_null() {
-            return &[];
-        }
-        // SAFETY: `len` bytes owned by the decoded record.
-        unsafe { std::slice::from_raw_parts(p as *const u8, len) }
+        self.reader.block_data(id)
     }
 
     /// The xid that wrote the record.
     pub fn xid(&self) -> u32 {
-        self.decoded().header.xl_xid.into_inner()
+        self.reader.xid()
     }
 
     /// `heap_decode`'s gate: tells the reorder buffer about the xid, then
