@@ -961,9 +961,10 @@ impl CodedGraph for DiskGraph {
             if len == 0 {
                 return;
             }
+            let owner = coder.comparable(d) as f32;
             for (k, n) in format::neighbor_ids(layout, item, m, 0).enumerate() {
                 out.push(Scored {
-                    distance: coder.estimate(prepared, d, &item[at + k * len..at + (k + 1) * len]),
+                    distance: coder.estimate_comparable(prepared, owner, &item[at + k * len..at + (k + 1) * len]),
                     id: n,
                 });
             }
@@ -1007,6 +1008,10 @@ impl CodedGraph for DiskGraph {
             self.headers.insert(id, e);
         }
         Some((d, deleted))
+    }
+
+    fn comparable(&self, distance: f64) -> f64 {
+        self.coder.as_ref().map_or(distance, |c| c.comparable(distance))
     }
 }
 

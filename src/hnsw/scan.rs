@@ -92,7 +92,7 @@ impl Search {
         }
     }
 
-    fn memory_bytes(&self) -> usize {
+    fn memory_bytes(&mut self) -> usize {
         match self {
             Search::Exact(s) => s.memory_bytes(),
             Search::Guided(s) => s.memory_bytes(),
@@ -264,7 +264,7 @@ fn memory_limit() -> usize {
     (work_mem_kb * 1024.0 * gucs::SCAN_MEM_MULTIPLIER.get()) as usize
 }
 
-fn scan_memory(st: &ScanState, search: &Search) -> usize {
+fn scan_memory(st: &ScanState, search: &mut Search) -> usize {
     search.memory_bytes()
         + st.graph.cache_bytes()
         + st.returned.capacity() * (std::mem::size_of::<ElemId>() + 1)
@@ -282,7 +282,7 @@ fn next_batch(st: &mut ScanState, q: &[f32]) -> bool {
     if mode == IterativeScan::Off || search.exhausted() {
         return false;
     }
-    let stopped = search.evaluated() >= budget || scan_memory(st, &search) > memory_limit();
+    let stopped = search.evaluated() >= budget || scan_memory(st, &mut search) > memory_limit();
     let next = if stopped {
         search.all_scored()
     } else {

@@ -130,15 +130,19 @@ impl CodedGraph for Built<'_> {
             g.coder.encode_list(g.rotated, i, list, &mut codes);
             codes
         };
+        let owner = g.coder.comparable(d) as f32;
         self.codes.with_codes(i, encode, |codes| {
             for (&j, code) in list.iter().zip(codes.chunks_exact(len)) {
                 out.push(Scored {
-                    distance: g.coder.estimate(prepared, d, code),
+                    distance: g.coder.estimate_comparable(prepared, owner, code),
                     id: id(j as usize),
                 });
             }
         });
         Some((d, i == self.skip))
+    }
+    fn comparable(&self, distance: f64) -> f64 {
+        self.g.coder.comparable(distance)
     }
 }
 

@@ -404,6 +404,23 @@ impl Coder {
         self.in_units(query.estimate(self.to_comparable(d_owner), code))
     }
 
+    /// The estimated distance of [`Coder::estimate`] in comparable units
+    /// ([`Coder::comparable`]'s, squared under L2), given the owner's
+    /// distance in those units: what a search ranks neighbors by, without
+    /// a square root per neighbor (13% of a guided scan's time was that
+    /// root).
+    #[inline]
+    pub fn estimate_comparable(&self, query: &Query, owner_comparable: f32, code: &[u8]) -> f64 {
+        query.estimate(owner_comparable, code) as f64
+    }
+
+    /// An operator's distance in the units [`Coder::estimate_comparable`]
+    /// gives (squared under L2; order-preserving on distances ≥ 0).
+    #[inline]
+    pub fn comparable(&self, distance: f64) -> f64 {
+        self.to_comparable(distance) as f64
+    }
+
     /// The comparable form of an operator's distance (squared under L2),
     /// in which [`Query::estimate`] takes the owner's and gives its own.
     fn to_comparable(&self, distance: f64) -> f32 {

@@ -30,13 +30,28 @@ use std::collections::BinaryHeap;
 /// the recall it gave before codes, for less work.
 pub const EF_SCALE: usize = 2;
 
+/// How many neighbors set aside a run keeps unsorted before compacting them
+/// (1 MiB): a LIMIT query's run sets aside a few thousand, and sorting them
+/// every 4,096 was a fifth of a GloVe scan's time; a long walk still
+/// compacts, and the scan's memory check compacts first
+/// ([`GuidedSearch::memory_bytes`]).
+const DEFERRED_UNSORTED: usize = 65_536;
+
+/// Below this many entries set aside, the memory check does not compact.
+const COMPACTED_FLOOR: usize = 4096;
+
 /// A graph whose level-0 lists carry codes of their neighbors.
 pub trait CodedGraph: Graph {
-    /// Reads element `id`: returns its exact distance to `query` and whether
-    /// it is deleted, and appends its level-0 neighbors with estimated
-    /// distances (the operator's units) to `out`. None when it cannot be
-    /// read (a free slot).
+    /// Reads element `id`: returns its exact distance to `query` (the
+    /// operator's units) and whether it is deleted, and appends its level-0
+    /// neighbors with estimated distances in [`CodedGraph::comparable`]'s
+    /// units to `out`. None when it cannot be read (a free slot).
     fn expand(&mut self, id: ElemId, query: &[f32], out: &mut Vec<Scored>) -> Option<(f64, bool)>;
+
+    /// An exact distance in the units of `expand`'s estimates: any
+    /// transform that keeps the order of distances (squared under L2, so
+    /// no neighbor's estimate needs a square root).
+    fn comparable(&self, distance: f64) -> f64;
 }
 
 /// State of a code-guided search of layer 0, kept for widening.
@@ -62,6 +77,8 @@ pub struct GuidedSearch {
     widens: bool,
     /// Elements read (the scan-tuple budget).
     pub evaluated: u64,
+    /// The worst found's distance in comparable units, kept with `found`.
+    worst_comparable: f64,
 }
 
 impl GuidedSearch {
@@ -80,7 +97,7 @@ impl GuidedSearch {
 
     fn starting(entries: &[ElemId], widens: bool) -> GuidedSearch {
         let mut s = GuidedSearch {
-            compact_at: 4096,
+            compact_at: DEFERRED_UNSORTED,
             widens,
             ..GuidedSearch::default()
         };
@@ -121,9 +138,11 @@ impl GuidedSearch {
             }
         }
         super::spill_past(&mut self.found, &mut self.spilled, ef);
+        self.worst_comparable = g.comparable(self.worst());
         let mut scratch = std::mem::take(&mut self.scratch);
         while let Some(Reverse(c)) = self.candidates.pop() {
-            if (self.found.len() >= ef && c.distance > self.worst()) || self.evaluated >= budget {
+            // candidates carry estimates in comparable units
+            if (self.found.len() >= ef && c.distance > self.worst_comparable) || self.evaluated >= budget {
                 self.candidates.push(Reverse(c));
                 break;
             }
@@ -134,12 +153,13 @@ impl GuidedSearch {
             self.evaluated += 1;
             self.found.push(Scored { distance: d, id: c.id });
             super::spill_past(&mut self.found, &mut self.spilled, ef);
+            self.worst_comparable = g.comparable(self.worst());
             // Only queued and expanded elements are marked visited, and a
             // neighbor too far to queue is set aside without a look at the
             // set (most are): it is estimated again when another list names
             // it (maybe nearer to it), and the set stays small.
             for &n in &scratch {
-                if self.found.len() >= ef && n.distance >= self.worst() {
+                if self.found.len() >= ef && n.distance >= self.worst_comparable {
                     if self.widens {
                         self.deferred.push(n);
                     }
@@ -164,7 +184,7 @@ impl GuidedSearch {
         self.deferred.dedup_by_key(|s| s.id);
         let visited = &self.visited;
         self.deferred.retain(|s| !visited.contains(&s.id));
-        self.compact_at = (2 * self.deferred.len()).max(4096);
+        self.compact_at = (2 * self.deferred.len()).max(DEFERRED_UNSORTED);
     }
 
     /// The best elements found so far, nearest first.
@@ -185,8 +205,13 @@ impl GuidedSearch {
         super::nearest_first_once(self.found.iter().chain(&self.spilled))
     }
 
-    /// Bytes this search holds (by capacity).
-    pub fn memory_bytes(&self) -> usize {
+    /// Bytes this search holds (by capacity), once the neighbors set aside
+    /// are compacted to one entry each (a run leaves them unsorted).
+    pub fn memory_bytes(&mut self) -> usize {
+        if self.deferred.len() > COMPACTED_FLOOR {
+            self.compact_deferred();
+            self.deferred.shrink_to_fit();
+        }
         let lists = self.candidates.capacity()
             + self.found.capacity()
             + self.spilled.capacity()
@@ -229,11 +254,14 @@ mod tests {
             let prepared = self.coder.query(q);
             for (k, &n) in self.g.adj[i][0].iter().enumerate() {
                 out.push(Scored {
-                    distance: self.coder.estimate(&prepared, d, &self.codes[i][k]),
+                    distance: self.coder.estimate_comparable(&prepared, self.coder.comparable(d) as f32, &self.codes[i][k]),
                     id: n,
                 });
             }
             Some((d, deleted))
+        }
+        fn comparable(&self, distance: f64) -> f64 {
+            self.coder.comparable(distance)
         }
     }
 
