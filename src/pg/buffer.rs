@@ -108,7 +108,7 @@ mod recent {
     use pgrx::pg_sys;
     use std::cell::UnsafeCell;
 
-    const SLOTS: usize = 1024;
+    const SLOTS: usize = 16384;
 
     #[derive(Clone, Copy)]
     struct Slot {
