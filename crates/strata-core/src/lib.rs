@@ -6,6 +6,7 @@
 //!
 //! * [`page_layout`] — the standard page layout's constants and helpers
 //! * [`prefetch`] — cache-line prefetch hints
+//! * [`huge_pages`] — transparent huge pages for large arrays read at random
 //! * [`error`] — the error contract with the SQL boundary (SQLSTATEs)
 //! * [`lsm`] — page formats, run packing, compression, checks, compaction policy
 //! * [`hnsw`] — graph, neighbor codes, page formats, calibration, costs
@@ -15,6 +16,8 @@
 
 pub mod error;
 pub mod hnsw;
+#[allow(unsafe_code)] // madvise
+pub mod huge_pages;
 pub mod lsm;
 pub mod page_layout;
 #[allow(unsafe_code)] // the prefetch instruction

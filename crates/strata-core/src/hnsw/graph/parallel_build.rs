@@ -227,13 +227,19 @@ impl<'a, T: Copy + Sync, D: Fn(&[T], &[T]) -> f32 + Sync> Shared<'a, T, D> {
             upper_slot.push(slots);
             slots += level as usize * spec.cap;
         }
+        use crate::huge_pages::prefer_huge_pages;
+        prefer_huge_pages(vectors.data);
+        let ids: Vec<AtomicU32> = (0..slots).map(|_| AtomicU32::new(NONE)).collect();
+        let meta: Vec<AtomicU64> = (0..slots).map(|_| AtomicU64::new(0)).collect();
+        prefer_huge_pages(&ids);
+        prefer_huge_pages(&meta);
         Shared {
             vectors,
             n,
             spec,
             upper_slot,
-            ids: (0..slots).map(|_| AtomicU32::new(NONE)).collect(),
-            meta: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+            ids,
+            meta,
             locks: (0..n).map(|_| Mutex::new(())).collect(),
             incoming: (0..n).map(|_| AtomicU32::new(0)).collect(),
             entry: Mutex::new((0, spec.levels.first().copied().unwrap_or(0))),
