@@ -741,11 +741,14 @@ where
     let shared = Shared::new(vectors, spec);
     {
         let g = &shared;
-        let _abort = AbortOnUnwind(&g.abort);
         pool.in_place_scope(|s| {
             for _ in 0..helpers {
                 s.spawn(move |_| g.work(None));
             }
+            // inside the scope, which waits for the helpers before an unwind
+            // leaves it: the flag must be up by then, or they build the
+            // rest of the graph first (a cancel waited minutes)
+            let _abort = AbortOnUnwind(&g.abort);
             g.work(Some(&mut tick));
         });
     }
@@ -930,9 +933,13 @@ mod tests {
 
     #[test]
     fn an_interrupt_stops_every_thread() {
-        let data: Vec<Vec<f32>> = (0..5000).map(|i| vec![i as f32, (i % 7) as f32]).collect();
+        let data: Vec<Vec<f32>> = (0..10_000).map(|i| vec![i as f32, (i % 7) as f32]).collect();
         let levels = vec![0u8; data.len()];
-        let l2 = |a: &[f32], b: &[f32]| crate::vector::kernels::l2_squared(a, b);
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let l2 = |a: &[f32], b: &[f32]| {
+            calls.fetch_add(1, Relaxed);
+            crate::vector::kernels::l2_squared(a, b)
+        };
         let spec = Spec {
             levels: &levels,
             ef_construction: 16,
@@ -943,9 +950,15 @@ mod tests {
             spare_last_links: true,
         };
         let p = pool(2);
+        build_parallel(&data.concat(), 2, &spec, &p, 2, |_| {});
+        let full = calls.swap(0, Relaxed);
+        // the caller's thread raises at its first tick (256 elements in):
+        // the helpers must stop at their next element, not finish the graph
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             build_parallel(&data.concat(), 2, &spec, &p, 2, |_| panic!("canceled"))
         }));
         assert!(r.is_err());
+        let canceled = calls.load(Relaxed);
+        assert!(canceled < full / 2, "{canceled} distances after the interrupt's build, {full} in a whole one");
     }
 }
