@@ -397,44 +397,23 @@ impl Coder {
         Query::new(&self.rot, self.kind, &self.ready(q), &mut Vec::new())
     }
 
-    /// The estimated operator distance from `query` to the neighbor of
-    /// `code` in the list of an owner at operator distance `d_owner`.
-    #[inline]
-    pub fn estimate(&self, query: &Query, d_owner: f64, code: &[u8]) -> f64 {
-        self.in_units(query.estimate(self.to_comparable(d_owner), code))
-    }
-
-    /// The estimated distance of [`Coder::estimate`] in comparable units
-    /// ([`Coder::comparable`]'s, squared under L2), given the owner's
-    /// distance in those units: what a search ranks neighbors by, without
-    /// a square root per neighbor (13% of a guided scan's time was that
-    /// root).
+    /// The estimated distance from `query` to the neighbor of `code` in the
+    /// list of an owner at `owner_comparable` (its exact distance through
+    /// [`Coder::comparable`]), in those comparable units: what a search ranks
+    /// neighbors by, with no square root per neighbor under L2 (13% of a
+    /// guided scan's time was that root).
     #[inline]
     pub fn estimate_comparable(&self, query: &Query, owner_comparable: f32, code: &[u8]) -> f64 {
         query.estimate(owner_comparable, code) as f64
     }
 
-    /// An operator's distance in the units [`Coder::estimate_comparable`]
+    /// An operator's distance in the units [`Query::estimate`] takes and
     /// gives (squared under L2; order-preserving on distances ≥ 0).
     #[inline]
     pub fn comparable(&self, distance: f64) -> f64 {
-        self.to_comparable(distance) as f64
-    }
-
-    /// The comparable form of an operator's distance (squared under L2),
-    /// in which [`Query::estimate`] takes the owner's and gives its own.
-    fn to_comparable(&self, distance: f64) -> f32 {
         match self.kind {
-            Estimate::SquaredL2 => (distance * distance) as f32,
-            Estimate::NegativeInner => distance as f32,
-        }
-    }
-
-    /// An estimate in the operator's units (square root under L2).
-    fn in_units(&self, estimate: f32) -> f64 {
-        match self.kind {
-            Estimate::SquaredL2 => (estimate.max(0.0) as f64).sqrt(),
-            Estimate::NegativeInner => estimate as f64,
+            Estimate::SquaredL2 => ((distance * distance) as f32) as f64,
+            Estimate::NegativeInner => (distance as f32) as f64,
         }
     }
 }
