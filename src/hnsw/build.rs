@@ -161,7 +161,7 @@ pub fn params_for_new_index(index: pg_sys::Relation) -> Params {
             ),
         );
     }
-    let layout = layout.with_scalar(scalar);
+    let layout = layout.for_column(scalar);
     // Below 32 dimensions a code (64 bits at least) costs about as much
     // as the vector, whose exact distance is then cheap anyway.
     let wanted = super::gucs::CODES.get() != super::gucs::Codes::Off;

@@ -166,7 +166,8 @@ pub(super) fn choose_neighbors(
 /// element among the nearest found at level 0 that holds exactly its vector
 /// (and, before version 3, has a free TID slot). Candidates are the ones tied
 /// with the nearest (an identical vector is at the least distance; cosine and
-/// inner product also tie other vectors, which the bit comparison rejects).
+/// inner product also tie other vectors, which the bit comparison rejects)
+/// and, in version 9, those at the distance of the vector's own rounding.
 fn add_to_duplicate(
     index: pg_sys::Relation,
     params: &Params,
@@ -180,9 +181,14 @@ fn add_to_duplicate(
     let Some(nearest) = found.first() else {
         return false;
     };
+    // a rounded element (version 9) lies at its own distance from the
+    // vector, computed here as the search computed it: found even when a
+    // near-duplicate happens to lie nearer
+    let own = (params.layout.scalar == format::Scalar::Rounded16)
+        .then(|| params.metric.distance(&format::as_stored(params.layout, vector), vector));
     found
         .iter()
-        .take_while(|s| s.distance <= nearest.distance)
+        .filter(|s| s.distance <= nearest.distance || Some(s.distance) == own)
         .any(|s| super::rows::add_heap_tid(index, params, s.id, vector, tid))
 }
 

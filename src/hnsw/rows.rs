@@ -130,6 +130,18 @@ pub fn element_rows(
     id: ElemId,
     rows: impl FnOnce(&Element) -> bool,
 ) -> Option<(Element, Vec<HeapTid>)> {
+    element_rows_and(index, params, id, rows, |_| ()).map(|(e, tids, ())| (e, tids))
+}
+
+/// [`element_rows`], with what `also` reads from the element item under
+/// the same lock.
+fn element_rows_and<T>(
+    index: pg_sys::Relation,
+    params: &Params,
+    id: ElemId,
+    rows: impl FnOnce(&Element) -> bool,
+    also: impl FnOnce(&[u8]) -> T,
+) -> Option<(Element, Vec<HeapTid>, T)> {
     if id.is_none() || id.block == pages::META_BLOCK {
         return None;
     }
@@ -149,8 +161,9 @@ pub fn element_rows(
             true
         });
     }
+    let t = also(item);
     buffer::unlock_release(buf);
-    Some((e, tids))
+    Some((e, tids, t))
 }
 
 /// Adds heap row `tid` to element `id` when the element holds exactly
@@ -373,5 +386,34 @@ pub fn remove_heap_tids(
 pub fn live_heap_tids(g: &pages::DiskGraph, id: ElemId) -> Vec<HeapTid> {
     element_rows(g.index, &g.params, id, |e| !e.deleted())
         .map(|(_, tids)| tids)
+        .unwrap_or_default()
+}
+
+/// How far the rows' vectors of a returned element may lie from the one
+/// it stores ([`format::element_slack`]) and that vector's norm.
+#[derive(Clone, Copy, Default)]
+pub struct Rounding {
+    pub slack: f32,
+    pub norm: f64,
+}
+
+/// [`live_heap_tids`] with the element's [`Rounding`] (a version-9
+/// `vector` element's; zero for elements stored exactly).
+pub fn live_heap_tids_rounded(g: &pages::DiskGraph, id: ElemId) -> (Vec<HeapTid>, Rounding) {
+    let (layout, dims) = (g.params.layout, g.params.dims);
+    let read = |item: &[u8]| {
+        let slack = format::element_slack(item, layout, dims);
+        if slack == 0.0 {
+            return Rounding::default();
+        }
+        let norm = format::element_vector(item, layout, dims)
+            .iter()
+            .map(|x| (*x as f64) * (*x as f64))
+            .sum::<f64>()
+            .sqrt();
+        Rounding { slack, norm }
+    };
+    element_rows_and(g.index, &g.params, id, |e| !e.deleted(), read)
+        .map(|(_, tids, r)| (tids, r))
         .unwrap_or_default()
 }

@@ -34,6 +34,8 @@ use super::graph::guided::GuidedSearch;
 use super::graph::{self, LayerSearch, Scored};
 use super::gucs::{self, IterativeScan};
 use super::pages::{self, DiskGraph, Params};
+use super::rounded;
+use super::rows::Rounding;
 use crate::vector::datum::floats_of;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -109,6 +111,10 @@ struct ScanState {
     returned: IdSet,
     /// Heap rows of the last returned element still to return, last first.
     pending: Vec<HeapTid>,
+    /// The ORDER BY value handed out with the last element's rows.
+    order: Order,
+    /// |query| (inner product and cosine bounds of rounded elements).
+    query_norm: f64,
     last: f64,
     ef: usize,
     /// The first batch was searched (the search itself is dropped once it
@@ -145,14 +151,24 @@ pub fn begin(index: pg_sys::Relation, nkeys: i32, norderbys: i32) -> pg_sys::Ind
         pos: 0,
         returned: IdSet::default(),
         pending: Vec::new(),
+        order: Order::default(),
+        query_norm: 0.0,
         last: f64::NEG_INFINITY,
         ef: 0,
         started: false,
         finished: false,
     });
     // SAFETY: the callback lives in the current (scan) memory context and
-    // frees the state when that context goes away.
+    // frees the state when that context goes away; the ORDER BY value
+    // arrays (one per ORDER BY key) live there too, as the executor expects.
     unsafe {
+        if norderbys > 0 {
+            let n = norderbys as usize;
+            (*scan).xs_orderbyvals = pg_sys::palloc0(n * std::mem::size_of::<pg_sys::Datum>()) as *mut pg_sys::Datum;
+            let nulls = pg_sys::palloc(n * std::mem::size_of::<bool>()) as *mut bool;
+            std::ptr::write_bytes(nulls, 1, n);
+            (*scan).xs_orderbynulls = nulls;
+        }
         let cb = pg_sys::palloc0(std::mem::size_of::<pg_sys::MemoryContextCallback>())
             as *mut pg_sys::MemoryContextCallback;
         (*cb).func = Some(free_state);
@@ -176,6 +192,7 @@ pub fn rescan(scan: pg_sys::IndexScanDesc, orderbys: pg_sys::ScanKey, norderbys:
     st.pos = 0;
     st.returned.clear();
     st.pending.clear();
+    st.order = Order::default();
     st.last = f64::NEG_INFINITY;
     st.started = false;
     st.finished = false;
@@ -217,6 +234,7 @@ pub fn rescan(scan: pg_sys::IndexScanDesc, orderbys: pg_sys::ScanKey, norderbys:
                     _ => q.len(),
                 };
                 check_query_dims(scalar, qdims, dims);
+                st.query_norm = q.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>().sqrt();
                 Some(q)
             }
         }
@@ -326,7 +344,7 @@ fn next_with(scan: pg_sys::IndexScanDesc, st: &mut ScanState, q: &[f32]) -> bool
     loop {
         // the further heap rows of the element returned last
         if let Some(t) = st.pending.pop() {
-            set_heap_tid(scan, t);
+            set_heap_tid(scan, t, st.order);
             return true;
         }
         while st.pos < st.batch.len() {
@@ -336,7 +354,10 @@ fn next_with(scan: pg_sys::IndexScanDesc, st: &mut ScanState, q: &[f32]) -> bool
                 continue;
             }
             // every heap row of a live element, as its page holds them now
-            let mut tids = super::rows::live_heap_tids(&st.graph, s.id);
+            let (mut tids, rounding) = match st.graph.params.layout.scalar {
+                Scalar::Rounded16 => super::rows::live_heap_tids_rounded(&st.graph, s.id),
+                _ => (super::rows::live_heap_tids(&st.graph, s.id), Rounding::default()),
+            };
             tids.reverse();
             let Some(first) = tids.pop() else {
                 continue;
@@ -344,7 +365,8 @@ fn next_with(scan: pg_sys::IndexScanDesc, st: &mut ScanState, q: &[f32]) -> bool
             st.returned.insert(s.id);
             st.last = st.last.max(s.distance);
             st.pending = tids;
-            set_heap_tid(scan, first);
+            st.order = order_of(st, s.distance, rounding);
+            set_heap_tid(scan, first, st.order);
             return true;
         }
         check_for_interrupts!();
@@ -355,12 +377,41 @@ fn next_with(scan: pg_sys::IndexScanDesc, st: &mut ScanState, q: &[f32]) -> bool
     }
 }
 
-fn set_heap_tid(scan: pg_sys::IndexScanDesc, t: HeapTid) {
-    // SAFETY: valid scan descriptor.
+/// The ORDER BY value of an element's rows found at distance `d` from the
+/// query: `d` itself when the element stores its rows' vector exactly;
+/// for a rounded one (format version 9) a bound no row's exact distance
+/// is below, with a request that the executor recheck the order
+/// (`rounded.rs`).
+#[derive(Clone, Copy, Default)]
+struct Order {
+    value: f64,
+    recheck: bool,
+}
+
+fn order_of(st: &ScanState, d: f64, r: Rounding) -> Order {
+    if r.slack == 0.0 {
+        return Order { value: d, recheck: false };
+    }
+    let p = &st.graph.params;
+    Order {
+        value: rounded::lower_bound(p.metric, d, r.slack, st.query_norm, r.norm, p.dims),
+        recheck: true,
+    }
+}
+
+fn set_heap_tid(scan: pg_sys::IndexScanDesc, t: HeapTid, order: Order) {
+    // SAFETY: valid scan descriptor; the ORDER BY arrays were allocated in
+    // `begin` for its one ORDER BY key (none for other scans).
     unsafe {
         (*scan).xs_heaptid = crate::pg::htup::make_tid(t.block, t.offset);
         (*scan).xs_recheck = false;
-        (*scan).xs_recheckorderby = false;
+        (*scan).xs_recheckorderby = order.recheck;
+        let null_query = (*scan).numberOfOrderBys > 0
+            && (*(*scan).orderByData).sk_flags & pg_sys::SK_ISNULL as i32 != 0;
+        if !(*scan).xs_orderbyvals.is_null() && !null_query {
+            *(*scan).xs_orderbyvals = order.value.into_datum().expect("a float8 datum");
+            *(*scan).xs_orderbynulls = false;
+        }
     }
 }
 

@@ -97,8 +97,10 @@ pub unsafe fn floats_of<'a>(datum: pg_sys::Datum, scalar: Scalar) -> std::borrow
             let b = unsafe { super::bit_datum::Bits::from_raw_datum(datum) };
             std::borrow::Cow::Owned(super::bits::widen(b.bytes(), b.bit_len() as usize))
         }
-        // SAFETY: the caller's guarantee.
-        Scalar::Float4 => std::borrow::Cow::Borrowed(unsafe { Vector::from_raw_datum(datum) }.as_slice()),
+        Scalar::Float4 | Scalar::Rounded16 => {
+            // SAFETY: the caller's guarantee.
+            std::borrow::Cow::Borrowed(unsafe { Vector::from_raw_datum(datum) }.as_slice())
+        }
         Scalar::Sparse => {
             // SAFETY: the caller's guarantee.
             let v = unsafe { super::sparse_datum::SparseVec::from_raw_datum(datum) };

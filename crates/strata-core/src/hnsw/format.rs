@@ -94,7 +94,7 @@
 /// Tag magic, "HNSW".
 pub const MAGIC: u32 = 0x484E_5357;
 /// The format new indexes are built in.
-pub const FORMAT_VERSION: u16 = 8;
+pub const FORMAT_VERSION: u16 = 9;
 /// The oldest format still read (and inserted into).
 pub const OLDEST_VERSION: u16 = 1;
 /// Heap TIDs an element holds in version 2.
@@ -211,6 +211,11 @@ pub enum Scalar {
     /// `nnz u32 | indices i32 × nnz | values f32 × nnz`, so elements differ
     /// in size (at most [`MAX_SPARSE_NNZ`] non-zeros).
     Sparse = 3,
+    /// float4 values (`vector`) stored at half precision, scaled by a power
+    /// of two, with the rounding's bound (version 9; [`super::rounded`]):
+    /// `slack f32 | exp i16 | dims × binary16`. Scans ask the executor to
+    /// recheck the order of rows whose vectors were rounded.
+    Rounded16 = 4,
 }
 
 impl Scalar {
@@ -221,6 +226,7 @@ impl Scalar {
             Scalar::Binary16 => 6,
             Scalar::Bit => 7,
             Scalar::Sparse => 8,
+            Scalar::Rounded16 => 9,
         }
     }
 
@@ -231,13 +237,14 @@ impl Scalar {
             Scalar::Float4 | Scalar::Sparse => 4 * dims,
             Scalar::Binary16 => 2 * dims,
             Scalar::Bit => dims.div_ceil(8),
+            Scalar::Rounded16 => super::rounded::bytes_for(dims),
         }
     }
 
     /// Largest dimension count a column indexed as this scalar may declare.
     pub fn max_dims(self) -> usize {
         match self {
-            Scalar::Float4 => MAX_DIMS,
+            Scalar::Float4 | Scalar::Rounded16 => MAX_DIMS,
             Scalar::Binary16 => MAX_HALF_DIMS,
             Scalar::Bit => MAX_BIT_DIMS,
             Scalar::Sparse => crate::vector::sparse::MAX_DIM,
@@ -247,7 +254,7 @@ impl Scalar {
     /// The SQL type of a column whose values are stored as this scalar.
     pub fn type_name(self) -> &'static str {
         match self {
-            Scalar::Float4 => "vector",
+            Scalar::Float4 | Scalar::Rounded16 => "vector",
             Scalar::Binary16 => "halfvec",
             Scalar::Bit => "bit",
             Scalar::Sparse => "sparsevec",
@@ -261,6 +268,7 @@ impl Scalar {
             1 => Scalar::Binary16,
             2 => Scalar::Bit,
             3 => Scalar::Sparse,
+            4 => Scalar::Rounded16,
             _ => Scalar::Float4,
         };
         if version >= s.since_version() {
@@ -297,6 +305,16 @@ impl Layout {
     /// [`Layout::stores`]).
     pub fn with_scalar(self, scalar: Scalar) -> Layout {
         Layout { scalar, ..self }
+    }
+
+    /// This layout for a column whose values are `column`'s: a `vector`
+    /// column's elements are rounded to binary16 from version 9
+    /// ([`Scalar::Rounded16`]); the others are stored as they are.
+    pub fn for_column(self, column: Scalar) -> Layout {
+        match column {
+            Scalar::Float4 if self.stores(Scalar::Rounded16) => self.with_scalar(Scalar::Rounded16),
+            c => self.with_scalar(c),
+        }
     }
 
     /// Whether this version's elements can store `scalar` values.
@@ -666,6 +684,10 @@ pub fn element_floats_in<'a>(item: &'a [u8], layout: Layout, dims: usize, buf: &
             crate::vector::bits::widen_into(element_bytes(item, layout, dims), dims, buf);
             buf
         }
+        Scalar::Rounded16 => {
+            super::rounded::decode_into(element_bytes(item, layout, dims), buf);
+            buf
+        }
     }
 }
 
@@ -714,6 +736,7 @@ pub fn element_vector(item: &[u8], layout: Layout, dims: usize) -> Vec<f32> {
     match layout.scalar {
         Scalar::Binary16 => crate::vector::half::widen_le_bytes(bytes),
         Scalar::Bit => crate::vector::bits::widen(bytes, dims),
+        Scalar::Rounded16 => super::rounded::decode(bytes),
         Scalar::Float4 | Scalar::Sparse => bytes
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
@@ -737,6 +760,8 @@ fn stored_exactly(scalar: Scalar, x: f32) -> bool {
             crate::vector::half::to_f32(crate::vector::half::from_f32_unchecked(x)).to_bits() == x.to_bits()
         }
         Scalar::Bit => x == 0.0 || x == 1.0,
+        // rows whose vectors round alike may share (`element_holds`)
+        Scalar::Rounded16 => true,
     }
 }
 
@@ -754,13 +779,42 @@ fn write_scalars(out: &mut [u8], scalar: Scalar, vector: &[f32]) {
             }
         }
         Scalar::Bit => crate::vector::bits::pack_nonzero(vector, out),
+        Scalar::Rounded16 => super::rounded::encode(vector, out),
     }
 }
 
-/// Whether the element item stores exactly `vector` (bit for bit).
+/// `vector` as an element of `layout` stores it, widened: rounded for a
+/// version-9 `vector` element, itself otherwise.
+pub fn as_stored(layout: Layout, vector: &[f32]) -> std::borrow::Cow<'_, [f32]> {
+    match layout.scalar {
+        Scalar::Rounded16 => {
+            let mut b = vec![0u8; super::rounded::bytes_for(vector.len())];
+            super::rounded::encode(vector, &mut b);
+            std::borrow::Cow::Owned(super::rounded::decode(&b))
+        }
+        _ => std::borrow::Cow::Borrowed(vector),
+    }
+}
+
+/// How far an element's rows' vectors may lie from the one it stores (the
+/// L2 norm of the rounding of a version-9 `vector` element; 0 otherwise:
+/// stored exactly).
+pub fn element_slack(item: &[u8], layout: Layout, dims: usize) -> f32 {
+    match layout.scalar {
+        Scalar::Rounded16 => super::rounded::slack(element_bytes(item, layout, dims)),
+        _ => 0.0,
+    }
+}
+
+/// Whether the element item stores exactly `vector` (bit for bit), or — a
+/// version-9 `vector` element — `vector` rounds to what it stores within
+/// its slack.
 pub fn element_holds(item: &[u8], layout: Layout, vector: &[f32]) -> bool {
     let at = layout.vector_offset();
     let n = layout.scalar.bytes_for(vector.len());
+    if layout.scalar == Scalar::Rounded16 {
+        return item.len() >= at + n && super::rounded::stands_for(&item[at..at + n], vector);
+    }
     if item.len() < at + n || !vector.iter().all(|x| stored_exactly(layout.scalar, *x)) {
         return false;
     }

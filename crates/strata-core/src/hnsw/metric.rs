@@ -83,8 +83,37 @@ impl Metric {
         })
     }
 
-    /// The SQL operator's value.
+    /// The SQL operator's value. Where float4 arithmetic overflows (dense
+    /// coordinates near 1e19 and up) the operator says Infinity for every
+    /// such pair; a graph measured so cannot tell near from far, so the
+    /// distance is then computed in float8 ([`Metric::distance_wide`]).
     pub fn distance(self, a: &[f32], b: &[f32]) -> f64 {
+        let d = self.distance_f32(a, b);
+        if d.is_finite() {
+            d
+        } else {
+            self.distance_wide(a, b).unwrap_or(d)
+        }
+    }
+
+    /// A dense metric's value computed in float8 (None for the others).
+    fn distance_wide(self, a: &[f32], b: &[f32]) -> Option<f64> {
+        let pairs = || a.iter().zip(b).map(|(x, y)| (*x as f64, *y as f64));
+        Some(match self {
+            Metric::L2 => pairs().map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt(),
+            Metric::InnerProduct => -pairs().map(|(x, y)| x * y).sum::<f64>(),
+            Metric::Cosine => {
+                let (dot, na, nb) = pairs().fold((0.0, 0.0, 0.0), |(d, p, q), (x, y)| (d + x * y, p + x * x, q + y * y));
+                1.0 - (dot / (na * nb).sqrt()).clamp(-1.0, 1.0)
+            }
+            Metric::L1 => pairs().map(|(x, y)| (x - y).abs()).sum::<f64>(),
+            _ => return None,
+        })
+    }
+
+    /// [`Metric::distance`] in float4 arithmetic, as the SQL operators
+    /// compute it.
+    fn distance_f32(self, a: &[f32], b: &[f32]) -> f64 {
         match self {
             Metric::L2 => (kernels::l2_squared(a, b) as f64).sqrt(),
             Metric::InnerProduct => -(kernels::dot(a, b) as f64),

@@ -13,6 +13,7 @@ pub mod format;
 pub mod graph;
 pub mod metric;
 pub mod options;
+pub mod rounded;
 #[cfg(test)]
 mod recall_bound;
 pub mod wal_record;

@@ -37,7 +37,7 @@ fn meta_round_trip() {
     };
     v1.encode(&mut b);
     assert_eq!(Meta::decode(&b), Some(v1));
-    put_u32(&mut b, 4, 9);
+    put_u32(&mut b, 4, 10);
     assert_eq!(Meta::decode(&b), None);
     // bit elements (byte 46 = 2) from version 7; a version 6 metapage with
     // that byte is read as float4 (version 6 never wrote it)
@@ -96,8 +96,8 @@ fn element_and_neighbor_items() {
     assert_eq!(Layout::of(5).unwrap().element_size(3), 24 + 12);
     assert_eq!(Layout::of(6).unwrap().with_scalar(Scalar::Binary16).element_size(3), 24 + 6);
     assert_eq!(Layout::of(0), None);
-    assert_eq!(Layout::of(8), Some(Layout::CURRENT));
-    assert_eq!(Layout::of(9), None);
+    assert_eq!(Layout::of(9), Some(Layout::CURRENT));
+    assert_eq!(Layout::of(10), None);
     assert!(!Layout::of(6).unwrap().stores(Scalar::Bit) && Layout::CURRENT.stores(Scalar::Bit));
     assert!(!Layout::of(5).unwrap().stores(Scalar::Binary16));
     // binary16 elements hold halfvec values exactly, and tell them apart
@@ -394,8 +394,64 @@ fn sparse_elements_hold_their_slots_and_differ_in_size() {
     bad[sparse.vector_offset()..sparse.vector_offset() + 4].copy_from_slice(&(MAX_SPARSE_NNZ as u32 + 1).to_le_bytes());
     assert!(!element_fits(&bad, sparse, 5));
     assert!(sparse.stores(Scalar::Sparse) && !Layout::of(7).unwrap().stores(Scalar::Sparse));
-    assert_eq!(Layout::CURRENT.with_scalar(Scalar::Sparse), sparse);
+    assert_eq!(Layout::of(8).unwrap().with_scalar(Scalar::Sparse), sparse);
     // the largest sparse element fits a page with its neighbor item's room to spare
     let free = BLOCK_SIZE - PAGE_HEADER_SIZE - TAG_SIZE - 4;
     assert!(sparse.element_size(1 + 2 * MAX_SPARSE_NNZ) + 4 <= free);
+}
+
+#[test]
+fn vector_columns_are_stored_rounded_from_version_9() {
+    let e = Element {
+        heap_block: 3,
+        heap_offset: 4,
+        level: 0,
+        flags: 0,
+        neighbors: ElemId { block: 3, offset: 1 },
+    };
+    let tid = |block, offset| HeapTid { block, offset };
+    let rounded = Layout::CURRENT.for_column(Scalar::Float4);
+    assert_eq!(rounded.scalar, Scalar::Rounded16);
+    assert_eq!(Layout::of(8).unwrap().for_column(Scalar::Float4).scalar, Scalar::Float4);
+    assert_eq!(Layout::CURRENT.for_column(Scalar::Binary16).scalar, Scalar::Binary16);
+    // 24-byte header, slack and exponent, two bytes a coordinate: at 128
+    // dimensions 286 bytes where float4 takes 536
+    assert_eq!(rounded.element_size(128), 24 + 6 + 256);
+    let v = [0.1f32, -2.5, 300.0];
+    let item = encode_element(&e, rounded, &[tid(8, 9)], &v);
+    assert!(is_element_of(&item, rounded, 3));
+    let h = element_vector(&item, rounded, 3);
+    assert_eq!(h, vec![0.099975586, -2.5, 300.0]);
+    assert_eq!(element_floats_in(&item, rounded, 3, &mut Vec::new()), &h[..]);
+    assert_eq!(&as_stored(rounded, &v)[..], &h[..]);
+    let slack = element_slack(&item, rounded, 3);
+    assert!(slack > 0.0 && (slack as f64) >= (0.1f64 - 0.099975586f32 as f64).abs());
+    // the same vector shares the element; another does not
+    assert!(element_holds(&item, rounded, &v));
+    assert!(!element_holds(&item, rounded, &[0.1, -2.5, 301.0]));
+    // exactly stored vectors have no slack
+    let exact = encode_element(&e, rounded, &[tid(8, 9)], &[1.0, 2.0, 255.0]);
+    assert_eq!(element_slack(&exact, rounded, 3), 0.0);
+    assert_eq!(element_slack(&exact, Layout::of(8).unwrap(), 3), 0.0);
+    // a metapage says so in byte 46, read only from version 9
+    let mut b = vec![0u8; META_SIZE];
+    let m = Meta {
+        version: 9,
+        dims: 3,
+        m: 16,
+        ef_construction: 64,
+        metric: 1,
+        entry: ElemId::NONE,
+        entry_level: -1,
+        elements: 0,
+        insert_block: 0,
+        code_bits: 0,
+        code_seed: 0,
+        code_scale: 0,
+        scalar: Scalar::Rounded16,
+    };
+    m.encode(&mut b);
+    assert_eq!(Meta::decode(&b).and_then(|d| d.layout()), Some(rounded));
+    put_u32(&mut b, 4, 8);
+    assert_eq!(Meta::decode(&b).map(|d| d.scalar), Some(Scalar::Float4));
 }
