@@ -17,9 +17,9 @@ pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20000);
 pub static SCAN_MEM_MULTIPLIER: GucSetting<f64> = GucSetting::<f64>::new(1.0);
 
 /// Format version new indexes are written in (`strata.hnsw_format_version`):
-/// the current one by default; 1–5 write indexes an older Strata reads
+/// the current one by default; 1–8 write indexes an older Strata reads
 /// (one heap row per element; ten at most; no neighbor codes; 8-byte ids;
-/// no binary16 elements)
+/// no binary16, bit or sparse elements; float4 elements of vector columns)
 /// and are how the tests cover those versions.
 pub static FORMAT_VERSION: GucSetting<i32> =
     GucSetting::<i32>::new(super::format::FORMAT_VERSION as i32);
@@ -100,7 +100,7 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"strata.hnsw_format_version",
         c"On-disk format version of new strata_hnsw indexes.",
-        c"7 (the default) is 6 that can also store bit columns, one bit per dimension; 6 is 5 that can also store halfvec columns as binary16; 5 is 4 with 4-byte element ids in neighbor lists and three row slots per element (more rows go to row lists), about a fifth smaller; 4 stores codes of each element's level-0 neighbors with its list, so a scan reads fewer elements; 3 has no codes; 2 shares an element among ten rows at most; 1 keeps one row per element. Older versions are what older Strata builds read.",
+        c"9 (the default) is 8 with vector columns stored at half precision and rechecked by the executor, about a sixth smaller; 8 is 7 that can also store sparsevec columns; 7 is 6 that can also store bit columns, one bit per dimension; 6 is 5 that can also store halfvec columns as binary16; 5 is 4 with 4-byte element ids in neighbor lists and three row slots per element (more rows go to row lists), about a fifth smaller; 4 stores codes of each element's level-0 neighbors with its list, so a scan reads fewer elements; 3 has no codes; 2 shares an element among ten rows at most; 1 keeps one row per element. Older versions are what older Strata builds read.",
         &FORMAT_VERSION,
         super::format::OLDEST_VERSION as i32,
         super::format::FORMAT_VERSION as i32,

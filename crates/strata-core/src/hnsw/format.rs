@@ -1,6 +1,8 @@
-//! On-disk format of `strata_hnsw` indexes, version 6 (versions 1–5 are
-//! still read and written into; `docs/hnsw-format.md` draws every version).
-//! Pure: no Postgres calls.
+//! On-disk format of `strata_hnsw` indexes, version 9 (versions 1–8 are
+//! still read and written into; `docs/hnsw-format.md` draws every version,
+//! this comment the first ones and the parts every version shares). Version
+//! 9 stores a `vector` column's elements rounded to binary16 with a bound
+//! ([`Scalar::Rounded16`], `rounded.rs`). Pure: no Postgres calls.
 //!
 //! Every page is a standard Postgres page with a 16-byte special space tag:
 //!
@@ -19,9 +21,11 @@
 //!     code_scale u16 | half u16                                        (48 bytes)
 //! ```
 //!
-//! `half` (version 6; padding before) is 1 when elements store their vector
-//! as binary16 values (`halfvec` columns): `dims × u16` instead of
-//! `dims × f32` below; readers widen them to `f32` exactly.
+//! `half` (version 6; padding before; a [`Scalar`] since version 7) is 1
+//! when elements store their vector as binary16 values (`halfvec` columns):
+//! `dims × u16` instead of `dims × f32` below; readers widen them to `f32`
+//! exactly; 4 (version 9) when they store a `vector` column's values
+//! rounded: `slack f32 | exp i16 | dims × u16`.
 //!
 //! `code_bits`, `code_seed` and `code_scale` are version 4's (zero before):
 //! the neighbor codes' width and rotation (see below and `codes.rs`), and how
