@@ -12,7 +12,7 @@ use super::graph::guided::CodedGraph;
 use super::graph::{Graph, Scored};
 use super::metric::{Metric, PreparedQuery};
 use super::wal::IndexWrite;
-use crate::pg::buffer;
+use crate::pg::buffer::{self, Locked};
 use crate::pg::page;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -72,10 +72,7 @@ fn decode_meta(p: pg_sys::Page) -> Option<Meta> {
 }
 
 pub fn read_meta(index: pg_sys::Relation) -> Meta {
-    let buf = buffer::read(index, META_BLOCK);
-    buffer::lock_share(buf);
-    let meta = decode_meta(buffer::page(buf));
-    buffer::unlock_release(buf);
+    let meta = decode_meta(Locked::share(index, META_BLOCK).page());
     meta.unwrap_or_else(|| corrupted(index, "invalid metapage".into()))
 }
 
@@ -92,16 +89,14 @@ pub fn read_meta_locked(buf: pg_sys::Buffer) -> Meta {
 /// Changes the metapage under its exclusive lock (one WAL record); `f`
 /// returns false to leave it unchanged.
 pub fn update_meta(index: pg_sys::Relation, f: impl FnOnce(&mut Meta) -> bool) {
-    let buf = buffer::read(index, META_BLOCK);
-    buffer::lock_exclusive(buf);
-    let mut meta = read_meta_locked(buf);
+    let buf = Locked::exclusive(index, META_BLOCK);
+    let mut meta = read_meta_locked(buf.buffer());
     if f(&mut meta) {
         let mut w = IndexWrite::start(index);
-        let p = w.register(buf, false);
+        let p = w.register(buf.buffer(), false);
         write_meta(p, &meta);
         w.commit();
     }
-    buffer::unlock_release(buf);
 }
 
 /// Runs `f` on graph page `block` under a share lock (None for the
@@ -111,20 +106,17 @@ fn with_page<T>(index: pg_sys::Relation, block: u32, f: impl FnOnce(pg_sys::Page
     if block == META_BLOCK {
         return None;
     }
-    let buf = buffer::read(index, block);
-    buffer::lock_share(buf);
-    let p = buffer::page(buf);
+    let buf = Locked::share(index, block);
+    let p = buf.page();
     // Every block but the metapage is a graph page, so the page header's
     // special size stands for the kind: reading the tag at the page's end
     // touched one more cache line per element visited (12% of a scan's CPU
     // in a profile); `page::item` still bounds-checks the line pointer.
-    let r = if !page::is_new(p) && page::special_size(p) == TAG_SIZE {
+    if !page::is_new(p) && page::special_size(p) == TAG_SIZE {
         f(p)
     } else {
         None
-    };
-    buffer::unlock_release(buf);
-    r
+    }
 }
 
 /// The bytes of item `offset` of a page the caller holds locked.
@@ -145,10 +137,9 @@ fn with_item<T>(index: pg_sys::Relation, id: ElemId, f: impl FnOnce(&[u8]) -> T)
 /// Changes item `id` in place under the page's exclusive lock (one WAL
 /// record); `f` returns false to leave it unchanged.
 pub fn update_item(index: pg_sys::Relation, id: ElemId, f: impl FnOnce(&mut [u8]) -> bool) -> bool {
-    let buf = buffer::read(index, id.block);
-    buffer::lock_exclusive(buf);
+    let buf = Locked::exclusive(index, id.block);
     let mut w = IndexWrite::start(index);
-    let p = w.register(buf, false);
+    let p = w.register(buf.buffer(), false);
     let changed = match page::item(p, id.offset) {
         // SAFETY: a normal item inside the working copy.
         Some((ptr, len)) => f(unsafe { std::slice::from_raw_parts_mut(ptr, len) }),
@@ -159,7 +150,6 @@ pub fn update_item(index: pg_sys::Relation, id: ElemId, f: impl FnOnce(&mut [u8]
     } else {
         drop(w);
     }
-    buffer::unlock_release(buf);
     changed
 }
 
@@ -229,30 +219,29 @@ pub fn add_element(
     // Try the last page for both items.
     let last = buffer::nblocks(index) - 1;
     if last > META_BLOCK {
-        let buf = buffer::read(index, last);
-        buffer::lock_exclusive(buf);
-        let p = buffer::page(buf);
+        let buf = Locked::exclusive(index, last);
+        let p = buf.page();
         if page_kind(p) == Some(KIND_GRAPH)
             && room_for(p, layout, &[neighbors.len(), elem_len])
         {
             let mut w = IndexWrite::start(index);
-            let wp = w.register(buf, false);
+            let wp = w.register(buf.buffer(), false);
             let id = place_pair(index, wp, last, layout, &mut e, vector, neighbors);
             w.commit();
-            buffer::unlock_release(buf);
             return id;
         }
-        buffer::unlock_release(buf);
     }
-    let buf = extend(index, layout);
-    let block = buffer::block_number(buf);
+    let buf = Locked::adopt(extend(index, layout));
+    let block = buf.block();
+    // a second page, if needed, is released before the first (declared
+    // before the record, which is committed or abandoned first)
+    let buf2: Locked;
     let mut w = IndexWrite::start(index);
-    let wp = w.register(buf, true);
+    let wp = w.register(buf.buffer(), true);
     init_page(wp, KIND_GRAPH, layout.version);
     if room_for(wp, layout, &[neighbors.len(), elem_len]) {
         let id = place_pair(index, wp, block, layout, &mut e, vector, neighbors);
         w.commit();
-        buffer::unlock_release(buf);
         return id;
     }
     // Too large together (high dimensions): neighbors here, element on the next page.
@@ -262,16 +251,14 @@ pub fn add_element(
         block,
         offset: nbr_off,
     };
-    let buf2 = extend(index, layout);
-    let block2 = buffer::block_number(buf2);
-    let wp2 = w.register(buf2, true);
+    buf2 = Locked::adopt(extend(index, layout));
+    let block2 = buf2.block();
+    let wp2 = w.register(buf2.buffer(), true);
     init_page(wp2, KIND_GRAPH, layout.version);
     let item = format::encode_element(&e, layout, &[e.heap_tid()], vector);
     let off = page::add_item(wp2, item.as_ptr(), item.len())
         .unwrap_or_else(|| corrupted(index, "element item does not fit an empty page".into()));
     w.commit();
-    buffer::unlock_release(buf2);
-    buffer::unlock_release(buf);
     ElemId {
         block: block2,
         offset: off,
@@ -312,9 +299,8 @@ fn reuse_free_slot(
         if block == META_BLOCK || block >= nblocks {
             continue;
         }
-        let buf = buffer::read(index, block);
-        buffer::lock_exclusive(buf);
-        let p = buffer::page(buf);
+        let buf = Locked::exclusive(index, block);
+        let p = buf.page();
         let mut slots = Vec::new();
         let mut free = 0usize;
         if page_kind(p) == Some(KIND_GRAPH) {
@@ -351,14 +337,14 @@ fn reuse_free_slot(
         // Best fit: the slot with the fewest levels that still holds the new
         // element's, so slots of high levels stay for elements that need them.
         let Some(&(off, nbr_off, nlen, levels)) = slots.iter().min_by_key(|s| (s.3, s.0)) else {
-            buffer::unlock_release(buf);
+            drop(buf);
             if free > 0 {
                 skipped.push(block);
             }
             continue;
         };
         let mut w = IndexWrite::start(index);
-        let wp = w.register(buf, false);
+        let wp = w.register(buf.buffer(), false);
         let mut e = element.clone();
         e.neighbors = ElemId {
             block,
@@ -385,7 +371,7 @@ fn reuse_free_slot(
             std::ptr::copy_nonoverlapping(nbr.as_ptr(), nptr, nlen);
         }
         w.commit();
-        buffer::unlock_release(buf);
+        drop(buf);
         if free > 1 {
             // more free slots remain on this page, of any size: the lookup
             // took the page out of the FSM, so it goes back
@@ -1025,9 +1011,8 @@ pub fn for_each_element(
     let nblocks = buffer::nblocks(index);
     for block in 1..nblocks {
         check_for_interrupts!();
-        let buf = buffer::read(index, block);
-        buffer::lock_share(buf);
-        let p = buffer::page(buf);
+        let buf = Locked::share(index, block);
+        let p = buf.page();
         let mut items = Vec::new();
         if page_kind(p) == Some(KIND_GRAPH) {
             for off in 1..=page::max_offset(p) {
@@ -1040,7 +1025,7 @@ pub fn for_each_element(
                 }
             }
         }
-        buffer::unlock_release(buf);
+        drop(buf);
         for (off, item) in items {
             f(
                 ElemId { block, offset: off },

@@ -14,7 +14,7 @@
 use super::format::{self, ElemId, Element, HeapTid, KIND_GRAPH};
 use super::pages::{self, Params};
 use super::wal::IndexWrite;
-use crate::pg::buffer;
+use crate::pg::buffer::{self, Locked};
 use crate::pg::page;
 use pgrx::pg_sys;
 use std::collections::HashSet;
@@ -68,23 +68,15 @@ fn walk_lists(
             pages::corrupted(index, format!("row list chain through ({},{}) loops or goes back", l.block, l.offset));
         }
         budget -= 1;
-        let (buf, own) = if l.block == eblock {
-            (ebuf, false)
-        } else {
-            let b = buffer::read(index, l.block);
-            if exclusive {
-                buffer::lock_exclusive(b);
-            } else {
-                buffer::lock_share(b);
-            }
-            (b, true)
-        };
+        let own = (l.block != eblock).then(|| match exclusive {
+            true => Locked::exclusive(index, l.block),
+            false => Locked::share(index, l.block),
+        });
+        let buf = own.as_ref().map_or(ebuf, Locked::buffer);
         let item = row_list_on(index, buffer::page(buf), l);
         next = Some(format::decode_row_list(item).0).filter(|n| !n.is_none());
         let go_on = f(l, buf, item);
-        if own {
-            buffer::unlock_release(buf);
-        }
+        drop(own);
         if !go_on {
             return;
         }
@@ -98,11 +90,8 @@ fn with_page_exclusive<T>(
     id: ElemId,
     f: impl FnOnce(pg_sys::Buffer) -> T,
 ) -> T {
-    let buf = buffer::read(index, id.block);
-    buffer::lock_exclusive(buf);
-    let r = f(buf);
-    buffer::unlock_release(buf);
-    r
+    let buf = Locked::exclusive(index, id.block);
+    f(buf.buffer())
 }
 
 /// Every heap row of live element `id` whose item a page pass copied out
@@ -146,24 +135,18 @@ fn element_rows_and<T>(
         return None;
     }
     let layout = params.layout;
-    let buf = buffer::read(index, id.block);
-    buffer::lock_share(buf);
-    let Some(item) = element_on(buffer::page(buf), params, id) else {
-        buffer::unlock_release(buf);
-        return None;
-    };
+    let buf = Locked::share(index, id.block);
+    let item = element_on(buf.page(), params, id)?;
     let e = Element::decode(item, layout);
     let mut tids = Vec::new();
     if rows(&e) {
         tids = format::element_tids(item, layout);
-        walk_lists(index, buf, format::row_list_of(item, layout), false, |_, _, list| {
+        walk_lists(index, buf.buffer(), format::row_list_of(item, layout), false, |_, _, list| {
             tids.extend(format::decode_row_list(list).1);
             true
         });
     }
-    let t = also(item);
-    buffer::unlock_release(buf);
-    Some((e, tids, t))
+    Some((e, tids, also(item)))
 }
 
 /// Adds heap row `tid` to element `id` when the element holds exactly
@@ -254,31 +237,29 @@ fn add_row_list(
     rows.push(tid);
     let capacity = format::new_row_list_capacity(layout, usize::from(head.is_some()));
     let list = format::encode_row_list(head.unwrap_or(ElemId::NONE), capacity, &rows);
+    // released after the record is committed (or abandoned): declared first
+    let mut other: Option<Locked> = None;
     let mut w = IndexWrite::start(index);
     let wp = w.register(ebuf, false);
-    let mut other: Option<pg_sys::Buffer> = None;
     let target = if pages::room_for(wp, layout, &[list.len()]) {
         (id.block, wp)
     } else {
         let last = buffer::nblocks(index) - 1;
         let mut found = None;
         if last > id.block {
-            let b = buffer::read(index, last);
-            buffer::lock_exclusive(b);
-            let p = buffer::page(b);
-            if pages::page_kind(p) == Some(KIND_GRAPH) && pages::room_for(p, layout, &[list.len()]) {
-                found = Some((last, w.register(b, false)));
+            let b = Locked::exclusive(index, last);
+            if pages::page_kind(b.page()) == Some(KIND_GRAPH) && pages::room_for(b.page(), layout, &[list.len()]) {
+                found = Some((last, w.register(b.buffer(), false)));
                 other = Some(b);
-            } else {
-                buffer::unlock_release(b);
             }
         }
         found.unwrap_or_else(|| {
-            let b = pages::extend(index, layout);
-            let p = w.register(b, true);
+            let b = Locked::adopt(pages::extend(index, layout));
+            let p = w.register(b.buffer(), true);
             pages::init_page(p, KIND_GRAPH, layout.version);
+            let block = b.block();
             other = Some(b);
-            (buffer::block_number(b), p)
+            (block, p)
         })
     };
     let offset = page::add_item(target.1, list.as_ptr(), list.len())
@@ -290,9 +271,6 @@ fn add_row_list(
     });
     format::set_element_tids(item, layout, keep);
     w.commit();
-    if let Some(b) = other {
-        buffer::unlock_release(b);
-    }
 }
 
 /// Takes the heap rows in `dead` out of element `id`, under its page's
@@ -353,17 +331,12 @@ pub fn remove_heap_tids(
         // the element's own rows are all dead, rows remain in list `l`:
         // move as many as its slots take, in one record with the list's page
         let l = refill.expect("checked above");
+        // released after the record is committed (or abandoned): declared first
+        let lbuf = (l.block != id.block).then(|| Locked::exclusive(index, l.block));
         let mut w = IndexWrite::start(index);
         let wp = w.register(buf, false);
-        let lbuf = if l.block == id.block {
-            None
-        } else {
-            let b = buffer::read(index, l.block);
-            buffer::lock_exclusive(b);
-            Some(b)
-        };
-        let lp = match lbuf {
-            Some(b) => w.register(b, false),
+        let lp = match &lbuf {
+            Some(b) => w.register(b.buffer(), false),
             None => wp,
         };
         let list = row_list_on(index, lp, l);
@@ -373,9 +346,6 @@ pub fn remove_heap_tids(
         format::set_row_list_tids(list, &rest);
         format::set_element_tids(item, layout, &moving);
         w.commit();
-        if let Some(b) = lbuf {
-            buffer::unlock_release(b);
-        }
         false
     })
 }

@@ -1,9 +1,12 @@
-//! Buffer-manager helpers and a GenericXLog guard.
+//! Buffer-manager helpers, a locked-buffer guard and a GenericXLog guard.
 //!
 //! [`PageWrite`] follows pgvectorscale's rule: a WAL-logged page change is
 //! applied only when `commit()` is called explicitly; dropping the guard (early
 //! return, panic, ERROR unwinding through Rust) aborts it and leaves the page as
-//! it was.
+//! it was. [`Locked`] is ParadeDB's `Buffer` idea: a pinned buffer whose
+//! content lock it holds, unlocked and unpinned when it is dropped — at the
+//! end of its scope, on an early return, or while an ERROR unwinds through
+//! Rust — so callers write no release of their own.
 
 use super::locator;
 use pgrx::pg_sys;
@@ -216,6 +219,53 @@ pub fn unlock_release(buf: pg_sys::Buffer) {
     unsafe { pg_sys::UnlockReleaseBuffer(buf) }
 }
 
+/// A pinned buffer whose content lock (share or exclusive) this guard
+/// holds; dropping it unlocks and unpins the buffer.
+pub struct Locked {
+    buf: pg_sys::Buffer,
+}
+
+impl Locked {
+    /// Block `blkno` of `rel`'s main fork, pinned and share-locked.
+    pub fn share(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber) -> Locked {
+        let buf = read(rel, blkno);
+        lock_share(buf);
+        Locked { buf }
+    }
+
+    /// Block `blkno` of `rel`'s main fork, pinned and exclusively locked.
+    pub fn exclusive(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber) -> Locked {
+        let buf = read(rel, blkno);
+        lock_exclusive(buf);
+        Locked { buf }
+    }
+
+    /// Takes over `buf`, which the caller has pinned and locked.
+    pub fn adopt(buf: pg_sys::Buffer) -> Locked {
+        Locked { buf }
+    }
+
+    /// The buffer, for calls that take one (it stays pinned and locked for
+    /// as long as this guard lives).
+    pub fn buffer(&self) -> pg_sys::Buffer {
+        self.buf
+    }
+
+    pub fn page(&self) -> pg_sys::Page {
+        page(self.buf)
+    }
+
+    pub fn block(&self) -> pg_sys::BlockNumber {
+        block_number(self.buf)
+    }
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        unlock_release(self.buf);
+    }
+}
+
 pub fn page(buf: pg_sys::Buffer) -> pg_sys::Page {
     // SAFETY: `buf` is pinned by the caller, so its page stays in memory.
     unsafe { pg_sys::BufferGetPage(buf) }
@@ -329,5 +379,38 @@ impl Drop for PageWrite {
             // SAFETY: an unfinished state; abort discards the working copies.
             unsafe { pg_sys::GenericXLogAbort(self.state) };
         }
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use super::{read, try_lock_exclusive, unlock_release, Locked};
+    use pgrx::prelude::*;
+
+    /// An ERROR raised while a guard holds a buffer locked unwinds through
+    /// the guard: the buffer is unlocked and unpinned before the error
+    /// reaches PostgreSQL, so the backend can lock it again at once.
+    #[pg_test]
+    fn an_error_releases_the_locked_buffer() {
+        Spi::run("CREATE TABLE locked_guard (i int); INSERT INTO locked_guard VALUES (1)").unwrap();
+        let oid = Spi::get_one::<pg_sys::Oid>("SELECT 'locked_guard'::regclass::oid")
+            .unwrap()
+            .unwrap();
+        // SAFETY: an existing table, closed below.
+        let rel = unsafe { pg_sys::relation_open(oid, pg_sys::AccessShareLock as i32) };
+        let caught = PgTryBuilder::new(|| -> bool {
+            let _held = Locked::exclusive(rel, 0);
+            pgrx::error!("raised while block 0 is locked")
+        })
+        .catch_others(|_| true)
+        .execute();
+        assert!(caught);
+        // a lock this backend still held would make the conditional lock fail
+        let buf = read(rel, 0);
+        assert!(try_lock_exclusive(buf));
+        unlock_release(buf);
+        // SAFETY: opened above.
+        unsafe { pg_sys::relation_close(rel, pg_sys::AccessShareLock as i32) };
     }
 }
