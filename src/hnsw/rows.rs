@@ -12,6 +12,7 @@
 //! order and two backends cannot wait on each other.
 
 use super::format::{self, ElemId, Element, HeapTid, KIND_GRAPH};
+use super::metric::Metric;
 use super::pages::{self, Params};
 use super::wal::IndexWrite;
 use crate::pg::buffer::{self, Locked};
@@ -360,7 +361,8 @@ pub fn live_heap_tids(g: &pages::DiskGraph, id: ElemId) -> Vec<HeapTid> {
 }
 
 /// How far the rows' vectors of a returned element may lie from the one
-/// it stores ([`format::element_slack`]) and that vector's norm.
+/// it stores ([`format::element_slack`]) and that vector's norm (read only
+/// where the metric's bound needs it: inner product and cosine).
 #[derive(Clone, Copy, Default)]
 pub struct Rounding {
     pub slack: f32,
@@ -371,16 +373,16 @@ pub struct Rounding {
 /// `vector` element's; zero for elements stored exactly).
 pub fn live_heap_tids_rounded(g: &pages::DiskGraph, id: ElemId) -> (Vec<HeapTid>, Rounding) {
     let (layout, dims) = (g.params.layout, g.params.dims);
+    let needs_norm = matches!(g.params.metric, Metric::InnerProduct | Metric::Cosine);
     let read = |item: &[u8]| {
         let slack = format::element_slack(item, layout, dims);
         if slack == 0.0 {
             return Rounding::default();
         }
-        let norm = format::element_vector(item, layout, dims)
-            .iter()
-            .map(|x| (*x as f64) * (*x as f64))
-            .sum::<f64>()
-            .sqrt();
+        let norm = match needs_norm {
+            true => crate::vector::ops::norm(&format::element_vector(item, layout, dims)),
+            false => 0.0,
+        };
         Rounding { slack, norm }
     };
     element_rows_and(g.index, &g.params, id, |e| !e.deleted(), read)

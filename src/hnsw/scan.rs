@@ -234,7 +234,7 @@ pub fn rescan(scan: pg_sys::IndexScanDesc, orderbys: pg_sys::ScanKey, norderbys:
                     _ => q.len(),
                 };
                 check_query_dims(scalar, qdims, dims);
-                st.query_norm = q.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>().sqrt();
+                st.query_norm = crate::vector::ops::norm(&q);
                 Some(q)
             }
         }

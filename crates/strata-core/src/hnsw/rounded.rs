@@ -214,7 +214,7 @@ mod tests {
             let (h, s) = round_trip(&v);
             let err: f64 = v.iter().zip(&h).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum::<f64>().sqrt();
             assert!(err <= s as f64, "scale {scale}: {err} > {s}");
-            let norm: f64 = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+            let norm = crate::vector::ops::norm(&v);
             assert!(err <= norm * 1e-3, "scale {scale}: relative error {}", err / norm);
             assert!(h.iter().all(|x| x.is_finite()));
         }
@@ -262,7 +262,7 @@ mod tests {
                 // a query near v: where the bound is tightest
                 let q: Vec<f32> = v.iter().map(|x| x + next() * 0.1).collect();
                 let (h, s) = round_trip(&v);
-                let norm = |x: &[f32]| x.iter().map(|a| (*a as f64).powi(2)).sum::<f64>().sqrt();
+                let norm = crate::vector::ops::norm;
                 let d = metric.distance(&q, &h);
                 let exact = metric.distance(&q, &v);
                 let b = lower_bound(metric, d, s, norm(&q), norm(&h), 64);
