@@ -192,7 +192,7 @@ pub fn search(
     first_call: bool,
 ) -> bool {
     if first_call && crate::pg::xact::is_mvcc(snapshot) {
-        if let Some(hint) = chain_hint::get(w.rel, tid) {
+        for hint in chain_hint::starts(w.rel, tid, snapshot).into_iter().flatten() {
             let mut at = *tid;
             if walk(w, &mut at, snapshot, slot, None, Start::Hint(hint)) {
                 *tid = at;
@@ -214,9 +214,9 @@ enum Start {
     Root,
     /// After the member `tid` names (a previous call returned it).
     After,
-    /// At a hinted member of the chain rooted at `tid`, with the xmin the
-    /// hint recorded; checked before it is trusted (see [`chain_hint`]).
-    Hint((pg_sys::ItemPointerData, pg_sys::TransactionId)),
+    /// At a hinted member of the chain rooted at `tid`; checked before it
+    /// is trusted (see [`chain_hint`]).
+    Hint(chain_hint::Start),
 }
 
 fn walk(
@@ -231,7 +231,7 @@ fn walk(
     let root = *tid;
     let first_call = matches!(start, Start::Root);
     let (mut at, mut checking) = match start {
-        Start::Hint((member, xmin)) => (member, Some(xmin)),
+        Start::Hint(hint) => (hint.member, Some(hint)),
         _ => (*tid, None),
     };
     let from_hint = checking.is_some();
@@ -264,11 +264,17 @@ fn walk(
             break false;
         };
         let h = loc.header;
-        if let Some(xmin) = checking.take() {
+        if let Some(hint) = checking.take() {
             let trusted = !is_redirect(h)
                 && is_heap_only(h)
-                && htup::xmin(h) == xmin
-                && chain_hint::xmin_visible(h, snapshot);
+                && htup::xmin(h) == hint.xmin
+                && (chain_hint::xmin_visible(h, snapshot)
+                    // the backend's own version, which the snapshot must see
+                    || (hint.own && {
+                        let mut t = loc.heap_tuple(rel);
+                        // SAFETY: share-locked page, valid snapshot.
+                        unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot, w.buf) }
+                    }));
             if !trusted {
                 w.unlock();
                 break false;

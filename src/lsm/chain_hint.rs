@@ -18,17 +18,29 @@
 //! finds; one that finds nothing starts again from the root (deleted rows,
 //! `all_dead`, pruning). Other snapshot kinds always walk from the root.
 //!
+//! A hint set by an UPDATE also names the member it replaced (`pred`, with
+//! its inserter, which had committed). Two more starts follow from it:
+//! * the newest member's updater has not committed (or the snapshot does
+//!   not see it yet) — a hot row while its updater runs: the walk starts at
+//!   `pred`, checked like any hinted member;
+//! * the newest member is the walker's own transaction's (a row read back
+//!   after its UPDATE): it is trusted when the snapshot sees it (its
+//!   command came before the snapshot's) and everything before `pred` is
+//!   invisible (`pred` is the root, or its committed inserter is visible) —
+//!   `pred` itself was deleted by that same earlier command, so the snapshot
+//!   sees neither it nor anything before it.
+//!
 //! Hints are set by walks that passed members to reach a visible one
 //! (`note_found`) and by an index-stable UPDATE of the version the
-//! backend's last walk returned (`note_updated`: the new version, checked
-//! by readers once its updater commits). A relation file's new storage
-//! clears its hints ([`forget_relation`]).
+//! backend's last walk returned (`note_updated`: the new version and the
+//! replaced one). A relation file's new storage clears its hints
+//! ([`forget_relation`]).
 //!
 //! The table: `SLOTS` slots of [`hint_table`]'s layout (a sequence lock
-//! per slot; a colliding key overwrites) in shared memory, 2 MiB, only when
+//! per slot; a colliding key overwrites) in shared memory, 3 MiB, only when
 //! Strata is preloaded — otherwise every walk starts at the root.
 
-use super::hint_table::{self, Member, Root, WORDS};
+use super::hint_table::{self, Hint, Member, Root, WORDS};
 use crate::pg::htup;
 use crate::pg::shmem;
 use pgrx::pg_sys;
@@ -91,28 +103,64 @@ fn root_of(key: (u32, u32), root: &pg_sys::ItemPointerData) -> Root {
     }
 }
 
-/// The member hinted for the chain rooted at `root`, and the xmin it had.
-pub fn get(
-    rel: pg_sys::Relation,
-    root: &pg_sys::ItemPointerData,
-) -> Option<(pg_sys::ItemPointerData, pg_sys::TransactionId)> {
-    let m = hint_table::get(in_use()?, &root_of(file_key(rel), root))?;
-    Some((htup::make_tid(m.block, m.offset), m.xmin.into()))
+/// Where a walk of the chain rooted at `root` may start: a member, the
+/// xmin the hint recorded for it, and whether it may be trusted as the
+/// walker's own transaction's version (see the module comment).
+#[derive(Clone, Copy)]
+pub struct Start {
+    pub member: pg_sys::ItemPointerData,
+    pub xmin: pg_sys::TransactionId,
+    pub own: bool,
 }
 
-fn set(
-    rel: pg_sys::Relation,
-    root: &pg_sys::ItemPointerData,
-    member: &pg_sys::ItemPointerData,
-    xmin: pg_sys::TransactionId,
-) {
+/// The starts the hint for `root` offers a walk with MVCC snapshot
+/// `snapshot`, best first (each still checked by the walk).
+pub fn starts(rel: pg_sys::Relation, root: &pg_sys::ItemPointerData, snapshot: pg_sys::Snapshot) -> [Option<Start>; 2] {
+    let Some(Hint { member, pred }) = in_use().and_then(|t| hint_table::get(t, &root_of(file_key(rel), root))) else {
+        return [None, None];
+    };
+    let tid = |m: &Member| htup::make_tid(m.block, m.offset);
+    let xmin: pg_sys::TransactionId = member.xmin.into();
+    let pred = pred.map(|p| (tid(&p), pg_sys::TransactionId::from(p.xmin)));
+    // the predecessor as a start of its own: not the root (a walk from the
+    // root does that), its committed inserter seen by the snapshot
+    let pred_start = pred
+        .filter(|(p, x)| !htup::tid_eq(p, root) && committed_xid_visible(*x, snapshot))
+        .map(|(member, xmin)| Start { member, xmin, own: false });
+    // SAFETY: xid tests against this backend's transaction and a valid MVCC
+    // snapshot (XidInMVCCSnapshot reads no commit log).
+    let (own, unseen) = unsafe {
+        let own = pg_sys::TransactionIdIsCurrentTransactionId(xmin);
+        (own, !own && pg_sys::XidInMVCCSnapshot(xmin, snapshot))
+    };
+    if unseen {
+        return [pred_start, None];
+    }
+    let own = own
+        && pred.is_some_and(|(p, x)| htup::tid_eq(&p, root) || committed_xid_visible(x, snapshot));
+    [Some(Start { member: tid(&member), xmin, own }), pred_start]
+}
+
+/// Whether `xid`, an inserter known to have committed, is visible to MVCC
+/// snapshot `snapshot` (not the backend's own transaction).
+fn committed_xid_visible(xid: pg_sys::TransactionId, snapshot: pg_sys::Snapshot) -> bool {
+    // SAFETY: xid tests against this backend's transaction and a valid MVCC
+    // snapshot (XidInMVCCSnapshot reads no commit log).
+    xid != pg_sys::InvalidTransactionId
+        && unsafe { !pg_sys::TransactionIdIsCurrentTransactionId(xid) && !pg_sys::XidInMVCCSnapshot(xid, snapshot) }
+}
+
+fn set(rel: pg_sys::Relation, root: &pg_sys::ItemPointerData, hint: Hint) {
     if let Some(t) = in_use() {
-        let m = Member {
-            block: htup::tid_block(member),
-            offset: htup::tid_offset(member),
-            xmin: xmin.into_inner(),
-        };
-        hint_table::set(t, &root_of(file_key(rel), root), &m);
+        hint_table::set(t, &root_of(file_key(rel), root), &hint);
+    }
+}
+
+fn member(tid: &pg_sys::ItemPointerData, xmin: pg_sys::TransactionId) -> Member {
+    Member {
+        block: htup::tid_block(tid),
+        offset: htup::tid_offset(tid),
+        xmin: xmin.into_inner(),
     }
 }
 
@@ -150,11 +198,13 @@ pub fn xmin_visible(t: *mut htup::Header, snapshot: pg_sys::Snapshot) -> bool {
     }
 }
 
+/// The backend's last walk that returned a version: the file key, the
+/// root, the member returned and its inserter when that had committed
+/// (`InvalidTransactionId` for the backend's own version).
+type Last = ((u32, u32), pg_sys::ItemPointerData, pg_sys::ItemPointerData, pg_sys::TransactionId);
+
 thread_local! {
-    /// The backend's last walk that returned a version: (file key, root,
-    /// the member returned).
-    static LAST: Cell<Option<((u32, u32), pg_sys::ItemPointerData, pg_sys::ItemPointerData)>> =
-        const { Cell::new(None) };
+    static LAST: Cell<Option<Last>> = const { Cell::new(None) };
 }
 
 /// A walk from `root` returned `member` (visible to an MVCC snapshot);
@@ -170,28 +220,60 @@ pub fn note_found(
     if in_use().is_none() {
         return;
     }
-    LAST.with(|l| l.set(Some((file_key(rel), *root, *member))));
     let xmin = htup::xmin(t);
     // SAFETY: compares with this backend's transaction ids.
-    if passed && !htup::tid_eq(root, member) && !unsafe { pg_sys::TransactionIdIsCurrentTransactionId(xmin) } {
-        set(rel, root, member, xmin);
+    let own = unsafe { pg_sys::TransactionIdIsCurrentTransactionId(xmin) };
+    // visible and not the backend's own: its inserter committed
+    let committed = if own { pg_sys::InvalidTransactionId } else { xmin };
+    LAST.with(|l| l.set(Some((file_key(rel), *root, *member, committed))));
+    if passed && !htup::tid_eq(root, member) && !own {
+        set(rel, root, Hint { member: self::member(member, xmin), pred: None });
+    }
+}
+
+/// A row lock that followed the chain from `from` locked its next version
+/// `to` (header `t`; a heap-only version, so in the same chain): when
+/// `from` is what the backend's last walk returned,
+/// `to` takes its place, so that an UPDATE of `to` (EvalPlanQual's) moves
+/// the chain's hint as an UPDATE of the walk's version would.
+pub fn note_followed(
+    rel: pg_sys::Relation,
+    from: &pg_sys::ItemPointerData,
+    to: &pg_sys::ItemPointerData,
+    t: *mut htup::Header,
+) {
+    let Some((key, root, member, _)) = LAST.with(|l| l.get()) else {
+        return;
+    };
+    if key == file_key(rel) && htup::tid_eq(&member, from) {
+        let xmin = htup::xmin(t);
+        // a version locked: its inserter committed or is this backend's
+        // transaction
+        // SAFETY: compares with this backend's transaction ids.
+        let own = unsafe { pg_sys::TransactionIdIsCurrentTransactionId(xmin) };
+        let committed = if own { pg_sys::InvalidTransactionId } else { xmin };
+        LAST.with(|l| l.set(Some((key, root, *to, committed))));
     }
 }
 
 /// An index-stable UPDATE replaced version `old` by `new` (inserted by
 /// `xid`): when `old` is what the backend's last walk returned, its chain's
-/// hint moves to `new`.
+/// hint moves to `new`, with `old` as its predecessor.
 pub fn note_updated(
     rel: pg_sys::Relation,
     old: &pg_sys::ItemPointerData,
     new: &pg_sys::ItemPointerData,
     xid: pg_sys::TransactionId,
 ) {
-    let Some((key, root, member)) = LAST.with(|l| l.get()) else {
+    let Some((key, root, member, committed)) = LAST.with(|l| l.get()) else {
         return;
     };
     if key == file_key(rel) && htup::tid_eq(&member, old) {
-        set(rel, &root, new, xid);
-        LAST.with(|l| l.set(Some((key, root, *new))));
+        // a predecessor is only worth naming as the root or with a
+        // committed inserter (see `starts`)
+        let pred = (htup::tid_eq(old, &root) || committed != pg_sys::InvalidTransactionId)
+            .then(|| self::member(old, committed));
+        set(rel, &root, Hint { member: self::member(new, xid), pred });
+        LAST.with(|l| l.set(Some((key, root, *new, pg_sys::InvalidTransactionId))));
     }
 }

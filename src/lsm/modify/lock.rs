@@ -86,8 +86,10 @@ pub fn lock(
         _ => Wait::Block,
     };
     let mode = Mode::from_raw(mode);
+    let start = tid;
     let mut tid = tid;
     let mut traversed = false;
+    let mut steps = 0u32;
     if !tmfd.is_null() {
         // like heapam_tuple_lock: callers pass uninitialised storage
         // (GetTupleForTrigger) and read `traversed` after TM_Ok
@@ -141,6 +143,12 @@ pub fn lock(
                     stamp(rel, loc, current_xid(), Stamp::Lock(mode), &acq.keep);
                 }
                 release_tuplock(rel, tid, acq.tuplock);
+                if steps == 1 && crate::lsm::chain::is_heap_only(loc.header) {
+                    // EvalPlanQual's lock of the next version, an index-stable
+                    // update's (so in the same chain): what an UPDATE of it
+                    // next replaces (for the chain's hint)
+                    crate::lsm::chain_hint::note_followed(rel, &start, &tid, loc.header);
+                }
                 storage::store_in_slot(rel, slot, loc.heap_tuple(rel), loc.buf);
                 buffer::unlock_release(loc.buf);
                 if traversed && !tmfd.is_null() {
@@ -161,6 +169,7 @@ pub fn lock(
                 }
                 tid = next;
                 traversed = true;
+                steps += 1;
             }
             Outcome::Failed(r) => {
                 if traversed && !tmfd.is_null() {

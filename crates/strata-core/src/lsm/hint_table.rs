@@ -4,9 +4,13 @@
 //! `lsm::chain_hint` for what a hint means and how it is checked).
 //!
 //! ```text
-//!  slot (8 words):  seq | db | relfilenumber | root block | root offset
+//!  slot (12 words): seq | db | relfilenumber | root block | root offset
 //!                   | member block | member offset | member xmin
+//!                   | pred block | pred offset | pred xmin | unused
 //! ```
+//!
+//! `pred` is the member just before `member` in the chain, when the writer
+//! knew it (offset 0: not known).
 //!
 //! A slot is chosen by hashing the key (file and root TID); a colliding key
 //! overwrites it. `seq` is a sequence lock: a writer makes it odd, fills the
@@ -18,7 +22,7 @@
 use std::sync::atomic::{fence, AtomicU32, Ordering};
 
 /// Words per slot.
-pub const WORDS: usize = 8;
+pub const WORDS: usize = 12;
 
 /// A chain's root: the relation file (database, relfilenumber) and the
 /// root's TID (block, offset).
@@ -38,6 +42,14 @@ pub struct Member {
     pub xmin: u32,
 }
 
+/// What a slot says about a chain: a member to start at and, when the
+/// writer knew it, the member right before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hint {
+    pub member: Member,
+    pub pred: Option<Member>,
+}
+
 /// First word of the slot for `root` in a table of `slots` slots.
 fn slot_of(root: &Root, slots: usize) -> usize {
     let mut h = (root.db as u64) << 32 | root.rel as u64;
@@ -46,8 +58,8 @@ fn slot_of(root: &Root, slots: usize) -> usize {
     ((h >> 32) as usize % slots) * WORDS
 }
 
-/// The member hinted for `root`, if its slot holds it.
-pub fn get(table: &[AtomicU32], root: &Root) -> Option<Member> {
+/// The hint for `root`, if its slot holds it.
+pub fn get(table: &[AtomicU32], root: &Root) -> Option<Hint> {
     let slots = table.len() / WORDS;
     if slots == 0 {
         return None;
@@ -57,28 +69,33 @@ pub fn get(table: &[AtomicU32], root: &Root) -> Option<Member> {
     if seq & 1 == 1 || seq == 0 {
         return None;
     }
-    let w: [u32; 7] = std::array::from_fn(|i| s[i + 1].load(Ordering::Relaxed));
+    let w: [u32; 10] = std::array::from_fn(|i| s[i + 1].load(Ordering::Relaxed));
     fence(Ordering::Acquire);
     if s[0].load(Ordering::Relaxed) != seq {
         return None;
     }
     let same = w[0] == root.db && w[1] == root.rel && w[2] == root.block && w[3] == root.offset as u32;
-    same.then_some(Member {
-        block: w[4],
-        offset: w[5] as u16,
-        xmin: w[6],
+    let member = |i: usize| Member {
+        block: w[i],
+        offset: w[i + 1] as u16,
+        xmin: w[i + 2],
+    };
+    same.then(|| Hint {
+        member: member(4),
+        pred: (w[8] != 0).then(|| member(7)),
     })
 }
 
-/// Makes `member` the hint for `root` (unless another writer is filling its
+/// Makes `hint` the hint for `root` (unless another writer is filling its
 /// slot right now).
-pub fn set(table: &[AtomicU32], root: &Root, member: &Member) {
+pub fn set(table: &[AtomicU32], root: &Root, hint: &Hint) {
     let slots = table.len() / WORDS;
     if slots == 0 {
         return;
     }
     let s = &table[slot_of(root, slots)..][..WORDS];
     write(s, |s| {
+        let (member, pred) = (hint.member, hint.pred);
         let w = [
             root.db,
             root.rel,
@@ -87,6 +104,9 @@ pub fn set(table: &[AtomicU32], root: &Root, member: &Member) {
             member.block,
             member.offset as u32,
             member.xmin,
+            pred.map_or(0, |p| p.block),
+            pred.map_or(0, |p| p.offset as u32),
+            pred.map_or(0, |p| p.xmin),
         ];
         for (i, v) in w.into_iter().enumerate() {
             s[i + 1].store(v, Ordering::Relaxed);
@@ -146,13 +166,21 @@ mod tests {
         }
     }
 
-    /// The member a test writer hints for root `i`, version `v`: a reader
-    /// can tell from the member alone which root it belongs to.
-    fn member(i: u32, v: u32) -> Member {
-        Member {
-            block: i * 1000 + v % 1000,
-            offset: (i % 7) as u16 + 1,
-            xmin: i,
+    /// The hint a test writer sets for root `i`, version `v`: a reader can
+    /// tell from the member and its predecessor alone which root it belongs
+    /// to (the predecessor only for odd `v`).
+    fn member(i: u32, v: u32) -> Hint {
+        Hint {
+            member: Member {
+                block: i * 1000 + v % 1000,
+                offset: (i % 7) as u16 + 1,
+                xmin: i,
+            },
+            pred: (v % 2 == 1).then_some(Member {
+                block: i * 1000 + (v + 999) % 1000,
+                offset: (i % 7) as u16 + 2,
+                xmin: i + 1,
+            }),
         }
     }
 
@@ -164,6 +192,11 @@ mod tests {
         assert_eq!(get(&t, &root(1)), Some(member(1, 0)));
         set(&t, &root(1), &member(1, 1));
         assert_eq!(get(&t, &root(1)), Some(member(1, 1)));
+        assert!(member(1, 1).pred.is_some());
+        // a hint without a predecessor clears the one before
+        set(&t, &root(1), &member(1, 2));
+        assert_eq!(get(&t, &root(1)).unwrap().pred, None);
+        set(&t, &root(1), &member(1, 1));
         // another file's root with the same TID is another key
         let other = Root { rel: 16385, ..root(1) };
         assert_eq!(get(&t, &other), None);
@@ -228,8 +261,13 @@ mod tests {
                     let mut seen = 0u32;
                     for v in 0..1_000_000u32 {
                         let i = (v * 13 + r) % 64;
-                        if let Some(m) = get(&t, &root(i)) {
+                        if let Some(Hint { member: m, pred }) = get(&t, &root(i)) {
                             assert_eq!((m.block / 1000, m.offset, m.xmin), (i, (i % 7) as u16 + 1, i));
+                            if let Some(p) = pred {
+                                // the predecessor written with this member
+                                assert_eq!((p.block, p.offset, p.xmin), (i * 1000 + (m.block % 1000 + 999) % 1000, (i % 7) as u16 + 2, i + 1));
+                                assert_eq!(m.block % 2, 1, "only odd versions have one");
+                            }
                             seen += 1;
                         }
                     }
