@@ -28,7 +28,7 @@ use super::metric::Metric;
 use super::options;
 use super::pages::{self, Params};
 use super::wal::IndexWrite;
-use crate::pg::buffer;
+use crate::pg::buffer::{self, Locked};
 use crate::pg::page;
 use crate::vector::bits;
 use crate::vector::datum::floats_of;
@@ -236,20 +236,9 @@ fn code_chunk_bytes(params: &Params, limit: usize) -> usize {
 
 /// Writes an empty metapage into block 0 of `fork`.
 pub fn write_metapage(index: pg_sys::Relation, params: &Params, fork: pg_sys::ForkNumber::Type) {
-    // SAFETY: extends the (empty) fork by block 0, pinned and locked.
-    let buf = unsafe {
-        let b = pg_sys::ReadBufferExtended(
-            index,
-            fork,
-            buffer::INVALID_BLOCK,
-            pg_sys::ReadBufferMode::RBM_NORMAL,
-            std::ptr::null_mut(),
-        );
-        pg_sys::LockBuffer(b, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
-        b
-    };
+    let buf = buffer::extend_fork_locked(index, fork);
     let mut w = IndexWrite::start(index);
-    let p = w.register(buf, true);
+    let p = w.register(buf.buffer(), true);
     pages::init_page(p, KIND_META, params.layout.version);
     let meta = Meta {
         version: params.layout.version,
@@ -268,7 +257,6 @@ pub fn write_metapage(index: pg_sys::Relation, params: &Params, fork: pg_sys::Fo
     };
     pages::write_meta(p, &meta);
     w.commit();
-    buffer::unlock_release(buf);
 }
 
 impl BuildState {
@@ -809,25 +797,23 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &Links, codes: Option<&Lev
     // pgvector's is. (Written past the buffers with bulk_write.c, scans and
     // inserts right after a build read every page from the kernel first:
     // the bench's first queries ran at half the rate.)
-    let mut current: Option<(pg_sys::Buffer, IndexWrite, pg_sys::Page, u32)> = None;
+    // (the record, its page, the block, the buffer: fields drop in this
+    // order, so an ERROR abandons the record before the buffer is released)
+    let mut current: Option<(IndexWrite, pg_sys::Page, u32, Locked)> = None;
     let mut place = |target: ElemId, bytes: &[u8]| {
-        if current.as_ref().map(|c| c.3) != Some(target.block) {
-            if let Some((buf, w, _, _)) = current.take() {
+        if current.as_ref().map(|c| c.2) != Some(target.block) {
+            if let Some((w, _, _, buf)) = current.take() {
                 w.commit();
-                buffer::unlock_release(buf);
+                drop(buf);
             }
-            let buf = pages::extend(st.index, st.params.layout);
-            assert_eq!(
-                buffer::block_number(buf),
-                target.block,
-                "build pages out of step"
-            );
+            let buf = Locked::adopt(pages::extend(st.index, st.params.layout));
+            assert_eq!(buf.block(), target.block, "build pages out of step");
             let mut w = IndexWrite::start(st.index);
-            let wp = w.register(buf, true);
+            let wp = w.register(buf.buffer(), true);
             pages::init_page(wp, format::KIND_GRAPH, st.params.layout.version);
-            current = Some((buf, w, wp, target.block));
+            current = Some((w, wp, target.block, buf));
         }
-        let (_, _, wp, _) = current.as_ref().expect("page just set");
+        let (_, wp, _, _) = current.as_ref().expect("page just set");
         let off = page::add_item(*wp, bytes.as_ptr(), bytes.len());
         assert_eq!(off, Some(target.offset), "build item out of step");
     };
@@ -898,9 +884,9 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &Links, codes: Option<&Lev
         }),
     }
     drop(place);
-    if let Some((buf, w, _, _)) = current.take() {
+    if let Some((w, _, _, buf)) = current.take() {
         w.commit();
-        buffer::unlock_release(buf);
+        drop(buf);
     }
     let top = (0..levels.len())
         .max_by_key(|&i| (levels[i], std::cmp::Reverse(i)))

@@ -16,7 +16,7 @@ use super::graph::guided::GuidedSearch;
 use super::graph::{self, Graph, Scored};
 use super::pages::{self, DiskGraph, Kept, Params};
 use super::wal::IndexWrite;
-use crate::pg::buffer;
+use crate::pg::buffer::Locked;
 use pgrx::pg_sys;
 
 pub(super) fn random_unit() -> f64 {
@@ -201,22 +201,19 @@ fn insert_first(
     element: &Element,
     vector: &[f32],
 ) -> bool {
-    let meta_buf = buffer::read(index, pages::META_BLOCK);
-    buffer::lock_exclusive(meta_buf);
-    let meta = pages::read_meta_locked(meta_buf);
+    let meta_buf = Locked::exclusive(index, pages::META_BLOCK);
+    let meta = pages::read_meta_locked(meta_buf.buffer());
     if meta.entry_level >= 0 {
-        buffer::unlock_release(meta_buf);
         return false;
     }
     let id = pages::add_element(index, params, element, vector, &[], &[]);
     let mut w = IndexWrite::start(index);
-    let p = w.register(meta_buf, false);
+    let p = w.register(meta_buf.buffer(), false);
     let mut m = meta;
     m.entry = id;
     m.entry_level = element.level as i16;
     pages::write_meta(p, &m);
     w.commit();
-    buffer::unlock_release(meta_buf);
     true
 }
 

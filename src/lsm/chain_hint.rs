@@ -42,6 +42,7 @@
 
 use super::hint_table::{self, Hint, Member, Root, WORDS};
 use crate::pg::htup;
+use crate::pg::xact;
 use crate::pg::shmem;
 use pgrx::pg_sys;
 use std::cell::Cell;
@@ -127,12 +128,8 @@ pub fn starts(rel: pg_sys::Relation, root: &pg_sys::ItemPointerData, snapshot: p
     let pred_start = pred
         .filter(|(p, x)| !htup::tid_eq(p, root) && committed_xid_visible(*x, snapshot))
         .map(|(member, xmin)| Start { member, xmin, own: false });
-    // SAFETY: xid tests against this backend's transaction and a valid MVCC
-    // snapshot (XidInMVCCSnapshot reads no commit log).
-    let (own, unseen) = unsafe {
-        let own = pg_sys::TransactionIdIsCurrentTransactionId(xmin);
-        (own, !own && pg_sys::XidInMVCCSnapshot(xmin, snapshot))
-    };
+    let own = xact::is_own(xmin);
+    let unseen = !own && xact::in_snapshot(xmin, snapshot);
     if unseen {
         return [pred_start, None];
     }
@@ -144,10 +141,7 @@ pub fn starts(rel: pg_sys::Relation, root: &pg_sys::ItemPointerData, snapshot: p
 /// Whether `xid`, an inserter known to have committed, is visible to MVCC
 /// snapshot `snapshot` (not the backend's own transaction).
 fn committed_xid_visible(xid: pg_sys::TransactionId, snapshot: pg_sys::Snapshot) -> bool {
-    // SAFETY: xid tests against this backend's transaction and a valid MVCC
-    // snapshot (XidInMVCCSnapshot reads no commit log).
-    xid != pg_sys::InvalidTransactionId
-        && unsafe { !pg_sys::TransactionIdIsCurrentTransactionId(xid) && !pg_sys::XidInMVCCSnapshot(xid, snapshot) }
+    xid != pg_sys::InvalidTransactionId && !xact::is_own(xid) && !xact::in_snapshot(xid, snapshot)
 }
 
 fn set(rel: pg_sys::Relation, root: &pg_sys::ItemPointerData, hint: Hint) {
@@ -184,18 +178,17 @@ pub fn forget_relation(rel: pg_sys::Relation) {
 pub fn xmin_visible(t: *mut htup::Header, snapshot: pg_sys::Snapshot) -> bool {
     let xmin = htup::xmin(t);
     let mask = htup::infomask(t);
-    // SAFETY: xid tests against the clog and a valid MVCC snapshot.
-    unsafe {
-        if mask & pg_sys::HEAP_XMIN_INVALID != 0 && mask & pg_sys::HEAP_XMIN_COMMITTED == 0 {
-            return false; // aborted
-        }
-        if mask & pg_sys::HEAP_XMIN_COMMITTED != 0 && mask & pg_sys::HEAP_XMIN_INVALID != 0 {
-            return true; // frozen
-        }
-        !pg_sys::TransactionIdIsCurrentTransactionId(xmin)
-            && !pg_sys::XidInMVCCSnapshot(xmin, snapshot)
-            && (mask & pg_sys::HEAP_XMIN_COMMITTED != 0 || pg_sys::TransactionIdDidCommit(xmin))
+    if mask & pg_sys::HEAP_XMIN_INVALID != 0 && mask & pg_sys::HEAP_XMIN_COMMITTED == 0 {
+        return false; // aborted
     }
+    if mask & pg_sys::HEAP_XMIN_COMMITTED != 0 && mask & pg_sys::HEAP_XMIN_INVALID != 0 {
+        return true; // frozen
+    }
+    // a version's xmin that is neither running nor aborted by its hints: the
+    // commit log answers for it (its page holds it, so it is not truncated)
+    !xact::is_own(xmin)
+        && !xact::in_snapshot(xmin, snapshot)
+        && (mask & pg_sys::HEAP_XMIN_COMMITTED != 0 || crate::pg::multixact::did_commit(xmin.into_inner()))
 }
 
 /// The backend's last walk that returned a version: the file key, the
@@ -221,8 +214,7 @@ pub fn note_found(
         return;
     }
     let xmin = htup::xmin(t);
-    // SAFETY: compares with this backend's transaction ids.
-    let own = unsafe { pg_sys::TransactionIdIsCurrentTransactionId(xmin) };
+    let own = xact::is_own(xmin);
     // visible and not the backend's own: its inserter committed
     let committed = if own { pg_sys::InvalidTransactionId } else { xmin };
     LAST.with(|l| l.set(Some((file_key(rel), *root, *member, committed))));
@@ -249,8 +241,7 @@ pub fn note_followed(
         let xmin = htup::xmin(t);
         // a version locked: its inserter committed or is this backend's
         // transaction
-        // SAFETY: compares with this backend's transaction ids.
-        let own = unsafe { pg_sys::TransactionIdIsCurrentTransactionId(xmin) };
+        let own = xact::is_own(xmin);
         let committed = if own { pg_sys::InvalidTransactionId } else { xmin };
         LAST.with(|l| l.set(Some((key, root, *to, committed))));
     }

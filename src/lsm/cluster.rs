@@ -19,7 +19,7 @@
 use super::manifest;
 use super::storage;
 use super::version_data;
-use crate::pg::buffer;
+use crate::pg::buffer::Locked;
 use crate::pg::htup;
 use crate::pg::index_scan;
 use crate::pg::page;
@@ -77,9 +77,8 @@ impl Picker {
         block: pg_sys::BlockNumber,
         wanted: &impl Fn(&pg_sys::HeapTupleData) -> bool,
     ) -> Vec<pg_sys::HeapTuple> {
-        let buf = buffer::read(self.old, block);
-        buffer::lock_share(buf);
-        let p = buffer::page(buf);
+        let locked = Locked::share(self.old, block);
+        let (buf, p) = (locked.buffer(), locked.page());
         let mut out = Vec::new();
         if live.data_page_kind(self.old, block, p).is_some() {
             for item in 1..=page::max_offset(p) {
@@ -88,7 +87,6 @@ impl Picker {
                 }
             }
         }
-        buffer::unlock_release(buf);
         out
     }
 
@@ -96,13 +94,11 @@ impl Picker {
     /// if it is dead to every snapshot).
     fn pick_tid(&mut self, tid: pg_sys::ItemPointerData) -> Option<Option<pg_sys::HeapTuple>> {
         let buf = storage::pin_tid(self.old, tid)?;
-        buffer::lock_share(buf);
-        let picked = storage::find_on_page(self.old, buf, tid).map(|loc| {
+        let _locked = Locked::share_pinned(buf);
+        storage::find_on_page(self.old, buf, tid).map(|loc| {
             let mut t = loc.heap_tuple(self.old);
             self.pick(buf, &mut t)
-        });
-        buffer::unlock_release(buf);
-        picked
+        })
     }
 }
 

@@ -6,7 +6,7 @@ use super::chain;
 use super::format;
 use super::manifest;
 use super::storage;
-use crate::pg::buffer;
+use crate::pg::buffer::{self, Locked};
 use crate::pg::htup;
 use crate::pg::predicate;
 use pgrx::pg_sys;
@@ -133,14 +133,12 @@ pub fn latest_tid(
         let Some(buf) = storage::pin_tid(rel, cur) else {
             return;
         };
-        buffer::lock_share(buf);
+        let locked = Locked::share_pinned(buf);
         let Some(loc) = storage::find_on_page(rel, buf, cur) else {
-            buffer::unlock_release(buf);
             return;
         };
         let xmin = htup::xmin(loc.header);
         if prior_xmax != pg_sys::InvalidTransactionId && xmin != prior_xmax {
-            buffer::unlock_release(buf);
             return; // chain broken (aborted updater's version)
         }
         let mut t = loc.heap_tuple(rel);
@@ -155,7 +153,7 @@ pub fn latest_tid(
             || htup::tid_eq(&next, &cur)
             || !format::offset_in_range(htup::tid_offset(&next));
         prior_xmax = htup::update_xid(loc.header);
-        buffer::unlock_release(buf);
+        drop(locked);
         if ends {
             return;
         }
@@ -179,8 +177,8 @@ pub fn satisfies_snapshot(
         let Some(buf) = storage::pin_tid(rel, tid) else {
             return false;
         };
-        buffer::lock_share(buf);
-        let visible = storage::find_on_page(rel, buf, tid).is_some_and(|loc| {
+        let _locked = Locked::share_pinned(buf);
+        return storage::find_on_page(rel, buf, tid).is_some_and(|loc| {
             if chain::is_redirect(loc.header) {
                 return false;
             }
@@ -188,8 +186,6 @@ pub fn satisfies_snapshot(
             // SAFETY: share-locked page, valid snapshot.
             unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot, buf) }
         });
-        buffer::unlock_release(buf);
-        return visible;
     }
     // SAFETY: lsm slots are BufferHeapTupleTableSlots holding a pinned buffer.
     unsafe {

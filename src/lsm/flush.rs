@@ -44,7 +44,7 @@ use super::manifest;
 use super::policy;
 use super::page_image::PageImage;
 use super::run_writer::{self, Readers, RunWriter, SwitchLock};
-use crate::pg::buffer;
+use crate::pg::buffer::{self, Locked};
 use pgrx::pg_sys;
 use std::collections::HashSet;
 
@@ -251,8 +251,8 @@ fn write_directory(
         let mut image = PageImage::new(PageKind::L0Dir, slot as u32, 0);
         let entries: Vec<u8> = chunk.iter().flat_map(|b| b.to_le_bytes()).collect();
         assert!(image.append_array(&entries), "directory page overflow");
-        let buf = manifest::allocate_block(rel, meta, taken);
-        dir[slot] = buffer::block_number(buf);
+        let buf = Locked::adopt(manifest::allocate_block(rel, meta, taken));
+        dir[slot] = buf.block();
         taken.insert(dir[slot]);
         run_writer::write_image(rel, buf, &image);
     }

@@ -134,8 +134,7 @@ fn classify(status: pg_sys::HTSV_Result::Type, h: *mut htup::Header, anyvisible:
             } else {
                 htup::update_xid(h)
             };
-            // SAFETY: transaction state lookup.
-            if anyvisible || unsafe { pg_sys::TransactionIdIsCurrentTransactionId(x) } {
+            if anyvisible || crate::pg::xact::is_own(x) {
                 if !inserting && !anyvisible && chain::is_hot_updated(h) {
                     Class::Broken // our own update: treated as recently dead
                 } else {

@@ -488,16 +488,14 @@ mod tests {
             .unwrap();
         // SAFETY: `oid` names the table just created in this transaction.
         let rel = unsafe { PgRelation::with_lock(oid, pg_sys::AccessExclusiveLock as _) };
-        let buf = buffer::read(rel.as_ptr(), 1);
-        buffer::lock_exclusive(buf);
-        let special = page::special(buffer::page(buf));
+        let buf = buffer::Locked::exclusive(rel.as_ptr(), 1);
+        let special = page::special(buf.page());
         // SAFETY: the special space holds the 16-byte tag; the buffer is
         // pinned and exclusively locked.
         unsafe {
             (special as *mut u32).write_unaligned(0xDEAD_BEEF);
-            pg_sys::MarkBufferDirty(buf);
+            pg_sys::MarkBufferDirty(buf.buffer());
         }
-        buffer::unlock_release(buf);
     }
 
     #[pg_test]

@@ -16,7 +16,7 @@ use super::compact_page;
 use super::format::{self, Meta, PageKind, RunDesc, BLOCK_SIZE, DIR_ENTRIES, MAX_L0_PAGES};
 use super::page_image::{self, PageImage};
 use super::page_id::{self, META_BLOCK};
-use crate::pg::buffer::{self, PageWrite};
+use crate::pg::buffer::{self, Locked, PageWrite};
 use crate::pg::page;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -31,9 +31,9 @@ pub(super) fn corrupted(rel: pg_sys::Relation, what: String) -> ! {
     )
 }
 
-/// Decodes the metapage of a pinned, locked buffer.
-fn decode(rel: pg_sys::Relation, buf: pg_sys::Buffer) -> Meta {
-    let p = buffer::page(buf);
+/// Decodes the locked metapage.
+fn decode(rel: pg_sys::Relation, meta: &Locked) -> Meta {
+    let p = meta.page();
     if page_id::page_kind(rel, META_BLOCK, p) != Some(PageKind::Meta) {
         corrupted(rel, "block 0 is not an lsm metapage".into());
     }
@@ -46,11 +46,7 @@ pub fn read(rel: pg_sys::Relation) -> Option<Meta> {
     if buffer::nblocks(rel) == 0 {
         return None;
     }
-    let buf = buffer::read(rel, META_BLOCK);
-    buffer::lock_share(buf);
-    let meta = decode(rel, buf);
-    buffer::unlock_release(buf);
-    Some(meta)
+    Some(decode(rel, &Locked::share(rel, META_BLOCK)))
 }
 
 /// Writes `meta` into the metapage working copy `p` (pd_lower covers it).
@@ -67,14 +63,13 @@ pub fn ensure_metapage(rel: pg_sys::Relation) {
     // SAFETY: the extension lock makes check-and-extend atomic among backends.
     unsafe { pg_sys::LockRelationForExtension(rel, pg_sys::ExclusiveLock as i32) };
     if buffer::nblocks(rel) == 0 {
-        let buf = buffer::extend_locked(rel);
-        debug_assert_eq!(buffer::block_number(buf), META_BLOCK);
+        let buf = Locked::adopt(buffer::extend_locked(rel));
+        debug_assert_eq!(buf.block(), META_BLOCK);
         let mut w = PageWrite::start(rel);
-        let p = w.register(buf, true);
+        let p = w.register(buf.buffer(), true);
         page::copy_image(p, PageImage::new(PageKind::Meta, 0, 0).bytes());
         encode_into(p, &Meta::new());
         w.commit();
-        buffer::unlock_release(buf);
     }
     // SAFETY: taken above.
     unsafe { pg_sys::UnlockRelationForExtension(rel, pg_sys::ExclusiveLock as i32) };
@@ -162,15 +157,15 @@ fn allocate_checked(
             skipped.push(b);
             continue;
         }
-        let bytes = page::bytes(buffer::page(buf));
+        let buf = Locked::adopt(buf);
+        let bytes = page::bytes(buf.page());
         let pending = page_image::tag_of(bytes).is_some_and(|t| meta.is_pending(b, &t));
         if !in_use(meta, b, bytes) && !pending {
-            break Some(buf);
+            break Some(buf.into_buffer());
         }
         if pending {
             skipped.push(b);
         }
-        buffer::unlock_release(buf);
     };
     if !skipped.is_empty() {
         record_free(rel, skipped);
@@ -218,13 +213,12 @@ pub fn keeps_dense(rel: pg_sys::Relation) -> bool {
 pub fn cover_virtual_blocks(rel: pg_sys::Relation, upto: pg_sys::BlockNumber) {
     let mut added = Vec::new();
     while buffer::nblocks(rel) <= upto {
-        let buf = buffer::extend_locked(rel);
+        let buf = Locked::adopt(buffer::extend_locked(rel));
         let mut w = PageWrite::start(rel);
-        let p = w.register(buf, true);
+        let p = w.register(buf.buffer(), true);
         page::copy_image(p, PageImage::new(PageKind::Free, 0, 0).bytes());
         w.commit();
-        added.push(buffer::block_number(buf));
-        buffer::unlock_release(buf);
+        added.push(buf.block());
     }
     if !added.is_empty() {
         record_free(rel, added);
@@ -241,11 +235,9 @@ pub fn allocate_l0_page(rel: pg_sys::Relation) -> pg_sys::Buffer {
             cover_virtual_blocks(rel, next);
         }
     }
-    let meta_buf = buffer::read(rel, META_BLOCK);
-    buffer::lock_exclusive(meta_buf);
-    let mut meta = decode(rel, meta_buf);
+    let meta_buf = Locked::exclusive(rel, META_BLOCK);
+    let mut meta = decode(rel, &meta_buf);
     if meta.l0_pages() as usize >= MAX_L0_PAGES {
-        buffer::unlock_release(meta_buf);
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
@@ -263,18 +255,16 @@ pub fn allocate_l0_page(rel: pg_sys::Relation) -> pg_sys::Buffer {
     let l0_block = buffer::block_number(l0_buf);
     let new_dir = meta.l0_dir[slot] == 0;
     let dir_buf = if new_dir {
-        allocate_block(rel, &meta, &HashSet::from([l0_block]))
+        Locked::adopt(allocate_block(rel, &meta, &HashSet::from([l0_block])))
     } else {
-        let b = buffer::read(rel, meta.l0_dir[slot]);
-        buffer::lock_exclusive(b);
-        b
+        Locked::exclusive(rel, meta.l0_dir[slot])
     };
-    let dir_block = buffer::block_number(dir_buf);
+    let dir_block = dir_buf.block();
 
     let mut w = PageWrite::start(rel);
-    let mp = w.register(meta_buf, false);
+    let mp = w.register(meta_buf.buffer(), false);
     let lp = w.register(l0_buf, true);
-    let dp = w.register(dir_buf, new_dir);
+    let dp = w.register(dir_buf.buffer(), new_dir);
     page::copy_image(lp, PageImage::new(PageKind::L0, vblock, 0).bytes());
     if new_dir {
         page::copy_image(dp, PageImage::new(PageKind::L0Dir, slot as u32, 0).bytes());
@@ -289,8 +279,6 @@ pub fn allocate_l0_page(rel: pg_sys::Relation) -> pg_sys::Buffer {
     meta.header.next_vblock += 1;
     encode_into(mp, &meta);
     w.commit();
-    buffer::unlock_release(dir_buf);
-    buffer::unlock_release(meta_buf);
     l0_buf
 }
 
@@ -320,11 +308,7 @@ pub fn read_page<T>(
     if b == META_BLOCK {
         corrupted(rel, "manifest names block 0 as a data page".into());
     }
-    let buf = buffer::read(rel, b);
-    buffer::lock_share(buf);
-    let r = f(page::bytes(buffer::page(buf)));
-    buffer::unlock_release(buf);
-    r
+    f(page::bytes(Locked::share(rel, b).page()))
 }
 
 /// `(first_rowid, block)` of every data page of a run, in rowid order, and
@@ -351,20 +335,14 @@ pub fn with_header<T>(
     rel: pg_sys::Relation,
     f: impl FnOnce(&[u8], &format::MetaHeader) -> T,
 ) -> Option<T> {
-    let buf = buffer::read(rel, META_BLOCK);
-    buffer::lock_share(buf);
-    let p = buffer::page(buf);
+    let buf = Locked::share(rel, META_BLOCK);
+    let p = buf.page();
     if page_id::page_kind(rel, META_BLOCK, p) != Some(PageKind::Meta) {
-        buffer::unlock_release(buf);
         corrupted(rel, "block 0 is not an lsm metapage".into());
     }
     let bytes = page::bytes(p);
-    let r = match format::MetaHeader::decode(bytes) {
-        Ok(h) => Ok(f(bytes, &h)),
-        Err(e) => Err(e),
-    };
-    buffer::unlock_release(buf);
-    Some(r.unwrap_or_else(|e| corrupted(rel, format!("invalid metapage: {e}"))))
+    let h = format::MetaHeader::decode(bytes).unwrap_or_else(|e| corrupted(rel, format!("invalid metapage: {e}")));
+    Some(f(bytes, &h))
 }
 
 /// Pages a sequential scan reads (see [`format::scan_pages`]). The relation

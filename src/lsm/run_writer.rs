@@ -23,7 +23,7 @@ use super::page_image::{self, PageImage};
 use super::run_packer::{PackedPage, RunPacker};
 use super::storage::{self, META_BLOCK};
 use super::wal_record::{self, Headers};
-use crate::pg::buffer::{self, PageWrite};
+use crate::pg::buffer::{Locked, PageWrite};
 use crate::pg::htup;
 use crate::pg::page;
 use crate::pg::wal::PageChange;
@@ -196,13 +196,12 @@ impl RunWriter {
     /// Replaces the page at `block` (one this writer wrote) with `image`,
     /// logging only what changed.
     fn rewrite(&mut self, block: pg_sys::BlockNumber, image: &PageImage) {
-        let buf = buffer::read(self.rel, block);
-        buffer::lock_exclusive(buf);
+        let buf = Locked::exclusive(self.rel, block);
         let mut w = PageWrite::start(self.rel);
-        let p = w.register(buf, false);
+        let p = w.register(buf.buffer(), false);
         page::copy_image(p, image.bytes());
         w.commit();
-        buffer::unlock_release(buf);
+        drop(buf);
         self.pages_written += 1;
     }
 
@@ -235,12 +234,12 @@ impl RunWriter {
 
     /// Writes a finished page image into a fresh block (full-page WAL).
     fn write(&mut self, image: &PageImage) -> pg_sys::BlockNumber {
-        let buf = if self.alongside_dml {
+        let buf = Locked::adopt(if self.alongside_dml {
             manifest::allocate_block_now(self.rel, &self.taken)
         } else {
             manifest::allocate_block(self.rel, &self.meta, &self.taken)
-        };
-        let block = buffer::block_number(buf);
+        });
+        let block = buf.block();
         self.taken.insert(block);
         self.pages_written += 1;
         write_image(self.rel, buf, image);
@@ -390,14 +389,13 @@ fn packer(id: u32, rel: pg_sys::Relation, threaded: bool) -> Packer {
         .unwrap_or_else(|e| crate::pg::error::raise(&e))
 }
 
-/// Overwrites the pinned, exclusively locked page `buf` with `image`
-/// (full-page WAL image) and releases it.
-pub fn write_image(rel: pg_sys::Relation, buf: pg_sys::Buffer, image: &PageImage) {
+/// Overwrites the locked page `buf` with `image` (full-page WAL image) and
+/// releases it.
+pub fn write_image(rel: pg_sys::Relation, buf: Locked, image: &PageImage) {
     let mut w = PageWrite::start(rel);
-    let p = w.register(buf, true);
+    let p = w.register(buf.buffer(), true);
     page::copy_image(p, image.bytes());
     w.commit();
-    buffer::unlock_release(buf);
 }
 
 /// A new run's descriptor: its id and level, nothing written yet.
@@ -425,9 +423,8 @@ pub fn survivors(
     chains_swept: bool,
     dropped: &mut Vec<u64>,
 ) -> (Vec<(u64, Vec<u8>)>, u64) {
-    let buf = buffer::read(rel, block);
-    buffer::lock_share(buf);
-    let p = buffer::page(buf);
+    let locked = Locked::share(rel, block);
+    let (buf, p) = (locked.buffer(), locked.page());
     let mut out = Vec::new();
     let view = storage::PageView::of(rel, p);
     for item in 1..=page::max_offset(p) {
@@ -465,9 +462,7 @@ pub fn survivors(
         });
         out.push((rowid, bytes));
     }
-    let lsn = page_lsn(p);
-    buffer::unlock_release(buf);
-    (out, lsn)
+    (out, page_lsn(p))
 }
 
 /// A page's `pd_lsn` as one number (for equality tests only).
@@ -507,10 +502,9 @@ pub fn switch(
     if let Some(horizon) = conflict {
         crate::pg::standby::log_conflict(rel, horizon);
     }
-    let meta_buf = buffer::read(rel, META_BLOCK);
-    buffer::lock_exclusive(meta_buf);
+    let meta_buf = Locked::exclusive(rel, META_BLOCK);
     let mut w = PageWrite::start(rel);
-    let mp = w.register(meta_buf, false);
+    let mp = w.register(meta_buf.buffer(), false);
     let before = Meta::decode(page::bytes(mp)).expect("metapage decoded before");
     let mut next = before.clone();
     manifest::prune_pending(rel, &mut next);
@@ -520,7 +514,7 @@ pub fn switch(
     next.encode(page::bytes_mut(mp));
     page::set_lower(mp, format::META_END);
     w.commit();
-    buffer::unlock_release(meta_buf);
+    drop(meta_buf);
     before
 }
 
@@ -619,9 +613,8 @@ pub fn refresh_headers(
     let mut changed: HashMap<pg_sys::BlockNumber, Vec<(u64, [u8; STAMPED_SIZE])>> =
         HashMap::new();
     for &(block, lsn) in copied_at {
-        let buf = buffer::read(rel, block);
-        buffer::lock_share(buf);
-        let p = buffer::page(buf);
+        let locked = Locked::share(rel, block);
+        let p = locked.page();
         if !logged || page_lsn(p) != lsn {
             for item in 1..=page::max_offset(p) {
                 let Some(t) = storage::version_at(rel, p, item) else {
@@ -639,15 +632,14 @@ pub fn refresh_headers(
                 changed.entry(pages[i].1).or_default().push((rowid, header));
             }
         }
-        buffer::unlock_release(buf);
     }
     let mut refreshed = 0;
     for (block, headers) in changed {
-        let buf = buffer::read(rel, block);
-        buffer::lock_exclusive(buf);
+        let locked = Locked::exclusive(rel, block);
+        let buf = locked.buffer();
         // the versions whose header on the new page differs beyond hint
         // bits: (item, header to copy, whether the page shares its header)
-        let now = page::bytes(buffer::page(buf));
+        let now = page::bytes(locked.page());
         let todo: Vec<(usize, [u8; STAMPED_SIZE], bool)> = headers
             .iter()
             .filter_map(|(rowid, header)| {
@@ -678,10 +670,7 @@ pub fn refresh_headers(
         } else {
             drop(w);
         }
-        if let Some(b) = payload {
-            buffer::unlock_release(b);
-        }
-        buffer::unlock_release(buf);
+        drop(payload);
     }
     refreshed
 }

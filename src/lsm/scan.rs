@@ -798,9 +798,7 @@ pub fn analyze_next_tuple(
                 false
             }
             pg_sys::HTSV_Result::HEAPTUPLE_INSERT_IN_PROGRESS => {
-                // SAFETY: valid header.
-                let mine =
-                    unsafe { pg_sys::TransactionIdIsCurrentTransactionId(htup::xmin(t.t_data)) };
+                let mine = crate::pg::xact::is_own(htup::xmin(t.t_data));
                 if mine {
                     // SAFETY: as above.
                     unsafe { *liverows += 1.0 };
@@ -810,8 +808,7 @@ pub fn analyze_next_tuple(
             _ => {
                 // DELETE_IN_PROGRESS
                 let xmax = htup::update_xid(t.t_data);
-                // SAFETY: as above.
-                if unsafe { pg_sys::TransactionIdIsCurrentTransactionId(xmax) } {
+                if crate::pg::xact::is_own(xmax) {
                     // SAFETY: ANALYZE's counters, valid for the call.
                     unsafe { *deadrows += 1.0 };
                     false

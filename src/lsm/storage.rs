@@ -14,7 +14,7 @@ use super::manifest_cache;
 use super::page_image;
 use super::logical_record;
 use super::wal_record::{self, Headers};
-use crate::pg::buffer;
+use crate::pg::buffer::{self, Locked};
 use crate::pg::htup;
 use crate::pg::page;
 use crate::pg::wal::{PageChange, Record};
@@ -58,34 +58,33 @@ fn fits(p: pg_sys::Page, len: usize) -> bool {
 /// without one (its first insert into the table) takes the newest L0 page
 /// when that has room and nobody holds it locked — else a session per
 /// insert would leave a page per row — and only then a new page.
-fn target_page(rel: pg_sys::Relation, len: usize) -> pg_sys::Buffer {
+fn target_page(rel: pg_sys::Relation, len: usize) -> Locked {
     let target = buffer::target_block(rel);
     // The smgr target block is reset when the relation is truncated, so it names
     // an existing block (and the metapage exists).
     if target != buffer::INVALID_BLOCK {
         let floor = manifest_cache::append_floor(rel);
-        let buf = buffer::read(rel, target);
-        buffer::lock_exclusive(buf);
-        if appendable(rel, buf, len, floor) {
+        let buf = Locked::exclusive(rel, target);
+        if appendable(rel, buf.buffer(), len, floor) {
             return buf;
         }
-        buffer::unlock_release(buf);
     } else if buffer::nblocks(rel) > 0 {
         if let Some((_, block)) = manifest::newest_l0_page(rel) {
             let floor = manifest_cache::append_floor(rel);
             let buf = buffer::read(rel, block);
             if buffer::try_lock_exclusive(buf) {
-                if appendable(rel, buf, len, floor) {
+                let buf = Locked::adopt(buf);
+                if appendable(rel, buf.buffer(), len, floor) {
                     buffer::set_target_block(rel, block);
                     return buf;
                 }
-                buffer::unlock(buf);
+            } else {
+                buffer::release(buf);
             }
-            buffer::release(buf);
         }
     }
-    let buf = manifest::allocate_l0_page(rel);
-    buffer::set_target_block(rel, buffer::block_number(buf));
+    let buf = Locked::adopt(manifest::allocate_l0_page(rel));
+    buffer::set_target_block(rel, buf.block());
     buf
 }
 
@@ -136,11 +135,10 @@ pub fn append(
     let buf = target_page(rel, len);
     let mut w = PageChange::start(rel);
     // target_page checked the room: the append cannot fail
-    let p = w.in_place(buf);
+    let p = w.in_place(buf.buffer());
     let vblock = tag(p).map(|t| t.vblock).unwrap_or(0);
     let Some(offset) = page::add_item(p, data, len) else {
         drop(w);
-        buffer::unlock_release(buf);
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
@@ -153,7 +151,7 @@ pub fn append(
         htup::set_ctid(item as *mut htup::Header, tid);
     }
     w.commit(wal_record::RMGR_ID, || insert_record(p, &[offset], rows));
-    buffer::unlock_release(buf);
+    drop(buf);
     // SAFETY: caller's tuple struct is writable.
     unsafe { (*tuple).t_self = tid };
     tid
@@ -291,7 +289,7 @@ pub fn append_batch(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple], rows: R
     while i < tuples.len() {
         let buf = target_page(rel, checked_len(tuples[i]));
         let mut w = PageChange::start(rel);
-        let p = w.register(buf, false);
+        let p = w.register(buf.buffer(), false);
         let vblock = tag(p).map(|t| t.vblock).unwrap_or(0);
         let first = i;
         let mut offsets = Vec::new();
@@ -305,7 +303,6 @@ pub fn append_batch(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple], rows: R
             };
             let Some(offset) = page::add_item(p, data, len) else {
                 drop(w);
-                buffer::unlock_release(buf);
                 ereport!(
                     ERROR,
                     PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
@@ -321,7 +318,6 @@ pub fn append_batch(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple], rows: R
             i += 1;
         }
         w.commit(wal_record::RMGR_ID, || insert_record(p, &offsets, rows));
-        buffer::unlock_release(buf);
     }
 }
 
@@ -582,9 +578,7 @@ pub fn make_stampable(rel: pg_sys::Relation, loc: &mut Located) {
     let mut rec = Headers::default();
     let payload = detach_in(rel, &mut w, loc.buf, p, &[item], &mut rec);
     w.commit(wal_record::RMGR_ID, || headers_record(&rec));
-    if let Some(b) = payload {
-        buffer::unlock_release(b);
-    }
+    drop(payload);
     *loc = find_on_page(rel, loc.buf, loc.tid).unwrap_or_else(|| lost_version(rel, loc.buf));
 }
 
@@ -603,8 +597,8 @@ fn lost_version(rel: pg_sys::Relation, buf: pg_sys::Buffer) -> ! {
 /// `p` its working copy in `w`) a header of their own
 /// ([`wal_record::detach_items`]), noted in `rec`; when the free slots run
 /// out, the page's blob moves to a new RUN_PAYLOAD page registered in the
-/// same record, whose buffer (exclusively locked) is returned for release
-/// after the commit.
+/// same record, whose buffer (exclusively locked) is returned, to be
+/// released after the commit.
 pub fn detach_in(
     rel: pg_sys::Relation,
     w: &mut PageChange,
@@ -612,25 +606,18 @@ pub fn detach_in(
     p: pg_sys::Page,
     items: &[usize],
     rec: &mut Headers,
-) -> Option<pg_sys::Buffer> {
+) -> Option<Locked> {
     let block = buffer::block_number(buf);
-    let mut payload = None;
+    let mut payload: Option<Locked> = None;
     let moved = wal_record::detach_items(page::bytes_mut(p), items.iter().copied(), || {
-        let b = manifest::allocate_block_now(rel, &HashSet::from([block]));
+        let b = Locked::adopt(manifest::allocate_block_now(rel, &HashSet::from([block])));
+        let n = b.block();
         payload = Some(b);
-        buffer::block_number(b)
+        n
     });
-    let image = match moved {
-        Ok(image) => image,
-        Err(e) => {
-            if let Some(b) = payload {
-                buffer::unlock_release(b);
-            }
-            super::version_data::corrupted(rel, block, e)
-        }
-    };
-    if let (Some(b), Some(image)) = (payload, image) {
-        page::copy_image(w.register(b, true), image.bytes());
+    let image = moved.unwrap_or_else(|e| super::version_data::corrupted(rel, block, e));
+    if let (Some(b), Some(image)) = (&payload, image) {
+        page::copy_image(w.register(b.buffer(), true), image.bytes());
     }
     rec.detached.extend(items.iter().map(|&i| i as u16));
     payload

@@ -23,7 +23,7 @@ use super::format::PageKind;
 use super::manifest;
 use super::storage;
 use super::wal_record::{self, Headers};
-use crate::pg::buffer;
+use crate::pg::buffer::{self, Locked};
 use crate::pg::htup;
 use crate::pg::page;
 use crate::pg::vacuum::{self as pgvac, Cutoffs};
@@ -129,21 +129,18 @@ fn sweep_page(
     key: u32,
     out: &mut Sweep,
 ) {
-    let buf = buffer::read(rel, block);
-    buffer::lock_exclusive(buf);
-    let p = buffer::page(buf);
+    let locked = Locked::exclusive(rel, block);
+    let (buf, p) = (locked.buffer(), locked.page());
     if !matches!(
         storage::page_kind(rel, block, p),
         Some(PageKind::L0 | PageKind::RunData)
     ) {
-        buffer::unlock_release(buf);
         return;
     }
     out.pages += 1;
     // (item, frozen header) of the versions whose header freezing changes
     let mut changed: Vec<(u16, [u64; 3])> = Vec::new();
     let Some(view) = storage::PageView::of(rel, p) else {
-        buffer::unlock_release(buf);
         return;
     };
     let compact = view.compact().is_some();
@@ -217,7 +214,6 @@ fn sweep_page(
         w.commit(wal_record::RMGR_ID, || storage::headers_record(&rec));
         out.frozen += changed.len() as u64;
     }
-    buffer::unlock_release(buf);
 }
 
 /// Bytes of `HeapTupleHeaderData` before `t_bits`.
@@ -264,9 +260,8 @@ pub fn shorten_chains_only(rel: pg_sys::Relation, horizon: pg_sys::TransactionId
     }
     for block in blocks {
         pgrx::check_for_interrupts!();
-        let buf = buffer::read(rel, block);
-        buffer::lock_share(buf);
-        let p = buffer::page(buf);
+        let locked = Locked::share(rel, block);
+        let (buf, p) = (locked.buffer(), locked.page());
         if matches!(
             storage::page_kind(rel, block, p),
             Some(PageKind::L0 | PageKind::RunData)
@@ -287,7 +282,6 @@ pub fn shorten_chains_only(rel: pg_sys::Relation, horizon: pg_sys::TransactionId
                 }
             }
         }
-        buffer::unlock_release(buf);
     }
     shorten_chains(rel, horizon, &mut out);
     out.redirected
@@ -346,8 +340,8 @@ fn shorten_chains(rel: pg_sys::Relation, horizon: pg_sys::TransactionId, out: &m
     changes.sort_by_key(|c| c.0);
     for group in changes.chunk_by(|a, b| a.0 == b.0) {
         pgrx::check_for_interrupts!();
-        let buf = buffer::read(rel, group[0].0);
-        buffer::lock_exclusive(buf);
+        let locked = Locked::exclusive(rel, group[0].0);
+        let buf = locked.buffer();
         let mut pw = PageChange::start(rel);
         let wp = pw.register(buf, false);
         let mut rec = Headers::default();
@@ -386,9 +380,6 @@ fn shorten_chains(rel: pg_sys::Relation, horizon: pg_sys::TransactionId, out: &m
         }
         if !rec.is_empty() {
             pw.commit(wal_record::RMGR_ID, || storage::headers_record(&rec));
-        } else {
-            drop(pw);
         }
-        buffer::unlock_release(buf);
     }
 }

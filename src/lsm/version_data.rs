@@ -500,9 +500,8 @@ mod tests {
         // SAFETY: `oid` names the table just created in this transaction.
         let rel = unsafe { PgRelation::with_lock(oid, pg_sys::AccessExclusiveLock as _) };
         for block in 1..buffer::nblocks(rel.as_ptr()) {
-            let buf = buffer::read(rel.as_ptr(), block);
-            buffer::lock_exclusive(buf);
-            let p = buffer::page(buf);
+            let locked = buffer::Locked::exclusive(rel.as_ptr(), block);
+            let (buf, p) = (locked.buffer(), locked.page());
             if is_compressed(p) {
                 // a byte of the frame, inside the blob in front of the tag
                 let blob_at = {
@@ -513,10 +512,8 @@ mod tests {
                 page::bytes_mut(p)[blob_at + BLOB_HEADER + 10] ^= 0x04;
                 // SAFETY: pinned, exclusively locked buffer.
                 unsafe { pg_sys::MarkBufferDirty(buf) };
-                buffer::unlock_release(buf);
                 return block;
             }
-            buffer::unlock_release(buf);
         }
         panic!("no compressed page after the flush");
     }

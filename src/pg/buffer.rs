@@ -245,6 +245,19 @@ impl Locked {
         Locked { buf }
     }
 
+    /// Takes over `buf`, which the caller has pinned, and share-locks it.
+    pub fn share_pinned(buf: pg_sys::Buffer) -> Locked {
+        lock_share(buf);
+        Locked { buf }
+    }
+
+    /// Takes over `buf`, which the caller has pinned, and locks it
+    /// exclusively.
+    pub fn exclusive_pinned(buf: pg_sys::Buffer) -> Locked {
+        lock_exclusive(buf);
+        Locked { buf }
+    }
+
     /// The buffer, for calls that take one (it stays pinned and locked for
     /// as long as this guard lives).
     pub fn buffer(&self) -> pg_sys::Buffer {
@@ -257,6 +270,13 @@ impl Locked {
 
     pub fn block(&self) -> pg_sys::BlockNumber {
         block_number(self.buf)
+    }
+
+    /// Hands the pinned, locked buffer to the caller, who releases it.
+    pub fn into_buffer(self) -> pg_sys::Buffer {
+        let buf = self.buf;
+        std::mem::forget(self);
+        buf
     }
 }
 
@@ -290,6 +310,25 @@ pub fn block_number(buf: pg_sys::Buffer) -> pg_sys::BlockNumber {
                 .blockNum
         }
     }
+}
+
+/// Adds block 0 to an empty fork `fork` (an index's metapage, also in the
+/// init fork of an unlogged index) and returns it locked exclusively.
+pub fn extend_fork_locked(rel: pg_sys::Relation, fork: pg_sys::ForkNumber::Type) -> Locked {
+    // SAFETY: P_NEW extension of a fork nobody else uses yet (the index is
+    // being built); the buffer comes back pinned, then locked.
+    let buf = unsafe {
+        let b = pg_sys::ReadBufferExtended(
+            rel,
+            fork,
+            INVALID_BLOCK,
+            pg_sys::ReadBufferMode::RBM_NORMAL,
+            std::ptr::null_mut(),
+        );
+        pg_sys::LockBuffer(b, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
+        b
+    };
+    Locked::adopt(buf)
 }
 
 /// Adds a new block to the main fork and returns it pinned and exclusively

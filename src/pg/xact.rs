@@ -125,3 +125,19 @@ pub fn active_snapshot() -> pg_sys::Snapshot {
         }
     }
 }
+
+/// Whether `xid` is this backend's transaction or one of its subtransactions
+/// that has not aborted.
+pub fn is_own(xid: pg_sys::TransactionId) -> bool {
+    // SAFETY: reads this backend's transaction state.
+    unsafe { pg_sys::TransactionIdIsCurrentTransactionId(xid) }
+}
+
+/// Whether MVCC snapshot `snapshot` counts `xid` as running when it was
+/// taken (so it does not see its effects). Reads no commit log: safe for
+/// any xid, however old.
+pub fn in_snapshot(xid: pg_sys::TransactionId, snapshot: pg_sys::Snapshot) -> bool {
+    // SAFETY: a valid MVCC snapshot; subtransaction lookups only for xids at
+    // or above its xmin.
+    unsafe { pg_sys::XidInMVCCSnapshot(xid, snapshot) }
+}

@@ -2,6 +2,7 @@
 //! insertion for `ON CONFLICT`, and taking back a version nobody may see.
 
 use super::*;
+use crate::pg::buffer::Locked;
 
 /// Whether storing `tuple` (replacing `old`) goes through the toaster:
 /// heap_update's test.
@@ -169,22 +170,25 @@ pub fn complete_speculative(
 ) {
     // SAFETY: the executor passes the slot it inserted from.
     let tid = unsafe { (*slot).tts_tid };
-    let buf = storage::pin_tid(rel, tid).unwrap_or_else(|| not_found(rel, "complete"));
-    buffer::lock_exclusive(buf);
+    let locked = Locked::exclusive_pinned(
+        storage::pin_tid(rel, tid).unwrap_or_else(|| not_found(rel, "complete")),
+    );
+    let buf = locked.buffer();
     let Some(mut loc) = storage::find_on_page(rel, buf, tid) else {
-        buffer::unlock_release(buf);
         not_found(rel, "complete")
     };
     storage::make_stampable(rel, &mut loc);
     if succeeded {
         storage::change_header(rel, &loc, |t| htup::set_ctid(t, tid));
-        buffer::unlock_release(buf);
+        drop(locked);
         logical::speculation_ended(rel, true);
     } else {
         logical::speculation_ended(rel, false);
         kill_version(rel, &loc);
         let external = htup::has_external(loc.header);
         let mut tuple = version_data::full_tuple(rel, buf, &loc.heap_tuple(rel));
+        // the dead version's TOAST values go with the page unlocked, pinned
+        let buf = locked.into_buffer();
         buffer::unlock(buf);
         if external {
             // SAFETY: pinned page; TOAST pointers of the dead version.
@@ -208,11 +212,11 @@ pub(super) fn kill_version(rel: pg_sys::Relation, loc: &Located) {
 }
 
 pub(super) fn kill_tid(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData) {
-    let buf = storage::pin_tid(rel, tid).unwrap_or_else(|| not_found(rel, "invalidate"));
-    buffer::lock_exclusive(buf);
-    if let Some(mut loc) = storage::find_on_page(rel, buf, tid) {
+    let buf = Locked::exclusive_pinned(
+        storage::pin_tid(rel, tid).unwrap_or_else(|| not_found(rel, "invalidate")),
+    );
+    if let Some(mut loc) = storage::find_on_page(rel, buf.buffer(), tid) {
         storage::make_stampable(rel, &mut loc);
         kill_version(rel, &loc);
     }
-    buffer::unlock_release(buf);
 }
