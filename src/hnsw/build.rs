@@ -19,6 +19,7 @@
 //! with a hint) and the remaining rows are inserted into the on-disk graph one
 //! by one — slower, never a failure.
 
+use crate::pg::relation::Rel;
 use super::calibrate::{calibrate, BuiltGraph};
 use super::codes::{self, Coder};
 use super::format::{self, ElemId, Element, HeapTid, Layout, Meta, Scalar, KIND_META};
@@ -55,10 +56,10 @@ fn progress(param: u32, value: i64) {
 }
 
 /// The metric of the index's operator class (from its distance function).
-pub fn index_metric(index: pg_sys::Relation) -> Metric {
+pub fn index_metric(index: Rel) -> Metric {
     // SAFETY: an open index; support function 1 of column 1 exists for our opclasses.
     let name = unsafe {
-        let proc = pg_sys::index_getprocid(index, 1, 1);
+        let proc = pg_sys::index_getprocid(index.raw(), 1, 1);
         let p = pg_sys::get_func_name(proc);
         if p.is_null() {
             String::new()
@@ -75,11 +76,11 @@ pub fn index_metric(index: pg_sys::Relation) -> Metric {
 }
 
 /// The indexed column's type and typmod.
-fn index_column(index: pg_sys::Relation) -> (pg_sys::Oid, i32) {
+fn index_column(index: Rel) -> (pg_sys::Oid, i32) {
     // SAFETY: an open index has a tuple descriptor with one attribute; the
     // wrapper does not free it.
     unsafe {
-        let desc = pgrx::PgTupleDesc::from_pg_unchecked((*index).rd_att);
+        let desc = pgrx::PgTupleDesc::from_pg_unchecked(index.data().rd_att);
         let t = desc
             .get(0)
             .map(|a| (a.atttypid, a.atttypmod))
@@ -95,7 +96,7 @@ fn index_column(index: pg_sys::Relation) -> (pg_sys::Oid, i32) {
 /// lookup (CREATE INDEX runs with a search_path of `pg_catalog, pg_temp`
 /// since PostgreSQL 17). A `varbit` column is refused as pgvector does: its
 /// values have no fixed length.
-fn index_scalar(index: pg_sys::Relation) -> Scalar {
+fn index_scalar(index: Rel) -> Scalar {
     let typid = index_column(index).0;
     if typid == pg_sys::VARBITOID {
         crate::pg::error::error(
@@ -120,7 +121,7 @@ fn index_scalar(index: pg_sys::Relation) -> Scalar {
 
 /// Dimensions declared by the indexed column (`vector(n)`, `halfvec(n)`,
 /// `bit(n)`).
-fn index_dims(index: pg_sys::Relation, scalar: Scalar) -> usize {
+fn index_dims(index: Rel, scalar: Scalar) -> usize {
     let typmod = index_column(index).1;
     if typmod < 1 {
         crate::pg::error::raise(&options::OptionsError::NoDims);
@@ -133,7 +134,7 @@ fn index_dims(index: pg_sys::Relation, scalar: Scalar) -> usize {
 }
 
 /// The index's parameters from its column, operator class and options.
-pub fn params_for_new_index(index: pg_sys::Relation) -> Params {
+pub fn params_for_new_index(index: Rel) -> Params {
     let opts = super::reloptions::options_of(index);
     if let Err(e) = opts.validate() {
         crate::pg::error::raise(&e);
@@ -235,7 +236,7 @@ fn code_chunk_bytes(params: &Params, limit: usize) -> usize {
 }
 
 /// Writes an empty metapage into block 0 of `fork`.
-pub fn write_metapage(index: pg_sys::Relation, params: &Params, fork: pg_sys::ForkNumber::Type) {
+pub fn write_metapage(index: Rel, params: &Params, fork: pg_sys::ForkNumber::Type) {
     let buf = buffer::extend_fork_locked(index, fork);
     let mut w = IndexWrite::start(index);
     let p = w.register(buf.buffer(), true);
@@ -379,7 +380,7 @@ impl Rows {
 }
 
 struct BuildState {
-    index: pg_sys::Relation,
+    index: Rel,
     params: Params,
     /// The heap rows of each element: most hold one, duplicates of a vector
     /// share an element (all of them in version 3, with row lists; up to the
@@ -883,7 +884,6 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &Links, codes: Option<&Lev
             });
         }),
     }
-    drop(place);
     if let Some((w, _, _, buf)) = current.take() {
         w.commit();
         drop(buf);
@@ -904,8 +904,8 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &Links, codes: Option<&Lev
 
 /// `ambuild`.
 pub fn build(
-    heap: pg_sys::Relation,
-    index: pg_sys::Relation,
+    heap: Rel,
+    index: Rel,
     info: *mut pg_sys::IndexInfo,
 ) -> *mut pg_sys::IndexBuildResult {
     if buffer::nblocks(index) != 0 {
@@ -946,8 +946,8 @@ pub fn build(
         // SAFETY: standard index build scan with our callback and state.
         let reltuples = unsafe {
             pg_sys::table_index_build_scan(
-                heap,
-                index,
+                heap.raw(),
+                index.raw(),
                 info,
                 true,
                 true,
@@ -977,11 +977,11 @@ pub fn build(
 }
 
 /// `ambuildempty`: the init fork of an unlogged index holds an empty metapage.
-pub fn build_empty(index: pg_sys::Relation) {
+pub fn build_empty(index: Rel) {
     let params = params_for_new_index(index);
     write_metapage(index, &params, pg_sys::ForkNumber::INIT_FORKNUM);
     // GenericXLog does not log unlogged relations; the init fork must survive
     // a crash, so it is logged as a full page.
     // SAFETY: block 0 of the init fork was just written.
-    unsafe { pg_sys::log_newpage_range(index, pg_sys::ForkNumber::INIT_FORKNUM, 0, 1, true) };
+    unsafe { pg_sys::log_newpage_range(index.raw(), pg_sys::ForkNumber::INIT_FORKNUM, 0, 1, true) };
 }

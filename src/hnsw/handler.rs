@@ -1,5 +1,6 @@
 //! The `strata_hnsw` index access method's routine and its callbacks (options in [`super::reloptions`]).
 
+use crate::pg::relation::Rel;
 use super::{build, cost, gucs, insert, scan, vacuum};
 use pgrx::datum::Internal;
 use pgrx::pg_sys;
@@ -47,11 +48,17 @@ unsafe extern "C-unwind" fn ambuild(
     index: pg_sys::Relation,
     info: *mut pg_sys::IndexInfo,
 ) -> *mut pg_sys::IndexBuildResult {
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let heap = unsafe { Rel::from_raw(heap) };
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let index = unsafe { Rel::from_raw(index) };
     build::build(heap, index, info)
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let index = unsafe { Rel::from_raw(index) };
     build::build_empty(index)
 }
 
@@ -72,6 +79,8 @@ unsafe extern "C-unwind" fn aminsert(
     _unchanged: bool,
     _info: *mut pg_sys::IndexInfo,
 ) -> bool {
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let index = unsafe { Rel::from_raw(index) };
     insert::insert(index, values, isnull, heap_tid)
 }
 
@@ -106,6 +115,8 @@ unsafe extern "C-unwind" fn ambeginscan(
     nkeys: i32,
     norderbys: i32,
 ) -> pg_sys::IndexScanDesc {
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let index = unsafe { Rel::from_raw(index) };
     scan::begin(index, nkeys, norderbys)
 }
 
@@ -173,10 +184,10 @@ unsafe extern "C-unwind" fn amcostestimate(
         let mut costs: pg_sys::GenericCosts = std::mem::zeroed();
         pg_sys::genericcostestimate(root, path, loop_count, &mut costs);
         let info = (*path).indexinfo;
-        let index = pg_sys::index_open((*info).indexoid, pg_sys::NoLock as _);
+        let index = Rel::from_raw(pg_sys::index_open((*info).indexoid, pg_sys::NoLock as _));
         let meta = super::pages::read_meta(index);
         let params = super::pages::Params::of(index, &meta);
-        pg_sys::index_close(index, pg_sys::NoLock as _);
+        pg_sys::index_close(index.raw(), pg_sys::NoLock as _);
         let m = params.m;
         let discount = cost::codes_discount(
             params.typical_element_size() + super::format::neighbors_size(params.layout, m, 0, 0),

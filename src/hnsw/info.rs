@@ -1,12 +1,15 @@
 //! `strata.hnsw_info(regclass)`: one row per graph layer.
 
+use crate::pg::relation::Rel;
 use super::pages;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgRelation;
 
-fn open_hnsw(relation: &PgRelation) -> pg_sys::Relation {
-    let r = relation.as_ptr();
+fn open_hnsw(relation: &PgRelation) -> Rel {
+    // SAFETY: the caller's PgRelation keeps the index open while it is used.
+    let rel = unsafe { Rel::from_raw(relation.as_ptr()) };
+    let r = rel.raw();
     // SAFETY: an open relation; rd_indam is set for indexes only.
     let ours = unsafe {
         (*(*r).rd_rel).relkind == pg_sys::RELKIND_INDEX as std::ffi::c_char
@@ -23,7 +26,7 @@ fn open_hnsw(relation: &PgRelation) -> pg_sys::Relation {
             format!("\"{}\" is not a strata_hnsw index", relation.name())
         );
     }
-    r
+    rel
 }
 
 #[pgrx::pg_schema]

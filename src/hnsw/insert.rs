@@ -11,6 +11,7 @@
 //! when the new element's level is above it. A row whose vector an element
 //! already holds joins that element instead (format version 2).
 
+use crate::pg::relation::Rel;
 use super::format::{self, ElemId, Element, IdMap};
 use super::graph::guided::GuidedSearch;
 use super::graph::{self, Graph, Scored};
@@ -26,12 +27,12 @@ pub(super) fn random_unit() -> f64 {
 
 /// Inserts `vector` for heap row `tid`. The caller checked dimensions and
 /// that the metric can index it.
-pub fn insert_vector(index: pg_sys::Relation, tid: pg_sys::ItemPointerData, vector: &[f32]) {
+pub fn insert_vector(index: Rel, tid: pg_sys::ItemPointerData, vector: &[f32]) {
     insert_with_meta(index, pages::read_meta(index), tid, vector)
 }
 
 fn insert_with_meta(
-    index: pg_sys::Relation,
+    index: Rel,
     meta: format::Meta,
     tid: pg_sys::ItemPointerData,
     vector: &[f32],
@@ -169,7 +170,7 @@ pub(super) fn choose_neighbors(
 /// inner product also tie other vectors, which the bit comparison rejects)
 /// and, in version 9, those at the distance of the vector's own rounding.
 fn add_to_duplicate(
-    index: pg_sys::Relation,
+    index: Rel,
     params: &Params,
     found: &[Scored],
     vector: &[f32],
@@ -196,7 +197,7 @@ fn add_to_duplicate(
 /// the metapage's exclusive lock so two first inserts cannot both win.
 /// Returns false when another backend got there first.
 fn insert_first(
-    index: pg_sys::Relation,
+    index: Rel,
     params: &Params,
     element: &Element,
     vector: &[f32],
@@ -303,7 +304,7 @@ pub(super) fn link_back(g: &mut DiskGraph, n: ElemId, new: ElemId, level: usize,
 
 /// `aminsert`.
 pub fn insert(
-    index: pg_sys::Relation,
+    index: Rel,
     values: *mut pg_sys::Datum,
     isnull: *mut bool,
     tid: pg_sys::ItemPointer,

@@ -4,6 +4,7 @@
 //! what they need out (the one exception, an element's rows with its row
 //! lists, is `rows`': ascending blocks).
 
+use crate::pg::relation::Rel;
 use super::format::{
     self, ElemId, Element, IdMap, Layout, Meta, Scalar, KIND_GRAPH, KIND_META, MAGIC, META_SIZE, TAG_SIZE,
 };
@@ -19,11 +20,11 @@ use pgrx::prelude::*;
 
 pub const META_BLOCK: pg_sys::BlockNumber = 0;
 
-pub fn index_name(index: pg_sys::Relation) -> String {
+pub fn index_name(index: Rel) -> String {
     crate::pg::rel::relname(index)
 }
 
-pub(super) fn corrupted(index: pg_sys::Relation, what: String) -> ! {
+pub(super) fn corrupted(index: Rel, what: String) -> ! {
     crate::pg::error::error(
         PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
         format!("{what} in strata_hnsw index \"{}\"", index_name(index)),
@@ -71,7 +72,7 @@ fn decode_meta(p: pg_sys::Page) -> Option<Meta> {
         .flatten()
 }
 
-pub fn read_meta(index: pg_sys::Relation) -> Meta {
+pub fn read_meta(index: Rel) -> Meta {
     let meta = decode_meta(Locked::share(index, META_BLOCK).page());
     meta.unwrap_or_else(|| corrupted(index, "invalid metapage".into()))
 }
@@ -88,7 +89,7 @@ pub fn read_meta_locked(buf: pg_sys::Buffer) -> Meta {
 
 /// Changes the metapage under its exclusive lock (one WAL record); `f`
 /// returns false to leave it unchanged.
-pub fn update_meta(index: pg_sys::Relation, f: impl FnOnce(&mut Meta) -> bool) {
+pub fn update_meta(index: Rel, f: impl FnOnce(&mut Meta) -> bool) {
     let buf = Locked::exclusive(index, META_BLOCK);
     let mut meta = read_meta_locked(buf.buffer());
     if f(&mut meta) {
@@ -101,7 +102,7 @@ pub fn update_meta(index: pg_sys::Relation, f: impl FnOnce(&mut Meta) -> bool) {
 
 /// Runs `f` on graph page `block` under a share lock (None for the
 /// metapage or a page that is not a graph page).
-fn with_page<T>(index: pg_sys::Relation, block: u32, f: impl FnOnce(pg_sys::Page) -> Option<T>) -> Option<T> {
+fn with_page<T>(index: Rel, block: u32, f: impl FnOnce(pg_sys::Page) -> Option<T>) -> Option<T> {
     // Index relations never shrink, so a stored id names an existing block.
     if block == META_BLOCK {
         return None;
@@ -127,7 +128,7 @@ fn item_bytes<'a>(p: pg_sys::Page, offset: u16) -> Option<&'a [u8]> {
 }
 
 /// Runs `f` on item `id`'s bytes under a share lock.
-fn with_item<T>(index: pg_sys::Relation, id: ElemId, f: impl FnOnce(&[u8]) -> T) -> Option<T> {
+fn with_item<T>(index: Rel, id: ElemId, f: impl FnOnce(&[u8]) -> T) -> Option<T> {
     if id.is_none() {
         return None;
     }
@@ -136,7 +137,7 @@ fn with_item<T>(index: pg_sys::Relation, id: ElemId, f: impl FnOnce(&[u8]) -> T)
 
 /// Changes item `id` in place under the page's exclusive lock (one WAL
 /// record); `f` returns false to leave it unchanged.
-pub fn update_item(index: pg_sys::Relation, id: ElemId, f: impl FnOnce(&mut [u8]) -> bool) -> bool {
+pub fn update_item(index: Rel, id: ElemId, f: impl FnOnce(&mut [u8]) -> bool) -> bool {
     let buf = Locked::exclusive(index, id.block);
     let mut w = IndexWrite::start(index);
     let p = w.register(buf.buffer(), false);
@@ -165,7 +166,7 @@ pub(super) fn room_for(p: pg_sys::Page, layout: Layout, lens: &[usize]) -> bool 
 
 /// A new page at the end of the index, pinned and exclusively locked; an
 /// error when the index's format cannot name it (version 5: 2^26 pages).
-pub(super) fn extend(index: pg_sys::Relation, layout: Layout) -> pg_sys::Buffer {
+pub(super) fn extend(index: Rel, layout: Layout) -> pg_sys::Buffer {
     if buffer::nblocks(index) > layout.max_block() {
         crate::pg::error::error(
             PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
@@ -202,7 +203,7 @@ fn neighbor_item(params: &Params, level: usize, lists: &[Vec<ElemId>], codes: &[
 /// new pages. `codes` are those of `lists[0]` ([`DiskGraph::codes_for`]).
 /// Returns the element's id.
 pub fn add_element(
-    index: pg_sys::Relation,
+    index: Rel,
     params: &Params,
     element: &Element,
     vector: &[f32],
@@ -268,7 +269,7 @@ pub fn add_element(
 /// Puts the new element into a slot VACUUM freed (found through the free
 /// space map) whose neighbor item, on the same page, has room for its levels.
 fn reuse_free_slot(
-    index: pg_sys::Relation,
+    index: Rel,
     params: &Params,
     element: &Element,
     vector: &[f32],
@@ -284,14 +285,14 @@ fn reuse_free_slot(
             // SAFETY: FSM hint, re-checked on use; the range vacuum lifts the
             // upper FSM levels again (the lookup lowered them).
             unsafe {
-                pg_sys::RecordFreeIndexPage(index, b);
-                pg_sys::FreeSpaceMapVacuumRange(index, b, b + 1);
+                pg_sys::RecordFreeIndexPage(index.raw(), b);
+                pg_sys::FreeSpaceMapVacuumRange(index.raw(), b, b + 1);
             }
         }
     };
     loop {
         // SAFETY: FSM lookup (marks the page used in the FSM).
-        let block = unsafe { pg_sys::GetFreeIndexPage(index) };
+        let block = unsafe { pg_sys::GetFreeIndexPage(index.raw()) };
         if block == buffer::INVALID_BLOCK || skipped.contains(&block) {
             give_back(&skipped);
             return None;
@@ -385,7 +386,7 @@ fn reuse_free_slot(
 use crate::page_layout::maxalign;
 
 fn place_pair(
-    index: pg_sys::Relation,
+    index: Rel,
     wp: pg_sys::Page,
     block: u32,
     layout: Layout,
@@ -491,7 +492,7 @@ impl Params {
             .flatten()
     }
 
-    pub fn of(index: pg_sys::Relation, meta: &Meta) -> Params {
+    pub fn of(index: Rel, meta: &Meta) -> Params {
         Params {
             code_bits: meta.code_bits,
             code_seed: meta.code_seed,
@@ -514,7 +515,7 @@ impl Params {
 /// neighbor heuristic compares candidates pairwise, the codes and back links
 /// need the same vectors again, and each re-read is a buffer access.
 pub struct DiskGraph {
-    pub index: pg_sys::Relation,
+    pub index: Rel,
     pub params: Params,
     headers: IdMap<Element>,
     /// Vectors read by this operation (None: not kept).
@@ -590,7 +591,7 @@ struct QueryBits {
 }
 
 impl DiskGraph {
-    pub fn new(index: pg_sys::Relation, params: Params) -> DiskGraph {
+    pub fn new(index: Rel, params: Params) -> DiskGraph {
         DiskGraph {
             index,
             params,
@@ -1003,7 +1004,7 @@ impl CodedGraph for DiskGraph {
 
 /// Visits every element item of the index (block, offset, header, item).
 pub fn for_each_element(
-    index: pg_sys::Relation,
+    index: Rel,
     params: &Params,
     mut f: impl FnMut(ElemId, &Element, &[u8]),
 ) {

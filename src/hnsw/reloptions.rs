@@ -2,6 +2,7 @@
 //! library load, the `amoptions` parser and reading them back from an
 //! index. The rules for their values are pure, in [`super::options`].
 
+use crate::pg::relation::Rel;
 use super::options::{self, Options};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -77,10 +78,10 @@ pub unsafe extern "C-unwind" fn amoptions(
 }
 
 /// The options of an index (defaults when none were given).
-pub fn options_of(index: pg_sys::Relation) -> Options {
+pub fn options_of(index: Rel) -> Options {
     // SAFETY: rd_options is null or our parsed struct.
     unsafe {
-        let o = (*index).rd_options as *const RelOptions;
+        let o = index.data().rd_options as *const RelOptions;
         if o.is_null() {
             Options::default()
         } else {

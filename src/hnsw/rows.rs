@@ -11,6 +11,7 @@
 //! element's page is held, so locks are always taken in ascending block
 //! order and two backends cannot wait on each other.
 
+use crate::pg::relation::Rel;
 use super::format::{self, ElemId, Element, HeapTid, KIND_GRAPH};
 use super::metric::Metric;
 use super::pages::{self, Params};
@@ -38,7 +39,7 @@ fn element_on<'a>(p: pg_sys::Page, params: &Params, id: ElemId) -> Option<&'a mu
 
 /// The row list item `id` on its locked page `p`; an element's link to
 /// anything else is corruption.
-fn row_list_on<'a>(index: pg_sys::Relation, p: pg_sys::Page, id: ElemId) -> &'a mut [u8] {
+fn row_list_on<'a>(index: Rel, p: pg_sys::Page, id: ElemId) -> &'a mut [u8] {
     match item_mut(p, id.offset) {
         Some(i) if pages::page_kind(p) == Some(KIND_GRAPH) && format::is_row_list_item(i) => i,
         _ => pages::corrupted(
@@ -54,7 +55,7 @@ fn row_list_on<'a>(index: pg_sys::Relation, p: pg_sys::Page, id: ElemId) -> &'a 
 /// its bytes, and returns false to stop. A list on the element's page is
 /// read through `ebuf`; other pages are locked one at a time.
 fn walk_lists(
-    index: pg_sys::Relation,
+    index: Rel,
     ebuf: pg_sys::Buffer,
     first: Option<ElemId>,
     exclusive: bool,
@@ -87,7 +88,7 @@ fn walk_lists(
 /// Runs `f` with element `id`'s page read and exclusively locked, then
 /// unlocks and releases it.
 fn with_page_exclusive<T>(
-    index: pg_sys::Relation,
+    index: Rel,
     id: ElemId,
     f: impl FnOnce(pg_sys::Buffer) -> T,
 ) -> T {
@@ -100,7 +101,7 @@ fn with_page_exclusive<T>(
 /// read again, whole, under the element page's lock. None when `id` no
 /// longer names an element item.
 pub fn rows_of_copied(
-    index: pg_sys::Relation,
+    index: Rel,
     params: &Params,
     id: ElemId,
     item: &[u8],
@@ -115,7 +116,7 @@ pub fn rows_of_copied(
 /// row lists), read whole under its page's share lock; the rows only when
 /// `rows(header)` says so. None when `id` names no element item.
 pub fn element_rows(
-    index: pg_sys::Relation,
+    index: Rel,
     params: &Params,
     id: ElemId,
     rows: impl FnOnce(&Element) -> bool,
@@ -126,7 +127,7 @@ pub fn element_rows(
 /// [`element_rows`], with what `also` reads from the element item under
 /// the same lock.
 fn element_rows_and<T>(
-    index: pg_sys::Relation,
+    index: Rel,
     params: &Params,
     id: ElemId,
     rows: impl FnOnce(&Element) -> bool,
@@ -158,7 +159,7 @@ fn element_rows_and<T>(
 /// the index's last page or a new one. Returns whether the row was added
 /// (false in versions 1 and 2 when the element is full).
 pub fn add_heap_tid(
-    index: pg_sys::Relation,
+    index: Rel,
     params: &Params,
     id: ElemId,
     vector: &[f32],
@@ -218,7 +219,7 @@ pub fn add_heap_tid(
 /// on the element's page (`ebuf`, exclusively locked), else the index's last
 /// page, else a new page: never before the element's block.
 fn add_row_list(
-    index: pg_sys::Relation,
+    index: Rel,
     params: &Params,
     ebuf: pg_sys::Buffer,
     id: ElemId,
@@ -282,7 +283,7 @@ fn add_row_list(
 /// marked deleted. Rows an insert added since VACUUM read the element are
 /// not in `dead` and stay. Returns whether the element is now deleted.
 pub fn remove_heap_tids(
-    index: pg_sys::Relation,
+    index: Rel,
     params: &Params,
     id: ElemId,
     dead: &HashSet<HeapTid>,

@@ -29,6 +29,7 @@
 //! The scan's Rust state is owned through the scan's memory context: a
 //! reset callback frees it even when the query ends in an error.
 
+use crate::pg::relation::Rel;
 use super::format::{ElemId, HeapTid, IdSet, Scalar};
 use super::graph::guided::GuidedSearch;
 use super::graph::{self, LayerSearch, Scored};
@@ -139,9 +140,9 @@ fn state<'a>(scan: pg_sys::IndexScanDesc) -> &'a mut ScanState {
     }
 }
 
-pub fn begin(index: pg_sys::Relation, nkeys: i32, norderbys: i32) -> pg_sys::IndexScanDesc {
+pub fn begin(index: Rel, nkeys: i32, norderbys: i32) -> pg_sys::IndexScanDesc {
     // SAFETY: standard scan descriptor allocation.
-    let scan = unsafe { pg_sys::RelationGetIndexScan(index, nkeys, norderbys) };
+    let scan = unsafe { pg_sys::RelationGetIndexScan(index.raw(), nkeys, norderbys) };
     let meta = pages::read_meta(index);
     let st = Box::new(ScanState {
         query: None,

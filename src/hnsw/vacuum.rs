@@ -25,6 +25,7 @@ use super::graph::{self, Graph, Scored};
 use super::insert;
 use super::pages::{self, DiskGraph, Kept, Params};
 use super::rows;
+use crate::pg::relation::Rel;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -51,8 +52,8 @@ pub fn bulk_delete(
     callback_state: *mut std::ffi::c_void,
 ) -> *mut pg_sys::IndexBulkDeleteResult {
     let stats = stats_or_new(stats);
-    // SAFETY: valid vacuum info.
-    let index = unsafe { (*info).index };
+    // SAFETY: valid vacuum info, whose index VACUUM keeps open.
+    let index = unsafe { Rel::from_raw((*info).index) };
     let callback = callback.expect("bulk delete callback");
     let meta = pages::read_meta(index);
     let params = Params::of(index, &meta);
@@ -162,10 +163,10 @@ pub fn bulk_delete(
     }
     for b in pages_with_space {
         // SAFETY: FSM hint (re-checked on reuse).
-        unsafe { pg_sys::RecordFreeIndexPage(index, b) };
+        unsafe { pg_sys::RecordFreeIndexPage(index.raw(), b) };
     }
     // SAFETY: FSM upkeep.
-    unsafe { pg_sys::IndexFreeSpaceMapVacuum(index) };
+    unsafe { pg_sys::IndexFreeSpaceMapVacuum(index.raw()) };
     stats
 }
 
@@ -372,8 +373,8 @@ pub fn cleanup(
     info: *mut pg_sys::IndexVacuumInfo,
     stats: *mut pg_sys::IndexBulkDeleteResult,
 ) -> *mut pg_sys::IndexBulkDeleteResult {
-    // SAFETY: valid vacuum info.
-    let (index, analyze_only) = unsafe { ((*info).index, (*info).analyze_only) };
+    // SAFETY: valid vacuum info, whose index VACUUM keeps open.
+    let (index, analyze_only) = unsafe { (Rel::from_raw((*info).index), (*info).analyze_only) };
     if analyze_only {
         return stats;
     }

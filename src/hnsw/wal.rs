@@ -8,6 +8,7 @@
 //! change is made on working copies that reach the buffers only on
 //! `commit`: dropping an `IndexWrite` leaves the pages as they were.
 
+use crate::pg::relation::Rel;
 use super::wal_record::{self as rec, RMGR_ID, RMGR_NAME};
 use crate::pg::wal::{self, PageChange, Redo};
 use crate::pg::page;
@@ -18,7 +19,7 @@ use pgrx::prelude::*;
 pub struct IndexWrite(PageChange);
 
 impl IndexWrite {
-    pub fn start(index: pg_sys::Relation) -> IndexWrite {
+    pub fn start(index: Rel) -> IndexWrite {
         IndexWrite(PageChange::start(index))
     }
 

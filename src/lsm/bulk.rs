@@ -60,6 +60,7 @@
 //! abandoned open run, which VACUUM clears; after it, runs whose rows carry
 //! an aborted xid, which compaction drops. Standbys replay the same records.
 
+use crate::pg::relation::Rel;
 use super::flush;
 use super::format::{Meta, OpenRun, MAX_RUNS, ROWS_PER_VBLOCK};
 use super::manifest;
@@ -132,6 +133,8 @@ struct Chunk {
     bytes: u64,
 }
 
+// one per load in progress: the open chunk stays inline
+#[allow(clippy::large_enum_variant)]
 enum State {
     /// Rows go to L0 until the load finishes.
     Declined,
@@ -155,7 +158,7 @@ thread_local! {
 
 /// Whether a load into `rel` by `entry` with `n` rows may go to runs, and
 /// when its rows must be reachable by TID.
-fn eligible(rel: pg_sys::Relation, entry: Entry, n: usize) -> Option<Reach> {
+fn eligible(rel: Rel, entry: Entry, n: usize) -> Option<Reach> {
     if !super::gucs::bulk_load() {
         return None;
     }
@@ -191,7 +194,7 @@ fn eligible(rel: pg_sys::Relation, entry: Entry, n: usize) -> Option<Reach> {
 /// Stores a prefix of `tuples` (prepared versions: xmin, cid, TOAST done)
 /// in the bulk load of `rel`, setting each one's `t_self` and `t_ctid`;
 /// returns how many it took (the caller appends the rest to L0).
-pub fn take(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple], entry: Entry) -> usize {
+pub fn take(rel: Rel, tuples: &[pg_sys::HeapTuple], entry: Entry) -> usize {
     if tuples.is_empty() {
         return 0;
     }
@@ -250,7 +253,7 @@ pub fn take(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple], entry: Entry) -
 
 /// Adds rows to the open chunk, starting and ending chunks as needed.
 fn add_rows(
-    rel: pg_sys::Relation,
+    rel: Rel,
     reach: Reach,
     state: &mut State,
     tuples: &[pg_sys::HeapTuple],
@@ -318,7 +321,7 @@ fn add_rows(
 /// runs list has no room for the chunk's runs, or (publishing) the open-run
 /// slot still holds an abandoned load's run, which VACUUM clears.
 fn start_chunk(
-    rel: pg_sys::Relation,
+    rel: Rel,
     reach: Reach,
     vblocks: u32,
     stretch: Option<usize>,
@@ -390,7 +393,7 @@ fn start_chunk(
 
 /// Flushes L0 (as `strata.lsm_flush` would, without shortening update
 /// chains), trying for EXCLUSIVE a few times only.
-fn flush_l0(rel: pg_sys::Relation) {
+fn flush_l0(rel: Rel) {
     let lock = SwitchLock {
         acquire: &|| {
             rel::try_lock_retrying(rel, pg_sys::ExclusiveLock, FLUSH_LOCK_TRIES, FLUSH_LOCK_SLEEP_US)
@@ -404,7 +407,7 @@ fn flush_l0(rel: pg_sys::Relation) {
 /// stretch of runs the level a load of its size takes
 /// ([`policy::ingest_level`]: below level 1, where it fits, unless a
 /// level-1 run comes before it). Returns where the stretch starts.
-fn end_chunk(rel: pg_sys::Relation, mut chunk: Chunk) -> usize {
+fn end_chunk(rel: Rel, mut chunk: Chunk) -> usize {
     chunk.writer.set_rel(rel);
     let written = chunk.writer.finish();
     let (rows, bytes) = (chunk.rows, chunk.bytes);
@@ -430,7 +433,7 @@ fn end_chunk(rel: pg_sys::Relation, mut chunk: Chunk) -> usize {
 }
 
 /// `finish_bulk_insert`: lists the load's last runs and ends it.
-pub fn finish(rel: pg_sys::Relation) {
+pub fn finish(rel: Rel) {
     let relid = rel::oid(rel);
     let load = LOADS.with(|l| {
         let mut loads = l.borrow_mut();
@@ -447,7 +450,7 @@ pub fn finish(rel: pg_sys::Relation) {
 
 /// Ends the load into `rel` before anything reads or changes its rows
 /// (an INSERT ... SELECT load stays open until then).
-pub fn finish_open(rel: pg_sys::Relation) {
+pub fn finish_open(rel: Rel) {
     let relid = rel::oid(rel);
     if LOADS.with(|l| l.borrow().iter().any(|load| load.relid == relid)) {
         finish(rel);
@@ -457,7 +460,7 @@ pub fn finish_open(rel: pg_sys::Relation) {
 /// [`finish_open`] before a fetch by TID: a load whose rows are reachable
 /// by TID as each batch ends (its unique checks fetch by TID mid-load)
 /// stays open.
-pub fn finish_before_fetch(rel: pg_sys::Relation) {
+pub fn finish_before_fetch(rel: Rel) {
     let relid = rel::oid(rel);
     let unreachable = LOADS.with(|l| {
         l.borrow()
@@ -471,7 +474,7 @@ pub fn finish_before_fetch(rel: pg_sys::Relation) {
 
 /// Drops the load into `rel` without listing its runs: its storage is
 /// being replaced (TRUNCATE, a rewrite), and its rows go with it.
-pub fn forget(rel: pg_sys::Relation) {
+pub fn forget(rel: Rel) {
     let relid = rel::oid(rel);
     LOADS.with(|l| l.borrow_mut().retain(|load| load.relid != relid));
 }

@@ -28,6 +28,8 @@
 //! member missing (it read the root before the redirect was written) starts
 //! over from the root once.
 
+use crate::pg::tuple_slot::Slot;
+use crate::pg::relation::Rel;
 use super::manifest_cache::{self, Trust};
 use super::{chain_hint, format, storage};
 use crate::pg::buffer;
@@ -99,16 +101,16 @@ pub fn redirect_bytes(t: *mut Header) -> Vec<u8> {
 
 /// One pinned page at a time for chain walks.
 pub struct Walker {
-    rel: pg_sys::Relation,
+    rel: Rel,
     pub buf: pg_sys::Buffer,
 }
 
 impl Walker {
-    pub fn new(rel: pg_sys::Relation, buf: pg_sys::Buffer) -> Walker {
+    pub fn new(rel: Rel, buf: pg_sys::Buffer) -> Walker {
         Walker { rel, buf }
     }
 
-    pub fn rel(&self) -> pg_sys::Relation {
+    pub fn rel(&self) -> Rel {
         self.rel
     }
 
@@ -187,7 +189,7 @@ pub fn search(
     w: &mut Walker,
     tid: &mut pg_sys::ItemPointerData,
     snapshot: pg_sys::Snapshot,
-    slot: Option<*mut pg_sys::TupleTableSlot>,
+    slot: Option<Slot>,
     all_dead: Option<&mut bool>,
     first_call: bool,
 ) -> bool {
@@ -223,7 +225,7 @@ fn walk(
     w: &mut Walker,
     tid: &mut pg_sys::ItemPointerData,
     snapshot: pg_sys::Snapshot,
-    slot: Option<*mut pg_sys::TupleTableSlot>,
+    slot: Option<Slot>,
     all_dead: Option<&mut bool>,
     start: Start,
 ) -> bool {
@@ -307,7 +309,7 @@ fn walk(
             let surely_dead = !htup::hinted_live(h) && {
                 if vistest.is_null() {
                     // SAFETY: horizon state for this relation.
-                    vistest = unsafe { pg_sys::GlobalVisTestFor(rel) };
+                    vistest = unsafe { pg_sys::GlobalVisTestFor(rel.raw()) };
                 }
                 htup::removable(&mut t, w.buf, vistest)
             };
@@ -345,7 +347,7 @@ fn walk(
         if dead {
             if vistest.is_null() {
                 // SAFETY: horizon state for this relation.
-                vistest = unsafe { pg_sys::GlobalVisTestFor(rel) };
+                vistest = unsafe { pg_sys::GlobalVisTestFor(rel.raw()) };
             }
             // SAFETY: share-locked page.
             dead = unsafe { pg_sys::HeapTupleIsSurelyDead(&mut t, vistest) };

@@ -40,6 +40,7 @@
 //! per slot; a colliding key overwrites) in shared memory, 3 MiB, only when
 //! Strata is preloaded — otherwise every walk starts at the root.
 
+use crate::pg::relation::Rel;
 use super::hint_table::{self, Hint, Member, Root, WORDS};
 use crate::pg::htup;
 use crate::pg::xact;
@@ -90,7 +91,7 @@ fn in_use() -> Option<&'static [AtomicU32]> {
 }
 
 /// The key of a relation's file: (database, relfilenumber).
-fn file_key(rel: pg_sys::Relation) -> (u32, u32) {
+fn file_key(rel: Rel) -> (u32, u32) {
     let (_, db, num) = crate::pg::rel::file_locator(rel);
     (db, num)
 }
@@ -116,7 +117,7 @@ pub struct Start {
 
 /// The starts the hint for `root` offers a walk with MVCC snapshot
 /// `snapshot`, best first (each still checked by the walk).
-pub fn starts(rel: pg_sys::Relation, root: &pg_sys::ItemPointerData, snapshot: pg_sys::Snapshot) -> [Option<Start>; 2] {
+pub fn starts(rel: Rel, root: &pg_sys::ItemPointerData, snapshot: pg_sys::Snapshot) -> [Option<Start>; 2] {
     let Some(Hint { member, pred }) = in_use().and_then(|t| hint_table::get(t, &root_of(file_key(rel), root))) else {
         return [None, None];
     };
@@ -144,7 +145,7 @@ fn committed_xid_visible(xid: pg_sys::TransactionId, snapshot: pg_sys::Snapshot)
     xid != pg_sys::InvalidTransactionId && !xact::is_own(xid) && !xact::in_snapshot(xid, snapshot)
 }
 
-fn set(rel: pg_sys::Relation, root: &pg_sys::ItemPointerData, hint: Hint) {
+fn set(rel: Rel, root: &pg_sys::ItemPointerData, hint: Hint) {
     if let Some(t) = in_use() {
         hint_table::set(t, &root_of(file_key(rel), root), &hint);
     }
@@ -168,7 +169,7 @@ pub fn forget_file(db: u32, relnumber: u32) {
 }
 
 /// [`forget_file`] for the file `rel` uses now.
-pub fn forget_relation(rel: pg_sys::Relation) {
+pub fn forget_relation(rel: Rel) {
     let (db, num) = file_key(rel);
     forget_file(db, num);
 }
@@ -204,7 +205,7 @@ thread_local! {
 /// `passed` says it read other members first, so a hint would have saved
 /// reads.
 pub fn note_found(
-    rel: pg_sys::Relation,
+    rel: Rel,
     root: &pg_sys::ItemPointerData,
     member: &pg_sys::ItemPointerData,
     t: *mut htup::Header,
@@ -229,7 +230,7 @@ pub fn note_found(
 /// `to` takes its place, so that an UPDATE of `to` (EvalPlanQual's) moves
 /// the chain's hint as an UPDATE of the walk's version would.
 pub fn note_followed(
-    rel: pg_sys::Relation,
+    rel: Rel,
     from: &pg_sys::ItemPointerData,
     to: &pg_sys::ItemPointerData,
     t: *mut htup::Header,
@@ -251,7 +252,7 @@ pub fn note_followed(
 /// `xid`): when `old` is what the backend's last walk returned, its chain's
 /// hint moves to `new`, with `old` as its predecessor.
 pub fn note_updated(
-    rel: pg_sys::Relation,
+    rel: Rel,
     old: &pg_sys::ItemPointerData,
     new: &pg_sys::ItemPointerData,
     xid: pg_sys::TransactionId,

@@ -16,6 +16,7 @@
 //! cutoffs are not advanced past the old table's. The caller holds ACCESS
 //! EXCLUSIVE on the old table.
 
+use crate::pg::relation::Rel;
 use super::manifest;
 use super::storage;
 use super::version_data;
@@ -28,7 +29,7 @@ use pgrx::pg_sys;
 
 /// Picks the versions to copy and counts what it sees, like heap's rewrite.
 struct Picker {
-    old: pg_sys::Relation,
+    old: Rel,
     oldest_xmin: pg_sys::TransactionId,
     live: f64,
     dead: f64,
@@ -104,11 +105,11 @@ impl Picker {
 
 /// Appends version `t` to the new table (storing its out-of-line values
 /// again); frees what it allocated, not `t`.
-fn write(new: pg_sys::Relation, t: pg_sys::HeapTuple) {
+fn write(new: Rel, t: pg_sys::HeapTuple) {
     // SAFETY: `t` is a formed tuple; `new` is open.
     let stored = unsafe {
         if htup::has_external((*t).t_data) || (*t).t_len as usize > htup::TOAST_TUPLE_THRESHOLD {
-            htup::heap_toast_insert_or_update(new, t, std::ptr::null_mut(), 0)
+            htup::heap_toast_insert_or_update(new.raw(), t, std::ptr::null_mut(), 0)
         } else {
             t
         }
@@ -125,9 +126,8 @@ fn write(new: pg_sys::Relation, t: pg_sys::HeapTuple) {
 }
 
 /// Whether `index` is a btree (what CLUSTER's tuplesort can order by).
-fn is_btree(index: pg_sys::Relation) -> bool {
-    // SAFETY: open index relation.
-    unsafe { (*(*index).rd_rel).relam == pg_sys::BTREE_AM_OID }
+fn is_btree(index: Rel) -> bool {
+    index.form().relam == pg_sys::BTREE_AM_OID
 }
 
 /// What the copy counted, as heap's rewrite reports it.
@@ -140,9 +140,9 @@ pub struct Copied {
 /// `relation_copy_for_cluster`: copies `old`'s versions into `new` in the
 /// order of `index` (if any; sorted when `use_sort`).
 pub fn copy_for_cluster(
-    old: pg_sys::Relation,
-    new: pg_sys::Relation,
-    index: pg_sys::Relation,
+    old: Rel,
+    new: Rel,
+    index: Option<Rel>,
     use_sort: bool,
     oldest_xmin: pg_sys::TransactionId,
 ) -> Copied {
@@ -159,10 +159,10 @@ pub fn copy_for_cluster(
         unsafe { pg_sys::heap_freetuple(t) };
     };
     // heap sorts only when told to and only by a btree (what tuplesort can do)
-    let sort_by_index = !index.is_null() && use_sort && is_btree(index);
+    let sort_index = index.filter(|&i| use_sort && is_btree(i));
     // Copied in index order first: the rowids the index led to.
     let mut seen = Vec::new();
-    if !index.is_null() && !sort_by_index {
+    if let (Some(index), None) = (index, sort_index) {
         index_scan::each_tid(old, index, |tid| {
             pgrx::check_for_interrupts!();
             if let Some(picked) = picker.pick_tid(tid) {
@@ -178,7 +178,7 @@ pub fn copy_for_cluster(
     // Then every version in rowid order (into the sort, when sorting), but
     // those the index led to; after an index-ordered copy that is only what
     // the index does not list (none are expected).
-    let mut sort = sort_by_index.then(|| ClusterSort::begin(old, index));
+    let mut sort = sort_index.map(|index| ClusterSort::begin(old, index));
     let unseen =
         |t: &pg_sys::HeapTupleData| seen.binary_search(&storage::rowid_of(&t.t_self)).is_err();
     let (live, blocks) = manifest::scan_order(old, 0, u64::MAX);

@@ -26,6 +26,7 @@
 //! pages. Readers keep reading the old runs, whose pages stay pending until
 //! no snapshot that old can exist.
 
+use crate::pg::relation::Rel;
 use super::format::{Meta, PageKind, MAX_RUN_DATA_PAGES};
 use super::manifest;
 use super::policy::{self, Merge, Policy, RunStat};
@@ -77,7 +78,7 @@ pub fn run_stats(
 /// Carries out one merge of `meta`'s runs; false when it stopped early
 /// (pending pages, or no lock for the switch: `st` says which).
 fn merge(
-    rel: pg_sys::Relation,
+    rel: Rel,
     meta: &Meta,
     m: &Merge,
     horizon: pg_sys::TransactionId,
@@ -158,7 +159,7 @@ fn merge(
 /// The caller holds SHARE UPDATE EXCLUSIVE on `rel` (no other merge or
 /// flush runs); `lock` gives each merge EXCLUSIVE for its switch.
 pub fn compact(
-    rel: pg_sys::Relation,
+    rel: Rel,
     horizon: pg_sys::TransactionId,
     policy: &Policy,
     dead: &HashMap<u32, Dead>,

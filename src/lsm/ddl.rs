@@ -2,6 +2,7 @@
 //! truncation, copying for SET TABLESPACE, sizes and planner estimates
 //! (rewriting for CLUSTER/VACUUM FULL: [`super::cluster`]).
 
+use crate::pg::relation::Rel;
 use super::format::TAG_SIZE;
 use crate::pg::htup;
 use crate::pg::page;
@@ -9,9 +10,8 @@ use pgrx::pg_sys;
 
 pub use crate::pg::locator::Locator;
 
-fn persistence(rel: pg_sys::Relation) -> std::ffi::c_char {
-    // SAFETY: open relation.
-    unsafe { (*(*rel).rd_rel).relpersistence }
+fn persistence(rel: Rel) -> std::ffi::c_char {
+    rel.form().relpersistence
 }
 
 /// Creates empty storage (the metapage is written by the first insert, so an
@@ -38,26 +38,26 @@ pub fn set_new_storage(
     }
 }
 
-pub fn truncate(rel: pg_sys::Relation) {
+pub fn truncate(rel: Rel) {
     // SAFETY: Postgres holds AccessExclusiveLock for non-transactional truncation.
-    unsafe { pg_sys::RelationTruncate(rel, 0) };
+    unsafe { pg_sys::RelationTruncate(rel.raw(), 0) };
 }
 
 /// Copies all forks to new storage (ALTER TABLE ... SET TABLESPACE).
-pub fn copy_data(rel: pg_sys::Relation, locator: *const Locator) {
+pub fn copy_data(rel: Rel, locator: *const Locator) {
     let pers = persistence(rel);
     // SAFETY: Postgres holds AccessExclusiveLock; mirrors heap's copy_data.
     unsafe {
-        pg_sys::FlushRelationBuffers(rel);
+        pg_sys::FlushRelationBuffers(rel.raw());
         let dst = pg_sys::RelationCreateStorage(*locator, pers, true);
-        let src = pg_sys::RelationGetSmgr(rel);
+        let src = pg_sys::RelationGetSmgr(rel.raw());
         pg_sys::RelationCopyStorage(src, dst, pg_sys::ForkNumber::MAIN_FORKNUM, pers);
         for fork in [
             pg_sys::ForkNumber::FSM_FORKNUM,
             pg_sys::ForkNumber::VISIBILITYMAP_FORKNUM,
             pg_sys::ForkNumber::INIT_FORKNUM,
         ] {
-            if pg_sys::smgrexists(pg_sys::RelationGetSmgr(rel), fork) {
+            if pg_sys::smgrexists(pg_sys::RelationGetSmgr(rel.raw()), fork) {
                 pg_sys::smgrcreate(dst, fork, false);
                 let permanent = pers == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char;
                 let unlogged_init = pers == pg_sys::RELPERSISTENCE_UNLOGGED as std::ffi::c_char
@@ -65,23 +65,23 @@ pub fn copy_data(rel: pg_sys::Relation, locator: *const Locator) {
                 if permanent || unlogged_init {
                     htup::log_smgrcreate(locator as *const std::ffi::c_void, fork);
                 }
-                pg_sys::RelationCopyStorage(pg_sys::RelationGetSmgr(rel), dst, fork, pers);
+                pg_sys::RelationCopyStorage(pg_sys::RelationGetSmgr(rel.raw()), dst, fork, pers);
             }
         }
-        pg_sys::RelationDropStorage(rel);
+        pg_sys::RelationDropStorage(rel.raw());
         pg_sys::smgrclose(dst);
     }
 }
 
-pub fn relation_size(rel: pg_sys::Relation, fork: pg_sys::ForkNumber::Type) -> u64 {
+pub fn relation_size(rel: Rel, fork: pg_sys::ForkNumber::Type) -> u64 {
     // SAFETY: block-based size of an open relation (all forks when fork is -1).
-    unsafe { pg_sys::table_block_relation_size(rel, fork) }
+    unsafe { pg_sys::table_block_relation_size(rel.raw(), fork) }
 }
 
 /// Like heap: a TOAST table is needed when some column is variable-length.
-pub fn needs_toast_table(rel: pg_sys::Relation) -> bool {
+pub fn needs_toast_table(rel: Rel) -> bool {
     // SAFETY: open relation with a valid tuple descriptor that outlives this call.
-    let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att) };
+    let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked(rel.data().rd_att) };
     desc.iter().any(|att| !att.attisdropped && att.attlen == -1)
 }
 
@@ -94,7 +94,7 @@ pub fn needs_toast_table(rel: pg_sys::Relation) -> bool {
 /// with rows as wide as its columns, like heap. No visibility map: no
 /// all-visible fraction.
 pub fn estimate_size(
-    rel: pg_sys::Relation,
+    rel: Rel,
     attr_widths: *mut i32,
     pages: *mut pg_sys::BlockNumber,
     tuples: *mut f64,
@@ -104,7 +104,7 @@ pub fn estimate_size(
     let (physical, mut scan) = (physical as f64, scan as f64);
     // SAFETY: open relation.
     let (relpages, reltuples, has_children) = unsafe {
-        let c = (*rel).rd_rel;
+        let c = rel.data().rd_rel;
         (
             (*c).relpages as f64,
             (*c).reltuples as f64,
@@ -122,7 +122,7 @@ pub fn estimate_size(
         let overhead = 24 + page::ITEM_ID_SIZE; // MAXALIGN(SizeofHeapTupleHeader) + line pointer
         let usable = page::BLCKSZ - page::PAGE_HEADER_SIZE - TAG_SIZE;
         // SAFETY: open relation; attr_widths is the planner's array for it.
-        let width = unsafe { pg_sys::get_rel_data_width(rel, attr_widths) } as usize + overhead;
+        let width = unsafe { pg_sys::get_rel_data_width(rel.raw(), attr_widths) } as usize + overhead;
         ((usable / width).max(1) as f64 * scan).round()
     };
     // SAFETY: output pointers from the planner.

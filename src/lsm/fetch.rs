@@ -2,6 +2,8 @@
 //! validity, latest-version lookup along `t_ctid` chains, and snapshot checks
 //! of a slot's tuple.
 
+use crate::pg::tuple_slot::Slot;
+use crate::pg::relation::Rel;
 use super::chain;
 use super::format;
 use super::manifest;
@@ -17,11 +19,11 @@ pub struct LsmIndexFetch {
     buf: pg_sys::Buffer,
 }
 
-pub fn begin(rel: pg_sys::Relation) -> *mut LsmIndexFetch {
+pub fn begin(rel: Rel) -> *mut LsmIndexFetch {
     // SAFETY: zeroed palloc memory is a valid initial state.
     let f = unsafe { pg_sys::palloc0(std::mem::size_of::<LsmIndexFetch>()) } as *mut LsmIndexFetch;
     // SAFETY: fresh allocation.
-    unsafe { (*f).base.rel = rel };
+    unsafe { (*f).base.rel = rel.raw() };
     f
 }
 
@@ -43,11 +45,11 @@ pub fn end(f: *mut LsmIndexFetch) {
 /// pinned buffer and stores it into `slot` when visible, like `heap_fetch`.
 /// Takes and releases the share lock. A redirect is never visible.
 fn check_and_store(
-    rel: pg_sys::Relation,
+    rel: Rel,
     buf: pg_sys::Buffer,
     tid: pg_sys::ItemPointerData,
     snapshot: pg_sys::Snapshot,
-    slot: *mut pg_sys::TupleTableSlot,
+    slot: Slot,
 ) -> bool {
     buffer::lock_share(buf);
     let found = storage::find_on_page(rel, buf, tid).filter(|l| !chain::is_redirect(l.header));
@@ -81,11 +83,12 @@ pub fn index_fetch(
     f: &mut LsmIndexFetch,
     tid: &mut pg_sys::ItemPointerData,
     snapshot: pg_sys::Snapshot,
-    slot: *mut pg_sys::TupleTableSlot,
+    slot: Slot,
     call_again: &mut bool,
     all_dead: Option<&mut bool>,
 ) -> bool {
-    let rel = f.base.rel;
+    // SAFETY: set from the open relation in `begin`, open until `end`.
+    let rel = unsafe { Rel::from_raw(f.base.rel) };
     let first_call = !*call_again;
     let mut w = chain::Walker::new(rel, f.buf);
     let found = chain::search(&mut w, tid, snapshot, Some(slot), all_dead, first_call);
@@ -102,10 +105,10 @@ pub fn index_fetch(
 }
 
 pub fn fetch_row_version(
-    rel: pg_sys::Relation,
+    rel: Rel,
     tid: pg_sys::ItemPointerData,
     snapshot: pg_sys::Snapshot,
-    slot: *mut pg_sys::TupleTableSlot,
+    slot: Slot,
 ) -> bool {
     let Some(buf) = storage::pin_tid(rel, tid) else {
         return false;
@@ -115,7 +118,7 @@ pub fn fetch_row_version(
     found
 }
 
-pub fn tid_valid(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData) -> bool {
+pub fn tid_valid(rel: Rel, tid: pg_sys::ItemPointerData) -> bool {
     let nblocks = buffer::nblocks(rel);
     nblocks > 0 && manifest::locate(rel, &tid).is_some_and(|b| b < nblocks)
 }
@@ -123,7 +126,7 @@ pub fn tid_valid(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData) -> bool {
 /// Follows the update chain from `tid`; leaves in `tid` the newest version
 /// visible to `snapshot`.
 pub fn latest_tid(
-    rel: pg_sys::Relation,
+    rel: Rel,
     snapshot: pg_sys::Snapshot,
     tid: &mut pg_sys::ItemPointerData,
 ) {
@@ -165,15 +168,15 @@ pub fn latest_tid(
 /// A slot holding a page's tuple is checked on that page; a materialized one
 /// (from a compressed run page) on its version's header, found by TID.
 pub fn satisfies_snapshot(
-    rel: pg_sys::Relation,
-    slot: *mut pg_sys::TupleTableSlot,
+    rel: Rel,
+    slot: Slot,
     snapshot: pg_sys::Snapshot,
 ) -> bool {
-    let bslot = slot as *mut pg_sys::BufferHeapTupleTableSlot;
+    let bslot = slot.raw() as *mut pg_sys::BufferHeapTupleTableSlot;
     // SAFETY: lsm slots are BufferHeapTupleTableSlots.
     if unsafe { (*bslot).buffer } == 0 {
         // SAFETY: a filled slot.
-        let tid = unsafe { (*slot).tts_tid };
+        let tid = unsafe { (*slot.raw()).tts_tid };
         let Some(buf) = storage::pin_tid(rel, tid) else {
             return false;
         };

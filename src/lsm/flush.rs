@@ -39,6 +39,7 @@
 //! pages that count as free. After the switch the old pages are unreachable.
 //! There is no in-between state.
 
+use crate::pg::relation::Rel;
 use super::format::{PageKind, DIR_ENTRIES, MAX_DIR_PAGES, MAX_RUNS, MAX_RUN_DATA_PAGES};
 use super::manifest;
 use super::policy;
@@ -78,7 +79,7 @@ pub struct FlushStats {
 /// update-chain members), alongside DML. The caller holds SHARE UPDATE
 /// EXCLUSIVE on `rel`; `lock` gives EXCLUSIVE for the seal and the switch.
 pub fn flush(
-    rel: pg_sys::Relation,
+    rel: Rel,
     horizon: Option<pg_sys::TransactionId>,
     readers: Readers,
     lock: &SwitchLock,
@@ -103,7 +104,7 @@ pub fn flush(
     let chains_swept = horizon.is_some();
     // SAFETY: horizon computation for this relation.
     let horizon =
-        horizon.unwrap_or_else(|| unsafe { pg_sys::GetOldestNonRemovableTransactionId(rel) });
+        horizon.unwrap_or_else(|| unsafe { pg_sys::GetOldestNonRemovableTransactionId(rel.raw()) });
 
     // 1. the seal
     if !(lock.acquire)() {
@@ -241,7 +242,7 @@ pub fn flush(
 /// blocks from the seal on, in order) into free blocks not in `taken`, and
 /// returns the metapage's new `l0_dir`. The caller holds EXCLUSIVE.
 fn write_directory(
-    rel: pg_sys::Relation,
+    rel: Rel,
     meta: &super::format::Meta,
     blocks: &[u32],
     taken: &mut HashSet<pg_sys::BlockNumber>,

@@ -2,6 +2,8 @@
 //! converts arguments and delegates to scan / fetch / modify / ddl /
 //! index_build. PG15 and PG18 differ in a few signatures (cfg-gated here).
 
+use crate::pg::tuple_slot::Slot;
+use crate::pg::relation::Rel;
 use super::{cluster, ddl, fetch, index_build, manifest, modify, scan, vacuum};
 use crate::pg::htup;
 use pgrx::datum::Internal;
@@ -21,9 +23,8 @@ fn lsm_tableam_handler(_fcinfo: pg_sys::FunctionCallInfo) -> Internal {
 }
 
 /// Whether `rel` is a table of the `lsm` access method.
-pub fn is_lsm(rel: pg_sys::Relation) -> bool {
-    // SAFETY: an open relation's rd_tableam is null or a routine pointer.
-    std::ptr::eq(unsafe { (*rel).rd_tableam }, &ROUTINE)
+pub fn is_lsm(rel: Rel) -> bool {
+    std::ptr::eq(rel.data().rd_tableam, &ROUTINE)
 }
 
 fn scan_of<'a>(s: pg_sys::TableScanDesc) -> &'a mut scan::LsmScan {
@@ -47,6 +48,8 @@ unsafe extern "C-unwind" fn scan_begin(
     pscan: pg_sys::ParallelTableScanDesc,
     flags: u32,
 ) -> pg_sys::TableScanDesc {
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let rel = unsafe { Rel::from_raw(rel) };
     super::bulk::finish_open(rel);
     scan::begin(rel, snapshot, nkeys, pscan, flags) as pg_sys::TableScanDesc
 }
@@ -76,12 +79,14 @@ unsafe extern "C-unwind" fn scan_getnextslot(
     direction: pg_sys::ScanDirection::Type,
     slot: *mut pg_sys::TupleTableSlot,
 ) -> bool {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let slot = unsafe { Slot::from_raw(slot) };
     let forward = direction != pg_sys::ScanDirection::BackwardScanDirection;
     if scan::next_in_batch(scan_of(s), forward, slot) {
         return true;
     }
     // SAFETY: same arguments, guarded.
-    unsafe { scan_getnextslot_guarded(s, direction, slot) }
+    unsafe { scan_getnextslot_guarded(s, direction, slot.raw()) }
 }
 
 #[pg_guard]
@@ -90,6 +95,8 @@ unsafe extern "C-unwind" fn scan_getnextslot_guarded(
     direction: pg_sys::ScanDirection::Type,
     slot: *mut pg_sys::TupleTableSlot,
 ) -> bool {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let slot = unsafe { Slot::from_raw(slot) };
     scan::next(
         scan_of(s),
         direction != pg_sys::ScanDirection::BackwardScanDirection,
@@ -118,10 +125,12 @@ unsafe extern "C-unwind" fn parallelscan_initialize(
     rel: pg_sys::Relation,
     pscan: pg_sys::ParallelTableScanDesc,
 ) -> pg_sys::Size {
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let rel = unsafe { Rel::from_raw(rel) };
     // SAFETY: shared memory area sized by parallelscan_estimate; the block
     // state comes first, the leader's Live after it.
     unsafe {
-        pg_sys::table_block_parallelscan_initialize(rel, pscan);
+        pg_sys::table_block_parallelscan_initialize(rel.raw(), pscan);
         *manifest::Live::shared(pscan) = manifest::Live::of(rel);
     }
     manifest::Live::parallel_size()
@@ -132,9 +141,11 @@ unsafe extern "C-unwind" fn parallelscan_reinitialize(
     rel: pg_sys::Relation,
     pscan: pg_sys::ParallelTableScanDesc,
 ) {
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let rel = unsafe { Rel::from_raw(rel) };
     // SAFETY: as above; a rescan reads the components anew.
     unsafe {
-        pg_sys::table_block_parallelscan_reinitialize(rel, pscan);
+        pg_sys::table_block_parallelscan_reinitialize(rel.raw(), pscan);
         *manifest::Live::shared(pscan) = manifest::Live::of(rel);
     }
 }
@@ -143,6 +154,8 @@ unsafe extern "C-unwind" fn parallelscan_reinitialize(
 unsafe extern "C-unwind" fn index_fetch_begin(
     rel: pg_sys::Relation,
 ) -> *mut pg_sys::IndexFetchTableData {
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let rel = unsafe { Rel::from_raw(rel) };
     super::bulk::finish_before_fetch(rel);
     fetch::begin(rel) as *mut pg_sys::IndexFetchTableData
 }
@@ -167,6 +180,8 @@ unsafe extern "C-unwind" fn index_fetch_tuple(
     call_again: *mut bool,
     all_dead: *mut bool,
 ) -> bool {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let slot = unsafe { Slot::from_raw(slot) };
     // SAFETY: executor-provided pointers; `call_again` says whether this
     // continues along the chain from the version returned last.
     unsafe {
@@ -188,6 +203,10 @@ unsafe extern "C-unwind" fn tuple_fetch_row_version(
     snapshot: pg_sys::Snapshot,
     slot: *mut pg_sys::TupleTableSlot,
 ) -> bool {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let slot = unsafe { Slot::from_raw(slot) };
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let rel = unsafe { Rel::from_raw(rel) };
     super::bulk::finish_open(rel);
     // SAFETY: valid item pointer.
     fetch::fetch_row_version(rel, unsafe { *tid }, snapshot, slot)
@@ -198,8 +217,8 @@ unsafe extern "C-unwind" fn tuple_tid_valid(
     s: pg_sys::TableScanDesc,
     tid: pg_sys::ItemPointer,
 ) -> bool {
-    // SAFETY: valid scan and item pointer.
-    fetch::tid_valid(unsafe { (*s).rs_rd }, unsafe { *tid })
+    // SAFETY: valid scan (its relation open) and item pointer.
+    fetch::tid_valid(unsafe { Rel::from_raw((*s).rs_rd) }, unsafe { *tid })
 }
 
 #[pg_guard]
@@ -207,8 +226,8 @@ unsafe extern "C-unwind" fn tuple_get_latest_tid(
     s: pg_sys::TableScanDesc,
     tid: pg_sys::ItemPointer,
 ) {
-    // SAFETY: valid scan and writable item pointer.
-    unsafe { fetch::latest_tid((*s).rs_rd, (*s).rs_snapshot, &mut *tid) }
+    // SAFETY: valid scan (its relation open) and writable item pointer.
+    unsafe { fetch::latest_tid(Rel::from_raw((*s).rs_rd), (*s).rs_snapshot, &mut *tid) }
 }
 
 #[pg_guard]
@@ -217,6 +236,10 @@ unsafe extern "C-unwind" fn tuple_satisfies_snapshot(
     slot: *mut pg_sys::TupleTableSlot,
     snapshot: pg_sys::Snapshot,
 ) -> bool {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let slot = unsafe { Slot::from_raw(slot) };
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let rel = unsafe { Rel::from_raw(rel) };
     fetch::satisfies_snapshot(rel, slot, snapshot)
 }
 
@@ -225,6 +248,8 @@ unsafe extern "C-unwind" fn index_delete_tuples(
     rel: pg_sys::Relation,
     op: *mut pg_sys::TM_IndexDeleteOp,
 ) -> pg_sys::TransactionId {
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let rel = unsafe { Rel::from_raw(rel) };
     index_build::delete_tuples(rel, op)
 }
 
@@ -236,6 +261,10 @@ unsafe extern "C-unwind" fn tuple_insert(
     options: i32,
     bistate: *mut pg_sys::BulkInsertStateData,
 ) {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let slot = unsafe { Slot::from_raw(slot) };
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let rel = unsafe { Rel::from_raw(rel) };
     modify::insert(rel, slot, cid, options, None, !bistate.is_null())
 }
 
@@ -248,6 +277,10 @@ unsafe extern "C-unwind" fn tuple_insert_speculative(
     _bistate: *mut pg_sys::BulkInsertStateData,
     token: u32,
 ) {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let slot = unsafe { Slot::from_raw(slot) };
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let rel = unsafe { Rel::from_raw(rel) };
     modify::insert(rel, slot, cid, options, Some(token), false)
 }
 
@@ -258,6 +291,10 @@ unsafe extern "C-unwind" fn tuple_complete_speculative(
     _token: u32,
     succeeded: bool,
 ) {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let slot = unsafe { Slot::from_raw(slot) };
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let rel = unsafe { Rel::from_raw(rel) };
     modify::complete_speculative(rel, slot, succeeded)
 }
 
@@ -270,17 +307,23 @@ unsafe extern "C-unwind" fn multi_insert(
     options: i32,
     _bistate: *mut pg_sys::BulkInsertStateData,
 ) {
-    // SAFETY: COPY passes nslots valid slots.
-    let slots = unsafe { std::slice::from_raw_parts(slots, nslots.max(0) as usize) };
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let rel = unsafe { Rel::from_raw(rel) };
+    // SAFETY: COPY passes nslots valid (non-null) slots; a Slot is a
+    // transparent non-null slot pointer.
+    let slots = unsafe { std::slice::from_raw_parts(slots as *const Slot, nslots.max(0) as usize) };
     modify::multi_insert(rel, slots, cid, options);
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn finish_bulk_insert(rel: pg_sys::Relation, _options: i32) {
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let rel = unsafe { Rel::from_raw(rel) };
     super::bulk::finish(rel);
 }
 
 #[pg_guard]
+#[allow(clippy::too_many_arguments)] // the table AM callback's signature
 unsafe extern "C-unwind" fn tuple_delete(
     rel: pg_sys::Relation,
     tid: pg_sys::ItemPointer,
@@ -291,6 +334,8 @@ unsafe extern "C-unwind" fn tuple_delete(
     tmfd: *mut pg_sys::TM_FailureData,
     changing_part: bool,
 ) -> pg_sys::TM_Result::Type {
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let rel = unsafe { Rel::from_raw(rel) };
     super::bulk::finish_open(rel);
     // SAFETY: valid item pointer.
     modify::delete(
@@ -310,6 +355,7 @@ type UpdateIndexes = bool;
 type UpdateIndexes = pg_sys::TU_UpdateIndexes::Type;
 
 #[pg_guard]
+#[allow(clippy::too_many_arguments)] // the table AM callback's signature
 unsafe extern "C-unwind" fn tuple_update(
     rel: pg_sys::Relation,
     otid: pg_sys::ItemPointer,
@@ -322,6 +368,10 @@ unsafe extern "C-unwind" fn tuple_update(
     lockmode: *mut pg_sys::LockTupleMode::Type,
     update_indexes: *mut UpdateIndexes,
 ) -> pg_sys::TM_Result::Type {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let slot = unsafe { Slot::from_raw(slot) };
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let rel = unsafe { Rel::from_raw(rel) };
     super::bulk::finish_open(rel);
     // Every update gets a new version and rowid; it needs index entries
     // unless it left every index's columns alone (an index-stable update:
@@ -362,6 +412,7 @@ unsafe extern "C-unwind" fn tuple_update(
 }
 
 #[pg_guard]
+#[allow(clippy::too_many_arguments)] // the table AM callback's signature
 unsafe extern "C-unwind" fn tuple_lock(
     rel: pg_sys::Relation,
     tid: pg_sys::ItemPointer,
@@ -373,6 +424,10 @@ unsafe extern "C-unwind" fn tuple_lock(
     flags: u8,
     tmfd: *mut pg_sys::TM_FailureData,
 ) -> pg_sys::TM_Result::Type {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let slot = unsafe { Slot::from_raw(slot) };
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let rel = unsafe { Rel::from_raw(rel) };
     super::bulk::finish_open(rel);
     let follow = flags as u32 & pg_sys::TUPLE_LOCK_FLAG_FIND_LAST_VERSION != 0;
     // SAFETY: valid, writable item pointer.
@@ -401,6 +456,8 @@ unsafe extern "C-unwind" fn relation_set_new_storage(
     freeze_xid: *mut pg_sys::TransactionId,
     min_multi: *mut pg_sys::MultiXactId,
 ) {
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let rel = unsafe { Rel::from_raw(rel) };
     super::bulk::forget(rel);
     ddl::set_new_storage(locator, persistence, freeze_xid, min_multi);
     // SAFETY: the new file's locator Postgres passed to this callback.
@@ -410,6 +467,8 @@ unsafe extern "C-unwind" fn relation_set_new_storage(
 
 #[pg_guard]
 unsafe extern "C-unwind" fn relation_nontransactional_truncate(rel: pg_sys::Relation) {
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let rel = unsafe { Rel::from_raw(rel) };
     super::bulk::forget(rel);
     ddl::truncate(rel);
     super::manifest_cache::forget_relation(rel);
@@ -421,11 +480,14 @@ unsafe extern "C-unwind" fn relation_copy_data(
     rel: pg_sys::Relation,
     locator: *const ddl::Locator,
 ) {
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let rel = unsafe { Rel::from_raw(rel) };
     super::bulk::finish_open(rel);
     ddl::copy_data(rel, locator)
 }
 
 #[pg_guard]
+#[allow(clippy::too_many_arguments)] // the table AM callback's signature
 unsafe extern "C-unwind" fn relation_copy_for_cluster(
     old: pg_sys::Relation,
     new: pg_sys::Relation,
@@ -438,6 +500,13 @@ unsafe extern "C-unwind" fn relation_copy_for_cluster(
     tups_vacuumed: *mut f64,
     tups_recently_dead: *mut f64,
 ) {
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let old = unsafe { Rel::from_raw(old) };
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let new = unsafe { Rel::from_raw(new) };
+    // SAFETY: PostgreSQL hands the callback an open relation, or none
+    // (VACUUM FULL).
+    let old_index = unsafe { Rel::from_nullable(old_index) };
     super::bulk::finish_open(old);
     let copied = cluster::copy_for_cluster(old, new, old_index, use_sort, oldest_xmin);
     // SAFETY: output pointers from the caller; `old` is open. Versions keep
@@ -446,8 +515,8 @@ unsafe extern "C-unwind" fn relation_copy_for_cluster(
         *num_tuples = copied.live;
         *tups_vacuumed = copied.dead;
         *tups_recently_dead = copied.recently_dead;
-        *xid_cutoff = (*(*old).rd_rel).relfrozenxid;
-        *multi_cutoff = (*(*old).rd_rel).relminmxid;
+        *xid_cutoff = old.form().relfrozenxid;
+        *multi_cutoff = old.form().relminmxid;
     }
 }
 
@@ -457,6 +526,8 @@ unsafe extern "C-unwind" fn relation_vacuum(
     params: *mut pg_sys::VacuumParams,
     strategy: pg_sys::BufferAccessStrategy,
 ) {
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let rel = unsafe { Rel::from_raw(rel) };
     vacuum::vacuum(rel, params, strategy)
 }
 
@@ -468,7 +539,9 @@ unsafe extern "C-unwind" fn scan_analyze_next_block(
     strategy: pg_sys::BufferAccessStrategy,
 ) -> bool {
     let sc = scan_of(s);
-    let buf = crate::pg::buffer::read_with(sc.base.rs_rd, blockno, strategy);
+    // SAFETY: the scan's relation, open while ANALYZE samples it.
+    let rel = unsafe { Rel::from_raw(sc.base.rs_rd) };
+    let buf = crate::pg::buffer::read_with(rel, blockno, strategy);
     scan::analyze_begin_block(sc, buf);
     true
 }
@@ -496,10 +569,13 @@ unsafe extern "C-unwind" fn scan_analyze_next_tuple(
     deadrows: *mut f64,
     slot: *mut pg_sys::TupleTableSlot,
 ) -> bool {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let slot = unsafe { Slot::from_raw(slot) };
     scan::analyze_next_tuple(scan_of(s), oldest_xmin, liverows, deadrows, slot)
 }
 
 #[pg_guard]
+#[allow(clippy::too_many_arguments)] // the table AM callback's signature
 unsafe extern "C-unwind" fn index_build_range_scan(
     table: pg_sys::Relation,
     index: pg_sys::Relation,
@@ -513,6 +589,10 @@ unsafe extern "C-unwind" fn index_build_range_scan(
     callback_state: *mut std::ffi::c_void,
     scan: pg_sys::TableScanDesc,
 ) -> f64 {
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let table = unsafe { Rel::from_raw(table) };
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let index = unsafe { Rel::from_raw(index) };
     index_build::build_range_scan(
         table,
         index,
@@ -534,6 +614,10 @@ unsafe extern "C-unwind" fn index_validate_scan(
     snapshot: pg_sys::Snapshot,
     state: *mut pg_sys::ValidateIndexState,
 ) {
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let table = unsafe { Rel::from_raw(table) };
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let index = unsafe { Rel::from_raw(index) };
     index_build::validate_scan(table, index, info, snapshot, state)
 }
 
@@ -542,11 +626,15 @@ unsafe extern "C-unwind" fn relation_size(
     rel: pg_sys::Relation,
     fork: pg_sys::ForkNumber::Type,
 ) -> u64 {
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let rel = unsafe { Rel::from_raw(rel) };
     ddl::relation_size(rel, fork)
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn relation_needs_toast_table(rel: pg_sys::Relation) -> bool {
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let rel = unsafe { Rel::from_raw(rel) };
     ddl::needs_toast_table(rel)
 }
 
@@ -563,6 +651,8 @@ unsafe extern "C-unwind" fn relation_estimate_size(
     tuples: *mut f64,
     allvisfrac: *mut f64,
 ) {
+    // SAFETY: PostgreSQL hands the callback an open relation.
+    let rel = unsafe { Rel::from_raw(rel) };
     ddl::estimate_size(rel, attr_widths, pages, tuples, allvisfrac)
 }
 
@@ -580,6 +670,8 @@ unsafe extern "C-unwind" fn scan_sample_next_tuple(
     state: *mut pg_sys::SampleScanState,
     slot: *mut pg_sys::TupleTableSlot,
 ) -> bool {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let slot = unsafe { Slot::from_raw(slot) };
     scan::sample_next_tuple(scan_of(s), state, slot)
 }
 
@@ -599,6 +691,8 @@ unsafe extern "C-unwind" fn scan_bitmap_next_tuple(
     _tbmres: *mut pg_sys::TBMIterateResult,
     slot: *mut pg_sys::TupleTableSlot,
 ) -> bool {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let slot = unsafe { Slot::from_raw(slot) };
     scan::bitmap_next_tuple(scan_of(s), slot)
 }
 
@@ -611,6 +705,8 @@ unsafe extern "C-unwind" fn scan_bitmap_next_tuple(
     lossy_pages: *mut u64,
     exact_pages: *mut u64,
 ) -> bool {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let slot = unsafe { Slot::from_raw(slot) };
     // SAFETY: the executor passes valid out-parameters.
     let (recheck, lossy, exact) = unsafe { (&mut *recheck, &mut *lossy_pages, &mut *exact_pages) };
     scan::bitmap_next_tuple(scan_of(s), slot, recheck, lossy, exact)

@@ -9,6 +9,8 @@
 //! being inserted or deleted by other transactions are waited for, then the page
 //! is classified again, as heap does.
 
+use crate::pg::tuple_slot::Slot;
+use crate::pg::relation::Rel;
 use super::{chain, format, scan, storage};
 use crate::pg::buffer;
 use crate::pg::htup;
@@ -21,20 +23,20 @@ struct IndexDatums {
     info: *mut pg_sys::IndexInfo,
     estate: *mut pg_sys::EState,
     econtext: *mut pg_sys::ExprContext,
-    slot: *mut pg_sys::TupleTableSlot,
+    slot: Slot,
     predicate: *mut pg_sys::ExprState,
     values: [pg_sys::Datum; pg_sys::INDEX_MAX_KEYS as usize],
     isnull: [bool; pg_sys::INDEX_MAX_KEYS as usize],
 }
 
 impl IndexDatums {
-    fn new(table: pg_sys::Relation, info: *mut pg_sys::IndexInfo) -> IndexDatums {
+    fn new(table: Rel, info: *mut pg_sys::IndexInfo) -> IndexDatums {
         // SAFETY: standard executor scaffolding for FormIndexDatum, as in heap.
         unsafe {
             let estate = pg_sys::CreateExecutorState();
             let econtext = pg_sys::MakePerTupleExprContext(estate);
-            let slot = pg_sys::table_slot_create(table, std::ptr::null_mut());
-            (*econtext).ecxt_scantuple = slot;
+            let slot = Slot::from_raw(pg_sys::table_slot_create(table.raw(), std::ptr::null_mut()));
+            (*econtext).ecxt_scantuple = slot.raw();
             let predicate = pg_sys::ExecPrepareQual((*info).ii_Predicate, estate);
             IndexDatums {
                 info,
@@ -59,7 +61,7 @@ impl IndexDatums {
             }
             pg_sys::FormIndexDatum(
                 self.info,
-                self.slot,
+                self.slot.raw(),
                 self.estate,
                 self.values.as_mut_ptr(),
                 self.isnull.as_mut_ptr(),
@@ -72,7 +74,7 @@ impl IndexDatums {
         // SAFETY: tear down what `new` created; the expression states pointed
         // into the estate.
         unsafe {
-            pg_sys::ExecDropSingleTupleTableSlot(self.slot);
+            pg_sys::ExecDropSingleTupleTableSlot(self.slot.raw());
             pg_sys::FreeExecutorState(self.estate);
             (*self.info).ii_ExpressionsState = std::ptr::null_mut();
             (*self.info).ii_PredicateState = std::ptr::null_mut();
@@ -81,15 +83,14 @@ impl IndexDatums {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn is_brin(index: pg_sys::Relation) -> bool {
-    // SAFETY: open index relation.
-    unsafe { (*(*index).rd_rel).relam == pg_sys::BRIN_AM_OID }
+fn is_brin(index: Rel) -> bool {
+    index.form().relam == pg_sys::BRIN_AM_OID
 }
 
 /// The data blocks holding virtual blocks `lo..hi`, in TID order: runs in
 /// rowid order, then L0 pages in virtual block order. BRIN's serial build
 /// and range summarization need their tuples in TID order.
-fn blocks_in_tid_order(table: pg_sys::Relation, lo: u32, hi: u32) -> Vec<pg_sys::BlockNumber> {
+fn blocks_in_tid_order(table: Rel, lo: u32, hi: u32) -> Vec<pg_sys::BlockNumber> {
     let Some(meta) = super::manifest::read(table) else {
         return Vec::new();
     };
@@ -168,7 +169,7 @@ fn chain_picks(
         };
     }
     // SAFETY: horizon for this table.
-    let oldest_xmin = unsafe { pg_sys::GetOldestNonRemovableTransactionId(rel) };
+    let oldest_xmin = unsafe { pg_sys::GetOldestNonRemovableTransactionId(rel.raw()) };
     loop {
         let mut picks = Vec::new();
         let mut wait = None;
@@ -201,7 +202,7 @@ fn chain_picks(
                 unsafe {
                     pg_sys::XactLockTableWait(
                         x,
-                        rel,
+                        rel.raw(),
                         &mut tid,
                         pg_sys::XLTW_Oper::XLTW_InsertIndexUnique,
                     )
@@ -211,9 +212,11 @@ fn chain_picks(
     }
 }
 
+// index_build_range_scan's own arguments
+#[allow(clippy::too_many_arguments)]
 pub fn build_range_scan(
-    table: pg_sys::Relation,
-    index: pg_sys::Relation,
+    table: Rel,
+    index: Rel,
     info: *mut pg_sys::IndexInfo,
     anyvisible: bool,
     start_block: pg_sys::BlockNumber,
@@ -252,7 +255,7 @@ pub fn build_range_scan(
         // SAFETY: valid snapshot.
         && unsafe { (*snapshot).snapshot_type } == pg_sys::SnapshotType::SNAPSHOT_MVCC;
     // SAFETY: horizon for this table.
-    let oldest_xmin = unsafe { pg_sys::GetOldestNonRemovableTransactionId(table) };
+    let oldest_xmin = unsafe { pg_sys::GetOldestNonRemovableTransactionId(table.raw()) };
 
     let nblocks = buffer::nblocks(table);
     let first = start_block.max(storage::META_BLOCK + 1);
@@ -347,7 +350,7 @@ pub fn build_range_scan(
                     unsafe {
                         pg_sys::XactLockTableWait(
                             xwait,
-                            table,
+                            table.raw(),
                             &mut tid,
                             pg_sys::XLTW_Oper::XLTW_InsertIndexUnique,
                         )
@@ -372,7 +375,7 @@ pub fn build_range_scan(
             // stays pinned.
             unsafe {
                 callback(
-                    index,
+                    index.raw(),
                     &mut tid,
                     datums.values.as_mut_ptr(),
                     datums.isnull.as_mut_ptr(),
@@ -397,7 +400,7 @@ pub fn build_range_scan(
                 // SAFETY: the AM's callback with datums formed above.
                 unsafe {
                     callback(
-                        index,
+                        index.raw(),
                         &mut root_tid,
                         datums.values.as_mut_ptr(),
                         datums.isnull.as_mut_ptr(),
@@ -433,8 +436,8 @@ fn encode_tid(tid: &pg_sys::ItemPointerData) -> i64 {
 /// under the root's TID. The data pages are read in rowid order; the index's
 /// TIDs are read into memory (8 bytes each) and looked up.
 pub fn validate_scan(
-    table: pg_sys::Relation,
-    index: pg_sys::Relation,
+    table: Rel,
+    index: Rel,
     info: *mut pg_sys::IndexInfo,
     snapshot: pg_sys::Snapshot,
     state: *mut pg_sys::ValidateIndexState,
@@ -495,11 +498,11 @@ pub fn validate_scan(
             // and table are open.
             unsafe {
                 pg_sys::index_insert(
-                    index,
+                    index.raw(),
                     datums.values.as_mut_ptr(),
                     datums.isnull.as_mut_ptr(),
                     &mut root_tid,
-                    table,
+                    table.raw(),
                     check,
                     false,
                     info,
@@ -517,11 +520,11 @@ pub fn validate_scan(
 /// horizon). A TID the manifest no longer has was dropped by a flush or
 /// merge as dead (rowids are never reused).
 pub fn delete_tuples(
-    rel: pg_sys::Relation,
+    rel: Rel,
     op: *mut pg_sys::TM_IndexDeleteOp,
 ) -> pg_sys::TransactionId {
     // SAFETY: horizon for this table.
-    let oldest_xmin = unsafe { pg_sys::GetOldestNonRemovableTransactionId(rel) };
+    let oldest_xmin = unsafe { pg_sys::GetOldestNonRemovableTransactionId(rel.raw()) };
     let mut horizon = pg_sys::InvalidTransactionId;
     let mut walker = chain::Walker::new(rel, 0);
     // SAFETY: btree passes ndeltids entries in deltids and the status array.

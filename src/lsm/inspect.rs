@@ -9,6 +9,7 @@
 //! needs ACCESS SHARE and may see a table that is changing under it.
 //! `lsm_flush` takes EXCLUSIVE: writers wait, readers run on.
 
+use crate::pg::relation::Rel;
 use super::format::PageKind;
 use super::handler;
 use super::columnar::Attr;
@@ -19,8 +20,9 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgRelation;
 
-fn open_lsm(relation: &PgRelation) -> pg_sys::Relation {
-    let r = relation.as_ptr();
+fn open_lsm(relation: &PgRelation) -> Rel {
+    // SAFETY: the caller's PgRelation keeps the table open while it is used.
+    let r = unsafe { Rel::from_raw(relation.as_ptr()) };
     if !handler::is_lsm(r) {
         ereport!(
             ERROR,
@@ -35,7 +37,7 @@ fn open_lsm(relation: &PgRelation) -> pg_sys::Relation {
     r
 }
 
-fn summarize(r: pg_sys::Relation, problems: &mut Vec<page_check::Problem>) -> (Vec<Summary>, u32) {
+fn summarize(r: Rel, problems: &mut Vec<page_check::Problem>) -> (Vec<Summary>, u32) {
     let attrs: Vec<Attr> = rel::attr_layouts(r).into_iter().map(Attr::from_layout).collect();
     let ctx = Context {
         block_size: page::BLCKSZ,
@@ -234,7 +236,7 @@ mod strata {
         // update chains are shortened first (as VACUUM's sweep does), by the
         // flush's own horizon, so the flush drops their dead members too
         // SAFETY: horizon computation for this relation.
-        let horizon = unsafe { pg_sys::GetOldestNonRemovableTransactionId(r) };
+        let horizon = unsafe { pg_sys::GetOldestNonRemovableTransactionId(r.raw()) };
         super::super::sweep::shorten_chains_only(r, horizon);
         let st = super::super::flush::flush(r, Some(horizon), Readers::Allowed, &lock);
         if st.skipped {
@@ -319,7 +321,7 @@ mod strata {
     > {
         let row = super::super::shared_cache::stats()
             .map(|(bytes, hits, misses, stored)| (bytes as i64, hits as i64, misses as i64, stored as i64));
-        TableIterator::new(row.into_iter())
+        TableIterator::new(row)
     }
 
     #[pg_extern(strict)]
@@ -488,7 +490,9 @@ mod tests {
             .unwrap();
         // SAFETY: `oid` names the table just created in this transaction.
         let rel = unsafe { PgRelation::with_lock(oid, pg_sys::AccessExclusiveLock as _) };
-        let buf = buffer::Locked::exclusive(rel.as_ptr(), 1);
+        // SAFETY: open (and locked) until the test ends.
+        let rel = unsafe { crate::pg::relation::Rel::from_raw(rel.as_ptr()) };
+        let buf = buffer::Locked::exclusive(rel, 1);
         let special = page::special(buf.page());
         // SAFETY: the special space holds the 16-byte tag; the buffer is
         // pinned and exclusively locked.

@@ -12,6 +12,7 @@
 //! logical` nothing is written. TRUNCATE needs nothing of ours: Postgres
 //! logs it for every logically logged table, whatever its access method.
 
+use crate::pg::relation::Rel;
 use super::logical_record::{self as lrec, Change, OldRow, Row, RowRecord};
 use super::storage::RowInsert;
 use super::wal_record::{self, RMGR_ID};
@@ -22,11 +23,11 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 /// Whether `rel`'s changes write row records.
-pub fn logs_rows(rel: pg_sys::Relation) -> bool {
+pub fn logs_rows(rel: Rel) -> bool {
     wal::registered() && pglog::is_logically_logged(rel)
 }
 
-fn locator_of(rel: pg_sys::Relation) -> lrec::Locator {
+fn locator_of(rel: Rel) -> lrec::Locator {
     let (spc, db, rel) = locator::parts(&locator::of(rel));
     lrec::Locator { spc, db, rel }
 }
@@ -35,7 +36,7 @@ fn row_of<'a>(t: pg_sys::HeapTuple) -> Row<'a> {
     Row::of_tuple(pglog::tuple_bytes(t)).expect("a formed tuple has its header")
 }
 
-fn write(rel: pg_sys::Relation, change: Change) {
+fn write(rel: Rel, change: Change) {
     let (info, data) = RowRecord {
         locator: locator_of(rel),
         change,
@@ -46,13 +47,13 @@ fn write(rel: pg_sys::Relation, change: Change) {
 
 /// Whether rows inserted with `options` are decoded (heap's
 /// `HEAP_INSERT_NO_LOGICAL` option says not).
-fn logs_inserts(rel: pg_sys::Relation, options: i32) -> bool {
+fn logs_inserts(rel: Rel, options: i32) -> bool {
     options & pg_sys::HEAP_INSERT_NO_LOGICAL as i32 == 0 && logs_rows(rel)
 }
 
 /// How an insert's L0 append marks its INSERT record for decoding: rows
 /// appended to L0 are decoded from that record ([`logical_record::insert_mark`]).
-pub fn row_insert(rel: pg_sys::Relation, options: i32, speculative: bool) -> RowInsert {
+pub fn row_insert(rel: Rel, options: i32, speculative: bool) -> RowInsert {
     if logs_inserts(rel, options) {
         RowInsert::Rows { speculative }
     } else {
@@ -62,7 +63,7 @@ pub fn row_insert(rel: pg_sys::Relation, options: i32, speculative: bool) -> Row
 
 /// After new versions were stored in runs, not L0 (a bulk load: `tuples`
 /// as stored, TOASTed values as pointers): one ROW_INSERT.
-pub fn inserted_into_runs(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple], options: i32) {
+pub fn inserted_into_runs(rel: Rel, tuples: &[pg_sys::HeapTuple], options: i32) {
     if tuples.is_empty() || !logs_inserts(rel, options) {
         return;
     }
@@ -76,7 +77,7 @@ pub fn inserted_into_runs(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple], o
 }
 
 /// After a speculative insertion was confirmed (`true`) or taken back.
-pub fn speculation_ended(rel: pg_sys::Relation, confirmed: bool) {
+pub fn speculation_ended(rel: Rel, confirmed: bool) {
     if !logs_rows(rel) {
         return;
     }
@@ -96,7 +97,7 @@ pub fn speculation_ended(rel: pg_sys::Relation, confirmed: bool) {
 /// Runs `with` on the old row's replica identity (see
 /// [`pglog::replica_identity`]) and frees it after.
 fn with_identity<T>(
-    rel: pg_sys::Relation,
+    rel: Rel,
     old: &mut pg_sys::HeapTupleData,
     new: Option<pg_sys::HeapTuple>,
     with: impl FnOnce(Option<OldRow>) -> T,
@@ -115,7 +116,7 @@ fn with_identity<T>(
 
 /// After an UPDATE stored `new` (as stored) in place of `old` (the old
 /// version's full row).
-pub fn updated(rel: pg_sys::Relation, old: &mut pg_sys::HeapTupleData, new: pg_sys::HeapTuple) {
+pub fn updated(rel: Rel, old: &mut pg_sys::HeapTupleData, new: pg_sys::HeapTuple) {
     if !logs_rows(rel) {
         return;
     }
@@ -127,7 +128,7 @@ pub fn updated(rel: pg_sys::Relation, old: &mut pg_sys::HeapTupleData, new: pg_s
 /// The main data of an UPDATE_SHORT record that is also the update's
 /// decoding (its new version is in the record): the old row per replica
 /// identity. Empty below `wal_level = logical`.
-pub fn update_mark(rel: pg_sys::Relation, old: &mut pg_sys::HeapTupleData, new: pg_sys::HeapTuple) -> Vec<u8> {
+pub fn update_mark(rel: Rel, old: &mut pg_sys::HeapTupleData, new: pg_sys::HeapTuple) -> Vec<u8> {
     if !logs_rows(rel) {
         return Vec::new();
     }
@@ -137,7 +138,7 @@ pub fn update_mark(rel: pg_sys::Relation, old: &mut pg_sys::HeapTupleData, new: 
 /// The main data of a DELETE's HEADERS record, which is also its
 /// decoding: the old row (`old`, the version's full row) per replica
 /// identity. Empty below `wal_level = logical`.
-pub fn delete_mark(rel: pg_sys::Relation, old: &mut pg_sys::HeapTupleData) -> Vec<u8> {
+pub fn delete_mark(rel: Rel, old: &mut pg_sys::HeapTupleData) -> Vec<u8> {
     if !logs_rows(rel) {
         return Vec::new();
     }

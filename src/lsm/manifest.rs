@@ -11,6 +11,7 @@
 //! exist; each scan takes a [`Live`] snapshot at its start. Point lookups go
 //! through a backend's copy ([`super::manifest_cache`]).
 
+use crate::pg::relation::Rel;
 use super::bloom;
 use super::compact_page;
 use super::format::{self, Meta, PageKind, RunDesc, BLOCK_SIZE, DIR_ENTRIES, MAX_L0_PAGES};
@@ -24,7 +25,7 @@ use std::collections::HashSet;
 
 const _: () = assert!(BLOCK_SIZE == pg_sys::BLCKSZ as usize);
 
-pub(super) fn corrupted(rel: pg_sys::Relation, what: String) -> ! {
+pub(super) fn corrupted(rel: Rel, what: String) -> ! {
     crate::pg::error::error(
         PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
         format!("{what} in relation \"{}\"", crate::pg::rel::relname(rel)),
@@ -32,7 +33,7 @@ pub(super) fn corrupted(rel: pg_sys::Relation, what: String) -> ! {
 }
 
 /// Decodes the locked metapage.
-fn decode(rel: pg_sys::Relation, meta: &Locked) -> Meta {
+fn decode(rel: Rel, meta: &Locked) -> Meta {
     let p = meta.page();
     if page_id::page_kind(rel, META_BLOCK, p) != Some(PageKind::Meta) {
         corrupted(rel, "block 0 is not an lsm metapage".into());
@@ -42,7 +43,7 @@ fn decode(rel: pg_sys::Relation, meta: &Locked) -> Meta {
 }
 
 /// The manifest, or None for a relation without blocks.
-pub fn read(rel: pg_sys::Relation) -> Option<Meta> {
+pub fn read(rel: Rel) -> Option<Meta> {
     if buffer::nblocks(rel) == 0 {
         return None;
     }
@@ -56,12 +57,12 @@ fn encode_into(p: pg_sys::Page, meta: &Meta) {
 }
 
 /// Creates the metapage if the relation has no blocks yet.
-pub fn ensure_metapage(rel: pg_sys::Relation) {
+pub fn ensure_metapage(rel: Rel) {
     if buffer::nblocks(rel) > 0 {
         return;
     }
     // SAFETY: the extension lock makes check-and-extend atomic among backends.
-    unsafe { pg_sys::LockRelationForExtension(rel, pg_sys::ExclusiveLock as i32) };
+    unsafe { pg_sys::LockRelationForExtension(rel.raw(), pg_sys::ExclusiveLock as i32) };
     if buffer::nblocks(rel) == 0 {
         let buf = Locked::adopt(buffer::extend_locked(rel));
         debug_assert_eq!(buf.block(), META_BLOCK);
@@ -72,7 +73,7 @@ pub fn ensure_metapage(rel: pg_sys::Relation) {
         w.commit();
     }
     // SAFETY: taken above.
-    unsafe { pg_sys::UnlockRelationForExtension(rel, pg_sys::ExclusiveLock as i32) };
+    unsafe { pg_sys::UnlockRelationForExtension(rel.raw(), pg_sys::ExclusiveLock as i32) };
 }
 
 /// Whether the metapage reaches page `p` (block `block`).
@@ -101,7 +102,7 @@ pub fn in_use(meta: &Meta, block: pg_sys::BlockNumber, p: &[u8]) -> bool {
 /// switch that older scans may still read, not in `taken`) or a new block.
 /// The caller overwrites it with a full image.
 pub fn allocate_block(
-    rel: pg_sys::Relation,
+    rel: Rel,
     meta: &Meta,
     taken: &HashSet<pg_sys::BlockNumber>,
 ) -> pg_sys::Buffer {
@@ -113,7 +114,7 @@ pub fn allocate_block(
 /// manifest as it is now (concurrent L0 allocations change it), read
 /// before the candidate is locked (the metapage is locked first elsewhere).
 pub fn allocate_block_now(
-    rel: pg_sys::Relation,
+    rel: Rel,
     taken: &HashSet<pg_sys::BlockNumber>,
 ) -> pg_sys::Buffer {
     allocate_checked(rel, None, taken)
@@ -124,7 +125,7 @@ pub fn allocate_block_now(
 const MAX_SKIPPED: usize = 16;
 
 fn allocate_checked(
-    rel: pg_sys::Relation,
+    rel: Rel,
     meta: Option<&Meta>,
     taken: &HashSet<pg_sys::BlockNumber>,
 ) -> pg_sys::Buffer {
@@ -137,7 +138,7 @@ fn allocate_checked(
             break None;
         }
         // SAFETY: FSM lookup; marks the returned page used in the FSM.
-        let b = unsafe { pg_sys::GetFreeIndexPage(rel) };
+        let b = unsafe { pg_sys::GetFreeIndexPage(rel.raw()) };
         if b == buffer::INVALID_BLOCK {
             break None;
         }
@@ -176,7 +177,7 @@ fn allocate_checked(
 /// Drops the pending entries that no snapshot can need any more (their pages
 /// become reusable), after telling hot standbys to resolve conflicts with
 /// snapshots that old. Returns whether any was dropped.
-pub fn prune_pending(rel: pg_sys::Relation, meta: &mut Meta) -> bool {
+pub fn prune_pending(rel: Rel, meta: &mut Meta) -> bool {
     let done: Vec<u64> = meta
         .pending
         .iter()
@@ -192,25 +193,25 @@ pub fn prune_pending(rel: pg_sys::Relation, meta: &mut Meta) -> bool {
 }
 
 /// Reports pages as free to the free space map.
-pub fn record_free(rel: pg_sys::Relation, blocks: impl IntoIterator<Item = pg_sys::BlockNumber>) {
+pub fn record_free(rel: Rel, blocks: impl IntoIterator<Item = pg_sys::BlockNumber>) {
     for b in blocks {
         // SAFETY: FSM update (not WAL-logged; re-checked before reuse).
-        unsafe { pg_sys::RecordFreeIndexPage(rel, b) };
+        unsafe { pg_sys::RecordFreeIndexPage(rel.raw(), b) };
     }
     // SAFETY: propagates the leaf updates to the FSM's upper levels.
-    unsafe { pg_sys::IndexFreeSpaceMapVacuum(rel) };
+    unsafe { pg_sys::IndexFreeSpaceMapVacuum(rel.raw()) };
 }
 
 /// Whether the table has a BRIN index. BRIN summarizes and scans TID block
 /// ranges up to the file's physical size (`RelationGetNumberOfBlocks`), so
 /// such a table keeps its file at least as long as its virtual blocks reach.
-pub fn keeps_dense(rel: pg_sys::Relation) -> bool {
+pub fn keeps_dense(rel: Rel) -> bool {
     crate::pg::rel::has_index_of_am(rel, pg_sys::BRIN_AM_OID)
 }
 
 /// Extends the file with FREE pages (WAL-logged, reported to the free space
 /// map) until block `upto` exists.
-pub fn cover_virtual_blocks(rel: pg_sys::Relation, upto: pg_sys::BlockNumber) {
+pub fn cover_virtual_blocks(rel: Rel, upto: pg_sys::BlockNumber) {
     let mut added = Vec::new();
     while buffer::nblocks(rel) <= upto {
         let buf = Locked::adopt(buffer::extend_locked(rel));
@@ -227,7 +228,7 @@ pub fn cover_virtual_blocks(rel: pg_sys::Relation, upto: pg_sys::BlockNumber) {
 
 /// Adds a new L0 page: the next virtual block, mapped in the L0 directory.
 /// Returns it pinned and exclusively locked, initialised and WAL-logged.
-pub fn allocate_l0_page(rel: pg_sys::Relation) -> pg_sys::Buffer {
+pub fn allocate_l0_page(rel: Rel) -> pg_sys::Buffer {
     ensure_metapage(rel);
     if keeps_dense(rel) {
         // the new page's virtual block must lie inside the file (BRIN)
@@ -283,7 +284,7 @@ pub fn allocate_l0_page(rel: pg_sys::Relation) -> pg_sys::Buffer {
 }
 
 /// Physical blocks of the L0 pages, in virtual block order.
-pub fn l0_blocks(rel: pg_sys::Relation, meta: &Meta) -> Vec<(u32, pg_sys::BlockNumber)> {
+pub fn l0_blocks(rel: Rel, meta: &Meta) -> Vec<(u32, pg_sys::BlockNumber)> {
     let n = meta.l0_pages() as usize;
     let mut out = Vec::with_capacity(n);
     for slot in 0..n.div_ceil(DIR_ENTRIES) {
@@ -300,7 +301,7 @@ pub fn l0_blocks(rel: pg_sys::Relation, meta: &Meta) -> Vec<(u32, pg_sys::BlockN
 
 /// Runs `f` over the bytes of block `b` under a share lock.
 pub fn read_page<T>(
-    rel: pg_sys::Relation,
+    rel: Rel,
     b: pg_sys::BlockNumber,
     f: impl FnOnce(&[u8]) -> T,
 ) -> T {
@@ -313,7 +314,7 @@ pub fn read_page<T>(
 
 /// `(first_rowid, block)` of every data page of a run, in rowid order, and
 /// the blocks of its index pages (fence index and bloom filter).
-pub fn run_pages(rel: pg_sys::Relation, run: &RunDesc) -> (Vec<(u64, u32)>, Vec<u32>) {
+pub fn run_pages(rel: Rel, run: &RunDesc) -> (Vec<(u64, u32)>, Vec<u32>) {
     let (leaves, filter) = read_page(rel, run.root, |p| {
         (page_image::fences(p), page_image::root_filter(p))
     });
@@ -332,7 +333,7 @@ pub fn run_pages(rel: pg_sys::Relation, run: &RunDesc) -> (Vec<(u64, u32)>, Vec<
 /// The relation must have blocks: callers reach it with TIDs that came from
 /// the table (indexes, chains, lanes); `fetch::tid_valid` checks user TIDs.
 pub fn with_header<T>(
-    rel: pg_sys::Relation,
+    rel: Rel,
     f: impl FnOnce(&[u8], &format::MetaHeader) -> T,
 ) -> Option<T> {
     let buf = Locked::share(rel, META_BLOCK);
@@ -347,14 +348,14 @@ pub fn with_header<T>(
 
 /// Pages a sequential scan reads (see [`format::scan_pages`]). The relation
 /// must have blocks.
-pub fn scan_pages(rel: pg_sys::Relation) -> u64 {
+pub fn scan_pages(rel: Rel) -> u64 {
     with_header(rel, format::scan_pages).unwrap_or(0)
 }
 
 /// Lowest virtual block an insert may append to: the oldest L0 page, or,
 /// while a flush copies the L0 pages below its seal, the seal (inserts
 /// check their lane against it).
-pub fn l0_append_floor(rel: pg_sys::Relation) -> Option<u32> {
+pub fn l0_append_floor(rel: Rel) -> Option<u32> {
     with_header(rel, |page, h| {
         h.l0_first_vblock
             .max(format::u32_at(page, format::META_SEAL_AT))
@@ -363,14 +364,14 @@ pub fn l0_append_floor(rel: pg_sys::Relation) -> Option<u32> {
 
 /// The newest L0 page: its virtual block and physical block (None when L0
 /// is empty).
-pub fn newest_l0_page(rel: pg_sys::Relation) -> Option<(u32, pg_sys::BlockNumber)> {
+pub fn newest_l0_page(rel: Rel) -> Option<(u32, pg_sys::BlockNumber)> {
     let v = with_header(rel, |_, h| h.next_vblock.checked_sub(1))??;
     let block = locate(rel, &crate::pg::htup::make_tid(v, 1))?;
     Some((v, block))
 }
 
 /// Whether virtual block `v` is in L0.
-pub fn in_l0(rel: pg_sys::Relation, v: u32) -> bool {
+pub fn in_l0(rel: Rel, v: u32) -> bool {
     with_header(rel, |_, h| h.dir_position(v).is_some()).unwrap_or(false)
 }
 
@@ -384,7 +385,7 @@ pub fn tid_place(tid: &pg_sys::ItemPointerData) -> Option<(u32, u64)> {
 }
 
 /// Physical block holding the row version `tid`, if the manifest has it.
-pub fn locate(rel: pg_sys::Relation, tid: &pg_sys::ItemPointerData) -> Option<pg_sys::BlockNumber> {
+pub fn locate(rel: Rel, tid: &pg_sys::ItemPointerData) -> Option<pg_sys::BlockNumber> {
     let (v, rowid) = tid_place(tid)?;
     enum Where {
         L0 { dir: u32, entry: usize },
@@ -438,7 +439,7 @@ fn is_open_index(p: &[u8], open: &format::OpenRun, flags: u32) -> bool {
 /// index as it is now (it grows while the load runs, so no copy keeps it).
 /// Pages that are no longer the run's (an abandoned run cleared by VACUUM
 /// and reused since) hold none of its rowids: None.
-pub fn locate_open(rel: pg_sys::Relation, open: &format::OpenRun, rowid: u64) -> Option<u32> {
+pub fn locate_open(rel: Rel, open: &format::OpenRun, rowid: u64) -> Option<u32> {
     let step = |block: u32, flags: u32| {
         read_page(rel, block, |p| {
             is_open_index(p, open, flags)
@@ -453,7 +454,7 @@ pub fn locate_open(rel: pg_sys::Relation, open: &format::OpenRun, rowid: u64) ->
 /// Reads a run's root: the leaf whose range holds `rowid`, and where the
 /// run's bloom filter keeps its bits (None: the run has no filter).
 fn root_step(
-    rel: pg_sys::Relation,
+    rel: Rel,
     root: u32,
     rowid: u64,
 ) -> (Option<u32>, Option<(u32, bloom::Probe)>) {
@@ -467,7 +468,7 @@ fn root_step(
 
 /// Whether the filter page at `block` may hold the probed rowid (a page
 /// that is not a filter page answers yes: `lsm_verify` reports it).
-fn filter_hits(rel: pg_sys::Relation, block: u32, probe: &bloom::Probe) -> bool {
+fn filter_hits(rel: Rel, block: u32, probe: &bloom::Probe) -> bool {
     read_page(rel, block, |p| {
         page_image::bloom_body(p).is_none_or(|body| probe.hits(body))
     })
@@ -477,7 +478,7 @@ fn filter_hits(rel: pg_sys::Relation, block: u32, probe: &bloom::Probe) -> bool 
 /// `Some(false)` when the run surely lacks it; None when no run's range
 /// holds it or that run has no filter.
 pub fn run_filter_may_contain(
-    rel: pg_sys::Relation,
+    rel: Rel,
     tid: &pg_sys::ItemPointerData,
 ) -> Option<bool> {
     let rowid = page_id::rowid_of(tid);
@@ -491,7 +492,7 @@ pub fn run_filter_may_contain(
 /// A run about to be rewritten: its data blocks are appended to `sources`
 /// (rowid order) and all its pages to `freed`.
 pub fn take_run(
-    rel: pg_sys::Relation,
+    rel: Rel,
     run: &RunDesc,
     sources: &mut Vec<u32>,
     freed: &mut Vec<u32>,
@@ -506,7 +507,7 @@ pub fn take_run(
 /// (freed with them). DML expands pages alongside merges, so callers ask
 /// once DML is locked out.
 pub fn payload_blocks(
-    rel: pg_sys::Relation,
+    rel: Rel,
     blocks: impl IntoIterator<Item = pg_sys::BlockNumber>,
 ) -> Vec<pg_sys::BlockNumber> {
     blocks
@@ -521,7 +522,7 @@ pub fn payload_blocks(
 }
 
 /// Data blocks whose rowids may fall in `lo..=hi` (bitmap pages of runs).
-pub fn run_blocks_for_range(rel: pg_sys::Relation, lo: u64, hi: u64) -> Vec<pg_sys::BlockNumber> {
+pub fn run_blocks_for_range(rel: Rel, lo: u64, hi: u64) -> Vec<pg_sys::BlockNumber> {
     let Some(meta) = read(rel) else {
         return Vec::new();
     };
@@ -533,7 +534,7 @@ pub fn run_blocks_for_range(rel: pg_sys::Relation, lo: u64, hi: u64) -> Vec<pg_s
 /// Appends the data blocks of `meta`'s runs whose rowids may fall in
 /// `lo..=hi`, in rowid order.
 fn runs_blocks_in_range(
-    rel: pg_sys::Relation,
+    rel: Rel,
     meta: &Meta,
     lo: u64,
     hi: u64,
@@ -562,7 +563,7 @@ fn runs_blocks_in_range(
 /// as far as they may hold rowids in `lo..=hi` — with the [`Live`] of the
 /// same manifest. Heap scans return an append-only table in insertion
 /// order; so does this.
-pub fn scan_order(rel: pg_sys::Relation, lo: u64, hi: u64) -> (Live, Vec<pg_sys::BlockNumber>) {
+pub fn scan_order(rel: Rel, lo: u64, hi: u64) -> (Live, Vec<pg_sys::BlockNumber>) {
     let Some(meta) = read(rel) else {
         return (Live::default(), Vec::new());
     };
@@ -600,14 +601,16 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn of(rel: pg_sys::Relation) -> Live {
+    pub fn of(rel: Rel) -> Live {
         read(rel).map(|m| Live::of_meta(&m)).unwrap_or_default()
     }
 
     fn of_meta(m: &Meta) -> Live {
-        let mut live = Live::default();
-        live.l0_first = m.header.l0_first_vblock;
-        live.nruns = m.runs.len() as u32;
+        let mut live = Live {
+            l0_first: m.header.l0_first_vblock,
+            nruns: m.runs.len() as u32,
+            ..Live::default()
+        };
         for (i, r) in m.runs.iter().enumerate() {
             live.runs[i] = r.run_id;
         }
@@ -641,7 +644,7 @@ impl Live {
     /// L0 pages added after the snapshot count as live.
     pub fn data_page_kind(
         &self,
-        rel: pg_sys::Relation,
+        rel: Rel,
         block: pg_sys::BlockNumber,
         p: pg_sys::Page,
     ) -> Option<PageKind> {
@@ -701,7 +704,9 @@ mod tests {
 
     #[pg_test]
     fn run_filters_keep_every_row_and_reject_unused_rowids() {
-        let (rel, tids) = flushed_table("bf");
+        let (table, tids) = flushed_table("bf");
+        // SAFETY: `table` keeps it open until the test ends.
+        let rel = unsafe { crate::pg::relation::Rel::from_raw(table.as_ptr()) };
         let filter_pages = Spi::get_one::<i64>(
             "SELECT filter_pages FROM strata.lsm_info('bf') WHERE component = 'total'",
         )
@@ -710,7 +715,7 @@ mod tests {
         for (b, o) in &tids {
             let tid = htup::make_tid(*b, *o);
             assert_eq!(
-                run_filter_may_contain(rel.as_ptr(), &tid),
+                run_filter_may_contain(rel, &tid),
                 Some(true),
                 "row ({b},{o})"
             );
@@ -730,9 +735,9 @@ mod tests {
             for off in o + 1..=256 {
                 probed += 1;
                 let tid = htup::make_tid(*b, off);
-                if run_filter_may_contain(rel.as_ptr(), &tid) == Some(false) {
+                if run_filter_may_contain(rel, &tid) == Some(false) {
                     rejected += 1;
-                    assert!(super::locate(rel.as_ptr(), &tid).is_none());
+                    assert!(super::locate(rel, &tid).is_none());
                 }
             }
         }
@@ -750,10 +755,12 @@ mod tests {
     #[pg_test]
     fn runs_without_filters_when_turned_off() {
         Spi::run("SET strata.lsm_bloom_bits_per_key = 0").unwrap();
-        let (rel, tids) = flushed_table("nf");
+        let (table, tids) = flushed_table("nf");
+        // SAFETY: `table` keeps it open until the test ends.
+        let rel = unsafe { crate::pg::relation::Rel::from_raw(table.as_ptr()) };
         let (b, o) = tids[0];
         assert_eq!(
-            run_filter_may_contain(rel.as_ptr(), &htup::make_tid(b, o)),
+            run_filter_may_contain(rel, &htup::make_tid(b, o)),
             None
         );
         let filter_pages = Spi::get_one::<i64>(

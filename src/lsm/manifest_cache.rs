@@ -35,6 +35,7 @@
 //! in this transaction under `wal_level = minimal`) keep no LSN: they are
 //! looked up without the cache.
 
+use crate::pg::relation::Rel;
 use super::format::{self, MetaHeader, PageKind, RunDesc};
 use super::manifest;
 use super::page_image;
@@ -100,7 +101,9 @@ struct Entry {
 }
 
 thread_local! {
-    /// A few tables per backend: a list is quicker than hashing.
+    /// A few tables per backend: a list is quicker than hashing. Boxed: a
+    /// lookup moves its entry out and back (`take`, `keep`), one pointer.
+    #[allow(clippy::vec_box)]
     static TABLES: RefCell<Vec<Box<Entry>>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -135,7 +138,7 @@ fn keep(e: Box<Entry>) {
 /// theirs (the message is sent at once; their next lock on the table
 /// processes it first). For changes that move pages below the metapage
 /// without changing it, or truncate the file.
-pub fn invalidate(rel: pg_sys::Relation) {
+pub fn invalidate(rel: Rel) {
     forget(Some(rel::oid(rel)));
     // at once: the packing releases its lock before its transaction commits
     // (a commit-time message would let a backend that locks the table in
@@ -152,7 +155,7 @@ pub fn invalidate(rel: pg_sys::Relation) {
 /// is not waited for; every lookup tolerates a manifest that changes right
 /// after it looked). Saves the lock and unlock on the one buffer every
 /// backend's lookups share.
-fn check(r: pg_sys::Relation, e: Option<Box<Entry>>) -> Box<Entry> {
+fn check(r: Rel, e: Option<Box<Entry>>) -> Box<Entry> {
     let recent = e.as_ref().map_or(0, |e| e.recent);
     let buf = buffer::read_recent(r, META_BLOCK, recent);
     let e = match e {
@@ -180,7 +183,7 @@ fn check(r: pg_sys::Relation, e: Option<Box<Entry>>) -> Box<Entry> {
 /// A copy of the locked metapage `p`, keeping what `old` read below it that
 /// is still right.
 fn decode(
-    r: pg_sys::Relation,
+    r: Rel,
     p: pg_sys::Page,
     lsn: pg_sys::XLogRecPtr,
     buf: pg_sys::Buffer,
@@ -241,7 +244,7 @@ fn decode(
 /// in a run))),
 /// Ok(None) when the manifest has no such rowid, Err(()) when the copy
 /// cannot tell (a page it has not seen).
-fn lookup(r: pg_sys::Relation, e: &mut Entry, v: u32, rowid: u64) -> Result<Option<(u32, bool)>, ()> {
+fn lookup(r: Rel, e: &mut Entry, v: u32, rowid: u64) -> Result<Option<(u32, bool)>, ()> {
     if let Some((slot, entry)) = e.header.dir_position(v) {
         let cached =
             e.l0.get(slot)
@@ -312,9 +315,9 @@ fn lookup(r: pg_sys::Relation, e: &mut Entry, v: u32, rowid: u64) -> Result<Opti
 /// relation cannot be cached (not WAL-logged). The relation must have
 /// blocks (as for [`manifest::with_header`]).
 fn with_entry<T>(
-    r: pg_sys::Relation,
+    r: Rel,
     trust: Trust,
-    mut f: impl FnMut(pg_sys::Relation, &mut Entry) -> Result<T, ()>,
+    mut f: impl FnMut(Rel, &mut Entry) -> Result<T, ()>,
 ) -> Option<T> {
     if !wal::relation_needs_wal(r) {
         return None;
@@ -347,7 +350,7 @@ fn with_entry<T>(
 /// consulted: a caller reading a data page for a rowid it lacks finds
 /// nothing there).
 pub fn locate(
-    r: pg_sys::Relation,
+    r: Rel,
     tid: &pg_sys::ItemPointerData,
     trust: Trust,
 ) -> Option<pg_sys::BlockNumber> {
@@ -357,7 +360,7 @@ pub fn locate(
 /// [`locate`], and whether the block is a run's (not L0's; true when the
 /// relation has no copy and the manifest was asked directly).
 pub fn locate_page(
-    r: pg_sys::Relation,
+    r: Rel,
     tid: &pg_sys::ItemPointerData,
     trust: Trust,
 ) -> Option<(pg_sys::BlockNumber, bool)> {
@@ -371,7 +374,7 @@ pub fn locate_page(
 /// [`manifest::l0_append_floor`] through the copy, checked: the floor
 /// rises only under EXCLUSIVE, which an inserting caller's lock excludes,
 /// so no change to it can be under way while the copy is checked.
-pub fn append_floor(r: pg_sys::Relation) -> Option<u32> {
+pub fn append_floor(r: Rel) -> Option<u32> {
     with_entry(r, Trust::Validate, |_, e| Ok(e.floor)).or_else(|| manifest::l0_append_floor(r))
 }
 
@@ -383,7 +386,7 @@ pub fn append_floor(r: pg_sys::Relation) -> Option<u32> {
 /// copy's page count — a run still being written is counted once it is
 /// listed. (An `lseek` fewer per planned query: on pgbench's small tables a
 /// sixth of the planner's time.)
-pub fn sizes(r: pg_sys::Relation) -> (pg_sys::BlockNumber, u64) {
+pub fn sizes(r: Rel) -> (pg_sys::BlockNumber, u64) {
     let trust = Trust::Snapshot(xact::active_snapshot());
     if let Some(known) = trusted_sizes(r, trust) {
         return known;
@@ -404,18 +407,18 @@ pub fn sizes(r: pg_sys::Relation) -> (pg_sys::BlockNumber, u64) {
 }
 
 /// Whether the backend has a copy for the file `r` uses now.
-fn has_entry(r: pg_sys::Relation) -> bool {
+fn has_entry(r: Rel) -> bool {
     let (file, relid) = (rel::file_locator(r), rel::oid(r));
     TABLES.with(|t| t.borrow().iter().any(|e| e.relid == relid && e.file == file))
 }
 
 /// Drops the backend's copy for `r` (its file was truncated in place).
-pub fn forget_relation(r: pg_sys::Relation) {
+pub fn forget_relation(r: Rel) {
     forget(Some(rel::oid(r)));
 }
 
 /// [`sizes`] from a copy trusted under `trust` that knows the block count.
-fn trusted_sizes(r: pg_sys::Relation, trust: Trust) -> Option<(pg_sys::BlockNumber, u64)> {
+fn trusted_sizes(r: Rel, trust: Trust) -> Option<(pg_sys::BlockNumber, u64)> {
     let Trust::Snapshot(s) = trust else {
         return None;
     };

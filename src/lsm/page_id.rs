@@ -4,6 +4,7 @@
 //! lsm code: the manifest, its backend copy and the row storage all read
 //! pages through it.
 
+use crate::pg::relation::Rel;
 use super::format::{self, PageKind, PageTag, TAG_SIZE};
 use crate::pg::htup;
 use crate::pg::page;
@@ -26,7 +27,7 @@ pub fn tag(p: pg_sys::Page) -> Option<PageTag> {
 /// Kind of a page that must be a valid lsm page; a foreign or damaged page
 /// raises XX001 naming the relation and block.
 pub fn page_kind(
-    rel: pg_sys::Relation,
+    rel: Rel,
     blkno: pg_sys::BlockNumber,
     p: pg_sys::Page,
 ) -> Option<PageKind> {

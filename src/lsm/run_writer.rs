@@ -11,6 +11,7 @@
 //! Until that switch the new pages are unreachable (free), so a crash at any
 //! point leaves the old manifest or the new one, never a mix.
 
+use crate::pg::relation::Rel;
 use super::bloom::{self, RowidLog};
 use super::chain;
 use super::compact_page;
@@ -35,7 +36,7 @@ const STAMPED_SIZE: usize = wal_record::HEADER_FIELDS;
 
 /// Writes run pages: data pages as they fill, then the fence index.
 pub struct RunWriter {
-    rel: pg_sys::Relation,
+    rel: Rel,
     meta: Meta,
     taken: HashSet<pg_sys::BlockNumber>,
     next_run_id: u32,
@@ -87,13 +88,13 @@ pub struct Written {
 }
 
 impl RunWriter {
-    pub fn new(rel: pg_sys::Relation, meta: &Meta, level: u16) -> RunWriter {
+    pub fn new(rel: Rel, meta: &Meta, level: u16) -> RunWriter {
         RunWriter::with_packer(rel, meta, level, true)
     }
 
     /// A writer packing on a thread of its own (`threaded`, where the
     /// settings and cores allow) or in the backend.
-    fn with_packer(rel: pg_sys::Relation, meta: &Meta, level: u16, threaded: bool) -> RunWriter {
+    fn with_packer(rel: Rel, meta: &Meta, level: u16, threaded: bool) -> RunWriter {
         let id = meta.header.next_run_id;
         RunWriter {
             rel,
@@ -125,7 +126,7 @@ impl RunWriter {
     /// table ran a third slower handing each batch to a thread and waiting
     /// for it). The run must not outgrow one fence index ([`Self::room_for`]).
     pub fn publishing(
-        rel: pg_sys::Relation,
+        rel: Rel,
         meta: &Meta,
         level: u16,
         reserve: u32,
@@ -216,7 +217,7 @@ impl RunWriter {
 
     /// The relation, again: a writer kept across calls (a bulk load) gets
     /// the caller's open relation each time.
-    pub fn set_rel(&mut self, rel: pg_sys::Relation) {
+    pub fn set_rel(&mut self, rel: Rel) {
         self.rel = rel;
     }
 
@@ -370,7 +371,7 @@ impl RunWriter {
 
 /// A packer for run `id` of `rel` as the settings ask (codec, layout, on
 /// a thread of its own when `threaded` and the machine has a second core).
-fn packer(id: u32, rel: pg_sys::Relation, threaded: bool) -> Packer {
+fn packer(id: u32, rel: Rel, threaded: bool) -> Packer {
     let p = RunPacker::with_layout(
         id,
         super::gucs::compression(),
@@ -391,7 +392,7 @@ fn packer(id: u32, rel: pg_sys::Relation, threaded: bool) -> Packer {
 
 /// Overwrites the locked page `buf` with `image` (full-page WAL image) and
 /// releases it.
-pub fn write_image(rel: pg_sys::Relation, buf: Locked, image: &PageImage) {
+pub fn write_image(rel: Rel, buf: Locked, image: &PageImage) {
     let mut w = PageWrite::start(rel);
     let p = w.register(buf.buffer(), true);
     page::copy_image(p, image.bytes());
@@ -417,7 +418,7 @@ fn new_run(run_id: u32, level: u16) -> RunDesc {
 /// inserter aborted) or when `chains_swept` — VACUUM's sweep redirected
 /// every root past its dead members, by this same `horizon` — else kept.
 pub fn survivors(
-    rel: pg_sys::Relation,
+    rel: Rel,
     block: pg_sys::BlockNumber,
     horizon: pg_sys::TransactionId,
     chains_swept: bool,
@@ -476,7 +477,7 @@ pub fn page_lsn(p: pg_sys::Page) -> u64 {
 /// pages count as in use until the switch that lists them (which clears the
 /// mark) — concurrent L0 allocations must not take them. A crash leaves the
 /// mark; the next reservation or switch replaces it and the pages become free.
-pub fn reserve_run_ids(rel: pg_sys::Relation, n: u32) -> Meta {
+pub fn reserve_run_ids(rel: Rel, n: u32) -> Meta {
     switch(rel, None, |m| {
         m.writing_from = m.header.next_run_id;
         m.header.next_run_id = m
@@ -495,7 +496,7 @@ pub fn reserve_run_ids(rel: pg_sys::Relation, n: u32) -> Meta {
 /// standbys resolve conflicts with older snapshots before they replay the
 /// switch. Returns the manifest as it was before.
 pub fn switch(
-    rel: pg_sys::Relation,
+    rel: Rel,
     conflict: Option<u64>,
     change: impl FnOnce(&mut Meta),
 ) -> Meta {
@@ -529,7 +530,7 @@ pub enum Readers {
 
 /// Room for `needed` more pending entries (after dropping those no snapshot
 /// needs any more)? Always with readers excluded.
-pub fn pending_room(rel: pg_sys::Relation, readers: Readers, needed: usize) -> bool {
+pub fn pending_room(rel: Rel, readers: Readers, needed: usize) -> bool {
     if readers == Readers::Excluded {
         return true;
     }
@@ -601,14 +602,14 @@ fn stamped_header(page: &[u8], item: usize, off: usize) -> Option<[u8; STAMPED_S
 /// the source pages that changed since the merge read them (`copied_at`:
 /// block and LSN then). Returns how many headers it copied.
 pub fn refresh_headers(
-    rel: pg_sys::Relation,
+    rel: Rel,
     copied_at: &[(pg_sys::BlockNumber, u64)],
     pages: &[(u64, pg_sys::BlockNumber)],
 ) -> u64 {
-    // SAFETY: open relation. Pages of a permanent relation get a new LSN with
+    // Pages of a permanent relation get a new LSN with
     // every change (each is WAL-logged; VACUUM never runs in the transaction that
     // created the file, when WAL could be skipped); others are all compared.
-    let logged = unsafe { (*(*rel).rd_rel).relpersistence }
+    let logged = rel.form().relpersistence
         == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char;
     let mut changed: HashMap<pg_sys::BlockNumber, Vec<(u64, [u8; STAMPED_SIZE])>> =
         HashMap::new();
@@ -686,7 +687,7 @@ pub fn refresh_headers(
 /// leave pages the run's index never reached: the whole file is read for
 /// pages tagged with the run (this happens once per abandoned load, inside
 /// a VACUUM whose sweep reads every page anyway).
-pub fn take_abandoned_open_run(rel: pg_sys::Relation) -> Option<std::ops::Range<u64>> {
+pub fn take_abandoned_open_run(rel: Rel) -> Option<std::ops::Range<u64>> {
     let open = manifest::read(rel)?.open?;
     switch(rel, None, |m| {
         if m.is_open(open.run_id) {

@@ -11,6 +11,8 @@
 //! place, so a pinned page's tuples stay where they are. Either scan
 //! direction may be taken at any time (SCROLL cursors).
 
+use crate::pg::tuple_slot::Slot;
+use crate::pg::relation::Rel;
 use super::chain;
 use super::compact_page;
 use super::format::{self, ROWS_PER_VBLOCK};
@@ -85,6 +87,15 @@ pub struct LsmScan {
     batched: bool,
 }
 
+impl LsmScan {
+    /// The scanned table.
+    fn rel(&self) -> Rel {
+        // SAFETY: set from the open relation in `begin`; PostgreSQL keeps it
+        // open until the scan ends.
+        unsafe { Rel::from_raw(self.base.rs_rd) }
+    }
+}
+
 /// Which row versions of a page a load keeps (before the snapshot check).
 #[derive(Clone, Copy)]
 enum Filter {
@@ -107,7 +118,7 @@ impl Filter {
 }
 
 pub fn begin(
-    rel: pg_sys::Relation,
+    rel: Rel,
     snapshot: pg_sys::Snapshot,
     nkeys: i32,
     pscan: pg_sys::ParallelTableScanDesc,
@@ -125,7 +136,7 @@ pub fn begin(
     let scan = unsafe { pg_sys::palloc0(std::mem::size_of::<LsmScan>()) } as *mut LsmScan;
     // SAFETY: freshly allocated and zeroed.
     let s = unsafe { &mut *scan };
-    s.base.rs_rd = rel;
+    s.base.rs_rd = rel.raw();
     s.base.rs_snapshot = snapshot;
     s.base.rs_nkeys = 0;
     s.base.rs_flags = flags;
@@ -158,7 +169,7 @@ fn ordered(s: &LsmScan) -> bool {
 
 /// The components a scan reads: a parallel scan's participants all use the
 /// leader's, others read the manifest now.
-fn live_for(rel: pg_sys::Relation, pscan: pg_sys::ParallelTableScanDesc) -> Live {
+fn live_for(rel: Rel, pscan: pg_sys::ParallelTableScanDesc) -> Live {
     if pscan.is_null() {
         Live::of(rel)
     } else {
@@ -184,9 +195,9 @@ pub fn rescan(s: &mut LsmScan) {
     release_page(s);
     s.block = INVALID_BLOCK;
     s.started = false;
-    s.nblocks = buffer::nblocks(s.base.rs_rd);
+    s.nblocks = buffer::nblocks(s.rel());
     if !ordered(s) {
-        s.live = live_for(s.base.rs_rd, s.base.rs_parallel);
+        s.live = live_for(s.rel(), s.base.rs_parallel);
     }
     s.npieces = 0;
     s.next_piece = 0;
@@ -225,7 +236,7 @@ fn tid_cmp(a: &pg_sys::ItemPointerData, b: &pg_sys::ItemPointerData) -> std::cmp
 /// keeps and the snapshot sees.
 fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber, filter: Filter) {
     release_page(s);
-    let rel = s.base.rs_rd;
+    let rel = s.rel();
     let buf = buffer::read(rel, block);
     buffer::lock_share(buf);
     let p = buffer::page(buf);
@@ -349,7 +360,7 @@ fn collect_compact(s: &mut LsmScan, view: &storage::PageView, p: pg_sys::Page, b
 /// scan's batch when its payload is column-wise (false otherwise).
 fn load_batch(s: &mut LsmScan, p: pg_sys::Page) -> bool {
     if s.batch.is_null() {
-        let batch = slot::Batch::new(s.base.rs_rd);
+        let batch = slot::Batch::new(s.rel());
         s.batch = pgrx::PgMemoryContexts::For(s.arena_cxt).leak_and_drop_on_delete(batch);
     }
     // SAFETY: made above, alive as long as the scan's memory context.
@@ -362,7 +373,7 @@ fn load_batch(s: &mut LsmScan, p: pg_sys::Page) -> bool {
 /// scan's arena (see [`LsmScan::arena`]); the page is share-locked.
 fn unpack(s: &mut LsmScan, p: pg_sys::Page) {
     let mut at = 0usize;
-    let (rel, block, cxt) = (s.base.rs_rd, s.block, s.arena_cxt);
+    let (rel, block, cxt) = (s.rel(), s.block, s.arena_cxt);
     let (arena, cap, spans) = (&mut s.arena, &mut s.arena_cap, &mut s.spans);
     version_data::for_each_full(rel, block, p, &s.offsets[..s.count], |i, header, own, rest| {
         let len = header.len() + rest.len();
@@ -398,14 +409,14 @@ fn unpack(s: &mut LsmScan, p: pg_sys::Page) {
 /// The next block a parallel scan's shared state hands this participant.
 fn next_parallel(s: &mut LsmScan) -> Option<pg_sys::BlockNumber> {
     let pbscan = s.base.rs_parallel as pg_sys::ParallelBlockTableScanDesc;
-    let rel = s.base.rs_rd;
+    let rel = s.rel();
     // SAFETY: parallel state set up by parallelscan_initialize; the worker
     // struct lives in this scan.
     let b = unsafe {
         if !s.started {
-            pg_sys::table_block_parallelscan_startblock_init(rel, &mut s.pbscanwork, pbscan);
+            pg_sys::table_block_parallelscan_startblock_init(rel.raw(), &mut s.pbscanwork, pbscan);
         }
-        pg_sys::table_block_parallelscan_nextpage(rel, &mut s.pbscanwork, pbscan)
+        pg_sys::table_block_parallelscan_nextpage(rel.raw(), &mut s.pbscanwork, pbscan)
     };
     s.started = true;
     (b != INVALID_BLOCK).then_some(b)
@@ -442,7 +453,7 @@ fn start_order(s: &mut LsmScan) {
         ),
         None => (0, u64::MAX),
     };
-    let (live, blocks) = manifest::scan_order(s.base.rs_rd, lo, hi);
+    let (live, blocks) = manifest::scan_order(s.rel(), lo, hi);
     s.live = live;
     if !blocks.is_empty() {
         let bytes = std::mem::size_of_val(blocks.as_slice());
@@ -476,11 +487,11 @@ fn next_block(s: &mut LsmScan, forward: bool) -> Option<pg_sys::BlockNumber> {
 }
 
 /// Stores the visible tuple at index `pos` of the current page into `slot`.
-fn emit(s: &mut LsmScan, pos: isize, slot: *mut pg_sys::TupleTableSlot) {
+fn emit(s: &mut LsmScan, pos: isize, slot: Slot) {
     s.pos = pos;
     if s.batched {
         // SAFETY: open relation.
-        let table = unsafe { (*s.base.rs_rd).rd_id };
+        let table = s.rel().data().rd_id;
         slot::store_columns(slot, s.batch, pos as usize, s.tids[pos as usize], table);
         return;
     }
@@ -490,7 +501,7 @@ fn emit(s: &mut LsmScan, pos: isize, slot: *mut pg_sys::TupleTableSlot) {
             t_len: len,
             t_self: s.tids[pos as usize],
             // SAFETY: open relation.
-            t_tableOid: unsafe { (*s.base.rs_rd).rd_id },
+            t_tableOid: s.rel().data().rd_id,
             // SAFETY: the span lies in the arena, filled when the page was loaded.
             t_data: unsafe { s.arena.add(off as usize) } as *mut htup::Header,
         };
@@ -499,15 +510,15 @@ fn emit(s: &mut LsmScan, pos: isize, slot: *mut pg_sys::TupleTableSlot) {
     }
     let item = s.offsets[pos as usize];
     let p = buffer::page(s.buf);
-    let t = storage::version_at(s.base.rs_rd, p, item).expect("item recorded as visible");
-    storage::store_in_slot(s.base.rs_rd, slot, t, s.buf);
+    let t = storage::version_at(s.rel(), p, item).expect("item recorded as visible");
+    storage::store_in_slot(s.rel(), slot, t, s.buf);
 }
 
 /// The next row of the current batch into a slot that holds the row
 /// before it in column mode (see `slot`): no Postgres call, so the handler
 /// tries it before its guarded path. False when the full path must run.
 #[inline]
-pub fn next_in_batch(s: &mut LsmScan, forward: bool, slot: *mut pg_sys::TupleTableSlot) -> bool {
+pub fn next_in_batch(s: &mut LsmScan, forward: bool, slot: Slot) -> bool {
     if !s.batched {
         return false;
     }
@@ -524,7 +535,7 @@ pub fn next_in_batch(s: &mut LsmScan, forward: bool, slot: *mut pg_sys::TupleTab
 }
 
 /// Returns the next visible tuple in `direction` into `slot`.
-pub fn next(s: &mut LsmScan, forward: bool, slot: *mut pg_sys::TupleTableSlot) -> bool {
+pub fn next(s: &mut LsmScan, forward: bool, slot: Slot) -> bool {
     loop {
         let next_pos = if forward { s.pos + 1 } else { s.pos - 1 };
         if s.buf != 0 && next_pos >= 0 && (next_pos as usize) < s.count {
@@ -541,7 +552,7 @@ pub fn next(s: &mut LsmScan, forward: bool, slot: *mut pg_sys::TupleTableSlot) -
                 s.block = INVALID_BLOCK;
                 s.started = false;
                 // SAFETY: valid slot.
-                unsafe { pg_sys::ExecClearTuple(slot) };
+                unsafe { pg_sys::ExecClearTuple(slot.raw()) };
                 return false;
             }
         }
@@ -559,7 +570,7 @@ pub fn next(s: &mut LsmScan, forward: bool, slot: *mut pg_sys::TupleTableSlot) -
 /// (one L0 page, or the run pages covering its rowids) and the wanted offsets.
 fn bitmap_begin_vblock(s: &mut LsmScan, vblock: pg_sys::BlockNumber, exact: Option<&[u16]>) {
     release_page(s);
-    let rel = s.base.rs_rd;
+    let rel = s.rel();
     s.npieces = 0;
     s.next_piece = 0;
     s.want_vblock = vblock;
@@ -602,7 +613,7 @@ fn bitmap_next_piece(s: &mut LsmScan) -> bool {
 
 /// The next visible tuple of the current bitmap page, if any: the page's
 /// own visible versions, then those its chains lead to.
-fn bitmap_emit_next(s: &mut LsmScan, slot: *mut pg_sys::TupleTableSlot) -> bool {
+fn bitmap_emit_next(s: &mut LsmScan, slot: Slot) -> bool {
     loop {
         let next = s.pos + 1;
         if s.buf != 0 && (next as usize) < s.count {
@@ -612,7 +623,7 @@ fn bitmap_emit_next(s: &mut LsmScan, slot: *mut pg_sys::TupleTableSlot) -> bool 
         while s.next_chain < s.nchains {
             let mut tid = s.chains[s.next_chain];
             s.next_chain += 1;
-            let mut w = chain::Walker::new(s.base.rs_rd, s.chain_buf);
+            let mut w = chain::Walker::new(s.rel(), s.chain_buf);
             let found = chain::search(&mut w, &mut tid, s.base.rs_snapshot, Some(slot), None, true);
             s.chain_buf = w.buf;
             if found {
@@ -642,7 +653,7 @@ pub fn bitmap_next_block(s: &mut LsmScan, tbmres: *mut pg_sys::TBMIterateResult)
 
 /// PG15 `scan_bitmap_next_tuple`.
 #[cfg(feature = "pg15")]
-pub fn bitmap_next_tuple(s: &mut LsmScan, slot: *mut pg_sys::TupleTableSlot) -> bool {
+pub fn bitmap_next_tuple(s: &mut LsmScan, slot: Slot) -> bool {
     bitmap_emit_next(s, slot)
 }
 
@@ -650,7 +661,7 @@ pub fn bitmap_next_tuple(s: &mut LsmScan, slot: *mut pg_sys::TupleTableSlot) -> 
 #[cfg(not(feature = "pg15"))]
 pub fn bitmap_next_tuple(
     s: &mut LsmScan,
-    slot: *mut pg_sys::TupleTableSlot,
+    slot: Slot,
     recheck: &mut bool,
     lossy_pages: &mut u64,
     exact_pages: &mut u64,
@@ -666,7 +677,7 @@ pub fn bitmap_next_tuple(
         if !unsafe { pg_sys::tbm_iterate(&mut s.base.st.rs_tbmiterator, &mut res) } {
             release_page(s);
             // SAFETY: valid slot.
-            unsafe { pg_sys::ExecClearTuple(slot) };
+            unsafe { pg_sys::ExecClearTuple(slot.raw()) };
             return false;
         }
         let mut offsets = [0u16; MAX_TUPLES];
@@ -724,13 +735,13 @@ pub fn sample_next_block(s: &mut LsmScan, state: *mut pg_sys::SampleScanState) -
 pub fn sample_next_tuple(
     s: &mut LsmScan,
     state: *mut pg_sys::SampleScanState,
-    slot: *mut pg_sys::TupleTableSlot,
+    slot: Slot,
 ) -> bool {
     if s.buf == 0 {
         return false;
     }
     let p = buffer::page(s.buf);
-    let max = if s.live.data_page_kind(s.base.rs_rd, s.block, p).is_some() {
+    let max = if s.live.data_page_kind(s.rel(), s.block, p).is_some() {
         page::max_offset(p)
     } else {
         0
@@ -743,7 +754,7 @@ pub fn sample_next_tuple(
             unsafe { ((*tsm).NextSampleTuple.expect("NextSampleTuple"))(state, s.block, max) };
         if off == 0 {
             // SAFETY: valid slot.
-            unsafe { pg_sys::ExecClearTuple(slot) };
+            unsafe { pg_sys::ExecClearTuple(slot.raw()) };
             return false;
         }
         if let Some(i) = s.offsets[..s.count].iter().position(|o| *o == off) {
@@ -768,9 +779,9 @@ pub fn analyze_next_tuple(
     oldest_xmin: pg_sys::TransactionId,
     liverows: *mut f64,
     deadrows: *mut f64,
-    slot: *mut pg_sys::TupleTableSlot,
+    slot: Slot,
 ) -> bool {
-    let rel = s.base.rs_rd;
+    let rel = s.rel();
     let p = buffer::page(s.buf);
     let max = if s.live.data_page_kind(rel, s.block, p).is_some() {
         page::max_offset(p)
@@ -820,13 +831,13 @@ pub fn analyze_next_tuple(
             }
         };
         if sample {
-            storage::store_in_slot(s.base.rs_rd, slot, t, s.buf);
+            storage::store_in_slot(s.rel(), slot, t, s.buf);
             return true;
         }
     }
     buffer::unlock_release(s.buf);
     s.buf = 0;
     // SAFETY: valid slot.
-    unsafe { pg_sys::ExecClearTuple(slot) };
+    unsafe { pg_sys::ExecClearTuple(slot.raw()) };
     false
 }

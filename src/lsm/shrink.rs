@@ -20,6 +20,7 @@
 //! leave the metapage as it was, so the manifest copies backends keep are
 //! dropped by a relcache invalidation ([`super::manifest_cache`]).
 
+use crate::pg::relation::Rel;
 use super::format::{self, Meta, PageKind, FENCE_SIZE, PAGE_HEADER_SIZE};
 use super::manifest;
 use super::page_image::{self, PageImage};
@@ -70,7 +71,7 @@ pub fn plan(nblocks: u32, used: &HashMap<u32, Parent>) -> (Vec<(u32, u32)>, u32)
 }
 
 /// Every page the manifest reaches, with its parent.
-fn pages_in_use(rel: pg_sys::Relation, meta: &Meta) -> HashMap<u32, Parent> {
+fn pages_in_use(rel: Rel, meta: &Meta) -> HashMap<u32, Parent> {
     let mut used = HashMap::new();
     used.insert(META_BLOCK, Parent::Fixed);
     for (i, run) in meta.runs.iter().enumerate() {
@@ -126,7 +127,7 @@ fn pages_in_use(rel: pg_sys::Relation, meta: &Meta) -> HashMap<u32, Parent> {
 }
 
 /// Moves page `from` to the free block `to` and re-points its parent.
-fn move_page(rel: pg_sys::Relation, from: u32, to: u32, parent: Parent) {
+fn move_page(rel: Rel, from: u32, to: u32, parent: Parent) {
     let parent_block = match parent {
         Parent::RunRoot(_) => META_BLOCK,
         Parent::Fence { block, .. } | Parent::Filter { block, .. } | Parent::Payload { block } => {
@@ -188,7 +189,7 @@ fn move_page(rel: pg_sys::Relation, from: u32, to: u32, parent: Parent) {
 /// Returns (pages moved, blocks truncated). The caller holds ACCESS
 /// EXCLUSIVE and L0 has just been flushed; `quiet`: there was nothing to
 /// flush or merge.
-pub fn shrink(rel: pg_sys::Relation, quiet: bool) -> (u64, u64) {
+pub fn shrink(rel: Rel, quiet: bool) -> (u64, u64) {
     let Some(mut meta) = manifest::read(rel) else {
         return (0, 0);
     };
@@ -251,7 +252,7 @@ pub fn shrink(rel: pg_sys::Relation, quiet: bool) -> (u64, u64) {
     if end < nblocks {
         // SAFETY: ACCESS EXCLUSIVE is held; no page at or past `end` is in
         // use; RelationTruncate WAL-logs and drops the buffers.
-        unsafe { pg_sys::RelationTruncate(rel, end) };
+        unsafe { pg_sys::RelationTruncate(rel.raw(), end) };
     }
     (moves.len() as u64, nblocks.saturating_sub(end) as u64)
 }

@@ -24,6 +24,8 @@
 //! it is valid until the scan stores its next row into it (the executor
 //! never reads a scan slot's previous row), and it holds no buffer pin.
 
+use crate::pg::tuple_slot::Slot;
+use crate::pg::relation::Rel;
 use super::columnar::{self, Attr};
 use super::columnar_read::{Column, Layout, TAG_RAW, TAG_SIDE, TAG_VALUE};
 use super::compact_page;
@@ -51,7 +53,7 @@ struct HeaderCopy([u8; 24]);
 /// The visible versions of one column-wise compressed page, for slots in
 /// column mode. A scan keeps one and reloads it page after page.
 pub struct Batch {
-    rel: pg_sys::Relation,
+    rel: Rel,
     block: pg_sys::BlockNumber,
     /// The column layout the payload is read by, from `desc` (the
     /// relation's, then that of the slot the rows go to).
@@ -78,15 +80,14 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn new(rel: pg_sys::Relation) -> Batch {
+    pub fn new(rel: Rel) -> Batch {
         let attrs = version_data::columns(rel);
         let n = attrs.len();
         Batch {
             rel,
             block: pg_sys::InvalidBlockNumber,
             attrs,
-            // SAFETY: open relation.
-            desc: unsafe { (*rel).rd_att },
+            desc: rel.tupdesc(),
             sections: None,
             nitems: 0,
             layout: Layout::default(),
@@ -110,7 +111,7 @@ impl Batch {
         let Some(sections) = version_data::open_sections(self.rel, block, bytes) else {
             return false;
         };
-        if sections.raw().as_ptr() as usize % 8 != 0 {
+        if !(sections.raw().as_ptr() as usize).is_multiple_of(8) {
             return false; // cell offsets assume an 8-aligned payload
         }
         self.block = block;
@@ -245,53 +246,61 @@ unsafe extern "C-unwind" fn decode_column(batch: *mut Batch, c: usize) {
 /// Heap's buffer slot callbacks.
 fn heap_ops() -> &'static pg_sys::TupleTableSlotOps {
     // SAFETY: a constant table exported by the server.
-    unsafe { &*(&raw const pg_sys::TTSOpsBufferHeapTuple) }
+    unsafe { &pg_sys::TTSOpsBufferHeapTuple }
 }
 
 /// The batch of a slot in column mode.
 #[inline]
-fn batch_of(slot: *mut pg_sys::TupleTableSlot) -> *mut Batch {
+fn batch_of(slot: Slot) -> *mut Batch {
     // SAFETY: called only on lsm slots (our callbacks, or after `is_lsm`).
-    unsafe { (*(slot as *mut LsmSlot)).batch }
+    unsafe { (*(slot.raw() as *mut LsmSlot)).batch }
 }
 
 unsafe extern "C-unwind" fn init(slot: *mut pg_sys::TupleTableSlot) {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let slot = unsafe { Slot::from_raw(slot) };
     // SAFETY: an lsm slot is a buffer slot followed by our fields (zeroed
     // by MakeTupleTableSlot: tuple mode).
-    unsafe { heap_ops().init.expect("init")(slot) }
+    unsafe { heap_ops().init.expect("init")(slot.raw()) }
 }
 
 unsafe extern "C-unwind" fn release(slot: *mut pg_sys::TupleTableSlot) {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let slot = unsafe { Slot::from_raw(slot) };
     // SAFETY: as in `init`.
-    unsafe { heap_ops().release.expect("release")(slot) }
+    unsafe { heap_ops().release.expect("release")(slot.raw()) }
 }
 
 unsafe extern "C-unwind" fn clear(slot: *mut pg_sys::TupleTableSlot) {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let slot = unsafe { Slot::from_raw(slot) };
     // SAFETY: an lsm slot; in column mode its tuple is the header copy,
     // not to be freed (SHOULDFREE is off) and it holds no buffer.
     unsafe {
-        (*(slot as *mut LsmSlot)).batch = std::ptr::null_mut();
-        heap_ops().clear.expect("clear")(slot)
+        (*(slot.raw() as *mut LsmSlot)).batch = std::ptr::null_mut();
+        heap_ops().clear.expect("clear")(slot.raw())
     }
 }
 
 /// Hot: the executor asks every row for its first `natts` columns.
 unsafe extern "C-unwind" fn getsomeattrs(slot: *mut pg_sys::TupleTableSlot, natts: i32) {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let slot = unsafe { Slot::from_raw(slot) };
     let batch = batch_of(slot);
     if batch.is_null() {
         // SAFETY: tuple mode: heap's callback on heap's slot layout.
-        return unsafe { heap_ops().getsomeattrs.expect("getsomeattrs")(slot, natts) };
+        return unsafe { heap_ops().getsomeattrs.expect("getsomeattrs")(slot.raw(), natts) };
     }
     // SAFETY: column mode: the batch is alive while the slot holds its row
     // (module comment); tts_values/tts_isnull have natts entries.
     unsafe {
-        let pos = (*(slot as *mut LsmSlot)).pos as usize;
+        let pos = (*(slot.raw() as *mut LsmSlot)).pos as usize;
         let (row, upto) = {
             let b = &*batch;
             let row = b.rows[pos] as usize;
             (row, (natts.max(0) as usize).min(b.layout.natts(row)))
         };
-        let from = (*slot).tts_nvalid.max(0) as usize;
+        let from = (*slot.raw()).tts_nvalid.max(0) as usize;
         for c in from..upto {
             let ready = {
                 let b = &*batch;
@@ -309,11 +318,11 @@ unsafe extern "C-unwind" fn getsomeattrs(slot: *mut pg_sys::TupleTableSlot, natt
                 TAG_SIDE => (col.side_ptr().add(word as usize) as usize, false),
                 _ => (0, true),
             };
-            *(*slot).tts_values.add(c) = pg_sys::Datum::from(datum);
-            *(*slot).tts_isnull.add(c) = null;
+            *(*slot.raw()).tts_values.add(c) = pg_sys::Datum::from(datum);
+            *(*slot.raw()).tts_isnull.add(c) = null;
         }
         if upto > from {
-            (*slot).tts_nvalid = upto as i16;
+            (*slot.raw()).tts_nvalid = upto as i16;
         }
     }
 }
@@ -323,34 +332,38 @@ unsafe extern "C-unwind" fn getsysattr(
     attnum: i32,
     isnull: *mut bool,
 ) -> pg_sys::Datum {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let slot = unsafe { Slot::from_raw(slot) };
     // SAFETY: in either mode the slot's tuple has a valid header (column
     // mode: the header copy) and t_self / t_tableOid.
-    unsafe { heap_ops().getsysattr.expect("getsysattr")(slot, attnum, isnull) }
+    unsafe { heap_ops().getsysattr.expect("getsysattr")(slot.raw(), attnum, isnull) }
 }
 
 #[cfg(feature = "pg18")]
 unsafe extern "C-unwind" fn is_current_xact_tuple(slot: *mut pg_sys::TupleTableSlot) -> bool {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let slot = unsafe { Slot::from_raw(slot) };
     // SAFETY: as in `getsysattr` (reads xmin and infomask).
     unsafe {
         heap_ops()
             .is_current_xact_tuple
-            .expect("is_current_xact_tuple")(slot)
+            .expect("is_current_xact_tuple")(slot.raw())
     }
 }
 
 /// The slot's values (column mode) as a palloc'd tuple in the current
 /// memory context, carrying the version's header fields (xmin, xmax, cid,
 /// ctid, hint bits) and TID.
-fn form_tuple(slot: *mut pg_sys::TupleTableSlot) -> pg_sys::HeapTuple {
+fn form_tuple(slot: Slot) -> pg_sys::HeapTuple {
     // SAFETY: a column-mode lsm slot; slot_getallattrs fills every value.
     unsafe {
-        pg_sys::slot_getallattrs(slot);
+        pg_sys::slot_getallattrs(slot.raw());
         let t = pg_sys::heap_form_tuple(
-            (*slot).tts_tupleDescriptor,
-            (*slot).tts_values,
-            (*slot).tts_isnull,
+            (*slot.raw()).tts_tupleDescriptor,
+            (*slot.raw()).tts_values,
+            (*slot.raw()).tts_isnull,
         );
-        let header = (*(slot as *mut LsmSlot)).base.base.tupdata.t_data;
+        let header = (*(slot.raw() as *mut LsmSlot)).base.base.tupdata.t_data;
         let formed = (*t).t_data;
         let layout_bits =
             (pg_sys::HEAP_HASNULL | pg_sys::HEAP_HASVARWIDTH | pg_sys::HEAP_HASEXTERNAL) as u16;
@@ -358,7 +371,7 @@ fn form_tuple(slot: *mut pg_sys::TupleTableSlot) -> pg_sys::HeapTuple {
         // a shared header's (0,0): the version's own TID
         let own = (*header).t_ctid.ip_posid == 0;
         (*formed).t_ctid = if own {
-            (*slot).tts_tid
+            (*slot.raw()).tts_tid
         } else {
             (*header).t_ctid
         };
@@ -367,22 +380,22 @@ fn form_tuple(slot: *mut pg_sys::TupleTableSlot) -> pg_sys::HeapTuple {
         let natts_mask = pg_sys::HEAP_NATTS_MASK as u16;
         (*formed).t_infomask2 =
             ((*header).t_infomask2 & !natts_mask) | ((*formed).t_infomask2 & natts_mask);
-        (*t).t_self = (*slot).tts_tid;
-        (*t).t_tableOid = (*slot).tts_tableOid;
+        (*t).t_self = (*slot.raw()).tts_tid;
+        (*t).t_tableOid = (*slot.raw()).tts_tableOid;
         t
     }
 }
 
 /// Turns a column-mode slot into a tuple-mode slot owning a formed copy.
-fn materialize_columns(slot: *mut pg_sys::TupleTableSlot) {
+fn materialize_columns(slot: Slot) {
     // SAFETY: a column-mode lsm slot owns and pins nothing; the values
     // pointed into the batch and are deformed again from the copy.
-    unsafe { hold_owned(slot, form_tuple_in(slot, (*slot).tts_mcxt)) }
+    unsafe { hold_owned(slot, form_tuple_in(slot, (*slot.raw()).tts_mcxt)) }
 }
 
 /// [`form_tuple`] of `src` allocated in memory context `cxt`.
 fn form_tuple_in(
-    src: *mut pg_sys::TupleTableSlot,
+    src: Slot,
     cxt: pg_sys::MemoryContext,
 ) -> pg_sys::HeapTuple {
     // SAFETY: switching to a live context and back around the allocation.
@@ -399,25 +412,27 @@ fn form_tuple_in(
 ///
 /// # Safety
 /// `slot` is an lsm slot that owns no tuple and pins no buffer.
-unsafe fn hold_owned(slot: *mut pg_sys::TupleTableSlot, tuple: pg_sys::HeapTuple) {
+unsafe fn hold_owned(slot: Slot, tuple: pg_sys::HeapTuple) {
     // SAFETY: see the function's contract.
     unsafe {
-        let ls = slot as *mut LsmSlot;
+        let ls = slot.raw() as *mut LsmSlot;
         (*ls).batch = std::ptr::null_mut();
         (*ls).base.base.tuple = tuple;
         (*ls).base.base.off = 0;
         (*ls).base.buffer = pg_sys::InvalidBuffer as pg_sys::Buffer;
-        (*slot).tts_flags &= !(pg_sys::TTS_FLAG_EMPTY as u16);
-        (*slot).tts_flags |= pg_sys::TTS_FLAG_SHOULDFREE as u16;
-        (*slot).tts_nvalid = 0;
+        (*slot.raw()).tts_flags &= !(pg_sys::TTS_FLAG_EMPTY as u16);
+        (*slot.raw()).tts_flags |= pg_sys::TTS_FLAG_SHOULDFREE as u16;
+        (*slot.raw()).tts_nvalid = 0;
     }
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn materialize(slot: *mut pg_sys::TupleTableSlot) {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let slot = unsafe { Slot::from_raw(slot) };
     if batch_of(slot).is_null() {
         // SAFETY: tuple mode: heap's callback.
-        return unsafe { heap_ops().materialize.expect("materialize")(slot) };
+        return unsafe { heap_ops().materialize.expect("materialize")(slot.raw()) };
     }
     materialize_columns(slot);
 }
@@ -427,50 +442,58 @@ unsafe extern "C-unwind" fn copyslot(
     dst: *mut pg_sys::TupleTableSlot,
     src: *mut pg_sys::TupleTableSlot,
 ) {
-    if !(is_lsm(src) && !batch_of(src).is_null()) {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let dst = unsafe { Slot::from_raw(dst) };
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let src = unsafe { Slot::from_raw(src) };
+    if !is_lsm(src) || batch_of(src).is_null() {
         // SAFETY: heap's callback copies from any slot (a buffer reference
         // only from a tuple-mode lsm slot, whose ops equal ours).
-        return unsafe { heap_ops().copyslot.expect("copyslot")(dst, src) };
+        return unsafe { heap_ops().copyslot.expect("copyslot")(dst.raw(), src.raw()) };
     }
     // SAFETY: both lsm slots; the copy is formed in dst's context and owned by it.
     unsafe {
-        pg_sys::ExecClearTuple(dst);
-        hold_owned(dst, form_tuple_in(src, (*dst).tts_mcxt));
-        (*dst).tts_tid = (*src).tts_tid;
-        (*dst).tts_tableOid = (*src).tts_tableOid;
+        pg_sys::ExecClearTuple(dst.raw());
+        hold_owned(dst, form_tuple_in(src, (*dst.raw()).tts_mcxt));
+        (*dst.raw()).tts_tid = (*src.raw()).tts_tid;
+        (*dst.raw()).tts_tableOid = (*src.raw()).tts_tableOid;
     }
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn get_heap_tuple(slot: *mut pg_sys::TupleTableSlot) -> pg_sys::HeapTuple {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let slot = unsafe { Slot::from_raw(slot) };
     if !batch_of(slot).is_null() {
         materialize_columns(slot);
     }
     // SAFETY: tuple mode now: heap's callback.
-    unsafe { heap_ops().get_heap_tuple.expect("get_heap_tuple")(slot) }
+    unsafe { heap_ops().get_heap_tuple.expect("get_heap_tuple")(slot.raw()) }
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn copy_heap_tuple(
     slot: *mut pg_sys::TupleTableSlot,
 ) -> pg_sys::HeapTuple {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let slot = unsafe { Slot::from_raw(slot) };
     if batch_of(slot).is_null() {
         // SAFETY: tuple mode: heap's callback.
-        return unsafe { heap_ops().copy_heap_tuple.expect("copy_heap_tuple")(slot) };
+        return unsafe { heap_ops().copy_heap_tuple.expect("copy_heap_tuple")(slot.raw()) };
     }
     form_tuple(slot)
 }
 
 /// A column-mode slot's values as a minimal tuple (PG18: with `extra`
 /// zeroed bytes in front).
-fn form_minimal(slot: *mut pg_sys::TupleTableSlot, _extra: usize) -> pg_sys::MinimalTuple {
+fn form_minimal(slot: Slot, _extra: usize) -> pg_sys::MinimalTuple {
     // SAFETY: a column-mode slot: every value read, then formed.
     unsafe {
-        pg_sys::slot_getallattrs(slot);
+        pg_sys::slot_getallattrs(slot.raw());
         let (desc, values, nulls) = (
-            (*slot).tts_tupleDescriptor,
-            (*slot).tts_values,
-            (*slot).tts_isnull,
+            (*slot.raw()).tts_tupleDescriptor,
+            (*slot.raw()).tts_values,
+            (*slot.raw()).tts_isnull,
         );
         #[cfg(feature = "pg18")]
         return pg_sys::heap_form_minimal_tuple(desc, values, nulls, _extra);
@@ -485,9 +508,11 @@ unsafe extern "C-unwind" fn copy_minimal_tuple(
     slot: *mut pg_sys::TupleTableSlot,
     extra: pg_sys::Size,
 ) -> pg_sys::MinimalTuple {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let slot = unsafe { Slot::from_raw(slot) };
     if batch_of(slot).is_null() {
         // SAFETY: tuple mode: heap's callback.
-        return unsafe { heap_ops().copy_minimal_tuple.expect("copy_minimal_tuple")(slot, extra) };
+        return unsafe { heap_ops().copy_minimal_tuple.expect("copy_minimal_tuple")(slot.raw(), extra) };
     }
     form_minimal(slot, extra)
 }
@@ -497,9 +522,11 @@ unsafe extern "C-unwind" fn copy_minimal_tuple(
 unsafe extern "C-unwind" fn copy_minimal_tuple(
     slot: *mut pg_sys::TupleTableSlot,
 ) -> pg_sys::MinimalTuple {
+    // SAFETY: PostgreSQL hands the callback a valid slot.
+    let slot = unsafe { Slot::from_raw(slot) };
     if batch_of(slot).is_null() {
         // SAFETY: tuple mode: heap's callback.
-        return unsafe { heap_ops().copy_minimal_tuple.expect("copy_minimal_tuple")(slot) };
+        return unsafe { heap_ops().copy_minimal_tuple.expect("copy_minimal_tuple")(slot.raw()) };
     }
     form_minimal(slot, 0)
 }
@@ -524,9 +551,9 @@ pub static LSM_SLOT_OPS: pg_sys::TupleTableSlotOps = pg_sys::TupleTableSlotOps {
 
 /// Whether `slot` is an lsm slot.
 #[inline]
-pub fn is_lsm(slot: *mut pg_sys::TupleTableSlot) -> bool {
+pub fn is_lsm(slot: Slot) -> bool {
     // SAFETY: a valid slot.
-    std::ptr::eq(unsafe { (*slot).tts_ops }, &LSM_SLOT_OPS)
+    std::ptr::eq(unsafe { (*slot.raw()).tts_ops }, &LSM_SLOT_OPS)
 }
 
 /// Frees an owned tuple and drops a buffer pin the slot holds: the start of
@@ -535,13 +562,13 @@ pub fn is_lsm(slot: *mut pg_sys::TupleTableSlot) -> bool {
 ///
 /// # Safety
 /// `slot` is an lsm slot.
-unsafe fn release_contents(slot: *mut pg_sys::TupleTableSlot, keep: pg_sys::Buffer) -> bool {
+unsafe fn release_contents(slot: Slot, keep: pg_sys::Buffer) -> bool {
     // SAFETY: see the function's contract.
     unsafe {
-        let ls = slot as *mut LsmSlot;
-        if (*slot).tts_flags & pg_sys::TTS_FLAG_SHOULDFREE as u16 != 0 {
+        let ls = slot.raw() as *mut LsmSlot;
+        if (*slot.raw()).tts_flags & pg_sys::TTS_FLAG_SHOULDFREE as u16 != 0 {
             pg_sys::heap_freetuple((*ls).base.base.tuple);
-            (*slot).tts_flags &= !(pg_sys::TTS_FLAG_SHOULDFREE as u16);
+            (*slot.raw()).tts_flags &= !(pg_sys::TTS_FLAG_SHOULDFREE as u16);
         }
         let held = (*ls).base.buffer;
         if held == keep {
@@ -559,7 +586,7 @@ unsafe fn release_contents(slot: *mut pg_sys::TupleTableSlot, keep: pg_sys::Buff
 /// the pinned page, or a scan's decoded copy of it), into a slot that takes
 /// its own pin on `buf` — `ExecStoreBufferHeapTuple` for lsm slots.
 pub fn store_buffer_tuple(
-    slot: *mut pg_sys::TupleTableSlot,
+    slot: Slot,
     tuple: pg_sys::HeapTupleData,
     buf: pg_sys::Buffer,
 ) {
@@ -567,22 +594,22 @@ pub fn store_buffer_tuple(
         // SAFETY: a valid slot; buffer slots keep a pointer to the struct,
         // so it goes into their own `tupdata`; other kinds copy the tuple.
         unsafe {
-            if std::ptr::eq((*slot).tts_ops, heap_ops()) {
-                let bslot = slot as *mut pg_sys::BufferHeapTupleTableSlot;
+            if std::ptr::eq((*slot.raw()).tts_ops, heap_ops()) {
+                let bslot = slot.raw() as *mut pg_sys::BufferHeapTupleTableSlot;
                 (*bslot).base.tupdata = tuple;
-                pg_sys::ExecStoreBufferHeapTuple(&mut (*bslot).base.tupdata, slot, buf);
+                pg_sys::ExecStoreBufferHeapTuple(&mut (*bslot).base.tupdata, slot.raw(), buf);
             } else {
                 let mut t = tuple;
-                pg_sys::ExecForceStoreHeapTuple(&mut t, slot, false);
-                (*slot).tts_tid = tuple.t_self;
-                (*slot).tts_tableOid = tuple.t_tableOid;
+                pg_sys::ExecForceStoreHeapTuple(&mut t, slot.raw(), false);
+                (*slot.raw()).tts_tid = tuple.t_self;
+                (*slot.raw()).tts_tableOid = tuple.t_tableOid;
             }
         }
         return;
     }
     // SAFETY: an lsm slot; `buf` is pinned by the caller, the slot takes its own pin.
     unsafe {
-        let ls = slot as *mut LsmSlot;
+        let ls = slot.raw() as *mut LsmSlot;
         let kept = release_contents(slot, buf);
         (*ls).batch = std::ptr::null_mut();
         (*ls).base.base.tupdata = tuple;
@@ -592,16 +619,16 @@ pub fn store_buffer_tuple(
             pg_sys::IncrBufferRefCount(buf);
             (*ls).base.buffer = buf;
         }
-        (*slot).tts_flags &= !(pg_sys::TTS_FLAG_EMPTY as u16);
-        (*slot).tts_nvalid = 0;
-        (*slot).tts_tid = tuple.t_self;
-        (*slot).tts_tableOid = tuple.t_tableOid;
+        (*slot.raw()).tts_flags &= !(pg_sys::TTS_FLAG_EMPTY as u16);
+        (*slot.raw()).tts_nvalid = 0;
+        (*slot.raw()).tts_tid = tuple.t_self;
+        (*slot.raw()).tts_tableOid = tuple.t_tableOid;
     }
 }
 
 /// [`store_owned`] for a tuple palloc'd in the slot's own memory context
 /// (see [`in_slot_context`]): nothing to check or copy.
-pub fn store_owned_here(slot: *mut pg_sys::TupleTableSlot, tuple: pg_sys::HeapTuple) {
+pub fn store_owned_here(slot: Slot, tuple: pg_sys::HeapTuple) {
     if !is_lsm(slot) {
         return store_owned(slot, tuple);
     }
@@ -610,17 +637,17 @@ pub fn store_owned_here(slot: *mut pg_sys::TupleTableSlot, tuple: pg_sys::HeapTu
         let (tid, table) = ((*tuple).t_self, (*tuple).t_tableOid);
         release_contents(slot, pg_sys::InvalidBuffer as pg_sys::Buffer);
         hold_owned(slot, tuple);
-        (*slot).tts_tid = tid;
-        (*slot).tts_tableOid = table;
+        (*slot.raw()).tts_tid = tid;
+        (*slot.raw()).tts_tableOid = table;
     }
 }
 
 /// Runs `f` with the slot's memory context current, so that what it
 /// pallocs can be handed to [`store_owned_here`].
-pub fn in_slot_context<T>(slot: *mut pg_sys::TupleTableSlot, f: impl FnOnce() -> T) -> T {
+pub fn in_slot_context<T>(slot: Slot, f: impl FnOnce() -> T) -> T {
     // SAFETY: a valid slot; switching contexts calls nothing (an ERROR in
     // `f` leaves the switch to the abort's context reset, as in C).
-    let old = unsafe { pg_sys::MemoryContextSwitchTo((*slot).tts_mcxt) };
+    let old = unsafe { pg_sys::MemoryContextSwitchTo((*slot.raw()).tts_mcxt) };
     let out = f();
     // SAFETY: restores the caller's context.
     unsafe { pg_sys::MemoryContextSwitchTo(old) };
@@ -630,19 +657,19 @@ pub fn in_slot_context<T>(slot: *mut pg_sys::TupleTableSlot, f: impl FnOnce() ->
 /// Stores a palloc'd tuple the slot takes over (copied into the slot's
 /// context when it was made elsewhere) — `ExecForceStoreHeapTuple` that
 /// keeps the header, for lsm slots.
-pub fn store_owned(slot: *mut pg_sys::TupleTableSlot, tuple: pg_sys::HeapTuple) {
+pub fn store_owned(slot: Slot, tuple: pg_sys::HeapTuple) {
     // SAFETY: a valid slot and a palloc'd tuple handed over by the caller.
     unsafe {
         if !is_lsm(slot) {
             let (tid, table) = ((*tuple).t_self, (*tuple).t_tableOid);
-            pg_sys::ExecForceStoreHeapTuple(tuple, slot, true);
-            (*slot).tts_tid = tid;
-            (*slot).tts_tableOid = table;
+            pg_sys::ExecForceStoreHeapTuple(tuple, slot.raw(), true);
+            (*slot.raw()).tts_tid = tid;
+            (*slot.raw()).tts_tableOid = table;
             return;
         }
         let mine = std::ptr::eq(
             pg_sys::GetMemoryChunkContext(tuple as *mut std::ffi::c_void),
-            (*slot).tts_mcxt,
+            (*slot.raw()).tts_mcxt,
         );
         let owned = if mine {
             tuple
@@ -660,7 +687,7 @@ pub fn store_owned(slot: *mut pg_sys::TupleTableSlot, tuple: pg_sys::HeapTuple) 
 /// the slot is in any other state.
 #[inline]
 pub fn restore_columns(
-    slot: *mut pg_sys::TupleTableSlot,
+    slot: Slot,
     batch: *mut Batch,
     pos: usize,
     tid: pg_sys::ItemPointerData,
@@ -668,19 +695,19 @@ pub fn restore_columns(
     if !is_lsm(slot)
         || batch_of(slot) != batch
         // SAFETY: a valid slot; the batch is the scan's.
-        || unsafe { (*slot).tts_tupleDescriptor != (*batch).desc }
+        || unsafe { (*slot.raw()).tts_tupleDescriptor != (*batch).desc }
     {
         return false;
     }
     // SAFETY: an lsm slot in column mode on the scan's live batch (so it
     // owns nothing and pins nothing); `pos` is one of its visible versions.
     unsafe {
-        let ls = slot as *mut LsmSlot;
+        let ls = slot.raw() as *mut LsmSlot;
         (*ls).pos = pos as u32;
         (*ls).base.base.tupdata.t_self = tid;
         (*ls).base.base.tupdata.t_data = (*batch).header(pos);
-        (*slot).tts_nvalid = 0;
-        (*slot).tts_tid = tid;
+        (*slot.raw()).tts_nvalid = 0;
+        (*slot.raw()).tts_tid = tid;
     }
     true
 }
@@ -688,7 +715,7 @@ pub fn restore_columns(
 /// Stores visible version `pos` of `batch` into `slot` (column mode), with
 /// TID `tid` of table `table`.
 pub fn store_columns(
-    slot: *mut pg_sys::TupleTableSlot,
+    slot: Slot,
     batch: *mut Batch,
     pos: usize,
     tid: pg_sys::ItemPointerData,
@@ -697,7 +724,7 @@ pub fn store_columns(
     // SAFETY: the scan's live batch; `pos` is one of its visible versions.
     let b = unsafe { &mut *batch };
     // SAFETY: a valid slot.
-    let desc = unsafe { (*slot).tts_tupleDescriptor };
+    let desc = unsafe { (*slot.raw()).tts_tupleDescriptor };
     if desc != b.desc {
         b.use_desc(desc);
     }
@@ -709,7 +736,7 @@ pub fn store_columns(
     let header = b.header(pos);
     // SAFETY: an lsm slot; column mode holds no pin and owns nothing.
     unsafe {
-        let ls = slot as *mut LsmSlot;
+        let ls = slot.raw() as *mut LsmSlot;
         release_contents(slot, pg_sys::InvalidBuffer as pg_sys::Buffer);
         (*ls).batch = batch;
         (*ls).pos = pos as u32;
@@ -721,9 +748,9 @@ pub fn store_columns(
         };
         (*ls).base.base.tuple = &mut (*ls).base.base.tupdata;
         (*ls).base.base.off = 0;
-        (*slot).tts_flags &= !(pg_sys::TTS_FLAG_EMPTY as u16);
-        (*slot).tts_nvalid = 0;
-        (*slot).tts_tid = tid;
-        (*slot).tts_tableOid = table;
+        (*slot.raw()).tts_flags &= !(pg_sys::TTS_FLAG_EMPTY as u16);
+        (*slot.raw()).tts_nvalid = 0;
+        (*slot.raw()).tts_tid = tid;
+        (*slot.raw()).tts_tableOid = table;
     }
 }

@@ -7,6 +7,8 @@
 //! Locking: appends take the target L0 page's exclusive content lock; a new
 //! L0 page is allocated under the metapage's lock (see manifest).
 
+use crate::pg::tuple_slot::Slot;
+use crate::pg::relation::Rel;
 use super::compact_page;
 use super::format::{self, PageKind, ROWS_PER_VBLOCK};
 use super::manifest;
@@ -43,9 +45,8 @@ pub use super::format::MAX_TUPLE_SIZE;
 
 use crate::page_layout::maxalign;
 
-fn relid(rel: pg_sys::Relation) -> pg_sys::Oid {
-    // SAFETY: open relation.
-    unsafe { (*rel).rd_id }
+fn relid(rel: Rel) -> pg_sys::Oid {
+    rel.data().rd_id
 }
 
 fn fits(p: pg_sys::Page, len: usize) -> bool {
@@ -58,7 +59,7 @@ fn fits(p: pg_sys::Page, len: usize) -> bool {
 /// without one (its first insert into the table) takes the newest L0 page
 /// when that has room and nobody holds it locked — else a session per
 /// insert would leave a page per row — and only then a new page.
-fn target_page(rel: pg_sys::Relation, len: usize) -> Locked {
+fn target_page(rel: Rel, len: usize) -> Locked {
     let target = buffer::target_block(rel);
     // The smgr target block is reset when the relation is truncated, so it names
     // an existing block (and the metapage exists).
@@ -93,7 +94,7 @@ fn target_page(rel: pg_sys::Relation, len: usize) -> Locked {
 /// floor only rises under EXCLUSIVE (no insert in flight), so reading it
 /// before locking the page is enough (and the metapage is never locked
 /// while an L0 page is).
-fn appendable(rel: pg_sys::Relation, buf: pg_sys::Buffer, len: usize, floor: Option<u32>) -> bool {
+fn appendable(rel: Rel, buf: pg_sys::Buffer, len: usize, floor: Option<u32>) -> bool {
     let p = buffer::page(buf);
     page_kind(rel, buffer::block_number(buf), p) == Some(PageKind::L0)
         && floor.is_some_and(|first| tag(p).is_some_and(|t| t.vblock >= first))
@@ -124,7 +125,7 @@ pub fn check_tuple_len(len: usize) {
 /// `ctid_self` the stored header's `t_ctid` points at the new TID (otherwise it
 /// keeps what the caller put there, e.g. a speculative-insertion token).
 pub fn append(
-    rel: pg_sys::Relation,
+    rel: Rel,
     tuple: pg_sys::HeapTuple,
     ctid_self: bool,
     rows: RowInsert,
@@ -165,7 +166,7 @@ pub fn append(
 /// append `floor` was read before any page was locked (see [`appendable`]).
 /// None: nothing more locked.
 pub fn lane_page_now(
-    rel: pg_sys::Relation,
+    rel: Rel,
     len: usize,
     floor: Option<u32>,
     holding: pg_sys::Buffer,
@@ -200,7 +201,7 @@ pub fn lane_page_now(
 /// the record's main data for logical decoding (empty: none; see
 /// `logical_record::update_mark`).
 pub fn append_and_stamp(
-    rel: pg_sys::Relation,
+    rel: Rel,
     target: pg_sys::Buffer,
     tuple: pg_sys::HeapTuple,
     old: &Located,
@@ -284,7 +285,7 @@ pub fn append_and_stamp(
 /// fit go onto one page in one WAL record (not one record, and one delta of
 /// the whole page, per row). Each stored header's `t_ctid` and each tuple's
 /// `t_self` get its new TID.
-pub fn append_batch(rel: pg_sys::Relation, tuples: &[pg_sys::HeapTuple], rows: RowInsert) {
+pub fn append_batch(rel: Rel, tuples: &[pg_sys::HeapTuple], rows: RowInsert) {
     let mut i = 0;
     while i < tuples.len() {
         let buf = target_page(rel, checked_len(tuples[i]));
@@ -353,14 +354,14 @@ pub enum RowInsert {
 /// Changes the header of version `loc` (its page exclusively locked by the
 /// caller, and stays so) with `f`, in one HEADERS record. The version must
 /// own its header ([`make_stampable`]).
-pub fn change_header(rel: pg_sys::Relation, loc: &Located, f: impl FnOnce(*mut htup::Header)) {
+pub fn change_header(rel: Rel, loc: &Located, f: impl FnOnce(*mut htup::Header)) {
     change_header_decoded(rel, loc, f, Vec::new())
 }
 
 /// [`change_header`] whose record is also a row change's decoding:
 /// `decoded` is its main data (`logical_record::old_row_mark`).
 pub fn change_header_decoded(
-    rel: pg_sys::Relation,
+    rel: Rel,
     loc: &Located,
     f: impl FnOnce(*mut htup::Header),
     decoded: Vec<u8>,
@@ -391,7 +392,7 @@ pub fn headers_record(h: &Headers) -> Record {
 /// pages. On compressed run pages only the header is in the page
 /// (`t_len` 23; see [`super::version_data`] for the rest).
 pub fn version_at(
-    rel: pg_sys::Relation,
+    rel: Rel,
     p: pg_sys::Page,
     item: u16,
 ) -> Option<pg_sys::HeapTupleData> {
@@ -411,7 +412,7 @@ pub struct PageView<'a> {
 
 impl PageView<'_> {
     /// The view of a pinned, locked L0 or RUN_DATA page (None otherwise).
-    pub fn of(rel: pg_sys::Relation, p: pg_sys::Page) -> Option<PageView<'static>> {
+    pub fn of(rel: Rel, p: pg_sys::Page) -> Option<PageView<'static>> {
         let t = tag(p)?;
         let bytes = page::bytes(p);
         let (l0_vblock, compact) = match PageKind::from_u16(t.kind)? {
@@ -489,7 +490,7 @@ impl Located {
     }
 
     /// A `HeapTupleData` describing this version (points into the page).
-    pub fn heap_tuple(&self, rel: pg_sys::Relation) -> pg_sys::HeapTupleData {
+    pub fn heap_tuple(&self, rel: Rel) -> pg_sys::HeapTupleData {
         pg_sys::HeapTupleData {
             t_len: self.len as u32,
             t_self: self.tid,
@@ -505,8 +506,8 @@ impl Located {
 /// A version of a compressed run page is materialized instead: the slot
 /// gets its own copy and no buffer.
 pub fn store_in_slot(
-    rel: pg_sys::Relation,
-    slot: *mut pg_sys::TupleTableSlot,
+    rel: Rel,
+    slot: Slot,
     tuple: pg_sys::HeapTupleData,
     buf: pg_sys::Buffer,
 ) {
@@ -520,7 +521,7 @@ pub fn store_in_slot(
 
 /// Finds the row version `tid` on `buf`'s page (pinned and locked by the caller).
 pub fn find_on_page(
-    rel: pg_sys::Relation,
+    rel: Rel,
     buf: pg_sys::Buffer,
     tid: pg_sys::ItemPointerData,
 ) -> Option<Located> {
@@ -564,7 +565,7 @@ pub fn detach_fits(loc: &Located) -> bool {
 /// (see [`super::compact_page`]), in one small WAL record, and finds `loc`
 /// again. Headers versions own never move, so a pointer kept across an
 /// unlock stays valid. The page must be exclusively locked; it stays locked.
-pub fn make_stampable(rel: pg_sys::Relation, loc: &mut Located) {
+pub fn make_stampable(rel: Rel, loc: &mut Located) {
     if !shares_header(loc) {
         return;
     }
@@ -582,7 +583,7 @@ pub fn make_stampable(rel: pg_sys::Relation, loc: &mut Located) {
     *loc = find_on_page(rel, loc.buf, loc.tid).unwrap_or_else(|| lost_version(rel, loc.buf));
 }
 
-fn lost_version(rel: pg_sys::Relation, buf: pg_sys::Buffer) -> ! {
+fn lost_version(rel: Rel, buf: pg_sys::Buffer) -> ! {
     crate::pg::error::error(
         PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
         format!(
@@ -600,7 +601,7 @@ fn lost_version(rel: pg_sys::Relation, buf: pg_sys::Buffer) -> ! {
 /// same record, whose buffer (exclusively locked) is returned, to be
 /// released after the commit.
 pub fn detach_in(
-    rel: pg_sys::Relation,
+    rel: Rel,
     w: &mut PageChange,
     buf: pg_sys::Buffer,
     p: pg_sys::Page,
@@ -624,7 +625,7 @@ pub fn detach_in(
 }
 
 /// Pins the page of `tid` (no lock); None when the TID cannot exist.
-pub fn pin_tid(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData) -> Option<pg_sys::Buffer> {
+pub fn pin_tid(rel: Rel, tid: pg_sys::ItemPointerData) -> Option<pg_sys::Buffer> {
     super::manifest_cache::locate(rel, &tid, super::manifest_cache::Trust::Validate)
         .map(|blk| buffer::read(rel, blk))
 }

@@ -18,6 +18,7 @@
 //! Nothing else changes the manifest meanwhile except new L0 pages, which
 //! only hold versions of transactions younger than the cutoffs.
 
+use crate::pg::relation::Rel;
 use super::chain;
 use super::format::PageKind;
 use super::manifest;
@@ -123,7 +124,7 @@ pub struct Sweep {
 
 /// Freezes one page in place and counts its dead versions.
 fn sweep_page(
-    rel: pg_sys::Relation,
+    rel: Rel,
     block: pg_sys::BlockNumber,
     c: &Cutoffs,
     key: u32,
@@ -221,7 +222,7 @@ const HEADER_FIXED: usize = std::mem::offset_of!(pg_sys::HeapTupleHeaderData, t_
 const _: () = assert!(HEADER_FIXED == 23);
 
 /// The pass over L0 and every run the manifest lists now.
-pub fn sweep(rel: pg_sys::Relation, c: &Cutoffs) -> Sweep {
+pub fn sweep(rel: Rel, c: &Cutoffs) -> Sweep {
     let mut out = Sweep::default();
     let Some(meta) = manifest::read(rel) else {
         return out;
@@ -248,7 +249,7 @@ pub fn sweep(rel: pg_sys::Relation, c: &Cutoffs) -> Sweep {
 /// flushes by the same `horizon`): finds the dead roots with chains and the
 /// redirects of L0 and every run, and shortens their chains. Returns how
 /// many roots it redirected.
-pub fn shorten_chains_only(rel: pg_sys::Relation, horizon: pg_sys::TransactionId) -> u64 {
+pub fn shorten_chains_only(rel: Rel, horizon: pg_sys::TransactionId) -> u64 {
     let mut out = Sweep::default();
     let Some(meta) = manifest::read(rel) else {
         return 0;
@@ -294,7 +295,7 @@ pub fn shorten_chains_only(rel: pg_sys::Relation, horizon: pg_sys::TransactionId
 /// indexes. Members the redirect skips are dead, and the same VACUUM's
 /// flush and merges (same horizon) drop them. One GenericXLog record per
 /// changed page.
-fn shorten_chains(rel: pg_sys::Relation, horizon: pg_sys::TransactionId, out: &mut Sweep) {
+fn shorten_chains(rel: Rel, horizon: pg_sys::TransactionId, out: &mut Sweep) {
     let mut w = chain::Walker::new(rel, 0);
     // (block, root, new target: None = the chain is dead, component)
     type Change = (pg_sys::BlockNumber, pg_sys::ItemPointerData, Option<pg_sys::ItemPointerData>, u32);

@@ -18,6 +18,7 @@
 //! until they do, index entries of dropped rowids are merely dangling —
 //! rowids are never reused, so they can only miss, never mislead.
 
+use crate::pg::relation::Rel;
 use super::compact;
 use super::flush;
 use super::gucs;
@@ -38,7 +39,7 @@ const LOCK_RETRY_SLEEP_US: i64 = 50_000;
 const SHRINK_LOCK_RETRIES: u32 = 10;
 
 /// Tries for `mode` on `rel` up to `tries` times, never queueing.
-fn try_lock(rel: pg_sys::Relation, mode: u32, tries: u32) -> bool {
+fn try_lock(rel: Rel, mode: u32, tries: u32) -> bool {
     crate::pg::rel::try_lock_retrying(rel, mode, tries, LOCK_RETRY_SLEEP_US)
 }
 
@@ -74,7 +75,7 @@ unsafe extern "C-unwind" fn dropped_tid(
 
 /// Bulk-deletes the dropped rowids from every index and runs index cleanup.
 fn vacuum_indexes(
-    rel: pg_sys::Relation,
+    rel: Rel,
     dropped: &Dropped,
     live_rows: f64,
     strategy: pg_sys::BufferAccessStrategy,
@@ -83,14 +84,14 @@ fn vacuum_indexes(
     let mut n: i32 = 0;
     let mut irels: *mut pg_sys::Relation = std::ptr::null_mut();
     // SAFETY: opens the table's indexes with RowExclusiveLock, as heap does.
-    unsafe { pg_sys::vac_open_indexes(rel, pg_sys::RowExclusiveLock as i32, &mut n, &mut irels) };
+    unsafe { pg_sys::vac_open_indexes(rel.raw(), pg_sys::RowExclusiveLock as i32, &mut n, &mut irels) };
     for i in 0..n as usize {
         // SAFETY: vac_open_indexes returned `n` open index relations.
-        let index = unsafe { *irels.add(i) };
+        let index = unsafe { Rel::from_raw(*irels.add(i)) };
         let mut info = pg_sys::IndexVacuumInfo {
-            index,
+            index: index.raw(),
             #[cfg(not(feature = "pg15"))]
-            heaprel: rel,
+            heaprel: rel.raw(),
             analyze_only: false,
             report_progress: false,
             estimated_count: true,
@@ -124,7 +125,7 @@ fn vacuum_indexes(
 /// versions (after freezing) and on dead versions of components that are
 /// still there (not flushed, not merged away) — heap's NewRelfrozenXid rule.
 fn new_frozen(
-    rel: pg_sys::Relation,
+    rel: Rel,
     c: &Cutoffs,
     sw: &Sweep,
     flushed: bool,
@@ -171,7 +172,7 @@ fn new_frozen(
 /// 4. pg_class (relpages, reltuples: the live rows the sweep counted,
 ///    relfrozenxid, relminmxid) and pgstat are updated.
 pub fn vacuum(
-    rel: pg_sys::Relation,
+    rel: Rel,
     params: *mut pg_sys::VacuumParams,
     strategy: pg_sys::BufferAccessStrategy,
 ) {

@@ -16,6 +16,7 @@
 //! mismatch, or a frame that does not decode, raises XX001 naming the
 //! relation and block.
 
+use crate::pg::relation::Rel;
 use super::block_cache;
 use super::columnar::Attr;
 use super::compact_page;
@@ -48,7 +49,7 @@ thread_local! {
 }
 
 /// The column layout of `rel` (column-wise payloads are split by it).
-pub fn columns(rel: pg_sys::Relation) -> Vec<Attr> {
+pub fn columns(rel: Rel) -> Vec<Attr> {
     crate::pg::rel::attr_layouts(rel)
         .into_iter()
         .map(Attr::from_layout)
@@ -61,9 +62,8 @@ pub fn is_compressed(p: pg_sys::Page) -> bool {
 }
 
 /// The cache key of compressed page `p` (block `blkno`).
-fn key_of(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, bytes: &[u8]) -> Key {
-    // SAFETY: open relation.
-    let (relid, file) = unsafe { ((*rel).rd_id, (*(*rel).rd_rel).relfilenode) };
+fn key_of(rel: Rel, blkno: pg_sys::BlockNumber, bytes: &[u8]) -> Key {
+    let (relid, file) = (rel.data().rd_id, rel.form().relfilenode);
     if compact_page::is_compact(bytes) {
         let run = page_image::tag_of(bytes).map_or(0, |t| t.vblock);
         return (relid, file, blkno, compact_page::head(bytes).first_rowid, run, true);
@@ -84,7 +84,7 @@ fn cached(key: &Key) -> Option<Rc<Payload>> {
 /// Checks and decompresses the blob of compact page `bytes` (block
 /// `blkno`) — in the page or on its payload page; XX001 naming the relation
 /// and block when it fails.
-fn open_blob(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, bytes: &[u8]) -> Opened {
+fn open_blob(rel: Rel, blkno: pg_sys::BlockNumber, bytes: &[u8]) -> Opened {
     with_blob(rel, bytes, compact_page::open).unwrap_or_else(|e| corrupted(rel, blkno, e))
 }
 
@@ -92,14 +92,14 @@ fn open_blob(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, bytes: &[u8]) ->
 /// share-locked) checked, with only its rows section decompressed (a
 /// sequential scan decompresses the columns its query reads); None when
 /// the payload is row by row. XX001 when it fails.
-pub fn open_sections(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, bytes: &[u8]) -> Option<Sections> {
+pub fn open_sections(rel: Rel, blkno: pg_sys::BlockNumber, bytes: &[u8]) -> Option<Sections> {
     with_blob(rel, bytes, compact_page::open_sections).unwrap_or_else(|e| corrupted(rel, blkno, e))
 }
 
 /// `f(page, blob)` of compact page `bytes` with its blob, in the page or
 /// on its payload page.
 fn with_blob<T>(
-    rel: pg_sys::Relation,
+    rel: Rel,
     bytes: &[u8],
     f: impl FnOnce(&[u8], &[u8]) -> Result<T, compressed_page::CodecError>,
 ) -> Result<T, compressed_page::CodecError> {
@@ -124,7 +124,7 @@ fn with_blob<T>(
 }
 
 /// XX001 "invalid compressed block N of relation r: e".
-pub fn corrupted(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, e: impl std::fmt::Display) -> ! {
+pub fn corrupted(rel: Rel, blkno: pg_sys::BlockNumber, e: impl std::fmt::Display) -> ! {
     crate::pg::error::error(
         PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
         format!(
@@ -136,14 +136,14 @@ pub fn corrupted(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, e: impl std:
 
 /// The checked, decompressed payload of compressed page `p` (block `blkno`,
 /// pinned and at least share-locked).
-pub fn payload(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, p: pg_sys::Page) -> Rc<Payload> {
+pub fn payload(rel: Rel, blkno: pg_sys::BlockNumber, p: pg_sys::Page) -> Rc<Payload> {
     let key = key_of(rel, blkno, page::bytes(p));
     cached(&key).unwrap_or_else(|| decode_page(rel, blkno, p, key))
 }
 
 /// Decodes compressed page `p` and caches its payload under `key` (from
 /// the blob a point lookup opened, when it was this page's).
-fn decode_page(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber, p: pg_sys::Page, key: Key) -> Rc<Payload> {
+fn decode_page(rel: Rel, blkno: pg_sys::BlockNumber, p: pg_sys::Page, key: Key) -> Rc<Payload> {
     let bytes = page::bytes(p);
     let decoded = if compact_page::is_compact(bytes) {
         let attrs = columns(rel);
@@ -200,7 +200,7 @@ fn lone_for<T>(key: &Key, f: impl FnOnce(&Lone) -> T) -> Option<T> {
 /// it was asked for last; None otherwise (decode the page: a reader going
 /// through its rows). A row in the shared cache goes to `f` straight from it.
 fn lone_rest<T>(
-    rel: pg_sys::Relation,
+    rel: Rel,
     blkno: pg_sys::BlockNumber,
     p: pg_sys::Page,
     key: Key,
@@ -231,7 +231,7 @@ fn lone_rest<T>(
 /// whole page when `admit` names its shared-cache key (stored there and in
 /// this backend's cache), otherwise that one row; kept as the last lookup.
 fn decode_lone<T>(
-    rel: pg_sys::Relation,
+    rel: Rel,
     blkno: pg_sys::BlockNumber,
     bytes: &[u8],
     key: Key,
@@ -268,7 +268,7 @@ fn keep_lone(l: Lone) {
 /// cache key `key`): its file, block, run and first rowid (from `key`) and
 /// its blob header (see [`shared_cache`]); None without a shared cache.
 fn shared_key(
-    rel: pg_sys::Relation,
+    rel: Rel,
     blkno: pg_sys::BlockNumber,
     bytes: &[u8],
     key: &Key,
@@ -296,7 +296,7 @@ fn shared_key(
 
 /// The words of a page's shared-cache key known before the page is read
 /// (its database and file, its block: see [`shared_cache::PLACE_WORDS`]).
-fn place_words(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber) -> [u64; shared_cache::PLACE_WORDS] {
+fn place_words(rel: Rel, blkno: pg_sys::BlockNumber) -> [u64; shared_cache::PLACE_WORDS] {
     let (spc, db, file) = crate::pg::rel::file_locator(rel);
     [(spc as u64) << 32 | db as u64, (file as u64) << 32 | blkno as u64]
 }
@@ -304,7 +304,7 @@ fn place_words(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber) -> [u64; share
 /// Starts loading the shared cache's index slots for block `blkno` of
 /// `rel` before the block is read (a point lookup that may end there; see
 /// [`shared_cache::prefetch`]).
-pub fn prefetch_cached(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber) {
+pub fn prefetch_cached(rel: Rel, blkno: pg_sys::BlockNumber) {
     if shared_cache::enabled() {
         shared_cache::prefetch(place_words(rel, blkno));
     }
@@ -341,7 +341,7 @@ fn item_of(p: pg_sys::Page, t: &pg_sys::HeapTupleData) -> Option<usize> {
 /// The full bytes of version `t` on the pinned, locked page of `buf` when
 /// that page is compressed; None when the tuple is in the page as it is.
 pub fn full_bytes(
-    rel: pg_sys::Relation,
+    rel: Rel,
     buf: pg_sys::Buffer,
     t: &pg_sys::HeapTupleData,
 ) -> Option<Vec<u8>> {
@@ -351,7 +351,7 @@ pub fn full_bytes(
 /// [`full_bytes`] as a palloc'd tuple (current memory context), copied
 /// once from the page's stub and the decompressed payload.
 pub fn palloc_full(
-    rel: pg_sys::Relation,
+    rel: Rel,
     buf: pg_sys::Buffer,
     t: &pg_sys::HeapTupleData,
 ) -> Option<pg_sys::HeapTuple> {
@@ -363,7 +363,7 @@ pub fn palloc_full(
 /// Runs `f` over the two parts of version `t` (header, rest) when its page
 /// is compressed; XX001 when the page has no stub for it.
 fn with_parts<T>(
-    rel: pg_sys::Relation,
+    rel: Rel,
     buf: pg_sys::Buffer,
     t: &pg_sys::HeapTupleData,
     f: impl FnOnce(&[&[u8]]) -> T,
@@ -413,7 +413,7 @@ fn with_parts<T>(
 /// own TID in `t_ctid` (see `compact_page`). XX001 when the page has no
 /// header for one of them.
 pub fn for_each_full(
-    rel: pg_sys::Relation,
+    rel: Rel,
     blkno: pg_sys::BlockNumber,
     p: pg_sys::Page,
     items: &[u16],
@@ -462,7 +462,7 @@ fn parts_of<'a>(
 /// The copy is for reading columns (TOAST, key comparison); stamps and
 /// visibility checks go to the page's header.
 pub fn full_tuple(
-    rel: pg_sys::Relation,
+    rel: Rel,
     buf: pg_sys::Buffer,
     t: &pg_sys::HeapTupleData,
 ) -> pg_sys::HeapTupleData {
@@ -499,8 +499,10 @@ mod tests {
             .unwrap();
         // SAFETY: `oid` names the table just created in this transaction.
         let rel = unsafe { PgRelation::with_lock(oid, pg_sys::AccessExclusiveLock as _) };
-        for block in 1..buffer::nblocks(rel.as_ptr()) {
-            let locked = buffer::Locked::exclusive(rel.as_ptr(), block);
+        // SAFETY: open (and locked) until the test ends.
+        let rel = unsafe { crate::pg::relation::Rel::from_raw(rel.as_ptr()) };
+        for block in 1..buffer::nblocks(rel) {
+            let locked = buffer::Locked::exclusive(rel, block);
             let (buf, p) = (locked.buffer(), locked.page());
             if is_compressed(p) {
                 // a byte of the frame, inside the blob in front of the tag

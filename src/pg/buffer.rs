@@ -8,6 +8,7 @@
 //! end of its scope, on an early return, or while an ERROR unwinds through
 //! Rust — so callers write no release of their own.
 
+use crate::pg::relation::Rel;
 use super::locator;
 use pgrx::pg_sys;
 
@@ -20,13 +21,13 @@ pub fn shared_buffers_bytes() -> usize {
 }
 
 /// Number of blocks in the main fork.
-pub fn nblocks(rel: pg_sys::Relation) -> pg_sys::BlockNumber {
+pub fn nblocks(rel: Rel) -> pg_sys::BlockNumber {
     // SAFETY: `rel` is an open relation; the function raises on I/O error.
     // (smgrnblocks itself: RelationGetNumberOfBlocks would call back into
     // the table AM's relation_size for the same answer)
     unsafe {
         pg_sys::smgrnblocks(
-            pg_sys::RelationGetSmgr(rel),
+            pg_sys::RelationGetSmgr(rel.raw()),
             pg_sys::ForkNumber::MAIN_FORKNUM,
         )
     }
@@ -35,16 +36,16 @@ pub fn nblocks(rel: pg_sys::Relation) -> pg_sys::BlockNumber {
 /// The relation's insertion target block (`RelationGetTargetBlock`): kept in
 /// the smgr entry, so Postgres resets it when the relation is truncated, in
 /// this backend and (through the smgr invalidation) in every other one.
-pub fn target_block(rel: pg_sys::Relation) -> pg_sys::BlockNumber {
+pub fn target_block(rel: Rel) -> pg_sys::BlockNumber {
     // SAFETY: RelationGetSmgr opens the smgr entry if needed; it stays valid
     // for the duration of this call.
-    unsafe { (*pg_sys::RelationGetSmgr(rel)).smgr_targblock }
+    unsafe { (*pg_sys::RelationGetSmgr(rel.raw())).smgr_targblock }
 }
 
 /// `RelationSetTargetBlock`.
-pub fn set_target_block(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber) {
+pub fn set_target_block(rel: Rel, blkno: pg_sys::BlockNumber) {
     // SAFETY: as above; the field is a plain hint owned by this backend.
-    unsafe { (*pg_sys::RelationGetSmgr(rel)).smgr_targblock = blkno };
+    unsafe { (*pg_sys::RelationGetSmgr(rel.raw())).smgr_targblock = blkno };
 }
 
 /// Pins block `blkno` of the main fork (no lock). The buffer that held the
@@ -52,7 +53,7 @@ pub fn set_target_block(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber) {
 /// ([`recent::lookup`]): a chain walk or a point lookup reads the same few
 /// pages over and over, and `ReadRecentBuffer` skips the buffer mapping
 /// table's lookup and partition lock, most of a hit's cost.
-pub fn read(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber) -> pg_sys::Buffer {
+pub fn read(rel: Rel, blkno: pg_sys::BlockNumber) -> pg_sys::Buffer {
     let locator = locator::of(rel);
     let recent = recent::lookup(&locator, blkno).unwrap_or(0);
     read_trying(rel, &locator, blkno, recent)
@@ -62,16 +63,17 @@ pub fn read(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber) -> pg_sys::Buffer
 /// (`ReadRecentBuffer`; 0: no candidate), else through the buffer mapping
 /// table, remembering the buffer for the next [`read`].
 fn read_trying(
-    rel: pg_sys::Relation,
+    rel: Rel,
     locator: &locator::Locator,
     blkno: pg_sys::BlockNumber,
     recent: pg_sys::Buffer,
 ) -> pg_sys::Buffer {
-    // SAFETY: open relation; the function pins `recent` only if it still
-    // holds this block, else returns false with nothing pinned.
-    if recent != 0
-        && unsafe { pg_sys::ReadRecentBuffer(*locator, pg_sys::ForkNumber::MAIN_FORKNUM, blkno, recent) }
-    {
+    let pinned = recent != 0 && {
+        // SAFETY: open relation; the function pins `recent` only if it still
+        // holds this block, else returns false with nothing pinned.
+        unsafe { pg_sys::ReadRecentBuffer(*locator, pg_sys::ForkNumber::MAIN_FORKNUM, blkno, recent) }
+    };
+    if pinned {
         count_hit(rel);
         return recent;
     }
@@ -83,11 +85,11 @@ fn read_trying(
 /// The relation's buffer statistics (`pg_statio_*_tables`) for a hit found
 /// without `ReadBufferExtended`, which counts its own: its
 /// `pgstat_count_buffer_read` and `pgstat_count_buffer_hit`.
-fn count_hit(rel: pg_sys::Relation) {
+fn count_hit(rel: Rel) {
     // SAFETY: an open relation; its pgstat entry, when associated, lives as
     // long as the relation is open and belongs to this backend.
     unsafe {
-        let info = (*rel).pgstat_info;
+        let info = rel.data().pgstat_info;
         if !info.is_null() {
             #[cfg(feature = "pg15")]
             {
@@ -155,7 +157,7 @@ mod recent {
 /// that held it last (`recent`, 0: none) — `ReadRecentBuffer`, which skips
 /// the buffer mapping lookup when the page is still there.
 pub fn read_recent(
-    rel: pg_sys::Relation,
+    rel: Rel,
     blkno: pg_sys::BlockNumber,
     recent: pg_sys::Buffer,
 ) -> pg_sys::Buffer {
@@ -164,7 +166,7 @@ pub fn read_recent(
 
 /// Pins block `blkno` using a buffer access strategy (may be null).
 pub fn read_with(
-    rel: pg_sys::Relation,
+    rel: Rel,
     blkno: pg_sys::BlockNumber,
     strategy: pg_sys::BufferAccessStrategy,
 ) -> pg_sys::Buffer {
@@ -172,7 +174,7 @@ pub fn read_with(
     // are raised by Postgres.
     unsafe {
         pg_sys::ReadBufferExtended(
-            rel,
+            rel.raw(),
             pg_sys::ForkNumber::MAIN_FORKNUM,
             blkno,
             pg_sys::ReadBufferMode::RBM_NORMAL,
@@ -227,14 +229,14 @@ pub struct Locked {
 
 impl Locked {
     /// Block `blkno` of `rel`'s main fork, pinned and share-locked.
-    pub fn share(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber) -> Locked {
+    pub fn share(rel: Rel, blkno: pg_sys::BlockNumber) -> Locked {
         let buf = read(rel, blkno);
         lock_share(buf);
         Locked { buf }
     }
 
     /// Block `blkno` of `rel`'s main fork, pinned and exclusively locked.
-    pub fn exclusive(rel: pg_sys::Relation, blkno: pg_sys::BlockNumber) -> Locked {
+    pub fn exclusive(rel: Rel, blkno: pg_sys::BlockNumber) -> Locked {
         let buf = read(rel, blkno);
         lock_exclusive(buf);
         Locked { buf }
@@ -314,12 +316,12 @@ pub fn block_number(buf: pg_sys::Buffer) -> pg_sys::BlockNumber {
 
 /// Adds block 0 to an empty fork `fork` (an index's metapage, also in the
 /// init fork of an unlogged index) and returns it locked exclusively.
-pub fn extend_fork_locked(rel: pg_sys::Relation, fork: pg_sys::ForkNumber::Type) -> Locked {
+pub fn extend_fork_locked(rel: Rel, fork: pg_sys::ForkNumber::Type) -> Locked {
     // SAFETY: P_NEW extension of a fork nobody else uses yet (the index is
     // being built); the buffer comes back pinned, then locked.
     let buf = unsafe {
         let b = pg_sys::ReadBufferExtended(
-            rel,
+            rel.raw(),
             fork,
             INVALID_BLOCK,
             pg_sys::ReadBufferMode::RBM_NORMAL,
@@ -333,7 +335,7 @@ pub fn extend_fork_locked(rel: pg_sys::Relation, fork: pg_sys::ForkNumber::Type)
 
 /// Adds a new block to the main fork and returns it pinned and exclusively
 /// locked. The page contents are zeroes until the caller initialises them.
-pub fn extend_locked(rel: pg_sys::Relation) -> pg_sys::Buffer {
+pub fn extend_locked(rel: Rel) -> pg_sys::Buffer {
     #[cfg(feature = "pg15")]
     {
         // SAFETY: the relation extension lock serialises P_NEW extensions.
@@ -343,22 +345,22 @@ pub fn extend_locked(rel: pg_sys::Relation) -> pg_sys::Buffer {
         // page first ("block 0 is not an lsm metapage" under concurrent
         // first inserts).
         unsafe {
-            pg_sys::LockRelationForExtension(rel, pg_sys::ExclusiveLock as i32);
+            pg_sys::LockRelationForExtension(rel.raw(), pg_sys::ExclusiveLock as i32);
             let buf = pg_sys::ReadBufferExtended(
-                rel,
+                rel.raw(),
                 pg_sys::ForkNumber::MAIN_FORKNUM,
                 INVALID_BLOCK,
                 pg_sys::ReadBufferMode::RBM_ZERO_AND_LOCK,
                 std::ptr::null_mut(),
             );
-            pg_sys::UnlockRelationForExtension(rel, pg_sys::ExclusiveLock as i32);
+            pg_sys::UnlockRelationForExtension(rel.raw(), pg_sys::ExclusiveLock as i32);
             buf
         }
     }
     #[cfg(not(feature = "pg15"))]
     {
         let bmr = pg_sys::BufferManagerRelation {
-            rel,
+            rel: rel.raw(),
             smgr: std::ptr::null_mut(),
             relpersistence: 0,
         };
@@ -385,10 +387,10 @@ pub struct PageWrite {
 }
 
 impl PageWrite {
-    pub fn start(rel: pg_sys::Relation) -> PageWrite {
+    pub fn start(rel: Rel) -> PageWrite {
         PageWrite {
             // SAFETY: `rel` is open; GenericXLogStart only allocates state.
-            state: unsafe { pg_sys::GenericXLogStart(rel) },
+            state: unsafe { pg_sys::GenericXLogStart(rel.raw()) },
         }
     }
 
@@ -437,7 +439,7 @@ mod tests {
             .unwrap()
             .unwrap();
         // SAFETY: an existing table, closed below.
-        let rel = unsafe { pg_sys::relation_open(oid, pg_sys::AccessShareLock as i32) };
+        let rel = unsafe { crate::pg::relation::Rel::from_raw(pg_sys::relation_open(oid, pg_sys::AccessShareLock as i32)) };
         let caught = PgTryBuilder::new(|| -> bool {
             let _held = Locked::exclusive(rel, 0);
             pgrx::error!("raised while block 0 is locked")
@@ -450,6 +452,6 @@ mod tests {
         assert!(try_lock_exclusive(buf));
         unlock_release(buf);
         // SAFETY: opened above.
-        unsafe { pg_sys::relation_close(rel, pg_sys::AccessShareLock as i32) };
+        unsafe { pg_sys::relation_close(rel.raw(), pg_sys::AccessShareLock as i32) };
     }
 }

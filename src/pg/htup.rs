@@ -1,6 +1,7 @@
 //! Heap tuple header accessors (`htup_details.h` macros written out once for
 //! PG15 and PG18) and the heap TOAST entry points pgrx does not bind.
 
+use crate::pg::relation::Rel;
 use pgrx::pg_sys;
 
 pub type Header = pg_sys::HeapTupleHeaderData;
@@ -184,10 +185,10 @@ extern "C-unwind" {
 /// (`RelationGetIndexAttrBitmap(INDEX_ATTR_BITMAP_KEY)`), fetched before any
 /// buffer lock is taken, as heap does (it may read the catalogs). The
 /// bitmap is palloc'd in the current memory context.
-pub fn key_columns(rel: pg_sys::Relation) -> *mut pg_sys::Bitmapset {
+pub fn key_columns(rel: Rel) -> *mut pg_sys::Bitmapset {
     // SAFETY: open relation; the bitmap is a copy the caller owns.
     unsafe {
-        pg_sys::RelationGetIndexAttrBitmap(rel, pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_KEY)
+        pg_sys::RelationGetIndexAttrBitmap(rel.raw(), pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_KEY)
     }
 }
 
@@ -198,21 +199,21 @@ pub fn key_columns(rel: pg_sys::Relation) -> *mut pg_sys::Bitmapset {
 /// new version's block would be summarized from a version that bitmap scans
 /// reach only through its chain's root (see `lsm::chain`). Fetched before any
 /// buffer lock, palloc'd in the current context.
-pub fn hot_blocking_columns(rel: pg_sys::Relation) -> *mut pg_sys::Bitmapset {
+pub fn hot_blocking_columns(rel: Rel) -> *mut pg_sys::Bitmapset {
     // SAFETY: open relation; the bitmaps are copies the caller owns.
     unsafe {
         #[cfg(feature = "pg15")]
         {
-            pg_sys::RelationGetIndexAttrBitmap(rel, pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_ALL)
+            pg_sys::RelationGetIndexAttrBitmap(rel.raw(), pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_ALL)
         }
         #[cfg(not(feature = "pg15"))]
         {
             let hot = pg_sys::RelationGetIndexAttrBitmap(
-                rel,
+                rel.raw(),
                 pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_HOT_BLOCKING,
             );
             let summarized = pg_sys::RelationGetIndexAttrBitmap(
-                rel,
+                rel.raw(),
                 pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_SUMMARIZED,
             );
             pg_sys::bms_join(hot, summarized)
@@ -232,7 +233,7 @@ pub fn xmax_locked_only(mask: u32) -> bool {
 /// does not conflict with KEY SHARE row locks); with the HOT-blocking
 /// columns, whether the update needs new index entries.
 pub fn columns_changed(
-    rel: pg_sys::Relation,
+    rel: Rel,
     cols: *const pg_sys::Bitmapset,
     old: *mut pg_sys::HeapTupleData,
     new: *mut pg_sys::HeapTupleData,
@@ -240,8 +241,8 @@ pub fn columns_changed(
     // SAFETY: open relation with a descriptor that outlives this call.
     let (desc, atts) = unsafe {
         (
-            (*rel).rd_att,
-            pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att),
+            rel.data().rd_att,
+            pgrx::PgTupleDesc::from_pg_unchecked(rel.data().rd_att),
         )
     };
     let mut x = -1;

@@ -2,6 +2,7 @@
 //! `RelFileLocator` since PG16) and its parts, in one place for the
 //! version difference.
 
+use crate::pg::relation::Rel;
 use pgrx::pg_sys;
 
 #[cfg(feature = "pg15")]
@@ -10,15 +11,12 @@ pub type Locator = pg_sys::RelFileNode;
 pub type Locator = pg_sys::RelFileLocator;
 
 /// The file `rel` uses now.
-pub fn of(rel: pg_sys::Relation) -> Locator {
-    // SAFETY: an open relation's physical locator, copied out.
-    unsafe {
-        #[cfg(feature = "pg15")]
-        let l = (*rel).rd_node;
-        #[cfg(not(feature = "pg15"))]
-        let l = (*rel).rd_locator;
-        l
-    }
+pub fn of(rel: Rel) -> Locator {
+    #[cfg(feature = "pg15")]
+    let l = rel.data().rd_node;
+    #[cfg(not(feature = "pg15"))]
+    let l = rel.data().rd_locator;
+    l
 }
 
 /// (tablespace, database, relfilenumber).

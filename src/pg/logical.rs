@@ -6,6 +6,7 @@
 //! queued, and queueing a change with its tuples into the reorder buffer
 //! (a `ReorderBufferTupleBuf` on PG15, a plain `HeapTuple` since PG17).
 
+use crate::pg::relation::Rel;
 use super::locator::Locator;
 use pgrx::pg_sys;
 
@@ -40,9 +41,9 @@ pub fn wal_is_logical() -> bool {
 
 /// `RelationIsLogicallyLogged`: logical WAL, a relation that needs WAL and
 /// is no catalog.
-pub fn is_logically_logged(rel: pg_sys::Relation) -> bool {
+pub fn is_logically_logged(rel: Rel) -> bool {
     // SAFETY: an open relation.
-    wal_is_logical() && super::wal::relation_needs_wal(rel) && !unsafe { pg_sys::IsCatalogRelation(rel) }
+    wal_is_logical() && super::wal::relation_needs_wal(rel) && !unsafe { pg_sys::IsCatalogRelation(rel.raw()) }
 }
 
 /// Writes a record of resource manager `rmid` with `data` as its main data
@@ -66,12 +67,11 @@ pub fn insert_record(rmid: u8, info: u8, data: &[u8]) -> pg_sys::XLogRecPtr {
 /// whether it holds only the identity's columns (false: the whole row,
 /// `REPLICA IDENTITY FULL`).
 pub fn replica_identity(
-    rel: pg_sys::Relation,
+    rel: Rel,
     old: &mut pg_sys::HeapTupleData,
     new: Option<pg_sys::HeapTuple>,
 ) -> Option<(pg_sys::HeapTuple, bool)> {
-    // SAFETY: an open relation.
-    let (replident, desc) = unsafe { ((*(*rel).rd_rel).relreplident as u8, (*rel).rd_att) };
+    let (replident, desc) = (rel.form().relreplident as u8, rel.tupdesc());
     if replident == pg_sys::REPLICA_IDENTITY_NOTHING {
         return None;
     }
@@ -80,7 +80,7 @@ pub fn replica_identity(
     }
     // SAFETY: open relation; the bitmap is a copy we free.
     let ids = unsafe {
-        pg_sys::RelationGetIndexAttrBitmap(rel, pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_IDENTITY_KEY)
+        pg_sys::RelationGetIndexAttrBitmap(rel.raw(), pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_IDENTITY_KEY)
     };
     let key = (!ids.is_null())
         .then(|| {
@@ -363,5 +363,5 @@ unsafe fn fill(t: &mut pg_sys::HeapTupleData, len: usize, write: &dyn Fn(&mut [u
     write(unsafe { std::slice::from_raw_parts_mut(t.t_data as *mut u8, len) });
     t.t_len = len as u32;
     t.t_tableOid = pg_sys::InvalidOid;
-    t.t_self = super::htup::make_tid(pg_sys::InvalidBlockNumber, pg_sys::InvalidOffsetNumber as u16);
+    t.t_self = super::htup::make_tid(pg_sys::InvalidBlockNumber, pg_sys::InvalidOffsetNumber);
 }

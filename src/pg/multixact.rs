@@ -1,6 +1,7 @@
 //! MultiXacts, transaction liveness and heavyweight tuple locks: what row
 //! locking needs from `multixact.c`, `procarray.c` and `lmgr.c`.
 
+use crate::pg::relation::Rel;
 use pgrx::pg_sys;
 
 /// (xid, `MultiXactStatus`) pairs of a MultiXact; empty when none is running
@@ -77,13 +78,13 @@ pub fn is_current(xid: u32) -> bool {
 /// Waits for `xid` to end (`XactLockTableWait`); raises on cancel or deadlock.
 pub fn wait_for(
     xid: u32,
-    rel: pg_sys::Relation,
+    rel: Rel,
     tid: pg_sys::ItemPointerData,
     oper: pg_sys::XLTW_Oper::Type,
 ) {
     let mut t = tid;
     // SAFETY: heavyweight wait on the transaction's lock.
-    unsafe { pg_sys::XactLockTableWait(pg_sys::TransactionId::from(xid), rel, &mut t, oper) }
+    unsafe { pg_sys::XactLockTableWait(pg_sys::TransactionId::from(xid), rel.raw(), &mut t, oper) }
 }
 
 /// The heavyweight lock heap takes on a tuple to queue lockers of `mode`
@@ -100,7 +101,7 @@ fn hwlock(mode: u32) -> pg_sys::LOCKMODE {
 /// Takes the tuple's heavyweight lock (`heap_acquire_tuplock`): waits, or
 /// with `conditional` returns false when it is taken.
 pub fn lock_tuple(
-    rel: pg_sys::Relation,
+    rel: Rel,
     tid: pg_sys::ItemPointerData,
     mode: u32,
     conditional: bool,
@@ -108,22 +109,22 @@ pub fn lock_tuple(
     let mut t = tid;
     if !conditional {
         // SAFETY: open relation; waits in the lock manager.
-        unsafe { pg_sys::LockTuple(rel, &mut t, hwlock(mode)) };
+        unsafe { pg_sys::LockTuple(rel.raw(), &mut t, hwlock(mode)) };
         return true;
     }
     #[cfg(feature = "pg15")]
     // SAFETY: as above, without waiting.
-    let ok = unsafe { pg_sys::ConditionalLockTuple(rel, &mut t, hwlock(mode)) };
+    let ok = unsafe { pg_sys::ConditionalLockTuple(rel.raw(), &mut t, hwlock(mode)) };
     #[cfg(not(feature = "pg15"))]
     // SAFETY: as above, without waiting.
     let ok = unsafe {
-        pg_sys::ConditionalLockTuple(rel, &mut t, hwlock(mode), pg_sys::log_lock_failures)
+        pg_sys::ConditionalLockTuple(rel.raw(), &mut t, hwlock(mode), pg_sys::log_lock_failures)
     };
     ok
 }
 
-pub fn unlock_tuple(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData, mode: u32) {
+pub fn unlock_tuple(rel: Rel, tid: pg_sys::ItemPointerData, mode: u32) {
     let mut t = tid;
     // SAFETY: releases a lock taken by `lock_tuple`.
-    unsafe { pg_sys::UnlockTuple(rel, &mut t, hwlock(mode)) }
+    unsafe { pg_sys::UnlockTuple(rel.raw(), &mut t, hwlock(mode)) }
 }

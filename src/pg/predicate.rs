@@ -5,6 +5,7 @@
 //! checked here first, as heap's inline `SerializationNeededForRead` does,
 //! so other isolation levels pay no call into predicate.c.
 
+use crate::pg::relation::Rel;
 use pgrx::pg_sys;
 
 extern "C-unwind" {
@@ -34,16 +35,16 @@ fn serializable() -> bool {
 }
 
 /// A relation-level SIREAD lock: sequential and sample scans read everything.
-pub fn lock_relation(rel: pg_sys::Relation, snapshot: pg_sys::Snapshot) {
+pub fn lock_relation(rel: Rel, snapshot: pg_sys::Snapshot) {
     if !serializable() {
         return;
     }
     // SAFETY: open relation and the scan's snapshot.
-    unsafe { PredicateLockRelation(rel, snapshot) }
+    unsafe { PredicateLockRelation(rel.raw(), snapshot) }
 }
 
 /// A tuple-level SIREAD lock on a version the snapshot sees.
-pub fn lock_tid(rel: pg_sys::Relation, tuple: &pg_sys::HeapTupleData, snapshot: pg_sys::Snapshot) {
+pub fn lock_tid(rel: Rel, tuple: &pg_sys::HeapTupleData, snapshot: pg_sys::Snapshot) {
     if !serializable() {
         return;
     }
@@ -51,26 +52,26 @@ pub fn lock_tid(rel: pg_sys::Relation, tuple: &pg_sys::HeapTupleData, snapshot: 
     // SAFETY: valid tuple header on a locked page; open relation.
     unsafe {
         let xmin = (*tuple.t_data).t_choice.t_heap.t_xmin;
-        PredicateLockTID(rel, &mut tid, snapshot, xmin)
+        PredicateLockTID(rel.raw(), &mut tid, snapshot, xmin)
     }
 }
 
 /// Whether reads under `snapshot` need [`check_conflict_out`] at all: asked
 /// once per page, like heap's page-at-a-time scans (false unless the
 /// transaction is SERIALIZABLE; raises 40001 if it is already doomed).
-pub fn conflict_out_needed(rel: pg_sys::Relation, snapshot: pg_sys::Snapshot) -> bool {
+pub fn conflict_out_needed(rel: Rel, snapshot: pg_sys::Snapshot) -> bool {
     if !serializable() {
         return false;
     }
     // SAFETY: open relation and a valid snapshot.
-    unsafe { CheckForSerializableConflictOutNeeded(rel, snapshot) }
+    unsafe { CheckForSerializableConflictOutNeeded(rel.raw(), snapshot) }
 }
 
 /// Reader side: records an rw-conflict when `tuple`'s visibility (`visible`)
 /// depends on a concurrent serializable transaction's write.
 pub fn check_conflict_out(
     visible: bool,
-    rel: pg_sys::Relation,
+    rel: Rel,
     tuple: &mut pg_sys::HeapTupleData,
     buf: pg_sys::Buffer,
     snapshot: pg_sys::Snapshot,
@@ -79,13 +80,13 @@ pub fn check_conflict_out(
         return;
     }
     // SAFETY: tuple on the (at least share-) locked buffer `buf`.
-    unsafe { pg_sys::HeapCheckForSerializableConflictOut(visible, rel, tuple, buf, snapshot) }
+    unsafe { pg_sys::HeapCheckForSerializableConflictOut(visible, rel.raw(), tuple, buf, snapshot) }
 }
 
 /// Writer side: checks the SIREAD locks a write to `tid` (or, with None, an
 /// insert: relation-level locks only) conflicts with; raises 40001 when the
 /// transaction must be rolled back.
-pub fn check_conflict_in(rel: pg_sys::Relation, tid: Option<pg_sys::ItemPointerData>) {
+pub fn check_conflict_in(rel: Rel, tid: Option<pg_sys::ItemPointerData>) {
     if !serializable() {
         return;
     }
@@ -93,11 +94,11 @@ pub fn check_conflict_in(rel: pg_sys::Relation, tid: Option<pg_sys::ItemPointerD
         Some(mut t) => {
             let block = super::htup::tid_block(&t);
             // SAFETY: open relation, valid logical TID.
-            unsafe { CheckForSerializableConflictIn(rel, &mut t, block) }
+            unsafe { CheckForSerializableConflictIn(rel.raw(), &mut t, block) }
         }
         // SAFETY: as above; no tuple or page target.
         None => unsafe {
-            CheckForSerializableConflictIn(rel, std::ptr::null_mut(), pg_sys::InvalidBlockNumber)
+            CheckForSerializableConflictIn(rel.raw(), std::ptr::null_mut(), pg_sys::InvalidBlockNumber)
         },
     }
 }

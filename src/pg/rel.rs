@@ -6,11 +6,14 @@ use super::page::BLCKSZ;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use super::relation::Rel;
+
+
 /// Raises 42501 unless the current user may SELECT from `rel`.
-pub fn require_select(rel: pg_sys::Relation) {
+pub fn require_select(rel: Rel) {
     // SAFETY: open relation; GetUserId is always valid inside a transaction.
     let ok = unsafe {
-        pg_sys::pg_class_aclcheck((*rel).rd_id, pg_sys::GetUserId(), pg_sys::ACL_SELECT as _)
+        pg_sys::pg_class_aclcheck(rel.data().rd_id, pg_sys::GetUserId(), pg_sys::ACL_SELECT as _)
     } == pg_sys::AclResult::ACLCHECK_OK;
     if !ok {
         ereport!(
@@ -32,22 +35,20 @@ pub fn next_xid() -> pg_sys::TransactionId {
 }
 
 /// `relfrozenxid` of an open relation.
-pub fn frozen_xid(rel: pg_sys::Relation) -> pg_sys::TransactionId {
-    // SAFETY: open relation with a valid rd_rel.
-    unsafe { (*(*rel).rd_rel).relfrozenxid }
+pub fn frozen_xid(rel: Rel) -> pg_sys::TransactionId {
+    rel.form().relfrozenxid
 }
 
 /// Number of attributes of the relation's tuple descriptor.
-pub fn natts(rel: pg_sys::Relation) -> u16 {
+pub fn natts(rel: Rel) -> u16 {
     // SAFETY: open relation with a valid rd_att.
-    unsafe { (*(*rel).rd_att).natts as u16 }
+    unsafe { (*rel.data().rd_att).natts as u16 }
 }
 
 /// Storage layout of every attribute (dropped ones included), in order:
 /// `(attlen, attalign in bytes, attbyval)`.
-pub fn attr_layouts(rel: pg_sys::Relation) -> Vec<(i16, u8, bool)> {
-    // SAFETY: open relation with a valid tuple descriptor.
-    desc_layouts(unsafe { (*rel).rd_att })
+pub fn attr_layouts(rel: Rel) -> Vec<(i16, u8, bool)> {
+    desc_layouts(rel.tupdesc())
 }
 
 /// [`attr_layouts`] of a tuple descriptor (a slot's: during ALTER COLUMN
@@ -70,22 +71,22 @@ pub fn desc_layouts(desc: pg_sys::TupleDesc) -> Vec<(i16, u8, bool)> {
 }
 
 /// Takes a heavyweight lock on the relation until the end of the transaction.
-pub fn lock(rel: pg_sys::Relation, mode: u32) {
+pub fn lock(rel: Rel, mode: u32) {
     // SAFETY: open relation; LockRelation waits or raises on deadlock.
-    unsafe { pg_sys::LockRelation(rel, mode as pg_sys::LOCKMODE) }
+    unsafe { pg_sys::LockRelation(rel.raw(), mode as pg_sys::LOCKMODE) }
 }
 
 /// Releases one hold of `mode` on `rel` taken with [`lock`] (or a
 /// conditional lock) in this transaction.
-pub fn unlock(rel: pg_sys::Relation, mode: u32) {
+pub fn unlock(rel: Rel, mode: u32) {
     // SAFETY: open relation; the caller took this lock and nothing it does
     // afterwards depends on it.
-    unsafe { pg_sys::UnlockRelation(rel, mode as pg_sys::LOCKMODE) }
+    unsafe { pg_sys::UnlockRelation(rel.raw(), mode as pg_sys::LOCKMODE) }
 }
 
 /// Reads every block of the main fork in order with a bulk-read strategy,
 /// handing a private copy of each page to `f` (taken under a share lock).
-pub fn for_each_page_copy(rel: pg_sys::Relation, mut f: impl FnMut(pg_sys::BlockNumber, &[u8])) {
+pub fn for_each_page_copy(rel: Rel, mut f: impl FnMut(pg_sys::BlockNumber, &[u8])) {
     // SAFETY: a strategy is plain backend-local memory.
     let strategy =
         unsafe { pg_sys::GetAccessStrategy(pg_sys::BufferAccessStrategyType::BAS_BULKREAD) };
@@ -107,18 +108,18 @@ pub fn for_each_page_copy(rel: pg_sys::Relation, mut f: impl FnMut(pg_sys::Block
 }
 
 /// Raises 42501 unless the current user owns `rel` (as VACUUM requires).
-pub fn require_owner(rel: pg_sys::Relation) {
+pub fn require_owner(rel: Rel) {
     // SAFETY: open relation; catalog lookups inside a transaction.
     let owner = unsafe {
         #[cfg(feature = "pg15")]
         {
-            pg_sys::pg_class_ownercheck((*rel).rd_id, pg_sys::GetUserId())
+            pg_sys::pg_class_ownercheck(rel.data().rd_id, pg_sys::GetUserId())
         }
         #[cfg(not(feature = "pg15"))]
         {
             pg_sys::object_ownercheck(
                 pg_sys::RelationRelationId,
-                (*rel).rd_id,
+                rel.data().rd_id,
                 pg_sys::GetUserId(),
             )
         }
@@ -137,17 +138,17 @@ pub fn require_owner(rel: pg_sys::Relation) {
 
 /// Raises 55006 when this session still uses the relation (an open cursor
 /// or an outer query), like TRUNCATE and VACUUM FULL do.
-pub fn check_not_in_use(rel: pg_sys::Relation, what: &str) {
+pub fn check_not_in_use(rel: Rel, what: &str) {
     let what = std::ffi::CString::new(what).expect("no NUL in a command name");
     // SAFETY: open relation; raises ERROR when in use.
-    unsafe { pg_sys::CheckTableNotInUse(rel, what.as_ptr()) }
+    unsafe { pg_sys::CheckTableNotInUse(rel.raw(), what.as_ptr()) }
 }
 
 /// Raises 42501 unless the current user may SELECT from the table an index
 /// belongs to.
-pub fn require_select_on_index(index: pg_sys::Relation) {
+pub fn require_select_on_index(index: Rel) {
     // SAFETY: an open index has rd_index with its table's OID.
-    let table = unsafe { (*(*index).rd_index).indrelid };
+    let table = unsafe { (*index.data().rd_index).indrelid };
     // SAFETY: catalog privilege check.
     let ok =
         unsafe { pg_sys::pg_class_aclcheck(table, pg_sys::GetUserId(), pg_sys::ACL_SELECT as _) }
@@ -165,11 +166,11 @@ pub fn require_select_on_index(index: pg_sys::Relation) {
 }
 
 /// Whether the relation has an index of access method `am`.
-pub fn has_index_of_am(rel: pg_sys::Relation, am: pg_sys::Oid) -> bool {
+pub fn has_index_of_am(rel: Rel, am: pg_sys::Oid) -> bool {
     // SAFETY: open relation; RelationGetIndexList returns a copy we free;
     // each index's relcache entry is opened and closed again.
     unsafe {
-        let list = pg_sys::RelationGetIndexList(rel);
+        let list = pg_sys::RelationGetIndexList(rel.raw());
         if list.is_null() {
             return false;
         }
@@ -188,14 +189,14 @@ pub fn has_index_of_am(rel: pg_sys::Relation, am: pg_sys::Oid) -> bool {
 }
 
 /// Takes a heavyweight lock on the relation if that needs no waiting.
-pub fn try_lock(rel: pg_sys::Relation, mode: u32) -> bool {
+pub fn try_lock(rel: Rel, mode: u32) -> bool {
     // SAFETY: open relation; returns false instead of waiting.
-    unsafe { pg_sys::ConditionalLockRelation(rel, mode as pg_sys::LOCKMODE) }
+    unsafe { pg_sys::ConditionalLockRelation(rel.raw(), mode as pg_sys::LOCKMODE) }
 }
 
 /// [`try_lock`] up to `tries` times, sleeping `sleep_us` between tries and
 /// never queueing (as heap's end-of-vacuum truncation does).
-pub fn try_lock_retrying(rel: pg_sys::Relation, mode: u32, tries: u32, sleep_us: i64) -> bool {
+pub fn try_lock_retrying(rel: Rel, mode: u32, tries: u32, sleep_us: i64) -> bool {
     for _ in 0..tries {
         if try_lock(rel, mode) {
             return true;
@@ -211,26 +212,22 @@ pub fn try_lock_retrying(rel: pg_sys::Relation, mode: u32, tries: u32, sleep_us:
 /// statement ends: it has (or had, until VACUUM clears the flag) indexes,
 /// whose entries and unique checks name each row, or triggers, which fetch
 /// rows by TID.
-pub fn rows_named_by_tid(rel: pg_sys::Relation) -> bool {
-    // SAFETY: open relation with a valid rd_rel.
-    unsafe { (*(*rel).rd_rel).relhasindex || (*(*rel).rd_rel).relhastriggers }
+pub fn rows_named_by_tid(rel: Rel) -> bool {
+    rel.form().relhasindex || rel.form().relhastriggers
 }
 
 /// Whether the relation's current storage was created in this transaction
 /// (CREATE TABLE AS, a rewrite, TRUNCATE): no other session can read it yet.
-pub fn storage_is_new(rel: pg_sys::Relation) -> bool {
-    // SAFETY: open relation.
-    unsafe {
-        #[cfg(feature = "pg15")]
-        let first = (*rel).rd_firstRelfilenodeSubid;
-        #[cfg(not(feature = "pg15"))]
-        let first = (*rel).rd_firstRelfilelocatorSubid;
-        (*rel).rd_createSubid != 0 || first != 0
-    }
+pub fn storage_is_new(rel: Rel) -> bool {
+    #[cfg(feature = "pg15")]
+    let first = rel.data().rd_firstRelfilenodeSubid;
+    #[cfg(not(feature = "pg15"))]
+    let first = rel.data().rd_firstRelfilelocatorSubid;
+    rel.data().rd_createSubid != 0 || first != 0
 }
 
 /// The relation's file: (tablespace, database, relfilenumber).
-pub fn file_locator(rel: pg_sys::Relation) -> (u32, u32, u32) {
+pub fn file_locator(rel: Rel) -> (u32, u32, u32) {
     super::locator::parts(&super::locator::of(rel))
 }
 
@@ -259,9 +256,9 @@ pub fn on_relcache_invalidation(f: fn(Option<pg_sys::Oid>)) {
 
 /// Makes every backend rebuild what it keeps about `rel` (a relcache
 /// invalidation, sent when the current transaction commits).
-pub fn invalidate_relcache(rel: pg_sys::Relation) {
+pub fn invalidate_relcache(rel: Rel) {
     // SAFETY: open relation, inside a transaction.
-    unsafe { pg_sys::CacheInvalidateRelcache(rel) }
+    unsafe { pg_sys::CacheInvalidateRelcache(rel.raw()) }
 }
 
 /// [`invalidate_relcache`] sent to every backend at once instead of at
@@ -269,45 +266,44 @@ pub fn invalidate_relcache(rel: pg_sys::Relation) {
 /// stay when it aborts (VACUUM's file packing, which releases its lock
 /// before committing — a backend locking the table next must not keep
 /// what it knew).
-pub fn invalidate_relcache_now(rel: pg_sys::Relation) {
+pub fn invalidate_relcache_now(rel: Rel) {
     // SAFETY: open relation; the message is plain data that
     // SendSharedInvalidMessages copies into the shared queue.
     unsafe {
-        let shared = (*(*rel).rd_rel).relisshared;
+        let shared = rel.form().relisshared;
         let mut msg: pg_sys::SharedInvalidationMessage = std::mem::zeroed();
         msg.rc = pg_sys::SharedInvalRelcacheMsg {
             id: pg_sys::SHAREDINVALRELCACHE_ID as i8,
             dbId: if shared { pg_sys::InvalidOid } else { pg_sys::MyDatabaseId },
-            relId: (*rel).rd_id,
+            relId: rel.data().rd_id,
         };
         pg_sys::SendSharedInvalidMessages(&msg, 1);
     }
 }
 
 /// The OID of an open relation.
-pub fn oid(rel: pg_sys::Relation) -> pg_sys::Oid {
-    // SAFETY: open relation.
-    unsafe { (*rel).rd_id }
+pub fn oid(rel: Rel) -> pg_sys::Oid {
+    rel.data().rd_id
 }
 
 /// Opens a relation this transaction already holds a lock on; None when
 /// it no longer exists (dropped in this transaction).
-pub fn try_open_locked(oid: pg_sys::Oid) -> Option<pg_sys::Relation> {
+pub fn try_open_locked(oid: pg_sys::Oid) -> Option<Rel> {
     // SAFETY: inside a transaction; NoLock because the caller's lock is held.
-    let r = unsafe { pg_sys::try_relation_open(oid, pg_sys::NoLock as pg_sys::LOCKMODE) };
-    (!r.is_null()).then_some(r)
+    // An open relation until [`close`].
+    unsafe { Rel::from_nullable(pg_sys::try_relation_open(oid, pg_sys::NoLock as pg_sys::LOCKMODE)) }
 }
 
 /// Closes a relation opened with [`try_open_locked`].
-pub fn close(rel: pg_sys::Relation) {
+pub fn close(rel: Rel) {
     // SAFETY: opened by `open_locked`; locks stay held.
-    unsafe { pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE) }
+    unsafe { pg_sys::relation_close(rel.raw(), pg_sys::NoLock as pg_sys::LOCKMODE) }
 }
 
 /// Name of a relation, for error messages.
-pub fn relname(rel: pg_sys::Relation) -> String {
+pub fn relname(rel: Rel) -> String {
     // SAFETY: an open relation has a valid rd_rel with a NUL-terminated name.
-    unsafe { std::ffi::CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()) }
+    unsafe { std::ffi::CStr::from_ptr(rel.form().relname.data.as_ptr()) }
         .to_string_lossy()
         .into_owned()
 }

@@ -27,7 +27,9 @@ unsafe extern "C-unwind" fn on_request() {
         if let Some(prev) = PREV_REQUEST {
             prev();
         }
-        for (request, _) in (*(&raw const USERS)).iter().flatten() {
+        // (a copy of the table: no reference to the static)
+        let users = USERS;
+        for (request, _) in users.into_iter().flatten() {
             request();
         }
     }
@@ -39,7 +41,8 @@ unsafe extern "C-unwind" fn on_startup() {
         if let Some(prev) = PREV_STARTUP {
             prev();
         }
-        for (_, startup) in (*(&raw const USERS)).iter().flatten() {
+        let users = USERS;
+        for (_, startup) in users.into_iter().flatten() {
             startup();
         }
     }
@@ -53,7 +56,7 @@ pub fn install(request: fn(), startup: fn()) {
     // SAFETY: _PG_init runs single-threaded in the postmaster before any
     // hook is called; the previous hooks are kept and called first.
     unsafe {
-        let users = &mut *(&raw mut USERS);
+        let mut users = USERS;
         if users.iter().all(Option::is_none) {
             PREV_REQUEST = pg_sys::shmem_request_hook;
             pg_sys::shmem_request_hook = Some(on_request);
@@ -62,6 +65,7 @@ pub fn install(request: fn(), startup: fn()) {
         }
         let free = users.iter_mut().find(|u| u.is_none()).expect("at most four shared structures");
         *free = Some((request, startup));
+        USERS = users;
     }
 }
 

@@ -9,6 +9,7 @@
 //! its replay does nothing but resolve the snapshot conflict for the
 //! relation's database; it touches no page.
 
+use crate::pg::relation::Rel;
 use pgrx::pg_sys;
 
 /// The next full transaction id.
@@ -32,10 +33,10 @@ pub fn full_xid_of(xid: pg_sys::TransactionId) -> u64 {
 }
 
 /// Whether every snapshot of every backend is newer than `fxid`.
-pub fn no_snapshot_older_than(rel: pg_sys::Relation, fxid: u64) -> bool {
+pub fn no_snapshot_older_than(rel: Rel, fxid: u64) -> bool {
     // SAFETY: horizon check for an open relation.
     unsafe {
-        pg_sys::GlobalVisCheckRemovableFullXid(rel, pg_sys::FullTransactionId { value: fxid })
+        pg_sys::GlobalVisCheckRemovableFullXid(rel.raw(), pg_sys::FullTransactionId { value: fxid })
     }
 }
 
@@ -44,10 +45,10 @@ const XLOG_BTREE_REUSE_PAGE: u8 = 0xD0;
 /// Makes hot standbys resolve conflicts with snapshots that may still see
 /// what existed before `horizon_fxid` (a no-op unless the WAL carries
 /// standby information and the relation is WAL-logged).
-pub fn log_conflict(rel: pg_sys::Relation, horizon_fxid: u64) {
+pub fn log_conflict(rel: Rel, horizon_fxid: u64) {
     // SAFETY: open relation; reads a server global.
     let (wal_level, persistence) =
-        unsafe { (pg_sys::wal_level, (*(*rel).rd_rel).relpersistence as u8) };
+        unsafe { (pg_sys::wal_level, rel.form().relpersistence as u8) };
     if wal_level < pg_sys::WalLevel::WAL_LEVEL_REPLICA as i32
         || persistence != pg_sys::RELPERSISTENCE_PERMANENT
     {

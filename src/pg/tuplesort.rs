@@ -1,6 +1,7 @@
 //! Tuplesorts: reading a datum sort (PG15's `tuplesort_getdatum` has no
 //! `copy` flag), and CLUSTER's sort of heap tuples by a btree index's keys.
 
+use crate::pg::relation::Rel;
 use pgrx::pg_sys;
 
 /// The next non-null datum of a sorted datum tuplesort, or None when it is
@@ -35,13 +36,13 @@ pub fn next_datum(state: *mut pg_sys::Tuplesortstate) -> Option<pg_sys::Datum> {
 pub struct ClusterSort(*mut pg_sys::Tuplesortstate);
 
 impl ClusterSort {
-    pub fn begin(table: pg_sys::Relation, btree: pg_sys::Relation) -> ClusterSort {
+    pub fn begin(table: Rel, btree: Rel) -> ClusterSort {
         // SAFETY: open relations; `btree` is a btree index of `table` (the
         // caller checks); the sort lives in the current memory context.
         ClusterSort(unsafe {
             pg_sys::tuplesort_begin_cluster(
-                (*table).rd_att,
-                btree,
+                table.data().rd_att,
+                btree.raw(),
                 pg_sys::maintenance_work_mem,
                 std::ptr::null_mut(),
                 pg_sys::TUPLESORT_NONE as i32,

@@ -2,6 +2,7 @@
 //! tuple header, the cost-based delay point, pg_class statistics and the
 //! cumulative-statistics report. The PG15/PG18 differences are gated here.
 
+use crate::pg::relation::Rel;
 use pgrx::pg_sys;
 
 /// The horizons of one VACUUM (`vacuum_get_cutoffs` / `vacuum_set_xid_limits`).
@@ -22,10 +23,8 @@ pub struct Cutoffs {
 
 /// Computes the cutoffs for `rel` from VACUUM's parameters (which carry the
 /// vacuum_freeze_* settings, 0 for `VACUUM (FREEZE)`).
-pub fn cutoffs(rel: pg_sys::Relation, params: *mut pg_sys::VacuumParams) -> Cutoffs {
-    // SAFETY: open relation.
-    let (relfrozenxid, relminmxid) =
-        unsafe { ((*(*rel).rd_rel).relfrozenxid, (*(*rel).rd_rel).relminmxid) };
+pub fn cutoffs(rel: Rel, params: *mut pg_sys::VacuumParams) -> Cutoffs {
+    let (relfrozenxid, relminmxid) = (rel.form().relfrozenxid, rel.form().relminmxid);
     #[cfg(feature = "pg15")]
     {
         let mut c = Cutoffs {
@@ -39,7 +38,7 @@ pub fn cutoffs(rel: pg_sys::Relation, params: *mut pg_sys::VacuumParams) -> Cuto
         // SAFETY: valid params from VACUUM; outputs are locals.
         unsafe {
             pg_sys::vacuum_set_xid_limits(
-                rel,
+                rel.raw(),
                 (*params).freeze_min_age,
                 (*params).freeze_table_age,
                 (*params).multixact_freeze_min_age,
@@ -56,7 +55,7 @@ pub fn cutoffs(rel: pg_sys::Relation, params: *mut pg_sys::VacuumParams) -> Cuto
     {
         let mut vc = pg_sys::VacuumCutoffs::default();
         // SAFETY: valid params from VACUUM; `vc` is a local.
-        unsafe { pg_sys::vacuum_get_cutoffs(rel, params, &mut vc) };
+        unsafe { pg_sys::vacuum_get_cutoffs(rel.raw(), params, &mut vc) };
         Cutoffs {
             oldest_xmin: vc.OldestXmin,
             freeze_limit: vc.FreezeLimit,
@@ -103,7 +102,7 @@ pub fn delay_point() {
 /// Updates pg_class: relpages and reltuples, and relfrozenxid / relminmxid
 /// when `frozen` is given (None leaves them alone).
 pub fn update_relstats(
-    rel: pg_sys::Relation,
+    rel: Rel,
     pages: pg_sys::BlockNumber,
     reltuples: f64,
     frozen: Option<(pg_sys::TransactionId, pg_sys::MultiXactId)>,
@@ -114,10 +113,10 @@ pub fn update_relstats(
     ));
     // SAFETY: valid relation; invalid xid/mxid leave those columns alone.
     unsafe {
-        let hasindex = (*(*rel).rd_rel).relhasindex;
+        let hasindex = rel.form().relhasindex;
         #[cfg(feature = "pg15")]
         pg_sys::vac_update_relstats(
-            rel,
+            rel.raw(),
             pages,
             reltuples,
             0,
@@ -130,7 +129,7 @@ pub fn update_relstats(
         );
         #[cfg(not(feature = "pg15"))]
         pg_sys::vac_update_relstats(
-            rel,
+            rel.raw(),
             pages,
             reltuples,
             0,
@@ -148,9 +147,8 @@ pub fn update_relstats(
 /// Tells the cumulative statistics that the table was vacuumed, like heap:
 /// sets its live-row count, resets its dead-row count (what autovacuum
 /// triggers on) to `dead_left` and counts the vacuum.
-pub fn report_vacuum(rel: pg_sys::Relation, start: pg_sys::TimestampTz, live: i64, dead_left: i64) {
-    // SAFETY: open relation.
-    let (oid, shared) = unsafe { ((*rel).rd_id, (*(*rel).rd_rel).relisshared) };
+pub fn report_vacuum(rel: Rel, start: pg_sys::TimestampTz, live: i64, dead_left: i64) {
+    let (oid, shared) = (rel.data().rd_id, rel.form().relisshared);
     #[cfg(feature = "pg15")]
     {
         let _ = start;

@@ -30,7 +30,7 @@ pub unsafe fn varsize(ptr: *const pg_sys::varlena) -> usize {
 /// Allocates a zeroed varlena of `total` bytes (header included) in the current
 /// memory context and sets its length word.
 pub fn alloc_zeroed(total: usize) -> *mut pg_sys::varlena {
-    assert!(total >= VARHDRSZ && total < 0x3FFF_FFFF);
+    assert!((VARHDRSZ..0x3FFF_FFFF).contains(&total));
     // SAFETY: palloc0 either returns a valid allocation or raises an ERROR.
     let ptr = unsafe { pg_sys::palloc0(total) } as *mut u32;
     // SAFETY: `ptr` is a fresh allocation of at least 4 bytes; SET_VARSIZE on a

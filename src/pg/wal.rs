@@ -23,6 +23,7 @@
 //! reads or changes an index while it is built, and a build that does not
 //! finish leaves a relation its transaction never made visible.
 
+use crate::pg::relation::Rel;
 use super::buffer::PageWrite;
 use super::page;
 use pgrx::pg_sys;
@@ -42,7 +43,7 @@ thread_local! {
 /// needs WAL, logs every page of its main fork as a full image. Saves a
 /// record (and a page copy with its delta) per change: most of the cost of
 /// the rows a build inserts one by one past `maintenance_work_mem`.
-pub fn build_unlogged<T>(rel: pg_sys::Relation, build: impl FnOnce() -> T) -> T {
+pub fn build_unlogged<T>(rel: Rel, build: impl FnOnce() -> T) -> T {
     struct Reset(Option<pg_sys::Oid>);
     impl Drop for Reset {
         fn drop(&mut self) {
@@ -57,14 +58,14 @@ pub fn build_unlogged<T>(rel: pg_sys::Relation, build: impl FnOnce() -> T) -> T 
         let blocks = super::buffer::nblocks(rel);
         // SAFETY: `rel` is open and locked by the caller's build; every
         // block below `blocks` exists.
-        unsafe { pg_sys::log_newpage_range(rel, pg_sys::ForkNumber::MAIN_FORKNUM, 0, blocks, true) };
+        unsafe { pg_sys::log_newpage_range(rel.raw(), pg_sys::ForkNumber::MAIN_FORKNUM, 0, blocks, true) };
     }
     out
 }
 
 /// Whether `rel`'s changes are logged record by record: it needs WAL and
 /// is not being built by [`build_unlogged`].
-fn logs_changes(rel: pg_sys::Relation) -> bool {
+fn logs_changes(rel: Rel) -> bool {
     relation_needs_wal(rel) && BUILDING.with(|b| b.get()).is_none_or(|built| built != super::rel::oid(rel))
 }
 
@@ -111,11 +112,11 @@ pub fn registered() -> bool {
 
 /// `RelationNeedsWAL`: permanent, and not created in this transaction
 /// under `wal_level = minimal`.
-pub fn relation_needs_wal(rel: pg_sys::Relation) -> bool {
+pub fn relation_needs_wal(rel: Rel) -> bool {
     // SAFETY: an open relation's rd_rel is readable; the GUC is a plain int.
     let (permanent, replica) = unsafe {
         (
-            (*(*rel).rd_rel).relpersistence == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char,
+            rel.form().relpersistence == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char,
             pg_sys::wal_level >= pg_sys::WalLevel::WAL_LEVEL_REPLICA as i32,
         )
     };
@@ -153,7 +154,7 @@ pub struct PageChange {
 }
 
 impl PageChange {
-    pub fn start(rel: pg_sys::Relation) -> PageChange {
+    pub fn start(rel: Rel) -> PageChange {
         let logged = logs_changes(rel);
         let generic = (!registered() && logged).then(|| PageWrite::start(rel));
         PageChange {

@@ -3,6 +3,7 @@
 //! proceeds per heap's rules (`row_lock`); what a failure reports
 //! (`TM_FailureData`).
 
+use crate::pg::relation::Rel;
 use super::*;
 
 pub(super) const HEAP_MOVED: u32 = pg_sys::HEAP_MOVED_OFF | pg_sys::HEAP_MOVED_IN;
@@ -60,7 +61,7 @@ pub(super) fn fill_failure(tmfd: *mut pg_sys::TM_FailureData, loc: &Located, res
     }
 }
 
-pub(super) fn not_found(rel: pg_sys::Relation, what: &str) -> ! {
+pub(super) fn not_found(rel: Rel, what: &str) -> ! {
     crate::pg::error::error(
         PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
         format!(
@@ -150,7 +151,7 @@ pub(super) fn xmax_state(t: *mut Header) -> (pg_sys::TransactionId, u32) {
     )
 }
 
-pub(super) fn release_tuplock(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData, tuplock: Option<Mode>) {
+pub(super) fn release_tuplock(rel: Rel, tid: pg_sys::ItemPointerData, tuplock: Option<Mode>) {
     if let Some(m) = tuplock {
         multixact::unlock_tuple(rel, tid, m as u32);
     }
@@ -173,7 +174,7 @@ impl Strength {
     /// `old` gives the old version with its data (materialized only when needed).
     pub(super) fn resolve(
         &mut self,
-        rel: pg_sys::Relation,
+        rel: Rel,
         old: impl FnOnce() -> pg_sys::HeapTupleData,
     ) -> Mode {
         if let Strength::UpdateTo { new, keys } = *self {
@@ -198,7 +199,7 @@ impl Strength {
 /// heavyweight lock (queue order), then each conflicting transaction.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn acquire(
-    rel: pg_sys::Relation,
+    rel: Rel,
     tid: pg_sys::ItemPointerData,
     cid: pg_sys::CommandId,
     crosscheck: pg_sys::Snapshot,

@@ -1,6 +1,8 @@
 //! Inserts: single rows, COPY's batches (`multi_insert`), speculative
 //! insertion for `ON CONFLICT`, and taking back a version nobody may see.
 
+use crate::pg::tuple_slot::Slot;
+use crate::pg::relation::Rel;
 use super::*;
 use crate::pg::buffer::Locked;
 
@@ -16,7 +18,7 @@ pub(super) fn needs_toaster(old: Option<&pg_sys::HeapTupleData>, tuple: pg_sys::
 /// Sets the header fields of a version about to be inserted, and TOASTs it if
 /// needed. Returns the tuple to store (the input or a toasted copy).
 pub(super) fn prepare_insert(
-    rel: pg_sys::Relation,
+    rel: Rel,
     tuple: pg_sys::HeapTuple,
     xid: pg_sys::TransactionId,
     cid: pg_sys::CommandId,
@@ -43,10 +45,10 @@ pub(super) fn prepare_insert(
     // toaster too, which deletes the values the new version no longer uses
     // SAFETY: open relation and formed tuple.
     unsafe {
-        (*tuple).t_tableOid = (*rel).rd_id;
+        (*tuple).t_tableOid = rel.data().rd_id;
         if needs_toaster(old.as_deref(), tuple) {
             let oldp = old.map_or(std::ptr::null_mut(), |o| o as *mut _);
-            return htup::heap_toast_insert_or_update(rel, tuple, oldp, options);
+            return htup::heap_toast_insert_or_update(rel.raw(), tuple, oldp, options);
         }
     }
     tuple
@@ -54,16 +56,16 @@ pub(super) fn prepare_insert(
 
 /// Materialises the slot's heap tuple (owned by the slot).
 pub(super) fn slot_tuple(
-    rel: pg_sys::Relation,
-    slot: *mut pg_sys::TupleTableSlot,
+    rel: Rel,
+    slot: Slot,
 ) -> (pg_sys::HeapTuple, bool) {
     let mut should_free = false;
     // SAFETY: a valid slot of this relation.
-    let tuple = unsafe { pg_sys::ExecFetchSlotHeapTuple(slot, true, &mut should_free) };
+    let tuple = unsafe { pg_sys::ExecFetchSlotHeapTuple(slot.raw(), true, &mut should_free) };
     // SAFETY: as above.
     unsafe {
-        (*slot).tts_tableOid = (*rel).rd_id;
-        (*tuple).t_tableOid = (*rel).rd_id;
+        (*slot.raw()).tts_tableOid = rel.data().rd_id;
+        (*tuple).t_tableOid = rel.data().rd_id;
     }
     (tuple, should_free)
 }
@@ -77,8 +79,8 @@ pub(super) fn free_if(tuple: pg_sys::HeapTuple, cond: bool) {
 
 /// Inserts the slot's row; `spec_token` makes it a speculative insertion.
 pub fn insert(
-    rel: pg_sys::Relation,
-    slot: *mut pg_sys::TupleTableSlot,
+    rel: Rel,
+    slot: Slot,
     cid: pg_sys::CommandId,
     options: i32,
     spec_token: Option<u32>,
@@ -114,21 +116,21 @@ pub fn insert(
     };
     // SAFETY: slot and tuple are valid.
     unsafe {
-        (*slot).tts_tid = tid;
+        (*slot.raw()).tts_tid = tid;
         (*tuple).t_self = tid;
     }
     free_if(stored, stored != tuple);
     free_if(tuple, should_free);
     // SAFETY: counts one insert for autovacuum/pg_stat.
-    unsafe { pg_sys::pgstat_count_heap_insert(rel, 1) };
+    unsafe { pg_sys::pgstat_count_heap_insert(rel.raw(), 1) };
 }
 
 /// COPY's `multi_insert`: the rows of `slots` are prepared like single
 /// inserts (TOAST, xmin, cid) and stored a page at a time — in L0, or in
 /// the runs of a bulk load ([`bulk`]).
 pub fn multi_insert(
-    rel: pg_sys::Relation,
-    slots: &[*mut pg_sys::TupleTableSlot],
+    rel: Rel,
+    slots: &[Slot],
     cid: pg_sys::CommandId,
     options: i32,
 ) {
@@ -152,24 +154,24 @@ pub fn multi_insert(
     for ((&slot, (tuple, should_free)), s) in slots.iter().zip(fetched).zip(stored) {
         // SAFETY: slot and tuples are valid; `s` carries the TID.
         unsafe {
-            (*slot).tts_tid = (*s).t_self;
+            (*slot.raw()).tts_tid = (*s).t_self;
             (*tuple).t_self = (*s).t_self;
         }
         free_if(s, s != tuple);
         free_if(tuple, should_free);
     }
     // SAFETY: counts the inserts for autovacuum/pg_stat.
-    unsafe { pg_sys::pgstat_count_heap_insert(rel, slots.len() as i64) };
+    unsafe { pg_sys::pgstat_count_heap_insert(rel.raw(), slots.len() as i64) };
 }
 
 /// Confirms or kills a speculatively inserted version.
 pub fn complete_speculative(
-    rel: pg_sys::Relation,
-    slot: *mut pg_sys::TupleTableSlot,
+    rel: Rel,
+    slot: Slot,
     succeeded: bool,
 ) {
     // SAFETY: the executor passes the slot it inserted from.
-    let tid = unsafe { (*slot).tts_tid };
+    let tid = unsafe { (*slot.raw()).tts_tid };
     let locked = Locked::exclusive_pinned(
         storage::pin_tid(rel, tid).unwrap_or_else(|| not_found(rel, "complete")),
     );
@@ -192,7 +194,7 @@ pub fn complete_speculative(
         buffer::unlock(buf);
         if external {
             // SAFETY: pinned page; TOAST pointers of the dead version.
-            unsafe { htup::heap_toast_delete(rel, &mut tuple, true) };
+            unsafe { htup::heap_toast_delete(rel.raw(), &mut tuple, true) };
         }
         buffer::release(buf);
     }
@@ -200,7 +202,7 @@ pub fn complete_speculative(
 
 /// Makes a version invisible to everyone (aborted speculative insertion or a
 /// new version whose update lost a race). Page must be exclusively locked.
-pub(super) fn kill_version(rel: pg_sys::Relation, loc: &Located) {
+pub(super) fn kill_version(rel: Rel, loc: &Located) {
     storage::change_header(rel, loc, |t| {
         htup::set_infomask(
             t,
@@ -211,7 +213,7 @@ pub(super) fn kill_version(rel: pg_sys::Relation, loc: &Located) {
     });
 }
 
-pub(super) fn kill_tid(rel: pg_sys::Relation, tid: pg_sys::ItemPointerData) {
+pub(super) fn kill_tid(rel: Rel, tid: pg_sys::ItemPointerData) {
     let buf = Locked::exclusive_pinned(
         storage::pin_tid(rel, tid).unwrap_or_else(|| not_found(rel, "invalidate")),
     );

@@ -1,6 +1,8 @@
 //! Row locks (`SELECT ... FOR UPDATE/SHARE`): the version itself, then every
 //! newer version along its update chain (`heap_lock_updated_tuple_rec`).
 
+use crate::pg::tuple_slot::Slot;
+use crate::pg::relation::Rel;
 use super::*;
 
 /// Records a row lock of `mode` on every newer version of an update chain
@@ -9,7 +11,7 @@ use super::*;
 /// or breaks; TM_Updated/TM_Deleted when a committed update or delete there
 /// conflicts with the lock.
 pub(super) fn lock_chain(
-    rel: pg_sys::Relation,
+    rel: Rel,
     start: pg_sys::ItemPointerData,
     prior_xmax: u32,
     mode: Mode,
@@ -71,9 +73,9 @@ pub(super) fn lock_chain(
 /// Locks a row version (following the update chain when asked).
 #[allow(clippy::too_many_arguments)]
 pub fn lock(
-    rel: pg_sys::Relation,
+    rel: Rel,
     tid: pg_sys::ItemPointerData,
-    slot: *mut pg_sys::TupleTableSlot,
+    slot: Slot,
     cid: pg_sys::CommandId,
     mode: pg_sys::LockTupleMode::Type,
     wait_policy: pg_sys::LockWaitPolicy::Type,
@@ -204,7 +206,7 @@ pub fn lock(
 /// `(xmin, cmin)` of version `tid` when this transaction inserted it with a
 /// command id at or after `cid`.
 pub(super) fn inserted_by_later_command(
-    rel: pg_sys::Relation,
+    rel: Rel,
     tid: pg_sys::ItemPointerData,
     cid: pg_sys::CommandId,
 ) -> Option<(pg_sys::TransactionId, pg_sys::CommandId)> {

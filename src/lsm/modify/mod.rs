@@ -13,6 +13,8 @@
 //! reports; [`stamp`]: what a change writes into the old version;
 //! [`insert`]: the insert paths; [`lock`]: row locks and their chain walk.
 
+use crate::pg::tuple_slot::Slot;
+use crate::pg::relation::Rel;
 use super::row_lock::{self, ChainStep, Decision, Member, Mode, Status};
 use super::{bulk, logical};
 use super::storage::{self, Located};
@@ -37,7 +39,7 @@ pub use conflict::Wait;
 
 #[allow(clippy::too_many_arguments)]
 pub fn delete(
-    rel: pg_sys::Relation,
+    rel: Rel,
     tid: pg_sys::ItemPointerData,
     cid: pg_sys::CommandId,
     crosscheck: pg_sys::Snapshot,
@@ -96,11 +98,11 @@ pub fn delete(
     buffer::unlock(loc.buf);
     if external {
         // SAFETY: pinned page; the deleted version's TOAST values get our xmax.
-        unsafe { htup::heap_toast_delete(rel, &mut tuple, false) };
+        unsafe { htup::heap_toast_delete(rel.raw(), &mut tuple, false) };
     }
     buffer::release(loc.buf);
     // SAFETY: stats counter.
-    unsafe { pg_sys::pgstat_count_heap_delete(rel) };
+    unsafe { pg_sys::pgstat_count_heap_delete(rel.raw()) };
     pg_sys::TM_Result::TM_Ok
 }
 
@@ -124,9 +126,9 @@ pub(super) fn carried_locks(old: *mut Header) -> (pg_sys::TransactionId, u32) {
 /// version is then heap-only and needs no index entries (see `chain`).
 #[allow(clippy::too_many_arguments)]
 pub fn update(
-    rel: pg_sys::Relation,
+    rel: Rel,
     otid: pg_sys::ItemPointerData,
-    slot: *mut pg_sys::TupleTableSlot,
+    slot: Slot,
     cid: pg_sys::CommandId,
     crosscheck: pg_sys::Snapshot,
     wait: bool,

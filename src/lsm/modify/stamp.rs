@@ -2,6 +2,8 @@
 //! `t_ctid` a delete, update or row lock leaves (`Stamp`, `StampPlan`), and
 //! an update's old and new version changed in one step (`Together`).
 
+use crate::pg::tuple_slot::Slot;
+use crate::pg::relation::Rel;
 use super::*;
 
 /// What to write into the old version's xmax.
@@ -55,7 +57,7 @@ pub(super) fn xmax_bits(members: &[Member], multi: bool) -> (u32, u32) {
 /// `keep` are running lockers that must stay recorded: with any, the new
 /// xmax is a MultiXact of them and this transaction.
 pub(super) fn stamp(
-    rel: pg_sys::Relation,
+    rel: Rel,
     loc: &Located,
     xid: pg_sys::TransactionId,
     what: Stamp,
@@ -67,7 +69,7 @@ pub(super) fn stamp(
 /// [`stamp`] whose record is also a row change's decoding (a DELETE's:
 /// `decoded` is its main data).
 pub(super) fn stamp_decoded(
-    rel: pg_sys::Relation,
+    rel: Rel,
     loc: &Located,
     xid: pg_sys::TransactionId,
     what: Stamp,
@@ -170,10 +172,10 @@ impl Together {
     /// changed, the old page still locked) when the general path must run.
     pub(super) fn update(
         &self,
-        rel: pg_sys::Relation,
+        rel: Rel,
         loc: &Located,
         old: &mut pg_sys::HeapTupleData,
-        slot: *mut pg_sys::TupleTableSlot,
+        slot: Slot,
     ) -> Option<(pg_sys::ItemPointerData, bool)> {
         let (tuple, should_free) = slot_tuple(rel, slot);
         // SAFETY: formed heap tuple.
@@ -227,11 +229,11 @@ pub(super) fn mark_heap_only(t: *mut htup::Header, index_stable: bool) {
 /// After a successful update: the old page unlocked and released, the
 /// tuple lock dropped, the slot naming the new version, pgstat told.
 pub(super) fn updated(
-    rel: pg_sys::Relation,
+    rel: Rel,
     loc: &Located,
     otid: pg_sys::ItemPointerData,
     tuplock: Option<Mode>,
-    slot: *mut pg_sys::TupleTableSlot,
+    slot: Slot,
     new_tid: pg_sys::ItemPointerData,
     index_stable: bool,
 ) {
@@ -241,15 +243,15 @@ pub(super) fn updated(
         crate::lsm::chain_hint::note_updated(rel, &otid, &new_tid, current_xid());
     }
     // SAFETY: valid slot.
-    unsafe { (*slot).tts_tid = new_tid };
+    unsafe { (*slot.raw()).tts_tid = new_tid };
     #[cfg(feature = "pg15")]
     // SAFETY: stats counter.
     unsafe {
-        pg_sys::pgstat_count_heap_update(rel, index_stable)
+        pg_sys::pgstat_count_heap_update(rel.raw(), index_stable)
     };
     #[cfg(not(feature = "pg15"))]
     // SAFETY: stats counter.
     unsafe {
-        pg_sys::pgstat_count_heap_update(rel, index_stable, !index_stable)
+        pg_sys::pgstat_count_heap_update(rel.raw(), index_stable, !index_stable)
     };
 }
