@@ -246,5 +246,28 @@ VACUUM FULL hot;
 SELECT * FROM strata.lsm_verify('hot');
 SELECT bt_index_check(i, true) FROM unnest(ARRAY['hot_pkey', 'hot_grp']::regclass[]) i;
 SELECT count(*), count(*) FILTER (WHERE note LIKE 'round 7 %') FROM hot;
+
+-- VACUUM walks a redirect's chain again only once the member it names is
+-- dead: a row updated after the first VACUUM gets its redirect re-pointed at
+-- the new version, a row left alone keeps its redirect
+CREATE TABLE redir (id int PRIMARY KEY, n int) USING lsm;
+INSERT INTO redir VALUES (1, 0), (2, 0);
+SELECT ctid AS redir_root1 FROM redir WHERE id = 1 \gset
+SELECT ctid AS redir_root2 FROM redir WHERE id = 2 \gset
+UPDATE redir SET n = 1;
+VACUUM redir;
+SELECT count(*) AS members, bool_or(flags LIKE 'redirect%') AS redirected
+FROM strata.lsm_chain('redir', :'redir_root1');
+UPDATE redir SET n = 2 WHERE id = 1;
+VACUUM redir;
+SELECT count(*) AS members, bool_or(flags LIKE 'redirect%') AS redirected
+FROM strata.lsm_chain('redir', :'redir_root1');
+SELECT count(*) AS members, bool_or(flags LIKE 'redirect%') AS redirected
+FROM strata.lsm_chain('redir', :'redir_root2');
+SET enable_seqscan = off;
+SELECT id, n FROM redir WHERE id IN (1, 2) ORDER BY id;
+RESET enable_seqscan;
+SELECT * FROM strata.lsm_verify('redir');
+DROP TABLE redir;
 DROP TABLE hot, hot_heap, sizes;
 DROP EXTENSION amcheck;
