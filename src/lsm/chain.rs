@@ -266,6 +266,8 @@ fn walk(
             break false;
         };
         let h = loc.header;
+        // set when a start's check already found the member visible
+        let mut seen = false;
         if let Some(hint) = checking.take() {
             let trusted = !is_redirect(h)
                 && is_heap_only(h)
@@ -275,7 +277,8 @@ fn walk(
                     || (hint.own && {
                         let mut t = loc.heap_tuple(rel);
                         // SAFETY: share-locked page, valid snapshot.
-                        unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot, w.buf) }
+                        seen = unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot, w.buf) };
+                        seen
                     }));
             if !trusted {
                 w.unlock();
@@ -327,7 +330,7 @@ fn walk(
         }
         if !skip {
             // SAFETY: share-locked page, valid snapshot.
-            let visible = unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot, w.buf) };
+            let visible = seen || unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot, w.buf) };
             predicate::check_conflict_out(visible, rel, &mut t, w.buf, snapshot);
             if visible {
                 predicate::lock_tid(rel, &t, snapshot);

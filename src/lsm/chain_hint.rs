@@ -123,26 +123,45 @@ pub fn starts(rel: Rel, root: &pg_sys::ItemPointerData, snapshot: pg_sys::Snapsh
     };
     let tid = |m: &Member| htup::make_tid(m.block, m.offset);
     let xmin: pg_sys::TransactionId = member.xmin.into();
-    let pred = pred.map(|p| (tid(&p), pg_sys::TransactionId::from(p.xmin)));
+    // the predecessor, whether it is the root, whether the snapshot sees its
+    // committed inserter
+    let pred = pred.map(|p| {
+        let x = pg_sys::TransactionId::from(p.xmin);
+        (tid(&p), x, htup::tid_eq(&tid(&p), root), committed_xid_visible(x, snapshot))
+    });
     // the predecessor as a start of its own: not the root (a walk from the
     // root does that), its committed inserter seen by the snapshot
     let pred_start = pred
-        .filter(|(p, x)| !htup::tid_eq(p, root) && committed_xid_visible(*x, snapshot))
-        .map(|(member, xmin)| Start { member, xmin, own: false });
-    let own = xact::is_own(xmin);
+        .filter(|&(_, _, is_root, seen)| !is_root && seen)
+        .map(|(member, xmin, _, _)| Start { member, xmin, own: false });
+    let own = is_own(xmin);
     let unseen = !own && xact::in_snapshot(xmin, snapshot);
     if unseen {
         return [pred_start, None];
     }
-    let own = own
-        && pred.is_some_and(|(p, x)| htup::tid_eq(&p, root) || committed_xid_visible(x, snapshot));
+    let own = own && pred.is_some_and(|(_, _, is_root, seen)| is_root || seen);
     [Some(Start { member: tid(&member), xmin, own }), pred_start]
 }
 
 /// Whether `xid`, an inserter known to have committed, is visible to MVCC
 /// snapshot `snapshot` (not the backend's own transaction).
 fn committed_xid_visible(xid: pg_sys::TransactionId, snapshot: pg_sys::Snapshot) -> bool {
-    xid != pg_sys::InvalidTransactionId && !xact::is_own(xid) && !xact::in_snapshot(xid, snapshot)
+    xid != pg_sys::InvalidTransactionId && !is_own(xid) && !xact::in_snapshot(xid, snapshot)
+}
+
+fn is_own(xid: pg_sys::TransactionId) -> bool {
+    crate::pg::multixact::is_current(xid.into_inner())
+}
+
+/// The inserter of a version this backend found visible or locked, as
+/// [`Last`] keeps it: committed, or `InvalidTransactionId` when it is the
+/// backend's own transaction.
+fn committed_inserter(xmin: pg_sys::TransactionId) -> pg_sys::TransactionId {
+    if is_own(xmin) {
+        pg_sys::InvalidTransactionId
+    } else {
+        xmin
+    }
 }
 
 fn set(rel: Rel, root: &pg_sys::ItemPointerData, hint: Hint) {
@@ -187,7 +206,7 @@ pub fn xmin_visible(t: *mut htup::Header, snapshot: pg_sys::Snapshot) -> bool {
     }
     // a version's xmin that is neither running nor aborted by its hints: the
     // commit log answers for it (its page holds it, so it is not truncated)
-    !xact::is_own(xmin)
+    !is_own(xmin)
         && !xact::in_snapshot(xmin, snapshot)
         && (mask & pg_sys::HEAP_XMIN_COMMITTED != 0 || crate::pg::multixact::did_commit(xmin.into_inner()))
 }
@@ -215,11 +234,10 @@ pub fn note_found(
         return;
     }
     let xmin = htup::xmin(t);
-    let own = xact::is_own(xmin);
     // visible and not the backend's own: its inserter committed
-    let committed = if own { pg_sys::InvalidTransactionId } else { xmin };
+    let committed = committed_inserter(xmin);
     LAST.with(|l| l.set(Some((file_key(rel), *root, *member, committed))));
-    if passed && !htup::tid_eq(root, member) && !own {
+    if passed && !htup::tid_eq(root, member) && committed != pg_sys::InvalidTransactionId {
         set(rel, root, Hint { member: self::member(member, xmin), pred: None });
     }
 }
@@ -239,11 +257,9 @@ pub fn note_followed(
         return;
     };
     if key == file_key(rel) && htup::tid_eq(&member, from) {
-        let xmin = htup::xmin(t);
         // a version locked: its inserter committed or is this backend's
         // transaction
-        let own = xact::is_own(xmin);
-        let committed = if own { pg_sys::InvalidTransactionId } else { xmin };
+        let committed = committed_inserter(htup::xmin(t));
         LAST.with(|l| l.set(Some((key, root, *to, committed))));
     }
 }

@@ -135,7 +135,7 @@ fn classify(status: pg_sys::HTSV_Result::Type, h: *mut htup::Header, anyvisible:
             } else {
                 htup::update_xid(h)
             };
-            if anyvisible || crate::pg::xact::is_own(x) {
+            if anyvisible || crate::pg::multixact::is_current(x.into_inner()) {
                 if !inserting && !anyvisible && chain::is_hot_updated(h) {
                     Class::Broken // our own update: treated as recently dead
                 } else {

@@ -809,7 +809,7 @@ pub fn analyze_next_tuple(
                 false
             }
             pg_sys::HTSV_Result::HEAPTUPLE_INSERT_IN_PROGRESS => {
-                let mine = crate::pg::xact::is_own(htup::xmin(t.t_data));
+                let mine = crate::pg::multixact::is_current(htup::xmin(t.t_data).into_inner());
                 if mine {
                     // SAFETY: as above.
                     unsafe { *liverows += 1.0 };
@@ -819,7 +819,7 @@ pub fn analyze_next_tuple(
             _ => {
                 // DELETE_IN_PROGRESS
                 let xmax = htup::update_xid(t.t_data);
-                if crate::pg::xact::is_own(xmax) {
+                if crate::pg::multixact::is_current(xmax.into_inner()) {
                     // SAFETY: ANALYZE's counters, valid for the call.
                     unsafe { *deadrows += 1.0 };
                     false

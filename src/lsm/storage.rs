@@ -45,10 +45,6 @@ pub use super::format::MAX_TUPLE_SIZE;
 
 use crate::page_layout::maxalign;
 
-fn relid(rel: Rel) -> pg_sys::Oid {
-    rel.data().rd_id
-}
-
 fn fits(p: pg_sys::Page, len: usize) -> bool {
     page::max_offset(p) < ROWS_PER_VBLOCK && page::free_space_for_new_item(p) >= maxalign(len)
 }
@@ -426,7 +422,7 @@ impl PageView<'_> {
         Some(PageView {
             p,
             bytes,
-            relid: relid(rel),
+            relid: crate::pg::rel::oid(rel),
             l0_vblock,
             compact,
         })
@@ -494,7 +490,7 @@ impl Located {
         pg_sys::HeapTupleData {
             t_len: self.len as u32,
             t_self: self.tid,
-            t_tableOid: relid(rel),
+            t_tableOid: crate::pg::rel::oid(rel),
             t_data: self.header,
         }
     }

@@ -126,13 +126,6 @@ pub fn active_snapshot() -> pg_sys::Snapshot {
     }
 }
 
-/// Whether `xid` is this backend's transaction or one of its subtransactions
-/// that has not aborted.
-pub fn is_own(xid: pg_sys::TransactionId) -> bool {
-    // SAFETY: reads this backend's transaction state.
-    unsafe { pg_sys::TransactionIdIsCurrentTransactionId(xid) }
-}
-
 /// Whether MVCC snapshot `snapshot` counts `xid` as running when it was
 /// taken (so it does not see its effects). Reads no commit log: safe for
 /// any xid, however old.

@@ -90,7 +90,7 @@ pub fn lock(
     let mode = Mode::from_raw(mode);
     let start = tid;
     let mut tid = tid;
-    let mut traversed = false;
+    // versions followed along the chain (EvalPlanQual's `traversed`)
     let mut steps = 0u32;
     if !tmfd.is_null() {
         // like heapam_tuple_lock: callers pass uninitialised storage
@@ -153,7 +153,7 @@ pub fn lock(
                 }
                 storage::store_in_slot(rel, slot, loc.heap_tuple(rel), loc.buf);
                 buffer::unlock_release(loc.buf);
-                if traversed && !tmfd.is_null() {
+                if steps > 0 && !tmfd.is_null() {
                     // SAFETY: caller storage.
                     unsafe { (*tmfd).traversed = true };
                 }
@@ -170,11 +170,10 @@ pub fn lock(
                     );
                 }
                 tid = next;
-                traversed = true;
                 steps += 1;
             }
             Outcome::Failed(r) => {
-                if traversed && !tmfd.is_null() {
+                if steps > 0 && !tmfd.is_null() {
                     // Like heapam_tuple_lock: a newer version that a later
                     // command of this transaction inserted is "self modified"
                     // (its cmin is the problematic command id), not invisible.
