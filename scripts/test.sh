@@ -3,9 +3,10 @@
 #   0. newcomer path    — tests/newcomer.sh, first: `make run` from nothing on a
 #                         throwaway data directory and port, again (idempotence),
 #                         README's 30-second example run verbatim, `make stop`;
-#   1. cargo test -p strata-core — the pure core's unit tests (kernels, codecs,
-#                         page formats, checks, graph, policies), no PostgreSQL;
-#      cargo clippy -p strata-core -D warnings — the core crate lint-clean;
+#   1. scripts/core_test.sh — the pure core crates (strata-base, -lsm-core,
+#                         -vector-core, -hnsw-core): unit tests (kernels, codecs,
+#                         page formats, checks, graph, policies) with every
+#                         PostgreSQL install hidden, clippy -D warnings;
 #      scripts/module_cycles.py — no import cycle between the extension's modules;
 #      cargo pgrx test  — #[pg_test] in-backend tests, per PostgreSQL version;
 #   2. pg_regress       — tests/pg_regress suites with asserted output;
@@ -25,17 +26,8 @@ cd "$STRATA_ROOT"
 # What a newcomer types first, exactly as README.md gives it (PostgreSQL 18).
 case " $VERSIONS " in *" 18 "*) "$STRATA_ROOT/tests/newcomer.sh" ;; esac
 
-# The pgrx-free core crate: plain cargo, no server, no PostgreSQL headers.
-log "cargo test -p strata-core"
-cargo test -p strata-core --release
-# the core crate stays clippy-clean (the extension crate's raw-pointer
-# functions are not yet: issue 20)
-if command -v cargo-clippy >/dev/null || rustup component add clippy; then
-    log "cargo clippy -p strata-core -- -D warnings"
-    cargo clippy -p strata-core --all-targets -- -D warnings
-else
-    log "clippy is not installed and rustup could not add it: core lints skipped"
-fi
+# The pgrx-free core crates: plain cargo, no server, no PostgreSQL headers.
+"$STRATA_ROOT/scripts/core_test.sh"
 log "module cycles (scripts/module_cycles.py)"
 python3 scripts/module_cycles.py || die "import cycles between modules of src/ (see above)"
 

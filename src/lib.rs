@@ -29,7 +29,7 @@ pub mod pg;
 pub mod vector;
 
 // The pgrx-free core (crates/strata-core), under the paths the glue uses.
-pub use strata_core::{error, page_layout};
+pub use strata_base::{error, page_layout};
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]

@@ -33,4 +33,4 @@ pub mod vacuum;
 pub mod wal;
 
 // The pure modules live in the pgrx-free core crate.
-pub use strata_core::hnsw::{calibrate, codes, cost, format, graph, metric, options, rounded, wal_record};
+pub use strata_hnsw_core::{calibrate, codes, cost, format, graph, metric, options, rounded, wal_record};

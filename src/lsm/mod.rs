@@ -54,4 +54,4 @@ pub mod vacuum;
 pub mod version_data;
 
 // The pure modules live in the pgrx-free core crate.
-pub use strata_core::lsm::{block_cache, bloom, column_attr, column_dict, columnar, columnar_read, compact_page, compressed_page, format, hint_table, logical_record, lz4_block, pack_thread, page_check, page_image, policy, row_lock, run_packer, run_page, wal_record};
+pub use strata_lsm_core::{block_cache, bloom, column_attr, column_dict, columnar, columnar_read, compact_page, compressed_page, format, hint_table, logical_record, lz4_block, pack_thread, page_check, page_image, policy, row_lock, run_packer, run_page, wal_record};

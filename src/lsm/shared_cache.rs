@@ -102,7 +102,7 @@ pub fn prefetch(words: [u64; PLACE_WORDS]) {
     let (_, mem) = partition(&s, h);
     let at = block_cache::first_slot_at(s.part_len, h);
     // a hint: computes an address inside the partition, reads nothing
-    strata_core::prefetch::lines(mem.wrapping_add(at) as *const i8, 2);
+    strata_base::prefetch::lines(mem.wrapping_add(at) as *const i8, 2);
 }
 
 /// Whether lookups go through the cache.

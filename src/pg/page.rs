@@ -39,8 +39,8 @@ pub fn init(page: pg_sys::Page, special: usize) {
 /// tag — which a reader of the page then needs one after the other.
 pub fn prefetch_ends(page: pg_sys::Page) {
     let p = page as *const i8;
-    strata_core::prefetch::lines(p, 1);
-    strata_core::prefetch::lines(p.wrapping_add(BLCKSZ - 64), 1);
+    strata_base::prefetch::lines(p, 1);
+    strata_base::prefetch::lines(p.wrapping_add(BLCKSZ - 64), 1);
 }
 
 pub fn is_new(page: pg_sys::Page) -> bool {

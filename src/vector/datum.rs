@@ -19,7 +19,7 @@
 use crate::pg::varlena::{self, VARHDRSZ};
 use pgrx::pg_sys;
 use std::marker::PhantomData;
-use strata_core::hnsw::format::Scalar;
+use strata_hnsw_core::format::Scalar;
 
 /// Bytes before the first element: varlena header, dim (i16), unused (i16).
 pub const HEADER_SIZE: usize = VARHDRSZ + 4;

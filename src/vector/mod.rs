@@ -33,6 +33,6 @@ pub mod sql;
 mod sql_type;
 
 // The pure modules live in the pgrx-free core crate.
-pub use strata_core::vector::{binary, bits, error, half, kernels, ops, sparse, text};
+pub use strata_vector_core::{binary, bits, error, half, kernels, ops, sparse, text};
 
-pub use strata_core::vector::{check_element, VectorError, MAX_DIM};
+pub use strata_vector_core::{check_element, VectorError, MAX_DIM};
