@@ -8,6 +8,7 @@
 #                         page formats, checks, graph, policies) with every
 #                         PostgreSQL install hidden, clippy -D warnings;
 #      scripts/module_cycles.py — no import cycle between the extension's modules;
+#      cargo clippy -D warnings — the extension crate, per PostgreSQL version;
 #      cargo pgrx test  — #[pg_test] in-backend tests, per PostgreSQL version;
 #   2. pg_regress       — tests/pg_regress suites with asserted output;
 #   3. isolation specs — tests/isolation: concurrency semantics, run on heap
@@ -35,6 +36,12 @@ for v in $VERSIONS; do
     pgdata="/tmp/strata-pgrx-test/pg$v"
     as_root mkdir -p "$(dirname "$pgdata")"
     as_root chown postgres: "$(dirname "$pgdata")"
+    # the extension crate lint-clean too, per PostgreSQL version (the table
+    # AM API differs between them), tests' code included
+    if command -v cargo-clippy >/dev/null; then
+        log "cargo clippy (extension, pg$v) -- -D warnings"
+        cargo clippy --lib --no-default-features --features "pg$v,pg_test" -- -D warnings
+    fi
     log "cargo pgrx test pg$v"
     cargo pgrx test "pg$v" --runas postgres --pgdata "$pgdata"
 

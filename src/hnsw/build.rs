@@ -903,7 +903,11 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &Links, codes: Option<&Lev
 }
 
 /// `ambuild`.
-pub fn build(
+///
+/// # Safety
+/// The `ambuild` callback's arguments: open heap and index relations and the
+/// index's valid `IndexInfo`.
+pub unsafe fn build(
     heap: Rel,
     index: Rel,
     info: *mut pg_sys::IndexInfo,

@@ -52,7 +52,8 @@ unsafe extern "C-unwind" fn ambuild(
     let heap = unsafe { Rel::from_raw(heap) };
     // SAFETY: PostgreSQL hands the callback an open relation.
     let index = unsafe { Rel::from_raw(index) };
-    build::build(heap, index, info)
+    // SAFETY: the ambuild callback's own arguments.
+    unsafe { build::build(heap, index, info) }
 }
 
 #[pg_guard]
@@ -81,7 +82,8 @@ unsafe extern "C-unwind" fn aminsert(
 ) -> bool {
     // SAFETY: PostgreSQL hands the callback an open relation.
     let index = unsafe { Rel::from_raw(index) };
-    insert::insert(index, values, isnull, heap_tid)
+    // SAFETY: the aminsert callback's own arguments.
+    unsafe { insert::insert(index, values, isnull, heap_tid) }
 }
 
 #[pg_guard]
@@ -91,7 +93,8 @@ unsafe extern "C-unwind" fn ambulkdelete(
     callback: pg_sys::IndexBulkDeleteCallback,
     state: *mut std::ffi::c_void,
 ) -> *mut pg_sys::IndexBulkDeleteResult {
-    vacuum::bulk_delete(info, stats, callback, state)
+    // SAFETY: the ambulkdelete callback's own arguments.
+    unsafe { vacuum::bulk_delete(info, stats, callback, state) }
 }
 
 #[pg_guard]
@@ -99,7 +102,8 @@ unsafe extern "C-unwind" fn amvacuumcleanup(
     info: *mut pg_sys::IndexVacuumInfo,
     stats: *mut pg_sys::IndexBulkDeleteResult,
 ) -> *mut pg_sys::IndexBulkDeleteResult {
-    vacuum::cleanup(info, stats)
+    // SAFETY: the amvacuumcleanup callback's own arguments.
+    unsafe { vacuum::cleanup(info, stats) }
 }
 
 #[pg_guard]
@@ -128,7 +132,8 @@ unsafe extern "C-unwind" fn amrescan(
     orderbys: pg_sys::ScanKey,
     norderbys: i32,
 ) {
-    scan::rescan(s, orderbys, norderbys)
+    // SAFETY: the amrescan callback's own arguments.
+    unsafe { scan::rescan(s, orderbys, norderbys) }
 }
 
 #[pg_guard]
@@ -141,7 +146,8 @@ unsafe extern "C-unwind" fn amgettuple(
 
 #[pg_guard]
 unsafe extern "C-unwind" fn amendscan(s: pg_sys::IndexScanDesc) {
-    scan::end(s)
+    // SAFETY: the amendscan callback's scan, not used afterwards.
+    unsafe { scan::end(s) }
 }
 
 // ------------------------------------------------------------------ costs

@@ -303,7 +303,11 @@ pub(super) fn link_back(g: &mut DiskGraph, n: ElemId, new: ElemId, level: usize,
 }
 
 /// `aminsert`.
-pub fn insert(
+///
+/// # Safety
+/// The `aminsert` callback's arguments: `values` and `isnull` hold the
+/// index's one column, `tid` is a valid item pointer.
+pub unsafe fn insert(
     index: Rel,
     values: *mut pg_sys::Datum,
     isnull: *mut bool,

@@ -180,7 +180,10 @@ pub fn begin(index: Rel, nkeys: i32, norderbys: i32) -> pg_sys::IndexScanDesc {
     scan
 }
 
-pub fn rescan(scan: pg_sys::IndexScanDesc, orderbys: pg_sys::ScanKey, norderbys: i32) {
+/// # Safety
+/// `scan` is a scan begun by this access method; `orderbys` holds
+/// `norderbys` valid scan keys (or is null when there are none).
+pub unsafe fn rescan(scan: pg_sys::IndexScanDesc, orderbys: pg_sys::ScanKey, norderbys: i32) {
     // SAFETY: the executor passes `norderbys` keys; orderByData has room.
     unsafe {
         if !orderbys.is_null() && norderbys > 0 {
@@ -258,7 +261,8 @@ fn check_query_dims(scalar: Scalar, query: usize, column: usize) {
 }
 
 fn first_batch(scan: pg_sys::IndexScanDesc, st: &mut ScanState, q: &[f32]) {
-    crate::pg::stats::count_index_search(scan);
+    // SAFETY: the scan this callback was handed.
+    unsafe { crate::pg::stats::count_index_search(scan) };
     let meta = pages::read_meta(st.graph.index);
     if meta.entry_level < 0 {
         st.finished = true;
@@ -416,7 +420,9 @@ fn set_heap_tid(scan: pg_sys::IndexScanDesc, t: HeapTid, order: Order) {
     }
 }
 
-pub fn end(scan: pg_sys::IndexScanDesc) {
+/// # Safety
+/// `scan` is a scan begun by this access method, not used afterwards.
+pub unsafe fn end(scan: pg_sys::IndexScanDesc) {
     // SAFETY: opaque holds our callback; the state is freed now and the
     // callback disarmed.
     unsafe {

@@ -45,7 +45,10 @@ fn stats_or_new(stats: *mut pg_sys::IndexBulkDeleteResult) -> *mut pg_sys::Index
     }
 }
 
-pub fn bulk_delete(
+/// # Safety
+/// The `ambulkdelete` callback's arguments: a valid `IndexVacuumInfo` (its
+/// index open), the result or null, and a callback valid for `callback_state`.
+pub unsafe fn bulk_delete(
     info: *mut pg_sys::IndexVacuumInfo,
     stats: *mut pg_sys::IndexBulkDeleteResult,
     callback: pg_sys::IndexBulkDeleteCallback,
@@ -369,7 +372,10 @@ fn link_one(
     false
 }
 
-pub fn cleanup(
+/// # Safety
+/// The `amvacuumcleanup` callback's arguments: a valid `IndexVacuumInfo`
+/// (its index open) and the bulk-delete result or null.
+pub unsafe fn cleanup(
     info: *mut pg_sys::IndexVacuumInfo,
     stats: *mut pg_sys::IndexBulkDeleteResult,
 ) -> *mut pg_sys::IndexBulkDeleteResult {

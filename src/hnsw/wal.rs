@@ -83,7 +83,8 @@ unsafe extern "C-unwind" fn desc(out: pg_sys::StringInfo, record: *mut pg_sys::X
         })
         .collect::<Vec<_>>()
         .join("; ");
-    wal::append_desc(out, &text);
+    // SAFETY: the rm_desc callback's StringInfo.
+    unsafe { wal::append_desc(out, &text) };
 }
 
 #[pg_guard]

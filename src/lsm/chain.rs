@@ -28,6 +28,7 @@
 //! member missing (it read the root before the redirect was written) starts
 //! over from the root once.
 
+use crate::pg::snapshot::Snap;
 use crate::pg::tuple_slot::Slot;
 use crate::pg::relation::Rel;
 use super::manifest_cache::{self, Trust};
@@ -127,7 +128,7 @@ impl Walker {
     pub fn lock_seen_by(
         &mut self,
         tid: pg_sys::ItemPointerData,
-        snapshot: pg_sys::Snapshot,
+        snapshot: Snap,
     ) -> Option<storage::Located> {
         self.lock_as(tid, Trust::Snapshot(snapshot))
             .or_else(|| self.lock_as(tid, Trust::Validate))
@@ -188,12 +189,12 @@ fn successor(
 pub fn search(
     w: &mut Walker,
     tid: &mut pg_sys::ItemPointerData,
-    snapshot: pg_sys::Snapshot,
+    snapshot: Snap,
     slot: Option<Slot>,
     all_dead: Option<&mut bool>,
     first_call: bool,
 ) -> bool {
-    if first_call && crate::pg::xact::is_mvcc(snapshot) {
+    if first_call && snapshot.is_mvcc() {
         for hint in chain_hint::starts(w.rel, tid, snapshot).into_iter().flatten() {
             let mut at = *tid;
             if walk(w, &mut at, snapshot, slot, None, Start::Hint(hint)) {
@@ -224,7 +225,7 @@ enum Start {
 fn walk(
     w: &mut Walker,
     tid: &mut pg_sys::ItemPointerData,
-    snapshot: pg_sys::Snapshot,
+    snapshot: Snap,
     slot: Option<Slot>,
     all_dead: Option<&mut bool>,
     start: Start,
@@ -277,7 +278,7 @@ fn walk(
                     || (hint.own && {
                         let mut t = loc.heap_tuple(rel);
                         // SAFETY: share-locked page, valid snapshot.
-                        seen = unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot, w.buf) };
+                        seen = unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot.raw(), w.buf) };
                         seen
                     }));
             if !trusted {
@@ -330,7 +331,7 @@ fn walk(
         }
         if !skip {
             // SAFETY: share-locked page, valid snapshot.
-            let visible = seen || unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot, w.buf) };
+            let visible = seen || unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot.raw(), w.buf) };
             predicate::check_conflict_out(visible, rel, &mut t, w.buf, snapshot);
             if visible {
                 predicate::lock_tid(rel, &t, snapshot);

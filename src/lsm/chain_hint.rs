@@ -40,6 +40,7 @@
 //! per slot; a colliding key overwrites) in shared memory, 3 MiB, only when
 //! Strata is preloaded — otherwise every walk starts at the root.
 
+use crate::pg::snapshot::Snap;
 use crate::pg::relation::Rel;
 use super::hint_table::{self, Hint, Member, Root, WORDS};
 use crate::pg::htup;
@@ -117,7 +118,7 @@ pub struct Start {
 
 /// The starts the hint for `root` offers a walk with MVCC snapshot
 /// `snapshot`, best first (each still checked by the walk).
-pub fn starts(rel: Rel, root: &pg_sys::ItemPointerData, snapshot: pg_sys::Snapshot) -> [Option<Start>; 2] {
+pub fn starts(rel: Rel, root: &pg_sys::ItemPointerData, snapshot: Snap) -> [Option<Start>; 2] {
     let Some(Hint { member, pred }) = in_use().and_then(|t| hint_table::get(t, &root_of(file_key(rel), root))) else {
         return [None, None];
     };
@@ -145,7 +146,7 @@ pub fn starts(rel: Rel, root: &pg_sys::ItemPointerData, snapshot: pg_sys::Snapsh
 
 /// Whether `xid`, an inserter known to have committed, is visible to MVCC
 /// snapshot `snapshot` (not the backend's own transaction).
-fn committed_xid_visible(xid: pg_sys::TransactionId, snapshot: pg_sys::Snapshot) -> bool {
+fn committed_xid_visible(xid: pg_sys::TransactionId, snapshot: Snap) -> bool {
     xid != pg_sys::InvalidTransactionId && !is_own(xid) && !xact::in_snapshot(xid, snapshot)
 }
 
@@ -195,7 +196,7 @@ pub fn forget_relation(rel: Rel) {
 
 /// Whether a hinted member's xmin is committed and visible to MVCC
 /// snapshot `snapshot` (so every earlier member of its chain is not).
-pub fn xmin_visible(t: *mut htup::Header, snapshot: pg_sys::Snapshot) -> bool {
+pub fn xmin_visible(t: *mut htup::Header, snapshot: Snap) -> bool {
     let xmin = htup::xmin(t);
     let mask = htup::infomask(t);
     if mask & pg_sys::HEAP_XMIN_INVALID != 0 && mask & pg_sys::HEAP_XMIN_COMMITTED == 0 {

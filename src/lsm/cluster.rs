@@ -117,7 +117,8 @@ fn write(new: Rel, t: pg_sys::HeapTuple) {
     // the new table is this transaction's and has no indexes yet: its
     // versions go straight into runs, like a bulk load's
     if super::bulk::take(new, &[stored], super::bulk::Entry::BulkState) == 0 {
-        storage::append(new, stored, true, storage::RowInsert::No);
+        // SAFETY: the formed (maybe toasted) copy made above, ours to write.
+        storage::append(new, unsafe { &mut *stored }, true, storage::RowInsert::No);
     }
     if stored != t {
         // SAFETY: the toaster's palloc'd copy, owned here.
@@ -187,7 +188,8 @@ pub fn copy_for_cluster(
         for t in picker.pick_page(&live, block, &unseen) {
             match sort.as_mut() {
                 Some(s) => {
-                    s.put(t);
+                    // SAFETY: a valid tuple the scan just returned.
+                    unsafe { s.put(t) };
                     // SAFETY: the sort keeps its own copy.
                     unsafe { pg_sys::heap_freetuple(t) };
                 }

@@ -16,25 +16,25 @@ fn persistence(rel: Rel) -> std::ffi::c_char {
 
 /// Creates empty storage (the metapage is written by the first insert, so an
 /// empty unlogged table's init fork is simply empty, like heap's).
+/// Returns the new relation's (relfrozenxid, relminmxid).
 pub fn set_new_storage(
-    locator: *const Locator,
+    locator: &Locator,
     persistence: std::ffi::c_char,
-    freeze_xid: *mut pg_sys::TransactionId,
-    min_multi: *mut pg_sys::MultiXactId,
-) {
-    // SAFETY: pointers supplied by Postgres for this callback.
+) -> (pg_sys::TransactionId, pg_sys::MultiXactId) {
+    // SAFETY: PostgreSQL calls this for a new relfilenode of a relation it
+    // holds locked; smgr handles opened and closed here.
     unsafe {
-        *freeze_xid = pg_sys::RecentXmin;
-        *min_multi = pg_sys::GetOldestMultiXactId();
+        let horizons = (pg_sys::RecentXmin, pg_sys::GetOldestMultiXactId());
         let srel = pg_sys::RelationCreateStorage(*locator, persistence, true);
         if persistence == pg_sys::RELPERSISTENCE_UNLOGGED as std::ffi::c_char {
             pg_sys::smgrcreate(srel, pg_sys::ForkNumber::INIT_FORKNUM, false);
             htup::log_smgrcreate(
-                locator as *const std::ffi::c_void,
+                locator as *const Locator as *const std::ffi::c_void,
                 pg_sys::ForkNumber::INIT_FORKNUM,
             );
         }
         pg_sys::smgrclose(srel);
+        horizons
     }
 }
 
@@ -44,7 +44,7 @@ pub fn truncate(rel: Rel) {
 }
 
 /// Copies all forks to new storage (ALTER TABLE ... SET TABLESPACE).
-pub fn copy_data(rel: Rel, locator: *const Locator) {
+pub fn copy_data(rel: Rel, locator: &Locator) {
     let pers = persistence(rel);
     // SAFETY: Postgres holds AccessExclusiveLock; mirrors heap's copy_data.
     unsafe {
@@ -63,7 +63,7 @@ pub fn copy_data(rel: Rel, locator: *const Locator) {
                 let unlogged_init = pers == pg_sys::RELPERSISTENCE_UNLOGGED as std::ffi::c_char
                     && fork == pg_sys::ForkNumber::INIT_FORKNUM;
                 if permanent || unlogged_init {
-                    htup::log_smgrcreate(locator as *const std::ffi::c_void, fork);
+                    htup::log_smgrcreate(locator as *const Locator as *const std::ffi::c_void, fork);
                 }
                 pg_sys::RelationCopyStorage(pg_sys::RelationGetSmgr(rel.raw()), dst, fork, pers);
             }
@@ -93,13 +93,9 @@ pub fn needs_toast_table(rel: Rel) -> bool {
 /// heap does. A table never vacuumed or analyzed counts at least 10 pages
 /// with rows as wide as its columns, like heap. No visibility map: no
 /// all-visible fraction.
-pub fn estimate_size(
-    rel: Rel,
-    attr_widths: *mut i32,
-    pages: *mut pg_sys::BlockNumber,
-    tuples: *mut f64,
-    allvisfrac: *mut f64,
-) {
+/// Returns (pages, tuples); `data_width` is the planner's estimate of a
+/// row's data width (`get_rel_data_width`), asked only when needed.
+pub fn estimate_size(rel: Rel, data_width: impl FnOnce() -> usize) -> (pg_sys::BlockNumber, f64) {
     let (physical, scan) = super::manifest_cache::sizes(rel);
     let (physical, mut scan) = (physical as f64, scan as f64);
     // SAFETY: open relation.
@@ -121,14 +117,8 @@ pub fn estimate_size(
     } else {
         let overhead = 24 + page::ITEM_ID_SIZE; // MAXALIGN(SizeofHeapTupleHeader) + line pointer
         let usable = page::BLCKSZ - page::PAGE_HEADER_SIZE - TAG_SIZE;
-        // SAFETY: open relation; attr_widths is the planner's array for it.
-        let width = unsafe { pg_sys::get_rel_data_width(rel.raw(), attr_widths) } as usize + overhead;
+        let width = data_width() + overhead;
         ((usable / width).max(1) as f64 * scan).round()
     };
-    // SAFETY: output pointers from the planner.
-    unsafe {
-        *pages = scan as pg_sys::BlockNumber;
-        *tuples = rows;
-        *allvisfrac = 0.0;
-    }
+    (scan as pg_sys::BlockNumber, rows)
 }

@@ -2,6 +2,7 @@
 //! validity, latest-version lookup along `t_ctid` chains, and snapshot checks
 //! of a slot's tuple.
 
+use crate::pg::snapshot::Snap;
 use crate::pg::tuple_slot::Slot;
 use crate::pg::relation::Rel;
 use super::chain;
@@ -34,7 +35,9 @@ pub fn reset(f: &mut LsmIndexFetch) {
     }
 }
 
-pub fn end(f: *mut LsmIndexFetch) {
+/// # Safety
+/// `f` was made by [`begin`] and is not used afterwards.
+pub unsafe fn end(f: *mut LsmIndexFetch) {
     // SAFETY: pointer from `begin`.
     reset(unsafe { &mut *f });
     // SAFETY: allocated in `begin`, unused afterwards.
@@ -48,7 +51,7 @@ fn check_and_store(
     rel: Rel,
     buf: pg_sys::Buffer,
     tid: pg_sys::ItemPointerData,
-    snapshot: pg_sys::Snapshot,
+    snapshot: Snap,
     slot: Slot,
 ) -> bool {
     buffer::lock_share(buf);
@@ -56,7 +59,7 @@ fn check_and_store(
     let visible = found.is_some_and(|loc| {
         let mut t = loc.heap_tuple(rel);
         // SAFETY: share-locked page, valid snapshot.
-        let v = unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot, buf) };
+        let v = unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot.raw(), buf) };
         // like heap_fetch: SIREAD lock on what the snapshot sees, rw-conflict
         // check on what it does not
         if v {
@@ -82,7 +85,7 @@ fn check_and_store(
 pub fn index_fetch(
     f: &mut LsmIndexFetch,
     tid: &mut pg_sys::ItemPointerData,
-    snapshot: pg_sys::Snapshot,
+    snapshot: Snap,
     slot: Slot,
     call_again: &mut bool,
     all_dead: Option<&mut bool>,
@@ -93,13 +96,10 @@ pub fn index_fetch(
     let mut w = chain::Walker::new(rel, f.buf);
     let found = chain::search(&mut w, tid, snapshot, Some(slot), all_dead, first_call);
     f.buf = w.buf;
-    // SAFETY: valid snapshot.
-    let mvcc = unsafe {
-        matches!(
-            (*snapshot).snapshot_type,
-            pg_sys::SnapshotType::SNAPSHOT_MVCC | pg_sys::SnapshotType::SNAPSHOT_HISTORIC_MVCC
-        )
-    };
+    let mvcc = matches!(
+        snapshot.kind(),
+        Some(pg_sys::SnapshotType::SNAPSHOT_MVCC | pg_sys::SnapshotType::SNAPSHOT_HISTORIC_MVCC)
+    );
     *call_again = found && !mvcc;
     found
 }
@@ -107,7 +107,7 @@ pub fn index_fetch(
 pub fn fetch_row_version(
     rel: Rel,
     tid: pg_sys::ItemPointerData,
-    snapshot: pg_sys::Snapshot,
+    snapshot: Snap,
     slot: Slot,
 ) -> bool {
     let Some(buf) = storage::pin_tid(rel, tid) else {
@@ -127,7 +127,7 @@ pub fn tid_valid(rel: Rel, tid: pg_sys::ItemPointerData) -> bool {
 /// visible to `snapshot`.
 pub fn latest_tid(
     rel: Rel,
-    snapshot: pg_sys::Snapshot,
+    snapshot: Snap,
     tid: &mut pg_sys::ItemPointerData,
 ) {
     let mut cur = *tid;
@@ -146,7 +146,7 @@ pub fn latest_tid(
         }
         let mut t = loc.heap_tuple(rel);
         // SAFETY: share-locked page.
-        if unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot, buf) } {
+        if unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot.raw(), buf) } {
             *tid = cur;
         }
         let mask = htup::infomask(loc.header);
@@ -170,7 +170,7 @@ pub fn latest_tid(
 pub fn satisfies_snapshot(
     rel: Rel,
     slot: Slot,
-    snapshot: pg_sys::Snapshot,
+    snapshot: Snap,
 ) -> bool {
     let bslot = slot.raw() as *mut pg_sys::BufferHeapTupleTableSlot;
     // SAFETY: lsm slots are BufferHeapTupleTableSlots.
@@ -187,14 +187,14 @@ pub fn satisfies_snapshot(
             }
             let mut t = loc.heap_tuple(rel);
             // SAFETY: share-locked page, valid snapshot.
-            unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot, buf) }
+            unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot.raw(), buf) }
         });
     }
     // SAFETY: lsm slots are BufferHeapTupleTableSlots holding a pinned buffer.
     unsafe {
         let buf = (*bslot).buffer;
         buffer::lock_share(buf);
-        let r = pg_sys::HeapTupleSatisfiesVisibility((*bslot).base.tuple, snapshot, buf);
+        let r = pg_sys::HeapTupleSatisfiesVisibility((*bslot).base.tuple, snapshot.raw(), buf);
         buffer::unlock(buf);
         r
     }

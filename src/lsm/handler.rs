@@ -4,6 +4,7 @@
 
 use crate::pg::tuple_slot::Slot;
 use crate::pg::relation::Rel;
+use crate::pg::snapshot::Snap;
 use super::{cluster, ddl, fetch, index_build, manifest, modify, scan, vacuum};
 use crate::pg::htup;
 use pgrx::datum::Internal;
@@ -51,12 +52,15 @@ unsafe extern "C-unwind" fn scan_begin(
     // SAFETY: PostgreSQL hands the callback an open relation.
     let rel = unsafe { Rel::from_raw(rel) };
     super::bulk::finish_open(rel);
+    // SAFETY: the scan's snapshot, registered by the executor until the scan ends.
+    let snapshot = unsafe { Snap::from_raw(snapshot) };
     scan::begin(rel, snapshot, nkeys, pscan, flags) as pg_sys::TableScanDesc
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn scan_end(s: pg_sys::TableScanDesc) {
-    scan::end(s as *mut scan::LsmScan)
+    // SAFETY: the scan_end callback's scan, begun by scan_begin.
+    unsafe { scan::end(s as *mut scan::LsmScan) }
 }
 
 #[pg_guard]
@@ -168,7 +172,8 @@ unsafe extern "C-unwind" fn index_fetch_reset(f: *mut pg_sys::IndexFetchTableDat
 
 #[pg_guard]
 unsafe extern "C-unwind" fn index_fetch_end(f: *mut pg_sys::IndexFetchTableData) {
-    fetch::end(f as *mut fetch::LsmIndexFetch)
+    // SAFETY: the index_fetch_end callback's state, made by index_fetch_begin.
+    unsafe { fetch::end(f as *mut fetch::LsmIndexFetch) }
 }
 
 #[pg_guard]
@@ -188,7 +193,7 @@ unsafe extern "C-unwind" fn index_fetch_tuple(
         fetch::index_fetch(
             &mut *(f as *mut fetch::LsmIndexFetch),
             &mut *tid,
-            snapshot,
+            Snap::from_raw(snapshot),
             slot,
             &mut *call_again,
             all_dead.as_mut(),
@@ -209,7 +214,9 @@ unsafe extern "C-unwind" fn tuple_fetch_row_version(
     let rel = unsafe { Rel::from_raw(rel) };
     super::bulk::finish_open(rel);
     // SAFETY: valid item pointer.
-    fetch::fetch_row_version(rel, unsafe { *tid }, snapshot, slot)
+    // SAFETY: valid item pointer; the caller's snapshot, valid for the call.
+    let (tid, snapshot) = unsafe { (*tid, Snap::from_raw(snapshot)) };
+    fetch::fetch_row_version(rel, tid, snapshot, slot)
 }
 
 #[pg_guard]
@@ -227,7 +234,7 @@ unsafe extern "C-unwind" fn tuple_get_latest_tid(
     tid: pg_sys::ItemPointer,
 ) {
     // SAFETY: valid scan (its relation open) and writable item pointer.
-    unsafe { fetch::latest_tid(Rel::from_raw((*s).rs_rd), (*s).rs_snapshot, &mut *tid) }
+    unsafe { fetch::latest_tid(Rel::from_raw((*s).rs_rd), Snap::from_raw((*s).rs_snapshot), &mut *tid) }
 }
 
 #[pg_guard]
@@ -240,7 +247,8 @@ unsafe extern "C-unwind" fn tuple_satisfies_snapshot(
     let slot = unsafe { Slot::from_raw(slot) };
     // SAFETY: PostgreSQL hands the callback an open relation.
     let rel = unsafe { Rel::from_raw(rel) };
-    fetch::satisfies_snapshot(rel, slot, snapshot)
+    // SAFETY: the caller's snapshot, valid for the call.
+    fetch::satisfies_snapshot(rel, slot, unsafe { Snap::from_raw(snapshot) })
 }
 
 #[pg_guard]
@@ -250,7 +258,8 @@ unsafe extern "C-unwind" fn index_delete_tuples(
 ) -> pg_sys::TransactionId {
     // SAFETY: PostgreSQL hands the callback an open relation.
     let rel = unsafe { Rel::from_raw(rel) };
-    index_build::delete_tuples(rel, op)
+    // SAFETY: the index_delete_tuples callback's own arguments.
+    unsafe { index_build::delete_tuples(rel, op) }
 }
 
 #[pg_guard]
@@ -337,16 +346,10 @@ unsafe extern "C-unwind" fn tuple_delete(
     // SAFETY: PostgreSQL hands the callback an open relation.
     let rel = unsafe { Rel::from_raw(rel) };
     super::bulk::finish_open(rel);
-    // SAFETY: valid item pointer.
-    modify::delete(
-        rel,
-        unsafe { *tid },
-        cid,
-        crosscheck,
-        wait,
-        tmfd,
-        changing_part,
-    )
+    // SAFETY: a valid item pointer, the caller's crosscheck snapshot (or
+    // none) and failure storage (or none), valid for the call.
+    let (tid, crosscheck, tmfd) = unsafe { (*tid, Snap::from_raw(crosscheck), tmfd.as_mut()) };
+    modify::delete(rel, tid, cid, crosscheck, wait, tmfd, changing_part)
 }
 
 #[cfg(feature = "pg15")]
@@ -385,9 +388,9 @@ unsafe extern "C-unwind" fn tuple_update(
             *otid,
             slot,
             cid,
-            crosscheck,
+            Snap::from_raw(crosscheck),
             wait,
-            tmfd,
+            tmfd.as_mut(),
             &mut *lockmode,
             &mut hot,
         )
@@ -430,17 +433,10 @@ unsafe extern "C-unwind" fn tuple_lock(
     let rel = unsafe { Rel::from_raw(rel) };
     super::bulk::finish_open(rel);
     let follow = flags as u32 & pg_sys::TUPLE_LOCK_FLAG_FIND_LAST_VERSION != 0;
-    // SAFETY: valid, writable item pointer.
-    let (result, locked) = modify::lock(
-        rel,
-        unsafe { *tid },
-        slot,
-        cid,
-        mode,
-        wait_policy,
-        follow,
-        tmfd,
-    );
+    // SAFETY: a valid, writable item pointer and failure storage (or
+    // none), valid for the call.
+    let (start, tmfd) = unsafe { (*tid, tmfd.as_mut()) };
+    let (result, locked) = modify::lock(rel, start, slot, cid, mode, wait_policy, follow, tmfd);
     if result == pg_sys::TM_Result::TM_Ok {
         // SAFETY: as above.
         unsafe { *tid = locked };
@@ -459,9 +455,15 @@ unsafe extern "C-unwind" fn relation_set_new_storage(
     // SAFETY: PostgreSQL hands the callback an open relation.
     let rel = unsafe { Rel::from_raw(rel) };
     super::bulk::forget(rel);
-    ddl::set_new_storage(locator, persistence, freeze_xid, min_multi);
     // SAFETY: the new file's locator Postgres passed to this callback.
-    let (_, db, num) = crate::pg::locator::parts(unsafe { &*locator });
+    let locator = unsafe { &*locator };
+    let (frozen, min_multi_now) = ddl::set_new_storage(locator, persistence);
+    // SAFETY: the callback's output storage.
+    unsafe {
+        *freeze_xid = frozen;
+        *min_multi = min_multi_now;
+    }
+    let (_, db, num) = crate::pg::locator::parts(locator);
     super::chain_hint::forget_file(db, num);
 }
 
@@ -483,7 +485,8 @@ unsafe extern "C-unwind" fn relation_copy_data(
     // SAFETY: PostgreSQL hands the callback an open relation.
     let rel = unsafe { Rel::from_raw(rel) };
     super::bulk::finish_open(rel);
-    ddl::copy_data(rel, locator)
+    // SAFETY: the new file's locator Postgres passed to this callback.
+    ddl::copy_data(rel, unsafe { &*locator })
 }
 
 #[pg_guard]
@@ -528,7 +531,8 @@ unsafe extern "C-unwind" fn relation_vacuum(
 ) {
     // SAFETY: PostgreSQL hands the callback an open relation.
     let rel = unsafe { Rel::from_raw(rel) };
-    vacuum::vacuum(rel, params, strategy)
+    // SAFETY: the relation_vacuum callback's own arguments.
+    unsafe { vacuum::vacuum(rel, params, strategy) }
 }
 
 #[cfg(feature = "pg15")]
@@ -541,7 +545,8 @@ unsafe extern "C-unwind" fn scan_analyze_next_block(
     let sc = scan_of(s);
     // SAFETY: the scan's relation, open while ANALYZE samples it.
     let rel = unsafe { Rel::from_raw(sc.base.rs_rd) };
-    let buf = crate::pg::buffer::read_with(rel, blockno, strategy);
+    // SAFETY: ANALYZE's buffer access strategy.
+    let buf = unsafe { crate::pg::buffer::read_with(rel, blockno, strategy) };
     scan::analyze_begin_block(sc, buf);
     true
 }
@@ -571,7 +576,8 @@ unsafe extern "C-unwind" fn scan_analyze_next_tuple(
 ) -> bool {
     // SAFETY: PostgreSQL hands the callback a valid slot.
     let slot = unsafe { Slot::from_raw(slot) };
-    scan::analyze_next_tuple(scan_of(s), oldest_xmin, liverows, deadrows, slot)
+    // SAFETY: the callback's own counters.
+    unsafe { scan::analyze_next_tuple(scan_of(s), oldest_xmin, liverows, deadrows, slot) }
 }
 
 #[pg_guard]
@@ -593,17 +599,20 @@ unsafe extern "C-unwind" fn index_build_range_scan(
     let table = unsafe { Rel::from_raw(table) };
     // SAFETY: PostgreSQL hands the callback an open relation.
     let index = unsafe { Rel::from_raw(index) };
-    index_build::build_range_scan(
-        table,
-        index,
-        info,
-        anyvisible,
-        start_block,
-        numblocks,
-        callback,
-        callback_state,
-        scan,
-    )
+    // SAFETY: the index_build_range_scan callback's own arguments.
+    unsafe {
+        index_build::build_range_scan(
+            table,
+            index,
+            info,
+            anyvisible,
+            start_block,
+            numblocks,
+            callback,
+            callback_state,
+            scan,
+        )
+    }
 }
 
 #[pg_guard]
@@ -618,7 +627,10 @@ unsafe extern "C-unwind" fn index_validate_scan(
     let table = unsafe { Rel::from_raw(table) };
     // SAFETY: PostgreSQL hands the callback an open relation.
     let index = unsafe { Rel::from_raw(index) };
-    index_build::validate_scan(table, index, info, snapshot, state)
+    // SAFETY: validate_index's registered snapshot, valid for the call.
+    let snapshot = unsafe { Snap::from_raw(snapshot) };
+    // SAFETY: the index_validate_scan callback's own arguments.
+    unsafe { index_build::validate_scan(table, index, info, snapshot, state) }
 }
 
 #[pg_guard]
@@ -653,7 +665,16 @@ unsafe extern "C-unwind" fn relation_estimate_size(
 ) {
     // SAFETY: PostgreSQL hands the callback an open relation.
     let rel = unsafe { Rel::from_raw(rel) };
-    ddl::estimate_size(rel, attr_widths, pages, tuples, allvisfrac)
+    // SAFETY: the planner's width array for this relation (or null).
+    let width = || unsafe { pg_sys::get_rel_data_width(rel.raw(), attr_widths) }.max(0) as usize;
+    let (scan_pages, rows) = ddl::estimate_size(rel, width);
+    // SAFETY: the planner's output storage. No visibility map: no
+    // all-visible fraction.
+    unsafe {
+        *pages = scan_pages;
+        *tuples = rows;
+        *allvisfrac = 0.0;
+    }
 }
 
 #[pg_guard]
@@ -661,7 +682,8 @@ unsafe extern "C-unwind" fn scan_sample_next_block(
     s: pg_sys::TableScanDesc,
     state: *mut pg_sys::SampleScanState,
 ) -> bool {
-    scan::sample_next_block(scan_of(s), state)
+    // SAFETY: the executor's sample scan state.
+    unsafe { scan::sample_next_block(scan_of(s), state) }
 }
 
 #[pg_guard]
@@ -672,7 +694,8 @@ unsafe extern "C-unwind" fn scan_sample_next_tuple(
 ) -> bool {
     // SAFETY: PostgreSQL hands the callback a valid slot.
     let slot = unsafe { Slot::from_raw(slot) };
-    scan::sample_next_tuple(scan_of(s), state, slot)
+    // SAFETY: the executor's sample scan state.
+    unsafe { scan::sample_next_tuple(scan_of(s), state, slot) }
 }
 
 #[cfg(feature = "pg15")]
@@ -681,7 +704,8 @@ unsafe extern "C-unwind" fn scan_bitmap_next_block(
     s: pg_sys::TableScanDesc,
     tbmres: *mut pg_sys::TBMIterateResult,
 ) -> bool {
-    scan::bitmap_next_block(scan_of(s), tbmres)
+    // SAFETY: the executor passes a valid iterate result.
+    scan::bitmap_next_block(scan_of(s), unsafe { &*tbmres })
 }
 
 #[cfg(feature = "pg15")]

@@ -9,6 +9,7 @@
 //! being inserted or deleted by other transactions are waited for, then the page
 //! is classified again, as heap does.
 
+use crate::pg::snapshot::Snap;
 use crate::pg::tuple_slot::Slot;
 use crate::pg::relation::Rel;
 use super::{chain, format, scan, storage};
@@ -154,13 +155,13 @@ fn classify(status: pg_sys::HTSV_Result::Type, h: *mut htup::Header, anyvisible:
 fn chain_picks(
     w: &mut chain::Walker,
     root: pg_sys::ItemPointerData,
-    snapshot: pg_sys::Snapshot,
+    snapshot: Snap,
     mvcc: bool,
     anyvisible: bool,
     info: *mut pg_sys::IndexInfo,
 ) -> Vec<(pg_sys::ItemPointerData, bool)> {
     let rel = w.rel();
-    if mvcc || anyvisible && !snapshot.is_null() {
+    if mvcc || anyvisible && !snapshot.is_none() {
         let mut tid = root;
         return if chain::search(w, &mut tid, snapshot, None, None, true) {
             vec![(tid, true)]
@@ -213,8 +214,12 @@ fn chain_picks(
 }
 
 // index_build_range_scan's own arguments
+/// # Safety
+/// The `index_build_range_scan` callback's arguments: open relations, a
+/// valid `IndexInfo`, a build callback valid for `callback_state`, and the
+/// caller's scan or null.
 #[allow(clippy::too_many_arguments)]
-pub fn build_range_scan(
+pub unsafe fn build_range_scan(
     table: Rel,
     index: Rel,
     info: *mut pg_sys::IndexInfo,
@@ -242,18 +247,18 @@ pub fn build_range_scan(
     let concurrent = unsafe { (*info).ii_Concurrent };
     let mut registered: pg_sys::Snapshot = std::ptr::null_mut();
     let snapshot = if !scan.is_null() {
-        // SAFETY: caller-provided scan.
-        unsafe { (*scan).rs_snapshot }
+        // SAFETY: caller-provided scan, whose snapshot its caller keeps
+        // registered for the build.
+        unsafe { Snap::from_raw((*scan).rs_snapshot) }
     } else if concurrent {
         // SAFETY: registered here, unregistered at the end.
         registered = unsafe { pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot()) };
-        registered
+        // SAFETY: registered until the end of this function.
+        unsafe { Snap::from_raw(registered) }
     } else {
-        std::ptr::null_mut()
+        Snap::none()
     };
-    let mvcc = !snapshot.is_null()
-        // SAFETY: valid snapshot.
-        && unsafe { (*snapshot).snapshot_type } == pg_sys::SnapshotType::SNAPSHOT_MVCC;
+    let mvcc = snapshot.is_mvcc();
     // SAFETY: horizon for this table.
     let oldest_xmin = unsafe { pg_sys::GetOldestNonRemovableTransactionId(table.raw()) };
 
@@ -326,9 +331,9 @@ pub fn build_range_scan(
                     chains.push(t.t_self);
                     continue;
                 }
-                if mvcc || anyvisible && !snapshot.is_null() {
+                if mvcc || anyvisible && !snapshot.is_none() {
                     // SAFETY: share-locked page.
-                    if unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot, buf) } {
+                    if unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut t, snapshot.raw(), buf) } {
                         picked.push((off, true));
                     }
                     continue;
@@ -416,7 +421,8 @@ pub fn build_range_scan(
     if !scan.is_null() {
         // Like heapam_index_build_range_scan, the build ends the scan it was
         // given (a parallel build's; with its temporary snapshot, if any).
-        scan::end(scan as *mut scan::LsmScan);
+        // SAFETY: the scan begun above, not used afterwards.
+        unsafe { scan::end(scan as *mut scan::LsmScan) };
     }
     if !registered.is_null() {
         // SAFETY: registered above.
@@ -435,18 +441,23 @@ fn encode_tid(tid: &pg_sys::ItemPointerData) -> i64 {
 /// has a version visible to `snapshot` gets an entry: that version's datums
 /// under the root's TID. The data pages are read in rowid order; the index's
 /// TIDs are read into memory (8 bytes each) and looked up.
-pub fn validate_scan(
+///
+/// # Safety
+/// The `index_validate_scan` callback's arguments: open relations, a valid
+/// `IndexInfo` and validate_index's state.
+pub unsafe fn validate_scan(
     table: Rel,
     index: Rel,
     info: *mut pg_sys::IndexInfo,
-    snapshot: pg_sys::Snapshot,
+    snapshot: Snap,
     state: *mut pg_sys::ValidateIndexState,
 ) {
     // SAFETY: valid state from validate_index().
     let state = unsafe { &mut *state };
     let mut datums = IndexDatums::new(table, info);
     let mut indexed: Vec<i64> = Vec::new();
-    while let Some(d) = crate::pg::tuplesort::next_datum(state.tuplesort) {
+    // SAFETY: validate_index's sort, performed by its caller.
+    while let Some(d) = unsafe { crate::pg::tuplesort::next_datum(state.tuplesort) } {
         indexed.push(d.value() as i64);
     }
     if !indexed.is_sorted() {
@@ -519,7 +530,10 @@ pub fn validate_scan(
 /// deletable and returns the newest xmax among them (the snapshot conflict
 /// horizon). A TID the manifest no longer has was dropped by a flush or
 /// merge as dead (rowids are never reused).
-pub fn delete_tuples(
+///
+/// # Safety
+/// `op` is a valid `TM_IndexDeleteOp` whose arrays hold `ndeltids` entries.
+pub unsafe fn delete_tuples(
     rel: Rel,
     op: *mut pg_sys::TM_IndexDeleteOp,
 ) -> pg_sys::TransactionId {

@@ -33,7 +33,8 @@ fn locator_of(rel: Rel) -> lrec::Locator {
 }
 
 fn row_of<'a>(t: pg_sys::HeapTuple) -> Row<'a> {
-    Row::of_tuple(pglog::tuple_bytes(t)).expect("a formed tuple has its header")
+    // SAFETY: a formed tuple that outlives the record built from it.
+    Row::of_tuple(unsafe { pglog::tuple_bytes(t) }).expect("a formed tuple has its header")
 }
 
 fn write(rel: Rel, change: Change) {

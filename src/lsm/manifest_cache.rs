@@ -35,6 +35,7 @@
 //! in this transaction under `wal_level = minimal`) keep no LSN: they are
 //! looked up without the cache.
 
+use crate::pg::snapshot::Snap;
 use crate::pg::relation::Rel;
 use super::format::{self, MetaHeader, PageKind, RunDesc};
 use super::manifest;
@@ -51,7 +52,7 @@ pub enum Trust {
     Validate,
     /// Skip the check when the copy was checked under a snapshot with the
     /// same token (an MVCC snapshot; else as Validate).
-    Snapshot(pg_sys::Snapshot),
+    Snapshot(Snap),
 }
 
 /// Tables a backend keeps copies for; more clears them all.

@@ -170,7 +170,8 @@ unsafe extern "C-unwind" fn desc(out: pg_sys::StringInfo, record: *mut pg_sys::X
         },
         _ => String::new(),
     };
-    wal::append_desc(out, &text);
+    // SAFETY: the rm_desc callback's StringInfo.
+    unsafe { wal::append_desc(out, &text) };
 }
 
 #[pg_guard]

@@ -11,6 +11,7 @@
 //! place, so a pinned page's tuples stay where they are. Either scan
 //! direction may be taken at any time (SCROLL cursors).
 
+use crate::pg::snapshot::Snap;
 use crate::pg::tuple_slot::Slot;
 use crate::pg::relation::Rel;
 use super::chain;
@@ -94,6 +95,13 @@ impl LsmScan {
         // open until the scan ends.
         unsafe { Rel::from_raw(self.base.rs_rd) }
     }
+
+    /// The scan's snapshot (none for ANALYZE's block scans).
+    fn snapshot(&self) -> Snap {
+        // SAFETY: set from `begin`'s snapshot, which its caller keeps
+        // registered until the scan ends.
+        unsafe { Snap::from_raw(self.base.rs_snapshot) }
+    }
 }
 
 /// Which row versions of a page a load keeps (before the snapshot check).
@@ -119,7 +127,7 @@ impl Filter {
 
 pub fn begin(
     rel: Rel,
-    snapshot: pg_sys::Snapshot,
+    snapshot: Snap,
     nkeys: i32,
     pscan: pg_sys::ParallelTableScanDesc,
     flags: u32,
@@ -137,7 +145,7 @@ pub fn begin(
     // SAFETY: freshly allocated and zeroed.
     let s = unsafe { &mut *scan };
     s.base.rs_rd = rel.raw();
-    s.base.rs_snapshot = snapshot;
+    s.base.rs_snapshot = snapshot.raw();
     s.base.rs_nkeys = 0;
     s.base.rs_flags = flags;
     s.base.rs_parallel = pscan;
@@ -203,7 +211,9 @@ pub fn rescan(s: &mut LsmScan) {
     s.next_piece = 0;
 }
 
-pub fn end(scan: *mut LsmScan) {
+/// # Safety
+/// `scan` was made by [`begin`] and is not used afterwards.
+pub unsafe fn end(scan: *mut LsmScan) {
     // SAFETY: the executor passes the pointer returned by `begin`.
     let s = unsafe { &mut *scan };
     release_page(s);
@@ -245,7 +255,7 @@ fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber, filter: Filter) {
     if s.live.data_page_kind(rel, block, p).is_some() {
         // SSI work only in SERIALIZABLE transactions, decided once per page;
         // bitmap scans take tuple SIREAD locks on what they return
-        let ssi = predicate::conflict_out_needed(rel, s.base.rs_snapshot);
+        let ssi = predicate::conflict_out_needed(rel, s.snapshot());
         let bitmap = s.base.rs_flags & pg_sys::ScanOptions::SO_TYPE_BITMAPSCAN != 0;
         // Versions sharing a header (compact pages) share their visibility
         // to an MVCC snapshot: checked once per header.
@@ -297,11 +307,11 @@ fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber, filter: Filter) {
                     }
                 };
                 if ssi {
-                    predicate::check_conflict_out(visible, rel, &mut t, buf, s.base.rs_snapshot);
+                    predicate::check_conflict_out(visible, rel, &mut t, buf, s.snapshot());
                 }
                 if visible {
                     if ssi && bitmap {
-                        predicate::lock_tid(rel, &t, s.base.rs_snapshot);
+                        predicate::lock_tid(rel, &t, s.snapshot());
                     }
                     s.offsets[s.count] = item;
                     s.tids[s.count] = t.t_self;
@@ -490,9 +500,9 @@ fn next_block(s: &mut LsmScan, forward: bool) -> Option<pg_sys::BlockNumber> {
 fn emit(s: &mut LsmScan, pos: isize, slot: Slot) {
     s.pos = pos;
     if s.batched {
-        // SAFETY: open relation.
         let table = s.rel().data().rd_id;
-        slot::store_columns(slot, s.batch, pos as usize, s.tids[pos as usize], table);
+        // SAFETY: the scan's live batch.
+        unsafe { slot::store_columns(slot, s.batch, pos as usize, s.tids[pos as usize], table) };
         return;
     }
     if s.unpacked {
@@ -527,7 +537,8 @@ pub fn next_in_batch(s: &mut LsmScan, forward: bool, slot: Slot) -> bool {
         return false;
     }
     let pos = next_pos as usize;
-    if !slot::restore_columns(slot, s.batch, pos, s.tids[pos]) {
+    // SAFETY: the scan's live batch.
+    if !unsafe { slot::restore_columns(slot, s.batch, pos, s.tids[pos]) } {
         return false;
     }
     s.pos = next_pos;
@@ -624,7 +635,7 @@ fn bitmap_emit_next(s: &mut LsmScan, slot: Slot) -> bool {
             let mut tid = s.chains[s.next_chain];
             s.next_chain += 1;
             let mut w = chain::Walker::new(s.rel(), s.chain_buf);
-            let found = chain::search(&mut w, &mut tid, s.base.rs_snapshot, Some(slot), None, true);
+            let found = chain::search(&mut w, &mut tid, s.snapshot(), Some(slot), None, true);
             s.chain_buf = w.buf;
             if found {
                 return true;
@@ -639,14 +650,11 @@ fn bitmap_emit_next(s: &mut LsmScan, slot: Slot) -> bool {
 /// PG15 `scan_bitmap_next_block`: sets up one bitmap page; false when it has
 /// no visible tuple.
 #[cfg(feature = "pg15")]
-pub fn bitmap_next_block(s: &mut LsmScan, tbmres: *mut pg_sys::TBMIterateResult) -> bool {
-    // SAFETY: the executor passes a valid iterate result; for exact pages
-    // `offsets` holds `ntuples` entries.
-    let (vblock, exact) = unsafe {
-        let n = (*tbmres).ntuples;
-        let exact = (n >= 0).then(|| (*tbmres).offsets.as_slice(n as usize));
-        ((*tbmres).blockno, exact)
-    };
+pub fn bitmap_next_block(s: &mut LsmScan, tbmres: &pg_sys::TBMIterateResult) -> bool {
+    let n = tbmres.ntuples;
+    // SAFETY: for exact pages `offsets` holds `ntuples` entries.
+    let exact = (n >= 0).then(|| unsafe { tbmres.offsets.as_slice(n as usize) });
+    let vblock = tbmres.blockno;
     bitmap_begin_vblock(s, vblock, exact);
     bitmap_next_piece(s)
 }
@@ -702,7 +710,9 @@ pub fn bitmap_next_tuple(
 
 // ------------------------------------------------------------- TABLESAMPLE
 
-pub fn sample_next_block(s: &mut LsmScan, state: *mut pg_sys::SampleScanState) -> bool {
+/// # Safety
+/// `state` is the executor's sample scan state for this scan.
+pub unsafe fn sample_next_block(s: &mut LsmScan, state: *mut pg_sys::SampleScanState) -> bool {
     release_page(s);
     // SAFETY: the executor passes a valid sample scan state with its routine.
     let tsm = unsafe { (*state).tsmroutine };
@@ -732,7 +742,9 @@ pub fn sample_next_block(s: &mut LsmScan, state: *mut pg_sys::SampleScanState) -
     true
 }
 
-pub fn sample_next_tuple(
+/// # Safety
+/// `state` is the executor's sample scan state for this scan.
+pub unsafe fn sample_next_tuple(
     s: &mut LsmScan,
     state: *mut pg_sys::SampleScanState,
     slot: Slot,
@@ -774,7 +786,10 @@ pub fn analyze_begin_block(s: &mut LsmScan, buf: pg_sys::Buffer) {
     buffer::lock_share(buf);
 }
 
-pub fn analyze_next_tuple(
+/// # Safety
+/// The `scan_analyze_next_tuple` callback's arguments: `liverows` and
+/// `deadrows` are writable counters.
+pub unsafe fn analyze_next_tuple(
     s: &mut LsmScan,
     oldest_xmin: pg_sys::TransactionId,
     liverows: *mut f64,

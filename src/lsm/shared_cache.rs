@@ -121,7 +121,8 @@ pub fn with_rest<T>(key: &Key, item: usize, f: impl FnOnce(&[u8]) -> T) -> Resul
     };
     let h = place(key);
     let (i, mem) = partition(&s, h);
-    let _lock = LockGuard::acquire(s.locks, i, false);
+    // SAFETY: the cache's lock array, one per partition; `i` is a partition.
+    let _lock = unsafe { LockGuard::acquire(s.locks, i, false) };
     // SAFETY: the partition's memory, read under its lock in shared mode
     // (writers take it exclusively).
     let view = View::of(unsafe { std::slice::from_raw_parts(mem, s.part_len) });
@@ -142,7 +143,8 @@ pub fn put(key: &Key, rests: &[&[u8]]) {
     parts.extend_from_slice(rests);
     let h = place(key);
     let (i, mem) = partition(&s, h);
-    let _lock = LockGuard::acquire(s.locks, i, true);
+    // SAFETY: the cache's lock array, one per partition; `i` is a partition.
+    let _lock = unsafe { LockGuard::acquire(s.locks, i, true) };
     // SAFETY: the partition's memory, under its lock in exclusive mode.
     let mut p = Partition::of(unsafe { std::slice::from_raw_parts_mut(mem, s.part_len) });
     p.put(key, h, &parts);

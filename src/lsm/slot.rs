@@ -191,7 +191,8 @@ impl Batch {
     /// by reading its old rows into slots of the old descriptor while the
     /// relation already has the new one).
     fn use_desc(&mut self, desc: pg_sys::TupleDesc) {
-        self.attrs = crate::pg::rel::desc_layouts(desc)
+        // SAFETY: the slot's tuple descriptor.
+        self.attrs = unsafe { crate::pg::rel::desc_layouts(desc) }
             .into_iter()
             .map(Attr::from_layout)
             .collect();
@@ -628,9 +629,14 @@ pub fn store_buffer_tuple(
 
 /// [`store_owned`] for a tuple palloc'd in the slot's own memory context
 /// (see [`in_slot_context`]): nothing to check or copy.
-pub fn store_owned_here(slot: Slot, tuple: pg_sys::HeapTuple) {
+///
+/// # Safety
+/// `tuple` is a valid palloc'd tuple (header and data in one chunk) that
+/// the caller hands over: nothing else frees or uses it afterwards.
+pub unsafe fn store_owned_here(slot: Slot, tuple: pg_sys::HeapTuple) {
     if !is_lsm(slot) {
-        return store_owned(slot, tuple);
+        // SAFETY: handed over by our caller.
+        return unsafe { store_owned(slot, tuple) };
     }
     // SAFETY: a valid lsm slot and a tuple allocated in its context.
     unsafe {
@@ -657,7 +663,10 @@ pub fn in_slot_context<T>(slot: Slot, f: impl FnOnce() -> T) -> T {
 /// Stores a palloc'd tuple the slot takes over (copied into the slot's
 /// context when it was made elsewhere) — `ExecForceStoreHeapTuple` that
 /// keeps the header, for lsm slots.
-pub fn store_owned(slot: Slot, tuple: pg_sys::HeapTuple) {
+///
+/// # Safety
+/// As for [`store_owned_here`], the tuple palloc'd in any context.
+pub unsafe fn store_owned(slot: Slot, tuple: pg_sys::HeapTuple) {
     // SAFETY: a valid slot and a palloc'd tuple handed over by the caller.
     unsafe {
         if !is_lsm(slot) {
@@ -685,8 +694,12 @@ pub fn store_owned(slot: Slot, tuple: pg_sys::HeapTuple) {
 /// [`store_columns`] when `slot` already holds a row of `batch` in column
 /// mode (the scan's next row): a few stores, no Postgres call. False when
 /// the slot is in any other state.
+///
+/// # Safety
+/// `batch` is the scan's live batch, valid until the scan ends or replaces
+/// it (the slot then no longer holds a row of it).
 #[inline]
-pub fn restore_columns(
+pub unsafe fn restore_columns(
     slot: Slot,
     batch: *mut Batch,
     pos: usize,
@@ -714,7 +727,10 @@ pub fn restore_columns(
 
 /// Stores visible version `pos` of `batch` into `slot` (column mode), with
 /// TID `tid` of table `table`.
-pub fn store_columns(
+///
+/// # Safety
+/// As for [`restore_columns`].
+pub unsafe fn store_columns(
     slot: Slot,
     batch: *mut Batch,
     pos: usize,
@@ -730,7 +746,8 @@ pub fn store_columns(
     }
     if !is_lsm(slot) {
         let bytes = b.tuple_bytes(pos, tid);
-        store_owned(slot, crate::pg::htup::palloc_tuple(&[&bytes], tid, table));
+        // SAFETY: a fresh palloc'd tuple, handed over.
+        unsafe { store_owned(slot, crate::pg::htup::palloc_tuple(&[&bytes], tid, table)) };
         return;
     }
     let header = b.header(pos);

@@ -122,12 +122,11 @@ pub fn check_tuple_len(len: usize) {
 /// keeps what the caller put there, e.g. a speculative-insertion token).
 pub fn append(
     rel: Rel,
-    tuple: pg_sys::HeapTuple,
+    tuple: &mut pg_sys::HeapTupleData,
     ctid_self: bool,
     rows: RowInsert,
 ) -> pg_sys::ItemPointerData {
-    // SAFETY: caller passes a formed heap tuple.
-    let data = unsafe { (*tuple).t_data as *const u8 };
+    let data = tuple.t_data as *const u8;
     let len = checked_len(tuple);
     let buf = target_page(rel, len);
     let mut w = PageChange::start(rel);
@@ -149,8 +148,7 @@ pub fn append(
     }
     w.commit(wal_record::RMGR_ID, || insert_record(p, &[offset], rows));
     drop(buf);
-    // SAFETY: caller's tuple struct is writable.
-    unsafe { (*tuple).t_self = tid };
+    tuple.t_self = tid;
     tid
 }
 
@@ -199,13 +197,12 @@ pub fn lane_page_now(
 pub fn append_and_stamp(
     rel: Rel,
     target: pg_sys::Buffer,
-    tuple: pg_sys::HeapTuple,
+    tuple: &mut pg_sys::HeapTupleData,
     old: &Located,
     stamp: impl FnOnce(*mut htup::Header, pg_sys::ItemPointerData),
     decoded: Vec<u8>,
 ) -> pg_sys::ItemPointerData {
-    // SAFETY: caller passes a formed heap tuple.
-    let (data, len) = unsafe { ((*tuple).t_data as *const u8, (*tuple).t_len as usize) };
+    let (data, len) = (tuple.t_data as *const u8, tuple.t_len as usize);
     let same = target == old.buf;
     // an old version sharing its header is detached in this record (the
     // caller checked that its page has a free header slot: detach_fits)
@@ -272,8 +269,7 @@ pub fn append_and_stamp(
             main: decoded,
         }
     });
-    // SAFETY: caller's tuple struct is writable.
-    unsafe { (*tuple).t_self = tid };
+    tuple.t_self = tid;
     tid
 }
 
@@ -509,7 +505,8 @@ pub fn store_in_slot(
 ) {
     let copy = super::slot::in_slot_context(slot, || super::version_data::palloc_full(rel, buf, &tuple));
     if let Some(copy) = copy {
-        super::slot::store_owned_here(slot, copy);
+        // SAFETY: palloc'd in the slot's context just now, handed over.
+        unsafe { super::slot::store_owned_here(slot, copy) };
         return;
     }
     super::slot::store_buffer_tuple(slot, tuple, buf);

@@ -171,7 +171,11 @@ fn new_frozen(
 /// 3. dropped rowids are removed from every index;
 /// 4. pg_class (relpages, reltuples: the live rows the sweep counted,
 ///    relfrozenxid, relminmxid) and pgstat are updated.
-pub fn vacuum(
+///
+/// # Safety
+/// The `relation_vacuum` callback's arguments: valid `VacuumParams` and
+/// buffer access strategy (or null).
+pub unsafe fn vacuum(
     rel: Rel,
     params: *mut pg_sys::VacuumParams,
     strategy: pg_sys::BufferAccessStrategy,
@@ -186,7 +190,8 @@ pub fn vacuum(
         pg_sys::DEBUG2
     } as i32;
     let name = crate::pg::rel::relname(rel);
-    let cutoffs = pgvac::cutoffs(rel, params);
+    // SAFETY: VACUUM's parameters, passed on by our caller.
+    let cutoffs = unsafe { pgvac::cutoffs(rel, params) };
     // a bulk load that aborted or crashed left its open run: its rows are
     // dead, its pages free, its index entries go in the index pass below
     let abandoned = run_writer::take_abandoned_open_run(rel);

@@ -77,7 +77,8 @@ fn read_trying(
         count_hit(rel);
         return recent;
     }
-    let buf = read_with(rel, blkno, std::ptr::null_mut());
+    // SAFETY: no strategy.
+    let buf = unsafe { read_with(rel, blkno, std::ptr::null_mut()) };
     recent::remember(locator, blkno, buf);
     buf
 }
@@ -165,7 +166,10 @@ pub fn read_recent(
 }
 
 /// Pins block `blkno` using a buffer access strategy (may be null).
-pub fn read_with(
+///
+/// # Safety
+/// `strategy` is null or a valid buffer access strategy.
+pub unsafe fn read_with(
     rel: Rel,
     blkno: pg_sys::BlockNumber,
     strategy: pg_sys::BufferAccessStrategy,

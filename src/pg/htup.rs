@@ -106,6 +106,7 @@ pub fn hinted_live(t: *mut Header) -> bool {
 /// log when hint bits are missing, so versions of transactions whose commit
 /// record is not yet flushed (`synchronous_commit = off`) count too. `t`
 /// points into share-locked `buf` (hint bits may be set).
+#[allow(clippy::not_unsafe_ptr_arg_deref)] // the module's contract: pointers to valid tuple headers (see the note above `h`)
 pub fn removable(
     t: &mut pg_sys::HeapTupleData,
     buf: pg_sys::Buffer,
@@ -131,6 +132,7 @@ pub fn xmax_is_multi(t: *mut Header) -> bool {
 
 /// Cmax to store for `cid`, combining with cmin when this transaction also
 /// inserted the tuple (`HeapTupleHeaderAdjustCmax`).
+#[allow(clippy::not_unsafe_ptr_arg_deref)] // the module's contract: pointers to valid tuple headers (see the note above `h`)
 pub fn adjust_cmax(t: *mut Header, cid: pg_sys::CommandId) -> (pg_sys::CommandId, bool) {
     let mut cid = cid;
     let mut combo = false;
@@ -140,6 +142,7 @@ pub fn adjust_cmax(t: *mut Header, cid: pg_sys::CommandId) -> (pg_sys::CommandId
 }
 
 /// The updating (not merely locking) xid of xmax (`HeapTupleHeaderGetUpdateXid`).
+#[allow(clippy::not_unsafe_ptr_arg_deref)] // the module's contract: pointers to valid tuple headers (see the note above `h`)
 pub fn update_xid(t: *mut Header) -> pg_sys::TransactionId {
     if xmax_is_multi(t) && infomask(t) & pg_sys::HEAP_XMAX_INVALID == 0 {
         // SAFETY: valid header with a multixact xmax.
@@ -232,6 +235,7 @@ pub fn xmax_locked_only(mask: u32) -> bool {
 /// columns it decides between the update's lock strengths (a non-key update
 /// does not conflict with KEY SHARE row locks); with the HOT-blocking
 /// columns, whether the update needs new index entries.
+#[allow(clippy::not_unsafe_ptr_arg_deref)] // the module's contract: pointers to valid tuple headers (see the note above `h`)
 pub fn columns_changed(
     rel: Rel,
     cols: *const pg_sys::Bitmapset,

@@ -14,6 +14,7 @@ pub mod predicate;
 pub mod rel;
 pub mod relation;
 pub mod shmem;
+pub mod snapshot;
 pub mod standby;
 pub mod stats;
 pub mod tuple_slot;

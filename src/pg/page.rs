@@ -29,6 +29,7 @@ fn header(page: pg_sys::Page) -> *mut pg_sys::PageHeaderData {
 }
 
 /// Initialises an empty page with `special` bytes of special space.
+#[allow(clippy::not_unsafe_ptr_arg_deref)] // the module's contract: pointers to locked pages or private copies
 pub fn init(page: pg_sys::Page, special: usize) {
     // SAFETY: `page` points to a BLCKSZ buffer page (or working copy).
     unsafe { pg_sys::PageInit(page, BLCKSZ, special) }
@@ -107,6 +108,7 @@ pub fn special_size(page: pg_sys::Page) -> usize {
 }
 
 /// Appends an item; returns its offset or `None` when it does not fit.
+#[allow(clippy::not_unsafe_ptr_arg_deref)] // the module's contract: pointers to locked pages or private copies
 pub fn add_item(page: pg_sys::Page, data: *const u8, len: usize) -> Option<u16> {
     // SAFETY: `data` points to `len` readable bytes.
     add_item_extended(page, unsafe { std::slice::from_raw_parts(data, len) }, 0, 0)

@@ -6,6 +6,7 @@
 //! so other isolation levels pay no call into predicate.c.
 
 use crate::pg::relation::Rel;
+use crate::pg::snapshot::Snap;
 use pgrx::pg_sys;
 
 extern "C-unwind" {
@@ -35,16 +36,16 @@ fn serializable() -> bool {
 }
 
 /// A relation-level SIREAD lock: sequential and sample scans read everything.
-pub fn lock_relation(rel: Rel, snapshot: pg_sys::Snapshot) {
+pub fn lock_relation(rel: Rel, snapshot: Snap) {
     if !serializable() {
         return;
     }
     // SAFETY: open relation and the scan's snapshot.
-    unsafe { PredicateLockRelation(rel.raw(), snapshot) }
+    unsafe { PredicateLockRelation(rel.raw(), snapshot.raw()) }
 }
 
 /// A tuple-level SIREAD lock on a version the snapshot sees.
-pub fn lock_tid(rel: Rel, tuple: &pg_sys::HeapTupleData, snapshot: pg_sys::Snapshot) {
+pub fn lock_tid(rel: Rel, tuple: &pg_sys::HeapTupleData, snapshot: Snap) {
     if !serializable() {
         return;
     }
@@ -52,19 +53,19 @@ pub fn lock_tid(rel: Rel, tuple: &pg_sys::HeapTupleData, snapshot: pg_sys::Snaps
     // SAFETY: valid tuple header on a locked page; open relation.
     unsafe {
         let xmin = (*tuple.t_data).t_choice.t_heap.t_xmin;
-        PredicateLockTID(rel.raw(), &mut tid, snapshot, xmin)
+        PredicateLockTID(rel.raw(), &mut tid, snapshot.raw(), xmin)
     }
 }
 
 /// Whether reads under `snapshot` need [`check_conflict_out`] at all: asked
 /// once per page, like heap's page-at-a-time scans (false unless the
 /// transaction is SERIALIZABLE; raises 40001 if it is already doomed).
-pub fn conflict_out_needed(rel: Rel, snapshot: pg_sys::Snapshot) -> bool {
+pub fn conflict_out_needed(rel: Rel, snapshot: Snap) -> bool {
     if !serializable() {
         return false;
     }
     // SAFETY: open relation and a valid snapshot.
-    unsafe { CheckForSerializableConflictOutNeeded(rel.raw(), snapshot) }
+    unsafe { CheckForSerializableConflictOutNeeded(rel.raw(), snapshot.raw()) }
 }
 
 /// Reader side: records an rw-conflict when `tuple`'s visibility (`visible`)
@@ -74,13 +75,13 @@ pub fn check_conflict_out(
     rel: Rel,
     tuple: &mut pg_sys::HeapTupleData,
     buf: pg_sys::Buffer,
-    snapshot: pg_sys::Snapshot,
+    snapshot: Snap,
 ) {
     if !serializable() {
         return;
     }
     // SAFETY: tuple on the (at least share-) locked buffer `buf`.
-    unsafe { pg_sys::HeapCheckForSerializableConflictOut(visible, rel.raw(), tuple, buf, snapshot) }
+    unsafe { pg_sys::HeapCheckForSerializableConflictOut(visible, rel.raw(), tuple, buf, snapshot.raw()) }
 }
 
 /// Writer side: checks the SIREAD locks a write to `tid` (or, with None, an

@@ -48,13 +48,17 @@ pub fn natts(rel: Rel) -> u16 {
 /// Storage layout of every attribute (dropped ones included), in order:
 /// `(attlen, attalign in bytes, attbyval)`.
 pub fn attr_layouts(rel: Rel) -> Vec<(i16, u8, bool)> {
-    desc_layouts(rel.tupdesc())
+    // SAFETY: an open relation's tuple descriptor.
+    unsafe { desc_layouts(rel.tupdesc()) }
 }
 
 /// [`attr_layouts`] of a tuple descriptor (a slot's: during ALTER COLUMN
 /// TYPE's rewrite the old rows follow the old descriptor, not the
 /// relation's).
-pub fn desc_layouts(desc: pg_sys::TupleDesc) -> Vec<(i16, u8, bool)> {
+///
+/// # Safety
+/// `desc` is a valid tuple descriptor.
+pub unsafe fn desc_layouts(desc: pg_sys::TupleDesc) -> Vec<(i16, u8, bool)> {
     // SAFETY: a valid tuple descriptor that outlives this call.
     let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked(desc) };
     desc.iter()
@@ -94,7 +98,8 @@ pub fn for_each_page_copy(rel: Rel, mut f: impl FnMut(pg_sys::BlockNumber, &[u8]
     let nblocks = buffer::nblocks(rel);
     for blkno in 0..nblocks {
         check_for_interrupts!();
-        let buf = buffer::read_with(rel, blkno, strategy);
+        // SAFETY: the caller's strategy (or null).
+        let buf = unsafe { buffer::read_with(rel, blkno, strategy) };
         buffer::lock_share(buf);
         // SAFETY: a pinned, share-locked page is BLCKSZ readable bytes.
         unsafe {

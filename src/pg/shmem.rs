@@ -112,7 +112,11 @@ pub struct LockGuard(*mut pg_sys::LWLock);
 
 impl LockGuard {
     /// Lock `i` of the tranche starting at `first`.
-    pub fn acquire(first: *mut pg_sys::LWLockPadded, i: usize, exclusive: bool) -> LockGuard {
+    ///
+    /// # Safety
+    /// `first` points at an array of initialised LWLocks with more than `i` entries
+    /// that lives as long as shared memory.
+    pub unsafe fn acquire(first: *mut pg_sys::LWLockPadded, i: usize, exclusive: bool) -> LockGuard {
         let mode = if exclusive { pg_sys::LWLockMode::LW_EXCLUSIVE } else { pg_sys::LWLockMode::LW_SHARED };
         // SAFETY: `first` is a tranche of more than `i` locks in shared
         // memory (the caller's); LWLockAcquire waits, it does not raise.

@@ -7,7 +7,10 @@ use pgrx::pg_sys;
 /// One index scan started searching: `pgstat_count_index_scan(rel)` and, on
 /// PG18, `scan->instrument->nsearches++` — what btree and pgvector do once
 /// per search of the index.
-pub fn count_index_search(scan: pg_sys::IndexScanDesc) {
+///
+/// # Safety
+/// `scan` is a valid index scan.
+pub unsafe fn count_index_search(scan: pg_sys::IndexScanDesc) {
     // SAFETY: a valid scan descriptor of an open index; pgstat_info is null
     // or the relation's stats entry, and pgstat_assoc_relation sets it up
     // (the expansion of the pgstat_should_count_relation macro).

@@ -6,7 +6,10 @@ use pgrx::pg_sys;
 
 /// The next non-null datum of a sorted datum tuplesort, or None when it is
 /// exhausted. Pass-by-value datums only (as for CIC's TID sort).
-pub fn next_datum(state: *mut pg_sys::Tuplesortstate) -> Option<pg_sys::Datum> {
+///
+/// # Safety
+/// `state` is a valid, performed sort of datums.
+pub unsafe fn next_datum(state: *mut pg_sys::Tuplesortstate) -> Option<pg_sys::Datum> {
     let mut val = pg_sys::Datum::from(0usize);
     let mut isnull = false;
     // SAFETY: `state` is a performed datum sort owned by the caller.
@@ -51,7 +54,10 @@ impl ClusterSort {
     }
 
     /// Adds a copy of `t`.
-    pub fn put(&mut self, t: pg_sys::HeapTuple) {
+    ///
+    /// # Safety
+    /// `t` is a valid tuple; the sort copies it.
+    pub unsafe fn put(&mut self, t: pg_sys::HeapTuple) {
         // SAFETY: a sort being filled; the tuple is copied into it.
         unsafe { pg_sys::tuplesort_putheaptuple(self.0, t) }
     }

@@ -23,7 +23,10 @@ pub struct Cutoffs {
 
 /// Computes the cutoffs for `rel` from VACUUM's parameters (which carry the
 /// vacuum_freeze_* settings, 0 for `VACUUM (FREEZE)`).
-pub fn cutoffs(rel: Rel, params: *mut pg_sys::VacuumParams) -> Cutoffs {
+///
+/// # Safety
+/// `params` are VACUUM's valid parameters.
+pub unsafe fn cutoffs(rel: Rel, params: *mut pg_sys::VacuumParams) -> Cutoffs {
     let (relfrozenxid, relminmxid) = (rel.form().relfrozenxid, rel.form().relminmxid);
     #[cfg(feature = "pg15")]
     {
@@ -71,6 +74,7 @@ pub fn cutoffs(rel: Rel, params: *mut pg_sys::VacuumParams) -> Cutoffs {
 /// FreezeLimit becomes frozen, old or aborted xmax/MultiXacts are cleared or
 /// replaced, as heap's VACUUM does). Returns whether it changed. `t` must
 /// not be dead to every snapshot (the caller removes those instead).
+#[allow(clippy::not_unsafe_ptr_arg_deref)] // a header on an exclusively locked page or a private copy, as every freezing helper here
 pub fn freeze_header(t: pg_sys::HeapTupleHeader, c: &Cutoffs) -> bool {
     // SAFETY: `t` is a valid, writable tuple header; the cutoffs come from
     // this VACUUM and the relation's own pg_class row.

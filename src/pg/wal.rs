@@ -416,7 +416,10 @@ pub fn unreplayable(rmgr: &std::ffi::CStr, what: impl std::fmt::Display) -> ! {
 }
 
 /// Appends `s` to a desc callback's output.
-pub fn append_desc(out: pg_sys::StringInfo, s: &str) {
+///
+/// # Safety
+/// `out` is a valid StringInfo.
+pub unsafe fn append_desc(out: pg_sys::StringInfo, s: &str) {
     let c = std::ffi::CString::new(s.replace('\0', " ")).expect("no NUL left");
     // SAFETY: `out` is the StringInfo the desc callback was given.
     unsafe { pg_sys::appendStringInfoString(out, c.as_ptr()) };

@@ -5,6 +5,7 @@
 
 use pgrx::pg_sys;
 use std::cell::Cell;
+use super::snapshot::Snap;
 
 /// What is ending.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,12 +93,8 @@ pub struct SnapshotToken {
     curcid: u32,
 }
 
-pub fn snapshot_token(snapshot: pg_sys::Snapshot) -> Option<SnapshotToken> {
-    if !is_mvcc(snapshot) {
-        return None;
-    }
-    // SAFETY: a valid snapshot passed by the caller.
-    let s = unsafe { &*snapshot };
+pub fn snapshot_token(snapshot: Snap) -> Option<SnapshotToken> {
+    let s = snapshot.data().filter(|_| snapshot.is_mvcc())?;
     Some(SnapshotToken {
         xmin: s.xmin.into_inner(),
         xmax: s.xmax.into_inner(),
@@ -108,20 +105,15 @@ pub fn snapshot_token(snapshot: pg_sys::Snapshot) -> Option<SnapshotToken> {
     })
 }
 
-/// Whether `snapshot` (null: no) is an MVCC snapshot.
-pub fn is_mvcc(snapshot: pg_sys::Snapshot) -> bool {
-    // SAFETY: a valid snapshot passed by the caller, read only when non-null.
-    !snapshot.is_null() && unsafe { (*snapshot).snapshot_type } == pg_sys::SnapshotType::SNAPSHOT_MVCC
-}
-
-/// The active snapshot, or null when none is set.
-pub fn active_snapshot() -> pg_sys::Snapshot {
-    // SAFETY: reads the snapshot manager's stack.
+/// The active snapshot, or none when none is set.
+pub fn active_snapshot() -> Snap {
+    // SAFETY: reads the snapshot manager's stack; the active snapshot stays
+    // valid while it is pushed, for the statement the caller runs in.
     unsafe {
         if pg_sys::ActiveSnapshotSet() {
-            pg_sys::GetActiveSnapshot()
+            Snap::from_raw(pg_sys::GetActiveSnapshot())
         } else {
-            std::ptr::null_mut()
+            Snap::none()
         }
     }
 }
@@ -129,8 +121,9 @@ pub fn active_snapshot() -> pg_sys::Snapshot {
 /// Whether MVCC snapshot `snapshot` counts `xid` as running when it was
 /// taken (so it does not see its effects). Reads no commit log: safe for
 /// any xid, however old.
-pub fn in_snapshot(xid: pg_sys::TransactionId, snapshot: pg_sys::Snapshot) -> bool {
-    // SAFETY: a valid MVCC snapshot; subtransaction lookups only for xids at
-    // or above its xmin.
-    unsafe { pg_sys::XidInMVCCSnapshot(xid, snapshot) }
+pub fn in_snapshot(xid: pg_sys::TransactionId, snapshot: Snap) -> bool {
+    debug_assert!(snapshot.is_mvcc(), "in_snapshot needs an MVCC snapshot");
+    // SAFETY: a valid MVCC snapshot (callers test is_mvcc first); subtransaction lookups only
+    // for xids at or above its xmin.
+    unsafe { pg_sys::XidInMVCCSnapshot(xid, snapshot.raw()) }
 }

@@ -3,6 +3,7 @@
 //! proceeds per heap's rules (`row_lock`); what a failure reports
 //! (`TM_FailureData`).
 
+use crate::pg::snapshot::Snap;
 use crate::pg::relation::Rel;
 use super::*;
 
@@ -40,25 +41,23 @@ pub(super) fn current_xid() -> pg_sys::TransactionId {
     unsafe { pg_sys::GetCurrentTransactionId() }
 }
 
-pub(super) fn fill_failure(tmfd: *mut pg_sys::TM_FailureData, loc: &Located, result: pg_sys::TM_Result::Type) {
-    if tmfd.is_null() {
+pub(super) fn fill_failure(tmfd: Option<&mut pg_sys::TM_FailureData>, loc: &Located, result: pg_sys::TM_Result::Type) {
+    let Some(tmfd) = tmfd else {
         return;
-    }
+    };
     let t = loc.header;
     // a shared header's t_ctid (0,0) means the version's own TID
     let ctid = htup::ctid(t);
     let ctid = if htup::tid_offset(&ctid) == 0 { loc.tid } else { ctid };
-    // SAFETY: tmfd is caller-provided storage; `t` is a valid header.
-    unsafe {
-        (*tmfd).ctid = ctid;
-        (*tmfd).xmax = htup::update_xid(t);
-        (*tmfd).cmax = if result == pg_sys::TM_Result::TM_SelfModified {
-            pg_sys::HeapTupleHeaderGetCmax(t)
-        } else {
-            pg_sys::InvalidCommandId
-        };
-        (*tmfd).traversed = false;
-    }
+    tmfd.ctid = ctid;
+    tmfd.xmax = htup::update_xid(t);
+    tmfd.cmax = if result == pg_sys::TM_Result::TM_SelfModified {
+        // SAFETY: `t` is a valid header on the locked page.
+        unsafe { pg_sys::HeapTupleHeaderGetCmax(t) }
+    } else {
+        pg_sys::InvalidCommandId
+    };
+    tmfd.traversed = false;
 }
 
 pub(super) fn not_found(rel: Rel, what: &str) -> ! {
@@ -202,9 +201,9 @@ pub(super) fn acquire(
     rel: Rel,
     tid: pg_sys::ItemPointerData,
     cid: pg_sys::CommandId,
-    crosscheck: pg_sys::Snapshot,
+    crosscheck: Snap,
     wait: Wait,
-    tmfd: *mut pg_sys::TM_FailureData,
+    mut tmfd: Option<&mut pg_sys::TM_FailureData>,
     what: &str,
     strength: &mut Strength,
     update: bool,
@@ -263,7 +262,7 @@ pub(super) fn acquire(
                         continue;
                     }
                     Wait::ReturnBeingModified => {
-                        fill_failure(tmfd, &loc, result);
+                        fill_failure(tmfd.as_deref_mut(), &loc, result);
                         buffer::unlock_release(buf);
                         return fail(tuplock, result);
                     }
@@ -306,9 +305,9 @@ pub(super) fn acquire(
                 ChainStep::Wait(_) | ChainStep::Updated => {}
             }
         }
-        if result == pg_sys::TM_Result::TM_Ok && !crosscheck.is_null() {
+        if result == pg_sys::TM_Result::TM_Ok && !crosscheck.is_none() {
             // SAFETY: valid tuple, snapshot and locked buffer.
-            if !unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut tuple, crosscheck, buf) } {
+            if !unsafe { pg_sys::HeapTupleSatisfiesVisibility(&mut tuple, crosscheck.raw(), buf) } {
                 result = pg_sys::TM_Result::TM_Updated;
             }
         }
@@ -320,7 +319,7 @@ pub(super) fn acquire(
                 tuplock,
             });
         }
-        fill_failure(tmfd, &loc, result);
+        fill_failure(tmfd.as_deref_mut(), &loc, result);
         buffer::unlock_release(buf);
         return fail(tuplock, result);
     }

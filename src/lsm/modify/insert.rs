@@ -112,7 +112,8 @@ pub fn insert(
         unsafe { (*stored).t_self }
     } else {
         let rows = logical::row_insert(rel, options, spec_token.is_some());
-        storage::append(rel, stored, spec_token.is_none(), rows)
+        // SAFETY: the formed tuple prepared above, ours to write.
+        storage::append(rel, unsafe { &mut *stored }, spec_token.is_none(), rows)
     };
     // SAFETY: slot and tuple are valid.
     unsafe {

@@ -80,7 +80,7 @@ pub fn lock(
     mode: pg_sys::LockTupleMode::Type,
     wait_policy: pg_sys::LockWaitPolicy::Type,
     follow_updates: bool,
-    tmfd: *mut pg_sys::TM_FailureData,
+    mut tmfd: Option<&mut pg_sys::TM_FailureData>,
 ) -> (pg_sys::TM_Result::Type, pg_sys::ItemPointerData) {
     let policy = match wait_policy {
         pg_sys::LockWaitPolicy::LockWaitSkip => Wait::Skip,
@@ -92,20 +92,19 @@ pub fn lock(
     let mut tid = tid;
     // versions followed along the chain (EvalPlanQual's `traversed`)
     let mut steps = 0u32;
-    if !tmfd.is_null() {
+    if let Some(f) = tmfd.as_deref_mut() {
         // like heapam_tuple_lock: callers pass uninitialised storage
         // (GetTupleForTrigger) and read `traversed` after TM_Ok
-        // SAFETY: caller storage.
-        unsafe { (*tmfd).traversed = false };
+        f.traversed = false;
     }
     loop {
         match acquire(
             rel,
             tid,
             cid,
-            std::ptr::null_mut(),
+            Snap::none(),
             policy,
-            tmfd,
+            tmfd.as_deref_mut(),
             "lock",
             &mut Strength::Known(mode),
             false,
@@ -130,7 +129,7 @@ pub fn lock(
                     buffer::lock_exclusive(loc.buf);
                     let now = xmax_state(loc.header);
                     if r != pg_sys::TM_Result::TM_Ok {
-                        fill_failure(tmfd, loc, r);
+                        fill_failure(tmfd.as_deref_mut(), loc, r);
                         buffer::unlock_release(loc.buf);
                         release_tuplock(rel, tid, acq.tuplock);
                         return (r, tid);
@@ -153,15 +152,14 @@ pub fn lock(
                 }
                 storage::store_in_slot(rel, slot, loc.heap_tuple(rel), loc.buf);
                 buffer::unlock_release(loc.buf);
-                if steps > 0 && !tmfd.is_null() {
-                    // SAFETY: caller storage.
-                    unsafe { (*tmfd).traversed = true };
+                if let Some(f) = tmfd.as_deref_mut().filter(|_| steps > 0) {
+                    f.traversed = true;
                 }
                 return (pg_sys::TM_Result::TM_Ok, tid);
             }
-            Outcome::Failed(pg_sys::TM_Result::TM_Updated) if follow_updates && !tmfd.is_null() => {
-                // SAFETY: filled by acquire.
-                let next = unsafe { (*tmfd).ctid };
+            Outcome::Failed(pg_sys::TM_Result::TM_Updated) if follow_updates && tmfd.is_some() => {
+                // filled by acquire
+                let next = tmfd.as_deref().map_or(tid, |f| f.ctid);
                 if htup::tid_offset(&next) == MOVED_PARTITIONS_OFFSET {
                     ereport!(
                         ERROR,
@@ -173,28 +171,25 @@ pub fn lock(
                 steps += 1;
             }
             Outcome::Failed(r) => {
-                if steps > 0 && !tmfd.is_null() {
+                if let Some(f) = tmfd.as_deref_mut().filter(|_| steps > 0) {
                     // Like heapam_tuple_lock: a newer version that a later
                     // command of this transaction inserted is "self modified"
                     // (its cmin is the problematic command id), not invisible.
                     if r == pg_sys::TM_Result::TM_Invisible {
                         if let Some((xmin, cmin)) = inserted_by_later_command(rel, tid, cid) {
-                            // SAFETY: caller storage.
-                            unsafe {
-                                (*tmfd).xmax = xmin;
-                                (*tmfd).cmax = cmin;
-                                (*tmfd).traversed = true;
-                            }
+                            f.xmax = xmin;
+                            f.cmax = cmin;
+                            f.traversed = true;
                             return (pg_sys::TM_Result::TM_SelfModified, tid);
                         }
                     }
-                    // SAFETY: caller storage.
-                    unsafe { (*tmfd).traversed = true };
+                    f.traversed = true;
                 }
                 // Like heapam_tuple_lock, the slot holds the version also when
                 // it could not be locked: ON CONFLICT reads its xmin to tell
                 // "affected twice by this command" from other failures.
-                let any = std::ptr::addr_of_mut!(pg_sys::SnapshotAnyData);
+                // SAFETY: SnapshotAny is a static snapshot, valid forever.
+                let any = unsafe { Snap::from_raw(std::ptr::addr_of_mut!(pg_sys::SnapshotAnyData)) };
                 crate::lsm::fetch::fetch_row_version(rel, tid, any, slot);
                 return (r, tid);
             }

@@ -13,6 +13,7 @@
 //! reports; [`stamp`]: what a change writes into the old version;
 //! [`insert`]: the insert paths; [`lock`]: row locks and their chain walk.
 
+use crate::pg::snapshot::Snap;
 use crate::pg::tuple_slot::Slot;
 use crate::pg::relation::Rel;
 use super::row_lock::{self, ChainStep, Decision, Member, Mode, Status};
@@ -42,9 +43,9 @@ pub fn delete(
     rel: Rel,
     tid: pg_sys::ItemPointerData,
     cid: pg_sys::CommandId,
-    crosscheck: pg_sys::Snapshot,
+    crosscheck: Snap,
     wait: bool,
-    tmfd: *mut pg_sys::TM_FailureData,
+    tmfd: Option<&mut pg_sys::TM_FailureData>,
     changing_part: bool,
 ) -> pg_sys::TM_Result::Type {
     let policy = if wait {
@@ -130,9 +131,9 @@ pub fn update(
     otid: pg_sys::ItemPointerData,
     slot: Slot,
     cid: pg_sys::CommandId,
-    crosscheck: pg_sys::Snapshot,
+    crosscheck: Snap,
     wait: bool,
-    tmfd: *mut pg_sys::TM_FailureData,
+    mut tmfd: Option<&mut pg_sys::TM_FailureData>,
     lockmode: &mut pg_sys::LockTupleMode::Type,
     hot: &mut bool,
 ) -> pg_sys::TM_Result::Type {
@@ -156,7 +157,7 @@ pub fn update(
             cid,
             crosscheck,
             policy,
-            tmfd,
+            tmfd.as_deref_mut(),
             "update",
             &mut strength,
             true,
@@ -209,7 +210,8 @@ pub fn update(
             htup::set_infomask(t, (htup::infomask(t) & !pg_sys::HEAP_XMAX_BITS) | bits);
         }
         mark_heap_only(t, index_stable);
-        let new_tid = storage::append(rel, stored, true, storage::RowInsert::No);
+        // SAFETY: the formed tuple prepared above, ours to write.
+        let new_tid = storage::append(rel, unsafe { &mut *stored }, true, storage::RowInsert::No);
 
         buffer::lock_exclusive(loc.buf);
         let mut recheck = loc.heap_tuple(rel);

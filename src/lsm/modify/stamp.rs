@@ -205,7 +205,8 @@ impl Together {
         let new_tid = storage::append_and_stamp(
             rel,
             target,
-            stored,
+            // SAFETY: the formed new version prepared above, ours to write.
+            unsafe { &mut *stored },
             loc,
             |h, tid| plan.apply(h, Some(tid)),
             decoded,
