@@ -986,6 +986,5 @@ pub fn build_empty(index: Rel) {
     write_metapage(index, &params, pg_sys::ForkNumber::INIT_FORKNUM);
     // GenericXLog does not log unlogged relations; the init fork must survive
     // a crash, so it is logged as a full page.
-    // SAFETY: block 0 of the init fork was just written.
-    unsafe { pg_sys::log_newpage_range(index.raw(), pg_sys::ForkNumber::INIT_FORKNUM, 0, 1, true) };
+    crate::pg::wal::log_full_pages(index, pg_sys::ForkNumber::INIT_FORKNUM, 1);
 }

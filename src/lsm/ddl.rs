@@ -4,73 +4,32 @@
 
 use crate::pg::relation::Rel;
 use super::format::TAG_SIZE;
-use crate::pg::htup;
+use crate::pg::storage;
 use crate::pg::page;
 use pgrx::pg_sys;
 
 pub use crate::pg::locator::Locator;
 
-fn persistence(rel: Rel) -> std::ffi::c_char {
-    rel.form().relpersistence
-}
-
 /// Creates empty storage (the metapage is written by the first insert, so an
 /// empty unlogged table's init fork is simply empty, like heap's).
-/// Returns the new relation's (relfrozenxid, relminmxid).
+/// Returns the new relation's (relfrozenxid, relminmxid), heap's choice.
 pub fn set_new_storage(
     locator: &Locator,
     persistence: std::ffi::c_char,
 ) -> (pg_sys::TransactionId, pg_sys::MultiXactId) {
-    // SAFETY: PostgreSQL calls this for a new relfilenode of a relation it
-    // holds locked; smgr handles opened and closed here.
-    unsafe {
-        let horizons = (pg_sys::RecentXmin, pg_sys::GetOldestMultiXactId());
-        let srel = pg_sys::RelationCreateStorage(*locator, persistence, true);
-        if persistence == pg_sys::RELPERSISTENCE_UNLOGGED as std::ffi::c_char {
-            pg_sys::smgrcreate(srel, pg_sys::ForkNumber::INIT_FORKNUM, false);
-            htup::log_smgrcreate(
-                locator as *const Locator as *const std::ffi::c_void,
-                pg_sys::ForkNumber::INIT_FORKNUM,
-            );
-        }
-        pg_sys::smgrclose(srel);
-        horizons
-    }
+    storage::create(locator, persistence);
+    crate::pg::xact::new_relation_horizons()
 }
 
+/// Non-transactional truncation (TRUNCATE of a table created or truncated
+/// in the same transaction): PostgreSQL holds ACCESS EXCLUSIVE.
 pub fn truncate(rel: Rel) {
-    // SAFETY: Postgres holds AccessExclusiveLock for non-transactional truncation.
-    unsafe { pg_sys::RelationTruncate(rel.raw(), 0) };
+    storage::truncate(rel, 0);
 }
 
 /// Copies all forks to new storage (ALTER TABLE ... SET TABLESPACE).
 pub fn copy_data(rel: Rel, locator: &Locator) {
-    let pers = persistence(rel);
-    // SAFETY: Postgres holds AccessExclusiveLock; mirrors heap's copy_data.
-    unsafe {
-        pg_sys::FlushRelationBuffers(rel.raw());
-        let dst = pg_sys::RelationCreateStorage(*locator, pers, true);
-        let src = pg_sys::RelationGetSmgr(rel.raw());
-        pg_sys::RelationCopyStorage(src, dst, pg_sys::ForkNumber::MAIN_FORKNUM, pers);
-        for fork in [
-            pg_sys::ForkNumber::FSM_FORKNUM,
-            pg_sys::ForkNumber::VISIBILITYMAP_FORKNUM,
-            pg_sys::ForkNumber::INIT_FORKNUM,
-        ] {
-            if pg_sys::smgrexists(pg_sys::RelationGetSmgr(rel.raw()), fork) {
-                pg_sys::smgrcreate(dst, fork, false);
-                let permanent = pers == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char;
-                let unlogged_init = pers == pg_sys::RELPERSISTENCE_UNLOGGED as std::ffi::c_char
-                    && fork == pg_sys::ForkNumber::INIT_FORKNUM;
-                if permanent || unlogged_init {
-                    htup::log_smgrcreate(locator as *const Locator as *const std::ffi::c_void, fork);
-                }
-                pg_sys::RelationCopyStorage(pg_sys::RelationGetSmgr(rel.raw()), dst, fork, pers);
-            }
-        }
-        pg_sys::RelationDropStorage(rel.raw());
-        pg_sys::smgrclose(dst);
-    }
+    storage::copy_to(rel, locator);
 }
 
 pub fn relation_size(rel: Rel, fork: pg_sys::ForkNumber::Type) -> u64 {

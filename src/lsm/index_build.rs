@@ -13,7 +13,7 @@ use crate::pg::snapshot::Snap;
 use crate::pg::tuple_slot::Slot;
 use crate::pg::relation::Rel;
 use super::{chain, format, scan, storage};
-use crate::pg::buffer;
+use crate::pg::buffer::{self, Locked};
 use crate::pg::htup;
 use crate::pg::page;
 use pgrx::pg_sys;
@@ -476,9 +476,8 @@ pub unsafe fn validate_scan(
     for block in blocks {
         pgrx::check_for_interrupts!();
         missing.clear();
-        let buf = buffer::read(table, block);
-        buffer::lock_share(buf);
-        let p = buffer::page(buf);
+        let page_guard = Locked::share(table, block);
+        let p = page_guard.page();
         if live.data_page_kind(table, block, p).is_some() {
             for off in 1..=page::max_offset(p) {
                 let Some(t) = storage::version_at(table, p, off) else {
@@ -494,7 +493,7 @@ pub unsafe fn validate_scan(
                 }
             }
         }
-        buffer::unlock_release(buf);
+        drop(page_guard);
         for root in &missing {
             let mut tid = *root;
             if !chain::search(&mut walker, &mut tid, snapshot, Some(datums.slot), None, true) {

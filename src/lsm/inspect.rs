@@ -496,10 +496,8 @@ mod tests {
         let special = page::special(buf.page());
         // SAFETY: the special space holds the 16-byte tag; the buffer is
         // pinned and exclusively locked.
-        unsafe {
-            (special as *mut u32).write_unaligned(0xDEAD_BEEF);
-            pg_sys::MarkBufferDirty(buf.buffer());
-        }
+        unsafe { (special as *mut u32).write_unaligned(0xDEAD_BEEF) };
+        buffer::mark_dirty_unlogged(buf.buffer());
     }
 
     #[pg_test]

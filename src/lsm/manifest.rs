@@ -61,8 +61,8 @@ pub fn ensure_metapage(rel: Rel) {
     if buffer::nblocks(rel) > 0 {
         return;
     }
-    // SAFETY: the extension lock makes check-and-extend atomic among backends.
-    unsafe { pg_sys::LockRelationForExtension(rel.raw(), pg_sys::ExclusiveLock as i32) };
+    // the extension lock makes check-and-extend atomic among backends
+    let _extending = crate::pg::storage::ExtensionLock::exclusive(rel);
     if buffer::nblocks(rel) == 0 {
         let buf = Locked::adopt(buffer::extend_locked(rel));
         debug_assert_eq!(buf.block(), META_BLOCK);
@@ -72,8 +72,6 @@ pub fn ensure_metapage(rel: Rel) {
         encode_into(p, &Meta::new());
         w.commit();
     }
-    // SAFETY: taken above.
-    unsafe { pg_sys::UnlockRelationForExtension(rel.raw(), pg_sys::ExclusiveLock as i32) };
 }
 
 /// Whether the metapage reaches page `p` (block `block`).

@@ -27,7 +27,6 @@ use super::page_image::{self, PageImage};
 use super::storage::META_BLOCK;
 use crate::pg::buffer::{self, PageWrite};
 use crate::pg::page;
-use pgrx::pg_sys;
 use std::collections::{BTreeSet, HashMap};
 
 /// Where the pointer to a page lives.
@@ -140,12 +139,10 @@ fn move_page(rel: Rel, from: u32, to: u32, parent: Parent) {
         buffer::read(rel, to),
         buffer::read(rel, parent_block),
     );
-    // lock order: ascending block numbers
+    // lock order: ascending block numbers (all released after the record)
     let mut order = [(from, src), (to, dst), (parent_block, par)];
     order.sort_by_key(|(b, _)| *b);
-    for (_, b) in order {
-        buffer::lock_exclusive(b);
-    }
+    let _locked = order.map(|(_, b)| buffer::Locked::exclusive_pinned(b));
     let mut w = PageWrite::start(rel);
     let new = w.register(dst, true);
     let old = w.register(src, false);
@@ -179,9 +176,6 @@ fn move_page(rel: Rel, from: u32, to: u32, parent: Parent) {
         Parent::Fixed => unreachable!(),
     }
     w.commit();
-    for (_, b) in order {
-        buffer::unlock_release(b);
-    }
 }
 
 /// Packs the file when more than a third of it is free, and truncates it
@@ -250,9 +244,8 @@ pub fn shrink(rel: Rel, quiet: bool) -> (u64, u64) {
         super::manifest_cache::invalidate(rel);
     }
     if end < nblocks {
-        // SAFETY: ACCESS EXCLUSIVE is held; no page at or past `end` is in
-        // use; RelationTruncate WAL-logs and drops the buffers.
-        unsafe { pg_sys::RelationTruncate(rel.raw(), end) };
+        // ACCESS EXCLUSIVE is held; no page at or past `end` is in use
+        crate::pg::storage::truncate(rel, end);
     }
     (moves.len() as u64, nblocks.saturating_sub(end) as u64)
 }

@@ -576,7 +576,7 @@ unsafe fn release_contents(slot: Slot, keep: pg_sys::Buffer) -> bool {
             return true;
         }
         if held != pg_sys::InvalidBuffer as pg_sys::Buffer {
-            pg_sys::ReleaseBuffer(held);
+            crate::pg::buffer::release(held);
         }
         (*ls).base.buffer = pg_sys::InvalidBuffer as pg_sys::Buffer;
         false

@@ -179,11 +179,8 @@ pub fn lane_page_now(
         buffer::release(buf);
         return None;
     }
-    if appendable(rel, buf, len, floor) {
-        return Some(buf);
-    }
-    buffer::unlock_release(buf);
-    None
+    let page = Locked::adopt(buf);
+    appendable(rel, buf, len, floor).then(|| page.into_buffer())
 }
 
 /// An UPDATE's two page changes in one UPDATE record: prepared tuple

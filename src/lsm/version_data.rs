@@ -512,8 +512,7 @@ mod tests {
                     blob.as_ptr() as usize - bytes.as_ptr() as usize
                 };
                 page::bytes_mut(p)[blob_at + BLOB_HEADER + 10] ^= 0x04;
-                // SAFETY: pinned, exclusively locked buffer.
-                unsafe { pg_sys::MarkBufferDirty(buf) };
+                crate::pg::buffer::mark_dirty_unlogged(buf);
                 return block;
             }
         }

@@ -220,52 +220,83 @@ pub fn release(buf: pg_sys::Buffer) {
     unsafe { pg_sys::ReleaseBuffer(buf) }
 }
 
+/// Marks a pinned, exclusively locked buffer dirty without WAL (tests that
+/// damage a page on purpose).
+pub fn mark_dirty_unlogged(buf: pg_sys::Buffer) {
+    // SAFETY: `buf` is pinned and exclusively locked by the caller.
+    unsafe { pg_sys::MarkBufferDirty(buf) }
+}
+
 pub fn unlock_release(buf: pg_sys::Buffer) {
     // SAFETY: `buf` is pinned and locked by the caller.
     unsafe { pg_sys::UnlockReleaseBuffer(buf) }
 }
 
 /// A pinned buffer whose content lock (share or exclusive) this guard
-/// holds; dropping it unlocks and unpins the buffer.
+/// holds; dropping it unlocks and unpins the buffer. A protocol that must
+/// let go of the lock for a while and keep the pin (to wait for another
+/// transaction, or to write elsewhere first) calls [`Locked::unlock`] and
+/// [`Locked::relock`] or [`Locked::while_unlocked`]: the guard knows whether it
+/// holds the lock, so an ERROR raised in between (a lock timeout, a
+/// deadlock) unwinds through a drop that only unpins.
 pub struct Locked {
     buf: pg_sys::Buffer,
+    /// The lock mode held, None while unlocked (pinned only).
+    held: Option<LockMode>,
+    /// The mode [`Locked::relock`] takes again.
+    mode: LockMode,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum LockMode {
+    Share,
+    Exclusive,
 }
 
 impl Locked {
+    fn held(buf: pg_sys::Buffer, mode: LockMode) -> Locked {
+        Locked {
+            buf,
+            held: Some(mode),
+            mode,
+        }
+    }
+
     /// Block `blkno` of `rel`'s main fork, pinned and share-locked.
     pub fn share(rel: Rel, blkno: pg_sys::BlockNumber) -> Locked {
         let buf = read(rel, blkno);
         lock_share(buf);
-        Locked { buf }
+        Locked::held(buf, LockMode::Share)
     }
 
     /// Block `blkno` of `rel`'s main fork, pinned and exclusively locked.
     pub fn exclusive(rel: Rel, blkno: pg_sys::BlockNumber) -> Locked {
         let buf = read(rel, blkno);
         lock_exclusive(buf);
-        Locked { buf }
+        Locked::held(buf, LockMode::Exclusive)
     }
 
-    /// Takes over `buf`, which the caller has pinned and locked.
+    /// Takes over `buf`, which the caller has pinned and locked
+    /// exclusively (a new or allocated page).
     pub fn adopt(buf: pg_sys::Buffer) -> Locked {
-        Locked { buf }
+        Locked::held(buf, LockMode::Exclusive)
     }
 
     /// Takes over `buf`, which the caller has pinned, and share-locks it.
     pub fn share_pinned(buf: pg_sys::Buffer) -> Locked {
         lock_share(buf);
-        Locked { buf }
+        Locked::held(buf, LockMode::Share)
     }
 
     /// Takes over `buf`, which the caller has pinned, and locks it
     /// exclusively.
     pub fn exclusive_pinned(buf: pg_sys::Buffer) -> Locked {
         lock_exclusive(buf);
-        Locked { buf }
+        Locked::held(buf, LockMode::Exclusive)
     }
 
-    /// The buffer, for calls that take one (it stays pinned and locked for
-    /// as long as this guard lives).
+    /// The buffer, for calls that take one (it stays pinned for as long as
+    /// this guard lives, and locked unless [`Locked::unlock`]ed).
     pub fn buffer(&self) -> pg_sys::Buffer {
         self.buf
     }
@@ -278,8 +309,39 @@ impl Locked {
         block_number(self.buf)
     }
 
+    /// Lets go of the content lock and keeps the pin (the page stays in
+    /// memory; its contents may change until [`Locked::relock`]).
+    pub fn unlock(&mut self) {
+        debug_assert!(self.held.is_some(), "unlock of a buffer not locked");
+        if self.held.take().is_some() {
+            unlock(self.buf);
+        }
+    }
+
+    /// Takes the content lock again, in the mode it was held.
+    pub fn relock(&mut self) {
+        debug_assert!(self.held.is_none(), "relock of a buffer still locked");
+        if self.held.is_none() {
+            match self.mode {
+                LockMode::Share => lock_share(self.buf),
+                LockMode::Exclusive => lock_exclusive(self.buf),
+            }
+            self.held = Some(self.mode);
+        }
+    }
+
+    /// Runs `f` with the content lock let go (the pin kept), then locks
+    /// again in the same mode.
+    pub fn while_unlocked<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        self.unlock();
+        let out = f();
+        self.relock();
+        out
+    }
+
     /// Hands the pinned, locked buffer to the caller, who releases it.
     pub fn into_buffer(self) -> pg_sys::Buffer {
+        debug_assert!(self.held.is_some(), "into_buffer of a buffer not locked");
         let buf = self.buf;
         std::mem::forget(self);
         buf
@@ -288,7 +350,11 @@ impl Locked {
 
 impl Drop for Locked {
     fn drop(&mut self) {
-        unlock_release(self.buf);
+        if self.held.is_some() {
+            unlock_release(self.buf);
+        } else {
+            release(self.buf);
+        }
     }
 }
 
@@ -430,7 +496,7 @@ impl Drop for PageWrite {
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]
 mod tests {
-    use super::{read, try_lock_exclusive, unlock_release, Locked};
+    use super::{read, try_lock_cleanup, try_lock_exclusive, unlock_release, Locked};
     use pgrx::prelude::*;
 
     /// An ERROR raised while a guard holds a buffer locked unwinds through
@@ -454,6 +520,44 @@ mod tests {
         // a lock this backend still held would make the conditional lock fail
         let buf = read(rel, 0);
         assert!(try_lock_exclusive(buf));
+        unlock_release(buf);
+        // SAFETY: opened above.
+        unsafe { pg_sys::relation_close(rel.raw(), pg_sys::AccessShareLock as i32) };
+    }
+
+    /// An ERROR raised while the guard has let go of the lock (a wait in
+    /// the row-lock protocol) unwinds through a drop that only unpins: the
+    /// error that reaches PostgreSQL is the one raised (not "lock is not
+    /// held"), and no pin is left (a cleanup lock needs the only pin).
+    #[pg_test]
+    fn an_error_while_unlocked_only_unpins() {
+        Spi::run("CREATE TABLE unlocked_guard (i int); INSERT INTO unlocked_guard VALUES (1)").unwrap();
+        let oid = Spi::get_one::<pg_sys::Oid>("SELECT 'unlocked_guard'::regclass::oid")
+            .unwrap()
+            .unwrap();
+        // SAFETY: an existing table, closed below.
+        let rel = unsafe { crate::pg::relation::Rel::from_raw(pg_sys::relation_open(oid, pg_sys::AccessShareLock as i32)) };
+        let message = PgTryBuilder::new(|| -> String {
+            let mut page = Locked::exclusive(rel, 0);
+            page.while_unlocked(|| -> () { pgrx::error!("raised while block 0 is unlocked") });
+            "no error: locked again".to_string()
+        })
+        .catch_others(|e| match e {
+            pg_sys::panic::CaughtError::PostgresError(r) => r.message().to_string(),
+            _ => "another error".to_string(),
+        })
+        .execute();
+        assert_eq!(message, "raised while block 0 is unlocked");
+        let buf = read(rel, 0);
+        assert!(try_lock_cleanup(buf), "a pin was left behind");
+        unlock_release(buf);
+        // and the lock/unlock cycle of a guard that lives on
+        let mut page = Locked::share(rel, 0);
+        let seen = page.while_unlocked(|| 7);
+        assert_eq!(seen, 7);
+        drop(page);
+        let buf = read(rel, 0);
+        assert!(try_lock_cleanup(buf), "a pin was left behind");
         unlock_release(buf);
         // SAFETY: opened above.
         unsafe { pg_sys::relation_close(rel.raw(), pg_sys::AccessShareLock as i32) };

@@ -17,6 +17,7 @@ pub mod shmem;
 pub mod snapshot;
 pub mod standby;
 pub mod stats;
+pub mod storage;
 pub mod tuple_slot;
 pub mod tuplesort;
 pub mod vacuum;

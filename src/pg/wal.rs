@@ -63,6 +63,14 @@ pub fn build_unlogged<T>(rel: Rel, build: impl FnOnce() -> T) -> T {
     out
 }
 
+/// WAL-logs blocks `0..blocks` of fork `fork` of `rel` as full pages (an
+/// unlogged index's init fork, which must survive a crash).
+pub fn log_full_pages(rel: Rel, fork: pg_sys::ForkNumber::Type, blocks: pg_sys::BlockNumber) {
+    // SAFETY: `rel` is open and locked by the caller; its blocks below
+    // `blocks` exist in `fork`.
+    unsafe { pg_sys::log_newpage_range(rel.raw(), fork, 0, blocks, true) };
+}
+
 /// Whether `rel`'s changes are logged record by record: it needs WAL and
 /// is not being built by [`build_unlogged`].
 fn logs_changes(rel: Rel) -> bool {

@@ -105,6 +105,13 @@ pub fn snapshot_token(snapshot: Snap) -> Option<SnapshotToken> {
     })
 }
 
+/// A new relation file's (relfrozenxid, relminmxid): no xid or multixact
+/// older than these can be in it (heap's `relation_set_new_filelocator`).
+pub fn new_relation_horizons() -> (pg_sys::TransactionId, pg_sys::MultiXactId) {
+    // SAFETY: reads this backend's RecentXmin and the multixact horizon.
+    unsafe { (pg_sys::RecentXmin, pg_sys::GetOldestMultiXactId()) }
+}
+
 /// The active snapshot, or none when none is set.
 pub fn active_snapshot() -> Snap {
     // SAFETY: reads the snapshot manager's stack; the active snapshot stays

@@ -23,6 +23,8 @@ pub enum Wait {
 /// exclusively locked.
 pub(super) struct Acquired {
     pub(super) loc: Located,
+    /// The old version's page (`loc.buf`), pinned and exclusively locked.
+    pub(super) page: Locked,
     /// Running lockers that stay recorded next to the new xmax.
     pub(super) keep: Vec<Member>,
     /// A lock request the transaction already holds (nothing to write).
@@ -220,10 +222,10 @@ pub(super) fn acquire(
         Outcome::Failed(r)
     };
     loop {
-        let buf = storage::pin_tid(rel, tid).unwrap_or_else(|| not_found(rel, what));
-        buffer::lock_exclusive(buf);
+        let page = Locked::exclusive_pinned(storage::pin_tid(rel, tid).unwrap_or_else(|| not_found(rel, what)));
+        let buf = page.buffer();
         let Some(loc) = storage::find_on_page(rel, buf, tid) else {
-            buffer::unlock_release(buf);
+            drop(page);
             not_found(rel, what)
         };
         // (a version sharing its header keeps sharing it here: checks read
@@ -239,6 +241,7 @@ pub(super) fn acquire(
                 Decision::AlreadyHeld => {
                     return Outcome::Ok(Acquired {
                         loc,
+                        page,
                         keep,
                         held: true,
                         tuplock,
@@ -251,7 +254,7 @@ pub(super) fn acquire(
                 Decision::Updated => result = updated_or_deleted(loc.header, &tid),
                 Decision::Wait(xids) => match wait {
                     Wait::Block => {
-                        buffer::unlock_release(buf);
+                        drop(page);
                         if tuplock.is_none() {
                             multixact::lock_tuple(rel, tid, mode as u32, false);
                             tuplock = Some(mode);
@@ -263,15 +266,15 @@ pub(super) fn acquire(
                     }
                     Wait::ReturnBeingModified => {
                         fill_failure(tmfd.as_deref_mut(), &loc, result);
-                        buffer::unlock_release(buf);
+                        drop(page);
                         return fail(tuplock, result);
                     }
                     Wait::Skip => {
-                        buffer::unlock_release(buf);
+                        drop(page);
                         return fail(tuplock, pg_sys::TM_Result::TM_WouldBlock);
                     }
                     Wait::Error => {
-                        buffer::unlock_release(buf);
+                        drop(page);
                         release_tuplock(rel, tid, tuplock);
                         ereport!(
                             ERROR,
@@ -297,6 +300,7 @@ pub(super) fn acquire(
                 ChainStep::Skip => {
                     return Outcome::Ok(Acquired {
                         loc,
+                        page,
                         keep,
                         held: true,
                         tuplock,
@@ -314,13 +318,14 @@ pub(super) fn acquire(
         if result == pg_sys::TM_Result::TM_Ok {
             return Outcome::Ok(Acquired {
                 loc,
+                page,
                 keep,
                 held: false,
                 tuplock,
             });
         }
         fill_failure(tmfd.as_deref_mut(), &loc, result);
-        buffer::unlock_release(buf);
+        drop(page);
         return fail(tuplock, result);
     }
 }

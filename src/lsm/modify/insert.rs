@@ -191,13 +191,13 @@ pub fn complete_speculative(
         let external = htup::has_external(loc.header);
         let mut tuple = version_data::full_tuple(rel, buf, &loc.heap_tuple(rel));
         // the dead version's TOAST values go with the page unlocked, pinned
-        let buf = locked.into_buffer();
-        buffer::unlock(buf);
+        let mut locked = locked;
+        locked.unlock();
         if external {
             // SAFETY: pinned page; TOAST pointers of the dead version.
             unsafe { htup::heap_toast_delete(rel.raw(), &mut tuple, true) };
         }
-        buffer::release(buf);
+        drop(locked);
     }
 }
 

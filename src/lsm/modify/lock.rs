@@ -26,32 +26,25 @@ pub(super) fn lock_chain(
         if htup::tid_offset(&tid) == MOVED_PARTITIONS_OFFSET {
             return pg_sys::TM_Result::TM_Ok;
         }
-        let Some(buf) = storage::pin_tid(rel, tid) else {
+        let Some(page) = storage::pin_tid(rel, tid).map(Locked::exclusive_pinned) else {
             return pg_sys::TM_Result::TM_Ok;
         };
-        buffer::lock_exclusive(buf);
-        let Some(mut loc) = storage::find_on_page(rel, buf, tid) else {
-            buffer::unlock_release(buf);
+        let Some(mut loc) = storage::find_on_page(rel, page.buffer(), tid) else {
             return pg_sys::TM_Result::TM_Ok;
         };
         storage::make_stampable(rel, &mut loc);
         let xmin = htup::xmin(loc.header).into_inner();
         if xmin != prior || aborted(xmin) {
-            buffer::unlock_release(buf); // the chain broke here
-            return pg_sys::TM_Result::TM_Ok;
+            return pg_sys::TM_Result::TM_Ok; // the chain broke here
         }
         match chain_step_on(loc.header, mode) {
             ChainStep::Skip => {}
             ChainStep::Wait(x) => {
-                buffer::unlock_release(buf);
+                drop(page);
                 multixact::wait_for(x, rel, tid, pg_sys::XLTW_Oper::XLTW_LockUpdated);
                 continue;
             }
-            ChainStep::Updated => {
-                let r = updated_or_deleted(loc.header, &tid);
-                buffer::unlock_release(buf);
-                return r;
-            }
+            ChainStep::Updated => return updated_or_deleted(loc.header, &tid),
             ChainStep::Lock(keep) => stamp(rel, &loc, xid, Stamp::Lock(mode), &keep),
         }
         let mask = htup::infomask(loc.header);
@@ -61,7 +54,7 @@ pub(super) fn lock_chain(
         } else {
             htup::update_xid(loc.header).into_inner()
         };
-        buffer::unlock_release(buf);
+        drop(page);
         if upd == 0 || aborted(upd) || htup::tid_eq(&next, &tid) {
             return pg_sys::TM_Result::TM_Ok;
         }
@@ -124,18 +117,16 @@ pub fn lock(
                     // unlocked), then this one if its xmax did not move meanwhile.
                     let seen = xmax_state(loc.header);
                     let next = htup::ctid(loc.header);
-                    buffer::unlock(loc.buf);
-                    let r = lock_chain(rel, next, prior, mode);
-                    buffer::lock_exclusive(loc.buf);
+                    let r = acq.page.while_unlocked(|| lock_chain(rel, next, prior, mode));
                     let now = xmax_state(loc.header);
                     if r != pg_sys::TM_Result::TM_Ok {
                         fill_failure(tmfd.as_deref_mut(), loc, r);
-                        buffer::unlock_release(loc.buf);
+                        drop(acq.page);
                         release_tuplock(rel, tid, acq.tuplock);
                         return (r, tid);
                     }
                     if now != seen {
-                        buffer::unlock_release(loc.buf);
+                        drop(acq.page);
                         release_tuplock(rel, tid, acq.tuplock);
                         continue;
                     }
@@ -151,7 +142,7 @@ pub fn lock(
                     crate::lsm::chain_hint::note_followed(rel, &start, &tid, loc.header);
                 }
                 storage::store_in_slot(rel, slot, loc.heap_tuple(rel), loc.buf);
-                buffer::unlock_release(loc.buf);
+                drop(acq.page);
                 if let Some(f) = tmfd.as_deref_mut().filter(|_| steps > 0) {
                     f.traversed = true;
                 }
@@ -204,14 +195,11 @@ pub(super) fn inserted_by_later_command(
     tid: pg_sys::ItemPointerData,
     cid: pg_sys::CommandId,
 ) -> Option<(pg_sys::TransactionId, pg_sys::CommandId)> {
-    let buf = storage::pin_tid(rel, tid)?;
-    buffer::lock_share(buf);
-    let found = storage::find_on_page(rel, buf, tid).and_then(|loc| {
+    let page = Locked::share_pinned(storage::pin_tid(rel, tid)?);
+    storage::find_on_page(rel, page.buffer(), tid).and_then(|loc| {
         let xmin = htup::xmin(loc.header);
         // SAFETY: valid header on a share-locked page.
         let cmin = unsafe { pg_sys::HeapTupleHeaderGetCmin(loc.header) };
         (multixact::is_current(xmin.into_inner()) && cmin >= cid).then_some((xmin, cmin))
-    });
-    buffer::unlock_release(buf);
-    found
+    })
 }

@@ -20,7 +20,7 @@ use super::row_lock::{self, ChainStep, Decision, Member, Mode, Status};
 use super::{bulk, logical};
 use super::storage::{self, Located};
 use super::version_data;
-use crate::pg::buffer;
+use crate::pg::buffer::Locked;
 use crate::pg::htup::{self, Header};
 use crate::pg::{multixact, predicate};
 use pgrx::pg_sys;
@@ -96,12 +96,12 @@ pub fn delete(
     );
     release_tuplock(rel, tid, acq.tuplock);
     let external = htup::has_external(loc.header);
-    buffer::unlock(loc.buf);
+    acq.page.unlock();
     if external {
         // SAFETY: pinned page; the deleted version's TOAST values get our xmax.
         unsafe { htup::heap_toast_delete(rel.raw(), &mut tuple, false) };
     }
-    buffer::release(loc.buf);
+    drop(acq.page);
     // SAFETY: stats counter.
     unsafe { pg_sys::pgstat_count_heap_delete(rel.raw()) };
     pg_sys::TM_Result::TM_Ok
@@ -190,7 +190,7 @@ pub fn update(
             };
             if let Some((new_tid, index_stable)) = together.update(rel, loc, &mut old, slot) {
                 *hot = index_stable;
-                updated(rel, loc, otid, acq.tuplock, slot, new_tid, index_stable);
+                updated(rel, acq.page, otid, acq.tuplock, slot, new_tid, index_stable);
                 break pg_sys::TM_Result::TM_Ok;
             }
         }
@@ -199,7 +199,7 @@ pub fn update(
         let loc = &acq.loc;
         let old_xmax = xmax_state(loc.header);
         let carry = (!acq.keep.is_empty()).then(|| carried_locks(loc.header));
-        buffer::unlock(loc.buf); // keep the pin: the old version's bytes stay put
+        acq.page.unlock(); // keep the pin: the old version's bytes stay put
         let (tuple, should_free) = slot_tuple(rel, slot);
         let index_stable = !htup::columns_changed(rel, hot_blocking, &mut old, tuple);
         let stored = prepare_insert(rel, tuple, xid, cid, 0, Some(&mut old));
@@ -213,7 +213,7 @@ pub fn update(
         // SAFETY: the formed tuple prepared above, ours to write.
         let new_tid = storage::append(rel, unsafe { &mut *stored }, true, storage::RowInsert::No);
 
-        buffer::lock_exclusive(loc.buf);
+        acq.page.relock();
         let mut recheck = loc.heap_tuple(rel);
         // SAFETY: re-checked under the exclusive lock.
         let still = unsafe { pg_sys::HeapTupleSatisfiesUpdate(&mut recheck, cid, loc.buf) };
@@ -246,12 +246,12 @@ pub fn update(
             free_if(stored, stored != tuple);
             free_if(tuple, should_free);
             *hot = index_stable;
-            updated(rel, loc, otid, acq.tuplock, slot, new_tid, index_stable);
+            updated(rel, acq.page, otid, acq.tuplock, slot, new_tid, index_stable);
             break pg_sys::TM_Result::TM_Ok;
         }
         free_if(stored, stored != tuple);
         free_if(tuple, should_free);
-        buffer::unlock_release(loc.buf);
+        drop(acq.page);
         release_tuplock(rel, otid, acq.tuplock);
         kill_tid(rel, new_tid); // lost a race: retry from the top
     };

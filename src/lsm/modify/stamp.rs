@@ -212,7 +212,7 @@ impl Together {
             decoded,
         );
         if target != loc.buf {
-            buffer::unlock_release(target);
+            drop(Locked::adopt(target));
         }
         free_if(tuple, should_free);
         Some((new_tid, index_stable))
@@ -227,18 +227,18 @@ pub(super) fn mark_heap_only(t: *mut htup::Header, index_stable: bool) {
     htup::set_infomask2(t, flags2 | only);
 }
 
-/// After a successful update: the old page unlocked and released, the
-/// tuple lock dropped, the slot naming the new version, pgstat told.
+/// After a successful update: the old page (`page`) unlocked and released,
+/// the tuple lock dropped, the slot naming the new version, pgstat told.
 pub(super) fn updated(
     rel: Rel,
-    loc: &Located,
+    page: Locked,
     otid: pg_sys::ItemPointerData,
     tuplock: Option<Mode>,
     slot: Slot,
     new_tid: pg_sys::ItemPointerData,
     index_stable: bool,
 ) {
-    buffer::unlock_release(loc.buf);
+    drop(page);
     release_tuplock(rel, otid, tuplock);
     if index_stable {
         crate::lsm::chain_hint::note_updated(rel, &otid, &new_tid, current_xid());
