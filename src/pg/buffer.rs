@@ -497,19 +497,25 @@ impl Drop for PageWrite {
 #[pgrx::pg_schema]
 mod tests {
     use super::{read, try_lock_cleanup, try_lock_exclusive, unlock_release, Locked};
+    use crate::pg::relation::Rel;
     use pgrx::prelude::*;
+
+    /// A new heap table `name` with one row, opened (closed by the caller).
+    fn one_row_table(name: &str) -> Rel {
+        Spi::run(&format!("CREATE TABLE {name} (i int); INSERT INTO {name} VALUES (1)")).unwrap();
+        let oid = Spi::get_one::<pg_sys::Oid>(&format!("SELECT '{name}'::regclass::oid"))
+            .unwrap()
+            .unwrap();
+        // SAFETY: an existing table; the caller closes it.
+        unsafe { Rel::from_raw(pg_sys::relation_open(oid, pg_sys::AccessShareLock as i32)) }
+    }
 
     /// An ERROR raised while a guard holds a buffer locked unwinds through
     /// the guard: the buffer is unlocked and unpinned before the error
     /// reaches PostgreSQL, so the backend can lock it again at once.
     #[pg_test]
     fn an_error_releases_the_locked_buffer() {
-        Spi::run("CREATE TABLE locked_guard (i int); INSERT INTO locked_guard VALUES (1)").unwrap();
-        let oid = Spi::get_one::<pg_sys::Oid>("SELECT 'locked_guard'::regclass::oid")
-            .unwrap()
-            .unwrap();
-        // SAFETY: an existing table, closed below.
-        let rel = unsafe { crate::pg::relation::Rel::from_raw(pg_sys::relation_open(oid, pg_sys::AccessShareLock as i32)) };
+        let rel = one_row_table("locked_guard");
         let caught = PgTryBuilder::new(|| -> bool {
             let _held = Locked::exclusive(rel, 0);
             pgrx::error!("raised while block 0 is locked")
@@ -531,12 +537,7 @@ mod tests {
     /// held"), and no pin is left (a cleanup lock needs the only pin).
     #[pg_test]
     fn an_error_while_unlocked_only_unpins() {
-        Spi::run("CREATE TABLE unlocked_guard (i int); INSERT INTO unlocked_guard VALUES (1)").unwrap();
-        let oid = Spi::get_one::<pg_sys::Oid>("SELECT 'unlocked_guard'::regclass::oid")
-            .unwrap()
-            .unwrap();
-        // SAFETY: an existing table, closed below.
-        let rel = unsafe { crate::pg::relation::Rel::from_raw(pg_sys::relation_open(oid, pg_sys::AccessShareLock as i32)) };
+        let rel = one_row_table("unlocked_guard");
         let message = PgTryBuilder::new(|| -> String {
             let mut page = Locked::exclusive(rel, 0);
             page.while_unlocked(|| -> () { pgrx::error!("raised while block 0 is unlocked") });
