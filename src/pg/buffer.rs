@@ -544,7 +544,9 @@ mod tests {
             "no error: locked again".to_string()
         })
         .catch_others(|e| match e {
-            pg_sys::panic::CaughtError::PostgresError(r) => r.message().to_string(),
+            pg_sys::panic::CaughtError::PostgresError(r) | pg_sys::panic::CaughtError::ErrorReport(r) => {
+                r.message().to_string()
+            }
             _ => "another error".to_string(),
         })
         .execute();
