@@ -89,7 +89,7 @@ unsafe extern "C-unwind" fn desc(out: pg_sys::StringInfo, record: *mut pg_sys::X
 
 #[pg_guard]
 unsafe extern "C-unwind" fn identify(info: u8) -> *const std::ffi::c_char {
-    rec::identify(info & pg_sys::XLR_RMGR_INFO_MASK as u8).map_or(std::ptr::null(), |s| s.as_ptr())
+    wal::identify(info, rec::identify)
 }
 
 #[pg_guard]

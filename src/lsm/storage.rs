@@ -116,6 +116,17 @@ pub fn check_tuple_len(len: usize) {
     }
 }
 
+/// An append the caller checked the room for did not fit: the record
+/// under construction is abandoned and the statement fails.
+fn l0_add_failed(w: PageChange) -> ! {
+    drop(w);
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        "failed to add tuple to lsm L0 page"
+    );
+}
+
 /// Appends a prepared tuple to L0 and returns its logical TID (also stored in
 /// `t_self`; the caller's tuple data is only read). With
 /// `ctid_self` the stored header's `t_ctid` points at the new TID (otherwise it
@@ -134,12 +145,7 @@ pub fn append(
     let p = w.in_place(buf.buffer());
     let vblock = tag(p).map(|t| t.vblock).unwrap_or(0);
     let Some(offset) = page::add_item(p, data, len) else {
-        drop(w);
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            "failed to add tuple to lsm L0 page"
-        );
+        l0_add_failed(w)
     };
     let tid = htup::make_tid(vblock, offset);
     if ctid_self {
@@ -292,12 +298,7 @@ pub fn append_batch(rel: Rel, tuples: &[pg_sys::HeapTuple], rows: RowInsert) {
                 )
             };
             let Some(offset) = page::add_item(p, data, len) else {
-                drop(w);
-                ereport!(
-                    ERROR,
-                    PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                    "failed to add tuple to lsm L0 page"
-                );
+                l0_add_failed(w)
             };
             let tid = htup::make_tid(vblock, offset);
             let (item, _) = page::item(p, offset).expect("item just added");

@@ -63,6 +63,12 @@ pub fn build_unlogged<T>(rel: Rel, build: impl FnOnce() -> T) -> T {
     out
 }
 
+/// What a resource manager's `rm_identify` returns for a record whose
+/// kind (`info` without the generic bits) `name_of` names.
+pub fn identify(info: u8, name_of: impl Fn(u8) -> Option<&'static std::ffi::CStr>) -> *const std::ffi::c_char {
+    name_of(info & pg_sys::XLR_RMGR_INFO_MASK as u8).map_or(std::ptr::null(), |s| s.as_ptr())
+}
+
 /// WAL-logs blocks `0..blocks` of fork `fork` of `rel` as full pages (an
 /// unlogged index's init fork, which must survive a crash).
 pub fn log_full_pages(rel: Rel, fork: pg_sys::ForkNumber::Type, blocks: pg_sys::BlockNumber) {

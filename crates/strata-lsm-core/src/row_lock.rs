@@ -246,6 +246,12 @@ mod tests {
     use super::*;
     use Mode::*;
 
+    /// `decide` when every member belongs to another transaction that is
+    /// still running.
+    fn decide_others_running(members: &[Member], mode: Mode, update: bool) -> Decision {
+        decide(members, mode, update, |_| false, |_| true, |_| false)
+    }
+
     #[test]
     fn conflict_table_matches_heap() {
         let all = [KeyShare, Share, NoKeyExclusive, Exclusive];
@@ -268,14 +274,7 @@ mod tests {
 
     #[test]
     fn share_lockers_combine() {
-        let d = decide(
-            &[m(10, Status::ForShare)],
-            Share,
-            false,
-            |_| false,
-            |_| true,
-            |_| false,
-        );
+        let d = decide_others_running(&[m(10, Status::ForShare)], Share, false);
         assert_eq!(d, Decision::Proceed(vec![m(10, Status::ForShare)]));
         assert_eq!(
             merged(&[m(10, Status::ForShare)], m(11, Status::ForShare)).len(),
@@ -296,14 +295,7 @@ mod tests {
 
     #[test]
     fn non_key_update_passes_key_share_lockers() {
-        let d = decide(
-            &[m(10, Status::ForKeyShare)],
-            NoKeyExclusive,
-            true,
-            |_| false,
-            |_| true,
-            |_| false,
-        );
+        let d = decide_others_running(&[m(10, Status::ForKeyShare)], NoKeyExclusive, true);
         assert_eq!(d, Decision::Proceed(vec![m(10, Status::ForKeyShare)]));
         let b = multi_bits(&merged(
             &[m(10, Status::ForKeyShare)],
@@ -321,42 +313,14 @@ mod tests {
 
     #[test]
     fn key_share_passes_a_running_non_key_update_only() {
-        let d = decide(
-            &[m(10, Status::NoKeyUpdate)],
-            KeyShare,
-            false,
-            |_| false,
-            |_| true,
-            |_| false,
-        );
+        let d = decide_others_running(&[m(10, Status::NoKeyUpdate)], KeyShare, false);
         assert_eq!(d, Decision::Proceed(vec![m(10, Status::NoKeyUpdate)]));
-        let d = decide(
-            &[m(10, Status::Update)],
-            KeyShare,
-            false,
-            |_| false,
-            |_| true,
-            |_| false,
-        );
+        let d = decide_others_running(&[m(10, Status::Update)], KeyShare, false);
         assert_eq!(d, Decision::Wait(vec![10]));
-        let d = decide(
-            &[m(10, Status::NoKeyUpdate)],
-            Share,
-            false,
-            |_| false,
-            |_| true,
-            |_| false,
-        );
+        let d = decide_others_running(&[m(10, Status::NoKeyUpdate)], Share, false);
         assert_eq!(d, Decision::Wait(vec![10]));
         // updates and deletes always wait for a running updater
-        let d = decide(
-            &[m(10, Status::NoKeyUpdate)],
-            NoKeyExclusive,
-            true,
-            |_| false,
-            |_| true,
-            |_| false,
-        );
+        let d = decide_others_running(&[m(10, Status::NoKeyUpdate)], NoKeyExclusive, true);
         assert_eq!(d, Decision::Wait(vec![10]));
     }
 

@@ -239,13 +239,7 @@ pub(super) fn acquire(
         if result == pg_sys::TM_Result::TM_BeingModified {
             match decide_on(loc.header, mode, update) {
                 Decision::AlreadyHeld => {
-                    return Outcome::Ok(Acquired {
-                        loc,
-                        page,
-                        keep,
-                        held: true,
-                        tuplock,
-                    })
+                    return Outcome::Ok(Acquired { loc, page, keep, held: true, tuplock })
                 }
                 Decision::Proceed(k) => {
                     keep = k;
@@ -298,13 +292,7 @@ pub(super) fn acquire(
                     result = pg_sys::TM_Result::TM_Ok;
                 }
                 ChainStep::Skip => {
-                    return Outcome::Ok(Acquired {
-                        loc,
-                        page,
-                        keep,
-                        held: true,
-                        tuplock,
-                    })
+                    return Outcome::Ok(Acquired { loc, page, keep, held: true, tuplock })
                 }
                 ChainStep::Wait(_) | ChainStep::Updated => {}
             }
@@ -316,13 +304,7 @@ pub(super) fn acquire(
             }
         }
         if result == pg_sys::TM_Result::TM_Ok {
-            return Outcome::Ok(Acquired {
-                loc,
-                page,
-                keep,
-                held: false,
-                tuplock,
-            });
+            return Outcome::Ok(Acquired { loc, page, keep, held: false, tuplock });
         }
         fill_failure(tmfd.as_deref_mut(), &loc, result);
         drop(page);
