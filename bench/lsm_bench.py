@@ -11,6 +11,18 @@ import time
 from pgcluster import as_postgres
 
 
+
+def alternating(pairs):
+    """heap, lsm, lsm, heap, heap, lsm, …: `pairs` runs of each access
+    method, the first of each pair alternating."""
+    return [am for i in range(pairs) for am in (("heap", "lsm") if i % 2 == 0 else ("lsm", "heap"))]
+
+
+def ratio_range(heap, lsm):
+    """min–max of lsm / heap over the adjacent pairs of alternating runs."""
+    ratios = [l / h for h, l in zip(heap, lsm) if h]
+    return f"{min(ratios):.2f}–{max(ratios):.2f}" if ratios else "-"
+
 class LsmBench:
     # -- lsm vs heap -------------------------------------------------------
     def lsm_vs_heap(self):
@@ -151,11 +163,12 @@ class LsmBench:
                                             "-s", str(s["tpcb_scale"]), db]), check=True, capture_output=True)
                 if steps == "dtg":
                     loaded.append(self.one("SELECT pg_table_size('pgbench_accounts')", db=db) / 2**20)
-        # two runs each, alternating (heap, lsm, lsm, heap): the mean TPS
+        # ab_pairs runs each, alternating (heap, lsm, lsm, heap, heap, lsm, …):
+        # the mean TPS, and the spread of the per-pair ratios
         clients = max(s["clients"])
         runs = {"heap": [], "lsm": []}
         wal = {"heap": [0, 0], "lsm": [0, 0]}
-        for am in ("heap", "lsm", "lsm", "heap"):
+        for am in alternating(s["ab_pairs"]):
             db = f"tpcb_{am}"
             self.sql("CHECKPOINT", db=db)
             self.quiesce()
@@ -180,12 +193,14 @@ class LsmBench:
             accounts.append((self.one("SELECT pg_table_size('pgbench_accounts')", db=db) / 2**20,
                              self.compression("pgbench_accounts", db) if am == "lsm" else ""))
         self.table(f"pgbench tpcb-like, scale {s['tpcb_scale']}, {max(s['clients'])} clients, "
-                   f"{s['seconds']} s, mean of two runs each in the order heap, lsm, lsm, heap "
+                   f"{s['seconds']} s, mean of {s['ab_pairs']} runs each in alternating order "
+                   "(heap, lsm, lsm, heap, …; ratio range: lsm / heap within each adjacent pair) "
                    "(pgbench_accounts size right after pgbench -i's load, and after the runs and a VACUUM)",
-                   ["heap TPS", "lsm TPS", "ratio", "heap WAL B/txn", "lsm WAL B/txn",
+                   ["heap TPS", "lsm TPS", "ratio", "ratio range", "heap WAL B/txn", "lsm WAL B/txn",
                     "heap accounts MB loaded", "lsm accounts MB loaded",
                     "size ratio", "heap accounts MB", "lsm accounts MB", "lsm run compression"],
                    [(f"{tpcb[0]:,.0f}", f"{tpcb[1]:,.0f}", f"{tpcb[1] / tpcb[0]:.2f}" if tpcb[0] else "-",
+                     ratio_range(runs["heap"], runs["lsm"]),
                      f"{wal_per_txn[0]:,.0f}", f"{wal_per_txn[1]:,.0f}",
                      f"{loaded[0]:.1f}", f"{loaded[1]:.1f}", f"{loaded[1] / loaded[0]:.2f}",
                      f"{accounts[0][0]:.1f}", f"{accounts[1][0]:.1f}", accounts[1][1])])
@@ -236,43 +251,45 @@ class LsmBench:
         rows, sizes = [], []
         for held in (False, True):
             runs = {"heap": [], "lsm": []}
-            # two rounds in alternating order, each on fresh tables after a
-            # checkpoint: on this host whichever runs second inherits the
+            # ab_pairs rounds in alternating order, each on fresh tables after
+            # a checkpoint: on this host whichever runs second inherits the
             # first one's dirty buffers and WAL, and the disk's flush time
             # drifts by a fifth from minute to minute
-            for order in (("heap", "lsm"), ("lsm", "heap")):
-                for am in order:
-                    t = f"docs_{am}"
-                    self.docs_table(t, am, n, dims)
-                    size_q = (f"SELECT sum(pg_relation_size(indexrelid)) FROM pg_index "
-                              f"WHERE indrelid = '{t}'::regclass")
-                    before = self.one(size_q)
-                    self.sql("CHECKPOINT")
-                    holder = None
-                    if held:
-                        holder = self.cluster.connect("bench")
-                        holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-                        holder.execute(f"SELECT count(*) FROM {t}").fetchone()
-                    try:
-                        tps, _ = self.pgbench("bench", script.replace("{am}", am), clients,
-                                              s["docs_seconds"])
-                    finally:
-                        if holder is not None:
-                            holder.execute("ROLLBACK")
-                            holder.close()
-                    runs[am].append(tps)
-                    if order[0] == "heap":
-                        sizes.append((held, am, before / 2**20, self.one(size_q) / 2**20))
+            order = alternating(s["ab_pairs"])
+            for i, am in enumerate(order):
+                t = f"docs_{am}"
+                self.docs_table(t, am, n, dims)
+                size_q = (f"SELECT sum(pg_relation_size(indexrelid)) FROM pg_index "
+                          f"WHERE indrelid = '{t}'::regclass")
+                before = self.one(size_q)
+                self.sql("CHECKPOINT")
+                holder = None
+                if held:
+                    holder = self.cluster.connect("bench")
+                    holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+                    holder.execute(f"SELECT count(*) FROM {t}").fetchone()
+                try:
+                    tps, _ = self.pgbench("bench", script.replace("{am}", am), clients,
+                                          s["docs_seconds"])
+                finally:
+                    if holder is not None:
+                        holder.execute("ROLLBACK")
+                        holder.close()
+                runs[am].append(tps)
+                if i < 2:
+                    sizes.append((held, am, before / 2**20, self.one(size_q) / 2**20))
             tps = {am: sum(r) / len(r) for am, r in runs.items()}
             floor, _ = self.pgbench("bench", floor_script, clients, s["docs_seconds"])
             rows.append(("open REPEATABLE READ snapshot" if held else "none",
                          f"{tps['heap']:,.0f}", f"{tps['lsm']:,.0f}", f"{tps['lsm'] / tps['heap']:.2f}",
+                         ratio_range(runs["heap"], runs["lsm"]),
                          f"{floor:,.0f}", f"{tps['heap'] / floor:.2f}", f"{tps['lsm'] / floor:.2f}"))
         self.table(f"metadata updates: {n:,} documents, btree x2 + GIN + strata_hnsw({dims}), "
                    f"UPDATE status WHERE id = random, {clients} clients, {s['docs_seconds']} s; "
-                   "TPS: mean of two runs on fresh tables, heap first then lsm first; "
+                   f"TPS: mean of {s['ab_pairs']} runs each on fresh tables in alternating order "
+                   "(ratio range: lsm / heap within each adjacent pair); "
                    "floor: the row fetched by primary key, one minimal WAL record, the commit",
-                   ["other session", "heap TPS", "lsm TPS", "ratio", "floor TPS", "heap / floor",
+                   ["other session", "heap TPS", "lsm TPS", "ratio", "ratio range", "floor TPS", "heap / floor",
                     "lsm / floor"], rows)
         self.table("metadata updates: index sizes (MB, all indexes of the table)",
                    ["other session", "table", "before", "after"],

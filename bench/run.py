@@ -23,13 +23,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "clust
 from pgcluster import Cluster, as_postgres, log  # noqa: E402
 
 SIZES = {
-    "smoke": dict(copy_rows=[20_000], lookup_rows=20_000, seconds=2, clients=[1, 2], tpcb_scale=1,
+    "smoke": dict(copy_rows=[20_000], lookup_rows=20_000, seconds=2, clients=[1, 2], tpcb_scale=1, ab_pairs=1,
                   churn_rows=5_000, churn_rounds=3, docs_rows=2_000, docs_seconds=2,
                   vec_rows=[2_000], dims=32, queries=20,
                   efs=[10, 40], insert_vectors=200, glove_rows=2_000,
                   halfvec_rows=1_000, halfvec_dims=[64, 96], sparse_rows=1_000),
     "full": dict(copy_rows=[2_000_000], lookup_rows=1_000_000, seconds=30, clients=[1, 4, 8],
-                 tpcb_scale=10, churn_rows=200_000, churn_rounds=10, docs_rows=20_000, docs_seconds=20,
+                 tpcb_scale=10, ab_pairs=3, churn_rows=200_000, churn_rounds=10, docs_rows=20_000, docs_seconds=20,
                  vec_rows=[100_000, 1_000_000], dims=128,
                  queries=100, efs=[10, 20, 40, 80, 160, 400], insert_vectors=5_000, glove_rows=395_000,
                  halfvec_rows=20_000, halfvec_dims=[1536, 3072], sparse_rows=50_000),
