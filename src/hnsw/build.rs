@@ -19,6 +19,7 @@
 //! with a hint) and the remaining rows are inserted into the on-disk graph one
 //! by one — slower, never a failure.
 
+use crate::pg::page::Page;
 use crate::pg::relation::Rel;
 use super::calibrate::{calibrate, BuiltGraph};
 use super::codes::{self, Coder};
@@ -800,7 +801,7 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &Links, codes: Option<&Lev
     // the bench's first queries ran at half the rate.)
     // (the record, its page, the block, the buffer: fields drop in this
     // order, so an ERROR abandons the record before the buffer is released)
-    let mut current: Option<(IndexWrite, pg_sys::Page, u32, Locked)> = None;
+    let mut current: Option<(IndexWrite, Page, u32, Locked)> = None;
     let mut place = |target: ElemId, bytes: &[u8]| {
         if current.as_ref().map(|c| c.2) != Some(target.block) {
             if let Some((w, _, _, buf)) = current.take() {
@@ -815,7 +816,7 @@ fn write_pages(st: &BuildState, levels: &[u8], links: &Links, codes: Option<&Lev
             current = Some((w, wp, target.block, buf));
         }
         let (_, wp, _, _) = current.as_ref().expect("page just set");
-        let off = page::add_item(*wp, bytes.as_ptr(), bytes.len());
+        let off = page::add_item(*wp, bytes);
         assert_eq!(off, Some(target.offset), "build item out of step");
     };
     // Level-0 codes come a chunk of elements at a time from `next_codes`

@@ -4,6 +4,7 @@
 //! what they need out (the one exception, an element's rows with its row
 //! lists, is `rows`': ascending blocks).
 
+use crate::pg::page::Page;
 use crate::pg::relation::Rel;
 use super::format::{
     self, ElemId, Element, IdMap, Layout, Meta, Scalar, KIND_GRAPH, KIND_META, MAGIC, META_SIZE, TAG_SIZE,
@@ -33,7 +34,7 @@ pub(super) fn corrupted(index: Rel, what: String) -> ! {
 
 /// Initialises `p` (a working copy) as an empty page of `kind` in the
 /// index's format `version`.
-pub fn init_page(p: pg_sys::Page, kind: u16, version: u16) {
+pub fn init_page(p: Page, kind: u16, version: u16) {
     page::init(p, TAG_SIZE);
     let special = page::special(p);
     // SAFETY: the special space is TAG_SIZE bytes.
@@ -44,7 +45,7 @@ pub fn init_page(p: pg_sys::Page, kind: u16, version: u16) {
     }
 }
 
-pub(super) fn page_kind(p: pg_sys::Page) -> Option<u16> {
+pub(super) fn page_kind(p: Page) -> Option<u16> {
     if page::is_new(p) || page::special_size(p) != TAG_SIZE {
         return None;
     }
@@ -59,13 +60,13 @@ pub(super) fn page_kind(p: pg_sys::Page) -> Option<u16> {
 }
 
 /// Writes `meta` into a metapage working copy.
-pub fn write_meta(p: pg_sys::Page, meta: &Meta) {
+pub fn write_meta(p: Page, meta: &Meta) {
     let at = page::PAGE_HEADER_SIZE;
     meta.encode(&mut page::bytes_mut(p)[at..at + META_SIZE]);
     page::set_lower(p, at + META_SIZE);
 }
 
-fn decode_meta(p: pg_sys::Page) -> Option<Meta> {
+fn decode_meta(p: Page) -> Option<Meta> {
     let at = page::PAGE_HEADER_SIZE;
     (page_kind(p) == Some(KIND_META))
         .then(|| Meta::decode(&page::bytes(p)[at..at + META_SIZE]))
@@ -102,7 +103,7 @@ pub fn update_meta(index: Rel, f: impl FnOnce(&mut Meta) -> bool) {
 
 /// Runs `f` on graph page `block` under a share lock (None for the
 /// metapage or a page that is not a graph page).
-fn with_page<T>(index: Rel, block: u32, f: impl FnOnce(pg_sys::Page) -> Option<T>) -> Option<T> {
+fn with_page<T>(index: Rel, block: u32, f: impl FnOnce(Page) -> Option<T>) -> Option<T> {
     // Index relations never shrink, so a stored id names an existing block.
     if block == META_BLOCK {
         return None;
@@ -121,7 +122,7 @@ fn with_page<T>(index: Rel, block: u32, f: impl FnOnce(pg_sys::Page) -> Option<T
 }
 
 /// The bytes of item `offset` of a page the caller holds locked.
-fn item_bytes<'a>(p: pg_sys::Page, offset: u16) -> Option<&'a [u8]> {
+fn item_bytes<'a>(p: Page, offset: u16) -> Option<&'a [u8]> {
     // SAFETY: a normal item on a page the caller keeps pinned and locked
     // while it uses the slice.
     page::item(p, offset).map(|(ptr, len)| unsafe { std::slice::from_raw_parts(ptr, len) })
@@ -157,7 +158,7 @@ pub fn update_item(index: Rel, id: ElemId, f: impl FnOnce(&mut [u8]) -> bool) ->
 /// Whether graph page `p` has room for items of these lengths: free space
 /// for them (MAXALIGNed) and their line pointers, and in version 5 item
 /// offsets a compact id can name.
-pub(super) fn room_for(p: pg_sys::Page, layout: Layout, lens: &[usize]) -> bool {
+pub(super) fn room_for(p: Page, layout: Layout, lens: &[usize]) -> bool {
     let bytes: usize = lens.iter().map(|&n| maxalign(n) + 4).sum();
     let items = lens.len() as u16;
     page::free_space_for_new_item(p) + 4 >= bytes
@@ -246,7 +247,7 @@ pub fn add_element(
         return id;
     }
     // Too large together (high dimensions): neighbors here, element on the next page.
-    let nbr_off = page::add_item(wp, neighbors.as_ptr(), neighbors.len())
+    let nbr_off = page::add_item(wp, neighbors)
         .unwrap_or_else(|| corrupted(index, "neighbor item does not fit an empty page".into()));
     e.neighbors = ElemId {
         block,
@@ -257,7 +258,7 @@ pub fn add_element(
     let wp2 = w.register(buf2.buffer(), true);
     init_page(wp2, KIND_GRAPH, layout.version);
     let item = format::encode_element(&e, layout, &[e.heap_tid()], vector);
-    let off = page::add_item(wp2, item.as_ptr(), item.len())
+    let off = page::add_item(wp2, &item)
         .unwrap_or_else(|| corrupted(index, "element item does not fit an empty page".into()));
     w.commit();
     ElemId {
@@ -387,21 +388,21 @@ use crate::page_layout::maxalign;
 
 fn place_pair(
     index: Rel,
-    wp: pg_sys::Page,
+    wp: Page,
     block: u32,
     layout: Layout,
     e: &mut Element,
     vector: &[f32],
     neighbors: &[u8],
 ) -> ElemId {
-    let nbr_off = page::add_item(wp, neighbors.as_ptr(), neighbors.len())
+    let nbr_off = page::add_item(wp, neighbors)
         .unwrap_or_else(|| corrupted(index, "no room for a neighbor item".into()));
     e.neighbors = ElemId {
         block,
         offset: nbr_off,
     };
     let item = format::encode_element(e, layout, &[e.heap_tid()], vector);
-    let off = page::add_item(wp, item.as_ptr(), item.len())
+    let off = page::add_item(wp, &item)
         .unwrap_or_else(|| corrupted(index, "no room for an element item".into()));
     ElemId { block, offset: off }
 }

@@ -11,6 +11,7 @@
 //! element's page is held, so locks are always taken in ascending block
 //! order and two backends cannot wait on each other.
 
+use crate::pg::page::Page;
 use crate::pg::relation::Rel;
 use super::format::{self, ElemId, Element, HeapTid, KIND_GRAPH};
 use super::metric::Metric;
@@ -22,7 +23,7 @@ use pgrx::pg_sys;
 use std::collections::HashSet;
 
 /// The item at `offset` of a locked page, as bytes.
-fn item_mut<'a>(p: pg_sys::Page, offset: u16) -> Option<&'a mut [u8]> {
+fn item_mut<'a>(p: Page, offset: u16) -> Option<&'a mut [u8]> {
     // SAFETY: a normal item of a page the caller holds locked (or a working
     // copy of one); the slice lives no longer than that lock.
     page::item(p, offset).map(|(ptr, len)| unsafe { std::slice::from_raw_parts_mut(ptr, len) })
@@ -30,7 +31,7 @@ fn item_mut<'a>(p: pg_sys::Page, offset: u16) -> Option<&'a mut [u8]> {
 
 /// The element item `id` on its locked page `p`, when it is one of this
 /// index's elements.
-fn element_on<'a>(p: pg_sys::Page, params: &Params, id: ElemId) -> Option<&'a mut [u8]> {
+fn element_on<'a>(p: Page, params: &Params, id: ElemId) -> Option<&'a mut [u8]> {
     if pages::page_kind(p) != Some(KIND_GRAPH) {
         return None;
     }
@@ -39,7 +40,7 @@ fn element_on<'a>(p: pg_sys::Page, params: &Params, id: ElemId) -> Option<&'a mu
 
 /// The row list item `id` on its locked page `p`; an element's link to
 /// anything else is corruption.
-fn row_list_on<'a>(index: Rel, p: pg_sys::Page, id: ElemId) -> &'a mut [u8] {
+fn row_list_on<'a>(index: Rel, p: Page, id: ElemId) -> &'a mut [u8] {
     match item_mut(p, id.offset) {
         Some(i) if pages::page_kind(p) == Some(KIND_GRAPH) && format::is_row_list_item(i) => i,
         _ => pages::corrupted(
@@ -264,7 +265,7 @@ fn add_row_list(
             (block, p)
         })
     };
-    let offset = page::add_item(target.1, list.as_ptr(), list.len())
+    let offset = page::add_item(target.1, &list)
         .unwrap_or_else(|| pages::corrupted(index, "no room for a row list".into()));
     let item = element_on(wp, params, id).expect("element checked by the caller");
     format::set_row_list(item, layout, ElemId {

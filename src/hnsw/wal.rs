@@ -8,6 +8,7 @@
 //! change is made on working copies that reach the buffers only on
 //! `commit`: dropping an `IndexWrite` leaves the pages as they were.
 
+use crate::pg::page::Page;
 use crate::pg::relation::Rel;
 use super::wal_record::{self as rec, RMGR_ID, RMGR_NAME};
 use crate::pg::wal::{self, PageChange, Redo};
@@ -25,7 +26,7 @@ impl IndexWrite {
 
     /// Registers an exclusively locked buffer and returns its working copy;
     /// `full_image` logs the whole page (new pages).
-    pub fn register(&mut self, buf: pg_sys::Buffer, full_image: bool) -> pg_sys::Page {
+    pub fn register(&mut self, buf: pg_sys::Buffer, full_image: bool) -> Page {
         self.0.register(buf, full_image)
     }
 
@@ -94,5 +95,6 @@ unsafe extern "C-unwind" fn identify(info: u8) -> *const std::ffi::c_char {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn mask(pagedata: *mut std::ffi::c_char, _blkno: pg_sys::BlockNumber) {
-    page::mask_header_and_hole(page::bytes_mut(pagedata as pg_sys::Page));
+    // SAFETY: the rm_mask callback's BLCKSZ page image.
+    page::mask_header_and_hole(page::bytes_mut(unsafe { Page::from_raw(pagedata as pg_sys::Page) }));
 }

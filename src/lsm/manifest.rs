@@ -11,6 +11,7 @@
 //! exist; each scan takes a [`Live`] snapshot at its start. Point lookups go
 //! through a backend's copy ([`super::manifest_cache`]).
 
+use crate::pg::page::Page;
 use crate::pg::relation::Rel;
 use super::bloom;
 use super::compact_page;
@@ -51,7 +52,7 @@ pub fn read(rel: Rel) -> Option<Meta> {
 }
 
 /// Writes `meta` into the metapage working copy `p` (pd_lower covers it).
-fn encode_into(p: pg_sys::Page, meta: &Meta) {
+fn encode_into(p: Page, meta: &Meta) {
     meta.encode(page::bytes_mut(p));
     page::set_lower(p, format::META_END);
 }
@@ -644,7 +645,7 @@ impl Live {
         &self,
         rel: Rel,
         block: pg_sys::BlockNumber,
-        p: pg_sys::Page,
+        p: Page,
     ) -> Option<PageKind> {
         let kind = page_id::page_kind(rel, block, p)?;
         let owner = page_id::tag(p)?.vblock;

@@ -35,6 +35,7 @@
 //! in this transaction under `wal_level = minimal`) keep no LSN: they are
 //! looked up without the cache.
 
+use crate::pg::page::Page;
 use crate::pg::snapshot::Snap;
 use crate::pg::relation::Rel;
 use super::format::{self, MetaHeader, PageKind, RunDesc};
@@ -185,7 +186,7 @@ fn check(r: Rel, e: Option<Box<Entry>>) -> Box<Entry> {
 /// is still right.
 fn decode(
     r: Rel,
-    p: pg_sys::Page,
+    p: Page,
     lsn: pg_sys::XLogRecPtr,
     buf: pg_sys::Buffer,
     old: Option<Box<Entry>>,

@@ -4,6 +4,7 @@
 //! lsm code: the manifest, its backend copy and the row storage all read
 //! pages through it.
 
+use crate::pg::page::Page;
 use crate::pg::relation::Rel;
 use super::format::{self, PageKind, PageTag, TAG_SIZE};
 use crate::pg::htup;
@@ -16,7 +17,7 @@ pub const META_BLOCK: pg_sys::BlockNumber = 0;
 
 /// Reads the tag in the last 16 bytes of a page, if its special space has
 /// room for one (compressed run pages keep their blob in front of it).
-pub fn tag(p: pg_sys::Page) -> Option<PageTag> {
+pub fn tag(p: Page) -> Option<PageTag> {
     if page::is_new(p) || page::special_size(p) < TAG_SIZE {
         return None;
     }
@@ -29,7 +30,7 @@ pub fn tag(p: pg_sys::Page) -> Option<PageTag> {
 pub fn page_kind(
     rel: Rel,
     blkno: pg_sys::BlockNumber,
-    p: pg_sys::Page,
+    p: Page,
 ) -> Option<PageKind> {
     if page::is_new(p) {
         return None; // extended but not yet initialised (crash between extend and WAL)

@@ -4,6 +4,7 @@
 //! are [`super::wal_record`]'s; this is the glue that reads a record and
 //! hands page bytes to them.
 
+use crate::pg::page::Page;
 use super::{logical_record, page_image};
 use super::wal_record::{self as rec, RMGR_ID, RMGR_NAME};
 use crate::pg::wal::{self, Redo};
@@ -97,7 +98,8 @@ unsafe extern "C-unwind" fn redo(record: *mut pg_sys::XLogReaderState) {
 
 /// Replays INSERT entries on an L0 page.
 fn add_items(bytes: &mut [u8], inserts: &[(u16, &[u8])]) {
-    let p = bytes.as_mut_ptr() as pg_sys::Page;
+    // SAFETY: a BLCKSZ page image owned here.
+    let p = unsafe { Page::from_raw(bytes.as_mut_ptr() as pg_sys::Page) };
     for &(item, tuple) in inserts {
         if page::add_item_at(p, tuple, item) != Some(item) {
             broken(format!("item {item} cannot be added to its L0 page"));
@@ -181,5 +183,6 @@ unsafe extern "C-unwind" fn identify(info: u8) -> *const std::ffi::c_char {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn mask(pagedata: *mut std::ffi::c_char, _blkno: pg_sys::BlockNumber) {
-    rec::mask(page::bytes_mut(pagedata as pg_sys::Page));
+    // SAFETY: the rm_mask callback's BLCKSZ page image.
+    rec::mask(page::bytes_mut(unsafe { Page::from_raw(pagedata as pg_sys::Page) }));
 }

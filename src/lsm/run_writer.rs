@@ -11,6 +11,7 @@
 //! Until that switch the new pages are unreachable (free), so a crash at any
 //! point leaves the old manifest or the new one, never a mix.
 
+use crate::pg::page::Page;
 use crate::pg::relation::Rel;
 use super::bloom::{self, RowidLog};
 use super::chain;
@@ -467,7 +468,7 @@ pub fn survivors(
 }
 
 /// A page's `pd_lsn` as one number (for equality tests only).
-pub fn page_lsn(p: pg_sys::Page) -> u64 {
+pub fn page_lsn(p: Page) -> u64 {
     format::u64_at(page::bytes(p), 0)
 }
 
@@ -626,7 +627,7 @@ pub fn refresh_headers(
                     continue; // dropped (below every new page)
                 };
                 let bytes = page::bytes(p);
-                let Some(header) = stamped_header(bytes, item as usize, t.t_data as usize - p as usize)
+                let Some(header) = stamped_header(bytes, item as usize, t.t_data as usize - p.ptr() as usize)
                 else {
                     continue;
                 };

@@ -11,6 +11,7 @@
 //! place, so a pinned page's tuples stay where they are. Either scan
 //! direction may be taken at any time (SCROLL cursors).
 
+use crate::pg::page::Page;
 use crate::pg::snapshot::Snap;
 use crate::pg::tuple_slot::Slot;
 use crate::pg::relation::Rel;
@@ -334,7 +335,7 @@ fn load_page(s: &mut LsmScan, block: pg_sys::BlockNumber, filter: Filter) {
 /// header share its visibility and its chain flags (a redirect or a chain
 /// member has a header of its own), so each header is checked once and the
 /// versions are taken by their line pointers alone.
-fn collect_compact(s: &mut LsmScan, view: &storage::PageView, p: pg_sys::Page, buf: pg_sys::Buffer) {
+fn collect_compact(s: &mut LsmScan, view: &storage::PageView, p: Page, buf: pg_sys::Buffer) {
     let Some(c) = view.compact() else {
         return;
     };
@@ -368,7 +369,7 @@ fn collect_compact(s: &mut LsmScan, view: &storage::PageView, p: pg_sys::Page, b
 
 /// Loads the visible versions of the loaded compressed page into the
 /// scan's batch when its payload is column-wise (false otherwise).
-fn load_batch(s: &mut LsmScan, p: pg_sys::Page) -> bool {
+fn load_batch(s: &mut LsmScan, p: Page) -> bool {
     if s.batch.is_null() {
         let batch = slot::Batch::new(s.rel());
         s.batch = pgrx::PgMemoryContexts::For(s.arena_cxt).leak_and_drop_on_delete(batch);
@@ -381,7 +382,7 @@ fn load_batch(s: &mut LsmScan, p: pg_sys::Page) -> bool {
 
 /// Decodes the visible versions of the loaded compressed page into the
 /// scan's arena (see [`LsmScan::arena`]); the page is share-locked.
-fn unpack(s: &mut LsmScan, p: pg_sys::Page) {
+fn unpack(s: &mut LsmScan, p: Page) {
     let mut at = 0usize;
     let (rel, block, cxt) = (s.rel(), s.block, s.arena_cxt);
     let (arena, cap, spans) = (&mut s.arena, &mut s.arena_cap, &mut s.spans);

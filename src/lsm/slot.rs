@@ -24,6 +24,7 @@
 //! it is valid until the scan stores its next row into it (the executor
 //! never reads a scan slot's previous row), and it holds no buffer pin.
 
+use crate::pg::page::Page;
 use crate::pg::tuple_slot::Slot;
 use crate::pg::relation::Rel;
 use super::columnar::{self, Attr};
@@ -103,7 +104,7 @@ impl Batch {
     /// Loads the versions `items` (1-based, visible to the scan) of compact
     /// page `p` (block `block`, pinned and share-locked). False when the
     /// page's payload is not column-wise (the caller rebuilds rows instead).
-    pub fn load(&mut self, block: pg_sys::BlockNumber, p: pg_sys::Page, items: &[u16]) -> bool {
+    pub fn load(&mut self, block: pg_sys::BlockNumber, p: Page, items: &[u16]) -> bool {
         let bytes = crate::pg::page::bytes(p);
         if !compact_page::is_compact(bytes) {
             return false;

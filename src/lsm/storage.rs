@@ -7,6 +7,7 @@
 //! Locking: appends take the target L0 page's exclusive content lock; a new
 //! L0 page is allocated under the metapage's lock (see manifest).
 
+use crate::pg::page::Page;
 use crate::pg::tuple_slot::Slot;
 use crate::pg::relation::Rel;
 use super::compact_page;
@@ -45,7 +46,7 @@ pub use super::format::MAX_TUPLE_SIZE;
 
 use crate::page_layout::maxalign;
 
-fn fits(p: pg_sys::Page, len: usize) -> bool {
+fn fits(p: Page, len: usize) -> bool {
     page::max_offset(p) < ROWS_PER_VBLOCK && page::free_space_for_new_item(p) >= maxalign(len)
 }
 
@@ -116,6 +117,16 @@ pub fn check_tuple_len(len: usize) {
     }
 }
 
+/// A formed tuple's `len` bytes at `data`, as a slice.
+///
+/// # Safety
+/// `data` and `len` are a formed tuple's `t_data` and `t_len`, and the
+/// tuple outlives the slice.
+unsafe fn tuple_data<'a>(data: *const u8, len: usize) -> &'a [u8] {
+    // SAFETY: as the caller guarantees.
+    unsafe { std::slice::from_raw_parts(data, len) }
+}
+
 /// An append the caller checked the room for did not fit: the record
 /// under construction is abandoned and the statement fails.
 fn l0_add_failed(w: PageChange) -> ! {
@@ -144,7 +155,8 @@ pub fn append(
     // target_page checked the room: the append cannot fail
     let p = w.in_place(buf.buffer());
     let vblock = tag(p).map(|t| t.vblock).unwrap_or(0);
-    let Some(offset) = page::add_item(p, data, len) else {
+    // SAFETY: the caller's formed tuple, alive for this append.
+    let Some(offset) = page::add_item(p, unsafe { tuple_data(data, len) }) else {
         l0_add_failed(w)
     };
     let tid = htup::make_tid(vblock, offset);
@@ -218,7 +230,8 @@ pub fn append_and_stamp(
     let op = if same { p } else { w.in_place(old.buf) };
     let vblock = tag(p).map(|t| t.vblock).unwrap_or(0);
     // checked by lane_page_now: a failure here is a PANIC, as on heap
-    let offset = page::add_item(p, data, len).expect("room checked before the update");
+    // SAFETY: the caller's formed tuple, alive for this append.
+    let offset = page::add_item(p, unsafe { tuple_data(data, len) }).expect("room checked before the update");
     let tid = htup::make_tid(vblock, offset);
     let (item, item_len) = page::item(p, offset).expect("item just added");
     htup::set_ctid(item as *mut htup::Header, tid);
@@ -234,7 +247,7 @@ pub fn append_and_stamp(
     let before: [u8; wal_record::FIXED_HEADER] =
         page::bytes(op)[fixed.clone()].try_into().expect("a fixed header");
     // SAFETY: a header of the working copy of the old version's page.
-    stamp(unsafe { (op as *mut u8).add(header_at) } as *mut htup::Header, tid);
+    stamp(unsafe { op.ptr().add(header_at) } as *mut htup::Header, tid);
     w.commit(wal_record::RMGR_ID, || {
         // SAFETY: item() bounds-checked the item inside the page.
         let tuple = unsafe { std::slice::from_raw_parts(item, item_len) };
@@ -297,7 +310,8 @@ pub fn append_batch(rel: Rel, tuples: &[pg_sys::HeapTuple], rows: RowInsert) {
                     (*tuples[i]).t_len as usize,
                 )
             };
-            let Some(offset) = page::add_item(p, data, len) else {
+            // SAFETY: the caller's formed tuple, alive for this append.
+            let Some(offset) = page::add_item(p, unsafe { tuple_data(data, len) }) else {
                 l0_add_failed(w)
             };
             let tid = htup::make_tid(vblock, offset);
@@ -314,7 +328,7 @@ pub fn append_batch(rel: Rel, tuples: &[pg_sys::HeapTuple], rows: RowInsert) {
 
 /// The INSERT record of items `items` just added to L0 page `p`; `rows`
 /// marks it as new rows for logical decoding ([`RowInsert`]).
-fn insert_record(p: pg_sys::Page, items: &[u16], rows: RowInsert) -> Record {
+fn insert_record(p: Page, items: &[u16], rows: RowInsert) -> Record {
     let mut data = Vec::new();
     for &n in items {
         let (at, len) = page::item(p, n).expect("item just added");
@@ -383,7 +397,7 @@ pub fn headers_record(h: &Headers) -> Record {
 /// (`t_len` 23; see [`super::version_data`] for the rest).
 pub fn version_at(
     rel: Rel,
-    p: pg_sys::Page,
+    p: Page,
     item: u16,
 ) -> Option<pg_sys::HeapTupleData> {
     PageView::of(rel, p)?.version(item)
@@ -392,7 +406,7 @@ pub fn version_at(
 /// A data page read once for visits to many of its versions (the tag, and
 /// a compact page's head).
 pub struct PageView<'a> {
-    p: pg_sys::Page,
+    p: Page,
     bytes: &'a [u8],
     relid: pg_sys::Oid,
     /// L0: its virtual block; None on run pages.
@@ -402,7 +416,7 @@ pub struct PageView<'a> {
 
 impl PageView<'_> {
     /// The view of a pinned, locked L0 or RUN_DATA page (None otherwise).
-    pub fn of(rel: Rel, p: pg_sys::Page) -> Option<PageView<'static>> {
+    pub fn of(rel: Rel, p: Page) -> Option<PageView<'static>> {
         let t = tag(p)?;
         let bytes = page::bytes(p);
         let (l0_vblock, compact) = match PageKind::from_u16(t.kind)? {
@@ -452,7 +466,7 @@ impl PageView<'_> {
             t_self: tid,
             t_tableOid: self.relid,
             // SAFETY: item_extent bounds-checked `off + len` inside the page.
-            t_data: unsafe { (self.p as *mut u8).add(off) } as *mut htup::Header,
+            t_data: unsafe { self.p.ptr().add(off) } as *mut htup::Header,
         })
     }
 }
@@ -468,15 +482,15 @@ pub struct Located {
 impl Located {
     /// Byte offset of this version's header in its page.
     pub fn offset(&self) -> usize {
-        self.header as usize - buffer::page(self.buf) as usize
+        self.header as usize - buffer::page(self.buf).ptr() as usize
     }
 
     /// This version's header inside `copy`, a working copy (see
     /// [`PageChange`]) of its page: the same offset as on the page itself.
-    pub fn header_in(&self, copy: pg_sys::Page) -> *mut htup::Header {
+    pub fn header_in(&self, copy: Page) -> *mut htup::Header {
         // SAFETY: the working copy is a full image of the same page, so the
         // header sits at the same offset.
-        unsafe { (copy as *mut u8).add(self.offset()) as *mut htup::Header }
+        unsafe { copy.ptr().add(self.offset()) as *mut htup::Header }
     }
 
     /// A `HeapTupleData` describing this version (points into the page).
@@ -542,7 +556,7 @@ pub fn find_on_page(
 /// run page nobody stamped: see [`make_stampable`]).
 pub fn shares_header(loc: &Located) -> bool {
     let p = buffer::page(loc.buf);
-    compact_page::shares_header(page::bytes(p), loc.header as usize - p as usize)
+    compact_page::shares_header(page::bytes(p), loc.header as usize - p.ptr() as usize)
 }
 
 /// Whether the page of `loc` has a free header slot, so that a version
@@ -595,7 +609,7 @@ pub fn detach_in(
     rel: Rel,
     w: &mut PageChange,
     buf: pg_sys::Buffer,
-    p: pg_sys::Page,
+    p: Page,
     items: &[usize],
     rec: &mut Headers,
 ) -> Option<Locked> {

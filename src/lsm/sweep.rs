@@ -219,7 +219,7 @@ fn sweep_page(
                     HEADER_FIXED,
                 );
             }
-            rec.written_at(page::bytes(wp), t.t_data as usize - wp as usize);
+            rec.written_at(page::bytes(wp), t.t_data as usize - wp.ptr() as usize);
         }
         w.commit(wal_record::RMGR_ID, || storage::headers_record(&rec));
         out.frozen += changed.len() as u64;

@@ -16,6 +16,7 @@
 //! mismatch, or a frame that does not decode, raises XX001 naming the
 //! relation and block.
 
+use crate::pg::page::Page;
 use crate::pg::relation::Rel;
 use super::block_cache;
 use super::columnar::Attr;
@@ -57,7 +58,7 @@ pub fn columns(rel: Rel) -> Vec<Attr> {
 }
 
 /// Whether a (pinned) page is a compressed run page.
-pub fn is_compressed(p: pg_sys::Page) -> bool {
+pub fn is_compressed(p: Page) -> bool {
     compressed_page::is_compressed(page::bytes(p))
 }
 
@@ -136,14 +137,14 @@ pub fn corrupted(rel: Rel, blkno: pg_sys::BlockNumber, e: impl std::fmt::Display
 
 /// The checked, decompressed payload of compressed page `p` (block `blkno`,
 /// pinned and at least share-locked).
-pub fn payload(rel: Rel, blkno: pg_sys::BlockNumber, p: pg_sys::Page) -> Rc<Payload> {
+pub fn payload(rel: Rel, blkno: pg_sys::BlockNumber, p: Page) -> Rc<Payload> {
     let key = key_of(rel, blkno, page::bytes(p));
     cached(&key).unwrap_or_else(|| decode_page(rel, blkno, p, key))
 }
 
 /// Decodes compressed page `p` and caches its payload under `key` (from
 /// the blob a point lookup opened, when it was this page's).
-fn decode_page(rel: Rel, blkno: pg_sys::BlockNumber, p: pg_sys::Page, key: Key) -> Rc<Payload> {
+fn decode_page(rel: Rel, blkno: pg_sys::BlockNumber, p: Page, key: Key) -> Rc<Payload> {
     let bytes = page::bytes(p);
     let decoded = if compact_page::is_compact(bytes) {
         let attrs = columns(rel);
@@ -202,7 +203,7 @@ fn lone_for<T>(key: &Key, f: impl FnOnce(&Lone) -> T) -> Option<T> {
 fn lone_rest<T>(
     rel: Rel,
     blkno: pg_sys::BlockNumber,
-    p: pg_sys::Page,
+    p: Page,
     key: Key,
     item: usize,
     f: impl FnOnce(&[u8]) -> T,
@@ -325,7 +326,7 @@ pub fn note_item(item: usize) {
 /// Item number of version `t` (from `storage::version_at`) on run page `p`.
 /// Scans ask for a page's items in order, so the item after the one found
 /// last is tried before the binary search (checked by its rowid).
-fn item_of(p: pg_sys::Page, t: &pg_sys::HeapTupleData) -> Option<usize> {
+fn item_of(p: Page, t: &pg_sys::HeapTupleData) -> Option<usize> {
     let rowid = page_id::rowid_of(&t.t_self);
     let bytes = page::bytes(p);
     let next = LAST.get().wrapping_add(1);
@@ -415,7 +416,7 @@ fn with_parts<T>(
 pub fn for_each_full(
     rel: Rel,
     blkno: pg_sys::BlockNumber,
-    p: pg_sys::Page,
+    p: Page,
     items: &[u16],
     mut f: impl FnMut(usize, &[u8], Option<(u32, u16)>, &[u8]),
 ) {

@@ -8,6 +8,7 @@
 //! end of its scope, on an early return, or while an ERROR unwinds through
 //! Rust — so callers write no release of their own.
 
+use crate::pg::page::Page;
 use crate::pg::relation::Rel;
 use super::locator;
 use pgrx::pg_sys;
@@ -301,7 +302,7 @@ impl Locked {
         self.buf
     }
 
-    pub fn page(&self) -> pg_sys::Page {
+    pub fn page(&self) -> Page {
         page(self.buf)
     }
 
@@ -358,9 +359,10 @@ impl Drop for Locked {
     }
 }
 
-pub fn page(buf: pg_sys::Buffer) -> pg_sys::Page {
-    // SAFETY: `buf` is pinned by the caller, so its page stays in memory.
-    unsafe { pg_sys::BufferGetPage(buf) }
+pub fn page(buf: pg_sys::Buffer) -> Page {
+    // SAFETY: `buf` is pinned by the caller, so its page stays in memory
+    // (writes through it are the caller's to lock for).
+    unsafe { Page::from_raw(pg_sys::BufferGetPage(buf)) }
 }
 
 /// `BufferGetBlockNumber`, read from the buffer descriptor as bufmgr.c
@@ -465,15 +467,16 @@ impl PageWrite {
     }
 
     /// Registers an exclusively locked buffer; `full_image` for new pages.
-    pub fn register(&mut self, buf: pg_sys::Buffer, full_image: bool) -> pg_sys::Page {
+    pub fn register(&mut self, buf: pg_sys::Buffer, full_image: bool) -> Page {
         let flags = if full_image {
             pg_sys::GENERIC_XLOG_FULL_IMAGE as i32
         } else {
             0
         };
         // SAFETY: the caller holds an exclusive lock on `buf`; at most
-        // MAX_GENERIC_XLOG_PAGES buffers are registered by our callers.
-        unsafe { pg_sys::GenericXLogRegisterBuffer(self.state, buf, flags) }
+        // MAX_GENERIC_XLOG_PAGES buffers are registered by our callers; the
+        // working copy lives until the record is finished or abandoned.
+        unsafe { Page::from_raw(pg_sys::GenericXLogRegisterBuffer(self.state, buf, flags)) }
     }
 
     /// Applies the changes to the buffers and writes the WAL record.

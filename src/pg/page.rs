@@ -24,33 +24,66 @@ const _: () = assert!(
 /// `MaxHeapTuplesPerPage` (also tidbitmap's TBM_MAX_TUPLES_PER_PAGE): 291 for 8 kB pages.
 pub const MAX_HEAP_TUPLES_PER_PAGE: usize = (BLCKSZ - PAGE_HEADER_SIZE) / (24 + ITEM_ID_SIZE);
 
-fn header(page: pg_sys::Page) -> *mut pg_sys::PageHeaderData {
-    page as *mut pg_sys::PageHeaderData
+/// A page in memory: a shared buffer's page its holder keeps pinned (and
+/// locked as its use needs: shared to read, exclusive to write), or a
+/// working copy of one (a WAL record under construction, a build's private
+/// page). Strata passes this around instead of PostgreSQL's raw `Page`;
+/// one is made from the raw pointer only where a buffer or a record hands
+/// a page over, through the unsafe [`Page::from_raw`] — so the helpers
+/// below, which read and write through it, are safe to call. What they
+/// read is only meaningful under the content lock the caller holds.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(transparent)]
+pub struct Page(pg_sys::Page);
+
+impl Page {
+    /// # Safety
+    /// `page` points at `BLCKSZ` bytes that stay this page's (a pinned
+    /// buffer's, or a working copy's) while the handle, or any copy of it,
+    /// is used; writes through it only under an exclusive lock or to a
+    /// private copy.
+    pub unsafe fn from_raw(page: pg_sys::Page) -> Page {
+        debug_assert!(!page.is_null());
+        Page(page)
+    }
+
+    /// The raw pointer, for PostgreSQL's functions.
+    pub fn raw(self) -> pg_sys::Page {
+        self.0
+    }
+
+    /// The first byte's address (offsets into the page are added to it).
+    pub fn ptr(self) -> *mut u8 {
+        self.0 as *mut u8
+    }
+}
+
+fn header(page: Page) -> *mut pg_sys::PageHeaderData {
+    page.0 as *mut pg_sys::PageHeaderData
 }
 
 /// Initialises an empty page with `special` bytes of special space.
-#[allow(clippy::not_unsafe_ptr_arg_deref)] // the module's contract: pointers to locked pages or private copies
-pub fn init(page: pg_sys::Page, special: usize) {
+pub fn init(page: Page, special: usize) {
     // SAFETY: `page` points to a BLCKSZ buffer page (or working copy).
-    unsafe { pg_sys::PageInit(page, BLCKSZ, special) }
+    unsafe { pg_sys::PageInit(page.0, BLCKSZ, special) }
 }
 
 /// Starts loading a page's first and last cache lines — its header and
 /// line pointers, and its special space's end where lsm pages keep their
 /// tag — which a reader of the page then needs one after the other.
-pub fn prefetch_ends(page: pg_sys::Page) {
-    let p = page as *const i8;
+pub fn prefetch_ends(page: Page) {
+    let p = page.0 as *const i8;
     strata_base::prefetch::lines(p, 1);
     strata_base::prefetch::lines(p.wrapping_add(BLCKSZ - 64), 1);
 }
 
-pub fn is_new(page: pg_sys::Page) -> bool {
+pub fn is_new(page: Page) -> bool {
     // SAFETY: the header is always readable on a pinned page.
     unsafe { (*header(page)).pd_upper == 0 }
 }
 
 /// Number of line pointers (`PageGetMaxOffsetNumber`).
-pub fn max_offset(page: pg_sys::Page) -> u16 {
+pub fn max_offset(page: Page) -> u16 {
     // SAFETY: as above.
     let lower = unsafe { (*header(page)).pd_lower } as usize;
     if lower <= PAGE_HEADER_SIZE {
@@ -61,7 +94,7 @@ pub fn max_offset(page: pg_sys::Page) -> u16 {
 }
 
 /// Bytes free between line pointers and tuples, minus one new line pointer.
-pub fn free_space_for_new_item(page: pg_sys::Page) -> usize {
+pub fn free_space_for_new_item(page: Page) -> usize {
     // SAFETY: as above.
     let (lower, upper) = unsafe { ((*header(page)).pd_lower, (*header(page)).pd_upper) };
     (upper as usize)
@@ -70,17 +103,17 @@ pub fn free_space_for_new_item(page: pg_sys::Page) -> usize {
 }
 
 /// The line pointer for `offset` (1-based); caller checks `offset <= max_offset`.
-pub fn item_id(page: pg_sys::Page, offset: u16) -> *mut pg_sys::ItemIdData {
+pub fn item_id(page: Page, offset: u16) -> *mut pg_sys::ItemIdData {
     debug_assert!(offset >= 1 && offset <= max_offset(page));
     // SAFETY: line pointers follow the header; offset is in range per caller.
     let ptr =
-        unsafe { (page as *mut u8).add(PAGE_HEADER_SIZE + (offset as usize - 1) * ITEM_ID_SIZE) };
+        unsafe { page.ptr().add(PAGE_HEADER_SIZE + (offset as usize - 1) * ITEM_ID_SIZE) };
     ptr as *mut pg_sys::ItemIdData
 }
 
 /// `(item pointer, length)` of a normal item, or `None` for unused/dead slots
 /// and offsets past the end.
-pub fn item(page: pg_sys::Page, offset: u16) -> Option<(*mut u8, usize)> {
+pub fn item(page: Page, offset: u16) -> Option<(*mut u8, usize)> {
     if offset == 0 || offset > max_offset(page) {
         return None;
     }
@@ -93,33 +126,31 @@ pub fn item(page: pg_sys::Page, offset: u16) -> Option<(*mut u8, usize)> {
         return None;
     }
     // SAFETY: lp_off/lp_len were checked to stay within the page.
-    Some((unsafe { (page as *mut u8).add(off) }, len))
+    Some((unsafe { page.ptr().add(off) }, len))
 }
 
 /// Pointer to the special space.
-pub fn special(page: pg_sys::Page) -> *mut u8 {
+pub fn special(page: Page) -> *mut u8 {
     // SAFETY: pd_special is an offset inside the page for initialised pages.
-    unsafe { (page as *mut u8).add((*header(page)).pd_special as usize) }
+    unsafe { page.ptr().add((*header(page)).pd_special as usize) }
 }
 
-pub fn special_size(page: pg_sys::Page) -> usize {
+pub fn special_size(page: Page) -> usize {
     // SAFETY: as above.
     BLCKSZ - unsafe { (*header(page)).pd_special } as usize
 }
 
 /// Appends an item; returns its offset or `None` when it does not fit.
-#[allow(clippy::not_unsafe_ptr_arg_deref)] // the module's contract: pointers to locked pages or private copies
-pub fn add_item(page: pg_sys::Page, data: *const u8, len: usize) -> Option<u16> {
-    // SAFETY: `data` points to `len` readable bytes.
-    add_item_extended(page, unsafe { std::slice::from_raw_parts(data, len) }, 0, 0)
+pub fn add_item(page: Page, data: &[u8]) -> Option<u16> {
+    add_item_extended(page, data, 0, 0)
 }
 
-fn add_item_extended(page: pg_sys::Page, data: &[u8], offset: u16, flags: u32) -> Option<u16> {
+fn add_item_extended(page: Page, data: &[u8], offset: u16, flags: u32) -> Option<u16> {
     // SAFETY: `data` is readable; PageAddItemExtended checks the offset and
     // space and returns InvalidOffsetNumber (0) when it cannot add.
     let off = unsafe {
         pg_sys::PageAddItemExtended(
-            page,
+            page.0,
             data.as_ptr() as pg_sys::Item,
             data.len(),
             offset,
@@ -131,12 +162,12 @@ fn add_item_extended(page: pg_sys::Page, data: &[u8], offset: u16, flags: u32) -
 
 /// Puts an item at line pointer `offset` (the next one, or an unused one):
 /// replay of an append that got that offset. `Some(offset)` on success.
-pub fn add_item_at(page: pg_sys::Page, data: &[u8], offset: u16) -> Option<u16> {
+pub fn add_item_at(page: Page, data: &[u8], offset: u16) -> Option<u16> {
     add_item_extended(page, data, offset, pg_sys::PAI_OVERWRITE)
 }
 
 /// `pd_lsn` (`PageGetLSN`) of a locked page.
-pub fn lsn(page: pg_sys::Page) -> pg_sys::XLogRecPtr {
+pub fn lsn(page: Page) -> pg_sys::XLogRecPtr {
     // SAFETY: header of a pinned, locked page.
     let l = unsafe { (*header(page)).pd_lsn };
     (u64::from(l.xlogid) << 32) | u64::from(l.xrecoff)
@@ -150,7 +181,7 @@ pub fn lsn(page: pg_sys::Page) -> pg_sys::XLogRecPtr {
 /// read after it), or, while a change is under way, the one before it — a
 /// torn read of the two halves either matches no LSN the page had or equals
 /// the old one. What that state *was* needs the content lock to read.
-pub fn lsn_unlocked(page: pg_sys::Page) -> pg_sys::XLogRecPtr {
+pub fn lsn_unlocked(page: Page) -> pg_sys::XLogRecPtr {
     // SAFETY: the header of a pinned page (its memory stays this block's
     // while the pin is held); volatile: the value may change under us.
     let (hi, lo) = unsafe {
@@ -164,7 +195,7 @@ pub fn lsn_unlocked(page: pg_sys::Page) -> pg_sys::XLogRecPtr {
 }
 
 /// Sets `pd_lsn` (`PageSetLSN`, a macro on PG15).
-pub fn set_lsn(page: pg_sys::Page, lsn: pg_sys::XLogRecPtr) {
+pub fn set_lsn(page: Page, lsn: pg_sys::XLogRecPtr) {
     // SAFETY: header of an exclusively locked page.
     unsafe {
         (*header(page)).pd_lsn = pg_sys::PageXLogRecPtr {
@@ -176,32 +207,32 @@ pub fn set_lsn(page: pg_sys::Page, lsn: pg_sys::XLogRecPtr) {
 
 /// Sets `pd_lower` (metapages keep their struct below it so full-page images
 /// and GenericXLog deltas include it).
-pub fn set_lower(page: pg_sys::Page, lower: usize) {
+pub fn set_lower(page: Page, lower: usize) {
     // SAFETY: header is writable on an exclusively locked page / working copy.
     unsafe { (*header(page)).pd_lower = lower as u16 };
 }
 
 /// The page as bytes (valid while the buffer stays pinned; contents may only
 /// be relied on under the buffer's content lock).
-pub fn bytes<'a>(page: pg_sys::Page) -> &'a [u8] {
+pub fn bytes<'a>(page: Page) -> &'a [u8] {
     // SAFETY: a pinned page is BLCKSZ readable bytes.
-    unsafe { std::slice::from_raw_parts(page as *const u8, BLCKSZ) }
+    unsafe { std::slice::from_raw_parts(page.ptr(), BLCKSZ) }
 }
 
 /// The page as mutable bytes: for GenericXLog working copies and exclusively
 /// locked pages only.
-pub fn bytes_mut<'a>(page: pg_sys::Page) -> &'a mut [u8] {
+pub fn bytes_mut<'a>(page: Page) -> &'a mut [u8] {
     // SAFETY: as above; the caller holds the right to modify the page.
-    unsafe { std::slice::from_raw_parts_mut(page as *mut u8, BLCKSZ) }
+    unsafe { std::slice::from_raw_parts_mut(page.ptr(), BLCKSZ) }
 }
 
 /// Overwrites a whole page (a working copy) with a prepared image.
-pub fn copy_image(page: pg_sys::Page, image: &[u8]) {
+pub fn copy_image(page: Page, image: &[u8]) {
     bytes_mut(page).copy_from_slice(image);
 }
 
 /// Appends bytes just below pd_lower (fixed arrays after the header).
-pub fn append_below_lower(page: pg_sys::Page, data: &[u8]) -> bool {
+pub fn append_below_lower(page: Page, data: &[u8]) -> bool {
     // SAFETY: header of a working copy or exclusively locked page.
     let (lower, upper) = unsafe {
         (

@@ -103,7 +103,7 @@ pub fn for_each_page_copy(rel: Rel, mut f: impl FnMut(pg_sys::BlockNumber, &[u8]
         buffer::lock_share(buf);
         // SAFETY: a pinned, share-locked page is BLCKSZ readable bytes.
         unsafe {
-            std::ptr::copy_nonoverlapping(buffer::page(buf) as *const u8, copy.as_mut_ptr(), BLCKSZ)
+            std::ptr::copy_nonoverlapping(buffer::page(buf).ptr(), copy.as_mut_ptr(), BLCKSZ)
         };
         buffer::unlock_release(buf);
         f(blkno, &copy);

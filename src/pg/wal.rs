@@ -63,6 +63,12 @@ pub fn build_unlogged<T>(rel: Rel, build: impl FnOnce() -> T) -> T {
     out
 }
 
+/// A record's working copy of a page, as a page.
+fn working_copy(copy: &[u64]) -> page::Page {
+    // SAFETY: a BLCKSZ copy the record owns until it is done; read only.
+    unsafe { page::Page::from_raw(copy.as_ptr() as pg_sys::Page) }
+}
+
 /// What a resource manager's `rm_identify` returns for a record whose
 /// kind (`info` without the generic bits) `name_of` names.
 pub fn identify(info: u8, name_of: impl Fn(u8) -> Option<&'static std::ffi::CStr>) -> *const std::ffi::c_char {
@@ -180,7 +186,7 @@ impl PageChange {
 
     /// Registers an exclusively locked buffer and returns its working copy;
     /// `full_image` logs the whole page (new pages).
-    pub fn register(&mut self, buf: pg_sys::Buffer, full_image: bool) -> pg_sys::Page {
+    pub fn register(&mut self, buf: pg_sys::Buffer, full_image: bool) -> page::Page {
         if let Some(w) = &mut self.generic {
             return w.register(buf, full_image);
         }
@@ -188,13 +194,16 @@ impl PageChange {
         if let Some(pg) = self.pages.iter_mut().find(|pg| pg.buf == buf) {
             pg.full_image |= full_image;
             if let Some(copy) = &mut pg.copy {
-                return copy.as_mut_ptr() as pg_sys::Page;
+                // SAFETY: the record's working copy, kept until it is done.
+                return unsafe { page::Page::from_raw(copy.as_mut_ptr() as pg_sys::Page) };
             }
             return super::buffer::page(buf);
         }
         assert!(self.pages.len() < 4, "at most four pages per WAL record");
         let mut copy = vec![0u64; page::BLCKSZ / 8].into_boxed_slice();
-        let p = copy.as_mut_ptr() as pg_sys::Page;
+        // SAFETY: the record's working copy (a boxed slice that does not
+        // move), kept until the record is done.
+        let p = unsafe { page::Page::from_raw(copy.as_mut_ptr() as pg_sys::Page) };
         page::copy_image(p, page::bytes(super::buffer::page(buf)));
         self.pages.push(Page {
             buf,
@@ -208,7 +217,7 @@ impl PageChange {
     /// here to `commit` the backend is in a critical section (any ERROR is
     /// a PANIC), so the caller checks first that its change cannot fail.
     /// With GenericXLog this is [`PageChange::register`].
-    pub fn in_place(&mut self, buf: pg_sys::Buffer) -> pg_sys::Page {
+    pub fn in_place(&mut self, buf: pg_sys::Buffer) -> page::Page {
         if let Some(w) = &mut self.generic {
             return w.register(buf, false);
         }
@@ -249,7 +258,7 @@ impl PageChange {
                 if let Some(copy) = &pg.copy {
                     page::copy_image(
                         super::buffer::page(pg.buf),
-                        page::bytes(copy.as_ptr() as pg_sys::Page),
+                        page::bytes(working_copy(copy)),
                     );
                 }
                 pg_sys::MarkBufferDirty(pg.buf);
@@ -299,7 +308,7 @@ impl PageChange {
             .map(|pg| match &pg.copy {
                 Some(copy) if !pg.full_image => delta(
                     page::bytes(super::buffer::page(pg.buf)),
-                    page::bytes(copy.as_ptr() as pg_sys::Page),
+                    page::bytes(working_copy(copy)),
                 ),
                 _ => Vec::new(),
             })
