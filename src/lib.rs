@@ -26,6 +26,13 @@ pub extern "C-unwind" fn _PG_init() {
 pub mod hnsw;
 pub mod lsm;
 pub mod pg;
+/// What `#[pg_guard]` on an `extern` block expands to: every PostgreSQL
+/// function Strata declares itself (those pgrx does not bind, in `src/pg`)
+/// is called through pgrx's FFI guard, so an ERROR it raises unwinds
+/// through Rust frames (and their guards' drops) instead of jumping over them.
+mod ffi {
+    pub use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
+}
 pub mod vector;
 
 // The pgrx-free core (crates/strata-core), under the paths the glue uses.

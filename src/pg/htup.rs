@@ -1,12 +1,30 @@
 //! Heap tuple header accessors (`htup_details.h` macros written out once for
 //! PG15 and PG18) and the heap TOAST entry points pgrx does not bind.
 
+// #[pg_guard] extern blocks: the guarded wrappers keep PostgreSQL's C names
+#![allow(non_snake_case)]
+
 use crate::pg::relation::Rel;
 use pgrx::pg_sys;
 
 pub type Header = pg_sys::HeapTupleHeaderData;
 
-extern "C-unwind" {
+unsafe extern "C-unwind" {
+    /// access/heaptoast.h — the `relation_fetch_toast_slice` callback
+    /// itself (PostgreSQL calls it; no Rust frame is in between, so it
+    /// needs no guard).
+    pub fn heap_fetch_toast_slice(
+        toastrel: pg_sys::Relation,
+        valueid: pg_sys::Oid,
+        attrsize: i32,
+        sliceoffset: i32,
+        slicelength: i32,
+        result: *mut pg_sys::varlena,
+    );
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" {
     /// access/heaptoast.h
     pub fn heap_toast_insert_or_update(
         rel: pg_sys::Relation,
@@ -19,15 +37,6 @@ extern "C-unwind" {
         rel: pg_sys::Relation,
         oldtup: pg_sys::HeapTuple,
         is_speculative: bool,
-    );
-    /// access/heaptoast.h — used for the toast relation's slices.
-    pub fn heap_fetch_toast_slice(
-        toastrel: pg_sys::Relation,
-        valueid: pg_sys::Oid,
-        attrsize: i32,
-        sliceoffset: i32,
-        slicelength: i32,
-        result: *mut pg_sys::varlena,
     );
     /// catalog/storage_xlog.h (argument is a RelFileNode / RelFileLocator).
     pub fn log_smgrcreate(rlocator: *const std::ffi::c_void, fork: pg_sys::ForkNumber::Type);
@@ -174,7 +183,8 @@ pub fn tid_eq(a: &pg_sys::ItemPointerData, b: &pg_sys::ItemPointerData) -> bool 
     tid_block(a) == tid_block(b) && a.ip_posid == b.ip_posid
 }
 
-extern "C-unwind" {
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" {
     /// utils/datum.h
     fn datumIsEqual(
         value1: pg_sys::Datum,

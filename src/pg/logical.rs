@@ -6,6 +6,9 @@
 //! queued, and queueing a change with its tuples into the reorder buffer
 //! (a `ReorderBufferTupleBuf` on PG15, a plain `HeapTuple` since PG17).
 
+// #[pg_guard] extern blocks: the guarded wrappers keep PostgreSQL's C names
+#![allow(non_snake_case)]
+
 use crate::pg::relation::Rel;
 use super::locator::Locator;
 use pgrx::pg_sys;
@@ -19,7 +22,8 @@ struct XLogRecordBuffer {
     record: *mut pg_sys::XLogReaderState,
 }
 
-extern "C-unwind" {
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" {
     /// replication/snapbuild.h (returns `SnapBuildState`, an int enum)
     fn SnapBuildCurrentState(builder: *mut pg_sys::SnapBuild) -> i32;
     /// replication/snapbuild.h

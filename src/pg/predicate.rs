@@ -5,11 +5,15 @@
 //! checked here first, as heap's inline `SerializationNeededForRead` does,
 //! so other isolation levels pay no call into predicate.c.
 
+// #[pg_guard] extern blocks: the guarded wrappers keep PostgreSQL's C names
+#![allow(non_snake_case)]
+
 use crate::pg::relation::Rel;
 use crate::pg::snapshot::Snap;
 use pgrx::pg_sys;
 
-extern "C-unwind" {
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" {
     fn PredicateLockRelation(relation: pg_sys::Relation, snapshot: pg_sys::Snapshot);
     fn PredicateLockTID(
         relation: pg_sys::Relation,
