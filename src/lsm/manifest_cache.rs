@@ -168,8 +168,8 @@ fn check(r: Rel, e: Option<Box<Entry>>) -> Box<Entry> {
         }
         e => e,
     };
-    buffer::lock_share(buf);
-    let p = buffer::page(buf);
+    let meta = buffer::Locked::share_pinned(buf);
+    let p = meta.page();
     let lsn = page::lsn(p);
     let fresh = match e {
         Some(mut e) if e.lsn == lsn => {
@@ -178,7 +178,7 @@ fn check(r: Rel, e: Option<Box<Entry>>) -> Box<Entry> {
         }
         old => decode(r, p, lsn, buf, old),
     };
-    buffer::unlock_release(buf);
+    drop(meta);
     fresh.unwrap_or_else(|what| manifest::corrupted(r, what))
 }
 
