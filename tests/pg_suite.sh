@@ -35,4 +35,6 @@ if grep -q "terminated by signal\|PANIC" "$WORK/log/postmaster.log"; then
     grep -n "terminated by signal\|PANIC" "$WORK/log/postmaster.log" | head
     die "a backend crashed during PostgreSQL's regression suite (log: $WORK/log/postmaster.log)"
 fi
-log "no crash; $(grep -c '^ok' "$WORK/regression.out" 2>/dev/null || echo '?') tests match, diffs in $WORK/regression.diffs"
+# "ok 12 - name" (PostgreSQL 16 and later) or "name ... ok" (15)
+matched=$(grep -cE '^ok |[.][.][.] ok ' "$WORK/regression.out" 2>/dev/null || true)
+log "no crash; ${matched:-?} tests match, diffs in $WORK/regression.diffs"
