@@ -1,6 +1,6 @@
-//! Relation lifecycle of `lsm` tables: new storage (CREATE/TRUNCATE), in-place
-//! truncation, copying for SET TABLESPACE, sizes and planner estimates
-//! (rewriting for CLUSTER/VACUUM FULL: [`super::cluster`]).
+//! Relation lifecycle of `lsm` tables: new storage (CREATE/TRUNCATE), sizes
+//! and planner estimates (in-place truncation and copying for SET TABLESPACE
+//! are `pg::storage`'s; rewriting for CLUSTER/VACUUM FULL: [`super::cluster`]).
 
 use crate::pg::relation::Rel;
 use super::format::TAG_SIZE;
@@ -19,17 +19,6 @@ pub fn set_new_storage(
 ) -> (pg_sys::TransactionId, pg_sys::MultiXactId) {
     storage::create(locator, persistence);
     crate::pg::xact::new_relation_horizons()
-}
-
-/// Non-transactional truncation (TRUNCATE of a table created or truncated
-/// in the same transaction): PostgreSQL holds ACCESS EXCLUSIVE.
-pub fn truncate(rel: Rel) {
-    storage::truncate(rel, 0);
-}
-
-/// Copies all forks to new storage (ALTER TABLE ... SET TABLESPACE).
-pub fn copy_data(rel: Rel, locator: &Locator) {
-    storage::copy_to(rel, locator);
 }
 
 pub fn relation_size(rel: Rel, fork: pg_sys::ForkNumber::Type) -> u64 {

@@ -472,7 +472,9 @@ unsafe extern "C-unwind" fn relation_nontransactional_truncate(rel: pg_sys::Rela
     // SAFETY: PostgreSQL hands the callback an open relation.
     let rel = unsafe { Rel::from_raw(rel) };
     super::bulk::forget(rel);
-    ddl::truncate(rel);
+    // non-transactional (a table created or truncated in this transaction):
+    // PostgreSQL holds ACCESS EXCLUSIVE
+    crate::pg::storage::truncate(rel, 0);
     super::manifest_cache::forget_relation(rel);
     super::chain_hint::forget_relation(rel);
 }
@@ -486,7 +488,7 @@ unsafe extern "C-unwind" fn relation_copy_data(
     let rel = unsafe { Rel::from_raw(rel) };
     super::bulk::finish_open(rel);
     // SAFETY: the new file's locator Postgres passed to this callback.
-    ddl::copy_data(rel, unsafe { &*locator })
+    crate::pg::storage::copy_to(rel, unsafe { &*locator })
 }
 
 #[pg_guard]

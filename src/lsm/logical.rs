@@ -18,7 +18,7 @@ use super::storage::RowInsert;
 use super::wal_record::{self, RMGR_ID};
 use crate::pg::logical::{self as pglog, ChangeKind, Decoding};
 use crate::pg::locator::{self, Locator};
-use crate::pg::wal;
+use crate::pg::{htup, wal};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -34,7 +34,7 @@ fn locator_of(rel: Rel) -> lrec::Locator {
 
 fn row_of<'a>(t: pg_sys::HeapTuple) -> Row<'a> {
     // SAFETY: a formed tuple that outlives the record built from it.
-    Row::of_tuple(unsafe { pglog::tuple_bytes(t) }).expect("a formed tuple has its header")
+    Row::of_tuple(unsafe { htup::tuple_bytes(&*t) }).expect("a formed tuple has its header")
 }
 
 fn write(rel: Rel, change: Change) {

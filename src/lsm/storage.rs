@@ -117,16 +117,6 @@ pub fn check_tuple_len(len: usize) {
     }
 }
 
-/// A formed tuple's `len` bytes at `data`, as a slice.
-///
-/// # Safety
-/// `data` and `len` are a formed tuple's `t_data` and `t_len`, and the
-/// tuple outlives the slice.
-unsafe fn tuple_data<'a>(data: *const u8, len: usize) -> &'a [u8] {
-    // SAFETY: as the caller guarantees.
-    unsafe { std::slice::from_raw_parts(data, len) }
-}
-
 /// An append the caller checked the room for did not fit: the record
 /// under construction is abandoned and the statement fails.
 fn l0_add_failed(w: PageChange) -> ! {
@@ -148,7 +138,6 @@ pub fn append(
     ctid_self: bool,
     rows: RowInsert,
 ) -> pg_sys::ItemPointerData {
-    let data = tuple.t_data as *const u8;
     let len = checked_len(tuple);
     let buf = target_page(rel, len);
     let mut w = PageChange::start(rel);
@@ -156,7 +145,7 @@ pub fn append(
     let p = w.in_place(buf.buffer());
     let vblock = tag(p).map(|t| t.vblock).unwrap_or(0);
     // SAFETY: the caller's formed tuple, alive for this append.
-    let Some(offset) = page::add_item(p, unsafe { tuple_data(data, len) }) else {
+    let Some(offset) = page::add_item(p, unsafe { htup::tuple_bytes(tuple) }) else {
         l0_add_failed(w)
     };
     let tid = htup::make_tid(vblock, offset);
@@ -217,7 +206,6 @@ pub fn append_and_stamp(
     stamp: impl FnOnce(*mut htup::Header, pg_sys::ItemPointerData),
     decoded: Vec<u8>,
 ) -> pg_sys::ItemPointerData {
-    let (data, len) = (tuple.t_data as *const u8, tuple.t_len as usize);
     let same = target == old.buf;
     // an old version sharing its header is detached in this record (the
     // caller checked that its page has a free header slot: detach_fits)
@@ -231,7 +219,7 @@ pub fn append_and_stamp(
     let vblock = tag(p).map(|t| t.vblock).unwrap_or(0);
     // checked by lane_page_now: a failure here is a PANIC, as on heap
     // SAFETY: the caller's formed tuple, alive for this append.
-    let offset = page::add_item(p, unsafe { tuple_data(data, len) }).expect("room checked before the update");
+    let offset = page::add_item(p, unsafe { htup::tuple_bytes(tuple) }).expect("room checked before the update");
     let tid = htup::make_tid(vblock, offset);
     let (item, item_len) = page::item(p, offset).expect("item just added");
     htup::set_ctid(item as *mut htup::Header, tid);
@@ -303,15 +291,8 @@ pub fn append_batch(rel: Rel, tuples: &[pg_sys::HeapTuple], rows: RowInsert) {
         let first = i;
         let mut offsets = Vec::new();
         while i < tuples.len() && (i == first || fits(p, checked_len(tuples[i]))) {
-            // SAFETY: formed heap tuple; its data is only read.
-            let (data, len) = unsafe {
-                (
-                    (*tuples[i]).t_data as *const u8,
-                    (*tuples[i]).t_len as usize,
-                )
-            };
             // SAFETY: the caller's formed tuple, alive for this append.
-            let Some(offset) = page::add_item(p, unsafe { tuple_data(data, len) }) else {
+            let Some(offset) = page::add_item(p, unsafe { htup::tuple_bytes(&*tuples[i]) }) else {
                 l0_add_failed(w)
             };
             let tid = htup::make_tid(vblock, offset);

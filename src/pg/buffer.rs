@@ -242,10 +242,10 @@ pub fn unlock_release(buf: pg_sys::Buffer) {
 /// deadlock) unwinds through a drop that only unpins.
 pub struct Locked {
     buf: pg_sys::Buffer,
-    /// The lock mode held, None while unlocked (pinned only).
-    held: Option<LockMode>,
-    /// The mode [`Locked::relock`] takes again.
+    /// The lock's mode (taken again by [`Locked::relock`]).
     mode: LockMode,
+    /// Whether the lock is held now (false: pinned only).
+    locked: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -256,11 +256,7 @@ enum LockMode {
 
 impl Locked {
     fn held(buf: pg_sys::Buffer, mode: LockMode) -> Locked {
-        Locked {
-            buf,
-            held: Some(mode),
-            mode,
-        }
+        Locked { buf, mode, locked: true }
     }
 
     /// Block `blkno` of `rel`'s main fork, pinned and share-locked.
@@ -313,22 +309,19 @@ impl Locked {
     /// Lets go of the content lock and keeps the pin (the page stays in
     /// memory; its contents may change until [`Locked::relock`]).
     pub fn unlock(&mut self) {
-        debug_assert!(self.held.is_some(), "unlock of a buffer not locked");
-        if self.held.take().is_some() {
-            unlock(self.buf);
-        }
+        assert!(self.locked, "unlock of a buffer not locked");
+        unlock(self.buf);
+        self.locked = false;
     }
 
     /// Takes the content lock again, in the mode it was held.
     pub fn relock(&mut self) {
-        debug_assert!(self.held.is_none(), "relock of a buffer still locked");
-        if self.held.is_none() {
-            match self.mode {
-                LockMode::Share => lock_share(self.buf),
-                LockMode::Exclusive => lock_exclusive(self.buf),
-            }
-            self.held = Some(self.mode);
+        assert!(!self.locked, "relock of a buffer still locked");
+        match self.mode {
+            LockMode::Share => lock_share(self.buf),
+            LockMode::Exclusive => lock_exclusive(self.buf),
         }
+        self.locked = true;
     }
 
     /// Runs `f` with the content lock let go (the pin kept), then locks
@@ -342,7 +335,7 @@ impl Locked {
 
     /// Hands the pinned, locked buffer to the caller, who releases it.
     pub fn into_buffer(self) -> pg_sys::Buffer {
-        debug_assert!(self.held.is_some(), "into_buffer of a buffer not locked");
+        debug_assert!(self.locked, "into_buffer of a buffer not locked");
         let buf = self.buf;
         std::mem::forget(self);
         buf
@@ -351,7 +344,7 @@ impl Locked {
 
 impl Drop for Locked {
     fn drop(&mut self) {
-        if self.held.is_some() {
+        if self.locked {
             unlock_release(self.buf);
         } else {
             release(self.buf);

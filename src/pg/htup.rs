@@ -9,6 +9,15 @@ use pgrx::pg_sys;
 
 pub type Header = pg_sys::HeapTupleHeaderData;
 
+/// The bytes of a formed tuple (`t_data`, `t_len` long).
+///
+/// # Safety
+/// `t` is a formed tuple whose data outlives the returned slice.
+pub unsafe fn tuple_bytes(t: &pg_sys::HeapTupleData) -> &[u8] {
+    // SAFETY: as the caller guarantees.
+    unsafe { std::slice::from_raw_parts(t.t_data as *const u8, t.t_len as usize) }
+}
+
 unsafe extern "C-unwind" {
     /// access/heaptoast.h — the `relation_fetch_toast_slice` callback
     /// itself (PostgreSQL calls it; no Rust frame is in between, so it
@@ -183,7 +192,9 @@ pub fn tid_eq(a: &pg_sys::ItemPointerData, b: &pg_sys::ItemPointerData) -> bool 
     tid_block(a) == tid_block(b) && a.ip_posid == b.ip_posid
 }
 
-#[pgrx::pg_guard]
+// Not guarded: `columns_changed` calls it for every column of every UPDATE,
+// and it raises no error for a type length taken from the catalog (it
+// compares bytes), so no ERROR can jump over Rust frames here.
 unsafe extern "C-unwind" {
     /// utils/datum.h
     fn datumIsEqual(

@@ -173,15 +173,6 @@ fn flattened(
     }
 }
 
-/// The bytes of a formed tuple (`t_data`, `t_len` long).
-///
-/// # Safety
-/// `t` is a valid tuple whose data outlives the returned slice.
-pub unsafe fn tuple_bytes<'a>(t: pg_sys::HeapTuple) -> &'a [u8] {
-    // SAFETY: a formed tuple whose data outlives the borrow (the caller's).
-    unsafe { std::slice::from_raw_parts((*t).t_data as *const u8, (*t).t_len as usize) }
-}
-
 /// One record being decoded by an `rm_decode` callback.
 pub struct Decoding {
     ctx: *mut pg_sys::LogicalDecodingContext,
