@@ -14,8 +14,8 @@
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     lsm::gucs::init();
-    lsm::redo::register();
-    hnsw::wal::register();
+    pg::wal::register::<lsm::redo::LsmRecords>();
+    pg::wal::register::<hnsw::wal::HnswRecords>();
     lsm::manifest_cache::init();
     lsm::shared_cache::register();
     lsm::chain_hint::register();

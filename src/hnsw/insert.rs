@@ -66,7 +66,8 @@ fn insert_with_meta(
         .map(|(l, cands)| choose_neighbors(&mut g, cands, l, None, params.m))
         .collect();
     let codes = g.codes_for(vector, &lists[0], &[]);
-    let id = pages::add_element(index, &params, &element, vector, &lists, &codes);
+    let new = pages::NewElement { element: &element, vector, lists: &lists, codes: &codes };
+    let id = pages::add_element(index, &params, &new);
     for (l, list) in lists.iter().enumerate() {
         for &n in list {
             link_back(&mut g, n, id, l, Some(vector));
@@ -207,7 +208,7 @@ fn insert_first(
     if meta.entry_level >= 0 {
         return false;
     }
-    let id = pages::add_element(index, params, element, vector, &[], &[]);
+    let id = pages::add_element(index, params, &pages::NewElement { element, vector, lists: &[], codes: &[] });
     let mut w = IndexWrite::start(index);
     let p = w.register(meta_buf.buffer(), false);
     let mut m = meta;

@@ -182,15 +182,13 @@ pub(super) fn extend(index: Rel, layout: Layout) -> pg_sys::Buffer {
     buffer::extend_locked(index)
 }
 
-/// Builds a neighbor item for an element of top `level` from its lists and
-/// the codes of its level-0 list (in list order; none for an index without
-/// codes).
-fn neighbor_item(params: &Params, level: usize, lists: &[Vec<ElemId>], codes: &[Option<Vec<u8>>]) -> Vec<u8> {
+/// Builds a neighbor item for `new` as an element of top `level`.
+fn neighbor_item(params: &Params, level: usize, new: &NewElement) -> Vec<u8> {
     let (m, len) = (params.m, params.code_len());
-    let mut item = format::encode_neighbors(params.layout, m, level, lists, len);
+    let mut item = format::encode_neighbors(params.layout, m, level, new.lists, len);
     if len > 0 {
         let at = format::codes_region(params.layout, &item, m).0;
-        for (k, code) in codes.iter().enumerate().take(format::capacity(m, 0)) {
+        for (k, code) in new.codes.iter().enumerate().take(format::capacity(m, 0)) {
             if let Some(c) = code {
                 item[at + k * len..at + (k + 1) * len].copy_from_slice(&c[..len]);
             }
@@ -199,23 +197,27 @@ fn neighbor_item(params: &Params, level: usize, lists: &[Vec<ElemId>], codes: &[
     item
 }
 
+/// A new element and what its items hold.
+pub struct NewElement<'a> {
+    pub element: &'a Element,
+    pub vector: &'a [f32],
+    /// Its neighbor lists, level 0 first.
+    pub lists: &'a [Vec<ElemId>],
+    /// The codes of `lists[0]`, in list order ([`DiskGraph::codes_for`];
+    /// none for an index without codes).
+    pub codes: &'a [Option<Vec<u8>>],
+}
+
 /// Adds the items of a new element: its neighbor item, then its element item
 /// (which names the neighbor item). Uses the last page when both fit, else
-/// new pages. `codes` are those of `lists[0]` ([`DiskGraph::codes_for`]).
-/// Returns the element's id.
-pub fn add_element(
-    index: Rel,
-    params: &Params,
-    element: &Element,
-    vector: &[f32],
-    lists: &[Vec<ElemId>],
-    codes: &[Option<Vec<u8>>],
-) -> ElemId {
+/// new pages. Returns the element's id.
+pub fn add_element(index: Rel, params: &Params, new: &NewElement) -> ElemId {
     let layout = params.layout;
-    if let Some(id) = reuse_free_slot(index, params, element, vector, lists, codes) {
+    if let Some(id) = reuse_free_slot(index, params, new) {
         return id;
     }
-    let neighbors = &neighbor_item(params, element.level as usize, lists, codes)[..];
+    let (element, vector) = (new.element, new.vector);
+    let neighbors = &neighbor_item(params, element.level as usize, new)[..];
     let mut e = element.clone();
     let elem_len = layout.element_size(vector.len());
     // Try the last page for both items.
@@ -269,14 +271,8 @@ pub fn add_element(
 
 /// Puts the new element into a slot VACUUM freed (found through the free
 /// space map) whose neighbor item, on the same page, has room for its levels.
-fn reuse_free_slot(
-    index: Rel,
-    params: &Params,
-    element: &Element,
-    vector: &[f32],
-    lists: &[Vec<ElemId>],
-    codes: &[Option<Vec<u8>>],
-) -> Option<ElemId> {
+fn reuse_free_slot(index: Rel, params: &Params, new: &NewElement) -> Option<ElemId> {
+    let (element, vector) = (new.element, new.vector);
     let (m, layout, dims) = (params.m, params.layout, vector.len());
     let nblocks = buffer::nblocks(index);
     // Pages with free slots too small for this element go back to the FSM.
@@ -363,7 +359,7 @@ fn reuse_free_slot(
         let (nptr, _) = page::item(wp, nbr_off).expect("slot found above");
         // The slot keeps its neighbor item layout (its level count); the
         // levels above the new element's stay empty.
-        let nbr = neighbor_item(params, levels - 1, lists, codes);
+        let nbr = neighbor_item(params, levels - 1, new);
         debug_assert_eq!(nbr.len(), nlen);
         assert!(item.len() <= elen, "the slot was chosen for its size");
         // SAFETY: both items lie in the working copy with the sizes checked

@@ -1,6 +1,7 @@
 //! WAL for `strata_hnsw` pages: [`IndexWrite`], the one way index pages
-//! change, and the callbacks of the `strata_hnsw` resource manager that
-//! replays its records ([`super::wal_record`] has the layout).
+//! change, and the `strata_hnsw` resource manager that replays its records
+//! ([`super::wal_record`] has the layout; [`crate::pg::wal`] owns the C
+//! callbacks).
 //!
 //! With `strata` preloaded a change is logged as the byte ranges it made
 //! (DELTA); loaded by `CREATE EXTENSION` alone, as a GenericXLog record
@@ -12,9 +13,7 @@ use crate::pg::page::Page;
 use crate::pg::relation::Rel;
 use super::wal_record::{self as rec, RMGR_ID, RMGR_NAME};
 use crate::pg::wal::{self, PageChange, Redo};
-use crate::pg::page;
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 /// A change to up to four index pages, logged as one record.
 pub struct IndexWrite(PageChange);
@@ -36,65 +35,45 @@ impl IndexWrite {
     }
 }
 
-/// Registers the resource manager (only while `shared_preload_libraries`
-/// is being processed; see [`crate::pg::wal`]).
-pub fn register() {
-    wal::register(&wal::Rmgr {
-        id: RMGR_ID,
-        name: RMGR_NAME,
-        redo,
-        desc,
-        identify,
-        mask,
-        decode: None,
-    });
-}
+/// The `strata_hnsw` resource manager (registered by `_PG_init` while
+/// `shared_preload_libraries` is processed; see [`crate::pg::wal`]).
+pub struct HnswRecords;
 
-fn broken(what: impl std::fmt::Display) -> ! {
-    wal::unreplayable(RMGR_NAME, what)
-}
+impl wal::ResourceManager for HnswRecords {
+    const ID: u8 = RMGR_ID;
+    const NAME: &'static std::ffi::CStr = RMGR_NAME;
 
-#[pg_guard]
-unsafe extern "C-unwind" fn redo(record: *mut pg_sys::XLogReaderState) {
-    // SAFETY: the record recovery hands us.
-    let r = unsafe { Redo::of(record) };
-    if r.info() != rec::DELTA {
-        broken(format!("unknown record type {:#x}", r.info()));
+    fn redo(r: &Redo) {
+        if r.info() != rec::DELTA {
+            Self::broken(format!("unknown record type {:#x}", r.info()));
+        }
+        for id in (0..4).filter(|&id| r.has_block(id)) {
+            r.block(id, |bytes| {
+                rec::apply_delta(bytes, r.block_data(id)).unwrap_or_else(|e| Self::broken(e));
+            });
+        }
     }
-    for id in (0..4).filter(|&id| r.has_block(id)) {
-        r.block(id, |bytes| {
-            rec::apply_delta(bytes, r.block_data(id)).unwrap_or_else(|e| broken(e));
-        });
+
+    fn describe(r: &Redo) -> String {
+        (0..4)
+            .filter(|&id| r.has_block(id))
+            .map(|id| {
+                let data = r.block_data(id);
+                match rec::describe(data) {
+                    _ if data.is_empty() => format!("blk {id}: full page image"),
+                    Ok((ranges, bytes)) => format!("blk {id}: ranges {ranges}, bytes {bytes}"),
+                    Err(e) => format!("blk {id}: {e}"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
     }
-}
 
-#[pg_guard]
-unsafe extern "C-unwind" fn desc(out: pg_sys::StringInfo, record: *mut pg_sys::XLogReaderState) {
-    // SAFETY: the record being described.
-    let r = unsafe { Redo::of(record) };
-    let text = (0..4)
-        .filter(|&id| r.has_block(id))
-        .map(|id| {
-            let data = r.block_data(id);
-            match rec::describe(data) {
-                _ if data.is_empty() => format!("blk {id}: full page image"),
-                Ok((ranges, bytes)) => format!("blk {id}: ranges {ranges}, bytes {bytes}"),
-                Err(e) => format!("blk {id}: {e}"),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
-    // SAFETY: the rm_desc callback's StringInfo.
-    unsafe { wal::append_desc(out, &text) };
-}
+    fn name_of(kind: u8) -> Option<&'static std::ffi::CStr> {
+        rec::identify(kind)
+    }
 
-#[pg_guard]
-unsafe extern "C-unwind" fn identify(info: u8) -> *const std::ffi::c_char {
-    wal::identify(info, rec::identify)
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn mask(pagedata: *mut std::ffi::c_char, _blkno: pg_sys::BlockNumber) {
-    // SAFETY: the rm_mask callback's BLCKSZ page image.
-    page::mask_header_and_hole(page::bytes_mut(unsafe { Page::from_raw(pagedata as pg_sys::Page) }));
+    fn mask(page: &mut [u8]) {
+        crate::pg::page::mask_header_and_hole(page);
+    }
 }

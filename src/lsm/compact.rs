@@ -27,10 +27,10 @@
 //! no snapshot that old can exist.
 
 use crate::pg::relation::Rel;
-use super::format::{Meta, PageKind, MAX_RUN_DATA_PAGES};
+use super::format::{Meta, PageKind};
 use super::manifest;
 use super::policy::{self, Merge, Policy, RunStat};
-use super::run_writer::{self, Readers, RunWriter};
+use super::run_writer::{self, Readers};
 use super::sweep::Dead;
 use crate::pg::page::BLCKSZ;
 use pgrx::pg_sys;
@@ -101,25 +101,10 @@ fn merge(
         manifest::take_run(rel, run, &mut sources, &mut freed);
     }
     let old_ids: Vec<u32> = stretch.iter().map(|r| r.run_id).collect();
-    let reserve = (2 * sources.len()).div_ceil(MAX_RUN_DATA_PAGES).max(1) as u32;
-    let reserved = run_writer::reserve_run_ids(rel, reserve);
-    let mut writer = RunWriter::new(rel, &reserved, m.level).alongside_dml();
-    let (mut bytes, mut moved) = (0u64, 0u64);
     let dropped_before = st.dropped.len();
-    let mut copied_at = Vec::with_capacity(sources.len());
-    for block in sources {
-        pgrx::check_for_interrupts!();
-        crate::pg::vacuum::delay_point();
-        let (versions, lsn) = run_writer::survivors(rel, block, horizon, true, &mut st.dropped);
-        for (rowid, tuple) in versions {
-            writer.add(rowid, &tuple);
-            bytes += tuple.len() as u64;
-            moved += 1;
-        }
-        copied_at.push((block, lsn));
-    }
+    let copied = run_writer::copy_survivors(rel, sources, m.level, horizon, true, &mut st.dropped);
+    let (written, bytes, moved, copied_at) = (copied.written, copied.bytes, copied.versions, copied.copied_at);
     let dropped = (st.dropped.len() - dropped_before) as u64;
-    let written = writer.finish();
     if !(lock.acquire)() {
         // the new pages were never listed: free again
         run_writer::switch(rel, None, |_| {});

@@ -40,11 +40,11 @@
 //! There is no in-between state.
 
 use crate::pg::relation::Rel;
-use super::format::{PageKind, DIR_ENTRIES, MAX_DIR_PAGES, MAX_RUNS, MAX_RUN_DATA_PAGES};
+use super::format::{PageKind, DIR_ENTRIES, MAX_DIR_PAGES, MAX_RUNS};
 use super::manifest;
 use super::policy;
 use super::page_image::PageImage;
-use super::run_writer::{self, Readers, RunWriter, SwitchLock};
+use super::run_writer::{self, Readers, SwitchLock};
 use crate::pg::buffer::{self, Locked};
 use pgrx::pg_sys;
 use std::collections::HashSet;
@@ -129,26 +129,9 @@ pub fn flush(
     sources.extend(l0.iter().map(|(_, b)| *b));
     freed.extend(l0.iter().map(|(_, b)| *b));
 
-    // Run ids are reserved durably before any run page is written: pages of a
-    // flush that a crash interrupts keep ids no later run will ever get, so
-    // they can never be mistaken for a listed run's pages.
-    let reserve = (2 * sources.len()).div_ceil(MAX_RUN_DATA_PAGES).max(1) as u32;
-    let reserved = run_writer::reserve_run_ids(rel, reserve);
-    let mut writer = RunWriter::new(rel, &reserved, 1).alongside_dml();
-    let mut bytes = 0u64;
-    let mut copied_at = Vec::with_capacity(sources.len());
-    for block in sources {
-        pgrx::check_for_interrupts!();
-        crate::pg::vacuum::delay_point();
-        let (versions, lsn) = run_writer::survivors(rel, block, horizon, chains_swept, &mut stats.dropped);
-        for (rowid, tuple) in versions {
-            writer.add(rowid, &tuple);
-            bytes += tuple.len() as u64;
-            stats.versions_moved += 1;
-        }
-        copied_at.push((block, lsn));
-    }
-    let written = writer.finish();
+    let copied = run_writer::copy_survivors(rel, sources, 1, horizon, chains_swept, &mut stats.dropped);
+    stats.versions_moved += copied.versions;
+    let (written, bytes, copied_at) = (copied.written, copied.bytes, copied.copied_at);
 
     // 2. the switch
     let abandon = |stats: &mut FlushStats, blocks: Vec<pg_sys::BlockNumber>| {

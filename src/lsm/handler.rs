@@ -583,41 +583,6 @@ unsafe extern "C-unwind" fn scan_analyze_next_tuple(
 }
 
 #[pg_guard]
-#[allow(clippy::too_many_arguments)] // the table AM callback's signature
-unsafe extern "C-unwind" fn index_build_range_scan(
-    table: pg_sys::Relation,
-    index: pg_sys::Relation,
-    info: *mut pg_sys::IndexInfo,
-    _allow_sync: bool,
-    anyvisible: bool,
-    _progress: bool,
-    start_block: pg_sys::BlockNumber,
-    numblocks: pg_sys::BlockNumber,
-    callback: pg_sys::IndexBuildCallback,
-    callback_state: *mut std::ffi::c_void,
-    scan: pg_sys::TableScanDesc,
-) -> f64 {
-    // SAFETY: PostgreSQL hands the callback an open relation.
-    let table = unsafe { Rel::from_raw(table) };
-    // SAFETY: PostgreSQL hands the callback an open relation.
-    let index = unsafe { Rel::from_raw(index) };
-    // SAFETY: the index_build_range_scan callback's own arguments.
-    unsafe {
-        index_build::build_range_scan(
-            table,
-            index,
-            info,
-            anyvisible,
-            start_block,
-            numblocks,
-            callback,
-            callback_state,
-            scan,
-        )
-    }
-}
-
-#[pg_guard]
 unsafe extern "C-unwind" fn index_validate_scan(
     table: pg_sys::Relation,
     index: pg_sys::Relation,
@@ -777,7 +742,7 @@ static ROUTINE: pg_sys::TableAmRoutine = pg_sys::TableAmRoutine {
     relation_vacuum: Some(relation_vacuum),
     scan_analyze_next_block: Some(scan_analyze_next_block),
     scan_analyze_next_tuple: Some(scan_analyze_next_tuple),
-    index_build_range_scan: Some(index_build_range_scan),
+    index_build_range_scan: Some(index_build::index_build_range_scan),
     index_validate_scan: Some(index_validate_scan),
     relation_size: Some(relation_size),
     relation_needs_toast_table: Some(relation_needs_toast_table),

@@ -213,23 +213,30 @@ fn chain_picks(
     }
 }
 
-// index_build_range_scan's own arguments
+/// The `index_build_range_scan` callback: feeds `callback` the rows of
+/// blocks `start_block..start_block + numblocks` (all for
+/// `InvalidBlockNumber`) that the index must hold.
+///
 /// # Safety
-/// The `index_build_range_scan` callback's arguments: open relations, a
-/// valid `IndexInfo`, a build callback valid for `callback_state`, and the
-/// caller's scan or null.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn build_range_scan(
-    table: Rel,
-    index: Rel,
+/// PostgreSQL's arguments: open relations, a valid `IndexInfo`, a build
+/// callback valid for `callback_state`, and the caller's scan or null.
+#[pgrx::pg_guard]
+#[allow(clippy::too_many_arguments)] // the table AM callback's signature
+pub unsafe extern "C-unwind" fn index_build_range_scan(
+    table: pg_sys::Relation,
+    index: pg_sys::Relation,
     info: *mut pg_sys::IndexInfo,
+    _allow_sync: bool,
     anyvisible: bool,
+    _progress: bool,
     start_block: pg_sys::BlockNumber,
     numblocks: pg_sys::BlockNumber,
     callback: pg_sys::IndexBuildCallback,
     callback_state: *mut std::ffi::c_void,
     scan: pg_sys::TableScanDesc,
 ) -> f64 {
+    // SAFETY: PostgreSQL hands the callback open relations.
+    let (table, index) = unsafe { (Rel::from_raw(table), Rel::from_raw(index)) };
     let brin = is_brin(index);
     if brin && buffer::nblocks(table) > 0 {
         // BRIN scans cover TID blocks up to the file's size (see manifest::keeps_dense)
@@ -238,6 +245,21 @@ pub unsafe fn build_range_scan(
         }
     }
     let callback = callback.expect("index build callback");
+    // Hands the index the datums just formed, as the entry for `entry_tid`.
+    let feed = |datums: &mut IndexDatums, entry_tid: &mut pg_sys::ItemPointerData, alive: bool| {
+        // SAFETY: the AM's callback, given the caller's state and datums
+        // just formed; the version's page stays pinned while it runs.
+        unsafe {
+            callback(
+                index.raw(),
+                entry_tid,
+                datums.values.as_mut_ptr(),
+                datums.isnull.as_mut_ptr(),
+                alive,
+                callback_state,
+            )
+        }
+    };
     let mut datums = IndexDatums::new(table, info);
     // An MVCC snapshot for concurrent builds (or one the caller's scan carries).
     // A concurrent build (CIC, REINDEX CONCURRENTLY) runs while others write:
@@ -376,18 +398,7 @@ pub unsafe fn build_range_scan(
                 continue;
             }
             let mut tid = t.t_self;
-            // SAFETY: the AM's callback with datums formed above; the page
-            // stays pinned.
-            unsafe {
-                callback(
-                    index.raw(),
-                    &mut tid,
-                    datums.values.as_mut_ptr(),
-                    datums.isnull.as_mut_ptr(),
-                    alive,
-                    callback_state,
-                )
-            };
+            feed(&mut datums, &mut tid, alive);
         }
         buffer::release(buf);
         for root in &chains {
@@ -402,17 +413,7 @@ pub unsafe fn build_range_scan(
                 if !datums.form() {
                     continue;
                 }
-                // SAFETY: the AM's callback with datums formed above.
-                unsafe {
-                    callback(
-                        index.raw(),
-                        &mut root_tid,
-                        datums.values.as_mut_ptr(),
-                        datums.isnull.as_mut_ptr(),
-                        alive,
-                        callback_state,
-                    )
-                };
+                feed(&mut datums, &mut root_tid, alive);
             }
         }
     }

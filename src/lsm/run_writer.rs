@@ -409,6 +409,50 @@ fn new_run(run_id: u32, level: u16) -> RunDesc {
     }
 }
 
+/// What [`copy_survivors`] wrote and copied.
+pub struct Copied {
+    pub written: Written,
+    /// Bytes and row versions copied.
+    pub bytes: u64,
+    pub versions: u64,
+    /// Each source page and its LSN when it was read (for
+    /// [`refresh_headers`]).
+    pub copied_at: Vec<(pg_sys::BlockNumber, u64)>,
+}
+
+/// Copies the versions of pages `sources` that survive `horizon` (see
+/// [`survivors`]; the rowids they drop go to `dropped`) into new runs of
+/// `level`, written alongside DML: what a flush and a merge both do.
+///
+/// Run ids are reserved durably before any run page is written: pages of a
+/// flush or merge that a crash interrupts keep ids no later run will ever
+/// get, so they can never be mistaken for a listed run's pages.
+pub fn copy_survivors(
+    rel: Rel,
+    sources: Vec<pg_sys::BlockNumber>,
+    level: u16,
+    horizon: pg_sys::TransactionId,
+    chains_swept: bool,
+    dropped: &mut Vec<u64>,
+) -> Copied {
+    let reserve = (2 * sources.len()).div_ceil(MAX_RUN_DATA_PAGES).max(1) as u32;
+    let mut writer = RunWriter::new(rel, &reserve_run_ids(rel, reserve), level).alongside_dml();
+    let (mut bytes, mut versions) = (0u64, 0u64);
+    let mut copied_at = Vec::with_capacity(sources.len());
+    for block in sources {
+        pgrx::check_for_interrupts!();
+        crate::pg::vacuum::delay_point();
+        let (kept, lsn) = survivors(rel, block, horizon, chains_swept, dropped);
+        for (rowid, tuple) in kept {
+            writer.add(rowid, &tuple);
+            bytes += tuple.len() as u64;
+            versions += 1;
+        }
+        copied_at.push((block, lsn));
+    }
+    Copied { written: writer.finish(), bytes, versions, copied_at }
+}
+
 /// The row versions of one source page that survive, copied out (rowid,
 /// tuple bytes), and the rowids the indexes must drop; also the page's LSN
 /// when it was read.

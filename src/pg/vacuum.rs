@@ -118,33 +118,12 @@ pub fn update_relstats(
     // SAFETY: valid relation; invalid xid/mxid leave those columns alone.
     unsafe {
         let hasindex = rel.form().relhasindex;
+        let none = std::ptr::null_mut();
+        // (PostgreSQL 18 added the all-frozen page count: 0, like all-visible)
         #[cfg(feature = "pg15")]
-        pg_sys::vac_update_relstats(
-            rel.raw(),
-            pages,
-            reltuples,
-            0,
-            hasindex,
-            xid,
-            mxid,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            false,
-        );
+        pg_sys::vac_update_relstats(rel.raw(), pages, reltuples, 0, hasindex, xid, mxid, none, none, false);
         #[cfg(not(feature = "pg15"))]
-        pg_sys::vac_update_relstats(
-            rel.raw(),
-            pages,
-            reltuples,
-            0,
-            0,
-            hasindex,
-            xid,
-            mxid,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            false,
-        );
+        pg_sys::vac_update_relstats(rel.raw(), pages, reltuples, 0, 0, hasindex, xid, mxid, none, none, false);
     }
 }
 

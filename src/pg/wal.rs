@@ -69,12 +69,6 @@ fn working_copy(copy: &[u64]) -> page::Page {
     unsafe { page::Page::from_raw(copy.as_ptr() as pg_sys::Page) }
 }
 
-/// What a resource manager's `rm_identify` returns for a record whose
-/// kind (`info` without the generic bits) `name_of` names.
-pub fn identify(info: u8, name_of: impl Fn(u8) -> Option<&'static std::ffi::CStr>) -> *const std::ffi::c_char {
-    name_of(info & pg_sys::XLR_RMGR_INFO_MASK as u8).map_or(std::ptr::null(), |s| s.as_ptr())
-}
-
 /// WAL-logs blocks `0..blocks` of fork `fork` of `rel` as full pages (an
 /// unlogged index's init fork, which must survive a crash).
 pub fn log_full_pages(rel: Rel, fork: pg_sys::ForkNumber::Type, blocks: pg_sys::BlockNumber) {
@@ -89,39 +83,82 @@ fn logs_changes(rel: Rel) -> bool {
     relation_needs_wal(rel) && BUILDING.with(|b| b.get()).is_none_or(|built| built != super::rel::oid(rel))
 }
 
-/// The callbacks of a resource manager (see `RmgrData` in `xlog_internal.h`).
-pub struct Rmgr {
-    pub id: u8,
-    pub name: &'static std::ffi::CStr,
-    pub redo: unsafe extern "C-unwind" fn(*mut pg_sys::XLogReaderState),
-    pub desc: unsafe extern "C-unwind" fn(pg_sys::StringInfo, *mut pg_sys::XLogReaderState),
-    pub identify: unsafe extern "C-unwind" fn(u8) -> *const std::ffi::c_char,
-    pub mask: unsafe extern "C-unwind" fn(*mut std::ffi::c_char, pg_sys::BlockNumber),
+/// A resource manager, as the code that owns its records sees it: safe
+/// functions over a [`Redo`]. This module owns the C callbacks PostgreSQL
+/// calls (`rm_redo`, `rm_desc`, `rm_identify`, `rm_mask`; see `RmgrData` in
+/// `xlog_internal.h`) and hands each record or page to these.
+pub trait ResourceManager {
+    const ID: u8;
+    const NAME: &'static std::ffi::CStr;
     /// Logical decoding of the records (`rm_decode`), if any carry rows.
-    pub decode: Option<unsafe extern "C-unwind" fn(*mut pg_sys::LogicalDecodingContext, *mut pg_sys::XLogRecordBuffer)>,
+    const DECODE: Option<unsafe extern "C-unwind" fn(*mut pg_sys::LogicalDecodingContext, *mut pg_sys::XLogRecordBuffer)> =
+        None;
+    /// Replays one record (raising [`Self::broken`] for one it cannot).
+    fn redo(r: &Redo);
+    /// The record described for `pg_waldump` and `pg_walinspect`.
+    fn describe(r: &Redo) -> String;
+    /// The name of record kind `kind` (`info` without the generic bits).
+    fn name_of(kind: u8) -> Option<&'static std::ffi::CStr>;
+    /// Masks what may differ between a replayed page and the primary's
+    /// (`wal_consistency_checking`).
+    fn mask(page: &mut [u8]);
+
+    /// The error replay raises for a record it cannot apply.
+    fn broken(what: impl std::fmt::Display) -> ! {
+        super::error::error(
+            pgrx::PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            format!("cannot replay {} WAL record: {what}", Self::NAME.to_string_lossy()),
+        )
+    }
 }
 
-/// Registers `rmgr` when the library is being preloaded (otherwise does
-/// nothing: changes then go out as GenericXLog records).
-pub fn register(rmgr: &Rmgr) {
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn rm_redo<R: ResourceManager>(record: *mut pg_sys::XLogReaderState) {
+    // SAFETY: the record recovery hands us.
+    R::redo(&unsafe { Redo::of(record) });
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn rm_desc<R: ResourceManager>(out: pg_sys::StringInfo, record: *mut pg_sys::XLogReaderState) {
+    // SAFETY: the record being described.
+    let text = R::describe(&unsafe { Redo::of(record) });
+    let c = std::ffi::CString::new(text.replace('\0', " ")).expect("no NUL left");
+    // SAFETY: `out` is the StringInfo the desc callback was given.
+    unsafe { pg_sys::appendStringInfoString(out, c.as_ptr()) };
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn rm_identify<R: ResourceManager>(info: u8) -> *const std::ffi::c_char {
+    R::name_of(info & pg_sys::XLR_RMGR_INFO_MASK as u8).map_or(std::ptr::null(), |s| s.as_ptr())
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn rm_mask<R: ResourceManager>(pagedata: *mut std::ffi::c_char, _blkno: pg_sys::BlockNumber) {
+    // SAFETY: the rm_mask callback's BLCKSZ page image, ours until we return.
+    R::mask(page::bytes_mut(unsafe { page::Page::from_raw(pagedata as pg_sys::Page) }));
+}
+
+/// Registers resource manager `R` when the library is being preloaded
+/// (otherwise does nothing: changes then go out as GenericXLog records).
+pub fn register<R: ResourceManager>() {
     // SAFETY: a plain flag set by the postmaster around preloading.
     if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         return;
     }
     let data = Box::leak(Box::new(pg_sys::RmgrData {
-        rm_name: rmgr.name.as_ptr(),
-        rm_redo: Some(rmgr.redo),
-        rm_desc: Some(rmgr.desc),
-        rm_identify: Some(rmgr.identify),
+        rm_name: R::NAME.as_ptr(),
+        rm_redo: Some(rm_redo::<R>),
+        rm_desc: Some(rm_desc::<R>),
+        rm_identify: Some(rm_identify::<R>),
         rm_startup: None,
         rm_cleanup: None,
-        rm_mask: Some(rmgr.mask),
-        rm_decode: rmgr.decode,
+        rm_mask: Some(rm_mask::<R>),
+        rm_decode: R::DECODE,
     }));
     // SAFETY: called from _PG_init during preloading, as required; the table
     // entry is leaked, so it lives as long as the process. Raises on a
     // conflicting registration of the same id.
-    unsafe { pg_sys::RegisterCustomRmgr(rmgr.id, data) };
+    unsafe { pg_sys::RegisterCustomRmgr(R::ID, data) };
     REGISTERED.store(true, Ordering::Relaxed);
 }
 
@@ -427,23 +464,4 @@ impl Redo {
             super::buffer::unlock_release(buf);
         }
     }
-}
-
-/// The error a redo callback raises for a record of resource manager `rmgr`
-/// it cannot replay.
-pub fn unreplayable(rmgr: &std::ffi::CStr, what: impl std::fmt::Display) -> ! {
-    super::error::error(
-        pgrx::PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-        format!("cannot replay {} WAL record: {what}", rmgr.to_string_lossy()),
-    )
-}
-
-/// Appends `s` to a desc callback's output.
-///
-/// # Safety
-/// `out` is a valid StringInfo.
-pub unsafe fn append_desc(out: pg_sys::StringInfo, s: &str) {
-    let c = std::ffi::CString::new(s.replace('\0', " ")).expect("no NUL left");
-    // SAFETY: `out` is the StringInfo the desc callback was given.
-    unsafe { pg_sys::appendStringInfoString(out, c.as_ptr()) };
 }

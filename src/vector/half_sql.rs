@@ -7,7 +7,7 @@
 use super::datum::{HalfVec, HalfVecBuf, Vector, VectorBuf};
 use super::{binary, half, ops, text, VectorError};
 use crate::pg::error::OrRaise;
-use pgrx::datum::{AnyNumeric, Array, Internal};
+use pgrx::datum::{Array, Internal};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cmp::Ordering;
@@ -30,14 +30,7 @@ fn new_half(elements: &[u16]) -> HalfVecBuf {
 
 #[pg_extern(immutable, strict, parallel_safe)]
 fn halfvec_in(input: &CStr, _typoid: pg_sys::Oid, typmod: i32) -> HalfVecBuf {
-    let input = input.to_str().map_err(|_| VectorError::Syntax {
-        input: input.to_string_lossy().into_owned(),
-        detail: "",
-    });
-    let elements = ok(input.and_then(text::parse_half));
-    ok(ops::check_dims(elements.len()));
-    ok(ops::check_typmod(typmod, elements.len()));
-    HalfVecBuf::from_slice(&elements)
+    HalfVecBuf::from_slice(&ok(super::sql::text_input(input, typmod, text::parse_half)))
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]
@@ -86,30 +79,8 @@ where
     new_half(&ok(half::narrow(&values)))
 }
 
-#[pg_extern(immutable, strict, parallel_safe, name = "array_to_halfvec")]
-fn array_to_halfvec_int4(array: Array<'_, i32>, typmod: i32, _explicit: bool) -> HalfVecBuf {
-    from_array(array, typmod, |x| Ok(x as f32))
-}
-
-#[pg_extern(immutable, strict, parallel_safe, name = "array_to_halfvec")]
-fn array_to_halfvec_float4(array: Array<'_, f32>, typmod: i32, _explicit: bool) -> HalfVecBuf {
-    from_array(array, typmod, Ok)
-}
-
-#[pg_extern(immutable, strict, parallel_safe, name = "array_to_halfvec")]
-fn array_to_halfvec_float8(array: Array<'_, f64>, typmod: i32, _explicit: bool) -> HalfVecBuf {
-    // beyond f32's range the value is infinite: the element check's error
-    from_array(array, typmod, |x| Ok(x as f32))
-}
-
-#[pg_extern(immutable, strict, parallel_safe, name = "array_to_halfvec")]
-fn array_to_halfvec_numeric(
-    array: Array<'_, AnyNumeric>,
-    typmod: i32,
-    _explicit: bool,
-) -> HalfVecBuf {
-    from_array(array, typmod, |x| f32::try_from(x).map_err(|_| VectorError::Overflow))
-}
+super::sql_type::array_casts_sql!(HalfVecBuf, from_array, "array_to_halfvec";
+    array_to_halfvec_int4, array_to_halfvec_float4, array_to_halfvec_float8, array_to_halfvec_numeric);
 
 #[pg_extern(immutable, strict, parallel_safe)]
 fn halfvec_to_float4(v: HalfVec<'_>, _typmod: i32, _explicit: bool) -> Vec<f32> {
@@ -137,41 +108,9 @@ fn pair<'a>(a: HalfVec<'a>, b: HalfVec<'a>) -> (&'a [u16], &'a [u16]) {
     (a.as_slice(), b.as_slice())
 }
 
-#[pg_extern(immutable, strict, parallel_safe, name = "l2_distance")]
-fn halfvec_l2_distance(a: HalfVec<'_>, b: HalfVec<'_>) -> f64 {
-    let (a, b) = pair(a, b);
-    (half::l2_squared(a, b) as f64).sqrt()
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn halfvec_l2_squared_distance(a: HalfVec<'_>, b: HalfVec<'_>) -> f64 {
-    let (a, b) = pair(a, b);
-    half::l2_squared(a, b) as f64
-}
-
-#[pg_extern(immutable, strict, parallel_safe, name = "inner_product")]
-fn halfvec_inner_product(a: HalfVec<'_>, b: HalfVec<'_>) -> f64 {
-    let (a, b) = pair(a, b);
-    half::dot(a, b) as f64
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn halfvec_negative_inner_product(a: HalfVec<'_>, b: HalfVec<'_>) -> f64 {
-    let (a, b) = pair(a, b);
-    -(half::dot(a, b) as f64)
-}
-
-#[pg_extern(immutable, strict, parallel_safe, name = "cosine_distance")]
-fn halfvec_cosine_distance(a: HalfVec<'_>, b: HalfVec<'_>) -> f64 {
-    let (a, b) = pair(a, b);
-    half::cosine_distance(a, b)
-}
-
-#[pg_extern(immutable, strict, parallel_safe, name = "l1_distance")]
-fn halfvec_l1_distance(a: HalfVec<'_>, b: HalfVec<'_>) -> f64 {
-    let (a, b) = pair(a, b);
-    half::l1(a, b) as f64
-}
+super::sql_type::distance_sql!(HalfVec, pair, half;
+    halfvec_l2_distance, halfvec_l2_squared_distance, halfvec_inner_product,
+    halfvec_negative_inner_product, halfvec_cosine_distance, halfvec_l1_distance);
 
 // ---------------------------------------------------------------- functions
 
@@ -195,25 +134,13 @@ fn halfvec_subvector(v: HalfVec<'_>, start: i32, count: i32) -> HalfVecBuf {
     new_half(&ok(ops::subvector(v.as_slice(), start, count)))
 }
 
-#[pg_extern(immutable, strict, parallel_safe)]
-fn halfvec_add(a: HalfVec<'_>, b: HalfVec<'_>) -> HalfVecBuf {
-    new_half(&ok(half::add(a.as_slice(), b.as_slice())))
+/// A new `halfvec` from an operator's elements (or its error).
+fn new_result(elements: Result<Vec<u16>, VectorError>) -> HalfVecBuf {
+    new_half(&ok(elements))
 }
 
-#[pg_extern(immutable, strict, parallel_safe)]
-fn halfvec_sub(a: HalfVec<'_>, b: HalfVec<'_>) -> HalfVecBuf {
-    new_half(&ok(half::sub(a.as_slice(), b.as_slice())))
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn halfvec_mul(a: HalfVec<'_>, b: HalfVec<'_>) -> HalfVecBuf {
-    new_half(&ok(half::mul(a.as_slice(), b.as_slice())))
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn halfvec_concat(a: HalfVec<'_>, b: HalfVec<'_>) -> HalfVecBuf {
-    new_half(&ok(ops::concat(a.as_slice(), b.as_slice())))
-}
+super::sql_type::elementwise_sql!(HalfVec, HalfVecBuf, new_result, half;
+    halfvec_add, halfvec_sub, halfvec_mul, halfvec_concat);
 
 // ---------------------------------------------------------------- comparison
 

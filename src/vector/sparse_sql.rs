@@ -9,7 +9,7 @@ use super::sparse::{self, Sparse};
 use super::sparse_datum::{SparseVec, SparseVecBuf};
 use super::{half, ops, VectorError};
 use crate::pg::error::OrRaise;
-use pgrx::datum::{AnyNumeric, Array, Internal};
+use pgrx::datum::{Array, Internal};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cmp::Ordering;
@@ -114,30 +114,8 @@ where
     SparseVecBuf::from_view(ok(sparse::from_dense(&values, typmod)).view())
 }
 
-#[pg_extern(immutable, strict, parallel_safe, name = "array_to_sparsevec")]
-fn array_to_sparsevec_int4(array: Array<'_, i32>, typmod: i32, _explicit: bool) -> SparseVecBuf {
-    from_array(array, typmod, |x| Ok(x as f32))
-}
-
-#[pg_extern(immutable, strict, parallel_safe, name = "array_to_sparsevec")]
-fn array_to_sparsevec_float4(array: Array<'_, f32>, typmod: i32, _explicit: bool) -> SparseVecBuf {
-    from_array(array, typmod, Ok)
-}
-
-#[pg_extern(immutable, strict, parallel_safe, name = "array_to_sparsevec")]
-fn array_to_sparsevec_float8(array: Array<'_, f64>, typmod: i32, _explicit: bool) -> SparseVecBuf {
-    // beyond f32's range the value is infinite: the element check's error
-    from_array(array, typmod, |x| Ok(x as f32))
-}
-
-#[pg_extern(immutable, strict, parallel_safe, name = "array_to_sparsevec")]
-fn array_to_sparsevec_numeric(
-    array: Array<'_, AnyNumeric>,
-    typmod: i32,
-    _explicit: bool,
-) -> SparseVecBuf {
-    from_array(array, typmod, |x| f32::try_from(x).map_err(|_| VectorError::Overflow))
-}
+super::sql_type::array_casts_sql!(SparseVecBuf, from_array, "array_to_sparsevec";
+    array_to_sparsevec_int4, array_to_sparsevec_float4, array_to_sparsevec_float8, array_to_sparsevec_numeric);
 
 // ---------------------------------------------------------------- distances
 
@@ -146,41 +124,9 @@ fn pair<'a>(a: SparseVec<'a>, b: SparseVec<'a>) -> (sparse::View<'a>, sparse::Vi
     (a.view(), b.view())
 }
 
-#[pg_extern(immutable, strict, parallel_safe, name = "l2_distance")]
-fn sparsevec_l2_distance(a: SparseVec<'_>, b: SparseVec<'_>) -> f64 {
-    let (a, b) = pair(a, b);
-    (sparse::l2_squared(a, b) as f64).sqrt()
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn sparsevec_l2_squared_distance(a: SparseVec<'_>, b: SparseVec<'_>) -> f64 {
-    let (a, b) = pair(a, b);
-    sparse::l2_squared(a, b) as f64
-}
-
-#[pg_extern(immutable, strict, parallel_safe, name = "inner_product")]
-fn sparsevec_inner_product(a: SparseVec<'_>, b: SparseVec<'_>) -> f64 {
-    let (a, b) = pair(a, b);
-    sparse::dot(a, b) as f64
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn sparsevec_negative_inner_product(a: SparseVec<'_>, b: SparseVec<'_>) -> f64 {
-    let (a, b) = pair(a, b);
-    -(sparse::dot(a, b) as f64)
-}
-
-#[pg_extern(immutable, strict, parallel_safe, name = "cosine_distance")]
-fn sparsevec_cosine_distance(a: SparseVec<'_>, b: SparseVec<'_>) -> f64 {
-    let (a, b) = pair(a, b);
-    sparse::cosine_distance(a, b)
-}
-
-#[pg_extern(immutable, strict, parallel_safe, name = "l1_distance")]
-fn sparsevec_l1_distance(a: SparseVec<'_>, b: SparseVec<'_>) -> f64 {
-    let (a, b) = pair(a, b);
-    sparse::l1(a, b) as f64
-}
+super::sql_type::distance_sql!(SparseVec, pair, sparse;
+    sparsevec_l2_distance, sparsevec_l2_squared_distance, sparsevec_inner_product,
+    sparsevec_negative_inner_product, sparsevec_cosine_distance, sparsevec_l1_distance);
 
 // ---------------------------------------------------------------- functions
 

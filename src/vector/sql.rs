@@ -7,7 +7,7 @@ use super::datum::{Vector, VectorBuf};
 use super::{binary, kernels, ops, text, VectorError};
 use crate::pg::array::ndim;
 use crate::pg::error::OrRaise;
-use pgrx::datum::{AnyNumeric, Array, Internal};
+use pgrx::datum::{Array, Internal};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cmp::Ordering;
@@ -23,13 +23,24 @@ fn new_vector(elements: &[f32]) -> VectorBuf {
 
 #[pg_extern(immutable, strict, parallel_safe)]
 fn vector_in(input: &CStr, _typoid: pg_sys::Oid, typmod: i32) -> VectorBuf {
+    VectorBuf::from_slice(&text_input(input, typmod, text::parse).or_raise())
+}
+
+/// The elements of a type's text input, parsed by `parse` (`vector`'s or
+/// `halfvec`'s), with the checks every input gets.
+pub(super) fn text_input<T>(
+    input: &CStr,
+    typmod: i32,
+    parse: impl FnOnce(&str) -> Result<Vec<T>, VectorError>,
+) -> Result<Vec<T>, VectorError> {
     let input = input.to_str().map_err(|_| VectorError::Syntax {
         input: input.to_string_lossy().into_owned(),
         detail: "",
-    });
-    let elements = text::parse(input.or_raise()).or_raise();
-    ops::check_typmod(typmod, elements.len()).or_raise();
-    new_vector(&elements)
+    })?;
+    let elements = parse(input)?;
+    ops::check_dims(elements.len())?;
+    ops::check_typmod(typmod, elements.len())?;
+    Ok(elements)
 }
 
 #[pg_extern(immutable, strict, parallel_safe)]
@@ -105,14 +116,14 @@ fn vector_apply_typmod(v: Vector<'_>, typmod: i32, _explicit: bool) -> VectorBuf
 fn from_array<T, F>(array: Array<'_, T>, typmod: i32, convert: F) -> VectorBuf
 where
     T: pgrx::datum::UnboxDatum,
-    F: Fn(T::As<'_>) -> f32,
+    F: Fn(T::As<'_>) -> Result<f32, VectorError>,
 {
     let mut elements = Vec::with_capacity(array.len());
     for item in array.iter() {
         let Some(item) = item else {
             crate::pg::error::raise(&VectorError::ArrayNulls)
         };
-        let x = convert(item);
+        let x = convert(item).or_raise();
         ops::check_element(x).or_raise();
         elements.push(x);
     }
@@ -123,35 +134,8 @@ where
     new_vector(&elements)
 }
 
-#[pg_extern(immutable, strict, parallel_safe, name = "array_to_vector")]
-fn array_to_vector_int4(array: Array<'_, i32>, typmod: i32, _explicit: bool) -> VectorBuf {
-    from_array(array, typmod, |x| x as f32)
-}
-
-#[pg_extern(immutable, strict, parallel_safe, name = "array_to_vector")]
-fn array_to_vector_float4(array: Array<'_, f32>, typmod: i32, _explicit: bool) -> VectorBuf {
-    from_array(array, typmod, |x| x)
-}
-
-#[pg_extern(immutable, strict, parallel_safe, name = "array_to_vector")]
-fn array_to_vector_float8(array: Array<'_, f64>, typmod: i32, _explicit: bool) -> VectorBuf {
-    // a value beyond f32's range becomes infinite, which the element check
-    // rejects ("infinite value not allowed in vector", 22000) like pgvector
-    from_array(array, typmod, |x| x as f32)
-}
-
-#[pg_extern(immutable, strict, parallel_safe, name = "array_to_vector")]
-fn array_to_vector_numeric(
-    array: Array<'_, AnyNumeric>,
-    typmod: i32,
-    _explicit: bool,
-) -> VectorBuf {
-    from_array(array, typmod, |x| {
-        f32::try_from(x)
-            .map_err(|_| VectorError::Overflow)
-            .or_raise()
-    })
-}
+super::sql_type::array_casts_sql!(VectorBuf, from_array, "array_to_vector";
+    array_to_vector_int4, array_to_vector_float4, array_to_vector_float8, array_to_vector_numeric);
 
 #[pg_extern(immutable, strict, parallel_safe)]
 fn vector_to_float4(v: Vector<'_>, _typmod: i32, _explicit: bool) -> Vec<f32> {
@@ -186,45 +170,15 @@ where
 
 // ---------------------------------------------------------------- distances
 
-fn check_same(a: Vector<'_>, b: Vector<'_>) {
+fn pair<'a>(a: Vector<'a>, b: Vector<'a>) -> (&'a [f32], &'a [f32]) {
     ops::same_dims(a.as_slice(), b.as_slice()).or_raise();
+    (a.as_slice(), b.as_slice())
 }
 
-#[pg_extern(immutable, strict, parallel_safe)]
-fn l2_distance(a: Vector<'_>, b: Vector<'_>) -> f64 {
-    check_same(a, b);
-    (kernels::l2_squared(a.as_slice(), b.as_slice()) as f64).sqrt()
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn vector_l2_squared_distance(a: Vector<'_>, b: Vector<'_>) -> f64 {
-    check_same(a, b);
-    kernels::l2_squared(a.as_slice(), b.as_slice()) as f64
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn inner_product(a: Vector<'_>, b: Vector<'_>) -> f64 {
-    check_same(a, b);
-    kernels::dot(a.as_slice(), b.as_slice()) as f64
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn vector_negative_inner_product(a: Vector<'_>, b: Vector<'_>) -> f64 {
-    check_same(a, b);
-    -(kernels::dot(a.as_slice(), b.as_slice()) as f64)
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn cosine_distance(a: Vector<'_>, b: Vector<'_>) -> f64 {
-    check_same(a, b);
-    kernels::cosine_distance(a.as_slice(), b.as_slice())
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn l1_distance(a: Vector<'_>, b: Vector<'_>) -> f64 {
-    check_same(a, b);
-    kernels::l1(a.as_slice(), b.as_slice()) as f64
-}
+// (the Rust names, and so the C symbols, are those of the first release)
+super::sql_type::distance_sql!(Vector, pair, kernels;
+    l2_distance, vector_l2_squared_distance, inner_product,
+    vector_negative_inner_product, cosine_distance, l1_distance);
 
 // ---------------------------------------------------------------- functions
 
@@ -248,25 +202,12 @@ fn subvector(v: Vector<'_>, start: i32, count: i32) -> VectorBuf {
     new_vector(&ops::subvector(v.as_slice(), start, count).or_raise())
 }
 
-#[pg_extern(immutable, strict, parallel_safe)]
-fn vector_add(a: Vector<'_>, b: Vector<'_>) -> VectorBuf {
-    new_vector(&ops::add(a.as_slice(), b.as_slice()).or_raise())
+/// A new vector from an operator's elements (or its error).
+fn new_result(elements: Result<Vec<f32>, VectorError>) -> VectorBuf {
+    new_vector(&elements.or_raise())
 }
 
-#[pg_extern(immutable, strict, parallel_safe)]
-fn vector_sub(a: Vector<'_>, b: Vector<'_>) -> VectorBuf {
-    new_vector(&ops::sub(a.as_slice(), b.as_slice()).or_raise())
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn vector_mul(a: Vector<'_>, b: Vector<'_>) -> VectorBuf {
-    new_vector(&ops::mul(a.as_slice(), b.as_slice()).or_raise())
-}
-
-#[pg_extern(immutable, strict, parallel_safe)]
-fn vector_concat(a: Vector<'_>, b: Vector<'_>) -> VectorBuf {
-    new_vector(&ops::concat(a.as_slice(), b.as_slice()).or_raise())
-}
+super::sql_type::elementwise_sql!(Vector, VectorBuf, new_result, ops; vector_add, vector_sub, vector_mul, vector_concat);
 
 // ---------------------------------------------------------------- comparison
 

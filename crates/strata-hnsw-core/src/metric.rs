@@ -29,20 +29,14 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// Every metric, in the order of their numbers.
+    pub const ALL: [Metric; 10] = {
+        use Metric::*;
+        [L2, InnerProduct, Cosine, L1, Hamming, Jaccard, SparseL2, SparseInnerProduct, SparseCosine, SparseL1]
+    };
+
     pub fn from_u16(v: u16) -> Option<Metric> {
-        Some(match v {
-            1 => Metric::L2,
-            2 => Metric::InnerProduct,
-            3 => Metric::Cosine,
-            4 => Metric::L1,
-            5 => Metric::Hamming,
-            6 => Metric::Jaccard,
-            7 => Metric::SparseL2,
-            8 => Metric::SparseInnerProduct,
-            9 => Metric::SparseCosine,
-            10 => Metric::SparseL1,
-            _ => return None,
-        })
+        Metric::ALL.into_iter().find(|m| *m as u16 == v)
     }
 
     /// This distance over sparse vectors (None for the bit metrics, which
@@ -409,5 +403,15 @@ mod tests {
     fn zero_vectors_have_no_cosine_direction() {
         assert!(Metric::Cosine.indexable(&[0.0, 1.0]) && !Metric::Cosine.indexable(&[0.0, 0.0]));
         assert!(Metric::L2.indexable(&[0.0, 0.0]));
+    }
+
+    #[test]
+    fn metric_numbers_are_their_place_in_all() {
+        for (i, m) in Metric::ALL.into_iter().enumerate() {
+            assert_eq!(m as usize, i + 1);
+            assert_eq!(Metric::from_u16(m as u16), Some(m));
+        }
+        assert_eq!(Metric::from_u16(0), None);
+        assert_eq!(Metric::from_u16(Metric::ALL.len() as u16 + 1), None);
     }
 }

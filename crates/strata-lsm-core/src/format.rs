@@ -185,17 +185,14 @@ pub enum PageKind {
 }
 
 impl PageKind {
+    /// Every kind, in the order of their numbers.
+    pub const ALL: [PageKind; 7] = {
+        use PageKind::*;
+        [Meta, L0, RunData, RunIndex, Free, L0Dir, RunPayload]
+    };
+
     pub fn from_u16(v: u16) -> Option<PageKind> {
-        Some(match v {
-            1 => PageKind::Meta,
-            2 => PageKind::L0,
-            3 => PageKind::RunData,
-            4 => PageKind::RunIndex,
-            5 => PageKind::Free,
-            6 => PageKind::L0Dir,
-            7 => PageKind::RunPayload,
-            _ => return None,
-        })
+        PageKind::ALL.into_iter().find(|k| *k as u16 == v)
     }
 }
 
@@ -893,5 +890,14 @@ mod tests {
             PageTag { kind: 99, ..t }.validate(),
             Err(FormatError::BadKind(99))
         );
+    }
+
+    #[test]
+    fn every_page_kind_number_names_its_kind() {
+        let named: Vec<Option<PageKind>> = (0..=8).map(PageKind::from_u16).collect();
+        let mut want = vec![None];
+        want.extend(PageKind::ALL.map(Some));
+        want.push(None);
+        assert_eq!(named, want);
     }
 }

@@ -29,13 +29,11 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The mode PostgreSQL numbers `v` (a larger number is taken as the
+    /// strongest mode).
     pub fn from_raw(v: u32) -> Mode {
-        match v {
-            0 => Mode::KeyShare,
-            1 => Mode::Share,
-            2 => Mode::NoKeyExclusive,
-            _ => Mode::Exclusive,
-        }
+        use Mode::*;
+        [KeyShare, Share, NoKeyExclusive, Exclusive][v.min(3) as usize]
     }
 }
 
@@ -63,15 +61,11 @@ pub enum Status {
 }
 
 impl Status {
+    /// The status PostgreSQL numbers `v` (a larger number is taken as the
+    /// strongest status).
     pub fn from_raw(v: u32) -> Status {
-        match v {
-            0 => Status::ForKeyShare,
-            1 => Status::ForShare,
-            2 => Status::ForNoKeyUpdate,
-            3 => Status::ForUpdate,
-            4 => Status::NoKeyUpdate,
-            _ => Status::Update,
-        }
+        use Status::*;
+        [ForKeyShare, ForShare, ForNoKeyUpdate, ForUpdate, NoKeyUpdate, Update][v.min(5) as usize]
     }
     /// The status of a row lock of `mode`.
     pub fn lock(mode: Mode) -> Status {
@@ -433,5 +427,17 @@ mod tests {
                 keys: true
             }
         );
+    }
+
+    #[test]
+    fn modes_and_statuses_keep_postgres_numbers() {
+        for v in 0..4 {
+            assert_eq!(Mode::from_raw(v) as u32, v);
+        }
+        assert_eq!(Mode::from_raw(7), Exclusive);
+        for v in 0..6 {
+            assert_eq!(Status::from_raw(v) as u32, v);
+        }
+        assert_eq!(Status::from_raw(7), Status::Update);
     }
 }

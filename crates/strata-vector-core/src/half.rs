@@ -212,23 +212,23 @@ pub fn norm(a: &[u16]) -> f64 {
 
 /// Sum of squared differences.
 pub fn l2_squared(a: &[u16], b: &[u16]) -> f32 {
-    (table().l2_squared)(a, b)
+    table().l2_squared(a, b)
 }
 
 /// Inner product.
 pub fn dot(a: &[u16], b: &[u16]) -> f32 {
-    (table().dot)(a, b)
+    table().dot(a, b)
 }
 
 /// Sum of absolute differences.
 pub fn l1(a: &[u16], b: &[u16]) -> f32 {
-    (table().l1)(a, b)
+    table().l1(a, b)
 }
 
 /// Cosine distance `1 - a·b / sqrt(|a|² |b|²)`, clamped like pgvector's;
 /// NaN when either vector is zero.
 pub fn cosine_distance(a: &[u16], b: &[u16]) -> f64 {
-    super::kernels::cosine_from_parts((table().cosine_parts)(a, b))
+    super::kernels::cosine_from_parts(table().cosine_parts(a, b))
 }
 
 /// Which implementation the dispatcher picked.
@@ -245,22 +245,12 @@ fn table() -> &'static KernelTable<u16> {
                 && std::is_x86_feature_detected!("f16c")
                 && std::is_x86_feature_detected!("fma")
             {
-                return KernelTable {
-                    name: "avx+f16c+fma",
-                    l2_squared: f16c::l2_squared,
-                    dot: f16c::dot,
-                    l1: f16c::l1,
-                    cosine_parts: f16c::cosine_parts,
-                };
+                // SAFETY: AVX, F16C and FMA, all these kernels need, were detected.
+                return unsafe { KernelTable::new("avx+f16c+fma", f16c::KERNELS) };
             }
         }
-        KernelTable {
-            name: "scalar",
-            l2_squared: scalar::l2_squared,
-            dot: scalar::dot,
-            l1: scalar::l1,
-            cosine_parts: scalar::cosine_parts,
-        }
+        // SAFETY: plain Rust.
+        unsafe { KernelTable::new("scalar", (scalar::l2_squared, scalar::dot, scalar::l1, scalar::cosine_parts)) }
     })
 }
 
@@ -391,25 +381,9 @@ mod f16c {
         unsafe { widen_f16c(bytes, out) }
     }
 
-    pub fn l2_squared(a: &[u16], b: &[u16]) -> f32 {
-        // SAFETY: installed only when AVX, F16C and FMA were detected.
-        unsafe { l2_squared_f16c(a, b) }
-    }
-
-    pub fn dot(a: &[u16], b: &[u16]) -> f32 {
-        // SAFETY: as above.
-        unsafe { dot_f16c(a, b) }
-    }
-
-    pub fn l1(a: &[u16], b: &[u16]) -> f32 {
-        // SAFETY: as above.
-        unsafe { l1_f16c(a, b) }
-    }
-
-    pub fn cosine_parts(a: &[u16], b: &[u16]) -> (f32, f32, f32) {
-        // SAFETY: as above.
-        unsafe { cosine_parts_f16c(a, b) }
-    }
+    /// The kernels, for [`KernelTable::new`](crate::kernels::KernelTable)
+    /// once AVX, F16C and FMA were detected.
+    pub(super) const KERNELS: crate::kernels::Kernels<u16> = (l2_squared_f16c, dot_f16c, l1_f16c, cosine_parts_f16c);
 }
 
 #[cfg(test)]
@@ -492,7 +466,7 @@ mod tests {
             assert!(close(l2_squared(&a, &b), scalar::l2_squared(&a, &b)), "l2 {n}");
             assert!(close(dot(&a, &b), scalar::dot(&a, &b)), "dot {n}");
             assert!(close(l1(&a, &b), scalar::l1(&a, &b)), "l1 {n}");
-            let (p, q) = ((table().cosine_parts)(&a, &b), scalar::cosine_parts(&a, &b));
+            let (p, q) = (table().cosine_parts(&a, &b), scalar::cosine_parts(&a, &b));
             assert!(close(p.0, q.0) && close(p.1, q.1) && close(p.2, q.2), "cosine {n}");
         }
         // widening stored bytes: every finite value, odd tails included

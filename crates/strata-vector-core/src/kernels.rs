@@ -12,22 +12,22 @@ use std::sync::OnceLock;
 
 /// Sum of squared differences.
 pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
-    (table().l2_squared)(a, b)
+    table().l2_squared(a, b)
 }
 
 /// Inner product.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    (table().dot)(a, b)
+    table().dot(a, b)
 }
 
 /// Sum of absolute differences.
 pub fn l1(a: &[f32], b: &[f32]) -> f32 {
-    (table().l1)(a, b)
+    table().l1(a, b)
 }
 
 /// `(a·b, |a|², |b|²)` in one pass, for cosine distance.
 pub fn cosine_parts(a: &[f32], b: &[f32]) -> (f32, f32, f32) {
-    (table().cosine_parts)(a, b)
+    table().cosine_parts(a, b)
 }
 
 /// Cosine distance `1 - a·b / (|a| |b|)`, clamped to `[0, 2]`; NaN when either
@@ -52,13 +52,54 @@ pub fn active_isa() -> &'static str {
 }
 
 /// One implementation of the four kernels over elements `T` (`f32` here,
-/// binary16 bits in [`super::half`]).
+/// binary16 bits in [`super::half`]). Its functions may need CPU features
+/// (`#[target_feature]`), so they are kept as `unsafe fn`: [`Self::new`]
+/// promises they can run on this CPU, and the methods call them.
 pub(crate) struct KernelTable<T: 'static> {
     pub name: &'static str,
-    pub l2_squared: fn(&[T], &[T]) -> f32,
-    pub dot: fn(&[T], &[T]) -> f32,
-    pub l1: fn(&[T], &[T]) -> f32,
-    pub cosine_parts: fn(&[T], &[T]) -> (f32, f32, f32),
+    l2_squared: unsafe fn(&[T], &[T]) -> f32,
+    dot: unsafe fn(&[T], &[T]) -> f32,
+    l1: unsafe fn(&[T], &[T]) -> f32,
+    cosine_parts: unsafe fn(&[T], &[T]) -> (f32, f32, f32),
+}
+
+/// The four kernels of one implementation, in [`KernelTable`]'s order.
+pub(crate) type Kernels<T> = (
+    unsafe fn(&[T], &[T]) -> f32,
+    unsafe fn(&[T], &[T]) -> f32,
+    unsafe fn(&[T], &[T]) -> f32,
+    unsafe fn(&[T], &[T]) -> (f32, f32, f32),
+);
+
+impl<T> KernelTable<T> {
+    /// The table of implementation `name`: `(l2_squared, dot, l1, cosine_parts)`.
+    ///
+    /// # Safety
+    /// Each function can run on this CPU: the features it is compiled for
+    /// were detected.
+    pub unsafe fn new(name: &'static str, (l2_squared, dot, l1, cosine_parts): Kernels<T>) -> KernelTable<T> {
+        KernelTable { name, l2_squared, dot, l1, cosine_parts }
+    }
+
+    pub fn l2_squared(&self, a: &[T], b: &[T]) -> f32 {
+        // SAFETY: `new`'s caller promised the function runs on this CPU.
+        unsafe { (self.l2_squared)(a, b) }
+    }
+
+    pub fn dot(&self, a: &[T], b: &[T]) -> f32 {
+        // SAFETY: as in `l2_squared`.
+        unsafe { (self.dot)(a, b) }
+    }
+
+    pub fn l1(&self, a: &[T], b: &[T]) -> f32 {
+        // SAFETY: as in `l2_squared`.
+        unsafe { (self.l1)(a, b) }
+    }
+
+    pub fn cosine_parts(&self, a: &[T], b: &[T]) -> (f32, f32, f32) {
+        // SAFETY: as in `l2_squared`.
+        unsafe { (self.cosine_parts)(a, b) }
+    }
 }
 
 fn table() -> &'static KernelTable<f32> {
@@ -67,22 +108,12 @@ fn table() -> &'static KernelTable<f32> {
         #[cfg(target_arch = "x86_64")]
         {
             if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                return KernelTable {
-                    name: "avx2+fma",
-                    l2_squared: avx2::l2_squared,
-                    dot: avx2::dot,
-                    l1: avx2::l1,
-                    cosine_parts: avx2::cosine_parts,
-                };
+                // SAFETY: AVX2 and FMA, all these kernels need, were detected.
+                return unsafe { KernelTable::new("avx2+fma", avx2::KERNELS) };
             }
         }
-        KernelTable {
-            name: "scalar",
-            l2_squared: scalar::l2_squared,
-            dot: scalar::dot,
-            l1: scalar::l1,
-            cosine_parts: scalar::cosine_parts,
-        }
+        // SAFETY: plain Rust.
+        unsafe { KernelTable::new("scalar", (scalar::l2_squared, scalar::dot, scalar::l1, scalar::cosine_parts)) }
     })
 }
 
@@ -131,8 +162,8 @@ pub(crate) fn hsum(v: std::arch::x86_64::__m256) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    //! 8-lane AVX2 kernels with FMA. The safe wrappers are only installed in the
-    //! dispatch table after `is_x86_feature_detected!` confirmed both features.
+    //! 8-lane AVX2 kernels with FMA, installed in the dispatch table only
+    //! after `is_x86_feature_detected!` confirmed both features.
     use std::arch::x86_64::*;
 
     use super::hsum;
@@ -227,23 +258,9 @@ mod avx2 {
         (sab, saa, sbb)
     }
 
-    pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
-        // SAFETY: only reachable through the dispatch table, which installs this
-        // function after detecting AVX2 and FMA on the running CPU.
-        unsafe { l2_squared_avx2(a, b) }
-    }
-    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-        // SAFETY: as for `l2_squared`: AVX2 and FMA were detected.
-        unsafe { dot_avx2(a, b) }
-    }
-    pub fn l1(a: &[f32], b: &[f32]) -> f32 {
-        // SAFETY: as for `l2_squared`: AVX2 and FMA were detected.
-        unsafe { l1_avx2(a, b) }
-    }
-    pub fn cosine_parts(a: &[f32], b: &[f32]) -> (f32, f32, f32) {
-        // SAFETY: as for `l2_squared`: AVX2 and FMA were detected.
-        unsafe { cosine_parts_avx2(a, b) }
-    }
+    /// The kernels, for [`super::KernelTable::new`] once AVX2 and FMA were
+    /// detected.
+    pub(super) const KERNELS: super::Kernels<f32> = (l2_squared_avx2, dot_avx2, l1_avx2, cosine_parts_avx2);
 }
 
 #[cfg(test)]
