@@ -247,8 +247,9 @@ pub unsafe extern "C-unwind" fn index_build_range_scan(
     let callback = callback.expect("index build callback");
     // Hands the index the datums just formed, as the entry for `entry_tid`.
     let feed = |datums: &mut IndexDatums, entry_tid: &mut pg_sys::ItemPointerData, alive: bool| {
-        // SAFETY: the AM's callback, given the caller's state and datums
-        // just formed; the version's page stays pinned while it runs.
+        // SAFETY: the AM's callback, given the caller's state and the
+        // datums just formed from the version stored in the slot (which
+        // keeps its buffer pinned).
         unsafe {
             callback(
                 index.raw(),

@@ -412,8 +412,9 @@ fn new_run(run_id: u32, level: u16) -> RunDesc {
 /// What [`copy_survivors`] wrote and copied.
 pub struct Copied {
     pub written: Written,
-    /// Bytes and row versions copied.
+    /// Bytes of row versions copied.
     pub bytes: u64,
+    /// Row versions copied.
     pub versions: u64,
     /// Each source page and its LSN when it was read (for
     /// [`refresh_headers`]).
