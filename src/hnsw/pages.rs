@@ -15,6 +15,7 @@ use super::graph::{Graph, Scored};
 use super::metric::{Metric, PreparedQuery};
 use super::wal::IndexWrite;
 use crate::pg::buffer::{self, Locked};
+use crate::pg::fsm;
 use crate::pg::page;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -279,21 +280,20 @@ fn reuse_free_slot(index: Rel, params: &Params, new: &NewElement) -> Option<Elem
     let mut skipped: Vec<u32> = Vec::new();
     let give_back = |skipped: &[u32]| {
         for &b in skipped {
-            // SAFETY: FSM hint, re-checked on use; the range vacuum lifts the
-            // upper FSM levels again (the lookup lowered them).
-            unsafe {
-                pg_sys::RecordFreeIndexPage(index.raw(), b);
-                pg_sys::FreeSpaceMapVacuumRange(index.raw(), b, b + 1);
-            }
+            // a hint, re-checked on use; the range vacuum lifts the upper
+            // levels again (the lookup lowered them)
+            fsm::record_free(index, b);
+            fsm::vacuum_range(index, b, b + 1);
         }
     };
     loop {
-        // SAFETY: FSM lookup (marks the page used in the FSM).
-        let block = unsafe { pg_sys::GetFreeIndexPage(index.raw()) };
-        if block == buffer::INVALID_BLOCK || skipped.contains(&block) {
-            give_back(&skipped);
-            return None;
-        }
+        let block = match fsm::take_free_page(index) {
+            Some(b) if !skipped.contains(&b) => b,
+            _ => {
+                give_back(&skipped);
+                return None;
+            }
+        };
         if block == META_BLOCK || block >= nblocks {
             continue;
         }

@@ -165,11 +165,10 @@ pub unsafe fn bulk_delete(
         pages_with_space.insert(id.block);
     }
     for b in pages_with_space {
-        // SAFETY: FSM hint (re-checked on reuse).
-        unsafe { pg_sys::RecordFreeIndexPage(index.raw(), b) };
+        // a hint, re-checked on reuse
+        crate::pg::fsm::record_free(index, b);
     }
-    // SAFETY: FSM upkeep.
-    unsafe { pg_sys::IndexFreeSpaceMapVacuum(index.raw()) };
+    crate::pg::fsm::vacuum(index);
     stats
 }
 

@@ -390,7 +390,7 @@ impl Prune {
         if xmax != pg_sys::InvalidTransactionId
             && (self.newest_xmax == pg_sys::InvalidTransactionId
                 // SAFETY: xid comparison helper.
-                || unsafe { pg_sys::TransactionIdFollows(xmax, self.newest_xmax) })
+                || crate::pg::vacuum::xid_follows(xmax, self.newest_xmax))
         {
             self.newest_xmax = xmax;
         }
@@ -416,7 +416,7 @@ fn redirect_past_dead(w: &mut Walker, root: pg_sys::ItemPointerData, p: &Prune) 
         return;
     };
     // SAFETY: reads shared recovery state.
-    if unsafe { pg_sys::RecoveryInProgress() } {
+    if crate::pg::xact::in_recovery() {
         return;
     }
     let rel = w.rel;

@@ -104,7 +104,7 @@ pub fn flush(
     let chains_swept = horizon.is_some();
     // SAFETY: horizon computation for this relation.
     let horizon =
-        horizon.unwrap_or_else(|| unsafe { pg_sys::GetOldestNonRemovableTransactionId(rel.raw()) });
+        horizon.unwrap_or_else(|| crate::pg::xact::oldest_nonremovable_xid(rel));
 
     // 1. the seal
     if !(lock.acquire)() {

@@ -169,8 +169,7 @@ fn chain_picks(
             Vec::new()
         };
     }
-    // SAFETY: horizon for this table.
-    let oldest_xmin = unsafe { pg_sys::GetOldestNonRemovableTransactionId(rel.raw()) };
+    let oldest_xmin = crate::pg::xact::oldest_nonremovable_xid(rel);
     loop {
         let mut picks = Vec::new();
         let mut wait = None;
@@ -198,16 +197,8 @@ fn chain_picks(
                 }
                 return picks;
             }
-            Some((x, mut tid)) => {
-                // SAFETY: waits for the other transaction to finish.
-                unsafe {
-                    pg_sys::XactLockTableWait(
-                        x,
-                        rel.raw(),
-                        &mut tid,
-                        pg_sys::XLTW_Oper::XLTW_InsertIndexUnique,
-                    )
-                };
+            Some((x, tid)) => {
+                crate::pg::multixact::wait_for(x.into_inner(), rel, tid, pg_sys::XLTW_Oper::XLTW_InsertIndexUnique);
             }
         }
     }
@@ -282,8 +273,7 @@ pub unsafe extern "C-unwind" fn index_build_range_scan(
         Snap::none()
     };
     let mvcc = snapshot.is_mvcc();
-    // SAFETY: horizon for this table.
-    let oldest_xmin = unsafe { pg_sys::GetOldestNonRemovableTransactionId(table.raw()) };
+    let oldest_xmin = crate::pg::xact::oldest_nonremovable_xid(table);
 
     let nblocks = buffer::nblocks(table);
     let first = start_block.max(storage::META_BLOCK + 1);
@@ -373,16 +363,7 @@ pub unsafe extern "C-unwind" fn index_build_range_scan(
                 };
                 if let Some(xwait) = wait_for {
                     buffer::unlock(buf);
-                    let mut tid = t.t_self;
-                    // SAFETY: waits for the other transaction to finish.
-                    unsafe {
-                        pg_sys::XactLockTableWait(
-                            xwait,
-                            table.raw(),
-                            &mut tid,
-                            pg_sys::XLTW_Oper::XLTW_InsertIndexUnique,
-                        )
-                    };
+                    crate::pg::multixact::wait_for(xwait.into_inner(), table, t.t_self, pg_sys::XLTW_Oper::XLTW_InsertIndexUnique);
                     continue 'classify;
                 }
             }
@@ -538,8 +519,7 @@ pub unsafe fn delete_tuples(
     rel: Rel,
     op: *mut pg_sys::TM_IndexDeleteOp,
 ) -> pg_sys::TransactionId {
-    // SAFETY: horizon for this table.
-    let oldest_xmin = unsafe { pg_sys::GetOldestNonRemovableTransactionId(rel.raw()) };
+    let oldest_xmin = crate::pg::xact::oldest_nonremovable_xid(rel);
     let mut horizon = pg_sys::InvalidTransactionId;
     let mut walker = chain::Walker::new(rel, 0);
     // SAFETY: btree passes ndeltids entries in deltids and the status array.
@@ -560,7 +540,7 @@ pub unsafe fn delete_tuples(
             if x != pg_sys::InvalidTransactionId
                 && (newest == pg_sys::InvalidTransactionId
                     // SAFETY: xid comparison helper.
-                    || unsafe { pg_sys::TransactionIdFollows(x, newest) })
+                    || crate::pg::vacuum::xid_follows(x, newest))
             {
                 newest = x;
             }
@@ -574,7 +554,7 @@ pub unsafe fn delete_tuples(
             && newest != pg_sys::InvalidTransactionId
             && (horizon == pg_sys::InvalidTransactionId
                 // SAFETY: xid comparison helper.
-                || unsafe { pg_sys::TransactionIdFollows(newest, horizon) })
+                || crate::pg::vacuum::xid_follows(newest, horizon))
         {
             horizon = newest;
         }

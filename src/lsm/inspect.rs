@@ -235,8 +235,7 @@ mod strata {
         };
         // update chains are shortened first (as VACUUM's sweep does), by the
         // flush's own horizon, so the flush drops their dead members too
-        // SAFETY: horizon computation for this relation.
-        let horizon = unsafe { pg_sys::GetOldestNonRemovableTransactionId(r.raw()) };
+        let horizon = crate::pg::xact::oldest_nonremovable_xid(r);
         super::super::sweep::shorten_chains_only(r, horizon);
         let st = super::super::flush::flush(r, Some(horizon), Readers::Allowed, &lock);
         if st.skipped {
@@ -442,7 +441,7 @@ mod strata {
     ) -> TableIterator<'static, (name!(block, i64), name!(item, i32), name!(problem, String))> {
         let r = open_lsm(&relation);
         // SAFETY: reads shared recovery state.
-        if !unsafe { pg_sys::RecoveryInProgress() } {
+        if !crate::pg::xact::in_recovery() {
             // Writers wait, so cross-page checks see a stable table. A hot
             // standby cannot take SHARE; its pages change only by replay.
             rel::lock(r, pg_sys::ShareLock);

@@ -136,11 +136,9 @@ fn allocate_checked(
         if skipped.len() >= MAX_SKIPPED {
             break None;
         }
-        // SAFETY: FSM lookup; marks the returned page used in the FSM.
-        let b = unsafe { pg_sys::GetFreeIndexPage(rel.raw()) };
-        if b == buffer::INVALID_BLOCK {
+        let Some(b) = crate::pg::fsm::take_free_page(rel) else {
             break None;
-        }
+        };
         if b == META_BLOCK || b >= nblocks || taken.contains(&b) {
             continue;
         }
@@ -194,11 +192,10 @@ pub fn prune_pending(rel: Rel, meta: &mut Meta) -> bool {
 /// Reports pages as free to the free space map.
 pub fn record_free(rel: Rel, blocks: impl IntoIterator<Item = pg_sys::BlockNumber>) {
     for b in blocks {
-        // SAFETY: FSM update (not WAL-logged; re-checked before reuse).
-        unsafe { pg_sys::RecordFreeIndexPage(rel.raw(), b) };
+        // not WAL-logged; re-checked before reuse
+        crate::pg::fsm::record_free(rel, b);
     }
-    // SAFETY: propagates the leaf updates to the FSM's upper levels.
-    unsafe { pg_sys::IndexFreeSpaceMapVacuum(rel.raw()) };
+    crate::pg::fsm::vacuum(rel);
 }
 
 /// Whether the table has a BRIN index. BRIN summarizes and scans TID block

@@ -2,6 +2,7 @@
 //! `pg_stat_*_indexes.idx_scan` and PG18's `Index Searches` in EXPLAIN
 //! ANALYZE. (`idx_tup_read` is counted by `index_getnext_tid` for us.)
 
+use super::relation::Rel;
 use pgrx::pg_sys;
 
 /// One index scan started searching: `pgstat_count_index_scan(rel)` and, on
@@ -38,4 +39,32 @@ pub unsafe fn count_index_search(scan: pg_sys::IndexScanDesc) {
             (*(*scan).instrument).nsearches += 1;
         }
     }
+}
+
+/// `n` rows inserted into `rel` (`pgstat_count_heap_insert`).
+pub fn count_insert(rel: Rel, n: i64) {
+    // SAFETY: an open relation; a statistics counter.
+    unsafe { pg_sys::pgstat_count_heap_insert(rel.raw(), n) };
+}
+
+/// A row of `rel` updated; `index_stable`: with no new index entries
+/// (heap's HOT; PG18 also counts the others as new-page updates, as heap
+/// does for an update that left its page).
+pub fn count_update(rel: Rel, index_stable: bool) {
+    // SAFETY: an open relation; a statistics counter.
+    #[cfg(feature = "pg15")]
+    unsafe {
+        pg_sys::pgstat_count_heap_update(rel.raw(), index_stable)
+    };
+    // SAFETY: as above.
+    #[cfg(not(feature = "pg15"))]
+    unsafe {
+        pg_sys::pgstat_count_heap_update(rel.raw(), index_stable, !index_stable)
+    };
+}
+
+/// A row of `rel` deleted (`pgstat_count_heap_delete`).
+pub fn count_delete(rel: Rel) {
+    // SAFETY: an open relation; a statistics counter.
+    unsafe { pg_sys::pgstat_count_heap_delete(rel.raw()) };
 }

@@ -5,6 +5,7 @@
 
 use pgrx::pg_sys;
 use std::cell::Cell;
+use super::relation::Rel;
 use super::snapshot::Snap;
 
 /// What is ending.
@@ -133,4 +134,17 @@ pub fn in_snapshot(xid: pg_sys::TransactionId, snapshot: Snap) -> bool {
     // SAFETY: a valid MVCC snapshot (callers test is_mvcc first); subtransaction lookups only
     // for xids at or above its xmin.
     unsafe { pg_sys::XidInMVCCSnapshot(xid, snapshot.raw()) }
+}
+
+/// The oldest xid whose effects may still be seen by someone, for
+/// removing versions of `rel` (`GetOldestNonRemovableTransactionId`).
+pub fn oldest_nonremovable_xid(rel: Rel) -> pg_sys::TransactionId {
+    // SAFETY: an open relation; reads the shared horizons.
+    unsafe { pg_sys::GetOldestNonRemovableTransactionId(rel.raw()) }
+}
+
+/// Whether this server is replaying WAL (a standby, or crash recovery).
+pub fn in_recovery() -> bool {
+    // SAFETY: reads shared recovery state.
+    unsafe { pg_sys::RecoveryInProgress() }
 }

@@ -122,8 +122,7 @@ pub fn insert(
     }
     free_if(stored, stored != tuple);
     free_if(tuple, should_free);
-    // SAFETY: counts one insert for autovacuum/pg_stat.
-    unsafe { pg_sys::pgstat_count_heap_insert(rel.raw(), 1) };
+    crate::pg::stats::count_insert(rel, 1);
 }
 
 /// COPY's `multi_insert`: the rows of `slots` are prepared like single
@@ -161,8 +160,7 @@ pub fn multi_insert(
         free_if(s, s != tuple);
         free_if(tuple, should_free);
     }
-    // SAFETY: counts the inserts for autovacuum/pg_stat.
-    unsafe { pg_sys::pgstat_count_heap_insert(rel.raw(), slots.len() as i64) };
+    crate::pg::stats::count_insert(rel, slots.len() as i64);
 }
 
 /// Confirms or kills a speculatively inserted version.

@@ -102,8 +102,7 @@ pub fn delete(
         unsafe { htup::heap_toast_delete(rel.raw(), &mut tuple, false) };
     }
     drop(acq.page);
-    // SAFETY: stats counter.
-    unsafe { pg_sys::pgstat_count_heap_delete(rel.raw()) };
+    crate::pg::stats::count_delete(rel);
     pg_sys::TM_Result::TM_Ok
 }
 

@@ -245,14 +245,5 @@ pub(super) fn updated(
     }
     // SAFETY: valid slot.
     unsafe { (*slot.raw()).tts_tid = new_tid };
-    #[cfg(feature = "pg15")]
-    // SAFETY: stats counter.
-    unsafe {
-        pg_sys::pgstat_count_heap_update(rel.raw(), index_stable)
-    };
-    #[cfg(not(feature = "pg15"))]
-    // SAFETY: stats counter.
-    unsafe {
-        pg_sys::pgstat_count_heap_update(rel.raw(), index_stable, !index_stable)
-    };
+    crate::pg::stats::count_update(rel, index_stable);
 }
