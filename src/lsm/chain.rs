@@ -389,8 +389,7 @@ impl Prune {
         self.dead_members += 1;
         if xmax != pg_sys::InvalidTransactionId
             && (self.newest_xmax == pg_sys::InvalidTransactionId
-                // SAFETY: xid comparison helper.
-                || crate::pg::vacuum::xid_follows(xmax, self.newest_xmax))
+                || crate::pg::vacuum::xid_precedes(self.newest_xmax, xmax))
         {
             self.newest_xmax = xmax;
         }
@@ -415,7 +414,6 @@ fn redirect_past_dead(w: &mut Walker, root: pg_sys::ItemPointerData, p: &Prune) 
     let (Some(expected), Some(target)) = (p.root_ctid, p.first_live) else {
         return;
     };
-    // SAFETY: reads shared recovery state.
     if crate::pg::xact::in_recovery() {
         return;
     }

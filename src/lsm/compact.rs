@@ -102,8 +102,8 @@ fn merge(
     }
     let old_ids: Vec<u32> = stretch.iter().map(|r| r.run_id).collect();
     let dropped_before = st.dropped.len();
-    let copied = run_writer::copy_survivors(rel, sources, m.level, horizon, true, &mut st.dropped);
-    let (written, bytes, moved, copied_at) = (copied.written, copied.bytes, copied.versions, copied.copied_at);
+    let run_writer::Copied { written, bytes, versions: moved, copied_at } =
+        run_writer::copy_survivors(rel, sources, m.level, horizon, true, &mut st.dropped);
     let dropped = (st.dropped.len() - dropped_before) as u64;
     if !(lock.acquire)() {
         // the new pages were never listed: free again

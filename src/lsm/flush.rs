@@ -102,9 +102,7 @@ pub fn flush(
     // VACUUM passes the horizon its sweep shortened the update chains by
     // (see `chain`); only then may dead chain members be dropped.
     let chains_swept = horizon.is_some();
-    // SAFETY: horizon computation for this relation.
-    let horizon =
-        horizon.unwrap_or_else(|| crate::pg::xact::oldest_nonremovable_xid(rel));
+    let horizon = horizon.unwrap_or_else(|| crate::pg::xact::oldest_nonremovable_xid(rel));
 
     // 1. the seal
     if !(lock.acquire)() {
@@ -129,9 +127,9 @@ pub fn flush(
     sources.extend(l0.iter().map(|(_, b)| *b));
     freed.extend(l0.iter().map(|(_, b)| *b));
 
-    let copied = run_writer::copy_survivors(rel, sources, 1, horizon, chains_swept, &mut stats.dropped);
-    stats.versions_moved += copied.versions;
-    let (written, bytes, copied_at) = (copied.written, copied.bytes, copied.copied_at);
+    let run_writer::Copied { written, bytes, versions, copied_at } =
+        run_writer::copy_survivors(rel, sources, 1, horizon, chains_swept, &mut stats.dropped);
+    stats.versions_moved += versions;
 
     // 2. the switch
     let abandon = |stats: &mut FlushStats, blocks: Vec<pg_sys::BlockNumber>| {

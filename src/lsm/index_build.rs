@@ -539,8 +539,7 @@ pub unsafe fn delete_tuples(
             let x = htup::update_xid(loc.header);
             if x != pg_sys::InvalidTransactionId
                 && (newest == pg_sys::InvalidTransactionId
-                    // SAFETY: xid comparison helper.
-                    || crate::pg::vacuum::xid_follows(x, newest))
+                    || crate::pg::vacuum::xid_precedes(newest, x))
             {
                 newest = x;
             }
@@ -549,12 +548,10 @@ pub unsafe fn delete_tuples(
         let all_dead = walk == chain::Walk::Done;
         // SAFETY: status has an entry for every deltid id.
         unsafe { (*status.add(d.id as usize)).knowndeletable = all_dead };
-        // SAFETY: xid comparison helper.
         if all_dead
             && newest != pg_sys::InvalidTransactionId
             && (horizon == pg_sys::InvalidTransactionId
-                // SAFETY: xid comparison helper.
-                || crate::pg::vacuum::xid_follows(newest, horizon))
+                || crate::pg::vacuum::xid_precedes(horizon, newest))
         {
             horizon = newest;
         }

@@ -440,7 +440,6 @@ mod strata {
         relation: PgRelation,
     ) -> TableIterator<'static, (name!(block, i64), name!(item, i32), name!(problem, String))> {
         let r = open_lsm(&relation);
-        // SAFETY: reads shared recovery state.
         if !crate::pg::xact::in_recovery() {
             // Writers wait, so cross-page checks see a stable table. A hot
             // standby cannot take SHARE; its pages change only by replay.

@@ -151,12 +151,6 @@ pub fn xid_precedes(a: pg_sys::TransactionId, b: pg_sys::TransactionId) -> bool 
     unsafe { pg_sys::TransactionIdPrecedes(a, b) }
 }
 
-/// Whether xid `a` follows `b` (wraparound-aware).
-pub fn xid_follows(a: pg_sys::TransactionId, b: pg_sys::TransactionId) -> bool {
-    // SAFETY: pure comparison.
-    unsafe { pg_sys::TransactionIdFollows(a, b) }
-}
-
 /// Whether MultiXact `a` precedes `b` (wraparound-aware).
 pub fn multi_precedes(a: pg_sys::MultiXactId, b: pg_sys::MultiXactId) -> bool {
     // SAFETY: pure comparison.

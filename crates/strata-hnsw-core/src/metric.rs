@@ -35,8 +35,9 @@ impl Metric {
         [L2, InnerProduct, Cosine, L1, Hamming, Jaccard, SparseL2, SparseInnerProduct, SparseCosine, SparseL1]
     };
 
+    /// The metric numbered `v` (numbered from 1 in `ALL`'s order).
     pub fn from_u16(v: u16) -> Option<Metric> {
-        Metric::ALL.into_iter().find(|m| *m as u16 == v)
+        Metric::ALL.get((v as usize).checked_sub(1)?).copied()
     }
 
     /// This distance over sparse vectors (None for the bit metrics, which

@@ -191,8 +191,10 @@ impl PageKind {
         [Meta, L0, RunData, RunIndex, Free, L0Dir, RunPayload]
     };
 
+    /// The kind numbered `v` (kinds are numbered from 1 in `ALL`'s order:
+    /// an index, no search — every page read asks).
     pub fn from_u16(v: u16) -> Option<PageKind> {
-        PageKind::ALL.into_iter().find(|k| *k as u16 == v)
+        PageKind::ALL.get((v as usize).checked_sub(1)?).copied()
     }
 }
 
