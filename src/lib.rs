@@ -19,6 +19,7 @@ pub extern "C-unwind" fn _PG_init() {
     lsm::manifest_cache::init();
     lsm::shared_cache::register();
     lsm::chain_hint::register();
+    pg::meta_epoch::register();
     hnsw::gucs::init();
     hnsw::reloptions::register();
 }

@@ -42,7 +42,7 @@ use super::format::{self, MetaHeader, PageKind, RunDesc};
 use super::manifest;
 use super::page_image;
 use super::page_id::{self, META_BLOCK};
-use crate::pg::{buffer, page, rel, wal, xact};
+use crate::pg::{buffer, meta_epoch, page, rel, wal, xact};
 use pgrx::pg_sys;
 use std::cell::RefCell;
 
@@ -81,6 +81,9 @@ struct Entry {
     file: (u32, u32, u32),
     lsn: pg_sys::XLogRecPtr,
     recent: pg_sys::Buffer,
+    /// The file's [`meta_epoch`] counter, read before the metapage was
+    /// last seen to have `lsn` (None: none to trust).
+    epoch: Option<u64>,
     /// Token of the snapshot the last check ran under (None: none, or not
     /// an MVCC one).
     token: Option<xact::SnapshotToken>,
@@ -149,20 +152,29 @@ pub fn invalidate(rel: Rel) {
     rel::invalidate_relcache(rel);
 }
 
-/// Pins the metapage and compares its LSN with the copy's; when it
-/// changed, share-locks it and refreshes `e` (or makes it). An unchanged
-/// LSN is read without the lock ([`page::lsn_unlocked`]): the copy is then
-/// the manifest as of the last change completed before the pin — what a
-/// share lock taken a moment earlier would have shown (a change under way
-/// is not waited for; every lookup tolerates a manifest that changes right
-/// after it looked). Saves the lock and unlock on the one buffer every
-/// backend's lookups share.
+/// Checks the copy against the metapage: first its file's [`meta_epoch`]
+/// counter (unchanged since the copy was last checked: the metapage is
+/// too, and nothing is pinned); else pins the metapage and compares its
+/// LSN with the copy's; when it changed, share-locks it and refreshes `e`
+/// (or makes it). An unchanged LSN is read without the lock
+/// ([`page::lsn_unlocked`]): the copy is then the manifest as of the last
+/// change completed before the pin — what a share lock taken a moment
+/// earlier would have shown (a change under way is not waited for; every
+/// lookup tolerates a manifest that changes right after it looked). Saves
+/// the lock and unlock on the one buffer every backend's lookups share.
 fn check(r: Rel, e: Option<Box<Entry>>) -> Box<Entry> {
+    // read before the page: a change after this read bumps it again
+    let epoch = meta_epoch::current(r);
+    let e = match e {
+        Some(e) if epoch.is_some() && e.epoch == epoch => return e,
+        e => e,
+    };
     let recent = e.as_ref().map_or(0, |e| e.recent);
     let buf = buffer::read_recent(r, META_BLOCK, recent);
     let e = match e {
         Some(mut e) if e.lsn == page::lsn_unlocked(buffer::page(buf)) => {
             e.recent = buf;
+            e.epoch = epoch;
             buffer::release(buf);
             return e;
         }
@@ -179,7 +191,9 @@ fn check(r: Rel, e: Option<Box<Entry>>) -> Box<Entry> {
         old => decode(r, p, lsn, buf, old),
     };
     drop(meta);
-    fresh.unwrap_or_else(|what| manifest::corrupted(r, what))
+    let mut fresh = fresh.unwrap_or_else(|what| manifest::corrupted(r, what));
+    fresh.epoch = epoch;
+    fresh
 }
 
 /// A copy of the locked metapage `p`, keeping what `old` read below it that
@@ -208,6 +222,7 @@ fn decode(
         file: rel::file_locator(r),
         lsn,
         recent: buf,
+        epoch: None,
         token: None,
         scan_pages: format::scan_pages(bytes, &header),
         physical: None,

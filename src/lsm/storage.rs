@@ -239,8 +239,8 @@ pub fn append_and_stamp(
     w.commit(wal_record::RMGR_ID, || {
         // SAFETY: item() bounds-checked the item inside the page.
         let tuple = unsafe { std::slice::from_raw_parts(item, item_len) };
-        // SAFETY: reads this (sub)transaction's xid, the record's xl_xid.
-        let xid = unsafe { pg_sys::GetCurrentTransactionIdIfAny() }.into_inner();
+        // this (sub)transaction's xid, the record's xl_xid
+        let xid = crate::pg::xact::current_xid_if_any().into_inner();
         // block 0's data names the new TID; block 1's cannot (a full image
         // of block 0 leaves block 0's data out)
         let on_block0 = wal_record::DeltaContext {

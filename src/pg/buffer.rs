@@ -447,8 +447,11 @@ pub fn extend_locked(rel: Rel) -> pg_sys::Buffer {
 ///
 /// [`register`]: PageWrite::register
 /// [`commit`]: PageWrite::commit
+/// A change of block 0 also bumps its file's [`meta_epoch`](super::meta_epoch).
 pub struct PageWrite {
     state: *mut pg_sys::GenericXLogState,
+    rel: Rel,
+    block0: bool,
 }
 
 impl PageWrite {
@@ -456,6 +459,8 @@ impl PageWrite {
         PageWrite {
             // SAFETY: `rel` is open; GenericXLogStart only allocates state.
             state: unsafe { pg_sys::GenericXLogStart(rel.raw()) },
+            rel,
+            block0: false,
         }
     }
 
@@ -466,6 +471,7 @@ impl PageWrite {
         } else {
             0
         };
+        self.block0 |= block_number(buf) == 0;
         // SAFETY: the caller holds an exclusive lock on `buf`; at most
         // MAX_GENERIC_XLOG_PAGES buffers are registered by our callers; the
         // working copy lives until the record is finished or abandoned.
@@ -477,6 +483,10 @@ impl PageWrite {
         let state = std::mem::replace(&mut self.state, std::ptr::null_mut());
         // SAFETY: `state` came from GenericXLogStart and was not finished yet.
         unsafe { pg_sys::GenericXLogFinish(state) };
+        if self.block0 {
+            // (the caller still holds block 0's exclusive lock)
+            super::meta_epoch::bump(self.rel);
+        }
     }
 }
 

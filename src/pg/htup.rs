@@ -251,11 +251,61 @@ pub fn xmax_locked_only(mask: u32) -> bool {
         || mask & (pg_sys::HEAP_XMAX_IS_MULTI | pg_sys::HEAP_LOCK_MASK) == pg_sys::HEAP_XMAX_EXCL_LOCK
 }
 
+/// The members of a bitmapset (null: none), read from its words in place:
+/// `bms_next_member` per member would be a guarded call each.
+fn members(set: *const pg_sys::Bitmapset) -> impl Iterator<Item = i32> {
+    let words: &[u64] = if set.is_null() {
+        &[]
+    } else {
+        // SAFETY: a valid bitmapset, not changed while it is read: `nwords`
+        // words follow its header.
+        unsafe { (*set).words.as_slice((*set).nwords as usize) }
+    };
+    words.iter().enumerate().flat_map(|(i, &w)| {
+        let mut rest = w;
+        std::iter::from_fn(move || {
+            (rest != 0).then(|| {
+                let bit = rest.trailing_zeros();
+                rest &= rest - 1;
+                (i * 64) as i32 + bit as i32
+            })
+        })
+    })
+}
+
+/// Whether a member of an index-attribute bitmap (offset by
+/// `FirstLowInvalidHeapAttributeNumber`) differs between two formed tuples
+/// of `rel` (`HeapDetermineColumnsInfo`: datums compared bit for bit;
+/// whole-row and system column references count as changed, like heap's).
+fn column_changed(
+    rel: Rel,
+    member: i32,
+    old: *mut pg_sys::HeapTupleData,
+    new: *mut pg_sys::HeapTupleData,
+) -> bool {
+    let attnum = member + pg_sys::FirstLowInvalidHeapAttributeNumber;
+    if attnum <= 0 {
+        return attnum != pg_sys::TableOidAttributeNumber;
+    }
+    let desc = rel.data().rd_att;
+    let n = std::num::NonZeroUsize::new(attnum as usize).expect("positive attnum");
+    // SAFETY: both tuples are formed tuples of `rel`'s descriptor (which
+    // outlives this call); attnum is a user column of it.
+    unsafe {
+        match (pgrx::heap_getattr_raw(old, n, desc), pgrx::heap_getattr_raw(new, n, desc)) {
+            (None, None) => false,
+            (Some(a), Some(b)) => {
+                let atts = pgrx::PgTupleDesc::from_pg_unchecked(desc);
+                let att = atts.get(attnum as usize - 1).expect("attribute in descriptor");
+                !datumIsEqual(a, b, att.attbyval, att.attlen as i32)
+            }
+            _ => true,
+        }
+    }
+}
+
 /// Whether an update from `old` to `new` changes one of the `cols` columns
-/// (`HeapDetermineColumnsInfo`, datums compared bit for bit). With the key
-/// columns it decides between the update's lock strengths (a non-key update
-/// does not conflict with KEY SHARE row locks); with the HOT-blocking
-/// columns, whether the update needs new index entries.
+/// (an index-attribute bitmap such as `RelationGetIndexAttrBitmap` returns).
 #[allow(clippy::not_unsafe_ptr_arg_deref)] // the module's contract: pointers to valid tuple headers (see the note above `h`)
 pub fn columns_changed(
     rel: Rel,
@@ -263,46 +313,91 @@ pub fn columns_changed(
     old: *mut pg_sys::HeapTupleData,
     new: *mut pg_sys::HeapTupleData,
 ) -> bool {
-    // SAFETY: open relation with a descriptor that outlives this call.
-    let (desc, atts) = unsafe {
-        (
-            rel.data().rd_att,
-            pgrx::PgTupleDesc::from_pg_unchecked(rel.data().rd_att),
-        )
-    };
-    let mut x = -1;
-    loop {
-        // SAFETY: a valid (possibly empty) bitmapset.
-        x = unsafe { pg_sys::bms_next_member(cols, x) };
-        if x < 0 {
-            return false;
+    members(cols).any(|m| column_changed(rel, m, old, new))
+}
+
+/// What an UPDATE changes among the columns its checks look at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Changed {
+    /// A key column (`INDEX_ATTR_BITMAP_KEY`): the update takes the
+    /// exclusive row lock (a non-key update does not conflict with
+    /// `FOR KEY SHARE`).
+    pub key: bool,
+    /// A HOT-blocking column: the new version needs index entries.
+    pub indexed: bool,
+}
+
+/// The column sets one UPDATE checks ([`key_columns`],
+/// [`hot_blocking_columns`]), fetched once before any buffer lock, and the
+/// comparison of the old version with the new row over both, done once
+/// per UPDATE however many times the lock and the storage ask (each column
+/// of either set compared once, as heap's `HeapDetermineColumnsInfo`).
+pub struct UpdateColumns {
+    keys: *mut pg_sys::Bitmapset,
+    hot_blocking: *mut pg_sys::Bitmapset,
+    known: std::cell::Cell<Option<Changed>>,
+}
+
+impl UpdateColumns {
+    pub fn of(rel: Rel) -> Self {
+        UpdateColumns {
+            keys: key_columns(rel),
+            hot_blocking: hot_blocking_columns(rel),
+            known: std::cell::Cell::new(None),
         }
-        let attnum = x + pg_sys::FirstLowInvalidHeapAttributeNumber;
-        let changed = if attnum <= 0 {
-            // whole-row or system column references count as changed, like heap
-            attnum != pg_sys::TableOidAttributeNumber
-        } else {
-            let n = std::num::NonZeroUsize::new(attnum as usize).expect("positive attnum");
-            // SAFETY: both tuples are formed tuples of `rel`'s descriptor;
-            // attnum is a user column of it.
-            unsafe {
-                match (
-                    pgrx::heap_getattr_raw(old, n, desc),
-                    pgrx::heap_getattr_raw(new, n, desc),
-                ) {
-                    (None, None) => false,
-                    (Some(a), Some(b)) => {
-                        let att = atts
-                            .get(attnum as usize - 1)
-                            .expect("attribute in descriptor");
-                        !datumIsEqual(a, b, att.attbyval, att.attlen as i32)
-                    }
-                    _ => true,
+    }
+
+    /// What the update from `old` to `new` changes. The first call compares;
+    /// later calls of the same UPDATE return its answer (the old version's
+    /// data and the new row stay the same while the UPDATE retries).
+    #[allow(clippy::not_unsafe_ptr_arg_deref)] // the module's contract: pointers to valid tuple headers (see the note above `h`)
+    pub fn changed(
+        &self,
+        rel: Rel,
+        old: *mut pg_sys::HeapTupleData,
+        new: *mut pg_sys::HeapTupleData,
+    ) -> Changed {
+        if let Some(known) = self.known.get() {
+            return known;
+        }
+        let mut changed = Changed { key: false, indexed: false };
+        let (mut keys, mut hot) = (members(self.keys).peekable(), members(self.hot_blocking).peekable());
+        // both sets in ascending order, each column compared once
+        loop {
+            let (k, h) = (keys.peek().copied(), hot.peek().copied());
+            let m = match (k, h) {
+                (None, None) => break,
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) | (None, Some(a)) => a,
+            };
+            let (in_keys, in_hot) = (k == Some(m), h == Some(m));
+            if in_keys {
+                keys.next();
+            }
+            if in_hot {
+                hot.next();
+            }
+            let wanted = (in_keys && !changed.key) || (in_hot && !changed.indexed);
+            if wanted && column_changed(rel, m, old, new) {
+                changed.key |= in_keys;
+                changed.indexed |= in_hot;
+                if changed.key && changed.indexed {
+                    break;
                 }
             }
-        };
-        if changed {
-            return true;
+        }
+        self.known.set(Some(changed));
+        changed
+    }
+}
+
+impl Drop for UpdateColumns {
+    fn drop(&mut self) {
+        // SAFETY: the copies key_columns / hot_blocking_columns returned,
+        // palloc'd, ours (bms_free takes NULL).
+        unsafe {
+            pg_sys::bms_free(self.keys);
+            pg_sys::bms_free(self.hot_blocking);
         }
     }
 }

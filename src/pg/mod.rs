@@ -9,6 +9,7 @@ pub mod htup;
 pub mod index_scan;
 pub mod locator;
 pub mod logical;
+pub mod meta_epoch;
 pub mod multixact;
 pub mod page;
 pub mod predicate;

@@ -118,12 +118,33 @@ pub fn active_snapshot() -> Snap {
     // SAFETY: reads the snapshot manager's stack; the active snapshot stays
     // valid while it is pushed, for the statement the caller runs in.
     unsafe {
-        if pg_sys::ActiveSnapshotSet() {
-            Snap::from_raw(pg_sys::GetActiveSnapshot())
+        if ActiveSnapshotSet() {
+            Snap::from_raw(GetActiveSnapshot())
         } else {
             Snap::none()
         }
     }
+}
+
+/// The current (sub)transaction's xid, or InvalidTransactionId when it
+/// has none yet (`GetCurrentTransactionIdIfAny`).
+pub fn current_xid_if_any() -> pg_sys::TransactionId {
+    // SAFETY: reads the backend's transaction state.
+    unsafe { GetCurrentTransactionIdIfAny() }
+}
+
+// Not guarded: each only reads a backend-local variable (snapmgr.c's
+// active snapshot stack, xact.c's current transaction state; their bodies
+// hold Asserts and no ereport in PG15 and PG18), so no ERROR can jump over
+// Rust frames; the planner's size estimate and every row change call them
+// (pgrx's guard costs a sigsetjmp per call).
+unsafe extern "C-unwind" {
+    /// utils/snapmgr.h
+    fn ActiveSnapshotSet() -> bool;
+    /// utils/snapmgr.h
+    fn GetActiveSnapshot() -> pg_sys::Snapshot;
+    /// access/xact.h
+    fn GetCurrentTransactionIdIfAny() -> pg_sys::TransactionId;
 }
 
 /// Whether MVCC snapshot `snapshot` counts `xid` as running when it was

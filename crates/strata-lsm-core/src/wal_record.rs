@@ -176,41 +176,48 @@ fn tid_bytes((v, o): (u32, u16)) -> [u8; 6] {
 /// Encodes header `after` as a change of `before` (both the first
 /// [`FIXED_HEADER`] bytes of a tuple).
 pub fn encode_header_delta(before: &[u8], after: &[u8], cx: &DeltaContext) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + 24);
+    push_header_delta(&mut out, before, after, cx);
+    out
+}
+
+/// [`encode_header_delta`] appended to `out` (no allocation of its own:
+/// records are encoded on every row change).
+pub fn push_header_delta(out: &mut Vec<u8>, before: &[u8], after: &[u8], cx: &DeltaContext) {
+    let flags_at = out.len();
+    out.extend_from_slice(&[0, 0]);
     let mut flags = 0u16;
-    let mut fields = Vec::with_capacity(24);
-    let u32_field = |at: usize, by_xid: u16, plain: u16, flags: &mut u16, fields: &mut Vec<u8>| {
+    let mut u32_field = |at: usize, by_xid: u16, plain: u16, flags: &mut u16| {
         if after[at..at + 4] != before[at..at + 4] {
             if format::u32_at(after, at) == cx.xid && cx.xid != 0 {
                 *flags |= by_xid;
             } else {
                 *flags |= plain;
-                fields.extend_from_slice(&after[at..at + 4]);
+                out.extend_from_slice(&after[at..at + 4]);
             }
         }
     };
-    u32_field(0, delta::XMIN_XID, delta::XMIN, &mut flags, &mut fields);
-    u32_field(4, delta::XMAX_XID, delta::XMAX, &mut flags, &mut fields);
+    u32_field(0, delta::XMIN_XID, delta::XMIN, &mut flags);
+    u32_field(4, delta::XMAX_XID, delta::XMAX, &mut flags);
     if after[8..12] != before[8..12] {
         flags |= delta::CID;
-        fields.extend_from_slice(&after[8..12]);
+        out.extend_from_slice(&after[8..12]);
     }
     if after[12..18] != before[12..18] {
         if cx.new_tid.is_some_and(|t| tid_bytes(t) == after[12..18]) {
             flags |= delta::CTID_NEW;
         } else {
             flags |= delta::CTID;
-            fields.extend_from_slice(&after[12..18]);
+            out.extend_from_slice(&after[12..18]);
         }
     }
     for (at, len, bit) in [(18, 2, delta::MASK2), (20, 2, delta::MASK), (22, 1, delta::HOFF)] {
         if after[at..at + len] != before[at..at + len] {
             flags |= bit;
-            fields.extend_from_slice(&after[at..at + len]);
+            out.extend_from_slice(&after[at..at + len]);
         }
     }
-    let mut out = flags.to_le_bytes().to_vec();
-    out.extend_from_slice(&fields);
-    out
+    out[flags_at..flags_at + 2].copy_from_slice(&flags.to_le_bytes());
 }
 
 /// Bytes of the header delta at `data[at..]` (flags and the fields they
@@ -386,12 +393,11 @@ pub struct ShortUpdate<'a> {
 /// `tuple` at `item` (its header as a delta from zeros, by `cx`), and the
 /// old version's stamp when it is on the same page.
 pub fn encode_short_update(item: u16, tuple: &[u8], cx: &DeltaContext, stamp: Option<&Stamp>) -> Vec<u8> {
-    let delta = encode_header_delta(&[0u8; FIXED_HEADER], &tuple[..FIXED_HEADER], cx);
     let tail = &tuple[FIXED_HEADER..];
-    let mut out = Vec::with_capacity(4 + delta.len() + tail.len() + 32);
+    let mut out = Vec::with_capacity(4 + 26 + tail.len() + 40);
     out.extend_from_slice(&item.to_le_bytes());
     out.extend_from_slice(&(tail.len() as u16).to_le_bytes());
-    out.extend_from_slice(&delta);
+    push_header_delta(&mut out, &[0u8; FIXED_HEADER], &tuple[..FIXED_HEADER], cx);
     out.extend_from_slice(tail);
     if let Some(s) = stamp {
         s.encode(&mut out);

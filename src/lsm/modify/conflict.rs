@@ -162,26 +162,27 @@ pub(super) fn release_tuplock(rel: Rel, tid: pg_sys::ItemPointerData, tuplock: O
 /// changes a key column, which is decided on the old version under its page
 /// lock the first time `acquire` sees it (as in `heap_update`).
 #[derive(Clone, Copy)]
-pub(super) enum Strength {
+pub(super) enum Strength<'a> {
     Known(Mode),
-    /// An update to `new`; `keys` are the key columns (`htup::key_columns`).
+    /// An update to `new`, compared over `cols` (the answer stays in
+    /// `cols` for the rest of the UPDATE).
     UpdateTo {
         new: pg_sys::HeapTuple,
-        keys: *const pg_sys::Bitmapset,
+        cols: &'a htup::UpdateColumns,
     },
 }
 
-impl Strength {
+impl Strength<'_> {
     /// `old` gives the old version with its data (materialized only when needed).
     pub(super) fn resolve(
         &mut self,
         rel: Rel,
         old: impl FnOnce() -> pg_sys::HeapTupleData,
     ) -> Mode {
-        if let Strength::UpdateTo { new, keys } = *self {
+        if let Strength::UpdateTo { new, cols } = *self {
             let mut old = old();
-            let changed = htup::columns_changed(rel, keys, &mut old, new);
-            *self = Strength::Known(if changed {
+            let changed = cols.changed(rel, &mut old, new);
+            *self = Strength::Known(if changed.key {
                 Mode::Exclusive
             } else {
                 Mode::NoKeyExclusive
@@ -207,7 +208,7 @@ pub(super) fn acquire(
     wait: Wait,
     mut tmfd: Option<&mut pg_sys::TM_FailureData>,
     what: &str,
-    strength: &mut Strength,
+    strength: &mut Strength<'_>,
     update: bool,
 ) -> Outcome {
     multixact::set_oldest_member();

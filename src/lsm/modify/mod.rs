@@ -142,13 +142,12 @@ pub fn update(
         Wait::ReturnBeingModified
     };
     let xid = current_xid();
-    let keys = htup::key_columns(rel);
-    let hot_blocking = htup::hot_blocking_columns(rel);
+    let cols = htup::UpdateColumns::of(rel);
     // read before any page is locked (it cannot move while this statement's
     // lock is held)
     let floor = super::manifest_cache::append_floor(rel);
     let (new, should_free) = slot_tuple(rel, slot);
-    let mut strength = Strength::UpdateTo { new, keys };
+    let mut strength = Strength::UpdateTo { new, cols: &cols };
     let result = loop {
         let outcome = acquire(
             rel,
@@ -183,7 +182,7 @@ pub fn update(
             let together = Together {
                 xid,
                 cid,
-                hot_blocking,
+                cols: &cols,
                 keys_updated,
                 floor,
             };
@@ -200,7 +199,7 @@ pub fn update(
         let carry = (!acq.keep.is_empty()).then(|| carried_locks(loc.header));
         acq.page.unlock(); // keep the pin: the old version's bytes stay put
         let (tuple, should_free) = slot_tuple(rel, slot);
-        let index_stable = !htup::columns_changed(rel, hot_blocking, &mut old, tuple);
+        let index_stable = !cols.changed(rel, &mut old, tuple).indexed;
         let stored = prepare_insert(rel, tuple, xid, cid, 0, Some(&mut old));
         // SAFETY: the tuple about to be stored is ours to write.
         let t = unsafe { (*stored).t_data };
@@ -255,10 +254,5 @@ pub fn update(
         kill_tid(rel, new_tid); // lost a race: retry from the top
     };
     free_if(new, should_free);
-    // SAFETY: the bitmaps htup returned, not used any more.
-    unsafe {
-        pg_sys::bms_free(keys);
-        pg_sys::bms_free(hot_blocking);
-    }
     result
 }

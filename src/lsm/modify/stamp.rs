@@ -159,15 +159,15 @@ impl StampPlan {
 /// page changes are one WAL record ([`storage::append_and_stamp`]). Not
 /// when lockers must be carried over or the toaster must run (it writes
 /// another table): those take [`update`]'s general path.
-pub(super) struct Together {
+pub(super) struct Together<'a> {
     pub(super) xid: pg_sys::TransactionId,
     pub(super) cid: pg_sys::CommandId,
-    pub(super) hot_blocking: *mut pg_sys::Bitmapset,
+    pub(super) cols: &'a htup::UpdateColumns,
     pub(super) keys_updated: bool,
     pub(super) floor: Option<u32>,
 }
 
-impl Together {
+impl Together<'_> {
     /// The new version's TID and whether it is heap-only; None (nothing
     /// changed, the old page still locked) when the general path must run.
     pub(super) fn update(
@@ -187,7 +187,7 @@ impl Together {
             free_if(tuple, should_free);
             return None;
         };
-        let index_stable = !htup::columns_changed(rel, self.hot_blocking, old, tuple);
+        let index_stable = !self.cols.changed(rel, old, tuple).indexed;
         let stored = prepare_insert(rel, tuple, self.xid, self.cid, 0, Some(old));
         debug_assert!(stored == tuple, "no toasting on this path");
         // SAFETY: the tuple about to be stored is ours to write.
