@@ -10,10 +10,13 @@
 //!
 //! Validity. Every manifest change is a WAL-logged write of the metapage
 //! (L0 page allocation, flush and merge switches, pending pruning), so an
-//! unchanged metapage LSN means an unchanged manifest: [`Trust::Validate`]
-//! pins the metapage (through `ReadRecentBuffer`: no buffer-mapping
-//! lookup) and compares its LSN, read without the content lock (see
-//! [`check`]; the lock only to read a changed page). The pages below the
+//! unchanged metapage LSN means an unchanged manifest — and so does an
+//! unchanged [`meta_epoch`] counter of the file, which every such write
+//! bumps: [`Trust::Validate`] loads that counter, and only when it moved
+//! (or there is none to trust: recovery, no preloading) pins the metapage
+//! (through `ReadRecentBuffer`: no buffer-mapping lookup) and compares its
+//! LSN, read without the content lock (see [`check`]; the lock only to read
+//! a changed page). The pages below the
 //! metapage that the copy also caches change with it or not at all: L0
 //! directory pages only grow while L0's first block and the slot's block
 //! stay, run roots and leaves are written once — except by VACUUM's file

@@ -24,8 +24,7 @@
 
 use super::relation::Rel;
 use super::shmem;
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 const SLOTS: usize = 4096;
 const NAME: &std::ffi::CStr = c"strata block 0 epochs";
@@ -68,20 +67,20 @@ fn slot_of(file: (u32, u32, u32)) -> usize {
     (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize % SLOTS
 }
 
-thread_local! {
-    /// Recovery was seen over (it does not start again in a backend).
-    static RECOVERY_OVER: Cell<bool> = const { Cell::new(false) };
-}
+/// Recovery was seen over (it does not start again in a backend). A
+/// process-wide flag, not a thread-local: a shared library's thread-locals
+/// cost a `__tls_get_addr` call per access.
+static RECOVERY_OVER: AtomicBool = AtomicBool::new(false);
 
 /// The counter of `rel`'s file, to remember with a copy of its block 0
 /// (None: there is none to trust; check the page).
 pub fn current(rel: Rel) -> Option<u64> {
     let t = table()?;
-    if !RECOVERY_OVER.get() {
+    if !RECOVERY_OVER.load(Ordering::Relaxed) {
         if super::xact::in_recovery() {
             return None;
         }
-        RECOVERY_OVER.set(true);
+        RECOVERY_OVER.store(true, Ordering::Relaxed);
     }
     Some(t[slot_of(super::rel::file_locator(rel))].load(Ordering::Acquire))
 }
