@@ -201,13 +201,10 @@ pub fn chain_step(
 /// The members of the new xmax: the kept ones plus the requester, minus
 /// weaker entries of the requester's own xid that the new one subsumes.
 pub fn merged(keep: &[Member], new: Member) -> Vec<Member> {
-    let mut out: Vec<Member> = keep
-        .iter()
-        .copied()
-        .filter(|m| {
-            !(m.xid == new.xid && !m.status.is_update() && m.status.mode() <= new.status.mode())
-        })
-        .collect();
+    let mut out: Vec<Member> = Vec::with_capacity(keep.len() + 1);
+    out.extend(keep.iter().copied().filter(|m| {
+        !(m.xid == new.xid && !m.status.is_update() && m.status.mode() <= new.status.mode())
+    }));
     out.push(new);
     out
 }
