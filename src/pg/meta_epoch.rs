@@ -24,7 +24,7 @@
 
 use super::relation::Rel;
 use super::shmem;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const SLOTS: usize = 4096;
 const NAME: &std::ffi::CStr = c"strata block 0 epochs";
@@ -61,34 +61,30 @@ fn table() -> Option<&'static [AtomicU64]> {
     }
 }
 
+fn file_of(rel: Rel) -> (u32, u32, u32) {
+    super::locator::parts(&super::locator::of(rel))
+}
+
 fn slot_of(file: (u32, u32, u32)) -> usize {
     let (spc, db, num) = file;
     let h = (spc as u64) << 42 ^ (db as u64) << 21 ^ num as u64;
     (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize % SLOTS
 }
 
-/// Recovery was seen over (it does not start again in a backend). A
-/// process-wide flag, not a thread-local: a shared library's thread-locals
-/// cost a `__tls_get_addr` call per access.
-static RECOVERY_OVER: AtomicBool = AtomicBool::new(false);
-
 /// The counter of `rel`'s file, to remember with a copy of its block 0
 /// (None: there is none to trust; check the page).
 pub fn current(rel: Rel) -> Option<u64> {
     let t = table()?;
-    if !RECOVERY_OVER.load(Ordering::Relaxed) {
-        if super::xact::in_recovery() {
-            return None;
-        }
-        RECOVERY_OVER.store(true, Ordering::Relaxed);
+    if super::xact::in_recovery() {
+        return None;
     }
-    Some(t[slot_of(super::rel::file_locator(rel))].load(Ordering::Acquire))
+    Some(t[slot_of(file_of(rel))].load(Ordering::Acquire))
 }
 
 /// Marks a change of `rel`'s block 0 (see the rule above).
 pub fn bump(rel: Rel) {
     if let Some(t) = table() {
-        t[slot_of(super::rel::file_locator(rel))].fetch_add(1, Ordering::AcqRel);
+        t[slot_of(file_of(rel))].fetch_add(1, Ordering::AcqRel);
     }
 }
 

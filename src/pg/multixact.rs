@@ -71,8 +71,7 @@ pub fn did_commit(xid: u32) -> bool {
 
 /// `TransactionIdIsCurrentTransactionId`.
 pub fn is_current(xid: u32) -> bool {
-    // SAFETY: lookup in the backend's transaction state.
-    unsafe { pg_sys::TransactionIdIsCurrentTransactionId(pg_sys::TransactionId::from(xid)) }
+    super::xact::is_current_xid(pg_sys::TransactionId::from(xid))
 }
 
 /// Waits for `xid` to end (`XactLockTableWait`); raises on cancel or deadlock.

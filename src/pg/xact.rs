@@ -133,11 +133,12 @@ pub fn current_xid_if_any() -> pg_sys::TransactionId {
     unsafe { GetCurrentTransactionIdIfAny() }
 }
 
-// Not guarded: each only reads a backend-local variable (snapmgr.c's
-// active snapshot stack, xact.c's current transaction state; their bodies
-// hold Asserts and no ereport in PG15 and PG18), so no ERROR can jump over
-// Rust frames; the planner's size estimate and every row change call them
-// (pgrx's guard costs a sigsetjmp per call).
+// Not guarded: each only reads backend-local state (snapmgr.c's active
+// snapshot stack, xact.c's transaction state stack and parallel xids; their
+// bodies hold Asserts and no ereport in PG15 and PG18), so no ERROR can jump
+// over Rust frames; the planner's size estimate, every row change and every
+// visibility decision of a chain walk call them (pgrx's guard costs a
+// sigsetjmp per call).
 unsafe extern "C-unwind" {
     /// utils/snapmgr.h
     fn ActiveSnapshotSet() -> bool;
@@ -145,6 +146,15 @@ unsafe extern "C-unwind" {
     fn GetActiveSnapshot() -> pg_sys::Snapshot;
     /// access/xact.h
     fn GetCurrentTransactionIdIfAny() -> pg_sys::TransactionId;
+    /// access/xact.h (also reads the parallel-worker xid array)
+    fn TransactionIdIsCurrentTransactionId(xid: pg_sys::TransactionId) -> bool;
+}
+
+/// Whether `xid` is this backend's (sub)transaction's, or a parent's
+/// (`TransactionIdIsCurrentTransactionId`).
+pub fn is_current_xid(xid: pg_sys::TransactionId) -> bool {
+    // SAFETY: reads the backend's transaction state.
+    unsafe { TransactionIdIsCurrentTransactionId(xid) }
 }
 
 /// Whether MVCC snapshot `snapshot` counts `xid` as running when it was
@@ -166,6 +176,20 @@ pub fn oldest_nonremovable_xid(rel: Rel) -> pg_sys::TransactionId {
 
 /// Whether this server is replaying WAL (a standby, or crash recovery).
 pub fn in_recovery() -> bool {
+    // once over, recovery does not start again in this process: no call
+    // (guarded, and PostgreSQL's own check is a shared read) from then on
+    if RECOVERY_OVER.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
     // SAFETY: reads shared recovery state.
-    unsafe { pg_sys::RecoveryInProgress() }
+    let during = unsafe { pg_sys::RecoveryInProgress() };
+    if !during {
+        RECOVERY_OVER.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    during
 }
+
+/// Recovery was seen over by this process. Process-wide, not a
+/// thread-local: a shared library's thread-locals cost a `__tls_get_addr`
+/// call per access.
+static RECOVERY_OVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
