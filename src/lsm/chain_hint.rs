@@ -67,12 +67,8 @@ fn request() {
 }
 
 fn startup() {
-    let (base, found) = shmem::init_struct(NAME, SLOTS * WORDS * 4);
-    if !found {
-        // SAFETY: the region was just allocated for us, SLOTS * WORDS words;
-        // zeroed slots are empty.
-        unsafe { std::ptr::write_bytes(base, 0, SLOTS * WORDS * 4) };
-    }
+    // zeroed slots are empty
+    let base = shmem::init_zeroed(NAME, SLOTS * WORDS * 4);
     // SAFETY: the postmaster's single thread, before backends fork.
     unsafe { TABLE = base as *const AtomicU32 };
 }

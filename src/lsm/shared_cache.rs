@@ -62,12 +62,8 @@ fn request() {
 
 fn startup() {
     let part_len = part_len(gucs::block_cache_bytes());
-    let (base, found) = shmem::init_struct(NAME, part_len * PARTITIONS);
-    if !found {
-        // SAFETY: the region was just allocated for us, part_len * PARTITIONS
-        // bytes; zeroed partitions are empty.
-        unsafe { std::ptr::write_bytes(base, 0, part_len * PARTITIONS) };
-    }
+    // zeroed partitions are empty
+    let base = shmem::init_zeroed(NAME, part_len * PARTITIONS);
     let locks = shmem::named_locks(TRANCHE);
     // SAFETY: the postmaster's single thread, before backends fork.
     unsafe { SHARED = Some(Shared { base, part_len, locks }) };

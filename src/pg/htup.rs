@@ -251,17 +251,20 @@ pub fn xmax_locked_only(mask: u32) -> bool {
         || mask & (pg_sys::HEAP_XMAX_IS_MULTI | pg_sys::HEAP_LOCK_MASK) == pg_sys::HEAP_XMAX_EXCL_LOCK
 }
 
-/// The members of a bitmapset (null: none), read from its words in place:
-/// `bms_next_member` per member would be a guarded call each.
-fn members(set: *const pg_sys::Bitmapset) -> impl Iterator<Item = i32> {
-    let words: &[u64] = if set.is_null() {
-        &[]
-    } else {
-        // SAFETY: a valid bitmapset, not changed while it is read: `nwords`
-        // words follow its header.
-        unsafe { (*set).words.as_slice((*set).nwords as usize) }
-    };
-    words.iter().enumerate().flat_map(|(i, &w)| {
+/// The words of a bitmapset (null: none), read in place: `bms_next_member`
+/// per member would be a guarded call each.
+fn words<'a>(set: *const pg_sys::Bitmapset) -> &'a [u64] {
+    if set.is_null() {
+        return &[];
+    }
+    // SAFETY: a valid bitmapset, not changed while the caller reads it:
+    // `nwords` words follow its header.
+    unsafe { (*set).words.as_slice((*set).nwords as usize) }
+}
+
+/// The members of bitmap words, ascending.
+fn members_of(words: impl Iterator<Item = u64>) -> impl Iterator<Item = i32> {
+    words.enumerate().flat_map(|(i, w)| {
         let mut rest = w;
         std::iter::from_fn(move || {
             (rest != 0).then(|| {
@@ -275,10 +278,10 @@ fn members(set: *const pg_sys::Bitmapset) -> impl Iterator<Item = i32> {
 
 /// Whether a member of an index-attribute bitmap (offset by
 /// `FirstLowInvalidHeapAttributeNumber`) differs between two formed tuples
-/// of `rel` (`HeapDetermineColumnsInfo`: datums compared bit for bit;
+/// of `desc` (`HeapDetermineColumnsInfo`: datums compared bit for bit;
 /// whole-row and system column references count as changed, like heap's).
 fn column_changed(
-    rel: Rel,
+    desc: &pgrx::PgTupleDesc,
     member: i32,
     old: *mut pg_sys::HeapTupleData,
     new: *mut pg_sys::HeapTupleData,
@@ -287,21 +290,28 @@ fn column_changed(
     if attnum <= 0 {
         return attnum != pg_sys::TableOidAttributeNumber;
     }
-    let desc = rel.data().rd_att;
     let n = std::num::NonZeroUsize::new(attnum as usize).expect("positive attnum");
-    // SAFETY: both tuples are formed tuples of `rel`'s descriptor (which
-    // outlives this call); attnum is a user column of it.
+    // SAFETY: both tuples are formed tuples of `desc`; attnum is a user
+    // column of it.
     unsafe {
-        match (pgrx::heap_getattr_raw(old, n, desc), pgrx::heap_getattr_raw(new, n, desc)) {
+        match (
+            pgrx::heap_getattr_raw(old, n, desc.as_ptr()),
+            pgrx::heap_getattr_raw(new, n, desc.as_ptr()),
+        ) {
             (None, None) => false,
             (Some(a), Some(b)) => {
-                let atts = pgrx::PgTupleDesc::from_pg_unchecked(desc);
-                let att = atts.get(attnum as usize - 1).expect("attribute in descriptor");
+                let att = desc.get(attnum as usize - 1).expect("attribute in descriptor");
                 !datumIsEqual(a, b, att.attbyval, att.attlen as i32)
             }
             _ => true,
         }
     }
+}
+
+/// `rel`'s tuple descriptor, for [`column_changed`].
+fn descriptor(rel: Rel) -> pgrx::PgTupleDesc<'static> {
+    // SAFETY: an open relation, whose descriptor outlives the comparison.
+    unsafe { pgrx::PgTupleDesc::from_pg_unchecked(rel.tupdesc()) }
 }
 
 /// Whether an update from `old` to `new` changes one of the `cols` columns
@@ -313,7 +323,8 @@ pub fn columns_changed(
     old: *mut pg_sys::HeapTupleData,
     new: *mut pg_sys::HeapTupleData,
 ) -> bool {
-    members(cols).any(|m| column_changed(rel, m, old, new))
+    let desc = descriptor(rel);
+    members_of(words(cols).iter().copied()).any(|m| column_changed(&desc, m, old, new))
 }
 
 /// What an UPDATE changes among the columns its checks look at.
@@ -361,24 +372,16 @@ impl UpdateColumns {
             return known;
         }
         let mut changed = Changed { key: false, indexed: false };
-        let (mut keys, mut hot) = (members(self.keys).peekable(), members(self.hot_blocking).peekable());
-        // both sets in ascending order, each column compared once
-        loop {
-            let (k, h) = (keys.peek().copied(), hot.peek().copied());
-            let m = match (k, h) {
-                (None, None) => break,
-                (Some(a), Some(b)) => a.min(b),
-                (Some(a), None) | (None, Some(a)) => a,
-            };
-            let (in_keys, in_hot) = (k == Some(m), h == Some(m));
-            if in_keys {
-                keys.next();
-            }
-            if in_hot {
-                hot.next();
-            }
+        let (keys, hot) = (words(self.keys), words(self.hot_blocking));
+        let at = |set: &[u64], m: i32| set.get(m as usize / 64).is_some_and(|w| w >> (m % 64) & 1 == 1);
+        let union = (0..keys.len().max(hot.len()))
+            .map(|i| keys.get(i).copied().unwrap_or(0) | hot.get(i).copied().unwrap_or(0));
+        let desc = descriptor(rel);
+        // each column of either set compared once, in ascending order
+        for m in members_of(union) {
+            let (in_keys, in_hot) = (at(keys, m), at(hot, m));
             let wanted = (in_keys && !changed.key) || (in_hot && !changed.indexed);
-            if wanted && column_changed(rel, m, old, new) {
+            if wanted && column_changed(&desc, m, old, new) {
                 changed.key |= in_keys;
                 changed.indexed |= in_hot;
                 if changed.key && changed.indexed {

@@ -43,11 +43,7 @@ fn request() {
 }
 
 fn startup() {
-    let (base, found) = shmem::init_struct(NAME, SLOTS * 8);
-    if !found {
-        // SAFETY: the region was just allocated for us, SLOTS counters.
-        unsafe { std::ptr::write_bytes(base, 0, SLOTS * 8) };
-    }
+    let base = shmem::init_zeroed(NAME, SLOTS * 8);
     // SAFETY: the postmaster's single thread, before backends fork.
     unsafe { TABLE = base as *const AtomicU64 };
 }

@@ -101,6 +101,17 @@ pub fn init_struct(name: &'static CStr, bytes: usize) -> (*mut u8, bool) {
     }
 }
 
+/// [`init_struct`] zeroed when it was just made (not when a backend
+/// attaches): for tables whose zeroed entries are empty.
+pub fn init_zeroed(name: &'static CStr, bytes: usize) -> *mut u8 {
+    let (base, found) = init_struct(name, bytes);
+    if !found {
+        // SAFETY: the region was just allocated for us, `bytes` long.
+        unsafe { std::ptr::write_bytes(base, 0, bytes) };
+    }
+    base
+}
+
 /// The first lock of the tranche `tranche` (asked for by [`request`]).
 pub fn named_locks(tranche: &'static CStr) -> *mut pg_sys::LWLockPadded {
     // SAFETY: the tranche was requested while preloading; raises if not.
