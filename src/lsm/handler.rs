@@ -131,6 +131,9 @@ unsafe extern "C-unwind" fn parallelscan_initialize(
 ) -> pg_sys::Size {
     // SAFETY: PostgreSQL hands the callback an open relation.
     let rel = unsafe { Rel::from_raw(rel) };
+    // this transaction's load ends before the workers' components are
+    // read (scan_begin would end it only after they were copied)
+    super::bulk::finish_open(rel);
     // SAFETY: shared memory area sized by parallelscan_estimate; the block
     // state comes first, the leader's Live after it.
     unsafe {
@@ -147,6 +150,7 @@ unsafe extern "C-unwind" fn parallelscan_reinitialize(
 ) {
     // SAFETY: PostgreSQL hands the callback an open relation.
     let rel = unsafe { Rel::from_raw(rel) };
+    super::bulk::finish_open(rel);
     // SAFETY: as above; a rescan reads the components anew.
     unsafe {
         pg_sys::table_block_parallelscan_reinitialize(rel.raw(), pscan);
