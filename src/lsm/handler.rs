@@ -86,11 +86,15 @@ unsafe extern "C-unwind" fn scan_getnextslot(
     // SAFETY: PostgreSQL hands the callback a valid slot.
     let slot = unsafe { Slot::from_raw(slot) };
     let forward = direction != pg_sys::ScanDirection::BackwardScanDirection;
-    if scan::next_in_batch(scan_of(s), forward, slot) {
-        return true;
-    }
     // SAFETY: same arguments, guarded.
-    unsafe { scan_getnextslot_guarded(s, direction, slot.raw()) }
+    let found = scan::next_in_batch(scan_of(s), forward, slot)
+        || unsafe { scan_getnextslot_guarded(s, direction, slot.raw()) };
+    if found {
+        // seq_tup_read: a counter in backend memory (no Postgres call)
+        // SAFETY: the scan's relation, open while the scan is.
+        crate::pg::stats::count_returned(unsafe { Rel::from_raw((*s).rs_rd) });
+    }
+    found
 }
 
 #[pg_guard]

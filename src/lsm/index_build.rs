@@ -313,6 +313,11 @@ pub unsafe extern "C-unwind" fn index_build_range_scan(
         }
     };
 
+    if scan.is_null() {
+        // heap's build begins a sequential scan of its own, counted as one
+        // (a given scan was counted when it began)
+        crate::pg::stats::count_table_scan(table, true);
+    }
     let mut chains: Vec<pg_sys::ItemPointerData> = Vec::new();
     let mut walker = chain::Walker::new(table, 0);
     while let Some(block) = next() {
@@ -332,6 +337,9 @@ pub unsafe extern "C-unwind" fn index_build_range_scan(
                     Some(t) => t,
                     None => continue,
                 };
+                // every version the build reads, as heap's scan returns
+                // each tuple to it (seq_tup_read)
+                crate::pg::stats::count_returned(table);
                 if by_tid && !(vrange.0..vrange.1).contains(&htup::tid_block(&t.t_self)) {
                     continue;
                 }

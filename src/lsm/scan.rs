@@ -27,6 +27,7 @@ use crate::pg::buffer::{self, INVALID_BLOCK};
 use crate::pg::htup;
 use crate::pg::page;
 use crate::pg::predicate;
+use crate::pg::stats;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -165,6 +166,7 @@ pub fn begin(
     if flags & whole != 0 {
         predicate::lock_relation(rel, snapshot);
     }
+    stats::count_table_scan(rel, flags & pg_sys::ScanOptions::SO_TYPE_SEQSCAN != 0);
     scan
 }
 
@@ -210,6 +212,8 @@ pub fn rescan(s: &mut LsmScan) {
     }
     s.npieces = 0;
     s.next_piece = 0;
+    let sequential = s.base.rs_flags & pg_sys::ScanOptions::SO_TYPE_SEQSCAN != 0;
+    stats::count_table_scan(s.rel(), sequential);
 }
 
 /// # Safety
@@ -626,6 +630,14 @@ fn bitmap_next_piece(s: &mut LsmScan) -> bool {
 /// The next visible tuple of the current bitmap page, if any: the page's
 /// own visible versions, then those its chains lead to.
 fn bitmap_emit_next(s: &mut LsmScan, slot: Slot) -> bool {
+    let found = bitmap_find_next(s, slot);
+    if found {
+        stats::count_fetched(s.rel());
+    }
+    found
+}
+
+fn bitmap_find_next(s: &mut LsmScan, slot: Slot) -> bool {
     loop {
         let next = s.pos + 1;
         if s.buf != 0 && (next as usize) < s.count {
@@ -772,6 +784,7 @@ pub unsafe fn sample_next_tuple(
         }
         if let Some(i) = s.offsets[..s.count].iter().position(|o| *o == off) {
             emit(s, i as isize, slot);
+            stats::count_returned(s.rel());
             return true;
         }
     }

@@ -1,9 +1,115 @@
-//! Cumulative statistics that index access methods report themselves:
+//! Cumulative statistics that access methods report themselves:
 //! `pg_stat_*_indexes.idx_scan` and PG18's `Index Searches` in EXPLAIN
-//! ANALYZE. (`idx_tup_read` is counted by `index_getnext_tid` for us.)
+//! ANALYZE (`idx_tup_read` is counted by `index_getnext_tid` for us), and a
+//! table's `seq_scan`, `seq_tup_read` and bitmap-fetched rows, which heap
+//! counts in its scan code (`pgstat_count_heap_scan`, `_getnext`, `_fetch`).
 
 use super::relation::Rel;
 use pgrx::pg_sys;
+
+type Counts = pg_sys::PgStat_TableCounts;
+
+/// The relation's counters in this backend's pending statistics, set up on
+/// first use — the expansion of `pgstat_should_count_relation`; None when
+/// statistics are not collected for it.
+///
+/// # Safety
+/// `rel` is an open relation.
+unsafe fn counts(rel: pg_sys::Relation) -> Option<&'static mut Counts> {
+    // SAFETY: an open relation; pgstat_info is null or the relation's
+    // entry, which lives while the relation is open and belongs to this
+    // backend; pgstat_assoc_relation sets it up.
+    unsafe {
+        if (*rel).pgstat_info.is_null() {
+            if !(*rel).pgstat_enabled {
+                return None;
+            }
+            pg_sys::pgstat_assoc_relation(rel);
+        }
+        let info = (*rel).pgstat_info;
+        if info.is_null() {
+            return None;
+        }
+        #[cfg(feature = "pg15")]
+        {
+            Some(&mut (*info).t_counts)
+        }
+        #[cfg(not(feature = "pg15"))]
+        {
+            Some(&mut (*info).counts)
+        }
+    }
+}
+
+/// The counters of a relation whose statistics entry [`counts`] already
+/// set up (none otherwise): plain memory, no Postgres call, for the
+/// unguarded row-at-a-time paths.
+fn counts_if_set(rel: Rel) -> Option<&'static mut Counts> {
+    // SAFETY: an open relation; as in `counts`.
+    unsafe {
+        let info = rel.data().pgstat_info;
+        if info.is_null() {
+            return None;
+        }
+        #[cfg(feature = "pg15")]
+        {
+            Some(&mut (*info).t_counts)
+        }
+        #[cfg(not(feature = "pg15"))]
+        {
+            Some(&mut (*info).counts)
+        }
+    }
+}
+
+/// A table scan starts (or restarts): its statistics entry is set up, and a
+/// sequential scan is counted (`pg_stat_*_tables.seq_scan`, heap's
+/// `pgstat_count_heap_scan` in `initscan`).
+pub fn count_table_scan(rel: Rel, sequential: bool) {
+    // SAFETY: an open relation.
+    if let Some(c) = unsafe { counts(rel.raw()) } {
+        if sequential {
+            #[cfg(feature = "pg15")]
+            {
+                c.t_numscans += 1;
+            }
+            #[cfg(not(feature = "pg15"))]
+            {
+                c.numscans += 1;
+            }
+        }
+    }
+}
+
+/// A row returned by a sequential, TID range or sample scan
+/// (`seq_tup_read`, heap's `pgstat_count_heap_getnext`).
+#[inline]
+pub fn count_returned(rel: Rel) {
+    if let Some(c) = counts_if_set(rel) {
+        #[cfg(feature = "pg15")]
+        {
+            c.t_tuples_returned += 1;
+        }
+        #[cfg(not(feature = "pg15"))]
+        {
+            c.tuples_returned += 1;
+        }
+    }
+}
+
+/// A row returned by a bitmap scan (heap's `pgstat_count_heap_fetch`).
+pub fn count_fetched(rel: Rel) {
+    if let Some(c) = counts_if_set(rel) {
+        #[cfg(feature = "pg15")]
+        {
+            c.t_tuples_fetched += 1;
+        }
+        #[cfg(not(feature = "pg15"))]
+        {
+            c.tuples_fetched += 1;
+        }
+    }
+}
 
 /// One index scan started searching: `pgstat_count_index_scan(rel)` and, on
 /// PG18, `scan->instrument->nsearches++` — what btree and pgvector do once
@@ -16,22 +122,14 @@ pub unsafe fn count_index_search(scan: pg_sys::IndexScanDesc) {
     // or the relation's stats entry, and pgstat_assoc_relation sets it up
     // (the expansion of the pgstat_should_count_relation macro).
     unsafe {
-        let rel = (*scan).indexRelation;
-        if (*rel).pgstat_info.is_null() {
-            if !(*rel).pgstat_enabled {
-                return;
-            }
-            pg_sys::pgstat_assoc_relation(rel);
-        }
-        let info = (*rel).pgstat_info;
-        if !info.is_null() {
+        if let Some(c) = counts((*scan).indexRelation) {
             #[cfg(feature = "pg15")]
             {
-                (*info).t_counts.t_numscans += 1;
+                c.t_numscans += 1;
             }
             #[cfg(not(feature = "pg15"))]
             {
-                (*info).counts.numscans += 1;
+                c.numscans += 1;
             }
         }
         #[cfg(not(feature = "pg15"))]

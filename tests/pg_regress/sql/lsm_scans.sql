@@ -139,3 +139,28 @@ FROM (SELECT ctid, id, lag(ctid) OVER () AS prev FROM so WHERE ctid >= '(122,14)
 RESET enable_seqscan;
 DROP TABLE so;
 DROP EXTENSION pageinspect;
+-- scans count in pg_stat_user_tables as heap's do: the same statements on a
+-- heap and an lsm table give the same seq_scan, seq_tup_read (sequential,
+-- TID range and sample scans) and idx_tup_fetch (bitmap scans' rows)
+CREATE TABLE stat_heap (id int PRIMARY KEY, v text) USING heap;
+CREATE TABLE stat_lsm (id int PRIMARY KEY, v text) USING lsm;
+INSERT INTO stat_heap SELECT g, 'v' || g FROM generate_series(1, 300) g;
+INSERT INTO stat_lsm SELECT g, 'v' || g FROM generate_series(1, 300) g;
+SELECT count(*) FROM stat_heap;
+SELECT count(*) FROM stat_lsm;
+CREATE INDEX ON stat_heap (v);
+CREATE INDEX ON stat_lsm (v);
+SELECT count(*) FROM stat_heap TABLESAMPLE BERNOULLI (100);
+SELECT count(*) FROM stat_lsm TABLESAMPLE BERNOULLI (100);
+SET enable_seqscan = off;
+SELECT count(*) FROM stat_heap WHERE ctid >= '(0,1)';
+SELECT count(*) FROM stat_lsm WHERE ctid >= '(0,1)';
+SET enable_indexscan = off;
+SELECT count(*) FROM stat_heap WHERE id <= 40;
+SELECT count(*) FROM stat_lsm WHERE id <= 40;
+RESET enable_indexscan;
+RESET enable_seqscan;
+SELECT pg_stat_force_next_flush();
+SELECT relname, seq_scan, seq_tup_read, idx_scan, idx_tup_fetch
+FROM pg_stat_user_tables WHERE relname IN ('stat_heap', 'stat_lsm') ORDER BY relname;
+DROP TABLE stat_heap, stat_lsm;
