@@ -26,18 +26,24 @@ unsafe fn counts(rel: pg_sys::Relation) -> Option<&'static mut Counts> {
             }
             pg_sys::pgstat_assoc_relation(rel);
         }
-        let info = (*rel).pgstat_info;
-        if info.is_null() {
-            return None;
-        }
-        #[cfg(feature = "pg15")]
-        {
-            Some(&mut (*info).t_counts)
-        }
-        #[cfg(not(feature = "pg15"))]
-        {
-            Some(&mut (*info).counts)
-        }
+        counts_of((*rel).pgstat_info)
+    }
+}
+
+/// The counters of a statistics entry (none for a null one).
+///
+/// # Safety
+/// `info` is null or a relation's live statistics entry in this backend.
+unsafe fn counts_of(info: *mut pg_sys::PgStat_TableStatus) -> Option<&'static mut Counts> {
+    // SAFETY: the caller's entry, when not null.
+    let info = unsafe { info.as_mut() }?;
+    #[cfg(feature = "pg15")]
+    {
+        Some(&mut info.t_counts)
+    }
+    #[cfg(not(feature = "pg15"))]
+    {
+        Some(&mut info.counts)
     }
 }
 
@@ -45,21 +51,8 @@ unsafe fn counts(rel: pg_sys::Relation) -> Option<&'static mut Counts> {
 /// set up (none otherwise): plain memory, no Postgres call, for the
 /// unguarded row-at-a-time paths.
 fn counts_if_set(rel: Rel) -> Option<&'static mut Counts> {
-    // SAFETY: an open relation; as in `counts`.
-    unsafe {
-        let info = rel.data().pgstat_info;
-        if info.is_null() {
-            return None;
-        }
-        #[cfg(feature = "pg15")]
-        {
-            Some(&mut (*info).t_counts)
-        }
-        #[cfg(not(feature = "pg15"))]
-        {
-            Some(&mut (*info).counts)
-        }
-    }
+    // SAFETY: an open relation's entry, as in `counts`.
+    unsafe { counts_of(rel.data().pgstat_info) }
 }
 
 /// A table scan starts (or restarts): its statistics entry is set up, and a
