@@ -26,11 +26,60 @@ pub fn relation_size(rel: Rel, fork: pg_sys::ForkNumber::Type) -> u64 {
     unsafe { pg_sys::table_block_relation_size(rel.raw(), fork) }
 }
 
-/// Like heap: a TOAST table is needed when some column is variable-length.
+/// Heap's rule (`heapam_relation_needs_toast_table`), as rows are toasted
+/// at heap's threshold: a TOAST table is needed when some column may be
+/// toasted (variable-length, storage not PLAIN) and a row may exceed
+/// `TOAST_TUPLE_THRESHOLD` — some column has no maximum size, or the
+/// largest row (header, null bitmap, every column at its maximum) is over it.
 pub fn needs_toast_table(rel: Rel) -> bool {
     // SAFETY: open relation with a valid tuple descriptor that outlives this call.
     let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked(rel.data().rd_att) };
-    desc.iter().any(|att| !att.attisdropped && att.attlen == -1)
+    let mut data_len = 0usize;
+    let mut unbounded = false;
+    let mut toastable = false;
+    for att in desc.iter().filter(|a| !a.attisdropped && !is_virtual(a)) {
+        data_len = align_nominal(data_len, att.attalign as u8);
+        if att.attlen > 0 {
+            data_len += att.attlen as usize;
+            continue;
+        }
+        // SAFETY: a catalog lookup of the column's type.
+        let max = unsafe { pg_sys::type_maximum_size(att.atttypid, att.atttypmod) };
+        match usize::try_from(max) {
+            Ok(max) => data_len += max,
+            Err(_) => unbounded = true,
+        }
+        toastable |= att.attstorage as u8 != pg_sys::TYPSTORAGE_PLAIN;
+    }
+    if !toastable {
+        return false;
+    }
+    let header = crate::page_layout::HEAP_TUPLE_HEADER_SIZE + desc.len().div_ceil(8);
+    unbounded || page::maxalign(header) + page::maxalign(data_len) > crate::pg::htup::TOAST_TUPLE_THRESHOLD
+}
+
+/// A virtual generated column (PG18) has no storage.
+fn is_virtual(att: &pg_sys::FormData_pg_attribute) -> bool {
+    #[cfg(feature = "pg15")]
+    {
+        let _ = att;
+        false
+    }
+    #[cfg(not(feature = "pg15"))]
+    {
+        att.attgenerated as u8 == pg_sys::ATTRIBUTE_GENERATED_VIRTUAL
+    }
+}
+
+/// `att_align_nominal`: `len` rounded up to the column's alignment.
+fn align_nominal(len: usize, attalign: u8) -> usize {
+    let to = match attalign {
+        b'd' => 8,
+        b'i' => 4,
+        b's' => 2,
+        _ => 1,
+    };
+    len.next_multiple_of(to)
 }
 
 /// `relation_estimate_size`, heap's rules over what a scan of an `lsm` table

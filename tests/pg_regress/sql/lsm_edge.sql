@@ -92,3 +92,39 @@ BEGIN
 END $$;
 SELECT :size_before = pg_relation_size('clean_aborted_self_key') AS index_did_not_grow;
 ROLLBACK;
+-- a TOAST table exactly when heap would have one: some column toastable
+-- (not PLAIN) and a row able to pass the TOAST threshold
+DO $$
+DECLARE
+  d text[];
+  am text;
+  p text;
+  i int := 0;
+BEGIN
+  -- columns, then the columns made PLAIN
+  FOREACH d SLICE 1 IN ARRAY ARRAY[['a int, b varchar(10)', ''], ['a int, b text', ''],
+                                   ['a int, b text', 'b'], ['a int, b varchar(200), c varchar(200)', ''],
+                                   ['a int, b varchar(600), c varchar(600)', ''],
+                                   ['a int, b int8[], c text', 'b,c']] LOOP
+    i := i + 1;
+    FOREACH am IN ARRAY ARRAY['lsm', 'heap'] LOOP
+      EXECUTE format('CREATE TABLE toast_%s_%s (%s) USING %s', i, am, d[1], am);
+      FOREACH p IN ARRAY string_to_array(d[2], ',') LOOP
+        EXECUTE format('ALTER TABLE toast_%s_%s ALTER %s SET STORAGE PLAIN', i, am, p);
+      END LOOP;
+    END LOOP;
+  END LOOP;
+END $$;
+SELECT l.relname, l.reltoastrelid <> 0 AS lsm_toast, h.reltoastrelid <> 0 AS heap_toast
+FROM pg_class l JOIN pg_class h ON h.relname = replace(l.relname, '_lsm', '_heap')
+WHERE l.relname LIKE 'toast\_%\_lsm' ORDER BY 1;
+-- a rewrite that leaves no toastable column drops it, like heap's
+ALTER TABLE toast_2_lsm ALTER b SET STORAGE PLAIN;
+ALTER TABLE toast_2_lsm ADD x int DEFAULT random()::int;
+SELECT reltoastrelid <> 0 AS has_toast FROM pg_class WHERE relname = 'toast_2_lsm';
+DO $$
+BEGIN
+  FOR i IN 1..6 LOOP
+    EXECUTE format('DROP TABLE toast_%s_lsm, toast_%s_heap', i, i);
+  END LOOP;
+END $$;
