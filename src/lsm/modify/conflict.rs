@@ -249,8 +249,15 @@ pub(super) fn acquire(
                 Decision::Updated => result = updated_or_deleted(loc.header, &tid),
                 Decision::Wait(xids) => match wait {
                     Wait::Block => {
+                        // Like heap: a transaction that already holds a
+                        // weaker lock on the row does not queue for the
+                        // tuple lock — a stronger locker queued there waits
+                        // for this transaction, a deadlock
+                        let member = xmax_members(loc.header)
+                            .iter()
+                            .any(|m| multixact::is_current(m.xid));
                         drop(page);
-                        if tuplock.is_none() {
+                        if tuplock.is_none() && !member {
                             multixact::lock_tuple(rel, tid, mode as u32, false);
                             tuplock = Some(mode);
                         }

@@ -119,6 +119,17 @@ pub fn lock(
                     let next = htup::ctid(loc.header);
                     let r = acq.page.while_unlocked(|| lock_chain(rel, next, prior, mode));
                     let now = xmax_state(loc.header);
+                    if r == pg_sys::TM_Result::TM_Updated && follow_updates && tmfd.is_some() {
+                        // Like heapam_tuple_lock: a committed update along
+                        // the chain that conflicts with the lock sends it on
+                        // from this version's successor (to the newest
+                        // version, or to "moved to another partition")
+                        drop(acq.page);
+                        release_tuplock(rel, tid, acq.tuplock);
+                        tid = next;
+                        steps += 1;
+                        continue;
+                    }
                     if r != pg_sys::TM_Result::TM_Ok {
                         fill_failure(tmfd.as_deref_mut(), loc, r);
                         drop(acq.page);
@@ -161,30 +172,93 @@ pub fn lock(
                 tid = next;
                 steps += 1;
             }
-            Outcome::Failed(r) => {
-                if let Some(f) = tmfd.as_deref_mut().filter(|_| steps > 0) {
-                    // Like heapam_tuple_lock: a newer version that a later
-                    // command of this transaction inserted is "self modified"
-                    // (its cmin is the problematic command id), not invisible.
-                    if r == pg_sys::TM_Result::TM_Invisible {
-                        if let Some((xmin, cmin)) = inserted_by_later_command(rel, tid, cid) {
-                            f.xmax = xmin;
-                            f.cmax = cmin;
-                            f.traversed = true;
-                            return (pg_sys::TM_Result::TM_SelfModified, tid);
-                        }
+            Outcome::Failed(r)
+                if steps > 0
+                    && follow_updates
+                    && matches!(r, pg_sys::TM_Result::TM_SelfModified | pg_sys::TM_Result::TM_Invisible) =>
+            {
+                // Like heapam_tuple_lock's walk with SnapshotDirty: a newer
+                // version this transaction updated (by this command or an
+                // earlier one) is passed by, to the version after it; one it
+                // deleted ends the walk. What a later command made is judged
+                // where the walk stops (below).
+                match own_change(rel, tid) {
+                    Some(OwnChange::Updated(next)) => {
+                        tid = next;
+                        steps += 1;
+                        continue;
                     }
-                    f.traversed = true;
+                    Some(OwnChange::Deleted) => {
+                        if let Some(f) = tmfd.as_deref_mut() {
+                            f.traversed = true;
+                        }
+                        return (pg_sys::TM_Result::TM_Deleted, tid);
+                    }
+                    None => return failed(rel, tid, cid, r, steps, tmfd, slot),
                 }
-                // Like heapam_tuple_lock, the slot holds the version also when
-                // it could not be locked: ON CONFLICT reads its xmin to tell
-                // "affected twice by this command" from other failures.
-                // SAFETY: SnapshotAny is a static snapshot, valid forever.
-                let any = unsafe { Snap::from_raw(std::ptr::addr_of_mut!(pg_sys::SnapshotAnyData)) };
-                crate::lsm::fetch::fetch_row_version(rel, tid, any, slot);
-                return (r, tid);
+            }
+            Outcome::Failed(r) => return failed(rel, tid, cid, r, steps, tmfd, slot),
+        }
+    }
+}
+
+/// A lock that failed on version `tid`, `steps` versions along the chain
+/// from where it started.
+fn failed(
+    rel: Rel,
+    tid: pg_sys::ItemPointerData,
+    cid: pg_sys::CommandId,
+    r: pg_sys::TM_Result::Type,
+    steps: u32,
+    tmfd: Option<&mut pg_sys::TM_FailureData>,
+    slot: Slot,
+) -> (pg_sys::TM_Result::Type, pg_sys::ItemPointerData) {
+    if let Some(f) = tmfd.filter(|_| steps > 0) {
+        // Like heapam_tuple_lock: a newer version that a later
+        // command of this transaction inserted is "self modified"
+        // (its cmin is the problematic command id), not invisible.
+        if r == pg_sys::TM_Result::TM_Invisible {
+            if let Some((xmin, cmin)) = inserted_by_later_command(rel, tid, cid) {
+                f.xmax = xmin;
+                f.cmax = cmin;
+                f.traversed = true;
+                return (pg_sys::TM_Result::TM_SelfModified, tid);
             }
         }
+        f.traversed = true;
+    }
+    // Like heapam_tuple_lock, the slot holds the version also when
+    // it could not be locked: ON CONFLICT reads its xmin to tell
+    // "affected twice by this command" from other failures.
+    // SAFETY: SnapshotAny is a static snapshot, valid forever.
+    let any = unsafe { Snap::from_raw(std::ptr::addr_of_mut!(pg_sys::SnapshotAnyData)) };
+    crate::lsm::fetch::fetch_row_version(rel, tid, any, slot);
+    (r, tid)
+}
+
+/// What this transaction did to version `tid`, when its xmax is this
+/// transaction's update or delete.
+enum OwnChange {
+    /// Updated: the next version.
+    Updated(pg_sys::ItemPointerData),
+    Deleted,
+}
+
+fn own_change(rel: Rel, tid: pg_sys::ItemPointerData) -> Option<OwnChange> {
+    let page = Locked::share_pinned(storage::pin_tid(rel, tid)?);
+    let loc = storage::find_on_page(rel, page.buffer(), tid)?;
+    let t = loc.header;
+    if htup::infomask(t) & (pg_sys::HEAP_XMAX_INVALID | pg_sys::HEAP_XMAX_LOCK_ONLY) != 0
+        || !multixact::is_current(htup::update_xid(t).into_inner())
+    {
+        return None;
+    }
+    // a shared header's t_ctid (0,0) means the version's own TID
+    let next = htup::ctid(t);
+    if htup::tid_offset(&next) == 0 || htup::tid_eq(&next, &tid) {
+        Some(OwnChange::Deleted)
+    } else {
+        Some(OwnChange::Updated(next))
     }
 }
 
