@@ -92,6 +92,32 @@ ensure_all() {
     ensure_cargo_pgrx
 }
 
+# PostgreSQL 15's sources (its own regression and isolation suites), from
+# Debian's source package: a deb-src entry for bookworm on the mirror the deb
+# entries use is added when none exists. Prints the source tree's path.
+ensure_pg15_source() {
+    local dir=/opt/strata/src tree
+    tree=$(ls -d "$dir"/postgresql-15-15.* 2>/dev/null | sort -V | tail -n 1 || true)
+    if [ -z "$tree" ] || [ ! -f "$tree/src/test/regress/regress.c" ]; then
+        if ! grep -rqs "deb-src" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+            local mirror
+            mirror=$(grep -hs -m1 -E "^URIs: .*debian/?$" /etc/apt/sources.list.d/*.sources | awk '{print $2}')
+            log "adding a deb-src entry for bookworm (${mirror:-http://deb.debian.org/debian})" >&2
+            printf 'Types: deb-src\nURIs: %s\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+                "${mirror:-http://deb.debian.org/debian}" | as_root tee /etc/apt/sources.list.d/strata-src.sources >/dev/null
+        fi
+        log "fetching PostgreSQL 15's sources (apt-get source postgresql-15) into $dir" >&2
+        as_root apt-get update -qq >&2
+        as_root mkdir -p "$dir"
+        (cd "$dir" && as_root apt-get source -qq postgresql-15 >/dev/null 2>&1) ||
+            die "apt-get source postgresql-15 failed"
+        tree=$(ls -d "$dir"/postgresql-15-15.* 2>/dev/null | sort -V | tail -n 1 || true)
+        [ -n "$tree" ] || die "no postgresql-15 source tree under $dir"
+        as_root chmod -R a+rX "$dir"
+    fi
+    echo "$tree"
+}
+
 # Builds and installs Strata into PostgreSQL $1 (15|18); $2 = release|debug.
 install_strata() {
     local ver="$1" profile="${2:-release}" flags=()

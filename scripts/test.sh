@@ -13,6 +13,9 @@
 #   2. pg_regress       — tests/pg_regress suites with asserted output;
 #   3. isolation specs — tests/isolation: concurrency semantics, run on heap
 #                        and on lsm tables against the same expected files;
+#      PostgreSQL's own suites (PG15, sources from Debian) — tests/pg_suite.sh:
+#                        its regression suite with lsm tables (no crash) and
+#                        its isolation suite (heap's output on lsm);
 #   4. cluster tests  — tests/cluster: kill -9 crash recovery, streaming replica,
 #                        pgbench balance check;
 #   5. bench smoke    — bench/run.sh --mode smoke (PG18): the whole benchmark suite at toy sizes;
@@ -48,6 +51,7 @@ for v in $VERSIONS; do
     install_strata "$v" debug
     "$STRATA_ROOT/tests/regress.sh" "$v"
     "$STRATA_ROOT/tests/isolation.sh" "$v"
+    if [ "$v" = 15 ]; then "$STRATA_ROOT/tests/pg_suite.sh" 15; fi
     "$STRATA_ROOT/tests/cluster.sh" "$v"
 done
 
