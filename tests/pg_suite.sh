@@ -64,10 +64,10 @@ log "PostgreSQL's regression suite on PostgreSQL $VER with $AM tables"
 (cd "$WORK" && as_pg "$PGXS/src/test/regress/pg_regress" \
     --temp-instance="$WORK/instance" --temp-config="$WORK/strata.conf" \
     --bindir="$HOME_DIR/bin" --inputdir="$WORK" --outputdir="$WORK" --dlpath="$WORK" \
-    --load-extension=strata --schedule="$WORK/strata_schedule" --max-connections=20) >/dev/null 2>&1 || true
+    --load-extension=strata --schedule="$WORK/strata_schedule" --max-connections=20) >"$WORK/run.log" 2>&1 || true
 crashed "$WORK/log/postmaster.log" &&
     die "a backend crashed during PostgreSQL's regression suite (log: $WORK/log/postmaster.log)"
-log "regression suite: no crash; $(passed_count "$WORK/regression.out") tests match, diffs in $WORK/regression.diffs"
+log "regression suite: no crash; $(passed_count "$WORK/run.log") tests match, diffs in $WORK/regression.diffs"
 
 mkdir -p "$ISO"
 cp -r "$SRC/src/test/isolation/specs" "$SRC/src/test/isolation/expected" \
@@ -83,12 +83,12 @@ log "PostgreSQL's isolation suite on PostgreSQL $VER with $AM tables"
 (cd "$ISO" && as_pg "$PGXS/src/test/isolation/pg_isolation_regress" \
     --temp-instance="$ISO/instance" --temp-config="$ISO/strata.conf" \
     --bindir="$HOME_DIR/bin" --inputdir="$ISO" --outputdir="$ISO" \
-    --load-extension=strata --schedule="$ISO/isolation_schedule") >/dev/null 2>&1 || true
+    --load-extension=strata --schedule="$ISO/isolation_schedule") >"$ISO/run.log" 2>&1 || true
 crashed "$ISO/log/postmaster.log" &&
     die "a backend crashed during PostgreSQL's isolation suite (log: $ISO/log/postmaster.log)"
-[ -s "$ISO/regression.out" ] || die "the isolation suite did not run (see $ISO)"
+[ "$(passed_count "$ISO/run.log")" -gt 0 ] || { tail -n 20 "$ISO/run.log"; die "the isolation suite did not run (see $ISO)"; }
 unexpected=()
-for spec in $(failed_names "$ISO/regression.out"); do
+for spec in $(failed_names "$ISO/run.log"); do
     case " $ISOLATION_DIFFERS " in
         *" $spec "*) [ "$AM" = lsm ] || unexpected+=("$spec") ;;
         *) unexpected+=("$spec") ;;
@@ -98,4 +98,4 @@ if [ ${#unexpected[@]} -gt 0 ]; then
     [ -f "$ISO/regression.diffs" ] && cat "$ISO/regression.diffs"
     die "PostgreSQL's isolation specs differ from heap's output on $AM: ${unexpected[*]} (results in $ISO)"
 fi
-log "isolation suite: $(passed_count "$ISO/regression.out") specs give heap's output (by design not: $ISOLATION_DIFFERS)"
+log "isolation suite: $(passed_count "$ISO/run.log") specs give heap's output (by design not: $ISOLATION_DIFFERS)"
