@@ -56,15 +56,16 @@ fn logs_inserts(rel: Rel, options: i32) -> bool {
 /// appended to L0 are decoded from that record ([`logical_record::insert_mark`]).
 pub fn row_insert(rel: Rel, options: i32, speculative: bool) -> RowInsert {
     if logs_inserts(rel, options) {
-        RowInsert::Rows { speculative }
+        RowInsert::Rows { speculative, more: false }
     } else {
         RowInsert::No
     }
 }
 
 /// After new versions were stored in runs, not L0 (a bulk load: `tuples`
-/// as stored, TOASTed values as pointers): one ROW_INSERT.
-pub fn inserted_into_runs(rel: Rel, tuples: &[pg_sys::HeapTuple], options: i32) {
+/// as stored, TOASTed values as pointers): one ROW_INSERT; `more`: the
+/// batch's other rows follow in L0 records.
+pub fn inserted_into_runs(rel: Rel, tuples: &[pg_sys::HeapTuple], options: i32, more: bool) {
     if tuples.is_empty() || !logs_inserts(rel, options) {
         return;
     }
@@ -72,6 +73,7 @@ pub fn inserted_into_runs(rel: Rel, tuples: &[pg_sys::HeapTuple], options: i32) 
         rel,
         Change::Insert {
             speculative: false,
+            more,
             rows: tuples.iter().map(|&t| row_of(t)).collect(),
         },
     );
@@ -174,11 +176,11 @@ fn as_dyn<F: Fn(&mut [u8])>(t: &(usize, F)) -> (usize, &dyn Fn(&mut [u8])) {
 /// as stored — their headers' xmin, cid and ctid are left out, as
 /// `DecodeXLogTuple` leaves them out.
 fn decode_l0_insert(d: &Decoding) {
-    let Some((l, speculative)) = marked(d, lrec::read_insert_mark) else {
+    let Some((l, mark)) = marked(d, lrec::read_insert_mark) else {
         return;
     };
     let versions = wal_record::inserts(d.block_data(0)).unwrap_or_else(|e| corrupted(e));
-    let kind = if speculative {
+    let kind = if mark.speculative {
         ChangeKind::SpeculativeInsert
     } else {
         ChangeKind::Insert
@@ -186,7 +188,9 @@ fn decode_l0_insert(d: &Decoding) {
     let last = versions.len().saturating_sub(1);
     for (i, (_, bytes)) in versions.into_iter().enumerate() {
         let (len, w) = tuple(Row::of_tuple(bytes).unwrap_or_else(|e| corrupted(e)));
-        d.queue(kind, l, Some((len, &w)), None, i == last);
+        // a multi-insert's TOAST chunks are all logged before its first
+        // record: kept until its last row, as DecodeMultiInsert does
+        d.queue(kind, l, Some((len, &w)), None, i == last && !mark.more);
     }
 }
 
@@ -253,7 +257,7 @@ pub unsafe extern "C-unwind" fn decode(ctx: *mut pg_sys::LogicalDecodingContext,
     }
     let l = locator::from_parts(rec.locator.spc, rec.locator.db, rec.locator.rel);
     match rec.change {
-        Change::Insert { speculative, rows } => {
+        Change::Insert { speculative, more, rows } => {
             let kind = if speculative {
                 ChangeKind::SpeculativeInsert
             } else {
@@ -264,7 +268,7 @@ pub unsafe extern "C-unwind" fn decode(ctx: *mut pg_sys::LogicalDecodingContext,
                 let (len, w) = tuple(r);
                 // TOAST chunks of a batch are all logged before it: keep
                 // them until its last row, as DecodeMultiInsert does
-                d.queue(kind, l, Some((len, &w)), None, i == last);
+                d.queue(kind, l, Some((len, &w)), None, i == last && !more);
             }
         }
         Change::Update { new, old } => queue_change(&d, ChangeKind::Update, l, Some(new), old),

@@ -303,6 +303,9 @@ pub fn append_batch(rel: Rel, tuples: &[pg_sys::HeapTuple], rows: RowInsert) {
             offsets.push(offset);
             i += 1;
         }
+        // rows of the batch still to come go to later records: decoding
+        // keeps the batch's TOAST chunks until its last one
+        let rows = rows.with_more(i < tuples.len());
         w.commit(wal_record::RMGR_ID, || insert_record(p, &offsets, rows));
     }
 }
@@ -321,7 +324,9 @@ fn insert_record(p: Page, items: &[u16], rows: RowInsert) -> Record {
         blocks: vec![data],
         main: match rows {
             RowInsert::No => Vec::new(),
-            RowInsert::Rows { speculative } => logical_record::insert_mark(speculative).to_vec(),
+            RowInsert::Rows { speculative, more } => {
+                logical_record::insert_mark(logical_record::InsertMark { speculative, more }).to_vec()
+            }
         },
     }
 }
@@ -330,10 +335,21 @@ fn insert_record(p: Page, items: &[u16], rows: RowInsert) -> Record {
 /// for the rows it adds (`wal_level = logical`: see [`super::logical`]), so
 /// that no row record repeats them; not for versions an UPDATE or a
 /// rewrite adds (those decode from their own records, or not at all).
+/// `more`: more rows of the same multi-insert follow in later records.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum RowInsert {
     No,
-    Rows { speculative: bool },
+    Rows { speculative: bool, more: bool },
+}
+
+impl RowInsert {
+    /// The same marking, saying whether more rows of the insert follow.
+    pub fn with_more(self, more: bool) -> RowInsert {
+        match self {
+            RowInsert::No => RowInsert::No,
+            RowInsert::Rows { speculative, .. } => RowInsert::Rows { speculative, more },
+        }
+    }
 }
 
 /// Changes the header of version `loc` (its page exclusively locked by the

@@ -39,7 +39,11 @@
 //! flags: 0x01 SPECULATIVE (ROW_INSERT of one tuple for ON CONFLICT),
 //!        0x02 OLD (an old tuple follows), 0x04 KEY_ONLY (the old tuple
 //!        holds only the replica identity's columns), 0x08 SUPER (ROW_DELETE
-//!        taking back a speculative insertion)
+//!        taking back a speculative insertion), 0x10 MORE (ROW_INSERT, and
+//!        the INSERT mark: more rows of the same multi-insert follow in
+//!        later records, so decoding keeps the TOAST chunks logged before
+//!        them — heap's XLH_INSERT_LAST_IN_MULTI, inverted so that records
+//!        without the flag keep their meaning)
 //! ```
 
 use super::compressed_page::CodecError;
@@ -56,27 +60,44 @@ const SPECULATIVE: u8 = 0x01;
 const OLD: u8 = 0x02;
 const KEY_ONLY: u8 = 0x04;
 const SUPER: u8 = 0x08;
+const MORE: u8 = 0x10;
 
 /// `SizeofHeapTupleHeader`: where a tuple's null bitmap starts.
 pub const TUPLE_HEADER_BYTES: usize = 23;
 const PREFIX: usize = 14;
 const TUPLE_PREFIX: usize = 9;
 
+/// What an L0 INSERT record's mark says of its rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InsertMark {
+    /// One speculative insertion (ON CONFLICT).
+    pub speculative: bool,
+    /// More rows of the same multi-insert follow in later records (MORE).
+    pub more: bool,
+}
+
 /// The main data an L0 INSERT page record carries when its versions are
 /// new rows for logical decoding (single-row inserts and COPY into L0):
-/// `| version u8 | flags u8 (SPECULATIVE) |`. Decoding then reads the rows
-/// from the record's block data (kept under full-page images) instead of a
-/// ROW_INSERT repeating them.
-pub fn insert_mark(speculative: bool) -> [u8; 2] {
-    [VERSION, if speculative { SPECULATIVE } else { 0 }]
+/// `| version u8 | flags u8 (SPECULATIVE, MORE) |`. Decoding then reads the
+/// rows from the record's block data (kept under full-page images) instead
+/// of a ROW_INSERT repeating them.
+pub fn insert_mark(mark: InsertMark) -> [u8; 2] {
+    let mut flags = if mark.speculative { SPECULATIVE } else { 0 };
+    if mark.more {
+        flags |= MORE;
+    }
+    [VERSION, flags]
 }
 
 /// [`insert_mark`]'s reading: None for an INSERT record without one (a
-/// version an UPDATE or a rewrite added), else whether it is speculative.
-pub fn read_insert_mark(main: &[u8]) -> Result<Option<bool>, CodecError> {
+/// version an UPDATE or a rewrite added).
+pub fn read_insert_mark(main: &[u8]) -> Result<Option<InsertMark>, CodecError> {
     match main {
         [] => Ok(None),
-        [VERSION, flags] => Ok(Some(flags & SPECULATIVE != 0)),
+        [VERSION, flags] => Ok(Some(InsertMark {
+            speculative: flags & SPECULATIVE != 0,
+            more: flags & MORE != 0,
+        })),
         [v, _] => Err(malformed(&format!("unknown version {v}"))),
         _ => Err(malformed("INSERT mark length")),
     }
@@ -214,7 +235,8 @@ pub struct OldRow<'a> {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change<'a> {
-    Insert { speculative: bool, rows: Vec<Row<'a>> },
+    /// `more`: more rows of the same multi-insert follow in later records.
+    Insert { speculative: bool, more: bool, rows: Vec<Row<'a>> },
     Update { new: Row<'a>, old: Option<OldRow<'a>> },
     Delete { old: Option<OldRow<'a>>, super_delete: bool },
     Confirm,
@@ -234,7 +256,10 @@ impl<'a> RowRecord<'a> {
     /// The record's info bits and main data.
     pub fn encode(&self) -> (u8, Vec<u8>) {
         let (info, mut flags) = match &self.change {
-            Change::Insert { speculative, .. } => (ROW_INSERT, if *speculative { SPECULATIVE } else { 0 }),
+            Change::Insert { speculative, more, .. } => (
+                ROW_INSERT,
+                if *speculative { SPECULATIVE } else { 0 } | if *more { MORE } else { 0 },
+            ),
             Change::Update { .. } => (ROW_UPDATE, 0),
             Change::Delete { super_delete, .. } => (ROW_DELETE, if *super_delete { SUPER } else { 0 }),
             Change::Confirm => (ROW_CONFIRM, 0),
@@ -305,6 +330,7 @@ impl<'a> RowRecord<'a> {
                     .collect::<Result<Vec<_>, _>>()?;
                 Change::Insert {
                     speculative: flags & SPECULATIVE != 0,
+                    more: flags & MORE != 0,
                     rows,
                 }
             }
@@ -335,10 +361,11 @@ impl<'a> RowRecord<'a> {
             None => "",
         };
         match &self.change {
-            Change::Insert { speculative, rows } => format!(
-                "{rel}: rows {}{}",
+            Change::Insert { speculative, more, rows } => format!(
+                "{rel}: rows {}{}{}",
                 rows.len(),
-                if *speculative { ", speculative" } else { "" }
+                if *speculative { ", speculative" } else { "" },
+                if *more { ", more follow" } else { "" }
             ),
             Change::Update { old: o, .. } => format!("{rel}{}", old(o)),
             Change::Delete { old: o, super_delete } => format!(
@@ -390,14 +417,22 @@ mod tests {
         let changes = [
             Change::Insert {
                 speculative: false,
+                more: false,
                 rows: vec![ra, rb, ra],
             },
             Change::Insert {
+                speculative: false,
+                more: true,
+                rows: vec![ra, rb],
+            },
+            Change::Insert {
                 speculative: true,
+                more: false,
                 rows: vec![rb],
             },
             Change::Insert {
                 speculative: false,
+                more: false,
                 rows: vec![],
             },
             Change::Update { new: ra, old: None },
@@ -443,8 +478,17 @@ mod tests {
 
     #[test]
     fn insert_marks_round_trip() {
-        assert_eq!(read_insert_mark(&insert_mark(false)).unwrap(), Some(false));
-        assert_eq!(read_insert_mark(&insert_mark(true)).unwrap(), Some(true));
+        for speculative in [false, true] {
+            for more in [false, true] {
+                let m = InsertMark { speculative, more };
+                assert_eq!(read_insert_mark(&insert_mark(m)).unwrap(), Some(m));
+            }
+        }
+        // a mark written before MORE existed: the last of its multi-insert
+        assert_eq!(
+            read_insert_mark(&[VERSION, SPECULATIVE]).unwrap(),
+            Some(InsertMark { speculative: true, more: false })
+        );
         assert_eq!(read_insert_mark(&[]).unwrap(), None);
         assert!(read_insert_mark(&[VERSION + 1, 0]).is_err());
         assert!(read_insert_mark(&[VERSION]).is_err());
@@ -479,6 +523,7 @@ mod tests {
             locator: LOC,
             change: Change::Insert {
                 speculative: false,
+                more: false,
                 rows: vec![],
             },
         }

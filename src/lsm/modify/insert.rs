@@ -107,7 +107,7 @@ pub fn insert(
     };
     let in_bulk = spec_token.is_none() && bulk::take(rel, &[stored], entry) == 1;
     let tid = if in_bulk {
-        logical::inserted_into_runs(rel, &[stored], options);
+        logical::inserted_into_runs(rel, &[stored], options, false);
         // SAFETY: the bulk load set the stored tuple's TID.
         unsafe { (*stored).t_self }
     } else {
@@ -149,7 +149,7 @@ pub fn multi_insert(
     // SAFETY: formed tuples.
     let bytes: usize = stored.iter().map(|t| unsafe { (**t).t_len as usize }).sum();
     let taken = bulk::take(rel, &stored, bulk::Entry::Batch { bytes });
-    logical::inserted_into_runs(rel, &stored[..taken], options);
+    logical::inserted_into_runs(rel, &stored[..taken], options, taken < stored.len());
     storage::append_batch(rel, &stored[taken..], logical::row_insert(rel, options, false));
     for ((&slot, (tuple, should_free)), s) in slots.iter().zip(fetched).zip(stored) {
         // SAFETY: slot and tuples are valid; `s` carries the TID.
