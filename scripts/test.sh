@@ -14,8 +14,9 @@
 #   3. isolation specs — tests/isolation: concurrency semantics, run on heap
 #                        and on lsm tables against the same expected files;
 #      PostgreSQL's own suites (PG15, sources from Debian) — tests/pg_suite.sh:
-#                        its regression suite with lsm tables (no crash) and
-#                        its isolation suite (heap's output on lsm);
+#                        its regression suite with lsm tables (no crash),
+#                        its isolation suite (heap's output on lsm) and
+#                        test_decoding's tests (lsm fails none heap passes);
 #   4. cluster tests  — tests/cluster: kill -9 crash recovery, streaming replica,
 #                        pgbench balance check;
 #   5. bench smoke    — bench/run.sh --mode smoke (PG18): the whole benchmark suite at toy sizes;

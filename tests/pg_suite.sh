@@ -9,7 +9,12 @@
 #  * the isolation suite (src/test/isolation: EvalPlanQual, row locks,
 #    MultiXacts, foreign keys, partitions, SSI, ...): every spec must give
 #    heap's expected output, except the ones listed in ISOLATION_DIFFERS, whose
-#    expected files name physical positions (see there).
+#    expected files name physical positions (see there);
+#  * contrib/test_decoding's regression and isolation tests (logical
+#    decoding: TOAST, streaming, two-phase, spilling, ...), with strata
+#    preloaded: on lsm they must fail nowhere heap does not fail too (run on
+#    both; with another minor release's expected files a test or two can
+#    differ on both).
 #
 # PostgreSQL 15's sources come from Debian's source package when PGSRC is not
 # given (fetched once, scripts/lib.sh: ensure_pg15_source); `make test` runs
@@ -99,3 +104,51 @@ if [ ${#unexpected[@]} -gt 0 ]; then
     die "PostgreSQL's isolation specs differ from heap's output on $AM: ${unexpected[*]} (results in $ISO)"
 fi
 log "isolation suite: $(passed_count "$ISO/run.log") specs give heap's output (by design not: $ISOLATION_DIFFERS)"
+
+# The words of a Makefile's `NAME = ...` list, continuation lines included.
+make_list() {
+    sed -n "/^$1 = /,/[^\\]\$/p" "$2" | sed "s/^$1 = //; s/\\\\//g" | tr -s ' \n\t' ' '
+}
+
+# contrib/test_decoding on $1 (heap|lsm) tables: prints the tests that failed
+test_decoding_failures() {
+    local am="$1" dir="/tmp/strata-pgsuite-decoding-$VER-$1" td="$SRC/contrib/test_decoding"
+    as_root rm -rf "$dir"
+    mkdir -p "$dir"
+    cp -r "$td/sql" "$td/expected" "$td/specs" "$dir/"
+    { cat "$td/logical.conf"; printf "default_table_access_method = %s\nshared_preload_libraries = 'strata'\n" "$am"; } \
+        > "$dir/decoding.conf"
+    as_root chown -R postgres: "$dir"
+    local regress isolation
+    regress=$(make_list REGRESS "$td/Makefile")
+    isolation=$(make_list ISOLATION "$td/Makefile")
+    # shellcheck disable=SC2086 # the Makefile's lists of test names
+    (cd "$dir" && as_pg "$PGXS/src/test/regress/pg_regress" --temp-instance="$dir/instance" \
+        --temp-config="$dir/decoding.conf" --bindir="$HOME_DIR/bin" --inputdir="$dir" \
+        --outputdir="$dir" --load-extension=strata $regress) >"$dir/regress.log" 2>&1 || true
+    # shellcheck disable=SC2086
+    (cd "$dir" && as_pg "$PGXS/src/test/isolation/pg_isolation_regress" --temp-instance="$dir/instance2" \
+        --temp-config="$dir/decoding.conf" --bindir="$HOME_DIR/bin" --inputdir="$dir" \
+        --outputdir="$dir/isolation" --load-extension=strata $isolation) >"$dir/isolation.log" 2>&1 || true
+    crashed "$dir/log/postmaster.log" && die "a backend crashed in test_decoding's tests ($dir)"
+    crashed "$dir/isolation/log/postmaster.log" && die "a backend crashed in test_decoding's tests ($dir)"
+    [ "$(passed_count "$dir/regress.log")" -gt 0 ] && [ "$(passed_count "$dir/isolation.log")" -gt 0 ] ||
+        die "test_decoding's tests did not run (see $dir)"
+    failed_names "$dir/regress.log"
+    failed_names "$dir/isolation.log"
+}
+
+if [ -f "$SRC/contrib/test_decoding/Makefile" ]; then
+    log "contrib/test_decoding's tests on PostgreSQL $VER with heap, then $AM tables"
+    heap_failed=" $(test_decoding_failures heap | tr '\n' ' ') "
+    am_failed=$(test_decoding_failures "$AM")
+    unexpected=()
+    for t in $am_failed; do
+        case "$heap_failed" in *" $t "*) ;; *) unexpected+=("$t") ;; esac
+    done
+    if [ ${#unexpected[@]} -gt 0 ]; then
+        cat "/tmp/strata-pgsuite-decoding-$VER-$AM/regression.diffs" 2>/dev/null || true
+        die "test_decoding differs from heap's on $AM: ${unexpected[*]} (see /tmp/strata-pgsuite-decoding-$VER-$AM)"
+    fi
+    log "test_decoding: $AM fails nothing heap passes (both fail:${heap_failed% })"
+fi
