@@ -38,7 +38,8 @@ pub fn needs_toast_table(rel: Rel) -> bool {
     let mut unbounded = false;
     let mut toastable = false;
     for att in desc.iter().filter(|a| !a.attisdropped && !is_virtual(a)) {
-        data_len = align_nominal(data_len, att.attalign as u8);
+        // att_align_nominal
+        data_len = data_len.next_multiple_of(crate::pg::rel::align_bytes(att.attalign));
         if att.attlen > 0 {
             data_len += att.attlen as usize;
             continue;
@@ -71,16 +72,6 @@ fn is_virtual(att: &pg_sys::FormData_pg_attribute) -> bool {
     }
 }
 
-/// `att_align_nominal`: `len` rounded up to the column's alignment.
-fn align_nominal(len: usize, attalign: u8) -> usize {
-    let to = match attalign {
-        b'd' => 8,
-        b'i' => 4,
-        b's' => 2,
-        _ => 1,
-    };
-    len.next_multiple_of(to)
-}
 
 /// `relation_estimate_size`, heap's rules over what a scan of an `lsm` table
 /// reads. The pages reported are the L0 and run data pages (a small table

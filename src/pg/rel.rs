@@ -62,16 +62,18 @@ pub unsafe fn desc_layouts(desc: pg_sys::TupleDesc) -> Vec<(i16, u8, bool)> {
     // SAFETY: a valid tuple descriptor that outlives this call.
     let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked(desc) };
     desc.iter()
-        .map(|a| {
-            let align = match a.attalign as u8 {
-                b's' => 2,
-                b'i' => 4,
-                b'd' => 8,
-                _ => 1,
-            };
-            (a.attlen, align, a.attbyval)
-        })
+        .map(|a| (a.attlen, align_bytes(a.attalign) as u8, a.attbyval))
         .collect()
+}
+
+/// A column's `attalign` (`'c'`, `'s'`, `'i'`, `'d'`) in bytes.
+pub fn align_bytes(attalign: std::ffi::c_char) -> usize {
+    match attalign as u8 {
+        b's' => 2,
+        b'i' => 4,
+        b'd' => 8,
+        _ => 1,
+    }
 }
 
 /// Takes a heavyweight lock on the relation until the end of the transaction.

@@ -9,6 +9,17 @@ use pgrx::pg_sys;
 
 type Counts = pg_sys::PgStat_TableCounts;
 
+/// A `PgStat_TableCounts` field, named `t_<name>` on PG15 and `<name>` later.
+macro_rules! counter {
+    ($c:expr, $pg15:ident, $later:ident) => {{
+        #[cfg(feature = "pg15")]
+        let field = &mut $c.$pg15;
+        #[cfg(not(feature = "pg15"))]
+        let field = &mut $c.$later;
+        field
+    }};
+}
+
 /// The relation's counters in this backend's pending statistics, set up on
 /// first use — the expansion of `pgstat_should_count_relation`; None when
 /// statistics are not collected for it.
@@ -62,14 +73,7 @@ pub fn count_table_scan(rel: Rel, sequential: bool) {
     // SAFETY: an open relation.
     if let Some(c) = unsafe { counts(rel.raw()) } {
         if sequential {
-            #[cfg(feature = "pg15")]
-            {
-                c.t_numscans += 1;
-            }
-            #[cfg(not(feature = "pg15"))]
-            {
-                c.numscans += 1;
-            }
+            *counter!(c, t_numscans, numscans) += 1;
         }
     }
 }
@@ -79,28 +83,14 @@ pub fn count_table_scan(rel: Rel, sequential: bool) {
 #[inline]
 pub fn count_returned(rel: Rel) {
     if let Some(c) = counts_if_set(rel) {
-        #[cfg(feature = "pg15")]
-        {
-            c.t_tuples_returned += 1;
-        }
-        #[cfg(not(feature = "pg15"))]
-        {
-            c.tuples_returned += 1;
-        }
+        *counter!(c, t_tuples_returned, tuples_returned) += 1;
     }
 }
 
 /// A row returned by a bitmap scan (heap's `pgstat_count_heap_fetch`).
 pub fn count_fetched(rel: Rel) {
     if let Some(c) = counts_if_set(rel) {
-        #[cfg(feature = "pg15")]
-        {
-            c.t_tuples_fetched += 1;
-        }
-        #[cfg(not(feature = "pg15"))]
-        {
-            c.tuples_fetched += 1;
-        }
+        *counter!(c, t_tuples_fetched, tuples_fetched) += 1;
     }
 }
 
@@ -116,14 +106,7 @@ pub unsafe fn count_index_search(scan: pg_sys::IndexScanDesc) {
     // (the expansion of the pgstat_should_count_relation macro).
     unsafe {
         if let Some(c) = counts((*scan).indexRelation) {
-            #[cfg(feature = "pg15")]
-            {
-                c.t_numscans += 1;
-            }
-            #[cfg(not(feature = "pg15"))]
-            {
-                c.numscans += 1;
-            }
+            *counter!(c, t_numscans, numscans) += 1;
         }
         #[cfg(not(feature = "pg15"))]
         if !(*scan).instrument.is_null() {
