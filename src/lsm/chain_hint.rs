@@ -182,6 +182,11 @@ pub fn forget_file(db: u32, relnumber: u32) {
     if let Some(t) = table() {
         hint_table::forget_file(t, db, relnumber);
     }
+    // only this backend can have walked a file truncated in place (its
+    // table is new in this transaction)
+    if LAST.with(|l| l.get()).is_some_and(|(key, ..)| key == (db, relnumber)) {
+        LAST.with(|l| l.set(None));
+    }
 }
 
 /// [`forget_file`] for the file `rel` uses now.
@@ -219,7 +224,8 @@ thread_local! {
 
 /// A walk from `root` returned `member` (visible to an MVCC snapshot);
 /// `passed` says it read other members first, so a hint would have saved
-/// reads.
+/// reads. Kept as the backend's last walk also when hints are off: it is
+/// how an UPDATE of `member` learns its chain's root ([`walked_root`]).
 pub fn note_found(
     rel: Rel,
     root: &pg_sys::ItemPointerData,
@@ -227,9 +233,6 @@ pub fn note_found(
     t: *mut htup::Header,
     passed: bool,
 ) {
-    if in_use().is_none() {
-        return;
-    }
     let xmin = htup::xmin(t);
     // visible and not the backend's own: its inserter committed
     let committed = committed_inserter(xmin);
@@ -237,6 +240,16 @@ pub fn note_found(
     if passed && !htup::tid_eq(root, member) && committed != pg_sys::InvalidTransactionId {
         set(rel, root, Hint { member: self::member(member, xmin), pred: None });
     }
+}
+
+/// The root of the chain holding version `member`, when it is what the
+/// backend's last walk returned (or a row lock or index-stable UPDATE moved
+/// that walk's place to). A member's root never changes: TIDs are never
+/// reused within a relation file, and storage truncated in place forgets
+/// the walk ([`forget_file`]).
+pub fn walked_root(rel: Rel, member: &pg_sys::ItemPointerData) -> Option<pg_sys::ItemPointerData> {
+    let (key, root, last, _) = LAST.with(|l| l.get())?;
+    (key == file_key(rel) && htup::tid_eq(&last, member)).then_some(root)
 }
 
 /// A row lock that followed the chain from `from` locked its next version

@@ -10,80 +10,14 @@
 //! is classified again, as heap does.
 
 use crate::pg::snapshot::Snap;
-use crate::pg::tuple_slot::Slot;
 use crate::pg::relation::Rel;
+use super::index_datums::IndexDatums;
 use super::{chain, format, scan, storage};
 use crate::pg::buffer::{self, Locked};
 use crate::pg::htup;
 use crate::pg::page;
 use pgrx::pg_sys;
 
-/// Executor scaffolding to evaluate an index's expressions and predicate on
-/// a row version held in a slot (as heap's build and validate scans do).
-struct IndexDatums {
-    info: *mut pg_sys::IndexInfo,
-    estate: *mut pg_sys::EState,
-    econtext: *mut pg_sys::ExprContext,
-    slot: Slot,
-    predicate: *mut pg_sys::ExprState,
-    values: [pg_sys::Datum; pg_sys::INDEX_MAX_KEYS as usize],
-    isnull: [bool; pg_sys::INDEX_MAX_KEYS as usize],
-}
-
-impl IndexDatums {
-    fn new(table: Rel, info: *mut pg_sys::IndexInfo) -> IndexDatums {
-        // SAFETY: standard executor scaffolding for FormIndexDatum, as in heap.
-        unsafe {
-            let estate = pg_sys::CreateExecutorState();
-            let econtext = pg_sys::MakePerTupleExprContext(estate);
-            let slot = Slot::from_raw(pg_sys::table_slot_create(table.raw(), std::ptr::null_mut()));
-            (*econtext).ecxt_scantuple = slot.raw();
-            let predicate = pg_sys::ExecPrepareQual((*info).ii_Predicate, estate);
-            IndexDatums {
-                info,
-                estate,
-                econtext,
-                slot,
-                predicate,
-                values: [pg_sys::Datum::from(0usize); pg_sys::INDEX_MAX_KEYS as usize],
-                isnull: [false; pg_sys::INDEX_MAX_KEYS as usize],
-            }
-        }
-    }
-
-    /// Forms the index datums of the version in `self.slot`; false when a
-    /// partial index's predicate rejects it.
-    fn form(&mut self) -> bool {
-        // SAFETY: scaffolding from `new`; the slot holds a pinned version.
-        unsafe {
-            pg_sys::MemoryContextReset((*self.econtext).ecxt_per_tuple_memory);
-            if !self.predicate.is_null() && !pg_sys::ExecQual(self.predicate, self.econtext) {
-                return false;
-            }
-            pg_sys::FormIndexDatum(
-                self.info,
-                self.slot.raw(),
-                self.estate,
-                self.values.as_mut_ptr(),
-                self.isnull.as_mut_ptr(),
-            );
-        }
-        true
-    }
-
-    fn finish(self) {
-        // SAFETY: tear down what `new` created; the expression states pointed
-        // into the estate.
-        unsafe {
-            pg_sys::ExecDropSingleTupleTableSlot(self.slot.raw());
-            pg_sys::FreeExecutorState(self.estate);
-            (*self.info).ii_ExpressionsState = std::ptr::null_mut();
-            (*self.info).ii_PredicateState = std::ptr::null_mut();
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
 fn is_brin(index: Rel) -> bool {
     index.form().relam == pg_sys::BRIN_AM_OID
 }

@@ -16,7 +16,8 @@
 //! * [`fetch`]       — index fetch and point lookups
 //! * [`ddl`]         — storage lifecycle and estimates
 //! * [`cluster`]     — CLUSTER / VACUUM FULL rewrite in index or rowid order
-//! * [`index_build`] — index builds and index_delete_tuples
+//! * [`index_build`] — index builds and index_delete_tuples ([`index_datums`]: their datums)
+//! * [`summarizing`] — BRIN summaries widened by index-stable updates (PG16+)
 //! * [`handler`]     — the TableAmRoutine
 //! * [`page_check`]  — pure structural checks of raw pages
 //! * [`inspect`]     — strata.lsm_info / lsm_verify / lsm_levels / lsm_stats
@@ -35,6 +36,7 @@ pub mod flush;
 pub mod gucs;
 pub mod handler;
 pub mod index_build;
+pub mod index_datums;
 pub mod inspect;
 pub mod logical;
 pub mod manifest;
@@ -49,6 +51,8 @@ pub mod shared_cache;
 pub mod shrink;
 pub mod slot;
 pub mod storage;
+#[cfg(not(feature = "pg15"))]
+pub mod summarizing;
 pub mod sweep;
 pub mod vacuum;
 pub mod version_data;

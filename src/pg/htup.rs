@@ -218,30 +218,35 @@ pub fn key_columns(rel: Rel) -> *mut pg_sys::Bitmapset {
 
 /// The columns an update must leave alone to need no new index entries
 /// (heap's HOT-blocking set: key, expression and partial-predicate columns
-/// of every index). The columns of summarizing indexes (BRIN) block too,
-/// unlike heap's: an lsm update chain spans pages, and a BRIN range of the
-/// new version's block would be summarized from a version that bitmap scans
-/// reach only through its chain's root (see `lsm::chain`). Fetched before any
-/// buffer lock, palloc'd in the current context.
+/// of every index that is not summarizing). On PostgreSQL 15, as heap's
+/// there, the columns of BRIN indexes too. Fetched before any buffer lock,
+/// palloc'd in the current context.
 pub fn hot_blocking_columns(rel: Rel) -> *mut pg_sys::Bitmapset {
-    // SAFETY: open relation; the bitmaps are copies the caller owns.
+    // SAFETY: open relation; the bitmap is a copy the caller owns.
     unsafe {
         #[cfg(feature = "pg15")]
-        {
-            pg_sys::RelationGetIndexAttrBitmap(rel.raw(), pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_ALL)
-        }
+        let kind = pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_ALL;
         #[cfg(not(feature = "pg15"))]
-        {
-            let hot = pg_sys::RelationGetIndexAttrBitmap(
-                rel.raw(),
-                pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_HOT_BLOCKING,
-            );
-            let summarized = pg_sys::RelationGetIndexAttrBitmap(
-                rel.raw(),
-                pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_SUMMARIZED,
-            );
-            pg_sys::bms_join(hot, summarized)
-        }
+        let kind = pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_HOT_BLOCKING;
+        pg_sys::RelationGetIndexAttrBitmap(rel.raw(), kind)
+    }
+}
+
+/// The columns of summarizing indexes (BRIN) that no other index uses
+/// (PostgreSQL 16 and later; none on 15, where they block HOT): an update
+/// changing them stays index-stable, but must widen the summaries that
+/// cover its chain's root (see `lsm::summarizing`). Palloc'd in the
+/// current context.
+pub fn summarized_columns(rel: Rel) -> *mut pg_sys::Bitmapset {
+    #[cfg(feature = "pg15")]
+    {
+        let _ = rel;
+        std::ptr::null_mut()
+    }
+    // SAFETY: open relation; the bitmap is a copy the caller owns.
+    #[cfg(not(feature = "pg15"))]
+    unsafe {
+        pg_sys::RelationGetIndexAttrBitmap(rel.raw(), pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_SUMMARIZED)
     }
 }
 
@@ -336,24 +341,36 @@ pub struct Changed {
     pub key: bool,
     /// A HOT-blocking column: the new version needs index entries.
     pub indexed: bool,
+    /// A column only summarizing indexes use: their summaries must take
+    /// the new values.
+    pub summarized: bool,
+}
+
+impl Changed {
+    /// Whether the update may leave the indexes alone: it changes no
+    /// HOT-blocking column, and a change of summarized columns only when
+    /// the chain's root is known (the summaries to widen are the root's).
+    pub fn index_stable(&self, root_known: bool) -> bool {
+        !self.indexed && (!self.summarized || root_known)
+    }
 }
 
 /// The column sets one UPDATE checks ([`key_columns`],
-/// [`hot_blocking_columns`]), fetched once before any buffer lock, and the
-/// comparison of the old version with the new row over both, done once
-/// per UPDATE however many times the lock and the storage ask (each column
-/// of either set compared once, as heap's `HeapDetermineColumnsInfo`).
+/// [`hot_blocking_columns`], [`summarized_columns`]), fetched once before
+/// any buffer lock, and the comparison of the old version with the new row
+/// over them, done once per UPDATE however many times the lock and the
+/// storage ask (each column of any set compared once, as heap's
+/// `HeapDetermineColumnsInfo`).
 pub struct UpdateColumns {
-    keys: *mut pg_sys::Bitmapset,
-    hot_blocking: *mut pg_sys::Bitmapset,
+    /// key, HOT-blocking and summarized columns, in [`Changed`]'s order
+    sets: [*mut pg_sys::Bitmapset; 3],
     known: std::cell::Cell<Option<Changed>>,
 }
 
 impl UpdateColumns {
     pub fn of(rel: Rel) -> Self {
         UpdateColumns {
-            keys: key_columns(rel),
-            hot_blocking: hot_blocking_columns(rel),
+            sets: [key_columns(rel), hot_blocking_columns(rel), summarized_columns(rel)],
             known: std::cell::Cell::new(None),
         }
     }
@@ -371,36 +388,46 @@ impl UpdateColumns {
         if let Some(known) = self.known.get() {
             return known;
         }
-        let mut changed = Changed { key: false, indexed: false };
-        let (keys, hot) = (words(self.keys), words(self.hot_blocking));
+        let sets = self.sets.map(|s| words(s));
         let at = |set: &[u64], m: i32| set.get(m as usize / 64).is_some_and(|w| w >> (m % 64) & 1 == 1);
-        let union = (0..keys.len().max(hot.len()))
-            .map(|i| keys.get(i).copied().unwrap_or(0) | hot.get(i).copied().unwrap_or(0));
+        let width = sets.iter().map(|s| s.len()).max().unwrap_or(0);
+        let union = (0..width).map(|i| sets.iter().fold(0, |w, s| w | s.get(i).copied().unwrap_or(0)));
         let desc = descriptor(rel);
-        // each column of either set compared once, in ascending order
+        // key, indexed, summarized
+        let mut found = [false; 3];
+        // each column of any set compared once, in ascending order
         for m in members_of(union) {
-            let (in_keys, in_hot) = (at(keys, m), at(hot, m));
-            let wanted = (in_keys && !changed.key) || (in_hot && !changed.indexed);
+            let member = sets.map(|s| at(s, m));
+            let wanted = (0..3).any(|k| member[k] && !found[k]);
             if wanted && column_changed(&desc, m, old, new) {
-                changed.key |= in_keys;
-                changed.indexed |= in_hot;
-                if changed.key && changed.indexed {
+                for k in 0..3 {
+                    found[k] |= member[k];
+                }
+                if (0..3).all(|k| found[k] || sets[k].is_empty()) {
                     break;
                 }
             }
         }
+        let changed = Changed { key: found[0], indexed: found[1], summarized: found[2] };
         self.known.set(Some(changed));
         changed
+    }
+
+    /// Whether the comparison done ([`changed`](Self::changed)) found a
+    /// summarized column changed.
+    pub fn summarized_changed(&self) -> bool {
+        self.known.get().is_some_and(|c| c.summarized)
     }
 }
 
 impl Drop for UpdateColumns {
     fn drop(&mut self) {
-        // SAFETY: the copies key_columns / hot_blocking_columns returned,
-        // palloc'd, ours (bms_free takes NULL).
+        // SAFETY: the copies the column-set functions returned, palloc'd,
+        // ours (bms_free takes NULL).
         unsafe {
-            pg_sys::bms_free(self.keys);
-            pg_sys::bms_free(self.hot_blocking);
+            for set in self.sets {
+                pg_sys::bms_free(set);
+            }
         }
     }
 }

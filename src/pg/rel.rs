@@ -195,6 +195,20 @@ pub fn has_index_of_am(rel: Rel, am: pg_sys::Oid) -> bool {
     }
 }
 
+/// The OIDs of the relation's indexes (`RelationGetIndexList`).
+pub fn index_oids(rel: Rel) -> Vec<pg_sys::Oid> {
+    // SAFETY: open relation; RelationGetIndexList returns a copy we free.
+    unsafe {
+        let list = pg_sys::RelationGetIndexList(rel.raw());
+        if list.is_null() {
+            return Vec::new();
+        }
+        let oids = (0..(*list).length as usize).map(|i| (*(*list).elements.add(i)).oid_value).collect();
+        pg_sys::list_free(list);
+        oids
+    }
+}
+
 /// Takes a heavyweight lock on the relation if that needs no waiting.
 pub fn try_lock(rel: Rel, mode: u32) -> bool {
     // SAFETY: open relation; returns false instead of waiting.

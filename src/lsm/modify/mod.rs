@@ -17,7 +17,7 @@ use crate::pg::snapshot::Snap;
 use crate::pg::tuple_slot::Slot;
 use crate::pg::relation::Rel;
 use super::row_lock::{self, ChainStep, Decision, Member, Mode, Status};
-use super::{bulk, logical};
+use super::{bulk, chain, chain_hint, logical};
 use super::storage::{self, Located};
 use super::version_data;
 use crate::pg::buffer::Locked;
@@ -171,6 +171,14 @@ pub fn update(
             Outcome::Failed(r) => break r,
         };
         predicate::check_conflict_in(rel, Some(otid));
+        // the old version's chain root, when known: an update changing
+        // summarized columns needs it to stay index-stable (`summarizing`)
+        let root = if chain::is_heap_only(acq.loc.header) {
+            chain_hint::walked_root(rel, &otid)
+        } else {
+            Some(otid)
+        };
+        let summaries = |index_stable: bool| root.filter(|_| index_stable && cols.summarized_changed());
         // a version sharing its header is detached inside the UPDATE record
         // when its page has a free header slot; otherwise now
         if storage::shares_header(&acq.loc) && !storage::detach_fits(&acq.loc) {
@@ -185,10 +193,12 @@ pub fn update(
                 cols: &cols,
                 keys_updated,
                 floor,
+                root_known: root.is_some(),
             };
             if let Some((new_tid, index_stable)) = together.update(rel, loc, &mut old, slot) {
                 *hot = index_stable;
-                updated(rel, acq.page, otid, acq.tuplock, slot, new_tid, index_stable);
+                let summaries = summaries(index_stable);
+                updated(rel, acq.page, otid, acq.tuplock, slot, new_tid, index_stable, summaries);
                 break pg_sys::TM_Result::TM_Ok;
             }
         }
@@ -199,7 +209,7 @@ pub fn update(
         let carry = (!acq.keep.is_empty()).then(|| carried_locks(loc.header));
         acq.page.unlock(); // keep the pin: the old version's bytes stay put
         let (tuple, should_free) = slot_tuple(rel, slot);
-        let index_stable = !cols.changed(rel, &mut old, tuple).indexed;
+        let index_stable = cols.changed(rel, &mut old, tuple).index_stable(root.is_some());
         let stored = prepare_insert(rel, tuple, xid, cid, 0, Some(&mut old));
         // SAFETY: the tuple about to be stored is ours to write.
         let t = unsafe { (*stored).t_data };
@@ -244,7 +254,8 @@ pub fn update(
             free_if(stored, stored != tuple);
             free_if(tuple, should_free);
             *hot = index_stable;
-            updated(rel, acq.page, otid, acq.tuplock, slot, new_tid, index_stable);
+            let summaries = summaries(index_stable);
+            updated(rel, acq.page, otid, acq.tuplock, slot, new_tid, index_stable, summaries);
             break pg_sys::TM_Result::TM_Ok;
         }
         free_if(stored, stored != tuple);

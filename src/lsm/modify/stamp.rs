@@ -165,6 +165,8 @@ pub(super) struct Together<'a> {
     pub(super) cols: &'a htup::UpdateColumns,
     pub(super) keys_updated: bool,
     pub(super) floor: Option<u32>,
+    /// Whether the old version's chain root is known (see `summarizing`).
+    pub(super) root_known: bool,
 }
 
 impl Together<'_> {
@@ -187,7 +189,7 @@ impl Together<'_> {
             free_if(tuple, should_free);
             return None;
         };
-        let index_stable = !self.cols.changed(rel, old, tuple).indexed;
+        let index_stable = self.cols.changed(rel, old, tuple).index_stable(self.root_known);
         let stored = prepare_insert(rel, tuple, self.xid, self.cid, 0, Some(old));
         debug_assert!(stored == tuple, "no toasting on this path");
         // SAFETY: the tuple about to be stored is ours to write.
@@ -228,7 +230,10 @@ pub(super) fn mark_heap_only(t: *mut htup::Header, index_stable: bool) {
 }
 
 /// After a successful update: the old page (`page`) unlocked and released,
-/// the tuple lock dropped, the slot naming the new version, pgstat told.
+/// the tuple lock dropped, the slot naming the new version, pgstat told;
+/// with `summaries`, an index-stable update's chain root, the summarizing
+/// indexes widened by the new row under it.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn updated(
     rel: Rel,
     page: Locked,
@@ -237,6 +242,7 @@ pub(super) fn updated(
     slot: Slot,
     new_tid: pg_sys::ItemPointerData,
     index_stable: bool,
+    summaries: Option<pg_sys::ItemPointerData>,
 ) {
     drop(page);
     release_tuplock(rel, otid, tuplock);
@@ -246,4 +252,10 @@ pub(super) fn updated(
     // SAFETY: valid slot.
     unsafe { (*slot.raw()).tts_tid = new_tid };
     crate::pg::stats::count_update(rel, index_stable);
+    #[cfg(not(feature = "pg15"))]
+    if let Some(root) = summaries {
+        crate::lsm::summarizing::insert(rel, slot, root);
+    }
+    #[cfg(feature = "pg15")]
+    debug_assert!(summaries.is_none(), "no summarized columns before PostgreSQL 16");
 }
