@@ -214,9 +214,16 @@ pub fn xmin_visible(t: *mut htup::Header, snapshot: Snap) -> bool {
 }
 
 /// The backend's last walk that returned a version: the file key, the
-/// root, the member returned and its inserter when that had committed
-/// (`InvalidTransactionId` for the backend's own version).
-type Last = ((u32, u32), pg_sys::ItemPointerData, pg_sys::ItemPointerData, pg_sys::TransactionId);
+/// root, the member returned, its inserter when that had committed
+/// (`InvalidTransactionId` for the backend's own version), and the local
+/// transaction it was walked in.
+type Last = (
+    (u32, u32),
+    pg_sys::ItemPointerData,
+    pg_sys::ItemPointerData,
+    pg_sys::TransactionId,
+    pg_sys::LocalTransactionId,
+);
 
 thread_local! {
     static LAST: Cell<Option<Last>> = const { Cell::new(None) };
@@ -236,20 +243,21 @@ pub fn note_found(
     let xmin = htup::xmin(t);
     // visible and not the backend's own: its inserter committed
     let committed = committed_inserter(xmin);
-    LAST.with(|l| l.set(Some((file_key(rel), *root, *member, committed))));
+    LAST.with(|l| l.set(Some((file_key(rel), *root, *member, committed, xact::local_xact_id()))));
     if passed && !htup::tid_eq(root, member) && committed != pg_sys::InvalidTransactionId {
         set(rel, root, Hint { member: self::member(member, xmin), pred: None });
     }
 }
 
 /// The root of the chain holding version `member`, when it is what the
-/// backend's last walk returned (or a row lock or index-stable UPDATE moved
-/// that walk's place to). A member's root never changes: TIDs are never
-/// reused within a relation file, and storage truncated in place forgets
-/// the walk ([`forget_file`]).
+/// backend's last walk in this transaction returned (or a row lock or
+/// index-stable UPDATE moved that walk's place to). A member's root never
+/// changes: TIDs are never reused within a relation file, storage truncated
+/// in place forgets the walk ([`forget_file`]), and a relation file number
+/// is not reused before the transaction that dropped its file ends.
 pub fn walked_root(rel: Rel, member: &pg_sys::ItemPointerData) -> Option<pg_sys::ItemPointerData> {
-    let (key, root, last, _) = LAST.with(|l| l.get())?;
-    (key == file_key(rel) && htup::tid_eq(&last, member)).then_some(root)
+    let (key, root, last, _, lxid) = LAST.with(|l| l.get())?;
+    (key == file_key(rel) && htup::tid_eq(&last, member) && lxid == xact::local_xact_id()).then_some(root)
 }
 
 /// A row lock that followed the chain from `from` locked its next version
@@ -263,14 +271,14 @@ pub fn note_followed(
     to: &pg_sys::ItemPointerData,
     t: *mut htup::Header,
 ) {
-    let Some((key, root, member, _)) = LAST.with(|l| l.get()) else {
+    let Some((key, root, member, _, lxid)) = LAST.with(|l| l.get()) else {
         return;
     };
     if key == file_key(rel) && htup::tid_eq(&member, from) {
         // a version locked: its inserter committed or is this backend's
         // transaction
         let committed = committed_inserter(htup::xmin(t));
-        LAST.with(|l| l.set(Some((key, root, *to, committed))));
+        LAST.with(|l| l.set(Some((key, root, *to, committed, lxid))));
     }
 }
 
@@ -283,7 +291,7 @@ pub fn note_updated(
     new: &pg_sys::ItemPointerData,
     xid: pg_sys::TransactionId,
 ) {
-    let Some((key, root, member, committed)) = LAST.with(|l| l.get()) else {
+    let Some((key, root, member, committed, lxid)) = LAST.with(|l| l.get()) else {
         return;
     };
     if key == file_key(rel) && htup::tid_eq(&member, old) {
@@ -292,6 +300,6 @@ pub fn note_updated(
         let pred = (htup::tid_eq(old, &root) || committed != pg_sys::InvalidTransactionId)
             .then(|| self::member(old, committed));
         set(rel, &root, Hint { member: self::member(new, xid), pred });
-        LAST.with(|l| l.set(Some((key, root, *new, pg_sys::InvalidTransactionId))));
+        LAST.with(|l| l.set(Some((key, root, *new, pg_sys::InvalidTransactionId, lxid))));
     }
 }

@@ -126,6 +126,23 @@ pub fn active_snapshot() -> Snap {
     }
 }
 
+/// The backend's local transaction id (`MyProc`'s virtual xid counter):
+/// different in every top-level transaction of the backend.
+pub fn local_xact_id() -> pg_sys::LocalTransactionId {
+    // SAFETY: MyProc is the backend's own PGPROC, set before any query runs;
+    // only this backend writes its lxid.
+    unsafe {
+        #[cfg(feature = "pg15")]
+        {
+            (*pg_sys::MyProc).lxid
+        }
+        #[cfg(not(feature = "pg15"))]
+        {
+            (*pg_sys::MyProc).vxid.lxid
+        }
+    }
+}
+
 /// The current (sub)transaction's xid, or InvalidTransactionId when it
 /// has none yet (`GetCurrentTransactionIdIfAny`).
 pub fn current_xid_if_any() -> pg_sys::TransactionId {
