@@ -24,6 +24,12 @@ pub static SCAN_MEM_MULTIPLIER: GucSetting<f64> = GucSetting::<f64>::new(1.0);
 pub static FORMAT_VERSION: GucSetting<i32> =
     GucSetting::<i32>::new(super::format::FORMAT_VERSION as i32);
 
+/// Seed of the level draws of graph elements (`strata.hnsw_random_seed`):
+/// -1 (the default) draws from PostgreSQL's global random state; a seed
+/// makes a session's builds and inserts draw the same levels every run, so
+/// a single-process build of the same rows gives the same graph (tests).
+pub static RANDOM_SEED: GucSetting<i32> = GucSetting::<i32>::new(-1);
+
 /// Whether new indexes get neighbor codes (`strata.hnsw_codes`).
 pub static CODES: GucSetting<Codes> = GucSetting::<Codes>::new(Codes::Auto);
 
@@ -105,6 +111,16 @@ pub fn init() {
         super::format::OLDEST_VERSION as i32,
         super::format::FORMAT_VERSION as i32,
         GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"strata.hnsw_random_seed",
+        c"Seed of the random levels of strata_hnsw graph elements in this session.",
+        c"-1 (the default): PostgreSQL's global random state. Setting another seed restarts the session's draws from it, so the same single-process build of the same rows gives the same graph (reproducible tests).",
+        &RANDOM_SEED,
+        -1,
+        i32::MAX,
+        GucContext::Userset,
         GucFlags::default(),
     );
     // SAFETY: reserves the prefix so typos in strata.* settings are errors.

@@ -20,9 +20,33 @@ use super::wal::IndexWrite;
 use crate::pg::buffer::Locked;
 use pgrx::pg_sys;
 
+thread_local! {
+    /// The session's seeded draws (`strata.hnsw_random_seed`): the seed
+    /// they started from and their state.
+    static SEEDED: std::cell::Cell<Option<(i32, pg_sys::pg_prng_state)>> = const { std::cell::Cell::new(None) };
+}
+
+/// A uniform draw from (0, 1] for an element's level: from PostgreSQL's
+/// global random state, or from the state `strata.hnsw_random_seed` set.
 pub(super) fn random_unit() -> f64 {
-    // SAFETY: the backend's global PRNG.
-    1.0 - unsafe { pg_sys::pg_prng_double(&raw mut pg_sys::pg_global_prng_state) }
+    let seed = super::gucs::RANDOM_SEED.get();
+    if seed < 0 {
+        // SAFETY: the backend's global PRNG.
+        return 1.0 - unsafe { pg_sys::pg_prng_double(&raw mut pg_sys::pg_global_prng_state) };
+    }
+    let mut state = match SEEDED.with(|s| s.get()) {
+        Some((from, state)) if from == seed => state,
+        _ => {
+            let mut state = pg_sys::pg_prng_state { s0: 0, s1: 0 };
+            // SAFETY: a local state, seeded in place.
+            unsafe { pg_sys::pg_prng_seed(&mut state, seed as u64) };
+            state
+        }
+    };
+    // SAFETY: a seeded local state.
+    let draw = 1.0 - unsafe { pg_sys::pg_prng_double(&mut state) };
+    SEEDED.with(|s| s.set(Some((seed, state))));
+    draw
 }
 
 /// Inserts `vector` for heap row `tid`. The caller checked dimensions and

@@ -322,3 +322,23 @@ DROP TABLE hw;
 DROP EXTENSION pg_walinspect;
 DROP TABLE h, hl, hu, he;
 DROP FUNCTION knn_matches(vector, text);
+-- strata.hnsw_random_seed (regress.conf sets one): levels drawn from the
+-- session's own seeded state, restarted at the first draw after the seed
+-- changes, so the same build of the same rows gives the same graph, and
+-- another seed another graph
+CREATE TABLE hs (v vector(8));
+INSERT INTO hs SELECT ARRAY[sin(g), cos(g), sin(2 * g), cos(3 * g), g % 13, g % 7, sin(g * 0.1), g % 5]::real[]::vector
+FROM generate_series(1, 3000) g;
+CREATE FUNCTION graph_of(i regclass) RETURNS text LANGUAGE sql AS $$
+  SELECT string_agg(layer || ':' || elements || ' ' || entry_point, ', ' ORDER BY layer) FROM strata.hnsw_info(i) $$;
+SET strata.hnsw_random_seed = 11;
+CREATE INDEX hs_a ON hs USING strata_hnsw (v);
+SET strata.hnsw_random_seed = 12;
+CREATE INDEX hs_b ON hs USING strata_hnsw (v);
+SET strata.hnsw_random_seed = 11;
+CREATE INDEX hs_c ON hs USING strata_hnsw (v);
+SELECT graph_of('hs_a') = graph_of('hs_c') AS same_seed_same_graph,
+       graph_of('hs_a') <> graph_of('hs_b') AS other_seed_other_graph;
+RESET strata.hnsw_random_seed;
+DROP TABLE hs;
+DROP FUNCTION graph_of(regclass);
