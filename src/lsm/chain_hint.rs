@@ -241,10 +241,16 @@ pub fn note_found(
     passed: bool,
 ) {
     let xmin = htup::xmin(t);
-    // visible and not the backend's own: its inserter committed
-    let committed = committed_inserter(xmin);
+    // visible and not the backend's own: its inserter committed (only hints
+    // use it)
+    let hints = in_use().is_some();
+    let committed = if hints {
+        committed_inserter(xmin)
+    } else {
+        pg_sys::InvalidTransactionId
+    };
     LAST.with(|l| l.set(Some((file_key(rel), *root, *member, committed, xact::local_xact_id()))));
-    if passed && !htup::tid_eq(root, member) && committed != pg_sys::InvalidTransactionId {
+    if hints && passed && !htup::tid_eq(root, member) && committed != pg_sys::InvalidTransactionId {
         set(rel, root, Hint { member: self::member(member, xmin), pred: None });
     }
 }

@@ -413,6 +413,11 @@ impl UpdateColumns {
         changed
     }
 
+    /// Whether the table has summarized columns (none on PostgreSQL 15).
+    pub fn has_summarized(&self) -> bool {
+        !words(self.sets[2]).is_empty()
+    }
+
     /// Whether the comparison done ([`changed`](Self::changed)) found a
     /// summarized column changed.
     pub fn summarized_changed(&self) -> bool {

@@ -174,25 +174,17 @@ pub fn require_select_on_index(index: Rel) {
 
 /// Whether the relation has an index of access method `am`.
 pub fn has_index_of_am(rel: Rel, am: pg_sys::Oid) -> bool {
-    // SAFETY: open relation; RelationGetIndexList returns a copy we free;
-    // each index's relcache entry is opened and closed again.
-    unsafe {
-        let list = pg_sys::RelationGetIndexList(rel.raw());
-        if list.is_null() {
-            return false;
-        }
-        let mut found = false;
-        for i in 0..(*list).length as usize {
-            let oid = (*(*list).elements.add(i)).oid_value;
+    index_oids(rel).into_iter().any(|oid| {
+        // SAFETY: each index's relcache entry is opened and closed again.
+        unsafe {
             let index = pg_sys::RelationIdGetRelation(oid);
-            if !index.is_null() {
-                found |= (*(*index).rd_rel).relam == am;
+            !index.is_null() && {
+                let found = (*(*index).rd_rel).relam == am;
                 pg_sys::RelationClose(index);
+                found
             }
         }
-        pg_sys::list_free(list);
-        found
-    }
+    })
 }
 
 /// The OIDs of the relation's indexes (`RelationGetIndexList`).

@@ -173,7 +173,9 @@ pub fn update(
         predicate::check_conflict_in(rel, Some(otid));
         // the old version's chain root, when known: an update changing
         // summarized columns needs it to stay index-stable (`summarizing`)
-        let root = if chain::is_heap_only(acq.loc.header) {
+        let root = if !cols.has_summarized() {
+            None
+        } else if chain::is_heap_only(acq.loc.header) {
             chain_hint::walked_root(rel, &otid)
         } else {
             Some(otid)
