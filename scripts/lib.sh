@@ -3,6 +3,10 @@
 # command as the `postgres` OS user, and how to install what is missing.
 # Every function is idempotent.
 set -euo pipefail
+# Servers these scripts start report errors as users see them: with
+# RUST_BACKTRACE set, pgrx appends a Rust backtrace to the DETAIL of errors
+# that pass through Strata's frames (test outputs would differ from heap's).
+unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 
 STRATA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PGRX_VERSION="0.18.1"
@@ -93,29 +97,63 @@ ensure_all() {
 }
 
 # PostgreSQL 15's sources (its own regression and isolation suites), from
-# Debian's source package: a deb-src entry for bookworm on the mirror the deb
-# entries use is added when none exists. Prints the source tree's path.
+# Debian's source package of the installed server's version: the suites'
+# expected files follow the minor release (ruleutils' output, psql's handling
+# of a failed COPY FROM STDIN changed within 15.x), so a tree of another
+# release makes diffs that are not Strata's. Debian ships security updates of
+# postgresql-15 from bookworm-security, so the deb-src entries Strata adds
+# (strata-src.sources) name that suite too, on the mirror the deb entries use.
+# When that version's source cannot be fetched (a mirror without the security
+# pool), the newest one that can is used, with a warning, and the miss is
+# remembered (no new attempt for that version). Prints the tree's path.
 ensure_pg15_source() {
-    local dir=/opt/strata/src tree
-    tree=$(ls -d "$dir"/postgresql-15-15.* 2>/dev/null | sort -V | tail -n 1 || true)
-    if [ -z "$tree" ] || [ ! -f "$tree/src/test/regress/regress.c" ]; then
-        if ! grep -rqs "deb-src" /etc/apt/sources.list /etc/apt/sources.list.d/; then
-            local mirror
-            mirror=$(grep -hs -m1 -E "^URIs: .*debian/?$" /etc/apt/sources.list.d/*.sources | awk '{print $2}')
-            log "adding a deb-src entry for bookworm (${mirror:-http://deb.debian.org/debian})" >&2
-            printf 'Types: deb-src\nURIs: %s\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-                "${mirror:-http://deb.debian.org/debian}" | as_root tee /etc/apt/sources.list.d/strata-src.sources >/dev/null
-        fi
-        log "fetching PostgreSQL 15's sources (apt-get source postgresql-15) into $dir" >&2
+    local dir=/opt/strata/src tree="" version upstream v
+    version=$(dpkg-query -W -f='${Version}' postgresql-15 2>/dev/null || true)
+    upstream=${version%%-*}
+    has_tree() { [ -f "$dir/postgresql-15-$1/src/test/regress/regress.c" ]; }
+    if [ -n "$upstream" ] && has_tree "$upstream"; then
+        echo "$dir/postgresql-15-$upstream"
+        return
+    fi
+    if [ ! -e "$dir/.unavailable-$version" ]; then
+        write_deb_src_entries >&2
+        log "fetching PostgreSQL 15's sources (postgresql-15 $version) into $dir" >&2
         as_root apt-get update -qq >&2
         as_root mkdir -p "$dir"
-        (cd "$dir" && as_root apt-get source -qq postgresql-15 >/dev/null 2>&1) ||
-            die "apt-get source postgresql-15 failed"
-        tree=$(ls -d "$dir"/postgresql-15-15.* 2>/dev/null | sort -V | tail -n 1 || true)
-        [ -n "$tree" ] || die "no postgresql-15 source tree under $dir"
-        as_root chmod -R a+rX "$dir"
+        # the installed version first, then the others apt lists, newest first
+        for v in $version $(apt-cache showsrc postgresql-15 2>/dev/null | awk '/^Version:/ {print $2}' | sort -rV); do
+            if has_tree "${v%%-*}" || (cd "$dir" && as_root apt-get source -qq "postgresql-15=$v" >/dev/null 2>&1); then
+                tree="$dir/postgresql-15-${v%%-*}"
+                break
+            fi
+        done
+        [ "$tree" = "$dir/postgresql-15-$upstream" ] || as_root touch "$dir/.unavailable-$version"
     fi
+    if [ -z "$tree" ]; then
+        tree=$(ls -d "$dir"/postgresql-15-15.* 2>/dev/null | sort -V | tail -n 1 || true)
+    fi
+    [ -n "$tree" ] && [ -f "$tree/src/test/regress/regress.c" ] ||
+        die "could not fetch PostgreSQL 15's sources (apt-get source postgresql-15)"
+    [ "$tree" = "$dir/postgresql-15-$upstream" ] ||
+        log "warning: PostgreSQL ${upstream:-15} is installed but its sources could not be fetched; using ${tree##*/}: where the minor releases differ, the suites' expected output does too" >&2
+    as_root chmod -R a+rX "$dir"
     echo "$tree"
+}
+
+# deb-src entries for bookworm, bookworm-updates and bookworm-security, on the
+# mirrors the deb entries name (Debian's own when none is found).
+write_deb_src_entries() {
+    local main security file=/etc/apt/sources.list.d/strata-src.sources
+    main=$(grep -hs -E "^URIs: .*debian/?$" /etc/apt/sources.list.d/*.sources | awk '{print $2; exit}')
+    security=$(grep -hs -E "^URIs: .*debian-security/?$" /etc/apt/sources.list.d/*.sources | awk '{print $2; exit}')
+    main=${main:-http://deb.debian.org/debian}
+    security=${security:-${main%/debian}/debian-security}
+    if grep -qs "debian-security" "$file"; then
+        return
+    fi
+    log "adding deb-src entries for bookworm ($main) and bookworm-security ($security)"
+    printf 'Types: deb-src\nURIs: %s\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb-src\nURIs: %s\nSuites: bookworm-security\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+        "$main" "$security" | as_root tee "$file" >/dev/null
 }
 
 # Builds and installs Strata into PostgreSQL $1 (15|18); $2 = release|debug.

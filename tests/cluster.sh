@@ -10,7 +10,8 @@
 #   (pgvector-python's Vector, HalfVector, SparseVector and Bit round-trip through psycopg),
 #   test_logical.py (publications of lsm tables into heap and lsm subscribers — streamed, two-phase,
 #   row-filtered —, pg_recvlogical,
-#   kill -9 mid-transaction), test_citus.py (only where Citus is installed: a distributed lsm table,
+#   kill -9 mid-transaction), test_error_reports.py (lock timeouts and deadlocks in lsm
+#   row changes report heap's SQLSTATE, detail and CONTEXT), test_citus.py (only where Citus is installed: a distributed lsm table,
 #   k-NN across shards, an online shard move while writes continue).
 # Each test starts its own servers on loopback ports as the postgres user and
 # stops them. Strata must be installed into that PostgreSQL.

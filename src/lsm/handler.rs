@@ -6,6 +6,7 @@ use crate::pg::tuple_slot::Slot;
 use crate::pg::relation::Rel;
 use crate::pg::snapshot::Snap;
 use super::{cluster, ddl, fetch, index_build, manifest, modify, scan, vacuum};
+use crate::pg::error_catch::rethrowing;
 use crate::pg::htup;
 use pgrx::datum::Internal;
 use pgrx::pg_sys;
@@ -357,7 +358,8 @@ unsafe extern "C-unwind" fn tuple_delete(
     // SAFETY: a valid item pointer, the caller's crosscheck snapshot (or
     // none) and failure storage (or none), valid for the call.
     let (tid, crosscheck, tmfd) = unsafe { (*tid, Snap::from_raw(crosscheck), tmfd.as_mut()) };
-    modify::delete(rel, tid, cid, crosscheck, wait, tmfd, changing_part)
+    // (lock waits raise their errors whole: see pg::error_catch)
+    rethrowing(|| modify::delete(rel, tid, cid, crosscheck, wait, tmfd, changing_part))
 }
 
 #[cfg(feature = "pg15")]
@@ -390,19 +392,13 @@ unsafe extern "C-unwind" fn tuple_update(
     // strength (a key column changed or not) is reported by the update.
     let mut hot = false;
     // SAFETY: executor-provided pointers.
-    let result = unsafe {
-        modify::update(
-            rel,
-            *otid,
-            slot,
-            cid,
-            Snap::from_raw(crosscheck),
-            wait,
-            tmfd.as_mut(),
-            &mut *lockmode,
-            &mut hot,
-        )
-    };
+    let (otid, crosscheck, tmfd, lockmode) =
+        unsafe { (*otid, Snap::from_raw(crosscheck), tmfd.as_mut(), &mut *lockmode) };
+    // (lock waits and summarizing indexes' expressions raise their errors
+    // whole: see pg::error_catch)
+    let result = rethrowing(|| {
+        modify::update(rel, otid, slot, cid, crosscheck, wait, tmfd, lockmode, &mut hot)
+    });
     let needed = result == pg_sys::TM_Result::TM_Ok && !hot;
     // SAFETY: executor-provided output pointer.
     unsafe {
@@ -444,7 +440,9 @@ unsafe extern "C-unwind" fn tuple_lock(
     // SAFETY: a valid, writable item pointer and failure storage (or
     // none), valid for the call.
     let (start, tmfd) = unsafe { (*tid, tmfd.as_mut()) };
-    let (result, locked) = modify::lock(rel, start, slot, cid, mode, wait_policy, follow, tmfd);
+    // (lock waits raise their errors whole: see pg::error_catch)
+    let (result, locked) =
+        rethrowing(|| modify::lock(rel, start, slot, cid, mode, wait_policy, follow, tmfd));
     if result == pg_sys::TM_Result::TM_Ok {
         // SAFETY: as above.
         unsafe { *tid = locked };
@@ -604,8 +602,10 @@ unsafe extern "C-unwind" fn index_validate_scan(
     let index = unsafe { Rel::from_raw(index) };
     // SAFETY: validate_index's registered snapshot, valid for the call.
     let snapshot = unsafe { Snap::from_raw(snapshot) };
+    // (index expressions and lock waits raise their errors whole: see
+    // pg::error_catch)
     // SAFETY: the index_validate_scan callback's own arguments.
-    unsafe { index_build::validate_scan(table, index, info, snapshot, state) }
+    rethrowing(|| unsafe { index_build::validate_scan(table, index, info, snapshot, state) })
 }
 
 #[pg_guard]

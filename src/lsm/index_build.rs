@@ -160,6 +160,34 @@ pub unsafe extern "C-unwind" fn index_build_range_scan(
     callback_state: *mut std::ffi::c_void,
     scan: pg_sys::TableScanDesc,
 ) -> f64 {
+    // an index expression's or predicate's error, or a lock wait's, is
+    // raised whole (see pg::error_catch)
+    crate::pg::error_catch::rethrowing(|| {
+        // SAFETY: PostgreSQL's arguments, passed on.
+        unsafe {
+            build_range_scan(
+                table, index, info, anyvisible, start_block, numblocks, callback, callback_state, scan,
+            )
+        }
+    })
+}
+
+/// [`index_build_range_scan`]'s work.
+///
+/// # Safety
+/// As [`index_build_range_scan`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn build_range_scan(
+    table: pg_sys::Relation,
+    index: pg_sys::Relation,
+    info: *mut pg_sys::IndexInfo,
+    anyvisible: bool,
+    start_block: pg_sys::BlockNumber,
+    numblocks: pg_sys::BlockNumber,
+    callback: pg_sys::IndexBuildCallback,
+    callback_state: *mut std::ffi::c_void,
+    scan: pg_sys::TableScanDesc,
+) -> f64 {
     // SAFETY: PostgreSQL hands the callback open relations.
     let (table, index) = unsafe { (Rel::from_raw(table), Rel::from_raw(index)) };
     let brin = is_brin(index);

@@ -5,6 +5,7 @@
 //! inserts do (`FormIndexDatum`).
 
 use crate::pg::relation::Rel;
+use crate::pg::error_catch;
 use crate::pg::tuple_slot::Slot;
 use pgrx::pg_sys;
 
@@ -61,10 +62,12 @@ impl IndexDatums {
         // SAFETY: scaffolding from `with_slot`; the slot holds a version.
         unsafe {
             pg_sys::MemoryContextReset((*self.econtext).ecxt_per_tuple_memory);
-            if !self.predicate.is_null() && !pg_sys::ExecQual(self.predicate, self.econtext) {
+            // (an error in an index expression or predicate keeps its
+            // CONTEXT: see pg::error_catch)
+            if !self.predicate.is_null() && !error_catch::exec_qual(self.predicate, self.econtext) {
                 return false;
             }
-            pg_sys::FormIndexDatum(
+            error_catch::form_index_datum(
                 self.info,
                 self.slot.raw(),
                 self.estate,

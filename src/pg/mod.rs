@@ -4,6 +4,7 @@
 pub mod array;
 pub mod buffer;
 pub mod error;
+pub mod error_catch;
 pub mod fsm;
 pub mod htup;
 pub mod index_scan;

@@ -74,16 +74,16 @@ pub fn is_current(xid: u32) -> bool {
     super::xact::is_current_xid(pg_sys::TransactionId::from(xid))
 }
 
-/// Waits for `xid` to end (`XactLockTableWait`); raises on cancel or deadlock.
+/// Waits for `xid` to end (`XactLockTableWait`); raises on cancel or
+/// deadlock, with heap's "while updating tuple ..." context (the callback
+/// raises it whole: see `error_catch`).
 pub fn wait_for(
     xid: u32,
     rel: Rel,
     tid: pg_sys::ItemPointerData,
     oper: pg_sys::XLTW_Oper::Type,
 ) {
-    let mut t = tid;
-    // SAFETY: heavyweight wait on the transaction's lock.
-    unsafe { pg_sys::XactLockTableWait(pg_sys::TransactionId::from(xid), rel.raw(), &mut t, oper) }
+    super::error_catch::xact_lock_table_wait(pg_sys::TransactionId::from(xid), rel, tid, oper)
 }
 
 /// The heavyweight lock heap takes on a tuple to queue lockers of `mode`

@@ -212,10 +212,11 @@ pub(super) fn acquire(
     update: bool,
 ) -> Outcome {
     multixact::set_oldest_member();
-    let oper = if update {
-        pg_sys::XLTW_Oper::XLTW_Update
-    } else {
-        pg_sys::XLTW_Oper::XLTW_Lock
+    // what a lock wait's error context says ("while deleting tuple ...")
+    let oper = match (update, what) {
+        (true, "delete") => pg_sys::XLTW_Oper::XLTW_Delete,
+        (true, _) => pg_sys::XLTW_Oper::XLTW_Update,
+        (false, _) => pg_sys::XLTW_Oper::XLTW_Lock,
     };
     let mut tuplock: Option<Mode> = None;
     let fail = |tuplock: Option<Mode>, r| {

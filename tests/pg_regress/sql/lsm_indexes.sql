@@ -70,4 +70,48 @@ RESET max_parallel_maintenance_workers;
 RESET min_parallel_table_scan_size;
 RESET maintenance_work_mem;
 DROP TABLE px;
+
+-- An error raised while an index expression or predicate is evaluated
+-- keeps its CONTEXT lines, as on heap: the PL/pgSQL function and line
+-- (pg::error_catch raises it again whole where the callback returns)
+\set VERBOSITY default
+CREATE FUNCTION ix_check(int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+BEGIN
+  IF $1 = 7 AND current_setting('strata_test.fail', true) = 'on' THEN
+    RAISE EXCEPTION 'no index entry for %', $1 USING HINT = 'drop row 7';
+  END IF;
+  RETURN $1;
+END $$;
+CREATE TABLE ex (a int) USING lsm;
+INSERT INTO ex SELECT g FROM generate_series(1, 10) g;
+CREATE INDEX ex_expr ON ex (ix_check(a));
+SET strata_test.fail = on;
+CREATE INDEX ex_expr2 ON ex (ix_check(a));
+CREATE INDEX ex_part ON ex (a) WHERE ix_check(a) > 0;
+VACUUM ex;
+SELECT component, row_versions FROM strata.lsm_info('ex') WHERE component LIKE 'run%';
+CREATE INDEX ex_expr2 ON ex (ix_check(a));
+REINDEX INDEX ex_expr;
+VACUUM FULL ex;
+CREATE INDEX ex_part ON ex (a) WHERE a <> 7 AND ix_check(a) > 0;
+DO $$
+DECLARE ctx text;
+BEGIN
+  CREATE INDEX ex_expr3 ON ex (ix_check(a));
+EXCEPTION WHEN raise_exception THEN
+  GET STACKED DIAGNOSTICS ctx = PG_EXCEPTION_CONTEXT;
+  RAISE NOTICE 'caught: %', ctx;
+END $$;
+BEGIN;
+SAVEPOINT s;
+CREATE INDEX ex_expr3 ON ex (ix_check(a));
+ROLLBACK TO s;
+CREATE INDEX ex_expr3 ON ex (ix_check(a)) WHERE a < 5;
+COMMIT;
+RESET strata_test.fail;
+SELECT indexrelid::regclass FROM pg_index WHERE indrelid = 'ex'::regclass ORDER BY 1;
+SELECT count(*) FROM ex WHERE ix_check(a) = 7;
+DROP TABLE ex;
+DROP FUNCTION ix_check(int);
+\set VERBOSITY sqlstate
 DROP EXTENSION amcheck;
