@@ -13,7 +13,11 @@
 //! for each without queueing (so it never waits behind other sessions, nor
 //! makes them queue behind it) — a few seconds for EXCLUSIVE, half a second
 //! for ACCESS EXCLUSIVE — and skips that part if it cannot get it; each lock
-//! is released as soon as its step is done.
+//! is released as soon as its step is done. `VACUUM (TRUNCATE false)` and
+//! the `vacuum_truncate` setting turn the packing and truncation off, as they
+//! turn off heap's (whose ACCESS EXCLUSIVE a standby replays, cancelling its
+//! queries). `PARALLEL` is accepted and runs the index passes in the
+//! backend; for a temporary table it warns as heap does.
 //! The index passes run after that;
 //! until they do, index entries of dropped rowids are merely dangling —
 //! rowids are never reused, so they can only miss, never mislead.
@@ -190,6 +194,22 @@ pub unsafe fn vacuum(
         pg_sys::DEBUG2
     } as i32;
     let name = crate::pg::rel::relname(rel);
+    // SAFETY: valid params from VACUUM (vacuum_rel resolved TRUNCATE and
+    // INDEX_CLEANUP from the options, reloptions and settings).
+    let (truncate, index_cleanup, nworkers) =
+        unsafe { ((*params).truncate, (*params).index_cleanup, (*params).nworkers) };
+    if nworkers > 0
+        && index_cleanup != pg_sys::VacOptValue::VACOPTVALUE_DISABLED
+        && crate::pg::rel::uses_local_buffers(rel)
+        && crate::pg::rel::index_oids(rel).len() > 1
+    {
+        // heap's words (parallel workers cannot read a temporary table)
+        ereport!(
+            PgLogLevel::WARNING,
+            PgSqlErrorCode::ERRCODE_WARNING,
+            format!("disabling parallel option of vacuum on \"{name}\" --- cannot vacuum temporary tables in parallel")
+        );
+    }
     // SAFETY: VACUUM's parameters, passed on by our caller.
     let cutoffs = unsafe { pgvac::cutoffs(rel, params) };
     // a bulk load that aborted or crashed left its open run: its rows are
@@ -270,7 +290,8 @@ pub unsafe fn vacuum(
         );
     }
     // Packing moves pages under readers' feet: only when nobody reads.
-    let (moved, cut) = if try_lock(rel, pg_sys::AccessExclusiveLock, SHRINK_LOCK_RETRIES) {
+    let may_truncate = truncate != pg_sys::VacOptValue::VACOPTVALUE_DISABLED;
+    let (moved, cut) = if may_truncate && try_lock(rel, pg_sys::AccessExclusiveLock, SHRINK_LOCK_RETRIES) {
         let quiet = fl.l0_pages == 0 && co.merges.is_empty();
         let s = shrink::shrink(rel, quiet);
         unlock(pg_sys::AccessExclusiveLock);

@@ -187,6 +187,12 @@ pub fn has_index_of_am(rel: Rel, am: pg_sys::Oid) -> bool {
     })
 }
 
+/// `RelationUsesLocalBuffers`: a temporary table (its pages live in the
+/// backend's own buffers; parallel workers cannot read them).
+pub fn uses_local_buffers(rel: Rel) -> bool {
+    rel.form().relpersistence == pg_sys::RELPERSISTENCE_TEMP as std::ffi::c_char
+}
+
 /// The OIDs of the relation's indexes (`RelationGetIndexList`).
 pub fn index_oids(rel: Rel) -> Vec<pg_sys::Oid> {
     // SAFETY: open relation; RelationGetIndexList returns a copy we free.

@@ -78,6 +78,34 @@ SELECT pg_stat_force_next_flush();
 SELECT pg_stat_clear_snapshot();
 SELECT n_dead_tup, n_live_tup, vacuum_count > 0 AS vacuumed, last_vacuum IS NOT NULL AS has_last
 FROM pg_stat_user_tables WHERE relname = 'v';
+-- VACUUM (TRUNCATE false) and the vacuum_truncate reloption keep the file
+-- as it is, as on heap (no ACCESS EXCLUSIVE, which a standby would replay);
+-- by default VACUUM gives the freed pages back
+CREATE TABLE vt (id int PRIMARY KEY, pad text) USING lsm WITH (autovacuum_enabled = off);
+INSERT INTO vt SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g;
+VACUUM vt;
+SELECT pg_relation_size('vt') AS loaded \gset
+DELETE FROM vt WHERE id > 2000;
+VACUUM (TRUNCATE false) vt;
+SELECT pg_relation_size('vt') >= :loaded AS kept;
+ALTER TABLE vt SET (vacuum_truncate = false);
+VACUUM vt;
+SELECT pg_relation_size('vt') >= :loaded AS kept_by_reloption;
+ALTER TABLE vt RESET (vacuum_truncate);
+VACUUM vt;
+SELECT pg_relation_size('vt') < :loaded / 4 AS truncated;
+SELECT count(*), sum(id) FROM vt;
+SELECT count(*) AS problems FROM strata.lsm_verify('vt');
+DROP TABLE vt;
+-- PARALLEL on a temporary table with two indexes: heap's warning
+CREATE TEMP TABLE vtemp (a int PRIMARY KEY, b int) USING lsm;
+CREATE INDEX ON vtemp (b);
+INSERT INTO vtemp SELECT g, g FROM generate_series(1, 100) g;
+VACUUM (PARALLEL 1) vtemp;
+VACUUM (PARALLEL 1, INDEX_CLEANUP off) vtemp;
+VACUUM (PARALLEL 0) vtemp;
+SELECT count(*) FROM vtemp WHERE b > 50;
+DROP TABLE vtemp;
 DROP TABLE v, v_empty;
 DROP FUNCTION leaf_tuples(regclass);
 DROP EXTENSION amcheck;
