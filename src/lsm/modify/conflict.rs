@@ -195,8 +195,41 @@ impl Strength<'_> {
     }
 }
 
+/// What a request does to a row version.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Op {
+    Update,
+    Delete,
+    Lock,
+}
+
+impl Op {
+    /// The verb errors name it by.
+    fn name(self) -> &'static str {
+        match self {
+            Op::Update => "update",
+            Op::Delete => "delete",
+            Op::Lock => "lock",
+        }
+    }
+
+    /// Whether it modifies the row (sets an updater's xmax), not only locks it.
+    fn modifies(self) -> bool {
+        self != Op::Lock
+    }
+
+    /// What a lock wait's error context says ("while deleting tuple ...").
+    fn wait_oper(self) -> pg_sys::XLTW_Oper::Type {
+        match self {
+            Op::Update => pg_sys::XLTW_Oper::XLTW_Update,
+            Op::Delete => pg_sys::XLTW_Oper::XLTW_Delete,
+            Op::Lock => pg_sys::XLTW_Oper::XLTW_Lock,
+        }
+    }
+}
+
 /// Locks the page of `tid` exclusively and checks that this transaction may
-/// modify (`update`) or lock the row version with `strength`, waiting
+/// modify (`op` an update or delete) or lock the row version with `strength`, waiting
 /// on conflicting transactions per `wait` like heap: first the tuple's
 /// heavyweight lock (queue order), then each conflicting transaction.
 #[allow(clippy::too_many_arguments)]
@@ -207,17 +240,11 @@ pub(super) fn acquire(
     crosscheck: Snap,
     wait: Wait,
     mut tmfd: Option<&mut pg_sys::TM_FailureData>,
-    what: &str,
+    op: Op,
     strength: &mut Strength<'_>,
-    update: bool,
 ) -> Outcome {
     multixact::set_oldest_member();
-    // what a lock wait's error context says ("while deleting tuple ...")
-    let oper = match (update, what) {
-        (true, "delete") => pg_sys::XLTW_Oper::XLTW_Delete,
-        (true, _) => pg_sys::XLTW_Oper::XLTW_Update,
-        (false, _) => pg_sys::XLTW_Oper::XLTW_Lock,
-    };
+    let (what, update, oper) = (op.name(), op.modifies(), op.wait_oper());
     let mut tuplock: Option<Mode> = None;
     let fail = |tuplock: Option<Mode>, r| {
         release_tuplock(rel, tid, tuplock);

@@ -98,9 +98,8 @@ pub fn lock(
             Snap::none(),
             policy,
             tmfd.as_deref_mut(),
-            "lock",
+            Op::Lock,
             &mut Strength::Known(mode),
-            false,
         ) {
             Outcome::Ok(mut acq) => {
                 // stamped below, maybe after an unlock: its own header first

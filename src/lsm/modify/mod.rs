@@ -60,9 +60,8 @@ pub fn delete(
         crosscheck,
         policy,
         tmfd,
-        "delete",
+        Op::Delete,
         &mut Strength::Known(Mode::Exclusive),
-        true,
     ) {
         Outcome::Ok(a) => a,
         Outcome::Failed(r) => return r,
@@ -156,9 +155,8 @@ pub fn update(
             crosscheck,
             policy,
             tmfd.as_deref_mut(),
-            "update",
+            Op::Update,
             &mut strength,
-            true,
         );
         let Strength::Known(mode) = strength else {
             unreachable!("acquire resolves the strength on the old version")
